@@ -1,0 +1,118 @@
+"""The hub application: API under /api/v1, console pages, health and metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from govshare import __version__
+from govshare.config import Settings
+from govshare.db import make_engine, make_session_factory
+from govshare.deps import Public
+from govshare.errors import GovshareError
+
+HERE = Path(__file__).parent
+log = structlog.get_logger()
+
+
+def make_templates() -> Jinja2Templates:
+    from govshare.web import filters
+
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    filters.install(templates.env)
+    return templates
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts = [p for p in loc if p not in ("body", "query", "path", "form")]
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or ".".join(map(str, loc))
+
+
+def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [{"field": _field_path(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    def render(request: Request, status: int, code: str, message: str, details: list[dict[str, Any]]) -> Response:
+        if _is_api(request):
+            return JSONResponse(
+                {"error": {"code": code, "message": message, "details": details}}, status_code=status
+            )
+        if status == 401:
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+        return app.state.templates.TemplateResponse(
+            request, "error.html",
+            {"status": status, "code": code, "message": message, "details": details},
+            status_code=status,
+        )
+
+    @app.exception_handler(GovshareError)
+    async def _domain(request: Request, exc: GovshareError) -> Response:
+        return render(request, exc.status, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        return render(request, 422, "invalid_input", "请求参数不正确 (invalid request)", _validation_details(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        message = {404: "页面或接口不存在 (not found)", 405: "不支持的请求方法 (method not allowed)"}.get(
+            exc.status_code, str(exc.detail)
+        )
+        return render(request, exc.status_code, "http_error", message, [])
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the hub. The database must already be migrated (``govshare db upgrade``)."""
+    app = FastAPI(
+        title="govshare 政务数据共享交换平台",
+        version=__version__,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    engine = make_engine(settings)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = make_session_factory(engine, settings)
+    app.state.templates = make_templates()
+    install_error_handlers(app)
+
+    from govshare.catalog import api as catalog_api
+    from govshare.catalog import pages as catalog_pages
+    from govshare.security import api as security_api
+    from govshare.security import pages as security_pages
+    from govshare.web import pages as web_pages
+
+    app.include_router(security_api.router, prefix="/api/v1")
+    app.include_router(catalog_api.router, prefix="/api/v1")
+    app.include_router(web_pages.router)
+    app.include_router(security_pages.router)
+    app.include_router(catalog_pages.router)
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    @app.get("/healthz", tags=["ops"], summary="健康检查")
+    def healthz(_caller: Public) -> dict[str, str]:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok", "version": __version__}
+
+    return app

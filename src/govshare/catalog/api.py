@@ -1,0 +1,333 @@
+"""Catalog API: search, compile, lifecycle, versions, import/export, demands, systems."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, File, Query, Response, UploadFile, status
+from sqlalchemy.orm import Session
+
+from govshare.catalog import search, service, spreadsheet
+from govshare.catalog.codes import ResourceKind, ResourceStatus, SharingType
+from govshare.catalog.errors import NotYourDepartment
+from govshare.catalog.schemas import (
+    ChangeIn,
+    ClassificationIn,
+    ClassificationPublic,
+    CodeEntryIn,
+    CodeEntryPublic,
+    DemandIn,
+    DemandPublic,
+    DemandResponseIn,
+    DemandResponsePublic,
+    ResourceIn,
+    ResourcePage,
+    ResourcePublic,
+    ResourceSummary,
+    SystemIn,
+    SystemPublic,
+    TransitionIn,
+    TransitionPublic,
+    VersionDiff,
+    VersionPublic,
+)
+from govshare.catalog.views import facet_values, resource_public, resource_summary
+from govshare.deps import (
+    Authenticated,
+    CatalogAdmin,
+    CatalogPublisher,
+    CatalogReader,
+    CatalogReviewer,
+    CatalogWriter,
+    DemandWriter,
+    SessionDep,
+    SystemWriter,
+)
+from govshare.errors import InvalidInput
+from govshare.security import audit
+from govshare.security.service import Principal
+
+router = APIRouter(prefix="/catalog", tags=["catalog"])
+
+
+def search_query(
+    q: str = Query(default="", max_length=200, description="中文检索词"),
+    department_id: int | None = None,
+    classification: str | None = Query(default=None, max_length=20),
+    kind: ResourceKind | None = None,
+    sharing_type: SharingType | None = None,
+    format: str | None = None,
+    update_cycle: str | None = None,
+    is_open: bool | None = None,
+    status_: ResourceStatus | None = Query(default=None, alias="status"),
+    scope: Literal["catalog", "mine", "all"] = "catalog",
+    sort: Literal["relevance", "updated", "name"] = "relevance",
+    cursor: str | None = Query(default=None, max_length=500),
+    limit: int = Query(default=20, ge=1, le=200),
+) -> search.SearchQuery:
+    return search.SearchQuery(
+        q=q, department_id=department_id, classification=classification, kind=kind,
+        sharing_type=sharing_type, format=format, update_cycle=update_cycle, is_open=is_open,
+        status=status_, scope=scope, sort=sort, cursor=cursor, limit=limit,
+    )
+
+
+SearchDep = Annotated[search.SearchQuery, Depends(search_query)]
+
+
+def _for(caller: Principal, sq: search.SearchQuery) -> search.SearchQuery:
+    sq.viewer_department_id = caller.department_id
+    sq.viewer_is_admin = caller.is_admin
+    return sq
+
+
+def run_search(db: Session, caller: Principal, sq: search.SearchQuery) -> ResourcePage:
+    result = search.search(db, _for(caller, sq))
+    return ResourcePage(
+        items=[resource_summary(r) for r in result.rows],
+        total=result.total,
+        next_cursor=result.next_cursor,
+        facets=facet_values(db, result.facets, service.CodeTables(db)),
+    )
+
+
+@router.get("/resources", summary="检索目录 (中文全文检索、分面、键集分页)")
+def search_resources(db: SessionDep, caller: CatalogReader, sq: SearchDep) -> ResourcePage:
+    return run_search(db, caller, sq)
+
+
+@router.get("/resources/export", summary="导出检索结果 (XLSX/CSV)")
+def export_resources(
+    db: SessionDep, caller: CatalogReader, sq: SearchDep, fmt: Literal["xlsx", "csv"] = Query("xlsx", alias="format")
+) -> Response:
+    sq = _for(caller, sq)
+    sq.limit, sq.with_facets, rows = 200, False, []
+    while len(rows) < 50_000:
+        result = search.search(db, sq)
+        rows.extend(result.rows)
+        if not result.next_cursor:
+            break
+        sq.cursor = result.next_cursor
+    codes = service.CodeTables(db)
+    audit.record(
+        db, caller.actor, "catalog.export", object_type="resource",
+        after={"q": sq.q, "entries": len(rows), "format": fmt},
+    )
+    if fmt == "csv":
+        return Response(spreadsheet.export_csv(rows, codes), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="catalog.csv"'})
+    return Response(
+        spreadsheet.export_xlsx(rows, codes),
+        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        headers={"Content-Disposition": 'attachment; filename="catalog.xlsx"'},
+    )
+
+
+@router.get("/import/template", summary="下载导入模板")
+def import_template(_c: CatalogReader, fmt: Literal["xlsx", "csv"] = Query("xlsx", alias="format")) -> Response:
+    if fmt == "csv":
+        return Response(spreadsheet.template_csv(), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="catalog-template.csv"'})
+    return Response(
+        spreadsheet.template_xlsx(),
+        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        headers={"Content-Disposition": 'attachment; filename="catalog-template.xlsx"'},
+    )
+
+
+@router.post("/import", status_code=status.HTTP_201_CREATED, summary="批量导入目录 (全部成功或全部不导入)")
+async def import_resources(
+    db: SessionDep, caller: CatalogWriter, file: Annotated[UploadFile, File(description="XLSX 或 CSV")],
+    provider_department_id: int | None = None,
+) -> list[ResourceSummary]:
+    content = await file.read()
+    created = spreadsheet.import_resources(
+        db, caller, file.filename or "upload", content, provider_department_id=provider_department_id
+    )
+    return [resource_summary(r) for r in created]
+
+
+@router.post("/resources", status_code=status.HTTP_201_CREATED, summary="编制目录 (草稿)")
+def add_resource(body: ResourceIn, db: SessionDep, caller: CatalogWriter) -> ResourcePublic:
+    resource = service.add_resource(db, caller, body)
+    return resource_public(resource, service.snapshot(resource), as_published=False)
+
+
+@router.get("/resources/by-code/{code:path}", summary="按资源代码查看目录")
+def get_resource_by_code(code: str, db: SessionDep, caller: CatalogReader) -> ResourcePublic:
+    resource = service.get_resource_by_code(db, code)
+    return get_resource(resource.id, db, caller)
+
+
+@router.get("/resources/{resource_id}", summary="查看目录")
+def get_resource(resource_id: int, db: SessionDep, caller: CatalogReader) -> ResourcePublic:
+    resource, snap = service.visible_resource(db, caller, resource_id)
+    return resource_public(resource, snap, as_published=not service.can_see_working_copy(caller, resource))
+
+
+@router.put("/resources/{resource_id}", summary="修改或变更目录")
+def update_resource(resource_id: int, body: ChangeIn, db: SessionDep, caller: CatalogWriter) -> ResourcePublic:
+    resource = service.update_resource(db, caller, resource_id, body)
+    return resource_public(resource, service.snapshot(resource), as_published=False)
+
+
+@router.delete("/resources/{resource_id}", status_code=status.HTTP_204_NO_CONTENT, summary="删除草稿")
+def delete_resource(resource_id: int, db: SessionDep, caller: CatalogWriter) -> None:
+    service.delete_resource(db, caller, resource_id)
+
+
+@router.post(
+    "/resources/{resource_id}/transitions/{step}",
+    summary="目录流转: submit/approve/return/reject/request_publication/publish/reject_publication/withdraw",
+)
+def transition(
+    resource_id: int, step: str, body: TransitionIn, db: SessionDep, caller: Authenticated
+) -> ResourcePublic:
+    # Each step names its own permission; the service checks it with the department.
+    resource = service.transition(db, caller, resource_id, step, body.reason)
+    return resource_public(resource, service.snapshot(resource), as_published=False)
+
+
+def _own(db: Session, caller: Principal, resource_id: int) -> service.Resource:
+    resource = service.get_resource(db, resource_id)
+    if not service.can_see_working_copy(caller, resource):
+        raise NotYourDepartment("只能查看本部门目录的版本与流转记录")
+    return resource
+
+
+@router.get("/resources/{resource_id}/versions", summary="版本列表")
+def list_versions(resource_id: int, db: SessionDep, caller: CatalogReader) -> list[VersionPublic]:
+    resource = _own(db, caller, resource_id)
+    return [VersionPublic.model_validate(v) for v in service.list_versions(db, resource)]
+
+
+@router.get("/resources/{resource_id}/versions/{version}", summary="某一版本的内容")
+def get_version(resource_id: int, version: int, db: SessionDep, caller: CatalogReader) -> ResourcePublic:
+    resource = _own(db, caller, resource_id)
+    snap = service.get_version(db, resource, version).snapshot
+    public = resource_public(resource, snap, as_published=False)
+    return public.model_copy(update={"version": version})
+
+
+@router.get("/resources/{resource_id}/diff", summary="两个版本的字段级差异")
+def diff_versions(
+    resource_id: int, db: SessionDep, caller: CatalogReader,
+    from_version: int = Query(alias="from", ge=1), to_version: int = Query(alias="to", ge=1),
+) -> VersionDiff:
+    resource = _own(db, caller, resource_id)
+    return service.diff_versions(db, resource, from_version, to_version)
+
+
+@router.get("/resources/{resource_id}/history", summary="流转记录")
+def history(resource_id: int, db: SessionDep, caller: CatalogReader) -> list[TransitionPublic]:
+    resource = _own(db, caller, resource_id)
+    return [TransitionPublic.model_validate(t) for t in service.list_transitions(db, resource)]
+
+
+@router.get("/review/registration", summary="注册审核队列 (本部门)")
+def registration_queue(db: SessionDep, caller: CatalogReviewer) -> list[ResourceSummary]:
+    rows = service.review_queue(db, caller, ResourceStatus.PENDING_REGISTRATION)
+    return [resource_summary(r) for r in rows]
+
+
+@router.get("/review/publication", summary="发布审核队列 (平台)")
+def publication_queue(db: SessionDep, caller: CatalogPublisher) -> list[ResourceSummary]:
+    rows = service.review_queue(db, caller, ResourceStatus.PENDING_PUBLICATION)
+    return [resource_summary(r) for r in rows]
+
+
+@router.get("/classifications", summary="信息资源分类树")
+def list_classifications(db: SessionDep, _c: CatalogReader) -> list[ClassificationPublic]:
+    return [ClassificationPublic.model_validate(c) for c in service.list_classifications(db)]
+
+
+@router.post("/classifications", status_code=status.HTTP_201_CREATED, summary="新增分类节点")
+def add_classification(body: ClassificationIn, db: SessionDep, caller: CatalogAdmin) -> ClassificationPublic:
+    return ClassificationPublic.model_validate(service.add_classification(db, caller, code=body.code, name=body.name))
+
+
+@router.get("/code-tables", summary="代码表")
+def list_code_tables(db: SessionDep, _c: CatalogReader) -> dict[str, list[CodeEntryPublic]]:
+    return {
+        name: [CodeEntryPublic.model_validate(e) for e in entries]
+        for name, entries in service.list_code_tables(db).items()
+    }
+
+
+@router.put("/code-tables/{table}/{code}", summary="新增或修改代码表的值")
+def put_code_entry(table: str, code: str, body: CodeEntryIn, db: SessionDep, caller: CatalogAdmin) -> CodeEntryPublic:
+    if body.code != code:
+        raise InvalidInput("路径中的代码与请求体不一致", details=[{"field": "code", "message": "mismatch"}])
+    entry = service.put_code_entry(db, caller, table=table, code=code, label=body.label, sort_order=body.sort_order)
+    return CodeEntryPublic.model_validate(entry)
+
+
+# -- demand catalog --------------------------------------------------------------------
+
+
+def demand_public(d: service.Demand) -> DemandPublic:
+    return DemandPublic(
+        id=d.id, department_id=d.department_id, department_name=d.department.name, title=d.title,
+        description=d.description, wanted_items=d.wanted_items, purpose=d.purpose, status=d.status,
+        created_by=d.created_by, created_at=d.created_at,
+        responses=[
+            DemandResponsePublic(
+                id=r.id, resource_code=r.resource.code, resource_name=r.resource.name,
+                department_name=r.department.name, note=r.note, created_by=r.created_by, created_at=r.created_at,
+            )
+            for r in d.responses
+        ],
+    )
+
+
+@router.get("/demands", summary="需求目录")
+def list_demands(db: SessionDep, _c: CatalogReader, status_: str | None = Query(None, alias="status")) -> list[DemandPublic]:
+    return [demand_public(d) for d in service.list_demands(db, status_)]
+
+
+@router.post("/demands", status_code=status.HTTP_201_CREATED, summary="发布数据需求")
+def add_demand(body: DemandIn, db: SessionDep, caller: DemandWriter) -> DemandPublic:
+    return demand_public(service.add_demand(db, caller, body))
+
+
+@router.get("/demands/{demand_id}", summary="查看需求")
+def get_demand(demand_id: int, db: SessionDep, _c: CatalogReader) -> DemandPublic:
+    return demand_public(service.get_demand(db, demand_id))
+
+
+@router.post("/demands/{demand_id}/responses", status_code=status.HTTP_201_CREATED, summary="以本部门资源响应需求")
+def respond_to_demand(demand_id: int, body: DemandResponseIn, db: SessionDep, caller: CatalogWriter) -> DemandPublic:
+    service.respond_to_demand(db, caller, demand_id, body)
+    return demand_public(service.get_demand(db, demand_id))
+
+
+@router.post("/demands/{demand_id}/close", summary="关闭需求")
+def close_demand(demand_id: int, db: SessionDep, caller: DemandWriter) -> DemandPublic:
+    return demand_public(service.close_demand(db, caller, demand_id))
+
+
+# -- information systems ------------------------------------------------------------------
+
+
+def system_public(s: service.InformationSystem, count: int) -> SystemPublic:
+    return SystemPublic(
+        **SystemIn.model_validate(s, from_attributes=True).model_dump(), id=s.id,
+        department_id=s.department_id, department_name=s.department.name, resource_count=count,
+    )
+
+
+@router.get("/systems", summary="信息系统清单")
+def list_systems(db: SessionDep, _c: CatalogReader, department_id: int | None = None) -> list[SystemPublic]:
+    return [system_public(s, n) for s, n in service.list_systems(db, department_id)]
+
+
+@router.post("/systems", status_code=status.HTTP_201_CREATED, summary="登记信息系统")
+def add_system(body: SystemIn, db: SessionDep, caller: SystemWriter) -> SystemPublic:
+    return system_public(service.add_system(db, caller, body), 0)
+
+
+@router.put("/systems/{system_id}", summary="修改信息系统")
+def update_system(system_id: int, body: SystemIn, db: SessionDep, caller: SystemWriter) -> SystemPublic:
+    system = service.update_system(db, caller, system_id, body)
+    counts = dict((s.id, n) for s, n in service.list_systems(db, system.department_id))
+    return system_public(system, counts.get(system.id, 0))

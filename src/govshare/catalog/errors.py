@@ -1,0 +1,39 @@
+"""Errors of the catalog."""
+
+from govshare.errors import Conflict, Forbidden, InvalidInput, NotFound
+
+
+class ResourceNotFound(NotFound):
+    code = "resource_not_found"
+
+
+class ClassificationNotFound(NotFound):
+    code = "classification_not_found"
+
+
+class InvalidResource(InvalidInput):
+    code = "invalid_resource"
+
+
+class TransitionNotAllowed(Conflict):
+    """The step does not apply in the resource's current state."""
+
+    code = "transition_not_allowed"
+
+
+class NotYourDepartment(Forbidden):
+    code = "not_your_department"
+
+
+class ImportRejected(InvalidInput):
+    """A spreadsheet with any bad row; ``details`` lists every one, nothing is stored."""
+
+    code = "import_rejected"
+
+
+class DemandNotFound(NotFound):
+    code = "demand_not_found"
+
+
+class SystemNotFound(NotFound):
+    code = "information_system_not_found"

@@ -1,0 +1,218 @@
+"""Tables of the catalog: classification, code tables, resources with their items,
+versions and transitions, the demand catalog and the information-system inventory."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from govshare.catalog.codes import ResourceKind, ResourceStatus, SharingType
+from govshare.db import Base, utcnow
+from govshare.security.models import Department, JSONType
+
+
+class CodeEntry(Base):
+    """One value of a code table (代码表): formats, update cycles, GB/T 2261.1 …"""
+
+    __tablename__ = "code_entry"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    table_name: Mapped[str] = mapped_column(String(40))
+    code: Mapped[str] = mapped_column(String(40))
+    label: Mapped[str] = mapped_column(String(100))
+    sort_order: Mapped[int] = mapped_column(Integer, default=0)
+    active: Mapped[bool] = mapped_column(default=True)
+
+    __table_args__ = (UniqueConstraint("table_name", "code", name="uq_code_entry_table_code"),)
+
+
+class Classification(Base):
+    """A node of the classification tree: 类 (1 digit) / 项 (2) / 目 (3) / 细目 (any)."""
+
+    __tablename__ = "classification"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(20), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    level: Mapped[int] = mapped_column(Integer)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("classification.id"), index=True)
+
+    parent: Mapped[Classification | None] = relationship(remote_side=[id])
+
+    __table_args__ = (CheckConstraint("level between 1 and 4", name="level_range"),)
+
+
+class InformationSystem(Base):
+    """政务信息系统: the inventory entry of a system that produces resources."""
+
+    __tablename__ = "information_system"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    department_id: Mapped[int] = mapped_column(ForeignKey("department.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    function: Mapped[str] = mapped_column(Text, default="")
+    scope: Mapped[str] = mapped_column(String(200), default="")
+    usage_frequency: Mapped[str] = mapped_column(String(20))
+    approval: Mapped[str] = mapped_column(String(200), default="")
+    funding: Mapped[str] = mapped_column(String(200), default="")
+    network: Mapped[str] = mapped_column(String(20))
+    in_use: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    department: Mapped[Department] = relationship(lazy="joined")
+
+    __table_args__ = (UniqueConstraint("department_id", "name", name="uq_information_system_dept_name"),)
+
+
+class Resource(Base):
+    """政务信息资源目录 entry: the working copy; published content lives in versions."""
+
+    __tablename__ = "resource"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    sequence: Mapped[int] = mapped_column(Integer)
+    classification_id: Mapped[int] = mapped_column(ForeignKey("classification.id"))
+    kind: Mapped[ResourceKind] = mapped_column(String(12))
+    name: Mapped[str] = mapped_column(String(200))
+    provider_department_id: Mapped[int] = mapped_column(ForeignKey("department.id"))
+    abstract: Mapped[str] = mapped_column(Text)
+    format: Mapped[str] = mapped_column(String(20))
+    format_detail: Mapped[str] = mapped_column(String(100), default="")
+    sharing_type: Mapped[SharingType] = mapped_column(String(1))
+    sharing_conditions: Mapped[str] = mapped_column(Text, default="")
+    not_shared_basis: Mapped[str] = mapped_column(Text, default="")
+    sharing_modes: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    is_open: Mapped[bool] = mapped_column(Boolean, default=False)
+    open_conditions: Mapped[str] = mapped_column(Text, default="")
+    update_cycle: Mapped[str] = mapped_column(String(20))
+    publish_date: Mapped[date | None] = mapped_column(Date)
+    related_codes: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    source_system_id: Mapped[int | None] = mapped_column(ForeignKey("information_system.id"))
+    secrecy: Mapped[str] = mapped_column(String(20), default="public")
+    extensions: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    status: Mapped[ResourceStatus] = mapped_column(String(24), default=ResourceStatus.DRAFT)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    published_version: Mapped[int | None] = mapped_column(Integer)
+    # Denormalised for the search filter: published and not withdrawn (共享目录可见).
+    listed: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    classification: Mapped[Classification] = relationship(lazy="joined")
+    provider: Mapped[Department] = relationship(lazy="joined")
+    source_system: Mapped[InformationSystem | None] = relationship()
+    items: Mapped[list[InformationItem]] = relationship(
+        order_by="InformationItem.position", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    __table_args__ = (
+        UniqueConstraint("classification_id", "sequence", name="uq_resource_class_sequence"),
+        Index("ix_resource_provider_status", "provider_department_id", "status"),
+        Index("ix_resource_status_updated", "status", "updated_at"),
+        Index("ix_resource_listed_updated", "listed", "updated_at"),
+    )
+
+
+class InformationItem(Base):
+    """信息项: one field of a resource."""
+
+    __tablename__ = "information_item"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    resource_id: Mapped[int] = mapped_column(ForeignKey("resource.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(100))
+    code: Mapped[str] = mapped_column(String(60))
+    data_type: Mapped[str] = mapped_column(String(2))
+    length: Mapped[int | None] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(Text, default="")
+    code_table: Mapped[str | None] = mapped_column(String(40))
+    is_key: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (UniqueConstraint("resource_id", "code", name="uq_information_item_resource_code"),)
+
+
+class ResourceVersion(Base):
+    """An immutable snapshot of a resource's content; one per saved revision."""
+
+    __tablename__ = "resource_version"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    resource_id: Mapped[int] = mapped_column(ForeignKey("resource.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_by: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (UniqueConstraint("resource_id", "version", name="uq_resource_version_resource_version"),)
+
+
+class ResourceTransition(Base):
+    """One step of the lifecycle, with who took it and why (审核意见)."""
+
+    __tablename__ = "resource_transition"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    resource_id: Mapped[int] = mapped_column(ForeignKey("resource.id", ondelete="CASCADE"), index=True)
+    action: Mapped[str] = mapped_column(String(30))
+    from_status: Mapped[str] = mapped_column(String(24))
+    to_status: Mapped[str] = mapped_column(String(24))
+    version: Mapped[int] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(50))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Demand(Base):
+    """需求目录 entry: data a department needs and does not have."""
+
+    __tablename__ = "demand"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    department_id: Mapped[int] = mapped_column(ForeignKey("department.id"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text)
+    wanted_items: Mapped[str] = mapped_column(Text, default="")
+    purpose: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(12), default="open")
+    created_by: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    department: Mapped[Department] = relationship(lazy="joined")
+    responses: Mapped[list[DemandResponse]] = relationship(
+        order_by="DemandResponse.id", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class DemandResponse(Base):
+    """A department's answer to a demand, pointing at a resource that serves it."""
+
+    __tablename__ = "demand_response"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    demand_id: Mapped[int] = mapped_column(ForeignKey("demand.id", ondelete="CASCADE"), index=True)
+    resource_id: Mapped[int] = mapped_column(ForeignKey("resource.id"))
+    department_id: Mapped[int] = mapped_column(ForeignKey("department.id"))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    resource: Mapped[Resource] = relationship(lazy="joined")
+    department: Mapped[Department] = relationship(lazy="joined")

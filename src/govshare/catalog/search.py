@@ -1,0 +1,359 @@
+"""Chinese full-text search of the catalog, the same on SQLite and PostgreSQL.
+
+Text is segmented with jieba on the way in and on the way out, so both databases only
+see space-separated words: SQLite indexes them with FTS5, PostgreSQL with a GIN index
+over a ``tsvector`` built from the word list. Facets are counted in one statement over
+the matched set; pagination is keyset (a cursor of the last row's sort key and id).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    column,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    union_all,
+)
+from sqlalchemy.orm import Session
+
+from govshare.catalog.codes import ResourceKind, ResourceStatus, SharingType
+from govshare.catalog.models import Classification, Resource
+from govshare.errors import InvalidInput
+from govshare.security.models import Department
+
+# Domain words jieba's dictionary lacks; without them 公民身份号码 splits into three.
+DOMAIN_WORDS = [
+    "公民身份号码", "统一社会信用代码", "社会保障", "社保", "医保", "公积金", "不动产", "出生医学证明",
+    "死亡医学证明", "营业执照", "纳税人识别号", "法定代表人", "行政区划", "户籍", "居住证", "婚姻登记",
+    "残疾人证", "低保", "特困", "养老保险", "失业保险", "工伤保险", "生育保险", "参保", "停保",
+    "电子证照", "市场监管", "卫健", "人社", "民政", "税务", "公安", "住建", "自然资源", "规划",
+]
+STOPWORDS = frozenset("的 与 和 及 或 等 之 了 在 是 对 为 以 其 中 并 有 于 、".split())
+_TOKEN = re.compile(r"\w", re.UNICODE)
+_jieba_lock = threading.Lock()
+
+
+@cache
+def _jieba() -> Any:
+    import logging
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    with _jieba_lock:
+        for word in DOMAIN_WORDS:
+            jieba.add_word(word, freq=200000)
+        jieba.initialize()
+    return jieba
+
+
+def segment(text_: str, *, for_index: bool) -> list[str]:
+    """Words of ``text_``, lower-cased, without punctuation or stopwords."""
+    jb = _jieba()
+    words = jb.cut_for_search(text_) if for_index else jb.cut(text_)
+    out = []
+    for w in words:
+        w = w.strip().lower()
+        if w and w not in STOPWORDS and _TOKEN.search(w):
+            out.append(w)
+    return out
+
+
+FACETS = ("department", "classification", "kind", "sharing_type", "format", "update_cycle", "is_open")
+
+# Search documents live outside the ORM models: their tables differ per database.
+_meta = MetaData()
+pg_doc = Table(
+    "catalog_search",
+    _meta,
+    Column("resource_id", Integer, primary_key=True),
+    Column("tsv", Text),
+)
+
+
+def _documents(resource: Resource) -> tuple[str, str]:
+    title = " ".join(segment(f"{resource.name} {resource.code}", for_index=True))
+    parts = [
+        resource.abstract,
+        resource.provider.name,
+        resource.provider.short_name,
+        resource.classification.name,
+        " ".join(f"{it.name} {it.code} {it.description}" for it in resource.items),
+    ]
+    body = " ".join(segment(" ".join(parts), for_index=True))
+    return title, body
+
+
+def _is_sqlite(session: Session) -> bool:
+    return session.get_bind().dialect.name == "sqlite"
+
+
+def index_resource(session: Session, resource: Resource) -> None:
+    """(Re)index one entry; called in the same transaction as every change."""
+    title, body = _documents(resource)
+    if _is_sqlite(session):
+        session.execute(text("DELETE FROM catalog_fts WHERE rowid = :id"), {"id": resource.id})
+        session.execute(
+            text("INSERT INTO catalog_fts (rowid, title, body) VALUES (:id, :t, :b)"),
+            {"id": resource.id, "t": title, "b": body},
+        )
+    else:
+        session.execute(
+            text(
+                "INSERT INTO catalog_search (resource_id, tsv) VALUES (:id, "
+                "setweight(array_to_tsvector(CAST(:t AS text[])), 'A') || "
+                "array_to_tsvector(CAST(:b AS text[]))) "
+                "ON CONFLICT (resource_id) DO UPDATE SET tsv = excluded.tsv"
+            ),
+            {"id": resource.id, "t": title.split(), "b": body.split()},
+        )
+
+
+def index_many(session: Session, resources: list[Resource]) -> None:
+    """Bulk indexing for imports and demo loads (one statement per batch)."""
+    if not resources:
+        return
+    docs = [(r.id, *_documents(r)) for r in resources]
+    if _is_sqlite(session):
+        session.execute(
+            text("DELETE FROM catalog_fts WHERE rowid = :id"), [{"id": d[0]} for d in docs]
+        )
+        session.execute(
+            text("INSERT INTO catalog_fts (rowid, title, body) VALUES (:id, :t, :b)"),
+            [{"id": i, "t": t, "b": b} for i, t, b in docs],
+        )
+    else:
+        session.execute(
+            text(
+                "INSERT INTO catalog_search (resource_id, tsv) VALUES (:id, "
+                "setweight(array_to_tsvector(CAST(:t AS text[])), 'A') || "
+                "array_to_tsvector(CAST(:b AS text[]))) "
+                "ON CONFLICT (resource_id) DO UPDATE SET tsv = excluded.tsv"
+            ),
+            [{"id": i, "t": t.split(), "b": b.split()} for i, t, b in docs],
+        )
+
+
+def remove_resource(session: Session, resource_id: int) -> None:
+    if _is_sqlite(session):
+        session.execute(text("DELETE FROM catalog_fts WHERE rowid = :id"), {"id": resource_id})
+    else:
+        session.execute(delete(pg_doc).where(pg_doc.c.resource_id == resource_id))
+
+
+def rebuild_index(session: Session, batch: int = 2000) -> int:
+    """Re-segment every entry (after a dictionary change); returns the count."""
+    if _is_sqlite(session):
+        session.execute(text("DELETE FROM catalog_fts"))
+    else:
+        session.execute(delete(pg_doc))
+    done, last = 0, 0
+    while True:
+        rows = list(session.scalars(select(Resource).where(Resource.id > last).order_by(Resource.id).limit(batch)))
+        if not rows:
+            return done
+        index_many(session, rows)
+        done += len(rows)
+        last = rows[-1].id
+        session.expunge_all()
+
+
+@dataclass
+class SearchQuery:
+    """What a reader asks the catalog: words, facet filters, order and a page."""
+
+    q: str = ""
+    department_id: int | None = None
+    classification: str | None = None  # a code; matches the node and everything below it
+    kind: ResourceKind | None = None
+    sharing_type: SharingType | None = None
+    format: str | None = None
+    update_cycle: str | None = None
+    is_open: bool | None = None
+    status: ResourceStatus | None = None
+    scope: str = "catalog"  # catalog: the published sharing catalog; mine; all (admin)
+    sort: str = "relevance"  # relevance | updated | name
+    cursor: str | None = None
+    limit: int = 20
+    with_facets: bool = True
+    viewer_department_id: int | None = None
+    viewer_is_admin: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SearchResult:
+    rows: list[Resource]
+    total: int
+    next_cursor: str | None
+    facets: dict[str, list[tuple[str, int]]]
+
+
+def _encode_cursor(values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> list[Any]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        values = orjson.loads(raw)
+    except (ValueError, orjson.JSONDecodeError):
+        raise InvalidInput("分页游标无效", details=[{"field": "cursor", "message": "invalid cursor"}]) from None
+    if not isinstance(values, list) or len(values) != 2:
+        raise InvalidInput("分页游标无效", details=[{"field": "cursor", "message": "invalid cursor"}])
+    return values
+
+
+def _match(session: Session, words: list[str]) -> Any:
+    """A subquery of (id, score) for entries containing every word; lower score is better."""
+    if _is_sqlite(session):
+        expr = " AND ".join('"' + w.replace('"', '""') + '"' for w in words)
+        fts = text(
+            "SELECT rowid AS id, bm25(catalog_fts, 8.0, 1.0) AS score FROM catalog_fts "
+            "WHERE catalog_fts MATCH :expr"
+        ).bindparams(bindparam("expr", expr)).columns(column("id", Integer), column("score"))
+        return fts.subquery("m")
+    tsq = " & ".join("'" + w.replace("\\", "\\\\").replace("'", "''") + "'" for w in words)
+    pg = text(
+        "SELECT resource_id AS id, -ts_rank(tsv, CAST(:tsq AS tsquery)) AS score FROM catalog_search "
+        "WHERE tsv @@ CAST(:tsq AS tsquery)"
+    ).bindparams(bindparam("tsq", tsq)).columns(column("id", Integer), column("score"))
+    return pg.subquery("m")
+
+
+def _filters(sq: SearchQuery) -> list[Any]:
+    conds: list[Any] = []
+    if sq.scope == "catalog" or not (sq.viewer_is_admin or sq.scope == "mine"):
+        conds.append(Resource.listed.is_(True))
+    if sq.scope == "mine":
+        conds.append(Resource.provider_department_id == sq.viewer_department_id)
+    if sq.department_id is not None:
+        conds.append(Resource.provider_department_id == sq.department_id)
+    if sq.classification:
+        conds.append(
+            Resource.classification_id.in_(
+                select(Classification.id).where(Classification.code.startswith(sq.classification))
+            )
+        )
+    if sq.kind is not None:
+        conds.append(Resource.kind == sq.kind)
+    if sq.sharing_type is not None:
+        conds.append(Resource.sharing_type == sq.sharing_type)
+    if sq.format:
+        conds.append(Resource.format == sq.format)
+    if sq.update_cycle:
+        conds.append(Resource.update_cycle == sq.update_cycle)
+    if sq.is_open is not None:
+        conds.append(Resource.is_open.is_(sq.is_open))
+    if sq.status is not None:
+        conds.append(Resource.status == sq.status)
+    return conds
+
+
+def search(session: Session, sq: SearchQuery) -> SearchResult:
+    if not 1 <= sq.limit <= 200:
+        raise InvalidInput("每页条数应在1至200之间", details=[{"field": "limit", "message": "1..200"}])
+    words = segment(sq.q, for_index=False) if sq.q.strip() else []
+    conds = _filters(sq)
+    base = select(Resource.id.label("rid"))
+    score = None
+    if words:
+        m = _match(session, words)
+        base = base.join(m, m.c.id == Resource.id)
+        score = m.c.score
+    sort = sq.sort if (sq.sort != "relevance" or words) else "updated"
+    if sort == "relevance":
+        key, desc = score, False
+    elif sort == "name":
+        key, desc = Resource.name, False
+    elif sort == "updated":
+        key, desc = Resource.updated_at, True
+    else:
+        raise InvalidInput("排序方式应为 relevance、updated 或 name", details=[{"field": "sort", "message": sq.sort}])
+
+    page = base.add_columns(key.label("k")).where(*conds)
+    if sq.cursor:
+        last_key, last_id = _decode_cursor(sq.cursor)
+        if sort == "updated":
+            from datetime import datetime
+
+            last_key = datetime.fromisoformat(last_key)
+        if desc:
+            page = page.where(or_(key < last_key, and_(key == last_key, Resource.id < last_id)))
+        else:
+            page = page.where(or_(key > last_key, and_(key == last_key, Resource.id > last_id)))
+    order = [key.desc(), Resource.id.desc()] if desc else [key.asc(), Resource.id.asc()]
+    hits = session.execute(page.order_by(*order).limit(sq.limit + 1)).all()
+    more = len(hits) > sq.limit
+    hits = hits[: sq.limit]
+    by_id = {r.id: r for r in session.scalars(select(Resource).where(Resource.id.in_([h.rid for h in hits])))}
+    rows = [by_id[h.rid] for h in hits]
+    next_cursor = None
+    if more and hits:
+        last_val = hits[-1].k
+        next_cursor = _encode_cursor([last_val.isoformat() if hasattr(last_val, "isoformat") else last_val, hits[-1].rid])
+
+    facets: dict[str, list[tuple[str, int]]] = {}
+    total = len(rows)
+    if sq.with_facets:
+        facets = _facets(session, base.where(*conds))
+        total = sum(n for _, n in facets.get("kind", []))
+    return SearchResult(rows=rows, total=total, next_cursor=next_cursor, facets=facets)
+
+
+def _facets(session: Session, matched: Any) -> dict[str, list[tuple[str, int]]]:
+    """Every facet's counts in one statement over the matched set (materialised once)."""
+    m = (
+        matched.add_columns(
+            Resource.provider_department_id.label("department"),
+            func.substr(Classification.code, 1, 3).label("classification"),
+            Resource.kind.label("kind"),
+            Resource.sharing_type.label("sharing_type"),
+            Resource.format.label("format"),
+            Resource.update_cycle.label("update_cycle"),
+            Resource.is_open.label("is_open"),
+        )
+        .join(Classification, Classification.id == Resource.classification_id)
+        .cte("matched")
+        .prefix_with("MATERIALIZED")
+    )
+    parts = [
+        select(literal(name).label("facet"), cast(m.c[name], Text).label("value"), func.count().label("n"))
+        .group_by(m.c[name])
+        for name in FACETS
+    ]
+    out: dict[str, list[tuple[str, int]]] = {name: [] for name in FACETS}
+    for facet, value, n in session.execute(union_all(*parts)):
+        if facet == "is_open":  # SQLite says 1/0, PostgreSQL true/false
+            value = "true" if str(value).lower() in ("1", "true") else "false"
+        out[facet].append((str(value), int(n)))
+    for name in FACETS:
+        out[name].sort(key=lambda p: (-p[1], p[0]))
+    return out
+
+
+def department_labels(session: Session, ids: list[str]) -> dict[str, str]:
+    wanted = [int(i) for i in ids if i.isdigit()]
+    return {
+        str(i): n for i, n in session.execute(select(Department.id, Department.short_name).where(Department.id.in_(wanted)))
+    }

@@ -1,0 +1,406 @@
+"""Spreadsheet import and export of catalog entries (XLSX and CSV).
+
+One row per information item; the rows of one entry share its 资源序号 and the entry's
+columns are read from its first row. An import checks every row and stores all
+entries or none, reporting each bad row with its number, column and reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from openpyxl import Workbook, load_workbook
+from openpyxl.styles import Font, PatternFill
+from openpyxl.utils import get_column_letter
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from govshare.catalog import search, service
+from govshare.catalog.codes import CodeTableName, SharingType
+from govshare.catalog.errors import ImportRejected, InvalidResource
+from govshare.catalog.models import Resource
+from govshare.catalog.schemas import ItemIn, ResourceIn
+from govshare.security import audit
+from govshare.security.service import Principal
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    header: str
+    field: str
+    level: str  # "resource" | "item"
+    required: bool = False
+    hint: str = ""
+
+
+COLUMNS: list[Column] = [
+    Column("资源序号", "key", "resource", True, "同一资源的多行信息项填写相同序号"),
+    Column("信息资源名称", "name", "resource", True),
+    Column("信息资源分类", "classification_code", "resource", True, "分类代码, 如 101001"),
+    Column("信息资源摘要", "abstract", "resource", True),
+    Column("信息资源格式", "format", "resource", True, "电子文件/电子表格/数据库/图形图像/流媒体/自描述格式/服务接口"),
+    Column("格式说明", "format_detail", "resource"),
+    Column("共享类型", "sharing_type", "resource", True, "无条件共享/有条件共享/不予共享 或 1/2/3"),
+    Column("共享条件", "sharing_conditions", "resource"),
+    Column("不予共享依据", "not_shared_basis", "resource"),
+    Column("共享方式", "sharing_modes", "resource", False, "多个用“、”分隔, 如 库表交换、接口调用"),
+    Column("是否向社会开放", "is_open", "resource", False, "是/否"),
+    Column("开放条件", "open_conditions", "resource"),
+    Column("更新周期", "update_cycle", "resource", True, "实时/每日/每周/每月/每季度/每半年/每年/不定期"),
+    Column("关联资源代码", "related_codes", "resource", False, "多个用“、”分隔"),
+    Column("涉密属性", "secrecy", "resource", False, "非涉密/涉密"),
+    Column("信息项名称", "item_name", "item", True),
+    Column("信息项代码", "item_code", "item", True, "英文字段名"),
+    Column("数据类型", "data_type", "item", True, "C/N/Y/D/T/L/M/G/B/I/F 或 字符型C 等"),
+    Column("数据长度", "length", "item"),
+    Column("信息项描述", "description", "item"),
+    Column("代码表", "code_table", "item"),
+    Column("是否主键", "is_key", "item", False, "是/否"),
+]
+HEADERS = [c.header for c in COLUMNS]
+BY_FIELD = {c.field: c for c in COLUMNS}
+RESOURCE_FIELDS = [c.field for c in COLUMNS if c.level == "resource" and c.field != "key"]
+MAX_ROWS = 200_000
+SEPARATORS = ("、", ",", "，", ";", "；")
+
+Row = dict[str, str]
+
+
+def _split(value: str) -> list[str]:
+    for sep in SEPARATORS[1:]:
+        value = value.replace(sep, SEPARATORS[0])
+    return [v.strip() for v in value.split(SEPARATORS[0]) if v.strip()]
+
+
+def _yes_no(value: str) -> bool | None:
+    v = value.strip().lower()
+    if v in ("是", "y", "yes", "true", "1"):
+        return True
+    if v in ("", "否", "n", "no", "false", "0"):
+        return False
+    return None
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def read_rows(filename: str, content: bytes) -> Iterator[tuple[int, Row]]:
+    """Rows as {field: text} with their spreadsheet row numbers (header is row 1)."""
+    lower = filename.lower()
+    if lower.endswith(".xlsx"):
+        try:
+            wb = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
+        except Exception as exc:  # openpyxl raises many kinds for a damaged file
+            raise ImportRejected(f"无法读取 XLSX 文件: {exc}") from None
+        ws = wb.worksheets[0]
+        rows = ws.iter_rows(values_only=True)
+        header = [_cell(v) for v in next(rows, ())]
+        body: Iterable[tuple[Any, ...]] = rows
+    elif lower.endswith(".csv"):
+        try:
+            text_ = content.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            try:
+                text_ = content.decode("gb18030")
+            except UnicodeDecodeError:
+                raise ImportRejected("CSV 文件编码应为 UTF-8 或 GB18030") from None
+        reader = csv.reader(io.StringIO(text_))
+        header = [h.strip() for h in next(reader, [])]
+        body = reader
+    else:
+        raise ImportRejected("只支持 .xlsx 或 .csv 文件")
+    missing = [c.header for c in COLUMNS if c.required and c.header not in header]
+    if missing:
+        raise ImportRejected(
+            "表头缺少必填列: " + "、".join(missing),
+            details=[{"row": 1, "column": m, "message": "缺少该列"} for m in missing],
+        )
+    index = {h: i for i, h in enumerate(header) if h in HEADERS}
+    fields = {h: c.field for h, c in zip(HEADERS, COLUMNS, strict=True)}
+    for number, raw in enumerate(body, start=2):
+        values = [_cell(v) for v in raw]
+        if not any(values):
+            continue
+        if number - 1 > MAX_ROWS:
+            raise ImportRejected(f"单次导入不超过 {MAX_ROWS} 行")
+        yield number, {fields[h]: (values[i] if i < len(values) else "") for h, i in index.items()}
+
+
+@dataclass
+class _Group:
+    key: str
+    first_row: int
+    resource: Row
+    items: list[tuple[int, Row]]
+
+
+def _problem(row: int, field: str, message: str) -> dict[str, Any]:
+    col = BY_FIELD.get(field)
+    return {"row": row, "column": col.header if col else field, "message": message}
+
+
+_ITEM_FIELD_TO_COLUMN = {"name": "item_name", "code": "item_code"}
+
+
+def _to_resource_in(
+    group: _Group, codes: service.CodeTables, provider_department_id: int | None
+) -> tuple[ResourceIn | None, list[dict[str, Any]]]:
+    problems: list[dict[str, Any]] = []
+    r, row = group.resource, group.first_row
+
+    def code_of(table: str, field: str, label: str) -> str:
+        value = r.get(field, "")
+        if not value:
+            return ""
+        found = codes.resolve(table, value)
+        if found is None:
+            problems.append(_problem(row, field, f"{label}“{value}”不在代码表中"))
+            return value
+        return found
+
+    sharing = r.get("sharing_type", "")
+    sharing_type = {"无条件共享": "1", "有条件共享": "2", "不予共享": "3"}.get(sharing, sharing)
+    if sharing_type not in ("1", "2", "3"):
+        problems.append(_problem(row, "sharing_type", f"共享类型“{sharing}”应为 无条件共享/有条件共享/不予共享"))
+        sharing_type = "1"
+    modes = []
+    for mode in _split(r.get("sharing_modes", "")):
+        found = codes.resolve(CodeTableName.SHARING_MODE, mode)
+        if found is None:
+            problems.append(_problem(row, "sharing_modes", f"共享方式“{mode}”不在代码表中"))
+        else:
+            modes.append(found)
+    is_open = _yes_no(r.get("is_open", ""))
+    if is_open is None:
+        problems.append(_problem(row, "is_open", "是否向社会开放应填“是”或“否”"))
+    items: list[dict[str, Any]] = []
+    for item_row, it in group.items:
+        length_text = it.get("length", "")
+        length: int | None = None
+        if length_text:
+            if length_text.isdigit() and int(length_text) > 0:
+                length = int(length_text)
+            else:
+                problems.append(_problem(item_row, "length", f"数据长度“{length_text}”应为正整数"))
+        data_type = codes.resolve(CodeTableName.DATA_TYPE, it.get("data_type", "")) or it.get("data_type", "")
+        is_key = _yes_no(it.get("is_key", ""))
+        if is_key is None:
+            problems.append(_problem(item_row, "is_key", "是否主键应填“是”或“否”"))
+        items.append(
+            {
+                "name": it.get("item_name", ""),
+                "code": it.get("item_code", ""),
+                "data_type": data_type,
+                "length": length,
+                "description": it.get("description", ""),
+                "code_table": it.get("code_table") or None,
+                "is_key": bool(is_key),
+            }
+        )
+    payload = {
+        "classification_code": r.get("classification_code", ""),
+        "name": r.get("name", ""),
+        "abstract": r.get("abstract", ""),
+        "format": code_of(CodeTableName.FORMAT, "format", "信息资源格式"),
+        "format_detail": r.get("format_detail", ""),
+        "sharing_type": SharingType(sharing_type),
+        "sharing_conditions": r.get("sharing_conditions", ""),
+        "not_shared_basis": r.get("not_shared_basis", ""),
+        "sharing_modes": modes,
+        "is_open": bool(is_open),
+        "open_conditions": r.get("open_conditions", ""),
+        "update_cycle": code_of(CodeTableName.UPDATE_CYCLE, "update_cycle", "更新周期"),
+        "related_codes": _split(r.get("related_codes", "")),
+        "secrecy": code_of(CodeTableName.SECRECY, "secrecy", "涉密属性") or "public",
+        "provider_department_id": provider_department_id,
+        "items": items,
+    }
+    try:
+        data = ResourceIn.model_validate(payload)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = err["loc"]
+            if loc and loc[0] == "items" and len(loc) >= 3 and isinstance(loc[1], int):
+                item_row = group.items[loc[1]][0]
+                field = _ITEM_FIELD_TO_COLUMN.get(str(loc[2]), str(loc[2]))
+                problems.append(_problem(item_row, field, err["msg"]))
+            else:
+                problems.append(_problem(row, str(loc[0]) if loc else "", err["msg"]))
+        return None, problems
+    return data, problems
+
+
+def _map_service_problem(group: _Group, problem: dict[str, Any]) -> dict[str, Any]:
+    field: str = problem["field"]
+    if field.startswith("items["):
+        idx = int(field[6 : field.index("]")])
+        sub = field.split(".", 1)[1] if "." in field else "item_name"
+        return _problem(group.items[idx][0], _ITEM_FIELD_TO_COLUMN.get(sub, sub), problem["message"])
+    return _problem(group.first_row, field.split("[")[0], problem["message"])
+
+
+def import_resources(
+    session: Session,
+    principal: Principal,
+    filename: str,
+    content: bytes,
+    *,
+    provider_department_id: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[Resource]:
+    """Validate every row, then store every entry as a draft — or nothing at all."""
+    groups: dict[str, _Group] = {}
+    problems: list[dict[str, Any]] = []
+    for number, row in read_rows(filename, content):
+        key = row.get("key", "")
+        if not key:
+            problems.append(_problem(number, "key", "资源序号不能为空"))
+            continue
+        group = groups.get(key)
+        if group is None:
+            groups[key] = _Group(key, number, row, [(number, row)])
+            for field in ("name", "classification_code", "abstract", "format", "sharing_type", "update_cycle"):
+                if not row.get(field):
+                    problems.append(_problem(number, field, f"{BY_FIELD[field].header}不能为空"))
+            continue
+        for field in RESOURCE_FIELDS:
+            if row.get(field) and row[field] != group.resource.get(field):
+                problems.append(
+                    _problem(number, field, f"与资源序号 {key} 第一行(第{group.first_row}行)的值不一致")
+                )
+        group.items.append((number, row))
+    if not groups and not problems:
+        raise ImportRejected("文件中没有数据行")
+
+    codes = service.CodeTables(session)
+    prepared: list[ResourceIn] = []
+    for group in groups.values():
+        data, group_problems = _to_resource_in(group, codes, provider_department_id)
+        problems.extend(group_problems)
+        if data is None:
+            continue
+        found, _ = service.validate_resource(session, data, codes)
+        problems.extend(_map_service_problem(group, p) for p in found)
+        prepared.append(data)
+    if problems:
+        problems.sort(key=lambda p: (p["row"], HEADERS.index(p["column"]) if p["column"] in HEADERS else 99))
+        raise ImportRejected(f"导入失败: {len(problems)} 处错误，未导入任何数据", details=problems)
+
+    created: list[Resource] = []
+    try:
+        for i, data in enumerate(prepared, start=1):
+            created.append(service.add_resource(session, principal, data, codes=codes, index=False))
+            if progress and i % 100 == 0:
+                progress(i)
+    except InvalidResource as exc:  # a rule that depends on rows imported just before
+        raise ImportRejected(exc.message, details=exc.details) from None
+    search.index_many(session, created)
+    audit.record(
+        session, principal.actor, "catalog.import", object_type="resource", object_id=filename[:80],
+        after={"entries": len(created), "rows": sum(len(g.items) for g in groups.values())},
+    )
+    return created
+
+
+def _row_values(resource: Resource, codes: service.CodeTables, key: int) -> Iterator[list[Any]]:
+    base = {
+        "key": key,
+        "name": resource.name,
+        "classification_code": resource.classification.code,
+        "abstract": resource.abstract,
+        "format": codes.label(CodeTableName.FORMAT, resource.format),
+        "format_detail": resource.format_detail,
+        "sharing_type": resource.sharing_type.label,
+        "sharing_conditions": resource.sharing_conditions,
+        "not_shared_basis": resource.not_shared_basis,
+        "sharing_modes": "、".join(codes.label(CodeTableName.SHARING_MODE, m) for m in resource.sharing_modes),
+        "is_open": "是" if resource.is_open else "否",
+        "open_conditions": resource.open_conditions,
+        "update_cycle": codes.label(CodeTableName.UPDATE_CYCLE, resource.update_cycle),
+        "related_codes": "、".join(resource.related_codes),
+        "secrecy": codes.label(CodeTableName.SECRECY, resource.secrecy),
+    }
+    for item in resource.items:
+        values = {
+            **base,
+            "item_name": item.name,
+            "item_code": item.code,
+            "data_type": item.data_type,
+            "length": item.length if item.length is not None else "",
+            "description": item.description,
+            "code_table": item.code_table or "",
+            "is_key": "是" if item.is_key else "否",
+        }
+        yield [values[c.field] for c in COLUMNS]
+
+
+def export_csv(resources: Iterable[Resource], codes: service.CodeTables) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(HEADERS)
+    for key, resource in enumerate(resources, start=1):
+        writer.writerows(_row_values(resource, codes, key))
+    return ("\ufeff" + out.getvalue()).encode("utf-8")  # BOM so Excel reads UTF-8
+
+
+def export_xlsx(resources: Iterable[Resource], codes: service.CodeTables, *, with_hints: bool = False) -> bytes:
+    wb = Workbook(write_only=not with_hints)
+    ws = wb.active if with_hints else wb.create_sheet("目录")
+    assert ws is not None
+    ws.title = "目录"
+    ws.append(HEADERS)
+    if with_hints:
+        bold = Font(bold=True)
+        required = PatternFill("solid", fgColor="FDE9D9")
+        for i, col in enumerate(COLUMNS, start=1):
+            cell = ws.cell(row=1, column=i)
+            cell.font = bold
+            if col.required:
+                cell.fill = required
+            ws.column_dimensions[get_column_letter(i)].width = max(12, len(col.header) * 2 + 2)
+        notes = wb.create_sheet("填写说明")
+        notes.append(["列名", "是否必填", "说明"])
+        for col in COLUMNS:
+            notes.append([col.header, "必填" if col.required else "选填", col.hint])
+    for key, resource in enumerate(resources, start=1):
+        for values in _row_values(resource, codes, key):
+            ws.append(values)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+TEMPLATE_EXAMPLE: list[list[str]] = [
+    ["1", "企业登记基本信息", "102001", "市场主体登记的基本信息", "数据库", "MySQL 表", "有条件共享",
+     "用于本部门法定职责范围内的业务办理", "", "库表交换、接口调用", "否", "", "每日", "", "非涉密",
+     "统一社会信用代码", "uscc", "C", "18", "市场主体统一社会信用代码", "", "是"],
+    ["1", "", "", "", "", "", "", "", "", "", "", "", "", "", "",
+     "企业名称", "name", "C", "200", "", "", "否"],
+]
+
+
+def template_csv() -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(HEADERS)
+    writer.writerows(TEMPLATE_EXAMPLE)
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+def template_xlsx() -> bytes:
+    data = export_xlsx([], service.CodeTables.__new__(service.CodeTables), with_hints=True)
+    wb = load_workbook(io.BytesIO(data))
+    for row in TEMPLATE_EXAMPLE:
+        wb["目录"].append(row)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()

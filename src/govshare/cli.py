@@ -1,0 +1,171 @@
+"""The ``govshare`` command line: serve the hub, migrate, verify the audit log, import."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from govshare.config import Settings, UnsafeSettingError, generate_password
+
+app = typer.Typer(help="govshare 政务数据共享交换平台", no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="数据库迁移", no_args_is_help=True)
+audit_app = typer.Typer(help="审计日志", no_args_is_help=True)
+catalog_app = typer.Typer(help="目录", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(audit_app, name="audit")
+app.add_typer(catalog_app, name="catalog")
+console = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="数据目录 (GOVSHARE_DATA_DIR)")]
+
+
+def load_settings(data_dir: Path | None = None, **overrides: object) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    try:
+        return Settings(**values)  # type: ignore[arg-type]
+    except (ValidationError, UnsafeSettingError) as exc:
+        err.print(f"[red]配置错误:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    data_dir: DataDir = None,
+    host: Annotated[str | None, typer.Option(help="监听地址")] = None,
+    port: Annotated[int | None, typer.Option(help="监听端口")] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="演示模式: 载入演示部门与目录")] = False,
+) -> None:
+    """Migrate, (in demo mode) load demo data, and serve the hub."""
+    import uvicorn
+
+    from govshare import db
+    from govshare.app import create_app
+
+    settings = load_settings(data_dir, host=host, port=port, demo=demo or None)
+    db.upgrade(settings)
+    if settings.demo:
+        _ensure_demo(settings)
+    console.print(f"控制台: [bold]http://{settings.host}:{settings.port}/[/bold]  API 文档: /docs")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+
+
+def _ensure_demo(settings: Settings) -> None:
+    from govshare import db, demo
+    from govshare.catalog.service import seed_reference_data
+    from govshare.security.service import get_user_by_username, set_password
+    from govshare.security.audit import SYSTEM
+
+    factory = db.make_session_factory(db.make_engine(settings), settings)
+    password = settings.admin_password or generate_password()
+    with db.session_scope(factory) as session:
+        seed_reference_data(session)
+        if not demo.demo_loaded(session):
+            with console.status("载入演示数据…"):
+                counts = demo.load_demo(session, password)
+            console.print(f"已载入演示数据: {counts}")
+        elif settings.admin_password or not os.environ.get("GOVSHARE_KEEP_PASSWORD"):
+            set_password(session, SYSTEM, get_user_by_username(session, "admin"), password)
+    console.print(f"管理员登录: 用户名 [bold]admin[/bold]  密码 [bold]{password}[/bold]")
+    console.print("演示账号 (同一密码): gaj_reg 公安编目员, gaj_rev 公安审核员, rsj_res 人社资源管理员, auditor 审计员")
+
+
+@db_app.command("upgrade")
+def db_upgrade(data_dir: DataDir = None, revision: str = "head") -> None:
+    """Bring the hub database to the newest schema and seed reference data."""
+    from govshare import db
+    from govshare.catalog.service import seed_reference_data
+
+    settings = load_settings(data_dir)
+    db.upgrade(settings, revision)
+    factory = db.make_session_factory(db.make_engine(settings), settings)
+    with db.session_scope(factory) as session:
+        seed_reference_data(session)
+    console.print("数据库已升级到最新版本")
+
+
+@audit_app.command("verify")
+def audit_verify(data_dir: DataDir = None) -> None:
+    """Walk the audit log's hash chain; exit 1 on any edited, deleted or inserted entry."""
+    from govshare import db
+    from govshare.security.audit import verify_chain
+
+    settings = load_settings(data_dir)
+    factory = db.make_session_factory(db.make_engine(settings), settings)
+    with db.session_scope(factory) as session:
+        report = verify_chain(session)
+    if report.intact:
+        console.print(f"[green]审计日志完整[/green]: {report.entries} 条记录, 哈希链无断点")
+        return
+    table = Table("序号", "问题", title=f"审计日志被篡改: {len(report.problems)} 处")
+    for p in report.problems:
+        table.add_row(str(p.seq), p.problem)
+    console.print(table)
+    raise typer.Exit(1)
+
+
+@catalog_app.command("import")
+def catalog_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="XLSX 或 CSV 文件")],
+    username: Annotated[str, typer.Option("--as", help="以该用户身份导入 (其部门为提供方)")],
+    data_dir: DataDir = None,
+) -> None:
+    """Import catalog entries from a spreadsheet: all rows or none."""
+    from rich.progress import Progress
+
+    from govshare import db
+    from govshare.catalog import spreadsheet
+    from govshare.errors import GovshareError
+    from govshare.security.models import User
+    from govshare.security.roles import permissions_for
+    from govshare.security.service import Principal, get_user_by_username
+
+    settings = load_settings(data_dir)
+    factory = db.make_session_factory(db.make_engine(settings), settings)
+    try:
+        with db.session_scope(factory) as session, Progress(console=console) as progress:
+            user: User = get_user_by_username(session, username)
+            principal = Principal(
+                kind="user", name=user.username, department_id=user.department_id,
+                permissions=permissions_for(user.roles), user_id=user.id, roles=tuple(user.roles),
+            )
+            task = progress.add_task("导入目录", total=None)
+            created = spreadsheet.import_resources(
+                session, principal, file.name, file.read_bytes(),
+                progress=lambda n: progress.update(task, completed=n),
+            )
+    except GovshareError as exc:
+        err.print(f"[red]{exc.message}[/red]")
+        for d in exc.details[:200]:
+            err.print(f"  第{d.get('row', '-')}行 [{d.get('column', d.get('field', ''))}] {d['message']}")
+        raise typer.Exit(1) from None
+    console.print(f"[green]已导入 {len(created)} 条目录 (草稿)[/green]")
+
+
+@app.command()
+def settings() -> None:
+    """List every GOVSHARE_* setting with its default and meaning."""
+    table = Table("环境变量", "默认值", "说明")
+    for name, field in Settings.model_fields.items():
+        table.add_row(f"GOVSHARE_{name.upper()}", repr(field.default), field.description or "")
+    console.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Settings: one typed class, read from ``GOVSHARE_*`` environment variables.
+
+Every field carries its help text; ``govshare settings`` prints them and a test checks
+that the README documents each one.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEMO_SECRET = "demo-secret-do-not-use-in-production"
+
+
+class UnsafeSettingError(ValueError):
+    """A setting that would leave a production hub open; the hub refuses to start."""
+
+
+class Settings(BaseSettings):
+    """The hub's configuration (平台配置)."""
+
+    model_config = SettingsConfigDict(env_prefix="GOVSHARE_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("data"),
+        description="Directory for the SQLite database, exports and the node stores.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the hub database; SQLite under data_dir when unset. "
+        "PostgreSQL: postgresql+psycopg://user:pass@host:port/db",
+    )
+    demo: bool = Field(
+        default=False,
+        description="Demo mode: allows the built-in secret and loads demo departments and data.",
+    )
+    secret_key: str = Field(
+        default=DEMO_SECRET,
+        description="Key for CSRF tokens and for encrypting API-client secrets at rest. "
+        "Required (at least 32 characters) outside demo mode.",
+    )
+    admin_password: str | None = Field(
+        default=None,
+        description="Password of the built-in platform admin 'admin' in demo mode; "
+        "generated and printed when unset.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the hub listens on.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port the hub listens on.")
+    token_ttl_minutes: int = Field(
+        default=480, ge=5, le=7 * 24 * 60, description="Lifetime of bearer tokens and console sessions."
+    )
+    lockout_threshold: int = Field(
+        default=5, ge=3, le=20, description="Failed logins in a row that lock an account."
+    )
+    lockout_minutes: int = Field(
+        default=15, ge=1, le=24 * 60, description="How long a locked account stays locked."
+    )
+    signature_max_skew_seconds: int = Field(
+        default=300,
+        ge=30,
+        le=3600,
+        description="How far an API client's request timestamp may be from the hub's clock.",
+    )
+    audit_digest: Literal["sm3", "sha256"] = Field(
+        default="sm3", description="Digest that chains the audit log (SM3 national standard or SHA-256)."
+    )
+    secure_cookies: bool = Field(
+        default=False, description="Mark console cookies Secure (set when served over HTTPS)."
+    )
+
+    @model_validator(mode="after")
+    def _refuse_unsafe(self) -> Settings:
+        if not self.demo:
+            if self.secret_key == DEMO_SECRET:
+                raise UnsafeSettingError(
+                    "GOVSHARE_SECRET_KEY must be set outside demo mode "
+                    "(生产模式必须设置 GOVSHARE_SECRET_KEY)"
+                )
+            if len(self.secret_key) < 32:
+                raise UnsafeSettingError(
+                    "GOVSHARE_SECRET_KEY must be at least 32 characters (密钥长度至少32位)"
+                )
+        return self
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'govshare.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(12)

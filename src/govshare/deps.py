@@ -1,0 +1,145 @@
+"""FastAPI dependencies shared by every router: the database session, the caller and
+the permission each route needs.
+
+Every route declares exactly one ``Require(...)``; ``tests/test_route_permissions.py``
+walks the route table and fails on any route without one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from govshare.config import Settings
+from govshare.security.errors import CsrfFailed, PermissionDenied
+from govshare.security.models import SessionKind
+from govshare.security.roles import Permission
+from govshare.security.service import (
+    ANONYMOUS,
+    Principal,
+    principal_from_signature,
+    principal_from_token,
+)
+from govshare.security.crypto import constant_time_equal
+from govshare.errors import NotAuthenticated
+
+SESSION_COOKIE = "govshare_session"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """One unit of work per request: committed when the route returns normally."""
+    session = request.app.state.session_factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_db)]
+
+
+def _remote(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+async def current_principal(request: Request, db: SessionDep, settings: SettingsDep) -> Principal:
+    """Resolve the caller from a bearer token, an API-client signature or a console
+    session cookie (with CSRF on unsafe methods); anonymous otherwise."""
+    cached: Principal | None = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    principal = ANONYMOUS
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        found = principal_from_token(db, auth[7:].strip(), SessionKind.TOKEN, _remote(request))
+        if found is None:
+            raise NotAuthenticated("令牌无效或已过期 (invalid or expired token)")
+        principal = found
+    elif app_key := request.headers.get("x-app-key"):
+        body = await request.body()
+        query = f"?{request.url.query}" if request.url.query else ""
+        principal = principal_from_signature(
+            db,
+            settings,
+            app_key=app_key,
+            timestamp=request.headers.get("x-timestamp", ""),
+            nonce=request.headers.get("x-nonce", ""),
+            signature=request.headers.get("x-signature", ""),
+            method=request.method,
+            path_and_query=request.url.path + query,
+            body_sha256=hashlib.sha256(body).hexdigest(),
+            remote_addr=_remote(request),
+        )
+        db.commit()  # the nonce must stay spent even if the route fails
+    elif cookie := request.cookies.get(SESSION_COOKIE):
+        found = principal_from_token(db, cookie, SessionKind.CONSOLE, _remote(request))
+        if found is not None:
+            if request.method not in SAFE_METHODS:
+                await _check_csrf(request, found)
+            principal = found
+    request.state.principal = principal
+    return principal
+
+
+async def _check_csrf(request: Request, principal: Principal) -> None:
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        form = await request.form()
+        value = form.get("csrf_token")
+        sent = value if isinstance(value, str) else None
+    if not sent or not principal.csrf_token or not constant_time_equal(sent, principal.csrf_token):
+        raise CsrfFailed("页面已过期或请求来源不可信，请刷新后重试 (CSRF check failed)")
+
+
+class Require:
+    """A route's permission: ``dependencies=[Require(Permission.CATALOG_READ)]`` or as a
+    parameter type via ``Annotated[Principal, Depends(Require(...))]``."""
+
+    def __init__(self, permission: Permission) -> None:
+        self.permission = permission
+
+    async def __call__(
+        self, principal: Annotated[Principal, Depends(current_principal)]
+    ) -> Principal:
+        if self.permission is Permission.PUBLIC:
+            return principal
+        if principal.kind == "anonymous":
+            raise NotAuthenticated("请先登录 (authentication required)")
+        if not principal.can(self.permission):
+            raise PermissionDenied(f"缺少权限 {self.permission.value} (permission denied)")
+        return principal
+
+    def __repr__(self) -> str:
+        return f"Require({self.permission.value})"
+
+
+# The caller, checked for one permission; use as a route parameter's type.
+Public = Annotated[Principal, Depends(Require(Permission.PUBLIC))]
+Authenticated = Annotated[Principal, Depends(Require(Permission.AUTHENTICATED))]
+CatalogReader = Annotated[Principal, Depends(Require(Permission.CATALOG_READ))]
+CatalogWriter = Annotated[Principal, Depends(Require(Permission.CATALOG_WRITE))]
+CatalogReviewer = Annotated[Principal, Depends(Require(Permission.CATALOG_REVIEW))]
+CatalogPublisher = Annotated[Principal, Depends(Require(Permission.CATALOG_PUBLISH))]
+CatalogAdmin = Annotated[Principal, Depends(Require(Permission.CATALOG_ADMIN))]
+DemandWriter = Annotated[Principal, Depends(Require(Permission.DEMAND_WRITE))]
+SystemWriter = Annotated[Principal, Depends(Require(Permission.SYSTEM_WRITE))]
+DepartmentAdmin = Annotated[Principal, Depends(Require(Permission.DEPARTMENT_ADMIN))]
+UserAdmin = Annotated[Principal, Depends(Require(Permission.USER_ADMIN))]
+AuditReader = Annotated[Principal, Depends(Require(Permission.AUDIT_READ))]

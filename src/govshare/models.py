@@ -1,0 +1,9 @@
+"""Every table of the hub, imported in one place for Alembic and the test suite."""
+
+from govshare.catalog import models as catalog_models
+from govshare.db import Base
+from govshare.security import models as security_models
+
+metadata = Base.metadata
+
+__all__ = ["catalog_models", "metadata", "security_models"]

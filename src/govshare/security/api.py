@@ -1,0 +1,136 @@
+"""Identity and audit API: tokens, departments, users, API clients, the audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Query, Request, status
+
+from govshare.deps import (
+    AuditReader,
+    Authenticated,
+    DepartmentAdmin,
+    Public,
+    SessionDep,
+    SettingsDep,
+    UserAdmin,
+)
+from govshare.errors import GovshareError
+from govshare.security import audit, service
+from govshare.security.models import ApiClient, SessionKind
+from govshare.security.schemas import (
+    ApiClientCreate,
+    ApiClientCreated,
+    ApiClientPublic,
+    AuditEntryPublic,
+    AuditPage,
+    ChainReportPublic,
+    DepartmentCreate,
+    DepartmentPublic,
+    MePublic,
+    TokenPublic,
+    TokenRequest,
+    UserCreate,
+    UserPublic,
+)
+
+router = APIRouter(tags=["identity"])
+
+
+@router.post("/auth/token", summary="用户名密码换取访问令牌")
+def issue_token(body: TokenRequest, request: Request, db: SessionDep, settings: SettingsDep, _c: Public) -> TokenPublic:
+    remote = request.client.host if request.client else None
+    try:
+        user = service.authenticate(db, settings, body.username, body.password, remote)
+    except GovshareError:
+        db.commit()  # keep the failure count and its audit entry
+        raise
+    token, auth = service.open_session(db, settings, user, SessionKind.TOKEN)
+    return TokenPublic(access_token=token, expires_at=auth.expires_at)
+
+
+@router.post("/auth/revoke", status_code=status.HTTP_204_NO_CONTENT, summary="注销当前令牌")
+def revoke_token(request: Request, db: SessionDep, caller: Authenticated) -> None:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        service.close_session(db, auth[7:].strip())
+        audit.record(db, caller.actor, "auth.revoke", object_type="user", object_id=caller.user_id)
+
+
+@router.get("/me", summary="当前调用者")
+def me(caller: Authenticated) -> MePublic:
+    return MePublic(
+        kind=caller.kind, name=caller.name, display_name=caller.display_name,
+        department_id=caller.department_id, department_name=caller.department_name,
+        roles=list(caller.roles), permissions=sorted(p.value for p in caller.permissions),
+    )
+
+
+@router.get("/departments", summary="部门列表")
+def list_departments(db: SessionDep, _c: Authenticated) -> list[DepartmentPublic]:
+    return [DepartmentPublic.model_validate(d) for d in service.list_departments(db)]
+
+
+@router.post("/departments", status_code=status.HTTP_201_CREATED, summary="新增部门")
+def add_department(body: DepartmentCreate, db: SessionDep, caller: DepartmentAdmin) -> DepartmentPublic:
+    dept = service.add_department(db, caller.actor, **body.model_dump())
+    return DepartmentPublic.model_validate(dept)
+
+
+@router.get("/users", summary="用户列表")
+def list_users(db: SessionDep, _c: UserAdmin, department_id: int | None = None) -> list[UserPublic]:
+    return [UserPublic.model_validate(u) for u in service.list_users(db, department_id)]
+
+
+@router.post("/users", status_code=status.HTTP_201_CREATED, summary="新增用户")
+def add_user(body: UserCreate, db: SessionDep, caller: UserAdmin) -> UserPublic:
+    user = service.add_user(db, caller.actor, **body.model_dump())
+    return UserPublic.model_validate(user)
+
+
+@router.get("/api-clients", summary="接入应用列表")
+def list_api_clients(db: SessionDep, _c: UserAdmin) -> list[ApiClientPublic]:
+    from sqlalchemy import select
+
+    return [ApiClientPublic.model_validate(c) for c in db.scalars(select(ApiClient).order_by(ApiClient.id))]
+
+
+@router.post("/api-clients", status_code=status.HTTP_201_CREATED, summary="登记接入应用 (返回一次性密钥)")
+def add_api_client(body: ApiClientCreate, db: SessionDep, settings: SettingsDep, caller: UserAdmin) -> ApiClientCreated:
+    client, secret = service.add_api_client(
+        db, settings, caller.actor, name=body.name, department_id=body.department_id,
+        permissions=body.permissions,
+    )
+    return ApiClientCreated(**ApiClientPublic.model_validate(client).model_dump(), secret=secret)
+
+
+@router.get("/audit", summary="审计日志 (按序号倒序, 键集分页)")
+def list_audit(
+    db: SessionDep,
+    caller: AuditReader,
+    actor: str | None = None,
+    action: str | None = None,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before_seq: int | None = Query(default=None, ge=1),
+    limit: int = Query(default=50, ge=1, le=500),
+) -> AuditPage:
+    flt = audit.AuditFilter(
+        actor=actor, action=action, object_type=object_type, object_id=object_id, since=since, until=until
+    )
+    rows = audit.list_entries(db, flt, before_seq=before_seq, limit=limit)
+    items = [AuditEntryPublic.model_validate(r) for r in rows]
+    audit.record(db, caller.actor, "audit.read", object_type="audit_entry", after={"returned": len(items)})
+    return AuditPage(items=items, next_before_seq=items[-1].seq if len(items) == limit else None)
+
+
+@router.get("/audit/verify", summary="校验审计日志哈希链")
+def verify_audit(db: SessionDep, caller: AuditReader) -> ChainReportPublic:
+    report = audit.verify_chain(db)
+    audit.record(db, caller.actor, "audit.verify", object_type="audit_entry", after={"intact": report.intact})
+    return ChainReportPublic(
+        entries=report.entries, intact=report.intact,
+        problems=[{"seq": p.seq, "problem": p.problem} for p in report.problems],
+    )

@@ -1,0 +1,202 @@
+"""The audit log: every change and every data access, appended to one hash chain.
+
+Each entry's hash covers its own fields and the previous entry's hash, so an edited,
+deleted or inserted row breaks the chain at that point; ``AuditHead`` holds the newest
+seq and hash so that a removed tail is found too. Other domains call ``record``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from govshare.db import utcnow
+from govshare.security.crypto import digest
+from govshare.security.models import AuditEntry, AuditHead
+
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who did it: a person, an API client, or the platform itself (``system``)."""
+
+    name: str
+    kind: str = "user"
+    department_id: int | None = None
+    remote_addr: str | None = None
+
+
+SYSTEM = Actor(name="system", kind="system")
+
+
+def _canonical(entry: AuditEntry) -> bytes:
+    fields = {
+        "seq": entry.seq,
+        "at": entry.at.isoformat(),
+        "actor": entry.actor,
+        "actor_kind": entry.actor_kind,
+        "department_id": entry.department_id,
+        "action": entry.action,
+        "object_type": entry.object_type,
+        "object_id": entry.object_id,
+        "before": entry.before,
+        "after": entry.after,
+        "remote_addr": entry.remote_addr,
+        "alg": entry.alg,
+        "prev_hash": entry.prev_hash,
+    }
+    return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
+
+
+def _jsonable(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    # Round-trip so dates, enums and decimals are stored exactly as they are hashed.
+    return orjson.loads(orjson.dumps(value, default=str))
+
+
+def ensure_head(session: Session) -> None:
+    if session.get(AuditHead, 1) is None:
+        session.add(AuditHead(id=1, seq=0, hash=GENESIS))
+        session.flush()
+
+
+def record(
+    session: Session,
+    actor: Actor,
+    action: str,
+    *,
+    object_type: str,
+    object_id: str | int | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """Append one entry in the caller's transaction; it commits or rolls back with it.
+
+    The digest is the deployment's ``audit_digest``, carried in ``session.info``.
+    """
+    alg = session.info.get("audit_alg", "sm3")
+    # Taking the head row's write lock first serialises appenders on both SQLite and
+    # PostgreSQL, so no two entries ever claim the same predecessor.
+    locked = session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1))
+    if locked.rowcount == 0:  # type: ignore[attr-defined]
+        ensure_head(session)
+        session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1))
+    seq, prev_hash = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).one()
+    entry = AuditEntry(
+        seq=seq,
+        at=utcnow(),
+        actor=actor.name,
+        actor_kind=actor.kind,
+        department_id=actor.department_id,
+        action=action,
+        object_type=object_type,
+        object_id=None if object_id is None else str(object_id),
+        before=_jsonable(before),
+        after=_jsonable(after),
+        remote_addr=actor.remote_addr,
+        alg=alg,
+        prev_hash=prev_hash,
+        hash="",
+    )
+    entry.hash = digest(alg, _canonical(entry))
+    session.add(entry)
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=entry.hash))
+    session.flush()
+    return entry
+
+
+@dataclass(frozen=True, slots=True)
+class ChainProblem:
+    seq: int
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    entries: int
+    problems: list[ChainProblem]
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+
+def _iter_entries(session: Session, batch: int = 5000) -> Iterator[AuditEntry]:
+    last = 0
+    while True:
+        rows = session.scalars(
+            select(AuditEntry).where(AuditEntry.seq > last).order_by(AuditEntry.seq).limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].seq
+        session.expunge_all()
+
+
+def verify_chain(session: Session) -> ChainReport:
+    """Walk the whole chain; report every break (edited, inserted or deleted rows)."""
+    problems: list[ChainProblem] = []
+    expected_seq, prev_hash, count = 1, GENESIS, 0
+    for entry in _iter_entries(session):
+        count += 1
+        if entry.seq != expected_seq:
+            problems.append(
+                ChainProblem(expected_seq, f"entries {expected_seq}..{entry.seq - 1} are missing")
+            )
+        if entry.prev_hash != prev_hash:
+            problems.append(ChainProblem(entry.seq, "does not link to the entry before it"))
+        if digest(entry.alg, _canonical(entry)) != entry.hash:
+            problems.append(ChainProblem(entry.seq, "content does not match its hash (edited)"))
+        expected_seq, prev_hash = entry.seq + 1, entry.hash
+    head = session.get(AuditHead, 1)
+    head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS)
+    if head_seq != expected_seq - 1 or head_hash != prev_hash:
+        problems.append(
+            ChainProblem(head_seq, f"chain ends at {expected_seq - 1} but the head says {head_seq}")
+        )
+    return ChainReport(entries=count, problems=problems)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    actor: str | None = None
+    action: str | None = None
+    object_type: str | None = None
+    object_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def list_entries(
+    session: Session, flt: AuditFilter, *, before_seq: int | None = None, limit: int = 50
+) -> list[AuditEntry]:
+    """Newest first, keyset-paged by ``seq``."""
+    q = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(limit)
+    if before_seq is not None:
+        q = q.where(AuditEntry.seq < before_seq)
+    if flt.actor:
+        q = q.where(AuditEntry.actor == flt.actor)
+    if flt.action:
+        q = q.where(AuditEntry.action == flt.action)
+    if flt.object_type:
+        q = q.where(AuditEntry.object_type == flt.object_type)
+    if flt.object_id:
+        q = q.where(AuditEntry.object_id == flt.object_id)
+    if flt.since:
+        q = q.where(AuditEntry.at >= flt.since)
+    if flt.until:
+        q = q.where(AuditEntry.at < flt.until)
+    return list(session.scalars(q))
+
+
+def count_entries(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(AuditEntry)) or 0

@@ -1,0 +1,58 @@
+"""Errors of identity and access."""
+
+from govshare.errors import Conflict, Forbidden, InvalidInput, Locked, NotAuthenticated, NotFound
+
+
+class BadCredentials(NotAuthenticated):
+    code = "bad_credentials"
+
+
+class AccountLocked(Locked):
+    pass
+
+
+class BadSignature(NotAuthenticated):
+    code = "bad_signature"
+
+
+class ReplayedRequest(NotAuthenticated):
+    code = "replayed_request"
+
+
+class PermissionDenied(Forbidden):
+    code = "permission_denied"
+
+
+class CsrfFailed(Forbidden):
+    code = "csrf_failed"
+
+
+class DepartmentNotFound(NotFound):
+    code = "department_not_found"
+
+
+class UserNotFound(NotFound):
+    code = "user_not_found"
+
+
+class DuplicateDepartment(Conflict):
+    code = "duplicate_department"
+
+
+class DuplicateUser(Conflict):
+    code = "duplicate_user"
+
+
+__all__ = [
+    "AccountLocked",
+    "BadCredentials",
+    "BadSignature",
+    "CsrfFailed",
+    "DepartmentNotFound",
+    "DuplicateDepartment",
+    "DuplicateUser",
+    "InvalidInput",
+    "PermissionDenied",
+    "ReplayedRequest",
+    "UserNotFound",
+]

@@ -1,0 +1,66 @@
+"""Roles and permissions. Every route names exactly one permission it needs."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    """角色."""
+
+    PLATFORM_ADMIN = "platform_admin"  # 平台管理员 (信息共享主管部门)
+    CATALOG_REGISTRAR = "catalog_registrar"  # 目录编目员
+    CATALOG_REVIEWER = "catalog_reviewer"  # 目录审核员
+    RESOURCE_ADMIN = "resource_admin"  # 信息资源管理员 (共享审核人)
+    AUDITOR = "auditor"  # 审计员: reads logs, never data
+
+    @property
+    def label(self) -> str:
+        return ROLE_LABELS[self]
+
+
+ROLE_LABELS: dict[Role, str] = {
+    Role.PLATFORM_ADMIN: "平台管理员",
+    Role.CATALOG_REGISTRAR: "目录编目员",
+    Role.CATALOG_REVIEWER: "目录审核员",
+    Role.RESOURCE_ADMIN: "信息资源管理员",
+    Role.AUDITOR: "审计员",
+}
+
+
+class Permission(StrEnum):
+    PUBLIC = "public"  # no identity needed (health, login, static)
+    AUTHENTICATED = "authenticated"  # any signed-in person or client
+    CATALOG_READ = "catalog.read"
+    CATALOG_WRITE = "catalog.write"  # compile and submit the own department's entries
+    CATALOG_REVIEW = "catalog.review"  # department review (注册审核)
+    CATALOG_PUBLISH = "catalog.publish"  # platform conformance check (发布审核)
+    CATALOG_ADMIN = "catalog.admin"  # classification tree and code tables
+    DEMAND_WRITE = "demand.write"
+    SYSTEM_WRITE = "system.write"  # information-system inventory
+    DEPARTMENT_ADMIN = "department.admin"
+    USER_ADMIN = "user.admin"
+    AUDIT_READ = "audit.read"
+
+
+_CATALOG_USER = {Permission.AUTHENTICATED, Permission.CATALOG_READ}
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.PLATFORM_ADMIN: frozenset(Permission) - {Permission.AUDIT_READ},
+    Role.CATALOG_REGISTRAR: frozenset(
+        _CATALOG_USER | {Permission.CATALOG_WRITE, Permission.DEMAND_WRITE, Permission.SYSTEM_WRITE}
+    ),
+    Role.CATALOG_REVIEWER: frozenset(_CATALOG_USER | {Permission.CATALOG_REVIEW}),
+    Role.RESOURCE_ADMIN: frozenset(_CATALOG_USER | {Permission.DEMAND_WRITE}),
+    Role.AUDITOR: frozenset({Permission.AUTHENTICATED, Permission.AUDIT_READ}),
+}
+
+# An API client (a department's system) may hold at most these.
+CLIENT_PERMISSIONS = frozenset({Permission.AUTHENTICATED, Permission.CATALOG_READ})
+
+
+def permissions_for(roles: list[Role] | list[str]) -> frozenset[Permission]:
+    granted: set[Permission] = {Permission.PUBLIC}
+    for role in roles:
+        granted |= ROLE_PERMISSIONS[Role(role)]
+    return frozenset(granted)

@@ -1,0 +1,124 @@
+"""Shapes of identity and audit data in and out of the API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from govshare.security.models import DepartmentLevel
+from govshare.security.roles import Permission, Role
+
+
+class TokenRequest(BaseModel):
+    username: str = Field(min_length=1, max_length=50)
+    password: str = Field(min_length=1, max_length=200)
+
+
+class TokenPublic(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_at: datetime
+
+
+class MePublic(BaseModel):
+    kind: str
+    name: str
+    display_name: str
+    department_id: int | None
+    department_name: str
+    roles: list[str]
+    permissions: list[str]
+
+
+class DepartmentCreate(BaseModel):
+    name: str = Field(min_length=2, max_length=100, description="部门全称")
+    short_name: str = Field(default="", max_length=20, description="简称")
+    credit_code: str = Field(min_length=18, max_length=18, description="统一社会信用代码")
+    division_code: str = Field(min_length=6, max_length=6, description="行政区划代码 (GB/T 2260)")
+    level: DepartmentLevel = DepartmentLevel.CITY
+    parent_id: int | None = None
+
+
+class DepartmentPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    short_name: str
+    credit_code: str
+    division_code: str
+    level: DepartmentLevel
+    parent_id: int | None
+
+
+class UserCreate(BaseModel):
+    username: str = Field(pattern=r"^[A-Za-z0-9_.-]{3,50}$", description="登录名")
+    password: str = Field(min_length=8, max_length=200)
+    display_name: str = Field(min_length=1, max_length=50)
+    department_id: int
+    roles: list[Role] = Field(min_length=1)
+
+
+class UserPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    username: str
+    display_name: str
+    department_id: int
+    roles: list[str]
+    is_active: bool
+    locked_until: datetime | None
+
+
+class ApiClientCreate(BaseModel):
+    name: str = Field(min_length=2, max_length=100, description="接入系统名称")
+    department_id: int
+    permissions: list[Permission] | None = None
+
+
+class ApiClientPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    app_key: str
+    name: str
+    department_id: int
+    permissions: list[str]
+    is_active: bool
+
+
+class ApiClientCreated(ApiClientPublic):
+    secret: str = Field(description="仅在创建时返回一次")
+
+
+class AuditEntryPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    seq: int
+    at: datetime
+    actor: str
+    actor_kind: str
+    department_id: int | None
+    action: str
+    object_type: str
+    object_id: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    remote_addr: str | None
+    alg: str
+    prev_hash: str
+    hash: str
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntryPublic]
+    next_before_seq: int | None
+
+
+class ChainReportPublic(BaseModel):
+    entries: int
+    intact: bool
+    problems: list[dict[str, Any]]

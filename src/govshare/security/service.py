@@ -1,0 +1,423 @@
+"""Rules of identity: departments, users, sign-in with lockout, sessions, API clients.
+
+Services take a SQLAlchemy session and never know about HTTP.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from govshare.config import Settings
+from govshare.db import utcnow
+from govshare.security import audit
+from govshare.security.audit import Actor
+from govshare.security.crypto import (
+    constant_time_equal,
+    hmac_sha256,
+    seal,
+    token_hash,
+    unseal,
+)
+from govshare.security.errors import (
+    AccountLocked,
+    BadCredentials,
+    BadSignature,
+    DepartmentNotFound,
+    DuplicateDepartment,
+    DuplicateUser,
+    InvalidInput,
+    ReplayedRequest,
+    UserNotFound,
+)
+from govshare.security.models import (
+    ApiClient,
+    ApiNonce,
+    AuthSession,
+    Department,
+    DepartmentLevel,
+    SessionKind,
+    User,
+)
+from govshare.security.roles import CLIENT_PERMISSIONS, Permission, Role, permissions_for
+from govshare.security.validators import credit_code_problem, division_code_problem
+
+_hasher = PasswordHasher()
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling, resolved from a session cookie, a bearer token or a signature."""
+
+    kind: str  # "user" | "client" | "anonymous"
+    name: str
+    department_id: int | None
+    permissions: frozenset[Permission]
+    user_id: int | None = None
+    client_id: int | None = None
+    roles: tuple[str, ...] = ()
+    csrf_token: str | None = None
+    remote_addr: str | None = None
+    display_name: str = ""
+    department_name: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def can(self, permission: Permission) -> bool:
+        return permission in self.permissions
+
+    @property
+    def is_admin(self) -> bool:
+        return Role.PLATFORM_ADMIN in self.roles
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(
+            name=self.name,
+            kind=self.kind,
+            department_id=self.department_id,
+            remote_addr=self.remote_addr,
+        )
+
+
+ANONYMOUS = Principal(
+    kind="anonymous", name="anonymous", department_id=None, permissions=frozenset({Permission.PUBLIC})
+)
+
+
+# -- departments ---------------------------------------------------------------------
+
+
+def _department_snapshot(dept: Department) -> dict[str, object]:
+    return {
+        "name": dept.name,
+        "short_name": dept.short_name,
+        "credit_code": dept.credit_code,
+        "division_code": dept.division_code,
+        "level": dept.level,
+        "parent_id": dept.parent_id,
+    }
+
+
+def add_department(
+    session: Session,
+    actor: Actor,
+    *,
+    name: str,
+    short_name: str,
+    credit_code: str,
+    division_code: str,
+    level: DepartmentLevel = DepartmentLevel.CITY,
+    parent_id: int | None = None,
+) -> Department:
+    problems = []
+    if not name.strip():
+        problems.append({"field": "name", "message": "部门名称不能为空"})
+    if msg := credit_code_problem(credit_code):
+        problems.append({"field": "credit_code", "message": msg})
+    if msg := division_code_problem(division_code):
+        problems.append({"field": "division_code", "message": msg})
+    if parent_id is not None and session.get(Department, parent_id) is None:
+        problems.append({"field": "parent_id", "message": f"上级部门 {parent_id} 不存在"})
+    if problems:
+        raise InvalidInput("部门信息不正确", details=problems)
+    if session.scalar(
+        select(Department.id).where(
+            (Department.name == name) | (Department.credit_code == credit_code)
+        )
+    ):
+        raise DuplicateDepartment(f"部门名称或统一社会信用代码已存在: {name} / {credit_code}")
+    dept = Department(
+        name=name.strip(),
+        short_name=short_name.strip() or name.strip(),
+        credit_code=credit_code,
+        division_code=division_code,
+        level=DepartmentLevel(level),
+        parent_id=parent_id,
+    )
+    session.add(dept)
+    session.flush()
+    audit.record(
+        session, actor, "department.add", object_type="department", object_id=dept.id,
+        after=_department_snapshot(dept),
+    )
+    return dept
+
+
+def get_department(session: Session, department_id: int) -> Department:
+    dept = session.get(Department, department_id)
+    if dept is None:
+        raise DepartmentNotFound(f"部门 {department_id} 不存在")
+    return dept
+
+
+def list_departments(session: Session) -> list[Department]:
+    return list(session.scalars(select(Department).order_by(Department.id)))
+
+
+# -- users ---------------------------------------------------------------------------
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def _check_password_strength(password: str) -> None:
+    if len(password) < 8:
+        raise InvalidInput(
+            "密码至少8位", details=[{"field": "password", "message": "密码至少8位"}]
+        )
+
+
+def add_user(
+    session: Session,
+    actor: Actor,
+    *,
+    username: str,
+    password: str,
+    display_name: str,
+    department_id: int,
+    roles: list[Role],
+) -> User:
+    _check_password_strength(password)
+    get_department(session, department_id)
+    if not roles:
+        raise InvalidInput("至少指定一个角色", details=[{"field": "roles", "message": "至少指定一个角色"}])
+    if session.scalar(select(User.id).where(User.username == username)):
+        raise DuplicateUser(f"用户名已存在: {username}")
+    user = User(
+        username=username,
+        display_name=display_name,
+        password_hash=hash_password(password),
+        department_id=department_id,
+        roles=[Role(r).value for r in roles],
+    )
+    session.add(user)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent insert of the same name
+        raise DuplicateUser(f"用户名已存在: {username}") from exc
+    audit.record(
+        session, actor, "user.add", object_type="user", object_id=user.id,
+        after={"username": username, "department_id": department_id, "roles": user.roles},
+    )
+    return user
+
+
+def get_user_by_username(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise UserNotFound(f"用户不存在: {username}")
+    return user
+
+
+def list_users(session: Session, department_id: int | None = None) -> list[User]:
+    q = select(User).order_by(User.id)
+    if department_id is not None:
+        q = q.where(User.department_id == department_id)
+    return list(session.scalars(q))
+
+
+def set_password(session: Session, actor: Actor, user: User, password: str) -> None:
+    _check_password_strength(password)
+    user.password_hash = hash_password(password)
+    user.failed_logins = 0
+    user.locked_until = None
+    audit.record(session, actor, "user.set_password", object_type="user", object_id=user.id)
+
+
+def authenticate(
+    session: Session, settings: Settings, username: str, password: str, remote_addr: str | None
+) -> User:
+    """Check a password; count failures and lock the account after too many.
+
+    Failures are recorded and committed by the caller even though this raises, so the
+    count survives the error (the caller commits before re-raising).
+    """
+    actor = Actor(name=username, kind="user", remote_addr=remote_addr)
+    user = session.scalar(select(User).where(User.username == username))
+    now = utcnow()
+    if user is None or not user.is_active:
+        # Spend the same time as a real check so names cannot be probed by timing.
+        _hasher.hash(password)
+        audit.record(session, actor, "auth.login_failed", object_type="user", object_id=username)
+        raise BadCredentials("用户名或密码错误")
+    if user.locked_until and user.locked_until > now:
+        audit.record(session, actor, "auth.login_locked", object_type="user", object_id=user.id)
+        raise AccountLocked(
+            f"账号已锁定，请于 {user.locked_until.astimezone().strftime('%H:%M')} 后再试"
+        )
+    try:
+        _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        user.failed_logins += 1
+        if user.failed_logins >= settings.lockout_threshold:
+            user.locked_until = now + timedelta(minutes=settings.lockout_minutes)
+            user.failed_logins = 0
+            audit.record(session, actor, "auth.account_locked", object_type="user", object_id=user.id)
+            raise AccountLocked(
+                f"连续登录失败{settings.lockout_threshold}次，账号锁定{settings.lockout_minutes}分钟"
+            ) from None
+        audit.record(session, actor, "auth.login_failed", object_type="user", object_id=user.id)
+        raise BadCredentials("用户名或密码错误") from None
+    user.failed_logins = 0
+    user.locked_until = None
+    user.last_login_at = now
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    actor = Actor(name=username, kind="user", department_id=user.department_id, remote_addr=remote_addr)
+    audit.record(session, actor, "auth.login", object_type="user", object_id=user.id)
+    return user
+
+
+def open_session(
+    session: Session, settings: Settings, user: User, kind: SessionKind
+) -> tuple[str, AuthSession]:
+    """Start a console session or issue a bearer token; returns the clear token once."""
+    token = secrets.token_urlsafe(32)
+    auth = AuthSession(
+        token_hash=token_hash(token),
+        user_id=user.id,
+        kind=kind,
+        csrf_token=secrets.token_urlsafe(24),
+        expires_at=utcnow() + timedelta(minutes=settings.token_ttl_minutes),
+    )
+    session.add(auth)
+    session.flush()
+    return token, auth
+
+
+def close_session(session: Session, token: str) -> None:
+    auth = session.scalar(select(AuthSession).where(AuthSession.token_hash == token_hash(token)))
+    if auth is not None:
+        auth.revoked = True
+
+
+def _principal_for_user(user: User, *, csrf: str | None, remote_addr: str | None) -> Principal:
+    return Principal(
+        kind="user",
+        name=user.username,
+        department_id=user.department_id,
+        permissions=permissions_for(user.roles),
+        user_id=user.id,
+        roles=tuple(user.roles),
+        csrf_token=csrf,
+        remote_addr=remote_addr,
+        display_name=user.display_name,
+        department_name=user.department.short_name,
+    )
+
+
+def principal_from_token(
+    session: Session, token: str, kind: SessionKind, remote_addr: str | None
+) -> Principal | None:
+    row = session.execute(
+        select(AuthSession, User)
+        .join(User, User.id == AuthSession.user_id)
+        .where(AuthSession.token_hash == token_hash(token), AuthSession.kind == kind)
+    ).first()
+    if row is None:
+        return None
+    auth, user = row
+    if auth.revoked or auth.expires_at <= utcnow() or not user.is_active:
+        return None
+    return _principal_for_user(user, csrf=auth.csrf_token, remote_addr=remote_addr)
+
+
+# -- API clients (应用接入) ------------------------------------------------------------
+
+
+def add_api_client(
+    session: Session,
+    settings: Settings,
+    actor: Actor,
+    *,
+    name: str,
+    department_id: int,
+    permissions: list[Permission] | None = None,
+) -> tuple[ApiClient, str]:
+    """Register a department system; returns the client and its secret (shown once)."""
+    get_department(session, department_id)
+    wanted = set(permissions or CLIENT_PERMISSIONS)
+    if not wanted <= CLIENT_PERMISSIONS:
+        raise InvalidInput(
+            "应用只能被授予目录查询等接口权限",
+            details=[{"field": "permissions", "message": f"不允许: {sorted(wanted - CLIENT_PERMISSIONS)}"}],
+        )
+    secret = secrets.token_urlsafe(32)
+    client = ApiClient(
+        app_key="gs_" + secrets.token_hex(12),
+        secret_sealed=seal(settings.secret_key, secret),
+        name=name,
+        department_id=department_id,
+        permissions=sorted(p.value for p in wanted),
+    )
+    session.add(client)
+    session.flush()
+    audit.record(
+        session, actor, "api_client.add", object_type="api_client", object_id=client.app_key,
+        after={"name": name, "department_id": department_id, "permissions": client.permissions},
+    )
+    return client, secret
+
+
+def string_to_sign(method: str, path_and_query: str, timestamp: str, nonce: str, body_sha256: str) -> bytes:
+    """What an API client signs: method, path with query, timestamp, nonce, body digest."""
+    return "\n".join([method.upper(), path_and_query, timestamp, nonce, body_sha256]).encode()
+
+
+def principal_from_signature(
+    session: Session,
+    settings: Settings,
+    *,
+    app_key: str,
+    timestamp: str,
+    nonce: str,
+    signature: str,
+    method: str,
+    path_and_query: str,
+    body_sha256: str,
+    remote_addr: str | None,
+) -> Principal:
+    """Check an HMAC-signed request; reject unknown keys, stale times and replays."""
+    client = session.scalar(select(ApiClient).where(ApiClient.app_key == app_key))
+    if client is None or not client.is_active:
+        raise BadSignature("未知或已停用的应用 app key")
+    try:
+        sent_at = datetime.fromtimestamp(int(timestamp), tz=utcnow().tzinfo)
+    except (ValueError, OverflowError, OSError):
+        raise BadSignature("X-Timestamp 应为 Unix 秒") from None
+    now = utcnow()
+    if abs((now - sent_at).total_seconds()) > settings.signature_max_skew_seconds:
+        raise BadSignature("请求时间戳超出允许范围 (stale timestamp)")
+    if not (8 <= len(nonce) <= 64):
+        raise BadSignature("X-Nonce 长度应为8至64位")
+    secret = unseal(settings.secret_key, client.secret_sealed)
+    expected = hmac_sha256(secret, string_to_sign(method, path_and_query, timestamp, nonce, body_sha256))
+    if not constant_time_equal(expected, signature.lower()):
+        raise BadSignature("签名不正确")
+    if session.get(ApiNonce, (app_key, nonce)) is not None:
+        raise ReplayedRequest("重复的请求 (nonce 已使用)")
+    session.add(ApiNonce(app_key=app_key, nonce=nonce, seen_at=now))
+    try:
+        session.flush()
+    except IntegrityError:
+        raise ReplayedRequest("重复的请求 (nonce 已使用)") from None
+    cutoff = now - timedelta(seconds=2 * settings.signature_max_skew_seconds)
+    session.execute(delete(ApiNonce).where(ApiNonce.seen_at < cutoff))
+    return Principal(
+        kind="client",
+        name=client.app_key,
+        department_id=client.department_id,
+        permissions=frozenset(Permission(p) for p in client.permissions) | {Permission.PUBLIC},
+        client_id=client.id,
+        remote_addr=remote_addr,
+        display_name=client.name,
+        department_name=client.department.short_name,
+    )
