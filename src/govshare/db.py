@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, create_engine, event
+from enum import StrEnum
+
+from sqlalchemy import DateTime, Enum, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -41,6 +43,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
+
+
+def str_enum(cls: type[StrEnum], length: int) -> Enum:
+    """A StrEnum stored as its value in a plain VARCHAR (no native enum to migrate)."""
+    return Enum(
+        cls, native_enum=False, create_constraint=False, length=length,
+        values_callable=lambda e: [m.value for m in e], validate_strings=True,
+    )
 
 
 class Base(DeclarativeBase):

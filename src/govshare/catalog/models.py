@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from govshare.catalog.codes import ResourceKind, ResourceStatus, SharingType
-from govshare.db import Base, utcnow
+from govshare.db import Base, str_enum, utcnow
 from govshare.security.models import Department, JSONType
 
 
@@ -87,13 +87,13 @@ class Resource(Base):
     code: Mapped[str] = mapped_column(String(40), unique=True)
     sequence: Mapped[int] = mapped_column(Integer)
     classification_id: Mapped[int] = mapped_column(ForeignKey("classification.id"))
-    kind: Mapped[ResourceKind] = mapped_column(String(12))
+    kind: Mapped[ResourceKind] = mapped_column(str_enum(ResourceKind, 12))
     name: Mapped[str] = mapped_column(String(200))
     provider_department_id: Mapped[int] = mapped_column(ForeignKey("department.id"))
     abstract: Mapped[str] = mapped_column(Text)
     format: Mapped[str] = mapped_column(String(20))
     format_detail: Mapped[str] = mapped_column(String(100), default="")
-    sharing_type: Mapped[SharingType] = mapped_column(String(1))
+    sharing_type: Mapped[SharingType] = mapped_column(str_enum(SharingType, 1))
     sharing_conditions: Mapped[str] = mapped_column(Text, default="")
     not_shared_basis: Mapped[str] = mapped_column(Text, default="")
     sharing_modes: Mapped[list[str]] = mapped_column(JSONType, default=list)
@@ -105,7 +105,7 @@ class Resource(Base):
     source_system_id: Mapped[int | None] = mapped_column(ForeignKey("information_system.id"))
     secrecy: Mapped[str] = mapped_column(String(20), default="public")
     extensions: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    status: Mapped[ResourceStatus] = mapped_column(String(24), default=ResourceStatus.DRAFT)
+    status: Mapped[ResourceStatus] = mapped_column(str_enum(ResourceStatus, 24), default=ResourceStatus.DRAFT)
     version: Mapped[int] = mapped_column(Integer, default=1)
     published_version: Mapped[int | None] = mapped_column(Integer)
     # Denormalised for the search filter: published and not withdrawn (共享目录可见).

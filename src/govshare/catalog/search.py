@@ -56,8 +56,13 @@ _jieba_lock = threading.Lock()
 @cache
 def _jieba() -> Any:
     import logging
+    import warnings
 
-    import jieba
+    with warnings.catch_warnings():
+        # jieba (2020) has regex escapes that newer Pythons warn about when compiling.
+        warnings.simplefilter("ignore", SyntaxWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import jieba
 
     jieba.setLogLevel(logging.WARNING)
     with _jieba_lock:

@@ -445,6 +445,10 @@ def update_resource(session: Session, principal: Principal, resource_id: int, da
             )
         resource.sequence = _next_sequence(session, node.id)
         resource.code = f"{node.code}/{resource.sequence:06d}"
+    # Old items go first: the unit of work would insert the new ones before deleting,
+    # tripping the (resource, code) unique constraint.
+    resource.items.clear()
+    session.flush()
     _apply(resource, data, node)
     after = snapshot(resource)
     if after == before:

@@ -10,7 +10,7 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Tex
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from govshare.db import Base, utcnow
+from govshare.db import Base, str_enum, utcnow
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -37,7 +37,7 @@ class Department(Base):
     short_name: Mapped[str] = mapped_column(String(20))
     credit_code: Mapped[str] = mapped_column(String(18), unique=True)
     division_code: Mapped[str] = mapped_column(String(6))
-    level: Mapped[DepartmentLevel] = mapped_column(String(10), default=DepartmentLevel.CITY)
+    level: Mapped[DepartmentLevel] = mapped_column(str_enum(DepartmentLevel, 10), default=DepartmentLevel.CITY)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -75,7 +75,7 @@ class AuthSession(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[SessionKind] = mapped_column(String(10))
+    kind: Mapped[SessionKind] = mapped_column(str_enum(SessionKind, 10))
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()

@@ -1,12 +1,39 @@
-"""Jinja filters for the console."""
+"""Jinja filters and globals for the console: Chinese labels, times, URLs."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+import json
+from datetime import date, datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+from markupsafe import Markup, escape
+
+from govshare.catalog.codes import ResourceKind, ResourceStatus, SharingType
+from govshare.security.models import DepartmentLevel
+from govshare.security.roles import Permission, Role
+
 CHINA = ZoneInfo("Asia/Shanghai")
+STATIC = Path(__file__).parent.parent / "static"
+
+# Notices shown after a redirect (``?done=key``); only these fixed texts, so a crafted
+# link cannot put words of its own on the page.
+NOTICES: dict[str, str] = {
+    "logged_out": "已安全退出",
+    "created": "目录已保存为草稿，核对无误后请提交注册",
+    "updated": "目录已保存",
+    "deleted": "草稿已删除",
+    "step": "操作已完成",
+    "department_added": "部门已新增",
+    "user_added": "用户已新增",
+    "demand_added": "需求已发布",
+    "demand_answered": "已响应该需求",
+    "demand_closed": "需求已关闭",
+    "system_added": "信息系统已登记",
+}
 
 
 def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
@@ -15,5 +42,110 @@ def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return value.astimezone(CHINA).strftime(fmt)
 
 
+def local_date(value: date | datetime | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return local_time(value, "%Y-%m-%d")
+    return value.strftime("%Y-%m-%d")
+
+
+def status_label(value: str | None) -> str:
+    try:
+        return ResourceStatus(value).label
+    except ValueError:
+        return value or ""
+
+
+def sharing_label(value: str | None) -> str:
+    try:
+        return SharingType(value).label
+    except ValueError:
+        return value or ""
+
+
+def kind_label(value: str | None) -> str:
+    try:
+        return ResourceKind(value).label
+    except ValueError:
+        return value or ""
+
+
+def role_label(value: str) -> str:
+    try:
+        return Role(value).label
+    except ValueError:
+        return value
+
+
+def level_label(value: str) -> str:
+    try:
+        return DepartmentLevel(value).label
+    except ValueError:
+        return value
+
+
+def yes_no(value: object) -> str:
+    return "是" if value else "否"
+
+
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True, default=str)
+
+
+def with_query(params: dict[str, Any], **changes: Any) -> str:
+    """A query string: ``params`` with ``changes`` applied (None or "" removes a key)."""
+    merged = {**params, **changes}
+    kept = {k: v for k, v in merged.items() if v is not None and v != ""}
+    return "?" + urlencode(kept) if kept else "?"
+
+
+def highlight(value: str, words: list[str]) -> Markup:
+    """Escape ``value`` and wrap each occurrence of ``words`` in ``<mark>``."""
+    text = str(value)
+    if not words:
+        return escape(text)
+    lowered = text.lower()
+    spans: list[tuple[int, int]] = []
+    for word in sorted({w for w in words if w}, key=len, reverse=True):
+        start = lowered.find(word)
+        while start >= 0:
+            end = start + len(word)
+            if not any(s < end and start < e for s, e in spans):
+                spans.append((start, end))
+            start = lowered.find(word, end)
+    out, pos = Markup(), 0
+    for start, end in sorted(spans):
+        out += escape(text[pos:start]) + Markup("<mark>") + escape(text[start:end]) + Markup("</mark>")
+        pos = end
+    return out + escape(text[pos:])
+
+
+def asset_version() -> str:
+    """A digest of the hand-written static files, appended to their URLs so a browser
+    fetches them again after an upgrade."""
+    h = hashlib.sha256()
+    for path in sorted(STATIC.glob("*.*")):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:10]
+
+
 def install(env: Any) -> None:
-    env.filters["local_time"] = local_time
+    env.filters.update(
+        local_time=local_time,
+        local_date=local_date,
+        status_label=status_label,
+        sharing_label=sharing_label,
+        kind_label=kind_label,
+        role_label=role_label,
+        level_label=level_label,
+        yes_no=yes_no,
+        pretty_json=pretty_json,
+        highlight=highlight,
+    )
+    env.globals.update(
+        Permission=Permission,
+        NOTICES=NOTICES,
+        with_query=with_query,
+        asset_version=asset_version(),
+    )

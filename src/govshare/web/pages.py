@@ -1,5 +1,162 @@
-"""Console pages."""
+"""Console sign-in, sign-out and the dashboard (首页).
 
-from fastapi import APIRouter
+Sign-in uses a console session cookie (HttpOnly, SameSite=Lax) and, because there is
+no session yet to carry a CSRF token, a double-submit token of its own: the login form
+and a short-lived cookie must agree, so another site cannot sign a browser in.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from govshare.catalog import search
+from govshare.catalog.codes import ResourceStatus, SharingType
+from govshare.catalog.service import CodeTables
+from govshare.catalog.views import facet_values
+from govshare.deps import SESSION_COOKIE, Authenticated, Public, SessionDep, SettingsDep
+from govshare.errors import GovshareError
+from govshare.security import audit, service
+from govshare.security.crypto import constant_time_equal
+from govshare.security.models import SessionKind
+from govshare.security.roles import Permission
+from govshare.security.service import Principal
+from govshare.web.forms import redirect, render, safe_next, text
 
 router = APIRouter(include_in_schema=False)
+
+LOGIN_COOKIE = "govshare_login"
+
+
+def _login_page(
+    request: Request, caller: Principal, *, next_url: str, username: str = "", error: str = "",
+    status_code: int = 200,
+) -> Response:
+    token = secrets.token_urlsafe(24)
+    response = render(
+        request, "login.html", caller, status_code=status_code,
+        next_url=next_url, username=username, error=error, login_token=token,
+    )
+    response.set_cookie(
+        LOGIN_COOKIE, token, max_age=3600, httponly=True, samesite="strict", path="/login",
+        secure=request.app.state.settings.secure_cookies,
+    )
+    return response
+
+
+@router.get("/login")
+def login_form(request: Request, caller: Public, next: str = "/") -> Response:
+    if caller.kind == "user":
+        return redirect(safe_next(next))
+    return _login_page(request, caller, next_url=safe_next(next))
+
+
+@router.post("/login")
+async def login(request: Request, db: SessionDep, settings: SettingsDep, caller: Public) -> Response:
+    form = await request.form()
+    username, password = text(form, "username"), form.get("password")
+    next_url = safe_next(text(form, "next"))
+    sent, expected = text(form, "login_token"), request.cookies.get(LOGIN_COOKIE, "")
+    if not sent or not expected or not constant_time_equal(sent, expected):
+        return _login_page(
+            request, caller, next_url=next_url, username=username, status_code=400,
+            error="登录页面已过期，请重新输入用户名和密码",
+        )
+    if not username or not isinstance(password, str) or not password:
+        return _login_page(
+            request, caller, next_url=next_url, username=username, status_code=400,
+            error="请输入用户名和密码",
+        )
+    remote = request.client.host if request.client else None
+    try:
+        user = service.authenticate(db, settings, username, password, remote)
+    except GovshareError as exc:
+        db.commit()  # keep the failure count and its audit entry
+        return _login_page(
+            request, caller, next_url=next_url, username=username, error=exc.message,
+            status_code=exc.status,
+        )
+    token, _auth = service.open_session(db, settings, user, SessionKind.CONSOLE)
+    # Commit before answering: the browser follows the redirect at once, and the
+    # request-scoped session would otherwise commit only after the response is sent.
+    db.commit()
+    response = redirect(next_url)
+    response.set_cookie(
+        SESSION_COOKIE, token, max_age=settings.token_ttl_minutes * 60, httponly=True,
+        samesite="lax", secure=settings.secure_cookies, path="/",
+    )
+    response.delete_cookie(LOGIN_COOKIE, path="/login")
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, db: SessionDep, caller: Authenticated) -> Response:
+    if cookie := request.cookies.get(SESSION_COOKIE):
+        service.close_session(db, cookie)
+    audit.record(db, caller.actor, "auth.logout", object_type="user", object_id=caller.user_id)
+    db.commit()
+    response = redirect("/login?done=logged_out")
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+# -- dashboard -------------------------------------------------------------------------
+
+
+def _chart(kind: str, title: str, pairs: list[tuple[str, int]]) -> dict[str, Any]:
+    return {"type": kind, "title": title, "labels": [p[0] for p in pairs], "values": [p[1] for p in pairs]}
+
+
+def _status_counts(db: SessionDep, caller: Principal) -> dict[ResourceStatus, int]:
+    """Entries per status that the caller answers for: all of them for the platform,
+    the own department's otherwise. One filtered count per status through search."""
+    counts: dict[ResourceStatus, int] = {}
+    for status in ResourceStatus:
+        sq = search.SearchQuery(
+            scope="all" if caller.is_admin else "mine", status=status, limit=1,
+            viewer_department_id=caller.department_id, viewer_is_admin=caller.is_admin,
+        )
+        counts[status] = search.search(db, sq).total
+    return counts
+
+
+@router.get("/")
+def dashboard(request: Request, db: SessionDep, caller: Authenticated) -> Response:
+    context: dict[str, Any] = {"charts": [], "cards": []}
+    if caller.can(Permission.CATALOG_READ):
+        sq = search.SearchQuery(
+            scope="catalog", limit=1, viewer_department_id=caller.department_id,
+            viewer_is_admin=caller.is_admin,
+        )
+        result = search.search(db, sq)
+        facets = facet_values(db, result.facets, CodeTables(db))
+        statuses = _status_counts(db, caller)
+        by_dept = sorted(((f.label, f.count) for f in facets.get("department", [])), key=lambda p: -p[1])
+        sharing = {f.value: f.count for f in facets.get("sharing_type", [])}
+        scope_name = "全平台" if caller.is_admin else "本部门"
+        context["charts"] = [
+            _chart("bar", "各部门已发布目录数", by_dept[:20]),
+            _chart("pie", "共享类型分布（已发布）", [(t.label, sharing.get(t.value, 0)) for t in SharingType]),
+            _chart("column", f"{scope_name}目录状态", [(s.label, n) for s, n in statuses.items()]),
+        ]
+        cards = [
+            ("共享目录（已发布）", result.total, "/catalog"),
+            ("提供部门", len(by_dept), "/catalog"),
+            (f"{scope_name}目录", sum(statuses.values()), "/catalog/mine"),
+        ]
+        if caller.can(Permission.CATALOG_REVIEW):
+            cards.append(("待注册审核", statuses[ResourceStatus.PENDING_REGISTRATION],
+                          "/catalog/review?queue=registration"))
+        if caller.can(Permission.CATALOG_PUBLISH):
+            cards.append(("待发布审核", statuses[ResourceStatus.PENDING_PUBLICATION],
+                          "/catalog/review?queue=publication"))
+        if caller.can(Permission.CATALOG_WRITE):
+            cards.append(("退回修改", statuses[ResourceStatus.RETURNED],
+                          "/catalog/mine?status=returned"))
+        context["cards"] = cards
+    if caller.can(Permission.AUDIT_READ):
+        context["cards"].append(("审计日志条数", audit.count_entries(db), "/audit"))
+    return render(request, "dashboard.html", caller, **context)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-21 04:55:55.408286
+Create Date: 2026-11-21 05:00:49.392255
 """
 
 from collections.abc import Sequence
@@ -87,7 +87,7 @@ def upgrade() -> None:
     sa.Column('short_name', sa.String(length=20), nullable=False),
     sa.Column('credit_code', sa.String(length=18), nullable=False),
     sa.Column('division_code', sa.String(length=6), nullable=False),
-    sa.Column('level', sa.String(length=10), nullable=False),
+    sa.Column('level', sa.Enum('province', 'city', 'district', name='departmentlevel', native_enum=False, length=10), nullable=False),
     sa.Column('parent_id', sa.Integer(), nullable=True),
     sa.Column('created_at', govshare.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['parent_id'], ['department.id'], name=op.f('fk_department_parent_id_department')),
@@ -170,7 +170,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('token_hash', sa.String(length=64), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=False),
-    sa.Column('kind', sa.String(length=10), nullable=False),
+    sa.Column('kind', sa.Enum('console', 'token', name='sessionkind', native_enum=False, length=10), nullable=False),
     sa.Column('csrf_token', sa.String(length=64), nullable=False),
     sa.Column('created_at', govshare.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('expires_at', govshare.db.UTCDateTime(timezone=True), nullable=False),
@@ -187,13 +187,13 @@ def upgrade() -> None:
     sa.Column('code', sa.String(length=40), nullable=False),
     sa.Column('sequence', sa.Integer(), nullable=False),
     sa.Column('classification_id', sa.Integer(), nullable=False),
-    sa.Column('kind', sa.String(length=12), nullable=False),
+    sa.Column('kind', sa.Enum('base', 'theme', 'department', name='resourcekind', native_enum=False, length=12), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('provider_department_id', sa.Integer(), nullable=False),
     sa.Column('abstract', sa.Text(), nullable=False),
     sa.Column('format', sa.String(length=20), nullable=False),
     sa.Column('format_detail', sa.String(length=100), nullable=False),
-    sa.Column('sharing_type', sa.String(length=1), nullable=False),
+    sa.Column('sharing_type', sa.Enum('1', '2', '3', name='sharingtype', native_enum=False), nullable=False),
     sa.Column('sharing_conditions', sa.Text(), nullable=False),
     sa.Column('not_shared_basis', sa.Text(), nullable=False),
     sa.Column('sharing_modes', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
@@ -205,7 +205,7 @@ def upgrade() -> None:
     sa.Column('source_system_id', sa.Integer(), nullable=True),
     sa.Column('secrecy', sa.String(length=20), nullable=False),
     sa.Column('extensions', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
-    sa.Column('status', sa.String(length=24), nullable=False),
+    sa.Column('status', sa.Enum('draft', 'pending_registration', 'returned', 'registration_rejected', 'registered', 'pending_publication', 'publication_rejected', 'published', 'withdrawn', name='resourcestatus', native_enum=False, length=24), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('published_version', sa.Integer(), nullable=True),
     sa.Column('listed', sa.Boolean(), nullable=False),

@@ -1,0 +1,78 @@
+"""Fixtures: a real PostgreSQL server, hubs on SQLite and PostgreSQL served over
+loopback HTTP, and builders for departments, users and catalog entries."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from govshare import db
+from govshare.catalog.service import seed_reference_data
+from govshare.config import Settings
+from tests.live import LiveHub, start_live_hub
+from tests.pg import PostgresServer, pg_bin_dir, start_postgres
+
+TEST_SECRET = "test-secret-key-with-at-least-32-characters!"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    if pg_bin_dir() is None and not os.environ.get("CI"):
+        pytest.skip("PostgreSQL is not installed here (CI installs it and never skips)")
+    server = start_postgres()
+    yield server
+    server.stop()
+
+
+def make_settings(data_dir: Path, database_url: str | None = None, **kw: object) -> Settings:
+    return Settings(
+        data_dir=data_dir, database_url=database_url, secret_key=TEST_SECRET, demo=False,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def migrated(settings: Settings) -> Settings:
+    db.upgrade(settings)
+    engine = db.make_engine(settings)
+    with db.session_scope(db.make_session_factory(engine, settings)) as session:
+        seed_reference_data(session)
+    engine.dispose()
+    return settings
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def fresh_settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """A newly migrated, empty hub database on the given backend (one per test)."""
+    url = None
+    if backend == "postgresql":
+        server: PostgresServer = request.getfixturevalue("postgres")
+        url = server.create_database(f"t_{abs(hash(request.node.nodeid)) % 10**10}")
+    return migrated(make_settings(tmp_path / "data", url))
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
+    """A live hub shared by a session's API tests; tests create their own departments."""
+    url = None
+    if request.param == "postgresql":
+        server: PostgresServer = request.getfixturevalue("postgres")
+        url = server.create_database("govshare_api")
+    settings = migrated(make_settings(tmp_path_factory.mktemp(f"hub-{request.param}"), url))
+    live = start_live_hub(settings)
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+def world(hub: LiveHub) -> Iterator["World"]:
+    from tests.factories import World
+
+    yield World(hub)
