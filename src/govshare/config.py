@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEMO_SECRET = "demo-secret-do-not-use-in-production"
 
 
-class UnsafeSettingError(ValueError):
+class UnsafeSettingError(Exception):
     """A setting that would leave a production hub open; the hub refuses to start."""
 
 

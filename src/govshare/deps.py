@@ -50,7 +50,9 @@ def get_db(request: Request) -> Iterator[Session]:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-SessionDep = Annotated[Session, Depends(get_db)]
+# "function" scope: commit before the response is sent, so a client that reads right
+# after a 201 sees what it wrote.
+SessionDep = Annotated[Session, Depends(get_db, scope="function")]
 
 
 def _remote(request: Request) -> str | None:

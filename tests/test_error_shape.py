@@ -1,0 +1,70 @@
+"""Every API error has one envelope: {"error": {"code", "message", "details"}}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.factories import World, resource_payload
+
+
+def _assert_envelope(body: dict[str, Any], code: str) -> None:
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    assert isinstance(body["error"]["details"], list)
+
+
+def test_unauthenticated(world: World) -> None:
+    with world.api() as c:
+        _assert_envelope(c.get("/api/v1/catalog/resources").json(), "not_authenticated")
+
+
+def test_forbidden(world: World) -> None:
+    with world.api(world.auditor) as c:
+        _assert_envelope(c.get("/api/v1/catalog/resources").json(), "permission_denied")
+
+
+def test_not_found(world: World) -> None:
+    dept = world.department()
+    with world.api(dept.registrar) as c:
+        r = c.get("/api/v1/catalog/resources/999999999")
+        assert r.status_code == 404
+        _assert_envelope(r.json(), "resource_not_found")
+        _assert_envelope(c.get("/api/v1/no-such-route").json(), "http_error")
+
+
+def test_request_validation_names_the_field(world: World) -> None:
+    dept = world.department()
+    bad = resource_payload(items=[{"name": "姓名", "code": "1bad", "data_type": "C", "length": 50}])
+    with world.api(dept.registrar) as c:
+        r = c.post("/api/v1/catalog/resources", json=bad)
+    assert r.status_code == 422
+    body = r.json()
+    _assert_envelope(body, "invalid_input")
+    assert body["error"]["details"][0]["field"] == "items[0].code"
+
+
+def test_rule_violations_list_every_field(world: World) -> None:
+    dept = world.department()
+    bad = resource_payload(
+        sharing_type="2", sharing_conditions="", format="floppy", update_cycle="hourly",
+        items=[{"name": "金额", "code": "je", "data_type": "Y"}, {"name": "金额2", "code": "JE", "data_type": "Q"}],
+    )
+    with world.api(dept.registrar) as c:
+        r = c.post("/api/v1/catalog/resources", json=bad)
+    assert r.status_code == 422
+    body = r.json()
+    _assert_envelope(body, "invalid_resource")
+    fields = {d["field"] for d in body["error"]["details"]}
+    assert fields == {
+        "sharing_conditions", "format", "update_cycle", "items[0].length", "items[1].code", "items[1].data_type",
+    }
+
+
+def test_not_shared_needs_legal_basis(world: World) -> None:
+    dept = world.department()
+    with world.api(dept.registrar) as c:
+        r = c.post("/api/v1/catalog/resources", json=resource_payload(sharing_type="3", sharing_modes=[]))
+    details = r.json()["error"]["details"]
+    assert details == [{"field": "not_shared_basis", "message": "不予共享必须注明法律、行政法规或党中央、国务院政策依据"}]

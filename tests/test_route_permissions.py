@@ -1,0 +1,54 @@
+"""Every route declares the one permission it needs (a ``Require`` dependency)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+
+from govshare.app import create_app
+from govshare.deps import Require
+from tests.conftest import make_settings
+
+
+def api_routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, APIRoute]]:
+    """Every APIRoute, following included routers (newer FastAPI keeps them nested)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield prefix + route.path, route
+        elif (inner := getattr(route, "original_router", None)) is not None:
+            context = getattr(route, "include_context", None)
+            yield from api_routes(inner.routes, prefix + (getattr(context, "prefix", "") or ""))
+
+
+def _requires(dep: Dependant) -> list[Require]:
+    found = [dep.call] if isinstance(dep.call, Require) else []
+    for sub in dep.dependencies:
+        found.extend(_requires(sub))
+    return found
+
+
+def test_every_route_declares_a_permission(tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path))
+    missing, routes = [], 0
+    for path, route in api_routes(app.routes):
+        routes += 1
+        if not _requires(route.dependant):
+            missing.append(f"{sorted(route.methods)} {path}")
+    app.state.engine.dispose()
+    assert routes > 30
+    assert missing == []
+
+
+def test_only_login_health_and_docs_are_public(tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path))
+    public = sorted(
+        path
+        for path, route in api_routes(app.routes)
+        if any(r.permission.value == "public" for r in _requires(route.dependant))
+    )
+    app.state.engine.dispose()
+    assert set(public) <= {"/healthz", "/api/v1/auth/token", "/login", "/logout"}
