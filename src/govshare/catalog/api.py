@@ -98,7 +98,8 @@ def search_resources(db: SessionDep, caller: CatalogReader, sq: SearchDep) -> Re
 
 @router.get("/resources/export", summary="导出检索结果 (XLSX/CSV)")
 def export_resources(
-    db: SessionDep, caller: CatalogReader, sq: SearchDep, fmt: Literal["xlsx", "csv"] = Query("xlsx", alias="format")
+    db: SessionDep, caller: CatalogReader, sq: SearchDep,
+    fmt: Literal["xlsx", "csv"] = Query("xlsx", alias="as", description="文件格式 (format 是检索条件)"),
 ) -> Response:
     sq = _for(caller, sq)
     sq.limit, sq.with_facets, rows = 200, False, []

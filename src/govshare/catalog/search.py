@@ -240,7 +240,8 @@ def _match(session: Session, words: list[str]) -> Any:
         return fts.subquery("m")
     tsq = " & ".join("'" + w.replace("\\", "\\\\").replace("'", "''") + "'" for w in words)
     pg = text(
-        "SELECT resource_id AS id, -ts_rank(tsv, CAST(:tsq AS tsquery)) AS score FROM catalog_search "
+        "SELECT resource_id AS id, CAST(-ts_rank(tsv, CAST(:tsq AS tsquery)) AS double precision) AS score "
+        "FROM catalog_search "
         "WHERE tsv @@ CAST(:tsq AS tsquery)"
     ).bindparams(bindparam("tsq", tsq)).columns(column("id", Integer), column("score"))
     return pg.subquery("m")

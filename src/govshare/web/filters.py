@@ -15,6 +15,7 @@ from markupsafe import Markup, escape
 from govshare.catalog.codes import ResourceKind, ResourceStatus, SharingType
 from govshare.security.models import DepartmentLevel
 from govshare.security.roles import Permission, Role
+from govshare.web.forms import NO_ERRORS
 
 CHINA = ZoneInfo("Asia/Shanghai")
 STATIC = Path(__file__).parent.parent / "static"
@@ -26,6 +27,7 @@ NOTICES: dict[str, str] = {
     "created": "目录已保存为草稿，核对无误后请提交注册",
     "updated": "目录已保存",
     "deleted": "草稿已删除",
+    "imported": "导入成功，新目录已保存为草稿",
     "step": "操作已完成",
     "department_added": "部门已新增",
     "user_added": "用户已新增",
@@ -147,5 +149,6 @@ def install(env: Any) -> None:
         Permission=Permission,
         NOTICES=NOTICES,
         with_query=with_query,
+        no_errors=NO_ERRORS,
         asset_version=asset_version(),
     )

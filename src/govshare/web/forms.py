@@ -3,7 +3,7 @@ turning validation failures into Chinese messages next to each field."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from fastapi import Request
@@ -84,6 +84,8 @@ def field_path(loc: Iterable[Any]) -> str:
 def _zh_message(err: Mapping[str, Any], pattern_hints: Mapping[str, str]) -> str:
     ctx = err.get("ctx") or {}
     kind = err.get("type", "")
+    if err.get("input") == "" and kind in ("enum", "literal_error", "int_parsing", "missing"):
+        return "必填"
     match kind:
         case "missing":
             return "必填"
@@ -126,37 +128,40 @@ def validation_problems(
 
 
 class FormErrors:
-    """Problems of one submitted form, looked up by field for display beside it."""
+    """Problems of one submitted form, looked up by field for display beside it.
 
-    def __init__(self, message: str = "", problems: Iterable[Mapping[str, Any]] = ()) -> None:
+    ``label`` names a field for the summary at the top of the form (``items[2].length``
+    → ``信息项第3行 · 数据长度``)."""
+
+    def __init__(
+        self,
+        message: str = "",
+        problems: Iterable[Mapping[str, Any]] = (),
+        *,
+        label: Callable[[str], str] | None = None,
+    ) -> None:
         self.message = message
-        self.problems: list[Problem] = [dict(p) for p in problems]
+        self.problems: list[Problem] = []
         self.by_field: dict[str, list[str]] = {}
-        for p in self.problems:
-            self.by_field.setdefault(str(p.get("field") or ""), []).append(str(p.get("message", "")))
+        for p in problems:
+            field = str(p.get("field") or "")
+            message_ = str(p.get("message", ""))
+            self.problems.append({"field": field, "label": label(field) if label else field, "message": message_})
+            self.by_field.setdefault(field, []).append(message_)
 
     def __bool__(self) -> bool:
         return bool(self.message or self.problems)
 
     def get(self, field: str) -> list[str]:
-        """Messages for ``field`` and for its parts (``sharing_modes`` covers ``sharing_modes[1]``)."""
+        """Messages for ``field`` and its elements (``sharing_modes`` covers ``sharing_modes[1]``)."""
         found = list(self.by_field.get(field, []))
         for key, messages in self.by_field.items():
-            if key != field and key.startswith(field + "["):
+            if key.startswith(field + "[") and "." not in key[len(field):]:
                 found.extend(messages)
         return found
 
     def has(self, field: str) -> bool:
         return bool(self.get(field))
-
-    def unplaced(self, shown: Iterable[str]) -> list[Problem]:
-        """Problems of fields the form does not show, to list at the top instead."""
-        shown = set(shown)
-        return [
-            p for p in self.problems
-            if not any(str(p.get("field") or "") == f or str(p.get("field") or "").startswith(f + "[")
-                       for f in shown)
-        ]
 
 
 NO_ERRORS = FormErrors()

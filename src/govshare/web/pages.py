@@ -106,8 +106,19 @@ def logout(request: Request, db: SessionDep, caller: Authenticated) -> Response:
 # -- dashboard -------------------------------------------------------------------------
 
 
-def _chart(kind: str, title: str, pairs: list[tuple[str, int]]) -> dict[str, Any]:
-    return {"type": kind, "title": title, "labels": [p[0] for p in pairs], "values": [p[1] for p in pairs]}
+SHARING_COLORS = {"1": "#2f7d4f", "2": "#1f5fa8", "3": "#c23531"}
+
+
+def _chart(
+    kind: str, title: str, pairs: list[tuple[str, int]], colors: list[str] | None = None
+) -> dict[str, Any]:
+    """What app.js needs to draw one ECharts chart."""
+    spec: dict[str, Any] = {
+        "type": kind, "title": title, "labels": [p[0] for p in pairs], "values": [p[1] for p in pairs],
+    }
+    if colors:
+        spec["colors"] = colors
+    return spec
 
 
 def _status_counts(db: SessionDep, caller: Principal) -> dict[ResourceStatus, int]:
@@ -139,7 +150,11 @@ def dashboard(request: Request, db: SessionDep, caller: Authenticated) -> Respon
         scope_name = "全平台" if caller.is_admin else "本部门"
         context["charts"] = [
             _chart("bar", "各部门已发布目录数", by_dept[:20]),
-            _chart("pie", "共享类型分布（已发布）", [(t.label, sharing.get(t.value, 0)) for t in SharingType]),
+            _chart(
+                "pie", "共享类型分布（已发布）",
+                [(t.label, sharing.get(t.value, 0)) for t in SharingType],
+                colors=[SHARING_COLORS[t.value] for t in SharingType],
+            ),
             _chart("column", f"{scope_name}目录状态", [(s.label, n) for s, n in statuses.items()]),
         ]
         cards = [

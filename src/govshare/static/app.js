@@ -1,0 +1,92 @@
+/* govshare console: charts, item rows, confirmations. No inline scripts in the pages. */
+(function () {
+  "use strict";
+
+  var PALETTE = ["#1f5fa8", "#c23531", "#2f9e72", "#e39b23", "#6c5bb8", "#3aa0c8", "#8a6d3b", "#d4577b"];
+
+  function chartOption(spec) {
+    var base = {
+      color: spec.colors || PALETTE,
+      textStyle: { fontFamily: '"PingFang SC","Microsoft YaHei","Noto Sans CJK SC",sans-serif' },
+      tooltip: { trigger: spec.type === "pie" ? "item" : "axis" },
+      animationDuration: 300
+    };
+    if (spec.type === "pie") {
+      base.legend = { bottom: 0, type: "scroll" };
+      base.series = [{
+        type: "pie", radius: ["40%", "68%"], center: ["50%", "45%"],
+        label: { formatter: "{b}\n{c}（{d}%）" },
+        data: spec.labels.map(function (l, i) { return { name: l, value: spec.values[i] }; })
+      }];
+      return base;
+    }
+    if (spec.type === "bar") {  // horizontal bars, largest on top
+      base.grid = { left: 8, right: 40, top: 8, bottom: 8, containLabel: true };
+      base.xAxis = { type: "value", minInterval: 1 };
+      base.yAxis = { type: "category", data: spec.labels.slice().reverse(), axisTick: { show: false } };
+      base.series = [{ type: "bar", data: spec.values.slice().reverse(), barMaxWidth: 18,
+                       label: { show: true, position: "right" } }];
+      return base;
+    }
+    base.grid = { left: 8, right: 8, top: 24, bottom: 8, containLabel: true };
+    base.xAxis = { type: "category", data: spec.labels, axisLabel: { interval: 0, rotate: 30 } };
+    base.yAxis = { type: "value", minInterval: 1 };
+    base.series = [{ type: "bar", data: spec.values, barMaxWidth: 28, label: { show: true, position: "top" },
+                     itemStyle: { color: "#1f5fa8" } }];
+    return base;
+  }
+
+  function initCharts(root) {
+    if (typeof window.echarts === "undefined") return;
+    root.querySelectorAll("[data-chart]").forEach(function (el) {
+      var source = document.getElementById(el.getAttribute("data-chart"));
+      if (!source || el.getAttribute("data-chart-ready")) return;
+      var spec = JSON.parse(source.textContent);
+      if (spec.type === "bar") el.style.height = Math.max(240, spec.labels.length * 26 + 24) + "px";
+      var chart = window.echarts.init(el, null, { renderer: "svg" });
+      chart.setOption(chartOption(spec));
+      el.setAttribute("data-chart-ready", "1");
+      window.addEventListener("resize", function () { chart.resize(); });
+    });
+  }
+
+  function renumber(tbody) {
+    tbody.querySelectorAll("tr").forEach(function (tr, i) {
+      var cell = tr.querySelector("[data-row-number]");
+      if (cell) cell.textContent = String(i + 1);
+    });
+  }
+
+  document.addEventListener("click", function (event) {
+    var add = event.target.closest("[data-add-row]");
+    if (add) {
+      var tmpl = document.getElementById(add.getAttribute("data-template"));
+      var tbody = document.getElementById(add.getAttribute("data-add-row"));
+      tbody.appendChild(tmpl.content.cloneNode(true));
+      renumber(tbody);
+      var rows = tbody.querySelectorAll("tr");
+      var first = rows[rows.length - 1].querySelector("input");
+      if (first) first.focus();
+      return;
+    }
+    var remove = event.target.closest("[data-remove-row]");
+    if (remove) {
+      var row = remove.closest("tr");
+      var body = row.parentNode;
+      if (body.querySelectorAll("tr").length > 1) {
+        row.remove();
+      } else {
+        row.querySelectorAll("input, textarea").forEach(function (i) { i.value = ""; });
+      }
+      renumber(body);
+    }
+  });
+
+  document.addEventListener("submit", function (event) {
+    var message = event.target.getAttribute("data-confirm");
+    if (message && !window.confirm(message)) event.preventDefault();
+  });
+
+  document.addEventListener("DOMContentLoaded", function () { initCharts(document); });
+  document.addEventListener("htmx:afterSettle", function (e) { initCharts(e.target); });
+})();

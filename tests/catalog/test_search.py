@@ -1,0 +1,136 @@
+"""Chinese full-text search with facets and keyset pages, the same on both databases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.factories import World, resource_payload, unique
+
+
+def _search(world: World, user: str, **params: Any) -> dict[str, Any]:
+    with world.api(user) as c:
+        r = c.get("/api/v1/catalog/resources", params=params)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_finds_published_entry_by_chinese_words(world: World) -> None:
+    dept, reader = world.department("殡葬局"), world.department("读者局")
+    marker = unique("火化")
+    res = world.published(dept, name=f"殡葬{marker}登记信息", abstract="殡仪馆火化登记，可与死亡注销信息多元校核。")
+    for q in ["火化登记", "殡仪馆", "死亡注销", f"殡葬{marker}"]:
+        found = _search(world, reader.registrar, q=q, department_id=dept.id)
+        assert [r["id"] for r in found["items"]] == [res["id"]], q
+
+
+def test_item_names_and_provider_are_searchable(world: World) -> None:
+    dept = world.department("婚姻登记处")
+    res = world.published(dept, items=[
+        {"name": "男方公民身份号码", "code": "nfsfzhm", "data_type": "C", "length": 18, "is_key": True},
+        {"name": "结婚登记日期", "code": "jhdjrq", "data_type": "D"},
+    ])
+    by_item = _search(world, dept.registrar, q="公民身份号码", department_id=dept.id)
+    assert res["id"] in [r["id"] for r in by_item["items"]]
+    by_provider = _search(world, dept.registrar, q=dept.name)
+    assert res["id"] in [r["id"] for r in by_provider["items"]]
+
+
+def test_all_words_must_match(world: World) -> None:
+    dept = world.department()
+    world.published(dept, name="企业纳税信用等级", abstract="纳税信用评价结果")
+    assert _search(world, dept.registrar, q="纳税信用 火星探测", department_id=dept.id)["total"] == 0
+
+
+def test_unpublished_entries_are_not_in_the_sharing_catalog(world: World) -> None:
+    dept, reader = world.department(), world.department("读者局")
+    marker = unique("草稿")
+    draft = world.add_resource(dept, name=f"{marker}人口信息")
+    assert _search(world, reader.registrar, q=marker)["total"] == 0
+    mine = _search(world, dept.registrar, q=marker, scope="mine")
+    assert [r["id"] for r in mine["items"]] == [draft["id"]]
+    # Another department cannot widen its scope to see drafts.
+    assert _search(world, reader.registrar, q=marker, scope="all")["total"] == 0
+    assert _search(world, world.admin, q=marker, scope="all")["total"] == 1
+
+
+def test_facets_count_the_matched_set(world: World) -> None:
+    dept = world.department()
+    marker = unique("分面")
+    world.published(dept, name=f"{marker}甲", sharing_type="1", sharing_conditions="")
+    world.published(dept, name=f"{marker}乙", update_cycle="monthly")
+    world.published(dept, name=f"{marker}丙", classification_code="102001", is_open=False)
+    page = _search(world, dept.registrar, q=marker)
+    assert page["total"] == 3
+    facets = {k: {v["value"]: (v["label"], v["count"]) for v in vals} for k, vals in page["facets"].items()}
+    assert facets["department"] == {str(dept.id): ("测试局", 3)}
+    assert facets["sharing_type"] == {"1": ("无条件共享", 1), "2": ("有条件共享", 2)}
+    assert facets["update_cycle"] == {"daily": ("每日", 2), "monthly": ("每月", 1)}
+    assert facets["classification"] == {"101": ("人口", 2), "102": ("法人单位", 1)}
+    assert facets["kind"] == {"base": ("基础信息资源", 3)}
+    assert facets["is_open"] == {"false": ("不开放", 3)}
+    filtered = _search(world, dept.registrar, q=marker, sharing_type="2", update_cycle="daily")
+    assert filtered["total"] == 1
+    assert _search(world, dept.registrar, q=marker, classification="102")["total"] == 1
+
+
+def test_keyset_pages_cover_everything_once(world: World) -> None:
+    dept = world.department()
+    marker = unique("分页")
+    ids = {world.published(dept, name=f"{marker}第{i}号")["id"] for i in range(7)}
+    for sort in ["relevance", "updated", "name"]:
+        seen: list[int] = []
+        cursor = None
+        while True:
+            params = {"q": marker, "limit": 3, "sort": sort, **({"cursor": cursor} if cursor else {})}
+            page = _search(world, dept.registrar, **params)
+            seen += [r["id"] for r in page["items"]]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        assert sorted(seen) == sorted(ids), sort
+
+
+def test_sort_by_name(world: World) -> None:
+    dept = world.department()
+    marker = unique("排序")
+    for suffix in ["丙", "甲", "乙"]:
+        world.published(dept, name=f"{marker}{suffix}")
+    names = [r["name"] for r in _search(world, dept.registrar, q=marker, sort="name")["items"]]
+    assert names == sorted(names)
+
+
+def test_bad_cursor_and_limit_are_clear_errors(world: World) -> None:
+    dept = world.department()
+    with world.api(dept.registrar) as c:
+        r = c.get("/api/v1/catalog/resources", params={"cursor": "!!garbage!!"})
+        assert r.status_code == 422
+        assert r.json()["error"]["details"][0]["field"] == "cursor"
+        assert c.get("/api/v1/catalog/resources", params={"limit": 0}).status_code == 422
+
+
+def test_withdrawn_entry_leaves_the_index(world: World) -> None:
+    dept = world.department()
+    marker = unique("撤销")
+    res = world.published(dept, name=f"{marker}信息")
+    world.step(dept.registrar, res["id"], "withdraw", reason="职能划转")
+    assert _search(world, dept.registrar, q=marker)["total"] == 0
+
+
+def test_punctuation_and_quotes_in_queries_are_safe(world: World) -> None:
+    dept = world.department()
+    for q in ['"', "'", "人口 AND OR NOT", "人口*", "(人口", "：；、", "-人口", "NEAR(人口)"]:
+        assert _search(world, dept.registrar, q=q)["total"] >= 0
+
+
+def test_export_search_result_as_csv_and_xlsx(world: World) -> None:
+    dept = world.department()
+    marker = unique("导出")
+    world.published(dept, name=f"{marker}信息")
+    with world.api(dept.registrar) as c:
+        csv = c.get("/api/v1/catalog/resources/export", params={"q": marker, "as": "csv"})
+        xlsx = c.get("/api/v1/catalog/resources/export", params={"q": marker, "as": "xlsx"})
+    text = csv.content.decode("utf-8-sig")
+    assert text.splitlines()[0].startswith("资源序号,信息资源名称")
+    assert len(text.splitlines()) == 1 + len(resource_payload()["items"])
+    assert f"{marker}信息" in text
+    assert xlsx.content[:2] == b"PK"

@@ -1,0 +1,213 @@
+"""The console in a real browser against a real hub process.
+
+A registrar compiles an entry (fixing an inline validation error on the way) and submits
+it, the department reviewer approves it, the registrar asks for publication, the
+platform admin publishes it, and a Chinese query on the search page finds it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORD = "e2e-console-pass-2024"
+ENTRY_NAME = "养犬登记免疫信息"
+QUERY = "养犬免疫"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"hub exited early with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2) as resp:  # noqa: S310 (loopback)
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError("hub did not become healthy in time")
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``govshare serve --demo`` on a free loopback port with a temporary data dir."""
+    data_dir = tmp_path_factory.mktemp("hub-data")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVSHARE_")}
+    env["GOVSHARE_ADMIN_PASSWORD"] = PASSWORD
+    cli = Path(sys.executable).parent / "govshare"
+    log = (data_dir / "hub.log").open("wb")
+    proc = subprocess.Popen(
+        [str(cli), "serve", "--demo", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(locale="zh-CN", viewport={"width": 1440, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def sign_in(page: Any, hub: str, username: str) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(f"{hub}/login")
+    page.get_by_label("用户名").fill(username)
+    page.get_by_label("密码").fill(PASSWORD)
+    page.get_by_role("button", name="登 录").click()
+    page.wait_for_url(f"{hub}/")
+    expect(page.locator(".who-name")).to_be_visible()
+
+
+def sign_out(page: Any, hub: str) -> None:
+    page.get_by_role("button", name="退出").click()
+    page.wait_for_url(re.compile(r"/login\?done=logged_out$"))
+
+
+def take_step(page: Any, label: str, status_label: str) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_role("button", name=label, exact=True).click()
+    expect(page.get_by_role("status")).to_contain_text("操作已完成")
+    expect(page.locator(".page-head .tag")).to_have_text(status_label)
+
+
+def fill_item(page: Any, row: int, name: str, code: str, data_type: str, length: str = "") -> None:
+    cells = page.locator("#item-rows tr").nth(row)
+    cells.locator("input[name=item_name]").fill(name)
+    cells.locator("input[name=item_code]").fill(code)
+    cells.locator("select[name=item_data_type]").select_option(data_type)
+    cells.locator("input[name=item_length]").fill(length)
+
+
+def test_register_review_publish_and_find(hub: str, page: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    # The registrar compiles the entry; the first save misses a length and is refused.
+    sign_in(page, hub, "gaj_reg")
+    page.get_by_role("link", name="编制目录").click()
+    page.get_by_label("信息资源分类").select_option("101001")
+    page.get_by_label("信息资源名称").fill(ENTRY_NAME)
+    page.get_by_label("信息资源摘要").fill("城区养犬登记与狂犬病免疫接种信息，用于犬只管理与公共卫生防疫。")
+    page.get_by_label("信息资源格式").select_option("database")
+    page.get_by_label("更新周期").select_option("daily")
+    page.get_by_label("有条件共享").check()
+    page.get_by_label("共享条件").fill("仅限卫生健康、城市管理部门依职能使用")
+    page.get_by_label("接口调用").check()
+    fill_item(page, 0, "犬主公民身份号码", "qzgmsfhm", "C", "18")
+    page.locator("#item-rows tr").nth(0).locator("select[name=item_is_key]").select_option("1")
+    fill_item(page, 1, "犬只编号", "qzbh", "C", "")
+    page.get_by_role("button", name="＋ 添加信息项").click()
+    fill_item(page, 3, "免疫日期", "myrq", "D")
+    page.get_by_role("button", name="保存草稿").click()
+
+    expect(page.locator(".notice-error")).to_contain_text("目录信息不符合编制要求")
+    row = page.locator("#item-rows tr").nth(1)
+    expect(row.locator(".field-error")).to_contain_text("结构化信息项必须注明数据长度")
+    expect(page.locator("#item-rows tr")).to_have_count(3)  # the empty row was dropped
+    row.locator("input[name=item_length]").fill("20")
+    page.get_by_role("button", name="保存草稿").click()
+
+    page.wait_for_url(re.compile(r"/catalog/resources/\d+\?done=created$"))
+    resource_url = page.url.split("?")[0]
+    expect(page.get_by_role("heading", level=1)).to_have_text(ENTRY_NAME)
+    expect(page.locator("table").filter(has_text="qzbh")).to_be_visible()
+    take_step(page, "提交注册", "待注册审核")
+    sign_out(page, hub)
+
+    # The department reviewer finds it in the registration queue and approves it.
+    sign_in(page, hub, "gaj_rev")
+    page.get_by_role("link", name="目录审核").click()
+    page.get_by_role("link", name=ENTRY_NAME).click()
+    take_step(page, "注册审核通过", "已注册")
+    sign_out(page, hub)
+
+    # The registrar asks for publication.
+    sign_in(page, hub, "gaj_reg")
+    page.goto(resource_url)
+    take_step(page, "提交发布", "待发布审核")
+    sign_out(page, hub)
+
+    # The platform admin publishes it from the publication queue.
+    sign_in(page, hub, "admin")
+    page.goto(f"{hub}/catalog/review?queue=publication")
+    page.get_by_role("link", name=ENTRY_NAME).click()
+    take_step(page, "发布审核通过", "发布")
+
+    # Anyone reading the sharing catalog now finds it with a Chinese query.
+    page.get_by_role("link", name="目录检索").click()
+    page.locator("#catalog-q").fill(QUERY)
+    page.locator("#catalog-q").press("Enter")
+    results = page.locator("ol.results")
+    expect(results.locator("li.result").first).to_contain_text(ENTRY_NAME)
+    expect(results.locator("mark").first).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/catalog\?q="))
+    expect(page.locator("[data-facet=department]")).to_contain_text("公安")
+    shot = tmp_path / "catalog-search.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+
+    # The dashboard draws its charts from the vendored ECharts.
+    page.goto(f"{hub}/")
+    expect(page.locator(".chart svg").first).to_be_visible()
+    page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
