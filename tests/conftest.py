@@ -12,6 +12,7 @@ import pytest
 from govshare import db
 from govshare.catalog.service import seed_reference_data
 from govshare.config import Settings
+from tests.factories import World
 from tests.live import LiveHub, start_live_hub
 from tests.pg import PostgresServer, pg_bin_dir, start_postgres
 
@@ -29,7 +30,10 @@ def postgres() -> Iterator[PostgresServer]:
 
 def make_settings(data_dir: Path, database_url: str | None = None, **kw: object) -> Settings:
     return Settings(
-        data_dir=data_dir, database_url=database_url, secret_key=TEST_SECRET, demo=False,
+        data_dir=data_dir,
+        database_url=database_url,
+        secret_key=TEST_SECRET,
+        demo=False,
         **kw,  # type: ignore[arg-type]
     )
 
@@ -59,7 +63,9 @@ def fresh_settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
+def hub(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveHub]:
     """A live hub shared by a session's API tests; tests create their own departments."""
     url = None
     if request.param == "postgresql":
@@ -72,7 +78,5 @@ def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture
-def world(hub: LiveHub) -> Iterator["World"]:
-    from tests.factories import World
-
-    yield World(hub)
+def world(hub: LiveHub) -> World:
+    return World(hub)

@@ -51,7 +51,13 @@ def resource_payload(**overrides: Any) -> dict[str, Any]:
         "sharing_modes": ["table", "api"],
         "update_cycle": "daily",
         "items": [
-            {"name": "公民身份号码", "code": "sfzhm", "data_type": "C", "length": 18, "is_key": True},
+            {
+                "name": "公民身份号码",
+                "code": "sfzhm",
+                "data_type": "C",
+                "length": 18,
+                "is_key": True,
+            },
             {"name": "姓名", "code": "xm", "data_type": "C", "length": 50},
             {"name": "居住地址", "code": "jzdz", "data_type": "C", "length": 200},
             {"name": "登记日期", "code": "djrq", "data_type": "D"},
@@ -69,10 +75,24 @@ class World:
         if not hasattr(hub, "_admin"):
             platform = self._add_dept("数据局")
             with hub.db() as s:
-                add_user(s, SYSTEM, username=f"admin_{platform.id}", password=PASSWORD, display_name="平台管理员",
-                         department_id=platform.id, roles=[Role.PLATFORM_ADMIN])
-                add_user(s, SYSTEM, username=f"auditor_{platform.id}", password=PASSWORD, display_name="审计员",
-                         department_id=platform.id, roles=[Role.AUDITOR])
+                add_user(
+                    s,
+                    SYSTEM,
+                    username=f"admin_{platform.id}",
+                    password=PASSWORD,
+                    display_name="平台管理员",
+                    department_id=platform.id,
+                    roles=[Role.PLATFORM_ADMIN],
+                )
+                add_user(
+                    s,
+                    SYSTEM,
+                    username=f"auditor_{platform.id}",
+                    password=PASSWORD,
+                    display_name="审计员",
+                    department_id=platform.id,
+                    roles=[Role.AUDITOR],
+                )
             hub._admin = f"admin_{platform.id}"  # type: ignore[attr-defined]
             hub._auditor = f"auditor_{platform.id}"  # type: ignore[attr-defined]
         self.admin: str = hub._admin  # type: ignore[attr-defined]
@@ -81,8 +101,12 @@ class World:
     def _add_dept(self, short: str) -> Dept:
         with self.hub.db() as s:
             dept = add_department(
-                s, SYSTEM, name=unique(f"青岛市{short}"), short_name=short,
-                credit_code=valid_credit_code(), division_code="370200",
+                s,
+                SYSTEM,
+                name=unique(f"青岛市{short}"),
+                short_name=short,
+                credit_code=valid_credit_code(),
+                division_code="370200",
             )
             return Dept(id=dept.id, name=dept.name, registrar="", reviewer="", resource_admin="")
 
@@ -91,11 +115,21 @@ class World:
         dept = self._add_dept(short)
         people = {}
         with self.hub.db() as s:
-            for key, role in [("registrar", Role.CATALOG_REGISTRAR), ("reviewer", Role.CATALOG_REVIEWER),
-                              ("resource_admin", Role.RESOURCE_ADMIN)]:
+            for key, role in [
+                ("registrar", Role.CATALOG_REGISTRAR),
+                ("reviewer", Role.CATALOG_REVIEWER),
+                ("resource_admin", Role.RESOURCE_ADMIN),
+            ]:
                 name = f"{key[:3]}_{dept.id}"
-                add_user(s, SYSTEM, username=name, password=PASSWORD, display_name=name,
-                         department_id=dept.id, roles=[role])
+                add_user(
+                    s,
+                    SYSTEM,
+                    username=name,
+                    password=PASSWORD,
+                    display_name=name,
+                    department_id=dept.id,
+                    roles=[role],
+                )
                 people[key] = name
         return Dept(id=dept.id, name=dept.name, **people)
 
@@ -109,9 +143,14 @@ class World:
             assert r.status_code == 201, r.text
             return r.json()
 
-    def step(self, username: str, resource_id: int, step: str, reason: str = "", expect: int = 200) -> dict[str, Any]:
+    def step(
+        self, username: str, resource_id: int, step: str, reason: str = "", expect: int = 200
+    ) -> dict[str, Any]:
         with self.api(username) as c:
-            r = c.post(f"/api/v1/catalog/resources/{resource_id}/transitions/{step}", json={"reason": reason})
+            r = c.post(
+                f"/api/v1/catalog/resources/{resource_id}/transitions/{step}",
+                json={"reason": reason},
+            )
             assert r.status_code == expect, r.text
             return r.json()
 

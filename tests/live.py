@@ -67,6 +67,9 @@ def start_live_hub(settings: Settings) -> LiveHub:
             raise RuntimeError("hub did not start")
         time.sleep(0.02)
     return LiveHub(
-        settings=settings, base_url=f"http://127.0.0.1:{port}",
-        session_factory=app.state.session_factory, server=server, thread=thread,
+        settings=settings,
+        base_url=f"http://127.0.0.1:{port}",
+        session_factory=app.state.session_factory,
+        server=server,
+        thread=thread,
     )

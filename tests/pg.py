@@ -47,19 +47,38 @@ class PostgresServer:
             shutil.chown(self.data_dir.parent, self.run_as)
             shutil.chown(self.data_dir, self.run_as)
         subprocess.run(
-            self._cmd(str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
-                      "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"),
-            check=True, capture_output=True,
+            self._cmd(
+                str(self.bin_dir / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ),
+            check=True,
+            capture_output=True,
         )
         subprocess.run(
             self._cmd(
-                str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-w", "-t", "60",
-                "-l", str(self.data_dir / "server.log"),
-                "-o", f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data_dir} "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+                str(self.bin_dir / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-w",
+                "-t",
+                "60",
+                "-l",
+                str(self.data_dir / "server.log"),
+                "-o",
+                f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data_dir} "
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+                "-c max_connections=200",
                 "start",
             ),
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
         deadline = time.time() + 30
         while True:
@@ -73,8 +92,11 @@ class PostgresServer:
 
     def stop(self) -> None:
         subprocess.run(
-            self._cmd(str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "stop"),
-            check=False, capture_output=True,
+            self._cmd(
+                str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "stop"
+            ),
+            check=False,
+            capture_output=True,
         )
 
     @property
@@ -98,6 +120,8 @@ def start_postgres() -> PostgresServer:
         raise RuntimeError("PostgreSQL binaries not found: apt-get install -y postgresql")
     run_as = "postgres" if os.geteuid() == 0 else None
     base = Path(tempfile.mkdtemp(prefix="govshare-pg-"))
-    server = PostgresServer(bin_dir=bin_dir, data_dir=base / "data", port=free_port(), run_as=run_as)
+    server = PostgresServer(
+        bin_dir=bin_dir, data_dir=base / "data", port=free_port(), run_as=run_as
+    )
     server.start()
     return server

@@ -48,8 +48,14 @@ def test_request_validation_names_the_field(world: World) -> None:
 def test_rule_violations_list_every_field(world: World) -> None:
     dept = world.department()
     bad = resource_payload(
-        sharing_type="2", sharing_conditions="", format="floppy", update_cycle="hourly",
-        items=[{"name": "金额", "code": "je", "data_type": "Y"}, {"name": "金额2", "code": "JE", "data_type": "Q"}],
+        sharing_type="2",
+        sharing_conditions="",
+        format="floppy",
+        update_cycle="hourly",
+        items=[
+            {"name": "金额", "code": "je", "data_type": "Y"},
+            {"name": "金额2", "code": "JE", "data_type": "Q"},
+        ],
     )
     with world.api(dept.registrar) as c:
         r = c.post("/api/v1/catalog/resources", json=bad)
@@ -58,13 +64,25 @@ def test_rule_violations_list_every_field(world: World) -> None:
     _assert_envelope(body, "invalid_resource")
     fields = {d["field"] for d in body["error"]["details"]}
     assert fields == {
-        "sharing_conditions", "format", "update_cycle", "items[0].length", "items[1].code", "items[1].data_type",
+        "sharing_conditions",
+        "format",
+        "update_cycle",
+        "items[0].length",
+        "items[1].code",
+        "items[1].data_type",
     }
 
 
 def test_not_shared_needs_legal_basis(world: World) -> None:
     dept = world.department()
     with world.api(dept.registrar) as c:
-        r = c.post("/api/v1/catalog/resources", json=resource_payload(sharing_type="3", sharing_modes=[]))
+        r = c.post(
+            "/api/v1/catalog/resources", json=resource_payload(sharing_type="3", sharing_modes=[])
+        )
     details = r.json()["error"]["details"]
-    assert details == [{"field": "not_shared_basis", "message": "不予共享必须注明法律、行政法规或党中央、国务院政策依据"}]
+    assert details == [
+        {
+            "field": "not_shared_basis",
+            "message": "不予共享必须注明法律、行政法规或党中央、国务院政策依据",
+        }
+    ]

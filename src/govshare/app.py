@@ -50,16 +50,20 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    def render(request: Request, status: int, code: str, message: str, details: list[dict[str, Any]]) -> Response:
+    def render(
+        request: Request, status: int, code: str, message: str, details: list[dict[str, Any]]
+    ) -> Response:
         if _is_api(request):
             return JSONResponse(
-                {"error": {"code": code, "message": message, "details": details}}, status_code=status
+                {"error": {"code": code, "message": message, "details": details}},
+                status_code=status,
             )
         if status == 401:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
         return app.state.templates.TemplateResponse(
-            request, "error.html",
+            request,
+            "error.html",
             {"status": status, "code": code, "message": message, "details": details},
             status_code=status,
         )
@@ -70,13 +74,20 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
-        return render(request, 422, "invalid_input", "请求参数不正确 (invalid request)", _validation_details(exc))
+        return render(
+            request,
+            422,
+            "invalid_input",
+            "请求参数不正确 (invalid request)",
+            _validation_details(exc),
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        message = {404: "页面或接口不存在 (not found)", 405: "不支持的请求方法 (method not allowed)"}.get(
-            exc.status_code, str(exc.detail)
-        )
+        message = {
+            404: "页面或接口不存在 (not found)",
+            405: "不支持的请求方法 (method not allowed)",
+        }.get(exc.status_code, str(exc.detail))
         return render(request, exc.status_code, "http_error", message, [])
 
 

@@ -62,8 +62,8 @@ def serve(
 def _ensure_demo(settings: Settings) -> None:
     from govshare import db, demo
     from govshare.catalog.service import seed_reference_data
-    from govshare.security.service import get_user_by_username, set_password
     from govshare.security.audit import SYSTEM
+    from govshare.security.service import get_user_by_username, set_password
 
     factory = db.make_session_factory(db.make_engine(settings), settings)
     password = settings.admin_password or generate_password()
@@ -76,7 +76,10 @@ def _ensure_demo(settings: Settings) -> None:
         elif settings.admin_password or not os.environ.get("GOVSHARE_KEEP_PASSWORD"):
             set_password(session, SYSTEM, get_user_by_username(session, "admin"), password)
     console.print(f"管理员登录: 用户名 [bold]admin[/bold]  密码 [bold]{password}[/bold]")
-    console.print("演示账号 (同一密码): gaj_reg 公安编目员, gaj_rev 公安审核员, rsj_res 人社资源管理员, auditor 审计员")
+    console.print(
+        "演示账号 (同一密码): gaj_reg 公安编目员, gaj_rev 公安审核员, "
+        "rsj_res 人社资源管理员, auditor 审计员"
+    )
 
 
 @db_app.command("upgrade")
@@ -135,18 +138,27 @@ def catalog_import(
         with db.session_scope(factory) as session, Progress(console=console) as progress:
             user: User = get_user_by_username(session, username)
             principal = Principal(
-                kind="user", name=user.username, department_id=user.department_id,
-                permissions=permissions_for(user.roles), user_id=user.id, roles=tuple(user.roles),
+                kind="user",
+                name=user.username,
+                department_id=user.department_id,
+                permissions=permissions_for(user.roles),
+                user_id=user.id,
+                roles=tuple(user.roles),
             )
             task = progress.add_task("导入目录", total=None)
             created = spreadsheet.import_resources(
-                session, principal, file.name, file.read_bytes(),
+                session,
+                principal,
+                file.name,
+                file.read_bytes(),
                 progress=lambda n: progress.update(task, completed=n),
             )
     except GovshareError as exc:
         err.print(f"[red]{exc.message}[/red]")
         for d in exc.details[:200]:
-            err.print(f"  第{d.get('row', '-')}行 [{d.get('column', d.get('field', ''))}] {d['message']}")
+            err.print(
+                f"  第{d.get('row', '-')}行 [{d.get('column', d.get('field', ''))}] {d['message']}"
+            )
         raise typer.Exit(1) from None
     console.print(f"[green]已导入 {len(created)} 条目录 (草稿)[/green]")
 

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEMO_SECRET = "demo-secret-do-not-use-in-production"
+DEMO_SECRET = "demo-secret-do-not-use-in-production"  # noqa: S105 - refused outside demo mode
 
 
 class UnsafeSettingError(Exception):
@@ -52,7 +52,10 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address the hub listens on.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port the hub listens on.")
     token_ttl_minutes: int = Field(
-        default=480, ge=5, le=7 * 24 * 60, description="Lifetime of bearer tokens and console sessions."
+        default=480,
+        ge=5,
+        le=7 * 24 * 60,
+        description="Lifetime of bearer tokens and console sessions.",
     )
     lockout_threshold: int = Field(
         default=5, ge=3, le=20, description="Failed logins in a row that lock an account."
@@ -67,7 +70,8 @@ class Settings(BaseSettings):
         description="How far an API client's request timestamp may be from the hub's clock.",
     )
     audit_digest: Literal["sm3", "sha256"] = Field(
-        default="sm3", description="Digest that chains the audit log (SM3 national standard or SHA-256)."
+        default="sm3",
+        description="Digest that chains the audit log (SM3 national standard or SHA-256).",
     )
     secure_cookies: bool = Field(
         default=False, description="Mark console cookies Secure (set when served over HTTPS)."

@@ -68,125 +68,503 @@ class Entry:
     system: str = ""
 
 
-def I(name: str, code: str, t: str = "C", length: int | None = 50, desc: str = "") -> tuple[str, str, str, int | None, str]:  # noqa: E741, N802
+def it(
+    name: str, code: str, t: str = "C", length: int | None = 50, desc: str = ""
+) -> tuple[str, str, str, int | None, str]:
     return (name, code, t, length if t in "CNYBIF" else None, desc)
 
 
-PERSON = [I("公民身份号码", "sfzhm", "C", 18, "GB 11643 公民身份号码"), I("姓名", "xm", "C", 50)]
+PERSON = [it("公民身份号码", "sfzhm", "C", 18, "GB 11643 公民身份号码"), it("姓名", "xm", "C", 50)]
 ENTERPRISE = [
-    I("统一社会信用代码", "tyshxydm", "C", 18, "GB 32100 统一社会信用代码"),
-    I("企业名称", "qymc", "C", 200),
+    it("统一社会信用代码", "tyshxydm", "C", 18, "GB 32100 统一社会信用代码"),
+    it("企业名称", "qymc", "C", 200),
 ]
 
 ENTRIES: list[Entry] = [
-    Entry("gaj", "101001", "常住人口基本信息", "全市户籍人口和常住人口的基本信息，是人口基础库的权威来源。",
-          [*PERSON, I("性别", "xb", "C", 1), I("民族", "mz", "C", 2), I("出生日期", "csrq", "D"),
-           I("户籍地址", "hjdz", "C", 200), I("行政区划代码", "xzqhdm", "C", 6), I("婚姻状况", "hyzk", "C", 2)],
-          system="人口信息管理系统"),
-    Entry("gaj", "101002", "死亡人口注销信息", "公安机关户籍注销的死亡人员信息，用于养老金冒领比对。",
-          [*PERSON, I("死亡日期", "swrq", "D"), I("注销日期", "zxrq", "D"), I("注销原因", "zxyy", "C", 100)],
-          system="人口信息管理系统"),
-    Entry("gaj", "101001", "居住证办理信息", "流动人口居住证申领与签注信息。",
-          [*PERSON, I("居住证号", "jzzh", "C", 30), I("居住地址", "jzdz", "C", 200), I("签发日期", "qfrq", "D"),
-           I("有效期至", "yxqz", "D")]),
-    Entry("wjw", "101002", "出生医学证明信息", "医疗机构签发的出生医学证明，人口库出生信息来源。",
-          [I("出生医学证明号", "csyxzmh", "C", 20), I("新生儿姓名", "xsexm", "C", 50), I("性别", "xb", "C", 1),
-           I("出生日期", "csrq", "T"), I("母亲姓名", "mqxm", "C", 50), I("母亲公民身份号码", "mqsfzhm", "C", 18),
-           I("父亲姓名", "fqxm", "C", 50), I("父亲公民身份号码", "fqsfzhm", "C", 18), I("出生地点", "csdd", "C", 200)],
-          system="妇幼健康信息系统"),
-    Entry("wjw", "101002", "居民死亡医学证明信息", "医疗卫生机构出具的死亡医学证明（推断）书信息。",
-          [I("死亡证编号", "swzbh", "C", 20), *PERSON, I("死亡日期", "swrq", "D"), I("死亡原因", "swyy", "C", 200),
-           I("死亡地点", "swdd", "C", 200)], system="妇幼健康信息系统"),
-    Entry("rsj", "101004", "社会保险参保信息", "职工基本养老、医疗、失业、工伤、生育保险参保登记信息。",
-          [I("个人社保号", "grsbh", "C", 30), *PERSON, I("险种类型", "xzlx", "C", 4), I("参保日期", "cbrq", "D"),
-           I("停保日期", "tbrq", "D"), I("工作单位", "gzdw", "C", 200), I("参保状态", "cbzt", "C", 2)],
-          system="社会保险信息系统"),
-    Entry("rsj", "101004", "养老金发放信息", "企业职工和城乡居民基本养老保险待遇发放信息。",
-          [*PERSON, I("发放年月", "ffny", "C", 6), I("发放金额", "ffje", "Y", 12), I("发放状态", "ffzt", "C", 2)],
-          system="社会保险信息系统"),
-    Entry("rsj", "203", "失业保险金领取信息", "失业人员失业保险金申领与发放信息。",
-          [*PERSON, I("领取起始月", "lqqsy", "C", 6), I("领取终止月", "lqzzy", "C", 6), I("月领取金额", "ylqje", "Y", 10)]),
-    Entry("rsj", "203", "就业登记信息", "劳动者就业和失业登记信息。",
-          [*PERSON, I("就业单位", "jydw", "C", 200), I("就业日期", "jyrq", "D"), I("就业状态", "jyzt", "C", 2)]),
-    Entry("scj", "102001", "市场主体登记信息", "企业、个体工商户、农民专业合作社的设立、变更、注销登记信息，法人库权威来源。",
-          [*ENTERPRISE, I("法定代表人", "fddbr", "C", 50), I("行政区划代码", "xzqhdm", "C", 6),
-           I("登记住所", "djzs", "C", 200), I("企业类型", "qylx", "C", 4), I("行业", "hy", "C", 5),
-           I("成立日期", "clrq", "D"), I("登记机关", "djjg", "C", 100), I("登记状态", "djzt", "C", 2)],
-          sharing=SharingType.UNCONDITIONAL, system="市场主体登记系统"),
-    Entry("scj", "104001", "行政处罚信息", "市场监管领域行政处罚决定信息。",
-          [*ENTERPRISE, I("处罚决定书文号", "cfjdswh", "C", 100), I("处罚事由", "cfsy", "M"), I("处罚日期", "cfrq", "D")],
-          sharing=SharingType.UNCONDITIONAL, is_open=True),
-    Entry("scj", "204", "食品经营许可信息", "食品经营许可证核发信息。",
-          [*ENTERPRISE, I("许可证编号", "xkzbh", "C", 30), I("经营项目", "jyxm", "C", 500), I("有效期至", "yxqz", "D")],
-          is_open=True, sharing=SharingType.UNCONDITIONAL),
-    Entry("swj", "102002", "税务登记信息", "纳税人税务登记与状态信息。",
-          [I("纳税人识别号", "nsrsbh", "C", 20), *ENTERPRISE, I("登记日期", "djrq", "D"), I("纳税人状态", "nsrzt", "C", 2)],
-          system="金税三期核心征管系统"),
-    Entry("swj", "104001", "纳税信用等级信息", "纳税人纳税信用评价结果（A/B/M/C/D）。",
-          [I("纳税人识别号", "nsrsbh", "C", 20), I("评价年度", "pjnd", "C", 4), I("信用等级", "xydj", "C", 1)],
-          sharing=SharingType.UNCONDITIONAL, is_open=True),
-    Entry("swj", "102002", "完税状态核验", "按纳税人识别号核验是否已纳税，只返回状态不返回金额。",
-          [I("纳税人识别号", "nsrsbh", "C", 20), I("所属期", "ssq", "C", 6), I("完税状态", "wszt", "C", 1, "已纳税/未纳税")],
-          modes=("verify",), fmt="api"),
-    Entry("mzj", "101003", "婚姻登记信息", "结婚、离婚登记信息。",
-          [I("男方公民身份号码", "nfsfzhm", "C", 18), I("女方公民身份号码", "nvfsfzhm", "C", 18),
-           I("登记类型", "djlx", "C", 2), I("登记日期", "djrq", "D"), I("登记机关", "djjg", "C", 100)]),
-    Entry("mzj", "203", "最低生活保障对象信息", "城乡低保对象及保障金发放信息。",
-          [*PERSON, I("保障类别", "bzlb", "C", 2), I("保障金额", "bzje", "Y", 10), I("认定日期", "rdrq", "D")]),
-    Entry("mzj", "203", "特困人员供养信息", "特困人员认定与供养信息。",
-          [*PERSON, I("供养方式", "gyfs", "C", 2), I("认定日期", "rdrq", "D")]),
-    Entry("mzj", "101002", "殡葬火化信息", "殡仪馆火化登记信息，可与死亡注销信息多元校核。",
-          [*PERSON, I("火化日期", "hhrq", "D"), I("殡仪馆", "byg", "C", 100)]),
-    Entry("cl", "105001", "残疾人证信息", "第二代残疾人证核发信息。",
-          [*PERSON, I("残疾人证号", "cjrzh", "C", 20), I("残疾类别", "cjlb", "C", 2), I("残疾等级", "cjdj", "C", 1)]),
-    Entry("cl", "203", "按比例安排残疾人就业审核信息", "用人单位按比例安排残疾人就业年审信息。",
-          [*ENTERPRISE, I("安排人数", "aprs", "I", 8), I("审核年度", "shnd", "C", 4)]),
-    Entry("zjj", "209", "商品房预售许可信息", "商品房预售许可证核发信息。",
-          [I("预售许可证号", "ysxkzh", "C", 50), *ENTERPRISE, I("项目名称", "xmmc", "C", 200), I("预售面积", "ysmj", "N", 12)],
-          is_open=True, sharing=SharingType.UNCONDITIONAL),
-    Entry("zjj", "209", "住房保障申请信息", "公共租赁住房和共有产权住房申请审核信息。",
-          [*PERSON, I("申请类型", "sqlx", "C", 2), I("家庭人口", "jtrk", "I", 4), I("审核结果", "shjg", "C", 2)]),
-    Entry("bdc", "103002", "不动产登记信息", "不动产权属登记簿信息。",
-          [I("不动产单元号", "bdcdyh", "C", 28), I("权利人", "qlr", "C", 200), I("权利人证件号码", "qlrzjhm", "C", 18),
-           I("坐落", "zl", "C", 200), I("登记时间", "djsj", "T")], system="不动产登记系统"),
-    Entry("bdc", "103002", "不动产查封登记信息", "司法查封、解封登记信息。",
-          [I("不动产单元号", "bdcdyh", "C", 28), I("查封机关", "cfjg", "C", 100), I("查封日期", "cfrq", "D")]),
-    Entry("tjj", "201", "统计年鉴数据", "全市国民经济和社会发展统计数据。",
-          [I("指标名称", "zbmc", "C", 100), I("年度", "nd", "C", 4), I("指标值", "zbz", "N", 18)],
-          sharing=SharingType.UNCONDITIONAL, is_open=True, fmt="spreadsheet", modes=("file",), cycle="yearly"),
-    Entry("zrzy", "103001", "土地出让信息", "国有建设用地使用权出让信息。",
-          [I("宗地编号", "zdbh", "C", 30), I("受让人", "srr", "C", 200), I("出让面积", "crmj", "N", 12), I("出让价款", "crjk", "Y", 16)],
-          is_open=True, sharing=SharingType.UNCONDITIONAL, cycle="monthly"),
-    Entry("zrzy", "103003", "基础地理信息数据", "1:2000 基础地理信息要素数据。",
-          [I("要素编码", "ysbm", "C", 20), I("要素名称", "ysmc", "C", 100), I("几何", "jh", "G")],
-          fmt="image", modes=("file",), cycle="yearly"),
-    Entry("jyj", "201", "学籍信息", "中小学生学籍信息。",
-          [*PERSON, I("学校名称", "xxmc", "C", 200), I("年级", "nj", "C", 10), I("入学日期", "rxrq", "D")]),
-    Entry("ybj", "202", "医疗保险参保信息", "城镇职工和城乡居民基本医疗保险参保信息。",
-          [*PERSON, I("医保编号", "ybbh", "C", 30), I("参保类型", "cblx", "C", 2), I("参保状态", "cbzt", "C", 2)]),
-    Entry("ybj", "202", "医保结算信息", "定点医药机构医保费用结算信息。",
-          [*PERSON, I("结算日期", "jsrq", "D"), I("医疗费用总额", "ylfyze", "Y", 12), I("统筹支付", "tczf", "Y", 12)]),
-    Entry("gjj", "203", "住房公积金缴存信息", "职工住房公积金缴存信息。",
-          [*PERSON, I("个人账号", "grzh", "C", 30), I("缴存单位", "jcdw", "C", 200), I("缴存状态", "jczt", "C", 2),
-           I("月缴存额", "yjce", "Y", 10)]),
-    Entry("gjj", "203", "住房公积金贷款信息", "住房公积金个人贷款发放与还款信息。",
-          [*PERSON, I("贷款金额", "dkje", "Y", 14), I("贷款日期", "dkrq", "D"), I("贷款状态", "dkzt", "C", 2)]),
-    Entry("sfj", "104002", "律师执业信息", "律师执业许可与年度考核信息。",
-          [*PERSON, I("执业证号", "zyzh", "C", 30), I("律师事务所", "lsswsmc", "C", 200)], is_open=True,
-          sharing=SharingType.UNCONDITIONAL),
-    Entry("jtj", "105002", "道路运输经营许可信息", "道路运输经营许可证信息。",
-          [*ENTERPRISE, I("许可证号", "xkzh", "C", 30), I("经营范围", "jyfw", "C", 500)], is_open=True,
-          sharing=SharingType.UNCONDITIONAL),
-    Entry("sthj", "211", "排污许可信息", "排污单位排污许可证信息。",
-          [*ENTERPRISE, I("许可证编号", "xkzbh", "C", 30), I("主要污染物", "zywrw", "C", 200)], is_open=True,
-          sharing=SharingType.UNCONDITIONAL),
-    Entry("yjj", "205", "安全生产许可信息", "危险化学品、非煤矿山等安全生产许可证信息。",
-          [*ENTERPRISE, I("许可证编号", "xkzbh", "C", 30), I("许可范围", "xkfw", "C", 500), I("有效期至", "yxqz", "D")]),
-    Entry("czj", "201", "财政预算公开信息", "部门预算与决算公开数据。",
-          [I("部门名称", "bmmc", "C", 100), I("年度", "nd", "C", 4), I("预算金额", "ysje", "Y", 16)],
-          is_open=True, sharing=SharingType.UNCONDITIONAL, fmt="spreadsheet", modes=("file",), cycle="yearly"),
-    Entry("gaj", "212", "重点人员管控信息", "涉及公共安全的重点人员信息。",
-          [*PERSON, I("管控类别", "gklb", "C", 2)], sharing=SharingType.NOT_SHARED, modes=()),
+    Entry(
+        "gaj",
+        "101001",
+        "常住人口基本信息",
+        "全市户籍人口和常住人口的基本信息，是人口基础库的权威来源。",
+        [
+            *PERSON,
+            it("性别", "xb", "C", 1),
+            it("民族", "mz", "C", 2),
+            it("出生日期", "csrq", "D"),
+            it("户籍地址", "hjdz", "C", 200),
+            it("行政区划代码", "xzqhdm", "C", 6),
+            it("婚姻状况", "hyzk", "C", 2),
+        ],
+        system="人口信息管理系统",
+    ),
+    Entry(
+        "gaj",
+        "101002",
+        "死亡人口注销信息",
+        "公安机关户籍注销的死亡人员信息，用于养老金冒领比对。",
+        [
+            *PERSON,
+            it("死亡日期", "swrq", "D"),
+            it("注销日期", "zxrq", "D"),
+            it("注销原因", "zxyy", "C", 100),
+        ],
+        system="人口信息管理系统",
+    ),
+    Entry(
+        "gaj",
+        "101001",
+        "居住证办理信息",
+        "流动人口居住证申领与签注信息。",
+        [
+            *PERSON,
+            it("居住证号", "jzzh", "C", 30),
+            it("居住地址", "jzdz", "C", 200),
+            it("签发日期", "qfrq", "D"),
+            it("有效期至", "yxqz", "D"),
+        ],
+    ),
+    Entry(
+        "wjw",
+        "101002",
+        "出生医学证明信息",
+        "医疗机构签发的出生医学证明，人口库出生信息来源。",
+        [
+            it("出生医学证明号", "csyxzmh", "C", 20),
+            it("新生儿姓名", "xsexm", "C", 50),
+            it("性别", "xb", "C", 1),
+            it("出生日期", "csrq", "T"),
+            it("母亲姓名", "mqxm", "C", 50),
+            it("母亲公民身份号码", "mqsfzhm", "C", 18),
+            it("父亲姓名", "fqxm", "C", 50),
+            it("父亲公民身份号码", "fqsfzhm", "C", 18),
+            it("出生地点", "csdd", "C", 200),
+        ],
+        system="妇幼健康信息系统",
+    ),
+    Entry(
+        "wjw",
+        "101002",
+        "居民死亡医学证明信息",
+        "医疗卫生机构出具的死亡医学证明（推断）书信息。",
+        [
+            it("死亡证编号", "swzbh", "C", 20),
+            *PERSON,
+            it("死亡日期", "swrq", "D"),
+            it("死亡原因", "swyy", "C", 200),
+            it("死亡地点", "swdd", "C", 200),
+        ],
+        system="妇幼健康信息系统",
+    ),
+    Entry(
+        "rsj",
+        "101004",
+        "社会保险参保信息",
+        "职工基本养老、医疗、失业、工伤、生育保险参保登记信息。",
+        [
+            it("个人社保号", "grsbh", "C", 30),
+            *PERSON,
+            it("险种类型", "xzlx", "C", 4),
+            it("参保日期", "cbrq", "D"),
+            it("停保日期", "tbrq", "D"),
+            it("工作单位", "gzdw", "C", 200),
+            it("参保状态", "cbzt", "C", 2),
+        ],
+        system="社会保险信息系统",
+    ),
+    Entry(
+        "rsj",
+        "101004",
+        "养老金发放信息",
+        "企业职工和城乡居民基本养老保险待遇发放信息。",
+        [
+            *PERSON,
+            it("发放年月", "ffny", "C", 6),
+            it("发放金额", "ffje", "Y", 12),
+            it("发放状态", "ffzt", "C", 2),
+        ],
+        system="社会保险信息系统",
+    ),
+    Entry(
+        "rsj",
+        "203",
+        "失业保险金领取信息",
+        "失业人员失业保险金申领与发放信息。",
+        [
+            *PERSON,
+            it("领取起始月", "lqqsy", "C", 6),
+            it("领取终止月", "lqzzy", "C", 6),
+            it("月领取金额", "ylqje", "Y", 10),
+        ],
+    ),
+    Entry(
+        "rsj",
+        "203",
+        "就业登记信息",
+        "劳动者就业和失业登记信息。",
+        [
+            *PERSON,
+            it("就业单位", "jydw", "C", 200),
+            it("就业日期", "jyrq", "D"),
+            it("就业状态", "jyzt", "C", 2),
+        ],
+    ),
+    Entry(
+        "scj",
+        "102001",
+        "市场主体登记信息",
+        "企业、个体工商户、农民专业合作社的设立、变更、注销登记信息，法人库权威来源。",
+        [
+            *ENTERPRISE,
+            it("法定代表人", "fddbr", "C", 50),
+            it("行政区划代码", "xzqhdm", "C", 6),
+            it("登记住所", "djzs", "C", 200),
+            it("企业类型", "qylx", "C", 4),
+            it("行业", "hy", "C", 5),
+            it("成立日期", "clrq", "D"),
+            it("登记机关", "djjg", "C", 100),
+            it("登记状态", "djzt", "C", 2),
+        ],
+        sharing=SharingType.UNCONDITIONAL,
+        system="市场主体登记系统",
+    ),
+    Entry(
+        "scj",
+        "104001",
+        "行政处罚信息",
+        "市场监管领域行政处罚决定信息。",
+        [
+            *ENTERPRISE,
+            it("处罚决定书文号", "cfjdswh", "C", 100),
+            it("处罚事由", "cfsy", "M"),
+            it("处罚日期", "cfrq", "D"),
+        ],
+        sharing=SharingType.UNCONDITIONAL,
+        is_open=True,
+    ),
+    Entry(
+        "scj",
+        "204",
+        "食品经营许可信息",
+        "食品经营许可证核发信息。",
+        [
+            *ENTERPRISE,
+            it("许可证编号", "xkzbh", "C", 30),
+            it("经营项目", "jyxm", "C", 500),
+            it("有效期至", "yxqz", "D"),
+        ],
+        is_open=True,
+        sharing=SharingType.UNCONDITIONAL,
+    ),
+    Entry(
+        "swj",
+        "102002",
+        "税务登记信息",
+        "纳税人税务登记与状态信息。",
+        [
+            it("纳税人识别号", "nsrsbh", "C", 20),
+            *ENTERPRISE,
+            it("登记日期", "djrq", "D"),
+            it("纳税人状态", "nsrzt", "C", 2),
+        ],
+        system="金税三期核心征管系统",
+    ),
+    Entry(
+        "swj",
+        "104001",
+        "纳税信用等级信息",
+        "纳税人纳税信用评价结果（A/B/M/C/D）。",
+        [
+            it("纳税人识别号", "nsrsbh", "C", 20),
+            it("评价年度", "pjnd", "C", 4),
+            it("信用等级", "xydj", "C", 1),
+        ],
+        sharing=SharingType.UNCONDITIONAL,
+        is_open=True,
+    ),
+    Entry(
+        "swj",
+        "102002",
+        "完税状态核验",
+        "按纳税人识别号核验是否已纳税，只返回状态不返回金额。",
+        [
+            it("纳税人识别号", "nsrsbh", "C", 20),
+            it("所属期", "ssq", "C", 6),
+            it("完税状态", "wszt", "C", 1, "已纳税/未纳税"),
+        ],
+        modes=("verify",),
+        fmt="api",
+    ),
+    Entry(
+        "mzj",
+        "101003",
+        "婚姻登记信息",
+        "结婚、离婚登记信息。",
+        [
+            it("男方公民身份号码", "nfsfzhm", "C", 18),
+            it("女方公民身份号码", "nvfsfzhm", "C", 18),
+            it("登记类型", "djlx", "C", 2),
+            it("登记日期", "djrq", "D"),
+            it("登记机关", "djjg", "C", 100),
+        ],
+    ),
+    Entry(
+        "mzj",
+        "203",
+        "最低生活保障对象信息",
+        "城乡低保对象及保障金发放信息。",
+        [
+            *PERSON,
+            it("保障类别", "bzlb", "C", 2),
+            it("保障金额", "bzje", "Y", 10),
+            it("认定日期", "rdrq", "D"),
+        ],
+    ),
+    Entry(
+        "mzj",
+        "203",
+        "特困人员供养信息",
+        "特困人员认定与供养信息。",
+        [*PERSON, it("供养方式", "gyfs", "C", 2), it("认定日期", "rdrq", "D")],
+    ),
+    Entry(
+        "mzj",
+        "101002",
+        "殡葬火化信息",
+        "殡仪馆火化登记信息，可与死亡注销信息多元校核。",
+        [*PERSON, it("火化日期", "hhrq", "D"), it("殡仪馆", "byg", "C", 100)],
+    ),
+    Entry(
+        "cl",
+        "105001",
+        "残疾人证信息",
+        "第二代残疾人证核发信息。",
+        [
+            *PERSON,
+            it("残疾人证号", "cjrzh", "C", 20),
+            it("残疾类别", "cjlb", "C", 2),
+            it("残疾等级", "cjdj", "C", 1),
+        ],
+    ),
+    Entry(
+        "cl",
+        "203",
+        "按比例安排残疾人就业审核信息",
+        "用人单位按比例安排残疾人就业年审信息。",
+        [*ENTERPRISE, it("安排人数", "aprs", "I", 8), it("审核年度", "shnd", "C", 4)],
+    ),
+    Entry(
+        "zjj",
+        "209",
+        "商品房预售许可信息",
+        "商品房预售许可证核发信息。",
+        [
+            it("预售许可证号", "ysxkzh", "C", 50),
+            *ENTERPRISE,
+            it("项目名称", "xmmc", "C", 200),
+            it("预售面积", "ysmj", "N", 12),
+        ],
+        is_open=True,
+        sharing=SharingType.UNCONDITIONAL,
+    ),
+    Entry(
+        "zjj",
+        "209",
+        "住房保障申请信息",
+        "公共租赁住房和共有产权住房申请审核信息。",
+        [
+            *PERSON,
+            it("申请类型", "sqlx", "C", 2),
+            it("家庭人口", "jtrk", "I", 4),
+            it("审核结果", "shjg", "C", 2),
+        ],
+    ),
+    Entry(
+        "bdc",
+        "103002",
+        "不动产登记信息",
+        "不动产权属登记簿信息。",
+        [
+            it("不动产单元号", "bdcdyh", "C", 28),
+            it("权利人", "qlr", "C", 200),
+            it("权利人证件号码", "qlrzjhm", "C", 18),
+            it("坐落", "zl", "C", 200),
+            it("登记时间", "djsj", "T"),
+        ],
+        system="不动产登记系统",
+    ),
+    Entry(
+        "bdc",
+        "103002",
+        "不动产查封登记信息",
+        "司法查封、解封登记信息。",
+        [
+            it("不动产单元号", "bdcdyh", "C", 28),
+            it("查封机关", "cfjg", "C", 100),
+            it("查封日期", "cfrq", "D"),
+        ],
+    ),
+    Entry(
+        "tjj",
+        "201",
+        "统计年鉴数据",
+        "全市国民经济和社会发展统计数据。",
+        [it("指标名称", "zbmc", "C", 100), it("年度", "nd", "C", 4), it("指标值", "zbz", "N", 18)],
+        sharing=SharingType.UNCONDITIONAL,
+        is_open=True,
+        fmt="spreadsheet",
+        modes=("file",),
+        cycle="yearly",
+    ),
+    Entry(
+        "zrzy",
+        "103001",
+        "土地出让信息",
+        "国有建设用地使用权出让信息。",
+        [
+            it("宗地编号", "zdbh", "C", 30),
+            it("受让人", "srr", "C", 200),
+            it("出让面积", "crmj", "N", 12),
+            it("出让价款", "crjk", "Y", 16),
+        ],
+        is_open=True,
+        sharing=SharingType.UNCONDITIONAL,
+        cycle="monthly",
+    ),
+    Entry(
+        "zrzy",
+        "103003",
+        "基础地理信息数据",
+        "1:2000 基础地理信息要素数据。",
+        [it("要素编码", "ysbm", "C", 20), it("要素名称", "ysmc", "C", 100), it("几何", "jh", "G")],
+        fmt="image",
+        modes=("file",),
+        cycle="yearly",
+    ),
+    Entry(
+        "jyj",
+        "201",
+        "学籍信息",
+        "中小学生学籍信息。",
+        [
+            *PERSON,
+            it("学校名称", "xxmc", "C", 200),
+            it("年级", "nj", "C", 10),
+            it("入学日期", "rxrq", "D"),
+        ],
+    ),
+    Entry(
+        "ybj",
+        "202",
+        "医疗保险参保信息",
+        "城镇职工和城乡居民基本医疗保险参保信息。",
+        [
+            *PERSON,
+            it("医保编号", "ybbh", "C", 30),
+            it("参保类型", "cblx", "C", 2),
+            it("参保状态", "cbzt", "C", 2),
+        ],
+    ),
+    Entry(
+        "ybj",
+        "202",
+        "医保结算信息",
+        "定点医药机构医保费用结算信息。",
+        [
+            *PERSON,
+            it("结算日期", "jsrq", "D"),
+            it("医疗费用总额", "ylfyze", "Y", 12),
+            it("统筹支付", "tczf", "Y", 12),
+        ],
+    ),
+    Entry(
+        "gjj",
+        "203",
+        "住房公积金缴存信息",
+        "职工住房公积金缴存信息。",
+        [
+            *PERSON,
+            it("个人账号", "grzh", "C", 30),
+            it("缴存单位", "jcdw", "C", 200),
+            it("缴存状态", "jczt", "C", 2),
+            it("月缴存额", "yjce", "Y", 10),
+        ],
+    ),
+    Entry(
+        "gjj",
+        "203",
+        "住房公积金贷款信息",
+        "住房公积金个人贷款发放与还款信息。",
+        [
+            *PERSON,
+            it("贷款金额", "dkje", "Y", 14),
+            it("贷款日期", "dkrq", "D"),
+            it("贷款状态", "dkzt", "C", 2),
+        ],
+    ),
+    Entry(
+        "sfj",
+        "104002",
+        "律师执业信息",
+        "律师执业许可与年度考核信息。",
+        [*PERSON, it("执业证号", "zyzh", "C", 30), it("律师事务所", "lsswsmc", "C", 200)],
+        is_open=True,
+        sharing=SharingType.UNCONDITIONAL,
+    ),
+    Entry(
+        "jtj",
+        "105002",
+        "道路运输经营许可信息",
+        "道路运输经营许可证信息。",
+        [*ENTERPRISE, it("许可证号", "xkzh", "C", 30), it("经营范围", "jyfw", "C", 500)],
+        is_open=True,
+        sharing=SharingType.UNCONDITIONAL,
+    ),
+    Entry(
+        "sthj",
+        "211",
+        "排污许可信息",
+        "排污单位排污许可证信息。",
+        [*ENTERPRISE, it("许可证编号", "xkzbh", "C", 30), it("主要污染物", "zywrw", "C", 200)],
+        is_open=True,
+        sharing=SharingType.UNCONDITIONAL,
+    ),
+    Entry(
+        "yjj",
+        "205",
+        "安全生产许可信息",
+        "危险化学品、非煤矿山等安全生产许可证信息。",
+        [
+            *ENTERPRISE,
+            it("许可证编号", "xkzbh", "C", 30),
+            it("许可范围", "xkfw", "C", 500),
+            it("有效期至", "yxqz", "D"),
+        ],
+    ),
+    Entry(
+        "czj",
+        "201",
+        "财政预算公开信息",
+        "部门预算与决算公开数据。",
+        [
+            it("部门名称", "bmmc", "C", 100),
+            it("年度", "nd", "C", 4),
+            it("预算金额", "ysje", "Y", 16),
+        ],
+        is_open=True,
+        sharing=SharingType.UNCONDITIONAL,
+        fmt="spreadsheet",
+        modes=("file",),
+        cycle="yearly",
+    ),
+    Entry(
+        "gaj",
+        "212",
+        "重点人员管控信息",
+        "涉及公共安全的重点人员信息。",
+        [*PERSON, it("管控类别", "gklb", "C", 2)],
+        sharing=SharingType.NOT_SHARED,
+        modes=(),
+    ),
 ]
 
 # Department-specific business records that round the catalog out to ~200 entries.
@@ -214,15 +592,30 @@ BUSINESS = {
 SUFFIXES = [("登记信息", "daily"), ("审批结果信息", "daily"), ("统计汇总", "monthly")]
 
 
-def _resource_in(entry: Entry, classification: str, provider_id: int, system_id: int | None) -> ResourceIn:
-    conditions = "仅限用于本部门法定职责范围内的业务办理，不得向第三方提供" if entry.sharing is SharingType.CONDITIONAL else ""
-    basis = "依据《中华人民共和国人民警察法》等法律规定，不予共享" if entry.sharing is SharingType.NOT_SHARED else ""
+def _resource_in(
+    entry: Entry, classification: str, provider_id: int, system_id: int | None
+) -> ResourceIn:
+    conditions = (
+        "仅限用于本部门法定职责范围内的业务办理，不得向第三方提供"
+        if entry.sharing is SharingType.CONDITIONAL
+        else ""
+    )
+    basis = (
+        "依据《中华人民共和国人民警察法》等法律规定，不予共享"
+        if entry.sharing is SharingType.NOT_SHARED
+        else ""
+    )
     return ResourceIn(
         classification_code=classification,
         name=entry.name,
         abstract=entry.abstract,
         format=entry.fmt,
-        format_detail={"database": "关系型数据库表", "api": "RESTful 接口", "spreadsheet": "XLSX", "image": "矢量数据"}.get(entry.fmt, ""),
+        format_detail={
+            "database": "关系型数据库表",
+            "api": "RESTful 接口",
+            "spreadsheet": "XLSX",
+            "image": "矢量数据",
+        }.get(entry.fmt, ""),
         sharing_type=entry.sharing,
         sharing_conditions=conditions,
         not_shared_basis=basis,
@@ -244,22 +637,39 @@ def _generated_entries() -> list[Entry]:
     for dept, topics in BUSINESS.items():
         for topic in topics:
             for suffix, cycle in SUFFIXES:
-                holder = ENTERPRISE if dept in ("scj", "swj", "zjj", "sthj", "yjj", "jtj") else PERSON
+                holder = (
+                    ENTERPRISE if dept in ("scj", "swj", "zjj", "sthj", "yjj", "jtj") else PERSON
+                )
                 items = [
-                    I("业务流水号", "ywlsh", "C", 40, f"{topic}业务流水号"),
+                    it("业务流水号", "ywlsh", "C", 40, f"{topic}业务流水号"),
                     *holder,
-                    I("办理日期", "blrq", "D"),
-                    I("办理结果", "bljg", "C", 2, "01 通过 02 不通过"),
-                    I("经办机构", "jbjg", "C", 100),
+                    it("办理日期", "blrq", "D"),
+                    it("办理结果", "bljg", "C", 2, "01 通过 02 不通过"),
+                    it("经办机构", "jbjg", "C", 100),
                 ]
                 if suffix == "统计汇总":
-                    items = [I("统计月份", "tjyf", "C", 6), I("区县", "qx", "C", 6), I("办件量", "bjl", "I", 10)]
+                    items = [
+                        it("统计月份", "tjyf", "C", 6),
+                        it("区县", "qx", "C", 6),
+                        it("办件量", "bjl", "I", 10),
+                    ]
                 out.append(
-                    Entry(dept, "3", f"{topic}{suffix}", f"{topic}业务的{suffix}，由业务系统产生。", items,
-                          sharing=SharingType.UNCONDITIONAL if suffix == "统计汇总" else SharingType.CONDITIONAL,
-                          modes=("file", "query") if suffix == "统计汇总" else ("table", "api", "query"),
-                          cycle=cycle, is_open=suffix == "统计汇总",
-                          fmt="spreadsheet" if suffix == "统计汇总" else "database")
+                    Entry(
+                        dept,
+                        "3",
+                        f"{topic}{suffix}",
+                        f"{topic}业务的{suffix}，由业务系统产生。",
+                        items,
+                        sharing=SharingType.UNCONDITIONAL
+                        if suffix == "统计汇总"
+                        else SharingType.CONDITIONAL,
+                        modes=("file", "query")
+                        if suffix == "统计汇总"
+                        else ("table", "api", "query"),
+                        cycle=cycle,
+                        is_open=suffix == "统计汇总",
+                        fmt="spreadsheet" if suffix == "统计汇总" else "database",
+                    )
                 )
     return out
 
@@ -275,64 +685,131 @@ def load_demo(session: Session, admin_password: str, *, seed: int = 7) -> dict[s
     depts: dict[str, Department] = {}
     for i, (abbr, name, short) in enumerate(DEPARTMENTS, start=1):
         depts[abbr] = add_department(
-            session, SYSTEM, name=name, short_name=short, credit_code=credit_code_for(i),
-            division_code=CITY_DIVISION, level=DepartmentLevel.CITY,
+            session,
+            SYSTEM,
+            name=name,
+            short_name=short,
+            credit_code=credit_code_for(i),
+            division_code=CITY_DIVISION,
+            level=DepartmentLevel.CITY,
         )
     district = add_department(
-        session, SYSTEM, name="青岛市市南区大数据中心", short_name="市南区大数据", credit_code=credit_code_for(90, "370202"),
-        division_code="370202", level=DepartmentLevel.DISTRICT, parent_id=depts["dsj"].id,
+        session,
+        SYSTEM,
+        name="青岛市市南区大数据中心",
+        short_name="市南区大数据",
+        credit_code=credit_code_for(90, "370202"),
+        division_code="370202",
+        level=DepartmentLevel.DISTRICT,
+        parent_id=depts["dsj"].id,
     )
     # Demo accounts share the admin's password; hash once (argon2 is slow by design).
     pw = hash_password(admin_password)
-    users = [User(username="admin", display_name="平台管理员", password_hash=pw, department_id=depts["dsj"].id,
-                  roles=[Role.PLATFORM_ADMIN.value]),
-             User(username="auditor", display_name="审计员", password_hash=pw, department_id=depts["dsj"].id,
-                  roles=[Role.AUDITOR.value])]
+    users = [
+        User(
+            username="admin",
+            display_name="平台管理员",
+            password_hash=pw,
+            department_id=depts["dsj"].id,
+            roles=[Role.PLATFORM_ADMIN.value],
+        ),
+        User(
+            username="auditor",
+            display_name="审计员",
+            password_hash=pw,
+            department_id=depts["dsj"].id,
+            roles=[Role.AUDITOR.value],
+        ),
+    ]
     for abbr, dept in [*depts.items(), ("snq", district)]:
         if abbr == "dsj":
             continue
         users += [
-            User(username=f"{abbr}_reg", display_name=f"{dept.short_name}编目员", password_hash=pw,
-                 department_id=dept.id, roles=[Role.CATALOG_REGISTRAR.value]),
-            User(username=f"{abbr}_rev", display_name=f"{dept.short_name}审核员", password_hash=pw,
-                 department_id=dept.id, roles=[Role.CATALOG_REVIEWER.value]),
-            User(username=f"{abbr}_res", display_name=f"{dept.short_name}资源管理员", password_hash=pw,
-                 department_id=dept.id, roles=[Role.RESOURCE_ADMIN.value]),
+            User(
+                username=f"{abbr}_reg",
+                display_name=f"{dept.short_name}编目员",
+                password_hash=pw,
+                department_id=dept.id,
+                roles=[Role.CATALOG_REGISTRAR.value],
+            ),
+            User(
+                username=f"{abbr}_rev",
+                display_name=f"{dept.short_name}审核员",
+                password_hash=pw,
+                department_id=dept.id,
+                roles=[Role.CATALOG_REVIEWER.value],
+            ),
+            User(
+                username=f"{abbr}_res",
+                display_name=f"{dept.short_name}资源管理员",
+                password_hash=pw,
+                department_id=dept.id,
+                roles=[Role.RESOURCE_ADMIN.value],
+            ),
         ]
     session.add_all(users)
     session.flush()
     audit.record(session, SYSTEM, "demo.users", object_type="user", after={"count": len(users)})
 
     # Department 项 under 类 3 (部门信息资源), one per department.
-    admin = Principal(kind="user", name="admin", department_id=depts["dsj"].id, roles=(Role.PLATFORM_ADMIN.value,),
-                      permissions=permissions_for([Role.PLATFORM_ADMIN]))
+    admin = Principal(
+        kind="user",
+        name="admin",
+        department_id=depts["dsj"].id,
+        roles=(Role.PLATFORM_ADMIN.value,),
+        permissions=permissions_for([Role.PLATFORM_ADMIN]),
+    )
     dept_class: dict[str, str] = {}
     for i, (abbr, _, short) in enumerate(DEPARTMENTS, start=1):
         dept_class[abbr] = f"3{i:02d}"
-        service.add_classification(session, admin, code=dept_class[abbr], name=f"{short}部门信息资源")
+        service.add_classification(
+            session, admin, code=dept_class[abbr], name=f"{short}部门信息资源"
+        )
 
     systems: dict[str, int] = {}
     for entry in ENTRIES:
         if entry.system and entry.system not in systems:
             sys_ = service.add_system(
-                session, admin,
-                SystemIn(name=entry.system, function=f"{entry.system}的业务办理与数据管理", scope="全市",
-                         usage_frequency="daily", approval="已立项", funding="财政资金", network="egov_extranet"),
+                session,
+                admin,
+                SystemIn(
+                    name=entry.system,
+                    function=f"{entry.system}的业务办理与数据管理",
+                    scope="全市",
+                    usage_frequency="daily",
+                    approval="已立项",
+                    funding="财政资金",
+                    network="egov_extranet",
+                ),
                 department_id=depts[entry.dept].id,
             )
             systems[entry.system] = sys_.id
-    for abbr, name, usage in [("tjj", "统计报表报送旧系统", "unused"), ("jyj", "教育信息发布平台", "rarely")]:
+    for abbr, name, usage in [
+        ("tjj", "统计报表报送旧系统", "unused"),
+        ("jyj", "教育信息发布平台", "rarely"),
+    ]:
         service.add_system(
-            session, admin,
-            SystemIn(name=name, function="已被新系统替代", scope="本部门", usage_frequency=usage,
-                     approval="2012年立项", funding="财政资金", network="internet", in_use=usage != "unused"),
+            session,
+            admin,
+            SystemIn(
+                name=name,
+                function="已被新系统替代",
+                scope="本部门",
+                usage_frequency=usage,
+                approval="2012年立项",
+                funding="财政资金",
+                network="internet",
+                in_use=usage != "unused",
+            ),
             department_id=depts[abbr].id,
         )
 
     codes = service.CodeTables(session)
     created: list[Resource] = []
     for entry in [*ENTRIES, *_generated_entries()]:
-        classification = dept_class[entry.dept] if entry.classification == "3" else entry.classification
+        classification = (
+            dept_class[entry.dept] if entry.classification == "3" else entry.classification
+        )
         data = _resource_in(entry, classification, depts[entry.dept].id, systems.get(entry.system))
         created.append(service.add_resource(session, admin, data, codes=codes, index=False))
     search.index_many(session, created)
@@ -353,16 +830,39 @@ def load_demo(session: Session, admin_password: str, *, seed: int = 7) -> dict[s
             service.transition(session, admin, resource.id, step, "演示数据")
         counts[str(resource.status) if str(resource.status) in counts else "published"] += 1
 
-    demand_dept = Principal(kind="user", name="rsj_res", department_id=depts["rsj"].id,
-                            roles=(Role.RESOURCE_ADMIN.value,), permissions=permissions_for([Role.RESOURCE_ADMIN]))
-    service.add_demand(session, demand_dept, DemandIn(
-        title="流动人口居住证信息", description="核查就业的流动人口是否办理居住证（人社×公安比对）",
-        wanted_items="公民身份号码、居住证号、有效期至", purpose="就业服务与社保扩面"))
-    service.add_demand(session, Principal(kind="user", name="mzj_res", department_id=depts["mzj"].id,
-                                          roles=(Role.RESOURCE_ADMIN.value,),
-                                          permissions=permissions_for([Role.RESOURCE_ADMIN])),
-                       DemandIn(title="车辆登记信息", description="低保家庭财产核对需要机动车登记信息",
-                                wanted_items="公民身份号码、车辆类型、登记日期", purpose="社会救助家庭经济状况核对"))
+    demand_dept = Principal(
+        kind="user",
+        name="rsj_res",
+        department_id=depts["rsj"].id,
+        roles=(Role.RESOURCE_ADMIN.value,),
+        permissions=permissions_for([Role.RESOURCE_ADMIN]),
+    )
+    service.add_demand(
+        session,
+        demand_dept,
+        DemandIn(
+            title="流动人口居住证信息",
+            description="核查就业的流动人口是否办理居住证（人社×公安比对）",
+            wanted_items="公民身份号码、居住证号、有效期至",
+            purpose="就业服务与社保扩面",
+        ),
+    )
+    service.add_demand(
+        session,
+        Principal(
+            kind="user",
+            name="mzj_res",
+            department_id=depts["mzj"].id,
+            roles=(Role.RESOURCE_ADMIN.value,),
+            permissions=permissions_for([Role.RESOURCE_ADMIN]),
+        ),
+        DemandIn(
+            title="车辆登记信息",
+            description="低保家庭财产核对需要机动车登记信息",
+            wanted_items="公民身份号码、车辆类型、登记日期",
+            purpose="社会救助家庭经济状况核对",
+        ),
+    )
     counts["users"] = len(users)
     counts["departments"] = len(depts) + 1
     counts["resources"] = len(created)

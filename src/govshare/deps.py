@@ -15,6 +15,8 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from govshare.config import Settings
+from govshare.errors import NotAuthenticated
+from govshare.security.crypto import constant_time_equal
 from govshare.security.errors import CsrfFailed, PermissionDenied
 from govshare.security.models import SessionKind
 from govshare.security.roles import Permission
@@ -24,8 +26,6 @@ from govshare.security.service import (
     principal_from_signature,
     principal_from_token,
 )
-from govshare.security.crypto import constant_time_equal
-from govshare.errors import NotAuthenticated
 
 SESSION_COOKIE = "govshare_session"
 CSRF_HEADER = "x-csrf-token"

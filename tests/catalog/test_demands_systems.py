@@ -8,20 +8,30 @@ from tests.factories import World
 def test_demand_answered_with_a_published_resource(world: World) -> None:
     needer, provider = world.department("需求局"), world.department("提供局")
     with world.api(needer.resource_admin) as c:
-        r = c.post("/api/v1/catalog/demands", json={
-            "title": "流动人口居住证信息", "description": "核查就业人员居住证办理情况",
-            "wanted_items": "公民身份号码、居住证号", "purpose": "就业服务"})
+        r = c.post(
+            "/api/v1/catalog/demands",
+            json={
+                "title": "流动人口居住证信息",
+                "description": "核查就业人员居住证办理情况",
+                "wanted_items": "公民身份号码、居住证号",
+                "purpose": "就业服务",
+            },
+        )
         assert r.status_code == 201
         demand = r.json()
     assert demand["status"] == "open"
     draft = world.add_resource(provider)
     published = world.published(provider)
     with world.api(provider.registrar) as c:
-        not_yet = c.post(f"/api/v1/catalog/demands/{demand['id']}/responses",
-                         json={"resource_code": draft["code"], "note": "草稿"})
+        not_yet = c.post(
+            f"/api/v1/catalog/demands/{demand['id']}/responses",
+            json={"resource_code": draft["code"], "note": "草稿"},
+        )
         assert not_yet.status_code == 422
-        r = c.post(f"/api/v1/catalog/demands/{demand['id']}/responses",
-                   json={"resource_code": published["code"], "note": "可通过库表交换获取"})
+        r = c.post(
+            f"/api/v1/catalog/demands/{demand['id']}/responses",
+            json={"resource_code": published["code"], "note": "可通过库表交换获取"},
+        )
         assert r.status_code == 201
     answered = r.json()
     assert answered["status"] == "answered"
@@ -33,27 +43,55 @@ def test_demand_answered_with_a_published_resource(world: World) -> None:
 
 
 def test_cannot_answer_with_another_departments_resource(world: World) -> None:
-    needer, provider, third = world.department("需求局"), world.department("提供局"), world.department("第三局")
+    needer, provider, third = (
+        world.department("需求局"),
+        world.department("提供局"),
+        world.department("第三局"),
+    )
     with world.api(needer.resource_admin) as c:
-        demand = c.post("/api/v1/catalog/demands", json={"title": "某数据", "description": "说明"}).json()
+        demand = c.post(
+            "/api/v1/catalog/demands", json={"title": "某数据", "description": "说明"}
+        ).json()
     published = world.published(provider)
     with world.api(third.registrar) as c:
-        r = c.post(f"/api/v1/catalog/demands/{demand['id']}/responses", json={"resource_code": published["code"]})
+        r = c.post(
+            f"/api/v1/catalog/demands/{demand['id']}/responses",
+            json={"resource_code": published["code"]},
+        )
     assert r.status_code == 403
 
 
 def test_system_inventory_counts_resources(world: World) -> None:
     dept = world.department()
     with world.api(dept.registrar) as c:
-        r = c.post("/api/v1/catalog/systems", json={
-            "name": "人口信息管理系统", "function": "户籍业务", "usage_frequency": "daily", "network": "egov_extranet"})
+        r = c.post(
+            "/api/v1/catalog/systems",
+            json={
+                "name": "人口信息管理系统",
+                "function": "户籍业务",
+                "usage_frequency": "daily",
+                "network": "egov_extranet",
+            },
+        )
         assert r.status_code == 201, r.text
         system = r.json()
-        dup = c.post("/api/v1/catalog/systems", json={
-            "name": "人口信息管理系统", "usage_frequency": "daily", "network": "egov_extranet"})
+        dup = c.post(
+            "/api/v1/catalog/systems",
+            json={
+                "name": "人口信息管理系统",
+                "usage_frequency": "daily",
+                "network": "egov_extranet",
+            },
+        )
         assert dup.status_code == 409
-        bad = c.post("/api/v1/catalog/systems", json={"name": "旧系统", "usage_frequency": "sometimes", "network": "x"})
-        assert {d["field"] for d in bad.json()["error"]["details"]} == {"usage_frequency", "network"}
+        bad = c.post(
+            "/api/v1/catalog/systems",
+            json={"name": "旧系统", "usage_frequency": "sometimes", "network": "x"},
+        )
+        assert {d["field"] for d in bad.json()["error"]["details"]} == {
+            "usage_frequency",
+            "network",
+        }
     world.add_resource(dept, source_system_id=system["id"])
     world.add_resource(dept, source_system_id=system["id"])
     with world.api(dept.registrar) as c:
@@ -67,17 +105,27 @@ def test_classification_tree_and_code_tables(world: World) -> None:
         tree = {n["code"]: n for n in c.get("/api/v1/catalog/classifications").json()}
         assert tree["101001"]["level"] == 3
         assert tree["101"]["level"] == 2
-        assert c.post("/api/v1/catalog/classifications", json={"code": "101099", "name": "x"}).status_code == 403
+        assert (
+            c.post(
+                "/api/v1/catalog/classifications", json={"code": "101099", "name": "x"}
+            ).status_code
+            == 403
+        )
         tables = c.get("/api/v1/catalog/code-tables").json()
     assert [e["code"] for e in tables["data_type"]] == list("CNYDTLMGBIF")
     assert len(tables["format"]) == 7
     code = "1010" + str(len(tree) % 90 + 10)
     with world.api(world.admin) as c:
-        orphan = c.post("/api/v1/catalog/classifications", json={"code": "109001", "name": "无上级"})
+        orphan = c.post(
+            "/api/v1/catalog/classifications", json={"code": "109001", "name": "无上级"}
+        )
         assert orphan.status_code == 422
         added = c.post("/api/v1/catalog/classifications", json={"code": code, "name": "人口专题"})
         assert added.status_code in (201, 409)
-        put = c.put("/api/v1/catalog/code-tables/update_cycle/hourly", json={"code": "hourly", "label": "每小时"})
+        put = c.put(
+            "/api/v1/catalog/code-tables/update_cycle/hourly",
+            json={"code": "hourly", "label": "每小时"},
+        )
         assert put.status_code == 200
     # The new code is usable at once.
     assert world.add_resource(dept, update_cycle="hourly")["update_cycle"] == "hourly"

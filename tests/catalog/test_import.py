@@ -11,17 +11,36 @@ from openpyxl import Workbook, load_workbook
 from govshare.catalog.spreadsheet import HEADERS
 from tests.factories import World, unique
 
-
-ITEM_COLUMNS = {"资源序号", "信息项名称", "信息项代码", "数据类型", "数据长度", "信息项描述", "代码表", "是否主键"}
+ITEM_COLUMNS = {
+    "资源序号",
+    "信息项名称",
+    "信息项代码",
+    "数据类型",
+    "数据长度",
+    "信息项描述",
+    "代码表",
+    "是否主键",
+}
 
 
 def _row(key: str, name: str, item: str, code: str, *, more: bool = False, **kw: str) -> list[str]:
     """One spreadsheet row; ``more`` marks a further item row of the same entry."""
     values = {
-        "资源序号": key, "信息资源名称": name, "信息资源分类": "101001", "信息资源摘要": "导入测试摘要",
-        "信息资源格式": "数据库", "共享类型": "有条件共享", "共享条件": "仅用于法定职责", "共享方式": "库表交换、接口调用",
-        "是否向社会开放": "否", "更新周期": "每日", "信息项名称": item, "信息项代码": code, "数据类型": "C",
-        "数据长度": "18", "是否主键": "否",
+        "资源序号": key,
+        "信息资源名称": name,
+        "信息资源分类": "101001",
+        "信息资源摘要": "导入测试摘要",
+        "信息资源格式": "数据库",
+        "共享类型": "有条件共享",
+        "共享条件": "仅用于法定职责",
+        "共享方式": "库表交换、接口调用",
+        "是否向社会开放": "否",
+        "更新周期": "每日",
+        "信息项名称": item,
+        "信息项代码": code,
+        "数据类型": "C",
+        "数据长度": "18",
+        "是否主键": "否",
     }
     if more:
         values = {k: v for k, v in values.items() if k in ITEM_COLUMNS}
@@ -56,7 +75,9 @@ def _import(world: World, user: str, filename: str, content: bytes) -> Any:
 
 def _count_mine(world: World, user: str, q: str) -> int:
     with world.api(user) as c:
-        return int(c.get("/api/v1/catalog/resources", params={"q": q, "scope": "mine"}).json()["total"])
+        return int(
+            c.get("/api/v1/catalog/resources", params={"q": q, "scope": "mine"}).json()["total"]
+        )
 
 
 def test_good_file_imports_every_entry_as_draft(world: World) -> None:
@@ -65,7 +86,15 @@ def test_good_file_imports_every_entry_as_draft(world: World) -> None:
     rows = [
         _row("1", f"{marker}人口", "公民身份号码", "sfzhm", 是否主键="是"),
         _row("1", "", "姓名", "xm", more=True, 数据长度="50"),
-        _row("2", f"{marker}法人", "统一社会信用代码", "tyshxydm", 信息资源分类="102001", 共享类型="无条件共享", 共享条件=""),
+        _row(
+            "2",
+            f"{marker}法人",
+            "统一社会信用代码",
+            "tyshxydm",
+            信息资源分类="102001",
+            共享类型="无条件共享",
+            共享条件="",
+        ),
     ]
     for filename, content in [("a.csv", _csv(rows)), ("a.xlsx", _xlsx(rows))]:
         r = _import(world, dept.registrar, filename, content)
@@ -87,7 +116,15 @@ def test_mixed_file_reports_every_bad_row_and_stores_nothing(world: World) -> No
     rows = [
         _row("1", f"{marker}好", "公民身份号码", "sfzhm"),
         _row("2", f"{marker}坏一", "金额", "je", 数据类型="Q"),  # row 3
-        _row("3", f"{marker}坏二", "姓名", "xm", 更新周期="每两小时", 共享类型="有条件共享", 共享条件=""),  # row 4
+        _row(
+            "3",
+            f"{marker}坏二",
+            "姓名",
+            "xm",
+            更新周期="每两小时",
+            共享类型="有条件共享",
+            共享条件="",
+        ),  # row 4
         _row("3", "", "年龄", "nl", more=True, 数据长度="十二"),  # row 5
         _row("4", f"{marker}坏三", "日期", "rq", 信息资源分类="999"),  # row 6
         _row("", f"{marker}无序号", "姓名", "xm"),  # row 7
@@ -124,7 +161,10 @@ def test_missing_required_columns_are_named(world: World) -> None:
 
 def test_unsupported_and_damaged_files_are_refused(world: World) -> None:
     dept = world.department()
-    assert _import(world, dept.registrar, "x.pdf", b"%PDF").json()["error"]["code"] == "import_rejected"
+    assert (
+        _import(world, dept.registrar, "x.pdf", b"%PDF").json()["error"]["code"]
+        == "import_rejected"
+    )
     assert _import(world, dept.registrar, "x.xlsx", b"not a zip").status_code == 422
     assert _import(world, dept.registrar, "x.csv", b"\xff\xfe\x00bad").status_code == 422
     assert _import(world, dept.registrar, "x.csv", ",".join(HEADERS).encode()).status_code == 422
@@ -155,5 +195,7 @@ def test_import_is_audited(world: World) -> None:
     marker = unique("审计")
     _import(world, dept.registrar, "audit.csv", _csv([_row("1", f"{marker}", "姓名", "xm")]))
     with world.api(world.auditor) as c:
-        entries = c.get("/api/v1/audit", params={"action": "catalog.import", "actor": dept.registrar}).json()
+        entries = c.get(
+            "/api/v1/audit", params={"action": "catalog.import", "actor": dept.registrar}
+        ).json()
     assert entries["items"][0]["after"] == {"entries": 1, "rows": 1}

@@ -29,7 +29,10 @@ def test_full_lifecycle_to_publication(world: World) -> None:
     res = world.add_resource(dept)
     assert world.step(dept.registrar, res["id"], "submit")["status"] == "pending_registration"
     assert world.step(dept.reviewer, res["id"], "approve")["status"] == "registered"
-    assert world.step(dept.registrar, res["id"], "request_publication")["status"] == "pending_publication"
+    assert (
+        world.step(dept.registrar, res["id"], "request_publication")["status"]
+        == "pending_publication"
+    )
     published = world.step(world.admin, res["id"], "publish")
     assert published["status"] == "published"
     assert published["published_version"] == 1
@@ -69,7 +72,10 @@ def test_return_and_reject_need_a_reason(world: World) -> None:
     assert returned["status"] == "returned"
     # A returned entry is edited and submitted again.
     with world.api(dept.registrar) as c:
-        r = c.put(f"/api/v1/catalog/resources/{res['id']}", json=resource_payload(abstract="补充后的详细摘要说明"))
+        r = c.put(
+            f"/api/v1/catalog/resources/{res['id']}",
+            json=resource_payload(abstract="补充后的详细摘要说明"),
+        )
         assert r.status_code == 200, r.text
         assert r.json()["version"] == 2
     assert world.step(dept.registrar, res["id"], "submit")["status"] == "pending_registration"
@@ -81,13 +87,20 @@ def test_return_and_reject_need_a_reason(world: World) -> None:
 def test_publication_rejection_returns_entry_for_editing(world: World) -> None:
     dept = world.department()
     res = world.add_resource(dept)
-    for who, step in [(dept.registrar, "submit"), (dept.reviewer, "approve"), (dept.registrar, "request_publication")]:
+    for who, step in [
+        (dept.registrar, "submit"),
+        (dept.reviewer, "approve"),
+        (dept.registrar, "request_publication"),
+    ]:
         world.step(who, res["id"], step)
     world.step(world.admin, res["id"], "reject_publication", expect=422)
     rejected = world.step(world.admin, res["id"], "reject_publication", reason="信息项描述不规范")
     assert rejected["status"] == "publication_rejected"
     with world.api(dept.registrar) as c:
-        r = c.put(f"/api/v1/catalog/resources/{res['id']}", json=resource_payload(name="流动人口居住登记信息(修订)"))
+        r = c.put(
+            f"/api/v1/catalog/resources/{res['id']}",
+            json=resource_payload(name="流动人口居住登记信息(修订)"),
+        )
         assert r.json()["status"] == "draft"
 
 
@@ -104,14 +117,21 @@ def test_steps_out_of_order_are_refused(world: World) -> None:
 def test_change_of_published_entry_keeps_published_version_visible(world: World) -> None:
     dept, reader = world.department(), world.department("读者局")
     res = world.published(dept)
-    changed = resource_payload(name="流动人口居住登记信息", abstract="新版摘要：增加了居住证有效期。",
-                               items=[*resource_payload()["items"],
-                                      {"name": "居住证有效期至", "code": "yxqz", "data_type": "D"}])
+    changed = resource_payload(
+        name="流动人口居住登记信息",
+        abstract="新版摘要：增加了居住证有效期。",
+        items=[
+            *resource_payload()["items"],
+            {"name": "居住证有效期至", "code": "yxqz", "data_type": "D"},
+        ],
+    )
     with world.api(dept.registrar) as c:
         no_reason = c.put(f"/api/v1/catalog/resources/{res['id']}", json=changed)
         assert no_reason.status_code == 422
         assert no_reason.json()["error"]["details"][0]["field"] == "reason"
-        r = c.put(f"/api/v1/catalog/resources/{res['id']}", json={**changed, "reason": "新增信息项"})
+        r = c.put(
+            f"/api/v1/catalog/resources/{res['id']}", json={**changed, "reason": "新增信息项"}
+        )
         assert r.status_code == 200
         assert r.json()["status"] == "draft"
         assert r.json()["version"] == 2
@@ -139,7 +159,13 @@ def test_every_version_is_kept_and_diffed_field_by_field(world: World) -> None:
     edited = resource_payload(
         update_cycle="weekly",
         items=[
-            {"name": "公民身份号码", "code": "sfzhm", "data_type": "C", "length": 18, "is_key": True},
+            {
+                "name": "公民身份号码",
+                "code": "sfzhm",
+                "data_type": "C",
+                "length": 18,
+                "is_key": True,
+            },
             {"name": "姓名", "code": "xm", "data_type": "C", "length": 100},
             {"name": "登记日期", "code": "djrq", "data_type": "D"},
             {"name": "联系电话", "code": "lxdh", "data_type": "C", "length": 20},
@@ -148,7 +174,9 @@ def test_every_version_is_kept_and_diffed_field_by_field(world: World) -> None:
     with world.api(dept.registrar) as c:
         c.put(f"/api/v1/catalog/resources/{res['id']}", json=edited).raise_for_status()
         versions = c.get(f"/api/v1/catalog/resources/{res['id']}/versions").json()
-        diff = c.get(f"/api/v1/catalog/resources/{res['id']}/diff", params={"from": 1, "to": 2}).json()
+        diff = c.get(
+            f"/api/v1/catalog/resources/{res['id']}/diff", params={"from": 1, "to": 2}
+        ).json()
         v1 = c.get(f"/api/v1/catalog/resources/{res['id']}/versions/1").json()
     assert [v["version"] for v in versions] == [2, 1]
     changes = {ch["field"]: (ch["before"], ch["after"]) for ch in diff["changes"]}
@@ -174,7 +202,10 @@ def test_withdraw_hides_entry_from_other_departments(world: World) -> None:
     with world.api(reader.registrar) as c:
         assert c.get(f"/api/v1/catalog/resources/{res['id']}").status_code == 200
     world.step(dept.registrar, res["id"], "withdraw", expect=422)
-    assert world.step(dept.registrar, res["id"], "withdraw", reason="职能调整")["status"] == "withdrawn"
+    assert (
+        world.step(dept.registrar, res["id"], "withdraw", reason="职能调整")["status"]
+        == "withdrawn"
+    )
     with world.api(reader.registrar) as c:
         r = c.get(f"/api/v1/catalog/resources/{res['id']}")
         assert r.status_code == 404
@@ -229,7 +260,9 @@ def test_lifecycle_steps_are_audited(world: World) -> None:
     dept = world.department()
     res = world.published(dept)
     with world.api(world.auditor) as c:
-        entries = c.get("/api/v1/audit", params={"object_type": "resource", "object_id": res["code"]}).json()["items"]
+        entries = c.get(
+            "/api/v1/audit", params={"object_type": "resource", "object_id": res["code"]}
+        ).json()["items"]
     actions = [e["action"] for e in entries]
     assert actions == [
         "catalog.resource.publish",

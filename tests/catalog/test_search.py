@@ -17,7 +17,9 @@ def _search(world: World, user: str, **params: Any) -> dict[str, Any]:
 def test_finds_published_entry_by_chinese_words(world: World) -> None:
     dept, reader = world.department("殡葬局"), world.department("读者局")
     marker = unique("火化")
-    res = world.published(dept, name=f"殡葬{marker}登记信息", abstract="殡仪馆火化登记，可与死亡注销信息多元校核。")
+    res = world.published(
+        dept, name=f"殡葬{marker}登记信息", abstract="殡仪馆火化登记，可与死亡注销信息多元校核。"
+    )
     for q in ["火化登记", "殡仪馆", "死亡注销", f"殡葬{marker}"]:
         found = _search(world, reader.registrar, q=q, department_id=dept.id)
         assert [r["id"] for r in found["items"]] == [res["id"]], q
@@ -25,10 +27,19 @@ def test_finds_published_entry_by_chinese_words(world: World) -> None:
 
 def test_item_names_and_provider_are_searchable(world: World) -> None:
     dept = world.department("婚姻登记处")
-    res = world.published(dept, items=[
-        {"name": "男方公民身份号码", "code": "nfsfzhm", "data_type": "C", "length": 18, "is_key": True},
-        {"name": "结婚登记日期", "code": "jhdjrq", "data_type": "D"},
-    ])
+    res = world.published(
+        dept,
+        items=[
+            {
+                "name": "男方公民身份号码",
+                "code": "nfsfzhm",
+                "data_type": "C",
+                "length": 18,
+                "is_key": True,
+            },
+            {"name": "结婚登记日期", "code": "jhdjrq", "data_type": "D"},
+        ],
+    )
     by_item = _search(world, dept.registrar, q="公民身份号码", department_id=dept.id)
     assert res["id"] in [r["id"] for r in by_item["items"]]
     by_provider = _search(world, dept.registrar, q=dept.name)
@@ -38,7 +49,9 @@ def test_item_names_and_provider_are_searchable(world: World) -> None:
 def test_all_words_must_match(world: World) -> None:
     dept = world.department()
     world.published(dept, name="企业纳税信用等级", abstract="纳税信用评价结果")
-    assert _search(world, dept.registrar, q="纳税信用 火星探测", department_id=dept.id)["total"] == 0
+    assert (
+        _search(world, dept.registrar, q="纳税信用 火星探测", department_id=dept.id)["total"] == 0
+    )
 
 
 def test_unpublished_entries_are_not_in_the_sharing_catalog(world: World) -> None:
@@ -61,7 +74,10 @@ def test_facets_count_the_matched_set(world: World) -> None:
     world.published(dept, name=f"{marker}丙", classification_code="102001", is_open=False)
     page = _search(world, dept.registrar, q=marker)
     assert page["total"] == 3
-    facets = {k: {v["value"]: (v["label"], v["count"]) for v in vals} for k, vals in page["facets"].items()}
+    facets = {
+        k: {v["value"]: (v["label"], v["count"]) for v in vals}
+        for k, vals in page["facets"].items()
+    }
     assert facets["department"] == {str(dept.id): ("测试局", 3)}
     assert facets["sharing_type"] == {"1": ("无条件共享", 1), "2": ("有条件共享", 2)}
     assert facets["update_cycle"] == {"daily": ("每日", 2), "monthly": ("每月", 1)}
@@ -81,7 +97,12 @@ def test_keyset_pages_cover_everything_once(world: World) -> None:
         seen: list[int] = []
         cursor = None
         while True:
-            params = {"q": marker, "limit": 3, "sort": sort, **({"cursor": cursor} if cursor else {})}
+            params = {
+                "q": marker,
+                "limit": 3,
+                "sort": sort,
+                **({"cursor": cursor} if cursor else {}),
+            }
             page = _search(world, dept.registrar, **params)
             seen += [r["id"] for r in page["items"]]
             cursor = page["next_cursor"]

@@ -20,8 +20,15 @@ def _write(settings: Settings, n: int) -> None:
     engine = db.make_engine(settings)
     with db.session_scope(db.make_session_factory(engine, settings)) as s:
         for i in range(n):
-            audit.record(s, Actor(name="tester", department_id=1), "test.action", object_type="thing",
-                         object_id=i, before={"v": i}, after={"v": i + 1, "名称": "人口"})
+            audit.record(
+                s,
+                Actor(name="tester", department_id=1),
+                "test.action",
+                object_type="thing",
+                object_id=i,
+                before={"v": i},
+                after={"v": i + 1, "名称": "人口"},
+            )
     engine.dispose()
 
 
@@ -49,7 +56,9 @@ def test_untouched_chain_verifies(fresh_settings: Settings) -> None:
 
 def test_edited_entry_is_detected(fresh_settings: Settings) -> None:
     _write(fresh_settings, 10)
-    _tamper(fresh_settings, update(AuditEntry).where(AuditEntry.seq == 5).values(actor="someone-else"))
+    _tamper(
+        fresh_settings, update(AuditEntry).where(AuditEntry.seq == 5).values(actor="someone-else")
+    )
     report = _verify(fresh_settings)
     assert not report.intact
     assert [p.seq for p in report.problems] == [5]
@@ -102,7 +111,15 @@ def test_sha256_chains_verify_too(tmp_path: Path) -> None:
 def test_cli_verify_exit_codes(fresh_settings: Settings) -> None:
     _write(fresh_settings, 5)
     env = {"GOVSHARE_SECRET_KEY": fresh_settings.secret_key, "PATH": "/usr/bin:/bin"}
-    cmd = [sys.executable, "-m", "govshare.cli", "audit", "verify", "--data-dir", str(fresh_settings.data_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "govshare.cli",
+        "audit",
+        "verify",
+        "--data-dir",
+        str(fresh_settings.data_dir),
+    ]
     ok = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     assert ok.returncode == 0, ok.stderr
     assert "审计日志完整" in ok.stdout
@@ -112,7 +129,7 @@ def test_cli_verify_exit_codes(fresh_settings: Settings) -> None:
     assert "edited" in bad.stdout
 
 
-def test_auditor_verifies_over_the_api(world: "World") -> None:  # noqa: F821
+def test_auditor_verifies_over_the_api(world: World) -> None:
     with world.api(world.auditor) as c:
         r = c.get("/api/v1/audit/verify")
     assert r.status_code == 200

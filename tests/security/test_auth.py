@@ -31,8 +31,12 @@ def test_token_for_correct_password(world: World) -> None:
 def test_wrong_password_and_unknown_user_answer_alike(world: World) -> None:
     dept = world.department()
     with world.api() as c:
-        wrong = c.post("/api/v1/auth/token", json={"username": dept.registrar, "password": "nope-nope"})
-        unknown = c.post("/api/v1/auth/token", json={"username": "no_such_user", "password": "nope-nope"})
+        wrong = c.post(
+            "/api/v1/auth/token", json={"username": dept.registrar, "password": "nope-nope"}
+        )
+        unknown = c.post(
+            "/api/v1/auth/token", json={"username": "no_such_user", "password": "nope-nope"}
+        )
     assert wrong.status_code == unknown.status_code == 401
     assert wrong.json()["error"] == unknown.json()["error"]
 
@@ -42,10 +46,14 @@ def test_account_locks_after_repeated_failures(world: World) -> None:
     threshold = world.hub.settings.lockout_threshold
     with world.api() as c:
         codes = [
-            c.post("/api/v1/auth/token", json={"username": dept.reviewer, "password": "bad-password"}).status_code
+            c.post(
+                "/api/v1/auth/token", json={"username": dept.reviewer, "password": "bad-password"}
+            ).status_code
             for _ in range(threshold)
         ]
-        locked = c.post("/api/v1/auth/token", json={"username": dept.reviewer, "password": PASSWORD})
+        locked = c.post(
+            "/api/v1/auth/token", json={"username": dept.reviewer, "password": PASSWORD}
+        )
     assert codes == [401] * (threshold - 1) + [423]
     assert locked.status_code == 423
     assert locked.json()["error"]["code"] == "account_locked"
@@ -58,9 +66,9 @@ def test_missing_bad_and_revoked_tokens_are_refused(world: World) -> None:
     with world.hub.client("not-a-token") as c:
         assert c.get("/api/v1/me").json()["error"]["code"] == "not_authenticated"
     with world.api() as c:
-        token = c.post("/api/v1/auth/token", json={"username": dept.resource_admin, "password": PASSWORD}).json()[
-            "access_token"
-        ]
+        token = c.post(
+            "/api/v1/auth/token", json={"username": dept.resource_admin, "password": PASSWORD}
+        ).json()["access_token"]
     with world.hub.client(token) as c:
         assert c.get("/api/v1/me").status_code == 200
         assert c.post("/api/v1/auth/revoke").status_code == 204
@@ -75,11 +83,21 @@ def _client(world: World) -> tuple[str, str, int]:
     return r.json()["app_key"], r.json()["secret"], dept.id
 
 
-def _signed(app_key: str, secret: str, method: str, path: str, body: bytes = b"", *,
-            ts: int | None = None, nonce: str | None = None) -> dict[str, str]:
+def _signed(
+    app_key: str,
+    secret: str,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    ts: int | None = None,
+    nonce: str | None = None,
+) -> dict[str, str]:
     ts_s = str(ts if ts is not None else int(time.time()))
     nonce = nonce or secrets.token_hex(12)
-    sig = hmac_sha256(secret, string_to_sign(method, path, ts_s, nonce, hashlib.sha256(body).hexdigest()))
+    sig = hmac_sha256(
+        secret, string_to_sign(method, path, ts_s, nonce, hashlib.sha256(body).hexdigest())
+    )
     return {"X-App-Key": app_key, "X-Timestamp": ts_s, "X-Nonce": nonce, "X-Signature": sig}
 
 
@@ -102,11 +120,16 @@ def test_replayed_stale_and_forged_signatures_are_refused(world: World) -> None:
         replay = c.get("/api/v1/me", headers=headers)
         assert replay.status_code == 401
         assert replay.json()["error"]["code"] == "replayed_request"
-        stale = c.get("/api/v1/me", headers=_signed(app_key, secret, "GET", "/api/v1/me", ts=int(time.time()) - 3600))
+        stale = c.get(
+            "/api/v1/me",
+            headers=_signed(app_key, secret, "GET", "/api/v1/me", ts=int(time.time()) - 3600),
+        )
         assert stale.json()["error"]["code"] == "bad_signature"
         forged = c.get("/api/v1/me", headers=_signed(app_key, "wrong-secret", "GET", "/api/v1/me"))
         assert forged.json()["error"]["code"] == "bad_signature"
-        other_path = c.get("/api/v1/departments", headers=_signed(app_key, secret, "GET", "/api/v1/me"))
+        other_path = c.get(
+            "/api/v1/departments", headers=_signed(app_key, secret, "GET", "/api/v1/me")
+        )
         assert other_path.status_code == 401
 
 
@@ -114,16 +137,21 @@ def test_signature_covers_the_body(world: World) -> None:
     app_key, secret, _ = _client(world)
     headers = _signed(app_key, secret, "POST", "/api/v1/catalog/demands", b'{"title":"a"}')
     with world.api() as c:
-        r = c.post("/api/v1/catalog/demands", content=b'{"title":"b"}',
-                   headers={**headers, "content-type": "application/json"})
+        r = c.post(
+            "/api/v1/catalog/demands",
+            content=b'{"title":"b"}',
+            headers={**headers, "content-type": "application/json"},
+        )
     assert r.status_code == 401
 
 
 def test_client_cannot_hold_admin_permissions(world: World) -> None:
     dept = world.department()
     with world.api(world.admin) as c:
-        r = c.post("/api/v1/api-clients", json={"name": "越权系统", "department_id": dept.id,
-                                                "permissions": ["user.admin"]})
+        r = c.post(
+            "/api/v1/api-clients",
+            json={"name": "越权系统", "department_id": dept.id, "permissions": ["user.admin"]},
+        )
     assert r.status_code == 422
 
 
@@ -143,14 +171,23 @@ def test_only_admins_manage_users_and_departments(world: World) -> None:
     dept = world.department()
     with world.api(dept.registrar) as c:
         assert c.get("/api/v1/users").status_code == 403
-        r = c.post("/api/v1/departments", json={"name": "越权部门", "credit_code": "x" * 18, "division_code": "370200"})
+        r = c.post(
+            "/api/v1/departments",
+            json={"name": "越权部门", "credit_code": "x" * 18, "division_code": "370200"},
+        )
         assert r.status_code == 403
 
 
 def test_department_codes_are_validated(world: World) -> None:
     with world.api(world.admin) as c:
-        r = c.post("/api/v1/departments", json={
-            "name": "青岛市测试委员会", "credit_code": "11370200MB0000001X", "division_code": "999999"})
+        r = c.post(
+            "/api/v1/departments",
+            json={
+                "name": "青岛市测试委员会",
+                "credit_code": "11370200MB0000001X",
+                "division_code": "999999",
+            },
+        )
     assert r.status_code == 422
     fields = {d["field"]: d["message"] for d in r.json()["error"]["details"]}
     assert "校验位" in fields["credit_code"]
@@ -160,15 +197,17 @@ def test_department_codes_are_validated(world: World) -> None:
 def test_console_post_without_csrf_token_is_refused(world: World) -> None:
     dept = world.department()
     with world.api() as c:
-        token = c.post("/api/v1/auth/token", json={"username": dept.registrar, "password": PASSWORD}).json()[
-            "access_token"
-        ]
+        token = c.post(
+            "/api/v1/auth/token", json={"username": dept.registrar, "password": PASSWORD}
+        ).json()["access_token"]
     # A bearer token is not a console session; make a real console session instead.
     from govshare.security.models import SessionKind
     from govshare.security.service import get_user_by_username, open_session
 
     with world.hub.db() as s:
-        cookie, _ = open_session(s, world.hub.settings, get_user_by_username(s, dept.registrar), SessionKind.CONSOLE)
+        cookie, _ = open_session(
+            s, world.hub.settings, get_user_by_username(s, dept.registrar), SessionKind.CONSOLE
+        )
     with httpx.Client(base_url=world.hub.base_url, cookies={"govshare_session": cookie}) as c:
         assert c.get("/api/v1/me").status_code == 200
         r = c.post("/api/v1/catalog/demands", json={"title": "需要数据", "description": "说明"})

@@ -66,9 +66,19 @@ def search_query(
     limit: int = Query(default=20, ge=1, le=200),
 ) -> search.SearchQuery:
     return search.SearchQuery(
-        q=q, department_id=department_id, classification=classification, kind=kind,
-        sharing_type=sharing_type, format=format, update_cycle=update_cycle, is_open=is_open,
-        status=status_, scope=scope, sort=sort, cursor=cursor, limit=limit,
+        q=q,
+        department_id=department_id,
+        classification=classification,
+        kind=kind,
+        sharing_type=sharing_type,
+        format=format,
+        update_cycle=update_cycle,
+        is_open=is_open,
+        status=status_,
+        scope=scope,
+        sort=sort,
+        cursor=cursor,
+        limit=limit,
     )
 
 
@@ -98,11 +108,16 @@ def search_resources(db: SessionDep, caller: CatalogReader, sq: SearchDep) -> Re
 
 @router.get("/resources/export", summary="导出检索结果 (XLSX/CSV)")
 def export_resources(
-    db: SessionDep, caller: CatalogReader, sq: SearchDep,
-    fmt: Literal["xlsx", "csv"] = Query("xlsx", alias="as", description="文件格式 (format 是检索条件)"),
+    db: SessionDep,
+    caller: CatalogReader,
+    sq: SearchDep,
+    fmt: Literal["xlsx", "csv"] = Query(
+        "xlsx", alias="as", description="文件格式 (format 是检索条件)"
+    ),
 ) -> Response:
     sq = _for(caller, sq)
-    sq.limit, sq.with_facets, rows = 200, False, []
+    sq.limit, sq.with_facets = 200, False
+    rows: list[service.Resource] = []
     while len(rows) < 50_000:
         result = search.search(db, sq)
         rows.extend(result.rows)
@@ -111,12 +126,18 @@ def export_resources(
         sq.cursor = result.next_cursor
     codes = service.CodeTables(db)
     audit.record(
-        db, caller.actor, "catalog.export", object_type="resource",
+        db,
+        caller.actor,
+        "catalog.export",
+        object_type="resource",
         after={"q": sq.q, "entries": len(rows), "format": fmt},
     )
     if fmt == "csv":
-        return Response(spreadsheet.export_csv(rows, codes), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": 'attachment; filename="catalog.csv"'})
+        return Response(
+            spreadsheet.export_csv(rows, codes),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="catalog.csv"'},
+        )
     return Response(
         spreadsheet.export_xlsx(rows, codes),
         media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
@@ -125,10 +146,15 @@ def export_resources(
 
 
 @router.get("/import/template", summary="下载导入模板")
-def import_template(_c: CatalogReader, fmt: Literal["xlsx", "csv"] = Query("xlsx", alias="format")) -> Response:
+def import_template(
+    _c: CatalogReader, fmt: Literal["xlsx", "csv"] = Query("xlsx", alias="format")
+) -> Response:
     if fmt == "csv":
-        return Response(spreadsheet.template_csv(), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": 'attachment; filename="catalog-template.csv"'})
+        return Response(
+            spreadsheet.template_csv(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="catalog-template.csv"'},
+        )
     return Response(
         spreadsheet.template_xlsx(),
         media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
@@ -136,14 +162,22 @@ def import_template(_c: CatalogReader, fmt: Literal["xlsx", "csv"] = Query("xlsx
     )
 
 
-@router.post("/import", status_code=status.HTTP_201_CREATED, summary="批量导入目录 (全部成功或全部不导入)")
+@router.post(
+    "/import", status_code=status.HTTP_201_CREATED, summary="批量导入目录 (全部成功或全部不导入)"
+)
 async def import_resources(
-    db: SessionDep, caller: CatalogWriter, file: Annotated[UploadFile, File(description="XLSX 或 CSV")],
+    db: SessionDep,
+    caller: CatalogWriter,
+    file: Annotated[UploadFile, File(description="XLSX 或 CSV")],
     provider_department_id: int | None = None,
 ) -> list[ResourceSummary]:
     content = await file.read()
     created = spreadsheet.import_resources(
-        db, caller, file.filename or "upload", content, provider_department_id=provider_department_id
+        db,
+        caller,
+        file.filename or "upload",
+        content,
+        provider_department_id=provider_department_id,
     )
     return [resource_summary(r) for r in created]
 
@@ -163,23 +197,31 @@ def get_resource_by_code(code: str, db: SessionDep, caller: CatalogReader) -> Re
 @router.get("/resources/{resource_id}", summary="查看目录")
 def get_resource(resource_id: int, db: SessionDep, caller: CatalogReader) -> ResourcePublic:
     resource, snap = service.visible_resource(db, caller, resource_id)
-    return resource_public(resource, snap, as_published=not service.can_see_working_copy(caller, resource))
+    return resource_public(
+        resource, snap, as_published=not service.can_see_working_copy(caller, resource)
+    )
 
 
 @router.put("/resources/{resource_id}", summary="修改或变更目录")
-def update_resource(resource_id: int, body: ChangeIn, db: SessionDep, caller: CatalogWriter) -> ResourcePublic:
+def update_resource(
+    resource_id: int, body: ChangeIn, db: SessionDep, caller: CatalogWriter
+) -> ResourcePublic:
     resource = service.update_resource(db, caller, resource_id, body)
     return resource_public(resource, service.snapshot(resource), as_published=False)
 
 
-@router.delete("/resources/{resource_id}", status_code=status.HTTP_204_NO_CONTENT, summary="删除草稿")
+@router.delete(
+    "/resources/{resource_id}", status_code=status.HTTP_204_NO_CONTENT, summary="删除草稿"
+)
 def delete_resource(resource_id: int, db: SessionDep, caller: CatalogWriter) -> None:
     service.delete_resource(db, caller, resource_id)
 
 
 @router.post(
     "/resources/{resource_id}/transitions/{step}",
-    summary="目录流转: submit/approve/return/reject/request_publication/publish/reject_publication/withdraw",
+    summary="目录流转",
+    description="step: submit, approve, return, reject, request_publication, publish, "
+    "reject_publication, withdraw",
 )
 def transition(
     resource_id: int, step: str, body: TransitionIn, db: SessionDep, caller: Authenticated
@@ -203,7 +245,9 @@ def list_versions(resource_id: int, db: SessionDep, caller: CatalogReader) -> li
 
 
 @router.get("/resources/{resource_id}/versions/{version}", summary="某一版本的内容")
-def get_version(resource_id: int, version: int, db: SessionDep, caller: CatalogReader) -> ResourcePublic:
+def get_version(
+    resource_id: int, version: int, db: SessionDep, caller: CatalogReader
+) -> ResourcePublic:
     resource = _own(db, caller, resource_id)
     snap = service.get_version(db, resource, version).snapshot
     public = resource_public(resource, snap, as_published=False)
@@ -212,8 +256,11 @@ def get_version(resource_id: int, version: int, db: SessionDep, caller: CatalogR
 
 @router.get("/resources/{resource_id}/diff", summary="两个版本的字段级差异")
 def diff_versions(
-    resource_id: int, db: SessionDep, caller: CatalogReader,
-    from_version: int = Query(alias="from", ge=1), to_version: int = Query(alias="to", ge=1),
+    resource_id: int,
+    db: SessionDep,
+    caller: CatalogReader,
+    from_version: int = Query(alias="from", ge=1),
+    to_version: int = Query(alias="to", ge=1),
 ) -> VersionDiff:
     resource = _own(db, caller, resource_id)
     return service.diff_versions(db, resource, from_version, to_version)
@@ -243,8 +290,12 @@ def list_classifications(db: SessionDep, _c: CatalogReader) -> list[Classificati
 
 
 @router.post("/classifications", status_code=status.HTTP_201_CREATED, summary="新增分类节点")
-def add_classification(body: ClassificationIn, db: SessionDep, caller: CatalogAdmin) -> ClassificationPublic:
-    return ClassificationPublic.model_validate(service.add_classification(db, caller, code=body.code, name=body.name))
+def add_classification(
+    body: ClassificationIn, db: SessionDep, caller: CatalogAdmin
+) -> ClassificationPublic:
+    return ClassificationPublic.model_validate(
+        service.add_classification(db, caller, code=body.code, name=body.name)
+    )
 
 
 @router.get("/code-tables", summary="代码表")
@@ -256,10 +307,16 @@ def list_code_tables(db: SessionDep, _c: CatalogReader) -> dict[str, list[CodeEn
 
 
 @router.put("/code-tables/{table}/{code}", summary="新增或修改代码表的值")
-def put_code_entry(table: str, code: str, body: CodeEntryIn, db: SessionDep, caller: CatalogAdmin) -> CodeEntryPublic:
+def put_code_entry(
+    table: str, code: str, body: CodeEntryIn, db: SessionDep, caller: CatalogAdmin
+) -> CodeEntryPublic:
     if body.code != code:
-        raise InvalidInput("路径中的代码与请求体不一致", details=[{"field": "code", "message": "mismatch"}])
-    entry = service.put_code_entry(db, caller, table=table, code=code, label=body.label, sort_order=body.sort_order)
+        raise InvalidInput(
+            "路径中的代码与请求体不一致", details=[{"field": "code", "message": "mismatch"}]
+        )
+    entry = service.put_code_entry(
+        db, caller, table=table, code=code, label=body.label, sort_order=body.sort_order
+    )
     return CodeEntryPublic.model_validate(entry)
 
 
@@ -268,13 +325,25 @@ def put_code_entry(table: str, code: str, body: CodeEntryIn, db: SessionDep, cal
 
 def demand_public(d: service.Demand) -> DemandPublic:
     return DemandPublic(
-        id=d.id, department_id=d.department_id, department_name=d.department.name, title=d.title,
-        description=d.description, wanted_items=d.wanted_items, purpose=d.purpose, status=d.status,
-        created_by=d.created_by, created_at=d.created_at,
+        id=d.id,
+        department_id=d.department_id,
+        department_name=d.department.name,
+        title=d.title,
+        description=d.description,
+        wanted_items=d.wanted_items,
+        purpose=d.purpose,
+        status=d.status,
+        created_by=d.created_by,
+        created_at=d.created_at,
         responses=[
             DemandResponsePublic(
-                id=r.id, resource_code=r.resource.code, resource_name=r.resource.name,
-                department_name=r.department.name, note=r.note, created_by=r.created_by, created_at=r.created_at,
+                id=r.id,
+                resource_code=r.resource.code,
+                resource_name=r.resource.name,
+                department_name=r.department.name,
+                note=r.note,
+                created_by=r.created_by,
+                created_at=r.created_at,
             )
             for r in d.responses
         ],
@@ -282,7 +351,9 @@ def demand_public(d: service.Demand) -> DemandPublic:
 
 
 @router.get("/demands", summary="需求目录")
-def list_demands(db: SessionDep, _c: CatalogReader, status_: str | None = Query(None, alias="status")) -> list[DemandPublic]:
+def list_demands(
+    db: SessionDep, _c: CatalogReader, status_: str | None = Query(None, alias="status")
+) -> list[DemandPublic]:
     return [demand_public(d) for d in service.list_demands(db, status_)]
 
 
@@ -296,8 +367,14 @@ def get_demand(demand_id: int, db: SessionDep, _c: CatalogReader) -> DemandPubli
     return demand_public(service.get_demand(db, demand_id))
 
 
-@router.post("/demands/{demand_id}/responses", status_code=status.HTTP_201_CREATED, summary="以本部门资源响应需求")
-def respond_to_demand(demand_id: int, body: DemandResponseIn, db: SessionDep, caller: CatalogWriter) -> DemandPublic:
+@router.post(
+    "/demands/{demand_id}/responses",
+    status_code=status.HTTP_201_CREATED,
+    summary="以本部门资源响应需求",
+)
+def respond_to_demand(
+    demand_id: int, body: DemandResponseIn, db: SessionDep, caller: CatalogWriter
+) -> DemandPublic:
     service.respond_to_demand(db, caller, demand_id, body)
     return demand_public(service.get_demand(db, demand_id))
 
@@ -312,13 +389,18 @@ def close_demand(demand_id: int, db: SessionDep, caller: DemandWriter) -> Demand
 
 def system_public(s: service.InformationSystem, count: int) -> SystemPublic:
     return SystemPublic(
-        **SystemIn.model_validate(s, from_attributes=True).model_dump(), id=s.id,
-        department_id=s.department_id, department_name=s.department.name, resource_count=count,
+        **SystemIn.model_validate(s, from_attributes=True).model_dump(),
+        id=s.id,
+        department_id=s.department_id,
+        department_name=s.department.name,
+        resource_count=count,
     )
 
 
 @router.get("/systems", summary="信息系统清单")
-def list_systems(db: SessionDep, _c: CatalogReader, department_id: int | None = None) -> list[SystemPublic]:
+def list_systems(
+    db: SessionDep, _c: CatalogReader, department_id: int | None = None
+) -> list[SystemPublic]:
     return [system_public(s, n) for s, n in service.list_systems(db, department_id)]
 
 
@@ -328,7 +410,9 @@ def add_system(body: SystemIn, db: SessionDep, caller: SystemWriter) -> SystemPu
 
 
 @router.put("/systems/{system_id}", summary="修改信息系统")
-def update_system(system_id: int, body: SystemIn, db: SessionDep, caller: SystemWriter) -> SystemPublic:
+def update_system(
+    system_id: int, body: SystemIn, db: SessionDep, caller: SystemWriter
+) -> SystemPublic:
     system = service.update_system(db, caller, system_id, body)
-    counts = dict((s.id, n) for s, n in service.list_systems(db, system.department_id))
+    counts = {s.id: n for s, n in service.list_systems(db, system.department_id)}
     return system_public(system, counts.get(system.id, 0))

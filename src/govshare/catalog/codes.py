@@ -32,7 +32,9 @@ class ResourceKind(StrEnum):
 
     @property
     def label(self) -> str:
-        return {"base": "基础信息资源", "theme": "主题信息资源", "department": "部门信息资源"}[self.value]
+        return {"base": "基础信息资源", "theme": "主题信息资源", "department": "部门信息资源"}[
+            self.value
+        ]
 
     @classmethod
     def from_class_code(cls, code: str) -> ResourceKind:
@@ -151,7 +153,13 @@ DEFAULT_CODE_TABLES: dict[str, list[tuple[str, str]]] = {
         ("unused", "未使用"),
     ],
     "GB/T 2261.1": [("0", "未知的性别"), ("1", "男性"), ("2", "女性"), ("9", "未说明的性别")],
-    "GB/T 3304": [("01", "汉族"), ("02", "蒙古族"), ("03", "回族"), ("04", "藏族"), ("05", "维吾尔族")],
+    "GB/T 3304": [
+        ("01", "汉族"),
+        ("02", "蒙古族"),
+        ("03", "回族"),
+        ("04", "藏族"),
+        ("05", "维吾尔族"),
+    ],
     "GB/T 4761": [("01", "本人"), ("02", "户主"), ("10", "配偶"), ("20", "子"), ("30", "女")],
 }
 

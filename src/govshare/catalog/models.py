@@ -75,7 +75,9 @@ class InformationSystem(Base):
 
     department: Mapped[Department] = relationship(lazy="joined")
 
-    __table_args__ = (UniqueConstraint("department_id", "name", name="uq_information_system_dept_name"),)
+    __table_args__ = (
+        UniqueConstraint("department_id", "name", name="uq_information_system_dept_name"),
+    )
 
 
 class Resource(Base):
@@ -105,7 +107,9 @@ class Resource(Base):
     source_system_id: Mapped[int | None] = mapped_column(ForeignKey("information_system.id"))
     secrecy: Mapped[str] = mapped_column(String(20), default="public")
     extensions: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    status: Mapped[ResourceStatus] = mapped_column(str_enum(ResourceStatus, 24), default=ResourceStatus.DRAFT)
+    status: Mapped[ResourceStatus] = mapped_column(
+        str_enum(ResourceStatus, 24), default=ResourceStatus.DRAFT
+    )
     version: Mapped[int] = mapped_column(Integer, default=1)
     published_version: Mapped[int | None] = mapped_column(Integer)
     # Denormalised for the search filter: published and not withdrawn (共享目录可见).
@@ -135,7 +139,9 @@ class InformationItem(Base):
     __tablename__ = "information_item"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    resource_id: Mapped[int] = mapped_column(ForeignKey("resource.id", ondelete="CASCADE"), index=True)
+    resource_id: Mapped[int] = mapped_column(
+        ForeignKey("resource.id", ondelete="CASCADE"), index=True
+    )
     position: Mapped[int] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(100))
     code: Mapped[str] = mapped_column(String(60))
@@ -145,7 +151,9 @@ class InformationItem(Base):
     code_table: Mapped[str | None] = mapped_column(String(40))
     is_key: Mapped[bool] = mapped_column(Boolean, default=False)
 
-    __table_args__ = (UniqueConstraint("resource_id", "code", name="uq_information_item_resource_code"),)
+    __table_args__ = (
+        UniqueConstraint("resource_id", "code", name="uq_information_item_resource_code"),
+    )
 
 
 class ResourceVersion(Base):
@@ -161,7 +169,9 @@ class ResourceVersion(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     note: Mapped[str] = mapped_column(Text, default="")
 
-    __table_args__ = (UniqueConstraint("resource_id", "version", name="uq_resource_version_resource_version"),)
+    __table_args__ = (
+        UniqueConstraint("resource_id", "version", name="uq_resource_version_resource_version"),
+    )
 
 
 class ResourceTransition(Base):
@@ -170,7 +180,9 @@ class ResourceTransition(Base):
     __tablename__ = "resource_transition"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    resource_id: Mapped[int] = mapped_column(ForeignKey("resource.id", ondelete="CASCADE"), index=True)
+    resource_id: Mapped[int] = mapped_column(
+        ForeignKey("resource.id", ondelete="CASCADE"), index=True
+    )
     action: Mapped[str] = mapped_column(String(30))
     from_status: Mapped[str] = mapped_column(String(24))
     to_status: Mapped[str] = mapped_column(String(24))

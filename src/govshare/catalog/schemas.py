@@ -37,13 +37,19 @@ class ResourceIn(BaseModel):
     name: str = Field(min_length=2, max_length=200, description="信息资源名称")
     abstract: str = Field(min_length=1, max_length=4000, description="信息资源摘要")
     format: str = Field(description="信息资源格式 (代码表 format)")
-    format_detail: str = Field(default="", max_length=100, description="格式说明, 如 Oracle 表、PDF")
+    format_detail: str = Field(
+        default="", max_length=100, description="格式说明, 如 Oracle 表、PDF"
+    )
     sharing_type: SharingType = Field(description="共享类型 1 无条件 / 2 有条件 / 3 不予共享")
-    sharing_conditions: str = Field(default="", max_length=2000, description="共享条件 (有条件共享必填)")
+    sharing_conditions: str = Field(
+        default="", max_length=2000, description="共享条件 (有条件共享必填)"
+    )
     not_shared_basis: str = Field(
         default="", max_length=2000, description="不予共享依据 (法律、行政法规或党中央国务院政策)"
     )
-    sharing_modes: list[str] = Field(default_factory=list, description="共享方式 (代码表 sharing_mode)")
+    sharing_modes: list[str] = Field(
+        default_factory=list, description="共享方式 (代码表 sharing_mode)"
+    )
     is_open: bool = Field(default=False, description="是否向社会开放")
     open_conditions: str = Field(default="", max_length=2000, description="开放条件")
     update_cycle: str = Field(description="更新周期 (代码表 update_cycle)")

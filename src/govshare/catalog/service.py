@@ -70,7 +70,9 @@ def seed_reference_data(session: Session) -> None:
     if session.scalar(select(func.count()).select_from(CodeEntry)) == 0:
         for table, entries in DEFAULT_CODE_TABLES.items():
             for order, (code, label) in enumerate(entries):
-                session.add(CodeEntry(table_name=str(table), code=code, label=label, sort_order=order))
+                session.add(
+                    CodeEntry(table_name=str(table), code=code, label=label, sort_order=order)
+                )
     if session.scalar(select(func.count()).select_from(Classification)) == 0:
         by_code: dict[str, Classification] = {}
         for code, name in DEFAULT_CLASSIFICATION:
@@ -126,7 +128,9 @@ class CodeTables:
 
 def list_code_tables(session: Session) -> dict[str, list[CodeEntry]]:
     tables: dict[str, list[CodeEntry]] = {}
-    for e in session.scalars(select(CodeEntry).order_by(CodeEntry.table_name, CodeEntry.sort_order)):
+    for e in session.scalars(
+        select(CodeEntry).order_by(CodeEntry.table_name, CodeEntry.sort_order)
+    ):
         tables.setdefault(e.table_name, []).append(e)
     return tables
 
@@ -138,7 +142,9 @@ def code_table_title(name: str) -> str:
 def put_code_entry(
     session: Session, principal: Principal, *, table: str, code: str, label: str, sort_order: int
 ) -> CodeEntry:
-    entry = session.scalar(select(CodeEntry).where(CodeEntry.table_name == table, CodeEntry.code == code))
+    entry = session.scalar(
+        select(CodeEntry).where(CodeEntry.table_name == table, CodeEntry.code == code)
+    )
     before = {"label": entry.label, "sort_order": entry.sort_order} if entry else None
     if entry is None:
         entry = CodeEntry(table_name=table, code=code, label=label, sort_order=sort_order)
@@ -147,8 +153,13 @@ def put_code_entry(
         entry.label, entry.sort_order, entry.active = label, sort_order, True
     session.flush()
     audit.record(
-        session, principal.actor, "catalog.code_entry.put", object_type="code_entry",
-        object_id=f"{table}:{code}", before=before, after={"label": label, "sort_order": sort_order},
+        session,
+        principal.actor,
+        "catalog.code_entry.put",
+        object_type="code_entry",
+        object_id=f"{table}:{code}",
+        before=before,
+        after={"label": label, "sort_order": sort_order},
     )
     return entry
 
@@ -164,7 +175,9 @@ def get_classification_by_code(session: Session, code: str) -> Classification:
     return node
 
 
-def add_classification(session: Session, principal: Principal, *, code: str, name: str) -> Classification:
+def add_classification(
+    session: Session, principal: Principal, *, code: str, name: str
+) -> Classification:
     """Add a node; its parent is the code without its last segment and must exist."""
     if session.scalar(select(Classification.id).where(Classification.code == code)):
         raise Conflict(f"分类代码 {code} 已存在")
@@ -175,7 +188,9 @@ def add_classification(session: Session, principal: Principal, *, code: str, nam
         )
     parent = None
     if len(code) > 1:
-        parent = session.scalar(select(Classification).where(Classification.code == _parent_code(code)))
+        parent = session.scalar(
+            select(Classification).where(Classification.code == _parent_code(code))
+        )
         if parent is None:
             raise InvalidInput(
                 f"上级分类 {_parent_code(code)} 不存在",
@@ -185,8 +200,12 @@ def add_classification(session: Session, principal: Principal, *, code: str, nam
     session.add(node)
     session.flush()
     audit.record(
-        session, principal.actor, "catalog.classification.add", object_type="classification",
-        object_id=code, after={"code": code, "name": name},
+        session,
+        principal.actor,
+        "catalog.classification.add",
+        object_type="classification",
+        object_id=code,
+        after={"code": code, "name": name},
     )
     return node
 
@@ -195,7 +214,7 @@ def add_classification(session: Session, principal: Principal, *, code: str, nam
 
 
 def validate_resource(
-    session: Session, data: ResourceIn, codes: CodeTables, *, exclude_id: int | None = None
+    session: Session, data: ResourceIn, codes: CodeTables
 ) -> tuple[list[Problem], Classification | None]:
     """Check an entry against the compilation guide; every problem names its field."""
     problems: list[Problem] = []
@@ -203,7 +222,9 @@ def validate_resource(
     def bad(field: str, message: str) -> None:
         problems.append({"field": field, "message": message})
 
-    node = session.scalar(select(Classification).where(Classification.code == data.classification_code))
+    node = session.scalar(
+        select(Classification).where(Classification.code == data.classification_code)
+    )
     if node is None:
         bad("classification_code", f"信息资源分类 {data.classification_code} 不存在")
     elif node.level < 2:
@@ -231,7 +252,10 @@ def validate_resource(
     for i, code in enumerate(data.related_codes):
         if not session.scalar(select(Resource.id).where(Resource.code == code)):
             bad(f"related_codes[{i}]", f"关联资源代码 {code} 不存在")
-    if data.source_system_id is not None and session.get(InformationSystem, data.source_system_id) is None:
+    if (
+        data.source_system_id is not None
+        and session.get(InformationSystem, data.source_system_id) is None
+    ):
         bad("source_system_id", f"来源信息系统 {data.source_system_id} 不存在")
     seen: set[str] = set()
     for i, item in enumerate(data.items):
@@ -302,7 +326,9 @@ def _apply(resource: Resource, data: ResourceIn, node: Classification) -> None:
     resource.sharing_type = data.sharing_type
     resource.sharing_conditions = data.sharing_conditions
     resource.not_shared_basis = data.not_shared_basis
-    resource.sharing_modes = [] if data.sharing_type is SharingType.NOT_SHARED else list(data.sharing_modes)
+    resource.sharing_modes = (
+        [] if data.sharing_type is SharingType.NOT_SHARED else list(data.sharing_modes)
+    )
     resource.is_open = data.is_open
     resource.open_conditions = data.open_conditions
     resource.update_cycle = data.update_cycle
@@ -326,8 +352,11 @@ def _next_sequence(session: Session, classification_id: int) -> int:
 def _save_version(session: Session, resource: Resource, actor: str, note: str) -> None:
     session.add(
         ResourceVersion(
-            resource_id=resource.id, version=resource.version, snapshot=snapshot(resource),
-            created_by=actor, note=note,
+            resource_id=resource.id,
+            version=resource.version,
+            snapshot=snapshot(resource),
+            created_by=actor,
+            note=note,
         )
     )
 
@@ -347,7 +376,11 @@ def _provider_for(session: Session, principal: Principal, data: ResourceIn) -> i
 
 
 def add_resource(
-    session: Session, principal: Principal, data: ResourceIn, *, codes: CodeTables | None = None,
+    session: Session,
+    principal: Principal,
+    data: ResourceIn,
+    *,
+    codes: CodeTables | None = None,
     index: bool = True,
 ) -> Resource:
     """Compile a new entry as a draft (草稿) with a fresh 分类码/顺序码."""
@@ -370,8 +403,12 @@ def add_resource(
     session.flush()
     _save_version(session, resource, principal.name, "新建")
     audit.record(
-        session, principal.actor, "catalog.resource.add", object_type="resource",
-        object_id=resource.code, after=snapshot(resource),
+        session,
+        principal.actor,
+        "catalog.resource.add",
+        object_type="resource",
+        object_id=resource.code,
+        after=snapshot(resource),
     )
     if index:
         search.index_resource(session, resource)
@@ -396,7 +433,9 @@ def can_see_working_copy(principal: Principal, resource: Resource) -> bool:
     return principal.is_admin or principal.department_id == resource.provider_department_id
 
 
-def visible_resource(session: Session, principal: Principal, resource_id: int) -> tuple[Resource, dict[str, Any]]:
+def visible_resource(
+    session: Session, principal: Principal, resource_id: int
+) -> tuple[Resource, dict[str, Any]]:
     """The entry as this reader may see it: the working copy for its own department and
     admins, otherwise the published version (and nothing if never published)."""
     resource = get_resource(session, resource_id)
@@ -416,7 +455,9 @@ EDITABLE = {
 }
 
 
-def update_resource(session: Session, principal: Principal, resource_id: int, data: ChangeIn) -> Resource:
+def update_resource(
+    session: Session, principal: Principal, resource_id: int, data: ChangeIn
+) -> Resource:
     """Edit an entry. Editing a published entry is a 变更: it needs a reason, becomes a new
     draft version and stays in the sharing catalog at its published version meanwhile."""
     resource = get_resource(session, resource_id)
@@ -425,7 +466,8 @@ def update_resource(session: Session, principal: Principal, resource_id: int, da
         raise TransitionNotAllowed(f"“{resource.status.label}”状态的目录不能修改")
     if resource.status is ResourceStatus.PUBLISHED and not data.reason.strip():
         raise InvalidResource(
-            "变更已发布目录须填写变更原因", details=[{"field": "reason", "message": "请填写变更原因"}]
+            "变更已发布目录须填写变更原因",
+            details=[{"field": "reason", "message": "请填写变更原因"}],
         )
     if data.provider_department_id not in (None, resource.provider_department_id):
         raise InvalidResource(
@@ -433,7 +475,7 @@ def update_resource(session: Session, principal: Principal, resource_id: int, da
             details=[{"field": "provider_department_id", "message": "提供方部门不可变更"}],
         )
     codes = CodeTables(session)
-    problems, node = validate_resource(session, data, codes, exclude_id=resource.id)
+    problems, node = validate_resource(session, data, codes)
     if problems or node is None:
         raise InvalidResource("目录信息不符合编制要求", details=problems)
     before = snapshot(resource)
@@ -455,15 +497,24 @@ def update_resource(session: Session, principal: Principal, resource_id: int, da
         return resource
     from_status = resource.status
     resource.version += 1
-    if from_status in (ResourceStatus.PUBLISHED, ResourceStatus.WITHDRAWN, ResourceStatus.PUBLICATION_REJECTED):
+    if from_status in (
+        ResourceStatus.PUBLISHED,
+        ResourceStatus.WITHDRAWN,
+        ResourceStatus.PUBLICATION_REJECTED,
+    ):
         resource.status = ResourceStatus.DRAFT
     session.flush()
     _save_version(session, resource, principal.name, data.reason or "修改")
     if from_status is ResourceStatus.PUBLISHED:
         _log_transition(session, principal, resource, "change", from_status, data.reason)
     audit.record(
-        session, principal.actor, "catalog.resource.update", object_type="resource",
-        object_id=resource.code, before=before, after=after,
+        session,
+        principal.actor,
+        "catalog.resource.update",
+        object_type="resource",
+        object_id=resource.code,
+        before=before,
+        after=after,
     )
     search.index_resource(session, resource)
     return resource
@@ -474,15 +525,21 @@ def delete_resource(session: Session, principal: Principal, resource_id: int) ->
     resource = get_resource(session, resource_id)
     _check_department(principal, resource.provider_department_id)
     deletable = resource.published_version is None and resource.status in (
-        ResourceStatus.DRAFT, ResourceStatus.REGISTRATION_REJECTED, ResourceStatus.RETURNED
+        ResourceStatus.DRAFT,
+        ResourceStatus.REGISTRATION_REJECTED,
+        ResourceStatus.RETURNED,
     )
     if not deletable:
         raise TransitionNotAllowed("只有从未发布的草稿或被拒绝的目录可以删除")
     if session.scalar(select(DemandResponse.id).where(DemandResponse.resource_id == resource.id)):
         raise TransitionNotAllowed("该目录已被需求响应引用，不能删除")
     audit.record(
-        session, principal.actor, "catalog.resource.delete", object_type="resource",
-        object_id=resource.code, before=snapshot(resource),
+        session,
+        principal.actor,
+        "catalog.resource.delete",
+        object_type="resource",
+        object_id=resource.code,
+        before=snapshot(resource),
     )
     search.remove_resource(session, resource.id)
     session.delete(resource)
@@ -506,23 +563,68 @@ S = ResourceStatus
 STEPS: dict[str, Step] = {
     s.name: s
     for s in [
-        Step("submit", "提交注册", frozenset({S.DRAFT, S.RETURNED}), S.PENDING_REGISTRATION,
-             Permission.CATALOG_WRITE),
-        Step("approve", "注册审核通过", frozenset({S.PENDING_REGISTRATION}), S.REGISTERED,
-             Permission.CATALOG_REVIEW),
-        Step("return", "退回修改", frozenset({S.PENDING_REGISTRATION}), S.RETURNED,
-             Permission.CATALOG_REVIEW, reason_required=True),
-        Step("reject", "注册审核拒绝", frozenset({S.PENDING_REGISTRATION}), S.REGISTRATION_REJECTED,
-             Permission.CATALOG_REVIEW, reason_required=True),
-        Step("request_publication", "提交发布", frozenset({S.REGISTERED}), S.PENDING_PUBLICATION,
-             Permission.CATALOG_WRITE),
-        Step("publish", "发布审核通过", frozenset({S.PENDING_PUBLICATION}), S.PUBLISHED,
-             Permission.CATALOG_PUBLISH, own_department=False),
-        Step("reject_publication", "发布审核拒绝", frozenset({S.PENDING_PUBLICATION}),
-             S.PUBLICATION_REJECTED, Permission.CATALOG_PUBLISH, reason_required=True,
-             own_department=False),
-        Step("withdraw", "取消发布", frozenset({S.PUBLISHED, S.DRAFT}), S.WITHDRAWN,
-             Permission.CATALOG_WRITE, reason_required=True),
+        Step(
+            "submit",
+            "提交注册",
+            frozenset({S.DRAFT, S.RETURNED}),
+            S.PENDING_REGISTRATION,
+            Permission.CATALOG_WRITE,
+        ),
+        Step(
+            "approve",
+            "注册审核通过",
+            frozenset({S.PENDING_REGISTRATION}),
+            S.REGISTERED,
+            Permission.CATALOG_REVIEW,
+        ),
+        Step(
+            "return",
+            "退回修改",
+            frozenset({S.PENDING_REGISTRATION}),
+            S.RETURNED,
+            Permission.CATALOG_REVIEW,
+            reason_required=True,
+        ),
+        Step(
+            "reject",
+            "注册审核拒绝",
+            frozenset({S.PENDING_REGISTRATION}),
+            S.REGISTRATION_REJECTED,
+            Permission.CATALOG_REVIEW,
+            reason_required=True,
+        ),
+        Step(
+            "request_publication",
+            "提交发布",
+            frozenset({S.REGISTERED}),
+            S.PENDING_PUBLICATION,
+            Permission.CATALOG_WRITE,
+        ),
+        Step(
+            "publish",
+            "发布审核通过",
+            frozenset({S.PENDING_PUBLICATION}),
+            S.PUBLISHED,
+            Permission.CATALOG_PUBLISH,
+            own_department=False,
+        ),
+        Step(
+            "reject_publication",
+            "发布审核拒绝",
+            frozenset({S.PENDING_PUBLICATION}),
+            S.PUBLICATION_REJECTED,
+            Permission.CATALOG_PUBLISH,
+            reason_required=True,
+            own_department=False,
+        ),
+        Step(
+            "withdraw",
+            "取消发布",
+            frozenset({S.PUBLISHED, S.DRAFT}),
+            S.WITHDRAWN,
+            Permission.CATALOG_WRITE,
+            reason_required=True,
+        ),
     ]
 }
 
@@ -541,13 +643,21 @@ def available_steps(principal: Principal, resource: Resource) -> list[Step]:
 
 
 def _log_transition(
-    session: Session, principal: Principal, resource: Resource, action: str,
-    from_status: ResourceStatus, reason: str,
+    session: Session,
+    principal: Principal,
+    resource: Resource,
+    action: str,
+    from_status: ResourceStatus,
+    reason: str,
 ) -> None:
     session.add(
         ResourceTransition(
-            resource_id=resource.id, action=action, from_status=str(from_status),
-            to_status=str(resource.status), version=resource.version, actor=principal.name,
+            resource_id=resource.id,
+            action=action,
+            from_status=str(from_status),
+            to_status=str(resource.status),
+            version=resource.version,
+            actor=principal.name,
             reason=reason,
         )
     )
@@ -556,7 +666,7 @@ def _log_transition(
 def conformance_problems(session: Session, resource: Resource) -> list[Problem]:
     """The platform's standard-conformance check (规范性审核) before publication."""
     data = ResourceIn.model_validate({**snapshot(resource), "provider_department_id": None})
-    problems, _ = validate_resource(session, data, CodeTables(session), exclude_id=resource.id)
+    problems, _ = validate_resource(session, data, CodeTables(session))
     if not any(item.is_key for item in resource.items) and resource.format == "database":
         problems.append({"field": "items", "message": "库表类资源应至少标明一个主键信息项"})
     return problems
@@ -581,7 +691,9 @@ def transition(
     ):
         raise TransitionNotAllowed(f"“{resource.status.label}”状态的目录不能执行“{step.label}”")
     if step.reason_required and not reason.strip():
-        raise InvalidInput(f"“{step.label}”须填写原因", details=[{"field": "reason", "message": "请填写原因"}])
+        raise InvalidInput(
+            f"“{step.label}”须填写原因", details=[{"field": "reason", "message": "请填写原因"}]
+        )
     if step.name == "publish" and (problems := conformance_problems(session, resource)):
         raise InvalidResource("目录未通过规范性审核，不能发布", details=problems)
     from_status = resource.status
@@ -594,8 +706,12 @@ def transition(
     _log_transition(session, principal, resource, step.name, from_status, reason)
     session.flush()
     audit.record(
-        session, principal.actor, f"catalog.resource.{step.name}", object_type="resource",
-        object_id=resource.code, before={"status": str(from_status)},
+        session,
+        principal.actor,
+        f"catalog.resource.{step.name}",
+        object_type="resource",
+        object_id=resource.code,
+        before={"status": str(from_status)},
         after={"status": str(resource.status), "version": resource.version, "reason": reason},
     )
     search.index_resource(session, resource)
@@ -649,16 +765,22 @@ def diff_snapshots(old: dict[str, Any], new: dict[str, Any]) -> list[FieldChange
             continue
         for key in sorted(set(a) | set(b)):
             if a.get(key) != b.get(key):
-                changes.append(FieldChange(field=f"items.{code}.{key}", before=a.get(key), after=b.get(key)))
+                changes.append(
+                    FieldChange(field=f"items.{code}.{key}", before=a.get(key), after=b.get(key))
+                )
     return changes
 
 
 def diff_versions(session: Session, resource: Resource, old: int, new: int) -> VersionDiff:
     a, b = get_version(session, resource, old), get_version(session, resource, new)
-    return VersionDiff(from_version=old, to_version=new, changes=diff_snapshots(a.snapshot, b.snapshot))
+    return VersionDiff(
+        from_version=old, to_version=new, changes=diff_snapshots(a.snapshot, b.snapshot)
+    )
 
 
-def review_queue(session: Session, principal: Principal, status: ResourceStatus, limit: int = 200) -> list[Resource]:
+def review_queue(
+    session: Session, principal: Principal, status: ResourceStatus, limit: int = 200
+) -> list[Resource]:
     """Entries waiting for this reviewer: their department's, or all for the platform."""
     q = select(Resource).where(Resource.status == status).order_by(Resource.updated_at).limit(limit)
     if not principal.is_admin:
@@ -667,7 +789,10 @@ def review_queue(session: Session, principal: Principal, status: ResourceStatus,
 
 
 def department_resources(
-    session: Session, department_id: int, statuses: Iterable[ResourceStatus] | None = None, limit: int = 500
+    session: Session,
+    department_id: int,
+    statuses: Iterable[ResourceStatus] | None = None,
+    limit: int = 500,
 ) -> list[Resource]:
     q = (
         select(Resource)
@@ -686,11 +811,17 @@ def department_resources(
 def add_demand(session: Session, principal: Principal, data: DemandIn) -> Demand:
     if principal.department_id is None:
         raise InvalidInput("需求须由部门提出")
-    demand = Demand(department_id=principal.department_id, created_by=principal.name, **data.model_dump())
+    demand = Demand(
+        department_id=principal.department_id, created_by=principal.name, **data.model_dump()
+    )
     session.add(demand)
     session.flush()
     audit.record(
-        session, principal.actor, "catalog.demand.add", object_type="demand", object_id=demand.id,
+        session,
+        principal.actor,
+        "catalog.demand.add",
+        object_type="demand",
+        object_id=demand.id,
         after=data.model_dump(),
     )
     return demand
@@ -725,14 +856,21 @@ def respond_to_demand(
             details=[{"field": "resource_code", "message": "该目录尚未发布"}],
         )
     response = DemandResponse(
-        demand_id=demand.id, resource_id=resource.id, department_id=resource.provider_department_id,
-        note=data.note, created_by=principal.name,
+        demand_id=demand.id,
+        resource_id=resource.id,
+        department_id=resource.provider_department_id,
+        note=data.note,
+        created_by=principal.name,
     )
     session.add(response)
     demand.status = "answered"
     session.flush()
     audit.record(
-        session, principal.actor, "catalog.demand.respond", object_type="demand", object_id=demand.id,
+        session,
+        principal.actor,
+        "catalog.demand.respond",
+        object_type="demand",
+        object_id=demand.id,
         after={"resource_code": resource.code, "note": data.note},
     )
     return response
@@ -742,7 +880,9 @@ def close_demand(session: Session, principal: Principal, demand_id: int) -> Dema
     demand = get_demand(session, demand_id)
     _check_department(principal, demand.department_id)
     demand.status = "closed"
-    audit.record(session, principal.actor, "catalog.demand.close", object_type="demand", object_id=demand.id)
+    audit.record(
+        session, principal.actor, "catalog.demand.close", object_type="demand", object_id=demand.id
+    )
     return demand
 
 
@@ -752,14 +892,18 @@ def close_demand(session: Session, principal: Principal, demand_id: int) -> Dema
 def _validate_system(codes: CodeTables, data: SystemIn) -> None:
     problems = []
     if data.usage_frequency not in codes.codes(CodeTableName.USAGE_FREQUENCY):
-        problems.append({"field": "usage_frequency", "message": f"使用频度 {data.usage_frequency} 不在代码表中"})
+        problems.append(
+            {"field": "usage_frequency", "message": f"使用频度 {data.usage_frequency} 不在代码表中"}
+        )
     if data.network not in codes.codes(CodeTableName.NETWORK):
         problems.append({"field": "network", "message": f"部署网络 {data.network} 不在代码表中"})
     if problems:
         raise InvalidInput("信息系统信息不正确", details=problems)
 
 
-def add_system(session: Session, principal: Principal, data: SystemIn, department_id: int | None = None) -> InformationSystem:
+def add_system(
+    session: Session, principal: Principal, data: SystemIn, department_id: int | None = None
+) -> InformationSystem:
     dept_id = department_id or principal.department_id
     if dept_id is None:
         raise InvalidInput("未指定部门")
@@ -775,13 +919,19 @@ def add_system(session: Session, principal: Principal, data: SystemIn, departmen
     session.add(system)
     session.flush()
     audit.record(
-        session, principal.actor, "catalog.system.add", object_type="information_system",
-        object_id=system.id, after=data.model_dump(),
+        session,
+        principal.actor,
+        "catalog.system.add",
+        object_type="information_system",
+        object_id=system.id,
+        after=data.model_dump(),
     )
     return system
 
 
-def update_system(session: Session, principal: Principal, system_id: int, data: SystemIn) -> InformationSystem:
+def update_system(
+    session: Session, principal: Principal, system_id: int, data: SystemIn
+) -> InformationSystem:
     system = get_system(session, system_id)
     _check_department(principal, system.department_id)
     _validate_system(CodeTables(session), data)
@@ -789,8 +939,13 @@ def update_system(session: Session, principal: Principal, system_id: int, data: 
     for key, value in data.model_dump().items():
         setattr(system, key, value)
     audit.record(
-        session, principal.actor, "catalog.system.update", object_type="information_system",
-        object_id=system.id, before=before, after=data.model_dump(),
+        session,
+        principal.actor,
+        "catalog.system.update",
+        object_type="information_system",
+        object_id=system.id,
+        before=before,
+        after=data.model_dump(),
     )
     return system
 
@@ -802,7 +957,9 @@ def get_system(session: Session, system_id: int) -> InformationSystem:
     return system
 
 
-def list_systems(session: Session, department_id: int | None = None) -> list[tuple[InformationSystem, int]]:
+def list_systems(
+    session: Session, department_id: int | None = None
+) -> list[tuple[InformationSystem, int]]:
     """Systems with the number of resources each produces; zero hints at a 僵尸系统."""
     counts = (
         select(Resource.source_system_id, func.count().label("n"))

@@ -23,7 +23,7 @@ from govshare.catalog import search, service
 from govshare.catalog.codes import CodeTableName, SharingType
 from govshare.catalog.errors import ImportRejected, InvalidResource
 from govshare.catalog.models import Resource
-from govshare.catalog.schemas import ItemIn, ResourceIn
+from govshare.catalog.schemas import ResourceIn
 from govshare.security import audit
 from govshare.security.service import Principal
 
@@ -42,7 +42,13 @@ COLUMNS: list[Column] = [
     Column("信息资源名称", "name", "resource", True),
     Column("信息资源分类", "classification_code", "resource", True, "分类代码, 如 101001"),
     Column("信息资源摘要", "abstract", "resource", True),
-    Column("信息资源格式", "format", "resource", True, "电子文件/电子表格/数据库/图形图像/流媒体/自描述格式/服务接口"),
+    Column(
+        "信息资源格式",
+        "format",
+        "resource",
+        True,
+        "电子文件/电子表格/数据库/图形图像/流媒体/自描述格式/服务接口",
+    ),
     Column("格式说明", "format_detail", "resource"),
     Column("共享类型", "sharing_type", "resource", True, "无条件共享/有条件共享/不予共享 或 1/2/3"),
     Column("共享条件", "sharing_conditions", "resource"),
@@ -50,7 +56,13 @@ COLUMNS: list[Column] = [
     Column("共享方式", "sharing_modes", "resource", False, "多个用“、”分隔, 如 库表交换、接口调用"),
     Column("是否向社会开放", "is_open", "resource", False, "是/否"),
     Column("开放条件", "open_conditions", "resource"),
-    Column("更新周期", "update_cycle", "resource", True, "实时/每日/每周/每月/每季度/每半年/每年/不定期"),
+    Column(
+        "更新周期",
+        "update_cycle",
+        "resource",
+        True,
+        "实时/每日/每周/每月/每季度/每半年/每年/不定期",
+    ),
     Column("关联资源代码", "related_codes", "resource", False, "多个用“、”分隔"),
     Column("涉密属性", "secrecy", "resource", False, "非涉密/涉密"),
     Column("信息项名称", "item_name", "item", True),
@@ -104,7 +116,7 @@ def read_rows(filename: str, content: bytes) -> Iterator[tuple[int, Row]]:
         ws = wb.worksheets[0]
         rows = ws.iter_rows(values_only=True)
         header = [_cell(v) for v in next(rows, ())]
-        body: Iterable[tuple[Any, ...]] = rows
+        body: Iterable[Iterable[Any]] = rows
     elif lower.endswith(".csv"):
         try:
             text_ = content.decode("utf-8-sig")
@@ -170,7 +182,9 @@ def _to_resource_in(
     sharing = r.get("sharing_type", "")
     sharing_type = {"无条件共享": "1", "有条件共享": "2", "不予共享": "3"}.get(sharing, sharing)
     if sharing_type not in ("1", "2", "3"):
-        problems.append(_problem(row, "sharing_type", f"共享类型“{sharing}”应为 无条件共享/有条件共享/不予共享"))
+        problems.append(
+            _problem(row, "sharing_type", f"共享类型“{sharing}”应为 无条件共享/有条件共享/不予共享")
+        )
         sharing_type = "1"
     modes = []
     for mode in _split(r.get("sharing_modes", "")):
@@ -191,7 +205,9 @@ def _to_resource_in(
                 length = int(length_text)
             else:
                 problems.append(_problem(item_row, "length", f"数据长度“{length_text}”应为正整数"))
-        data_type = codes.resolve(CodeTableName.DATA_TYPE, it.get("data_type", "")) or it.get("data_type", "")
+        data_type = codes.resolve(CodeTableName.DATA_TYPE, it.get("data_type", "")) or it.get(
+            "data_type", ""
+        )
         is_key = _yes_no(it.get("is_key", ""))
         if is_key is None:
             problems.append(_problem(item_row, "is_key", "是否主键应填“是”或“否”"))
@@ -244,7 +260,9 @@ def _map_service_problem(group: _Group, problem: dict[str, Any]) -> dict[str, An
     if field.startswith("items["):
         idx = int(field[6 : field.index("]")])
         sub = field.split(".", 1)[1] if "." in field else "item_name"
-        return _problem(group.items[idx][0], _ITEM_FIELD_TO_COLUMN.get(sub, sub), problem["message"])
+        return _problem(
+            group.items[idx][0], _ITEM_FIELD_TO_COLUMN.get(sub, sub), problem["message"]
+        )
     return _problem(group.first_row, field.split("[")[0], problem["message"])
 
 
@@ -268,14 +286,23 @@ def import_resources(
         group = groups.get(key)
         if group is None:
             groups[key] = _Group(key, number, row, [(number, row)])
-            for field in ("name", "classification_code", "abstract", "format", "sharing_type", "update_cycle"):
+            for field in (
+                "name",
+                "classification_code",
+                "abstract",
+                "format",
+                "sharing_type",
+                "update_cycle",
+            ):
                 if not row.get(field):
                     problems.append(_problem(number, field, f"{BY_FIELD[field].header}不能为空"))
             continue
         for field in RESOURCE_FIELDS:
             if row.get(field) and row[field] != group.resource.get(field):
                 problems.append(
-                    _problem(number, field, f"与资源序号 {key} 第一行(第{group.first_row}行)的值不一致")
+                    _problem(
+                        number, field, f"与资源序号 {key} 第一行(第{group.first_row}行)的值不一致"
+                    )
                 )
         group.items.append((number, row))
     if not groups and not problems:
@@ -292,7 +319,9 @@ def import_resources(
         problems.extend(_map_service_problem(group, p) for p in found)
         prepared.append(data)
     if problems:
-        problems.sort(key=lambda p: (p["row"], HEADERS.index(p["column"]) if p["column"] in HEADERS else 99))
+        problems.sort(
+            key=lambda p: (p["row"], HEADERS.index(p["column"]) if p["column"] in HEADERS else 99)
+        )
         raise ImportRejected(f"导入失败: {len(problems)} 处错误，未导入任何数据", details=problems)
 
     created: list[Resource] = []
@@ -305,7 +334,11 @@ def import_resources(
         raise ImportRejected(exc.message, details=exc.details) from None
     search.index_many(session, created)
     audit.record(
-        session, principal.actor, "catalog.import", object_type="resource", object_id=filename[:80],
+        session,
+        principal.actor,
+        "catalog.import",
+        object_type="resource",
+        object_id=filename[:80],
         after={"entries": len(created), "rows": sum(len(g.items) for g in groups.values())},
     )
     return created
@@ -322,7 +355,9 @@ def _row_values(resource: Resource, codes: service.CodeTables, key: int) -> Iter
         "sharing_type": resource.sharing_type.label,
         "sharing_conditions": resource.sharing_conditions,
         "not_shared_basis": resource.not_shared_basis,
-        "sharing_modes": "、".join(codes.label(CodeTableName.SHARING_MODE, m) for m in resource.sharing_modes),
+        "sharing_modes": "、".join(
+            codes.label(CodeTableName.SHARING_MODE, m) for m in resource.sharing_modes
+        ),
         "is_open": "是" if resource.is_open else "否",
         "open_conditions": resource.open_conditions,
         "update_cycle": codes.label(CodeTableName.UPDATE_CYCLE, resource.update_cycle),
@@ -352,7 +387,9 @@ def export_csv(resources: Iterable[Resource], codes: service.CodeTables) -> byte
     return ("\ufeff" + out.getvalue()).encode("utf-8")  # BOM so Excel reads UTF-8
 
 
-def export_xlsx(resources: Iterable[Resource], codes: service.CodeTables, *, with_hints: bool = False) -> bytes:
+def export_xlsx(
+    resources: Iterable[Resource], codes: service.CodeTables, *, with_hints: bool = False
+) -> bytes:
     wb = Workbook(write_only=not with_hints)
     ws = wb.active if with_hints else wb.create_sheet("目录")
     assert ws is not None
@@ -380,11 +417,54 @@ def export_xlsx(resources: Iterable[Resource], codes: service.CodeTables, *, wit
 
 
 TEMPLATE_EXAMPLE: list[list[str]] = [
-    ["1", "企业登记基本信息", "102001", "市场主体登记的基本信息", "数据库", "MySQL 表", "有条件共享",
-     "用于本部门法定职责范围内的业务办理", "", "库表交换、接口调用", "否", "", "每日", "", "非涉密",
-     "统一社会信用代码", "uscc", "C", "18", "市场主体统一社会信用代码", "", "是"],
-    ["1", "", "", "", "", "", "", "", "", "", "", "", "", "", "",
-     "企业名称", "name", "C", "200", "", "", "否"],
+    [
+        "1",
+        "企业登记基本信息",
+        "102001",
+        "市场主体登记的基本信息",
+        "数据库",
+        "MySQL 表",
+        "有条件共享",
+        "用于本部门法定职责范围内的业务办理",
+        "",
+        "库表交换、接口调用",
+        "否",
+        "",
+        "每日",
+        "",
+        "非涉密",
+        "统一社会信用代码",
+        "uscc",
+        "C",
+        "18",
+        "市场主体统一社会信用代码",
+        "",
+        "是",
+    ],
+    [
+        "1",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "企业名称",
+        "name",
+        "C",
+        "200",
+        "",
+        "",
+        "否",
+    ],
 ]
 
 

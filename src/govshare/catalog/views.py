@@ -14,7 +14,9 @@ from govshare.catalog.service import CodeTables
 from govshare.security.models import Department
 
 
-def resource_public(resource: Resource, snap: dict[str, Any], *, as_published: bool) -> ResourcePublic:
+def resource_public(
+    resource: Resource, snap: dict[str, Any], *, as_published: bool
+) -> ResourcePublic:
     """The entry from a snapshot: the working copy, or the published version for others."""
     return ResourcePublic(
         id=resource.id,
@@ -27,7 +29,9 @@ def resource_public(resource: Resource, snap: dict[str, Any], *, as_published: b
         provider_credit_code=resource.provider.credit_code,
         publish_date=resource.publish_date,
         status=ResourceStatus.PUBLISHED if as_published else resource.status,
-        version=resource.published_version if as_published and resource.published_version else resource.version,
+        version=resource.published_version
+        if as_published and resource.published_version
+        else resource.version,
         published_version=resource.published_version,
         updated_at=resource.updated_at,
         name=snap["name"],

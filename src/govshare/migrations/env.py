@@ -13,10 +13,11 @@ config = context.config
 SEARCH_TABLES = {"catalog_fts", "catalog_search"}
 
 
-def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
-    if type_ == "table" and (name in SEARCH_TABLES or (name or "").startswith("catalog_fts_")):
-        return False
-    return True
+def include_object(
+    _obj: object, name: str | None, type_: str, _reflected: bool, _compare_to: object
+) -> bool:
+    is_search_table = name in SEARCH_TABLES or (name or "").startswith("catalog_fts_")
+    return not (type_ == "table" and is_search_table)
 
 
 def run_migrations_offline() -> None:
@@ -35,7 +36,9 @@ def run_migrations_online() -> None:
     connectable = config.attributes.get("connection")
     if connectable is None:
         engine = engine_from_config(
-            config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.", poolclass=pool.NullPool
+            config.get_section(config.config_ini_section, {}),
+            prefix="sqlalchemy.",
+            poolclass=pool.NullPool,
         )
         with engine.connect() as connection:
             _run(connection)

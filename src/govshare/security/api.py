@@ -38,7 +38,9 @@ router = APIRouter(tags=["identity"])
 
 
 @router.post("/auth/token", summary="用户名密码换取访问令牌")
-def issue_token(body: TokenRequest, request: Request, db: SessionDep, settings: SettingsDep, _c: Public) -> TokenPublic:
+def issue_token(
+    body: TokenRequest, request: Request, db: SessionDep, settings: SettingsDep, _c: Public
+) -> TokenPublic:
     remote = request.client.host if request.client else None
     try:
         user = service.authenticate(db, settings, body.username, body.password, remote)
@@ -60,9 +62,13 @@ def revoke_token(request: Request, db: SessionDep, caller: Authenticated) -> Non
 @router.get("/me", summary="当前调用者")
 def me(caller: Authenticated) -> MePublic:
     return MePublic(
-        kind=caller.kind, name=caller.name, display_name=caller.display_name,
-        department_id=caller.department_id, department_name=caller.department_name,
-        roles=list(caller.roles), permissions=sorted(p.value for p in caller.permissions),
+        kind=caller.kind,
+        name=caller.name,
+        display_name=caller.display_name,
+        department_id=caller.department_id,
+        department_name=caller.department_name,
+        roles=list(caller.roles),
+        permissions=sorted(p.value for p in caller.permissions),
     )
 
 
@@ -72,7 +78,9 @@ def list_departments(db: SessionDep, _c: Authenticated) -> list[DepartmentPublic
 
 
 @router.post("/departments", status_code=status.HTTP_201_CREATED, summary="新增部门")
-def add_department(body: DepartmentCreate, db: SessionDep, caller: DepartmentAdmin) -> DepartmentPublic:
+def add_department(
+    body: DepartmentCreate, db: SessionDep, caller: DepartmentAdmin
+) -> DepartmentPublic:
     dept = service.add_department(db, caller.actor, **body.model_dump())
     return DepartmentPublic.model_validate(dept)
 
@@ -92,13 +100,24 @@ def add_user(body: UserCreate, db: SessionDep, caller: UserAdmin) -> UserPublic:
 def list_api_clients(db: SessionDep, _c: UserAdmin) -> list[ApiClientPublic]:
     from sqlalchemy import select
 
-    return [ApiClientPublic.model_validate(c) for c in db.scalars(select(ApiClient).order_by(ApiClient.id))]
+    return [
+        ApiClientPublic.model_validate(c)
+        for c in db.scalars(select(ApiClient).order_by(ApiClient.id))
+    ]
 
 
-@router.post("/api-clients", status_code=status.HTTP_201_CREATED, summary="登记接入应用 (返回一次性密钥)")
-def add_api_client(body: ApiClientCreate, db: SessionDep, settings: SettingsDep, caller: UserAdmin) -> ApiClientCreated:
+@router.post(
+    "/api-clients", status_code=status.HTTP_201_CREATED, summary="登记接入应用 (返回一次性密钥)"
+)
+def add_api_client(
+    body: ApiClientCreate, db: SessionDep, settings: SettingsDep, caller: UserAdmin
+) -> ApiClientCreated:
     client, secret = service.add_api_client(
-        db, settings, caller.actor, name=body.name, department_id=body.department_id,
+        db,
+        settings,
+        caller.actor,
+        name=body.name,
+        department_id=body.department_id,
         permissions=body.permissions,
     )
     return ApiClientCreated(**ApiClientPublic.model_validate(client).model_dump(), secret=secret)
@@ -118,19 +137,29 @@ def list_audit(
     limit: int = Query(default=50, ge=1, le=500),
 ) -> AuditPage:
     flt = audit.AuditFilter(
-        actor=actor, action=action, object_type=object_type, object_id=object_id, since=since, until=until
+        actor=actor,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        since=since,
+        until=until,
     )
     rows = audit.list_entries(db, flt, before_seq=before_seq, limit=limit)
     items = [AuditEntryPublic.model_validate(r) for r in rows]
-    audit.record(db, caller.actor, "audit.read", object_type="audit_entry", after={"returned": len(items)})
+    audit.record(
+        db, caller.actor, "audit.read", object_type="audit_entry", after={"returned": len(items)}
+    )
     return AuditPage(items=items, next_before_seq=items[-1].seq if len(items) == limit else None)
 
 
 @router.get("/audit/verify", summary="校验审计日志哈希链")
 def verify_audit(db: SessionDep, caller: AuditReader) -> ChainReportPublic:
     report = audit.verify_chain(db)
-    audit.record(db, caller.actor, "audit.verify", object_type="audit_entry", after={"intact": report.intact})
+    audit.record(
+        db, caller.actor, "audit.verify", object_type="audit_entry", after={"intact": report.intact}
+    )
     return ChainReportPublic(
-        entries=report.entries, intact=report.intact,
+        entries=report.entries,
+        intact=report.intact,
         problems=[{"seq": p.seq, "problem": p.problem} for p in report.problems],
     )

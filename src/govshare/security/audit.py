@@ -85,11 +85,15 @@ def record(
     alg = session.info.get("audit_alg", "sm3")
     # Taking the head row's write lock first serialises appenders on both SQLite and
     # PostgreSQL, so no two entries ever claim the same predecessor.
-    locked = session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1))
+    locked = session.execute(
+        update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1)
+    )
     if locked.rowcount == 0:  # type: ignore[attr-defined]
         ensure_head(session)
         session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1))
-    seq, prev_hash = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).one()
+    seq, prev_hash = session.execute(
+        select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)
+    ).one()
     entry = AuditEntry(
         seq=seq,
         at=utcnow(),

@@ -37,7 +37,9 @@ class Department(Base):
     short_name: Mapped[str] = mapped_column(String(20))
     credit_code: Mapped[str] = mapped_column(String(18), unique=True)
     division_code: Mapped[str] = mapped_column(String(6))
-    level: Mapped[DepartmentLevel] = mapped_column(str_enum(DepartmentLevel, 10), default=DepartmentLevel.CITY)
+    level: Mapped[DepartmentLevel] = mapped_column(
+        str_enum(DepartmentLevel, 10), default=DepartmentLevel.CITY
+    )
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -64,7 +66,7 @@ class User(Base):
 
 class SessionKind(StrEnum):
     CONSOLE = "console"
-    TOKEN = "token"
+    TOKEN = "token"  # noqa: S105 - a session kind, not a secret
 
 
 class AuthSession(Base):

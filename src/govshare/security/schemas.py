@@ -18,7 +18,7 @@ class TokenRequest(BaseModel):
 
 class TokenPublic(BaseModel):
     access_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105 - OAuth token type
     expires_at: datetime
 
 

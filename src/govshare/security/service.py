@@ -87,7 +87,10 @@ class Principal:
 
 
 ANONYMOUS = Principal(
-    kind="anonymous", name="anonymous", department_id=None, permissions=frozenset({Permission.PUBLIC})
+    kind="anonymous",
+    name="anonymous",
+    department_id=None,
+    permissions=frozenset({Permission.PUBLIC}),
 )
 
 
@@ -144,7 +147,11 @@ def add_department(
     session.add(dept)
     session.flush()
     audit.record(
-        session, actor, "department.add", object_type="department", object_id=dept.id,
+        session,
+        actor,
+        "department.add",
+        object_type="department",
+        object_id=dept.id,
         after=_department_snapshot(dept),
     )
     return dept
@@ -170,9 +177,7 @@ def hash_password(password: str) -> str:
 
 def _check_password_strength(password: str) -> None:
     if len(password) < 8:
-        raise InvalidInput(
-            "密码至少8位", details=[{"field": "password", "message": "密码至少8位"}]
-        )
+        raise InvalidInput("密码至少8位", details=[{"field": "password", "message": "密码至少8位"}])
 
 
 def add_user(
@@ -188,7 +193,9 @@ def add_user(
     _check_password_strength(password)
     get_department(session, department_id)
     if not roles:
-        raise InvalidInput("至少指定一个角色", details=[{"field": "roles", "message": "至少指定一个角色"}])
+        raise InvalidInput(
+            "至少指定一个角色", details=[{"field": "roles", "message": "至少指定一个角色"}]
+        )
     if session.scalar(select(User.id).where(User.username == username)):
         raise DuplicateUser(f"用户名已存在: {username}")
     user = User(
@@ -204,7 +211,11 @@ def add_user(
     except IntegrityError as exc:  # a concurrent insert of the same name
         raise DuplicateUser(f"用户名已存在: {username}") from exc
     audit.record(
-        session, actor, "user.add", object_type="user", object_id=user.id,
+        session,
+        actor,
+        "user.add",
+        object_type="user",
+        object_id=user.id,
         after={"username": username, "department_id": department_id, "roles": user.roles},
     )
     return user
@@ -260,7 +271,9 @@ def authenticate(
         if user.failed_logins >= settings.lockout_threshold:
             user.locked_until = now + timedelta(minutes=settings.lockout_minutes)
             user.failed_logins = 0
-            audit.record(session, actor, "auth.account_locked", object_type="user", object_id=user.id)
+            audit.record(
+                session, actor, "auth.account_locked", object_type="user", object_id=user.id
+            )
             raise AccountLocked(
                 f"连续登录失败{settings.lockout_threshold}次，账号锁定{settings.lockout_minutes}分钟"
             ) from None
@@ -271,7 +284,9 @@ def authenticate(
     user.last_login_at = now
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
-    actor = Actor(name=username, kind="user", department_id=user.department_id, remote_addr=remote_addr)
+    actor = Actor(
+        name=username, kind="user", department_id=user.department_id, remote_addr=remote_addr
+    )
     audit.record(session, actor, "auth.login", object_type="user", object_id=user.id)
     return user
 
@@ -348,7 +363,12 @@ def add_api_client(
     if not wanted <= CLIENT_PERMISSIONS:
         raise InvalidInput(
             "应用只能被授予目录查询等接口权限",
-            details=[{"field": "permissions", "message": f"不允许: {sorted(wanted - CLIENT_PERMISSIONS)}"}],
+            details=[
+                {
+                    "field": "permissions",
+                    "message": f"不允许: {sorted(wanted - CLIENT_PERMISSIONS)}",
+                }
+            ],
         )
     secret = secrets.token_urlsafe(32)
     client = ApiClient(
@@ -361,13 +381,19 @@ def add_api_client(
     session.add(client)
     session.flush()
     audit.record(
-        session, actor, "api_client.add", object_type="api_client", object_id=client.app_key,
+        session,
+        actor,
+        "api_client.add",
+        object_type="api_client",
+        object_id=client.app_key,
         after={"name": name, "department_id": department_id, "permissions": client.permissions},
     )
     return client, secret
 
 
-def string_to_sign(method: str, path_and_query: str, timestamp: str, nonce: str, body_sha256: str) -> bytes:
+def string_to_sign(
+    method: str, path_and_query: str, timestamp: str, nonce: str, body_sha256: str
+) -> bytes:
     """What an API client signs: method, path with query, timestamp, nonce, body digest."""
     return "\n".join([method.upper(), path_and_query, timestamp, nonce, body_sha256]).encode()
 
@@ -399,7 +425,9 @@ def principal_from_signature(
     if not (8 <= len(nonce) <= 64):
         raise BadSignature("X-Nonce 长度应为8至64位")
     secret = unseal(settings.secret_key, client.secret_sealed)
-    expected = hmac_sha256(secret, string_to_sign(method, path_and_query, timestamp, nonce, body_sha256))
+    expected = hmac_sha256(
+        secret, string_to_sign(method, path_and_query, timestamp, nonce, body_sha256)
+    )
     if not constant_time_equal(expected, signature.lower()):
         raise BadSignature("签名不正确")
     if session.get(ApiNonce, (app_key, nonce)) is not None:
