@@ -1,0 +1,115 @@
+"""The command line: help text, migration, import with a report, the demo server."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from govshare.catalog.spreadsheet import HEADERS
+from tests.conftest import TEST_SECRET
+from tests.pg import free_port
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "GOVSHARE_SECRET_KEY": TEST_SECRET, **(env or {})}
+    full_env.pop("GOVSHARE_DEMO", None)
+    return subprocess.run(
+        [sys.executable, "-m", "govshare.cli", *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+def test_help_lists_commands() -> None:
+    out = _run("--help").stdout
+    for name in ["serve", "db", "audit", "catalog", "settings"]:
+        assert name in out
+    assert "--data-dir" in _run("serve", "--help").stdout
+
+
+def test_refuses_default_secret_outside_demo(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "govshare.cli", "db", "upgrade", "--data-dir", str(tmp_path)],
+        env={k: v for k, v in os.environ.items() if not k.startswith("GOVSHARE_")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 2
+    assert "GOVSHARE_SECRET_KEY" in r.stderr
+
+
+def test_upgrade_then_import_reports_bad_rows(tmp_path: Path) -> None:
+    assert _run("db", "upgrade", "--data-dir", str(tmp_path)).returncode == 0
+    # No user yet: the import names the problem instead of crashing.
+    out = io.StringIO()
+    csv.writer(out).writerows([HEADERS, ["1", "测试", "101001"]])
+    f = tmp_path / "bad.csv"
+    f.write_text(out.getvalue(), encoding="utf-8")
+    r = _run("catalog", "import", str(f), "--as", "nobody", "--data-dir", str(tmp_path))
+    assert r.returncode == 1
+    assert "用户不存在" in r.stderr
+
+
+def test_settings_lists_every_variable() -> None:
+    out = _run("settings").stdout
+    assert "GOVSHARE_DATABASE_URL" in out
+    assert "GOVSHARE_AUDIT_DIGEST" in out
+
+
+def test_demo_server_serves_health_and_prints_login(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "GOVSHARE_DEMO": "true", "GOVSHARE_ADMIN_PASSWORD": "demo-admin-pass"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "govshare.cli",
+            "serve",
+            "--data-dir",
+            str(tmp_path),
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.time() < deadline
+            time.sleep(0.3)
+        token = httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/auth/token",
+            json={"username": "admin", "password": "demo-admin-pass"},
+        ).json()["access_token"]
+        page = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/catalog/resources",
+            params={"q": "人口"},
+            headers={"Authorization": f"Bearer {token}"},
+        ).json()
+        assert page["total"] > 0
+        assert httpx.get(f"http://127.0.0.1:{port}/openapi.json").status_code == 200
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=30)[0]
+    assert "admin" in output
+    assert "demo-admin-pass" in output
