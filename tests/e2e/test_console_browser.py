@@ -58,7 +58,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 180)
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def demo_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``govshare serve --demo`` on a free loopback port with a temporary data dir."""
     data_dir = tmp_path_factory.mktemp("hub-data")
     port = _free_port()
@@ -67,8 +67,20 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     cli = Path(sys.executable).parent / "govshare"
     log = (data_dir / "hub.log").open("wb")
     proc = subprocess.Popen(
-        [str(cli), "serve", "--demo", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            str(cli),
+            "serve",
+            "--demo",
+            "--data-dir",
+            str(data_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -140,15 +152,18 @@ def fill_item(page: Any, row: int, name: str, code: str, data_type: str, length:
     cells.locator("input[name=item_length]").fill(length)
 
 
-def test_register_review_publish_and_find(hub: str, page: Any, tmp_path: Path) -> None:
+def test_register_review_publish_and_find(demo_hub: str, page: Any, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
+    hub = demo_hub
     # The registrar compiles the entry; the first save misses a length and is refused.
     sign_in(page, hub, "gaj_reg")
     page.get_by_role("link", name="编制目录").click()
     page.get_by_label("信息资源分类").select_option("101001")
     page.get_by_label("信息资源名称").fill(ENTRY_NAME)
-    page.get_by_label("信息资源摘要").fill("城区养犬登记与狂犬病免疫接种信息，用于犬只管理与公共卫生防疫。")
+    page.get_by_label("信息资源摘要").fill(
+        "城区养犬登记与狂犬病免疫接种信息，用于犬只管理与公共卫生防疫。"
+    )
     page.get_by_label("信息资源格式").select_option("database")
     page.get_by_label("更新周期").select_option("daily")
     page.get_by_label("有条件共享").check()

@@ -70,7 +70,9 @@ from govshare.web.forms import (
 
 router = APIRouter(include_in_schema=False)
 
-PATTERN_HINTS = {ITEM_CODE_PATTERN: "应以英文字母或下划线开头，只含英文字母、数字和下划线（不超过60位）"}
+PATTERN_HINTS = {
+    ITEM_CODE_PATTERN: "应以英文字母或下划线开头，只含英文字母、数字和下划线（不超过60位）"
+}
 
 FIELD_LABELS: dict[str, str] = {
     "classification_code": "信息资源分类",
@@ -109,7 +111,9 @@ def problem_label(field: str) -> str:
     """A field path in Chinese: ``items[2].length`` → ``信息项第3行 · 数据长度``."""
     if m := _ITEM_FIELD.match(field):
         row = int(m.group(1)) + 1
-        return f"信息项第{row}行" + (f" · {ITEM_LABELS.get(m.group(2), m.group(2))}" if m.group(2) else "")
+        return f"信息项第{row}行" + (
+            f" · {ITEM_LABELS.get(m.group(2), m.group(2))}" if m.group(2) else ""
+        )
     return FIELD_LABELS.get(field.split("[")[0], field)
 
 
@@ -117,7 +121,9 @@ def diff_label(field: str) -> str:
     """A diff field in Chinese: ``items.sfzh.length`` → ``信息项 sfzh · 数据长度``."""
     if field.startswith("items."):
         parts = field.split(".", 2)
-        return f"信息项 {parts[1]}" + (f" · {ITEM_LABELS.get(parts[2], parts[2])}" if len(parts) > 2 else "")
+        return f"信息项 {parts[1]}" + (
+            f" · {ITEM_LABELS.get(parts[2], parts[2])}" if len(parts) > 2 else ""
+        )
     return FIELD_LABELS.get(field, field)
 
 
@@ -144,11 +150,18 @@ def _shown(value: Any, field: str, codes: service.CodeTables) -> str:
 
 
 def _diff_rows(diff: Any, codes: service.CodeTables) -> list[tuple[str, str, str]]:
-    return [(diff_label(c.field), _shown(c.before, c.field, codes), _shown(c.after, c.field, codes))
-            for c in diff.changes]
+    return [
+        (diff_label(c.field), _shown(c.before, c.field, codes), _shown(c.after, c.field, codes))
+        for c in diff.changes
+    ]
 
 
-STEP_KIND = {"return": "danger", "reject": "danger", "reject_publication": "danger", "withdraw": "danger"}
+STEP_KIND = {
+    "return": "danger",
+    "reject": "danger",
+    "reject_publication": "danger",
+    "withdraw": "danger",
+}
 ACTION_LABELS = {name: step.label for name, step in service.STEPS.items()} | {"change": "变更"}
 
 
@@ -188,13 +201,19 @@ def _enum(cls: Any, value: str | None, field: str) -> Any:
     try:
         return cls(value)
     except ValueError:
-        raise InvalidInput("检索条件不正确", details=[{"field": field, "message": f"未知的取值 {value}"}]) from None
+        raise InvalidInput(
+            "检索条件不正确", details=[{"field": field, "message": f"未知的取值 {value}"}]
+        ) from None
 
 
-def _search_query(params: dict[str, str], caller: Principal, cursor: str | None) -> search.SearchQuery:
+def _search_query(
+    params: dict[str, str], caller: Principal, cursor: str | None
+) -> search.SearchQuery:
     department = params.get("department_id", "")
     if department and not department.isdigit():
-        raise InvalidInput("检索条件不正确", details=[{"field": "department_id", "message": "应为部门编号"}])
+        raise InvalidInput(
+            "检索条件不正确", details=[{"field": "department_id", "message": "应为部门编号"}]
+        )
     is_open = params.get("is_open")
     return search.SearchQuery(
         q=params.get("q", "")[:200],
@@ -205,7 +224,9 @@ def _search_query(params: dict[str, str], caller: Principal, cursor: str | None)
         format=params.get("format") or None,
         update_cycle=params.get("update_cycle") or None,
         is_open=None if is_open not in ("true", "false") else is_open == "true",
-        status=_enum(ResourceStatus, params.get("status"), "status") if params.get("scope") != "catalog" else None,
+        status=_enum(ResourceStatus, params.get("status"), "status")
+        if params.get("scope") != "catalog"
+        else None,
         scope=params.get("scope", "catalog"),
         sort=params.get("sort", "relevance"),
         cursor=cursor,
@@ -230,7 +251,7 @@ def search_page(request: Request, db: SessionDep, caller: CatalogReader) -> Resp
     result = search.search(db, sq)
     codes = service.CodeTables(db)
     facets = facet_values(db, result.facets, codes)
-    context = {
+    context: dict[str, Any] = {
         "params": params,
         "result": result,
         "facets": facets,
@@ -242,11 +263,18 @@ def search_page(request: Request, db: SessionDep, caller: CatalogReader) -> Resp
         "sorts": SORTS,
         "scopes": {k: v for k, v in SCOPES.items() if k != "all" or caller.is_admin},
         "statuses": list(ResourceStatus),
-        "export_params": {k: v for k, v in params.items() if k != "format"},
     }
     if is_fragment_request(request, "catalog-search"):
-        return render(request, "catalog/_search.html", caller, headers={"Vary": "HX-Request, HX-Target"}, **context)
-    return render(request, "catalog/search.html", caller, headers={"Vary": "HX-Request, HX-Target"}, **context)
+        return render(
+            request,
+            "catalog/_search.html",
+            caller,
+            headers={"Vary": "HX-Request, HX-Target"},
+            **context,
+        )
+    return render(
+        request, "catalog/search.html", caller, headers={"Vary": "HX-Request, HX-Target"}, **context
+    )
 
 
 # -- resource page and lifecycle ---------------------------------------------------------
@@ -279,7 +307,7 @@ def _resource_page(
         except SystemNotFound:
             system_name = f"#{snap['source_system_id']}"
     writer = own and caller.can(Permission.CATALOG_WRITE)
-    context = {
+    context: dict[str, Any] = {
         "resource": resource,
         "snap": snap,
         "own": own,
@@ -296,9 +324,10 @@ def _resource_page(
         "codes": codes,
         "system_name": system_name,
         "can_edit": writer and resource.status in service.EDITABLE,
-        "can_delete": writer and resource.published_version is None and resource.status in (
-            ResourceStatus.DRAFT, ResourceStatus.RETURNED, ResourceStatus.REGISTRATION_REJECTED
-        ),
+        "can_delete": writer
+        and resource.published_version is None
+        and resource.status
+        in (ResourceStatus.DRAFT, ResourceStatus.RETURNED, ResourceStatus.REGISTRATION_REJECTED),
         "step_errors": step_errors,
         "failed_step": failed_step,
         "reason": reason,
@@ -310,7 +339,11 @@ def _resource_page(
 
 @router.get("/catalog/resources/new")
 def new_resource_form(request: Request, db: SessionDep, caller: CatalogWriter) -> Response:
-    values = {"secrecy": "public", "items": [{}, {}, {}], "provider_department_id": caller.department_id}
+    values: dict[str, Any] = {
+        "secrecy": "public",
+        "items": [{}, {}, {}],
+        "provider_department_id": caller.department_id,
+    }
     return _resource_form(request, db, caller, values=values)
 
 
@@ -325,7 +358,9 @@ async def add_resource(request: Request, db: SessionDep, caller: CatalogWriter) 
         resource = service.add_resource(db, caller, data)
     except InvalidResource as exc:
         db.rollback()
-        errors = FormErrors(f"{exc.message}，请按提示修改后再保存", exc.details, label=problem_label)
+        errors = FormErrors(
+            f"{exc.message}，请按提示修改后再保存", exc.details, label=problem_label
+        )
         return _resource_form(request, db, caller, values=values, errors=errors, status_code=422)
     db.commit()
     return redirect(f"/catalog/resources/{resource.id}?done=created")
@@ -345,7 +380,9 @@ def resource_page(
 
 
 @router.post("/catalog/resources/{resource_id}/steps/{step}")
-async def take_step(resource_id: int, step: str, request: Request, db: SessionDep, caller: CatalogReader) -> Response:
+async def take_step(
+    resource_id: int, step: str, request: Request, db: SessionDep, caller: CatalogReader
+) -> Response:
     form = await request.form()
     reason = text(form, "reason")
     try:
@@ -355,7 +392,14 @@ async def take_step(resource_id: int, step: str, request: Request, db: SessionDe
         resource, snap = service.visible_resource(db, caller, resource_id)
         errors = FormErrors(exc.message, exc.details, label=problem_label)
         return _resource_page(
-            request, db, caller, resource, snap, step_errors=errors, failed_step=step, reason=reason,
+            request,
+            db,
+            caller,
+            resource,
+            snap,
+            step_errors=errors,
+            failed_step=step,
+            reason=reason,
             status_code=422,
         )
     db.commit()
@@ -391,16 +435,38 @@ def _resource_payload(
     """The form as the schema's input, the values to show again, and problems the form
     itself reveals (extension lines without ``=``)."""
     problems: list[dict[str, str]] = []
-    columns = [texts(form, f"item_{f}") for f in ("name", "code", "data_type", "length", "description",
-                                                   "code_table", "is_key")]
+    columns = [
+        texts(form, f"item_{f}")
+        for f in ("name", "code", "data_type", "length", "description", "code_table", "is_key")
+    ]
     items, shown_items = [], []
-    for name, code, data_type, length, description, code_table, is_key in zip_longest(*columns, fillvalue=""):
+    for name, code, data_type, length, description, code_table, is_key in zip_longest(
+        *columns, fillvalue=""
+    ):
         if not any((name, code, length, description, code_table)):
             continue  # an empty row the registrar added and did not fill
-        shown_items.append({"name": name, "code": code, "data_type": data_type, "length": length,
-                            "description": description, "code_table": code_table, "is_key": is_key == "1"})
-        items.append({"name": name, "code": code, "data_type": data_type, "length": optional_int(length),
-                      "description": description, "code_table": code_table or None, "is_key": is_key == "1"})
+        shown_items.append(
+            {
+                "name": name,
+                "code": code,
+                "data_type": data_type,
+                "length": length,
+                "description": description,
+                "code_table": code_table,
+                "is_key": is_key == "1",
+            }
+        )
+        items.append(
+            {
+                "name": name,
+                "code": code,
+                "data_type": data_type,
+                "length": optional_int(length),
+                "description": description,
+                "code_table": code_table or None,
+                "is_key": is_key == "1",
+            }
+        )
     extensions: dict[str, str] = {}
     extensions_text = form.get("extensions")
     extensions_text = extensions_text if isinstance(extensions_text, str) else ""
@@ -412,7 +478,11 @@ def _resource_payload(
             problems.append({"field": "extensions", "message": f"第{number}行应写成“名称=值”"})
         else:
             extensions[key.strip()] = value.strip()
-    provider = optional_int(text(form, "provider_department_id")) if caller.is_admin and not editing else None
+    provider = (
+        optional_int(text(form, "provider_department_id"))
+        if caller.is_admin and not editing
+        else None
+    )
     payload: dict[str, Any] = {
         "classification_code": text(form, "classification_code"),
         "name": text(form, "name"),
@@ -450,9 +520,14 @@ def _snapshot_values(snap: dict[str, Any]) -> dict[str, Any]:
     return {
         **snap,
         "items": [
-            {**it, "length": "" if it.get("length") is None else it["length"], "code_table": it.get("code_table") or ""}
+            {
+                **it,
+                "length": "" if it.get("length") is None else it["length"],
+                "code_table": it.get("code_table") or "",
+            }
             for it in snap["items"]
-        ] or [{}],
+        ]
+        or [{}],
         "related_text": "、".join(snap.get("related_codes", [])),
         "extensions_text": "\n".join(f"{k}={v}" for k, v in (snap.get("extensions") or {}).items()),
         "source_system_id": snap.get("source_system_id") or "",
@@ -483,8 +558,13 @@ def _resource_form(
         errors=errors,
         codes=codes,
         classifications=service.list_classifications(db),
-        system_options=[(s.id, f"{s.name}（{s.department.short_name}）") for s, _ in service.list_systems(db, department)],
-        department_options=[(d.id, d.name) for d in identity.list_departments(db)] if caller.is_admin else [],
+        system_options=[
+            (s.id, f"{s.name}（{s.department.short_name}）")
+            for s, _ in service.list_systems(db, department)
+        ],
+        department_options=[(d.id, d.name) for d in identity.list_departments(db)]
+        if caller.is_admin
+        else [],
         sharing_types=list(SharingType),
         code_table_names=sorted(codes.entries),
         code_table_titles=CODE_TABLE_TITLES,
@@ -502,14 +582,18 @@ def _editable(db: Session, caller: Principal, resource_id: int) -> Resource:
 
 
 @router.get("/catalog/resources/{resource_id}/edit")
-def edit_resource_form(resource_id: int, request: Request, db: SessionDep, caller: CatalogWriter) -> Response:
+def edit_resource_form(
+    resource_id: int, request: Request, db: SessionDep, caller: CatalogWriter
+) -> Response:
     resource = _editable(db, caller, resource_id)
     values = _snapshot_values(service.snapshot(resource))
     return _resource_form(request, db, caller, values=values, resource=resource)
 
 
 @router.post("/catalog/resources/{resource_id}/edit")
-async def update_resource(resource_id: int, request: Request, db: SessionDep, caller: CatalogWriter) -> Response:
+async def update_resource(
+    resource_id: int, request: Request, db: SessionDep, caller: CatalogWriter
+) -> Response:
     form = await request.form()
     payload, values, problems = _resource_payload(form, caller, editing=True)
     try:
@@ -520,9 +604,12 @@ async def update_resource(resource_id: int, request: Request, db: SessionDep, ca
     except InvalidResource as exc:
         db.rollback()
         resource = _editable(db, caller, resource_id)
-        errors = FormErrors(f"{exc.message}，请按提示修改后再保存", exc.details, label=problem_label)
-        return _resource_form(request, db, caller, values=values, resource=resource, errors=errors,
-                              status_code=422)
+        errors = FormErrors(
+            f"{exc.message}，请按提示修改后再保存", exc.details, label=problem_label
+        )
+        return _resource_form(
+            request, db, caller, values=values, resource=resource, errors=errors, status_code=422
+        )
     db.commit()
     return redirect(f"/catalog/resources/{resource_id}?done=updated")
 
@@ -536,27 +623,42 @@ QUEUES = {
 
 
 @router.get("/catalog/review")
-def review_page(request: Request, db: SessionDep, caller: CatalogReader, queue: str = "") -> Response:
+def review_page(
+    request: Request, db: SessionDep, caller: CatalogReader, queue: str = ""
+) -> Response:
     allowed = {k: q for k, q in QUEUES.items() if caller.can(q[2])}
     _forbid_unless(bool(allowed), "需要目录审核权限")
     current = queue if queue in allowed else next(iter(allowed))
     rows = service.review_queue(db, caller, allowed[current][1])
     return render(
-        request, "catalog/review.html", caller, queues=allowed, current=current, rows=rows,
+        request,
+        "catalog/review.html",
+        caller,
+        queues=allowed,
+        current=current,
+        rows=rows,
         codes=service.CodeTables(db),
     )
 
 
 @router.get("/catalog/mine")
-def mine_page(request: Request, db: SessionDep, caller: CatalogReader, status: str = "") -> Response:
+def mine_page(
+    request: Request, db: SessionDep, caller: CatalogReader, status: str = ""
+) -> Response:
     if caller.department_id is None:
         raise InvalidInput("当前账号不属于任何部门")
     rows = service.department_resources(db, caller.department_id, limit=2000)
     counts = Counter(r.status for r in rows)
     wanted = _enum(ResourceStatus, status, "status")
     return render(
-        request, "catalog/mine.html", caller, counts=counts, total=len(rows), current=wanted,
-        rows=[r for r in rows if wanted is None or r.status is wanted], statuses=list(ResourceStatus),
+        request,
+        "catalog/mine.html",
+        caller,
+        counts=counts,
+        total=len(rows),
+        current=wanted,
+        rows=[r for r in rows if wanted is None or r.status is wanted],
+        statuses=list(ResourceStatus),
         editable=service.EDITABLE,
     )
 
@@ -565,12 +667,24 @@ def mine_page(request: Request, db: SessionDep, caller: CatalogReader, status: s
 
 
 def _import_page(
-    request: Request, db: Session, caller: Principal, *, errors: FormErrors = NO_ERRORS,
-    rows: list[dict[str, Any]] | None = None, status_code: int = 200, filename: str = "",
+    request: Request,
+    db: Session,
+    caller: Principal,
+    *,
+    errors: FormErrors = NO_ERRORS,
+    rows: list[dict[str, Any]] | None = None,
+    status_code: int = 200,
+    filename: str = "",
 ) -> Response:
     return render(
-        request, "catalog/import.html", caller, status_code=status_code, errors=errors, rows=rows or [],
-        filename=filename, columns=spreadsheet.COLUMNS,
+        request,
+        "catalog/import.html",
+        caller,
+        status_code=status_code,
+        errors=errors,
+        rows=rows or [],
+        filename=filename,
+        columns=spreadsheet.COLUMNS,
         departments=identity.list_departments(db) if caller.is_admin else [],
     )
 
@@ -583,21 +697,34 @@ def import_form(request: Request, db: SessionDep, caller: CatalogWriter) -> Resp
 @router.post("/catalog/import")
 async def import_upload(request: Request, db: SessionDep, caller: CatalogWriter) -> Response:
     form = await request.form()
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile) or not upload.filename:
-        errors = FormErrors("请选择要导入的 XLSX 或 CSV 文件", [{"field": "file", "message": "请选择文件"}])
-        return _import_page(request, db, caller, errors=errors, status_code=422)
-    provider = optional_int(text(form, "provider_department_id")) if caller.is_admin else None
-    content = await upload.read()
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            errors = FormErrors(
+                "请选择要导入的 XLSX 或 CSV 文件", [{"field": "file", "message": "请选择文件"}]
+            )
+            return _import_page(request, db, caller, errors=errors, status_code=422)
+        provider = optional_int(text(form, "provider_department_id")) if caller.is_admin else None
+        content = await upload.read()
+    finally:
+        await form.close()  # the spooled upload is not closed for us without a File() parameter
     try:
         spreadsheet.import_resources(
-            db, caller, upload.filename, content,
+            db,
+            caller,
+            upload.filename,
+            content,
             provider_department_id=provider if isinstance(provider, int) else None,
         )
     except ImportRejected as exc:
         db.rollback()
         return _import_page(
-            request, db, caller, errors=FormErrors(exc.message), rows=exc.details, status_code=422,
+            request,
+            db,
+            caller,
+            errors=FormErrors(exc.message),
+            rows=exc.details,
+            status_code=422,
             filename=upload.filename,
         )
     db.commit()
@@ -610,20 +737,38 @@ DEMAND_STATUS = {"open": "待响应", "answered": "已响应", "closed": "已关
 
 
 def _demands_page(
-    request: Request, db: Session, caller: Principal, *, status: str = "", new_values: dict[str, Any] | None = None,
-    new_errors: FormErrors = NO_ERRORS, respond_id: int | None = None, respond_values: dict[str, Any] | None = None,
-    respond_errors: FormErrors = NO_ERRORS, status_code: int = 200,
+    request: Request,
+    db: Session,
+    caller: Principal,
+    *,
+    status: str = "",
+    new_values: dict[str, Any] | None = None,
+    new_errors: FormErrors = NO_ERRORS,
+    respond_id: int | None = None,
+    respond_values: dict[str, Any] | None = None,
+    respond_errors: FormErrors = NO_ERRORS,
+    status_code: int = 200,
 ) -> Response:
     return render(
-        request, "catalog/demands.html", caller, status_code=status_code,
-        demands=service.list_demands(db, status or None), current=status, demand_status=DEMAND_STATUS,
-        new_values=new_values or {}, new_errors=new_errors, respond_id=respond_id,
-        respond_values=respond_values or {}, respond_errors=respond_errors,
+        request,
+        "catalog/demands.html",
+        caller,
+        status_code=status_code,
+        demands=service.list_demands(db, status or None),
+        current=status,
+        demand_status=DEMAND_STATUS,
+        new_values=new_values or {},
+        new_errors=new_errors,
+        respond_id=respond_id,
+        respond_values=respond_values or {},
+        respond_errors=respond_errors,
     )
 
 
 @router.get("/catalog/demands")
-def demands_page(request: Request, db: SessionDep, caller: CatalogReader, status: str = "") -> Response:
+def demands_page(
+    request: Request, db: SessionDep, caller: CatalogReader, status: str = ""
+) -> Response:
     return _demands_page(request, db, caller, status=status if status in DEMAND_STATUS else "")
 
 
@@ -635,22 +780,34 @@ async def add_demand(request: Request, db: SessionDep, caller: DemandWriter) -> 
         service.add_demand(db, caller, DemandIn.model_validate(values))
     except ValidationError as exc:
         errors = FormErrors("需求信息不完整", validation_problems(exc), label=_demand_label)
-        return _demands_page(request, db, caller, new_values=values, new_errors=errors, status_code=422)
+        return _demands_page(
+            request, db, caller, new_values=values, new_errors=errors, status_code=422
+        )
     except InvalidInput as exc:
         db.rollback()
         errors = FormErrors(exc.message, exc.details, label=_demand_label)
-        return _demands_page(request, db, caller, new_values=values, new_errors=errors, status_code=422)
+        return _demands_page(
+            request, db, caller, new_values=values, new_errors=errors, status_code=422
+        )
     db.commit()
     return redirect("/catalog/demands?done=demand_added")
 
 
 def _demand_label(field: str) -> str:
-    return {"title": "需求名称", "description": "需求描述", "wanted_items": "所需信息项", "purpose": "用途",
-            "resource_code": "资源代码", "note": "说明"}.get(field, field)
+    return {
+        "title": "需求名称",
+        "description": "需求描述",
+        "wanted_items": "所需信息项",
+        "purpose": "用途",
+        "resource_code": "资源代码",
+        "note": "说明",
+    }.get(field, field)
 
 
 @router.post("/catalog/demands/{demand_id}/responses")
-async def respond_to_demand(demand_id: int, request: Request, db: SessionDep, caller: CatalogWriter) -> Response:
+async def respond_to_demand(
+    demand_id: int, request: Request, db: SessionDep, caller: CatalogWriter
+) -> Response:
     form = await request.form()
     values = {"resource_code": text(form, "resource_code"), "note": text(form, "note")}
     try:
@@ -664,7 +821,13 @@ async def respond_to_demand(demand_id: int, request: Request, db: SessionDep, ca
         db.commit()
         return redirect("/catalog/demands?done=demand_answered")
     return _demands_page(
-        request, db, caller, respond_id=demand_id, respond_values=values, respond_errors=errors, status_code=422
+        request,
+        db,
+        caller,
+        respond_id=demand_id,
+        respond_values=values,
+        respond_errors=errors,
+        status_code=422,
     )
 
 
@@ -677,21 +840,43 @@ def close_demand(demand_id: int, db: SessionDep, caller: DemandWriter) -> Respon
 
 # -- information-system inventory -------------------------------------------------------------
 
-SYSTEM_LABELS = {"name": "系统名称", "function": "系统功能", "scope": "使用范围", "usage_frequency": "使用频度",
-                 "approval": "立项审批", "funding": "资金来源", "network": "部署网络", "in_use": "是否在用",
-                 "department_id": "所属部门"}
+SYSTEM_LABELS = {
+    "name": "系统名称",
+    "function": "系统功能",
+    "scope": "使用范围",
+    "usage_frequency": "使用频度",
+    "approval": "立项审批",
+    "funding": "资金来源",
+    "network": "部署网络",
+    "in_use": "是否在用",
+    "department_id": "所属部门",
+}
 
 
 def _systems_page(
-    request: Request, db: Session, caller: Principal, *, department_id: int | None = None,
-    values: dict[str, Any] | None = None, errors: FormErrors = NO_ERRORS, status_code: int = 200,
+    request: Request,
+    db: Session,
+    caller: Principal,
+    *,
+    department_id: int | None = None,
+    values: dict[str, Any] | None = None,
+    errors: FormErrors = NO_ERRORS,
+    status_code: int = 200,
 ) -> Response:
     rows = service.list_systems(db, department_id)
     zombies = {s.id for s, n in rows if n == 0 or s.usage_frequency == "unused"}
     return render(
-        request, "catalog/systems.html", caller, status_code=status_code, rows=rows, zombies=zombies,
-        codes=service.CodeTables(db), departments=identity.list_departments(db), department_id=department_id,
-        values=values or {"in_use": True, "department_id": caller.department_id}, errors=errors,
+        request,
+        "catalog/systems.html",
+        caller,
+        status_code=status_code,
+        rows=rows,
+        zombies=zombies,
+        codes=service.CodeTables(db),
+        departments=identity.list_departments(db),
+        department_id=department_id,
+        values=values or {"in_use": True, "department_id": caller.department_id},
+        errors=errors,
         tables=CodeTableName,
     )
 
@@ -707,15 +892,19 @@ def systems_page(
 @router.post("/catalog/systems")
 async def add_system(request: Request, db: SessionDep, caller: SystemWriter) -> Response:
     form = await request.form()
-    values: dict[str, Any] = {k: text(form, k) for k in ("name", "function", "scope", "usage_frequency",
-                                                         "approval", "funding", "network")}
+    values: dict[str, Any] = {
+        k: text(form, k)
+        for k in ("name", "function", "scope", "usage_frequency", "approval", "funding", "network")
+    }
     values["in_use"] = text(form, "in_use") == "1"
     department = optional_int(text(form, "department_id")) if caller.is_admin else None
     try:
         data = SystemIn.model_validate(values)
         service.add_system(db, caller, data, department if isinstance(department, int) else None)
     except ValidationError as exc:
-        errors = FormErrors("信息系统信息不完整", validation_problems(exc), label=lambda f: SYSTEM_LABELS.get(f, f))
+        errors = FormErrors(
+            "信息系统信息不完整", validation_problems(exc), label=lambda f: SYSTEM_LABELS.get(f, f)
+        )
     except (InvalidInput, Conflict) as exc:
         db.rollback()
         errors = FormErrors(exc.message, exc.details, label=lambda f: SYSTEM_LABELS.get(f, f))

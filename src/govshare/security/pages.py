@@ -36,20 +36,39 @@ router = APIRouter(include_in_schema=False)
 # -- departments ------------------------------------------------------------------------
 
 DEPARTMENT_LABELS = {
-    "name": "部门全称", "short_name": "简称", "credit_code": "统一社会信用代码",
-    "division_code": "行政区划代码", "level": "行政层级", "parent_id": "上级部门",
+    "name": "部门全称",
+    "short_name": "简称",
+    "credit_code": "统一社会信用代码",
+    "division_code": "行政区划代码",
+    "level": "行政层级",
+    "parent_id": "上级部门",
 }
 
 
+def _department_label(field: str) -> str:
+    return DEPARTMENT_LABELS.get(field, field)
+
+
 def _departments_page(
-    request: Request, db: Session, caller: Principal, *, values: dict[str, Any] | None = None,
-    errors: FormErrors = NO_ERRORS, status_code: int = 200,
+    request: Request,
+    db: Session,
+    caller: Principal,
+    *,
+    values: dict[str, Any] | None = None,
+    errors: FormErrors = NO_ERRORS,
+    status_code: int = 200,
 ) -> Response:
     departments = service.list_departments(db)
     return render(
-        request, "admin/departments.html", caller, status_code=status_code, departments=departments,
-        names={d.id: d.short_name for d in departments}, levels=list(DepartmentLevel),
-        values=values or {"level": DepartmentLevel.CITY.value}, errors=errors,
+        request,
+        "admin/departments.html",
+        caller,
+        status_code=status_code,
+        departments=departments,
+        names={d.id: d.short_name for d in departments},
+        levels=list(DepartmentLevel),
+        values=values or {"level": DepartmentLevel.CITY.value},
+        errors=errors,
     )
 
 
@@ -61,19 +80,19 @@ def departments_page(request: Request, db: SessionDep, caller: DepartmentAdmin) 
 @router.post("/admin/departments")
 async def add_department(request: Request, db: SessionDep, caller: DepartmentAdmin) -> Response:
     form = await request.form()
-    values: dict[str, Any] = {k: text(form, k) for k in ("name", "short_name", "credit_code", "division_code",
-                                                         "level")}
+    values: dict[str, Any] = {
+        k: text(form, k) for k in ("name", "short_name", "credit_code", "division_code", "level")
+    }
     values["credit_code"] = values["credit_code"].upper()
     values["parent_id"] = optional_int(text(form, "parent_id"))
-    label = lambda f: DEPARTMENT_LABELS.get(f, f)  # noqa: E731
     try:
         data = DepartmentCreate.model_validate(values)
         service.add_department(db, caller.actor, **data.model_dump())
     except ValidationError as exc:
-        errors = FormErrors("部门信息不正确", validation_problems(exc), label=label)
+        errors = FormErrors("部门信息不正确", validation_problems(exc), label=_department_label)
     except (InvalidInput, Conflict) as exc:
         db.rollback()
-        errors = FormErrors(exc.message, exc.details, label=label)
+        errors = FormErrors(exc.message, exc.details, label=_department_label)
     else:
         db.commit()
         return redirect("/admin/departments?done=department_added")
@@ -82,26 +101,51 @@ async def add_department(request: Request, db: SessionDep, caller: DepartmentAdm
 
 # -- users ----------------------------------------------------------------------------------
 
-USER_LABELS = {"username": "登录名", "password": "初始密码", "display_name": "姓名",
-               "department_id": "所属部门", "roles": "角色"}
+USER_LABELS = {
+    "username": "登录名",
+    "password": "初始密码",
+    "display_name": "姓名",
+    "department_id": "所属部门",
+    "roles": "角色",
+}
 USERNAME_HINT = {r"^[A-Za-z0-9_.-]{3,50}$": "3至50位英文字母、数字或 _ . -"}
 
 
+def _user_label(field: str) -> str:
+    return USER_LABELS.get(field.split("[")[0], field)
+
+
 def _users_page(
-    request: Request, db: Session, caller: Principal, *, department_id: int | None = None,
-    values: dict[str, Any] | None = None, errors: FormErrors = NO_ERRORS, status_code: int = 200,
+    request: Request,
+    db: Session,
+    caller: Principal,
+    *,
+    department_id: int | None = None,
+    values: dict[str, Any] | None = None,
+    errors: FormErrors = NO_ERRORS,
+    status_code: int = 200,
 ) -> Response:
     return render(
-        request, "admin/users.html", caller, status_code=status_code,
-        users=service.list_users(db, department_id), departments=service.list_departments(db),
-        department_id=department_id, roles=list(Role),
-        values=values or {"department_id": department_id or caller.department_id, "roles": []}, errors=errors,
+        request,
+        "admin/users.html",
+        caller,
+        status_code=status_code,
+        users=service.list_users(db, department_id),
+        departments=service.list_departments(db),
+        department_id=department_id,
+        roles=list(Role),
+        values=values or {"department_id": department_id or caller.department_id, "roles": []},
+        errors=errors,
     )
 
 
 @router.get("/admin/users")
-def users_page(request: Request, db: SessionDep, caller: UserAdmin, department_id: str = "") -> Response:
-    return _users_page(request, db, caller, department_id=int(department_id) if department_id.isdigit() else None)
+def users_page(
+    request: Request, db: SessionDep, caller: UserAdmin, department_id: str = ""
+) -> Response:
+    return _users_page(
+        request, db, caller, department_id=int(department_id) if department_id.isdigit() else None
+    )
 
 
 @router.post("/admin/users")
@@ -111,16 +155,23 @@ async def add_user(request: Request, db: SessionDep, caller: UserAdmin) -> Respo
     values["department_id"] = optional_int(text(form, "department_id"))
     values["roles"] = [r for r in texts(form, "roles") if r]
     password = form.get("password")
-    label = lambda f: USER_LABELS.get(f.split("[")[0], f)  # noqa: E731
     try:
-        data = UserCreate.model_validate({**values, "password": password if isinstance(password, str) else ""})
+        data = UserCreate.model_validate(
+            {**values, "password": password if isinstance(password, str) else ""}
+        )
         service.add_user(db, caller.actor, **data.model_dump())
     except ValidationError as exc:
-        errors = FormErrors("用户信息不正确", validation_problems(exc, pattern_hints=USERNAME_HINT), label=label)
+        errors = FormErrors(
+            "用户信息不正确",
+            validation_problems(exc, pattern_hints=USERNAME_HINT),
+            label=_user_label,
+        )
     except (InvalidInput, Conflict, NotFound) as exc:
         db.rollback()
-        details = exc.details or ([{"field": "username", "message": exc.message}] if isinstance(exc, Conflict) else [])
-        errors = FormErrors(exc.message, details, label=label)
+        details = exc.details or (
+            [{"field": "username", "message": exc.message}] if isinstance(exc, Conflict) else []
+        )
+        errors = FormErrors(exc.message, details, label=_user_label)
     else:
         db.commit()
         return redirect("/admin/users?done=user_added")
@@ -130,20 +181,39 @@ async def add_user(request: Request, db: SessionDep, caller: UserAdmin) -> Respo
 # -- audit log ---------------------------------------------------------------------------
 
 ACTION_LABELS = {
-    "auth.login": "登录", "auth.login_failed": "登录失败", "auth.login_locked": "锁定期内登录",
-    "auth.account_locked": "账号锁定", "auth.logout": "退出登录", "auth.revoke": "注销令牌",
-    "audit.read": "查阅审计日志", "audit.verify": "校验哈希链",
-    "department.add": "新增部门", "user.add": "新增用户", "user.set_password": "设置密码",
-    "api_client.add": "登记接入应用", "demo.users": "载入演示用户",
-    "catalog.resource.add": "编制目录", "catalog.resource.update": "修改目录",
-    "catalog.resource.delete": "删除目录", "catalog.resource.submit": "提交注册",
-    "catalog.resource.approve": "注册审核通过", "catalog.resource.return": "退回修改",
-    "catalog.resource.reject": "注册审核拒绝", "catalog.resource.request_publication": "提交发布",
-    "catalog.resource.publish": "发布", "catalog.resource.reject_publication": "发布审核拒绝",
-    "catalog.resource.withdraw": "取消发布", "catalog.import": "批量导入", "catalog.export": "导出目录",
-    "catalog.classification.add": "新增分类", "catalog.code_entry.put": "维护代码表",
-    "catalog.demand.add": "提出需求", "catalog.demand.respond": "响应需求", "catalog.demand.close": "关闭需求",
-    "catalog.system.add": "登记信息系统", "catalog.system.update": "修改信息系统",
+    "auth.login": "登录",
+    "auth.login_failed": "登录失败",
+    "auth.login_locked": "锁定期内登录",
+    "auth.account_locked": "账号锁定",
+    "auth.logout": "退出登录",
+    "auth.revoke": "注销令牌",
+    "audit.read": "查阅审计日志",
+    "audit.verify": "校验哈希链",
+    "department.add": "新增部门",
+    "user.add": "新增用户",
+    "user.set_password": "设置密码",
+    "api_client.add": "登记接入应用",
+    "demo.users": "载入演示用户",
+    "catalog.resource.add": "编制目录",
+    "catalog.resource.update": "修改目录",
+    "catalog.resource.delete": "删除目录",
+    "catalog.resource.submit": "提交注册",
+    "catalog.resource.approve": "注册审核通过",
+    "catalog.resource.return": "退回修改",
+    "catalog.resource.reject": "注册审核拒绝",
+    "catalog.resource.request_publication": "提交发布",
+    "catalog.resource.publish": "发布",
+    "catalog.resource.reject_publication": "发布审核拒绝",
+    "catalog.resource.withdraw": "取消发布",
+    "catalog.import": "批量导入",
+    "catalog.export": "导出目录",
+    "catalog.classification.add": "新增分类",
+    "catalog.code_entry.put": "维护代码表",
+    "catalog.demand.add": "提出需求",
+    "catalog.demand.respond": "响应需求",
+    "catalog.demand.close": "关闭需求",
+    "catalog.system.add": "登记信息系统",
+    "catalog.system.update": "修改信息系统",
 }
 AUDIT_FILTERS = ("actor", "action", "object_type", "object_id", "since", "until")
 PAGE_SIZE = 50
@@ -183,20 +253,38 @@ def _audit_page(
     since = _day(params.get("since", ""), "since", problems)
     until = _day(params.get("until", ""), "until", problems)
     flt = audit.AuditFilter(
-        actor=params.get("actor"), action=params.get("action"), object_type=params.get("object_type"),
-        object_id=params.get("object_id"), since=since, until=until + timedelta(days=1) if until else None,
+        actor=params.get("actor"),
+        action=params.get("action"),
+        object_type=params.get("object_type"),
+        object_id=params.get("object_id"),
+        since=since,
+        until=until + timedelta(days=1) if until else None,
     )
     before = qp.get("before_seq", "")
-    rows = audit.list_entries(db, flt, before_seq=int(before) if before.isdigit() else None, limit=PAGE_SIZE)
-    audit.record(db, caller.actor, "audit.read", object_type="audit_entry",
-                 after={"returned": len(rows), **params})
+    rows = audit.list_entries(
+        db, flt, before_seq=int(before) if before.isdigit() else None, limit=PAGE_SIZE
+    )
+    audit.record(
+        db,
+        caller.actor,
+        "audit.read",
+        object_type="audit_entry",
+        after={"returned": len(rows), **params},
+    )
     db.commit()
     return render(
-        request, "audit/log.html", caller, rows=rows, params=params, action_labels=ACTION_LABELS,
-        next_before=rows[-1].seq if len(rows) == PAGE_SIZE else None, first_page=not before,
+        request,
+        "audit/log.html",
+        caller,
+        rows=rows,
+        params=params,
+        action_labels=ACTION_LABELS,
+        next_before=rows[-1].seq if len(rows) == PAGE_SIZE else None,
+        first_page=not before,
         departments={d.id: d.short_name for d in service.list_departments(db)},
         errors=FormErrors("筛选条件有误", problems) if problems else NO_ERRORS,
-        report=report, chain_problem_text=chain_problem_text,
+        report=report,
+        chain_problem_text=chain_problem_text,
     )
 
 
@@ -208,8 +296,16 @@ def audit_page(request: Request, db: SessionDep, caller: AuditReader) -> Respons
 @router.post("/audit/verify")
 def verify_chain(request: Request, db: SessionDep, caller: AuditReader) -> Response:
     report = audit.verify_chain(db)
-    audit.record(db, caller.actor, "audit.verify", object_type="audit_entry", after={"intact": report.intact})
+    audit.record(
+        db, caller.actor, "audit.verify", object_type="audit_entry", after={"intact": report.intact}
+    )
     db.commit()
     if is_fragment_request(request, "chain-report"):
-        return render(request, "audit/_chain.html", caller, report=report, chain_problem_text=chain_problem_text)
+        return render(
+            request,
+            "audit/_chain.html",
+            caller,
+            report=report,
+            chain_problem_text=chain_problem_text,
+        )
     return _audit_page(request, db, caller, report=report)

@@ -54,21 +54,21 @@ def local_date(value: date | datetime | None) -> str:
 
 def status_label(value: str | None) -> str:
     try:
-        return ResourceStatus(value).label
+        return ResourceStatus(value or "").label
     except ValueError:
         return value or ""
 
 
 def sharing_label(value: str | None) -> str:
     try:
-        return SharingType(value).label
+        return SharingType(value or "").label
     except ValueError:
         return value or ""
 
 
 def kind_label(value: str | None) -> str:
     try:
-        return ResourceKind(value).label
+        return ResourceKind(value or "").label
     except ValueError:
         return value or ""
 
@@ -118,7 +118,9 @@ def highlight(value: str, words: list[str]) -> Markup:
             start = lowered.find(word, end)
     out, pos = Markup(), 0
     for start, end in sorted(spans):
-        out += escape(text[pos:start]) + Markup("<mark>") + escape(text[start:end]) + Markup("</mark>")
+        out += (
+            escape(text[pos:start]) + Markup("<mark>") + escape(text[start:end]) + Markup("</mark>")
+        )
         pos = end
     return out + escape(text[pos:])
 

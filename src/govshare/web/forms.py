@@ -63,7 +63,7 @@ def texts(form: FormData, name: str) -> list[str]:
 
 
 def optional_int(value: str) -> int | str | None:
-    """"" → None, digits → int, anything else is passed on for the schema to reject."""
+    """ "" → None, digits → int, anything else is passed on for the schema to reject."""
     value = value.strip()
     if not value:
         return None
@@ -90,7 +90,9 @@ def _zh_message(err: Mapping[str, Any], pattern_hints: Mapping[str, str]) -> str
         case "missing":
             return "必填"
         case "string_too_short":
-            return "不能为空" if ctx.get("min_length") == 1 else f"至少 {ctx.get('min_length')} 个字符"
+            return (
+                "不能为空" if ctx.get("min_length") == 1 else f"至少 {ctx.get('min_length')} 个字符"
+            )
         case "string_too_long":
             return f"不能超过 {ctx.get('max_length')} 个字符"
         case "string_pattern_mismatch":
@@ -146,17 +148,19 @@ class FormErrors:
         for p in problems:
             field = str(p.get("field") or "")
             message_ = str(p.get("message", ""))
-            self.problems.append({"field": field, "label": label(field) if label else field, "message": message_})
+            self.problems.append(
+                {"field": field, "label": label(field) if label else field, "message": message_}
+            )
             self.by_field.setdefault(field, []).append(message_)
 
     def __bool__(self) -> bool:
         return bool(self.message or self.problems)
 
     def get(self, field: str) -> list[str]:
-        """Messages for ``field`` and its elements (``sharing_modes`` covers ``sharing_modes[1]``)."""
+        """Messages for ``field`` and its elements (``sharing_modes[1]`` for ``sharing_modes``)."""
         found = list(self.by_field.get(field, []))
         for key, messages in self.by_field.items():
-            if key.startswith(field + "[") and "." not in key[len(field):]:
+            if key.startswith(field + "[") and "." not in key[len(field) :]:
                 found.extend(messages)
         return found
 

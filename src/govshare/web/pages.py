@@ -32,16 +32,32 @@ LOGIN_COOKIE = "govshare_login"
 
 
 def _login_page(
-    request: Request, caller: Principal, *, next_url: str, username: str = "", error: str = "",
+    request: Request,
+    caller: Principal,
+    *,
+    next_url: str,
+    username: str = "",
+    error: str = "",
     status_code: int = 200,
 ) -> Response:
     token = secrets.token_urlsafe(24)
     response = render(
-        request, "login.html", caller, status_code=status_code,
-        next_url=next_url, username=username, error=error, login_token=token,
+        request,
+        "login.html",
+        caller,
+        status_code=status_code,
+        next_url=next_url,
+        username=username,
+        error=error,
+        login_token=token,
     )
     response.set_cookie(
-        LOGIN_COOKIE, token, max_age=3600, httponly=True, samesite="strict", path="/login",
+        LOGIN_COOKIE,
+        token,
+        max_age=3600,
+        httponly=True,
+        samesite="strict",
+        path="/login",
         secure=request.app.state.settings.secure_cookies,
     )
     return response
@@ -55,19 +71,29 @@ def login_form(request: Request, caller: Public, next: str = "/") -> Response:
 
 
 @router.post("/login")
-async def login(request: Request, db: SessionDep, settings: SettingsDep, caller: Public) -> Response:
+async def login(
+    request: Request, db: SessionDep, settings: SettingsDep, caller: Public
+) -> Response:
     form = await request.form()
     username, password = text(form, "username"), form.get("password")
     next_url = safe_next(text(form, "next"))
     sent, expected = text(form, "login_token"), request.cookies.get(LOGIN_COOKIE, "")
     if not sent or not expected or not constant_time_equal(sent, expected):
         return _login_page(
-            request, caller, next_url=next_url, username=username, status_code=400,
+            request,
+            caller,
+            next_url=next_url,
+            username=username,
+            status_code=400,
             error="登录页面已过期，请重新输入用户名和密码",
         )
     if not username or not isinstance(password, str) or not password:
         return _login_page(
-            request, caller, next_url=next_url, username=username, status_code=400,
+            request,
+            caller,
+            next_url=next_url,
+            username=username,
+            status_code=400,
             error="请输入用户名和密码",
         )
     remote = request.client.host if request.client else None
@@ -76,7 +102,11 @@ async def login(request: Request, db: SessionDep, settings: SettingsDep, caller:
     except GovshareError as exc:
         db.commit()  # keep the failure count and its audit entry
         return _login_page(
-            request, caller, next_url=next_url, username=username, error=exc.message,
+            request,
+            caller,
+            next_url=next_url,
+            username=username,
+            error=exc.message,
             status_code=exc.status,
         )
     token, _auth = service.open_session(db, settings, user, SessionKind.CONSOLE)
@@ -85,8 +115,13 @@ async def login(request: Request, db: SessionDep, settings: SettingsDep, caller:
     db.commit()
     response = redirect(next_url)
     response.set_cookie(
-        SESSION_COOKIE, token, max_age=settings.token_ttl_minutes * 60, httponly=True,
-        samesite="lax", secure=settings.secure_cookies, path="/",
+        SESSION_COOKIE,
+        token,
+        max_age=settings.token_ttl_minutes * 60,
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies,
+        path="/",
     )
     response.delete_cookie(LOGIN_COOKIE, path="/login")
     return response
@@ -114,7 +149,10 @@ def _chart(
 ) -> dict[str, Any]:
     """What app.js needs to draw one ECharts chart."""
     spec: dict[str, Any] = {
-        "type": kind, "title": title, "labels": [p[0] for p in pairs], "values": [p[1] for p in pairs],
+        "type": kind,
+        "title": title,
+        "labels": [p[0] for p in pairs],
+        "values": [p[1] for p in pairs],
     }
     if colors:
         spec["colors"] = colors
@@ -127,8 +165,11 @@ def _status_counts(db: SessionDep, caller: Principal) -> dict[ResourceStatus, in
     counts: dict[ResourceStatus, int] = {}
     for status in ResourceStatus:
         sq = search.SearchQuery(
-            scope="all" if caller.is_admin else "mine", status=status, limit=1,
-            viewer_department_id=caller.department_id, viewer_is_admin=caller.is_admin,
+            scope="all" if caller.is_admin else "mine",
+            status=status,
+            limit=1,
+            viewer_department_id=caller.department_id,
+            viewer_is_admin=caller.is_admin,
         )
         counts[status] = search.search(db, sq).total
     return counts
@@ -139,19 +180,24 @@ def dashboard(request: Request, db: SessionDep, caller: Authenticated) -> Respon
     context: dict[str, Any] = {"charts": [], "cards": []}
     if caller.can(Permission.CATALOG_READ):
         sq = search.SearchQuery(
-            scope="catalog", limit=1, viewer_department_id=caller.department_id,
+            scope="catalog",
+            limit=1,
+            viewer_department_id=caller.department_id,
             viewer_is_admin=caller.is_admin,
         )
         result = search.search(db, sq)
         facets = facet_values(db, result.facets, CodeTables(db))
         statuses = _status_counts(db, caller)
-        by_dept = sorted(((f.label, f.count) for f in facets.get("department", [])), key=lambda p: -p[1])
+        by_dept = sorted(
+            ((f.label, f.count) for f in facets.get("department", [])), key=lambda p: -p[1]
+        )
         sharing = {f.value: f.count for f in facets.get("sharing_type", [])}
         scope_name = "全平台" if caller.is_admin else "本部门"
         context["charts"] = [
             _chart("bar", "各部门已发布目录数", by_dept[:20]),
             _chart(
-                "pie", "共享类型分布（已发布）",
+                "pie",
+                "共享类型分布（已发布）",
                 [(t.label, sharing.get(t.value, 0)) for t in SharingType],
                 colors=[SHARING_COLORS[t.value] for t in SharingType],
             ),
@@ -163,14 +209,25 @@ def dashboard(request: Request, db: SessionDep, caller: Authenticated) -> Respon
             (f"{scope_name}目录", sum(statuses.values()), "/catalog/mine"),
         ]
         if caller.can(Permission.CATALOG_REVIEW):
-            cards.append(("待注册审核", statuses[ResourceStatus.PENDING_REGISTRATION],
-                          "/catalog/review?queue=registration"))
+            cards.append(
+                (
+                    "待注册审核",
+                    statuses[ResourceStatus.PENDING_REGISTRATION],
+                    "/catalog/review?queue=registration",
+                )
+            )
         if caller.can(Permission.CATALOG_PUBLISH):
-            cards.append(("待发布审核", statuses[ResourceStatus.PENDING_PUBLICATION],
-                          "/catalog/review?queue=publication"))
+            cards.append(
+                (
+                    "待发布审核",
+                    statuses[ResourceStatus.PENDING_PUBLICATION],
+                    "/catalog/review?queue=publication",
+                )
+            )
         if caller.can(Permission.CATALOG_WRITE):
-            cards.append(("退回修改", statuses[ResourceStatus.RETURNED],
-                          "/catalog/mine?status=returned"))
+            cards.append(
+                ("退回修改", statuses[ResourceStatus.RETURNED], "/catalog/mine?status=returned")
+            )
         context["cards"] = cards
     if caller.can(Permission.AUDIT_READ):
         context["cards"].append(("审计日志条数", audit.count_entries(db), "/audit"))
