@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -60,21 +59,21 @@ def serve(
 
 
 def _ensure_demo(settings: Settings) -> None:
+    """Load the demo once; on every start give the demo accounts the printed password."""
     from govshare import db, demo
     from govshare.catalog.service import seed_reference_data
-    from govshare.security.audit import SYSTEM
-    from govshare.security.service import get_user_by_username, set_password
 
-    factory = db.make_session_factory(db.make_engine(settings), settings)
+    engine = db.make_engine(settings)
     password = settings.admin_password or generate_password()
-    with db.session_scope(factory) as session:
+    with db.session_scope(db.make_session_factory(engine, settings)) as session:
         seed_reference_data(session)
         if not demo.demo_loaded(session):
             with console.status("载入演示数据…"):
                 counts = demo.load_demo(session, password)
             console.print(f"已载入演示数据: {counts}")
-        elif settings.admin_password or not os.environ.get("GOVSHARE_KEEP_PASSWORD"):
-            set_password(session, SYSTEM, get_user_by_username(session, "admin"), password)
+        else:
+            demo.reset_passwords(session, password)
+    engine.dispose()
     console.print(f"管理员登录: 用户名 [bold]admin[/bold]  密码 [bold]{password}[/bold]")
     console.print(
         "演示账号 (同一密码): gaj_reg 公安编目员, gaj_rev 公安审核员, "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from stdnum.cn import uscc
 
@@ -672,6 +672,23 @@ def _generated_entries() -> list[Entry]:
                     )
                 )
     return out
+
+
+def reset_passwords(session: Session, password: str) -> None:
+    """Give every account the demo created (all but those added later) one password."""
+    pw = hash_password(password)
+    names = {"admin", "auditor"} | {
+        f"{abbr}_{r}" for abbr, _, _ in DEPARTMENTS for r in ("reg", "rev", "res")
+    }
+    names |= {f"snq_{r}" for r in ("reg", "rev", "res")}
+    session.execute(
+        update(User)
+        .where(User.username.in_(names))
+        .values(password_hash=pw, failed_logins=0, locked_until=None)
+    )
+    audit.record(
+        session, SYSTEM, "demo.reset_passwords", object_type="user", after={"count": len(names)}
+    )
 
 
 def demo_loaded(session: Session) -> bool:
