@@ -218,6 +218,13 @@ def test_register_review_publish_and_find(demo_hub: str, page: Any, tmp_path: Pa
     expect(results.locator("mark").first).to_be_visible()
     expect(page).to_have_url(re.compile(r"/catalog\?q="))
     expect(page.locator("[data-facet=department]")).to_contain_text("公安")
+    # Facets narrow the results in place (htmx) and show as removable chips.
+    page.locator("[data-facet=sharing_type]").get_by_role(
+        "link", name=re.compile("有条件共享")
+    ).click()
+    expect(page.locator(".chips")).to_contain_text("共享类型：有条件共享")
+    expect(page).to_have_url(re.compile(r"sharing_type=2"))
+    expect(results.locator("li.result").first).to_contain_text(ENTRY_NAME)
     shot = tmp_path / "catalog-search.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000

@@ -349,17 +349,23 @@ def test_form_errors_appear_beside_their_fields_and_nothing_is_stored(console: C
     assert console.resource_count() == before
 
 
-def test_schema_errors_are_translated(console: Console) -> None:
+def test_schema_and_rule_errors_come_in_one_round(console: Console) -> None:
     client = console.signed_in(console.registrar)
-    items = [{"name": "姓名", "code": "1bad", "data_type": "C", "length": "abc"}]
-    r = client.post(
-        "/catalog/resources/new", data=resource_form(csrf_of(client), name="", items=items)
-    )
+    before = console.resource_count()
+    items = [
+        {"name": "姓名", "code": "1bad", "data_type": "C", "length": "abc"},
+        {"name": "金额", "code": "je", "data_type": "Y"},
+    ]
+    form = resource_form(csrf_of(client), name="", update_cycle="", items=items)
+    r = client.post("/catalog/resources/new", data=form)
     assert r.status_code == 422
     assert "至少 2 个字符" in r.text
     assert "应以英文字母或下划线开头" in r.text
     assert "应为整数" in r.text
+    assert "请选择更新周期" in r.text
+    assert "结构化信息项必须注明数据长度" in r.text  # a rule, reported with the schema's errors
     assert 'value="abc"' in r.text
+    assert console.resource_count() == before
 
 
 def test_saving_the_form_creates_a_draft_and_shows_it(console: Console) -> None:

@@ -40,6 +40,7 @@ from govshare.catalog.schemas import (
     ChangeIn,
     DemandIn,
     DemandResponseIn,
+    ItemIn,
     ResourceIn,
     SystemIn,
 )
@@ -224,9 +225,7 @@ def _search_query(
         format=params.get("format") or None,
         update_cycle=params.get("update_cycle") or None,
         is_open=None if is_open not in ("true", "false") else is_open == "true",
-        status=_enum(ResourceStatus, params.get("status"), "status")
-        if params.get("scope") != "catalog"
-        else None,
+        status=_enum(ResourceStatus, params.get("status"), "status"),
         scope=params.get("scope", "catalog"),
         sort=params.get("sort", "relevance"),
         cursor=cursor,
@@ -352,9 +351,7 @@ async def add_resource(request: Request, db: SessionDep, caller: CatalogWriter) 
     form = await request.form()
     payload, values, problems = _resource_payload(form, caller, editing=False)
     try:
-        if problems:
-            raise InvalidResource("目录信息不符合编制要求", details=problems)
-        data = _validated(ResourceIn, payload)
+        data = _validated(db, ResourceIn, payload, problems)
         resource = service.add_resource(db, caller, data)
     except InvalidResource as exc:
         db.rollback()
@@ -379,6 +376,10 @@ def resource_page(
     return _resource_page(request, db, caller, resource, snap, diff_from=diff_from, diff_to=diff_to)
 
 
+def _step_label(field: str) -> str:
+    return "原因" if field == "reason" else problem_label(field)
+
+
 @router.post("/catalog/resources/{resource_id}/steps/{step}")
 async def take_step(
     resource_id: int, step: str, request: Request, db: SessionDep, caller: CatalogReader
@@ -390,7 +391,7 @@ async def take_step(
     except InvalidInput as exc:  # a missing reason, or the conformance check before publishing
         db.rollback()
         resource, snap = service.visible_resource(db, caller, resource_id)
-        errors = FormErrors(exc.message, exc.details, label=problem_label)
+        errors = FormErrors(exc.message, exc.details, label=_step_label)
         return _resource_page(
             request,
             db,
@@ -416,13 +417,50 @@ def delete_resource(resource_id: int, db: SessionDep, caller: CatalogWriter) -> 
 # -- compile and edit form ---------------------------------------------------------------
 
 
-def _validated(model: Any, payload: dict[str, Any]) -> Any:
+def _validated(
+    db: Session, model: Any, payload: dict[str, Any], form_problems: list[dict[str, str]]
+) -> Any:
+    """The form as ``model``; on failure every problem at once, the form's, the schema's
+    and the compilation rules' (so the registrar does not fix the form in rounds)."""
+    problems = list(form_problems)
     try:
-        return model.model_validate(payload)
+        data = model.model_validate(payload)
     except ValidationError as exc:
-        raise InvalidResource(
-            "目录信息不符合编制要求", details=validation_problems(exc, pattern_hints=PATTERN_HINTS)
-        ) from None
+        reported = {p["field"] for p in problems}
+        problems += [
+            p
+            for p in validation_problems(exc, pattern_hints=PATTERN_HINTS)
+            if p["field"] not in reported
+        ]
+    if not problems:
+        return data
+    reported = {p["field"] for p in problems}
+    problems += [p for p in _rule_problems(db, payload) if p["field"] not in reported]
+    raise InvalidResource("目录信息不符合编制要求", details=problems)
+
+
+def _rule_problems(db: Session, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The catalog rules applied to a form the schema refused, as far as its values allow."""
+    try:
+        sharing_type: SharingType | None = SharingType(payload["sharing_type"])
+    except ValueError:
+        sharing_type = None
+    system = payload["source_system_id"]
+    draft = ResourceIn.model_construct(
+        **{
+            **payload,
+            "sharing_type": sharing_type,
+            "source_system_id": system if isinstance(system, int) else None,
+            "items": [
+                ItemIn.model_construct(
+                    **{**it, "length": it["length"] if it["length"] != "" else None}
+                )
+                for it in payload["items"]
+            ],
+        }
+    )
+    problems, _ = service.validate_resource(db, draft, service.CodeTables(db))
+    return problems
 
 
 def _split_codes(value: str) -> list[str]:
@@ -434,7 +472,11 @@ def _resource_payload(
 ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, str]]]:
     """The form as the schema's input, the values to show again, and problems the form
     itself reveals (extension lines without ``=``)."""
-    problems: list[dict[str, str]] = []
+    problems = [
+        {"field": name, "message": f"请选择{FIELD_LABELS[name]}"}
+        for name in ("classification_code", "format", "update_cycle", "sharing_type")
+        if not text(form, name)
+    ]
     columns = [
         texts(form, f"item_{f}")
         for f in ("name", "code", "data_type", "length", "description", "code_table", "is_key")
@@ -597,9 +639,7 @@ async def update_resource(
     form = await request.form()
     payload, values, problems = _resource_payload(form, caller, editing=True)
     try:
-        if problems:
-            raise InvalidResource("目录信息不符合编制要求", details=problems)
-        data = _validated(ChangeIn, payload)
+        data = _validated(db, ChangeIn, payload, problems)
         service.update_resource(db, caller, resource_id, data)
     except InvalidResource as exc:
         db.rollback()
