@@ -194,6 +194,7 @@ ACTION_LABELS = {
     "user.set_password": "设置密码",
     "api_client.add": "登记接入应用",
     "demo.users": "载入演示用户",
+    "demo.reset_passwords": "重置演示账号密码",
     "catalog.resource.add": "编制目录",
     "catalog.resource.update": "修改目录",
     "catalog.resource.delete": "删除目录",
