@@ -51,7 +51,7 @@ def test_rule_violations_list_every_field(world: World) -> None:
         sharing_type="2",
         sharing_conditions="",
         format="floppy",
-        update_cycle="hourly",
+        update_cycle="every_hour",
         items=[
             {"name": "金额", "code": "je", "data_type": "Y"},
             {"name": "金额2", "code": "JE", "data_type": "Q"},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -20,6 +22,7 @@ from govshare.config import Settings
 from govshare.db import make_engine, make_session_factory
 from govshare.deps import Public
 from govshare.errors import GovshareError
+from govshare.exchange.store import make_store
 
 HERE = Path(__file__).parent
 log = structlog.get_logger()
@@ -93,28 +96,45 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def create_app(settings: Settings) -> FastAPI:
     """Build the hub. The database must already be migrated (``govshare db upgrade``)."""
+    engine = make_engine(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from govshare.exchange.tasks import Monitor
+
+        monitor = Monitor(settings, app.state.session_factory)
+        monitor.start()
+        try:
+            yield
+        finally:
+            monitor.stop()
+            app.state.package_store.close()
+
     app = FastAPI(
         title="govshare 政务数据共享交换平台",
         version=__version__,
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        lifespan=lifespan,
     )
-    engine = make_engine(settings)
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine, settings)
     app.state.templates = make_templates()
+    app.state.package_store = make_store(settings.bus_url)
     install_error_handlers(app)
 
     from govshare.catalog import api as catalog_api
     from govshare.catalog import pages as catalog_pages
+    from govshare.exchange import api as exchange_api
     from govshare.security import api as security_api
     from govshare.security import pages as security_pages
     from govshare.web import pages as web_pages
 
     app.include_router(security_api.router, prefix="/api/v1")
     app.include_router(catalog_api.router, prefix="/api/v1")
+    app.include_router(exchange_api.router, prefix="/api/v1")
     app.include_router(web_pages.router)
     app.include_router(security_pages.router)
     app.include_router(catalog_pages.router)

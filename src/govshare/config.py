@@ -73,6 +73,38 @@ class Settings(BaseSettings):
         default="sm3",
         description="Digest that chains the audit log (SM3 national standard or SHA-256).",
     )
+    bus_url: str | None = Field(
+        default=None,
+        description="Exchange log on NATS JetStream (nats://host:port[,nats://…]); "
+        "in the hub database when unset.",
+    )
+    exchange_signature: Literal["sm2", "ed25519"] = Field(
+        default="sm2",
+        description="Signature algorithm of exchange packages and node requests (SM2 or Ed25519).",
+    )
+    exchange_digest: Literal["sm3", "sha256"] = Field(
+        default="sm3", description="Digest algorithm of exchange packages (SM3 or SHA-256)."
+    )
+    exchange_cipher: Literal["sm4", "aes", "none"] = Field(
+        default="sm4",
+        description="Encryption of package bodies between node and hub (SM4-GCM, AES-GCM or none).",
+    )
+    node_silent_seconds: int = Field(
+        default=60,
+        ge=5,
+        le=86400,
+        description="A node silent longer than this is offline and alerted.",
+    )
+    alert_webhook_url: str | None = Field(
+        default=None,
+        description="URL that receives every new alert as JSON (POST); none when unset.",
+    )
+    monitor_interval_seconds: float = Field(
+        default=10,
+        ge=0.5,
+        le=3600,
+        description="How often the hub checks nodes, lag and due reconciliations.",
+    )
     secure_cookies: bool = Field(
         default=False, description="Mark console cookies Secure (set when served over HTTPS)."
     )

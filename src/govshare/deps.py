@@ -88,6 +88,31 @@ async def current_principal(request: Request, db: SessionDep, settings: Settings
             remote_addr=_remote(request),
         )
         db.commit()  # the nonce must stay spent even if the route fails
+    elif node_id := request.headers.get("x-node-id"):
+        from govshare.exchange.service import principal_from_node_signature
+        from govshare.security.service import string_to_sign
+
+        body = await request.body()
+        query = f"?{request.url.query}" if request.url.query else ""
+        timestamp = request.headers.get("x-timestamp", "")
+        nonce = request.headers.get("x-nonce", "")
+        principal = principal_from_node_signature(
+            db,
+            settings,
+            node_id=node_id,
+            timestamp=timestamp,
+            nonce=nonce,
+            signature=request.headers.get("x-signature", ""),
+            signed=string_to_sign(
+                request.method,
+                request.url.path + query,
+                timestamp,
+                nonce,
+                hashlib.sha256(body).hexdigest(),
+            ),
+            remote_addr=_remote(request),
+        )
+        db.commit()
     elif cookie := request.cookies.get(SESSION_COOKIE):
         found = principal_from_token(db, cookie, SessionKind.CONSOLE, _remote(request))
         if found is not None:
@@ -145,3 +170,6 @@ SystemWriter = Annotated[Principal, Depends(Require(Permission.SYSTEM_WRITE))]
 DepartmentAdmin = Annotated[Principal, Depends(Require(Permission.DEPARTMENT_ADMIN))]
 UserAdmin = Annotated[Principal, Depends(Require(Permission.USER_ADMIN))]
 AuditReader = Annotated[Principal, Depends(Require(Permission.AUDIT_READ))]
+ExchangeReader = Annotated[Principal, Depends(Require(Permission.EXCHANGE_READ))]
+ExchangeAdmin = Annotated[Principal, Depends(Require(Permission.EXCHANGE_ADMIN))]
+ExchangeNode = Annotated[Principal, Depends(Require(Permission.EXCHANGE_NODE))]

@@ -7,6 +7,7 @@ setting wherever it is used.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import os
@@ -59,3 +60,117 @@ def constant_time_equal(a: str, b: str) -> bool:
 def token_hash(token: str) -> str:
     """Bearer tokens are stored only as their SHA-256, never in clear."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+# -- signatures (SM2 or Ed25519) and ciphers (SM4 or AES, GCM mode) ---------------------
+
+SignatureAlg = Literal["sm2", "ed25519"]
+CipherAlg = Literal["none", "sm4", "aes"]
+
+
+def generate_signing_key(alg: SignatureAlg | str) -> tuple[str, str]:
+    """A new key pair as (private, public), both hex text, for ``alg``."""
+    if alg == "ed25519":
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import (
+            Encoding,
+            NoEncryption,
+            PrivateFormat,
+            PublicFormat,
+        )
+
+        key = Ed25519PrivateKey.generate()
+        private = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()).hex()
+        public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+        return private, public
+    if alg == "sm2":
+        from gmssl import sm2
+
+        private = os.urandom(32).hex()
+        signer = sm2.CryptSM2(private_key=private, public_key="")
+        public = signer._kg(int(private, 16), sm2.default_ecc_table["g"])
+        return private, public
+    raise ValueError(f"unknown signature algorithm: {alg}")
+
+
+def sign(alg: SignatureAlg | str, private: str, data: bytes) -> bytes:
+    if alg == "ed25519":
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(private)).sign(data)
+    if alg == "sm2":
+        from gmssl import sm2
+
+        signer = sm2.CryptSM2(private_key=private, public_key=_sm2_public(private))
+        return bytes.fromhex(signer.sign_with_sm3(data))
+    raise ValueError(f"unknown signature algorithm: {alg}")
+
+
+def verify_signature(alg: SignatureAlg | str, public: str, data: bytes, signature: bytes) -> bool:
+    """True only for a valid signature; any malformed input is simply invalid."""
+    try:
+        if alg == "ed25519":
+            from cryptography.exceptions import InvalidSignature
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+            try:
+                Ed25519PublicKey.from_public_bytes(bytes.fromhex(public)).verify(signature, data)
+            except InvalidSignature:
+                return False
+            return True
+        if alg == "sm2":
+            from gmssl import sm2
+
+            checker = sm2.CryptSM2(private_key="", public_key=public)
+            return bool(checker.verify_with_sm3(signature.hex(), data))
+    except (ValueError, TypeError, IndexError):
+        return False
+    return False
+
+
+@functools.lru_cache(maxsize=64)
+def _sm2_public(private: str) -> str:
+    from gmssl import sm2
+
+    return str(
+        sm2.CryptSM2(private_key=private, public_key="")._kg(
+            int(private, 16), sm2.default_ecc_table["g"]
+        )
+    )
+
+
+def generate_cipher_key(alg: CipherAlg | str) -> str:
+    return os.urandom(16 if alg == "sm4" else 32).hex()
+
+
+def encrypt(alg: CipherAlg | str, key: str, data: bytes) -> tuple[bytes, bytes]:
+    """Authenticated encryption; returns (nonce, ciphertext with tag)."""
+    nonce = os.urandom(12)
+    if alg == "aes":
+        return nonce, AESGCM(bytes.fromhex(key)).encrypt(nonce, data, None)
+    if alg == "sm4":
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+        enc = Cipher(algorithms.SM4(bytes.fromhex(key)), modes.GCM(nonce)).encryptor()
+        body = enc.update(data) + enc.finalize()
+        return nonce, body + enc.tag
+    raise ValueError(f"unknown cipher: {alg}")
+
+
+def decrypt(alg: CipherAlg | str, key: str, nonce: bytes, data: bytes) -> bytes:
+    """Raises ``ValueError`` when the ciphertext was altered or the key is wrong."""
+    from cryptography.exceptions import InvalidTag
+
+    try:
+        if alg == "aes":
+            return AESGCM(bytes.fromhex(key)).decrypt(nonce, data, None)
+        if alg == "sm4":
+            from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+            dec = Cipher(
+                algorithms.SM4(bytes.fromhex(key)), modes.GCM(nonce, data[-16:])
+            ).decryptor()
+            return dec.update(data[:-16]) + dec.finalize()
+    except InvalidTag:
+        raise ValueError("ciphertext failed authentication") from None
+    raise ValueError(f"unknown cipher: {alg}")

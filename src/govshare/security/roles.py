@@ -41,17 +41,22 @@ class Permission(StrEnum):
     DEPARTMENT_ADMIN = "department.admin"
     USER_ADMIN = "user.admin"
     AUDIT_READ = "audit.read"
+    EXCHANGE_READ = "exchange.read"  # see nodes, tasks, lag and alerts
+    EXCHANGE_ADMIN = "exchange.admin"  # create, deploy, start and stop tasks; enroll nodes
+    EXCHANGE_NODE = "exchange.node"  # held only by front-end nodes (前置机) themselves
 
 
 _CATALOG_USER = {Permission.AUTHENTICATED, Permission.CATALOG_READ}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.PLATFORM_ADMIN: frozenset(Permission) - {Permission.AUDIT_READ},
+    Role.PLATFORM_ADMIN: frozenset(Permission) - {Permission.AUDIT_READ, Permission.EXCHANGE_NODE},
     Role.CATALOG_REGISTRAR: frozenset(
         _CATALOG_USER | {Permission.CATALOG_WRITE, Permission.DEMAND_WRITE, Permission.SYSTEM_WRITE}
     ),
     Role.CATALOG_REVIEWER: frozenset(_CATALOG_USER | {Permission.CATALOG_REVIEW}),
-    Role.RESOURCE_ADMIN: frozenset(_CATALOG_USER | {Permission.DEMAND_WRITE}),
+    Role.RESOURCE_ADMIN: frozenset(
+        _CATALOG_USER | {Permission.DEMAND_WRITE, Permission.EXCHANGE_READ}
+    ),
     Role.AUDITOR: frozenset({Permission.AUTHENTICATED, Permission.AUDIT_READ}),
 }
 

@@ -1,0 +1,355 @@
+"""Exchange API: nodes and their calls (signed by the node's key), tasks, the package
+log, reconciliation, alerts, monitoring and exchange domains."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request, Response, status
+
+from govshare.catalog import service as catalog_service
+from govshare.catalog.schemas import ItemIn, ResourceIn, ResourcePublic
+from govshare.catalog.views import resource_public
+from govshare.deps import (
+    CatalogWriter,
+    ExchangeAdmin,
+    ExchangeNode,
+    ExchangeReader,
+    Public,
+    SessionDep,
+    SettingsDep,
+)
+from govshare.errors import GovshareError, InvalidInput
+from govshare.exchange import alerts, service
+from govshare.exchange.models import TaskKind, TaskState
+from govshare.exchange.schemas import (
+    AckIn,
+    AlertPublic,
+    CommandIn,
+    CommandResult,
+    DomainIn,
+    DomainPublic,
+    FromTableIn,
+    HeartbeatIn,
+    HeartbeatOut,
+    NodeAlertIn,
+    NodeCreate,
+    NodeEnrolled,
+    NodePublic,
+    NodeRegister,
+    NodeRegistered,
+    PackageAccepted,
+    PackageInfo,
+    ReconciliationPublic,
+    TaskCreate,
+    TaskPublic,
+    TaskUpdate,
+)
+
+router = APIRouter(prefix="/exchange", tags=["exchange"])
+MAX_PACKAGE_BYTES = 256 * 1024 * 1024
+
+
+# -- calls made by nodes -----------------------------------------------------------------
+
+
+@router.post("/nodes/register", summary="前置机首次注册 (一次性令牌)")
+def register_node(
+    body: NodeRegister, db: SessionDep, settings: SettingsDep, _c: Public
+) -> NodeRegistered:
+    node, cipher_key = service.register_node(
+        db, settings, node_id=body.node_id, token=body.token, public_keys=body.public_keys
+    )
+    return NodeRegistered(
+        node_id=node.id,
+        sig_alg=node.sig_alg,
+        digest_alg=settings.exchange_digest,
+        cipher=node.cipher,
+        cipher_key=cipher_key,
+    )
+
+
+@router.post("/node/heartbeat", summary="前置机心跳: 上报状态, 领取任务与命令")
+def heartbeat(body: HeartbeatIn, db: SessionDep, caller: ExchangeNode) -> HeartbeatOut:
+    node = service.node_of(db, caller)
+    return HeartbeatOut.model_validate(service.heartbeat(db, node, body))
+
+
+@router.post("/node/packages", summary="上传数据包 (application/octet-stream)")
+async def upload_package(
+    request: Request, db: SessionDep, settings: SettingsDep, caller: ExchangeNode
+) -> PackageAccepted:
+    blob = await request.body()
+    if len(blob) > MAX_PACKAGE_BYTES:
+        raise InvalidInput(
+            "数据包过大", details=[{"field": "body", "message": f"> {MAX_PACKAGE_BYTES} bytes"}]
+        )
+    node = service.node_of(db, caller)
+    try:
+        row, duplicate = service.receive_package(
+            db, settings, request.app.state.package_store, node, blob
+        )
+    except GovshareError as exc:
+        db.rollback()
+        service.reject_package(db, settings, service.node_of(db, caller), exc.message, blob)
+        db.commit()
+        raise
+    return PackageAccepted(
+        task_id=row.task_id, seq=row.seq, status="duplicate" if duplicate else "accepted"
+    )
+
+
+@router.get("/node/tasks/{task_id}/packages/next", summary="领取下一个数据包 (接收任务)")
+def next_package(
+    task_id: int,
+    request: Request,
+    db: SessionDep,
+    settings: SettingsDep,
+    caller: ExchangeNode,
+    after: int = Query(ge=0),
+) -> Response:
+    node = service.node_of(db, caller)
+    found = service.next_package(
+        db, settings, request.app.state.package_store, node, task_id, after
+    )
+    if found is None:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    blob, provider_key, row = found
+    return Response(
+        blob,
+        media_type="application/octet-stream",
+        headers={"X-Package-Seq": str(row.seq), "X-Provider-Key": provider_key},
+    )
+
+
+@router.post("/node/tasks/{task_id}/ack", summary="回执: 数据包已入库")
+def ack(task_id: int, body: AckIn, db: SessionDep, caller: ExchangeNode) -> TaskPublic:
+    node = service.node_of(db, caller)
+    counts = {"inserted": body.inserted, "updated": body.updated, "deleted": body.deleted}
+    return TaskPublic.model_validate(service.acknowledge(db, node, task_id, body.seq, counts))
+
+
+@router.post("/node/commands/{command_id}/result", summary="命令执行结果")
+def command_result(
+    command_id: int,
+    body: CommandResult,
+    db: SessionDep,
+    settings: SettingsDep,
+    caller: ExchangeNode,
+) -> dict[str, str]:
+    node = service.node_of(db, caller)
+    cmd = service.command_result(db, settings, node, command_id, body.ok, body.result)
+    return {"status": cmd.status}
+
+
+@router.post("/node/alerts", status_code=status.HTTP_204_NO_CONTENT, summary="前置机上报故障或恢复")
+def node_alert(
+    body: NodeAlertIn, db: SessionDep, settings: SettingsDep, caller: ExchangeNode
+) -> None:
+    node = service.node_of(db, caller)
+    service.node_alert(db, settings, node, body.kind, body.task_id, body.message, body.resolved)
+
+
+# -- management (桥接管理) ----------------------------------------------------------------------
+
+
+@router.get("/nodes", summary="前置机列表")
+def list_nodes(db: SessionDep, _c: ExchangeReader) -> list[NodePublic]:
+    return [NodePublic.model_validate(n) for n in service.list_nodes(db)]
+
+
+@router.post(
+    "/nodes", status_code=status.HTTP_201_CREATED, summary="登记前置机 (返回一次性注册令牌)"
+)
+def enroll_node(
+    body: NodeCreate, request: Request, db: SessionDep, settings: SettingsDep, caller: ExchangeAdmin
+) -> NodeEnrolled:
+    node, token = service.enroll_node(
+        db, settings, caller, name=body.name, department_id=body.department_id
+    )
+    hub_url = str(request.base_url).rstrip("/")
+    toml = (
+        f'hub_url = "{hub_url}"\nnode_id = {node.id}\nenrollment_token = "{token}"\n'
+        f'store = "node-{node.id}"\n\n[sources.business]\nurl = "sqlite:///business.db"\n'
+    )
+    return NodeEnrolled(
+        **NodePublic.model_validate(node).model_dump(), enrollment_token=token, node_toml=toml
+    )
+
+
+@router.get("/nodes/{node_id}", summary="前置机详情")
+def get_node(node_id: int, db: SessionDep, _c: ExchangeReader) -> NodePublic:
+    return NodePublic.model_validate(service.get_node(db, node_id))
+
+
+@router.get("/nodes/{node_id}/schemas", summary="前置机采集到的表结构")
+def node_schemas(node_id: int, db: SessionDep, _c: ExchangeReader) -> dict[str, object]:
+    return service.get_node(db, node_id).schemas
+
+
+@router.post(
+    "/nodes/{node_id}/commands", status_code=status.HTTP_201_CREATED, summary="向前置机下发命令"
+)
+def issue_command(
+    node_id: int, body: CommandIn, db: SessionDep, caller: ExchangeAdmin
+) -> dict[str, int]:
+    return {"id": service.issue_command(db, caller, node_id, body.command, body.task_id).id}
+
+
+@router.get("/tasks", summary="交换任务列表")
+def list_tasks(
+    db: SessionDep, _c: ExchangeReader, node_id: int | None = None, kind: TaskKind | None = None
+) -> list[TaskPublic]:
+    return [
+        TaskPublic.model_validate(t) for t in service.list_tasks(db, node_id=node_id, kind=kind)
+    ]
+
+
+@router.post("/tasks", status_code=status.HTTP_201_CREATED, summary="创建交换任务 (未部署)")
+def create_task(body: TaskCreate, db: SessionDep, caller: ExchangeAdmin) -> TaskPublic:
+    return TaskPublic.model_validate(service.create_task(db, caller, body))
+
+
+@router.get("/tasks/{task_id}", summary="交换任务详情")
+def get_task(task_id: int, db: SessionDep, _c: ExchangeReader) -> TaskPublic:
+    return TaskPublic.model_validate(service.get_task(db, task_id))
+
+
+@router.put("/tasks/{task_id}", summary="修改交换任务")
+def update_task(
+    task_id: int, body: TaskUpdate, db: SessionDep, caller: ExchangeAdmin
+) -> TaskPublic:
+    return TaskPublic.model_validate(service.update_task(db, caller, task_id, body))
+
+
+@router.post("/tasks/{task_id}/start", summary="部署并启动任务")
+def start_task(task_id: int, db: SessionDep, caller: ExchangeAdmin) -> TaskPublic:
+    return TaskPublic.model_validate(service.set_task_state(db, caller, task_id, TaskState.RUNNING))
+
+
+@router.post("/tasks/{task_id}/stop", summary="停止任务")
+def stop_task(task_id: int, db: SessionDep, caller: ExchangeAdmin) -> TaskPublic:
+    return TaskPublic.model_validate(service.set_task_state(db, caller, task_id, TaskState.STOPPED))
+
+
+@router.get("/tasks/{task_id}/packages", summary="交换日志: 任务的数据包")
+def list_packages(
+    task_id: int,
+    db: SessionDep,
+    _c: ExchangeReader,
+    before_seq: int | None = None,
+    limit: int = Query(default=100, ge=1, le=1000),
+) -> list[PackageInfo]:
+    service.get_task(db, task_id)
+    return [
+        PackageInfo.model_validate(p)
+        for p in service.list_packages(db, task_id, before_seq=before_seq, limit=limit)
+    ]
+
+
+@router.post(
+    "/tasks/{task_id}/reconcile", status_code=status.HTTP_201_CREATED, summary="发起桥接核对"
+)
+def reconcile(task_id: int, db: SessionDep, caller: ExchangeAdmin) -> list[ReconciliationPublic]:
+    return [
+        ReconciliationPublic.model_validate(r)
+        for r in service.request_reconciliation(db, caller, task_id)
+    ]
+
+
+@router.get("/reconciliations", summary="核对结果")
+def list_reconciliations(
+    db: SessionDep, _c: ExchangeReader, task_id: int | None = None
+) -> list[ReconciliationPublic]:
+    return [
+        ReconciliationPublic.model_validate(r) for r in service.list_reconciliations(db, task_id)
+    ]
+
+
+@router.get("/alerts", summary="告警")
+def list_alerts(db: SessionDep, _c: ExchangeReader, open_only: bool = False) -> list[AlertPublic]:
+    return [AlertPublic.model_validate(a) for a in alerts.list_alerts(db, open_only=open_only)]
+
+
+@router.get("/monitor", summary="桥接监控: 在线、积压与吞吐")
+def monitor(db: SessionDep, _c: ExchangeReader) -> dict[str, object]:
+    return service.monitor_summary(db)
+
+
+@router.get("/domains", summary="交换域")
+def list_domains(db: SessionDep, _c: ExchangeReader) -> list[DomainPublic]:
+    return [
+        DomainPublic(
+            id=d.id,
+            name=d.name,
+            description=d.description,
+            department_ids=[x.id for x in d.departments],
+        )
+        for d in service.list_domains(db)
+    ]
+
+
+@router.post("/domains", status_code=status.HTTP_201_CREATED, summary="新增交换域")
+def add_domain(body: DomainIn, db: SessionDep, caller: ExchangeAdmin) -> DomainPublic:
+    d = service.put_domain(
+        db, caller, name=body.name, description=body.description, department_ids=body.department_ids
+    )
+    return DomainPublic(
+        id=d.id,
+        name=d.name,
+        description=d.description,
+        department_ids=[x.id for x in d.departments],
+    )
+
+
+# Types a node reports for its columns, mapped to catalog item data types.
+_TYPE_MAP = {
+    "int": "I",
+    "float": "F",
+    "decimal": "N",
+    "date": "D",
+    "datetime": "T",
+    "bool": "L",
+    "bytes": "G",
+}
+
+
+@router.post(
+    "/resources/from-table",
+    status_code=status.HTTP_201_CREATED,
+    summary="由前置机发现的表生成目录草稿",
+)
+def resource_from_table(body: FromTableIn, db: SessionDep, caller: CatalogWriter) -> ResourcePublic:
+    node = service.get_node(db, body.node_id)
+    table = node.schemas.get(body.source, {}).get(body.table)
+    if not table:
+        raise InvalidInput(
+            f"前置机 {node.name} 未上报表 {body.source}.{body.table} 的结构",
+            details=[{"field": "table", "message": "请先下发 collect_schema 命令"}],
+        )
+    items = []
+    for col in table["columns"]:
+        data_type = _TYPE_MAP.get(col.get("kind", "str"), "C")
+        items.append(
+            ItemIn(
+                name=col.get("comment") or col["name"],
+                code=col["name"],
+                data_type=data_type,
+                length=col.get("length")
+                or (255 if data_type == "C" else 18 if data_type in ("N", "I", "F") else None),
+                is_key=col["name"] in table.get("key", []),
+            )
+        )
+    data = ResourceIn(
+        classification_code=body.classification_code,
+        name=body.name,
+        abstract=body.abstract,
+        format="database",
+        format_detail=f"{body.source}.{body.table}",
+        sharing_type="2",
+        sharing_conditions="按申请共享",
+        sharing_modes=["table"],
+        update_cycle="daily",
+        provider_department_id=node.department_id,
+        items=items,
+    )
+    resource = catalog_service.add_resource(db, caller, data)
+    return resource_public(resource, catalog_service.snapshot(resource), as_published=False)

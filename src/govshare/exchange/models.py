@@ -1,0 +1,253 @@
+"""Tables of the exchange system: nodes, tasks, the package log, acknowledgements,
+reconciliations, alerts, commands to nodes and exchange domains."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from govshare.catalog.models import Resource
+from govshare.db import Base, str_enum, utcnow
+from govshare.security.models import Department, JSONType
+
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class NodeStatus(StrEnum):
+    """前置机状态."""
+
+    ENROLLING = "enrolling"  # created by the platform, waiting for the node's first call
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+class ExchangeNode(Base):
+    """前置交换节点: a department's front-end node, known by its public key."""
+
+    __tablename__ = "exchange_node"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    department_id: Mapped[int] = mapped_column(ForeignKey("department.id"), index=True)
+    status: Mapped[NodeStatus] = mapped_column(
+        str_enum(NodeStatus, 12), default=NodeStatus.ENROLLING
+    )
+    enrollment_token_hash: Mapped[str | None] = mapped_column(String(64))
+    sig_alg: Mapped[str] = mapped_column(String(10))
+    public_key: Mapped[str | None] = mapped_column(Text)
+    cipher: Mapped[str] = mapped_column(String(10))
+    cipher_key_sealed: Mapped[str | None] = mapped_column(Text)
+    last_seen_at: Mapped[datetime | None] = mapped_column()
+    online: Mapped[bool] = mapped_column(default=False)
+    report: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    schemas: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    department: Mapped[Department] = relationship(lazy="joined")
+
+
+class TaskKind(StrEnum):
+    PROVIDER = "provider"  # 发送任务: from a business table to the hub
+    SUBSCRIBER = "subscriber"  # 接收任务: from the hub into a target table
+
+
+class TaskState(StrEnum):
+    """任务状态 as the platform wants it; the node reports what it actually does."""
+
+    DRAFT = "draft"
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+    @property
+    def label(self) -> str:
+        return {"draft": "未部署", "running": "运行中", "stopped": "已停止"}[self.value]
+
+
+class ExchangeTask(Base):
+    """交换任务: binds a catalog resource to a node's table (provider) or target (subscriber)."""
+
+    __tablename__ = "exchange_task"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[TaskKind] = mapped_column(str_enum(TaskKind, 12))
+    node_id: Mapped[int] = mapped_column(ForeignKey("exchange_node.id"), index=True)
+    resource_id: Mapped[int] = mapped_column(ForeignKey("resource.id"), index=True)
+    source_task_id: Mapped[int | None] = mapped_column(ForeignKey("exchange_task.id"), index=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    state: Mapped[TaskState] = mapped_column(str_enum(TaskState, 10), default=TaskState.DRAFT)
+    config_version: Mapped[int] = mapped_column(Integer, default=1)
+    last_seq: Mapped[int] = mapped_column(BigId, default=0)  # provider: newest accepted package
+    acked_seq: Mapped[int] = mapped_column(BigId, default=0)  # subscriber: newest applied package
+    created_by: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    node: Mapped[ExchangeNode] = relationship(lazy="joined")
+    resource: Mapped[Resource] = relationship(lazy="joined")
+
+
+class ExchangePackage(Base):
+    """One accepted package in the exchange log; the payload is here or on the bus."""
+
+    __tablename__ = "exchange_package"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("exchange_task.id"))
+    seq: Mapped[int] = mapped_column(BigId)
+    digest: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    rows: Mapped[int] = mapped_column(Integer)
+    inserted: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    deleted: Mapped[int] = mapped_column(Integer, default=0)
+    kind: Mapped[str] = mapped_column(String(12), default="rows")
+    created_at: Mapped[datetime] = mapped_column()  # when the node built it
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary)
+    bus_seq: Mapped[int | None] = mapped_column(BigId)
+
+    __table_args__ = (
+        UniqueConstraint("task_id", "seq", name="uq_exchange_package_task_seq"),
+        Index("ix_exchange_package_received", "received_at"),
+    )
+
+
+class DeliveryAck(Base):
+    """回执: a subscriber node applied a package, with what it applied."""
+
+    __tablename__ = "delivery_ack"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("exchange_task.id"))
+    package_id: Mapped[int] = mapped_column(ForeignKey("exchange_package.id"))
+    seq: Mapped[int] = mapped_column(BigId)
+    inserted: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    deleted: Mapped[int] = mapped_column(Integer, default=0)
+    applied_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("task_id", "seq", name="uq_delivery_ack_task_seq"),)
+
+
+class Reconciliation(Base):
+    """桥接核对: sender against receiver for one subscription, counts and checksums."""
+
+    __tablename__ = "reconciliation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_task_id: Mapped[int] = mapped_column(ForeignKey("exchange_task.id"), index=True)
+    subscriber_task_id: Mapped[int] = mapped_column(ForeignKey("exchange_task.id"), index=True)
+    day: Mapped[date | None] = mapped_column(Date)
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent: Mapped[dict[str, int]] = mapped_column(JSONType, default=dict)
+    received: Mapped[dict[str, int]] = mapped_column(JSONType, default=dict)
+    source: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # {"count", "keyhash", "seq"}
+    target: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    outcome: Mapped[str] = mapped_column(
+        String(12), default="pending"
+    )  # pending | match | mismatch
+    detail: Mapped[str] = mapped_column(Text, default="")
+    completed_at: Mapped[datetime | None] = mapped_column()
+
+
+class AlertKind(StrEnum):
+    """告警类型."""
+
+    NODE_SILENT = "node_silent"
+    SEND_FAILED = "send_failed"
+    RECEIVE_FAILED = "receive_failed"
+    DATABASE_ERROR = "database_error"
+    PACKAGE_REJECTED = "package_rejected"
+    RECONCILIATION_MISMATCH = "reconciliation_mismatch"
+    LAG = "lag"
+
+    @property
+    def label(self) -> str:
+        return {
+            "node_silent": "前置机失联",
+            "send_failed": "发送失败",
+            "receive_failed": "接收失败",
+            "database_error": "数据库错误",
+            "package_rejected": "数据包被拒收",
+            "reconciliation_mismatch": "核对不一致",
+            "lag": "交换积压",
+        }[self.value]
+
+
+class Alert(Base):
+    """告警: raised once per open condition; resolved when the condition clears."""
+
+    __tablename__ = "alert"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[AlertKind] = mapped_column(str_enum(AlertKind, 30))
+    severity: Mapped[str] = mapped_column(String(10), default="error")
+    node_id: Mapped[int | None] = mapped_column(ForeignKey("exchange_node.id"), index=True)
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("exchange_task.id"), index=True)
+    message: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (Index("ix_alert_open", "resolved_at", "kind"),)
+
+
+class NodeCommand(Base):
+    """A command from the hub to a node, collected at the node's next heartbeat."""
+
+    __tablename__ = "node_command"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("exchange_node.id"), index=True)
+    command: Mapped[str] = mapped_column(String(30))  # resync | collect_schema | checksum
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("exchange_task.id"))
+    args: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    status: Mapped[str] = mapped_column(
+        String(12), default="pending"
+    )  # pending | sent | done | failed
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_by: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column()
+
+
+exchange_domain_member = Table(
+    "exchange_domain_member",
+    Base.metadata,
+    Column("domain_id", ForeignKey("exchange_domain.id", ondelete="CASCADE"), primary_key=True),
+    Column("department_id", ForeignKey("department.id"), primary_key=True),
+)
+
+
+class ExchangeDomain(Base):
+    """交换域: a named group of departments that exchange around one theme."""
+
+    __tablename__ = "exchange_domain"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    departments: Mapped[list[Department]] = relationship(
+        secondary=exchange_domain_member, lazy="selectin"
+    )

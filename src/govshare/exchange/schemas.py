@@ -1,0 +1,258 @@
+"""Shapes of exchange data in and out of the API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from govshare.exchange.models import AlertKind, NodeStatus, TaskKind, TaskState
+
+IDENT = r"^[A-Za-z_][A-Za-z0-9_.]{0,120}$"
+
+
+class NodeCreate(BaseModel):
+    name: str = Field(min_length=2, max_length=100, description="前置机名称")
+    department_id: int
+
+
+class NodePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    department_id: int
+    status: NodeStatus
+    sig_alg: str
+    cipher: str
+    online: bool
+    last_seen_at: datetime | None
+    report: dict[str, Any]
+
+
+class NodeEnrolled(NodePublic):
+    enrollment_token: str = Field(description="一次性注册令牌, 写入前置机 node.toml")
+    node_toml: str = Field(description="前置机配置示例")
+
+
+class NodeRegister(BaseModel):
+    node_id: int
+    token: str = Field(min_length=10, max_length=200)
+    public_keys: dict[str, str] = Field(description="{'sm2': hex, 'ed25519': hex}")
+    version: str = ""
+
+
+class NodeRegistered(BaseModel):
+    node_id: int
+    sig_alg: str
+    digest_alg: str
+    cipher: str
+    cipher_key: str | None
+
+
+class ScheduleIn(BaseModel):
+    interval_seconds: float | None = Field(
+        default=5, ge=0.2, le=86400, description="按间隔执行 (秒)"
+    )
+    cron: str | None = Field(default=None, max_length=100, description="或按 cron 表达式执行")
+
+
+class ProviderConfig(BaseModel):
+    """发送任务配置: what to read from the department's business database."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(min_length=1, max_length=60, description="node.toml 中数据源的名称")
+    table: str | None = Field(default=None, pattern=IDENT, description="源表")
+    query: str | None = Field(default=None, max_length=4000, description="或只读查询 (SELECT …)")
+    key: list[str] = Field(min_length=1, description="主键列")
+    columns: list[str] | None = Field(default=None, description="要交换的列 (缺省为全部)")
+    mode: Literal["incremental", "snapshot"] = "incremental"
+    cursor_column: str | None = Field(
+        default=None, pattern=IDENT, description="单调递增列 (更新时间、行版本、自增ID)"
+    )
+    delete_detection: Literal["none", "keyset", "soft_delete"] = "keyset"
+    soft_delete_column: str | None = Field(default=None, pattern=IDENT)
+    soft_delete_value: str = "1"
+    keyset_every_seconds: float = Field(default=300, ge=1, le=86400, description="键集比对周期")
+    batch_rows: int = Field(default=50_000, ge=100, le=500_000)
+    schedule: ScheduleIn = Field(default_factory=ScheduleIn)
+
+    @model_validator(mode="after")
+    def _check(self) -> ProviderConfig:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("源表 table 与查询 query 须且只须填写一个")
+        if self.query is not None and not self.query.lstrip().lower().startswith("select"):
+            raise ValueError("query 只能是 SELECT 查询")
+        if self.mode == "incremental" and not self.cursor_column:
+            raise ValueError("增量模式须指定 cursor_column")
+        if self.delete_detection == "soft_delete" and not self.soft_delete_column:
+            raise ValueError("软删除识别须指定 soft_delete_column")
+        return self
+
+
+class SubscriberConfig(BaseModel):
+    """接收任务配置: where and how to write into the subscriber's database."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: str = Field(min_length=1, max_length=60, description="node.toml 中目标库的名称")
+    table: str = Field(pattern=IDENT, description="目标表 (不存在时按数据包自动创建)")
+    mapping: dict[str, str] = Field(default_factory=dict, description="源列 → 目标列 (缺省同名)")
+    code_maps: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="代码转换: 列 → {源代码: 目标代码}"
+    )
+    schedule: ScheduleIn = Field(default_factory=ScheduleIn)
+
+
+class TaskCreate(BaseModel):
+    name: str = Field(min_length=2, max_length=200)
+    kind: TaskKind
+    node_id: int
+    resource_id: int
+    source_task_id: int | None = Field(default=None, description="接收任务: 订阅哪个发送任务")
+    config: dict[str, Any]
+
+
+class TaskUpdate(BaseModel):
+    name: str = Field(min_length=2, max_length=200)
+    config: dict[str, Any]
+
+
+class TaskPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    kind: TaskKind
+    node_id: int
+    resource_id: int
+    source_task_id: int | None
+    config: dict[str, Any]
+    state: TaskState
+    config_version: int
+    last_seq: int
+    acked_seq: int
+    updated_at: datetime
+
+
+class PackageInfo(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    task_id: int
+    seq: int
+    digest: str
+    size: int
+    rows: int
+    inserted: int
+    updated: int
+    deleted: int
+    created_at: datetime
+    received_at: datetime
+
+
+class PackageAccepted(BaseModel):
+    task_id: int
+    seq: int
+    status: Literal["accepted", "duplicate"]
+
+
+class AckIn(BaseModel):
+    seq: int = Field(ge=1)
+    inserted: int = Field(default=0, ge=0)
+    updated: int = Field(default=0, ge=0)
+    deleted: int = Field(default=0, ge=0)
+
+
+class HeartbeatIn(BaseModel):
+    version: str = ""
+    tasks: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="任务编号 → 运行情况"
+    )
+    errors: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class CommandOut(BaseModel):
+    id: int
+    command: str
+    task_id: int | None
+    args: dict[str, Any]
+
+
+class HeartbeatOut(BaseModel):
+    tasks: list[dict[str, Any]]
+    commands: list[CommandOut]
+    server_time: datetime
+
+
+class CommandIn(BaseModel):
+    command: Literal["resync", "collect_schema", "checksum", "keyset"]
+    task_id: int | None = None
+
+
+class CommandResult(BaseModel):
+    ok: bool
+    result: dict[str, Any] = Field(default_factory=dict)
+
+
+class NodeAlertIn(BaseModel):
+    kind: Literal["send_failed", "receive_failed", "database_error"]
+    task_id: int | None = None
+    message: str = Field(max_length=2000)
+    resolved: bool = False
+
+
+class AlertPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: AlertKind
+    severity: str
+    node_id: int | None
+    task_id: int | None
+    message: str
+    details: dict[str, Any]
+    count: int
+    created_at: datetime
+    last_seen_at: datetime
+    resolved_at: datetime | None
+
+
+class ReconciliationPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    provider_task_id: int
+    subscriber_task_id: int
+    requested_at: datetime
+    sent: dict[str, int]
+    received: dict[str, int]
+    source: dict[str, Any] | None
+    target: dict[str, Any] | None
+    outcome: str
+    detail: str
+    completed_at: datetime | None
+
+
+class DomainIn(BaseModel):
+    name: str = Field(min_length=2, max_length=100)
+    description: str = Field(default="", max_length=2000)
+    department_ids: list[int] = Field(default_factory=list)
+
+
+class DomainPublic(BaseModel):
+    id: int
+    name: str
+    description: str
+    department_ids: list[int]
+
+
+class FromTableIn(BaseModel):
+    node_id: int
+    source: str
+    table: str = Field(pattern=IDENT)
+    classification_code: str
+    name: str = Field(min_length=2, max_length=200)
+    abstract: str = Field(min_length=1, max_length=4000)

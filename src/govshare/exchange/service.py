@@ -1,0 +1,931 @@
+"""Rules of the hub's exchange: enrolling nodes, tasks and their states, accepting and
+routing packages, acknowledgements, commands, reconciliation and monitoring."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import date, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from govshare.catalog.models import Resource
+from govshare.config import Settings
+from govshare.db import utcnow
+from govshare.errors import Forbidden, InvalidInput
+from govshare.exchange import alerts
+from govshare.exchange.errors import (
+    EnrollmentFailed,
+    NodeNotFound,
+    PackageRejected,
+    SequenceConflict,
+    TaskNotFound,
+)
+from govshare.exchange.models import (
+    AlertKind,
+    DeliveryAck,
+    ExchangeDomain,
+    ExchangeNode,
+    ExchangePackage,
+    ExchangeTask,
+    NodeCommand,
+    NodeStatus,
+    Reconciliation,
+    TaskKind,
+    TaskState,
+)
+from govshare.exchange.package import PackageError, parse
+from govshare.exchange.schemas import (
+    HeartbeatIn,
+    ProviderConfig,
+    SubscriberConfig,
+    TaskCreate,
+    TaskUpdate,
+)
+from govshare.exchange.store import PackageStore
+from govshare.security import audit
+from govshare.security.audit import SYSTEM, Actor
+from govshare.security.crypto import (
+    constant_time_equal,
+    generate_cipher_key,
+    seal,
+    token_hash,
+    unseal,
+    verify_signature,
+)
+from govshare.security.errors import BadSignature, ReplayedRequest
+from govshare.security.models import ApiNonce, Department
+from govshare.security.roles import Permission
+from govshare.security.service import Principal, get_department
+
+# -- nodes -----------------------------------------------------------------------------
+
+
+def enroll_node(
+    session: Session, settings: Settings, principal: Principal, *, name: str, department_id: int
+) -> tuple[ExchangeNode, str]:
+    """Create a node for a department; returns it with its one-time enrollment token."""
+    get_department(session, department_id)
+    if session.scalar(select(ExchangeNode.id).where(ExchangeNode.name == name)):
+        raise InvalidInput(
+            f"前置机名称已存在: {name}", details=[{"field": "name", "message": "名称已存在"}]
+        )
+    token = secrets.token_urlsafe(24)
+    node = ExchangeNode(
+        name=name,
+        department_id=department_id,
+        enrollment_token_hash=token_hash(token),
+        sig_alg=settings.exchange_signature,
+        cipher=settings.exchange_cipher,
+    )
+    session.add(node)
+    session.flush()
+    audit.record(
+        session,
+        principal.actor,
+        "exchange.node.enroll",
+        object_type="exchange_node",
+        object_id=node.id,
+        after={"name": name, "department_id": department_id},
+    )
+    return node, token
+
+
+def register_node(
+    session: Session, settings: Settings, *, node_id: int, token: str, public_keys: dict[str, str]
+) -> tuple[ExchangeNode, str | None]:
+    """The node's first call: trade the enrollment token for its keys being known.
+
+    Returns the node and the symmetric key for its hop to the hub (shown only here).
+    """
+    node = session.get(ExchangeNode, node_id)
+    if node is None or node.enrollment_token_hash is None:
+        raise EnrollmentFailed("前置机不存在或已注册 (unknown node or already registered)")
+    if not constant_time_equal(node.enrollment_token_hash, token_hash(token)):
+        raise EnrollmentFailed("注册令牌不正确 (bad enrollment token)")
+    public = public_keys.get(node.sig_alg)
+    if not public:
+        raise EnrollmentFailed(f"缺少 {node.sig_alg} 公钥")
+    cipher_key = None if node.cipher == "none" else generate_cipher_key(node.cipher)
+    node.public_key = public
+    node.cipher_key_sealed = seal(settings.secret_key, cipher_key) if cipher_key else None
+    node.enrollment_token_hash = None
+    node.status = NodeStatus.ACTIVE
+    node.last_seen_at = utcnow()
+    node.online = True
+    audit.record(
+        session,
+        Actor(name=f"node:{node.id}", kind="node", department_id=node.department_id),
+        "exchange.node.register",
+        object_type="exchange_node",
+        object_id=node.id,
+        after={"sig_alg": node.sig_alg, "cipher": node.cipher},
+    )
+    return node, cipher_key
+
+
+def get_node(session: Session, node_id: int) -> ExchangeNode:
+    node = session.get(ExchangeNode, node_id)
+    if node is None:
+        raise NodeNotFound(f"前置机 {node_id} 不存在")
+    return node
+
+
+def list_nodes(session: Session, department_id: int | None = None) -> list[ExchangeNode]:
+    q = select(ExchangeNode).order_by(ExchangeNode.id)
+    if department_id is not None:
+        q = q.where(ExchangeNode.department_id == department_id)
+    return list(session.scalars(q))
+
+
+def node_cipher_key(settings: Settings, node: ExchangeNode) -> str | None:
+    return unseal(settings.secret_key, node.cipher_key_sealed) if node.cipher_key_sealed else None
+
+
+NODE_PERMISSIONS = frozenset(
+    {Permission.PUBLIC, Permission.AUTHENTICATED, Permission.EXCHANGE_NODE}
+)
+
+
+def principal_from_node_signature(
+    session: Session,
+    settings: Settings,
+    *,
+    node_id: str,
+    timestamp: str,
+    nonce: str,
+    signature: str,
+    signed: bytes,
+    remote_addr: str | None,
+) -> Principal:
+    """A node signs each request with its private key (SM2 or Ed25519)."""
+    try:
+        node = session.get(ExchangeNode, int(node_id))
+        sent_at = int(timestamp)
+        sig = bytes.fromhex(signature)
+    except ValueError:
+        raise BadSignature("前置机签名头格式不正确") from None
+    if node is None or node.status is not NodeStatus.ACTIVE or not node.public_key:
+        raise BadSignature("未知或未启用的前置机")
+    if abs(utcnow().timestamp() - sent_at) > settings.signature_max_skew_seconds:
+        raise BadSignature("请求时间戳超出允许范围 (stale timestamp)")
+    if not verify_signature(node.sig_alg, node.public_key, signed, sig):
+        raise BadSignature("前置机签名不正确")
+    key = f"node:{node.id}"
+    if session.get(ApiNonce, (key, nonce)) is not None:
+        raise ReplayedRequest("重复的请求 (nonce 已使用)")
+    session.add(ApiNonce(app_key=key, nonce=nonce, seen_at=utcnow()))
+    session.flush()
+    return Principal(
+        kind="node",
+        name=key,
+        department_id=node.department_id,
+        permissions=NODE_PERMISSIONS,
+        client_id=node.id,
+        remote_addr=remote_addr,
+        display_name=node.name,
+        department_name=node.department.short_name,
+    )
+
+
+def node_of(session: Session, principal: Principal) -> ExchangeNode:
+    if principal.kind != "node" or principal.client_id is None:
+        raise Forbidden("只有前置机可以调用该接口")
+    return get_node(session, principal.client_id)
+
+
+# -- tasks -----------------------------------------------------------------------------
+
+
+def _validated_config(kind: TaskKind, config: dict[str, Any]) -> dict[str, Any]:
+    model = ProviderConfig if kind is TaskKind.PROVIDER else SubscriberConfig
+    try:
+        return model.model_validate(config).model_dump()
+    except ValidationError as exc:
+        details = [
+            {
+                "field": "config." + ".".join(str(p) for p in e["loc"]) if e["loc"] else "config",
+                "message": e["msg"],
+            }
+            for e in exc.errors()
+        ]
+        raise InvalidInput("任务配置不正确", details=details) from None
+
+
+def create_task(session: Session, principal: Principal, data: TaskCreate) -> ExchangeTask:
+    node = get_node(session, data.node_id)
+    resource = session.get(Resource, data.resource_id)
+    if resource is None or not resource.listed:
+        raise InvalidInput(
+            "只能为已发布的目录创建交换任务",
+            details=[{"field": "resource_id", "message": "目录未发布"}],
+        )
+    config = _validated_config(data.kind, data.config)
+    source_task_id = None
+    if data.kind is TaskKind.PROVIDER:
+        if node.department_id != resource.provider_department_id:
+            raise InvalidInput(
+                "发送任务须在目录提供部门的前置机上",
+                details=[{"field": "node_id", "message": "前置机不属于目录提供部门"}],
+            )
+    else:
+        source = session.get(ExchangeTask, data.source_task_id or 0)
+        if (
+            source is None
+            or source.kind is not TaskKind.PROVIDER
+            or source.resource_id != resource.id
+        ):
+            raise InvalidInput(
+                "接收任务须订阅同一目录的发送任务",
+                details=[{"field": "source_task_id", "message": "不是该目录的发送任务"}],
+            )
+        source_task_id = source.id
+    task = ExchangeTask(
+        name=data.name,
+        kind=data.kind,
+        node_id=node.id,
+        resource_id=resource.id,
+        source_task_id=source_task_id,
+        config=config,
+        created_by=principal.name,
+    )
+    session.add(task)
+    session.flush()
+    audit.record(
+        session,
+        principal.actor,
+        "exchange.task.create",
+        object_type="exchange_task",
+        object_id=task.id,
+        after={"name": task.name, "kind": str(task.kind), "node_id": node.id, "config": config},
+    )
+    return task
+
+
+def get_task(session: Session, task_id: int) -> ExchangeTask:
+    task = session.get(ExchangeTask, task_id)
+    if task is None:
+        raise TaskNotFound(f"交换任务 {task_id} 不存在")
+    return task
+
+
+def list_tasks(
+    session: Session, *, node_id: int | None = None, kind: TaskKind | None = None
+) -> list[ExchangeTask]:
+    q = select(ExchangeTask).order_by(ExchangeTask.id)
+    if node_id is not None:
+        q = q.where(ExchangeTask.node_id == node_id)
+    if kind is not None:
+        q = q.where(ExchangeTask.kind == kind)
+    return list(session.scalars(q))
+
+
+def update_task(
+    session: Session, principal: Principal, task_id: int, data: TaskUpdate
+) -> ExchangeTask:
+    task = get_task(session, task_id)
+    before = {"name": task.name, "config": task.config}
+    task.name = data.name
+    task.config = _validated_config(task.kind, data.config)
+    task.config_version += 1
+    task.updated_at = utcnow()
+    audit.record(
+        session,
+        principal.actor,
+        "exchange.task.update",
+        object_type="exchange_task",
+        object_id=task.id,
+        before=before,
+        after={"name": task.name, "config": task.config},
+    )
+    return task
+
+
+def set_task_state(
+    session: Session, principal: Principal, task_id: int, state: TaskState
+) -> ExchangeTask:
+    """Deploy/start or stop a task; the node picks the change up at its next heartbeat."""
+    task = get_task(session, task_id)
+    before = task.state
+    task.state = state
+    task.config_version += 1
+    task.updated_at = utcnow()
+    audit.record(
+        session,
+        principal.actor,
+        f"exchange.task.{'start' if state is TaskState.RUNNING else 'stop'}",
+        object_type="exchange_task",
+        object_id=task.id,
+        before={"state": str(before)},
+        after={"state": str(state)},
+    )
+    return task
+
+
+def task_assignment(session: Session, task: ExchangeTask) -> dict[str, Any]:
+    """What a node needs to run a task: its config, the resource's items and keys."""
+    out: dict[str, Any] = {
+        "id": task.id,
+        "name": task.name,
+        "kind": str(task.kind),
+        "state": str(task.state),
+        "config": task.config,
+        "config_version": task.config_version,
+        "resource_code": task.resource.code,
+        "last_seq": task.last_seq,
+        "acked_seq": task.acked_seq,
+    }
+    if task.kind is TaskKind.SUBSCRIBER and task.source_task_id:
+        source = get_task(session, task.source_task_id)
+        out["source_task_id"] = source.id
+        out["source_key"] = source.config.get("key", [])
+    return out
+
+
+# -- heartbeat, commands, node-reported alerts ---------------------------------------------
+
+
+def heartbeat(session: Session, node: ExchangeNode, report: HeartbeatIn) -> dict[str, Any]:
+    was_online = node.online
+    node.last_seen_at = utcnow()
+    node.online = True
+    node.report = report.model_dump()
+    if not was_online:
+        alerts.resolve_alerts(session, AlertKind.NODE_SILENT, node_id=node.id)
+    tasks = [task_assignment(session, t) for t in list_tasks(session, node_id=node.id)]
+    commands = list(
+        session.scalars(
+            select(NodeCommand)
+            .where(NodeCommand.node_id == node.id, NodeCommand.status == "pending")
+            .order_by(NodeCommand.id)
+        )
+    )
+    for c in commands:
+        c.status = "sent"
+    # Lag per subscriber task, for the monitor and the lag alert.
+    for t in tasks:
+        if t["kind"] == TaskKind.SUBSCRIBER and t.get("source_task_id"):
+            source = get_task(session, t["source_task_id"])
+            t["available_seq"] = source.last_seq
+    return {
+        "tasks": tasks,
+        "commands": [
+            {"id": c.id, "command": c.command, "task_id": c.task_id, "args": c.args}
+            for c in commands
+        ],
+        "server_time": utcnow(),
+    }
+
+
+def issue_command(
+    session: Session,
+    principal: Principal,
+    node_id: int,
+    command: str,
+    task_id: int | None = None,
+    args: dict[str, Any] | None = None,
+) -> NodeCommand:
+    node = get_node(session, node_id)
+    if task_id is not None and get_task(session, task_id).node_id != node.id:
+        raise InvalidInput(
+            "任务不属于该前置机", details=[{"field": "task_id", "message": "任务不属于该前置机"}]
+        )
+    cmd = NodeCommand(
+        node_id=node.id,
+        command=command,
+        task_id=task_id,
+        args=args or {},
+        created_by=principal.name,
+    )
+    session.add(cmd)
+    session.flush()
+    audit.record(
+        session,
+        principal.actor,
+        "exchange.node.command",
+        object_type="exchange_node",
+        object_id=node.id,
+        after={"command": command, "task_id": task_id, "args": args or {}},
+    )
+    return cmd
+
+
+def command_result(
+    session: Session,
+    settings: Settings,
+    node: ExchangeNode,
+    command_id: int,
+    ok: bool,
+    result: dict[str, Any],
+) -> NodeCommand:
+    cmd = session.get(NodeCommand, command_id)
+    if cmd is None or cmd.node_id != node.id:
+        raise NodeNotFound(f"命令 {command_id} 不存在")
+    cmd.status = "done" if ok else "failed"
+    cmd.result = result
+    cmd.done_at = utcnow()
+    if cmd.command == "collect_schema" and ok:
+        node.schemas = result.get("schemas", {})
+    if cmd.command == "checksum" and ok and cmd.args.get("reconciliation_id"):
+        _record_checksum(
+            session, settings, int(cmd.args["reconciliation_id"]), cmd.args.get("role", ""), result
+        )
+    return cmd
+
+
+def node_alert(
+    session: Session,
+    settings: Settings,
+    node: ExchangeNode,
+    kind: str,
+    task_id: int | None,
+    message: str,
+    resolved: bool,
+) -> None:
+    alert_kind = AlertKind(kind)
+    if resolved:
+        alerts.resolve_alerts(session, alert_kind, node_id=node.id, task_id=task_id)
+        return
+    alerts.raise_alert(
+        session,
+        alert_kind,
+        f"{node.name}: {message}",
+        node_id=node.id,
+        task_id=task_id,
+        webhook_url=settings.alert_webhook_url,
+    )
+
+
+# -- packages ------------------------------------------------------------------------------
+
+
+def receive_package(
+    session: Session, settings: Settings, store: PackageStore, node: ExchangeNode, blob: bytes
+) -> tuple[ExchangePackage, bool]:
+    """Verify and log a provider's package. Returns (row, duplicate?).
+
+    Rejections raise ``PackageRejected``/``SequenceConflict``; the caller records the
+    alert and audit entry (``reject_package``) in a transaction of its own.
+    """
+    try:
+        pkg = parse(blob)
+    except PackageError as exc:
+        raise PackageRejected(f"数据包格式错误: {exc}") from None
+    task = session.get(ExchangeTask, pkg.task_id)
+    if task is None or task.kind is not TaskKind.PROVIDER or task.node_id != node.id:
+        raise PackageRejected(f"数据包所属任务 {pkg.task_id} 不是本前置机的发送任务")
+    if int(pkg.header["node"]) != node.id:
+        raise PackageRejected("数据包的签发前置机与调用者不一致")
+    # Lock the task row so two uploads of one task are ordered (no-op on SQLite).
+    session.execute(select(ExchangeTask.id).where(ExchangeTask.id == task.id).with_for_update())
+    session.refresh(task)
+    if pkg.seq <= task.last_seq:
+        existing = session.scalar(
+            select(ExchangePackage).where(
+                ExchangePackage.task_id == task.id, ExchangePackage.seq == pkg.seq
+            )
+        )
+        if existing is not None and existing.digest == pkg.digest:
+            return existing, True  # the node resent after losing our answer
+        raise SequenceConflict(f"数据包序号 {pkg.seq} 已使用且内容不同 (replayed)")
+    if pkg.seq != task.last_seq + 1:
+        raise SequenceConflict(
+            f"数据包序号跳跃: 期望 {task.last_seq + 1}，收到 {pkg.seq} (out of order)"
+        )
+    try:
+        plaintext = pkg.open(node.public_key or "", node_cipher_key(settings, node))
+    except PackageError as exc:
+        raise PackageRejected(f"数据包校验失败: {exc}") from None
+    counts = pkg.header.get("counts", {})
+    from datetime import datetime
+
+    row = ExchangePackage(
+        task_id=task.id,
+        seq=pkg.seq,
+        digest=pkg.digest,
+        size=len(blob),
+        rows=int(pkg.header.get("rows", 0)),
+        inserted=int(counts.get("I", 0)),
+        updated=int(counts.get("U", 0)),
+        deleted=int(counts.get("D", 0)),
+        kind=str(pkg.header.get("kind", "rows")),
+        created_at=datetime.fromisoformat(str(pkg.header.get("created_at"))),
+    )
+    session.add(row)
+    # Stored opened: the provider's signature still covers it; each receiver's hop is
+    # encrypted when it is served.
+    store.put(session, row, pkg.reseal(plaintext, cipher="none", cipher_key=None))
+    task.last_seq = pkg.seq
+    session.flush()
+    alerts.resolve_alerts(session, AlertKind.PACKAGE_REJECTED, task_id=task.id)
+    return row, False
+
+
+def reject_package(
+    session: Session, settings: Settings, node: ExchangeNode, reason: str, blob: bytes
+) -> None:
+    """Alert and audit a refused package (its own transaction, committed by the caller)."""
+    task_id = None
+    try:
+        header = parse(blob).header
+        candidate = session.get(ExchangeTask, int(header["task"]))
+        task_id = candidate.id if candidate is not None else None
+    except (PackageError, ValueError, TypeError):
+        header = {}
+    alerts.raise_alert(
+        session,
+        AlertKind.PACKAGE_REJECTED,
+        f"{node.name}: {reason}",
+        node_id=node.id,
+        task_id=task_id,
+        details={"seq": header.get("seq"), "size": len(blob)},
+        webhook_url=settings.alert_webhook_url,
+    )
+    audit.record(
+        session,
+        Actor(name=f"node:{node.id}", kind="node", department_id=node.department_id),
+        "exchange.package.reject",
+        object_type="exchange_task",
+        object_id=task_id,
+        after={"reason": reason, "seq": header.get("seq")},
+    )
+
+
+def _subscription(session: Session, node: ExchangeNode, task_id: int) -> ExchangeTask:
+    task = get_task(session, task_id)
+    if task.kind is not TaskKind.SUBSCRIBER or task.node_id != node.id:
+        raise Forbidden("该任务不是本前置机的接收任务")
+    if task.state is not TaskState.RUNNING:
+        raise Forbidden("接收任务未运行")
+    return task
+
+
+def next_package(
+    session: Session,
+    settings: Settings,
+    store: PackageStore,
+    node: ExchangeNode,
+    task_id: int,
+    after_seq: int,
+) -> tuple[bytes, str, ExchangePackage] | None:
+    """The next package after ``after_seq`` for a subscriber, sealed for its node, with
+    the provider's public key for end-to-end verification."""
+    task = _subscription(session, node, task_id)
+    row = session.scalar(
+        select(ExchangePackage)
+        .where(ExchangePackage.task_id == task.source_task_id, ExchangePackage.seq > after_seq)
+        .order_by(ExchangePackage.seq)
+        .limit(1)
+    )
+    if row is None:
+        return None
+    provider = get_task(session, row.task_id).node
+    stored = parse(store.get(session, row))
+    blob = stored.reseal(
+        stored.body, cipher=node.cipher, cipher_key=node_cipher_key(settings, node)
+    )
+    return blob, provider.public_key or "", row
+
+
+def acknowledge(
+    session: Session, node: ExchangeNode, task_id: int, seq: int, counts: dict[str, int]
+) -> ExchangeTask:
+    """A subscriber applied package ``seq``; acks are idempotent and in order."""
+    task = _subscription(session, node, task_id)
+    if seq <= task.acked_seq:
+        return task
+    row = session.scalar(
+        select(ExchangePackage).where(
+            ExchangePackage.task_id == task.source_task_id, ExchangePackage.seq == seq
+        )
+    )
+    if row is None:
+        raise InvalidInput(
+            f"确认的数据包 {seq} 不存在", details=[{"field": "seq", "message": "no such package"}]
+        )
+    skipped = session.scalar(
+        select(func.count())
+        .select_from(ExchangePackage)
+        .where(
+            ExchangePackage.task_id == task.source_task_id,
+            ExchangePackage.seq > task.acked_seq,
+            ExchangePackage.seq < seq,
+        )
+    )
+    if skipped:
+        raise SequenceConflict(
+            f"确认跳过了 {skipped} 个数据包: 已确认 {task.acked_seq}，收到 {seq}"
+        )
+    session.add(DeliveryAck(task_id=task.id, package_id=row.id, seq=seq, **counts))
+    task.acked_seq = seq
+    alerts.resolve_alerts(session, AlertKind.RECEIVE_FAILED, task_id=task.id)
+    return task
+
+
+def list_packages(
+    session: Session, task_id: int, *, before_seq: int | None = None, limit: int = 100
+) -> list[ExchangePackage]:
+    q = (
+        select(ExchangePackage)
+        .where(ExchangePackage.task_id == task_id)
+        .order_by(ExchangePackage.seq.desc())
+        .limit(limit)
+    )
+    if before_seq is not None:
+        q = q.where(ExchangePackage.seq < before_seq)
+    return list(session.scalars(q))
+
+
+# -- reconciliation (桥接核对) ------------------------------------------------------------------
+
+
+def request_reconciliation(
+    session: Session, principal: Principal | None, provider_task_id: int, day: date | None = None
+) -> list[Reconciliation]:
+    """Ask the provider node for its source checksum; subscribers are asked once it answers."""
+    task = get_task(session, provider_task_id)
+    if task.kind is not TaskKind.PROVIDER:
+        raise InvalidInput(
+            "核对须针对发送任务", details=[{"field": "task_id", "message": "not a provider task"}]
+        )
+    subscribers = list(
+        session.scalars(
+            select(ExchangeTask)
+            .where(ExchangeTask.source_task_id == task.id)
+            .order_by(ExchangeTask.id)
+        )
+    )
+    actor = principal.actor if principal else SYSTEM
+    out = []
+    for sub in subscribers:
+        rec = Reconciliation(provider_task_id=task.id, subscriber_task_id=sub.id, day=day)
+        session.add(rec)
+        session.flush()
+        session.add(
+            NodeCommand(
+                node_id=task.node_id,
+                command="checksum",
+                task_id=task.id,
+                args={"reconciliation_id": rec.id, "role": "source"},
+                created_by=actor.name,
+            )
+        )
+        out.append(rec)
+    audit.record(
+        session,
+        actor,
+        "exchange.reconcile.request",
+        object_type="exchange_task",
+        object_id=task.id,
+        after={"reconciliations": [r.id for r in out]},
+    )
+    return out
+
+
+def _sums(session: Session, model: type[Any], task_id: int, upto_seq: int) -> dict[str, int]:
+    i, u, d = session.execute(
+        select(
+            func.coalesce(func.sum(model.inserted), 0),
+            func.coalesce(func.sum(model.updated), 0),
+            func.coalesce(func.sum(model.deleted), 0),
+        ).where(model.task_id == task_id, model.seq <= upto_seq)
+    ).one()
+    return {"inserted": int(i), "updated": int(u), "deleted": int(d)}
+
+
+def _record_checksum(
+    session: Session, settings: Settings, rec_id: int, role: str, result: dict[str, Any]
+) -> None:
+    rec = session.get(Reconciliation, rec_id)
+    if rec is None:
+        return
+    if role == "source":
+        rec.source = result
+        sub = get_task(session, rec.subscriber_task_id)
+        session.add(
+            NodeCommand(
+                node_id=sub.node_id,
+                command="checksum",
+                task_id=sub.id,
+                args={
+                    "reconciliation_id": rec.id,
+                    "role": "target",
+                    "at_seq": int(result.get("seq", 0)),
+                },
+                created_by="system",
+            )
+        )
+        return
+    rec.target = result
+    _compare(session, settings, rec)
+
+
+def _compare(session: Session, settings: Settings, rec: Reconciliation) -> None:
+    source, target = rec.source or {}, rec.target or {}
+    seq = int(source.get("seq", 0))
+    rec.sent = _sums(session, ExchangePackage, rec.provider_task_id, seq)
+    rec.received = _sums(session, DeliveryAck, rec.subscriber_task_id, seq)
+    problems = []
+    if int(target.get("seq", -1)) != seq:
+        problems.append(f"目标端已应用到第 {target.get('seq')} 包，源端快照在第 {seq} 包")
+    if rec.sent != rec.received:
+        problems.append(f"发送 {rec.sent} 与接收 {rec.received} 不一致")
+    if source.get("count") != target.get("count"):
+        problems.append(f"源表 {source.get('count')} 行，目标表 {target.get('count')} 行")
+    if source.get("keyhash") != target.get("keyhash"):
+        problems.append("主键校验和不一致")
+    rec.outcome = "match" if not problems else "mismatch"
+    rec.detail = "；".join(problems)
+    rec.completed_at = utcnow()
+    if problems:
+        alerts.raise_alert(
+            session,
+            AlertKind.RECONCILIATION_MISMATCH,
+            f"交换任务 {rec.provider_task_id}→{rec.subscriber_task_id} 核对不一致: {rec.detail}",
+            task_id=rec.subscriber_task_id,
+            details={"reconciliation_id": rec.id},
+            webhook_url=settings.alert_webhook_url,
+        )
+    else:
+        alerts.resolve_alerts(
+            session, AlertKind.RECONCILIATION_MISMATCH, task_id=rec.subscriber_task_id
+        )
+    audit.record(
+        session,
+        SYSTEM,
+        "exchange.reconcile.result",
+        object_type="exchange_task",
+        object_id=rec.subscriber_task_id,
+        after={"reconciliation_id": rec.id, "outcome": rec.outcome, "detail": rec.detail},
+    )
+
+
+def list_reconciliations(
+    session: Session, task_id: int | None = None, limit: int = 100
+) -> list[Reconciliation]:
+    q = select(Reconciliation).order_by(Reconciliation.id.desc()).limit(limit)
+    if task_id is not None:
+        q = q.where(
+            (Reconciliation.provider_task_id == task_id)
+            | (Reconciliation.subscriber_task_id == task_id)
+        )
+    return list(session.scalars(q))
+
+
+# -- monitoring (桥接监控) ----------------------------------------------------------------------
+
+
+def check_nodes(session: Session, settings: Settings) -> int:
+    """Mark nodes silent longer than the threshold offline and alert once per silence."""
+    cutoff = utcnow() - timedelta(seconds=settings.node_silent_seconds)
+    silent = list(
+        session.scalars(
+            select(ExchangeNode).where(
+                ExchangeNode.status == NodeStatus.ACTIVE,
+                ExchangeNode.online.is_(True),
+                ExchangeNode.last_seen_at < cutoff,
+            )
+        )
+    )
+    for node in silent:
+        node.online = False
+        alerts.raise_alert(
+            session,
+            AlertKind.NODE_SILENT,
+            f"前置机 {node.name} 已超过 {settings.node_silent_seconds} 秒未联系平台",
+            node_id=node.id,
+            webhook_url=settings.alert_webhook_url,
+        )
+    return len(silent)
+
+
+def daily_reconciliations(session: Session) -> int:
+    """Request today's reconciliation for every running provider task not yet done today."""
+    today = utcnow().date()
+    done = set(
+        session.scalars(select(Reconciliation.provider_task_id).where(Reconciliation.day == today))
+    )
+    count = 0
+    for task in list_tasks(session, kind=TaskKind.PROVIDER):
+        if task.state is TaskState.RUNNING and task.id not in done:
+            count += len(request_reconciliation(session, None, task.id, day=today))
+    return count
+
+
+def monitor_summary(session: Session) -> dict[str, Any]:
+    """Nodes online, lag per subscription, and hourly volume for the last 24 hours."""
+    nodes = list_nodes(session)
+    subs = list_tasks(session, kind=TaskKind.SUBSCRIBER)
+    lag = []
+    for sub in subs:
+        if sub.source_task_id is None:
+            continue
+        rows_behind = session.scalar(
+            select(func.coalesce(func.sum(ExchangePackage.rows), 0)).where(
+                ExchangePackage.task_id == sub.source_task_id, ExchangePackage.seq > sub.acked_seq
+            )
+        )
+        source = get_task(session, sub.source_task_id)
+        lag.append(
+            {
+                "task_id": sub.id,
+                "name": sub.name,
+                "node_id": sub.node_id,
+                "packages_behind": max(source.last_seq - sub.acked_seq, 0),
+                "rows_behind": int(rows_behind or 0),
+            }
+        )
+    since = utcnow() - timedelta(hours=24)
+    received = session.execute(
+        select(ExchangePackage.received_at, ExchangePackage.rows).where(
+            ExchangePackage.received_at >= since
+        )
+    ).all()
+    applied = session.execute(
+        select(
+            DeliveryAck.applied_at, DeliveryAck.inserted + DeliveryAck.updated + DeliveryAck.deleted
+        ).where(DeliveryAck.applied_at >= since)
+    ).all()
+    hours = [
+        (since + timedelta(hours=h + 1)).replace(minute=0, second=0, microsecond=0)
+        for h in range(24)
+    ]
+
+    def bucket(rows: list[Any]) -> list[int]:
+        out = [0] * 24
+        for at, n in rows:
+            idx = int((at - since).total_seconds() // 3600)
+            out[min(max(idx, 0), 23)] += int(n or 0)
+        return out
+
+    return {
+        "nodes": [
+            {
+                "id": n.id,
+                "name": n.name,
+                "online": n.online,
+                "last_seen_at": n.last_seen_at,
+                "department": n.department.short_name,
+            }
+            for n in nodes
+        ],
+        "online": sum(1 for n in nodes if n.online),
+        "lag": lag,
+        "hours": [h.isoformat() for h in hours],
+        "rows_received": bucket(received),
+        "rows_applied": bucket(applied),
+    }
+
+
+# -- domains (交换域) ---------------------------------------------------------------------------
+
+
+def put_domain(
+    session: Session,
+    principal: Principal,
+    *,
+    name: str,
+    description: str,
+    department_ids: list[int],
+    domain_id: int | None = None,
+) -> ExchangeDomain:
+    depts = list(session.scalars(select(Department).where(Department.id.in_(department_ids))))
+    missing = set(department_ids) - {d.id for d in depts}
+    if missing:
+        raise InvalidInput(
+            "部门不存在",
+            details=[{"field": "department_ids", "message": f"不存在: {sorted(missing)}"}],
+        )
+    domain = session.get(ExchangeDomain, domain_id) if domain_id else None
+    if domain is None:
+        if session.scalar(select(ExchangeDomain.id).where(ExchangeDomain.name == name)):
+            raise InvalidInput(
+                f"交换域已存在: {name}", details=[{"field": "name", "message": "名称已存在"}]
+            )
+        domain = ExchangeDomain(name=name)
+        session.add(domain)
+    domain.name, domain.description, domain.departments = name, description, depts
+    session.flush()
+    audit.record(
+        session,
+        principal.actor,
+        "exchange.domain.put",
+        object_type="exchange_domain",
+        object_id=domain.id,
+        after={"name": name, "department_ids": sorted(department_ids)},
+    )
+    return domain
+
+
+def list_domains(session: Session) -> list[ExchangeDomain]:
+    return list(session.scalars(select(ExchangeDomain).order_by(ExchangeDomain.id)))
+
+
+def reset_subscription(session: Session, principal: Principal, task_id: int) -> ExchangeTask:
+    """Re-deliver from the first package (the node also clears its target cursor)."""
+    task = get_task(session, task_id)
+    session.execute(update(ExchangeTask).where(ExchangeTask.id == task.id).values(acked_seq=0))
+    issue_command(session, principal, task.node_id, "resync", task.id)
+    return task

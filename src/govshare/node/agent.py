@@ -1,0 +1,508 @@
+"""The node's agent: registers, heartbeats, runs its provider and subscriber tasks,
+and answers the hub's commands. One thread; every step is safe to repeat after a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from govshare.exchange import package
+from govshare.node.client import HubClient, HubRefused, HubUnavailable
+from govshare.node.config import NodeConfig
+from govshare.node.source import SourceReader, describe, key_string, make_engine
+from govshare.node.store import LocalStore
+from govshare.node.target import TargetWriter
+from govshare.security import crypto
+
+log = structlog.get_logger()
+MAX_BACKOFF = 30.0
+
+
+@dataclass
+class TaskRuntime:
+    """What the agent keeps about a task between ticks."""
+
+    spec: dict[str, Any]
+    next_run: float = 0.0
+    failures: int = 0
+    error: str = ""
+    reader: SourceReader | None = None
+    writer: TargetWriter | None = None
+    built_for: int = -1  # config_version the reader/writer were built for
+    hold_at: int | None = None  # subscriber: stop applying here for a checksum
+    rows_moved: int = 0
+    alerted: str | None = None
+
+    @property
+    def id(self) -> int:
+        return int(self.spec["id"])
+
+    @property
+    def running(self) -> bool:
+        return self.spec.get("state") == "running"
+
+
+@dataclass
+class PendingChecksum:
+    command_id: int
+    task_id: int
+    at_seq: int
+
+
+class NodeAgent:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.store = LocalStore(config.store)
+        self.client = HubClient(
+            config.hub_url, config.node_id, timeout=config.request_timeout_seconds
+        )
+        self.tasks: dict[int, TaskRuntime] = {}
+        self.engines: dict[str, Engine] = {}
+        self.pending_checksums: list[PendingChecksum] = []
+        self.next_heartbeat = 0.0
+        self.signer: package.Signer | None = None
+        self.cipher = "none"
+        self.cipher_key: str | None = None
+        self.stop_event = threading.Event()
+        self.last_error = ""
+
+    # -- identity -------------------------------------------------------------------------
+
+    def ensure_keys(self) -> dict[str, str]:
+        """Key pairs for both algorithms, made once; the hub says which one counts."""
+        public = {}
+        for alg in ("sm2", "ed25519"):
+            if self.store.get(f"{alg}.private") is None:
+                private, pub = crypto.generate_signing_key(alg)
+                self.store.put(f"{alg}.private", private)
+                self.store.put(f"{alg}.public", pub)
+            public[alg] = self.store.get(f"{alg}.public") or ""
+        return public
+
+    def ensure_registered(self) -> None:
+        public = self.ensure_keys()
+        if self.store.get("sig_alg") is None:
+            if not self.config.enrollment_token:
+                raise RuntimeError("前置机尚未注册: 请在 node.toml 中填写 enrollment_token")
+            answer = self.client.register(self.config.enrollment_token, public)
+            self.store.put("sig_alg", answer["sig_alg"])
+            self.store.put("digest_alg", answer["digest_alg"])
+            self.store.put("cipher", answer["cipher"])
+            self.store.put("cipher_key", answer.get("cipher_key") or "")
+            log.info("node registered", node_id=self.config.node_id, sig_alg=answer["sig_alg"])
+        sig_alg = self.store.get("sig_alg") or "sm2"
+        private = self.store.get(f"{sig_alg}.private") or ""
+        self.client.use_key(sig_alg, private)
+        self.signer = package.Signer(
+            self.config.node_id, sig_alg, private, self.store.get("digest_alg") or "sm3"
+        )
+        self.cipher = self.store.get("cipher") or "none"
+        self.cipher_key = self.store.get("cipher_key") or None
+
+    def engine(self, name: str, *, target: bool) -> Engine:
+        pool = self.config.targets if target else self.config.sources
+        if name not in pool:
+            raise KeyError(f"{'目标库' if target else '数据源'} {name} 未在 node.toml 中配置")
+        key = ("t:" if target else "s:") + name
+        if key not in self.engines:
+            self.engines[key] = make_engine(pool[name].url)
+        return self.engines[key]
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self, *, until: Callable[[], bool] | None = None) -> None:
+        self.ensure_registered()
+        while not self.stop_event.is_set() and not (until and until()):
+            self.tick()
+            self.stop_event.wait(self.config.tick_seconds)
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if self.config.transport == "http" and now >= self.next_heartbeat:
+            try:
+                self.heartbeat()
+                self.next_heartbeat = now + self.config.heartbeat_seconds
+            except HubUnavailable as exc:
+                self.last_error = str(exc)
+                self.next_heartbeat = now + min(self.config.heartbeat_seconds, 5)
+        elif self.config.transport == "folder" and not self.tasks:
+            self.load_tasks_file()
+        for rt in list(self.tasks.values()):
+            if rt.running and rt.spec["kind"] == "provider" and time.monotonic() >= rt.next_run:
+                self._guarded(rt, self.run_provider)
+        if self.config.transport == "http":
+            self.upload_pending()
+        for rt in list(self.tasks.values()):
+            if rt.running and rt.spec["kind"] == "subscriber" and time.monotonic() >= rt.next_run:
+                self._guarded(rt, self.run_subscriber)
+        self._finish_checksums()
+
+    def _guarded(self, rt: TaskRuntime, step: Callable[[TaskRuntime], None]) -> None:
+        """Run a task step; on failure back off exponentially and tell the hub once."""
+        try:
+            step(rt)
+        except (
+            HubUnavailable,
+            HubRefused,
+            SQLAlchemyError,
+            package.PackageError,
+            OSError,
+            KeyError,
+            ValueError,
+        ) as exc:
+            rt.failures += 1
+            rt.error = str(exc)[:500]
+            rt.next_run = time.monotonic() + min(MAX_BACKOFF, 0.5 * 2 ** min(rt.failures, 6))
+            kind = (
+                "database_error"
+                if isinstance(exc, SQLAlchemyError | KeyError)
+                else ("send_failed" if rt.spec["kind"] == "provider" else "receive_failed")
+            )
+            log.warning("task step failed", task=rt.id, error=rt.error, failures=rt.failures)
+            if rt.alerted != kind and not isinstance(exc, HubUnavailable):
+                self._alert(kind, rt.id, rt.error)
+                rt.alerted = kind
+            return
+        if rt.failures and rt.alerted:
+            self._alert(rt.alerted, rt.id, "recovered", resolved=True)
+        rt.failures, rt.error, rt.alerted = 0, "", None
+        rt.next_run = time.monotonic() + float(
+            rt.spec["config"].get("schedule", {}).get("interval_seconds") or 5
+        )
+
+    def _alert(
+        self, kind: str, task_id: int | None, message: str, *, resolved: bool = False
+    ) -> None:
+        if self.config.transport != "http":
+            return
+        with contextlib.suppress(HubUnavailable, HubRefused):
+            self.client.alert(kind, task_id, message, resolved=resolved)
+
+    # -- heartbeat and commands ------------------------------------------------------------------
+
+    def report(self) -> dict[str, Any]:
+        pending = self.store.pending_counts()
+        tasks = {}
+        for rt in self.tasks.values():
+            entry: dict[str, Any] = {
+                "kind": rt.spec["kind"],
+                "state": rt.spec.get("state"),
+                "error": rt.error,
+                "failures": rt.failures,
+                "rows_moved": rt.rows_moved,
+            }
+            if rt.spec["kind"] == "provider":
+                _, last_seq, _ = self.store.state(rt.id)
+                entry |= {
+                    "last_seq": last_seq,
+                    "pending_packages": pending.get(rt.id, (0, 0))[0],
+                    "pending_rows": pending.get(rt.id, (0, 0))[1],
+                }
+            elif rt.writer is not None:
+                entry["applied_seq"] = rt.writer.applied_seq()
+            tasks[str(rt.id)] = entry
+        errors = [{"task_id": rt.id, "error": rt.error} for rt in self.tasks.values() if rt.error]
+        return {"version": "1", "tasks": tasks, "errors": errors}
+
+    def heartbeat(self) -> None:
+        answer = self.client.heartbeat(self.report())
+        self.apply_assignments(answer["tasks"])
+        for cmd in answer["commands"]:
+            self.execute(cmd)
+
+    def apply_assignments(self, specs: list[dict[str, Any]]) -> None:
+        seen = set()
+        for spec in specs:
+            seen.add(spec["id"])
+            rt = self.tasks.get(spec["id"])
+            if rt is None:
+                self.tasks[spec["id"]] = TaskRuntime(spec=spec)
+            else:
+                rt.spec = spec
+        for gone in set(self.tasks) - seen:
+            del self.tasks[gone]
+
+    def load_tasks_file(self) -> None:
+        path = self.config.store / "tasks.json"
+        if path.exists():
+            self.apply_assignments(json.loads(path.read_text(encoding="utf-8")))
+
+    def execute(self, cmd: dict[str, Any]) -> None:
+        name, task_id = cmd["command"], cmd.get("task_id")
+        try:
+            if name == "collect_schema":
+                schemas = {n: describe(self.engine(n, target=False)) for n in self.config.sources}
+                self.client.command_result(cmd["id"], True, {"schemas": schemas})
+            elif name == "resync" and task_id in self.tasks:
+                rt = self.tasks[task_id]
+                if rt.spec["kind"] == "provider":
+                    self.store.reset_task(task_id)
+                else:
+                    self._writer(rt).reset()
+                self.client.command_result(cmd["id"], True, {})
+            elif name == "keyset" and task_id in self.tasks:
+                deleted = self.detect_deletions(self.tasks[task_id])
+                self.client.command_result(cmd["id"], True, {"deleted": deleted})
+            elif name == "checksum" and task_id in self.tasks:
+                self.checksum_command(cmd)
+            else:
+                self.client.command_result(
+                    cmd["id"], False, {"error": f"unknown command or task: {name}"}
+                )
+        except (SQLAlchemyError, KeyError, ValueError, OSError) as exc:
+            self.client.command_result(cmd["id"], False, {"error": str(exc)[:500]})
+
+    def checksum_command(self, cmd: dict[str, Any]) -> None:
+        rt = self.tasks[cmd["task_id"]]
+        if rt.spec["kind"] == "provider":
+            # Catch up first so the checksum describes what has been packaged.
+            while self.extract_batch(rt):
+                pass
+            self.detect_deletions(rt)
+            self.upload_pending()
+            count, keyhash = self._reader(rt).checksum()
+            _, last_seq, _ = self.store.state(rt.id)
+            self.client.command_result(
+                cmd["id"], True, {"count": count, "keyhash": keyhash, "seq": last_seq}
+            )
+        else:
+            at_seq = int(cmd["args"].get("at_seq", 0))
+            rt.hold_at = at_seq
+            self.pending_checksums.append(PendingChecksum(cmd["id"], rt.id, at_seq))
+
+    def _finish_checksums(self) -> None:
+        for pc in list(self.pending_checksums):
+            rt = self.tasks.get(pc.task_id)
+            if rt is None:
+                self.pending_checksums.remove(pc)
+                continue
+            writer = self._writer(rt)
+            applied = writer.applied_seq()
+            if applied < pc.at_seq:
+                continue
+            count, keyhash = writer.checksum()
+            try:
+                self.client.command_result(
+                    pc.command_id, True, {"count": count, "keyhash": keyhash, "seq": applied}
+                )
+            except (HubUnavailable, HubRefused):
+                continue
+            rt.hold_at = None
+            self.pending_checksums.remove(pc)
+
+    # -- provider: business table → outbox → hub -----------------------------------------------
+
+    def _reader(self, rt: TaskRuntime) -> SourceReader:
+        if rt.reader is None or rt.built_for != rt.spec["config_version"]:
+            config = rt.spec["config"]
+            rt.reader = SourceReader(self.engine(config["source"], target=False), config)
+            rt.built_for = rt.spec["config_version"]
+        return rt.reader
+
+    def run_provider(self, rt: TaskRuntime, *, budget_seconds: float = 5.0) -> None:
+        started = time.monotonic()
+        while self.extract_batch(rt) and time.monotonic() - started < budget_seconds:
+            if self.config.transport == "http":
+                self.upload_pending()
+        config = rt.spec["config"]
+        _, _, last_keyset = self.store.state(rt.id)
+        if config.get("delete_detection") == "keyset" and time.time() - last_keyset >= config.get(
+            "keyset_every_seconds", 300
+        ):
+            self.detect_deletions(rt)
+
+    def extract_batch(self, rt: TaskRuntime) -> bool:
+        """Package the next batch of changed rows; True if a full batch was found."""
+        assert self.signer is not None
+        reader = self._reader(rt)
+        config = rt.spec["config"]
+        batch_rows = int(config.get("batch_rows", 50_000))
+        cursor, last_seq, _ = self.store.state(rt.id)
+        found = next(reader.batches(cursor, batch_rows), None)
+        if found is None:
+            return False
+        rows, next_cursor = found
+        key_idx = [reader.columns.index(k) for k in reader.key]
+        keys = [key_string([row[i] for i in key_idx]) for row in rows]
+        with self.store.transaction() as conn:
+            known = self.store.existing_keys(conn, rt.id, keys)
+            ops, kept, kept_keys, gone = [], [], [], []
+            for row, key in zip(rows, keys, strict=True):
+                if reader.is_soft_deleted(row):
+                    if key in known:
+                        ops.append("D")
+                        kept.append(row)
+                        gone.append(key)
+                    continue
+                ops.append("U" if key in known else "I")
+                kept.append(row)
+                kept_keys.append(key)
+            seq = last_seq
+            if kept:
+                seq = last_seq + 1
+                self._enqueue(conn, rt, seq, reader.columns, ops, kept)
+                self.store.add_keys(conn, rt.id, kept_keys)
+                self.store.remove_keys(conn, rt.id, gone)
+            self.store.set_cursor(conn, rt.id, next_cursor, seq)
+        rt.rows_moved += len(kept)
+        return len(rows) == batch_rows
+
+    def _enqueue(
+        self,
+        conn: Any,
+        rt: TaskRuntime,
+        seq: int,
+        columns: list[str],
+        ops: list[str],
+        rows: list[tuple[Any, ...]],
+    ) -> None:
+        assert self.signer is not None
+        counts = {op: ops.count(op) for op in package.OPS if op in ops}
+        blob = package.build(
+            self.signer,
+            task_id=rt.id,
+            seq=seq,
+            columns=columns,
+            key=rt.spec["config"]["key"],
+            body=package.encode_rows(columns, ops, rows),
+            counts=counts,
+            cipher=self.cipher,
+            cipher_key=self.cipher_key,
+        )
+        self.store.enqueue(conn, rt.id, seq, blob, len(rows), time.time())
+
+    def detect_deletions(self, rt: TaskRuntime) -> int:
+        """Key-set comparison: keys sent before that the source no longer has."""
+        reader = self._reader(rt)
+        missing = self.store.missing_keys(rt.id, (key_string(k) for k in reader.live_keys()))
+        self.store.set_keyset_time(rt.id, time.time())
+        batch = int(rt.spec["config"].get("batch_rows", 50_000))
+        for start in range(0, len(missing), batch):
+            chunk = missing[start : start + batch]
+            rows = [tuple(k.split("\x1f")) for k in chunk]
+            with self.store.transaction() as conn:
+                seq = self.store.next_seq(conn, rt.id)
+                self._enqueue(conn, rt, seq, list(reader.key), ["D"] * len(rows), rows)
+                self.store.remove_keys(conn, rt.id, chunk)
+        return len(missing)
+
+    def upload_pending(self) -> int:
+        sent = 0
+        for task_id, seq, blob in self.store.pending():
+            try:
+                self.client.upload(blob)
+            except HubRefused as exc:
+                rt = self.tasks.get(task_id)
+                log.error("package refused by hub", task=task_id, seq=seq, error=str(exc))
+                if rt is not None:
+                    rt.error = str(exc)[:500]
+                break
+            self.store.sent(task_id, seq)
+            sent += 1
+        return sent
+
+    # -- subscriber: hub → target table ------------------------------------------------------------
+
+    def _writer(self, rt: TaskRuntime) -> TargetWriter:
+        if rt.writer is None or rt.built_for != rt.spec["config_version"]:
+            config = rt.spec["config"]
+            rt.writer = TargetWriter(
+                self.engine(config["target"], target=True),
+                rt.id,
+                config,
+                list(rt.spec.get("source_key") or []),
+            )
+            rt.built_for = rt.spec["config_version"]
+        return rt.writer
+
+    def run_subscriber(self, rt: TaskRuntime, *, budget_seconds: float = 5.0) -> None:
+        writer = self._writer(rt)
+        applied = writer.applied_seq()
+        hub_acked = int(rt.spec.get("acked_seq", 0))
+        # Applied but not acknowledged (we stopped between the two): acknowledge again.
+        for seq in range(hub_acked + 1, applied + 1):
+            got = self.client.next_package(rt.id, seq - 1)
+            if got is None:
+                break
+            data = package.decode_rows(package.parse(got[0]).open(got[1], self.cipher_key))
+            ops = data.column(package.OP_COLUMN).to_pylist()
+            self.client.ack(
+                rt.id,
+                seq,
+                {"inserted": ops.count("I"), "updated": ops.count("U"), "deleted": ops.count("D")},
+            )
+            rt.spec["acked_seq"] = seq
+        started = time.monotonic()
+        while time.monotonic() - started < budget_seconds:
+            if rt.hold_at is not None and applied >= rt.hold_at:
+                return
+            got = self.client.next_package(rt.id, applied)
+            if got is None:
+                return
+            blob, provider_key = got
+            pkg = package.parse(blob)
+            data = package.decode_rows(pkg.open(provider_key, self.cipher_key))
+            counts = writer.apply(pkg.seq, data)
+            if counts is not None:
+                rt.rows_moved += data.num_rows
+                self.client.ack(rt.id, pkg.seq, counts)
+                rt.spec["acked_seq"] = pkg.seq
+            applied = pkg.seq
+
+    # -- gatekeeper (网闸) ----------------------------------------------------------------------
+
+    def export_packages(self, directory: Path) -> int:
+        """Move every waiting package into ``directory`` as a file (written atomically)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        count = 0
+        for task_id, seq, blob in self.store.pending(limit=1_000_000):
+            path = directory / f"node{self.config.node_id}-task{task_id}-{seq:012d}.gspkg"
+            tmp = path.with_suffix(".part")
+            tmp.write_bytes(blob)
+            tmp.rename(path)
+            self.store.sent(task_id, seq)
+            count += 1
+        return count
+
+    def import_packages(self, directory: Path) -> int:
+        """Apply hub-exported packages for this node's subscriber tasks; write acks."""
+        tasks_file = directory / f"tasks-node{self.config.node_id}.json"
+        if tasks_file.exists():
+            (self.config.store / "tasks.json").write_text(
+                tasks_file.read_text(encoding="utf-8"), encoding="utf-8"
+            )
+            self.apply_assignments(json.loads(tasks_file.read_text(encoding="utf-8")))
+        applied_count = 0
+        acks = []
+        for path in sorted(directory.glob(f"to-node{self.config.node_id}-task*.gspkg")):
+            meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+            rt = self.tasks.get(int(meta["task_id"]))
+            if rt is None:
+                continue
+            pkg = package.parse(path.read_bytes())
+            data = package.decode_rows(pkg.open(meta["provider_key"], self.cipher_key))
+            counts = self._writer(rt).apply(pkg.seq, data)
+            if counts is not None:
+                applied_count += 1
+                acks.append({"task_id": rt.id, "seq": pkg.seq, **counts})
+        if acks:
+            out = directory / f"acks-node{self.config.node_id}-{int(time.time() * 1000)}.json"
+            out.write_text(json.dumps(acks), encoding="utf-8")
+        return applied_count
+
+    def close(self) -> None:
+        self.client.close()
+        for engine in self.engines.values():
+            engine.dispose()
+        self.store.close()

@@ -1,0 +1,182 @@
+"""Reading a department's business database: table structures, changed rows, keys.
+
+The business database is only ever read (SELECT); the node never writes to a source.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import Engine, MetaData, Table, column, create_engine, inspect, select, text, tuple_
+from sqlalchemy.sql import Select
+
+KEY_SEPARATOR = "\x1f"
+
+
+def make_engine(url: str) -> Engine:
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": 30}
+    return create_engine(url, **kwargs)
+
+
+def _kind(python_type: type | None) -> str:
+    if python_type is None:
+        return "str"
+    if issubclass(python_type, bool):
+        return "bool"
+    if issubclass(python_type, int):
+        return "int"
+    if issubclass(python_type, float):
+        return "float"
+    if issubclass(python_type, decimal.Decimal):
+        return "decimal"
+    if issubclass(python_type, dt.datetime):
+        return "datetime"
+    if issubclass(python_type, dt.date):
+        return "date"
+    if issubclass(python_type, bytes):
+        return "bytes"
+    return "str"
+
+
+def describe(engine: Engine) -> dict[str, Any]:
+    """Every table's columns (name, kind, length, nullable, comment) and primary key."""
+    insp = inspect(engine)
+    out: dict[str, Any] = {}
+    for name in insp.get_table_names():
+        cols = []
+        for c in insp.get_columns(name):
+            try:
+                py = c["type"].python_type
+            except NotImplementedError:
+                py = None
+            cols.append(
+                {
+                    "name": c["name"],
+                    "type": str(c["type"]),
+                    "kind": _kind(py),
+                    "length": getattr(c["type"], "length", None),
+                    "nullable": bool(c.get("nullable", True)),
+                    "comment": c.get("comment") or "",
+                }
+            )
+        out[name] = {
+            "columns": cols,
+            "key": insp.get_pk_constraint(name).get("constrained_columns", []),
+        }
+    return out
+
+
+def key_string(values: tuple[Any, ...] | list[Any]) -> str:
+    return KEY_SEPARATOR.join("" if v is None else str(v) for v in values)
+
+
+def key_hash(values: tuple[Any, ...] | list[Any]) -> int:
+    return int.from_bytes(
+        hashlib.blake2b(key_string(values).encode(), digest_size=8).digest(), "big"
+    )
+
+
+class SourceReader:
+    """Reads one provider task's table or query in keyset-ordered batches."""
+
+    def __init__(self, engine: Engine, config: dict[str, Any]) -> None:
+        self.engine = engine
+        self.config = config
+        self.key: list[str] = list(config["key"])
+        if config.get("table"):
+            md = MetaData()
+            reflected = Table(config["table"], md, autoload_with=engine)
+            names = config.get("columns") or [c.name for c in reflected.columns]
+            self.relation: Any = reflected
+        else:
+            query = config["query"]
+            with engine.connect() as conn:
+                names = config.get("columns") or list(
+                    conn.execute(text(f"SELECT * FROM ({query}) AS q LIMIT 0")).keys()
+                )
+            self.relation = text(query).columns(*[column(n) for n in names]).subquery("q")
+        missing = [k for k in self.key if k not in names]
+        if missing:
+            raise ValueError(f"key columns not among the columns: {missing}")
+        self.columns: list[str] = list(names)
+        self.cursor_column: str | None = (
+            config.get("cursor_column") if config.get("mode") == "incremental" else None
+        )
+        self.soft_column: str | None = (
+            config.get("soft_delete_column")
+            if config.get("delete_detection") == "soft_delete"
+            else None
+        )
+
+    def _col(self, name: str) -> Any:
+        return self.relation.c[name]
+
+    def _order(self) -> list[Any]:
+        lead = [self._col(self.cursor_column)] if self.cursor_column else []
+        return lead + [self._col(k) for k in self.key]
+
+    def batches(
+        self, cursor: list[Any] | None, batch_rows: int
+    ) -> Iterator[tuple[list[tuple[Any, ...]], list[Any]]]:
+        """Rows after ``cursor`` in (cursor column, key) order, a batch at a time, each
+        with the cursor value that follows it."""
+        order = self._order()
+        while True:
+            stmt: Select[Any] = (
+                select(*[self._col(c) for c in self.columns]).order_by(*order).limit(batch_rows)
+            )
+            if cursor is not None:
+                stmt = stmt.where(tuple_(*order) > tuple_(*cursor))
+            with self.engine.connect() as conn:
+                rows = [tuple(r) for r in conn.execute(stmt)]
+            if not rows:
+                return
+            idx = [self.columns.index(c.name) for c in order]
+            cursor = [rows[-1][i] for i in idx]
+            yield rows, _jsonable(cursor)
+            if len(rows) < batch_rows:
+                return
+
+    def live_keys(self) -> Iterator[tuple[Any, ...]]:
+        stmt = select(*[self._col(k) for k in self.key])
+        if self.soft_column:
+            stmt = stmt.where(
+                self._col(self.soft_column) != self.config.get("soft_delete_value", "1")
+            )
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=50_000).execute(stmt)
+            for row in result:
+                yield tuple(row)
+
+    def is_soft_deleted(self, row: tuple[Any, ...]) -> bool:
+        if self.soft_column is None:
+            return False
+        return str(row[self.columns.index(self.soft_column)]) == str(
+            self.config.get("soft_delete_value", "1")
+        )
+
+    def checksum(self) -> tuple[int, str]:
+        """Row count and order-independent key-hash checksum (mod 2^64) of the live rows."""
+        count, total = 0, 0
+        for key in self.live_keys():
+            count += 1
+            total = (total + key_hash(key)) % (1 << 64)
+        return count, f"{total:016x}"
+
+
+def _jsonable(values: list[Any]) -> list[Any]:
+    out = []
+    for v in values:
+        if isinstance(v, dt.datetime | dt.date):
+            out.append(v.isoformat())
+        elif isinstance(v, decimal.Decimal):
+            out.append(str(v))
+        else:
+            out.append(v)
+    return out

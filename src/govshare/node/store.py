@@ -1,0 +1,188 @@
+"""The node's local store (前置交换库): keys, task cursors, the key mirror and the outbox.
+
+Everything an extraction produces — the package, the advanced cursor, the keys it
+touched — is written here in one SQLite transaction before anything leaves the node,
+so a crash or a hub outage loses nothing and repeats nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS identity (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS task_state (
+    task_id INTEGER PRIMARY KEY,
+    cursor TEXT,
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    last_keyset_at REAL NOT NULL DEFAULT 0,
+    stats TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS mirror (
+    task_id INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    PRIMARY KEY (task_id, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    task_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    blob BLOB NOT NULL,
+    rows INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (task_id, seq)
+);
+"""
+
+
+class LocalStore:
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / "node-store.db"
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+        self.db.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS batch_keys (key TEXT PRIMARY KEY) WITHOUT ROWID"
+        )
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- identity -------------------------------------------------------------------------
+
+    def get(self, name: str) -> str | None:
+        row = self.db.execute("SELECT value FROM identity WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def put(self, name: str, value: str) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO identity (name, value) VALUES (?, ?)", (name, value)
+        )
+
+    # -- task state -----------------------------------------------------------------------
+
+    def state(self, task_id: int) -> tuple[list[Any] | None, int, float]:
+        row = self.db.execute(
+            "SELECT cursor, last_seq, last_keyset_at FROM task_state WHERE task_id = ?", (task_id,)
+        ).fetchone()
+        if row is None:
+            self.db.execute("INSERT INTO task_state (task_id) VALUES (?)", (task_id,))
+            return None, 0, 0.0
+        return (json.loads(row[0]) if row[0] else None), int(row[1]), float(row[2])
+
+    def set_cursor(
+        self, conn: sqlite3.Connection, task_id: int, cursor: list[Any] | None, seq: int
+    ) -> None:
+        conn.execute(
+            "UPDATE task_state SET cursor = ?, last_seq = ? WHERE task_id = ?",
+            (json.dumps(cursor, default=str) if cursor is not None else None, seq, task_id),
+        )
+
+    def next_seq(self, conn: sqlite3.Connection, task_id: int) -> int:
+        conn.execute("UPDATE task_state SET last_seq = last_seq + 1 WHERE task_id = ?", (task_id,))
+        return int(
+            conn.execute(
+                "SELECT last_seq FROM task_state WHERE task_id = ?", (task_id,)
+            ).fetchone()[0]
+        )
+
+    def set_keyset_time(self, task_id: int, at: float) -> None:
+        self.db.execute("UPDATE task_state SET last_keyset_at = ? WHERE task_id = ?", (at, task_id))
+
+    def reset_task(self, task_id: int) -> None:
+        """Re-sync from scratch: forget the cursor (sent keys stay, so re-sent rows are updates)."""
+        self.db.execute("UPDATE task_state SET cursor = NULL WHERE task_id = ?", (task_id,))
+
+    # -- key mirror -----------------------------------------------------------------------
+
+    def existing_keys(self, conn: sqlite3.Connection, task_id: int, keys: list[str]) -> set[str]:
+        conn.execute("DELETE FROM batch_keys")
+        conn.executemany("INSERT OR IGNORE INTO batch_keys (key) VALUES (?)", ((k,) for k in keys))
+        return {
+            r[0]
+            for r in conn.execute(
+                "SELECT b.key FROM batch_keys b JOIN mirror m ON m.task_id = ? AND m.key = b.key",
+                (task_id,),
+            )
+        }
+
+    def mirror_count(self, task_id: int) -> int:
+        return int(
+            self.db.execute("SELECT count(*) FROM mirror WHERE task_id = ?", (task_id,)).fetchone()[
+                0
+            ]
+        )
+
+    def add_keys(self, conn: sqlite3.Connection, task_id: int, keys: Iterable[str]) -> None:
+        conn.executemany(
+            "INSERT OR IGNORE INTO mirror (task_id, key) VALUES (?, ?)",
+            ((task_id, k) for k in keys),
+        )
+
+    def remove_keys(self, conn: sqlite3.Connection, task_id: int, keys: Iterable[str]) -> None:
+        conn.executemany(
+            "DELETE FROM mirror WHERE task_id = ? AND key = ?", ((task_id, k) for k in keys)
+        )
+
+    def missing_keys(self, task_id: int, source_keys: Iterable[str]) -> list[str]:
+        """Keys sent earlier that the source no longer has (deleted there)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS scan_keys (key TEXT PRIMARY KEY) WITHOUT ROWID"
+            )
+            conn.execute("DELETE FROM scan_keys")
+            conn.executemany(
+                "INSERT OR IGNORE INTO scan_keys (key) VALUES (?)", ((k,) for k in source_keys)
+            )
+            rows = conn.execute(
+                "SELECT key FROM mirror WHERE task_id = ? "
+                "AND key NOT IN (SELECT key FROM scan_keys)",
+                (task_id,),
+            ).fetchall()
+            conn.execute("DELETE FROM scan_keys")
+        return [r[0] for r in rows]
+
+    # -- outbox ---------------------------------------------------------------------------
+
+    def enqueue(
+        self, conn: sqlite3.Connection, task_id: int, seq: int, blob: bytes, rows: int, at: float
+    ) -> None:
+        conn.execute(
+            "INSERT INTO outbox (task_id, seq, blob, rows, created_at) VALUES (?, ?, ?, ?, ?)",
+            (task_id, seq, blob, rows, at),
+        )
+
+    def pending(self, limit: int = 100) -> list[tuple[int, int, bytes]]:
+        return list(
+            self.db.execute(
+                "SELECT task_id, seq, blob FROM outbox ORDER BY task_id, seq LIMIT ?", (limit,)
+            )
+        )
+
+    def pending_counts(self) -> dict[int, tuple[int, int]]:
+        """Per task: packages and rows waiting to leave."""
+        return {
+            int(t): (int(n), int(r or 0))
+            for t, n, r in self.db.execute(
+                "SELECT task_id, count(*), sum(rows) FROM outbox GROUP BY task_id"
+            )
+        }
+
+    def sent(self, task_id: int, seq: int) -> None:
+        self.db.execute("DELETE FROM outbox WHERE task_id = ? AND seq = ?", (task_id, seq))
