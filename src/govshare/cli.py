@@ -17,9 +17,13 @@ app = typer.Typer(help="govshare 政务数据共享交换平台", no_args_is_hel
 db_app = typer.Typer(help="数据库迁移", no_args_is_help=True)
 audit_app = typer.Typer(help="审计日志", no_args_is_help=True)
 catalog_app = typer.Typer(help="目录", no_args_is_help=True)
+node_app = typer.Typer(help="前置机 (前置交换节点)", no_args_is_help=True)
+exchange_app = typer.Typer(help="交换 (平台侧)", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(node_app, name="node")
+app.add_typer(exchange_app, name="exchange")
 console = Console()
 err = Console(stderr=True)
 
@@ -160,6 +164,130 @@ def catalog_import(
             )
         raise typer.Exit(1) from None
     console.print(f"[green]已导入 {len(created)} 条目录 (草稿)[/green]")
+
+
+NodeConfigOpt = Annotated[Path, typer.Option("--config", help="前置机配置文件 node.toml")]
+
+
+def _agent(config_path: Path) -> object:
+    from govshare.node.agent import NodeAgent
+    from govshare.node.config import NodeConfigError, load
+
+    try:
+        return NodeAgent(load(config_path))
+    except NodeConfigError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@node_app.command("run")
+def node_run(config: NodeConfigOpt) -> None:
+    """Run the front-end node: register, heartbeat, run its tasks until stopped."""
+    import signal
+
+    from govshare.node.agent import NodeAgent
+    from govshare.node.client import HubRefused, HubUnavailable
+
+    agent = _agent(config)
+    assert isinstance(agent, NodeAgent)
+    signal.signal(signal.SIGTERM, lambda *_: agent.stop_event.set())
+    try:
+        agent.ensure_registered()
+    except (HubRefused, HubUnavailable, RuntimeError) as exc:
+        err.print(f"[red]前置机注册失败:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"前置机 {agent.config.node_id} 已启动，平台 {agent.config.hub_url}")
+    try:
+        agent.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        agent.close()
+
+
+@node_app.command("export-packages")
+def node_export(
+    directory: Annotated[Path, typer.Argument(help="导出到的目录 (网闸摆渡区)")],
+    config: NodeConfigOpt,
+) -> None:
+    """Gatekeeper mode: write every waiting package into DIR as files."""
+    from govshare.node.agent import NodeAgent
+
+    agent = _agent(config)
+    assert isinstance(agent, NodeAgent)
+    agent.ensure_registered()
+    agent.load_tasks_file()
+    for rt in list(agent.tasks.values()):
+        if rt.running and rt.spec["kind"] == "provider":
+            while agent.extract_batch(rt):
+                pass
+    count = agent.export_packages(directory)
+    agent.close()
+    console.print(f"已导出 {count} 个数据包到 {directory}")
+
+
+@node_app.command("import-packages")
+def node_import(
+    directory: Annotated[Path, typer.Argument(help="平台导出的数据包目录")], config: NodeConfigOpt
+) -> None:
+    """Gatekeeper mode: verify and apply the hub's packages found in DIR; write acks."""
+    from govshare.exchange.package import PackageError
+    from govshare.node.agent import NodeAgent
+
+    agent = _agent(config)
+    assert isinstance(agent, NodeAgent)
+    agent.ensure_registered()
+    try:
+        count = agent.import_packages(directory)
+    except PackageError as exc:
+        err.print(f"[red]数据包校验失败，未入库:[/red] {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        agent.close()
+    console.print(f"已入库 {count} 个数据包，回执已写入 {directory}")
+
+
+@exchange_app.command("import-packages")
+def exchange_import(
+    directory: Annotated[Path, typer.Argument(help="前置机导出的数据包目录")],
+    data_dir: DataDir = None,
+) -> None:
+    """Gatekeeper mode at the hub: verify and log node packages and acks found in DIR."""
+    from govshare import db
+    from govshare.exchange import gatekeeper
+
+    settings = load_settings(data_dir)
+    engine = db.make_engine(settings)
+    result = gatekeeper.import_directory(
+        settings, db.make_session_factory(engine, settings), directory
+    )
+    engine.dispose()
+    for name, problem in result.rejected:
+        err.print(f"[red]拒收 {name}:[/red] {problem}")
+    console.print(
+        f"接收 {result.accepted} 个数据包、{result.acks} 条回执，拒收 {len(result.rejected)} 个"
+    )
+    if result.rejected:
+        raise typer.Exit(1)
+
+
+@exchange_app.command("export-packages")
+def exchange_export(
+    directory: Annotated[Path, typer.Argument(help="导出到的目录 (网闸摆渡区)")],
+    node: Annotated[int, typer.Option("--node", help="接收方前置机编号")],
+    data_dir: DataDir = None,
+) -> None:
+    """Gatekeeper mode at the hub: write a node's task list and its undelivered packages."""
+    from govshare import db
+    from govshare.exchange import gatekeeper
+
+    settings = load_settings(data_dir)
+    engine = db.make_engine(settings)
+    count = gatekeeper.export_directory(
+        settings, db.make_session_factory(engine, settings), directory, node
+    )
+    engine.dispose()
+    console.print(f"已为前置机 {node} 导出 {count} 个数据包到 {directory}")
 
 
 @app.command()
