@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from govshare.node.agent import NodeAgent
 from govshare.node.config import Database, NodeConfig
@@ -43,7 +44,7 @@ class Source:
     """The provider's business database, changed the way a business system would."""
 
     def __init__(self, url: str) -> None:
-        self.engine = create_engine(url)
+        self.engine = create_engine(url, poolclass=NullPool)
 
     def next_version(self, conn: Any) -> int:
         return int(conn.execute(text("SELECT coalesce(max(version), 0) + 1 FROM person")).scalar_one())

@@ -11,7 +11,7 @@ import functools
 import hashlib
 import hmac
 import os
-from typing import Literal
+from typing import Any, Literal
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -86,10 +86,9 @@ def generate_signing_key(alg: SignatureAlg | str) -> tuple[str, str]:
     if alg == "sm2":
         from gmssl import sm2
 
-        private = os.urandom(32).hex()
-        signer = sm2.CryptSM2(private_key=private, public_key="")
-        public = signer._kg(int(private, 16), sm2.default_ecc_table["g"])
-        return private, public
+        n = int(sm2.default_ecc_table["n"], 16)
+        private = f"{int.from_bytes(os.urandom(32), 'big') % (n - 1) + 1:064x}"
+        return private, _sm2_public(private)
     raise ValueError(f"unknown signature algorithm: {alg}")
 
 
@@ -99,10 +98,8 @@ def sign(alg: SignatureAlg | str, private: str, data: bytes) -> bytes:
 
         return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(private)).sign(data)
     if alg == "sm2":
-        from gmssl import sm2
 
-        signer = sm2.CryptSM2(private_key=private, public_key=_sm2_public(private))
-        return bytes.fromhex(signer.sign_with_sm3(data))
+        return bytes.fromhex(_sm2(private, _sm2_public(private)).sign_with_sm3(data))
     raise ValueError(f"unknown signature algorithm: {alg}")
 
 
@@ -119,13 +116,23 @@ def verify_signature(alg: SignatureAlg | str, public: str, data: bytes, signatur
                 return False
             return True
         if alg == "sm2":
-            from gmssl import sm2
 
-            checker = sm2.CryptSM2(private_key="", public_key=public)
-            return bool(checker.verify_with_sm3(signature.hex(), data))
+            if len(public) != 128 or len(signature) != 64:
+                return False
+            return bool(_sm2("", public).verify_with_sm3(signature.hex(), data))
     except (ValueError, TypeError, IndexError):
         return False
     return False
+
+
+def _sm2(private: str, public: str) -> Any:
+    from gmssl import sm2
+
+    signer = sm2.CryptSM2(private_key=private, public_key="")
+    # gmssl strips a leading "04" with str.lstrip, which also eats any 0 or 4 that
+    # follows (about 1 key in 128 breaks); set the 128-hex-digit point ourselves.
+    signer.public_key = public
+    return signer
 
 
 @functools.lru_cache(maxsize=64)
