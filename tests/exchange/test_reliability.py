@@ -18,7 +18,9 @@ from tests.pg import PostgresServer
 
 def test_subscriber_database_down_is_retried_and_alerted(world: World, tmp_path: Path) -> None:
     missing_dir = tmp_path / "not-yet"
-    scene = make_scene(world, tmp_path, rows=800, target_url=f"sqlite:///{missing_dir / 'consumer.db'}")
+    scene = make_scene(
+        world, tmp_path, rows=800, target_url=f"sqlite:///{missing_dir / 'consumer.db'}"
+    )
     try:
         scene.node("provider")
         consumer = scene.node("consumer")
@@ -37,18 +39,26 @@ def test_subscriber_database_down_is_retried_and_alerted(world: World, tmp_path:
         assert rt.next_run > time.monotonic()  # backing off
         with world.api(world.admin) as c:
             alerts = c.get("/api/v1/exchange/alerts", params={"open_only": True}).json()
-        assert any(a["kind"] == "database_error" and a["task_id"] == scene.subscriber_task["id"] for a in alerts)
+        assert any(
+            a["kind"] == "database_error" and a["task_id"] == scene.subscriber_task["id"]
+            for a in alerts
+        )
         Source(scene.source_url).update([1, 2], "宕机期间修改")
         missing_dir.mkdir()  # the database comes back
         scene.run_until(scene.in_sync)
         with world.api(world.admin) as c:
             alerts = c.get("/api/v1/exchange/alerts", params={"open_only": True}).json()
-        assert not any(a["kind"] == "database_error" and a["task_id"] == scene.subscriber_task["id"] for a in alerts)
+        assert not any(
+            a["kind"] == "database_error" and a["task_id"] == scene.subscriber_task["id"]
+            for a in alerts
+        )
     finally:
         scene.close()
 
 
-def test_postgresql_source_and_target(world: World, tmp_path: Path, postgres: PostgresServer) -> None:
+def test_postgresql_source_and_target(
+    world: World, tmp_path: Path, postgres: PostgresServer
+) -> None:
     suffix = abs(hash(str(tmp_path))) % 10**8
     source_url = postgres.create_database(f"src_{suffix}")
     target_url = postgres.create_database(f"dst_{suffix}")
@@ -57,12 +67,20 @@ def test_postgresql_source_and_target(world: World, tmp_path: Path, postgres: Po
 
     engine = create_engine(source_url)
     with engine.begin() as conn:
-        conn.execute(text(
-            "CREATE TABLE person (id integer PRIMARY KEY, sfzhm text, xm text, xb text, version integer NOT NULL)"))
+        conn.execute(
+            text(
+                "CREATE TABLE person (id integer PRIMARY KEY, sfzhm text, xm text, xb text, "
+                "version integer NOT NULL)"
+            )
+        )
         conn.execute(text("CREATE INDEX ix_person_version ON person (version, id)"))
-        conn.execute(text(
-            "INSERT INTO person SELECT g, '3702021990' || lpad(g::text, 8, '0'), '姓名' || g, '1', g "
-            "FROM generate_series(1, 3000) g"))
+        conn.execute(
+            text(
+                "INSERT INTO person SELECT g, '3702021990' || lpad(g::text, 8, '0'), "
+                "'姓名' || g, '1', g "
+                "FROM generate_series(1, 3000) g"
+            )
+        )
     engine.dispose()
     scene = make_scene(world, tmp_path, source_url=source_url, target_url=target_url)
     try:
@@ -73,7 +91,9 @@ def test_postgresql_source_and_target(world: World, tmp_path: Path, postgres: Po
         src = Source(source_url)
         src.update([10, 20], "更新")
         src.delete([30, 31])
-        scene.nodes["provider"].detect_deletions(scene.nodes["provider"].tasks[scene.provider_task["id"]])
+        scene.nodes["provider"].detect_deletions(
+            scene.nodes["provider"].tasks[scene.provider_task["id"]]
+        )
         scene.run_until(scene.in_sync)
         assert len(target_rows(target_url)) == 2998
     finally:
@@ -82,13 +102,24 @@ def test_postgresql_source_and_target(world: World, tmp_path: Path, postgres: Po
 
 def _cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
     env = {"GOVSHARE_SECRET_KEY": TEST_SECRET, "PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, "-m", "govshare.cli", *args, "--data-dir", str(data_dir)],
-                          env=env, capture_output=True, text=True, check=False, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "govshare.cli", *args, "--data-dir", str(data_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
 
 
 def _node_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "govshare.cli", "node", *args], capture_output=True,
-                          text=True, check=False, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "govshare.cli", "node", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
 
 
 def test_gatekeeper_folders_carry_packages_both_ways(world: World, tmp_path: Path) -> None:
@@ -113,19 +144,32 @@ def test_gatekeeper_folders_carry_packages_both_ways(world: World, tmp_path: Pat
         damaged = bytearray(files[1].read_bytes())
         damaged[-20] ^= 0x01
         files[1].write_bytes(bytes(damaged))
-        result = _cli("exchange", "import-packages", str(outgoing), data_dir=world.hub.settings.data_dir)
+        result = _cli(
+            "exchange", "import-packages", str(outgoing), data_dir=world.hub.settings.data_dir
+        )
         assert result.returncode == 1
         assert "拒收" in result.stderr
         assert files[1].exists()
         assert not files[0].exists()
         incoming = tmp_path / "ferry-in"
-        result = _cli("exchange", "export-packages", str(incoming), "--node", str(scene.node_ids["consumer"]),
-                      data_dir=world.hub.settings.data_dir)
+        result = _cli(
+            "exchange",
+            "export-packages",
+            str(incoming),
+            "--node",
+            str(scene.node_ids["consumer"]),
+            data_dir=world.hub.settings.data_dir,
+        )
         assert result.returncode == 0, result.stderr
         consumer = scene.nodes["consumer"]
         assert consumer.import_packages(incoming) == 1
         assert len(target_rows(scene.target_url)) == 500
-        assert _cli("exchange", "import-packages", str(incoming), data_dir=world.hub.settings.data_dir).returncode == 0
+        assert (
+            _cli(
+                "exchange", "import-packages", str(incoming), data_dir=world.hub.settings.data_dir
+            ).returncode
+            == 0
+        )
         with world.api(world.admin) as c:
             task = c.get(f"/api/v1/exchange/tasks/{scene.subscriber_task['id']}").json()
         assert task["acked_seq"] == 1
@@ -148,8 +192,10 @@ def test_schema_collection_feeds_a_catalog_draft(world: World, tmp_path: Path) -
     try:
         agent = scene.node("provider")
         with world.api(world.admin) as c:
-            c.post(f"/api/v1/exchange/nodes/{scene.node_ids['provider']}/commands",
-                   json={"command": "collect_schema"}).raise_for_status()
+            c.post(
+                f"/api/v1/exchange/nodes/{scene.node_ids['provider']}/commands",
+                json={"command": "collect_schema"},
+            ).raise_for_status()
         agent.heartbeat()
         with world.api(world.admin) as c:
             schemas = c.get(f"/api/v1/exchange/nodes/{scene.node_ids['provider']}/schemas").json()
@@ -157,9 +203,17 @@ def test_schema_collection_feeds_a_catalog_draft(world: World, tmp_path: Path) -
         assert [col["name"] for col in person["columns"]] == ["id", "sfzhm", "xm", "xb", "version"]
         assert person["key"] == ["id"]
         with world.api(scene.provider.registrar) as c:
-            r = c.post("/api/v1/exchange/resources/from-table", json={
-                "node_id": scene.node_ids["provider"], "source": "biz", "table": "person",
-                "classification_code": "101001", "name": "人口表(自动编目)", "abstract": "由前置机采集的表结构生成"})
+            r = c.post(
+                "/api/v1/exchange/resources/from-table",
+                json={
+                    "node_id": scene.node_ids["provider"],
+                    "source": "biz",
+                    "table": "person",
+                    "classification_code": "101001",
+                    "name": "人口表(自动编目)",
+                    "abstract": "由前置机采集的表结构生成",
+                },
+            )
         assert r.status_code == 201, r.text
         items = {i["code"]: i for i in r.json()["items"]}
         assert items["id"]["data_type"] == "I"
@@ -170,8 +224,13 @@ def test_schema_collection_feeds_a_catalog_draft(world: World, tmp_path: Path) -
 
 
 def test_folder_transport_node_never_calls_the_hub(tmp_path: Path) -> None:
-    config = NodeConfig(hub_url="http://127.0.0.1:9", node_id=1, store=tmp_path / "s", transport="folder",
-                        sources={"biz": Database(url="sqlite://")})
+    config = NodeConfig(
+        hub_url="http://127.0.0.1:9",
+        node_id=1,
+        store=tmp_path / "s",
+        transport="folder",
+        sources={"biz": Database(url="sqlite://")},
+    )
     agent = NodeAgent(config)
     agent.tick()  # no heartbeat, no upload: nothing to connect to, nothing raised
     agent.close()

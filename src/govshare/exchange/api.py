@@ -4,6 +4,7 @@ log, reconciliation, alerts, monitoring and exchange domains."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
 
 from govshare.catalog import service as catalog_service
 from govshare.catalog.schemas import ItemIn, ResourceIn, ResourcePublic
@@ -19,6 +20,7 @@ from govshare.deps import (
 )
 from govshare.errors import GovshareError, InvalidInput
 from govshare.exchange import alerts, service
+from govshare.exchange.models import ExchangePackage as ExchangePackageRow
 from govshare.exchange.models import TaskKind, TaskState
 from govshare.exchange.schemas import (
     AckIn,
@@ -82,16 +84,20 @@ async def upload_package(
         raise InvalidInput(
             "数据包过大", details=[{"field": "body", "message": f"> {MAX_PACKAGE_BYTES} bytes"}]
         )
-    node = service.node_of(db, caller)
-    try:
-        row, duplicate = service.receive_package(
-            db, settings, request.app.state.package_store, node, blob
-        )
-    except GovshareError as exc:
-        db.rollback()
-        service.reject_package(db, settings, service.node_of(db, caller), exc.message, blob)
-        db.commit()
-        raise
+    store = request.app.state.package_store
+
+    def receive() -> tuple[ExchangePackageRow, bool]:
+        # Verification, the database and the bus all block: keep them off the event loop.
+        node = service.node_of(db, caller)
+        try:
+            return service.receive_package(db, settings, store, node, blob)
+        except GovshareError as exc:
+            db.rollback()
+            service.reject_package(db, settings, service.node_of(db, caller), exc.message, blob)
+            db.commit()
+            raise
+
+    row, duplicate = await run_in_threadpool(receive)
     return PackageAccepted(
         task_id=row.task_id, seq=row.seq, status="duplicate" if duplicate else "accepted"
     )

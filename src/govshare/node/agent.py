@@ -133,7 +133,7 @@ class NodeAgent:
             try:
                 self.heartbeat()
                 self.next_heartbeat = now + self.config.heartbeat_seconds
-            except HubUnavailable as exc:
+            except (HubUnavailable, HubRefused) as exc:
                 self.last_error = str(exc)
                 self.next_heartbeat = now + min(self.config.heartbeat_seconds, 5)
         elif self.config.transport == "folder" and not self.tasks:
@@ -142,7 +142,10 @@ class NodeAgent:
             if rt.running and rt.spec["kind"] == "provider" and time.monotonic() >= rt.next_run:
                 self._guarded(rt, self.run_provider)
         if self.config.transport == "http":
-            self.upload_pending()
+            try:
+                self.upload_pending()
+            except HubUnavailable as exc:
+                self.last_error = str(exc)  # the outbox keeps them; next tick tries again
         for rt in list(self.tasks.values()):
             if rt.running and rt.spec["kind"] == "subscriber" and time.monotonic() >= rt.next_run:
                 self._guarded(rt, self.run_subscriber)

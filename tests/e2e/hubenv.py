@@ -1,0 +1,273 @@
+"""Real processes for end-to-end exchange tests: a hub (``govshare serve``), front-end
+nodes (``govshare node run``), their databases, and the setup that binds them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from govshare import db
+from govshare.catalog import service as catalog
+from govshare.catalog.schemas import ItemIn, ResourceIn
+from govshare.config import Settings
+from govshare.exchange import service as exchange
+from govshare.exchange.models import TaskKind, TaskState
+from govshare.exchange.schemas import TaskCreate
+from govshare.security.audit import SYSTEM
+from govshare.security.roles import Role, permissions_for
+from govshare.security.service import Principal, add_department, add_user
+from tests.conftest import TEST_SECRET, make_settings, migrated
+from tests.factories import PASSWORD, valid_credit_code
+from tests.pg import free_port
+
+ADMIN = Principal(
+    kind="user",
+    name="setup",
+    department_id=None,
+    permissions=permissions_for([Role.PLATFORM_ADMIN]),
+    roles=(Role.PLATFORM_ADMIN.value,),
+)
+
+
+@dataclass
+class Proc:
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    log: Path
+    popen: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+
+    def start(self) -> None:
+        out = self.log.open("ab")
+        self.popen = subprocess.Popen(self.args, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        out.close()
+
+    def kill9(self) -> None:
+        if self.popen and self.popen.poll() is None:
+            os.kill(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.popen and self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+
+@dataclass
+class HubEnv:
+    """A hub and two nodes (provider, consumer) as separate OS processes."""
+
+    tmp: Path
+    settings: Settings
+    port: int
+    source_url: str
+    target_url: str
+    node_ids: dict[str, int] = field(default_factory=dict)
+    task_ids: dict[str, int] = field(default_factory=dict)
+    procs: dict[str, Proc] = field(default_factory=dict)
+    admin: str = "crash_admin"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def api(self) -> httpx.Client:
+        token = httpx.post(
+            f"{self.base_url}/api/v1/auth/token",
+            json={"username": self.admin, "password": PASSWORD},
+            timeout=30,
+        ).json()["access_token"]
+        return httpx.Client(
+            base_url=self.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+        )
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("hub did not become healthy; see " + str(self.procs["hub"].log))
+
+    def stop_all(self) -> None:
+        for p in self.procs.values():
+            p.stop()
+
+
+def setup_hub(
+    tmp: Path,
+    *,
+    source_url: str,
+    target_url: str,
+    provider_config: dict[str, Any],
+    database_url: str | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> HubEnv:
+    """Migrate a hub database, create departments, a published resource, two nodes and
+    a provider→subscriber pair of running tasks, then write the nodes' node.toml."""
+    settings = migrated(make_settings(tmp / "hub", database_url))
+    engine = db.make_engine(settings)
+    factory = db.make_session_factory(engine, settings)
+    with db.session_scope(factory) as s:
+        bureau = add_department(
+            s,
+            SYSTEM,
+            name="青岛市大数据局(测试)",
+            short_name="大数据局",
+            credit_code=valid_credit_code(),
+            division_code="370200",
+        )
+        police = add_department(
+            s,
+            SYSTEM,
+            name="青岛市公安局(测试)",
+            short_name="公安",
+            credit_code=valid_credit_code(),
+            division_code="370200",
+        )
+        hr = add_department(
+            s,
+            SYSTEM,
+            name="青岛市人社局(测试)",
+            short_name="人社",
+            credit_code=valid_credit_code(),
+            division_code="370200",
+        )
+        add_user(
+            s,
+            SYSTEM,
+            username="crash_admin",
+            password=PASSWORD,
+            display_name="管理员",
+            department_id=bureau.id,
+            roles=[Role.PLATFORM_ADMIN],
+        )
+        admin = ADMIN
+        items = [
+            ItemIn(name="编号", code="id", data_type="I", length=10, is_key=True),
+            ItemIn(name="公民身份号码", code="sfzhm", data_type="C", length=18),
+            ItemIn(name="姓名", code="xm", data_type="C", length=50),
+            ItemIn(name="性别", code="xb", data_type="C", length=1),
+            ItemIn(name="行版本", code="version", data_type="I", length=10),
+        ]
+        res = catalog.add_resource(
+            s,
+            admin,
+            ResourceIn(
+                classification_code="101001",
+                name="人口基本信息",
+                abstract="交换测试",
+                format="database",
+                sharing_type="1",
+                sharing_modes=["table"],
+                update_cycle="realtime",
+                provider_department_id=police.id,
+                items=items,
+            ),
+        )
+        for step in ["submit", "approve", "request_publication", "publish"]:
+            catalog.transition(s, admin, res.id, step)
+        tokens = {}
+        for label, dept in [("provider", police), ("consumer", hr)]:
+            node, token = exchange.enroll_node(
+                s, settings, admin, name=f"{label}-node", department_id=dept.id
+            )
+            tokens[label] = (node.id, token)
+        ptask = exchange.create_task(
+            s,
+            admin,
+            TaskCreate(
+                name="人口发送",
+                kind=TaskKind.PROVIDER,
+                node_id=tokens["provider"][0],
+                resource_id=res.id,
+                config=provider_config,
+            ),
+        )
+        stask = exchange.create_task(
+            s,
+            admin,
+            TaskCreate(
+                name="人口接收",
+                kind=TaskKind.SUBSCRIBER,
+                node_id=tokens["consumer"][0],
+                resource_id=res.id,
+                source_task_id=ptask.id,
+                config={
+                    "target": "dst",
+                    "table": "person_copy",
+                    "schedule": {"interval_seconds": 0.2},
+                },
+            ),
+        )
+        for t in (ptask, stask):
+            exchange.set_task_state(s, admin, t.id, TaskState.RUNNING)
+        task_ids = {"provider": ptask.id, "consumer": stask.id}
+    engine.dispose()
+    port = free_port()
+    env_base = {k: v for k, v in os.environ.items() if not k.startswith("GOVSHARE_")}
+    hub_env = {
+        **env_base,
+        "GOVSHARE_SECRET_KEY": TEST_SECRET,
+        "GOVSHARE_MONITOR_INTERVAL_SECONDS": "2",
+        **({"GOVSHARE_DATABASE_URL": database_url} if database_url else {}),
+        **(extra_env or {}),
+    }
+    env = HubEnv(
+        tmp=tmp,
+        settings=settings,
+        port=port,
+        source_url=source_url,
+        target_url=target_url,
+        node_ids={k: v[0] for k, v in tokens.items()},
+        task_ids=task_ids,
+    )
+    env.procs["hub"] = Proc(
+        "hub",
+        [
+            sys.executable,
+            "-m",
+            "govshare.cli",
+            "serve",
+            "--data-dir",
+            str(settings.data_dir),
+            "--port",
+            str(port),
+        ],
+        hub_env,
+        tmp / "hub.log",
+    )
+    for label, (node_id, token) in tokens.items():
+        toml = tmp / f"{label}.toml"
+        toml.write_text(
+            f'hub_url = "{env.base_url}"\nnode_id = {node_id}\nenrollment_token = "{token}"\n'
+            f'store = "store-{label}"\nheartbeat_seconds = 1\ntick_seconds = 0.1\n'
+            "request_timeout_seconds = 20\n"
+            f'[sources.biz]\nurl = "{source_url}"\n[targets.dst]\nurl = "{target_url}"\n',
+            encoding="utf-8",
+        )
+        env.procs[label] = Proc(
+            label,
+            [sys.executable, "-m", "govshare.cli", "node", "run", "--config", str(toml)],
+            env_base,
+            tmp / f"{label}.log",
+        )
+    return env
