@@ -63,10 +63,19 @@ class ProviderConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source: str = Field(min_length=1, max_length=60, description="node.toml 中数据源的名称")
+    source: str | None = Field(default=None, max_length=60, description="node.toml 中数据源的名称")
+    folder: str | None = Field(
+        default=None, max_length=60, description="或 node.toml 中的文件夹 (非结构化资源)"
+    )
+    pattern: str = Field(
+        default="**/*", max_length=200, description="文件夹模式下要交换的文件 (glob)"
+    )
+    chunk_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024, description="分块大小"
+    )
     table: str | None = Field(default=None, pattern=IDENT, description="源表")
     query: str | None = Field(default=None, max_length=4000, description="或只读查询 (SELECT …)")
-    key: list[str] = Field(min_length=1, description="主键列")
+    key: list[str] = Field(default_factory=list, description="主键列")
     columns: list[str] | None = Field(default=None, description="要交换的列 (缺省为全部)")
     mode: Literal["incremental", "snapshot"] = "incremental"
     cursor_column: str | None = Field(
@@ -81,6 +90,14 @@ class ProviderConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> ProviderConfig:
+        if self.folder is not None:
+            if self.source or self.table or self.query:
+                raise ValueError("文件夹任务不能同时指定数据源、表或查询")
+            return self
+        if not self.source:
+            raise ValueError("须指定数据源 source 或文件夹 folder")
+        if not self.key:
+            raise ValueError("须指定主键列 key")
         if (self.table is None) == (self.query is None):
             raise ValueError("源表 table 与查询 query 须且只须填写一个")
         if self.query is not None and not self.query.lstrip().lower().startswith("select"):
@@ -97,13 +114,26 @@ class SubscriberConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    target: str = Field(min_length=1, max_length=60, description="node.toml 中目标库的名称")
-    table: str = Field(pattern=IDENT, description="目标表 (不存在时按数据包自动创建)")
+    target: str | None = Field(default=None, max_length=60, description="node.toml 中目标库的名称")
+    table: str | None = Field(
+        default=None, pattern=IDENT, description="目标表 (不存在时按数据包自动创建)"
+    )
+    folder: str | None = Field(
+        default=None, max_length=60, description="或 node.toml 中的目标文件夹"
+    )
     mapping: dict[str, str] = Field(default_factory=dict, description="源列 → 目标列 (缺省同名)")
     code_maps: dict[str, dict[str, str]] = Field(
         default_factory=dict, description="代码转换: 列 → {源代码: 目标代码}"
     )
     schedule: ScheduleIn = Field(default_factory=ScheduleIn)
+
+    @model_validator(mode="after")
+    def _check(self) -> SubscriberConfig:
+        if self.folder is None and not (self.target and self.table):
+            raise ValueError("须指定目标库 target 与目标表 table，或目标文件夹 folder")
+        if self.folder is not None and (self.target or self.table):
+            raise ValueError("文件夹任务不能同时指定目标库或目标表")
+        return self
 
 
 class TaskCreate(BaseModel):

@@ -18,9 +18,10 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from govshare.exchange import package
+from govshare.node import files
 from govshare.node.client import HubClient, HubRefused, HubUnavailable
 from govshare.node.config import NodeConfig
-from govshare.node.source import SourceReader, describe, key_string, make_engine
+from govshare.node.source import SourceReader, describe, key_string, make_engine, row_hash
 from govshare.node.store import LocalStore
 from govshare.node.target import TargetWriter
 from govshare.security import crypto
@@ -268,6 +269,23 @@ class NodeAgent:
 
     def checksum_command(self, cmd: dict[str, Any]) -> None:
         rt = self.tasks[cmd["task_id"]]
+        config = rt.spec["config"]
+        if config.get("folder"):
+            if rt.spec["kind"] == "provider":
+                files.run_file_provider(self, rt, budget_seconds=3600)
+                self.upload_pending()
+                seq = self.store.state(rt.id)[1]
+            else:
+                seq = files.applied_seq(self, rt.id)
+            count, keyhash = files.folder_checksum(
+                self.config.folders[config["folder"]],
+                config.get("pattern") or "**/*",
+                self.store.get("digest_alg") or "sm3",
+            )
+            self.client.command_result(
+                cmd["id"], True, {"count": count, "keyhash": keyhash, "seq": seq}
+            )
+            return
         if rt.spec["kind"] == "provider":
             # Catch up first so the checksum describes what has been packaged.
             while self.extract_batch(rt):
@@ -314,6 +332,9 @@ class NodeAgent:
         return rt.reader
 
     def run_provider(self, rt: TaskRuntime, *, budget_seconds: float = 5.0) -> None:
+        if rt.spec["config"].get("folder"):
+            files.run_file_provider(self, rt, budget_seconds=budget_seconds)
+            return
         started = time.monotonic()
         while self.extract_batch(rt) and time.monotonic() - started < budget_seconds:
             if self.config.transport == "http":
@@ -326,36 +347,50 @@ class NodeAgent:
             self.detect_deletions(rt)
 
     def extract_batch(self, rt: TaskRuntime) -> bool:
-        """Package the next batch of changed rows; True if a full batch was found."""
-        assert self.signer is not None
+        """Package the next batch of changed rows; True if a full batch was found.
+
+        Incremental mode reads past the cursor column; snapshot mode re-reads the whole
+        table each run and sends only rows whose hash changed.
+        """
         reader = self._reader(rt)
         config = rt.spec["config"]
+        snapshot = config.get("mode") == "snapshot"
         batch_rows = int(config.get("batch_rows", 50_000))
         cursor, last_seq, _ = self.store.state(rt.id)
         found = next(reader.batches(cursor, batch_rows), None)
         if found is None:
+            if snapshot and cursor is not None:
+                with self.store.transaction() as conn:  # the scan is complete: start over next run
+                    self.store.set_cursor(conn, rt.id, None, last_seq)
             return False
         rows, next_cursor = found
         key_idx = [reader.columns.index(k) for k in reader.key]
         keys = [key_string([row[i] for i in key_idx]) for row in rows]
+        hashes = [row_hash(row) for row in rows] if snapshot else None
         with self.store.transaction() as conn:
             known = self.store.existing_keys(conn, rt.id, keys)
-            ops, kept, kept_keys, gone = [], [], [], []
-            for row, key in zip(rows, keys, strict=True):
+            ops, kept, kept_keys, kept_hashes, gone = [], [], [], [], []
+            for i, (row, key) in enumerate(zip(rows, keys, strict=True)):
                 if reader.is_soft_deleted(row):
                     if key in known:
                         ops.append("D")
                         kept.append(row)
                         gone.append(key)
                     continue
+                if hashes is not None and key in known and known[key] == hashes[i]:
+                    continue  # unchanged since it was last sent
                 ops.append("U" if key in known else "I")
                 kept.append(row)
                 kept_keys.append(key)
+                if hashes is not None:
+                    kept_hashes.append(hashes[i])
             seq = last_seq
             if kept:
                 seq = last_seq + 1
                 self._enqueue(conn, rt, seq, reader.columns, ops, kept)
-                self.store.add_keys(conn, rt.id, kept_keys)
+                self.store.add_keys(
+                    conn, rt.id, kept_keys, kept_hashes if hashes is not None else None
+                )
                 self.store.remove_keys(conn, rt.id, gone)
             self.store.set_cursor(conn, rt.id, next_cursor, seq)
         rt.rows_moved += len(kept)
@@ -430,6 +465,9 @@ class NodeAgent:
         return rt.writer
 
     def run_subscriber(self, rt: TaskRuntime, *, budget_seconds: float = 5.0) -> None:
+        if rt.spec["config"].get("folder"):
+            files.run_file_subscriber(self, rt, budget_seconds=budget_seconds)
+            return
         writer = self._writer(rt)
         applied = writer.applied_seq()
         hub_acked = int(rt.spec.get("acked_seq", 0))

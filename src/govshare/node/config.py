@@ -23,6 +23,9 @@ class NodeConfig(BaseModel):
     store: Path = Field(description="directory of the local store (前置交换库) and keys")
     sources: dict[str, Database] = Field(default_factory=dict)
     targets: dict[str, Database] = Field(default_factory=dict)
+    folders: dict[str, Path] = Field(
+        default_factory=dict, description="文件夹 (非结构化资源的来源或目标)"
+    )
     heartbeat_seconds: float = Field(default=5, ge=0.2, le=3600)
     tick_seconds: float = Field(default=0.5, ge=0.05, le=60)
     # Gatekeeper (网闸) mode: no HTTP; packages cross as files in these folders.
@@ -48,4 +51,7 @@ def load(path: Path) -> NodeConfig:
         raise NodeConfigError(f"配置文件 {path} 有误:\n" + "\n".join(lines)) from None
     if not config.store.is_absolute():
         config.store = (path.parent / config.store).resolve()
+    config.folders = {
+        k: v if v.is_absolute() else (path.parent / v).resolve() for k, v in config.folders.items()
+    }
     return config

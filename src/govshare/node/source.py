@@ -76,6 +76,12 @@ def key_string(values: tuple[Any, ...] | list[Any]) -> str:
     return KEY_SEPARATOR.join("" if v is None else str(v) for v in values)
 
 
+def row_hash(values: tuple[Any, ...]) -> int:
+    """A signed 64-bit hash of a whole row (fits SQLite's INTEGER), for snapshot mode."""
+    digest = hashlib.blake2b(repr(values).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 def key_hash(values: tuple[Any, ...] | list[Any]) -> int:
     return int.from_bytes(
         hashlib.blake2b(key_string(values).encode(), digest_size=8).digest(), "big"

@@ -26,8 +26,21 @@ CREATE TABLE IF NOT EXISTS task_state (
 CREATE TABLE IF NOT EXISTS mirror (
     task_id INTEGER NOT NULL,
     key TEXT NOT NULL,
+    rowhash INTEGER,
     PRIMARY KEY (task_id, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS file_state (
+    task_id INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    chunks INTEGER NOT NULL,
+    next_chunk INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (task_id, path)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS applied (task_id INTEGER PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (
     task_id INTEGER NOT NULL,
     seq INTEGER NOT NULL,
@@ -95,6 +108,7 @@ class LocalStore:
         )
 
     def next_seq(self, conn: sqlite3.Connection, task_id: int) -> int:
+        conn.execute("INSERT OR IGNORE INTO task_state (task_id) VALUES (?)", (task_id,))
         conn.execute("UPDATE task_state SET last_seq = last_seq + 1 WHERE task_id = ?", (task_id,))
         return int(
             conn.execute(
@@ -111,13 +125,17 @@ class LocalStore:
 
     # -- key mirror -----------------------------------------------------------------------
 
-    def existing_keys(self, conn: sqlite3.Connection, task_id: int, keys: list[str]) -> set[str]:
+    def existing_keys(
+        self, conn: sqlite3.Connection, task_id: int, keys: list[str]
+    ) -> dict[str, int | None]:
+        """The batch's keys already sent, with the row hash they were sent with."""
         conn.execute("DELETE FROM batch_keys")
         conn.executemany("INSERT OR IGNORE INTO batch_keys (key) VALUES (?)", ((k,) for k in keys))
         return {
-            r[0]
+            r[0]: r[1]
             for r in conn.execute(
-                "SELECT b.key FROM batch_keys b JOIN mirror m ON m.task_id = ? AND m.key = b.key",
+                "SELECT b.key, m.rowhash FROM batch_keys b "
+                "JOIN mirror m ON m.task_id = ? AND m.key = b.key",
                 (task_id,),
             )
         }
@@ -129,10 +147,22 @@ class LocalStore:
             ]
         )
 
-    def add_keys(self, conn: sqlite3.Connection, task_id: int, keys: Iterable[str]) -> None:
+    def add_keys(
+        self,
+        conn: sqlite3.Connection,
+        task_id: int,
+        keys: Iterable[str],
+        hashes: Iterable[int | None] | None = None,
+    ) -> None:
+        if hashes is None:
+            conn.executemany(
+                "INSERT OR IGNORE INTO mirror (task_id, key) VALUES (?, ?)",
+                ((task_id, k) for k in keys),
+            )
+            return
         conn.executemany(
-            "INSERT OR IGNORE INTO mirror (task_id, key) VALUES (?, ?)",
-            ((task_id, k) for k in keys),
+            "INSERT OR REPLACE INTO mirror (task_id, key, rowhash) VALUES (?, ?, ?)",
+            ((task_id, k, h) for k, h in zip(keys, hashes, strict=True)),
         )
 
     def remove_keys(self, conn: sqlite3.Connection, task_id: int, keys: Iterable[str]) -> None:
