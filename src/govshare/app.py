@@ -128,6 +128,7 @@ def create_app(settings: Settings) -> FastAPI:
     from govshare.catalog import api as catalog_api
     from govshare.catalog import pages as catalog_pages
     from govshare.exchange import api as exchange_api
+    from govshare.exchange import pages as exchange_pages
     from govshare.security import api as security_api
     from govshare.security import pages as security_pages
     from govshare.web import pages as web_pages
@@ -138,6 +139,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(web_pages.router)
     app.include_router(security_pages.router)
     app.include_router(catalog_pages.router)
+    app.include_router(exchange_pages.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     @app.get("/healthz", tags=["ops"], summary="健康检查")

@@ -90,3 +90,52 @@
   document.addEventListener("DOMContentLoaded", function () { initCharts(document); });
   document.addEventListener("htmx:afterSettle", function (e) { initCharts(e.target); });
 })();
+
+/* Exchange console: charts of several series over one axis, drawn from
+   <div data-series-chart="id"> and <script type="application/json" id="id">.
+   spec.type "line" draws lines, "stack" stacked columns, anything else grouped columns. */
+(function () {
+  "use strict";
+
+  var COLORS = ["#1f5fa8", "#2f9e72", "#c23531", "#e39b23"];
+
+  function seriesOption(spec) {
+    var line = spec.type === "line";
+    return {
+      color: spec.colors || COLORS,
+      textStyle: { fontFamily: '"PingFang SC","Microsoft YaHei","Noto Sans CJK SC",sans-serif' },
+      tooltip: { trigger: "axis" },
+      legend: { top: 0 },
+      grid: { left: 8, right: 16, top: 32, bottom: 8, containLabel: true },
+      xAxis: { type: "category", data: spec.labels, boundaryGap: !line },
+      yAxis: { type: "value", minInterval: 1 },
+      animationDuration: 300,
+      series: spec.series.map(function (s) {
+        var out = { name: s.name, type: line ? "line" : "bar", data: s.values };
+        if (line) {
+          out.symbolSize = 5;
+          out.areaStyle = { opacity: 0.08 };
+        } else {
+          out.barMaxWidth = 24;
+          if (spec.type === "stack") out.stack = "total";
+        }
+        return out;
+      })
+    };
+  }
+
+  function initSeriesCharts(root) {
+    if (typeof window.echarts === "undefined") return;
+    root.querySelectorAll("[data-series-chart]").forEach(function (el) {
+      var source = document.getElementById(el.getAttribute("data-series-chart"));
+      if (!source || el.getAttribute("data-chart-ready")) return;
+      var chart = window.echarts.init(el, null, { renderer: "svg" });
+      chart.setOption(seriesOption(JSON.parse(source.textContent)));
+      el.setAttribute("data-chart-ready", "1");
+      window.addEventListener("resize", function () { chart.resize(); });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { initSeriesCharts(document); });
+  document.addEventListener("htmx:afterSettle", function (e) { initSeriesCharts(e.target); });
+})();
