@@ -108,6 +108,16 @@ def test_demo_server_serves_health_and_prints_login(tmp_path: Path) -> None:
         ).json()
         assert page["total"] > 0
         assert httpx.get(f"http://127.0.0.1:{port}/openapi.json").status_code == 200
+        # The demo's front-end nodes move 公安's population table to 人社 and 民政.
+        headers = {"Authorization": f"Bearer {token}"}
+        deadline = time.time() + 120
+        while True:
+            monitor = httpx.get(f"http://127.0.0.1:{port}/api/v1/exchange/monitor", headers=headers).json()
+            if sum(monitor["rows_applied"]) >= 2 * 3000:
+                break
+            assert time.time() < deadline, monitor
+            time.sleep(1)
+        assert monitor["online"] == 3
     finally:
         proc.terminate()
         output = proc.communicate(timeout=30)[0]

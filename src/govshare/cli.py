@@ -58,6 +58,7 @@ def serve(
     db.upgrade(settings)
     if settings.demo:
         _ensure_demo(settings)
+        _start_demo_exchange(settings)
     console.print(f"控制台: [bold]http://{settings.host}:{settings.port}/[/bold]  API 文档: /docs")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
 
@@ -83,6 +84,19 @@ def _ensure_demo(settings: Settings) -> None:
         "演示账号 (同一密码): gaj_reg 公安编目员, gaj_rev 公安审核员, "
         "rsj_res 人社资源管理员, auditor 审计员"
     )
+
+
+def _start_demo_exchange(settings: Settings) -> None:
+    """Three demo front-end nodes and a business system that keeps changing its data."""
+    from govshare import db, demo_exchange
+
+    engine = db.make_engine(settings)
+    with db.session_scope(db.make_session_factory(engine, settings)) as session:
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
+        configs = demo_exchange.setup(session, settings, f"http://{host}:{settings.port}")
+    engine.dispose()
+    demo_exchange.Running(configs, configs[0].parent / "gaj-business.db")
+    console.print("演示交换: 公安前置机 → 平台 → 人社、民政前置机 (数据交换 页面可见)")
 
 
 @db_app.command("upgrade")
@@ -191,11 +205,19 @@ def node_run(config: NodeConfigOpt) -> None:
     agent = _agent(config)
     assert isinstance(agent, NodeAgent)
     signal.signal(signal.SIGTERM, lambda *_: agent.stop_event.set())
-    try:
-        agent.ensure_registered()
-    except (HubRefused, HubUnavailable, RuntimeError) as exc:
-        err.print(f"[red]前置机注册失败:[/red] {exc}")
-        raise typer.Exit(1) from None
+    delay = 0.5
+    while True:
+        try:
+            agent.ensure_registered()
+            break
+        except HubUnavailable as exc:  # the hub may still be starting: wait for it
+            err.print(f"平台暂不可达，{delay:.0f} 秒后重试: {exc}")
+            if agent.stop_event.wait(delay):
+                raise typer.Exit(0) from None
+            delay = min(delay * 2, 30)
+        except (HubRefused, RuntimeError) as exc:
+            err.print(f"[red]前置机注册失败:[/red] {exc}")
+            raise typer.Exit(1) from None
     console.print(f"前置机 {agent.config.node_id} 已启动，平台 {agent.config.hub_url}")
     try:
         agent.run()

@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from govshare.config import Settings
 from govshare.errors import NotAuthenticated
@@ -25,6 +26,7 @@ from govshare.security.service import (
     Principal,
     principal_from_signature,
     principal_from_token,
+    string_to_sign,
 )
 
 SESSION_COOKIE = "govshare_session"
@@ -60,49 +62,61 @@ def _remote(request: Request) -> str | None:
 
 
 async def current_principal(request: Request, db: SessionDep, settings: SettingsDep) -> Principal:
-    """Resolve the caller from a bearer token, an API-client signature or a console
-    session cookie (with CSRF on unsafe methods); anonymous otherwise."""
+    """Resolve the caller from a bearer token, an API-client or node signature, or a
+    console session cookie (with CSRF on unsafe methods); anonymous otherwise."""
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
-    principal = ANONYMOUS
+    signed = request.headers.get("x-app-key") or request.headers.get("x-node-id")
+    body = await request.body() if signed else b""
+    # Database work blocks (SQLite may wait for a lock): never on the event loop.
+    principal = await run_in_threadpool(_resolve, request, db, settings, body)
+    if (
+        principal.kind == "user"
+        and request.method not in SAFE_METHODS
+        and "authorization" not in request.headers
+    ):
+        await _check_csrf(request, principal)
+    request.state.principal = principal
+    return principal
+
+
+def _resolve(request: Request, db: Session, settings: Settings, body: bytes) -> Principal:
     auth = request.headers.get("authorization", "")
+    query = f"?{request.url.query}" if request.url.query else ""
+    timestamp = request.headers.get("x-timestamp", "")
+    nonce = request.headers.get("x-nonce", "")
+    signature = request.headers.get("x-signature", "")
     if auth.lower().startswith("bearer "):
         found = principal_from_token(db, auth[7:].strip(), SessionKind.TOKEN, _remote(request))
         if found is None:
             raise NotAuthenticated("令牌无效或已过期 (invalid or expired token)")
-        principal = found
-    elif app_key := request.headers.get("x-app-key"):
-        body = await request.body()
-        query = f"?{request.url.query}" if request.url.query else ""
+        return found
+    if app_key := request.headers.get("x-app-key"):
         principal = principal_from_signature(
             db,
             settings,
             app_key=app_key,
-            timestamp=request.headers.get("x-timestamp", ""),
-            nonce=request.headers.get("x-nonce", ""),
-            signature=request.headers.get("x-signature", ""),
+            timestamp=timestamp,
+            nonce=nonce,
+            signature=signature,
             method=request.method,
             path_and_query=request.url.path + query,
             body_sha256=hashlib.sha256(body).hexdigest(),
             remote_addr=_remote(request),
         )
         db.commit()  # the nonce must stay spent even if the route fails
-    elif node_id := request.headers.get("x-node-id"):
+        return principal
+    if node_id := request.headers.get("x-node-id"):
         from govshare.exchange.service import principal_from_node_signature
-        from govshare.security.service import string_to_sign
 
-        body = await request.body()
-        query = f"?{request.url.query}" if request.url.query else ""
-        timestamp = request.headers.get("x-timestamp", "")
-        nonce = request.headers.get("x-nonce", "")
         principal = principal_from_node_signature(
             db,
             settings,
             node_id=node_id,
             timestamp=timestamp,
             nonce=nonce,
-            signature=request.headers.get("x-signature", ""),
+            signature=signature,
             signed=string_to_sign(
                 request.method,
                 request.url.path + query,
@@ -113,14 +127,12 @@ async def current_principal(request: Request, db: SessionDep, settings: Settings
             remote_addr=_remote(request),
         )
         db.commit()
-    elif cookie := request.cookies.get(SESSION_COOKIE):
+        return principal
+    if cookie := request.cookies.get(SESSION_COOKIE):
         found = principal_from_token(db, cookie, SessionKind.CONSOLE, _remote(request))
         if found is not None:
-            if request.method not in SAFE_METHODS:
-                await _check_csrf(request, found)
-            principal = found
-    request.state.principal = principal
-    return principal
+            return found
+    return ANONYMOUS
 
 
 async def _check_csrf(request: Request, principal: Principal) -> None:

@@ -1,0 +1,229 @@
+"""The demo's exchange: 公安's front-end node shares a population table (made with Faker
+zh_CN) with 人社 and 民政 through the hub, and a little business system keeps changing it,
+so a newcomer running ``make run`` sees data flow."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from govshare.catalog import service as catalog
+from govshare.catalog.models import Resource
+from govshare.config import Settings
+from govshare.exchange import service as exchange
+from govshare.exchange.models import ExchangeNode, TaskKind, TaskState
+from govshare.exchange.schemas import TaskCreate
+from govshare.security.models import Department, User
+from govshare.security.roles import permissions_for
+from govshare.security.service import Principal
+
+PEOPLE = 3000
+RESOURCE_NAME = "常住人口基本信息"
+
+
+@dataclass(frozen=True)
+class DemoNode:
+    abbr: str
+    label: str
+
+
+NODES = [
+    DemoNode("gaj", "公安前置机"),
+    DemoNode("rsj", "人社前置机"),
+    DemoNode("mzj", "民政前置机"),
+]
+
+
+def _admin(session: Session) -> Principal:
+    user = session.scalar(select(User).where(User.username == "admin"))
+    assert user is not None
+    return Principal(
+        kind="user",
+        name=user.username,
+        department_id=user.department_id,
+        permissions=permissions_for(user.roles),
+        roles=tuple(user.roles),
+        user_id=user.id,
+    )
+
+
+def make_population(path: Path, people: int = PEOPLE, seed: int = 2026) -> None:
+    """A 公安 business table of residents (常住人口), with a row version for extraction."""
+    from faker import Faker
+
+    fake = Faker("zh_CN")
+    fake.seed_instance(seed)
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS czrk (id INTEGER PRIMARY KEY, gmsfhm TEXT NOT NULL, "
+        "xm TEXT NOT NULL, "
+        "xb TEXT, csrq TEXT, hjdz TEXT, lxdh TEXT, version INTEGER NOT NULL)"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS ix_czrk_version ON czrk (version, id)")
+    rows = []
+    for i in range(1, people + 1):
+        ssn = fake.ssn()
+        rows.append(
+            (
+                i,
+                ssn,
+                fake.name(),
+                "1" if int(ssn[16]) % 2 else "2",
+                f"{ssn[6:10]}-{ssn[10:12]}-{ssn[12:14]}",
+                fake.address(),
+                fake.phone_number(),
+                i,
+            )
+        )
+    db.executemany("INSERT OR IGNORE INTO czrk VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    db.commit()
+    db.close()
+
+
+def setup(session: Session, settings: Settings, hub_url: str) -> list[Path]:
+    """Create (once) the demo nodes and tasks; return the node.toml files to run."""
+    base = settings.data_dir.resolve() / "demo-exchange"
+    base.mkdir(parents=True, exist_ok=True)
+    configs = [base / f"{n.abbr}.toml" for n in NODES]
+    if session.scalar(select(ExchangeNode.id).where(ExchangeNode.name == NODES[0].label)):
+        return configs
+    admin = _admin(session)
+    depts = {d.short_name: d for d in session.scalars(select(Department))}
+    by_abbr = {"gaj": depts["公安"], "rsj": depts["人社"], "mzj": depts["民政"]}
+    resource = session.scalar(select(Resource).where(Resource.name == RESOURCE_NAME))
+    assert resource is not None
+    steps = {
+        "draft": ["submit", "approve", "request_publication", "publish"],
+        "pending_registration": ["approve", "request_publication", "publish"],
+        "registered": ["request_publication", "publish"],
+        "pending_publication": ["publish"],
+    }
+    for step in steps.get(str(resource.status), []):
+        catalog.transition(session, admin, resource.id, step, "演示交换")
+    make_population(base / "gaj-business.db")
+    nodes = {}
+    for node, config in zip(NODES, configs, strict=True):
+        row, token = exchange.enroll_node(
+            session, settings, admin, name=node.label, department_id=by_abbr[node.abbr].id
+        )
+        nodes[node.abbr] = row
+        config.write_text(
+            f'hub_url = "{hub_url}"\nnode_id = {row.id}\nenrollment_token = "{token}"\n'
+            f'store = "store-{node.abbr}"\nheartbeat_seconds = 3\n\n'
+            f'[sources.business]\nurl = "sqlite:///{base / "gaj-business.db"}"\n\n'
+            f'[targets.local]\nurl = "sqlite:///{base / f"{node.abbr}-local.db"}"\n',
+            encoding="utf-8",
+        )
+    provider = exchange.create_task(
+        session,
+        admin,
+        TaskCreate(
+            name="常住人口信息发送",
+            kind=TaskKind.PROVIDER,
+            node_id=nodes["gaj"].id,
+            resource_id=resource.id,
+            config={
+                "source": "business",
+                "table": "czrk",
+                "key": ["id"],
+                "cursor_column": "version",
+                "delete_detection": "keyset",
+                "keyset_every_seconds": 60,
+                "batch_rows": 5000,
+                "schedule": {"interval_seconds": 2},
+            },
+        ),
+    )
+    exchange.set_task_state(session, admin, provider.id, TaskState.RUNNING)
+    for abbr in ("rsj", "mzj"):
+        sub = exchange.create_task(
+            session,
+            admin,
+            TaskCreate(
+                name=f"常住人口信息接收({by_abbr[abbr].short_name})",
+                kind=TaskKind.SUBSCRIBER,
+                node_id=nodes[abbr].id,
+                resource_id=resource.id,
+                source_task_id=provider.id,
+                config={
+                    "target": "local",
+                    "table": "czrk_copy",
+                    "code_maps": {"xb": {"1": "男", "2": "女"}},
+                    "schedule": {"interval_seconds": 2},
+                },
+            ),
+        )
+        exchange.set_task_state(session, admin, sub.id, TaskState.RUNNING)
+    return configs
+
+
+def _die_with_parent() -> None:
+    """Linux: the node gets SIGTERM when the hub process ends, however it ends."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Running:
+    """The demo's node processes and business system, stopped when the hub stops."""
+
+    def __init__(self, configs: list[Path], business_db: Path) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        for config in configs:
+            log = (config.parent / f"{config.stem}.log").open("ab")
+            self.procs.append(
+                subprocess.Popen(  # noqa: S603 - our own CLI and a config file we wrote
+                    [sys.executable, "-m", "govshare.cli", "node", "run", "--config", str(config)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={k: v for k, v in os.environ.items() if not k.startswith("GOVSHARE_")},
+                    preexec_fn=_die_with_parent,
+                )
+            )
+            log.close()
+        self.halt = threading.Event()
+        self.business = threading.Thread(target=self._business, args=(business_db,), daemon=True)
+        self.business.start()
+        atexit.register(self.stop)
+
+    def _business(self, path: Path) -> None:
+        """Every few seconds somebody moves house or changes a phone number."""
+        rng = random.Random()
+        while not self.halt.wait(5):
+            db = sqlite3.connect(path, timeout=10)
+            with db:
+                version = db.execute("SELECT max(version) + 1 FROM czrk").fetchone()[0]
+                for n in range(rng.randint(1, 20)):
+                    db.execute(
+                        "UPDATE czrk SET lxdh = ?, version = ? WHERE id = ?",
+                        (
+                            f"1{rng.randint(3000000000, 9999999999)}",
+                            version + n,
+                            rng.randint(1, PEOPLE),
+                        ),
+                    )
+            db.close()
+
+    def stop(self) -> None:
+        self.halt.set()
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
