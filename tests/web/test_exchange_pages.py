@@ -416,8 +416,6 @@ def test_provider_form_errors_come_back_in_chinese_beside_their_fields(ex: Excha
         "任务名称：至少 2 个字符",
         "前置机：请选择前置机",
         "目录：没有资源代码为 999999/000001 的目录",
-        "数据源：必填",
-        "主键列：至少需要 1 项",
         "每包行数：不能小于 100",
         "执行间隔：不能小于 0.2",
     ):

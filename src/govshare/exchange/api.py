@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from govshare.catalog import service as catalog_service
-from govshare.catalog.schemas import ItemIn, ResourceIn, ResourcePublic
+from govshare.catalog.schemas import ResourcePublic
 from govshare.catalog.views import resource_public
 from govshare.deps import (
     CatalogWriter,
@@ -307,55 +307,11 @@ def add_domain(body: DomainIn, db: SessionDep, caller: ExchangeAdmin) -> DomainP
 
 
 # Types a node reports for its columns, mapped to catalog item data types.
-_TYPE_MAP = {
-    "int": "I",
-    "float": "F",
-    "decimal": "N",
-    "date": "D",
-    "datetime": "T",
-    "bool": "L",
-    "bytes": "G",
-}
-
-
 @router.post(
     "/resources/from-table",
     status_code=status.HTTP_201_CREATED,
     summary="由前置机发现的表生成目录草稿",
 )
 def resource_from_table(body: FromTableIn, db: SessionDep, caller: CatalogWriter) -> ResourcePublic:
-    node = service.get_node(db, body.node_id)
-    table = node.schemas.get(body.source, {}).get(body.table)
-    if not table:
-        raise InvalidInput(
-            f"前置机 {node.name} 未上报表 {body.source}.{body.table} 的结构",
-            details=[{"field": "table", "message": "请先下发 collect_schema 命令"}],
-        )
-    items = []
-    for col in table["columns"]:
-        data_type = _TYPE_MAP.get(col.get("kind", "str"), "C")
-        items.append(
-            ItemIn(
-                name=col.get("comment") or col["name"],
-                code=col["name"],
-                data_type=data_type,
-                length=col.get("length")
-                or (255 if data_type == "C" else 18 if data_type in ("N", "I", "F") else None),
-                is_key=col["name"] in table.get("key", []),
-            )
-        )
-    data = ResourceIn(
-        classification_code=body.classification_code,
-        name=body.name,
-        abstract=body.abstract,
-        format="database",
-        format_detail=f"{body.source}.{body.table}",
-        sharing_type="2",
-        sharing_conditions="按申请共享",
-        sharing_modes=["table"],
-        update_cycle="daily",
-        provider_department_id=node.department_id,
-        items=items,
-    )
-    resource = catalog_service.add_resource(db, caller, data)
+    resource = service.resource_draft_from_table(db, caller, body)
     return resource_public(resource, catalog_service.snapshot(resource), as_published=False)

@@ -28,7 +28,6 @@ from govshare.db import utcnow
 from govshare.deps import CatalogWriter, ExchangeAdmin, ExchangeReader, SessionDep, SettingsDep
 from govshare.errors import GovshareError, InvalidInput, NotFound
 from govshare.exchange import alerts, service
-from govshare.exchange import api as exchange_api
 from govshare.exchange.models import (
     Alert,
     ExchangeNode,
@@ -420,8 +419,7 @@ async def draft_from_table(
         errors = FormErrors("目录信息不完整", problems, label=label)
     else:
         try:
-            # The API's handler holds the column-to-item rules; call it rather than copy them.
-            created = exchange_api.resource_from_table(body, db, caller)
+            created = service.resource_draft_from_table(db, caller, body)
         except InvalidInput as exc:
             db.rollback()
             errors = FormErrors(f"{exc.message}，请按提示修改", exc.details, label=label)

@@ -57,6 +57,15 @@ class ScheduleIn(BaseModel):
     )
     cron: str | None = Field(default=None, max_length=100, description="或按 cron 表达式执行")
 
+    @model_validator(mode="after")
+    def _valid_cron(self) -> ScheduleIn:
+        if self.cron:
+            from croniter import croniter
+
+            if not croniter.is_valid(self.cron):
+                raise ValueError(f"cron 表达式无效: {self.cron}")
+        return self
+
 
 class ProviderConfig(BaseModel):
     """发送任务配置: what to read from the department's business database."""

@@ -11,7 +11,10 @@ from pydantic import ValidationError
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from govshare.catalog import service as catalog_service
+from govshare.catalog.codes import SharingType
 from govshare.catalog.models import Resource
+from govshare.catalog.schemas import ItemIn, ResourceIn
 from govshare.config import Settings
 from govshare.db import utcnow
 from govshare.errors import Forbidden, InvalidInput
@@ -38,6 +41,7 @@ from govshare.exchange.models import (
 )
 from govshare.exchange.package import PackageError, parse
 from govshare.exchange.schemas import (
+    FromTableIn,
     HeartbeatIn,
     ProviderConfig,
     SubscriberConfig,
@@ -929,3 +933,57 @@ def reset_subscription(session: Session, principal: Principal, task_id: int) -> 
     session.execute(update(ExchangeTask).where(ExchangeTask.id == task.id).values(acked_seq=0))
     issue_command(session, principal, task.node_id, "resync", task.id)
     return task
+
+
+# -- catalog drafts from discovered tables ------------------------------------------------
+
+# Column kinds a node reports, as catalog item data types.
+_ITEM_TYPES = {
+    "int": "I",
+    "float": "F",
+    "decimal": "N",
+    "date": "D",
+    "datetime": "T",
+    "bool": "L",
+    "bytes": "G",
+}
+
+
+def resource_draft_from_table(
+    session: Session, principal: Principal, data: FromTableIn
+) -> Resource:
+    """A catalog draft whose items are a discovered table's columns (自动编目)."""
+    node = get_node(session, data.node_id)
+    table = node.schemas.get(data.source, {}).get(data.table)
+    if not table:
+        raise InvalidInput(
+            f"前置机 {node.name} 未上报表 {data.source}.{data.table} 的结构",
+            details=[{"field": "table", "message": "请先下发 collect_schema 命令"}],
+        )
+    items = []
+    for col in table["columns"]:
+        data_type = _ITEM_TYPES.get(col.get("kind", "str"), "C")
+        default_length = 255 if data_type == "C" else 18 if data_type in ("N", "I", "F") else None
+        items.append(
+            ItemIn(
+                name=col.get("comment") or col["name"],
+                code=col["name"],
+                data_type=data_type,
+                length=col.get("length") or default_length,
+                is_key=col["name"] in table.get("key", []),
+            )
+        )
+    draft = ResourceIn(
+        classification_code=data.classification_code,
+        name=data.name,
+        abstract=data.abstract,
+        format="database",
+        format_detail=f"{data.source}.{data.table}",
+        sharing_type=SharingType.CONDITIONAL,
+        sharing_conditions="按申请共享",
+        sharing_modes=["table"],
+        update_cycle="daily",
+        provider_department_id=node.department_id,
+        items=items,
+    )
+    return catalog_service.add_resource(session, principal, draft)

@@ -54,6 +54,15 @@ class TaskRuntime:
         return self.spec.get("state") == "running"
 
 
+def seconds_to_next_run(schedule: dict[str, Any]) -> float:
+    """By cron expression when one is given (node's local time), else by interval."""
+    if schedule.get("cron"):
+        from croniter import croniter
+
+        return max(0.0, croniter(schedule["cron"], time.time()).get_next(float) - time.time())
+    return float(schedule.get("interval_seconds") or 5)
+
+
 @dataclass
 class PendingChecksum:
     command_id: int
@@ -181,8 +190,8 @@ class NodeAgent:
         if rt.failures and rt.alerted:
             self._alert(rt.alerted, rt.id, "recovered", resolved=True)
         rt.failures, rt.error, rt.alerted = 0, "", None
-        rt.next_run = time.monotonic() + float(
-            rt.spec["config"].get("schedule", {}).get("interval_seconds") or 5
+        rt.next_run = time.monotonic() + seconds_to_next_run(
+            rt.spec["config"].get("schedule") or {}
         )
 
     def _alert(
