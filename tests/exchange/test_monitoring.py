@@ -1,0 +1,141 @@
+"""Monitoring (桥接监控): a silent node is alerted once and cleared when it returns; every
+new alert is pushed to the webhook."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from govshare import db
+from govshare.exchange import service
+from govshare.exchange.tasks import Monitor
+from tests.conftest import make_settings, migrated
+from tests.exchange.scenario import make_scene
+from tests.factories import World
+from tests.live import start_live_hub
+
+
+class Webhook:
+    """A real HTTP receiver on loopback collecting what the hub posts."""
+
+    def __init__(self) -> None:
+        received: list[dict[str, Any]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_args: Any) -> None:
+                return None
+
+        self.received = received
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    hook = Webhook()
+    yield hook
+    hook.close()
+
+
+@pytest.fixture
+def watched_world(tmp_path: Path, webhook: Webhook) -> Iterator[World]:
+    settings = migrated(
+        make_settings(
+            tmp_path / "hub",
+            node_silent_seconds=5,
+            alert_webhook_url=webhook.url,
+            monitor_interval_seconds=3600,
+        )
+    )
+    live = start_live_hub(settings)
+    yield World(live)
+    live.stop()
+
+
+def test_silent_node_alerted_once_and_cleared(
+    watched_world: World, webhook: Webhook, tmp_path: Path
+) -> None:
+    world = watched_world
+    scene = make_scene(world, tmp_path, rows=5)
+    try:
+        agent = scene.node("provider")
+        agent.heartbeat()
+        monitor = Monitor(world.hub.settings, world.hub.session_factory)
+        monitor.run_once()
+        with world.api(world.admin) as c:
+            assert not [
+                a for a in c.get("/api/v1/exchange/alerts").json() if a["kind"] == "node_silent"
+            ]
+        # Pretend the node was last heard from long ago.
+        with world.hub.db() as s:
+            node = service.get_node(s, scene.node_ids["provider"])
+            node.last_seen_at = node.last_seen_at.replace(year=2020)
+        monitor.run_once()
+        monitor.run_once()  # still silent: the same alert, not a second one
+        with world.api(world.admin) as c:
+            alerts = [
+                a for a in c.get("/api/v1/exchange/alerts").json() if a["kind"] == "node_silent"
+            ]
+            node = c.get(f"/api/v1/exchange/nodes/{scene.node_ids['provider']}").json()
+        assert len(alerts) == 1
+        assert alerts[0]["resolved_at"] is None
+        assert node["online"] is False
+        deadline = time.monotonic() + 10
+        while not any(h["kind"] == "node_silent" for h in webhook.received):
+            assert time.monotonic() < deadline, "webhook never called"
+            time.sleep(0.05)
+        hook = next(h for h in webhook.received if h["kind"] == "node_silent")
+        assert hook["node_id"] == scene.node_ids["provider"]
+        assert hook["label"] == "前置机失联"
+        agent.heartbeat()  # it is back
+        with world.api(world.admin) as c:
+            alerts = [
+                a for a in c.get("/api/v1/exchange/alerts").json() if a["kind"] == "node_silent"
+            ]
+        assert alerts[0]["resolved_at"] is not None
+    finally:
+        scene.close()
+
+
+def test_daily_reconciliation_is_requested_once_per_day(
+    watched_world: World, tmp_path: Path
+) -> None:
+    world = watched_world
+    scene = make_scene(world, tmp_path, rows=5)
+    try:
+        scene.node("provider")
+        scene.node("consumer")
+        scene.create_tasks()
+        engine = db.make_engine(world.hub.settings)
+        factory = db.make_session_factory(engine, world.hub.settings)
+        with db.session_scope(factory) as s:
+            assert service.daily_reconciliations(s) == 1
+        with db.session_scope(factory) as s:
+            assert service.daily_reconciliations(s) == 0
+        engine.dispose()
+        scene.run_until(lambda: _outcome(world) != "pending")
+        assert _outcome(world) == "match"
+    finally:
+        scene.close()
+
+
+def _outcome(world: World) -> str:
+    with world.api(world.admin) as c:
+        return str(c.get("/api/v1/exchange/reconciliations").json()[0]["outcome"])
