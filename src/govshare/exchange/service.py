@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import date, timedelta
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -857,7 +858,7 @@ def monitor_summary(session: Session) -> dict[str, Any]:
         for h in range(24)
     ]
 
-    def bucket(rows: list[Any]) -> list[int]:
+    def bucket(rows: Sequence[Any]) -> list[int]:
         out = [0] * 24
         for at, n in rows:
             idx = int((at - since).total_seconds() // 3600)
