@@ -4,8 +4,8 @@ routing packages, acknowledgements, commands, reconciliation and monitoring."""
 from __future__ import annotations
 
 import secrets
-from datetime import date, timedelta
 from collections.abc import Sequence
+from datetime import date, timedelta
 from typing import Any
 
 from pydantic import ValidationError
