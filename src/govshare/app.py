@@ -131,11 +131,13 @@ def create_app(settings: Settings) -> FastAPI:
     from govshare.exchange import pages as exchange_pages
     from govshare.security import api as security_api
     from govshare.security import pages as security_pages
+    from govshare.sharing import api as sharing_api
     from govshare.web import pages as web_pages
 
     app.include_router(security_api.router, prefix="/api/v1")
     app.include_router(catalog_api.router, prefix="/api/v1")
     app.include_router(exchange_api.router, prefix="/api/v1")
+    app.include_router(sharing_api.router, prefix="/api/v1")
     app.include_router(web_pages.router)
     app.include_router(security_pages.router)
     app.include_router(catalog_pages.router)

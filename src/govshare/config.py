@@ -105,6 +105,26 @@ class Settings(BaseSettings):
         le=3600,
         description="How often the hub checks nodes, lag and due reconciliations.",
     )
+    answer_working_days: int = Field(
+        default=10,
+        ge=1,
+        le=60,
+        description="Working days (Chinese calendar) a provider has to answer a sharing "
+        "application.",
+    )
+    provide_working_days: int = Field(
+        default=5,
+        ge=1,
+        le=60,
+        description="Working days after approval within which the provider supplies the data.",
+    )
+    remind_working_days_before: int = Field(
+        default=2,
+        ge=0,
+        le=20,
+        description="Remind the provider this many working days before an answer or "
+        "provision deadline.",
+    )
     secure_cookies: bool = Field(
         default=False, description="Mark console cookies Secure (set when served over HTTPS)."
     )

@@ -44,6 +44,10 @@ class Permission(StrEnum):
     EXCHANGE_READ = "exchange.read"  # see nodes, tasks, lag and alerts
     EXCHANGE_ADMIN = "exchange.admin"  # create, deploy, start and stop tasks; enroll nodes
     EXCHANGE_NODE = "exchange.node"  # held only by front-end nodes (前置机) themselves
+    SHARING_READ = "sharing.read"  # the own department's applications, grants and usage
+    SHARING_APPLY = "sharing.apply"  # apply, dispute a refusal, report usage (as consumer)
+    SHARING_REVIEW = "sharing.review"  # answer applications, revoke grants (as provider)
+    SHARING_ARBITRATE = "sharing.arbitrate"  # decide disputes (平台共享主管部门)
 
 
 _CATALOG_USER = {Permission.AUTHENTICATED, Permission.CATALOG_READ}
@@ -55,7 +59,14 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     ),
     Role.CATALOG_REVIEWER: frozenset(_CATALOG_USER | {Permission.CATALOG_REVIEW}),
     Role.RESOURCE_ADMIN: frozenset(
-        _CATALOG_USER | {Permission.DEMAND_WRITE, Permission.EXCHANGE_READ}
+        _CATALOG_USER
+        | {
+            Permission.DEMAND_WRITE,
+            Permission.EXCHANGE_READ,
+            Permission.SHARING_READ,
+            Permission.SHARING_APPLY,
+            Permission.SHARING_REVIEW,
+        }
     ),
     Role.AUDITOR: frozenset({Permission.AUTHENTICATED, Permission.AUDIT_READ}),
 }

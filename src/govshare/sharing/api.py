@@ -1,0 +1,217 @@
+"""Sharing API: applications and their answers, disputes, grants, usage feedback and
+deadline reminders. Every list is scoped to the caller's department (the platform
+admin sees all)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Query, status
+from sqlalchemy.orm import Session
+
+from govshare.deps import (
+    SessionDep,
+    SettingsDep,
+    SharingApplicant,
+    SharingArbiter,
+    SharingReader,
+    SharingReviewer,
+)
+from govshare.sharing import service
+from govshare.sharing.models import (
+    ApplicationStatus,
+    SharingApplication,
+    SharingGrant,
+    UsageReport,
+)
+from govshare.sharing.schemas import (
+    ApplicationCreate,
+    ApplicationPublic,
+    ApproveIn,
+    DecisionIn,
+    GrantPublic,
+    ReasonIn,
+    ReminderPublic,
+    UsageCreate,
+    UsagePublic,
+)
+from govshare.sharing.workdays import china_today
+
+router = APIRouter(prefix="/sharing", tags=["sharing"])
+Side = Literal["mine", "provider", "all"]
+
+
+def application_public(db: Session, app: SharingApplication) -> ApplicationPublic:
+    grant = service.grant_of(db, app.id)
+    return ApplicationPublic.model_validate(
+        {
+            **{k: getattr(app, k) for k in ApplicationPublic.model_fields if hasattr(app, k)},
+            "resource_code": app.resource.code,
+            "resource_name": app.resource.name,
+            "provider_name": app.provider.name,
+            "consumer_name": app.consumer.name,
+            "status_label": app.status.label,
+            "grant_id": grant.id if grant else None,
+        }
+    )
+
+
+def grant_public(grant: SharingGrant) -> GrantPublic:
+    return GrantPublic.model_validate(
+        {
+            **{k: getattr(grant, k) for k in GrantPublic.model_fields if hasattr(grant, k)},
+            "resource_code": grant.resource.code,
+            "resource_name": grant.resource.name,
+            "consumer_name": grant.consumer.name,
+            "active": service.is_active(grant, china_today()),
+        }
+    )
+
+
+def usage_public(report: UsageReport) -> UsagePublic:
+    return UsagePublic(
+        id=report.id,
+        grant_id=report.grant_id,
+        resource_id=report.grant.resource_id,
+        resource_name=report.grant.resource.name,
+        department_id=report.department_id,
+        department_name=report.grant.consumer.name,
+        text=report.text,
+        count=report.count,
+        reported_by=report.reported_by,
+        reported_at=report.reported_at,
+    )
+
+
+# -- applications ------------------------------------------------------------------------
+
+
+@router.post(
+    "/applications",
+    status_code=status.HTTP_201_CREATED,
+    summary="提交共享申请 (无条件共享即时授权)",
+)
+def create_application(
+    body: ApplicationCreate, db: SessionDep, settings: SettingsDep, caller: SharingApplicant
+) -> ApplicationPublic:
+    return application_public(db, service.apply(db, settings, caller, body))
+
+
+@router.get("/applications", summary="共享申请列表: mine 本部门提出的, provider 对本部门目录的")
+def list_applications(
+    db: SessionDep,
+    caller: SharingReader,
+    side: Side = "all",
+    state: ApplicationStatus | None = Query(default=None, alias="status"),
+) -> list[ApplicationPublic]:
+    return [
+        application_public(db, a)
+        for a in service.list_applications(db, caller, side=side, status=state)
+    ]
+
+
+@router.get("/applications/{application_id}", summary="共享申请详情")
+def get_application(
+    application_id: int, db: SessionDep, caller: SharingReader
+) -> ApplicationPublic:
+    return application_public(db, service.get_visible_application(db, caller, application_id))
+
+
+@router.post("/applications/{application_id}/approve", summary="同意申请并授权")
+def approve_application(
+    application_id: int,
+    body: ApproveIn,
+    db: SessionDep,
+    settings: SettingsDep,
+    caller: SharingReviewer,
+) -> ApplicationPublic:
+    app = service.get_visible_application(db, caller, application_id)
+    service.approve(db, settings, caller, app, body)
+    return application_public(db, app)
+
+
+@router.post("/applications/{application_id}/refuse", summary="拒绝申请 (须说明理由)")
+def refuse_application(
+    application_id: int, body: ReasonIn, db: SessionDep, caller: SharingReviewer
+) -> ApplicationPublic:
+    app = service.get_visible_application(db, caller, application_id)
+    return application_public(db, service.refuse(db, caller, app, body.reason))
+
+
+@router.post("/applications/{application_id}/provide", summary="标记已提供数据")
+def provide_application(
+    application_id: int, db: SessionDep, caller: SharingReviewer
+) -> ApplicationPublic:
+    app = service.get_visible_application(db, caller, application_id)
+    return application_public(db, service.mark_provided(db, caller, app))
+
+
+@router.post("/applications/{application_id}/dispute", summary="对拒绝提出争议")
+def dispute_application(
+    application_id: int, body: ReasonIn, db: SessionDep, caller: SharingApplicant
+) -> ApplicationPublic:
+    app = service.get_visible_application(db, caller, application_id)
+    return application_public(db, service.dispute(db, caller, app, body.reason))
+
+
+@router.post("/applications/{application_id}/decision", summary="平台裁决争议")
+def decide_dispute(
+    application_id: int,
+    body: DecisionIn,
+    db: SessionDep,
+    settings: SettingsDep,
+    caller: SharingArbiter,
+) -> ApplicationPublic:
+    app = service.get_application(db, application_id)
+    return application_public(db, service.decide_dispute(db, settings, caller, app, body))
+
+
+@router.get("/reminders", summary="临近答复或提供期限、已超期的申请")
+def list_reminders(
+    db: SessionDep, settings: SettingsDep, caller: SharingReader
+) -> list[ReminderPublic]:
+    found = service.due_reminders(
+        db,
+        china_today(),
+        remind_before=settings.remind_working_days_before,
+        provider_department_id=None if caller.is_admin else caller.department_id,
+    )
+    return [
+        ReminderPublic(
+            application_id=r.application_id,
+            kind=r.kind,  # type: ignore[arg-type]
+            due=r.due,
+            working_days_left=r.working_days_left,
+            overdue=r.overdue,
+        )
+        for r in found
+    ]
+
+
+# -- grants ------------------------------------------------------------------------------
+
+
+@router.get("/grants", summary="授权列表: mine 本部门持有的, provider 本部门目录上的")
+def list_grants(db: SessionDep, caller: SharingReader, side: Side = "all") -> list[GrantPublic]:
+    return [grant_public(g) for g in service.list_grants(db, caller, side=side)]
+
+
+@router.post("/grants/{grant_id}/revoke", summary="撤销授权 (即时生效)")
+def revoke_grant(
+    grant_id: int, body: ReasonIn, db: SessionDep, caller: SharingReviewer
+) -> GrantPublic:
+    grant = service.get_grant(db, grant_id)
+    return grant_public(service.revoke_grant(db, caller, grant, body.reason))
+
+
+# -- usage feedback ----------------------------------------------------------------------
+
+
+@router.post("/usage", status_code=status.HTTP_201_CREATED, summary="使用情况反馈")
+def report_usage(body: UsageCreate, db: SessionDep, caller: SharingApplicant) -> UsagePublic:
+    return usage_public(service.report_usage(db, caller, body))
+
+
+@router.get("/usage", summary="使用反馈: provider 谁用了本部门的数据, mine 本部门的反馈")
+def list_usage(db: SessionDep, caller: SharingReader, side: Side = "all") -> list[UsagePublic]:
+    return [usage_public(r) for r in service.list_usage(db, caller, side=side)]

@@ -1,0 +1,38 @@
+"""Errors of the sharing system."""
+
+from govshare.errors import Conflict, Forbidden, GovshareError, InvalidInput, NotFound
+
+
+class ApplicationNotFound(NotFound):
+    code = "application_not_found"
+
+
+class GrantNotFound(NotFound):
+    code = "grant_not_found"
+
+
+class NotShareable(InvalidInput):
+    """不予共享: the resource cannot be applied for; the message cites the legal basis."""
+
+    code = "not_shareable"
+
+
+class InvalidApplication(InvalidInput):
+    code = "invalid_application"
+
+
+class StepNotAllowed(Conflict):
+    """The step does not apply in the application's current state."""
+
+    code = "sharing_step_not_allowed"
+
+
+class NotYourDepartment(Forbidden):
+    code = "not_your_department"
+
+
+class CalendarYearMissing(GovshareError):
+    """The working-day calendar has no data for a year: deadlines cannot be computed."""
+
+    status = 503
+    code = "calendar_year_missing"

@@ -1,0 +1,662 @@
+"""Rules of sharing: apply for a resource, answer within working-day deadlines,
+disputes decided by the platform authority, grants and their revocation, usage
+feedback and deadline reminders.
+
+依申请提供、依职能使用: a grant binds one consumer department to the items, rows,
+modes and end date it was approved for. Every step is audited.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from govshare.catalog.codes import SharingType
+from govshare.catalog.models import Resource
+from govshare.config import Settings
+from govshare.db import utcnow
+from govshare.security import audit
+from govshare.security.service import Principal
+from govshare.sharing.errors import (
+    ApplicationNotFound,
+    GrantNotFound,
+    InvalidApplication,
+    NotShareable,
+    NotYourDepartment,
+    StepNotAllowed,
+)
+from govshare.sharing.models import (
+    ApplicationStatus,
+    DisputeOutcome,
+    MaskingRule,
+    SharingApplication,
+    SharingGrant,
+    SharingMode,
+    UsageReport,
+)
+from govshare.sharing.schemas import ApplicationCreate, ApproveIn, DecisionIn, UsageCreate
+from govshare.sharing.workdays import add_working_days, china_today, working_days_between
+
+
+def _snapshot(app: SharingApplication) -> dict[str, Any]:
+    return {
+        "status": str(app.status),
+        "resource_id": app.resource_id,
+        "consumer_department_id": app.consumer_department_id,
+        "items": app.items,
+        "mode": str(app.mode),
+        "end_date": app.end_date,
+        "answer_due": app.answer_due,
+        "provide_due": app.provide_due,
+    }
+
+
+def _grant_snapshot(grant: SharingGrant) -> dict[str, Any]:
+    return {
+        "resource_id": grant.resource_id,
+        "consumer_department_id": grant.consumer_department_id,
+        "items": grant.items,
+        "modes": grant.modes,
+        "expires_on": grant.expires_on,
+        "masking": grant.masking,
+        "revoked": grant.revoked,
+    }
+
+
+def _require(text: str, field: str, message: str) -> str:
+    if not text.strip():
+        raise InvalidApplication(message, details=[{"field": field, "message": message}])
+    return text.strip()
+
+
+# -- applications ------------------------------------------------------------------------
+
+
+def _check_items(resource: Resource, items: list[str], field: str) -> list[str]:
+    known = {item.code for item in resource.items}
+    problems = [
+        {"field": f"{field}[{i}]", "message": f"目录没有信息项 {code}"}
+        for i, code in enumerate(items)
+        if code not in known
+    ]
+    if problems:
+        raise InvalidApplication("申请的信息项不属于该目录 (unknown items)", details=problems)
+    return list(dict.fromkeys(items))
+
+
+def apply(
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    data: ApplicationCreate,
+    *,
+    today: date | None = None,
+) -> SharingApplication:
+    """Submit a 共享申请 for the caller's department.
+
+    不予共享 cannot be applied for; 无条件共享 is granted at once (still recorded as an
+    application); 有条件共享 waits for the provider, answer due in working days.
+    """
+    today = today or china_today()
+    if principal.department_id is None:
+        raise InvalidApplication("只有部门用户可以申请共享")
+    resource = session.get(Resource, data.resource_id)
+    if resource is None or not resource.listed:
+        raise InvalidApplication(
+            "只能申请已发布的目录",
+            details=[{"field": "resource_id", "message": "目录不存在或未发布"}],
+        )
+    if resource.sharing_type is SharingType.NOT_SHARED:
+        basis = resource.not_shared_basis or "未注明"
+        raise NotShareable(
+            f"目录“{resource.name}”为不予共享，不能申请；依据：{basis} (not shareable)",
+            details=[{"field": "resource_id", "message": f"不予共享依据：{basis}"}],
+        )
+    if resource.provider_department_id == principal.department_id:
+        raise InvalidApplication(
+            "不能申请本部门提供的目录",
+            details=[{"field": "resource_id", "message": "目录由本部门提供"}],
+        )
+    if data.end_date <= today:
+        raise InvalidApplication(
+            "使用截止日期须晚于今天",
+            details=[{"field": "end_date", "message": f"须晚于 {today.isoformat()}"}],
+        )
+    items = _check_items(resource, data.items, "items")
+    row_filter = None
+    if data.row_filter:
+        known = {item.code for item in resource.items}
+        bad = [
+            {"field": f"row_filter[{i}].item", "message": f"目录没有信息项 {c.item}"}
+            for i, c in enumerate(data.row_filter)
+            if c.item not in known
+        ]
+        if bad:
+            raise InvalidApplication("行过滤条件引用了未知信息项", details=bad)
+        row_filter = [c.model_dump() for c in data.row_filter]
+    unconditional = resource.sharing_type is SharingType.UNCONDITIONAL
+    app = SharingApplication(
+        resource_id=resource.id,
+        provider_department_id=resource.provider_department_id,
+        consumer_department_id=principal.department_id,
+        applicant=principal.name,
+        purpose=data.purpose.strip(),
+        legal_basis=data.legal_basis.strip(),
+        items=items,
+        row_scope=data.row_scope.strip(),
+        row_filter=row_filter,
+        mode=data.mode,
+        users=data.users.strip(),
+        end_date=data.end_date,
+        unconditional=unconditional,
+        status=ApplicationStatus.SUBMITTED,
+        submitted_on=today,
+        answer_due=None if unconditional else add_working_days(today, settings.answer_working_days),
+    )
+    session.add(app)
+    session.flush()
+    audit.record(
+        session,
+        principal.actor,
+        "sharing.application.submit",
+        object_type="sharing_application",
+        object_id=app.id,
+        after=_snapshot(app),
+    )
+    if unconditional:
+        app.status = ApplicationStatus.APPROVED
+        app.answered_on = today
+        app.answered_by = "system"
+        app.answer_reason = "无条件共享，自动授权"
+        _add_grant(session, principal, app, items=items, masking={})
+    return app
+
+
+def get_application(session: Session, application_id: int) -> SharingApplication:
+    app = session.get(SharingApplication, application_id)
+    if app is None:
+        raise ApplicationNotFound(f"共享申请 {application_id} 不存在")
+    return app
+
+
+def get_visible_application(
+    session: Session, principal: Principal, application_id: int
+) -> SharingApplication:
+    """An application the caller's department is party to (or any, for the platform)."""
+    app = get_application(session, application_id)
+    if not principal.is_admin and principal.department_id not in (
+        app.provider_department_id,
+        app.consumer_department_id,
+    ):
+        raise ApplicationNotFound(f"共享申请 {application_id} 不存在")
+    return app
+
+
+def list_applications(
+    session: Session, principal: Principal, *, side: str, status: ApplicationStatus | None = None
+) -> list[SharingApplication]:
+    """``side`` is ``mine`` (as consumer), ``provider`` (on my resources) or ``all``
+    (platform admin only; others get both sides of their own department)."""
+    q = select(SharingApplication).order_by(SharingApplication.id.desc())
+    dept = principal.department_id
+    if side == "mine":
+        q = q.where(SharingApplication.consumer_department_id == dept)
+    elif side == "provider":
+        q = q.where(SharingApplication.provider_department_id == dept)
+    elif not principal.is_admin:
+        q = q.where(
+            or_(
+                SharingApplication.consumer_department_id == dept,
+                SharingApplication.provider_department_id == dept,
+            )
+        )
+    if status is not None:
+        q = q.where(SharingApplication.status == status)
+    return list(session.scalars(q))
+
+
+def _as_provider(principal: Principal, app: SharingApplication) -> None:
+    if principal.department_id != app.provider_department_id:
+        raise NotYourDepartment("只有目录提供部门的信息资源管理员可以答复该申请")
+
+
+def _expect(app: SharingApplication, *states: ApplicationStatus) -> None:
+    if app.status not in states:
+        wanted = "、".join(s.label for s in states)
+        raise StepNotAllowed(f"申请当前为“{app.status.label}”，此操作仅适用于“{wanted}”")
+
+
+def approve(
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    app: SharingApplication,
+    data: ApproveIn,
+    *,
+    today: date | None = None,
+) -> SharingGrant:
+    """同意: the provider grants the requested items (or fewer) with masking rules;
+    the data is due within ``provide_working_days`` working days."""
+    today = today or china_today()
+    _as_provider(principal, app)
+    _expect(app, ApplicationStatus.SUBMITTED)
+    items = app.items
+    if data.items is not None:
+        wrong = [
+            {"field": f"items[{i}]", "message": f"{code} 不在申请的信息项中"}
+            for i, code in enumerate(data.items)
+            if code not in app.items
+        ]
+        if wrong or not data.items:
+            raise InvalidApplication(
+                "批准的信息项须为申请项的非空子集",
+                details=wrong or [{"field": "items", "message": "不能为空"}],
+            )
+        items = list(dict.fromkeys(data.items))
+    masking = {code: str(rule) for code, rule in data.masking.items() if code in items}
+    unknown = [code for code in data.masking if code not in items]
+    if unknown:
+        raise InvalidApplication(
+            "脱敏规则引用了未批准的信息项",
+            details=[{"field": f"masking.{c}", "message": "不在批准的信息项中"} for c in unknown],
+        )
+    before = _snapshot(app)
+    app.status = ApplicationStatus.APPROVED
+    app.answered_on = today
+    app.answered_by = principal.name
+    app.answer_reason = data.reason.strip()
+    app.provide_due = add_working_days(today, settings.provide_working_days)
+    audit.record(
+        session,
+        principal.actor,
+        "sharing.application.approve",
+        object_type="sharing_application",
+        object_id=app.id,
+        before=before,
+        after=_snapshot(app) | {"reason": app.answer_reason},
+    )
+    return _add_grant(session, principal, app, items=items, masking=masking)
+
+
+def refuse(
+    session: Session,
+    principal: Principal,
+    app: SharingApplication,
+    reason: str,
+    *,
+    today: date | None = None,
+) -> SharingApplication:
+    """不同意: a refusal must state its reason."""
+    reason = _require(reason, "reason", "拒绝须说明理由 (a refusal needs a reason)")
+    _as_provider(principal, app)
+    _expect(app, ApplicationStatus.SUBMITTED)
+    before = _snapshot(app)
+    app.status = ApplicationStatus.REFUSED
+    app.answered_on = today or china_today()
+    app.answered_by = principal.name
+    app.answer_reason = reason
+    audit.record(
+        session,
+        principal.actor,
+        "sharing.application.refuse",
+        object_type="sharing_application",
+        object_id=app.id,
+        before=before,
+        after=_snapshot(app) | {"reason": reason},
+    )
+    return app
+
+
+def mark_provided(
+    session: Session, principal: Principal, app: SharingApplication, *, today: date | None = None
+) -> SharingApplication:
+    """已提供: the provider has delivered (the provide-by deadline is met)."""
+    _as_provider(principal, app)
+    _expect(app, ApplicationStatus.APPROVED)
+    before = _snapshot(app)
+    app.status = ApplicationStatus.PROVIDED
+    app.provided_on = today or china_today()
+    audit.record(
+        session,
+        principal.actor,
+        "sharing.application.provide",
+        object_type="sharing_application",
+        object_id=app.id,
+        before=before,
+        after=_snapshot(app) | {"provided_on": app.provided_on},
+    )
+    return app
+
+
+def dispute(
+    session: Session, principal: Principal, app: SharingApplication, reason: str
+) -> SharingApplication:
+    """争议: the consumer takes a refusal to the platform authority."""
+    reason = _require(reason, "reason", "提出争议须说明理由")
+    if principal.department_id != app.consumer_department_id:
+        raise NotYourDepartment("只有申请部门可以对拒绝提出争议")
+    _expect(app, ApplicationStatus.REFUSED)
+    before = _snapshot(app)
+    app.status = ApplicationStatus.DISPUTED
+    app.dispute_reason = reason
+    app.disputed_at = utcnow()
+    audit.record(
+        session,
+        principal.actor,
+        "sharing.application.dispute",
+        object_type="sharing_application",
+        object_id=app.id,
+        before=before,
+        after=_snapshot(app) | {"reason": reason},
+    )
+    return app
+
+
+def decide_dispute(
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    app: SharingApplication,
+    data: DecisionIn,
+    *,
+    today: date | None = None,
+) -> SharingApplication:
+    """裁决: the platform authority upholds the refusal or overturns it (the application
+    is then approved as asked and the provide-by deadline starts)."""
+    reason = _require(data.reason, "reason", "裁决须说明理由")
+    _expect(app, ApplicationStatus.DISPUTED)
+    today = today or china_today()
+    before = _snapshot(app)
+    app.dispute_outcome = data.outcome
+    app.dispute_decision = reason
+    app.dispute_decided_by = principal.name
+    app.dispute_decided_at = utcnow()
+    if data.outcome is DisputeOutcome.UPHELD:
+        app.status = ApplicationStatus.REFUSAL_UPHELD
+    else:
+        app.status = ApplicationStatus.APPROVED
+        app.provide_due = add_working_days(today, settings.provide_working_days)
+    audit.record(
+        session,
+        principal.actor,
+        "sharing.dispute.decide",
+        object_type="sharing_application",
+        object_id=app.id,
+        before=before,
+        after=_snapshot(app) | {"outcome": str(data.outcome), "reason": reason},
+    )
+    if data.outcome is DisputeOutcome.OVERTURNED:
+        _add_grant(session, principal, app, items=app.items, masking={})
+    return app
+
+
+# -- grants ------------------------------------------------------------------------------
+
+
+def _add_grant(
+    session: Session,
+    principal: Principal,
+    app: SharingApplication,
+    *,
+    items: list[str],
+    masking: dict[str, str],
+) -> SharingGrant:
+    grant = SharingGrant(
+        application_id=app.id,
+        resource_id=app.resource_id,
+        provider_department_id=app.provider_department_id,
+        consumer_department_id=app.consumer_department_id,
+        items=items,
+        row_scope=app.row_scope,
+        row_filter=app.row_filter,
+        modes=[str(app.mode)],
+        purpose=app.purpose,
+        expires_on=app.end_date,
+        masking={code: masking.get(code, str(MaskingRule.NONE)) for code in items},
+        created_by=principal.name,
+    )
+    session.add(grant)
+    session.flush()
+    audit.record(
+        session,
+        principal.actor,
+        "sharing.grant.create",
+        object_type="sharing_grant",
+        object_id=grant.id,
+        after=_grant_snapshot(grant) | {"application_id": app.id},
+    )
+    return grant
+
+
+def grant_of(session: Session, application_id: int) -> SharingGrant | None:
+    return session.scalar(select(SharingGrant).where(SharingGrant.application_id == application_id))
+
+
+def is_active(grant: SharingGrant, today: date) -> bool:
+    """In force: not revoked and the end date not passed (the end date itself counts)."""
+    return not grant.revoked and today <= grant.expires_on
+
+
+def active_grant(
+    session: Session,
+    department_id: int,
+    resource_id: int,
+    mode: SharingMode | str,
+    today: date,
+) -> SharingGrant | None:
+    """The grant that lets ``department_id`` use ``resource_id`` in ``mode`` today, or
+    None; revoked and expired grants are none at once. The newest one wins."""
+    q = (
+        select(SharingGrant)
+        .where(
+            SharingGrant.consumer_department_id == department_id,
+            SharingGrant.resource_id == resource_id,
+            SharingGrant.revoked.is_(False),
+            SharingGrant.expires_on >= today,
+        )
+        .order_by(SharingGrant.id.desc())
+    )
+    wanted = str(SharingMode(mode))
+    return next((g for g in session.scalars(q) if wanted in g.modes), None)
+
+
+def get_grant(session: Session, grant_id: int) -> SharingGrant:
+    grant = session.get(SharingGrant, grant_id)
+    if grant is None:
+        raise GrantNotFound(f"授权 {grant_id} 不存在")
+    return grant
+
+
+def list_grants(session: Session, principal: Principal, *, side: str) -> list[SharingGrant]:
+    """``mine`` (held by my department), ``provider`` (on my resources), or ``all``."""
+    q = select(SharingGrant).order_by(SharingGrant.id.desc())
+    dept = principal.department_id
+    if side == "mine":
+        q = q.where(SharingGrant.consumer_department_id == dept)
+    elif side == "provider":
+        q = q.where(SharingGrant.provider_department_id == dept)
+    elif not principal.is_admin:
+        q = q.where(
+            or_(
+                SharingGrant.consumer_department_id == dept,
+                SharingGrant.provider_department_id == dept,
+            )
+        )
+    return list(session.scalars(q))
+
+
+def revoke_grant(
+    session: Session, principal: Principal, grant: SharingGrant, reason: str
+) -> SharingGrant:
+    """撤销授权, by the provider department or the platform; effective at once."""
+    reason = _require(reason, "reason", "撤销授权须说明理由")
+    if not principal.is_admin and principal.department_id != grant.provider_department_id:
+        raise NotYourDepartment("只有目录提供部门或平台管理员可以撤销授权")
+    if grant.revoked:
+        raise StepNotAllowed("授权已撤销")
+    before = _grant_snapshot(grant)
+    grant.revoked = True
+    grant.revoked_at = utcnow()
+    grant.revoked_by = principal.name
+    grant.revoke_reason = reason
+    audit.record(
+        session,
+        principal.actor,
+        "sharing.grant.revoke",
+        object_type="sharing_grant",
+        object_id=grant.id,
+        before=before,
+        after=_grant_snapshot(grant) | {"reason": reason},
+    )
+    return grant
+
+
+def create_subscription_task(
+    session: Session,
+    principal: Principal,
+    grant: SharingGrant,
+    *,
+    node_id: int,
+    source_task_id: int,
+    target_config: dict[str, Any],
+    name: str | None = None,
+    today: date | None = None,
+) -> Any:
+    """Hook for 订阅 grants: create the consumer's exchange subscriber task (接收任务)
+    on its node, subscribed to the provider's task for the granted resource.
+
+    Not called by any route yet: the console flow that picks the node and target table
+    belongs to the exchange pages. Returns the ``ExchangeTask``.
+    """
+    from govshare.exchange import service as exchange_service
+    from govshare.exchange.models import TaskKind
+    from govshare.exchange.schemas import TaskCreate
+
+    today = today or china_today()
+    if not is_active(grant, today) or str(SharingMode.SUBSCRIPTION) not in grant.modes:
+        raise StepNotAllowed("该授权不在有效期内或不允许订阅")
+    node = exchange_service.get_node(session, node_id)
+    if node.department_id != grant.consumer_department_id:
+        raise NotYourDepartment("接收任务须在申请部门的前置机上")
+    task = exchange_service.create_task(
+        session,
+        principal,
+        TaskCreate(
+            name=name or f"订阅 {grant.resource.name} (授权 {grant.id})",
+            kind=TaskKind.SUBSCRIBER,
+            node_id=node_id,
+            resource_id=grant.resource_id,
+            source_task_id=source_task_id,
+            config=target_config,
+        ),
+    )
+    audit.record(
+        session,
+        principal.actor,
+        "sharing.grant.subscribe",
+        object_type="sharing_grant",
+        object_id=grant.id,
+        after={"task_id": task.id, "node_id": node_id},
+    )
+    return task
+
+
+# -- usage feedback ----------------------------------------------------------------------
+
+
+def report_usage(session: Session, principal: Principal, data: UsageCreate) -> UsageReport:
+    """使用反馈 by the department that holds the grant."""
+    grant = get_grant(session, data.grant_id)
+    if principal.department_id != grant.consumer_department_id:
+        raise NotYourDepartment("只能反馈本部门所持授权的使用情况")
+    report = UsageReport(
+        grant_id=grant.id,
+        department_id=grant.consumer_department_id,
+        text=data.text.strip(),
+        count=data.count,
+        reported_by=principal.name,
+    )
+    session.add(report)
+    session.flush()
+    audit.record(
+        session,
+        principal.actor,
+        "sharing.usage.report",
+        object_type="sharing_usage_report",
+        object_id=report.id,
+        after={"grant_id": grant.id, "count": data.count, "text": report.text},
+    )
+    return report
+
+
+def list_usage(session: Session, principal: Principal, *, side: str) -> list[UsageReport]:
+    """Providers see who used what on their resources (``provider``); consumers see
+    their own reports (``mine``); the platform sees all (``all``)."""
+    q = select(UsageReport).join(SharingGrant).order_by(UsageReport.id.desc())
+    dept = principal.department_id
+    if side == "mine":
+        q = q.where(UsageReport.department_id == dept)
+    elif side == "provider":
+        q = q.where(SharingGrant.provider_department_id == dept)
+    elif not principal.is_admin:
+        q = q.where(
+            or_(UsageReport.department_id == dept, SharingGrant.provider_department_id == dept)
+        )
+    return list(session.scalars(q))
+
+
+# -- deadlines ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reminder:
+    """An application whose answer or provision is due soon (提醒) or overdue (超期)."""
+
+    application_id: int
+    provider_department_id: int
+    kind: str  # "answer" | "provide"
+    due: date
+    working_days_left: int
+    overdue: bool
+
+
+def due_reminders(
+    session: Session,
+    today: date,
+    *,
+    remind_before: int = 2,
+    provider_department_id: int | None = None,
+) -> list[Reminder]:
+    """Applications waiting for an answer or for provision whose deadline is at most
+    ``remind_before`` working days away, and those already past it; soonest first."""
+    q = select(SharingApplication).where(
+        SharingApplication.status.in_([ApplicationStatus.SUBMITTED, ApplicationStatus.APPROVED])
+    )
+    if provider_department_id is not None:
+        q = q.where(SharingApplication.provider_department_id == provider_department_id)
+    found: list[Reminder] = []
+    for app in session.scalars(q):
+        kind, due = (
+            ("answer", app.answer_due)
+            if app.status is ApplicationStatus.SUBMITTED
+            else ("provide", app.provide_due)
+        )
+        if due is None:
+            continue
+        left = working_days_between(today, due)
+        if due < today or left <= remind_before:
+            found.append(
+                Reminder(
+                    application_id=app.id,
+                    provider_department_id=app.provider_department_id,
+                    kind=kind,
+                    due=due,
+                    working_days_left=left,
+                    overdue=due < today,
+                )
+            )
+    return sorted(found, key=lambda r: (r.due, r.application_id))
