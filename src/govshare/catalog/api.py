@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Query, Response, UploadFile, status
@@ -47,7 +50,16 @@ from govshare.errors import InvalidInput
 from govshare.security import audit
 from govshare.security.service import Principal
 
-router = APIRouter(prefix="/catalog", tags=["catalog"])
+
+@asynccontextmanager
+async def _lifespan(_app: object) -> AsyncIterator[None]:
+    # Segmentation loads a dictionary on first use; do it while the hub starts, beside
+    # serving, so the first reader's search does not wait a second for it.
+    threading.Thread(target=search.warm_up, name="jieba-warm-up", daemon=True).start()
+    yield
+
+
+router = APIRouter(prefix="/catalog", tags=["catalog"], lifespan=_lifespan)
 
 
 def search_query(
@@ -116,7 +128,7 @@ def export_resources(
     ),
 ) -> Response:
     sq = _for(caller, sq)
-    sq.limit, sq.with_facets = 200, False
+    sq.limit, sq.with_facets, sq.with_items = 200, False, True
     rows: list[service.Resource] = []
     while len(rows) < 50_000:
         result = search.search(db, sq)

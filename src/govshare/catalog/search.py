@@ -3,7 +3,8 @@
 Text is segmented with jieba on the way in and on the way out, so both databases only
 see space-separated words: SQLite indexes them with FTS5, PostgreSQL with a GIN index
 over a ``tsvector`` built from the word list. Facets are counted in one statement over
-the matched set; pagination is keyset (a cursor of the last row's sort key and id).
+the matched set (on SQLite beside the page query, on a second connection); pagination is
+keyset (a cursor of the last row's sort key and id).
 """
 
 from __future__ import annotations
@@ -11,9 +12,14 @@ from __future__ import annotations
 import base64
 import re
 import threading
+import weakref
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import orjson
 from sqlalchemy import (
@@ -24,17 +30,17 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
-    cast,
     column,
+    create_engine,
     delete,
+    event,
     func,
-    literal,
     or_,
     select,
     text,
-    union_all,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, lazyload, selectinload
 
 from govshare.catalog.codes import ResourceKind, ResourceStatus, SharingType
 from govshare.catalog.models import Classification, Resource
@@ -42,13 +48,16 @@ from govshare.errors import InvalidInput
 from govshare.security.models import Department
 
 # Domain words jieba's dictionary lacks; without them 公民身份号码 splits into three.
+# fmt: off
 DOMAIN_WORDS = [
-    "公民身份号码", "统一社会信用代码", "社会保障", "社保", "医保", "公积金", "不动产", "出生医学证明",
-    "死亡医学证明", "营业执照", "纳税人识别号", "法定代表人", "行政区划", "户籍", "居住证", "婚姻登记",
-    "残疾人证", "低保", "特困", "养老保险", "失业保险", "工伤保险", "生育保险", "参保", "停保",
-    "电子证照", "市场监管", "卫健", "人社", "民政", "税务", "公安", "住建", "自然资源", "规划",
+    "公民身份号码", "统一社会信用代码", "社会保障", "社保", "医保", "公积金", "不动产",
+    "出生医学证明", "死亡医学证明", "营业执照", "纳税人识别号", "法定代表人", "行政区划",
+    "户籍", "居住证", "婚姻登记", "残疾人证", "低保", "特困", "养老保险", "失业保险",
+    "工伤保险", "生育保险", "参保", "停保", "电子证照", "市场监管", "卫健", "人社", "民政",
+    "税务", "公安", "住建", "自然资源", "规划",
 ]
-STOPWORDS = frozenset("的 与 和 及 或 等 之 了 在 是 对 为 以 其 中 并 有 于 、".split())
+# fmt: on
+STOPWORDS = frozenset("的与和及或等之了在是对为以其中并有于、")  # one character each
 _TOKEN = re.compile(r"\w", re.UNICODE)
 _jieba_lock = threading.Lock()
 
@@ -72,6 +81,11 @@ def _jieba() -> Any:
     return jieba
 
 
+def warm_up() -> None:
+    """Load jieba's dictionary now (about a second) instead of during the first search."""
+    _jieba()
+
+
 def segment(text_: str, *, for_index: bool) -> list[str]:
     """Words of ``text_``, lower-cased, without punctuation or stopwords."""
     jb = _jieba()
@@ -84,7 +98,15 @@ def segment(text_: str, *, for_index: bool) -> list[str]:
     return out
 
 
-FACETS = ("department", "classification", "kind", "sharing_type", "format", "update_cycle", "is_open")
+FACETS = (
+    "department",
+    "classification",
+    "kind",
+    "sharing_type",
+    "format",
+    "update_cycle",
+    "is_open",
+)
 
 # Search documents live outside the ORM models: their tables differ per database.
 _meta = MetaData()
@@ -174,7 +196,11 @@ def rebuild_index(session: Session, batch: int = 2000) -> int:
         session.execute(delete(pg_doc))
     done, last = 0, 0
     while True:
-        rows = list(session.scalars(select(Resource).where(Resource.id > last).order_by(Resource.id).limit(batch)))
+        rows = list(
+            session.scalars(
+                select(Resource).where(Resource.id > last).order_by(Resource.id).limit(batch)
+            )
+        )
         if not rows:
             return done
         index_many(session, rows)
@@ -201,6 +227,7 @@ class SearchQuery:
     cursor: str | None = None
     limit: int = 20
     with_facets: bool = True
+    with_items: bool = False  # load the rows' information items up front (exports)
     viewer_department_id: int | None = None
     viewer_is_admin: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -223,9 +250,13 @@ def _decode_cursor(cursor: str) -> list[Any]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         values = orjson.loads(raw)
     except (ValueError, orjson.JSONDecodeError):
-        raise InvalidInput("分页游标无效", details=[{"field": "cursor", "message": "invalid cursor"}]) from None
+        raise InvalidInput(
+            "分页游标无效", details=[{"field": "cursor", "message": "invalid cursor"}]
+        ) from None
     if not isinstance(values, list) or len(values) != 2:
-        raise InvalidInput("分页游标无效", details=[{"field": "cursor", "message": "invalid cursor"}])
+        raise InvalidInput(
+            "分页游标无效", details=[{"field": "cursor", "message": "invalid cursor"}]
+        )
     return values
 
 
@@ -233,17 +264,26 @@ def _match(session: Session, words: list[str]) -> Any:
     """A subquery of (id, score) for entries containing every word; lower score is better."""
     if _is_sqlite(session):
         expr = " AND ".join('"' + w.replace('"', '""') + '"' for w in words)
-        fts = text(
-            "SELECT rowid AS id, bm25(catalog_fts, 8.0, 1.0) AS score FROM catalog_fts "
-            "WHERE catalog_fts MATCH :expr"
-        ).bindparams(bindparam("expr", expr)).columns(column("id", Integer), column("score"))
+        fts = (
+            text(
+                "SELECT rowid AS id, bm25(catalog_fts, 8.0, 1.0) AS score FROM catalog_fts "
+                "WHERE catalog_fts MATCH :expr"
+            )
+            .bindparams(bindparam("expr", expr))
+            .columns(column("id", Integer), column("score"))
+        )
         return fts.subquery("m")
     tsq = " & ".join("'" + w.replace("\\", "\\\\").replace("'", "''") + "'" for w in words)
-    pg = text(
-        "SELECT resource_id AS id, CAST(-ts_rank(tsv, CAST(:tsq AS tsquery)) AS double precision) AS score "
-        "FROM catalog_search "
-        "WHERE tsv @@ CAST(:tsq AS tsquery)"
-    ).bindparams(bindparam("tsq", tsq)).columns(column("id", Integer), column("score"))
+    pg = (
+        text(
+            "SELECT resource_id AS id, "
+            "CAST(-ts_rank(tsv, CAST(:tsq AS tsquery)) AS double precision) AS score "
+            "FROM catalog_search "
+            "WHERE tsv @@ CAST(:tsq AS tsquery)"
+        )
+        .bindparams(bindparam("tsq", tsq))
+        .columns(column("id", Integer), column("score"))
+    )
     return pg.subquery("m")
 
 
@@ -278,16 +318,19 @@ def _filters(sq: SearchQuery) -> list[Any]:
 
 def search(session: Session, sq: SearchQuery) -> SearchResult:
     if not 1 <= sq.limit <= 200:
-        raise InvalidInput("每页条数应在1至200之间", details=[{"field": "limit", "message": "1..200"}])
+        raise InvalidInput(
+            "每页条数应在1至200之间", details=[{"field": "limit", "message": "1..200"}]
+        )
     words = segment(sq.q, for_index=False) if sq.q.strip() else []
     conds = _filters(sq)
     base = select(Resource.id.label("rid"))
-    score = None
+    score: Any = None
     if words:
         m = _match(session, words)
         base = base.join(m, m.c.id == Resource.id)
         score = m.c.score
     sort = sq.sort if (sq.sort != "relevance" or words) else "updated"
+    key: Any
     if sort == "relevance":
         key, desc = score, False
     elif sort == "name":
@@ -295,7 +338,10 @@ def search(session: Session, sq: SearchQuery) -> SearchResult:
     elif sort == "updated":
         key, desc = Resource.updated_at, True
     else:
-        raise InvalidInput("排序方式应为 relevance、updated 或 name", details=[{"field": "sort", "message": sq.sort}])
+        raise InvalidInput(
+            "排序方式应为 relevance、updated 或 name",
+            details=[{"field": "sort", "message": sq.sort}],
+        )
 
     page = base.add_columns(key.label("k")).where(*conds)
     if sq.cursor:
@@ -309,57 +355,139 @@ def search(session: Session, sq: SearchQuery) -> SearchResult:
         else:
             page = page.where(or_(key > last_key, and_(key == last_key, Resource.id > last_id)))
     order = [key.desc(), Resource.id.desc()] if desc else [key.asc(), Resource.id.asc()]
+    counting = _start(session, _facet_statement(base.where(*conds))) if sq.with_facets else None
     hits = session.execute(page.order_by(*order).limit(sq.limit + 1)).all()
     more = len(hits) > sq.limit
     hits = hits[: sq.limit]
-    by_id = {r.id: r for r in session.scalars(select(Resource).where(Resource.id.in_([h.rid for h in hits])))}
+    # A page of results shows summaries; items are loaded only for callers that ask
+    # (exports) and stay lazily loadable for everyone else.
+    items = selectinload(Resource.items) if sq.with_items else lazyload(Resource.items)
+    found = session.scalars(
+        select(Resource).where(Resource.id.in_([h.rid for h in hits])).options(items)
+    )
+    by_id = {r.id: r for r in found}
     rows = [by_id[h.rid] for h in hits]
     next_cursor = None
     if more and hits:
         last_val = hits[-1].k
-        next_cursor = _encode_cursor([last_val.isoformat() if hasattr(last_val, "isoformat") else last_val, hits[-1].rid])
+        next_cursor = _encode_cursor(
+            [last_val.isoformat() if hasattr(last_val, "isoformat") else last_val, hits[-1].rid]
+        )
 
     facets: dict[str, list[tuple[str, int]]] = {}
     total = len(rows)
-    if sq.with_facets:
-        facets = _facets(session, base.where(*conds))
+    if counting is not None:
+        facets = _facet_counts(counting())
         total = sum(n for _, n in facets.get("kind", []))
     return SearchResult(rows=rows, total=total, next_cursor=next_cursor, facets=facets)
 
 
-def _facets(session: Session, matched: Any) -> dict[str, list[tuple[str, int]]]:
-    """Every facet's counts in one statement over the matched set (materialised once)."""
-    m = (
-        matched.add_columns(
-            Resource.provider_department_id.label("department"),
-            func.substr(Classification.code, 1, 3).label("classification"),
-            Resource.kind.label("kind"),
-            Resource.sharing_type.label("sharing_type"),
-            Resource.format.label("format"),
-            Resource.update_cycle.label("update_cycle"),
-            Resource.is_open.label("is_open"),
-        )
-        .join(Classification, Classification.id == Resource.classification_id)
-        .cte("matched")
-        .prefix_with("MATERIALIZED")
-    )
-    parts = [
-        select(literal(name).label("facet"), cast(m.c[name], Text).label("value"), func.count().label("n"))
-        .group_by(m.c[name])
-        for name in FACETS
+# Facets are counted beside the page query, on a second connection, where that gives the
+# same answer: on SQLite (whose queries release the GIL, so the two run on two cores) and
+# only while this unit of work has written nothing (another connection would not see it).
+_WORKERS = 4
+_beside = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="catalog-facets")
+_side_engines: WeakKeyDictionary[Engine, Engine] = WeakKeyDictionary()
+_side_lock = threading.Lock()
+
+
+def _start(session: Session, stmt: Any) -> Callable[[], Sequence[Any]]:
+    """Run ``stmt`` now and return a function that waits for its rows."""
+    bind = session.get_bind()
+    if (
+        isinstance(bind, Engine)
+        and bind.dialect.name == "sqlite"
+        and bind.url.database not in (None, "", ":memory:")
+        and "memory" not in bind.url.query.get("mode", "")
+        and not (session.new or session.dirty or session.deleted)
+        and not _wrote(session)
+    ):
+        return _beside.submit(_fetch_all, _side_engine(bind), stmt).result
+    return lambda: session.execute(stmt).all()
+
+
+def _wrote(session: Session) -> bool:
+    """Whether this unit of work has uncommitted writes (pysqlite opens its transaction
+    only at the first write)."""
+    raw = session.connection().connection.dbapi_connection
+    return bool(getattr(raw, "in_transaction", True))
+
+
+def _side_engine(bind: Engine) -> Engine:
+    """A pool of the workers' own, as large as their number: a worker never waits for a
+    connection that a request, itself waiting for the worker, would have to give back."""
+    with _side_lock:
+        side = _side_engines.get(bind)
+        if side is None:
+            side = create_engine(
+                bind.url,
+                pool_size=_WORKERS,
+                max_overflow=0,
+                connect_args={"check_same_thread": False},
+            )
+            event.listen(side, "connect", _read_only)
+            weakref.finalize(bind, side.dispose)
+            _side_engines[bind] = side
+        return side
+
+
+def _read_only(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.execute("PRAGMA query_only = 1")
+    dbapi_conn.execute("PRAGMA busy_timeout = 10000")
+
+
+def _fetch_all(bind: Engine, stmt: Any) -> Sequence[Any]:
+    with bind.connect() as conn:
+        return conn.execute(stmt).all()
+
+
+def _facet_statement(matched: Any) -> Any:
+    """Every facet's counts in one statement over the matched set.
+
+    The matched entries are grouped once by their whole combination of facet values (a
+    few hundred combinations even when tens of thousands of entries match) and the
+    combinations are summed per facet in ``_facet_counts``: one grouping instead of one
+    per facet over a materialised match set, which costs several times more on large
+    result sets.
+    """
+    keys = [
+        Resource.provider_department_id,
+        Resource.classification_id,
+        Resource.kind,
+        Resource.sharing_type,
+        Resource.format,
+        Resource.update_cycle,
+        Resource.is_open,
     ]
-    out: dict[str, list[tuple[str, int]]] = {name: [] for name in FACETS}
-    for facet, value, n in session.execute(union_all(*parts)):
-        if facet == "is_open":  # SQLite says 1/0, PostgreSQL true/false
-            value = "true" if str(value).lower() in ("1", "true") else "false"
-        out[facet].append((str(value), int(n)))
-    for name in FACETS:
-        out[name].sort(key=lambda p: (-p[1], p[0]))
-    return out
+    combos = (
+        matched.with_only_columns(*keys, func.count().label("n")).group_by(*keys).subquery("combos")
+    )
+    return select(
+        combos.c.provider_department_id,
+        func.substr(Classification.code, 1, 3),
+        combos.c.kind,
+        combos.c.sharing_type,
+        combos.c.format,
+        combos.c.update_cycle,
+        combos.c.is_open,
+        combos.c.n,
+    ).join(Classification, Classification.id == combos.c.classification_id)
+
+
+def _facet_counts(combos: Sequence[Any]) -> dict[str, list[tuple[str, int]]]:
+    counts: dict[str, Counter[str]] = {name: Counter() for name in FACETS}
+    for dept, klass, kind, sharing, fmt, cycle, is_open, n in combos:
+        values = (dept, klass, kind, sharing, fmt, cycle, "true" if is_open else "false")
+        for name, value in zip(FACETS, values, strict=True):
+            counts[name][str(value)] += int(n)
+    return {name: sorted(counts[name].items(), key=lambda p: (-p[1], p[0])) for name in FACETS}
 
 
 def department_labels(session: Session, ids: list[str]) -> dict[str, str]:
     wanted = [int(i) for i in ids if i.isdigit()]
     return {
-        str(i): n for i, n in session.execute(select(Department.id, Department.short_name).where(Department.id.in_(wanted)))
+        str(i): n
+        for i, n in session.execute(
+            select(Department.id, Department.short_name).where(Department.id.in_(wanted))
+        )
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from govshare.catalog import search
@@ -75,12 +76,12 @@ def facet_values(
 ) -> dict[str, list[FacetValue]]:
     """Facet counts with Chinese labels for display."""
     depts = search.department_labels(session, [v for v, _ in facets.get("department", [])])
-    classes = {
-        c.code: c.name
-        for c in session.query(Classification).filter(
-            Classification.code.in_([v for v, _ in facets.get("classification", [])])
-        )
-    }
+    wanted = [v for v, _ in facets.get("classification", [])]
+    classes = dict(
+        session.execute(
+            select(Classification.code, Classification.name).where(Classification.code.in_(wanted))
+        ).all()
+    )
 
     def label(facet: str, value: str) -> str:
         match facet:
