@@ -120,9 +120,13 @@ def setup_hub(
     provider_config: dict[str, Any],
     database_url: str | None = None,
     extra_env: dict[str, str] | None = None,
+    items: list[ItemIn] | None = None,
 ) -> HubEnv:
     """Migrate a hub database, create departments, a published resource, two nodes and
-    a provider→subscriber pair of running tasks, then write the nodes' node.toml."""
+    a provider→subscriber pair of running tasks, then write the nodes' node.toml.
+
+    ``items`` describe the resource's columns (the five-column person table by default).
+    """
     settings = migrated(make_settings(tmp / "hub", database_url))
     engine = db.make_engine(settings)
     factory = db.make_session_factory(engine, settings)
@@ -161,7 +165,7 @@ def setup_hub(
             roles=[Role.PLATFORM_ADMIN],
         )
         admin = ADMIN
-        items = [
+        items = items or [
             ItemIn(name="编号", code="id", data_type="I", length=10, is_key=True),
             ItemIn(name="公民身份号码", code="sfzhm", data_type="C", length=18),
             ItemIn(name="姓名", code="xm", data_type="C", length=50),

@@ -35,7 +35,7 @@ class PackageError(ValueError):
     """A package that cannot be trusted: malformed, altered, unsigned or misaddressed."""
 
 
-def _column(values: list[Any]) -> pa.Array:
+def _column(values: Sequence[Any]) -> pa.Array:
     try:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
@@ -47,8 +47,7 @@ def encode_rows(columns: Sequence[str], ops: list[str], rows: list[tuple[Any, ..
     """Arrow IPC (zstd) of the rows, column by column, with their operations."""
     data = [pa.array(ops, type=pa.string())]
     if rows:
-        transposed = list(zip(*rows, strict=True))
-        data += [_column(list(col)) for col in transposed]
+        data += [_column(col) for col in zip(*rows, strict=True)]
     else:
         data += [pa.array([], type=pa.string()) for _ in columns]
     batch = pa.RecordBatch.from_arrays(data, names=[OP_COLUMN, *columns])

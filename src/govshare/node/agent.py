@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from govshare.exchange import package
 from govshare.node import files
 from govshare.node.client import HubClient, HubRefused, HubUnavailable
 from govshare.node.config import NodeConfig
-from govshare.node.source import SourceReader, describe, key_string, make_engine, row_hash
+from govshare.node.source import SourceReader, describe, key_strings, make_engine, row_hash
 from govshare.node.store import LocalStore
 from govshare.node.target import TargetWriter
 from govshare.security import crypto
@@ -297,8 +300,11 @@ class NodeAgent:
             return
         if rt.spec["kind"] == "provider":
             # Catch up first so the checksum describes what has been packaged.
-            while self.extract_batch(rt):
-                pass
+            if self.config.transport == "http":
+                self._extract_and_upload(rt, float("inf"))
+            else:
+                while self.extract_batch(rt):
+                    pass
             self.detect_deletions(rt)
             self.upload_pending()
             count, keyhash = self._reader(rt).checksum()
@@ -345,13 +351,20 @@ class NodeAgent:
             files.run_file_provider(self, rt, budget_seconds=budget_seconds)
             return
         started = time.monotonic()
-        while self.extract_batch(rt) and time.monotonic() - started < budget_seconds:
-            if self.config.transport == "http":
-                self.upload_pending()
+        if self.config.transport == "http":
+            caught_up = self._extract_and_upload(rt, started + budget_seconds)
+        else:
+            caught_up = False
+            while not caught_up and time.monotonic() - started < budget_seconds:
+                caught_up = not self.extract_batch(rt)
         config = rt.spec["config"]
         _, _, last_keyset = self.store.state(rt.id)
-        if config.get("delete_detection") == "keyset" and time.time() - last_keyset >= config.get(
-            "keyset_every_seconds", 300
+        # The first key-set comparison waits for the initial load to catch up: until then
+        # it would read the whole source to find deletions among the few keys sent so far.
+        if (
+            config.get("delete_detection") == "keyset"
+            and time.time() - last_keyset >= config.get("keyset_every_seconds", 300)
+            and (caught_up or last_keyset > 0)
         ):
             self.detect_deletions(rt)
 
@@ -373,26 +386,36 @@ class NodeAgent:
                     self.store.set_cursor(conn, rt.id, None, last_seq)
             return False
         rows, next_cursor = found
-        key_idx = [reader.columns.index(k) for k in reader.key]
-        keys = [key_string([row[i] for i in key_idx]) for row in rows]
+        keys = key_strings(rows, [reader.columns.index(k) for k in reader.key])
         hashes = [row_hash(row) for row in rows] if snapshot else None
         with self.store.transaction() as conn:
             known = self.store.existing_keys(conn, rt.id, keys)
-            ops, kept, kept_keys, kept_hashes, gone = [], [], [], [], []
-            for i, (row, key) in enumerate(zip(rows, keys, strict=True)):
-                if reader.is_soft_deleted(row):
-                    if key in known:
-                        ops.append("D")
-                        kept.append(row)
-                        gone.append(key)
-                    continue
-                if hashes is not None and key in known and known[key] == hashes[i]:
-                    continue  # unchanged since it was last sent
-                ops.append("U" if key in known else "I")
-                kept.append(row)
-                kept_keys.append(key)
-                if hashes is not None:
-                    kept_hashes.append(hashes[i])
+            ops: list[str] = []
+            kept: list[tuple[Any, ...]] = []
+            kept_keys: list[str] = []
+            kept_hashes: list[int] = []
+            gone: list[str] = []
+            if hashes is None and reader.soft_column is None:
+                # Plain incremental batch: every row goes, as an insert or an update; only
+                # keys not sent before are new to the mirror.
+                ops = ["U" if key in known else "I" for key in keys]
+                kept = rows
+                kept_keys = [k for k in keys if k not in known] if known else keys
+            else:
+                for i, (row, key) in enumerate(zip(rows, keys, strict=True)):
+                    if reader.is_soft_deleted(row):
+                        if key in known:
+                            ops.append("D")
+                            kept.append(row)
+                            gone.append(key)
+                        continue
+                    if hashes is not None and key in known and known[key] == hashes[i]:
+                        continue  # unchanged since it was last sent
+                    ops.append("U" if key in known else "I")
+                    kept.append(row)
+                    kept_keys.append(key)
+                    if hashes is not None:
+                        kept_hashes.append(hashes[i])
             seq = last_seq
             if kept:
                 seq = last_seq + 1
@@ -432,7 +455,7 @@ class NodeAgent:
     def detect_deletions(self, rt: TaskRuntime) -> int:
         """Key-set comparison: keys sent before that the source no longer has."""
         reader = self._reader(rt)
-        missing = self.store.missing_keys(rt.id, (key_string(k) for k in reader.live_keys()))
+        missing = self.store.missing_keys(rt.id, reader.live_key_strings())
         self.store.set_keyset_time(rt.id, time.time())
         batch = int(rt.spec["config"].get("batch_rows", 50_000))
         for start in range(0, len(missing), batch):
@@ -444,9 +467,39 @@ class NodeAgent:
                 self.store.remove_keys(conn, rt.id, chunk)
         return len(missing)
 
-    def upload_pending(self) -> int:
+    def _extract_and_upload(self, rt: TaskRuntime, deadline: float) -> bool:
+        """Extract batches until none is full or ``deadline`` passes, each full one's
+        upload running beside the extraction of the next (one upload at a time, in
+        sequence order, on a store connection of its own). An upload's failure stops the
+        extraction and is raised. True when the source had no more changed rows."""
+        uploading: Future[int] | None = None
+        side: sqlite3.Connection | None = None
+        caught_up = False
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload") as pool:
+            try:
+                while True:
+                    if not self.extract_batch(rt):
+                        caught_up = True
+                        break
+                    if uploading is not None:
+                        uploading.result()
+                    side = side or self.store.connect()
+                    uploading = pool.submit(self.upload_pending, side)
+                    if time.monotonic() >= deadline:
+                        break
+            finally:
+                if uploading is not None:
+                    futures.wait([uploading])
+                if side is not None:
+                    side.close()
+        if uploading is not None:
+            uploading.result()
+        return caught_up
+
+    def upload_pending(self, store_conn: sqlite3.Connection | None = None) -> int:
+        """Send the outbox in order; ``store_conn`` when called beside the agent's thread."""
         sent = 0
-        for task_id, seq, blob in self.store.pending():
+        for task_id, seq, blob in self.store.pending(conn=store_conn):
             try:
                 self.client.upload(blob)
             except HubRefused as exc:
@@ -455,7 +508,7 @@ class NodeAgent:
                 if rt is not None:
                     rt.error = str(exc)[:500]
                 break
-            self.store.sent(task_id, seq)
+            self.store.sent(task_id, seq, store_conn)
             sent += 1
         return sent
 
@@ -494,21 +547,35 @@ class NodeAgent:
             )
             rt.spec["acked_seq"] = seq
         started = time.monotonic()
-        while time.monotonic() - started < budget_seconds:
-            if rt.hold_at is not None and applied >= rt.hold_at:
-                return
-            got = self.client.next_package(rt.id, applied)
-            if got is None:
-                return
-            blob, provider_key = got
-            pkg = package.parse(blob)
-            data = package.decode_rows(pkg.open(provider_key, self.cipher_key))
-            counts = writer.apply(pkg.seq, data)
-            if counts is not None:
-                rt.rows_moved += data.num_rows
-                self.client.ack(rt.id, pkg.seq, counts)
-                rt.spec["acked_seq"] = pkg.seq
-            applied = pkg.seq
+        ahead: Future[tuple[bytes, str] | None] | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fetch") as pool:
+            try:
+                while time.monotonic() - started < budget_seconds:
+                    if rt.hold_at is not None and applied >= rt.hold_at:
+                        return
+                    if ahead is not None:
+                        got, ahead = ahead.result(), None
+                    else:
+                        got = self.client.next_package(rt.id, applied)
+                    if got is None:
+                        return
+                    blob, provider_key = got
+                    pkg = package.parse(blob)
+                    data = package.decode_rows(pkg.open(provider_key, self.cipher_key))
+                    if time.monotonic() - started < budget_seconds and (
+                        rt.hold_at is None or pkg.seq < rt.hold_at
+                    ):
+                        # The hub prepares the next package while this one is written.
+                        ahead = pool.submit(self.client.next_package, rt.id, pkg.seq)
+                    counts = writer.apply(pkg.seq, data)
+                    if counts is not None:
+                        rt.rows_moved += data.num_rows
+                        self.client.ack(rt.id, pkg.seq, counts)
+                        rt.spec["acked_seq"] = pkg.seq
+                    applied = pkg.seq
+            finally:
+                if ahead is not None:
+                    futures.wait([ahead])
 
     # -- gatekeeper (网闸) ----------------------------------------------------------------------
 

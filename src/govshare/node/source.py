@@ -8,11 +8,24 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, Table, column, create_engine, inspect, select, text, tuple_
-from sqlalchemy.sql import Select
+from sqlalchemy import (
+    Engine,
+    MetaData,
+    Table,
+    and_,
+    column,
+    create_engine,
+    inspect,
+    or_,
+    select,
+    text,
+    tuple_,
+)
+from sqlalchemy.sql import ColumnElement, Select
 
 KEY_SEPARATOR = "\x1f"
 
@@ -76,6 +89,14 @@ def key_string(values: tuple[Any, ...] | list[Any]) -> str:
     return KEY_SEPARATOR.join("" if v is None else str(v) for v in values)
 
 
+def key_strings(rows: Sequence[Sequence[Any]], key_idx: Sequence[int]) -> list[str]:
+    """``key_string`` of each row's key columns (at ``key_idx``), for a whole batch."""
+    if len(key_idx) == 1:
+        # One key column (the usual case): the join of one value is that value's text.
+        return ["" if v is None else str(v) for v in map(itemgetter(key_idx[0]), rows)]
+    return [key_string([row[i] for i in key_idx]) for row in rows]
+
+
 def row_hash(values: tuple[Any, ...]) -> int:
     """A signed 64-bit hash of a whole row (fits SQLite's INTEGER), for snapshot mode."""
     digest = hashlib.blake2b(repr(values).encode(), digest_size=8).digest()
@@ -83,9 +104,22 @@ def row_hash(values: tuple[Any, ...]) -> int:
 
 
 def key_hash(values: tuple[Any, ...] | list[Any]) -> int:
-    return int.from_bytes(
-        hashlib.blake2b(key_string(values).encode(), digest_size=8).digest(), "big"
-    )
+    return _key_string_hash(key_string(values))
+
+
+def _key_string_hash(key: str) -> int:
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+
+
+def keyset_checksum(batches: Iterable[Sequence[Sequence[Any]]], width: int) -> tuple[int, str]:
+    """Row count and order-independent checksum (the sum of every key's ``key_hash``,
+    mod 2^64) of keys ``width`` columns wide, read a batch at a time."""
+    count, total = 0, 0
+    positions = range(width)
+    for batch in batches:
+        count += len(batch)
+        total = (total + sum(map(_key_string_hash, key_strings(batch, positions)))) % (1 << 64)
+    return count, f"{total:016x}"
 
 
 class SourceReader:
@@ -119,6 +153,16 @@ class SourceReader:
             if config.get("delete_detection") == "soft_delete"
             else None
         )
+        dialect = engine.dialect
+        # The driver's own rows are what SQLAlchemy would give us when no column type
+        # converts its results (SQLite's DATE/DATETIME/NUMERIC do): skip its Row objects.
+        plain = {
+            c
+            for c in self.columns
+            if self._col(c).type.dialect_impl(dialect).result_processor(dialect, None) is None
+        }
+        self.raw_rows = plain.issuperset(self.columns)
+        self.raw_keys = plain.issuperset(self.key)
 
     def _col(self, name: str) -> Any:
         return self.relation.c[name]
@@ -133,32 +177,75 @@ class SourceReader:
         """Rows after ``cursor`` in (cursor column, key) order, a batch at a time, each
         with the cursor value that follows it."""
         order = self._order()
+        idx = [self.columns.index(c.name) for c in order]
         while True:
             stmt: Select[Any] = (
                 select(*[self._col(c) for c in self.columns]).order_by(*order).limit(batch_rows)
             )
             if cursor is not None:
-                stmt = stmt.where(tuple_(*order) > tuple_(*cursor))
+                stmt = stmt.where(self._after(order, cursor))
             with self.engine.connect() as conn:
-                rows = [tuple(r) for r in conn.execute(stmt)]
+                result = conn.execute(stmt)
+                rows: list[tuple[Any, ...]]
+                if self.raw_rows:
+                    rows = list(result.cursor.fetchall())
+                    result.close()
+                else:
+                    rows = [tuple(r) for r in result]
             if not rows:
                 return
-            idx = [self.columns.index(c.name) for c in order]
             cursor = [rows[-1][i] for i in idx]
             yield rows, _jsonable(cursor)
             if len(rows) < batch_rows:
                 return
 
-    def live_keys(self) -> Iterator[tuple[Any, ...]]:
+    def _after(self, order: list[Any], cursor: list[Any]) -> ColumnElement[bool]:
+        """``(order columns) > (cursor)``, in a form the database can seek an index with.
+
+        SQLite compares row values correctly but filters its index range slowly with
+        them; there the comparison is spelled out (``a > x OR (a = x AND b > y)``, the
+        same rows for a cursor without NULLs) behind a leading ``a >= x`` for the index.
+        """
+        if (
+            self.engine.dialect.name != "sqlite"
+            or len(order) == 1
+            or any(v is None for v in cursor)
+        ):
+            return tuple_(*order) > tuple_(*cursor)
+        alternatives = [
+            and_(*[c == v for c, v in zip(order[:i], cursor, strict=False)], order[i] > cursor[i])
+            for i in range(len(order))
+        ]
+        return and_(order[0] >= cursor[0], or_(*alternatives))
+
+    def live_key_batches(self, size: int = 50_000) -> Iterator[Sequence[Sequence[Any]]]:
+        """The keys of every live row, ``size`` rows at a time (streamed)."""
         stmt = select(*[self._col(k) for k in self.key])
         if self.soft_column:
             stmt = stmt.where(
                 self._col(self.soft_column) != self.config.get("soft_delete_value", "1")
             )
         with self.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=50_000).execute(stmt)
-            for row in result:
-                yield tuple(row)
+            if self.engine.dialect.name == "sqlite" and self.raw_keys:
+                # SQLite's cursor steps as rows are fetched: the driver's own rows,
+                # already streamed, without SQLAlchemy building a Row for each key.
+                result = conn.execute(stmt)
+                while batch := result.cursor.fetchmany(size):
+                    yield batch
+                result.close()
+                return
+            result = conn.execution_options(stream_results=True, yield_per=size).execute(stmt)
+            yield from result.partitions(size)
+
+    def live_keys(self) -> Iterator[tuple[Any, ...]]:
+        for batch in self.live_key_batches():
+            yield from map(tuple, batch)
+
+    def live_key_strings(self) -> Iterator[str]:
+        """``key_string`` of every live row's key."""
+        positions = range(len(self.key))
+        for batch in self.live_key_batches():
+            yield from key_strings(batch, positions)
 
     def is_soft_deleted(self, row: tuple[Any, ...]) -> bool:
         if self.soft_column is None:
@@ -169,11 +256,7 @@ class SourceReader:
 
     def checksum(self) -> tuple[int, str]:
         """Row count and order-independent key-hash checksum (mod 2^64) of the live rows."""
-        count, total = 0, 0
-        for key in self.live_keys():
-            count += 1
-            total = (total + key_hash(key)) % (1 << 64)
-        return count, f"{total:016x}"
+        return keyset_checksum(self.live_key_batches(), len(self.key))
 
 
 def _jsonable(values: list[Any]) -> list[Any]:

@@ -7,12 +7,15 @@ so a crash or a hub outage loses nothing and repeats nothing.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS identity (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -56,13 +59,24 @@ class LocalStore:
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / "node-store.db"
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db = self.connect()
         self.db.executescript(SCHEMA)
         self.db.execute(
             "CREATE TEMP TABLE IF NOT EXISTS batch_keys (key TEXT PRIMARY KEY) WITHOUT ROWID"
         )
+        try:  # SQLite's JSON functions (built in since 3.38) look a batch's keys up fastest
+            self.db.execute("SELECT value FROM json_each('[]')").fetchall()
+            self.has_json = True
+        except sqlite3.OperationalError:
+            self.has_json = False
+
+    def connect(self) -> sqlite3.Connection:
+        """A connection of its own to the store, for a thread that works beside the agent's
+        (autocommit unless a transaction is begun explicitly)."""
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
 
     def close(self) -> None:
         self.db.close()
@@ -129,6 +143,16 @@ class LocalStore:
         self, conn: sqlite3.Connection, task_id: int, keys: list[str]
     ) -> dict[str, int | None]:
         """The batch's keys already sent, with the row hash they were sent with."""
+        listed = self._json_list(keys)
+        if listed is not None:
+            return {
+                r[0]: r[1]
+                for r in conn.execute(
+                    "SELECT key, rowhash FROM mirror WHERE task_id = ? "
+                    "AND key IN (SELECT value FROM json_each(?))",
+                    (task_id, listed),
+                )
+            }
         conn.execute("DELETE FROM batch_keys")
         conn.executemany("INSERT OR IGNORE INTO batch_keys (key) VALUES (?)", ((k,) for k in keys))
         return {
@@ -147,6 +171,16 @@ class LocalStore:
             ]
         )
 
+    def _json_list(self, keys: Iterable[str]) -> bytes | None:
+        """Keys as one JSON array, so SQLite walks a whole batch in a single statement
+        (None when SQLite lacks JSON or a key is not valid Unicode text)."""
+        if not self.has_json:
+            return None
+        try:
+            return orjson.dumps(keys if isinstance(keys, list) else list(keys))
+        except orjson.JSONEncodeError:
+            return None
+
     def add_keys(
         self,
         conn: sqlite3.Connection,
@@ -155,6 +189,14 @@ class LocalStore:
         hashes: Iterable[int | None] | None = None,
     ) -> None:
         if hashes is None:
+            keys = keys if isinstance(keys, list) else list(keys)
+            listed = self._json_list(keys)
+            if listed is not None:
+                conn.execute(
+                    "INSERT OR IGNORE INTO mirror (task_id, key) SELECT ?, value FROM json_each(?)",
+                    (task_id, listed),
+                )
+                return
             conn.executemany(
                 "INSERT OR IGNORE INTO mirror (task_id, key) VALUES (?, ?)",
                 ((task_id, k) for k in keys),
@@ -166,6 +208,16 @@ class LocalStore:
         )
 
     def remove_keys(self, conn: sqlite3.Connection, task_id: int, keys: Iterable[str]) -> None:
+        keys = keys if isinstance(keys, list) else list(keys)
+        if not keys:
+            return
+        listed = self._json_list(keys)
+        if listed is not None:
+            conn.execute(
+                "DELETE FROM mirror WHERE task_id = ? AND key IN (SELECT value FROM json_each(?))",
+                (task_id, listed),
+            )
+            return
         conn.executemany(
             "DELETE FROM mirror WHERE task_id = ? AND key = ?", ((task_id, k) for k in keys)
         )
@@ -177,9 +229,18 @@ class LocalStore:
                 "CREATE TEMP TABLE IF NOT EXISTS scan_keys (key TEXT PRIMARY KEY) WITHOUT ROWID"
             )
             conn.execute("DELETE FROM scan_keys")
-            conn.executemany(
-                "INSERT OR IGNORE INTO scan_keys (key) VALUES (?)", ((k,) for k in source_keys)
-            )
+            keys = iter(source_keys)
+            while chunk := list(itertools.islice(keys, 50_000)):
+                listed = self._json_list(chunk)
+                if listed is not None:
+                    conn.execute(
+                        "INSERT OR IGNORE INTO scan_keys (key) SELECT value FROM json_each(?)",
+                        (listed,),
+                    )
+                else:
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO scan_keys (key) VALUES (?)", ((k,) for k in chunk)
+                    )
             rows = conn.execute(
                 "SELECT key FROM mirror WHERE task_id = ? "
                 "AND key NOT IN (SELECT key FROM scan_keys)",
@@ -198,12 +259,19 @@ class LocalStore:
             (task_id, seq, blob, rows, at),
         )
 
-    def pending(self, limit: int = 100) -> list[tuple[int, int, bytes]]:
-        return list(
-            self.db.execute(
-                "SELECT task_id, seq, blob FROM outbox ORDER BY task_id, seq LIMIT ?", (limit,)
-            )
-        )
+    def pending(
+        self, limit: int = 100, conn: sqlite3.Connection | None = None
+    ) -> Iterator[tuple[int, int, bytes]]:
+        """Waiting packages in order, each read only when it is reached (they may be large)."""
+        db = conn or self.db
+        waiting = db.execute(
+            "SELECT task_id, seq FROM outbox ORDER BY task_id, seq LIMIT ?", (limit,)
+        ).fetchall()
+        for task_id, seq in waiting:
+            for (blob,) in db.execute(
+                "SELECT blob FROM outbox WHERE task_id = ? AND seq = ?", (task_id, seq)
+            ).fetchall():
+                yield task_id, seq, blob
 
     def pending_counts(self) -> dict[int, tuple[int, int]]:
         """Per task: packages and rows waiting to leave."""
@@ -214,5 +282,7 @@ class LocalStore:
             )
         }
 
-    def sent(self, task_id: int, seq: int) -> None:
-        self.db.execute("DELETE FROM outbox WHERE task_id = ? AND seq = ?", (task_id, seq))
+    def sent(self, task_id: int, seq: int, conn: sqlite3.Connection | None = None) -> None:
+        (conn or self.db).execute(
+            "DELETE FROM outbox WHERE task_id = ? AND seq = ?", (task_id, seq)
+        )

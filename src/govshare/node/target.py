@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -25,15 +26,17 @@ from sqlalchemy import (
     Text,
     bindparam,
     delete,
+    event,
     inspect,
     select,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from govshare.exchange.package import OP_COLUMN
-from govshare.node.source import key_hash
+from govshare.node.source import keyset_checksum
 
 CURSOR_TABLE = "govshare_exchange_cursor"
 
@@ -75,6 +78,8 @@ class TargetWriter:
             Column("task_id", Integer, primary_key=True),
             Column("last_seq", BigInteger, nullable=False),
         )
+        if engine.dialect.name == "sqlite" and not event.contains(engine, "connect", _sqlite_wal):
+            event.listen(engine, "connect", _sqlite_wal)
         self.cursor.create(engine, checkfirst=True)
         self.table: Table | None = None
         if inspect(engine).has_table(self.table_name):
@@ -103,6 +108,9 @@ class TargetWriter:
             sql_type = (
                 String(200) if is_key and _sql_type(f.type).__class__ is Text else _sql_type(f.type)
             )
+            if is_key and len(self.key) == 1 and isinstance(sql_type, BigInteger):
+                # SQLite: INTEGER PRIMARY KEY is the row id itself, not a second index.
+                sql_type = BigInteger().with_variant(Integer(), "sqlite")
             cols.append(Column(name, sql_type, primary_key=is_key, nullable=not is_key))
         self.table = Table(self.table_name, self.metadata, *cols)
         self.table.create(self.engine, checkfirst=True)
@@ -126,17 +134,22 @@ class TargetWriter:
         names, columns, ops = self._rows(data)
         known = [n for n in names if n in table.c]
         idx = [names.index(n) for n in known]
-        upserts, deletes = [], []
-        counts = {"inserted": 0, "updated": 0, "deleted": 0}
-        for i, op in enumerate(ops):
-            if op == "D":
-                deletes.append(
-                    {f"k_{k}": _coerce(table.c[k], columns[names.index(k)][i]) for k in self.key}
-                )
-                counts["deleted"] += 1
-            else:
-                upserts.append({n: columns[j][i] for n, j in zip(known, idx, strict=True)})
-                counts["inserted" if op == "I" else "updated"] += 1
+        inserted, deleted = ops.count("I"), ops.count("D")
+        counts = {
+            "inserted": inserted,
+            "updated": len(ops) - inserted - deleted,
+            "deleted": deleted,
+        }
+        upserts = [columns[j] for j in idx]  # column by column
+        deletes = []
+        if deleted:
+            keep = [i for i, op in enumerate(ops) if op != "D"]
+            upserts = [[col[i] for i in keep] for col in upserts]
+            deletes = [
+                {f"k_{k}": _coerce(table.c[k], columns[names.index(k)][i]) for k in self.key}
+                for i, op in enumerate(ops)
+                if op == "D"
+            ]
         with self.engine.begin() as conn:
             current = conn.scalar(
                 select(self.cursor.c.last_seq)
@@ -147,8 +160,8 @@ class TargetWriter:
             )
             if current is not None and seq <= current:
                 return None
-            if upserts:
-                self._upsert(conn, table, upserts)
+            if len(ops) > deleted:
+                self._upsert(conn, table, known, upserts)
             if deletes:
                 where = [table.c[k] == bindparam(f"k_{k}") for k in self.key]
                 conn.execute(delete(table).where(*where), deletes)
@@ -162,30 +175,86 @@ class TargetWriter:
                 )
         return counts
 
-    def _upsert(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    def _upsert(
+        self, conn: Connection, table: Table, names: list[str], columns: list[list[Any]]
+    ) -> None:
+        """Insert or update by key: one statement, executed for every row."""
         insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
         stmt = insert(table)
-        cols = [c for c in rows[0] if c not in self.key]
+        cols = [c for c in names if c not in self.key]
         if cols:
             stmt = stmt.on_conflict_do_update(
                 index_elements=self.key, set_={c: stmt.excluded[c] for c in cols}
             )
         else:
             stmt = stmt.on_conflict_do_nothing(index_elements=self.key)
-        conn.execute(stmt, rows)
+        dialect = conn.dialect
+        if dialect.positional:
+            # The driver's executemany straight from the columns: SQLAlchemy would build
+            # and walk a dict per row for the same statement and the same bind processing.
+            compiled = stmt.compile(dialect=dialect, column_keys=names)
+            if compiled.positiontup == names:
+                try:
+                    values = [
+                        _bound(table.c[n], dialect, col)
+                        for n, col in zip(names, columns, strict=True)
+                    ]
+                except (TypeError, ValueError):
+                    pass  # let SQLAlchemy raise its own error for the value below
+                else:
+                    rows: Iterator[tuple[Any, ...]] | list[tuple[Any, ...]] = zip(
+                        *values, strict=True
+                    )
+                    if dialect.name != "sqlite":  # PEP 249 asks for a sequence
+                        rows = list(rows)
+                    _executemany(conn, compiled.string, rows)
+                    return
+        conn.execute(
+            stmt, [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+        )
 
     def checksum(self) -> tuple[int, str]:
         if self.table is None:
             return 0, f"{0:016x}"
-        count, total = 0, 0
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=50_000).execute(
                 select(*[self.table.c[k] for k in self.key])
             )
-            for row in result:
-                count += 1
-                total = (total + key_hash(tuple(row))) % (1 << 64)
-        return count, f"{total:016x}"
+            return keyset_checksum(result.partitions(50_000), len(self.key))
+
+
+def _sqlite_wal(dbapi_conn: Any, _record: Any) -> None:
+    """A subscriber's SQLite database in WAL mode: its readers never hold up our writes,
+    and ``synchronous=NORMAL`` is safe there (a power cut may only undo the last commits,
+    which the applied sequence number undoes with them)."""
+    cursor = dbapi_conn.cursor()
+    try:
+        mode = cursor.execute("PRAGMA journal_mode=WAL").fetchone()
+        if mode and str(mode[0]).lower() == "wal":
+            cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def _executemany(
+    conn: Connection, sql: str, rows: Iterator[tuple[Any, ...]] | list[tuple[Any, ...]]
+) -> None:
+    """The driver's executemany in the connection's transaction (sqlite3 takes the rows
+    as they are made); driver errors surface as SQLAlchemy's, as from ``execute``."""
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    cursor = conn.connection.cursor()
+    try:
+        cursor.executemany(sql, rows)  # type: ignore[arg-type]
+    except dbapi_error as exc:
+        raise DBAPIError.instance(sql, None, exc, dbapi_error) from exc
+    finally:
+        cursor.close()
+
+
+def _bound(col: Column[Any], dialect: Any, values: list[Any]) -> list[Any]:
+    """``values`` as SQLAlchemy would bind them for ``col`` (its type's bind processor)."""
+    process = col.type.dialect_impl(dialect).bind_processor(dialect)
+    return values if process is None else [process(v) for v in values]
 
 
 def _coerce(col: Column[Any], value: Any) -> Any:
