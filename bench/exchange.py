@@ -440,6 +440,7 @@ def run(
             env.procs["consumer"].start()
             ids = pids(env, profiled=profile is not None)
             wait_nodes_ready(env, api)
+            cpu_before = {name: cpu_seconds(pid) for name, pid in ids.items()}
             t0 = time.perf_counter()
             api.post(f"/api/v1/exchange/tasks/{provider_task}/start").raise_for_status()
         print(f"节点进程启动并就绪: {t0 - launched:.2f} s", flush=True)
@@ -467,7 +468,7 @@ def run(
                 raise SystemExit("the full load did not finish within an hour")
             time.sleep(0.1)
         load_s = time.perf_counter() - t0
-        cpu = {name: cpu_seconds(pid) for name, pid in ids.items()}
+        cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in ids.items()}
         print(
             f"全量 (自启动任务): {load_s:.2f} s, {rows / load_s:,.0f} 行/秒; 首行到达 "
             f"{first_row_s:.2f} s; 含节点进程启动 {t0 - launched + load_s:.2f} s, "

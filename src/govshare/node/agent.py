@@ -548,6 +548,7 @@ class NodeAgent:
             rt.spec["acked_seq"] = seq
         started = time.monotonic()
         ahead: Future[tuple[bytes, str] | None] | None = None
+        fetched = 0
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fetch") as pool:
             try:
                 while time.monotonic() - started < budget_seconds:
@@ -559,13 +560,18 @@ class NodeAgent:
                         got = self.client.next_package(rt.id, applied)
                     if got is None:
                         return
+                    fetched += 1
                     blob, provider_key = got
                     pkg = package.parse(blob)
                     data = package.decode_rows(pkg.open(provider_key, self.cipher_key))
-                    if time.monotonic() - started < budget_seconds and (
-                        rt.hold_at is None or pkg.seq < rt.hold_at
+                    if (
+                        fetched > 1
+                        and time.monotonic() - started < budget_seconds
+                        and (rt.hold_at is None or pkg.seq < rt.hold_at)
                     ):
-                        # The hub prepares the next package while this one is written.
+                        # Packages are waiting (two came one after the other): the hub
+                        # prepares the next one while this one is written. A subscriber
+                        # that keeps up asks only after writing, as often as before.
                         ahead = pool.submit(self.client.next_package, rt.id, pkg.seq)
                     counts = writer.apply(pkg.seq, data)
                     if counts is not None:
