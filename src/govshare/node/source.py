@@ -25,6 +25,7 @@ from sqlalchemy import (
     text,
     tuple_,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement, Select
 
 KEY_SEPARATOR = "\x1f"
@@ -111,6 +112,30 @@ def _key_string_hash(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
 
 
+def stream_batches(
+    conn: Connection, stmt: Select[Any], size: int, *, raw: bool
+) -> Iterator[Sequence[Sequence[Any]]]:
+    """The rows of ``stmt``, ``size`` at a time, streamed. ``raw``: no selected column's
+    type converts results, so on SQLite (whose cursor steps as rows are fetched) the
+    driver's own rows are given, without SQLAlchemy building a Row for each."""
+    if raw and conn.dialect.name == "sqlite":
+        result = conn.execute(stmt)
+        while batch := result.cursor.fetchmany(size):
+            yield batch
+        result.close()
+        return
+    result = conn.execution_options(stream_results=True, yield_per=size).execute(stmt)
+    yield from result.partitions(size)
+
+
+def plain_results(engine: Engine, columns: Iterable[Any]) -> bool:
+    """True when SQLAlchemy would hand these columns' values over as the driver gives them."""
+    dialect = engine.dialect
+    return all(
+        c.type.dialect_impl(dialect).result_processor(dialect, None) is None for c in columns
+    )
+
+
 def keyset_checksum(batches: Iterable[Sequence[Sequence[Any]]], width: int) -> tuple[int, str]:
     """Row count and order-independent checksum (the sum of every key's ``key_hash``,
     mod 2^64) of keys ``width`` columns wide, read a batch at a time."""
@@ -153,16 +178,10 @@ class SourceReader:
             if config.get("delete_detection") == "soft_delete"
             else None
         )
-        dialect = engine.dialect
         # The driver's own rows are what SQLAlchemy would give us when no column type
         # converts its results (SQLite's DATE/DATETIME/NUMERIC do): skip its Row objects.
-        plain = {
-            c
-            for c in self.columns
-            if self._col(c).type.dialect_impl(dialect).result_processor(dialect, None) is None
-        }
-        self.raw_rows = plain.issuperset(self.columns)
-        self.raw_keys = plain.issuperset(self.key)
+        self.raw_rows = plain_results(engine, [self._col(c) for c in self.columns])
+        self.raw_keys = plain_results(engine, [self._col(k) for k in self.key])
 
     def _col(self, name: str) -> Any:
         return self.relation.c[name]
@@ -226,16 +245,7 @@ class SourceReader:
                 self._col(self.soft_column) != self.config.get("soft_delete_value", "1")
             )
         with self.engine.connect() as conn:
-            if self.engine.dialect.name == "sqlite" and self.raw_keys:
-                # SQLite's cursor steps as rows are fetched: the driver's own rows,
-                # already streamed, without SQLAlchemy building a Row for each key.
-                result = conn.execute(stmt)
-                while batch := result.cursor.fetchmany(size):
-                    yield batch
-                result.close()
-                return
-            result = conn.execution_options(stream_results=True, yield_per=size).execute(stmt)
-            yield from result.partitions(size)
+            yield from stream_batches(conn, stmt, size, raw=self.raw_keys)
 
     def live_keys(self) -> Iterator[tuple[Any, ...]]:
         for batch in self.live_key_batches():

@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from govshare.exchange.package import OP_COLUMN
-from govshare.node.source import keyset_checksum
+from govshare.node.source import keyset_checksum, plain_results, stream_batches
 
 CURSOR_TABLE = "govshare_exchange_cursor"
 
@@ -216,11 +216,12 @@ class TargetWriter:
     def checksum(self) -> tuple[int, str]:
         if self.table is None:
             return 0, f"{0:016x}"
+        keys = [self.table.c[k] for k in self.key]
+        raw = plain_results(self.engine, keys)
         with self.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=50_000).execute(
-                select(*[self.table.c[k] for k in self.key])
+            return keyset_checksum(
+                stream_batches(conn, select(*keys), 50_000, raw=raw), len(self.key)
             )
-            return keyset_checksum(result.partitions(50_000), len(self.key))
 
 
 def _sqlite_wal(dbapi_conn: Any, _record: Any) -> None:
