@@ -27,8 +27,8 @@ The last line of output is machine-readable (figures of the largest run)::
 
     rows_per_s=… raw_rows_per_s=… ratio=… max_rss_mb=… incr_10k_s=…
 
-Usage: ``.venv/bin/python bench/exchange.py`` (1,000,000 rows after 200,000; about
-three minutes), ``--rows 200000`` for one quicker run, ``--keep DIR`` keeps the
+Usage: ``.venv/bin/python bench/exchange.py`` (1,000,000 rows after 200,000; about a
+minute), ``--rows 200000`` for one quicker run, ``--keep DIR`` keeps the
 databases and the process logs, ``--profile DIR`` runs the three processes under py-spy.
 """
 
