@@ -137,7 +137,11 @@ class NodeAgent:
     def run(self, *, until: Callable[[], bool] | None = None) -> None:
         self.ensure_registered()
         while not self.stop_event.is_set() and not (until and until()):
-            self.tick()
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 - a front-end node must outlive any one bad tick
+                log.exception("node tick failed; continuing")
+                self.stop_event.wait(min(MAX_BACKOFF, 5))
             self.stop_event.wait(self.config.tick_seconds)
 
     def tick(self) -> None:
@@ -323,11 +327,16 @@ class NodeAgent:
             if rt is None:
                 self.pending_checksums.remove(pc)
                 continue
-            writer = self._writer(rt)
-            applied = writer.applied_seq()
-            if applied < pc.at_seq:
+            try:
+                writer = self._writer(rt)
+                applied = writer.applied_seq()
+                if applied < pc.at_seq:
+                    continue
+                count, keyhash = writer.checksum()
+            except (SQLAlchemyError, OSError, KeyError, ValueError) as exc:
+                # The target is unreachable: the task's own step reports it; try again later.
+                log.warning("checksum deferred", task=rt.id, error=str(exc)[:200])
                 continue
-            count, keyhash = writer.checksum()
             try:
                 self.client.command_result(
                     pc.command_id, True, {"count": count, "keyhash": keyhash, "seq": applied}
