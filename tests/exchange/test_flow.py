@@ -46,8 +46,10 @@ def test_deletions_found_by_keyset_comparison(scene: Scene) -> None:
     scene.run_until(scene.in_sync)
     Source(scene.source_url).delete([1, 2, 3, 100])
     with scene.world.api(scene.world.admin) as c:
-        r = c.post(f"/api/v1/exchange/nodes/{scene.node_ids['provider']}/commands",
-                   json={"command": "keyset", "task_id": scene.provider_task["id"]})
+        r = c.post(
+            f"/api/v1/exchange/nodes/{scene.node_ids['provider']}/commands",
+            json={"command": "keyset", "task_id": scene.provider_task["id"]},
+        )
         assert r.status_code == 201
     scene.run_until(scene.in_sync)
     ids = [r[0] for r in target_rows(scene.target_url)]
@@ -63,12 +65,16 @@ def test_reconciliation_matches_then_detects_drift(scene: Scene) -> None:
 
     def outcome() -> str:
         with scene.world.api(scene.world.admin) as c:
-            recs = c.get("/api/v1/exchange/reconciliations", params={"task_id": scene.provider_task["id"]}).json()
+            recs = c.get(
+                "/api/v1/exchange/reconciliations", params={"task_id": scene.provider_task["id"]}
+            ).json()
         return next(r for r in recs if r["id"] == rec["id"])["outcome"]
 
     scene.run_until(lambda: outcome() != "pending")
     with scene.world.api(scene.world.admin) as c:
-        done = next(r for r in c.get("/api/v1/exchange/reconciliations").json() if r["id"] == rec["id"])
+        done = next(
+            r for r in c.get("/api/v1/exchange/reconciliations").json() if r["id"] == rec["id"]
+        )
     assert done["outcome"] == "match", done["detail"]
     assert done["source"]["count"] == done["target"]["count"] == 1200
     assert done["sent"] == done["received"] == {"inserted": 1200, "updated": 0, "deleted": 0}
@@ -84,11 +90,16 @@ def test_reconciliation_matches_then_detects_drift(scene: Scene) -> None:
         rec = c.post(f"/api/v1/exchange/tasks/{scene.provider_task['id']}/reconcile").json()[0]
     scene.run_until(lambda: outcome() != "pending")
     with scene.world.api(scene.world.admin) as c:
-        done = next(r for r in c.get("/api/v1/exchange/reconciliations").json() if r["id"] == rec["id"])
+        done = next(
+            r for r in c.get("/api/v1/exchange/reconciliations").json() if r["id"] == rec["id"]
+        )
         alerts = c.get("/api/v1/exchange/alerts", params={"open_only": True}).json()
     assert done["outcome"] == "mismatch"
     assert "1199" in done["detail"]
-    assert any(a["kind"] == "reconciliation_mismatch" and a["task_id"] == scene.subscriber_task["id"] for a in alerts)
+    assert any(
+        a["kind"] == "reconciliation_mismatch" and a["task_id"] == scene.subscriber_task["id"]
+        for a in alerts
+    )
 
 
 def test_node_offline_catches_up(scene: Scene) -> None:
@@ -103,7 +114,9 @@ def test_node_offline_catches_up(scene: Scene) -> None:
 
 
 def test_monitor_shows_nodes_and_lag(scene: Scene) -> None:
-    scene.run_until(lambda: _task(scene, scene.provider_task["id"])["last_seq"] >= 1, nodes=["provider"])
+    scene.run_until(
+        lambda: _task(scene, scene.provider_task["id"])["last_seq"] >= 1, nodes=["provider"]
+    )
     with scene.world.api(scene.world.admin) as c:
         summary = c.get("/api/v1/exchange/monitor").json()
     lag = next(x for x in summary["lag"] if x["task_id"] == scene.subscriber_task["id"])

@@ -25,15 +25,27 @@ def scene(world: World, tmp_path: Path) -> Any:
     s.close()
 
 
-def _build(scene: Scene, seq: int, *, rows: list[tuple[Any, ...]] | None = None, signer: package.Signer | None = None,
-           cipher: bool = True) -> bytes:
+def _build(
+    scene: Scene,
+    seq: int,
+    *,
+    rows: list[tuple[Any, ...]] | None = None,
+    signer: package.Signer | None = None,
+    cipher: bool = True,
+) -> bytes:
     agent = scene.nodes["provider"]
     rows = rows or [(1, "370202199001010011", "伪造", "1", 1)]
     body = package.encode_rows(["id", "sfzhm", "xm", "xb", "version"], ["I"] * len(rows), rows)
     return package.build(
-        signer or agent.signer, task_id=scene.provider_task["id"], seq=seq,  # type: ignore[arg-type]
-        columns=["id", "sfzhm", "xm", "xb", "version"], key=["id"], body=body, counts={"I": len(rows)},
-        cipher=agent.cipher if cipher else "none", cipher_key=agent.cipher_key if cipher else None,
+        signer or agent.signer,
+        task_id=scene.provider_task["id"],
+        seq=seq,  # type: ignore[arg-type]
+        columns=["id", "sfzhm", "xm", "xb", "version"],
+        key=["id"],
+        body=body,
+        counts={"I": len(rows)},
+        cipher=agent.cipher if cipher else "none",
+        cipher_key=agent.cipher_key if cipher else None,
     )
 
 

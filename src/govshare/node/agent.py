@@ -139,7 +139,7 @@ class NodeAgent:
         while not self.stop_event.is_set() and not (until and until()):
             try:
                 self.tick()
-            except Exception:  # noqa: BLE001 - a front-end node must outlive any one bad tick
+            except Exception:
                 log.exception("node tick failed; continuing")
                 self.stop_event.wait(min(MAX_BACKOFF, 5))
             self.stop_event.wait(self.config.tick_seconds)
