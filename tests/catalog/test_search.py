@@ -111,6 +111,30 @@ def test_keyset_pages_cover_everything_once(world: World) -> None:
         assert sorted(seen) == sorted(ids), sort
 
 
+def test_published_entries_ranked_below_many_drafts_still_page_through(world: World) -> None:
+    # The index's best matches are all drafts, which the sharing catalog hides: the pages
+    # must still hold the published entries ranked far below them, each once.
+    dept, reader = world.department(), world.department("读者局")
+    marker = unique("排位")
+    for i in range(9):
+        world.add_resource(dept, name=f"{marker}{marker}草稿{i}")
+    published = {
+        world.published(dept, name=f"人口信息{i}", abstract=f"涉及{marker}的数据")["id"]
+        for i in range(2)
+    }
+    seen: list[int] = []
+    cursor = None
+    while True:
+        params = {"q": marker, "limit": 1, **({"cursor": cursor} if cursor else {})}
+        page = _search(world, reader.registrar, **params)
+        seen += [r["id"] for r in page["items"]]
+        assert page["total"] == 2
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert sorted(seen) == sorted(published)
+
+
 def test_sort_by_name(world: World) -> None:
     dept = world.department()
     marker = unique("排序")

@@ -287,9 +287,15 @@ def _match(session: Session, words: list[str]) -> Any:
     return pg.subquery("m")
 
 
+def _listed_only(sq: SearchQuery) -> bool:
+    """The sharing catalog shows published entries; drafts only to their department (mine)
+    and to the platform admin (all)."""
+    return sq.scope == "catalog" or not (sq.viewer_is_admin or sq.scope == "mine")
+
+
 def _filters(sq: SearchQuery) -> list[Any]:
     conds: list[Any] = []
-    if sq.scope == "catalog" or not (sq.viewer_is_admin or sq.scope == "mine"):
+    if _listed_only(sq):
         conds.append(Resource.listed.is_(True))
     if sq.scope == "mine":
         conds.append(Resource.provider_department_id == sq.viewer_department_id)
@@ -324,6 +330,7 @@ def search(session: Session, sq: SearchQuery) -> SearchResult:
     words = segment(sq.q, for_index=False) if sq.q.strip() else []
     conds = _filters(sq)
     base = select(Resource.id.label("rid"))
+    m: Any = None
     score: Any = None
     if words:
         m = _match(session, words)
@@ -343,20 +350,24 @@ def search(session: Session, sq: SearchQuery) -> SearchResult:
             details=[{"field": "sort", "message": sq.sort}],
         )
 
-    page = base.add_columns(key.label("k")).where(*conds)
+    last: tuple[Any, Any] | None = None
     if sq.cursor:
         last_key, last_id = _decode_cursor(sq.cursor)
         if sort == "updated":
             from datetime import datetime
 
             last_key = datetime.fromisoformat(last_key)
-        if desc:
-            page = page.where(or_(key < last_key, and_(key == last_key, Resource.id < last_id)))
-        else:
-            page = page.where(or_(key > last_key, and_(key == last_key, Resource.id > last_id)))
-    order = [key.desc(), Resource.id.desc()] if desc else [key.asc(), Resource.id.asc()]
+        last = (last_key, last_id)
     counting = _start(session, _facet_statement(base.where(*conds))) if sq.with_facets else None
-    hits = session.execute(page.order_by(*order).limit(sq.limit + 1)).all()
+    hits: Sequence[Any] | None = None
+    if sort == "relevance" and not _narrowed(sq):
+        after = _after(last, m.c.score, m.c.id, desc=False)
+        hits = _best_matches(session, m, after, sq.limit + 1, listed_only=_listed_only(sq))
+    if hits is None:
+        order = [key.desc(), Resource.id.desc()] if desc else [key.asc(), Resource.id.asc()]
+        after = _after(last, key, Resource.id, desc=desc)
+        page = base.add_columns(key.label("k")).where(*conds, *after)
+        hits = session.execute(page.order_by(*order).limit(sq.limit + 1)).all()
     more = len(hits) > sq.limit
     hits = hits[: sq.limit]
     # A page of results shows summaries; items are loaded only for callers that ask
@@ -380,6 +391,50 @@ def search(session: Session, sq: SearchQuery) -> SearchResult:
         facets = _facet_counts(counting())
         total = sum(n for _, n in facets.get("kind", []))
     return SearchResult(rows=rows, total=total, next_cursor=next_cursor, facets=facets)
+
+
+def _after(last: tuple[Any, Any] | None, key: Any, id_: Any, *, desc: bool) -> list[Any]:
+    """The keyset condition: rows that sort after the cursor's (key, id)."""
+    if last is None:
+        return []
+    k, i = last
+    if desc:
+        return [or_(key < k, and_(key == k, id_ < i))]
+    return [or_(key > k, and_(key == k, id_ > i))]
+
+
+def _narrowed(sq: SearchQuery) -> bool:
+    """Whether filters beyond the scope's apply (they may leave few best matches standing)."""
+    filters = (sq.department_id, sq.classification, sq.kind, sq.sharing_type, sq.format,
+               sq.update_cycle, sq.is_open, sq.status)  # fmt: skip
+    return sq.scope == "mine" or any(f is not None and f != "" for f in filters)
+
+
+def _best_matches(
+    session: Session, m: Any, after: list[Any], want: int, *, listed_only: bool
+) -> list[Any] | None:
+    """The first ``want`` entries by relevance within the scope, found among the index's
+    best matches alone, or None when too few of those qualify and the full query must decide.
+
+    Ranking needs the score of every match, but only the candidates need their entry row:
+    joining every match to its entry first costs as much again on large result sets. Any
+    qualifying entry outside the candidates ranks after all of them, so the first ``want``
+    qualifying candidates are exactly the first ``want`` of the full query.
+    """
+    wide = 4 * want
+    ranked = select(m.c.id.label("rid"), m.c.score.label("k")).where(*after)
+    candidates = session.execute(ranked.order_by(m.c.score, m.c.id).limit(wide)).all()
+    # Checked here, not in SQL: without statistics SQLite would answer "id IN (…) AND
+    # listed" by walking the index on listed.
+    listed = dict(
+        session.execute(
+            select(Resource.id, Resource.listed).where(Resource.id.in_([c.rid for c in candidates]))
+        ).all()
+    )
+    hits = [c for c in candidates if c.rid in listed and (listed[c.rid] or not listed_only)]
+    if len(hits) >= want or len(candidates) < wide:
+        return hits[:want]
+    return None
 
 
 # Facets are counted beside the page query, on a second connection, where that gives the
