@@ -388,7 +388,12 @@ def free_port() -> int:
 def serve(data_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
     exe = Path(sys.executable).with_name("govshare")
-    env = {**os.environ, "GOVSHARE_DEMO": "true", "GOVSHARE_ADMIN_PASSWORD": PASSWORD}
+    env = {
+        **os.environ,
+        "GOVSHARE_DEMO_EXCHANGE": "false",
+        "GOVSHARE_DEMO": "true",
+        "GOVSHARE_ADMIN_PASSWORD": PASSWORD,
+    }
     log = (data_dir / "hub.log").open("wb")
     proc = subprocess.Popen(
         [str(exe), "serve", "--data-dir", str(data_dir), "--port", str(port), "--demo"],

@@ -58,7 +58,8 @@ def serve(
     db.upgrade(settings)
     if settings.demo:
         _ensure_demo(settings)
-        _start_demo_exchange(settings)
+        if settings.demo_exchange:
+            _start_demo_exchange(settings)
     console.print(f"控制台: [bold]http://{settings.host}:{settings.port}/[/bold]  API 文档: /docs")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
 

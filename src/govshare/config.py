@@ -44,6 +44,10 @@ class Settings(BaseSettings):
         description="Key for CSRF tokens and for encrypting API-client secrets at rest. "
         "Required (at least 32 characters) outside demo mode.",
     )
+    demo_exchange: bool = Field(
+        default=True,
+        description="In demo mode, also start three demo front-end nodes and a changing business table.",
+    )
     admin_password: str | None = Field(
         default=None,
         description="Password of the built-in platform admin 'admin' in demo mode; "
