@@ -46,7 +46,8 @@ class Settings(BaseSettings):
     )
     demo_exchange: bool = Field(
         default=True,
-        description="In demo mode, also start three demo front-end nodes and a changing business table.",
+        description="In demo mode, also start three demo front-end nodes "
+        "and a changing business table.",
     )
     admin_password: str | None = Field(
         default=None,
