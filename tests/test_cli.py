@@ -112,7 +112,9 @@ def test_demo_server_serves_health_and_prints_login(tmp_path: Path) -> None:
         headers = {"Authorization": f"Bearer {token}"}
         deadline = time.time() + 120
         while True:
-            monitor = httpx.get(f"http://127.0.0.1:{port}/api/v1/exchange/monitor", headers=headers).json()
+            monitor = httpx.get(
+                f"http://127.0.0.1:{port}/api/v1/exchange/monitor", headers=headers
+            ).json()
             if sum(monitor["rows_applied"]) >= 2 * 3000:
                 break
             assert time.time() < deadline, monitor

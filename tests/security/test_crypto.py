@@ -10,7 +10,10 @@ from govshare.security import crypto
 
 def test_sm3_known_answer() -> None:
     # GB/T 32905 example 1: SM3("abc").
-    assert crypto.digest("sm3", b"abc") == "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
+    assert (
+        crypto.digest("sm3", b"abc")
+        == "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
+    )
 
 
 @pytest.mark.parametrize("alg", ["sm2", "ed25519"])
@@ -19,7 +22,9 @@ def test_signatures_verify_and_reject(alg: str) -> None:
     sig = crypto.sign(alg, private, b"package header")
     assert crypto.verify_signature(alg, public, b"package header", sig)
     assert not crypto.verify_signature(alg, public, b"package headeR", sig)
-    assert not crypto.verify_signature(alg, public, b"package header", sig[:-1] + bytes([sig[-1] ^ 1]))
+    assert not crypto.verify_signature(
+        alg, public, b"package header", sig[:-1] + bytes([sig[-1] ^ 1])
+    )
     _, other = crypto.generate_signing_key(alg)
     assert not crypto.verify_signature(alg, other, b"package header", sig)
     assert not crypto.verify_signature(alg, "zz", b"package header", sig)
