@@ -98,7 +98,6 @@ def sign(alg: SignatureAlg | str, private: str, data: bytes) -> bytes:
 
         return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(private)).sign(data)
     if alg == "sm2":
-
         return bytes.fromhex(_sm2(private, _sm2_public(private)).sign_with_sm3(data))
     raise ValueError(f"unknown signature algorithm: {alg}")
 
@@ -116,7 +115,6 @@ def verify_signature(alg: SignatureAlg | str, public: str, data: bytes, signatur
                 return False
             return True
         if alg == "sm2":
-
             if len(public) != 128 or len(signature) != 64:
                 return False
             return bool(_sm2("", public).verify_with_sm3(signature.hex(), data))
