@@ -59,6 +59,7 @@ from govshare.security.roles import Permission
 from govshare.security.service import Principal
 from govshare.web.forms import (
     NO_ERRORS,
+    FormDep,
     FormErrors,
     is_fragment_request,
     optional_int,
@@ -66,6 +67,7 @@ from govshare.web.forms import (
     render,
     text,
     texts,
+    upload_close,
     validation_problems,
 )
 
@@ -347,8 +349,9 @@ def new_resource_form(request: Request, db: SessionDep, caller: CatalogWriter) -
 
 
 @router.post("/catalog/resources/new")
-async def add_resource(request: Request, db: SessionDep, caller: CatalogWriter) -> Response:
-    form = await request.form()
+def add_resource(
+    request: Request, form: FormDep, db: SessionDep, caller: CatalogWriter
+) -> Response:
     payload, values, problems = _resource_payload(form, caller, editing=False)
     try:
         data = _validated(db, ResourceIn, payload, problems)
@@ -381,10 +384,14 @@ def _step_label(field: str) -> str:
 
 
 @router.post("/catalog/resources/{resource_id}/steps/{step}")
-async def take_step(
-    resource_id: int, step: str, request: Request, db: SessionDep, caller: CatalogReader
+def take_step(
+    resource_id: int,
+    step: str,
+    request: Request,
+    form: FormDep,
+    db: SessionDep,
+    caller: CatalogReader,
 ) -> Response:
-    form = await request.form()
     reason = text(form, "reason")
     try:
         service.transition(db, caller, resource_id, step, reason)
@@ -633,10 +640,9 @@ def edit_resource_form(
 
 
 @router.post("/catalog/resources/{resource_id}/edit")
-async def update_resource(
-    resource_id: int, request: Request, db: SessionDep, caller: CatalogWriter
+def update_resource(
+    resource_id: int, request: Request, form: FormDep, db: SessionDep, caller: CatalogWriter
 ) -> Response:
-    form = await request.form()
     payload, values, problems = _resource_payload(form, caller, editing=True)
     try:
         data = _validated(db, ChangeIn, payload, problems)
@@ -735,8 +741,9 @@ def import_form(request: Request, db: SessionDep, caller: CatalogWriter) -> Resp
 
 
 @router.post("/catalog/import")
-async def import_upload(request: Request, db: SessionDep, caller: CatalogWriter) -> Response:
-    form = await request.form()
+def import_upload(
+    request: Request, form: FormDep, db: SessionDep, caller: CatalogWriter
+) -> Response:
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile) or not upload.filename:
@@ -745,9 +752,9 @@ async def import_upload(request: Request, db: SessionDep, caller: CatalogWriter)
             )
             return _import_page(request, db, caller, errors=errors, status_code=422)
         provider = optional_int(text(form, "provider_department_id")) if caller.is_admin else None
-        content = await upload.read()
+        content = upload.file.read()
     finally:
-        await form.close()  # the spooled upload is not closed for us without a File() parameter
+        upload_close(form)
     try:
         spreadsheet.import_resources(
             db,
@@ -813,8 +820,7 @@ def demands_page(
 
 
 @router.post("/catalog/demands")
-async def add_demand(request: Request, db: SessionDep, caller: DemandWriter) -> Response:
-    form = await request.form()
+def add_demand(request: Request, form: FormDep, db: SessionDep, caller: DemandWriter) -> Response:
     values = {k: text(form, k) for k in ("title", "description", "wanted_items", "purpose")}
     try:
         service.add_demand(db, caller, DemandIn.model_validate(values))
@@ -845,10 +851,9 @@ def _demand_label(field: str) -> str:
 
 
 @router.post("/catalog/demands/{demand_id}/responses")
-async def respond_to_demand(
-    demand_id: int, request: Request, db: SessionDep, caller: CatalogWriter
+def respond_to_demand(
+    demand_id: int, request: Request, form: FormDep, db: SessionDep, caller: CatalogWriter
 ) -> Response:
-    form = await request.form()
     values = {"resource_code": text(form, "resource_code"), "note": text(form, "note")}
     try:
         service.respond_to_demand(db, caller, demand_id, DemandResponseIn.model_validate(values))
@@ -930,8 +935,7 @@ def systems_page(
 
 
 @router.post("/catalog/systems")
-async def add_system(request: Request, db: SessionDep, caller: SystemWriter) -> Response:
-    form = await request.form()
+def add_system(request: Request, form: FormDep, db: SessionDep, caller: SystemWriter) -> Response:
     values: dict[str, Any] = {
         k: text(form, k)
         for k in ("name", "function", "scope", "usage_frequency", "approval", "funding", "network")

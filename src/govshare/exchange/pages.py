@@ -52,6 +52,7 @@ from govshare.security.service import Principal
 from govshare.web.filters import local_time
 from govshare.web.forms import (
     NO_ERRORS,
+    FormDep,
     FormErrors,
     Problem,
     optional_int,
@@ -265,10 +266,9 @@ def nodes_page(request: Request, db: SessionDep, caller: ExchangeReader) -> Resp
 
 
 @router.post("/exchange/nodes")
-async def enroll_node(
-    request: Request, db: SessionDep, settings: SettingsDep, caller: ExchangeAdmin
+def enroll_node(
+    request: Request, form: FormDep, db: SessionDep, settings: SettingsDep, caller: ExchangeAdmin
 ) -> Response:
-    form = await request.form()
     values = {"name": text(form, "name"), "department_id": text(form, "department_id")}
     label = _labels({"name": "前置机名称", "department_id": "所属部门"})
     try:
@@ -345,11 +345,8 @@ def node_page(node_id: int, request: Request, db: SessionDep, caller: ExchangeRe
 
 
 @router.post("/exchange/nodes/{node_id}/commands")
-async def send_command(
-    node_id: int, request: Request, db: SessionDep, caller: ExchangeAdmin
-) -> Response:
+def send_command(node_id: int, form: FormDep, db: SessionDep, caller: ExchangeAdmin) -> Response:
     """collect_schema for the node, keyset or resync for one of its tasks."""
-    form = await request.form()
     command = text(form, "command")
     task_id = optional_int(text(form, "task_id"))
     back = safe_next(text(form, "next"), f"/exchange/nodes/{node_id}")
@@ -392,11 +389,10 @@ def _with_done(url: str, done: str) -> str:
 
 
 @router.post("/exchange/nodes/{node_id}/resources")
-async def draft_from_table(
-    node_id: int, request: Request, db: SessionDep, caller: CatalogWriter
+def draft_from_table(
+    node_id: int, request: Request, form: FormDep, db: SessionDep, caller: CatalogWriter
 ) -> Response:
     """Compile a catalog draft from a table the node reported (生成目录草稿)."""
-    form = await request.form()
     values = {
         k: text(form, k) for k in ("source", "table", "classification_code", "name", "abstract")
     }
@@ -664,8 +660,7 @@ def tasks_page(
 
 
 @router.post("/exchange/tasks")
-async def add_task(request: Request, db: SessionDep, caller: ExchangeAdmin) -> Response:
-    form = await request.form()
+def add_task(request: Request, form: FormDep, db: SessionDep, caller: ExchangeAdmin) -> Response:
     kind = text(form, "kind")
     if kind not in TASK_KINDS:
         raise InvalidInput("任务类型应为发送任务或接收任务")
@@ -842,11 +837,8 @@ def alerts_page(
 
 
 @router.post("/exchange/alerts/{alert_id}/resolve")
-async def resolve_alert(
-    alert_id: int, request: Request, db: SessionDep, caller: ExchangeAdmin
-) -> Response:
+def resolve_alert(alert_id: int, form: FormDep, db: SessionDep, caller: ExchangeAdmin) -> Response:
     """Mark an alert's condition handled; it opens again if the condition recurs."""
-    form = await request.form()
     alert = db.get(Alert, alert_id)
     if alert is None:
         raise NotFound(f"告警 {alert_id} 不存在")
@@ -909,8 +901,7 @@ def domains_page(
 
 
 @router.post("/exchange/domains")
-async def save_domain(request: Request, db: SessionDep, caller: ExchangeAdmin) -> Response:
-    form = await request.form()
+def save_domain(request: Request, form: FormDep, db: SessionDep, caller: ExchangeAdmin) -> Response:
     domain_id = optional_int(text(form, "domain_id"))
     department_ids = [int(v) for v in texts(form, "department_ids") if v.isdigit()]
     values: dict[str, Any] = {

@@ -21,6 +21,7 @@ from govshare.security.service import Principal
 from govshare.web.filters import CHINA
 from govshare.web.forms import (
     NO_ERRORS,
+    FormDep,
     FormErrors,
     is_fragment_request,
     optional_int,
@@ -78,8 +79,9 @@ def departments_page(request: Request, db: SessionDep, caller: DepartmentAdmin) 
 
 
 @router.post("/admin/departments")
-async def add_department(request: Request, db: SessionDep, caller: DepartmentAdmin) -> Response:
-    form = await request.form()
+def add_department(
+    request: Request, form: FormDep, db: SessionDep, caller: DepartmentAdmin
+) -> Response:
     values: dict[str, Any] = {
         k: text(form, k) for k in ("name", "short_name", "credit_code", "division_code", "level")
     }
@@ -149,8 +151,7 @@ def users_page(
 
 
 @router.post("/admin/users")
-async def add_user(request: Request, db: SessionDep, caller: UserAdmin) -> Response:
-    form = await request.form()
+def add_user(request: Request, form: FormDep, db: SessionDep, caller: UserAdmin) -> Response:
     values: dict[str, Any] = {k: text(form, k) for k in ("username", "display_name")}
     values["department_id"] = optional_int(text(form, "department_id"))
     values["roles"] = [r for r in texts(form, "roles") if r]

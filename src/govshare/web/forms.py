@@ -4,12 +4,12 @@ turning validation failures into Chinese messages next to each field."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 
 from govshare.security.service import Principal
 
@@ -169,3 +169,20 @@ class FormErrors:
 
 
 NO_ERRORS = FormErrors()
+
+
+async def get_form(request: Request) -> FormData:
+    """The posted form, parsed on the event loop so the page itself can be a plain
+    (threadpool) function: database work must never block the loop, or a request
+    waiting for SQLite's write lock stalls the very commit it is waiting for."""
+    return await request.form()
+
+
+FormDep = Annotated[FormData, Depends(get_form)]
+
+
+def upload_close(form: FormData) -> None:
+    """Close spooled uploads (Starlette only closes them for File() parameters)."""
+    for value in form.values():
+        if isinstance(value, UploadFile):
+            value.file.close()

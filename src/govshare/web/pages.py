@@ -24,7 +24,7 @@ from govshare.security.crypto import constant_time_equal
 from govshare.security.models import SessionKind
 from govshare.security.roles import Permission
 from govshare.security.service import Principal
-from govshare.web.forms import redirect, render, safe_next, text
+from govshare.web.forms import FormDep, redirect, render, safe_next, text
 
 router = APIRouter(include_in_schema=False)
 
@@ -71,10 +71,9 @@ def login_form(request: Request, caller: Public, next: str = "/") -> Response:
 
 
 @router.post("/login")
-async def login(
-    request: Request, db: SessionDep, settings: SettingsDep, caller: Public
+def login(
+    request: Request, form: FormDep, db: SessionDep, settings: SettingsDep, caller: Public
 ) -> Response:
-    form = await request.form()
     username, password = text(form, "username"), form.get("password")
     next_url = safe_next(text(form, "next"))
     sent, expected = text(form, "login_token"), request.cookies.get(LOGIN_COOKIE, "")
