@@ -177,13 +177,15 @@ def import_template(
 @router.post(
     "/import", status_code=status.HTTP_201_CREATED, summary="批量导入目录 (全部成功或全部不导入)"
 )
-async def import_resources(
+def import_resources(
     db: SessionDep,
     caller: CatalogWriter,
     file: Annotated[UploadFile, File(description="XLSX 或 CSV")],
     provider_department_id: int | None = None,
 ) -> list[ResourceSummary]:
-    content = await file.read()
+    # A plain function (threadpool): validating and storing thousands of rows must not
+    # block the event loop.
+    content = file.file.read()
     created = spreadsheet.import_resources(
         db,
         caller,
