@@ -53,8 +53,7 @@ def test_deletions_found_by_keyset_comparison(scene: Scene) -> None:
         assert r.status_code == 201
     scene.run_until(scene.in_sync)
     ids = [r[0] for r in target_rows(scene.target_url)]
-    assert 1 not in ids
-    assert 100 not in ids
+    assert not {1, 2, 3, 100} & set(ids)
     assert len(ids) == 1196
 
 
