@@ -40,7 +40,9 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, lazyload, selectinload
+from sqlalchemy.sql.selectable import Join
 
 from govshare.catalog.codes import ResourceKind, ResourceStatus, SharingType
 from govshare.catalog.models import Classification, Resource
@@ -293,6 +295,26 @@ def _listed_only(sq: SearchQuery) -> bool:
     return sq.scope == "catalog" or not (sq.viewer_is_admin or sq.scope == "mine")
 
 
+class _IndexFirst(Join):
+    """The matches joined to their entries, read in that order on SQLite too.
+
+    Without statistics (a hub never runs ANALYZE) SQLite may instead walk every published
+    entry through the index on ``listed`` and run the full-text query once for each:
+    seconds instead of milliseconds on a large catalogue. ``CROSS JOIN`` is SQLite's way
+    to keep the left table the outer loop; other databases get a plain join.
+    """
+
+    inherit_cache = True
+
+
+@compiles(_IndexFirst, "sqlite")
+def _index_first_sqlite(join: _IndexFirst, compiler: Any, **kw: Any) -> str:
+    kw.pop("asfrom", None)
+    left = compiler.process(join.left, asfrom=True, **kw)
+    right = compiler.process(join.right, asfrom=True, **kw)
+    return f"{left} CROSS JOIN {right} ON {compiler.process(join.onclause, **kw)}"
+
+
 def _filters(sq: SearchQuery) -> list[Any]:
     conds: list[Any] = []
     if _listed_only(sq):
@@ -334,7 +356,7 @@ def search(session: Session, sq: SearchQuery) -> SearchResult:
     score: Any = None
     if words:
         m = _match(session, words)
-        base = base.join(m, m.c.id == Resource.id)
+        base = base.select_from(_IndexFirst(m, Resource.__table__, m.c.id == Resource.id))
         score = m.c.score
     sort = sq.sort if (sq.sort != "relevance" or words) else "updated"
     key: Any
