@@ -23,6 +23,7 @@ from govshare.db import make_engine, make_session_factory
 from govshare.deps import Public
 from govshare.errors import GovshareError
 from govshare.exchange.store import make_store
+from govshare.sharing.data import DataServices
 
 HERE = Path(__file__).parent
 log = structlog.get_logger()
@@ -101,13 +102,18 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from govshare.exchange.tasks import Monitor
+        from govshare.sharing.feed import sharing_worker
 
         monitor = Monitor(settings, app.state.session_factory)
         monitor.start()
+        feeder = sharing_worker(settings, app.state.session_factory, app.state)
+        feeder.start()
         try:
             yield
         finally:
+            feeder.stop()
             monitor.stop()
+            app.state.data_services.close()
             app.state.package_store.close()
 
     app = FastAPI(
@@ -123,6 +129,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.session_factory = make_session_factory(engine, settings)
     app.state.templates = make_templates()
     app.state.package_store = make_store(settings.bus_url)
+    app.state.data_services = DataServices(settings, app.state.session_factory)
     install_error_handlers(app)
 
     from govshare.catalog import api as catalog_api
@@ -132,12 +139,15 @@ def create_app(settings: Settings) -> FastAPI:
     from govshare.security import api as security_api
     from govshare.security import pages as security_pages
     from govshare.sharing import api as sharing_api
+    from govshare.sharing import data_api as sharing_data_api
     from govshare.web import pages as web_pages
 
     app.include_router(security_api.router, prefix="/api/v1")
     app.include_router(catalog_api.router, prefix="/api/v1")
     app.include_router(exchange_api.router, prefix="/api/v1")
     app.include_router(sharing_api.router, prefix="/api/v1")
+    app.include_router(sharing_data_api.stores, prefix="/api/v1")
+    app.include_router(sharing_data_api.router, prefix="/api/v1")
     app.include_router(web_pages.router)
     app.include_router(security_pages.router)
     app.include_router(catalog_pages.router)

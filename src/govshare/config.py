@@ -130,6 +130,36 @@ class Settings(BaseSettings):
         description="Remind the provider this many working days before an answer or "
         "provision deadline.",
     )
+    objection_working_days: int = Field(
+        default=10,
+        ge=1,
+        le=60,
+        description="Working days a provider has to answer an objection (异议) to its data.",
+    )
+    shared_store_url: str | None = Field(
+        default=None,
+        description="Database of the shared stores (共享信息库) the hub serves data from; "
+        "default: shared.db in the data directory (SQLite hub) or the hub database.",
+    )
+    shared_feed_interval_seconds: float = Field(
+        default=1.0,
+        ge=0.1,
+        le=3600,
+        description="How often the hub applies newly accepted packages to the shared stores.",
+    )
+    data_rate_per_second: float = Field(
+        default=200,
+        gt=0,
+        le=100_000,
+        description="Data-service calls per second allowed to one API client (burst: one "
+        "second's worth); a client's own limit overrides it.",
+    )
+    data_daily_quota: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Keys one API client may look up or verify per day (China time); a "
+        "client's own quota overrides it.",
+    )
     secure_cookies: bool = Field(
         default=False, description="Mark console cookies Secure (set when served over HTTPS)."
     )
@@ -153,6 +183,14 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'govshare.db').resolve()}"
+
+    @cached_property
+    def resolved_shared_store_url(self) -> str:
+        if self.shared_store_url:
+            return self.shared_store_url
+        if self.is_sqlite:
+            return f"sqlite:///{(self.data_dir / 'shared.db').resolve()}"
+        return self.resolved_database_url
 
     @property
     def is_sqlite(self) -> bool:

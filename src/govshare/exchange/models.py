@@ -177,6 +177,7 @@ class AlertKind(StrEnum):
     PACKAGE_REJECTED = "package_rejected"
     RECONCILIATION_MISMATCH = "reconciliation_mismatch"
     LAG = "lag"
+    OBJECTION_OVERDUE = "objection_overdue"  # raised by sharing: an 异议 not answered in time
 
     @property
     def label(self) -> str:
@@ -188,6 +189,7 @@ class AlertKind(StrEnum):
             "package_rejected": "数据包被拒收",
             "reconciliation_mismatch": "核对不一致",
             "lag": "交换积压",
+            "objection_overdue": "异议答复超期",
         }[self.value]
 
 

@@ -7,7 +7,7 @@ seq and hash so that a removed tail is found too. Other domains call ``record``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -68,6 +68,18 @@ def ensure_head(session: Session) -> None:
         session.flush()
 
 
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """An entry to append: who did what to which object, with its before/after state."""
+
+    actor: Actor
+    action: str
+    object_type: str
+    object_id: str | int | None = None
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+
+
 def record(
     session: Session,
     actor: Actor,
@@ -82,39 +94,50 @@ def record(
 
     The digest is the deployment's ``audit_digest``, carried in ``session.info``.
     """
+    return record_many(session, [Pending(actor, action, object_type, object_id, before, after)])[0]
+
+
+def record_many(session: Session, pending: Sequence[Pending]) -> list[AuditEntry]:
+    """Append entries in order under one claim on the head (group commit of the data
+    services' call journal); they commit or roll back with the caller's transaction."""
+    if not pending:
+        return []
     alg = session.info.get("audit_alg", "sm3")
     # Taking the head row's write lock first serialises appenders on both SQLite and
     # PostgreSQL, so no two entries ever claim the same predecessor.
-    locked = session.execute(
-        update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1)
-    )
-    if locked.rowcount == 0:  # type: ignore[attr-defined]
+    claim = update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + len(pending))
+    if session.execute(claim).rowcount == 0:  # type: ignore[attr-defined]
         ensure_head(session)
-        session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1))
-    seq, prev_hash = session.execute(
+        session.execute(claim)
+    last_seq, prev_hash = session.execute(
         select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)
     ).one()
-    entry = AuditEntry(
-        seq=seq,
-        at=utcnow(),
-        actor=actor.name,
-        actor_kind=actor.kind,
-        department_id=actor.department_id,
-        action=action,
-        object_type=object_type,
-        object_id=None if object_id is None else str(object_id),
-        before=_jsonable(before),
-        after=_jsonable(after),
-        remote_addr=actor.remote_addr,
-        alg=alg,
-        prev_hash=prev_hash,
-        hash="",
-    )
-    entry.hash = digest(alg, _canonical(entry))
-    session.add(entry)
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=entry.hash))
+    seq = last_seq - len(pending)
+    entries: list[AuditEntry] = []
+    for p in pending:
+        seq += 1
+        entry = AuditEntry(
+            seq=seq,
+            at=utcnow(),
+            actor=p.actor.name,
+            actor_kind=p.actor.kind,
+            department_id=p.actor.department_id,
+            action=p.action,
+            object_type=p.object_type,
+            object_id=None if p.object_id is None else str(p.object_id),
+            before=_jsonable(p.before),
+            after=_jsonable(p.after),
+            remote_addr=p.actor.remote_addr,
+            alg=alg,
+            prev_hash=prev_hash,
+            hash="",
+        )
+        entry.hash = prev_hash = digest(alg, _canonical(entry))
+        entries.append(entry)
+    session.add_all(entries)
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=prev_hash))
     session.flush()
-    return entry
+    return entries
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,6 +97,9 @@ class ApiClient(Base):
     permissions: Mapped[list[str]] = mapped_column(JSONType, default=list)
     is_active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Data-service limits of this client; None takes the deployment's defaults.
+    rate_per_second: Mapped[float | None] = mapped_column()
+    daily_quota: Mapped[int | None] = mapped_column(BigInteger)
 
     department: Mapped[Department] = relationship(lazy="joined")
 

@@ -48,12 +48,16 @@ class Permission(StrEnum):
     SHARING_APPLY = "sharing.apply"  # apply, dispute a refusal, report usage (as consumer)
     SHARING_REVIEW = "sharing.review"  # answer applications, revoke grants (as provider)
     SHARING_ARBITRATE = "sharing.arbitrate"  # decide disputes (平台共享主管部门)
+    SHARING_STORE = "sharing.store"  # set up shared stores (共享信息库) of a resource
+    DATA_SERVICE = "data.service"  # call data services under the department's grants
 
 
 _CATALOG_USER = {Permission.AUTHENTICATED, Permission.CATALOG_READ}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.PLATFORM_ADMIN: frozenset(Permission) - {Permission.AUDIT_READ, Permission.EXCHANGE_NODE},
+    # Data services answer department systems (API clients), never people.
+    Role.PLATFORM_ADMIN: frozenset(Permission)
+    - {Permission.AUDIT_READ, Permission.EXCHANGE_NODE, Permission.DATA_SERVICE},
     Role.CATALOG_REGISTRAR: frozenset(
         _CATALOG_USER | {Permission.CATALOG_WRITE, Permission.DEMAND_WRITE, Permission.SYSTEM_WRITE}
     ),
@@ -66,13 +70,16 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.SHARING_READ,
             Permission.SHARING_APPLY,
             Permission.SHARING_REVIEW,
+            Permission.SHARING_STORE,
         }
     ),
     Role.AUDITOR: frozenset({Permission.AUTHENTICATED, Permission.AUDIT_READ}),
 }
 
 # An API client (a department's system) may hold at most these.
-CLIENT_PERMISSIONS = frozenset({Permission.AUTHENTICATED, Permission.CATALOG_READ})
+CLIENT_PERMISSIONS = frozenset(
+    {Permission.AUTHENTICATED, Permission.CATALOG_READ, Permission.DATA_SERVICE}
+)
 
 
 def permissions_for(roles: list[Role] | list[str]) -> frozenset[Permission]:

@@ -398,6 +398,58 @@ def string_to_sign(
     return "\n".join([method.upper(), path_and_query, timestamp, nonce, body_sha256]).encode()
 
 
+def verified_client(
+    session: Session,
+    settings: Settings,
+    *,
+    app_key: str,
+    timestamp: str,
+    nonce: str,
+    signature: str,
+    method: str,
+    path_and_query: str,
+    body_sha256: str,
+) -> ApiClient:
+    """The API client whose HMAC signature this is, checked for key, time and nonce shape.
+
+    The nonce is not yet spent: the caller records it (``spend_nonce`` or the data
+    services' call journal) before it answers.
+    """
+    client = session.scalar(select(ApiClient).where(ApiClient.app_key == app_key))
+    if client is None or not client.is_active:
+        raise BadSignature("未知或已停用的应用 app key")
+    try:
+        sent_at = datetime.fromtimestamp(int(timestamp), tz=utcnow().tzinfo)
+    except (ValueError, OverflowError, OSError):
+        raise BadSignature("X-Timestamp 应为 Unix 秒") from None
+    if abs((utcnow() - sent_at).total_seconds()) > settings.signature_max_skew_seconds:
+        raise BadSignature("请求时间戳超出允许范围 (stale timestamp)")
+    if not (8 <= len(nonce) <= 64):
+        raise BadSignature("X-Nonce 长度应为8至64位")
+    secret = unseal(settings.secret_key, client.secret_sealed)
+    expected = hmac_sha256(
+        secret, string_to_sign(method, path_and_query, timestamp, nonce, body_sha256)
+    )
+    if not constant_time_equal(expected, signature.lower()):
+        raise BadSignature("签名不正确")
+    return client
+
+
+def spend_nonce(session: Session, settings: Settings, app_key: str, nonce: str) -> None:
+    """Record a nonce as used; a second use is a replay. Old nonces are forgotten once
+    their timestamps could no longer pass the skew check anyway."""
+    now = utcnow()
+    if session.get(ApiNonce, (app_key, nonce)) is not None:
+        raise ReplayedRequest("重复的请求 (nonce 已使用)")
+    session.add(ApiNonce(app_key=app_key, nonce=nonce, seen_at=now))
+    try:
+        session.flush()
+    except IntegrityError:
+        raise ReplayedRequest("重复的请求 (nonce 已使用)") from None
+    cutoff = now - timedelta(seconds=2 * settings.signature_max_skew_seconds)
+    session.execute(delete(ApiNonce).where(ApiNonce.seen_at < cutoff))
+
+
 def principal_from_signature(
     session: Session,
     settings: Settings,
@@ -412,33 +464,22 @@ def principal_from_signature(
     remote_addr: str | None,
 ) -> Principal:
     """Check an HMAC-signed request; reject unknown keys, stale times and replays."""
-    client = session.scalar(select(ApiClient).where(ApiClient.app_key == app_key))
-    if client is None or not client.is_active:
-        raise BadSignature("未知或已停用的应用 app key")
-    try:
-        sent_at = datetime.fromtimestamp(int(timestamp), tz=utcnow().tzinfo)
-    except (ValueError, OverflowError, OSError):
-        raise BadSignature("X-Timestamp 应为 Unix 秒") from None
-    now = utcnow()
-    if abs((now - sent_at).total_seconds()) > settings.signature_max_skew_seconds:
-        raise BadSignature("请求时间戳超出允许范围 (stale timestamp)")
-    if not (8 <= len(nonce) <= 64):
-        raise BadSignature("X-Nonce 长度应为8至64位")
-    secret = unseal(settings.secret_key, client.secret_sealed)
-    expected = hmac_sha256(
-        secret, string_to_sign(method, path_and_query, timestamp, nonce, body_sha256)
+    client = verified_client(
+        session,
+        settings,
+        app_key=app_key,
+        timestamp=timestamp,
+        nonce=nonce,
+        signature=signature,
+        method=method,
+        path_and_query=path_and_query,
+        body_sha256=body_sha256,
     )
-    if not constant_time_equal(expected, signature.lower()):
-        raise BadSignature("签名不正确")
-    if session.get(ApiNonce, (app_key, nonce)) is not None:
-        raise ReplayedRequest("重复的请求 (nonce 已使用)")
-    session.add(ApiNonce(app_key=app_key, nonce=nonce, seen_at=now))
-    try:
-        session.flush()
-    except IntegrityError:
-        raise ReplayedRequest("重复的请求 (nonce 已使用)") from None
-    cutoff = now - timedelta(seconds=2 * settings.signature_max_skew_seconds)
-    session.execute(delete(ApiNonce).where(ApiNonce.seen_at < cutoff))
+    spend_nonce(session, settings, app_key, nonce)
+    return client_principal(client, remote_addr)
+
+
+def client_principal(client: ApiClient, remote_addr: str | None) -> Principal:
     return Principal(
         kind="client",
         name=client.app_key,

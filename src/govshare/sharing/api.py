@@ -17,9 +17,11 @@ from govshare.deps import (
     SharingReader,
     SharingReviewer,
 )
-from govshare.sharing import service
+from govshare.sharing import objections, service
 from govshare.sharing.models import (
     ApplicationStatus,
+    Objection,
+    ObjectionStatus,
     SharingApplication,
     SharingGrant,
     UsageReport,
@@ -30,6 +32,9 @@ from govshare.sharing.schemas import (
     ApproveIn,
     DecisionIn,
     GrantPublic,
+    ObjectionAnswer,
+    ObjectionCreate,
+    ObjectionPublic,
     ReasonIn,
     ReminderPublic,
     UsageCreate,
@@ -215,3 +220,55 @@ def report_usage(body: UsageCreate, db: SessionDep, caller: SharingApplicant) ->
 @router.get("/usage", summary="使用反馈: provider 谁用了本部门的数据, mine 本部门的反馈")
 def list_usage(db: SessionDep, caller: SharingReader, side: Side = "all") -> list[UsagePublic]:
     return [usage_public(r) for r in service.list_usage(db, caller, side=side)]
+
+
+# -- objections --------------------------------------------------------------------------
+
+
+def objection_public(obj: Objection) -> ObjectionPublic:
+    return ObjectionPublic.model_validate(
+        {
+            **{k: getattr(obj, k) for k in ObjectionPublic.model_fields if hasattr(obj, k)},
+            "status": str(obj.status),
+            "resource_name": obj.resource.name,
+            "consumer_name": obj.consumer.name,
+            "provider_name": obj.provider.name,
+            "status_label": obj.status.label,
+        }
+    )
+
+
+@router.post("/objections", status_code=status.HTTP_201_CREATED, summary="对共享数据提出异议")
+def raise_objection(
+    body: ObjectionCreate, db: SessionDep, settings: SettingsDep, caller: SharingApplicant
+) -> ObjectionPublic:
+    return objection_public(objections.raise_objection(db, settings, caller, body))
+
+
+@router.get("/objections", summary="异议列表: mine 本部门提出的, provider 针对本部门数据的")
+def list_objections(
+    db: SessionDep,
+    caller: SharingReader,
+    side: Side = "all",
+    state: ObjectionStatus | None = Query(default=None, alias="status"),
+) -> list[ObjectionPublic]:
+    return [
+        objection_public(o) for o in objections.list_objections(db, caller, side=side, status=state)
+    ]
+
+
+@router.get("/objections/{objection_id}", summary="异议详情")
+def get_objection(objection_id: int, db: SessionDep, caller: SharingReader) -> ObjectionPublic:
+    return objection_public(objections.get_visible(db, caller, objection_id))
+
+
+@router.post("/objections/{objection_id}/answer", summary="答复异议 (确认更正或不予更正)")
+def answer_objection(
+    objection_id: int,
+    body: ObjectionAnswer,
+    db: SessionDep,
+    settings: SettingsDep,
+    caller: SharingReviewer,
+) -> ObjectionPublic:
+    obj = objections.get_visible(db, caller, objection_id)
+    return objection_public(objections.answer(db, settings, caller, obj, body))

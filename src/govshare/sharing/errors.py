@@ -1,6 +1,13 @@
 """Errors of the sharing system."""
 
-from govshare.errors import Conflict, Forbidden, GovshareError, InvalidInput, NotFound
+from govshare.errors import (
+    Conflict,
+    Forbidden,
+    GovshareError,
+    InvalidInput,
+    NotFound,
+    TooManyRequests,
+)
 
 
 class ApplicationNotFound(NotFound):
@@ -36,3 +43,25 @@ class CalendarYearMissing(GovshareError):
 
     status = 503
     code = "calendar_year_missing"
+
+
+class StoreNotFound(NotFound):
+    code = "shared_store_not_found"
+
+
+class NoGrant(Forbidden):
+    """No grant in force lets the caller's department use the resource this way."""
+
+    code = "no_grant"
+
+
+class RateLimited(TooManyRequests):
+    code = "rate_limited"
+
+
+class QuotaExceeded(TooManyRequests):
+    code = "quota_exceeded"
+
+
+class ObjectionNotFound(NotFound):
+    code = "objection_not_found"

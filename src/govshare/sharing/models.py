@@ -7,7 +7,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Date, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from govshare.catalog.models import Resource
@@ -64,13 +64,25 @@ class DisputeOutcome(StrEnum):
 
 
 class MaskingRule(StrEnum):
-    """脱敏规则 applied to one item where the grant says so."""
+    """脱敏规则 applied to one item where the grant says so (see ``sharing.masking``)."""
 
     NONE = "none"
-    ID_NUMBER = "id_number"
-    PHONE = "phone"
-    NAME = "name"
-    ADDRESS = "address"
+    ID_NUMBER = "id_number"  # 110101********1234
+    PHONE = "phone"  # 138****5678
+    NAME = "name"  # 张*, 欧阳**
+    ADDRESS = "address"  # 山东省青岛市****
+    HIDE = "hide"  # ****: the item is granted for verification or filtering only
+
+    @property
+    def label(self) -> str:
+        return {
+            "none": "不脱敏",
+            "id_number": "证件号码",
+            "phone": "电话号码",
+            "name": "姓名",
+            "address": "地址",
+            "hide": "完全遮蔽",
+        }[self.value]
 
 
 class SharingApplication(Base):
@@ -176,3 +188,106 @@ class UsageReport(Base):
     reported_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     grant: Mapped[SharingGrant] = relationship(lazy="joined")
+
+
+class SharedStore(Base):
+    """共享信息库 of one resource: the hub's copy of a provider task's rows, kept by the
+    exchange (each accepted package is applied in order) and served to grant holders.
+
+    ``mapping`` names the information item of each source column; columns without an
+    item are not kept. ``key_item`` is the item callers look records up by (公民身份号码,
+    统一社会信用代码); ``verify_rules`` define the status or range values of 核验.
+    """
+
+    __tablename__ = "shared_store"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    resource_id: Mapped[int] = mapped_column(ForeignKey("resource.id"), unique=True)
+    source_task_id: Mapped[int] = mapped_column(ForeignKey("exchange_task.id"))
+    key_item: Mapped[str] = mapped_column(String(60))
+    mapping: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
+    verify_rules: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    table_name: Mapped[str] = mapped_column(String(63), unique=True)
+    applied_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    row_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    applied_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    resource: Mapped[Resource] = relationship(lazy="joined")
+
+
+class ObjectionStatus(StrEnum):
+    """异议状态."""
+
+    OPEN = "open"  # 待答复
+    ACCEPTED = "accepted"  # 已确认，待更正数据经交换到达
+    REJECTED = "rejected"  # 不予更正 (归档)
+    CORRECTED = "corrected"  # 已更正 (归档)
+
+    @property
+    def label(self) -> str:
+        return {
+            "open": "待答复",
+            "accepted": "已确认待更正",
+            "rejected": "不予更正",
+            "corrected": "已更正",
+        }[self.value]
+
+
+class Objection(Base):
+    """异议: a consumer flags a record of a resource as wrong, with evidence; the provider
+    answers within working days; an accepted correction is made at the source and is
+    archived once the exchange has brought it into the shared store."""
+
+    __tablename__ = "sharing_objection"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    resource_id: Mapped[int] = mapped_column(ForeignKey("resource.id"))
+    grant_id: Mapped[int] = mapped_column(ForeignKey("sharing_grant.id"))
+    consumer_department_id: Mapped[int] = mapped_column(ForeignKey("department.id"))
+    provider_department_id: Mapped[int] = mapped_column(ForeignKey("department.id"))
+    record_key: Mapped[str] = mapped_column(String(200))
+    claimed: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    evidence: Mapped[str] = mapped_column(Text)
+    status: Mapped[ObjectionStatus] = mapped_column(
+        str_enum(ObjectionStatus, 12), default=ObjectionStatus.OPEN
+    )
+    raised_by: Mapped[str] = mapped_column(String(50))
+    raised_at: Mapped[datetime] = mapped_column(default=utcnow)
+    raised_on: Mapped[date] = mapped_column(Date)
+    answer_due: Mapped[date] = mapped_column(Date)
+    answered_by: Mapped[str | None] = mapped_column(String(50))
+    answered_on: Mapped[date | None] = mapped_column(Date)
+    answer: Mapped[str] = mapped_column(Text, default="")
+    correction: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    corrected_seq: Mapped[int | None] = mapped_column(BigInteger)
+    archived_at: Mapped[datetime | None] = mapped_column()
+
+    resource: Mapped[Resource] = relationship(lazy="joined")
+    consumer: Mapped[Department] = relationship(
+        foreign_keys=[consumer_department_id], lazy="joined"
+    )
+    provider: Mapped[Department] = relationship(
+        foreign_keys=[provider_department_id], lazy="joined"
+    )
+
+    __table_args__ = (
+        Index("ix_sharing_objection_provider_status", "provider_department_id", "status"),
+        Index("ix_sharing_objection_consumer", "consumer_department_id"),
+    )
+
+
+class CallStat(Base):
+    """调用统计: a day's data-service calls of one API client under one grant, kept by
+    the call journal; also what daily quotas are counted against."""
+
+    __tablename__ = "sharing_call_stat"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("api_client.id"), primary_key=True)
+    grant_id: Mapped[int] = mapped_column(ForeignKey("sharing_grant.id"), primary_key=True)
+    calls: Mapped[int] = mapped_column(BigInteger, default=0)
+    keys: Mapped[int] = mapped_column(BigInteger, default=0)
+    rows: Mapped[int] = mapped_column(BigInteger, default=0)

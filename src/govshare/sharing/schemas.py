@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from govshare.sharing.models import (
     ApplicationStatus,
@@ -142,3 +142,139 @@ class ReminderPublic(BaseModel):
     due: date
     working_days_left: int
     overdue: bool
+
+
+# -- shared stores and data services -------------------------------------------------------
+
+
+class VerifyRule(BaseModel):
+    """A 核验 answer defined on the resource: status values, ranges, or presence."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(description="规则标识 (英文)")
+    label: str = Field(default="", description="规则名称, 如 纳税状态")
+    kind: Literal["status", "range", "presence"]
+    item: str | None = Field(default=None, description="依据的信息项 (presence 不需要)")
+    values: dict[str, str] | None = Field(default=None, description="status: 取值→状态")
+    default: str | None = Field(default=None, description="status: 其他取值的状态")
+    bands: list[dict[str, Any]] | None = Field(
+        default=None, description="range: [{below: 3000, label: 低}, …, {label: 高}]"
+    )
+    present: str | None = Field(default=None, description="presence: 有记录时的结论")
+    absent: str | None = Field(default=None, description="presence: 无记录时的结论")
+
+
+class StoreCreate(BaseModel):
+    resource_id: int
+    source_task_id: int = Field(description="该目录的发送任务")
+    key_item: str = Field(description="查询键信息项, 如 sfzhm")
+    mapping: dict[str, str] = Field(min_length=1, description="源字段→信息项代码")
+    verify_rules: list[VerifyRule] = Field(default_factory=list)
+
+
+class StorePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    resource_id: int
+    resource_name: str
+    source_task_id: int
+    key_item: str
+    mapping: dict[str, str]
+    verify_rules: list[dict[str, Any]]
+    applied_seq: int
+    row_count: int
+    applied_at: datetime | None
+    last_error: str
+
+
+class RecordsOut(BaseModel):
+    """Records as the grant shows them: granted items only, masked per the grant."""
+
+    resource_code: str
+    grant_id: int
+    items: list[str]
+    records: list[dict[str, Any]]
+    next: str | None = Field(default=None, description="下一页游标 (after)")
+
+
+class VerifyRecord(BaseModel):
+    key: str = Field(min_length=1, max_length=200)
+    values: dict[str, str] = Field(default_factory=dict, description="信息项→待核对的值")
+
+
+class VerifyIn(BaseModel):
+    """核验: at most 10,000 keys (or key + values records) per call."""
+
+    keys: list[str] | None = Field(default=None, max_length=10_000)
+    records: list[VerifyRecord] | None = Field(default=None, max_length=10_000)
+    rule: str | None = Field(default=None, description="按核验规则回答状态或区间")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> VerifyIn:
+        if (self.keys is None) == (self.records is None):
+            raise ValueError("keys 与 records 须且只须提供一个")
+        if self.rule is not None and self.records is not None:
+            raise ValueError("按规则核验时只提供 keys")
+        if not (self.keys or self.records):
+            raise ValueError("至少提供一个待核验的键")
+        return self
+
+
+class VerifyAnswer(BaseModel):
+    match: bool
+    value: str | None = None
+
+
+class VerifyOut(BaseModel):
+    resource_code: str
+    grant_id: int
+    rule: str | None
+    results: list[VerifyAnswer] = Field(description="与请求中的键一一对应, 顺序相同")
+
+
+# -- objections ----------------------------------------------------------------------------
+
+
+class ObjectionCreate(BaseModel):
+    grant_id: int = Field(description="据以使用数据的授权")
+    record_key: str = Field(min_length=1, max_length=200, description="有异议的记录的查询键")
+    claimed: dict[str, str] = Field(min_length=1, description="信息项→认为正确的值")
+    evidence: str = Field(min_length=4, max_length=4000, description="证明材料说明")
+
+
+class ObjectionAnswer(BaseModel):
+    accept: bool
+    answer: str = Field(min_length=2, max_length=4000, description="答复意见")
+    correction: dict[str, str] | None = Field(
+        default=None, description="确认时: 更正后的值 (信息项→值); 缺省为异议所述"
+    )
+
+
+class ObjectionPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    resource_id: int
+    resource_name: str
+    grant_id: int
+    consumer_department_id: int
+    consumer_name: str
+    provider_department_id: int
+    provider_name: str
+    record_key: str
+    claimed: dict[str, Any]
+    evidence: str
+    status: str
+    status_label: str
+    raised_by: str
+    raised_at: datetime
+    raised_on: date
+    answer_due: date
+    answered_by: str | None
+    answered_on: date | None
+    answer: str
+    correction: dict[str, Any] | None
+    corrected_seq: int | None
+    archived_at: datetime | None

@@ -1,0 +1,317 @@
+"""Data services for consumer systems: look records up by key, page through them, and
+verify (核验) keys without the rows leaving the hub (数据不落地).
+
+Every call is made by an API client of the consumer department and is allowed only by
+a grant in force for the resource and the mode: the grant's items are all a caller
+sees, its row filter bounds the rows, its masking rules apply before anything is
+serialised. Calls are rate-limited and counted against a daily quota per client, and
+journalled (nonce, audit entry with hashed keys, usage counts) before the answer goes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from govshare.catalog.models import Resource
+from govshare.config import Settings
+from govshare.security.models import ApiClient
+from govshare.sharing import service
+from govshare.sharing import store as shared
+from govshare.sharing.errors import (
+    InvalidApplication,
+    NoGrant,
+    QuotaExceeded,
+    RateLimited,
+    StoreNotFound,
+)
+from govshare.sharing.journal import Call, CallJournal, KeyHasher
+from govshare.sharing.masking import masker
+from govshare.sharing.models import CallStat, SharedStore, SharingGrant, SharingMode
+from govshare.sharing.schemas import VerifyAnswer, VerifyIn
+
+MAX_VERIFY_KEYS = 10_000
+MAX_LOOKUP_KEYS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """A signed data-service request's client (nonce not yet spent)."""
+
+    client_id: int
+    app_key: str
+    department_id: int
+    nonce: str
+    remote_addr: str | None
+    rate_per_second: float | None
+    daily_quota: int | None
+
+    @classmethod
+    def of(cls, client: ApiClient, nonce: str, remote_addr: str | None) -> Caller:
+        return cls(
+            client_id=client.id,
+            app_key=client.app_key,
+            department_id=client.department_id,
+            nonce=nonce,
+            remote_addr=remote_addr,
+            rate_per_second=client.rate_per_second,
+            daily_quota=client.daily_quota,
+        )
+
+
+class Limits:
+    """Per-client rate (token bucket, one second's burst) and daily key quota.
+
+    Counted in this process: each hub process holds its own buckets, and reads the
+    day's use recorded by the journal (all processes) when it first sees a client that
+    day and every ``refresh_seconds`` after, so a quota is exceeded by at most what
+    the other processes served in that window.
+    """
+
+    def __init__(
+        self, settings: Settings, factory: sessionmaker[Session], refresh_seconds: float = 10
+    ) -> None:
+        self.settings = settings
+        self.factory = factory
+        self.refresh = refresh_seconds
+        self._lock = threading.Lock()
+        self._buckets: dict[int, tuple[float, float]] = {}
+        self._used: dict[tuple[int, date], tuple[int, int, float]] = {}  # base, local, at
+
+    def admit(self, caller: Caller, keys: int, day: date) -> None:
+        rate = caller.rate_per_second or self.settings.data_rate_per_second
+        quota = caller.daily_quota or self.settings.data_daily_quota
+        now = time.monotonic()
+        used_key = (caller.client_id, day)
+        with self._lock:
+            tokens, at = self._buckets.get(caller.client_id, (rate, now))
+            tokens = min(rate, tokens + (now - at) * rate)
+            if tokens < 1:
+                self._buckets[caller.client_id] = (tokens, now)
+                raise RateLimited(f"调用过于频繁: 每秒至多 {rate:g} 次 (rate limited)")
+            self._buckets[caller.client_id] = (tokens - 1, now)
+            entry = self._used.get(used_key)
+        if entry is None or now - entry[2] > self.refresh:
+            with self.factory() as session:
+                base = int(
+                    session.scalar(
+                        select(func.coalesce(func.sum(CallStat.keys), 0)).where(
+                            CallStat.client_id == caller.client_id, CallStat.day == day
+                        )
+                    )
+                    or 0
+                )
+            with self._lock:
+                self._used[used_key] = entry = (base, 0, now)
+        with self._lock:
+            base, local, at = self._used[used_key]
+            if base + local + keys > quota:
+                raise QuotaExceeded(f"今日调用额度已用完: 每日至多 {quota} 个键 (quota exceeded)")
+            self._used[used_key] = (base, local + keys, at)
+
+
+class DataServices:
+    """What the data-service routes share: the stores, the journal, the limits."""
+
+    def __init__(self, settings: Settings, factory: sessionmaker[Session]) -> None:
+        self.settings = settings
+        self.factory = factory
+        self.db = shared.SharedDatabase(settings.resolved_shared_store_url)
+        self.journal = CallJournal(
+            factory, nonce_ttl_seconds=2 * settings.signature_max_skew_seconds
+        )
+        self.limits = Limits(settings, factory)
+        self.hash_key = KeyHasher(settings.secret_key)
+
+    def close(self) -> None:
+        self.journal.close()
+        self.db.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Authorized:
+    resource_id: int
+    resource_code: str
+    store: SharedStore
+    grant: SharingGrant
+
+    @property
+    def items(self) -> list[str]:
+        """Granted items the store keeps, in the grant's order."""
+        return list(self.grant.items)
+
+
+def authorize(
+    session: Session, caller: Caller, resource_code: str, modes: Sequence[SharingMode], today: date
+) -> Authorized:
+    """The store and the grant in force letting the caller's department use the
+    resource in one of ``modes``; revoked and expired grants count as none."""
+    resource = session.scalar(select(Resource).where(Resource.code == resource_code))
+    if resource is None or not resource.listed:
+        raise StoreNotFound("目录不存在或未发布 (no such resource)")
+    grant = None
+    for mode in modes:
+        grant = service.active_grant(session, caller.department_id, resource.id, mode, today)
+        if grant is not None:
+            break
+    if grant is None:
+        wanted = "或".join(m.label for m in modes)
+        raise NoGrant(f"本部门没有该目录在有效期内的{wanted}授权 (no grant in force)")
+    store = shared.store_of(session, resource.id)
+    session.expunge(store)
+    session.expunge(grant)
+    return Authorized(resource.id, resource.code, store, grant)
+
+
+def denied_call(caller: Caller, action: str, resource_code: str, reason: str) -> Call:
+    return Call(
+        client_id=caller.client_id,
+        app_key=caller.app_key,
+        department_id=caller.department_id,
+        remote_addr=caller.remote_addr,
+        nonce=caller.nonce,
+        action="data.denied",
+        resource_id=None,
+        grant_id=None,
+        details={"resource_code": resource_code, "wanted": action, "reason": reason},
+    )
+
+
+def call_of(caller: Caller, auth: Authorized, action: str, day: date) -> Call:
+    return Call(
+        client_id=caller.client_id,
+        app_key=caller.app_key,
+        department_id=caller.department_id,
+        remote_addr=caller.remote_addr,
+        nonce=caller.nonce,
+        action=action,
+        resource_id=auth.resource_id,
+        grant_id=auth.grant.id,
+        day=day,
+    )
+
+
+def lookup(ds: DataServices, auth: Authorized, keys: Sequence[str]) -> list[dict[str, Any]]:
+    """Records of the keys, granted items only, masked."""
+    show = masker(auth.grant.masking)
+    items = auth.items
+    visible = [auth.store.key_item, *items]
+    out = []
+    for record in shared.lookup(ds.db, auth.store, keys, items, auth.grant.row_filter):
+        if auth.store.key_item not in items:
+            record.pop(auth.store.key_item, None)
+        out.append(show({k: record.get(k) for k in visible if k in record}))
+    return out
+
+
+def query(
+    ds: DataServices,
+    auth: Authorized,
+    filters: dict[str, str],
+    after: str | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A keyset page; filters may only name granted items (others would let a caller
+    probe values it may not see)."""
+    bad = [k for k in filters if k not in auth.items]
+    if bad:
+        raise InvalidApplication(
+            "只能按授权的信息项筛选",
+            details=[{"field": f"filters.{k}", "message": "不在授权的信息项中"} for k in bad],
+        )
+    records, cursor = shared.page(
+        ds.db, auth.store, auth.items, auth.grant.row_filter, filters, after=after, limit=limit
+    )
+    show = masker(auth.grant.masking)
+    return [show(r) for r in records], cursor
+
+
+def _rule(auth: Authorized, name: str) -> dict[str, Any]:
+    for rule in auth.store.verify_rules:
+        if rule.get("name") == name:
+            item = rule.get("item")
+            if item is not None and item not in auth.items:
+                raise NoGrant("核验规则依据的信息项不在授权范围内")
+            return rule
+    names = "、".join(r["name"] for r in auth.store.verify_rules) or "无"
+    raise InvalidApplication(
+        "该目录没有这个核验规则",
+        details=[{"field": "rule", "message": f"可用规则: {names}"}],
+    )
+
+
+def _judge(rule: dict[str, Any], value: Any) -> str | None:
+    kind = rule["kind"]
+    if kind == "status":
+        found = rule["values"].get("" if value is None else str(value))
+        return found if found is not None else rule.get("default")
+    if kind == "range":
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return rule.get("default")
+        for band in rule["bands"]:
+            if "below" not in band or number < float(band["below"]):
+                return str(band["label"])
+    return None
+
+
+def verify(ds: DataServices, auth: Authorized, body: VerifyIn) -> list[VerifyAnswer]:
+    """核验: per key, in request order, match or not, or the rule's status/range/presence
+    value. The underlying values never leave this function."""
+    key_item = auth.store.key_item
+    if body.records is not None:
+        wanted = sorted({i for r in body.records for i in r.values})
+        outside = [i for i in wanted if i not in auth.items]
+        if outside:
+            raise InvalidApplication(
+                "只能核验授权的信息项",
+                details=[
+                    {"field": f"records.values.{i}", "message": "不在授权的信息项中"}
+                    for i in outside
+                ],
+            )
+        keys = [r.key for r in body.records]
+    else:
+        wanted = []
+        keys = list(body.keys or [])
+    rule = _rule(auth, body.rule) if body.rule else None
+    items = list(wanted)
+    if rule is not None and rule.get("item"):
+        items.append(rule["item"])
+    found: dict[str, list[dict[str, Any]]] = {}
+    for record in shared.lookup(
+        ds.db, auth.store, list(dict.fromkeys(keys)), items, auth.grant.row_filter
+    ):
+        found.setdefault(str(record[key_item]), []).append(record)
+    answers: list[VerifyAnswer] = []
+    for i, key in enumerate(keys):
+        records = found.get(key, [])
+        if rule is not None:
+            if rule["kind"] == "presence":
+                answers.append(
+                    VerifyAnswer(
+                        match=bool(records), value=rule["present" if records else "absent"]
+                    )
+                )
+            else:
+                value = _judge(rule, records[0].get(rule["item"])) if records else None
+                answers.append(VerifyAnswer(match=bool(records), value=value))
+        elif body.records is not None:
+            claimed = body.records[i].values
+            ok = any(all(_same(r.get(k), v) for k, v in claimed.items()) for r in records)
+            answers.append(VerifyAnswer(match=ok))
+        else:
+            answers.append(VerifyAnswer(match=bool(records)))
+    return answers
+
+
+def _same(stored: Any, claimed: str) -> bool:
+    return stored is not None and str(stored).strip() == claimed.strip()

@@ -1,0 +1,98 @@
+"""The hub's background work for sharing: feed the shared stores from the exchange,
+archive objections whose corrections arrived, alert overdue objections."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from govshare.config import Settings
+from govshare.db import session_scope
+from govshare.exchange.store import PackageStore
+from govshare.sharing import objections
+from govshare.sharing.models import SharedStore
+from govshare.sharing.store import SharedDatabase, Writers, feed_store
+
+log = structlog.get_logger()
+
+
+class Feeder:
+    """A daemon thread; like the exchange monitor, any hub process may run it (each
+    store's progress is a row, and applying a package twice changes nothing)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        factory: sessionmaker[Session],
+        db: SharedDatabase,
+        packages: PackageStore,
+    ) -> None:
+        self.settings = settings
+        self.factory = factory
+        self.db = db
+        self.packages = packages
+        self.writers = Writers(db)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sharing-feed", daemon=True)
+        self._last_alert_check = 0.0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def feed(self) -> int:
+        """Bring every store up to date; returns the packages applied."""
+        total = 0
+        with self.factory() as session:
+            ids = list(session.scalars(select(SharedStore.id)))
+        for store_id in ids:
+            while (n := self._feed_one(store_id)) > 0:
+                total += n
+        return total
+
+    def _feed_one(self, store_id: int) -> int:
+        with self.factory() as session:
+            store = session.get(SharedStore, store_id)
+            if store is None:
+                return 0
+            try:
+                n = feed_store(session, self.db, self.packages, self.writers, store)
+                if n:
+                    objections.check_corrections(session, self.db, store)
+                session.commit()
+                return n
+            except Exception as exc:
+                session.rollback()
+                log.exception("shared store feed failed", store_id=store_id)
+                failed = session.get(SharedStore, store_id)
+                if failed is not None:
+                    failed.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+                    session.commit()
+                return 0
+
+    def run_once(self) -> int:
+        applied = self.feed()
+        if time.monotonic() - self._last_alert_check >= self.settings.monitor_interval_seconds:
+            with session_scope(self.factory) as session:
+                objections.alert_overdue(session, self.settings)
+            self._last_alert_check = time.monotonic()
+        return applied
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.shared_feed_interval_seconds):
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("sharing feed tick failed")
+
+
+def sharing_worker(settings: Settings, factory: sessionmaker[Session], state: Any) -> Feeder:
+    return Feeder(settings, factory, state.data_services.db, state.package_store)

@@ -1,0 +1,79 @@
+"""脱敏: how a granted item's value is shown to a consumer whose grant masks it.
+
+Masking happens once, where rows leave the shared store, so every format (JSON, CSV)
+and every later path (logs, errors) only ever sees the masked value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from govshare.sharing.models import MaskingRule
+
+STARS = "****"
+
+
+def _keep(value: str, head: int, tail: int) -> str:
+    if len(value) <= head + tail:
+        return "*" * len(value)
+    return value[:head] + "*" * (len(value) - head - tail) + (value[-tail:] if tail else "")
+
+
+def mask_id_number(value: str) -> str:
+    """370202********1234: the region and the check digits stay, the birth date goes."""
+    return _keep(value, 6, 4) if len(value) >= 15 else _keep(value, 1, 1)
+
+
+def mask_phone(value: str) -> str:
+    """138****5678 for mobiles; other numbers keep their first three and last two."""
+    digits = value.strip()
+    return _keep(digits, 3, 4) if len(digits) == 11 else _keep(digits, 3, 2)
+
+
+def mask_name(value: str) -> str:
+    """张*, 欧阳**: the first character only."""
+    return value[:1] + "*" * (len(value) - 1) if len(value) > 1 else "*"
+
+
+def mask_address(value: str) -> str:
+    """山东省青岛市****: the first six characters (province and city) only."""
+    return value[:6] + STARS if len(value) > 6 else STARS
+
+
+_RULES: dict[MaskingRule, Callable[[str], str]] = {
+    MaskingRule.ID_NUMBER: mask_id_number,
+    MaskingRule.PHONE: mask_phone,
+    MaskingRule.NAME: mask_name,
+    MaskingRule.ADDRESS: mask_address,
+    MaskingRule.HIDE: lambda _value: STARS,
+}
+
+
+def mask(rule: MaskingRule | str, value: Any) -> Any:
+    """The value as the rule shows it; None stays None, anything else becomes text."""
+    rule = MaskingRule(rule)
+    if value is None or rule is MaskingRule.NONE:
+        return value
+    return _RULES[rule](str(value))
+
+
+def masker(masking: dict[str, str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A function masking a record (item code → value) by a grant's rules."""
+    rules = {
+        code: _RULES[MaskingRule(rule)]
+        for code, rule in masking.items()
+        if MaskingRule(rule) is not MaskingRule.NONE
+    }
+    if not rules:
+        return lambda record: record
+
+    def apply(record: dict[str, Any]) -> dict[str, Any]:
+        out = dict(record)
+        for code, fn in rules.items():
+            value = out.get(code)
+            if value is not None:
+                out[code] = fn(str(value))
+        return out
+
+    return apply

@@ -1,0 +1,226 @@
+"""异议: a consumer department flags a shared record as wrong, with evidence; the provider
+answers within working days; an accepted correction is made in the provider's own
+system (数源部门负责更正), reaches the hub and every subscriber through the exchange,
+and the objection is archived when the shared store shows the corrected values.
+Objections left unanswered past their deadline alert the platform authority.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from govshare.config import Settings
+from govshare.db import utcnow
+from govshare.exchange import alerts
+from govshare.exchange.models import AlertKind
+from govshare.security import audit
+from govshare.security.service import Principal
+from govshare.sharing import service
+from govshare.sharing import store as shared
+from govshare.sharing.errors import (
+    InvalidApplication,
+    NotYourDepartment,
+    ObjectionNotFound,
+    StepNotAllowed,
+)
+from govshare.sharing.journal import KeyHasher
+from govshare.sharing.models import Objection, ObjectionStatus, SharedStore
+from govshare.sharing.schemas import ObjectionAnswer, ObjectionCreate
+from govshare.sharing.workdays import add_working_days, china_today
+
+
+def _snapshot(obj: Objection, hash_key: KeyHasher) -> dict[str, Any]:
+    # The record key only as its keyed hash: the audit log never holds ID numbers.
+    return {
+        "status": str(obj.status),
+        "resource_id": obj.resource_id,
+        "grant_id": obj.grant_id,
+        "record_key_hash": hash_key(obj.record_key),
+        "items": sorted(obj.claimed),
+        "answer_due": obj.answer_due,
+    }
+
+
+def raise_objection(
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    data: ObjectionCreate,
+    *,
+    today: date | None = None,
+) -> Objection:
+    """A consumer holding a grant in force flags one record's granted items."""
+    today = today or china_today()
+    grant = service.get_grant(session, data.grant_id)
+    if principal.department_id != grant.consumer_department_id:
+        raise NotYourDepartment("只能对本部门所持授权的数据提出异议")
+    if not service.is_active(grant, today):
+        raise StepNotAllowed("该授权已撤销或过期，不能再提出异议")
+    outside = [k for k in data.claimed if k not in grant.items]
+    if outside:
+        raise InvalidApplication(
+            "异议只能针对授权的信息项",
+            details=[{"field": f"claimed.{k}", "message": "不在授权的信息项中"} for k in outside],
+        )
+    obj = Objection(
+        resource_id=grant.resource_id,
+        grant_id=grant.id,
+        consumer_department_id=grant.consumer_department_id,
+        provider_department_id=grant.provider_department_id,
+        record_key=data.record_key.strip(),
+        claimed={k: v.strip() for k, v in data.claimed.items()},
+        evidence=data.evidence.strip(),
+        status=ObjectionStatus.OPEN,
+        raised_by=principal.name,
+        raised_on=today,
+        answer_due=add_working_days(today, settings.objection_working_days),
+    )
+    session.add(obj)
+    session.flush()
+    audit.record(
+        session,
+        principal.actor,
+        "sharing.objection.raise",
+        object_type="sharing_objection",
+        object_id=obj.id,
+        after=_snapshot(obj, KeyHasher(settings.secret_key)),
+    )
+    return obj
+
+
+def get_visible(session: Session, principal: Principal, objection_id: int) -> Objection:
+    obj = session.get(Objection, objection_id)
+    if obj is None or not (
+        principal.is_admin
+        or principal.department_id in (obj.consumer_department_id, obj.provider_department_id)
+    ):
+        raise ObjectionNotFound(f"异议 {objection_id} 不存在")
+    return obj
+
+
+def list_objections(
+    session: Session, principal: Principal, *, side: str, status: ObjectionStatus | None = None
+) -> list[Objection]:
+    """``mine`` (raised by my department), ``provider`` (on my data) or ``all``."""
+    q = select(Objection).order_by(Objection.id.desc())
+    dept = principal.department_id
+    if side == "mine":
+        q = q.where(Objection.consumer_department_id == dept)
+    elif side == "provider":
+        q = q.where(Objection.provider_department_id == dept)
+    elif not principal.is_admin:
+        q = q.where(
+            or_(Objection.consumer_department_id == dept, Objection.provider_department_id == dept)
+        )
+    if status is not None:
+        q = q.where(Objection.status == status)
+    return list(session.scalars(q))
+
+
+def answer(
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    obj: Objection,
+    data: ObjectionAnswer,
+    *,
+    today: date | None = None,
+) -> Objection:
+    """The provider accepts (with the corrected values, by default those claimed) or
+    rejects with its reasons; a rejection archives the objection at once."""
+    if principal.department_id != obj.provider_department_id:
+        raise NotYourDepartment("只有数据提供部门可以答复异议")
+    if obj.status is not ObjectionStatus.OPEN:
+        raise StepNotAllowed(f"异议当前为“{obj.status.label}”，不能再答复")
+    hash_key = KeyHasher(settings.secret_key)
+    before = _snapshot(obj, hash_key)
+    obj.answered_by = principal.name
+    obj.answered_on = today or china_today()
+    obj.answer = data.answer.strip()
+    if data.accept:
+        correction = dict(data.correction or obj.claimed)
+        known = {item.code for item in obj.resource.items}
+        wrong = [k for k in correction if k not in known]
+        if wrong or not correction:
+            raise InvalidApplication(
+                "更正值须针对目录的信息项",
+                details=[{"field": f"correction.{k}", "message": "目录没有该信息项"} for k in wrong]
+                or [{"field": "correction", "message": "不能为空"}],
+            )
+        obj.correction = correction
+        obj.status = ObjectionStatus.ACCEPTED
+    else:
+        obj.status = ObjectionStatus.REJECTED
+        obj.archived_at = utcnow()
+    audit.record(
+        session,
+        principal.actor,
+        "sharing.objection.answer",
+        object_type="sharing_objection",
+        object_id=obj.id,
+        before=before,
+        after=_snapshot(obj, hash_key) | {"answer": obj.answer},
+    )
+    return obj
+
+
+def check_corrections(session: Session, db: shared.SharedDatabase, store: SharedStore) -> int:
+    """After packages were applied: archive accepted objections whose record now shows
+    the corrected values in the shared store. Returns how many were archived."""
+    waiting = list(
+        session.scalars(
+            select(Objection).where(
+                Objection.resource_id == store.resource_id,
+                Objection.status == ObjectionStatus.ACCEPTED,
+            )
+        )
+    )
+    done = 0
+    for obj in waiting:
+        correction = obj.correction or {}
+        records = list(shared.lookup(db, store, [obj.record_key], list(correction), None))
+        if records and all(
+            any(str(r.get(k)) == str(v) for r in records) for k, v in correction.items()
+        ):
+            obj.status = ObjectionStatus.CORRECTED
+            obj.corrected_seq = store.applied_seq
+            obj.archived_at = utcnow()
+            audit.record(
+                session,
+                audit.SYSTEM,
+                "sharing.objection.corrected",
+                object_type="sharing_objection",
+                object_id=obj.id,
+                after={"status": str(obj.status), "seq": store.applied_seq},
+            )
+            done += 1
+    return done
+
+
+def alert_overdue(session: Session, settings: Settings, today: date | None = None) -> int:
+    """Open objections past their answer deadline, alerted to the platform authority
+    as one alert kept up to date; resolved once none is overdue."""
+    today = today or china_today()
+    overdue = list(
+        session.scalars(
+            select(Objection).where(
+                Objection.status == ObjectionStatus.OPEN, Objection.answer_due < today
+            )
+        )
+    )
+    if not overdue:
+        alerts.resolve_alerts(session, AlertKind.OBJECTION_OVERDUE)
+        return 0
+    names = "、".join(sorted({o.provider.short_name for o in overdue}))
+    alerts.raise_alert(
+        session,
+        AlertKind.OBJECTION_OVERDUE,
+        f"{len(overdue)} 件异议超期未答复 ({names})",
+        details={"objections": [o.id for o in overdue]},
+        webhook_url=settings.alert_webhook_url,
+    )
+    return len(overdue)

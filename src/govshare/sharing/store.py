@@ -1,0 +1,397 @@
+"""共享信息库: the hub's copy of a resource's rows, fed by the exchange, served by the
+data services.
+
+A shared store follows one provider task (发送任务): every package the hub accepted for
+that task is applied here in sequence order, exactly as a subscriber node would apply it
+(``TargetWriter``), into a table of its own in the shared-store database. Only the
+source key and the columns mapped to the resource's information items are kept.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import structlog
+from sqlalchemy import (
+    Engine,
+    Index,
+    MetaData,
+    Table,
+    and_,
+    create_engine,
+    event,
+    func,
+    inspect,
+    select,
+    tuple_,
+)
+from sqlalchemy.orm import Session
+
+from govshare.catalog.models import Resource
+from govshare.db import utcnow
+from govshare.exchange import package
+from govshare.exchange.models import ExchangePackage, ExchangeTask, TaskKind
+from govshare.exchange.store import PackageStore
+from govshare.node.target import TargetWriter
+from govshare.security import audit
+from govshare.security.crypto import digest
+from govshare.security.service import Principal
+from govshare.sharing.errors import InvalidApplication, NotYourDepartment, StoreNotFound
+from govshare.sharing.models import SharedStore
+from govshare.sharing.schemas import StoreCreate
+
+log = structlog.get_logger()
+
+VERIFY_KINDS = ("status", "range", "presence")
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA cache_size=-65536")
+    cur.execute("PRAGMA mmap_size=1073741824")
+    cur.close()
+
+
+class SharedDatabase:
+    """The database holding every shared store's table; tables are reflected once."""
+
+    def __init__(self, url: str) -> None:
+        if url.startswith("sqlite"):
+            self.engine: Engine = create_engine(
+                url,
+                connect_args={"check_same_thread": False, "timeout": 30},
+                pool_size=48,
+                max_overflow=16,
+            )
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+        self._tables: dict[str, Table] = {}
+        self._lock = threading.Lock()
+
+    def table(self, name: str) -> Table | None:
+        """The store's table, or None before its first package arrived."""
+        found = self._tables.get(name)
+        if found is not None:
+            return found
+        with self._lock:
+            if name not in self._tables and inspect(self.engine).has_table(name):
+                self._tables[name] = Table(name, MetaData(), autoload_with=self.engine)
+        return self._tables.get(name)
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._tables.pop(name, None)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+# -- setting a store up --------------------------------------------------------------------
+
+
+def _bad(message: str, field: str, detail: str) -> InvalidApplication:
+    return InvalidApplication(message, details=[{"field": field, "message": detail}])
+
+
+def check_verify_rules(resource: Resource, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Status (状态值), range (区间) and presence (有无) rules of 核验, each on one item."""
+    known = {item.code for item in resource.items}
+    names: set[str] = set()
+    for i, rule in enumerate(rules):
+        field = f"verify_rules[{i}]"
+        name = str(rule.get("name", ""))
+        if not name.isidentifier() or name in names:
+            raise _bad("核验规则名称须为唯一的英文标识符", f"{field}.name", name or "为空")
+        names.add(name)
+        kind = rule.get("kind")
+        if kind not in VERIFY_KINDS:
+            raise _bad("核验规则类型须为 status、range 或 presence", f"{field}.kind", str(kind))
+        if kind != "presence" and rule.get("item") not in known:
+            raise _bad("核验规则引用了目录没有的信息项", f"{field}.item", str(rule.get("item")))
+        if kind == "status" and not isinstance(rule.get("values"), dict):
+            raise _bad("状态规则须给出取值与状态的对应 values", f"{field}.values", "缺少")
+        if kind == "range":
+            bands = rule.get("bands")
+            ok = isinstance(bands, list) and bands and all("label" in b for b in bands)
+            if not ok or any("below" not in b for b in bands[:-1]):  # type: ignore[index]
+                raise _bad(
+                    "区间规则须给出 bands: [{below, label}, …, {label}]", f"{field}.bands", "不完整"
+                )
+            limits = [float(b["below"]) for b in bands[:-1]]  # type: ignore[index]
+            if limits != sorted(limits):
+                raise _bad("区间上限须递增", f"{field}.bands", "上限未递增")
+        if kind == "presence" and not {"present", "absent"} <= set(rule):
+            raise _bad("有无规则须给出 present 与 absent 的结论", field, "缺少 present/absent")
+    return rules
+
+
+def create_store(session: Session, principal: Principal, data: StoreCreate) -> SharedStore:
+    """Set up the shared store of a resource from one of its provider tasks."""
+    resource = session.get(Resource, data.resource_id)
+    if resource is None or not resource.listed:
+        raise _bad("只能为已发布的目录建立共享信息库", "resource_id", "目录不存在或未发布")
+    if not principal.is_admin and principal.department_id != resource.provider_department_id:
+        raise NotYourDepartment("只有目录提供部门或平台管理员可以建立共享信息库")
+    if session.scalar(select(SharedStore.id).where(SharedStore.resource_id == resource.id)):
+        raise _bad("该目录已有共享信息库", "resource_id", "已存在")
+    task = session.get(ExchangeTask, data.source_task_id)
+    if task is None or task.kind is not TaskKind.PROVIDER or task.resource_id != resource.id:
+        raise _bad("来源须为该目录的发送任务", "source_task_id", "不是该目录的发送任务")
+    if task.config.get("folder"):
+        raise _bad("文件夹任务不能作为共享信息库的来源", "source_task_id", "非结构化任务")
+    known = {item.code for item in resource.items}
+    wrong = [
+        {"field": f"mapping.{col}", "message": f"目录没有信息项 {code}"}
+        for col, code in data.mapping.items()
+        if code not in known
+    ]
+    if wrong:
+        raise InvalidApplication("映射引用了目录没有的信息项", details=wrong)
+    if len(set(data.mapping.values())) != len(data.mapping):
+        raise _bad("一个信息项只能对应一个源字段", "mapping", "信息项重复")
+    if data.key_item not in data.mapping.values():
+        raise _bad("查询键须是已映射的信息项", "key_item", f"{data.key_item} 未映射")
+    store = SharedStore(
+        resource_id=resource.id,
+        source_task_id=task.id,
+        key_item=data.key_item,
+        mapping=dict(data.mapping),
+        verify_rules=check_verify_rules(resource, [r.model_dump() for r in data.verify_rules]),
+        table_name=f"ss_{resource.id}",
+        created_by=principal.name,
+    )
+    session.add(store)
+    session.flush()
+    audit.record(
+        session,
+        principal.actor,
+        "sharing.store.create",
+        object_type="shared_store",
+        object_id=store.id,
+        after={
+            "resource_id": resource.id,
+            "source_task_id": task.id,
+            "key_item": store.key_item,
+            "mapping": store.mapping,
+            "verify_rules": store.verify_rules,
+        },
+    )
+    return store
+
+
+def store_of(session: Session, resource_id: int) -> SharedStore:
+    store = session.scalar(select(SharedStore).where(SharedStore.resource_id == resource_id))
+    if store is None:
+        raise StoreNotFound("该目录没有共享信息库 (no shared store)")
+    return store
+
+
+def list_stores(session: Session) -> list[SharedStore]:
+    return list(session.scalars(select(SharedStore).order_by(SharedStore.id)))
+
+
+# -- the feed: packages in, rows kept ----------------------------------------------------
+
+
+class Writers:
+    """One ``TargetWriter`` per store, rebuilt when the table went away."""
+
+    def __init__(self, db: SharedDatabase) -> None:
+        self.db = db
+        self._writers: dict[int, TargetWriter] = {}
+
+    def get(self, store: SharedStore, source_key: list[str]) -> TargetWriter:
+        writer = self._writers.get(store.id)
+        if writer is None:
+            writer = TargetWriter(
+                self.db.engine,
+                store.id,
+                {"table": store.table_name, "mapping": store.mapping},
+                source_key,
+            )
+            self._writers[store.id] = writer
+        return writer
+
+
+def _kept(data: pa.Table, keep: set[str]) -> pa.Table:
+    return data.select([n for n in data.column_names if n in keep or n == package.OP_COLUMN])
+
+
+def _trusted_body(blob: bytes) -> tuple[int, bytes]:
+    """The hub verified signature and digest on receipt and stores packages opened;
+    the digest is checked again so a damaged stored blob is never applied."""
+    pkg = package.parse(blob)
+    if pkg.envelope.get("enc", "none") != "none":
+        raise package.PackageError("stored package is unexpectedly encrypted")
+    if digest(pkg.header["digest_alg"], pkg.body) != pkg.digest:
+        raise package.PackageError("stored package does not match its digest")
+    return pkg.seq, pkg.body
+
+
+def feed_store(
+    session: Session,
+    db: SharedDatabase,
+    packages: PackageStore,
+    writers: Writers,
+    store: SharedStore,
+    *,
+    limit: int = 20,
+) -> int:
+    """Apply the next accepted packages of the store's task; returns how many."""
+    task = session.get(ExchangeTask, store.source_task_id)
+    if task is None:
+        return 0
+    source_key = [str(k) for k in task.config.get("key") or []]
+    rows = list(
+        session.scalars(
+            select(ExchangePackage)
+            .where(
+                ExchangePackage.task_id == store.source_task_id,
+                ExchangePackage.seq > store.applied_seq,
+            )
+            .order_by(ExchangePackage.seq)
+            .limit(limit)
+        )
+    )
+    if not rows:
+        return 0
+    writer = writers.get(store, source_key)
+    keep = set(source_key) | set(store.mapping)
+    applied = 0
+    for row in rows:
+        if row.seq != store.applied_seq + 1:
+            break  # a gap: the package log was pruned under us; wait for a resync
+        seq, body = _trusted_body(packages.get(session, row))
+        data = _kept(package.decode_rows(body), keep)
+        writer.apply(seq, data)
+        if applied == 0 and db.table(store.table_name) is not None:
+            _ensure_key_index(db, store)
+        store.applied_seq = seq
+        applied += 1
+    if applied:
+        store.applied_at = utcnow()
+        store.last_error = ""
+        table = db.table(store.table_name)
+        if table is not None:
+            with db.engine.connect() as conn:
+                store.row_count = int(conn.scalar(select(func.count()).select_from(table)) or 0)
+    return applied
+
+
+def _ensure_key_index(db: SharedDatabase, store: SharedStore) -> None:
+    table = db.table(store.table_name)
+    if table is None or store.key_item not in table.c:
+        return
+    name = f"ix_{store.table_name}_key"
+    if any(ix.name == name for ix in table.indexes):
+        return
+    Index(name, table.c[store.key_item]).create(db.engine, checkfirst=True)
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+def row_conditions(table: Table, row_filter: list[dict[str, Any]] | None) -> list[Any]:
+    """A grant's structured row filter (all conditions hold) as SQL conditions."""
+    conds: list[Any] = []
+    for cond in row_filter or []:
+        col = table.c.get(cond["item"])
+        if col is None:
+            # The filter names an item the store does not keep: no row can qualify.
+            conds.append(and_(False))
+            continue
+        value = cond["value"]
+        if cond.get("op") == "in":
+            conds.append(col.in_(list(value) if isinstance(value, list) else [value]))
+        elif cond.get("op") == "prefix":
+            conds.append(col.startswith(str(value), autoescape=True))
+        else:
+            conds.append(col == value)
+    return conds
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def lookup(
+    db: SharedDatabase,
+    store: SharedStore,
+    keys: Sequence[str],
+    items: Sequence[str],
+    row_filter: list[dict[str, Any]] | None,
+    *,
+    chunk: int = 900,
+) -> Iterator[dict[str, Any]]:
+    """Records whose key item is one of ``keys``, with the key item and ``items``."""
+    table = db.table(store.table_name)
+    if table is None:
+        return
+    key_col = table.c[store.key_item]
+    cols = [key_col, *[table.c[i] for i in items if i in table.c and i != store.key_item]]
+    names = [c.name for c in cols]
+    conds = row_conditions(table, row_filter)
+    with db.engine.connect() as conn:
+        for start in range(0, len(keys), chunk):
+            part = list(keys[start : start + chunk])
+            where = key_col == part[0] if len(part) == 1 else key_col.in_(part)
+            for row in conn.execute(select(*cols).where(where, *conds)):
+                yield {n: _json_value(v) for n, v in zip(names, row, strict=True)}
+
+
+def encode_cursor(values: Iterable[Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(list(values))).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, width: int) -> list[Any]:
+    try:
+        values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, orjson.JSONDecodeError):
+        raise _bad("翻页游标无效", "after", "无法解析") from None
+    if not isinstance(values, list) or len(values) != width:
+        raise _bad("翻页游标无效", "after", "长度不符")
+    return values
+
+
+def page(
+    db: SharedDatabase,
+    store: SharedStore,
+    items: Sequence[str],
+    row_filter: list[dict[str, Any]] | None,
+    filters: dict[str, str],
+    *,
+    after: str | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of records in key order (keyset paging: stable under concurrent
+    changes, and as fast on the last page as on the first)."""
+    table = db.table(store.table_name)
+    if table is None:
+        return [], None
+    order = list(table.primary_key.columns)
+    cols = [table.c[i] for i in items if i in table.c]
+    conds = row_conditions(table, row_filter)
+    conds += [table.c[k] == v for k, v in filters.items() if k in table.c]
+    if after:
+        last = decode_cursor(after, len(order))
+        conds.append(tuple_(*order) > tuple_(*last) if len(order) > 1 else order[0] > last[0])
+    q = select(*order, *cols).where(*conds).order_by(*order).limit(limit + 1)
+    with db.engine.connect() as conn:
+        rows = conn.execute(q).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    width = len(order)
+    out = [{c.name: _json_value(v) for c, v in zip(cols, row[width:], strict=True)} for row in rows]
+    cursor = encode_cursor(rows[-1][:width]) if more and rows else None
+    return out, cursor
