@@ -119,6 +119,8 @@ def add_api_client(
         name=body.name,
         department_id=body.department_id,
         permissions=body.permissions,
+        rate_per_second=body.rate_per_second,
+        daily_quota=body.daily_quota,
     )
     return ApiClientCreated(**ApiClientPublic.model_validate(client).model_dump(), secret=secret)
 

@@ -77,6 +77,12 @@ class ApiClientCreate(BaseModel):
     name: str = Field(min_length=2, max_length=100, description="接入系统名称")
     department_id: int
     permissions: list[Permission] | None = None
+    rate_per_second: float | None = Field(
+        default=None, gt=0, le=100_000, description="数据服务每秒调用上限 (缺省按平台设置)"
+    )
+    daily_quota: int | None = Field(
+        default=None, ge=1, description="数据服务每日键数额度 (缺省按平台设置)"
+    )
 
 
 class ApiClientPublic(BaseModel):
@@ -88,6 +94,8 @@ class ApiClientPublic(BaseModel):
     department_id: int
     permissions: list[str]
     is_active: bool
+    rate_per_second: float | None = None
+    daily_quota: int | None = None
 
 
 class ApiClientCreated(ApiClientPublic):

@@ -356,6 +356,8 @@ def add_api_client(
     name: str,
     department_id: int,
     permissions: list[Permission] | None = None,
+    rate_per_second: float | None = None,
+    daily_quota: int | None = None,
 ) -> tuple[ApiClient, str]:
     """Register a department system; returns the client and its secret (shown once)."""
     get_department(session, department_id)
@@ -377,6 +379,8 @@ def add_api_client(
         name=name,
         department_id=department_id,
         permissions=sorted(p.value for p in wanted),
+        rate_per_second=rate_per_second,
+        daily_quota=daily_quota,
     )
     session.add(client)
     session.flush()
@@ -386,7 +390,13 @@ def add_api_client(
         "api_client.add",
         object_type="api_client",
         object_id=client.app_key,
-        after={"name": name, "department_id": department_id, "permissions": client.permissions},
+        after={
+            "name": name,
+            "department_id": department_id,
+            "permissions": client.permissions,
+            "rate_per_second": rate_per_second,
+            "daily_quota": daily_quota,
+        },
     )
     return client, secret
 

@@ -129,7 +129,7 @@ class QueryIn(BaseModel):
 Format = Literal["json", "csv"]
 
 
-@router.post("/{resource_code}/lookup", summary="按键查询 (公民身份号码、统一社会信用代码 …)")
+@router.post("/{resource_code:path}/lookup", summary="按键查询 (公民身份号码、统一社会信用代码 …)")
 def lookup(
     resource_code: str,
     body: LookupIn,
@@ -151,7 +151,7 @@ def lookup(
     )
 
 
-@router.post("/{resource_code}/query", summary="条件查询, 按键集翻页")
+@router.post("/{resource_code:path}/query", summary="条件查询, 按键集翻页")
 def query(
     resource_code: str,
     body: QueryIn,
@@ -188,7 +188,7 @@ def query(
     )
 
 
-@router.post("/{resource_code}/verify", summary="核验 (数据不落地): 至多10000个键")
+@router.post("/{resource_code:path}/verify", summary="核验 (数据不落地): 至多10000个键")
 def verify(resource_code: str, body: VerifyIn, request: Request, caller: DataCaller) -> VerifyOut:
     keys = body.keys if body.keys is not None else [r.key for r in body.records or []]
 

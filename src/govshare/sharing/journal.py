@@ -202,7 +202,7 @@ class CallJournal:
             index_elements=["day", "client_id", "grant_id"],
             set_={
                 "calls": CallStat.calls + stmt.excluded.calls,
-                "keys": CallStat.keys + stmt.excluded.keys,
+                "keys": CallStat.keys + stmt.excluded["keys"],
                 "rows": CallStat.rows + stmt.excluded.rows,
             },
         )

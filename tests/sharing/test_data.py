@@ -1,0 +1,465 @@
+"""Data services over the live API, on SQLite and PostgreSQL: a real provider node feeds
+the hub, the hub's shared store follows, and department systems look up, page and
+verify under their grants — items, rows and masking as granted, nothing without a
+grant, revocation at once, limits, replay refusal, and an audit trail of hashed keys."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from govshare.exchange.models import Alert, AlertKind
+from govshare.security.crypto import hmac_sha256
+from govshare.security.models import AuditEntry
+from govshare.security.service import string_to_sign
+from govshare.sharing import objections
+from govshare.sharing.journal import KeyHasher
+from govshare.sharing.models import Objection
+from govshare.sharing.workdays import china_today, working_days_between
+from tests.exchange.scenario import Scene, Source, make_scene
+from tests.factories import Dept, World
+from tests.live import LiveHub
+from tests.sharing.builders import application_payload
+
+ROWS = 300
+
+
+def sfzhm(i: int) -> str:
+    """The scenario's ID number of person ``i``."""
+    return f"37020219900101{i:04d}"[-18:]
+
+
+@dataclass
+class Client:
+    hub: LiveHub
+    app_key: str
+    secret: str
+
+    def post(
+        self, path: str, body: dict[str, Any], *, nonce: str | None = None, query: str = ""
+    ) -> Any:
+        raw = json.dumps(body).encode()
+        full = f"/api/v1/data{path}" + (f"?{query}" if query else "")
+        ts = str(int(time.time()))
+        nonce = nonce or secrets.token_hex(12)
+        sig = hmac_sha256(
+            self.secret, string_to_sign("POST", full, ts, nonce, hashlib.sha256(raw).hexdigest())
+        )
+        headers = {
+            "X-App-Key": self.app_key,
+            "X-Timestamp": ts,
+            "X-Nonce": nonce,
+            "X-Signature": sig,
+            "Content-Type": "application/json",
+        }
+        with self.hub.client() as c:
+            return c.post(full, content=raw, headers=headers)
+
+
+@dataclass
+class Served:
+    scene: Scene
+    code: str
+    querier: Dept  # query grant: sfzhm + xm masked as a name, rows of men only
+    verifier: Dept  # verification grant: xb
+    outsider: Dept  # no grant
+    clients: dict[str, Client]
+    grants: dict[str, int]
+
+    @property
+    def world(self) -> World:
+        return self.scene.world
+
+
+def _client(world: World, dept: Dept, **limits: Any) -> Client:
+    with world.api(world.admin) as c:
+        r = c.post(
+            "/api/v1/api-clients",
+            json={"name": f"业务系统{dept.id}{secrets.token_hex(2)}", "department_id": dept.id}
+            | limits,
+        )
+        assert r.status_code == 201, r.text
+    return Client(world.hub, r.json()["app_key"], r.json()["secret"])
+
+
+def _grant(world: World, provider: Dept, consumer: Dept, resource_id: int, **kw: Any) -> int:
+    masking = kw.pop("masking", {})
+    with world.api(consumer.resource_admin) as c:
+        r = c.post(
+            "/api/v1/sharing/applications",
+            json=application_payload(resource_id, **kw),
+        )
+        assert r.status_code == 201, r.text
+    with world.api(provider.resource_admin) as c:
+        r = c.post(
+            f"/api/v1/sharing/applications/{r.json()['id']}/approve",
+            json={"masking": masking, "reason": "同意"},
+        )
+        assert r.status_code == 200, r.text
+        return int(r.json()["grant_id"])
+
+
+def _store_caught_up(scene: Scene) -> bool:
+    with scene.world.api(scene.world.admin) as c:
+        stores = c.get("/api/v1/sharing/stores").json()
+        tasks = c.get(f"/api/v1/exchange/tasks/{scene.provider_task['id']}").json()
+    mine = [s for s in stores if s["resource_id"] == scene.resource["id"]]
+    return bool(mine) and tasks["last_seq"] > 0 and mine[0]["applied_seq"] == tasks["last_seq"]
+
+
+@pytest.fixture(scope="module")
+def served(hub: LiveHub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    world = World(hub)
+    scene = make_scene(world, tmp_path_factory.mktemp("data"), rows=ROWS)
+    scene.create_tasks()
+    scene.node("provider")
+    with world.api(scene.provider.resource_admin) as c:
+        r = c.post(
+            "/api/v1/sharing/stores",
+            json={
+                "resource_id": scene.resource["id"],
+                "source_task_id": scene.provider_task["id"],
+                "key_item": "sfzhm",
+                "mapping": {"sfzhm": "sfzhm", "xm": "xm", "xb": "xb", "version": "version"},
+                "verify_rules": [
+                    {
+                        "name": "gender",
+                        "kind": "status",
+                        "item": "xb",
+                        "values": {"1": "男"},
+                        "default": "女",
+                    },
+                    {
+                        "name": "registered",
+                        "kind": "presence",
+                        "present": "有户籍",
+                        "absent": "无户籍",
+                    },
+                    {
+                        "name": "era",
+                        "kind": "range",
+                        "item": "version",
+                        "bands": [
+                            {"below": 100, "label": "早"},
+                            {"below": 200, "label": "中"},
+                            {"label": "晚"},
+                        ],
+                    },
+                ],
+            },
+        )
+        assert r.status_code == 201, r.text
+    scene.run_until(lambda: _store_caught_up(scene), nodes=["provider"])
+    rid = scene.resource["id"]
+    querier, verifier = scene.consumer, world.department("民政")
+    outsider = world.department("教育")
+    grants = {
+        "query": _grant(
+            world,
+            scene.provider,
+            querier,
+            rid,
+            items=["sfzhm", "xm"],
+            row_filter=[{"item": "xb", "op": "eq", "value": "1"}],
+            masking={"xm": "name"},
+        ),
+        "verify": _grant(
+            world,
+            scene.provider,
+            verifier,
+            rid,
+            items=["sfzhm", "xb", "version"],
+            row_filter=None,
+            mode="verification",
+        ),
+    }
+    clients = {
+        "query": _client(world, querier),
+        "verify": _client(world, verifier),
+        "outsider": _client(world, outsider),
+    }
+    yield Served(scene, scene.resource["code"], querier, verifier, outsider, clients, grants)
+    scene.close()
+
+
+def test_lookup_shows_granted_items_masked_and_rows_in_the_grant_only(served: Served) -> None:
+    man, woman = sfzhm(7), sfzhm(8)  # odd ids are men (xb=1): the grant's rows
+    r = served.clients["query"].post(f"/{served.code}/lookup", {"keys": [man, woman]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["items"] == ["sfzhm", "xm"]
+    assert body["records"] == [{"sfzhm": man, "xm": "姓**"}]  # 姓名7 masked, no 性别
+    assert "姓名7" not in r.text
+    assert woman not in r.text
+
+
+def test_csv_is_masked_the_same_way(served: Served) -> None:
+    r = served.clients["query"].post(
+        f"/{served.code}/lookup", {"keys": [sfzhm(9)]}, query="format=csv"
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/csv")
+    lines = r.text.lstrip("\ufeff").splitlines()
+    assert lines == ["sfzhm,xm", f"{sfzhm(9)},姓**"]  # 姓名9 → 姓**
+    assert "姓名9" not in r.text
+
+
+def test_query_pages_through_exactly_the_granted_rows(served: Served) -> None:
+    seen: list[str] = []
+    after = None
+    pages = 0
+    while True:
+        body: dict[str, Any] = {"limit": 40} | ({"after": after} if after else {})
+        r = served.clients["query"].post(f"/{served.code}/query", body)
+        assert r.status_code == 200, r.text
+        seen += [rec["sfzhm"] for rec in r.json()["records"]]
+        assert all(
+            rec["xm"].startswith("姓") and "名" not in rec["xm"] for rec in r.json()["records"]
+        )
+        pages += 1
+        after = r.json()["next"]
+        if after is None:
+            break
+    assert seen == [sfzhm(i) for i in range(1, ROWS + 1, 2)]
+    assert pages == 4  # 150 men, 40 a page
+
+
+def test_filters_only_on_granted_items(served: Served) -> None:
+    ok = served.clients["query"].post(f"/{served.code}/query", {"filters": {"sfzhm": sfzhm(11)}})
+    assert [r["sfzhm"] for r in ok.json()["records"]] == [sfzhm(11)]
+    r = served.clients["query"].post(f"/{served.code}/query", {"filters": {"xb": "2"}})
+    assert r.status_code == 422
+    assert r.json()["error"]["details"][0]["field"] == "filters.xb"
+
+
+def test_verification_answers_without_the_values(served: Served) -> None:
+    client = served.clients["verify"]
+    keys = [sfzhm(1), sfzhm(2), "370202199001019999"]
+    r = client.post(f"/{served.code}/verify", {"keys": keys})
+    assert r.status_code == 200, r.text
+    assert [a["match"] for a in r.json()["results"]] == [True, True, False]
+    r = client.post(f"/{served.code}/verify", {"keys": keys, "rule": "gender"})
+    assert [(a["match"], a["value"]) for a in r.json()["results"]] == [
+        (True, "男"),
+        (True, "女"),
+        (False, None),
+    ]
+    r = client.post(f"/{served.code}/verify", {"keys": keys, "rule": "registered"})
+    assert [a["value"] for a in r.json()["results"]] == ["有户籍", "有户籍", "无户籍"]
+    r = client.post(
+        f"/{served.code}/verify", {"keys": [sfzhm(50), sfzhm(150), sfzhm(250)], "rule": "era"}
+    )
+    assert [a["value"] for a in r.json()["results"]] == ["早", "中", "晚"]
+    r = client.post(
+        f"/{served.code}/verify",
+        {
+            "records": [
+                {"key": sfzhm(3), "values": {"xb": "1"}},
+                {"key": sfzhm(3), "values": {"xb": "2"}},
+            ]
+        },
+    )
+    assert [a["match"] for a in r.json()["results"]] == [True, False]
+    assert "姓名" not in r.text
+
+
+def test_verification_is_bounded_by_the_grant(served: Served) -> None:
+    client = served.clients["verify"]
+    r = client.post(
+        f"/{served.code}/verify", {"records": [{"key": sfzhm(3), "values": {"xm": "姓名3"}}]}
+    )
+    assert r.status_code == 422  # 姓名 is not granted: no probing it by verification
+    r = client.post(f"/{served.code}/verify", {"keys": [sfzhm(1)] * 10_001})
+    assert r.status_code == 422
+    r = client.post(f"/{served.code}/lookup", {"keys": [sfzhm(1)]})
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "no_grant"
+
+
+def test_men_only_grant_verifies_men_only(served: Served) -> None:
+    r = served.clients["query"].post(f"/{served.code}/verify", {"keys": [sfzhm(1), sfzhm(2)]})
+    assert [a["match"] for a in r.json()["results"]] == [True, False]
+
+
+def test_no_grant_no_data_and_the_refusal_is_audited(served: Served) -> None:
+    for path, body in [
+        ("lookup", {"keys": [sfzhm(1)]}),
+        ("query", {}),
+        ("verify", {"keys": [sfzhm(1)]}),
+    ]:
+        r = served.clients["outsider"].post(f"/{served.code}/{path}", body)
+        assert r.status_code == 403, r.text
+        assert r.json()["error"]["code"] == "no_grant"
+        assert sfzhm(1) not in r.text
+    with served.world.hub.db() as s:
+        denied = s.scalars(
+            select(AuditEntry).where(
+                AuditEntry.actor == served.clients["outsider"].app_key,
+                AuditEntry.action == "data.denied",
+            )
+        ).all()
+    assert len(denied) == 3
+
+
+def test_calls_need_a_signature_and_a_fresh_nonce(served: Served) -> None:
+    with served.world.api(served.querier.resource_admin) as c:
+        r = c.post(f"/api/v1/data/{served.code}/lookup", json={"keys": [sfzhm(1)]})
+    assert r.status_code == 401
+    client = served.clients["query"]
+    nonce = secrets.token_hex(12)
+    assert (
+        client.post(f"/{served.code}/lookup", {"keys": [sfzhm(1)]}, nonce=nonce).status_code == 200
+    )
+    again = client.post(f"/{served.code}/lookup", {"keys": [sfzhm(1)]}, nonce=nonce)
+    assert again.status_code == 401
+    assert again.json()["error"]["code"] == "replayed_request"
+    assert "records" not in again.text
+    assert sfzhm(1) not in again.text
+
+
+def test_every_call_is_audited_with_hashed_keys_only(served: Served) -> None:
+    client = served.clients["query"]
+    key = sfzhm(21)
+    assert client.post(f"/{served.code}/lookup", {"keys": [key]}).status_code == 200
+    with served.world.hub.db() as s:
+        entry = s.scalars(
+            select(AuditEntry)
+            .where(AuditEntry.actor == client.app_key, AuditEntry.action == "data.lookup")
+            .order_by(AuditEntry.seq.desc())
+        ).first()
+        everything = " ".join(
+            json.dumps(e.after, ensure_ascii=False)
+            for e in s.scalars(select(AuditEntry).where(AuditEntry.actor == client.app_key))
+        )
+    assert entry is not None
+    assert entry.object_id == str(served.grants["query"])
+    assert entry.after["key_hashes"] == [KeyHasher(served.world.hub.settings.secret_key)(key)]
+    assert entry.after["rows"] == 1
+    assert entry.after["keys"] == 1
+    assert key not in everything
+    assert "姓名21" not in everything
+
+
+def test_rate_limit_and_daily_quota(served: Served) -> None:
+    slow = _client(served.world, served.querier, rate_per_second=1)
+    assert slow.post(f"/{served.code}/lookup", {"keys": [sfzhm(1)]}).status_code == 200
+    r = slow.post(f"/{served.code}/lookup", {"keys": [sfzhm(1)]})
+    assert r.status_code == 429
+    assert r.json()["error"]["code"] == "rate_limited"
+    small = _client(served.world, served.querier, daily_quota=3)
+    assert small.post(f"/{served.code}/lookup", {"keys": [sfzhm(1), sfzhm(3)]}).status_code == 200
+    r = small.post(f"/{served.code}/lookup", {"keys": [sfzhm(5), sfzhm(7)]})
+    assert r.status_code == 429
+    assert r.json()["error"]["code"] == "quota_exceeded"
+
+
+def test_revocation_stops_access_at_once(served: Served) -> None:
+    world, scene = served.world, served.scene
+    dept = world.department("卫健")
+    grant = _grant(
+        world, scene.provider, dept, scene.resource["id"], items=["sfzhm"], row_filter=None
+    )
+    client = _client(world, dept)
+    assert client.post(f"/{served.code}/lookup", {"keys": [sfzhm(2)]}).status_code == 200
+    with world.api(scene.provider.resource_admin) as c:
+        r = c.post(f"/api/v1/sharing/grants/{grant}/revoke", json={"reason": "用途已结束"})
+        assert r.status_code == 200, r.text
+    r = client.post(f"/{served.code}/lookup", {"keys": [sfzhm(2)]})
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "no_grant"
+
+
+def test_source_changes_and_objection_corrections_flow_into_the_store(served: Served) -> None:
+    world, scene = served.world, served.scene
+    key = sfzhm(31)
+    with world.api(served.querier.resource_admin) as c:
+        r = c.post(
+            "/api/v1/sharing/objections",
+            json={
+                "grant_id": served.grants["query"],
+                "record_key": key,
+                "claimed": {"xm": "张三"},
+                "evidence": "户口簿原件显示姓名为张三",
+            },
+        )
+        assert r.status_code == 201, r.text
+        objection = r.json()
+    assert objection["status"] == "open"
+    with world.api(scene.provider.resource_admin) as c:
+        r = c.post(
+            f"/api/v1/sharing/objections/{objection['id']}/answer",
+            json={"accept": True, "answer": "经核实属实，已在人口系统更正"},
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "accepted"
+    Source(scene.source_url).update([31], "张三")  # the provider corrects at the source
+    scene.run_until(
+        lambda: _store_caught_up(scene) and _status(world, objection["id"]) == "corrected",
+        nodes=["provider"],
+    )
+    r = served.clients["query"].post(f"/{served.code}/lookup", {"keys": [key]})
+    assert r.json()["records"] == [{"sfzhm": key, "xm": "张*"}]
+
+
+def _status(world: World, objection_id: int) -> str:
+    with world.hub.db() as s:
+        obj = s.get(Objection, objection_id)
+        assert obj is not None
+        return str(obj.status)
+
+
+def test_overdue_objections_alert_the_platform(served: Served) -> None:
+    world = served.world
+    with world.api(served.querier.resource_admin) as c:
+        r = c.post(
+            "/api/v1/sharing/objections",
+            json={
+                "grant_id": served.grants["query"],
+                "record_key": sfzhm(41),
+                "claimed": {"xm": "李四"},
+                "evidence": "婚姻登记档案显示姓名为李四",
+            },
+        )
+        assert r.status_code == 201, r.text
+        due = r.json()["answer_due"]
+    # 10 working days: two weeks' worth, never less than 12 calendar days.
+    assert working_days_between(china_today(), date.fromisoformat(due)) == 10
+    assert due >= (china_today() + timedelta(days=12)).isoformat()
+    with world.hub.db() as s:
+        assert objections.alert_overdue(s, world.hub.settings, today=china_today()) == 0
+        late = objections.alert_overdue(
+            s, world.hub.settings, today=china_today() + timedelta(days=30)
+        )
+        assert late >= 1
+        alert = s.scalars(
+            select(Alert).where(
+                Alert.kind == AlertKind.OBJECTION_OVERDUE, Alert.resolved_at.is_(None)
+            )
+        ).one()
+        assert "异议超期未答复" in alert.message
+        s.rollback()
+
+
+def test_objections_only_on_granted_items(served: Served, tmp_path: Path) -> None:
+    with served.world.api(served.querier.resource_admin) as c:
+        r = c.post(
+            "/api/v1/sharing/objections",
+            json={
+                "grant_id": served.grants["query"],
+                "record_key": sfzhm(1),
+                "claimed": {"xb": "2"},
+                "evidence": "出生医学证明显示为女",
+            },
+        )
+    assert r.status_code == 422
+    assert r.json()["error"]["details"][0]["field"] == "claimed.xb"
