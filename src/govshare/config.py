@@ -130,6 +130,11 @@ class Settings(BaseSettings):
         description="Remind the provider this many working days before an answer or "
         "provision deadline.",
     )
+    holidays_file: Path | None = Field(
+        default=None,
+        description="JSON file with the official holidays and make-up working days of years "
+        "the bundled Chinese calendar does not know yet.",
+    )
     objection_working_days: int = Field(
         default=10,
         ge=1,

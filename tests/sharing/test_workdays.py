@@ -4,12 +4,19 @@ Festival 2月15日–23日 off with 2月14日 (Sat) and 2月28日 (Sat) worked."
 
 from __future__ import annotations
 
+import json
 from datetime import date
+from pathlib import Path
 
 import pytest
 
 from govshare.sharing.errors import CalendarYearMissing
-from govshare.sharing.workdays import add_working_days, is_working_day, working_days_between
+from govshare.sharing.workdays import (
+    add_working_days,
+    install_holidays,
+    is_working_day,
+    working_days_between,
+)
 
 
 def test_national_day_2026_holiday_and_make_up_days() -> None:
@@ -44,3 +51,33 @@ def test_working_days_between_inverts_add() -> None:
 def test_a_year_without_calendar_data_fails_loudly() -> None:
     with pytest.raises(CalendarYearMissing, match="2031"):
         add_working_days(date(2031, 3, 2), 1)
+
+
+def test_the_bureau_enters_a_year_the_calendar_does_not_know(tmp_path: Path) -> None:
+    # A New Year's Day off on Friday 2027-01-01 and a make-up working Saturday 01-09.
+    file = tmp_path / "holidays.json"
+    file.write_text(
+        json.dumps({"2027": {"holidays": ["2027-01-01"], "workdays": ["2027-01-09"]}}),
+        encoding="utf-8",
+    )
+    install_holidays(file)
+    try:
+        # 12/31 (Thu) + 1: Friday is off, the weekend too → Monday 01-04.
+        assert add_working_days(date(2026, 12, 31), 1) == date(2027, 1, 4)
+        # 01-08 (Fri) + 1: the make-up Saturday 01-09 counts.
+        assert add_working_days(date(2027, 1, 8), 1) == date(2027, 1, 9)
+        with pytest.raises(CalendarYearMissing, match="2031"):
+            add_working_days(date(2031, 3, 2), 1)
+    finally:
+        install_holidays(None)
+    with pytest.raises(CalendarYearMissing, match="2027"):
+        add_working_days(date(2026, 12, 31), 1)
+
+
+def test_a_holidays_file_with_a_wrong_date_is_refused(tmp_path: Path) -> None:
+    file = tmp_path / "holidays.json"
+    file.write_text(json.dumps({"2027": {"holidays": ["2028-01-01"]}}), encoding="utf-8")
+    with pytest.raises(ValueError, match="2028-01-01 不属于 2027 年"):
+        install_holidays(file)
+    with pytest.raises(CalendarYearMissing):
+        add_working_days(date(2027, 3, 2), 1)  # nothing half-loaded

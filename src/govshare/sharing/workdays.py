@@ -2,13 +2,17 @@
 (调休上班) from the ``chinesecalendar`` package.
 
 The package ships one table per year, published each November by the State Council.
-A year it does not know raises ``CalendarYearMissing`` naming that year; guessing from
-weekends would silently give wrong deadlines around holidays.
+Until a release carries a new year, the bureau enters that year's official schedule in
+a holidays file (``GOVSHARE_HOLIDAYS_FILE``); a year known to neither raises
+``CalendarYearMissing`` naming that year, since guessing from weekends would silently
+give wrong deadlines around holidays.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
 
 import chinese_calendar
 
@@ -22,7 +26,38 @@ def china_today() -> date:
     return datetime.now(UTC).astimezone(CHINA).date()
 
 
+# Years the bureau entered itself: day → working?, and the years they cover.
+_entered: dict[date, bool] = {}
+_entered_years: set[int] = set()
+
+
+def install_holidays(path: Path | None) -> None:
+    """Load a holidays file: ``{"2027": {"holidays": ["2027-01-01", …], "workdays":
+    ["2027-02-07", …]}}``: statutory days off and make-up working days (调休上班) of
+    each year; the other days of those years follow the week (Monday to Friday)."""
+    _entered.clear()
+    _entered_years.clear()
+    if path is None:
+        return
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        for year, days in data.items():
+            for key, working in (("holidays", False), ("workdays", True)):
+                for text in days.get(key, []):
+                    day = date.fromisoformat(text)
+                    if day.year != int(year):
+                        raise ValueError(f"{text} 不属于 {year} 年")
+                    _entered[day] = working
+            _entered_years.add(int(year))
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        _entered.clear()
+        _entered_years.clear()
+        raise ValueError(f"节假日文件 {path} 无法读取: {exc}") from None
+
+
 def is_working_day(day: date) -> bool:
+    if day.year in _entered_years:
+        return _entered.get(day, day.weekday() < 5)
     try:
         return bool(chinese_calendar.is_workday(day))
     except NotImplementedError as exc:

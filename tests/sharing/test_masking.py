@@ -1,0 +1,50 @@
+"""脱敏 rules: what a consumer sees of an item its grant masks."""
+
+from __future__ import annotations
+
+import pytest
+
+from govshare.sharing.masking import STARS, mask, masker
+from govshare.sharing.models import MaskingRule
+
+
+@pytest.mark.parametrize(
+    ("rule", "value", "shown"),
+    [
+        (MaskingRule.ID_NUMBER, "370202199001011234", "370202********1234"),
+        (MaskingRule.ID_NUMBER, "37020219900101X", "370202*****101X"),  # 15 digits, old cards
+        (MaskingRule.ID_NUMBER, "A1234567", "A******7"),  # passports and other short numbers
+        (MaskingRule.PHONE, "13812345678", "138****5678"),
+        (MaskingRule.PHONE, "0532-8888666", "053*******66"),
+        (MaskingRule.NAME, "张三", "张*"),
+        (MaskingRule.NAME, "欧阳娜娜", "欧***"),
+        (MaskingRule.NAME, "李", "*"),
+        (MaskingRule.ADDRESS, "山东省青岛市市南区香港中路1号", "山东省青岛市****"),
+        (MaskingRule.ADDRESS, "青岛市", STARS),
+        (MaskingRule.HIDE, "已纳税", STARS),
+        (MaskingRule.NONE, "370202199001011234", "370202199001011234"),
+    ],
+)
+def test_rules(rule: MaskingRule, value: str, shown: str) -> None:
+    assert mask(rule, value) == shown
+
+
+def test_nothing_is_made_of_missing_values() -> None:
+    assert mask(MaskingRule.NAME, None) is None
+
+
+def test_a_grant_masks_every_record_by_item_and_leaves_the_input_alone() -> None:
+    show = masker({"sfzhm": "id_number", "xm": "name", "xb": "none"})
+    record = {"sfzhm": "370202199001011234", "xm": "王小明", "xb": "1", "csrq": "1990-01-01"}
+    assert show(record) == {
+        "sfzhm": "370202********1234",
+        "xm": "王**",
+        "xb": "1",
+        "csrq": "1990-01-01",
+    }
+    assert record["xm"] == "王小明"
+
+
+def test_an_unknown_rule_is_an_error_not_a_pass_through() -> None:
+    with pytest.raises(ValueError, match="reveal"):
+        masker({"xm": "reveal"})
