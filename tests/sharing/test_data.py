@@ -26,7 +26,7 @@ from govshare.sharing import objections
 from govshare.sharing.journal import KeyHasher
 from govshare.sharing.models import Objection
 from govshare.sharing.workdays import china_today, working_days_between
-from tests.exchange.scenario import Scene, Source, make_scene
+from tests.exchange.scenario import Scene, Source, make_scene, target_rows
 from tests.factories import Dept, World
 from tests.live import LiveHub
 from tests.sharing.builders import application_payload
@@ -463,3 +463,38 @@ def test_objections_only_on_granted_items(served: Served, tmp_path: Path) -> Non
         )
     assert r.status_code == 422
     assert r.json()["error"]["details"][0]["field"] == "claimed.xb"
+
+
+def test_a_subscription_grant_starts_a_receiving_task_on_the_consumers_node(
+    served: Served,
+) -> None:
+    world, scene = served.world, served.scene
+    grant = _grant(
+        world,
+        scene.provider,
+        scene.consumer,
+        scene.resource["id"],
+        items=["sfzhm", "xm"],
+        row_filter=None,
+        mode="subscription",
+    )
+    body = {
+        "node_id": scene.node_ids["consumer"],
+        "source_task_id": scene.provider_task["id"],
+        "config": {"target": "dst", "table": "granted_copy", "schedule": {"interval_seconds": 0.2}},
+    }
+    with world.api(served.verifier.resource_admin) as c:  # not the grant's holder
+        r = c.post(f"/api/v1/sharing/grants/{grant}/subscription", json=body)
+        assert r.status_code == 403, r.text
+    with world.api(scene.consumer.resource_admin) as c:
+        refused = c.post(f"/api/v1/sharing/grants/{served.grants['query']}/subscription", json=body)
+        assert refused.status_code == 409, refused.text  # a query grant does not subscribe
+        r = c.post(f"/api/v1/sharing/grants/{grant}/subscription", json=body)
+        assert r.status_code == 201, r.text
+        assert r.json()["state"] == "running"
+    if "consumer" not in scene.nodes:
+        scene.node("consumer")
+    scene.run_until(
+        lambda: len(target_rows(scene.target_url, "granted_copy", "id")) == ROWS,
+        nodes=["provider", "consumer"],
+    )

@@ -4,9 +4,10 @@ admin sees all)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query, status
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from govshare.deps import (
@@ -207,6 +208,34 @@ def revoke_grant(
 ) -> GrantPublic:
     grant = service.get_grant(db, grant_id)
     return grant_public(service.revoke_grant(db, caller, grant, body.reason))
+
+
+class SubscriptionIn(BaseModel):
+    node_id: int = Field(description="本部门的前置机")
+    source_task_id: int = Field(description="目录提供部门的发送任务")
+    config: dict[str, Any] = Field(description="接收任务配置 (目标库、表、映射)")
+    name: str | None = Field(default=None, max_length=100)
+
+
+@router.post(
+    "/grants/{grant_id}/subscription",
+    status_code=status.HTTP_201_CREATED,
+    summary="按订阅授权创建并启动接收任务",
+)
+def subscribe(
+    grant_id: int, body: SubscriptionIn, db: SessionDep, caller: SharingApplicant
+) -> dict[str, Any]:
+    grant = service.get_grant(db, grant_id)
+    task = service.create_subscription_task(
+        db,
+        caller,
+        grant,
+        node_id=body.node_id,
+        source_task_id=body.source_task_id,
+        target_config=body.config,
+        name=body.name,
+    )
+    return {"task_id": task.id, "state": str(task.state), "grant_id": grant.id}
 
 
 # -- usage feedback ----------------------------------------------------------------------

@@ -526,17 +526,16 @@ def create_subscription_task(
     name: str | None = None,
     today: date | None = None,
 ) -> Any:
-    """Hook for 订阅 grants: create the consumer's exchange subscriber task (接收任务)
-    on its node, subscribed to the provider's task for the granted resource.
-
-    Not called by any route yet: the console flow that picks the node and target table
-    belongs to the exchange pages. Returns the ``ExchangeTask``.
-    """
+    """订阅: create and start the consumer's exchange subscriber task (接收任务) on its
+    own node, subscribed to the provider's task for the granted resource. Returns the
+    ``ExchangeTask``."""
     from govshare.exchange import service as exchange_service
-    from govshare.exchange.models import TaskKind
+    from govshare.exchange.models import TaskKind, TaskState
     from govshare.exchange.schemas import TaskCreate
 
     today = today or china_today()
+    if not principal.is_admin and principal.department_id != grant.consumer_department_id:
+        raise NotYourDepartment("只能为本部门所持的授权创建订阅")
     if not is_active(grant, today) or str(SharingMode.SUBSCRIPTION) not in grant.modes:
         raise StepNotAllowed("该授权不在有效期内或不允许订阅")
     node = exchange_service.get_node(session, node_id)
@@ -554,6 +553,7 @@ def create_subscription_task(
             config=target_config,
         ),
     )
+    exchange_service.set_task_state(session, principal, task.id, TaskState.RUNNING)
     audit.record(
         session,
         principal.actor,
