@@ -22,7 +22,7 @@ from govshare.exchange.models import Alert, AlertKind
 from govshare.security.crypto import hmac_sha256
 from govshare.security.models import AuditEntry
 from govshare.security.service import string_to_sign
-from govshare.sharing import objections
+from govshare.sharing import objections, service
 from govshare.sharing.journal import KeyHasher
 from govshare.sharing.models import Objection
 from govshare.sharing.workdays import china_today, working_days_between
@@ -498,3 +498,43 @@ def test_a_subscription_grant_starts_a_receiving_task_on_the_consumers_node(
         lambda: len(target_rows(scene.target_url, "granted_copy", "id")) == ROWS,
         nodes=["provider", "consumer"],
     )
+
+
+def test_providers_see_who_called_how_much(served: Served) -> None:
+    world, scene = served.world, served.scene
+    keys = [sfzhm(101), sfzhm(103), sfzhm(105)]
+    assert served.clients["query"].post(f"/{served.code}/lookup", {"keys": keys}).status_code == 200
+    with world.api(scene.provider.resource_admin) as c:
+        totals = c.get("/api/v1/sharing/usage/calls", params={"side": "provider"}).json()
+    mine = [t for t in totals if t["department_id"] == served.querier.id]
+    assert mine
+    assert mine[-1]["resource_id"] == scene.resource["id"]
+    assert mine[-1]["keys"] >= 3
+    assert mine[-1]["calls"] >= 1
+    with world.api(served.outsider.resource_admin) as c:
+        assert c.get("/api/v1/sharing/usage/calls", params={"side": "provider"}).json() == []
+
+
+def test_applications_past_their_deadline_alert_the_platform(served: Served) -> None:
+    world, scene = served.world, served.scene
+    late = world.department("城管")
+    with world.api(late.resource_admin) as c:
+        r = c.post(
+            "/api/v1/sharing/applications",
+            json=application_payload(scene.resource["id"], items=["sfzhm"], row_filter=None),
+        )
+        assert r.status_code == 201, r.text
+    with world.hub.db() as s:
+        assert (
+            service.alert_overdue_applications(
+                s, world.hub.settings, china_today() + timedelta(days=40)
+            )
+            >= 1
+        )
+        alert = s.scalars(
+            select(Alert).where(
+                Alert.kind == AlertKind.APPLICATION_OVERDUE, Alert.resolved_at.is_(None)
+            )
+        ).one()
+        assert "未答复" in alert.message
+        s.rollback()

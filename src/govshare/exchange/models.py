@@ -178,6 +178,7 @@ class AlertKind(StrEnum):
     RECONCILIATION_MISMATCH = "reconciliation_mismatch"
     LAG = "lag"
     OBJECTION_OVERDUE = "objection_overdue"  # raised by sharing: an 异议 not answered in time
+    APPLICATION_OVERDUE = "application_overdue"  # a 共享申请 not answered or provided in time
 
     @property
     def label(self) -> str:
@@ -190,6 +191,7 @@ class AlertKind(StrEnum):
             "reconciliation_mismatch": "核对不一致",
             "lag": "交换积压",
             "objection_overdue": "异议答复超期",
+            "application_overdue": "共享申请办理超期",
         }[self.value]
 
 

@@ -4,6 +4,8 @@ admin sees all)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from datetime import date, timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, status
@@ -244,6 +246,31 @@ def subscribe(
 @router.post("/usage", status_code=status.HTTP_201_CREATED, summary="使用情况反馈")
 def report_usage(body: UsageCreate, db: SessionDep, caller: SharingApplicant) -> UsagePublic:
     return usage_public(service.report_usage(db, caller, body))
+
+
+class CallTotalPublic(BaseModel):
+    day: date
+    department_id: int
+    department_name: str
+    resource_id: int
+    resource_name: str
+    calls: int
+    keys: int
+    rows: int
+
+
+@router.get("/usage/calls", summary="数据服务调用统计: 按日、使用部门、目录")
+def call_totals(
+    db: SessionDep,
+    caller: SharingReader,
+    side: Side = "all",
+    days: int = Query(default=30, ge=1, le=366, description="最近天数"),
+) -> list[CallTotalPublic]:
+    since = china_today() - timedelta(days=days - 1)
+    return [
+        CallTotalPublic(**asdict(t))
+        for t in service.call_totals(db, caller, side=side, since=since)
+    ]
 
 
 @router.get("/usage", summary="使用反馈: provider 谁用了本部门的数据, mine 本部门的反馈")

@@ -14,9 +14,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from govshare.config import Settings
 from govshare.db import session_scope
 from govshare.exchange.store import PackageStore
-from govshare.sharing import objections
+from govshare.sharing import objections, service
 from govshare.sharing.models import SharedStore
 from govshare.sharing.store import SharedDatabase, Writers, feed_store
+from govshare.sharing.workdays import china_today
 
 log = structlog.get_logger()
 
@@ -83,6 +84,7 @@ class Feeder:
         if time.monotonic() - self._last_alert_check >= self.settings.monitor_interval_seconds:
             with session_scope(self.factory) as session:
                 objections.alert_overdue(session, self.settings)
+                service.alert_overdue_applications(session, self.settings, china_today())
             self._last_alert_check = time.monotonic()
         return applied
 

@@ -660,3 +660,87 @@ def due_reminders(
                 )
             )
     return sorted(found, key=lambda r: (r.due, r.application_id))
+
+
+def alert_overdue_applications(session: Session, settings: Settings, today: date) -> int:
+    """Applications past their answer or provision deadline, alerted to the platform
+    authority as one alert kept up to date; resolved once none is overdue."""
+    from govshare.exchange import alerts
+    from govshare.exchange.models import AlertKind
+
+    late = [r for r in due_reminders(session, today, remind_before=0) if r.overdue]
+    if not late:
+        alerts.resolve_alerts(session, AlertKind.APPLICATION_OVERDUE)
+        return 0
+    answer = sum(r.kind == "answer" for r in late)
+    alerts.raise_alert(
+        session,
+        AlertKind.APPLICATION_OVERDUE,
+        f"{len(late)} 件共享申请超期: 未答复 {answer} 件，已同意未提供 {len(late) - answer} 件",
+        details={"applications": [r.application_id for r in late]},
+        webhook_url=settings.alert_webhook_url,
+    )
+    return len(late)
+
+
+@dataclass(frozen=True, slots=True)
+class CallTotal:
+    """调用统计 of one day, consumer department and resource."""
+
+    day: date
+    department_id: int
+    department_name: str
+    resource_id: int
+    resource_name: str
+    calls: int
+    keys: int
+    rows: int
+
+
+def call_totals(
+    session: Session, principal: Principal, *, side: str, since: date
+) -> list[CallTotal]:
+    """Data-service use per day, consumer and resource since ``since``: ``provider``
+    (who used my department's data), ``mine`` (my department's use) or ``all``."""
+    from sqlalchemy import func
+
+    from govshare.security.models import Department
+    from govshare.sharing.models import CallStat
+
+    q = (
+        select(
+            CallStat.day,
+            SharingGrant.consumer_department_id,
+            Department.name,
+            SharingGrant.resource_id,
+            Resource.name,
+            func.sum(CallStat.calls),
+            func.sum(CallStat.keys),
+            func.sum(CallStat.rows),
+        )
+        .join(SharingGrant, SharingGrant.id == CallStat.grant_id)
+        .join(Department, Department.id == SharingGrant.consumer_department_id)
+        .join(Resource, Resource.id == SharingGrant.resource_id)
+        .where(CallStat.day >= since)
+        .group_by(
+            CallStat.day,
+            SharingGrant.consumer_department_id,
+            Department.name,
+            SharingGrant.resource_id,
+            Resource.name,
+        )
+        .order_by(CallStat.day, SharingGrant.consumer_department_id, SharingGrant.resource_id)
+    )
+    dept = principal.department_id
+    if side == "mine":
+        q = q.where(SharingGrant.consumer_department_id == dept)
+    elif side == "provider":
+        q = q.where(SharingGrant.provider_department_id == dept)
+    elif not principal.is_admin:
+        q = q.where(
+            or_(
+                SharingGrant.consumer_department_id == dept,
+                SharingGrant.provider_department_id == dept,
+            )
+        )
+    return [CallTotal(*row) for row in session.execute(q)]
