@@ -140,6 +140,7 @@ def create_app(settings: Settings) -> FastAPI:
     from govshare.security import pages as security_pages
     from govshare.sharing import api as sharing_api
     from govshare.sharing import data_api as sharing_data_api
+    from govshare.sharing import pages as sharing_pages
     from govshare.web import pages as web_pages
 
     app.include_router(security_api.router, prefix="/api/v1")
@@ -152,6 +153,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(security_pages.router)
     app.include_router(catalog_pages.router)
     app.include_router(exchange_pages.router)
+    app.include_router(sharing_pages.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     @app.get("/healthz", tags=["ops"], summary="健康检查")
