@@ -28,6 +28,8 @@ from govshare.exchange.schemas import TaskCreate
 from govshare.security.models import Department, User
 from govshare.security.roles import permissions_for
 from govshare.security.service import Principal
+from govshare.sharing import store as shared
+from govshare.sharing.schemas import StoreCreate, VerifyRule
 
 PEOPLE = 3000
 RESOURCE_NAME = "常住人口基本信息"
@@ -147,6 +149,33 @@ def setup(session: Session, settings: Settings, hub_url: str) -> list[Path]:
         ),
     )
     exchange.set_task_state(session, admin, provider.id, TaskState.RUNNING)
+    # The hub's 共享信息库 of the population, served to grant holders by the data services.
+    shared.create_store(
+        session,
+        admin,
+        StoreCreate(
+            resource_id=resource.id,
+            source_task_id=provider.id,
+            key_item="sfzhm",
+            mapping={"gmsfhm": "sfzhm", "xm": "xm", "xb": "xb", "csrq": "csrq", "hjdz": "hjdz"},
+            verify_rules=[
+                VerifyRule(
+                    name="gender",
+                    label="性别",
+                    kind="status",
+                    item="xb",
+                    values={"1": "男", "2": "女"},
+                ),
+                VerifyRule(
+                    name="registered",
+                    label="户籍登记",
+                    kind="presence",
+                    present="本市户籍",
+                    absent="非本市户籍",
+                ),
+            ],
+        ),
+    )
     for abbr in ("rsj", "mzj"):
         sub = exchange.create_task(
             session,
