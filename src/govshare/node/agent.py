@@ -24,7 +24,14 @@ from govshare.exchange import package
 from govshare.node import files
 from govshare.node.client import HubClient, HubRefused, HubUnavailable
 from govshare.node.config import NodeConfig
-from govshare.node.source import SourceReader, describe, key_strings, make_engine, row_hash
+from govshare.node.source import (
+    KeyTally,
+    SourceReader,
+    describe,
+    key_strings,
+    make_engine,
+    row_hash,
+)
 from govshare.node.store import LocalStore
 from govshare.node.target import TargetWriter
 from govshare.security import crypto
@@ -309,9 +316,11 @@ class NodeAgent:
             else:
                 while self.extract_batch(rt):
                     pass
-            self.detect_deletions(rt)
+            # One scan of the source's keys finds deletions and makes the checksum.
+            tally = self._key_tally(rt)
+            self.detect_deletions(rt, tally)
             self.upload_pending()
-            count, keyhash = self._reader(rt).checksum()
+            count, keyhash = tally.checksum()
             _, last_seq, _ = self.store.state(rt.id)
             self.client.command_result(
                 cmd["id"], True, {"count": count, "keyhash": keyhash, "seq": last_seq}
@@ -461,10 +470,14 @@ class NodeAgent:
         )
         self.store.enqueue(conn, rt.id, seq, blob, len(rows), time.time())
 
-    def detect_deletions(self, rt: TaskRuntime) -> int:
-        """Key-set comparison: keys sent before that the source no longer has."""
+    def _key_tally(self, rt: TaskRuntime) -> KeyTally:
+        return KeyTally(self._reader(rt).live_key_strings())
+
+    def detect_deletions(self, rt: TaskRuntime, keys: KeyTally | None = None) -> int:
+        """Key-set comparison: keys sent before that the source no longer has (``keys``:
+        the source's live keys, when the caller also wants their checksum)."""
         reader = self._reader(rt)
-        missing = self.store.missing_keys(rt.id, reader.live_key_strings())
+        missing = self.store.missing_keys(rt.id, keys or reader.live_key_strings())
         self.store.set_keyset_time(rt.id, time.time())
         batch = int(rt.spec["config"].get("batch_rows", 50_000))
         for start in range(0, len(missing), batch):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import hashlib
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from operator import itemgetter
 from typing import Any
@@ -134,6 +135,26 @@ def plain_results(engine: Engine, columns: Iterable[Any]) -> bool:
     return all(
         c.type.dialect_impl(dialect).result_processor(dialect, None) is None for c in columns
     )
+
+
+class KeyTally:
+    """Passes key strings through while counting them and summing their ``key_hash``
+    (mod 2^64): the key-set checksum of whatever was read, from a scan made for
+    something else (the deletion check)."""
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self._keys = iter(keys)
+        self.count = 0
+        self.total = 0
+
+    def __iter__(self) -> Iterator[str]:
+        while chunk := list(itertools.islice(self._keys, 50_000)):
+            self.count += len(chunk)
+            self.total = (self.total + sum(map(_key_string_hash, chunk))) % (1 << 64)
+            yield from chunk
+
+    def checksum(self) -> tuple[int, str]:
+        return self.count, f"{self.total:016x}"
 
 
 def keyset_checksum(batches: Iterable[Sequence[Sequence[Any]]], width: int) -> tuple[int, str]:
