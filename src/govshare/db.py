@@ -75,13 +75,19 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def make_engine(settings: Settings) -> Engine:
+    """The hub database. Statement parameters are kept out of error messages and logs:
+    they may be ID numbers, names or secrets."""
     url = settings.resolved_database_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False}, pool_size=8)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False}, pool_size=8, hide_parameters=True
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return create_engine(
+        url, pool_size=10, max_overflow=10, pool_pre_ping=True, hide_parameters=True
+    )
 
 
 def make_session_factory(engine: Engine, settings: Settings) -> sessionmaker[Session]:
