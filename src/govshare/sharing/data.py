@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from govshare.catalog.models import Resource
 from govshare.config import Settings
-from govshare.security.models import ApiClient
-from govshare.sharing import service
+from govshare.security.service import SignedClient
 from govshare.sharing import store as shared
 from govshare.sharing.errors import (
     InvalidApplication,
@@ -54,7 +53,7 @@ class Caller:
     daily_quota: int | None
 
     @classmethod
-    def of(cls, client: ApiClient, nonce: str, remote_addr: str | None) -> Caller:
+    def of(cls, client: SignedClient, nonce: str, remote_addr: str | None) -> Caller:
         return cls(
             client_id=client.id,
             app_key=client.app_key,
@@ -136,11 +135,22 @@ class DataServices:
 
 
 @dataclass(frozen=True, slots=True)
+class GrantView:
+    """What a call needs of the grant in force (read from the database on every call)."""
+
+    id: int
+    items: list[str]
+    row_filter: list[dict[str, Any]] | None
+    modes: list[str]
+    masking: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
 class Authorized:
     resource_id: int
     resource_code: str
-    store: SharedStore
-    grant: SharingGrant
+    store: shared.StoreView
+    grant: GrantView
 
     @property
     def items(self) -> list[str]:
@@ -148,26 +158,67 @@ class Authorized:
         return list(self.grant.items)
 
 
+def _grants_in_force(caller: Caller, resource_code: str, today: date) -> Select[Any]:
+    """The listed resource's grants in force for the caller's department, newest first,
+    each with the resource's store (if any): one indexed query, no ORM objects."""
+    return (
+        select(
+            Resource.id.label("resource_id"),
+            SharingGrant.id,
+            SharingGrant.items,
+            SharingGrant.row_filter,
+            SharingGrant.modes,
+            SharingGrant.masking,
+            SharedStore.id.label("store_id"),
+            SharedStore.key_item,
+            SharedStore.table_name,
+            SharedStore.verify_rules,
+        )
+        .select_from(Resource)
+        .join(SharingGrant, SharingGrant.resource_id == Resource.id)
+        .outerjoin(SharedStore, SharedStore.resource_id == Resource.id)
+        .where(
+            Resource.code == resource_code,
+            Resource.listed.is_(True),
+            SharingGrant.consumer_department_id == caller.department_id,
+            SharingGrant.revoked.is_(False),
+            SharingGrant.expires_on >= today,
+        )
+        .order_by(SharingGrant.id.desc())
+    )
+
+
 def authorize(
     session: Session, caller: Caller, resource_code: str, modes: Sequence[SharingMode], today: date
 ) -> Authorized:
     """The store and the grant in force letting the caller's department use the
-    resource in one of ``modes``; revoked and expired grants count as none."""
-    resource = session.scalar(select(Resource).where(Resource.code == resource_code))
-    if resource is None or not resource.listed:
-        raise StoreNotFound("目录不存在或未发布 (no such resource)")
-    grant = None
-    for mode in modes:
-        grant = service.active_grant(session, caller.department_id, resource.id, mode, today)
-        if grant is not None:
-            break
-    if grant is None:
+    resource in one of ``modes`` (the first mode with a grant wins, the newest grant
+    of that mode); revoked and expired grants count as none. Read on every call, so a
+    revocation or expiry stops the next call."""
+    rows = session.execute(_grants_in_force(caller, resource_code, today)).all()
+    row = next((r for mode in modes for r in rows if str(mode) in r.modes), None)
+    if row is None:
+        listed = session.scalar(
+            select(Resource.id).where(Resource.code == resource_code, Resource.listed.is_(True))
+        )
+        if listed is None:
+            raise StoreNotFound("目录不存在或未发布 (no such resource)")
         wanted = "或".join(m.label for m in modes)
         raise NoGrant(f"本部门没有该目录在有效期内的{wanted}授权 (no grant in force)")
-    store = shared.store_of(session, resource.id)
-    session.expunge(store)
-    session.expunge(grant)
-    return Authorized(resource.id, resource.code, store, grant)
+    if row.store_id is None:
+        raise StoreNotFound("该目录没有共享信息库 (no shared store)")
+    return Authorized(
+        row.resource_id,
+        resource_code,
+        shared.StoreView(row.store_id, row.key_item, row.table_name, list(row.verify_rules)),
+        GrantView(
+            row.id,
+            list(row.items),
+            row.row_filter,
+            list(row.modes),
+            dict(row.masking),
+        ),
+    )
 
 
 def denied_call(caller: Caller, action: str, resource_code: str, reason: str) -> Call:

@@ -23,7 +23,7 @@ from govshare.deps import Require, SessionDep, SharingReader, SharingStoreAdmin
 from govshare.errors import GovshareError, NotAuthenticated
 from govshare.security.errors import PermissionDenied
 from govshare.security.roles import Permission
-from govshare.security.service import verified_client
+from govshare.security.service import verified_signed_client
 from govshare.sharing import data
 from govshare.sharing import store as shared
 from govshare.sharing.data import Caller, DataServices
@@ -54,7 +54,7 @@ def _caller(request: Request, app_key: str, body: bytes) -> Caller:
     query = f"?{request.url.query}" if request.url.query else ""
     settings = request.app.state.settings
     with request.app.state.session_factory() as session:
-        client = verified_client(
+        client = verified_signed_client(
             session,
             settings,
             app_key=app_key,

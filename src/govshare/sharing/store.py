@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -22,9 +23,9 @@ from sqlalchemy import (
     Index,
     MetaData,
     Table,
-    and_,
     create_engine,
     event,
+    false,
     func,
     inspect,
     select,
@@ -300,6 +301,16 @@ def _ensure_key_index(db: SharedDatabase, store: SharedStore) -> None:
 # -- reading -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class StoreView:
+    """What reading a store needs: its table and key item, its verification rules."""
+
+    id: int
+    key_item: str
+    table_name: str
+    verify_rules: list[dict[str, Any]]
+
+
 def row_conditions(table: Table, row_filter: list[dict[str, Any]] | None) -> list[Any]:
     """A grant's structured row filter (all conditions hold) as SQL conditions."""
     conds: list[Any] = []
@@ -307,7 +318,7 @@ def row_conditions(table: Table, row_filter: list[dict[str, Any]] | None) -> lis
         col = table.c.get(cond["item"])
         if col is None:
             # The filter names an item the store does not keep: no row can qualify.
-            conds.append(and_(False))
+            conds.append(false())
             continue
         value = cond["value"]
         if cond.get("op") == "in":
@@ -327,7 +338,7 @@ def _json_value(value: Any) -> Any:
 
 def lookup(
     db: SharedDatabase,
-    store: SharedStore,
+    store: SharedStore | StoreView,
     keys: Sequence[str],
     items: Sequence[str],
     row_filter: list[dict[str, Any]] | None,
@@ -366,7 +377,7 @@ def decode_cursor(cursor: str, width: int) -> list[Any]:
 
 def page(
     db: SharedDatabase,
-    store: SharedStore,
+    store: SharedStore | StoreView,
     items: Sequence[str],
     row_filter: list[dict[str, Any]] | None,
     filters: dict[str, str],
