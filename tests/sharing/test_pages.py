@@ -844,7 +844,27 @@ def test_usage_statistics_by_resource_department_and_month() -> None:
     assert stats["by_department"] == [("人社局", 11), ("民政局", 5)]
     assert stats["months"] == ["2026-08", "2026-09", "2026-10"]  # the quiet month shows
     assert stats["month_reports"] == [1, 0, 2]
-    assert stats["month_uses"] == [10, 0, 6]
+    assert stats["month_series"] == [
+        {"name": "人社局", "values": [10, 0, 1]},
+        {"name": "民政局", "values": [0, 0, 5]},
+    ]
+
+
+def test_monthly_chart_draws_six_departments_and_sums_the_rest() -> None:
+    reports = [
+        SimpleNamespace(
+            grant=SimpleNamespace(
+                resource=SimpleNamespace(name="人口信息"),
+                consumer=SimpleNamespace(name=f"部门{n}"),
+            ),
+            count=10 - n,
+            reported_at=datetime(2026, 10, 15, 4, 0, tzinfo=UTC),
+        )
+        for n in range(8)
+    ]
+    series = sharing_pages.usage_statistics(reports)["month_series"]
+    assert [s["name"] for s in series] == [f"部门{n}" for n in range(6)] + ["其他部门"]
+    assert series[-1]["values"] == [4 + 3]  # 部门6 and 部门7
 
 
 def test_usage_report_for_another_departments_grant_is_refused(console: Console) -> None:

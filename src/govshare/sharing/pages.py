@@ -24,6 +24,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
 from govshare.catalog import service as catalog_service
 from govshare.catalog.codes import SharingType
@@ -268,7 +269,6 @@ def _apply_page(
         snap=snap,
         sharing_type=sharing_type,
         blocked=blocked,
-        codes=catalog_service.CodeTables(db),
         modes=list(SharingMode),
         mode_hints=MODE_HINTS,
         today=today,
@@ -289,7 +289,7 @@ def apply_form(
     return _apply_page(request, db, caller, today, resource_id)
 
 
-def _application_values(form: Any) -> dict[str, Any]:
+def _application_values(form: FormData) -> dict[str, Any]:
     return {
         "purpose": text(form, "purpose"),
         "legal_basis": text(form, "legal_basis"),
@@ -1010,27 +1010,44 @@ def _months(first: str, last: str) -> list[str]:
     return out
 
 
+MONTH_SERIES = 6  # departments drawn one by one in the monthly chart; the rest as 其他部门
+
+
 def usage_statistics(reports: list[UsageReport]) -> dict[str, Any]:
-    """Reported use per entry, per consumer department and per month (China time)."""
+    """Reported use (the reports' counts) per entry, per consumer department, and per
+    month (China time) split by consumer department; reports per month beside."""
     by_resource: dict[str, int] = defaultdict(int)
     by_department: dict[str, int] = defaultdict(int)
     month_reports: dict[str, int] = defaultdict(int)
-    month_uses: dict[str, int] = defaultdict(int)
+    month_uses: dict[tuple[str, str], int] = defaultdict(int)
     for r in reports:
-        by_resource[r.grant.resource.name] += r.count
-        by_department[r.grant.consumer.name] += r.count
+        department = r.grant.consumer.name
         month = local_time(r.reported_at, "%Y-%m")
+        by_resource[r.grant.resource.name] += r.count
+        by_department[department] += r.count
         month_reports[month] += 1
-        month_uses[month] += r.count
+        month_uses[month, department] += r.count
     months = _months(min(month_reports), max(month_reports))[-24:] if month_reports else []
-    resources = sorted(by_resource.items(), key=lambda kv: (-kv[1], kv[0]))[:20]
-    departments = sorted(by_department.items(), key=lambda kv: (-kv[1], kv[0]))[:20]
+    resources = sorted(by_resource.items(), key=lambda kv: (-kv[1], kv[0]))
+    departments = sorted(by_department.items(), key=lambda kv: (-kv[1], kv[0]))
+    drawn = [name for name, _ in departments[:MONTH_SERIES]]
+    series = [
+        {"name": name, "values": [month_uses.get((m, name), 0) for m in months]} for name in drawn
+    ]
+    if len(departments) > MONTH_SERIES:
+        rest = {name for name, _ in departments[MONTH_SERIES:]}
+        series.append(
+            {
+                "name": "其他部门",
+                "values": [sum(month_uses.get((m, n), 0) for n in rest) for m in months],
+            }
+        )
     return {
-        "by_resource": resources,
-        "by_department": departments,
+        "by_resource": resources[:20],
+        "by_department": departments[:20],
         "months": months,
         "month_reports": [month_reports.get(m, 0) for m in months],
-        "month_uses": [month_uses.get(m, 0) for m in months],
+        "month_series": series,
     }
 
 
@@ -1059,13 +1076,10 @@ def stats_page(
     )
     charts = [
         _chart(
-            "column",
-            "每月使用反馈",
+            "stack",
+            "每月使用次数（按使用部门）",
             stats["months"],
-            series=[
-                {"name": "反馈条数", "values": stats["month_reports"]},
-                {"name": "使用次数", "values": stats["month_uses"]},
-            ],
+            series=stats["month_series"],
         ),
         _chart(
             "bar",
