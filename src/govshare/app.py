@@ -97,6 +97,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def create_app(settings: Settings) -> FastAPI:
     """Build the hub. The database must already be migrated (``govshare db upgrade``)."""
+    from govshare.sharing.workdays import install_holidays
+
+    install_holidays(settings.holidays_file)
     engine = make_engine(settings)
 
     @asynccontextmanager
