@@ -24,7 +24,7 @@ from govshare.security.models import AuditEntry
 from govshare.security.service import string_to_sign
 from govshare.sharing import objections, service
 from govshare.sharing.journal import KeyHasher
-from govshare.sharing.models import Objection
+from govshare.sharing.models import Objection, SharingGrant
 from govshare.sharing.workdays import china_today, working_days_between
 from tests.exchange.scenario import Scene, Source, make_scene, target_rows
 from tests.factories import Dept, World
@@ -538,3 +538,55 @@ def test_applications_past_their_deadline_alert_the_platform(served: Served) -> 
         ).one()
         assert "未答复" in alert.message
         s.rollback()
+
+
+def test_who_may_call_the_data_services(served: Served) -> None:
+    world, scene = served.world, served.scene
+    body = {"keys": [sfzhm(1)]}
+    # The provider's own system holds no grant on its own data here.
+    own = _client(world, scene.provider)
+    r = own.post(f"/{served.code}/lookup", body)
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "no_grant"
+    # A client registered without the data-service permission.
+    with world.api(world.admin) as c:
+        r = c.post(
+            "/api/v1/api-clients",
+            json={
+                "name": "目录浏览系统",
+                "department_id": served.querier.id,
+                "permissions": ["authenticated", "catalog.read"],
+            },
+        )
+        assert r.status_code == 201, r.text
+    catalog_only = Client(world.hub, r.json()["app_key"], r.json()["secret"])
+    r = catalog_only.post(f"/{served.code}/lookup", body)
+    assert r.status_code == 403
+    assert "data.service" in r.json()["error"]["message"]
+    # A wrong secret, and no signature at all.
+    forged = Client(world.hub, served.clients["query"].app_key, "not-the-secret")
+    assert forged.post(f"/{served.code}/lookup", body).status_code == 401
+    with world.hub.client() as c:
+        assert c.post(f"/api/v1/data/{served.code}/lookup", json=body).status_code == 401
+
+
+def test_an_expired_grant_stops_access_the_day_after_its_end(served: Served) -> None:
+    world, scene = served.world, served.scene
+    dept = world.department("体育")
+    grant_id = _grant(
+        world, scene.provider, dept, scene.resource["id"], items=["sfzhm"], row_filter=None
+    )
+    client = _client(world, dept)
+    assert client.post(f"/{served.code}/lookup", {"keys": [sfzhm(4)]}).status_code == 200
+    with world.hub.db() as s:
+        grant = s.get(SharingGrant, grant_id)
+        assert grant is not None
+        grant.expires_on = china_today()  # the end date itself still counts
+    assert client.post(f"/{served.code}/lookup", {"keys": [sfzhm(4)]}).status_code == 200
+    with world.hub.db() as s:
+        grant = s.get(SharingGrant, grant_id)
+        assert grant is not None
+        grant.expires_on = china_today() - timedelta(days=1)
+    r = client.post(f"/{served.code}/lookup", {"keys": [sfzhm(4)]})
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "no_grant"
