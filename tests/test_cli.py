@@ -125,3 +125,12 @@ def test_demo_server_serves_health_and_prints_login(tmp_path: Path) -> None:
         output = proc.communicate(timeout=30)[0]
     assert "admin" in output
     assert "demo-admin-pass" in output
+
+
+def test_key_hash_matches_what_the_audit_log_holds() -> None:
+    from govshare.sharing.journal import KeyHasher
+
+    r = _run("audit", "key-hash", "370202199001011234")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == KeyHasher(TEST_SECRET)("370202199001011234")
+    assert r.stdout.strip() != KeyHasher(TEST_SECRET + "x")("370202199001011234")

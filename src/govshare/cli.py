@@ -134,6 +134,19 @@ def audit_verify(data_dir: DataDir = None) -> None:
     raise typer.Exit(1)
 
 
+@audit_app.command("key-hash")
+def audit_key_hash(
+    key: Annotated[str, typer.Argument(help="查询键, 如公民身份号码")],
+    data_dir: DataDir = None,
+) -> None:
+    """Print the keyed hash under which data-service calls for KEY appear in the audit
+    log (``key_hashes``): auditors find a person's lookups without the log holding IDs."""
+    from govshare.sharing.journal import KeyHasher
+
+    settings = load_settings(data_dir)
+    console.print(KeyHasher(settings.secret_key)(key.strip()))
+
+
 @catalog_app.command("import")
 def catalog_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="XLSX 或 CSV 文件")],
