@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from govshare.catalog.spreadsheet import HEADERS
+from govshare.sharing.journal import KeyHasher
 from tests.conftest import TEST_SECRET
 from tests.pg import free_port
 
@@ -128,8 +129,6 @@ def test_demo_server_serves_health_and_prints_login(tmp_path: Path) -> None:
 
 
 def test_key_hash_matches_what_the_audit_log_holds() -> None:
-    from govshare.sharing.journal import KeyHasher
-
     r = _run("audit", "key-hash", "370202199001011234")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == KeyHasher(TEST_SECRET)("370202199001011234")
