@@ -609,6 +609,8 @@ def run(args: argparse.Namespace, work: Path) -> None:
                     "--pid",
                     str(servers["hub"].popen.pid),
                     "--subprocesses",
+                    "--nonblocking",
+                    "--gil",
                     "--format",
                     "raw",
                     "-r",

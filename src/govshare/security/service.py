@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -507,11 +507,11 @@ _SIGNED_CLIENT = select(
     ApiClient.daily_quota,
     ApiClient.is_active,
     ApiClient.secret_sealed,
-)
+).where(ApiClient.app_key == bindparam("app_key"))
 
 
 def verified_signed_client(
-    session: Session,
+    session: Session | Connection,
     settings: Settings,
     *,
     app_key: str,
@@ -524,7 +524,7 @@ def verified_signed_client(
 ) -> SignedClient:
     """``verified_client`` for the data services' hot path: the same checks on the
     client's row read with one plain select; the nonce is not yet spent."""
-    row = session.execute(_SIGNED_CLIENT.where(ApiClient.app_key == app_key)).first()
+    row = session.execute(_SIGNED_CLIENT, {"app_key": app_key}).first()
     if row is None or not row.is_active:
         raise BadSignature("未知或已停用的应用 app key")
     _check_signature(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Connection, Date, Engine, bindparam, create_engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from govshare.catalog.models import Resource
@@ -116,12 +116,37 @@ class Limits:
             self._used[used_key] = (base, local + keys, at)
 
 
+def reader_engine(settings: Settings, pool_size: int = 48) -> Engine:
+    """Connections to the hub database for the data services' reads (client, grant):
+    a pool as large as the request threads, so a busy service never opens and closes
+    connections per call (the hub's own pool is sized for the console)."""
+    url = settings.resolved_database_url
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 10},
+        pool_size=pool_size,
+        max_overflow=pool_size,
+    )
+    event.listen(engine, "connect", _reader_pragmas)
+    return engine
+
+
+def _reader_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA query_only=ON")
+    cur.close()
+
+
 class DataServices:
     """What the data-service routes share: the stores, the journal, the limits."""
 
     def __init__(self, settings: Settings, factory: sessionmaker[Session]) -> None:
         self.settings = settings
         self.factory = factory
+        self.hub = reader_engine(settings)
         self.db = shared.SharedDatabase(settings.resolved_shared_store_url)
         self.journal = CallJournal(
             factory, nonce_ttl_seconds=2 * settings.signature_max_skew_seconds
@@ -132,6 +157,7 @@ class DataServices:
     def close(self) -> None:
         self.journal.close()
         self.db.close()
+        self.hub.dispose()
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,50 +184,54 @@ class Authorized:
         return list(self.grant.items)
 
 
-def _grants_in_force(caller: Caller, resource_code: str, today: date) -> Select[Any]:
-    """The listed resource's grants in force for the caller's department, newest first,
-    each with the resource's store (if any): one indexed query, no ORM objects."""
-    return (
-        select(
-            Resource.id.label("resource_id"),
-            SharingGrant.id,
-            SharingGrant.items,
-            SharingGrant.row_filter,
-            SharingGrant.modes,
-            SharingGrant.masking,
-            SharedStore.id.label("store_id"),
-            SharedStore.key_item,
-            SharedStore.table_name,
-            SharedStore.verify_rules,
-        )
-        .select_from(Resource)
-        .join(SharingGrant, SharingGrant.resource_id == Resource.id)
-        .outerjoin(SharedStore, SharedStore.resource_id == Resource.id)
-        .where(
-            Resource.code == resource_code,
-            Resource.listed.is_(True),
-            SharingGrant.consumer_department_id == caller.department_id,
-            SharingGrant.revoked.is_(False),
-            SharingGrant.expires_on >= today,
-        )
-        .order_by(SharingGrant.id.desc())
+# The listed resource's grants in force for the caller's department, newest first, each
+# with the resource's store (if any): one indexed query, no ORM objects. Built once.
+_GRANTS_IN_FORCE = (
+    select(
+        Resource.id.label("resource_id"),
+        SharingGrant.id,
+        SharingGrant.items,
+        SharingGrant.row_filter,
+        SharingGrant.modes,
+        SharingGrant.masking,
+        SharedStore.id.label("store_id"),
+        SharedStore.key_item,
+        SharedStore.table_name,
+        SharedStore.verify_rules,
     )
+    .select_from(Resource)
+    .join(SharingGrant, SharingGrant.resource_id == Resource.id)
+    .outerjoin(SharedStore, SharedStore.resource_id == Resource.id)
+    .where(
+        Resource.code == bindparam("code"),
+        Resource.listed.is_(True),
+        SharingGrant.consumer_department_id == bindparam("department_id"),
+        SharingGrant.revoked.is_(False),
+        SharingGrant.expires_on >= bindparam("today", type_=Date),
+    )
+    .order_by(SharingGrant.id.desc())
+)
+_LISTED = select(Resource.id).where(Resource.code == bindparam("code"), Resource.listed.is_(True))
 
 
 def authorize(
-    session: Session, caller: Caller, resource_code: str, modes: Sequence[SharingMode], today: date
+    session: Session | Connection,
+    caller: Caller,
+    resource_code: str,
+    modes: Sequence[SharingMode],
+    today: date,
 ) -> Authorized:
     """The store and the grant in force letting the caller's department use the
     resource in one of ``modes`` (the first mode with a grant wins, the newest grant
     of that mode); revoked and expired grants count as none. Read on every call, so a
     revocation or expiry stops the next call."""
-    rows = session.execute(_grants_in_force(caller, resource_code, today)).all()
+    rows = session.execute(
+        _GRANTS_IN_FORCE,
+        {"code": resource_code, "department_id": caller.department_id, "today": today},
+    ).all()
     row = next((r for mode in modes for r in rows if str(mode) in r.modes), None)
     if row is None:
-        listed = session.scalar(
-            select(Resource.id).where(Resource.code == resource_code, Resource.listed.is_(True))
-        )
-        if listed is None:
+        if session.scalar(_LISTED, {"code": resource_code}) is None:
             raise StoreNotFound("目录不存在或未发布 (no such resource)")
         wanted = "或".join(m.label for m in modes)
         raise NoGrant(f"本部门没有该目录在有效期内的{wanted}授权 (no grant in force)")

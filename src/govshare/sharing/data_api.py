@@ -53,9 +53,9 @@ class SignedClient(Require):
 def _caller(request: Request, app_key: str, body: bytes) -> Caller:
     query = f"?{request.url.query}" if request.url.query else ""
     settings = request.app.state.settings
-    with request.app.state.session_factory() as session:
+    with _services(request).hub.connect() as conn:
         client = verified_signed_client(
-            session,
+            conn,
             settings,
             app_key=app_key,
             timestamp=request.headers.get("x-timestamp", ""),
@@ -78,7 +78,7 @@ def _services(request: Request) -> DataServices:
     return request.app.state.data_services  # type: ignore[no-any-return]
 
 
-def _serve(
+async def _serve(
     request: Request,
     caller: Caller,
     resource_code: str,
@@ -87,23 +87,40 @@ def _serve(
     keys: list[str],
     work: Any,
 ) -> Any:
-    """Authorize, admit, do the work, journal the call; denials are journalled too."""
+    """Authorize, admit and do the work in a worker thread; then wait, off the thread,
+    until the call's journal entry (nonce, audit, usage) is committed. Denials are
+    journalled too, before the refusal goes out."""
     ds = _services(request)
-    today = china_today()
     try:
-        with ds.factory() as session:
-            auth = data.authorize(session, caller, resource_code, modes, today)
-        ds.limits.admit(caller, max(1, len(keys)), today)
-        result, rows = work(ds, auth)
+        auth, result, call = await run_in_threadpool(
+            _answer, ds, caller, resource_code, action, modes, keys, work
+        )
     except GovshareError as exc:
-        ds.journal.commit(data.denied_call(caller, action, resource_code, exc.code))
+        await ds.journal.wait(data.denied_call(caller, action, resource_code, exc.code))
         raise
+    await ds.journal.wait(call)
+    return auth, result
+
+
+def _answer(
+    ds: DataServices,
+    caller: Caller,
+    resource_code: str,
+    action: str,
+    modes: list[SharingMode],
+    keys: list[str],
+    work: Any,
+) -> tuple[data.Authorized, Any, data.Call]:
+    today = china_today()
+    with ds.hub.connect() as conn:
+        auth = data.authorize(conn, caller, resource_code, modes, today)
+    ds.limits.admit(caller, max(1, len(keys)), today)
+    result, rows = work(ds, auth)
     call = data.call_of(caller, auth, action, today)
     call.keys = len(keys)
     call.rows = rows
     call.key_hashes = [ds.hash_key(k) for k in keys]
-    ds.journal.commit(call)
-    return auth, result
+    return auth, result, call
 
 
 def _csv(items: list[str], records: list[dict[str, Any]]) -> Response:
@@ -130,7 +147,7 @@ Format = Literal["json", "csv"]
 
 
 @router.post("/{resource_code:path}/lookup", summary="按键查询 (公民身份号码、统一社会信用代码 …)")
-def lookup(
+async def lookup(
     resource_code: str,
     body: LookupIn,
     request: Request,
@@ -141,7 +158,7 @@ def lookup(
         records = data.lookup(ds, auth, body.keys)
         return records, len(records)
 
-    auth, records = _serve(
+    auth, records = await _serve(
         request, caller, resource_code, "data.lookup", [SharingMode.QUERY], body.keys, work
     )
     if format == "csv":
@@ -152,7 +169,7 @@ def lookup(
 
 
 @router.post("/{resource_code:path}/query", summary="条件查询, 按键集翻页")
-def query(
+async def query(
     resource_code: str,
     body: QueryIn,
     request: Request,
@@ -165,7 +182,7 @@ def query(
         got = data.query(ds, auth, body.filters, body.after, body.limit)
         return got, len(got[0])
 
-    auth, (records, cursor) = _serve(
+    auth, (records, cursor) = await _serve(
         request,
         caller,
         resource_code,
@@ -189,14 +206,16 @@ def query(
 
 
 @router.post("/{resource_code:path}/verify", summary="核验 (数据不落地): 至多10000个键")
-def verify(resource_code: str, body: VerifyIn, request: Request, caller: DataCaller) -> VerifyOut:
+async def verify(
+    resource_code: str, body: VerifyIn, request: Request, caller: DataCaller
+) -> VerifyOut:
     keys = body.keys if body.keys is not None else [r.key for r in body.records or []]
 
     def work(ds: DataServices, auth: data.Authorized) -> tuple[Any, int]:
         answers = data.verify(ds, auth, body)
         return answers, sum(a.match for a in answers)
 
-    auth, answers = _serve(
+    auth, answers = await _serve(
         request,
         caller,
         resource_code,

@@ -9,6 +9,7 @@ the service; here the calls that arrive while one batch commits share the next.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import queue
@@ -114,6 +115,12 @@ class CallJournal:
         self._queue.put(call)
         call.done.result(timeout=timeout)
 
+    async def wait(self, call: Call, timeout: float = 30.0) -> None:
+        """``commit`` for the event loop: the request waits without holding a thread."""
+        self._queue.put(call)
+        # Shielded: a client hanging up must not cancel the entry, which is written anyway.
+        await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(call.done)), timeout)
+
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=10)
@@ -133,14 +140,17 @@ class CallJournal:
                     self._queue.put(None)
                     break
                 batch.append(nxt)
+            # Running futures can no longer be cancelled; one already cancelled is still
+            # written, only not answered.
+            waiting = [c for c in batch if c.done.set_running_or_notify_cancel()]
             try:
                 replays = self._write(batch)
             except Exception as exc:  # the database is down: every waiting call fails
                 log.exception("call journal write failed", calls=len(batch))
-                for call in batch:
+                for call in waiting:
                     call.done.set_exception(exc)
                 continue
-            for call in batch:
+            for call in waiting:
                 if id(call) in replays:
                     call.done.set_exception(ReplayedRequest("重复的请求 (nonce 已使用)"))
                 else:

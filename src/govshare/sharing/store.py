@@ -22,7 +22,9 @@ from sqlalchemy import (
     Engine,
     Index,
     MetaData,
+    Select,
     Table,
+    bindparam,
     create_engine,
     event,
     false,
@@ -76,6 +78,7 @@ class SharedDatabase:
         else:
             self.engine = create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
         self._tables: dict[str, Table] = {}
+        self._statements: dict[tuple[Any, ...], tuple[list[str], Select[Any], Select[Any]]] = {}
         self._lock = threading.Lock()
 
     def table(self, name: str) -> Table | None:
@@ -91,6 +94,37 @@ class SharedDatabase:
     def forget(self, name: str) -> None:
         with self._lock:
             self._tables.pop(name, None)
+            self._statements.clear()
+
+    def lookup_statements(
+        self,
+        store: SharedStore | StoreView,
+        items: Sequence[str],
+        row_filter: list[dict[str, Any]] | None,
+    ) -> tuple[list[str], Select[Any], Select[Any]] | None:
+        """The columns and the statements (one key, a list of keys) of a lookup, built
+        once per store, items and row filter: building and keying a statement costs
+        more than running it on an indexed key."""
+        wanted = (store.table_name, store.key_item, tuple(items), orjson.dumps(row_filter))
+        found = self._statements.get(wanted)
+        if found is not None:
+            return found
+        table = self.table(store.table_name)
+        if table is None:
+            return None
+        key_col = table.c[store.key_item]
+        cols = [key_col, *[table.c[i] for i in items if i in table.c and i != store.key_item]]
+        conds = row_conditions(table, row_filter)
+        found = (
+            [c.name for c in cols],
+            select(*cols).where(key_col == bindparam("key"), *conds),
+            select(*cols).where(key_col.in_(bindparam("keys", expanding=True)), *conds),
+        )
+        with self._lock:
+            if len(self._statements) >= 1024:
+                self._statements.clear()
+            self._statements[wanted] = found
+        return found
 
     def close(self) -> None:
         self.engine.dispose()
@@ -346,18 +380,19 @@ def lookup(
     chunk: int = 900,
 ) -> Iterator[dict[str, Any]]:
     """Records whose key item is one of ``keys``, with the key item and ``items``."""
-    table = db.table(store.table_name)
-    if table is None:
+    found = db.lookup_statements(store, items, row_filter)
+    if found is None:
         return
-    key_col = table.c[store.key_item]
-    cols = [key_col, *[table.c[i] for i in items if i in table.c and i != store.key_item]]
-    names = [c.name for c in cols]
-    conds = row_conditions(table, row_filter)
+    names, one, many = found
     with db.engine.connect() as conn:
         for start in range(0, len(keys), chunk):
             part = list(keys[start : start + chunk])
-            where = key_col == part[0] if len(part) == 1 else key_col.in_(part)
-            for row in conn.execute(select(*cols).where(where, *conds)):
+            rows = (
+                conn.execute(one, {"key": part[0]})
+                if len(part) == 1
+                else conn.execute(many, {"keys": part})
+            )
+            for row in rows:
                 yield {n: _json_value(v) for n, v in zip(names, row, strict=True)}
 
 
