@@ -72,11 +72,18 @@ def encode_rows(columns: Sequence[str], ops: list[str], rows: list[tuple[Any, ..
     return sink.getvalue().to_pybytes()
 
 
-def decode_rows(body: bytes) -> pa.Table:
+def decode_columns(body: bytes) -> pa.Table:
+    """The body's table as it travels: repetitive text columns stay dictionary-encoded
+    (for a reader that turns them into Python values itself, which is faster from the
+    dictionary)."""
     try:
-        table = pa.ipc.open_stream(pa.py_buffer(body)).read_all()
+        return pa.ipc.open_stream(pa.py_buffer(body)).read_all()
     except (pa.ArrowInvalid, OSError) as exc:
         raise PackageError(f"package body is not an Arrow stream: {exc}") from None
+
+
+def decode_rows(body: bytes) -> pa.Table:
+    table = decode_columns(body)
     if not any(pa.types.is_dictionary(f.type) for f in table.schema):
         return table
     plain = pa.schema(

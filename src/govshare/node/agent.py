@@ -560,7 +560,7 @@ class NodeAgent:
             got = self.client.next_package(rt.id, seq - 1)
             if got is None:
                 break
-            data = package.decode_rows(package.parse(got[0]).open(got[1], self.cipher_key))
+            data = package.decode_columns(package.parse(got[0]).open(got[1], self.cipher_key))
             ops = data.column(package.OP_COLUMN).to_pylist()
             self.client.ack(
                 rt.id,
@@ -585,7 +585,7 @@ class NodeAgent:
                     fetched += 1
                     blob, provider_key = got
                     pkg = package.parse(blob)
-                    data = package.decode_rows(pkg.open(provider_key, self.cipher_key))
+                    data = package.decode_columns(pkg.open(provider_key, self.cipher_key))
                     if (
                         fetched > 1
                         and time.monotonic() - started < budget_seconds
@@ -636,7 +636,7 @@ class NodeAgent:
             if rt is None:
                 continue
             pkg = package.parse(path.read_bytes())
-            data = package.decode_rows(pkg.open(meta["provider_key"], self.cipher_key))
+            data = package.decode_columns(pkg.open(meta["provider_key"], self.cipher_key))
             counts = self._writer(rt).apply(pkg.seq, data)
             if counts is not None:
                 applied_count += 1

@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from govshare.exchange.package import OP_COLUMN
 from govshare.node.source import keyset_checksum, plain_results, stream_batches
@@ -105,8 +105,11 @@ class TargetWriter:
                 continue
             name = self.mapping.get(f.name, f.name)
             is_key = name in self.key
+            value_type = f.type.value_type if pa.types.is_dictionary(f.type) else f.type
             sql_type = (
-                String(200) if is_key and _sql_type(f.type).__class__ is Text else _sql_type(f.type)
+                String(200)
+                if is_key and _sql_type(value_type).__class__ is Text
+                else _sql_type(value_type)
             )
             if is_key and len(self.key) == 1 and isinstance(sql_type, BigInteger):
                 # SQLite: INTEGER PRIMARY KEY is the row id itself, not a second index.
@@ -120,12 +123,12 @@ class TargetWriter:
         names = [n for n in data.column_names if n != OP_COLUMN]
         values: list[list[Any]] = []
         for name in names:
-            col = data.column(name).to_pylist()
+            col = _values(data.column(name))
             if name in self.code_maps:
                 table = self.code_maps[name]
                 col = [table.get(str(v), v) if v is not None else None for v in col]
             values.append(col)
-        ops = data.column(OP_COLUMN).to_pylist()
+        ops = _values(data.column(OP_COLUMN))
         return [self.mapping.get(n, n) for n in names], values, ops
 
     def apply(self, seq: int, data: pa.Table) -> dict[str, int] | None:
@@ -161,7 +164,7 @@ class TargetWriter:
             if current is not None and seq <= current:
                 return None
             if len(ops) > deleted:
-                self._upsert(conn, table, known, upserts)
+                self._upsert(conn, table, known, upserts, fresh=inserted == len(ops))
             if deletes:
                 where = [table.c[k] == bindparam(f"k_{k}") for k in self.key]
                 conn.execute(delete(table).where(*where), deletes)
@@ -176,10 +179,29 @@ class TargetWriter:
         return counts
 
     def _upsert(
-        self, conn: Connection, table: Table, names: list[str], columns: list[list[Any]]
+        self,
+        conn: Connection,
+        table: Table,
+        names: list[str],
+        columns: list[list[Any]],
+        *,
+        fresh: bool = False,
     ) -> None:
-        """Insert or update by key: one statement, executed for every row."""
+        """Insert or update by key: one statement, executed for every row.
+
+        ``fresh``: every row is an insert (keys the provider never sent before). On SQLite
+        a plain INSERT is tried first, about a sixth cheaper; should a key be there after
+        all (a re-sync), the failed statement alone is undone and the upsert follows in
+        the same transaction, rewriting any row the INSERT had added with the same values.
+        """
         insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
+        if fresh and conn.dialect.name == "sqlite":
+            try:
+                self._write(conn, table, insert(table), names, columns)
+            except IntegrityError:
+                pass
+            else:
+                return
         stmt = insert(table)
         cols = [c for c in names if c not in self.key]
         if cols:
@@ -188,6 +210,11 @@ class TargetWriter:
             )
         else:
             stmt = stmt.on_conflict_do_nothing(index_elements=self.key)
+        self._write(conn, table, stmt, names, columns)
+
+    def _write(
+        self, conn: Connection, table: Table, stmt: Any, names: list[str], columns: list[list[Any]]
+    ) -> None:
         dialect = conn.dialect
         if dialect.positional:
             # The driver's executemany straight from the columns: SQLAlchemy would build
@@ -222,6 +249,23 @@ class TargetWriter:
             return keyset_checksum(
                 stream_batches(conn, select(*keys), 50_000, raw=raw), len(self.key)
             )
+
+
+def _values(column: pa.ChunkedArray) -> list[Any]:
+    """A column's Python values; a dictionary-encoded one from its few distinct values
+    (each value object made once and shared, not once per row)."""
+    out: list[Any] = []
+    for chunk in column.chunks:
+        if not pa.types.is_dictionary(chunk.type):
+            out += chunk.to_pylist()
+            continue
+        distinct = chunk.dictionary.to_pylist()
+        indices = chunk.indices.to_pylist()
+        if chunk.null_count:
+            out += [None if i is None else distinct[i] for i in indices]
+        else:
+            out += map(distinct.__getitem__, indices)
+    return out
 
 
 def _sqlite_wal(dbapi_conn: Any, _record: Any) -> None:
