@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -47,6 +48,14 @@ def serve(
     host: Annotated[str | None, typer.Option(help="监听地址")] = None,
     port: Annotated[int | None, typer.Option(help="监听端口")] = None,
     demo: Annotated[bool, typer.Option("--demo", help="演示模式: 载入演示部门与目录")] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="工作进程数 (多核时可设为核数). 每个进程各有后台任务、调用日志写线程与"
+            "数据服务限流: 应用的每秒调用上限按进程计, 每日额度全局计",
+        ),
+    ] = 1,
 ) -> None:
     """Migrate, (in demo mode) load demo data, and serve the hub."""
     import uvicorn
@@ -61,7 +70,30 @@ def serve(
         if settings.demo_exchange:
             _start_demo_exchange(settings)
     console.print(f"控制台: [bold]http://{settings.host}:{settings.port}/[/bold]  API 文档: /docs")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    if workers == 1:
+        uvicorn.run(
+            create_app(settings), host=settings.host, port=settings.port, log_level="warning"
+        )
+        return
+    # Worker processes build their own app from the environment: hand them the
+    # command line's settings that way.
+    os.environ["GOVSHARE_DATA_DIR"] = str(settings.data_dir)
+    os.environ["GOVSHARE_DEMO"] = "true" if settings.demo else "false"
+    uvicorn.run(
+        "govshare.cli:worker_app",
+        factory=True,
+        workers=workers,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+    )
+
+
+def worker_app() -> Any:
+    """The hub of one ``govshare serve --workers N`` process (settings from GOVSHARE_*)."""
+    from govshare.app import create_app
+
+    return create_app(Settings())  # type: ignore[call-arg]
 
 
 def _ensure_demo(settings: Settings) -> None:

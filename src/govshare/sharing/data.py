@@ -34,7 +34,7 @@ from govshare.sharing.errors import (
 from govshare.sharing.journal import Call, CallJournal, KeyHasher
 from govshare.sharing.masking import masker
 from govshare.sharing.models import CallStat, SharedStore, SharingGrant, SharingMode
-from govshare.sharing.schemas import VerifyAnswer, VerifyIn
+from govshare.sharing.schemas import VerifyIn
 
 MAX_VERIFY_KEYS = 10_000
 MAX_LOOKUP_KEYS = 100
@@ -344,7 +344,7 @@ def _judge(rule: dict[str, Any], value: Any) -> str | None:
     return None
 
 
-def verify(ds: DataServices, auth: Authorized, body: VerifyIn) -> list[VerifyAnswer]:
+def verify(ds: DataServices, auth: Authorized, body: VerifyIn) -> list[dict[str, Any]]:
     """核验: per key, in request order, match or not, or the rule's status/range/presence
     value. The underlying values never leave this function."""
     key_item = auth.store.key_item
@@ -372,25 +372,24 @@ def verify(ds: DataServices, auth: Authorized, body: VerifyIn) -> list[VerifyAns
         ds.db, auth.store, list(dict.fromkeys(keys)), items, auth.grant.row_filter
     ):
         found.setdefault(str(record[key_item]), []).append(record)
-    answers: list[VerifyAnswer] = []
+    # Plain dicts shaped as ``VerifyAnswer``: up to 10,000 a call, serialised as they are.
+    answers: list[dict[str, Any]] = []
     for i, key in enumerate(keys):
         records = found.get(key, [])
         if rule is not None:
             if rule["kind"] == "presence":
                 answers.append(
-                    VerifyAnswer(
-                        match=bool(records), value=rule["present" if records else "absent"]
-                    )
+                    {"match": bool(records), "value": rule["present" if records else "absent"]}
                 )
             else:
                 value = _judge(rule, records[0].get(rule["item"])) if records else None
-                answers.append(VerifyAnswer(match=bool(records), value=value))
+                answers.append({"match": bool(records), "value": value})
         elif body.records is not None:
             claimed = body.records[i].values
             ok = any(all(_same(r.get(k), v) for k, v in claimed.items()) for r in records)
-            answers.append(VerifyAnswer(match=ok))
+            answers.append({"match": ok, "value": None})
         else:
-            answers.append(VerifyAnswer(match=bool(records)))
+            answers.append({"match": bool(records), "value": None})
     return answers
 
 

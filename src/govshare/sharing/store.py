@@ -116,7 +116,7 @@ class SharedDatabase:
         cols = [key_col, *[table.c[i] for i in items if i in table.c and i != store.key_item]]
         conds = row_conditions(table, row_filter)
         found = (
-            [c.name for c in cols],
+            [str(c.name) for c in cols],  # plain str: quoted_name is a subclass
             select(*cols).where(key_col == bindparam("key"), *conds),
             select(*cols).where(key_col.in_(bindparam("keys", expanding=True)), *conds),
         )
@@ -438,6 +438,7 @@ def page(
     more = len(rows) > limit
     rows = rows[:limit]
     width = len(order)
-    out = [{c.name: _json_value(v) for c, v in zip(cols, row[width:], strict=True)} for row in rows]
+    names = [str(c.name) for c in cols]
+    out = [{n: _json_value(v) for n, v in zip(names, row[width:], strict=True)} for row in rows]
     cursor = encode_cursor(rows[-1][:width]) if more and rows else None
     return out, cursor
