@@ -3,6 +3,10 @@ log, reconciliation, alerts, monitoring and exchange domains."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
+
 from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
@@ -48,6 +52,7 @@ from govshare.exchange.schemas import (
 
 router = APIRouter(prefix="/exchange", tags=["exchange"])
 MAX_PACKAGE_BYTES = 256 * 1024 * 1024
+MAX_WAIT_SECONDS = 30.0
 
 
 # -- calls made by nodes -----------------------------------------------------------------
@@ -90,7 +95,9 @@ async def upload_package(
         # Verification, the database and the bus all block: keep them off the event loop.
         node = service.node_of(db, caller)
         try:
-            return service.receive_package(db, settings, store, node, blob)
+            accepted = service.receive_package(db, settings, store, node, blob)
+            db.commit()  # before waiting subscribers are woken
+            return accepted
         except GovshareError as exc:
             db.rollback()
             service.reject_package(db, settings, service.node_of(db, caller), exc.message, blob)
@@ -98,24 +105,70 @@ async def upload_package(
             raise
 
     row, duplicate = await run_in_threadpool(receive)
+    if not duplicate:
+        package_arrivals(request).notify()
     return PackageAccepted(
         task_id=row.task_id, seq=row.seq, status="duplicate" if duplicate else "accepted"
     )
 
 
+class PackageArrivals:
+    """Wakes long-polling subscribers of this hub process when a package is accepted.
+    Other hub processes' packages are found by looking again every ``RECHECK_SECONDS``."""
+
+    RECHECK_SECONDS = 0.25
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def current(self) -> asyncio.Event:
+        return self._event
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, event: asyncio.Event, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), min(timeout, self.RECHECK_SECONDS))
+
+
+def package_arrivals(request: Request) -> PackageArrivals:
+    arrivals = getattr(request.app.state, "package_arrivals", None)
+    if arrivals is None:
+        arrivals = request.app.state.package_arrivals = PackageArrivals()
+    return arrivals
+
+
 @router.get("/node/tasks/{task_id}/packages/next", summary="领取下一个数据包 (接收任务)")
-def next_package(
+async def next_package(
     task_id: int,
     request: Request,
     db: SessionDep,
     settings: SettingsDep,
     caller: ExchangeNode,
     after: int = Query(ge=0),
+    wait: float = Query(
+        default=0, ge=0, le=MAX_WAIT_SECONDS, description="无新数据包时最多等待的秒数 (long poll)"
+    ),
 ) -> Response:
-    node = service.node_of(db, caller)
-    found = service.next_package(
-        db, settings, request.app.state.package_store, node, task_id, after
-    )
+    store = request.app.state.package_store
+    arrivals = package_arrivals(request)
+
+    def look() -> tuple[bytes, str, ExchangePackageRow] | None:
+        node = service.node_of(db, caller)
+        found = service.next_package(db, settings, store, node, task_id, after)
+        if found is None:
+            db.commit()  # end the read: the next look sees packages committed meanwhile
+        return found
+
+    deadline = time.monotonic() + wait
+    event = arrivals.current()
+    found = await run_in_threadpool(look)
+    while found is None and (remaining := deadline - time.monotonic()) > 0:
+        await arrivals.wait(event, remaining)
+        event = arrivals.current()
+        found = await run_in_threadpool(look)
     if found is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     blob, provider_key, row = found

@@ -38,6 +38,7 @@ from govshare.security import crypto
 
 log = structlog.get_logger()
 MAX_BACKOFF = 30.0
+LONG_POLL_SECONDS = 5.0
 
 
 @dataclass
@@ -54,6 +55,7 @@ class TaskRuntime:
     hold_at: int | None = None  # subscriber: stop applying here for a checksum
     rows_moved: int = 0
     alerted: str | None = None
+    again_now: bool = False  # run the next step at once (it waited at the hub already)
 
     @property
     def id(self) -> int:
@@ -190,6 +192,7 @@ class NodeAgent:
         ) as exc:
             rt.failures += 1
             rt.error = str(exc)[:500]
+            rt.again_now = False
             rt.next_run = time.monotonic() + min(MAX_BACKOFF, 0.5 * 2 ** min(rt.failures, 6))
             kind = (
                 "database_error"
@@ -204,9 +207,10 @@ class NodeAgent:
         if rt.failures and rt.alerted:
             self._alert(rt.alerted, rt.id, "recovered", resolved=True)
         rt.failures, rt.error, rt.alerted = 0, "", None
-        rt.next_run = time.monotonic() + seconds_to_next_run(
-            rt.spec["config"].get("schedule") or {}
+        rt.next_run = time.monotonic() + (
+            0.0 if rt.again_now else seconds_to_next_run(rt.spec["config"].get("schedule") or {})
         )
+        rt.again_now = False
 
     def _alert(
         self, kind: str, task_id: int | None, message: str, *, resolved: bool = False
@@ -579,7 +583,11 @@ class NodeAgent:
                     if ahead is not None:
                         got, ahead = ahead.result(), None
                     else:
-                        got = self.client.next_package(rt.id, applied)
+                        wait = self._poll_wait(rt)
+                        got = self.client.next_package(rt.id, applied, wait=wait)
+                        # Having waited at the hub, ask again at once: the hub answers
+                        # as a package arrives instead of at the next scheduled poll.
+                        rt.again_now = wait > 0
                     if got is None:
                         return
                     fetched += 1
@@ -604,6 +612,20 @@ class NodeAgent:
             finally:
                 if ahead is not None:
                     futures.wait([ahead])
+
+    def _poll_wait(self, rt: TaskRuntime) -> float:
+        """How long a subscriber may wait at the hub for its next package without holding
+        up the agent's other duties: the next heartbeat and every other task's next run."""
+        if self.config.transport != "http" or self.pending_checksums or rt.hold_at is not None:
+            return 0.0
+        now = time.monotonic()
+        limits = [LONG_POLL_SECONDS, self.next_heartbeat - now]
+        limits += [
+            other.next_run - now
+            for other in self.tasks.values()
+            if other is not rt and other.running
+        ]
+        return max(0.0, min(limits))
 
     # -- gatekeeper (网闸) ----------------------------------------------------------------------
 

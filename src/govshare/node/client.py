@@ -32,6 +32,7 @@ class HubRefused(Exception):
 class HubClient:
     def __init__(self, hub_url: str, node_id: int, timeout: float = 60) -> None:
         self.node_id = node_id
+        self.timeout = timeout
         self.http = httpx.Client(base_url=hub_url.rstrip("/"), timeout=timeout)
         self.sig_alg: str | None = None
         self.private_key: str | None = None
@@ -108,9 +109,17 @@ class HubClient:
             content_type="application/octet-stream",
         ).json()
 
-    def next_package(self, task_id: int, after: int) -> tuple[bytes, str] | None:
+    def next_package(
+        self, task_id: int, after: int, *, wait: float = 0.0
+    ) -> tuple[bytes, str] | None:
+        """The package after ``after``, or None; ``wait``: seconds the hub may hold the
+        request open until one arrives (long poll; a hub that ignores it answers at once)."""
+        params: dict[str, Any] = {"after": after}
+        wait = min(wait, self.timeout / 2)
+        if wait >= 0.05:
+            params["wait"] = f"{wait:.2f}"
         resp = self._send(
-            "GET", f"/api/v1/exchange/node/tasks/{task_id}/packages/next", params={"after": after}
+            "GET", f"/api/v1/exchange/node/tasks/{task_id}/packages/next", params=params
         )
         if resp.status_code == 204:
             return None
