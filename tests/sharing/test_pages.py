@@ -13,7 +13,7 @@ import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from html import unescape
 from types import SimpleNamespace
 from typing import Any
@@ -28,19 +28,24 @@ from govshare.app import create_app
 from govshare.catalog import service as catalog_service
 from govshare.catalog.schemas import ResourceIn
 from govshare.config import Settings
+from govshare.exchange.models import ExchangeTask
 from govshare.security.audit import SYSTEM
 from govshare.security.models import AuditEntry
 from govshare.security.roles import Role
-from govshare.security.service import add_department, add_user
+from govshare.security.service import add_api_client, add_department, add_user
+from govshare.sharing import objections, service
 from govshare.sharing import pages as sharing_pages
-from govshare.sharing import service
 from govshare.sharing.models import (
     ApplicationStatus,
+    CallStat,
+    Objection,
+    ObjectionStatus,
+    SharedStore,
     SharingApplication,
     SharingGrant,
     UsageReport,
 )
-from govshare.sharing.schemas import ApplicationCreate, ApproveIn
+from govshare.sharing.schemas import ApplicationCreate, ApproveIn, ObjectionCreate
 from tests.conftest import make_settings, migrated
 from tests.factories import PASSWORD, Dept, resource_payload, unique, valid_credit_code
 from tests.sharing.builders import NOT_SHARED_BASIS, application_payload, far_end, principal
@@ -540,7 +545,7 @@ def test_another_department_cannot_see_or_answer_an_application(console: Console
     )
     assert r.status_code == 404
     assert console.application(application_id).status is ApplicationStatus.SUBMITTED
-    assert str(application_id) not in stranger.get("/sharing/applications").text
+    assert f'id="application-{application_id}"' not in stranger.get("/sharing/applications").text
     # Both parties and the platform see it.
     for who in (console.consumer.resource_admin, console.provider.resource_admin, console.admin):
         assert (
@@ -926,6 +931,650 @@ def test_console_posts_need_the_csrf_token(console: Console) -> None:
     ],
 )
 def test_page_renders(console: Console, who: str, path: str) -> None:
+    user = {
+        "consumer": console.consumer.resource_admin,
+        "provider": console.provider.resource_admin,
+        "admin": console.admin,
+    }[who]
+    r = console.signed_in(user).get(path)
+    assert r.status_code == 200, r.text
+    assert "</html>" in r.text
+
+
+# -- the apply form's structured row filter -------------------------------------------------------
+
+
+def test_apply_form_takes_a_structured_row_filter(console: Console) -> None:
+    client = console.signed_in(console.consumer.resource_admin)
+    page = client.get(f"/sharing/apply/{console.conditional}").text
+    assert page.count('name="rf_item"') == 3
+    r = client.post(
+        f"/sharing/apply/{console.conditional}",
+        data=_apply_form(
+            client,
+            rf_item=["jzdz", "", "xm"],
+            rf_op=["prefix", "eq", "in"],
+            rf_value=["青岛市市南区", "", "张三，李四、王五"],
+        ),
+    )
+    assert r.status_code == 303, r.text
+    application_id = int(re.findall(r"/sharing/applications/(\d+)", r.headers["location"])[0])
+    assert console.application(application_id).row_filter == [
+        {"item": "jzdz", "op": "prefix", "value": "青岛市市南区"},
+        {"item": "xm", "op": "in", "value": ["张三", "李四", "王五"]},
+    ]
+    assert "以…开头" in client.get(r.headers["location"]).text
+
+
+def test_row_filter_errors_stand_beside_their_condition(console: Console) -> None:
+    client = console.signed_in(console.consumer.resource_admin)
+    before = console.count(SharingApplication)
+    r = client.post(
+        f"/sharing/apply/{console.conditional}",
+        data=_apply_form(client, rf_item=["", "jzdz"], rf_op=["eq", "eq"], rf_value=["x", ""]),
+    )
+    assert r.status_code == 422
+    row_filter = _field_errors(r.text, "rf_item")
+    assert row_filter == ["请选择信息项", "请填写条件的值"]
+    assert "行过滤条件：请选择信息项" in r.text
+    # An item the entry does not have is refused by the service, beside its row.
+    r = client.post(
+        f"/sharing/apply/{console.conditional}",
+        data=_apply_form(client, rf_item=["bogus"], rf_op=["eq"], rf_value=["1"]),
+    )
+    assert r.status_code == 422
+    assert _field_errors(r.text, "rf_item") == ["目录没有信息项 bogus"]
+    assert console.count(SharingApplication) == before
+
+
+# -- objections (异议) ----------------------------------------------------------------------------
+
+ID_NUMBER = "370202199001011234"
+MASKED = "370202********1234"
+
+
+def _objection(console: Console, grant_id: int, *, claimed: dict[str, str] | None = None) -> int:
+    """An objection of the consumer to a record under ``grant_id``, raised on ``today``."""
+    with console.db() as s:
+        obj = objections.raise_objection(
+            s,
+            console.settings,
+            principal(console.consumer.resource_admin, console.consumer.id),
+            ObjectionCreate(
+                grant_id=grant_id,
+                record_key=ID_NUMBER,
+                claimed=claimed or {"xm": "张三丰"},
+                evidence="户口簿首页及本人页复印件",
+            ),
+            today=console.today,
+        )
+        s.commit()
+        return obj.id
+
+
+def _stored_objection(objection_id: int, console: Console) -> Objection:
+    with console.db() as s:
+        obj = s.get(Objection, objection_id)
+        assert obj is not None
+        s.expunge_all()
+        return obj
+
+
+def test_objection_is_raised_from_a_held_grant(console: Console) -> None:
+    grant_id = console.approve(console.apply(items=["sfzhm", "xm", "jzdz"]))
+    client = console.signed_in(console.consumer.resource_admin)
+    picker = client.get("/sharing/objections/new").text
+    assert f'<option value="{grant_id}">' in picker
+    assert 'action="/sharing/objections/new" class="card" id="objection-form"' not in picker
+    form = client.get(f"/sharing/objections/new?grant_id={grant_id}").text
+    for code in ("sfzhm", "xm", "jzdz"):
+        assert f'name="claimed_{code}"' in form
+
+    before = console.count(Objection)
+    r = client.post(
+        "/sharing/objections/new",
+        data=_form(client, grant_id=str(grant_id), record_key=ID_NUMBER, claimed_xm=""),
+    )
+    assert r.status_code == 422
+    assert "请至少填写一个信息项的正确值" in r.text
+    assert _field_errors(r.text, "evidence") == ["请说明证明材料"]
+    assert console.count(Objection) == before
+
+    r = client.post(
+        "/sharing/objections/new",
+        data=_form(
+            client,
+            grant_id=str(grant_id),
+            record_key=ID_NUMBER,
+            claimed_xm="张三丰",
+            claimed_jzdz="",
+            evidence="户口簿首页及本人页复印件",
+        ),
+    )
+    assert r.status_code == 303, r.text
+    match = re.fullmatch(r"/sharing/objections/(\d+)\?done=objection_raised", r.headers["location"])
+    assert match
+    obj = _stored_objection(int(match.group(1)), console)
+    assert (obj.status, obj.claimed, obj.record_key) == (
+        ObjectionStatus.OPEN,
+        {"xm": "张三丰"},
+        ID_NUMBER,
+    )
+    # 9/30 + 10 working days across the National Day holiday.
+    assert (obj.raised_on, obj.answer_due) == (DAY, date(2026, 10, 20))
+    page = client.get(r.headers["location"]).text
+    assert "异议已提交" in page
+    assert _countdown(page) == ("ok", "答复剩 10 个工作日")
+
+
+def test_an_objection_to_a_grant_not_held_is_refused_beside_the_grant(console: Console) -> None:
+    grant_id = console.approve(console.apply())
+    stranger = console.signed_in(console.other.resource_admin)
+    before = console.count(Objection)
+    r = stranger.post(
+        "/sharing/objections/new",
+        data=_form(
+            stranger,
+            grant_id=str(grant_id),
+            record_key=ID_NUMBER,
+            claimed_xm="张三丰",
+            evidence="户口簿首页及本人页复印件",
+        ),
+    )
+    assert r.status_code == 422
+    assert "只能对本部门所持授权的数据提出异议" in r.text
+    assert console.count(Objection) == before
+
+
+def test_the_record_key_is_masked_in_lists_and_whole_only_for_the_parties(
+    console: Console,
+) -> None:
+    objection_id = _objection(console, console.approve(console.apply()))
+    consumer = console.signed_in(console.consumer.resource_admin)
+    provider = console.signed_in(console.provider.resource_admin)
+    admin = console.signed_in(console.admin)
+    lists = [
+        consumer.get("/sharing/objections").text,
+        provider.get("/sharing/objections/provider").text,
+        admin.get("/sharing/objections/provider?status=all").text,
+    ]
+    for page in lists:
+        row = _row(page, f"objection-{objection_id}")
+        assert MASKED in row
+        assert ID_NUMBER not in page
+    for client in (consumer, provider):
+        detail = client.get(f"/sharing/objections/{objection_id}").text
+        assert f'id="record-key">{ID_NUMBER}<' in detail
+    detail = admin.get(f"/sharing/objections/{objection_id}").text
+    assert f'id="record-key">{MASKED}<' in detail
+    assert ID_NUMBER not in detail
+
+
+def test_a_department_not_party_to_an_objection_gets_404(console: Console) -> None:
+    objection_id = _objection(console, console.approve(console.apply()))
+    stranger = console.signed_in(console.other.resource_admin)
+    r = stranger.get(f"/sharing/objections/{objection_id}")
+    assert r.status_code == 404
+    assert "不存在" in r.text
+    r = stranger.post(
+        f"/sharing/objections/{objection_id}/reject", data=_form(stranger, reason="数据无误")
+    )
+    assert r.status_code == 404
+    assert f"objection-{objection_id}" not in stranger.get("/sharing/objections").text
+    assert (
+        f"objection-{objection_id}"
+        not in stranger.get("/sharing/objections/provider?status=all").text
+    )
+    assert _stored_objection(objection_id, console).status is ObjectionStatus.OPEN
+
+
+def test_only_the_provider_sees_the_answer_forms_of_an_objection(console: Console) -> None:
+    objection_id = _objection(console, console.approve(console.apply()))
+    provider = console.signed_in(console.provider.resource_admin)
+    page = provider.get(f"/sharing/objections/{objection_id}").text
+    assert f'action="/sharing/objections/{objection_id}/accept' in page
+    assert f'action="/sharing/objections/{objection_id}/reject' in page
+    for who in (console.consumer.resource_admin, console.admin):
+        client = console.signed_in(who)
+        page = client.get(f"/sharing/objections/{objection_id}").text
+        assert "/accept" not in page
+        assert "/reject" not in page
+        assert "等待数据提供部门答复" in page
+    consumer = console.signed_in(console.consumer.resource_admin)
+    r = consumer.post(
+        f"/sharing/objections/{objection_id}/accept", data=_form(consumer, answer="自行确认")
+    )
+    assert r.status_code == 403
+    assert "只有数据提供部门可以答复异议" in r.text
+    assert _stored_objection(objection_id, console).status is ObjectionStatus.OPEN
+
+
+def test_rejecting_without_a_reason_shows_the_chinese_error_and_changes_nothing(
+    console: Console,
+) -> None:
+    objection_id = _objection(console, console.approve(console.apply()))
+    client = console.signed_in(console.provider.resource_admin)
+    r = client.post(f"/sharing/objections/{objection_id}/reject", data=_form(client, reason=" "))
+    assert r.status_code == 422
+    reject = _section(r.text, "reject")
+    assert "不予更正须说明理由和依据" in reject
+    assert "has-error" in reject
+    obj = _stored_objection(objection_id, console)
+    assert (obj.status, obj.answered_on, obj.answer, obj.archived_at) == (
+        ObjectionStatus.OPEN,
+        None,
+        "",
+        None,
+    )
+    with console.db() as s:
+        actions = s.scalars(
+            select(AuditEntry.action)
+            .where(AuditEntry.object_type == "sharing_objection")
+            .where(AuditEntry.object_id == str(objection_id))
+        ).all()
+    assert actions == ["sharing.objection.raise"]
+
+    r = client.post(
+        f"/sharing/objections/{objection_id}/reject",
+        data=_form(client, reason="经核对户籍原始档案，姓名登记无误"),
+    )
+    assert (r.status_code, r.headers["location"]) == (
+        303,
+        f"/sharing/objections/{objection_id}?done=objection_rejected",
+    )
+    obj = _stored_objection(objection_id, console)
+    assert (obj.status, obj.answer) == (
+        ObjectionStatus.REJECTED,
+        "经核对户籍原始档案，姓名登记无误",
+    )
+    consumer = console.signed_in(console.consumer.resource_admin).get(r.headers["location"]).text
+    assert "理由：经核对户籍原始档案，姓名登记无误" in consumer
+    timeline = _section(consumer, "timeline")
+    assert "不予更正" in timeline
+    assert "归档" in timeline
+
+
+def test_accepting_corrects_to_the_claimed_values_unless_changed(console: Console) -> None:
+    objection_id = _objection(
+        console,
+        console.approve(console.apply(items=["sfzhm", "xm", "jzdz"])),
+        claimed={"xm": "张三丰", "jzdz": "青岛市市南区香港中路1号"},
+    )
+    client = console.signed_in(console.provider.resource_admin)
+    accept = _section(client.get(f"/sharing/objections/{objection_id}").text, "accept")
+    assert 'name="correction_xm" value="张三丰"' in accept  # defaults to the claimed value
+    r = client.post(
+        f"/sharing/objections/{objection_id}/accept",
+        data=_form(client, correction_xm="", correction_jzdz="", answer=""),
+    )
+    assert r.status_code == 422
+    accept = _section(r.text, "accept")
+    assert "请至少填写一项更正后的值" in accept
+    assert "请填写答复意见" in accept
+    assert _stored_objection(objection_id, console).status is ObjectionStatus.OPEN
+
+    r = client.post(
+        f"/sharing/objections/{objection_id}/accept",
+        data=_form(
+            client,
+            correction_xm="张三丰",
+            correction_jzdz="青岛市市南区香港中路1号甲",
+            answer="经核实登记有误，已在户籍系统中更正",
+        ),
+    )
+    assert r.status_code == 303
+    obj = _stored_objection(objection_id, console)
+    assert (obj.status, obj.correction, obj.answered_on) == (
+        ObjectionStatus.ACCEPTED,
+        {"xm": "张三丰", "jzdz": "青岛市市南区香港中路1号甲"},
+        DAY,
+    )
+    page = client.get(r.headers["location"]).text
+    assert "/accept" not in page
+    assert "确认异议，由数源部门更正" in _section(page, "timeline")
+    assert "青岛市市南区香港中路1号甲" in _section(page, "objection")
+
+    # The correction arrives through the exchange: the objection is archived.
+    with console.db() as s:
+        stored = s.get(Objection, objection_id)
+        assert stored is not None
+        stored.status, stored.corrected_seq = ObjectionStatus.CORRECTED, 7
+        stored.archived_at = datetime(2026, 10, 9, 2, 0, tzinfo=UTC)
+        s.commit()
+    timeline = _section(client.get(f"/sharing/objections/{objection_id}").text, "timeline")
+    assert "更正数据经交换到达共享信息库（数据包序号 7）" in timeline
+    assert "2026-10-09 10:00" in timeline
+    assert "归档" in timeline
+
+
+def test_overdue_objections_are_red_and_come_first(console: Console) -> None:
+    provider = console.department("自然资源局")
+    resource_id = console.published(provider, name="不动产登记信息")
+    grant_id = console.approve(console.apply(resource_id=resource_id))
+    console.today = date(2026, 9, 21)
+    early = _objection(console, grant_id)  # due 10/12 (9/21 + 10 working days)
+    console.today = DAY
+    later = _objection(console, grant_id)  # due 10/20
+    console.today = date(2026, 10, 13)
+    page = console.signed_in(provider.resource_admin).get("/sharing/objections/provider").text
+    assert re.findall(r'<tr id="objection-(\d+)">', page) == [str(early), str(later)]
+    level, text = _countdown(_row(page, f"objection-{early}"))
+    assert (level, text) == ("overdue", "答复已超期 1 个工作日")
+    assert "tag-danger" in _countdown_classes(_row(page, f"objection-{early}"))
+    assert _countdown(_row(page, f"objection-{later}")) == ("ok", "答复剩 5 个工作日")
+
+
+# -- shared stores (共享信息库) --------------------------------------------------------------------
+
+
+def _api(console: Console, username: str) -> TestClient:
+    """The hub's API with a bearer token, as a department system or script calls it."""
+    client = TestClient(console.app)
+    r = client.post("/api/v1/auth/token", json={"username": username, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    client.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+    return client
+
+
+def _node(console: Console, dept: Dept) -> int:
+    r = _api(console, console.admin).post(
+        "/api/v1/exchange/nodes", json={"name": unique("node-"), "department_id": dept.id}
+    )
+    assert r.status_code == 201, r.text
+    return int(r.json()["id"])
+
+
+def _provider_task(console: Console, resource_id: int, dept: Dept | None = None) -> int:
+    """A provider task of the resource on a node of its department (the node never runs)."""
+    r = _api(console, console.admin).post(
+        "/api/v1/exchange/tasks",
+        json={
+            "name": "人口信息发送",
+            "kind": "provider",
+            "node_id": _node(console, dept or console.provider),
+            "resource_id": resource_id,
+            "config": {"source": "biz", "table": "person", "key": ["id"], "mode": "snapshot"},
+        },
+    )
+    assert r.status_code == 201, r.text
+    return int(r.json()["id"])
+
+
+def _store_form(client: TestClient, resource_id: int, task_id: int, **overrides: Any) -> Any:
+    return _form(
+        client,
+        **{
+            "resource_id": str(resource_id),
+            "source_task_id": str(task_id),
+            "map_col": ["id_no", "name", "", ""],
+            "map_item": ["sfzhm", "xm", "jzdz", "djrq"],
+            "key_item": "sfzhm",
+            "verify_rules": "",
+            **overrides,
+        },
+    )
+
+
+PRESENCE_RULE = {
+    "name": "registered",
+    "label": "登记状态",
+    "kind": "presence",
+    "present": "已登记",
+    "absent": "未登记",
+}
+
+
+def test_provider_sets_up_a_shared_store_from_its_provider_task(console: Console) -> None:
+    resource_id = console.published(console.provider, name="常住人口信息")
+    task_id = _provider_task(console, resource_id)
+    client = console.signed_in(console.provider.resource_admin)
+    picker = client.get("/sharing/stores").text
+    assert f'<option value="{resource_id}">' in picker
+    form = client.get(f"/sharing/stores?resource_id={resource_id}").text
+    assert f'<option value="{task_id}">' in form
+    assert form.count('name="map_col"') == 4  # one row per item of the entry
+    assert '<option value="sfzhm" selected>' in form  # the key item is preselected
+
+    r = client.post(
+        "/sharing/stores",
+        data=_store_form(
+            client,
+            resource_id,
+            task_id,
+            verify_rules=json.dumps([PRESENCE_RULE]),
+        ),
+    )
+    assert r.status_code == 303, r.text
+    with console.db() as s:
+        store = s.scalar(select(SharedStore).where(SharedStore.resource_id == resource_id))
+        assert store is not None
+        assert (store.source_task_id, store.key_item, store.mapping) == (
+            task_id,
+            "sfzhm",
+            {"id_no": "sfzhm", "name": "xm"},
+        )
+        store_id = store.id
+    page = client.get(r.headers["location"]).text
+    assert "共享信息库已建立" in page
+    row = _row(page, f"store-{store_id}")
+    assert f'href="/exchange/tasks/{task_id}"' in row
+    assert "常住人口信息" in row
+    assert "尚未入库" in row
+    assert "登记状态" in row
+    # The entry is no longer offered for a second store.
+    assert f'<option value="{resource_id}">' not in client.get("/sharing/stores").text
+
+
+def test_store_form_refuses_an_unknown_item_and_bad_rules_in_chinese(console: Console) -> None:
+    resource_id = console.published(console.provider, name="暂住人口信息")
+    task_id = _provider_task(console, resource_id)
+    client = console.signed_in(console.provider.resource_admin)
+    before = console.count(SharedStore)
+    r = client.post(
+        "/sharing/stores",
+        data=_store_form(client, resource_id, task_id, map_item=["sfzhm", "bogus", "", ""]),
+    )
+    assert r.status_code == 422
+    mapping = _field_errors(r.text, "map_col")
+    assert mapping == ["目录没有信息项 bogus"]
+    assert "字段映射：目录没有信息项 bogus" in r.text
+
+    r = client.post(
+        "/sharing/stores",
+        data=_store_form(client, resource_id, task_id, verify_rules='[{"name": "x",'),
+    )
+    assert r.status_code == 422
+    assert _field_errors(r.text, "verify_rules") == ["不是有效的 JSON（第 1 行第 15 列）"]
+    r = client.post(
+        "/sharing/stores",
+        data=_store_form(
+            client,
+            resource_id,
+            task_id,
+            verify_rules='[{"name": "zt", "kind": "status", "item": "nosuch", "values": {}}]',
+        ),
+    )
+    assert r.status_code == 422
+    assert _field_errors(r.text, "verify_rules") == ["第 1 条规则 item：nosuch"]
+    assert "核验规则引用了目录没有的信息项" in r.text
+    r = client.post(
+        "/sharing/stores", data=_store_form(client, resource_id, task_id, key_item="jzdz")
+    )
+    assert r.status_code == 422
+    assert _field_errors(r.text, "key_item") == ["jzdz 未映射"]
+    assert console.count(SharedStore) == before
+
+
+def test_only_the_provider_or_the_platform_sets_up_a_store(console: Console) -> None:
+    resource_id = console.published(console.provider, name="出生登记信息")
+    task_id = _provider_task(console, resource_id)
+    stranger = console.signed_in(console.consumer.resource_admin)
+    assert f'<option value="{resource_id}">' not in stranger.get("/sharing/stores").text
+    before = console.count(SharedStore)
+    r = stranger.post("/sharing/stores", data=_store_form(stranger, resource_id, task_id))
+    assert r.status_code == 422
+    assert "只有目录提供部门或平台管理员可以建立共享信息库" in r.text
+    assert console.count(SharedStore) == before
+    registrar = console.signed_in(console.provider.registrar)
+    assert registrar.get("/sharing/stores").status_code == 403
+    admin = console.signed_in(console.admin)
+    assert f'<option value="{resource_id}">' in admin.get("/sharing/stores").text
+    r = admin.post("/sharing/stores", data=_store_form(admin, resource_id, task_id))
+    assert r.status_code == 303
+    assert console.count(SharedStore) == before + 1
+
+
+# -- data-service call statistics -------------------------------------------------------------
+
+
+def test_stats_page_shows_who_called_the_data_services(console: Console) -> None:
+    provider = console.department("市场监管局")
+    resource_id = console.published(provider, name="市场主体登记信息")
+    users = [console.department("商务局"), console.department("税务局")]
+    grants = [console.approve(console.apply(d, resource_id=resource_id)) for d in users]
+    with console.db() as s:
+        for dept, grant_id, calls in zip(users, grants, (40, 3), strict=True):
+            client, _secret = add_api_client(
+                s, console.settings, SYSTEM, name=unique("系统"), department_id=dept.id
+            )
+            s.flush()
+            for day, factor in ((DAY - timedelta(days=1), 1), (DAY, 2)):
+                s.add(
+                    CallStat(
+                        day=day,
+                        client_id=client.id,
+                        grant_id=grant_id,
+                        calls=calls * factor,
+                        keys=calls * factor * 10,
+                        rows=calls * factor * 9,
+                    )
+                )
+        s.commit()
+
+    page = console.signed_in(provider.resource_admin).get("/sharing/stats?side=provider").text
+    found = re.search(r'id="chart-calls">(.*?)</script>', page, re.S)
+    assert found
+    daily = json.loads(found.group(1))
+    assert daily["type"] == "stack"
+    assert daily["labels"][-2:] == ["09-29", "09-30"]
+    assert len(daily["labels"]) == 30
+    by_name = {s["name"]: s["values"][-2:] for s in daily["series"]}
+    assert by_name == {users[0].name: [40, 80], users[1].name: [3, 6]}
+    found = re.search(r'id="chart-call-keys">(.*?)</script>', page, re.S)
+    assert found
+    assert json.loads(found.group(1))["values"] == [(40 + 80 + 3 + 6) * 10]
+    table = re.search(r'<table class="table" id="call-totals">(.*?)</table>', page, re.S)
+    assert table
+    rows = re.findall(r"<tr><td>([^<]+)</td><td>([^<]+)</td>((?:<td[^>]*>\d+</td>){3})", table[1])
+    assert [(dept, figures) for dept, _, figures in rows] == [
+        (
+            users[0].name,
+            '<td class="num">120</td><td class="num">1200</td><td class="num">1080</td>',
+        ),
+        (users[1].name, '<td class="num">9</td><td class="num">90</td><td class="num">81</td>'),
+    ]
+    assert "近30天数据服务调用" in page
+    # A consumer sees its own use only; a department not involved sees none of it.
+    own = console.signed_in(users[1].resource_admin).get("/sharing/stats?side=mine").text
+    assert users[1].name in _section_after(own, "call-totals")
+    assert users[0].name not in _section_after(own, "call-totals")
+    other = console.signed_in(console.other.resource_admin).get("/sharing/stats?side=provider").text
+    assert "近30天没有数据服务调用" in other
+
+
+def _section_after(html: str, table_id: str) -> str:
+    found = re.search(rf'<table class="table" id="{table_id}">(.*?)</table>', html, re.S)
+    assert found, f"no table {table_id}"
+    return found.group(1)
+
+
+# -- subscriptions (订阅) -----------------------------------------------------------------------
+
+
+def test_subscription_grant_creates_its_receiving_task_from_my_grants(console: Console) -> None:
+    consumer = console.department("教育局")
+    resource_id = console.published(console.provider, name="户籍人口信息")
+    source_id = _provider_task(console, resource_id)
+    grant_id = console.approve(
+        console.apply(consumer, resource_id=resource_id, mode="subscription")
+    )
+    client = console.signed_in(consumer.resource_admin)
+    row = _row(client.get("/sharing/grants").text, f"grant-{grant_id}")
+    assert "创建接收任务" in row
+    assert "本部门还没有前置机" in row
+    node_id = _node(console, consumer)
+    _node(console, console.other)  # another department's node is not offered
+    row = _row(client.get("/sharing/grants").text, f"grant-{grant_id}")
+    assert re.findall(r'name="node_id".*?</select>', row, re.S)[0].count("<option") == 2
+    assert f'<option value="{source_id}">' in row
+
+    tasks_before = console.count(ExchangeTask)
+    r = client.post(
+        f"/sharing/grants/{grant_id}/subscription",
+        data=_form(client, node_id=str(node_id), source_task_id=str(source_id), target="dst"),
+    )
+    assert r.status_code == 422
+    assert "请填写目标表" in _row(r.text, f"grant-{grant_id}")
+    assert console.count(ExchangeTask) == tasks_before
+
+    r = client.post(
+        f"/sharing/grants/{grant_id}/subscription",
+        data=_form(
+            client,
+            node_id=str(node_id),
+            source_task_id=str(source_id),
+            target="dst",
+            table="hj_person",
+        ),
+    )
+    assert r.status_code == 303, r.text
+    task_id = int(re.findall(r"task=(\d+)", r.headers["location"])[0])
+    with console.db() as s:
+        task = s.get(ExchangeTask, task_id)
+        assert task is not None
+        assert (task.kind, task.state, task.node_id, task.source_task_id) == (
+            "subscriber",
+            "running",
+            node_id,
+            source_id,
+        )
+        assert (task.config["target"], task.config["table"]) == ("dst", "hj_person")
+    page = client.get(r.headers["location"]).text
+    assert f'<a href="/exchange/tasks/{task_id}">#{task_id}</a> 已在本部门前置机上启动' in page
+    assert f'href="/exchange/tasks/{task_id}"' in _row(page, f"grant-{grant_id}")
+
+
+def test_query_grants_offer_no_receiving_task_and_strangers_cannot_make_one(
+    console: Console,
+) -> None:
+    grant_id = console.approve(console.apply())  # mode query
+    consumer = console.signed_in(console.consumer.resource_admin)
+    assert "创建接收任务" not in _row(consumer.get("/sharing/grants").text, f"grant-{grant_id}")
+    stranger = console.signed_in(console.other.resource_admin)
+    r = stranger.post(
+        f"/sharing/grants/{grant_id}/subscription",
+        data=_form(stranger, node_id="1", source_task_id="1", target="dst", table="t"),
+    )
+    assert r.status_code == 403
+    assert "只能为本部门所持的授权创建订阅" in r.text
+
+
+@pytest.mark.parametrize(
+    ("who", "path"),
+    [
+        ("consumer", "/sharing/objections"),
+        ("consumer", "/sharing/objections?status=bogus&p=9"),
+        ("consumer", "/sharing/objections/new"),
+        ("consumer", "/sharing/objections/new?grant_id=999999"),
+        ("provider", "/sharing/objections/provider"),
+        ("provider", "/sharing/objections/provider?status=rejected"),
+        ("provider", "/sharing/stores"),
+        ("provider", "/sharing/stores?resource_id=999999"),
+        ("admin", "/sharing/objections/provider?status=all"),
+        ("admin", "/sharing/stores"),
+    ],
+)
+def test_objection_and_store_pages_render(console: Console, who: str, path: str) -> None:
     user = {
         "consumer": console.consumer.resource_admin,
         "provider": console.provider.resource_admin,
