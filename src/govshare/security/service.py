@@ -410,7 +410,7 @@ def string_to_sign(
 
 
 @dataclass(frozen=True, slots=True)
-class SignedClient:
+class VerifiedClient:
     """The columns of an API client a signed data-service call needs (no ORM load)."""
 
     id: int
@@ -521,7 +521,7 @@ def verified_signed_client(
     method: str,
     path_and_query: str,
     body_sha256: str,
-) -> SignedClient:
+) -> VerifiedClient:
     """``verified_client`` for the data services' hot path: the same checks on the
     client's row read with one plain select; the nonce is not yet spent."""
     row = session.execute(_SIGNED_CLIENT, {"app_key": app_key}).first()
@@ -537,7 +537,7 @@ def verified_signed_client(
         path_and_query=path_and_query,
         body_sha256=body_sha256,
     )
-    return SignedClient(
+    return VerifiedClient(
         id=row.id,
         app_key=row.app_key,
         department_id=row.department_id,

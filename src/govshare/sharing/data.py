@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from govshare.catalog.models import Resource
 from govshare.config import Settings
-from govshare.security.service import SignedClient
+from govshare.security.service import VerifiedClient
 from govshare.sharing import store as shared
 from govshare.sharing.errors import (
     InvalidApplication,
@@ -53,7 +53,7 @@ class Caller:
     daily_quota: int | None
 
     @classmethod
-    def of(cls, client: SignedClient, nonce: str, remote_addr: str | None) -> Caller:
+    def of(cls, client: VerifiedClient, nonce: str, remote_addr: str | None) -> Caller:
         return cls(
             client_id=client.id,
             app_key=client.app_key,

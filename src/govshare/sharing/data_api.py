@@ -12,14 +12,17 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
+from govshare.config import Settings
 from govshare.deps import Require, SessionDep, SharingReader, SharingStoreAdmin
 from govshare.errors import GovshareError, NotAuthenticated
 from govshare.security.errors import PermissionDenied
@@ -36,28 +39,54 @@ router = APIRouter(prefix="/data", tags=["data"])
 stores = APIRouter(prefix="/sharing/stores", tags=["sharing"])
 
 
+@dataclass(frozen=True, slots=True)
+class SignedRequest:
+    """A data-service request as it arrived. Who sent it is known only once its
+    signature is checked, which ``_serve`` does first, in the same worker-thread call
+    as the grant check and the work (one thread hop and one connection a call)."""
+
+    app_key: str
+    timestamp: str
+    nonce: str
+    signature: str
+    method: str
+    path_and_query: str
+    body_sha256: str
+    remote_addr: str | None
+
+    def verify(self, conn: Connection, settings: Settings) -> Caller:
+        """The caller, or ``BadSignature``/``PermissionDenied``; the nonce is spent by
+        the call journal together with the audit entry."""
+        client = verified_signed_client(
+            conn,
+            settings,
+            app_key=self.app_key,
+            timestamp=self.timestamp,
+            nonce=self.nonce,
+            signature=self.signature,
+            method=self.method,
+            path_and_query=self.path_and_query,
+            body_sha256=self.body_sha256,
+        )
+        if Permission.DATA_SERVICE.value not in client.permissions:
+            raise PermissionDenied("该应用未开通数据服务权限 (data.service)")
+        return Caller.of(client, self.nonce, self.remote_addr)
+
+
 class SignedClient(Require):
-    """The data-service permission, held only by API clients, checked on a signed
-    request; the nonce is spent by the call journal together with the audit entry."""
+    """The data-service permission, held only by API clients, on a signed request:
+    the signature is checked by ``_serve`` before anything else is done."""
 
     def __init__(self) -> None:
         super().__init__(Permission.DATA_SERVICE)
 
-    async def __call__(self, request: Request) -> Caller:  # type: ignore[override]
+    async def __call__(self, request: Request) -> SignedRequest:  # type: ignore[override]
         app_key = request.headers.get("x-app-key")
         if not app_key:
             raise NotAuthenticated("数据服务须使用应用签名调用 (X-App-Key … required)")
         body = await request.body()
-        return await run_in_threadpool(_caller, request, app_key, body)
-
-
-def _caller(request: Request, app_key: str, body: bytes) -> Caller:
-    query = f"?{request.url.query}" if request.url.query else ""
-    settings = request.app.state.settings
-    with _services(request).hub.connect() as conn:
-        client = verified_signed_client(
-            conn,
-            settings,
+        query = f"?{request.url.query}" if request.url.query else ""
+        return SignedRequest(
             app_key=app_key,
             timestamp=request.headers.get("x-timestamp", ""),
             nonce=request.headers.get("x-nonce", ""),
@@ -65,47 +94,57 @@ def _caller(request: Request, app_key: str, body: bytes) -> Caller:
             method=request.method,
             path_and_query=request.url.path + query,
             body_sha256=hashlib.sha256(body).hexdigest(),
+            remote_addr=request.client.host if request.client else None,
         )
-        if Permission.DATA_SERVICE.value not in client.permissions:
-            raise PermissionDenied("该应用未开通数据服务权限 (data.service)")
-        remote = request.client.host if request.client else None
-        return Caller.of(client, request.headers.get("x-nonce", ""), remote)
 
 
-DataCaller = Annotated[Caller, Depends(SignedClient())]
+SignedCall = Annotated[SignedRequest, Depends(SignedClient())]
 
 
 def _services(request: Request) -> DataServices:
     return request.app.state.data_services  # type: ignore[no-any-return]
 
 
+class _Refused(Exception):
+    """A verified caller's call refused (no grant, limits, bad input): journalled."""
+
+    def __init__(self, caller: Caller, error: GovshareError) -> None:
+        self.caller = caller
+        self.error = error
+
+
 async def _serve(
     request: Request,
-    caller: Caller,
+    signed: SignedRequest,
     resource_code: str,
     action: str,
     modes: list[SharingMode],
     keys: list[str],
     work: Any,
 ) -> Any:
-    """Authorize, admit and do the work in a worker thread; then wait, off the thread,
-    until the call's journal entry (nonce, audit, usage) is committed. Denials are
-    journalled too, before the refusal goes out."""
+    """Check the signature, authorize, admit and do the work in a worker thread; then
+    wait, off the thread, until the call's journal entry (nonce, audit, usage) is
+    committed. Refusals of a verified caller are journalled too, before they go out;
+    a bad signature is refused without a journal entry (there is no caller)."""
     ds = _services(request)
+    settings = request.app.state.settings
     try:
         auth, result, call = await run_in_threadpool(
-            _answer, ds, caller, resource_code, action, modes, keys, work
+            _answer, ds, settings, signed, resource_code, action, modes, keys, work
         )
-    except GovshareError as exc:
-        await ds.journal.wait(data.denied_call(caller, action, resource_code, exc.code))
-        raise
+    except _Refused as refused:
+        await ds.journal.wait(
+            data.denied_call(refused.caller, action, resource_code, refused.error.code)
+        )
+        raise refused.error from None
     await ds.journal.wait(call)
     return auth, result
 
 
 def _answer(
     ds: DataServices,
-    caller: Caller,
+    settings: Settings,
+    signed: SignedRequest,
     resource_code: str,
     action: str,
     modes: list[SharingMode],
@@ -114,9 +153,16 @@ def _answer(
 ) -> tuple[data.Authorized, Any, data.Call]:
     today = china_today()
     with ds.hub.connect() as conn:
-        auth = data.authorize(conn, caller, resource_code, modes, today)
-    ds.limits.admit(caller, max(1, len(keys)), today)
-    result, rows = work(ds, auth)
+        caller = signed.verify(conn, settings)
+        try:
+            auth = data.authorize(conn, caller, resource_code, modes, today)
+        except GovshareError as exc:
+            raise _Refused(caller, exc) from exc
+    try:
+        ds.limits.admit(caller, max(1, len(keys)), today)
+        result, rows = work(ds, auth)
+    except GovshareError as exc:
+        raise _Refused(caller, exc) from exc
     call = data.call_of(caller, auth, action, today)
     call.keys = len(keys)
     call.rows = rows
@@ -162,7 +208,7 @@ async def lookup(
     resource_code: str,
     body: LookupIn,
     request: Request,
-    caller: DataCaller,
+    signed: SignedCall,
     format: Format = Query(default="json", description="json 或 csv"),
 ) -> Any:
     def work(ds: DataServices, auth: data.Authorized) -> tuple[list[dict[str, Any]], int]:
@@ -170,7 +216,7 @@ async def lookup(
         return records, len(records)
 
     auth, records = await _serve(
-        request, caller, resource_code, "data.lookup", [SharingMode.QUERY], body.keys, work
+        request, signed, resource_code, "data.lookup", [SharingMode.QUERY], body.keys, work
     )
     if format == "csv":
         return _csv(auth.items, records)
@@ -192,7 +238,7 @@ async def query(
     resource_code: str,
     body: QueryIn,
     request: Request,
-    caller: DataCaller,
+    signed: SignedCall,
     format: Format = Query(default="json", description="json 或 csv"),
 ) -> Any:
     def work(
@@ -203,7 +249,7 @@ async def query(
 
     auth, (records, cursor) = await _serve(
         request,
-        caller,
+        signed,
         resource_code,
         "data.query",
         [SharingMode.QUERY],
@@ -231,7 +277,7 @@ async def query(
     summary="核验 (数据不落地): 至多10000个键",
     response_model=VerifyOut,
 )
-async def verify(resource_code: str, body: VerifyIn, request: Request, caller: DataCaller) -> Any:
+async def verify(resource_code: str, body: VerifyIn, request: Request, signed: SignedCall) -> Any:
     keys = body.keys if body.keys is not None else [r.key for r in body.records or []]
 
     def work(ds: DataServices, auth: data.Authorized) -> tuple[Any, int]:
@@ -240,7 +286,7 @@ async def verify(resource_code: str, body: VerifyIn, request: Request, caller: D
 
     auth, answers = await _serve(
         request,
-        caller,
+        signed,
         resource_code,
         "data.verify",
         [SharingMode.VERIFICATION, SharingMode.QUERY],
