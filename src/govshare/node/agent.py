@@ -56,6 +56,12 @@ class TaskRuntime:
     rows_moved: int = 0
     alerted: str | None = None
     again_now: bool = False  # run the next step at once (it waited at the hub already)
+    # What this process knows of the task's key mirror: every key in it is an integer
+    # (as text) no greater than ``mirror_ceiling`` (None: the mirror is empty). Keys above
+    # need no lookup. Learnt when the mirror is seen empty, kept while only integer keys
+    # are added (deletions only lower the true maximum).
+    mirror_bounded: bool = False
+    mirror_ceiling: int | None = None
 
     @property
     def id(self) -> int:
@@ -410,8 +416,18 @@ class NodeAgent:
         rows, next_cursor = found
         keys = key_strings(rows, [reader.columns.index(k) for k in reader.key])
         hashes = [row_hash(row) for row in rows] if snapshot else None
+        int_keys = self._integer_keys(rt, reader, rows)
         with self.store.transaction() as conn:
-            known = self.store.existing_keys(conn, rt.id, keys)
+            if int_keys is not None and rt.mirror_bounded:
+                ceiling = rt.mirror_ceiling
+                maybe = (
+                    []
+                    if ceiling is None
+                    else [k for k, v in zip(keys, int_keys, strict=True) if v <= ceiling]
+                )
+                known = self.store.existing_keys(conn, rt.id, maybe) if maybe else {}
+            else:
+                known = self.store.existing_keys(conn, rt.id, keys)
             ops: list[str] = []
             kept: list[tuple[Any, ...]] = []
             kept_keys: list[str] = []
@@ -447,8 +463,31 @@ class NodeAgent:
                 )
                 self.store.remove_keys(conn, rt.id, gone)
             self.store.set_cursor(conn, rt.id, next_cursor, seq)
+        if kept_keys and rt.mirror_bounded:
+            if int_keys is None:
+                rt.mirror_bounded = False
+            else:
+                top = max(int_keys)
+                rt.mirror_ceiling = (
+                    top if rt.mirror_ceiling is None else max(rt.mirror_ceiling, top)
+                )
         rt.rows_moved += len(kept)
         return len(rows) == batch_rows
+
+    def _integer_keys(
+        self, rt: TaskRuntime, reader: SourceReader, rows: list[tuple[Any, ...]]
+    ) -> list[int] | None:
+        """The batch's keys as integers when the key is one integer column (else None);
+        the first time, also whether the mirror is empty (then its bound is known)."""
+        if len(reader.key) != 1:
+            return None
+        idx = reader.columns.index(reader.key[0])
+        values = [row[idx] for row in rows]
+        if not all(type(v) is int for v in values):
+            return None
+        if not rt.mirror_bounded and self.store.mirror_empty(rt.id):
+            rt.mirror_bounded, rt.mirror_ceiling = True, None
+        return values
 
     def _enqueue(
         self,

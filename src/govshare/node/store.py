@@ -164,6 +164,10 @@ class LocalStore:
             )
         }
 
+    def mirror_empty(self, task_id: int) -> bool:
+        found = self.db.execute("SELECT 1 FROM mirror WHERE task_id = ? LIMIT 1", (task_id,))
+        return found.fetchone() is None
+
     def mirror_count(self, task_id: int) -> int:
         return int(
             self.db.execute("SELECT count(*) FROM mirror WHERE task_id = ?", (task_id,)).fetchone()[
