@@ -146,12 +146,13 @@ def create_app(settings: Settings) -> FastAPI:
     from govshare.sharing import pages as sharing_pages
     from govshare.web import pages as web_pages
 
+    # Data services first: the busiest routes are matched before the ~160 others.
+    app.include_router(sharing_data_api.router, prefix="/api/v1")
     app.include_router(security_api.router, prefix="/api/v1")
     app.include_router(catalog_api.router, prefix="/api/v1")
     app.include_router(exchange_api.router, prefix="/api/v1")
     app.include_router(sharing_api.router, prefix="/api/v1")
     app.include_router(sharing_data_api.stores, prefix="/api/v1")
-    app.include_router(sharing_data_api.router, prefix="/api/v1")
     app.include_router(web_pages.router)
     app.include_router(security_pages.router)
     app.include_router(catalog_pages.router)
