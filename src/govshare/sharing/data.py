@@ -149,7 +149,9 @@ class DataServices:
         self.hub = reader_engine(settings)
         self.db = shared.SharedDatabase(settings.resolved_shared_store_url)
         self.journal = CallJournal(
-            factory, nonce_ttl_seconds=2 * settings.signature_max_skew_seconds
+            factory,
+            nonce_ttl_seconds=2 * settings.signature_max_skew_seconds,
+            lock_path=settings.data_dir / "journal.lock" if settings.is_sqlite else None,
         )
         self.limits = Limits(settings, factory)
         self.hash_key = KeyHasher(settings.secret_key)

@@ -10,6 +10,7 @@ the service; here the calls that arrive while one batch commits share the next.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import hmac
 import queue
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -104,8 +106,10 @@ class CallJournal:
         *,
         nonce_ttl_seconds: int,
         max_batch: int = 512,
+        lock_path: Path | None = None,
     ) -> None:
         self.factory = factory
+        self.lock_path = lock_path
         self.nonce_ttl = timedelta(seconds=nonce_ttl_seconds)
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[Call | None] = queue.SimpleQueue()
@@ -161,6 +165,19 @@ class CallJournal:
                     call.done.set_result(None)
 
     def _write(self, batch: Sequence[Call]) -> set[int]:
+        if self.lock_path is None:
+            return self._write_locked(batch)
+        # SQLite: the hub processes' journal writers queue on a file lock, which wakes
+        # the next one the moment it is free; waiting in SQLite's busy handler instead
+        # sleeps 1, 2, 5, 10 … ms between tries, and those sleeps were the p99.
+        with self.lock_path.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                return self._write_locked(batch)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _write_locked(self, batch: Sequence[Call]) -> set[int]:
         self.batches += 1
         now = utcnow()
         replays: set[int] = set()
