@@ -64,7 +64,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 class SharedDatabase:
-    """The database holding every shared store's table; tables are reflected once."""
+    """The database holding every shared store's table; tables are reflected once.
+
+    Statement parameters stay out of errors and logs: they are people's data, and a
+    feed error is shown to the store's administrators as ``last_error``."""
 
     def __init__(self, url: str) -> None:
         if url.startswith("sqlite"):
@@ -73,10 +76,13 @@ class SharedDatabase:
                 connect_args={"check_same_thread": False, "timeout": 30},
                 pool_size=48,
                 max_overflow=16,
+                hide_parameters=True,
             )
             event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
-            self.engine = create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+            self.engine = create_engine(
+                url, pool_size=20, max_overflow=20, pool_pre_ping=True, hide_parameters=True
+            )
         self._tables: dict[str, Table] = {}
         self._statements: dict[tuple[Any, ...], tuple[list[str], Select[Any], Select[Any]]] = {}
         self._lock = threading.Lock()
