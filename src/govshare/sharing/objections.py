@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from govshare.config import Settings
@@ -106,16 +106,13 @@ def list_objections(
     session: Session, principal: Principal, *, side: str, status: ObjectionStatus | None = None
 ) -> list[Objection]:
     """``mine`` (raised by my department), ``provider`` (on my data) or ``all``."""
-    q = select(Objection).order_by(Objection.id.desc())
-    dept = principal.department_id
-    if side == "mine":
-        q = q.where(Objection.consumer_department_id == dept)
-    elif side == "provider":
-        q = q.where(Objection.provider_department_id == dept)
-    elif not principal.is_admin:
-        q = q.where(
-            or_(Objection.consumer_department_id == dept, Objection.provider_department_id == dept)
-        )
+    q = service.scoped(
+        select(Objection).order_by(Objection.id.desc()),
+        principal,
+        side,
+        Objection.consumer_department_id,
+        Objection.provider_department_id,
+    )
     if status is not None:
         q = q.where(Objection.status == status)
     return list(session.scalars(q))

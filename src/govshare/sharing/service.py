@@ -196,24 +196,32 @@ def get_visible_application(
     return app
 
 
+def scoped(q: Any, principal: Principal, side: str, consumer: Any, provider: Any) -> Any:
+    """Limit a query to one side of the caller's department: ``mine`` (``consumer``
+    column is mine), ``provider`` (``provider`` column is mine), or ``all`` — both sides
+    of my department, or everything for the platform admin."""
+    dept = principal.department_id
+    if side == "mine":
+        return q.where(consumer == dept)
+    if side == "provider":
+        return q.where(provider == dept)
+    if principal.is_admin:
+        return q
+    return q.where(or_(consumer == dept, provider == dept))
+
+
 def list_applications(
     session: Session, principal: Principal, *, side: str, status: ApplicationStatus | None = None
 ) -> list[SharingApplication]:
     """``side`` is ``mine`` (as consumer), ``provider`` (on my resources) or ``all``
     (platform admin only; others get both sides of their own department)."""
-    q = select(SharingApplication).order_by(SharingApplication.id.desc())
-    dept = principal.department_id
-    if side == "mine":
-        q = q.where(SharingApplication.consumer_department_id == dept)
-    elif side == "provider":
-        q = q.where(SharingApplication.provider_department_id == dept)
-    elif not principal.is_admin:
-        q = q.where(
-            or_(
-                SharingApplication.consumer_department_id == dept,
-                SharingApplication.provider_department_id == dept,
-            )
-        )
+    q = scoped(
+        select(SharingApplication).order_by(SharingApplication.id.desc()),
+        principal,
+        side,
+        SharingApplication.consumer_department_id,
+        SharingApplication.provider_department_id,
+    )
     if status is not None:
         q = q.where(SharingApplication.status == status)
     return list(session.scalars(q))
@@ -473,19 +481,13 @@ def get_grant(session: Session, grant_id: int) -> SharingGrant:
 
 def list_grants(session: Session, principal: Principal, *, side: str) -> list[SharingGrant]:
     """``mine`` (held by my department), ``provider`` (on my resources), or ``all``."""
-    q = select(SharingGrant).order_by(SharingGrant.id.desc())
-    dept = principal.department_id
-    if side == "mine":
-        q = q.where(SharingGrant.consumer_department_id == dept)
-    elif side == "provider":
-        q = q.where(SharingGrant.provider_department_id == dept)
-    elif not principal.is_admin:
-        q = q.where(
-            or_(
-                SharingGrant.consumer_department_id == dept,
-                SharingGrant.provider_department_id == dept,
-            )
-        )
+    q = scoped(
+        select(SharingGrant).order_by(SharingGrant.id.desc()),
+        principal,
+        side,
+        SharingGrant.consumer_department_id,
+        SharingGrant.provider_department_id,
+    )
     return list(session.scalars(q))
 
 
@@ -596,16 +598,13 @@ def report_usage(session: Session, principal: Principal, data: UsageCreate) -> U
 def list_usage(session: Session, principal: Principal, *, side: str) -> list[UsageReport]:
     """Providers see who used what on their resources (``provider``); consumers see
     their own reports (``mine``); the platform sees all (``all``)."""
-    q = select(UsageReport).join(SharingGrant).order_by(UsageReport.id.desc())
-    dept = principal.department_id
-    if side == "mine":
-        q = q.where(UsageReport.department_id == dept)
-    elif side == "provider":
-        q = q.where(SharingGrant.provider_department_id == dept)
-    elif not principal.is_admin:
-        q = q.where(
-            or_(UsageReport.department_id == dept, SharingGrant.provider_department_id == dept)
-        )
+    q = scoped(
+        select(UsageReport).join(SharingGrant).order_by(UsageReport.id.desc()),
+        principal,
+        side,
+        UsageReport.department_id,
+        SharingGrant.provider_department_id,
+    )
     return list(session.scalars(q))
 
 
@@ -731,16 +730,7 @@ def call_totals(
         )
         .order_by(CallStat.day, SharingGrant.consumer_department_id, SharingGrant.resource_id)
     )
-    dept = principal.department_id
-    if side == "mine":
-        q = q.where(SharingGrant.consumer_department_id == dept)
-    elif side == "provider":
-        q = q.where(SharingGrant.provider_department_id == dept)
-    elif not principal.is_admin:
-        q = q.where(
-            or_(
-                SharingGrant.consumer_department_id == dept,
-                SharingGrant.provider_department_id == dept,
-            )
-        )
+    q = scoped(
+        q, principal, side, SharingGrant.consumer_department_id, SharingGrant.provider_department_id
+    )
     return [CallTotal(*row) for row in session.execute(q)]
