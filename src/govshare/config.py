@@ -100,6 +100,12 @@ class Settings(BaseSettings):
         le=86400,
         description="A node silent longer than this is offline and alerted.",
     )
+    lag_alert_seconds: int = Field(
+        default=600,
+        ge=1,
+        le=7 * 86400,
+        description="Alert a subscription whose oldest unapplied package waits longer.",
+    )
     alert_webhook_url: str | None = Field(
         default=None,
         description="URL that receives every new alert as JSON (POST); none when unset.",

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from govshare import db
+from govshare.db import utcnow
 from govshare.exchange import service
 from govshare.exchange.tasks import Monitor
 from tests.conftest import make_settings, migrated
@@ -139,3 +141,40 @@ def test_daily_reconciliation_is_requested_once_per_day(
 def _outcome(world: World) -> str:
     with world.api(world.admin) as c:
         return str(c.get("/api/v1/exchange/reconciliations").json()[0]["outcome"])
+
+
+def test_a_subscription_falling_behind_is_alerted_and_cleared_when_it_catches_up(
+    watched_world: World, tmp_path: Path
+) -> None:
+    world = watched_world
+    scene = make_scene(world, tmp_path, rows=50)
+    try:
+        scene.node("provider")
+        scene.node("consumer")
+        scene.create_tasks(batch_rows=100)
+        # Only the provider runs: packages wait at the hub for the subscriber.
+        scene.run_until(lambda: _last_seq(world, scene.provider_task["id"]) > 0, nodes=["provider"])
+        settings = world.hub.settings
+        later = utcnow() + timedelta(seconds=settings.lag_alert_seconds + 60)
+        with world.hub.db() as s:
+            assert service.check_lag(s, settings) == 0  # just accepted: not yet a backlog
+            assert service.check_lag(s, settings, now=later) == 1
+            assert service.check_lag(s, settings, now=later) == 1  # the same alert again
+        with world.api(world.admin) as c:
+            lag = [a for a in c.get("/api/v1/exchange/alerts").json() if a["kind"] == "lag"]
+        assert len(lag) == 1
+        assert lag[0]["task_id"] == scene.subscriber_task["id"]
+        assert "积压 1 个数据包" in lag[0]["message"]
+        scene.run_until(scene.in_sync, nodes=["consumer"])
+        with world.hub.db() as s:
+            assert service.check_lag(s, settings, now=later) == 0
+        with world.api(world.admin) as c:
+            lag = [a for a in c.get("/api/v1/exchange/alerts").json() if a["kind"] == "lag"]
+        assert lag[0]["resolved_at"] is not None
+    finally:
+        scene.close()
+
+
+def _last_seq(world: World, task_id: int) -> int:
+    with world.api(world.admin) as c:
+        return int(c.get(f"/api/v1/exchange/tasks/{task_id}").json()["last_seq"])

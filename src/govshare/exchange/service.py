@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -504,7 +504,6 @@ def receive_package(
     except PackageError as exc:
         raise PackageRejected(f"数据包校验失败: {exc}") from None
     counts = pkg.header.get("counts", {})
-    from datetime import datetime
 
     row = ExchangePackage(
         task_id=task.id,
@@ -804,6 +803,43 @@ def check_nodes(session: Session, settings: Settings) -> int:
             webhook_url=settings.alert_webhook_url,
         )
     return len(silent)
+
+
+def check_lag(session: Session, settings: Settings, *, now: datetime | None = None) -> int:
+    """Alert every running subscription whose oldest unapplied package was accepted more
+    than ``lag_alert_seconds`` ago (交换积压); resolve the alert once it has caught up.
+    Returns how many subscriptions lag."""
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=settings.lag_alert_seconds)
+    lagging = 0
+    for sub in list_tasks(session, kind=TaskKind.SUBSCRIBER):
+        if sub.source_task_id is None or sub.state is not TaskState.RUNNING:
+            continue
+        oldest = session.execute(
+            select(ExchangePackage.seq, ExchangePackage.received_at)
+            .where(
+                ExchangePackage.task_id == sub.source_task_id,
+                ExchangePackage.seq > sub.acked_seq,
+            )
+            .order_by(ExchangePackage.seq)
+            .limit(1)
+        ).first()
+        if oldest is None or oldest.received_at > cutoff:
+            alerts.resolve_alerts(session, AlertKind.LAG, task_id=sub.id)
+            continue
+        lagging += 1
+        behind = get_task(session, sub.source_task_id).last_seq - sub.acked_seq
+        minutes = int((now - oldest.received_at).total_seconds() // 60)
+        alerts.raise_alert(
+            session,
+            AlertKind.LAG,
+            f"接收任务 {sub.name} 积压 {behind} 个数据包，最早一个已等待 {minutes} 分钟",
+            node_id=sub.node_id,
+            task_id=sub.id,
+            details={"packages_behind": behind, "oldest_seq": oldest.seq},
+            webhook_url=settings.alert_webhook_url,
+        )
+    return lagging
 
 
 def daily_reconciliations(session: Session) -> int:

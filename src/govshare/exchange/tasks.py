@@ -34,6 +34,8 @@ class Monitor:
         with session_scope(self.factory) as session:
             service.check_nodes(session, self.settings)
         with session_scope(self.factory) as session:
+            service.check_lag(session, self.settings)
+        with session_scope(self.factory) as session:
             service.daily_reconciliations(session)
 
     def _run(self) -> None:
