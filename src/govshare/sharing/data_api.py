@@ -10,17 +10,23 @@ no access log or proxy ever sees them.
 from __future__ import annotations
 
 import csv
+import email.message
+import functools
 import hashlib
 import io
+import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Route
 
 from govshare.config import Settings
 from govshare.deps import Require, SessionDep, SharingReader, SharingStoreAdmin
@@ -98,7 +104,8 @@ class SignedClient(Require):
         )
 
 
-SignedCall = Annotated[SignedRequest, Depends(SignedClient())]
+_signed_client = SignedClient()
+SignedCall = Annotated[SignedRequest, Depends(_signed_client)]
 
 
 def _services(request: Request) -> DataServices:
@@ -199,18 +206,9 @@ def _json(out: dict[str, Any]) -> Response:
     return Response(orjson.dumps(out), media_type="application/json")
 
 
-@router.post(
-    "/{resource_code:path}/lookup",
-    summary="按键查询 (公民身份号码、统一社会信用代码 …)",
-    response_model=RecordsOut,
-)
-async def lookup(
-    resource_code: str,
-    body: LookupIn,
-    request: Request,
-    signed: SignedCall,
-    format: Format = Query(default="json", description="json 或 csv"),
-) -> Any:
+async def _lookup(
+    request: Request, signed: SignedRequest, resource_code: str, body: LookupIn, format: Format
+) -> Response:
     def work(ds: DataServices, auth: data.Authorized) -> tuple[list[dict[str, Any]], int]:
         records = data.lookup(ds, auth, body.keys)
         return records, len(records)
@@ -231,16 +229,9 @@ async def lookup(
     )
 
 
-@router.post(
-    "/{resource_code:path}/query", summary="条件查询, 按键集翻页", response_model=RecordsOut
-)
-async def query(
-    resource_code: str,
-    body: QueryIn,
-    request: Request,
-    signed: SignedCall,
-    format: Format = Query(default="json", description="json 或 csv"),
-) -> Any:
+async def _query(
+    request: Request, signed: SignedRequest, resource_code: str, body: QueryIn, format: Format
+) -> Response:
     def work(
         ds: DataServices, auth: data.Authorized
     ) -> tuple[tuple[list[dict[str, Any]], str | None], int]:
@@ -272,12 +263,9 @@ async def query(
     )
 
 
-@router.post(
-    "/{resource_code:path}/verify",
-    summary="核验 (数据不落地): 至多10000个键",
-    response_model=VerifyOut,
-)
-async def verify(resource_code: str, body: VerifyIn, request: Request, signed: SignedCall) -> Any:
+async def _verify(
+    request: Request, signed: SignedRequest, resource_code: str, body: VerifyIn
+) -> Response:
     keys = body.keys if body.keys is not None else [r.key for r in body.records or []]
 
     def work(ds: DataServices, auth: data.Authorized) -> tuple[Any, int]:
@@ -301,6 +289,147 @@ async def verify(resource_code: str, body: VerifyIn, request: Request, signed: S
             "results": answers,
         }
     )
+
+
+# The documented routes. POSTs to them are served by ``lean_routes`` (same functions,
+# same permission object, same checks and errors, without FastAPI's per-request
+# dependency solving); these answer the other methods (405) and describe the API.
+
+
+@router.post(
+    "/{resource_code:path}/lookup",
+    summary="按键查询 (公民身份号码、统一社会信用代码 …)",
+    response_model=RecordsOut,
+)
+async def lookup(
+    resource_code: str,
+    body: LookupIn,
+    request: Request,
+    signed: SignedCall,
+    format: Format = Query(default="json", description="json 或 csv"),
+) -> Any:
+    return await _lookup(request, signed, resource_code, body, format)
+
+
+@router.post(
+    "/{resource_code:path}/query", summary="条件查询, 按键集翻页", response_model=RecordsOut
+)
+async def query(
+    resource_code: str,
+    body: QueryIn,
+    request: Request,
+    signed: SignedCall,
+    format: Format = Query(default="json", description="json 或 csv"),
+) -> Any:
+    return await _query(request, signed, resource_code, body, format)
+
+
+@router.post(
+    "/{resource_code:path}/verify",
+    summary="核验 (数据不落地): 至多10000个键",
+    response_model=VerifyOut,
+)
+async def verify(resource_code: str, body: VerifyIn, request: Request, signed: SignedCall) -> Any:
+    return await _verify(request, signed, resource_code, body)
+
+
+# -- the lean path ---------------------------------------------------------------------------
+
+Model = TypeVar("Model", bound=BaseModel)
+_FORMAT: TypeAdapter[Format] = TypeAdapter(Format)
+
+
+@functools.lru_cache(maxsize=64)
+def _is_json(content_type: str) -> bool:
+    message = email.message.Message()
+    message["content-type"] = content_type
+    if message.get_content_maintype() != "application":
+        return False
+    subtype = message.get_content_subtype()
+    return subtype == "json" or subtype.endswith("+json")
+
+
+def _located(exc: ValidationError, *prefix: str) -> list[dict[str, Any]]:
+    return [{**e, "loc": (*prefix, *e["loc"])} for e in exc.errors()]
+
+
+async def _parsed(
+    request: Request, model: type[Model], *, with_format: bool
+) -> tuple[SignedRequest, Model, Format]:
+    """What FastAPI does for the documented routes, in its order: the JSON body decoded
+    (a JSON syntax error first), the signed caller (``_signed_client``: 401 without an
+    app key), then the query's ``format`` and the body validated together (422)."""
+    raw = await request.body()
+    payload: Any = None
+    if raw:
+        payload = raw
+        content_type = request.headers.get("content-type")
+        if content_type and _is_json(content_type):
+            try:
+                payload = json.loads(raw)
+            except json.JSONDecodeError as e:
+                raise RequestValidationError(
+                    [
+                        {
+                            "type": "json_invalid",
+                            "loc": ("body", e.pos),
+                            "msg": "JSON decode error",
+                            "input": {},
+                            "ctx": {"error": e.msg},
+                        }
+                    ],
+                    body=e.doc,
+                ) from e
+    signed = await _signed_client(request)
+    errors: list[dict[str, Any]] = []
+    fmt: Format = "json"
+    if with_format and (given := request.query_params.get("format")) is not None:
+        try:
+            fmt = _FORMAT.validate_python(given)
+        except ValidationError as exc:
+            errors += _located(exc, "query", "format")
+    body: Model | None = None
+    if payload is None:
+        errors.append({"type": "missing", "loc": ("body",), "msg": "Field required", "input": None})
+    else:
+        try:  # as FastAPI validates a body (its error messages are the same)
+            body = model.model_validate(payload, from_attributes=True)
+        except ValidationError as exc:
+            errors += _located(exc, "body")
+    if errors or body is None:
+        raise RequestValidationError(errors, body=payload)
+    return signed, body, fmt
+
+
+async def _lean_lookup(request: Request) -> Response:
+    signed, body, fmt = await _parsed(request, LookupIn, with_format=True)
+    return await _lookup(request, signed, request.path_params["resource_code"], body, fmt)
+
+
+async def _lean_query(request: Request) -> Response:
+    signed, body, fmt = await _parsed(request, QueryIn, with_format=True)
+    return await _query(request, signed, request.path_params["resource_code"], body, fmt)
+
+
+async def _lean_verify(request: Request) -> Response:
+    signed, body, _ = await _parsed(request, VerifyIn, with_format=False)
+    return await _verify(request, signed, request.path_params["resource_code"], body)
+
+
+def lean_routes(prefix: str) -> list[Route]:
+    """The data routes' POSTs as plain Starlette routes, to be matched before any
+    FastAPI route: they need the data-service permission (``_signed_client``, the
+    ``Require`` the documented routes declare), and their errors go through the app's
+    handlers as FastAPI's would."""
+    endpoints: list[tuple[str, Callable[[Request], Awaitable[Response]]]] = [
+        ("lookup", _lean_lookup),
+        ("query", _lean_query),
+        ("verify", _lean_verify),
+    ]
+    return [
+        Route(f"{prefix}{router.prefix}/{{resource_code:path}}/{name}", endpoint, methods=["POST"])
+        for name, endpoint in endpoints
+    ]
 
 
 # -- shared stores -------------------------------------------------------------------------
