@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import namedtuple
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -213,7 +214,12 @@ _GRANTS_IN_FORCE = (
     )
     .order_by(SharingGrant.id.desc())
 )
+_GRANT_FIELDS = [c.key for c in _GRANTS_IN_FORCE.selected_columns]
+_prepared: dict[str, shared.Prepared] = {}
 _LISTED = select(Resource.id).where(Resource.code == bindparam("code"), Resource.listed.is_(True))
+
+
+_GrantRow = namedtuple("_GrantRow", _GRANT_FIELDS)  # type: ignore[misc]
 
 
 def authorize(
@@ -227,10 +233,18 @@ def authorize(
     resource in one of ``modes`` (the first mode with a grant wins, the newest grant
     of that mode); revoked and expired grants count as none. Read on every call, so a
     revocation or expiry stops the next call."""
-    rows = session.execute(
-        _GRANTS_IN_FORCE,
-        {"code": resource_code, "department_id": caller.department_id, "today": today},
-    ).all()
+    conn = session.connection() if isinstance(session, Session) else session
+    dialect = conn.dialect
+    prepared = _prepared.get(dialect.name)
+    if prepared is None:
+        prepared = _prepared[dialect.name] = shared.Prepared(_GRANTS_IN_FORCE, dialect)
+    rows = [
+        _GrantRow(*r)
+        for r in prepared.rows(
+            conn.connection.dbapi_connection,
+            {"code": resource_code, "department_id": caller.department_id, "today": today},
+        )
+    ]
     row = next((r for mode in modes for r in rows if str(mode) in r.modes), None)
     if row is None:
         if session.scalar(_LISTED, {"code": resource_code}) is None:
