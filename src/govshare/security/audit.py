@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
-from sqlalchemy import func, insert, inspect, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from govshare.db import utcnow
@@ -113,33 +114,33 @@ def record_many(session: Session, pending: Sequence[Pending]) -> list[AuditEntry
         select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)
     ).one()
     seq = last_seq - len(pending)
-    entries: list[AuditEntry] = []
+    rows: list[dict[str, Any]] = []
     for p in pending:
         seq += 1
-        entry = AuditEntry(
-            seq=seq,
-            at=utcnow(),
-            actor=p.actor.name,
-            actor_kind=p.actor.kind,
-            department_id=p.actor.department_id,
-            action=p.action,
-            object_type=p.object_type,
-            object_id=None if p.object_id is None else str(p.object_id),
-            before=_jsonable(p.before),
-            after=_jsonable(p.after),
-            remote_addr=p.actor.remote_addr,
-            alg=alg,
-            prev_hash=prev_hash,
-            hash="",
-        )
-        entry.hash = prev_hash = digest(alg, _canonical(entry))
-        entries.append(entry)
-    # A plain multi-row insert: the entries are final once hashed, so the unit of work
-    # has nothing to track (the call journal appends hundreds per commit).
-    columns = [attr.key for attr in inspect(AuditEntry).column_attrs]
-    session.execute(insert(AuditEntry), [{c: getattr(e, c) for c in columns} for e in entries])
+        row = {
+            "seq": seq,
+            "at": utcnow(),
+            "actor": p.actor.name,
+            "actor_kind": p.actor.kind,
+            "department_id": p.actor.department_id,
+            "action": p.action,
+            "object_type": p.object_type,
+            "object_id": None if p.object_id is None else str(p.object_id),
+            "before": _jsonable(p.before),
+            "after": _jsonable(p.after),
+            "remote_addr": p.actor.remote_addr,
+            "alg": alg,
+            "prev_hash": prev_hash,
+            "hash": "",
+        }
+        row["hash"] = prev_hash = digest(alg, _canonical(SimpleNamespace(**row)))  # type: ignore[arg-type]
+        rows.append(row)
+    # A plain multi-row insert into the table: the entries are final once hashed, so
+    # neither the unit of work nor the ORM's bulk path has anything to do (the call
+    # journal appends hundreds per commit).
+    session.execute(insert(AuditEntry.__table__), rows)
     session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=prev_hash))
-    return entries
+    return [AuditEntry(**row) for row in rows]
 
 
 @dataclass(frozen=True, slots=True)

@@ -183,11 +183,13 @@ class CallJournal:
         replays: set[int] = set()
         with self.factory() as session:
             rows = [{"app_key": c.app_key, "nonce": c.nonce, "seen_at": now} for c in batch]
-            try:
-                with session.begin_nested():
-                    session.execute(insert(_NONCES), rows)
-            except IntegrityError:
-                # Someone replayed a nonce: find which, one savepoint each.
+            dialect = session.get_bind().dialect.name
+            spend = (sqlite_insert if dialect == "sqlite" else pg_insert)(_NONCES)
+            spent = session.execute(spend.on_conflict_do_nothing(), rows)
+            if spent.rowcount != len(rows):  # type: ignore[attr-defined]
+                # Someone replayed a nonce (rare): start over and find which, one
+                # savepoint each.
+                session.rollback()
                 for call, row in zip(batch, rows, strict=True):
                     try:
                         with session.begin_nested():
