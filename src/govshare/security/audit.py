@@ -106,13 +106,18 @@ def record_many(session: Session, pending: Sequence[Pending]) -> list[AuditEntry
     alg = session.info.get("audit_alg", "sm3")
     # Taking the head row's write lock first serialises appenders on both SQLite and
     # PostgreSQL, so no two entries ever claim the same predecessor.
-    claim = update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + len(pending))
-    if session.execute(claim).rowcount == 0:  # type: ignore[attr-defined]
+    # The claim returns the new seq and the hash to chain on (one statement, not two).
+    claim = (
+        update(AuditHead)
+        .where(AuditHead.id == 1)
+        .values(seq=AuditHead.seq + len(pending))
+        .returning(AuditHead.seq, AuditHead.hash)
+    )
+    head = session.execute(claim).first()
+    if head is None:
         ensure_head(session)
-        session.execute(claim)
-    last_seq, prev_hash = session.execute(
-        select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)
-    ).one()
+        head = session.execute(claim).one()
+    last_seq, prev_hash = head
     seq = last_seq - len(pending)
     rows: list[dict[str, Any]] = []
     for p in pending:
