@@ -10,13 +10,16 @@ journalled (nonce, audit entry with hashed keys, usage counts) before the answer
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import threading
 import time
 from collections import namedtuple
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Date, Engine, bindparam, create_engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -37,6 +40,7 @@ from govshare.sharing.masking import masker
 from govshare.sharing.models import CallStat, SharedStore, SharingGrant, SharingMode
 from govshare.sharing.schemas import VerifyIn
 
+T = TypeVar("T")
 MAX_VERIFY_KEYS = 10_000
 MAX_LOOKUP_KEYS = 100
 
@@ -144,7 +148,9 @@ def _reader_pragmas(dbapi_conn: Any, _record: Any) -> None:
 class DataServices:
     """What the data-service routes share: the stores, the journal, the limits."""
 
-    def __init__(self, settings: Settings, factory: sessionmaker[Session]) -> None:
+    def __init__(
+        self, settings: Settings, factory: sessionmaker[Session], workers: int = 4
+    ) -> None:
         self.settings = settings
         self.factory = factory
         self.hub = reader_engine(settings)
@@ -156,8 +162,19 @@ class DataServices:
         )
         self.limits = Limits(settings, factory)
         self.hash_key = KeyHasher(settings.secret_key)
+        # The calls' database work runs on a few threads of their own: every extra
+        # thread waiting for the GIL lengthens each call's turn (the shared worker pool
+        # would run all 40 at once under load), and SQLite answers these lookups in
+        # microseconds, so more threads add no throughput.
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="data")
+
+    def run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """``fn(*args)`` on the data services' threads, in the caller's context."""
+        context = contextvars.copy_context()
+        return asyncio.get_running_loop().run_in_executor(self.executor, context.run, fn, *args)
 
     def close(self) -> None:
+        self.executor.shutdown(wait=False)
         self.journal.close()
         self.db.close()
         self.hub.dispose()

@@ -25,7 +25,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from sqlalchemy import Connection
-from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from govshare.config import Settings
@@ -136,7 +135,7 @@ async def _serve(
     ds = _services(request)
     settings = request.app.state.settings
     try:
-        auth, result, call = await run_in_threadpool(
+        auth, result, call = await ds.run(
             _answer, ds, settings, signed, resource_code, action, modes, keys, work
         )
     except _Refused as refused:
