@@ -590,3 +590,11 @@ def test_an_expired_grant_stops_access_the_day_after_its_end(served: Served) -> 
     r = client.post(f"/{served.code}/lookup", {"keys": [sfzhm(4)]})
     assert r.status_code == 403
     assert r.json()["error"]["code"] == "no_grant"
+
+
+def test_bulk_verification_answers_every_key_in_order(served: Served) -> None:
+    keys = [sfzhm(i) for i in range(2000, 0, -1)]  # 1,700 unknown, then 300 known, reversed
+    r = served.clients["verify"].post(f"/{served.code}/verify", {"keys": keys})
+    assert r.status_code == 200, r.text
+    answers = [a["match"] for a in r.json()["results"]]
+    assert answers == [i <= ROWS for i in range(2000, 0, -1)]

@@ -136,7 +136,16 @@ async def _serve(
     settings = request.app.state.settings
     try:
         auth, result, call = await ds.run(
-            _answer, ds, settings, signed, resource_code, action, modes, keys, work
+            _answer,
+            ds,
+            settings,
+            signed,
+            resource_code,
+            action,
+            modes,
+            keys,
+            work,
+            bulk=len(keys) > data.MAX_LOOKUP_KEYS,
         )
     except _Refused as refused:
         await ds.journal.wait(
