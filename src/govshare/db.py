@@ -9,8 +9,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Enum, MetaData, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy import DateTime, Enum, MetaData, Select, create_engine, event
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -127,3 +127,50 @@ def upgrade(settings: Settings, revision: str = "head") -> None:
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(settings.resolved_database_url), revision)
+
+
+class Prepared:
+    """A select compiled once for one dialect and run on the DBAPI connection: the
+    same SQL and the same bind and result conversions SQLAlchemy applies, without its
+    per-call execution machinery, which costs more than an indexed lookup."""
+
+    def __init__(self, stmt: Select[Any], dialect: Dialect) -> None:
+        compiled = stmt.compile(dialect=dialect)
+        self.sql = compiled.string
+        self.names = [str(c.key) for c in stmt.selected_columns]
+        self._order = compiled.positiontup
+        self._binds = {
+            name: (bind.value, bind.type.dialect_impl(dialect).bind_processor(dialect))
+            for name, bind in ((compiled.bind_names[b], b) for b in compiled.binds.values())
+        }
+        self._results = [_result_processor(c.type, dialect) for c in stmt.selected_columns]
+
+    def rows(self, dbapi_conn: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        values = {}
+        for name, (default, process) in self._binds.items():
+            value = params.get(name, default)
+            values[name] = process(value) if process is not None else value
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute(
+                self.sql, values if self._order is None else [values[n] for n in self._order]
+            )
+            fetched = cursor.fetchall()
+        finally:
+            cursor.close()
+        results = self._results
+        if not any(results):
+            return [tuple(r) for r in fetched]
+        return [
+            tuple(v if p is None else p(v) for p, v in zip(results, r, strict=True))
+            for r in fetched
+        ]
+
+
+def _result_processor(type_: Any, dialect: Dialect) -> Any:
+    try:
+        return type_.dialect_impl(dialect).result_processor(dialect, None)
+    except TypeError:
+        # psycopg's numeric processors need the column's type oid, known only from a
+        # cursor; the driver already returns float/Decimal as the column is declared.
+        return None

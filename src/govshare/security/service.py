@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections import namedtuple
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -17,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from govshare.config import Settings
-from govshare.db import utcnow
+from govshare.db import Prepared, utcnow
 from govshare.security import audit
 from govshare.security.audit import Actor
 from govshare.security.crypto import (
@@ -508,6 +509,10 @@ _SIGNED_CLIENT = select(
     ApiClient.is_active,
     ApiClient.secret_sealed,
 ).where(ApiClient.app_key == bindparam("app_key"))
+_SignedClientRow = namedtuple(  # type: ignore[misc]
+    "_SignedClientRow", [c.key for c in _SIGNED_CLIENT.selected_columns]
+)
+_signed_client: dict[str, Prepared] = {}
 
 
 def verified_signed_client(
@@ -523,8 +528,13 @@ def verified_signed_client(
     body_sha256: str,
 ) -> VerifiedClient:
     """``verified_client`` for the data services' hot path: the same checks on the
-    client's row read with one plain select; the nonce is not yet spent."""
-    row = session.execute(_SIGNED_CLIENT, {"app_key": app_key}).first()
+    client's row, read with one select compiled once; the nonce is not yet spent."""
+    conn = session.connection() if isinstance(session, Session) else session
+    prepared = _signed_client.get(conn.dialect.name)
+    if prepared is None:
+        prepared = _signed_client[conn.dialect.name] = Prepared(_SIGNED_CLIENT, conn.dialect)
+    found = prepared.rows(conn.connection.dbapi_connection, {"app_key": app_key})
+    row = _SignedClientRow(*found[0]) if found else None
     if row is None or not row.is_active:
         raise BadSignature("未知或已停用的应用 app key")
     _check_signature(

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from govshare.catalog.models import Resource
 from govshare.config import Settings
+from govshare.db import Prepared
 from govshare.security.service import VerifiedClient
 from govshare.sharing import store as shared
 from govshare.sharing.errors import (
@@ -237,7 +238,7 @@ _GRANTS_IN_FORCE = (
     .order_by(SharingGrant.id.desc())
 )
 _GRANT_FIELDS = [c.key for c in _GRANTS_IN_FORCE.selected_columns]
-_prepared: dict[str, shared.Prepared] = {}
+_prepared: dict[str, Prepared] = {}
 _LISTED = select(Resource.id).where(Resource.code == bindparam("code"), Resource.listed.is_(True))
 
 
@@ -259,7 +260,7 @@ def authorize(
     dialect = conn.dialect
     prepared = _prepared.get(dialect.name)
     if prepared is None:
-        prepared = _prepared[dialect.name] = shared.Prepared(_GRANTS_IN_FORCE, dialect)
+        prepared = _prepared[dialect.name] = Prepared(_GRANTS_IN_FORCE, dialect)
     rows = [
         _GrantRow(*r)
         for r in prepared.rows(

@@ -33,11 +33,10 @@ from sqlalchemy import (
     select,
     tuple_,
 )
-from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from govshare.catalog.models import Resource
-from govshare.db import utcnow
+from govshare.db import Prepared, utcnow
 from govshare.exchange import package
 from govshare.exchange.models import ExchangePackage, ExchangeTask, TaskKind
 from govshare.exchange.store import PackageStore
@@ -62,47 +61,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA cache_size=-65536")
     cur.execute("PRAGMA mmap_size=1073741824")
     cur.close()
-
-
-class Prepared:
-    """A select compiled once for one dialect and run on the DBAPI connection: the
-    same SQL and the same bind and result conversions SQLAlchemy applies, without its
-    per-call execution machinery, which costs more than an indexed lookup."""
-
-    def __init__(self, stmt: Select[Any], dialect: Dialect) -> None:
-        compiled = stmt.compile(dialect=dialect)
-        self.sql = compiled.string
-        self.names = [str(c.key) for c in stmt.selected_columns]
-        self._order = compiled.positiontup
-        self._binds = {
-            name: (bind.value, bind.type.dialect_impl(dialect).bind_processor(dialect))
-            for name, bind in ((compiled.bind_names[b], b) for b in compiled.binds.values())
-        }
-        self._results = [
-            c.type.dialect_impl(dialect).result_processor(dialect, None)
-            for c in stmt.selected_columns
-        ]
-
-    def rows(self, dbapi_conn: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        values = {}
-        for name, (default, process) in self._binds.items():
-            value = params.get(name, default)
-            values[name] = process(value) if process is not None else value
-        cursor = dbapi_conn.cursor()
-        try:
-            cursor.execute(
-                self.sql, values if self._order is None else [values[n] for n in self._order]
-            )
-            fetched = cursor.fetchall()
-        finally:
-            cursor.close()
-        results = self._results
-        if not any(results):
-            return [tuple(r) for r in fetched]
-        return [
-            tuple(v if p is None else p(v) for p, v in zip(results, r, strict=True))
-            for r in fetched
-        ]
 
 
 class SharedDatabase:
