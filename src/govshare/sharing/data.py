@@ -42,7 +42,6 @@ from govshare.sharing.models import CallStat, SharedStore, SharingGrant, Sharing
 from govshare.sharing.schemas import VerifyIn
 
 T = TypeVar("T")
-MAX_VERIFY_KEYS = 10_000
 MAX_LOOKUP_KEYS = 100
 
 

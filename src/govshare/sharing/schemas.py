@@ -146,6 +146,8 @@ class ReminderPublic(BaseModel):
 
 # -- shared stores and data services -------------------------------------------------------
 
+MAX_VERIFY_KEYS = 10_000  # keys (or key + values records) per 核验 call
+
 
 class VerifyRule(BaseModel):
     """A 核验 answer defined on the resource: status values, ranges, or presence."""
@@ -207,8 +209,8 @@ class VerifyRecord(BaseModel):
 class VerifyIn(BaseModel):
     """核验: at most 10,000 keys (or key + values records) per call."""
 
-    keys: list[str] | None = Field(default=None, max_length=10_000)
-    records: list[VerifyRecord] | None = Field(default=None, max_length=10_000)
+    keys: list[str] | None = Field(default=None, max_length=MAX_VERIFY_KEYS)
+    records: list[VerifyRecord] | None = Field(default=None, max_length=MAX_VERIFY_KEYS)
     rule: str | None = Field(default=None, description="按核验规则回答状态或区间")
 
     @model_validator(mode="after")

@@ -44,7 +44,7 @@ from govshare.node.target import TargetWriter
 from govshare.security import audit
 from govshare.security.crypto import digest
 from govshare.security.service import Principal
-from govshare.sharing.errors import InvalidApplication, NotYourDepartment, StoreNotFound
+from govshare.sharing.errors import InvalidApplication, NotYourDepartment
 from govshare.sharing.models import SharedStore
 from govshare.sharing.schemas import StoreCreate
 
@@ -226,13 +226,6 @@ def create_store(session: Session, principal: Principal, data: StoreCreate) -> S
             "verify_rules": store.verify_rules,
         },
     )
-    return store
-
-
-def store_of(session: Session, resource_id: int) -> SharedStore:
-    store = session.scalar(select(SharedStore).where(SharedStore.resource_id == resource_id))
-    if store is None:
-        raise StoreNotFound("该目录没有共享信息库 (no shared store)")
     return store
 
 
