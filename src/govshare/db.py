@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Enum, MetaData, Select, create_engine, event
+from sqlalchemy import DateTime, Enum, MetaData, Table, bindparam, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.sql.selectable import ReturnsRows
 from sqlalchemy.types import TypeDecorator
 
 from govshare.config import Settings
@@ -130,31 +133,38 @@ def upgrade(settings: Settings, revision: str = "head") -> None:
 
 
 class Prepared:
-    """A select compiled once for one dialect and run on the DBAPI connection: the
+    """A statement compiled once for one dialect and run on the DBAPI connection: the
     same SQL and the same bind and result conversions SQLAlchemy applies, without its
-    per-call execution machinery, which costs more than an indexed lookup."""
+    per-call execution machinery, which costs more than an indexed lookup.
 
-    def __init__(self, stmt: Select[Any], dialect: Dialect) -> None:
+    ``rows`` runs a select (or DML with RETURNING) and converts what it returns; ``run``
+    runs DML without RETURNING and answers the driver's row count."""
+
+    def __init__(self, stmt: ReturnsRows, dialect: Dialect) -> None:
         compiled = stmt.compile(dialect=dialect)
         self.sql = compiled.string
-        self.names = [str(c.key) for c in stmt.selected_columns]
+        columns = list(stmt.exported_columns)
+        self.names = [str(c.key) for c in columns]
         self._order = compiled.positiontup
         self._binds = {
             name: (bind.value, bind.type.dialect_impl(dialect).bind_processor(dialect))
             for name, bind in ((compiled.bind_names[b], b) for b in compiled.binds.values())
         }
-        self._results = [_result_processor(c.type, dialect) for c in stmt.selected_columns]
+        self._results = [_result_processor(c.type, dialect) for c in columns]
 
-    def rows(self, dbapi_conn: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    def _execute(self, cursor: Any, params: Mapping[str, Any]) -> None:
         values = {}
         for name, (default, process) in self._binds.items():
             value = params.get(name, default)
             values[name] = process(value) if process is not None else value
+        cursor.execute(
+            self.sql, values if self._order is None else [values[n] for n in self._order]
+        )
+
+    def rows(self, dbapi_conn: Any, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         cursor = dbapi_conn.cursor()
         try:
-            cursor.execute(
-                self.sql, values if self._order is None else [values[n] for n in self._order]
-            )
+            self._execute(cursor, params)
             fetched = cursor.fetchall()
         finally:
             cursor.close()
@@ -165,6 +175,59 @@ class Prepared:
             tuple(v if p is None else p(v) for p, v in zip(results, r, strict=True))
             for r in fetched
         ]
+
+    def run(self, dbapi_conn: Any, params: Mapping[str, Any]) -> int:
+        cursor = dbapi_conn.cursor()
+        try:
+            self._execute(cursor, params)
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+
+def dialect_insert(table: Table, dialect: Dialect) -> sqlite.Insert | postgresql.Insert:
+    """``INSERT`` with the dialect's ``ON CONFLICT`` clauses (SQLite or PostgreSQL)."""
+    return (sqlite.insert if dialect.name == "sqlite" else postgresql.insert)(table)
+
+
+class RowsInsert:
+    """An INSERT of many rows as one statement (multi-row ``VALUES``), compiled once
+    per row count: one database call for a batch, where ``executemany`` makes one per
+    row and each of them lets other threads take the GIL for a while.
+
+    ``finish`` adds the clauses (``ON CONFLICT …``, ``RETURNING …``) to the dialect's
+    insert, which has the rows' values already."""
+
+    def __init__(
+        self,
+        table: Table,
+        dialect: Dialect,
+        columns: Sequence[str],
+        finish: Callable[[Any], ReturnsRows] = lambda ins: ins,
+    ) -> None:
+        self.table = table
+        self.dialect = dialect
+        self.columns = list(columns)
+        self.finish = finish
+        self._prepared = functools.lru_cache(maxsize=64)(self._compile)
+
+    def _compile(self, n: int) -> Prepared:
+        t = self.table
+        values = [
+            {c: bindparam(f"{c}_{i}", type_=t.c[c].type) for c in self.columns} for i in range(n)
+        ]
+        return Prepared(self.finish(dialect_insert(t, self.dialect).values(values)), self.dialect)
+
+    def _params(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        return {f"{c}_{i}": row[c] for i, row in enumerate(rows) for c in self.columns}
+
+    def rows(self, dbapi_conn: Any, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        """Insert ``rows``; what ``RETURNING`` gives back."""
+        return self._prepared(len(rows)).rows(dbapi_conn, self._params(rows))
+
+    def run(self, dbapi_conn: Any, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Insert ``rows``; the driver's count of rows written."""
+        return self._prepared(len(rows)).run(dbapi_conn, self._params(rows))
 
 
 def _result_processor(type_: Any, dialect: Dialect) -> Any:

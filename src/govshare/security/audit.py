@@ -7,17 +7,17 @@ seq and hash so that a removed tail is found too. Other domains call ``record``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from types import SimpleNamespace
 from typing import Any
 
 import orjson
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Integer, Table, bindparam, func, insert, select, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-from govshare.db import utcnow
+from govshare.db import Prepared, RowsInsert, dialect_insert, utcnow
 from govshare.security.crypto import digest
 from govshare.security.models import AuditEntry, AuditHead
 
@@ -37,22 +37,30 @@ class Actor:
 SYSTEM = Actor(name="system", kind="system")
 
 
+_HASHED = (
+    "seq",
+    "at",
+    "actor",
+    "actor_kind",
+    "department_id",
+    "action",
+    "object_type",
+    "object_id",
+    "before",
+    "after",
+    "remote_addr",
+    "alg",
+    "prev_hash",
+)
+
+
 def _canonical(entry: AuditEntry) -> bytes:
-    fields = {
-        "seq": entry.seq,
-        "at": entry.at.isoformat(),
-        "actor": entry.actor,
-        "actor_kind": entry.actor_kind,
-        "department_id": entry.department_id,
-        "action": entry.action,
-        "object_type": entry.object_type,
-        "object_id": entry.object_id,
-        "before": entry.before,
-        "after": entry.after,
-        "remote_addr": entry.remote_addr,
-        "alg": entry.alg,
-        "prev_hash": entry.prev_hash,
-    }
+    return _canonical_row({f: getattr(entry, f) for f in _HASHED})
+
+
+def _canonical_row(row: Mapping[str, Any]) -> bytes:
+    fields = {f: row[f] for f in _HASHED}
+    fields["at"] = row["at"].isoformat()
     return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
 
 
@@ -99,8 +107,8 @@ def record(
 
 
 def record_many(session: Session, pending: Sequence[Pending]) -> list[AuditEntry]:
-    """Append entries in order under one claim on the head (group commit of the data
-    services' call journal); they commit or roll back with the caller's transaction."""
+    """Append entries in order under one claim on the head; they commit or roll back
+    with the caller's transaction."""
     if not pending:
         return []
     alg = session.info.get("audit_alg", "sm3")
@@ -117,6 +125,17 @@ def record_many(session: Session, pending: Sequence[Pending]) -> list[AuditEntry
     if head is None:
         ensure_head(session)
         head = session.execute(claim).one()
+    rows = chained(pending, alg=alg, head=(head[0], head[1]), at=utcnow())
+    session.execute(insert(AuditEntry.__table__), rows)
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=rows[-1]["hash"]))
+    return [AuditEntry(**row) for row in rows]
+
+
+def chained(
+    pending: Sequence[Pending], *, alg: str, head: tuple[int, str], at: datetime
+) -> list[dict[str, Any]]:
+    """The rows of ``pending`` hashed onto the chain; ``head`` is the claimed seq (the
+    last of the entries) and the hash they chain on."""
     last_seq, prev_hash = head
     seq = last_seq - len(pending)
     rows: list[dict[str, Any]] = []
@@ -124,7 +143,7 @@ def record_many(session: Session, pending: Sequence[Pending]) -> list[AuditEntry
         seq += 1
         row = {
             "seq": seq,
-            "at": utcnow(),
+            "at": at,
             "actor": p.actor.name,
             "actor_kind": p.actor.kind,
             "department_id": p.actor.department_id,
@@ -136,16 +155,53 @@ def record_many(session: Session, pending: Sequence[Pending]) -> list[AuditEntry
             "remote_addr": p.actor.remote_addr,
             "alg": alg,
             "prev_hash": prev_hash,
-            "hash": "",
         }
-        row["hash"] = prev_hash = digest(alg, _canonical(SimpleNamespace(**row)))  # type: ignore[arg-type]
+        row["hash"] = prev_hash = digest(alg, _canonical_row(row))
         rows.append(row)
-    # A plain multi-row insert into the table: the entries are final once hashed, so
-    # neither the unit of work nor the ORM's bulk path has anything to do (the call
-    # journal appends hundreds per commit).
-    session.execute(insert(AuditEntry.__table__), rows)
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=prev_hash))
-    return [AuditEntry(**row) for row in rows]
+    return rows
+
+
+class ChainAppender:
+    """``record_many`` for a DBAPI connection, for the data services' call journal,
+    which appends a batch of entries per commit: three statements compiled once (claim
+    the head, insert the rows, move the head's hash) and no ORM on the way."""
+
+    def __init__(self, dialect: Dialect, alg: str) -> None:
+        head: Table = AuditHead.__table__  # type: ignore[assignment]
+        self.alg = alg
+        self._claim = Prepared(
+            update(head)
+            .where(head.c.id == 1)
+            .values(seq=head.c.seq + bindparam("n", type_=Integer))
+            .returning(head.c.seq, head.c.hash),
+            dialect,
+        )
+        self._genesis = Prepared(
+            dialect_insert(head, dialect)
+            .values(id=1, seq=0, hash=GENESIS)
+            .on_conflict_do_nothing(),
+            dialect,
+        )
+        self._insert = RowsInsert(
+            AuditEntry.__table__,  # type: ignore[arg-type]
+            dialect,
+            [c.name for c in AuditEntry.__table__.columns],
+        )
+        self._move = Prepared(
+            update(head).where(head.c.id == 1).values(hash=bindparam("hash")), dialect
+        )
+
+    def append(self, dbapi_conn: Any, pending: Sequence[Pending], at: datetime) -> None:
+        """In the connection's open transaction; the caller commits."""
+        if not pending:
+            return
+        claimed = self._claim.rows(dbapi_conn, {"n": len(pending)})
+        if not claimed:
+            self._genesis.run(dbapi_conn, {})
+            claimed = self._claim.rows(dbapi_conn, {"n": len(pending)})
+        rows = chained(pending, alg=self.alg, head=claimed[0], at=at)  # type: ignore[arg-type]
+        self._insert.run(dbapi_conn, rows)
+        self._move.run(dbapi_conn, {"hash": rows[-1]["hash"]})
 
 
 @dataclass(frozen=True, slots=True)

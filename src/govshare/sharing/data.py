@@ -155,8 +155,10 @@ class DataServices:
         self.factory = factory
         self.hub = reader_engine(settings)
         self.db = shared.SharedDatabase(settings.resolved_shared_store_url)
+        self.inline = settings.is_sqlite and self.db.engine.dialect.name == "sqlite"
         self.journal = CallJournal(
-            factory,
+            factory.kw["bind"],
+            audit_alg=settings.audit_digest,
             nonce_ttl_seconds=2 * settings.signature_max_skew_seconds,
             lock_path=settings.data_dir / "journal.lock" if settings.is_sqlite else None,
         )
@@ -171,8 +173,24 @@ class DataServices:
         # so a few of them never leave the key lookups queueing behind them.
         self.bulk_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="data-bulk")
 
-    def run(self, fn: Callable[..., T], *args: Any, bulk: bool = False) -> asyncio.Future[T]:
-        """``fn(*args)`` on the data services' threads, in the caller's context."""
+    def run(
+        self, fn: Callable[..., T], *args: Any, bulk: bool = False, light: bool = False
+    ) -> asyncio.Future[T]:
+        """``fn(*args)`` on the data services' threads, in the caller's context.
+
+        ``light`` work (a key lookup: a few indexed reads) runs at once on the event
+        loop when both the hub and the shared stores are SQLite files: their reads take
+        microseconds and never wait for a writer (WAL), while the trip to a thread and
+        back costs more than the work and makes every thread, the journal's first,
+        queue longer for the GIL. On PostgreSQL each read is a network round trip, which
+        the event loop must not wait for."""
+        if light and self.inline:
+            done = asyncio.get_running_loop().create_future()
+            try:
+                done.set_result(fn(*args))
+            except Exception as exc:
+                done.set_exception(exc)
+            return done
         context = contextvars.copy_context()
         pool = self.bulk_executor if bulk else self.executor
         return asyncio.get_running_loop().run_in_executor(pool, context.run, fn, *args)

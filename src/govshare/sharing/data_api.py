@@ -146,6 +146,7 @@ async def _serve(
             keys,
             work,
             bulk=len(keys) > data.MAX_LOOKUP_KEYS,
+            light=action == "data.lookup",
         )
     except _Refused as refused:
         await ds.journal.wait(

@@ -20,18 +20,14 @@ from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import Table, delete, insert
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, Table, bindparam, delete
 
-from govshare.db import utcnow
+from govshare.db import Prepared, RowsInsert, utcnow
 from govshare.security import audit
 from govshare.security.crypto import _derive
 from govshare.security.errors import ReplayedRequest
@@ -43,6 +39,7 @@ log = structlog.get_logger()
 # Plain tables, not the mapped classes: the journal's inserts skip the ORM's bulk path.
 _NONCES: Table = ApiNonce.__table__  # type: ignore[assignment]
 _STATS: Table = CallStat.__table__  # type: ignore[assignment]
+_SEEN_AT = _NONCES.c.seen_at.type
 
 
 class KeyHasher:
@@ -98,20 +95,53 @@ class Call:
 
 
 class CallJournal:
-    """One writer thread; ``commit`` blocks the calling request until its batch is in."""
+    """One writer thread; ``commit`` blocks the calling request until its batch is in.
+
+    The batch is written on a DBAPI connection with statements compiled once, one per
+    table (multi-row ``VALUES``): every database call lets the other threads take the
+    GIL, and getting it back waits for a switch interval, so a batch that took two calls
+    per row spent most of its time, and the waiting calls' latency, queueing for it."""
 
     def __init__(
         self,
-        factory: sessionmaker[Session],
+        engine: Engine,
         *,
+        audit_alg: str,
         nonce_ttl_seconds: int,
         max_batch: int = 512,
         lock_path: Path | None = None,
     ) -> None:
-        self.factory = factory
+        self.engine = engine
         self.lock_path = lock_path
         self.nonce_ttl = timedelta(seconds=nonce_ttl_seconds)
         self.max_batch = max_batch
+        dialect = engine.dialect
+        self._audit = audit.ChainAppender(dialect, audit_alg)
+        # RETURNING names the nonces this batch spent; a call whose nonce is missing
+        # there is a replay (of an earlier call, or of another call in the same batch).
+        self._spend = RowsInsert(
+            _NONCES,
+            dialect,
+            ["app_key", "nonce", "seen_at"],
+            lambda ins: ins.on_conflict_do_nothing().returning(_NONCES.c.app_key, _NONCES.c.nonce),
+        )
+        self._counts = RowsInsert(
+            _STATS,
+            dialect,
+            ["day", "client_id", "grant_id", "calls", "keys", "rows"],
+            lambda ins: ins.on_conflict_do_update(  # type: ignore[attr-defined]
+                index_elements=["day", "client_id", "grant_id"],
+                set_={
+                    "calls": _STATS.c.calls + ins.excluded.calls,  # type: ignore[attr-defined]
+                    "keys": _STATS.c["keys"] + ins.excluded["keys"],  # type: ignore[attr-defined]
+                    "rows": _STATS.c.rows + ins.excluded.rows,  # type: ignore[attr-defined]
+                },
+            ),
+        )
+        self._prune = Prepared(
+            delete(_NONCES).where(_NONCES.c.seen_at < bindparam("before", type_=_SEEN_AT)),
+            dialect,
+        )
         self._queue: queue.SimpleQueue[Call | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="call-journal", daemon=True)
         self._pruned = 0.0
@@ -152,7 +182,7 @@ class CallJournal:
             # written, only not answered.
             waiting = [c for c in batch if c.done.set_running_or_notify_cancel()]
             try:
-                replays = self._write(batch)
+                replays = self.write(batch)
             except Exception as exc:  # the database is down: every waiting call fails
                 log.exception("call journal write failed", calls=len(batch))
                 for call in waiting:
@@ -164,7 +194,10 @@ class CallJournal:
                 else:
                     call.done.set_result(None)
 
-    def _write(self, batch: Sequence[Call]) -> set[int]:
+    def write(self, batch: Sequence[Call]) -> set[int]:
+        """Write one batch in one transaction (what the writer thread does with each);
+        answers the calls (by ``id``) refused as replays. Nothing of a failed batch
+        stays: no nonce spent, no audit entry, no count."""
         if self.lock_path is None:
             return self._write_locked(batch)
         # SQLite: the hub processes' journal writers queue on a file lock, which wakes
@@ -180,45 +213,40 @@ class CallJournal:
     def _write_locked(self, batch: Sequence[Call]) -> set[int]:
         self.batches += 1
         now = utcnow()
-        replays: set[int] = set()
-        with self.factory() as session:
-            rows = [{"app_key": c.app_key, "nonce": c.nonce, "seen_at": now} for c in batch]
-            dialect = session.get_bind().dialect.name
-            spend = (sqlite_insert if dialect == "sqlite" else pg_insert)(_NONCES)
-            spent = session.execute(spend.on_conflict_do_nothing(), rows)
-            if spent.rowcount != len(rows):  # type: ignore[attr-defined]
-                # Someone replayed a nonce (rare): start over and find which, one
-                # savepoint each.
-                session.rollback()
-                for call, row in zip(batch, rows, strict=True):
-                    try:
-                        with session.begin_nested():
-                            session.execute(insert(_NONCES), [row])
-                    except IntegrityError:
-                        replays.add(id(call))
-            entries = []
-            for call in batch:
-                if id(call) in replays:
-                    entries.append(
-                        audit.Pending(
-                            actor=call.entry().actor,
-                            action="data.replay_refused",
-                            object_type="api_client",
-                            object_id=call.client_id,
-                            after={"nonce": call.nonce, "action": call.action},
-                        )
-                    )
-                else:
-                    entries.append(call.entry())
-            audit.record_many(session, entries)
-            self._count(session, [c for c in batch if id(c) not in replays])
+        conn = self.engine.raw_connection()
+        try:
+            replays = self._spend_nonces(conn, batch, now)
+            entries = [
+                _replay_entry(call) if id(call) in replays else call.entry() for call in batch
+            ]
+            self._audit.append(conn, entries, now)
+            self._count(conn, [c for c in batch if id(c) not in replays])
             if time.monotonic() - self._pruned > 10:
-                session.execute(delete(_NONCES).where(_NONCES.c.seen_at < now - self.nonce_ttl))
+                self._prune.run(conn, {"before": now - self.nonce_ttl})
                 self._pruned = time.monotonic()
-            session.commit()
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            conn.close()
         return replays
 
-    def _count(self, session: Session, calls: Sequence[Call]) -> None:
+    def _spend_nonces(self, conn: Any, batch: Sequence[Call], now: datetime) -> set[int]:
+        """The calls (by ``id``) whose nonce was spent before, by an earlier call or an
+        earlier one of this batch."""
+        rows = [{"app_key": c.app_key, "nonce": c.nonce, "seen_at": now} for c in batch]
+        unspent = set(self._spend.rows(conn, rows))
+        replays: set[int] = set()
+        for call in batch:
+            key = (call.app_key, call.nonce)
+            if key in unspent:
+                unspent.discard(key)  # the first call with it spends it
+            else:
+                replays.add(id(call))
+        return replays
+
+    def _count(self, conn: Any, calls: Sequence[Call]) -> None:
         sums: dict[tuple[date, int, int], list[int]] = defaultdict(lambda: [0, 0, 0])
         for c in calls:
             if c.grant_id is None or c.day is None:
@@ -229,21 +257,20 @@ class CallJournal:
             s[2] += c.rows
         if not sums:
             return
-        dialect = session.get_bind().dialect.name
-        stats = _STATS
-        stmt = (sqlite_insert if dialect == "sqlite" else pg_insert)(stats)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["day", "client_id", "grant_id"],
-            set_={
-                "calls": stats.c.calls + stmt.excluded.calls,
-                "keys": stats.c["keys"] + stmt.excluded["keys"],
-                "rows": stats.c.rows + stmt.excluded.rows,
-            },
-        )
-        session.execute(
-            stmt,
+        self._counts.run(
+            conn,
             [
                 {"day": d, "client_id": c, "grant_id": g, "calls": n, "keys": k, "rows": r}
                 for (d, c, g), (n, k, r) in sums.items()
             ],
         )
+
+
+def _replay_entry(call: Call) -> audit.Pending:
+    return audit.Pending(
+        actor=call.entry().actor,
+        action="data.replay_refused",
+        object_type="api_client",
+        object_id=call.client_id,
+        after={"nonce": call.nonce, "action": call.action},
+    )
