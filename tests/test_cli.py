@@ -133,3 +133,20 @@ def test_key_hash_matches_what_the_audit_log_holds() -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == KeyHasher(TEST_SECRET)("370202199001011234")
     assert r.stdout.strip() != KeyHasher(TEST_SECRET + "x")("370202199001011234")
+
+
+def test_a_serving_process_freezes_its_start_up_heap_and_collects_young_objects_less_often() -> (
+    None
+):
+    import gc
+
+    from govshare.cli import SERVER_GC_THRESHOLD, _server_gc
+
+    before = gc.get_threshold()
+    try:
+        _server_gc()
+        assert gc.get_threshold() == (SERVER_GC_THRESHOLD, before[1], before[2])
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
