@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, inspect, select
 
 from govshare.exchange.models import Alert, AlertKind
 from govshare.security.crypto import hmac_sha256
 from govshare.security.models import AuditEntry
 from govshare.security.service import string_to_sign
-from govshare.sharing import objections, service
+from govshare.sharing import objections, service, subscriptions
 from govshare.sharing.journal import KeyHasher
+from govshare.sharing.masking import mask_name
 from govshare.sharing.models import Objection, SharingGrant
 from govshare.sharing.workdays import china_today, working_days_between
 from tests.exchange.scenario import Scene, Source, make_scene, target_rows
@@ -465,7 +466,7 @@ def test_objections_only_on_granted_items(served: Served, tmp_path: Path) -> Non
     assert r.json()["error"]["details"][0]["field"] == "claimed.xb"
 
 
-def test_a_subscription_grant_starts_a_receiving_task_on_the_consumers_node(
+def test_a_subscription_delivers_only_the_granted_columns_and_rows_masked_until_revoked(
     served: Served,
 ) -> None:
     world, scene = served.world, served.scene
@@ -475,7 +476,8 @@ def test_a_subscription_grant_starts_a_receiving_task_on_the_consumers_node(
         scene.consumer,
         scene.resource["id"],
         items=["sfzhm", "xm"],
-        row_filter=None,
+        row_filter=[{"item": "xb", "op": "eq", "value": "1"}],
+        masking={"xm": "name"},
         mode="subscription",
     )
     body = {
@@ -491,13 +493,70 @@ def test_a_subscription_grant_starts_a_receiving_task_on_the_consumers_node(
         assert refused.status_code == 409, refused.text  # a query grant does not subscribe
         r = c.post(f"/api/v1/sharing/grants/{grant}/subscription", json=body)
         assert r.status_code == 201, r.text
-        assert r.json()["state"] == "running"
+        sub = r.json()
+        assert sub["state"] == "running"
+    with world.api(world.admin) as c:
+        made = c.get(f"/api/v1/exchange/tasks/{sub['provider_task_id']}").json()
+    # The grant's own provider task: key and cursor columns, the granted items only.
+    assert made["config"]["columns"] == ["id", "version", "sfzhm", "xm"]
+    assert made["config"]["row_filter"] == [{"column": "xb", "op": "eq", "value": "1"}]
+
+    everyone = Source(scene.source_url).rows()
+    expected = [(i, sfz, mask_name(xm), v) for i, sfz, xm, xb, v in everyone if xb == "1"]
+    assert 0 < len(expected) < len(everyone)
     if "consumer" not in scene.nodes:
         scene.node("consumer")
     scene.run_until(
-        lambda: len(target_rows(scene.target_url, "granted_copy", "id")) == ROWS,
+        lambda: target_rows(scene.target_url, "granted_copy", "id, sfzhm, xm, version") == expected,
         nodes=["provider", "consumer"],
     )
+    engine = create_engine(scene.target_url)
+    try:
+        columns = {c["name"] for c in inspect(engine).get_columns("granted_copy")}
+    finally:
+        engine.dispose()
+    assert "xb" not in columns
+    assert {"id", "sfzhm", "xm", "version"} <= columns
+
+    with world.api(scene.provider.resource_admin) as c:
+        r = c.post(f"/api/v1/sharing/grants/{grant}/revoke", json={"reason": "停止共享"})
+        assert r.status_code == 200, r.text
+    with world.api(world.admin) as c:
+        for task_id in (sub["task_id"], sub["provider_task_id"]):
+            assert c.get(f"/api/v1/exchange/tasks/{task_id}").json()["state"] == "stopped"
+        restart = c.post(f"/api/v1/exchange/tasks/{sub['task_id']}/start")
+        assert restart.status_code == 409, restart.text
+        assert "订阅" in restart.json()["error"]["message"]
+
+
+def test_a_subscription_stops_once_its_grant_has_expired(served: Served) -> None:
+    world, scene = served.world, served.scene
+    grant = _grant(
+        world,
+        scene.provider,
+        scene.consumer,
+        scene.resource["id"],
+        items=["sfzhm"],
+        row_filter=None,
+        mode="subscription",
+    )
+    body = {
+        "node_id": scene.node_ids["consumer"],
+        "source_task_id": scene.provider_task["id"],
+        "config": {"target": "dst", "table": "expiring_copy"},
+    }
+    with world.api(scene.consumer.resource_admin) as c:
+        r = c.post(f"/api/v1/sharing/grants/{grant}/subscription", json=body)
+        assert r.status_code == 201, r.text
+        sub = r.json()
+    with world.hub.db() as s:
+        expires_on = s.get(SharingGrant, grant).expires_on
+        assert subscriptions.stop_lapsed(s, expires_on) == 0  # the end date itself counts
+        assert subscriptions.stop_lapsed(s, expires_on + timedelta(days=1)) == 1
+        s.commit()
+    with world.api(world.admin) as c:
+        for task_id in (sub["task_id"], sub["provider_task_id"]):
+            assert c.get(f"/api/v1/exchange/tasks/{task_id}").json()["state"] == "stopped"
 
 
 def test_providers_see_who_called_how_much(served: Served) -> None:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from govshare.exchange.models import AlertKind, NodeStatus, TaskKind, TaskState
+from govshare.sharing.models import MaskingRule
 
 IDENT = r"^[A-Za-z_][A-Za-z0-9_.]{0,120}$"
 
@@ -67,6 +68,23 @@ class ScheduleIn(BaseModel):
         return self
 
 
+class SourceCondition(BaseModel):
+    """One condition of a provider task's row filter (行过滤), on a source column; a
+    task made for a grant carries the grant's row scope this way."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    column: str = Field(pattern=IDENT)
+    op: Literal["eq", "in", "prefix"] = "eq"
+    value: str | list[str]
+
+    @model_validator(mode="after")
+    def _check(self) -> SourceCondition:
+        if (self.op == "in") != isinstance(self.value, list):
+            raise ValueError("in 条件的取值须为列表, eq 与 prefix 条件的取值须为文字")
+        return self
+
+
 class ProviderConfig(BaseModel):
     """发送任务配置: what to read from the department's business database."""
 
@@ -96,13 +114,25 @@ class ProviderConfig(BaseModel):
     keyset_every_seconds: float = Field(default=300, ge=1, le=86400, description="键集比对周期")
     batch_rows: int = Field(default=50_000, ge=100, le=500_000)
     schedule: ScheduleIn = Field(default_factory=ScheduleIn)
+    row_filter: list[SourceCondition] = Field(
+        default_factory=list, description="只交换同时满足这些条件的行 (授权的行范围)"
+    )
+    masking: dict[str, MaskingRule] = Field(
+        default_factory=dict, description="列 → 脱敏规则: 数据包里只有脱敏后的值"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ProviderConfig:
         if self.folder is not None:
             if self.source or self.table or self.query:
                 raise ValueError("文件夹任务不能同时指定数据源、表或查询")
+            if self.row_filter or self.masking:
+                raise ValueError("文件夹任务不能设置行过滤或脱敏")
             return self
+        if masked_keys := sorted(set(self.masking) & set(self.key)):
+            raise ValueError(f"主键列不能脱敏: {', '.join(masked_keys)}")
+        if self.columns is not None and (outside := sorted(set(self.masking) - set(self.columns))):
+            raise ValueError(f"脱敏的列不在交换的列中: {', '.join(outside)}")
         if not self.source:
             raise ValueError("须指定数据源 source 或文件夹 folder")
         if not self.key:

@@ -313,6 +313,11 @@ def set_task_state(
 ) -> ExchangeTask:
     """Deploy/start or stop a task; the node picks the change up at its next heartbeat."""
     task = get_task(session, task_id)
+    if state is TaskState.RUNNING:
+        # A task made for a grant's subscription runs only while the grant is in force.
+        from govshare.sharing.subscriptions import check_may_run
+
+        check_may_run(session, task)
     before = task.state
     task.state = state
     task.config_version += 1

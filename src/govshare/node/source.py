@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import hashlib
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
     Engine,
     MetaData,
+    String,
     Table,
     and_,
+    cast,
     column,
     create_engine,
     inspect,
@@ -28,6 +31,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement, Select
+
+from govshare.sharing.masking import mask
 
 KEY_SEPARATOR = "\x1f"
 
@@ -185,19 +190,32 @@ class SourceReader:
         if config.get("table"):
             md = MetaData()
             reflected = Table(config["table"], md, autoload_with=engine)
-            names = config.get("columns") or [c.name for c in reflected.columns]
+            every = [c.name for c in reflected.columns]
             self.relation: Any = reflected
         else:
             query = config["query"]
             with engine.connect() as conn:
-                names = config.get("columns") or list(
-                    conn.execute(text(f"SELECT * FROM ({query}) AS q LIMIT 0")).keys()
-                )
-            self.relation = text(query).columns(*[column(n) for n in names]).subquery("q")
+                every = list(conn.execute(text(f"SELECT * FROM ({query}) AS q LIMIT 0")).keys())
+            self.relation = text(query).columns(*[column(n) for n in every]).subquery("q")
+        names = config.get("columns") or every
         missing = [k for k in self.key if k not in names]
         if missing:
             raise ValueError(f"key columns not among the columns: {missing}")
+        unknown = [c["column"] for c in config.get("row_filter") or [] if c["column"] not in every]
+        if unknown:
+            raise ValueError(f"row filter columns not in the source: {unknown}")
         self.columns: list[str] = list(names)
+        # A task made for a grant: only the granted rows are read, and masked columns
+        # leave the node masked (a key scan sees the same rows, so rows leaving the
+        # scope are found and deleted like rows deleted at the source).
+        self.scope: list[ColumnElement[bool]] = [
+            _condition(self._col(c["column"]), c["op"], c["value"])
+            for c in config.get("row_filter") or []
+        ]
+        self.masks: list[tuple[int, Callable[[Any], Any]]] = [
+            (self.columns.index(name), functools.partial(mask, rule))
+            for name, rule in (config.get("masking") or {}).items()
+        ]
         self.cursor_column: str | None = (
             config.get("cursor_column") if config.get("mode") == "incremental" else None
         )
@@ -227,7 +245,10 @@ class SourceReader:
         idx = [self.columns.index(c.name) for c in order]
         while True:
             stmt: Select[Any] = (
-                select(*[self._col(c) for c in self.columns]).order_by(*order).limit(batch_rows)
+                select(*[self._col(c) for c in self.columns])
+                .where(*self.scope)
+                .order_by(*order)
+                .limit(batch_rows)
             )
             if cursor is not None:
                 stmt = stmt.where(self._after(order, cursor))
@@ -242,9 +263,17 @@ class SourceReader:
             if not rows:
                 return
             cursor = [rows[-1][i] for i in idx]
+            if self.masks:
+                rows = [self._masked(row) for row in rows]
             yield rows, _jsonable(cursor)
             if len(rows) < batch_rows:
                 return
+
+    def _masked(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        values = list(row)
+        for i, fn in self.masks:
+            values[i] = fn(values[i])
+        return tuple(values)
 
     def _after(self, order: list[Any], cursor: list[Any]) -> ColumnElement[bool]:
         """``(order columns) > (cursor)``, in a form the database can seek an index with.
@@ -267,7 +296,7 @@ class SourceReader:
 
     def live_key_batches(self, size: int = 50_000) -> Iterator[Sequence[Sequence[Any]]]:
         """The keys of every live row, ``size`` rows at a time (streamed)."""
-        stmt = select(*[self._col(k) for k in self.key])
+        stmt = select(*[self._col(k) for k in self.key]).where(*self.scope)
         if self.soft_column:
             stmt = stmt.where(
                 self._col(self.soft_column) != self.config.get("soft_delete_value", "1")
@@ -295,6 +324,16 @@ class SourceReader:
     def checksum(self) -> tuple[int, str]:
         """Row count and order-independent key-hash checksum (mod 2^64) of the live rows."""
         return keyset_checksum(self.live_key_batches(), len(self.key))
+
+
+def _condition(col: Any, op: str, value: str | list[str]) -> ColumnElement[bool]:
+    """A row-filter condition; values are compared as text, as the catalog states them."""
+    as_text = cast(col, String)
+    if op == "in":
+        return as_text.in_(list(value))
+    if op == "prefix":
+        return as_text.startswith(str(value), autoescape=True)
+    return as_text == str(value)
 
 
 def _jsonable(values: list[Any]) -> list[Any]:

@@ -20,7 +20,7 @@ from govshare.deps import (
     SharingReader,
     SharingReviewer,
 )
-from govshare.sharing import objections, service
+from govshare.sharing import objections, service, subscriptions
 from govshare.sharing.models import (
     ApplicationStatus,
     Objection,
@@ -222,13 +222,13 @@ class SubscriptionIn(BaseModel):
 @router.post(
     "/grants/{grant_id}/subscription",
     status_code=status.HTTP_201_CREATED,
-    summary="按订阅授权创建并启动接收任务",
+    summary="按订阅授权创建并启动接收任务 (及只含授权范围的专用发送任务)",
 )
 def subscribe(
     grant_id: int, body: SubscriptionIn, db: SessionDep, caller: SharingApplicant
 ) -> dict[str, Any]:
     grant = service.get_grant(db, grant_id)
-    task = service.create_subscription_task(
+    sub = subscriptions.subscribe(
         db,
         caller,
         grant,
@@ -237,7 +237,13 @@ def subscribe(
         target_config=body.config,
         name=body.name,
     )
-    return {"task_id": task.id, "state": str(task.state), "grant_id": grant.id}
+    return {
+        "subscription_id": sub.id,
+        "task_id": sub.subscriber_task_id,
+        "provider_task_id": sub.provider_task_id,
+        "state": "running",
+        "grant_id": grant.id,
+    }
 
 
 # -- usage feedback ----------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The hub's background work for sharing: feed the shared stores from the exchange,
-archive objections whose corrections arrived, alert overdue objections."""
+archive objections whose corrections arrived, alert overdue objections, stop the
+subscriptions of grants that ended."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from govshare.config import Settings
 from govshare.db import session_scope
 from govshare.exchange.store import PackageStore
-from govshare.sharing import objections, service
+from govshare.sharing import objections, service, subscriptions
 from govshare.sharing.models import SharedStore
 from govshare.sharing.store import SharedDatabase, Writers, feed_store
 from govshare.sharing.workdays import china_today
@@ -81,6 +82,8 @@ class Feeder:
 
     def run_once(self) -> int:
         applied = self.feed()
+        with session_scope(self.factory) as session:
+            subscriptions.stop_lapsed(session, china_today())
         if time.monotonic() - self._last_alert_check >= self.settings.monitor_interval_seconds:
             with session_scope(self.factory) as session:
                 objections.alert_overdue(session, self.settings)

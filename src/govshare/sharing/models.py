@@ -218,6 +218,23 @@ class SharedStore(Base):
     resource: Mapped[Resource] = relationship(lazy="joined")
 
 
+class GrantSubscription(Base):
+    """订阅 under a grant: the provider task made for it (the granted columns and rows
+    only, masked as the grant says) and the consumer's receiving task on it. Both stop
+    when the grant is revoked or expires."""
+
+    __tablename__ = "sharing_subscription"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    grant_id: Mapped[int] = mapped_column(ForeignKey("sharing_grant.id"), index=True)
+    provider_task_id: Mapped[int] = mapped_column(ForeignKey("exchange_task.id"))
+    subscriber_task_id: Mapped[int] = mapped_column(ForeignKey("exchange_task.id"))
+    created_by: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column()
+    stop_reason: Mapped[str] = mapped_column(String(200), default="")
+
+
 class ObjectionStatus(StrEnum):
     """异议状态."""
 

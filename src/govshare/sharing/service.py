@@ -505,6 +505,9 @@ def revoke_grant(
     grant.revoked_at = utcnow()
     grant.revoked_by = principal.name
     grant.revoke_reason = reason
+    from govshare.sharing.subscriptions import stop_for_grant
+
+    stop_for_grant(session, principal, grant, f"授权已撤销: {reason}")
     audit.record(
         session,
         principal.actor,
@@ -528,43 +531,21 @@ def create_subscription_task(
     name: str | None = None,
     today: date | None = None,
 ) -> Any:
-    """订阅: create and start the consumer's exchange subscriber task (接收任务) on its
-    own node, subscribed to the provider's task for the granted resource. Returns the
-    ``ExchangeTask``."""
-    from govshare.exchange import service as exchange_service
-    from govshare.exchange.models import TaskKind, TaskState
-    from govshare.exchange.schemas import TaskCreate
+    """订阅 (``sharing.subscriptions.subscribe``); returns the consumer's receiving task."""
+    from govshare.exchange.service import get_task
+    from govshare.sharing.subscriptions import subscribe
 
-    today = today or china_today()
-    if not principal.is_admin and principal.department_id != grant.consumer_department_id:
-        raise NotYourDepartment("只能为本部门所持的授权创建订阅")
-    if not is_active(grant, today) or str(SharingMode.SUBSCRIPTION) not in grant.modes:
-        raise StepNotAllowed("该授权不在有效期内或不允许订阅")
-    node = exchange_service.get_node(session, node_id)
-    if node.department_id != grant.consumer_department_id:
-        raise NotYourDepartment("接收任务须在申请部门的前置机上")
-    task = exchange_service.create_task(
+    subscription = subscribe(
         session,
         principal,
-        TaskCreate(
-            name=name or f"订阅 {grant.resource.name} (授权 {grant.id})",
-            kind=TaskKind.SUBSCRIBER,
-            node_id=node_id,
-            resource_id=grant.resource_id,
-            source_task_id=source_task_id,
-            config=target_config,
-        ),
+        grant,
+        node_id=node_id,
+        source_task_id=source_task_id,
+        target_config=target_config,
+        name=name,
+        today=today,
     )
-    exchange_service.set_task_state(session, principal, task.id, TaskState.RUNNING)
-    audit.record(
-        session,
-        principal.actor,
-        "sharing.grant.subscribe",
-        object_type="sharing_grant",
-        object_id=grant.id,
-        after={"task_id": task.id, "node_id": node_id},
-    )
-    return task
+    return get_task(session, subscription.subscriber_task_id)
 
 
 # -- usage feedback ----------------------------------------------------------------------
