@@ -8,9 +8,12 @@ from typing import Any
 
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from starlette.routing import Mount, Route
 
 from govshare.app import create_app
 from govshare.deps import Require
+from govshare.security.roles import Permission
+from govshare.sharing.data_api import SignedRoute
 from tests.conftest import make_settings
 
 
@@ -59,3 +62,23 @@ def test_only_login_health_and_docs_are_public(tmp_path: Path) -> None:
         "/logout",
         "/api/v1/exchange/nodes/register",
     }
+
+
+def test_routes_outside_fastapi_are_the_signed_data_routes_docs_and_static_files(
+    tmp_path: Path,
+) -> None:
+    app = create_app(make_settings(tmp_path))
+    app.state.engine.dispose()
+    signed, other = [], []
+    for route in app.routes:
+        if isinstance(route, APIRoute) or getattr(route, "original_router", None) is not None:
+            continue
+        if isinstance(route, SignedRoute):
+            assert isinstance(route.requires, Require)
+            assert route.requires.permission is Permission.DATA_SERVICE
+            signed.append(route.path)
+        elif isinstance(route, Route | Mount):
+            other.append(route.path)
+    assert sorted(p.rsplit("/", 1)[1] for p in signed) == ["lookup", "query", "verify"]
+    # FastAPI's own documentation routes and the console's static files are public.
+    assert sorted(other) == ["/docs", "/docs/oauth2-redirect", "/openapi.json", "/static"]

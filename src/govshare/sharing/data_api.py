@@ -436,9 +436,19 @@ def lean_routes(prefix: str) -> list[Route]:
         ("verify", _lean_verify),
     ]
     return [
-        Route(f"{prefix}{router.prefix}/{{resource_code:path}}/{name}", endpoint, methods=["POST"])
+        SignedRoute(f"{prefix}{router.prefix}/{{resource_code:path}}/{name}", endpoint)
         for name, endpoint in endpoints
     ]
+
+
+class SignedRoute(Route):
+    """A lean data route; ``requires`` is the permission it checks, declared like the
+    ``Require`` of every FastAPI route (the route-permission tests read both)."""
+
+    requires: Require = _signed_client
+
+    def __init__(self, path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
+        super().__init__(path, endpoint, methods=["POST"])
 
 
 # -- shared stores -------------------------------------------------------------------------
