@@ -12,7 +12,7 @@ from sqlalchemy import select
 from govshare.security.models import AuditEntry
 from govshare.sharing import service
 from govshare.sharing.workdays import add_working_days, china_today
-from tests.factories import Dept, World
+from tests.factories import Dept, World, resource_payload
 from tests.sharing.builders import NOT_SHARED_BASIS, application_payload
 
 
@@ -118,6 +118,36 @@ def test_application_items_must_belong_to_the_resource(world: World) -> None:
     assert r.json()["error"]["details"] == [
         {"field": "items[1]", "message": "目录没有信息项 income"}
     ]
+
+
+def test_applications_are_judged_by_the_published_catalog_not_a_pending_change(
+    world: World,
+) -> None:
+    provider, consumer = world.department("公安局"), world.department("人社局")
+    res = world.published(provider)
+    pending = resource_payload(
+        sharing_type="1",  # to become 无条件共享 …
+        items=[
+            *resource_payload()["items"],
+            {"name": "居住证有效期至", "code": "yxqz", "data_type": "D"},
+        ],
+        reason="改为无条件共享并新增信息项",
+    )
+    with world.api(provider.registrar) as c:
+        r = c.put(f"/api/v1/catalog/resources/{res['id']}", json=pending)
+        assert r.status_code == 200, r.text
+        assert r.json()["published_version"] == 1  # … once this change is published
+
+    app = _apply(world, consumer, res["id"])
+    assert app["status"] == "submitted"  # still 有条件共享: the provider must answer
+    assert app["grant_id"] is None
+    with world.api(consumer.resource_admin) as c:
+        r = c.post(
+            "/api/v1/sharing/applications",
+            json=application_payload(res["id"], items=["sfzhm", "yxqz"]),
+        )
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["details"] == [{"field": "items[1]", "message": "目录没有信息项 yxqz"}]
 
 
 def test_not_shared_resource_cannot_be_applied_for(world: World) -> None:

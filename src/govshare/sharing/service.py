@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from govshare.catalog.codes import SharingType
 from govshare.catalog.models import Resource
+from govshare.catalog.service import get_version
 from govshare.config import Settings
 from govshare.db import utcnow
 from govshare.security import audit
@@ -76,8 +77,7 @@ def _require(text: str, field: str, message: str) -> str:
 # -- applications ------------------------------------------------------------------------
 
 
-def _check_items(resource: Resource, items: list[str], field: str) -> list[str]:
-    known = {item.code for item in resource.items}
+def _check_items(known: set[str], items: list[str], field: str) -> list[str]:
     problems = [
         {"field": f"{field}[{i}]", "message": f"目录没有信息项 {code}"}
         for i, code in enumerate(items)
@@ -110,10 +110,14 @@ def apply(
             "只能申请已发布的目录",
             details=[{"field": "resource_id", "message": "目录不存在或未发布"}],
         )
-    if resource.sharing_type is SharingType.NOT_SHARED:
-        basis = resource.not_shared_basis or "未注明"
+    # Applications are judged by the published catalog, which is what consumers see;
+    # a change (变更) the provider is still editing takes effect once it is published.
+    published = get_version(session, resource, resource.published_version or 0).snapshot
+    sharing_type = SharingType(str(published["sharing_type"]))
+    if sharing_type is SharingType.NOT_SHARED:
+        basis = published["not_shared_basis"] or "未注明"
         raise NotShareable(
-            f"目录“{resource.name}”为不予共享，不能申请；依据：{basis} (not shareable)",
+            f"目录“{published['name']}”为不予共享，不能申请；依据：{basis} (not shareable)",
             details=[{"field": "resource_id", "message": f"不予共享依据：{basis}"}],
         )
     if resource.provider_department_id == principal.department_id:
@@ -126,10 +130,10 @@ def apply(
             "使用截止日期须晚于今天",
             details=[{"field": "end_date", "message": f"须晚于 {today.isoformat()}"}],
         )
-    items = _check_items(resource, data.items, "items")
+    known = {str(item["code"]) for item in published["items"]}
+    items = _check_items(known, data.items, "items")
     row_filter = None
     if data.row_filter:
-        known = {item.code for item in resource.items}
         bad = [
             {"field": f"row_filter[{i}].item", "message": f"目录没有信息项 {c.item}"}
             for i, c in enumerate(data.row_filter)
@@ -138,7 +142,7 @@ def apply(
         if bad:
             raise InvalidApplication("行过滤条件引用了未知信息项", details=bad)
         row_filter = [c.model_dump() for c in data.row_filter]
-    unconditional = resource.sharing_type is SharingType.UNCONDITIONAL
+    unconditional = sharing_type is SharingType.UNCONDITIONAL
     app = SharingApplication(
         resource_id=resource.id,
         provider_department_id=resource.provider_department_id,
