@@ -50,13 +50,13 @@ def serve(
     port: Annotated[int | None, typer.Option(help="监听端口")] = None,
     demo: Annotated[bool, typer.Option("--demo", help="演示模式: 载入演示部门与目录")] = False,
     workers: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=1,
-            help="工作进程数 (多核时可设为核数). 每个进程各有后台任务、调用日志写线程与"
-            "数据服务限流: 应用的每秒调用上限按进程计, 每日额度全局计",
+            help="工作进程数 (多核时可设为核数; 缺省 GOVSHARE_WORKERS 或 1). 每个进程各有"
+            "后台任务与调用日志写线程; 应用的每秒调用上限由各进程均分, 每日额度全局计",
         ),
-    ] = 1,
+    ] = None,
 ) -> None:
     """Migrate, (in demo mode) load demo data, and serve the hub."""
     import uvicorn
@@ -64,14 +64,14 @@ def serve(
     from govshare import db
     from govshare.app import create_app
 
-    settings = load_settings(data_dir, host=host, port=port, demo=demo or None)
+    settings = load_settings(data_dir, host=host, port=port, demo=demo or None, workers=workers)
     db.upgrade(settings)
     if settings.demo:
         _ensure_demo(settings)
         if settings.demo_exchange:
             _start_demo_exchange(settings)
     console.print(f"控制台: [bold]http://{settings.host}:{settings.port}/[/bold]  API 文档: /docs")
-    if workers == 1:
+    if settings.workers == 1:
         app = create_app(settings)
         _server_gc()
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
@@ -80,10 +80,11 @@ def serve(
     # command line's settings that way.
     os.environ["GOVSHARE_DATA_DIR"] = str(settings.data_dir)
     os.environ["GOVSHARE_DEMO"] = "true" if settings.demo else "false"
+    os.environ["GOVSHARE_WORKERS"] = str(settings.workers)
     uvicorn.run(
         "govshare.cli:worker_app",
         factory=True,
-        workers=workers,
+        workers=settings.workers,
         host=settings.host,
         port=settings.port,
         log_level="warning",

@@ -171,6 +171,13 @@ class Settings(BaseSettings):
         description="Keys one API client may look up or verify per day (China time); a "
         "client's own quota overrides it.",
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Hub processes serving requests (``govshare serve --workers``); each "
+        "admits its share of an API client's rate, so together they keep to it.",
+    )
     secure_cookies: bool = Field(
         default=False, description="Mark console cookies Secure (set when served over HTTPS)."
     )

@@ -73,7 +73,8 @@ class Caller:
 class Limits:
     """Per-client rate (token bucket, one second's burst) and daily key quota.
 
-    Counted in this process: each hub process holds its own buckets, and reads the
+    Counted in this process: each of the hub's ``workers`` processes admits its share
+    of a client's rate (the server spreads connections evenly over them), and reads the
     day's use recorded by the journal (all processes) when it first sees a client that
     day and every ``refresh_seconds`` after, so a quota is exceeded by at most what
     the other processes served in that window.
@@ -90,7 +91,9 @@ class Limits:
         self._used: dict[tuple[int, date], tuple[int, int, float]] = {}  # base, local, at
 
     def admit(self, caller: Caller, keys: int, day: date) -> None:
-        rate = caller.rate_per_second or self.settings.data_rate_per_second
+        client_rate = caller.rate_per_second or self.settings.data_rate_per_second
+        # Never below one call a second per process, or a slow client could never call.
+        rate = max(1.0, client_rate / self.settings.workers)
         quota = caller.daily_quota or self.settings.data_daily_quota
         now = time.monotonic()
         used_key = (caller.client_id, day)
@@ -99,7 +102,7 @@ class Limits:
             tokens = min(rate, tokens + (now - at) * rate)
             if tokens < 1:
                 self._buckets[caller.client_id] = (tokens, now)
-                raise RateLimited(f"调用过于频繁: 每秒至多 {rate:g} 次 (rate limited)")
+                raise RateLimited(f"调用过于频繁: 每秒至多 {client_rate:g} 次 (rate limited)")
             self._buckets[caller.client_id] = (tokens - 1, now)
             entry = self._used.get(used_key)
         if entry is None or now - entry[2] > self.refresh:
