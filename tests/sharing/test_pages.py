@@ -1532,13 +1532,16 @@ def test_subscription_grant_creates_its_receiving_task_from_my_grants(console: C
     with console.db() as s:
         task = s.get(ExchangeTask, task_id)
         assert task is not None
-        assert (task.kind, task.state, task.node_id, task.source_task_id) == (
-            "subscriber",
-            "running",
-            node_id,
-            source_id,
-        )
+        assert (task.kind, task.state, task.node_id) == ("subscriber", "running", node_id)
         assert (task.config["target"], task.config["table"]) == ("dst", "hj_person")
+        # It receives from the grant's own provider task, made from the chosen one.
+        made = s.get(ExchangeTask, task.source_task_id)
+        chosen = s.get(ExchangeTask, source_id)
+        assert made is not None
+        assert chosen is not None
+        assert made.id != source_id
+        assert (made.kind, made.state, made.node_id) == ("provider", "running", chosen.node_id)
+        assert made.config["source"] == chosen.config["source"]
     page = client.get(r.headers["location"]).text
     assert f'<a href="/exchange/tasks/{task_id}">#{task_id}</a> 已在本部门前置机上启动' in page
     assert f'href="/exchange/tasks/{task_id}"' in _row(page, f"grant-{grant_id}")

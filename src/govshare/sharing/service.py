@@ -524,34 +524,6 @@ def revoke_grant(
     return grant
 
 
-def create_subscription_task(
-    session: Session,
-    principal: Principal,
-    grant: SharingGrant,
-    *,
-    node_id: int,
-    source_task_id: int,
-    target_config: dict[str, Any],
-    name: str | None = None,
-    today: date | None = None,
-) -> Any:
-    """订阅 (``sharing.subscriptions.subscribe``); returns the consumer's receiving task."""
-    from govshare.exchange.service import get_task
-    from govshare.sharing.subscriptions import subscribe
-
-    subscription = subscribe(
-        session,
-        principal,
-        grant,
-        node_id=node_id,
-        source_task_id=source_task_id,
-        target_config=target_config,
-        name=name,
-        today=today,
-    )
-    return get_task(session, subscription.subscriber_task_id)
-
-
 # -- usage feedback ----------------------------------------------------------------------
 
 

@@ -181,10 +181,12 @@ def _columns_of_items(session: Session, source: ExchangeTask) -> Callable[[str],
 
 
 def _made_for_a_grant(session: Session, task_id: int) -> bool:
-    found = session.scalar(
-        select(GrantSubscription.id).where(GrantSubscription.provider_task_id == task_id)
-    )
-    return found is not None
+    return task_id in grant_provider_tasks(session)
+
+
+def grant_provider_tasks(session: Session) -> set[int]:
+    """The provider tasks made for subscriptions (never the source of another one)."""
+    return set(session.scalars(select(GrantSubscription.provider_task_id)))
 
 
 def stop_for_grant(session: Session, principal: Principal, grant: SharingGrant, reason: str) -> int:

@@ -21,7 +21,7 @@ from govshare.exchange.models import ExchangeTask, TaskKind
 from govshare.exchange.schemas import IDENT
 from govshare.security.roles import Permission
 from govshare.security.service import Principal
-from govshare.sharing import service
+from govshare.sharing import service, subscriptions
 from govshare.sharing.errors import NotYourDepartment
 from govshare.sharing.models import SharingGrant, SharingMode
 from govshare.sharing.pages.common import (
@@ -129,10 +129,15 @@ def _subscribing(
     sources: dict[int, list[ExchangeTask]] = defaultdict(list)
     receiving: dict[int, list[ExchangeTask]] = defaultdict(list)
     if resources:
+        made = subscriptions.grant_provider_tasks(db)
         for task in exchange_service.list_tasks(db):
             if task.resource_id not in resources:
                 continue
-            if task.kind is TaskKind.PROVIDER and not task.config.get("folder"):
+            if (
+                task.kind is TaskKind.PROVIDER
+                and not task.config.get("folder")
+                and task.id not in made
+            ):
                 sources[task.resource_id].append(task)
             elif task.kind is TaskKind.SUBSCRIBER and task.node_id in own:
                 receiving[task.resource_id].append(task)
@@ -256,7 +261,7 @@ def subscribe_grant(
         errors = FormErrors("接收任务信息不完整，请按提示修改", problems, label=label)
     else:
         try:
-            task = service.create_subscription_task(
+            sub = subscriptions.subscribe(
                 db,
                 caller,
                 grant,
@@ -275,7 +280,8 @@ def subscribe_grant(
             errors = FormErrors(exc.message, details, label=label)
         else:
             db.commit()
-            return redirect(f"/sharing/grants?done=subscribed&task={task.id}#grant-{grant.id}")
+            task = sub.subscriber_task_id
+            return redirect(f"/sharing/grants?done=subscribed&task={task}#grant-{grant.id}")
     return _grants_page(
         request,
         db,
