@@ -9,7 +9,12 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from govshare import db
+from govshare.config import Settings
+from govshare.exchange.models import Alert, AlertKind
+from govshare.sharing import service
 from govshare.sharing.errors import CalendarYearMissing
 from govshare.sharing.workdays import (
     add_working_days,
@@ -81,3 +86,41 @@ def test_a_holidays_file_with_a_wrong_date_is_refused(tmp_path: Path) -> None:
         install_holidays(file)
     with pytest.raises(CalendarYearMissing):
         add_working_days(date(2027, 3, 2), 1)  # nothing half-loaded
+
+
+def test_the_platform_is_alerted_weeks_before_deadlines_reach_an_unknown_year(
+    fresh_settings: Settings, tmp_path: Path
+) -> None:
+    engine = db.make_engine(fresh_settings)
+    factory = db.make_session_factory(engine, fresh_settings)
+
+    def open_alerts() -> list[Alert]:
+        with factory() as s:
+            return list(
+                s.scalars(
+                    select(Alert).where(
+                        Alert.kind == AlertKind.CALENDAR_MISSING, Alert.resolved_at.is_(None)
+                    )
+                )
+            )
+
+    try:
+        with db.session_scope(factory) as s:
+            # Six weeks after 2026-10-01 is still in 2026, which the calendar knows.
+            assert not service.alert_calendar_gap(s, fresh_settings, date(2026, 10, 1))
+        assert open_alerts() == []
+        with db.session_scope(factory) as s:
+            assert service.alert_calendar_gap(s, fresh_settings, date(2099, 12, 1))
+        (alert,) = open_alerts()
+        assert "2100" in alert.message
+        assert "GOVSHARE_HOLIDAYS_FILE" in alert.message
+
+        file = tmp_path / "holidays.json"
+        file.write_text(json.dumps({"2100": {"holidays": ["2100-01-01"]}}), encoding="utf-8")
+        install_holidays(file)
+        with db.session_scope(factory) as s:
+            assert not service.alert_calendar_gap(s, fresh_settings, date(2099, 12, 1))
+        assert open_alerts() == []
+    finally:
+        install_holidays(None)
+        engine.dispose()

@@ -179,6 +179,7 @@ class AlertKind(StrEnum):
     LAG = "lag"
     OBJECTION_OVERDUE = "objection_overdue"  # raised by sharing: an 异议 not answered in time
     APPLICATION_OVERDUE = "application_overdue"  # a 共享申请 not answered or provided in time
+    CALENDAR_MISSING = "calendar_missing"  # the working-day calendar lacks a coming year
 
     @property
     def label(self) -> str:
@@ -192,6 +193,7 @@ class AlertKind(StrEnum):
             "lag": "交换积压",
             "objection_overdue": "异议答复超期",
             "application_overdue": "共享申请办理超期",
+            "calendar_missing": "节假日历缺少年份",
         }[self.value]
 
 

@@ -88,6 +88,7 @@ class Feeder:
             with session_scope(self.factory) as session:
                 objections.alert_overdue(session, self.settings)
                 service.alert_overdue_applications(session, self.settings, china_today())
+                service.alert_calendar_gap(session, self.settings, china_today())
             self._last_alert_check = time.monotonic()
         return applied
 

@@ -9,7 +9,7 @@ modes and end date it was approved for. Every step is audited.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -40,7 +40,12 @@ from govshare.sharing.models import (
     UsageReport,
 )
 from govshare.sharing.schemas import ApplicationCreate, ApproveIn, DecisionIn, UsageCreate
-from govshare.sharing.workdays import add_working_days, china_today, working_days_between
+from govshare.sharing.workdays import (
+    add_working_days,
+    calendar_covers,
+    china_today,
+    working_days_between,
+)
 
 
 def _snapshot(app: SharingApplication) -> dict[str, Any]:
@@ -637,6 +642,36 @@ def alert_overdue_applications(session: Session, settings: Settings, today: date
         webhook_url=settings.alert_webhook_url,
     )
     return len(late)
+
+
+# Deadlines reach about six weeks ahead (10 working days to answer, 5 to provide,
+# holidays between): a calendar year missing that far ahead is alerted before any
+# deadline falls into it.
+CALENDAR_HORIZON_DAYS = 45
+
+
+def alert_calendar_gap(session: Session, settings: Settings, today: date) -> bool:
+    """Alert the platform while the working-day calendar lacks a year that deadlines
+    will soon fall into (the State Council publishes each year's holidays in November;
+    until a chinesecalendar release has them, ``GOVSHARE_HOLIDAYS_FILE`` must). True
+    while the gap is open."""
+    from govshare.exchange import alerts
+    from govshare.exchange.models import AlertKind
+
+    horizon = today + timedelta(days=CALENDAR_HORIZON_DAYS)
+    if calendar_covers(horizon):
+        alerts.resolve_alerts(session, AlertKind.CALENDAR_MISSING)
+        return False
+    alerts.raise_alert(
+        session,
+        AlertKind.CALENDAR_MISSING,
+        f"节假日历缺少 {horizon.year} 年数据: 落在 {horizon.year} 年的申请与异议期限将无法计算。"
+        f"请把国务院公布的 {horizon.year} 年节假日安排写入 GOVSHARE_HOLIDAYS_FILE 指定的文件"
+        "并重启, 或升级 chinesecalendar",
+        details={"year": horizon.year},
+        webhook_url=settings.alert_webhook_url,
+    )
+    return True
 
 
 @dataclass(frozen=True, slots=True)

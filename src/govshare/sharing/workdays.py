@@ -68,6 +68,15 @@ def is_working_day(day: date) -> bool:
         ) from exc
 
 
+def calendar_covers(day: date) -> bool:
+    """Whether the working days of ``day``'s year are known (package or file)."""
+    try:
+        is_working_day(day)
+    except CalendarYearMissing:
+        return False
+    return True
+
+
 def add_working_days(start: date, n: int) -> date:
     """The ``n``-th working day after ``start`` (``start`` itself is not counted);
     ``start`` when ``n`` is 0."""
