@@ -22,6 +22,8 @@ from govshare.security.crypto import digest
 from govshare.security.models import AuditEntry, AuditHead
 
 GENESIS = "0" * 64
+# The plain table: entries are final once hashed, so they are inserted without the ORM.
+_ENTRIES: Table = AuditEntry.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +128,7 @@ def record_many(session: Session, pending: Sequence[Pending]) -> list[AuditEntry
         ensure_head(session)
         head = session.execute(claim).one()
     rows = chained(pending, alg=alg, head=(head[0], head[1]), at=utcnow())
-    session.execute(insert(AuditEntry.__table__), rows)
+    session.execute(insert(_ENTRIES), rows)
     session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=rows[-1]["hash"]))
     return [AuditEntry(**row) for row in rows]
 
@@ -182,11 +184,7 @@ class ChainAppender:
             .on_conflict_do_nothing(),
             dialect,
         )
-        self._insert = RowsInsert(
-            AuditEntry.__table__,  # type: ignore[arg-type]
-            dialect,
-            [c.name for c in AuditEntry.__table__.columns],
-        )
+        self._insert = RowsInsert(_ENTRIES, dialect, [c.name for c in _ENTRIES.columns])
         self._move = Prepared(
             update(head).where(head.c.id == 1).values(hash=bindparam("hash")), dialect
         )

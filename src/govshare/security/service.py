@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections import namedtuple
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import NamedTuple
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -509,9 +509,23 @@ _SIGNED_CLIENT = select(
     ApiClient.is_active,
     ApiClient.secret_sealed,
 ).where(ApiClient.app_key == bindparam("app_key"))
-_SignedClientRow = namedtuple(  # type: ignore[misc]
-    "_SignedClientRow", [c.key for c in _SIGNED_CLIENT.selected_columns]
-)
+
+
+class _SignedClientRow(NamedTuple):
+    """A row of ``_SIGNED_CLIENT``, in its column order."""
+
+    id: int
+    app_key: str
+    department_id: int
+    permissions: list[str] | None
+    rate_per_second: float | None
+    daily_quota: int | None
+    is_active: bool
+    secret_sealed: str
+
+
+if _SignedClientRow._fields != tuple(c.key for c in _SIGNED_CLIENT.selected_columns):
+    raise RuntimeError("_SignedClientRow does not match the columns of _SIGNED_CLIENT")
 _signed_client: dict[str, Prepared] = {}
 
 

@@ -14,12 +14,11 @@ import asyncio
 import contextvars
 import threading
 import time
-from collections import namedtuple
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Connection, Date, Engine, bindparam, create_engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -257,12 +256,27 @@ _GRANTS_IN_FORCE = (
     )
     .order_by(SharingGrant.id.desc())
 )
-_GRANT_FIELDS = [c.key for c in _GRANTS_IN_FORCE.selected_columns]
 _prepared: dict[str, Prepared] = {}
 _LISTED = select(Resource.id).where(Resource.code == bindparam("code"), Resource.listed.is_(True))
 
 
-_GrantRow = namedtuple("_GrantRow", _GRANT_FIELDS)  # type: ignore[misc]
+class _GrantRow(NamedTuple):
+    """A row of ``_GRANTS_IN_FORCE``, in its column order."""
+
+    resource_id: int
+    id: int
+    items: list[str]
+    row_filter: list[dict[str, Any]] | None
+    modes: list[str]
+    masking: dict[str, str]
+    store_id: int | None
+    key_item: str | None
+    table_name: str | None
+    verify_rules: list[dict[str, Any]] | None
+
+
+if _GrantRow._fields != tuple(c.key for c in _GRANTS_IN_FORCE.selected_columns):
+    raise RuntimeError("_GrantRow does not match the columns of _GRANTS_IN_FORCE")
 
 
 def authorize(
@@ -294,12 +308,12 @@ def authorize(
             raise StoreNotFound("目录不存在或未发布 (no such resource)")
         wanted = "或".join(m.label for m in modes)
         raise NoGrant(f"本部门没有该目录在有效期内的{wanted}授权 (no grant in force)")
-    if row.store_id is None:
+    if row.store_id is None or row.key_item is None or row.table_name is None:
         raise StoreNotFound("该目录没有共享信息库 (no shared store)")
     return Authorized(
         row.resource_id,
         resource_code,
-        shared.StoreView(row.store_id, row.key_item, row.table_name, list(row.verify_rules)),
+        shared.StoreView(row.store_id, row.key_item, row.table_name, list(row.verify_rules or [])),
         GrantView(
             row.id,
             list(row.items),
