@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -525,8 +526,8 @@ def approve_application(
     items = [c for c in texts(form, "items") if c]
     masking = {code: text(form, f"masking_{code}") or MaskingRule.NONE.value for code in items}
     values = {"items": items, "masking": masking, "reason": text(form, "reason")}
-    label = _labels(ANSWER_LABELS)
-    try:
+
+    def approve() -> None:
         data = ApproveIn.model_validate(
             {
                 "items": items,
@@ -535,16 +536,43 @@ def approve_application(
             }
         )
         service.approve(db, settings, caller, app, data, today=today)
+
+    return _answer_step(
+        request, db, settings, caller, today, app.id, "approve", values, "答复信息有误", approve
+    )
+
+
+def _answer_step(
+    request: Request,
+    db: Session,
+    settings: Settings,
+    caller: Principal,
+    today: date,
+    application_id: int,
+    step: str,
+    values: dict[str, Any],
+    problem: str,
+    act: Callable[[], object],
+) -> Response:
+    """Run one answer of the application page (``act`` validates and calls the service):
+    on success back to the page with its notice, otherwise the page again with the
+    form as filled in, ``problem`` heading the errors, and nothing changed."""
+    label = _labels(ANSWER_LABELS)
+    try:
+        act()
     except ValidationError as exc:
-        errors = FormErrors("答复信息有误", validation_problems(exc), label=label)
+        errors = FormErrors(problem, validation_problems(exc), label=label)
     except InvalidInput as exc:
         errors = FormErrors(exc.message, exc.details, label=label)
     else:
         db.commit()
-        return redirect(f"/sharing/applications/{application_id}?done=approved")
+        return redirect(f"/sharing/applications/{application_id}?done={ANSWERED[step]}")
     return _answer_failed(
-        request, db, settings, caller, today, application_id, "approve", values, errors
+        request, db, settings, caller, today, application_id, step, values, errors
     )
+
+
+ANSWERED = {"approve": "approved", "refuse": "refused", "dispute": "disputed"}
 
 
 @router.post("/sharing/applications/{application_id}/refuse")
@@ -560,19 +588,12 @@ def refuse_application(
     """不同意: the reason is mandatory; without one nothing changes."""
     app = service.get_visible_application(db, caller, application_id)
     values = {"reason": text(form, "reason")}
-    label = _labels(ANSWER_LABELS)
-    try:
-        body = ReasonIn.model_validate(values)
-        service.refuse(db, caller, app, body.reason, today=today)
-    except ValidationError as exc:
-        errors = FormErrors("拒绝理由有误", validation_problems(exc), label=label)
-    except InvalidInput as exc:
-        errors = FormErrors(exc.message, exc.details, label=label)
-    else:
-        db.commit()
-        return redirect(f"/sharing/applications/{application_id}?done=refused")
-    return _answer_failed(
-        request, db, settings, caller, today, application_id, "refuse", values, errors
+
+    def refuse() -> None:
+        service.refuse(db, caller, app, ReasonIn.model_validate(values).reason, today=today)
+
+    return _answer_step(
+        request, db, settings, caller, today, app.id, "refuse", values, "拒绝理由有误", refuse
     )
 
 
@@ -599,19 +620,12 @@ def dispute_application(
     """争议: the consumer takes a refusal to the platform authority, with a reason."""
     app = service.get_visible_application(db, caller, application_id)
     values = {"reason": text(form, "reason")}
-    label = _labels(ANSWER_LABELS)
-    try:
-        body = ReasonIn.model_validate(values)
-        service.dispute(db, caller, app, body.reason)
-    except ValidationError as exc:
-        errors = FormErrors("争议理由有误", validation_problems(exc), label=label)
-    except InvalidInput as exc:
-        errors = FormErrors(exc.message, exc.details, label=label)
-    else:
-        db.commit()
-        return redirect(f"/sharing/applications/{application_id}?done=disputed")
-    return _answer_failed(
-        request, db, settings, caller, today, application_id, "dispute", values, errors
+
+    def dispute() -> None:
+        service.dispute(db, caller, app, ReasonIn.model_validate(values).reason)
+
+    return _answer_step(
+        request, db, settings, caller, today, app.id, "dispute", values, "争议理由有误", dispute
     )
 
 
