@@ -154,8 +154,7 @@ def granted_config(session: Session, grant: SharingGrant, source: ExchangeTask) 
         )
     config["columns"] = list(dict.fromkeys([*key, *[t for t in technical if t], *granted]))
     config["row_filter"] = [
-        {"column": column_of[c["item"]], "op": c.get("op", "eq"), "value": c["value"]}
-        for c in grant.row_filter or []
+        _source_condition(c, column_of[c["item"]]) for c in grant.row_filter or []
     ]
     masking = {
         column_of[item]: rule
@@ -169,6 +168,15 @@ def granted_config(session: Session, grant: SharingGrant, source: ExchangeTask) 
         )
     config["masking"] = masking
     return config
+
+
+def _source_condition(cond: dict[str, Any], column: str) -> dict[str, Any]:
+    """A grant's row condition on an item as the provider task's condition on its
+    column; an ``in`` with one value (the shared store accepts it) becomes a list."""
+    op, value = cond.get("op", "eq"), cond["value"]
+    if op == "in" and not isinstance(value, list):
+        value = [value]
+    return {"column": column, "op": op, "value": value}
 
 
 def _columns_of_items(session: Session, source: ExchangeTask) -> Callable[[str], str | None]:
