@@ -24,6 +24,7 @@ from govshare.security.roles import Permission
 from govshare.security.service import (
     ANONYMOUS,
     Principal,
+    SignedRequest,
     principal_from_signature,
     principal_from_token,
     string_to_sign,
@@ -61,6 +62,21 @@ def _remote(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
+def signed_request(request: Request, body: bytes, app_key: str) -> SignedRequest:
+    """The API-client signature headers of ``request`` with what they sign."""
+    query = f"?{request.url.query}" if request.url.query else ""
+    return SignedRequest(
+        app_key=app_key,
+        timestamp=request.headers.get("x-timestamp", ""),
+        nonce=request.headers.get("x-nonce", ""),
+        signature=request.headers.get("x-signature", ""),
+        method=request.method,
+        path_and_query=request.url.path + query,
+        body_sha256=hashlib.sha256(body).hexdigest(),
+        remote_addr=_remote(request),
+    )
+
+
 async def current_principal(request: Request, db: SessionDep, settings: SettingsDep) -> Principal:
     """Resolve the caller from a bearer token, an API-client or node signature, or a
     console session cookie (with CSRF on unsafe methods); anonymous otherwise."""
@@ -83,48 +99,35 @@ async def current_principal(request: Request, db: SessionDep, settings: Settings
 
 def _resolve(request: Request, db: Session, settings: Settings, body: bytes) -> Principal:
     auth = request.headers.get("authorization", "")
-    query = f"?{request.url.query}" if request.url.query else ""
-    timestamp = request.headers.get("x-timestamp", "")
-    nonce = request.headers.get("x-nonce", "")
-    signature = request.headers.get("x-signature", "")
     if auth.lower().startswith("bearer "):
         found = principal_from_token(db, auth[7:].strip(), SessionKind.TOKEN, _remote(request))
         if found is None:
             raise NotAuthenticated("令牌无效或已过期 (invalid or expired token)")
         return found
     if app_key := request.headers.get("x-app-key"):
-        principal = principal_from_signature(
-            db,
-            settings,
-            app_key=app_key,
-            timestamp=timestamp,
-            nonce=nonce,
-            signature=signature,
-            method=request.method,
-            path_and_query=request.url.path + query,
-            body_sha256=hashlib.sha256(body).hexdigest(),
-            remote_addr=_remote(request),
-        )
+        principal = principal_from_signature(db, settings, signed_request(request, body, app_key))
         db.commit()  # the nonce must stay spent even if the route fails
         return principal
     if node_id := request.headers.get("x-node-id"):
         from govshare.exchange.service import principal_from_node_signature
 
+        # A node signs the same string as an API client, with its own key.
+        signed = signed_request(request, body, node_id)
         principal = principal_from_node_signature(
             db,
             settings,
             node_id=node_id,
-            timestamp=timestamp,
-            nonce=nonce,
-            signature=signature,
+            timestamp=signed.timestamp,
+            nonce=signed.nonce,
+            signature=signed.signature,
             signed=string_to_sign(
-                request.method,
-                request.url.path + query,
-                timestamp,
-                nonce,
-                hashlib.sha256(body).hexdigest(),
+                signed.method,
+                signed.path_and_query,
+                signed.timestamp,
+                signed.nonce,
+                signed.body_sha256,
             ),
-            remote_addr=_remote(request),
+            remote_addr=signed.remote_addr,
         )
         db.commit()
         return principal

@@ -439,17 +439,25 @@ def _client_secret(settings: Settings, sealed: str) -> str:
     return secret
 
 
-def _check_signature(
-    settings: Settings,
-    sealed: str,
-    *,
-    timestamp: str,
-    nonce: str,
-    signature: str,
-    method: str,
-    path_and_query: str,
-    body_sha256: str,
-) -> None:
+@dataclass(frozen=True, slots=True)
+class SignedRequest:
+    """An API client's HMAC-signed request as it arrived (``X-App-Key``,
+    ``X-Timestamp``, ``X-Nonce``, ``X-Signature`` over method, path and query,
+    timestamp, nonce and the body's SHA-256). Who sent it is known only once
+    ``verified_client`` or ``verified_signed_client`` has checked it."""
+
+    app_key: str
+    timestamp: str
+    nonce: str
+    signature: str
+    method: str
+    path_and_query: str
+    body_sha256: str
+    remote_addr: str | None = None
+
+
+def _check_signature(settings: Settings, sealed: str, signed: SignedRequest) -> None:
+    timestamp, nonce = signed.timestamp, signed.nonce
     try:
         sent_at = int(timestamp)
     except ValueError:
@@ -460,42 +468,22 @@ def _check_signature(
         raise BadSignature("X-Nonce 长度应为8至64位")
     expected = hmac_sha256(
         _client_secret(settings, sealed),
-        string_to_sign(method, path_and_query, timestamp, nonce, body_sha256),
+        string_to_sign(signed.method, signed.path_and_query, timestamp, nonce, signed.body_sha256),
     )
-    if not constant_time_equal(expected, signature.lower()):
+    if not constant_time_equal(expected, signed.signature.lower()):
         raise BadSignature("签名不正确")
 
 
-def verified_client(
-    session: Session,
-    settings: Settings,
-    *,
-    app_key: str,
-    timestamp: str,
-    nonce: str,
-    signature: str,
-    method: str,
-    path_and_query: str,
-    body_sha256: str,
-) -> ApiClient:
+def verified_client(session: Session, settings: Settings, signed: SignedRequest) -> ApiClient:
     """The API client whose HMAC signature this is, checked for key, time and nonce shape.
 
     The nonce is not yet spent: the caller records it (``spend_nonce`` or the data
     services' call journal) before it answers.
     """
-    client = session.scalar(select(ApiClient).where(ApiClient.app_key == app_key))
+    client = session.scalar(select(ApiClient).where(ApiClient.app_key == signed.app_key))
     if client is None or not client.is_active:
         raise BadSignature("未知或已停用的应用 app key")
-    _check_signature(
-        settings,
-        client.secret_sealed,
-        timestamp=timestamp,
-        nonce=nonce,
-        signature=signature,
-        method=method,
-        path_and_query=path_and_query,
-        body_sha256=body_sha256,
-    )
+    _check_signature(settings, client.secret_sealed, signed)
     return client
 
 
@@ -530,16 +518,7 @@ _signed_client: dict[str, Prepared] = {}
 
 
 def verified_signed_client(
-    session: Session | Connection,
-    settings: Settings,
-    *,
-    app_key: str,
-    timestamp: str,
-    nonce: str,
-    signature: str,
-    method: str,
-    path_and_query: str,
-    body_sha256: str,
+    session: Session | Connection, settings: Settings, signed: SignedRequest
 ) -> VerifiedClient:
     """``verified_client`` for the data services' hot path: the same checks on the
     client's row, read with one select compiled once; the nonce is not yet spent."""
@@ -547,20 +526,11 @@ def verified_signed_client(
     prepared = _signed_client.get(conn.dialect.name)
     if prepared is None:
         prepared = _signed_client[conn.dialect.name] = Prepared(_SIGNED_CLIENT, conn.dialect)
-    found = prepared.rows(conn.connection.dbapi_connection, {"app_key": app_key})
+    found = prepared.rows(conn.connection.dbapi_connection, {"app_key": signed.app_key})
     row = _SignedClientRow(*found[0]) if found else None
     if row is None or not row.is_active:
         raise BadSignature("未知或已停用的应用 app key")
-    _check_signature(
-        settings,
-        row.secret_sealed,
-        timestamp=timestamp,
-        nonce=nonce,
-        signature=signature,
-        method=method,
-        path_and_query=path_and_query,
-        body_sha256=body_sha256,
-    )
+    _check_signature(settings, row.secret_sealed, signed)
     return VerifiedClient(
         id=row.id,
         app_key=row.app_key,
@@ -587,32 +557,12 @@ def spend_nonce(session: Session, settings: Settings, app_key: str, nonce: str) 
 
 
 def principal_from_signature(
-    session: Session,
-    settings: Settings,
-    *,
-    app_key: str,
-    timestamp: str,
-    nonce: str,
-    signature: str,
-    method: str,
-    path_and_query: str,
-    body_sha256: str,
-    remote_addr: str | None,
+    session: Session, settings: Settings, signed: SignedRequest
 ) -> Principal:
     """Check an HMAC-signed request; reject unknown keys, stale times and replays."""
-    client = verified_client(
-        session,
-        settings,
-        app_key=app_key,
-        timestamp=timestamp,
-        nonce=nonce,
-        signature=signature,
-        method=method,
-        path_and_query=path_and_query,
-        body_sha256=body_sha256,
-    )
-    spend_nonce(session, settings, app_key, nonce)
-    return client_principal(client, remote_addr)
+    client = verified_client(session, settings, signed)
+    spend_nonce(session, settings, signed.app_key, signed.nonce)
+    return client_principal(client, signed.remote_addr)
 
 
 def client_principal(client: ApiClient, remote_addr: str | None) -> Principal:

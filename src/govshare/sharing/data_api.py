@@ -12,11 +12,9 @@ from __future__ import annotations
 import csv
 import email.message
 import functools
-import hashlib
 import io
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
@@ -28,11 +26,11 @@ from sqlalchemy import Connection
 from starlette.routing import Route
 
 from govshare.config import Settings
-from govshare.deps import Require, SessionDep, SharingReader, SharingStoreAdmin
+from govshare.deps import Require, SessionDep, SharingReader, SharingStoreAdmin, signed_request
 from govshare.errors import GovshareError, NotAuthenticated
 from govshare.security.errors import PermissionDenied
 from govshare.security.roles import Permission
-from govshare.security.service import verified_signed_client
+from govshare.security.service import SignedRequest, verified_signed_client
 from govshare.sharing import data
 from govshare.sharing import store as shared
 from govshare.sharing.data import Caller, DataServices
@@ -44,38 +42,15 @@ router = APIRouter(prefix="/data", tags=["data"])
 stores = APIRouter(prefix="/sharing/stores", tags=["sharing"])
 
 
-@dataclass(frozen=True, slots=True)
-class SignedRequest:
-    """A data-service request as it arrived. Who sent it is known only once its
-    signature is checked, which ``_serve`` does first, in the same worker-thread call
-    as the grant check and the work (one thread hop and one connection a call)."""
-
-    app_key: str
-    timestamp: str
-    nonce: str
-    signature: str
-    method: str
-    path_and_query: str
-    body_sha256: str
-    remote_addr: str | None
-
-    def verify(self, conn: Connection, settings: Settings) -> Caller:
-        """The caller, or ``BadSignature``/``PermissionDenied``; the nonce is spent by
-        the call journal together with the audit entry."""
-        client = verified_signed_client(
-            conn,
-            settings,
-            app_key=self.app_key,
-            timestamp=self.timestamp,
-            nonce=self.nonce,
-            signature=self.signature,
-            method=self.method,
-            path_and_query=self.path_and_query,
-            body_sha256=self.body_sha256,
-        )
-        if Permission.DATA_SERVICE.value not in client.permissions:
-            raise PermissionDenied("该应用未开通数据服务权限 (data.service)")
-        return Caller.of(client, self.nonce, self.remote_addr)
+def verified_caller(conn: Connection, settings: Settings, signed: SignedRequest) -> Caller:
+    """The caller of a data-service request, or ``BadSignature``/``PermissionDenied``.
+    ``_serve`` checks it first, in the same call as the grant check and the work (one
+    thread hop and one connection a call); the nonce is spent by the call journal
+    together with the audit entry."""
+    client = verified_signed_client(conn, settings, signed)
+    if Permission.DATA_SERVICE.value not in client.permissions:
+        raise PermissionDenied("该应用未开通数据服务权限 (data.service)")
+    return Caller.of(client, signed.nonce, signed.remote_addr)
 
 
 class SignedClient(Require):
@@ -89,18 +64,7 @@ class SignedClient(Require):
         app_key = request.headers.get("x-app-key")
         if not app_key:
             raise NotAuthenticated("数据服务须使用应用签名调用 (X-App-Key … required)")
-        body = await request.body()
-        query = f"?{request.url.query}" if request.url.query else ""
-        return SignedRequest(
-            app_key=app_key,
-            timestamp=request.headers.get("x-timestamp", ""),
-            nonce=request.headers.get("x-nonce", ""),
-            signature=request.headers.get("x-signature", ""),
-            method=request.method,
-            path_and_query=request.url.path + query,
-            body_sha256=hashlib.sha256(body).hexdigest(),
-            remote_addr=request.client.host if request.client else None,
-        )
+        return signed_request(request, await request.body(), app_key)
 
 
 _signed_client = SignedClient()
@@ -169,7 +133,7 @@ def _answer(
 ) -> tuple[data.Authorized, Any, data.Call]:
     today = china_today()
     with ds.hub.connect() as conn:
-        caller = signed.verify(conn, settings)
+        caller = verified_caller(conn, settings, signed)
         try:
             auth = data.authorize(conn, caller, resource_code, modes, today)
         except GovshareError as exc:

@@ -67,7 +67,7 @@ def subscribe(
         source is None
         or source.kind is not TaskKind.PROVIDER
         or source.resource_id != grant.resource_id
-        or _made_for_a_grant(session, source.id)
+        or source.id in grant_provider_tasks(session)
         or source.config.get("folder")
     ):
         raise InvalidInput(
@@ -186,10 +186,6 @@ def _columns_of_items(session: Session, source: ExchangeTask) -> Callable[[str],
     if store is None:
         return lambda item: item
     return {item: col for col, item in store.mapping.items()}.get
-
-
-def _made_for_a_grant(session: Session, task_id: int) -> bool:
-    return task_id in grant_provider_tasks(session)
 
 
 def grant_provider_tasks(session: Session) -> set[int]:
