@@ -244,6 +244,7 @@ def build(work: Path, rows: int) -> Built:
     from govshare.exchange import service as exchange
     from govshare.exchange.models import TaskKind
     from govshare.exchange.schemas import TaskCreate
+    from govshare.rules.clock import china_today
     from govshare.security.audit import SYSTEM
     from govshare.security.roles import Role, permissions_for
     from govshare.security.service import Principal, add_api_client, add_department
@@ -251,7 +252,6 @@ def build(work: Path, rows: int) -> Built:
     from govshare.sharing import store as shared
     from govshare.sharing.models import SharedStore
     from govshare.sharing.schemas import ApplicationCreate, ApproveIn, StoreCreate
-    from govshare.sharing.workdays import china_today
 
     started = time.perf_counter()
     source = work / "business.db"

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from govshare import __version__
 from govshare.config import Settings
-from govshare.db import make_engine, make_session_factory
+from govshare.db import make_engine, make_session_factory, session_scope
 from govshare.deps import Public
 from govshare.errors import GovshareError
 from govshare.exchange.store import make_store
@@ -97,7 +97,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def create_app(settings: Settings) -> FastAPI:
     """Build the hub. The database must already be migrated (``govshare db upgrade``)."""
-    from govshare.sharing.workdays import install_holidays
+    from govshare.rules.workdays import install_holidays
 
     install_holidays(settings.holidays_file)
     engine = make_engine(settings)
@@ -105,8 +105,12 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from govshare.exchange.tasks import Monitor
+        from govshare.sharing import calendar
         from govshare.sharing.feed import sharing_worker
 
+        with session_scope(app.state.session_factory) as session:
+            calendar.load_entered(session)
+            calendar.refresh_provisional(session, settings)
         monitor = Monitor(settings, app.state.session_factory)
         monitor.start()
         feeder = sharing_worker(settings, app.state.session_factory, app.state)

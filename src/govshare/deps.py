@@ -193,3 +193,4 @@ SharingApplicant = Annotated[Principal, Depends(Require(Permission.SHARING_APPLY
 SharingReviewer = Annotated[Principal, Depends(Require(Permission.SHARING_REVIEW))]
 SharingArbiter = Annotated[Principal, Depends(Require(Permission.SHARING_ARBITRATE))]
 SharingStoreAdmin = Annotated[Principal, Depends(Require(Permission.SHARING_STORE))]
+CalendarAdmin = Annotated[Principal, Depends(Require(Permission.CALENDAR_ADMIN))]

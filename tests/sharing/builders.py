@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
+from govshare.rules.clock import china_today
 from govshare.security.roles import Role, permissions_for
 from govshare.security.service import Principal
-from govshare.sharing.workdays import china_today
 
 NOT_SHARED_BASIS = "《中华人民共和国个人信息保护法》第二十八条"
 

@@ -4,16 +4,29 @@ matrix and the audit trail."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
+from govshare.rules.clock import china_today, fixed_today
+from govshare.rules.workdays import add_working_days
 from govshare.security.models import AuditEntry
 from govshare.sharing import service
-from govshare.sharing.workdays import add_working_days, china_today
 from tests.factories import Dept, World, resource_payload
 from tests.sharing.builders import NOT_SHARED_BASIS, application_payload
+
+# The clock is fixed (a Wednesday before National Day) so deadlines, grant validity and
+# the calendar are those of one known day, whatever the date the suite runs on.
+DAY = date(2026, 9, 30)
+
+
+@pytest.fixture(autouse=True)
+def _on_a_fixed_day() -> Iterator[None]:
+    with fixed_today(DAY):
+        yield
 
 
 def _apply(world: World, consumer: Dept, resource_id: int, **kw: Any) -> dict[str, Any]:

@@ -19,6 +19,8 @@ import pytest
 from sqlalchemy import create_engine, inspect, select
 
 from govshare.exchange.models import Alert, AlertKind
+from govshare.rules.clock import china_today, fixed_today
+from govshare.rules.workdays import working_days_between
 from govshare.security.crypto import hmac_sha256
 from govshare.security.models import AuditEntry
 from govshare.security.service import string_to_sign
@@ -26,13 +28,22 @@ from govshare.sharing import objections, service, subscriptions
 from govshare.sharing.journal import KeyHasher
 from govshare.sharing.masking import mask_name
 from govshare.sharing.models import Objection, SharingGrant
-from govshare.sharing.workdays import china_today, working_days_between
 from tests.exchange.scenario import Scene, Source, make_scene, target_rows
 from tests.factories import Dept, World
 from tests.live import LiveHub
 from tests.sharing.builders import application_payload
 
 ROWS = 300
+
+# The clock is fixed (a Wednesday before National Day) so deadlines, grant validity and
+# the calendar are those of one known day, whatever the date the suite runs on.
+DAY = date(2026, 9, 30)
+
+
+@pytest.fixture(autouse=True)
+def _on_a_fixed_day() -> Iterator[None]:
+    with fixed_today(DAY):
+        yield
 
 
 def sfzhm(i: int) -> str:

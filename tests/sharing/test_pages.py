@@ -1586,3 +1586,50 @@ def test_objection_and_store_pages_render(console: Console, who: str, path: str)
     r = console.signed_in(user).get(path)
     assert r.status_code == 200, r.text
     assert "</html>" in r.text
+
+
+# -- holiday schedules (节假日安排) --------------------------------------------------------
+
+NEW_YEARS_EVE_2098 = date(2098, 12, 31)  # every day counted from it falls in 2099
+
+
+def test_an_unknown_year_shows_provisional_countdowns_until_the_admin_enters_it(
+    console: Console,
+) -> None:
+    console.today = NEW_YEARS_EVE_2098
+    app_id = console.apply(end_date="2099-06-30")
+    with console.signed_in(console.consumer.resource_admin) as client:
+        html = client.get(f"/sharing/applications/{app_id}").text
+        assert _countdown(html) == ("ok", "答复剩 10 个工作日（预计）")
+        assert client.get("/sharing/calendar").status_code == 403
+    with console.signed_in(console.admin) as client:
+        page = client.get("/sharing/calendar").text
+        assert "节假日安排" in page
+        assert "未录入，按周末推算 (预计)" in _row(page, "year-2099")
+        wrong = client.post(
+            "/sharing/calendar",
+            data=_form(client, year="2099", holidays="2099-01-01\n2099-02-30", workdays=""),
+        )
+        assert wrong.status_code == 422
+        assert _field_errors(wrong.text, "holidays") == [
+            "放假日期“2099-02-30”不是日期，应写作 2099-01-01 或区间 2099-02-15~2099-02-21"
+        ]
+        assert "未录入" in _row(client.get("/sharing/calendar").text, "year-2099")  # not stored
+        done = client.post(
+            "/sharing/calendar",
+            data=_form(
+                client, year="2099", holidays="2099-01-01 ~ 2099-01-03", workdays="2099-01-04"
+            ),
+        )
+        assert done.status_code == 303
+        page = client.get(done.headers["location"]).text
+        assert "预计期限已按新安排重算" in page
+        assert "控制台录入" in _row(page, "year-2099")
+        html = client.get(f"/sharing/applications/{app_id}").text
+        # Recounted: New Year's three days off, the Sunday worked; no longer provisional.
+        assert console.application(app_id).answer_due == date(2099, 1, 15)
+        assert _countdown(html) == ("ok", "答复剩 10 个工作日")
+        removed = client.post("/sharing/calendar/2099/remove", data=_form(client))
+        assert removed.status_code == 303
+    assert console.application(app_id).answer_due == date(2099, 1, 14)
+    assert console.application(app_id).answer_due_provisional

@@ -49,6 +49,7 @@ class Permission(StrEnum):
     SHARING_REVIEW = "sharing.review"  # answer applications, revoke grants (as provider)
     SHARING_ARBITRATE = "sharing.arbitrate"  # decide disputes (平台共享主管部门)
     SHARING_STORE = "sharing.store"  # set up shared stores (共享信息库) of a resource
+    CALENDAR_ADMIN = "calendar.admin"  # enter years' holiday schedules (节假日安排)
     DATA_SERVICE = "data.service"  # call data services under the department's grants
 
 

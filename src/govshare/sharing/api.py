@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import date, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, Path, Query, status
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from govshare.deps import (
+    CalendarAdmin,
+    Require,
     SessionDep,
     SettingsDep,
     SharingApplicant,
@@ -20,7 +22,10 @@ from govshare.deps import (
     SharingReader,
     SharingReviewer,
 )
-from govshare.sharing import objections, service, subscriptions
+from govshare.rules.clock import china_today
+from govshare.rules.workdays import FIRST_YEAR, LAST_YEAR
+from govshare.security.roles import Permission
+from govshare.sharing import calendar, objections, service, subscriptions
 from govshare.sharing.models import (
     ApplicationStatus,
     Objection,
@@ -33,6 +38,9 @@ from govshare.sharing.schemas import (
     ApplicationCreate,
     ApplicationPublic,
     ApproveIn,
+    CalendarEntered,
+    CalendarYearIn,
+    CalendarYearPublic,
     DecisionIn,
     GrantPublic,
     ObjectionAnswer,
@@ -43,7 +51,6 @@ from govshare.sharing.schemas import (
     UsageCreate,
     UsagePublic,
 )
-from govshare.sharing.workdays import china_today
 
 router = APIRouter(prefix="/sharing", tags=["sharing"])
 Side = Literal["mine", "provider", "all"]
@@ -334,3 +341,59 @@ def answer_objection(
 ) -> ObjectionPublic:
     obj = objections.get_visible(db, caller, objection_id)
     return objection_public(objections.answer(db, settings, caller, obj, body))
+
+
+# -- holiday schedules (节假日安排) ----------------------------------------------------------
+
+
+def _calendar_year(entry: calendar.YearOverview) -> CalendarYearPublic:
+    row = entry.entered
+    return CalendarYearPublic(
+        year=entry.year,
+        source=str(entry.source),
+        source_label=entry.source.label,
+        holidays=row.holidays if row else [],
+        workdays=row.workdays if row else [],
+        entered_by=row.entered_by if row else None,
+        entered_at=row.entered_at if row else None,
+    )
+
+
+@router.get(
+    "/calendar",
+    summary="节假日安排: 各年工作日来源 (控制台录入/文件/内置/按周末推算)",
+    dependencies=[Depends(Require(Permission.CALENDAR_ADMIN))],
+)
+def list_calendar_years(db: SessionDep) -> list[CalendarYearPublic]:
+    return [_calendar_year(y) for y in calendar.overview(db, china_today())]
+
+
+@router.put(
+    "/calendar/{year}",
+    summary="录入或更正一年的放假与调休安排 (预计期限随即重算)",
+)
+def enter_calendar_year(
+    year: Annotated[int, Path(ge=FIRST_YEAR, le=LAST_YEAR)],
+    body: CalendarYearIn,
+    db: SessionDep,
+    settings: SettingsDep,
+    caller: CalendarAdmin,
+) -> CalendarEntered:
+    _, recounted = calendar.enter_year(
+        db, settings, caller, year=year, holidays=body.holidays, workdays_=body.workdays
+    )
+    (entry,) = (y for y in calendar.overview(db, china_today()) if y.year == year)
+    return CalendarEntered(**_calendar_year(entry).model_dump(), recounted=recounted)
+
+
+@router.delete(
+    "/calendar/{year}",
+    summary="撤回控制台录入的一年安排 (改用文件、内置日历或按周末推算)",
+)
+def remove_calendar_year(
+    year: Annotated[int, Path(ge=FIRST_YEAR, le=LAST_YEAR)],
+    db: SessionDep,
+    settings: SettingsDep,
+    caller: CalendarAdmin,
+) -> dict[str, int]:
+    return {"year": year, "recounted": calendar.remove_year(db, settings, caller, year)}

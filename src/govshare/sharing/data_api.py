@@ -28,6 +28,7 @@ from starlette.routing import Route
 from govshare.config import Settings
 from govshare.deps import Require, SessionDep, SharingReader, SharingStoreAdmin, signed_request
 from govshare.errors import GovshareError, NotAuthenticated
+from govshare.rules.clock import china_today
 from govshare.security.errors import PermissionDenied
 from govshare.security.roles import Permission
 from govshare.security.service import SignedRequest, verified_signed_client
@@ -36,7 +37,6 @@ from govshare.sharing import store as shared
 from govshare.sharing.data import Caller, DataServices
 from govshare.sharing.models import SharedStore, SharingMode
 from govshare.sharing.schemas import RecordsOut, StoreCreate, StorePublic, VerifyIn, VerifyOut
-from govshare.sharing.workdays import china_today
 
 router = APIRouter(prefix="/data", tags=["data"])
 stores = APIRouter(prefix="/sharing/stores", tags=["sharing"])

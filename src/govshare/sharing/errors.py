@@ -3,7 +3,6 @@
 from govshare.errors import (
     Conflict,
     Forbidden,
-    GovshareError,
     InvalidInput,
     NotFound,
     TooManyRequests,
@@ -36,13 +35,6 @@ class StepNotAllowed(Conflict):
 
 class NotYourDepartment(Forbidden):
     code = "not_your_department"
-
-
-class CalendarYearMissing(GovshareError):
-    """The working-day calendar has no data for a year: deadlines cannot be computed."""
-
-    status = 503
-    code = "calendar_year_missing"
 
 
 class StoreNotFound(NotFound):

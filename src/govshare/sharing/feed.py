@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from govshare.config import Settings
 from govshare.db import session_scope
 from govshare.exchange.store import PackageStore
-from govshare.sharing import objections, service, subscriptions
+from govshare.rules.clock import china_today
+from govshare.sharing import calendar, objections, service, subscriptions
 from govshare.sharing.models import SharedStore
 from govshare.sharing.store import SharedDatabase, Writers, feed_store
-from govshare.sharing.workdays import china_today
 
 log = structlog.get_logger()
 
@@ -86,6 +86,10 @@ class Feeder:
             subscriptions.stop_lapsed(session, china_today())
         if time.monotonic() - self._last_alert_check >= self.settings.monitor_interval_seconds:
             with session_scope(self.factory) as session:
+                # A year entered in another hub process, or a new file or package,
+                # reaches this one and its provisional deadlines here.
+                calendar.load_entered(session)
+                calendar.refresh_provisional(session, self.settings)
                 objections.alert_overdue(session, self.settings)
                 service.alert_overdue_applications(session, self.settings, china_today())
                 service.alert_calendar_gap(session, self.settings, china_today())

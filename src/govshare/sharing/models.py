@@ -110,10 +110,14 @@ class SharingApplication(Base):
     submitted_at: Mapped[datetime] = mapped_column(default=utcnow)
     submitted_on: Mapped[date] = mapped_column(Date)
     answer_due: Mapped[date | None] = mapped_column(Date)
+    # 预计: counted on a year whose holiday schedule was not known yet; recomputed
+    # when it arrives (``sharing.calendar.refresh_provisional``).
+    answer_due_provisional: Mapped[bool] = mapped_column(Boolean, default=False)
     answered_on: Mapped[date | None] = mapped_column(Date)
     answered_by: Mapped[str | None] = mapped_column(String(50))
     answer_reason: Mapped[str] = mapped_column(Text, default="")
     provide_due: Mapped[date | None] = mapped_column(Date)
+    provide_due_provisional: Mapped[bool] = mapped_column(Boolean, default=False)
     provided_on: Mapped[date | None] = mapped_column(Date)
     dispute_reason: Mapped[str] = mapped_column(Text, default="")
     disputed_at: Mapped[datetime | None] = mapped_column()
@@ -275,6 +279,7 @@ class Objection(Base):
     raised_at: Mapped[datetime] = mapped_column(default=utcnow)
     raised_on: Mapped[date] = mapped_column(Date)
     answer_due: Mapped[date] = mapped_column(Date)
+    answer_due_provisional: Mapped[bool] = mapped_column(Boolean, default=False)
     answered_by: Mapped[str | None] = mapped_column(String(50))
     answered_on: Mapped[date | None] = mapped_column(Date)
     answer: Mapped[str] = mapped_column(Text, default="")
@@ -308,3 +313,16 @@ class CallStat(Base):
     calls: Mapped[int] = mapped_column(BigInteger, default=0)
     keys: Mapped[int] = mapped_column(BigInteger, default=0)
     rows: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class WorkingCalendarYear(Base):
+    """节假日安排: one year's statutory days off and make-up working days (调休上班) as
+    the platform admin entered them; ahead of the holidays file and the package."""
+
+    __tablename__ = "working_calendar_year"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    holidays: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    workdays: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    entered_by: Mapped[str] = mapped_column(String(50))
+    entered_at: Mapped[datetime] = mapped_column(default=utcnow)

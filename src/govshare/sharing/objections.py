@@ -17,6 +17,8 @@ from govshare.config import Settings
 from govshare.db import utcnow
 from govshare.exchange import alerts
 from govshare.exchange.models import AlertKind
+from govshare.rules import workdays
+from govshare.rules.clock import china_today
 from govshare.security import audit
 from govshare.security.service import Principal
 from govshare.sharing import service
@@ -30,7 +32,6 @@ from govshare.sharing.errors import (
 from govshare.sharing.journal import KeyHasher
 from govshare.sharing.models import Objection, ObjectionStatus, SharedStore
 from govshare.sharing.schemas import ObjectionAnswer, ObjectionCreate
-from govshare.sharing.workdays import add_working_days, china_today
 
 
 def _snapshot(obj: Objection, hash_key: KeyHasher) -> dict[str, Any]:
@@ -77,8 +78,9 @@ def raise_objection(
         status=ObjectionStatus.OPEN,
         raised_by=principal.name,
         raised_on=today,
-        answer_due=add_working_days(today, settings.objection_working_days),
     )
+    due = workdays.deadline(today, settings.objection_working_days)
+    obj.answer_due, obj.answer_due_provisional = due.due, due.provisional
     session.add(obj)
     session.flush()
     audit.record(

@@ -78,10 +78,15 @@ class ApplicationPublic(BaseModel):
     submitted_at: datetime
     submitted_on: date
     answer_due: date | None
+    answer_due_provisional: bool = Field(
+        description="预计: counted on a year whose holiday schedule is not known yet "
+        "(weekends only); recomputed once the platform enters it"
+    )
     answered_on: date | None
     answered_by: str | None
     answer_reason: str
     provide_due: date | None
+    provide_due_provisional: bool = Field(description="预计, as answer_due_provisional")
     provided_on: date | None
     dispute_reason: str
     dispute_outcome: DisputeOutcome | None
@@ -274,9 +279,40 @@ class ObjectionPublic(BaseModel):
     raised_at: datetime
     raised_on: date
     answer_due: date
+    answer_due_provisional: bool = Field(
+        description="预计: counted on a year whose holiday schedule is not known yet"
+    )
     answered_by: str | None
     answered_on: date | None
     answer: str
     correction: dict[str, Any] | None
     corrected_seq: int | None
     archived_at: datetime | None
+
+
+class CalendarYearIn(BaseModel):
+    """A year's official holiday schedule as the State Council published it."""
+
+    holidays: list[str] = Field(
+        max_length=400,
+        description="放假日期: days off, each ``2027-01-01`` or a range ``2027-02-15~2027-02-21``",
+    )
+    workdays: list[str] = Field(
+        default_factory=list,
+        max_length=400,
+        description="调休上班日期: weekend days worked, each ``2027-02-07``",
+    )
+
+
+class CalendarYearPublic(BaseModel):
+    year: int
+    source: str = Field(description="console | file | package | estimate (按周末推算, 预计)")
+    source_label: str
+    holidays: list[str] = Field(description="entered in the console (empty otherwise)")
+    workdays: list[str]
+    entered_by: str | None
+    entered_at: datetime | None
+
+
+class CalendarEntered(CalendarYearPublic):
+    recounted: int = Field(description="open deadlines recounted on the new schedule")

@@ -20,6 +20,9 @@ from govshare.catalog.models import Resource
 from govshare.catalog.service import get_version
 from govshare.config import Settings
 from govshare.db import utcnow
+from govshare.rules import workdays
+from govshare.rules.clock import china_today
+from govshare.rules.workdays import working_days_between
 from govshare.security import audit
 from govshare.security.service import Principal
 from govshare.sharing.errors import (
@@ -40,12 +43,6 @@ from govshare.sharing.models import (
     UsageReport,
 )
 from govshare.sharing.schemas import ApplicationCreate, ApproveIn, DecisionIn, UsageCreate
-from govshare.sharing.workdays import (
-    add_working_days,
-    calendar_covers,
-    china_today,
-    working_days_between,
-)
 
 
 def _snapshot(app: SharingApplication) -> dict[str, Any]:
@@ -164,8 +161,10 @@ def apply(
         unconditional=unconditional,
         status=ApplicationStatus.SUBMITTED,
         submitted_on=today,
-        answer_due=None if unconditional else add_working_days(today, settings.answer_working_days),
     )
+    if not unconditional:
+        due = workdays.deadline(today, settings.answer_working_days)
+        app.answer_due, app.answer_due_provisional = due.due, due.provisional
     session.add(app)
     session.flush()
     audit.record(
@@ -241,6 +240,11 @@ def _as_provider(principal: Principal, app: SharingApplication) -> None:
         raise NotYourDepartment("只有目录提供部门的信息资源管理员可以答复该申请")
 
 
+def _provide_by(app: SharingApplication, settings: Settings, start: date) -> None:
+    due = workdays.deadline(start, settings.provide_working_days)
+    app.provide_due, app.provide_due_provisional = due.due, due.provisional
+
+
 def _expect(app: SharingApplication, *states: ApplicationStatus) -> None:
     if app.status not in states:
         wanted = "、".join(s.label for s in states)
@@ -286,7 +290,7 @@ def approve(
     app.answered_on = today
     app.answered_by = principal.name
     app.answer_reason = data.reason.strip()
-    app.provide_due = add_working_days(today, settings.provide_working_days)
+    _provide_by(app, settings, today)
     audit.record(
         session,
         principal.actor,
@@ -396,7 +400,7 @@ def decide_dispute(
         app.status = ApplicationStatus.REFUSAL_UPHELD
     else:
         app.status = ApplicationStatus.APPROVED
-        app.provide_due = add_working_days(today, settings.provide_working_days)
+        _provide_by(app, settings, today)
     audit.record(
         session,
         principal.actor,
@@ -653,21 +657,21 @@ CALENDAR_HORIZON_DAYS = 45
 def alert_calendar_gap(session: Session, settings: Settings, today: date) -> bool:
     """Alert the platform while the working-day calendar lacks a year that deadlines
     will soon fall into (the State Council publishes each year's holidays in November;
-    until a chinesecalendar release has them, ``GOVSHARE_HOLIDAYS_FILE`` must). True
-    while the gap is open."""
+    until a chinesecalendar release has them, the admin enters them in the console).
+    Deadlines are still computed meanwhile, provisionally. True while the gap is open."""
     from govshare.exchange import alerts
     from govshare.exchange.models import AlertKind
 
     horizon = today + timedelta(days=CALENDAR_HORIZON_DAYS)
-    if calendar_covers(horizon):
+    if workdays.covers(horizon.year):
         alerts.resolve_alerts(session, AlertKind.CALENDAR_MISSING)
         return False
     alerts.raise_alert(
         session,
         AlertKind.CALENDAR_MISSING,
-        f"节假日历缺少 {horizon.year} 年数据: 落在 {horizon.year} 年的申请与异议期限将无法计算。"
-        f"请把国务院公布的 {horizon.year} 年节假日安排写入 GOVSHARE_HOLIDAYS_FILE 指定的文件"
-        "并重启, 或升级 chinesecalendar",
+        f"节假日历缺少 {horizon.year} 年数据: 落在 {horizon.year} 年的申请与异议期限暂按周末推算"
+        f"(预计)。请在控制台“节假日安排”录入国务院公布的 {horizon.year} 年放假与调休安排"
+        "(或写入 GOVSHARE_HOLIDAYS_FILE 指定的文件、升级 chinesecalendar)，预计期限将随即重算",
         details={"year": horizon.year},
         webhook_url=settings.alert_webhook_url,
     )

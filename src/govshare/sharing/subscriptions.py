@@ -23,6 +23,7 @@ from govshare.errors import InvalidInput
 from govshare.exchange import service as exchange
 from govshare.exchange.models import ExchangeTask, TaskKind, TaskState
 from govshare.exchange.schemas import TaskCreate
+from govshare.rules.clock import china_today
 from govshare.security import audit
 from govshare.security.service import Principal
 from govshare.sharing.errors import NotYourDepartment, StepNotAllowed
@@ -34,7 +35,6 @@ from govshare.sharing.models import (
     SharingMode,
 )
 from govshare.sharing.service import is_active
-from govshare.sharing.workdays import china_today
 
 # Who stops a lapsed grant's subscription: the platform itself, in the audit log.
 PLATFORM = Principal(kind="system", name="system", department_id=None, permissions=frozenset())

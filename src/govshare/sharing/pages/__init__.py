@@ -9,21 +9,23 @@
 - ``usage``: usage feedback, usage and data-service call statistics;
 - ``objections``: objections (异议) to shared records with their answers;
 - ``stores``: shared stores (共享信息库) and their set-up;
+- ``calendar``: the years' holiday schedules (节假日安排) the platform admin enters;
 - ``common``: what they share (today, notices, countdowns, pages of rows).
 
 Each handler parses the request, calls the sharing service and renders. Reading needs
 ``sharing.read``; applying, disputing, objecting, subscribing and reporting use need
 ``sharing.apply``; answering applications and objections and revoking need
 ``sharing.review``; deciding a dispute needs ``sharing.arbitrate``; setting a store up
-needs ``sharing.store``. Forms the service rejects come back with every problem beside
-its field, rolled back so nothing of them is stored.
+needs ``sharing.store``; entering holiday schedules needs ``calendar.admin``. Forms
+the service rejects come back with every problem beside its field, rolled back so
+nothing of them is stored.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from govshare.sharing.pages import applications, grants, objections, stores, usage
+from govshare.sharing.pages import applications, calendar, grants, objections, stores, usage
 from govshare.sharing.pages.applications import timeline
 from govshare.sharing.pages.common import (
     Countdown,
@@ -60,3 +62,4 @@ router.include_router(grants.router)
 router.include_router(usage.router)
 router.include_router(objections.router)
 router.include_router(stores.router)
+router.include_router(calendar.router)

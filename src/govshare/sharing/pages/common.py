@@ -14,16 +14,16 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Request
 from fastapi.responses import Response
 
+from govshare.rules.clock import china_today
+from govshare.rules.workdays import working_days_between
 from govshare.security.service import Principal
 from govshare.sharing import service
-from govshare.sharing.errors import CalendarYearMissing
 from govshare.sharing.models import (
     ApplicationStatus,
     MaskingRule,
     SharingApplication,
     SharingGrant,
 )
-from govshare.sharing.workdays import china_today, working_days_between
 from govshare.web.forms import render
 
 PAGE_SIZE = 20
@@ -42,6 +42,8 @@ Today = Annotated[date, Depends(sharing_today)]
 
 # Notices after a redirect (``?done=key``); fixed texts only, like web.filters.NOTICES.
 NOTICES: dict[str, str] = {
+    "calendar_entered": "节假日安排已录入，预计期限已按新安排重算",
+    "calendar_removed": "已撤回控制台录入的节假日安排，期限已按现行日历重算",
     "applied": "共享申请已提交，提供部门将在规定的工作日内答复",
     "granted": "该目录为无条件共享，申请已自动通过并生成授权",
     "approved": "已同意申请并生成授权，请在提供期限内提供数据",
@@ -116,9 +118,10 @@ class Countdown:
     kind: str  # 答复 | 提供
     due: date
     today: date
-    left: int | None  # working days after today up to ``due``; None without calendar data
+    left: int  # working days after today up to ``due``
     overdue: bool
     soon: bool  # at most ``remind_working_days_before`` working days left
+    provisional: bool = False  # 预计: counted on a year whose holidays are not known yet
 
     @property
     def level(self) -> str:
@@ -127,38 +130,43 @@ class Countdown:
     @property
     def text(self) -> str:
         if self.overdue:
-            if self.left:
-                return f"{self.kind}已超期 {-self.left} 个工作日"
-            return f"{self.kind}已超期"
-        if self.left is None:
-            return f"{self.kind}期限 {self.due.isoformat()}"
-        if self.due == self.today:
-            return f"{self.kind}今日到期"
-        return f"{self.kind}剩 {self.left} 个工作日"
+            said = f"{self.kind}已超期 {-self.left} 个工作日" if self.left else f"{self.kind}已超期"
+        elif self.due == self.today:
+            said = f"{self.kind}今日到期"
+        else:
+            said = f"{self.kind}剩 {self.left} 个工作日"
+        return f"{said}（预计）" if self.provisional else said
 
 
 def countdown(app: SharingApplication, today: date, *, remind_before: int) -> Countdown | None:
     """The deadline the provider is working to: the answer while the application waits,
     the provision once approved; None when nothing is due."""
     if app.status is ApplicationStatus.SUBMITTED:
-        kind, due = "答复", app.answer_due
+        kind, due, provisional = "答复", app.answer_due, app.answer_due_provisional
     elif app.status is ApplicationStatus.APPROVED:
-        kind, due = "提供", app.provide_due
+        kind, due, provisional = "提供", app.provide_due, app.provide_due_provisional
     else:
         return None
     if due is None:
         return None
-    return _deadline(kind, due, today, remind_before)
+    return deadline_countdown(kind, due, today, remind_before, provisional=provisional)
 
 
-def _deadline(kind: str, due: date, today: date, remind_before: int) -> Countdown:
-    try:
-        left: int | None = working_days_between(today, due)
-    except CalendarYearMissing:
-        left = None  # the list still renders; the date itself is shown instead
+def deadline_countdown(
+    kind: str, due: date, today: date, remind_before: int, *, provisional: bool
+) -> Countdown:
+    left = working_days_between(today, due)
     overdue = due < today
-    soon = not overdue and left is not None and left <= remind_before
-    return Countdown(kind=kind, due=due, today=today, left=left, overdue=overdue, soon=soon)
+    soon = not overdue and left <= remind_before
+    return Countdown(
+        kind=kind,
+        due=due,
+        today=today,
+        left=left,
+        overdue=overdue,
+        soon=soon,
+        provisional=provisional,
+    )
 
 
 def grant_state(grant: SharingGrant, today: date) -> str:

@@ -25,11 +25,11 @@ from govshare.sharing.models import Objection, ObjectionStatus
 from govshare.sharing.pages.common import (
     Countdown,
     Today,
-    _deadline,
     _item_names,
     _labels,
     _page,
     _paged,
+    deadline_countdown,
 )
 from govshare.sharing.schemas import ObjectionAnswer, ObjectionCreate
 from govshare.web.filters import local_date, local_time
@@ -69,7 +69,9 @@ def objection_countdown(obj: Objection, today: date, *, remind_before: int) -> C
     """The provider's answer deadline while the objection waits; None once answered."""
     if obj.status is not ObjectionStatus.OPEN:
         return None
-    return _deadline("答复", obj.answer_due, today, remind_before)
+    return deadline_countdown(
+        "答复", obj.answer_due, today, remind_before, provisional=obj.answer_due_provisional
+    )
 
 
 def shown_key(obj: Objection, caller: Principal) -> str:
