@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from govshare.catalog import service as catalog
 from govshare.catalog.models import Resource
 from govshare.config import Settings
+from govshare.demo import lifecycle_actor
 from govshare.exchange import service as exchange
 from govshare.exchange.models import ExchangeNode, TaskKind, TaskState
 from govshare.exchange.schemas import TaskCreate
@@ -113,7 +114,8 @@ def setup(session: Session, settings: Settings, hub_url: str) -> list[Path]:
         "pending_publication": ["publish"],
     }
     for step in steps.get(str(resource.status), []):
-        catalog.transition(session, admin, resource.id, step, "演示交换")
+        taker = lifecycle_actor(session, step, resource, admin)
+        catalog.transition(session, taker, resource.id, step, "演示交换")
     make_population(base / "gaj-business.db")
     nodes = {}
     for node, config in zip(NODES, configs, strict=True):

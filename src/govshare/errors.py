@@ -48,6 +48,13 @@ class Forbidden(GovshareError):
     code = "forbidden"
 
 
+class SeparationOfDuties(Forbidden):
+    """职责分离: whoever took a step never reviews, approves or decides on it, whatever
+    roles they hold (GB/T 39477)."""
+
+    code = "separation_of_duties"
+
+
 class Locked(GovshareError):
     status = 423
     code = "account_locked"

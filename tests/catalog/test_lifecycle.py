@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from tests.factories import World, resource_payload
+from govshare.security.audit import SYSTEM
+from govshare.security.roles import Role
+from govshare.security.service import add_user
+from tests.factories import PASSWORD, World, resource_payload
 
 
 def test_new_entry_is_a_draft_with_a_classification_code(world: World) -> None:
@@ -273,3 +276,58 @@ def test_lifecycle_steps_are_audited(world: World) -> None:
     ]
     assert entries[0]["actor"] == world.admin
     assert entries[-1]["after"]["name"] == resource_payload()["name"]
+
+
+def test_nobody_reviews_their_own_submission_whatever_roles_they_hold(world: World) -> None:
+    # 职责分离 (GB/T 39477): one person holding both the registrar's and the reviewer's
+    # role, or the platform admin acting for its own department, submits but never judges.
+    dept = world.department("一身两职局")
+    both = f"both_{dept.id}"
+    with world.hub.db() as s:
+        add_user(
+            s,
+            SYSTEM,
+            username=both,
+            password=PASSWORD,
+            display_name="编目兼审核",
+            department_id=dept.id,
+            roles=[Role.CATALOG_REGISTRAR, Role.CATALOG_REVIEWER],
+        )
+    res = world.add_resource(dept)
+    world.step(both, res["id"], "submit")
+    for step in ("approve", "return", "reject"):
+        denied = world.step(both, res["id"], step, reason="自己审自己", expect=403)
+        assert denied["error"]["code"] == "separation_of_duties"
+        assert "本人提交" in denied["error"]["message"]
+    world.step(dept.reviewer, res["id"], "approve")
+    # The one who asked for publication is not the one who publishes it.
+    world.step(world.admin, res["id"], "request_publication")
+    for step in ("publish", "reject_publication"):
+        denied = world.step(world.admin, res["id"], step, reason="自己审自己", expect=403)
+        assert denied["error"]["code"] == "separation_of_duties"
+    with world.api(both) as c:
+        assert c.get(f"/api/v1/catalog/resources/{res['id']}").json()["status"] == (
+            "pending_publication"
+        )
+
+
+def test_another_departments_draft_answers_as_a_missing_id(world: World) -> None:
+    # Nothing tells a prober whether an id is another department's unpublished draft.
+    dept, other = world.department(), world.department("其他局")
+    draft = world.add_resource(dept)
+    missing = draft["id"] + 10_000_000
+    with world.api(other.registrar) as c:
+        for rid in (draft["id"], missing):
+            answers = [
+                c.get(f"/api/v1/catalog/resources/{rid}"),
+                c.get(f"/api/v1/catalog/resources/{rid}/versions"),
+                c.post(
+                    f"/api/v1/catalog/resources/{rid}/transitions/withdraw", json={"reason": "x"}
+                ),
+            ]
+            assert [(r.status_code, r.json()["error"]["code"]) for r in answers] == [
+                (404, "resource_not_found")
+            ] * 3
+            assert [r.json()["error"]["message"] for r in answers] == [
+                f"目录 {rid} 不存在或未发布"
+            ] * 3

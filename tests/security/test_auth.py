@@ -150,9 +150,17 @@ def test_client_cannot_hold_admin_permissions(world: World) -> None:
     with world.api(world.admin) as c:
         r = c.post(
             "/api/v1/api-clients",
-            json={"name": "越权系统", "department_id": dept.id, "permissions": ["user.admin"]},
+            json={
+                "name": "越权系统",
+                "department_id": dept.id,
+                "permissions": ["user.admin", "catalog.read", "audit.read"],
+            },
         )
     assert r.status_code == 422
+    # Named as the permissions are written, never as Python reprs of them.
+    assert r.json()["error"]["details"] == [
+        {"field": "permissions", "message": "不允许: audit.read、user.admin"}
+    ]
 
 
 def test_client_secret_is_not_stored_in_clear(world: World) -> None:

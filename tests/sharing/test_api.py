@@ -13,9 +13,12 @@ from sqlalchemy import select
 
 from govshare.rules.clock import china_today, fixed_today
 from govshare.rules.workdays import add_working_days
-from govshare.security.models import AuditEntry
+from govshare.security.audit import SYSTEM
+from govshare.security.models import AuditEntry, User
+from govshare.security.roles import Role
+from govshare.security.service import add_user
 from govshare.sharing import service
-from tests.factories import Dept, World, resource_payload
+from tests.factories import PASSWORD, Dept, World, resource_payload
 from tests.sharing.builders import NOT_SHARED_BASIS, application_payload
 
 # The clock is fixed (a Wednesday before National Day) so deadlines, grant validity and
@@ -342,3 +345,34 @@ def test_end_date_must_be_in_the_future(world: World) -> None:
     body = application_payload(res["id"], end_date=date(2020, 1, 1).isoformat())
     err = _post(world, consumer.resource_admin, "/applications", body, 422)["error"]
     assert err["details"][0]["field"] == "end_date"
+
+
+def test_the_platform_admin_who_applied_does_not_decide_the_dispute(world: World) -> None:
+    # 职责分离: the data bureau applies for another department's data like any consumer;
+    # the admin who applied (and disputed the refusal) cannot be its judge.
+    provider = world.department("公安局")
+    res = world.published(provider)
+    app = _apply(world, Dept(0, "", "", "", world.admin), res["id"])
+    path = f"/applications/{app['id']}"
+    _post(world, provider.resource_admin, f"{path}/refuse", {"reason": "用途不明"})
+    _post(world, world.admin, f"{path}/dispute", {"reason": "属法定职责"})
+    body = {"outcome": "overturned", "reason": "本人裁决本人的申请"}
+    denied = _post(world, world.admin, f"{path}/decision", body, 403)["error"]
+    assert denied["code"] == "separation_of_duties"
+    assert _get(world, world.admin, path)["status"] == "disputed"
+
+    other_admin = f"arbiter_{app['id']}"
+    with world.hub.db() as s:
+        admin_user = s.scalar(select(User).where(User.username == world.admin))
+        assert admin_user is not None
+        add_user(
+            s,
+            SYSTEM,
+            username=other_admin,
+            password=PASSWORD,
+            display_name="另一位平台管理员",
+            department_id=admin_user.department_id,
+            roles=[Role.PLATFORM_ADMIN],
+        )
+    decided = _post(world, other_admin, f"{path}/decision", body)
+    assert (decided["status"], decided["dispute_decided_by"]) == ("approved", other_admin)

@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 
 from govshare.catalog import search, service, spreadsheet
 from govshare.catalog.codes import ResourceKind, ResourceStatus, SharingType
-from govshare.catalog.errors import NotYourDepartment
 from govshare.catalog.schemas import (
     ChangeIn,
     ClassificationIn,
@@ -253,10 +252,7 @@ def transition(
 
 
 def _own(db: Session, caller: Principal, resource_id: int) -> service.Resource:
-    resource = service.get_resource(db, resource_id)
-    if not service.can_see_working_copy(caller, resource):
-        raise NotYourDepartment("只能查看本部门目录的版本与流转记录")
-    return resource
+    return service.own_resource(db, caller, resource_id, "只能查看本部门目录的版本与流转记录")
 
 
 @router.get("/resources/{resource_id}/versions", summary="版本列表")

@@ -30,7 +30,6 @@ from govshare.catalog.codes import (
 from govshare.catalog.errors import (
     ImportRejected,
     InvalidResource,
-    NotYourDepartment,
     SystemNotFound,
     TransitionNotAllowed,
 )
@@ -316,7 +315,7 @@ def _resource_page(
         "shown_version": resource.version if own else resource.published_version,
         "versions": versions,
         "transitions": service.list_transitions(db, resource) if own else [],
-        "steps": service.available_steps(caller, resource),
+        "steps": service.available_steps(db, caller, resource),
         "step_kind": STEP_KIND,
         "action_labels": ACTION_LABELS,
         "diff_rows": diff_rows,
@@ -622,9 +621,7 @@ def _resource_form(
 
 
 def _editable(db: Session, caller: Principal, resource_id: int) -> Resource:
-    resource = service.get_resource(db, resource_id)
-    if not service.can_see_working_copy(caller, resource):
-        raise NotYourDepartment("只能修改本部门的目录")
+    resource = service.own_resource(db, caller, resource_id, "只能修改本部门的目录")
     if resource.status not in service.EDITABLE:
         raise TransitionNotAllowed(f"“{resource.status.label}”状态的目录不能修改")
     return resource

@@ -54,7 +54,7 @@ from govshare.catalog.schemas import (
     VersionDiff,
 )
 from govshare.db import utcnow
-from govshare.errors import Conflict, InvalidInput
+from govshare.errors import Conflict, InvalidInput, SeparationOfDuties
 from govshare.security import audit
 from govshare.security.models import Department
 from govshare.security.roles import Permission
@@ -275,9 +275,11 @@ def validate_resource(
 # -- resources -----------------------------------------------------------------------
 
 
-def _check_department(principal: Principal, department_id: int) -> None:
+def _check_department(
+    principal: Principal, department_id: int, refusal: str = "只能操作本部门的目录"
+) -> None:
     if not principal.is_admin and principal.department_id != department_id:
-        raise NotYourDepartment("只能操作本部门的目录")
+        raise NotYourDepartment(refusal)
 
 
 def snapshot(resource: Resource) -> dict[str, Any]:
@@ -433,16 +435,38 @@ def can_see_working_copy(principal: Principal, resource: Resource) -> bool:
     return principal.is_admin or principal.department_id == resource.provider_department_id
 
 
+def _known_resource(session: Session, principal: Principal, resource_id: int) -> Resource:
+    """The entry if the caller may know it exists: its own department's (or any, for the
+    platform) or a listed one. Another department's draft answers exactly as a missing
+    id does, so ids cannot be probed for drafts."""
+    resource = session.get(Resource, resource_id)
+    if resource is None or not (
+        can_see_working_copy(principal, resource)
+        or (resource.listed and resource.published_version is not None)
+    ):
+        raise ResourceNotFound(f"目录 {resource_id} 不存在或未发布")
+    return resource
+
+
+def own_resource(
+    session: Session, principal: Principal, resource_id: int, refusal: str = "只能操作本部门的目录"
+) -> Resource:
+    """The caller's own department's entry (any, for the platform); another department's
+    listed entry is refused with ``refusal``, its draft is not found."""
+    resource = _known_resource(session, principal, resource_id)
+    _check_department(principal, resource.provider_department_id, refusal)
+    return resource
+
+
 def visible_resource(
     session: Session, principal: Principal, resource_id: int
 ) -> tuple[Resource, dict[str, Any]]:
     """The entry as this reader may see it: the working copy for its own department and
     admins, otherwise the published version (and nothing if never published)."""
-    resource = get_resource(session, resource_id)
+    resource = _known_resource(session, principal, resource_id)
     if can_see_working_copy(principal, resource):
         return resource, snapshot(resource)
-    if not resource.listed or resource.published_version is None:
-        raise ResourceNotFound(f"目录 {resource_id} 不存在或未发布")
+    assert resource.published_version is not None  # _known_resource let a listed one by
     return resource, get_version(session, resource, resource.published_version).snapshot
 
 
@@ -460,8 +484,7 @@ def update_resource(
 ) -> Resource:
     """Edit an entry. Editing a published entry is a 变更: it needs a reason, becomes a new
     draft version and stays in the sharing catalog at its published version meanwhile."""
-    resource = get_resource(session, resource_id)
-    _check_department(principal, resource.provider_department_id)
+    resource = own_resource(session, principal, resource_id)
     if resource.status not in EDITABLE:
         raise TransitionNotAllowed(f"“{resource.status.label}”状态的目录不能修改")
     if resource.status is ResourceStatus.PUBLISHED and not data.reason.strip():
@@ -522,8 +545,7 @@ def update_resource(
 
 def delete_resource(session: Session, principal: Principal, resource_id: int) -> None:
     """Only never-published drafts and rejected registrations can be deleted."""
-    resource = get_resource(session, resource_id)
-    _check_department(principal, resource.provider_department_id)
+    resource = own_resource(session, principal, resource_id)
     deletable = resource.published_version is None and resource.status in (
         ResourceStatus.DRAFT,
         ResourceStatus.REGISTRATION_REJECTED,
@@ -557,6 +579,7 @@ class Step:
     permission: Permission
     reason_required: bool = False
     own_department: bool = True
+    reviews: bool = False  # judges the step that led here: never by whoever took that
 
 
 S = ResourceStatus
@@ -576,6 +599,7 @@ STEPS: dict[str, Step] = {
             frozenset({S.PENDING_REGISTRATION}),
             S.REGISTERED,
             Permission.CATALOG_REVIEW,
+            reviews=True,
         ),
         Step(
             "return",
@@ -584,6 +608,7 @@ STEPS: dict[str, Step] = {
             S.RETURNED,
             Permission.CATALOG_REVIEW,
             reason_required=True,
+            reviews=True,
         ),
         Step(
             "reject",
@@ -592,6 +617,7 @@ STEPS: dict[str, Step] = {
             S.REGISTRATION_REJECTED,
             Permission.CATALOG_REVIEW,
             reason_required=True,
+            reviews=True,
         ),
         Step(
             "request_publication",
@@ -607,6 +633,7 @@ STEPS: dict[str, Step] = {
             S.PUBLISHED,
             Permission.CATALOG_PUBLISH,
             own_department=False,
+            reviews=True,
         ),
         Step(
             "reject_publication",
@@ -616,6 +643,7 @@ STEPS: dict[str, Step] = {
             Permission.CATALOG_PUBLISH,
             reason_required=True,
             own_department=False,
+            reviews=True,
         ),
         Step(
             "withdraw",
@@ -629,10 +657,27 @@ STEPS: dict[str, Step] = {
 }
 
 
-def available_steps(principal: Principal, resource: Resource) -> list[Step]:
+def submitted_by(session: Session, resource: Resource) -> str | None:
+    """Who took the step that put the entry in its present state (the submitter a
+    review judges)."""
+    return session.scalar(
+        select(ResourceTransition.actor)
+        .where(
+            ResourceTransition.resource_id == resource.id,
+            ResourceTransition.to_status == str(resource.status),
+        )
+        .order_by(ResourceTransition.id.desc())
+        .limit(1)
+    )
+
+
+def available_steps(session: Session, principal: Principal, resource: Resource) -> list[Step]:
     steps = []
+    submitter = submitted_by(session, resource)
     for step in STEPS.values():
         if resource.status not in step.sources or not principal.can(step.permission):
+            continue
+        if step.reviews and submitter == principal.name:
             continue
         if step.name == "withdraw" and resource.published_version is None:
             continue
@@ -679,7 +724,7 @@ def transition(
     step = STEPS.get(step_name)
     if step is None:
         raise TransitionNotAllowed(f"未知的操作: {step_name}")
-    resource = get_resource(session, resource_id)
+    resource = _known_resource(session, principal, resource_id)
     if not principal.can(step.permission):
         from govshare.security.errors import PermissionDenied
 
@@ -690,6 +735,10 @@ def transition(
         step.name == "withdraw" and resource.published_version is None
     ):
         raise TransitionNotAllowed(f"“{resource.status.label}”状态的目录不能执行“{step.label}”")
+    if step.reviews and submitted_by(session, resource) == principal.name:
+        raise SeparationOfDuties(
+            f"不能对本人提交的目录执行“{step.label}”，须由其他审核人办理 (separation of duties)"
+        )
     if step.reason_required and not reason.strip():
         raise InvalidInput(
             f"“{step.label}”须填写原因", details=[{"field": "reason", "message": "请填写原因"}]

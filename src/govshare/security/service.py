@@ -370,7 +370,7 @@ def add_api_client(
             details=[
                 {
                     "field": "permissions",
-                    "message": f"不允许: {sorted(wanted - CLIENT_PERMISSIONS)}",
+                    "message": "不允许: " + "、".join(sorted(wanted - CLIENT_PERMISSIONS)),
                 }
             ],
         )

@@ -20,6 +20,7 @@ from govshare.catalog.models import Resource
 from govshare.catalog.service import get_version
 from govshare.config import Settings
 from govshare.db import utcnow
+from govshare.errors import SeparationOfDuties
 from govshare.rules import workdays
 from govshare.rules.clock import china_today
 from govshare.rules.workdays import working_days_between
@@ -390,6 +391,10 @@ def decide_dispute(
     is then approved as asked and the provide-by deadline starts)."""
     reason = _require(data.reason, "reason", "裁决须说明理由")
     _expect(app, ApplicationStatus.DISPUTED)
+    if principal.name in (app.applicant, app.answered_by):
+        raise SeparationOfDuties(
+            "不能裁决本人提出或答复的申请，须由其他平台管理员裁决 (separation of duties)"
+        )
     today = today or china_today()
     before = _snapshot(app)
     app.dispute_outcome = data.outcome
