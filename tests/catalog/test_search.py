@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
-from tests.factories import World, resource_payload, unique
+import openpyxl
+
+from tests.factories import PASSWORD, World, resource_payload, unique
+from tests.web.test_pages import sign_in
 
 
 def _search(world: World, user: str, **params: Any) -> dict[str, Any]:
@@ -179,3 +183,49 @@ def test_export_search_result_as_csv_and_xlsx(world: World) -> None:
     assert len(text.splitlines()) == 1 + len(resource_payload()["items"])
     assert f"{marker}信息" in text
     assert xlsx.content[:2] == b"PK"
+
+
+def test_a_change_in_review_is_seen_by_nobody_outside_the_department(world: World) -> None:
+    # A published entry is edited (变更): until the change is published, every other
+    # reader finds, lists and exports the published text only; the department sees
+    # its draft in 本部门目录.
+    dept, reader = world.department("变更局"), world.department("读者局")
+    secret = unique("draftonly").replace("_", "")
+    res = world.published(dept, name="流动人口居住登记信息")
+    items = resource_payload()["items"]
+    items[1] = {**items[1], "name": f"姓名{secret}", "description": f"说明{secret}"}
+    changed = resource_payload(
+        name=f"流动人口{secret}信息", abstract=f"新版摘要 {secret}", items=items
+    )
+    with world.api(dept.registrar) as c:
+        r = c.put(f"/api/v1/catalog/resources/{res['id']}", json={**changed, "reason": "变更"})
+        assert r.status_code == 200, r.text
+
+    found = _search(world, reader.registrar, q=secret)
+    assert (found["items"], found["total"]) == ([], 0)
+    assert all(values == [] for values in found["facets"].values())
+    listed = _search(world, reader.registrar, department_id=dept.id)
+    assert [(r["name"], r["abstract"]) for r in listed["items"]] == [
+        ("流动人口居住登记信息", res["abstract"][:200])
+    ]
+    with world.api(reader.registrar) as c:
+        params = {"department_id": dept.id}
+        csv = c.get("/api/v1/catalog/resources/export", params={**params, "as": "csv"})
+        xlsx = c.get("/api/v1/catalog/resources/export", params={**params, "as": "xlsx"})
+    with world.hub.client() as browser:
+        sign_in(browser, reader.registrar, PASSWORD)
+        page = browser.get("/catalog", params=params).text
+    assert "流动人口居住登记信息" in csv.content.decode("utf-8-sig")
+    cells = [
+        str(v)
+        for sheet in openpyxl.load_workbook(io.BytesIO(xlsx.content)).worksheets
+        for row in sheet.iter_rows(values_only=True)
+        for v in row
+    ]
+    assert "流动人口居住登记信息" in cells
+    assert "流动人口居住登记信息" in page
+    for shown in (csv.content.decode("utf-8-sig"), " ".join(cells), page):
+        assert secret not in shown
+
+    mine = _search(world, dept.registrar, scope="mine", department_id=dept.id)
+    assert [r["name"] for r in mine["items"]] == [f"流动人口{secret}信息"]

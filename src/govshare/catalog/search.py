@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 from weakref import WeakKeyDictionary
 
 import orjson
@@ -45,7 +46,7 @@ from sqlalchemy.orm import Session, lazyload, selectinload
 from sqlalchemy.sql.selectable import Join
 
 from govshare.catalog.codes import ResourceKind, ResourceStatus, SharingType
-from govshare.catalog.models import Classification, Resource
+from govshare.catalog.models import Classification, Resource, ResourceVersion
 from govshare.errors import InvalidInput
 from govshare.security.models import Department
 
@@ -120,14 +121,52 @@ pg_doc = Table(
 )
 
 
-def _documents(resource: Resource) -> tuple[str, str]:
-    title = " ".join(segment(f"{resource.name} {resource.code}", for_index=True))
+def in_change(resource: Resource) -> bool:
+    """变更: a published entry whose working copy differs from what was published (the
+    entry is back in the review cycle); readers outside its department still see, and
+    search, the published version."""
+    return (
+        resource.published_version is not None and resource.status is not ResourceStatus.PUBLISHED
+    )
+
+
+def published_versions(
+    session: Session, resources: Sequence[Resource]
+) -> dict[int, dict[str, Any]]:
+    """The published snapshot of each entry in a change, by id (one query)."""
+    pairs = [(r.id, r.published_version) for r in resources if in_change(r)]
+    if not pairs:
+        return {}
+    rows = session.execute(
+        select(ResourceVersion.resource_id, ResourceVersion.snapshot).where(
+            or_(
+                *[
+                    and_(ResourceVersion.resource_id == i, ResourceVersion.version == v)
+                    for i, v in pairs
+                ]
+            )
+        )
+    )
+    return {row.resource_id: row.snapshot for row in rows}
+
+
+def _documents(resource: Resource, published: dict[str, Any] | None = None) -> tuple[str, str]:
+    """The title and body words of an entry: of its published version while it is in a
+    change, so that words only a draft has are found by nobody (not even its department,
+    whose 本部门目录 lists the draft all the same)."""
+    if published is None:
+        name, abstract = resource.name, resource.abstract
+        items = [(it.name, it.code, it.description) for it in resource.items]
+    else:
+        name, abstract = published["name"], published["abstract"]
+        items = [(it["name"], it["code"], it["description"]) for it in published["items"]]
+    title = " ".join(segment(f"{name} {resource.code}", for_index=True))
     parts = [
-        resource.abstract,
+        abstract,
         resource.provider.name,
         resource.provider.short_name,
         resource.classification.name,
-        " ".join(f"{it.name} {it.code} {it.description}" for it in resource.items),
+        " ".join(f"{n} {c} {d}" for n, c, d in items),
     ]
     body = " ".join(segment(" ".join(parts), for_index=True))
     return title, body
@@ -139,7 +178,7 @@ def _is_sqlite(session: Session) -> bool:
 
 def index_resource(session: Session, resource: Resource) -> None:
     """(Re)index one entry; called in the same transaction as every change."""
-    title, body = _documents(resource)
+    title, body = _documents(resource, published_versions(session, [resource]).get(resource.id))
     if _is_sqlite(session):
         session.execute(text("DELETE FROM catalog_fts WHERE rowid = :id"), {"id": resource.id})
         session.execute(
@@ -162,7 +201,8 @@ def index_many(session: Session, resources: list[Resource]) -> None:
     """Bulk indexing for imports and demo loads (one statement per batch)."""
     if not resources:
         return
-    docs = [(r.id, *_documents(r)) for r in resources]
+    published = published_versions(session, resources)
+    docs = [(r.id, *_documents(r, published.get(r.id))) for r in resources]
     if _is_sqlite(session):
         session.execute(
             text("DELETE FROM catalog_fts WHERE rowid = :id"), [{"id": d[0]} for d in docs]
@@ -399,7 +439,7 @@ def search(session: Session, sq: SearchQuery) -> SearchResult:
         select(Resource).where(Resource.id.in_([h.rid for h in hits])).options(items)
     )
     by_id = {r.id: r for r in found}
-    rows = [by_id[h.rid] for h in hits]
+    rows = _as_readers_see(session, sq, [by_id[h.rid] for h in hits])
     next_cursor = None
     if more and hits:
         last_val = hits[-1].k
@@ -413,6 +453,53 @@ def search(session: Session, sq: SearchQuery) -> SearchResult:
         facets = _facet_counts(counting())
         total = sum(n for _, n in facets.get("kind", []))
     return SearchResult(rows=rows, total=total, next_cursor=next_cursor, facets=facets)
+
+
+class PublishedView:
+    """An entry in a change as readers outside its department see it: the published
+    version's content over the entry's identity (id, code, provider, dates)."""
+
+    def __init__(self, resource: Resource, published: dict[str, Any], klass: Classification):
+        self._resource = resource
+        self._published = published
+        self.classification = klass
+        self.status = ResourceStatus.PUBLISHED
+        self.version = resource.published_version
+        self.sharing_type = SharingType(published["sharing_type"])
+        self.items = [SimpleNamespace(**it) for it in published["items"]]
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._published:
+            return self._published[name]
+        return getattr(self._resource, name)
+
+
+def _as_readers_see(session: Session, sq: SearchQuery, rows: list[Resource]) -> list[Resource]:
+    """Rows the viewer may not see the working copy of, shown at their published version."""
+    hidden = [
+        r
+        for r in rows
+        if in_change(r)
+        and not (sq.viewer_is_admin or r.provider_department_id == sq.viewer_department_id)
+    ]
+    published = published_versions(session, hidden)
+    if not published:
+        return rows
+    codes = {snap["classification_code"] for snap in published.values()}
+    classes = {
+        c.code: c
+        for c in session.scalars(select(Classification).where(Classification.code.in_(codes)))
+    }
+    # A view reads as the entry it stands for; consumers (API, pages, exports) only read.
+    return [
+        cast(
+            Resource,
+            PublishedView(r, published[r.id], classes[published[r.id]["classification_code"]]),
+        )
+        if r.id in published
+        else r
+        for r in rows
+    ]
 
 
 def _after(last: tuple[Any, Any] | None, key: Any, id_: Any, *, desc: bool) -> list[Any]:

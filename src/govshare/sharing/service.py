@@ -674,9 +674,9 @@ def alert_calendar_gap(session: Session, settings: Settings, today: date) -> boo
     alerts.raise_alert(
         session,
         AlertKind.CALENDAR_MISSING,
-        f"节假日历缺少 {horizon.year} 年数据: 落在 {horizon.year} 年的申请与异议期限暂按周末推算"
-        f"(预计)。请在控制台“节假日安排”录入国务院公布的 {horizon.year} 年放假与调休安排"
-        "(或写入 GOVSHARE_HOLIDAYS_FILE 指定的文件、升级 chinesecalendar)，预计期限将随即重算",
+        f"节假日历缺少 {horizon.year} 年数据，落在 {horizon.year} 年的申请与异议期限暂按周末推算"
+        f"（预计）。请在“节假日安排”中录入国务院公布的 {horizon.year} 年放假与调休安排，"
+        "预计期限将随即重算。",
         details={"year": horizon.year},
         webhook_url=settings.alert_webhook_url,
     )
