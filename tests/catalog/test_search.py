@@ -229,3 +229,40 @@ def test_a_change_in_review_is_seen_by_nobody_outside_the_department(world: Worl
 
     mine = _search(world, dept.registrar, scope="mine", department_id=dept.id)
     assert [r["name"] for r in mine["items"]] == [f"流动人口{secret}信息"]
+
+
+def _item(name: str, code: str) -> dict[str, Any]:
+    return {"name": name, "code": code, "data_type": "C", "length": 50, "is_key": True}
+
+
+def test_parts_of_names_and_items_are_found_however_jieba_splits_them(world: World) -> None:
+    dept = world.department("卫健委")
+    birth = world.published(
+        dept,
+        name="出生医学证明信息",
+        items=[_item("新生儿姓名", "xsexm"), _item("法定代表人姓名", "fddbrxm")],
+    )
+    for q in ["出生医学证", "生医学", "医学证明", "法定代表", "定代表人", "新生儿"]:
+        found = _search(world, dept.registrar, q=q, department_id=dept.id)
+        assert [r["id"] for r in found["items"]] == [birth["id"]], q
+    # Every part must be there: a pair the entry lacks finds nothing.
+    assert _search(world, dept.registrar, q="出生死亡", department_id=dept.id)["items"] == []
+
+
+def test_name_matches_rank_above_item_matches_above_the_rest(world: World) -> None:
+    dept = world.department("市场监管局")
+    code = "统一社会信用代码"
+    mentions = world.published(
+        dept,
+        name="企业年报抽查信息",
+        abstract=f"抽查企业年报，按{code}归集；{code}为企业的唯一标识，{code}不可更改。",
+    )
+    in_items = world.published(
+        dept, name="企业登记信息", items=[_item(code, "tyshxydm"), _item("企业名称", "qymc")]
+    )
+    in_name = world.published(
+        dept, name=f"{code}赋码信息", items=[_item("赋码日期", "fmrq"), _item("机构名称", "jgmc")]
+    )
+    for scope in ("catalog", "mine"):
+        found = _search(world, dept.registrar, q=code, department_id=dept.id, scope=scope)
+        assert [r["id"] for r in found["items"]] == [in_name["id"], in_items["id"], mentions["id"]]

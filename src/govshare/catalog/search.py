@@ -40,7 +40,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, lazyload, selectinload
 from sqlalchemy.sql.selectable import Join
@@ -101,6 +101,27 @@ def segment(text_: str, *, for_index: bool) -> list[str]:
     return out
 
 
+_CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]{2,}")
+
+
+def bigrams(text_: str) -> list[str]:
+    """Every pair of adjacent Chinese characters: indexed beside the words, so a query
+    that is any part of a name (出生医学证, 法定代表) matches however jieba split it."""
+    return [run[i : i + 2] for run in _CJK_RUN.findall(text_) for i in range(len(run) - 1)]
+
+
+def index_terms(text_: str) -> str:
+    """What a document column holds: its words and its character pairs."""
+    return " ".join([*segment(text_, for_index=True), *bigrams(text_)])
+
+
+def query_terms(q: str) -> list[str]:
+    """The terms every match must hold: each run of Chinese characters by its character
+    pairs (any part of a name matches), everything else by its words."""
+    terms = [*bigrams(q), *segment(_CJK_RUN.sub(" ", q), for_index=False)]
+    return list(dict.fromkeys(terms))
+
+
 FACETS = (
     "department",
     "classification",
@@ -150,8 +171,28 @@ def published_versions(
     return {row.resource_id: row.snapshot for row in rows}
 
 
-def _documents(resource: Resource, published: dict[str, Any] | None = None) -> tuple[str, str]:
-    """The title and body words of an entry: of its published version while it is in a
+def documents(
+    *,
+    name: str,
+    code: str,
+    items: Sequence[tuple[str, str, str]],
+    abstract: str,
+    provider: str,
+    provider_short: str,
+    classification: str,
+) -> tuple[str, str, str]:
+    """An entry's three search columns, ranked in this order: the name (and code), the
+    information items (name, code, description), and the rest (abstract, provider,
+    classification)."""
+    return (
+        index_terms(f"{name} {code}"),
+        index_terms(" ".join(f"{n} {c} {d}" for n, c, d in items)),
+        index_terms(f"{abstract} {provider} {provider_short} {classification}"),
+    )
+
+
+def _documents(resource: Resource, published: dict[str, Any] | None = None) -> tuple[str, str, str]:
+    """The search columns of an entry: of its published version while it is in a
     change, so that words only a draft has are found by nobody (not even its department,
     whose 本部门目录 lists the draft all the same)."""
     if published is None:
@@ -160,16 +201,15 @@ def _documents(resource: Resource, published: dict[str, Any] | None = None) -> t
     else:
         name, abstract = published["name"], published["abstract"]
         items = [(it["name"], it["code"], it["description"]) for it in published["items"]]
-    title = " ".join(segment(f"{name} {resource.code}", for_index=True))
-    parts = [
-        abstract,
-        resource.provider.name,
-        resource.provider.short_name,
-        resource.classification.name,
-        " ".join(f"{n} {c} {d}" for n, c, d in items),
-    ]
-    body = " ".join(segment(" ".join(parts), for_index=True))
-    return title, body
+    return documents(
+        name=name,
+        code=resource.code,
+        items=items,
+        abstract=abstract,
+        provider=resource.provider.name,
+        provider_short=resource.provider.short_name,
+        classification=resource.classification.name,
+    )
 
 
 def _is_sqlite(session: Session) -> bool:
@@ -178,23 +218,8 @@ def _is_sqlite(session: Session) -> bool:
 
 def index_resource(session: Session, resource: Resource) -> None:
     """(Re)index one entry; called in the same transaction as every change."""
-    title, body = _documents(resource, published_versions(session, [resource]).get(resource.id))
-    if _is_sqlite(session):
-        session.execute(text("DELETE FROM catalog_fts WHERE rowid = :id"), {"id": resource.id})
-        session.execute(
-            text("INSERT INTO catalog_fts (rowid, title, body) VALUES (:id, :t, :b)"),
-            {"id": resource.id, "t": title, "b": body},
-        )
-    else:
-        session.execute(
-            text(
-                "INSERT INTO catalog_search (resource_id, tsv) VALUES (:id, "
-                "setweight(array_to_tsvector(CAST(:t AS text[])), 'A') || "
-                "array_to_tsvector(CAST(:b AS text[]))) "
-                "ON CONFLICT (resource_id) DO UPDATE SET tsv = excluded.tsv"
-            ),
-            {"id": resource.id, "t": title.split(), "b": body.split()},
-        )
+    published = published_versions(session, [resource]).get(resource.id)
+    write_documents(session, [(resource.id, *_documents(resource, published))])
 
 
 def index_many(session: Session, resources: list[Resource]) -> None:
@@ -202,24 +227,53 @@ def index_many(session: Session, resources: list[Resource]) -> None:
     if not resources:
         return
     published = published_versions(session, resources)
-    docs = [(r.id, *_documents(r, published.get(r.id))) for r in resources]
-    if _is_sqlite(session):
+    write_documents(session, [(r.id, *_documents(r, published.get(r.id))) for r in resources])
+
+
+# PostgreSQL ranks lexemes by weight (A the name, B the items, C the rest); weights live
+# on positions, so each document is written as a tsvector literal with positions.
+_PG_UPSERT = (
+    "INSERT INTO catalog_search (resource_id, tsv) VALUES (:id, CAST(:doc AS tsvector)) "
+    "ON CONFLICT (resource_id) DO UPDATE SET tsv = excluded.tsv"
+)
+_PG_MAX_POSITION = 16383
+
+
+def _pg_lexeme(term: str) -> str:
+    return "'" + term.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _pg_vector(*columns: tuple[str, str]) -> str:
+    """A tsvector literal of (terms, weight) columns: ``'word':1A 'pair':2B …``."""
+    out: list[str] = []
+    position = 0
+    for terms, weight in columns:
+        for term in terms.split():
+            position = min(position + 1, _PG_MAX_POSITION)
+            out.append(f"{_pg_lexeme(term)}:{position}{weight}")
+    return " ".join(out)
+
+
+def write_documents(
+    session: Session | Connection, docs: Sequence[tuple[int, str, str, str]]
+) -> None:
+    """Store (id, name, items, rest) search columns; ``session`` may be a connection
+    (migrations)."""
+    if not docs:
+        return
+    bind = session.get_bind() if isinstance(session, Session) else session
+    if bind.dialect.name == "sqlite":
         session.execute(
             text("DELETE FROM catalog_fts WHERE rowid = :id"), [{"id": d[0]} for d in docs]
         )
         session.execute(
-            text("INSERT INTO catalog_fts (rowid, title, body) VALUES (:id, :t, :b)"),
-            [{"id": i, "t": t, "b": b} for i, t, b in docs],
+            text("INSERT INTO catalog_fts (rowid, title, items, body) VALUES (:id, :t, :i, :b)"),
+            [{"id": i, "t": t, "i": it, "b": b} for i, t, it, b in docs],
         )
     else:
         session.execute(
-            text(
-                "INSERT INTO catalog_search (resource_id, tsv) VALUES (:id, "
-                "setweight(array_to_tsvector(CAST(:t AS text[])), 'A') || "
-                "array_to_tsvector(CAST(:b AS text[]))) "
-                "ON CONFLICT (resource_id) DO UPDATE SET tsv = excluded.tsv"
-            ),
-            [{"id": i, "t": t.split(), "b": b.split()} for i, t, b in docs],
+            text(_PG_UPSERT),
+            [{"id": i, "doc": _pg_vector((t, "A"), (it, "B"), (b, "C"))} for i, t, it, b in docs],
         )
 
 
@@ -302,28 +356,50 @@ def _decode_cursor(cursor: str) -> list[Any]:
     return values
 
 
+# Matches rank in tiers, then by relevance within a tier: the name holds every term,
+# else the items do, else only the whole entry does. Lower scores rank first.
+_TIER = 1_000_000.0
+
+
 def _match(session: Session, words: list[str]) -> Any:
-    """A subquery of (id, score) for entries containing every word; lower score is better."""
+    """A subquery of (id, score) for entries containing every term; lower is better."""
     if _is_sqlite(session):
-        expr = " AND ".join('"' + w.replace('"', '""') + '"' for w in words)
+        terms = " AND ".join('"' + w.replace('"', '""') + '"' for w in words)
         fts = (
             text(
-                "SELECT rowid AS id, bm25(catalog_fts, 8.0, 1.0) AS score FROM catalog_fts "
-                "WHERE catalog_fts MATCH :expr"
+                "SELECT rowid AS id, bm25(catalog_fts, 10.0, 3.0, 1.0) + CASE "
+                "WHEN rowid IN (SELECT rowid FROM catalog_fts WHERE catalog_fts MATCH :title) "
+                "THEN 0 "
+                "WHEN rowid IN (SELECT rowid FROM catalog_fts WHERE catalog_fts MATCH :items) "
+                f"THEN {_TIER} ELSE {2 * _TIER} END AS score "
+                "FROM catalog_fts WHERE catalog_fts MATCH :expr"
             )
-            .bindparams(bindparam("expr", expr))
+            .bindparams(
+                bindparam("expr", terms),
+                bindparam("title", "{title} : (" + terms + ")"),
+                bindparam("items", "{items} : (" + terms + ")"),
+            )
             .columns(column("id", Integer), column("score"))
         )
         return fts.subquery("m")
-    tsq = " & ".join("'" + w.replace("\\", "\\\\").replace("'", "''") + "'" for w in words)
+
+    def tsquery(weight: str) -> str:
+        return " & ".join(_pg_lexeme(w) + weight for w in words)
+
     pg = (
         text(
-            "SELECT resource_id AS id, "
-            "CAST(-ts_rank(tsv, CAST(:tsq AS tsquery)) AS double precision) AS score "
+            "SELECT resource_id AS id, CAST(-ts_rank(tsv, CAST(:tsq AS tsquery)) + CASE "
+            "WHEN tsv @@ CAST(:title AS tsquery) THEN 0 "
+            f"WHEN tsv @@ CAST(:items AS tsquery) THEN {_TIER} ELSE {2 * _TIER} END "
+            "AS double precision) AS score "
             "FROM catalog_search "
             "WHERE tsv @@ CAST(:tsq AS tsquery)"
         )
-        .bindparams(bindparam("tsq", tsq))
+        .bindparams(
+            bindparam("tsq", tsquery("")),
+            bindparam("title", tsquery(":A")),
+            bindparam("items", tsquery(":B")),
+        )
         .columns(column("id", Integer), column("score"))
     )
     return pg.subquery("m")
@@ -389,7 +465,7 @@ def search(session: Session, sq: SearchQuery) -> SearchResult:
         raise InvalidInput(
             "每页条数应在1至200之间", details=[{"field": "limit", "message": "1..200"}]
         )
-    words = segment(sq.q, for_index=False) if sq.q.strip() else []
+    words = query_terms(sq.q) if sq.q.strip() else []
     conds = _filters(sq)
     base = select(Resource.id.label("rid"))
     m: Any = None
