@@ -14,6 +14,7 @@ from govshare.deps import (
     SessionDep,
     SettingsDep,
     UserAdmin,
+    bearer_token,
 )
 from govshare.errors import GovshareError
 from govshare.security import audit, service
@@ -53,9 +54,8 @@ def issue_token(
 
 @router.post("/auth/revoke", status_code=status.HTTP_204_NO_CONTENT, summary="注销当前令牌")
 def revoke_token(request: Request, db: SessionDep, caller: Authenticated) -> None:
-    auth = request.headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        service.close_session(db, auth[7:].strip())
+    if token := bearer_token(request):
+        service.close_session(db, token)
         audit.record(db, caller.actor, "auth.revoke", object_type="user", object_id=caller.user_id)
 
 
