@@ -68,6 +68,20 @@ class Settings(BaseSettings):
     lockout_minutes: int = Field(
         default=15, ge=1, le=24 * 60, description="How long a locked account stays locked."
     )
+    login_address_limit: int = Field(
+        default=20,
+        ge=3,
+        le=10_000,
+        description="Failed sign-ins from one client address within "
+        "login_address_window_minutes after which its further sign-ins are refused (429) "
+        "until the window has passed, without counting against the accounts tried.",
+    )
+    login_address_window_minutes: int = Field(
+        default=15,
+        ge=1,
+        le=24 * 60,
+        description="Window over which failed sign-ins from one client address are counted.",
+    )
     signature_max_skew_seconds: int = Field(
         default=300,
         ge=30,

@@ -96,6 +96,13 @@ def add_user(body: UserCreate, db: SessionDep, caller: UserAdmin) -> UserPublic:
     return UserPublic.model_validate(user)
 
 
+@router.post("/users/{user_id}/unlock", summary="解除账号锁定")
+def unlock_user(user_id: int, db: SessionDep, caller: UserAdmin) -> UserPublic:
+    user = service.get_user(db, user_id)
+    service.unlock_user(db, caller.actor, user)
+    return UserPublic.model_validate(user)
+
+
 @router.get("/api-clients", summary="接入应用列表")
 def list_api_clients(db: SessionDep, _c: UserAdmin) -> list[ApiClientPublic]:
     from sqlalchemy import select

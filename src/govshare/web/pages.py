@@ -100,7 +100,7 @@ def login(
         user = service.authenticate(db, settings, username, password, remote)
     except GovshareError as exc:
         db.commit()  # keep the failure count and its audit entry
-        return _login_page(
+        page = _login_page(
             request,
             caller,
             next_url=next_url,
@@ -108,6 +108,8 @@ def login(
             error=exc.message,
             status_code=exc.status,
         )
+        page.headers.update(exc.headers)
+        return page
     token, _auth = service.open_session(db, settings, user, SessionKind.CONSOLE)
     # Commit before answering: the browser follows the redirect at once, and the
     # request-scoped session would otherwise commit only after the response is sent.
