@@ -24,6 +24,7 @@ from govshare.deps import Public
 from govshare.errors import GovshareError
 from govshare.exchange.store import make_store
 from govshare.sharing.data import DataServices
+from govshare.web.headers import SecurityHeadersMiddleware
 
 HERE = Path(__file__).parent
 log = structlog.get_logger()
@@ -141,6 +142,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.package_store = make_store(settings.bus_url)
     app.state.data_services = DataServices(settings, app.state.session_factory)
     install_error_handlers(app)
+    app.add_middleware(SecurityHeadersMiddleware)
 
     from govshare.catalog import api as catalog_api
     from govshare.catalog import pages as catalog_pages

@@ -74,7 +74,14 @@ def serve(
     if settings.workers == 1:
         app = create_app(settings)
         _server_gc()
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
+        )
         return
     # Worker processes build their own app from the environment: hand them the
     # command line's settings that way.
@@ -88,6 +95,8 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level="warning",
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
 
 

@@ -193,7 +193,16 @@ class Settings(BaseSettings):
         "admits its share of an API client's rate, so together they keep to it.",
     )
     secure_cookies: bool = Field(
-        default=False, description="Mark console cookies Secure (set when served over HTTPS)."
+        default=False,
+        description="Always mark console cookies Secure; they are marked Secure anyway on "
+        "requests that come over HTTPS (directly or from a trusted proxy).",
+    )
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="Reverse proxies (comma-separated addresses, or *) whose "
+        "X-Forwarded-For and X-Forwarded-Proto the hub believes: the client address used "
+        "for login throttling and audit, and whether a request came over HTTPS (HSTS, "
+        "Secure cookies).",
     )
 
     @model_validator(mode="after")

@@ -36,12 +36,7 @@ def token_login(c: httpx.Client, username: str, password: str, addr: str) -> htt
 
 @contextmanager
 def console_from(world: World, addr: str) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=world.hub.base_url,
-        headers={"X-Forwarded-For": addr},
-        follow_redirects=False,
-        timeout=30,
-    ) as c:
+    with world.hub.client(follow_redirects=False, headers={"X-Forwarded-For": addr}) as c:
         yield c
 
 
