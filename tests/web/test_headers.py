@@ -26,6 +26,8 @@ def directives(policy: str) -> dict[str, list[str]]:
 def assert_secured(r: httpx.Response, *, https: bool = False) -> None:
     policy = directives(r.headers["content-security-policy"])
     assert policy["script-src"] == ["'self'"], r.url
+    assert policy["style-src"] == ["'self'"]  # no inline <style>; style="" attributes only
+    assert policy["style-src-attr"] == ["'unsafe-inline'"]
     assert policy["default-src"] == ["'self'"]
     assert policy["object-src"] == ["'none'"]
     assert policy["frame-ancestors"] == ["'none'"]
@@ -87,6 +89,7 @@ def test_https_through_a_trusted_proxy_adds_hsts_and_secure_cookies(world: World
         assert_secured(r, https=True)
 
 
+INLINE_SHEET = re.compile(r"<style[\s>]")
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)(?![^>]*type=\"application/json\")[^>]*>")
 INLINE_HANDLER = re.compile(r"\son[a-z]+\s*=", re.IGNORECASE)
 
@@ -98,10 +101,12 @@ def test_templates_have_no_inline_scripts_or_handlers(template: str) -> None:
     text = (TEMPLATES / template).read_text(encoding="utf-8")
     assert not INLINE_SCRIPT.findall(text), "inline <script>: move it to /static"
     assert not INLINE_HANDLER.findall(text), "inline event handler: use app.js"
+    assert not INLINE_SHEET.findall(text), "inline <style>: move it to app.css"
     assert "javascript:" not in text
 
 
-def test_the_policy_allows_no_inline_script_and_no_eval() -> None:
-    script_src = directives(CONTENT_SECURITY_POLICY)["script-src"]
-    assert "'unsafe-inline'" not in script_src
-    assert "'unsafe-eval'" not in script_src
+def test_the_policy_allows_no_inline_script_no_eval_and_no_inline_sheet() -> None:
+    policy = directives(CONTENT_SECURITY_POLICY)
+    assert "'unsafe-inline'" not in policy["script-src"]
+    assert "'unsafe-eval'" not in policy["script-src"]
+    assert "'unsafe-inline'" not in policy["style-src"]

@@ -10,14 +10,15 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # No inline scripts anywhere: pages load /static/*.js and read their data from
-# <script type="application/json"> blocks and data-* attributes. Inline styles stay
-# allowed: templates carry a few style="" attributes and ECharts' SVG renderer writes
-# style attributes on what it draws.
+# <script type="application/json"> blocks and data-* attributes. No inline <style>
+# sheets either (htmx's indicator styles are in app.css); style="" attributes stay
+# allowed, as ECharts' tooltips write them into their HTML.
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'self'",
         "script-src 'self'",
-        "style-src 'self' 'unsafe-inline'",
+        "style-src 'self'",
+        "style-src-attr 'unsafe-inline'",
         "img-src 'self' data:",
         "font-src 'self'",
         "connect-src 'self'",
