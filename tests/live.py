@@ -32,9 +32,13 @@ class LiveHub:
     def backend(self) -> str:
         return "sqlite" if self.settings.is_sqlite else "postgresql"
 
-    def client(self, token: str | None = None, **kw: Any) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.base_url, headers=headers, timeout=30, **kw)
+    def client(
+        self, token: str | None = None, headers: dict[str, str] | None = None, **kw: Any
+    ) -> httpx.Client:
+        sent = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(
+            base_url=self.base_url, headers=sent | (headers or {}), timeout=30, **kw
+        )
 
     def token(self, username: str, password: str) -> str:
         if username not in self._tokens:

@@ -153,3 +153,55 @@ def test_a_serving_process_freezes_its_start_up_heap_and_collects_young_objects_
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_user_unlock_lifts_a_lockout_and_is_audited(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from govshare import db
+    from govshare.db import utcnow
+    from govshare.security.audit import SYSTEM
+    from govshare.security.models import AuditEntry, User
+    from govshare.security.roles import Role
+    from govshare.security.service import add_department, add_user
+    from tests.conftest import make_settings
+    from tests.factories import valid_credit_code
+
+    assert _run("db", "upgrade", "--data-dir", str(tmp_path)).returncode == 0
+    settings = make_settings(tmp_path)
+    engine = db.make_engine(settings)
+    factory = db.make_session_factory(engine, settings)
+    with db.session_scope(factory) as s:
+        dept = add_department(
+            s,
+            SYSTEM,
+            name="青岛市大数据局",
+            short_name="大数据局",
+            credit_code=valid_credit_code(),
+            division_code="370200",
+        )
+        admin = add_user(
+            s,
+            SYSTEM,
+            username="only_admin",
+            password="Correct-Horse-9",
+            display_name="唯一的管理员",
+            department_id=dept.id,
+            roles=[Role.PLATFORM_ADMIN],
+        )
+        admin.locked_until = utcnow() + timedelta(minutes=15)
+        admin.failed_logins = 2
+    r = _run("user", "unlock", "only_admin", "--data-dir", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "已解除 only_admin 的登录锁定" in r.stdout
+    missing = _run("user", "unlock", "nobody", "--data-dir", str(tmp_path))
+    assert missing.returncode == 1
+    assert "用户不存在" in missing.stderr
+    with db.session_scope(factory) as s:
+        user = s.scalars(select(User).where(User.username == "only_admin")).one()
+        assert (user.locked_until, user.failed_logins) == (None, 0)
+        entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "user.unlock")).one()
+        assert entry.actor == "cli"
+    engine.dispose()

@@ -24,6 +24,7 @@ from govshare.deps import Public
 from govshare.errors import GovshareError
 from govshare.exchange.store import make_store
 from govshare.sharing.data import DataServices
+from govshare.web.headers import SecurityHeadersMiddleware
 
 HERE = Path(__file__).parent
 log = structlog.get_logger()
@@ -55,12 +56,18 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 def install_error_handlers(app: FastAPI) -> None:
     def render(
-        request: Request, status: int, code: str, message: str, details: list[dict[str, Any]]
+        request: Request,
+        status: int,
+        code: str,
+        message: str,
+        details: list[dict[str, Any]],
+        headers: dict[str, str] | None = None,
     ) -> Response:
         if _is_api(request):
             return JSONResponse(
                 {"error": {"code": code, "message": message, "details": details}},
                 status_code=status,
+                headers=headers,
             )
         if status == 401:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -70,11 +77,12 @@ def install_error_handlers(app: FastAPI) -> None:
             "error.html",
             {"status": status, "code": code, "message": message, "details": details},
             status_code=status,
+            headers=headers,
         )
 
     @app.exception_handler(GovshareError)
     async def _domain(request: Request, exc: GovshareError) -> Response:
-        return render(request, exc.status, exc.code, exc.message, exc.details)
+        return render(request, exc.status, exc.code, exc.message, exc.details, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
@@ -138,6 +146,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.package_store = make_store(settings.bus_url)
     app.state.data_services = DataServices(settings, app.state.session_factory)
     install_error_handlers(app)
+    app.add_middleware(SecurityHeadersMiddleware)
 
     from govshare.catalog import api as catalog_api
     from govshare.catalog import pages as catalog_pages

@@ -21,11 +21,13 @@ audit_app = typer.Typer(help="审计日志", no_args_is_help=True)
 catalog_app = typer.Typer(help="目录", no_args_is_help=True)
 node_app = typer.Typer(help="前置机 (前置交换节点)", no_args_is_help=True)
 exchange_app = typer.Typer(help="交换 (平台侧)", no_args_is_help=True)
+user_app = typer.Typer(help="用户", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(node_app, name="node")
 app.add_typer(exchange_app, name="exchange")
+app.add_typer(user_app, name="user")
 console = Console()
 err = Console(stderr=True)
 
@@ -74,7 +76,14 @@ def serve(
     if settings.workers == 1:
         app = create_app(settings)
         _server_gc()
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
+        )
         return
     # Worker processes build their own app from the environment: hand them the
     # command line's settings that way.
@@ -88,6 +97,8 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level="warning",
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
 
 
@@ -198,6 +209,31 @@ def audit_key_hash(
 
     settings = load_settings(data_dir)
     console.print(KeyHasher(settings.secret_key)(key.strip()))
+
+
+@user_app.command("unlock")
+def user_unlock(
+    username: Annotated[str, typer.Argument(help="登录名")],
+    data_dir: DataDir = None,
+) -> None:
+    """Lift an account's sign-in lockout (audited); the way in when the only platform
+    admin is the one locked out."""
+    from govshare import db
+    from govshare.errors import GovshareError
+    from govshare.security.audit import Actor
+    from govshare.security.service import get_user_by_username, unlock_user
+
+    settings = load_settings(data_dir)
+    factory = db.make_session_factory(db.make_engine(settings), settings)
+    try:
+        with db.session_scope(factory) as session:
+            unlock_user(
+                session, Actor(name="cli", kind="system"), get_user_by_username(session, username)
+            )
+    except GovshareError as exc:
+        err.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"[green]已解除 {username} 的登录锁定[/green]")
 
 
 @catalog_app.command("import")

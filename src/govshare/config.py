@@ -68,6 +68,20 @@ class Settings(BaseSettings):
     lockout_minutes: int = Field(
         default=15, ge=1, le=24 * 60, description="How long a locked account stays locked."
     )
+    login_address_limit: int = Field(
+        default=20,
+        ge=3,
+        le=10_000,
+        description="Failed sign-ins from one client address within "
+        "login_address_window_minutes after which its further sign-ins are refused (429) "
+        "until the window has passed, without counting against the accounts tried.",
+    )
+    login_address_window_minutes: int = Field(
+        default=15,
+        ge=1,
+        le=24 * 60,
+        description="Window over which failed sign-ins from one client address are counted.",
+    )
     signature_max_skew_seconds: int = Field(
         default=300,
         ge=30,
@@ -179,7 +193,16 @@ class Settings(BaseSettings):
         "admits its share of an API client's rate, so together they keep to it.",
     )
     secure_cookies: bool = Field(
-        default=False, description="Mark console cookies Secure (set when served over HTTPS)."
+        default=False,
+        description="Always mark console cookies Secure; they are marked Secure anyway on "
+        "requests that come over HTTPS (directly or from a trusted proxy).",
+    )
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="Reverse proxies (comma-separated addresses, or *) whose "
+        "X-Forwarded-For and X-Forwarded-Proto the hub believes: the client address used "
+        "for login throttling and audit, and whether a request came over HTTPS (HSTS, "
+        "Secure cookies).",
     )
 
     @model_validator(mode="after")

@@ -62,6 +62,18 @@ def _remote(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer …`` header; None for any other scheme.
+
+    Only a bearer token replaces the console cookie (and with it the CSRF check): a
+    cookie sent with Basic or any other scheme is still the cookie session.
+    """
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return None
+
+
 def signed_request(request: Request, body: bytes, app_key: str) -> SignedRequest:
     """The API-client signature headers of ``request`` with what they sign."""
     query = f"?{request.url.query}" if request.url.query else ""
@@ -87,10 +99,12 @@ async def current_principal(request: Request, db: SessionDep, settings: Settings
     body = await request.body() if signed else b""
     # Database work blocks (SQLite may wait for a lock): never on the event loop.
     principal = await run_in_threadpool(_resolve, request, db, settings, body)
+    # A user principal comes from a bearer token (which an invalid one never reaches
+    # here) or from the cookie; the cookie path always needs the CSRF token.
     if (
         principal.kind == "user"
         and request.method not in SAFE_METHODS
-        and "authorization" not in request.headers
+        and bearer_token(request) is None
     ):
         await _check_csrf(request, principal)
     request.state.principal = principal
@@ -98,9 +112,8 @@ async def current_principal(request: Request, db: SessionDep, settings: Settings
 
 
 def _resolve(request: Request, db: Session, settings: Settings, body: bytes) -> Principal:
-    auth = request.headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        found = principal_from_token(db, auth[7:].strip(), SessionKind.TOKEN, _remote(request))
+    if (token := bearer_token(request)) is not None:
+        found = principal_from_token(db, token, SessionKind.TOKEN, _remote(request))
         if found is None:
             raise NotAuthenticated("令牌无效或已过期 (invalid or expired token)")
         return found

@@ -233,3 +233,74 @@ def test_register_review_publish_and_find(demo_hub: str, page: Any, tmp_path: Pa
     page.goto(f"{hub}/")
     expect(page.locator(".chart svg").first).to_be_visible()
     page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+
+
+# Reported into the page by an init script (which the page's CSP does not govern).
+CSP_LISTENER = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", function (e) {
+  window.__cspViolations.push(e.violatedDirective + " " + (e.blockedURI || "inline")
+    + " at " + e.sourceFile + ":" + e.lineNumber);
+});
+"""
+
+
+def test_pages_run_under_the_content_security_policy(demo_hub: str, browser: Any) -> None:
+    """Every console page draws its charts and runs htmx with the CSP on, and the
+    browser reports no violation and no script error."""
+    from playwright.sync_api import expect
+
+    hub = demo_hub
+    context = browser.new_context(locale="zh-CN", viewport={"width": 1440, "height": 1000})
+    context.add_init_script(CSP_LISTENER)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    problems: list[str] = []
+    page.on(
+        "console",
+        lambda m: (
+            problems.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None
+        ),
+    )
+    page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
+
+    def visit(path: str) -> None:
+        response = page.goto(f"{hub}{path}")
+        assert response is not None
+        assert response.status == 200, path
+        assert "script-src 'self'" in response.headers["content-security-policy"]
+        charts = page.locator(".chart")
+        for i in range(charts.count()):
+            expect(charts.nth(i).locator("svg").first).to_be_attached()
+        problems.extend(f"{path}: {v}" for v in page.evaluate("window.__cspViolations"))
+
+    try:
+        visit("/login")
+        sign_in(page, hub, "admin")
+        visit("/")
+        assert page.locator(".chart svg").count() >= 1
+        # ECharts' tooltips write their own HTML and styles when the pointer moves in.
+        chart = page.locator(".chart").first
+        box = chart.bounding_box()
+        assert box
+        for fx in (0.3, 0.5, 0.7):
+            page.mouse.move(box["x"] + box["width"] * fx, box["y"] + box["height"] * 0.4)
+            page.wait_for_timeout(300)
+        problems.extend(f"/ (tooltip): {v}" for v in page.evaluate("window.__cspViolations"))
+        for path in ["/catalog", "/exchange", "/exchange/tasks", "/sharing/stats", "/admin/users"]:
+            visit(path)
+        page.goto(f"{hub}/exchange/tasks")
+        task = page.locator("a[href^='/exchange/tasks/']").first.get_attribute("href")
+        assert task
+        visit(task)
+        # htmx under the CSP: the auditor's chain check swaps its report in place.
+        sign_out(page, hub)
+        sign_in(page, hub, "auditor")
+        visit("/audit")
+        page.get_by_role("button", name="校验哈希链").click()
+        expect(page.locator("#chain-report")).to_contain_text("哈希链完整")
+        expect(page).to_have_url(f"{hub}/audit")  # swapped in place, not a page post
+        problems.extend(f"/audit: {v}" for v in page.evaluate("window.__cspViolations"))
+    finally:
+        context.close()
+    assert problems == []

@@ -14,6 +14,7 @@ from govshare.deps import (
     SessionDep,
     SettingsDep,
     UserAdmin,
+    bearer_token,
 )
 from govshare.errors import GovshareError
 from govshare.security import audit, service
@@ -53,9 +54,8 @@ def issue_token(
 
 @router.post("/auth/revoke", status_code=status.HTTP_204_NO_CONTENT, summary="注销当前令牌")
 def revoke_token(request: Request, db: SessionDep, caller: Authenticated) -> None:
-    auth = request.headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        service.close_session(db, auth[7:].strip())
+    if token := bearer_token(request):
+        service.close_session(db, token)
         audit.record(db, caller.actor, "auth.revoke", object_type="user", object_id=caller.user_id)
 
 
@@ -93,6 +93,13 @@ def list_users(db: SessionDep, _c: UserAdmin, department_id: int | None = None) 
 @router.post("/users", status_code=status.HTTP_201_CREATED, summary="新增用户")
 def add_user(body: UserCreate, db: SessionDep, caller: UserAdmin) -> UserPublic:
     user = service.add_user(db, caller.actor, **body.model_dump())
+    return UserPublic.model_validate(user)
+
+
+@router.post("/users/{user_id}/unlock", summary="解除账号锁定")
+def unlock_user(user_id: int, db: SessionDep, caller: UserAdmin) -> UserPublic:
+    user = service.get_user(db, user_id)
+    service.unlock_user(db, caller.actor, user)
     return UserPublic.model_validate(user)
 
 

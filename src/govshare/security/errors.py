@@ -1,6 +1,14 @@
 """Errors of identity and access."""
 
-from govshare.errors import Conflict, Forbidden, InvalidInput, Locked, NotAuthenticated, NotFound
+from govshare.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    Locked,
+    NotAuthenticated,
+    NotFound,
+    TooManyRequests,
+)
 
 
 class BadCredentials(NotAuthenticated):
@@ -9,6 +17,10 @@ class BadCredentials(NotAuthenticated):
 
 class AccountLocked(Locked):
     pass
+
+
+class LoginThrottled(TooManyRequests):
+    code = "login_throttled"
 
 
 class BadSignature(NotAuthenticated):
@@ -52,6 +64,7 @@ __all__ = [
     "DuplicateDepartment",
     "DuplicateUser",
     "InvalidInput",
+    "LoginThrottled",
     "PermissionDenied",
     "ReplayedRequest",
     "UserNotFound",

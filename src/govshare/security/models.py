@@ -114,6 +114,23 @@ class ApiNonce(Base):
     seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
+class LoginFailure(Base):
+    """One failed sign-in from a client address (登录失败记录), kept for the throttling
+    window: too many from one address refuse its further sign-ins for a while, without
+    counting against the accounts it tried."""
+
+    __tablename__ = "login_failure"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    remote_addr: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column()
+
+    __table_args__ = (
+        Index("ix_login_failure_remote_addr_at", "remote_addr", "at"),
+        Index("ix_login_failure_at", "at"),
+    )
+
+
 class AuditEntry(Base):
     """One line of the tamper-evident audit log (审计日志), hash-chained by ``seq``."""
 

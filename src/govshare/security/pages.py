@@ -179,6 +179,13 @@ def add_user(request: Request, form: FormDep, db: SessionDep, caller: UserAdmin)
     return _users_page(request, db, caller, values=values, errors=errors, status_code=422)
 
 
+@router.post("/admin/users/{user_id}/unlock")
+def unlock_user(user_id: int, db: SessionDep, caller: UserAdmin) -> Response:
+    service.unlock_user(db, caller.actor, service.get_user(db, user_id))
+    db.commit()
+    return redirect("/admin/users?done=user_unlocked")
+
+
 # -- audit log ---------------------------------------------------------------------------
 
 ACTION_LABELS = {
@@ -193,6 +200,8 @@ ACTION_LABELS = {
     "department.add": "新增部门",
     "user.add": "新增用户",
     "user.set_password": "设置密码",
+    "user.unlock": "解除锁定",
+    "auth.address_throttled": "登录地址限流",
     "api_client.add": "登记接入应用",
     "demo.users": "载入演示用户",
     "demo.reset_passwords": "重置演示账号密码",

@@ -5,15 +5,16 @@ Services take a SQLAlchemy session and never know about HTTP.
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, bindparam, delete, select
+from sqlalchemy import Connection, bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,6 +37,7 @@ from govshare.security.errors import (
     DuplicateDepartment,
     DuplicateUser,
     InvalidInput,
+    LoginThrottled,
     ReplayedRequest,
     UserNotFound,
 )
@@ -45,6 +47,7 @@ from govshare.security.models import (
     AuthSession,
     Department,
     DepartmentLevel,
+    LoginFailure,
     SessionKind,
     User,
 )
@@ -223,6 +226,13 @@ def add_user(
     return user
 
 
+def get_user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise UserNotFound(f"用户 {user_id} 不存在")
+    return user
+
+
 def get_user_by_username(session: Session, username: str) -> User:
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
@@ -245,30 +255,112 @@ def set_password(session: Session, actor: Actor, user: User, password: str) -> N
     audit.record(session, actor, "user.set_password", object_type="user", object_id=user.id)
 
 
+def unlock_user(session: Session, actor: Actor, user: User) -> None:
+    """Lift an account's lockout (解除锁定) and forget its failed sign-ins; audited."""
+    before = {
+        "locked_until": user.locked_until.isoformat() if user.locked_until else None,
+        "failed_logins": user.failed_logins,
+    }
+    user.failed_logins = 0
+    user.locked_until = None
+    audit.record(
+        session,
+        actor,
+        "user.unlock",
+        object_type="user",
+        object_id=user.id,
+        before=before,
+        after={"locked_until": None, "failed_logins": 0},
+    )
+
+
+def _address_key(remote_addr: str | None) -> str:
+    return remote_addr or "unknown"
+
+
+def check_login_address(
+    session: Session, settings: Settings, remote_addr: str | None, *, now: datetime
+) -> None:
+    """Refuse a sign-in from an address with too many recent failures (登录限流).
+
+    Raises ``LoginThrottled`` with the seconds until its oldest counted failure leaves
+    the window.
+    """
+    window = timedelta(minutes=settings.login_address_window_minutes)
+    count, oldest = session.execute(
+        select(func.count(), func.min(LoginFailure.at)).where(
+            LoginFailure.remote_addr == _address_key(remote_addr),
+            LoginFailure.at > now - window,
+        )
+    ).one()
+    if count >= settings.login_address_limit and oldest is not None:
+        wait = max(1, math.ceil((oldest + window - now).total_seconds()))
+        raise LoginThrottled(
+            f"该地址登录失败次数过多，请 {math.ceil(wait / 60)} 分钟后再试 "
+            "(too many failed sign-ins from this address)",
+            retry_after=wait,
+        )
+
+
+def _note_login_failure(
+    session: Session, settings: Settings, actor: Actor, *, now: datetime
+) -> None:
+    """Count a failed sign-in against its address; audit the one that reaches the limit."""
+    window_start = now - timedelta(minutes=settings.login_address_window_minutes)
+    key = _address_key(actor.remote_addr)
+    session.execute(delete(LoginFailure).where(LoginFailure.at <= window_start))
+    session.add(LoginFailure(remote_addr=key, at=now))
+    session.flush()
+    count = session.scalar(
+        select(func.count()).where(LoginFailure.remote_addr == key, LoginFailure.at > window_start)
+    )
+    if count == settings.login_address_limit:
+        audit.record(
+            session,
+            actor,
+            "auth.address_throttled",
+            object_type="remote_addr",
+            object_id=key,
+            after={
+                "failures": count,
+                "window_minutes": settings.login_address_window_minutes,
+            },
+        )
+
+
 def authenticate(
     session: Session, settings: Settings, username: str, password: str, remote_addr: str | None
 ) -> User:
     """Check a password; count failures and lock the account after too many.
 
+    Failures also count against the client address; an address over its limit is
+    refused (``LoginThrottled``) without touching any account.
+
     Failures are recorded and committed by the caller even though this raises, so the
     count survives the error (the caller commits before re-raising).
     """
     actor = Actor(name=username, kind="user", remote_addr=remote_addr)
-    user = session.scalar(select(User).where(User.username == username))
     now = utcnow()
+    # An address over its limit is refused before any account is looked at, so its
+    # guesses neither lock accounts nor cost a password hash.
+    check_login_address(session, settings, remote_addr, now=now)
+    user = session.scalar(select(User).where(User.username == username))
     if user is None or not user.is_active:
         # Spend the same time as a real check so names cannot be probed by timing.
         _hasher.hash(password)
         audit.record(session, actor, "auth.login_failed", object_type="user", object_id=username)
+        _note_login_failure(session, settings, actor, now=now)
         raise BadCredentials("用户名或密码错误")
     if user.locked_until and user.locked_until > now:
         audit.record(session, actor, "auth.login_locked", object_type="user", object_id=user.id)
+        _note_login_failure(session, settings, actor, now=now)
         raise AccountLocked(
             f"账号已锁定，请于 {user.locked_until.astimezone().strftime('%H:%M')} 后再试"
         )
     try:
         _hasher.verify(user.password_hash, password)
     except (VerificationError, InvalidHashError):
+        _note_login_failure(session, settings, actor, now=now)
         user.failed_logins += 1
         if user.failed_logins >= settings.lockout_threshold:
             user.locked_until = now + timedelta(minutes=settings.lockout_minutes)

@@ -31,6 +31,7 @@ NOTICES: dict[str, str] = {
     "step": "操作已完成",
     "department_added": "部门已新增",
     "user_added": "用户已新增",
+    "user_unlocked": "账号已解除锁定",
     "demand_added": "需求已发布",
     "demand_answered": "已响应该需求",
     "demand_closed": "需求已关闭",

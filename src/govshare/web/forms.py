@@ -32,6 +32,12 @@ def render(
     )
 
 
+def secure_cookies(request: Request) -> bool:
+    """Whether cookies set in answer to ``request`` are marked Secure: always when
+    configured, and whenever the request came over HTTPS."""
+    return bool(request.app.state.settings.secure_cookies) or request.url.scheme == "https"
+
+
 def redirect(url: str) -> RedirectResponse:
     """See-other after a successful POST, so a reload does not post again."""
     return RedirectResponse(url, status_code=303)

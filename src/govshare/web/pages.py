@@ -24,7 +24,7 @@ from govshare.security.crypto import constant_time_equal
 from govshare.security.models import SessionKind
 from govshare.security.roles import Permission
 from govshare.security.service import Principal
-from govshare.web.forms import FormDep, redirect, render, safe_next, text
+from govshare.web.forms import FormDep, redirect, render, safe_next, secure_cookies, text
 
 router = APIRouter(include_in_schema=False)
 
@@ -58,7 +58,7 @@ def _login_page(
         httponly=True,
         samesite="strict",
         path="/login",
-        secure=request.app.state.settings.secure_cookies,
+        secure=secure_cookies(request),
     )
     return response
 
@@ -100,7 +100,7 @@ def login(
         user = service.authenticate(db, settings, username, password, remote)
     except GovshareError as exc:
         db.commit()  # keep the failure count and its audit entry
-        return _login_page(
+        page = _login_page(
             request,
             caller,
             next_url=next_url,
@@ -108,6 +108,8 @@ def login(
             error=exc.message,
             status_code=exc.status,
         )
+        page.headers.update(exc.headers)
+        return page
     token, _auth = service.open_session(db, settings, user, SessionKind.CONSOLE)
     # Commit before answering: the browser follows the redirect at once, and the
     # request-scoped session would otherwise commit only after the response is sent.
@@ -119,7 +121,7 @@ def login(
         max_age=settings.token_ttl_minutes * 60,
         httponly=True,
         samesite="lax",
-        secure=settings.secure_cookies,
+        secure=secure_cookies(request),
         path="/",
     )
     response.delete_cookie(LOGIN_COOKIE, path="/login")
