@@ -312,8 +312,10 @@ def build(work: Path, rows: int) -> Built:
                 ],
             ),
         )
+        reviewer = user(police.id, Role.CATALOG_REVIEWER)
         for step in ["submit", "approve", "request_publication", "publish"]:
-            catalog.transition(s, admin, res.id, step)
+            # 职责分离: whoever submits a step never judges it.
+            catalog.transition(s, reviewer if step == "approve" else admin, res.id, step)
         node, _token = exchange.enroll_node(
             s, settings, admin, name="公安前置机", department_id=police.id
         )

@@ -1,7 +1,7 @@
 """security: failed sign-ins per client address (login throttling)
 
-Revision ID: 0006_websec
-Revises: 0005
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-02 14:40:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import govshare.db
 
-revision: str = "0006_websec"
-down_revision: str | None = "0005"
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
