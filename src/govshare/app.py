@@ -105,10 +105,13 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from govshare.exchange.tasks import Monitor
+        from govshare.security.tasks import Checkpointer
         from govshare.sharing.feed import sharing_worker
 
         monitor = Monitor(settings, app.state.session_factory)
         monitor.start()
+        checkpointer = Checkpointer(app.state.session_factory, settings.audit_checkpoint_seconds)
+        checkpointer.start()
         feeder = sharing_worker(settings, app.state.session_factory, app.state)
         feeder.start()
         try:
@@ -116,6 +119,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             feeder.stop()
             monitor.stop()
+            checkpointer.stop()
             app.state.data_services.close()
             app.state.package_store.close()
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from govshare.config import Settings, UnsafeSettingError, generate_password
+from govshare.config import OfflineSettings, Settings, UnsafeSettingError, generate_password
 
 app = typer.Typer(help="govshare 政务数据共享交换平台", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="数据库迁移", no_args_is_help=True)
@@ -32,12 +32,17 @@ err = Console(stderr=True)
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="数据目录 (GOVSHARE_DATA_DIR)")]
 
 
-def load_settings(data_dir: Path | None = None, **overrides: object) -> Settings:
+def load_settings(
+    data_dir: Path | None = None, *, offline: bool = False, **overrides: object
+) -> Settings:
+    """The settings from GOVSHARE_* and the command line; ``offline`` commands (which
+    read the data dir and never use the secret key) do not require the secret."""
     values = {k: v for k, v in overrides.items() if v is not None}
     if data_dir is not None:
         values["data_dir"] = data_dir
+    kind = OfflineSettings if offline else Settings
     try:
-        return Settings(**values)  # type: ignore[arg-type]
+        return kind(**values)  # type: ignore[arg-type]
     except (ValidationError, UnsafeSettingError) as exc:
         err.print(f"[red]配置错误:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -167,15 +172,41 @@ def db_upgrade(data_dir: DataDir = None, revision: str = "head") -> None:
     console.print("数据库已升级到最新版本")
 
 
+def _offline_session(data_dir: Path | None) -> Any:
+    """A session on the hub database for offline audit commands, which need only the
+    data dir (its database or GOVSHARE_DATABASE_URL, and its audit key), never the
+    secret key; nothing is created when the data dir holds no hub."""
+    from sqlalchemy.orm import sessionmaker
+
+    from govshare import db
+    from govshare.security.anchor import AuditKeyError, read_key
+
+    settings = load_settings(data_dir, offline=True)
+    if settings.is_sqlite and not (settings.data_dir / "govshare.db").is_file():
+        err.print(f"[red]数据目录中没有平台数据库:[/red] {settings.data_dir / 'govshare.db'}")
+        raise typer.Exit(2)
+    try:
+        key = read_key(settings.data_dir)
+    except AuditKeyError as exc:
+        err.print(f"[red]审计密钥不可用:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if key is None:
+        err.print(
+            f"[yellow]数据目录中没有审计密钥 ({settings.data_dir / 'audit' / 'key.json'})，"
+            "只能按未加密钥的旧规则校验[/yellow]"
+        )
+    engine = db.make_engine(settings)
+    return sessionmaker(engine, info={"audit_key": key})(), key
+
+
 @audit_app.command("verify")
 def audit_verify(data_dir: DataDir = None) -> None:
-    """Walk the audit log's hash chain; exit 1 on any edited, deleted or inserted entry."""
-    from govshare import db
+    """Walk the audit log's keyed hash chain and hold it against the signed checkpoints;
+    exit 1 on any edited, deleted, inserted or rewritten entry. Needs only the data dir."""
     from govshare.security.audit import verify_chain
 
-    settings = load_settings(data_dir)
-    factory = db.make_session_factory(db.make_engine(settings), settings)
-    with db.session_scope(factory) as session:
+    session, _key = _offline_session(data_dir)
+    with session:
         report = verify_chain(session)
     if report.intact:
         console.print(f"[green]审计日志完整[/green]: {report.entries} 条记录, 哈希链无断点")
@@ -185,6 +216,57 @@ def audit_verify(data_dir: DataDir = None) -> None:
         table.add_row(str(p.seq), p.problem)
     console.print(table)
     raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(data_dir: DataDir = None) -> None:
+    """Sign the audit chain's head into DATA_DIR/audit/checkpoints.jsonl now (the hub
+    does so every GOVSHARE_AUDIT_CHECKPOINT_SECONDS)."""
+    from datetime import datetime
+
+    from govshare.security.audit import checkpoint
+
+    session, key = _offline_session(data_dir)
+    if key is None:
+        err.print("[red]没有审计密钥: 先运行 govshare db upgrade[/red]")
+        raise typer.Exit(2)
+    with session:
+        signed = checkpoint(session, key, datetime.now().astimezone())
+    if signed is None:
+        console.print("审计日志为空, 无需签署检查点")
+        return
+    console.print(f"已签署检查点: 第 {signed[0]} 条, 哈希 {signed[1]}")
+
+
+@audit_app.command("checkpoints")
+def audit_checkpoints(
+    data_dir: DataDir = None,
+    last: Annotated[int, typer.Option(min=1, help="显示最近多少个")] = 20,
+) -> None:
+    """List the signed checkpoints of the audit chain and whether each signature holds."""
+    from govshare.security.anchor import AuditKeyError, read_checkpoints, read_key
+
+    settings = load_settings(data_dir, offline=True)
+    try:
+        key = read_key(settings.data_dir)
+    except AuditKeyError as exc:
+        err.print(f"[red]审计密钥不可用:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if key is None:
+        err.print(f"[red]数据目录中没有审计密钥:[/red] {settings.data_dir / 'audit'}")
+        raise typer.Exit(2)
+    found = read_checkpoints(key)
+    table = Table(
+        "行", "序号", "哈希", "签署时间", "签名", title=f"审计检查点 (共 {len(found)} 个)"
+    )
+    for cp in found[-last:]:
+        table.add_row(
+            str(cp.line), str(cp.seq), cp.hash, cp.at, "有效" if cp.valid else "[red]无效[/red]"
+        )
+    console.print(table)
+    console.print(f"SM2 公钥: {key.public}")
+    if not all(cp.valid for cp in found):
+        raise typer.Exit(1)
 
 
 @audit_app.command("key-hash")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -266,3 +267,76 @@ def _checkpoint(settings: Settings) -> None:
         key = s.info["audit_key"]
         assert audit.checkpoint(s, key, datetime(2026, 1, 5, 8, 0, tzinfo=UTC)) is not None
     engine.dispose()
+
+
+# -- the command line, with nothing but the data dir ------------------------------------
+
+
+def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """``govshare …`` with no secret key: what an auditor holds is the data dir."""
+    env = {"PATH": "/usr/bin:/bin"}
+    if not settings.is_sqlite:
+        env["GOVSHARE_DATABASE_URL"] = settings.resolved_database_url
+    cmd = [sys.executable, "-m", "govshare.cli", *args, "--data-dir", str(settings.data_dir)]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, timeout=120)
+
+
+def test_cli_verify_needs_only_the_data_dir(fresh_settings: Settings) -> None:
+    _write(fresh_settings, 4)
+    ok = _cli(fresh_settings, "audit", "verify")
+    assert ok.returncode == 0, ok.stderr
+    assert "审计日志完整" in ok.stdout
+    _rechain_from(fresh_settings, 2)
+    bad = _cli(fresh_settings, "audit", "verify")
+    assert bad.returncode == 1
+    assert "not keyed" in bad.stdout
+
+
+def test_cli_checkpoints_sign_list_and_catch_a_rewrite(fresh_settings: Settings) -> None:
+    _write(fresh_settings, 3)
+    signed = _cli(fresh_settings, "audit", "checkpoint")
+    assert signed.returncode == 0, signed.stderr
+    assert "第 3 条" in signed.stdout
+    listed = _cli(fresh_settings, "audit", "checkpoints")
+    assert listed.returncode == 0, listed.stderr
+    assert "有效" in listed.stdout
+    key = read_key(fresh_settings.data_dir)
+    assert key is not None
+    _rechain_from(fresh_settings, 1, mac_key=key.mac_key)
+    bad = _cli(fresh_settings, "audit", "verify")
+    assert bad.returncode == 1
+    assert "rewritten" in bad.stdout
+
+
+def test_cli_verify_refuses_a_data_dir_without_a_hub(tmp_path: Path) -> None:
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path / "nothing-here")
+    r = _cli(settings, "audit", "verify")
+    assert r.returncode == 2
+    assert "没有平台数据库" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "nothing-here").exists()
+
+
+def test_the_hub_signs_checkpoints_periodically(fresh_settings: Settings) -> None:
+    from govshare.security.tasks import Checkpointer
+
+    _write(fresh_settings, 2)
+    engine = db.make_engine(fresh_settings)
+    checkpointer = Checkpointer(db.make_session_factory(engine, fresh_settings), 0.05)
+    checkpointer.start()
+    try:
+        key = checkpointer.key
+        deadline = time.monotonic() + 30
+        while not read_checkpoints(key):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        _write(fresh_settings, 1)
+        while [c.seq for c in read_checkpoints(key)] != [2, 3]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        checkpointer.stop()
+        engine.dispose()
+    assert all(c.valid for c in read_checkpoints(key))

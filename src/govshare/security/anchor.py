@@ -150,15 +150,23 @@ def append_checkpoint(key: AuditKey, *, seq: int, hash: str, at: datetime) -> No
         os.close(fd)
 
 
-def read_checkpoints(key: AuditKey) -> list[Checkpoint]:
-    """Every line of the checkpoint file; ``valid`` is False for a line that does not
-    parse or whose signature the key's public half does not accept."""
+def read_checkpoints(key: AuditKey, *, last: int | None = None) -> list[Checkpoint]:
+    """Every line of the checkpoint file (or the ``last`` few, read from its end, their
+    ``line`` then 0); ``valid`` is False for a line that does not parse or whose
+    signature the key's public half does not accept."""
     try:
-        raw = key.checkpoints_path.read_bytes()
+        with key.checkpoints_path.open("rb") as f:
+            if last is None:
+                lines = f.read().splitlines()
+            else:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - last * 512))
+                lines = f.read().splitlines()[-last:]
     except FileNotFoundError:
         return []
     found: list[Checkpoint] = []
-    for number, text in enumerate(raw.splitlines(), start=1):
+    for index, text in enumerate(lines, start=1):
+        number = index if last is None else 0
         if not text.strip():
             continue
         try:

@@ -347,14 +347,20 @@ def verify_chain(session: Session) -> ChainReport:
     return ChainReport(entries=count, problems=problems)
 
 
+def head(session: Session) -> tuple[int, str]:
+    """The chain's committed head: (seq, hash)."""
+    row = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).first()
+    return (row.seq, row.hash) if row else (0, GENESIS)
+
+
 def checkpoint(session: Session, key: AuditKey, at: datetime) -> tuple[int, str] | None:
     """Sign the chain's committed head into the checkpoint file; None when the chain is
     empty. Called periodically by the hub and by ``govshare audit checkpoint``."""
-    head = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).first()
-    if head is None or head.seq <= 0:
+    seq, hash = head(session)
+    if seq <= 0:
         return None
-    append_checkpoint(key, seq=head.seq, hash=head.hash, at=at)
-    return head.seq, head.hash
+    append_checkpoint(key, seq=seq, hash=hash, at=at)
+    return seq, hash
 
 
 @dataclass(frozen=True, slots=True)
