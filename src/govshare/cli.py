@@ -21,11 +21,13 @@ audit_app = typer.Typer(help="审计日志", no_args_is_help=True)
 catalog_app = typer.Typer(help="目录", no_args_is_help=True)
 node_app = typer.Typer(help="前置机 (前置交换节点)", no_args_is_help=True)
 exchange_app = typer.Typer(help="交换 (平台侧)", no_args_is_help=True)
+users_app = typer.Typer(help="用户", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(node_app, name="node")
 app.add_typer(exchange_app, name="exchange")
+app.add_typer(users_app, name="users")
 console = Console()
 err = Console(stderr=True)
 
@@ -172,6 +174,14 @@ def db_upgrade(data_dir: DataDir = None, revision: str = "head") -> None:
     console.print("数据库已升级到最新版本")
 
 
+def _require_hub(settings: Settings) -> None:
+    """Exit 2 with a message, creating nothing, when the data dir holds no hub."""
+    if settings.is_sqlite and not (settings.data_dir / "govshare.db").is_file():
+        err.print(f"[red]数据目录中没有平台数据库:[/red] {settings.data_dir / 'govshare.db'}")
+        err.print("先运行 govshare db upgrade --data-dir 数据目录")
+        raise typer.Exit(2)
+
+
 def _offline_session(data_dir: Path | None) -> Any:
     """A session on the hub database for offline audit commands, which need only the
     data dir (its database or GOVSHARE_DATABASE_URL, and its audit key), never the
@@ -182,9 +192,7 @@ def _offline_session(data_dir: Path | None) -> Any:
     from govshare.security.anchor import AuditKeyError, read_key
 
     settings = load_settings(data_dir, offline=True)
-    if settings.is_sqlite and not (settings.data_dir / "govshare.db").is_file():
-        err.print(f"[red]数据目录中没有平台数据库:[/red] {settings.data_dir / 'govshare.db'}")
-        raise typer.Exit(2)
+    _require_hub(settings)
     try:
         key = read_key(settings.data_dir)
     except AuditKeyError as exc:
@@ -459,6 +467,111 @@ def exchange_export(
     )
     engine.dispose()
     console.print(f"已为前置机 {node} 导出 {count} 个数据包到 {directory}")
+
+
+_USER_FIELD_RULES = {
+    "username": "登录名应为 3 至 50 位字母、数字或 _ . -",
+    "password": "密码应为 8 至 200 位",
+    "display_name": "姓名应为 1 至 50 个字符",
+}
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        line = sys.stdin.readline()
+        return line.removesuffix("\n").removesuffix("\r")
+    try:
+        password: str = typer.prompt(
+            "密码", hide_input=True, confirmation_prompt="再次输入密码", err=True
+        )
+    except typer.Abort:
+        err.print("[red]未输入密码[/red]")
+        raise typer.Exit(1) from None
+    return password
+
+
+@users_app.command("create-admin")
+def users_create_admin(
+    username: Annotated[str, typer.Option("--username", help="登录名")],
+    data_dir: DataDir = None,
+    display_name: Annotated[str, typer.Option("--display-name", help="姓名")] = "平台管理员",
+    department: Annotated[
+        str | None,
+        typer.Option(
+            "--department",
+            help="所在部门的统一社会信用代码 (缺省: 平台唯一的部门); 部门不存在时与 "
+            "--department-name、--division-code 一起新建",
+        ),
+    ] = None,
+    department_name: Annotated[
+        str | None, typer.Option("--department-name", help="新建部门的名称")
+    ] = None,
+    division_code: Annotated[
+        str | None, typer.Option("--division-code", help="新建部门的行政区划代码")
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="从标准输入读一行作为密码 (否则提示输入两次)")
+    ] = False,
+) -> None:
+    """Create a platform admin (平台管理员) on a migrated hub: how a production install
+    gets its first one. The password is prompted twice or read from stdin, never taken
+    from the command line; the creation is in the audit log."""
+    import getpass
+
+    from sqlalchemy.exc import DBAPIError
+
+    from govshare import db
+    from govshare.errors import GovshareError
+    from govshare.security.audit import Actor
+    from govshare.security.roles import Role
+    from govshare.security.schemas import UserCreate
+    from govshare.security.service import add_platform_admin
+
+    settings = load_settings(data_dir, offline=True)
+    _require_hub(settings)
+    password = _read_password(password_stdin)
+    try:
+        UserCreate(
+            username=username,
+            password=password,
+            display_name=display_name,
+            department_id=0,
+            roles=[Role.PLATFORM_ADMIN],
+        )
+    except ValidationError as exc:
+        for e in exc.errors():
+            field = str(e["loc"][0]) if e["loc"] else ""
+            err.print(f"[red]{_USER_FIELD_RULES.get(field, e['msg'])}[/red]")
+        raise typer.Exit(1) from None
+    engine = db.make_engine(settings)
+    actor = Actor(name=f"cli:{getpass.getuser()}"[:60], kind="cli")
+    try:
+        with db.session_scope(db.make_session_factory(engine, settings)) as session:
+            user = add_platform_admin(
+                session,
+                actor,
+                username=username,
+                password=password,
+                display_name=display_name,
+                credit_code=department,
+                department_name=department_name,
+                division_code=division_code,
+            )
+            department_id = user.department_id
+    except GovshareError as exc:
+        err.print(f"[red]{exc.message}[/red]")
+        for d in exc.details:
+            if d.get("message") != exc.message:
+                err.print(f"  [{d.get('field', '')}] {d['message']}", markup=False)
+        raise typer.Exit(1) from None
+    except DBAPIError as exc:
+        err.print(f"[red]平台数据库不可用或未迁移 (先运行 govshare db upgrade):[/red] {exc.orig}")
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    console.print(
+        f"[green]已创建平台管理员[/green] {username} (部门 {department_id}), 可登录控制台"
+    )
 
 
 @app.command()
