@@ -29,7 +29,7 @@ app.add_typer(node_app, name="node")
 app.add_typer(exchange_app, name="exchange")
 app.add_typer(users_app, name="users")
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # paths and messages stay whole
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="数据目录 (GOVSHARE_DATA_DIR)")]
 
@@ -584,10 +584,15 @@ def settings() -> None:
 
 
 def main() -> None:
+    from govshare.security.anchor import AuditKeyError
+
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except AuditKeyError as exc:
+        err.print(f"[red]审计密钥不可用 (数据目录 audit/key.json):[/red] {exc}", highlight=False)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -272,9 +272,13 @@ def _checkpoint(settings: Settings) -> None:
 # -- the command line, with nothing but the data dir ------------------------------------
 
 
-def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    """``govshare …`` with no secret key: what an auditor holds is the data dir."""
+def _cli(
+    settings: Settings, *args: str, secret: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``govshare …`` with no secret key (unless given): an auditor holds the data dir."""
     env = {"PATH": "/usr/bin:/bin"}
+    if secret:
+        env["GOVSHARE_SECRET_KEY"] = secret
     if not settings.is_sqlite:
         env["GOVSHARE_DATABASE_URL"] = settings.resolved_database_url
     cmd = [sys.executable, "-m", "govshare.cli", *args, "--data-dir", str(settings.data_dir)]
@@ -340,3 +344,14 @@ def test_the_hub_signs_checkpoints_periodically(fresh_settings: Settings) -> Non
         checkpointer.stop()
         engine.dispose()
     assert all(c.valid for c in read_checkpoints(key))
+
+
+def test_a_damaged_key_file_is_named_not_a_traceback(fresh_settings: Settings) -> None:
+    key_file = fresh_settings.data_dir / "audit" / "key.json"
+    key_file.write_text("{not json")
+    for args in (("audit", "verify"), ("db", "upgrade")):
+        r = _cli(fresh_settings, *args, secret=fresh_settings.secret_key)
+        assert r.returncode == 2, (args, r.stderr)
+        assert "key.json" in r.stderr
+        assert "Traceback" not in r.stderr
+    assert key_file.read_text() == "{not json"
