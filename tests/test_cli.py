@@ -193,10 +193,10 @@ def test_user_unlock_lifts_a_lockout_and_is_audited(tmp_path: Path) -> None:
         )
         admin.locked_until = utcnow() + timedelta(minutes=15)
         admin.failed_logins = 2
-    r = _run("user", "unlock", "only_admin", "--data-dir", str(tmp_path))
+    r = _run("users", "unlock", "only_admin", "--data-dir", str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert "已解除 only_admin 的登录锁定" in r.stdout
-    missing = _run("user", "unlock", "nobody", "--data-dir", str(tmp_path))
+    missing = _run("users", "unlock", "nobody", "--data-dir", str(tmp_path))
     assert missing.returncode == 1
     assert "用户不存在" in missing.stderr
     with db.session_scope(factory) as s:
@@ -205,3 +205,164 @@ def test_user_unlock_lifts_a_lockout_and_is_audited(tmp_path: Path) -> None:
         entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "user.unlock")).one()
         assert entry.actor == "cli"
     engine.dispose()
+
+
+# -- the first platform admin of a production install -----------------------------------
+
+CREDIT = "11370200MB12345674"  # GB 32100 check digit valid
+
+
+def _admin_cli(data_dir: Path, *args: str, password: str) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "GOVSHARE_SECRET_KEY": TEST_SECRET}
+    full_env.pop("GOVSHARE_DEMO", None)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "govshare.cli",
+            "users",
+            "create-admin",
+            "--data-dir",
+            str(data_dir),
+            "--password-stdin",
+            *args,
+        ],
+        env=full_env,
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_create_admin_on_an_empty_data_dir_then_sign_in(tmp_path: Path) -> None:
+    from govshare.security.models import AuditEntry
+    from tests.conftest import make_settings
+    from tests.live import start_live_hub
+
+    data_dir = tmp_path / "data"
+    assert _run("db", "upgrade", "--data-dir", str(data_dir)).returncode == 0
+    password = "a-strong-passphrase-1"
+    r = _admin_cli(
+        data_dir,
+        "--username",
+        "root_admin",
+        "--department",
+        CREDIT,
+        "--department-name",
+        "青岛市大数据发展管理局",
+        "--division-code",
+        "370200",
+        password=password,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "已创建平台管理员" in r.stdout
+    hub = start_live_hub(make_settings(data_dir))
+    try:
+        with hub.client() as c:
+            token = c.post(
+                "/api/v1/auth/token", json={"username": "root_admin", "password": password}
+            )
+            assert token.status_code == 200, token.text
+            me = c.get(
+                "/api/v1/me",
+                headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+            ).json()
+        with hub.session_factory() as s:
+            actions = [
+                (e.actor_kind, e.action)
+                for e in s.query(AuditEntry).filter(AuditEntry.actor_kind == "cli")
+            ]
+    finally:
+        hub.stop()
+    assert "platform_admin" in me["roles"], me
+    assert actions == [("cli", "department.add"), ("cli", "user.add")]
+    verify = _run("audit", "verify", "--data-dir", str(data_dir))
+    assert verify.returncode == 0, verify.stdout
+
+
+def test_create_admin_refuses_a_weak_password_and_keeps_the_hub_unchanged(
+    tmp_path: Path,
+) -> None:
+    assert _run("db", "upgrade", "--data-dir", str(tmp_path)).returncode == 0
+    args = [
+        "--username",
+        "root_admin",
+        "--department",
+        CREDIT,
+        "--department-name",
+        "青岛市大数据发展管理局",
+        "--division-code",
+        "370200",
+    ]
+    weak = _admin_cli(tmp_path, *args, password="short")
+    assert weak.returncode == 1
+    assert "密码应为 8 至 200 位" in weak.stderr
+    assert "Traceback" not in weak.stderr
+    bad_name = _admin_cli(tmp_path, "--username", "a b", password="a-strong-passphrase-1")
+    assert bad_name.returncode == 1
+    assert "登录名" in bad_name.stderr
+    nodept = _admin_cli(tmp_path, "--username", "root_admin", password="a-strong-passphrase-1")
+    assert nodept.returncode == 1
+    assert "平台还没有部门" in nodept.stderr
+    # Nothing was written: the same name can still be created.
+    ok = _admin_cli(tmp_path, *args, password="a-strong-passphrase-1")
+    assert ok.returncode == 0, ok.stderr
+    again = _admin_cli(tmp_path, *args, password="a-strong-passphrase-1")
+    assert again.returncode == 1
+    assert "用户名已存在" in again.stderr
+
+
+def test_create_admin_takes_no_password_in_argv(tmp_path: Path) -> None:
+    assert _run("db", "upgrade", "--data-dir", str(tmp_path)).returncode == 0
+    r = _run(
+        "users",
+        "create-admin",
+        "--data-dir",
+        str(tmp_path),
+        "--username",
+        "x_admin",
+        "--password",
+        "a-strong-passphrase-1",
+    )
+    assert r.returncode == 2
+    assert "No such option" in r.stderr
+
+
+def test_create_admin_prompts_for_the_password_twice(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from govshare.cli import app
+
+    assert _run("db", "upgrade", "--data-dir", str(tmp_path)).returncode == 0
+    args = [
+        "users",
+        "create-admin",
+        "--data-dir",
+        str(tmp_path),
+        "--username",
+        "root_admin",
+        "--department",
+        CREDIT,
+        "--department-name",
+        "青岛市大数据发展管理局",
+        "--division-code",
+        "370200",
+    ]
+    runner = CliRunner()
+    env = {"GOVSHARE_SECRET_KEY": TEST_SECRET, "GOVSHARE_DEMO": "false"}
+    mismatch = runner.invoke(app, args, input="first-passphrase\nother-passphrase\n", env=env)
+    assert mismatch.exit_code == 1
+    assert "未输入密码" in mismatch.output
+    ok = runner.invoke(app, args, input="first-passphrase\nfirst-passphrase\n", env=env)
+    assert ok.exit_code == 0, ok.output
+    assert "first-passphrase" not in ok.output
+    assert "已创建平台管理员" in ok.output
+
+
+def test_create_admin_without_a_hub_says_so(tmp_path: Path) -> None:
+    r = _admin_cli(tmp_path / "empty", "--username", "root_admin", password="a-strong-pass-1")
+    assert r.returncode == 2
+    assert "govshare db upgrade" in r.stderr
+    assert not (tmp_path / "empty").exists()

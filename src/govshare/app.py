@@ -113,6 +113,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from govshare.exchange.tasks import Monitor
+        from govshare.security.tasks import Checkpointer
         from govshare.sharing import calendar
         from govshare.sharing.feed import sharing_worker
 
@@ -121,6 +122,8 @@ def create_app(settings: Settings) -> FastAPI:
             calendar.refresh_provisional(session, settings)
         monitor = Monitor(settings, app.state.session_factory)
         monitor.start()
+        checkpointer = Checkpointer(app.state.session_factory, settings.audit_checkpoint_seconds)
+        checkpointer.start()
         feeder = sharing_worker(settings, app.state.session_factory, app.state)
         feeder.start()
         try:
@@ -128,6 +131,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             feeder.stop()
             monitor.stop()
+            checkpointer.stop()
             app.state.data_services.close()
             app.state.package_store.close()
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from govshare.config import Settings, UnsafeSettingError, generate_password
+from govshare.config import OfflineSettings, Settings, UnsafeSettingError, generate_password
 
 app = typer.Typer(help="govshare 政务数据共享交换平台", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="数据库迁移", no_args_is_help=True)
@@ -21,25 +21,30 @@ audit_app = typer.Typer(help="审计日志", no_args_is_help=True)
 catalog_app = typer.Typer(help="目录", no_args_is_help=True)
 node_app = typer.Typer(help="前置机 (前置交换节点)", no_args_is_help=True)
 exchange_app = typer.Typer(help="交换 (平台侧)", no_args_is_help=True)
-user_app = typer.Typer(help="用户", no_args_is_help=True)
+users_app = typer.Typer(help="用户", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(node_app, name="node")
 app.add_typer(exchange_app, name="exchange")
-app.add_typer(user_app, name="user")
+app.add_typer(users_app, name="users")
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # paths and messages stay whole
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="数据目录 (GOVSHARE_DATA_DIR)")]
 
 
-def load_settings(data_dir: Path | None = None, **overrides: object) -> Settings:
+def load_settings(
+    data_dir: Path | None = None, *, offline: bool = False, **overrides: object
+) -> Settings:
+    """The settings from GOVSHARE_* and the command line; ``offline`` commands (which
+    read the data dir and never use the secret key) do not require the secret."""
     values = {k: v for k, v in overrides.items() if v is not None}
     if data_dir is not None:
         values["data_dir"] = data_dir
+    kind = OfflineSettings if offline else Settings
     try:
-        return Settings(**values)  # type: ignore[arg-type]
+        return kind(**values)  # type: ignore[arg-type]
     except (ValidationError, UnsafeSettingError) as exc:
         err.print(f"[red]配置错误:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -178,15 +183,47 @@ def db_upgrade(data_dir: DataDir = None, revision: str = "head") -> None:
     console.print("数据库已升级到最新版本")
 
 
+def _require_hub(settings: Settings) -> None:
+    """Exit 2 with a message, creating nothing, when the data dir holds no hub."""
+    if settings.is_sqlite and not (settings.data_dir / "govshare.db").is_file():
+        err.print(f"[red]数据目录中没有平台数据库:[/red] {settings.data_dir / 'govshare.db'}")
+        err.print("先运行 govshare db upgrade --data-dir 数据目录")
+        raise typer.Exit(2)
+
+
+def _offline_session(data_dir: Path | None) -> Any:
+    """A session on the hub database for offline audit commands, which need only the
+    data dir (its database or GOVSHARE_DATABASE_URL, and its audit key), never the
+    secret key; nothing is created when the data dir holds no hub."""
+    from sqlalchemy.orm import sessionmaker
+
+    from govshare import db
+    from govshare.security.anchor import AuditKeyError, read_key
+
+    settings = load_settings(data_dir, offline=True)
+    _require_hub(settings)
+    try:
+        key = read_key(settings.data_dir)
+    except AuditKeyError as exc:
+        err.print(f"[red]审计密钥不可用:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if key is None:
+        err.print(
+            f"[yellow]数据目录中没有审计密钥 ({settings.data_dir / 'audit' / 'key.json'})，"
+            "只能按未加密钥的旧规则校验[/yellow]"
+        )
+    engine = db.make_engine(settings)
+    return sessionmaker(engine, info={"audit_key": key})(), key
+
+
 @audit_app.command("verify")
 def audit_verify(data_dir: DataDir = None) -> None:
-    """Walk the audit log's hash chain; exit 1 on any edited, deleted or inserted entry."""
-    from govshare import db
+    """Walk the audit log's keyed hash chain and hold it against the signed checkpoints;
+    exit 1 on any edited, deleted, inserted or rewritten entry. Needs only the data dir."""
     from govshare.security.audit import verify_chain
 
-    settings = load_settings(data_dir)
-    factory = db.make_session_factory(db.make_engine(settings), settings)
-    with db.session_scope(factory) as session:
+    session, _key = _offline_session(data_dir)
+    with session:
         report = verify_chain(session)
     if report.intact:
         console.print(f"[green]审计日志完整[/green]: {report.entries} 条记录, 哈希链无断点")
@@ -196,6 +233,57 @@ def audit_verify(data_dir: DataDir = None) -> None:
         table.add_row(str(p.seq), p.problem)
     console.print(table)
     raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(data_dir: DataDir = None) -> None:
+    """Sign the audit chain's head into DATA_DIR/audit/checkpoints.jsonl now (the hub
+    does so every GOVSHARE_AUDIT_CHECKPOINT_SECONDS)."""
+    from datetime import datetime
+
+    from govshare.security.audit import checkpoint
+
+    session, key = _offline_session(data_dir)
+    if key is None:
+        err.print("[red]没有审计密钥: 先运行 govshare db upgrade[/red]")
+        raise typer.Exit(2)
+    with session:
+        signed = checkpoint(session, key, datetime.now().astimezone())
+    if signed is None:
+        console.print("审计日志为空, 无需签署检查点")
+        return
+    console.print(f"已签署检查点: 第 {signed[0]} 条, 哈希 {signed[1]}")
+
+
+@audit_app.command("checkpoints")
+def audit_checkpoints(
+    data_dir: DataDir = None,
+    last: Annotated[int, typer.Option(min=1, help="显示最近多少个")] = 20,
+) -> None:
+    """List the signed checkpoints of the audit chain and whether each signature holds."""
+    from govshare.security.anchor import AuditKeyError, read_checkpoints, read_key
+
+    settings = load_settings(data_dir, offline=True)
+    try:
+        key = read_key(settings.data_dir)
+    except AuditKeyError as exc:
+        err.print(f"[red]审计密钥不可用:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if key is None:
+        err.print(f"[red]数据目录中没有审计密钥:[/red] {settings.data_dir / 'audit'}")
+        raise typer.Exit(2)
+    found = read_checkpoints(key)
+    table = Table(
+        "行", "序号", "哈希", "签署时间", "签名", title=f"审计检查点 (共 {len(found)} 个)"
+    )
+    for cp in found[-last:]:
+        table.add_row(
+            str(cp.line), str(cp.seq), cp.hash, cp.at, "有效" if cp.valid else "[red]无效[/red]"
+        )
+    console.print(table)
+    console.print(f"SM2 公钥: {key.public}")
+    if not all(cp.valid for cp in found):
+        raise typer.Exit(1)
 
 
 @audit_app.command("key-hash")
@@ -211,7 +299,7 @@ def audit_key_hash(
     console.print(KeyHasher(settings.secret_key)(key.strip()))
 
 
-@user_app.command("unlock")
+@users_app.command("unlock")
 def user_unlock(
     username: Annotated[str, typer.Argument(help="登录名")],
     data_dir: DataDir = None,
@@ -415,6 +503,111 @@ def exchange_export(
     console.print(f"已为前置机 {node} 导出 {count} 个数据包到 {directory}")
 
 
+_USER_FIELD_RULES = {
+    "username": "登录名应为 3 至 50 位字母、数字或 _ . -",
+    "password": "密码应为 8 至 200 位",
+    "display_name": "姓名应为 1 至 50 个字符",
+}
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        line = sys.stdin.readline()
+        return line.removesuffix("\n").removesuffix("\r")
+    try:
+        password: str = typer.prompt(
+            "密码", hide_input=True, confirmation_prompt="再次输入密码", err=True
+        )
+    except typer.Abort:
+        err.print("[red]未输入密码[/red]")
+        raise typer.Exit(1) from None
+    return password
+
+
+@users_app.command("create-admin")
+def users_create_admin(
+    username: Annotated[str, typer.Option("--username", help="登录名")],
+    data_dir: DataDir = None,
+    display_name: Annotated[str, typer.Option("--display-name", help="姓名")] = "平台管理员",
+    department: Annotated[
+        str | None,
+        typer.Option(
+            "--department",
+            help="所在部门的统一社会信用代码 (缺省: 平台唯一的部门); 部门不存在时与 "
+            "--department-name、--division-code 一起新建",
+        ),
+    ] = None,
+    department_name: Annotated[
+        str | None, typer.Option("--department-name", help="新建部门的名称")
+    ] = None,
+    division_code: Annotated[
+        str | None, typer.Option("--division-code", help="新建部门的行政区划代码")
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="从标准输入读一行作为密码 (否则提示输入两次)")
+    ] = False,
+) -> None:
+    """Create a platform admin (平台管理员) on a migrated hub: how a production install
+    gets its first one. The password is prompted twice or read from stdin, never taken
+    from the command line; the creation is in the audit log."""
+    import getpass
+
+    from sqlalchemy.exc import DBAPIError
+
+    from govshare import db
+    from govshare.errors import GovshareError
+    from govshare.security.audit import Actor
+    from govshare.security.roles import Role
+    from govshare.security.schemas import UserCreate
+    from govshare.security.service import add_platform_admin
+
+    settings = load_settings(data_dir, offline=True)
+    _require_hub(settings)
+    password = _read_password(password_stdin)
+    try:
+        UserCreate(
+            username=username,
+            password=password,
+            display_name=display_name,
+            department_id=0,
+            roles=[Role.PLATFORM_ADMIN],
+        )
+    except ValidationError as exc:
+        for e in exc.errors():
+            field = str(e["loc"][0]) if e["loc"] else ""
+            err.print(f"[red]{_USER_FIELD_RULES.get(field, e['msg'])}[/red]")
+        raise typer.Exit(1) from None
+    engine = db.make_engine(settings)
+    actor = Actor(name=f"cli:{getpass.getuser()}"[:60], kind="cli")
+    try:
+        with db.session_scope(db.make_session_factory(engine, settings)) as session:
+            user = add_platform_admin(
+                session,
+                actor,
+                username=username,
+                password=password,
+                display_name=display_name,
+                credit_code=department,
+                department_name=department_name,
+                division_code=division_code,
+            )
+            department_id = user.department_id
+    except GovshareError as exc:
+        err.print(f"[red]{exc.message}[/red]")
+        for d in exc.details:
+            if d.get("message") != exc.message:
+                err.print(f"  [{d.get('field', '')}] {d['message']}", markup=False)
+        raise typer.Exit(1) from None
+    except DBAPIError as exc:
+        err.print(f"[red]平台数据库不可用或未迁移 (先运行 govshare db upgrade):[/red] {exc.orig}")
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    console.print(
+        f"[green]已创建平台管理员[/green] {username} (部门 {department_id}), 可登录控制台"
+    )
+
+
 @app.command()
 def settings() -> None:
     """List every GOVSHARE_* setting with its default and meaning."""
@@ -425,10 +618,15 @@ def settings() -> None:
 
 
 def main() -> None:
+    from govshare.security.anchor import AuditKeyError
+
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except AuditKeyError as exc:
+        err.print(f"[red]审计密钥不可用 (数据目录 audit/key.json):[/red] {exc}", highlight=False)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -92,6 +92,13 @@ class Settings(BaseSettings):
         default="sm3",
         description="Digest that chains the audit log (SM3 national standard or SHA-256).",
     )
+    audit_checkpoint_seconds: float = Field(
+        default=300,
+        ge=1,
+        le=86400,
+        description="How often the hub signs the audit chain's head into "
+        "DATA_DIR/audit/checkpoints.jsonl (when it has moved).",
+    )
     bus_url: str | None = Field(
         default=None,
         description="Exchange log on NATS JetStream (nats://host:port[,nats://…]); "
@@ -236,6 +243,15 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
+
+
+class OfflineSettings(Settings):
+    """Settings for offline commands that never use the secret key (``audit verify``,
+    ``audit checkpoints``): everything they need is in the data directory."""
+
+    @model_validator(mode="after")
+    def _refuse_unsafe(self) -> OfflineSettings:
+        return self
 
 
 def generate_password() -> str:

@@ -10,9 +10,19 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Enum, MetaData, Table, bindparam, create_engine, event
+from sqlalchemy import (
+    DateTime,
+    Enum,
+    MetaData,
+    Table,
+    bindparam,
+    create_engine,
+    event,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql.selectable import ReturnsRows
 from sqlalchemy.types import TypeDecorator
@@ -94,7 +104,24 @@ def make_engine(settings: Settings) -> Engine:
 
 
 def make_session_factory(engine: Engine, settings: Settings) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False, info={"audit_alg": settings.audit_digest})
+    """Sessions that append to the audit chain with the deployment's digest and the
+    data directory's audit key (made on first use: ``security.anchor``)."""
+    from govshare.security.anchor import ensure_key
+
+    def head() -> tuple[int, str]:
+        try:
+            with engine.connect() as conn:
+                row = conn.execute(text("SELECT seq, hash FROM audit_head WHERE id = 1")).first()
+        except DBAPIError:  # not migrated yet: no entries to keep
+            return 0, "0" * 64
+        return (int(row[0]), str(row[1])) if row else (0, "0" * 64)
+
+    key = ensure_key(settings.data_dir, head)
+    return sessionmaker(
+        engine,
+        expire_on_commit=False,
+        info={"audit_alg": settings.audit_digest, "audit_key": key},
+    )
 
 
 @contextmanager

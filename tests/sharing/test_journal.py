@@ -25,6 +25,7 @@ def journal(fresh_settings: Settings) -> Iterator[tuple[CallJournal, Session]]:
     j = CallJournal(
         engine,
         audit_alg=fresh_settings.audit_digest,
+        audit_key=factory.kw["info"]["audit_key"].mac_key,
         nonce_ttl_seconds=600,
         lock_path=fresh_settings.data_dir / "journal.lock" if fresh_settings.is_sqlite else None,
     )

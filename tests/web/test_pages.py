@@ -580,6 +580,22 @@ def test_audit_chain_button_reports_an_intact_chain(console: Console) -> None:
     assert 'id="audit-table"' in page.text
 
 
+def test_the_auditor_sees_the_signed_checkpoints(console: Console) -> None:
+    from datetime import UTC, datetime
+
+    from govshare.security import audit
+
+    with console.db() as s:
+        key = s.info["audit_key"]
+        signed = audit.checkpoint(s, key, datetime(2026, 3, 2, 9, 30, tzinfo=UTC))
+    assert signed is not None
+    page = console.signed_in(console.auditor).get("/audit").text
+    assert "签名检查点" in page
+    assert f"<code>{signed[1]}</code>" in page
+    assert "2026-03-02T09:30:00+00:00" in page
+    assert key.public in page
+
+
 def test_static_assets_are_served_locally(console: Console) -> None:
     client = console.anonymous()
     for path in [

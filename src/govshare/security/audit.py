@@ -1,8 +1,16 @@
-"""The audit log: every change and every data access, appended to one hash chain.
+"""The audit log: every change and every data access, appended to one keyed hash chain.
 
 Each entry's hash covers its own fields and the previous entry's hash, so an edited,
 deleted or inserted row breaks the chain at that point; ``AuditHead`` holds the newest
 seq and hash so that a removed tail is found too. Other domains call ``record``.
+
+Entries are sealed with an HMAC (``hmac-sm3`` or ``hmac-sha256`` in ``alg``) under the
+key in the data directory (``security.anchor``), never in the database, so nobody who
+can only write the database can recompute the chain after changing a row; signed
+checkpoints of the head, kept in the data directory too, catch a rewrite by someone
+who does hold the key. Entries written before the deployment had a key carry the plain
+digest (``sm3`` or ``sha256``) and are verified by that rule, up to the key's
+``legacy_until``.
 """
 
 from __future__ import annotations
@@ -18,10 +26,12 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from govshare.db import Prepared, RowsInsert, dialect_insert, utcnow
-from govshare.security.crypto import digest
+from govshare.security.anchor import AuditKey, Checkpoint, append_checkpoint, read_checkpoints
+from govshare.security.crypto import digest, keyed_digest
 from govshare.security.models import AuditEntry, AuditHead
 
 GENESIS = "0" * 64
+KEYED = "hmac-"
 # The plain table: entries are final once hashed, so they are inserted without the ORM.
 _ENTRIES: Table = AuditEntry.__table__  # type: ignore[assignment]
 
@@ -114,6 +124,7 @@ def record_many(session: Session, pending: Sequence[Pending]) -> list[AuditEntry
     if not pending:
         return []
     alg = session.info.get("audit_alg", "sm3")
+    key: AuditKey | None = session.info.get("audit_key")
     # Taking the head row's write lock first serialises appenders on both SQLite and
     # PostgreSQL, so no two entries ever claim the same predecessor.
     # The claim returns the new seq and the hash to chain on (one statement, not two).
@@ -127,18 +138,31 @@ def record_many(session: Session, pending: Sequence[Pending]) -> list[AuditEntry
     if head is None:
         ensure_head(session)
         head = session.execute(claim).one()
-    rows = chained(pending, alg=alg, head=(head[0], head[1]), at=utcnow())
+    rows = chained(
+        pending,
+        alg=alg,
+        mac_key=key.mac_key if key else None,
+        head=(head[0], head[1]),
+        at=utcnow(),
+    )
     session.execute(insert(_ENTRIES), rows)
     session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=rows[-1]["hash"]))
     return [AuditEntry(**row) for row in rows]
 
 
 def chained(
-    pending: Sequence[Pending], *, alg: str, head: tuple[int, str], at: datetime
+    pending: Sequence[Pending],
+    *,
+    alg: str,
+    mac_key: bytes | None,
+    head: tuple[int, str],
+    at: datetime,
 ) -> list[dict[str, Any]]:
     """The rows of ``pending`` hashed onto the chain; ``head`` is the claimed seq (the
-    last of the entries) and the hash they chain on."""
+    last of the entries) and the hash they chain on. With ``mac_key`` (every hub has
+    one) the hashes are HMACs and ``alg`` is stored as ``hmac-<alg>``."""
     last_seq, prev_hash = head
+    stored_alg = KEYED + alg if mac_key is not None else alg
     seq = last_seq - len(pending)
     rows: list[dict[str, Any]] = []
     for p in pending:
@@ -155,10 +179,13 @@ def chained(
             "before": _jsonable(p.before),
             "after": _jsonable(p.after),
             "remote_addr": p.actor.remote_addr,
-            "alg": alg,
+            "alg": stored_alg,
             "prev_hash": prev_hash,
         }
-        row["hash"] = prev_hash = digest(alg, _canonical_row(row))
+        data = _canonical_row(row)
+        row["hash"] = prev_hash = (
+            digest(alg, data) if mac_key is None else keyed_digest(alg, mac_key, data)
+        )
         rows.append(row)
     return rows
 
@@ -168,9 +195,10 @@ class ChainAppender:
     which appends a batch of entries per commit: three statements compiled once (claim
     the head, insert the rows, move the head's hash) and no ORM on the way."""
 
-    def __init__(self, dialect: Dialect, alg: str) -> None:
+    def __init__(self, dialect: Dialect, alg: str, mac_key: bytes | None) -> None:
         head: Table = AuditHead.__table__  # type: ignore[assignment]
         self.alg = alg
+        self.mac_key = mac_key
         self._claim = Prepared(
             update(head)
             .where(head.c.id == 1)
@@ -197,7 +225,13 @@ class ChainAppender:
         if not claimed:
             self._genesis.run(dbapi_conn, {})
             claimed = self._claim.rows(dbapi_conn, {"n": len(pending)})
-        rows = chained(pending, alg=self.alg, head=claimed[0], at=at)  # type: ignore[arg-type]
+        rows = chained(
+            pending,
+            alg=self.alg,
+            mac_key=self.mac_key,
+            head=claimed[0],  # type: ignore[arg-type]
+            at=at,
+        )
         self._insert.run(dbapi_conn, rows)
         self._move.run(dbapi_conn, {"hash": rows[-1]["hash"]})
 
@@ -219,11 +253,13 @@ class ChainReport:
 
 
 def _iter_entries(session: Session, batch: int = 5000) -> Iterator[AuditEntry]:
-    last = 0
+    """Every row by seq, those with seq <= 0 included (they are forgeries to report)."""
+    last: int | None = None
     while True:
-        rows = session.scalars(
-            select(AuditEntry).where(AuditEntry.seq > last).order_by(AuditEntry.seq).limit(batch)
-        ).all()
+        q = select(AuditEntry).order_by(AuditEntry.seq).limit(batch)
+        if last is not None:
+            q = q.where(AuditEntry.seq > last)
+        rows = session.scalars(q).all()
         if not rows:
             return
         yield from rows
@@ -231,28 +267,100 @@ def _iter_entries(session: Session, batch: int = 5000) -> Iterator[AuditEntry]:
         session.expunge_all()
 
 
+def _entry_problem(entry: AuditEntry, key: AuditKey | None) -> str | None:
+    """Why an entry's own hash is wrong, or None when it is right."""
+    data = _canonical(entry)
+    if entry.alg.startswith(KEYED):
+        if key is None:
+            return "is keyed but no audit key was found in the data directory"
+        try:
+            expected = keyed_digest(entry.alg.removeprefix(KEYED), key.mac_key, data)
+        except ValueError:
+            return f"unknown algorithm {entry.alg!r}"
+    else:
+        if key is not None and entry.seq > key.legacy_until:
+            return "is not keyed, yet the chain was keyed from entry " + str(key.legacy_until + 1)
+        try:
+            expected = digest(entry.alg, data)
+        except ValueError:
+            return f"unknown algorithm {entry.alg!r}"
+    if expected != entry.hash:
+        return "content does not match its hash (edited)"
+    return None
+
+
 def verify_chain(session: Session) -> ChainReport:
-    """Walk the whole chain; report every break (edited, inserted or deleted rows)."""
+    """Walk the whole chain and hold it against the signed checkpoints; report every
+    break (edited, inserted, deleted or rewritten rows, and rows outside the chain).
+
+    The key and checkpoints are the session's ``info["audit_key"]`` (the data dir's)."""
+    audit_key: AuditKey | None = session.info.get("audit_key")
+    checkpoints = read_checkpoints(audit_key) if audit_key else []
     problems: list[ChainProblem] = []
+    for cp in checkpoints:
+        if not cp.valid:
+            problems.append(
+                ChainProblem(cp.seq, f"checkpoint line {cp.line} has no valid signature")
+            )
+    anchored: dict[int, list[Checkpoint]] = {}
+    for cp in checkpoints:
+        if cp.valid:
+            anchored.setdefault(cp.seq, []).append(cp)
     expected_seq, prev_hash, count = 1, GENESIS, 0
     for entry in _iter_entries(session):
         count += 1
+        if entry.seq <= 0:
+            problems.append(ChainProblem(entry.seq, "seq is not a chain position (forged)"))
+            continue
         if entry.seq != expected_seq:
             problems.append(
                 ChainProblem(expected_seq, f"entries {expected_seq}..{entry.seq - 1} are missing")
             )
         if entry.prev_hash != prev_hash:
             problems.append(ChainProblem(entry.seq, "does not link to the entry before it"))
-        if digest(entry.alg, _canonical(entry)) != entry.hash:
-            problems.append(ChainProblem(entry.seq, "content does not match its hash (edited)"))
+        if problem := _entry_problem(entry, audit_key):
+            problems.append(ChainProblem(entry.seq, problem))
+        for signed in anchored.get(entry.seq, ()):
+            if signed.hash != entry.hash:
+                problems.append(
+                    ChainProblem(
+                        entry.seq, f"differs from the checkpoint signed at {signed.at} (rewritten)"
+                    )
+                )
         expected_seq, prev_hash = entry.seq + 1, entry.hash
+    last = expected_seq - 1
+    for cp in checkpoints:
+        if cp.valid and cp.seq > last:
+            problems.append(
+                ChainProblem(
+                    cp.seq,
+                    f"the checkpoint signed at {cp.at} covers entry {cp.seq} "
+                    f"but the chain ends at {last} (truncated)",
+                )
+            )
     head = session.get(AuditHead, 1)
     head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS)
-    if head_seq != expected_seq - 1 or head_hash != prev_hash:
+    if head_seq != last or head_hash != prev_hash:
         problems.append(
-            ChainProblem(head_seq, f"chain ends at {expected_seq - 1} but the head says {head_seq}")
+            ChainProblem(head_seq, f"chain ends at {last} but the head says {head_seq}")
         )
     return ChainReport(entries=count, problems=problems)
+
+
+def head(session: Session) -> tuple[int, str]:
+    """The chain's committed head: (seq, hash)."""
+    row = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).first()
+    return (row.seq, row.hash) if row else (0, GENESIS)
+
+
+def checkpoint(session: Session, key: AuditKey, at: datetime) -> tuple[int, str] | None:
+    """Sign the chain's committed head into the checkpoint file; None when the chain is
+    empty. Called periodically by the hub and by ``govshare audit checkpoint``."""
+    seq, hash = head(session)
+    if seq <= 0:
+        return None
+    append_checkpoint(key, seq=seq, hash=hash, at=at)
+    return seq, hash
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ import secrets
 from typing import Literal
 
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -30,6 +31,18 @@ def digest(alg: DigestAlg | str, data: bytes) -> str:
         h.update(data)
         return h.finalize().hex()
     raise ValueError(f"unknown digest algorithm: {alg}")
+
+
+def keyed_digest(alg: DigestAlg | str, key: bytes, data: bytes) -> str:
+    """Hex HMAC of ``data`` under ``key`` with SM3 or SHA-256 (HMAC-SM3, GB/T 15852.2)."""
+    if alg == "sm3":
+        mac = crypto_hmac.HMAC(key, hashes.SM3())
+    elif alg == "sha256":
+        mac = crypto_hmac.HMAC(key, hashes.SHA256())
+    else:
+        raise ValueError(f"unknown digest algorithm: {alg}")
+    mac.update(data)
+    return mac.finalize().hex()
 
 
 def _derive(secret_key: str, purpose: bytes) -> bytes:

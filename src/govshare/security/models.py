@@ -147,7 +147,7 @@ class AuditEntry(Base):
     before: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     remote_addr: Mapped[str | None] = mapped_column(String(64))
-    alg: Mapped[str] = mapped_column(String(10))
+    alg: Mapped[str] = mapped_column(String(16))
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 

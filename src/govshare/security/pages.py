@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from govshare.deps import AuditReader, DepartmentAdmin, SessionDep, UserAdmin
 from govshare.errors import Conflict, InvalidInput, NotFound
 from govshare.security import audit, service
+from govshare.security.anchor import AuditKey, read_checkpoints
 from govshare.security.models import DepartmentLevel
 from govshare.security.roles import Role
 from govshare.security.schemas import DepartmentCreate, UserCreate
@@ -250,6 +251,21 @@ def chain_problem_text(problem: str) -> str:
         return "与前一条记录的哈希不衔接（被插入或删除）"
     if problem.startswith("content does not match"):
         return "内容与其哈希不符（被篡改）"
+    if problem.startswith("seq is not a chain position"):
+        return "序号不在链上（伪造的记录）"
+    if problem.startswith("is not keyed"):
+        return "未用审计密钥签封，却位于启用密钥之后（无密钥重写）"
+    if problem.startswith("is keyed but no audit key"):
+        return "记录已加密钥签封，但数据目录中找不到审计密钥"
+    if m := re.match(r"differs from the checkpoint signed at (\S+)", problem):
+        return f"与 {m.group(1)} 签署的检查点不符（整链被重写）"
+    if m := re.match(
+        r"the checkpoint signed at (\S+) covers entry (\d+) but the chain ends at (\d+)", problem
+    ):
+        at, covered, end = m.groups()
+        return f"{at} 签署的检查点包含第 {covered} 条，而链只到第 {end} 条（尾部被截断）"
+    if m := re.match(r"checkpoint line (\d+) has no valid signature", problem):
+        return f"检查点文件第 {m.group(1)} 行签名无效（检查点被伪造或改动）"
     if m := re.match(r"chain ends at (\d+) but the head says (\d+)", problem):
         return f"链尾为第 {m.group(1)} 条，而链头记录为第 {m.group(2)} 条（尾部被截断或改动）"
     return problem
@@ -275,6 +291,7 @@ def _audit_page(
     rows = audit.list_entries(
         db, flt, before_seq=int(before) if before.isdigit() else None, limit=PAGE_SIZE
     )
+    key: AuditKey | None = db.info.get("audit_key")
     audit.record(
         db,
         caller.actor,
@@ -296,6 +313,8 @@ def _audit_page(
         errors=FormErrors("筛选条件有误", problems) if problems else NO_ERRORS,
         report=report,
         chain_problem_text=chain_problem_text,
+        audit_key=key,
+        checkpoints=list(reversed(read_checkpoints(key, last=5))) if key else [],
     )
 
 

@@ -233,6 +233,68 @@ def get_user(session: Session, user_id: int) -> User:
     return user
 
 
+def add_platform_admin(
+    session: Session,
+    actor: Actor,
+    *,
+    username: str,
+    password: str,
+    display_name: str,
+    credit_code: str | None = None,
+    department_name: str | None = None,
+    division_code: str | None = None,
+) -> User:
+    """The first (or another) 平台管理员 of a production hub (``govshare users
+    create-admin``). Its department is the one with ``credit_code``, made from
+    ``department_name`` and ``division_code`` when the hub does not have it yet; without
+    ``credit_code``, the hub's only department."""
+    if credit_code is None:
+        if department_name or division_code:
+            raise InvalidInput(
+                "新建部门还需要统一社会信用代码",
+                details=[
+                    {"field": "department", "message": "请用 --department 给出统一社会信用代码"}
+                ],
+            )
+        ids = list(session.scalars(select(Department.id).limit(2)))
+        if len(ids) != 1:
+            message = (
+                "平台还没有部门: 请用 --department 统一社会信用代码 --department-name 名称 "
+                "--division-code 行政区划代码 新建管理员所在部门"
+                if not ids
+                else "平台已有多个部门: 请用 --department 统一社会信用代码 指定管理员所在部门"
+            )
+            raise InvalidInput(message, details=[{"field": "department", "message": message}])
+        department_id = ids[0]
+    else:
+        dept = session.scalar(select(Department).where(Department.credit_code == credit_code))
+        if dept is None:
+            if not department_name or not division_code:
+                message = (
+                    f"统一社会信用代码为 {credit_code} 的部门不存在: 新建它还需要 "
+                    "--department-name 与 --division-code"
+                )
+                raise InvalidInput(message, details=[{"field": "department", "message": message}])
+            dept = add_department(
+                session,
+                actor,
+                name=department_name,
+                short_name=department_name[:20],
+                credit_code=credit_code,
+                division_code=division_code,
+            )
+        department_id = dept.id
+    return add_user(
+        session,
+        actor,
+        username=username,
+        password=password,
+        display_name=display_name,
+        department_id=department_id,
+        roles=[Role.PLATFORM_ADMIN],
+    )
+
+
 def get_user_by_username(session: Session, username: str) -> User:
     user = session.scalar(select(User).where(User.username == username))
     if user is None:

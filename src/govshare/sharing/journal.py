@@ -107,6 +107,7 @@ class CallJournal:
         engine: Engine,
         *,
         audit_alg: str,
+        audit_key: bytes | None,
         nonce_ttl_seconds: int,
         max_batch: int = 512,
         lock_path: Path | None = None,
@@ -116,7 +117,7 @@ class CallJournal:
         self.nonce_ttl = timedelta(seconds=nonce_ttl_seconds)
         self.max_batch = max_batch
         dialect = engine.dialect
-        self._audit = audit.ChainAppender(dialect, audit_alg)
+        self._audit = audit.ChainAppender(dialect, audit_alg, audit_key)
         # RETURNING names the nonces this batch spent; a call whose nonce is missing
         # there is a replay (of an earlier call, or of another call in the same batch).
         self._spend = RowsInsert(
