@@ -116,9 +116,20 @@ def index_terms(text_: str) -> str:
 
 
 def query_terms(q: str) -> list[str]:
-    """The terms every match must hold: each run of Chinese characters by its character
-    pairs (any part of a name matches), everything else by its words."""
-    terms = [*bigrams(q), *segment(_CJK_RUN.sub(" ", q), for_index=False)]
+    """The terms every match must hold. A run of Chinese characters is cut into words and
+    each word stands for its character pairs, so a part of a word matches (出生医学证,
+    法定代表) while words typed together still match apart (养犬免疫 finds 养犬登记免疫);
+    a one-character word is paired with its neighbour. Everything else by its words."""
+    terms: list[str] = []
+    for run in _CJK_RUN.findall(q):
+        at = 0
+        for word in _jieba().cut(run):
+            if len(word) > 1:
+                terms.extend(bigrams(word))
+            else:
+                terms.append(run[at - 1 : at + 1] if at else run[:2])
+            at += len(word)
+    terms += segment(_CJK_RUN.sub(" ", q), for_index=False)
     return list(dict.fromkeys(terms))
 
 
