@@ -478,7 +478,7 @@ def bench_api(base: str, rounds: int, warmup: int, limit: int) -> ApiRun:
 # -- the reference: straight against the index -----------------------------------------------
 
 RAW_TOP = (
-    "SELECT rowid, bm25(catalog_fts, 8.0, 1.0) AS score FROM catalog_fts "
+    "SELECT rowid, bm25(catalog_fts, 10.0, 3.0, 1.0) AS score FROM catalog_fts "
     "WHERE catalog_fts MATCH ? ORDER BY score LIMIT ?"
 )
 # Like-for-like with the SQL the hub runs per request, one statement after the other: the
@@ -486,8 +486,12 @@ RAW_TOP = (
 # (matched published entries grouped by their combination of facet values). CROSS JOIN
 # keeps the index as the outer loop, as in the hub's plan; without statistics SQLite would
 # otherwise walk the published entries and probe the index once for each.
+# The hub ranks in tiers: name matches, then item matches, then the rest.
 RAW_FULL_CANDIDATES = (
-    "SELECT rowid, bm25(catalog_fts, 8.0, 1.0) AS score FROM catalog_fts "
+    "SELECT rowid, bm25(catalog_fts, 10.0, 3.0, 1.0) + CASE "
+    "WHEN rowid IN (SELECT rowid FROM catalog_fts WHERE catalog_fts MATCH ?) THEN 0 "
+    "WHEN rowid IN (SELECT rowid FROM catalog_fts WHERE catalog_fts MATCH ?) THEN 1000000.0 "
+    "ELSE 2000000.0 END AS score FROM catalog_fts "
     "WHERE catalog_fts MATCH ? ORDER BY score, rowid LIMIT ?"
 )
 RAW_FULL_LISTED = "SELECT id, listed FROM resource WHERE id IN ({})"
@@ -502,7 +506,7 @@ RAW_FULL_FACETS = (
 
 
 def match_expression(q: str) -> str:
-    words = search.segment(q, for_index=False)
+    words = search.query_terms(q)
     return " AND ".join('"' + w.replace('"', '""') + '"' for w in words)
 
 
@@ -516,7 +520,8 @@ def bench_raw(
         conn.execute(RAW_TOP, (expr, limit)).fetchall()
 
     def full(expr: str) -> None:
-        ids = [i for i, _ in conn.execute(RAW_FULL_CANDIDATES, (expr, 4 * (limit + 1)))]
+        tiers = (f"{{title}} : ({expr})", f"{{items}} : ({expr})")
+        ids = [i for i, _ in conn.execute(RAW_FULL_CANDIDATES, (*tiers, expr, 4 * (limit + 1)))]
         conn.execute(RAW_FULL_LISTED.format(",".join("?" * len(ids))), ids).fetchall()
         conn.execute(RAW_FULL_FACETS, (expr,)).fetchall()
 
