@@ -24,6 +24,7 @@ from govshare.catalog.codes import CodeTableName, SharingType
 from govshare.catalog.errors import ImportRejected, InvalidResource
 from govshare.catalog.models import Resource
 from govshare.catalog.schemas import ResourceIn
+from govshare.rules import spreadsheet as cells
 from govshare.security import audit
 from govshare.security.service import Principal
 
@@ -102,7 +103,8 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value).strip()
+    # An exported cell that began with a formula character carries a quote; take it off.
+    return cells.restore_text(str(value).strip())
 
 
 def read_rows(filename: str, content: bytes) -> Iterator[tuple[int, Row]]:
@@ -378,13 +380,13 @@ def _row_values(resource: Resource, codes: service.CodeTables, key: int) -> Iter
         yield [values[c.field] for c in COLUMNS]
 
 
-def export_csv(resources: Iterable[Resource], codes: service.CodeTables) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(HEADERS)
+def _all_rows(resources: Iterable[Resource], codes: service.CodeTables) -> Iterator[list[Any]]:
     for key, resource in enumerate(resources, start=1):
-        writer.writerows(_row_values(resource, codes, key))
-    return ("\ufeff" + out.getvalue()).encode("utf-8")  # BOM so Excel reads UTF-8
+        yield from _row_values(resource, codes, key)
+
+
+def export_csv(resources: Iterable[Resource], codes: service.CodeTables) -> bytes:
+    return cells.csv_bytes(HEADERS, _all_rows(resources, codes))
 
 
 def export_xlsx(
@@ -408,9 +410,8 @@ def export_xlsx(
         notes.append(["列名", "是否必填", "说明"])
         for col in COLUMNS:
             notes.append([col.header, "必填" if col.required else "选填", col.hint])
-    for key, resource in enumerate(resources, start=1):
-        for values in _row_values(resource, codes, key):
-            ws.append(values)
+    for values in _all_rows(resources, codes):
+        ws.append(cells.xlsx_row(ws, values))
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
@@ -469,18 +470,15 @@ TEMPLATE_EXAMPLE: list[list[str]] = [
 
 
 def template_csv() -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(HEADERS)
-    writer.writerows(TEMPLATE_EXAMPLE)
-    return ("\ufeff" + out.getvalue()).encode("utf-8")
+    return cells.csv_bytes(HEADERS, TEMPLATE_EXAMPLE)
 
 
 def template_xlsx() -> bytes:
     data = export_xlsx([], service.CodeTables.__new__(service.CodeTables), with_hints=True)
     wb = load_workbook(io.BytesIO(data))
+    ws = wb["目录"]
     for row in TEMPLATE_EXAMPLE:
-        wb["目录"].append(row)
+        ws.append(cells.xlsx_row(ws, row))
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
