@@ -9,6 +9,7 @@ from typing import Any
 from openpyxl import Workbook, load_workbook
 
 from govshare.catalog.spreadsheet import HEADERS
+from tests.catalog.console import csrf_of, error_rows, resource_form, signed_in
 from tests.factories import World, unique
 
 ITEM_COLUMNS = {
@@ -199,3 +200,46 @@ def test_import_is_audited(world: World) -> None:
             "/api/v1/audit", params={"action": "catalog.import", "actor": dept.registrar}
         ).json()
     assert entries["items"][0]["after"] == {"entries": 1, "rows": 1}
+
+
+def test_unusual_digits_in_data_length_are_reported_not_crashed(world: World) -> None:
+    dept = world.department()
+    marker = unique("长度")
+    bad = ["²", "①", "-5", "0", "18.5", "七", "1e3", "99999999"]
+    rows = [_row("1", f"{marker}表", "字段0", "f0")]
+    rows += [
+        _row("1", "", f"字段{i}", f"f{i}", more=True, 数据长度=v) for i, v in enumerate(bad, 1)
+    ]
+    for filename, content in [("len.csv", _csv(rows)), ("len.xlsx", _xlsx(rows))]:
+        r = _import(world, dept.registrar, filename, content)
+        assert r.status_code == 422, r.text
+        details = r.json()["error"]["details"]
+        assert {(d["row"], d["column"]) for d in details} == {
+            (i + 2, "数据长度") for i in range(1, len(bad) + 1)
+        }, details
+        for row, value in enumerate(bad, start=3):
+            assert any(
+                d["row"] == row and value in d["message"] and "1 至 65535" in d["message"]
+                for d in details
+            ), (value, details)
+    assert _count_mine(world, dept.registrar, marker) == 0
+
+
+def test_unusual_digits_in_the_console_import_and_form(world: World) -> None:
+    dept = world.department()
+    marker = unique("控制台长度")
+    with signed_in(world, dept.registrar) as client:
+        content = _csv([_row("1", f"{marker}表", "姓名", "xm", 数据长度="²")])
+        r = client.post(
+            "/catalog/import",
+            data={"csrf_token": csrf_of(client)},
+            files={"file": ("sup.csv", content, "text/csv")},
+        )
+        assert r.status_code == 422, r.text
+        assert any(row == 2 and col == "数据长度" for row, col, _ in error_rows(r.text)), r.text
+        form = resource_form(csrf_of(client), name=f"{marker}表单")
+        form["item_length"] = ["①", "50", "200", ""]
+        r = client.post("/catalog/resources/new", data=form)
+        assert r.status_code == 422, r.text
+        assert "信息项第1行 · 数据长度" in r.text
+    assert _count_mine(world, dept.registrar, marker) == 0

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from govshare.catalog.codes import ResourceKind, ResourceStatus, SharingType
 
 ITEM_CODE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,59}$"
+MIN_LENGTH, MAX_LENGTH = 1, 65535  # 数据长度 (字节)
 
 
 class ItemIn(BaseModel):
@@ -18,7 +19,9 @@ class ItemIn(BaseModel):
     name: str = Field(min_length=1, max_length=100, description="信息项名称")
     code: str = Field(pattern=ITEM_CODE_PATTERN, description="信息项代码 (字段名)")
     data_type: str = Field(min_length=1, max_length=2, description="数据类型 C/N/Y/D/T/L/M/G/B/I/F")
-    length: int | None = Field(default=None, ge=1, le=65535, description="数据长度 (字节)")
+    length: int | None = Field(
+        default=None, ge=MIN_LENGTH, le=MAX_LENGTH, description="数据长度 (字节)"
+    )
     description: str = Field(default="", max_length=2000)
     code_table: str | None = Field(default=None, max_length=40, description="引用的代码表")
     is_key: bool = Field(default=False, description="是否为主键/关联标识")

@@ -23,7 +23,7 @@ from govshare.catalog import search, service
 from govshare.catalog.codes import CodeTableName, SharingType
 from govshare.catalog.errors import ImportRejected, InvalidResource
 from govshare.catalog.models import Resource
-from govshare.catalog.schemas import ResourceIn
+from govshare.catalog.schemas import MAX_LENGTH, MIN_LENGTH, ResourceIn
 from govshare.rules import spreadsheet as cells
 from govshare.security import audit
 from govshare.security.service import Principal
@@ -96,6 +96,17 @@ def _yes_no(value: str) -> bool | None:
     if v in ("", "否", "n", "no", "false", "0"):
         return False
     return None
+
+
+def _length(text: str) -> int | None:
+    """数据长度 as an int, or None when empty or not a whole number in range.
+
+    ``str.isdigit`` also holds for "²" and "①", which ``int`` refuses; ``isdecimal``
+    holds only for digits ``int`` reads (including full-width ones, "１８")."""
+    if not text.isdecimal() or len(text) > 9:
+        return None
+    value = int(text)
+    return value if MIN_LENGTH <= value <= MAX_LENGTH else None
 
 
 def _cell(value: Any) -> str:
@@ -201,12 +212,15 @@ def _to_resource_in(
     items: list[dict[str, Any]] = []
     for item_row, it in group.items:
         length_text = it.get("length", "")
-        length: int | None = None
-        if length_text:
-            if length_text.isdigit() and int(length_text) > 0:
-                length = int(length_text)
-            else:
-                problems.append(_problem(item_row, "length", f"数据长度“{length_text}”应为正整数"))
+        length = _length(length_text)
+        if length_text and length is None:
+            problems.append(
+                _problem(
+                    item_row,
+                    "length",
+                    f"数据长度“{length_text}”应为 {MIN_LENGTH} 至 {MAX_LENGTH} 之间的整数",
+                )
+            )
         data_type = codes.resolve(CodeTableName.DATA_TYPE, it.get("data_type", "")) or it.get(
             "data_type", ""
         )

@@ -67,7 +67,8 @@ def optional_int(value: str) -> int | str | None:
     value = value.strip()
     if not value:
         return None
-    return int(value) if value.isdigit() else value
+    # isdecimal, not isdigit: "²" and "①" are digits that int() refuses.
+    return int(value) if value.isdecimal() else value
 
 
 def field_path(loc: Iterable[Any]) -> str:
