@@ -243,3 +243,30 @@ def test_unusual_digits_in_the_console_import_and_form(world: World) -> None:
         assert r.status_code == 422, r.text
         assert "信息项第1行 · 数据长度" in r.text
     assert _count_mine(world, dept.registrar, marker) == 0
+
+
+HOSTILE_CELLS = ["²", "①", "a\x00b", "🙂" * 3, "x" * 5000, "  ", "None", "'=1+1"]
+
+
+def test_any_cell_value_is_answered_with_a_report_or_an_import(world: World) -> None:
+    """Each column of an otherwise good row gets an odd value; never a 500."""
+    dept = world.department()
+    for value in HOSTILE_CELLS:
+        marker = unique("怪值")
+        rows = []
+        for i, header in enumerate(HEADERS):
+            if header == "资源序号":
+                continue
+            rows.append(_row(str(i), f"{marker}{i}", "姓名", f"xm{i}", **{header: value}))
+        r = _import(world, dept.registrar, "odd.csv", _csv(rows))
+        assert r.status_code in (201, 422), (repr(value), r.text)
+        if "\x00" in value:
+            details = r.json()["error"]["details"]
+            assert {d["row"] for d in details if "控制字符" in d["message"]} == {
+                i + 2 for i in range(len(rows))
+            }
+        if r.status_code == 422:
+            for d in r.json()["error"]["details"]:
+                assert d["row"] >= 2
+                assert d["column"] in HEADERS, d
+                assert d["message"], d

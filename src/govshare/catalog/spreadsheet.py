@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -79,6 +80,8 @@ BY_FIELD = {c.field: c for c in COLUMNS}
 RESOURCE_FIELDS = [c.field for c in COLUMNS if c.level == "resource" and c.field != "key"]
 MAX_ROWS = 200_000
 SEPARATORS = ("、", ",", "，", ";", "；")
+# C0 controls other than tab, LF and CR, and DEL: PostgreSQL refuses NUL in text.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 Row = dict[str, str]
 
@@ -295,6 +298,11 @@ def import_resources(
     groups: dict[str, _Group] = {}
     problems: list[dict[str, Any]] = []
     for number, row in read_rows(filename, content):
+        for field, value in row.items():
+            if CONTROL_CHARACTERS.search(value):
+                problems.append(_problem(number, field, "含有不可见的控制字符 (如 NUL)，请删除"))
+                # Taken out so that later checks (and the database) never see them.
+                row[field] = CONTROL_CHARACTERS.sub("", value)
         key = row.get("key", "")
         if not key:
             problems.append(_problem(number, "key", "资源序号不能为空"))
