@@ -270,3 +270,36 @@ def test_any_cell_value_is_answered_with_a_report_or_an_import(world: World) -> 
                 assert d["row"] >= 2
                 assert d["column"] in HEADERS, d
                 assert d["message"], d
+
+
+def test_every_error_of_a_file_is_reported_once_in_one_pass(world: World) -> None:
+    dept = world.department()
+    marker = unique("一次")
+    rows = [
+        # an item error (code pattern) beside entry errors (classification, conditions)
+        _row("1", f"{marker}一", "姓名", "1xm", 信息资源分类="999", 共享条件=""),  # row 2
+        # an empty required column, an unknown code-table value, an unreadable length
+        _row("2", "", "金额", "je", 更新周期="每两小时"),  # row 3
+        _row("2", "", "数量", "sl", more=True, 数据长度="①"),  # row 4
+        # an item error on a later row, an entry error on the first
+        _row("3", f"{marker}三", "日期", "rq", 信息资源格式="纸质"),  # row 5
+        _row("3", "", "备注", "bz", more=True, 数据类型="Q"),  # row 6
+    ]
+    for filename, content in [("once.csv", _csv(rows)), ("once.xlsx", _xlsx(rows))]:
+        r = _import(world, dept.registrar, filename, content)
+        assert r.status_code == 422, r.text
+        details = r.json()["error"]["details"]
+        cells = [(d["row"], d["column"]) for d in details]
+        assert sorted(cells) == sorted(
+            [
+                (2, "信息项代码"),
+                (2, "信息资源分类"),
+                (2, "共享条件"),
+                (3, "信息资源名称"),
+                (3, "更新周期"),
+                (4, "数据长度"),
+                (5, "信息资源格式"),
+                (6, "数据类型"),
+            ]
+        ), details
+    assert _count_mine(world, dept.registrar, marker) == 0

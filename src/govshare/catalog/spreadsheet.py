@@ -24,7 +24,7 @@ from govshare.catalog import search, service
 from govshare.catalog.codes import CodeTableName, SharingType
 from govshare.catalog.errors import ImportRejected, InvalidResource
 from govshare.catalog.models import Resource
-from govshare.catalog.schemas import MAX_LENGTH, MIN_LENGTH, ResourceIn
+from govshare.catalog.schemas import MAX_LENGTH, MIN_LENGTH, ItemIn, ResourceIn
 from govshare.rules import spreadsheet as cells
 from govshare.security import audit
 from govshare.security.service import Principal
@@ -179,9 +179,41 @@ def _problem(row: int, field: str, message: str) -> dict[str, Any]:
 _ITEM_FIELD_TO_COLUMN = {"name": "item_name", "code": "item_code"}
 
 
+class _Report:
+    """The problems of one file, at most one reason per cell from each stage of checks.
+
+    The stages run in order — the cells as read, the schema, the catalog's rules — and a
+    later stage says nothing about a cell an earlier one has already explained (an
+    unreadable 数据长度 is not also "missing"), so every error appears once.
+    """
+
+    def __init__(self) -> None:
+        self.problems: list[dict[str, Any]] = []
+        self._earlier: set[tuple[int, str]] = set()
+        self._stage: set[tuple[int, str, str]] = set()
+
+    def add(self, problem: dict[str, Any]) -> None:
+        cell = (problem["row"], problem["column"])
+        if cell in self._earlier or (*cell, problem["message"]) in self._stage:
+            return
+        self._stage.add((*cell, problem["message"]))
+        self.problems.append(problem)
+
+    def extend(self, problems: Iterable[dict[str, Any]]) -> None:
+        for p in problems:
+            self.add(p)
+
+    def next_stage(self) -> None:
+        self._earlier |= {(row, column) for row, column, _ in self._stage}
+        self._stage = set()
+
+
 def _to_resource_in(
     group: _Group, codes: service.CodeTables, provider_department_id: int | None
-) -> tuple[ResourceIn | None, list[dict[str, Any]]]:
+) -> tuple[ResourceIn, bool, list[dict[str, Any]], list[dict[str, Any]]]:
+    """The group as an entry, whether the schema accepted it (if not, the entry is
+    a draft built without validation, for the catalog's rules to check as far as its
+    values allow), the problems of its cells and the schema's problems."""
     problems: list[dict[str, Any]] = []
     r, row = group.resource, group.first_row
 
@@ -241,7 +273,7 @@ def _to_resource_in(
                 "is_key": bool(is_key),
             }
         )
-    payload = {
+    payload: dict[str, Any] = {
         "classification_code": r.get("classification_code", ""),
         "name": r.get("name", ""),
         "abstract": r.get("abstract", ""),
@@ -260,18 +292,20 @@ def _to_resource_in(
         "items": items,
     }
     try:
-        data = ResourceIn.model_validate(payload)
+        return ResourceIn.model_validate(payload), True, problems, []
     except ValidationError as exc:
+        schema_problems = []
         for err in exc.errors():
             loc = err["loc"]
             if loc and loc[0] == "items" and len(loc) >= 3 and isinstance(loc[1], int):
                 item_row = group.items[loc[1]][0]
                 field = _ITEM_FIELD_TO_COLUMN.get(str(loc[2]), str(loc[2]))
-                problems.append(_problem(item_row, field, err["msg"]))
+                schema_problems.append(_problem(item_row, field, err["msg"]))
             else:
-                problems.append(_problem(row, str(loc[0]) if loc else "", err["msg"]))
-        return None, problems
-    return data, problems
+                schema_problems.append(_problem(row, str(loc[0]) if loc else "", err["msg"]))
+    draft = ResourceIn.model_construct(**payload)
+    draft.items = [ItemIn.model_construct(**it) for it in items]
+    return draft, False, problems, schema_problems
 
 
 def _map_service_problem(group: _Group, problem: dict[str, Any]) -> dict[str, Any]:
@@ -296,16 +330,17 @@ def import_resources(
 ) -> list[Resource]:
     """Validate every row, then store every entry as a draft — or nothing at all."""
     groups: dict[str, _Group] = {}
-    problems: list[dict[str, Any]] = []
+    report = _Report()
+    problems = report.problems
     for number, row in read_rows(filename, content):
         for field, value in row.items():
             if CONTROL_CHARACTERS.search(value):
-                problems.append(_problem(number, field, "含有不可见的控制字符 (如 NUL)，请删除"))
+                report.add(_problem(number, field, "含有不可见的控制字符 (如 NUL)，请删除"))
                 # Taken out so that later checks (and the database) never see them.
                 row[field] = CONTROL_CHARACTERS.sub("", value)
         key = row.get("key", "")
         if not key:
-            problems.append(_problem(number, "key", "资源序号不能为空"))
+            report.add(_problem(number, "key", "资源序号不能为空"))
             continue
         group = groups.get(key)
         if group is None:
@@ -319,11 +354,11 @@ def import_resources(
                 "update_cycle",
             ):
                 if not row.get(field):
-                    problems.append(_problem(number, field, f"{BY_FIELD[field].header}不能为空"))
+                    report.add(_problem(number, field, f"{BY_FIELD[field].header}不能为空"))
             continue
         for field in RESOURCE_FIELDS:
             if row.get(field) and row[field] != group.resource.get(field):
-                problems.append(
+                report.add(
                     _problem(
                         number, field, f"与资源序号 {key} 第一行(第{group.first_row}行)的值不一致"
                     )
@@ -334,14 +369,22 @@ def import_resources(
 
     codes = service.CodeTables(session)
     prepared: list[ResourceIn] = []
+    checked: list[tuple[_Group, ResourceIn, list[dict[str, Any]]]] = []
     for group in groups.values():
-        data, group_problems = _to_resource_in(group, codes, provider_department_id)
-        problems.extend(group_problems)
-        if data is None:
-            continue
-        found, _ = service.validate_resource(session, data, codes)
-        problems.extend(_map_service_problem(group, p) for p in found)
-        prepared.append(data)
+        data, valid, cell_problems, schema_problems = _to_resource_in(
+            group, codes, provider_department_id
+        )
+        report.extend(cell_problems)
+        checked.append((group, data, schema_problems))
+        if valid:
+            prepared.append(data)
+    report.next_stage()
+    for _, _, schema_problems in checked:
+        report.extend(schema_problems)
+    report.next_stage()
+    for group, data, _ in checked:
+        found, _node = service.validate_resource(session, data, codes)
+        report.extend(_map_service_problem(group, p) for p in found)
     if problems:
         problems.sort(
             key=lambda p: (p["row"], HEADERS.index(p["column"]) if p["column"] in HEADERS else 99)
