@@ -36,7 +36,6 @@ from govshare.catalog.errors import (
 )
 from govshare.catalog.models import Resource
 from govshare.catalog.schemas import (
-    ITEM_CODE_PATTERN,
     ChangeIn,
     DemandIn,
     DemandResponseIn,
@@ -72,10 +71,6 @@ from govshare.web.forms import (
 )
 
 router = APIRouter(include_in_schema=False)
-
-PATTERN_HINTS = {
-    ITEM_CODE_PATTERN: "应以英文字母或下划线开头，只含英文字母、数字和下划线（不超过60位）"
-}
 
 FIELD_LABELS: dict[str, str] = {
     "classification_code": "信息资源分类",
@@ -434,11 +429,7 @@ def _validated(
         data = model.model_validate(payload)
     except ValidationError as exc:
         reported = {p["field"] for p in problems}
-        problems += [
-            p
-            for p in validation_problems(exc, pattern_hints=PATTERN_HINTS)
-            if p["field"] not in reported
-        ]
+        problems += [p for p in validation_problems(exc) if p["field"] not in reported]
     if not problems:
         return data
     reported = {p["field"] for p in problems}
