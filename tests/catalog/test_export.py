@@ -64,7 +64,11 @@ def test_exported_csv_imports_back_unchanged(world: World) -> None:
     user, marker = _entry(world)
     exported = _export(world, user, marker, "csv")
     with world.api(user) as c:
-        r = c.post("/api/v1/catalog/import", files={"file": ("again.csv", exported)})
+        r = c.post(
+            "/api/v1/catalog/import",
+            files={"file": ("again.csv", exported)},
+            params={"confirm_duplicates": "true"},  # the same entry again, knowingly
+        )
         assert r.status_code == 201, r.text
         again = c.get(f"/api/v1/catalog/resources/{r.json()[0]['id']}").json()
     for field, value in HOSTILE.items():

@@ -151,7 +151,10 @@ def add_draft(console: Console, **overrides: Any) -> int:
             permissions=permissions_for(user.roles),
         )
         resource = service.add_resource(
-            s, principal, ResourceIn.model_validate(resource_payload(**overrides))
+            s,
+            principal,
+            ResourceIn.model_validate(resource_payload(**overrides)),
+            confirm_duplicates=True,  # scenery: entries may share the default name
         )
         s.commit()
         return resource.id

@@ -319,6 +319,36 @@ def _map_service_problem(group: _Group, problem: dict[str, Any]) -> dict[str, An
     return _problem(group.first_row, field.split("[")[0], problem["message"])
 
 
+def _duplicate_names(
+    session: Session, department_id: int | None, groups: list[_Group]
+) -> Iterator[dict[str, Any]]:
+    """A problem on the name of each entry named like an earlier one of the file or
+    like an entry the department already has."""
+    existing = (
+        service.entries_by_name(session, department_id=department_id)
+        if department_id is not None
+        else {}
+    )
+    first_of: dict[str, _Group] = {}
+    for group in groups:
+        name = group.resource.get("name", "")
+        if not name:
+            continue
+        key = service.name_key(name)
+        message = ""
+        if key in existing:
+            message = service.duplicate_name_message(existing[key], then="重新导入")
+        elif key in first_of:
+            earlier = first_of[key]
+            message = (
+                f"与第{earlier.first_row}行的“{earlier.resource.get('name', '')}”重名；"
+                "确属不同资源请勾选“确认重名”后重新导入"
+            )
+        first_of.setdefault(key, group)
+        if message:
+            yield {**_problem(group.first_row, "name", message), "code": service.DUPLICATE_NAME}
+
+
 def import_resources(
     session: Session,
     principal: Principal,
@@ -327,8 +357,12 @@ def import_resources(
     *,
     provider_department_id: int | None = None,
     progress: Callable[[int], None] | None = None,
+    confirm_duplicates: bool = False,
 ) -> list[Resource]:
-    """Validate every row, then store every entry as a draft — or nothing at all."""
+    """Validate every row, then store every entry as a draft — or nothing at all.
+
+    Entries named like another entry of the file, or like an entry the department
+    already has, are reported and refuse the file unless ``confirm_duplicates``."""
     groups: dict[str, _Group] = {}
     report = _Report()
     problems = report.problems
@@ -385,6 +419,9 @@ def import_resources(
     for group, data, _ in checked:
         found, _node = service.validate_resource(session, data, codes)
         report.extend(_map_service_problem(group, p) for p in found)
+    if not confirm_duplicates:
+        department_id = provider_department_id or principal.department_id
+        report.extend(_duplicate_names(session, department_id, list(groups.values())))
     if problems:
         problems.sort(
             key=lambda p: (p["row"], HEADERS.index(p["column"]) if p["column"] in HEADERS else 99)
@@ -394,7 +431,12 @@ def import_resources(
     created: list[Resource] = []
     try:
         for i, data in enumerate(prepared, start=1):
-            created.append(service.add_resource(session, principal, data, codes=codes, index=False))
+            created.append(
+                # Duplicate names were checked above, the file's own included.
+                service.add_resource(
+                    session, principal, data, codes=codes, index=False, confirm_duplicates=True
+                )
+            )
             if progress and i % 100 == 0:
                 progress(i)
     except InvalidResource as exc:  # a rule that depends on rows imported just before
