@@ -84,3 +84,18 @@ def test_console_form_shows_what_each_field_expects(world: World) -> None:
         assert EXPECTED[field] in r.text, field
     assert "should" not in r.text
     assert CJK.search(EXPECTED["name"])
+
+
+def test_api_missing_and_unknown_fields_are_named_in_chinese(world: World) -> None:
+    dept = world.department()
+    payload = resource_payload(colour="红")
+    del payload["name"], payload["items"][0]["code"]
+    with world.api(dept.registrar) as c:
+        r = c.post("/api/v1/catalog/resources", json=payload)
+    assert r.status_code == 422, r.text
+    fields = {d["field"]: d["message"] for d in r.json()["error"]["details"]}
+    assert fields == {
+        "name": "必填 (field required)",
+        "items[0].code": "必填 (field required)",
+        "colour": "不允许的字段 (extra field not permitted)",
+    }
