@@ -286,6 +286,8 @@ def test_every_error_of_a_file_is_reported_once_in_one_pass(world: World) -> Non
         # an item error on a later row, an entry error on the first
         _row("3", f"{marker}三", "日期", "rq", 信息资源格式="纸质"),  # row 5
         _row("3", "", "备注", "bz", more=True, 数据类型="Q"),  # row 6
+        # no key: its item cells are still checked
+        _row("", "", "附注", "9fz", more=True, 数据长度="²"),  # row 7
     ]
     for filename, content in [("once.csv", _csv(rows)), ("once.xlsx", _xlsx(rows))]:
         r = _import(world, dept.registrar, filename, content)
@@ -302,6 +304,9 @@ def test_every_error_of_a_file_is_reported_once_in_one_pass(world: World) -> Non
                 (4, "数据长度"),
                 (5, "信息资源格式"),
                 (6, "数据类型"),
+                (7, "资源序号"),
+                (7, "信息项代码"),
+                (7, "数据长度"),
             ]
         ), details
     assert _count_mine(world, dept.registrar, marker) == 0

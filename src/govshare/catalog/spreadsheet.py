@@ -179,6 +179,56 @@ def _problem(row: int, field: str, message: str) -> dict[str, Any]:
 _ITEM_FIELD_TO_COLUMN = {"name": "item_name", "code": "item_code"}
 
 
+def _item_payload(
+    number: int, it: Row, codes: service.CodeTables, problems: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The item columns of row ``number`` as ItemIn's input; unreadable cells reported."""
+    length_text = it.get("length", "")
+    length = _length(length_text)
+    if length_text and length is None:
+        problems.append(
+            _problem(
+                number,
+                "length",
+                f"数据长度“{length_text}”应为 {MIN_LENGTH} 至 {MAX_LENGTH} 之间的整数",
+            )
+        )
+    data_type = codes.resolve(CodeTableName.DATA_TYPE, it.get("data_type", "")) or it.get(
+        "data_type", ""
+    )
+    is_key = _yes_no(it.get("is_key", ""))
+    if is_key is None:
+        problems.append(_problem(number, "is_key", "是否主键应填“是”或“否”"))
+    return {
+        "name": it.get("item_name", ""),
+        "code": it.get("item_code", ""),
+        "data_type": data_type,
+        "length": length,
+        "description": it.get("description", ""),
+        "code_table": it.get("code_table") or None,
+        "is_key": bool(is_key),
+    }
+
+
+def _keyless_row_problems(
+    number: int, row: Row, codes: service.CodeTables
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A row without 资源序号 belongs to no entry, but its item cells can still be
+    checked, so that fixing the key does not reveal another round of errors."""
+    cell_problems: list[dict[str, Any]] = []
+    payload = _item_payload(number, row, codes, cell_problems)
+    schema_problems = []
+    try:
+        ItemIn.model_validate(payload)
+    except ValidationError as exc:
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "item_name"
+            schema_problems.append(
+                _problem(number, _ITEM_FIELD_TO_COLUMN.get(field, field), err["msg"])
+            )
+    return cell_problems, schema_problems
+
+
 class _Report:
     """The problems of one file, at most one reason per cell from each stage of checks.
 
@@ -244,35 +294,7 @@ def _to_resource_in(
     is_open = _yes_no(r.get("is_open", ""))
     if is_open is None:
         problems.append(_problem(row, "is_open", "是否向社会开放应填“是”或“否”"))
-    items: list[dict[str, Any]] = []
-    for item_row, it in group.items:
-        length_text = it.get("length", "")
-        length = _length(length_text)
-        if length_text and length is None:
-            problems.append(
-                _problem(
-                    item_row,
-                    "length",
-                    f"数据长度“{length_text}”应为 {MIN_LENGTH} 至 {MAX_LENGTH} 之间的整数",
-                )
-            )
-        data_type = codes.resolve(CodeTableName.DATA_TYPE, it.get("data_type", "")) or it.get(
-            "data_type", ""
-        )
-        is_key = _yes_no(it.get("is_key", ""))
-        if is_key is None:
-            problems.append(_problem(item_row, "is_key", "是否主键应填“是”或“否”"))
-        items.append(
-            {
-                "name": it.get("item_name", ""),
-                "code": it.get("item_code", ""),
-                "data_type": data_type,
-                "length": length,
-                "description": it.get("description", ""),
-                "code_table": it.get("code_table") or None,
-                "is_key": bool(is_key),
-            }
-        )
+    items = [_item_payload(item_row, it, codes, problems) for item_row, it in group.items]
     payload: dict[str, Any] = {
         "classification_code": r.get("classification_code", ""),
         "name": r.get("name", ""),
@@ -364,6 +386,7 @@ def import_resources(
     Entries named like another entry of the file, or like an entry the department
     already has, are reported and refuse the file unless ``confirm_duplicates``."""
     groups: dict[str, _Group] = {}
+    keyless: list[tuple[int, Row]] = []
     report = _Report()
     problems = report.problems
     for number, row in read_rows(filename, content):
@@ -375,6 +398,7 @@ def import_resources(
         key = row.get("key", "")
         if not key:
             report.add(_problem(number, "key", "资源序号不能为空"))
+            keyless.append((number, row))
             continue
         group = groups.get(key)
         if group is None:
@@ -404,6 +428,11 @@ def import_resources(
     codes = service.CodeTables(session)
     prepared: list[ResourceIn] = []
     checked: list[tuple[_Group, ResourceIn, list[dict[str, Any]]]] = []
+    keyless_schema_problems: list[dict[str, Any]] = []
+    for number, row in keyless:
+        cell_problems, schema_problems = _keyless_row_problems(number, row, codes)
+        report.extend(cell_problems)
+        keyless_schema_problems += schema_problems
     for group in groups.values():
         data, valid, cell_problems, schema_problems = _to_resource_in(
             group, codes, provider_department_id
@@ -413,6 +442,7 @@ def import_resources(
         if valid:
             prepared.append(data)
     report.next_stage()
+    report.extend(keyless_schema_problems)
     for _, _, schema_problems in checked:
         report.extend(schema_problems)
     report.next_stage()
