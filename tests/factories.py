@@ -139,7 +139,12 @@ class World:
 
     def add_resource(self, dept: Dept, **overrides: Any) -> dict[str, Any]:
         with self.api(dept.registrar) as c:
-            r = c.post("/api/v1/catalog/resources", json=resource_payload(**overrides))
+            # Scenery: several entries of one department may share the default name.
+            r = c.post(
+                "/api/v1/catalog/resources",
+                json=resource_payload(**overrides),
+                params={"confirm_duplicates": "true"},
+            )
             assert r.status_code == 201, r.text
             return r.json()
 

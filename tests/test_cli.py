@@ -366,3 +366,47 @@ def test_create_admin_without_a_hub_says_so(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "govshare db upgrade" in r.stderr
     assert not (tmp_path / "empty").exists()
+
+
+def test_import_refuses_duplicate_names_unless_confirmed(tmp_path: Path) -> None:
+    from govshare import db
+    from govshare.security.audit import SYSTEM
+    from govshare.security.roles import Role
+    from govshare.security.service import add_department, add_user
+    from tests.catalog.test_import import _csv, _row
+    from tests.conftest import make_settings, migrated
+    from tests.factories import PASSWORD, valid_credit_code
+
+    settings = migrated(make_settings(tmp_path))
+    engine = db.make_engine(settings)
+    with db.session_scope(db.make_session_factory(engine, settings)) as s:
+        dept = add_department(
+            s,
+            SYSTEM,
+            name="青岛市命令行测试局",
+            short_name="命令行",
+            credit_code=valid_credit_code(),
+            division_code="370200",
+        )
+        add_user(
+            s,
+            SYSTEM,
+            username="cli_reg",
+            password=PASSWORD,
+            display_name="命令行编目员",
+            department_id=dept.id,
+            roles=[Role.CATALOG_REGISTRAR],
+        )
+    engine.dispose()
+    f = tmp_path / "dup.csv"
+    f.write_bytes(
+        _csv([_row("1", "命令行重名", "姓名", "xm"), _row("2", "命令行重名", "姓名", "xm")])
+    )
+    args = ["catalog", "import", str(f), "--as", "cli_reg", "--data-dir", str(tmp_path)]
+    r = _run(*args)
+    assert r.returncode == 1, r.stdout
+    assert "第3行 [信息资源名称]" in r.stderr
+    assert "与第2行" in r.stderr
+    r = _run(*args, "--confirm-duplicates")
+    assert r.returncode == 0, r.stderr
+    assert "已导入 2 条目录" in r.stdout

@@ -50,8 +50,19 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return out or ".".join(map(str, loc))
 
 
+# Fields that say what they expect do so in Chinese (govshare.rules.fields.Expect); these
+# two errors come from the model rather than a field, so they are translated here.
+_MODEL_ERRORS = {
+    "missing": "必填 (field required)",
+    "extra_forbidden": "不允许的字段 (extra field not permitted)",
+}
+
+
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
-    return [{"field": _field_path(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()]
+    return [
+        {"field": _field_path(tuple(e["loc"])), "message": _MODEL_ERRORS.get(e["type"], e["msg"])}
+        for e in exc.errors()
+    ]
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -329,6 +329,13 @@ def catalog_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="XLSX 或 CSV 文件")],
     username: Annotated[str, typer.Option("--as", help="以该用户身份导入 (其部门为提供方)")],
     data_dir: DataDir = None,
+    confirm_duplicates: Annotated[
+        bool,
+        typer.Option(
+            "--confirm-duplicates",
+            help="确认重名: 与本部门已有目录 (或文件内) 同名的资源确属不同资源, 仍然导入",
+        ),
+    ] = False,
 ) -> None:
     """Import catalog entries from a spreadsheet: all rows or none."""
     from rich.progress import Progress
@@ -360,6 +367,7 @@ def catalog_import(
                 file.name,
                 file.read_bytes(),
                 progress=lambda n: progress.update(task, completed=n),
+                confirm_duplicates=confirm_duplicates,
             )
     except GovshareError as exc:
         err.print(f"[red]{exc.message}[/red]")

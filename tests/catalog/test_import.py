@@ -9,6 +9,7 @@ from typing import Any
 from openpyxl import Workbook, load_workbook
 
 from govshare.catalog.spreadsheet import HEADERS
+from tests.catalog.console import csrf_of, error_rows, resource_form, signed_in
 from tests.factories import World, unique
 
 ITEM_COLUMNS = {
@@ -68,9 +69,9 @@ def _xlsx(rows: list[list[str]]) -> bytes:
     return buf.getvalue()
 
 
-def _import(world: World, user: str, filename: str, content: bytes) -> Any:
+def _import(world: World, user: str, filename: str, content: bytes, **params: str) -> Any:
     with world.api(user) as c:
-        return c.post("/api/v1/catalog/import", files={"file": (filename, content)})
+        return c.post("/api/v1/catalog/import", files={"file": (filename, content)}, params=params)
 
 
 def _count_mine(world: World, user: str, q: str) -> int:
@@ -97,7 +98,8 @@ def test_good_file_imports_every_entry_as_draft(world: World) -> None:
         ),
     ]
     for filename, content in [("a.csv", _csv(rows)), ("a.xlsx", _xlsx(rows))]:
-        r = _import(world, dept.registrar, filename, content)
+        # The second file repeats the first's entries: knowingly, so confirmed.
+        r = _import(world, dept.registrar, filename, content, confirm_duplicates="true")
         assert r.status_code == 201, r.text
         created = r.json()
         assert [c["status"] for c in created] == ["draft", "draft"]
@@ -187,7 +189,8 @@ def test_template_round_trips(world: World) -> None:
     assert "填写说明" in wb.sheetnames
     # The template's example rows are themselves importable.
     assert _import(world, dept.registrar, "template.xlsx", xlsx).status_code == 201
-    assert _import(world, dept.registrar, "template.csv", csv_t).status_code == 201
+    again = _import(world, dept.registrar, "template.csv", csv_t, confirm_duplicates="true")
+    assert again.status_code == 201
 
 
 def test_import_is_audited(world: World) -> None:
@@ -199,3 +202,111 @@ def test_import_is_audited(world: World) -> None:
             "/api/v1/audit", params={"action": "catalog.import", "actor": dept.registrar}
         ).json()
     assert entries["items"][0]["after"] == {"entries": 1, "rows": 1}
+
+
+def test_unusual_digits_in_data_length_are_reported_not_crashed(world: World) -> None:
+    dept = world.department()
+    marker = unique("长度")
+    bad = ["²", "①", "-5", "0", "18.5", "七", "1e3", "99999999"]
+    rows = [_row("1", f"{marker}表", "字段0", "f0")]
+    rows += [
+        _row("1", "", f"字段{i}", f"f{i}", more=True, 数据长度=v) for i, v in enumerate(bad, 1)
+    ]
+    for filename, content in [("len.csv", _csv(rows)), ("len.xlsx", _xlsx(rows))]:
+        r = _import(world, dept.registrar, filename, content)
+        assert r.status_code == 422, r.text
+        details = r.json()["error"]["details"]
+        assert {(d["row"], d["column"]) for d in details} == {
+            (i + 2, "数据长度") for i in range(1, len(bad) + 1)
+        }, details
+        for row, value in enumerate(bad, start=3):
+            assert any(
+                d["row"] == row and value in d["message"] and "1 至 65535" in d["message"]
+                for d in details
+            ), (value, details)
+    assert _count_mine(world, dept.registrar, marker) == 0
+
+
+def test_unusual_digits_in_the_console_import_and_form(world: World) -> None:
+    dept = world.department()
+    marker = unique("控制台长度")
+    with signed_in(world, dept.registrar) as client:
+        content = _csv([_row("1", f"{marker}表", "姓名", "xm", 数据长度="²")])
+        r = client.post(
+            "/catalog/import",
+            data={"csrf_token": csrf_of(client)},
+            files={"file": ("sup.csv", content, "text/csv")},
+        )
+        assert r.status_code == 422, r.text
+        assert any(row == 2 and col == "数据长度" for row, col, _ in error_rows(r.text)), r.text
+        form = resource_form(csrf_of(client), name=f"{marker}表单")
+        form["item_length"] = ["①", "50", "200", ""]
+        r = client.post("/catalog/resources/new", data=form)
+        assert r.status_code == 422, r.text
+        assert "信息项第1行 · 数据长度" in r.text
+    assert _count_mine(world, dept.registrar, marker) == 0
+
+
+HOSTILE_CELLS = ["²", "①", "a\x00b", "🙂" * 3, "x" * 5000, "  ", "None", "'=1+1"]
+
+
+def test_any_cell_value_is_answered_with_a_report_or_an_import(world: World) -> None:
+    """Each column of an otherwise good row gets an odd value; never a 500."""
+    dept = world.department()
+    for value in HOSTILE_CELLS:
+        marker = unique("怪值")
+        rows = []
+        for i, header in enumerate(HEADERS):
+            if header == "资源序号":
+                continue
+            rows.append(_row(str(i), f"{marker}{i}", "姓名", f"xm{i}", **{header: value}))
+        r = _import(world, dept.registrar, "odd.csv", _csv(rows))
+        assert r.status_code in (201, 422), (repr(value), r.text)
+        if "\x00" in value:
+            details = r.json()["error"]["details"]
+            assert {d["row"] for d in details if "控制字符" in d["message"]} == {
+                i + 2 for i in range(len(rows))
+            }
+        if r.status_code == 422:
+            for d in r.json()["error"]["details"]:
+                assert d["row"] >= 2
+                assert d["column"] in HEADERS, d
+                assert d["message"], d
+
+
+def test_every_error_of_a_file_is_reported_once_in_one_pass(world: World) -> None:
+    dept = world.department()
+    marker = unique("一次")
+    rows = [
+        # an item error (code pattern) beside entry errors (classification, conditions)
+        _row("1", f"{marker}一", "姓名", "1xm", 信息资源分类="999", 共享条件=""),  # row 2
+        # an empty required column, an unknown code-table value, an unreadable length
+        _row("2", "", "金额", "je", 更新周期="每两小时"),  # row 3
+        _row("2", "", "数量", "sl", more=True, 数据长度="①"),  # row 4
+        # an item error on a later row, an entry error on the first
+        _row("3", f"{marker}三", "日期", "rq", 信息资源格式="纸质"),  # row 5
+        _row("3", "", "备注", "bz", more=True, 数据类型="Q"),  # row 6
+        # no key: its item cells are still checked
+        _row("", "", "附注", "9fz", more=True, 数据长度="²"),  # row 7
+    ]
+    for filename, content in [("once.csv", _csv(rows)), ("once.xlsx", _xlsx(rows))]:
+        r = _import(world, dept.registrar, filename, content)
+        assert r.status_code == 422, r.text
+        details = r.json()["error"]["details"]
+        cells = [(d["row"], d["column"]) for d in details]
+        assert sorted(cells) == sorted(
+            [
+                (2, "信息项代码"),
+                (2, "信息资源分类"),
+                (2, "共享条件"),
+                (3, "信息资源名称"),
+                (3, "更新周期"),
+                (4, "数据长度"),
+                (5, "信息资源格式"),
+                (6, "数据类型"),
+                (7, "资源序号"),
+                (7, "信息项代码"),
+                (7, "数据长度"),
+            ]
+        ), details
+    assert _count_mine(world, dept.registrar, marker) == 0

@@ -126,7 +126,10 @@ class Console:
         registrar = principal(dept.registrar, dept.id, Role.CATALOG_REGISTRAR)
         with self.db() as s:
             resource = catalog_service.add_resource(
-                s, registrar, ResourceIn.model_validate(resource_payload(**overrides))
+                s,
+                registrar,
+                ResourceIn.model_validate(resource_payload(**overrides)),
+                confirm_duplicates=True,  # scenery: entries may share the default name
             )
             steps = [
                 (registrar, "submit"),

@@ -151,7 +151,10 @@ def add_draft(console: Console, **overrides: Any) -> int:
             permissions=permissions_for(user.roles),
         )
         resource = service.add_resource(
-            s, principal, ResourceIn.model_validate(resource_payload(**overrides))
+            s,
+            principal,
+            ResourceIn.model_validate(resource_payload(**overrides)),
+            confirm_duplicates=True,  # scenery: entries may share the default name
         )
         s.commit()
         return resource.id
@@ -359,9 +362,9 @@ def test_schema_and_rule_errors_come_in_one_round(console: Console) -> None:
     form = resource_form(csrf_of(client), name="", update_cycle="", items=items)
     r = client.post("/catalog/resources/new", data=form)
     assert r.status_code == 422
-    assert "至少 2 个字符" in r.text
-    assert "应以英文字母或下划线开头" in r.text
-    assert "应为整数" in r.text
+    assert "信息资源名称须为 2 至 200 个字符" in r.text
+    assert "信息项代码须以英文字母或下划线开头" in r.text
+    assert "数据长度须为 1 至 65535 之间的整数" in r.text
     assert "请选择更新周期" in r.text
     assert "结构化信息项必须注明数据长度" in r.text  # a rule, reported with the schema's errors
     assert 'value="abc"' in r.text

@@ -67,6 +67,14 @@ async def _lifespan(_app: object) -> AsyncIterator[None]:
 
 router = APIRouter(prefix="/catalog", tags=["catalog"], lifespan=_lifespan)
 
+ConfirmDuplicates = Annotated[
+    bool,
+    Query(
+        description="本部门已有同名目录 (或文件内重名) 时确认确属不同资源, 仍然保存; "
+        "否则以 duplicate_resource_name / import_rejected 拒绝"
+    ),
+]
+
 
 def search_query(
     q: str = Query(default="", max_length=200, description="中文检索词"),
@@ -188,6 +196,7 @@ def import_resources(
     caller: CatalogWriter,
     file: Annotated[UploadFile, File(description="XLSX 或 CSV")],
     provider_department_id: int | None = None,
+    confirm_duplicates: ConfirmDuplicates = False,
 ) -> list[ResourceSummary]:
     # A plain function (threadpool): validating and storing thousands of rows must not
     # block the event loop.
@@ -198,13 +207,19 @@ def import_resources(
         file.filename or "upload",
         content,
         provider_department_id=provider_department_id,
+        confirm_duplicates=confirm_duplicates,
     )
     return [resource_summary(r) for r in created]
 
 
 @router.post("/resources", status_code=status.HTTP_201_CREATED, summary="编制目录 (草稿)")
-def add_resource(body: ResourceIn, db: SessionDep, caller: CatalogWriter) -> ResourcePublic:
-    resource = service.add_resource(db, caller, body)
+def add_resource(
+    body: ResourceIn,
+    db: SessionDep,
+    caller: CatalogWriter,
+    confirm_duplicates: ConfirmDuplicates = False,
+) -> ResourcePublic:
+    resource = service.add_resource(db, caller, body, confirm_duplicates=confirm_duplicates)
     return resource_public(resource, service.snapshot(resource), as_published=False)
 
 
@@ -224,9 +239,15 @@ def get_resource(resource_id: int, db: SessionDep, caller: CatalogReader) -> Res
 
 @router.put("/resources/{resource_id}", summary="修改或变更目录")
 def update_resource(
-    resource_id: int, body: ChangeIn, db: SessionDep, caller: CatalogWriter
+    resource_id: int,
+    body: ChangeIn,
+    db: SessionDep,
+    caller: CatalogWriter,
+    confirm_duplicates: ConfirmDuplicates = False,
 ) -> ResourcePublic:
-    resource = service.update_resource(db, caller, resource_id, body)
+    resource = service.update_resource(
+        db, caller, resource_id, body, confirm_duplicates=confirm_duplicates
+    )
     return resource_public(resource, service.snapshot(resource), as_published=False)
 
 

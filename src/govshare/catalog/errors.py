@@ -15,6 +15,12 @@ class InvalidResource(InvalidInput):
     code = "invalid_resource"
 
 
+class DuplicateResourceName(InvalidResource):
+    """本部门已有同名目录: refused unless the caller confirms it is a different resource."""
+
+    code = "duplicate_resource_name"
+
+
 class TransitionNotAllowed(Conflict):
     """The step does not apply in the resource's current state."""
 

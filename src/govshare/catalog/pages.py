@@ -35,7 +35,6 @@ from govshare.catalog.errors import (
 )
 from govshare.catalog.models import Resource
 from govshare.catalog.schemas import (
-    ITEM_CODE_PATTERN,
     ChangeIn,
     DemandIn,
     DemandResponseIn,
@@ -71,10 +70,6 @@ from govshare.web.forms import (
 )
 
 router = APIRouter(include_in_schema=False)
-
-PATTERN_HINTS = {
-    ITEM_CODE_PATTERN: "应以英文字母或下划线开头，只含英文字母、数字和下划线（不超过60位）"
-}
 
 FIELD_LABELS: dict[str, str] = {
     "classification_code": "信息资源分类",
@@ -352,15 +347,34 @@ def add_resource(
     request: Request, form: FormDep, db: SessionDep, caller: CatalogWriter
 ) -> Response:
     payload, values, problems = _resource_payload(form, caller, editing=False)
+    confirmed = values["confirm_duplicates"]
+    department_id = payload["provider_department_id"]
+    if not isinstance(department_id, int):
+        department_id = caller.department_id
     try:
-        data = _validated(db, ResourceIn, payload, problems)
-        resource = service.add_resource(db, caller, data)
+        duplicates = (
+            []
+            if confirmed
+            else service.duplicate_name_problems(
+                db, department_id=department_id, name=payload["name"]
+            )
+        )
+        data = _validated(db, ResourceIn, payload, problems, duplicates)
+        resource = service.add_resource(db, caller, data, confirm_duplicates=confirmed)
     except InvalidResource as exc:
         db.rollback()
         errors = FormErrors(
             f"{exc.message}，请按提示修改后再保存", exc.details, label=problem_label
         )
-        return _resource_form(request, db, caller, values=values, errors=errors, status_code=422)
+        return _resource_form(
+            request,
+            db,
+            caller,
+            values=values,
+            errors=errors,
+            status_code=422,
+            ask_confirm=_has_duplicate(exc.details),
+        )
     db.commit()
     return redirect(f"/catalog/resources/{resource.id}?done=created")
 
@@ -423,25 +437,32 @@ def delete_resource(resource_id: int, db: SessionDep, caller: CatalogWriter) -> 
 # -- compile and edit form ---------------------------------------------------------------
 
 
+def _has_duplicate(details: list[dict[str, Any]]) -> bool:
+    return any(p.get("code") == service.DUPLICATE_NAME for p in details)
+
+
 def _validated(
-    db: Session, model: Any, payload: dict[str, Any], form_problems: list[dict[str, str]]
+    db: Session,
+    model: Any,
+    payload: dict[str, Any],
+    form_problems: list[dict[str, str]],
+    duplicates: list[dict[str, Any]],
 ) -> Any:
     """The form as ``model``; on failure every problem at once, the form's, the schema's
-    and the compilation rules' (so the registrar does not fix the form in rounds)."""
+    and the compilation rules' (so the registrar does not fix the form in rounds), and
+    a duplicate name unless confirmed."""
     problems = list(form_problems)
     try:
         data = model.model_validate(payload)
     except ValidationError as exc:
         reported = {p["field"] for p in problems}
-        problems += [
-            p
-            for p in validation_problems(exc, pattern_hints=PATTERN_HINTS)
-            if p["field"] not in reported
-        ]
+        problems += [p for p in validation_problems(exc) if p["field"] not in reported]
     if not problems:
         return data
     reported = {p["field"] for p in problems}
-    problems += [p for p in _rule_problems(db, payload) if p["field"] not in reported]
+    problems += [
+        p for p in [*_rule_problems(db, payload), *duplicates] if p["field"] not in reported
+    ]
     raise InvalidResource("目录信息不符合编制要求", details=problems)
 
 
@@ -560,6 +581,7 @@ def _resource_payload(
         "extensions_text": extensions_text,
         "source_system_id": text(form, "source_system_id"),
         "provider_department_id": text(form, "provider_department_id") or caller.department_id,
+        "confirm_duplicates": text(form, "confirm_duplicates") == "1",
     }
     return payload, values, problems
 
@@ -592,6 +614,7 @@ def _resource_form(
     resource: Resource | None = None,
     errors: FormErrors = NO_ERRORS,
     status_code: int = 200,
+    ask_confirm: bool = False,
 ) -> Response:
     codes = service.CodeTables(db)
     department = None if caller.is_admin else caller.department_id
@@ -617,6 +640,7 @@ def _resource_form(
         code_table_names=sorted(codes.entries),
         code_table_titles=CODE_TABLE_TITLES,
         tables=CodeTableName,
+        ask_confirm=ask_confirm or bool(values.get("confirm_duplicates")),
     )
 
 
@@ -641,9 +665,22 @@ def update_resource(
     resource_id: int, request: Request, form: FormDep, db: SessionDep, caller: CatalogWriter
 ) -> Response:
     payload, values, problems = _resource_payload(form, caller, editing=True)
+    confirmed = values["confirm_duplicates"]
     try:
-        data = _validated(db, ChangeIn, payload, problems)
-        service.update_resource(db, caller, resource_id, data)
+        current = _editable(db, caller, resource_id)
+        renamed = service.name_key(payload["name"]) != service.name_key(current.name)
+        duplicates = (
+            service.duplicate_name_problems(
+                db,
+                department_id=current.provider_department_id,
+                name=payload["name"],
+                exclude_id=current.id,
+            )
+            if renamed and not confirmed
+            else []
+        )
+        data = _validated(db, ChangeIn, payload, problems, duplicates)
+        service.update_resource(db, caller, resource_id, data, confirm_duplicates=confirmed)
     except InvalidResource as exc:
         db.rollback()
         resource = _editable(db, caller, resource_id)
@@ -651,7 +688,14 @@ def update_resource(
             f"{exc.message}，请按提示修改后再保存", exc.details, label=problem_label
         )
         return _resource_form(
-            request, db, caller, values=values, resource=resource, errors=errors, status_code=422
+            request,
+            db,
+            caller,
+            values=values,
+            resource=resource,
+            errors=errors,
+            status_code=422,
+            ask_confirm=_has_duplicate(exc.details),
         )
     db.commit()
     return redirect(f"/catalog/resources/{resource_id}?done=updated")
@@ -749,6 +793,7 @@ def import_upload(
             )
             return _import_page(request, db, caller, errors=errors, status_code=422)
         provider = optional_int(text(form, "provider_department_id")) if caller.is_admin else None
+        confirmed = text(form, "confirm_duplicates") == "1"
         content = upload.file.read()
     finally:
         upload_close(form)
@@ -759,6 +804,7 @@ def import_upload(
             upload.filename,
             content,
             provider_department_id=provider if isinstance(provider, int) else None,
+            confirm_duplicates=confirmed,
         )
     except ImportRejected as exc:
         db.rollback()

@@ -3,74 +3,153 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from govshare.catalog.codes import ResourceKind, ResourceStatus, SharingType
+from govshare.rules.fields import Expect, expected
 
 ITEM_CODE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,59}$"
+CLASSIFICATION_CODE_PATTERN = r"^[0-9]{1,20}$"
+MIN_LENGTH, MAX_LENGTH = 1, 65535  # 数据长度 (字节)
+MAX_ITEMS = 500
+
+
+def _texts(label: str, max_length: int, *, min_length: int = 0) -> Expect:
+    """A free text of at most ``max_length`` characters (and at least ``min_length``)."""
+    if min_length > 1:
+        message = f"{label}须为 {min_length} 至 {max_length} 个字符"
+    elif min_length == 1:
+        message = f"{label}必填，不超过 {max_length} 个字符"
+    else:
+        message = f"{label}不能超过 {max_length} 个字符"
+    return Expect(message, min_length=min_length or None, max_length=max_length)
 
 
 class ItemIn(BaseModel):
     """信息项 as submitted."""
 
-    name: str = Field(min_length=1, max_length=100, description="信息项名称")
-    code: str = Field(pattern=ITEM_CODE_PATTERN, description="信息项代码 (字段名)")
-    data_type: str = Field(min_length=1, max_length=2, description="数据类型 C/N/Y/D/T/L/M/G/B/I/F")
-    length: int | None = Field(default=None, ge=1, le=65535, description="数据长度 (字节)")
-    description: str = Field(default="", max_length=2000)
-    code_table: str | None = Field(default=None, max_length=40, description="引用的代码表")
-    is_key: bool = Field(default=False, description="是否为主键/关联标识")
+    name: Annotated[str, _texts("信息项名称", 100, min_length=1)] = Field(description="信息项名称")
+    code: Annotated[
+        str,
+        Expect(
+            "信息项代码须以英文字母或下划线开头，只含英文字母、数字和下划线，不超过 60 位",
+            pattern=ITEM_CODE_PATTERN,
+        ),
+    ] = Field(description="信息项代码 (字段名)")
+    data_type: Annotated[
+        str,
+        Expect("数据类型须为 C/N/Y/D/T/L/M/G/B/I/F 之一", min_length=1, max_length=2),
+    ] = Field(description="数据类型 C/N/Y/D/T/L/M/G/B/I/F")
+    length: Annotated[
+        int | None,
+        Expect(
+            f"数据长度须为 {MIN_LENGTH} 至 {MAX_LENGTH} 之间的整数", ge=MIN_LENGTH, le=MAX_LENGTH
+        ),
+    ] = Field(default=None, description="数据长度 (字节)")
+    description: Annotated[str, _texts("信息项描述", 2000)] = ""
+    code_table: Annotated[str | None, _texts("代码表名称", 40)] = Field(
+        default=None, description="引用的代码表"
+    )
+    is_key: Annotated[bool, Expect("是否主键须为 是/否 (true/false)")] = Field(
+        default=False, description="是否为主键/关联标识"
+    )
 
 
 class ItemPublic(ItemIn):
     model_config = ConfigDict(from_attributes=True)
 
 
+def _item_count(items: list[ItemIn]) -> list[ItemIn]:
+    if not 1 <= len(items) <= MAX_ITEMS:
+        raise expected(f"信息项须有 1 至 {MAX_ITEMS} 个")
+    return items
+
+
 class ResourceIn(BaseModel):
-    """A catalog entry as compiled by a department (create and full update)."""
+    """A catalog entry as compiled by a department (create and full update).
+
+    Each field says in Chinese what it expects when the value does not fit
+    (:class:`~govshare.rules.fields.Expect`); the catalog's rules (code tables, the
+    classification tree, sharing conditions) are checked by the service."""
 
     model_config = ConfigDict(extra="forbid")
 
-    classification_code: str = Field(min_length=1, max_length=20, description="信息资源分类代码")
-    name: str = Field(min_length=2, max_length=200, description="信息资源名称")
-    abstract: str = Field(min_length=1, max_length=4000, description="信息资源摘要")
-    format: str = Field(description="信息资源格式 (代码表 format)")
-    format_detail: str = Field(
-        default="", max_length=100, description="格式说明, 如 Oracle 表、PDF"
+    classification_code: Annotated[
+        str,
+        Expect(
+            "信息资源分类须为分类代码 (1 至 20 位数字，如 101001)",
+            pattern=CLASSIFICATION_CODE_PATTERN,
+        ),
+    ] = Field(description="信息资源分类代码")
+    name: Annotated[str, _texts("信息资源名称", 200, min_length=2)] = Field(
+        description="信息资源名称"
     )
-    sharing_type: SharingType = Field(description="共享类型 1 无条件 / 2 有条件 / 3 不予共享")
-    sharing_conditions: str = Field(
-        default="", max_length=2000, description="共享条件 (有条件共享必填)"
+    abstract: Annotated[str, _texts("信息资源摘要", 4000, min_length=1)] = Field(
+        description="信息资源摘要"
     )
-    not_shared_basis: str = Field(
-        default="", max_length=2000, description="不予共享依据 (法律、行政法规或党中央国务院政策)"
+    format: Annotated[str, Expect("信息资源格式须为代码表“信息资源格式”中的代码")] = Field(
+        description="信息资源格式 (代码表 format)"
     )
-    sharing_modes: list[str] = Field(
+    format_detail: Annotated[str, _texts("格式说明", 100)] = Field(
+        default="", description="格式说明, 如 Oracle 表、PDF"
+    )
+    sharing_type: Annotated[
+        SharingType, Expect("共享类型须为 1 (无条件共享)、2 (有条件共享) 或 3 (不予共享)")
+    ] = Field(description="共享类型 1 无条件 / 2 有条件 / 3 不予共享")
+    sharing_conditions: Annotated[str, _texts("共享条件", 2000)] = Field(
+        default="", description="共享条件 (有条件共享必填)"
+    )
+    not_shared_basis: Annotated[str, _texts("不予共享依据", 2000)] = Field(
+        default="", description="不予共享依据 (法律、行政法规或党中央国务院政策)"
+    )
+    sharing_modes: Annotated[list[str], Expect("共享方式须为代码表“共享方式”中的代码列表")] = Field(
         default_factory=list, description="共享方式 (代码表 sharing_mode)"
     )
-    is_open: bool = Field(default=False, description="是否向社会开放")
-    open_conditions: str = Field(default="", max_length=2000, description="开放条件")
-    update_cycle: str = Field(description="更新周期 (代码表 update_cycle)")
-    related_codes: list[str] = Field(default_factory=list, description="关联资源代码")
-    source_system_id: int | None = Field(default=None, description="来源信息系统")
-    secrecy: str = Field(default="public", description="涉密属性")
-    extensions: dict[str, str] = Field(default_factory=dict, description="扩展元数据 (省级扩展)")
-    provider_department_id: int | None = Field(
+    is_open: Annotated[bool, Expect("是否向社会开放须为 是/否 (true/false)")] = Field(
+        default=False, description="是否向社会开放"
+    )
+    open_conditions: Annotated[str, _texts("开放条件", 2000)] = Field(
+        default="", description="开放条件"
+    )
+    update_cycle: Annotated[str, Expect("更新周期须为代码表“更新周期”中的代码")] = Field(
+        description="更新周期 (代码表 update_cycle)"
+    )
+    related_codes: Annotated[
+        list[str], Expect("关联资源代码须为资源代码的列表，如 101001/000001")
+    ] = Field(default_factory=list, description="关联资源代码")
+    source_system_id: Annotated[int | None, Expect("来源信息系统须为信息系统编号 (整数)")] = Field(
+        default=None, description="来源信息系统"
+    )
+    secrecy: Annotated[str, Expect("涉密属性须为代码表“涉密属性”中的代码")] = Field(
+        default="public", description="涉密属性"
+    )
+    extensions: Annotated[dict[str, str], Expect("扩展元数据须为“名称: 文本”的对应")] = Field(
+        default_factory=dict, description="扩展元数据 (省级扩展)"
+    )
+    provider_department_id: Annotated[int | None, Expect("提供方部门须为部门编号 (整数)")] = Field(
         default=None, description="提供方部门; 仅平台管理员可代其他部门编目"
     )
-    items: list[ItemIn] = Field(min_length=1, max_length=500, description="信息项")
+    items: Annotated[
+        list[ItemIn],
+        Field(json_schema_extra={"minItems": 1, "maxItems": MAX_ITEMS}),
+        AfterValidator(_item_count),
+    ] = Field(description="信息项")
 
 
 class ChangeIn(ResourceIn):
     """变更 of a published entry: the new content and why it changed."""
 
-    reason: str = Field(default="", max_length=2000, description="变更原因 (已发布目录必填)")
+    reason: Annotated[str, _texts("变更原因", 2000)] = Field(
+        default="", description="变更原因 (已发布目录必填)"
+    )
 
 
 class TransitionIn(BaseModel):
-    reason: str = Field(default="", max_length=2000, description="审核意见或原因")
+    reason: Annotated[str, _texts("审核意见或原因", 2000)] = Field(
+        default="", description="审核意见或原因"
+    )
 
 
 class ResourcePublic(BaseModel):
@@ -169,8 +248,15 @@ class VersionDiff(BaseModel):
 
 
 class ClassificationIn(BaseModel):
-    code: str = Field(pattern=r"^[1-9][0-9]*$", max_length=20, description="完整分类码")
-    name: str = Field(min_length=1, max_length=100)
+    code: Annotated[
+        str,
+        Expect(
+            "分类代码须为不以 0 开头的数字，不超过 20 位 (类 1 位、项 3 位、目 6 位)",
+            pattern=r"^[1-9][0-9]*$",
+            max_length=20,
+        ),
+    ] = Field(description="完整分类码")
+    name: Annotated[str, _texts("分类名称", 100, min_length=1)]
 
 
 class ClassificationPublic(BaseModel):
@@ -184,9 +270,9 @@ class ClassificationPublic(BaseModel):
 
 
 class CodeEntryIn(BaseModel):
-    code: str = Field(min_length=1, max_length=40)
-    label: str = Field(min_length=1, max_length=100)
-    sort_order: int = 0
+    code: Annotated[str, _texts("代码", 40, min_length=1)]
+    label: Annotated[str, _texts("名称", 100, min_length=1)]
+    sort_order: Annotated[int, Expect("排序号须为整数")] = 0
 
 
 class CodeEntryPublic(CodeEntryIn):
@@ -197,15 +283,23 @@ class CodeEntryPublic(CodeEntryIn):
 
 
 class DemandIn(BaseModel):
-    title: str = Field(min_length=2, max_length=200, description="需求名称")
-    description: str = Field(min_length=1, max_length=4000, description="需求描述")
-    wanted_items: str = Field(default="", max_length=2000, description="所需信息项")
-    purpose: str = Field(default="", max_length=2000, description="用途 (依职能使用)")
+    title: Annotated[str, _texts("需求名称", 200, min_length=2)] = Field(description="需求名称")
+    description: Annotated[str, _texts("需求描述", 4000, min_length=1)] = Field(
+        description="需求描述"
+    )
+    wanted_items: Annotated[str, _texts("所需信息项", 2000)] = Field(
+        default="", description="所需信息项"
+    )
+    purpose: Annotated[str, _texts("用途", 2000)] = Field(
+        default="", description="用途 (依职能使用)"
+    )
 
 
 class DemandResponseIn(BaseModel):
-    resource_code: str = Field(min_length=3, max_length=40, description="可满足需求的资源代码")
-    note: str = Field(default="", max_length=2000)
+    resource_code: Annotated[
+        str, Expect("资源代码须为 3 至 40 个字符，如 101001/000001", min_length=3, max_length=40)
+    ] = Field(description="可满足需求的资源代码")
+    note: Annotated[str, _texts("说明", 2000)] = ""
 
 
 class DemandResponsePublic(BaseModel):
@@ -233,14 +327,18 @@ class DemandPublic(BaseModel):
 
 
 class SystemIn(BaseModel):
-    name: str = Field(min_length=2, max_length=100, description="系统名称")
-    function: str = Field(default="", max_length=4000, description="系统功能")
-    scope: str = Field(default="", max_length=200, description="使用范围")
-    usage_frequency: str = Field(description="使用频度 (代码表 usage_frequency)")
-    approval: str = Field(default="", max_length=200, description="立项审批")
-    funding: str = Field(default="", max_length=200, description="资金来源")
-    network: str = Field(description="部署网络 (代码表 network)")
-    in_use: bool = True
+    name: Annotated[str, _texts("系统名称", 100, min_length=2)] = Field(description="系统名称")
+    function: Annotated[str, _texts("系统功能", 4000)] = Field(default="", description="系统功能")
+    scope: Annotated[str, _texts("使用范围", 200)] = Field(default="", description="使用范围")
+    usage_frequency: Annotated[str, Expect("使用频度须为代码表“使用频度”中的代码")] = Field(
+        description="使用频度 (代码表 usage_frequency)"
+    )
+    approval: Annotated[str, _texts("立项审批", 200)] = Field(default="", description="立项审批")
+    funding: Annotated[str, _texts("资金来源", 200)] = Field(default="", description="资金来源")
+    network: Annotated[str, Expect("部署网络须为代码表“部署网络”中的代码")] = Field(
+        description="部署网络 (代码表 network)"
+    )
+    in_use: Annotated[bool, Expect("是否在用须为 是/否 (true/false)")] = True
 
 
 class SystemPublic(SystemIn):

@@ -6,6 +6,8 @@ Every change is written to the audit log in the same transaction.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +29,7 @@ from govshare.catalog.codes import (
 from govshare.catalog.errors import (
     ClassificationNotFound,
     DemandNotFound,
+    DuplicateResourceName,
     InvalidResource,
     NotYourDepartment,
     ResourceNotFound,
@@ -272,6 +275,63 @@ def validate_resource(
     return problems, node
 
 
+# -- duplicate names ---------------------------------------------------------------
+
+DUPLICATE_NAME = "duplicate_name"  # the ``code`` of a duplicate-name problem
+
+
+def name_key(name: str) -> str:
+    """A resource name as compared for duplicates: NFKC (full-width → half-width), no
+    white space, case-folded — "人口 信息" and "人口信息" are the same name."""
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", name)).casefold()
+
+
+def entries_by_name(
+    session: Session, *, department_id: int, exclude_id: int | None = None
+) -> dict[str, list[tuple[str, str]]]:
+    """The department's entries (not withdrawn) as name key → [(code, name)]."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    rows = session.execute(
+        select(Resource.id, Resource.code, Resource.name)
+        .where(
+            Resource.provider_department_id == department_id,
+            Resource.status != ResourceStatus.WITHDRAWN,
+        )
+        .order_by(Resource.id)
+    )
+    for id_, code, name in rows:
+        if id_ != exclude_id:
+            found.setdefault(name_key(name), []).append((code, name))
+    return found
+
+
+def duplicate_name_message(same: list[tuple[str, str]], *, then: str = "再保存") -> str:
+    listed = "、".join(f"“{name}”({code})" for code, name in same[:3])
+    more = f" 等 {len(same)} 条" if len(same) > 3 else ""
+    return f"本部门已有同名目录 {listed}{more}；确属不同资源请勾选“确认重名”后{then}"
+
+
+def duplicate_name_problems(
+    session: Session, *, department_id: int | None, name: str, exclude_id: int | None = None
+) -> list[Problem]:
+    """A problem on ``name`` when the department already has an entry of that name."""
+    if department_id is None or not name.strip():
+        return []
+    same = entries_by_name(session, department_id=department_id, exclude_id=exclude_id).get(
+        name_key(name), []
+    )
+    if not same:
+        return []
+    return [{"field": "name", "message": duplicate_name_message(same), "code": DUPLICATE_NAME}]
+
+
+def _refuse(problems: list[Problem]) -> None:
+    if problems and all(p.get("code") == DUPLICATE_NAME for p in problems):
+        raise DuplicateResourceName("本部门已有同名目录", details=problems)
+    if problems:
+        raise InvalidResource("目录信息不符合编制要求", details=problems)
+
+
 # -- resources -----------------------------------------------------------------------
 
 
@@ -384,12 +444,18 @@ def add_resource(
     *,
     codes: CodeTables | None = None,
     index: bool = True,
+    confirm_duplicates: bool = False,
 ) -> Resource:
-    """Compile a new entry as a draft (草稿) with a fresh 分类码/顺序码."""
+    """Compile a new entry as a draft (草稿) with a fresh 分类码/顺序码.
+
+    A name the department already uses is refused unless ``confirm_duplicates``."""
     codes = codes or CodeTables(session)
     provider_id = _provider_for(session, principal, data)
     problems, node = validate_resource(session, data, codes)
-    if problems or node is None:
+    if not confirm_duplicates:
+        problems += duplicate_name_problems(session, department_id=provider_id, name=data.name)
+    _refuse(problems)
+    if node is None:
         raise InvalidResource("目录信息不符合编制要求", details=problems)
     sequence = _next_sequence(session, node.id)
     resource = Resource(
@@ -480,10 +546,18 @@ EDITABLE = {
 
 
 def update_resource(
-    session: Session, principal: Principal, resource_id: int, data: ChangeIn
+    session: Session,
+    principal: Principal,
+    resource_id: int,
+    data: ChangeIn,
+    *,
+    confirm_duplicates: bool = False,
 ) -> Resource:
     """Edit an entry. Editing a published entry is a 变更: it needs a reason, becomes a new
-    draft version and stays in the sharing catalog at its published version meanwhile."""
+    draft version and stays in the sharing catalog at its published version meanwhile.
+
+    Renaming to a name another entry of the department uses is refused unless
+    ``confirm_duplicates``; keeping the entry's own name never is."""
     resource = own_resource(session, principal, resource_id)
     if resource.status not in EDITABLE:
         raise TransitionNotAllowed(f"“{resource.status.label}”状态的目录不能修改")
@@ -499,7 +573,15 @@ def update_resource(
         )
     codes = CodeTables(session)
     problems, node = validate_resource(session, data, codes)
-    if problems or node is None:
+    if not confirm_duplicates and name_key(data.name) != name_key(resource.name):
+        problems += duplicate_name_problems(
+            session,
+            department_id=resource.provider_department_id,
+            name=data.name,
+            exclude_id=resource.id,
+        )
+    _refuse(problems)
+    if node is None:
         raise InvalidResource("目录信息不符合编制要求", details=problems)
     before = snapshot(resource)
     if node.id != resource.classification_id:

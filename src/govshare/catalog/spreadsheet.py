@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,8 @@ from govshare.catalog import search, service
 from govshare.catalog.codes import CodeTableName, SharingType
 from govshare.catalog.errors import ImportRejected, InvalidResource
 from govshare.catalog.models import Resource
-from govshare.catalog.schemas import ResourceIn
+from govshare.catalog.schemas import MAX_LENGTH, MIN_LENGTH, ItemIn, ResourceIn
+from govshare.rules import spreadsheet as cells
 from govshare.security import audit
 from govshare.security.service import Principal
 
@@ -78,6 +80,8 @@ BY_FIELD = {c.field: c for c in COLUMNS}
 RESOURCE_FIELDS = [c.field for c in COLUMNS if c.level == "resource" and c.field != "key"]
 MAX_ROWS = 200_000
 SEPARATORS = ("、", ",", "，", ";", "；")
+# C0 controls other than tab, LF and CR, and DEL: PostgreSQL refuses NUL in text.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 Row = dict[str, str]
 
@@ -97,12 +101,24 @@ def _yes_no(value: str) -> bool | None:
     return None
 
 
+def _length(text: str) -> int | None:
+    """数据长度 as an int, or None when empty or not a whole number in range.
+
+    ``str.isdigit`` also holds for "²" and "①", which ``int`` refuses; ``isdecimal``
+    holds only for digits ``int`` reads (including full-width ones, "１８")."""
+    if not text.isdecimal() or len(text) > 9:
+        return None
+    value = int(text)
+    return value if MIN_LENGTH <= value <= MAX_LENGTH else None
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value).strip()
+    # An exported cell that began with a formula character carries a quote; take it off.
+    return cells.restore_text(str(value).strip())
 
 
 def read_rows(filename: str, content: bytes) -> Iterator[tuple[int, Row]]:
@@ -163,9 +179,91 @@ def _problem(row: int, field: str, message: str) -> dict[str, Any]:
 _ITEM_FIELD_TO_COLUMN = {"name": "item_name", "code": "item_code"}
 
 
+def _item_payload(
+    number: int, it: Row, codes: service.CodeTables, problems: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The item columns of row ``number`` as ItemIn's input; unreadable cells reported."""
+    length_text = it.get("length", "")
+    length = _length(length_text)
+    if length_text and length is None:
+        problems.append(
+            _problem(
+                number,
+                "length",
+                f"数据长度“{length_text}”应为 {MIN_LENGTH} 至 {MAX_LENGTH} 之间的整数",
+            )
+        )
+    data_type = codes.resolve(CodeTableName.DATA_TYPE, it.get("data_type", "")) or it.get(
+        "data_type", ""
+    )
+    is_key = _yes_no(it.get("is_key", ""))
+    if is_key is None:
+        problems.append(_problem(number, "is_key", "是否主键应填“是”或“否”"))
+    return {
+        "name": it.get("item_name", ""),
+        "code": it.get("item_code", ""),
+        "data_type": data_type,
+        "length": length,
+        "description": it.get("description", ""),
+        "code_table": it.get("code_table") or None,
+        "is_key": bool(is_key),
+    }
+
+
+def _keyless_row_problems(
+    number: int, row: Row, codes: service.CodeTables
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A row without 资源序号 belongs to no entry, but its item cells can still be
+    checked, so that fixing the key does not reveal another round of errors."""
+    cell_problems: list[dict[str, Any]] = []
+    payload = _item_payload(number, row, codes, cell_problems)
+    schema_problems = []
+    try:
+        ItemIn.model_validate(payload)
+    except ValidationError as exc:
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "item_name"
+            schema_problems.append(
+                _problem(number, _ITEM_FIELD_TO_COLUMN.get(field, field), err["msg"])
+            )
+    return cell_problems, schema_problems
+
+
+class _Report:
+    """The problems of one file, at most one reason per cell from each stage of checks.
+
+    The stages run in order — the cells as read, the schema, the catalog's rules — and a
+    later stage says nothing about a cell an earlier one has already explained (an
+    unreadable 数据长度 is not also "missing"), so every error appears once.
+    """
+
+    def __init__(self) -> None:
+        self.problems: list[dict[str, Any]] = []
+        self._earlier: set[tuple[int, str]] = set()
+        self._stage: set[tuple[int, str, str]] = set()
+
+    def add(self, problem: dict[str, Any]) -> None:
+        cell = (problem["row"], problem["column"])
+        if cell in self._earlier or (*cell, problem["message"]) in self._stage:
+            return
+        self._stage.add((*cell, problem["message"]))
+        self.problems.append(problem)
+
+    def extend(self, problems: Iterable[dict[str, Any]]) -> None:
+        for p in problems:
+            self.add(p)
+
+    def next_stage(self) -> None:
+        self._earlier |= {(row, column) for row, column, _ in self._stage}
+        self._stage = set()
+
+
 def _to_resource_in(
     group: _Group, codes: service.CodeTables, provider_department_id: int | None
-) -> tuple[ResourceIn | None, list[dict[str, Any]]]:
+) -> tuple[ResourceIn, bool, list[dict[str, Any]], list[dict[str, Any]]]:
+    """The group as an entry, whether the schema accepted it (if not, the entry is
+    a draft built without validation, for the catalog's rules to check as far as its
+    values allow), the problems of its cells and the schema's problems."""
     problems: list[dict[str, Any]] = []
     r, row = group.resource, group.first_row
 
@@ -196,33 +294,8 @@ def _to_resource_in(
     is_open = _yes_no(r.get("is_open", ""))
     if is_open is None:
         problems.append(_problem(row, "is_open", "是否向社会开放应填“是”或“否”"))
-    items: list[dict[str, Any]] = []
-    for item_row, it in group.items:
-        length_text = it.get("length", "")
-        length: int | None = None
-        if length_text:
-            if length_text.isdigit() and int(length_text) > 0:
-                length = int(length_text)
-            else:
-                problems.append(_problem(item_row, "length", f"数据长度“{length_text}”应为正整数"))
-        data_type = codes.resolve(CodeTableName.DATA_TYPE, it.get("data_type", "")) or it.get(
-            "data_type", ""
-        )
-        is_key = _yes_no(it.get("is_key", ""))
-        if is_key is None:
-            problems.append(_problem(item_row, "is_key", "是否主键应填“是”或“否”"))
-        items.append(
-            {
-                "name": it.get("item_name", ""),
-                "code": it.get("item_code", ""),
-                "data_type": data_type,
-                "length": length,
-                "description": it.get("description", ""),
-                "code_table": it.get("code_table") or None,
-                "is_key": bool(is_key),
-            }
-        )
-    payload = {
+    items = [_item_payload(item_row, it, codes, problems) for item_row, it in group.items]
+    payload: dict[str, Any] = {
         "classification_code": r.get("classification_code", ""),
         "name": r.get("name", ""),
         "abstract": r.get("abstract", ""),
@@ -241,18 +314,20 @@ def _to_resource_in(
         "items": items,
     }
     try:
-        data = ResourceIn.model_validate(payload)
+        return ResourceIn.model_validate(payload), True, problems, []
     except ValidationError as exc:
+        schema_problems = []
         for err in exc.errors():
             loc = err["loc"]
             if loc and loc[0] == "items" and len(loc) >= 3 and isinstance(loc[1], int):
                 item_row = group.items[loc[1]][0]
                 field = _ITEM_FIELD_TO_COLUMN.get(str(loc[2]), str(loc[2]))
-                problems.append(_problem(item_row, field, err["msg"]))
+                schema_problems.append(_problem(item_row, field, err["msg"]))
             else:
-                problems.append(_problem(row, str(loc[0]) if loc else "", err["msg"]))
-        return None, problems
-    return data, problems
+                schema_problems.append(_problem(row, str(loc[0]) if loc else "", err["msg"]))
+    draft = ResourceIn.model_construct(**payload)
+    draft.items = [ItemIn.model_construct(**it) for it in items]
+    return draft, False, problems, schema_problems
 
 
 def _map_service_problem(group: _Group, problem: dict[str, Any]) -> dict[str, Any]:
@@ -266,6 +341,36 @@ def _map_service_problem(group: _Group, problem: dict[str, Any]) -> dict[str, An
     return _problem(group.first_row, field.split("[")[0], problem["message"])
 
 
+def _duplicate_names(
+    session: Session, department_id: int | None, groups: list[_Group]
+) -> Iterator[dict[str, Any]]:
+    """A problem on the name of each entry named like an earlier one of the file or
+    like an entry the department already has."""
+    existing = (
+        service.entries_by_name(session, department_id=department_id)
+        if department_id is not None
+        else {}
+    )
+    first_of: dict[str, _Group] = {}
+    for group in groups:
+        name = group.resource.get("name", "")
+        if not name:
+            continue
+        key = service.name_key(name)
+        message = ""
+        if key in existing:
+            message = service.duplicate_name_message(existing[key], then="重新导入")
+        elif key in first_of:
+            earlier = first_of[key]
+            message = (
+                f"与第{earlier.first_row}行的“{earlier.resource.get('name', '')}”重名；"
+                "确属不同资源请勾选“确认重名”后重新导入"
+            )
+        first_of.setdefault(key, group)
+        if message:
+            yield {**_problem(group.first_row, "name", message), "code": service.DUPLICATE_NAME}
+
+
 def import_resources(
     session: Session,
     principal: Principal,
@@ -274,14 +379,26 @@ def import_resources(
     *,
     provider_department_id: int | None = None,
     progress: Callable[[int], None] | None = None,
+    confirm_duplicates: bool = False,
 ) -> list[Resource]:
-    """Validate every row, then store every entry as a draft — or nothing at all."""
+    """Validate every row, then store every entry as a draft — or nothing at all.
+
+    Entries named like another entry of the file, or like an entry the department
+    already has, are reported and refuse the file unless ``confirm_duplicates``."""
     groups: dict[str, _Group] = {}
-    problems: list[dict[str, Any]] = []
+    keyless: list[tuple[int, Row]] = []
+    report = _Report()
+    problems = report.problems
     for number, row in read_rows(filename, content):
+        for field, value in row.items():
+            if CONTROL_CHARACTERS.search(value):
+                report.add(_problem(number, field, "含有不可见的控制字符 (如 NUL)，请删除"))
+                # Taken out so that later checks (and the database) never see them.
+                row[field] = CONTROL_CHARACTERS.sub("", value)
         key = row.get("key", "")
         if not key:
-            problems.append(_problem(number, "key", "资源序号不能为空"))
+            report.add(_problem(number, "key", "资源序号不能为空"))
+            keyless.append((number, row))
             continue
         group = groups.get(key)
         if group is None:
@@ -295,11 +412,11 @@ def import_resources(
                 "update_cycle",
             ):
                 if not row.get(field):
-                    problems.append(_problem(number, field, f"{BY_FIELD[field].header}不能为空"))
+                    report.add(_problem(number, field, f"{BY_FIELD[field].header}不能为空"))
             continue
         for field in RESOURCE_FIELDS:
             if row.get(field) and row[field] != group.resource.get(field):
-                problems.append(
+                report.add(
                     _problem(
                         number, field, f"与资源序号 {key} 第一行(第{group.first_row}行)的值不一致"
                     )
@@ -310,14 +427,31 @@ def import_resources(
 
     codes = service.CodeTables(session)
     prepared: list[ResourceIn] = []
+    checked: list[tuple[_Group, ResourceIn, list[dict[str, Any]]]] = []
+    keyless_schema_problems: list[dict[str, Any]] = []
+    for number, row in keyless:
+        cell_problems, schema_problems = _keyless_row_problems(number, row, codes)
+        report.extend(cell_problems)
+        keyless_schema_problems += schema_problems
     for group in groups.values():
-        data, group_problems = _to_resource_in(group, codes, provider_department_id)
-        problems.extend(group_problems)
-        if data is None:
-            continue
-        found, _ = service.validate_resource(session, data, codes)
-        problems.extend(_map_service_problem(group, p) for p in found)
-        prepared.append(data)
+        data, valid, cell_problems, schema_problems = _to_resource_in(
+            group, codes, provider_department_id
+        )
+        report.extend(cell_problems)
+        checked.append((group, data, schema_problems))
+        if valid:
+            prepared.append(data)
+    report.next_stage()
+    report.extend(keyless_schema_problems)
+    for _, _, schema_problems in checked:
+        report.extend(schema_problems)
+    report.next_stage()
+    for group, data, _ in checked:
+        found, _node = service.validate_resource(session, data, codes)
+        report.extend(_map_service_problem(group, p) for p in found)
+    if not confirm_duplicates:
+        department_id = provider_department_id or principal.department_id
+        report.extend(_duplicate_names(session, department_id, list(groups.values())))
     if problems:
         problems.sort(
             key=lambda p: (p["row"], HEADERS.index(p["column"]) if p["column"] in HEADERS else 99)
@@ -327,7 +461,12 @@ def import_resources(
     created: list[Resource] = []
     try:
         for i, data in enumerate(prepared, start=1):
-            created.append(service.add_resource(session, principal, data, codes=codes, index=False))
+            created.append(
+                # Duplicate names were checked above, the file's own included.
+                service.add_resource(
+                    session, principal, data, codes=codes, index=False, confirm_duplicates=True
+                )
+            )
             if progress and i % 100 == 0:
                 progress(i)
     except InvalidResource as exc:  # a rule that depends on rows imported just before
@@ -378,13 +517,13 @@ def _row_values(resource: Resource, codes: service.CodeTables, key: int) -> Iter
         yield [values[c.field] for c in COLUMNS]
 
 
-def export_csv(resources: Iterable[Resource], codes: service.CodeTables) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(HEADERS)
+def _all_rows(resources: Iterable[Resource], codes: service.CodeTables) -> Iterator[list[Any]]:
     for key, resource in enumerate(resources, start=1):
-        writer.writerows(_row_values(resource, codes, key))
-    return ("\ufeff" + out.getvalue()).encode("utf-8")  # BOM so Excel reads UTF-8
+        yield from _row_values(resource, codes, key)
+
+
+def export_csv(resources: Iterable[Resource], codes: service.CodeTables) -> bytes:
+    return cells.csv_bytes(HEADERS, _all_rows(resources, codes))
 
 
 def export_xlsx(
@@ -408,9 +547,8 @@ def export_xlsx(
         notes.append(["列名", "是否必填", "说明"])
         for col in COLUMNS:
             notes.append([col.header, "必填" if col.required else "选填", col.hint])
-    for key, resource in enumerate(resources, start=1):
-        for values in _row_values(resource, codes, key):
-            ws.append(values)
+    for values in _all_rows(resources, codes):
+        ws.append(cells.xlsx_row(ws, values))
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
@@ -469,18 +607,15 @@ TEMPLATE_EXAMPLE: list[list[str]] = [
 
 
 def template_csv() -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(HEADERS)
-    writer.writerows(TEMPLATE_EXAMPLE)
-    return ("\ufeff" + out.getvalue()).encode("utf-8")
+    return cells.csv_bytes(HEADERS, TEMPLATE_EXAMPLE)
 
 
 def template_xlsx() -> bytes:
     data = export_xlsx([], service.CodeTables.__new__(service.CodeTables), with_hints=True)
     wb = load_workbook(io.BytesIO(data))
+    ws = wb["目录"]
     for row in TEMPLATE_EXAMPLE:
-        wb["目录"].append(row)
+        ws.append(cells.xlsx_row(ws, row))
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()

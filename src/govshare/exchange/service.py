@@ -1028,4 +1028,6 @@ def resource_draft_from_table(
         provider_department_id=node.department_id,
         items=items,
     )
-    return catalog_service.add_resource(session, principal, draft)
+    # 自动编目 has no "confirm duplicate name" step of its own (yet): a table catalogued
+    # twice gives two drafts, as before, which the department reviews.
+    return catalog_service.add_resource(session, principal, draft, confirm_duplicates=True)

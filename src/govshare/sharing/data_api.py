@@ -9,10 +9,8 @@ no access log or proxy ever sees them.
 
 from __future__ import annotations
 
-import csv
 import email.message
 import functools
-import io
 import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, TypeVar
@@ -28,6 +26,7 @@ from starlette.routing import Route
 from govshare.config import Settings
 from govshare.deps import Require, SessionDep, SharingReader, SharingStoreAdmin, signed_request
 from govshare.errors import GovshareError, NotAuthenticated
+from govshare.rules import spreadsheet
 from govshare.rules.clock import china_today
 from govshare.security.errors import PermissionDenied
 from govshare.security.roles import Permission
@@ -151,11 +150,9 @@ def _answer(
 
 
 def _csv(items: list[str], records: list[dict[str, Any]]) -> Response:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=items, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(records)
-    return Response("\ufeff" + out.getvalue(), media_type="text/csv; charset=utf-8")
+    return Response(
+        spreadsheet.csv_records_text(items, records), media_type="text/csv; charset=utf-8"
+    )
 
 
 class LookupIn(BaseModel):

@@ -11,6 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
 
+from govshare.rules import fields
 from govshare.security.service import Principal
 
 Problem = dict[str, Any]
@@ -73,7 +74,8 @@ def optional_int(value: str) -> int | str | None:
     value = value.strip()
     if not value:
         return None
-    return int(value) if value.isdigit() else value
+    # isdecimal, not isdigit: "²" and "①" are digits that int() refuses.
+    return int(value) if value.isdecimal() else value
 
 
 def field_path(loc: Iterable[Any]) -> str:
@@ -93,6 +95,8 @@ def _zh_message(err: Mapping[str, Any], pattern_hints: Mapping[str, str]) -> str
     if err.get("input") == "" and kind in ("enum", "literal_error", "int_parsing", "missing"):
         return "必填"
     match kind:
+        case fields.ERROR_TYPE:  # the field's own sentence, already in Chinese
+            return str(err.get("msg", ""))
         case "missing":
             return "必填"
         case "string_too_short":

@@ -1,0 +1,53 @@
+"""The console over real HTTP on the live hub: a signed-in browser-like client."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from tests.factories import PASSWORD, World, resource_payload
+
+
+@contextmanager
+def signed_in(world: World, username: str) -> Iterator[httpx.Client]:
+    with world.hub.client(follow_redirects=False) as client:
+        page = client.get("/login")
+        token = re.search(r'name="login_token" value="([^"]+)"', page.text)
+        assert token, page.text
+        r = client.post(
+            "/login",
+            data={"username": username, "password": PASSWORD, "login_token": token.group(1)},
+        )
+        assert r.status_code == 303, r.text
+        yield client
+
+
+def csrf_of(client: httpx.Client) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").text)
+    assert found
+    return found.group(1)
+
+
+def resource_form(csrf: str, **overrides: Any) -> dict[str, Any]:
+    """The compile form as a browser posts it, from the factories' conforming entry."""
+    payload = resource_payload(**overrides)
+    items = payload.pop("items")
+    form: dict[str, Any] = {"csrf_token": csrf, **payload}
+    for key in ("name", "code", "data_type", "length", "description", "code_table"):
+        form[f"item_{key}"] = ["" if it.get(key) is None else str(it[key]) for it in items]
+    form["item_is_key"] = ["1" if it.get("is_key") else "" for it in items]
+    return form
+
+
+def error_rows(page: str) -> set[tuple[int, str, str]]:
+    """The import page's error report as (row, column, reason)."""
+    return {
+        (int(row), column, reason)
+        for row, column, reason in re.findall(
+            r'<tr><td class="num">(\d+)</td><td>(.*?)</td><td>(.*?)</td></tr>', page
+        )
+    }
