@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from govshare.catalog.codes import ResourceKind, ResourceStatus, SharingType
+from govshare.ids import Count, Id
 
 ITEM_CODE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,59}$"
 
@@ -54,10 +55,10 @@ class ResourceIn(BaseModel):
     open_conditions: str = Field(default="", max_length=2000, description="开放条件")
     update_cycle: str = Field(description="更新周期 (代码表 update_cycle)")
     related_codes: list[str] = Field(default_factory=list, description="关联资源代码")
-    source_system_id: int | None = Field(default=None, description="来源信息系统")
+    source_system_id: Id | None = Field(default=None, description="来源信息系统")
     secrecy: str = Field(default="public", description="涉密属性")
     extensions: dict[str, str] = Field(default_factory=dict, description="扩展元数据 (省级扩展)")
-    provider_department_id: int | None = Field(
+    provider_department_id: Id | None = Field(
         default=None, description="提供方部门; 仅平台管理员可代其他部门编目"
     )
     items: list[ItemIn] = Field(min_length=1, max_length=500, description="信息项")
@@ -186,7 +187,7 @@ class ClassificationPublic(BaseModel):
 class CodeEntryIn(BaseModel):
     code: str = Field(min_length=1, max_length=40)
     label: str = Field(min_length=1, max_length=100)
-    sort_order: int = 0
+    sort_order: Count = 0
 
 
 class CodeEntryPublic(CodeEntryIn):

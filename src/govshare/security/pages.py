@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from govshare.deps import AuditReader, DepartmentAdmin, SessionDep, UserAdmin
 from govshare.errors import Conflict, InvalidInput, NotFound
+from govshare.ids import Id, parse_id
 from govshare.security import audit, service
 from govshare.security.models import DepartmentLevel
 from govshare.security.roles import Role
@@ -122,7 +123,7 @@ def _users_page(
     db: Session,
     caller: Principal,
     *,
-    department_id: int | None = None,
+    department_id: Id | None = None,
     values: dict[str, Any] | None = None,
     errors: FormErrors = NO_ERRORS,
     status_code: int = 200,
@@ -145,9 +146,7 @@ def _users_page(
 def users_page(
     request: Request, db: SessionDep, caller: UserAdmin, department_id: str = ""
 ) -> Response:
-    return _users_page(
-        request, db, caller, department_id=int(department_id) if department_id.isdigit() else None
-    )
+    return _users_page(request, db, caller, department_id=parse_id(department_id))
 
 
 @router.post("/admin/users")
@@ -263,9 +262,7 @@ def _audit_page(
         until=until + timedelta(days=1) if until else None,
     )
     before = qp.get("before_seq", "")
-    rows = audit.list_entries(
-        db, flt, before_seq=int(before) if before.isdigit() else None, limit=PAGE_SIZE
-    )
+    rows = audit.list_entries(db, flt, before_seq=parse_id(before), limit=PAGE_SIZE)
     audit.record(
         db,
         caller.actor,
