@@ -94,7 +94,10 @@ def make_engine(settings: Settings) -> Engine:
 
 
 def make_session_factory(engine: Engine, settings: Settings) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False, info={"audit_alg": settings.audit_digest})
+    from govshare.cursors import SESSION_INFO_KEY, CursorCodec
+
+    info = {"audit_alg": settings.audit_digest, SESSION_INFO_KEY: CursorCodec(settings.secret_key)}
+    return sessionmaker(engine, expire_on_commit=False, info=info)
 
 
 @contextmanager

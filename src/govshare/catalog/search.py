@@ -9,7 +9,6 @@ keyset (a cursor of the last row's sort key and id).
 
 from __future__ import annotations
 
-import base64
 import re
 import threading
 import weakref
@@ -21,7 +20,6 @@ from functools import cache
 from typing import Any
 from weakref import WeakKeyDictionary
 
-import orjson
 from sqlalchemy import (
     Column,
     Integer,
@@ -46,6 +44,7 @@ from sqlalchemy.sql.selectable import Join
 
 from govshare.catalog.codes import ResourceKind, ResourceStatus, SharingType
 from govshare.catalog.models import Classification, Resource
+from govshare.cursors import codec_of
 from govshare.errors import InvalidInput
 from govshare.security.models import Department
 
@@ -243,23 +242,9 @@ class SearchResult:
     facets: dict[str, list[tuple[str, int]]]
 
 
-def _encode_cursor(values: list[Any]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> list[Any]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        values = orjson.loads(raw)
-    except (ValueError, orjson.JSONDecodeError):
-        raise InvalidInput(
-            "分页游标无效", details=[{"field": "cursor", "message": "invalid cursor"}]
-        ) from None
-    if not isinstance(values, list) or len(values) != 2:
-        raise InvalidInput(
-            "分页游标无效", details=[{"field": "cursor", "message": "invalid cursor"}]
-        )
-    return values
+def _cursor_scope(sort: str) -> str:
+    """Cursors of one order only: a name sort's cursor holds no timestamp."""
+    return f"catalog.search:{sort}"
 
 
 def _match(session: Session, words: list[str]) -> Any:
@@ -374,12 +359,15 @@ def search(session: Session, sq: SearchQuery) -> SearchResult:
 
     last: tuple[Any, Any] | None = None
     if sq.cursor:
-        last_key, last_id = _decode_cursor(sq.cursor)
+        last_key, last_id = codec_of(session).decode(
+            _cursor_scope(sort), sq.cursor, width=2, field="cursor"
+        )
         if sort == "updated":
             from datetime import datetime
 
-            last_key = datetime.fromisoformat(last_key)
-        last = (last_key, last_id)
+            last = (datetime.fromisoformat(str(last_key)), last_id)
+        else:
+            last = (last_key, last_id)
     counting = _start(session, _facet_statement(base.where(*conds))) if sq.with_facets else None
     hits: Sequence[Any] | None = None
     if sort == "relevance" and not _narrowed(sq):
@@ -403,8 +391,9 @@ def search(session: Session, sq: SearchQuery) -> SearchResult:
     next_cursor = None
     if more and hits:
         last_val = hits[-1].k
-        next_cursor = _encode_cursor(
-            [last_val.isoformat() if hasattr(last_val, "isoformat") else last_val, hits[-1].rid]
+        next_cursor = codec_of(session).encode(
+            _cursor_scope(sort),
+            [last_val.isoformat() if hasattr(last_val, "isoformat") else last_val, hits[-1].rid],
         )
 
     facets: dict[str, list[tuple[str, int]]] = {}
