@@ -18,6 +18,7 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from govshare import __version__
+from govshare.bodylimit import BodyLimit, BodyTooLarge
 from govshare.config import Settings
 from govshare.db import make_engine, make_session_factory
 from govshare.deps import Public
@@ -88,6 +89,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if isinstance(exc, BodyTooLarge):
+            return render(request, 413, exc.code, str(exc.detail), exc.details)
         message = {
             404: "页面或接口不存在 (not found)",
             405: "不支持的请求方法 (method not allowed)",
@@ -134,6 +137,17 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.package_store = make_store(settings.bus_url)
     app.state.data_services = DataServices(settings, app.state.session_factory)
     install_error_handlers(app)
+    from govshare.exchange.api import MAX_PACKAGE_BYTES
+
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_body_bytes,
+        overrides={
+            "/api/v1/catalog/import": settings.max_import_bytes,
+            "/catalog/import": settings.max_import_bytes,
+            "/api/v1/exchange/node/packages": MAX_PACKAGE_BYTES,
+        },
+    )
 
     from govshare.catalog import api as catalog_api
     from govshare.catalog import pages as catalog_pages
