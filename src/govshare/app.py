@@ -15,12 +15,13 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from govshare import __version__
 from govshare.bodylimit import BodyLimit, BodyTooLarge
 from govshare.config import Settings
-from govshare.db import make_engine, make_session_factory
+from govshare.db import integrity_fields, make_engine, make_session_factory
 from govshare.deps import Public
 from govshare.errors import GovshareError
 from govshare.exchange.store import make_store
@@ -54,6 +55,15 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     return [{"field": _field_path(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()]
 
 
+INTEGRITY_MESSAGES = {
+    "unique": "与已有数据重复 (already exists)",
+    "foreign_key": "引用的数据不存在或仍被引用 (referenced row missing or still in use)",
+    "not_null": "缺少必填数据 (required value missing)",
+    "check": "数据不符合约束 (value out of bounds)",
+    "integrity": "数据与已有数据冲突 (conflicts with stored data)",
+}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     def render(
         request: Request, status: int, code: str, message: str, details: list[dict[str, Any]]
@@ -76,6 +86,16 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GovshareError)
     async def _domain(request: Request, exc: GovshareError) -> Response:
         return render(request, exc.status, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(request: Request, exc: IntegrityError) -> Response:
+        # The services check what they can; this answers the rest (a race between two
+        # requests, a rule only the database knows) as the conflict it is.
+        kind, fields = integrity_fields(exc)
+        log.warning("integrity error", path=request.url.path, kind=kind, fields=fields)
+        message = INTEGRITY_MESSAGES.get(kind, INTEGRITY_MESSAGES["integrity"])
+        details = [{"field": f, "message": message} for f in fields]
+        return render(request, 409, "conflict", message, details)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
