@@ -294,7 +294,7 @@ def list_packages(
     task_id: Id,
     db: SessionDep,
     _c: ExchangeReader,
-    before_seq: Id | None = None,
+    before_seq: Seq | None = None,
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> list[PackageInfo]:
     service.get_task(db, task_id)

@@ -45,7 +45,7 @@ from govshare.exchange.schemas import (
     SubscriberConfig,
     TaskCreate,
 )
-from govshare.ids import Id, parse_id
+from govshare.ids import Id, parse_id, parse_seq
 from govshare.security import audit
 from govshare.security import service as identity
 from govshare.security.roles import Permission
@@ -746,7 +746,7 @@ def task_page(
     task = service.get_task(db, task_id)
     source = service.get_task(db, task.source_task_id) if task.source_task_id else None
     log_task = task if task.kind is TaskKind.PROVIDER else source
-    before_seq = parse_id(before)
+    before_seq = parse_seq(before)
     packages = (
         service.list_packages(db, log_task.id, before_seq=before_seq, limit=PACKAGE_PAGE + 1)
         if log_task

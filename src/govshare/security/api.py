@@ -16,7 +16,7 @@ from govshare.deps import (
     UserAdmin,
 )
 from govshare.errors import GovshareError
-from govshare.ids import Id
+from govshare.ids import Id, Seq
 from govshare.security import audit, service
 from govshare.security.models import ApiClient, SessionKind
 from govshare.security.schemas import (
@@ -136,7 +136,7 @@ def list_audit(
     object_id: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    before_seq: Id | None = None,
+    before_seq: Seq | None = None,
     limit: int = Query(default=50, ge=1, le=500),
 ) -> AuditPage:
     flt = audit.AuditFilter(

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from govshare.deps import AuditReader, DepartmentAdmin, SessionDep, UserAdmin
 from govshare.errors import Conflict, InvalidInput, NotFound
-from govshare.ids import Id, parse_id
+from govshare.ids import Id, parse_id, parse_seq
 from govshare.security import audit, service
 from govshare.security.models import DepartmentLevel
 from govshare.security.roles import Role
@@ -262,7 +262,7 @@ def _audit_page(
         until=until + timedelta(days=1) if until else None,
     )
     before = qp.get("before_seq", "")
-    rows = audit.list_entries(db, flt, before_seq=parse_id(before), limit=PAGE_SIZE)
+    rows = audit.list_entries(db, flt, before_seq=parse_seq(before), limit=PAGE_SIZE)
     audit.record(
         db,
         caller.actor,

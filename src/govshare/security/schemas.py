@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from govshare.ids import MAX_ID, Id
+from govshare.ids import MAX_SEQ, Id
 from govshare.security.models import DepartmentLevel
 from govshare.security.roles import Permission, Role
 
@@ -82,7 +82,7 @@ class ApiClientCreate(BaseModel):
         default=None, gt=0, le=100_000, description="数据服务每秒调用上限 (缺省按平台设置)"
     )
     daily_quota: int | None = Field(
-        default=None, ge=1, le=MAX_ID, description="数据服务每日键数额度 (缺省按平台设置)"
+        default=None, ge=1, le=MAX_SEQ, description="数据服务每日键数额度 (缺省按平台设置)"
     )
 
 
