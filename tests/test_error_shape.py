@@ -153,3 +153,25 @@ def test_integrity_fields_name_the_column(
     finally:
         engine.dispose()
     assert db.integrity_fields(caught.value) == expected
+
+
+def test_text_the_database_cannot_store_is_422(world: World) -> None:
+    def login(username: str) -> Any:
+        with world.api() as c:
+            return c.post(
+                "/api/v1/auth/token",
+                content=f'{{"username": "{username}", "password": "whatever-long"}}'.encode(),
+                headers={"Content-Type": "application/json"},
+            )
+
+    # A lone surrogate: validation refuses it before any database sees it.
+    r = login("a\\udac3b")
+    assert r.status_code == 422, r.text[:200]
+    _assert_envelope(r.json(), "invalid_input")
+    # NUL: PostgreSQL cannot hold it in a text; SQLite can (so: just a wrong login).
+    r = login("a\\u0000b")
+    if world.hub.backend == "sqlite":
+        assert r.status_code == 401, r.text[:200]
+    else:
+        assert r.status_code == 422, r.text[:200]
+        _assert_envelope(r.json(), "unstorable_value")

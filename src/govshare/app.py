@@ -21,9 +21,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from govshare import __version__
 from govshare.bodylimit import BodyLimit, BodyTooLarge
 from govshare.config import Settings
-from govshare.db import integrity_fields, make_engine, make_session_factory
+from govshare.db import UNSTORABLE_ERRORS, integrity_fields, make_engine, make_session_factory
 from govshare.deps import Public
-from govshare.errors import GovshareError
+from govshare.errors import ErrorEnvelope, GovshareError, UnstorableValue
 from govshare.exchange.store import make_store
 from govshare.sharing.data import DataServices
 
@@ -97,6 +97,14 @@ def install_error_handlers(app: FastAPI) -> None:
         details = [{"field": f, "message": message} for f in fields]
         return render(request, 409, "conflict", message, details)
 
+    async def _unstorable(request: Request, exc: Exception) -> Response:
+        log.warning("unstorable input", path=request.url.path, error=type(exc).__name__)
+        error = UnstorableValue()
+        return render(request, error.status, error.code, error.message, error.details)
+
+    for kind in UNSTORABLE_ERRORS:
+        app.add_exception_handler(kind, _unstorable)
+
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         return render(
@@ -116,6 +124,41 @@ def install_error_handlers(app: FastAPI) -> None:
             405: "不支持的请求方法 (method not allowed)",
         }.get(exc.status_code, str(exc.detail))
         return render(request, exc.status_code, "http_error", message, [])
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Document the error envelope the API really answers: FastAPI's generated 422
+    (``{"detail": …}``) is replaced, and every operation documents ``4XX``."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, routes=app.routes, description=app.description
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        envelope = ErrorEnvelope.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(envelope.pop("$defs", {}))
+        components["ErrorEnvelope"] = envelope
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        error = {
+            "description": "错误 (error envelope)",
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}
+            },
+        }
+        for path_item in schema.get("paths", {}).values():
+            for operation in path_item.values():
+                responses = operation.setdefault("responses", {})
+                if "422" in responses:
+                    responses["422"] = {**error, "description": "输入不正确 (invalid input)"}
+                responses.setdefault("4XX", error)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -157,6 +200,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.package_store = make_store(settings.bus_url)
     app.state.data_services = DataServices(settings, app.state.session_factory)
     install_error_handlers(app)
+    install_openapi(app)
     from govshare.exchange.api import MAX_PACKAGE_BYTES
 
     app.add_middleware(

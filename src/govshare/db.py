@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -11,10 +12,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlalchemy import DateTime, Enum, MetaData, Table, bindparam, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql.selectable import ReturnsRows
 from sqlalchemy.types import TypeDecorator
@@ -243,6 +245,14 @@ def _result_processor(type_: Any, dialect: Dialect) -> Any:
         # cursor; the driver already returns float/Decimal as the column is declared.
         return None
 
+
+UNSTORABLE_ERRORS: tuple[type[Exception], ...] = (
+    DataError,  # NUL in a PostgreSQL text, a value beyond the column (through SQLAlchemy)
+    psycopg.DataError,  # the same from a raw prepared statement (``Prepared``)
+    sqlite3.DataError,
+    UnicodeEncodeError,  # a lone surrogate: neither database can encode it
+)
+"""What the databases raise for a value they cannot hold, however it got past validation."""
 
 _SQLITE_COLUMNS = re.compile(r"(?:UNIQUE|NOT NULL) constraint failed: (.+)$")
 

@@ -303,6 +303,33 @@ def test_query_cursors_hide_the_key_and_refuse_edits(served: Served) -> None:
     assert nxt["records"][0]["sfzhm"] > last_key
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("query", {"filters": {"sfzhm": "\udac3"}}),
+        ("verify", {"keys": ["\udac3"]}),
+        ("lookup", {"keys": ["3702021990010\u00001"]}),
+    ],
+    ids=["query-surrogate", "verify-surrogate", "lookup-nul"],
+)
+def test_keys_the_database_cannot_take_are_refused_and_journalled(
+    served: Served, path: str, body: dict[str, Any], request: pytest.FixtureRequest
+) -> None:
+    path_id = request.node.callspec.id
+    client = served.clients["query"]
+    before = len(_denied(served, client.app_key))
+    r = client.post(f"/{served.code}/{path}", body)
+    if path_id.endswith("nul") and served.world.hub.backend == "sqlite":
+        assert r.status_code == 200, r.text  # SQLite compares NUL like any character
+        assert r.json()["records"] == []
+        return
+    assert r.status_code == 422, r.text[:300]
+    assert r.json()["error"]["code"] == "unstorable_value"
+    entries = _denied(served, client.app_key)
+    assert len(entries) == before + 1
+    assert entries[-1].after["reason"] == "unstorable_value"
+
+
 def test_verification_answers_without_the_values(served: Served) -> None:
     client = served.clients["verify"]
     keys = [sfzhm(1), sfzhm(2), "370202199001019999"]

@@ -26,8 +26,9 @@ from sqlalchemy import Connection
 from starlette.routing import Route
 
 from govshare.config import Settings
+from govshare.db import UNSTORABLE_ERRORS
 from govshare.deps import Require, SessionDep, SharingReader, SharingStoreAdmin, signed_request
-from govshare.errors import GovshareError, NotAuthenticated
+from govshare.errors import GovshareError, NotAuthenticated, UnstorableValue
 from govshare.security.errors import PermissionDenied
 from govshare.security.roles import Permission
 from govshare.security.service import SignedRequest, verified_signed_client
@@ -138,11 +139,15 @@ def _answer(
             auth = data.authorize(conn, caller, resource_code, modes, today)
         except GovshareError as exc:
             raise _Refused(caller, exc) from exc
+        except UNSTORABLE_ERRORS as exc:  # a NUL in the resource code
+            raise _Refused(caller, UnstorableValue()) from exc
     try:
         ds.limits.admit(caller, max(1, len(keys)), today)
         result, rows = work(ds, auth)
     except GovshareError as exc:
         raise _Refused(caller, exc) from exc
+    except UNSTORABLE_ERRORS as exc:  # a NUL or lone surrogate in a key
+        raise _Refused(caller, UnstorableValue()) from exc
     call = data.call_of(caller, auth, action, today)
     call.keys = len(keys)
     call.rows = rows
