@@ -175,3 +175,16 @@ def test_text_the_database_cannot_store_is_422(world: World) -> None:
     else:
         assert r.status_code == 422, r.text[:200]
         _assert_envelope(r.json(), "unstorable_value")
+
+
+def test_openapi_documents_the_envelope_for_every_operation(world: World) -> None:
+    with world.api() as c:
+        spec = c.get("/openapi.json").json()
+    envelope = {"$ref": "#/components/schemas/ErrorEnvelope"}
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            responses = operation["responses"]
+            for status in ("4XX", "422") if "422" in responses else ("4XX",):
+                schema = responses[status]["content"]["application/json"]["schema"]
+                assert schema == envelope, (method, path, status)
