@@ -15,13 +15,21 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from govshare import __version__
+from govshare.bodylimit import BodyLimit, BodyTooLarge
 from govshare.config import Settings
-from govshare.db import make_engine, make_session_factory, session_scope
+from govshare.db import (
+    UNSTORABLE_ERRORS,
+    integrity_fields,
+    make_engine,
+    make_session_factory,
+    session_scope,
+)
 from govshare.deps import Public
-from govshare.errors import GovshareError
+from govshare.errors import ErrorEnvelope, GovshareError, UnstorableValue
 from govshare.exchange.store import make_store
 from govshare.sharing.data import DataServices
 from govshare.web.headers import SecurityHeadersMiddleware
@@ -65,6 +73,15 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+INTEGRITY_MESSAGES = {
+    "unique": "与已有数据重复 (already exists)",
+    "foreign_key": "引用的数据不存在或仍被引用 (referenced row missing or still in use)",
+    "not_null": "缺少必填数据 (required value missing)",
+    "check": "数据不符合约束 (value out of bounds)",
+    "integrity": "数据与已有数据冲突 (conflicts with stored data)",
+}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     def render(
         request: Request,
@@ -95,6 +112,24 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _domain(request: Request, exc: GovshareError) -> Response:
         return render(request, exc.status, exc.code, exc.message, exc.details, exc.headers)
 
+    @app.exception_handler(IntegrityError)
+    async def _integrity(request: Request, exc: IntegrityError) -> Response:
+        # The services check what they can; this answers the rest (a race between two
+        # requests, a rule only the database knows) as the conflict it is.
+        kind, fields = integrity_fields(exc)
+        log.warning("integrity error", path=request.url.path, kind=kind, fields=fields)
+        message = INTEGRITY_MESSAGES.get(kind, INTEGRITY_MESSAGES["integrity"])
+        details = [{"field": f, "message": message} for f in fields]
+        return render(request, 409, "conflict", message, details)
+
+    async def _unstorable(request: Request, exc: Exception) -> Response:
+        log.warning("unstorable input", path=request.url.path, error=type(exc).__name__)
+        error = UnstorableValue()
+        return render(request, error.status, error.code, error.message, error.details)
+
+    for kind in UNSTORABLE_ERRORS:
+        app.add_exception_handler(kind, _unstorable)
+
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         return render(
@@ -107,11 +142,48 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if isinstance(exc, BodyTooLarge):
+            return render(request, 413, exc.code, str(exc.detail), exc.details)
         message = {
             404: "页面或接口不存在 (not found)",
             405: "不支持的请求方法 (method not allowed)",
         }.get(exc.status_code, str(exc.detail))
         return render(request, exc.status_code, "http_error", message, [])
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Document the error envelope the API really answers: FastAPI's generated 422
+    (``{"detail": …}``) is replaced, and every operation documents ``4XX``."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, routes=app.routes, description=app.description
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        envelope = ErrorEnvelope.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(envelope.pop("$defs", {}))
+        components["ErrorEnvelope"] = envelope
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        error = {
+            "description": "错误 (error envelope)",
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}
+            },
+        }
+        for path_item in schema.get("paths", {}).values():
+            for operation in path_item.values():
+                responses = operation.setdefault("responses", {})
+                if "422" in responses:
+                    responses["422"] = {**error, "description": "输入不正确 (invalid input)"}
+                responses.setdefault("4XX", error)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -161,6 +233,19 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.package_store = make_store(settings.bus_url)
     app.state.data_services = DataServices(settings, app.state.session_factory)
     install_error_handlers(app)
+    install_openapi(app)
+    from govshare.exchange.api import MAX_PACKAGE_BYTES
+
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_body_bytes,
+        overrides={
+            "/api/v1/catalog/import": settings.max_import_bytes,
+            "/catalog/import": settings.max_import_bytes,
+            "/api/v1/exchange/node/packages": MAX_PACKAGE_BYTES,
+        },
+    )
+    # Outermost, so that every answer (a 413 included) carries the headers.
     app.add_middleware(SecurityHeadersMiddleware)
 
     from govshare.catalog import api as catalog_api

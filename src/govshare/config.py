@@ -199,6 +199,21 @@ class Settings(BaseSettings):
         description="Hub processes serving requests (``govshare serve --workers``); each "
         "admits its share of an API client's rate, so together they keep to it.",
     )
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=64 * 1024,
+        le=1024 * 1024 * 1024,
+        description="Largest request body the hub reads (bytes, default 16 MiB); larger "
+        "ones are refused with 413 while they stream in. Spreadsheet imports and node "
+        "packages have their own limits.",
+    )
+    max_import_bytes: int = Field(
+        default=128 * 1024 * 1024,
+        ge=64 * 1024,
+        le=1024 * 1024 * 1024,
+        description="Largest catalog spreadsheet upload (bytes, default 128 MiB: an import "
+        "holds up to 200,000 rows of up to a few hundred bytes each).",
+    )
     secure_cookies: bool = Field(
         default=False,
         description="Always mark console cookies Secure; they are marked Secure anyway on "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import re
+import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -10,6 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlalchemy import (
     DateTime,
     Enum,
@@ -22,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql.selectable import ReturnsRows
 from sqlalchemy.types import TypeDecorator
@@ -106,6 +109,7 @@ def make_engine(settings: Settings) -> Engine:
 def make_session_factory(engine: Engine, settings: Settings) -> sessionmaker[Session]:
     """Sessions that append to the audit chain with the deployment's digest and the
     data directory's audit key (made on first use: ``security.anchor``)."""
+    from govshare.cursors import SESSION_INFO_KEY, CursorCodec
     from govshare.security.anchor import ensure_key
 
     def head() -> tuple[int, str]:
@@ -120,7 +124,11 @@ def make_session_factory(engine: Engine, settings: Settings) -> sessionmaker[Ses
     return sessionmaker(
         engine,
         expire_on_commit=False,
-        info={"audit_alg": settings.audit_digest, "audit_key": key},
+        info={
+            "audit_alg": settings.audit_digest,
+            "audit_key": key,
+            SESSION_INFO_KEY: CursorCodec(settings.secret_key),
+        },
     )
 
 
@@ -264,3 +272,52 @@ def _result_processor(type_: Any, dialect: Dialect) -> Any:
         # psycopg's numeric processors need the column's type oid, known only from a
         # cursor; the driver already returns float/Decimal as the column is declared.
         return None
+
+
+UNSTORABLE_ERRORS: tuple[type[Exception], ...] = (
+    DataError,  # NUL in a PostgreSQL text, a value beyond the column (through SQLAlchemy)
+    psycopg.DataError,  # the same from a raw prepared statement (``Prepared``)
+    sqlite3.DataError,
+    UnicodeEncodeError,  # a lone surrogate: neither database can encode it
+)
+"""What the databases raise for a value they cannot hold, however it got past validation."""
+
+_SQLITE_COLUMNS = re.compile(r"(?:UNIQUE|NOT NULL) constraint failed: (.+)$")
+
+
+def integrity_fields(exc: IntegrityError) -> tuple[str, list[str]]:
+    """What an ``IntegrityError`` tripped over, for the person who must fix the input:
+    ``("unique" | "foreign_key" | "not_null" | "check" | "integrity", [columns])``.
+
+    PostgreSQL names the constraint (looked up in the models' metadata); SQLite lists
+    the columns in its message. Columns that only scope a unique name (``*_id``) are
+    left out when others remain: the department is not what the user must change."""
+    orig = exc.orig
+    diag = getattr(orig, "diag", None)
+    message = str(orig)
+    kind = "integrity"
+    columns: list[str] = []
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate == "23505" or "UNIQUE constraint failed" in message:
+        kind = "unique"
+    elif sqlstate == "23503" or "FOREIGN KEY constraint failed" in message:
+        kind = "foreign_key"
+    elif sqlstate == "23502" or "NOT NULL constraint failed" in message:
+        kind = "not_null"
+    elif sqlstate == "23514" or "CHECK constraint failed" in message:
+        kind = "check"
+    constraint = getattr(diag, "constraint_name", None)
+    if constraint:
+        for table in Base.metadata.tables.values():
+            for c in table.constraints:
+                if c.name == constraint:
+                    columns = [col.name for col in getattr(c, "columns", [])]
+            for index in table.indexes:
+                if index.name == constraint:
+                    columns = [col.name for col in index.columns]
+    elif column := getattr(diag, "column_name", None):
+        columns = [str(column)]
+    elif m := _SQLITE_COLUMNS.search(message):
+        columns = [part.strip().rsplit(".", 1)[-1] for part in m.group(1).split(",")]
+    named = [c for c in columns if not c.endswith("_id") and c != "id"]
+    return kind, named or columns

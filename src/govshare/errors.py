@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 
 class GovshareError(Exception):
     status = 400
@@ -82,3 +84,37 @@ class TooManyRequests(GovshareError):
     @property
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+
+
+class UnstorableValue(InvalidInput):
+    """Input the database refuses although it passed validation: a NUL character or a
+    lone surrogate in a text, a number or text beyond the column (DataError)."""
+
+    code = "unstorable_value"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "输入含有数据库无法保存的内容：NUL 字符、不成对的代理字符、超长或超出范围的值 "
+            "(value the database cannot store)"
+        )
+
+
+class ErrorDetail(BaseModel):
+    """One problem: the field (or spreadsheet row and column) and what was expected."""
+
+    model_config = ConfigDict(extra="allow")
+
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="stable error code, e.g. invalid_input, resource_not_found")
+    message: str = Field(description="中文说明 (English)")
+    details: list[ErrorDetail]
+
+
+class ErrorEnvelope(BaseModel):
+    """What every API error answers (``tests/test_error_shape.py``)."""
+
+    error: ErrorBody

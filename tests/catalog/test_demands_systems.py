@@ -99,6 +99,33 @@ def test_system_inventory_counts_resources(world: World) -> None:
     assert [(s["name"], s["resource_count"]) for s in listed] == [("人口信息管理系统", 2)]
 
 
+def test_renaming_a_system_to_a_taken_name_is_a_conflict(world: World) -> None:
+    dept = world.department()
+    body = {"usage_frequency": "daily", "network": "egov_extranet"}
+    with world.api(dept.registrar) as c:
+        first = c.post("/api/v1/catalog/systems", json={"name": "社保系统", **body}).json()
+        second = c.post("/api/v1/catalog/systems", json={"name": "医保系统", **body}).json()
+        r = c.put(f"/api/v1/catalog/systems/{second['id']}", json={"name": "社保系统", **body})
+        assert r.status_code == 409, r.text
+        error = r.json()["error"]
+        assert error["code"] == "information_system_name_taken"
+        assert error["details"] == [
+            {"field": "name", "message": "本部门已有同名信息系统，请换一个名称"}
+        ]
+        kept = c.put(
+            f"/api/v1/catalog/systems/{first['id']}",
+            json={"name": "社保系统", "function": "参保登记", **body},
+        )
+        assert kept.status_code == 200, kept.text
+        listed = c.get("/api/v1/catalog/systems", params={"department_id": dept.id}).json()
+    assert sorted(s["name"] for s in listed) == ["医保系统", "社保系统"]
+    # Another department may use the name.
+    other = world.department("另一局")
+    with world.api(other.registrar) as c:
+        r = c.post("/api/v1/catalog/systems", json={"name": "医保系统", **body})
+    assert r.status_code == 201, r.text
+
+
 def test_classification_tree_and_code_tables(world: World) -> None:
     dept = world.department()
     with world.api(dept.registrar) as c:

@@ -172,6 +172,15 @@ def test_unsupported_and_damaged_files_are_refused(world: World) -> None:
     assert _import(world, dept.registrar, "x.csv", ",".join(HEADERS).encode()).status_code == 422
 
 
+def test_csv_the_csv_module_cannot_parse_is_refused_with_its_line(world: World) -> None:
+    dept = world.department()
+    huge_field = _csv([_row("1", "超长摘要", "姓名", "xm", 信息资源摘要="长" * 140_000)])
+    r = _import(world, dept.registrar, "x.csv", huge_field)  # over the csv module's field limit
+    assert r.status_code == 422, r.text[:200]
+    assert r.json()["error"]["code"] == "import_rejected"
+    assert "第 2 行无法解析" in r.json()["error"]["message"]
+
+
 def test_gb18030_csv_from_excel_is_read(world: World) -> None:
     dept = world.department()
     marker = unique("国标")

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import base64
 import io
 from typing import Any
 
 import openpyxl
+import pytest
 
 from tests.factories import PASSWORD, World, resource_payload, unique
 from tests.web.test_pages import sign_in
+
+CRAFTED_CURSORS = [
+    "[5,1]",
+    '["x","y"]',
+    "[null,null]",
+    '[[1],{"a":1}]',
+    '["2026-01-01", "1"]',
+    "[]",
+]
+
+LIST = "/api/v1/catalog/resources"
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
 def _search(world: World, user: str, **params: Any) -> dict[str, Any]:
@@ -155,6 +172,43 @@ def test_bad_cursor_and_limit_are_clear_errors(world: World) -> None:
         assert r.status_code == 422
         assert r.json()["error"]["details"][0]["field"] == "cursor"
         assert c.get("/api/v1/catalog/resources", params={"limit": 0}).status_code == 422
+
+
+@pytest.mark.parametrize("sort", ["relevance", "updated", "name"])
+def test_crafted_cursors_are_refused_on_lists_and_exports(world: World, sort: str) -> None:
+    dept = world.department()
+    marker = unique("游标")
+    for i in range(3):
+        world.published(dept, name=f"{marker}第{i}号")
+    with world.api(dept.registrar) as c:
+        for raw in CRAFTED_CURSORS:
+            for path, q in [(LIST, marker), (LIST, ""), (f"{LIST}/export", marker)]:
+                r = c.get(path, params={"q": q, "sort": sort, "cursor": _b64(raw)})
+                assert r.status_code == 422, (path, raw, r.status_code, r.text[:200])
+                assert r.json()["error"]["code"] == "invalid_cursor"
+                assert r.json()["error"]["details"][0]["field"] == "cursor"
+
+
+def test_cursors_are_sealed_to_their_list(world: World) -> None:
+    dept = world.department()
+    marker = unique("封存")
+    for i in range(3):
+        world.published(dept, name=f"{marker}第{i}号")
+    page = _search(world, dept.registrar, q=marker, sort="name", limit=1)
+    cursor = page["next_cursor"]
+    assert marker not in base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode(
+        errors="replace"
+    )
+    flipped = cursor[:10] + ("A" if cursor[10] != "A" else "B") + cursor[11:]
+    with world.api(dept.registrar) as c:
+        for bad, sort in [(cursor, "updated"), (flipped, "name"), (cursor[:-4], "name")]:
+            r = c.get(
+                "/api/v1/catalog/resources", params={"q": marker, "sort": sort, "cursor": bad}
+            )
+            assert r.status_code == 422, (sort, r.text)
+            assert r.json()["error"]["code"] == "invalid_cursor"
+    after = _search(world, dept.registrar, q=marker, sort="name", limit=1, cursor=cursor)
+    assert after["items"][0]["id"] != page["items"][0]["id"]
 
 
 def test_withdrawn_entry_leaves_the_index(world: World) -> None:

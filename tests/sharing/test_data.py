@@ -5,6 +5,7 @@ grant, revocation at once, limits, replay refusal, and an audit trail of hashed 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import secrets
@@ -252,6 +253,92 @@ def test_filters_only_on_granted_items(served: Served) -> None:
     r = served.clients["query"].post(f"/{served.code}/query", {"filters": {"xb": "2"}})
     assert r.status_code == 422
     assert r.json()["error"]["details"][0]["field"] == "filters.xb"
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _denied(served: Served, app_key: str) -> list[AuditEntry]:
+    with served.world.hub.db() as s:
+        return list(
+            s.scalars(
+                select(AuditEntry).where(
+                    AuditEntry.actor == app_key, AuditEntry.action == "data.denied"
+                )
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        _b64("[5,1]"),
+        _b64('["x","y"]'),
+        _b64("[null,null]"),
+        _b64('[[1],{"a":[2]}]'),
+        _b64('["' + "3" * 18 + '"]'),
+        "not base64 at all!",
+    ],
+)
+def test_crafted_query_cursors_are_refused_journalled_and_spend_the_nonce(
+    served: Served, cursor: str
+) -> None:
+    client = served.clients["query"]
+    before = len(_denied(served, client.app_key))
+    nonce = secrets.token_hex(12)
+    r = client.post(f"/{served.code}/query", {"after": cursor}, nonce=nonce)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "invalid_cursor"
+    assert r.json()["error"]["details"][0]["field"] == "after"
+    entries = _denied(served, client.app_key)
+    assert len(entries) == before + 1
+    assert entries[-1].after["reason"] == "invalid_cursor"
+    again = client.post(f"/{served.code}/query", {"after": cursor}, nonce=nonce)
+    assert again.status_code == 401
+    assert again.json()["error"]["code"] == "replayed_request"
+
+
+def test_query_cursors_hide_the_key_and_refuse_edits(served: Served) -> None:
+    client = served.clients["query"]
+    first = client.post(f"/{served.code}/query", {"limit": 2}).json()
+    cursor = first["next"]
+    last_key = first["records"][-1]["sfzhm"]
+    raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    assert last_key.encode() not in raw
+    flipped = cursor[:-3] + ("A" if cursor[-3] != "A" else "B") + cursor[-2:]
+    r = client.post(f"/{served.code}/query", {"limit": 2, "after": flipped})
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "invalid_cursor"
+    nxt = client.post(f"/{served.code}/query", {"limit": 2, "after": cursor}).json()
+    assert nxt["records"][0]["sfzhm"] > last_key
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("query", {"filters": {"sfzhm": "\udac3"}}),
+        ("verify", {"keys": ["\udac3"]}),
+        ("lookup", {"keys": ["3702021990010\u00001"]}),
+    ],
+    ids=["query-surrogate", "verify-surrogate", "lookup-nul"],
+)
+def test_keys_the_database_cannot_take_are_refused_and_journalled(
+    served: Served, path: str, body: dict[str, Any], request: pytest.FixtureRequest
+) -> None:
+    path_id = request.node.callspec.id
+    client = served.clients["query"]
+    before = len(_denied(served, client.app_key))
+    r = client.post(f"/{served.code}/{path}", body)
+    if path_id.endswith("nul") and served.world.hub.backend == "sqlite":
+        assert r.status_code == 200, r.text  # SQLite compares NUL like any character
+        assert r.json()["records"] == []
+        return
+    assert r.status_code == 422, r.text[:300]
+    assert r.json()["error"]["code"] == "unstorable_value"
+    entries = _denied(served, client.app_key)
+    assert len(entries) == before + 1
+    assert entries[-1].after["reason"] == "unstorable_value"
 
 
 def test_verification_answers_without_the_values(served: Served) -> None:

@@ -47,6 +47,7 @@ from govshare.deps import (
     SystemWriter,
 )
 from govshare.errors import InvalidInput
+from govshare.ids import Id
 from govshare.security import audit
 from govshare.security.service import Principal
 
@@ -78,7 +79,7 @@ ConfirmDuplicates = Annotated[
 
 def search_query(
     q: str = Query(default="", max_length=200, description="中文检索词"),
-    department_id: int | None = None,
+    department_id: Id | None = None,
     classification: str | None = Query(default=None, max_length=20),
     kind: ResourceKind | None = None,
     sharing_type: SharingType | None = None,
@@ -195,7 +196,7 @@ def import_resources(
     db: SessionDep,
     caller: CatalogWriter,
     file: Annotated[UploadFile, File(description="XLSX 或 CSV")],
-    provider_department_id: int | None = None,
+    provider_department_id: Id | None = None,
     confirm_duplicates: ConfirmDuplicates = False,
 ) -> list[ResourceSummary]:
     # A plain function (threadpool): validating and storing thousands of rows must not
@@ -230,7 +231,7 @@ def get_resource_by_code(code: str, db: SessionDep, caller: CatalogReader) -> Re
 
 
 @router.get("/resources/{resource_id}", summary="查看目录")
-def get_resource(resource_id: int, db: SessionDep, caller: CatalogReader) -> ResourcePublic:
+def get_resource(resource_id: Id, db: SessionDep, caller: CatalogReader) -> ResourcePublic:
     resource, snap = service.visible_resource(db, caller, resource_id)
     return resource_public(
         resource, snap, as_published=not service.can_see_working_copy(caller, resource)
@@ -239,7 +240,7 @@ def get_resource(resource_id: int, db: SessionDep, caller: CatalogReader) -> Res
 
 @router.put("/resources/{resource_id}", summary="修改或变更目录")
 def update_resource(
-    resource_id: int,
+    resource_id: Id,
     body: ChangeIn,
     db: SessionDep,
     caller: CatalogWriter,
@@ -254,7 +255,7 @@ def update_resource(
 @router.delete(
     "/resources/{resource_id}", status_code=status.HTTP_204_NO_CONTENT, summary="删除草稿"
 )
-def delete_resource(resource_id: int, db: SessionDep, caller: CatalogWriter) -> None:
+def delete_resource(resource_id: Id, db: SessionDep, caller: CatalogWriter) -> None:
     service.delete_resource(db, caller, resource_id)
 
 
@@ -265,26 +266,26 @@ def delete_resource(resource_id: int, db: SessionDep, caller: CatalogWriter) -> 
     "reject_publication, withdraw",
 )
 def transition(
-    resource_id: int, step: str, body: TransitionIn, db: SessionDep, caller: Authenticated
+    resource_id: Id, step: str, body: TransitionIn, db: SessionDep, caller: Authenticated
 ) -> ResourcePublic:
     # Each step names its own permission; the service checks it with the department.
     resource = service.transition(db, caller, resource_id, step, body.reason)
     return resource_public(resource, service.snapshot(resource), as_published=False)
 
 
-def _own(db: Session, caller: Principal, resource_id: int) -> service.Resource:
+def _own(db: Session, caller: Principal, resource_id: Id) -> service.Resource:
     return service.own_resource(db, caller, resource_id, "只能查看本部门目录的版本与流转记录")
 
 
 @router.get("/resources/{resource_id}/versions", summary="版本列表")
-def list_versions(resource_id: int, db: SessionDep, caller: CatalogReader) -> list[VersionPublic]:
+def list_versions(resource_id: Id, db: SessionDep, caller: CatalogReader) -> list[VersionPublic]:
     resource = _own(db, caller, resource_id)
     return [VersionPublic.model_validate(v) for v in service.list_versions(db, resource)]
 
 
 @router.get("/resources/{resource_id}/versions/{version}", summary="某一版本的内容")
 def get_version(
-    resource_id: int, version: int, db: SessionDep, caller: CatalogReader
+    resource_id: Id, version: Id, db: SessionDep, caller: CatalogReader
 ) -> ResourcePublic:
     resource = _own(db, caller, resource_id)
     snap = service.get_version(db, resource, version).snapshot
@@ -294,18 +295,18 @@ def get_version(
 
 @router.get("/resources/{resource_id}/diff", summary="两个版本的字段级差异")
 def diff_versions(
-    resource_id: int,
+    resource_id: Id,
     db: SessionDep,
     caller: CatalogReader,
-    from_version: int = Query(alias="from", ge=1),
-    to_version: int = Query(alias="to", ge=1),
+    from_version: Annotated[Id, Query(alias="from")],
+    to_version: Annotated[Id, Query(alias="to")],
 ) -> VersionDiff:
     resource = _own(db, caller, resource_id)
     return service.diff_versions(db, resource, from_version, to_version)
 
 
 @router.get("/resources/{resource_id}/history", summary="流转记录")
-def history(resource_id: int, db: SessionDep, caller: CatalogReader) -> list[TransitionPublic]:
+def history(resource_id: Id, db: SessionDep, caller: CatalogReader) -> list[TransitionPublic]:
     resource = _own(db, caller, resource_id)
     return [TransitionPublic.model_validate(t) for t in service.list_transitions(db, resource)]
 
@@ -401,7 +402,7 @@ def add_demand(body: DemandIn, db: SessionDep, caller: DemandWriter) -> DemandPu
 
 
 @router.get("/demands/{demand_id}", summary="查看需求")
-def get_demand(demand_id: int, db: SessionDep, _c: CatalogReader) -> DemandPublic:
+def get_demand(demand_id: Id, db: SessionDep, _c: CatalogReader) -> DemandPublic:
     return demand_public(service.get_demand(db, demand_id))
 
 
@@ -411,14 +412,14 @@ def get_demand(demand_id: int, db: SessionDep, _c: CatalogReader) -> DemandPubli
     summary="以本部门资源响应需求",
 )
 def respond_to_demand(
-    demand_id: int, body: DemandResponseIn, db: SessionDep, caller: CatalogWriter
+    demand_id: Id, body: DemandResponseIn, db: SessionDep, caller: CatalogWriter
 ) -> DemandPublic:
     service.respond_to_demand(db, caller, demand_id, body)
     return demand_public(service.get_demand(db, demand_id))
 
 
 @router.post("/demands/{demand_id}/close", summary="关闭需求")
-def close_demand(demand_id: int, db: SessionDep, caller: DemandWriter) -> DemandPublic:
+def close_demand(demand_id: Id, db: SessionDep, caller: DemandWriter) -> DemandPublic:
     return demand_public(service.close_demand(db, caller, demand_id))
 
 
@@ -437,7 +438,7 @@ def system_public(s: service.InformationSystem, count: int) -> SystemPublic:
 
 @router.get("/systems", summary="信息系统清单")
 def list_systems(
-    db: SessionDep, _c: CatalogReader, department_id: int | None = None
+    db: SessionDep, _c: CatalogReader, department_id: Id | None = None
 ) -> list[SystemPublic]:
     return [system_public(s, n) for s, n in service.list_systems(db, department_id)]
 
@@ -449,7 +450,7 @@ def add_system(body: SystemIn, db: SessionDep, caller: SystemWriter) -> SystemPu
 
 @router.put("/systems/{system_id}", summary="修改信息系统")
 def update_system(
-    system_id: int, body: SystemIn, db: SessionDep, caller: SystemWriter
+    system_id: Id, body: SystemIn, db: SessionDep, caller: SystemWriter
 ) -> SystemPublic:
     system = service.update_system(db, caller, system_id, body)
     counts = {s.id: n for s, n in service.list_systems(db, system.department_id)}

@@ -43,3 +43,9 @@ class DemandNotFound(NotFound):
 
 class SystemNotFound(NotFound):
     code = "information_system_not_found"
+
+
+class SystemNameTaken(Conflict):
+    """Another information system of the department already has the name."""
+
+    code = "information_system_name_taken"

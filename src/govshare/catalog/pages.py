@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from itertools import zip_longest
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -51,6 +51,7 @@ from govshare.deps import (
     SystemWriter,
 )
 from govshare.errors import Conflict, Forbidden, InvalidInput, NotFound
+from govshare.ids import Id, parse_id
 from govshare.security import service as identity
 from govshare.security.errors import PermissionDenied
 from govshare.security.roles import Permission
@@ -214,7 +215,7 @@ def _search_query(
     is_open = params.get("is_open")
     return search.SearchQuery(
         q=params.get("q", "")[:200],
-        department_id=int(department) if department else None,
+        department_id=parse_id(department) if department else None,
         classification=params.get("classification") or None,
         kind=_enum(ResourceKind, params.get("kind"), "kind"),
         sharing_type=_enum(SharingType, params.get("sharing_type"), "sharing_type"),
@@ -381,12 +382,12 @@ def add_resource(
 
 @router.get("/catalog/resources/{resource_id}")
 def resource_page(
-    resource_id: int,
+    resource_id: Id,
     request: Request,
     db: SessionDep,
     caller: CatalogReader,
-    diff_from: int | None = Query(default=None, alias="from", ge=1),
-    diff_to: int | None = Query(default=None, alias="to", ge=1),
+    diff_from: Annotated[Id | None, Query(alias="from")] = None,
+    diff_to: Annotated[Id | None, Query(alias="to")] = None,
 ) -> Response:
     resource, snap = service.visible_resource(db, caller, resource_id)
     return _resource_page(request, db, caller, resource, snap, diff_from=diff_from, diff_to=diff_to)
@@ -398,7 +399,7 @@ def _step_label(field: str) -> str:
 
 @router.post("/catalog/resources/{resource_id}/steps/{step}")
 def take_step(
-    resource_id: int,
+    resource_id: Id,
     step: str,
     request: Request,
     form: FormDep,
@@ -428,7 +429,7 @@ def take_step(
 
 
 @router.post("/catalog/resources/{resource_id}/delete")
-def delete_resource(resource_id: int, db: SessionDep, caller: CatalogWriter) -> Response:
+def delete_resource(resource_id: Id, db: SessionDep, caller: CatalogWriter) -> Response:
     service.delete_resource(db, caller, resource_id)
     db.commit()
     return redirect("/catalog/mine?done=deleted")
@@ -644,7 +645,7 @@ def _resource_form(
     )
 
 
-def _editable(db: Session, caller: Principal, resource_id: int) -> Resource:
+def _editable(db: Session, caller: Principal, resource_id: Id) -> Resource:
     resource = service.own_resource(db, caller, resource_id, "只能修改本部门的目录")
     if resource.status not in service.EDITABLE:
         raise TransitionNotAllowed(f"“{resource.status.label}”状态的目录不能修改")
@@ -653,7 +654,7 @@ def _editable(db: Session, caller: Principal, resource_id: int) -> Resource:
 
 @router.get("/catalog/resources/{resource_id}/edit")
 def edit_resource_form(
-    resource_id: int, request: Request, db: SessionDep, caller: CatalogWriter
+    resource_id: Id, request: Request, db: SessionDep, caller: CatalogWriter
 ) -> Response:
     resource = _editable(db, caller, resource_id)
     values = _snapshot_values(service.snapshot(resource))
@@ -662,7 +663,7 @@ def edit_resource_form(
 
 @router.post("/catalog/resources/{resource_id}/edit")
 def update_resource(
-    resource_id: int, request: Request, form: FormDep, db: SessionDep, caller: CatalogWriter
+    resource_id: Id, request: Request, form: FormDep, db: SessionDep, caller: CatalogWriter
 ) -> Response:
     payload, values, problems = _resource_payload(form, caller, editing=True)
     confirmed = values["confirm_duplicates"]
@@ -834,7 +835,7 @@ def _demands_page(
     status: str = "",
     new_values: dict[str, Any] | None = None,
     new_errors: FormErrors = NO_ERRORS,
-    respond_id: int | None = None,
+    respond_id: Id | None = None,
     respond_values: dict[str, Any] | None = None,
     respond_errors: FormErrors = NO_ERRORS,
     status_code: int = 200,
@@ -895,7 +896,7 @@ def _demand_label(field: str) -> str:
 
 @router.post("/catalog/demands/{demand_id}/responses")
 def respond_to_demand(
-    demand_id: int, request: Request, form: FormDep, db: SessionDep, caller: CatalogWriter
+    demand_id: Id, request: Request, form: FormDep, db: SessionDep, caller: CatalogWriter
 ) -> Response:
     values = {"resource_code": text(form, "resource_code"), "note": text(form, "note")}
     try:
@@ -920,7 +921,7 @@ def respond_to_demand(
 
 
 @router.post("/catalog/demands/{demand_id}/close")
-def close_demand(demand_id: int, db: SessionDep, caller: DemandWriter) -> Response:
+def close_demand(demand_id: Id, db: SessionDep, caller: DemandWriter) -> Response:
     service.close_demand(db, caller, demand_id)
     db.commit()
     return redirect("/catalog/demands?done=demand_closed")
@@ -946,7 +947,7 @@ def _systems_page(
     db: Session,
     caller: Principal,
     *,
-    department_id: int | None = None,
+    department_id: Id | None = None,
     values: dict[str, Any] | None = None,
     errors: FormErrors = NO_ERRORS,
     status_code: int = 200,
@@ -973,7 +974,7 @@ def _systems_page(
 def systems_page(
     request: Request, db: SessionDep, caller: CatalogReader, department_id: str = ""
 ) -> Response:
-    dept = int(department_id) if department_id.isdigit() else None
+    dept = parse_id(department_id)
     return _systems_page(request, db, caller, department_id=dept)
 
 

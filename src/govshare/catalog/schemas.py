@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from govshare.catalog.codes import ResourceKind, ResourceStatus, SharingType
+from govshare.ids import Count, Id
 from govshare.rules.fields import Expect, expected
 
 ITEM_CODE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,59}$"
@@ -119,7 +120,7 @@ class ResourceIn(BaseModel):
     related_codes: Annotated[
         list[str], Expect("关联资源代码须为资源代码的列表，如 101001/000001")
     ] = Field(default_factory=list, description="关联资源代码")
-    source_system_id: Annotated[int | None, Expect("来源信息系统须为信息系统编号 (整数)")] = Field(
+    source_system_id: Annotated[Id | None, Expect("来源信息系统须为信息系统编号 (整数)")] = Field(
         default=None, description="来源信息系统"
     )
     secrecy: Annotated[str, Expect("涉密属性须为代码表“涉密属性”中的代码")] = Field(
@@ -128,7 +129,7 @@ class ResourceIn(BaseModel):
     extensions: Annotated[dict[str, str], Expect("扩展元数据须为“名称: 文本”的对应")] = Field(
         default_factory=dict, description="扩展元数据 (省级扩展)"
     )
-    provider_department_id: Annotated[int | None, Expect("提供方部门须为部门编号 (整数)")] = Field(
+    provider_department_id: Annotated[Id | None, Expect("提供方部门须为部门编号 (整数)")] = Field(
         default=None, description="提供方部门; 仅平台管理员可代其他部门编目"
     )
     items: Annotated[
@@ -272,7 +273,7 @@ class ClassificationPublic(BaseModel):
 class CodeEntryIn(BaseModel):
     code: Annotated[str, _texts("代码", 40, min_length=1)]
     label: Annotated[str, _texts("名称", 100, min_length=1)]
-    sort_order: Annotated[int, Expect("排序号须为整数")] = 0
+    sort_order: Annotated[Count, Expect("排序号须为整数")] = 0
 
 
 class CodeEntryPublic(CodeEntryIn):

@@ -9,7 +9,6 @@ keyset (a cursor of the last row's sort key and id).
 
 from __future__ import annotations
 
-import base64
 import re
 import threading
 import weakref
@@ -22,7 +21,6 @@ from types import SimpleNamespace
 from typing import Any, cast
 from weakref import WeakKeyDictionary
 
-import orjson
 from sqlalchemy import (
     Column,
     Integer,
@@ -47,6 +45,7 @@ from sqlalchemy.sql.selectable import Join
 
 from govshare.catalog.codes import ResourceKind, ResourceStatus, SharingType
 from govshare.catalog.models import Classification, Resource, ResourceVersion
+from govshare.cursors import codec_of
 from govshare.errors import InvalidInput
 from govshare.security.models import Department
 
@@ -348,23 +347,9 @@ class SearchResult:
     facets: dict[str, list[tuple[str, int]]]
 
 
-def _encode_cursor(values: list[Any]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> list[Any]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        values = orjson.loads(raw)
-    except (ValueError, orjson.JSONDecodeError):
-        raise InvalidInput(
-            "分页游标无效", details=[{"field": "cursor", "message": "invalid cursor"}]
-        ) from None
-    if not isinstance(values, list) or len(values) != 2:
-        raise InvalidInput(
-            "分页游标无效", details=[{"field": "cursor", "message": "invalid cursor"}]
-        )
-    return values
+def _cursor_scope(sort: str) -> str:
+    """Cursors of one order only: a name sort's cursor holds no timestamp."""
+    return f"catalog.search:{sort}"
 
 
 # Matches rank in tiers, then by relevance within a tier: the name holds every term,
@@ -501,12 +486,15 @@ def search(session: Session, sq: SearchQuery) -> SearchResult:
 
     last: tuple[Any, Any] | None = None
     if sq.cursor:
-        last_key, last_id = _decode_cursor(sq.cursor)
+        last_key, last_id = codec_of(session).decode(
+            _cursor_scope(sort), sq.cursor, width=2, field="cursor"
+        )
         if sort == "updated":
             from datetime import datetime
 
-            last_key = datetime.fromisoformat(last_key)
-        last = (last_key, last_id)
+            last = (datetime.fromisoformat(str(last_key)), last_id)
+        else:
+            last = (last_key, last_id)
     counting = _start(session, _facet_statement(base.where(*conds))) if sq.with_facets else None
     hits: Sequence[Any] | None = None
     if sort == "relevance" and not _narrowed(sq):
@@ -530,8 +518,9 @@ def search(session: Session, sq: SearchQuery) -> SearchResult:
     next_cursor = None
     if more and hits:
         last_val = hits[-1].k
-        next_cursor = _encode_cursor(
-            [last_val.isoformat() if hasattr(last_val, "isoformat") else last_val, hits[-1].rid]
+        next_cursor = codec_of(session).encode(
+            _cursor_scope(sort),
+            [last_val.isoformat() if hasattr(last_val, "isoformat") else last_val, hits[-1].rid],
         )
 
     facets: dict[str, list[tuple[str, int]]] = {}

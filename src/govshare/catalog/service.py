@@ -33,6 +33,7 @@ from govshare.catalog.errors import (
     InvalidResource,
     NotYourDepartment,
     ResourceNotFound,
+    SystemNameTaken,
     SystemNotFound,
     TransitionNotAllowed,
 )
@@ -1032,6 +1033,22 @@ def _validate_system(codes: CodeTables, data: SystemIn) -> None:
         raise InvalidInput("信息系统信息不正确", details=problems)
 
 
+def _check_system_name(
+    session: Session, department_id: int, name: str, *, system_id: int | None = None
+) -> None:
+    """One name per information system within a department (uq_information_system_dept_name)."""
+    clash = select(InformationSystem.id).where(
+        InformationSystem.department_id == department_id, InformationSystem.name == name
+    )
+    if system_id is not None:
+        clash = clash.where(InformationSystem.id != system_id)
+    if session.scalar(clash):
+        raise SystemNameTaken(
+            f"本部门已登记同名信息系统: {name}",
+            details=[{"field": "name", "message": "本部门已有同名信息系统，请换一个名称"}],
+        )
+
+
 def add_system(
     session: Session, principal: Principal, data: SystemIn, department_id: int | None = None
 ) -> InformationSystem:
@@ -1040,12 +1057,7 @@ def add_system(
         raise InvalidInput("未指定部门")
     _check_department(principal, dept_id)
     _validate_system(CodeTables(session), data)
-    if session.scalar(
-        select(InformationSystem.id).where(
-            InformationSystem.department_id == dept_id, InformationSystem.name == data.name
-        )
-    ):
-        raise Conflict(f"本部门已登记同名信息系统: {data.name}")
+    _check_system_name(session, dept_id, data.name)
     system = InformationSystem(department_id=dept_id, **data.model_dump())
     session.add(system)
     session.flush()
@@ -1066,6 +1078,7 @@ def update_system(
     system = get_system(session, system_id)
     _check_department(principal, system.department_id)
     _validate_system(CodeTables(session), data)
+    _check_system_name(session, system.department_id, data.name, system_id=system.id)
     before = SystemIn.model_validate(system, from_attributes=True).model_dump()
     for key, value in data.model_dump().items():
         setattr(system, key, value)

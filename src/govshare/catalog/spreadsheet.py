@@ -121,6 +121,15 @@ def _cell(value: Any) -> str:
     return cells.restore_text(str(value).strip())
 
 
+def _csv_rows(reader: Any) -> Iterator[list[str]]:
+    """The reader's rows; a row the csv module cannot parse (a field over its 128 KiB
+    limit …) rejects the file with its line number."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise ImportRejected(f"CSV 文件第 {reader.line_num} 行无法解析: {exc}") from None
+
+
 def read_rows(filename: str, content: bytes) -> Iterator[tuple[int, Row]]:
     """Rows as {field: text} with their spreadsheet row numbers (header is row 1)."""
     lower = filename.lower()
@@ -141,7 +150,7 @@ def read_rows(filename: str, content: bytes) -> Iterator[tuple[int, Row]]:
                 text_ = content.decode("gb18030")
             except UnicodeDecodeError:
                 raise ImportRejected("CSV 文件编码应为 UTF-8 或 GB18030") from None
-        reader = csv.reader(io.StringIO(text_))
+        reader = _csv_rows(csv.reader(io.StringIO(text_)))
         header = [h.strip() for h in next(reader, [])]
         body = reader
     else:

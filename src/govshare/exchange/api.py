@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
@@ -49,6 +50,7 @@ from govshare.exchange.schemas import (
     TaskPublic,
     TaskUpdate,
 )
+from govshare.ids import Id, Seq
 
 router = APIRouter(prefix="/exchange", tags=["exchange"])
 MAX_PACKAGE_BYTES = 256 * 1024 * 1024
@@ -142,12 +144,12 @@ def package_arrivals(request: Request) -> PackageArrivals:
 
 @router.get("/node/tasks/{task_id}/packages/next", summary="领取下一个数据包 (接收任务)")
 async def next_package(
-    task_id: int,
+    task_id: Id,
     request: Request,
     db: SessionDep,
     settings: SettingsDep,
     caller: ExchangeNode,
-    after: int = Query(ge=0),
+    after: Annotated[Seq, Query()],
     wait: float = Query(
         default=0, ge=0, le=MAX_WAIT_SECONDS, description="无新数据包时最多等待的秒数 (long poll)"
     ),
@@ -180,7 +182,7 @@ async def next_package(
 
 
 @router.post("/node/tasks/{task_id}/ack", summary="回执: 数据包已入库")
-def ack(task_id: int, body: AckIn, db: SessionDep, caller: ExchangeNode) -> TaskPublic:
+def ack(task_id: Id, body: AckIn, db: SessionDep, caller: ExchangeNode) -> TaskPublic:
     node = service.node_of(db, caller)
     counts = {"inserted": body.inserted, "updated": body.updated, "deleted": body.deleted}
     return TaskPublic.model_validate(service.acknowledge(db, node, task_id, body.seq, counts))
@@ -188,7 +190,7 @@ def ack(task_id: int, body: AckIn, db: SessionDep, caller: ExchangeNode) -> Task
 
 @router.post("/node/commands/{command_id}/result", summary="命令执行结果")
 def command_result(
-    command_id: int,
+    command_id: Id,
     body: CommandResult,
     db: SessionDep,
     settings: SettingsDep,
@@ -235,12 +237,12 @@ def enroll_node(
 
 
 @router.get("/nodes/{node_id}", summary="前置机详情")
-def get_node(node_id: int, db: SessionDep, _c: ExchangeReader) -> NodePublic:
+def get_node(node_id: Id, db: SessionDep, _c: ExchangeReader) -> NodePublic:
     return NodePublic.model_validate(service.get_node(db, node_id))
 
 
 @router.get("/nodes/{node_id}/schemas", summary="前置机采集到的表结构")
-def node_schemas(node_id: int, db: SessionDep, _c: ExchangeReader) -> dict[str, object]:
+def node_schemas(node_id: Id, db: SessionDep, _c: ExchangeReader) -> dict[str, object]:
     return service.get_node(db, node_id).schemas
 
 
@@ -248,14 +250,14 @@ def node_schemas(node_id: int, db: SessionDep, _c: ExchangeReader) -> dict[str, 
     "/nodes/{node_id}/commands", status_code=status.HTTP_201_CREATED, summary="向前置机下发命令"
 )
 def issue_command(
-    node_id: int, body: CommandIn, db: SessionDep, caller: ExchangeAdmin
+    node_id: Id, body: CommandIn, db: SessionDep, caller: ExchangeAdmin
 ) -> dict[str, int]:
     return {"id": service.issue_command(db, caller, node_id, body.command, body.task_id).id}
 
 
 @router.get("/tasks", summary="交换任务列表")
 def list_tasks(
-    db: SessionDep, _c: ExchangeReader, node_id: int | None = None, kind: TaskKind | None = None
+    db: SessionDep, _c: ExchangeReader, node_id: Id | None = None, kind: TaskKind | None = None
 ) -> list[TaskPublic]:
     return [
         TaskPublic.model_validate(t) for t in service.list_tasks(db, node_id=node_id, kind=kind)
@@ -268,33 +270,31 @@ def create_task(body: TaskCreate, db: SessionDep, caller: ExchangeAdmin) -> Task
 
 
 @router.get("/tasks/{task_id}", summary="交换任务详情")
-def get_task(task_id: int, db: SessionDep, _c: ExchangeReader) -> TaskPublic:
+def get_task(task_id: Id, db: SessionDep, _c: ExchangeReader) -> TaskPublic:
     return TaskPublic.model_validate(service.get_task(db, task_id))
 
 
 @router.put("/tasks/{task_id}", summary="修改交换任务")
-def update_task(
-    task_id: int, body: TaskUpdate, db: SessionDep, caller: ExchangeAdmin
-) -> TaskPublic:
+def update_task(task_id: Id, body: TaskUpdate, db: SessionDep, caller: ExchangeAdmin) -> TaskPublic:
     return TaskPublic.model_validate(service.update_task(db, caller, task_id, body))
 
 
 @router.post("/tasks/{task_id}/start", summary="部署并启动任务")
-def start_task(task_id: int, db: SessionDep, caller: ExchangeAdmin) -> TaskPublic:
+def start_task(task_id: Id, db: SessionDep, caller: ExchangeAdmin) -> TaskPublic:
     return TaskPublic.model_validate(service.set_task_state(db, caller, task_id, TaskState.RUNNING))
 
 
 @router.post("/tasks/{task_id}/stop", summary="停止任务")
-def stop_task(task_id: int, db: SessionDep, caller: ExchangeAdmin) -> TaskPublic:
+def stop_task(task_id: Id, db: SessionDep, caller: ExchangeAdmin) -> TaskPublic:
     return TaskPublic.model_validate(service.set_task_state(db, caller, task_id, TaskState.STOPPED))
 
 
 @router.get("/tasks/{task_id}/packages", summary="交换日志: 任务的数据包")
 def list_packages(
-    task_id: int,
+    task_id: Id,
     db: SessionDep,
     _c: ExchangeReader,
-    before_seq: int | None = None,
+    before_seq: Seq | None = None,
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> list[PackageInfo]:
     service.get_task(db, task_id)
@@ -307,7 +307,7 @@ def list_packages(
 @router.post(
     "/tasks/{task_id}/reconcile", status_code=status.HTTP_201_CREATED, summary="发起桥接核对"
 )
-def reconcile(task_id: int, db: SessionDep, caller: ExchangeAdmin) -> list[ReconciliationPublic]:
+def reconcile(task_id: Id, db: SessionDep, caller: ExchangeAdmin) -> list[ReconciliationPublic]:
     return [
         ReconciliationPublic.model_validate(r)
         for r in service.request_reconciliation(db, caller, task_id)
@@ -316,7 +316,7 @@ def reconcile(task_id: int, db: SessionDep, caller: ExchangeAdmin) -> list[Recon
 
 @router.get("/reconciliations", summary="核对结果")
 def list_reconciliations(
-    db: SessionDep, _c: ExchangeReader, task_id: int | None = None
+    db: SessionDep, _c: ExchangeReader, task_id: Id | None = None
 ) -> list[ReconciliationPublic]:
     return [
         ReconciliationPublic.model_validate(r) for r in service.list_reconciliations(db, task_id)

@@ -45,6 +45,7 @@ from govshare.exchange.schemas import (
     SubscriberConfig,
     TaskCreate,
 )
+from govshare.ids import Id, parse_id, parse_seq
 from govshare.security import audit
 from govshare.security import service as identity
 from govshare.security.roles import Permission
@@ -291,7 +292,7 @@ def enroll_node(
     return _nodes_page(request, db, caller, values=values, errors=errors, status_code=422)
 
 
-def _recent_commands(db: Session, node_id: int, limit: int = 20) -> list[NodeCommand]:
+def _recent_commands(db: Session, node_id: Id, limit: int = 20) -> list[NodeCommand]:
     return list(
         db.scalars(
             select(NodeCommand)
@@ -306,7 +307,7 @@ def _node_page(
     request: Request,
     db: Session,
     caller: Principal,
-    node_id: int,
+    node_id: Id,
     *,
     draft_for: str = "",
     draft_values: dict[str, Any] | None = None,
@@ -340,12 +341,12 @@ def _node_page(
 
 
 @router.get("/exchange/nodes/{node_id}")
-def node_page(node_id: int, request: Request, db: SessionDep, caller: ExchangeReader) -> Response:
+def node_page(node_id: Id, request: Request, db: SessionDep, caller: ExchangeReader) -> Response:
     return _node_page(request, db, caller, node_id)
 
 
 @router.post("/exchange/nodes/{node_id}/commands")
-def send_command(node_id: int, form: FormDep, db: SessionDep, caller: ExchangeAdmin) -> Response:
+def send_command(node_id: Id, form: FormDep, db: SessionDep, caller: ExchangeAdmin) -> Response:
     """collect_schema for the node, keyset or resync for one of its tasks."""
     command = text(form, "command")
     task_id = optional_int(text(form, "task_id"))
@@ -390,7 +391,7 @@ def _with_done(url: str, done: str) -> str:
 
 @router.post("/exchange/nodes/{node_id}/resources")
 def draft_from_table(
-    node_id: int, request: Request, form: FormDep, db: SessionDep, caller: CatalogWriter
+    node_id: Id, request: Request, form: FormDep, db: SessionDep, caller: CatalogWriter
 ) -> Response:
     """Compile a catalog draft from a table the node reported (生成目录草稿)."""
     values = {
@@ -608,7 +609,7 @@ def _tasks_page(
     db: Session,
     caller: Principal,
     *,
-    node_id: int | None = None,
+    node_id: Id | None = None,
     kind: TaskKind | None = None,
     form_kind: str = "",
     values: dict[str, Any] | None = None,
@@ -654,7 +655,7 @@ def tasks_page(
         request,
         db,
         caller,
-        node_id=int(node_id) if node_id.isdigit() else None,
+        node_id=parse_id(node_id),
         kind=TaskKind(kind) if kind in TASK_KINDS else None,
     )
 
@@ -736,7 +737,7 @@ def _config_rows(task: ExchangeTask) -> list[tuple[str, str]]:
 
 @router.get("/exchange/tasks/{task_id}")
 def task_page(
-    task_id: int,
+    task_id: Id,
     request: Request,
     db: SessionDep,
     caller: ExchangeReader,
@@ -745,7 +746,7 @@ def task_page(
     task = service.get_task(db, task_id)
     source = service.get_task(db, task.source_task_id) if task.source_task_id else None
     log_task = task if task.kind is TaskKind.PROVIDER else source
-    before_seq = int(before) if before.isdigit() else None
+    before_seq = parse_seq(before)
     packages = (
         service.list_packages(db, log_task.id, before_seq=before_seq, limit=PACKAGE_PAGE + 1)
         if log_task
@@ -792,21 +793,21 @@ def task_page(
 
 
 @router.post("/exchange/tasks/{task_id}/start")
-def start_task(task_id: int, db: SessionDep, caller: ExchangeAdmin) -> Response:
+def start_task(task_id: Id, db: SessionDep, caller: ExchangeAdmin) -> Response:
     service.set_task_state(db, caller, task_id, TaskState.RUNNING)
     db.commit()
     return redirect(f"/exchange/tasks/{task_id}?done=task_started")
 
 
 @router.post("/exchange/tasks/{task_id}/stop")
-def stop_task(task_id: int, db: SessionDep, caller: ExchangeAdmin) -> Response:
+def stop_task(task_id: Id, db: SessionDep, caller: ExchangeAdmin) -> Response:
     service.set_task_state(db, caller, task_id, TaskState.STOPPED)
     db.commit()
     return redirect(f"/exchange/tasks/{task_id}?done=task_stopped")
 
 
 @router.post("/exchange/tasks/{task_id}/reconcile")
-def reconcile_task(task_id: int, db: SessionDep, caller: ExchangeAdmin) -> Response:
+def reconcile_task(task_id: Id, db: SessionDep, caller: ExchangeAdmin) -> Response:
     requested = service.request_reconciliation(db, caller, task_id)
     if not requested:
         raise InvalidInput(
@@ -837,7 +838,7 @@ def alerts_page(
 
 
 @router.post("/exchange/alerts/{alert_id}/resolve")
-def resolve_alert(alert_id: int, form: FormDep, db: SessionDep, caller: ExchangeAdmin) -> Response:
+def resolve_alert(alert_id: Id, form: FormDep, db: SessionDep, caller: ExchangeAdmin) -> Response:
     """Mark an alert's condition handled; it opens again if the condition recurs."""
     alert = db.get(Alert, alert_id)
     if alert is None:
@@ -887,8 +888,8 @@ def domains_page(
     request: Request, db: SessionDep, caller: ExchangeReader, edit: str = ""
 ) -> Response:
     values = None
-    if edit.isdigit():
-        domain = next((d for d in service.list_domains(db) if d.id == int(edit)), None)
+    if (edit_id := parse_id(edit)) is not None:
+        domain = next((d for d in service.list_domains(db) if d.id == edit_id), None)
         if domain is None:
             raise NotFound(f"交换域 {edit} 不存在")
         values = {
@@ -903,7 +904,7 @@ def domains_page(
 @router.post("/exchange/domains")
 def save_domain(request: Request, form: FormDep, db: SessionDep, caller: ExchangeAdmin) -> Response:
     domain_id = optional_int(text(form, "domain_id"))
-    department_ids = [int(v) for v in texts(form, "department_ids") if v.isdigit()]
+    department_ids = [i for v in texts(form, "department_ids") if (i := parse_id(v)) is not None]
     values: dict[str, Any] = {
         "domain_id": domain_id if isinstance(domain_id, int) else None,
         "name": text(form, "name"),

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from govshare.exchange.models import AlertKind, NodeStatus, TaskKind, TaskState
+from govshare.ids import Count, Id
 from govshare.sharing.models import MaskingRule
 
 IDENT = r"^[A-Za-z_][A-Za-z0-9_.]{0,120}$"
@@ -15,7 +16,7 @@ IDENT = r"^[A-Za-z_][A-Za-z0-9_.]{0,120}$"
 
 class NodeCreate(BaseModel):
     name: str = Field(min_length=2, max_length=100, description="前置机名称")
-    department_id: int
+    department_id: Id
 
 
 class NodePublic(BaseModel):
@@ -38,7 +39,7 @@ class NodeEnrolled(NodePublic):
 
 
 class NodeRegister(BaseModel):
-    node_id: int
+    node_id: Id
     token: str = Field(min_length=10, max_length=200)
     public_keys: dict[str, str] = Field(description="{'sm2': hex, 'ed25519': hex}")
     version: str = ""
@@ -178,9 +179,9 @@ class SubscriberConfig(BaseModel):
 class TaskCreate(BaseModel):
     name: str = Field(min_length=2, max_length=200)
     kind: TaskKind
-    node_id: int
-    resource_id: int
-    source_task_id: int | None = Field(default=None, description="接收任务: 订阅哪个发送任务")
+    node_id: Id
+    resource_id: Id
+    source_task_id: Id | None = Field(default=None, description="接收任务: 订阅哪个发送任务")
     config: dict[str, Any]
 
 
@@ -229,10 +230,10 @@ class PackageAccepted(BaseModel):
 
 
 class AckIn(BaseModel):
-    seq: int = Field(ge=1)
-    inserted: int = Field(default=0, ge=0)
-    updated: int = Field(default=0, ge=0)
-    deleted: int = Field(default=0, ge=0)
+    seq: Id
+    inserted: Count = 0
+    updated: Count = 0
+    deleted: Count = 0
 
 
 class HeartbeatIn(BaseModel):
@@ -258,7 +259,7 @@ class HeartbeatOut(BaseModel):
 
 class CommandIn(BaseModel):
     command: Literal["resync", "collect_schema", "checksum", "keyset"]
-    task_id: int | None = None
+    task_id: Id | None = None
 
 
 class CommandResult(BaseModel):
@@ -268,7 +269,7 @@ class CommandResult(BaseModel):
 
 class NodeAlertIn(BaseModel):
     kind: Literal["send_failed", "receive_failed", "database_error"]
-    task_id: int | None = None
+    task_id: Id | None = None
     message: str = Field(max_length=2000)
     resolved: bool = False
 
@@ -308,7 +309,7 @@ class ReconciliationPublic(BaseModel):
 class DomainIn(BaseModel):
     name: str = Field(min_length=2, max_length=100)
     description: str = Field(default="", max_length=2000)
-    department_ids: list[int] = Field(default_factory=list)
+    department_ids: list[Id] = Field(default_factory=list)
 
 
 class DomainPublic(BaseModel):
@@ -319,7 +320,7 @@ class DomainPublic(BaseModel):
 
 
 class FromTableIn(BaseModel):
-    node_id: int
+    node_id: Id
     source: str
     table: str = Field(pattern=IDENT)
     classification_code: str

@@ -17,6 +17,7 @@ from govshare.deps import (
     bearer_token,
 )
 from govshare.errors import GovshareError
+from govshare.ids import Id, Seq
 from govshare.security import audit, service
 from govshare.security.models import ApiClient, SessionKind
 from govshare.security.schemas import (
@@ -86,7 +87,7 @@ def add_department(
 
 
 @router.get("/users", summary="用户列表")
-def list_users(db: SessionDep, _c: UserAdmin, department_id: int | None = None) -> list[UserPublic]:
+def list_users(db: SessionDep, _c: UserAdmin, department_id: Id | None = None) -> list[UserPublic]:
     return [UserPublic.model_validate(u) for u in service.list_users(db, department_id)]
 
 
@@ -142,7 +143,7 @@ def list_audit(
     object_id: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    before_seq: int | None = Query(default=None, ge=1),
+    before_seq: Seq | None = None,
     limit: int = Query(default=50, ge=1, le=500),
 ) -> AuditPage:
     flt = audit.AuditFilter(

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from govshare.deps import AuditReader, DepartmentAdmin, SessionDep, UserAdmin
 from govshare.errors import Conflict, InvalidInput, NotFound
+from govshare.ids import Id, parse_id, parse_seq
 from govshare.security import audit, service
 from govshare.security.anchor import AuditKey, read_checkpoints
 from govshare.security.models import DepartmentLevel
@@ -123,7 +124,7 @@ def _users_page(
     db: Session,
     caller: Principal,
     *,
-    department_id: int | None = None,
+    department_id: Id | None = None,
     values: dict[str, Any] | None = None,
     errors: FormErrors = NO_ERRORS,
     status_code: int = 200,
@@ -146,9 +147,7 @@ def _users_page(
 def users_page(
     request: Request, db: SessionDep, caller: UserAdmin, department_id: str = ""
 ) -> Response:
-    return _users_page(
-        request, db, caller, department_id=int(department_id) if department_id.isdigit() else None
-    )
+    return _users_page(request, db, caller, department_id=parse_id(department_id))
 
 
 @router.post("/admin/users")
@@ -288,9 +287,7 @@ def _audit_page(
         until=until + timedelta(days=1) if until else None,
     )
     before = qp.get("before_seq", "")
-    rows = audit.list_entries(
-        db, flt, before_seq=int(before) if before.isdigit() else None, limit=PAGE_SIZE
-    )
+    rows = audit.list_entries(db, flt, before_seq=parse_seq(before), limit=PAGE_SIZE)
     key: AuditKey | None = db.info.get("audit_key")
     audit.record(
         db,

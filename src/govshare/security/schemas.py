@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from govshare.ids import MAX_SEQ, Id
 from govshare.security.models import DepartmentLevel
 from govshare.security.roles import Permission, Role
 
@@ -38,7 +39,7 @@ class DepartmentCreate(BaseModel):
     credit_code: str = Field(min_length=18, max_length=18, description="统一社会信用代码")
     division_code: str = Field(min_length=6, max_length=6, description="行政区划代码 (GB/T 2260)")
     level: DepartmentLevel = DepartmentLevel.CITY
-    parent_id: int | None = None
+    parent_id: Id | None = None
 
 
 class DepartmentPublic(BaseModel):
@@ -57,7 +58,7 @@ class UserCreate(BaseModel):
     username: str = Field(pattern=r"^[A-Za-z0-9_.-]{3,50}$", description="登录名")
     password: str = Field(min_length=8, max_length=200)
     display_name: str = Field(min_length=1, max_length=50)
-    department_id: int
+    department_id: Id
     roles: list[Role] = Field(min_length=1)
 
 
@@ -75,13 +76,13 @@ class UserPublic(BaseModel):
 
 class ApiClientCreate(BaseModel):
     name: str = Field(min_length=2, max_length=100, description="接入系统名称")
-    department_id: int
+    department_id: Id
     permissions: list[Permission] | None = None
     rate_per_second: float | None = Field(
         default=None, gt=0, le=100_000, description="数据服务每秒调用上限 (缺省按平台设置)"
     )
     daily_quota: int | None = Field(
-        default=None, ge=1, description="数据服务每日键数额度 (缺省按平台设置)"
+        default=None, ge=1, le=MAX_SEQ, description="数据服务每日键数额度 (缺省按平台设置)"
     )
 
 

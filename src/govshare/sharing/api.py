@@ -22,6 +22,7 @@ from govshare.deps import (
     SharingReader,
     SharingReviewer,
 )
+from govshare.ids import Id
 from govshare.rules.clock import china_today
 from govshare.rules.workdays import FIRST_YEAR, LAST_YEAR
 from govshare.security.roles import Permission
@@ -126,15 +127,13 @@ def list_applications(
 
 
 @router.get("/applications/{application_id}", summary="共享申请详情")
-def get_application(
-    application_id: int, db: SessionDep, caller: SharingReader
-) -> ApplicationPublic:
+def get_application(application_id: Id, db: SessionDep, caller: SharingReader) -> ApplicationPublic:
     return application_public(db, service.get_visible_application(db, caller, application_id))
 
 
 @router.post("/applications/{application_id}/approve", summary="同意申请并授权")
 def approve_application(
-    application_id: int,
+    application_id: Id,
     body: ApproveIn,
     db: SessionDep,
     settings: SettingsDep,
@@ -147,7 +146,7 @@ def approve_application(
 
 @router.post("/applications/{application_id}/refuse", summary="拒绝申请 (须说明理由)")
 def refuse_application(
-    application_id: int, body: ReasonIn, db: SessionDep, caller: SharingReviewer
+    application_id: Id, body: ReasonIn, db: SessionDep, caller: SharingReviewer
 ) -> ApplicationPublic:
     app = service.get_visible_application(db, caller, application_id)
     return application_public(db, service.refuse(db, caller, app, body.reason))
@@ -155,7 +154,7 @@ def refuse_application(
 
 @router.post("/applications/{application_id}/provide", summary="标记已提供数据")
 def provide_application(
-    application_id: int, db: SessionDep, caller: SharingReviewer
+    application_id: Id, db: SessionDep, caller: SharingReviewer
 ) -> ApplicationPublic:
     app = service.get_visible_application(db, caller, application_id)
     return application_public(db, service.mark_provided(db, caller, app))
@@ -163,7 +162,7 @@ def provide_application(
 
 @router.post("/applications/{application_id}/dispute", summary="对拒绝提出争议")
 def dispute_application(
-    application_id: int, body: ReasonIn, db: SessionDep, caller: SharingApplicant
+    application_id: Id, body: ReasonIn, db: SessionDep, caller: SharingApplicant
 ) -> ApplicationPublic:
     app = service.get_visible_application(db, caller, application_id)
     return application_public(db, service.dispute(db, caller, app, body.reason))
@@ -171,7 +170,7 @@ def dispute_application(
 
 @router.post("/applications/{application_id}/decision", summary="平台裁决争议")
 def decide_dispute(
-    application_id: int,
+    application_id: Id,
     body: DecisionIn,
     db: SessionDep,
     settings: SettingsDep,
@@ -213,15 +212,15 @@ def list_grants(db: SessionDep, caller: SharingReader, side: Side = "all") -> li
 
 @router.post("/grants/{grant_id}/revoke", summary="撤销授权 (即时生效)")
 def revoke_grant(
-    grant_id: int, body: ReasonIn, db: SessionDep, caller: SharingReviewer
+    grant_id: Id, body: ReasonIn, db: SessionDep, caller: SharingReviewer
 ) -> GrantPublic:
     grant = service.get_grant(db, grant_id)
     return grant_public(service.revoke_grant(db, caller, grant, body.reason))
 
 
 class SubscriptionIn(BaseModel):
-    node_id: int = Field(description="本部门的前置机")
-    source_task_id: int = Field(description="目录提供部门的发送任务")
+    node_id: Id = Field(description="本部门的前置机")
+    source_task_id: Id = Field(description="目录提供部门的发送任务")
     config: dict[str, Any] = Field(description="接收任务配置 (目标库、表、映射)")
     name: str | None = Field(default=None, max_length=100)
 
@@ -232,7 +231,7 @@ class SubscriptionIn(BaseModel):
     summary="按订阅授权创建并启动接收任务 (及只含授权范围的专用发送任务)",
 )
 def subscribe(
-    grant_id: int, body: SubscriptionIn, db: SessionDep, caller: SharingApplicant
+    grant_id: Id, body: SubscriptionIn, db: SessionDep, caller: SharingApplicant
 ) -> dict[str, Any]:
     grant = service.get_grant(db, grant_id)
     sub = subscriptions.subscribe(
@@ -263,9 +262,9 @@ def report_usage(body: UsageCreate, db: SessionDep, caller: SharingApplicant) ->
 
 class CallTotalPublic(BaseModel):
     day: date
-    department_id: int
+    department_id: Id
     department_name: str
-    resource_id: int
+    resource_id: Id
     resource_name: str
     calls: int
     keys: int
@@ -327,13 +326,13 @@ def list_objections(
 
 
 @router.get("/objections/{objection_id}", summary="异议详情")
-def get_objection(objection_id: int, db: SessionDep, caller: SharingReader) -> ObjectionPublic:
+def get_objection(objection_id: Id, db: SessionDep, caller: SharingReader) -> ObjectionPublic:
     return objection_public(objections.get_visible(db, caller, objection_id))
 
 
 @router.post("/objections/{objection_id}/answer", summary="答复异议 (确认更正或不予更正)")
 def answer_objection(
-    objection_id: int,
+    objection_id: Id,
     body: ObjectionAnswer,
     db: SessionDep,
     settings: SettingsDep,

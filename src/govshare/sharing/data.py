@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from govshare.catalog.models import Resource
 from govshare.config import Settings
+from govshare.cursors import CursorCodec
 from govshare.db import Prepared
 from govshare.security.service import VerifiedClient
 from govshare.sharing import store as shared
@@ -167,6 +168,7 @@ class DataServices:
         )
         self.limits = Limits(settings, factory)
         self.hash_key = KeyHasher(settings.secret_key)
+        self.cursors = CursorCodec(settings.secret_key)
         # The calls' database work runs on a few threads of their own: every extra
         # thread waiting for the GIL lengthens each call's turn (the shared worker pool
         # would run all 40 at once under load), and SQLite answers these lookups in
@@ -382,7 +384,14 @@ def query(
             details=[{"field": f"filters.{k}", "message": "不在授权的信息项中"} for k in bad],
         )
     records, cursor = shared.page(
-        ds.db, auth.store, auth.items, auth.grant.row_filter, filters, after=after, limit=limit
+        ds.db,
+        auth.store,
+        auth.items,
+        auth.grant.row_filter,
+        filters,
+        after=after,
+        limit=limit,
+        cursors=ds.cursors,
     )
     show = masker(auth.grant.masking)
     return [show(r) for r in records], cursor

@@ -24,8 +24,9 @@ from sqlalchemy import Connection
 from starlette.routing import Route
 
 from govshare.config import Settings
+from govshare.db import UNSTORABLE_ERRORS
 from govshare.deps import Require, SessionDep, SharingReader, SharingStoreAdmin, signed_request
-from govshare.errors import GovshareError, NotAuthenticated
+from govshare.errors import GovshareError, NotAuthenticated, UnstorableValue
 from govshare.rules import spreadsheet
 from govshare.rules.clock import china_today
 from govshare.security.errors import PermissionDenied
@@ -137,11 +138,15 @@ def _answer(
             auth = data.authorize(conn, caller, resource_code, modes, today)
         except GovshareError as exc:
             raise _Refused(caller, exc) from exc
+        except UNSTORABLE_ERRORS as exc:  # a NUL in the resource code
+            raise _Refused(caller, UnstorableValue()) from exc
     try:
         ds.limits.admit(caller, max(1, len(keys)), today)
         result, rows = work(ds, auth)
     except GovshareError as exc:
         raise _Refused(caller, exc) from exc
+    except UNSTORABLE_ERRORS as exc:  # a NUL or lone surrogate in a key
+        raise _Refused(caller, UnstorableValue()) from exc
     call = data.call_of(caller, auth, action, today)
     call.keys = len(keys)
     call.rows = rows
@@ -323,6 +328,21 @@ def _located(exc: ValidationError, *prefix: str) -> list[dict[str, Any]]:
     return [{**e, "loc": (*prefix, *e["loc"])} for e in exc.errors()]
 
 
+def _json_invalid(pos: int, reason: str) -> RequestValidationError:
+    """A body that is not JSON, answered as FastAPI answers a JSON syntax error."""
+    return RequestValidationError(
+        [
+            {
+                "type": "json_invalid",
+                "loc": ("body", pos),
+                "msg": "JSON decode error",
+                "input": {},
+                "ctx": {"error": reason},
+            }
+        ]
+    )
+
+
 async def _parsed(
     request: Request, model: type[Model], *, with_format: bool
 ) -> tuple[SignedRequest, Model, Format]:
@@ -338,18 +358,11 @@ async def _parsed(
             try:
                 payload = json.loads(raw)
             except json.JSONDecodeError as e:
-                raise RequestValidationError(
-                    [
-                        {
-                            "type": "json_invalid",
-                            "loc": ("body", e.pos),
-                            "msg": "JSON decode error",
-                            "input": {},
-                            "ctx": {"error": e.msg},
-                        }
-                    ],
-                    body=e.doc,
-                ) from e
+                raise _json_invalid(e.pos, e.msg) from e
+            except UnicodeDecodeError as e:  # JSON is UTF-8 (RFC 8259); json.loads guesses
+                raise _json_invalid(e.start, "body is not UTF-8 (请求体须为 UTF-8 编码)") from e
+            except RecursionError as e:
+                raise _json_invalid(0, "JSON nested too deeply (嵌套层数过多)") from e
     signed = await _signed_client(request)
     errors: list[dict[str, Any]] = []
     fmt: Format = "json"

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from govshare.ids import Count, Id
 from govshare.sharing.models import (
     ApplicationStatus,
     DisputeOutcome,
@@ -24,7 +25,7 @@ class RowCondition(BaseModel):
 
 
 class ApplicationCreate(BaseModel):
-    resource_id: int
+    resource_id: Id
     purpose: str = Field(min_length=2, max_length=2000, description="业务用途")
     legal_basis: str = Field(min_length=2, max_length=2000, description="共享依据")
     items: list[str] = Field(min_length=1, description="申请的信息项代码")
@@ -123,9 +124,9 @@ class GrantPublic(BaseModel):
 
 
 class UsageCreate(BaseModel):
-    grant_id: int
+    grant_id: Id
     text: str = Field(min_length=2, max_length=2000, description="使用情况")
-    count: int = Field(default=0, ge=0, description="使用次数或记录数")
+    count: Count = Field(default=0, description="使用次数或记录数")
 
 
 class UsagePublic(BaseModel):
@@ -173,8 +174,8 @@ class VerifyRule(BaseModel):
 
 
 class StoreCreate(BaseModel):
-    resource_id: int
-    source_task_id: int = Field(description="该目录的发送任务")
+    resource_id: Id
+    source_task_id: Id = Field(description="该目录的发送任务")
     key_item: str = Field(description="查询键信息项, 如 sfzhm")
     mapping: dict[str, str] = Field(min_length=1, description="源字段→信息项代码")
     verify_rules: list[VerifyRule] = Field(default_factory=list)
@@ -245,7 +246,7 @@ class VerifyOut(BaseModel):
 
 
 class ObjectionCreate(BaseModel):
-    grant_id: int = Field(description="据以使用数据的授权")
+    grant_id: Id = Field(description="据以使用数据的授权")
     record_key: str = Field(min_length=1, max_length=200, description="有异议的记录的查询键")
     claimed: dict[str, str] = Field(min_length=1, description="信息项→认为正确的值")
     evidence: str = Field(min_length=4, max_length=4000, description="证明材料说明")

@@ -9,9 +9,8 @@ source key and the columns mapped to the resource's information items are kept.
 
 from __future__ import annotations
 
-import base64
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from govshare.catalog.models import Resource
+from govshare.cursors import CursorCodec
 from govshare.db import Prepared, utcnow
 from govshare.exchange import package
 from govshare.exchange.models import ExchangePackage, ExchangeTask, TaskKind
@@ -399,20 +399,6 @@ def lookup(
                 yield {n: _json_value(v) for n, v in zip(names, row, strict=True)}
 
 
-def encode_cursor(values: Iterable[Any]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(list(values))).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, width: int) -> list[Any]:
-    try:
-        values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, orjson.JSONDecodeError):
-        raise _bad("翻页游标无效", "after", "无法解析") from None
-    if not isinstance(values, list) or len(values) != width:
-        raise _bad("翻页游标无效", "after", "长度不符")
-    return values
-
-
 def page(
     db: SharedDatabase,
     store: SharedStore | StoreView,
@@ -422,18 +408,21 @@ def page(
     *,
     after: str | None,
     limit: int,
+    cursors: CursorCodec,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of records in key order (keyset paging: stable under concurrent
-    changes, and as fast on the last page as on the first)."""
+    changes, and as fast on the last page as on the first); ``after`` is the sealed
+    cursor of the previous page (``govshare.cursors``)."""
     table = db.table(store.table_name)
     if table is None:
         return [], None
     order = list(table.primary_key.columns)
+    scope = f"sharing.query:{store.table_name}"
     cols = [table.c[i] for i in items if i in table.c]
     conds = row_conditions(table, row_filter)
     conds += [table.c[k] == v for k, v in filters.items() if k in table.c]
     if after:
-        last = decode_cursor(after, len(order))
+        last = cursors.decode(scope, after, width=len(order), field="after")
         conds.append(tuple_(*order) > tuple_(*last) if len(order) > 1 else order[0] > last[0])
     q = select(*order, *cols).where(*conds).order_by(*order).limit(limit + 1)
     with db.engine.connect() as conn:
@@ -443,5 +432,5 @@ def page(
     width = len(order)
     names = [str(c.name) for c in cols]
     out = [{n: _json_value(v) for n, v in zip(names, row[width:], strict=True)} for row in rows]
-    cursor = encode_cursor(rows[-1][:width]) if more and rows else None
+    cursor = cursors.encode(scope, rows[-1][:width]) if more and rows else None
     return out, cursor

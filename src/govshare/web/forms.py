@@ -11,6 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
 
+from govshare.ids import parse_id
 from govshare.rules import fields
 from govshare.security.service import Principal
 
@@ -70,12 +71,13 @@ def texts(form: FormData, name: str) -> list[str]:
 
 
 def optional_int(value: str) -> int | str | None:
-    """ "" → None, digits → int, anything else is passed on for the schema to reject."""
+    """ "" → None, an id in range → int, anything else is passed on for the schema to
+    reject (with the field's name)."""
     value = value.strip()
     if not value:
         return None
-    # isdecimal, not isdigit: "²" and "①" are digits that int() refuses.
-    return int(value) if value.isdecimal() else value
+    number = parse_id(value)
+    return value if number is None else number
 
 
 def field_path(loc: Iterable[Any]) -> str:

@@ -28,6 +28,7 @@ from govshare.deps import (
     SharingReviewer,
 )
 from govshare.errors import InvalidInput
+from govshare.ids import Id
 from govshare.security.roles import Permission
 from govshare.security.service import Principal
 from govshare.sharing import service
@@ -93,7 +94,7 @@ def _apply_page(
     db: Session,
     caller: Principal,
     today: date,
-    resource_id: int,
+    resource_id: Id,
     *,
     values: dict[str, Any] | None = None,
     errors: FormErrors = NO_ERRORS,
@@ -136,7 +137,7 @@ def _apply_page(
 
 @router.get("/sharing/apply/{resource_id}")
 def apply_form(
-    resource_id: int, request: Request, db: SessionDep, caller: SharingApplicant, today: Today
+    resource_id: Id, request: Request, db: SessionDep, caller: SharingApplicant, today: Today
 ) -> Response:
     return _apply_page(request, db, caller, today, resource_id)
 
@@ -219,7 +220,7 @@ def _application_problems(values: dict[str, Any]) -> list[Problem]:
 
 @router.post("/sharing/apply/{resource_id}")
 def submit_application(
-    resource_id: int,
+    resource_id: Id,
     request: Request,
     form: FormDep,
     db: SessionDep,
@@ -435,7 +436,7 @@ def _application_page(
     settings: Settings,
     caller: Principal,
     today: date,
-    application_id: int,
+    application_id: Id,
     *,
     failed: str = "",
     values: dict[str, Any] | None = None,
@@ -475,7 +476,7 @@ def _application_page(
 
 @router.get("/sharing/applications/{application_id}")
 def application_page(
-    application_id: int,
+    application_id: Id,
     request: Request,
     db: SessionDep,
     settings: SettingsDep,
@@ -491,7 +492,7 @@ def _answer_failed(
     settings: Settings,
     caller: Principal,
     today: date,
-    application_id: int,
+    application_id: Id,
     failed: str,
     values: dict[str, Any],
     errors: FormErrors,
@@ -513,7 +514,7 @@ def _answer_failed(
 
 @router.post("/sharing/applications/{application_id}/approve")
 def approve_application(
-    application_id: int,
+    application_id: Id,
     request: Request,
     form: FormDep,
     db: SessionDep,
@@ -548,7 +549,7 @@ def _answer_step(
     settings: Settings,
     caller: Principal,
     today: date,
-    application_id: int,
+    application_id: Id,
     step: str,
     values: dict[str, Any],
     problem: str,
@@ -577,7 +578,7 @@ ANSWERED = {"approve": "approved", "refuse": "refused", "dispute": "disputed"}
 
 @router.post("/sharing/applications/{application_id}/refuse")
 def refuse_application(
-    application_id: int,
+    application_id: Id,
     request: Request,
     form: FormDep,
     db: SessionDep,
@@ -599,7 +600,7 @@ def refuse_application(
 
 @router.post("/sharing/applications/{application_id}/provide")
 def provide_application(
-    application_id: int, db: SessionDep, caller: SharingReviewer, today: Today
+    application_id: Id, db: SessionDep, caller: SharingReviewer, today: Today
 ) -> Response:
     app = service.get_visible_application(db, caller, application_id)
     service.mark_provided(db, caller, app, today=today)
@@ -609,7 +610,7 @@ def provide_application(
 
 @router.post("/sharing/applications/{application_id}/dispute")
 def dispute_application(
-    application_id: int,
+    application_id: Id,
     request: Request,
     form: FormDep,
     db: SessionDep,
@@ -631,7 +632,7 @@ def dispute_application(
 
 @router.post("/sharing/applications/{application_id}/decision")
 def decide_dispute(
-    application_id: int,
+    application_id: Id,
     request: Request,
     form: FormDep,
     db: SessionDep,

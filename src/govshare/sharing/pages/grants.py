@@ -19,6 +19,7 @@ from govshare.errors import Conflict, Forbidden, InvalidInput, NotFound
 from govshare.exchange import service as exchange_service
 from govshare.exchange.models import ExchangeTask, TaskKind
 from govshare.exchange.schemas import IDENT
+from govshare.ids import Id, parse_id
 from govshare.security.roles import Permission
 from govshare.security.service import Principal
 from govshare.sharing import service, subscriptions
@@ -63,9 +64,9 @@ def _grants_page(
     side: str,
     state: str,
     p: str,
-    revoke_id: int | None = None,
+    revoke_id: Id | None = None,
     revoke_reason: str = "",
-    subscribe_id: int | None = None,
+    subscribe_id: Id | None = None,
     subscribe_values: dict[str, str] | None = None,
     errors: FormErrors = NO_ERRORS,
     status_code: int = 200,
@@ -99,7 +100,7 @@ def _grants_page(
         subscribing=_subscribing(db, caller, page.rows, states) if side == "mine" else None,
         subscribe_id=subscribe_id,
         sv=subscribe_values or {},
-        new_task=int(task) if (task := request.query_params.get("task", "")).isdigit() else None,
+        new_task=parse_id(request.query_params.get("task", "")),
         errors=errors,
     )
 
@@ -173,7 +174,7 @@ def provided_grants(
 
 @router.post("/sharing/grants/{grant_id}/revoke")
 def revoke_grant(
-    grant_id: int,
+    grant_id: Id,
     request: Request,
     form: FormDep,
     db: SessionDep,
@@ -221,7 +222,7 @@ SUBSCRIBE_LABELS: dict[str, str] = {
 
 @router.post("/sharing/grants/{grant_id}/subscription")
 def subscribe_grant(
-    grant_id: int,
+    grant_id: Id,
     request: Request,
     form: FormDep,
     db: SessionDep,

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from govshare.config import Settings
 from govshare.deps import SessionDep, SettingsDep, SharingApplicant, SharingReader, SharingReviewer
 from govshare.errors import Conflict, Forbidden, InvalidInput, NotFound
+from govshare.ids import Id
 from govshare.security.roles import Permission
 from govshare.security.service import Principal
 from govshare.sharing import objections, service
@@ -217,7 +218,7 @@ def _raise_page(
     caller: Principal,
     today: date,
     *,
-    grant_id: int | None,
+    grant_id: Id | None,
     values: dict[str, Any] | None = None,
     errors: FormErrors = NO_ERRORS,
     status_code: int = 200,
@@ -324,7 +325,7 @@ def _objection_page(
     settings: Settings,
     caller: Principal,
     today: date,
-    objection_id: int,
+    objection_id: Id,
     *,
     failed: str = "",
     values: dict[str, Any] | None = None,
@@ -359,7 +360,7 @@ def _objection_page(
 
 @router.get("/sharing/objections/{objection_id}")
 def objection_page(
-    objection_id: int,
+    objection_id: Id,
     request: Request,
     db: SessionDep,
     settings: SettingsDep,
@@ -369,7 +370,7 @@ def objection_page(
     return _objection_page(request, db, settings, caller, today, objection_id)
 
 
-def _answerable(db: Session, caller: Principal, objection_id: int) -> Objection:
+def _answerable(db: Session, caller: Principal, objection_id: Id) -> Objection:
     """The objection, if the caller's department is the provider that must answer it;
     checked before the form so that no one else is shown a form's errors."""
     obj = objections.get_visible(db, caller, objection_id)
@@ -384,7 +385,7 @@ def _objection_failed(
     settings: Settings,
     caller: Principal,
     today: date,
-    objection_id: int,
+    objection_id: Id,
     failed: str,
     values: dict[str, Any],
     errors: FormErrors,
@@ -406,7 +407,7 @@ def _objection_failed(
 
 @router.post("/sharing/objections/{objection_id}/accept")
 def accept_objection(
-    objection_id: int,
+    objection_id: Id,
     request: Request,
     form: FormDep,
     db: SessionDep,
@@ -453,7 +454,7 @@ def accept_objection(
 
 @router.post("/sharing/objections/{objection_id}/reject")
 def reject_objection(
-    objection_id: int,
+    objection_id: Id,
     request: Request,
     form: FormDep,
     db: SessionDep,

@@ -18,6 +18,7 @@ from govshare.deps import SessionDep, SharingReader, SharingStoreAdmin
 from govshare.errors import Forbidden, InvalidInput, NotFound
 from govshare.exchange import service as exchange_service
 from govshare.exchange.models import ExchangeTask, TaskKind
+from govshare.ids import Id
 from govshare.security.roles import Permission
 from govshare.security.service import Principal
 from govshare.sharing import store as shared
@@ -74,7 +75,7 @@ def _stores_page(
     db: Session,
     caller: Principal,
     *,
-    resource_id: int | None,
+    resource_id: Id | None,
     values: dict[str, Any] | None = None,
     errors: FormErrors = NO_ERRORS,
     status_code: int = 200,
