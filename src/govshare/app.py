@@ -15,11 +15,12 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from govshare import __version__
 from govshare.bodylimit import BodyLimit, BodyTooLarge
+from govshare.catalog import imports
 from govshare.config import Settings
 from govshare.db import (
     UNSTORABLE_ERRORS,
@@ -130,6 +131,22 @@ def install_error_handlers(app: FastAPI) -> None:
     for kind in UNSTORABLE_ERRORS:
         app.add_exception_handler(kind, _unstorable)
 
+    @app.exception_handler(OperationalError)
+    async def _busy(request: Request, exc: OperationalError) -> Response:
+        # SQLite's writers wait up to busy_timeout for each other; one that still finds
+        # the database locked is told to come back, never shown a 500.
+        if "database is locked" not in str(exc.orig):
+            raise exc
+        log.warning("database busy", path=request.url.path)
+        return render(
+            request,
+            503,
+            "database_busy",
+            "平台正忙，请稍后重试 (database busy, retry shortly)",
+            [],
+            {"Retry-After": "2"},
+        )
+
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         return render(
@@ -203,6 +220,7 @@ def create_app(settings: Settings) -> FastAPI:
         with session_scope(app.state.session_factory) as session:
             calendar.load_entered(session)
             calendar.refresh_provisional(session, settings)
+        imports.recover(app.state.session_factory)
         monitor = Monitor(settings, app.state.session_factory)
         monitor.start()
         checkpointer = Checkpointer(app.state.session_factory, settings.audit_checkpoint_seconds)
@@ -212,6 +230,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            app.state.import_worker.stop()
             feeder.stop()
             monitor.stop()
             checkpointer.stop()
@@ -229,6 +248,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine, settings)
+    app.state.import_worker = imports.ImportWorker(app.state.session_factory)
     app.state.templates = make_templates()
     app.state.package_store = make_store(settings.bus_url)
     app.state.data_services = DataServices(settings, app.state.session_factory)

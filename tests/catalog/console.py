@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -51,3 +52,20 @@ def error_rows(page: str) -> set[tuple[int, str, str]]:
             r'<tr><td class="num">(\d+)</td><td>(.*?)</td><td>(.*?)</td></tr>', page
         )
     }
+
+
+def follow_import(client: Any, upload: Any) -> Any:
+    """The page a console upload ends on: its import job's page once the job finished
+    (the browser polls it; so does this)."""
+    assert upload.status_code == 303, upload.text
+    url = upload.headers["location"]
+    assert re.fullmatch(r"/catalog/import/jobs/\d+", url), url
+    deadline = time.monotonic() + 120
+    while True:
+        page = client.get(url)
+        status = re.search(r'data-status="(\w+)"', page.text)
+        assert status, page.text
+        if status.group(1) in ("done", "failed"):
+            return page
+        assert time.monotonic() < deadline, page.text
+        time.sleep(0.05)

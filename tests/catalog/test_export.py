@@ -7,6 +7,7 @@ import io
 
 from openpyxl import load_workbook
 
+from tests.catalog.test_import import _import
 from tests.factories import World, resource_payload, unique
 
 HOSTILE = {
@@ -63,14 +64,10 @@ def test_xlsx_export_writes_formula_cells_as_text(world: World) -> None:
 def test_exported_csv_imports_back_unchanged(world: World) -> None:
     user, marker = _entry(world)
     exported = _export(world, user, marker, "csv")
+    r = _import(world, user, "again.csv", exported, confirm_duplicates="true")  # knowingly
+    assert r.ok, r.text
     with world.api(user) as c:
-        r = c.post(
-            "/api/v1/catalog/import",
-            files={"file": ("again.csv", exported)},
-            params={"confirm_duplicates": "true"},  # the same entry again, knowingly
-        )
-        assert r.status_code == 201, r.text
-        again = c.get(f"/api/v1/catalog/resources/{r.json()[0]['id']}").json()
+        again = c.get(f"/api/v1/catalog/resources/{r.resource_ids[0]}").json()
     for field, value in HOSTILE.items():
         assert again[field] == value
     assert again["items"][0]["description"] == ITEM_DESCRIPTION

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from openpyxl import Workbook, load_workbook
 
 from govshare.catalog.spreadsheet import HEADERS
-from tests.catalog.console import csrf_of, error_rows, resource_form, signed_in
+from tests.catalog.console import csrf_of, error_rows, follow_import, resource_form, signed_in
 from tests.factories import World, unique
 
 ITEM_COLUMNS = {
@@ -69,9 +71,45 @@ def _xlsx(rows: list[list[str]]) -> bytes:
     return buf.getvalue()
 
 
-def _import(world: World, user: str, filename: str, content: bytes, **params: str) -> Any:
+@dataclass
+class Imported:
+    """An upload followed to its end: the finished import job, or the refusal of the
+    upload itself (a file that is no spreadsheet at all)."""
+
+    job: dict[str, Any] | None
+    refused: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.job is not None and self.job["status"] == "done"
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        return self.refused or (self.job or {}).get("error")
+
+    @property
+    def resource_ids(self) -> list[int]:
+        return list((self.job or {}).get("resource_ids", []))
+
+    @property
+    def text(self) -> str:
+        return repr(self.job or self.refused)[:2000]
+
+
+def _import(world: World, user: str, filename: str, content: bytes, **params: str) -> Imported:
+    """Upload a file and wait for its import job to finish."""
     with world.api(user) as c:
-        return c.post("/api/v1/catalog/import", files={"file": (filename, content)}, params=params)
+        r = c.post("/api/v1/catalog/import", files={"file": (filename, content)}, params=params)
+        if r.status_code not in (200, 202):
+            assert r.status_code == 422, r.text
+            return Imported(None, r.json()["error"])
+        job = r.json()
+        deadline = time.monotonic() + 120
+        while job["status"] not in ("done", "failed"):
+            assert time.monotonic() < deadline, job
+            time.sleep(0.05)
+            job = c.get(f"/api/v1/catalog/import/jobs/{job['id']}").json()
+        return Imported(job)
 
 
 def _count_mine(world: World, user: str, q: str) -> int:
@@ -100,8 +138,9 @@ def test_good_file_imports_every_entry_as_draft(world: World) -> None:
     for filename, content in [("a.csv", _csv(rows)), ("a.xlsx", _xlsx(rows))]:
         # The second file repeats the first's entries: knowingly, so confirmed.
         r = _import(world, dept.registrar, filename, content, confirm_duplicates="true")
-        assert r.status_code == 201, r.text
-        created = r.json()
+        assert r.ok, r.text
+        with world.api(dept.registrar) as c:
+            created = [c.get(f"/api/v1/catalog/resources/{i}").json() for i in r.resource_ids]
         assert [c["status"] for c in created] == ["draft", "draft"]
         assert created[1]["sharing_type"] == "1"
     assert _count_mine(world, dept.registrar, marker) == 4
@@ -135,8 +174,8 @@ def test_mixed_file_reports_every_bad_row_and_stores_nothing(world: World) -> No
     ]
     for filename, content in [("mixed.csv", _csv(rows)), ("mixed.xlsx", _xlsx(rows))]:
         r = _import(world, dept.registrar, filename, content)
-        assert r.status_code == 422
-        err = r.json()["error"]
+        assert r.error, r.text
+        err = r.error
         assert err["code"] == "import_rejected"
         found = {(d["row"], d["column"]) for d in err["details"]}
         assert found == {
@@ -156,36 +195,33 @@ def test_mixed_file_reports_every_bad_row_and_stores_nothing(world: World) -> No
 def test_missing_required_columns_are_named(world: World) -> None:
     dept = world.department()
     content = "资源序号,信息资源名称\n1,测试\n".encode()
-    err = _import(world, dept.registrar, "x.csv", content).json()["error"]
+    err = _import(world, dept.registrar, "x.csv", content).error
     assert err["code"] == "import_rejected"
     assert "信息资源分类" in err["message"]
 
 
 def test_unsupported_and_damaged_files_are_refused(world: World) -> None:
     dept = world.department()
-    assert (
-        _import(world, dept.registrar, "x.pdf", b"%PDF").json()["error"]["code"]
-        == "import_rejected"
-    )
-    assert _import(world, dept.registrar, "x.xlsx", b"not a zip").status_code == 422
-    assert _import(world, dept.registrar, "x.csv", b"\xff\xfe\x00bad").status_code == 422
-    assert _import(world, dept.registrar, "x.csv", ",".join(HEADERS).encode()).status_code == 422
+    assert _import(world, dept.registrar, "x.pdf", b"%PDF").error["code"] == "import_rejected"
+    assert _import(world, dept.registrar, "x.xlsx", b"not a zip").error
+    assert _import(world, dept.registrar, "x.csv", b"\xff\xfe\x00bad").error
+    assert _import(world, dept.registrar, "x.csv", ",".join(HEADERS).encode()).error
 
 
 def test_csv_the_csv_module_cannot_parse_is_refused_with_its_line(world: World) -> None:
     dept = world.department()
     huge_field = _csv([_row("1", "超长摘要", "姓名", "xm", 信息资源摘要="长" * 140_000)])
     r = _import(world, dept.registrar, "x.csv", huge_field)  # over the csv module's field limit
-    assert r.status_code == 422, r.text[:200]
-    assert r.json()["error"]["code"] == "import_rejected"
-    assert "第 2 行无法解析" in r.json()["error"]["message"]
+    assert r.error, r.text
+    assert r.error["code"] == "import_rejected"
+    assert "第 2 行无法解析" in r.error["message"]
 
 
 def test_gb18030_csv_from_excel_is_read(world: World) -> None:
     dept = world.department()
     marker = unique("国标")
     content = _csv([_row("1", f"{marker}编码", "姓名", "xm")]).decode().encode("gb18030")
-    assert _import(world, dept.registrar, "gbk.csv", content).status_code == 201
+    assert _import(world, dept.registrar, "gbk.csv", content).ok
 
 
 def test_template_round_trips(world: World) -> None:
@@ -197,9 +233,9 @@ def test_template_round_trips(world: World) -> None:
     assert [c.value for c in wb["目录"][1]] == HEADERS
     assert "填写说明" in wb.sheetnames
     # The template's example rows are themselves importable.
-    assert _import(world, dept.registrar, "template.xlsx", xlsx).status_code == 201
+    assert _import(world, dept.registrar, "template.xlsx", xlsx).ok
     again = _import(world, dept.registrar, "template.csv", csv_t, confirm_duplicates="true")
-    assert again.status_code == 201
+    assert again.ok, again.text
 
 
 def test_import_is_audited(world: World) -> None:
@@ -223,8 +259,8 @@ def test_unusual_digits_in_data_length_are_reported_not_crashed(world: World) ->
     ]
     for filename, content in [("len.csv", _csv(rows)), ("len.xlsx", _xlsx(rows))]:
         r = _import(world, dept.registrar, filename, content)
-        assert r.status_code == 422, r.text
-        details = r.json()["error"]["details"]
+        assert r.error, r.text
+        details = r.error["details"]
         assert {(d["row"], d["column"]) for d in details} == {
             (i + 2, "数据长度") for i in range(1, len(bad) + 1)
         }, details
@@ -246,8 +282,10 @@ def test_unusual_digits_in_the_console_import_and_form(world: World) -> None:
             data={"csrf_token": csrf_of(client)},
             files={"file": ("sup.csv", content, "text/csv")},
         )
-        assert r.status_code == 422, r.text
-        assert any(row == 2 and col == "数据长度" for row, col, _ in error_rows(r.text)), r.text
+        page = follow_import(client, r)
+        assert any(row == 2 and col == "数据长度" for row, col, _ in error_rows(page.text)), (
+            page.text
+        )
         form = resource_form(csrf_of(client), name=f"{marker}表单")
         form["item_length"] = ["①", "50", "200", ""]
         r = client.post("/catalog/resources/new", data=form)
@@ -270,14 +308,14 @@ def test_any_cell_value_is_answered_with_a_report_or_an_import(world: World) -> 
                 continue
             rows.append(_row(str(i), f"{marker}{i}", "姓名", f"xm{i}", **{header: value}))
         r = _import(world, dept.registrar, "odd.csv", _csv(rows))
-        assert r.status_code in (201, 422), (repr(value), r.text)
+        assert r.ok or (r.error or {}).get("code") == "import_rejected", (repr(value), r.text)
         if "\x00" in value:
-            details = r.json()["error"]["details"]
+            details = r.error["details"]
             assert {d["row"] for d in details if "控制字符" in d["message"]} == {
                 i + 2 for i in range(len(rows))
             }
-        if r.status_code == 422:
-            for d in r.json()["error"]["details"]:
+        if r.error:
+            for d in r.error["details"]:
                 assert d["row"] >= 2
                 assert d["column"] in HEADERS, d
                 assert d["message"], d
@@ -300,8 +338,8 @@ def test_every_error_of_a_file_is_reported_once_in_one_pass(world: World) -> Non
     ]
     for filename, content in [("once.csv", _csv(rows)), ("once.xlsx", _xlsx(rows))]:
         r = _import(world, dept.registrar, filename, content)
-        assert r.status_code == 422, r.text
-        details = r.json()["error"]["details"]
+        assert r.error, r.text
+        details = r.error["details"]
         cells = [(d["row"], d["column"]) for d in details]
         assert sorted(cells) == sorted(
             [

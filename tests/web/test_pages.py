@@ -21,6 +21,7 @@ from govshare.security.audit import SYSTEM
 from govshare.security.models import AuditEntry, User
 from govshare.security.roles import Role, permissions_for
 from govshare.security.service import Principal, add_department, add_user, get_user_by_username
+from tests.catalog.console import follow_import
 from tests.conftest import make_settings, migrated
 from tests.factories import PASSWORD, resource_payload, unique, valid_credit_code
 
@@ -478,11 +479,12 @@ def test_import_shows_the_error_report_and_stores_nothing(console: Console) -> N
         data={"csrf_token": csrf_of(client)},
         files={"file": ("bad.csv", csv_text.encode(), "text/csv")},
     )
-    assert r.status_code == 422
-    assert "行号" in r.text
-    assert "原因" in r.text
+    page = follow_import(client, r)
+    assert 'data-status="failed"' in page.text
+    assert "行号" in page.text
+    assert "原因" in page.text
     assert re.search(
-        r'<td class="num">2</td><td>信息资源分类</td><td>信息资源分类 999 不存在</td>', r.text
+        r'<td class="num">2</td><td>信息资源分类</td><td>信息资源分类 999 不存在</td>', page.text
     )
     assert console.resource_count() == before
 

@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, Query, Response, UploadFile, status
+from fastapi import APIRouter, Depends, File, Header, Query, Request, Response, UploadFile, status
 from sqlalchemy.orm import Session
 
-from govshare.catalog import search, service, spreadsheet
+from govshare.catalog import imports, search, service, spreadsheet
 from govshare.catalog.codes import ResourceKind, ResourceStatus, SharingType
+from govshare.catalog.errors import ImportRejected
+from govshare.catalog.models import ImportJob, ImportJobStatus
 from govshare.catalog.schemas import (
     ChangeIn,
     ClassificationIn,
@@ -23,6 +25,7 @@ from govshare.catalog.schemas import (
     DemandPublic,
     DemandResponseIn,
     DemandResponsePublic,
+    ImportJobPublic,
     ResourceIn,
     ResourcePage,
     ResourcePublic,
@@ -189,28 +192,83 @@ def import_template(
     )
 
 
+def import_job_public(job: ImportJob) -> ImportJobPublic:
+    total = job.entries_total
+    done = job.status is ImportJobStatus.DONE
+    return ImportJobPublic(
+        id=job.id,
+        status=str(job.status),
+        status_label=job.status.label,
+        filename=job.filename,
+        created_by=job.created_by,
+        created_at=job.created_at,
+        finished_at=job.finished_at,
+        rows=job.rows,
+        entries_total=total,
+        entries_done=job.entries_done,
+        progress=1.0 if done else (job.entries_done / total if total else 0.0),
+        resource_ids=list(job.resource_ids),
+        error=job.error,
+    )
+
+
 @router.post(
-    "/import", status_code=status.HTTP_201_CREATED, summary="批量导入目录 (全部成功或全部不导入)"
+    "/import",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="批量导入目录: 立即返回导入任务, 全部成功或全部不导入",
+    responses={200: {"description": "同一文件或同一 Idempotency-Key 的已有任务 (不重复导入)"}},
 )
 def import_resources(
+    request: Request,
+    response: Response,
     db: SessionDep,
     caller: CatalogWriter,
     file: Annotated[UploadFile, File(description="XLSX 或 CSV")],
     provider_department_id: Id | None = None,
     confirm_duplicates: ConfirmDuplicates = False,
-) -> list[ResourceSummary]:
-    # A plain function (threadpool): validating and storing thousands of rows must not
-    # block the event loop.
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=100,
+            description="重试时带上同一个键, 返回第一次的任务而不重复导入",
+        ),
+    ] = None,
+) -> ImportJobPublic:
     content = file.file.read()
-    created = spreadsheet.import_resources(
+    filename = file.filename or "upload"
+    if not filename.lower().endswith((".xlsx", ".csv")):
+        raise ImportRejected("只支持 .xlsx 或 .csv 文件")
+    job, new = imports.submit(
         db,
         caller,
-        file.filename or "upload",
-        content,
+        filename=filename,
+        content=content,
         provider_department_id=provider_department_id,
         confirm_duplicates=confirm_duplicates,
+        idempotency_key=idempotency_key,
     )
-    return [resource_summary(r) for r in created]
+    db.commit()
+    if new:
+        request.app.state.import_worker.submit(
+            imports.ImportRequest(
+                job.id, caller, content, provider_department_id, confirm_duplicates
+            )
+        )
+    else:
+        response.status_code = status.HTTP_200_OK
+    response.headers["Location"] = f"/api/v1/catalog/import/jobs/{job.id}"
+    return import_job_public(job)
+
+
+@router.get("/import/jobs", summary="本部门最近的导入任务")
+def list_import_jobs(db: SessionDep, caller: CatalogWriter) -> list[ImportJobPublic]:
+    return [import_job_public(j) for j in imports.list_jobs(db, caller)]
+
+
+@router.get("/import/jobs/{job_id}", summary="导入任务的进度与结果")
+def get_import_job(job_id: Id, db: SessionDep, caller: CatalogWriter) -> ImportJobPublic:
+    return import_job_public(imports.get_job(db, caller, job_id))
 
 
 @router.post("/resources", status_code=status.HTTP_201_CREATED, summary="编制目录 (草稿)")

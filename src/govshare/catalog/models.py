@@ -4,6 +4,7 @@ versions and transitions, the demand catalog and the information-system inventor
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -228,3 +229,53 @@ class DemandResponse(Base):
 
     resource: Mapped[Resource] = relationship(lazy="joined")
     department: Mapped[Department] = relationship(lazy="joined")
+
+
+class ImportJobStatus(StrEnum):
+    """导入任务状态."""
+
+    QUEUED = "queued"
+    CHECKING = "checking"
+    WRITING = "writing"
+    DONE = "done"
+    FAILED = "failed"
+
+    @property
+    def label(self) -> str:
+        return {
+            "queued": "排队中",
+            "checking": "校验中",
+            "writing": "写入中",
+            "done": "已完成",
+            "failed": "未导入",
+        }[self.value]
+
+
+class ImportJob(Base):
+    """导入任务: one uploaded spreadsheet, checked without holding the write lock and
+    stored in short transactions; a repeated upload of the same file (or with the same
+    idempotency key) by the same department returns this job instead of importing again."""
+
+    __tablename__ = "catalog_import_job"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"))
+    created_by: Mapped[str] = mapped_column(String(50))
+    filename: Mapped[str] = mapped_column(String(200))
+    digest: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[ImportJobStatus] = mapped_column(
+        str_enum(ImportJobStatus, 10), default=ImportJobStatus.QUEUED
+    )
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    entries_total: Mapped[int] = mapped_column(Integer, default=0)
+    entries_done: Mapped[int] = mapped_column(Integer, default=0)
+    # Stored chunk by chunk with the entries themselves, so a job cut short (a crash,
+    # a later chunk refused) can take back exactly what it stored.
+    resource_ids: Mapped[list[int]] = mapped_column(JSONType, default=list)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    runner: Mapped[str | None] = mapped_column(String(120))  # host:pid:token
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (Index("ix_catalog_import_job_department_digest", "department_id", "digest"),)

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData, UploadFile
 
-from govshare.catalog import search, service, spreadsheet
+from govshare.catalog import imports, search, service, spreadsheet
 from govshare.catalog.codes import (
     CODE_TABLE_TITLES,
     CodeTableName,
@@ -33,7 +33,7 @@ from govshare.catalog.errors import (
     SystemNotFound,
     TransitionNotAllowed,
 )
-from govshare.catalog.models import Resource
+from govshare.catalog.models import ImportJob, ImportJobStatus, Resource
 from govshare.catalog.schemas import (
     ChangeIn,
     DemandIn,
@@ -763,6 +763,7 @@ def _import_page(
     rows: list[dict[str, Any]] | None = None,
     status_code: int = 200,
     filename: str = "",
+    job: ImportJob | None = None,
 ) -> Response:
     return render(
         request,
@@ -774,6 +775,8 @@ def _import_page(
         filename=filename,
         columns=spreadsheet.COLUMNS,
         departments=identity.list_departments(db) if caller.is_admin else [],
+        job=job,
+        job_open=job is not None and job.status in imports.OPEN,
     )
 
 
@@ -786,6 +789,7 @@ def import_form(request: Request, db: SessionDep, caller: CatalogWriter) -> Resp
 def import_upload(
     request: Request, form: FormDep, db: SessionDep, caller: CatalogWriter
 ) -> Response:
+    """Start an import job and follow it on its page (a progress bar, then the report)."""
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile) or not upload.filename:
@@ -798,28 +802,53 @@ def import_upload(
         content = upload.file.read()
     finally:
         upload_close(form)
+    provider_id = provider if isinstance(provider, int) else None
     try:
-        spreadsheet.import_resources(
+        if not upload.filename.lower().endswith((".xlsx", ".csv")):
+            raise ImportRejected("只支持 .xlsx 或 .csv 文件")
+        job, new = imports.submit(
             db,
             caller,
-            upload.filename,
-            content,
-            provider_department_id=provider if isinstance(provider, int) else None,
+            filename=upload.filename,
+            content=content,
+            provider_department_id=provider_id,
             confirm_duplicates=confirmed,
         )
     except ImportRejected as exc:
         db.rollback()
+        errors = FormErrors(exc.message, [{"field": "file", "message": exc.message}])
         return _import_page(
-            request,
-            db,
-            caller,
-            errors=FormErrors(exc.message),
-            rows=exc.details,
-            status_code=422,
-            filename=upload.filename,
+            request, db, caller, errors=errors, status_code=422, filename=upload.filename
         )
     db.commit()
-    return redirect("/catalog/mine?status=draft&done=imported")
+    if new:
+        request.app.state.import_worker.submit(
+            imports.ImportRequest(job.id, caller, content, provider_id, confirmed)
+        )
+    return redirect(f"/catalog/import/jobs/{job.id}")
+
+
+@router.get("/catalog/import/jobs/{job_id}")
+def import_job_page(
+    job_id: Id, request: Request, db: SessionDep, caller: CatalogWriter
+) -> Response:
+    """An import job's progress (the page polls itself while it runs), then its error
+    report; a finished job sends the browser on to the department's drafts."""
+    job = imports.get_job(db, caller, job_id)
+    drafts = "/catalog/mine?status=draft&done=imported"
+    if job.status is ImportJobStatus.DONE and request.headers.get("hx-request") == "true":
+        return Response(status_code=204, headers={"HX-Redirect": drafts})
+    error = job.error or {}
+    errors = FormErrors(str(error.get("message", ""))) if error else NO_ERRORS
+    return _import_page(
+        request,
+        db,
+        caller,
+        errors=errors,
+        rows=list(error.get("details") or []),
+        filename=job.filename,
+        job=job,
+    )
 
 
 # -- demand catalog ---------------------------------------------------------------------------

@@ -349,3 +349,25 @@ class SystemPublic(SystemIn):
     department_id: int
     department_name: str
     resource_count: int
+
+
+class ImportJobPublic(BaseModel):
+    """导入任务 as the uploader follows it: poll ``GET /api/v1/catalog/import/jobs/{id}``
+    until ``status`` is ``done`` or ``failed``."""
+
+    id: int
+    status: str = Field(description="queued | checking | writing | done | failed")
+    status_label: str
+    filename: str
+    created_by: str
+    created_at: datetime
+    finished_at: datetime | None
+    rows: int = Field(description="spreadsheet rows of the file (known once checked)")
+    entries_total: int
+    entries_done: int
+    progress: float = Field(description="0..1, the share of entries stored")
+    resource_ids: list[int] = Field(description="the drafts stored (all of them once done)")
+    error: dict[str, Any] | None = Field(
+        description="why nothing was imported: {code, message, details: [{row, column, "
+        "message}]} as an API error envelope's body"
+    )

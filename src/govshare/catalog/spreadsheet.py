@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -380,17 +380,26 @@ def _duplicate_names(
             yield {**_problem(group.first_row, "name", message), "code": service.DUPLICATE_NAME}
 
 
-def import_resources(
+@dataclass(frozen=True, slots=True)
+class CheckedImport:
+    """A file that passed every check: its entries ready to store, in file order."""
+
+    filename: str
+    entries: list[ResourceIn]
+    rows: int
+
+
+def check_import(
     session: Session,
     principal: Principal,
     filename: str,
     content: bytes,
     *,
     provider_department_id: int | None = None,
-    progress: Callable[[int], None] | None = None,
     confirm_duplicates: bool = False,
-) -> list[Resource]:
-    """Validate every row, then store every entry as a draft — or nothing at all.
+) -> CheckedImport:
+    """Validate every row of a file, reading only (no write lock is taken); raises
+    ``ImportRejected`` with every problem of the file at once.
 
     Entries named like another entry of the file, or like an entry the department
     already has, are reported and refuse the file unless ``confirm_duplicates``."""
@@ -467,11 +476,23 @@ def import_resources(
         )
         raise ImportRejected(f"导入失败: {len(problems)} 处错误，未导入任何数据", details=problems)
 
+    return CheckedImport(filename, prepared, sum(len(g.items) for g in groups.values()))
+
+
+def store_entries(
+    session: Session,
+    principal: Principal,
+    entries: Sequence[ResourceIn],
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> list[Resource]:
+    """Store checked entries as drafts (in the caller's transaction) and index them."""
+    codes = service.CodeTables(session)
     created: list[Resource] = []
     try:
-        for i, data in enumerate(prepared, start=1):
+        for i, data in enumerate(entries, start=1):
             created.append(
-                # Duplicate names were checked above, the file's own included.
+                # Duplicate names were checked with the file, its own included.
                 service.add_resource(
                     session, principal, data, codes=codes, index=False, confirm_duplicates=True
                 )
@@ -481,14 +502,44 @@ def import_resources(
     except InvalidResource as exc:  # a rule that depends on rows imported just before
         raise ImportRejected(exc.message, details=exc.details) from None
     search.index_many(session, created)
+    return created
+
+
+def record_import(
+    session: Session, principal: Principal, checked: CheckedImport, entries: int
+) -> None:
     audit.record(
         session,
         principal.actor,
         "catalog.import",
         object_type="resource",
-        object_id=filename[:80],
-        after={"entries": len(created), "rows": sum(len(g.items) for g in groups.values())},
+        object_id=checked.filename[:80],
+        after={"entries": entries, "rows": checked.rows},
     )
+
+
+def import_resources(
+    session: Session,
+    principal: Principal,
+    filename: str,
+    content: bytes,
+    *,
+    provider_department_id: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    confirm_duplicates: bool = False,
+) -> list[Resource]:
+    """Check every row, then store every entry as a draft in the caller's transaction —
+    or nothing at all (the CLI; the hub imports as a job, ``catalog.imports``)."""
+    checked = check_import(
+        session,
+        principal,
+        filename,
+        content,
+        provider_department_id=provider_department_id,
+        confirm_duplicates=confirm_duplicates,
+    )
+    created = store_entries(session, principal, checked.entries, progress=progress)
+    record_import(session, principal, checked, len(created))
     return created
 
 
