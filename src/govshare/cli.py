@@ -577,7 +577,7 @@ def users_create_admin(
             username=username,
             password=password,
             display_name=display_name,
-            department_id=0,
+            department_id=1,  # checked for its form only; the department is found below
             roles=[Role.PLATFORM_ADMIN],
         )
     except ValidationError as exc:

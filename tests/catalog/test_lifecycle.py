@@ -61,7 +61,12 @@ def test_reviewer_of_another_department_cannot_approve(world: World) -> None:
     dept, other = world.department(), world.department("其他局")
     res = world.add_resource(dept)
     world.step(dept.registrar, res["id"], "submit")
-    body = world.step(other.reviewer, res["id"], "approve", expect=403)
+    # Another department's unpublished entry is, to it, no entry at all.
+    body = world.step(other.reviewer, res["id"], "approve", expect=404)
+    assert body["error"]["code"] == "resource_not_found"
+    # A published one it knows, and may still not touch.
+    published = world.published(dept, name="已发布的目录")
+    body = world.step(other.registrar, published["id"], "withdraw", reason="x", expect=403)
     assert body["error"]["code"] == "not_your_department"
 
 
@@ -219,9 +224,9 @@ def test_drafts_are_invisible_outside_the_department(world: World) -> None:
     res = world.add_resource(dept)
     with world.api(other.registrar) as c:
         assert c.get(f"/api/v1/catalog/resources/{res['id']}").status_code == 404
-        assert c.get(f"/api/v1/catalog/resources/{res['id']}/versions").status_code == 403
+        assert c.get(f"/api/v1/catalog/resources/{res['id']}/versions").status_code == 404
         r = c.put(f"/api/v1/catalog/resources/{res['id']}", json=resource_payload())
-        assert r.status_code == 403
+        assert r.status_code == 404
     with world.api(world.admin) as c:
         assert c.get(f"/api/v1/catalog/resources/{res['id']}").json()["status"] == "draft"
 

@@ -98,7 +98,7 @@ def add_user(body: UserCreate, db: SessionDep, caller: UserAdmin) -> UserPublic:
 
 
 @router.post("/users/{user_id}/unlock", summary="解除账号锁定")
-def unlock_user(user_id: int, db: SessionDep, caller: UserAdmin) -> UserPublic:
+def unlock_user(user_id: Id, db: SessionDep, caller: UserAdmin) -> UserPublic:
     user = service.get_user(db, user_id)
     service.unlock_user(db, caller.actor, user)
     return UserPublic.model_validate(user)

@@ -180,7 +180,7 @@ def add_user(request: Request, form: FormDep, db: SessionDep, caller: UserAdmin)
 
 
 @router.post("/admin/users/{user_id}/unlock")
-def unlock_user(user_id: int, db: SessionDep, caller: UserAdmin) -> Response:
+def unlock_user(user_id: Id, db: SessionDep, caller: UserAdmin) -> Response:
     service.unlock_user(db, caller.actor, service.get_user(db, user_id))
     db.commit()
     return redirect("/admin/users?done=user_unlocked")
