@@ -145,14 +145,23 @@ def _ensure_demo(settings: Settings) -> None:
         if not demo.demo_loaded(session):
             with console.status("载入演示数据…"):
                 counts = demo.load_demo(session, password)
-            console.print(f"已载入演示数据: {counts}")
+            console.print(
+                f"已载入演示数据：{counts['departments']} 个部门、{counts['users']} 个用户、"
+                f"{counts['resources']} 条目录（已发布 {counts['published']}、"
+                f"待注册审核 {counts['pending_registration']}、"
+                f"待发布审核 {counts['pending_publication']}、草稿 {counts['draft']}）",
+                soft_wrap=True,
+            )
         else:
             demo.reset_passwords(session, password)
     engine.dispose()
-    console.print(f"管理员登录: 用户名 [bold]admin[/bold]  密码 [bold]{password}[/bold]")
     console.print(
-        "演示账号 (同一密码): gaj_reg 公安编目员, gaj_rev 公安审核员, "
-        "rsj_res 人社资源管理员, auditor 审计员"
+        f"管理员登录：用户名 [bold]admin[/bold]，密码 [bold]{password}[/bold]", soft_wrap=True
+    )
+    console.print(
+        "演示账号（同一密码）：gaj_reg 公安编目员、gaj_rev 公安审核员、"
+        "rsj_res 人社资源管理员、auditor 审计员",
+        soft_wrap=True,
     )
 
 
