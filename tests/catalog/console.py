@@ -56,9 +56,9 @@ def error_rows(page: str) -> set[tuple[int, str, str]]:
 
 def follow_import(client: Any, upload: Any) -> Any:
     """The page a console upload ends on: its import job's page once the job finished
-    (the browser polls it; so does this)."""
+    (the browser polls it; so does this), read without following it on to the drafts."""
     assert upload.status_code == 303, upload.text
-    url = upload.headers["location"]
+    url = upload.headers["location"].removesuffix("?follow=1")
     assert re.fullmatch(r"/catalog/import/jobs/\d+", url), url
     deadline = time.monotonic() + 120
     while True:

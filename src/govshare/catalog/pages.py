@@ -825,19 +825,22 @@ def import_upload(
         request.app.state.import_worker.submit(
             imports.ImportRequest(job.id, caller, content, provider_id, confirmed)
         )
-    return redirect(f"/catalog/import/jobs/{job.id}")
+    return redirect(f"/catalog/import/jobs/{job.id}?follow=1")
 
 
 @router.get("/catalog/import/jobs/{job_id}")
 def import_job_page(
-    job_id: Id, request: Request, db: SessionDep, caller: CatalogWriter
+    job_id: Id, request: Request, db: SessionDep, caller: CatalogWriter, follow: str = ""
 ) -> Response:
     """An import job's progress (the page polls itself while it runs), then its error
-    report; a finished job sends the browser on to the department's drafts."""
+    report; a job finished while the uploader follows it (``?follow=1``, where the
+    upload leads) sends the browser on to the department's drafts."""
     job = imports.get_job(db, caller, job_id)
     drafts = "/catalog/mine?status=draft&done=imported"
-    if job.status is ImportJobStatus.DONE and request.headers.get("hx-request") == "true":
-        return Response(status_code=204, headers={"HX-Redirect": drafts})
+    if job.status is ImportJobStatus.DONE and follow:
+        if request.headers.get("hx-request") == "true":
+            return Response(status_code=204, headers={"HX-Redirect": drafts})
+        return redirect(drafts)
     error = job.error or {}
     errors = FormErrors(str(error.get("message", ""))) if error else NO_ERRORS
     return _import_page(
