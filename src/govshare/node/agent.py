@@ -326,6 +326,7 @@ class NodeAgent:
             else:
                 while self.extract_batch(rt):
                     pass
+            self._checksum_pause(cmd["id"], rt.id, "source")
             # One scan of the source's keys finds deletions and makes the checksum.
             tally = self._key_tally(rt)
             self.detect_deletions(rt, tally)
@@ -351,6 +352,7 @@ class NodeAgent:
                 applied = writer.applied_seq()
                 if applied < pc.at_seq:
                     continue
+                self._checksum_pause(pc.command_id, rt.id, "target")
                 count, keyhash = writer.checksum()
             except (SQLAlchemyError, OSError, KeyError, ValueError) as exc:
                 # The target is unreachable: the task's own step reports it; try again later.
@@ -364,6 +366,11 @@ class NodeAgent:
                 continue
             rt.hold_at = None
             self.pending_checksums.remove(pc)
+
+    def _checksum_pause(self, command_id: int, task_id: int, role: str) -> None:
+        log.info("taking checksum", command=command_id, task=task_id, role=role)
+        if self.config.checksum_delay_seconds:
+            self.stop_event.wait(self.config.checksum_delay_seconds)
 
     # -- provider: business table → outbox → hub -----------------------------------------------
 
