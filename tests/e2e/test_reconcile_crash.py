@@ -4,6 +4,7 @@ alert and is retried until one completes) and none is left pending."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,11 @@ def _taking_checksum(log: Path, role: str) -> bool:
         if "taking checksum" in line and (f"role={role}" in line or f'"role": "{role}"' in line):
             return True
     return False
+
+
+def _checksums_taken(log: Path) -> list[str]:
+    """The command ids of every checksum the node started, in order."""
+    return re.findall(r"taking checksum\s+command=(\d+)", log.read_text(encoding="utf-8"))
 
 
 def _wait_for(what: str, cond: Any, env: HubEnv, timeout: float = 120) -> None:
@@ -90,5 +96,9 @@ def test_kill9_while_a_checksum_is_taken(
         assert latest["outcome"] == "match", recs
         assert latest["source"]["count"] == latest["target"]["count"] == ROWS
         assert {r["outcome"] for r in recs} <= {"match", "failed"}, recs
+        if victim == "hub":
+            # The answer the hub could not take was kept and re-sent, not taken again.
+            taken = _checksums_taken(env.procs["provider"].log)
+            assert len(taken) == len(set(taken)), taken
     finally:
         env.stop_all()
