@@ -365,8 +365,9 @@ class NodeAgent:
         self.send_answers()
 
     def send_answers(self) -> None:
-        """Deliver kept answers; each stays until the hub acknowledges it (a refusal, such
-        as a command the hub no longer knows, is final)."""
+        """Deliver kept answers; each stays until the hub acknowledges it. Refusing the
+        answer itself (a command the hub does not know, a malformed answer) is final;
+        refusing the node (its signature, its clock, a rate limit) is not."""
         for command_id, ok, result in self.store.answers():
             try:
                 self.client.command_result(command_id, ok, result)
@@ -374,6 +375,9 @@ class NodeAgent:
                 self.last_error = str(exc)
                 return
             except HubRefused as exc:
+                if exc.status not in (404, 409, 422):
+                    self.last_error = str(exc)
+                    return
                 log.warning("command answer refused", command=command_id, error=str(exc)[:200])
             self.store.answer_delivered(command_id)
 
