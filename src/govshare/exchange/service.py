@@ -877,6 +877,8 @@ def check_reconciliations(
                 Reconciliation.requested_at < now - timedelta(seconds=timeout),
             )
             .order_by(Reconciliation.id)
+            # Hub processes checking at once each take different ones (PostgreSQL).
+            .with_for_update(skip_locked=True)
         )
     )
     if not stale:
