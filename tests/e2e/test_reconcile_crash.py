@@ -13,6 +13,7 @@ import pytest
 
 from tests.e2e.hubenv import HubEnv, setup_hub
 from tests.exchange.scenario import make_source
+from tests.pg import PostgresServer
 
 ROWS = 300
 DELAY = 3.0  # seconds each checksum takes (the nodes' test-only checksum_delay_seconds)
@@ -42,17 +43,28 @@ def _wait_for(what: str, cond: Any, env: HubEnv, timeout: float = 120) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
-    ("victim", "watched", "role"),
+    ("victim", "watched", "role", "backend"),
     [
-        ("hub", "provider", "source"),
-        ("provider", "provider", "source"),
-        ("consumer", "consumer", "target"),
+        ("hub", "provider", "source", "sqlite"),
+        ("hub", "provider", "source", "postgresql"),
+        ("provider", "provider", "source", "sqlite"),
+        ("consumer", "consumer", "target", "sqlite"),
     ],
 )
 def test_kill9_while_a_checksum_is_taken(
-    tmp_path: Path, victim: str, watched: str, role: str
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    victim: str,
+    watched: str,
+    role: str,
+    backend: str,
 ) -> None:
+    database_url = None
+    if backend == "postgresql":
+        server: PostgresServer = request.getfixturevalue("postgres")
+        database_url = server.create_database(f"reconcile_{victim}")
     source, target = tmp_path / "business.db", tmp_path / "consumer.db"
     make_source(source, ROWS)
     env = setup_hub(
@@ -66,6 +78,7 @@ def test_kill9_while_a_checksum_is_taken(
             "cursor_column": "version",
             "schedule": {"interval_seconds": 0.5},
         },
+        database_url=database_url,
         extra_env={"GOVSHARE_RECONCILIATION_TIMEOUT_SECONDS": str(TIMEOUT)},
         node_toml=f"checksum_delay_seconds = {DELAY}\n",
     )
