@@ -127,6 +127,14 @@ class Settings(BaseSettings):
         le=7 * 86400,
         description="Alert a subscription whose oldest unapplied package waits longer.",
     )
+    reconciliation_timeout_seconds: int = Field(
+        default=600,
+        ge=1,
+        le=7 * 86400,
+        description="A reconciliation (核对) still waiting for a node's checksum this long "
+        "after it was requested fails with a reconciliation_timeout alert and is requested "
+        "again; keep it above the time the largest table's checksum takes.",
+    )
     alert_webhook_url: str | None = Field(
         default=None,
         description="URL that receives every new alert as JSON (POST); none when unset.",

@@ -122,11 +122,13 @@ def setup_hub(
     database_url: str | None = None,
     extra_env: dict[str, str] | None = None,
     items: list[ItemIn] | None = None,
+    node_toml: str = "",
 ) -> HubEnv:
     """Migrate a hub database, create departments, a published resource, two nodes and
     a provider→subscriber pair of running tasks, then write the nodes' node.toml.
 
-    ``items`` describe the resource's columns (the five-column person table by default).
+    ``items`` describe the resource's columns (the five-column person table by default);
+    ``node_toml`` is added to both nodes' node.toml (top-level keys, one per line).
     """
     settings = migrated(make_settings(tmp / "hub", database_url))
     engine = db.make_engine(settings)
@@ -268,6 +270,7 @@ def setup_hub(
             f'hub_url = "{env.base_url}"\nnode_id = {node_id}\nenrollment_token = "{token}"\n'
             f'store = "store-{label}"\nheartbeat_seconds = 1\ntick_seconds = 0.1\n'
             "request_timeout_seconds = 20\n"
+            f"{node_toml}"
             f'[sources.biz]\nurl = "{source_url}"\n[targets.dst]\nurl = "{target_url}"\n',
             encoding="utf-8",
         )

@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ import pytest
 from govshare import db
 from govshare.db import utcnow
 from govshare.exchange import service
+from govshare.exchange.schemas import HeartbeatIn
 from govshare.exchange.tasks import Monitor
 from tests.conftest import make_settings, migrated
 from tests.exchange.scenario import make_scene
@@ -178,3 +179,67 @@ def test_a_subscription_falling_behind_is_alerted_and_cleared_when_it_catches_up
 def _last_seq(world: World, task_id: int) -> int:
     with world.api(world.admin) as c:
         return int(c.get(f"/api/v1/exchange/tasks/{task_id}").json()["last_seq"])
+
+
+def test_unanswered_reconciliation_times_out_alerts_and_is_retried(
+    watched_world: World, tmp_path: Path
+) -> None:
+    world = watched_world
+    settings = world.hub.settings
+    day = date(2026, 3, 2)  # the day is given, never today's
+    scene = make_scene(world, tmp_path, rows=5)
+    try:
+        scene.node("provider")
+        scene.node("consumer")
+        scene.create_tasks()
+        scene.run_until(scene.in_sync)
+        with world.hub.db() as s:
+            assert service.daily_reconciliations(s, today=day) == 1
+        # No node answers: the reconciliation stays pending until its time is up.
+        with world.hub.db() as s:
+            first = service.list_reconciliations(s)[0]
+            late = first.requested_at + timedelta(seconds=settings.reconciliation_timeout_seconds)
+            assert service.check_reconciliations(s, settings, now=late) == 0
+            assert service.check_reconciliations(s, settings, now=late + timedelta(seconds=1)) == 1
+        with world.api(world.admin) as c:
+            recs = c.get("/api/v1/exchange/reconciliations").json()
+            alerts = [
+                a
+                for a in c.get("/api/v1/exchange/alerts", params={"open_only": True}).json()
+                if a["kind"] == "reconciliation_timeout"
+            ]
+        failed, retry = (next(r for r in recs if r["id"] == i) for i in (first.id, first.id + 1))
+        assert failed["outcome"] == "failed"
+        assert "源端前置机" in failed["detail"]
+        assert f"#{retry['id']}" in failed["detail"]
+        assert retry["outcome"] == "pending"
+        assert len(alerts) == 1
+        assert alerts[0]["task_id"] == scene.subscriber_task["id"]
+        assert alerts[0]["node_id"] == scene.node_ids["provider"]
+        with world.hub.db() as s:
+            assert service.daily_reconciliations(s, today=day) == 0  # the retry is under way
+            # The failed one's command is withdrawn: nodes are sent only the retry's.
+            sent = service.heartbeat(
+                s, service.get_node(s, scene.node_ids["provider"]), HeartbeatIn()
+            )
+        assert [c["args"]["reconciliation_id"] for c in sent["commands"]] == [retry["id"]]
+        scene.run_until(lambda: _outcome(world) != "pending")
+        assert _outcome(world) == "match"
+        with world.api(world.admin) as c:
+            alerts = c.get("/api/v1/exchange/alerts").json()
+        assert all(a["resolved_at"] for a in alerts if a["kind"] == "reconciliation_timeout")
+
+        # A stopped subscription gets no retry; the failed one does not count as the day's.
+        with world.api(world.admin) as c:
+            sub = scene.subscriber_task["id"]
+            assert c.post(f"/api/v1/exchange/tasks/{sub}/stop").status_code == 200
+            c.post(f"/api/v1/exchange/tasks/{scene.provider_task['id']}/reconcile")
+        with world.hub.db() as s:
+            pending = service.list_reconciliations(s)[0]
+            too_late = pending.requested_at + timedelta(days=1)
+            assert service.check_reconciliations(s, settings, now=too_late) == 1
+            assert service.list_reconciliations(s)[0].outcome == "failed"
+            assert service.daily_reconciliations(s, today=day + timedelta(days=1)) == 1
+            assert service.daily_reconciliations(s, today=day + timedelta(days=1)) == 0
+    finally:
+        scene.close()

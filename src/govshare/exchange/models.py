@@ -162,7 +162,7 @@ class Reconciliation(Base):
     target: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     outcome: Mapped[str] = mapped_column(
         String(12), default="pending"
-    )  # pending | match | mismatch
+    )  # pending | match | mismatch | failed (no answer in time; a new one is requested)
     detail: Mapped[str] = mapped_column(Text, default="")
     completed_at: Mapped[datetime | None] = mapped_column()
 
@@ -176,6 +176,7 @@ class AlertKind(StrEnum):
     DATABASE_ERROR = "database_error"
     PACKAGE_REJECTED = "package_rejected"
     RECONCILIATION_MISMATCH = "reconciliation_mismatch"
+    RECONCILIATION_TIMEOUT = "reconciliation_timeout"  # a node's checksum did not come in time
     LAG = "lag"
     OBJECTION_OVERDUE = "objection_overdue"  # raised by sharing: an 异议 not answered in time
     APPLICATION_OVERDUE = "application_overdue"  # a 共享申请 not answered or provided in time
@@ -190,6 +191,7 @@ class AlertKind(StrEnum):
             "database_error": "数据库错误",
             "package_rejected": "数据包被拒收",
             "reconciliation_mismatch": "核对不一致",
+            "reconciliation_timeout": "核对超时",
             "lag": "交换积压",
             "objection_overdue": "异议答复超期",
             "application_overdue": "共享申请办理超期",
@@ -217,8 +219,20 @@ class Alert(Base):
     __table_args__ = (Index("ix_alert_open", "resolved_at", "kind"),)
 
 
+class CommandStatus(StrEnum):
+    """前置机命令状态."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    DONE = "done"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
 class NodeCommand(Base):
-    """A command from the hub to a node, collected at the node's next heartbeat."""
+    """A command from the hub to a node, delivered with every heartbeat until the node
+    answers it (``sent`` only records that it went out at least once); the node answers
+    each command id once. ``expired``: withdrawn unanswered (its reconciliation timed out)."""
 
     __tablename__ = "node_command"
 
@@ -229,7 +243,7 @@ class NodeCommand(Base):
     args: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     status: Mapped[str] = mapped_column(
         String(12), default="pending"
-    )  # pending | sent | done | failed
+    )  # pending | sent | done | failed | expired
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_by: Mapped[str] = mapped_column(String(50))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

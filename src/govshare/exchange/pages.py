@@ -87,8 +87,14 @@ COMMANDS = {
     "resync": "重新同步",
     "checksum": "核对校验",
 }
-COMMAND_STATUS = {"pending": "待领取", "sent": "已下发", "done": "已完成", "failed": "失败"}
-OUTCOMES = {"pending": "核对中", "match": "一致", "mismatch": "不一致"}
+COMMAND_STATUS = {
+    "pending": "待领取",
+    "sent": "已下发",
+    "done": "已完成",
+    "failed": "失败",
+    "expired": "已撤回",
+}
+OUTCOMES = {"pending": "核对中", "match": "一致", "mismatch": "不一致", "failed": "超时失败"}
 MODES = {"incremental": "增量（按游标列）", "snapshot": "全量快照"}
 DELETE_DETECTION = {
     "keyset": "键集比对",

@@ -29,6 +29,7 @@ from govshare.exchange.errors import (
 )
 from govshare.exchange.models import (
     AlertKind,
+    CommandStatus,
     DeliveryAck,
     ExchangeDomain,
     ExchangeNode,
@@ -368,12 +369,17 @@ def heartbeat(session: Session, node: ExchangeNode, report: HeartbeatIn) -> dict
     commands = list(
         session.scalars(
             select(NodeCommand)
-            .where(NodeCommand.node_id == node.id, NodeCommand.status == "pending")
+            .where(
+                NodeCommand.node_id == node.id,
+                NodeCommand.status.in_([CommandStatus.PENDING, CommandStatus.SENT]),
+            )
             .order_by(NodeCommand.id)
         )
     )
+    # Delivered again at every heartbeat until answered: a node killed while working on
+    # one, or whose answer was lost, gets it again (the node answers each id once).
     for c in commands:
-        c.status = "sent"
+        c.status = CommandStatus.SENT
     # Lag per subscriber task, for the monitor and the lag alert.
     for t in tasks:
         if t["kind"] == TaskKind.SUBSCRIBER and t.get("source_task_id"):
@@ -433,7 +439,9 @@ def command_result(
     cmd = session.get(NodeCommand, command_id)
     if cmd is None or cmd.node_id != node.id:
         raise NodeNotFound(f"命令 {command_id} 不存在")
-    cmd.status = "done" if ok else "failed"
+    if cmd.status not in (CommandStatus.PENDING, CommandStatus.SENT):
+        return cmd  # answered already (the node re-sent an answer it kept) or expired
+    cmd.status = CommandStatus.DONE if ok else CommandStatus.FAILED
     cmd.result = result
     cmd.done_at = utcnow()
     if cmd.command == "collect_schema" and ok:
@@ -667,21 +675,7 @@ def request_reconciliation(
         )
     )
     actor = principal.actor if principal else SYSTEM
-    out = []
-    for sub in subscribers:
-        rec = Reconciliation(provider_task_id=task.id, subscriber_task_id=sub.id, day=day)
-        session.add(rec)
-        session.flush()
-        session.add(
-            NodeCommand(
-                node_id=task.node_id,
-                command="checksum",
-                task_id=task.id,
-                args={"reconciliation_id": rec.id, "role": "source"},
-                created_by=actor.name,
-            )
-        )
-        out.append(rec)
+    out = [_start_reconciliation(session, actor.name, task, sub.id, day) for sub in subscribers]
     audit.record(
         session,
         actor,
@@ -691,6 +685,24 @@ def request_reconciliation(
         after={"reconciliations": [r.id for r in out]},
     )
     return out
+
+
+def _start_reconciliation(
+    session: Session, actor_name: str, provider: ExchangeTask, subscriber_id: int, day: date | None
+) -> Reconciliation:
+    rec = Reconciliation(provider_task_id=provider.id, subscriber_task_id=subscriber_id, day=day)
+    session.add(rec)
+    session.flush()
+    session.add(
+        NodeCommand(
+            node_id=provider.node_id,
+            command="checksum",
+            task_id=provider.id,
+            args={"reconciliation_id": rec.id, "role": "source"},
+            created_by=actor_name,
+        )
+    )
+    return rec
 
 
 def _sums(session: Session, model: type[Any], task_id: int, upto_seq: int) -> dict[str, int]:
@@ -708,8 +720,8 @@ def _record_checksum(
     session: Session, settings: Settings, rec_id: int, role: str, result: dict[str, Any]
 ) -> None:
     rec = session.get(Reconciliation, rec_id)
-    if rec is None:
-        return
+    if rec is None or rec.outcome != "pending":
+        return  # a late answer to one that timed out: its retry has its own commands
     if role == "source":
         rec.source = result
         sub = get_task(session, rec.subscriber_task_id)
@@ -761,6 +773,7 @@ def _compare(session: Session, settings: Settings, rec: Reconciliation) -> None:
         alerts.resolve_alerts(
             session, AlertKind.RECONCILIATION_MISMATCH, task_id=rec.subscriber_task_id
         )
+    alerts.resolve_alerts(session, AlertKind.RECONCILIATION_TIMEOUT, task_id=rec.subscriber_task_id)
     audit.record(
         session,
         SYSTEM,
@@ -847,11 +860,91 @@ def check_lag(session: Session, settings: Settings, *, now: datetime | None = No
     return lagging
 
 
-def daily_reconciliations(session: Session) -> int:
-    """Request today's reconciliation for every running provider task not yet done today."""
-    today = utcnow().date()
+def check_reconciliations(
+    session: Session, settings: Settings, *, now: datetime | None = None
+) -> int:
+    """Fail every reconciliation still pending ``reconciliation_timeout_seconds`` after it
+    was requested: withdraw its unanswered commands, raise a ``reconciliation_timeout``
+    alert on the subscription (resolved when one completes) and request a new one for the
+    same pair and day while both tasks run. Returns how many timed out."""
+    now = now or utcnow()
+    timeout = settings.reconciliation_timeout_seconds
+    stale = list(
+        session.scalars(
+            select(Reconciliation)
+            .where(
+                Reconciliation.outcome == "pending",
+                Reconciliation.requested_at < now - timedelta(seconds=timeout),
+            )
+            .order_by(Reconciliation.id)
+            # Hub processes checking at once each take different ones (PostgreSQL).
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if not stale:
+        return 0
+    open_checksums = list(
+        session.scalars(
+            select(NodeCommand).where(
+                NodeCommand.command == "checksum",
+                NodeCommand.status.in_([CommandStatus.PENDING, CommandStatus.SENT]),
+            )
+        )
+    )
+    for rec in stale:
+        waiting = [c for c in open_checksums if c.args.get("reconciliation_id") == rec.id]
+        for c in waiting:
+            c.status = CommandStatus.EXPIRED
+            c.done_at = now
+        provider = session.get(ExchangeTask, rec.provider_task_id)
+        subscriber = session.get(ExchangeTask, rec.subscriber_task_id)
+        silent = provider if rec.source is None else subscriber
+        silent_node = session.get(ExchangeNode, silent.node_id) if silent else None
+        side = "源端" if rec.source is None else "目标端"
+        rec.outcome = "failed"
+        rec.completed_at = now
+        rec.detail = (
+            f"{timeout} 秒内未收到{side}前置机 {silent_node.name if silent_node else ''} 的校验和"
+        )
+        retry = None
+        if (
+            provider is not None
+            and subscriber is not None
+            and provider.state is TaskState.RUNNING
+            and subscriber.state is TaskState.RUNNING
+        ):
+            retry = _start_reconciliation(session, SYSTEM.name, provider, subscriber.id, rec.day)
+            rec.detail += f"，已重新发起核对 #{retry.id}"
+        alerts.raise_alert(
+            session,
+            AlertKind.RECONCILIATION_TIMEOUT,
+            f"交换任务 {rec.provider_task_id}→{rec.subscriber_task_id} 核对超时: {rec.detail}",
+            node_id=silent_node.id if silent_node else None,
+            task_id=rec.subscriber_task_id,
+            details={"reconciliation_id": rec.id, "retry_id": retry.id if retry else None},
+            webhook_url=settings.alert_webhook_url,
+        )
+        audit.record(
+            session,
+            SYSTEM,
+            "exchange.reconcile.timeout",
+            object_type="exchange_task",
+            object_id=rec.subscriber_task_id,
+            after={"reconciliation_id": rec.id, "retry_id": retry.id if retry else None},
+        )
+    return len(stale)
+
+
+def daily_reconciliations(session: Session, *, today: date | None = None) -> int:
+    """Request today's reconciliation for every running provider task that has none today
+    completed or still in time (a failed one does not count: its retry, or this, runs)."""
+    today = today or utcnow().date()
     done = set(
-        session.scalars(select(Reconciliation.provider_task_id).where(Reconciliation.day == today))
+        session.scalars(
+            select(Reconciliation.provider_task_id).where(
+                Reconciliation.day == today, Reconciliation.outcome != "failed"
+            )
+        )
     )
     count = 0
     for task in list_tasks(session, kind=TaskKind.PROVIDER):

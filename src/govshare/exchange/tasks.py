@@ -1,4 +1,5 @@
-"""The hub's background work for the exchange: silent nodes, daily reconciliation."""
+"""The hub's background work for the exchange: silent nodes, lag, reconciliations that
+time out, daily reconciliation."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ class Monitor:
             service.check_nodes(session, self.settings)
         with session_scope(self.factory) as session:
             service.check_lag(session, self.settings)
+        with session_scope(self.factory) as session:
+            service.check_reconciliations(session, self.settings)
         with session_scope(self.factory) as session:
             service.daily_reconciliations(session)
 

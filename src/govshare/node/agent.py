@@ -83,6 +83,9 @@ def seconds_to_next_run(schedule: dict[str, Any]) -> float:
 
 @dataclass
 class PendingChecksum:
+    """A subscriber checksum waiting until the target has applied ``at_seq`` (kept in the
+    local store too, so a restart holds the task there and takes it)."""
+
     command_id: int
     task_id: int
     at_seq: int
@@ -97,7 +100,9 @@ class NodeAgent:
         )
         self.tasks: dict[int, TaskRuntime] = {}
         self.engines: dict[str, Engine] = {}
-        self.pending_checksums: list[PendingChecksum] = []
+        self.pending_checksums = [PendingChecksum(*row) for row in self.store.pending_checksums()]
+        self.answered: set[int] = set()  # command ids answered by this process
+        self.assigned = False  # the hub's task list has been received at least once
         self.next_heartbeat = 0.0
         self.signer: package.Signer | None = None
         self.cipher = "none"
@@ -178,6 +183,7 @@ class NodeAgent:
                 self.upload_pending()
             except HubUnavailable as exc:
                 self.last_error = str(exc)  # the outbox keeps them; next tick tries again
+            self.send_answers()
         for rt in list(self.tasks.values()):
             if rt.running and rt.spec["kind"] == "subscriber" and time.monotonic() >= rt.next_run:
                 self._guarded(rt, self.run_subscriber)
@@ -264,11 +270,15 @@ class NodeAgent:
             seen.add(spec["id"])
             rt = self.tasks.get(spec["id"])
             if rt is None:
-                self.tasks[spec["id"]] = TaskRuntime(spec=spec)
+                holds = [pc.at_seq for pc in self.pending_checksums if pc.task_id == spec["id"]]
+                self.tasks[spec["id"]] = TaskRuntime(
+                    spec=spec, hold_at=min(holds) if holds else None
+                )
             else:
                 rt.spec = spec
         for gone in set(self.tasks) - seen:
             del self.tasks[gone]
+        self.assigned = True
 
     def load_tasks_file(self) -> None:
         path = self.config.store / "tasks.json"
@@ -276,29 +286,36 @@ class NodeAgent:
             self.apply_assignments(json.loads(path.read_text(encoding="utf-8")))
 
     def execute(self, cmd: dict[str, Any]) -> None:
+        """Carry out a command the hub sent. The hub sends it again with every heartbeat
+        until it has the answer, so an id already answered (or a checksum already waiting)
+        is skipped; one this node was killed in the middle of is simply carried out again."""
         name, task_id = cmd["command"], cmd.get("task_id")
+        if (
+            cmd["id"] in self.answered
+            or self.store.has_answer(cmd["id"])
+            or any(pc.command_id == cmd["id"] for pc in self.pending_checksums)
+        ):
+            return
         try:
             if name == "collect_schema":
                 schemas = {n: describe(self.engine(n, target=False)) for n in self.config.sources}
-                self.client.command_result(cmd["id"], True, {"schemas": schemas})
+                self.answer(cmd["id"], True, {"schemas": schemas})
             elif name == "resync" and task_id in self.tasks:
                 rt = self.tasks[task_id]
                 if rt.spec["kind"] == "provider":
                     self.store.reset_task(task_id)
                 else:
                     self._writer(rt).reset()
-                self.client.command_result(cmd["id"], True, {})
+                self.answer(cmd["id"], True, {})
             elif name == "keyset" and task_id in self.tasks:
                 deleted = self.detect_deletions(self.tasks[task_id])
-                self.client.command_result(cmd["id"], True, {"deleted": deleted})
+                self.answer(cmd["id"], True, {"deleted": deleted})
             elif name == "checksum" and task_id in self.tasks:
                 self.checksum_command(cmd)
             else:
-                self.client.command_result(
-                    cmd["id"], False, {"error": f"unknown command or task: {name}"}
-                )
+                self.answer(cmd["id"], False, {"error": f"unknown command or task: {name}"})
         except (SQLAlchemyError, KeyError, ValueError, OSError) as exc:
-            self.client.command_result(cmd["id"], False, {"error": str(exc)[:500]})
+            self.answer(cmd["id"], False, {"error": str(exc)[:500]})
 
     def checksum_command(self, cmd: dict[str, Any]) -> None:
         rt = self.tasks[cmd["task_id"]]
@@ -315,9 +332,7 @@ class NodeAgent:
                 config.get("pattern") or "**/*",
                 self.store.get("digest_alg") or "sm3",
             )
-            self.client.command_result(
-                cmd["id"], True, {"count": count, "keyhash": keyhash, "seq": seq}
-            )
+            self.answer(cmd["id"], True, {"count": count, "keyhash": keyhash, "seq": seq})
             return
         if rt.spec["kind"] == "provider":
             # Catch up first so the checksum describes what has been packaged.
@@ -326,44 +341,85 @@ class NodeAgent:
             else:
                 while self.extract_batch(rt):
                     pass
+            self._checksum_pause(cmd["id"], rt.id, "source")
             # One scan of the source's keys finds deletions and makes the checksum.
             tally = self._key_tally(rt)
             self.detect_deletions(rt, tally)
-            self.upload_pending()
+            # A hub gone meanwhile takes the packages from the outbox later and the answer
+            # from the store: the checksum taken is not thrown away.
+            with contextlib.suppress(HubUnavailable):
+                self.upload_pending()
             count, keyhash = tally.checksum()
             _, last_seq, _ = self.store.state(rt.id)
-            self.client.command_result(
-                cmd["id"], True, {"count": count, "keyhash": keyhash, "seq": last_seq}
-            )
+            self.answer(cmd["id"], True, {"count": count, "keyhash": keyhash, "seq": last_seq})
         else:
             at_seq = int(cmd["args"].get("at_seq", 0))
-            rt.hold_at = at_seq
+            rt.hold_at = at_seq if rt.hold_at is None else min(rt.hold_at, at_seq)
+            self.store.add_pending_checksum(cmd["id"], rt.id, at_seq)
             self.pending_checksums.append(PendingChecksum(cmd["id"], rt.id, at_seq))
+
+    def answer(self, command_id: int, ok: bool, result: dict[str, Any]) -> None:
+        """Keep the answer in the local store, then try to deliver it (and any older ones)."""
+        self.store.keep_answer(command_id, ok, result, time.time())
+        self.answered.add(command_id)
+        self.send_answers()
+
+    def send_answers(self) -> None:
+        """Deliver kept answers; each stays until the hub acknowledges it. Refusing the
+        answer itself (a command the hub does not know, a malformed answer) is final;
+        refusing the node (its signature, its clock, a rate limit) is not."""
+        for command_id, ok, result in self.store.answers():
+            try:
+                self.client.command_result(command_id, ok, result)
+            except HubUnavailable as exc:
+                self.last_error = str(exc)
+                return
+            except HubRefused as exc:
+                if exc.status not in (404, 409, 422):
+                    self.last_error = str(exc)
+                    return
+                log.warning("command answer refused", command=command_id, error=str(exc)[:200])
+            self.store.answer_delivered(command_id)
 
     def _finish_checksums(self) -> None:
         for pc in list(self.pending_checksums):
             rt = self.tasks.get(pc.task_id)
             if rt is None:
-                self.pending_checksums.remove(pc)
+                if self.assigned:  # the task was withdrawn from this node
+                    self.store.drop_pending_checksum(pc.command_id)
+                    self.pending_checksums.remove(pc)
                 continue
             try:
                 writer = self._writer(rt)
                 applied = writer.applied_seq()
                 if applied < pc.at_seq:
                     continue
+                self._checksum_pause(pc.command_id, rt.id, "target")
                 count, keyhash = writer.checksum()
             except (SQLAlchemyError, OSError, KeyError, ValueError) as exc:
                 # The target is unreachable: the task's own step reports it; try again later.
                 log.warning("checksum deferred", task=rt.id, error=str(exc)[:200])
                 continue
-            try:
-                self.client.command_result(
-                    pc.command_id, True, {"count": count, "keyhash": keyhash, "seq": applied}
+            with self.store.transaction() as conn:
+                self.store.keep_answer(
+                    pc.command_id,
+                    True,
+                    {"count": count, "keyhash": keyhash, "seq": applied},
+                    time.time(),
+                    conn,
                 )
-            except (HubUnavailable, HubRefused):
-                continue
-            rt.hold_at = None
+                self.store.drop_pending_checksum(pc.command_id, conn)
+            self.answered.add(pc.command_id)
             self.pending_checksums.remove(pc)
+            holds = [p.at_seq for p in self.pending_checksums if p.task_id == rt.id]
+            rt.hold_at = min(holds) if holds else None
+            if self.config.transport == "http":
+                self.send_answers()
+
+    def _checksum_pause(self, command_id: int, task_id: int, role: str) -> None:
+        log.info("taking checksum", command=command_id, task=task_id, role=role)
+        if self.config.checksum_delay_seconds:
+            self.stop_event.wait(self.config.checksum_delay_seconds)
 
     # -- provider: business table → outbox → hub -----------------------------------------------
 

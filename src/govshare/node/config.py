@@ -31,6 +31,13 @@ class NodeConfig(BaseModel):
     # Gatekeeper (网闸) mode: no HTTP; packages cross as files in these folders.
     transport: str = Field(default="http", pattern="^(http|folder)$")
     request_timeout_seconds: float = Field(default=60, ge=1, le=3600)
+    checksum_delay_seconds: float = Field(
+        default=0,
+        ge=0,
+        le=600,
+        description="For tests only: pause this long while taking each checksum (核对), so "
+        "a test can kill a process in the middle of one. Leave 0 in production.",
+    )
 
 
 class NodeConfigError(ValueError):

@@ -1,4 +1,5 @@
-"""The node's local store (前置交换库): keys, task cursors, the key mirror and the outbox.
+"""The node's local store (前置交换库): keys, task cursors, the key mirror, the outbox,
+and the answers to the hub's commands with the checksums still to take.
 
 Everything an extraction produces — the package, the advanced cursor, the keys it
 touched — is written here in one SQLite transaction before anything leaves the node,
@@ -51,6 +52,17 @@ CREATE TABLE IF NOT EXISTS outbox (
     rows INTEGER NOT NULL,
     created_at REAL NOT NULL,
     PRIMARY KEY (task_id, seq)
+);
+CREATE TABLE IF NOT EXISTS command_answer (
+    command_id INTEGER PRIMARY KEY,
+    ok INTEGER NOT NULL,
+    result TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pending_checksum (
+    command_id INTEGER PRIMARY KEY,
+    task_id INTEGER NOT NULL,
+    at_seq INTEGER NOT NULL
 );
 """
 
@@ -289,4 +301,59 @@ class LocalStore:
     def sent(self, task_id: int, seq: int, conn: sqlite3.Connection | None = None) -> None:
         (conn or self.db).execute(
             "DELETE FROM outbox WHERE task_id = ? AND seq = ?", (task_id, seq)
+        )
+
+    # -- answers to the hub's commands ----------------------------------------------------
+
+    def keep_answer(
+        self,
+        command_id: int,
+        ok: bool,
+        result: dict[str, Any],
+        at: float,
+        conn: sqlite3.Connection | None = None,
+    ) -> None:
+        """Keep an answer until the hub has acknowledged it (the first one kept stands)."""
+        (conn or self.db).execute(
+            "INSERT OR IGNORE INTO command_answer (command_id, ok, result, created_at) "
+            "VALUES (?, ?, ?, ?)",
+            (command_id, int(ok), json.dumps(result, default=str), at),
+        )
+
+    def answers(self) -> list[tuple[int, bool, dict[str, Any]]]:
+        """Answers not yet acknowledged by the hub, oldest first."""
+        return [
+            (int(c), bool(ok), json.loads(r))
+            for c, ok, r in self.db.execute(
+                "SELECT command_id, ok, result FROM command_answer ORDER BY command_id"
+            )
+        ]
+
+    def has_answer(self, command_id: int) -> bool:
+        found = self.db.execute("SELECT 1 FROM command_answer WHERE command_id = ?", (command_id,))
+        return found.fetchone() is not None
+
+    def answer_delivered(self, command_id: int) -> None:
+        self.db.execute("DELETE FROM command_answer WHERE command_id = ?", (command_id,))
+
+    def add_pending_checksum(self, command_id: int, task_id: int, at_seq: int) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO pending_checksum (command_id, task_id, at_seq) VALUES (?, ?, ?)",
+            (command_id, task_id, at_seq),
+        )
+
+    def pending_checksums(self) -> list[tuple[int, int, int]]:
+        """Subscriber checksums asked for and not yet taken: (command id, task, at seq)."""
+        return [
+            (int(c), int(t), int(s))
+            for c, t, s in self.db.execute(
+                "SELECT command_id, task_id, at_seq FROM pending_checksum ORDER BY command_id"
+            )
+        ]
+
+    def drop_pending_checksum(
+        self, command_id: int, conn: sqlite3.Connection | None = None
+    ) -> None:
+        (conn or self.db).execute(
+            "DELETE FROM pending_checksum WHERE command_id = ?", (command_id,)
         )
