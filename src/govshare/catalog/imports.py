@@ -40,8 +40,8 @@ log = structlog.get_logger(__name__)
 
 # Entries stored per transaction: each holds SQLite's write lock for a fraction of a
 # second, and the pause between them lets waiting writers (a login) in.
-CHUNK = 100
-PAUSE_SECONDS = 0.02
+CHUNK = 25
+PAUSE_SECONDS = 0.05
 OPEN = (ImportJobStatus.QUEUED, ImportJobStatus.CHECKING, ImportJobStatus.WRITING)
 
 
