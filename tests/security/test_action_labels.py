@@ -31,7 +31,8 @@ def _recorded() -> set[str]:
                 if name == "record" and len(node.args) >= 3:
                     arg = node.args[2]
                 elif name == "Pending":
-                    arg = next((k.value for k in node.keywords if k.arg == "action"), None)
+                    given = [k.value for k in node.keywords if k.arg == "action"]
+                    arg = given[0] if given else (node.args[1] if len(node.args) > 1 else None)
                 if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                     actions.add(arg.value)
             # The data services name their calls' actions as plain strings.

@@ -446,10 +446,13 @@ def add_resource(
     codes: CodeTables | None = None,
     index: bool = True,
     confirm_duplicates: bool = False,
+    audit_to: list[audit.Pending] | None = None,
 ) -> Resource:
     """Compile a new entry as a draft (草稿) with a fresh 分类码/顺序码.
 
-    A name the department already uses is refused unless ``confirm_duplicates``."""
+    A name the department already uses is refused unless ``confirm_duplicates``. Bulk
+    callers pass ``audit_to`` to collect the audit entries and append them to the chain
+    in one claim on its head (``audit.record_many``) in the same transaction."""
     codes = codes or CodeTables(session)
     provider_id = _provider_for(session, principal, data)
     problems, node = validate_resource(session, data, codes)
@@ -471,14 +474,18 @@ def add_resource(
     session.add(resource)
     session.flush()
     _save_version(session, resource, principal.name, "新建")
-    audit.record(
-        session,
+    entry = audit.Pending(
         principal.actor,
         "catalog.resource.add",
-        object_type="resource",
-        object_id=resource.code,
-        after=snapshot(resource),
+        "resource",
+        resource.code,
+        None,
+        snapshot(resource),
     )
+    if audit_to is None:
+        audit.record_many(session, [entry])
+    else:
+        audit_to.append(entry)
     if index:
         search.index_resource(session, resource)
     return resource

@@ -489,18 +489,26 @@ def store_entries(
     """Store checked entries as drafts (in the caller's transaction) and index them."""
     codes = service.CodeTables(session)
     created: list[Resource] = []
+    entries_audit: list[audit.Pending] = []
     try:
         for i, data in enumerate(entries, start=1):
             created.append(
                 # Duplicate names were checked with the file, its own included.
                 service.add_resource(
-                    session, principal, data, codes=codes, index=False, confirm_duplicates=True
+                    session,
+                    principal,
+                    data,
+                    codes=codes,
+                    index=False,
+                    confirm_duplicates=True,
+                    audit_to=entries_audit,
                 )
             )
             if progress and i % 100 == 0:
                 progress(i)
     except InvalidResource as exc:  # a rule that depends on rows imported just before
         raise ImportRejected(exc.message, details=exc.details) from None
+    audit.record_many(session, entries_audit)
     search.index_many(session, created)
     return created
 

@@ -236,6 +236,7 @@ ACTION_LABELS = {
     "exchange.package.reject": "拒收交换包",
     "exchange.reconcile.request": "发起对账",
     "exchange.reconcile.result": "对账结果",
+    "exchange.reconcile.timeout": "对账超时",
     "exchange.alert.resolve": "处理告警",
     "sharing.application.submit": "提交共享申请",
     "sharing.application.approve": "同意共享申请",
