@@ -1,5 +1,6 @@
 """A hub (re)starts cheaply: what a first request does not need is loaded later (the
-search dictionary, spreadsheets, migrations machinery), and the first search still
+search dictionary, spreadsheets, migrations machinery, the PostgreSQL driver on
+SQLite), and the first search still
 works. Start-up speed itself is measured by bench/startup.py."""
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ out = {}
 with TestClient(app) as client:
     assert client.get("/healthz").status_code == 200
     out["loaded_at_start"] = sorted(
-        m for m in ("jieba", "openpyxl", "alembic") if m in sys.modules
+        m for m in ("jieba", "openpyxl", "alembic", "psycopg") if m in sys.modules
     )
     token = client.post(
         "/api/v1/auth/token", json={"username": "start_admin", "password": sys.argv[2]}

@@ -12,7 +12,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from sqlalchemy import (
     DateTime,
     Enum,
@@ -225,15 +224,21 @@ class Prepared:
             for name, bind in ((compiled.bind_names[b], b) for b in compiled.binds.values())
         }
         self._results = [_result_processor(c.type, dialect) for c in columns]
+        self._data_error: type[Exception] = dialect.loaded_dbapi.DataError
 
     def _execute(self, cursor: Any, params: Mapping[str, Any]) -> None:
         values = {}
         for name, (default, process) in self._binds.items():
             value = params.get(name, default)
             values[name] = process(value) if process is not None else value
-        cursor.execute(
-            self.sql, values if self._order is None else [values[n] for n in self._order]
-        )
+        try:
+            cursor.execute(
+                self.sql, values if self._order is None else [values[n] for n in self._order]
+            )
+        except self._data_error as exc:
+            # As SQLAlchemy raises it, so that one ``except DataError`` covers both paths
+            # without importing the driver (psycopg) on a hub that runs on SQLite.
+            raise DataError(self.sql, None, exc, hide_parameters=True) from exc
 
     def rows(self, dbapi_conn: Any, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         cursor = dbapi_conn.cursor()
@@ -314,8 +319,7 @@ def _result_processor(type_: Any, dialect: Dialect) -> Any:
 
 
 UNSTORABLE_ERRORS: tuple[type[Exception], ...] = (
-    DataError,  # NUL in a PostgreSQL text, a value beyond the column (through SQLAlchemy)
-    psycopg.DataError,  # the same from a raw prepared statement (``Prepared``)
+    DataError,  # NUL in a PostgreSQL text, a value beyond the column (also ``Prepared``)
     sqlite3.DataError,
     UnicodeEncodeError,  # a lone surrogate: neither database can encode it
 )
