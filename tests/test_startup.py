@@ -1,7 +1,7 @@
 """A hub (re)starts cheaply: what a first request does not need is loaded later (the
 search dictionary, spreadsheets, migrations machinery, the PostgreSQL driver on
-SQLite), and the first search still
-works. Start-up speed itself is measured by bench/startup.py."""
+SQLite), and the first search still works. Start-up speed itself is measured by
+bench/startup.py."""
 
 from __future__ import annotations
 
