@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 from alembic import command
 
 from govshare import db
@@ -17,3 +21,43 @@ def test_downgrade_and_upgrade_again(fresh_settings: Settings) -> None:
     cfg = db.alembic_config(fresh_settings.resolved_database_url)
     command.downgrade(cfg, "base")
     command.upgrade(cfg, "head")
+
+
+def test_script_heads_are_alembics(fresh_settings: Settings) -> None:
+    from alembic.script import ScriptDirectory
+
+    cfg = db.alembic_config(fresh_settings.resolved_database_url)
+    assert db.script_heads() == frozenset(ScriptDirectory.from_config(cfg).get_heads())
+    engine = db.make_engine(fresh_settings)
+    try:
+        assert db.stored_revisions(engine) == db.script_heads()
+    finally:
+        engine.dispose()
+
+
+def test_start_at_head_does_not_run_alembic(fresh_settings: Settings) -> None:
+    # Every ``govshare serve`` upgrades first; at head that must not cost alembic's start
+    # (importing it, loading every script, opening its own connection).
+    probe = (
+        "import json, sys\n"
+        "from govshare import db\n"
+        "from govshare.config import Settings\n"
+        f"db.upgrade(Settings.model_validate_json({fresh_settings.model_dump_json()!r}))\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('alembic'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert json.loads(out.stdout.splitlines()[-1]) == []
+
+
+def test_upgrade_from_an_older_revision_still_migrates(fresh_settings: Settings) -> None:
+    cfg = db.alembic_config(fresh_settings.resolved_database_url)
+    command.downgrade(cfg, "-1")
+    engine = db.make_engine(fresh_settings)
+    try:
+        assert db.stored_revisions(engine) != db.script_heads()
+        db.upgrade(fresh_settings)
+        assert db.stored_revisions(engine) == db.script_heads()
+    finally:
+        engine.dispose()

@@ -12,7 +12,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from sqlalchemy import (
     DateTime,
     Enum,
@@ -27,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.selectable import ReturnsRows
 from sqlalchemy.types import TypeDecorator
 
@@ -158,12 +158,50 @@ def alembic_config(url: str) -> Any:
     return cfg
 
 
-def upgrade(settings: Settings, revision: str = "head") -> None:
-    """Bring the hub database to the newest schema (``govshare db upgrade``)."""
-    from alembic import command
+_REVISION = re.compile(r"^(down_revision|revision)\b[^=\n]*=\s*(.+?)\s*$", re.MULTILINE)
 
+
+def script_heads() -> frozenset[str]:
+    """The newest revisions of the migration scripts, read from their ``revision`` and
+    ``down_revision`` lines, as alembic's ``ScriptDirectory.get_heads`` finds them, but
+    without importing alembic and running every script (half a second of each start)."""
+    import ast
+
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        for name, value in _REVISION.findall(path.read_text(encoding="utf-8")):
+            found = ast.literal_eval(value)
+            names = set(found) if isinstance(found, tuple | list) else {found} - {None}
+            (revisions if name == "revision" else parents).update(names)
+    return frozenset(revisions - parents)
+
+
+def stored_revisions(engine: Engine) -> frozenset[str] | None:
+    """The revisions the database says it is at (None before its first migration)."""
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars()
+            return frozenset(rows)
+    except DBAPIError:
+        return None
+
+
+def upgrade(settings: Settings, revision: str = "head") -> None:
+    """Bring the hub database to the newest schema (``govshare db upgrade``). A database
+    already at the scripts' heads is left alone without starting alembic: every hub
+    start runs this."""
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if revision == "head":
+        engine = create_engine(settings.resolved_database_url, poolclass=NullPool)
+        try:
+            if stored_revisions(engine) == script_heads():
+                return
+        finally:
+            engine.dispose()
+    from alembic import command
+
     command.upgrade(alembic_config(settings.resolved_database_url), revision)
 
 
@@ -186,15 +224,21 @@ class Prepared:
             for name, bind in ((compiled.bind_names[b], b) for b in compiled.binds.values())
         }
         self._results = [_result_processor(c.type, dialect) for c in columns]
+        self._data_error: type[Exception] = dialect.loaded_dbapi.DataError
 
     def _execute(self, cursor: Any, params: Mapping[str, Any]) -> None:
         values = {}
         for name, (default, process) in self._binds.items():
             value = params.get(name, default)
             values[name] = process(value) if process is not None else value
-        cursor.execute(
-            self.sql, values if self._order is None else [values[n] for n in self._order]
-        )
+        try:
+            cursor.execute(
+                self.sql, values if self._order is None else [values[n] for n in self._order]
+            )
+        except self._data_error as exc:
+            # As SQLAlchemy raises it, so that one ``except DataError`` covers both paths
+            # without importing the driver (psycopg) on a hub that runs on SQLite.
+            raise DataError(self.sql, None, exc, hide_parameters=True) from exc
 
     def rows(self, dbapi_conn: Any, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         cursor = dbapi_conn.cursor()
@@ -275,8 +319,7 @@ def _result_processor(type_: Any, dialect: Dialect) -> Any:
 
 
 UNSTORABLE_ERRORS: tuple[type[Exception], ...] = (
-    DataError,  # NUL in a PostgreSQL text, a value beyond the column (through SQLAlchemy)
-    psycopg.DataError,  # the same from a raw prepared statement (``Prepared``)
+    DataError,  # NUL in a PostgreSQL text, a value beyond the column (also ``Prepared``)
     sqlite3.DataError,
     UnicodeEncodeError,  # a lone surrogate: neither database can encode it
 )

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from govshare.config import Settings
 from govshare.errors import NotAuthenticated
-from govshare.security.crypto import constant_time_equal
+from govshare.security.crypto import constant_time_equal, string_to_sign
 from govshare.security.errors import CsrfFailed, PermissionDenied
 from govshare.security.models import SessionKind
 from govshare.security.roles import Permission
@@ -27,7 +27,6 @@ from govshare.security.service import (
     SignedRequest,
     principal_from_signature,
     principal_from_token,
-    string_to_sign,
 )
 
 SESSION_COOKIE = "govshare_session"

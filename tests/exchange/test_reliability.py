@@ -8,12 +8,14 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+
 from govshare.node.agent import NodeAgent
 from govshare.node.config import Database, NodeConfig
 from tests.conftest import TEST_SECRET
 from tests.exchange.scenario import Source, make_scene, make_source, target_rows
 from tests.factories import World
-from tests.pg import PostgresServer
+from tests.pg import PostgresServer, free_port
 
 
 def test_subscriber_database_down_is_retried_and_alerted(world: World, tmp_path: Path) -> None:
@@ -234,3 +236,26 @@ def test_folder_transport_node_never_calls_the_hub(tmp_path: Path) -> None:
     agent = NodeAgent(config)
     agent.tick()  # no heartbeat, no upload: nothing to connect to, nothing raised
     agent.close()
+
+
+def test_tasks_resume_as_soon_as_the_hub_answers_again(world: World, tmp_path: Path) -> None:
+    scene = make_scene(world, tmp_path, rows=50)
+    try:
+        consumer = scene.node("consumer")
+        scene.create_tasks()
+        consumer.tick()  # learns its task
+        rt = consumer.tasks[scene.subscriber_task["id"]]
+        hub = consumer.client.http.base_url
+        # The hub goes away (nothing listens on that port) long enough for the task's
+        # back-off to grow past what a restarting hub needs.
+        consumer.client.http.base_url = httpx.URL(f"http://127.0.0.1:{free_port()}")
+        while rt.failures < 6:
+            rt.next_run = 0.0
+            consumer.tick()
+        assert rt.next_run - time.monotonic() > 10
+        consumer.client.http.base_url = hub  # the hub is back
+        consumer.next_heartbeat = 0.0
+        consumer.tick()
+        assert rt.failures == 0, rt.error  # ran in this very tick, not 16-30 s later
+    finally:
+        scene.close()

@@ -8,8 +8,7 @@ import time
 
 import httpx
 
-from govshare.security.crypto import hmac_sha256
-from govshare.security.service import string_to_sign
+from govshare.security.crypto import hmac_sha256, string_to_sign
 from tests.factories import PASSWORD, World
 
 

@@ -21,13 +21,12 @@ from sqlalchemy import create_engine, inspect, select
 
 from govshare.exchange.models import Alert, AlertKind
 from govshare.rules.clock import china_today, fixed_today
+from govshare.rules.masking import mask_name
 from govshare.rules.workdays import working_days_between
-from govshare.security.crypto import hmac_sha256
+from govshare.security.crypto import hmac_sha256, string_to_sign
 from govshare.security.models import AuditEntry
-from govshare.security.service import string_to_sign
 from govshare.sharing import objections, service, subscriptions
 from govshare.sharing.journal import KeyHasher
-from govshare.sharing.masking import mask_name
 from govshare.sharing.models import Objection, SharingGrant
 from tests.exchange.scenario import Scene, Source, make_scene, target_rows
 from tests.factories import Dept, World

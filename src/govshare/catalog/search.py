@@ -83,9 +83,23 @@ def _jieba() -> Any:
     return jieba
 
 
+# Seconds after the hub's start before the dictionary loads in the background: by then
+# the hub answers (its start takes 1-3 s), and the load does not slow the start down.
+WARM_UP_DELAY_SECONDS = 3.0
+
+
 def warm_up() -> None:
     """Load jieba's dictionary now (about a second) instead of during the first search."""
     _jieba()
+
+
+def warm_up_later(delay: float) -> threading.Timer:
+    """:func:`warm_up` on a daemon thread after ``delay`` seconds. A search before then
+    loads the dictionary itself."""
+    timer = threading.Timer(delay, warm_up)
+    timer.name, timer.daemon = "jieba-warm-up", True
+    timer.start()
+    return timer
 
 
 def segment(text_: str, *, for_index: bool) -> list[str]:

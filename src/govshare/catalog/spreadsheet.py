@@ -14,9 +14,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from openpyxl import Workbook, load_workbook
-from openpyxl.styles import Font, PatternFill
-from openpyxl.utils import get_column_letter
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
@@ -135,6 +132,8 @@ def read_rows(filename: str, content: bytes) -> Iterator[tuple[int, Row]]:
     lower = filename.lower()
     if lower.endswith(".xlsx"):
         try:
+            from openpyxl import load_workbook  # half a second: not at every hub start
+
             wb = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
         except Exception as exc:  # openpyxl raises many kinds for a damaged file
             raise ImportRejected(f"无法读取 XLSX 文件: {exc}") from None
@@ -597,6 +596,10 @@ def export_csv(resources: Iterable[Resource], codes: service.CodeTables) -> byte
 def export_xlsx(
     resources: Iterable[Resource], codes: service.CodeTables, *, with_hints: bool = False
 ) -> bytes:
+    from openpyxl import Workbook
+    from openpyxl.styles import Font, PatternFill
+    from openpyxl.utils import get_column_letter
+
     wb = Workbook(write_only=not with_hints)
     ws = wb.active if with_hints else wb.create_sheet("目录")
     assert ws is not None
@@ -679,6 +682,8 @@ def template_csv() -> bytes:
 
 
 def template_xlsx() -> bytes:
+    from openpyxl import load_workbook
+
     data = export_xlsx([], service.CodeTables.__new__(service.CodeTables), with_hints=True)
     wb = load_workbook(io.BytesIO(data))
     ws = wb["目录"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import httpx
 import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -78,6 +77,8 @@ def resolve_alerts(
 
 def _post_later(url: str, payload: dict[str, Any]) -> None:
     """Best effort, off the request path: a slow receiver must not slow the hub."""
+
+    import httpx  # a fifth of a second: not at every hub start
 
     def send() -> None:
         try:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from govshare.exchange.models import AlertKind, NodeStatus, TaskKind, TaskState
 from govshare.ids import Count, Id
-from govshare.sharing.models import MaskingRule
+from govshare.rules.masking import MaskingRule
 
 IDENT = r"^[A-Za-z_][A-Za-z0-9_.]{0,120}$"
 

@@ -56,6 +56,7 @@ class TaskRuntime:
     rows_moved: int = 0
     alerted: str | None = None
     again_now: bool = False  # run the next step at once (it waited at the hub already)
+    waiting_for_hub: bool = False  # the last step failed because the hub was unreachable
     # What this process knows of the task's key mirror: every key in it is an integer
     # (as text) no greater than ``mirror_ceiling`` (None: the mirror is empty). Keys above
     # need no lookup. Learnt when the mirror is seen empty, kept while only integer keys
@@ -170,6 +171,7 @@ class NodeAgent:
             try:
                 self.heartbeat()
                 self.next_heartbeat = now + self.config.heartbeat_seconds
+                self._resume_after_hub_outage()
             except (HubUnavailable, HubRefused) as exc:
                 self.last_error = str(exc)
                 self.next_heartbeat = now + min(self.config.heartbeat_seconds, 5)
@@ -189,6 +191,15 @@ class NodeAgent:
                 self._guarded(rt, self.run_subscriber)
         self._finish_checksums()
 
+    def _resume_after_hub_outage(self) -> None:
+        """The hub answered: tasks that backed off only because it was unreachable run
+        at once, instead of sleeping out a back-off of up to ``MAX_BACKOFF`` seconds
+        that grew while the hub restarted."""
+        for rt in self.tasks.values():
+            if rt.waiting_for_hub:
+                rt.waiting_for_hub = False
+                rt.next_run = 0.0
+
     def _guarded(self, rt: TaskRuntime, step: Callable[[TaskRuntime], None]) -> None:
         """Run a task step; on failure back off exponentially and tell the hub once."""
         try:
@@ -205,6 +216,7 @@ class NodeAgent:
             rt.failures += 1
             rt.error = str(exc)[:500]
             rt.again_now = False
+            rt.waiting_for_hub = isinstance(exc, HubUnavailable)
             rt.next_run = time.monotonic() + min(MAX_BACKOFF, 0.5 * 2 ** min(rt.failures, 6))
             kind = (
                 "database_error"
@@ -218,7 +230,7 @@ class NodeAgent:
             return
         if rt.failures and rt.alerted:
             self._alert(rt.alerted, rt.id, "recovered", resolved=True)
-        rt.failures, rt.error, rt.alerted = 0, "", None
+        rt.failures, rt.error, rt.alerted, rt.waiting_for_hub = 0, "", None, False
         rt.next_run = time.monotonic() + (
             0.0 if rt.again_now else seconds_to_next_run(rt.spec["config"].get("schedule") or {})
         )

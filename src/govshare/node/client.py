@@ -11,7 +11,7 @@ import httpx
 import orjson
 
 from govshare.security import crypto
-from govshare.security.service import string_to_sign
+from govshare.security.crypto import string_to_sign
 
 
 class HubUnavailable(Exception):

@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement, Select
 
-from govshare.sharing.masking import mask
+from govshare.rules.masking import mask
 
 KEY_SEPARATOR = "\x1f"
 

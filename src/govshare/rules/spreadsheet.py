@@ -21,11 +21,11 @@ import csv
 import io
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.worksheet._write_only import WriteOnlyWorksheet
-from openpyxl.worksheet.worksheet import Worksheet
+if TYPE_CHECKING:  # openpyxl takes half a second to import: only when a workbook is made
+    from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+    from openpyxl.worksheet.worksheet import Worksheet
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 QUOTE = "'"
@@ -61,6 +61,8 @@ def restore_text(text: str) -> str:
 def xlsx_cell(ws: Worksheet | WriteOnlyWorksheet, value: Any) -> Any:
     """A value for ``ws.append``: formula-like text becomes a quoted text cell."""
     if isinstance(value, str) and (value.startswith("=") or is_formula_like(value)):
+        from openpyxl.cell import WriteOnlyCell
+
         cell = WriteOnlyCell(ws, value=value)
         cell.data_type = "s"  # openpyxl would otherwise store "=…" as a formula
         cell.quotePrefix = True

@@ -22,6 +22,15 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 DigestAlg = Literal["sm3", "sha256"]
 
 
+def string_to_sign(
+    method: str, path_and_query: str, timestamp: str, nonce: str, body_sha256: str
+) -> bytes:
+    """What an API client (or a node) signs: method, path with query, timestamp, nonce,
+    body digest. Here, with the signatures, because the node imports this module and
+    not the hub's services."""
+    return "\n".join([method.upper(), path_and_query, timestamp, nonce, body_sha256]).encode()
+
+
 def digest(alg: DigestAlg | str, data: bytes) -> str:
     """Hex digest of ``data`` with SM3 (GB/T 32905) or SHA-256."""
     if alg == "sha256":

@@ -26,6 +26,7 @@ from govshare.security.crypto import (
     constant_time_equal,
     hmac_sha256,
     seal,
+    string_to_sign,
     token_hash,
     unseal,
 )
@@ -555,13 +556,6 @@ def add_api_client(
         },
     )
     return client, secret
-
-
-def string_to_sign(
-    method: str, path_and_query: str, timestamp: str, nonce: str, body_sha256: str
-) -> bytes:
-    """What an API client signs: method, path with query, timestamp, nonce, body digest."""
-    return "\n".join([method.upper(), path_and_query, timestamp, nonce, body_sha256]).encode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from govshare.catalog.models import Resource
 from govshare.config import Settings
 from govshare.cursors import CursorCodec
 from govshare.db import Prepared
+from govshare.rules.masking import masker
 from govshare.security.service import VerifiedClient
 from govshare.sharing import store as shared
 from govshare.sharing.errors import (
@@ -37,7 +38,6 @@ from govshare.sharing.errors import (
     StoreNotFound,
 )
 from govshare.sharing.journal import Call, CallJournal, KeyHasher
-from govshare.sharing.masking import masker
 from govshare.sharing.models import CallStat, SharedStore, SharingGrant, SharingMode
 from govshare.sharing.schemas import VerifyIn
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from govshare.catalog.models import Resource
 from govshare.db import Base, str_enum, utcnow
+from govshare.rules.masking import MaskingRule as MaskingRule  # re-exported: the grants' vocabulary
 from govshare.security.models import Department, JSONType
 
 
@@ -61,28 +62,6 @@ class DisputeOutcome(StrEnum):
     @property
     def label(self) -> str:
         return {"upheld": "维持拒绝", "overturned": "撤销拒绝"}[self.value]
-
-
-class MaskingRule(StrEnum):
-    """脱敏规则 applied to one item where the grant says so (see ``sharing.masking``)."""
-
-    NONE = "none"
-    ID_NUMBER = "id_number"  # 110101********1234
-    PHONE = "phone"  # 138****5678
-    NAME = "name"  # 张*, 欧阳**
-    ADDRESS = "address"  # 山东省青岛市****
-    HIDE = "hide"  # ****: the item is granted for verification or filtering only
-
-    @property
-    def label(self) -> str:
-        return {
-            "none": "不脱敏",
-            "id_number": "证件号码",
-            "phone": "电话号码",
-            "name": "姓名",
-            "address": "地址",
-            "hide": "完全遮蔽",
-        }[self.value]
 
 
 class SharingApplication(Base):

@@ -17,11 +17,11 @@ from govshare.config import Settings
 from govshare.deps import SessionDep, SettingsDep, SharingApplicant, SharingReader, SharingReviewer
 from govshare.errors import Conflict, Forbidden, InvalidInput, NotFound
 from govshare.ids import Id
+from govshare.rules.masking import mask_id_number
 from govshare.security.roles import Permission
 from govshare.security.service import Principal
 from govshare.sharing import objections, service
 from govshare.sharing.errors import NotYourDepartment
-from govshare.sharing.masking import mask_id_number
 from govshare.sharing.models import Objection, ObjectionStatus
 from govshare.sharing.pages.common import (
     Countdown,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from govshare.sharing.masking import STARS, mask, masker
+from govshare.rules.masking import STARS, mask, masker
 from govshare.sharing.models import MaskingRule
 
 

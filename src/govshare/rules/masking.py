@@ -1,15 +1,39 @@
 """脱敏: how a granted item's value is shown to a consumer whose grant masks it.
 
-Masking happens once, where rows leave the shared store, so every format (JSON, CSV)
-and every later path (logs, errors) only ever sees the masked value.
+Masking happens once, where rows leave the shared store (or, for a provider task's
+rule, the node's source), so every format (JSON, CSV) and every later path (logs,
+errors) only ever sees the masked value. Here, below every domain, because the node
+applies it too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any
 
-from govshare.sharing.models import MaskingRule
+
+class MaskingRule(StrEnum):
+    """脱敏规则 for one item: a grant's, or a provider task's ``masking``."""
+
+    NONE = "none"
+    ID_NUMBER = "id_number"  # 110101********1234
+    PHONE = "phone"  # 138****5678
+    NAME = "name"  # 张*, 欧阳**
+    ADDRESS = "address"  # 山东省青岛市****
+    HIDE = "hide"  # ****: the item is granted for verification or filtering only
+
+    @property
+    def label(self) -> str:
+        return {
+            "none": "不脱敏",
+            "id_number": "证件号码",
+            "phone": "电话号码",
+            "name": "姓名",
+            "address": "地址",
+            "hide": "完全遮蔽",
+        }[self.value]
+
 
 STARS = "****"
 
