@@ -1608,7 +1608,7 @@ def test_an_unknown_year_shows_provisional_countdowns_until_the_admin_enters_it(
     with console.signed_in(console.admin) as client:
         page = client.get("/sharing/calendar").text
         assert "节假日安排" in page
-        assert "未录入，按周末推算 (预计)" in _row(page, "year-2099")
+        assert "未录入，按周末推算（预计）" in _row(page, "year-2099")
         wrong = client.post(
             "/sharing/calendar",
             data=_form(client, year="2099", holidays="2099-01-01\n2099-02-30", workdays=""),

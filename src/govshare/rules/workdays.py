@@ -47,8 +47,8 @@ class CalendarSource(StrEnum):
         return {
             "console": "控制台录入",
             "file": "节假日文件",
-            "package": "内置日历 (chinesecalendar)",
-            "estimate": "未录入，按周末推算 (预计)",
+            "package": "内置日历",
+            "estimate": "未录入，按周末推算（预计）",
         }[self.value]
 
 
