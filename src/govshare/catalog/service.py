@@ -455,13 +455,16 @@ def add_resource(
     in one claim on its head (``audit.record_many``) in the same transaction."""
     codes = codes or CodeTables(session)
     provider_id = _provider_for(session, principal, data)
-    problems, node = validate_resource(session, data, codes)
-    if not confirm_duplicates:
-        problems += duplicate_name_problems(session, department_id=provider_id, name=data.name)
-    _refuse(problems)
-    if node is None:
-        raise InvalidResource("目录信息不符合编制要求", details=problems)
-    sequence = _next_sequence(session, node.id)
+    # Every entry added before is flushed already (below): the checks' reads need not
+    # flush the versions and audit records still pending, which bulk imports pay for.
+    with session.no_autoflush:
+        problems, node = validate_resource(session, data, codes)
+        if not confirm_duplicates:
+            problems += duplicate_name_problems(session, department_id=provider_id, name=data.name)
+        _refuse(problems)
+        if node is None:
+            raise InvalidResource("目录信息不符合编制要求", details=problems)
+        sequence = _next_sequence(session, node.id)
     resource = Resource(
         code=f"{node.code}/{sequence:06d}",
         sequence=sequence,
