@@ -614,3 +614,12 @@ def test_static_assets_are_served_locally(console: Console) -> None:
     login = client.get("/login").text
     assert "http://" not in login
     assert "https://" not in login
+
+
+def test_opening_the_verification_address_shows_the_report(console: Console) -> None:
+    # A bookmarked or typed /audit/verify shows the verification, not a 405.
+    page = console.signed_in(console.auditor).get("/audit/verify")
+    assert page.status_code == 200, page.text
+    assert "哈希链完整" in page.text
+    assert 'id="audit-table"' in page.text
+    assert console.signed_in(console.registrar).get("/audit/verify").status_code == 403

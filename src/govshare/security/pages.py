@@ -355,8 +355,11 @@ def audit_page(request: Request, db: SessionDep, caller: AuditReader) -> Respons
     return _audit_page(request, db, caller)
 
 
+@router.get("/audit/verify")
 @router.post("/audit/verify")
 def verify_chain(request: Request, db: SessionDep, caller: AuditReader) -> Response:
+    """Verify the chain: the button on the audit page (POST), or the address itself
+    opened or bookmarked (GET), which shows the page with the report."""
     report = audit.verify_chain(db)
     audit.record(
         db, caller.actor, "audit.verify", object_type="audit_entry", after={"intact": report.intact}
