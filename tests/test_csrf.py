@@ -6,35 +6,10 @@ still the cookie session and needs the CSRF token; an invalid bearer token is re
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-import httpx
 import pytest
 
+from tests.catalog.console import csrf_of, signed_in
 from tests.factories import PASSWORD, World, resource_payload
-
-
-@contextmanager
-def console_session(world: World, username: str) -> Iterator[httpx.Client]:
-    """A client signed in to the console (session cookie set) over loopback HTTP."""
-    with world.hub.client(follow_redirects=False) as client:
-        page = client.get("/login")
-        token = re.search(r'name="login_token" value="([^"]+)"', page.text)
-        assert token, page.text
-        r = client.post(
-            "/login",
-            data={"username": username, "password": PASSWORD, "login_token": token.group(1)},
-        )
-        assert r.status_code == 303, r.text
-        yield client
-
-
-def csrf_token(client: httpx.Client) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").text)
-    assert found
-    return found.group(1)
 
 
 @pytest.mark.parametrize(
@@ -45,7 +20,7 @@ def test_cookie_with_a_non_bearer_authorization_still_needs_csrf(
     world: World, authorization: str
 ) -> None:
     dept = world.department()
-    with console_session(world, dept.registrar) as client:
+    with signed_in(world, dept.registrar) as client:
         r = client.post(
             "/api/v1/catalog/resources",
             json=resource_payload(name="跨站伪造的目录"),
@@ -62,10 +37,10 @@ def test_cookie_with_a_non_bearer_authorization_still_needs_csrf(
 
 def test_cookie_with_a_non_bearer_authorization_and_the_csrf_token_passes(world: World) -> None:
     dept = world.department()
-    with console_session(world, dept.registrar) as client:
+    with signed_in(world, dept.registrar) as client:
         r = client.post(
             "/logout",
-            headers={"Authorization": "Basic YWRtaW46YWRtaW4=", "X-CSRF-Token": csrf_token(client)},
+            headers={"Authorization": "Basic YWRtaW46YWRtaW4=", "X-CSRF-Token": csrf_of(client)},
         )
         assert r.status_code == 303
         assert client.get("/api/v1/me").status_code == 401
@@ -73,7 +48,7 @@ def test_cookie_with_a_non_bearer_authorization_and_the_csrf_token_passes(world:
 
 def test_cookie_with_an_invalid_bearer_token_is_refused(world: World) -> None:
     dept = world.department()
-    with console_session(world, dept.registrar) as client:
+    with signed_in(world, dept.registrar) as client:
         r = client.post("/logout", headers={"Authorization": "Bearer not-a-real-token"})
         assert r.status_code == 303  # refused: the console answers 401 with the login page
         assert r.headers["location"].startswith("/login?next=")
@@ -87,7 +62,7 @@ def test_cookie_with_an_invalid_bearer_token_is_refused(world: World) -> None:
 
 def test_a_valid_bearer_token_needs_no_csrf_token(world: World) -> None:
     dept = world.department()
-    with console_session(world, dept.registrar) as client:
+    with signed_in(world, dept.registrar) as client:
         token = world.hub.token(dept.resource_admin, PASSWORD)
         r = client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
         assert r.json()["name"] == dept.resource_admin  # the token, not the cookie, decides
