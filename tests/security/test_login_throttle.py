@@ -16,8 +16,8 @@ import httpx
 from sqlalchemy import select
 
 from govshare.security.models import AuditEntry, LoginFailure, User
+from tests.catalog.console import csrf_of, signed_in
 from tests.factories import PASSWORD, World
-from tests.test_csrf import console_session, csrf_token
 
 _rng = random.Random()
 
@@ -159,10 +159,10 @@ def test_an_admin_unlocks_an_account_through_the_api(world: World) -> None:
 def test_an_admin_unlocks_an_account_in_the_console(world: World) -> None:
     dept = world.department()
     user_id = lock(world, dept.registrar)
-    with console_session(world, world.admin) as admin:
+    with signed_in(world, world.admin) as admin:
         page = admin.get(f"/admin/users?department_id={dept.id}")
         assert f'action="/admin/users/{user_id}/unlock"' in page.text
-        r = admin.post(f"/admin/users/{user_id}/unlock", data={"csrf_token": csrf_token(admin)})
+        r = admin.post(f"/admin/users/{user_id}/unlock", data={"csrf_token": csrf_of(admin)})
         assert r.status_code == 303
         assert r.headers["location"] == "/admin/users?done=user_unlocked"
         assert "账号已解除锁定" in admin.get(r.headers["location"]).text

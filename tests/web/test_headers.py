@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from govshare.web.headers import CONTENT_SECURITY_POLICY
+from tests.catalog.console import signed_in
 from tests.factories import PASSWORD, World
-from tests.test_csrf import console_session
 
 TEMPLATES = Path(__file__).parents[2] / "src" / "govshare" / "templates"
 
@@ -44,7 +44,7 @@ def test_pages_static_files_and_api_answers_carry_the_headers(world: World) -> N
             assert_secured(anon.get(path))
         assert anon.get("/no-such-page").status_code == 404
         assert anon.get("/api/v1/me").status_code == 401
-    with console_session(world, dept.registrar) as console:
+    with signed_in(world, dept.registrar) as console:
         for path in ["/", "/catalog", "/catalog/resources/new", "/sharing/stats", "/exchange"]:
             r = console.get(path)
             assert r.status_code in (200, 403), (path, r.status_code)
