@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -313,9 +314,11 @@ def build(work: Path, rows: int) -> Built:
             ),
         )
         reviewer = user(police.id, Role.CATALOG_REVIEWER)
+        publisher = dataclasses.replace(admin, name="bench_publisher")
+        judges = {"approve": reviewer, "publish": publisher}
         for step in ["submit", "approve", "request_publication", "publish"]:
             # 职责分离: whoever submits a step never judges it.
-            catalog.transition(s, reviewer if step == "approve" else admin, res.id, step)
+            catalog.transition(s, judges.get(step, admin), res.id, step)
         node, _token = exchange.enroll_node(
             s, settings, admin, name="公安前置机", department_id=police.id
         )
