@@ -13,8 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from govshare import db
 from govshare.catalog.spreadsheet import HEADERS
-from govshare.sharing.journal import KeyHasher
+from govshare.config import Settings
+from govshare.security.audit import KeyHasher
+from govshare.sharing.journal import Call, CallJournal
 from tests.conftest import TEST_SECRET
 from tests.pg import free_port
 
@@ -134,6 +137,64 @@ def test_key_hash_matches_what_the_audit_log_holds() -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == KeyHasher(TEST_SECRET)("370202199001011234")
     assert r.stdout.strip() != KeyHasher(TEST_SECRET + "x")("370202199001011234")
+
+
+def test_key_hash_find_lists_each_call_that_asked_for_the_key(tmp_path: Path) -> None:
+    """Calls answered in one journal batch share an audit entry; ``--find`` still lists
+    every call for the key on a line of its own, and only those."""
+    assert _run("db", "upgrade", "--data-dir", str(tmp_path)).returncode == 0
+    settings = Settings(data_dir=tmp_path, secret_key=TEST_SECRET)  # type: ignore[call-arg]
+    engine = db.make_engine(settings)
+    factory = db.make_session_factory(engine, settings)
+    hashed = KeyHasher(TEST_SECRET)
+    journal = CallJournal(
+        engine,
+        audit_alg=settings.audit_digest,
+        audit_key=factory.kw["info"]["audit_key"].mac_key,
+        nonce_ttl_seconds=600,
+    )
+    try:
+        journal.write(
+            [
+                Call(
+                    client_id=1,
+                    app_key="app-renshe",
+                    department_id=None,  # type: ignore[arg-type]
+                    remote_addr="127.0.0.1",
+                    nonce=nonce,
+                    action="data.lookup",
+                    resource_id=7,
+                    grant_id=None,
+                    keys=len(keys),
+                    rows=len(keys),
+                    key_hashes=[hashed(k) for k in keys],
+                )
+                for nonce, keys in [
+                    ("nonce-a", ["370202199001011234"]),
+                    ("nonce-b", ["370202199001019999"]),
+                    ("nonce-c", ["370202199001019999", "370202199001011234"]),
+                ]
+            ]
+        )
+    finally:
+        journal.close()
+        engine.dispose()
+
+    r = _run(
+        "audit",
+        "key-hash",
+        "370202199001011234",
+        "--find",
+        "--data-dir",
+        str(tmp_path),
+        env={"COLUMNS": "200"},
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == hashed("370202199001011234")
+    assert "nonce-a" in r.stdout
+    assert "nonce-c" in r.stdout
+    assert "nonce-b" not in r.stdout
+    assert "最近 2 次" in r.stdout
 
 
 # The collection it starts may finalise what earlier tests in this process left open.

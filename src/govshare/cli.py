@@ -308,13 +308,66 @@ def audit_checkpoints(
 def audit_key_hash(
     key: Annotated[str, typer.Argument(help="查询键, 如公民身份号码")],
     data_dir: DataDir = None,
+    find: Annotated[
+        bool, typer.Option("--find", help="并列出审计日志中查询过该键的每次数据服务调用")
+    ] = False,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="至多列出多少次调用")] = 50,
 ) -> None:
     """Print the keyed hash under which data-service calls for KEY appear in the audit
-    log (``key_hashes``): auditors find a person's lookups without the log holding IDs."""
-    from govshare.sharing.journal import KeyHasher
+    log (``key_hashes``): auditors find a person's lookups without the log holding IDs.
+    With ``--find``, list those calls too, each on its own line (calls answered in one
+    journal batch share an audit entry)."""
+    from govshare.security.audit import KeyHasher
 
     settings = load_settings(data_dir)
-    console.print(KeyHasher(settings.secret_key)(key.strip()))
+    hashed = KeyHasher(settings.secret_key)(key.strip())
+    console.print(hashed)
+    if find:
+        _print_calls_with_key(settings, hashed, limit)
+
+
+def _print_calls_with_key(settings: Settings, key_hash: str, limit: int) -> None:
+    from govshare import db
+    from govshare.security import audit
+    from govshare.security.pages import ACTION_LABELS
+
+    factory = db.make_session_factory(db.make_engine(settings), settings)
+    table = Table("审计序号", "调用时间", "应用", "部门", "动作", "对象", "nonce", "键数", "行数")
+    found = 0
+    with db.session_scope(factory) as session:
+        before: int | None = None
+        while found < limit:
+            entries = audit.list_entries(
+                session, audit.AuditFilter(key_hash=key_hash), before_seq=before, limit=200
+            )
+            for e in entries:
+                for call in audit.calls_with_key(e.after, key_hash):
+                    if found == limit:
+                        break
+                    found += 1
+                    table.add_row(
+                        str(e.seq),
+                        str(call.get("at") or e.at.isoformat(timespec="seconds")),
+                        e.actor,
+                        "" if e.department_id is None else str(e.department_id),
+                        ACTION_LABELS.get(e.action, e.action),
+                        f"{e.object_type}:{e.object_id or ''}",
+                        str(call.get("nonce", "")),
+                        str(call.get("keys", "")),
+                        str(call.get("rows", "")),
+                    )
+            if len(entries) < 200:
+                break
+            before = entries[-1].seq
+        audit.record(
+            session,
+            audit.Actor(name="cli", kind="system"),
+            "audit.read",
+            object_type="audit_entry",
+            after={"key_hash": key_hash, "returned": found},
+        )
+    table.title = f"查询过该键的数据服务调用 (最近 {found} 次)"
+    console.print(table)
 
 
 @users_app.command("unlock")

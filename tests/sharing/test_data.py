@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -23,11 +24,13 @@ from govshare.exchange.models import Alert, AlertKind
 from govshare.rules.clock import china_today, fixed_today
 from govshare.rules.masking import mask_name
 from govshare.rules.workdays import working_days_between
+from govshare.security import audit
+from govshare.security.audit import KeyHasher
 from govshare.security.crypto import hmac_sha256, string_to_sign
 from govshare.security.models import AuditEntry
 from govshare.sharing import objections, service, subscriptions
-from govshare.sharing.journal import KeyHasher
 from govshare.sharing.models import Objection, SharingGrant
+from tests.catalog.console import csrf_of, signed_in
 from tests.exchange.scenario import Scene, Source, make_scene, target_rows
 from tests.factories import Dept, World
 from tests.live import LiveHub
@@ -429,6 +432,7 @@ def test_every_call_is_audited_with_hashed_keys_only(served: Served) -> None:
     client = served.clients["query"]
     key = sfzhm(21)
     assert client.post(f"/{served.code}/lookup", {"keys": [key]}).status_code == 200
+    key_hash = KeyHasher(served.world.hub.settings.secret_key)(key)
     with served.world.hub.db() as s:
         entry = s.scalars(
             select(AuditEntry)
@@ -441,11 +445,19 @@ def test_every_call_is_audited_with_hashed_keys_only(served: Served) -> None:
         )
     assert entry is not None
     assert entry.object_id == str(served.grants["query"])
-    assert entry.after["key_hashes"] == [KeyHasher(served.world.hub.settings.secret_key)(key)]
-    assert entry.after["rows"] == 1
-    assert entry.after["keys"] == 1
+    [call] = audit.calls_with_key(entry.after, key_hash)
+    assert call["rows"] == 1
+    assert call["keys"] == 1
     assert key not in everything
     assert "姓名21" not in everything
+
+    # the auditor finds the call by the key's hash through the API
+    with served.world.api(served.world.auditor) as auditor:
+        found = auditor.get("/api/v1/audit", params={"key_hash": key_hash})
+        assert found.status_code == 200, found.text
+        assert [e["seq"] for e in found.json()["items"]] == [entry.seq]
+        bad = auditor.get("/api/v1/audit", params={"key_hash": "%"})
+        assert bad.status_code == 422
 
 
 def test_rate_limit_and_daily_quota(served: Served) -> None:
@@ -754,3 +766,33 @@ def test_bulk_verification_answers_every_key_in_order(served: Served) -> None:
     assert r.status_code == 200, r.text
     answers = [a["match"] for a in r.json()["results"]]
     assert answers == [i <= ROWS for i in range(2000, 0, -1)]
+
+
+def test_the_auditor_finds_a_persons_calls_by_typing_the_key(served: Served) -> None:
+    """The audit page turns a typed key into its hash on the server (posted, never in an
+    address) and lists the calls that asked for it, each on its own line."""
+    client = served.clients["query"]
+    key, other = sfzhm(23), sfzhm(25)
+    for keys in ([key], [other], [key, other]):
+        assert client.post(f"/{served.code}/lookup", {"keys": keys}).status_code == 200
+    with signed_in(served.world, served.world.auditor) as browser:
+        csrf = csrf_of(browser)
+        typed = browser.post("/audit/key-hash", data={"csrf_token": csrf, "key": key})
+        assert typed.status_code == 303
+        location = typed.headers["location"]
+        assert key not in location
+        key_hash = KeyHasher(served.world.hub.settings.secret_key)(key)
+        assert location == f"/audit?key_hash={key_hash}"
+        page = browser.get(location)
+        assert page.status_code == 200
+        rows = re.findall(r'<td class="num">(\d+)</td><td class="num">(\d+)</td>', page.text)
+        # the one-key call and the two-key call; the call for the other key alone is not
+        assert sorted(rows) == [("1", "1"), ("2", "2")]
+        assert key not in page.text
+
+        empty = browser.post("/audit/key-hash", data={"csrf_token": csrf, "key": " "})
+        assert empty.status_code == 200
+        assert "请填写查询键" in empty.text
+        wrong = browser.get("/audit", params={"key_hash": "%' or 1=1"})
+        assert wrong.status_code == 200
+        assert "键哈希应为16位十六进制字符" in wrong.text

@@ -35,7 +35,14 @@ def journal(fresh_settings: Settings) -> Iterator[tuple[CallJournal, Session]]:
     engine.dispose()
 
 
-def _call(nonce: str, *, app_key: str = "app-1", action: str = "data.lookup") -> Call:
+def _call(
+    nonce: str,
+    *,
+    app_key: str = "app-1",
+    action: str = "data.lookup",
+    key_hash: str = "0123456789abcdef",
+    resource_id: int = 7,
+) -> Call:
     return Call(
         client_id=1,
         app_key=app_key,
@@ -43,10 +50,11 @@ def _call(nonce: str, *, app_key: str = "app-1", action: str = "data.lookup") ->
         remote_addr="127.0.0.1",
         nonce=nonce,
         action=action,
-        resource_id=7,
+        resource_id=resource_id,
         grant_id=None,
         keys=1,
-        key_hashes=["0123456789abcdef"],
+        rows=1,
+        key_hashes=[key_hash],
     )
 
 
@@ -74,18 +82,17 @@ def test_a_batch_refuses_nonces_spent_before_or_twice_within_it(
     # belongs to its app key, so app-2 may use n1.
     assert replays == {id(again), id(twin_b)}
     entries = _entries(session)
-    assert [e.action for e in entries] == [
-        "data.lookup",
-        "data.lookup",
-        "data.replay_refused",
-        "data.lookup",
-        "data.lookup",
-        "data.replay_refused",
-        "data.lookup",
+    assert [(e.action, e.actor) for e in entries] == [
+        ("data.lookup", "app-1"),  # the first batch: both calls in one entry
+        ("data.replay_refused", "app-1"),
+        ("data.lookup", "app-1"),  # n3 and the first n4
+        ("data.replay_refused", "app-1"),
+        ("data.lookup", "app-2"),
     ]
-    assert entries[2].after == {"nonce": "n1", "action": "data.lookup"}
-    assert entries[0].after is not None
-    assert entries[0].after["key_hashes"] == ["0123456789abcdef"]
+    assert entries[1].after == {"nonce": "n1", "action": "data.lookup"}
+    assert [c["nonce"] for c in audit.journalled_calls(entries[0].after)] == ["n1", "n2"]
+    assert [c["nonce"] for c in audit.journalled_calls(entries[2].after)] == ["n3", "n4"]
+    assert audit.journalled_calls(entries[4].after)[0]["key_hashes"] == ["0123456789abcdef"]
     spent = session.execute(select(ApiNonce.app_key, ApiNonce.nonce)).all()
     assert sorted(spent) == [
         ("app-1", "n1"),
@@ -106,9 +113,10 @@ def test_journal_batches_and_single_records_form_one_unbroken_chain(
     j.write([_call(f"b{i}") for i in range(40)])
 
     report = audit.verify_chain(session)
-    assert report.entries == 44
+    assert report.entries == 3  # a batch's calls of one client share an entry
     assert report.problems == []
-    assert [e.seq for e in _entries(session)] == list(range(1, 45))
+    assert [e.seq for e in _entries(session)] == [1, 2, 3]
+    assert len(audit.journalled_calls(_entries(session)[2].after)) == 40
 
 
 def test_a_failed_batch_leaves_no_nonce_entry_or_count(
@@ -135,3 +143,58 @@ def test_a_waiting_call_learns_it_was_a_replay(journal: tuple[CallJournal, Sessi
     j.commit(_call("once"))
     with pytest.raises(ReplayedRequest):
         j.commit(_call("once"))
+
+
+def test_each_call_of_a_shared_entry_stays_findable_on_its_own(
+    journal: tuple[CallJournal, Session],
+) -> None:
+    """One entry per client and object per batch (the decision for the service's tail
+    latency), but an auditor still finds each call: by client, action and object in the
+    entry's columns, and by key hash down to the single call that asked for the key."""
+    j, session = journal
+    wanted, other = "aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"
+    j.write(
+        [
+            _call("c1", key_hash=other),
+            _call("c2", key_hash=wanted),
+            _call("c3", key_hash=other, resource_id=8),
+            _call("c4", app_key="app-2", key_hash=wanted),
+            _call("c5", action="data.verify", key_hash=other),
+        ]
+    )
+    entries = _entries(session)
+    assert [(e.actor, e.action, e.object_id) for e in entries] == [
+        ("app-1", "data.lookup", "7"),
+        ("app-1", "data.lookup", "8"),
+        ("app-2", "data.lookup", "7"),
+        ("app-1", "data.verify", "7"),
+    ]
+    assert entries[0].after is not None
+    assert entries[0].after["keys"] == 2
+    assert entries[0].after["rows"] == 2
+    calls = audit.journalled_calls(entries[0].after)
+    assert [c["nonce"] for c in calls] == ["c1", "c2"]
+    assert all(c["at"] and c["resource_id"] == 7 for c in calls)
+
+    found = audit.list_entries(session, audit.AuditFilter(key_hash=wanted))
+    assert [
+        (e.actor, [c["nonce"] for c in audit.calls_with_key(e.after, wanted)]) for e in found
+    ] == [
+        ("app-2", ["c4"]),
+        ("app-1", ["c2"]),
+    ]
+    by_client = audit.list_entries(session, audit.AuditFilter(key_hash=wanted, actor="app-1"))
+    assert [e.seq for e in by_client] == [entries[0].seq]
+    assert audit.list_entries(session, audit.AuditFilter(key_hash="cccccccccccccccc")) == []
+    # never a LIKE pattern of the caller's making
+    with pytest.raises(ValueError, match="not a key hash"):
+        audit.list_entries(session, audit.AuditFilter(key_hash="%"))
+
+
+def test_entries_written_one_per_call_are_still_read_as_calls() -> None:
+    """Entries from before calls shared an entry hold the call itself in ``after``."""
+    old = {"resource_id": 7, "keys": 1, "rows": 0, "key_hashes": ["aaaaaaaaaaaaaaaa"]}
+    assert audit.journalled_calls(old) == [old]
+    assert audit.calls_with_key(old, "aaaaaaaaaaaaaaaa") == [old]
+    assert audit.calls_with_key(old, "bbbbbbbbbbbbbbbb") == []
+    assert audit.journalled_calls({"nonce": "n1", "action": "data.lookup"}) == []

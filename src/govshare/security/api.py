@@ -143,6 +143,11 @@ def list_audit(
     object_id: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    key_hash: str | None = Query(
+        default=None,
+        pattern=r"^[0-9a-f]{16}$",
+        description="数据服务调用的键哈希 (govshare audit key-hash 的输出): 查询过该键的调用",
+    ),
     before_seq: Seq | None = None,
     limit: int = Query(default=50, ge=1, le=500),
 ) -> AuditPage:
@@ -153,6 +158,7 @@ def list_audit(
         object_id=object_id,
         since=since,
         until=until,
+        key_hash=key_hash,
     )
     rows = audit.list_entries(db, flt, before_seq=before_seq, limit=limit)
     items = [AuditEntryPublic.model_validate(r) for r in rows]

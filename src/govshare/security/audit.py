@@ -15,19 +15,22 @@ digest (``sm3`` or ``sha256``) and are verified by that rule, up to the key's
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Integer, Table, bindparam, func, insert, select, update
+from sqlalchemy import Integer, Table, Text, bindparam, cast, func, insert, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from govshare.db import Prepared, RowsInsert, dialect_insert, utcnow
 from govshare.security.anchor import AuditKey, Checkpoint, append_checkpoint, read_checkpoints
-from govshare.security.crypto import digest, keyed_digest
+from govshare.security.crypto import _derive, digest, keyed_digest
 from govshare.security.models import AuditEntry, AuditHead
 
 GENESIS = "0" * 64
@@ -363,6 +366,10 @@ def checkpoint(session: Session, key: AuditKey, at: datetime) -> tuple[int, str]
     return seq, hash
 
 
+KEY_HASH = re.compile(r"[0-9a-f]{16}")
+"""What ``govshare audit key-hash`` prints: 16 lower-case hex digits."""
+
+
 @dataclass(frozen=True, slots=True)
 class AuditFilter:
     actor: str | None = None
@@ -371,6 +378,7 @@ class AuditFilter:
     object_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    key_hash: str | None = None  # a data-service call's hashed key (``audit key-hash``)
 
 
 def list_entries(
@@ -392,8 +400,48 @@ def list_entries(
         q = q.where(AuditEntry.at >= flt.since)
     if flt.until:
         q = q.where(AuditEntry.at < flt.until)
+    if flt.key_hash:
+        if not KEY_HASH.fullmatch(flt.key_hash):
+            raise ValueError(f"not a key hash: {flt.key_hash!r}")
+        # A scan of the data-service entries' text: hashes are stored only inside
+        # ``after`` (a list per call), never as a column of their own.
+        q = q.where(
+            AuditEntry.action.like("data.%"),
+            cast(AuditEntry.after, Text).like(f'%"{flt.key_hash}"%'),
+        )
     return list(session.scalars(q))
 
 
 def count_entries(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(AuditEntry)) or 0
+
+
+# -- data-service calls in the log ------------------------------------------------------
+
+
+class KeyHasher:
+    """Keys (公民身份号码 …) appear in the audit log only as keyed hashes: an auditor
+    holding a key can find its calls (``govshare audit key-hash``); nobody can read keys
+    back, even for an 18-digit ID number whose space is small enough to enumerate."""
+
+    def __init__(self, secret_key: str) -> None:
+        self._key = _derive(secret_key, b"govshare-audit-key-hash")
+
+    def __call__(self, key: str) -> str:
+        return hmac.new(self._key, key.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def journalled_calls(after: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The calls an audit entry's ``after`` records: a batch entry's ``calls``, or the
+    single call of an entry written before calls shared entries."""
+    if not after:
+        return []
+    calls = after.get("calls")
+    if isinstance(calls, list):
+        return [c for c in calls if isinstance(c, dict)]
+    return [after] if "key_hashes" in after else []
+
+
+def calls_with_key(after: dict[str, Any] | None, key_hash: str) -> list[dict[str, Any]]:
+    """The calls of an entry that asked for the key whose hash is ``key_hash``."""
+    return [c for c in journalled_calls(after) if key_hash in (c.get("key_hashes") or [])]

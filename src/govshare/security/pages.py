@@ -261,7 +261,7 @@ ACTION_LABELS = {
     "data.denied": "数据服务调用被拒",
     "data.replay_refused": "拒绝重放请求",
 }
-AUDIT_FILTERS = ("actor", "action", "object_type", "object_id", "since", "until")
+AUDIT_FILTERS = ("actor", "action", "object_type", "object_id", "since", "until", "key_hash")
 PAGE_SIZE = 50
 
 
@@ -306,13 +306,22 @@ def chain_problem_text(problem: str) -> str:
 
 
 def _audit_page(
-    request: Request, db: Session, caller: Principal, *, report: audit.ChainReport | None = None
+    request: Request,
+    db: Session,
+    caller: Principal,
+    *,
+    report: audit.ChainReport | None = None,
+    problems: list[dict[str, str]] | None = None,
 ) -> Response:
     qp = request.query_params
     params = {k: qp[k].strip() for k in AUDIT_FILTERS if qp.get(k, "").strip()}
-    problems: list[dict[str, str]] = []
+    problems = list(problems or [])
     since = _day(params.get("since", ""), "since", problems)
     until = _day(params.get("until", ""), "until", problems)
+    key_hash = params.get("key_hash", "").lower()
+    if key_hash and not audit.KEY_HASH.fullmatch(key_hash):
+        problems.append({"field": "key_hash", "message": "键哈希应为16位十六进制字符"})
+        key_hash = ""
     flt = audit.AuditFilter(
         actor=params.get("actor"),
         action=params.get("action"),
@@ -320,6 +329,7 @@ def _audit_page(
         object_id=params.get("object_id"),
         since=since,
         until=until + timedelta(days=1) if until else None,
+        key_hash=key_hash or None,
     )
     before = qp.get("before_seq", "")
     rows = audit.list_entries(db, flt, before_seq=parse_seq(before), limit=PAGE_SIZE)
@@ -345,6 +355,8 @@ def _audit_page(
         errors=FormErrors("筛选条件有误", problems) if problems else NO_ERRORS,
         report=report,
         chain_problem_text=chain_problem_text,
+        journalled_calls=audit.journalled_calls,
+        key_hash=key_hash,
         audit_key=key,
         checkpoints=list(reversed(read_checkpoints(key, last=5))) if key else [],
     )
@@ -353,6 +365,21 @@ def _audit_page(
 @router.get("/audit")
 def audit_page(request: Request, db: SessionDep, caller: AuditReader) -> Response:
     return _audit_page(request, db, caller)
+
+
+@router.post("/audit/key-hash")
+def audit_key_hash(
+    request: Request, form: FormDep, db: SessionDep, caller: AuditReader
+) -> Response:
+    """A query key (公民身份号码 …) typed by the auditor, turned into the hash the log
+    holds: posted, so the key itself never appears in an address or an access log."""
+    key = text(form, "key")
+    if not key:
+        return _audit_page(
+            request, db, caller, problems=[{"field": "key", "message": "请填写查询键"}]
+        )
+    hashed = audit.KeyHasher(request.app.state.settings.secret_key)(key)
+    return redirect(f"/audit?key_hash={hashed}")
 
 
 @router.get("/audit/verify")

@@ -28,6 +28,7 @@ from govshare.config import Settings
 from govshare.cursors import CursorCodec
 from govshare.db import Prepared
 from govshare.rules.masking import masker
+from govshare.security.audit import KeyHasher
 from govshare.security.service import VerifiedClient
 from govshare.sharing import store as shared
 from govshare.sharing.errors import (
@@ -37,7 +38,7 @@ from govshare.sharing.errors import (
     RateLimited,
     StoreNotFound,
 )
-from govshare.sharing.journal import Call, CallJournal, KeyHasher
+from govshare.sharing.journal import Call, CallJournal
 from govshare.sharing.models import CallStat, SharedStore, SharingGrant, SharingMode
 from govshare.sharing.schemas import VerifyIn
 

@@ -20,6 +20,7 @@ from govshare.exchange.models import AlertKind
 from govshare.rules import workdays
 from govshare.rules.clock import china_today
 from govshare.security import audit
+from govshare.security.audit import KeyHasher
 from govshare.security.service import Principal
 from govshare.sharing import service
 from govshare.sharing import store as shared
@@ -29,7 +30,6 @@ from govshare.sharing.errors import (
     ObjectionNotFound,
     StepNotAllowed,
 )
-from govshare.sharing.journal import KeyHasher
 from govshare.sharing.models import Objection, ObjectionStatus, SharedStore
 from govshare.sharing.schemas import ObjectionAnswer, ObjectionCreate
 
