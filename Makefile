@@ -7,7 +7,7 @@ DATA_DIR ?= data
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test lint typecheck bench clean
+.PHONY: help venv bench-venv run test lint typecheck bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,8 @@ UV_SYNC = $(UV) sync --frozen --no-default-groups
 	@touch $@
 
 venv: .venv/.synced-dev ## Create .venv with the runtime and test dependencies (no bench group)
+
+bench-venv: .venv/.synced-bench ## Add the bench group (Datasette, py-spy) to .venv for bench/*.py
 
 run: .venv/.synced-run ## Start the hub on http://127.0.0.1:8000 with demo departments and data
 	GOVSHARE_DEMO=true .venv/bin/govshare serve --data-dir $(DATA_DIR) --port $(PORT)
