@@ -7,19 +7,40 @@ DATA_DIR ?= data
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test lint typecheck bench clean
+.PHONY: help venv bench-venv run test lint typecheck bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-.venv/.synced: pyproject.toml uv.lock
-	@command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv
-	$(UV) sync --frozen
+# Each target syncs only the dependency groups it needs, and a marker per group set
+# remembers that it did (redone when pyproject.toml or uv.lock change). `make run` adds
+# the runtime dependencies without removing anything (--inexact), so running between two
+# test runs never uninstalls the test tools. The test environment is exact: what the
+# suite passes with is what the lock says (it drops the bench group; hence the rm).
+NEED_UV = command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv
+UV_SYNC = $(UV) sync --frozen --no-default-groups
+
+.venv/.synced-run: pyproject.toml uv.lock
+	@$(NEED_UV)
+	$(UV_SYNC) --inexact
 	@touch $@
 
-venv: .venv/.synced ## Create .venv with the locked dependencies
+.venv/.synced-dev: pyproject.toml uv.lock
+	@$(NEED_UV)
+	$(UV_SYNC) --group dev
+	@rm -f .venv/.synced-bench
+	@touch $@
 
-run: venv ## Start the hub on http://127.0.0.1:8000 with demo departments and data
+.venv/.synced-bench: pyproject.toml uv.lock
+	@$(NEED_UV)
+	$(UV_SYNC) --group dev --group bench
+	@touch $@
+
+venv: .venv/.synced-dev ## Create .venv with the runtime and test dependencies (no bench group)
+
+bench-venv: .venv/.synced-bench ## Add the bench group (Datasette, py-spy) to .venv for bench/*.py
+
+run: .venv/.synced-run ## Start the hub on http://127.0.0.1:8000 with demo departments and data
 	GOVSHARE_DEMO=true .venv/bin/govshare serve --data-dir $(DATA_DIR) --port $(PORT)
 
 test: venv ## Run the whole test suite (SQLite, PostgreSQL, browser)
@@ -32,7 +53,7 @@ lint: venv ## ruff and the duplicate finder's view of style
 typecheck: venv ## mypy on src/
 	.venv/bin/mypy src
 
-bench: venv ## Catalog search benchmark (100,000 entries)
+bench: .venv/.synced-bench ## Catalog search benchmark (100,000 entries); adds Datasette and py-spy
 	.venv/bin/python bench/catalog_search.py --rows 100000
 
 clean: ## Remove the virtualenv and local data
