@@ -4,6 +4,10 @@ PostgreSQL alike."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -198,3 +202,77 @@ def test_entries_written_one_per_call_are_still_read_as_calls() -> None:
     assert audit.calls_with_key(old, "aaaaaaaaaaaaaaaa") == [old]
     assert audit.calls_with_key(old, "bbbbbbbbbbbbbbbb") == []
     assert audit.journalled_calls({"nonce": "n1", "action": "data.lookup"}) == []
+
+
+def test_on_sqlite_the_event_loop_writes_its_batch_or_hands_it_to_the_thread(
+    fresh_settings: Settings,
+) -> None:
+    """On SQLite the calls that finish in one turn of the event loop are written by the
+    loop itself in one batch; when another writer holds the database, the batch goes
+    to the writer thread, which waits for it, so the loop never blocks."""
+    if not fresh_settings.is_sqlite:
+        pytest.skip("the loop writes only to SQLite")
+    engine = db.make_engine(fresh_settings)
+    factory = db.make_session_factory(engine, fresh_settings)
+    j = CallJournal(
+        engine,
+        audit_alg=fresh_settings.audit_digest,
+        audit_key=factory.kw["info"]["audit_key"].mac_key,
+        nonce_ttl_seconds=600,
+        lock_path=fresh_settings.data_dir / "journal.lock",
+        on_loop=True,
+    )
+
+    ticks = 0
+
+    async def calls(prefix: str, n: int) -> list[BaseException | None]:
+        nonlocal ticks
+        ticks = 0
+        waiting = asyncio.gather(
+            *(j.wait(_call(f"{prefix}{i}")) for i in range(n)), _call_again(j, f"{prefix}0")
+        )
+        while not waiting.done():  # the loop stays free for other requests meanwhile
+            await asyncio.sleep(0.01)
+            ticks += 1
+        return waiting.result()
+
+    try:
+        # the replay of l0 is in the same batch: refused; the others answered
+        outcome = asyncio.run(calls("l", 5))
+        assert outcome[:5] == [None] * 5
+        with factory() as session:
+            entries = _entries(session)
+        assert [e.action for e in entries] == ["data.lookup", "data.replay_refused"]
+        assert [c["nonce"] for c in audit.journalled_calls(entries[0].after)] == [
+            f"l{i}" for i in range(5)
+        ]
+        assert j.batches == 1
+
+        # another writer holds the write lock: the loop hands the batch over at once
+        holder = sqlite3.connect(
+            fresh_settings.data_dir / "govshare.db", timeout=0, check_same_thread=False
+        )
+        holder.execute("BEGIN IMMEDIATE")
+        released = threading.Timer(0.5, holder.commit)
+        released.start()
+        started = time.monotonic()
+        outcome = asyncio.run(calls("t", 3))
+        released.join()
+        assert outcome[:3] == [None] * 3
+        assert time.monotonic() - started >= 0.4  # answered only once the entry is in
+        assert ticks >= 20
+        with factory() as session:
+            assert len(audit.journalled_calls(_entries(session)[2].after)) == 3
+            assert audit.verify_chain(session).problems == []
+        holder.close()
+    finally:
+        j.close()
+        engine.dispose()
+
+
+async def _call_again(j: CallJournal, nonce: str) -> BaseException | None:
+    try:
+        await j.wait(_call(nonce))
+    except ReplayedRequest as exc:
+        return exc
+    return None

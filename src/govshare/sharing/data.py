@@ -166,6 +166,7 @@ class DataServices:
             audit_key=factory.kw["info"]["audit_key"].mac_key,
             nonce_ttl_seconds=2 * settings.signature_max_skew_seconds,
             lock_path=settings.data_dir / "journal.lock" if settings.is_sqlite else None,
+            on_loop=settings.is_sqlite,
         )
         self.limits = Limits(settings, factory)
         self.hash_key = KeyHasher(settings.secret_key)
