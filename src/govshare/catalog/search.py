@@ -9,6 +9,7 @@ keyset (a cursor of the last row's sort key and id).
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import weakref
@@ -123,8 +124,10 @@ def bigrams(text_: str) -> list[str]:
     return [run[i : i + 2] for run in _CJK_RUN.findall(text_) for i in range(len(run) - 1)]
 
 
+@functools.lru_cache(maxsize=2048)
 def index_terms(text_: str) -> str:
-    """What a document column holds: its words and its character pairs."""
+    """What a document column holds: its words and its character pairs. Remembered:
+    an entry is re-indexed with the same text at each lifecycle step."""
     return " ".join([*segment(text_, for_index=True), *bigrams(text_)])
 
 

@@ -131,11 +131,15 @@ def record_many(session: Session, pending: Sequence[Pending]) -> list[AuditEntry
     # Taking the head row's write lock first serialises appenders on both SQLite and
     # PostgreSQL, so no two entries ever claim the same predecessor.
     # The claim returns the new seq and the hash to chain on (one statement, not two).
+    # No ORM synchronisation of the session's objects: by default each UPDATE walks the
+    # whole identity map, which made a long session's every entry slower (the demo
+    # load spent a quarter of its time there).
     claim = (
         update(AuditHead)
         .where(AuditHead.id == 1)
         .values(seq=AuditHead.seq + len(pending))
         .returning(AuditHead.seq, AuditHead.hash)
+        .execution_options(synchronize_session=False)
     )
     head = session.execute(claim).first()
     if head is None:
@@ -149,7 +153,12 @@ def record_many(session: Session, pending: Sequence[Pending]) -> list[AuditEntry
         at=utcnow(),
     )
     session.execute(insert(_ENTRIES), rows)
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=rows[-1]["hash"]))
+    session.execute(
+        update(AuditHead)
+        .where(AuditHead.id == 1)
+        .values(hash=rows[-1]["hash"])
+        .execution_options(synchronize_session=False)
+    )
     return [AuditEntry(**row) for row in rows]
 
 
