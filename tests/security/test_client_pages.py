@@ -134,7 +134,11 @@ def test_the_secret_is_shown_once_signs_calls_and_rotating_or_disabling_refuses_
 
     with world.hub.db() as s:
         sealed = s.scalar(select(ApiClient.secret_sealed).where(ApiClient.id == client_id))
-        entries = list(s.scalars(select(AuditEntry).where(AuditEntry.object_id == app_key)))
+        entries = list(
+            s.scalars(
+                select(AuditEntry).where(AuditEntry.object_id == app_key).order_by(AuditEntry.seq)
+            )
+        )
     assert sealed
     assert secret not in sealed
     assert new_secret not in sealed
