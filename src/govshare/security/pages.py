@@ -192,12 +192,6 @@ def unlock_user(user_id: Id, db: SessionDep, caller: UserAdmin) -> Response:
 
 # -- API clients (应用接入) -----------------------------------------------------------------
 
-CLIENT_LABELS = {
-    "name": "接入系统名称",
-    "department_id": "所属部门",
-    "rate_per_second": "每秒调用上限",
-    "daily_quota": "每日额度",
-}
 CLIENT_NOTICES = {
     "client_disabled": "接入应用已停用，其数据服务调用将被拒绝",
     "client_enabled": "接入应用已启用",
@@ -217,8 +211,9 @@ _RATE = re.compile(r"[0-9]+(\.[0-9]+)?")
 _QUOTA = re.compile(r"[0-9]+")
 
 
-def _client_label(field: str) -> str:
-    return CLIENT_LABELS.get(field, field)
+def _client_label(_field: str) -> str:
+    """None: each message names its field already ("每秒调用上限应为数字…")."""
+    return ""
 
 
 def _client_limits(values: dict[str, Any]) -> tuple[float | None, int | None, list[Problem]]:
