@@ -10,6 +10,7 @@ import logging
 import re
 from collections.abc import Iterator
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,6 +27,7 @@ from govshare.security.roles import Permission, Role
 from govshare.sharing.models import CallStat
 from tests.catalog.console import csrf_of, signed_in
 from tests.factories import PASSWORD, Dept, World
+from tests.live import LiveHub
 from tests.sharing.builders import application_payload
 from tests.sharing.test_data import Client
 
@@ -402,3 +404,64 @@ def test_whoever_may_read_the_audit_log_gets_links_to_it(world: World) -> None:
         page = c.get(f"/admin/clients/{client_id}").text
         assert f'href="/audit?actor={app_key}"' in page
         assert c.get(f"/audit?actor={app_key}").status_code == 200
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.browser
+def test_in_the_browser_the_secret_shows_once_and_rotating_asks_first(
+    world: World, hub: LiveHub
+) -> None:
+    if hub.backend != "sqlite":
+        pytest.skip("the pages are the same on either database")
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from tests.e2e.test_console_browser import CHROMIUM_ARGS
+
+    dept = world.department("浏览器局")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(locale="zh-CN").new_page()
+            page.set_default_timeout(60_000)
+            page.goto(f"{hub.base_url}/login")
+            page.get_by_label("用户名").fill(world.admin)
+            page.get_by_label("密码").fill(PASSWORD)
+            page.get_by_role("button", name="登 录").click()
+            page.wait_for_url(f"{hub.base_url}/")
+            page.get_by_role("link", name="应用接入").click()
+            page.get_by_label("接入系统名称").fill("公积金核验系统")
+            page.get_by_label("所属部门").select_option(str(dept.id))
+            page.get_by_label("每秒调用上限").fill("0")
+            page.get_by_role("button", name="登记并生成密钥").click()
+            sync_api.expect(page.locator(".field-error")).to_have_text(
+                "每秒调用上限应大于 0 且不超过 100000"
+            )
+            page.get_by_label("每秒调用上限").fill("10")
+            page.get_by_role("button", name="登记并生成密钥").click()
+            box = page.locator("#client-secret")
+            sync_api.expect(box).to_contain_text("密钥只在此显示这一次")
+            first = page.locator("[data-secret]").inner_text()
+
+            asked: list[str] = []
+
+            def accept(dialog: Any) -> None:
+                asked.append(dialog.message)
+                dialog.accept()
+
+            page.on("dialog", accept)
+            page.get_by_role("button", name="重置密钥").click()
+            sync_api.expect(box).to_contain_text("密钥只在此显示这一次")
+            assert asked == ["重置后原密钥立即失效，使用它的系统将无法调用，确定重置？"]
+            second = page.locator("[data-secret]").inner_text()
+            assert second != first
+
+            page.get_by_role("link", name="应用接入", exact=True).first.click()
+            page.get_by_role("link", name="公积金核验系统").click()
+            sync_api.expect(page.locator("#calls-chart")).to_contain_text("没有数据服务调用")
+            sync_api.expect(page.locator("#client-secret")).to_have_count(0)
+            assert second not in page.content()
+        finally:
+            browser.close()
