@@ -465,3 +465,20 @@ def test_in_the_browser_the_secret_shows_once_and_rotating_asks_first(
             assert second not in page.content()
         finally:
             browser.close()
+
+
+def test_every_refusal_the_data_services_journal_has_a_chinese_reason() -> None:
+    """A ``data.denied`` entry keeps the refusal's error code; the client page names it."""
+    from govshare.errors import UnstorableValue
+    from govshare.security.pages import DENIED_REASONS
+    from govshare.sharing import errors
+
+    refusals = [
+        errors.NoGrant,
+        errors.StoreNotFound,
+        errors.RateLimited,
+        errors.QuotaExceeded,
+        errors.InvalidApplication,
+        UnstorableValue,
+    ]
+    assert sorted({r.code for r in refusals} - DENIED_REASONS.keys()) == []

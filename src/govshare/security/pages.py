@@ -200,11 +200,12 @@ CLIENT_NOTICES = {
 # Why the data services refused a call (``data.denied``), as the error codes they answered.
 DENIED_REASONS = {
     "no_grant": "没有有效授权",
-    "store_not_found": "目录未发布或没有共享信息库",
+    "shared_store_not_found": "目录未发布或没有共享信息库",
     "rate_limited": "调用过于频繁",
     "quota_exceeded": "超出每日额度",
     "invalid_application": "请求内容不正确",
     "invalid_input": "请求内容不正确",
+    "unstorable_value": "请求内容不正确",
 }
 CLIENT_CALL_DAYS = 30  # days of calls the client's chart shows
 _RATE = re.compile(r"[0-9]+(\.[0-9]+)?")
