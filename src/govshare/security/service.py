@@ -563,6 +563,9 @@ def add_api_client(
     return client, secret
 
 
+MAX_CLIENT_RATE = 100_000  # calls a second; as ``ApiClientCreate`` bounds it
+
+
 def _api_client_limit_problems(
     rate_per_second: float | None, daily_quota: int | None
 ) -> list[dict[str, str]]:
@@ -579,9 +582,6 @@ def _api_client_limit_problems(
     if daily_quota is not None and not (1 <= daily_quota <= MAX_SEQ):
         problems.append({"field": "daily_quota", "message": "每日额度应为不小于 1 的整数"})
     return problems
-
-
-MAX_CLIENT_RATE = 100_000  # calls a second; as ``ApiClientCreate`` bounds it
 
 
 def get_api_client(session: Session, principal: Principal, client_id: int) -> ApiClient:
