@@ -1,4 +1,5 @@
-"""Identity and audit console pages: departments, users and the audit-log browser."""
+"""Identity and audit console pages: departments, users, API clients (应用接入) and the
+audit-log browser."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from govshare.deps import AuditReader, DepartmentAdmin, SessionDep, UserAdmin
+from govshare.config import Settings
+from govshare.deps import AuditReader, DepartmentAdmin, SessionDep, SettingsDep, UserAdmin
 from govshare.errors import Conflict, InvalidInput, NotFound
-from govshare.ids import Id, parse_id, parse_seq
+from govshare.ids import MAX_SEQ, Id, parse_id, parse_seq
+from govshare.rules.clock import china_today
 from govshare.security import audit, service
 from govshare.security.anchor import AuditKey, read_checkpoints
-from govshare.security.models import DepartmentLevel
-from govshare.security.roles import Role
+from govshare.security.models import ApiClient, DepartmentLevel
+from govshare.security.roles import Permission, Role
 from govshare.security.schemas import DepartmentCreate, UserCreate
 from govshare.security.service import Principal
 from govshare.web.filters import CHINA
@@ -25,6 +28,7 @@ from govshare.web.forms import (
     NO_ERRORS,
     FormDep,
     FormErrors,
+    Problem,
     is_fragment_request,
     optional_int,
     redirect,
@@ -186,6 +190,267 @@ def unlock_user(user_id: Id, db: SessionDep, caller: UserAdmin) -> Response:
     return redirect("/admin/users?done=user_unlocked")
 
 
+# -- API clients (应用接入) -----------------------------------------------------------------
+
+CLIENT_NOTICES = {
+    "client_disabled": "接入应用已停用，其数据服务调用将被拒绝",
+    "client_enabled": "接入应用已启用",
+    "limits_set": "调用限额已保存",
+}
+# Why the data services refused a call (``data.denied``), as the error codes they answered.
+DENIED_REASONS = {
+    "no_grant": "没有有效授权",
+    "shared_store_not_found": "目录未发布或没有共享信息库",
+    "rate_limited": "调用过于频繁",
+    "quota_exceeded": "超出每日额度",
+    "invalid_application": "请求内容不正确",
+    "invalid_input": "请求内容不正确",
+    "unstorable_value": "请求内容不正确",
+}
+CLIENT_CALL_DAYS = 30  # days of calls the client's chart shows
+_RATE = re.compile(r"[0-9]+(\.[0-9]+)?")
+_QUOTA = re.compile(r"[0-9]+")
+
+
+def _client_label(_field: str) -> str:
+    """None: each message names its field already ("每秒调用上限应为数字…")."""
+    return ""
+
+
+def _client_limits(values: dict[str, Any]) -> tuple[float | None, int | None, list[Problem]]:
+    """The rate and quota as typed (blank: the platform's), with precise problems."""
+    problems: list[Problem] = []
+    rate: float | None = None
+    quota: int | None = None
+    if raw := values["rate_per_second"]:
+        if not _RATE.fullmatch(raw):
+            problems.append(
+                {"field": "rate_per_second", "message": "每秒调用上限应为数字，如 50 或 0.5"}
+            )
+        elif not 0 < float(raw) <= service.MAX_CLIENT_RATE:
+            problems.append(
+                {
+                    "field": "rate_per_second",
+                    "message": f"每秒调用上限应大于 0 且不超过 {service.MAX_CLIENT_RATE}",
+                }
+            )
+        else:
+            rate = float(raw)
+    if raw := values["daily_quota"]:
+        if not _QUOTA.fullmatch(raw):
+            problems.append(
+                {"field": "daily_quota", "message": "每日额度应为正整数（键数），如 100000"}
+            )
+        elif not 1 <= int(raw) <= MAX_SEQ:
+            problems.append(
+                {"field": "daily_quota", "message": f"每日额度应在 1 至 {MAX_SEQ} 之间"}
+            )
+        else:
+            quota = int(raw)
+    return rate, quota, problems
+
+
+def _limit_values(form: Any) -> dict[str, Any]:
+    return {k: text(form, k) for k in ("rate_per_second", "daily_quota")}
+
+
+def _clients_page(
+    request: Request,
+    db: Session,
+    settings: Settings,
+    caller: Principal,
+    *,
+    values: dict[str, Any] | None = None,
+    errors: FormErrors = NO_ERRORS,
+    status_code: int = 200,
+) -> Response:
+    departments = (
+        service.list_departments(db)
+        if caller.is_admin
+        else [d for d in service.list_departments(db) if d.id == caller.department_id]
+    )
+    return render(
+        request,
+        "admin/clients.html",
+        caller,
+        status_code=status_code,
+        rows=service.list_api_clients(db, caller, today=china_today()),
+        departments=departments,
+        settings=settings,
+        values=values or {"department_id": caller.department_id},
+        errors=errors,
+        notice=CLIENT_NOTICES.get(request.query_params.get("done", ""), ""),
+    )
+
+
+def _client_page(
+    request: Request,
+    db: Session,
+    settings: Settings,
+    caller: Principal,
+    client: ApiClient,
+    *,
+    secret: str | None = None,
+    values: dict[str, Any] | None = None,
+    errors: FormErrors = NO_ERRORS,
+    status_code: int = 200,
+) -> Response:
+    today = china_today()
+    days = [today - timedelta(days=n) for n in range(CLIENT_CALL_DAYS - 1, -1, -1)]
+    per_day = {d.day: d for d in service.api_client_daily_calls(db, client.id, since=days[0])}
+    chart = None
+    if per_day:
+        chart = {
+            "type": "bar",
+            "title": f"近{CLIENT_CALL_DAYS}天数据服务调用",
+            "labels": [d.strftime("%m-%d") for d in days],
+            "series": [
+                {
+                    "name": "调用次数",
+                    "values": [per_day[d].calls if d in per_day else 0 for d in days],
+                },
+                {"name": "键数", "values": [per_day[d].keys if d in per_day else 0 for d in days]},
+            ],
+        }
+    return render(
+        request,
+        "admin/client.html",
+        caller,
+        status_code=status_code,
+        # The page that shows a secret must not be kept by the browser or a proxy.
+        headers={"Cache-Control": "no-store"} if secret else None,
+        client=client,
+        secret=secret,
+        settings=settings,
+        chart=chart,
+        call_days=CLIENT_CALL_DAYS,
+        calls_today=sum(d.calls for d in per_day.values() if d.day == today),
+        recent=service.api_client_recent_calls(db, client),
+        action_labels=ACTION_LABELS,
+        denied_reasons=DENIED_REASONS,
+        may_audit=caller.can(Permission.AUDIT_READ),
+        values=values
+        or {
+            "rate_per_second": ""
+            if client.rate_per_second is None
+            else f"{client.rate_per_second:g}",
+            "daily_quota": "" if client.daily_quota is None else str(client.daily_quota),
+        },
+        errors=errors,
+        notice=CLIENT_NOTICES.get(request.query_params.get("done", ""), ""),
+    )
+
+
+# The API lists and registers clients with ``user.admin`` (UserAdmin); the pages too.
+@router.get("/admin/clients")
+def clients_page(
+    request: Request, db: SessionDep, settings: SettingsDep, caller: UserAdmin
+) -> Response:
+    return _clients_page(request, db, settings, caller)
+
+
+@router.post("/admin/clients")
+def add_client(
+    request: Request, form: FormDep, db: SessionDep, settings: SettingsDep, caller: UserAdmin
+) -> Response:
+    values: dict[str, Any] = {"name": text(form, "name"), **_limit_values(form)}
+    values["department_id"] = (
+        optional_int(text(form, "department_id")) if caller.is_admin else caller.department_id
+    )
+    rate, quota, problems = _client_limits(values)
+    if not 2 <= len(values["name"]) <= 100:
+        problems.insert(0, {"field": "name", "message": "接入系统名称应为 2 至 100 个字符"})
+    if not isinstance(values["department_id"], int):
+        problems.append({"field": "department_id", "message": "请选择所属部门"})
+    if problems:
+        errors = FormErrors("接入应用信息不正确", problems, label=_client_label)
+    else:
+        try:
+            client, secret = service.add_api_client(
+                db,
+                settings,
+                caller.actor,
+                name=values["name"],
+                department_id=values["department_id"],
+                rate_per_second=rate,
+                daily_quota=quota,
+            )
+        except (InvalidInput, NotFound) as exc:
+            db.rollback()
+            details = exc.details or [{"field": "department_id", "message": exc.message}]
+            errors = FormErrors(exc.message, details, label=_client_label)
+        else:
+            db.commit()
+            # Shown on this answer only: the secret is kept sealed and never shown again.
+            return _client_page(request, db, settings, caller, client, secret=secret)
+    return _clients_page(
+        request, db, settings, caller, values=values, errors=errors, status_code=422
+    )
+
+
+@router.get("/admin/clients/{client_id}")
+def client_page(
+    client_id: Id, request: Request, db: SessionDep, settings: SettingsDep, caller: UserAdmin
+) -> Response:
+    client = service.get_api_client(db, caller, client_id)
+    return _client_page(request, db, settings, caller, client)
+
+
+@router.post("/admin/clients/{client_id}/rotate")
+def rotate_client_secret(
+    client_id: Id, request: Request, db: SessionDep, settings: SettingsDep, caller: UserAdmin
+) -> Response:
+    client = service.get_api_client(db, caller, client_id)
+    secret = service.rotate_api_client_secret(db, settings, caller.actor, client)
+    db.commit()
+    return _client_page(request, db, settings, caller, client, secret=secret)
+
+
+@router.post("/admin/clients/{client_id}/disable")
+def disable_client(client_id: Id, db: SessionDep, caller: UserAdmin) -> Response:
+    client = service.get_api_client(db, caller, client_id)
+    service.set_api_client_active(db, caller.actor, client, False)
+    db.commit()
+    return redirect(f"/admin/clients/{client.id}?done=client_disabled")
+
+
+@router.post("/admin/clients/{client_id}/enable")
+def enable_client(client_id: Id, db: SessionDep, caller: UserAdmin) -> Response:
+    client = service.get_api_client(db, caller, client_id)
+    service.set_api_client_active(db, caller.actor, client, True)
+    db.commit()
+    return redirect(f"/admin/clients/{client.id}?done=client_enabled")
+
+
+@router.post("/admin/clients/{client_id}/limits")
+def set_client_limits(
+    client_id: Id,
+    request: Request,
+    form: FormDep,
+    db: SessionDep,
+    settings: SettingsDep,
+    caller: UserAdmin,
+) -> Response:
+    client = service.get_api_client(db, caller, client_id)
+    values = _limit_values(form)
+    rate, quota, problems = _client_limits(values)
+    if not problems:
+        try:
+            service.set_api_client_limits(
+                db, caller.actor, client, rate_per_second=rate, daily_quota=quota
+            )
+        except InvalidInput as exc:
+            db.rollback()
+            problems = exc.details or []
+        else:
+            db.commit()
+            return redirect(f"/admin/clients/{client.id}?done=limits_set")
+    errors = FormErrors("调用限额不正确", problems, label=_client_label)
+    return _client_page(
+        request, db, settings, caller, client, values=values, errors=errors, status_code=422
+    )
+
+
 # -- audit log ---------------------------------------------------------------------------
 
 ACTION_LABELS = {
@@ -203,6 +468,10 @@ ACTION_LABELS = {
     "user.unlock": "解除锁定",
     "auth.address_throttled": "登录地址限流",
     "api_client.add": "登记接入应用",
+    "api_client.rotate_secret": "重置接入应用密钥",
+    "api_client.disable": "停用接入应用",
+    "api_client.enable": "启用接入应用",
+    "api_client.set_limits": "设置接入应用调用限额",
     "demo.users": "载入演示用户",
     "demo.reset_passwords": "重置演示账号密码",
     "catalog.resource.add": "编制目录",

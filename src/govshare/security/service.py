@@ -9,7 +9,7 @@ import math
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import NamedTuple
 
 from argon2 import PasswordHasher
@@ -20,6 +20,8 @@ from sqlalchemy.orm import Session
 
 from govshare.config import Settings
 from govshare.db import Prepared, utcnow
+from govshare.errors import NotFound
+from govshare.ids import MAX_SEQ
 from govshare.security import audit
 from govshare.security.audit import Actor
 from govshare.security.crypto import (
@@ -45,6 +47,7 @@ from govshare.security.errors import (
 from govshare.security.models import (
     ApiClient,
     ApiNonce,
+    AuditEntry,
     AuthSession,
     Department,
     DepartmentLevel,
@@ -518,6 +521,8 @@ def add_api_client(
 ) -> tuple[ApiClient, str]:
     """Register a department system; returns the client and its secret (shown once)."""
     get_department(session, department_id)
+    if problems := _api_client_limit_problems(rate_per_second, daily_quota):
+        raise InvalidInput("调用限额不正确", details=problems)
     wanted = set(permissions or CLIENT_PERMISSIONS)
     if not wanted <= CLIENT_PERMISSIONS:
         raise InvalidInput(
@@ -556,6 +561,183 @@ def add_api_client(
         },
     )
     return client, secret
+
+
+MAX_CLIENT_RATE = 100_000  # calls a second; as ``ApiClientCreate`` bounds it
+
+
+def _api_client_limit_problems(
+    rate_per_second: float | None, daily_quota: int | None
+) -> list[dict[str, str]]:
+    problems = []
+    if rate_per_second is not None and not (
+        math.isfinite(rate_per_second) and 0 < rate_per_second <= MAX_CLIENT_RATE
+    ):
+        problems.append(
+            {
+                "field": "rate_per_second",
+                "message": f"每秒调用上限应大于 0 且不超过 {MAX_CLIENT_RATE:,}",
+            }
+        )
+    if daily_quota is not None and not (1 <= daily_quota <= MAX_SEQ):
+        problems.append({"field": "daily_quota", "message": "每日额度应为不小于 1 的整数"})
+    return problems
+
+
+def get_api_client(session: Session, principal: Principal, client_id: int) -> ApiClient:
+    """An API client the caller may manage: any for the platform admin, else only its
+    own department's. Another department's is answered as if it did not exist."""
+    client = session.get(ApiClient, client_id)
+    if client is None or not (
+        principal.is_admin or client.department_id == principal.department_id
+    ):
+        raise NotFound(f"接入应用 {client_id} 不存在")
+    return client
+
+
+@dataclass(frozen=True, slots=True)
+class ApiClientUse:
+    """An API client with its use: data-service calls today, the last call's time."""
+
+    client: ApiClient
+    calls_today: int
+    last_used_at: datetime | None
+
+
+def list_api_clients(session: Session, principal: Principal, *, today: date) -> list[ApiClientUse]:
+    """The clients the caller may manage (``get_api_client``'s rule), with today's calls
+    (China date) counted by the call journal and the latest call in the audit log."""
+    from govshare.sharing.models import CallStat  # sharing builds on security, not back
+
+    q = select(ApiClient).order_by(ApiClient.id)
+    if not principal.is_admin:
+        q = q.where(ApiClient.department_id == principal.department_id)
+    clients = list(session.scalars(q))
+    if not clients:
+        return []
+    ids = [c.id for c in clients]
+    calls = dict(
+        session.execute(
+            select(CallStat.client_id, func.sum(CallStat.calls))
+            .where(CallStat.day == today, CallStat.client_id.in_(ids))
+            .group_by(CallStat.client_id)
+        ).all()
+    )
+    last = dict(
+        session.execute(
+            select(AuditEntry.actor, func.max(AuditEntry.at))
+            .where(AuditEntry.actor.in_([c.app_key for c in clients]))
+            .where(AuditEntry.actor_kind == "client")
+            .group_by(AuditEntry.actor)
+        ).all()
+    )
+    return [ApiClientUse(c, int(calls.get(c.id) or 0), last.get(c.app_key)) for c in clients]
+
+
+class DailyCalls(NamedTuple):
+    day: date
+    calls: int
+    keys: int
+    rows: int
+
+
+def api_client_daily_calls(session: Session, client_id: int, *, since: date) -> list[DailyCalls]:
+    """The client's data-service calls per day since ``since``, all grants together;
+    days without calls are absent."""
+    from govshare.sharing.models import CallStat
+
+    rows = session.execute(
+        select(
+            CallStat.day, func.sum(CallStat.calls), func.sum(CallStat.keys), func.sum(CallStat.rows)
+        )
+        .where(CallStat.client_id == client_id, CallStat.day >= since)
+        .group_by(CallStat.day)
+        .order_by(CallStat.day)
+    )
+    return [DailyCalls(d, int(c or 0), int(k or 0), int(r or 0)) for d, c, k, r in rows]
+
+
+CLIENT_CALL_ACTIONS = ("data.lookup", "data.query", "data.verify", "data.denied")
+
+
+def api_client_recent_calls(
+    session: Session, client: ApiClient, limit: int = 20
+) -> list[AuditEntry]:
+    """The client's latest data-service calls as the audit log has them, newest first."""
+    return list(
+        session.scalars(
+            select(AuditEntry)
+            .where(
+                AuditEntry.actor == client.app_key,
+                AuditEntry.actor_kind == "client",
+                AuditEntry.action.in_(CLIENT_CALL_ACTIONS),
+            )
+            .order_by(AuditEntry.seq.desc())
+            .limit(limit)
+        )
+    )
+
+
+def rotate_api_client_secret(
+    session: Session, settings: Settings, actor: Actor, client: ApiClient
+) -> str:
+    """Give the client a new secret (returned once, stored sealed); the old one stops
+    working at the next call, since every call reads the client's row."""
+    secret = secrets.token_urlsafe(32)
+    client.secret_sealed = seal(settings.secret_key, secret)
+    # The entry says that the secret changed, never what it is.
+    audit.record(
+        session,
+        actor,
+        "api_client.rotate_secret",
+        object_type="api_client",
+        object_id=client.app_key,
+    )
+    return secret
+
+
+def set_api_client_active(session: Session, actor: Actor, client: ApiClient, active: bool) -> None:
+    """Disable (停用) or enable (启用) a client; a disabled client's calls are refused."""
+    if client.is_active == active:
+        return
+    client.is_active = active
+    audit.record(
+        session,
+        actor,
+        "api_client.enable" if active else "api_client.disable",
+        object_type="api_client",
+        object_id=client.app_key,
+        before={"is_active": not active},
+        after={"is_active": active},
+    )
+
+
+def set_api_client_limits(
+    session: Session,
+    actor: Actor,
+    client: ApiClient,
+    *,
+    rate_per_second: float | None,
+    daily_quota: int | None,
+) -> None:
+    """Set the client's data-service rate and daily key quota; None takes the platform's."""
+    if problems := _api_client_limit_problems(rate_per_second, daily_quota):
+        raise InvalidInput("调用限额不正确", details=problems)
+    before = {"rate_per_second": client.rate_per_second, "daily_quota": client.daily_quota}
+    after = {"rate_per_second": rate_per_second, "daily_quota": daily_quota}
+    if before == after:
+        return
+    client.rate_per_second = rate_per_second
+    client.daily_quota = daily_quota
+    audit.record(
+        session,
+        actor,
+        "api_client.set_limits",
+        object_type="api_client",
+        object_id=client.app_key,
+        before=before,
+        after=after,
+    )
 
 
 @dataclass(frozen=True, slots=True)
