@@ -186,7 +186,7 @@ def test_demo_sharing_has_every_state_on_any_day(fresh_settings: Settings) -> No
                 assert "常住人口基本信息" in page
                 assert "已提供" in page
                 usage = c.get("/sharing/usage?side=mine").text
-                assert "用于参保登记" in usage
+                assert "用于社会保险参保登记时核对参保人身份与户籍信息" in usage
                 assert "待答复" in c.get("/sharing/objections").text
             with signed_in(world, "bdc_res") as c:  # 不动产, the overdue application's provider
                 assert "答复已超期" in c.get("/sharing/queue").text

@@ -181,9 +181,10 @@ SCENARIOS: list[Scenario] = [
     ),
 ]
 
-# Reports of use (使用反馈) of each provided grant: (working days ago, count, text).
+# Reports of use (使用反馈) of each provided grant: (working days ago, count, text), the
+# text after the application's purpose.
 REPORTS = [
-    (40, 860, "用于参保登记、待遇资格认证的信息核对"),
+    (40, 860, "用于{purpose}"),
     (21, 1240, "本月业务量增加，核对量随之上升"),
     (3, 530, "月初业务办理中的信息核对"),
 ]
@@ -251,7 +252,8 @@ def seed_sharing(
     admin = principal_of(session, "admin")
     depts = {d.id: d for d in session.scalars(select(Department))}
     by_short = {d.short_name: d.id for d in depts.values()}
-    abbr_of = {by_short[short]: abbr for abbr, _, short in DEPARTMENTS}
+    dept_id = {abbr: by_short[short] for abbr, _, short in DEPARTMENTS}
+    abbr_of = {d: abbr for abbr, d in dept_id.items()}
     end_date = today + timedelta(days=365)
 
     grants: dict[int, tuple[Scenario, SharingGrant, date]] = {}
@@ -313,16 +315,16 @@ def seed_sharing(
                     reason="申请用途可通过核验方式满足，维持提供部门的拒绝",
                 ),
             )
+        if grant is not None:
+            counts["grants"] += 1
         if grant is not None and sc.fate == PROVIDED:
             grants[grant.id] = (sc, grant, working_days_before(today, sc.submitted - 4))
-    counts["grants"] = len(grants)
 
     clients: dict[int, ApiClient] = {}
     for abbr in dict.fromkeys(sc.consumer for sc in SCENARIOS):
-        dept = depts[by_short[next(s for a, _, s in DEPARTMENTS if a == abbr)]]
+        dept = depts[dept_id[abbr]]
         # The secret is sealed and shown to nobody: the demo's calls below are recorded,
-        # not made; a department that wants to call the data services in the demo has
-        # its client's secret reset in the console.
+        # not made, so nothing needs it.
         client, _ = add_api_client(
             session, settings, admin.actor, name=f"{dept.short_name}业务系统", department_id=dept.id
         )
@@ -338,7 +340,11 @@ def seed_sharing(
                 service.report_usage(
                     session,
                     consumer,
-                    UsageCreate(grant_id=grant.id, text=text, count=count + rng.randrange(200)),
+                    UsageCreate(
+                        grant_id=grant.id,
+                        text=text.format(purpose=sc.purpose),
+                        count=count + rng.randrange(200),
+                    ),
                     now=_at(day, 16),
                 )
     counts["objections"] = _objections(session, settings, rng, today, grants)
@@ -381,7 +387,7 @@ def _calls(
                     keys=keys,
                     rows=0 if action == "data.verify" else rng.randint(0, keys),
                     key_hashes=[hasher(id_number(rng)) for _ in range(keys)],
-                    # The entry is written when the demo loads; the day is when it was made.
+                    # Written as the demo loads: ``demo_day`` is the day the call stands for.
                     details={"demo_day": day.isoformat()},
                     day=day,
                 )
