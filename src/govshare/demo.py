@@ -831,7 +831,7 @@ def load_demo(
     ``settings`` are the hub's: the sharing side needs its working-day limits and the
     secret key API-client secrets are sealed with. Without them they are read from the
     environment, as ``govshare serve`` does (its command line sets neither)."""
-    from govshare.demo_sharing import seed_sharing
+    from govshare.demo_sharing import seed_sharing  # which builds on this module
 
     settings = settings or Settings(demo=True)  # type: ignore[call-arg]
     rng = random.Random(seed)

@@ -19,6 +19,7 @@ from stdnum.cn import ric
 from govshare.catalog import service as catalog
 from govshare.catalog.models import Resource
 from govshare.config import Settings
+from govshare.demo import DEPARTMENTS, lifecycle_actor
 from govshare.rules.clock import CHINA, china_today
 from govshare.rules.workdays import is_working_day
 from govshare.security import audit
@@ -214,8 +215,6 @@ def working_days_before(day: date, n: int) -> date:
 
 def ensure_published(session: Session, admin: Principal, resource: Resource, note: str) -> None:
     """Walk an entry the demo's random lifecycle left short of 发布 on to it."""
-    from govshare.demo import lifecycle_actor
-
     steps = {
         "draft": ["submit", "approve", "request_publication", "publish"],
         "pending_registration": ["approve", "request_publication", "publish"],
@@ -245,8 +244,6 @@ def seed_sharing(
 ) -> dict[str, int]:
     """Seed the sharing side of the demo into a hub that has the demo's departments,
     users and catalog; returns what it made."""
-    from govshare.demo import DEPARTMENTS
-
     today = today or china_today()
     rng = random.Random(seed)
     admin = principal_of(session, "admin")
