@@ -1,6 +1,11 @@
-"""Demo data: the seeds' departments and realistic entries a newcomer can explore."""
+"""Demo data: the seeds' departments and realistic entries a newcomer can explore, and a
+sharing side with content on every sharing page."""
 
 from __future__ import annotations
+
+import json
+import re
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -8,12 +13,27 @@ from sqlalchemy import func, select
 from govshare import db
 from govshare.catalog import search
 from govshare.catalog.codes import ResourceStatus
-from govshare.catalog.models import InformationItem, Resource
+from govshare.catalog.models import CodeEntry, InformationItem, Resource
+from govshare.cli import _ensure_demo
 from govshare.config import Settings
-from govshare.demo import load_demo
+from govshare.demo import demo_loaded, load_demo
+from govshare.rules.clock import fixed_today
+from govshare.rules.workdays import covers
 from govshare.security.audit import verify_chain
-from govshare.security.models import Department
+from govshare.security.models import ApiClient, AuditEntry, Department
 from govshare.security.validators import credit_code_problem, division_code_problem
+from govshare.sharing.models import (
+    ApplicationStatus,
+    CallStat,
+    Objection,
+    ObjectionStatus,
+    SharingApplication,
+    SharingGrant,
+    UsageReport,
+)
+from tests.catalog.console import signed_in
+from tests.factories import PASSWORD, World
+from tests.live import start_live_hub
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -21,7 +41,7 @@ def test_demo_loads_a_believable_city(fresh_settings: Settings) -> None:
     engine = db.make_engine(fresh_settings)
     factory = db.make_session_factory(engine, fresh_settings)
     with db.session_scope(factory) as s:
-        counts = load_demo(s, "demo-password-1")
+        counts = load_demo(s, "demo-password-1", settings=fresh_settings)
     with db.session_scope(factory) as s:
         depts = list(s.scalars(select(Department)))
         assert len(depts) >= 20
@@ -59,3 +79,142 @@ def test_demo_loads_a_believable_city(fresh_settings: Settings) -> None:
         assert any(r.name == "出生医学证明信息" for r in found.rows)
         assert verify_chain(s).intact
     engine.dispose()
+
+
+# A Wednesday of a year whose holidays chinesecalendar does not know: the demo must not
+# lean on the day it was written nor on a known holiday schedule.
+DEMO_DAY = date(2027, 6, 9)
+SHARING_COUNTS = (SharingApplication, SharingGrant, CallStat, UsageReport, Objection, ApiClient)
+
+
+def _chart(page: str, chart_id: str) -> dict[str, object]:
+    found = re.search(rf'<script type="application/json" id="{chart_id}">(.*?)</script>', page)
+    assert found, page
+    return dict(json.loads(found.group(1)))
+
+
+def _counts(settings: Settings) -> list[int | None]:
+    engine = db.make_engine(settings)
+    with db.session_scope(db.make_session_factory(engine, settings)) as s:
+        assert demo_loaded(s)
+        counts = [s.scalar(select(func.count()).select_from(m)) for m in SHARING_COUNTS]
+    engine.dispose()
+    return counts
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_demo_sharing_has_every_state_on_any_day(fresh_settings: Settings) -> None:
+    assert not covers(DEMO_DAY.year)
+    settings = fresh_settings.model_copy(update={"admin_password": PASSWORD})
+    engine = db.make_engine(settings)
+    factory = db.make_session_factory(engine, settings)
+    with fixed_today(DEMO_DAY):
+        with db.session_scope(factory) as s:
+            load_demo(s, PASSWORD, settings=settings)
+        with db.session_scope(factory) as s:
+            apps = list(s.scalars(select(SharingApplication)))
+            assert {a.status for a in apps} == set(ApplicationStatus)
+            waiting = [a for a in apps if a.status is ApplicationStatus.SUBMITTED]
+            assert all(a.answer_due is not None for a in waiting)
+            assert any(a.answer_due < DEMO_DAY for a in waiting if a.answer_due)  # overdue
+            assert any(a.answer_due >= DEMO_DAY for a in waiting if a.answer_due)
+            assert any(a.answer_due_provisional for a in waiting)  # 2027 is estimated
+            assert all(a.submitted_on <= DEMO_DAY for a in apps)
+            assert any(a.submitted_on < DEMO_DAY - timedelta(days=30) for a in apps)
+
+            grants = list(s.scalars(select(SharingGrant)))
+            masked = {code: rule for g in grants for code, rule in g.masking.items()}
+            assert masked.get("xm") == "name"
+            assert masked.get("lxdh") == "phone"
+
+            stats = list(s.scalars(select(CallStat)))
+            days = {c.day for c in stats}
+            assert max(days) == DEMO_DAY
+            assert (max(days) - min(days)).days > 14
+            # Each call counted is a call audited, as the call journal writes them.
+            audited = s.scalar(
+                select(func.count())
+                .select_from(AuditEntry)
+                .where(AuditEntry.action.in_(["data.lookup", "data.verify", "data.query"]))
+            )
+            assert sum(c.calls for c in stats) == audited
+            assert audited
+
+            reports = list(s.scalars(select(UsageReport)))
+            assert len({r.reported_at.strftime("%Y-%m") for r in reports}) >= 2
+
+            objections = {o.status: o for o in s.scalars(select(Objection))}
+            assert ObjectionStatus.OPEN in objections
+            closed = objections[ObjectionStatus.REJECTED]
+            assert closed.archived_at is not None
+
+            consumers = {a.consumer_department_id for a in apps}
+            with_client = set(s.scalars(select(ApiClient.department_id)))
+            assert consumers <= with_client
+
+            tables = {
+                tuple(row)
+                for row in s.execute(
+                    select(InformationItem.name, InformationItem.code_table).where(
+                        InformationItem.name.in_(["性别", "民族"])
+                    )
+                )
+            }
+            assert tables == {("性别", "GB/T 2261.1"), ("民族", "GB/T 3304")}
+            ethnic = dict(
+                s.execute(
+                    select(CodeEntry.code, CodeEntry.label).where(
+                        CodeEntry.table_name == "GB/T 3304"
+                    )
+                ).all()
+            )
+            assert ethnic["01"] == "汉族"
+            assert ethnic["56"] == "基诺族"
+            sexes = set(
+                s.scalars(select(CodeEntry.code).where(CodeEntry.table_name == "GB/T 2261.1"))
+            )
+            assert {"1", "2"} <= sexes
+            assert verify_chain(s).intact
+        engine.dispose()
+
+        hub = start_live_hub(settings)
+        hub._admin, hub._auditor = "admin", "auditor"  # type: ignore[attr-defined]
+        world = World(hub)
+        try:
+            with signed_in(world, "rsj_res") as c:  # 人社, a consumer
+                page = c.get("/sharing/applications?status=all").text
+                assert "常住人口基本信息" in page
+                assert "已提供" in page
+                usage = c.get("/sharing/usage?side=mine").text
+                assert "用于社会保险参保登记时核对参保人身份与户籍信息" in usage
+                assert "待答复" in c.get("/sharing/objections").text
+            with signed_in(world, "bdc_res") as c:  # 不动产, the overdue application's provider
+                assert "答复已超期" in c.get("/sharing/queue").text
+            with signed_in(world, "gaj_res") as c:  # 公安, whose population data is called
+                stats = c.get("/sharing/stats?side=provider").text
+                calls = _chart(stats, "chart-calls")
+                series = calls["series"]
+                assert isinstance(series, list)
+                assert {s["name"] for s in series} == {
+                    "青岛市人力资源和社会保障局",
+                    "青岛市民政局",
+                }
+                values = [v for s in series for v in s["values"]]
+                days = len(calls["labels"])  # type: ignore[arg-type]
+                busy = {i % days for i, v in enumerate(values) if v}
+                assert len(busy) > 14
+                assert _chart(stats, "chart-months")["labels"]
+                assert _chart(stats, "chart-applications")["labels"]
+            with signed_in(world, "admin") as c:
+                disputes = c.get("/sharing/disputes").text
+                assert "待裁决（1）" in disputes
+                assert "住房公积金缴存信息" in disputes
+                assert "已裁决（1）" in disputes
+        finally:
+            hub.stop()
+            hub.session_factory.kw["bind"].dispose()
+
+        # A second start finds the demo loaded and seeds nothing more.
+        before = _counts(settings)
+        _ensure_demo(settings)
+        assert _counts(settings) == before

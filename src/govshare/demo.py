@@ -12,8 +12,9 @@ from stdnum.cn import uscc
 
 from govshare.catalog import search, service
 from govshare.catalog.codes import SharingType
-from govshare.catalog.models import Resource
+from govshare.catalog.models import CodeEntry, Resource
 from govshare.catalog.schemas import DemandIn, ItemIn, ResourceIn, SystemIn
+from govshare.config import Settings
 from govshare.security import audit
 from govshare.security.audit import SYSTEM
 from govshare.security.models import Department, DepartmentLevel, User
@@ -45,6 +46,78 @@ DEPARTMENTS: list[tuple[str, str, str]] = [
     ("yjj", "青岛市应急管理局", "应急"),
     ("czj", "青岛市财政局", "财政"),
 ]
+
+
+# Items whose values are codes of a national standard's code table (代码表), by item name.
+ITEM_CODE_TABLES = {"性别": "GB/T 2261.1", "民族": "GB/T 3304"}
+
+# GB/T 3304-1991 中国各民族名称的罗马字母拼写法和代码 (the reference data seeds a few).
+ETHNIC_GROUPS = [
+    "汉族",
+    "蒙古族",
+    "回族",
+    "藏族",
+    "维吾尔族",
+    "苗族",
+    "彝族",
+    "壮族",
+    "布依族",
+    "朝鲜族",
+    "满族",
+    "侗族",
+    "瑶族",
+    "白族",
+    "土家族",
+    "哈尼族",
+    "哈萨克族",
+    "傣族",
+    "黎族",
+    "傈僳族",
+    "佤族",
+    "畲族",
+    "高山族",
+    "拉祜族",
+    "水族",
+    "东乡族",
+    "纳西族",
+    "景颇族",
+    "柯尔克孜族",
+    "土族",
+    "达斡尔族",
+    "仫佬族",
+    "羌族",
+    "布朗族",
+    "撒拉族",
+    "毛南族",
+    "仡佬族",
+    "锡伯族",
+    "阿昌族",
+    "普米族",
+    "塔吉克族",
+    "怒族",
+    "乌孜别克族",
+    "俄罗斯族",
+    "鄂温克族",
+    "德昂族",
+    "保安族",
+    "裕固族",
+    "京族",
+    "塔塔尔族",
+    "独龙族",
+    "鄂伦春族",
+    "赫哲族",
+    "门巴族",
+    "珞巴族",
+    "基诺族",
+]
+DEMO_CODE_TABLES: dict[str, list[tuple[str, str]]] = {
+    "GB/T 2261.1": [("0", "未知的性别"), ("1", "男性"), ("2", "女性"), ("9", "未说明的性别")],
+    "GB/T 3304": [
+        *((f"{i:02d}", name) for i, name in enumerate(ETHNIC_GROUPS, start=1)),
+        ("97", "其他"),
+        ("98", "外国血统中国籍人士"),
+    ],
+}
 
 
 def credit_code_for(index: int, division: str = CITY_DIVISION) -> str:
@@ -94,6 +167,7 @@ ENTRIES: list[Entry] = [
             it("户籍地址", "hjdz", "C", 200),
             it("行政区划代码", "xzqhdm", "C", 6),
             it("婚姻状况", "hyzk", "C", 2),
+            it("联系电话", "lxdh", "C", 20),
         ],
         system="人口信息管理系统",
     ),
@@ -626,7 +700,15 @@ def _resource_in(
         source_system_id=system_id,
         provider_department_id=provider_id,
         items=[
-            ItemIn(name=n, code=c, data_type=t, length=length, description=d, is_key=i == 0)
+            ItemIn(
+                name=n,
+                code=c,
+                data_type=t,
+                length=length,
+                description=d,
+                code_table=ITEM_CODE_TABLES.get(n),
+                is_key=i == 0,
+            )
             for i, (n, c, t, length, d) in enumerate(entry.items)
         ],
     )
@@ -716,12 +798,42 @@ def lifecycle_actor(session: Session, step: str, resource: Resource, admin: Prin
     )
 
 
+def ensure_code_tables(session: Session, admin: Principal) -> int:
+    """Put the entries of the code tables the demo's items reference that the hub lacks
+    (the reference data has only the first few 民族); answers how many were added."""
+    have = {
+        (e.table_name, e.code)
+        for e in session.scalars(
+            select(CodeEntry).where(CodeEntry.table_name.in_(list(DEMO_CODE_TABLES)))
+        )
+    }
+    added = 0
+    for table, entries in DEMO_CODE_TABLES.items():
+        for order, (code, label) in enumerate(entries):
+            if (table, code) not in have:
+                service.put_code_entry(
+                    session, admin, table=table, code=code, label=label, sort_order=order
+                )
+                added += 1
+    return added
+
+
 def demo_loaded(session: Session) -> bool:
     return bool(session.scalar(select(func.count()).select_from(Department)))
 
 
-def load_demo(session: Session, admin_password: str, *, seed: int = 7) -> dict[str, int]:
-    """Load departments, users, systems and catalog entries into an empty hub."""
+def load_demo(
+    session: Session, admin_password: str, *, seed: int = 7, settings: Settings | None = None
+) -> dict[str, int]:
+    """Load departments, users, systems, catalog entries and the sharing side
+    (``demo_sharing``) into an empty hub.
+
+    ``settings`` are the hub's: the sharing side needs its working-day limits and the
+    secret key API-client secrets are sealed with. Without them they are read from the
+    environment, as ``govshare serve`` does (its command line sets neither)."""
+    from govshare.demo_sharing import seed_sharing  # which builds on this module
+
+    settings = settings or Settings(demo=True)  # type: ignore[call-arg]
     rng = random.Random(seed)
     service.seed_reference_data(session)
     depts: dict[str, Department] = {}
@@ -846,6 +958,7 @@ def load_demo(session: Session, admin_password: str, *, seed: int = 7) -> dict[s
             department_id=depts[abbr].id,
         )
 
+    ensure_code_tables(session, admin)
     codes = service.CodeTables(session)
     created: list[Resource] = []
     for entry in [*ENTRIES, *_generated_entries()]:
@@ -858,7 +971,6 @@ def load_demo(session: Session, admin_password: str, *, seed: int = 7) -> dict[s
 
     # Walk most entries through the lifecycle so the catalog has published content and
     # the review queues have work in them.
-    counts = {"published": 0, "pending_registration": 0, "pending_publication": 0, "draft": 0}
     for resource in created:
         roll = rng.random()
         steps = ["submit", "approve", "request_publication", "publish"]
@@ -871,7 +983,6 @@ def load_demo(session: Session, admin_password: str, *, seed: int = 7) -> dict[s
         for step in steps:
             taker = lifecycle_actor(session, step, resource, admin)
             service.transition(session, taker, resource.id, step, "演示数据")
-        counts[str(resource.status) if str(resource.status) in counts else "published"] += 1
 
     demand_dept = Principal(
         kind="user",
@@ -906,6 +1017,12 @@ def load_demo(session: Session, admin_password: str, *, seed: int = 7) -> dict[s
             purpose="社会救助家庭经济状况核对",
         ),
     )
+    counts = seed_sharing(session, settings)  # publishes the few entries it applies for
+    for key in ("published", "pending_registration", "pending_publication", "draft"):
+        counts[key] = 0
+    for resource in created:
+        status = str(resource.status)
+        counts[status if status in counts else "published"] += 1
     counts["users"] = len(users)
     counts["departments"] = len(depts) + 1
     counts["resources"] = len(created)

@@ -19,10 +19,9 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from govshare.catalog import service as catalog
 from govshare.catalog.models import Resource
 from govshare.config import Settings
-from govshare.demo import lifecycle_actor
+from govshare.demo_sharing import ensure_published
 from govshare.exchange import service as exchange
 from govshare.exchange.models import ExchangeNode, TaskKind, TaskState
 from govshare.exchange.schemas import TaskCreate
@@ -107,15 +106,7 @@ def setup(session: Session, settings: Settings, hub_url: str) -> list[Path]:
     by_abbr = {"gaj": depts["公安"], "rsj": depts["人社"], "mzj": depts["民政"]}
     resource = session.scalar(select(Resource).where(Resource.name == RESOURCE_NAME))
     assert resource is not None
-    steps = {
-        "draft": ["submit", "approve", "request_publication", "publish"],
-        "pending_registration": ["approve", "request_publication", "publish"],
-        "registered": ["request_publication", "publish"],
-        "pending_publication": ["publish"],
-    }
-    for step in steps.get(str(resource.status), []):
-        taker = lifecycle_actor(session, step, resource, admin)
-        catalog.transition(session, taker, resource.id, step, "演示交换")
+    ensure_published(session, admin, resource, "演示交换")
     make_population(base / "gaj-business.db")
     nodes = {}
     for node, config in zip(NODES, configs, strict=True):

@@ -9,7 +9,7 @@ modes and end date it was approved for. Every step is audited.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -541,8 +541,11 @@ def revoke_grant(
 # -- usage feedback ----------------------------------------------------------------------
 
 
-def report_usage(session: Session, principal: Principal, data: UsageCreate) -> UsageReport:
-    """使用反馈 by the department that holds the grant."""
+def report_usage(
+    session: Session, principal: Principal, data: UsageCreate, *, now: datetime | None = None
+) -> UsageReport:
+    """使用反馈 by the department that holds the grant; ``now`` is when it was reported
+    (the present moment by default; the demo dates its reports in past months)."""
     grant = get_grant(session, data.grant_id)
     if principal.department_id != grant.consumer_department_id:
         raise NotYourDepartment("只能反馈本部门所持授权的使用情况")
@@ -552,6 +555,7 @@ def report_usage(session: Session, principal: Principal, data: UsageCreate) -> U
         text=data.text.strip(),
         count=data.count,
         reported_by=principal.name,
+        reported_at=now or utcnow(),
     )
     session.add(report)
     session.flush()
