@@ -19,7 +19,7 @@ from govshare.config import Settings
 from govshare.demo import demo_loaded, load_demo
 from govshare.rules.clock import fixed_today
 from govshare.rules.workdays import covers
-from govshare.security.audit import verify_chain
+from govshare.security.audit import journalled_calls, verify_chain
 from govshare.security.models import ApiClient, AuditEntry, Department
 from govshare.security.validators import credit_code_problem, division_code_problem
 from govshare.sharing.models import (
@@ -132,13 +132,19 @@ def test_demo_sharing_has_every_state_on_any_day(fresh_settings: Settings) -> No
             assert max(days) == DEMO_DAY
             assert (max(days) - min(days)).days > 14
             # Each call counted is a call audited, as the call journal writes them.
-            audited = s.scalar(
-                select(func.count())
-                .select_from(AuditEntry)
-                .where(AuditEntry.action.in_(["data.lookup", "data.verify", "data.query"]))
-            )
-            assert sum(c.calls for c in stats) == audited
+            audited = [
+                call
+                for e in s.scalars(
+                    select(AuditEntry).where(
+                        AuditEntry.action.in_(["data.lookup", "data.verify", "data.query"])
+                    )
+                )
+                for call in journalled_calls(e.after)
+            ]
+            assert sum(c.calls for c in stats) == len(audited)
             assert audited
+            # each call keeps the day it stands for, though written as the demo loads
+            assert {c["at"][:10] for c in audited} >= {str(DEMO_DAY)}
 
             reports = list(s.scalars(select(UsageReport)))
             assert len({r.reported_at.strftime("%Y-%m") for r in reports}) >= 2

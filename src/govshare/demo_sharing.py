@@ -23,11 +23,12 @@ from govshare.demo import DEPARTMENTS, lifecycle_actor
 from govshare.rules.clock import CHINA, china_today
 from govshare.rules.workdays import is_working_day
 from govshare.security import audit
+from govshare.security.audit import KeyHasher
 from govshare.security.models import ApiClient, Department, User
 from govshare.security.roles import permissions_for
 from govshare.security.service import Principal, add_api_client
 from govshare.sharing import objections, service
-from govshare.sharing.journal import Call, KeyHasher
+from govshare.sharing.journal import Call, audit_entries
 from govshare.sharing.models import (
     CallStat,
     DisputeOutcome,
@@ -369,7 +370,7 @@ def _calls(
             if day <= provided:
                 continue
             n = rng.randint(6, 18) if is_working_day(day) else rng.randint(0, 2)
-            calls = []
+            calls: list[Call] = []
             for _ in range(n):
                 keys = rng.choice((1, 1, 1, 2, 5))
                 call = Call(
@@ -377,19 +378,20 @@ def _calls(
                     app_key=client.app_key,
                     department_id=grant.consumer_department_id,
                     remote_addr="10.20.0.15",
-                    nonce=f"demo-{grant.id}-{day:%Y%m%d}-{len(entries)}",
+                    nonce=f"demo-{grant.id}-{day:%Y%m%d}-{len(calls)}",
                     action=action,
                     resource_id=grant.resource_id,
                     grant_id=grant.id,
                     keys=keys,
                     rows=0 if action == "data.verify" else rng.randint(0, keys),
                     key_hashes=[hasher(id_number(rng)) for _ in range(keys)],
-                    # Written as the demo loads: ``demo_day`` is the day the call stands for.
-                    details={"demo_day": day.isoformat()},
                     day=day,
+                    at=_at(day, rng.randint(9, 17)),
                 )
                 calls.append(call)
-                entries.append(call.entry())
+            # a day's calls as one journal batch: one entry listing them (the entry's
+            # own time is the load's; each call keeps its day in ``at``)
+            entries.extend(audit_entries(calls))
             if calls:
                 stats.append(
                     CallStat(
@@ -404,7 +406,7 @@ def _calls(
     session.add_all(stats)
     audit.record_many(session, entries)
     session.flush()
-    return len(entries)
+    return sum(s.calls for s in stats)
 
 
 def _objections(

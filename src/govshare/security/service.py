@@ -10,7 +10,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -662,20 +662,25 @@ CLIENT_CALL_ACTIONS = ("data.lookup", "data.query", "data.verify", "data.denied"
 
 def api_client_recent_calls(
     session: Session, client: ApiClient, limit: int = 20
-) -> list[AuditEntry]:
-    """The client's latest data-service calls as the audit log has them, newest first."""
-    return list(
-        session.scalars(
-            select(AuditEntry)
-            .where(
-                AuditEntry.actor == client.app_key,
-                AuditEntry.actor_kind == "client",
-                AuditEntry.action.in_(CLIENT_CALL_ACTIONS),
-            )
-            .order_by(AuditEntry.seq.desc())
-            .limit(limit)
+) -> list[tuple[AuditEntry, dict[str, Any]]]:
+    """The client's latest data-service calls as the audit log has them, newest first:
+    each call with its entry (a journal batch's calls share one)."""
+    entries = session.scalars(
+        select(AuditEntry)
+        .where(
+            AuditEntry.actor == client.app_key,
+            AuditEntry.actor_kind == "client",
+            AuditEntry.action.in_(CLIENT_CALL_ACTIONS),
         )
+        .order_by(AuditEntry.seq.desc())
+        .limit(limit)
     )
+    calls = [
+        (entry, call)
+        for entry in entries
+        for call in reversed(audit.journalled_calls(entry.after) or [entry.after or {}])
+    ]
+    return calls[:limit]
 
 
 def rotate_api_client_secret(

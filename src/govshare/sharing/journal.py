@@ -19,6 +19,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -301,7 +302,7 @@ class CallJournal:
             conn = self.engine.raw_connection()
         try:
             replays = self._spend_nonces(conn, batch, now)
-            self._audit.append(conn, _entries(batch, replays), now)
+            self._audit.append(conn, audit_entries(batch, replays), now)
             self._count(conn, [c for c in batch if id(c) not in replays])
             if time.monotonic() - self._pruned > 10:
                 self._prune.run(conn, {"before": now - self.nonce_ttl})
@@ -349,7 +350,9 @@ class CallJournal:
         )
 
 
-def _entries(batch: Sequence[Call], replays: set[int]) -> list[audit.Pending]:
+def audit_entries(
+    batch: Sequence[Call], replays: AbstractSet[int] = frozenset()
+) -> list[audit.Pending]:
     """The batch's audit entries: one per group of calls served or refused, in the order
     of each group's first call, and one per replay refused."""
     groups: dict[tuple[Any, ...], list[Call]] = {}

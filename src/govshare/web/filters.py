@@ -39,9 +39,16 @@ NOTICES: dict[str, str] = {
 }
 
 
-def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    if value is None:
+def local_time(value: datetime | str | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """China time of a moment, or of an ISO moment kept in JSON (an audit entry's calls)."""
+    if not value:
         return ""
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        return moment.astimezone(CHINA).strftime(fmt)
     return value.astimezone(CHINA).strftime(fmt)
 
 
