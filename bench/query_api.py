@@ -385,7 +385,7 @@ def build(work: Path, rows: int) -> Built:
             SYSTEM,
             name="人社社保经办系统",
             department_id=hr.id,
-            rate_per_second=1_000_000,
+            rate_per_second=100_000,  # the most a client may be given; far above the load
             daily_quota=10**12,
         )
         code, table_name, store_id, app_key = res.code, store.table_name, store.id, client.app_key

@@ -19,6 +19,7 @@ from govshare.config import Settings
 from govshare.security import audit
 from govshare.security.errors import ReplayedRequest
 from govshare.security.models import ApiNonce, AuditEntry
+from govshare.sharing import journal as journal_module
 from govshare.sharing.journal import Call, CallJournal
 
 
@@ -205,13 +206,14 @@ def test_entries_written_one_per_call_are_still_read_as_calls() -> None:
 
 
 def test_on_sqlite_the_event_loop_writes_its_batch_or_hands_it_to_the_thread(
-    fresh_settings: Settings,
+    fresh_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On SQLite the calls that finish in one turn of the event loop are written by the
     loop itself in one batch; when another writer holds the database, the batch goes
     to the writer thread, which waits for it, so the loop never blocks."""
     if not fresh_settings.is_sqlite:
         pytest.skip("the loop writes only to SQLite")
+    monkeypatch.setattr(journal_module, "CHECKPOINT_SECONDS", 0.0)
     engine = db.make_engine(fresh_settings)
     factory = db.make_session_factory(engine, fresh_settings)
     j = CallJournal(
@@ -247,6 +249,13 @@ def test_on_sqlite_the_event_loop_writes_its_batch_or_hands_it_to_the_thread(
             f"l{i}" for i in range(5)
         ]
         assert j.batches == 1
+        # the loop never checkpoints the WAL (an fsync); it asks the writer thread to
+        loop_checkpoints = j._loop_conn.cursor().execute("PRAGMA wal_autocheckpoint")
+        assert loop_checkpoints.fetchone()[0] == 0
+        deadline = time.monotonic() + 5
+        while j.checkpoints == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert j.checkpoints == 1
 
         # another writer holds the write lock: the loop hands the batch over at once
         holder = sqlite3.connect(
