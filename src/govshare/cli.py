@@ -153,12 +153,15 @@ def _ensure_demo(settings: Settings) -> None:
         seed_reference_data(session)
         if not demo.demo_loaded(session):
             with console.status("载入演示数据…"):
-                counts = demo.load_demo(session, password)
+                counts = demo.load_demo(session, password, settings=settings)
             console.print(
                 f"已载入演示数据：{counts['departments']} 个部门、{counts['users']} 个用户、"
                 f"{counts['resources']} 条目录（已发布 {counts['published']}、"
                 f"待注册审核 {counts['pending_registration']}、"
-                f"待发布审核 {counts['pending_publication']}、草稿 {counts['draft']}）",
+                f"待发布审核 {counts['pending_publication']}、草稿 {counts['draft']}）；"
+                f"共享申请 {counts.get('applications', 0)} 件、"
+                f"授权 {counts.get('grants', 0)} 项、接入应用 {counts.get('clients', 0)} 个、"
+                f"数据服务调用 {counts.get('calls', 0)} 次、异议 {counts.get('objections', 0)} 件",
                 soft_wrap=True,
             )
         else:
