@@ -295,8 +295,52 @@ def test_forbidden_pages_render_the_chinese_error_page(console: Console) -> None
     r = console.signed_in(console.registrar).get("/admin/users")
     assert r.status_code == 403
     assert "没有权限" in r.text
-    assert "permission_denied" in r.text
+    assert "缺少“用户管理”权限" in r.text
     assert 'href="/catalog/mine"' in r.text  # the layout still knows who is signed in
+
+
+def visible_text(html: str) -> str:
+    """What a reader sees: the body without tags, scripts and ``<code>`` data."""
+    body = re.split(r"<body[^>]*>", html, maxsplit=1)[1]
+    body = re.sub(r"<(script|code)\b.*?</\1>", " ", body, flags=re.S)
+    body = re.sub(r'<span class="who-name">.*?</span>', " ", body)  # the fixture's name
+    return re.sub(r"<[^>]+>", " ", body)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "heading"),
+    [
+        ("GET", "/admin/users", 403, "没有权限"),
+        ("GET", "/no-such-page", 404, "找不到页面"),
+        ("GET", "/catalog/resources/999999999", 404, "找不到页面"),
+        ("DELETE", "/catalog", 405, "不支持的操作方式"),
+    ],
+)
+def test_error_pages_keep_the_layout_and_speak_chinese_only(
+    console: Console, method: str, path: str, status: int, heading: str
+) -> None:
+    client = console.signed_in(console.registrar)
+    r = client.request(method, path, headers={"X-CSRF-Token": csrf_of(client)})
+    assert r.status_code == status
+    assert heading in r.text
+    assert 'class="sidebar"' in r.text and "退出" in r.text
+    assert re.search(r"<title>\S.*</title>", r.text)
+    assert re.findall(r"[A-Za-z]{2,}", visible_text(r.text)) == []
+
+
+def test_an_unexpected_failure_shows_the_chinese_error_page(console: Console) -> None:
+    app = console.app
+
+    @app.get("/boom-for-test")
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    client = TestClient(app, raise_server_exceptions=False, follow_redirects=False)
+    assert sign_in(client, console.registrar, PASSWORD).status_code == 303
+    r = client.get("/boom-for-test")
+    assert r.status_code == 500
+    assert "系统出错" in r.text and 'class="sidebar"' in r.text
+    assert "boom" not in r.text
 
 
 # -- every page renders -------------------------------------------------------------------------

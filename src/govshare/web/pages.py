@@ -18,7 +18,7 @@ from govshare.catalog.codes import ResourceStatus, SharingType
 from govshare.catalog.service import CodeTables
 from govshare.catalog.views import facet_values
 from govshare.deps import SESSION_COOKIE, Authenticated, Public, SessionDep, SettingsDep
-from govshare.errors import GovshareError
+from govshare.errors import GovshareError, console_text
 from govshare.security import audit, service
 from govshare.security.crypto import constant_time_equal
 from govshare.security.models import SessionKind
@@ -105,7 +105,7 @@ def login(
             caller,
             next_url=next_url,
             username=username,
-            error=exc.message,
+            error=console_text(exc.message),
             status_code=exc.status,
         )
         page.headers.update(exc.headers)
