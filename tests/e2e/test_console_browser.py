@@ -207,7 +207,7 @@ def test_register_review_publish_and_find(demo_hub: str, page: Any, tmp_path: Pa
     sign_in(page, hub, "admin")
     page.goto(f"{hub}/catalog/review?queue=publication")
     page.get_by_role("link", name=ENTRY_NAME).click()
-    take_step(page, "发布审核通过", "发布")
+    take_step(page, "发布审核通过", "已发布")
 
     # Anyone reading the sharing catalog now finds it with a Chinese query.
     page.get_by_role("link", name="目录检索").click()

@@ -343,6 +343,32 @@ def test_an_unexpected_failure_shows_the_chinese_error_page(console: Console) ->
     assert "boom" not in r.text
 
 
+def listed_total(page: str) -> int:
+    """The count a list page shows: the search's 共 N 条 or the department list's 全部（N）."""
+    found = re.search(r"共 <strong>(\d+)</strong> 条", page) or re.search(r"全部（(\d+)）", page)
+    assert found, page
+    return int(found.group(1))
+
+
+@pytest.mark.parametrize("who", ["admin", "registrar"])
+def test_dashboard_cards_lead_to_the_list_they_count(console: Console, who: str) -> None:
+    # A draft in the registrar's department (not the admin's own).
+    registrar = console.signed_in(console.registrar)
+    registrar.post("/catalog/resources/new", data=resource_form(csrf_of(registrar)))
+    client = console.signed_in(getattr(console, who))
+    home = client.get("/").text
+    cards = re.findall(
+        r'<a class="stat-card" href="([^"]+)"><span class="stat-value">(\d+)</span>'
+        r'<span class="stat-label">([^<]+)</span>',
+        home,
+    )
+    counted = {label: (href.replace("&amp;", "&"), int(n)) for href, n, label in cards}
+    label = "全平台目录" if who == "admin" else "本部门目录"
+    href, count = counted[label]
+    assert count > 0
+    assert listed_total(client.get(href).text) == count
+
+
 # -- every page renders -------------------------------------------------------------------------
 
 
