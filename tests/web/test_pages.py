@@ -369,6 +369,22 @@ def test_dashboard_cards_lead_to_the_list_they_count(console: Console, who: str)
     assert listed_total(client.get(href).text) == count
 
 
+def active_nav(page: str) -> list[str]:
+    sidebar = page.split('<nav class="sidebar"', 1)[1].split("</nav>", 1)[0]
+    return re.findall(r'<a href="([^"]+)" class="active">', sidebar)
+
+
+def test_the_sidebar_shows_where_a_detail_page_belongs(console: Console) -> None:
+    registrar = console.signed_in(console.registrar)
+    saved = registrar.post("/catalog/resources/new", data=resource_form(csrf_of(registrar)))
+    detail = saved.headers["location"].split("?")[0]
+    assert active_nav(registrar.get(detail).text) == ["/catalog/mine"]
+    assert active_nav(registrar.get(detail + "/edit").text) == ["/catalog/mine"]
+    assert active_nav(registrar.get("/catalog/mine").text) == ["/catalog/mine"]
+    # The admin reaches another department's entry from the catalog.
+    assert active_nav(console.signed_in(console.admin).get(detail).text) == ["/catalog"]
+
+
 # -- every page renders -------------------------------------------------------------------------
 
 

@@ -327,6 +327,10 @@ def _resource_page(
         "step_errors": step_errors,
         "failed_step": failed_step,
         "reason": reason,
+        # The list the entry is reached from: the department's own, or the catalog.
+        "nav": "/catalog/mine"
+        if resource.provider_department_id == caller.department_id
+        else "/catalog",
     }
     if is_fragment_request(request, "version-diff"):
         return render(request, "catalog/_diff.html", caller, **context)
@@ -777,6 +781,7 @@ def _import_page(
         departments=identity.list_departments(db) if caller.is_admin else [],
         job=job,
         job_open=job is not None and job.status in imports.OPEN,
+        nav="/catalog/import",
     )
 
 
