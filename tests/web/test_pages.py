@@ -354,7 +354,8 @@ def listed_total(page: str) -> int:
 def test_dashboard_cards_lead_to_the_list_they_count(console: Console, who: str) -> None:
     # A draft in the registrar's department (not the admin's own).
     registrar = console.signed_in(console.registrar)
-    registrar.post("/catalog/resources/new", data=resource_form(csrf_of(registrar)))
+    form = resource_form(csrf_of(registrar), name=unique("人口基本信息"))
+    registrar.post("/catalog/resources/new", data=form)
     client = console.signed_in(getattr(console, who))
     home = client.get("/").text
     cards = re.findall(
@@ -376,13 +377,24 @@ def active_nav(page: str) -> list[str]:
 
 def test_the_sidebar_shows_where_a_detail_page_belongs(console: Console) -> None:
     registrar = console.signed_in(console.registrar)
-    saved = registrar.post("/catalog/resources/new", data=resource_form(csrf_of(registrar)))
+    form = resource_form(csrf_of(registrar), name=unique("人口基本信息"))
+    saved = registrar.post("/catalog/resources/new", data=form)
     detail = saved.headers["location"].split("?")[0]
     assert active_nav(registrar.get(detail).text) == ["/catalog/mine"]
     assert active_nav(registrar.get(detail + "/edit").text) == ["/catalog/mine"]
     assert active_nav(registrar.get("/catalog/mine").text) == ["/catalog/mine"]
     # The admin reaches another department's entry from the catalog.
     assert active_nav(console.signed_in(console.admin).get(detail).text) == ["/catalog"]
+
+
+def test_pages_name_people_not_their_login_names(console: Console) -> None:
+    registrar = console.signed_in(console.registrar)
+    form = resource_form(csrf_of(registrar), name=unique("人口基本信息"))
+    saved = registrar.post("/catalog/resources/new", data=form)
+    page = registrar.get(saved.headers["location"].split("?")[0]).text
+    history = page.split("<h2>版本", 1)[1] if "<h2>版本" in page else page
+    assert "目录编目员registrar" in history  # the display name of the fixture's registrar
+    assert console.registrar not in page
 
 
 # -- every page renders -------------------------------------------------------------------------
