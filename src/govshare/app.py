@@ -96,7 +96,7 @@ def _signed_in(request: Request) -> None:
     try:
         with session_scope(request.app.state.session_factory) as session:
             found = principal_from_token(session, cookie, SessionKind.CONSOLE, None)
-    except Exception:  # noqa: BLE001 (an error page must render even if this fails)
+    except Exception:
         log.warning("error page without the signed-in user", path=request.url.path)
         return
     if found is not None:
@@ -129,7 +129,9 @@ def install_error_handlers(app: FastAPI) -> None:
                 "status": status,
                 "code": code,
                 "message": console_text(message),
-                "details": [{**d, "message": console_text(str(d.get("message", "")))} for d in details],
+                "details": [
+                    {**d, "message": console_text(str(d.get("message", "")))} for d in details
+                ],
             },
             status_code=status,
             headers=headers,
@@ -194,7 +196,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return await render(request, exc.status_code, "http_error", message, [])
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Response:
+    async def _unexpected(request: Request, _exc: Exception) -> Response:
         # Starlette logs the exception and re-raises it after this answer; the console
         # shows its own page (in Chinese, with the layout) instead of a bare text.
         return await render(request, 500, "internal_error", "系统内部错误 (internal error)", [])

@@ -8,11 +8,9 @@ and into an error page for the console.
 from __future__ import annotations
 
 import re
-
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-
 
 # Messages read "中文说明 (English)": the API's clients get both, the console only the
 # Chinese (its readers are not developers).

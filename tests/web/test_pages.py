@@ -323,7 +323,8 @@ def test_error_pages_keep_the_layout_and_speak_chinese_only(
     r = client.request(method, path, headers={"X-CSRF-Token": csrf_of(client)})
     assert r.status_code == status
     assert heading in r.text
-    assert 'class="sidebar"' in r.text and "退出" in r.text
+    assert 'class="sidebar"' in r.text
+    assert "退出" in r.text
     assert re.search(r"<title>\S.*</title>", r.text)
     assert re.findall(r"[A-Za-z]{2,}", visible_text(r.text)) == []
 
@@ -339,7 +340,8 @@ def test_an_unexpected_failure_shows_the_chinese_error_page(console: Console) ->
     assert sign_in(client, console.registrar, PASSWORD).status_code == 303
     r = client.get("/boom-for-test")
     assert r.status_code == 500
-    assert "系统出错" in r.text and 'class="sidebar"' in r.text
+    assert "系统出错" in r.text
+    assert 'class="sidebar"' in r.text
     assert "boom" not in r.text
 
 
