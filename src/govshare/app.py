@@ -96,7 +96,7 @@ def _signed_in(request: Request) -> None:
     try:
         with session_scope(request.app.state.session_factory) as session:
             found = principal_from_token(session, cookie, SessionKind.CONSOLE, None)
-    except Exception:
+    except Exception:  # an error page must render even when this fails too
         log.warning("error page without the signed-in user", path=request.url.path)
         return
     if found is not None:
