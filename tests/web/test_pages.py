@@ -399,6 +399,11 @@ def test_pages_name_people_not_their_login_names(console: Console) -> None:
     assert console.registrar not in page
 
 
+def test_code_table_options_read_their_chinese_title_only(console: Console) -> None:
+    form = console.signed_in(console.registrar).get("/catalog/resources/new").text
+    assert '<option value="data_type">信息项数据类型</option>' in form
+
+
 # -- every page renders -------------------------------------------------------------------------
 
 

@@ -318,6 +318,7 @@ def _resource_page(
         "diff_from": diff_from or (versions[1].version if len(versions) > 1 else None),
         "diff_to": diff_to or (versions[0].version if versions else None),
         "codes": codes,
+        "code_table_titles": CODE_TABLE_TITLES,
         "system_name": system_name,
         "can_edit": writer and resource.status in service.EDITABLE,
         "can_delete": writer
