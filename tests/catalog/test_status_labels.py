@@ -17,3 +17,15 @@ def test_a_status_is_not_named_after_the_step_that_led_to_it() -> None:
     assert {s.label for s in ResourceStatus} & steps == set()
     assert ResourceStatus.PUBLISHED.label == "已发布"
     assert ResourceStatus.WITHDRAWN.label == "已取消发布"
+
+
+def test_a_grant_badge_says_what_the_grant_list_tabs_say() -> None:
+    from govshare.app import make_templates
+    from govshare.sharing.pages.grants import GRANT_STATES
+
+    env = make_templates().env
+    badge = env.from_string(
+        '{% from "sharing/_macros.html" import grant_badge %}{{ grant_badge(s) }}'
+    )
+    for state, label in GRANT_STATES.items():
+        assert f">{label}</span>" in badge.render(s=state)

@@ -16,6 +16,7 @@ from markupsafe import Markup, escape
 from govshare.catalog.codes import ResourceKind, ResourceStatus, SharingType
 from govshare.security.models import DepartmentLevel
 from govshare.security.roles import Permission, Role
+from govshare.sharing.models import GRANT_STATE_LABELS
 from govshare.web.forms import NO_ERRORS
 
 CHINA = ZoneInfo("Asia/Shanghai")
@@ -178,6 +179,7 @@ def install(env: Any) -> None:
     env.globals.update(
         Permission=Permission,
         NOTICES=NOTICES,
+        GRANT_STATE_LABELS=GRANT_STATE_LABELS,
         with_query=with_query,
         no_errors=NO_ERRORS,
         asset_version=asset_version(),
