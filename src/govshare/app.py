@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import structlog
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -29,8 +30,8 @@ from govshare.db import (
     make_session_factory,
     session_scope,
 )
-from govshare.deps import Public
-from govshare.errors import ErrorEnvelope, GovshareError, UnstorableValue
+from govshare.deps import SESSION_COOKIE, Public
+from govshare.errors import ErrorEnvelope, GovshareError, UnstorableValue, console_text
 from govshare.exchange.store import make_store
 from govshare.sharing.data import DataServices
 from govshare.web.headers import SecurityHeadersMiddleware
@@ -83,8 +84,27 @@ INTEGRITY_MESSAGES = {
 }
 
 
+def _signed_in(request: Request) -> None:
+    """Resolve the console user for an error page that no route's dependencies reached
+    (an unknown address, a failure before them), so the page keeps the console layout."""
+    from govshare.security.models import SessionKind
+    from govshare.security.service import principal_from_token
+
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if getattr(request.state, "principal", None) is not None or not cookie:
+        return
+    try:
+        with session_scope(request.app.state.session_factory) as session:
+            found = principal_from_token(session, cookie, SessionKind.CONSOLE, None)
+    except Exception:  # an error page must render even when this fails too
+        log.warning("error page without the signed-in user", path=request.url.path)
+        return
+    if found is not None:
+        request.state.principal = found
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    def render(
+    async def render(
         request: Request,
         status: int,
         code: str,
@@ -101,17 +121,25 @@ def install_error_handlers(app: FastAPI) -> None:
         if status == 401:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+        await run_in_threadpool(_signed_in, request)
         return app.state.templates.TemplateResponse(
             request,
             "error.html",
-            {"status": status, "code": code, "message": message, "details": details},
+            {
+                "status": status,
+                "code": code,
+                "message": console_text(message),
+                "details": [
+                    {**d, "message": console_text(str(d.get("message", "")))} for d in details
+                ],
+            },
             status_code=status,
             headers=headers,
         )
 
     @app.exception_handler(GovshareError)
     async def _domain(request: Request, exc: GovshareError) -> Response:
-        return render(request, exc.status, exc.code, exc.message, exc.details, exc.headers)
+        return await render(request, exc.status, exc.code, exc.message, exc.details, exc.headers)
 
     @app.exception_handler(IntegrityError)
     async def _integrity(request: Request, exc: IntegrityError) -> Response:
@@ -121,12 +149,12 @@ def install_error_handlers(app: FastAPI) -> None:
         log.warning("integrity error", path=request.url.path, kind=kind, fields=fields)
         message = INTEGRITY_MESSAGES.get(kind, INTEGRITY_MESSAGES["integrity"])
         details = [{"field": f, "message": message} for f in fields]
-        return render(request, 409, "conflict", message, details)
+        return await render(request, 409, "conflict", message, details)
 
     async def _unstorable(request: Request, exc: Exception) -> Response:
         log.warning("unstorable input", path=request.url.path, error=type(exc).__name__)
         error = UnstorableValue()
-        return render(request, error.status, error.code, error.message, error.details)
+        return await render(request, error.status, error.code, error.message, error.details)
 
     for kind in UNSTORABLE_ERRORS:
         app.add_exception_handler(kind, _unstorable)
@@ -138,7 +166,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if "database is locked" not in str(exc.orig):
             raise exc
         log.warning("database busy", path=request.url.path)
-        return render(
+        return await render(
             request,
             503,
             "database_busy",
@@ -149,7 +177,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
-        return render(
+        return await render(
             request,
             422,
             "invalid_input",
@@ -160,12 +188,18 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if isinstance(exc, BodyTooLarge):
-            return render(request, 413, exc.code, str(exc.detail), exc.details)
+            return await render(request, 413, exc.code, str(exc.detail), exc.details)
         message = {
             404: "页面或接口不存在 (not found)",
             405: "不支持的请求方法 (method not allowed)",
         }.get(exc.status_code, str(exc.detail))
-        return render(request, exc.status_code, "http_error", message, [])
+        return await render(request, exc.status_code, "http_error", message, [])
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, _exc: Exception) -> Response:
+        # Starlette logs the exception and re-raises it after this answer; the console
+        # shows its own page (in Chinese, with the layout) instead of a bare text.
+        return await render(request, 500, "internal_error", "系统内部错误 (internal error)", [])
 
 
 def install_openapi(app: FastAPI) -> None:

@@ -177,7 +177,9 @@ class Require:
         if principal.kind == "anonymous":
             raise NotAuthenticated("请先登录 (authentication required)")
         if not principal.can(self.permission):
-            raise PermissionDenied(f"缺少权限 {self.permission.value} (permission denied)")
+            raise PermissionDenied(
+                f"缺少“{self.permission.label}”权限 (permission {self.permission.value} denied)"
+            )
         return principal
 
     def __repr__(self) -> str:

@@ -7,9 +7,19 @@ and into an error page for the console.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# Messages read "中文说明 (English)": the API's clients get both, the console only the
+# Chinese (its readers are not developers).
+_ENGLISH_GLOSS = re.compile(r"\s*[(（][\x20-\x7e]*[A-Za-z][\x20-\x7e]*[)）]\s*$")
+
+
+def console_text(message: str) -> str:
+    """``message`` without its trailing English gloss, for the console."""
+    return _ENGLISH_GLOSS.sub("", message) or message
 
 
 class GovshareError(Exception):

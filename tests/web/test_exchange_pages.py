@@ -214,7 +214,7 @@ def test_pages_send_strangers_to_the_login_page(ex: Exchange, page: str) -> None
 def test_pages_need_the_exchange_read_permission(ex: Exchange, who: str, page: str) -> None:
     r = ex.signed_in(who).get(_path(ex, page))
     assert r.status_code == 403
-    assert "exchange.read" in r.text
+    assert "缺少“查看数据交换”权限" in r.text
 
 
 def test_navigation_shows_data_exchange_to_readers_only(ex: Exchange) -> None:
@@ -253,7 +253,7 @@ def test_reader_sees_no_forms_and_may_change_nothing(ex: Exchange) -> None:
     for path, data in refused:
         r = reader.post(path, data={"csrf_token": csrf, **data})
         assert r.status_code == 403, path
-        assert "exchange.admin" in r.text
+        assert "缺少“管理数据交换”权限" in r.text
     assert ex.api(f"/tasks/{ex.provider_task}")["state"] == "running"
     assert any(a["id"] == alert_id for a in ex.api("/alerts", open_only=True))
 
@@ -693,7 +693,7 @@ def test_draft_needs_catalog_write(ex: Exchange) -> None:
         ),
     )
     assert r.status_code == 403
-    assert "catalog.write" in r.text
+    assert "缺少“编制资源目录”权限" in r.text
 
 
 # -- domains ---------------------------------------------------------------------------------------

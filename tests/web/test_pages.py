@@ -295,8 +295,113 @@ def test_forbidden_pages_render_the_chinese_error_page(console: Console) -> None
     r = console.signed_in(console.registrar).get("/admin/users")
     assert r.status_code == 403
     assert "没有权限" in r.text
-    assert "permission_denied" in r.text
+    assert "缺少“用户管理”权限" in r.text
     assert 'href="/catalog/mine"' in r.text  # the layout still knows who is signed in
+
+
+def visible_text(html: str) -> str:
+    """What a reader sees: the body without tags, scripts and ``<code>`` data."""
+    body = re.split(r"<body[^>]*>", html, maxsplit=1)[1]
+    body = re.sub(r"<(script|code)\b.*?</\1>", " ", body, flags=re.S)
+    body = re.sub(r'<span class="who-name">.*?</span>', " ", body)  # the fixture's name
+    return re.sub(r"<[^>]+>", " ", body)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "heading"),
+    [
+        ("GET", "/admin/users", 403, "没有权限"),
+        ("GET", "/no-such-page", 404, "找不到页面"),
+        ("GET", "/catalog/resources/999999999", 404, "找不到页面"),
+        ("DELETE", "/catalog", 405, "不支持的操作方式"),
+    ],
+)
+def test_error_pages_keep_the_layout_and_speak_chinese_only(
+    console: Console, method: str, path: str, status: int, heading: str
+) -> None:
+    client = console.signed_in(console.registrar)
+    r = client.request(method, path, headers={"X-CSRF-Token": csrf_of(client)})
+    assert r.status_code == status
+    assert heading in r.text
+    assert 'class="sidebar"' in r.text
+    assert "退出" in r.text
+    assert re.search(r"<title>\S.*</title>", r.text)
+    assert re.findall(r"[A-Za-z]{2,}", visible_text(r.text)) == []
+
+
+def test_an_unexpected_failure_shows_the_chinese_error_page(console: Console) -> None:
+    app = console.app
+
+    @app.get("/boom-for-test")
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    client = TestClient(app, raise_server_exceptions=False, follow_redirects=False)
+    assert sign_in(client, console.registrar, PASSWORD).status_code == 303
+    r = client.get("/boom-for-test")
+    assert r.status_code == 500
+    assert "系统出错" in r.text
+    assert 'class="sidebar"' in r.text
+    assert "boom" not in r.text
+
+
+def listed_total(page: str) -> int:
+    """The count a list page shows: the search's 共 N 条 or the department list's 全部（N）."""
+    found = re.search(r"共 <strong>(\d+)</strong> 条", page) or re.search(r"全部（(\d+)）", page)
+    assert found, page
+    return int(found.group(1))
+
+
+@pytest.mark.parametrize("who", ["admin", "registrar"])
+def test_dashboard_cards_lead_to_the_list_they_count(console: Console, who: str) -> None:
+    # A draft in the registrar's department (not the admin's own).
+    registrar = console.signed_in(console.registrar)
+    form = resource_form(csrf_of(registrar), name=unique("人口基本信息"))
+    registrar.post("/catalog/resources/new", data=form)
+    client = console.signed_in(getattr(console, who))
+    home = client.get("/").text
+    cards = re.findall(
+        r'<a class="stat-card" href="([^"]+)"><span class="stat-value">(\d+)</span>'
+        r'<span class="stat-label">([^<]+)</span>',
+        home,
+    )
+    counted = {label: (href.replace("&amp;", "&"), int(n)) for href, n, label in cards}
+    label = "全平台目录" if who == "admin" else "本部门目录"
+    href, count = counted[label]
+    assert count > 0
+    assert listed_total(client.get(href).text) == count
+
+
+def active_nav(page: str) -> list[str]:
+    sidebar = page.split('<nav class="sidebar"', 1)[1].split("</nav>", 1)[0]
+    return re.findall(r'<a href="([^"]+)" class="active">', sidebar)
+
+
+def test_the_sidebar_shows_where_a_detail_page_belongs(console: Console) -> None:
+    registrar = console.signed_in(console.registrar)
+    form = resource_form(csrf_of(registrar), name=unique("人口基本信息"))
+    saved = registrar.post("/catalog/resources/new", data=form)
+    detail = saved.headers["location"].split("?")[0]
+    assert active_nav(registrar.get(detail).text) == ["/catalog/mine"]
+    assert active_nav(registrar.get(detail + "/edit").text) == ["/catalog/mine"]
+    assert active_nav(registrar.get("/catalog/mine").text) == ["/catalog/mine"]
+    # The admin reaches another department's entry from the catalog.
+    assert active_nav(console.signed_in(console.admin).get(detail).text) == ["/catalog"]
+
+
+def test_pages_name_people_not_their_login_names(console: Console) -> None:
+    registrar = console.signed_in(console.registrar)
+    form = resource_form(csrf_of(registrar), name=unique("人口基本信息"))
+    saved = registrar.post("/catalog/resources/new", data=form)
+    page = registrar.get(saved.headers["location"].split("?")[0]).text
+    history = page.split("<h2>版本", 1)[1] if "<h2>版本" in page else page
+    assert "目录编目员registrar" in history  # the display name of the fixture's registrar
+    assert console.registrar not in page
+
+
+def test_code_table_options_read_their_chinese_title_only(console: Console) -> None:
+    form = console.signed_in(console.registrar).get("/catalog/resources/new").text
+    assert '<option value="data_type">信息项数据类型</option>' in form
 
 
 # -- every page renders -------------------------------------------------------------------------

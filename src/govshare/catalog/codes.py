@@ -59,16 +59,18 @@ class ResourceStatus(StrEnum):
         return STATUS_LABELS[self]
 
 
+# A state's label names the state (已发布), never the step that led to it (发布审核通过,
+# 取消发布): the same word on a chip, in a table and in a filter.
 STATUS_LABELS: dict[ResourceStatus, str] = {
     ResourceStatus.DRAFT: "草稿",
     ResourceStatus.PENDING_REGISTRATION: "待注册审核",
-    ResourceStatus.RETURNED: "退回修改",
-    ResourceStatus.REGISTRATION_REJECTED: "注册审核拒绝",
+    ResourceStatus.RETURNED: "已退回修改",
+    ResourceStatus.REGISTRATION_REJECTED: "注册未通过",
     ResourceStatus.REGISTERED: "已注册",
     ResourceStatus.PENDING_PUBLICATION: "待发布审核",
-    ResourceStatus.PUBLICATION_REJECTED: "发布审核拒绝",
-    ResourceStatus.PUBLISHED: "发布",
-    ResourceStatus.WITHDRAWN: "取消发布",
+    ResourceStatus.PUBLICATION_REJECTED: "发布未通过",
+    ResourceStatus.PUBLISHED: "已发布",
+    ResourceStatus.WITHDRAWN: "已取消发布",
 }
 
 

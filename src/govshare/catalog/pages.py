@@ -318,6 +318,7 @@ def _resource_page(
         "diff_from": diff_from or (versions[1].version if len(versions) > 1 else None),
         "diff_to": diff_to or (versions[0].version if versions else None),
         "codes": codes,
+        "code_table_titles": CODE_TABLE_TITLES,
         "system_name": system_name,
         "can_edit": writer and resource.status in service.EDITABLE,
         "can_delete": writer
@@ -327,6 +328,10 @@ def _resource_page(
         "step_errors": step_errors,
         "failed_step": failed_step,
         "reason": reason,
+        # The list the entry is reached from: the department's own, or the catalog.
+        "nav": "/catalog/mine"
+        if resource.provider_department_id == caller.department_id
+        else "/catalog",
     }
     if is_fragment_request(request, "version-diff"):
         return render(request, "catalog/_diff.html", caller, **context)
@@ -777,6 +782,7 @@ def _import_page(
         departments=identity.list_departments(db) if caller.is_admin else [],
         job=job,
         job_open=job is not None and job.status in imports.OPEN,
+        nav="/catalog/import",
     )
 
 

@@ -122,7 +122,7 @@ TASK_LABELS: dict[str, str] = {
     "keyset_every_seconds": "键集比对周期",
     "batch_rows": "每包行数",
     "schedule_interval_seconds": "执行间隔",
-    "schedule_cron": "cron 表达式",
+    "schedule_cron": "定时表达式",
     "target": "目标库",
     "mapping": "列映射",
     "code_maps": "代码转换",
@@ -702,7 +702,7 @@ def _config_rows(task: ExchangeTask) -> list[tuple[str, str]]:
     c = task.config
     schedule = c.get("schedule") or {}
     when = (
-        f"cron {schedule['cron']}"
+        f"定时表达式 {schedule['cron']}"
         if schedule.get("cron")
         else f"每 {schedule.get('interval_seconds') or 0:g} 秒"
     )

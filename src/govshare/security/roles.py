@@ -52,6 +52,36 @@ class Permission(StrEnum):
     CALENDAR_ADMIN = "calendar.admin"  # enter years' holiday schedules (节假日安排)
     DATA_SERVICE = "data.service"  # call data services under the department's grants
 
+    @property
+    def label(self) -> str:
+        return PERMISSION_LABELS[self]
+
+
+PERMISSION_LABELS: dict[Permission, str] = {
+    Permission.PUBLIC: "公开访问",
+    Permission.AUTHENTICATED: "登录使用",
+    Permission.CATALOG_READ: "查阅资源目录",
+    Permission.CATALOG_WRITE: "编制资源目录",
+    Permission.CATALOG_REVIEW: "目录注册审核",
+    Permission.CATALOG_PUBLISH: "目录发布审核",
+    Permission.CATALOG_ADMIN: "管理目录分类和代码表",
+    Permission.DEMAND_WRITE: "登记共享需求",
+    Permission.SYSTEM_WRITE: "登记信息系统",
+    Permission.DEPARTMENT_ADMIN: "部门管理",
+    Permission.USER_ADMIN: "用户管理",
+    Permission.AUDIT_READ: "查阅审计日志",
+    Permission.EXCHANGE_READ: "查看数据交换",
+    Permission.EXCHANGE_ADMIN: "管理数据交换",
+    Permission.EXCHANGE_NODE: "前置机接入",
+    Permission.SHARING_READ: "查看数据共享",
+    Permission.SHARING_APPLY: "申请共享数据",
+    Permission.SHARING_REVIEW: "答复共享申请",
+    Permission.SHARING_ARBITRATE: "裁决共享争议",
+    Permission.SHARING_STORE: "管理共享信息库",
+    Permission.CALENDAR_ADMIN: "维护节假日安排",
+    Permission.DATA_SERVICE: "调用数据服务",
+}
+
 
 _CATALOG_USER = {Permission.AUTHENTICATED, Permission.CATALOG_READ}
 

@@ -53,6 +53,11 @@ APPLICATION_STATUS_LABELS: dict[ApplicationStatus, str] = {
 }
 
 
+# A grant's state is computed (revoked, or active until its end date), not stored: one
+# label per state for the badge and the list's tabs.
+GRANT_STATE_LABELS: dict[str, str] = {"active": "有效", "expired": "已过期", "revoked": "已撤销"}
+
+
 class DisputeOutcome(StrEnum):
     """争议裁决结果 of the platform authority."""
 

@@ -36,12 +36,25 @@
     return base;
   }
 
+  // A chart of nothing but zeros would draw an axis from 0 to 1: say so instead.
+  function noData(values) {
+    return !values.length || values.every(function (v) { return !v; });
+  }
+
+  function showEmpty(el) {
+    el.classList.add("chart-empty", "empty");
+    el.textContent = "暂无数据";
+    el.setAttribute("data-chart-ready", "1");
+  }
+  window.govshareCharts = { noData: noData, showEmpty: showEmpty };
+
   function initCharts(root) {
     if (typeof window.echarts === "undefined") return;
     root.querySelectorAll("[data-chart]").forEach(function (el) {
       var source = document.getElementById(el.getAttribute("data-chart"));
       if (!source || el.getAttribute("data-chart-ready")) return;
       var spec = JSON.parse(source.textContent);
+      if (noData(spec.values)) { showEmpty(el); return; }
       if (spec.type === "bar") el.style.height = Math.max(240, spec.labels.length * 26 + 24) + "px";
       var chart = window.echarts.init(el, null, { renderer: "svg" });
       chart.setOption(chartOption(spec));
@@ -129,8 +142,14 @@
     root.querySelectorAll("[data-series-chart]").forEach(function (el) {
       var source = document.getElementById(el.getAttribute("data-series-chart"));
       if (!source || el.getAttribute("data-chart-ready")) return;
+      var spec = JSON.parse(source.textContent);
+      var charts = window.govshareCharts;
+      if (spec.series.every(function (s) { return charts.noData(s.values); })) {
+        charts.showEmpty(el);
+        return;
+      }
       var chart = window.echarts.init(el, null, { renderer: "svg" });
-      chart.setOption(seriesOption(JSON.parse(source.textContent)));
+      chart.setOption(seriesOption(spec));
       el.setAttribute("data-chart-ready", "1");
       window.addEventListener("resize", function () { chart.resize(); });
     });

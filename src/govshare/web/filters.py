@@ -10,11 +10,13 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+from jinja2 import pass_context
 from markupsafe import Markup, escape
 
 from govshare.catalog.codes import ResourceKind, ResourceStatus, SharingType
 from govshare.security.models import DepartmentLevel
 from govshare.security.roles import Permission, Role
+from govshare.sharing.models import GRANT_STATE_LABELS
 from govshare.web.forms import NO_ERRORS
 
 CHINA = ZoneInfo("Asia/Shanghai")
@@ -133,6 +135,31 @@ def highlight(value: str, words: list[str]) -> Markup:
     return out + escape(text[pos:])
 
 
+@pass_context
+def person(context: Any, username: str | None) -> str:
+    """The name of the person behind a login name (``gaj_reg`` → 公安编目员): records keep
+    the login name, readers want the person. Looked up once per request."""
+    if not username:
+        return ""
+    if username == "system":
+        return "系统"
+    request = context.get("request")
+    if request is None:
+        return username
+    names: dict[str, str] | None = getattr(request.state, "person_names", None)
+    if names is None:
+        from sqlalchemy import select
+
+        from govshare.security.models import User
+
+        with request.app.state.session_factory() as session:
+            names = {
+                u: d for u, d in session.execute(select(User.username, User.display_name)) if d
+            }
+        request.state.person_names = names
+    return names.get(username, username)
+
+
 def asset_version() -> str:
     """A digest of the hand-written static files, appended to their URLs so a browser
     fetches them again after an upgrade."""
@@ -154,10 +181,12 @@ def install(env: Any) -> None:
         yes_no=yes_no,
         pretty_json=pretty_json,
         highlight=highlight,
+        person=person,
     )
     env.globals.update(
         Permission=Permission,
         NOTICES=NOTICES,
+        GRANT_STATE_LABELS=GRANT_STATE_LABELS,
         with_query=with_query,
         no_errors=NO_ERRORS,
         asset_version=asset_version(),

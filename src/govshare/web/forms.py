@@ -11,6 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
 
+from govshare.errors import console_text
 from govshare.ids import parse_id
 from govshare.rules import fields
 from govshare.security.service import Principal
@@ -154,12 +155,12 @@ class FormErrors:
         *,
         label: Callable[[str], str] | None = None,
     ) -> None:
-        self.message = message
+        self.message = console_text(message)
         self.problems: list[Problem] = []
         self.by_field: dict[str, list[str]] = {}
         for p in problems:
             field = str(p.get("field") or "")
-            message_ = str(p.get("message", ""))
+            message_ = console_text(str(p.get("message", "")))
             self.problems.append(
                 {"field": field, "label": label(field) if label else field, "message": message_}
             )

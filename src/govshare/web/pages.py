@@ -18,7 +18,7 @@ from govshare.catalog.codes import ResourceStatus, SharingType
 from govshare.catalog.service import CodeTables
 from govshare.catalog.views import facet_values
 from govshare.deps import SESSION_COOKIE, Authenticated, Public, SessionDep, SettingsDep
-from govshare.errors import GovshareError
+from govshare.errors import GovshareError, console_text
 from govshare.security import audit, service
 from govshare.security.crypto import constant_time_equal
 from govshare.security.models import SessionKind
@@ -105,7 +105,7 @@ def login(
             caller,
             next_url=next_url,
             username=username,
-            error=exc.message,
+            error=console_text(exc.message),
             status_code=exc.status,
         )
         page.headers.update(exc.headers)
@@ -204,10 +204,13 @@ def dashboard(request: Request, db: SessionDep, caller: Authenticated) -> Respon
             ),
             _chart("column", f"{scope_name}目录状态", [(s.label, n) for s, n in statuses.items()]),
         ]
+        # A card leads to the list it counts: the platform's entries for an admin, the
+        # department's otherwise.
+        own_list = "/catalog?scope=all" if caller.is_admin else "/catalog/mine"
         cards = [
             ("共享目录（已发布）", result.total, "/catalog"),
             ("提供部门", len(by_dept), "/catalog"),
-            (f"{scope_name}目录", sum(statuses.values()), "/catalog/mine"),
+            (f"{scope_name}目录", sum(statuses.values()), own_list),
         ]
         if caller.can(Permission.CATALOG_REVIEW):
             cards.append(
@@ -227,7 +230,11 @@ def dashboard(request: Request, db: SessionDep, caller: Authenticated) -> Respon
             )
         if caller.can(Permission.CATALOG_WRITE):
             cards.append(
-                ("退回修改", statuses[ResourceStatus.RETURNED], "/catalog/mine?status=returned")
+                (
+                    ResourceStatus.RETURNED.label,
+                    statuses[ResourceStatus.RETURNED],
+                    f"{own_list}{'&' if '?' in own_list else '?'}status=returned",
+                )
             )
         context["cards"] = cards
     if caller.can(Permission.AUDIT_READ):

@@ -24,7 +24,7 @@ from govshare.security.roles import Permission
 from govshare.security.service import Principal
 from govshare.sharing import service, subscriptions
 from govshare.sharing.errors import NotYourDepartment
-from govshare.sharing.models import SharingGrant, SharingMode
+from govshare.sharing.models import GRANT_STATE_LABELS, SharingGrant, SharingMode
 from govshare.sharing.pages.common import (
     ANSWER_LABELS,
     Today,
@@ -52,7 +52,7 @@ router = APIRouter(include_in_schema=False)
 
 # -- grants (授权) ------------------------------------------------------------------------------
 
-GRANT_STATES = {"active": "有效", "expired": "已过期", "revoked": "已撤销"}
+GRANT_STATES = GRANT_STATE_LABELS
 
 
 def _grants_page(
