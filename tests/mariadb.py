@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -98,20 +99,26 @@ class MariaDBServer:
         )
         log.close()
         deadline = time.time() + 60
-        while True:
+        while not self._listening():
+            if self.process.poll() is not None or time.time() > deadline:
+                tail = (self.base / "server.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"MariaDB did not start:\n{tail}")
+            time.sleep(0.2)
+        # Root may only come in over the socket; it creates the suite's TCP user.
+        conn = pymysql.connect(unix_socket=str(self.socket), user="root", connect_timeout=10)
+        with conn, conn.cursor() as cur:
+            cur.execute(f"CREATE USER '{USER}'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'")
+            cur.execute(f"GRANT ALL PRIVILEGES ON *.* TO '{USER}'@'127.0.0.1'")
+
+    def _listening(self) -> bool:
+        """The server accepts on its socket (probed by hand: PyMySQL leaves the socket of
+        a refused attempt open)."""
+        with socket.socket(socket.AF_UNIX) as probe:
             try:
-                # Root may only come in over the socket; it creates the suite's TCP user.
-                conn = pymysql.connect(unix_socket=str(self.socket), user="root", connect_timeout=2)
-            except pymysql.err.OperationalError:
-                if self.process.poll() is not None or time.time() > deadline:
-                    tail = (self.base / "server.log").read_text(errors="replace")[-2000:]
-                    raise RuntimeError(f"MariaDB did not start:\n{tail}") from None
-                time.sleep(0.2)
-                continue
-            with conn, conn.cursor() as cur:
-                cur.execute(f"CREATE USER '{USER}'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'")
-                cur.execute(f"GRANT ALL PRIVILEGES ON *.* TO '{USER}'@'127.0.0.1'")
-            return
+                probe.connect(str(self.socket))
+            except OSError:
+                return False
+        return True
 
     def stop(self) -> None:
         if self.process is None:
@@ -126,9 +133,7 @@ class MariaDBServer:
         shutil.rmtree(self.base, ignore_errors=True)
 
     def url(self, dbname: str) -> str:
-        return (
-            f"mysql+pymysql://{USER}:{PASSWORD}@127.0.0.1:{self.port}/{dbname}?charset=utf8mb4"
-        )
+        return f"mysql+pymysql://{USER}:{PASSWORD}@127.0.0.1:{self.port}/{dbname}?charset=utf8mb4"
 
     def connect(self, dbname: str | None = None) -> pymysql.connections.Connection:  # type: ignore[type-arg]
         return pymysql.connect(
