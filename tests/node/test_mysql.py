@@ -191,4 +191,16 @@ def test_zero_dates_are_refused_naming_table_column_and_key(mariadb: MariaDBServ
     assert "birth" in message
     assert "id=2" in message
     assert "0000-00-00" in message
+    # The way out the message names: a query that maps zero dates to NULL.
+    query = SourceReader(
+        engine,
+        {
+            "query": "SELECT id, NULLIF(birth, '0000-00-00') AS birth, updated_at FROM person",
+            "key": ["id"],
+            "mode": "incremental",
+            "cursor_column": "updated_at",
+        },
+    )
+    rows, _ = next(query.batches(None, 100))
+    assert [(r[0], r[1]) for r in rows] == [(1, _row(1)[3]), (2, None), (3, _row(3)[3])]
     engine.dispose()
