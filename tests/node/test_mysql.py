@@ -19,10 +19,13 @@ from sqlalchemy import MetaData, Table, create_engine, select
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import text
 
-from govshare.node.source import SourceReader, ZeroDateError, make_engine
+from govshare.node.source import SourceReader, ZeroDateError, describe, make_engine
 from tests.exchange.scenario import make_scene
 from tests.factories import World
 from tests.mariadb import MariaDBServer
+
+# Together on one xdist worker: one MariaDB server for the lot, not one per worker.
+pytestmark = [pytest.mark.mariadb, pytest.mark.xdist_group("mariadb")]
 
 _names = itertools.count(1)
 
@@ -204,3 +207,22 @@ def test_zero_dates_are_refused_naming_table_column_and_key(mariadb: MariaDBServ
     rows, _ = next(query.batches(None, 100))
     assert [(r[0], r[1]) for r in rows] == [(1, _row(1)[3]), (2, None), (3, _row(3)[3])]
     engine.dispose()
+
+
+def test_describe_gives_the_kinds_of_mysql_columns(mariadb: MariaDBServer) -> None:
+    url = mariadb.create_database(f"describe_{next(_names)}")
+    _create_source(url, 1)
+    engine = make_engine(url)
+    described = describe(engine)["person"]
+    engine.dispose()
+    kinds = {c["name"]: c["kind"] for c in described["columns"]}
+    assert kinds == {
+        "id": "int",
+        "amount": "decimal",
+        "ratio": "float",  # DOUBLE, though SQLAlchemy reflects it as returning Decimal
+        "birth": "date",
+        "updated_at": "datetime",
+        "note": "str",
+        "photo": "bytes",
+    }
+    assert described["key"] == ["id"]
