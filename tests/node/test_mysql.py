@@ -209,6 +209,46 @@ def test_zero_dates_are_refused_naming_table_column_and_key(mariadb: MariaDBServ
     engine.dispose()
 
 
+@pytest.mark.parametrize("hub", ["sqlite"], indirect=True)
+def test_a_zero_date_stops_the_task_with_an_alert_on_the_hub(
+    world: World, tmp_path: Path, mariadb: MariaDBServer
+) -> None:
+    n = next(_names)
+    source_url = mariadb.create_database(f"src_{n}")
+    target_url = mariadb.create_database(f"dst_{n}")
+    _create_source(source_url, 5)
+    engine = make_engine(source_url)
+    with engine.begin() as conn:
+        conn.execute(text("SET SESSION sql_mode = ''"))
+        conn.execute(text("UPDATE person SET updated_at = '0000-00-00 00:00:00' WHERE id = 4"))
+    engine.dispose()
+    scene = make_scene(world, tmp_path, source_url=source_url, target_url=target_url)
+    task_alerts: list[dict[str, Any]] = []
+
+    def alerted() -> bool:
+        with world.api(world.admin) as c:
+            alerts = c.get("/api/v1/exchange/alerts", params={"open_only": True}).json()
+        task_alerts[:] = [a for a in alerts if a["task_id"] == scene.provider_task["id"]]
+        return bool(task_alerts)
+
+    try:
+        scene.node("provider")
+        scene.node("consumer")
+        scene.create_tasks(cursor_column="updated_at", batch_rows=100)
+        scene.run_until(alerted, timeout=30)
+        (alert,) = task_alerts
+        assert alert["kind"] == "send_failed"
+        assert "updated_at" in alert["message"]
+        assert "id=4" in alert["message"]
+        assert "0000-00-00 00:00:00" in alert["message"]
+        # The refused batch was not packaged: no sequence number was used.
+        provider = scene.nodes["provider"]
+        _, last_seq, _ = provider.store.state(scene.provider_task["id"])
+        assert last_seq == 0
+    finally:
+        scene.close()
+
+
 def test_describe_gives_the_kinds_of_mysql_columns(mariadb: MariaDBServer) -> None:
     url = mariadb.create_database(f"describe_{next(_names)}")
     _create_source(url, 1)
