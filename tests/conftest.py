@@ -1,4 +1,4 @@
-"""Fixtures: a real PostgreSQL server, hubs on SQLite and PostgreSQL served over
+"""Fixtures: real PostgreSQL and MariaDB servers, hubs on SQLite and PostgreSQL served over
 loopback HTTP, and builders for departments, users and catalog entries."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from govshare.catalog.service import seed_reference_data
 from govshare.config import Settings
 from tests.factories import World
 from tests.live import LiveHub, start_live_hub
+from tests.mariadb import MariaDBServer, install_db_path, mariadbd_path, start_mariadb
 from tests.pg import PostgresServer, pg_bin_dir, start_postgres
 
 TEST_SECRET = "test-secret-key-with-at-least-32-characters!"
@@ -24,6 +25,15 @@ def postgres() -> Iterator[PostgresServer]:
     if pg_bin_dir() is None and not os.environ.get("CI"):
         pytest.skip("PostgreSQL is not installed here (CI installs it and never skips)")
     server = start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[MariaDBServer]:
+    if (mariadbd_path() is None or install_db_path() is None) and not os.environ.get("CI"):
+        pytest.skip("MariaDB is not installed here (CI installs it and never skips)")
+    server = start_mariadb()
     yield server
     server.stop()
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import (
     Engine,
+    Float,
     MetaData,
     String,
     Table,
@@ -37,10 +38,24 @@ from govshare.rules.masking import mask
 KEY_SEPARATOR = "\x1f"
 
 
+class ZeroDateError(ValueError):
+    """A MySQL zero date (0000-00-00, or a date with a zero month or day) in a source row:
+    no calendar date to send, so the batch is refused, naming where it is."""
+
+
+# MySQL's result type codes of DATE, DATETIME, TIMESTAMP and NEWDATE columns.
+MYSQL_DATE_TYPES = frozenset({7, 10, 12, 14})
+
+
 def make_engine(url: str) -> Engine:
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 30}
+    if url.startswith(("mysql", "mariadb")):
+        # Without it the connection speaks latin1 or 3-byte utf8 on many servers, and a
+        # name written with a character outside the BMP (𠀀, common in rare given names)
+        # is refused or turned into '?'.
+        kwargs["connect_args"] = {"charset": "utf8mb4"}
     return create_engine(url, **kwargs)
 
 
@@ -72,7 +87,7 @@ def describe(engine: Engine) -> dict[str, Any]:
         cols = []
         for c in insp.get_columns(name):
             try:
-                py = c["type"].python_type
+                py = float if isinstance(c["type"], Float) else c["type"].python_type
             except NotImplementedError:
                 py = None
             cols.append(
@@ -190,6 +205,11 @@ class SourceReader:
         if config.get("table"):
             md = MetaData()
             reflected = Table(config["table"], md, autoload_with=engine)
+            for c in reflected.columns:
+                if isinstance(c.type, Float):
+                    # MySQL's DOUBLE and FLOAT reflect as Decimal-returning types, which
+                    # round 0.1 + 0.2 to ten places: the driver's float is the value.
+                    c.type.asdecimal = False
             every = [c.name for c in reflected.columns]
             self.relation: Any = reflected
         else:
@@ -254,6 +274,7 @@ class SourceReader:
                 stmt = stmt.where(self._after(order, cursor))
             with self.engine.connect() as conn:
                 result = conn.execute(stmt)
+                dates = self._mysql_date_positions(result)
                 rows: list[tuple[Any, ...]]
                 if self.raw_rows:
                     rows = list(result.cursor.fetchall())
@@ -262,12 +283,44 @@ class SourceReader:
                     rows = [tuple(r) for r in result]
             if not rows:
                 return
+            if dates:
+                self._refuse_zero_dates(rows, dates)
             cursor = [rows[-1][i] for i in idx]
             if self.masks:
                 rows = [self._masked(row) for row in rows]
             yield rows, _jsonable(cursor)
             if len(rows) < batch_rows:
                 return
+
+    def _mysql_date_positions(self, result: Any) -> list[int]:
+        """Positions of the DATE/DATETIME/TIMESTAMP columns of a MySQL result (from the
+        driver's description, so a query's columns are known as well as a table's)."""
+        if self.engine.dialect.name != "mysql" or result.cursor is None:
+            return []
+        return [
+            i for i, d in enumerate(result.cursor.description or ()) if d[1] in MYSQL_DATE_TYPES
+        ]
+
+    def _refuse_zero_dates(self, rows: list[tuple[Any, ...]], positions: list[int]) -> None:
+        """MySQL stores 0000-00-00 (and dates with a zero month or day) where a business
+        system sent no date; PyMySQL gives them as text. No calendar date stands behind
+        them, and guessing one (or NULL) would change the department's data unseen, so
+        the batch is refused, naming the table, column and row, for the department to
+        correct; a task may instead read through a query that maps them to NULL."""
+        key_idx = [self.columns.index(k) for k in self.key]
+        for row in rows:
+            for i in positions:
+                value = row[i]
+                if isinstance(value, str):
+                    where = ", ".join(
+                        f"{k}={row[j]}" for k, j in zip(self.key, key_idx, strict=True)
+                    )
+                    source = self.config.get("table") or "查询 (query)"
+                    raise ZeroDateError(
+                        f"源表 {source} 的列 {self.columns[i]} 在主键 {where} 的行中是 MySQL "
+                        f"零日期 {value!r}, 没有对应的日历日期, 本批未发送。请在业务库中改正"
+                        f"该值, 或改用查询并以 NULLIF({self.columns[i]}, '{value}') 把它转为 NULL。"
+                    )
 
     def _masked(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
         values = list(row)
@@ -279,11 +332,12 @@ class SourceReader:
         """``(order columns) > (cursor)``, in a form the database can seek an index with.
 
         SQLite compares row values correctly but filters its index range slowly with
-        them; there the comparison is spelled out (``a > x OR (a = x AND b > y)``, the
-        same rows for a cursor without NULLs) behind a leading ``a >= x`` for the index.
+        them, and MariaDB does not seek an index with them at all; there the comparison
+        is spelled out (``a > x OR (a = x AND b > y)``, the same rows for a cursor without
+        NULLs) behind a leading ``a >= x`` for the index.
         """
         if (
-            self.engine.dialect.name != "sqlite"
+            self.engine.dialect.name not in ("sqlite", "mysql")
             or len(order) == 1
             or any(v is None for v in cursor)
         ):

@@ -30,6 +30,8 @@ from sqlalchemy import (
     inspect,
     select,
 )
+from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -41,22 +43,29 @@ from govshare.node.source import keyset_checksum, plain_results, stream_batches
 CURSOR_TABLE = "govshare_exchange_cursor"
 
 
+MYSQL = ("mysql", "mariadb")
+
+
 def _sql_type(arrow_type: pa.DataType) -> Any:
+    """The column type a created target table gets for a package column. MySQL's plain
+    FLOAT, DATETIME, TEXT and BLOB would lose what the other engines keep (FLOAT is
+    single precision, DATETIME drops microseconds, TEXT and BLOB stop at 64 KiB), so it
+    gets DOUBLE, DATETIME(6), LONGTEXT and LONGBLOB."""
     if pa.types.is_boolean(arrow_type):
         return Boolean()
     if pa.types.is_integer(arrow_type):
         return BigInteger()
     if pa.types.is_floating(arrow_type):
-        return Float()
+        return Float().with_variant(mysql.DOUBLE(), *MYSQL)
     if pa.types.is_decimal(arrow_type):
         return Numeric(38, arrow_type.scale)
     if pa.types.is_timestamp(arrow_type):
-        return DateTime()
+        return DateTime().with_variant(mysql.DATETIME(fsp=6), *MYSQL)
     if pa.types.is_date(arrow_type):
         return Date()
     if pa.types.is_binary(arrow_type):
-        return LargeBinary()
-    return Text()
+        return LargeBinary().with_variant(mysql.LONGBLOB(), *MYSQL)
+    return Text().with_variant(mysql.LONGTEXT(), *MYSQL)
 
 
 class TargetWriter:
@@ -75,7 +84,7 @@ class TargetWriter:
         self.cursor = Table(
             CURSOR_TABLE,
             self.metadata,
-            Column("task_id", Integer, primary_key=True),
+            Column("task_id", Integer, primary_key=True, autoincrement=False),
             Column("last_seq", BigInteger, nullable=False),
         )
         if engine.dialect.name == "sqlite" and not event.contains(engine, "connect", _sqlite_wal):
@@ -106,16 +115,17 @@ class TargetWriter:
             name = self.mapping.get(f.name, f.name)
             is_key = name in self.key
             value_type = f.type.value_type if pa.types.is_dictionary(f.type) else f.type
-            sql_type = (
-                String(200)
-                if is_key and _sql_type(value_type).__class__ is Text
-                else _sql_type(value_type)
-            )
+            sql_type = _sql_type(value_type)
+            if is_key and isinstance(sql_type, Text):
+                sql_type = String(200)
             if is_key and len(self.key) == 1 and isinstance(sql_type, BigInteger):
                 # SQLite: INTEGER PRIMARY KEY is the row id itself, not a second index.
                 sql_type = BigInteger().with_variant(Integer(), "sqlite")
-            cols.append(Column(name, sql_type, primary_key=is_key, nullable=not is_key))
-        self.table = Table(self.table_name, self.metadata, *cols)
+            cols.append(
+                Column(name, sql_type, primary_key=is_key, nullable=not is_key, autoincrement=False)
+            )
+        # utf8mb4 whatever the MySQL database's default: Chinese names outside the BMP.
+        self.table = Table(self.table_name, self.metadata, *cols, mysql_charset="utf8mb4")
         self.table.create(self.engine, checkfirst=True)
         return self.table
 
@@ -194,6 +204,9 @@ class TargetWriter:
         all (a re-sync), the failed statement alone is undone and the upsert follows in
         the same transaction, rewriting any row the INSERT had added with the same values.
         """
+        if conn.dialect.name == "mysql":
+            self._write(conn, table, self._mysql_upsert(table, names), names, columns)
+            return
         insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
         if fresh and conn.dialect.name == "sqlite":
             try:
@@ -211,6 +224,13 @@ class TargetWriter:
         else:
             stmt = stmt.on_conflict_do_nothing(index_elements=self.key)
         self._write(conn, table, stmt, names, columns)
+
+    def _mysql_upsert(self, table: Table, names: list[str]) -> Any:
+        """``INSERT … ON DUPLICATE KEY UPDATE``: PyMySQL sends the rows of one such
+        statement as multi-row INSERTs, so a batch costs a few round trips."""
+        stmt = mysql_insert(table)
+        cols = [c for c in names if c not in self.key] or self.key[:1]
+        return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in cols})
 
     def _write(
         self, conn: Connection, table: Table, stmt: Any, names: list[str], columns: list[list[Any]]

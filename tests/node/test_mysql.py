@@ -1,0 +1,268 @@
+"""MySQL/MariaDB business databases, read and written by the front-end node through PyMySQL.
+
+The provider's source is a real MariaDB table with the types departments use (DECIMAL
+with scale, DATE, DATETIME with microseconds, DOUBLE, long Chinese text with characters
+outside the BMP, large BLOBs, NULLs); it travels provider node → hub → subscriber node
+into a MariaDB target and into a SQLite target, and comes out value for value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import MetaData, Table, create_engine, select
+from sqlalchemy.pool import NullPool
+from sqlalchemy.sql import text
+
+from govshare.node.source import SourceReader, ZeroDateError, describe, make_engine
+from tests.exchange.scenario import make_scene
+from tests.factories import World
+from tests.mariadb import MariaDBServer
+
+# Together on one xdist worker: one MariaDB server for the lot, not one per worker.
+pytestmark = [pytest.mark.mariadb, pytest.mark.xdist_group("mariadb")]
+
+_names = itertools.count(1)
+
+COLUMNS = "id, amount, ratio, birth, updated_at, note, photo"
+BASE = dt.datetime(2024, 3, 1, 8, 30, 0, 123456)
+LONG_NOTE = "长文本𠀀" * 20_000  # 100,000 characters, 340,000 bytes: beyond TEXT's 64 KiB
+BIG_PHOTO = bytes(range(256)) * 400  # 102,400 bytes: beyond BLOB's 64 KiB
+
+
+def _row(i: int) -> tuple[Any, ...]:
+    """Row ``i`` of the source, every few rows with a NULL or an extreme value."""
+    amounts = [
+        Decimal("12345678901234.5678"),
+        Decimal("-0.0001"),
+        Decimal("0.0000"),
+        Decimal("99999999999999.9999"),
+        None,
+    ]
+    return (
+        i,
+        amounts[i % 5],
+        None if i % 7 == 0 else 0.1 + 0.2 * i,
+        None if i % 6 == 0 else dt.date(1900 + i % 200, 1 + i % 12, 1 + i % 28),
+        BASE + dt.timedelta(seconds=i, microseconds=i),
+        None if i % 4 == 0 else (LONG_NOTE if i == 3 else f"张三{i}·𠀀𝄞 «»'\"\\%_"),
+        None if i % 3 == 0 else (BIG_PHOTO if i == 5 else bytes([0, 255, i % 256, 0])),
+    )
+
+
+def _create_source(url: str, rows: int) -> None:
+    engine = create_engine(url, poolclass=NullPool)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE person (id INT PRIMARY KEY, amount DECIMAL(18,4), ratio DOUBLE, "
+                "birth DATE, updated_at DATETIME(6) NOT NULL, note LONGTEXT, "
+                "photo MEDIUMBLOB, KEY ix_person_updated (updated_at, id)) "
+                "CHARACTER SET utf8mb4"
+            )
+        )
+        _insert(conn, [_row(i) for i in range(1, rows + 1)])
+    engine.dispose()
+
+
+def _insert(conn: Any, rows: list[tuple[Any, ...]]) -> None:
+    conn.execute(
+        text(
+            "INSERT INTO person (id, amount, ratio, birth, updated_at, note, photo) "
+            "VALUES (:id, :amount, :ratio, :birth, :updated_at, :note, :photo)"
+        ),
+        [dict(zip(COLUMNS.split(", "), row, strict=True)) for row in rows],
+    )
+
+
+def _rows(url: str, table: str) -> list[tuple[Any, ...]]:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            if not engine.dialect.has_table(conn, table):
+                return []
+            # Through the reflected table, so that SQLite's dates come back as dates.
+            t = Table(table, MetaData(), autoload_with=conn)
+            t.c.ratio.type.asdecimal = False  # MySQL's DOUBLE reflects as Decimal-returning
+            stmt = select(*[t.c[c] for c in COLUMNS.split(", ")]).order_by(t.c.id)
+            return [tuple(r) for r in conn.execute(stmt)]
+    finally:
+        engine.dispose()
+
+
+def _comparable(rows: list[tuple[Any, ...]], target: str) -> list[tuple[Any, ...]]:
+    """Rows as the target can hold them. SQLite keeps NUMERIC in a double, so a DECIMAL
+    with more than 15 significant digits comes back rounded (99999999999999.9999 as
+    100000000000000.0000); for the SQLite target decimals are compared as doubles, every
+    other value exactly. The MariaDB target is compared exactly, decimals included."""
+    if target != "sqlite":
+        return rows
+    return [tuple(float(v) if isinstance(v, Decimal) else v for v in row) for row in rows]
+
+
+# One hub backend is enough here: what is under test is the node's databases.
+@pytest.mark.parametrize("hub", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("target", ["mariadb", "sqlite"])
+def test_mariadb_source_exchanged_full_then_incrementally(
+    world: World, tmp_path: Path, mariadb: MariaDBServer, target: str
+) -> None:
+    n = next(_names)
+    source_url = mariadb.create_database(f"src_{n}")
+    target_url = (
+        mariadb.create_database(f"dst_{n}")
+        if target == "mariadb"
+        else f"sqlite:///{tmp_path / 'consumer.db'}"
+    )
+    _create_source(source_url, 250)
+    scene = make_scene(world, tmp_path, source_url=source_url, target_url=target_url)
+
+    def in_sync() -> bool:
+        return _comparable(_rows(source_url, "person"), target) == _comparable(
+            _rows(target_url, "person_copy"), target
+        )
+
+    try:
+        scene.node("provider")
+        scene.node("consumer")
+        scene.create_tasks(cursor_column="updated_at", batch_rows=100)
+        scene.run_until(in_sync)
+        copied = _rows(target_url, "person_copy")
+        assert len(copied) == 250
+        if target == "mariadb":  # exactly, type for type
+            assert copied == _rows(source_url, "person")
+        assert copied[2][5] == LONG_NOTE
+        assert copied[4][6] == BIG_PHOTO
+        assert copied[0][5] == "张三1·𠀀𝄞 «»'\"\\%_"
+
+        # The business system changes rows, adds some and deletes others.
+        later = BASE + dt.timedelta(days=1)
+        engine = make_engine(source_url)
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE person SET amount = -amount, note = '已更新𠀀', birth = NULL, "
+                    "updated_at = :t WHERE id IN (10, 20, 30)"
+                ),
+                {"t": later},
+            )
+            _insert(
+                conn,
+                [
+                    (*_row(i)[:4], later + dt.timedelta(microseconds=i), *_row(i)[5:])
+                    for i in (251, 252)
+                ],
+            )
+            conn.execute(text("DELETE FROM person WHERE id IN (40, 41)"))
+        engine.dispose()
+        provider = scene.nodes["provider"]
+        provider.detect_deletions(provider.tasks[scene.provider_task["id"]])
+        scene.run_until(in_sync)
+        copied = _rows(target_url, "person_copy")
+        ids = [r[0] for r in copied]
+        assert len(copied) == 250
+        assert 40 not in ids
+        assert 41 not in ids
+        assert 252 in ids
+        assert copied[ids.index(10)][5] == "已更新𠀀"
+        if target == "mariadb":
+            assert copied == _rows(source_url, "person")
+    finally:
+        scene.close()
+
+
+def test_zero_dates_are_refused_naming_table_column_and_key(mariadb: MariaDBServer) -> None:
+    url = mariadb.create_database(f"zero_{next(_names)}")
+    _create_source(url, 3)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        # MySQL's non-strict modes store what a business system sends as 0000-00-00.
+        conn.execute(text("SET SESSION sql_mode = ''"))
+        conn.execute(text("UPDATE person SET birth = '0000-00-00' WHERE id = 2"))
+    reader = SourceReader(
+        engine,
+        {"table": "person", "key": ["id"], "mode": "incremental", "cursor_column": "updated_at"},
+    )
+    with pytest.raises(ZeroDateError) as caught:
+        next(reader.batches(None, 100))
+    message = str(caught.value)
+    assert "person" in message
+    assert "birth" in message
+    assert "id=2" in message
+    assert "0000-00-00" in message
+    # The way out the message names: a query that maps zero dates to NULL.
+    query = SourceReader(
+        engine,
+        {
+            "query": "SELECT id, NULLIF(birth, '0000-00-00') AS birth, updated_at FROM person",
+            "key": ["id"],
+            "mode": "incremental",
+            "cursor_column": "updated_at",
+        },
+    )
+    rows, _ = next(query.batches(None, 100))
+    assert [(r[0], r[1]) for r in rows] == [(1, _row(1)[3]), (2, None), (3, _row(3)[3])]
+    engine.dispose()
+
+
+@pytest.mark.parametrize("hub", ["sqlite"], indirect=True)
+def test_a_zero_date_stops_the_task_with_an_alert_on_the_hub(
+    world: World, tmp_path: Path, mariadb: MariaDBServer
+) -> None:
+    n = next(_names)
+    source_url = mariadb.create_database(f"src_{n}")
+    target_url = mariadb.create_database(f"dst_{n}")
+    _create_source(source_url, 5)
+    engine = make_engine(source_url)
+    with engine.begin() as conn:
+        conn.execute(text("SET SESSION sql_mode = ''"))
+        conn.execute(text("UPDATE person SET updated_at = '0000-00-00 00:00:00' WHERE id = 4"))
+    engine.dispose()
+    scene = make_scene(world, tmp_path, source_url=source_url, target_url=target_url)
+    task_alerts: list[dict[str, Any]] = []
+
+    def alerted() -> bool:
+        with world.api(world.admin) as c:
+            alerts = c.get("/api/v1/exchange/alerts", params={"open_only": True}).json()
+        task_alerts[:] = [a for a in alerts if a["task_id"] == scene.provider_task["id"]]
+        return bool(task_alerts)
+
+    try:
+        scene.node("provider")
+        scene.node("consumer")
+        scene.create_tasks(cursor_column="updated_at", batch_rows=100)
+        scene.run_until(alerted, timeout=30)
+        (alert,) = task_alerts
+        assert alert["kind"] == "send_failed"
+        assert "updated_at" in alert["message"]
+        assert "id=4" in alert["message"]
+        assert "0000-00-00 00:00:00" in alert["message"]
+        # The refused batch was not packaged: no sequence number was used.
+        provider = scene.nodes["provider"]
+        _, last_seq, _ = provider.store.state(scene.provider_task["id"])
+        assert last_seq == 0
+    finally:
+        scene.close()
+
+
+def test_describe_gives_the_kinds_of_mysql_columns(mariadb: MariaDBServer) -> None:
+    url = mariadb.create_database(f"describe_{next(_names)}")
+    _create_source(url, 1)
+    engine = make_engine(url)
+    described = describe(engine)["person"]
+    engine.dispose()
+    kinds = {c["name"]: c["kind"] for c in described["columns"]}
+    assert kinds == {
+        "id": "int",
+        "amount": "decimal",
+        "ratio": "float",  # DOUBLE, though SQLAlchemy reflects it as returning Decimal
+        "birth": "date",
+        "updated_at": "datetime",
+        "note": "str",
+        "photo": "bytes",
+    }
+    assert described["key"] == ["id"]
