@@ -106,8 +106,10 @@ def test_the_platform_imports_only_what_make_run_installs() -> None:
 
 def test_the_closure_holds_the_runtime_and_none_of_the_tools() -> None:
     """The lock walk itself: it reaches what the platform is built on (pyarrow, uvicorn's
-    standard extras) and none of the group-only tools, so the test above compares against
-    the right set."""
+    fast loop and parser) and none of the group-only tools, so the test above compares
+    against the right set."""
     closure = runtime_closure()
-    assert {"fastapi", "pyarrow", "uvloop", "psycopg-binary", "faker"} <= closure
-    assert closure.isdisjoint({"pytest", "playwright", "mypy", "ruff", "datasette", "py-spy"})
+    assert {"fastapi", "pyarrow", "uvloop", "httptools", "psycopg-binary"} <= closure
+    assert closure.isdisjoint(
+        {"pytest", "playwright", "mypy", "ruff", "datasette", "py-spy", "faker", "gmssl"}
+    )

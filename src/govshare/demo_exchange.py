@@ -1,5 +1,5 @@
-"""The demo's exchange: 公安's front-end node shares a population table (made with Faker
-zh_CN) with 人社 and 民政 through the hub, and a little business system keeps changing it,
+"""The demo's exchange: 公安's front-end node shares a population table (made-up residents)
+with 人社 and 民政 through the hub, and a little business system keeps changing it,
 so a newcomer running ``make run`` sees data flow."""
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from stdnum.cn import ric
 
 from govshare.catalog.models import Resource
 from govshare.config import Settings
@@ -61,12 +63,71 @@ def _admin(session: Session) -> Principal:
     )
 
 
+# Small pools for the demo's residents: enough variety for search, masking and charts.
+_SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡"
+    "余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯"
+    "龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+)
+# characters of given names, one or two drawn
+_GIVEN = (
+    "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超兰霞平刚桂华玉萍建文国红梅鹏飞海燕志晓东春"
+    "俊子涵欣怡浩然雨轩梓萱一诺宇航思远佳"
+)
+_DISTRICTS = ["市南区", "市北区", "李沧区", "崂山区", "黄岛区", "城阳区", "即墨区"]
+_ROADS = [
+    "香港中路",
+    "山东路",
+    "延安三路",
+    "燕儿岛路",
+    "辽阳西路",
+    "重庆南路",
+    "长江中路",
+    "正阳路",
+    "李村路",
+    "银川东路",
+    "福州南路",
+    "宁夏路",
+    "南京路",
+    "台东一路",
+]
+_PHONE_PREFIXES = [
+    "130",
+    "133",
+    "135",
+    "136",
+    "138",
+    "139",
+    "150",
+    "152",
+    "158",
+    "176",
+    "177",
+    "180",
+    "186",
+    "187",
+    "189",
+    "199",
+]
+
+
+def _resident(rng: random.Random) -> tuple[str, str, str, str]:
+    """公民身份号码, 姓名, 住址, 手机号码 of a made-up 青岛 resident."""
+    born = date(1940, 1, 1) + timedelta(days=rng.randrange(365 * 70))
+    area = rng.choice(["370202", "370203", "370211", "370212", "370213", "370214", "370281"])
+    body = f"{area}{born:%Y%m%d}{rng.randrange(1000):03d}"
+    given = "".join(rng.choice(_GIVEN) for _ in range(rng.choice((1, 2))))
+    address = (
+        f"山东省青岛市{rng.choice(_DISTRICTS)}{rng.choice(_ROADS)}{rng.randint(1, 300)}号"
+        f"{rng.randint(1, 30)}号楼{rng.randint(1, 6)}单元{rng.randint(101, 2802)}户"
+    )
+    phone = f"{rng.choice(_PHONE_PREFIXES)}{rng.randrange(10**8):08d}"
+    return body + ric.calc_check_digit(body), rng.choice(_SURNAMES) + given, address, phone
+
+
 def make_population(path: Path, people: int = PEOPLE, seed: int = 2026) -> None:
     """A 公安 business table of residents (常住人口), with a row version for extraction."""
-    from faker import Faker
-
-    fake = Faker("zh_CN")
-    fake.seed_instance(seed)
+    rng = random.Random(seed)
     db = sqlite3.connect(path)
     db.execute(
         "CREATE TABLE IF NOT EXISTS czrk (id INTEGER PRIMARY KEY, gmsfhm TEXT NOT NULL, "
@@ -76,16 +137,16 @@ def make_population(path: Path, people: int = PEOPLE, seed: int = 2026) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS ix_czrk_version ON czrk (version, id)")
     rows = []
     for i in range(1, people + 1):
-        ssn = fake.ssn()
+        ssn, name, address, phone = _resident(rng)
         rows.append(
             (
                 i,
                 ssn,
-                fake.name(),
+                name,
                 "1" if int(ssn[16]) % 2 else "2",
                 f"{ssn[6:10]}-{ssn[10:12]}-{ssn[12:14]}",
-                fake.address(),
-                fake.phone_number(),
+                address,
+                phone,
                 i,
             )
         )
