@@ -285,3 +285,41 @@ async def _call_again(j: CallJournal, nonce: str) -> BaseException | None:
     except ReplayedRequest as exc:
         return exc
     return None
+
+
+def test_spent_nonces_are_pruned_by_the_thread_never_by_the_loop(
+    fresh_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deleting the nonces past their time is thousands of rows under load: on SQLite the
+    writer thread does it in its housekeeping, so a request never waits for it."""
+    if not fresh_settings.is_sqlite:
+        pytest.skip("the loop writes only to SQLite")
+    monkeypatch.setattr(journal_module, "CHECKPOINT_SECONDS", 3600.0)  # no housekeeping
+    monkeypatch.setattr(journal_module, "PRUNE_SECONDS", 0.0)
+    engine = db.make_engine(fresh_settings)
+    factory = db.make_session_factory(engine, fresh_settings)
+    j = CallJournal(
+        engine,
+        audit_alg=fresh_settings.audit_digest,
+        audit_key=factory.kw["info"]["audit_key"].mac_key,
+        nonce_ttl_seconds=0,  # every nonce is past its time at once
+        lock_path=fresh_settings.data_dir / "journal.lock",
+        on_loop=True,
+    )
+
+    async def one(nonce: str) -> None:
+        await j.wait(_call(nonce))
+
+    def spent() -> int:
+        with factory() as session:
+            return session.scalar(select(func.count()).select_from(ApiNonce)) or 0
+
+    try:
+        asyncio.run(one("first"))
+        asyncio.run(one("second"))
+        assert spent() == 2  # the loop wrote both batches and deleted nothing
+        j._housekeep()
+        assert spent() == 0
+    finally:
+        j.close()
+        engine.dispose()

@@ -18,7 +18,7 @@ import sqlite3
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -115,8 +115,9 @@ def _entry(calls: Sequence[Call]) -> audit.Pending:
     )
 
 
-CHECKPOINT = object()  # on the writer thread's queue: checkpoint the SQLite WAL
+CHECKPOINT = object()  # on the writer thread's queue: housekeeping after the loop's writes
 CHECKPOINT_SECONDS = 1.0
+PRUNE_SECONDS = 10.0
 
 
 class CallJournal:
@@ -145,7 +146,7 @@ class CallJournal:
         self.on_loop = on_loop
         self._loop_batch: list[Call] = []
         self._loop_conn: Any = None
-        self._checkpointed = 0.0
+        self._checkpointed = time.monotonic()
         self.nonce_ttl = timedelta(seconds=nonce_ttl_seconds)
         self.max_batch = max_batch
         dialect = engine.dialect
@@ -275,7 +276,7 @@ class CallJournal:
             if first is None:
                 return
             if not isinstance(first, Call):
-                self._checkpoint()
+                self._housekeep()
                 continue
             batch = [first]
             while len(batch) < self.max_batch:
@@ -295,10 +296,21 @@ class CallJournal:
                 continue
             self._answer(batch, replays)
 
-    def _checkpoint(self) -> None:
-        """Copy the WAL the loop's writes left into the database, without waiting for
-        readers or writers (a passive checkpoint); the next one finishes the job."""
+    def _housekeep(self) -> None:
+        """What the loop's writes leave to the thread: spent nonces past their time
+        deleted (thousands of rows every few seconds under load), then the WAL copied
+        into the database without waiting for readers or writers (a passive
+        checkpoint; the next one finishes the job)."""
         try:
+            if time.monotonic() - self._pruned > PRUNE_SECONDS:
+                self._pruned = time.monotonic()
+                with self._file_lock():
+                    conn = self.engine.raw_connection()
+                    try:
+                        self._prune.run(conn, {"before": utcnow() - self.nonce_ttl})
+                        conn.commit()
+                    finally:
+                        conn.close()
             conn = self.engine.raw_connection()
             try:
                 cur = conn.cursor()
@@ -308,23 +320,29 @@ class CallJournal:
                 conn.close()
             self.checkpoints += 1
         except Exception:
-            log.exception("call journal checkpoint failed")
+            log.exception("call journal housekeeping failed")
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        if self.lock_path is None:
+            yield
+            return
+        with self.lock_path.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def write(self, batch: Sequence[Call]) -> set[int]:
         """Write one batch in one transaction (what the writer thread does with each);
         answers the calls (by ``id``) refused as replays. Nothing of a failed batch
         stays: no nonce spent, no audit entry, no count."""
-        if self.lock_path is None:
-            return self._write_locked(batch)
         # SQLite: the hub processes' journal writers queue on a file lock, which wakes
         # the next one the moment it is free; waiting in SQLite's busy handler instead
         # sleeps 1, 2, 5, 10 … ms between tries, and those sleeps were the p99.
-        with self.lock_path.open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                return self._write_locked(batch)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with self._file_lock():
+            return self._write_locked(batch)
 
     def _write_locked(self, batch: Sequence[Call], conn: Any = None) -> set[int]:
         self.batches += 1
@@ -336,7 +354,8 @@ class CallJournal:
             replays = self._spend_nonces(conn, batch, now)
             self._audit.append(conn, audit_entries(batch, replays), now)
             self._count(conn, [c for c in batch if id(c) not in replays])
-            if time.monotonic() - self._pruned > 10:
+            # on the loop (a connection given) pruning is the thread's (``_housekeep``)
+            if own and time.monotonic() - self._pruned > PRUNE_SECONDS:
                 self._prune.run(conn, {"before": now - self.nonce_ttl})
                 self._pruned = time.monotonic()
             conn.commit()
