@@ -11,8 +11,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from govshare import db
 from govshare.config import Settings
@@ -23,17 +23,29 @@ from govshare.sharing import journal as journal_module
 from govshare.sharing.journal import Call, CallJournal
 
 
+def _journal(
+    engine: Engine,
+    factory: sessionmaker[Session],
+    settings: Settings,
+    *,
+    on_loop: bool = False,
+    nonce_ttl_seconds: int = 600,
+) -> CallJournal:
+    return CallJournal(
+        engine,
+        audit_alg=settings.audit_digest,
+        audit_key=factory.kw["info"]["audit_key"].mac_key,
+        nonce_ttl_seconds=nonce_ttl_seconds,
+        lock_path=settings.data_dir / "journal.lock" if settings.is_sqlite else None,
+        on_loop=on_loop,
+    )
+
+
 @pytest.fixture
 def journal(fresh_settings: Settings) -> Iterator[tuple[CallJournal, Session]]:
     engine = db.make_engine(fresh_settings)
     factory = db.make_session_factory(engine, fresh_settings)
-    j = CallJournal(
-        engine,
-        audit_alg=fresh_settings.audit_digest,
-        audit_key=factory.kw["info"]["audit_key"].mac_key,
-        nonce_ttl_seconds=600,
-        lock_path=fresh_settings.data_dir / "journal.lock" if fresh_settings.is_sqlite else None,
-    )
+    j = _journal(engine, factory, fresh_settings)
     with factory() as session:
         yield j, session
     j.close()
@@ -216,14 +228,7 @@ def test_on_sqlite_the_event_loop_writes_its_batch_or_hands_it_to_the_thread(
     monkeypatch.setattr(journal_module, "CHECKPOINT_SECONDS", 0.0)
     engine = db.make_engine(fresh_settings)
     factory = db.make_session_factory(engine, fresh_settings)
-    j = CallJournal(
-        engine,
-        audit_alg=fresh_settings.audit_digest,
-        audit_key=factory.kw["info"]["audit_key"].mac_key,
-        nonce_ttl_seconds=600,
-        lock_path=fresh_settings.data_dir / "journal.lock",
-        on_loop=True,
-    )
+    j = _journal(engine, factory, fresh_settings, on_loop=True)
 
     ticks = 0
 
@@ -298,14 +303,8 @@ def test_spent_nonces_are_pruned_by_the_thread_never_by_the_loop(
     monkeypatch.setattr(journal_module, "PRUNE_SECONDS", 0.0)
     engine = db.make_engine(fresh_settings)
     factory = db.make_session_factory(engine, fresh_settings)
-    j = CallJournal(
-        engine,
-        audit_alg=fresh_settings.audit_digest,
-        audit_key=factory.kw["info"]["audit_key"].mac_key,
-        nonce_ttl_seconds=0,  # every nonce is past its time at once
-        lock_path=fresh_settings.data_dir / "journal.lock",
-        on_loop=True,
-    )
+    # every nonce is past its time at once
+    j = _journal(engine, factory, fresh_settings, on_loop=True, nonce_ttl_seconds=0)
 
     async def one(nonce: str) -> None:
         await j.wait(_call(nonce))

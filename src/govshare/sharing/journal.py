@@ -76,6 +76,15 @@ class Call:
             self.resource_id if self.grant_id is None else None,
         )
 
+    @property
+    def actor(self) -> audit.Actor:
+        return audit.Actor(
+            name=self.app_key,
+            kind="client",
+            department_id=self.department_id,
+            remote_addr=self.remote_addr,
+        )
+
     def record(self) -> dict[str, Any]:
         """The call inside its audit entry: what an auditor needs of it alone."""
         return {
@@ -98,12 +107,7 @@ def _entry(calls: Sequence[Call]) -> audit.Pending:
     (time, nonce, counts, hashed keys) for the auditor's search and ``audit key-hash``."""
     first = calls[0]
     return audit.Pending(
-        actor=audit.Actor(
-            name=first.app_key,
-            kind="client",
-            department_id=first.department_id,
-            remote_addr=first.remote_addr,
-        ),
+        actor=first.actor,
         action=first.action,
         object_type="sharing_grant" if first.grant_id is not None else "resource",
         object_id=first.grant_id if first.grant_id is not None else first.resource_id,
@@ -421,12 +425,7 @@ def audit_entries(
 
 def _replay_entry(call: Call) -> audit.Pending:
     return audit.Pending(
-        actor=audit.Actor(
-            name=call.app_key,
-            kind="client",
-            department_id=call.department_id,
-            remote_addr=call.remote_addr,
-        ),
+        actor=call.actor,
         action="data.replay_refused",
         object_type="api_client",
         object_id=call.client_id,
