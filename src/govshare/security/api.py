@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 
@@ -143,11 +144,13 @@ def list_audit(
     object_id: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    key_hash: str | None = Query(
-        default=None,
-        pattern=r"^[0-9a-f]{16}$",
-        description="数据服务调用的键哈希 (govshare audit key-hash 的输出): 查询过该键的调用",
-    ),
+    key_hash: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[0-9a-f]{16}$",
+            description="数据服务调用的键哈希 (govshare audit key-hash 的输出): 查询过该键的调用",
+        ),
+    ] = None,
     before_seq: Seq | None = None,
     limit: int = Query(default=50, ge=1, le=500),
 ) -> AuditPage:
