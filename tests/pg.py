@@ -74,7 +74,9 @@ class PostgresServer:
                 "-o",
                 f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data_dir} "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                "-c max_connections=200",
+                "-c max_connections=200 "
+                # Log-based capture reads logical replication slots.
+                "-c wal_level=logical -c max_replication_slots=40 -c max_wal_senders=40",
                 "start",
             ),
             check=True,

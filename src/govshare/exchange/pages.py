@@ -95,7 +95,11 @@ COMMAND_STATUS = {
     "expired": "已撤回",
 }
 OUTCOMES = {"pending": "核对中", "match": "一致", "mismatch": "不一致", "failed": "超时失败"}
-MODES = {"incremental": "增量（按游标列）", "snapshot": "全量快照"}
+MODES = {
+    "incremental": "增量（按游标列）",
+    "snapshot": "全量快照",
+    "log": "日志捕获（逻辑复制 / binlog）",
+}
 DELETE_DETECTION = {
     "keyset": "键集比对",
     "soft_delete": "软删除标记",

@@ -105,7 +105,11 @@ class ProviderConfig(BaseModel):
     query: str | None = Field(default=None, max_length=4000, description="或只读查询 (SELECT …)")
     key: list[str] = Field(default_factory=list, description="主键列")
     columns: list[str] | None = Field(default=None, description="要交换的列 (缺省为全部)")
-    mode: Literal["incremental", "snapshot"] = "incremental"
+    mode: Literal["incremental", "snapshot", "log"] = Field(
+        default="incremental",
+        description="incremental: 按游标列增量; snapshot: 全量快照比对; "
+        "log: 日志捕获 (PostgreSQL 逻辑复制 / MySQL binlog, 无需游标列)",
+    )
     cursor_column: str | None = Field(
         default=None, pattern=IDENT, description="单调递增列 (更新时间、行版本、自增ID)"
     )
@@ -142,6 +146,8 @@ class ProviderConfig(BaseModel):
             raise ValueError("源表 table 与查询 query 须且只须填写一个")
         if self.query is not None and not self.query.lstrip().lower().startswith("select"):
             raise ValueError("query 只能是 SELECT 查询")
+        if self.mode == "log" and self.table is None:
+            raise ValueError("日志捕获模式须指定源表 table (日志按表记录, 不能用查询)")
         if self.mode == "incremental" and not self.cursor_column:
             raise ValueError("增量模式须指定 cursor_column")
         if self.delete_detection == "soft_delete" and not self.soft_delete_column:

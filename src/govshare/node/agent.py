@@ -22,12 +22,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from govshare.exchange import package
 from govshare.node import files
+from govshare.node.capture import ChangeLog, open_change_log, slot_name
 from govshare.node.client import HubClient, HubRefused, HubUnavailable
 from govshare.node.config import NodeConfig
 from govshare.node.source import (
+    KEY_SEPARATOR,
     KeyTally,
     SourceReader,
     describe,
+    key_string,
     key_strings,
     make_engine,
     row_hash,
@@ -50,6 +53,7 @@ class TaskRuntime:
     failures: int = 0
     error: str = ""
     reader: SourceReader | None = None
+    change_log: ChangeLog | None = None
     writer: TargetWriter | None = None
     built_for: int = -1  # config_version the reader/writer were built for
     hold_at: int | None = None  # subscriber: stop applying here for a checksum
@@ -289,8 +293,21 @@ class NodeAgent:
             else:
                 rt.spec = spec
         for gone in set(self.tasks) - seen:
-            del self.tasks[gone]
+            self._release_capture(self.tasks.pop(gone))
         self.assigned = True
+
+    def _release_capture(self, rt: TaskRuntime) -> None:
+        """A log-mode task withdrawn from this node: its replication slot would keep the
+        business database's log forever, so it is dropped (and the task, if assigned
+        again, starts with a fresh load)."""
+        if rt.spec["kind"] != "provider" or rt.spec["config"].get("mode") != "log":
+            return
+        try:
+            self._change_log(rt).drop()
+        except (SQLAlchemyError, KeyError, ValueError) as exc:
+            log.warning("replication slot not dropped", task=rt.id, error=str(exc)[:200])
+            return
+        self.store.reset_task(rt.id)
 
     def load_tasks_file(self) -> None:
         path = self.config.store / "tasks.json"
@@ -439,14 +456,26 @@ class NodeAgent:
         if rt.reader is None or rt.built_for != rt.spec["config_version"]:
             config = rt.spec["config"]
             rt.reader = SourceReader(self.engine(config["source"], target=False), config)
+            rt.change_log = None
             rt.built_for = rt.spec["config_version"]
         return rt.reader
+
+    def _change_log(self, rt: TaskRuntime) -> ChangeLog:
+        reader = self._reader(rt)
+        if rt.change_log is None:
+            config = rt.spec["config"]
+            rt.change_log = open_change_log(
+                reader.engine, config["table"], reader.key, slot_name(self.config.node_id, rt.id)
+            )
+        return rt.change_log
 
     def run_provider(self, rt: TaskRuntime, *, budget_seconds: float = 5.0) -> None:
         if rt.spec["config"].get("folder"):
             files.run_file_provider(self, rt, budget_seconds=budget_seconds)
             return
         started = time.monotonic()
+        if rt.spec["config"].get("mode") == "log":
+            self._confirm_log(rt)
         if self.config.transport == "http":
             caught_up = self._extract_and_upload(rt, started + budget_seconds)
         else:
@@ -470,8 +499,10 @@ class NodeAgent:
         Incremental mode reads past the cursor column; snapshot mode re-reads the whole
         table each run and sends only rows whose hash changed.
         """
-        reader = self._reader(rt)
         config = rt.spec["config"]
+        if config.get("mode") == "log":
+            return self._extract_logged(rt)
+        reader = self._reader(rt)
         snapshot = config.get("mode") == "snapshot"
         batch_rows = int(config.get("batch_rows", 50_000))
         cursor, last_seq, _ = self.store.state(rt.id)
@@ -541,6 +572,83 @@ class NodeAgent:
                 )
         rt.rows_moved += len(kept)
         return len(rows) == batch_rows
+
+    # -- log-based capture -----------------------------------------------------------
+
+    def _extract_logged(self, rt: TaskRuntime) -> bool:
+        """Log mode: the first load reads the whole table (after marking the log's
+        position), then each step packages the rows the log says changed since the
+        cursor. The cursor is ``["load", position, *key after]`` while loading and
+        ``["log", position]`` after. True when more is waiting."""
+        reader, change_log = self._reader(rt), self._change_log(rt)
+        batch_rows = int(rt.spec["config"].get("batch_rows", 50_000))
+        cursor, last_seq, _ = self.store.state(rt.id)
+        if cursor is None or cursor[0] not in ("load", "log"):
+            cursor = ["load", change_log.start()]
+            with self.store.transaction() as conn:
+                self.store.set_cursor(conn, rt.id, cursor, last_seq)
+        if cursor[0] == "load":
+            found = next(reader.batches(cursor[2:] or None, batch_rows), None)
+            if found is None:
+                with self.store.transaction() as conn:
+                    self.store.set_cursor(conn, rt.id, ["log", cursor[1]], last_seq)
+                return True
+            rows, after = found
+            self._package_current(rt, reader, rows, [], ["load", cursor[1], *after])
+            return True
+        batch = change_log.read(cursor[1], batch_rows)
+        if batch.position == cursor[1]:
+            return False
+        latest: dict[tuple[str | None, ...], str] = {}
+        for op, key in batch.changes:
+            latest.pop(key, None)  # keep commit order of each key's last change
+            latest[key] = op
+        rows = reader.rows_for_keys(list(latest)) if latest else []
+        found_keys = set(key_strings(rows, [reader.columns.index(k) for k in reader.key]))
+        gone = [k for k in map(key_string, latest) if k not in found_keys]
+        self._package_current(rt, reader, rows, gone, ["log", batch.position])
+        if batch.truncated:
+            self.detect_deletions(rt)
+        return batch.more
+
+    def _package_current(
+        self,
+        rt: TaskRuntime,
+        reader: SourceReader,
+        rows: list[tuple[Any, ...]],
+        gone: list[str],
+        cursor: list[Any],
+    ) -> None:
+        """Package rows as they are now (inserts or updates, by the key mirror) and the
+        keys ``gone`` from the table (deletions of those sent before), with the cursor
+        that follows them, in one transaction of the local store."""
+        keys = key_strings(rows, [reader.columns.index(k) for k in reader.key])
+        with self.store.transaction() as conn:
+            _, last_seq, _ = self.store.state(rt.id)
+            known = self.store.existing_keys(conn, rt.id, keys + gone)
+            deleted = [k for k in gone if k in known]
+            seq = last_seq
+            if rows:
+                seq += 1
+                ops = ["U" if k in known else "I" for k in keys]
+                self._enqueue(conn, rt, seq, reader.columns, ops, rows)
+                self.store.add_keys(conn, rt.id, [k for k in keys if k not in known])
+            if deleted:
+                seq += 1
+                key_rows = [tuple(k.split(KEY_SEPARATOR)) for k in deleted]
+                self._enqueue(conn, rt, seq, list(reader.key), ["D"] * len(deleted), key_rows)
+                self.store.remove_keys(conn, rt.id, deleted)
+            self.store.set_cursor(conn, rt.id, cursor, seq)
+        rt.mirror_bounded = False  # keys came without the integer bound being kept
+        rt.rows_moved += len(rows) + len(deleted)
+
+    def _confirm_log(self, rt: TaskRuntime) -> None:
+        """Let the database release its log up to the cursor once the hub has every
+        package made from it (nothing of the task waits in the outbox)."""
+        cursor, _, _ = self.store.state(rt.id)
+        if not cursor or cursor[0] != "log" or self.store.pending_counts().get(rt.id):
+            return
+        self._change_log(rt).confirm(cursor[1])
 
     def _integer_keys(
         self, rt: TaskRuntime, reader: SourceReader, rows: list[tuple[Any, ...]]

@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from sqlalchemy import Engine
+
 
 class CaptureError(ValueError):
     """The database cannot be read by log: a setting, privilege or lost log position,
@@ -69,3 +71,23 @@ def slot_name(node_id: int, task_id: int) -> str:
     """The name a task's capture goes by in the database (a PostgreSQL replication slot,
     a MySQL replica's server id is derived from the same pair)."""
     return f"govshare_node{node_id}_task{task_id}"
+
+
+def open_change_log(engine: Engine, table: str, key: list[str], name: str) -> ChangeLog:
+    """The change log of the engine's database, checked (settings and privileges)."""
+    log: ChangeLog
+    if engine.dialect.name == "postgresql":
+        from govshare.node.pglog import PostgresChangeLog
+
+        log = PostgresChangeLog(engine, table, key, name)
+    elif engine.dialect.name == "mysql":
+        from govshare.node.binlog import MySQLChangeLog  # type: ignore[import-not-found,unused-ignore]
+
+        log = MySQLChangeLog(engine, table, key, name)
+    else:
+        raise CaptureError(
+            f"{engine.dialect.name} 数据库不支持日志捕获: 日志捕获只用于 PostgreSQL (及兼容库) "
+            "与 MySQL/MariaDB, 其他数据库请用增量 (游标列) 或全量快照方式"
+        )
+    log.check()
+    return log

@@ -272,25 +272,75 @@ class SourceReader:
             )
             if cursor is not None:
                 stmt = stmt.where(self._after(order, cursor))
-            with self.engine.connect() as conn:
-                result = conn.execute(stmt)
-                dates = self._mysql_date_positions(result)
-                rows: list[tuple[Any, ...]]
-                if self.raw_rows:
-                    rows = list(result.cursor.fetchall())
-                    result.close()
-                else:
-                    rows = [tuple(r) for r in result]
+            rows = self._fetch(stmt)
             if not rows:
                 return
-            if dates:
-                self._refuse_zero_dates(rows, dates)
             cursor = [rows[-1][i] for i in idx]
             if self.masks:
                 rows = [self._masked(row) for row in rows]
             yield rows, _jsonable(cursor)
             if len(rows) < batch_rows:
                 return
+
+    def rows_for_keys(
+        self, keys: Sequence[tuple[str | None, ...]], chunk: int = 2000
+    ) -> list[tuple[Any, ...]]:
+        """The rows (in scope, masked) whose key is one of ``keys``, given as text as a
+        change log writes them; a key the table no longer has is simply not among them."""
+        cols = [self._col(k) for k in self.key]
+        values = [self._typed(key) for key in keys]
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(values), chunk):
+            part = values[start : start + chunk]
+            match = cols[0].in_([v[0] for v in part]) if len(cols) == 1 else tuple_(*cols).in_(part)
+            rows += self._fetch(
+                select(*[self._col(c) for c in self.columns]).where(*self.scope, match)
+            )
+        return [self._masked(row) for row in rows] if self.masks else rows
+
+    def _typed(self, key: tuple[str | None, ...]) -> tuple[Any, ...]:
+        """A logged key's text as the key columns' Python values, so the database
+        compares it with the column as it is (and uses the key's index)."""
+        out: list[Any] = []
+        for name, value in zip(self.key, key, strict=True):
+            kind = self._key_kinds.get(name)
+            if value is None or kind is None:
+                out.append(value)
+            elif kind is int:
+                out.append(int(value))
+            elif kind is decimal.Decimal:
+                out.append(decimal.Decimal(value))
+            elif kind is dt.datetime:
+                out.append(dt.datetime.fromisoformat(value))
+            elif kind is dt.date:
+                out.append(dt.date.fromisoformat(value))
+            else:
+                out.append(value)
+        return tuple(out)
+
+    @functools.cached_property
+    def _key_kinds(self) -> dict[str, type | None]:
+        kinds: dict[str, type | None] = {}
+        for name in self.key:
+            try:
+                kinds[name] = self._col(name).type.python_type
+            except NotImplementedError:
+                kinds[name] = None
+        return kinds
+
+    def _fetch(self, stmt: Select[Any]) -> list[tuple[Any, ...]]:
+        with self.engine.connect() as conn:
+            result = conn.execute(stmt)
+            dates = self._mysql_date_positions(result)
+            rows: list[tuple[Any, ...]]
+            if self.raw_rows:
+                rows = list(result.cursor.fetchall())
+                result.close()
+            else:
+                rows = [tuple(r) for r in result]
+        if dates:
+            self._refuse_zero_dates(rows, dates)
+        return rows
 
     def _mysql_date_positions(self, result: Any) -> list[int]:
         """Positions of the DATE/DATETIME/TIMESTAMP columns of a MySQL result (from the
