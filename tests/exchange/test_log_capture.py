@@ -183,3 +183,24 @@ def test_a_source_that_cannot_be_read_by_log_is_alerted(world: World, tmp_path: 
         assert "sqlite 数据库不支持日志捕获" in rt.error
     finally:
         scene.close()
+
+
+def test_a_task_withdrawn_from_the_node_releases_its_slot(
+    world: World, tmp_path: Path, business_url: str
+) -> None:
+    scene = _log_scene(world, tmp_path, business_url)
+    provider = scene.nodes["provider"]
+    task = scene.provider_task["id"]
+    engine = create_engine(business_url)
+    try:
+        scene.run_until(scene.in_sync)
+        with engine.connect() as conn:
+            count = "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()"
+            assert conn.execute(text(count)).scalar_one() == 1
+        provider.apply_assignments([])  # the hub no longer gives the node this task
+        with engine.connect() as conn:
+            assert conn.execute(text(count)).scalar_one() == 0
+        assert provider.store.state(task)[0] is None  # assigned again: a fresh load
+    finally:
+        engine.dispose()
+        scene.close()
