@@ -25,11 +25,13 @@ from sqlalchemy import (
     column,
     create_engine,
     inspect,
+    literal,
     or_,
     select,
     text,
     tuple_,
 )
+from sqlalchemy.dialects import mssql
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement, Select
 
@@ -45,6 +47,10 @@ class ZeroDateError(ValueError):
 
 # MySQL's result type codes of DATE, DATETIME, TIMESTAMP and NEWDATE columns.
 MYSQL_DATE_TYPES = frozenset({7, 10, 12, 14})
+
+# Engines whose SQL has no row-value comparison (``(a, b) > (x, y)``): Oracle, 达梦 DM
+# (dialect name "dm") and SQL Server. Their keyset conditions are spelled out.
+NO_ROW_VALUES = ("oracle", "dm", "mssql")
 
 
 def make_engine(url: str) -> Engine:
@@ -198,13 +204,21 @@ def keyset_checksum(batches: Iterable[Sequence[Sequence[Any]]], width: int) -> t
 class SourceReader:
     """Reads one provider task's table or query in keyset-ordered batches."""
 
-    def __init__(self, engine: Engine, config: dict[str, Any]) -> None:
+    def __init__(
+        self, engine: Engine, config: dict[str, Any], *, table: Table | None = None
+    ) -> None:
+        """``table``: the source table's columns and types when they are known already
+        (a test compiling the reader's SQL for a server it cannot reach); otherwise the
+        table named in ``config`` is reflected from the database."""
         self.engine = engine
         self.config = config
         self.key: list[str] = list(config["key"])
         if config.get("table"):
-            md = MetaData()
-            reflected = Table(config["table"], md, autoload_with=engine)
+            reflected = (
+                table
+                if table is not None
+                else Table(config["table"], MetaData(), autoload_with=engine)
+            )
             for c in reflected.columns:
                 if isinstance(c.type, Float):
                     # MySQL's DOUBLE and FLOAT reflect as Decimal-returning types, which
@@ -215,7 +229,7 @@ class SourceReader:
         else:
             query = config["query"]
             with engine.connect() as conn:
-                every = list(conn.execute(text(f"SELECT * FROM ({query}) AS q LIMIT 0")).keys())
+                every = list(conn.execute(text(columns_probe(engine.dialect.name, query))).keys())
             self.relation = text(query).columns(*[column(n) for n in every]).subquery("q")
         names = config.get("columns") or every
         missing = [k for k in self.key if k not in names]
@@ -229,7 +243,7 @@ class SourceReader:
         # leave the node masked (a key scan sees the same rows, so rows leaving the
         # scope are found and deleted like rows deleted at the source).
         self.scope: list[ColumnElement[bool]] = [
-            _condition(self._col(c["column"]), c["op"], c["value"])
+            _condition(self._col(c["column"]), c["op"], c["value"], engine.dialect.name)
             for c in config.get("row_filter") or []
         ]
         self.masks: list[tuple[int, Callable[[Any], Any]]] = [
@@ -261,18 +275,9 @@ class SourceReader:
     ) -> Iterator[tuple[list[tuple[Any, ...]], list[Any]]]:
         """Rows after ``cursor`` in (cursor column, key) order, a batch at a time, each
         with the cursor value that follows it."""
-        order = self._order()
-        idx = [self.columns.index(c.name) for c in order]
+        idx = [self.columns.index(c.name) for c in self._order()]
         while True:
-            stmt: Select[Any] = (
-                select(*[self._col(c) for c in self.columns])
-                .where(*self.scope)
-                .order_by(*order)
-                .limit(batch_rows)
-            )
-            if cursor is not None:
-                stmt = stmt.where(self._after(order, cursor))
-            rows = self._fetch(stmt)
+            rows = self._fetch(self.page(cursor, batch_rows))
             if not rows:
                 return
             cursor = [rows[-1][i] for i in idx]
@@ -281,6 +286,20 @@ class SourceReader:
             yield rows, _jsonable(cursor)
             if len(rows) < batch_rows:
                 return
+
+    def page(self, cursor: list[Any] | None, batch_rows: int) -> Select[Any]:
+        """The statement reading the ``batch_rows`` rows after ``cursor``: in scope, in
+        (cursor column, key) order, so that the next page starts where this one ends."""
+        order = self._order()
+        stmt: Select[Any] = (
+            select(*[self._col(c) for c in self.columns])
+            .where(*self.scope)
+            .order_by(*order)
+            .limit(batch_rows)
+        )
+        if cursor is not None:
+            stmt = stmt.where(self._after(order, cursor))
+        return stmt
 
     def rows_for_keys(
         self, keys: Sequence[tuple[str | None, ...]], chunk: int = 2000
@@ -301,32 +320,14 @@ class SourceReader:
     def _typed(self, key: tuple[str | None, ...]) -> tuple[Any, ...]:
         """A logged key's text as the key columns' Python values, so the database
         compares it with the column as it is (and uses the key's index)."""
-        out: list[Any] = []
-        for name, value in zip(self.key, key, strict=True):
-            kind = self._key_kinds.get(name)
-            if value is None or kind is None:
-                out.append(value)
-            elif kind is int:
-                out.append(int(value))
-            elif kind is decimal.Decimal:
-                out.append(decimal.Decimal(value))
-            elif kind is dt.datetime:
-                out.append(dt.datetime.fromisoformat(value))
-            elif kind is dt.date:
-                out.append(dt.date.fromisoformat(value))
-            else:
-                out.append(value)
-        return tuple(out)
+        return tuple(
+            _from_text(self._key_kinds[name], value)
+            for name, value in zip(self.key, key, strict=True)
+        )
 
     @functools.cached_property
     def _key_kinds(self) -> dict[str, type | None]:
-        kinds: dict[str, type | None] = {}
-        for name in self.key:
-            try:
-                kinds[name] = self._col(name).type.python_type
-            except NotImplementedError:
-                kinds[name] = None
-        return kinds
+        return {name: _python_type(self._col(name)) for name in self.key}
 
     def _fetch(self, stmt: Select[Any]) -> list[tuple[Any, ...]]:
         with self.engine.connect() as conn:
@@ -385,28 +386,33 @@ class SourceReader:
         them, and MariaDB does not seek an index with them at all; there the comparison
         is spelled out (``a > x OR (a = x AND b > y)``, the same rows for a cursor without
         NULLs) behind a leading ``a >= x`` for the index.
+
+        Oracle, DM and SQL Server have no row-value ``>`` at all: there it is always
+        spelled out (see ``_after_without_row_values``).
         """
+        if self.engine.dialect.name in NO_ROW_VALUES:
+            return _after_without_row_values(order, cursor)
         if (
             self.engine.dialect.name not in ("sqlite", "mysql")
             or len(order) == 1
             or any(v is None for v in cursor)
         ):
             return tuple_(*order) > tuple_(*cursor)
-        alternatives = [
-            and_(*[c == v for c, v in zip(order[:i], cursor, strict=False)], order[i] > cursor[i])
-            for i in range(len(order))
-        ]
-        return and_(order[0] >= cursor[0], or_(*alternatives))
+        return _spelled_out(order, cursor)
 
-    def live_key_batches(self, size: int = 50_000) -> Iterator[Sequence[Sequence[Any]]]:
-        """The keys of every live row, ``size`` rows at a time (streamed)."""
+    def live_keys_query(self) -> Select[Any]:
+        """The key scan: the keys of every live row (in scope, not soft-deleted)."""
         stmt = select(*[self._col(k) for k in self.key]).where(*self.scope)
         if self.soft_column:
             stmt = stmt.where(
                 self._col(self.soft_column) != self.config.get("soft_delete_value", "1")
             )
+        return stmt
+
+    def live_key_batches(self, size: int = 50_000) -> Iterator[Sequence[Sequence[Any]]]:
+        """The keys of every live row, ``size`` rows at a time (streamed)."""
         with self.engine.connect() as conn:
-            yield from stream_batches(conn, stmt, size, raw=self.raw_keys)
+            yield from stream_batches(conn, self.live_keys_query(), size, raw=self.raw_keys)
 
     def live_keys(self) -> Iterator[tuple[Any, ...]]:
         for batch in self.live_key_batches():
@@ -430,14 +436,87 @@ class SourceReader:
         return keyset_checksum(self.live_key_batches(), len(self.key))
 
 
-def _condition(col: Any, op: str, value: str | list[str]) -> ColumnElement[bool]:
+def columns_probe(dialect: str, query: str) -> str:
+    """A statement giving a query source's column names and no rows. Oracle and DM know
+    no ``LIMIT`` and no ``AS`` before a table alias, SQL Server no ``LIMIT``; a false
+    condition is understood by all three (and the planner does not run the query)."""
+    if dialect in NO_ROW_VALUES:
+        return f"SELECT * FROM ({query}) q WHERE 1 = 0"
+    return f"SELECT * FROM ({query}) AS q LIMIT 0"
+
+
+# The text a row-filter column is compared as. SQLAlchemy's plain String is VARCHAR(max)
+# on SQL Server, which turns Chinese outside the database's code page into '?': there it
+# is NVARCHAR(max). (Oracle's dialect already gives CAST … AS VARCHAR2(4000 CHAR).)
+FILTER_TEXT = String().with_variant(mssql.NVARCHAR(), "mssql")
+
+
+def _condition(col: Any, op: str, value: str | list[str], dialect: str = "") -> ColumnElement[bool]:
     """A row-filter condition; values are compared as text, as the catalog states them."""
-    as_text = cast(col, String)
+    as_text = cast(col, FILTER_TEXT)
     if op == "in":
         return as_text.in_(list(value))
     if op == "prefix":
+        if dialect == "mssql":
+            return _mssql_prefix(as_text, str(value))
         return as_text.startswith(str(value), autoescape=True)
     return as_text == str(value)
+
+
+def _mssql_prefix(as_text: ColumnElement[Any], prefix: str) -> ColumnElement[bool]:
+    """``LIKE 'prefix%'`` on SQL Server, whose LIKE also reads ``[…]`` as a set of
+    characters: ``[`` is escaped too, besides ``%``, ``_`` and the escape character."""
+    escaped = "".join(f"/{ch}" if ch in "/%_[" else ch for ch in prefix)
+    return as_text.startswith(escaped, escape="/")
+
+
+def _spelled_out(order: list[Any], cursor: list[Any]) -> ColumnElement[bool]:
+    """``(order) > (cursor)`` as ``a >= x AND (a > x OR (a = x AND b > y) …)``."""
+    alternatives = [
+        and_(*[c == v for c, v in zip(order[:i], cursor, strict=False)], order[i] > cursor[i])
+        for i in range(len(order))
+    ]
+    return and_(order[0] >= cursor[0], or_(*alternatives))
+
+
+def _after_without_row_values(order: list[Any], cursor: list[Any]) -> ColumnElement[bool]:
+    """The keyset condition for Oracle, DM and SQL Server, which have no row values.
+
+    The cursor comes back from the node's store as JSON (dates and decimals as text):
+    each value is given its column's Python type again, for the driver binds a text
+    as text and Oracle would then read it with NLS_DATE_FORMAT. Each is bound as a
+    parameter, a NULL one too (``a = NULL`` is unknown, as in the row comparison, where
+    SQLAlchemy would write ``a IS NULL`` for a plain None). One column: ``a > x``."""
+    values = [
+        literal(_from_text(_python_type(c), v), c.type) for c, v in zip(order, cursor, strict=True)
+    ]
+    if len(order) == 1:
+        return order[0] > values[0]
+    return _spelled_out(order, values)
+
+
+def _python_type(col: Any) -> type | None:
+    try:
+        kind: type = col.type.python_type
+    except NotImplementedError:
+        return None
+    return kind
+
+
+def _from_text(kind: type | None, value: Any) -> Any:
+    """A value kept as text (a change log's key, a JSON cursor's date or decimal) as a
+    value of the column's Python type ``kind``; anything else is given as it is."""
+    if not isinstance(value, str) or kind is None:
+        return value
+    if kind is int:
+        return int(value)
+    if kind is decimal.Decimal:
+        return decimal.Decimal(value)
+    if kind is dt.datetime:
+        return dt.datetime.fromisoformat(value)
+    if kind is dt.date:
+        return dt.date.fromisoformat(value)
+    return value
 
 
 def _jsonable(values: list[Any]) -> list[Any]:
