@@ -25,17 +25,23 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    cast,
     delete,
     event,
     inspect,
     select,
 )
-from sqlalchemy.dialects import mysql
+from sqlalchemy import types as sqltypes
+from sqlalchemy.dialects import mssql, mysql, oracle
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import CompileError, DBAPIError, IntegrityError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import ClauseElement, Delete, Executable, Select
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.types import TypeEngine
 
 from govshare.exchange.package import OP_COLUMN
 from govshare.node.source import keyset_checksum, plain_results, stream_batches
@@ -44,9 +50,24 @@ CURSOR_TABLE = "govshare_exchange_cursor"
 
 
 MYSQL = ("mysql", "mariadb")
+# Engines without INSERT … ON CONFLICT or ON DUPLICATE KEY: rows are upserted with MERGE.
+MERGE_ENGINES = ("oracle", "dm", "mssql")
+# A text key column's length: its index needs a bound.
+KEY_TEXT_LENGTH = 200
 
 
 def _sql_type(arrow_type: pa.DataType) -> Any:
+    """The column type a created target table gets for a package column: the portable
+    choice, with Oracle's, DM's and SQL Server's own where theirs would lose something."""
+    sql_type = _portable_type(arrow_type)
+    for name, specific in (("oracle", _oracle_type), ("dm", _dm_type), ("mssql", _mssql_type)):
+        chosen = specific(arrow_type)
+        if chosen is not None:
+            sql_type = sql_type.with_variant(chosen, name)
+    return sql_type
+
+
+def _portable_type(arrow_type: pa.DataType) -> Any:
     """The column type a created target table gets for a package column. MySQL's plain
     FLOAT, DATETIME, TEXT and BLOB would lose what the other engines keep (FLOAT is
     single precision, DATETIME drops microseconds, TEXT and BLOB stop at 64 KiB), so it
@@ -68,6 +89,192 @@ def _sql_type(arrow_type: pa.DataType) -> Any:
     return Text().with_variant(mysql.LONGTEXT(), *MYSQL)
 
 
+def _is_text(arrow_type: pa.DataType) -> bool:
+    """Whether a package column becomes a text column (strings, and any type the portable
+    mapping has no other column type for)."""
+    return isinstance(_portable_type(arrow_type), Text)
+
+
+def _oracle_type(arrow_type: pa.DataType) -> TypeEngine[Any] | None:
+    """Oracle's column where SQLAlchemy's would lose something: its DATE keeps no
+    fractions of a second (TIMESTAMP does), its FLOAT is a decimal NUMBER (BINARY_DOUBLE
+    is the double the package holds), and CLOB is in the database character set, often
+    ZHS16GBK, which lacks rare characters of names (NCLOB's national character set is
+    Unicode). Integers (NUMBER(19)), dates, binary (BLOB) and booleans (SMALLINT, BOOLEAN
+    from 23ai) are left to SQLAlchemy."""
+    if pa.types.is_floating(arrow_type):
+        return oracle.BINARY_DOUBLE()
+    if pa.types.is_decimal(arrow_type):
+        return oracle.NUMBER(38, arrow_type.scale)
+    if pa.types.is_timestamp(arrow_type):
+        return oracle.TIMESTAMP()
+    if _is_text(arrow_type):
+        return oracle.NCLOB()
+    return None
+
+
+def _dm_type(arrow_type: pa.DataType) -> TypeEngine[Any] | None:
+    """达梦 DM's column, in the types its manual documents (Oracle-compatible names):
+    TIMESTAMP, DOUBLE, DECIMAL(38, s) and CLOB. DM's character set (GB18030 or UTF-8,
+    fixed when the database is initialised) holds every Chinese character, so no N
+    types. Integers (BIGINT), DATE (a date only, unlike Oracle's) and BLOB are left to
+    the dialect."""
+    if pa.types.is_floating(arrow_type):
+        return sqltypes.DOUBLE()
+    if pa.types.is_decimal(arrow_type):
+        return sqltypes.DECIMAL(38, arrow_type.scale)
+    if pa.types.is_timestamp(arrow_type):
+        return sqltypes.TIMESTAMP()
+    if _is_text(arrow_type):
+        return sqltypes.CLOB()
+    return None
+
+
+def _mssql_type(arrow_type: pa.DataType) -> TypeEngine[Any] | None:
+    """SQL Server's column: SQLAlchemy's choices depend on the server version it has not
+    seen yet when a table is created, and some lose data: DATETIME keeps 1/300 s
+    (DATETIME2(6) keeps microseconds), TEXT and IMAGE are deprecated, and VARCHAR holds
+    only the database's code page (NVARCHAR holds every character). Integers (BIGINT),
+    doubles (FLOAT), decimals (NUMERIC(38, s)) and booleans (BIT) are left to SQLAlchemy."""
+    if pa.types.is_timestamp(arrow_type):
+        return mssql.DATETIME2(precision=6)
+    if pa.types.is_date(arrow_type):
+        return mssql.DATE()
+    if pa.types.is_binary(arrow_type):
+        return mssql.VARBINARY("max")
+    if _is_text(arrow_type):
+        return mssql.NVARCHAR()
+    return None
+
+
+def _key_text_type() -> Any:
+    """A text key column: bounded, for its index, and Unicode where the engine's plain
+    text is not (NVARCHAR2 on Oracle, NVARCHAR on SQL Server). On DM, String's
+    VARCHAR2(n CHAR) counts characters, not bytes."""
+    return (
+        String(KEY_TEXT_LENGTH)
+        .with_variant(oracle.NVARCHAR2(KEY_TEXT_LENGTH), "oracle")
+        .with_variant(mssql.NVARCHAR(KEY_TEXT_LENGTH), "mssql")
+    )
+
+
+def cursor_table(metadata: MetaData) -> Table:
+    """The bookkeeping table: per subscriber task, the last package applied."""
+    return Table(
+        CURSOR_TABLE,
+        metadata,
+        Column("task_id", Integer, primary_key=True, autoincrement=False),
+        Column("last_seq", BigInteger, nullable=False),
+    )
+
+
+def target_table(
+    metadata: MetaData, name: str, schema: pa.Schema, key: list[str], mapping: dict[str, str]
+) -> Table:
+    """The table created for packages of ``schema`` (columns renamed by ``mapping``)."""
+    cols = []
+    for f in schema:
+        if f.name == OP_COLUMN:
+            continue
+        column = mapping.get(f.name, f.name)
+        is_key = column in key
+        value_type = f.type.value_type if pa.types.is_dictionary(f.type) else f.type
+        sql_type = _sql_type(value_type)
+        if is_key and isinstance(sql_type, Text):
+            sql_type = _key_text_type()
+        if is_key and len(key) == 1 and isinstance(sql_type, BigInteger):
+            # SQLite: INTEGER PRIMARY KEY is the row id itself, not a second index.
+            sql_type = BigInteger().with_variant(Integer(), "sqlite")
+        cols.append(
+            Column(column, sql_type, primary_key=is_key, nullable=not is_key, autoincrement=False)
+        )
+    # utf8mb4 whatever the MySQL database's default: Chinese names outside the BMP.
+    return Table(name, metadata, *cols, mysql_charset="utf8mb4")
+
+
+def key_delete(table: Table, key: list[str]) -> Delete:
+    """Delete by key, executed with one ``k_<column>`` parameter set per deleted row."""
+    return delete(table).where(*[table.c[k] == bindparam(f"k_{k}") for k in key])
+
+
+def applied_seq_query(cursor: Table, task_id: int, dialect: str) -> Select[Any]:
+    """The task's last applied package, locked until the package's transaction ends, so
+    that two writers of one task cannot both apply the next package. SQLAlchemy writes
+    no FOR UPDATE for SQL Server: its UPDLOCK table hint takes the same lock there.
+    SQLite locks the whole database for the writing transaction anyway."""
+    stmt = select(cursor.c.last_seq).where(cursor.c.task_id == task_id)
+    if dialect == "sqlite":
+        return stmt
+    return stmt.with_for_update().with_hint(cursor, "WITH (UPDLOCK, ROWLOCK)", "mssql")
+
+
+class MergeUpsert(Executable, ClauseElement):
+    """Insert or update one row by key with MERGE, for the engines that have neither
+    INSERT … ON CONFLICT nor ON DUPLICATE KEY (Oracle, DM, SQL Server). Executed once per
+    row (executemany) with parameters named after the columns and typed as the columns,
+    so that the driver binds a long text as the LOB it is written to."""
+
+    inherit_cache = False  # compiled per package: a few statements, not worth a cache key
+
+    def __init__(self, table: Table, names: list[str], key: list[str]) -> None:
+        self.table = table
+        self.names = names
+        self.key = key
+        self.updated = [n for n in names if n not in key]
+        self.binds = {n: bindparam(n, type_=table.c[n].type, required=True) for n in names}
+
+
+@compiles(MergeUpsert)
+def _merge_unsupported(_element: MergeUpsert, compiler: SQLCompiler, **_kw: Any) -> str:
+    raise CompileError(f"no MERGE upsert for {compiler.dialect.name}")
+
+
+@compiles(MergeUpsert, "oracle")
+@compiles(MergeUpsert, "dm")
+def _oracle_merge(element: MergeUpsert, compiler: SQLCompiler, **kw: Any) -> str:
+    """``MERGE INTO t USING DUAL ON (t.k = :k) …``: the parameters stand where the values
+    go (INSERT and UPDATE SET), not in a ``SELECT :v … FROM DUAL`` list, where Oracle
+    would take a text longer than 4000 bytes for a VARCHAR2 and refuse it."""
+    quote = compiler.preparer.quote
+
+    def bound(name: str) -> str:
+        return compiler.process(element.binds[name], **kw)
+
+    on = " AND ".join(f"t.{quote(k)} = {bound(k)}" for k in element.key)
+    sql = f"MERGE INTO {compiler.preparer.format_table(element.table)} t USING DUAL ON ({on})"
+    if element.updated:
+        sets = ", ".join(f"t.{quote(n)} = {bound(n)}" for n in element.updated)
+        sql += f" WHEN MATCHED THEN UPDATE SET {sets}"
+    columns = ", ".join(quote(n) for n in element.names)
+    values = ", ".join(bound(n) for n in element.names)
+    return sql + f" WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({values})"
+
+
+@compiles(MergeUpsert, "mssql")
+def _mssql_merge(element: MergeUpsert, compiler: SQLCompiler, **kw: Any) -> str:
+    """``MERGE INTO t WITH (HOLDLOCK) AS t USING (SELECT CAST(? AS type) AS c, …) AS s``.
+    Each parameter is cast to its column's type: the driver types a NULL as text, which
+    SQL Server would not convert to VARBINARY. HOLDLOCK keeps the key range locked
+    between the match and the insert (MERGE alone can race into a duplicate key).
+    SQL Server requires the closing semicolon."""
+    quote = compiler.preparer.quote
+    source = ", ".join(
+        f"{compiler.process(cast(element.binds[n], element.table.c[n].type), **kw)} AS {quote(n)}"
+        for n in element.names
+    )
+    on = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in element.key)
+    sql = (
+        f"MERGE INTO {compiler.preparer.format_table(element.table)} WITH (HOLDLOCK) AS t "
+        f"USING (SELECT {source}) AS s ON {on}"
+    )
+    if element.updated:
+        sets = ", ".join(f"{quote(n)} = s.{quote(n)}" for n in element.updated)
+        sql += f" WHEN MATCHED THEN UPDATE SET {sets}"
+    columns = ", ".join(quote(n) for n in element.names)
+    values = ", ".join(f"s.{quote(n)}" for n in element.names)
+    return sql + f" WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({values});"
+
+
 class TargetWriter:
     """Applies one subscriber task's packages to its target table."""
 
@@ -81,12 +288,7 @@ class TargetWriter:
         self.code_maps: dict[str, dict[str, str]] = dict(config.get("code_maps") or {})
         self.key = [self.mapping.get(k, k) for k in source_key]
         self.metadata = MetaData()
-        self.cursor = Table(
-            CURSOR_TABLE,
-            self.metadata,
-            Column("task_id", Integer, primary_key=True, autoincrement=False),
-            Column("last_seq", BigInteger, nullable=False),
-        )
+        self.cursor = cursor_table(self.metadata)
         if engine.dialect.name == "sqlite" and not event.contains(engine, "connect", _sqlite_wal):
             event.listen(engine, "connect", _sqlite_wal)
         self.cursor.create(engine, checkfirst=True)
@@ -108,24 +310,7 @@ class TargetWriter:
     def _ensure_table(self, schema: pa.Schema) -> Table:
         if self.table is not None:
             return self.table
-        cols = []
-        for f in schema:
-            if f.name == OP_COLUMN:
-                continue
-            name = self.mapping.get(f.name, f.name)
-            is_key = name in self.key
-            value_type = f.type.value_type if pa.types.is_dictionary(f.type) else f.type
-            sql_type = _sql_type(value_type)
-            if is_key and isinstance(sql_type, Text):
-                sql_type = String(200)
-            if is_key and len(self.key) == 1 and isinstance(sql_type, BigInteger):
-                # SQLite: INTEGER PRIMARY KEY is the row id itself, not a second index.
-                sql_type = BigInteger().with_variant(Integer(), "sqlite")
-            cols.append(
-                Column(name, sql_type, primary_key=is_key, nullable=not is_key, autoincrement=False)
-            )
-        # utf8mb4 whatever the MySQL database's default: Chinese names outside the BMP.
-        self.table = Table(self.table_name, self.metadata, *cols, mysql_charset="utf8mb4")
+        self.table = target_table(self.metadata, self.table_name, schema, self.key, self.mapping)
         self.table.create(self.engine, checkfirst=True)
         return self.table
 
@@ -164,20 +349,13 @@ class TargetWriter:
                 if op == "D"
             ]
         with self.engine.begin() as conn:
-            current = conn.scalar(
-                select(self.cursor.c.last_seq)
-                .where(self.cursor.c.task_id == self.task_id)
-                .with_for_update()
-                if conn.dialect.name != "sqlite"
-                else select(self.cursor.c.last_seq).where(self.cursor.c.task_id == self.task_id)
-            )
+            current = conn.scalar(applied_seq_query(self.cursor, self.task_id, conn.dialect.name))
             if current is not None and seq <= current:
                 return None
             if len(ops) > deleted:
                 self._upsert(conn, table, known, upserts, fresh=inserted == len(ops))
             if deletes:
-                where = [table.c[k] == bindparam(f"k_{k}") for k in self.key]
-                conn.execute(delete(table).where(*where), deletes)
+                conn.execute(key_delete(table, self.key), deletes)
             if current is None:
                 conn.execute(self.cursor.insert().values(task_id=self.task_id, last_seq=seq))
             else:
@@ -206,6 +384,9 @@ class TargetWriter:
         """
         if conn.dialect.name == "mysql":
             self._write(conn, table, self._mysql_upsert(table, names), names, columns)
+            return
+        if conn.dialect.name in MERGE_ENGINES:
+            self._write(conn, table, MergeUpsert(table, names, self.key), names, columns)
             return
         insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
         if fresh and conn.dialect.name == "sqlite":
