@@ -113,3 +113,14 @@ def test_the_closure_holds_the_runtime_and_none_of_the_tools() -> None:
     assert closure.isdisjoint(
         {"pytest", "playwright", "mypy", "ruff", "datasette", "py-spy", "faker", "gmssl"}
     )
+
+
+def test_drivers_of_other_databases_are_extras_not_runtime_dependencies() -> None:
+    """Oracle's and SQL Server's drivers are installed only on the nodes that need them
+    (`govshare[oracle]`, `govshare[sqlserver]`); the suite compiles their SQL without them."""
+    extras = pyproject()["project"]["optional-dependencies"]
+    drivers = {requirement_name(r) for group in extras.values() for r in group}
+    assert drivers == {"oracledb", "pyodbc"}
+    assert runtime_closure().isdisjoint(drivers)
+    dev = {requirement_name(r) for r in pyproject()["dependency-groups"]["dev"]}
+    assert dev.isdisjoint(drivers)
