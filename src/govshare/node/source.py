@@ -31,7 +31,7 @@ from sqlalchemy import (
     text,
     tuple_,
 )
-from sqlalchemy.dialects import mssql
+from sqlalchemy.dialects import mssql, oracle
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement, Select
 
@@ -447,8 +447,11 @@ def columns_probe(dialect: str, query: str) -> str:
 
 # The text a row-filter column is compared as. SQLAlchemy's plain String is VARCHAR(max)
 # on SQL Server, which turns Chinese outside the database's code page into '?': there it
-# is NVARCHAR(max). (Oracle's dialect already gives CAST … AS VARCHAR2(4000 CHAR).)
-FILTER_TEXT = String().with_variant(mssql.NVARCHAR(), "mssql")
+# is NVARCHAR(max). Oracle's CAST needs a length, which SQLAlchemy 2.0's Oracle dialect
+# leaves out (2.1's adds 4000): it is given.
+FILTER_TEXT = (
+    String().with_variant(mssql.NVARCHAR(), "mssql").with_variant(oracle.VARCHAR2(4000), "oracle")
+)
 
 
 def _condition(col: Any, op: str, value: str | list[str], dialect: str = "") -> ColumnElement[bool]:
