@@ -48,7 +48,8 @@ class BusinessSystem(threading.Thread):
                     conn.execute(
                         text(
                             "INSERT INTO person SELECT g, '3702021990' || lpad(g::text, 8, '0'), "
-                            "'新增', '2', 1 FROM generate_series(CAST(:a AS integer), CAST(:b AS integer)) g"
+                            "'新增', '2', 1 "
+                            "FROM generate_series(CAST(:a AS integer), CAST(:b AS integer)) g"
                         ),
                         {"a": self.next_id, "b": self.next_id + 24},
                     )

@@ -17,12 +17,14 @@ dictionary-encoded (``decode_rows`` returns plain columns either way).
 from __future__ import annotations
 
 import struct
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from typing import Any
 
 import msgpack
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -37,7 +39,23 @@ class PackageError(ValueError):
     """A package that cannot be trusted: malformed, altered, unsigned or misaddressed."""
 
 
+def _portable(values: Sequence[Any]) -> Sequence[Any]:
+    """Values every target can hold, for the types a business database has beyond the
+    common ones: JSON documents and arrays as JSON text (not Python's repr), UUIDs as
+    their text, times of day with a zone as ISO text (Arrow's time has no zone).
+    Decided by the column's first value: a typed database gives one type per column."""
+    first = next((v for v in values if v is not None), None)
+    if isinstance(first, dict | list):
+        return [None if v is None else orjson.dumps(v, default=str).decode() for v in values]
+    if isinstance(first, uuid.UUID):
+        return [None if v is None else str(v) for v in values]
+    if isinstance(first, time) and first.tzinfo is not None:
+        return [None if v is None else v.isoformat() for v in values]
+    return values
+
+
 def _column(values: Sequence[Any]) -> pa.Array:
+    values = _portable(values)
     try:
         return _dictionary(pa.array(values))
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):

@@ -165,9 +165,14 @@ def stream_batches(
 def plain_results(engine: Engine, columns: Iterable[Any]) -> bool:
     """True when SQLAlchemy would hand these columns' values over as the driver gives them."""
     dialect = engine.dialect
-    return all(
-        c.type.dialect_impl(dialect).result_processor(dialect, None) is None for c in columns
-    )
+    try:
+        return all(
+            c.type.dialect_impl(dialect).result_processor(dialect, None) is None for c in columns
+        )
+    except TypeError:
+        # PostgreSQL's NUMERIC asks for the driver's type code, only known from a result:
+        # SQLAlchemy's rows then, which convert as the column's type says.
+        return False
 
 
 class KeyTally:

@@ -54,6 +54,8 @@ MYSQL = ("mysql", "mariadb")
 MERGE_ENGINES = ("oracle", "dm", "mssql")
 # A text key column's length: its index needs a bound.
 KEY_TEXT_LENGTH = 200
+# From this many rows a PostgreSQL package is copied in bulk rather than upserted row by row.
+COPY_THRESHOLD = 1000
 
 
 def _sql_type(arrow_type: pa.DataType) -> Any:
@@ -388,6 +390,13 @@ class TargetWriter:
         if conn.dialect.name in MERGE_ENGINES:
             self._write(conn, table, MergeUpsert(table, names, self.key), names, columns)
             return
+        if (
+            conn.dialect.name == "postgresql"
+            and conn.dialect.driver == "psycopg"
+            and len(columns[0]) >= COPY_THRESHOLD
+        ):
+            self._pg_copy_upsert(conn, table, names, columns)
+            return
         insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
         if fresh and conn.dialect.name == "sqlite":
             try:
@@ -405,6 +414,52 @@ class TargetWriter:
         else:
             stmt = stmt.on_conflict_do_nothing(index_elements=self.key)
         self._write(conn, table, stmt, names, columns)
+
+    def _pg_copy_upsert(
+        self, conn: Connection, table: Table, names: list[str], columns: list[list[Any]]
+    ) -> None:
+        """PostgreSQL's bulk path: the rows are copied (``COPY … FROM STDIN``) into a
+        temporary table shaped like the target, then merged with one ``INSERT … SELECT …
+        ON CONFLICT``: a few statements per package instead of one per row."""
+        preparer = conn.dialect.identifier_preparer
+        target = preparer.format_table(table)
+        staging = preparer.quote(f"govshare_stage_{self.task_id}")
+        listed = ", ".join(preparer.quote(n) for n in names)
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {staging} "
+                f"(LIKE {target} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+            values = [
+                _bound(table.c[n], conn.dialect, col) for n, col in zip(names, columns, strict=True)
+            ]
+            rows: Any = zip(*values, strict=True)
+            key_at = [names.index(k) for k in self.key if k in names]
+            keys = list(zip(*[values[i] for i in key_at], strict=True))
+            if len(set(keys)) < len(keys):
+                # A query source may give a key twice; one INSERT … ON CONFLICT cannot
+                # touch a row twice, so the last of them stands, as row by row.
+                rows = list(dict(zip(keys, rows, strict=True)).values())
+            with cursor.copy(f"COPY {staging} ({listed}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+                for row in rows:
+                    copy.write_row(row)
+            updates = [n for n in names if n not in self.key]
+            conflict = ", ".join(preparer.quote(k) for k in self.key)
+            action = (
+                "DO UPDATE SET "
+                + ", ".join(f"{preparer.quote(n)} = EXCLUDED.{preparer.quote(n)}" for n in updates)
+                if updates
+                else "DO NOTHING"
+            )
+            cursor.execute(
+                f"INSERT INTO {target} ({listed}) SELECT {listed} FROM {staging} "
+                f"ON CONFLICT ({conflict}) {action}"
+            )
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance("COPY", None, exc, conn.dialect.loaded_dbapi.Error) from exc
+        finally:
+            cursor.close()
 
     def _mysql_upsert(self, table: Table, names: list[str]) -> Any:
         """``INSERT … ON DUPLICATE KEY UPDATE``: PyMySQL sends the rows of one such
