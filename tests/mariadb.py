@@ -43,6 +43,7 @@ class MariaDBServer:
     base: Path
     port: int
     run_as: str | None
+    binlog: bool = True
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -84,7 +85,7 @@ class MariaDBServer:
                 "--bind-address=127.0.0.1",
                 f"--pid-file={self.base / 'mariadb.pid'}",
                 "--skip-name-resolve",
-                "--skip-log-bin",
+                *self._binlog_options(),
                 # Durability is not what these tests are about: fast commits on 2 cores.
                 "--innodb-flush-log-at-trx-commit=0",
                 "--innodb-doublewrite=0",
@@ -109,6 +110,27 @@ class MariaDBServer:
         with conn, conn.cursor() as cur:
             cur.execute(f"CREATE USER '{USER}'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'")
             cur.execute(f"GRANT ALL PRIVILEGES ON *.* TO '{USER}'@'127.0.0.1'")
+
+    def _binlog_options(self) -> list[str]:
+        if not self.binlog:
+            return ["--skip-log-bin"]
+        # The binary log as a department's server keeps it for its replicas, so that the
+        # node's log capture (node/binlog.py) reads it: row events with the whole row and
+        # the column names (without FULL metadata the log has no names).
+        return [
+            f"--log-bin={self.base / 'binlog'}",
+            "--binlog-format=ROW",
+            "--binlog-row-image=FULL",
+            "--binlog-row-metadata=FULL",
+            "--server-id=1",
+        ]
+
+    def root(self) -> pymysql.connections.Connection:  # type: ignore[type-arg]
+        """A connection as root (over the socket): for what the suite's user may not do,
+        such as granting privileges to another user or purging the binary log."""
+        return pymysql.connect(
+            unix_socket=str(self.socket), user="root", autocommit=True, charset="utf8mb4"
+        )
 
     def _listening(self) -> bool:
         """The server accepts on its socket (probed by hand: PyMySQL leaves the socket of
@@ -153,7 +175,7 @@ class MariaDBServer:
         return self.url(name)
 
 
-def start_mariadb() -> MariaDBServer:
+def start_mariadb(*, binlog: bool = True) -> MariaDBServer:
     mariadbd, install_db = mariadbd_path(), install_db_path()
     if mariadbd is None or install_db is None:
         raise RuntimeError("MariaDB binaries not found: apt-get install -y mariadb-server")
@@ -164,6 +186,7 @@ def start_mariadb() -> MariaDBServer:
         base=Path(tempfile.mkdtemp(prefix="govshare-mariadb-")),
         port=free_port(),
         run_as=run_as,
+        binlog=binlog,
     )
     server.start()
     return server
