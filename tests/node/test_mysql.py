@@ -19,7 +19,11 @@ from sqlalchemy import MetaData, Table, create_engine, select
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import text
 
+from govshare.exchange.package import decode_columns, encode_rows
+from govshare.node.binlog import MySQLChangeLog
+from govshare.node.capture import open_change_log
 from govshare.node.source import SourceReader, ZeroDateError, describe, make_engine
+from govshare.node.target import TargetWriter
 from tests.exchange.scenario import make_scene
 from tests.factories import World
 from tests.mariadb import MariaDBServer
@@ -266,3 +270,26 @@ def test_describe_gives_the_kinds_of_mysql_columns(mariadb: MariaDBServer) -> No
         "photo": "bytes",
     }
     assert described["key"] == ["id"]
+
+
+def test_a_mariadb_url_is_read_and_written_as_mysql(mariadb: MariaDBServer) -> None:
+    """``mariadb+pymysql://`` names the dialect "mariadb": the MySQL paths still apply."""
+    url = mariadb.create_database(f"family_{next(_names)}").replace("mysql+", "mariadb+")
+    _create_source(url, 2)
+    engine = make_engine(url)
+    try:
+        assert engine.dialect.name == "mariadb"
+        with engine.begin() as conn:
+            conn.execute(text("SET SESSION sql_mode = ''"))
+            conn.execute(text("UPDATE person SET birth = '0000-00-00' WHERE id = 2"))
+        reader = SourceReader(engine, {"table": "person", "key": ["id"], "mode": "snapshot"})
+        with pytest.raises(ZeroDateError):
+            next(reader.batches(None, 100))
+        writer = TargetWriter(engine, 1, {"table": "copy"}, ["id"])
+        for seq, name in [(1, "甲"), (2, "乙")]:
+            writer.apply(seq, decode_columns(encode_rows(["id", "xm"], ["U"], [(1, name)])))
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT id, xm FROM copy")).all() == [(1, "乙")]
+        assert isinstance(open_change_log(engine, "person", ["id"], "family"), MySQLChangeLog)
+    finally:
+        engine.dispose()

@@ -80,7 +80,7 @@ def open_change_log(engine: Engine, table: str, key: list[str], name: str) -> Ch
         from govshare.node.pglog import PostgresChangeLog
 
         log = PostgresChangeLog(engine, table, key, name)
-    elif engine.dialect.name == "mysql":
+    elif engine.dialect.name in ("mysql", "mariadb"):
         from govshare.node.binlog import MySQLChangeLog  # type: ignore[import-not-found,unused-ignore]
 
         log = MySQLChangeLog(engine, table, key, name)

@@ -38,6 +38,8 @@ from sqlalchemy.sql import ColumnElement, Select
 from govshare.rules.masking import mask
 
 KEY_SEPARATOR = "\x1f"
+# SQLAlchemy's names of the MySQL family: a ``mariadb+pymysql://`` URL says "mariadb".
+MYSQL = ("mysql", "mariadb")
 
 
 class ZeroDateError(ValueError):
@@ -351,7 +353,7 @@ class SourceReader:
     def _mysql_date_positions(self, result: Any) -> list[int]:
         """Positions of the DATE/DATETIME/TIMESTAMP columns of a MySQL result (from the
         driver's description, so a query's columns are known as well as a table's)."""
-        if self.engine.dialect.name != "mysql" or result.cursor is None:
+        if self.engine.dialect.name not in MYSQL or result.cursor is None:
             return []
         return [
             i for i, d in enumerate(result.cursor.description or ()) if d[1] in MYSQL_DATE_TYPES
@@ -398,7 +400,7 @@ class SourceReader:
         if self.engine.dialect.name in NO_ROW_VALUES:
             return _after_without_row_values(order, cursor)
         if (
-            self.engine.dialect.name not in ("sqlite", "mysql")
+            self.engine.dialect.name not in ("sqlite", *MYSQL)
             or len(order) == 1
             or any(v is None for v in cursor)
         ):

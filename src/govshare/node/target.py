@@ -44,12 +44,10 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
 
 from govshare.exchange.package import OP_COLUMN
-from govshare.node.source import keyset_checksum, plain_results, stream_batches
+from govshare.node.source import MYSQL, keyset_checksum, plain_results, stream_batches
 
 CURSOR_TABLE = "govshare_exchange_cursor"
 
-
-MYSQL = ("mysql", "mariadb")
 # Engines without INSERT … ON CONFLICT or ON DUPLICATE KEY: rows are upserted with MERGE.
 MERGE_ENGINES = ("oracle", "dm", "mssql")
 # A text key column's length: its index needs a bound.
@@ -384,7 +382,7 @@ class TargetWriter:
         all (a re-sync), the failed statement alone is undone and the upsert follows in
         the same transaction, rewriting any row the INSERT had added with the same values.
         """
-        if conn.dialect.name == "mysql":
+        if conn.dialect.name in MYSQL:
             self._write(conn, table, self._mysql_upsert(table, names), names, columns)
             return
         if conn.dialect.name in MERGE_ENGINES:
