@@ -18,12 +18,14 @@ from sqlalchemy import (
     Engine,
     Float,
     Integer,
+    Interval,
     LargeBinary,
     MetaData,
     Numeric,
     String,
     Table,
     Text,
+    Time,
     bindparam,
     cast,
     delete,
@@ -81,12 +83,38 @@ def _portable_type(arrow_type: pa.DataType) -> Any:
     if pa.types.is_decimal(arrow_type):
         return Numeric(38, arrow_type.scale)
     if pa.types.is_timestamp(arrow_type):
-        return DateTime().with_variant(mysql.DATETIME(fsp=6), *MYSQL)
+        # With a zone: PostgreSQL's timestamptz keeps the instant; the others store it as
+        # UTC (``_target_values``).
+        return DateTime(timezone=arrow_type.tz is not None).with_variant(
+            mysql.DATETIME(fsp=6), *MYSQL
+        )
     if pa.types.is_date(arrow_type):
         return Date()
+    if pa.types.is_time(arrow_type):
+        return Time().with_variant(mysql.TIME(fsp=6), *MYSQL)
+    if pa.types.is_duration(arrow_type):
+        # An interval type only PostgreSQL and Oracle have: elsewhere its text.
+        return (
+            Interval()
+            .with_variant(Text(), "sqlite", "mssql", "dm")
+            .with_variant(mysql.LONGTEXT(), *MYSQL)
+        )
     if pa.types.is_binary(arrow_type):
         return LargeBinary().with_variant(mysql.LONGBLOB(), *MYSQL)
     return Text().with_variant(mysql.LONGTEXT(), *MYSQL)
+
+
+def _target_values(arrow_type: pa.DataType, engine: str, values: list[Any]) -> list[Any]:
+    """A column's values as the target's column (``_sql_type``) takes them: instants as
+    UTC without a zone where the column has none, durations as text where there is no
+    interval type, times of day as text on Oracle and DM (no TIME type)."""
+    if pa.types.is_timestamp(arrow_type) and arrow_type.tz is not None and engine != "postgresql":
+        return [None if v is None else v.astimezone(dt.UTC).replace(tzinfo=None) for v in values]
+    if (pa.types.is_duration(arrow_type) and engine not in ("postgresql", "oracle")) or (
+        pa.types.is_time(arrow_type) and engine in ("oracle", "dm")
+    ):
+        return [None if v is None else str(v) for v in values]
+    return values
 
 
 def _is_text(arrow_type: pa.DataType) -> bool:
@@ -108,6 +136,8 @@ def _oracle_type(arrow_type: pa.DataType) -> TypeEngine[Any] | None:
         return oracle.NUMBER(38, arrow_type.scale)
     if pa.types.is_timestamp(arrow_type):
         return oracle.TIMESTAMP()
+    if pa.types.is_time(arrow_type):
+        return oracle.NVARCHAR2(32)  # no TIME type: the time of day as text
     if _is_text(arrow_type):
         return oracle.NCLOB()
     return None
@@ -125,6 +155,8 @@ def _dm_type(arrow_type: pa.DataType) -> TypeEngine[Any] | None:
         return sqltypes.DECIMAL(38, arrow_type.scale)
     if pa.types.is_timestamp(arrow_type):
         return sqltypes.TIMESTAMP()
+    if pa.types.is_time(arrow_type):
+        return String(32)  # Oracle-compatible: the time of day as text
     if _is_text(arrow_type):
         return sqltypes.CLOB()
     return None
@@ -317,8 +349,9 @@ class TargetWriter:
     def _rows(self, data: pa.Table) -> tuple[list[str], list[list[Any]], list[str]]:
         names = [n for n in data.column_names if n != OP_COLUMN]
         values: list[list[Any]] = []
+        engine = self.engine.dialect.name
         for name in names:
-            col = _values(data.column(name))
+            col = _target_values(data.schema.field(name).type, engine, _values(data.column(name)))
             if name in self.code_maps:
                 table = self.code_maps[name]
                 col = [table.get(str(v), v) if v is not None else None for v in col]
