@@ -744,8 +744,8 @@ def run(
 ) -> Result:
     """One measurement on a fresh engine (a database server is started and stopped)."""
     engine = ENGINES[engine_name](work)
-    engine.start()
     try:
+        engine.start()
         return measure(
             engine, work, rows, batch_rows=batch_rows, interval=interval, profile=profile
         )
