@@ -64,6 +64,11 @@ def make_engine(url: str) -> Engine:
         # name written with a character outside the BMP (𠀀, common in rare given names)
         # is refused or turned into '?'.
         kwargs["connect_args"] = {"charset": "utf8mb4"}
+        if "+pymysql" in url:
+            # Positional %s parameters: a target's rows go to PyMySQL's executemany as
+            # tuples (which it sends as multi-row INSERTs) instead of a dict per row
+            # that SQLAlchemy builds and PyMySQL walks value by value.
+            kwargs["paramstyle"] = "format"
     return create_engine(url, **kwargs)
 
 
