@@ -98,7 +98,7 @@ OUTCOMES = {"pending": "核对中", "match": "一致", "mismatch": "不一致", 
 MODES = {
     "incremental": "增量（按游标列）",
     "snapshot": "全量快照",
-    "log": "日志捕获（逻辑复制 / binlog）",
+    "log": "日志捕获（逻辑复制 / 二进制日志）",
 }
 DELETE_DETECTION = {
     "keyset": "键集比对",
