@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.e2e.hubenv import HubEnv, setup_hub
+from tests.exchange.scenario import drop_replication_slots, make_pg_source
 from tests.pg import PostgresServer
 
 ROWS = 20_000
@@ -94,21 +95,8 @@ def test_kill9_during_log_capture_loses_and_doubles_nothing(
     tmp_path: Path, postgres: PostgresServer
 ) -> None:
     source_url = postgres.create_database(f"biz_crash_{abs(hash(str(tmp_path))) % 10**8}")
+    make_pg_source(source_url, ROWS)
     engine = create_engine(source_url)
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "CREATE TABLE person (id integer PRIMARY KEY, sfzhm text, xm text, xb text, "
-                "version integer NOT NULL)"
-            )
-        )
-        conn.execute(
-            text(
-                "INSERT INTO person SELECT g, '3702021990' || lpad(g::text, 8, '0'), "
-                "'姓名' || g, '1', 1 FROM generate_series(1, :n) g"
-            ),
-            {"n": ROWS},
-        )
     target = tmp_path / "consumer.db"
     env: HubEnv = setup_hub(
         tmp_path,
@@ -184,11 +172,5 @@ def test_kill9_during_log_capture_loses_and_doubles_nothing(
     finally:
         business.halt.set()
         env.stop_all()
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(
-                text(
-                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                    "WHERE database = current_database() AND NOT active"
-                )
-            )
+        drop_replication_slots(source_url)
         engine.dispose()

@@ -44,6 +44,40 @@ def make_source(path: Path, rows: int) -> None:
     db.close()
 
 
+def make_pg_source(url: str, rows: int) -> None:
+    """The person table in a PostgreSQL business database, ``rows`` rows (version = id)."""
+    engine = create_engine(url, poolclass=NullPool)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE person (id integer PRIMARY KEY, sfzhm text, xm text, xb text, "
+                "version integer NOT NULL)"
+            )
+        )
+        conn.execute(text("CREATE INDEX ix_person_version ON person (version, id)"))
+        conn.execute(
+            text(
+                "INSERT INTO person SELECT g, '3702021990' || lpad(g::text, 8, '0'), "
+                "'姓名' || g, '1', g FROM generate_series(1, CAST(:n AS integer)) g"
+            ),
+            {"n": rows},
+        )
+    engine.dispose()
+
+
+def drop_replication_slots(url: str) -> None:
+    """Drop the database's idle replication slots (each keeps the server's log)."""
+    engine = create_engine(url, poolclass=NullPool)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(
+            text(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                "WHERE database = current_database() AND NOT active"
+            )
+        )
+    engine.dispose()
+
+
 class Source:
     """The provider's business database, changed the way a business system would."""
 

@@ -14,7 +14,14 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from govshare.node.pglog import lsn_number
-from tests.exchange.scenario import Scene, Source, make_scene, target_rows
+from tests.exchange.scenario import (
+    Scene,
+    Source,
+    drop_replication_slots,
+    make_pg_source,
+    make_scene,
+    target_rows,
+)
 from tests.factories import World
 from tests.pg import PostgresServer
 
@@ -25,29 +32,9 @@ _names = itertools.count()
 def business_url(postgres: PostgresServer, tmp_path: Path) -> Iterator[str]:
     suffix = f"{next(_names)}_{abs(hash(str(tmp_path))) % 10**6}"
     url = postgres.create_database(f"biz_capture_{suffix}")
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "CREATE TABLE person (id integer PRIMARY KEY, sfzhm text, xm text, xb text, "
-                "version integer NOT NULL)"
-            )
-        )
-        conn.execute(
-            text(
-                "INSERT INTO person SELECT g, '3702021990' || lpad(g::text, 8, '0'), "
-                "'姓名' || g, '1', g FROM generate_series(1, 2500) g"
-            )
-        )
+    make_pg_source(url, 2500)
     yield url
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(
-            text(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                "WHERE database = current_database()"
-            )
-        )
-    engine.dispose()
+    drop_replication_slots(url)
 
 
 def _slot_confirmed(engine: Engine) -> int:

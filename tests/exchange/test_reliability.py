@@ -13,7 +13,7 @@ import httpx
 from govshare.node.agent import NodeAgent
 from govshare.node.config import Database, NodeConfig
 from tests.conftest import TEST_SECRET
-from tests.exchange.scenario import Source, make_scene, make_source, target_rows
+from tests.exchange.scenario import Source, make_pg_source, make_scene, target_rows
 from tests.factories import World
 from tests.pg import PostgresServer, free_port
 
@@ -64,26 +64,7 @@ def test_postgresql_source_and_target(
     suffix = abs(hash(str(tmp_path))) % 10**8
     source_url = postgres.create_database(f"src_{suffix}")
     target_url = postgres.create_database(f"dst_{suffix}")
-    make_source(tmp_path / "seed.db", 0)
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(source_url)
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "CREATE TABLE person (id integer PRIMARY KEY, sfzhm text, xm text, xb text, "
-                "version integer NOT NULL)"
-            )
-        )
-        conn.execute(text("CREATE INDEX ix_person_version ON person (version, id)"))
-        conn.execute(
-            text(
-                "INSERT INTO person SELECT g, '3702021990' || lpad(g::text, 8, '0'), "
-                "'姓名' || g, '1', g "
-                "FROM generate_series(1, 3000) g"
-            )
-        )
-    engine.dispose()
+    make_pg_source(source_url, 3000)
     scene = make_scene(world, tmp_path, source_url=source_url, target_url=target_url)
     try:
         scene.node("provider")
