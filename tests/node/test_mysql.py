@@ -293,3 +293,33 @@ def test_a_mariadb_url_is_read_and_written_as_mysql(mariadb: MariaDBServer) -> N
         assert isinstance(open_change_log(engine, "person", ["id"], "family"), MySQLChangeLog)
     finally:
         engine.dispose()
+
+
+def test_chinese_text_in_a_gbk_table_is_read_as_unicode(mariadb: MariaDBServer) -> None:
+    """Older department systems keep GBK tables: the node's utf8mb4 connection has the
+    server convert them, and the text arrives as the characters the table holds (a value
+    GBK cannot hold never reaches the table, so none can be lost on the way out)."""
+    url = mariadb.create_database(f"gbk_{next(_names)}")
+    engine = make_engine(url)
+    names = ["张三", "欧阳娜娜", "龘", "〇·—", None]
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text("CREATE TABLE 人员 (id INT PRIMARY KEY, 姓名 VARCHAR(50)) CHARACTER SET gbk")
+            )
+            conn.execute(
+                text("INSERT INTO 人员 VALUES (:i, :n)"),
+                [{"i": i, "n": n} for i, n in enumerate(names)],
+            )
+            charset = conn.execute(
+                text(
+                    "SELECT character_set_name FROM information_schema.columns "
+                    "WHERE table_name = '人员' AND column_name = '姓名'"
+                )
+            ).scalar_one()
+        assert charset == "gbk"
+        reader = SourceReader(engine, {"table": "人员", "key": ["id"], "mode": "snapshot"})
+        rows, _ = next(reader.batches(None, 100))
+        assert [r[1] for r in rows] == names
+    finally:
+        engine.dispose()
