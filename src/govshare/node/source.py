@@ -165,8 +165,27 @@ def stream_batches(
             yield batch
         result.close()
         return
+    if raw and conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        yield from _pg_server_side(conn, stmt, size)
+        return
     result = conn.execution_options(stream_results=True, yield_per=size).execute(stmt)
     yield from result.partitions(size)
+
+
+def _pg_server_side(
+    conn: Connection, stmt: Select[Any], size: int
+) -> Iterator[Sequence[Sequence[Any]]]:
+    """A PostgreSQL server-side cursor of psycopg's own, fetched ``size`` rows at a time:
+    SQLAlchemy's streamed rows cost about six times as much per key in a key scan. (Not
+    SQLAlchemy's cursor fetched directly: it has read ahead the rows it buffers.)"""
+    compiled = stmt.compile(dialect=conn.dialect)
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    with driver.cursor(name=f"govshare_scan_{id(stmt):x}") as cursor:
+        cursor.itersize = size
+        cursor.execute(compiled.string, compiled.params)
+        while batch := cursor.fetchmany(size):
+            yield batch
 
 
 def plain_results(engine: Engine, columns: Iterable[Any]) -> bool:
