@@ -323,3 +323,31 @@ def test_chinese_text_in_a_gbk_table_is_read_as_unicode(mariadb: MariaDBServer) 
         assert [r[1] for r in rows] == names
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("positional", [True, False])
+def test_a_key_scan_streams_every_key_in_scope_once(
+    mariadb: MariaDBServer, positional: bool
+) -> None:
+    """Keys read from PyMySQL's unbuffered cursor, with the node's positional parameters
+    or SQLAlchemy's named ones, a bound row filter (a LIKE prefix) and batch edges."""
+    url = mariadb.create_database(f"scan_{next(_names)}")
+    _create_source(url, 250)
+    engine = make_engine(url) if positional else create_engine(url, poolclass=NullPool)
+    assert engine.dialect.positional is positional
+    try:
+        reader = SourceReader(
+            engine,
+            {
+                "table": "person",
+                "key": ["id"],
+                "mode": "snapshot",
+                "row_filter": [{"column": "id", "op": "prefix", "value": "1"}],
+            },
+        )
+        batches = list(reader.live_key_batches(size=40))
+        keys = sorted(row[0] for batch in batches for row in batch)
+        assert keys == [i for i in range(1, 251) if str(i).startswith("1")]
+        assert max(len(b) for b in batches) == 40
+    finally:
+        engine.dispose()
