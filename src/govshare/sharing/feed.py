@@ -12,8 +12,9 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from govshare.basedata import service as basedata
 from govshare.config import Settings
-from govshare.db import session_scope
+from govshare.db import session_scope, utcnow
 from govshare.exchange.store import PackageStore
 from govshare.rules.clock import china_today
 from govshare.sharing import calendar, objections, service, subscriptions
@@ -82,6 +83,10 @@ class Feeder:
 
     def run_once(self) -> int:
         applied = self.feed()
+        with self.factory() as session:
+            # After the stores, the base databases built from them: only the keys the
+            # new packages touched are merged again.
+            basedata.assemble_due(session, self.db, self.packages, utcnow())
         with session_scope(self.factory) as session:
             subscriptions.stop_lapsed(session, china_today())
         if time.monotonic() - self._last_alert_check >= self.settings.monitor_interval_seconds:
@@ -93,6 +98,7 @@ class Feeder:
                 objections.alert_overdue(session, self.settings)
                 service.alert_overdue_applications(session, self.settings, china_today())
                 service.alert_calendar_gap(session, self.settings, china_today())
+                basedata.alert_stale_conflicts(session, self.settings, utcnow())
             self._last_alert_check = time.monotonic()
         return applied
 
