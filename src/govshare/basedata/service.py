@@ -182,7 +182,10 @@ def plan_of(session: Session, base: BaseDatabase) -> assembly.Plan:
     tables = {i.code_table for i in catalog_items.values() if i.code_table}
     codes: dict[str, dict[str, str]] = {}
     for entry in session.scalars(select(CodeEntry).where(CodeEntry.table_name.in_(tables))):
-        codes.setdefault(entry.table_name, {})[entry.label] = entry.code
+        names = codes.setdefault(entry.table_name, {})
+        names[entry.label] = entry.code
+        if entry.label.endswith("性") and len(entry.label) == 2:
+            names[entry.label[0]] = entry.code  # 男 for 男性, as forms write it
     items = tuple(
         assembly.ItemPlan(
             item=i["item"],
