@@ -303,6 +303,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware)
 
     from govshare.basedata import api as basedata_api
+    from govshare.basedata import pages as basedata_pages
     from govshare.catalog import api as catalog_api
     from govshare.catalog import pages as catalog_pages
     from govshare.exchange import api as exchange_api
@@ -330,6 +331,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(catalog_pages.router)
     app.include_router(exchange_pages.router)
     app.include_router(sharing_pages.router)
+    app.include_router(basedata_pages.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     @app.get("/healthz", tags=["ops"], summary="健康检查")

@@ -6,6 +6,7 @@ and the base is served by the data services like any store."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from sqlalchemy.pool import NullPool
 
 from govshare.node.agent import NodeAgent
 from govshare.node.config import Database, NodeConfig
+from tests.catalog.console import csrf_of, signed_in
 from tests.exchange.scenario import PERSON_ITEMS, make_source
 from tests.factories import Dept, World
 from tests.live import LiveHub
@@ -306,3 +308,45 @@ def test_an_accepted_value_corrected_at_the_source_closes_the_conflict(assembled
     # Nothing else opened on the way.
     every = _get(w, w.admin, "/api/v1/base-conflicts", base_id=base_id, limit=500)["items"]
     assert sorted(c["record_key"] for c in every) == sorted(_sfzhm(i) for i in PLANTED)
+
+
+def test_the_department_works_its_conflicts_in_the_console(assembled: Base) -> None:
+    w, base_id = assembled.world, assembled.base["id"]
+    police = assembled.police
+    with signed_in(w, police.dept.resource_admin) as client:
+        page = client.get("/basedata/conflicts?status=open")
+        assert page.status_code == 200
+        shown = re.findall(r'id="conflict-(\d+)"', page.text)
+        mine = _open_conflicts(w, police.dept.resource_admin, base_id)
+        assert sorted(shown) == sorted(str(c["id"]) for c in mine)
+        assert mine[0]["record_key"] in page.text  # the owner sees the ID number in full
+        target = mine[-1]["id"]
+        detail = client.get(f"/basedata/conflicts/{target}")
+        assert "确认本部门的值" in detail.text
+        # No reason: refused with the message beside the field, nothing changes.
+        r = client.post(
+            f"/basedata/conflicts/{target}",
+            data={"csrf_token": csrf_of(client), "action": "confirm", "reason": ""},
+        )
+        assert r.status_code == 422
+        assert "须说明理由" in r.text
+        assert _get(w, w.admin, f"/api/v1/base-conflicts/{target}")["status"] == "open"
+        r = client.post(
+            f"/basedata/conflicts/{target}",
+            data={"csrf_token": csrf_of(client), "action": "confirm", "reason": "已核对档案"},
+        )
+        assert r.status_code == 303
+        assert _get(w, w.admin, f"/api/v1/base-conflicts/{target}")["status"] == "confirmed"
+        bases = client.get("/basedata")
+        assert bases.status_code == 200
+        assert "人口基础信息" in bases.text
+        assert "殡葬与婚姻登记人员信息" in bases.text  # the evidence source is named
+    # Another department sees neither the conflict nor the ID number.
+    with signed_in(w, assembled.civil.dept.resource_admin) as client:
+        assert client.get(f"/basedata/conflicts/{target}").status_code == 404
+        page = client.get("/basedata/conflicts?status=all")
+        assert mine[0]["record_key"] not in page.text
+    with signed_in(w, w.admin) as client:
+        page = client.get("/basedata/conflicts?status=all")
+        assert mine[0]["record_key"] not in page.text  # masked for the platform
+        assert f'id="conflict-{target}"' in page.text
