@@ -56,7 +56,7 @@ from govshare.security.models import (
     User,
 )
 from govshare.security.roles import CLIENT_PERMISSIONS, Permission, Role, permissions_for
-from govshare.security.validators import credit_code_problem, division_code_problem
+from govshare.rules.validators import credit_code_problem, division_code_problem
 
 _hasher = PasswordHasher()
 
