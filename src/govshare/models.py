@@ -3,9 +3,17 @@
 from govshare.catalog import models as catalog_models
 from govshare.db import Base
 from govshare.exchange import models as exchange_models
+from govshare.quality import models as quality_models
 from govshare.security import models as security_models
 from govshare.sharing import models as sharing_models
 
 metadata = Base.metadata
 
-__all__ = ["catalog_models", "exchange_models", "metadata", "security_models", "sharing_models"]
+__all__ = [
+    "catalog_models",
+    "exchange_models",
+    "metadata",
+    "quality_models",
+    "security_models",
+    "sharing_models",
+]
