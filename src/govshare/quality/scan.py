@@ -27,6 +27,7 @@ from sqlalchemy import ColumnElement, String, Table, func, insert, select, tuple
 from sqlalchemy.orm import Session
 
 from govshare.catalog.models import Resource
+from govshare.config import Settings
 from govshare.quality.models import (
     Dimension,
     ItemFormat,
@@ -510,3 +511,17 @@ def run_due_scans(
             session.commit()
             done.append(failed)
     return done
+
+
+def run_due_scans_by_settings(
+    session: Session, shared_db: SharedDatabase, now: datetime, settings: Settings
+) -> list[QualityScan]:
+    """:func:`run_due_scans` with the limits of the hub's settings."""
+    return run_due_scans(
+        session,
+        shared_db,
+        now,
+        max_age=timedelta(hours=settings.quality_scan_max_age_hours),
+        batch_rows=settings.quality_batch_rows,
+        problem_cap=settings.quality_problem_cap,
+    )
