@@ -142,7 +142,7 @@ def citizen_id_problem(number: str) -> str | None:
         return "公民身份号码应为18位"
     if not number[:17].isdigit() or not (number[17].isdigit() or number[17] == "X"):
         return "公民身份号码应为17位数字加1位数字或 X"
-    if ric.calc_check_digit(number) != number[17]:
+    if ric.calc_check_digit(number) != number[17]:  # takes the whole number
         return "公民身份号码校验位不正确"
     try:
         ric.get_birth_date(number)
