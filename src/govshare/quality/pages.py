@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from govshare.catalog.codes import CODE_TABLE_TITLES
+from govshare.catalog.codes import CODE_TABLE_TITLES, CodeTableName
 from govshare.catalog.models import CodeEntry, Resource
 from govshare.db import utcnow
 from govshare.deps import SessionDep, SettingsDep, SharingReader, SharingStoreAdmin
@@ -156,8 +156,11 @@ def start_scan(
 
 
 def _table_options(db: Session) -> list[tuple[str, str]]:
-    names = sorted(set(db.scalars(select(CodeEntry.table_name).distinct())))
-    return [(n, f"{CODE_TABLE_TITLES.get(n, n)}（{n}）") for n in names]
+    """Code tables an item's values may follow: the national ones (GB/T 2261.1 …), not
+    the catalog's own metadata tables (formats, update cycles …)."""
+    metadata = {t.value for t in CodeTableName}
+    names = sorted(set(db.scalars(select(CodeEntry.table_name).distinct())) - metadata)
+    return [(n, f"{CODE_TABLE_TITLES[n]}（{n}）" if n in CODE_TABLE_TITLES else n) for n in names]
 
 
 def _rules_page(
