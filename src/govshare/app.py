@@ -308,6 +308,8 @@ def create_app(settings: Settings) -> FastAPI:
     from govshare.catalog import pages as catalog_pages
     from govshare.exchange import api as exchange_api
     from govshare.exchange import pages as exchange_pages
+    from govshare.quality import api as quality_api
+    from govshare.quality import pages as quality_pages
     from govshare.security import api as security_api
     from govshare.security import pages as security_pages
     from govshare.sharing import api as sharing_api
@@ -326,12 +328,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(sharing_data_api.stores, prefix="/api/v1")
     app.include_router(basedata_api.router, prefix="/api/v1")
     app.include_router(basedata_api.conflicts, prefix="/api/v1")
+    app.include_router(quality_api.router, prefix="/api/v1")
     app.include_router(web_pages.router)
     app.include_router(security_pages.router)
     app.include_router(catalog_pages.router)
     app.include_router(exchange_pages.router)
     app.include_router(sharing_pages.router)
     app.include_router(basedata_pages.router)
+    app.include_router(quality_pages.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     @app.get("/healthz", tags=["ops"], summary="健康检查")

@@ -194,6 +194,32 @@ class Settings(BaseSettings):
         le=3600,
         description="How often the hub applies newly accepted packages to the shared stores.",
     )
+    quality_scan_interval_seconds: float = Field(
+        default=300,
+        ge=0,
+        le=86400,
+        description="How often the hub looks for shared stores due a quality scan (数据质量检测): "
+        "changed since their last scan, or last scanned longer ago than "
+        "quality_scan_max_age_hours; 0 turns the background scans off.",
+    )
+    quality_scan_max_age_hours: float = Field(
+        default=24,
+        gt=0,
+        le=24 * 366,
+        description="Hours after which an unchanged shared store is scanned again.",
+    )
+    quality_batch_rows: int = Field(
+        default=5000,
+        ge=100,
+        le=1_000_000,
+        description="Rows a quality scan reads at a time (its memory is bounded by this).",
+    )
+    quality_problem_cap: int = Field(
+        default=100_000,
+        ge=0,
+        le=10_000_000,
+        description="Failing values kept per quality scan; more are counted, not listed.",
+    )
     data_rate_per_second: float = Field(
         default=200,
         gt=0,

@@ -4,6 +4,7 @@ from govshare.basedata import models as basedata_models
 from govshare.catalog import models as catalog_models
 from govshare.db import Base
 from govshare.exchange import models as exchange_models
+from govshare.quality import models as quality_models
 from govshare.security import models as security_models
 from govshare.sharing import models as sharing_models
 
@@ -14,6 +15,7 @@ __all__ = [
     "catalog_models",
     "exchange_models",
     "metadata",
+    "quality_models",
     "security_models",
     "sharing_models",
 ]

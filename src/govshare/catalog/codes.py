@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from govshare.rules.validators import SEX_CODES
+
 
 class SharingType(StrEnum):
     """共享类型: 1 无条件共享, 2 有条件共享, 3 不予共享."""
@@ -154,7 +156,7 @@ DEFAULT_CODE_TABLES: dict[str, list[tuple[str, str]]] = {
         ("rarely", "偶尔使用"),
         ("unused", "未使用"),
     ],
-    "GB/T 2261.1": [("0", "未知的性别"), ("1", "男性"), ("2", "女性"), ("9", "未说明的性别")],
+    "GB/T 2261.1": list(SEX_CODES.items()),
     "GB/T 3304": [
         ("01", "汉族"),
         ("02", "蒙古族"),

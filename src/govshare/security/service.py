@@ -22,6 +22,7 @@ from govshare.config import Settings
 from govshare.db import Prepared, utcnow
 from govshare.errors import NotFound
 from govshare.ids import MAX_SEQ
+from govshare.rules.validators import credit_code_problem, division_code_problem
 from govshare.security import audit
 from govshare.security.audit import Actor
 from govshare.security.crypto import (
@@ -56,7 +57,6 @@ from govshare.security.models import (
     User,
 )
 from govshare.security.roles import CLIENT_PERMISSIONS, Permission, Role, permissions_for
-from govshare.security.validators import credit_code_problem, division_code_problem
 
 _hasher = PasswordHasher()
 

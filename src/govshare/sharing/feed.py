@@ -16,6 +16,7 @@ from govshare.basedata import service as basedata
 from govshare.config import Settings
 from govshare.db import session_scope, utcnow
 from govshare.exchange.store import PackageStore
+from govshare.quality.scan import run_due_scans_by_settings
 from govshare.rules.clock import china_today
 from govshare.sharing import calendar, objections, service, subscriptions
 from govshare.sharing.models import SharedStore
@@ -43,6 +44,7 @@ class Feeder:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sharing-feed", daemon=True)
         self._last_alert_check = 0.0
+        self._last_quality_check = time.monotonic()
 
     def start(self) -> None:
         self._thread.start()
@@ -100,6 +102,11 @@ class Feeder:
                 service.alert_calendar_gap(session, self.settings, china_today())
                 basedata.alert_stale_conflicts(session, self.settings, utcnow())
             self._last_alert_check = time.monotonic()
+        quality_every = self.settings.quality_scan_interval_seconds
+        if quality_every and time.monotonic() - self._last_quality_check >= quality_every:
+            with self.factory() as session:  # run_due_scans commits after each scan
+                run_due_scans_by_settings(session, self.db, utcnow(), self.settings)
+            self._last_quality_check = time.monotonic()
         return applied
 
     def _run(self) -> None:

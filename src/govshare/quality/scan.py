@@ -1,0 +1,527 @@
+"""质量检测: one pass over a shared store (共享信息库) measuring completeness, validity,
+uniqueness, timeliness and consistency, and the entry point that scans the stores that
+are due.
+
+A scan reads the store's table in primary-key order, a batch at a time (keyset
+paging), so memory stays bounded whatever the table's size; duplicate keys are found by
+the database (GROUP BY … HAVING) and streamed. Failing values are kept up to a cap per
+scan; those beyond it are counted (``problems_dropped``) and still lower the scores.
+
+Scores are 0–100: for completeness, validity and uniqueness the share of checked
+values that passed; timeliness is 100 on time and 0 late; consistency comes from a
+provider the base-database side registers (None while nobody provides it). The overall
+score is the mean of the dimensions that apply.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+import structlog
+from sqlalchemy import ColumnElement, String, Table, func, insert, select, tuple_
+from sqlalchemy.orm import Session
+
+from govshare.catalog.models import Resource
+from govshare.config import Settings
+from govshare.quality.models import (
+    Dimension,
+    ItemFormat,
+    QualityProblem,
+    QualityScan,
+    ScanStatus,
+)
+from govshare.quality.service import RuleSpec, code_tables, rule_specs
+from govshare.rules import validators as v
+from govshare.sharing.models import SharedStore
+from govshare.sharing.store import SharedDatabase
+
+log = structlog.get_logger()
+
+PROBLEM_CAP = 100_000
+BATCH_ROWS = 5000
+MAX_AGE = timedelta(hours=24)
+
+# Days without a package after which a resource is late (滞后), by declared update
+# cycle (更新周期): the cycle itself and two days' grace, so a 每日 resource silent for
+# three days is late and one silent for a day is not. 不定期 resources are never late.
+LATE_AFTER_DAYS: dict[str, int] = {
+    "realtime": 1,
+    "daily": 3,
+    "weekly": 9,
+    "monthly": 33,
+    "quarterly": 94,
+    "semiannual": 185,
+    "yearly": 368,
+}
+
+
+# -- consistency (一致性), provided by the base databases -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A value that disagrees with the authoritative source (多元校核)."""
+
+    row_key: str
+    item_code: str
+    value: Any
+    message: str
+    rule: str = "consistency"
+
+
+class ConsistencyCheck(Protocol):
+    """Compares one batch of a store's rows (item code → value) with the authoritative
+    sources; returns how many values it compared and those that disagree."""
+
+    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> tuple[int, list[Finding]]: ...
+
+
+ConsistencyProvider = Callable[[Session, SharedStore], ConsistencyCheck | None]
+"""Given a store, the check of its batches, or None when no authoritative source
+covers it (its consistency score is then None, shown as —)."""
+
+_providers: list[ConsistencyProvider] = []
+
+
+def register_consistency(provider: ConsistencyProvider) -> None:
+    """Called once at start-up by the domain that knows the authoritative sources (the
+    base databases), so quality need not import it."""
+    if provider not in _providers:
+        _providers.append(provider)
+
+
+def _consistency_check(
+    session: Session, store: SharedStore, given: ConsistencyProvider | None
+) -> ConsistencyCheck | None:
+    for provider in [given] if given is not None else list(_providers):
+        check = provider(session, store)
+        if check is not None:
+            return check
+    return None
+
+
+# -- timeliness (及时性) --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Timeliness:
+    silent_days: float | None
+    late: bool | None
+    score: float | None
+
+
+def timeliness(update_cycle: str, last_package: datetime | None, now: datetime) -> Timeliness:
+    """How long the store has gone without a package against the resource's update
+    cycle. ``now`` is given, never read from the clock here."""
+    if last_package is None:
+        return Timeliness(None, None, None)
+    silent = (now - last_package).total_seconds() / 86400
+    limit = LATE_AFTER_DAYS.get(update_cycle)
+    if limit is None:
+        return Timeliness(round(silent, 2), None, None)
+    late = silent >= limit
+    return Timeliness(round(silent, 2), late, 0.0 if late else 100.0)
+
+
+# -- one scan ---------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return str(value)
+
+
+@dataclass
+class _Check:
+    """A rule ready to run on one column: the validity checks in order."""
+
+    spec: RuleSpec
+    codes: Mapping[str, str]
+    table_title: str
+
+    @property
+    def validates(self) -> bool:
+        return bool(self.spec.data_type) or self.spec.format is not ItemFormat.NONE
+
+    def problem(self, value: Any) -> tuple[str, str] | None:
+        """(rule, message) of the first check the non-blank value fails."""
+        spec = self.spec
+        if spec.data_type:
+            found = v.type_problem(value, spec.data_type, spec.max_length)
+            if found:
+                return "type", found
+        text = v.normalize_text(_text(value))
+        fmt = spec.format
+        found = None
+        if fmt is ItemFormat.CITIZEN_ID:
+            found = v.citizen_id_problem(text)
+        elif fmt is ItemFormat.CREDIT_CODE:
+            found = v.credit_code_problem(text)
+        elif fmt is ItemFormat.DIVISION:
+            found = v.division_code_problem(text)
+        elif fmt is ItemFormat.SEX:
+            found = v.sex_code_problem(text, self.codes or v.SEX_CODES)
+        elif fmt is ItemFormat.CODE_TABLE:
+            found = v.code_problem(text, self.codes, table=self.table_title)
+        elif fmt is ItemFormat.DATE:
+            found = v.date_range_problem(value, earliest=spec.date_min, latest=spec.date_max)
+        elif fmt is ItemFormat.DATETIME:
+            found = v.datetime_problem(value)
+            if found is None and (spec.date_min or spec.date_max):
+                found = v.date_range_problem(value, earliest=spec.date_min, latest=spec.date_max)
+        elif fmt is ItemFormat.PHONE:
+            found = v.phone_problem(text)
+        return (fmt.value, found) if found else None
+
+
+@dataclass
+class _Tally:
+    checked: int = 0
+    failed: int = 0
+
+    def score(self) -> float | None:
+        if not self.checked:
+            return None
+        return round(100.0 * (self.checked - self.failed) / self.checked, 2)
+
+
+@dataclass
+class _Problems:
+    """Failing values of one scan, written a batch at a time up to the cap."""
+
+    session: Session
+    scan_id: int
+    cap: int
+    kept: int = 0
+    dropped: int = 0
+    pending: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(
+        self, dimension: Dimension, row_key: str, item: str, value: Any, rule: str, message: str
+    ) -> None:
+        if self.kept >= self.cap:
+            self.dropped += 1
+            return
+        self.kept += 1
+        self.pending.append(
+            {
+                "scan_id": self.scan_id,
+                "dimension": dimension.value,
+                "row_key": row_key[:200],
+                "item_code": item[:60],
+                "value": None if value is None else _text(value)[:2000],
+                "rule": rule[:20],
+                "message": message[:300],
+            }
+        )
+
+    def flush(self) -> None:
+        if self.pending:
+            self.session.execute(insert(QualityProblem), self.pending)
+            self.pending = []
+
+
+def _batches(db: SharedDatabase, table: Table, size: int) -> Any:
+    """The table's rows in primary-key order, ``size`` at a time (keyset paging: each
+    batch is its own short query, so no read transaction stays open across the scan)."""
+    order = list(table.primary_key.columns)
+    if not order:
+        with db.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=size).execute(
+                select(table)
+            )
+            for part in result.partitions(size):
+                yield [r._mapping for r in part]
+        return
+    last: tuple[Any, ...] | None = None
+    while True:
+        q = select(table).order_by(*order).limit(size)
+        if last is not None:
+            q = q.where(tuple_(*order) > tuple_(*last) if len(order) > 1 else order[0] > last[0])
+        with db.engine.connect() as conn:
+            rows = [r._mapping for r in conn.execute(q).all()]
+        if not rows:
+            return
+        yield rows
+        if len(rows) < size:
+            return
+        last = tuple(rows[-1][c.name] for c in order)
+
+
+def _row_key(row: Mapping[str, Any], key_item: str, pk: Sequence[str]) -> str:
+    value = row.get(key_item)
+    if not v.is_blank(value):
+        return _text(value)
+    return "|".join(_text(row[c]) for c in pk)
+
+
+def _duplicates(
+    db: SharedDatabase, table: Table, key_item: str, problems: _Problems, tally: _Tally
+) -> None:
+    """Rows whose key is also another row's: every one after the first of its key is a
+    failure (the first is presumed the record, the others the copies)."""
+    key = table.c[key_item]
+    present: list[ColumnElement[bool]] = [key.isnot(None)]
+    if isinstance(key.type, String):
+        present.append(func.trim(key) != "")
+    dup = (
+        select(key.label("k"), func.count().label("n"))
+        .where(*present)
+        .group_by(key)
+        .having(func.count() > 1)
+        .subquery()
+    )
+    order = list(table.primary_key.columns)
+    q = select(key, dup.c.n, *order).join(dup, dup.c.k == key).order_by(key, *order)
+    previous: Any = object()
+    with db.engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(q)
+        for row in result:
+            if row[0] == previous:
+                tally.failed += 1
+                problems.add(
+                    Dimension.UNIQUENESS,
+                    _text(row[0]),
+                    key_item,
+                    row[0],
+                    "unique",
+                    f"查询键 {_text(row[0])} 在共享信息库中出现 {row[1]} 次",
+                )
+            previous = row[0]
+
+
+def scan_store(
+    session: Session,
+    db: SharedDatabase,
+    store: SharedStore,
+    *,
+    now: datetime,
+    trigger: str = "manual",
+    batch_rows: int = BATCH_ROWS,
+    problem_cap: int = PROBLEM_CAP,
+    consistency: ConsistencyProvider | None = None,
+) -> QualityScan:
+    """Scan one store and keep the scan with its failing values (in the caller's
+    transaction; the caller commits)."""
+    resource = session.get(Resource, store.resource_id)
+    assert resource is not None  # a store's resource is never deleted (foreign key)
+    scan = QualityScan(
+        store_id=store.id,
+        resource_id=resource.id,
+        department_id=resource.provider_department_id,
+        trigger=trigger,
+        status=ScanStatus.RUNNING,
+        started_at=now,
+        applied_seq=store.applied_seq,
+        applied_at=store.applied_at,
+        update_cycle=resource.update_cycle,
+    )
+    session.add(scan)
+    session.flush()
+    began = time.monotonic()
+    problems = _Problems(session, scan.id, problem_cap)
+    complete, valid, unique, consistent = _Tally(), _Tally(), _Tally(), _Tally()
+    rows = 0
+    table = db.table(store.table_name)
+    check = _consistency_check(session, store, consistency)
+    if table is not None:
+        specs = [s for s in rule_specs(session, resource) if s.item_code in table.c]
+        tables = code_tables(
+            session,
+            {s.code_table for s in specs if s.format is ItemFormat.CODE_TABLE and s.code_table}
+            | ({"GB/T 2261.1"} if any(s.format is ItemFormat.SEX for s in specs) else set()),
+        )
+        checks = [
+            _Check(
+                s,
+                tables.get(
+                    s.code_table or ("GB/T 2261.1" if s.format is ItemFormat.SEX else ""), {}
+                ),
+                f"代码表 {s.code_table}",
+            )
+            for s in specs
+        ]
+        pk = [c.name for c in table.primary_key.columns]
+        has_key = store.key_item in table.c
+        for batch in _batches(db, table, batch_rows):
+            rows += len(batch)
+            for row in batch:
+                key = _row_key(row, store.key_item, pk)
+                if has_key and not v.is_blank(row.get(store.key_item)):
+                    unique.checked += 1
+                for c in checks:
+                    code = c.spec.item_code
+                    value = row[code]
+                    if v.is_blank(value):
+                        if c.spec.required:
+                            complete.checked += 1
+                            complete.failed += 1
+                            problems.add(
+                                Dimension.COMPLETENESS, key, code, value, "required", "必填项为空"
+                            )
+                        continue
+                    if c.spec.required:
+                        complete.checked += 1
+                    if not c.validates:
+                        continue
+                    valid.checked += 1
+                    found = c.problem(value)
+                    if found:
+                        valid.failed += 1
+                        problems.add(Dimension.VALIDITY, key, code, value, *found)
+            if check is not None:
+                compared, findings = check(batch)
+                consistent.checked += compared
+                consistent.failed += len(findings)
+                for f in findings:
+                    problems.add(
+                        Dimension.CONSISTENCY, f.row_key, f.item_code, f.value, f.rule, f.message
+                    )
+            problems.flush()
+        if has_key:
+            _duplicates(db, table, store.key_item, problems, unique)
+            problems.flush()
+    # A store that never received a package has been silent since it was set up.
+    timely = timeliness(resource.update_cycle, store.applied_at or store.created_at, now)
+    scan.rows_scanned = rows
+    scan.completeness_checked, scan.completeness_failed = complete.checked, complete.failed
+    scan.completeness_score = complete.score()
+    scan.validity_checked, scan.validity_failed = valid.checked, valid.failed
+    scan.validity_score = valid.score()
+    scan.uniqueness_checked, scan.uniqueness_failed = unique.checked, unique.failed
+    scan.uniqueness_score = unique.score()
+    scan.silent_days, scan.late, scan.timeliness_score = (
+        timely.silent_days,
+        timely.late,
+        timely.score,
+    )
+    scan.consistency_checked, scan.consistency_failed = consistent.checked, consistent.failed
+    scan.consistency_score = consistent.score() if check is not None else None
+    scores = [
+        s
+        for s in (
+            scan.completeness_score,
+            scan.validity_score,
+            scan.uniqueness_score,
+            scan.timeliness_score,
+            scan.consistency_score,
+        )
+        if s is not None
+    ]
+    scan.overall_score = round(sum(scores) / len(scores), 2) if scores else None
+    scan.problems_kept, scan.problems_dropped = problems.kept, problems.dropped
+    scan.status = ScanStatus.DONE
+    # The scan's own clock is ``now``; its duration is real time, measured.
+    scan.finished_at = now + timedelta(seconds=time.monotonic() - began)
+    session.flush()
+    return scan
+
+
+# -- what is due -------------------------------------------------------------------------------
+
+
+def due_stores(session: Session, now: datetime, *, max_age: timedelta = MAX_AGE) -> list[int]:
+    """Stores whose data changed since their last scan (a package was applied), or
+    whose last scan is older than ``max_age``, or that were never scanned."""
+    newest = (
+        select(QualityScan.store_id, func.max(QualityScan.id).label("id"))
+        .group_by(QualityScan.store_id)
+        .subquery()
+    )
+    last = {
+        scan.store_id: scan
+        for scan in session.scalars(select(QualityScan).join(newest, newest.c.id == QualityScan.id))
+    }
+    due = []
+    for store_id, seq in session.execute(
+        select(SharedStore.id, SharedStore.applied_seq).order_by(SharedStore.id)
+    ):
+        scan = last.get(store_id)
+        if scan is None or scan.applied_seq != seq or now - scan.started_at >= max_age:
+            due.append(store_id)
+    return due
+
+
+def run_due_scans(
+    session: Session,
+    shared_db: SharedDatabase,
+    now: datetime,
+    *,
+    max_age: timedelta = MAX_AGE,
+    batch_rows: int = BATCH_ROWS,
+    problem_cap: int = PROBLEM_CAP,
+    consistency: ConsistencyProvider | None = None,
+) -> list[QualityScan]:
+    """Scan every store that is due (see :func:`due_stores`), committing after each so
+    a long run keeps what it did; a scan that fails is kept as failed with its error
+    and the others go on. The hub's background worker calls this after feeding."""
+    done = []
+    for store_id in due_stores(session, now, max_age=max_age):
+        store = session.get(SharedStore, store_id)
+        if store is None:
+            continue
+        last_seq = session.scalar(
+            select(QualityScan.applied_seq)
+            .where(QualityScan.store_id == store_id)
+            .order_by(QualityScan.id.desc())
+            .limit(1)
+        )
+        trigger = "feed" if last_seq is not None and last_seq != store.applied_seq else "schedule"
+        try:
+            scan = scan_store(
+                session,
+                shared_db,
+                store,
+                now=now,
+                trigger=trigger,
+                batch_rows=batch_rows,
+                problem_cap=problem_cap,
+                consistency=consistency,
+            )
+            session.commit()
+            done.append(scan)
+        except Exception as exc:
+            session.rollback()
+            log.exception("quality scan failed", store_id=store_id)
+            store = session.get(SharedStore, store_id)
+            if store is None:
+                continue
+            failed = QualityScan(
+                store_id=store.id,
+                resource_id=store.resource_id,
+                department_id=store.resource.provider_department_id,
+                trigger=trigger,
+                status=ScanStatus.FAILED,
+                error=f"{type(exc).__name__}: {exc}"[:2000],
+                started_at=now,
+                finished_at=now,
+                applied_seq=store.applied_seq,
+                applied_at=store.applied_at,
+                update_cycle=store.resource.update_cycle,
+            )
+            session.add(failed)
+            session.commit()
+            done.append(failed)
+    return done
+
+
+def run_due_scans_by_settings(
+    session: Session, shared_db: SharedDatabase, now: datetime, settings: Settings
+) -> list[QualityScan]:
+    """:func:`run_due_scans` with the limits of the hub's settings."""
+    return run_due_scans(
+        session,
+        shared_db,
+        now,
+        max_age=timedelta(hours=settings.quality_scan_max_age_hours),
+        batch_rows=settings.quality_batch_rows,
+        problem_cap=settings.quality_problem_cap,
+    )

@@ -1,0 +1,182 @@
+"""Builders for quality tests: a published resource of people with a shared store whose
+rows are written straight into the shared database, with planted defects of known
+counts."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert
+from stdnum.cn import ric, uscc
+
+from govshare.exchange.models import ExchangeNode, ExchangeTask, TaskKind
+from govshare.sharing.models import SharedStore
+from govshare.sharing.store import SharedDatabase
+from tests.factories import Dept, World, unique
+
+ITEMS: list[dict[str, Any]] = [
+    {"name": "公民身份号码", "code": "sfzhm", "data_type": "C", "length": 18, "is_key": True},
+    {"name": "姓名", "code": "xm", "data_type": "C", "length": 50},
+    {"name": "性别", "code": "xb", "data_type": "C", "length": 1, "code_table": "GB/T 2261.1"},
+    {"name": "出生日期", "code": "csrq", "data_type": "D"},
+    {"name": "户籍地行政区划代码", "code": "xzqh", "data_type": "C", "length": 6},
+    {"name": "联系电话", "code": "lxdh", "data_type": "C", "length": 20},
+    {"name": "工作单位统一社会信用代码", "code": "tyshxydm", "data_type": "C", "length": 18},
+]
+COLUMNS = [i["code"] for i in ITEMS]
+_serial = itertools.count(1)
+
+
+def citizen_id(n: int, birth: str = "19900101") -> str:
+    body = f"370202{birth}{n % 1000:03d}"
+    return body + ric.calc_check_digit(body + "?")  # it skips the last character
+
+
+def credit_code(n: int) -> str:
+    body = f"91370200MA{n % 10**7:07d}"
+    return body + uscc.calc_check_digit(body)
+
+
+def wrong_check(code: str) -> str:
+    return code[:-1] + ("1" if code[-1] != "1" else "2")
+
+
+def person(**overrides: Any) -> dict[str, Any]:
+    """A row with every value valid (a fresh ID number), unless overridden."""
+    n = next(_serial)
+    row = {
+        "sfzhm": citizen_id(n),
+        "xm": "张三",
+        "xb": "1",
+        "csrq": "1990-01-01",
+        "xzqh": "370202",
+        "lxdh": "13812345678",
+        "tyshxydm": credit_code(n),
+    }
+    row.update(overrides)
+    return row
+
+
+@dataclass
+class Planted:
+    """Rows with defects of known counts, and what the scan must report for them."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    # (dimension, item, value) of every planted failure; duplicates: the extra copies.
+    expected: list[tuple[str, str, Any]] = field(default_factory=list)
+
+    def good(self, n: int, **overrides: Any) -> None:
+        for _ in range(n):
+            self.rows.append(person(**overrides))
+
+    def bad(self, dimension: str, item: str, value: Any) -> None:
+        self.rows.append(person(**{item: value}))
+        self.expected.append((dimension, item, value))
+
+    def duplicated(self, copies: int) -> None:
+        """``copies`` + 1 rows sharing one key; the copies are the failures."""
+        row = person()
+        self.rows.append(row)
+        for _ in range(copies):
+            self.rows.append(person(sfzhm=row["sfzhm"]))
+            self.expected.append(("uniqueness", "sfzhm", row["sfzhm"]))
+
+
+def planted() -> Planted:
+    """36 rows: 20 good, 9 invalid values, 2 blank keys, two keys held by 3 and 2 rows."""
+    p = Planted()
+    p.good(18)
+    p.good(1, csrq="20240131")  # other accepted date forms are not defects
+    p.good(1, csrq="2024/1/31", lxdh="0532-88888888")
+    p.bad("validity", "sfzhm", wrong_check(citizen_id(901)))
+    p.bad("validity", "sfzhm", wrong_check(citizen_id(902)))
+    p.bad("validity", "sfzhm", citizen_id(903, birth="19900230"))
+    p.bad("validity", "csrq", "2023-02-30")
+    p.bad("validity", "csrq", "20231301")
+    p.bad("validity", "xzqh", "999999")
+    p.bad("validity", "xb", "3")
+    p.bad("validity", "lxdh", '=HYPERLINK("http://x")')
+    p.bad("validity", "tyshxydm", wrong_check(credit_code(904)))
+    p.bad("completeness", "sfzhm", None)
+    p.bad("completeness", "sfzhm", " \u3000")
+    p.duplicated(2)
+    p.duplicated(1)
+    return p
+
+
+@dataclass
+class StoreScene:
+    world: World
+    provider: Dept
+    resource_id: int
+    store_id: int
+    table_name: str
+
+
+def _node(world: World, dept: Dept) -> int:
+    with world.hub.db() as s:
+        node = ExchangeNode(
+            name=unique("质量测试前置机"),
+            department_id=dept.id,
+            sig_alg="ed25519",
+            cipher="aes-gcm",
+        )
+        s.add(node)
+        s.flush()
+        return node.id
+
+
+def store_with_rows(
+    world: World,
+    provider: Dept,
+    rows: list[dict[str, Any]],
+    *,
+    update_cycle: str = "daily",
+    applied_at: datetime | None = None,
+) -> StoreScene:
+    """A published resource of ``provider`` with a shared store holding ``rows`` (in
+    the shared database, keyed by a record number ``rid``, as a node's source key)."""
+    res = world.published(provider, items=ITEMS, update_cycle=update_cycle)
+    node_id = _node(world, provider)
+    with world.hub.db() as s:
+        task = ExchangeTask(
+            name=unique("质量测试任务"),
+            kind=TaskKind.PROVIDER,
+            node_id=node_id,
+            resource_id=res["id"],
+            config={"key": ["rid"]},
+            created_by="test",
+        )
+        s.add(task)
+        s.flush()
+        store = SharedStore(
+            resource_id=res["id"],
+            source_task_id=task.id,
+            key_item="sfzhm",
+            mapping={c: c for c in COLUMNS},
+            table_name=f"ss_{res['id']}",
+            applied_seq=1,
+            applied_at=applied_at,
+            row_count=len(rows),
+            created_by="test",
+        )
+        s.add(store)
+        s.flush()
+        store_id, table_name = store.id, store.table_name
+    db = SharedDatabase(world.hub.settings.resolved_shared_store_url)
+    try:
+        table = Table(
+            table_name,
+            MetaData(),
+            Column("rid", Integer, primary_key=True, autoincrement=False),
+            *[Column(c, String(200)) for c in COLUMNS],
+        )
+        table.create(db.engine)
+        with db.engine.begin() as conn:
+            conn.execute(insert(table), [{"rid": i + 1, **r} for i, r in enumerate(rows)])
+    finally:
+        db.close()
+    return StoreScene(world, provider, res["id"], store_id, table_name)
