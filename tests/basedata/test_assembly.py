@@ -5,12 +5,24 @@ evidence disagreements found after normalisation, records whose sources left rem
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, MetaData, String, Table, Text, delete, insert, update
+from sqlalchemy import (
+    Column,
+    Date,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    insert,
+    text,
+    update,
+)
 
 from govshare.basedata import assembly
 from govshare.basedata.assembly import ItemPlan, Plan, SourcePlan
@@ -193,3 +205,70 @@ def test_an_item_defined_later_gets_its_column(db: SharedDatabase) -> None:
     assembly.ensure_tables(db, narrow)
     _assemble(db, T0)
     assert _record(db, "A1")["csrq"] == "1950-02-01"
+
+
+def test_the_set_based_first_assembly_equals_merging_row_by_row(db: SharedDatabase) -> None:
+    # A store keyed by its own row id, several rows per person, a typed DATE column:
+    # the last row in key order wins and dates read the same either way.
+    md = MetaData()
+    insured = Table(
+        "ss_5",
+        md,
+        Column("id", Integer, primary_key=True),
+        Column("sfzhm", String(18)),
+        Column("cbrq", Date),
+    )
+    md.create_all(db.engine)
+    with db.engine.begin() as conn:
+        conn.execute(
+            insert(insured),
+            [
+                {"id": 1, "sfzhm": "A1", "cbrq": date(2020, 1, 1)},
+                {"id": 2, "sfzhm": "A1", "cbrq": date(2021, 5, 5)},
+                {"id": 3, "sfzhm": "A2", "cbrq": date(2019, 9, 9)},
+                {"id": 4, "sfzhm": "C7", "cbrq": None},
+            ],
+        )
+    db.forget("ss_5")
+    wide = Plan(
+        base_id=2,
+        table_name="bd_2",
+        key_item="sfzhm",
+        items=(*PLAN.items, ItemPlan("cbrq", 5, "cbrq", is_date=True)),
+        sources={**PLAN.sources, 5: SourcePlan(5, "ss_5", "sfzhm", department_id=50)},
+    )
+    row_by_row = Plan(3, "bd_3", wide.key_item, wide.items, wide.sources)
+    seqs = {1: 4, 2: 5, 3: 6, 5: 9}
+    assembly.ensure_tables(db, wide)
+    assert assembly.is_empty(db, wide)
+    written = assembly.assemble_empty(db, wide, seqs, T0)
+    found = {d for part in assembly.disagreements(db, wide, seqs) for d in part}
+    assembly.ensure_tables(db, row_by_row)
+    expected: set[assembly.Disagreement] = set()
+    for batch in assembly.all_keys(db, row_by_row):
+        out = assembly.merge(db, row_by_row, batch, lambda s, _k: seqs[s], T0)
+        expected |= set(out.disagreements)
+    assert written == 4
+    assert found == expected
+    assert {d.key for d in found} == {"A2", "A3"}
+    with db.engine.connect() as conn:
+        fast = conn.execute(text("SELECT * FROM bd_2 ORDER BY sfzhm")).all()
+        slow = conn.execute(text("SELECT * FROM bd_3 ORDER BY sfzhm")).all()
+    assert fast == slow
+    assert _record_of(db, wide, "A1")["cbrq"] == "2021-05-05"
+    assert _record_of(db, wide, "C7") == {
+        "xm": None,
+        "xb": None,
+        "csrq": None,
+        "swrq": None,
+        "cbrq": None,
+    }
+    # Merged again row by row, the set-based result changes nothing.
+    again = assembly.merge(db, wide, ["A1", "A2", "A3", "C7"], lambda s, _k: seqs[s], T1)
+    assert (again.inserted, again.updated, again.deleted) == (0, 0, 0)
+
+
+def _record_of(db: SharedDatabase, plan: Plan, key: str) -> dict[str, Any]:
+    found = assembly.record_as_of(db, plan, key, None)
+    assert found is not None
+    return {item: v["value"] for item, v in found.items()}

@@ -31,10 +31,17 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    cast,
     delete,
+    func,
+    literal,
+    null,
+    or_,
     select,
+    union,
     update,
 )
+from sqlalchemy.sql import Subquery
 
 from govshare.db import UTCDateTime
 from govshare.rules.validators import normalize_date, normalize_text
@@ -196,6 +203,30 @@ def comparable(item: ItemPlan, value: str | None) -> str | None:
 # -- reading the sources -----------------------------------------------------------------------
 
 
+def _as_text(col: Any) -> Any:
+    """The column as text, converted by the database: both ways of merging (row by row,
+    and the set-based first assembly) read values in the same form."""
+    return col if isinstance(col.type, String) else cast(col, Text)
+
+
+def latest_rows(table: Table, key_column: str, columns: Sequence[str]) -> Subquery:
+    """One row per base key (column ``k``) with ``columns`` as text. A store keyed
+    otherwise may hold several rows per base key: the last in its primary-key order
+    wins, the same choice on every run."""
+    key_col = table.c[key_column]
+    cols = [_as_text(table.c[c]).label(c) for c in columns if c in table.c]
+    pk = list(table.primary_key.columns)
+    if len(pk) == 1 and pk[0] is key_col:
+        return select(_as_text(key_col).label("k"), *cols).subquery()
+    rank = func.row_number().over(partition_by=key_col, order_by=[c.desc() for c in pk])
+    inner = (
+        select(_as_text(key_col).label("k"), *cols, rank.label("rn"))
+        .where(key_col.is_not(None))
+        .subquery()
+    )
+    return select(*[c for c in inner.c if c.name != "rn"]).where(inner.c.rn == 1).subquery()
+
+
 def _source_rows(
     conn: Connection, db: SharedDatabase, src: SourcePlan, columns: set[str], keys: Sequence[str]
 ) -> dict[str, dict[str, Any]]:
@@ -203,14 +234,17 @@ def _source_rows(
     if table is None or src.key_column not in table.c:
         return {}
     key_col = table.c[src.key_column]
-    cols = [table.c[c] for c in sorted(columns) if c in table.c and c != src.key_column]
+    names = sorted(c for c in columns if c in table.c and c != src.key_column)
     order = list(table.primary_key.columns)
     found: dict[str, dict[str, Any]] = {}
-    # A store keyed otherwise may hold several rows per base key: the last in its primary
-    # key order wins, so the choice is the same on every run.
-    q = select(key_col, *cols).where(key_col.in_(list(keys))).order_by(*order)
+    # Last in primary-key order wins, as in ``latest_rows``.
+    q = (
+        select(key_col, *[_as_text(table.c[c]) for c in names])
+        .where(key_col.in_(list(keys)))
+        .order_by(*order)
+    )
     for row in conn.execute(q):
-        found[str(row[0])] = {c.name: v for c, v in zip(cols, row[1:], strict=True)}
+        found[str(row[0])] = dict(zip(names, row[1:], strict=True))
     return found
 
 
@@ -220,7 +254,9 @@ def sorted_keys(db: SharedDatabase, table_name: str, key_column: str) -> Iterato
     table = db.table(table_name)
     if table is None or key_column not in table.c:
         return
-    col = table.c[key_column]
+    # Keys merge as text: a numeric key column is ordered as text too (unindexed, so
+    # slower), or the union of the stores' keys would not be in one order.
+    col = _as_text(table.c[key_column])
     last: str | None = None
     while True:
         q = select(col).distinct().where(col.is_not(None)).order_by(col).limit(BATCH * 4)
@@ -386,6 +422,97 @@ def _check(
                 evidence_seq=seq_of(ev_store, key),
             )
         )
+
+
+# -- the first assembly, set-based ----------------------------------------------------------
+
+
+def is_empty(db: SharedDatabase, plan: Plan) -> bool:
+    table = db.table(plan.table_name)
+    if table is None:
+        return True
+    with db.engine.connect() as conn:
+        return conn.execute(select(table.c[plan.key_item]).limit(1)).first() is None
+
+
+def assemble_empty(db: SharedDatabase, plan: Plan, seqs: dict[int, int], now: datetime) -> int:
+    """Fill an empty base in one ``INSERT … SELECT``: the union of the authoritative
+    stores' keys, a join per store. Values and provenance are those row-by-row merging
+    would give (the same text conversion, the stores' applied sequence numbers), in a
+    fraction of the time; returns the records written."""
+    records, _ = base_tables(plan)
+    tables = {sid: db.table(plan.sources[sid].table_name) for sid in plan.authoritative}
+    present = {sid: t for sid, t in tables.items() if t is not None}
+    if not present:
+        return 0
+    subs = {
+        sid: latest_rows(
+            t,
+            plan.sources[sid].key_column,
+            [i.column for i in plan.items if i.store_id == sid],
+        )
+        for sid, t in present.items()
+        if plan.sources[sid].key_column in t.c
+    }
+    if not subs:
+        return 0
+    keys = union(*[select(sub.c.k) for sub in subs.values()]).subquery()
+    cols: list[Any] = [keys.c.k]
+    for item in plan.items:
+        sub = subs.get(item.store_id)
+        value = sub.c[item.column] if sub is not None and item.column in sub.c else null()
+        cols += [
+            value,
+            literal(seqs.get(item.store_id, 0), BigInteger),
+            literal(now, UTCDateTime()),
+        ]
+    q = select(*cols).select_from(keys)
+    for sub in subs.values():
+        q = q.outerjoin(sub, sub.c.k == keys.c.k)
+    with db.engine.begin() as conn:
+        conn.execute(records.insert().from_select([c.name for c in records.columns], q))
+        return int(conn.scalar(select(func.count()).select_from(records)) or 0)
+
+
+def disagreements(
+    db: SharedDatabase, plan: Plan, seqs: dict[int, int]
+) -> Iterator[list[Disagreement]]:
+    """Every evidence disagreement of the whole base, in chunks: the database finds the
+    pairs whose text differs, normalisation in Python keeps the real ones."""
+    records, _ = base_tables(plan)
+    key = records.c[plan.key_item]
+    for item in plan.items:
+        for ev_store, ev_col in item.evidence:
+            table = db.table(plan.sources[ev_store].table_name)
+            if table is None or ev_col not in table.c:
+                continue
+            ev = latest_rows(table, plan.sources[ev_store].key_column, [ev_col])
+            mine = records.c[item.item]
+            q = (
+                select(key, mine, ev.c[ev_col])
+                .join(ev, ev.c.k == key)
+                .where(ev.c[ev_col].is_not(None), or_(mine.is_(None), mine != ev.c[ev_col]))
+                .order_by(key)
+            )
+            with db.engine.connect() as conn:
+                result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(q)
+                for part in result.partitions(BATCH):
+                    found = [
+                        Disagreement(
+                            key=str(k),
+                            item=item.item,
+                            value=value,
+                            store_id=item.store_id,
+                            seq=seqs.get(item.store_id, 0),
+                            evidence_value=str(theirs),
+                            evidence_store_id=ev_store,
+                            evidence_seq=seqs.get(ev_store, 0),
+                        )
+                        for k, value, theirs in part
+                        if comparable(item, str(theirs)) not in (None, comparable(item, value))
+                    ]
+                    if found:
+                        yield found
 
 
 # -- reading the base ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ fills its table).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -299,7 +299,17 @@ def assemble(
     def seq_of(store_id: int, key: str) -> int:
         return touched.get(store_id, {}).get(key, upto.get(store_id, 0))
 
-    if full:
+    if full and assembly.is_empty(db, plan):
+        # The first assembly: one set-based statement, then the conflicts it holds.
+        written = assembly.assemble_empty(db, plan, upto, now)
+        result.keys = result.changed = written
+        for found in assembly.disagreements(db, plan, upto):
+            outcome = assembly.Outcome(keys=sorted({d.key for d in found}), disagreements=found)
+            opened, _ = reconcile_conflicts(session, plan, outcome, now)
+            session.commit()
+            result.opened += opened
+        batches: Iterator[list[str]] = iter(())
+    elif full:
         batches = assembly.all_keys(db, plan)
     else:
         pending = sorted(set().union(*touched.values())) if touched else []
