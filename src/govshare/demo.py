@@ -875,6 +875,24 @@ def load_demo(
             roles=[Role.AUDITOR.value],
         ),
     ]
+    # The bureau compiles the base databases' entries (人口基础信息库): a registrar and a
+    # reviewer of its own, so nobody reviews their own step; the admin publishes.
+    users += [
+        User(
+            username="dsj_reg",
+            display_name="大数据局编目员",
+            password_hash=pw,
+            department_id=depts["dsj"].id,
+            roles=[Role.CATALOG_REGISTRAR.value],
+        ),
+        User(
+            username="dsj_rev",
+            display_name="大数据局审核员",
+            password_hash=pw,
+            department_id=depts["dsj"].id,
+            roles=[Role.CATALOG_REVIEWER.value],
+        ),
+    ]
     for abbr, dept in [*depts.items(), ("snq", district)]:
         if abbr == "dsj":
             continue

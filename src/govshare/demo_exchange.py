@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from stdnum.cn import ric
 
+from govshare import demo_basedata
 from govshare.catalog.models import Resource
 from govshare.config import Settings
 from govshare.demo_sharing import ensure_published
@@ -47,7 +48,16 @@ NODES = [
     DemoNode("gaj", "公安前置机"),
     DemoNode("rsj", "人社前置机"),
     DemoNode("mzj", "民政前置机"),
+    DemoNode("wjw", "卫健前置机"),
 ]
+# The business databases each node reads (数据源名 → file in the demo directory); 人社's
+# and 卫健's feed the 人口库 (``demo_basedata``).
+NODE_SOURCES = {
+    "gaj": {"business": "gaj-business.db"},
+    "rsj": {"business": "gaj-business.db", "social": "rsj-business.db"},
+    "mzj": {"business": "gaj-business.db"},
+    "wjw": {"business": "wjw-business.db"},
+}
 
 
 def _admin(session: Session) -> Principal:
@@ -164,7 +174,12 @@ def setup(session: Session, settings: Settings, hub_url: str) -> list[Path]:
         return configs
     admin = _admin(session)
     depts = {d.short_name: d for d in session.scalars(select(Department))}
-    by_abbr = {"gaj": depts["公安"], "rsj": depts["人社"], "mzj": depts["民政"]}
+    by_abbr = {
+        "gaj": depts["公安"],
+        "rsj": depts["人社"],
+        "mzj": depts["民政"],
+        "wjw": depts["卫健"],
+    }
     resource = session.scalar(select(Resource).where(Resource.name == RESOURCE_NAME))
     assert resource is not None
     ensure_published(session, admin, resource, "演示交换")
@@ -175,10 +190,13 @@ def setup(session: Session, settings: Settings, hub_url: str) -> list[Path]:
             session, settings, admin, name=node.label, department_id=by_abbr[node.abbr].id
         )
         nodes[node.abbr] = row
+        sources = "".join(
+            f'[sources.{name}]\nurl = "sqlite:///{base / file}"\n\n'
+            for name, file in NODE_SOURCES[node.abbr].items()
+        )
         config.write_text(
             f'hub_url = "{hub_url}"\nnode_id = {row.id}\nenrollment_token = "{token}"\n'
-            f'store = "store-{node.abbr}"\nheartbeat_seconds = 3\n\n'
-            f'[sources.business]\nurl = "sqlite:///{base / "gaj-business.db"}"\n\n'
+            f'store = "store-{node.abbr}"\nheartbeat_seconds = 3\n\n{sources}'
             f'[targets.local]\nurl = "sqlite:///{base / f"{node.abbr}-local.db"}"\n',
             encoding="utf-8",
         )
@@ -204,7 +222,7 @@ def setup(session: Session, settings: Settings, hub_url: str) -> list[Path]:
     )
     exchange.set_task_state(session, admin, provider.id, TaskState.RUNNING)
     # The hub's 共享信息库 of the population, served to grant holders by the data services.
-    shared.create_store(
+    population = shared.create_store(
         session,
         admin,
         StoreCreate(
@@ -230,6 +248,8 @@ def setup(session: Session, settings: Settings, hub_url: str) -> list[Path]:
             ],
         ),
     )
+    session.flush()
+    demo_basedata.setup(session, admin, nodes, population, base)
     for abbr in ("rsj", "mzj"):
         sub = exchange.create_task(
             session,
