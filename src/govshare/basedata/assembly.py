@@ -316,7 +316,7 @@ def merge(
             str(r[0]): r._mapping for r in conn.execute(select(records).where(key_col.in_(keys)))
         }
         inserts: list[dict[str, Any]] = []
-        updates: list[dict[str, Any]] = []
+        updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         removed: list[str] = []
         replaced: list[dict[str, Any]] = []
         for key in keys:
@@ -346,24 +346,30 @@ def merge(
             if cur is None:
                 inserts.append(record)
             elif changed:
-                updates.append({"k": key, **record})
+                # Only the changed items' columns are written: one statement per set of
+                # changed items (usually one set for a whole batch).
+                cols = [c for i in changed for c in (i, seq_column(i), at_column(i))]
+                updates.setdefault(tuple(changed), []).append(
+                    {"k": key, **{c: record[c] for c in cols}}
+                )
                 replaced += _superseded(plan, key, cur, changed, now)
         if inserts:
             conn.execute(records.insert(), inserts)
-        if updates:
+        for changed_items, params in updates.items():
+            cols = [c for i in changed_items for c in (i, seq_column(i), at_column(i))]
             stmt = (
                 update(records)
                 .where(key_col == bindparam("k"))
-                .values({c.name: bindparam(c.name) for c in records.columns})
+                .values({c: bindparam(c) for c in cols})
             )
-            conn.execute(stmt, updates)
+            conn.execute(stmt, params)
         if removed:
             conn.execute(delete(records).where(key_col.in_(removed)))
         if replaced:
             conn.execute(history.insert(), replaced)
     out.inserted, out.updated, out.deleted, out.history = (
         len(inserts),
-        len(updates),
+        sum(len(p) for p in updates.values()),
         len(removed),
         len(replaced),
     )
