@@ -18,10 +18,10 @@ from govshare.cli import _ensure_demo
 from govshare.config import Settings
 from govshare.demo import demo_loaded, load_demo
 from govshare.rules.clock import fixed_today
+from govshare.rules.validators import credit_code_problem, division_code_problem
 from govshare.rules.workdays import covers
 from govshare.security.audit import journalled_calls, verify_chain
 from govshare.security.models import ApiClient, AuditEntry, Department
-from govshare.rules.validators import credit_code_problem, division_code_problem
 from govshare.sharing.models import (
     ApplicationStatus,
     CallStat,
