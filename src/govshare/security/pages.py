@@ -521,6 +521,7 @@ ACTION_LABELS = {
     "sharing.objection.answer": "答复异议",
     "sharing.objection.corrected": "异议数据已更正",
     "sharing.store.create": "建立共享信息库",
+    "quality.rule.update": "修改数据质量规则",
     "sharing.calendar.enter": "录入节假日安排",
     "sharing.calendar.remove": "撤回节假日安排",
     "sharing.deadline.recount": "重算期限",
