@@ -155,15 +155,7 @@ def start_scan(
     if store is None:
         raise NoSharedStore("该目录尚未建立共享信息库，无法检测数据质量")
     shared_db: SharedDatabase = request.app.state.data_services.db
-    done = scanning.scan_store(
-        db,
-        shared_db,
-        store,
-        now=utcnow(),
-        trigger="manual",
-        batch_rows=settings.quality_batch_rows,
-        problem_cap=settings.quality_problem_cap,
-    )
+    done = scanning.scan_now(db, shared_db, store, utcnow(), settings)
     db.commit()
     return redirect(f"/quality/resources/{resource_id}?scan={done.id}&done=scanned")
 
