@@ -302,6 +302,8 @@ def create_app(settings: Settings) -> FastAPI:
     # Outermost, so that every answer (a 413 included) carries the headers.
     app.add_middleware(SecurityHeadersMiddleware)
 
+    from govshare.basedata import api as basedata_api
+    from govshare.basedata import pages as basedata_pages
     from govshare.catalog import api as catalog_api
     from govshare.catalog import pages as catalog_pages
     from govshare.exchange import api as exchange_api
@@ -324,12 +326,15 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(exchange_api.router, prefix="/api/v1")
     app.include_router(sharing_api.router, prefix="/api/v1")
     app.include_router(sharing_data_api.stores, prefix="/api/v1")
+    app.include_router(basedata_api.router, prefix="/api/v1")
+    app.include_router(basedata_api.conflicts, prefix="/api/v1")
     app.include_router(quality_api.router, prefix="/api/v1")
     app.include_router(web_pages.router)
     app.include_router(security_pages.router)
     app.include_router(catalog_pages.router)
     app.include_router(exchange_pages.router)
     app.include_router(sharing_pages.router)
+    app.include_router(basedata_pages.router)
     app.include_router(quality_pages.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 

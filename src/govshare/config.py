@@ -176,6 +176,13 @@ class Settings(BaseSettings):
         le=60,
         description="Working days a provider has to answer an objection (异议) to its data.",
     )
+    base_conflict_alert_days: int = Field(
+        default=15,
+        ge=1,
+        le=365,
+        description="Days a base database's conflict (多元校核冲突) may stay open before an "
+        "alert is raised.",
+    )
     shared_store_url: str | None = Field(
         default=None,
         description="Database of the shared stores (共享信息库) the hub serves data from; "

@@ -1,5 +1,6 @@
 """Every table of the hub, imported in one place for Alembic and the test suite."""
 
+from govshare.basedata import models as basedata_models
 from govshare.catalog import models as catalog_models
 from govshare.db import Base
 from govshare.exchange import models as exchange_models
@@ -10,6 +11,7 @@ from govshare.sharing import models as sharing_models
 metadata = Base.metadata
 
 __all__ = [
+    "basedata_models",
     "catalog_models",
     "exchange_models",
     "metadata",

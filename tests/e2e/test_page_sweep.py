@@ -39,7 +39,11 @@ pytestmark = pytest.mark.browser
 # reviewer and resource admin (src/govshare/demo.py).
 ROLES = ["admin", "auditor", "gaj_reg", "gaj_rev", "gaj_res"]
 # The demo runs no catalog import, so an import job's page has no id to visit.
-WITHOUT_DEMO_IDS = {"/catalog/import/jobs/{job_id}"}
+WITHOUT_DEMO_IDS = {
+    "/catalog/import/jobs/{job_id}",
+    # The demo defines no base database yet (its stores are fed only while it runs).
+    "/basedata/conflicts/{conflict_id}",
+}
 
 # Console GET routes that are not pages a user reads.
 NOT_PAGES = {"/login", "/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect"}
@@ -167,6 +171,7 @@ def _ids(db: Path) -> dict[str, list[int]]:
             ),
             "objection_id": first("SELECT id FROM sharing_objection ORDER BY id LIMIT 1"),
             "client_id": first("SELECT id FROM api_client ORDER BY id LIMIT 1"),
+            "conflict_id": first("SELECT id FROM base_conflict ORDER BY id LIMIT 1"),
         }
     finally:
         con.close()

@@ -181,6 +181,7 @@ class AlertKind(StrEnum):
     OBJECTION_OVERDUE = "objection_overdue"  # raised by sharing: an 异议 not answered in time
     APPLICATION_OVERDUE = "application_overdue"  # a 共享申请 not answered or provided in time
     CALENDAR_MISSING = "calendar_missing"  # the working-day calendar lacks a coming year
+    CONFLICT_OVERDUE = "conflict_overdue"  # a base database's conflict left open too long
 
     @property
     def label(self) -> str:
@@ -196,6 +197,7 @@ class AlertKind(StrEnum):
             "objection_overdue": "异议答复超期",
             "application_overdue": "共享申请办理超期",
             "calendar_missing": "节假日历缺少年份",
+            "conflict_overdue": "基础库冲突超期未处理",
         }[self.value]
 
 

@@ -12,6 +12,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from govshare.basedata import service as basedata
 from govshare.config import Settings
 from govshare.db import session_scope, utcnow
 from govshare.exchange.store import PackageStore
@@ -84,6 +85,10 @@ class Feeder:
 
     def run_once(self) -> int:
         applied = self.feed()
+        with self.factory() as session:
+            # After the stores, the base databases built from them: only the keys the
+            # new packages touched are merged again.
+            basedata.assemble_due(session, self.db, self.packages, utcnow())
         with session_scope(self.factory) as session:
             subscriptions.stop_lapsed(session, china_today())
         if time.monotonic() - self._last_alert_check >= self.settings.monitor_interval_seconds:
@@ -95,6 +100,7 @@ class Feeder:
                 objections.alert_overdue(session, self.settings)
                 service.alert_overdue_applications(session, self.settings, china_today())
                 service.alert_calendar_gap(session, self.settings, china_today())
+                basedata.alert_stale_conflicts(session, self.settings, utcnow())
             self._last_alert_check = time.monotonic()
         quality_every = self.settings.quality_scan_interval_seconds
         if quality_every and time.monotonic() - self._last_quality_check >= quality_every:

@@ -191,7 +191,8 @@ class SharedStore(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     resource_id: Mapped[int] = mapped_column(ForeignKey("resource.id"), unique=True)
-    source_task_id: Mapped[int] = mapped_column(ForeignKey("exchange_task.id"))
+    # None for a store the hub assembles itself (a base database, 基础库).
+    source_task_id: Mapped[int | None] = mapped_column(ForeignKey("exchange_task.id"))
     key_item: Mapped[str] = mapped_column(String(60))
     mapping: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
     verify_rules: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
@@ -250,7 +251,8 @@ class Objection(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     resource_id: Mapped[int] = mapped_column(ForeignKey("resource.id"))
-    grant_id: Mapped[int] = mapped_column(ForeignKey("sharing_grant.id"))
+    # None when a base database's conflict (多元校核) was adopted: no grant is involved.
+    grant_id: Mapped[int | None] = mapped_column(ForeignKey("sharing_grant.id"))
     consumer_department_id: Mapped[int] = mapped_column(ForeignKey("department.id"))
     provider_department_id: Mapped[int] = mapped_column(ForeignKey("department.id"))
     record_key: Mapped[str] = mapped_column(String(200))

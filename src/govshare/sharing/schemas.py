@@ -187,7 +187,7 @@ class StorePublic(BaseModel):
     id: int
     resource_id: int
     resource_name: str
-    source_task_id: int
+    source_task_id: int | None
     key_item: str
     mapping: dict[str, str]
     verify_rules: list[dict[str, Any]]
@@ -266,7 +266,7 @@ class ObjectionPublic(BaseModel):
     id: int
     resource_id: int
     resource_name: str
-    grant_id: int
+    grant_id: int | None = Field(description="None: 由基础库多元校核冲突采纳而来")
     consumer_department_id: int
     consumer_name: str
     provider_department_id: int

@@ -260,7 +260,7 @@ def _kept(data: pa.Table, keep: set[str]) -> pa.Table:
     return data.select([n for n in data.column_names if n in keep or n == package.OP_COLUMN])
 
 
-def _trusted_body(blob: bytes) -> tuple[int, bytes]:
+def trusted_body(blob: bytes) -> tuple[int, bytes]:
     """The hub verified signature and digest on receipt and stores packages opened;
     the digest is checked again so a damaged stored blob is never applied."""
     pkg = package.parse(blob)
@@ -281,6 +281,8 @@ def feed_store(
     limit: int = 20,
 ) -> int:
     """Apply the next accepted packages of the store's task; returns how many."""
+    if store.source_task_id is None:
+        return 0  # assembled by the hub itself (a base database)
     task = session.get(ExchangeTask, store.source_task_id)
     if task is None:
         return 0
@@ -304,7 +306,7 @@ def feed_store(
     for row in rows:
         if row.seq != store.applied_seq + 1:
             break  # a gap: the package log was pruned under us; wait for a resync
-        seq, body = _trusted_body(packages.get(session, row))
+        seq, body = trusted_body(packages.get(session, row))
         data = _kept(package.decode_rows(body), keep)
         writer.apply(seq, data)
         if applied == 0 and db.table(store.table_name) is not None:

@@ -1,7 +1,7 @@
 """quality: rules per item, scans and their failing values (数据质量)
 
 Revision ID: 0012
-Revises: 0010 (0011, the base databases, is written alongside; the chain is fixed when
+Revises: 0011 (0011, the base databases, is written alongside; the chain is fixed when
 both are merged)
 Create Date: 2026-12-03 05:39:43
 """
@@ -14,7 +14,7 @@ from alembic import op
 import govshare.db
 
 revision: str = "0012"
-down_revision: str | None = "0010"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,569 @@
+"""Assembly of a base database (基础库归集): each item's value is taken from its one
+authoritative store (一数一源), kept with its provenance and history, and compared with
+the evidence stores (多元校核).
+
+Assembly is driven by the exchange: after a source store applied packages, only the
+keys those packages touched are merged again. A base never merged from a store (or
+whose packages were pruned) is assembled in full, key by key in sorted batches, so
+memory stays flat whatever the size. Merging the same keys twice changes nothing,
+which is what makes a crash between the shared-store write and the hub's bookkeeping
+harmless: the next run merges those keys again.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    delete,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    union,
+    update,
+)
+from sqlalchemy.sql import Subquery
+
+from govshare.db import UTCDateTime
+from govshare.rules.validators import normalize_date, normalize_text
+from govshare.sharing.store import SharedDatabase
+
+BATCH = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePlan:
+    """A shared store as a base reads it: its table and the column holding the key."""
+
+    store_id: int
+    table_name: str
+    key_column: str
+    department_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ItemPlan:
+    """One base item: where its value comes from and what it is checked against.
+    ``codes`` maps a code table's names to codes (男 → 1) so 男 and 1 agree."""
+
+    item: str
+    store_id: int
+    column: str
+    evidence: tuple[tuple[int, str], ...] = ()
+    codes: dict[str, str] = field(default_factory=dict)
+    is_date: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    base_id: int
+    table_name: str
+    key_item: str
+    items: tuple[ItemPlan, ...]
+    sources: dict[int, SourcePlan]
+
+    @property
+    def authoritative(self) -> list[int]:
+        return list(dict.fromkeys(i.store_id for i in self.items))
+
+
+@dataclass(frozen=True, slots=True)
+class Disagreement:
+    """An evidence value that differs from the authoritative one (多元校核冲突)."""
+
+    key: str
+    item: str
+    value: str | None
+    store_id: int
+    seq: int
+    evidence_value: str
+    evidence_store_id: int
+    evidence_seq: int
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What merging one batch of keys did."""
+
+    keys: list[str]
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    history: int = 0
+    disagreements: list[Disagreement] = field(default_factory=list)
+    present: set[str] = field(default_factory=set)
+
+
+# -- tables in the shared database ---------------------------------------------------------
+
+
+def seq_column(item: str) -> str:
+    return f"{item}__seq"
+
+
+def at_column(item: str) -> str:
+    return f"{item}__at"
+
+
+def base_tables(plan: Plan) -> tuple[Table, Table]:
+    """The base's records (one column per item plus its provenance: package seq and time
+    of the value) and its history (每一次变更: the value replaced, and when it held)."""
+    md = MetaData()
+    cols: list[Column[Any]] = [Column(plan.key_item, String(200), primary_key=True)]
+    for item in plan.items:
+        cols += [
+            Column(item.item, Text),
+            Column(seq_column(item.item), BigInteger),
+            Column(at_column(item.item), UTCDateTime()),
+        ]
+    records = Table(plan.table_name, md, *cols)
+    history = Table(
+        f"{plan.table_name}_hist",
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("record_key", String(200), nullable=False),
+        Column("item", String(60), nullable=False),
+        Column("value", Text),
+        Column("store_id", Integer),
+        Column("seq", BigInteger),
+        Column("valid_from", UTCDateTime()),
+        Column("valid_to", UTCDateTime(), nullable=False),
+        Index(f"ix_{plan.table_name}_hist_key", "record_key", "item", "valid_to"),
+    )
+    return records, history
+
+
+def ensure_tables(db: SharedDatabase, plan: Plan) -> tuple[Table, Table]:
+    """Create the tables on first use, add the columns of items defined later."""
+    records, history = base_tables(plan)
+    with db.engine.begin() as conn:
+        history.create(conn, checkfirst=True)
+        existing = db.table(plan.table_name)
+        if existing is None:
+            records.create(conn, checkfirst=True)
+        else:
+            for col in records.columns:
+                if col.name not in existing.c:
+                    ddl = col.type.compile(dialect=conn.dialect)
+                    name = conn.dialect.identifier_preparer.quote(col.name)
+                    table = conn.dialect.identifier_preparer.quote(plan.table_name)
+                    conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}")
+    db.forget(plan.table_name)
+    return records, history
+
+
+# -- values ----------------------------------------------------------------------------------
+
+
+def as_text(value: Any) -> str | None:
+    """A source value as the base keeps it: text, dates in ISO form."""
+    if value is None:
+        return None
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return str(value)
+
+
+def comparable(item: ItemPlan, value: str | None) -> str | None:
+    """The form two sources' values are compared in: full/half width and blanks
+    normalised, code-table names turned into codes, dates in ISO form."""
+    if value is None:
+        return None
+    text = normalize_text(value)
+    if not text:
+        return None
+    if item.codes:
+        text = item.codes.get(text, text)
+    if item.is_date:
+        return normalize_date(text) or text
+    return text
+
+
+# -- reading the sources -----------------------------------------------------------------------
+
+
+def _as_text(col: Any) -> Any:
+    """The column as text, converted by the database: both ways of merging (row by row,
+    and the set-based first assembly) read values in the same form."""
+    return col if isinstance(col.type, String) else cast(col, Text)
+
+
+def latest_rows(table: Table, key_column: str, columns: Sequence[str]) -> Subquery:
+    """One row per base key (column ``k``) with ``columns`` as text. A store keyed
+    otherwise may hold several rows per base key: the last in its primary-key order
+    wins, the same choice on every run."""
+    key_col = table.c[key_column]
+    cols = [_as_text(table.c[c]).label(c) for c in columns if c in table.c]
+    pk = list(table.primary_key.columns)
+    if len(pk) == 1 and pk[0] is key_col:
+        return select(_as_text(key_col).label("k"), *cols).subquery()
+    rank = func.row_number().over(partition_by=key_col, order_by=[c.desc() for c in pk])
+    inner = (
+        select(_as_text(key_col).label("k"), *cols, rank.label("rn"))
+        .where(key_col.is_not(None))
+        .subquery()
+    )
+    return select(*[c for c in inner.c if c.name != "rn"]).where(inner.c.rn == 1).subquery()
+
+
+def _source_rows(
+    conn: Connection, db: SharedDatabase, src: SourcePlan, columns: set[str], keys: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    table = db.table(src.table_name)
+    if table is None or src.key_column not in table.c:
+        return {}
+    key_col = table.c[src.key_column]
+    names = sorted(c for c in columns if c in table.c and c != src.key_column)
+    order = list(table.primary_key.columns)
+    found: dict[str, dict[str, Any]] = {}
+    # Last in primary-key order wins, as in ``latest_rows``.
+    q = (
+        select(key_col, *[_as_text(table.c[c]) for c in names])
+        .where(key_col.in_(list(keys)))
+        .order_by(*order)
+    )
+    for row in conn.execute(q):
+        found[str(row[0])] = dict(zip(names, row[1:], strict=True))
+    return found
+
+
+def sorted_keys(db: SharedDatabase, table_name: str, key_column: str) -> Iterator[str]:
+    """Every distinct key of a table in order, read in batches by keyset (no cursor stays
+    open across the writes of a merge)."""
+    table = db.table(table_name)
+    if table is None or key_column not in table.c:
+        return
+    # Keys merge as text: a numeric key column is ordered as text too (unindexed, so
+    # slower), or the union of the stores' keys would not be in one order.
+    col = _as_text(table.c[key_column])
+    last: str | None = None
+    while True:
+        q = select(col).distinct().where(col.is_not(None)).order_by(col).limit(BATCH * 4)
+        if last is not None:
+            q = q.where(col > last)
+        with db.engine.connect() as conn:
+            part = [str(k) for (k,) in conn.execute(q)]
+        if not part:
+            return
+        yield from part
+        last = part[-1]
+
+
+def all_keys(db: SharedDatabase, plan: Plan) -> Iterator[list[str]]:
+    """The union of the authoritative stores' keys and the base's own (so records whose
+    sources went away are removed), in sorted batches."""
+    streams = [
+        sorted_keys(db, plan.sources[sid].table_name, plan.sources[sid].key_column)
+        for sid in plan.authoritative
+    ]
+    streams.append(sorted_keys(db, plan.table_name, plan.key_item))
+    unique = (k for k, _ in itertools.groupby(heapq.merge(*streams)))
+    yield from batched(unique, BATCH)
+
+
+def batched(keys: Iterable[str], size: int) -> Iterator[list[str]]:
+    it = iter(keys)
+    while part := list(itertools.islice(it, size)):
+        yield part
+
+
+# -- merging -------------------------------------------------------------------------------------
+
+
+def merge(
+    db: SharedDatabase,
+    plan: Plan,
+    keys: Sequence[str],
+    seq_of: Callable[[int, str], int],
+    now: datetime,
+) -> Outcome:
+    """Merge ``keys`` again from their sources in one shared-database transaction."""
+    records, history = base_tables(plan)
+    out = Outcome(keys=list(keys))
+    wanted: dict[int, set[str]] = {sid: set() for sid in plan.sources}
+    for item in plan.items:
+        wanted[item.store_id].add(item.column)
+        for ev_store, ev_col in item.evidence:
+            wanted[ev_store].add(ev_col)
+    key_col = records.c[plan.key_item]
+    with db.engine.begin() as conn:
+        rows = {
+            sid: _source_rows(conn, db, plan.sources[sid], cols, keys)
+            for sid, cols in wanted.items()
+        }
+        current = {
+            str(r[0]): r._mapping for r in conn.execute(select(records).where(key_col.in_(keys)))
+        }
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        removed: list[str] = []
+        replaced: list[dict[str, Any]] = []
+        for key in keys:
+            present = any(key in rows[sid] for sid in plan.authoritative)
+            cur = current.get(key)
+            if not present:
+                if cur is not None:
+                    removed.append(key)
+                    replaced += _superseded(plan, key, cur, [i.item for i in plan.items], now)
+                continue
+            out.present.add(key)
+            record: dict[str, Any] = {plan.key_item: key}
+            changed: list[str] = []
+            for item in plan.items:
+                src = rows[item.store_id].get(key)
+                value = as_text(src.get(item.column)) if src is not None else None
+                if cur is not None and cur[item.item] == value:
+                    record[item.item] = value
+                    record[seq_column(item.item)] = cur[seq_column(item.item)]
+                    record[at_column(item.item)] = cur[at_column(item.item)]
+                else:
+                    changed.append(item.item)
+                    record[item.item] = value
+                    record[seq_column(item.item)] = seq_of(item.store_id, key)
+                    record[at_column(item.item)] = now
+                _check(item, key, value, rows, seq_of, out)
+            if cur is None:
+                inserts.append(record)
+            elif changed:
+                updates.append({"k": key, **record})
+                replaced += _superseded(plan, key, cur, changed, now)
+        if inserts:
+            conn.execute(records.insert(), inserts)
+        if updates:
+            stmt = (
+                update(records)
+                .where(key_col == bindparam("k"))
+                .values({c.name: bindparam(c.name) for c in records.columns})
+            )
+            conn.execute(stmt, updates)
+        if removed:
+            conn.execute(delete(records).where(key_col.in_(removed)))
+        if replaced:
+            conn.execute(history.insert(), replaced)
+    out.inserted, out.updated, out.deleted, out.history = (
+        len(inserts),
+        len(updates),
+        len(removed),
+        len(replaced),
+    )
+    return out
+
+
+def _superseded(
+    plan: Plan, key: str, cur: Any, items: Iterable[str], now: datetime
+) -> list[dict[str, Any]]:
+    by_item = {i.item: i for i in plan.items}
+    return [
+        {
+            "record_key": key,
+            "item": item,
+            "value": cur[item],
+            "store_id": by_item[item].store_id,
+            "seq": cur[seq_column(item)],
+            "valid_from": cur[at_column(item)],
+            "valid_to": now,
+        }
+        for item in items
+        if cur[item] is not None
+    ]
+
+
+def _check(
+    item: ItemPlan,
+    key: str,
+    value: str | None,
+    rows: dict[int, dict[str, dict[str, Any]]],
+    seq_of: Callable[[int, str], int],
+    out: Outcome,
+) -> None:
+    """多元校核 of one item: every evidence store holding the key and a value for the
+    item must agree with the authoritative value once both are normalised."""
+    if not item.evidence:
+        return
+    mine = comparable(item, value)
+    for ev_store, ev_col in item.evidence:
+        ev_row = rows[ev_store].get(key)
+        if ev_row is None:
+            continue
+        ev_value = as_text(ev_row.get(ev_col))
+        theirs = comparable(item, ev_value)
+        if theirs is None or theirs == mine:
+            continue
+        out.disagreements.append(
+            Disagreement(
+                key=key,
+                item=item.item,
+                value=value,
+                store_id=item.store_id,
+                seq=seq_of(item.store_id, key),
+                evidence_value=ev_value or "",
+                evidence_store_id=ev_store,
+                evidence_seq=seq_of(ev_store, key),
+            )
+        )
+
+
+# -- the first assembly, set-based ----------------------------------------------------------
+
+
+def is_empty(db: SharedDatabase, plan: Plan) -> bool:
+    table = db.table(plan.table_name)
+    if table is None:
+        return True
+    with db.engine.connect() as conn:
+        return conn.execute(select(table.c[plan.key_item]).limit(1)).first() is None
+
+
+def assemble_empty(db: SharedDatabase, plan: Plan, seqs: dict[int, int], now: datetime) -> int:
+    """Fill an empty base in one ``INSERT … SELECT``: the union of the authoritative
+    stores' keys, a join per store. Values and provenance are those row-by-row merging
+    would give (the same text conversion, the stores' applied sequence numbers), in a
+    fraction of the time; returns the records written."""
+    records, _ = base_tables(plan)
+    tables = {sid: db.table(plan.sources[sid].table_name) for sid in plan.authoritative}
+    present = {sid: t for sid, t in tables.items() if t is not None}
+    if not present:
+        return 0
+    subs = {
+        sid: latest_rows(
+            t,
+            plan.sources[sid].key_column,
+            [i.column for i in plan.items if i.store_id == sid],
+        )
+        for sid, t in present.items()
+        if plan.sources[sid].key_column in t.c
+    }
+    if not subs:
+        return 0
+    keys = union(*[select(sub.c.k) for sub in subs.values()]).subquery()
+    cols: list[Any] = [keys.c.k]
+    for item in plan.items:
+        sub = subs.get(item.store_id)
+        value = sub.c[item.column] if sub is not None and item.column in sub.c else null()
+        cols += [
+            value,
+            literal(seqs.get(item.store_id, 0), BigInteger),
+            literal(now, UTCDateTime()),
+        ]
+    q = select(*cols).select_from(keys)
+    for sub in subs.values():
+        q = q.outerjoin(sub, sub.c.k == keys.c.k)
+    with db.engine.begin() as conn:
+        conn.execute(records.insert().from_select([c.name for c in records.columns], q))
+        return int(conn.scalar(select(func.count()).select_from(records)) or 0)
+
+
+def disagreements(
+    db: SharedDatabase, plan: Plan, seqs: dict[int, int]
+) -> Iterator[list[Disagreement]]:
+    """Every evidence disagreement of the whole base, in chunks: the database finds the
+    pairs whose text differs, normalisation in Python keeps the real ones."""
+    records, _ = base_tables(plan)
+    key = records.c[plan.key_item]
+    for item in plan.items:
+        for ev_store, ev_col in item.evidence:
+            table = db.table(plan.sources[ev_store].table_name)
+            if table is None or ev_col not in table.c:
+                continue
+            ev = latest_rows(table, plan.sources[ev_store].key_column, [ev_col])
+            mine = records.c[item.item]
+            q = (
+                select(key, mine, ev.c[ev_col])
+                .join(ev, ev.c.k == key)
+                .where(ev.c[ev_col].is_not(None), or_(mine.is_(None), mine != ev.c[ev_col]))
+                .order_by(key)
+            )
+            with db.engine.connect() as conn:
+                result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(q)
+                for part in result.partitions(BATCH):
+                    found = [
+                        Disagreement(
+                            key=str(k),
+                            item=item.item,
+                            value=value,
+                            store_id=item.store_id,
+                            seq=seqs.get(item.store_id, 0),
+                            evidence_value=str(theirs),
+                            evidence_store_id=ev_store,
+                            evidence_seq=seqs.get(ev_store, 0),
+                        )
+                        for k, value, theirs in part
+                        if comparable(item, str(theirs)) not in (None, comparable(item, value))
+                    ]
+                    if found:
+                        yield found
+
+
+# -- reading the base ---------------------------------------------------------------------------
+
+
+def record_as_of(
+    db: SharedDatabase, plan: Plan, key: str, when: datetime | None
+) -> dict[str, dict[str, Any]] | None:
+    """One record's items with their provenance, now or as they stood at ``when``:
+    the history row whose validity covers ``when``, else the current value if it
+    already held then."""
+    records, history = base_tables(plan)
+    if db.table(plan.table_name) is None:
+        return None
+    by_item = {i.item: i for i in plan.items}
+    with db.engine.connect() as conn:
+        cur = conn.execute(select(records).where(records.c[plan.key_item] == key)).first()
+        past: dict[str, Any] = {}
+        if when is not None:
+            q = (
+                select(history)
+                .where(history.c.record_key == key, history.c.valid_to > when)
+                .order_by(history.c.valid_to)
+            )
+            for row in conn.execute(q):
+                m = row._mapping
+                starts = m["valid_from"]
+                if m["item"] not in past and (starts is None or starts <= when):
+                    past[m["item"]] = m
+    if cur is None and not past:
+        return None
+    out: dict[str, dict[str, Any]] = {}
+    for name, item in by_item.items():
+        if name in past:
+            m = past[name]
+            out[name] = {
+                "value": m["value"],
+                "store_id": m["store_id"],
+                "seq": m["seq"],
+                "since": m["valid_from"],
+            }
+            continue
+        c = cur._mapping if cur is not None else None
+        since = c[at_column(name)] if c is not None else None
+        if c is None or (when is not None and since is not None and since > when):
+            out[name] = {"value": None, "store_id": item.store_id, "seq": None, "since": None}
+        else:
+            out[name] = {
+                "value": c[name],
+                "store_id": item.store_id,
+                "seq": c[seq_column(name)],
+                "since": since,
+            }
+    return out

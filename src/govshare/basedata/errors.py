@@ -1,0 +1,15 @@
+"""Errors of the base databases."""
+
+from govshare.errors import InvalidInput, NotFound
+
+
+class BaseNotFound(NotFound):
+    code = "base_database_not_found"
+
+
+class ConflictNotFound(NotFound):
+    code = "base_conflict_not_found"
+
+
+class InvalidBase(InvalidInput):
+    code = "invalid_base_database"

@@ -1,0 +1,640 @@
+"""Base databases (基础库): defining one, assembling it as the exchange feeds its
+sources, and the authoritative departments' work on conflicts (多元校核).
+
+A base database is served like any shared store: defining one creates the
+``SharedStore`` row the data services resolve, with no source task (the hub itself
+fills its table).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from govshare.basedata import assembly
+from govshare.basedata.errors import BaseNotFound, ConflictNotFound, InvalidBase
+from govshare.basedata.models import BaseConflict, BaseDatabase, BaseSource, ConflictStatus
+from govshare.basedata.schemas import BaseCreate, ConflictConfirm
+from govshare.catalog.codes import ResourceKind
+from govshare.catalog.models import CodeEntry, Resource
+from govshare.config import Settings
+from govshare.exchange import alerts, package
+from govshare.exchange.models import AlertKind, ExchangePackage
+from govshare.exchange.store import PackageStore
+from govshare.rules import workdays
+from govshare.security import audit
+from govshare.security.audit import KeyHasher
+from govshare.security.service import Principal
+from govshare.sharing.errors import NotYourDepartment, StepNotAllowed
+from govshare.sharing.models import Objection, ObjectionStatus, SharedStore
+from govshare.sharing.store import SharedDatabase, trusted_body
+
+log = structlog.get_logger()
+
+# Packages read per source store and run: a backlog is worked off over several ticks.
+PACKAGES_PER_RUN = 200
+
+
+def _bad(message: str, field: str, detail: str) -> InvalidBase:
+    return InvalidBase(message, details=[{"field": field, "message": detail}])
+
+
+# -- definition -------------------------------------------------------------------------------
+
+
+def _store_items(store: SharedStore) -> set[str]:
+    return set(store.mapping.values())
+
+
+def create_base(session: Session, principal: Principal, data: BaseCreate) -> BaseDatabase:
+    """Define a base database on a published catalog entry of kind 基础信息资源; every
+    item names the one store and column it comes from (一数一源)."""
+    if not principal.is_admin:
+        raise NotYourDepartment("只有平台管理员可以定义基础库")
+    resource = session.get(Resource, data.resource_id)
+    if resource is None or not resource.listed:
+        raise _bad("只能为已发布的目录定义基础库", "resource_id", "目录不存在或未发布")
+    if resource.kind is not ResourceKind.BASE:
+        raise _bad(
+            "基础库须对应基础信息资源类目录", "resource_id", f"目录类型为{resource.kind.label}"
+        )
+    if session.scalar(select(SharedStore.id).where(SharedStore.resource_id == resource.id)):
+        raise _bad("该目录已有共享信息库或基础库", "resource_id", "已存在")
+    known = {item.code for item in resource.items}
+    if data.key_item not in known:
+        raise _bad("主键须是目录的信息项", "key_item", f"目录没有信息项 {data.key_item}")
+    stores: dict[int, SharedStore] = {}
+
+    def store_of(store_id: int, field: str) -> SharedStore:
+        found = stores.get(store_id) or session.get(SharedStore, store_id)
+        if found is None or found.source_task_id is None:
+            raise _bad("来源须为由交换供数的共享信息库", field, f"共享信息库 {store_id} 不存在")
+        stores[store_id] = found
+        return found
+
+    seen: set[str] = set()
+    items: list[dict[str, Any]] = []
+    for i, spec in enumerate(data.items):
+        field = f"items[{i}]"
+        if spec.item not in known or spec.item == data.key_item:
+            raise _bad("基础库信息项须是目录的信息项（主键除外）", f"{field}.item", spec.item)
+        if spec.item in seen:
+            raise _bad("一个信息项只能有一个权威来源（一数一源）", f"{field}.item", "重复")
+        seen.add(spec.item)
+        source = store_of(spec.source.store_id, f"{field}.source.store_id")
+        if spec.source.column not in _store_items(source):
+            raise _bad("权威来源没有该信息项", f"{field}.source.column", spec.source.column)
+        evidence = []
+        for j, ev in enumerate(spec.evidence):
+            ev_field = f"{field}.evidence[{j}]"
+            ev_store = store_of(ev.store_id, f"{ev_field}.store_id")
+            if ev.store_id == spec.source.store_id:
+                raise _bad("佐证来源不能是权威来源本身", f"{ev_field}.store_id", str(ev.store_id))
+            if ev.column not in _store_items(ev_store):
+                raise _bad("佐证来源没有该信息项", f"{ev_field}.column", ev.column)
+            evidence.append({"store_id": ev.store_id, "column": ev.column})
+        items.append(
+            {
+                "item": spec.item,
+                "store_id": spec.source.store_id,
+                "column": spec.source.column,
+                "evidence": evidence,
+                "unconditional": spec.unconditional,
+            }
+        )
+    keys: dict[str, str] = {}
+    for store_id, store in stores.items():
+        column = data.keys.get(str(store_id), store.key_item)
+        if column not in _store_items(store):
+            raise _bad("来源的关联键须是其已映射的信息项", f"keys.{store_id}", column)
+        keys[str(store_id)] = column
+    unknown = sorted(set(data.keys) - set(keys))
+    if unknown:
+        raise _bad("关联键指向了未使用的来源", f"keys.{unknown[0]}", "未被任何信息项引用")
+    base = BaseDatabase(
+        resource_id=resource.id,
+        key_item=data.key_item,
+        items=items,
+        keys=keys,
+        table_name="",
+        created_by=principal.name,
+    )
+    session.add(base)
+    session.flush()
+    base.table_name = f"bd_{base.id}"
+    served = SharedStore(
+        resource_id=resource.id,
+        source_task_id=None,
+        key_item=data.key_item,
+        mapping={},
+        verify_rules=[],
+        table_name=base.table_name,
+        created_by=principal.name,
+    )
+    session.add(served)
+    session.flush()
+    base.store_id = served.id
+    for store_id in base.store_ids():
+        session.add(BaseSource(base_id=base.id, store_id=store_id, merged_seq=0))
+    audit.record(
+        session,
+        principal.actor,
+        "basedata.create",
+        object_type="base_database",
+        object_id=base.id,
+        after={"resource_id": resource.id, "key_item": base.key_item, "items": items, "keys": keys},
+    )
+    return base
+
+
+def get_base(session: Session, base_id: int) -> BaseDatabase:
+    base = session.get(BaseDatabase, base_id)
+    if base is None:
+        raise BaseNotFound(f"基础库 {base_id} 不存在")
+    return base
+
+
+def list_bases(session: Session) -> list[BaseDatabase]:
+    return list(session.scalars(select(BaseDatabase).order_by(BaseDatabase.id)))
+
+
+def plan_of(session: Session, base: BaseDatabase) -> assembly.Plan:
+    stores = {
+        s.id: s
+        for s in session.scalars(select(SharedStore).where(SharedStore.id.in_(base.store_ids())))
+    }
+    sources = {
+        sid: assembly.SourcePlan(
+            store_id=sid,
+            table_name=store.table_name,
+            key_column=base.keys.get(str(sid), store.key_item),
+            department_id=store.resource.provider_department_id,
+        )
+        for sid, store in stores.items()
+    }
+    catalog_items = {i.code: i for i in base.resource.items}
+    tables = {i.code_table for i in catalog_items.values() if i.code_table}
+    codes: dict[str, dict[str, str]] = {}
+    for entry in session.scalars(select(CodeEntry).where(CodeEntry.table_name.in_(tables))):
+        names = codes.setdefault(entry.table_name, {})
+        names[entry.label] = entry.code
+        if entry.label.endswith("性") and len(entry.label) == 2:
+            names[entry.label[0]] = entry.code  # 男 for 男性, as forms write it
+    items = tuple(
+        assembly.ItemPlan(
+            item=i["item"],
+            store_id=int(i["store_id"]),
+            column=i["column"],
+            evidence=tuple((int(e["store_id"]), e["column"]) for e in i.get("evidence", [])),
+            codes=codes.get(catalog_items[i["item"]].code_table or "", {}),
+            is_date=catalog_items[i["item"]].data_type in ("D", "T"),
+        )
+        for i in base.items
+        if i["item"] in catalog_items
+    )
+    return assembly.Plan(base.id, base.table_name, base.key_item, items, sources)
+
+
+# -- assembly ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RunResult:
+    base_id: int
+    full: bool
+    keys: int = 0
+    changed: int = 0
+    opened: int = 0
+    resolved: int = 0
+
+
+def _touched_keys(
+    session: Session,
+    packages: PackageStore,
+    store: SharedStore,
+    key_column: str,
+    after: int,
+    upto: int,
+) -> dict[str, int] | None:
+    """The keys the store's packages ``after+1 … upto`` touched, each with the last
+    package seq that did; None when a package is no longer in the log."""
+    column = next((c for c, item in store.mapping.items() if item == key_column), None)
+    if column is None or store.source_task_id is None:
+        return None
+    rows = list(
+        session.scalars(
+            select(ExchangePackage)
+            .where(
+                ExchangePackage.task_id == store.source_task_id,
+                ExchangePackage.seq > after,
+                ExchangePackage.seq <= upto,
+            )
+            .order_by(ExchangePackage.seq)
+        )
+    )
+    if [r.seq for r in rows] != list(range(after + 1, upto + 1)):
+        return None
+    touched: dict[str, int] = {}
+    for row in rows:
+        seq, body = trusted_body(packages.get(session, row))
+        data = package.decode_rows(body)
+        if column not in data.column_names:
+            return None
+        for key in data.column(column).to_pylist():
+            if key is not None:
+                touched[str(key)] = seq
+    return touched
+
+
+def assemble(
+    session: Session,
+    db: SharedDatabase,
+    packages: PackageStore,
+    base: BaseDatabase,
+    now: datetime,
+    *,
+    full: bool = False,
+) -> RunResult:
+    """Merge what the sources changed since the last run (or everything, the first
+    time, after a gap in the package log, or when ``full``). Commits as it goes:
+    the base's table and its conflicts batch by batch, the source positions last."""
+    plan = plan_of(session, base)
+    assembly.ensure_tables(db, plan)
+    positions = {
+        s.store_id: s
+        for s in session.scalars(select(BaseSource).where(BaseSource.base_id == base.id))
+    }
+    stores = {sid: session.get(SharedStore, sid) for sid in plan.sources}
+    upto = {sid: (s.applied_seq if s is not None else 0) for sid, s in stores.items()}
+    for sid in plan.sources:
+        if sid not in positions:
+            positions[sid] = BaseSource(base_id=base.id, store_id=sid, merged_seq=0)
+            session.add(positions[sid])
+    full = full or base.assembled_at is None or any(p.merged_seq == 0 for p in positions.values())
+    touched: dict[int, dict[str, int]] = {}
+    if not full:
+        for sid, pos in positions.items():
+            store = stores[sid]
+            if store is None or upto[sid] <= pos.merged_seq:
+                continue
+            upto[sid] = min(upto[sid], pos.merged_seq + PACKAGES_PER_RUN)
+            keys = _touched_keys(
+                session, packages, store, plan.sources[sid].key_column, pos.merged_seq, upto[sid]
+            )
+            if keys is None:
+                full = True
+                upto = {s: (st.applied_seq if st is not None else 0) for s, st in stores.items()}
+                break
+            touched[sid] = keys
+    result = RunResult(base.id, full)
+    base_id = base.id
+    session.commit()  # the positions rows exist; no hub lock is held while merging
+
+    def seq_of(store_id: int, key: str) -> int:
+        return touched.get(store_id, {}).get(key, upto.get(store_id, 0))
+
+    if full and assembly.is_empty(db, plan):
+        # The first assembly: one set-based statement, then the conflicts it holds.
+        written = assembly.assemble_empty(db, plan, upto, now)
+        result.keys = result.changed = written
+        for found in assembly.disagreements(db, plan, upto):
+            outcome = assembly.Outcome(keys=sorted({d.key for d in found}), disagreements=found)
+            opened, _ = reconcile_conflicts(session, plan, outcome, now)
+            session.commit()
+            result.opened += opened
+        batches: Iterator[list[str]] = iter(())
+    elif full:
+        batches = assembly.all_keys(db, plan)
+    else:
+        pending = sorted(set().union(*touched.values())) if touched else []
+        batches = assembly.batched(pending, assembly.BATCH)
+    for batch in batches:
+        outcome = assembly.merge(db, plan, batch, seq_of, now)
+        opened, resolved = reconcile_conflicts(session, plan, outcome, now)
+        session.commit()
+        result.keys += len(batch)
+        result.changed += outcome.inserted + outcome.updated + outcome.deleted
+        result.opened += opened
+        result.resolved += resolved
+    base = get_base(session, base_id)
+    for pos in session.scalars(select(BaseSource).where(BaseSource.base_id == base_id)):
+        pos.merged_seq = max(pos.merged_seq, upto.get(pos.store_id, 0))
+    base.assembled_at = now
+    base.last_error = ""
+    served = session.get(SharedStore, base.store_id) if base.store_id else None
+    table = db.table(base.table_name)
+    if served is not None and table is not None:
+        with db.engine.connect() as conn:
+            served.row_count = int(conn.scalar(select(func.count()).select_from(table)) or 0)
+        served.applied_at = now
+    session.commit()
+    return result
+
+
+def due(session: Session, base: BaseDatabase) -> bool:
+    """Whether a source store applied packages the base has not merged yet."""
+    if base.assembled_at is None:
+        return True
+    q = (
+        select(func.count())
+        .select_from(BaseSource)
+        .join(SharedStore, SharedStore.id == BaseSource.store_id)
+        .where(BaseSource.base_id == base.id, SharedStore.applied_seq > BaseSource.merged_seq)
+    )
+    return bool(session.scalar(q))
+
+
+def assemble_due(
+    session: Session, db: SharedDatabase, packages: PackageStore, now: datetime
+) -> list[RunResult]:
+    """Called after every feed: bring each base up to its sources."""
+    done = []
+    for base_id in list(session.scalars(select(BaseDatabase.id).order_by(BaseDatabase.id))):
+        base = get_base(session, base_id)
+        if not due(session, base):
+            continue
+        try:
+            done.append(assemble(session, db, packages, base, now))
+        except Exception as exc:
+            session.rollback()
+            log.exception("base database assembly failed", base_id=base_id)
+            failed = get_base(session, base_id)
+            failed.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+            session.commit()
+    return done
+
+
+# -- conflicts (多元校核) ------------------------------------------------------------------------
+
+
+def reconcile_conflicts(
+    session: Session, plan: assembly.Plan, outcome: assembly.Outcome, now: datetime
+) -> tuple[int, int]:
+    """Make the active conflicts of the merged keys match the disagreements found: a new
+    one opens, one whose values changed is updated, one whose sources agree again (or
+    whose record left the base) resolves. A conflict the department confirmed stays
+    closed while the same values disagree; a different evidence value opens a new one."""
+    found = {(d.key, d.item, d.evidence_store_id): d for d in outcome.disagreements}
+    existing = (
+        list(
+            session.scalars(
+                select(BaseConflict).where(
+                    BaseConflict.base_id == plan.base_id,
+                    BaseConflict.record_key.in_(outcome.keys),
+                    BaseConflict.status.in_(
+                        [ConflictStatus.OPEN, ConflictStatus.ACCEPTED, ConflictStatus.CONFIRMED]
+                    ),
+                )
+            )
+        )
+        if (found or _has_conflicts(session, plan.base_id))
+        else []
+    )
+    opened = resolved = 0
+    confirmed: set[tuple[str, str, int, str | None, str | None]] = set()
+    for c in existing:
+        ident = (c.record_key, c.item, c.evidence_store_id)
+        d = found.get(ident)
+        if c.status is ConflictStatus.CONFIRMED:
+            confirmed.add((*ident, c.value, c.evidence_value))
+            continue
+        if d is None:
+            c.status = ConflictStatus.RESOLVED
+            c.closed_at = c.updated_at = now
+            c.reason = c.reason or "来源已一致"
+            resolved += 1
+            continue
+        if (c.value, c.evidence_value) != (d.value, d.evidence_value):
+            c.value, c.seq = d.value, d.seq
+            c.evidence_value, c.evidence_seq = d.evidence_value, d.evidence_seq
+            c.updated_at = now
+        del found[ident]
+    for ident, d in found.items():
+        if (*ident, d.value, d.evidence_value) in confirmed:
+            continue
+        session.add(
+            BaseConflict(
+                base_id=plan.base_id,
+                record_key=d.key,
+                item=d.item,
+                department_id=plan.sources[d.store_id].department_id,
+                value=d.value,
+                store_id=d.store_id,
+                seq=d.seq,
+                evidence_value=d.evidence_value,
+                evidence_store_id=d.evidence_store_id,
+                evidence_seq=d.evidence_seq,
+                status=ConflictStatus.OPEN,
+                opened_at=now,
+                updated_at=now,
+            )
+        )
+        opened += 1
+    return opened, resolved
+
+
+def _has_conflicts(session: Session, base_id: int) -> bool:
+    return (
+        session.scalar(
+            select(BaseConflict.id)
+            .where(
+                BaseConflict.base_id == base_id,
+                BaseConflict.status.in_(
+                    [ConflictStatus.OPEN, ConflictStatus.ACCEPTED, ConflictStatus.CONFIRMED]
+                ),
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def list_conflicts(
+    session: Session,
+    principal: Principal,
+    *,
+    base_id: int | None = None,
+    status: Sequence[ConflictStatus] = (),
+    after: int | None = None,
+    limit: int = 50,
+) -> list[BaseConflict]:
+    """The caller's department's conflicts (the platform admin sees all), newest first."""
+    q = select(BaseConflict).order_by(BaseConflict.id.desc()).limit(limit)
+    if not principal.is_admin:
+        q = q.where(BaseConflict.department_id == (principal.department_id or -1))
+    if base_id is not None:
+        q = q.where(BaseConflict.base_id == base_id)
+    if status:
+        q = q.where(BaseConflict.status.in_(list(status)))
+    if after is not None:
+        q = q.where(BaseConflict.id < after)
+    return list(session.scalars(q))
+
+
+def get_conflict(session: Session, principal: Principal, conflict_id: int) -> BaseConflict:
+    c = session.get(BaseConflict, conflict_id)
+    if c is None or not (principal.is_admin or principal.department_id == c.department_id):
+        raise ConflictNotFound(f"冲突 {conflict_id} 不存在")
+    return c
+
+
+def _own_open(session: Session, principal: Principal, conflict_id: int) -> BaseConflict:
+    c = get_conflict(session, principal, conflict_id)
+    if principal.department_id != c.department_id:
+        raise NotYourDepartment("只有权威来源部门可以处理该冲突")
+    if c.status is not ConflictStatus.OPEN:
+        raise StepNotAllowed(f"该冲突{c.status.label}，不能再处理")
+    return c
+
+
+def _conflict_snapshot(c: BaseConflict, hash_key: KeyHasher) -> dict[str, Any]:
+    # The record key only as its keyed hash: the audit log never holds ID numbers.
+    return {
+        "status": str(c.status),
+        "base_id": c.base_id,
+        "record_key_hash": hash_key(c.record_key),
+        "item": c.item,
+        "objection_id": c.objection_id,
+    }
+
+
+def confirm_conflict(
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    conflict_id: int,
+    data: ConflictConfirm,
+    now: datetime,
+) -> BaseConflict:
+    """The authoritative department stands by its value, giving its reason."""
+    if not data.reason.strip():
+        raise _bad("确认本部门值须说明理由", "reason", "为空")
+    c = _own_open(session, principal, conflict_id)
+    before = _conflict_snapshot(c, KeyHasher(settings.secret_key))
+    c.status = ConflictStatus.CONFIRMED
+    c.reason = data.reason.strip()
+    c.handled_by = principal.name
+    c.closed_at = c.updated_at = now
+    audit.record(
+        session,
+        principal.actor,
+        "basedata.conflict.confirm",
+        object_type="base_conflict",
+        object_id=c.id,
+        before=before,
+        after=_conflict_snapshot(c, KeyHasher(settings.secret_key)),
+    )
+    return c
+
+
+def accept_conflict(
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    conflict_id: int,
+    data: ConflictConfirm,
+    now: datetime,
+    today: date,
+) -> BaseConflict:
+    """The authoritative department adopts the evidence value: it must correct its own
+    system (数源部门负责更正). An accepted 异议 tracks the correction; when the exchange
+    brings it into the store the objection is archived and the conflict resolves."""
+    c = _own_open(session, principal, conflict_id)
+    before = _conflict_snapshot(c, KeyHasher(settings.secret_key))
+    base = get_base(session, c.base_id)
+    source = session.get(SharedStore, c.store_id)
+    evidence = session.get(SharedStore, c.evidence_store_id)
+    if source is None or evidence is None:
+        raise StepNotAllowed("冲突的来源已不存在")
+    column = next(
+        (
+            i["column"]
+            for i in base.items
+            if i["item"] == c.item and int(i["store_id"]) == c.store_id
+        ),
+        c.item,
+    )
+    due = workdays.deadline(today, settings.objection_working_days)
+    objection = Objection(
+        resource_id=source.resource_id,
+        grant_id=None,
+        consumer_department_id=evidence.resource.provider_department_id,
+        provider_department_id=c.department_id,
+        record_key=c.record_key,
+        claimed={column: c.evidence_value or ""},
+        evidence=f"基础库「{base.resource.name}」多元校核：{evidence.resource.name} 记录为该值。"
+        + (f" {data.reason.strip()}" if data.reason.strip() else ""),
+        status=ObjectionStatus.ACCEPTED,
+        raised_by=principal.name,
+        raised_on=today,
+        answer_due=due.due,
+        answer_due_provisional=due.provisional,
+        answered_by=principal.name,
+        answered_on=today,
+        answer="采纳多元校核的佐证值，本部门更正业务系统",
+        correction={column: c.evidence_value or ""},
+    )
+    session.add(objection)
+    session.flush()
+    c.status = ConflictStatus.ACCEPTED
+    c.objection_id = objection.id
+    c.reason = data.reason.strip()
+    c.handled_by = principal.name
+    c.updated_at = now
+    audit.record(
+        session,
+        principal.actor,
+        "basedata.conflict.accept",
+        object_type="base_conflict",
+        object_id=c.id,
+        before=before,
+        after=_conflict_snapshot(c, KeyHasher(settings.secret_key)),
+    )
+    return c
+
+
+def alert_stale_conflicts(session: Session, settings: Settings, now: datetime) -> int:
+    """Conflicts left open longer than the setting keep one alert raised; it resolves
+    once none is left."""
+    limit = now - timedelta(days=settings.base_conflict_alert_days)
+    rows = session.execute(
+        select(BaseConflict.department_id, func.count())
+        .where(BaseConflict.status == ConflictStatus.OPEN, BaseConflict.opened_at < limit)
+        .group_by(BaseConflict.department_id)
+    ).all()
+    if not rows:
+        alerts.resolve_alerts(session, AlertKind.CONFLICT_OVERDUE)
+        return 0
+    total = sum(int(n) for _, n in rows)
+    alerts.raise_alert(
+        session,
+        AlertKind.CONFLICT_OVERDUE,
+        f"{len(rows)} 个部门共有 {total} 条基础库冲突超过 "
+        f"{settings.base_conflict_alert_days} 天未处理",
+        details={"departments": {str(d): int(n) for d, n in rows}},
+        webhook_url=settings.alert_webhook_url,
+    )
+    return total
+
+
+def record_as_of(
+    session: Session, db: SharedDatabase, base: BaseDatabase, key: str, when: datetime | None
+) -> dict[str, dict[str, Any]] | None:
+    return assembly.record_as_of(db, plan_of(session, base), key, when)
+
+
+def stats(session: Session, base: BaseDatabase) -> dict[str, int]:
+    rows = session.execute(
+        select(BaseConflict.status, func.count())
+        .where(BaseConflict.base_id == base.id)
+        .group_by(BaseConflict.status)
+    ).all()
+    counts = {str(s): 0 for s in ConflictStatus}
+    counts.update({str(s): int(n) for s, n in rows})
+    return counts
