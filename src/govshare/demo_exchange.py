@@ -132,7 +132,7 @@ def _resident(rng: random.Random) -> tuple[str, str, str, str]:
         f"{rng.randint(1, 30)}号楼{rng.randint(1, 6)}单元{rng.randint(101, 2802)}户"
     )
     phone = f"{rng.choice(_PHONE_PREFIXES)}{rng.randrange(10**8):08d}"
-    return body + ric.calc_check_digit(body), rng.choice(_SURNAMES) + given, address, phone
+    return body + ric.calc_check_digit(body + "?"), rng.choice(_SURNAMES) + given, address, phone
 
 
 def make_population(path: Path, people: int = PEOPLE, seed: int = 2026) -> None:

@@ -4,13 +4,19 @@ and failing values, the rules editor with Chinese messages, and the owner checks
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 
 from govshare.db import utcnow
+from govshare.quality import scan as scanning
+from govshare.quality import service
+from govshare.sharing.models import SharedStore
+from govshare.sharing.store import SharedDatabase
 from tests.catalog.console import csrf_of, signed_in
 from tests.factories import World
 from tests.quality.builders import StoreScene, planted, store_with_rows
+from tests.sharing.builders import principal
 
 
 @pytest.fixture
@@ -90,3 +96,23 @@ def _form(html: str) -> dict[str, str]:
         chosen = re.search(r'<option value="([^"]*)" selected>', body)
         form[name] = chosen.group(1) if chosen else ""
     return form
+
+
+def test_the_overview_shows_the_departments_daily_trend(world: World, scene: StoreScene) -> None:
+    db = SharedDatabase(world.hub.settings.resolved_shared_store_url)
+    now = utcnow()
+    try:
+        with world.hub.db() as s:
+            store = s.get(SharedStore, scene.store_id)
+            assert store is not None
+            for days_ago in (3, 3, 1):
+                scanning.scan_store(s, db, store, now=now - timedelta(days=days_ago))
+            me = principal(scene.provider.resource_admin, scene.provider.id)
+            days = service.daily_scores(s, me, since=now - timedelta(days=30))
+    finally:
+        db.close()
+    assert len(days) == 2  # two scans on one day make one point
+    with signed_in(world, scene.provider.resource_admin) as c:
+        page = c.get("/quality")
+    assert 'data-series-chart="chart-quality-days"' in page.text
+    assert "本部门综合得分趋势" in page.text

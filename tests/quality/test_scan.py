@@ -16,7 +16,7 @@ from sqlalchemy import select
 from govshare.catalog.models import Resource
 from govshare.quality import scan as scanning
 from govshare.quality import service
-from govshare.quality.models import ItemFormat, QualityProblem, QualityScan
+from govshare.quality.models import ItemFormat, QualityProblem, QualityScan, ScanStatus
 from govshare.sharing.models import SharedStore
 from govshare.sharing.store import SharedDatabase
 from tests.factories import World
@@ -215,3 +215,44 @@ def test_due_stores_are_the_changed_and_the_stale(world: World, shared: SharedDa
         mine = [x for x in again if x.store_id == scene.store_id]
         assert [x.trigger for x in mine] == ["feed"]
         assert scene.store_id not in scanning.due_stores(s, NOW + timedelta(hours=2))
+
+
+def test_a_scan_that_fails_is_kept_as_failed_and_the_store_is_not_left_running(
+    world: World, shared: SharedDatabase
+) -> None:
+    scene = store_with_rows(world, world.department("公安局"), planted().rows[:5], applied_at=NOW)
+    assert shared.table(scene.table_name) is not None  # reflected, then taken away
+    with shared.engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP TABLE {scene.table_name}")
+    with world.hub.db() as s:
+        store = s.get(SharedStore, scene.store_id)
+        assert store is not None
+        scan = scanning.scan_now(s, shared, store, NOW, world.hub.settings)
+        assert scan.status is ScanStatus.FAILED
+        assert scan.error
+        assert scan.finished_at == NOW
+        assert scene.store_id not in scanning.due_stores(s, NOW + timedelta(hours=1))
+        assert scene.store_id in scanning.due_stores(s, NOW + timedelta(hours=24))
+
+
+def test_a_running_scan_keeps_other_processes_off_until_it_is_stale(
+    world: World, shared: SharedDatabase
+) -> None:
+    scene = store_with_rows(world, world.department("公安局"), planted().rows[:5], applied_at=NOW)
+    with world.hub.db() as s:
+        store = s.get(SharedStore, scene.store_id)
+        assert store is not None
+        s.add(
+            QualityScan(
+                store_id=store.id,
+                resource_id=store.resource_id,
+                department_id=scene.provider.id,
+                trigger="schedule",
+                status=ScanStatus.RUNNING,
+                started_at=NOW,
+                applied_seq=store.applied_seq - 1,  # behind the store: due but for the claim
+            )
+        )
+        s.commit()
+        assert scene.store_id not in scanning.due_stores(s, NOW + timedelta(minutes=30))
+        assert scene.store_id in scanning.due_stores(s, NOW + timedelta(hours=2))

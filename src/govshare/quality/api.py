@@ -132,15 +132,7 @@ def start_scan(
     store = service.store_of(db, resource_id)
     if store is None:
         raise NoSharedStore("该目录尚未建立共享信息库 (no shared store)")
-    scan = scanning.scan_store(
-        db,
-        shared_db,
-        store,
-        now=utcnow(),
-        trigger="manual",
-        batch_rows=settings.quality_batch_rows,
-        problem_cap=settings.quality_problem_cap,
-    )
+    scan = scanning.scan_now(db, shared_db, store, utcnow(), settings)
     return ScanPublic.of(scan)
 
 

@@ -6,7 +6,7 @@ admin see a resource's quality at all."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -33,6 +33,7 @@ from govshare.web.forms import NO_ERRORS, FormDep, FormErrors, redirect, render,
 router = APIRouter(include_in_schema=False)
 
 TREND_SCANS = 30
+TREND_DAYS = 30
 PROBLEMS_SHOWN = 50
 NOTICES = {
     "scanned": "检测已完成，结果如下",
@@ -74,8 +75,23 @@ def _page(request: Request, template: str, caller: Principal, **context: Any) ->
 
 @router.get("/quality")
 def overview(request: Request, db: SessionDep, caller: SharingReader) -> Response:
-    """数据质量: each visible resource with a shared store and its latest scores."""
-    return _page(request, "quality/overview.html", caller, lines=service.list_quality(db, caller))
+    """数据质量: each visible resource with a shared store and its latest scores, and the
+    department's (the platform's) daily mean score over the last 30 days."""
+    days = service.daily_scores(db, caller, since=utcnow() - timedelta(days=TREND_DAYS))
+    whose = "全平台" if caller.is_admin else "本部门"
+    chart = {
+        "title": f"{whose}综合得分趋势（近{TREND_DAYS}天，每日平均）",
+        "type": "line",
+        "labels": [d.strftime("%m-%d") for d, _ in days],
+        "series": [{"name": "综合得分", "values": [v for _, v in days]}],
+    }
+    return _page(
+        request,
+        "quality/overview.html",
+        caller,
+        lines=service.list_quality(db, caller),
+        chart=chart if len(days) > 1 else None,
+    )
 
 
 def _trend(scans: list[QualityScan]) -> dict[str, Any]:
@@ -139,15 +155,7 @@ def start_scan(
     if store is None:
         raise NoSharedStore("该目录尚未建立共享信息库，无法检测数据质量")
     shared_db: SharedDatabase = request.app.state.data_services.db
-    done = scanning.scan_store(
-        db,
-        shared_db,
-        store,
-        now=utcnow(),
-        trigger="manual",
-        batch_rows=settings.quality_batch_rows,
-        problem_cap=settings.quality_problem_cap,
-    )
+    done = scanning.scan_now(db, shared_db, store, utcnow(), settings)
     db.commit()
     return redirect(f"/quality/resources/{resource_id}?scan={done.id}&done=scanned")
 

@@ -45,6 +45,8 @@ log = structlog.get_logger()
 PROBLEM_CAP = 100_000
 BATCH_ROWS = 5000
 MAX_AGE = timedelta(hours=24)
+# A scan still running after this long was cut short (its process died).
+RUNNING_STALE = timedelta(hours=1)
 
 # Days without a package after which a resource is late (滞后), by declared update
 # cycle (更新周期): the cycle itself and two days' grace, so a 每日 resource silent for
@@ -200,6 +202,7 @@ class _Problems:
     session: Session
     scan_id: int
     cap: int
+    commit: bool = False
     kept: int = 0
     dropped: int = 0
     pending: list[dict[str, Any]] = field(default_factory=list)
@@ -227,6 +230,10 @@ class _Problems:
         if self.pending:
             self.session.execute(insert(QualityProblem), self.pending)
             self.pending = []
+            if self.commit:
+                # Batch by batch: on SQLite a scan must not hold the hub's write lock
+                # for its whole length.
+                self.session.commit()
 
 
 def _batches(db: SharedDatabase, table: Table, size: int) -> Any:
@@ -308,9 +315,12 @@ def scan_store(
     batch_rows: int = BATCH_ROWS,
     problem_cap: int = PROBLEM_CAP,
     consistency: ConsistencyProvider | None = None,
+    commit: bool = False,
 ) -> QualityScan:
-    """Scan one store and keep the scan with its failing values (in the caller's
-    transaction; the caller commits)."""
+    """Scan one store and keep the scan with its failing values. In the caller's
+    transaction, or with ``commit`` in several: the running scan first (so other hub
+    processes leave the store alone), then each batch's failing values, then the
+    result; a scan that fails is then kept as failed, with its error, and re-raised."""
     resource = session.get(Resource, store.resource_id)
     assert resource is not None  # a store's resource is never deleted (foreign key)
     scan = QualityScan(
@@ -326,8 +336,54 @@ def scan_store(
     )
     session.add(scan)
     session.flush()
+    scan_id = scan.id
+    if commit:
+        session.commit()  # the claim: other hub processes see the scan running
+    try:
+        _measure(
+            session,
+            db,
+            store,
+            resource,
+            scan,
+            now=now,
+            batch_rows=batch_rows,
+            problem_cap=problem_cap,
+            consistency=consistency,
+            commit=commit,
+        )
+    except Exception as exc:
+        if not commit:
+            raise
+        session.rollback()
+        failed = session.get(QualityScan, scan_id)
+        if failed is not None:
+            failed.status = ScanStatus.FAILED
+            failed.error = f"{type(exc).__name__}: {exc}"[:2000]
+            failed.finished_at = now
+            session.commit()
+        raise
+    session.flush()
+    if commit:
+        session.commit()
+    return scan
+
+
+def _measure(
+    session: Session,
+    db: SharedDatabase,
+    store: SharedStore,
+    resource: Resource,
+    scan: QualityScan,
+    *,
+    now: datetime,
+    batch_rows: int,
+    problem_cap: int,
+    consistency: ConsistencyProvider | None,
+    commit: bool,
+) -> None:
     began = time.monotonic()
-    problems = _Problems(session, scan.id, problem_cap)
+    problems = _Problems(session, scan.id, problem_cap, commit=commit)
     complete, valid, unique, consistent = _Tally(), _Tally(), _Tally(), _Tally()
     rows = 0
     table = db.table(store.table_name)
@@ -421,8 +477,6 @@ def scan_store(
     scan.status = ScanStatus.DONE
     # The scan's own clock is ``now``; its duration is real time, measured.
     scan.finished_at = now + timedelta(seconds=time.monotonic() - began)
-    session.flush()
-    return scan
 
 
 # -- what is due -------------------------------------------------------------------------------
@@ -430,7 +484,8 @@ def scan_store(
 
 def due_stores(session: Session, now: datetime, *, max_age: timedelta = MAX_AGE) -> list[int]:
     """Stores whose data changed since their last scan (a package was applied), or
-    whose last scan is older than ``max_age``, or that were never scanned."""
+    whose last scan is older than ``max_age``, or that were never scanned; not those
+    another process is scanning now."""
     newest = (
         select(QualityScan.store_id, func.max(QualityScan.id).label("id"))
         .group_by(QualityScan.store_id)
@@ -445,8 +500,14 @@ def due_stores(session: Session, now: datetime, *, max_age: timedelta = MAX_AGE)
         select(SharedStore.id, SharedStore.applied_seq).order_by(SharedStore.id)
     ):
         scan = last.get(store_id)
-        if scan is None or scan.applied_seq != seq or now - scan.started_at >= max_age:
+        if scan is None:
             due.append(store_id)
+        elif scan.status is ScanStatus.RUNNING and now - scan.started_at < RUNNING_STALE:
+            continue  # another hub process is scanning it
+        elif scan.applied_seq != seq or now - scan.started_at >= max_age:
+            due.append(store_id)
+        elif scan.status is ScanStatus.RUNNING:
+            due.append(store_id)  # a scan cut short (the process died): start again
     return due
 
 
@@ -485,31 +546,22 @@ def run_due_scans(
                 batch_rows=batch_rows,
                 problem_cap=problem_cap,
                 consistency=consistency,
+                commit=True,
             )
-            session.commit()
-            done.append(scan)
-        except Exception as exc:
-            session.rollback()
+        except Exception:
+            # scan_store kept it as failed with its error; the other stores go on.
             log.exception("quality scan failed", store_id=store_id)
-            store = session.get(SharedStore, store_id)
-            if store is None:
-                continue
-            failed = QualityScan(
-                store_id=store.id,
-                resource_id=store.resource_id,
-                department_id=store.resource.provider_department_id,
-                trigger=trigger,
-                status=ScanStatus.FAILED,
-                error=f"{type(exc).__name__}: {exc}"[:2000],
-                started_at=now,
-                finished_at=now,
-                applied_seq=store.applied_seq,
-                applied_at=store.applied_at,
-                update_cycle=store.resource.update_cycle,
-            )
-            session.add(failed)
-            session.commit()
-            done.append(failed)
+            session.rollback()
+            failed = session.scalars(
+                select(QualityScan)
+                .where(QualityScan.store_id == store_id)
+                .order_by(QualityScan.id.desc())
+                .limit(1)
+            ).first()
+            if failed is not None:
+                done.append(failed)
+            continue
+        done.append(scan)
     return done
 
 
@@ -525,3 +577,37 @@ def run_due_scans_by_settings(
         batch_rows=settings.quality_batch_rows,
         problem_cap=settings.quality_problem_cap,
     )
+
+
+def scan_now(
+    session: Session,
+    shared_db: SharedDatabase,
+    store: SharedStore,
+    now: datetime,
+    settings: Settings,
+) -> QualityScan:
+    """A scan asked for in the console or the API (立即检测): committed as it goes; a
+    scan that fails is answered as the failed scan it is kept as, not as an error."""
+    try:
+        return scan_store(
+            session,
+            shared_db,
+            store,
+            now=now,
+            trigger="manual",
+            batch_rows=settings.quality_batch_rows,
+            problem_cap=settings.quality_problem_cap,
+            commit=True,
+        )
+    except Exception:
+        log.exception("quality scan failed", store_id=store.id)
+        session.rollback()
+        failed = session.scalars(
+            select(QualityScan)
+            .where(QualityScan.store_id == store.id, QualityScan.status == ScanStatus.FAILED)
+            .order_by(QualityScan.id.desc())
+            .limit(1)
+        ).first()
+        if failed is None:
+            raise
+        return failed

@@ -16,7 +16,7 @@ import io
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -34,6 +34,7 @@ from govshare.quality.models import (
     QualityRule,
     QualityScan,
 )
+from govshare.rules.clock import china_date
 from govshare.rules.masking import MaskingRule, mask
 from govshare.rules.validators import SEX_CODES, TYPE_NAMES
 from govshare.security import audit
@@ -293,6 +294,24 @@ def list_quality(session: Session, principal: Principal) -> list[ResourceQuality
         for scan in session.scalars(select(QualityScan).join(newest, newest.c.id == QualityScan.id))
     }
     return [ResourceQuality(s.resource, s, latest.get(s.id)) for s in stores]
+
+
+def daily_scores(
+    session: Session, principal: Principal, *, since: datetime
+) -> list[tuple[date, float]]:
+    """The department's (the platform admin: every department's) mean overall score per
+    day in China since ``since``: the trend of the quality overview (按部门趋势)."""
+    q = select(QualityScan.started_at, QualityScan.overall_score).where(
+        QualityScan.started_at >= since, QualityScan.overall_score.isnot(None)
+    )
+    if not principal.is_admin:
+        q = q.where(QualityScan.department_id == principal.department_id)
+    days: dict[date, list[float]] = {}
+    # One row per scan: a few a day per store, so the days stay small even for a year.
+    for started, score in session.execute(q.order_by(QualityScan.started_at)):
+        if score is not None:
+            days.setdefault(china_date(started), []).append(score)
+    return [(day, round(sum(v) / len(v), 2)) for day, v in sorted(days.items())]
 
 
 def list_scans(
