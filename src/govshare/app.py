@@ -303,6 +303,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware)
 
     from govshare.basedata import api as basedata_api
+    from govshare.basedata import consistency as basedata_consistency
     from govshare.basedata import pages as basedata_pages
     from govshare.catalog import api as catalog_api
     from govshare.catalog import pages as catalog_pages
@@ -310,6 +311,7 @@ def create_app(settings: Settings) -> FastAPI:
     from govshare.exchange import pages as exchange_pages
     from govshare.quality import api as quality_api
     from govshare.quality import pages as quality_pages
+    from govshare.quality import scan as quality_scan
     from govshare.security import api as security_api
     from govshare.security import pages as security_pages
     from govshare.sharing import api as sharing_api
@@ -335,6 +337,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(exchange_pages.router)
     app.include_router(sharing_pages.router)
     app.include_router(basedata_pages.router)
+    # The base databases tell the quality scans what agrees with the authoritative
+    # sources (一致性); quality does not import them.
+    quality_scan.register_consistency(basedata_consistency.evidence_check)
     app.include_router(quality_pages.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 

@@ -350,3 +350,26 @@ def test_the_department_works_its_conflicts_in_the_console(assembled: Base) -> N
         page = client.get("/basedata/conflicts?status=all")
         assert mine[0]["record_key"] not in page.text  # masked for the platform
         assert f'id="conflict-{target}"' in page.text
+
+
+def test_the_evidence_store_scores_its_agreement_with_the_authority(assembled: Base) -> None:
+    w, civil = assembled.world, assembled.civil
+    with w.api(civil.dept.resource_admin) as c:
+        r = c.post(f"/api/v1/quality/resources/{civil.resource['id']}/scans")
+        assert r.status_code == 201, r.text
+        scan = r.json()
+        problems = c.get(
+            f"/api/v1/quality/scans/{scan['id']}/problems", params={"dimension": "consistency"}
+        ).json()["items"]
+    base = _get(w, w.admin, f"/api/v1/base-databases/{assembled.base['id']}")
+    # Every row compared; the planted ones disagree unless corrected at the source since.
+    disagreeing = len(PLANTED) - base["conflicts"]["resolved"]
+    assert (scan["consistency_checked"], scan["consistency_failed"]) == (ROWS, disagreeing)
+    assert {p["row_key"] for p in problems} <= {_sfzhm(i) for i in PLANTED}
+    assert len(problems) == disagreeing
+    assert all("人口基础信息" in p["message"] for p in problems)
+    # The authoritative store is no one's evidence: it has no consistency score.
+    with w.api(assembled.police.dept.resource_admin) as c:
+        r = c.post(f"/api/v1/quality/resources/{assembled.police.resource['id']}/scans")
+        assert r.status_code == 201, r.text
+        assert r.json()["consistency_score"] is None

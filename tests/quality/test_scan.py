@@ -187,7 +187,7 @@ def test_the_consistency_hook_scores_what_the_authoritative_source_disputes(
             if r["xm"] == "李四"
         ]
 
-    def provider(_s: Any, store: SharedStore) -> scanning.ConsistencyCheck | None:
+    def provider(_s: Any, _db: Any, store: SharedStore) -> scanning.ConsistencyCheck | None:
         return check if store.id == scene.store_id else None
 
     scan, problems = _scan(scene, shared, batch_rows=10, consistency=provider)

@@ -15,19 +15,9 @@ from sqlalchemy.orm import Session
 from govshare.basedata import assembly
 from govshare.basedata.models import BaseDatabase
 from govshare.basedata.service import plan_of
+from govshare.quality.scan import Finding
 from govshare.sharing.models import SharedStore
 from govshare.sharing.store import SharedDatabase
-
-
-@dataclass(frozen=True, slots=True)
-class Disagreeing:
-    """One of the store's values that differs from the authoritative one."""
-
-    row_key: str
-    item_code: str
-    value: Any
-    message: str
-    rule: str = "consistency"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +38,9 @@ class EvidenceCheck:
         self.db = db
         self.uses = uses
 
-    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> tuple[int, list[Disagreeing]]:
+    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> tuple[int, list[Finding]]:
         compared = 0
-        found: list[Disagreeing] = []
+        found: list[Finding] = []
         for use in self.uses:
             table = self.db.table(use.plan.table_name)
             if table is None:
@@ -73,7 +63,7 @@ class EvidenceCheck:
                 if theirs != assembly.comparable(use.item, authority):
                     shown = "（空）" if authority is None else authority
                     found.append(
-                        Disagreeing(
+                        Finding(
                             row_key=str(key),
                             item_code=use.column,
                             value=value,

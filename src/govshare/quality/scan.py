@@ -83,9 +83,10 @@ class ConsistencyCheck(Protocol):
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> tuple[int, list[Finding]]: ...
 
 
-ConsistencyProvider = Callable[[Session, SharedStore], ConsistencyCheck | None]
-"""Given a store, the check of its batches, or None when no authoritative source
-covers it (its consistency score is then None, shown as —)."""
+ConsistencyProvider = Callable[[Session, SharedDatabase, SharedStore], ConsistencyCheck | None]
+"""Given a store (and the database of the shared stores), the check of its batches, or
+None when no authoritative source covers it (its consistency score is then None,
+shown as —)."""
 
 _providers: list[ConsistencyProvider] = []
 
@@ -98,10 +99,10 @@ def register_consistency(provider: ConsistencyProvider) -> None:
 
 
 def _consistency_check(
-    session: Session, store: SharedStore, given: ConsistencyProvider | None
+    session: Session, db: SharedDatabase, store: SharedStore, given: ConsistencyProvider | None
 ) -> ConsistencyCheck | None:
     for provider in [given] if given is not None else list(_providers):
-        check = provider(session, store)
+        check = provider(session, db, store)
         if check is not None:
             return check
     return None
@@ -387,7 +388,7 @@ def _measure(
     complete, valid, unique, consistent = _Tally(), _Tally(), _Tally(), _Tally()
     rows = 0
     table = db.table(store.table_name)
-    check = _consistency_check(session, store, consistency)
+    check = _consistency_check(session, db, store, consistency)
     if table is not None:
         specs = [s for s in rule_specs(session, resource) if s.item_code in table.c]
         tables = code_tables(
