@@ -308,3 +308,79 @@ def test_pages_run_under_the_content_security_policy(demo_hub: str, browser: Any
     finally:
         context.close()
     assert problems == []
+
+
+def _api_get(hub: str, username: str, path: str) -> Any:
+    import json
+
+    body = json.dumps({"username": username, "password": PASSWORD}).encode()
+    req = urllib.request.Request(  # noqa: S310 (loopback)
+        f"{hub}/api/v1/auth/token", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+        token = json.load(resp)["access_token"]
+    req = urllib.request.Request(  # noqa: S310
+        f"{hub}{path}", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+        return json.load(resp)
+
+
+def test_officers_work_the_demo_base_database_and_its_quality(
+    demo_hub: str, page: Any, tmp_path: Path
+) -> None:
+    """The demo's 人口库 fills from the demo nodes with exactly its planted conflicts;
+    公安's officer confirms one of its own; 人社's officer scans its insurance store and
+    downloads the failing rows, the planted invalid ID numbers among them."""
+    from openpyxl import load_workbook
+    from playwright.sync_api import expect
+
+    from govshare.demo_basedata import PLANTED
+
+    hub = demo_hub
+    deadline = time.monotonic() + 180
+    while True:
+        (base,) = _api_get(hub, "admin", "/api/v1/base-databases")
+        expected = PLANTED["name_conflicts"] + PLANTED["death_conflicts"]
+        if (
+            base["row_count"] == 3000 + PLANTED["invalid_ids"]
+            and sum(base["conflicts"].values()) == expected
+        ):
+            break
+        assert time.monotonic() < deadline, f"the demo base did not fill: {base}"
+        time.sleep(2)
+    assert base["conflicts"]["open"] == expected
+
+    # 公安 owns the name conflicts (人社 is the evidence); it confirms one with a reason.
+    sign_in(page, hub, "gaj_res")
+    page.get_by_role("link", name="本部门基础库冲突").click()
+    rows = page.locator("#conflicts tbody tr")
+    expect(rows).to_have_count(PLANTED["name_conflicts"])
+    rows.first.get_by_role("link").click()
+    page.get_by_role("button", name="确认本部门的值").click()
+    expect(page.locator(".notice-error, .error-summary").first).to_contain_text("理由")
+    page.get_by_label("理由或说明").fill("经户籍档案核实，本部门登记无误")
+    page.get_by_role("button", name="确认本部门的值").click()
+    expect(page.get_by_role("status")).to_contain_text("已确认本部门的值")
+    expect(page.locator(".page-head .tag")).to_have_text("已确认本部门值")
+    page.get_by_role("link", name="返回列表").click()
+    expect(rows).to_have_count(PLANTED["name_conflicts"] - 1)
+    sign_out(page, hub)
+
+    # 人社 scans its insurance store and downloads what failed.
+    sign_in(page, hub, "rsj_res")
+    page.get_by_role("link", name="数据质量").click()
+    page.get_by_role("link", name="社会保险参保信息").first.click()
+    page.get_by_role("button", name="立即检测").click()
+    expect(page.locator("#scores")).to_be_visible()
+    with page.expect_download() as download:
+        page.get_by_role("link", name="下载问题数据（XLSX）").click()
+    path = tmp_path / "problems.xlsx"
+    download.value.save_as(path)
+    sheet = load_workbook(path, read_only=True).active
+    assert sheet is not None
+    text = "\n".join(
+        " ".join(str(c) for c in row if c is not None) for row in sheet.iter_rows(values_only=True)
+    )
+    assert text.count("校验位") >= PLANTED["invalid_ids"]
+    assert "人口基础信息库" in text  # the name conflicts, as 一致性 problems
