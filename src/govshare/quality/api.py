@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from govshare.db import utcnow
 from govshare.deps import SessionDep, SettingsDep, SharingReader, SharingStoreAdmin
-from govshare.ids import Id
+from govshare.ids import Count, Id
 from govshare.quality import scan as scanning
 from govshare.quality import service
 from govshare.quality.errors import NoSharedStore
@@ -146,7 +146,7 @@ def list_problems(
     scan_id: Id,
     db: SessionDep,
     caller: SharingReader,
-    after_id: Annotated[int, Query(ge=0, le=2**63 - 1)] | None = None,
+    after_id: Annotated[Count | None, Query()] = None,
     dimension: Dimension | None = None,
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> ProblemPage:
