@@ -176,7 +176,7 @@ def scan(shared_url: str, workdir: Path, rows: int) -> tuple[float, int, int]:
     from govshare import db as hub
     from govshare.catalog.service import add_resource, seed_reference_data
     from govshare.config import Settings
-    from govshare.demo import Entry, _resource_in, it
+    from govshare.demo import Entry, _resource_in, credit_code_for, it
     from govshare.quality.scan import scan_store
     from govshare.security.audit import SYSTEM
     from govshare.security.models import DepartmentLevel
@@ -196,7 +196,7 @@ def scan(shared_url: str, workdir: Path, rows: int) -> tuple[float, int, int]:
             SYSTEM,
             name="青岛市大数据发展管理局",
             short_name="大数据局",
-            credit_code="11370200MB0000000X",
+            credit_code=credit_code_for(1),
             division_code="370200",
             level=DepartmentLevel.CITY,
         )
