@@ -142,6 +142,10 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+MEMO = 20_000
+_UNSEEN = object()
+
+
 @dataclass
 class _Check:
     """A rule ready to run on one column: the validity checks in order."""
@@ -149,13 +153,25 @@ class _Check:
     spec: RuleSpec
     codes: Mapping[str, str]
     table_title: str
+    _memo: dict[tuple[type, Any], Any] = field(default_factory=dict)
 
     @property
     def validates(self) -> bool:
         return bool(self.spec.data_type) or self.spec.format is not ItemFormat.NONE
 
     def problem(self, value: Any) -> tuple[str, str] | None:
-        """(rule, message) of the first check the non-blank value fails."""
+        """(rule, message) of the first check the non-blank value fails. The checks are
+        pure, and most columns repeat a few values (codes, dates, statuses): answers are
+        remembered, up to ``MEMO`` distinct values per column."""
+        memo_key = (type(value), value)
+        found = self._memo.get(memo_key, _UNSEEN)
+        if found is _UNSEEN:
+            found = self._problem(value)
+            if len(self._memo) < MEMO:
+                self._memo[memo_key] = found
+        return found  # type: ignore[return-value]
+
+    def _problem(self, value: Any) -> tuple[str, str] | None:
         spec = self.spec
         if spec.data_type:
             found = v.type_problem(value, spec.data_type, spec.max_length)
