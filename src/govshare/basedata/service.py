@@ -504,6 +504,25 @@ def _conflict_snapshot(c: BaseConflict, hash_key: KeyHasher) -> dict[str, Any]:
     }
 
 
+def _audit_answer(
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    c: BaseConflict,
+    action: str,
+    before: dict[str, Any],
+) -> None:
+    audit.record(
+        session,
+        principal.actor,
+        f"basedata.conflict.{action}",
+        object_type="base_conflict",
+        object_id=c.id,
+        before=before,
+        after=_conflict_snapshot(c, KeyHasher(settings.secret_key)),
+    )
+
+
 def confirm_conflict(
     session: Session,
     settings: Settings,
@@ -521,15 +540,7 @@ def confirm_conflict(
     c.reason = data.reason.strip()
     c.handled_by = principal.name
     c.closed_at = c.updated_at = now
-    audit.record(
-        session,
-        principal.actor,
-        "basedata.conflict.confirm",
-        object_type="base_conflict",
-        object_id=c.id,
-        before=before,
-        after=_conflict_snapshot(c, KeyHasher(settings.secret_key)),
-    )
+    _audit_answer(session, settings, principal, c, "confirm", before)
     return c
 
 
@@ -587,15 +598,7 @@ def accept_conflict(
     c.reason = data.reason.strip()
     c.handled_by = principal.name
     c.updated_at = now
-    audit.record(
-        session,
-        principal.actor,
-        "basedata.conflict.accept",
-        object_type="base_conflict",
-        object_id=c.id,
-        before=before,
-        after=_conflict_snapshot(c, KeyHasher(settings.secret_key)),
-    )
+    _audit_answer(session, settings, principal, c, "accept", before)
     return c
 
 
