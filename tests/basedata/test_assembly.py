@@ -169,7 +169,8 @@ def test_a_change_keeps_provenance_and_history_as_of_a_date(db: SharedDatabase) 
     assert (now["xb"]["seq"], now["xb"]["since"]) == (1, T0)  # untouched items keep theirs
     assert _record(db, "A1", datetime(2026, 5, 1, tzinfo=UTC))["xm"] == "张三"
     assert _record(db, "A1", T2)["xm"] == "张叁"
-    assert _record(db, "A1", datetime(2026, 1, 1, tzinfo=UTC))["xm"] is None  # before assembly
+    # Before its first assembly the record was not in the base at all.
+    assert assembly.record_as_of(db, PLAN, "A1", datetime(2026, 1, 1, tzinfo=UTC)) is None
 
 
 def test_a_record_whose_sources_left_is_removed_with_its_history(db: SharedDatabase) -> None:

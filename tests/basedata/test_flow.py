@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.pool import NullPool
 
 from govshare.node.agent import NodeAgent
 from govshare.node.config import Database, NodeConfig
+from govshare.security.models import AuditEntry
 from tests.catalog.console import csrf_of, signed_in
 from tests.exchange.scenario import PERSON_ITEMS, make_source
 from tests.factories import Dept, World
@@ -350,6 +351,23 @@ def test_the_department_works_its_conflicts_in_the_console(assembled: Base) -> N
         page = client.get("/basedata/conflicts?status=all")
         assert mine[0]["record_key"] not in page.text  # masked for the platform
         assert f'id="conflict-{target}"' in page.text
+        # The platform looks a record up with its sources; the read is audited.
+        found = client.get("/basedata", params={"base": base_id, "key": _sfzhm(5)})
+        assert 'id="record"' in found.text
+        assert "姓名5" in found.text
+        assert "户籍人口信息" in found.text  # the authoritative store of 姓名 and 性别
+        before = client.get(
+            "/basedata", params={"base": base_id, "key": _sfzhm(5), "as_of": "2000-01-01"}
+        )
+        assert 'id="record-missing"' in before.text  # assembled long after that day
+        bad = client.get("/basedata", params={"base": base_id, "key": _sfzhm(5), "as_of": "昨天"})
+        assert "日期格式应为" in bad.text
+    with w.hub.db() as s:
+        reads = s.scalars(
+            select(AuditEntry).where(AuditEntry.action == "basedata.record.read")
+        ).all()
+        assert reads
+        assert all(_sfzhm(5) not in str(r.after) for r in reads)
 
 
 def test_the_evidence_store_scores_its_agreement_with_the_authority(assembled: Base) -> None:

@@ -4,7 +4,7 @@ served by the data services under grants, like any shared store."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, status
@@ -31,7 +31,7 @@ from govshare.deps import (
     SharingStoreAdmin,
 )
 from govshare.ids import Id
-from govshare.rules.clock import CHINA, china_today
+from govshare.rules.clock import china_today
 from govshare.security import audit
 from govshare.sharing.errors import NotYourDepartment
 from govshare.sharing.models import SharedStore
@@ -94,20 +94,7 @@ def get_record(
     caller: SharingStoreAdmin,
     as_of: Annotated[date | None, Query(description="截至该日（含）的值")] = None,
 ) -> RecordOut:
-    if not caller.is_admin:
-        # Provenance shows every source's value: the data services serve departments.
-        raise NotYourDepartment("只有平台管理员可以查看记录的来源与历史")
-    base = service.get_base(db, base_id)
-    when = datetime.combine(as_of, time.max, CHINA) if as_of is not None else None
-    found = service.record_as_of(db, _shared(request), base, key, when)
-    audit.record(
-        db,
-        caller.actor,
-        "basedata.record.read",
-        object_type="base_database",
-        object_id=base.id,
-        after={"record_key_hash": audit.KeyHasher(settings.secret_key)(key), "as_of": as_of},
-    )
+    when, found = service.read_record(db, settings, _shared(request), caller, base_id, key, as_of)
     if found is None:
         raise BaseNotFound("基础库中没有该记录")
     return RecordOut(key=key, as_of=when, items={k: ItemValue(**v) for k, v in found.items()})

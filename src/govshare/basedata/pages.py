@@ -3,6 +3,7 @@ state, and the conflicts (多元校核) an authoritative department works."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -13,14 +14,16 @@ from sqlalchemy.orm import Session
 from govshare.basedata import service
 from govshare.basedata.models import BaseConflict, BaseDatabase, ConflictStatus
 from govshare.basedata.schemas import ConflictConfirm
+from govshare.config import Settings
 from govshare.db import utcnow
 from govshare.deps import SessionDep, SettingsDep, SharingReader, SharingReviewer
-from govshare.errors import Conflict, InvalidInput
+from govshare.errors import Conflict, InvalidInput, NotFound
 from govshare.ids import Id
 from govshare.rules.clock import china_today
 from govshare.rules.masking import mask_id_number
 from govshare.security.service import Principal
 from govshare.sharing.models import SharedStore
+from govshare.sharing.store import SharedDatabase
 from govshare.web.forms import NO_ERRORS, FormDep, FormErrors, redirect, render, text
 
 router = APIRouter(include_in_schema=False)
@@ -58,10 +61,56 @@ def _item_names(base: BaseDatabase) -> dict[str, str]:
     return {it.code: it.name for it in base.resource.items}
 
 
+def _lookup(
+    request: Request,
+    db: Session,
+    settings: Settings,
+    caller: Principal,
+    base: str,
+    key: str,
+    as_of: str,
+) -> dict[str, Any] | None:
+    """The platform admin's record lookup (来源与历史); an unusable date is said, not
+    raised."""
+    if not (caller.is_admin and base.isdigit() and key.strip()):
+        return None
+    day: date | None = None
+    if as_of.strip():
+        try:
+            day = date.fromisoformat(as_of.strip())
+        except ValueError:
+            return {
+                "base_id": int(base),
+                "key": key,
+                "as_of": as_of,
+                "error": "日期格式应为 2026-05-01",
+            }
+    shared: SharedDatabase = request.app.state.data_services.db
+    try:
+        when, found = service.read_record(
+            db, settings, shared, caller, int(base), key.strip()[:200], day
+        )
+    except NotFound:
+        return {"base_id": int(base), "key": key, "as_of": as_of, "error": "基础库不存在"}
+    db.commit()  # the read is audited
+    return {"base_id": int(base), "key": key, "as_of": as_of, "when": when, "found": found}
+
+
 @router.get("/basedata")
-def bases_page(request: Request, db: SessionDep, caller: SharingReader) -> Response:
+def bases_page(
+    request: Request,
+    db: SessionDep,
+    settings: SettingsDep,
+    caller: SharingReader,
+    base: str = "",
+    key: str = "",
+    as_of: str = "",
+) -> Response:
     """基础库: each base's items with their authoritative and evidence sources, how many
-    records it holds, when it was last assembled and its conflicts by state."""
+    records it holds, when it was last assembled and its conflicts by state; for the
+    platform admin, one record's values with their sources and history (``?base=&key=
+    &as_of=``)."""
+    lookup = _lookup(request, db, settings, caller, base, key, as_of)
     bases = service.list_bases(db)
     ids = {int(i["store_id"]) for b in bases for i in b.items}
     ids |= {int(e["store_id"]) for b in bases for i in b.items for e in i.get("evidence", [])}
@@ -76,6 +125,7 @@ def bases_page(request: Request, db: SessionDep, caller: SharingReader) -> Respo
         rows={b.id: (s.row_count if s else 0) for b, s in ((b, served[b.id]) for b in bases)},
         counts={b.id: service.stats(db, b) for b in bases},
         item_names={b.id: _item_names(b) for b in bases},
+        lookup=lookup,
     )
 
 

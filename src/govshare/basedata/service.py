@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import structlog
@@ -28,6 +28,7 @@ from govshare.exchange import alerts, package
 from govshare.exchange.models import AlertKind, ExchangePackage
 from govshare.exchange.store import PackageStore
 from govshare.rules import workdays
+from govshare.rules.clock import CHINA
 from govshare.security import audit
 from govshare.security.audit import KeyHasher
 from govshare.security.service import Principal
@@ -626,10 +627,32 @@ def alert_stale_conflicts(session: Session, settings: Settings, now: datetime) -
     return total
 
 
-def record_as_of(
-    session: Session, db: SharedDatabase, base: BaseDatabase, key: str, when: datetime | None
-) -> dict[str, dict[str, Any]] | None:
-    return assembly.record_as_of(db, plan_of(session, base), key, when)
+def read_record(
+    session: Session,
+    settings: Settings,
+    db: SharedDatabase,
+    principal: Principal,
+    base_id: int,
+    key: str,
+    as_of: date | None,
+) -> tuple[datetime | None, dict[str, dict[str, Any]] | None]:
+    """One record's items with their provenance, now or at the end of ``as_of`` (China
+    time). Platform admin only — it shows every source's value; departments use the
+    data services under grants. Every read is audited, the key only as its hash."""
+    if not principal.is_admin:
+        raise NotYourDepartment("只有平台管理员可以查看记录的来源与历史")
+    base = get_base(session, base_id)
+    when = datetime.combine(as_of, time.max, CHINA) if as_of is not None else None
+    found = assembly.record_as_of(db, plan_of(session, base), key, when)
+    audit.record(
+        session,
+        principal.actor,
+        "basedata.record.read",
+        object_type="base_database",
+        object_id=base.id,
+        after={"record_key_hash": KeyHasher(settings.secret_key)(key), "as_of": as_of},
+    )
+    return when, found
 
 
 def stats(session: Session, base: BaseDatabase) -> dict[str, int]:
