@@ -551,8 +551,8 @@ def record_as_of(
     if cur is None and not past:
         return None
     if cur is not None and not past and when is not None:
-        since = [cur._mapping[at_column(i)] for i in by_item]
-        if all(t is None or t > when for t in since):
+        entered = [cur._mapping[at_column(i)] for i in by_item]
+        if all(t is None or t > when for t in entered):
             return None  # the record came into the base after ``when``
     out: dict[str, dict[str, Any]] = {}
     for name, item in by_item.items():
