@@ -391,3 +391,57 @@ def test_the_evidence_store_scores_its_agreement_with_the_authority(assembled: B
         r = c.post(f"/api/v1/quality/resources/{assembled.police.resource['id']}/scans")
         assert r.status_code == 201, r.text
         assert r.json()["consistency_score"] is None
+
+
+def test_the_platform_defines_a_base_in_the_console(assembled: Base) -> None:
+    w, police = assembled.world, assembled.police
+    resource = w.published(
+        assembled.owner,
+        name="人口基础信息（精简）",
+        classification_code="101001",
+        items=[
+            {
+                "name": "公民身份号码",
+                "code": "sfzhm",
+                "data_type": "C",
+                "length": 18,
+                "is_key": True,
+            },
+            {"name": "姓名", "code": "xm", "data_type": "C", "length": 50},
+        ],
+    )
+    with signed_in(w, police.dept.resource_admin) as client:
+        assert client.get("/basedata/new").status_code == 403
+    with signed_in(w, w.admin) as client:
+        page = client.get("/basedata/new", params={"resource_id": resource["id"]})
+        assert page.status_code == 200
+        assert f"{police.store_id}:xm" in page.text  # the police store's 姓名 is offered
+        form = {
+            "csrf_token": csrf_of(client),
+            "resource_id": str(resource["id"]),
+            "key_item": "sfzhm",
+            "item": ["sfzhm", "xm"],
+            "source": ["", ""],
+        }
+        r = client.post("/basedata/new", data=form)
+        assert r.status_code == 422
+        assert "请至少为一个信息项选择权威来源" in r.text
+        form["source"] = ["", f"{police.store_id}:xm"]
+        form["evidence_xm"] = [f"{police.store_id}:xm"]  # the source cannot be its evidence
+        r = client.post("/basedata/new", data=form)
+        assert r.status_code == 422
+        assert "佐证来源不能是权威来源本身" in r.text
+        del form["evidence_xm"]
+        r = client.post("/basedata/new", data=form)
+        assert r.status_code == 303, r.text
+    bases = _get(w, w.admin, "/api/v1/base-databases")
+    made = next(b for b in bases if b["resource_id"] == resource["id"])
+    assert made["items"] == [
+        {
+            "item": "xm",
+            "store_id": police.store_id,
+            "column": "xm",
+            "evidence": [],
+            "unconditional": True,
+        }
+    ]

@@ -8,27 +8,47 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from govshare.basedata import service
 from govshare.basedata.models import BaseConflict, BaseDatabase, ConflictStatus
-from govshare.basedata.schemas import ConflictConfirm
+from govshare.basedata.schemas import BaseCreate, ConflictConfirm
+from govshare.catalog.codes import ResourceKind
+from govshare.catalog.models import Resource
 from govshare.config import Settings
 from govshare.db import utcnow
-from govshare.deps import SessionDep, SettingsDep, SharingReader, SharingReviewer
+from govshare.deps import (
+    SessionDep,
+    SettingsDep,
+    SharingReader,
+    SharingReviewer,
+    SharingStoreAdmin,
+)
 from govshare.errors import Conflict, InvalidInput, NotFound
 from govshare.ids import Id
 from govshare.rules.clock import china_today
 from govshare.rules.masking import mask_id_number
 from govshare.security.service import Principal
+from govshare.sharing.errors import NotYourDepartment
 from govshare.sharing.models import SharedStore
 from govshare.sharing.store import SharedDatabase
-from govshare.web.forms import NO_ERRORS, FormDep, FormErrors, redirect, render, text
+from govshare.web.forms import (
+    NO_ERRORS,
+    FormDep,
+    FormErrors,
+    redirect,
+    render,
+    text,
+    texts,
+    validation_problems,
+)
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 20
 NOTICES = {
+    "defined": "基础库已定义，平台将立即从各来源归集",
     "confirmed": "已确认本部门的值，冲突已归档",
     "accepted": "已采纳佐证值。请在本部门业务系统中更正，更正经交换到达后冲突自动关闭",
 }
@@ -237,3 +257,129 @@ def answer_conflict(
     db.commit()
     done = "confirmed" if action == "confirm" else "accepted"
     return redirect(f"/basedata/conflicts/{conflict_id}?done={done}")
+
+
+# -- defining a base (platform admin) ----------------------------------------------------------
+
+FORM_LABELS = {
+    "resource_id": "目录",
+    "key_item": "主键",
+    "items": "信息项",
+    "keys": "关联键",
+}
+
+
+def _base_candidates(db: Session) -> list[Resource]:
+    """Published 基础信息资源 entries with neither a shared store nor a base yet."""
+    taken = set(db.scalars(select(SharedStore.resource_id)))
+    q = select(Resource).where(Resource.listed.is_(True), Resource.kind == ResourceKind.BASE)
+    return [r for r in db.scalars(q.order_by(Resource.name)) if r.id not in taken]
+
+
+def _source_columns(db: Session) -> list[tuple[str, str]]:
+    """(``store_id:column``, label) of every item of every exchange-fed store."""
+    out = []
+    stores = db.scalars(
+        select(SharedStore).where(SharedStore.source_task_id.is_not(None)).order_by(SharedStore.id)
+    )
+    for store in stores:
+        names = {it.code: it.name for it in store.resource.items}
+        for code in sorted(set(store.mapping.values())):
+            label = (
+                f"{store.resource.name}（{store.resource.provider.name}）· {names.get(code, code)}"
+            )
+            out.append((f"{store.id}:{code}", label))
+    return out
+
+
+def _new_page(
+    request: Request,
+    db: Session,
+    caller: Principal,
+    *,
+    resource_id: int | None,
+    values: dict[str, Any] | None = None,
+    errors: FormErrors = NO_ERRORS,
+    status_code: int = 200,
+) -> Response:
+    if not caller.is_admin:
+        raise NotYourDepartment("只有平台管理员可以定义基础库")
+    candidates = _base_candidates(db)
+    resource = next((r for r in candidates if r.id == resource_id), None)
+    return _page(
+        request,
+        "basedata/new.html",
+        caller,
+        status_code=status_code,
+        nav="/basedata",
+        candidates=candidates,
+        resource=resource,
+        columns=_source_columns(db),
+        v=values or {},
+        errors=errors,
+    )
+
+
+@router.get("/basedata/new")
+def new_base_page(
+    request: Request, db: SessionDep, caller: SharingStoreAdmin, resource_id: str = ""
+) -> Response:
+    """定义基础库: pick a published 基础信息资源 entry, then each item's authoritative
+    source and evidence sources among the exchange-fed stores' items."""
+    wanted = int(resource_id) if resource_id.isdigit() and int(resource_id) < 2**31 else None
+    return _new_page(request, db, caller, resource_id=wanted)
+
+
+def _ref(value: str) -> dict[str, Any] | None:
+    store, _, column = value.partition(":")
+    if not store.isdigit() or not column:
+        return None
+    return {"store_id": int(store), "column": column}
+
+
+@router.post("/basedata/new")
+def create_base(
+    request: Request, db: SessionDep, caller: SharingStoreAdmin, form: FormDep
+) -> Response:
+    """A refused definition is shown again with what is wrong beside each item."""
+    resource_id = text(form, "resource_id")
+    rid = int(resource_id) if resource_id.isdigit() and int(resource_id) < 2**31 else None
+    if not caller.is_admin:
+        raise NotYourDepartment("只有平台管理员可以定义基础库")
+    codes = texts(form, "item")
+    sources = texts(form, "source")
+    items: list[dict[str, Any]] = []
+    values: dict[str, Any] = {"key_item": text(form, "key_item"), "items": {}}
+    for code, source in zip(codes, sources, strict=False):
+        evidence = [ref for ref in (_ref(e) for e in texts(form, f"evidence_{code}")) if ref]
+        values["items"][code] = {"source": source, "evidence": texts(form, f"evidence_{code}")}
+        ref = _ref(source)
+        if ref is None:
+            continue  # an item without a source is not in the base
+        items.append({"item": code, "source": ref, "evidence": evidence})
+    try:
+        data = BaseCreate.model_validate(
+            {"resource_id": rid or 0, "key_item": values["key_item"], "items": items}
+        )
+        base = service.create_base(db, caller, data)
+    except ValidationError as exc:
+        problems = validation_problems(exc)
+        if not items:
+            problems = [{"field": "items", "message": "请至少为一个信息项选择权威来源"}]
+        errors = FormErrors("基础库定义不完整", problems, label=_form_label)
+        return _new_page(
+            request, db, caller, resource_id=rid, values=values, errors=errors, status_code=422
+        )
+    except InvalidInput as exc:
+        db.rollback()
+        errors = FormErrors(exc.message, exc.details, label=_form_label)
+        return _new_page(
+            request, db, caller, resource_id=rid, values=values, errors=errors, status_code=422
+        )
+    db.commit()
+    return redirect(f"/basedata?done=defined#base-{base.id}")
+
+
+def _form_label(field: str) -> str:
+    head = field.split(".")[0].split("[")[0]
+    return FORM_LABELS.get(head, field)
