@@ -124,9 +124,22 @@ def at_column(item: str) -> str:
     return f"{item}__at"
 
 
+_TABLES: dict[tuple[str, str, tuple[str, ...]], tuple[Table, Table]] = {}
+
+
 def base_tables(plan: Plan) -> tuple[Table, Table]:
     """The base's records (one column per item plus its provenance: package seq and time
-    of the value) and its history (每一次变更: the value replaced, and when it held)."""
+    of the value) and its history (每一次变更: the value replaced, and when it held).
+    Built once per shape: the same Table objects let SQLAlchemy reuse its compiled
+    statements batch after batch."""
+    shape = (plan.table_name, plan.key_item, tuple(i.item for i in plan.items))
+    found = _TABLES.get(shape)
+    if found is None:
+        found = _TABLES[shape] = _build_tables(plan)
+    return found
+
+
+def _build_tables(plan: Plan) -> tuple[Table, Table]:
     md = MetaData()
     cols: list[Column[Any]] = [Column(plan.key_item, String(200), primary_key=True)]
     for item in plan.items:

@@ -142,7 +142,7 @@ def bases_page(
         nav="/basedata",
         bases=bases,
         stores=_store_names(db, ids),
-        rows={b.id: (s.row_count if s else 0) for b, s in ((b, served[b.id]) for b in bases)},
+        rows={b_id: s.row_count if s else 0 for b_id, s in served.items()},
         counts={b.id: service.stats(db, b) for b in bases},
         item_names={b.id: _item_names(b) for b in bases},
         lookup=lookup,
