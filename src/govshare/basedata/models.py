@@ -88,10 +88,6 @@ class ConflictStatus(StrEnum):
             "resolved": "已一致",
         }[self.value]
 
-    @property
-    def active(self) -> bool:
-        return self in (ConflictStatus.OPEN, ConflictStatus.ACCEPTED)
-
 
 class BaseConflict(Base):
     """An evidence store disagrees with the authoritative value of one record's item,

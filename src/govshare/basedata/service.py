@@ -8,6 +8,7 @@ fills its table).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -40,6 +41,8 @@ log = structlog.get_logger()
 
 # Packages read per source store and run: a backlog is worked off over several ticks.
 PACKAGES_PER_RUN = 200
+# Conflicts a re-merge still holds against what it finds (resolved ones are history).
+COMPARED = (ConflictStatus.OPEN, ConflictStatus.ACCEPTED, ConflictStatus.CONFIRMED)
 
 
 def _bad(message: str, field: str, detail: str) -> InvalidBase:
@@ -273,6 +276,17 @@ def assemble(
     }
     stores = {sid: session.get(SharedStore, sid) for sid in plan.sources}
     upto = {sid: (s.applied_seq if s is not None else 0) for sid, s in stores.items()}
+    # An authoritative store no package has reached yet says nothing: its items are not
+    # checked against evidence until it has (its first feed makes the next run full, which
+    # checks every key then). Otherwise every evidence value would open a conflict
+    # against an "empty" authority, to resolve itself minutes later.
+    unfed = {sid for sid, n in upto.items() if n == 0}
+    plan = dataclasses.replace(
+        plan,
+        items=tuple(
+            dataclasses.replace(i, evidence=()) if i.store_id in unfed else i for i in plan.items
+        ),
+    )
     for sid in plan.sources:
         if sid not in positions:
             positions[sid] = BaseSource(base_id=base.id, store_id=sid, merged_seq=0)
@@ -388,9 +402,7 @@ def reconcile_conflicts(
                 select(BaseConflict).where(
                     BaseConflict.base_id == plan.base_id,
                     BaseConflict.record_key.in_(outcome.keys),
-                    BaseConflict.status.in_(
-                        [ConflictStatus.OPEN, ConflictStatus.ACCEPTED, ConflictStatus.CONFIRMED]
-                    ),
+                    BaseConflict.status.in_(COMPARED),
                 )
             )
         )
@@ -446,9 +458,7 @@ def _has_conflicts(session: Session, base_id: int) -> bool:
             select(BaseConflict.id)
             .where(
                 BaseConflict.base_id == base_id,
-                BaseConflict.status.in_(
-                    [ConflictStatus.OPEN, ConflictStatus.ACCEPTED, ConflictStatus.CONFIRMED]
-                ),
+                BaseConflict.status.in_(COMPARED),
             )
             .limit(1)
         )
