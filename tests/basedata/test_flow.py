@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,11 +52,32 @@ class Base:
     base: dict[str, Any]
 
 
-def _side(world: World, tmp: Path, short: str, name: str) -> Side:
+def _side(
+    world: World,
+    tmp: Path,
+    short: str,
+    name: str,
+    *,
+    extra: dict[str, str] | None = None,
+) -> Side:
+    """A department whose node feeds a store of ``ROWS`` persons; ``extra`` adds items
+    (code → SQL expression over ``id`` filling the source column)."""
+    extra = extra or {}
     dept = world.department(short)
-    resource = world.published(dept, name=name, format="database", items=PERSON_ITEMS)
+    items = [
+        *PERSON_ITEMS,
+        *[{"name": f"附加{code}", "code": code, "data_type": "C", "length": 20} for code in extra],
+    ]
+    resource = world.published(dept, name=name, format="database", items=items)
     make_source(tmp / f"{short}.db", ROWS)
     url = f"sqlite:///{tmp / f'{short}.db'}"
+    if extra:
+        engine = create_engine(url, poolclass=NullPool)
+        with engine.begin() as conn:
+            for code, expression in extra.items():
+                conn.execute(text(f"ALTER TABLE person ADD COLUMN {code} TEXT"))
+                conn.execute(text(f"UPDATE person SET {code} = {expression}"))
+        engine.dispose()
     with world.api(world.admin) as c:
         r = c.post(
             "/api/v1/exchange/nodes", json={"name": f"{short}-{dept.id}", "department_id": dept.id}
@@ -105,7 +126,8 @@ def _side(world: World, tmp: Path, short: str, name: str) -> Side:
                 "resource_id": resource["id"],
                 "source_task_id": task_id,
                 "key_item": "sfzhm",
-                "mapping": {"sfzhm": "sfzhm", "xm": "xm", "xb": "xb", "version": "version"},
+                "mapping": {"sfzhm": "sfzhm", "xm": "xm", "xb": "xb", "version": "version"}
+                | {code: code for code in extra},
             },
         )
         assert r.status_code == 201, r.text
@@ -121,7 +143,7 @@ def _source(side: Side, sql: str, **params: Any) -> None:
     engine.dispose()
 
 
-def _wait(world: World, sides: list[Side], done: Any, timeout: float = 90) -> None:
+def _wait(world: World, sides: Sequence[Any], done: Any, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while not done():
         assert time.monotonic() < deadline, "the base database did not converge in time"
@@ -416,12 +438,14 @@ def test_the_platform_defines_a_base_in_the_console(assembled: Base) -> None:
         page = client.get("/basedata/new", params={"resource_id": resource["id"]})
         assert page.status_code == 200
         assert f"{police.store_id}:xm" in page.text  # the police store's 姓名 is offered
+        assert 'name="unconditional" value="xm" checked' in page.text
         form = {
             "csrf_token": csrf_of(client),
             "resource_id": str(resource["id"]),
             "key_item": "sfzhm",
             "item": ["sfzhm", "xm"],
             "source": ["", ""],
+            "unconditional": ["sfzhm", "xm"],  # checked as the page offers them
         }
         r = client.post("/basedata/new", data=form)
         assert r.status_code == 422

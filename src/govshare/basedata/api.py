@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, status
 from sqlalchemy.orm import Session
 
-from govshare.basedata import service
+from govshare.basedata import assembly, service
 from govshare.basedata.errors import BaseNotFound
 from govshare.basedata.models import BaseConflict, BaseDatabase, ConflictStatus
 from govshare.basedata.schemas import (
@@ -56,6 +56,8 @@ def base_public(db: Session, base: BaseDatabase) -> BasePublic:
         key_item=base.key_item,
         items=base.items,
         keys=base.keys,
+        table_name=base.table_name,
+        version_column=assembly.VERSION,
         row_count=served.row_count if served is not None else 0,
         assembled_at=base.assembled_at,
         last_error=base.last_error,

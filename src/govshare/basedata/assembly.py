@@ -120,6 +120,13 @@ def seq_column(item: str) -> str:
     return f"{item}__seq"
 
 
+# 记录版本: raised on every insert and update of a record, so a front-end node can read the
+# base's changes by this cursor column (返还 to districts through an ordinary subscription).
+# A merge gives all the records it writes one new version; assembly runs one merge at a
+# time per base, so versions only grow in commit order.
+VERSION = "__rev"
+
+
 def at_column(item: str) -> str:
     return f"{item}__at"
 
@@ -148,7 +155,13 @@ def _build_tables(plan: Plan) -> tuple[Table, Table]:
             Column(seq_column(item.item), BigInteger),
             Column(at_column(item.item), UTCDateTime()),
         ]
-    records = Table(plan.table_name, md, *cols)
+    records = Table(
+        plan.table_name,
+        md,
+        *cols,
+        Column(VERSION, BigInteger, nullable=False, server_default="0"),
+        Index(f"ix_{plan.table_name}_rev", VERSION, plan.key_item),
+    )
     history = Table(
         f"{plan.table_name}_hist",
         md,
@@ -179,7 +192,10 @@ def ensure_tables(db: SharedDatabase, plan: Plan) -> tuple[Table, Table]:
                     ddl = col.type.compile(dialect=conn.dialect)
                     name = conn.dialect.identifier_preparer.quote(col.name)
                     table = conn.dialect.identifier_preparer.quote(plan.table_name)
-                    conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}")
+                    default = " NOT NULL DEFAULT 0" if col.name == VERSION else ""
+                    conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}{default}")
+            for index in records.indexes:
+                index.create(conn, checkfirst=True)
     db.forget(plan.table_name)
     return records, history
 
@@ -328,6 +344,7 @@ def merge(
         current = {
             str(r[0]): r._mapping for r in conn.execute(select(records).where(key_col.in_(keys)))
         }
+        version = int(conn.scalar(select(func.max(records.c[VERSION]))) or 0) + 1
         inserts: list[dict[str, Any]] = []
         updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         removed: list[str] = []
@@ -341,7 +358,7 @@ def merge(
                     replaced += _superseded(plan, key, cur, [i.item for i in plan.items], now)
                 continue
             out.present.add(key)
-            record: dict[str, Any] = {plan.key_item: key}
+            record: dict[str, Any] = {plan.key_item: key, VERSION: version}
             changed: list[str] = []
             for item in plan.items:
                 src = rows[item.store_id].get(key)
@@ -363,13 +380,14 @@ def merge(
                 # changed items (usually one set for a whole batch).
                 cols = [c for i in changed for c in (i, seq_column(i), at_column(i))]
                 updates.setdefault(tuple(changed), []).append(
-                    {"k": key, **{c: record[c] for c in cols}}
+                    {"k": key, VERSION: version, **{c: record[c] for c in cols}}
                 )
                 replaced += _superseded(plan, key, cur, changed, now)
         if inserts:
             conn.execute(records.insert(), inserts)
         for changed_items, params in updates.items():
             cols = [c for i in changed_items for c in (i, seq_column(i), at_column(i))]
+            cols.append(VERSION)
             stmt = (
                 update(records)
                 .where(key_col == bindparam("k"))
@@ -485,6 +503,7 @@ def assemble_empty(db: SharedDatabase, plan: Plan, seqs: dict[int, int], now: da
             literal(seqs.get(item.store_id, 0), BigInteger),
             literal(now, UTCDateTime()),
         ]
+    cols.append(literal(1, BigInteger))  # VERSION: the first
     q = select(*cols).select_from(keys)
     for sub in subs.values():
         q = q.outerjoin(sub, sub.c.k == keys.c.k)

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from govshare.basedata import service
+from govshare.basedata import assembly, service
 from govshare.basedata.models import BaseConflict, BaseDatabase, ConflictStatus
 from govshare.basedata.schemas import BaseCreate, ConflictConfirm
 from govshare.catalog.codes import ResourceKind
@@ -146,6 +146,7 @@ def bases_page(
         counts={b.id: service.stats(db, b) for b in bases},
         item_names={b.id: _item_names(b) for b in bases},
         lookup=lookup,
+        version_column=assembly.VERSION,
     )
 
 
@@ -349,14 +350,21 @@ def create_base(
     codes = texts(form, "item")
     sources = texts(form, "source")
     items: list[dict[str, Any]] = []
-    values: dict[str, Any] = {"key_item": text(form, "key_item"), "items": {}}
+    free = texts(form, "unconditional")
+    values: dict[str, Any] = {
+        "key_item": text(form, "key_item"),
+        "items": {},
+        "unconditional": free,
+    }
     for code, source in zip(codes, sources, strict=False):
         evidence = [ref for ref in (_ref(e) for e in texts(form, f"evidence_{code}")) if ref]
         values["items"][code] = {"source": source, "evidence": texts(form, f"evidence_{code}")}
         ref = _ref(source)
         if ref is None:
             continue  # an item without a source is not in the base
-        items.append({"item": code, "source": ref, "evidence": evidence})
+        items.append(
+            {"item": code, "source": ref, "evidence": evidence, "unconditional": code in free}
+        )
     try:
         data = BaseCreate.model_validate(
             {"resource_id": rid or 0, "key_item": values["key_item"], "items": items}

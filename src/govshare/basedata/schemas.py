@@ -49,6 +49,8 @@ class BasePublic(BaseModel):
     key_item: str
     items: list[dict[str, Any]]
     keys: dict[str, str]
+    table_name: str = Field(description="共享库中的记录表 (前置机按此表返还)")
+    version_column: str = Field(description="记录版本列: 前置机按此游标列读取变化")
     row_count: int
     assembled_at: datetime | None
     last_error: str

@@ -138,6 +138,7 @@ def create_base(session: Session, principal: Principal, data: BaseCreate) -> Bas
         key_item=data.key_item,
         mapping={},
         verify_rules=[],
+        unconditional_items=_unconditional_items(data.key_item, items),
         table_name=base.table_name,
         created_by=principal.name,
     )
@@ -155,6 +156,14 @@ def create_base(session: Session, principal: Principal, data: BaseCreate) -> Bas
         after={"resource_id": resource.id, "key_item": base.key_item, "items": items, "keys": keys},
     )
     return base
+
+
+def _unconditional_items(key_item: str, items: list[dict[str, Any]]) -> list[str]:
+    """The items an application gets without approval (无条件共享信息项). The key travels
+    with every record, so it is free exactly when some item is: alone it would still
+    tell who is in the base."""
+    free = [i["item"] for i in items if i["unconditional"]]
+    return [key_item, *free] if free else []
 
 
 def get_base(session: Session, base_id: int) -> BaseDatabase:

@@ -196,6 +196,9 @@ class SharedStore(Base):
     key_item: Mapped[str] = mapped_column(String(60))
     mapping: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
     verify_rules: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    # Items shared without approval even when the resource is 有条件共享 (a base
+    # database's items are, by default); None: the resource's sharing type decides alone.
+    unconditional_items: Mapped[list[str] | None] = mapped_column(JSONType, default=None)
     table_name: Mapped[str] = mapped_column(String(63), unique=True)
     applied_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     row_count: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -38,6 +38,7 @@ from govshare.sharing.models import (
     ApplicationStatus,
     DisputeOutcome,
     MaskingRule,
+    SharedStore,
     SharingApplication,
     SharingGrant,
     SharingMode,
@@ -145,7 +146,9 @@ def apply(
         if bad:
             raise InvalidApplication("行过滤条件引用了未知信息项", details=bad)
         row_filter = [c.model_dump() for c in data.row_filter]
-    unconditional = sharing_type is SharingType.UNCONDITIONAL
+    unconditional = sharing_type is SharingType.UNCONDITIONAL or _all_unconditional(
+        session, resource.id, [*items, *[c["item"] for c in row_filter or []]]
+    )
     app = SharingApplication(
         resource_id=resource.id,
         provider_department_id=resource.provider_department_id,
@@ -183,6 +186,15 @@ def apply(
         app.answer_reason = "无条件共享，自动授权"
         _add_grant(session, principal, app, items=items, masking={})
     return app
+
+
+def _all_unconditional(session: Session, resource_id: int, items: list[str]) -> bool:
+    """Whether every item asked for is one the resource's store shares without approval
+    (a base database's items are, unless its definition says otherwise)."""
+    free = session.scalar(
+        select(SharedStore.unconditional_items).where(SharedStore.resource_id == resource_id)
+    )
+    return free is not None and set(items) <= set(free)
 
 
 def get_application(session: Session, application_id: int) -> SharingApplication:
