@@ -201,6 +201,36 @@ def test_keys_only_in_a_later_store_are_added_and_batches_cover_every_key(
     assert _record(db, "B3") == {"xm": None, "xb": None, "csrq": None, "swrq": "2026-01-01"}
 
 
+def _versions(db: SharedDatabase) -> dict[str, int]:
+    with db.engine.connect() as conn:
+        rows = conn.execute(text(f"SELECT sfzhm, {assembly.VERSION} FROM bd_1")).all()
+    return {str(k): int(v) for k, v in rows}
+
+
+def test_each_write_raises_the_record_version_a_node_reads_changes_by(
+    db: SharedDatabase,
+) -> None:
+    # A base made before record versions existed: its table gains the column (0).
+    with db.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE bd_1 (sfzhm VARCHAR(200) PRIMARY KEY, xm TEXT)"))
+        conn.execute(text("INSERT INTO bd_1 (sfzhm, xm) VALUES ('A1', '张三')"))
+    db.forget("bd_1")
+    _assemble(db, T0)
+    first = _versions(db)
+    assert first["A1"] >= 1
+    assert first["A2"] == first["A3"] == first["A1"]
+    _assemble(db, T1)
+    assert _versions(db) == first  # nothing changed, nothing to read again
+    with db.engine.begin() as conn:
+        conn.execute(
+            update(_tables(db)["ss_1"]).where(_tables(db)["ss_1"].c.sfzhm == "A2").values(xm="李肆")
+        )
+    _assemble(db, T2)
+    after = _versions(db)
+    assert after["A2"] > first["A2"]
+    assert (after["A1"], after["A3"]) == (first["A1"], first["A3"])
+
+
 def test_an_item_defined_later_gets_its_column(db: SharedDatabase) -> None:
     narrow = Plan(PLAN.base_id, PLAN.table_name, PLAN.key_item, PLAN.items[:2], PLAN.sources)
     assembly.ensure_tables(db, narrow)
