@@ -12,16 +12,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text, update
 
+from govshare import db
 from govshare.basedata import assembly, service
 from govshare.basedata.models import BaseConflict, BaseDatabase, BaseSource, ConflictStatus
 from govshare.config import Settings
+from govshare.db import utcnow
 from govshare.exchange.store import DatabaseStore
 from govshare.sharing.models import SharedStore
 from govshare.sharing.store import SharedDatabase
@@ -42,6 +44,7 @@ LATER = datetime(2026, 6, 2, 8, 0, tzinfo=UTC)
 ASSEMBLE = """
 import sys
 from datetime import datetime
+from govshare import db
 from govshare import db
 from govshare.basedata import assembly, service
 from govshare.exchange.store import DatabaseStore
@@ -71,14 +74,14 @@ def quiet_hub(
     hub.stop()
 
 
-def _assemble_here(settings: Settings, now: datetime) -> None:
-    from govshare import db
-
+def _assemble_here(
+    settings: Settings, now: datetime, clock: Callable[[], datetime] = utcnow
+) -> list[service.RunResult]:
     engine = db.make_engine(settings)
     shared = SharedDatabase(settings.resolved_shared_store_url)
     try:
         with db.make_session_factory(engine, settings)() as session:
-            service.assemble_due(session, shared, DatabaseStore(), now)
+            return service.assemble_due(session, shared, DatabaseStore(), now, clock=clock)
     finally:
         shared.close()
         engine.dispose()
@@ -188,7 +191,16 @@ def test_a_kill_mid_assembly_loses_and_doubles_nothing(
                 == 1
             )  # the killed run recorded nothing as merged
 
-        _assemble_here(hub.settings, LATER)  # the restarted hub's next run
+        # The dead process still holds the base for a while: nobody merges over it.
+        assert _assemble_here(hub.settings, LATER) == []
+        with world.api(world.admin) as c:
+            busy = c.post(f"/api/v1/base-databases/{base_id}/assemble")
+        assert busy.status_code == 409, busy.text
+        assert busy.json()["error"]["code"] == "base_database_busy"
+        assert _count(shared, history) == part
+        # Once its lease has lapsed, the restarted hub's next run takes over.
+        lapsed = _assemble_here(hub.settings, LATER, lambda: utcnow() + 2 * service.LEASE)
+        assert [r.full for r in lapsed] == [True]
 
         assert _count(shared, f"SELECT count(*) FROM {table}") == PERSONS
         assert _count(shared, f"SELECT count(*) FROM {table} WHERE xm NOT LIKE '%新'") == 0

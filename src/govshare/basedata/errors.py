@@ -1,6 +1,6 @@
 """Errors of the base databases."""
 
-from govshare.errors import InvalidInput, NotFound
+from govshare.errors import Conflict, InvalidInput, NotFound
 
 
 class BaseNotFound(NotFound):
@@ -13,3 +13,9 @@ class ConflictNotFound(NotFound):
 
 class InvalidBase(InvalidInput):
     code = "invalid_base_database"
+
+
+class BaseBusy(Conflict):
+    """Another hub process is assembling the base right now."""
+
+    code = "base_database_busy"

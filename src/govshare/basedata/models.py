@@ -40,6 +40,9 @@ class BaseDatabase(Base):
     keys: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
     table_name: Mapped[str] = mapped_column(String(63), unique=True)
     assembled_at: Mapped[datetime | None] = mapped_column()
+    # Held by the hub process assembling the base (every process runs the feeder);
+    # renewed after each batch, so a killed process's lease lapses within LEASE.
+    lease_until: Mapped[datetime | None] = mapped_column()
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_by: Mapped[str] = mapped_column(String(50))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

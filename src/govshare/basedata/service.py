@@ -9,22 +9,23 @@ fills its table).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from govshare.basedata import assembly
-from govshare.basedata.errors import BaseNotFound, ConflictNotFound, InvalidBase
+from govshare.basedata.errors import BaseBusy, BaseNotFound, ConflictNotFound, InvalidBase
 from govshare.basedata.models import BaseConflict, BaseDatabase, BaseSource, ConflictStatus
 from govshare.basedata.schemas import BaseCreate, ConflictConfirm
 from govshare.catalog.codes import ResourceKind
 from govshare.catalog.models import CodeEntry, Resource
 from govshare.config import Settings
+from govshare.db import utcnow
 from govshare.exchange import alerts, package
 from govshare.exchange.models import AlertKind, ExchangePackage
 from govshare.exchange.store import PackageStore
@@ -41,6 +42,9 @@ log = structlog.get_logger()
 
 # Packages read per source store and run: a backlog is worked off over several ticks.
 PACKAGES_PER_RUN = 200
+# How long a hub process may hold a base without renewing (it renews after every batch);
+# a killed process's lease lapses after this, and another process takes over.
+LEASE = timedelta(minutes=5)
 # Conflicts a re-merge still holds against what it finds (resolved ones are history).
 COMPARED = (ConflictStatus.OPEN, ConflictStatus.ACCEPTED, ConflictStatus.CONFIRMED)
 
@@ -265,6 +269,20 @@ def _touched_keys(
     return touched
 
 
+def _hold(session: Session, base_id: int, clock: Callable[[], datetime], *, renew: bool) -> bool:
+    """Take (or, ``renew``, extend) the base's lease; False when another process holds
+    it. Every hub process runs the feeder, and two assembling one base at once would
+    interleave their batches (record versions, conflicts)."""
+    now = clock()
+    stmt = update(BaseDatabase).where(BaseDatabase.id == base_id)
+    if not renew:
+        stmt = stmt.where(or_(BaseDatabase.lease_until.is_(None), BaseDatabase.lease_until < now))
+    stmt = stmt.values(lease_until=now + LEASE).execution_options(synchronize_session=False)
+    taken = session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
+    session.commit()
+    return taken
+
+
 def assemble(
     session: Session,
     db: SharedDatabase,
@@ -273,10 +291,37 @@ def assemble(
     now: datetime,
     *,
     full: bool = False,
+    clock: Callable[[], datetime] = utcnow,
 ) -> RunResult:
     """Merge what the sources changed since the last run (or everything, the first
     time, after a gap in the package log, or when ``full``). Commits as it goes:
-    the base's table and its conflicts batch by batch, the source positions last."""
+    the base's table and its conflicts batch by batch, the source positions last.
+    Raises BaseBusy while another hub process is assembling the base."""
+    base_id = base.id
+    if not _hold(session, base_id, clock, renew=False):
+        raise BaseBusy("基础库正在由另一个平台进程归集，请稍后再试")
+    try:
+        return _assemble(session, db, packages, get_base(session, base_id), now, full, clock)
+    finally:
+        session.rollback()
+        session.execute(
+            update(BaseDatabase)
+            .where(BaseDatabase.id == base_id)
+            .values(lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+
+
+def _assemble(
+    session: Session,
+    db: SharedDatabase,
+    packages: PackageStore,
+    base: BaseDatabase,
+    now: datetime,
+    full: bool,
+    clock: Callable[[], datetime],
+) -> RunResult:
     plan = plan_of(session, base)
     assembly.ensure_tables(db, plan)
     positions = {
@@ -331,6 +376,7 @@ def assemble(
             outcome = assembly.Outcome(keys=sorted({d.key for d in found}), disagreements=found)
             opened, _ = reconcile_conflicts(session, plan, outcome, now)
             session.commit()
+            _hold(session, base_id, clock, renew=True)
             result.opened += opened
         batches: Iterator[list[str]] = iter(())
     elif full:
@@ -342,6 +388,7 @@ def assemble(
         outcome = assembly.merge(db, plan, batch, seq_of, now)
         opened, resolved = reconcile_conflicts(session, plan, outcome, now)
         session.commit()
+        _hold(session, base_id, clock, renew=True)
         result.keys += len(batch)
         result.changed += outcome.inserted + outcome.updated + outcome.deleted
         result.opened += opened
@@ -375,16 +422,24 @@ def due(session: Session, base: BaseDatabase) -> bool:
 
 
 def assemble_due(
-    session: Session, db: SharedDatabase, packages: PackageStore, now: datetime
+    session: Session,
+    db: SharedDatabase,
+    packages: PackageStore,
+    now: datetime,
+    *,
+    clock: Callable[[], datetime] = utcnow,
 ) -> list[RunResult]:
-    """Called after every feed: bring each base up to its sources."""
+    """Called after every feed: bring each base up to its sources (a base another hub
+    process is assembling is left to it)."""
     done = []
     for base_id in list(session.scalars(select(BaseDatabase.id).order_by(BaseDatabase.id))):
         base = get_base(session, base_id)
         if not due(session, base):
             continue
         try:
-            done.append(assemble(session, db, packages, base, now))
+            done.append(assemble(session, db, packages, base, now, clock=clock))
+        except BaseBusy:
+            continue
         except Exception as exc:
             session.rollback()
             log.exception("base database assembly failed", base_id=base_id)
