@@ -1,11 +1,13 @@
 """The hub's background work for sharing: feed the shared stores from the exchange,
 archive objections whose corrections arrived, alert overdue objections, stop the
-subscriptions of grants that ended."""
+subscriptions of grants that ended; and, on a thread of its own, assemble the base
+databases and run the quality scans that are due."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -42,16 +44,24 @@ class Feeder:
         self.packages = packages
         self.writers = Writers(db)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sharing-feed", daemon=True)
+        # Assembly of base databases and quality scans can take minutes on large stores:
+        # they run beside the feed, not in its way (a base is assembled under a lease,
+        # and scans only read the stores).
+        self._threads = [
+            threading.Thread(target=self._run, name="sharing-feed", daemon=True),
+            threading.Thread(target=self._run_derived, name="sharing-derived", daemon=True),
+        ]
         self._last_alert_check = 0.0
         self._last_quality_check = time.monotonic()
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
 
     def feed(self) -> int:
         """Bring every store up to date; returns the packages applied."""
@@ -85,10 +95,6 @@ class Feeder:
 
     def run_once(self) -> int:
         applied = self.feed()
-        with self.factory() as session:
-            # After the stores, the base databases built from them: only the keys the
-            # new packages touched are merged again.
-            basedata.assemble_due(session, self.db, self.packages, utcnow())
         with session_scope(self.factory) as session:
             subscriptions.stop_lapsed(session, china_today())
         if time.monotonic() - self._last_alert_check >= self.settings.monitor_interval_seconds:
@@ -102,19 +108,31 @@ class Feeder:
                 service.alert_calendar_gap(session, self.settings, china_today())
                 basedata.alert_stale_conflicts(session, self.settings, utcnow())
             self._last_alert_check = time.monotonic()
+        return applied
+
+    def derive_once(self) -> None:
+        """What is built from the stores: the base databases (only the keys new packages
+        touched are merged again), then the quality scans that are due."""
+        with self.factory() as session:
+            basedata.assemble_due(session, self.db, self.packages, utcnow())
         quality_every = self.settings.quality_scan_interval_seconds
         if quality_every and time.monotonic() - self._last_quality_check >= quality_every:
             with self.factory() as session:  # run_due_scans commits after each scan
                 run_due_scans_by_settings(session, self.db, utcnow(), self.settings)
             self._last_quality_check = time.monotonic()
-        return applied
 
     def _run(self) -> None:
+        self._loop(self.run_once, "sharing feed tick failed")
+
+    def _run_derived(self) -> None:
+        self._loop(self.derive_once, "base assembly or quality scan tick failed")
+
+    def _loop(self, step: Callable[[], object], failure: str) -> None:
         while not self._stop.wait(self.settings.shared_feed_interval_seconds):
             try:
-                self.run_once()
+                step()
             except Exception:
-                log.exception("sharing feed tick failed")
+                log.exception(failure)
 
 
 def sharing_worker(settings: Settings, factory: sessionmaker[Session], state: Any) -> Feeder:
