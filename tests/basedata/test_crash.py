@@ -27,6 +27,7 @@ from govshare.db import utcnow
 from govshare.exchange.store import DatabaseStore
 from govshare.sharing.models import SharedStore
 from govshare.sharing.store import SharedDatabase
+from tests.basedata.test_flow import base_entry
 from tests.conftest import make_settings, migrated
 from tests.factories import World
 from tests.live import LiveHub, start_live_hub
@@ -112,21 +113,7 @@ def test_a_kill_mid_assembly_loses_and_doubles_nothing(
         p["xm"] = "另" + p["xm"]
     civil = store_with_rows(world, world.department("民政局"), others)
     owner = world.department("大数据局")
-    resource = world.published(
-        owner,
-        name="人口基础信息(断电)",
-        classification_code="101001",
-        items=[
-            {
-                "name": "公民身份号码",
-                "code": "sfzhm",
-                "data_type": "C",
-                "length": 18,
-                "is_key": True,
-            },
-            {"name": "姓名", "code": "xm", "data_type": "C", "length": 50},
-        ],
-    )
+    resource = base_entry(world, owner, "人口基础信息(断电)")
     with world.api(world.admin) as c:
         r = c.post(
             "/api/v1/base-databases",

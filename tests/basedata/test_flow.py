@@ -33,6 +33,22 @@ ROWS = 120
 PLANTED = (3, 8, 21, 40)
 
 
+KEY_ITEM = {"name": "公民身份号码", "code": "sfzhm", "data_type": "C", "length": 18, "is_key": True}
+NAME_ITEM = {"name": "姓名", "code": "xm", "data_type": "C", "length": 50}
+
+
+def base_entry(world: World, owner: Dept, name: str, *items: dict[str, Any], **kw: Any) -> Any:
+    """A published 基础信息资源 entry of ``owner`` keyed by 公民身份号码, with 姓名 and
+    ``items``."""
+    return world.published(
+        owner,
+        name=name,
+        classification_code="101001",
+        items=[KEY_ITEM, NAME_ITEM, *items],
+        **kw,
+    )
+
+
 @dataclass
 class Side:
     dept: Dept
@@ -176,29 +192,13 @@ def assembled(hub: LiveHub, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     for i in PLANTED:
         _source(civil, "UPDATE person SET xb = '9', version = :v WHERE id = :i", i=i)
     owner = world.department("大数据局")
-    resource = world.published(
+    resource = base_entry(
+        world,
         owner,
-        name="人口基础信息",
-        classification_code="101001",
+        "人口基础信息",
+        {"name": "性别", "code": "xb", "data_type": "C", "length": 1, "code_table": "GB/T 2261.1"},
         sharing_type="1",
         sharing_conditions="",
-        items=[
-            {
-                "name": "公民身份号码",
-                "code": "sfzhm",
-                "data_type": "C",
-                "length": 18,
-                "is_key": True,
-            },
-            {"name": "姓名", "code": "xm", "data_type": "C", "length": 50},
-            {
-                "name": "性别",
-                "code": "xb",
-                "data_type": "C",
-                "length": 1,
-                "code_table": "GB/T 2261.1",
-            },
-        ],
     )
     with world.api(world.admin) as c:
         r = c.post(
@@ -417,21 +417,7 @@ def test_the_evidence_store_scores_its_agreement_with_the_authority(assembled: B
 
 def test_the_platform_defines_a_base_in_the_console(assembled: Base) -> None:
     w, police = assembled.world, assembled.police
-    resource = w.published(
-        assembled.owner,
-        name="人口基础信息（精简）",
-        classification_code="101001",
-        items=[
-            {
-                "name": "公民身份号码",
-                "code": "sfzhm",
-                "data_type": "C",
-                "length": 18,
-                "is_key": True,
-            },
-            {"name": "姓名", "code": "xm", "data_type": "C", "length": 50},
-        ],
-    )
+    resource = base_entry(w, assembled.owner, "人口基础信息（精简）")
     with signed_in(w, police.dept.resource_admin) as client:
         assert client.get("/basedata/new").status_code == 403
     with signed_in(w, w.admin) as client:

@@ -21,10 +21,13 @@ from sqlalchemy.pool import NullPool
 
 from govshare.node.agent import NodeAgent
 from govshare.node.config import Database, NodeConfig
-from tests.basedata.test_flow import ROWS, Side, _get, _side, _source, _wait
+from tests.basedata.test_flow import ROWS, Side, _get, _side, _source, _wait, base_entry
 from tests.factories import Dept, World
 from tests.live import LiveHub
 from tests.sharing.builders import application_payload
+
+# One worker builds the three nodes once for both tests.
+pytestmark = pytest.mark.xdist_group("basedata-return")
 
 DISTRICT = "370202"
 # Every third person lives in 市北区 (370203), the others in 市南区 (370202).
@@ -43,7 +46,6 @@ class Returned:
     receiver: NodeAgent
     bureau_task_id: int
     target_url: str
-    grant_id: int = 0
 
 
 def _node(world: World, dept: Dept, tmp: Path, label: str, **dbs: Any) -> NodeAgent:
@@ -99,24 +101,14 @@ def returned(hub: LiveHub, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     police = _side(world, tmp, "公安", "户籍人口信息(返还)", extra={"xzqh": DIVISION})
     owner = world.department("大数据局")
     district = world.department("市南区大数据")
-    resource = world.published(
+    resource = base_entry(
+        world,
         owner,
-        name="人口基础信息(返还)",
-        classification_code="101001",
+        "人口基础信息(返还)",
+        {"name": "性别", "code": "xb", "data_type": "C", "length": 1},
+        {"name": "行政区划代码", "code": "xzqh", "data_type": "C", "length": 6},
         sharing_type="2",
         sharing_conditions="用于本部门履职",
-        items=[
-            {
-                "name": "公民身份号码",
-                "code": "sfzhm",
-                "data_type": "C",
-                "length": 18,
-                "is_key": True,
-            },
-            {"name": "姓名", "code": "xm", "data_type": "C", "length": 50},
-            {"name": "性别", "code": "xb", "data_type": "C", "length": 1},
-            {"name": "行政区划代码", "code": "xzqh", "data_type": "C", "length": 6},
-        ],
     )
     src = {"store_id": police.store_id}
     with world.api(world.admin) as c:
@@ -174,42 +166,40 @@ def returned(hub: LiveHub, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         agent.close()
 
 
+def _apply(r: Returned, items: list[str], mode: str, **kw: Any) -> dict[str, Any]:
+    with r.world.api(r.district.resource_admin) as c:
+        resp = c.post(
+            "/api/v1/sharing/applications",
+            json=application_payload(r.base["resource_id"], items=items, mode=mode, **kw),
+        )
+        assert resp.status_code == 201, resp.text
+        return dict(resp.json())
+
+
 def test_items_are_granted_without_approval_unless_the_base_says_otherwise(
     returned: Returned,
 ) -> None:
-    w, rid = returned.world, returned.base["resource_id"]
-    with w.api(returned.district.resource_admin) as c:
-        r = c.post(
-            "/api/v1/sharing/applications",
-            json=application_payload(
-                rid, items=["sfzhm", "xm", "xb"], row_filter=None, mode="query"
-            ),
-        )
-        assert r.status_code == 201, r.text
-        assert r.json()["status"] == "submitted"  # 性别 is not shared unconditionally
-        r = c.post(
-            "/api/v1/sharing/applications",
-            json=application_payload(
-                rid,
-                items=["sfzhm", "xm", "xzqh"],
-                row_filter=[{"item": "xzqh", "op": "eq", "value": DISTRICT}],
-                mode="subscription",
-            ),
-        )
-        assert r.status_code == 201, r.text
-        app = r.json()
-    assert app["status"] == "approved"
-    returned.grant_id = int(app["grant_id"])
+    waits = _apply(returned, ["sfzhm", "xm", "xb"], "query", row_filter=None)
+    assert waits["status"] == "submitted"  # 性别 is not shared unconditionally
+    granted = _apply(returned, ["sfzhm", "xm"], "query", row_filter=None)
+    assert granted["status"] == "approved"
+    assert granted["grant_id"]
 
 
 def test_the_district_receives_only_its_division_and_then_its_changes(
     returned: Returned,
 ) -> None:
     r, w = returned, returned.world
-    assert r.grant_id, "the grant comes from the test before"
+    app = _apply(
+        r,
+        ["sfzhm", "xm", "xzqh"],
+        "subscription",
+        row_filter=[{"item": "xzqh", "op": "eq", "value": DISTRICT}],
+    )
+    assert app["status"] == "approved"
     with w.api(r.district.resource_admin) as c:
         resp = c.post(
-            f"/api/v1/sharing/grants/{r.grant_id}/subscription",
+            f"/api/v1/sharing/grants/{app['grant_id']}/subscription",
             json={
                 "node_id": r.receiver.config.node_id,
                 "source_task_id": r.bureau_task_id,
