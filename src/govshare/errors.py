@@ -8,7 +8,7 @@ and into an error page for the console.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,6 +30,11 @@ class GovshareError(Exception):
         super().__init__(message)
         self.message = message
         self.details = details or []
+
+    @classmethod
+    def about(cls, message: str, field: str, detail: str) -> Self:
+        """The error with one detail: what is wrong with ``field``."""
+        return cls(message, details=[{"field": field, "message": detail}])
 
     @property
     def headers(self) -> dict[str, str]:

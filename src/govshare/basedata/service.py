@@ -49,8 +49,7 @@ LEASE = timedelta(minutes=5)
 COMPARED = (ConflictStatus.OPEN, ConflictStatus.ACCEPTED, ConflictStatus.CONFIRMED)
 
 
-def _bad(message: str, field: str, detail: str) -> InvalidBase:
-    return InvalidBase(message, details=[{"field": field, "message": detail}])
+_bad = InvalidBase.about
 
 
 # -- definition -------------------------------------------------------------------------------

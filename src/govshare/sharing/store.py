@@ -139,8 +139,7 @@ class SharedDatabase:
 # -- setting a store up --------------------------------------------------------------------
 
 
-def _bad(message: str, field: str, detail: str) -> InvalidApplication:
-    return InvalidApplication(message, details=[{"field": field, "message": detail}])
+_bad = InvalidApplication.about
 
 
 def check_verify_rules(resource: Resource, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
