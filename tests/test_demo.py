@@ -5,18 +5,26 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from govshare import db
+from govshare.basedata.assembly import ItemPlan, comparable
 from govshare.catalog import search
 from govshare.catalog.codes import ResourceStatus
 from govshare.catalog.models import CodeEntry, InformationItem, Resource
 from govshare.cli import _ensure_demo
 from govshare.config import Settings
 from govshare.demo import demo_loaded, load_demo
+from govshare.demo_basedata import PLANTED as PEOPLE
+from govshare.demo_basedata import make_sources
+from govshare.demo_exchange import make_population
+from govshare.demo_legalbase import ENTERPRISES, make_registers
+from govshare.demo_legalbase import PLANTED as LEGAL
 from govshare.rules.clock import fixed_today
 from govshare.rules.validators import credit_code_problem, division_code_problem
 from govshare.rules.workdays import covers
@@ -224,3 +232,53 @@ def test_demo_sharing_has_every_state_on_any_day(fresh_settings: Settings) -> No
         before = _counts(settings)
         _ensure_demo(settings)
         assert _counts(settings) == before
+
+
+def test_demo_sources_plant_exactly_the_counted_defects(tmp_path: Path) -> None:
+    """The business tables the demo nodes read hold the planted disagreements in the
+    numbers ``PLANTED`` gives, compared the way 多元校核 compares them (blanks, full-width
+    forms and date spellings do not count), and valid codes everywhere else. The running
+    demo's counts are checked by tests/e2e/test_console_browser.py."""
+    make_population(tmp_path / "gaj-business.db")
+    make_sources(tmp_path)
+    make_registers(
+        tmp_path / "gaj-business.db", tmp_path / "scj-business.db", tmp_path / "swj-business.db"
+    )
+
+    def rows(db: str, sql: str) -> dict[str, str]:
+        con = sqlite3.connect(tmp_path / db)
+        try:
+            return {str(k): str(v) for k, v in con.execute(sql)}
+        finally:
+            con.close()
+
+    def differ(item: ItemPlan, mine: dict[str, str], theirs: dict[str, str]) -> set[str]:
+        return {
+            k for k, v in theirs.items() if comparable(item, v) != comparable(item, mine.get(k))
+        }
+
+    name = ItemPlan(item="xm", store_id=1, column="xm")
+    day = ItemPlan(item="csrq", store_id=1, column="csrq", is_date=True)
+    births = rows("gaj-business.db", "SELECT gmsfhm, csrq FROM czrk")
+    certified = rows("wjw-business.db", "SELECT xsesfzhm, csrq FROM csyxzm")
+    assert len(differ(day, births, certified)) == PEOPLE["birth_conflicts"]
+    assert sum(certified[k] != births[k] for k in certified) > PEOPLE["birth_conflicts"]
+    police = rows("gaj-business.db", "SELECT gmsfhm, xm FROM czrk")
+    insured = rows("rsj-business.db", "SELECT gmsfhm, xm FROM cbxx")
+    assert len(differ(name, police, insured)) == PEOPLE["name_conflicts"]
+    marriages = rows("mzj-business.db", "SELECT gmsfhm, hyzk FROM hyxx")
+    assert marriages.keys() <= police.keys()
+    assert set(marriages.values()) <= {"20", "30", "40"}
+
+    registered = rows("scj-business.db", "SELECT tyshxydm, qymc FROM scztdj")
+    taxed = rows("swj-business.db", "SELECT tyshxydm, nsrmc FROM swdj")
+    assert len(registered) == ENTERPRISES
+    assert all(credit_code_problem(c) is None for c in registered)
+    broken = {c for c in taxed if credit_code_problem(c)}
+    assert len(broken) == LEGAL["invalid_codes"]
+    assert all(credit_code_problem(c) == "统一社会信用代码校验位不正确" for c in broken)
+    conflicts = differ(ItemPlan(item="qymc", store_id=1, column="qymc"), registered, taxed)
+    assert len(conflicts) == LEGAL["name_conflicts"]
+    assert broken <= conflicts
+    # Full-width brackets and blanks are planted too, and are no conflicts.
+    assert sum(taxed[k] != registered[k] for k in taxed if k in registered) > len(conflicts)

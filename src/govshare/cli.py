@@ -178,7 +178,7 @@ def _ensure_demo(settings: Settings) -> None:
 
 
 def _start_demo_exchange(settings: Settings) -> None:
-    """Three demo front-end nodes and a business system that keeps changing its data."""
+    """The demo front-end nodes and a business system that keeps changing its data."""
     from govshare import db, demo_exchange
 
     engine = db.make_engine(settings)
@@ -187,7 +187,11 @@ def _start_demo_exchange(settings: Settings) -> None:
         configs = demo_exchange.setup(session, settings, f"http://{host}:{settings.port}")
     engine.dispose()
     demo_exchange.Running(configs, configs[0].parent / "gaj-business.db")
-    console.print("演示交换: 公安前置机 → 平台 → 人社、民政前置机 (数据交换 页面可见)")
+    console.print(
+        "演示交换: 公安前置机 → 平台 → 人社、民政前置机；各部门前置机为人口库、法人库供数"
+        " (数据交换 页面可见)",
+        soft_wrap=True,
+    )
 
 
 @db_app.command("upgrade")

@@ -1,6 +1,8 @@
 """The demo's exchange: 公安's front-end node shares a population table (made-up residents)
 with 人社 and 民政 through the hub, and a little business system keeps changing it,
-so a newcomer running ``make run`` sees data flow."""
+so a newcomer running ``make run`` sees data flow. The departments' nodes also feed the
+stores the 人口库 (``demo_basedata``) and the 法人库 (``demo_legalbase``) are assembled
+from."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from stdnum.cn import ric
 
-from govshare import demo_basedata
+from govshare import demo_basedata, demo_legalbase
 from govshare.catalog.models import Resource
 from govshare.config import Settings
 from govshare.demo_sharing import ensure_published
@@ -49,14 +51,19 @@ NODES = [
     DemoNode("rsj", "人社前置机"),
     DemoNode("mzj", "民政前置机"),
     DemoNode("wjw", "卫健前置机"),
+    DemoNode("scj", "市场监管前置机"),
+    DemoNode("swj", "税务前置机"),
 ]
-# The business databases each node reads (数据源名 → file in the demo directory); 人社's
-# and 卫健's feed the 人口库 (``demo_basedata``).
+# The business databases each node reads (数据源名 → file in the demo directory); 人社's,
+# 民政's and 卫健's feed the 人口库 (``demo_basedata``), 市场监管's and 税务's the 法人库
+# (``demo_legalbase``).
 NODE_SOURCES = {
     "gaj": {"business": "gaj-business.db"},
     "rsj": {"business": "gaj-business.db", "social": "rsj-business.db"},
-    "mzj": {"business": "gaj-business.db"},
+    "mzj": {"business": "gaj-business.db", "civil": "mzj-business.db"},
     "wjw": {"business": "wjw-business.db"},
+    "scj": {"business": "scj-business.db"},
+    "swj": {"business": "swj-business.db"},
 }
 
 
@@ -171,7 +178,9 @@ def setup(session: Session, settings: Settings, hub_url: str) -> list[Path]:
     base.mkdir(parents=True, exist_ok=True)
     configs = [base / f"{n.abbr}.toml" for n in NODES]
     if session.scalar(select(ExchangeNode.id).where(ExchangeNode.name == NODES[0].label)):
-        return configs
+        # A data directory an older demo set up lacks the nodes added since: run those
+        # it has (a fresh directory gets them all).
+        return [c for c in configs if c.exists()]
     admin = _admin(session)
     depts = {d.short_name: d for d in session.scalars(select(Department))}
     by_abbr = {
@@ -179,6 +188,8 @@ def setup(session: Session, settings: Settings, hub_url: str) -> list[Path]:
         "rsj": depts["人社"],
         "mzj": depts["民政"],
         "wjw": depts["卫健"],
+        "scj": depts["市场监管"],
+        "swj": depts["税务"],
     }
     resource = session.scalar(select(Resource).where(Resource.name == RESOURCE_NAME))
     assert resource is not None
@@ -250,6 +261,7 @@ def setup(session: Session, settings: Settings, hub_url: str) -> list[Path]:
     )
     session.flush()
     demo_basedata.setup(session, admin, nodes, population, base)
+    demo_legalbase.setup(session, admin, nodes, base)
     for abbr in ("rsj", "mzj"):
         sub = exchange.create_task(
             session,

@@ -41,7 +41,8 @@ ROLES = ["admin", "auditor", "gaj_reg", "gaj_rev", "gaj_res"]
 # The demo runs no catalog import, so an import job's page has no id to visit.
 WITHOUT_DEMO_IDS = {
     "/catalog/import/jobs/{job_id}",
-    # The demo defines no base database yet (its stores are fed only while it runs).
+    # Conflicts open once the demo nodes have fed the base databases' stores, which
+    # may be after the ids are read.
     "/basedata/conflicts/{conflict_id}",
 }
 
