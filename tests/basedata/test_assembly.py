@@ -303,3 +303,23 @@ def _record_of(db: SharedDatabase, plan: Plan, key: str) -> dict[str, Any]:
     found = assembly.record_as_of(db, plan, key, None)
     assert found is not None
     return {item: v["value"] for item, v in found.items()}
+
+
+@pytest.mark.parametrize(
+    ("written", "same_day"),
+    [
+        ("2025-12-01", True),
+        ("２０２５年12月1日", True),
+        ("2025/12/1 08:31", True),
+        ("2025-12-01T23:59:59", True),
+        ("2025-12-02 00:00", False),
+        ("2025-12-01 25:00", False),  # no such time: compared as written, so it differs
+    ],
+)
+def test_a_date_item_compares_the_day_of_a_value_written_with_a_time(
+    written: str, same_day: bool
+) -> None:
+    swrq = PLAN.items[3]
+    assert (assembly.comparable(swrq, written) == assembly.comparable(swrq, "2025-12-01")) is (
+        same_day
+    )

@@ -44,7 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.sql import Subquery
 
 from govshare.db import UTCDateTime
-from govshare.rules.validators import normalize_date, normalize_text
+from govshare.rules.validators import normalize_text, parse_datetime
 from govshare.sharing.store import SharedDatabase
 
 BATCH = 5000
@@ -234,7 +234,10 @@ def comparable(item: ItemPlan, value: str | None) -> str | None:
     if item.codes:
         text = item.codes.get(text, text)
     if item.is_date:
-        return normalize_date(text) or text
+        # An evidence store may keep the day with a time (出生时间 2003-05-12 08:31):
+        # the base's date item compares the day.
+        day = parse_datetime(text)
+        return day.date().isoformat() if day is not None else text
     return text
 
 
