@@ -16,14 +16,29 @@ score is the mean of the dimensions that apply.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import ColumnElement, String, Table, func, insert, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Label,
+    RowMapping,
+    String,
+    Table,
+    and_,
+    case,
+    false,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.orm import Session
 
 from govshare.catalog.models import Resource
@@ -35,6 +50,7 @@ from govshare.quality.models import (
     QualityScan,
     ScanStatus,
 )
+from govshare.quality.pushdown import Conditions
 from govshare.quality.service import RuleSpec, code_tables, rule_specs
 from govshare.rules import validators as v
 from govshare.sharing.models import SharedStore
@@ -253,21 +269,29 @@ class _Problems:
                 self.session.commit()
 
 
-def _batches(db: SharedDatabase, table: Table, size: int) -> Any:
-    """The table's rows in primary-key order, ``size`` at a time (keyset paging: each
-    batch is its own short query, so no read transaction stays open across the scan)."""
+def _batches(
+    db: SharedDatabase,
+    table: Table,
+    columns: Sequence[ColumnElement[Any]],
+    where: ColumnElement[bool] | None,
+    size: int,
+) -> Iterator[list[RowMapping]]:
+    """The table's rows (``columns`` of them, the primary key among them) that meet
+    ``where``, in primary-key order, ``size`` at a time (keyset paging: each batch is
+    its own short query, so no read transaction stays open across the scan)."""
     order = list(table.primary_key.columns)
+    conds = [] if where is None else [where]
     if not order:
         with db.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=size).execute(
-                select(table)
+                select(*columns).where(*conds)
             )
             for part in result.partitions(size):
                 yield [r._mapping for r in part]
         return
     last: tuple[Any, ...] | None = None
     while True:
-        q = select(table).order_by(*order).limit(size)
+        q = select(*columns).where(*conds).order_by(*order).limit(size)
         if last is not None:
             q = q.where(tuple_(*order) > tuple_(*last) if len(order) > 1 else order[0] > last[0])
         with db.engine.connect() as conn:
@@ -280,11 +304,140 @@ def _batches(db: SharedDatabase, table: Table, size: int) -> Any:
         last = tuple(rows[-1][c.name] for c in order)
 
 
-def _row_key(row: Mapping[str, Any], key_item: str, pk: Sequence[str]) -> str:
+def _row_key(row: Mapping[Any, Any], key_item: str, pk: Sequence[str]) -> str:
     value = row.get(key_item)
     if not v.is_blank(value):
         return _text(value)
     return "|".join(_text(row[c]) for c in pk)
+
+
+@dataclass
+class _Pushdown:
+    """What the database settles in a scan (see :mod:`govshare.quality.pushdown`).
+
+    ``flags`` read 1 where a row's value surely passes its item's checks (the items
+    that can count or fail, ``active``, in order; then the key's presence, when the
+    store has its key column); ``unsure`` holds for the rows that need Python: a value
+    not surely passing, other than an optional item's NULL (nothing to check). The
+    other rows are never read: their passing values are the non-NULL ones, counted
+    with ``count(column)``."""
+
+    flags: list[Label[int]]
+    unsure: ColumnElement[bool] | None  # None: every row
+
+    @classmethod
+    def of(
+        cls, db: SharedDatabase, table: Table, active: Sequence[_Check], key_item: str | None
+    ) -> _Pushdown:
+        conditions = Conditions(db.engine.dialect)
+        accepted: list[ColumnElement[bool] | None] = []
+        settled: list[ColumnElement[bool] | None] = []
+        for c in active:
+            col = table.c[c.spec.item_code]
+            ok = conditions.accepted(c.spec, c.codes, col, c.problem)
+            accepted.append(ok)
+            if c.spec.required:
+                settled.append(ok)
+            else:
+                settled.append(col.is_(None) if ok is None else or_(col.is_(None), ok))
+        if key_item is not None:
+            key = table.c[key_item]
+            present = None
+            if conditions.supported and isinstance(key.type, String):
+                present = conditions.present(key)
+            accepted.append(present)
+            as_item = [
+                ok for c, ok in zip(active, accepted, strict=False) if c.spec.item_code == key_item
+            ]
+            if not (as_item and as_item[0] is not None):
+                settled.append(key.is_(None) if present is None else or_(key.is_(None), present))
+            # else the key's own rule settles it already: a value it accepts is present.
+        flags = [
+            (literal(0) if ok is None else case((ok, 1), else_=0)).label(f"_quality_{i}")
+            for i, ok in enumerate(accepted)
+        ]
+        unsure: ColumnElement[bool] | None
+        if not settled:
+            unsure = false()
+        elif any(s is None for s in settled):
+            unsure = None
+        else:
+            # A CASE, so a condition that comes out NULL counts as unsure.
+            unsure = case((and_(*settled), 1), else_=0) == 0  # type: ignore[arg-type]
+        return cls(flags, unsure)
+
+
+@dataclass
+class _RowCheck:
+    """The Python checks of the values the database left unsure, and the tallies.
+
+    ``present`` starts as the non-NULL values of each active item (then of the key)
+    in the whole table; every non-NULL value checked here is taken off, so what is
+    left are the values that passed in the database."""
+
+    active: Sequence[_Check]
+    key_item: str
+    has_key: bool
+    pk: Sequence[str]
+    problems: _Problems
+    complete: _Tally
+    valid: _Tally
+    unique: _Tally
+    present: list[int]
+
+    def __call__(self, row: Mapping[Any, Any], flags: Sequence[int]) -> None:
+        key: str | None = None
+        if self.has_key and not flags[-1]:
+            value = row[self.key_item]
+            if value is not None:
+                self.present[-1] -= 1
+            if not v.is_blank(value):
+                self.unique.checked += 1
+        for i, c in enumerate(self.active):
+            if flags[i]:
+                continue
+            code = c.spec.item_code
+            value = row[code]
+            if value is not None:
+                self.present[i] -= 1
+            if v.is_blank(value):
+                if c.spec.required:
+                    self.complete.checked += 1
+                    self.complete.failed += 1
+                    key = key or _row_key(row, self.key_item, self.pk)
+                    self.problems.add(
+                        Dimension.COMPLETENESS, key, code, value, "required", "必填项为空"
+                    )
+                continue
+            if c.spec.required:
+                self.complete.checked += 1
+            if not c.validates:
+                continue
+            self.valid.checked += 1
+            found = c.problem(value)
+            if found:
+                self.valid.failed += 1
+                key = key or _row_key(row, self.key_item, self.pk)
+                self.problems.add(Dimension.VALIDITY, key, code, value, *found)
+
+    def count_settled(self) -> None:
+        """Adds the values that passed in the database (call after the last row)."""
+        for c, passed in zip(self.active, self.present, strict=False):
+            if c.spec.required:
+                self.complete.checked += passed
+            if c.validates:
+                self.valid.checked += passed
+        if self.has_key:
+            self.unique.checked += self.present[-1]
+
+
+def _present(db: SharedDatabase, table: Table, columns: Sequence[str]) -> tuple[int, list[int]]:
+    """The table's rows and the non-NULL values of each column, in one cheap pass."""
+    with db.engine.connect() as conn:
+        total, *counts = conn.execute(
+            select(func.count(), *(func.count(table.c[c]) for c in columns)).select_from(table)
+        ).one()
+    return int(total), [int(n) for n in counts]
 
 
 def _duplicates(
@@ -424,34 +577,39 @@ def _measure(
         ]
         pk = [c.name for c in table.primary_key.columns]
         has_key = store.key_item in table.c
-        for batch in _batches(db, table, batch_rows):
-            rows += len(batch)
+        # Items that can count or fail: a blank optional item without a type or format
+        # rule is nobody's business.
+        active = [c for c in checks if c.spec.required or c.validates]
+        plan = _Pushdown.of(db, table, active, store.key_item if has_key else None)
+        rows, present = _present(
+            db,
+            table,
+            [c.spec.item_code for c in active] + ([store.key_item] if has_key else []),
+        )
+        # Only the values the database left unsure are read back, unless a consistency
+        # check wants every row (in the same batches as ever).
+        columns: list[ColumnElement[Any]]
+        if check is None:
+            columns = [
+                *table.primary_key.columns,
+                *([table.c[store.key_item]] if has_key else []),
+                *(table.c[c.spec.item_code] for c in active),
+            ]
+            where = plan.unsure
+        else:
+            columns, where = list(table.c), None
+        columns = [*{c.name: c for c in columns}.values(), *plan.flags]
+        row_check = _RowCheck(
+            active, store.key_item, has_key, pk, problems, complete, valid, unique, present
+        )
+        for batch in _batches(db, table, columns, where, batch_rows):
             for row in batch:
-                key = _row_key(row, store.key_item, pk)
-                if has_key and not v.is_blank(row.get(store.key_item)):
-                    unique.checked += 1
-                for c in checks:
-                    code = c.spec.item_code
-                    value = row[code]
-                    if v.is_blank(value):
-                        if c.spec.required:
-                            complete.checked += 1
-                            complete.failed += 1
-                            problems.add(
-                                Dimension.COMPLETENESS, key, code, value, "required", "必填项为空"
-                            )
-                        continue
-                    if c.spec.required:
-                        complete.checked += 1
-                    if not c.validates:
-                        continue
-                    valid.checked += 1
-                    found = c.problem(value)
-                    if found:
-                        valid.failed += 1
-                        problems.add(Dimension.VALIDITY, key, code, value, *found)
+                flags = [row[f.name] for f in plan.flags]
+                if not all(flags):
+                    row_check(row, flags)
             if check is not None:
-                compared, findings = check(batch)
+                names = [c.name for c in table.c]
+                compared, findings = check([{n: r[n] for n in names} for r in batch])
                 consistent.checked += compared
                 consistent.failed += len(findings)
                 for f in findings:
@@ -459,6 +617,7 @@ def _measure(
                         Dimension.CONSISTENCY, f.row_key, f.item_code, f.value, f.rule, f.message
                     )
             problems.flush()
+        row_check.count_settled()
         if has_key:
             _duplicates(db, table, store.key_item, problems, unique)
             problems.flush()
