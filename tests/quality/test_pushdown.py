@@ -2,8 +2,8 @@
 result, on both backends: a value the database settles as passing is one the Python
 checks accept, ordinary values are settled there, and a scan with the shortcuts comes
 out exactly as one without them — numbers, failing values and their order — over
-more rows than a batch, with duplicates across batches, an overflowing memo, a
-problem cap and a consistency check."""
+more rows than a batch, read in concurrent ranges, with duplicates across batches and
+ranges, an overflowing memo, a problem cap and a consistency check."""
 
 from __future__ import annotations
 
@@ -145,9 +145,14 @@ def test_the_shortcuts_change_nothing(
         return check if with_consistency and store.id == scene.store_id else None
 
     kw = {"batch_rows": batch_rows, "problem_cap": problem_cap, "consistency": provider}
+    # Three readers of primary-key ranges at once (a large table's way) …
+    monkeypatch.setattr(scanning, "RANGES", 3)
+    monkeypatch.setattr(scanning, "RANGE_MIN_ROWS", 10)
     fast = _everything(scene, shared, **kw)
     fast_batches, batches[:] = list(batches), []
-    monkeypatch.setattr(pushdown, "DIALECTS", frozenset())  # every value to Python
+    # … against one reader, every value to Python.
+    monkeypatch.setattr(scanning, "RANGES", 1)
+    monkeypatch.setattr(pushdown, "DIALECTS", frozenset())
     slow = _everything(scene, shared, **kw)
     assert fast == slow
     assert fast_batches == batches

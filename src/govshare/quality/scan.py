@@ -15,12 +15,16 @@ score is the mean of the dimensions that apply.
 
 from __future__ import annotations
 
+import itertools
+import queue
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from functools import partial
+from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
 from sqlalchemy import (
@@ -60,6 +64,10 @@ log = structlog.get_logger()
 
 PROBLEM_CAP = 100_000
 BATCH_ROWS = 5000
+# Readers of one scan's rows at once, each a primary-key range of the table (tables of
+# at least RANGE_MIN_ROWS rows per range): the checks run in the database, a core each.
+RANGES = 2
+RANGE_MIN_ROWS = 50_000
 MAX_AGE = timedelta(hours=24)
 # A scan still running after this long was cut short (its process died).
 RUNNING_STALE = timedelta(hours=1)
@@ -273,14 +281,13 @@ def _batches(
     db: SharedDatabase,
     table: Table,
     columns: Sequence[ColumnElement[Any]],
-    where: ColumnElement[bool] | None,
+    conds: Sequence[ColumnElement[bool]],
     size: int,
 ) -> Iterator[list[RowMapping]]:
     """The table's rows (``columns`` of them, the primary key among them) that meet
-    ``where``, in primary-key order, ``size`` at a time (keyset paging: each batch is
+    ``conds``, in primary-key order, ``size`` at a time (keyset paging: each batch is
     its own short query, so no read transaction stays open across the scan)."""
     order = list(table.primary_key.columns)
-    conds = [] if where is None else [where]
     if not order:
         with db.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=size).execute(
@@ -302,6 +309,94 @@ def _batches(
         if len(rows) < size:
             return
         last = tuple(rows[-1][c.name] for c in order)
+
+
+def _ranges(db: SharedDatabase, table: Table, parts: int) -> list[list[ColumnElement[bool]]]:
+    """The table cut into ``parts`` consecutive primary-key ranges of about as many
+    rows (one range for a small table or one without a primary key)."""
+    order = list(table.primary_key.columns)
+    if parts < 2 or not order:
+        return [[]]
+    key = tuple_(*order) if len(order) > 1 else order[0]
+    bounds: list[Any] = []
+    with db.engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(table)).scalar_one()
+        if total < parts * RANGE_MIN_ROWS:
+            return [[]]
+        for j in range(1, parts):
+            q = select(*order).order_by(*order).offset(total * j // parts).limit(1)
+            found = conn.execute(q).first()
+            if found is not None:
+                bounds.append(tuple_(*found) if len(order) > 1 else found[0])
+    out: list[list[ColumnElement[bool]]] = []
+    for j in range(len(bounds) + 1):
+        conds = []
+        if j > 0:
+            conds.append(key >= bounds[j - 1])
+        if j < len(bounds):
+            conds.append(key < bounds[j])
+        out.append(conds)
+    return out
+
+
+_T = TypeVar("_T")
+
+
+class _Ahead(Generic[_T]):
+    """Runs an iterator in a thread of its own from the moment it is made, at most
+    ``depth`` items ahead of its reader (so memory stays bounded). Several started
+    together read the database at once: with the checks in the database a scan is
+    its queries, and SQLite and psycopg let other threads run while they wait."""
+
+    _END = object()
+
+    def __init__(self, produce: Callable[[], Iterator[_T]], depth: int = 2) -> None:
+        self._queue: queue.Queue[tuple[object, Any]] = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(produce,), daemon=True)
+        self._thread.start()
+
+    def _put(self, item: tuple[object, Any]) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, produce: Callable[[], Iterator[_T]]) -> None:
+        try:
+            items = produce()
+            try:
+                for item in items:
+                    if not self._put((None, item)):
+                        return
+            finally:
+                close = getattr(items, "close", None)
+                if close is not None:
+                    close()
+        except BaseException as exc:  # handed to the reader, raised there
+            self._put((self._END, exc))
+            return
+        self._put((self._END, None))
+
+    def __iter__(self) -> Iterator[_T]:
+        try:
+            while True:
+                tag, item = self._queue.get()
+                if tag is self._END:
+                    if item is not None:
+                        raise item
+                    return
+                yield item
+        finally:
+            self._stop.set()
+
+    def close(self) -> None:
+        """Stops the thread (a reader that gives up early)."""
+        self._stop.set()
+        self._thread.join()
 
 
 def _row_key(row: Mapping[Any, Any], key_item: str, pk: Sequence[str]) -> str:
@@ -440,11 +535,12 @@ def _present(db: SharedDatabase, table: Table, columns: Sequence[str]) -> tuple[
     return int(total), [int(n) for n in counts]
 
 
-def _duplicates(
-    db: SharedDatabase, table: Table, key_item: str, problems: _Problems, tally: _Tally
-) -> None:
-    """Rows whose key is also another row's: every one after the first of its key is a
-    failure (the first is presumed the record, the others the copies)."""
+def _duplicate_rows(
+    db: SharedDatabase, table: Table, key_item: str
+) -> Iterator[list[tuple[Any, int, bool]]]:
+    """Rows whose key is also another row's, a batch at a time: (key, rows holding
+    it, whether this row is a copy: every one after the first of its key, in
+    primary-key order — the first is presumed the record)."""
     key = table.c[key_item]
     present: list[ColumnElement[bool]] = [key.isnot(None)]
     if isinstance(key.type, String):
@@ -461,18 +557,33 @@ def _duplicates(
     previous: Any = object()
     with db.engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(q)
-        for row in result:
-            if row[0] == previous:
+        for part in result.partitions(BATCH_ROWS):
+            out = []
+            for row in part:
+                out.append((row[0], row[1], row[0] == previous))
+                previous = row[0]
+            yield out
+
+
+def _duplicates(
+    rows: Iterable[list[tuple[Any, int, bool]]],
+    key_item: str,
+    problems: _Problems,
+    tally: _Tally,
+) -> None:
+    for part in rows:
+        for value, n, copy in part:
+            if copy:
                 tally.failed += 1
                 problems.add(
                     Dimension.UNIQUENESS,
-                    _text(row[0]),
+                    _text(value),
                     key_item,
-                    row[0],
+                    value,
                     "unique",
-                    f"查询键 {_text(row[0])} 在共享信息库中出现 {row[1]} 次",
+                    f"查询键 {_text(value)} 在共享信息库中出现 {n} 次",
                 )
-            previous = row[0]
+        problems.flush()
 
 
 def scan_store(
@@ -581,46 +692,67 @@ def _measure(
         # rule is nobody's business.
         active = [c for c in checks if c.spec.required or c.validates]
         plan = _Pushdown.of(db, table, active, store.key_item if has_key else None)
-        rows, present = _present(
-            db,
-            table,
-            [c.spec.item_code for c in active] + ([store.key_item] if has_key else []),
-        )
-        # Only the values the database left unsure are read back, unless a consistency
-        # check wants every row (in the same batches as ever).
-        columns: list[ColumnElement[Any]]
-        if check is None:
-            columns = [
-                *table.primary_key.columns,
-                *([table.c[store.key_item]] if has_key else []),
-                *(table.c[c.spec.item_code] for c in active),
-            ]
-            where = plan.unsure
-        else:
-            columns, where = list(table.c), None
-        columns = [*{c.name: c for c in columns}.values(), *plan.flags]
-        row_check = _RowCheck(
-            active, store.key_item, has_key, pk, problems, complete, valid, unique, present
-        )
-        for batch in _batches(db, table, columns, where, batch_rows):
-            for row in batch:
-                flags = [row[f.name] for f in plan.flags]
-                if not all(flags):
-                    row_check(row, flags)
-            if check is not None:
-                names = [c.name for c in table.c]
-                compared, findings = check([{n: r[n] for n in names} for r in batch])
-                consistent.checked += compared
-                consistent.failed += len(findings)
-                for f in findings:
-                    problems.add(
-                        Dimension.CONSISTENCY, f.row_key, f.item_code, f.value, f.rule, f.message
-                    )
-            problems.flush()
-        row_check.count_settled()
+        counted = [c.spec.item_code for c in active] + ([store.key_item] if has_key else [])
+        # The counts, the duplicate keys and (with no consistency check, which wants
+        # its batches as ever) each range of rows are read at once, each by its own
+        # thread; their results are taken in the scan's order.
+        counting = _Ahead(lambda: iter([_present(db, table, counted)]), depth=1)
+        ahead: list[_Ahead[Any]] = [counting]
+        duplicates = None
         if has_key:
-            _duplicates(db, table, store.key_item, problems, unique)
-            problems.flush()
+            duplicates = _Ahead(lambda: _duplicate_rows(db, table, store.key_item))
+            ahead.append(duplicates)
+        try:
+            # Only the values the database left unsure are read back, unless a consistency
+            # check wants every row (in the same batches as ever).
+            columns: list[ColumnElement[Any]]
+            if check is None:
+                columns = [
+                    *table.primary_key.columns,
+                    *([table.c[store.key_item]] if has_key else []),
+                    *(table.c[c.spec.item_code] for c in active),
+                ]
+                where = [] if plan.unsure is None else [plan.unsure]
+                ranges = _ranges(db, table, RANGES)
+            else:
+                columns, where, ranges = list(table.c), [], [[]]
+            columns = [*{c.name: c for c in columns}.values(), *plan.flags]
+            readers = [
+                _Ahead(partial(_batches, db, table, columns, [*where, *r], batch_rows))
+                for r in ranges
+            ]
+            ahead.extend(readers)
+            [(rows, present)] = list(counting)
+            row_check = _RowCheck(
+                active, store.key_item, has_key, pk, problems, complete, valid, unique, present
+            )
+            for batch in itertools.chain.from_iterable(readers):
+                for row in batch:
+                    flags = [row[f.name] for f in plan.flags]
+                    if not all(flags):
+                        row_check(row, flags)
+                if check is not None:
+                    names = [c.name for c in table.c]
+                    compared, findings = check([{n: r[n] for n in names} for r in batch])
+                    consistent.checked += compared
+                    consistent.failed += len(findings)
+                    for f in findings:
+                        problems.add(
+                            Dimension.CONSISTENCY,
+                            f.row_key,
+                            f.item_code,
+                            f.value,
+                            f.rule,
+                            f.message,
+                        )
+                problems.flush()
+            row_check.count_settled()
+            if duplicates is not None:
+                _duplicates(duplicates, store.key_item, problems, unique)
+        finally:
+            # A scan that failed leaves no reader behind.
+            for reader in ahead:
+                reader.close()
     # A store that never received a package has been silent since it was set up.
     timely = timeliness(resource.update_cycle, store.applied_at or store.created_at, now)
     scan.rows_scanned = rows
