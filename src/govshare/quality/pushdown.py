@@ -21,9 +21,11 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    LargeBinary,
     String,
     and_,
     bindparam,
+    cast,
     false,
     func,
     literal,
@@ -75,10 +77,19 @@ class Conditions:
         """The whole value is one character per class, in order; a class is a bracket
         expression or a literal character, read alike by SQLite's GLOB and
         PostgreSQL's regular expressions (whose ranges go by code point)."""
+        classes = list(classes)
         pattern = "".join(classes)
         if self.dialect == "sqlite":
-            return col.op("GLOB", is_comparison=True)(pattern)
+            # SQLite's GLOB (and length) stop at a NUL character, its bytes do not.
+            return and_(
+                col.op("GLOB", is_comparison=True)(pattern), self._bytes(col) == len(classes)
+            )
         return col.op("~", is_comparison=True)(f"^{pattern}$")
+
+    @staticmethod
+    def _bytes(col: ColumnElement[Any]) -> ColumnElement[Any]:
+        """SQLite: the value's length in UTF-8 bytes, all of them."""
+        return func.length(cast(col, LargeBinary))
 
     def _contains(self, col: ColumnElement[Any], bracket: str) -> ColumnElement[bool]:
         if self.dialect == "sqlite":
@@ -102,6 +113,13 @@ class Conditions:
         printable ASCII takes one (and stripping blanks only shortens)."""
         if length is None:
             return None
+        if self.dialect == "sqlite":
+            # Counted in bytes, which see past a NUL: GB 18030 takes at most twice the
+            # bytes of UTF-8, and as many for ASCII (all bytes are characters).
+            return or_(
+                self._bytes(col) * 2 <= length,
+                and_(self._bytes(col) == func.length(col), func.length(col) <= length),
+            )
         return or_(
             func.length(col) * 4 <= length,
             and_(self._only(col, "[ -~]"), func.length(col) <= length),
