@@ -1,10 +1,12 @@
-"""质量检测: one pass over a shared store (共享信息库) measuring completeness, validity,
+"""质量检测: a scan of a shared store (共享信息库) measuring completeness, validity,
 uniqueness, timeliness and consistency, and the entry point that scans the stores that
 are due.
 
-A scan reads the store's table in primary-key order, a batch at a time (keyset
-paging), so memory stays bounded whatever the table's size; duplicate keys are found by
-the database (GROUP BY … HAVING) and streamed. Failing values are kept up to a cap per
+The database settles the values that surely pass (:mod:`govshare.quality.pushdown`):
+one pass counts each item's non-NULL values, and only the rows with a value it leaves
+unsure are read back, in primary-key order, a batch at a time (keyset paging), for the
+Python checks; memory stays bounded whatever the table's size. Duplicate keys are found
+by the database (GROUP BY … HAVING) and streamed. Failing values are kept up to a cap per
 scan; those beyond it are counted (``problems_dropped``) and still lower the scores.
 
 Scores are 0–100: for completeness, validity and uniqueness the share of checked
