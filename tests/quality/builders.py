@@ -180,3 +180,80 @@ def store_with_rows(
     finally:
         db.close()
     return StoreScene(world, provider, res["id"], store_id, table_name)
+
+
+# Values on both sides of every shortcut the database takes for the seeded rules (see
+# govshare.quality.pushdown): blanks of every kind, full-width forms, padding, wrong
+# check digits, impossible and leap days, codes that are not, over-long text.
+BLANKS: list[Any] = [None, "", " ", "\u3000", "\t", " \u3000 ", "\u00a0", "\u2003"]
+TRICKY: dict[str, list[Any]] = {
+    "sfzhm": [
+        citizen_id(1),
+        citizen_id(2, birth="20000229"),
+        citizen_id(3, birth="19990229"),
+        citizen_id(4, birth="19900431"),
+        citizen_id(5, birth="19900131"),
+        citizen_id(6, birth="00000101"),
+        citizen_id(7, birth="19901301"),
+        "999999" + citizen_id(8)[6:],
+        wrong_check(citizen_id(9)),
+        citizen_id(10).lower(),
+        " " + citizen_id(11),
+        "３７０２０２１９９００１０１０１２３",
+        citizen_id(12)[:17],
+        "11010119900307663X",
+        "11010119900307663x",
+    ],
+    "xm": ["张三", "Ab", "é", "😀😀", "居民" * 13, "x" * 50, "x" * 51, "ｘ", "张\u3000三", "-"],
+    "xb": ["0", "1", "2", "9", "3", " 1", "１", "男", "10"],
+    "csrq": [
+        "1990-01-01",
+        "2024-02-29",
+        "2023-02-29",
+        "2023-04-31",
+        "2023-02-30",
+        "0000-01-01",
+        "0001-01-01",
+        "20240131",
+        "2024/1/31",
+        "2024年1月31日",
+        "2024-1-5",
+        "2024-01-05 ",
+        "２０２４-０１-０５",
+        "2024-13-01",
+        "2024-01-32",
+    ],
+    "xzqh": ["370202", "110101", "999999", "37020", "３７０２０２", "370202 ", "110103"],
+    "lxdh": [
+        "13812345678",
+        "12812345678",
+        "0532-88888888",
+        "+86 13812345678",
+        "１３８１２３４５６７８",
+    ],
+    "tyshxydm": [
+        credit_code(1),
+        wrong_check(credit_code(2)),
+        credit_code(3).lower(),
+        "Z" + credit_code(4)[1:],
+        "94" + credit_code(5)[2:],
+        credit_code(6) + " ",
+        "91370200MA0000001I",
+    ],
+}
+
+
+def messy(n: int) -> list[dict[str, Any]]:
+    """``n`` rows cycling through :data:`TRICKY` and the blanks, column by column at
+    different strides (so every column meets every other's cases), one row in seven
+    repeating the key of a row far before it (duplicates across batches)."""
+    rows: list[dict[str, Any]] = []
+    for i in range(n):
+        row: dict[str, Any] = {}
+        for j, column in enumerate(COLUMNS):
+            values = TRICKY[column] + BLANKS
+            row[column] = values[(i * (j + 1) + i // len(values)) % len(values)]
+        if i % 7 == 6:
+            row["sfzhm"] = rows[(i * 13) % i]["sfzhm"]
+        rows.append(row)
+    return rows

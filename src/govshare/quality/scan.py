@@ -1,10 +1,12 @@
-"""质量检测: one pass over a shared store (共享信息库) measuring completeness, validity,
+"""质量检测: a scan of a shared store (共享信息库) measuring completeness, validity,
 uniqueness, timeliness and consistency, and the entry point that scans the stores that
 are due.
 
-A scan reads the store's table in primary-key order, a batch at a time (keyset
-paging), so memory stays bounded whatever the table's size; duplicate keys are found by
-the database (GROUP BY … HAVING) and streamed. Failing values are kept up to a cap per
+The database settles the values that surely pass (:mod:`govshare.quality.pushdown`):
+one pass counts each item's non-NULL values, and only the rows with a value it leaves
+unsure are read back, in primary-key order, a batch at a time (keyset paging), for the
+Python checks; memory stays bounded whatever the table's size. Duplicate keys are found
+by the database (GROUP BY … HAVING) and streamed. Failing values are kept up to a cap per
 scan; those beyond it are counted (``problems_dropped``) and still lower the scores.
 
 Scores are 0–100: for completeness, validity and uniqueness the share of checked
@@ -15,15 +17,36 @@ score is the mean of the dimensions that apply.
 
 from __future__ import annotations
 
+import itertools
+import queue
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from functools import partial
+from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
-from sqlalchemy import ColumnElement, String, Table, func, insert, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Label,
+    RowMapping,
+    String,
+    Table,
+    and_,
+    case,
+    false,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    tuple_,
+)
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from govshare.catalog.models import Resource
@@ -35,6 +58,7 @@ from govshare.quality.models import (
     QualityScan,
     ScanStatus,
 )
+from govshare.quality.pushdown import Conditions
 from govshare.quality.service import RuleSpec, code_tables, rule_specs
 from govshare.rules import validators as v
 from govshare.sharing.models import SharedStore
@@ -44,6 +68,10 @@ log = structlog.get_logger()
 
 PROBLEM_CAP = 100_000
 BATCH_ROWS = 5000
+# Readers of one scan's rows at once, each a primary-key range of the table (tables of
+# at least RANGE_MIN_ROWS rows per range): the checks run in the database, a core each.
+RANGES = 2
+RANGE_MIN_ROWS = 50_000
 MAX_AGE = timedelta(hours=24)
 # A scan still running after this long was cut short (its process died).
 RUNNING_STALE = timedelta(hours=1)
@@ -253,24 +281,49 @@ class _Problems:
                 self.session.commit()
 
 
-def _batches(db: SharedDatabase, table: Table, size: int) -> Any:
-    """The table's rows in primary-key order, ``size`` at a time (keyset paging: each
-    batch is its own short query, so no read transaction stays open across the scan)."""
+@contextmanager
+def _reading(db: SharedDatabase) -> Iterator[Connection]:
+    """A connection of the shared database for a scan's reads. On SQLite without its
+    memory map: a scan's readers each walk the whole table at once, and every
+    connection's map of the file counts in full in the hub's resident memory (the
+    pages it reads then go through SQLite's bounded page cache instead)."""
+    with db.engine.connect() as conn:
+        if conn.dialect.name != "sqlite":
+            yield conn
+            return
+        mapped = conn.exec_driver_sql("PRAGMA mmap_size").scalar()
+        conn.exec_driver_sql("PRAGMA mmap_size=0")
+        try:
+            yield conn
+        finally:
+            conn.exec_driver_sql(f"PRAGMA mmap_size={int(mapped or 0)}")
+
+
+def _batches(
+    db: SharedDatabase,
+    table: Table,
+    columns: Sequence[ColumnElement[Any]],
+    conds: Sequence[ColumnElement[bool]],
+    size: int,
+) -> Iterator[list[RowMapping]]:
+    """The table's rows (``columns`` of them, the primary key among them) that meet
+    ``conds``, in primary-key order, ``size`` at a time (keyset paging: each batch is
+    its own short query, so no read transaction stays open across the scan)."""
     order = list(table.primary_key.columns)
     if not order:
-        with db.engine.connect() as conn:
+        with _reading(db) as conn:
             result = conn.execution_options(stream_results=True, yield_per=size).execute(
-                select(table)
+                select(*columns).where(*conds)
             )
             for part in result.partitions(size):
                 yield [r._mapping for r in part]
         return
     last: tuple[Any, ...] | None = None
     while True:
-        q = select(table).order_by(*order).limit(size)
+        q = select(*columns).where(*conds).order_by(*order).limit(size)
         if last is not None:
             q = q.where(tuple_(*order) > tuple_(*last) if len(order) > 1 else order[0] > last[0])
-        with db.engine.connect() as conn:
+        with _reading(db) as conn:
             rows = [r._mapping for r in conn.execute(q).all()]
         if not rows:
             return
@@ -280,18 +333,236 @@ def _batches(db: SharedDatabase, table: Table, size: int) -> Any:
         last = tuple(rows[-1][c.name] for c in order)
 
 
-def _row_key(row: Mapping[str, Any], key_item: str, pk: Sequence[str]) -> str:
+def _ranges(db: SharedDatabase, table: Table, parts: int) -> list[list[ColumnElement[bool]]]:
+    """The table cut into ``parts`` consecutive primary-key ranges of about as many
+    rows (one range for a small table or one without a primary key)."""
+    order = list(table.primary_key.columns)
+    if parts < 2 or not order:
+        return [[]]
+    key = tuple_(*order) if len(order) > 1 else order[0]
+    bounds: list[Any] = []
+    with _reading(db) as conn:
+        total = conn.execute(select(func.count()).select_from(table)).scalar_one()
+        if total < parts * RANGE_MIN_ROWS:
+            return [[]]
+        for j in range(1, parts):
+            q = select(*order).order_by(*order).offset(total * j // parts).limit(1)
+            found = conn.execute(q).first()
+            if found is not None:
+                bounds.append(tuple_(*found) if len(order) > 1 else found[0])
+    out: list[list[ColumnElement[bool]]] = []
+    for j in range(len(bounds) + 1):
+        conds = []
+        if j > 0:
+            conds.append(key >= bounds[j - 1])
+        if j < len(bounds):
+            conds.append(key < bounds[j])
+        out.append(conds)
+    return out
+
+
+_T = TypeVar("_T")
+
+
+class _Ahead(Generic[_T]):
+    """Runs an iterator in a thread of its own from the moment it is made, at most
+    ``depth`` items ahead of its reader (so memory stays bounded). Several started
+    together read the database at once: with the checks in the database a scan is
+    its queries, and SQLite and psycopg let other threads run while they wait."""
+
+    _END = object()
+
+    def __init__(self, produce: Callable[[], Iterator[_T]], depth: int = 2) -> None:
+        self._queue: queue.Queue[tuple[object, Any]] = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(produce,), daemon=True)
+        self._thread.start()
+
+    def _put(self, item: tuple[object, Any]) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, produce: Callable[[], Iterator[_T]]) -> None:
+        try:
+            items = produce()
+            try:
+                for item in items:
+                    if not self._put((None, item)):
+                        return
+            finally:
+                close = getattr(items, "close", None)
+                if close is not None:
+                    close()
+        except BaseException as exc:  # handed to the reader, raised there
+            self._put((self._END, exc))
+            return
+        self._put((self._END, None))
+
+    def __iter__(self) -> Iterator[_T]:
+        try:
+            while True:
+                tag, item = self._queue.get()
+                if tag is self._END:
+                    if item is not None:
+                        raise item
+                    return
+                yield item
+        finally:
+            self._stop.set()
+
+    def close(self) -> None:
+        """Stops the thread (a reader that gives up early)."""
+        self._stop.set()
+        self._thread.join()
+
+
+def _row_key(row: Mapping[Any, Any], key_item: str, pk: Sequence[str]) -> str:
     value = row.get(key_item)
     if not v.is_blank(value):
         return _text(value)
     return "|".join(_text(row[c]) for c in pk)
 
 
-def _duplicates(
-    db: SharedDatabase, table: Table, key_item: str, problems: _Problems, tally: _Tally
-) -> None:
-    """Rows whose key is also another row's: every one after the first of its key is a
-    failure (the first is presumed the record, the others the copies)."""
+@dataclass
+class _Pushdown:
+    """What the database settles in a scan (see :mod:`govshare.quality.pushdown`).
+
+    ``flags`` read 1 where a row's value surely passes its item's checks (the items
+    that can count or fail, ``active``, in order; then the key's presence, when the
+    store has its key column); ``unsure`` holds for the rows that need Python: a value
+    not surely passing, other than an optional item's NULL (nothing to check). The
+    other rows are never read: their passing values are the non-NULL ones, counted
+    with ``count(column)``."""
+
+    flags: list[Label[int]]
+    unsure: ColumnElement[bool] | None  # None: every row
+
+    @classmethod
+    def of(
+        cls, db: SharedDatabase, table: Table, active: Sequence[_Check], key_item: str | None
+    ) -> _Pushdown:
+        conditions = Conditions(db.engine.dialect)
+        accepted: list[ColumnElement[bool] | None] = []
+        settled: list[ColumnElement[bool] | None] = []
+        for c in active:
+            col = table.c[c.spec.item_code]
+            ok = conditions.accepted(c.spec, c.codes, col, c.problem)
+            accepted.append(ok)
+            if c.spec.required:
+                settled.append(ok)
+            else:
+                settled.append(col.is_(None) if ok is None else or_(col.is_(None), ok))
+        if key_item is not None:
+            key = table.c[key_item]
+            present = None
+            if conditions.supported and isinstance(key.type, String):
+                present = conditions.present(key)
+            accepted.append(present)
+            as_item = [
+                ok for c, ok in zip(active, accepted, strict=False) if c.spec.item_code == key_item
+            ]
+            if not (as_item and as_item[0] is not None):
+                settled.append(key.is_(None) if present is None else or_(key.is_(None), present))
+            # else the key's own rule settles it already: a value it accepts is present.
+        flags = [
+            (literal(0) if ok is None else case((ok, 1), else_=0)).label(f"_quality_{i}")
+            for i, ok in enumerate(accepted)
+        ]
+        unsure: ColumnElement[bool] | None
+        if not settled:
+            unsure = false()
+        elif any(s is None for s in settled):
+            unsure = None
+        else:
+            # A CASE, so a condition that comes out NULL counts as unsure.
+            unsure = case((and_(*settled), 1), else_=0) == 0  # type: ignore[arg-type]
+        return cls(flags, unsure)
+
+
+@dataclass
+class _RowCheck:
+    """The Python checks of the values the database left unsure, and the tallies.
+
+    ``present`` starts as the non-NULL values of each active item (then of the key)
+    in the whole table; every non-NULL value checked here is taken off, so what is
+    left are the values that passed in the database."""
+
+    active: Sequence[_Check]
+    key_item: str
+    has_key: bool
+    pk: Sequence[str]
+    problems: _Problems
+    complete: _Tally
+    valid: _Tally
+    unique: _Tally
+    present: list[int]
+
+    def __call__(self, row: Mapping[Any, Any], flags: Sequence[int]) -> None:
+        key: str | None = None
+        if self.has_key and not flags[-1]:
+            value = row[self.key_item]
+            if value is not None:
+                self.present[-1] -= 1
+            if not v.is_blank(value):
+                self.unique.checked += 1
+        for i, c in enumerate(self.active):
+            if flags[i]:
+                continue
+            code = c.spec.item_code
+            value = row[code]
+            if value is not None:
+                self.present[i] -= 1
+            if v.is_blank(value):
+                if c.spec.required:
+                    self.complete.checked += 1
+                    self.complete.failed += 1
+                    key = key or _row_key(row, self.key_item, self.pk)
+                    self.problems.add(
+                        Dimension.COMPLETENESS, key, code, value, "required", "必填项为空"
+                    )
+                continue
+            if c.spec.required:
+                self.complete.checked += 1
+            if not c.validates:
+                continue
+            self.valid.checked += 1
+            found = c.problem(value)
+            if found:
+                self.valid.failed += 1
+                key = key or _row_key(row, self.key_item, self.pk)
+                self.problems.add(Dimension.VALIDITY, key, code, value, *found)
+
+    def count_settled(self) -> None:
+        """Adds the values that passed in the database (call after the last row)."""
+        for c, passed in zip(self.active, self.present, strict=False):
+            if c.spec.required:
+                self.complete.checked += passed
+            if c.validates:
+                self.valid.checked += passed
+        if self.has_key:
+            self.unique.checked += self.present[-1]
+
+
+def _present(db: SharedDatabase, table: Table, columns: Sequence[str]) -> tuple[int, list[int]]:
+    """The table's rows and the non-NULL values of each column, in one cheap pass."""
+    with _reading(db) as conn:
+        total, *counts = conn.execute(
+            select(func.count(), *(func.count(table.c[c]) for c in columns)).select_from(table)
+        ).one()
+    return int(total), [int(n) for n in counts]
+
+
+def _duplicate_rows(
+    db: SharedDatabase, table: Table, key_item: str
+) -> Iterator[list[tuple[Any, int, bool]]]:
+    """Rows whose key is also another row's, a batch at a time: (key, rows holding
+    it, whether this row is a copy: every one after the first of its key, in
+    primary-key order — the first is presumed the record)."""
     key = table.c[key_item]
     present: list[ColumnElement[bool]] = [key.isnot(None)]
     if isinstance(key.type, String):
@@ -306,20 +577,35 @@ def _duplicates(
     order = list(table.primary_key.columns)
     q = select(key, dup.c.n, *order).join(dup, dup.c.k == key).order_by(key, *order)
     previous: Any = object()
-    with db.engine.connect() as conn:
+    with _reading(db) as conn:
         result = conn.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(q)
-        for row in result:
-            if row[0] == previous:
+        for part in result.partitions(BATCH_ROWS):
+            out = []
+            for row in part:
+                out.append((row[0], row[1], row[0] == previous))
+                previous = row[0]
+            yield out
+
+
+def _duplicates(
+    rows: Iterable[list[tuple[Any, int, bool]]],
+    key_item: str,
+    problems: _Problems,
+    tally: _Tally,
+) -> None:
+    for part in rows:
+        for value, n, copy in part:
+            if copy:
                 tally.failed += 1
                 problems.add(
                     Dimension.UNIQUENESS,
-                    _text(row[0]),
+                    _text(value),
                     key_item,
-                    row[0],
+                    value,
                     "unique",
-                    f"查询键 {_text(row[0])} 在共享信息库中出现 {row[1]} 次",
+                    f"查询键 {_text(value)} 在共享信息库中出现 {n} 次",
                 )
-            previous = row[0]
+        problems.flush()
 
 
 def scan_store(
@@ -424,44 +710,71 @@ def _measure(
         ]
         pk = [c.name for c in table.primary_key.columns]
         has_key = store.key_item in table.c
-        for batch in _batches(db, table, batch_rows):
-            rows += len(batch)
-            for row in batch:
-                key = _row_key(row, store.key_item, pk)
-                if has_key and not v.is_blank(row.get(store.key_item)):
-                    unique.checked += 1
-                for c in checks:
-                    code = c.spec.item_code
-                    value = row[code]
-                    if v.is_blank(value):
-                        if c.spec.required:
-                            complete.checked += 1
-                            complete.failed += 1
-                            problems.add(
-                                Dimension.COMPLETENESS, key, code, value, "required", "必填项为空"
-                            )
-                        continue
-                    if c.spec.required:
-                        complete.checked += 1
-                    if not c.validates:
-                        continue
-                    valid.checked += 1
-                    found = c.problem(value)
-                    if found:
-                        valid.failed += 1
-                        problems.add(Dimension.VALIDITY, key, code, value, *found)
-            if check is not None:
-                compared, findings = check(batch)
-                consistent.checked += compared
-                consistent.failed += len(findings)
-                for f in findings:
-                    problems.add(
-                        Dimension.CONSISTENCY, f.row_key, f.item_code, f.value, f.rule, f.message
-                    )
-            problems.flush()
+        # Items that can count or fail: a blank optional item without a type or format
+        # rule is nobody's business.
+        active = [c for c in checks if c.spec.required or c.validates]
+        plan = _Pushdown.of(db, table, active, store.key_item if has_key else None)
+        counted = [c.spec.item_code for c in active] + ([store.key_item] if has_key else [])
+        # The counts, the duplicate keys and (with no consistency check, which wants
+        # its batches as ever) each range of rows are read at once, each by its own
+        # thread; their results are taken in the scan's order.
+        counting = _Ahead(lambda: iter([_present(db, table, counted)]), depth=1)
+        ahead: list[_Ahead[Any]] = [counting]
+        duplicates = None
         if has_key:
-            _duplicates(db, table, store.key_item, problems, unique)
-            problems.flush()
+            duplicates = _Ahead(lambda: _duplicate_rows(db, table, store.key_item))
+            ahead.append(duplicates)
+        try:
+            # Only the values the database left unsure are read back, unless a consistency
+            # check wants every row (in the same batches as ever).
+            columns: list[ColumnElement[Any]]
+            if check is None:
+                columns = [
+                    *table.primary_key.columns,
+                    *([table.c[store.key_item]] if has_key else []),
+                    *(table.c[c.spec.item_code] for c in active),
+                ]
+                where = [] if plan.unsure is None else [plan.unsure]
+                ranges = _ranges(db, table, RANGES)
+            else:
+                columns, where, ranges = list(table.c), [], [[]]
+            columns = [*{c.name: c for c in columns}.values(), *plan.flags]
+            readers = [
+                _Ahead(partial(_batches, db, table, columns, [*where, *r], batch_rows))
+                for r in ranges
+            ]
+            ahead.extend(readers)
+            [(rows, present)] = list(counting)
+            row_check = _RowCheck(
+                active, store.key_item, has_key, pk, problems, complete, valid, unique, present
+            )
+            for batch in itertools.chain.from_iterable(readers):
+                for row in batch:
+                    flags = [row[f.name] for f in plan.flags]
+                    if not all(flags):
+                        row_check(row, flags)
+                if check is not None:
+                    names = [c.name for c in table.c]
+                    compared, findings = check([{n: r[n] for n in names} for r in batch])
+                    consistent.checked += compared
+                    consistent.failed += len(findings)
+                    for f in findings:
+                        problems.add(
+                            Dimension.CONSISTENCY,
+                            f.row_key,
+                            f.item_code,
+                            f.value,
+                            f.rule,
+                            f.message,
+                        )
+                problems.flush()
+            row_check.count_settled()
+            if duplicates is not None:
+                _duplicates(duplicates, store.key_item, problems, unique)
+        finally:
+            # A scan that failed leaves no reader behind.
+            for reader in ahead:
+                reader.close()
     # A store that never received a package has been silent since it was set up.
     timely = timeliness(resource.update_cycle, store.applied_at or store.created_at, now)
     scan.rows_scanned = rows
