@@ -387,11 +387,18 @@ def test_officers_work_the_demo_base_database_and_its_quality(
         page.get_by_role("link", name="下载问题数据（XLSX）").click()
     path = tmp_path / "problems.xlsx"
     download.value.save_as(path)
-    sheet = load_workbook(path, read_only=True).active
-    assert sheet is not None
-    text = "\n".join(
-        " ".join(str(c) for c in row if c is not None) for row in sheet.iter_rows(values_only=True)
-    )
+    # A read-only workbook keeps its file open until closed (a ResourceWarning that
+    # pytest pins on whichever test runs next on the worker).
+    book = load_workbook(path, read_only=True)
+    try:
+        sheet = book.active
+        assert sheet is not None
+        text = "\n".join(
+            " ".join(str(c) for c in row if c is not None)
+            for row in sheet.iter_rows(values_only=True)
+        )
+    finally:
+        book.close()
     assert text.count("校验位") >= PLANTED["invalid_ids"]
     assert "人口基础信息库" in text  # the name conflicts, as 一致性 problems
 
