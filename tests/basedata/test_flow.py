@@ -455,3 +455,16 @@ def test_the_platform_defines_a_base_in_the_console(assembled: Base) -> None:
             "unconditional": True,
         }
     ]
+
+
+def test_console_ids_written_with_other_digits_are_no_ids(assembled: Base) -> None:
+    # '²' is a digit to str.isdigit() but not to int(): these pages answered 500.
+    w = assembled.world
+    with signed_in(w, w.admin) as client:
+        for path in (
+            "/basedata/new?resource_id=²",
+            "/basedata/conflicts?after=²",
+            f"/quality/resources/{assembled.police.resource['id']}?scan=²",
+        ):
+            r = client.get(path)
+            assert r.status_code == 200, (path, r.status_code)

@@ -27,7 +27,7 @@ from govshare.deps import (
     SharingStoreAdmin,
 )
 from govshare.errors import Conflict, InvalidInput, NotFound
-from govshare.ids import Id
+from govshare.ids import Id, parse_id
 from govshare.rules.clock import china_today
 from govshare.rules.masking import mask_id_number
 from govshare.security.service import Principal
@@ -162,7 +162,7 @@ def conflicts_page(
     """基础库冲突: the caller's department's (the platform admin: all) conflicts by state,
     newest first, a page at a time."""
     wanted = next((s for s in ConflictStatus if s.value == status), None)
-    start = int(after) if after.isdigit() and 0 < int(after) < 2**31 else None
+    start = parse_id(after)
     rows = service.list_conflicts(
         db, caller, status=[wanted] if wanted else [], after=start, limit=PAGE_SIZE + 1
     )
@@ -327,7 +327,7 @@ def new_base_page(
 ) -> Response:
     """定义基础库: pick a published 基础信息资源 entry, then each item's authoritative
     source and evidence sources among the exchange-fed stores' items."""
-    wanted = int(resource_id) if resource_id.isdigit() and int(resource_id) < 2**31 else None
+    wanted = parse_id(resource_id)
     return _new_page(request, db, caller, resource_id=wanted)
 
 
@@ -344,7 +344,7 @@ def create_base(
 ) -> Response:
     """A refused definition is shown again with what is wrong beside each item."""
     resource_id = text(form, "resource_id")
-    rid = int(resource_id) if resource_id.isdigit() and int(resource_id) < 2**31 else None
+    rid = parse_id(resource_id)
     if not caller.is_admin:
         raise NotYourDepartment("只有平台管理员可以定义基础库")
     codes = texts(form, "item")

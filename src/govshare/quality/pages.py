@@ -19,7 +19,7 @@ from govshare.catalog.models import CodeEntry, Resource
 from govshare.db import utcnow
 from govshare.deps import SessionDep, SettingsDep, SharingReader, SharingStoreAdmin
 from govshare.errors import InvalidInput
-from govshare.ids import Id
+from govshare.ids import Id, parse_id
 from govshare.quality import scan as scanning
 from govshare.quality import service
 from govshare.quality.errors import NoSharedStore
@@ -122,8 +122,8 @@ def resource_page(
         raise NoSharedStore("该目录尚未建立共享信息库，无法检测数据质量")
     scans = service.list_scans(db, caller, resource.id, limit=TREND_SCANS)
     shown = scans[0] if scans else None
-    if scan.isdigit() and int(scan) > 0:
-        shown = service.get_scan(db, caller, min(int(scan), 2**31 - 1))
+    if (scan_id := parse_id(scan)) is not None:
+        shown = service.get_scan(db, caller, scan_id)
         if shown.resource_id != resource.id:
             shown = scans[0] if scans else None
     problems = service.list_problems(db, caller, shown, limit=PROBLEMS_SHOWN) if shown else []
