@@ -45,10 +45,14 @@ def test_each_process_admits_its_share_of_a_clients_rate(
     settings = fresh_settings.model_copy(update={"workers": workers})
     engine = db.make_engine(settings)
     try:
-        limits = Limits(settings, db.make_session_factory(engine, settings))
-        # A burst within one instant: the bucket holds one second of this process's
-        # share, and never less than one call.
+        now = [100.0]
+        limits = Limits(settings, db.make_session_factory(engine, settings), clock=lambda: now[0])
+        # A burst within one instant (the clock stands still, however slow the machine):
+        # the bucket holds one second of this process's share, and never less than one call.
         assert _admitted(limits, _caller(rate=8), 20) == burst
+        # Half a second later, half of that share is back.
+        now[0] += 0.5
+        assert _admitted(limits, _caller(rate=8), 20) == burst // 2
     finally:
         engine.dispose()
 
@@ -57,8 +61,8 @@ def test_the_message_names_the_clients_whole_rate(fresh_settings: Settings) -> N
     settings = fresh_settings.model_copy(update={"workers": 4})
     engine = db.make_engine(settings)
     try:
-        limits = Limits(settings, db.make_session_factory(engine, settings))
-        _admitted(limits, _caller(rate=8), 2)
+        limits = Limits(settings, db.make_session_factory(engine, settings), clock=lambda: 100.0)
+        assert _admitted(limits, _caller(rate=8), 2) == 2
         with pytest.raises(RateLimited, match="每秒至多 8 次"):
             limits.admit(_caller(rate=8), 1, DAY)
         with pytest.raises(QuotaExceeded):

@@ -82,11 +82,16 @@ class Limits:
     """
 
     def __init__(
-        self, settings: Settings, factory: sessionmaker[Session], refresh_seconds: float = 10
+        self,
+        settings: Settings,
+        factory: sessionmaker[Session],
+        refresh_seconds: float = 10,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.factory = factory
         self.refresh = refresh_seconds
+        self.clock = clock
         self._lock = threading.Lock()
         self._buckets: dict[int, tuple[float, float]] = {}
         self._used: dict[tuple[int, date], tuple[int, int, float]] = {}  # base, local, at
@@ -96,7 +101,7 @@ class Limits:
         # Never below one call a second per process, or a slow client could never call.
         rate = max(1.0, client_rate / self.settings.workers)
         quota = caller.daily_quota or self.settings.data_daily_quota
-        now = time.monotonic()
+        now = self.clock()
         used_key = (caller.client_id, day)
         with self._lock:
             tokens, at = self._buckets.get(caller.client_id, (rate, now))
