@@ -2,6 +2,7 @@
 
 from govshare.basedata import models as basedata_models
 from govshare.catalog import models as catalog_models
+from govshare.compare import models as compare_models
 from govshare.db import Base
 from govshare.exchange import models as exchange_models
 from govshare.quality import models as quality_models
@@ -13,6 +14,7 @@ metadata = Base.metadata
 __all__ = [
     "basedata_models",
     "catalog_models",
+    "compare_models",
     "exchange_models",
     "metadata",
     "quality_models",
