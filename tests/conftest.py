@@ -81,7 +81,11 @@ def hub(
     if request.param == "postgresql":
         server: PostgresServer = request.getfixturevalue("postgres")
         url = server.create_database("govshare_api")
-    settings = migrated(make_settings(tmp_path_factory.mktemp(f"hub-{request.param}"), url))
+    settings = migrated(
+        make_settings(
+            tmp_path_factory.mktemp(f"hub-{request.param}"), url, compare_poll_seconds=0.3
+        )
+    )
     live = start_live_hub(settings)
     yield live
     live.stop()

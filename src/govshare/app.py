@@ -246,6 +246,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from govshare.compare.runner import Runner
         from govshare.exchange.tasks import Monitor
         from govshare.security.tasks import Checkpointer
         from govshare.sharing import calendar
@@ -261,10 +262,13 @@ def create_app(settings: Settings) -> FastAPI:
         checkpointer.start()
         feeder = sharing_worker(settings, app.state.session_factory, app.state)
         feeder.start()
+        comparisons = Runner(settings, app.state.session_factory, app.state.data_services.db)
+        comparisons.start()
         try:
             yield
         finally:
             app.state.import_worker.stop()
+            comparisons.stop()
             feeder.stop()
             monitor.stop()
             checkpointer.stop()

@@ -202,6 +202,22 @@ class Settings(BaseSettings):
         "changed since their last scan, or last scanned longer ago than "
         "quality_scan_max_age_hours; 0 turns the background scans off.",
     )
+    compare_memory_mb: int = Field(
+        default=1024,
+        ge=64,
+        le=1024 * 1024,
+        description="Memory a comparison run's DuckDB may use (比对); beyond it the run "
+        "spills to disk under data_dir.",
+    )
+    compare_threads: int = Field(
+        default=2, ge=1, le=256, description="Threads a comparison run's DuckDB uses."
+    )
+    compare_poll_seconds: float = Field(
+        default=2.0,
+        ge=0.1,
+        le=3600,
+        description="How often the hub looks for queued comparison runs and due schedules.",
+    )
     quality_scan_max_age_hours: float = Field(
         default=24,
         gt=0,

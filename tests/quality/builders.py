@@ -136,10 +136,15 @@ def store_with_rows(
     *,
     update_cycle: str = "daily",
     applied_at: datetime | None = None,
+    items: list[dict[str, Any]] = ITEMS,
+    key_item: str = "sfzhm",
+    name: str | None = None,
 ) -> StoreScene:
     """A published resource of ``provider`` with a shared store holding ``rows`` (in
     the shared database, keyed by a record number ``rid``, as a node's source key)."""
-    res = world.published(provider, items=ITEMS, update_cycle=update_cycle)
+    columns = [i["code"] for i in items]
+    named = {"name": name} if name else {}
+    res = world.published(provider, items=items, update_cycle=update_cycle, **named)
     node_id = _node(world, provider)
     with world.hub.db() as s:
         task = ExchangeTask(
@@ -155,8 +160,8 @@ def store_with_rows(
         store = SharedStore(
             resource_id=res["id"],
             source_task_id=task.id,
-            key_item="sfzhm",
-            mapping={c: c for c in COLUMNS},
+            key_item=key_item,
+            mapping={c: c for c in columns},
             table_name=f"ss_{res['id']}",
             applied_seq=1,
             applied_at=applied_at,
@@ -172,7 +177,7 @@ def store_with_rows(
             table_name,
             MetaData(),
             Column("rid", Integer, primary_key=True, autoincrement=False),
-            *[Column(c, String(200)) for c in COLUMNS],
+            *[Column(c, String(200)) for c in columns],
         )
         table.create(db.engine)
         with db.engine.begin() as conn:

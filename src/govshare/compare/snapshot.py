@@ -1,0 +1,130 @@
+"""Consistent snapshots of shared stores as Parquet files.
+
+Every input of a run is read in one read transaction of the shared-store database, so
+all of them show the same moment: no package applied halfway through the export is
+seen by one input and not by another. Each input's snapshot records where its store
+stood — the last package applied (fed stores) or the highest record version (base
+databases) — and how many rows it holds. Only the columns the job uses are written, and
+only the rows the department's grant lets it read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import Connection, Table, func, select, types
+
+from govshare.basedata.assembly import VERSION
+from govshare.compare.plan import InputPlan
+from govshare.node.target import CURSOR_TABLE
+from govshare.sharing.store import SharedDatabase, row_conditions
+
+BATCH_ROWS = 100_000
+
+
+@contextmanager
+def read_snapshot(db: SharedDatabase) -> Iterator[Connection]:
+    """A connection whose reads all see one moment of the shared-store database."""
+    with db.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            # pysqlite opens transactions only before writes; WAL keeps this one's
+            # snapshot from its first read on.
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        try:
+            yield conn
+        finally:
+            conn.rollback()
+
+
+def _arrow_type(column: Any) -> pa.DataType:
+    sql = column.type
+    if isinstance(sql, types.Boolean):
+        return pa.bool_()
+    if isinstance(sql, types.Integer):
+        return pa.int64()
+    if isinstance(sql, types.Float | types.Numeric):
+        return pa.float64()
+    if isinstance(sql, types.DateTime):
+        return pa.timestamp("us")
+    if isinstance(sql, types.Date):
+        return pa.date32()
+    return pa.string()
+
+
+def _array(values: tuple[Any, ...], kind: pa.DataType) -> pa.Array:
+    try:
+        return pa.array(values, type=kind)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        # SQLite keeps whatever it was given; a value its column's type cannot hold
+        # is exported as missing, as the query's typed view would read it anyway.
+        return pa.array([_one(v, kind) for v in values], type=kind)
+
+
+def _one(value: Any, kind: pa.DataType) -> Any:
+    try:
+        return pa.scalar(value, type=kind).as_py()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        return str(value) if kind == pa.string() else None
+
+
+def position(db: SharedDatabase, conn: Connection, table: Table, plan: InputPlan) -> int:
+    """Where the store stood in this snapshot: the last package applied (fed stores) or
+    the highest record version (base databases); 0 when it has no such bookkeeping."""
+    if plan.is_base:
+        if VERSION not in table.c:
+            return 0
+        return int(conn.scalar(select(func.coalesce(func.max(table.c[VERSION]), 0))) or 0)
+    cursor = db.table(CURSOR_TABLE)
+    if cursor is None:
+        return 0
+    return int(conn.scalar(select(cursor.c.last_seq).where(cursor.c.task_id == plan.store_id)) or 0)
+
+
+def export(
+    db: SharedDatabase,
+    inputs: list[InputPlan],
+    folder: Path,
+    progress: Callable[[str, int, int], None] = lambda _a, _done, _total: None,
+) -> list[dict[str, Any]]:
+    """Write each input to ``folder/<alias>.parquet``; returns per input its alias,
+    store, sequence number and rows."""
+    folder.mkdir(parents=True, exist_ok=True)
+    taken: list[dict[str, Any]] = []
+    with read_snapshot(db) as conn:
+        for plan in inputs:
+            table = db.table(plan.table_name)
+            path = folder / f"{plan.alias}.parquet"
+            if table is None:
+                # No package has arrived yet: an empty input of the right columns.
+                schema = pa.schema([(c, pa.string()) for c in plan.columns])
+                pq.write_table(schema.empty_table(), path)
+                taken.append({"alias": plan.alias, "store_id": plan.store_id, "seq": 0, "rows": 0})
+                continue
+            seq = position(db, conn, table, plan)
+            cols = [table.c[c] for c in plan.columns]
+            conds = row_conditions(table, plan.row_filter) if plan.row_filter else []
+            total = int(conn.scalar(select(func.count()).select_from(table)) or 0)
+            schema = pa.schema([(c, _arrow_type(table.c[c])) for c in plan.columns])
+            rows = 0
+            with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+                result = conn.execution_options(yield_per=BATCH_ROWS).execute(
+                    select(*cols).where(*conds) if conds else select(*cols)
+                )
+                for part in result.partitions():
+                    columns = list(zip(*part, strict=True))
+                    arrays = [
+                        _array(values, field.type)
+                        for values, field in zip(columns, schema, strict=True)
+                    ]
+                    writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
+                    rows += len(part)
+                    progress(plan.alias, rows, total)
+            taken.append({"alias": plan.alias, "store_id": plan.store_id, "seq": seq, "rows": rows})
+    return taken

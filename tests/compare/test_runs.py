@@ -1,0 +1,183 @@
+"""Comparison runs on the live hub, both backends: the planted cases found and nothing
+else, across 15/18-digit and full-width keys; grants decide what may be read and how it
+is shown; runs repeated, changed and cancelled."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import MetaData, Table, delete, insert
+
+from govshare.compare import runner
+from govshare.compare.models import CompareRun
+from govshare.compare.schemas import CaseState, Presence, RunStatus
+from govshare.sharing.store import SharedDatabase
+from tests.compare.builders import (
+    PensionScene,
+    admin_of,
+    cases,
+    dead_pension,
+    grant,
+    pension_scene,
+    run,
+    save,
+)
+from tests.factories import World
+
+pytestmark = pytest.mark.xdist_group("compare")
+
+
+@pytest.fixture
+def scene(world: World) -> PensionScene:
+    s = pension_scene(world)
+    grant(world, s.police, s.social, s.people.resource_id, ["sfzhm", "swrq"])
+    return s
+
+
+def test_every_planted_case_is_found_and_nothing_else(scene: PensionScene) -> None:
+    job_id = save(scene.world, scene.social, dead_pension(scene))
+    done = run(scene.world, scene.social, job_id)
+    assert done.status is RunStatus.SUCCEEDED, done.error
+    found = cases(scene.world, job_id)
+    assert {c.values["ppl.sfzhm"]: c.amount for c in found} == scene.expected
+    assert all(c.presence is Presence.NEW and c.state is CaseState.PENDING for c in found)
+    assert (done.hits, done.new_cases, done.gone_cases) == (3, 3, 0)
+    assert done.amount == pytest.approx(sum(scene.expected.values()))
+    # The snapshot is recorded: each input's store, where it stood and its rows.
+    by_alias = {i["alias"]: i for i in done.inputs}
+    assert by_alias["pay"]["rows"] == len(scene.pension_rows)
+    assert by_alias["ppl"]["rows"] == 20
+    assert {c.values["ppl.swrq"] for c in found} == {"2025-02-01", "2025-02-10", "2025-02-20"}
+
+
+def test_a_repeated_run_marks_nothing_new_and_a_stopped_payment_gone(
+    scene: PensionScene,
+) -> None:
+    job_id = save(scene.world, scene.social, dead_pension(scene))
+    first = run(scene.world, scene.social, job_id)
+    again = run(scene.world, scene.social, job_id)
+    assert again.status is RunStatus.SUCCEEDED, again.error
+    assert (again.hits, again.new_cases, again.gone_cases) == (3, 0, 0)
+    before = {c.id: c.values for c in cases(scene.world, job_id)}
+    after = cases(scene.world, job_id)
+    assert {c.id: c.values for c in after} == before
+    assert {c.presence for c in after} == {Presence.STILL}
+    assert {c.first_run_id for c in after} == {first.id}
+    # 人社 stops the payments of the first dead person: the case is gone, not deleted.
+    db = SharedDatabase(scene.world.hub.settings.resolved_shared_store_url)
+    try:
+        table = Table(scene.pension.table_name, MetaData(), autoload_with=db.engine)
+        gone_id = next(iter(scene.expected))
+        with db.engine.begin() as conn:
+            conn.execute(delete(table).where(table.c.sfzhm == gone_id))
+    finally:
+        db.close()
+    third = run(scene.world, scene.social, job_id)
+    assert (third.hits, third.new_cases, third.gone_cases) == (2, 0, 1)
+    presence = {c.values["ppl.sfzhm"]: c.presence for c in cases(scene.world, job_id)}
+    assert presence.pop(gone_id) is Presence.GONE
+    assert set(presence.values()) == {Presence.STILL}
+
+
+def test_outputs_are_masked_as_the_grant_says(world: World) -> None:
+    s = pension_scene(world)
+    grant(
+        world,
+        s.police,
+        s.social,
+        s.people.resource_id,
+        ["sfzhm", "swrq"],
+        masking={"sfzhm": "id_number", "swrq": "hide"},
+    )
+    job_id = save(world, s.social, dead_pension(s))
+    assert run(world, s.social, job_id).status is RunStatus.SUCCEEDED
+    found = cases(world, job_id)
+    shown = sorted(c.values["ppl.sfzhm"] for c in found)
+    assert shown == sorted(k[:6] + "********" + k[-4:] for k in s.expected)
+    assert {c.values["ppl.swrq"] for c in found} == {"****"}
+    # 人社's own items are its own: not masked.
+    assert all(c.values["pay.xm"].startswith("居民") for c in found)
+
+
+def test_a_grant_row_filter_limits_what_the_job_reads(world: World) -> None:
+    s = pension_scene(world)
+    grant(
+        world,
+        s.police,
+        s.social,
+        s.people.resource_id,
+        ["sfzhm", "swrq"],
+        row_filter=[{"item": "xzqh", "op": "=", "value": "370203"}],
+    )
+    job_id = save(world, s.social, dead_pension(s))
+    done = run(world, s.social, job_id)
+    # Only even-numbered people live in 370203: the first and third dead persons.
+    assert {c.values["ppl.sfzhm"] for c in cases(world, job_id)} == set(list(s.expected)[0::2])
+    assert {i["alias"]: i["rows"] for i in done.inputs}["ppl"] == 10
+
+
+def test_a_revoked_grant_fails_the_next_run_and_keeps_the_cases(scene: PensionScene) -> None:
+    world = scene.world
+    job_id = save(world, scene.social, dead_pension(scene))
+    assert run(world, scene.social, job_id).status is RunStatus.SUCCEEDED
+    from sqlalchemy import update
+
+    from govshare.sharing.models import SharingGrant
+
+    with world.hub.db() as s:
+        s.execute(
+            update(SharingGrant)
+            .where(SharingGrant.consumer_department_id == scene.social.id)
+            .values(revoked=True)
+        )
+    failed = run(world, scene.social, job_id)
+    assert failed.status is RunStatus.FAILED
+    assert "授权" in failed.error
+    assert len(cases(world, job_id)) == 3
+
+
+def test_a_cancelled_run_leaves_the_previous_cases(scene: PensionScene) -> None:
+    world = scene.world
+    job_id = save(world, scene.social, dead_pension(scene))
+    assert run(world, scene.social, job_id).status is RunStatus.SUCCEEDED
+    before = {c.id: (c.values, c.presence, c.last_run_id) for c in cases(world, job_id)}
+    # Enough payments that the snapshot takes a few seconds.
+    db = SharedDatabase(world.hub.settings.resolved_shared_store_url)
+    try:
+        table = Table(scene.pension.table_name, MetaData(), autoload_with=db.engine)
+        with db.engine.begin() as conn:
+            conn.execute(
+                insert(table),
+                [
+                    {
+                        "rid": 10_000 + i,
+                        "sfzhm": f"X{i}",
+                        "xm": "某",
+                        "ffrq": "2025-03-01",
+                        "ffje": "1",
+                    }
+                    for i in range(300_000)
+                ],
+            )
+    finally:
+        db.close()
+    from govshare.compare import service
+
+    with world.hub.db() as s:
+        run_id = service.start_run(s, admin_of(scene.social), job_id).id
+    deadline = time.monotonic() + 30
+    while True:
+        with world.hub.db() as s:
+            current = s.get(CompareRun, run_id)
+            assert current is not None
+            if current.status is RunStatus.RUNNING and current.phase.startswith("导出快照"):
+                service.cancel_run(s, admin_of(scene.social), run_id)
+                break
+            assert not current.status.finished, current.error
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    ended = runner.wait(world.hub.session_factory, run_id, timeout=30)
+    assert ended.status is RunStatus.CANCELLED
+    assert {c.id: (c.values, c.presence, c.last_run_id) for c in cases(world, job_id)} == before
+    assert not (world.hub.settings.data_dir / "compare" / f"run-{run_id}").exists()
