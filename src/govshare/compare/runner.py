@@ -178,8 +178,11 @@ def execute(
     today: date | None = None,
     on_progress: Progress | None = None,
     stopping: threading.Event | None = None,
+    keep_files: bool = False,
 ) -> CompareRun | None:
-    """Run a queued run to its end; None when another process claimed it."""
+    """Run a queued run to its end; None when another process claimed it. The run's
+    folder (snapshot and result files) is removed unless ``keep_files`` (the bench
+    queries the same files by hand)."""
     with factory() as session:
         if not _claim(session, run_id, utcnow()):
             return None
@@ -242,7 +245,8 @@ def execute(
                 _finish(failed, RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
                 session.commit()
         finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            if not keep_files:
+                shutil.rmtree(folder, ignore_errors=True)
         if on_progress is not None:
             on_progress(run)
         return run
