@@ -311,6 +311,7 @@ def create_app(settings: Settings) -> FastAPI:
     from govshare.basedata import pages as basedata_pages
     from govshare.catalog import api as catalog_api
     from govshare.catalog import pages as catalog_pages
+    from govshare.compare import api as compare_api
     from govshare.exchange import api as exchange_api
     from govshare.exchange import pages as exchange_pages
     from govshare.quality import api as quality_api
@@ -335,6 +336,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(basedata_api.router, prefix="/api/v1")
     app.include_router(basedata_api.conflicts, prefix="/api/v1")
     app.include_router(quality_api.router, prefix="/api/v1")
+    app.include_router(compare_api.router, prefix="/api/v1")
     app.include_router(web_pages.router)
     app.include_router(security_pages.router)
     app.include_router(catalog_pages.router)

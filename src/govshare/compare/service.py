@@ -7,6 +7,7 @@ platform admin) see the job, its runs and its cases; only its people work the ca
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from govshare.catalog.models import Resource
 from govshare.compare import runner
 from govshare.compare.errors import CaseNotFound, InvalidCaseStep, InvalidJob, JobNotFound
 from govshare.compare.models import CompareCase, CompareJob, CompareRun
@@ -21,6 +23,7 @@ from govshare.compare.plan import Plan, plan
 from govshare.compare.schemas import CaseState, Definition, JobCreate, Presence
 from govshare.db import utcnow
 from govshare.errors import Forbidden
+from govshare.rules import spreadsheet
 from govshare.security import audit
 from govshare.security.models import Department
 from govshare.security.service import Principal
@@ -335,3 +338,70 @@ def figures(session: Session, job_id: int) -> JobFigures:
         amount_open=amount_open,
         amount_confirmed=amount_confirmed,
     )
+
+
+# -- what people read: labels and downloads -----------------------------------------------
+
+
+def output_labels(session: Session, job: CompareJob) -> dict[str, str]:
+    """Each output's heading, 资源名·信息项名 (the catalog's current names)."""
+    definition = Definition.model_validate(job.definition)
+    codes = {i.resource for i in definition.inputs}
+    resources = {
+        r.code: r for r in session.scalars(select(Resource).where(Resource.code.in_(codes)))
+    }
+    labels: dict[str, str] = {}
+    for spec in definition.inputs:
+        resource = resources.get(spec.resource)
+        names = {item.code: item.name for item in resource.items} if resource else {}
+        for code in spec.items:
+            shown = resource.name if resource else spec.resource
+            labels[f"{spec.alias}.{code}"] = f"{shown}·{names.get(code, code)}"
+    return {out: labels.get(out, out) for out in definition.output}
+
+
+def case_table(
+    session: Session, job: CompareJob, cases: list[CompareCase]
+) -> tuple[list[str], list[list[Any]]]:
+    """The cases as a sheet: id, the outputs, amount, rows, state, presence, note."""
+    labels = output_labels(session, job)
+    header = [
+        "线索编号",
+        *labels.values(),
+        "涉及金额",
+        "命中行数",
+        "核查状态",
+        "比对结果",
+        "核查说明",
+    ]
+    rows = [
+        [
+            case.id,
+            *[case.values.get(out) for out in labels],
+            case.amount,
+            case.rows,
+            case.state.label,
+            case.presence.label,
+            case.note,
+        ]
+        for case in cases
+    ]
+    return header, rows
+
+
+def cases_csv(session: Session, job: CompareJob, cases: list[CompareCase]) -> bytes:
+    return spreadsheet.csv_bytes(*case_table(session, job, cases))
+
+
+def cases_xlsx(session: Session, job: CompareJob, cases: list[CompareCase]) -> bytes:
+    from openpyxl import Workbook
+
+    header, rows = case_table(session, job, cases)
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("线索")
+    sheet.append(spreadsheet.xlsx_row(sheet, header))
+    for row in rows:
+        sheet.append(spreadsheet.xlsx_row(sheet, row))
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()

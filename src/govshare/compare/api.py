@@ -1,0 +1,304 @@
+"""Comparison jobs API (比对): definitions (JSON, or YAML at ``/compare/jobs.yaml``),
+runs and the cases they found. Reading needs ``sharing.read``; defining, running and
+working cases ``sharing.apply`` — comparison is a use of shared data under the owning
+department's grants. Only the owning department (and, to read, the platform admin)
+reaches a job."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+
+import yaml
+from fastapi import APIRouter, Body, Query, Request, status
+from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
+
+from govshare.compare import service
+from govshare.compare.errors import InvalidJob
+from govshare.compare.models import CompareCase, CompareJob, CompareRun
+from govshare.compare.schemas import (
+    CasePage,
+    CasePublic,
+    CaseState,
+    CaseStep,
+    JobCreate,
+    JobPublic,
+    Presence,
+    RunPublic,
+)
+from govshare.deps import SessionDep, SharingApplicant, SharingReader
+from govshare.ids import Count, Id
+from govshare.rules.clock import china_today
+from govshare.sharing.store import SharedDatabase
+
+router = APIRouter(prefix="/compare", tags=["compare"])
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+MAX_YAML_BYTES = 256 * 1024
+
+
+def _shared(request: Request) -> SharedDatabase:
+    db: SharedDatabase = request.app.state.data_services.db
+    return db
+
+
+def run_public(run: CompareRun) -> RunPublic:
+    return RunPublic(
+        id=run.id,
+        job_id=run.job_id,
+        status=run.status,
+        trigger=run.trigger,
+        requested_by=run.requested_by,
+        created_at=run.created_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        progress=run.progress,
+        phase=run.phase,
+        inputs=run.inputs,
+        hits=run.hits,
+        new_cases=run.new_cases,
+        gone_cases=run.gone_cases,
+        amount=run.amount,
+        error=run.error,
+    )
+
+
+def job_public(job: CompareJob, last: CompareRun | None) -> JobPublic:
+    return JobPublic(
+        **service.as_create(job).model_dump(),
+        id=job.id,
+        department_name=job.department.name,
+        created_by=job.created_by,
+        created_at=job.created_at,
+        next_run_at=job.next_run_at,
+        last_run=run_public(last) if last else None,
+    )
+
+
+def case_public(case: CompareCase) -> CasePublic:
+    return CasePublic(
+        id=case.id,
+        job_id=case.job_id,
+        values=case.values,
+        amount=case.amount,
+        rows=case.rows,
+        state=case.state,
+        presence=case.presence,
+        note=case.note,
+        first_run_id=case.first_run_id,
+        last_run_id=case.last_run_id,
+        updated_at=case.updated_at,
+        history=case.history,
+    )
+
+
+class PlanPublic(BaseModel):
+    valid: bool
+    labels: dict[str, str]
+    inputs: list[dict[str, Any]]
+
+
+@router.get("/jobs", summary="可见的比对任务")
+def list_jobs(db: SessionDep, caller: SharingReader) -> list[JobPublic]:
+    jobs = service.list_jobs(db, caller)
+    last = service.last_runs(db, [j.id for j in jobs])
+    return [job_public(j, last.get(j.id)) for j in jobs]
+
+
+@router.post("/jobs/check", summary="检查比对任务定义 (不保存)")
+def check_job(
+    body: JobCreate, request: Request, db: SessionDep, caller: SharingApplicant
+) -> PlanPublic:
+    plan = service.check(db, _shared(request), caller, body, china_today())
+    return PlanPublic(
+        valid=True,
+        labels={o: plan.labels[o] for o in plan.output},
+        inputs=[
+            {
+                "alias": i.alias,
+                "resource": i.resource_code,
+                "resource_name": i.resource_name,
+                "grant_id": i.grant_id,
+                "row_filter": i.row_filter,
+                "masking": i.masking,
+            }
+            for i in plan.inputs
+        ],
+    )
+
+
+def _create(data: JobCreate, request: Request, db: SessionDep, caller: Any) -> JobPublic:
+    job = service.create_job(db, _shared(request), caller, data, china_today())
+    return job_public(job, None)
+
+
+@router.post("/jobs", status_code=status.HTTP_201_CREATED, summary="新建比对任务 (JSON)")
+def create_job(
+    body: JobCreate, request: Request, db: SessionDep, caller: SharingApplicant
+) -> JobPublic:
+    return _create(body, request, db, caller)
+
+
+@router.post(
+    "/jobs.yaml",
+    status_code=status.HTTP_201_CREATED,
+    summary="新建比对任务 (YAML 定义)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/yaml": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def create_job_yaml(request: Request, db: SessionDep, caller: SharingApplicant) -> JobPublic:
+    raw = await request.body()
+    if len(raw) > MAX_YAML_BYTES:
+        raise InvalidJob.about("YAML 定义过大", "body", f"超过 {MAX_YAML_BYTES} 字节")
+    data = parse_yaml(raw)
+    return _create(data, request, db, caller)
+
+
+def parse_yaml(raw: bytes) -> JobCreate:
+    """A YAML definition, its mistakes as ``InvalidJob`` with line and column."""
+    try:
+        loaded = yaml.safe_load(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidJob.about("YAML 定义须为 UTF-8 编码", "body", "编码错误") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"第 {mark.line + 1} 行第 {mark.column + 1} 列" if mark else "未知位置"
+        raise InvalidJob.about("YAML 定义格式错误", "body", where) from None
+    if not isinstance(loaded, dict):
+        raise InvalidJob.about("YAML 定义须是一个映射 (键: 值)", "body", type(loaded).__name__)
+    try:
+        return JobCreate.model_validate(loaded)
+    except ValidationError as exc:
+        raise InvalidJob(
+            "比对任务定义不正确",
+            details=[
+                {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+                for e in exc.errors()
+            ],
+        ) from None
+
+
+@router.get("/jobs/{job_id}", summary="一个比对任务")
+def get_job(job_id: Id, db: SessionDep, caller: SharingReader) -> JobPublic:
+    job = service.visible_job(db, caller, job_id)
+    return job_public(job, service.last_runs(db, [job.id]).get(job.id))
+
+
+@router.put("/jobs/{job_id}", summary="修改比对任务 (负责部门不变)")
+def update_job(
+    job_id: Id, body: JobCreate, request: Request, db: SessionDep, caller: SharingApplicant
+) -> JobPublic:
+    job = service.update_job(db, _shared(request), caller, job_id, body, china_today())
+    return job_public(job, service.last_runs(db, [job.id]).get(job.id))
+
+
+@router.post(
+    "/jobs/{job_id}/runs",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="立即运行比对任务 (排队, 由平台后台执行)",
+)
+def start_run(job_id: Id, db: SessionDep, caller: SharingApplicant) -> RunPublic:
+    return run_public(service.start_run(db, caller, job_id))
+
+
+class RunPage(BaseModel):
+    items: list[RunPublic]
+    next_before_id: int | None
+
+
+@router.get("/jobs/{job_id}/runs", summary="比对任务的运行记录 (新的在前)")
+def list_runs(
+    job_id: Id,
+    db: SessionDep,
+    caller: SharingReader,
+    before_id: Id | None = None,
+    limit: int = Query(default=50, ge=1, le=500),
+) -> RunPage:
+    runs = service.list_runs(db, caller, job_id, before_id=before_id, limit=limit + 1)
+    more = len(runs) > limit
+    runs = runs[:limit]
+    return RunPage(
+        items=[run_public(r) for r in runs],
+        next_before_id=runs[-1].id if more and runs else None,
+    )
+
+
+@router.get("/runs/{run_id}", summary="一次运行 (含进度)")
+def get_run(run_id: Id, db: SessionDep, caller: SharingReader) -> RunPublic:
+    return run_public(service.visible_run(db, caller, run_id))
+
+
+@router.post("/runs/{run_id}/cancel", summary="取消排队或运行中的比对")
+def cancel_run(run_id: Id, db: SessionDep, caller: SharingApplicant) -> RunPublic:
+    return run_public(service.cancel_run(db, caller, run_id))
+
+
+@router.get("/jobs/{job_id}/cases", summary="比对任务发现的线索")
+def list_cases(
+    job_id: Id,
+    db: SessionDep,
+    caller: SharingReader,
+    state: CaseState | None = None,
+    presence: Presence | None = None,
+    after_id: Annotated[Count | None, Query()] = None,
+    limit: int = Query(default=50, ge=1, le=500),
+) -> CasePage:
+    flt = service.CaseFilter(state=state, presence=presence)
+    found, total = service.list_cases(db, caller, job_id, flt, after_id=after_id, limit=limit + 1)
+    more = len(found) > limit
+    found = found[:limit]
+    return CasePage(
+        items=[case_public(c) for c in found],
+        next_after_id=found[-1].id if more and found else None,
+        total=total,
+    )
+
+
+@router.get(
+    "/jobs/{job_id}/cases/export",
+    summary="下载线索 (XLSX 或 CSV)",
+    response_class=Response,
+    responses={200: {"content": {XLSX: {}, "text/csv": {}}}},
+)
+def export_cases(
+    job_id: Id,
+    db: SessionDep,
+    caller: SharingReader,
+    format: Literal["xlsx", "csv"] = "xlsx",
+    state: CaseState | None = None,
+    presence: Presence | None = None,
+) -> Response:
+    job = service.visible_job(db, caller, job_id)
+    cases = service.all_cases(db, caller, job_id, service.CaseFilter(state, presence))
+    if format == "csv":
+        body, media = service.cases_csv(db, job, cases), "text/csv; charset=utf-8"
+    else:
+        body, media = service.cases_xlsx(db, job, cases), XLSX
+    name = f"比对线索-{job.name}.{format}"
+    return Response(
+        body,
+        media_type=media,
+        headers={
+            "Content-Disposition": f'attachment; filename="compare-{job.id}.{format}"; '
+            f"filename*=UTF-8''{quote(name)}"
+        },
+    )
+
+
+@router.get("/cases/{case_id}", summary="一条线索")
+def get_case(case_id: Id, db: SessionDep, caller: SharingReader) -> CasePublic:
+    return case_public(service.get_case(db, caller, case_id))
+
+
+@router.post("/cases/{case_id}/steps", summary="核查线索: 核查中、属实或不属实")
+def step_case(
+    case_id: Id,
+    body: Annotated[CaseStep, Body()],
+    db: SessionDep,
+    caller: SharingApplicant,
+) -> CasePublic:
+    return case_public(service.step_case(db, caller, case_id, body.state, body.note))
