@@ -26,12 +26,14 @@ catalog_app = typer.Typer(help="目录", no_args_is_help=True)
 node_app = typer.Typer(help="前置机 (前置交换节点)", no_args_is_help=True)
 exchange_app = typer.Typer(help="交换 (平台侧)", no_args_is_help=True)
 users_app = typer.Typer(help="用户", no_args_is_help=True)
+compare_app = typer.Typer(help="比对任务 (跨部门数据比对)", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(node_app, name="node")
 app.add_typer(exchange_app, name="exchange")
 app.add_typer(users_app, name="users")
+app.add_typer(compare_app, name="compare")
 console = Console()
 err = Console(stderr=True, soft_wrap=True)  # paths and messages stay whole
 
@@ -421,23 +423,12 @@ def catalog_import(
     from govshare import db
     from govshare.catalog import spreadsheet
     from govshare.errors import GovshareError
-    from govshare.security.models import User
-    from govshare.security.roles import permissions_for
-    from govshare.security.service import Principal, get_user_by_username
 
     settings = load_settings(data_dir)
     factory = db.make_session_factory(db.make_engine(settings), settings)
     try:
         with db.session_scope(factory) as session, Progress(console=console) as progress:
-            user: User = get_user_by_username(session, username)
-            principal = Principal(
-                kind="user",
-                name=user.username,
-                department_id=user.department_id,
-                permissions=permissions_for(user.roles),
-                user_id=user.id,
-                roles=tuple(user.roles),
-            )
+            principal = _principal(session, username)
             task = progress.add_task("导入目录", total=None)
             created = spreadsheet.import_resources(
                 session,
@@ -455,6 +446,155 @@ def catalog_import(
             )
         raise typer.Exit(1) from None
     console.print(f"[green]已导入 {len(created)} 条目录 (草稿)[/green]")
+
+
+def _principal(session: Any, username: str) -> Any:
+    """The user as the API would see them (their department and roles)."""
+    from govshare.security.roles import permissions_for
+    from govshare.security.service import Principal, get_user_by_username
+
+    user = get_user_by_username(session, username)
+    return Principal(
+        kind="user",
+        name=user.username,
+        department_id=user.department_id,
+        permissions=permissions_for(user.roles),
+        user_id=user.id,
+        roles=tuple(user.roles),
+    )
+
+
+def _print_error(exc: Any) -> None:
+    from rich.markup import escape
+
+    err.print(f"[red]{escape(exc.message)}[/red]")
+    for d in exc.details[:200]:
+        err.print(escape(f"  [{d.get('field', '')}] {d['message']}"))
+
+
+AsUser = Annotated[str, typer.Option("--as", help="以该用户身份操作 (其部门负责比对任务)")]
+
+
+@compare_app.command("list")
+def compare_list(username: AsUser, data_dir: DataDir = None) -> None:
+    """List the comparison jobs the user sees, with their last run."""
+    from rich.table import Table
+
+    from govshare import db
+    from govshare.compare import service
+
+    settings = load_settings(data_dir)
+    _require_hub(settings)
+    factory = db.make_session_factory(db.make_engine(settings), settings)
+    with db.session_scope(factory) as session:
+        jobs = service.list_jobs(session, _principal(session, username))
+        last = service.last_runs(session, [j.id for j in jobs])
+        table = Table("编号", "名称", "负责部门", "运行计划", "最近运行", "命中")
+        for job in jobs:
+            run = last.get(job.id)
+            table.add_row(
+                str(job.id),
+                job.name,
+                job.department.name,
+                job.schedule or "按需",
+                f"#{run.id} {run.status.label}" if run else "—",
+                str(run.hits) if run else "—",
+            )
+    console.print(table)
+
+
+@compare_app.command("create")
+def compare_create(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="YAML 或 JSON 定义")],
+    username: AsUser,
+    data_dir: DataDir = None,
+) -> None:
+    """Save a comparison job from a YAML or JSON definition (checked first)."""
+    from govshare import db
+    from govshare.compare import service
+    from govshare.compare.api import parse_yaml
+    from govshare.errors import GovshareError
+    from govshare.rules.clock import china_today
+    from govshare.sharing.store import SharedDatabase
+
+    settings = load_settings(data_dir)
+    _require_hub(settings)
+    factory = db.make_session_factory(db.make_engine(settings), settings)
+    shared = SharedDatabase(settings.resolved_shared_store_url)
+    try:
+        with db.session_scope(factory) as session:
+            data = parse_yaml(file.read_bytes())  # JSON is YAML too
+            job = service.create_job(
+                session, shared, _principal(session, username), data, china_today()
+            )
+            session.flush()
+            console.print(f"[green]已建立比对任务 #{job.id} {job.name}[/green]")
+    except GovshareError as exc:
+        _print_error(exc)
+        raise typer.Exit(1) from None
+    finally:
+        shared.close()
+
+
+@compare_app.command("run")
+def compare_run(
+    job_id: Annotated[int, typer.Argument(help="比对任务编号", min=1)],
+    username: AsUser,
+    data_dir: DataDir = None,
+) -> None:
+    """Run a comparison job now and follow it with a progress bar (Ctrl-C cancels)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from govshare import db
+    from govshare.compare import runner, service
+    from govshare.compare.models import CompareRun
+    from govshare.errors import GovshareError
+    from govshare.sharing.store import SharedDatabase
+
+    settings = load_settings(data_dir)
+    _require_hub(settings)
+    factory = db.make_session_factory(db.make_engine(settings), settings)
+    try:
+        with db.session_scope(factory) as session:
+            principal = _principal(session, username)
+            run_id = service.start_run(session, principal, job_id).id
+    except GovshareError as exc:
+        _print_error(exc)
+        raise typer.Exit(1) from None
+    shared = SharedDatabase(settings.resolved_shared_store_url)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+    )
+    try:
+        with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
+            bar = progress.add_task("排队", total=1.0)
+
+            def show(run: CompareRun) -> None:
+                progress.update(bar, completed=run.progress, description=run.phase or "运行")
+
+            try:
+                # Run here; if a hub process took the run first, follow it there.
+                ran = runner.execute(settings, factory, shared, run_id, on_progress=show)
+                while ran is None or not ran.status.finished:
+                    ran = runner.wait(factory, run_id, timeout=0.5)
+                    show(ran)
+            except KeyboardInterrupt:
+                with db.session_scope(factory) as session:
+                    service.cancel_run(session, principal, run_id)
+                err.print("[yellow]已请求取消[/yellow]")
+                raise typer.Exit(130) from None
+    finally:
+        shared.close()
+    if ran.status.value != "succeeded":
+        err.print(f"[red]运行 #{ran.id} {ran.status.label}: {ran.error}[/red]")
+        raise typer.Exit(1)
+    amount = f"，涉及金额 {ran.amount:,.2f}" if ran.amount is not None else ""
+    console.print(
+        f"[green]运行 #{ran.id} 完成: 线索 {ran.hits} 条 (新发现 {ran.new_cases}，"
+        f"已消失 {ran.gone_cases}){amount}[/green]"
+    )
 
 
 NodeConfigOpt = Annotated[Path, typer.Option("--config", help="前置机配置文件 node.toml")]

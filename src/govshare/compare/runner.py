@@ -202,7 +202,7 @@ def execute(
             detail = "; ".join(f"{d['field']}: {d['message']}" for d in exc.details)
             _finish(run, RunStatus.FAILED, f"{exc.message} ({detail})" if detail else exc.message)
             session.commit()
-            return run
+            return _detached(session, run)
         folder = settings.data_dir / "compare" / f"run-{run.id}"
         shutil.rmtree(folder, ignore_errors=True)
         try:
@@ -249,7 +249,14 @@ def execute(
                 shutil.rmtree(folder, ignore_errors=True)
         if on_progress is not None:
             on_progress(run)
-        return run
+        return _detached(session, run)
+
+
+def _detached(session: Session, run: CompareRun) -> CompareRun:
+    """The run as it is stored, readable after its session closed."""
+    session.refresh(run)
+    session.expunge(run)
+    return run
 
 
 def _supervise(
