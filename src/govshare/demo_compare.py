@@ -29,8 +29,8 @@ Planted (``PLANTED``, by template code) and the decoys beside them:
   residents written with 15 digits, full-width digits or a lower-case x.
 * ``registered_untaxed``: enterprises 市场监管 registered without a 税务登记 whose
   纳税人识别号 is their 统一社会信用代码, the 4 税务 keyed in with a wrong check digit
-  among them. Decoys: 6 registrations whose 纳税人识别号 税务 wrote in lower case,
-  full-width or with a trailing blank. Only the 纳税人识别号 is written so: the
+  among them. Decoys: 6 registrations whose 纳税人识别号 税务 wrote in lower case or
+  with a leading or trailing blank. Only the 纳税人识别号 is written so: the
   统一社会信用代码 column feeds the 法人库, whose planted counts must not move.
 * ``migrant_no_permit``: employed persons (就业状态 1) who are neither residents nor hold a
   居住证, two written with 15 digits. Decoys: permit holders written in full-width, with
@@ -447,21 +447,23 @@ def _untaxed(base_dir: Path, rng: random.Random, planting: Planting) -> None:
     # Those 税务 registered with a wrong check digit stay as they are: cases.
     mistyped = {c[:17] for c in taxed}
     free = [f for f in untaxed if f[0][:17] not in mistyped]
-    # Lower case needs letters: the codes given since 2016 (…MA…) have them.
-    lower = [f for f in free if any(ch.isalpha() for ch in f[0][:17])][:3]
-    rest = [f for f in free if f not in lower]
-    wide, blank = rest[:2], rest[2:3]
+    # Lower case needs letters: the codes given since 2016 (…MA…) have them. No
+    # full-width digits: 3 bytes each, past the 20 bytes 纳税人识别号 is declared with,
+    # and 税务's quality scan would count them invalid beside the 4 wrong check digits.
+    lettered = [f for f in free if any(ch.isalpha() for ch in f[0])][:4]
+    rest = [f for f in free if f not in lettered]
     rows: list[tuple[object, ...]] = []
     for (code, name, founded), written in [
-        *((f, f[0].lower()) for f in lower),
-        *((f, full_width(f[0])) for f in wide),
-        *((f, f"{f[0]} ") for f in blank),
+        *((f, f[0].lower()) for f in lettered[:3]),
+        *((f, f"{f[0].lower()} ") for f in lettered[3:]),
+        *((f, f" {f[0]}") for f in rest[:1]),
+        *((f, f"{f[0]} ") for f in rest[1:2]),
     ]:
         registered = founded + timedelta(days=rng.randrange(30))
         rows.append((written, code, name, registered.isoformat(), "03"))
     # Ids of their own past 税务's 274 rows, should ``make_registers`` grow.
     write_table(base_dir / "swj-business.db", "", "swdj", _numbered(rows, start=1001))
-    decoys = {f[0] for f in [*lower, *wide, *blank]}
+    decoys = {f[0] for f in [*lettered, *rest[:2]]}
     planting.cases["registered_untaxed"] = {f[0] for f in untaxed} - decoys
     planting.decoys["registered_untaxed"] = decoys
 
