@@ -230,8 +230,8 @@ def make_tables(base_dir: Path, seed: int = 1212) -> Planting:
 
 
 def _pensions(base_dir: Path, people: _People, planting: Planting) -> None:
-    """人社's pension payments: living pensioners, and the 22 deceased old enough to draw
-    one, two in three paid on after death."""
+    """人社's pension payments: living pensioners, and the deceased born before 1965 (old
+    enough to draw one), two in three paid on after death."""
     dead = sorted(
         (k for k in people.certified if born_on(k).year < 1965),
         key=lambda k: people.certified[k],
@@ -352,9 +352,8 @@ def _migrants(base_dir: Path, people: _People, planting: Planting, employed: lis
     for k in holders:
         if k.endswith("X"):
             written[k] = lower_x(k)
-    for k in without[:2]:
-        if _born_before_1999(k):
-            written[k] = old_number(k)
+    for k in [k for k in without if _born_before_1999(k)][:2]:
+        written[k] = old_number(k)
     jobs = [
         (
             written[k],
