@@ -100,6 +100,14 @@ def test_templates_read_listed_demo_entries_that_have_their_items_and_data(
             )
             # A job reads a shared store or a base database: the demo feeds one of each.
             assert resource.id in stored | bases, (template.code, entry.resource)
+        # A job joins an input by its store's key (查询键), the column it is indexed by.
+        definition = Definition.model_validate(template.definition)
+        named = {i.alias: i.resource for i in definition.inputs}
+        for link in definition.links:
+            resource = _listed(demo, named[link.input])
+            store = demo.scalar(select(SharedStore).where(SharedStore.resource_id == resource.id))
+            assert store is not None, named[link.input]
+            assert [p.right for p in link.on] == [store.key_item], (template.code, link.input)
 
 
 def test_instantiate_resolves_names_to_the_listed_entries_codes(demo: Session) -> None:
