@@ -190,7 +190,8 @@ def _start_demo_exchange(settings: Settings) -> None:
     engine.dispose()
     demo_exchange.Running(configs, configs[0].parent / "gaj-business.db")
     console.print(
-        "演示交换: 公安前置机 → 平台 → 人社、民政前置机；各部门前置机为人口库、法人库供数"
+        "演示交换: 公安前置机 → 平台 → 人社、民政前置机；"
+        "各部门前置机为人口库、法人库和比对模板供数"
         " (数据交换 页面可见)",
         soft_wrap=True,
     )

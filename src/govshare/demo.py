@@ -254,6 +254,7 @@ ENTRIES: list[Entry] = [
         [
             *PERSON,
             it("发放年月", "ffny", "C", 6),
+            it("发放日期", "ffrq", "D"),
             it("发放金额", "ffje", "Y", 12),
             it("发放状态", "ffzt", "C", 2),
         ],
@@ -269,6 +270,7 @@ ENTRIES: list[Entry] = [
             it("领取起始月", "lqqsy", "C", 6),
             it("领取终止月", "lqzzy", "C", 6),
             it("月领取金额", "ylqje", "Y", 10),
+            it("发放日期", "ffrq", "D"),
         ],
     ),
     Entry(

@@ -2,7 +2,7 @@
 with 人社 and 民政 through the hub, and a little business system keeps changing it,
 so a newcomer running ``make run`` sees data flow. The departments' nodes also feed the
 stores the 人口库 (``demo_basedata``) and the 法人库 (``demo_legalbase``) are assembled
-from."""
+from, and those the built-in comparison templates read (``demo_compare``)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from stdnum.cn import ric
 
-from govshare import demo_basedata, demo_legalbase
+from govshare import demo_basedata, demo_compare, demo_legalbase
 from govshare.catalog.models import Resource
 from govshare.config import Settings
 from govshare.demo_sharing import ensure_published
@@ -53,10 +53,13 @@ NODES = [
     DemoNode("wjw", "卫健前置机"),
     DemoNode("scj", "市场监管前置机"),
     DemoNode("swj", "税务前置机"),
+    DemoNode("zjj", "住建前置机"),
+    DemoNode("cl", "残联前置机"),
 ]
 # The business databases each node reads (数据源名 → file in the demo directory); 人社's,
 # 民政's and 卫健's feed the 人口库 (``demo_basedata``), 市场监管's and 税务's the 法人库
-# (``demo_legalbase``).
+# (``demo_legalbase``); 住建's and 残联's only the comparison templates' stores
+# (``demo_compare``), which 人社's and 公安's feed too.
 NODE_SOURCES = {
     "gaj": {"business": "gaj-business.db"},
     "rsj": {"business": "gaj-business.db", "social": "rsj-business.db"},
@@ -64,6 +67,8 @@ NODE_SOURCES = {
     "wjw": {"business": "wjw-business.db"},
     "scj": {"business": "scj-business.db"},
     "swj": {"business": "swj-business.db"},
+    "zjj": {"business": "zjj-business.db"},
+    "cl": {"business": "cl-business.db"},
 }
 
 
@@ -190,6 +195,8 @@ def setup(session: Session, settings: Settings, hub_url: str) -> list[Path]:
         "wjw": depts["卫健"],
         "scj": depts["市场监管"],
         "swj": depts["税务"],
+        "zjj": depts["住建"],
+        "cl": depts["残联"],
     }
     resource = session.scalar(select(Resource).where(Resource.name == RESOURCE_NAME))
     assert resource is not None
@@ -262,6 +269,8 @@ def setup(session: Session, settings: Settings, hub_url: str) -> list[Path]:
     session.flush()
     demo_basedata.setup(session, admin, nodes, population, base)
     demo_legalbase.setup(session, admin, nodes, base)
+    # After both: its templates read the 人口库 and its tables extend the 法人库's sources.
+    demo_compare.setup(session, admin, nodes, base)
     for abbr in ("rsj", "mzj"):
         sub = exchange.create_task(
             session,

@@ -278,7 +278,9 @@ def setup(
             "djrq": "djrq",
             "nsrzt": "nsrzt",
         },
-        key_item="tyshxydm",
+        # 税务 is queried by 纳税人识别号, which a comparison job (demo_compare's
+        # registered_untaxed) may therefore join on; the base joins it by its code below.
+        key_item="nsrsbh",
     )
     resource = add_entry(
         session,
@@ -319,5 +321,6 @@ def setup(
                 BaseItemIn(item="xzqhdm", source=src(register_store, "xzqhdm")),
                 BaseItemIn(item="nszt", source=src(tax_store, "nsrzt")),
             ],
+            keys={str(tax_store.id): "tyshxydm"},
         ),
     )
