@@ -53,9 +53,11 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from stdnum.cn import ric
 
+from govshare.catalog.models import Resource
 from govshare.demo import ENTERPRISE, Entry, it
 from govshare.demo_basedata import (
     DISTRICTS,
@@ -68,8 +70,11 @@ from govshare.demo_basedata import (
     write_table,
 )
 from govshare.exchange.models import ExchangeNode
+from govshare.security import audit
+from govshare.security.audit import SYSTEM, Actor
+from govshare.security.models import Department
 from govshare.security.service import Principal
-from govshare.sharing.models import SharedStore
+from govshare.sharing.models import SharedStore, SharingGrant, SharingMode
 
 PENSION_NAME = "养老金发放信息"
 BENEFIT_NAME = "失业保险金领取信息"
@@ -89,6 +94,8 @@ PLANTED: dict[str, int] = {
 }
 
 # Monthly payments of the pensions: the 15th, January 2025 to February 2026.
+# Far enough that the demo's grants hold whatever day it is run on.
+GRANT_END = date(2099, 12, 31)
 _PAYDAYS = [date(2025 + (m - 1) // 12, 1 + (m - 1) % 12, 15) for m in range(1, 15)]
 # 失业保险金 is paid on the 10th.
 _BENEFIT_MONTHS = [date(2025 + (m - 1) // 12, 1 + (m - 1) % 12, 10) for m in range(1, 15)]
@@ -723,3 +730,44 @@ def setup(
         )
         stores.append(feed_store(session, admin, resource, task, mapping, key_item=key))
     return stores
+
+
+def grant_templates(session: Session, actor: Actor = SYSTEM) -> list[SharingGrant]:
+    """What each template's department must hold to run it: a grant for reading (查询)
+    every input another department provides, for the items the template reads — as if
+    each had applied and been approved (申请已批准), so the demo's templates run at once."""
+    from govshare.compare.templates import TEMPLATES, instantiate
+
+    made = []
+    for template in TEMPLATES:
+        dept = session.scalar(
+            select(Department).where(Department.short_name == template.department)
+        )
+        assert dept is not None, template.department
+        for spec in instantiate(session, template.code, dept.id).inputs:
+            resource = session.scalar(select(Resource).where(Resource.code == spec.resource))
+            assert resource is not None, spec.resource
+            if resource.provider_department_id == dept.id:
+                continue
+            grant = SharingGrant(
+                resource_id=resource.id,
+                provider_department_id=resource.provider_department_id,
+                consumer_department_id=dept.id,
+                items=list(spec.items),
+                modes=[str(SharingMode.QUERY)],
+                purpose=f"比对: {template.name}",
+                expires_on=GRANT_END,
+                created_by="demo",
+            )
+            session.add(grant)
+            session.flush()
+            audit.record(
+                session,
+                actor,
+                "sharing.grant.demo",
+                object_type="sharing_grant",
+                object_id=grant.id,
+                after={"resource_id": resource.id, "consumer": dept.id, "items": grant.items},
+            )
+            made.append(grant)
+    return made
