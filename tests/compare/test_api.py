@@ -71,6 +71,7 @@ def _with(job: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         ("output.0", "zzz.sfzhm", "output[0]", "引用了未定义的输入"),
         ("amount", "pay.xm", "amount", "涉及金额须是数值型信息项"),
         ("schedule", "every day", "schedule", "cron"),
+        ("schedule", "0 0 31 2 *", "schedule", "cron"),  # valid, but no such day
     ],
 )
 def test_a_wrong_definition_is_refused_with_its_field(

@@ -181,3 +181,29 @@ def test_a_cancelled_run_leaves_the_previous_cases(scene: PensionScene) -> None:
     assert ended.status is RunStatus.CANCELLED
     assert {c.id: (c.values, c.presence, c.last_run_id) for c in cases(world, job_id)} == before
     assert not (world.hub.settings.data_dir / "compare" / f"run-{run_id}").exists()
+
+
+@pytest.mark.parametrize(("normalize", "expected"), [(["id18"], 1), (["trim"], 0)])
+def test_a_count_across_an_input_finds_keys_held_by_several_rows(
+    scene: PensionScene, normalize: list[str], expected: int
+) -> None:
+    """Pensions paid three times or more to one person: one person's third payment is
+    written under the 15-digit form of the number, so only folding ID numbers sees it."""
+    job = dead_pension(scene, conditions=[], amount=None, case_key=["pay.sfzhm"])
+    job["inputs"][1] = {**job["inputs"][0], "alias": "again", "items": ["sfzhm"]}
+    job["links"] = [
+        {
+            "input": "again",
+            "on": [{"left": "pay.sfzhm", "right": "sfzhm"}],
+            "normalize": normalize,
+            "count": {"op": ">=", "value": 3},
+        }
+    ]
+    job["output"] = ["pay.sfzhm", "pay.xm"]
+    job_id = save(scene.world, scene.social, job)
+    done = run(scene.world, scene.social, job_id)
+    assert done.status is RunStatus.SUCCEEDED, done.error
+    found = cases(scene.world, job_id)
+    assert len(found) == expected
+    if expected:
+        assert found[0].rows == 3  # the three payments, grouped as one case

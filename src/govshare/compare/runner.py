@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 import pyarrow.parquet as pq
 import structlog
-from croniter import croniter
+from croniter import CroniterError, croniter
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -126,8 +126,15 @@ def next_time(schedule: str | None, after: datetime) -> datetime | None:
 def check_schedule(schedule: str | None) -> str | None:
     if schedule is None or not schedule.strip():
         return None
-    if not croniter.is_valid(schedule.strip()):
-        raise InvalidJob.about("运行计划须是 cron 表达式，如 0 2 * * *", "schedule", schedule)
+    wrong = InvalidJob.about("运行计划须是 cron 表达式，如 0 2 * * *", "schedule", schedule)
+    try:
+        valid = croniter.is_valid(schedule.strip())
+        # A valid expression may name no real day (0 0 31 2 *): it would never run.
+        valid = valid and next_time(schedule.strip(), utcnow()) is not None
+    except (CroniterError, ValueError, TypeError, OverflowError, KeyError):
+        raise wrong from None
+    if not valid:
+        raise wrong
     return schedule.strip()
 
 

@@ -1,0 +1,68 @@
+"""Scheduled jobs and runs whose process died: the hub's runner queues a job when its
+cron time has come (once, then the next time), and fails a run whose lease ran out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from croniter import croniter
+from sqlalchemy import select
+
+from govshare.compare import runner
+from govshare.compare.models import CompareJob, CompareRun
+from govshare.compare.schemas import RunStatus
+from tests.compare.builders import dead_pension, grant, pension_scene, save
+from tests.factories import World
+
+pytestmark = pytest.mark.xdist_group("compare")
+NOW = datetime(2026, 6, 15, 2, 0, 30, tzinfo=UTC)
+
+
+def test_a_due_schedule_queues_one_run_and_moves_on(world: World) -> None:
+    scene = pension_scene(world)
+    grant(world, scene.police, scene.social, scene.people.resource_id, ["sfzhm", "swrq"])
+    job_id = save(world, scene.social, dead_pension(scene, schedule="0 2 * * *"))
+    with world.hub.db() as s:
+        job = s.get(CompareJob, job_id)
+        assert job is not None
+        assert job.next_run_at is not None
+        assert (job.next_run_at.hour, job.next_run_at.minute) == (2, 0)
+        # Uncommitted: the live hub's own runner does not see the time moved back.
+        job.next_run_at = NOW - timedelta(seconds=30)
+        assert runner.queue_due(s, NOW) == 1
+        assert runner.queue_due(s, NOW) == 0  # not twice for one time
+        assert job.next_run_at == croniter("0 2 * * *", NOW).get_next(datetime)
+        queued = list(s.scalars(select(CompareRun).where(CompareRun.job_id == job_id)))
+        assert [(r.trigger, r.status, r.requested_by) for r in queued] == [
+            ("schedule", RunStatus.QUEUED, "system")
+        ]
+        s.rollback()
+
+
+def test_a_run_whose_lease_ran_out_is_failed(world: World) -> None:
+    scene = pension_scene(world)
+    grant(world, scene.police, scene.social, scene.people.resource_id, ["sfzhm", "swrq"])
+    job_id = save(world, scene.social, dead_pension(scene))
+    with world.hub.db() as s:
+        running = CompareRun(
+            job_id=job_id,
+            requested_by="test",
+            status=RunStatus.RUNNING,
+            started_at=NOW - timedelta(minutes=10),
+            lease_until=NOW - timedelta(seconds=1),
+        )
+        alive = CompareRun(
+            job_id=job_id,
+            requested_by="test",
+            status=RunStatus.RUNNING,
+            started_at=NOW,
+            lease_until=NOW + timedelta(minutes=1),
+        )
+        s.add_all([running, alive])
+        s.flush()
+        assert runner.expire_lost(s, NOW) == 1
+        assert running.status is RunStatus.FAILED
+        assert "租约过期" in running.error
+        assert alive.status is RunStatus.RUNNING
+        s.rollback()
