@@ -10,6 +10,7 @@ only the rows the department's grant lets it read.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import Connection, Table, func, select, types
+from sqlalchemy import Connection, Select, Table, func, select, types
 
 from govshare.basedata.assembly import VERSION
 from govshare.compare.plan import InputPlan
@@ -25,6 +26,21 @@ from govshare.node.target import CURSOR_TABLE
 from govshare.sharing.store import SharedDatabase, row_conditions
 
 BATCH_ROWS = 100_000
+
+
+@contextmanager
+def no_collection() -> Iterator[None]:
+    """The cyclic garbage collector paused: an export allocates millions of tuples,
+    none of them in a cycle, and every 700 of them set off a collection (those of the
+    older generations walk every object alive) — more than half of the export's time at
+    2,000,000 rows. The worker process exports and nothing else."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 @contextmanager
@@ -74,6 +90,36 @@ def _one(value: Any, kind: pa.DataType) -> Any:
         return str(value) if kind == pa.string() else None
 
 
+def _batches(conn: Connection, stmt: Select[Any]) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows of ``stmt`` in batches of ``BATCH_ROWS``, each as one tuple of values per
+    column, converted as SQLAlchemy converts them (dates, numbers, booleans).
+
+    On SQLite the batches are read from the DBAPI cursor of the same connection (same
+    read transaction): pysqlite fetches lazily, and building a ``Row`` per record, then
+    taking the rows apart again, cost more than pysqlite's own reading (bench/README.md,
+    ``compare.py``). Elsewhere SQLAlchemy streams them (a server-side cursor)."""
+    if conn.dialect.name != "sqlite":
+        result = conn.execution_options(yield_per=BATCH_ROWS).execute(stmt)
+        for part in result.partitions():
+            yield list(zip(*part, strict=True))
+        return
+    dialect = conn.dialect
+    processors = [
+        c.type.dialect_impl(dialect).result_processor(dialect, None) for c in stmt.selected_columns
+    ]
+    result = conn.execute(stmt)  # no prefetching strategy: the cursor holds every row
+    try:
+        cursor = result.cursor
+        while part := cursor.fetchmany(BATCH_ROWS):
+            columns = list(zip(*part, strict=True))
+            yield [
+                values if process is None else tuple(map(process, values))
+                for values, process in zip(columns, processors, strict=True)
+            ]
+    finally:
+        result.close()
+
+
 def position(db: SharedDatabase, conn: Connection, table: Table, plan: InputPlan) -> int:
     """Where the store stood in this snapshot: the last package applied (fed stores) or
     the highest record version (base databases); 0 when it has no such bookkeeping."""
@@ -113,18 +159,15 @@ def export(
             total = int(conn.scalar(select(func.count()).select_from(table)) or 0)
             schema = pa.schema([(c, _arrow_type(table.c[c])) for c in plan.columns])
             rows = 0
-            with pq.ParquetWriter(path, schema, compression="zstd") as writer:
-                result = conn.execution_options(yield_per=BATCH_ROWS).execute(
-                    select(*cols).where(*conds) if conds else select(*cols)
-                )
-                for part in result.partitions():
-                    columns = list(zip(*part, strict=True))
+            stmt = select(*cols).where(*conds) if conds else select(*cols)
+            with pq.ParquetWriter(path, schema, compression="zstd") as writer, no_collection():
+                for part in _batches(conn, stmt):
                     arrays = [
                         _array(values, field.type)
-                        for values, field in zip(columns, schema, strict=True)
+                        for values, field in zip(part, schema, strict=True)
                     ]
                     writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
-                    rows += len(part)
+                    rows += len(part[0]) if part else 0
                     progress(plan.alias, rows, total)
             taken.append({"alias": plan.alias, "store_id": plan.store_id, "seq": seq, "rows": rows})
     return taken
