@@ -68,8 +68,9 @@ from govshare.catalog.models import Resource
 from govshare.catalog.service import add_resource, seed_reference_data
 from govshare.compare import runner, service
 from govshare.compare.models import CompareCase, CompareRun
-from govshare.compare.plan import macros, plan, view_sql
+from govshare.compare.plan import plan
 from govshare.compare.schemas import Definition, JobCreate, RunStatus
+from govshare.compare.sql import macros, view_sql
 from govshare.config import Settings
 from govshare.demo import Entry, _resource_in, credit_code_for, it
 from govshare.security.audit import SYSTEM

@@ -9,16 +9,18 @@ scheduled job at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
+from govshare.basedata.assembly import VERSION
 from govshare.catalog.models import Resource
 from govshare.compare.errors import InvalidJob
 from govshare.compare.schemas import Condition, Definition, JobLink, Normalize
+from govshare.compare.sql import InputPlan, normalised, quote
 from govshare.sharing.models import SharedStore, SharingGrant, SharingMode
 from govshare.sharing.store import SharedDatabase
 
@@ -33,25 +35,6 @@ READING_MODES = {str(SharingMode.QUERY), str(SharingMode.SUBSCRIPTION)}
 
 
 @dataclass(frozen=True)
-class InputPlan:
-    """One input as the run reads it."""
-
-    alias: str
-    store_id: int
-    resource_code: str
-    resource_name: str
-    table_name: str
-    key_item: str
-    is_base: bool
-    columns: list[str]
-    kinds: dict[str, str]
-    names: dict[str, str]
-    row_filter: list[dict[str, Any]] | None
-    masking: dict[str, str]
-    grant_id: int | None
-
-
-@dataclass(frozen=True)
 class Plan:
     inputs: list[InputPlan]
     sql: str  # over views named after the aliases (see ``views``)
@@ -61,10 +44,6 @@ class Plan:
     case_key: list[str]
     amount: str | None
     masking: dict[str, str] = field(default_factory=dict)  # "alias.item" → rule
-
-    def views(self, files: dict[str, str]) -> list[str]:
-        """The statements naming each input's snapshot file as a typed view."""
-        return [view_sql(i, files[i.alias]) for i in self.inputs]
 
 
 # -- checking -------------------------------------------------------------------------------
@@ -174,13 +153,14 @@ def plan(
                 resource_name=resource.name,
                 table_name=store.table_name,
                 key_item=store.key_item,
-                is_base=store.source_task_id is None,
                 columns=list(spec.items),
                 kinds={i: KINDS.get(by_code[i].data_type, "text") for i in spec.items},
                 names={i: by_code[i].name for i in spec.items},
                 row_filter=grant.row_filter if grant else None,
                 masking=dict(grant.masking) if grant else {},
                 grant_id=grant.id if grant else None,
+                version_column=VERSION if store.source_task_id is None else None,
+                rows_hint=store.row_count,
             )
         )
     aliases = list(checked)
@@ -213,7 +193,8 @@ def plan(
         owner, item = ref(definition.amount, "amount")
         if owner.kinds[item] != "number":
             raise _bad("涉及金额须是数值型信息项", "amount", definition.amount)
-    inputs = [c.plan for c in checked.values()]
+    required = _required(definition)
+    inputs = [replace(c.plan, required=tuple(sorted(required[a]))) for a, c in checked.items()]
     sql, params = _compile(definition, checked, case_key)
     labels = {
         f"{i.alias}.{item}": f"{i.resource_name}·{i.names[item]}"
@@ -231,6 +212,29 @@ def plan(
         amount=definition.amount,
         masking=masking,
     )
+
+
+def _required(definition: Definition) -> dict[str, set[str]]:
+    """Per input, the columns no hit can have empty: keys of joins that must match and
+    items a condition compares (a comparison with nothing is never true). A row empty
+    in one of them cannot change the result, so the snapshot leaves it out — for a job
+    on the deceased, the people without a date of death. Keys of the driving side of an
+    absent link stay: a row without one has no match, which is what that link asks."""
+    required: dict[str, set[str]] = {i.alias: set() for i in definition.inputs}
+    for link in definition.links:
+        for pair in link.on:
+            alias, _, item = pair.left.partition(".")
+            if link.match == "present":
+                required[alias].add(item)
+            required[link.input].add(pair.right)
+    for cond in definition.conditions:
+        if cond.op == "is_null":
+            continue
+        for ref in (cond.left, cond.right):
+            if ref:
+                alias, _, item = ref.partition(".")
+                required[alias].add(item)
+    return required
 
 
 def _check_links(
@@ -336,86 +340,21 @@ def literal(kind: str, value: Any) -> Any:
 
 # -- compiling ------------------------------------------------------------------------------
 
-_FULL = "".join(chr(c) for c in range(0xFF01, 0xFF5F)) + "\u3000"
-_HALF = "".join(chr(c) for c in range(0x21, 0x7F)) + " "
-_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-
-
-def macros() -> list[str]:
-    """Functions the queries use: lenient dates, width folding, ID 15 → 18 digits."""
-    check = " + ".join(
-        f"CAST(substr(b, {i + 1}, 1) AS INTEGER) * {w}" for i, w in enumerate(_WEIGHTS)
-    )
-    return [
-        "CREATE OR REPLACE MACRO gs_date(s) AS COALESCE(TRY_CAST(s AS DATE), "
-        "TRY_CAST(TRY_CAST(s AS TIMESTAMP) AS DATE), "
-        "CAST(try_strptime(s, '%Y年%m月%d日') AS DATE), "
-        "CAST(try_strptime(s, '%Y/%m/%d') AS DATE), CAST(try_strptime(s, '%Y%m%d') AS DATE))",
-        "CREATE OR REPLACE MACRO gs_ts(s) AS COALESCE(TRY_CAST(s AS TIMESTAMP), "
-        "CAST(gs_date(s) AS TIMESTAMP))",
-        f"CREATE OR REPLACE MACRO gs_width(s) AS translate(s, '{_FULL}', '{_sql_text(_HALF)}')",
-        "CREATE OR REPLACE MACRO gs_id18b(b) AS "
-        f"b || substr('10X98765432', (({check}) % 11) + 1, 1)",
-        "CREATE OR REPLACE MACRO gs_id18(s) AS CASE WHEN regexp_full_match(s, '[0-9]{15}') "
-        "THEN gs_id18b(substr(s, 1, 6) || '19' || substr(s, 7, 9)) ELSE s END",
-    ]
-
-
-def _sql_text(text: str) -> str:
-    return text.replace("'", "''")
-
-
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _typed(kind: str, column: str) -> str:
-    raw = f"CAST({quote(column)} AS VARCHAR)"
-    if kind == "number":
-        return f"TRY_CAST({quote(column)} AS DOUBLE)"
-    if kind == "date":
-        return f"gs_date({raw})"
-    if kind == "datetime":
-        return f"gs_ts({raw})"
-    return raw
-
-
-def view_sql(i: InputPlan, path: str) -> str:
-    cols = ", ".join(f"{_typed(i.kinds[c], c)} AS {quote(c)}" for c in i.columns)
-    return (
-        f"CREATE OR REPLACE VIEW {quote('in_' + i.alias)} AS SELECT {cols} "
-        f"FROM read_parquet('{_sql_text(path)}')"
-    )
-
-
-def normalised(expr: str, steps: list[Normalize]) -> str:
-    wanted = set(steps)
-    for step, fn in (
-        (Normalize.WIDTH, "gs_width"),
-        (Normalize.TRIM, "trim"),
-        (Normalize.UPPER, "upper"),
-        (Normalize.ID18, "gs_id18"),
-    ):
-        if step in wanted:
-            expr = f"{fn}({expr})"
-    return expr
-
 
 def _col(ref: str) -> str:
     alias, _, item = ref.partition(".")
     return f"{quote(alias)}.{quote(item)}"
 
 
-def _key_steps(definition: Definition, ref: str) -> list[Normalize]:
+def _key_steps(definition: Definition, ref: str) -> list[str]:
     """How a case key is folded: as the links that join on it fold it."""
     steps: set[Normalize] = set()
     for link in definition.links:
         for pair in link.on:
             if ref in (pair.left, f"{link.input}.{pair.right}"):
                 steps |= set(link.normalize)
-    return sorted(
-        steps or {Normalize.WIDTH, Normalize.TRIM, Normalize.UPPER}, key=list(Normalize).index
-    )
+    chosen = steps or {Normalize.WIDTH, Normalize.TRIM, Normalize.UPPER}
+    return [str(s) for s in sorted(chosen, key=list(Normalize).index)]
 
 
 def _join(link: JobLink, kinds: dict[str, dict[str, str]]) -> tuple[str, list[Any]]:
@@ -425,7 +364,8 @@ def _join(link: JobLink, kinds: dict[str, dict[str, str]]) -> tuple[str, list[An
     def key(ref: str) -> str:
         alias, _, item = ref.partition(".")
         expr = _col(ref)
-        return normalised(expr, link.normalize) if kinds[alias][item] == "text" else expr
+        steps = [str(s) for s in link.normalize]
+        return normalised(expr, steps) if kinds[alias][item] == "text" else expr
 
     if link.count is not None:
         inner = ", ".join(

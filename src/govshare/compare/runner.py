@@ -41,6 +41,7 @@ from govshare.compare.plan import Plan, plan
 from govshare.compare.schemas import Definition, Presence, RunStatus
 from govshare.config import Settings
 from govshare.db import session_scope, utcnow
+from govshare.node.target import CURSOR_TABLE
 from govshare.rules.clock import china_today
 from govshare.rules.masking import masker
 from govshare.security import audit
@@ -284,6 +285,7 @@ def _supervise(
         "inputs": [asdict(i) for i in the_plan.inputs],
         "sql": the_plan.sql,
         "params": the_plan.params,
+        "cursor_table": CURSOR_TABLE,
         "memory_mb": settings.compare_memory_mb,
         "threads": settings.compare_threads,
     }

@@ -18,12 +18,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import Connection, Select, Table, func, select, types
+from sqlalchemy import Connection, Engine, MetaData, Select, Table, func, inspect, select, types
 
-from govshare.basedata.assembly import VERSION
-from govshare.compare.plan import InputPlan
-from govshare.node.target import CURSOR_TABLE
-from govshare.sharing.store import SharedDatabase, row_conditions
+from govshare.compare.sql import InputPlan
+from govshare.sharing.shared_db import row_conditions
 
 BATCH_ROWS = 100_000
 
@@ -44,9 +42,9 @@ def no_collection() -> Iterator[None]:
 
 
 @contextmanager
-def read_snapshot(db: SharedDatabase) -> Iterator[Connection]:
+def read_snapshot(engine: Engine) -> Iterator[Connection]:
     """A connection whose reads all see one moment of the shared-store database."""
-    with db.engine.connect() as conn:
+    with engine.connect() as conn:
         if conn.dialect.name == "sqlite":
             # pysqlite opens transactions only before writes; WAL keeps this one's
             # snapshot from its first read on.
@@ -120,32 +118,41 @@ def _batches(conn: Connection, stmt: Select[Any]) -> Iterator[list[tuple[Any, ..
         result.close()
 
 
-def position(db: SharedDatabase, conn: Connection, table: Table, plan: InputPlan) -> int:
+def _reflect(conn: Connection, name: str) -> Table | None:
+    if not inspect(conn).has_table(name):
+        return None
+    return Table(name, MetaData(), autoload_with=conn)
+
+
+def position(conn: Connection, table: Table, plan: InputPlan, cursor_table: str) -> int:
     """Where the store stood in this snapshot: the last package applied (fed stores) or
     the highest record version (base databases); 0 when it has no such bookkeeping."""
-    if plan.is_base:
-        if VERSION not in table.c:
+    if plan.version_column is not None:
+        if plan.version_column not in table.c:
             return 0
-        return int(conn.scalar(select(func.coalesce(func.max(table.c[VERSION]), 0))) or 0)
-    cursor = db.table(CURSOR_TABLE)
+        top = func.coalesce(func.max(table.c[plan.version_column]), 0)
+        return int(conn.scalar(select(top)) or 0)
+    cursor = _reflect(conn, cursor_table)
     if cursor is None:
         return 0
     return int(conn.scalar(select(cursor.c.last_seq).where(cursor.c.task_id == plan.store_id)) or 0)
 
 
 def export(
-    db: SharedDatabase,
+    engine: Engine,
     inputs: list[InputPlan],
     folder: Path,
+    cursor_table: str,
     progress: Callable[[str, int, int], None] = lambda _a, _done, _total: None,
 ) -> list[dict[str, Any]]:
     """Write each input to ``folder/<alias>.parquet``; returns per input its alias,
-    store, sequence number and rows."""
+    store, sequence number and rows. ``cursor_table`` is the exchange's bookkeeping
+    table, where a fed store's last applied package is kept."""
     folder.mkdir(parents=True, exist_ok=True)
     taken: list[dict[str, Any]] = []
-    with read_snapshot(db) as conn:
+    with read_snapshot(engine) as conn:
         for plan in inputs:
-            table = db.table(plan.table_name)
+            table = _reflect(conn, plan.table_name)
             path = folder / f"{plan.alias}.parquet"
             if table is None:
                 # No package has arrived yet: an empty input of the right columns.
@@ -153,10 +160,11 @@ def export(
                 pq.write_table(schema.empty_table(), path)
                 taken.append({"alias": plan.alias, "store_id": plan.store_id, "seq": 0, "rows": 0})
                 continue
-            seq = position(db, conn, table, plan)
+            seq = position(conn, table, plan, cursor_table)
             cols = [table.c[c] for c in plan.columns]
             conds = row_conditions(table, plan.row_filter) if plan.row_filter else []
-            total = int(conn.scalar(select(func.count()).select_from(table)) or 0)
+            conds += [table.c[c].is_not(None) for c in plan.required]
+            total = plan.rows_hint
             schema = pa.schema([(c, _arrow_type(table.c[c])) for c in plan.columns])
             rows = 0
             stmt = select(*cols).where(*conds) if conds else select(*cols)

@@ -20,9 +20,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from govshare.compare.plan import InputPlan, macros, view_sql
 from govshare.compare.snapshot import export
-from govshare.sharing.store import SharedDatabase
+from govshare.compare.sql import InputPlan, macros, view_sql
+from govshare.sharing.shared_db import shared_engine
 
 SNAPSHOT_SHARE = 0.6  # of the progress bar: exporting is most of a run's time
 
@@ -34,7 +34,7 @@ def say(**message: Any) -> None:
 
 def run(spec: dict[str, Any]) -> None:
     folder = Path(spec["folder"])
-    inputs = [InputPlan(**i) for i in spec["inputs"]]
+    inputs = [InputPlan(**{**i, "required": tuple(i["required"])}) for i in spec["inputs"]]
     totals = {i.alias: 0 for i in inputs}
     last = [0.0]
 
@@ -49,18 +49,21 @@ def run(spec: dict[str, Any]) -> None:
         part = (index + (done / total if total else 1)) * share
         say(phase=f"导出快照: {alias}", progress=round(SNAPSHOT_SHARE * part, 4))
 
-    db = SharedDatabase(spec["shared_url"])
+    engine = shared_engine(spec["shared_url"], pool_size=1)
     try:
         say(phase="导出快照", progress=0.0)
-        taken = export(db, inputs, folder / "snapshot", exported)
+        taken = export(engine, inputs, folder / "snapshot", spec["cursor_table"], exported)
     finally:
-        db.close()
+        engine.dispose()
     say(phase="比对", progress=SNAPSHOT_SHARE, inputs=taken)
     con = duckdb.connect(config={"memory_limit": f"{int(spec['memory_mb'])}MB"})
     try:
         con.execute(f"SET threads = {int(spec['threads'])}")
         con.execute("SET temp_directory = ?", [str(folder / "spill")])
         con.execute("SET preserve_insertion_order = false")
+        # query_progress() reports nothing unless progress is tracked (not printed).
+        con.execute("SET enable_progress_bar = true")
+        con.execute("SET enable_progress_bar_print = false")
         for statement in macros():
             con.execute(statement)
         files = {i.alias: str(folder / "snapshot" / f"{i.alias}.parquet") for i in inputs}

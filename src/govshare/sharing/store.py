@@ -24,9 +24,6 @@ from sqlalchemy import (
     Select,
     Table,
     bindparam,
-    create_engine,
-    event,
-    false,
     func,
     inspect,
     select,
@@ -47,20 +44,11 @@ from govshare.security.service import Principal
 from govshare.sharing.errors import InvalidApplication, NotYourDepartment
 from govshare.sharing.models import SharedStore
 from govshare.sharing.schemas import StoreCreate
+from govshare.sharing.shared_db import row_conditions, shared_engine
 
 log = structlog.get_logger()
 
 VERIFY_KINDS = ("status", "range", "presence")
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA cache_size=-65536")
-    cur.execute("PRAGMA mmap_size=1073741824")
-    cur.close()
 
 
 class SharedDatabase:
@@ -70,19 +58,7 @@ class SharedDatabase:
     feed error is shown to the store's administrators as ``last_error``."""
 
     def __init__(self, url: str) -> None:
-        if url.startswith("sqlite"):
-            self.engine: Engine = create_engine(
-                url,
-                connect_args={"check_same_thread": False, "timeout": 30},
-                pool_size=48,
-                max_overflow=16,
-                hide_parameters=True,
-            )
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        else:
-            self.engine = create_engine(
-                url, pool_size=20, max_overflow=20, pool_pre_ping=True, hide_parameters=True
-            )
+        self.engine: Engine = shared_engine(url)
         self._tables: dict[str, Table] = {}
         self._statements: dict[tuple[Any, ...], tuple[list[str], Prepared, Select[Any]]] = {}
         self._lock = threading.Lock()
@@ -343,25 +319,6 @@ class StoreView:
     key_item: str
     table_name: str
     verify_rules: list[dict[str, Any]]
-
-
-def row_conditions(table: Table, row_filter: list[dict[str, Any]] | None) -> list[Any]:
-    """A grant's structured row filter (all conditions hold) as SQL conditions."""
-    conds: list[Any] = []
-    for cond in row_filter or []:
-        col = table.c.get(cond["item"])
-        if col is None:
-            # The filter names an item the store does not keep: no row can qualify.
-            conds.append(false())
-            continue
-        value = cond["value"]
-        if cond.get("op") == "in":
-            conds.append(col.in_(list(value) if isinstance(value, list) else [value]))
-        elif cond.get("op") == "prefix":
-            conds.append(col.startswith(str(value), autoescape=True))
-        else:
-            conds.append(col == value)
-    return conds
 
 
 def _json_value(value: Any) -> Any:
