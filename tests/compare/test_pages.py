@@ -136,6 +136,7 @@ def test_create_through_the_form_with_chinese_errors(world: World, scene: Pensio
         job_url = r.headers["location"].split("?")[0]
         page = c.get(r.headers["location"])
         assert "比对任务已保存" in page.text
+        assert page.text.count('role="status"') == 1  # not the catalog's notice as well
         assert "死亡人员仍领取养老金" in page.text
         assert "存在匹配" in page.text
         assert "15 位身份证号升 18 位" in page.text
@@ -327,8 +328,25 @@ def test_another_department_sees_none_of_it(world: World, ran: RunJob) -> None:
             assert c.post(url, data={"csrf_token": csrf, **data}).status_code == 403, url
 
 
-def test_the_platform_admin_sees_but_does_not_work_cases(world: World, ran: RunJob) -> None:
+def test_the_platform_admin_sees_but_does_not_work_cases(
+    world: World, scene: PensionScene, ran: RunJob
+) -> None:
     with signed_in(world, world.admin) as c:
+        # The admin picks the owning department; the grants are that department's.
+        form = c.get("/compare/new")
+        assert f'<option value="{scene.social.id}">{scene.social.name}</option>' in form.text
+        fields = job_form(csrf_of(c), definition(scene))
+        r = c.post("/compare/new", data=fields)
+        assert r.status_code == 422
+        assert "负责部门：必填" in r.text
+        r = c.post("/compare/new", data={**fields, "department_id": str(scene.police.id)})
+        assert r.status_code == 422
+        # 公安 reads its own people freely, but not 人社's payments.
+        assert "inputs[0]：无有效授权" in r.text
+        assert "inputs[1]" not in r.text
+        r = c.post("/compare/new", data={**fields, "department_id": str(scene.social.id)})
+        assert r.status_code == 303, r.text
+        assert scene.social.name in c.get(r.headers["location"]).text
         assert f'id="job-{ran.job_id}"' in c.get("/compare").text
         for url in _pages(ran):
             assert c.get(url).status_code == 200, url

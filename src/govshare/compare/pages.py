@@ -56,9 +56,11 @@ router = APIRouter(include_in_schema=False)
 
 CASES_PAGE = 50
 RUNS_SHOWN = 30
+# Keys other than the console-wide ones (govshare.web.filters.NOTICES), which the base
+# layout shows on every page.
 NOTICES = {
-    "created": "比对任务已保存，可以立即运行",
-    "updated": "比对任务已修改，下次运行起生效",
+    "job_saved": "比对任务已保存，可以立即运行",
+    "job_changed": "比对任务已修改，下次运行起生效",
     "queued": "已开始运行，进度见下方",
     "cancelling": "已请求取消运行",
     "finished": "运行已结束，结果见运行记录",
@@ -312,7 +314,8 @@ def _read_form(
     body |= {
         "name": values["name"],
         "description": values["description"],
-        "department_id": optional_int(str(values["department_id"])),
+        # "" (none chosen) is said as 必填; digits out of range as the id they are not.
+        "department_id": optional_int(str(values["department_id"])) or "",
         "schedule": values["schedule"] or None,
         "template": values["template"] or None,
     }
@@ -339,7 +342,7 @@ def create_job(
         errors = FormErrors(exc.message, _problems(exc.details), label=_label)
         return _form_page(request, db, caller, values=values, errors=errors, status_code=422)
     db.commit()
-    return redirect(f"/compare/jobs/{job.id}?done=created")
+    return redirect(f"/compare/jobs/{job.id}?done=job_saved")
 
 
 @router.get("/compare/jobs/{compare_job_id}/edit")
@@ -372,7 +375,7 @@ def update_job(
             request, db, caller, values=values, job=job, errors=errors, status_code=422
         )
     db.commit()
-    return redirect(f"/compare/jobs/{job.id}?done=updated")
+    return redirect(f"/compare/jobs/{job.id}?done=job_changed")
 
 
 # -- a job: definition, runs, dashboard ------------------------------------------------------
