@@ -107,6 +107,11 @@ def test_create_through_the_form_with_chinese_errors(world: World, scene: Pensio
         assert "第 2 行第 14 列：缺少值" in r.text
         assert "[}" in r.text  # what was typed is kept
 
+        for hostile in ["[" * 50_000, '{"amount": ' + "9" * 5_000 + "}"]:
+            r = c.post("/compare/new", data=job_form(csrf, hostile))
+            assert r.status_code == 422
+            assert "嵌套过深或数字过长" in r.text
+
         r = c.post("/compare/new", data=job_form(csrf, "[1, 2]"))
         assert r.status_code == 422
         assert "应为一个 JSON 对象" in r.text
