@@ -312,6 +312,7 @@ def create_app(settings: Settings) -> FastAPI:
     from govshare.catalog import api as catalog_api
     from govshare.catalog import pages as catalog_pages
     from govshare.compare import api as compare_api
+    from govshare.compare import pages as compare_pages
     from govshare.exchange import api as exchange_api
     from govshare.exchange import pages as exchange_pages
     from govshare.quality import api as quality_api
@@ -343,6 +344,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(exchange_pages.router)
     app.include_router(sharing_pages.router)
     app.include_router(basedata_pages.router)
+    app.include_router(compare_pages.router)
     # The base databases tell the quality scans what agrees with the authoritative
     # sources (一致性); quality does not import them.
     quality_scan.register_consistency(basedata_consistency.evidence_check)

@@ -44,6 +44,15 @@ WITHOUT_DEMO_IDS = {
     # Conflicts open once the demo nodes have fed the base databases' stores, which
     # may be after the ids are read.
     "/basedata/conflicts/{conflict_id}",
+    # The demo has no comparison jobs yet (their demo data comes with the templates);
+    # once it has, these pages are visited with the demo's ids.
+    "/compare/jobs/{compare_job_id}",
+    "/compare/jobs/{compare_job_id}/edit",
+    "/compare/jobs/{compare_job_id}/cases",
+    "/compare/jobs/{compare_job_id}/cases.csv",
+    "/compare/jobs/{compare_job_id}/cases.xlsx",
+    "/compare/runs/{run_id}/progress",
+    "/compare/cases/{case_id}",
 }
 
 # Console GET routes that are not pages a user reads.
@@ -173,6 +182,9 @@ def _ids(db: Path) -> dict[str, list[int]]:
             "objection_id": first("SELECT id FROM sharing_objection ORDER BY id LIMIT 1"),
             "client_id": first("SELECT id FROM api_client ORDER BY id LIMIT 1"),
             "conflict_id": first("SELECT id FROM base_conflict ORDER BY id LIMIT 1"),
+            "compare_job_id": first("SELECT id FROM compare_job ORDER BY id LIMIT 1"),
+            "run_id": first("SELECT id FROM compare_run ORDER BY id LIMIT 1"),
+            "case_id": first("SELECT id FROM compare_case ORDER BY id LIMIT 1"),
         }
     finally:
         con.close()

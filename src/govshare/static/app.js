@@ -158,3 +158,40 @@
   document.addEventListener("DOMContentLoaded", function () { initSeriesCharts(document); });
   document.addEventListener("htmx:afterSettle", function (e) { initSeriesCharts(e.target); });
 })();
+
+/* Comparison runs: the job page's progress bar follows a running run by polling its
+   small JSON endpoint, and the page reloads once the run ended (its counts and cases). */
+(function () {
+  "use strict";
+
+  function follow(el) {
+    var url = el.getAttribute("data-run-progress");
+    var bar = el.querySelector("progress");
+    var percent = el.querySelector("[data-run-percent]");
+    var phase = el.querySelector("[data-run-phase]");
+    var status = el.querySelector("[data-run-status]");
+    function tick() {
+      fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin", cache: "no-store" })
+        .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
+        .then(function (run) {
+          var shown = Math.round(run.progress * 100) + "%";
+          if (bar) { bar.value = run.progress; bar.textContent = shown; }
+          if (percent) percent.textContent = shown;
+          if (phase && run.phase) phase.textContent = run.phase;
+          if (status) status.textContent = run.label;
+          if (run.finished) {
+            // A URL of its own, so the page loads again even when it was opened plainly.
+            window.location.assign(window.location.pathname + "?done=finished");
+            return;
+          }
+          window.setTimeout(tick, 1000);
+        })
+        .catch(function () { window.setTimeout(tick, 5000); });  // a hiccup: look again later
+    }
+    window.setTimeout(tick, 1000);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-run-progress]").forEach(follow);
+  });
+})();
