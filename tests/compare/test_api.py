@@ -190,9 +190,14 @@ def test_runs_cases_and_their_follow_up_by_role(scene: PensionScene) -> None:
         rows = list(csv.reader(io.StringIO(sheet.text.lstrip("\ufeff"))))
         assert rows[0][0] == "线索编号"
         assert len(rows) == 4
-        assert {r[-3] for r in rows[1:]} == {"属实", "待核查"}
+        state = rows[0].index("核查状态")
+        assert {r[state] for r in rows[1:]} == {"属实", "待核查"}
         xlsx = c.get(f"/api/v1/compare/jobs/{job['id']}/cases/export")
         assert xlsx.content[:2] == b"PK"
+        figures = c.get(f"/api/v1/compare/jobs/{job['id']}/figures").json()
+        assert figures["by_state"] == {"pending": 2, "checking": 0, "confirmed": 1, "refuted": 0}
+        assert (figures["open_cases"], figures["confirmed_rate"]) == (2, 1.0)
+        assert figures["amount_confirmed"] == pytest.approx(3000.5)
     with world.api(world.admin) as c:
         assert c.get(f"/api/v1/compare/jobs/{job['id']}").status_code == 200
         admin_step = c.post(f"/api/v1/compare/cases/{case_id}/steps", json={"state": "checking"})
@@ -200,6 +205,7 @@ def test_runs_cases_and_their_follow_up_by_role(scene: PensionScene) -> None:
     with world.api(other.resource_admin) as c:
         assert c.get(f"/api/v1/compare/jobs/{job['id']}").status_code == 403
         assert c.get(f"/api/v1/compare/cases/{case_id}").status_code == 403
+        assert c.get(f"/api/v1/compare/jobs/{job['id']}/figures").status_code == 403
         assert c.get("/api/v1/compare/jobs").json() == []
     with world.api(world.auditor) as c:
         assert c.get(f"/api/v1/compare/jobs/{job['id']}").status_code == 403

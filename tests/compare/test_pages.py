@@ -9,8 +9,6 @@ import csv
 import io
 import json
 import re
-import sys
-import types
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,9 +16,10 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import MetaData, Table, select, update
 
-from govshare.compare import runner
+from govshare.compare import pages, runner
 from govshare.compare.models import CompareCase, CompareRun
 from govshare.compare.schemas import JobCreate, RunStatus
+from govshare.compare.templates import Template
 from govshare.security.models import AuditEntry
 from govshare.sharing.store import SharedDatabase
 from tests.catalog.console import csrf_of, signed_in
@@ -95,7 +94,7 @@ def test_create_through_the_form_with_chinese_errors(world: World, scene: Pensio
         listing = c.get("/compare")
         assert listing.status_code == 200
         assert 'href="/compare"' in listing.text  # in the navigation
-        assert "暂无内置模板" in listing.text  # no templates module on this branch
+        assert "死亡人员仍领取养老金" in listing.text  # the built-in templates
         form = c.get("/compare/new")
         assert form.status_code == 200
         assert scene.social.name in form.text  # the own department, fixed
@@ -413,16 +412,8 @@ def test_ids_in_range_that_do_not_exist_are_not_found(world: World) -> None:
 def test_the_template_picker_uses_the_templates_module(
     world: World, scene: PensionScene, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A stand-in for ``govshare.compare.templates`` (another branch): listed with its
-    description, and instantiated into the form."""
-
-    @dataclass
-    class Template:
-        code: str
-        name: str
-        description: str
-        department: str
-        definition: dict[str, Any]
+    """A template (stood in for: the built-in ones name the demo's entries) is listed
+    with its description, and instantiated into the form."""
 
     made: list[int | None] = []
 
@@ -432,15 +423,12 @@ def test_the_template_picker_uses_the_templates_module(
             {**dead_pension(scene), "name": "模板：死亡冒领", "template": code}
         )
 
-    fake = types.ModuleType("govshare.compare.templates")
-    fake.TEMPLATES = [  # type: ignore[attr-defined]
-        Template("dead_pension", "死亡人员仍领取养老金", "比对死亡登记与养老金发放", "人社", {})
-    ]
-    fake.instantiate = instantiate  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "govshare.compare.templates", fake)
+    shown = [Template("dead_pension", "死亡人员仍领取养老金", "比对死亡与发放", "人社", {})]
+    monkeypatch.setattr(pages.builtin, "TEMPLATES", shown)  # the hub runs in this process
+    monkeypatch.setattr(pages.builtin, "instantiate", instantiate)
     with signed_in(world, scene.social.resource_admin) as c:
         listing = c.get("/compare")
-        assert "比对死亡登记与养老金发放" in listing.text
+        assert "比对死亡与发放" in listing.text
         assert 'href="/compare/new?template=dead_pension"' in listing.text
         form = c.get("/compare/new", params={"template": "dead_pension"})
         assert form.status_code == 200

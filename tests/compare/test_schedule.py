@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from croniter import croniter
 from sqlalchemy import select
 
 from govshare.compare import runner
 from govshare.compare.models import CompareJob, CompareRun
 from govshare.compare.schemas import RunStatus
+from govshare.rules.clock import CHINA
 from tests.compare.builders import dead_pension, grant, pension_scene, save
 from tests.factories import World
 
@@ -27,12 +27,14 @@ def test_a_due_schedule_queues_one_run_and_moves_on(world: World) -> None:
         job = s.get(CompareJob, job_id)
         assert job is not None
         assert job.next_run_at is not None
-        assert (job.next_run_at.hour, job.next_run_at.minute) == (2, 0)
+        # Read in Beijing time: 02:00 in China is 18:00 UTC the day before.
+        assert (job.next_run_at.hour, job.next_run_at.minute) == (18, 0)
+        assert job.next_run_at.astimezone(CHINA).hour == 2
         # Uncommitted: the live hub's own runner does not see the time moved back.
         job.next_run_at = NOW - timedelta(seconds=30)
         assert runner.queue_due(s, NOW) == 1
         assert runner.queue_due(s, NOW) == 0  # not twice for one time
-        assert job.next_run_at == croniter("0 2 * * *", NOW).get_next(datetime)
+        assert job.next_run_at == datetime(2026, 6, 15, 18, 0, tzinfo=UTC)
         queued = list(s.scalars(select(CompareRun).where(CompareRun.job_id == job_id)))
         assert [(r.trigger, r.status, r.requested_by) for r in queued] == [
             ("schedule", RunStatus.QUEUED, "system")

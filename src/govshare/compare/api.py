@@ -6,6 +6,7 @@ reaches a job."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
@@ -14,7 +15,7 @@ from fastapi import APIRouter, Body, Query, Request, status
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
-from govshare.compare import service
+from govshare.compare import export, service
 from govshare.compare.errors import InvalidJob
 from govshare.compare.models import CompareCase, CompareJob, CompareRun
 from govshare.compare.schemas import (
@@ -33,7 +34,6 @@ from govshare.rules.clock import china_today
 from govshare.sharing.store import SharedDatabase
 
 router = APIRouter(prefix="/compare", tags=["compare"])
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 MAX_YAML_BYTES = 256 * 1024
 
 
@@ -227,6 +227,20 @@ def list_runs(
     )
 
 
+class FiguresPublic(BaseModel):
+    by_state: dict[str, int]
+    open_cases: int
+    gone_cases: int
+    confirmed_rate: float | None
+    amount_open: float
+    amount_confirmed: float
+
+
+@router.get("/jobs/{job_id}/figures", summary="比对任务的统计: 各状态线索数、属实率、涉及金额")
+def job_figures(job_id: Id, db: SessionDep, caller: SharingReader) -> FiguresPublic:
+    return FiguresPublic(**asdict(service.figures(db, caller, job_id)))
+
+
 @router.get("/runs/{run_id}", summary="一次运行 (含进度)")
 def get_run(run_id: Id, db: SessionDep, caller: SharingReader) -> RunPublic:
     return run_public(service.visible_run(db, caller, run_id))
@@ -262,7 +276,7 @@ def list_cases(
     "/jobs/{job_id}/cases/export",
     summary="下载线索 (XLSX 或 CSV)",
     response_class=Response,
-    responses={200: {"content": {XLSX: {}, "text/csv": {}}}},
+    responses={200: {"content": {export.XLSX: {}, "text/csv": {}}}},
 )
 def export_cases(
     job_id: Id,
@@ -274,10 +288,11 @@ def export_cases(
 ) -> Response:
     job = service.visible_job(db, caller, job_id)
     cases = service.all_cases(db, caller, job_id, service.CaseFilter(state, presence))
+    shown = export.labels(db, job.definition)
     if format == "csv":
-        body, media = service.cases_csv(db, job, cases), "text/csv; charset=utf-8"
+        body, media = export.cases_csv(job, cases, shown), "text/csv; charset=utf-8"
     else:
-        body, media = service.cases_xlsx(db, job, cases), XLSX
+        body, media = export.cases_xlsx(job, cases, shown), export.XLSX
     name = f"比对线索-{job.name}.{format}"
     return Response(
         body,

@@ -29,3 +29,9 @@ class RunBusy(Conflict):
 
 class InvalidCaseStep(Conflict):
     code = "compare_case_step"
+
+
+class InvalidCaseInput(InvalidInput):
+    """A case step without what it needs (a conclusion without its note)."""
+
+    code = "invalid_compare_case"

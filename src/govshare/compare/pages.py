@@ -9,10 +9,8 @@ see it, only the owning department works its cases).
 
 from __future__ import annotations
 
-import importlib
 import json
 from datetime import UTC, datetime
-from types import ModuleType
 from typing import Any
 from urllib.parse import quote
 
@@ -23,6 +21,8 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from govshare.compare import export, service
+from govshare.compare import templates as builtin
+from govshare.compare.errors import InvalidJob
 from govshare.compare.models import CompareCase, CompareJob, CompareRun
 from govshare.compare.schemas import (
     CaseState,
@@ -111,17 +111,6 @@ JSON_MESSAGES = {
 }
 
 
-def _templates() -> ModuleType | None:
-    """The built-in job templates, when that module is installed; the pages work
-    without it (no templates offered)."""
-    try:
-        return importlib.import_module("govshare.compare.templates")
-    except ModuleNotFoundError as exc:
-        if exc.name != "govshare.compare.templates":
-            raise  # the module exists but something it imports is missing: a real fault
-        return None
-
-
 def _page(
     request: Request, template: str, caller: Principal, *, status_code: int = 200, **context: Any
 ) -> Response:
@@ -173,15 +162,14 @@ def jobs_page(request: Request, db: SessionDep, caller: SharingReader) -> Respon
     """比对任务: the department's (the platform admin: every) job with its last run and
     open cases, and the built-in templates to start from."""
     jobs = service.list_jobs(db, caller)
-    module = _templates()
     return _page(
         request,
         "compare/jobs.html",
         caller,
         jobs=jobs,
         last=service.last_runs(db, [j.id for j in jobs]),
-        figures={j.id: service.figures(db, j.id) for j in jobs},
-        templates=list(module.TEMPLATES) if module else [],
+        figures={j.id: service.figures(db, caller, j.id) for j in jobs},
+        templates=list(builtin.TEMPLATES),
         can_create=caller.can(Permission.SHARING_APPLY),
     )
 
@@ -241,13 +229,12 @@ def new_job_page(
     values: dict[str, Any] = {"department_id": owner or "", "definition": "", "template": ""}
     errors = NO_ERRORS
     if template:
-        module = _templates()
-        known = {t.code for t in module.TEMPLATES} if module else set()
-        if template not in known:
+        if template not in {t.code for t in builtin.TEMPLATES}:
             raise NotFound(f"比对模板「{template[:40]}」不存在")
-        assert module is not None
         try:
-            values = _values(module.instantiate(db, template, owner))
+            if owner is None:  # an admin of no department must choose one first
+                raise InvalidJob.about("请先选择负责部门", "department_id", "必填")
+            values = _values(builtin.instantiate(db, template, owner))
         except GovshareError as exc:
             # A template the department cannot use yet (no such entry, no store): said
             # beside the form; the empty form stays usable.
@@ -435,7 +422,7 @@ def _job_page(
     more = len(runs) > RUNS_SHOWN
     runs = runs[:RUNS_SHOWN]
     current = next((r for r in runs if not r.status.finished), None) if before is None else None
-    figures = service.figures(db, job.id)
+    figures = service.figures(db, caller, job.id)
     return _page(
         request,
         "compare/job.html",

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from govshare.compare.schemas import Definition, Presence, RunStatus
 from govshare.config import Settings
 from govshare.db import session_scope, utcnow
 from govshare.node.target import CURSOR_TABLE
-from govshare.rules.clock import china_today
+from govshare.rules.clock import CHINA, china_today
 from govshare.rules.masking import masker
 from govshare.security import audit
 from govshare.security.audit import SYSTEM, Actor
@@ -101,7 +101,7 @@ def queue_run(
 
 def request_cancel(session: Session, actor: Actor, run: CompareRun) -> CompareRun:
     if run.status.finished:
-        raise RunBusy(f"运行 #{run.id} 已{run.status.label}，不能取消")
+        raise RunBusy(f"运行 #{run.id} 已结束（{run.status.label}），不能取消")
     if run.status is RunStatus.QUEUED:
         _finish(run, RunStatus.CANCELLED, "运行前已取消")
     else:
@@ -118,10 +118,12 @@ def _finish(run: CompareRun, status: RunStatus, error: str = "") -> None:
 
 
 def next_time(schedule: str | None, after: datetime) -> datetime | None:
+    """The next time the cron expression names after ``after``, read in Beijing time
+    (``0 2 * * *`` is 02:00 in China), as a UTC time."""
     if not schedule:
         return None
-    found: datetime = croniter(schedule, after).get_next(datetime)
-    return found
+    found: datetime = croniter(schedule, after.astimezone(CHINA)).get_next(datetime)
+    return found.astimezone(UTC)
 
 
 def check_schedule(schedule: str | None) -> str | None:

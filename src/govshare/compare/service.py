@@ -7,7 +7,6 @@ platform admin) see the job, its runs and its cases; only its people work the ca
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -15,15 +14,19 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from govshare.catalog.models import Resource
 from govshare.compare import runner
-from govshare.compare.errors import CaseNotFound, InvalidCaseStep, InvalidJob, JobNotFound
+from govshare.compare.errors import (
+    CaseNotFound,
+    InvalidCaseInput,
+    InvalidCaseStep,
+    InvalidJob,
+    JobNotFound,
+)
 from govshare.compare.models import CompareCase, CompareJob, CompareRun
 from govshare.compare.plan import Plan, plan
 from govshare.compare.schemas import CaseState, Definition, JobCreate, Presence
 from govshare.db import utcnow
 from govshare.errors import Forbidden
-from govshare.rules import spreadsheet
 from govshare.security import audit
 from govshare.security.models import Department
 from govshare.security.service import Principal
@@ -273,7 +276,7 @@ def step_case(
         )
     note = note.strip()
     if state in (CaseState.CONFIRMED, CaseState.REFUTED) and not note:
-        raise InvalidJob.about("认定属实或不属实须填写核查说明", "note", "为空")
+        raise InvalidCaseInput.about("认定属实或不属实须填写核查说明", "note", "为空")
     before = case.state
     case.state = state
     case.note = note or case.note
@@ -296,7 +299,9 @@ def step_case(
 
 @dataclass(frozen=True)
 class JobFigures:
-    """What a job's dashboard shows: cases by state, the confirmed rate, money at stake."""
+    """What a job's dashboard shows. ``by_state`` counts the cases the latest run still
+    found (gone ones apart, in ``gone_cases``); the confirmed rate and the confirmed
+    amount count every case ever concluded, gone or not — what the department found."""
 
     by_state: dict[str, int]
     open_cases: int
@@ -306,7 +311,8 @@ class JobFigures:
     amount_confirmed: float
 
 
-def figures(session: Session, job_id: int) -> JobFigures:
+def figures(session: Session, principal: Principal, job_id: int) -> JobFigures:
+    visible_job(session, principal, job_id)
     rows = session.execute(
         select(
             CompareCase.state,
@@ -318,90 +324,26 @@ def figures(session: Session, job_id: int) -> JobFigures:
         .group_by(CompareCase.state, CompareCase.presence)
     ).all()
     by_state = {str(s): 0 for s in CaseState}
-    open_cases = gone = 0
+    concluded = {str(CaseState.CONFIRMED): 0, str(CaseState.REFUTED): 0}
+    gone = 0
     amount_open = amount_confirmed = 0.0
     for state, presence, n, amount in rows:
-        by_state[str(state)] += n
-        if presence is Presence.GONE:
-            gone += n
-        elif state in (CaseState.PENDING, CaseState.CHECKING):
-            open_cases += n
-            amount_open += float(amount or 0)
+        if str(state) in concluded:
+            concluded[str(state)] += n
         if state is CaseState.CONFIRMED:
             amount_confirmed += float(amount or 0)
-    decided = by_state["confirmed"] + by_state["refuted"]
+        if presence is Presence.GONE:
+            gone += n
+            continue
+        by_state[str(state)] += n
+        if state in (CaseState.PENDING, CaseState.CHECKING):
+            amount_open += float(amount or 0)
+    decided = sum(concluded.values())
     return JobFigures(
         by_state=by_state,
-        open_cases=open_cases,
+        open_cases=by_state["pending"] + by_state["checking"],
         gone_cases=gone,
-        confirmed_rate=by_state["confirmed"] / decided if decided else None,
+        confirmed_rate=concluded["confirmed"] / decided if decided else None,
         amount_open=amount_open,
         amount_confirmed=amount_confirmed,
     )
-
-
-# -- what people read: labels and downloads -----------------------------------------------
-
-
-def output_labels(session: Session, job: CompareJob) -> dict[str, str]:
-    """Each output's heading, 资源名·信息项名 (the catalog's current names)."""
-    definition = Definition.model_validate(job.definition)
-    codes = {i.resource for i in definition.inputs}
-    resources = {
-        r.code: r for r in session.scalars(select(Resource).where(Resource.code.in_(codes)))
-    }
-    labels: dict[str, str] = {}
-    for spec in definition.inputs:
-        resource = resources.get(spec.resource)
-        names = {item.code: item.name for item in resource.items} if resource else {}
-        for code in spec.items:
-            shown = resource.name if resource else spec.resource
-            labels[f"{spec.alias}.{code}"] = f"{shown}·{names.get(code, code)}"
-    return {out: labels.get(out, out) for out in definition.output}
-
-
-def case_table(
-    session: Session, job: CompareJob, cases: list[CompareCase]
-) -> tuple[list[str], list[list[Any]]]:
-    """The cases as a sheet: id, the outputs, amount, rows, state, presence, note."""
-    labels = output_labels(session, job)
-    header = [
-        "线索编号",
-        *labels.values(),
-        "涉及金额",
-        "命中行数",
-        "核查状态",
-        "比对结果",
-        "核查说明",
-    ]
-    rows = [
-        [
-            case.id,
-            *[case.values.get(out) for out in labels],
-            case.amount,
-            case.rows,
-            case.state.label,
-            case.presence.label,
-            case.note,
-        ]
-        for case in cases
-    ]
-    return header, rows
-
-
-def cases_csv(session: Session, job: CompareJob, cases: list[CompareCase]) -> bytes:
-    return spreadsheet.csv_bytes(*case_table(session, job, cases))
-
-
-def cases_xlsx(session: Session, job: CompareJob, cases: list[CompareCase]) -> bytes:
-    from openpyxl import Workbook
-
-    header, rows = case_table(session, job, cases)
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet("线索")
-    sheet.append(spreadsheet.xlsx_row(sheet, header))
-    for row in rows:
-        sheet.append(spreadsheet.xlsx_row(sheet, row))
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
