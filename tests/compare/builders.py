@@ -54,10 +54,13 @@ class PensionScene:
     pension_rows: list[dict[str, Any]]
 
 
-def pension_scene(world: World) -> PensionScene:
+def pension_scene(world: World, *, as_template: bool = False) -> PensionScene:
     """公安's people (five dead) and 人社's pension payments: paid after death once plainly,
     once under a 15-digit ID, once in full-width digits; decoys: a payment before death,
-    a living person's 15-digit ID, a dead person never paid."""
+    a living person's 15-digit ID, a dead person never paid.
+
+    ``as_template``: the entries are named as the built-in template ``dead_pension``
+    names them (养老金发放信息, 人口基础信息库) and the payments carry its 发放年月."""
     police = world.department("公安")
     social = world.department("人社")
     ids = [citizen_id(n, birth="19500101") for n in range(1, 21)]
@@ -78,12 +81,23 @@ def pension_scene(world: World) -> PensionScene:
         for month in ("2025-01-15", "2025-03-15"):
             pay.append({"sfzhm": shown, "xm": f"居民{i}", "ffrq": month, "ffje": "3000.5"})
     pay.append({"sfzhm": old_id(ids[6]), "xm": "居民6", "ffrq": "2025-04-15", "ffje": "10"})
+    pension_items = PENSION_ITEMS
+    names: dict[str, str | None] = {"people": None, "pension": None}
+    if as_template:
+        pension_items = [
+            *PENSION_ITEMS,
+            {"name": "发放年月", "code": "ffny", "data_type": "C", "length": 6},
+        ]
+        pay = [{**row, "ffny": row["ffrq"][:7].replace("-", "")} for row in pay]
+        names = {"people": "人口基础信息库", "pension": "养老金发放信息"}
     return PensionScene(
         world=world,
         police=police,
         social=social,
-        people=store_with_rows(world, police, people, items=PEOPLE_ITEMS),
-        pension=store_with_rows(world, social, pay, items=PENSION_ITEMS, key_item="sfzhm"),
+        people=store_with_rows(world, police, people, items=PEOPLE_ITEMS, name=names["people"]),
+        pension=store_with_rows(
+            world, social, pay, items=pension_items, key_item="sfzhm", name=names["pension"]
+        ),
         expected={ids[0]: 3000.5, ids[1]: 3000.5, ids[2]: 3000.5},
         pension_rows=pay,
     )

@@ -197,3 +197,37 @@ def test_create_run_and_work_a_case_in_the_browser(
     page.screenshot(path=str(tmp_path / "compare-job.png"), full_page=True)
     problems.extend(page.evaluate("window.__cspViolations"))
     assert problems == []
+
+
+def test_a_job_from_a_built_in_template(hub: ProcessHub, page: Any) -> None:
+    """人社 picks 死亡人员仍领取养老金 from the templates: the form comes filled in with
+    the entries the template names, resolved to this hub's codes; saved and run, it
+    finds the planted cases, and one is marked 属实."""
+    from playwright.sync_api import expect
+
+    world = World(hub)  # type: ignore[arg-type]
+    s = pension_scene(world, as_template=True)
+    grant(world, s.police, s.social, s.people.resource_id, ["sfzhm", "swrq"])
+    url = hub.base_url
+    sign_in(page, url, s.social.resource_admin)
+    page.goto(f"{url}/compare")
+    page.get_by_role("link", name="从模板新建").click()
+    row = page.locator("#templates tr").filter(has_text="死亡人员仍领取养老金")
+    row.get_by_role("link", name="使用此模板").click()
+    expect(page.get_by_label("任务名称")).to_have_value("死亡人员仍领取养老金")
+    expect(page.get_by_label("比对定义（JSON）")).to_contain_text('"id18"')
+    page.get_by_role("button", name="保存任务").click()
+    page.wait_for_url(re.compile(r"/compare/jobs/\d+\?done=job_saved$"))
+    expect(page.locator("#inputs")).to_contain_text("养老金发放信息")
+    page.get_by_role("button", name="立即运行").click()
+    page.wait_for_url(re.compile(r"done=finished$"))
+    expect(page.locator("#count-pending")).to_have_text("3")
+    page.get_by_role("link", name="线索", exact=True).click()
+    page.locator("#cases tbody tr").first.get_by_role("link").click()
+    page.get_by_label("改为").select_option(label="核查中")
+    page.get_by_role("button", name="更新状态").click()
+    expect(page.locator("#case-state")).to_have_text("核查中")
+    page.get_by_label("改为").select_option(label="属实")
+    page.get_by_label("核查说明").fill("死亡后仍发放，已停发并追回")
+    page.get_by_role("button", name="更新状态").click()
+    expect(page.locator("#case-state")).to_have_text("属实")
