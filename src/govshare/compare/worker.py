@@ -49,7 +49,7 @@ def run(spec: dict[str, Any]) -> None:
         part = (index + (done / total if total else 1)) * share
         say(phase=f"导出快照: {alias}", progress=round(SNAPSHOT_SHARE * part, 4))
 
-    engine = shared_engine(spec["shared_url"], pool_size=1)
+    engine = shared_engine(spec["shared_url"], pool_size=1, mmap_bytes=0)
     try:
         say(phase="导出快照", progress=0.0)
         taken = export(engine, inputs, folder / "snapshot", spec["cursor_table"], exported)

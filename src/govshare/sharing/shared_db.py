@@ -4,24 +4,33 @@ rest of the sharing package."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, Table, create_engine, event, false
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA cache_size=-65536")
-    cur.execute("PRAGMA mmap_size=1073741824")
-    cur.close()
+def _sqlite_pragmas(mmap_bytes: int) -> Callable[[Any, Any], None]:
+    def set_pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA cache_size=-65536")
+        cur.execute(f"PRAGMA mmap_size={int(mmap_bytes)}")
+        cur.close()
+
+    return set_pragmas
 
 
-def shared_engine(url: str, *, pool_size: int = 48) -> Engine:
+def shared_engine(url: str, *, pool_size: int = 48, mmap_bytes: int = 1 << 30) -> Engine:
     """Statement parameters stay out of errors and logs: they are people's data, and a
-    feed error is shown to the store's administrators as ``last_error``."""
+    feed error is shown to the store's administrators as ``last_error``.
+
+    ``mmap_bytes``: how much of a SQLite file is read through memory mapping (the
+    lookups' fast path); a process that reads a store once from end to end (a
+    comparison's snapshot) maps nothing, or every page it touched would stay counted in
+    its resident memory."""
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
@@ -30,7 +39,7 @@ def shared_engine(url: str, *, pool_size: int = 48) -> Engine:
             max_overflow=16,
             hide_parameters=True,
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas(mmap_bytes))
         return engine
     return create_engine(
         url, pool_size=20, max_overflow=20, pool_pre_ping=True, hide_parameters=True
