@@ -142,3 +142,11 @@ def test_each_template_finds_its_planted_cases_and_nothing_else(demo: DemoHub, c
     assert set(found) == expected
     assert len(expected) == PLANTED[code]
     assert done.hits == PLANTED[code]
+    # Each input's snapshot says where its store stood: the package the exchange applied
+    # last (1 here), or for a base database its highest record version.
+    with demo.factory() as s:
+        bases = {b.store_id for b in s.scalars(select(BaseDatabase))}
+    for taken in done.inputs:
+        assert taken["seq"] >= 1, taken
+        if taken["store_id"] not in bases:
+            assert taken["seq"] == 1, taken
