@@ -732,6 +732,12 @@ def setup(
     return stores
 
 
+def _department(session: Session, short_name: str) -> Department:
+    found = session.scalar(select(Department).where(Department.short_name == short_name))
+    assert found is not None, short_name
+    return found
+
+
 def grant_templates(session: Session, actor: Actor = SYSTEM) -> list[SharingGrant]:
     """What each template's department must hold to run it: a grant for reading (查询)
     every input another department provides, for the items the template reads — as if
@@ -740,10 +746,7 @@ def grant_templates(session: Session, actor: Actor = SYSTEM) -> list[SharingGran
 
     made = []
     for template in TEMPLATES:
-        dept = session.scalar(
-            select(Department).where(Department.short_name == template.department)
-        )
-        assert dept is not None, template.department
+        dept = _department(session, template.department)
         for spec in instantiate(session, template.code, dept.id).inputs:
             resource = session.scalar(select(Resource).where(Resource.code == spec.resource))
             assert resource is not None, spec.resource
@@ -757,7 +760,7 @@ def grant_templates(session: Session, actor: Actor = SYSTEM) -> list[SharingGran
                 modes=[str(SharingMode.QUERY)],
                 purpose=f"比对: {template.name}",
                 expires_on=GRANT_END,
-                created_by="demo",
+                created_by=actor.name,
             )
             session.add(grant)
             session.flush()
@@ -770,4 +773,39 @@ def grant_templates(session: Session, actor: Actor = SYSTEM) -> list[SharingGran
                 after={"resource_id": resource.id, "consumer": dept.id, "items": grant.items},
             )
             made.append(grant)
+    return made
+
+
+def create_template_jobs(session: Session, actor: Actor = SYSTEM) -> list[int]:
+    """One job per template for its department, on demand, ready to run once the demo's
+    nodes have fed the stores. Saved as ``compare.service.create_job`` saves a job but
+    without its check, which needs the 人口库 assembled (it is, seconds after start):
+    the templates' own test shows each one plans and finds its planted cases."""
+    from govshare.compare.models import CompareJob
+    from govshare.compare.templates import TEMPLATES, instantiate
+
+    made = []
+    for template in TEMPLATES:
+        dept = _department(session, template.department)
+        data = instantiate(session, template.code, dept.id)
+        definition = data.as_definition()
+        job = CompareJob(
+            name=data.name,
+            description=data.description,
+            department_id=dept.id,
+            template=template.code,
+            definition=definition.model_dump(mode="json"),
+            created_by=actor.name,
+        )
+        session.add(job)
+        session.flush()
+        audit.record(
+            session,
+            actor,
+            "compare.job.create",
+            object_type="compare_job",
+            object_id=job.id,
+            after={"name": job.name, "department_id": dept.id, **job.definition},
+        )
+        made.append(job.id)
     return made

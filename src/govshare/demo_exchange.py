@@ -272,6 +272,7 @@ def setup(session: Session, settings: Settings, hub_url: str) -> list[Path]:
     # After both: its templates read the 人口库 and its tables extend the 法人库's sources.
     demo_compare.setup(session, admin, nodes, base)
     demo_compare.grant_templates(session, admin.actor)
+    demo_compare.create_template_jobs(session, admin.actor)
     for abbr in ("rsj", "mzj"):
         sub = exchange.create_task(
             session,

@@ -113,6 +113,10 @@ class JobCreate(Definition):
     schedule: str | None = Field(default=None, max_length=100, description="cron; 空为按需")
     template: str | None = Field(default=None, max_length=40)
 
+    def as_definition(self) -> Definition:
+        """The definition alone, without the job's name, department and schedule."""
+        return Definition.model_validate(self.model_dump(include=set(Definition.model_fields)))
+
 
 class JobPublic(JobCreate):
     id: int

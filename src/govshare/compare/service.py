@@ -24,7 +24,7 @@ from govshare.compare.errors import (
 )
 from govshare.compare.models import CompareCase, CompareJob, CompareRun
 from govshare.compare.plan import Plan, plan
-from govshare.compare.schemas import CaseState, Definition, JobCreate, Presence
+from govshare.compare.schemas import CaseState, JobCreate, Presence
 from govshare.db import utcnow
 from govshare.errors import Forbidden
 from govshare.security import audit
@@ -45,10 +45,6 @@ class NotYourJob(Forbidden):
     code = "not_your_compare_job"
 
 
-def _definition(data: JobCreate) -> Definition:
-    return Definition.model_validate(data.model_dump(include=set(Definition.model_fields)))
-
-
 def check(
     session: Session, db: SharedDatabase, principal: Principal, data: JobCreate, today: date
 ) -> Plan:
@@ -58,7 +54,7 @@ def check(
     if session.get(Department, data.department_id) is None:
         raise InvalidJob.about("负责部门不存在", "department_id", str(data.department_id))
     runner.check_schedule(data.schedule)
-    return plan(session, db, _definition(data), data.department_id, today)
+    return plan(session, db, data.as_definition(), data.department_id, today)
 
 
 def create_job(
@@ -71,7 +67,7 @@ def create_job(
         description=data.description,
         department_id=data.department_id,
         template=data.template,
-        definition=_definition(data).model_dump(mode="json", exclude_defaults=False),
+        definition=data.as_definition().model_dump(mode="json", exclude_defaults=False),
         schedule=schedule,
         next_run_at=runner.next_time(schedule, utcnow()),
         created_by=principal.name,
@@ -107,7 +103,7 @@ def update_job(
     schedule = runner.check_schedule(data.schedule)
     job.name = data.name
     job.description = data.description
-    job.definition = _definition(data).model_dump(mode="json")
+    job.definition = data.as_definition().model_dump(mode="json")
     job.schedule = schedule
     job.next_run_at = runner.next_time(schedule, utcnow())
     job.updated_at = utcnow()
