@@ -161,12 +161,30 @@ def _claim(session: Session, run_id: int, now: datetime) -> bool:
     return bool(claimed.rowcount)  # type: ignore[attr-defined]
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    # A worker whose hub was killed would go on reading stores for nobody.
-    with contextlib.suppress(Exception):
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl, looked up here in the hub: the child between fork and exec of a
+    many-threaded process must not import anything (another thread may have held the
+    import lock at the fork)."""
+    if sys.platform != "linux":
+        return None
+    try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        found: Callable[..., int] = ctypes.CDLL("libc.so.6").prctl
+    except (OSError, AttributeError):
+        return None
+    return found
+
+
+_PRCTL = _prctl()
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    # A worker whose hub was killed would go on reading stores for nobody. (The signal
+    # comes when the thread that started it ends: the runner's, which lives as the hub.)
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _lines(stream: Any, out: queue.Queue[dict[str, Any] | None]) -> None:
@@ -296,7 +314,7 @@ def _supervise(
         [sys.executable, "-m", "govshare.compare.worker", str(folder / "spec.json")],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        preexec_fn=_die_with_parent if _PRCTL is not None else None,
     )
     lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
     threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True).start()
