@@ -70,6 +70,12 @@ def _with(job: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         ("conditions.0.op", "is_null", "conditions[0]", "is_null / not_null 不带比较对象"),
         ("output.0", "zzz.sfzhm", "output[0]", "引用了未定义的输入"),
         ("amount", "pay.xm", "amount", "涉及金额须是数值型信息项"),
+        (
+            "conditions.0",
+            {"left": "pay.ffje", "op": ">", "value": 10**400},
+            "conditions[0].value",
+            "常量不是数值型的值",
+        ),
         ("schedule", "every day", "schedule", "cron"),
         ("schedule", "0 0 31 2 *", "schedule", "cron"),  # valid, but no such day
     ],

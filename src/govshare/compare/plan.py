@@ -321,7 +321,7 @@ def _check_condition(cond: Condition, ref: Any, at: str) -> None:
         return
     try:
         literal(kind, cond.value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise _bad(f"常量不是{_type_name(kind)}的值", f"{at}.value", str(cond.value)) from None
 
 
