@@ -13,6 +13,8 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from govshare.ids import MAX_ID
+
 if TYPE_CHECKING:
     from govshare.config import Settings
 
@@ -483,12 +485,17 @@ def compare_list(username: AsUser, data_dir: DataDir = None) -> None:
 
     from govshare import db
     from govshare.compare import service
+    from govshare.errors import GovshareError
 
     settings = load_settings(data_dir)
     _require_hub(settings)
     factory = db.make_session_factory(db.make_engine(settings), settings)
     with db.session_scope(factory) as session:
-        jobs = service.list_jobs(session, _principal(session, username))
+        try:
+            jobs = service.list_jobs(session, _principal(session, username))
+        except GovshareError as exc:
+            _print_error(exc)
+            raise typer.Exit(1) from None
         last = service.last_runs(session, [j.id for j in jobs])
         table = Table("编号", "名称", "负责部门", "运行计划", "最近运行", "命中")
         for job in jobs:
@@ -539,7 +546,7 @@ def compare_create(
 
 @compare_app.command("run")
 def compare_run(
-    job_id: Annotated[int, typer.Argument(help="比对任务编号", min=1)],
+    job_id: Annotated[int, typer.Argument(help="比对任务编号", min=1, max=MAX_ID)],
     username: AsUser,
     data_dir: DataDir = None,
 ) -> None:

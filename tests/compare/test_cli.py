@@ -62,6 +62,12 @@ def test_create_run_and_list_from_the_command_line(world: World, tmp_path: Path)
     assert "死亡人员仍领取养老金" in listed.stdout
     assert RunStatus.SUCCEEDED.label in listed.stdout
 
+    unknown = _cli(world, "compare", "list", "--as", "no-such-user")
+    assert (unknown.returncode, unknown.stderr.strip()) == (1, "用户不存在: no-such-user")
+    huge = _cli(world, "compare", "run", "99999999999999999999", "--as", who)
+    assert huge.returncode == 2  # refused by the argument's range, not a traceback
+    assert "Traceback" not in huge.stderr
+
     stranger = world.department("民政").resource_admin
     denied = _cli(world, "compare", "run", str(job_id), "--as", stranger)
     assert denied.returncode == 1
