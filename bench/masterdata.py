@@ -89,6 +89,11 @@ _BORN = date(1950, 1, 1)
 INVALID_EVERY = 10_000
 
 
+def peak() -> str:
+    """The process's peak resident memory so far, for the stage lines."""
+    return f"  (峰值内存 {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB)"
+
+
 def key(i: int) -> str:
     """A well-formed 公民身份号码 (GB 11643) of person ``i``, distinct for every i."""
     body = f"370202{_BORN + timedelta(days=i // 1000):%Y%m%d}{i % 1000:03d}"
@@ -323,7 +328,7 @@ def main() -> int:
     rng = random.Random(11)
     t = time.perf_counter()
     build(path, rows, rng)
-    print(f"四个来源库 {rows:,} 人: {time.perf_counter() - t:.1f} s", flush=True)
+    print(f"四个来源库 {rows:,} 人: {time.perf_counter() - t:.1f} s{peak()}", flush=True)
 
     db = SharedDatabase(f"sqlite:///{path}")
     assembly.ensure_tables(db, PLAN)
@@ -335,7 +340,8 @@ def main() -> int:
     assemble_s = time.perf_counter() - t
     assert written == rows, (written, rows)
     print(
-        f"(a) 初次归集: {assemble_s:.2f} s, {rows / assemble_s:,.0f} 条/秒, 冲突 {conflicts}",
+        f"(a) 初次归集: {assemble_s:.2f} s, {rows / assemble_s:,.0f} 条/秒, 冲突 {conflicts}"
+        f"{peak()}",
         flush=True,
     )
 
@@ -354,12 +360,13 @@ def main() -> int:
         updated += assembly.merge(db, PLAN, batch, lambda _s, _k: 2, later).updated
     incr_s = time.perf_counter() - t
     assert updated == len(keys), (updated, len(keys))
-    print(f"(b) 增量归集 {len(keys):,} 条变更: {incr_s:.3f} s", flush=True)
+    print(f"(b) 增量归集 {len(keys):,} 条变更: {incr_s:.3f} s{peak()}", flush=True)
     db.close()
 
     scan_s, scanned, invalid = scan(f"sqlite:///{path}", workdir, rows)
     print(
-        f"(c) 质量检测: {scan_s:.2f} s, {scanned / scan_s:,.0f} 条/秒, 不合规 {invalid}", flush=True
+        f"(c) 质量检测: {scan_s:.2f} s, {scanned / scan_s:,.0f} 条/秒, 不合规 {invalid}{peak()}",
+        flush=True,
     )
     # The platform's own peak, before the DuckDB reference loads every row into Arrow.
     own_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

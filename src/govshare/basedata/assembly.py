@@ -45,6 +45,7 @@ from sqlalchemy.sql import Subquery
 
 from govshare.db import UTCDateTime
 from govshare.rules.validators import normalize_text, parse_datetime
+from govshare.sharing.shared_db import unmapped
 from govshare.sharing.store import SharedDatabase
 
 BATCH = 5000
@@ -348,7 +349,7 @@ def merge(
         for ev_store, ev_col in item.evidence:
             wanted[ev_store].add(ev_col)
     key_col = records.c[plan.key_item]
-    with db.engine.begin() as conn:
+    with unmapped(db.engine, begin=True) as conn:
         rows = {
             sid: _source_rows(conn, db, plan.sources[sid], cols, keys)
             for sid, cols in wanted.items()
@@ -519,7 +520,7 @@ def assemble_empty(db: SharedDatabase, plan: Plan, seqs: dict[int, int], now: da
     q = select(*cols).select_from(keys)
     for sub in subs.values():
         q = q.outerjoin(sub, sub.c.k == keys.c.k)
-    with db.engine.begin() as conn:
+    with unmapped(db.engine, begin=True) as conn:
         conn.execute(records.insert().from_select([c.name for c in records.columns], q))
         _index_versions(conn, plan)
         return int(conn.scalar(select(func.count()).select_from(records)) or 0)
@@ -545,7 +546,7 @@ def disagreements(
                 .where(ev.c[ev_col].is_not(None), or_(mine.is_(None), mine != ev.c[ev_col]))
                 .order_by(key)
             )
-            with db.engine.connect() as conn:
+            with unmapped(db.engine) as conn:
                 result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(q)
                 for part in result.partitions(BATCH):
                     found = [

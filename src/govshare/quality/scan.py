@@ -22,7 +22,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -46,7 +45,6 @@ from sqlalchemy import (
     select,
     tuple_,
 )
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from govshare.catalog.models import Resource
@@ -62,6 +60,7 @@ from govshare.quality.pushdown import Conditions
 from govshare.quality.service import RuleSpec, code_tables, rule_specs
 from govshare.rules import validators as v
 from govshare.sharing.models import SharedStore
+from govshare.sharing.shared_db import unmapped
 from govshare.sharing.store import SharedDatabase
 
 log = structlog.get_logger()
@@ -281,24 +280,6 @@ class _Problems:
                 self.session.commit()
 
 
-@contextmanager
-def _reading(db: SharedDatabase) -> Iterator[Connection]:
-    """A connection of the shared database for a scan's reads. On SQLite without its
-    memory map: a scan's readers each walk the whole table at once, and every
-    connection's map of the file counts in full in the hub's resident memory (the
-    pages it reads then go through SQLite's bounded page cache instead)."""
-    with db.engine.connect() as conn:
-        if conn.dialect.name != "sqlite":
-            yield conn
-            return
-        mapped = conn.exec_driver_sql("PRAGMA mmap_size").scalar()
-        conn.exec_driver_sql("PRAGMA mmap_size=0")
-        try:
-            yield conn
-        finally:
-            conn.exec_driver_sql(f"PRAGMA mmap_size={int(mapped or 0)}")
-
-
 def _batches(
     db: SharedDatabase,
     table: Table,
@@ -311,7 +292,7 @@ def _batches(
     its own short query, so no read transaction stays open across the scan)."""
     order = list(table.primary_key.columns)
     if not order:
-        with _reading(db) as conn:
+        with unmapped(db.engine) as conn:
             result = conn.execution_options(stream_results=True, yield_per=size).execute(
                 select(*columns).where(*conds)
             )
@@ -323,7 +304,7 @@ def _batches(
         q = select(*columns).where(*conds).order_by(*order).limit(size)
         if last is not None:
             q = q.where(tuple_(*order) > tuple_(*last) if len(order) > 1 else order[0] > last[0])
-        with _reading(db) as conn:
+        with unmapped(db.engine) as conn:
             rows = [r._mapping for r in conn.execute(q).all()]
         if not rows:
             return
@@ -341,7 +322,7 @@ def _ranges(db: SharedDatabase, table: Table, parts: int) -> list[list[ColumnEle
         return [[]]
     key = tuple_(*order) if len(order) > 1 else order[0]
     bounds: list[Any] = []
-    with _reading(db) as conn:
+    with unmapped(db.engine) as conn:
         total = conn.execute(select(func.count()).select_from(table)).scalar_one()
         if total < parts * RANGE_MIN_ROWS:
             return [[]]
@@ -550,7 +531,7 @@ class _RowCheck:
 
 def _present(db: SharedDatabase, table: Table, columns: Sequence[str]) -> tuple[int, list[int]]:
     """The table's rows and the non-NULL values of each column, in one cheap pass."""
-    with _reading(db) as conn:
+    with unmapped(db.engine) as conn:
         total, *counts = conn.execute(
             select(func.count(), *(func.count(table.c[c]) for c in columns)).select_from(table)
         ).one()
@@ -577,7 +558,7 @@ def _duplicate_rows(
     order = list(table.primary_key.columns)
     q = select(key, dup.c.n, *order).join(dup, dup.c.k == key).order_by(key, *order)
     previous: Any = object()
-    with _reading(db) as conn:
+    with unmapped(db.engine) as conn:
         result = conn.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(q)
         for part in result.partitions(BATCH_ROWS):
             out = []

@@ -4,10 +4,11 @@ rest of the sharing package."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, Table, create_engine, event, false
+from sqlalchemy import Connection, Engine, Table, create_engine, event, false
 
 
 def _sqlite_pragmas(mmap_bytes: int) -> Callable[[Any, Any], None]:
@@ -44,6 +45,32 @@ def shared_engine(url: str, *, pool_size: int = 48, mmap_bytes: int = 1 << 30) -
     return create_engine(
         url, pool_size=20, max_overflow=20, pool_pre_ping=True, hide_parameters=True
     )
+
+
+@contextmanager
+def unmapped(engine: Engine, *, begin: bool = False) -> Iterator[Connection]:
+    """A connection (in a transaction with ``begin``) that reads the file without the
+    memory map, for work that walks whole stores (a quality scan, a base's first
+    assembly): every page a mapped connection touches stays counted in the process's
+    resident memory, while unmapped reads go through SQLite's bounded page cache. The
+    connection's map is restored before it returns to the pool, for the lookups' sake."""
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        mapped = 0
+        if sqlite:
+            mapped = int(conn.exec_driver_sql("PRAGMA mmap_size").scalar() or 0)
+            conn.exec_driver_sql("PRAGMA mmap_size=0")
+            conn.commit()  # the pragmas' implicit transaction, so ``begin`` can start one
+        try:
+            if begin:
+                with conn.begin():
+                    yield conn
+            else:
+                yield conn
+        finally:
+            if sqlite:
+                conn.rollback()
+                conn.exec_driver_sql(f"PRAGMA mmap_size={mapped}")
 
 
 def row_conditions(table: Table, row_filter: list[dict[str, Any]] | None) -> list[Any]:
