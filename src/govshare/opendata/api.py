@@ -116,7 +116,7 @@ def _dataset(request: Request, key: str, fmt: str) -> Response:
     with session_scope(request.app.state.session_factory) as session:
         found = ds.get_dataset(session, key)
         if found is None:
-            return _dcat_error(404, f"no open dataset {key}")
+            return _dcat_error(404, "no such open dataset")
         graph = dcat.dataset_graph(_site(request), found)
     return Response(dcat.serialize(graph, fmt), media_type=dcat.MEDIA_TYPES[fmt])
 

@@ -423,7 +423,7 @@ def package_show(session: Session, site: Site, params: dict[str, Any]) -> dict[s
     )
     found = ds.get_dataset(session, key)
     if found is None:
-        raise NotFound(f"Not found: no open dataset {key!r}")
+        raise NotFound("Not found: no such open dataset")
     return package_dict(site, found)
 
 
@@ -476,7 +476,7 @@ def organization_show(session: Session, site: Site, params: dict[str, Any]) -> d
     key = _required(params)
     found = ds.get_publisher(session, key)
     if found is None:
-        raise NotFound(f"Not found: no organization {key!r} with open datasets")
+        raise NotFound("Not found: no such organization with open datasets")
     out = organization_dict(found.publisher, found.count)
     out["packages"] = _with_datasets(session, site, params, "publisher", found.publisher.slug)
     out["users"], out["extras"], out["groups"], out["tags"] = [], [], [], []
@@ -497,7 +497,7 @@ def group_show(session: Session, site: Site, params: dict[str, Any]) -> dict[str
     key = _required(params)
     found = ds.get_theme(session, key)
     if found is None:
-        raise NotFound(f"Not found: no group {key!r} with open datasets")
+        raise NotFound("Not found: no such group with open datasets")
     out = group_dict(found.theme, found.count)
     out["packages"] = _with_datasets(session, site, params, "theme", found.theme.slug)
     out["users"], out["extras"], out["groups"], out["tags"] = [], [], [], []
@@ -516,7 +516,7 @@ def resource_show(session: Session, site: Site, params: dict[str, Any]) -> dict[
     key = _required(params)
     found = ds.get_distribution(session, key)
     if found is None:
-        raise NotFound(f"Not found: no resource {key!r} of an open dataset")
+        raise NotFound("Not found: no such resource of an open dataset")
     dataset, dist = found
     return resource_dict(site, dataset, dist, dataset.distributions.index(dist))
 
