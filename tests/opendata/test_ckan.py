@@ -79,9 +79,7 @@ def test_package_search_lists_exactly_the_open_entries(hub: LiveHub, scene: Open
     assert conditional["isopen"] is False
 
 
-def test_an_entry_in_a_change_shows_its_published_version(
-    hub: LiveHub, scene: OpenScene
-) -> None:
+def test_an_entry_in_a_change_shows_its_published_version(hub: LiveHub, scene: OpenScene) -> None:
     shown = _ok(hub, "package_show", id=scene.in_change["slug"])
     assert shown["title"] == f"{scene.marker}停车场泊位"
     assert SECRET not in json.dumps(shown, ensure_ascii=False)
@@ -118,9 +116,7 @@ def test_harvesters_page_by_metadata_modified(hub: LiveHub, scene: OpenScene) ->
         sort="metadata_modified asc",
     )["results"]
     assert [p["name"] for p in later] == [p["name"] for p in everything[1:]]
-    until = _mine(
-        hub, scene, fq=f"organization:{scene.slug} metadata_modified:[* TO {since}]"
-    )
+    until = _mine(hub, scene, fq=f"organization:{scene.slug} metadata_modified:[* TO {since}]")
     assert until["count"] == 2
     # start and rows page through the same order without gaps.
     pages = [
