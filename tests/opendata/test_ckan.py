@@ -60,7 +60,8 @@ def test_package_search_lists_exactly_the_open_entries(hub: LiveHub, scene: Open
     plain = by_name[scene.open_plain["slug"]]
     assert plain["title"] == scene.open_plain["name"]
     assert plain["organization"]["name"] == scene.slug
-    assert plain["license_id"] == "cc-by-4.0" and plain["isopen"] is True
+    assert plain["license_id"] == "cc-by-4.0"
+    assert plain["isopen"] is True
     assert plain["groups"][0]["name"] == "theme-101"
     assert {t["name"] for t in plain["tags"]} == {"人口", "人口基本信息"}
     formats = [r["format"] for r in plain["resources"]]
@@ -156,7 +157,8 @@ def test_organizations_groups_tags_status(hub: LiveHub, scene: OpenScene) -> Non
     assert scene.slug in _ok(hub, "organization_list")
     orgs = _ok(hub, "organization_list", all_fields="true")
     mine = next(o for o in orgs if o["name"] == scene.slug)
-    assert mine["package_count"] == 3 and mine["is_organization"] is True
+    assert mine["package_count"] == 3
+    assert mine["is_organization"] is True
     shown = _ok(hub, "organization_show", id=scene.slug, include_datasets="true")
     assert sorted(p["name"] for p in shown["packages"]) == sorted(e["slug"] for e in scene.open)
     assert "theme-102" in _ok(hub, "group_list")
@@ -166,7 +168,7 @@ def test_organizations_groups_tags_status(hub: LiveHub, scene: OpenScene) -> Non
     assert _ok(hub, "status_show")["ckan_version"].startswith("2.")
     assert _ok(hub, "site_read") is True
     names = _ok(hub, "package_list")
-    assert set(e["slug"] for e in scene.open) <= set(names)
+    assert {e["slug"] for e in scene.open} <= set(names)
     listed = _ok(hub, "current_package_list_with_resources", limit=1000)
     assert {e["slug"] for e in scene.open} <= {p["name"] for p in listed}
 
@@ -215,7 +217,8 @@ def test_bad_bodies_answer_ckans_error_shape(hub: LiveHub) -> None:
             assert r.status_code == 400, r.text
             assert r.json()["success"] is False
         r = c.post("/api/3/action/package_search", json={"rows": {"a": 1}, "q": ["x"]})
-        assert r.status_code == 409 and r.json()["error"]["__type"] == "Validation Error"
+        assert r.status_code == 409
+        assert r.json()["error"]["__type"] == "Validation Error"
 
 
 def _ckanapi(hub: LiveHub, *args: str) -> Any:
@@ -245,7 +248,8 @@ def test_the_ckanapi_client_works_against_it(hub: LiveHub, scene: OpenScene) -> 
         timeout=60,
         check=False,
     )
-    assert done.returncode != 0 and "NotFound" in done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "NotFound" in done.stdout + done.stderr
 
 
 def _readable(body: str) -> str:
