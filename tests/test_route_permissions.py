@@ -55,7 +55,12 @@ def test_only_login_health_and_docs_are_public(tmp_path: Path) -> None:
     )
     app.state.engine.dispose()
     # A node's first call carries its one-time enrollment token instead of a signature.
+    # The open-data catalog (CKAN Action API, DCAT-AP export) is public by definition.
     assert set(public) <= {
+        "/api/3/action/{name}",
+        "/api/action/{name}",
+        "/open/catalog.{fmt}",
+        "/open/datasets/{key}.{fmt}",
         "/healthz",
         "/api/v1/auth/token",
         "/login",

@@ -315,6 +315,7 @@ def create_app(settings: Settings) -> FastAPI:
     from govshare.compare import pages as compare_pages
     from govshare.exchange import api as exchange_api
     from govshare.exchange import pages as exchange_pages
+    from govshare.opendata import api as opendata_api
     from govshare.quality import api as quality_api
     from govshare.quality import pages as quality_pages
     from govshare.quality import scan as quality_scan
@@ -338,6 +339,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(basedata_api.conflicts, prefix="/api/v1")
     app.include_router(quality_api.router, prefix="/api/v1")
     app.include_router(compare_api.router, prefix="/api/v1")
+    app.include_router(opendata_api.router)
     app.include_router(web_pages.router)
     app.include_router(security_pages.router)
     app.include_router(catalog_pages.router)

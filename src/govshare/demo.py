@@ -138,6 +138,8 @@ class Entry:
     cycle: str = "daily"
     fmt: str = "database"
     is_open: bool = False
+    # 开放条件: empty for 无条件开放; what a developer must meet for 有条件开放.
+    open_conditions: str = ""
     system: str = ""
 
 
@@ -357,6 +359,7 @@ ENTRIES: list[Entry] = [
         ],
         sharing=SharingType.UNCONDITIONAL,
         is_open=True,
+        open_conditions="注册开发者申请，限用于信用评价与学术研究，不得再分发",
     ),
     Entry(
         "swj",
@@ -504,6 +507,7 @@ ENTRIES: list[Entry] = [
             it("出让价款", "crjk", "Y", 16),
         ],
         is_open=True,
+        open_conditions="注册开发者申请并承诺不用于商业转售",
         sharing=SharingType.UNCONDITIONAL,
         cycle="monthly",
     ),
@@ -698,7 +702,7 @@ def _resource_in(
         not_shared_basis=basis,
         sharing_modes=list(entry.modes),
         is_open=entry.is_open,
-        open_conditions="" if not entry.is_open else "按开放目录向社会公开",
+        open_conditions=entry.open_conditions if entry.is_open else "",
         update_cycle=entry.cycle,
         source_system_id=system_id,
         provider_department_id=provider_id,

@@ -418,6 +418,15 @@ def _match(session: Session, words: list[str]) -> Any:
     return pg.subquery("m")
 
 
+def matches(session: Session, q: str) -> Any | None:
+    """A subquery of ``(id, score)`` over the entries whose search document holds every
+    term of ``q`` (lower scores rank first), or None when ``q`` has no terms. An entry in a
+    change is indexed at its published version, so a draft's words match nothing. Other
+    domains (the open-data catalog) search the index through this."""
+    words = query_terms(q) if q.strip() else []
+    return _match(session, words) if words else None
+
+
 def _listed_only(sq: SearchQuery) -> bool:
     """The sharing catalog shows published entries; drafts only to their department (mine)
     and to the platform admin (all)."""

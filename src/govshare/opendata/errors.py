@@ -1,0 +1,54 @@
+"""Errors of the open-data API, in CKAN's terms: each carries the HTTP status and the
+``error.__type`` CKAN answers with, so CKAN clients (ckanapi) map them to their own
+exceptions (NotFound, ValidationError, SearchQueryError)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CkanError(Exception):
+    """An action refused; rendered as ``{"success": false, "error": {"__type": …}}``."""
+
+    status = 400
+    type = "Bad request"
+
+    def __init__(self, message: str, fields: dict[str, list[str]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or {}
+
+    def error(self) -> dict[str, Any]:
+        return {"__type": self.type, "message": self.message, **self.fields}
+
+
+class NotFound(CkanError):
+    """404: no open dataset, organization, group or resource has that id."""
+
+    status = 404
+    type = "Not Found Error"
+
+
+class ValidationFailed(CkanError):
+    """409: a parameter CKAN would refuse (rows beyond 1000, a start that is no number,
+    an unknown sort or facet field); ``fields`` name each with its messages."""
+
+    status = 409
+    type = "Validation Error"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}", {field: [message]})
+
+
+class SearchQueryFailed(CkanError):
+    """409: an ``fq`` (or ``q``) the search cannot read, as CKAN's Solr errors answer."""
+
+    status = 409
+    type = "Search Query Error"
+
+
+class UnknownAction(CkanError):
+    """400: an action this API does not offer (CKAN answers 400 too)."""
+
+    status = 400
+    type = "Bad request - Action Error"
