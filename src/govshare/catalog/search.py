@@ -453,6 +453,12 @@ def _index_first_sqlite(join: _IndexFirst, compiler: Any, **kw: Any) -> str:
     return f"{left} CROSS JOIN {right} ON {compiler.process(join.onclause, **kw)}"
 
 
+def index_first(m: Any) -> Join:
+    """The entries matched by ``m`` (a ``matches`` subquery) joined to the resource table
+    with the index as the outer loop (see ``_IndexFirst``), for other domains' queries."""
+    return _IndexFirst(m, Resource.__table__, m.c.id == Resource.id)
+
+
 def _filters(sq: SearchQuery) -> list[Any]:
     conds: list[Any] = []
     if _listed_only(sq):

@@ -282,11 +282,15 @@ MODIFIED = type_coerce(
 CREATED = type_coerce(_publish_time(func.min), UTCDateTime())
 
 
-def open_select(*columns: Any) -> Any:
-    """``SELECT columns`` over the open datasets only: the single definition of "open"."""
+def open_select(*columns: Any, matched: Any = None) -> Any:
+    """``SELECT columns`` over the open datasets only: the single definition of "open".
+    With ``matched`` (a full-text ``matches`` subquery) only the matched entries, read
+    from the index first: driven from the resource table instead, SQLite ran the
+    full-text query once per listed entry (a second per search at 10,000 datasets)."""
+    source = Resource if matched is None else catalog_search.index_first(matched)
     return (
         select(*columns)
-        .select_from(Resource)
+        .select_from(source)
         .outerjoin(
             _V,
             and_(
@@ -465,10 +469,7 @@ def search_datasets(session: Session, query: DatasetQuery) -> DatasetPage:
             raise QueryError("facet.field", f"unknown facet {name}")
     conds = [_condition(session, f) for f in query.filters]
     matched = catalog_search.matches(session, query.q) if query.q.strip() else None
-    base = open_select(Resource.id.label("rid"))
-    if matched is not None:
-        base = base.join(matched, matched.c.id == Resource.id)
-    base = base.where(*conds)
+    base = open_select(Resource.id.label("rid"), matched=matched).where(*conds)
     count = session.scalar(select(func.count()).select_from(base.subquery())) or 0
 
     order: list[Any] = []
@@ -495,12 +496,12 @@ def search_datasets(session: Session, query: DatasetQuery) -> DatasetPage:
         if query.rows > 0
         else []
     )
-    facets = _facets(session, base, query) if query.facets else {}
+    facets = _facets(session, matched, conds, query) if query.facets else {}
     return DatasetPage(count=count, datasets=load_datasets(session, ids), facets=facets)
 
 
 def _facets(
-    session: Session, base: Any, query: DatasetQuery
+    session: Session, matched: Any, conds: list[Any], query: DatasetQuery
 ) -> dict[str, list[tuple[str, str, int]]]:
     """Counts per facet value over the matched datasets, from one grouping of their
     combinations of facet columns."""
@@ -511,10 +512,10 @@ def _facets(
         OPEN_TYPE,
         UPDATE_CYCLE,
     ]
-    ids = base.subquery("matched")
+    labelled = [k.label(f"k{i}") for i, k in enumerate(keys)]
     combos = session.execute(
-        open_select(*[k.label(f"k{i}") for i, k in enumerate(keys)], func.count().label("n"))
-        .where(Resource.id.in_(select(ids.c.rid)))
+        open_select(*labelled, func.count().label("n"), matched=matched)
+        .where(*conds)
         .group_by(*keys)
     ).all()
     depts = {
