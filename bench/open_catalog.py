@@ -62,7 +62,7 @@ def open_datasets(data_dir: Path, wanted: int, seed: int = 7) -> int:
     snapshot and its publish step (the generator writes only the working copy)."""
     con = sqlite3.connect(data_dir / "govshare.db")
     try:
-        con.execute("UPDATE resource SET is_open = 0, open_conditions = ''")
+        con.execute("UPDATE resource SET is_open = 0, open_listed = 0, open_conditions = ''")
         ids = [
             r[0]
             for r in con.execute(
@@ -70,7 +70,9 @@ def open_datasets(data_dir: Path, wanted: int, seed: int = 7) -> int:
             )
         ]
         chosen = sorted(random.Random(seed).sample(ids, min(wanted, len(ids))))
-        con.executemany("UPDATE resource SET is_open = 1 WHERE id = ?", ((i,) for i in chosen))
+        con.executemany(
+            "UPDATE resource SET is_open = 1, open_listed = 1 WHERE id = ?", ((i,) for i in chosen)
+        )
         con.executemany(
             "UPDATE resource SET open_conditions = '注册开发者申请' WHERE id = ?",
             ((i,) for i in chosen[::10]),

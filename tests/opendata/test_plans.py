@@ -18,14 +18,14 @@ from tests.conftest import make_settings, migrated
 
 
 def _plans(tmp_path: Path, query: datasets.DatasetQuery) -> list[list[str]]:
-    """The query plan of every statement ``search_datasets`` runs with a text match."""
+    """The query plan of every statement ``search_datasets`` runs over the entries."""
     settings = migrated(make_settings(tmp_path / "data"))
     engine = db.make_engine(settings)
     statements: list[tuple[str, Any]] = []
 
     @event.listens_for(engine, "before_cursor_execute")
     def seen(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, _many: bool) -> None:
-        if "MATCH" in statement and not statement.startswith("EXPLAIN"):
+        if "resource.id" in statement and not statement.startswith("EXPLAIN"):
             statements.append((statement, params))
 
     try:
@@ -40,11 +40,24 @@ def _plans(tmp_path: Path, query: datasets.DatasetQuery) -> list[list[str]]:
         engine.dispose()
 
 
+def test_totals_and_facets_of_the_open_catalog_read_its_own_index(tmp_path: Path) -> None:
+    """Without a text query the count and the facets cover every open dataset: read
+    from the entries' rows they took 100 ms each at 10,000 open datasets."""
+    query = datasets.DatasetQuery(rows=20, facets=["publisher", "format", "open_type"])
+    plans = _plans(tmp_path, query)
+    assert len(plans) >= 3
+    count, facets = plans[0], plans[-1]
+    for plan in (count, facets):
+        assert any("COVERING INDEX ix_resource_open_catalog" in step for step in plan), plan
+
+
 def test_a_text_search_reads_the_index_before_the_entries(tmp_path: Path) -> None:
     query = datasets.DatasetQuery(q="人口 户籍", rows=20, facets=["publisher", "format"])
     plans = _plans(tmp_path, query)
     assert len(plans) >= 3  # the count, the page and the facets
     for plan in plans:
+        if not any("catalog_fts" in step for step in plan):
+            continue  # the page's entries, read by id
         tables = [step for step in plan if step.startswith(("SCAN", "SEARCH"))]
         assert tables[0].startswith("SCAN catalog_fts"), plan
         assert not any("ix_resource_listed" in step for step in plan), plan

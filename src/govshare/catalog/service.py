@@ -405,6 +405,20 @@ def _apply(resource: Resource, data: ResourceIn, node: Classification) -> None:
     resource.updated_at = utcnow()
 
 
+def _published_is_open(session: Session, resource: Resource) -> bool:
+    """Whether the published version says 是否向社会开放 = 是 (in a change, the working
+    copy may say otherwise until the change is published)."""
+    if resource.version == resource.published_version:
+        return bool(resource.is_open)
+    snap = session.scalar(
+        select(ResourceVersion.snapshot).where(
+            ResourceVersion.resource_id == resource.id,
+            ResourceVersion.version == resource.published_version,
+        )
+    )
+    return bool((snap or {}).get("is_open"))
+
+
 def _next_sequence(session: Session, classification_id: int) -> int:
     current = session.scalar(
         select(func.max(Resource.sequence)).where(Resource.classification_id == classification_id)
@@ -844,6 +858,7 @@ def transition(
         resource.published_version = resource.version
         resource.publish_date = utcnow().date()
     resource.listed = resource.published_version is not None and resource.status is not S.WITHDRAWN
+    resource.open_listed = resource.listed and _published_is_open(session, resource)
     resource.updated_at = utcnow()
     _log_transition(session, principal, resource, step.name, from_status, reason)
     session.flush()

@@ -300,6 +300,9 @@ def open_select(*columns: Any, matched: Any = None) -> Any:
             ),
         )
         .where(
+            # Narrows the read to the open catalog's own index; the conditions below are
+            # what decides.
+            Resource.open_listed.is_(True),
             Resource.listed.is_(True),
             Resource.published_version.is_not(None),
             Resource.status != ResourceStatus.WITHDRAWN,
