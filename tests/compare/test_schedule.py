@@ -8,10 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from govshare import db
 from govshare.compare import runner
 from govshare.compare.models import CompareJob, CompareRun
 from govshare.compare.schemas import RunStatus
+from govshare.config import Settings
 from govshare.rules.clock import CHINA
+from govshare.security.models import Department, DepartmentLevel
 from tests.compare.builders import dead_pension, grant, pension_scene, save
 from tests.factories import World
 
@@ -68,3 +71,47 @@ def test_a_run_whose_lease_ran_out_is_failed(world: World) -> None:
         assert "租约过期" in running.error
         assert alive.status is RunStatus.RUNNING
         s.rollback()
+
+
+def test_two_hub_processes_queue_one_run_for_one_scheduled_time(fresh_settings: Settings) -> None:
+    """Two hub processes (two engines on one database) both see a job due. The first
+    queues its run, and the run finishes before the second gets to it: the second must
+    not queue the same time again (before, it checked only for an open run)."""
+    engines = [db.make_engine(fresh_settings) for _ in range(2)]
+    first, second = (db.make_session_factory(e, fresh_settings) for e in engines)
+    try:
+        with db.session_scope(first) as s:
+            dept = Department(
+                name="比对测试局", short_name="比对", credit_code="11370200MB0000001X",
+                division_code="370200", level=DepartmentLevel.CITY,
+            )  # fmt: skip
+            s.add(dept)
+            s.flush()
+            due_at = NOW - timedelta(seconds=30)
+            job = CompareJob(
+                name="按时比对", department_id=dept.id, definition={}, schedule="0 2 * * *",
+                next_run_at=due_at, created_by="test",
+            )  # fmt: skip
+            s.add(job)
+            s.flush()
+            job_id = job.id
+        with second() as late:
+            seen = late.execute(
+                select(CompareJob.id, CompareJob.schedule, CompareJob.next_run_at)
+            ).one()  # the second process has read the job as due ...
+            late.commit()
+            with db.session_scope(first) as s:  # ... when the first queues and finishes
+                assert runner.queue_due(s, NOW) == 1
+                for run in s.scalars(select(CompareRun).where(CompareRun.job_id == job_id)):
+                    run.status = RunStatus.SUCCEEDED
+            assert runner.queue_scheduled(late, seen[0], seen[1], seen[2], NOW) is False
+            late.commit()
+        with db.session_scope(first) as s:
+            runs = s.scalars(select(CompareRun).where(CompareRun.job_id == job_id)).all()
+            assert len(runs) == 1
+            assert s.get(CompareJob, job_id).next_run_at == datetime(  # type: ignore[union-attr]
+                2026, 6, 15, 18, 0, tzinfo=UTC
+            )
+    finally:
+        for e in engines:
+            e.dispose()

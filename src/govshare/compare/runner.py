@@ -449,20 +449,34 @@ def expire_lost(session: Session, now: datetime) -> int:
 
 def queue_due(session: Session, now: datetime) -> int:
     """A run for every scheduled job whose time has come."""
-    due = list(
-        session.scalars(
-            select(CompareJob).where(
-                CompareJob.schedule.is_not(None), CompareJob.next_run_at <= now
-            )
+    due = session.execute(
+        select(CompareJob.id, CompareJob.schedule, CompareJob.next_run_at).where(
+            CompareJob.schedule.is_not(None), CompareJob.next_run_at <= now
         )
+    ).all()
+    return sum(queue_scheduled(session, job_id, str(cron), seen, now) for job_id, cron, seen in due)
+
+
+def queue_scheduled(
+    session: Session, job_id: int, schedule: str, seen: datetime | None, now: datetime
+) -> bool:
+    """Claim the scheduled time ``seen`` of a job and queue its run. Every hub process
+    runs this; the claim moves the job's next time on only if it still reads ``seen``,
+    so one process wins and the others (their update matching no row) queue nothing,
+    even when the winner's run has already finished."""
+    claimed = session.execute(
+        update(CompareJob)
+        .where(CompareJob.id == job_id, CompareJob.next_run_at == seen)
+        .values(next_run_at=next_time(schedule, now))
+        .execution_options(synchronize_session=False)
     )
-    queued = 0
-    for job in due:
-        job.next_run_at = next_time(job.schedule, now)
-        if open_run(session, job.id) is None:
-            queue_run(session, job, SYSTEM, trigger="schedule")
-            queued += 1
-    return queued
+    job = session.get(CompareJob, job_id)
+    if job is not None:
+        session.refresh(job, ["next_run_at"])
+    if job is None or getattr(claimed, "rowcount", 0) != 1 or open_run(session, job_id):
+        return False
+    queue_run(session, job, SYSTEM, trigger="schedule")
+    return True
 
 
 class Runner:
