@@ -273,6 +273,7 @@ def create_app(settings: Settings) -> FastAPI:
             monitor.stop()
             checkpointer.stop()
             app.state.data_services.close()
+            app.state.open_download_engine.dispose()
             app.state.package_store.close()
 
     app = FastAPI(
@@ -290,6 +291,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.templates = make_templates()
     app.state.package_store = make_store(settings.bus_url)
     app.state.data_services = DataServices(settings, app.state.session_factory)
+    from govshare.opendata.download import download_engine
+
+    # Open-data downloads read whole stores: an engine of their own without memory mapping.
+    app.state.open_download_engine = download_engine(settings.resolved_shared_store_url)
     install_error_handlers(app)
     install_openapi(app)
     from govshare.exchange.api import MAX_PACKAGE_BYTES

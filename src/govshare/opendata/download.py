@@ -23,16 +23,30 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Column, String, Table, bindparam, func, select, tuple_
+from sqlalchemy import (
+    Column,
+    Engine,
+    String,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    event,
+    func,
+    literal,
+    select,
+    tuple_,
+)
 from sqlalchemy.orm import Session
 
 from govshare.db import Prepared
 from govshare.opendata.datasets import TABULAR_FORMATS, Dataset, OpenType
 from govshare.rules.spreadsheet import FORMULA_PREFIXES, UTF8_BOM, csv_cell, xlsx_row
 from govshare.sharing.models import SharedStore
+from govshare.sharing.shared_db import shared_engine
 from govshare.sharing.store import SharedDatabase
 
-BATCH_ROWS = 5000
+BATCH_ROWS = 1000
 # The most data rows an XLSX sheet holds (1,048,576 rows less the header).
 XLSX_MAX_ROWS = 1_048_575
 MEDIA_TYPES = {
@@ -41,6 +55,8 @@ MEDIA_TYPES = {
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
 _FORMULA_FIRST = frozenset(FORMULA_PREFIXES)
+# A CR inside a line is caught by counting line ends, so it needs no search of its own.
+_FORMULA_IN_LINE = tuple(p for p in FORMULA_PREFIXES if p != "\r")
 
 
 @dataclass(frozen=True)
@@ -92,46 +108,118 @@ def open_table(session: Session, shared: SharedDatabase, dataset: Dataset) -> Op
     return OpenTable(dataset, table, key, columns, int(store.row_count or 0))
 
 
-def _statements(t: OpenTable, shared: SharedDatabase, size: int) -> tuple[Prepared, Prepared]:
-    dialect = shared.engine.dialect
-    head = select(*t.key, *t.columns).order_by(*t.key).limit(size)
-    after: list[Any] = [bindparam(f"k{i}") for i in range(len(t.key))]
-    cond = tuple_(*t.key) > tuple_(*after) if len(t.key) > 1 else t.key[0] > after[0]
-    return Prepared(head, dialect), Prepared(head.where(cond), dialect)
+def download_engine(url: str) -> Engine:
+    """An engine of the shared-store database for reading stores from end to end: no
+    memory mapping and a small page cache per connection (SQLite), so that a download
+    of any size leaves the hub's resident memory where it was."""
+    engine = shared_engine(url, pool_size=4, mmap_bytes=0)
+    if engine.dialect.name == "sqlite":
+
+        def small_cache(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.execute("PRAGMA cache_size=-4096")
+
+        event.listen(engine, "connect", small_cache)
+    return engine
+
+
+def _after(key: Sequence[Column[Any]], prefix: str, op: str) -> Any:
+    binds: list[Any] = [bindparam(f"{prefix}{i}") for i in range(len(key))]
+    left: Any = tuple_(*key) if len(key) > 1 else key[0]
+    right: Any = tuple_(*binds) if len(key) > 1 else binds[0]
+    return left > right if op == ">" else left <= right
+
+
+@dataclass(frozen=True)
+class Span:
+    """The rows after ``low`` up to and including ``high`` (either None: no bound)."""
+
+    low: tuple[Any, ...] | None
+    high: tuple[Any, ...] | None
+
+    def params(self) -> dict[str, Any]:
+        out = {f"lo{i}": v for i, v in enumerate(self.low or ())}
+        return out | {f"hi{i}": v for i, v in enumerate(self.high or ())}
+
+
+class Ranges:
+    """Keyset batches of a store table: the key of every ``size``-th row is found on the
+    key's index alone, then a batch is the rows of one span between two such keys, in
+    key order. The key itself is not fetched with the rows, so they need no reshaping in
+    Python; a connection is held only while one statement runs."""
+
+    def __init__(self, engine: Engine, t: OpenTable, size: int | None = None) -> None:
+        self.engine, self.t, self.size = engine, t, size or BATCH_ROWS
+        self._cache: dict[tuple[Any, ...], Prepared] = {}
+
+    def _run(self, stmt: Prepared, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        raw = self.engine.raw_connection()
+        try:
+            return stmt.rows(raw.dbapi_connection, params)
+        finally:
+            raw.close()
+
+    def _edge(self, low: bool) -> Prepared:
+        wanted = ("edge", low)
+        if wanted not in self._cache:
+            key = self.t.key
+            stmt = select(*key).order_by(*key).offset(self.size - 1).limit(1)
+            if low:
+                stmt = stmt.where(_after(key, "lo", ">"))
+            self._cache[wanted] = Prepared(stmt, self.engine.dialect)
+        return self._cache[wanted]
+
+    def _rows(self, what: Sequence[Any], low: bool, high: bool) -> Prepared:
+        wanted = ("rows", tuple(id(w) for w in what), low, high)
+        if wanted not in self._cache:
+            key = self.t.key
+            stmt = select(*what).order_by(*key)
+            if low:
+                stmt = stmt.where(_after(key, "lo", ">"))
+            if high:
+                stmt = stmt.where(_after(key, "hi", "<="))
+            self._cache[wanted] = Prepared(stmt, self.engine.dialect)
+        return self._cache[wanted]
+
+    def spans(self) -> Iterator[Span]:
+        low: tuple[Any, ...] | None = None
+        while True:
+            edge = self._run(self._edge(low is not None), Span(low, None).params())
+            high = edge[0] if edge else None
+            yield Span(low, high)
+            if high is None:
+                return
+            low = high
+
+    def fetch(self, span: Span, what: Sequence[Any]) -> list[tuple[Any, ...]]:
+        stmt = self._rows(what, span.low is not None, span.high is not None)
+        return self._run(stmt, span.params())
 
 
 def batches(
-    shared: SharedDatabase, t: OpenTable, *, size: int = BATCH_ROWS, limit: int | None = None
+    engine: Engine,
+    t: OpenTable,
+    *,
+    size: int | None = None,
+    limit: int | None = None,
 ) -> Iterator[list[tuple[Any, ...]]]:
-    """The published columns of the store's rows, ``size`` at a time in key order (keyset
-    paging: each batch is one indexed range read, on a connection held only for it)."""
-    first, more = _statements(t, shared, size)
-    width = len(t.key)
-    last: Sequence[Any] | None = None
+    """The published columns of the store's rows, ``size`` at a time in key order, at
+    most ``limit`` rows."""
+    ranges = Ranges(engine, t, size)
     served = 0
-    while limit is None or served < limit:
-        raw = shared.engine.raw_connection()
-        try:
-            if last is None:
-                rows = first.rows(raw.dbapi_connection, {})
-            else:
-                rows = more.rows(raw.dbapi_connection, {f"k{i}": v for i, v in enumerate(last)})
-        finally:
-            raw.close()
+    for span in ranges.spans():
+        rows = ranges.fetch(span, t.columns)
         if not rows:
+            continue
+        if limit is not None and served + len(rows) >= limit:
+            yield rows[: limit - served]
             return
-        last = rows[-1][:width]
-        if limit is not None:
-            rows = rows[: limit - served]
         served += len(rows)
-        yield [r[width:] for r in rows]
-        if len(rows) < size:
-            return
+        yield rows
 
 
-def preview(shared: SharedDatabase, t: OpenTable, rows: int = 10) -> list[tuple[Any, ...]]:
+def preview(engine: Engine, t: OpenTable, rows: int = 10) -> list[tuple[Any, ...]]:
     """The first ``rows`` rows in key order."""
-    return next(batches(shared, t, size=rows, limit=rows), [])
+    return next(batches(engine, t, size=rows, limit=rows), [])
 
 
 # -- statistics --------------------------------------------------------------------------
@@ -156,12 +244,12 @@ class ColumnStats:
         return self.nulls / self.sampled if self.sampled else 0.0
 
 
-def column_stats(shared: SharedDatabase, t: OpenTable) -> list[ColumnStats]:
+def column_stats(engine: Engine, t: OpenTable) -> list[ColumnStats]:
     """Null share, distinct values and the most frequent values of each published column,
     over a sample (the first rows in key order) so a page costs the same at any size."""
     sample = select(*t.columns).order_by(*t.key).limit(STATS_SAMPLE).subquery("sample")
     out: list[ColumnStats] = []
-    with shared.engine.connect() as conn:
+    with engine.connect() as conn:
         sampled = int(conn.scalar(select(func.count()).select_from(sample)) or 0)
         for col, label in zip(t.columns, t.labels, strict=True):
             c = sample.c[col.name]
@@ -196,32 +284,97 @@ def _safe(row: Sequence[Any]) -> list[Any]:
     return [csv_cell(v) if v.__class__ is str and v[:1] in _FORMULA_FIRST else v for v in row]
 
 
-def csv_chunks(shared: SharedDatabase, t: OpenTable) -> Iterator[bytes]:
-    """UTF-8 CSV with BOM (Excel reads it as UTF-8): a header of item codes, then rows."""
+def _formula_cell(text: str) -> bool:
+    """Whether a cell of ``text`` may begin with a formula character: ``text`` holds
+    unquoted cells only and CR LF only at line ends (the caller checked). Substring
+    searches, a few milliseconds a batch, where checking cell by cell takes far longer."""
+    if text[:1] in _FORMULA_FIRST:
+        return True
+    return any(p in text and ("," + p in text or "\n" + p in text) for p in FORMULA_PREFIXES[:5])
+
+
+def _as_text(c: Column[Any]) -> Any:
+    return func.coalesce(c if isinstance(c.type, String) else cast(c, Text), "")
+
+
+def csv_chunks(engine: Engine, t: OpenTable) -> Iterator[bytes]:
+    """UTF-8 CSV with BOM (Excel reads it as UTF-8): a header of item codes, then rows.
+
+    The database joins each row's cells with commas (NULL as empty, as the csv module
+    writes it); a batch in which a cell holds a comma, a quote or a line break, or may
+    begin with a formula character, is read again cell by cell and written by the csv
+    module with the cells made safe. Both give the same CSV for the same cells."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(t.names)
     yield (UTF8_BOM + out.getvalue()).encode("utf-8")
-    for rows in batches(shared, t):
-        out.seek(0)
-        out.truncate()
-        writer.writerows(_safe(r) for r in rows)
-        yield out.getvalue().encode("utf-8")
+    width = len(t.columns)
+    parts: list[Any] = []
+    for c in t.columns:
+        parts += [_as_text(c), literal(",")]
+    joined = _concat(parts[:-1])
+    ranges = Ranges(engine, t)
+    for span in ranges.spans():
+        lines = [r[0] for r in ranges.fetch(span, [joined])]
+        if not lines:
+            continue
+        text = "\r\n".join(lines) + "\r\n"
+        n = len(lines)
+        if (
+            text.count(",") != n * (width - 1)
+            or text.count("\n") != n
+            or text.count("\r") != n
+            or '"' in text
+            or _formula_cell(text)
+        ):
+            out.seek(0)
+            out.truncate()
+            writer.writerows(_safe(r) for r in ranges.fetch(span, t.columns))
+            text = out.getvalue()
+        yield text.encode("utf-8")
 
 
-def json_chunks(shared: SharedDatabase, t: OpenTable) -> Iterator[bytes]:
+def _concat(parts: Sequence[Any]) -> Any:
+    expr = parts[0]
+    for p in parts[1:]:
+        expr = expr.op("||")(p)
+    return expr
+
+
+def _json_object(engine: Engine, t: OpenTable) -> Any | None:
+    """Each row as a JSON object made by the database, where it can."""
+    pairs: list[Any] = []
+    for c in t.columns:
+        pairs += [literal(str(c.name)), c]
+    if engine.dialect.name == "sqlite":
+        return func.json_object(*pairs)
+    if engine.dialect.name == "postgresql":
+        return cast(func.json_build_object(*pairs), Text)
+    return None
+
+
+def json_chunks(engine: Engine, t: OpenTable) -> Iterator[bytes]:
     """A JSON array of objects keyed by item code, written a batch at a time."""
-    names = t.names
+    made = _json_object(engine, t)
     yield b"["
-    sep = b""
-    for rows in batches(shared, t):
-        body = orjson.dumps([dict(zip(names, r, strict=True)) for r in rows], default=str)
-        yield sep + body[1:-1]
-        sep = b","
+    sep = ""
+    if made is not None:
+        ranges = Ranges(engine, t)
+        for span in ranges.spans():
+            rows = ranges.fetch(span, [made])
+            if rows:
+                yield (sep + ",".join([r[0] for r in rows])).encode("utf-8")
+                sep = ","
+    else:
+        names = t.names
+        for rows in batches(engine, t):
+            body = orjson.dumps([dict(zip(names, r, strict=True)) for r in rows], default=str)
+            yield sep.encode() + body[1:-1]
+            sep = ","
     yield b"]\n"
 
 
-def xlsx_file(shared: SharedDatabase, t: OpenTable, directory: str | None = None) -> str:
+def xlsx_file(engine: Engine, t: OpenTable, directory: str | None = None) -> str:
     """The rows as an XLSX workbook in a temporary file (openpyxl's write-only mode keeps
     one row in memory at a time); the caller streams the file and removes it."""
     from openpyxl import Workbook
@@ -229,7 +382,7 @@ def xlsx_file(shared: SharedDatabase, t: OpenTable, directory: str | None = None
     wb = Workbook(write_only=True)
     ws = wb.create_sheet(title="数据")
     ws.append(t.names)
-    for rows in batches(shared, t, limit=XLSX_MAX_ROWS):
+    for rows in batches(engine, t, limit=XLSX_MAX_ROWS):
         for r in rows:
             ws.append(xlsx_row(ws, r))
     fd, path = tempfile.mkstemp(prefix="govshare-open-", suffix=".xlsx", dir=directory)

@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from markupsafe import Markup
+from sqlalchemy import Engine
 
 from govshare.catalog.codes import DEFAULT_CODE_TABLES, CodeTableName
 from govshare.db import session_scope
@@ -147,8 +148,9 @@ def _dataset_context(request: Request, key: str) -> dict[str, Any] | None:
     rows: list[tuple[Any, ...]] = []
     stats: list[download.ColumnStats] = []
     if table is not None:
-        rows = download.preview(shared, table)
-        stats = download.column_stats(shared, table)
+        reader = request.app.state.open_download_engine
+        rows = download.preview(reader, table)
+        stats = download.column_stats(reader, table)
     charts = [
         {
             "id": f"chart-top-{i}",
@@ -227,8 +229,8 @@ def _prepare_download(request: Request, slug: str, fmt: str) -> download.OpenTab
     return table
 
 
-def _xlsx_chunks(shared: Any, table: download.OpenTable) -> Iterator[bytes]:
-    yield from download.file_chunks(download.xlsx_file(shared, table))
+def _xlsx_chunks(engine: Engine, table: download.OpenTable) -> Iterator[bytes]:
+    yield from download.file_chunks(download.xlsx_file(engine, table))
 
 
 @router.get("/open/datasets/{slug}/download.{fmt}", name="open_download")
@@ -240,12 +242,11 @@ async def download_rows(request: Request, slug: str, fmt: str, _anyone: Anyone) 
     prepared = await run_in_threadpool(_prepare_download, request, slug, fmt)
     if isinstance(prepared, str):
         return _not_found(request, prepared, as_json=as_json)
-    shared = request.app.state.data_services.db
     chunks = {
         "csv": download.csv_chunks,
         "json": download.json_chunks,
         "xlsx": _xlsx_chunks,
-    }[fmt](shared, prepared)
+    }[fmt](request.app.state.open_download_engine, prepared)
     name = f"{prepared.dataset.slug}.{fmt}"
     title = quote(f"{prepared.dataset.title}.{fmt}")
     return StreamingResponse(
