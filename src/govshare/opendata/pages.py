@@ -68,6 +68,14 @@ def _render(request: Request, template: str, *, status_code: int = 200, **contex
     )
 
 
+def _facet_label(facet: str, label: str) -> str:
+    if facet == "update_cycle":
+        return CYCLES.get(label, label)
+    if facet == "format":
+        return FORMAT_LABELS.get(label, label)
+    return label
+
+
 def _not_found(request: Request, message: str, *, as_json: bool = False) -> Response:
     if as_json:
         return JSONResponse({"error": {"code": "not_found", "message": message}}, status_code=404)
@@ -115,8 +123,7 @@ def search(request: Request, _anyone: Anyone) -> Response:
         result = ds.search_datasets(session, query)
     facets = {
         name: [
-            (value, CYCLES.get(label, label) if name == "update_cycle" else label, n)
-            for value, label, n in result.facets.get(name, [])
+            (value, _facet_label(name, label), n) for value, label, n in result.facets.get(name, [])
         ]
         for name in FACET_TITLES
     }
