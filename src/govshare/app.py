@@ -121,6 +121,10 @@ def install_error_handlers(app: FastAPI) -> None:
         if status == 401:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+        if request.url.path.startswith("/open/"):
+            from govshare.opendata.pages import public_error
+
+            return public_error(request, status, console_text(message), headers)
         await run_in_threadpool(_signed_in, request)
         return app.state.templates.TemplateResponse(
             request,

@@ -73,6 +73,7 @@ def test_search_open_preview_and_download_csv(
     expect(page.locator("#preview tbody tr").first).to_contain_text("公开1")
     expect(page.locator("[data-chart='chart-nulls'] svg").first).to_be_attached()
     expect(page.locator("#api")).to_contain_text("package_show")
+    page.screenshot(path=str(tmp_path / "dataset.png"), full_page=True)
     chinese_only()
 
     with page.expect_download() as info:

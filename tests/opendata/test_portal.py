@@ -236,3 +236,22 @@ def test_no_public_route_shows_anything_that_is_not_open(hub: LiveHub, scene: Po
         assert "共找到 <strong>0</strong> 个数据集" in _page(hub, "/open/datasets", q=q)
     # The sweep reached the open rows through the same routes.
     assert _get(hub, f"/open/datasets/{s.open_plain['slug']}/download.csv").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "q", ['"', "*", "(", "AND", "NEAR(a b)", "-", "a:b", "公交 OR", "x" * 500, "\u3000", "%_"]
+)
+def test_search_answers_any_text(hub: LiveHub, q: str) -> None:
+    r = _get(hub, "/open/datasets", q=q, page="abc", open_type="nonsense")
+    assert r.status_code == 200, r.text[:300]
+    assert 'id="result-count"' in r.text
+
+
+def test_unknown_portal_address_keeps_the_portal_layout(hub: LiveHub) -> None:
+    r = _get(hub, "/open/no-such-page")
+    assert r.status_code == 404
+    assert "公共数据开放平台" in r.text
+    assert 'class="sidebar"' not in r.text
+    r = _get(hub, "/open/datasets/x/download.csv/more")
+    assert r.status_code == 404
+    assert "公共数据开放平台" in r.text

@@ -79,7 +79,26 @@ def _facet_label(facet: str, label: str) -> str:
 def _not_found(request: Request, message: str, *, as_json: bool = False) -> Response:
     if as_json:
         return JSONResponse({"error": {"code": "not_found", "message": message}}, status_code=404)
-    return _render(request, "open/error.html", status_code=404, message=message)
+    return public_error(request, 404, message)
+
+
+ERROR_HEADINGS = {404: "未找到", 405: "不支持的请求", 422: "请求参数不正确", 503: "平台正忙"}
+
+
+def public_error(
+    request: Request, status: int, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    """An error page in the portal's layout (the hub's error handlers use it for every
+    address under ``/open/``), so a visitor never lands in the console's."""
+    response = _render(
+        request,
+        "open/error.html",
+        status_code=status,
+        message=message,
+        heading=ERROR_HEADINGS.get(status, "出错了"),
+    )
+    response.headers.update(headers or {})
+    return response
 
 
 # -- pages ---------------------------------------------------------------------------------
