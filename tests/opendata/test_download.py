@@ -109,3 +109,17 @@ def test_batches_and_preview_keep_key_order_and_limits(tmp_path: Path) -> None:
         assert download.preview(engine, t, 10) == rows[:10]
     finally:
         engine.dispose()
+
+
+def test_column_stats_count_blanks_distinct_and_repeating_values(tmp_path: Path) -> None:
+    rows = [(f"r{i}", "甲" if i % 3 else "乙", None if i % 4 == 0 else " ") for i in range(12)]
+    engine, t = _table(tmp_path, rows)
+    try:
+        a, b, c = download.column_stats(engine, t)
+    finally:
+        engine.dispose()
+    assert (a.sampled, a.nulls, a.distinct, a.top) == (12, 0, 12, [])  # every value once
+    assert (b.nulls, b.distinct) == (0, 2)
+    assert b.top == [("甲", 8), ("乙", 4)]
+    assert c.nulls == 12  # NULL and blank text alike
+    assert c.null_share == 1.0

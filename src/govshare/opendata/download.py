@@ -226,6 +226,7 @@ def preview(engine: Engine, t: OpenTable, rows: int = 10) -> list[tuple[Any, ...
 
 STATS_SAMPLE = 10_000
 TOP_VALUES = 8
+TOP_COLUMNS = 12
 
 
 @dataclass(frozen=True)
@@ -245,22 +246,28 @@ class ColumnStats:
 
 
 def column_stats(engine: Engine, t: OpenTable) -> list[ColumnStats]:
-    """Null share, distinct values and the most frequent values of each published column,
-    over a sample (the first rows in key order) so a page costs the same at any size."""
+    """Blank share and distinct values of each published column, and the most frequent
+    values of the columns whose values repeat (at most :data:`TOP_COLUMNS` of them), over
+    a sample (the first rows in key order) so a page costs the same at any size: one
+    statement for the counts, one per column with repeating values."""
     sample = select(*t.columns).order_by(*t.key).limit(STATS_SAMPLE).subquery("sample")
+    figures: list[Any] = [func.count()]
+    for col in t.columns:
+        c = sample.c[col.name]
+        blank: Any = c.is_(None)
+        if isinstance(col.type, String):
+            blank = blank | (func.trim(c) == "")
+        figures += [func.count().filter(blank), func.count(func.distinct(c))]
     out: list[ColumnStats] = []
     with engine.connect() as conn:
-        sampled = int(conn.scalar(select(func.count()).select_from(sample)) or 0)
-        for col, label in zip(t.columns, t.labels, strict=True):
-            c = sample.c[col.name]
-            blank: Any = c.is_(None)
-            if isinstance(col.type, String):
-                blank = blank | (func.trim(c) == "")
-            nulls, distinct = conn.execute(
-                select(func.count().filter(blank), func.count(func.distinct(c)))
-            ).one()
+        counts = [int(v or 0) for v in conn.execute(select(*figures).select_from(sample)).one()]
+        sampled = counts[0]
+        charted = 0
+        for i, (col, label) in enumerate(zip(t.columns, t.labels, strict=True)):
+            nulls, distinct = counts[1 + 2 * i], counts[2 + 2 * i]
             top: list[tuple[str, int]] = []
-            if distinct and distinct < sampled - int(nulls):  # some value repeats
+            if distinct and 2 * distinct <= sampled - nulls and charted < TOP_COLUMNS:
+                c = sample.c[col.name]
                 top = [
                     (str(v), int(n))
                     for v, n in conn.execute(
@@ -271,9 +278,8 @@ def column_stats(engine: Engine, t: OpenTable) -> list[ColumnStats]:
                         .limit(TOP_VALUES)
                     )
                 ]
-            out.append(
-                ColumnStats(str(col.name), label, sampled, int(nulls), int(distinct or 0), top)
-            )
+                charted += 1
+            out.append(ColumnStats(str(col.name), label, sampled, nulls, distinct, top))
     return out
 
 
