@@ -255,3 +255,18 @@ def test_unknown_portal_address_keeps_the_portal_layout(hub: LiveHub) -> None:
     r = _get(hub, "/open/datasets/x/download.csv/more")
     assert r.status_code == 404
     assert "公共数据开放平台" in r.text
+
+
+def test_xlsx_is_offered_up_to_its_row_limit(
+    hub: LiveHub, scene: PortalScene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from govshare.opendata import download
+
+    plain = scene.scene.open_plain
+    monkeypatch.setattr(download, "XLSX_MAX_ROWS", len(scene.visible_rows) - 1)
+    html = _page(hub, f"/open/datasets/{plain['slug']}")
+    assert f"/open/datasets/{plain['slug']}/download.csv" in html
+    assert "download.xlsx" not in html
+    r = _get(hub, f"/open/datasets/{plain['slug']}/download.xlsx")
+    assert r.status_code == 404
+    assert "请下载 CSV 或 JSON" in r.text

@@ -47,8 +47,11 @@ from govshare.sharing.shared_db import shared_engine
 from govshare.sharing.store import SharedDatabase
 
 BATCH_ROWS = 1000
-# The most data rows an XLSX sheet holds (1,048,576 rows less the header).
-XLSX_MAX_ROWS = 1_048_575
+# The most rows offered as XLSX. A sheet holds 1,048,575 below its header, but openpyxl
+# writes a few thousand rows a second and the file must be complete before its first
+# byte is sent: beyond this the visitor would wait minutes, so larger datasets are
+# offered as CSV and JSON only.
+XLSX_MAX_ROWS = 100_000
 MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "json": "application/json",
@@ -68,6 +71,12 @@ class OpenTable:
     key: tuple[Column[Any], ...]  # the store's primary key: the order rows are read in
     columns: tuple[Column[Any], ...]  # the published items the table holds, in item order
     row_count: int  # as the feed last counted it
+
+    @property
+    def formats(self) -> list[str]:
+        """The download formats offered (XLSX only up to :data:`XLSX_MAX_ROWS` rows)."""
+        fmts = [d.format for d in self.dataset.distributions]
+        return [f for f in fmts if f != "XLSX" or self.row_count <= XLSX_MAX_ROWS]
 
     @property
     def names(self) -> list[str]:

@@ -207,7 +207,9 @@ def _dataset_context(request: Request, key: str) -> dict[str, Any] | None:
         "downloads": counts,
         "package_show": f"{base}/api/3/action/package_show?id={quote(found.slug)}",
         "dcat_url": f"{base}/open/datasets/{found.slug}.jsonld",
-        "download_urls": [(d.format, base + d.path) for d in found.distributions]
+        "download_urls": [
+            (d.format, base + d.path) for d in found.distributions if d.format in table.formats
+        ]
         if table is not None
         else [],
         "json_ld": Markup(  # noqa: S704  # JSON with "<" escaped, inside a data block
@@ -250,7 +252,9 @@ def _prepare_download(request: Request, slug: str, fmt: str) -> download.OpenTab
         if table is None:
             return "该数据集暂无可下载的数据（共享信息库尚未建立或尚未收到数据）"
         if fmt == "xlsx" and table.row_count > download.XLSX_MAX_ROWS:
-            return "该数据集行数超过 XLSX 文件的上限，请下载 CSV 或 JSON"
+            return (
+                f"该数据集超过 {download.XLSX_MAX_ROWS:,} 行，不提供 XLSX 下载，请下载 CSV 或 JSON"
+            )
         portal.count_download(session, found.resource_id, fmt)
     return table
 
