@@ -270,3 +270,21 @@ def test_xlsx_is_offered_up_to_its_row_limit(
     r = _get(hub, f"/open/datasets/{plain['slug']}/download.xlsx")
     assert r.status_code == 404
     assert "请下载 CSV 或 JSON" in r.text
+
+
+def test_related_datasets_are_the_open_ones_among_its_related_codes(
+    hub: LiveHub, scene: PortalScene
+) -> None:
+    s = scene.scene
+    world = World(hub)
+    linked = world.published(
+        s.dept,
+        is_open=True,
+        name=f"{s.marker}关联测试",
+        classification_code="102001",
+        related_codes=[s.closed["code"], s.open_plain["code"]],
+    )
+    html = _page(hub, f"/open/datasets/{linked['code'].lower().replace('/', '-')}")
+    related = html.split('id="related"')[1]
+    assert f"/open/datasets/{s.open_plain['slug']}" in related
+    assert s.closed["name"] not in html
