@@ -61,6 +61,13 @@ def test_only_login_health_and_docs_are_public(tmp_path: Path) -> None:
         "/api/action/{name}",
         "/open/catalog.{fmt}",
         "/open/datasets/{key}.{fmt}",
+        # The public portal: its pages, downloads and sitemap (govshare.opendata.pages).
+        "/open/",
+        "/open/datasets",
+        "/open/datasets/{slug}",
+        "/open/datasets/{slug}/download.{fmt}",
+        "/open/organizations",
+        "/open/sitemap.xml",
         "/healthz",
         "/api/v1/auth/token",
         "/login",

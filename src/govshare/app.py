@@ -121,6 +121,10 @@ def install_error_handlers(app: FastAPI) -> None:
         if status == 401:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+        if request.url.path.startswith("/open/"):
+            from govshare.opendata.pages import public_error
+
+            return public_error(request, status, console_text(message), headers)
         await run_in_threadpool(_signed_in, request)
         return app.state.templates.TemplateResponse(
             request,
@@ -273,6 +277,7 @@ def create_app(settings: Settings) -> FastAPI:
             monitor.stop()
             checkpointer.stop()
             app.state.data_services.close()
+            app.state.open_download_engine.dispose()
             app.state.package_store.close()
 
     app = FastAPI(
@@ -290,6 +295,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.templates = make_templates()
     app.state.package_store = make_store(settings.bus_url)
     app.state.data_services = DataServices(settings, app.state.session_factory)
+    from govshare.opendata.download import download_engine
+
+    # Open-data downloads read whole stores: an engine of their own without memory mapping.
+    app.state.open_download_engine = download_engine(settings.resolved_shared_store_url)
     install_error_handlers(app)
     install_openapi(app)
     from govshare.exchange.api import MAX_PACKAGE_BYTES
@@ -316,6 +325,7 @@ def create_app(settings: Settings) -> FastAPI:
     from govshare.exchange import api as exchange_api
     from govshare.exchange import pages as exchange_pages
     from govshare.opendata import api as opendata_api
+    from govshare.opendata import pages as opendata_pages
     from govshare.quality import api as quality_api
     from govshare.quality import pages as quality_pages
     from govshare.quality import scan as quality_scan
@@ -340,6 +350,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(quality_api.router, prefix="/api/v1")
     app.include_router(compare_api.router, prefix="/api/v1")
     app.include_router(opendata_api.router)
+    # After the DCAT routes: /open/datasets/{key}.{fmt} is theirs, the dotless slug ours.
+    app.include_router(opendata_pages.router)
     app.include_router(web_pages.router)
     app.include_router(security_pages.router)
     app.include_router(catalog_pages.router)

@@ -5,6 +5,7 @@ from govshare.catalog import models as catalog_models
 from govshare.compare import models as compare_models
 from govshare.db import Base
 from govshare.exchange import models as exchange_models
+from govshare.opendata import models as opendata_models
 from govshare.quality import models as quality_models
 from govshare.security import models as security_models
 from govshare.sharing import models as sharing_models
@@ -17,6 +18,7 @@ __all__ = [
     "compare_models",
     "exchange_models",
     "metadata",
+    "opendata_models",
     "quality_models",
     "security_models",
     "sharing_models",

@@ -90,7 +90,11 @@ def test_https_through_a_trusted_proxy_adds_hsts_and_secure_cookies(world: World
 
 
 INLINE_SHEET = re.compile(r"<style[\s>]")
-INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)(?![^>]*type=\"application/json\")[^>]*>")
+# Data blocks are not scripts: chart data (application/json) and the portal's schema.org
+# description for search engines (application/ld+json) are never run by a browser.
+INLINE_SCRIPT = re.compile(
+    r"<script(?![^>]*\bsrc=)(?![^>]*type=\"application/(?:ld\+)?json\")[^>]*>"
+)
 INLINE_HANDLER = re.compile(r"\son[a-z]+\s*=", re.IGNORECASE)
 
 
