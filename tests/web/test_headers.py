@@ -114,3 +114,17 @@ def test_the_policy_allows_no_inline_script_no_eval_and_no_inline_sheet() -> Non
     assert "'unsafe-inline'" not in policy["script-src"]
     assert "'unsafe-eval'" not in policy["script-src"]
     assert "'unsafe-inline'" not in policy["style-src"]
+
+
+def test_a_download_is_named_in_chinese_with_a_plain_ascii_fallback() -> None:
+    from urllib.parse import unquote
+
+    from govshare.web.headers import attachment
+
+    value = attachment('compare-7"; x=.csv', "比对线索-死亡/冒领.csv")["Content-Disposition"]
+    plain, encoded = value.split("; filename*=UTF-8''")
+    # The fallback cannot close its quotes or add a parameter; the real name survives whole.
+    assert plain == 'attachment; filename="compare-7___x_.csv"'
+    assert "/" not in encoded
+    assert " " not in encoded
+    assert unquote(encoded) == "比对线索-死亡/冒领.csv"

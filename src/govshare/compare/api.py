@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
 
 import yaml
 from fastapi import APIRouter, Body, Query, Request, status
@@ -32,6 +31,7 @@ from govshare.deps import SessionDep, SharingApplicant, SharingReader
 from govshare.ids import Count, Id
 from govshare.rules.clock import china_today
 from govshare.sharing.store import SharedDatabase
+from govshare.web.headers import attachment
 
 router = APIRouter(prefix="/compare", tags=["compare"])
 MAX_YAML_BYTES = 256 * 1024
@@ -297,10 +297,7 @@ def export_cases(
     return Response(
         body,
         media_type=media,
-        headers={
-            "Content-Disposition": f'attachment; filename="compare-{job.id}.{format}"; '
-            f"filename*=UTF-8''{quote(name)}"
-        },
+        headers=attachment(f"compare-{job.id}.{format}", name),
     )
 
 

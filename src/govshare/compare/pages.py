@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -51,6 +50,7 @@ from govshare.web.forms import (
     text,
     validation_problems,
 )
+from govshare.web.headers import attachment
 
 router = APIRouter(include_in_schema=False)
 
@@ -568,10 +568,7 @@ def _download(
     return Response(
         body,
         media_type=media,
-        headers={
-            "Content-Disposition": f'attachment; filename="compare-{job.id}.{kind}"; '
-            f"filename*=UTF-8''{quote(name)}"
-        },
+        headers=attachment(f"compare-{job.id}.{kind}", name),
     )
 
 

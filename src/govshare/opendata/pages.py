@@ -31,6 +31,7 @@ from govshare.opendata import datasets as ds
 from govshare.opendata import download, portal
 from govshare.opendata.api import Anyone
 from govshare.security.service import ANONYMOUS
+from govshare.web.headers import attachment
 
 log = structlog.get_logger()
 router = APIRouter(tags=["opendata"], include_in_schema=False)
@@ -277,13 +278,11 @@ async def download_rows(request: Request, slug: str, fmt: str, _anyone: Anyone) 
         "json": download.json_chunks,
         "xlsx": _xlsx_chunks,
     }[fmt](request.app.state.open_download_engine, prepared)
-    name = f"{prepared.dataset.slug}.{fmt}"
-    title = quote(f"{prepared.dataset.title}.{fmt}")
     return StreamingResponse(
         chunks,
         media_type=download.MEDIA_TYPES[fmt],
         headers={
-            "Content-Disposition": f"attachment; filename=\"{name}\"; filename*=UTF-8''{title}",
+            **attachment(f"{prepared.dataset.slug}.{fmt}", f"{prepared.dataset.title}.{fmt}"),
             "Cache-Control": "no-store",
         },
     )

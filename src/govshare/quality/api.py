@@ -6,7 +6,6 @@ provider department and the platform admin see or change anything of it."""
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 from fastapi.responses import Response
@@ -30,6 +29,7 @@ from govshare.quality.schemas import (
 )
 from govshare.security.service import Principal
 from govshare.sharing.store import SharedDatabase
+from govshare.web.headers import attachment
 
 router = APIRouter(prefix="/quality", tags=["quality"])
 
@@ -187,8 +187,5 @@ def download_problems(scan_id: Id, db: SessionDep, caller: SharingReader) -> Res
     return Response(
         body,
         media_type=XLSX,
-        headers={
-            "Content-Disposition": f'attachment; filename="quality-{scan.id}.xlsx"; '
-            f"filename*=UTF-8''{quote(name)}"
-        },
+        headers=attachment(f"quality-{scan.id}.xlsx", name),
     )

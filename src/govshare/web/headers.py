@@ -6,8 +6,25 @@ routes pay only for a few header lines. A header a route sets itself is kept.
 
 from __future__ import annotations
 
+import re
+from urllib.parse import quote
+
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_UNSAFE_IN_FALLBACK = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def attachment(fallback: str, name: str) -> dict[str, str]:
+    """The header of a download saved as ``name`` (Chinese welcome: RFC 6266's
+    ``filename*``), with an ASCII ``fallback`` for clients that read only ``filename``
+    (anything but letters, digits, dot, dash and underscore becomes ``_``)."""
+    plain = _UNSAFE_IN_FALLBACK.sub("_", fallback)
+    return {
+        "Content-Disposition": f'attachment; filename="{plain}"; '
+        f"filename*=UTF-8''{quote(name, safe='')}"
+    }
+
 
 # No inline scripts anywhere: pages load /static/*.js and read their data from
 # <script type="application/json"> blocks and data-* attributes. No inline <style>
