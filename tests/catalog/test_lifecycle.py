@@ -5,7 +5,7 @@ from __future__ import annotations
 from govshare.security.audit import SYSTEM
 from govshare.security.roles import Role
 from govshare.security.service import add_user
-from tests.factories import PASSWORD, World, resource_payload
+from tests.factories import PASSWORD, World, resource_payload, unique
 
 
 def test_new_entry_is_a_draft_with_a_classification_code(world: World) -> None:
@@ -336,3 +336,37 @@ def test_another_departments_draft_answers_as_a_missing_id(world: World) -> None
             assert [r.json()["error"]["message"] for r in answers] == [
                 f"目录 {rid} 不存在或未发布"
             ] * 3
+
+
+def test_the_open_catalog_flag_follows_the_published_version(world: World) -> None:
+    """``open_listed`` (what the open catalog's index narrows by) says whether the
+    published version is open and listed: a change in review does not move it, its
+    publication does, and so does withdrawal."""
+    from govshare.catalog.models import Resource
+
+    dept = world.department()
+    res = world.published(dept, name=unique("开放标志"), is_open=True)
+
+    def flag() -> bool:
+        with world.hub.db() as s:
+            found = s.get(Resource, res["id"])
+            assert found is not None
+            return bool(found.open_listed)
+
+    def publish_change(**fields: object) -> None:
+        with world.api(dept.registrar) as c:
+            body = {**resource_payload(name=res["name"], **fields), "reason": "调整开放属性"}
+            c.put(f"/api/v1/catalog/resources/{res['id']}", json=body).raise_for_status()
+        assert flag() is not fields.get("is_open", True)  # the change alone moves nothing
+        world.step(dept.registrar, res["id"], "submit")
+        world.step(dept.reviewer, res["id"], "approve")
+        world.step(dept.registrar, res["id"], "request_publication")
+        world.step(world.admin, res["id"], "publish")
+
+    assert flag() is True
+    publish_change(is_open=False)
+    assert flag() is False
+    publish_change(is_open=True)
+    assert flag() is True
+    world.step(dept.registrar, res["id"], "withdraw", reason="职能调整")
+    assert flag() is False
