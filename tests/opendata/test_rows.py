@@ -7,16 +7,18 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Column, Date, Integer, MetaData, Numeric, String, Table, text
 
 from govshare.cursors import CursorCodec
 from govshare.opendata import portal, rows
-from govshare.opendata.download import download_engine
-from govshare.opendata.errors import QueryTimedOut
+from govshare.opendata.download import OpenTable, download_engine
+from govshare.opendata.errors import QueryTimedOut, RowsError
 from tests.factories import World
 from tests.live import LiveHub
 from tests.opendata.builders import open_scene
@@ -320,3 +322,44 @@ def test_time_limit_stops_a_slow_statement_and_frees_the_connection(hub: LiveHub
             assert conn.execute(text("SELECT 1")).scalar() == 1
     finally:
         engine.dispose()
+
+
+def _typed_table() -> OpenTable:
+    table = Table(
+        "typed",
+        MetaData(),
+        Column("rid", Integer, primary_key=True),
+        Column("n", Integer),
+        Column("amount", Numeric(12, 2)),
+        Column("day", Date),
+        Column("name", String(20)),
+    )
+    columns = (table.c.n, table.c.amount, table.c.day, table.c.name)
+    return OpenTable(None, table, (table.c.rid,), columns, 0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        (("n__gt", "10"), 10),
+        (("amount__lt", "2.50"), Decimal("2.50")),
+        (("day", "2024-01-02"), date(2024, 1, 2)),
+        (("name__contains", "10"), "10"),
+        (("n__contains", "10"), "10"),  # contains compares the text
+    ],
+)
+def test_filter_values_take_the_column_type(raw: tuple[str, str], value: Any) -> None:
+    q = rows.parse_query(_typed_table(), CursorCodec("k" * 32), [raw])
+    assert q.filters[0].value == value
+    assert type(q.filters[0].value) is type(value)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [("n__gt", "x"), ("n", "1.5"), ("n", str(2**63)), ("amount", "NaN"), ("day__lt", "2024-13-01")],
+)
+def test_filter_values_not_of_the_column_type_are_refused(raw: tuple[str, str]) -> None:
+    with pytest.raises(RowsError) as caught:
+        rows.parse_query(_typed_table(), CursorCodec("k" * 32), [raw])
+    assert caught.value.parameter == raw[0]
+    assert raw[0] in caught.value.message
