@@ -66,6 +66,7 @@ def test_only_login_health_and_docs_are_public(tmp_path: Path) -> None:
         "/open/datasets",
         "/open/datasets/{slug}",
         "/open/datasets/{slug}/download.{fmt}",
+        "/open/datasets/{slug}/rows.{fmt}",
         "/open/organizations",
         "/open/sitemap.xml",
         "/healthz",

@@ -326,6 +326,7 @@ def create_app(settings: Settings) -> FastAPI:
     from govshare.exchange import pages as exchange_pages
     from govshare.opendata import api as opendata_api
     from govshare.opendata import pages as opendata_pages
+    from govshare.opendata import rows_api as opendata_rows
     from govshare.quality import api as quality_api
     from govshare.quality import pages as quality_pages
     from govshare.quality import scan as quality_scan
@@ -351,6 +352,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(compare_api.router, prefix="/api/v1")
     app.include_router(opendata_api.router)
     # After the DCAT routes: /open/datasets/{key}.{fmt} is theirs, the dotless slug ours.
+    app.include_router(opendata_rows.router)
     app.include_router(opendata_pages.router)
     app.include_router(web_pages.router)
     app.include_router(security_pages.router)

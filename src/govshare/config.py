@@ -271,6 +271,14 @@ class Settings(BaseSettings):
         description="Largest catalog spreadsheet upload (bytes, default 128 MiB: an import "
         "holds up to 200,000 rows of up to a few hundred bytes each).",
     )
+    open_rows_time_limit_ms: int = Field(
+        default=1000,
+        ge=1,
+        le=60_000,
+        description="Time limit of one query of the open-data row API "
+        "(/open/datasets/{slug}/rows.json, milliseconds); a query past it is stopped and "
+        "answered 400 查询超时.",
+    )
     secure_cookies: bool = Field(
         default=False,
         description="Always mark console cookies Secure; they are marked Secure anyway on "

@@ -90,11 +90,16 @@ class PortalScene:
         return [*self.scene.open, *self.scene.hidden]
 
 
-def portal_scene(world: World, visible: int = 25) -> PortalScene:
+def portal_scene(
+    world: World, visible: int = 25, rows: list[dict[str, Any]] | None = None
+) -> PortalScene:
+    """The open scene with stores; ``rows`` (else ``visible`` made-up people, the second
+    named by a formula, the third without an address) are the 无条件开放 entry's."""
     scene = open_scene(world)
-    rows = [person(n, "公开") for n in range(1, visible + 1)]
-    rows[1]["xm"] = FORMULA
-    rows[2]["jzdz"] = None
+    if rows is None:
+        rows = [person(n, "公开") for n in range(1, visible + 1)]
+        rows[1]["xm"] = FORMULA
+        rows[2]["jzdz"] = None
     attach_store(world, scene.dept, scene.open_plain["id"], rows)
     hidden: list[str] = [r[UNPUBLISHED_COLUMN] for r in rows]
     for entry, tag in [

@@ -216,6 +216,10 @@ def test_no_public_route_shows_anything_that_is_not_open(hub: LiveHub, scene: Po
         urls.append((f"/open/datasets/{key}", {}))
         for fmt in ("csv", "json", "xlsx", "txt"):
             urls.append((f"/open/datasets/{key}/download.{fmt}", {}))
+        for fmt in ("csv", "json", "xml"):
+            urls.append((f"/open/datasets/{key}/rows.{fmt}", {}))
+            urls.append((f"/open/datasets/{key}/rows.{fmt}", {"_size": "max", "_sort": "xm"}))
+            urls.append((f"/open/datasets/{key}/rows.{fmt}", {UNPUBLISHED_COLUMN: "x"}))
     # What the public must never see: other stores' rows, columns no item publishes, the
     # draft's text, and the names of entries that are not open.
     forbidden = [*scene.hidden_values, SECRET]
@@ -236,6 +240,7 @@ def test_no_public_route_shows_anything_that_is_not_open(hub: LiveHub, scene: Po
         assert "共找到 <strong>0</strong> 个数据集" in _page(hub, "/open/datasets", q=q)
     # The sweep reached the open rows through the same routes.
     assert _get(hub, f"/open/datasets/{s.open_plain['slug']}/download.csv").status_code == 200
+    assert _get(hub, f"/open/datasets/{s.open_plain['slug']}/rows.json").status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -295,7 +295,8 @@ def column_stats(engine: Engine, t: OpenTable) -> list[ColumnStats]:
 # -- writers -----------------------------------------------------------------------------
 
 
-def _safe(row: Sequence[Any]) -> list[Any]:
+def safe_cells(row: Sequence[Any]) -> list[Any]:
+    """The row's cells, those a spreadsheet would run as a formula made safe."""
     return [csv_cell(v) if v.__class__ is str and v[:1] in _FORMULA_FIRST else v for v in row]
 
 
@@ -344,7 +345,7 @@ def csv_chunks(engine: Engine, t: OpenTable) -> Iterator[bytes]:
         ):
             out.seek(0)
             out.truncate()
-            writer.writerows(_safe(r) for r in ranges.fetch(span, t.columns))
+            writer.writerows(safe_cells(r) for r in ranges.fetch(span, t.columns))
             text = out.getvalue()
         yield text.encode("utf-8")
 

@@ -52,3 +52,43 @@ class UnknownAction(CkanError):
 
     status = 400
     type = "Bad request - Action Error"
+
+
+class RowsError(Exception):
+    """A refused call of the row API (数据行接口), in Datasette's shape:
+    ``{"ok": false, "error": …, "status": …, "title": …}``; ``parameter`` names the
+    query parameter at fault, when one is."""
+
+    status = 400
+    title = "Invalid request"
+
+    def __init__(self, message: str, *, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.parameter = parameter
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "ok": False,
+            "error": self.message,
+            "status": self.status,
+            "title": self.title,
+        }
+        if self.parameter is not None:
+            out["parameter"] = self.parameter
+        return out
+
+
+class RowsNotFound(RowsError):
+    """404: no 无条件开放 dataset with rows by that name."""
+
+    status = 404
+    title = "Not found"
+
+
+class QueryTimedOut(RowsError):
+    """400: the query ran past the hub's time limit (Datasette answers 400 too: the
+    same call would run out of time again; a narrower filter is the remedy)."""
+
+    status = 400
+    title = "Query timed out"

@@ -213,6 +213,7 @@ def _dataset_context(request: Request, key: str) -> dict[str, Any] | None:
         ]
         if table is not None
         else [],
+        "rows_url": f"{base}/open/datasets/{found.slug}/rows.json" if table is not None else None,
         "json_ld": Markup(  # noqa: S704  # JSON with "<" escaped, inside a data block
             json.dumps(portal.schema_org(found, base), ensure_ascii=False).replace("<", "\\u003c")
         ),
