@@ -25,6 +25,8 @@ from govshare.demo_basedata import make_sources
 from govshare.demo_exchange import make_population
 from govshare.demo_legalbase import ENTERPRISES, make_registers
 from govshare.demo_legalbase import PLANTED as LEGAL
+from govshare.opendata.datasets import get_dataset
+from govshare.opendata.models import AnswerKind, OpenDemand
 from govshare.rules.clock import fixed_today
 from govshare.rules.validators import credit_code_problem, division_code_problem
 from govshare.rules.workdays import covers
@@ -85,6 +87,16 @@ def test_demo_loads_a_believable_city(fresh_settings: Settings) -> None:
             s, search.SearchQuery(q="出生医学证明", scope="all", viewer_is_admin=True)
         )
         assert any(r.name == "出生医学证明信息" for r in found.rows)
+        # 数据需求征集: requests with votes, one answered by an open dataset of its own
+        # department, one waiting for the platform to assign it.
+        asked = list(s.scalars(select(OpenDemand)))
+        assert counts["open_demands"] == len(asked) == 4
+        assert all(d.votes > 0 for d in asked)
+        opened = [d for d in asked if d.answer_kind is AnswerKind.OPENED]
+        assert len(opened) == 1
+        assert opened[0].dataset_code is not None
+        assert get_dataset(s, opened[0].dataset_code) is not None
+        assert [d.department_id for d in asked].count(None) == 1
         assert verify_chain(s).intact
     engine.dispose()
 

@@ -69,6 +69,11 @@ def test_only_login_health_and_docs_are_public(tmp_path: Path) -> None:
         "/open/datasets/{slug}/rows.{fmt}",
         "/open/organizations",
         "/open/sitemap.xml",
+        # 数据需求征集: the public asks and votes without an account (rate-limited).
+        "/open/demands",
+        "/open/demands/new",
+        "/open/demands/{demand_id}",
+        "/open/demands/{demand_id}/vote",
         "/healthz",
         "/api/v1/auth/token",
         "/login",

@@ -325,6 +325,7 @@ def create_app(settings: Settings) -> FastAPI:
     from govshare.exchange import api as exchange_api
     from govshare.exchange import pages as exchange_pages
     from govshare.opendata import api as opendata_api
+    from govshare.opendata import demand_pages as opendata_demands
     from govshare.opendata import pages as opendata_pages
     from govshare.opendata import rows_api as opendata_rows
     from govshare.quality import api as quality_api
@@ -354,6 +355,7 @@ def create_app(settings: Settings) -> FastAPI:
     # After the DCAT routes: /open/datasets/{key}.{fmt} is theirs, the dotless slug ours.
     app.include_router(opendata_rows.router)
     app.include_router(opendata_pages.router)
+    app.include_router(opendata_demands.router)
     app.include_router(web_pages.router)
     app.include_router(security_pages.router)
     app.include_router(catalog_pages.router)

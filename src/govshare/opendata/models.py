@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
+from enum import StrEnum
 
-from sqlalchemy import BigInteger, Date, Integer, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import BigInteger, Date, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from govshare.db import Base
+from govshare.db import Base, str_enum, utcnow
+from govshare.security.models import Department
 
 
 class OpenDownload(Base):
@@ -21,3 +23,71 @@ class OpenDownload(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     format: Mapped[str] = mapped_column(String(8), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class DemandStatus(StrEnum):
+    """数据需求的状态."""
+
+    OPEN = "open"  # 待答复
+    ANSWERED = "answered"  # 已答复
+    HIDDEN = "hidden"  # 已屏蔽 (by the platform: abuse, personal data, duplicates)
+
+    @property
+    def label(self) -> str:
+        return {"open": "待答复", "answered": "已答复", "hidden": "已屏蔽"}[self.value]
+
+
+class AnswerKind(StrEnum):
+    """答复结论."""
+
+    OPENED = "opened"  # 已开放: names the open dataset that answers it
+    PLANNED = "planned"  # 计划开放
+    DECLINED = "declined"  # 暂不开放, with the reason in the answer
+
+    @property
+    def label(self) -> str:
+        return {"opened": "已开放", "planned": "计划开放", "declined": "暂不开放"}[self.value]
+
+
+class OpenDemand(Base):
+    """数据需求征集: data a member of the public asked to be opened, the votes it
+    gathered and the department's public answer.
+
+    The asker is anonymous: no account, no address. ``submitter`` is a keyed hash of the
+    network address (for the rate limit, never shown); ``contact`` is read only by the
+    department and the platform."""
+
+    __tablename__ = "open_demand"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"), index=True)
+    nickname: Mapped[str] = mapped_column(String(30), default="")
+    contact: Mapped[str] = mapped_column(String(100), default="")
+    submitter: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    status: Mapped[DemandStatus] = mapped_column(
+        str_enum(DemandStatus, 10), default=DemandStatus.OPEN, index=True
+    )
+    votes: Mapped[int] = mapped_column(Integer, default=0)
+    answer_kind: Mapped[AnswerKind | None] = mapped_column(str_enum(AnswerKind, 10))
+    answer: Mapped[str] = mapped_column(Text, default="")
+    dataset_code: Mapped[str | None] = mapped_column(String(100))
+    answered_by: Mapped[str | None] = mapped_column(String(50))
+    answered_at: Mapped[datetime | None] = mapped_column()
+    hidden_reason: Mapped[str] = mapped_column(String(200), default="")
+
+    department: Mapped[Department | None] = relationship(lazy="joined")
+
+
+class OpenDemandVote(Base):
+    """One vote for a demand from one network address (keyed hash), at most once."""
+
+    __tablename__ = "open_demand_vote"
+
+    demand_id: Mapped[int] = mapped_column(
+        ForeignKey("open_demand.id", ondelete="CASCADE"), primary_key=True
+    )
+    voter: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

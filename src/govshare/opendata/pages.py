@@ -311,3 +311,7 @@ def sitemap(request: Request, _anyone: Anyone) -> Response:
                 )
     lines.append("</urlset>")
     return Response("\n".join(lines) + "\n", media_type="application/xml")
+
+
+# The portal's layout and base context, for the portal's other page modules.
+render_public = _render
