@@ -310,6 +310,7 @@ def create_app(settings: Settings) -> FastAPI:
             "/api/v1/catalog/import": settings.max_import_bytes,
             "/catalog/import": settings.max_import_bytes,
             "/api/v1/exchange/node/packages": MAX_PACKAGE_BYTES,
+            "/open-files/upload": settings.max_open_file_bytes,
         },
     )
     # Outermost, so that every answer (a 413 included) carries the headers.
@@ -326,6 +327,7 @@ def create_app(settings: Settings) -> FastAPI:
     from govshare.exchange import pages as exchange_pages
     from govshare.opendata import api as opendata_api
     from govshare.opendata import demand_pages as opendata_demands
+    from govshare.opendata import file_pages as opendata_files
     from govshare.opendata import pages as opendata_pages
     from govshare.opendata import rows_api as opendata_rows
     from govshare.quality import api as quality_api
@@ -356,6 +358,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(opendata_rows.router)
     app.include_router(opendata_pages.router)
     app.include_router(opendata_demands.router)
+    app.include_router(opendata_files.router)
     app.include_router(web_pages.router)
     app.include_router(security_pages.router)
     app.include_router(catalog_pages.router)

@@ -271,6 +271,13 @@ class Settings(BaseSettings):
         description="Largest catalog spreadsheet upload (bytes, default 128 MiB: an import "
         "holds up to 200,000 rows of up to a few hundred bytes each).",
     )
+    max_open_file_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=64 * 1024,
+        le=4 * 1024 * 1024 * 1024,
+        description="Largest file a department uploads for an open entry (开放文件, bytes, "
+        "default 256 MiB); streamed to disk under data_dir/open-files, never held in memory.",
+    )
     open_rows_time_limit_ms: int = Field(
         default=1000,
         ge=1,

@@ -216,6 +216,8 @@ def test_no_public_route_shows_anything_that_is_not_open(hub: LiveHub, scene: Po
         urls.append((f"/open/datasets/{key}", {}))
         for fmt in ("csv", "json", "xlsx", "txt"):
             urls.append((f"/open/datasets/{key}/download.{fmt}", {}))
+        urls.append((f"/open/datasets/{key}/files", {}))
+        urls += [(f"/open/datasets/{key}/files/{n}", {}) for n in (1, 2, 99999999)]
         for fmt in ("csv", "json", "xml"):
             urls.append((f"/open/datasets/{key}/rows.{fmt}", {}))
             urls.append((f"/open/datasets/{key}/rows.{fmt}", {"_size": "max", "_sort": "xm"}))

@@ -91,3 +91,24 @@ class OpenDemandVote(Base):
     )
     voter: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class OpenFile(Base):
+    """开放文件: a file a department uploaded for one of its open entries (a PDF report,
+    an XLSX it keeps by hand, a ZIP of shapefiles). The bytes live in the data dir under
+    their SHA-256 (content-addressed, so a file uploaded twice is stored once); the row
+    is what the portal lists. Withdrawn files stay listed for the department, never for
+    the public."""
+
+    __tablename__ = "open_file"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    resource_id: Mapped[int] = mapped_column(ForeignKey("resource.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(String(500), default="")
+    media_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    uploaded_by: Mapped[str] = mapped_column(String(50))
+    uploaded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    withdrawn_at: Mapped[datetime | None] = mapped_column()

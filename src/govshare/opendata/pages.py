@@ -28,7 +28,7 @@ from sqlalchemy import Engine
 from govshare.catalog.codes import DEFAULT_CODE_TABLES, CodeTableName
 from govshare.db import session_scope
 from govshare.opendata import datasets as ds
-from govshare.opendata import download, portal
+from govshare.opendata import download, files, portal
 from govshare.opendata.api import Anyone
 from govshare.security.service import ANONYMOUS
 from govshare.web.headers import attachment
@@ -172,6 +172,7 @@ def _dataset_context(request: Request, key: str) -> dict[str, Any] | None:
         table = download.open_table(session, shared, found)
         related = portal.related(session, found)
         counts = portal.download_counts(session, found.resource_id)
+        attached = files.served_files(session, found)
     rows: list[tuple[Any, ...]] = []
     stats: list[download.ColumnStats] = []
     if table is not None:
@@ -200,6 +201,8 @@ def _dataset_context(request: Request, key: str) -> dict[str, Any] | None:
         "dataset": found,
         "table": table,
         "withheld": download.rows_withheld_reason(found),
+        "files": attached,
+        "file_label": files.kind_label,
         "preview": rows,
         "stats": stats,
         "charts": charts,
