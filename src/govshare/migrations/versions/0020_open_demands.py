@@ -32,13 +32,17 @@ def upgrade() -> None:
         sa.Column("created_at", govshare.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column(
             "status",
-            sa.Enum("open", "answered", "hidden", name="demandstatus", native_enum=False, length=10),
+            sa.Enum(
+                "open", "answered", "hidden", name="demandstatus", native_enum=False, length=10
+            ),
             nullable=False,
         ),
         sa.Column("votes", sa.Integer(), nullable=False),
         sa.Column(
             "answer_kind",
-            sa.Enum("opened", "planned", "declined", name="answerkind", native_enum=False, length=10),
+            sa.Enum(
+                "opened", "planned", "declined", name="answerkind", native_enum=False, length=10
+            ),
             nullable=True,
         ),
         sa.Column("answer", sa.Text(), nullable=False),
