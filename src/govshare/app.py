@@ -277,6 +277,7 @@ def create_app(settings: Settings) -> FastAPI:
             monitor.stop()
             checkpointer.stop()
             app.state.data_services.close()
+            app.state.open_views.flush()
             app.state.open_download_engine.dispose()
             app.state.package_store.close()
 
@@ -296,9 +297,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.package_store = make_store(settings.bus_url)
     app.state.data_services = DataServices(settings, app.state.session_factory)
     from govshare.opendata.download import download_engine
+    from govshare.opendata.usage import ViewCounter
 
     # Open-data downloads read whole stores: an engine of their own without memory mapping.
     app.state.open_download_engine = download_engine(settings.resolved_shared_store_url)
+    # Portal page views, added up in memory and written every few seconds.
+    app.state.open_views = ViewCounter(app.state.session_factory)
     install_error_handlers(app)
     install_openapi(app)
     from govshare.exchange.api import MAX_PACKAGE_BYTES
@@ -330,6 +334,7 @@ def create_app(settings: Settings) -> FastAPI:
     from govshare.opendata import file_pages as opendata_files
     from govshare.opendata import pages as opendata_pages
     from govshare.opendata import rows_api as opendata_rows
+    from govshare.opendata import usage_pages as opendata_usage
     from govshare.quality import api as quality_api
     from govshare.quality import pages as quality_pages
     from govshare.quality import scan as quality_scan
@@ -359,6 +364,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(opendata_pages.router)
     app.include_router(opendata_demands.router)
     app.include_router(opendata_files.router)
+    app.include_router(opendata_usage.router)
     app.include_router(web_pages.router)
     app.include_router(security_pages.router)
     app.include_router(catalog_pages.router)

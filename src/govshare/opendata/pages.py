@@ -169,6 +169,7 @@ def _dataset_context(request: Request, key: str) -> dict[str, Any] | None:
         found = ds.get_dataset(session, key)
         if found is None:
             return None
+        request.app.state.open_views.add(found.resource_id)
         table = download.open_table(session, shared, found)
         related = portal.related(session, found)
         counts = portal.download_counts(session, found.resource_id)

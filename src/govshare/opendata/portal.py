@@ -6,6 +6,7 @@ download counter. Everything reads the open catalog through
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from sqlalchemy import func, select
@@ -118,15 +119,18 @@ def schema_org(dataset: ds.Dataset, base_url: str) -> dict[str, Any]:
     return body
 
 
-def count_download(session: Session, resource_id: int, fmt: str) -> None:
-    """One more download of the dataset in ``fmt`` today."""
+def count_download(
+    session: Session, resource_id: int, fmt: str, *, n: int = 1, day: date | None = None
+) -> None:
+    """``n`` more uses of the dataset in ``fmt`` on ``day`` (today): a download format,
+    ``api`` for row-API calls, ``view`` for page views (:mod:`govshare.opendata.usage`)."""
     table = OpenDownload.__table__
     stmt = dialect_insert(table, session.get_bind().dialect).values(  # type: ignore[arg-type]
-        resource_id=resource_id, day=china_today(), format=fmt, count=1
+        resource_id=resource_id, day=day or china_today(), format=fmt, count=n
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=["resource_id", "day", "format"],
-        set_={"count": table.c["count"] + 1},  # type: ignore[attr-defined]
+        set_={"count": table.c["count"] + n},  # type: ignore[attr-defined]
     )
     session.execute(stmt)
 
