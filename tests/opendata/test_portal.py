@@ -267,16 +267,27 @@ def test_unknown_portal_address_keeps_the_portal_layout(hub: LiveHub) -> None:
 def test_xlsx_is_offered_up_to_its_row_limit(
     hub: LiveHub, scene: PortalScene, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from govshare.opendata import download
+    from govshare.opendata import datasets, download
 
     plain = scene.scene.open_plain
+    answer = _get(hub, "/api/3/action/package_show", id=plain["slug"]).json()
+    assert "result" in answer, answer
+    shown = answer["result"]
+    assert "XLSX" in {r["format"] for r in shown["resources"]}
     monkeypatch.setattr(download, "XLSX_MAX_ROWS", len(scene.visible_rows) - 1)
+    monkeypatch.setattr(datasets, "XLSX_MAX_ROWS", len(scene.visible_rows) - 1)
     html = _page(hub, f"/open/datasets/{plain['slug']}")
     assert f"/open/datasets/{plain['slug']}/download.csv" in html
     assert "download.xlsx" not in html
     r = _get(hub, f"/open/datasets/{plain['slug']}/download.xlsx")
     assert r.status_code == 404
     assert "请下载 CSV 或 JSON" in r.text
+    # The machine-readable catalogues offer what the portal serves: no XLSX either.
+    shown = _get(hub, "/api/3/action/package_show", id=plain["slug"]).json()["result"]
+    assert {r["format"] for r in shown["resources"]} == {"CSV", "JSON"}
+    turtle = _get(hub, f"/open/datasets/{plain['slug']}.ttl").text
+    assert "download.csv" in turtle
+    assert "download.xlsx" not in turtle
 
 
 def test_related_datasets_are_the_open_ones_among_its_related_codes(

@@ -37,6 +37,7 @@ from govshare.catalog.codes import ResourceStatus
 from govshare.catalog.models import Classification, Resource, ResourceTransition, ResourceVersion
 from govshare.db import UTCDateTime
 from govshare.security.models import Department
+from govshare.sharing.models import SharedStore
 
 # Stable identifiers: the same entry has the same dataset id on every hub and every day.
 NAMESPACE = uuid.UUID("6f1d3f4e-3c55-5b8e-9a57-6f70656e6461")  # "open da(ta)"
@@ -58,6 +59,9 @@ class OpenType(StrEnum):
 TABULAR_FORMATS = frozenset({"database", "spreadsheet", "api", "self_describing"})
 TABLE_DOWNLOADS = ("CSV", "XLSX", "JSON")
 FILE_DOWNLOADS = ("ZIP",)
+# Spreadsheets past this many rows are not offered (Excel's own limit is 1,048,576; a
+# workbook of 100,000 rows is already slow to open): CSV and JSON instead.
+XLSX_MAX_ROWS = 100_000
 DOWNLOAD_FORMATS = (*TABLE_DOWNLOADS, *FILE_DOWNLOADS)
 
 
@@ -182,6 +186,7 @@ class Dataset:
     created: datetime
     modified: datetime
     version: int
+    row_count: int | None = None  # of the shared store, when there is one
 
     @property
     def slug(self) -> str:
@@ -214,6 +219,7 @@ class Dataset:
         return [
             Distribution(dataset_slug=self.slug, dataset_code=self.code, format=f)
             for f in download_formats(self.catalog_format)
+            if f != "XLSX" or self.row_count is None or self.row_count <= XLSX_MAX_ROWS
         ]
 
 
@@ -632,6 +638,13 @@ def load_datasets(session: Session, ids: Sequence[int]) -> list[Dataset]:
     }
     codes = {p for r in rows for p in _path_codes(str(r.snapshot["classification_code"]))}
     themes = _themes(session, codes)
+    row_counts: dict[int, int] = dict(
+        session.execute(
+            select(SharedStore.resource_id, SharedStore.row_count).where(
+                SharedStore.resource_id.in_([r.id for r in rows])
+            )
+        ).all()
+    )
     by_id: dict[int, Dataset] = {}
     for r in rows:
         snap = r.snapshot
@@ -656,6 +669,7 @@ def load_datasets(session: Session, ids: Sequence[int]) -> list[Dataset]:
             created=r.created or r.modified,
             modified=r.modified,
             version=int(r.published_version),
+            row_count=row_counts.get(r.id),
         )
     return [by_id[i] for i in ids if i in by_id]
 

@@ -40,7 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from govshare.db import Prepared
-from govshare.opendata.datasets import TABULAR_FORMATS, Dataset, OpenType
+from govshare.opendata.datasets import TABULAR_FORMATS, XLSX_MAX_ROWS, Dataset, OpenType
 from govshare.rules.spreadsheet import FORMULA_PREFIXES, UTF8_BOM, csv_cell, xlsx_row
 from govshare.sharing.models import SharedStore
 from govshare.sharing.shared_db import shared_engine
@@ -51,7 +51,6 @@ BATCH_ROWS = 1000
 # writes a few thousand rows a second and the file must be complete before its first
 # byte is sent: beyond this the visitor would wait minutes, so larger datasets are
 # offered as CSV and JSON only.
-XLSX_MAX_ROWS = 100_000
 MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "json": "application/json",
