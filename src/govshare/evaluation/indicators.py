@@ -17,10 +17,11 @@ from sqlalchemy import (
     ColumnElement,
     Float,
     Integer,
-    cast,
     Select,
+    SQLColumnExpression,
     and_,
     case,
+    cast,
     exists,
     false,
     func,
@@ -352,10 +353,10 @@ def _bool(cond: ColumnElement[bool]) -> ColumnElement[bool]:
 
 
 def _fact(
-    dept: ColumnElement[int] | int,
-    rid: ColumnElement[int],
-    hit: ColumnElement[bool],
-    value: ColumnElement[Any] | float = 1.0,
+    dept: SQLColumnExpression[int] | int,
+    rid: SQLColumnExpression[int],
+    hit: SQLColumnExpression[bool],
+    value: SQLColumnExpression[Any] | float = 1.0,
 ) -> FactQuery:
     dept_col = literal(dept, Integer) if isinstance(dept, int) else dept
     value_col = literal(value, Float) if isinstance(value, float) else cast(value, Float)

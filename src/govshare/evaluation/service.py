@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, case, delete, func, insert, literal, select
+from sqlalchemy import Integer, String, Table, case, delete, func, insert, literal, select
 from sqlalchemy.orm import Session
 
 from govshare.db import utcnow
@@ -293,6 +293,7 @@ def run_month(
     queries = fact_queries(month)
     steps = len(queries) + 1
     facts = EvaluationFact.__table__
+    assert isinstance(facts, Table)
     for n, (key, query) in enumerate(queries.items()):
         if on_progress:
             on_progress(n, steps, BY_KEY[key].label)
