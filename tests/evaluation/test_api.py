@@ -123,9 +123,9 @@ def test_publish_freezes_the_month_and_recompute_is_audited(world: World) -> Non
         assert c.get(f"/api/v1/evaluation/runs/{month}").json()["status"] == "published"
     with world.hub.db() as s:
         actions = s.scalars(
-            select(AuditEntry.action).where(
-                AuditEntry.object_type == "evaluation_run", AuditEntry.object_id == month
-            )
+            select(AuditEntry.action)
+            .where(AuditEntry.object_type == "evaluation_run", AuditEntry.object_id == month)
+            .order_by(AuditEntry.seq)
         ).all()
     assert actions == ["evaluation.run", "evaluation.publish", "evaluation.recompute"]
 
