@@ -75,14 +75,18 @@ def test_department_sees_ranking_and_only_its_own_detail(world: World) -> None:
         other = c.get(f"/api/v1/evaluation/runs/{month}/departments/{b.id}")
         assert other.status_code == 403
         assert other.json()["error"]["code"] == "permission_denied"
-        path = f"/api/v1/evaluation/runs/{month}/departments/{b.id}/indicators/catalog_complete/records"
+        path = f"/api/v1/evaluation/runs/{month}/departments/{b.id}/indicators/"
+        path += "catalog_complete/records"
         assert c.get(path).status_code == 403
         assert c.get(f"/evaluation/departments/{b.id}?month={month}").status_code == 403
         page = c.get(f"/evaluation?month={month}")
-        assert page.status_code == 200 and a.name in page.text and b.name in page.text
+        assert page.status_code == 200
+        assert a.name in page.text
+        assert b.name in page.text
         assert f'href="/evaluation/departments/{b.id}?' not in page.text
         mine = c.get(f"/evaluation/departments/{a.id}?month={month}")
-        assert mine.status_code == 200 and "目录核心元数据完整率" in mine.text
+        assert mine.status_code == 200
+        assert "目录核心元数据完整率" in mine.text
         # Only the bureau runs, publishes and exports.
         assert c.post(f"/api/v1/evaluation/runs/{month}/publish").status_code == 403
         assert c.post(f"/api/v1/evaluation/runs/{month}").status_code == 403
@@ -133,7 +137,8 @@ def test_publish_freezes_the_month_and_recompute_is_audited(world: World) -> Non
 def test_a_month_not_over_and_bad_months_are_refused(world: World) -> None:
     with world.api(world.admin) as c:
         r = c.post("/api/v1/evaluation/runs/2031-06")
-        assert r.status_code == 409 and r.json()["error"]["code"] == "evaluation_month_not_over"
+        assert r.status_code == 409
+        assert r.json()["error"]["code"] == "evaluation_month_not_over"
         for bad in ("2031-13", "june", "2031-1", "9999999999"):
             r = c.post(f"/api/v1/evaluation/runs/{bad}")
             assert r.status_code == 422, bad
@@ -190,13 +195,16 @@ def test_exports_open_and_show_the_stored_numbers(world: World, tmp_path: Path) 
     assert (a.name, 1, 2, 50) in rows
     with world.api(a.registrar) as c:
         p = c.get(f"/api/v1/evaluation/runs/{month}/report.pdf", params={"department_id": a.id})
-        assert p.status_code == 200 and p.headers["content-type"] == "application/pdf"
+        assert p.status_code == 200
+        assert p.headers["content-type"] == "application/pdf"
     pdf = tmp_path / "report.pdf"
     pdf.write_bytes(p.content)
     subprocess.run(["pdftoppm", "-png", "-r", "40", str(pdf), str(tmp_path / "page")], check=True)
     pages = sorted(tmp_path.glob("page*.png"))
-    assert pages and all(page.stat().st_size > 1000 for page in pages)
+    assert pages
+    assert all(page.stat().st_size > 1000 for page in pages)
     text = subprocess.run(
         ["pdftotext", str(pdf), "-"], check=True, capture_output=True, text=True
     ).stdout
-    assert a.name in text and "目录核心元数据完整率" in text
+    assert a.name in text
+    assert "目录核心元数据完整率" in text

@@ -159,7 +159,7 @@ def records_page(
         ind=ind,
         result=result,
         entry=entry,
-        headers=records.HEADERS[ind.record],
+        columns=records.HEADERS[ind.record],
         lines=lines,
         total=len(facts),
         hits=sum(1 for f in facts if f.hit),
