@@ -1,5 +1,5 @@
 """Charts drawn on the server as SVG for the PDF report (WeasyPrint runs no JavaScript):
-a horizontal bar chart of the ranking and a line chart of a trend."""
+the line chart of a department's trend. (The ranking's bars are CSS in its table.)"""
 
 from __future__ import annotations
 
@@ -7,41 +7,7 @@ from collections.abc import Sequence
 from html import escape
 
 FONT = "Noto Sans CJK SC, sans-serif"
-BLUE = "#1f5fa8"
 PALETTE = ("#1f5fa8", "#2f9e72", "#c23531", "#e39b23", "#6c5bb8", "#3aa0c8")
-
-
-def bar_chart(labels: Sequence[str], values: Sequence[float | None], *, width: int = 680) -> str:
-    """Horizontal bars, one row per label, values 0–100, the value written at the end."""
-    row = 16
-    left = 190
-    plot = width - left - 50
-    height = row * len(labels) + 24
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" font-family="{FONT}" font-size="10">'
-    ]
-    for tick in range(0, 101, 20):
-        x = left + plot * tick / 100
-        parts.append(
-            f'<line x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{height - 16}" stroke="#ddd"/>'
-            f'<text x="{x:.1f}" y="{height - 4}" text-anchor="middle" fill="#666">{tick}</text>'
-        )
-    for i, (label, value) in enumerate(zip(labels, values, strict=True)):
-        y = i * row
-        parts.append(
-            f'<text x="{left - 6}" y="{y + 11}" text-anchor="end">{escape(label[:18])}</text>'
-        )
-        if value is None:
-            parts.append(f'<text x="{left + 4}" y="{y + 11}" fill="#999">—</text>')
-            continue
-        w = plot * max(0.0, min(value, 100.0)) / 100
-        parts.append(
-            f'<rect x="{left}" y="{y + 3}" width="{w:.1f}" height="{row - 5}" fill="{BLUE}"/>'
-            f'<text x="{left + w + 4:.1f}" y="{y + 11}">{value:.2f}</text>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
 
 
 def line_chart(

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     Select,
     SQLColumnExpression,
+    Subquery,
     and_,
     case,
     cast,
@@ -29,6 +30,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union,
 )
 
 from govshare.catalog.codes import ResourceStatus
@@ -363,26 +365,32 @@ def _fact(
     return select(dept_col, rid, hit, value_col)
 
 
-def _fresh_package(m: Month) -> ColumnElement[bool]:
-    """The task ``ExchangeTask`` has a package within its resource's cycle (+ grace)
-    before the month's end."""
-    windows = [
-        and_(
-            Resource.update_cycle == cycle,
-            ExchangePackage.received_at >= m.end - timedelta(days=days),
-        )
-        for cycle, days in LATE_AFTER_DAYS.items()
-    ]
+def _last_packages(m: Month) -> Subquery:
+    """Each task's newest package received before the month's end (one GROUP BY)."""
     return (
-        exists()
-        .where(ExchangePackage.task_id == ExchangeTask.id, ExchangePackage.received_at < m.end)
-        .where(or_(*windows))
+        select(
+            ExchangePackage.task_id.label("task_id"),
+            func.max(ExchangePackage.received_at).label("last"),
+        )
+        .where(ExchangePackage.received_at < m.end)
+        .group_by(ExchangePackage.task_id)
+        .subquery()
+    )
+
+
+def _fresh(last: Subquery, m: Month) -> ColumnElement[bool]:
+    """The newest package is within the resource's cycle (+ grace) of the month's end."""
+    return or_(
+        *(
+            and_(Resource.update_cycle == cycle, last.c.last >= m.end - timedelta(days=days))
+            for cycle, days in LATE_AFTER_DAYS.items()
+        )
     )
 
 
 def fact_queries(m: Month) -> dict[str, FactQuery]:
     """Each indicator's records in month ``m``: (department, record id, hit, value)."""
-    first, last = m.first_day, m.last_day
+    first, last_day = m.first_day, m.last_day
     q: dict[str, FactQuery] = {}
     q["catalog_complete"] = _fact(
         Resource.provider_department_id, Resource.id, _bool(_complete())
@@ -392,17 +400,22 @@ def fact_queries(m: Month) -> dict[str, FactQuery]:
         Resource.id,
         _bool(Resource.updated_at >= m.end - timedelta(days=REVIEW_DAYS)),
     ).where(_registered_entries(m))
-    catalogued = exists().where(
-        Resource.source_system_id == InformationSystem.id,
-        Resource.status != ResourceStatus.DRAFT,
-        Resource.created_at < m.end,
+    # Uncorrelated IN (subquery): computed once per query, never once per row.
+    catalogued = InformationSystem.id.in_(
+        select(Resource.source_system_id).where(
+            Resource.source_system_id.is_not(None),
+            Resource.status != ResourceStatus.DRAFT,
+            Resource.created_at < m.end,
+        )
     )
     q["system_coverage"] = _fact(
         InformationSystem.department_id, InformationSystem.id, _bool(catalogued)
     ).where(InformationSystem.in_use.is_(True), InformationSystem.created_at < m.end)
+    last = _last_packages(m)
     q["data_timely"] = (
-        _fact(Resource.provider_department_id, ExchangeTask.id, _bool(_fresh_package(m)))
+        _fact(Resource.provider_department_id, ExchangeTask.id, _bool(_fresh(last, m)))
         .join_from(ExchangeTask, Resource, ExchangeTask.resource_id == Resource.id)
+        .outerjoin(last, last.c.task_id == ExchangeTask.id)
         .where(
             ExchangeTask.kind == TaskKind.PROVIDER,
             ExchangeTask.state == TaskState.RUNNING,
@@ -415,17 +428,17 @@ def fact_queries(m: Month) -> dict[str, FactQuery]:
         app.provider_department_id,
         app.id,
         _bool(and_(app.answered_on.is_not(None), app.answered_on <= app.answer_due)),
-    ).where(app.answer_due.between(first, last))
+    ).where(app.answer_due.between(first, last_day))
     q["provide_on_time"] = _fact(
         app.provider_department_id,
         app.id,
         _bool(and_(app.provided_on.is_not(None), app.provided_on <= app.provide_due)),
-    ).where(app.provide_due.between(first, last))
+    ).where(app.provide_due.between(first, last_day))
     q["refusal_rate"] = _fact(
         app.provider_department_id,
         app.id,
         _bool(or_(app.status.in_(REFUSED), app.dispute_outcome == DisputeOutcome.OVERTURNED)),
-    ).where(app.answered_on.between(first, last))
+    ).where(app.answered_on.between(first, last_day))
     q["disputes_lost"] = _fact(app.provider_department_id, app.id, true()).where(
         app.dispute_outcome == DisputeOutcome.OVERTURNED,
         app.dispute_decided_at >= m.start,
@@ -437,7 +450,7 @@ def fact_queries(m: Month) -> dict[str, FactQuery]:
         _bool(
             and_(Objection.answered_on.is_not(None), Objection.answered_on <= Objection.answer_due)
         ),
-    ).where(Objection.answer_due.between(first, last))
+    ).where(Objection.answer_due.between(first, last_day))
     latest = (
         select(QualityScan.store_id, func.max(QualityScan.id).label("scan_id"))
         .where(
@@ -462,7 +475,7 @@ def fact_queries(m: Month) -> dict[str, FactQuery]:
             func.sum(CallStat.rows).label("rows"),
         )
         .join(SharingGrant, SharingGrant.id == CallStat.grant_id)
-        .where(CallStat.day.between(first, last))
+        .where(CallStat.day.between(first, last_day))
         .group_by(SharingGrant.provider_department_id, CallStat.grant_id)
         .subquery()
     )
@@ -488,43 +501,41 @@ def fact_queries(m: Month) -> dict[str, FactQuery]:
     q["dept_coverage"] = _fact(
         PLATFORM,
         Department.id,
-        _bool(exists().where(Resource.provider_department_id == Department.id, listed_shared)),
+        _bool(Department.id.in_(select(Resource.provider_department_id).where(listed_shared))),
     ).where(Department.created_at < m.end)
     q["content_coverage"] = _fact(
         PLATFORM,
         InformationSystem.id,
         _bool(
-            exists().where(
-                Resource.source_system_id == InformationSystem.id, Resource.listed.is_(True)
+            InformationSystem.id.in_(
+                select(Resource.source_system_id).where(
+                    Resource.source_system_id.is_not(None), Resource.listed.is_(True)
+                )
             )
         ),
     ).where(InformationSystem.in_use.is_(True), InformationSystem.created_at < m.end)
-    provided = exists().where(
-        ExchangeTask.resource_id == Resource.id,
-        ExchangeTask.kind == TaskKind.PROVIDER,
-        exists().where(
-            ExchangePackage.task_id == ExchangeTask.id, ExchangePackage.received_at < m.end
-        ),
+    delivered = select(ExchangePackage.task_id).where(ExchangePackage.received_at < m.end)
+    provided = Resource.id.in_(
+        select(ExchangeTask.resource_id).where(
+            ExchangeTask.kind == TaskKind.PROVIDER, ExchangeTask.id.in_(delivered)
+        )
     )
     q["provision_rate"] = _fact(PLATFORM, Resource.id, _bool(provided)).where(listed_shared)
-    consumer_calls = exists().where(
-        SharingGrant.consumer_department_id == Department.id,
-        exists().where(
-            CallStat.grant_id == SharingGrant.id,
-            CallStat.day.between(first, last),
-            CallStat.calls > 0,
-        ),
+    callers = (
+        select(SharingGrant.consumer_department_id)
+        .join(CallStat, CallStat.grant_id == SharingGrant.id)
+        .where(CallStat.day.between(first, last_day), CallStat.calls > 0)
     )
-    consumer_subs = exists().where(
-        SharingGrant.consumer_department_id == Department.id,
-        exists().where(
-            GrantSubscription.grant_id == SharingGrant.id,
+    subscribers = (
+        select(SharingGrant.consumer_department_id)
+        .join(GrantSubscription, GrantSubscription.grant_id == SharingGrant.id)
+        .where(
             GrantSubscription.created_at < m.end,
             or_(GrantSubscription.stopped_at.is_(None), GrantSubscription.stopped_at >= m.start),
-        ),
+        )
     )
     q["collaboration_rate"] = _fact(
-        PLATFORM, Department.id, _bool(or_(consumer_calls, consumer_subs))
+        PLATFORM, Department.id, _bool(Department.id.in_(union(callers, subscribers)))
     ).where(Department.created_at < m.end)
     assert set(q) == set(BY_KEY)
     return q
