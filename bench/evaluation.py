@@ -5,16 +5,16 @@ The hub is built in-process, without a web server: a migrated SQLite hub databas
 temporary data dir with the reference data, ``--departments`` departments (default 100)
 and, spread over them in bulk (SQLAlchemy Core, batches of 10,000), of ``--rows``:
 
-* 25 % catalog entries (90 % registered or published, 1 in 7 without its abstract, 1 in 3
+* 20 % catalog entries (90 % registered or published, 1 in 7 without its abstract, 1 in 3
   modified more than a year ago, 1 in 2 from one of the department's information
-  systems) and as many information items (1 in 9 character items without a length);
-* 30 % sharing applications, answer deadlines spread over 2026 (so about 1/12 fall in
+  systems) and 20 % information items, one per entry (1 in 9 character items without a length);
+* 25 % sharing applications, answer deadlines spread over 2026 (so about 1/12 fall in
   the month), 1 in 5 answered late, 1 in 20 never, 1 in 10 refused, provide deadlines
   for the approved;
 * 5 % objections, deadlines spread over 2026, 1 in 4 answered late;
-* 25 % exchange packages over provider tasks (one per 10 entries), received over 2026,
+* 20 % exchange packages over provider tasks (one per 10 entries), received over 2026,
   so some tasks are silent at the month's end;
-* 15 % data-service call statistics (a day, a grant) over 2026, and the grants.
+* 10 % data-service call statistics (a day, a grant) over 2026, and the grants.
 
 Measured:
 
@@ -147,7 +147,7 @@ def build(settings: Settings, rows: int, departments: int) -> dict[str, int]:
                 for i in range(1, departments * systems_per + 1)
             ),
         )
-        n_res = rows * 25 // 100
+        n_res = rows * 20 // 100
         statuses = ["published"] * 7 + ["registered", "withdrawn", "draft"]
 
         def resources() -> Iterator[dict[str, Any]]:
@@ -217,7 +217,7 @@ def build(settings: Settings, rows: int, departments: int) -> dict[str, int]:
         )
 
         def applications() -> Iterator[dict[str, Any]]:
-            for i in range(rows * 30 // 100):
+            for i in range(rows * 25 // 100):
                 r = 1 + rng.randrange(n_res)
                 due = _day(rng)
                 roll = i % 20
@@ -313,7 +313,7 @@ def build(settings: Settings, rows: int, departments: int) -> dict[str, int]:
         )
 
         def packages() -> Iterator[dict[str, Any]]:
-            for i in range(rows * 25 // 100):
+            for i in range(rows * 20 // 100):
                 task = 1 + rng.randrange(n_tasks)
                 # Four tasks in five send all year; the rest fell silent in the summer.
                 days = 365 if task % 5 else 200
@@ -343,7 +343,7 @@ def build(settings: Settings, rows: int, departments: int) -> dict[str, int]:
                 }
             ],
         )
-        n_calls = rows * 15 // 100
+        n_calls = rows * 10 // 100
         pairs = sorted({(rng.randrange(365), 1 + rng.randrange(n_grants)) for _ in range(n_calls)})
         counts["call_stats"] = _bulk(
             conn,
