@@ -36,10 +36,12 @@ def test_run_publish_and_drill_down_from_the_console(world: World) -> None:
         assert a.name in shown.text
         assert "发布 2032-02" in shown.text
         assert "共享部门覆盖率" in shown.text
-        drill = c.get(f"/evaluation/departments/{a.id}/indicators/catalog_complete?month=2032-02")
+        drill = c.get(
+            f"/evaluation/departments/{a.id}/records?indicator=catalog_complete&month=2032-02"
+        )
         assert drill.status_code == 200
         assert drill.text.count('class="hit"') == 1
-        platform = c.get("/evaluation/departments/0/indicators/dept_coverage?month=2032-02")
+        platform = c.get("/evaluation/departments/0/records?indicator=dept_coverage&month=2032-02")
         assert platform.status_code == 200
         assert a.name in platform.text
         assert c.post("/evaluation/publish", data={"month": "2032-02"}).status_code == 303

@@ -38,6 +38,8 @@ NOTICES = {
     "published": "考核结果已发布，此后新到的数据不再改变本月结果",
     "scheme_saved": "考核方案已保存为新版本，下次考核起生效",
 }
+# Who computed a run or saved a scheme, when it was not a person.
+WHO_LABELS = {"system": "平台", "cli": "命令行"}
 GRADE_CLASSES = {"excellent": "tag-open", "good": "sharing-1", "pass": "", "fail": "tag-danger"}
 
 
@@ -52,6 +54,7 @@ def _page(request: Request, template: str, caller: Principal, **context: Any) ->
         notice=NOTICES.get(request.query_params.get("done", ""), ""),
         grades=GRADE_LABELS,
         grade_classes=GRADE_CLASSES,
+        who=lambda name: WHO_LABELS.get(name, name),
         shown=shown,
         sees_all=service.sees_all(caller),
         **context,
@@ -132,16 +135,17 @@ def department_page(
     )
 
 
-@router.get("/evaluation/departments/{department_id}/indicators/{key}")
+@router.get("/evaluation/departments/{department_id}/records")
 def records_page(
     request: Request,
     department_id: Annotated[int, Path(ge=0, le=MAX_ID)],
-    key: str,
     db: SessionDep,
     caller: EvaluationReader,
+    indicator: str = "catalog_complete",
     month: str = "",
 ) -> Response:
     """下钻: the records an indicator counted, misses first (department 0: platform)."""
+    key = indicator
     ind = service.indicator(key)
     run = _chosen_run(db, month)
     if run is None:
@@ -194,6 +198,7 @@ def _scheme_page(
         values=values,
         scored=[service.indicator(k) for k in SCORED],
         threshold_labels=THRESHOLD_LABELS,
+        labels={i.key: i.label for i in DEPARTMENT_INDICATORS},
         schemes=service.list_schemes(db),
     )
 

@@ -26,6 +26,17 @@ from govshare.sharing.models import (
 )
 
 CHUNK = 500
+# 更新周期 as the code table names them (the stored values are codes).
+CYCLE_LABELS = {
+    "realtime": "实时",
+    "daily": "每日",
+    "weekly": "每周",
+    "monthly": "每月",
+    "quarterly": "每季度",
+    "semiannual": "每半年",
+    "yearly": "每年",
+    "adhoc": "不定期",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +109,13 @@ def _tasks(s: Session, ids: Sequence[int]) -> dict[int, tuple[tuple[Any, ...], s
         .join(Resource, Resource.id == ExchangeTask.resource_id)
         .where(ExchangeTask.id.in_(ids))
     )
-    return {r.id: ((r.name, r.rname, r.update_cycle), f"/exchange/tasks/{r.id}") for r in rows}
+    return {
+        r.id: (
+            (r.name, r.rname, CYCLE_LABELS.get(r.update_cycle, r.update_cycle)),
+            f"/exchange/tasks/{r.id}",
+        )
+        for r in rows
+    }
 
 
 def _applications(s: Session, ids: Sequence[int]) -> dict[int, tuple[tuple[Any, ...], str]]:
