@@ -251,6 +251,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from govshare.compare.runner import Runner
+        from govshare.evaluation import tasks as evaluation_tasks
         from govshare.exchange.tasks import Monitor
         from govshare.security.tasks import Checkpointer
         from govshare.sharing import calendar
@@ -268,11 +269,14 @@ def create_app(settings: Settings) -> FastAPI:
         feeder.start()
         comparisons = Runner(settings, app.state.session_factory, app.state.data_services.db)
         comparisons.start()
+        evaluations = evaluation_tasks.Scheduler(app.state.session_factory)
+        evaluations.start()
         try:
             yield
         finally:
             app.state.import_worker.stop()
             comparisons.stop()
+            evaluations.stop()
             feeder.stop()
             monitor.stop()
             checkpointer.stop()
@@ -327,6 +331,8 @@ def create_app(settings: Settings) -> FastAPI:
     from govshare.catalog import pages as catalog_pages
     from govshare.compare import api as compare_api
     from govshare.compare import pages as compare_pages
+    from govshare.evaluation import api as evaluation_api
+    from govshare.evaluation import pages as evaluation_pages
     from govshare.exchange import api as exchange_api
     from govshare.exchange import pages as exchange_pages
     from govshare.opendata import api as opendata_api
@@ -358,6 +364,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(basedata_api.conflicts, prefix="/api/v1")
     app.include_router(quality_api.router, prefix="/api/v1")
     app.include_router(compare_api.router, prefix="/api/v1")
+    app.include_router(evaluation_api.router, prefix="/api/v1")
     app.include_router(opendata_api.router)
     # After the DCAT routes: /open/datasets/{key}.{fmt} is theirs, the dotless slug ours.
     app.include_router(opendata_rows.router)
@@ -372,6 +379,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(sharing_pages.router)
     app.include_router(basedata_pages.router)
     app.include_router(compare_pages.router)
+    app.include_router(evaluation_pages.router)
     # The base databases tell the quality scans what agrees with the authoritative
     # sources (一致性); quality does not import them.
     quality_scan.register_consistency(basedata_consistency.evidence_check)

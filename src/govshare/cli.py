@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from govshare.evaluation import cli as evaluation_cli
 from govshare.ids import MAX_ID
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ app.add_typer(node_app, name="node")
 app.add_typer(exchange_app, name="exchange")
 app.add_typer(users_app, name="users")
 app.add_typer(compare_app, name="compare")
+app.add_typer(evaluation_cli.app, name="evaluation")
 console = Console()
 err = Console(stderr=True, soft_wrap=True)  # paths and messages stay whole
 

@@ -4,6 +4,7 @@ from govshare.basedata import models as basedata_models
 from govshare.catalog import models as catalog_models
 from govshare.compare import models as compare_models
 from govshare.db import Base
+from govshare.evaluation import models as evaluation_models
 from govshare.exchange import models as exchange_models
 from govshare.opendata import models as opendata_models
 from govshare.quality import models as quality_models
@@ -16,6 +17,7 @@ __all__ = [
     "basedata_models",
     "catalog_models",
     "compare_models",
+    "evaluation_models",
     "exchange_models",
     "metadata",
     "opendata_models",

@@ -186,6 +186,7 @@ def _ids(db: Path) -> dict[str, list[int]]:
             "compare_job_id": first("SELECT id FROM compare_job ORDER BY id LIMIT 1"),
             "run_id": first("SELECT id FROM compare_run ORDER BY id LIMIT 1"),
             "case_id": first("SELECT id FROM compare_case ORDER BY id LIMIT 1"),
+            "department_id": first("SELECT id FROM department ORDER BY id LIMIT 1"),
         }
     finally:
         con.close()

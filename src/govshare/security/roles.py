@@ -51,6 +51,8 @@ class Permission(StrEnum):
     SHARING_STORE = "sharing.store"  # set up shared stores (共享信息库) of a resource
     CALENDAR_ADMIN = "calendar.admin"  # enter years' holiday schedules (节假日安排)
     DATA_SERVICE = "data.service"  # call data services under the department's grants
+    EVALUATION_READ = "evaluation.read"  # the ranking and the own department's evaluation
+    EVALUATION_ADMIN = "evaluation.admin"  # every department, the scheme, runs, publishing
 
     @property
     def label(self) -> str:
@@ -80,10 +82,12 @@ PERMISSION_LABELS: dict[Permission, str] = {
     Permission.SHARING_STORE: "管理共享信息库",
     Permission.CALENDAR_ADMIN: "维护节假日安排",
     Permission.DATA_SERVICE: "调用数据服务",
+    Permission.EVALUATION_READ: "查看考核评估",
+    Permission.EVALUATION_ADMIN: "管理考核评估",
 }
 
 
-_CATALOG_USER = {Permission.AUTHENTICATED, Permission.CATALOG_READ}
+_CATALOG_USER = {Permission.AUTHENTICATED, Permission.CATALOG_READ, Permission.EVALUATION_READ}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     # Data services answer department systems (API clients), never people.

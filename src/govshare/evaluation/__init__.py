@@ -1,0 +1,1 @@
+"""考核评估: department evaluation and platform indicators, computed monthly from records."""
