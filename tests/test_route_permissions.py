@@ -70,6 +70,9 @@ def test_only_login_health_and_docs_are_public(tmp_path: Path) -> None:
         "/open/organizations",
         "/open/sitemap.xml",
         "/healthz",
+        # Probes and scrapers: /metrics is guarded by its token or loopback (govshare.ops).
+        "/readyz",
+        "/metrics",
         "/api/v1/auth/token",
         "/login",
         "/logout",

@@ -116,6 +116,7 @@ def _entry(calls: Sequence[Call]) -> audit.Pending:
             "keys": sum(c.keys for c in calls),
             "rows": sum(c.rows for c in calls),
         },
+        request_id=None,  # a batch of calls from many requests, written by the journal
     )
 
 
@@ -430,4 +431,5 @@ def _replay_entry(call: Call) -> audit.Pending:
         object_type="api_client",
         object_id=call.client_id,
         after={"nonce": call.nonce, "action": call.action},
+        request_id=None,
     )
