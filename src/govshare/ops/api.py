@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from govshare.deps import Public, Require, bearer_token
-from govshare.errors import Forbidden, NotAuthenticated
+from govshare.errors import Forbidden
 from govshare.ops import ready
 from govshare.ops.metrics import Exposition, HubCollector
 from govshare.rules.clock import china_today
@@ -45,10 +45,9 @@ class MetricsScraper(Require):
         expected = request.app.state.settings.metrics_token
         if expected:
             sent = bearer_token(request)
-            if sent is None:
-                raise NotAuthenticated("抓取指标须提供令牌 (metrics bearer token required)")
-            if not constant_time_equal(sent, expected):
-                raise MetricsRefused("指标令牌不正确 (wrong metrics token)")
+            # 403 either way: a 401 outside /api/ would send the scraper to the login page.
+            if sent is None or not constant_time_equal(sent, expected):
+                raise MetricsRefused("抓取指标须提供正确的令牌 (metrics bearer token required)")
             return
         host = request.client.host if request.client else None
         if not _loopback(host):

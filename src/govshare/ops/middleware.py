@@ -6,6 +6,8 @@ template — never the raw path, whose ids would make a label value per object."
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import structlog
 from starlette.datastructures import MutableHeaders
@@ -17,15 +19,45 @@ log = structlog.get_logger("govshare.request")
 _HEADER = requestid.HEADER.lower().encode("latin-1")
 
 
-def _route(scope: Scope) -> str:
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) and path else "unmatched"
+def _templates(routes: Iterable[Any], prefix: str = "") -> Iterator[tuple[int, str]]:
+    """(id of the route object, its full path template) for every route, following
+    included routers: newer FastAPI keeps them nested and puts the included (unprefixed)
+    route in ``scope["route"]``."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            context = getattr(route, "include_context", None)
+            yield from _templates(inner.routes, prefix + (getattr(context, "prefix", "") or ""))
+        elif isinstance(path := getattr(route, "path", None), str):
+            yield id(route), prefix + path
+
+
+class _Templates:
+    """The route table's templates, read once per application (after start-up, when
+    every router has been included)."""
+
+    def __init__(self) -> None:
+        self._by_app: dict[int, dict[int, str]] = {}
+
+    def of(self, scope: Scope) -> str:
+        route = scope.get("route")
+        if route is None:
+            return "unmatched"
+        app = scope.get("app")
+        found = self._by_app.get(id(app))
+        if found is None:
+            found = {}
+            for key, path in _templates(getattr(app, "routes", [])):
+                found.setdefault(key, path)
+            self._by_app[id(app)] = found
+        path = found.get(id(route)) or getattr(route, "path", None)
+        return path if isinstance(path, str) and path else "unmatched"
 
 
 class RequestContext:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.templates = _Templates()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,7 +85,7 @@ class RequestContext:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = _route(scope)
+            route = self.templates.of(scope)
             telemetry.HTTP_SECONDS.labels(scope["method"], route, str(status)).observe(elapsed)
             if status >= 400:
                 (log.error if status >= 500 else log.info)(
