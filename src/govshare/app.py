@@ -136,6 +136,7 @@ def install_error_handlers(app: FastAPI) -> None:
             {
                 "status": status,
                 "code": code,
+                "request_id": body.get("request_id"),
                 "message": console_text(message),
                 "details": [
                     {**d, "message": console_text(str(d.get("message", "")))} for d in details
@@ -295,6 +296,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine, settings)
+    from govshare.exchange.alertmail import SESSION_KEY, MailChannel
+
+    # Alerts are raised in sessions of this factory; they find the mail channel there.
+    app.state.session_factory.kw["info"][SESSION_KEY] = MailChannel.from_settings(settings)
     app.state.import_worker = imports.ImportWorker(app.state.session_factory)
     app.state.templates = make_templates()
     app.state.package_store = make_store(settings.bus_url)

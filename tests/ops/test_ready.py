@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from govshare.rules.clock import fixed_today
-from tests.ops.conftest import StartHub
+from tests.conftest import StartHub
 
 # 2026's holidays are in the bundled calendar; 45 days from 2 March stay in 2026.
 KNOWN_DAY = date(2026, 3, 2)

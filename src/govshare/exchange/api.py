@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
+from govshare import telemetry
 from govshare.catalog import service as catalog_service
 from govshare.catalog.schemas import ResourcePublic
 from govshare.catalog.views import resource_public
@@ -25,7 +26,6 @@ from govshare.deps import (
 )
 from govshare.errors import GovshareError, InvalidInput
 from govshare.exchange import alerts, service
-from govshare import telemetry
 from govshare.exchange.models import ExchangePackage as ExchangePackageRow
 from govshare.exchange.models import TaskKind, TaskState
 from govshare.exchange.schemas import (

@@ -102,9 +102,7 @@ def _seconds_since(moment: datetime, now: datetime) -> float:
 class HubCollector(Collector):
     """The gauges of one hub, read from its database at each scrape."""
 
-    def __init__(
-        self, settings: Settings, factory: sessionmaker[Session], engine: Engine
-    ) -> None:
+    def __init__(self, settings: Settings, factory: sessionmaker[Session], engine: Engine) -> None:
         self.settings = settings
         self.factory = factory
         self.engine = engine
@@ -127,7 +125,8 @@ class HubCollector(Collector):
 
     def _nodes(self, session: Session) -> Iterator[Metric]:
         nodes = GaugeMetricFamily(
-            "govshare_nodes", "Front-end nodes (前置机) by status and whether online.",
+            "govshare_nodes",
+            "Front-end nodes (前置机) by status and whether online.",
             labels=["status", "online"],
         )
         rows = session.execute(
@@ -184,9 +183,10 @@ class HubCollector(Collector):
             seconds = 0.0
             if waiting:
                 oldest = session.scalar(
-                    select(ExchangePackage.received_at).where(
-                        ExchangePackage.task_id == source_id, ExchangePackage.seq > acked
-                    ).order_by(ExchangePackage.seq).limit(1)
+                    select(ExchangePackage.received_at)
+                    .where(ExchangePackage.task_id == source_id, ExchangePackage.seq > acked)
+                    .order_by(ExchangePackage.seq)
+                    .limit(1)
                 )
                 seconds = _seconds_since(oldest, now) if oldest is not None else 0.0
             age.add_metric(labels, seconds)
@@ -208,14 +208,22 @@ class HubCollector(Collector):
         apps_open, apps_late = _open_applications(session, today)
         objs_open, objs_late = _open_objections(session, today)
         for name, doc, value in (
-            ("govshare_applications_open", "Sharing applications (共享申请) not yet "
-             "answered or provided.", apps_open),
-            ("govshare_applications_overdue", "Open sharing applications past their "
-             "answer or provision deadline.", apps_late),
-            ("govshare_objections_open", "Objections (异议) not yet answered or corrected.",
-             objs_open),
-            ("govshare_objections_overdue", "Objections past their answer deadline.",
-             objs_late),
+            (
+                "govshare_applications_open",
+                "Sharing applications (共享申请) not yet answered or provided.",
+                apps_open,
+            ),
+            (
+                "govshare_applications_overdue",
+                "Open sharing applications past their answer or provision deadline.",
+                apps_late,
+            ),
+            (
+                "govshare_objections_open",
+                "Objections (异议) not yet answered or corrected.",
+                objs_open,
+            ),
+            ("govshare_objections_overdue", "Objections past their answer deadline.", objs_late),
         ):
             gauge = GaugeMetricFamily(name, doc)
             gauge.add_metric([], value)
@@ -235,8 +243,9 @@ class HubCollector(Collector):
         yield calls
 
     def _alerts(self, session: Session) -> Iterator[Metric]:
-        gauge = GaugeMetricFamily("govshare_alerts_open", "Open alerts (告警) by kind.",
-                                  labels=["kind"])
+        gauge = GaugeMetricFamily(
+            "govshare_alerts_open", "Open alerts (告警) by kind.", labels=["kind"]
+        )
         counts = dict(
             session.execute(
                 select(Alert.kind, func.count())
@@ -269,7 +278,8 @@ class HubCollector(Collector):
         yield free
         if self.settings.is_sqlite:
             size_bytes = GaugeMetricFamily(
-                "govshare_database_bytes", "Size of the hub's SQLite database files.",
+                "govshare_database_bytes",
+                "Size of the hub's SQLite database files.",
                 labels=["file"],
             )
             for name in ("govshare.db", "govshare.db-wal", "shared.db", "shared.db-wal"):

@@ -47,8 +47,8 @@ class _Templates:
         found = self._by_app.get(id(app))
         if found is None:
             found = {}
-            for key, path in _templates(getattr(app, "routes", [])):
-                found.setdefault(key, path)
+            for key, template in _templates(getattr(app, "routes", [])):
+                found.setdefault(key, template)
             self._by_app[id(app)] = found
         path = found.get(id(route)) or getattr(route, "path", None)
         return path if isinstance(path, str) and path else "unmatched"
