@@ -15,10 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from govshare.exchange import package
 from govshare.node.client import HubRefused
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, StartHub
 from tests.exchange.scenario import make_scene
 from tests.factories import PASSWORD, World
-from tests.conftest import StartHub
 from tests.pg import free_port
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
