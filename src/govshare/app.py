@@ -379,8 +379,10 @@ def create_app(settings: Settings) -> FastAPI:
     quality_scan.register_consistency(basedata_consistency.evidence_check)
     app.include_router(quality_pages.router)
     from govshare.ops import api as ops_api
+    from govshare.ops import pages as ops_pages
 
     app.include_router(ops_api.router)
+    app.include_router(ops_pages.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     @app.get("/healthz", tags=["ops"], summary="健康检查")

@@ -79,7 +79,8 @@ async def readyz(request: Request, _caller: Public) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
-def _exposition(request: Request) -> Exposition:
+def exposition(request: Request) -> Exposition:
+    """The application's exposition (made at its first use)."""
     state = request.app.state
     found: Exposition | None = getattr(state, "metrics_exposition", None)
     if found is None:
@@ -90,5 +91,5 @@ def _exposition(request: Request) -> Exposition:
 
 @router.get("/metrics", summary="Prometheus 指标", include_in_schema=False)
 async def metrics(request: Request, _scraper: Scraper) -> Response:
-    body = await run_in_threadpool(_exposition(request).render)
+    body = await run_in_threadpool(exposition(request).render)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

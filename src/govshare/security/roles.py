@@ -51,6 +51,7 @@ class Permission(StrEnum):
     SHARING_STORE = "sharing.store"  # set up shared stores (共享信息库) of a resource
     CALENDAR_ADMIN = "calendar.admin"  # enter years' holiday schedules (节假日安排)
     DATA_SERVICE = "data.service"  # call data services under the department's grants
+    OPS_READ = "ops.read"  # the operations dashboard (运维监控)
 
     @property
     def label(self) -> str:
@@ -80,6 +81,7 @@ PERMISSION_LABELS: dict[Permission, str] = {
     Permission.SHARING_STORE: "管理共享信息库",
     Permission.CALENDAR_ADMIN: "维护节假日安排",
     Permission.DATA_SERVICE: "调用数据服务",
+    Permission.OPS_READ: "查看运维监控",
 }
 
 
