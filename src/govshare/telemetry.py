@@ -39,6 +39,12 @@ DATA_CALLS = Counter(
     ["client", "outcome"],
 )
 
+JOURNAL_BATCH = Histogram(
+    "govshare_data_journal_batch_calls",
+    "Data-service calls written per journal batch (one transaction: nonces, counts, audit).",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
+
 
 def package_accepted(task_id: int, rows: int) -> None:
     PACKAGES_ACCEPTED.labels(task=str(task_id)).inc()

@@ -29,6 +29,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Engine, Table, bindparam, delete
 
+from govshare import telemetry
 from govshare.db import Prepared, RowsInsert, utcnow
 from govshare.security import audit
 from govshare.security.errors import ReplayedRequest
@@ -347,7 +348,9 @@ class CallJournal:
         # the next one the moment it is free; waiting in SQLite's busy handler instead
         # sleeps 1, 2, 5, 10 … ms between tries, and those sleeps were the p99.
         with self._file_lock():
-            return self._write_locked(batch)
+            refused = self._write_locked(batch)
+        telemetry.JOURNAL_BATCH.observe(len(batch))
+        return refused
 
     def _write_locked(self, batch: Sequence[Call], conn: Any = None) -> set[int]:
         self.batches += 1
