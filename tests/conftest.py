@@ -4,7 +4,7 @@ loopback HTTP, and builders for departments, users and catalog entries."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -94,3 +94,21 @@ def hub(
 @pytest.fixture
 def world(hub: LiveHub) -> World:
     return World(hub)
+
+
+StartHub = Callable[..., LiveHub]
+
+
+@pytest.fixture
+def start_hub(fresh_settings: Settings) -> Iterator[StartHub]:
+    """Start live hubs on the test's fresh database, each with some settings changed."""
+    started: list[LiveHub] = []
+
+    def start(**changes: object) -> LiveHub:
+        hub = start_live_hub(fresh_settings.model_copy(update=changes))
+        started.append(hub)
+        return hub
+
+    yield start
+    for hub in started:
+        hub.stop()

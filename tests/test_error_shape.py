@@ -1,4 +1,4 @@
-"""Every API error has one envelope: {"error": {"code", "message", "details"}}."""
+"""Every API error has one envelope: {"error": {"code", "message", "details", "request_id"}}."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tests.factories import World, resource_payload, unique
 
 def _assert_envelope(body: dict[str, Any], code: str) -> None:
     assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "details"}
+    assert set(body["error"]) == {"code", "message", "details", "request_id"}
     assert body["error"]["code"] == code
     assert body["error"]["message"]
     assert isinstance(body["error"]["details"], list)

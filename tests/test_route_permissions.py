@@ -78,6 +78,9 @@ def test_only_login_health_and_docs_are_public(tmp_path: Path) -> None:
         "/open/datasets/{slug}/files",
         "/open/datasets/{slug}/files/{file_id}",
         "/healthz",
+        # Probes and scrapers: /metrics is guarded by its token or loopback (govshare.ops).
+        "/readyz",
+        "/metrics",
         "/api/v1/auth/token",
         "/login",
         "/logout",

@@ -33,6 +33,8 @@ from govshare.db import (
 from govshare.deps import SESSION_COOKIE, Public
 from govshare.errors import ErrorEnvelope, GovshareError, UnstorableValue, console_text
 from govshare.exchange.store import make_store
+from govshare.requestid import HEADER as REQUEST_ID_HEADER
+from govshare.requestid import current_request_id
 from govshare.sharing.data import DataServices
 from govshare.web.headers import SecurityHeadersMiddleware
 
@@ -112,12 +114,14 @@ def install_error_handlers(app: FastAPI) -> None:
         details: list[dict[str, Any]],
         headers: dict[str, str] | None = None,
     ) -> Response:
+        body: dict[str, Any] = {"code": code, "message": message, "details": details}
+        if (rid := current_request_id()) is not None:
+            # The id the log lines and audit entries carry; set here too for the answers
+            # made outside the request-id middleware (an unexpected error's 500).
+            body["request_id"] = rid
+            headers = {**(headers or {}), REQUEST_ID_HEADER: rid}
         if _is_api(request):
-            return JSONResponse(
-                {"error": {"code": code, "message": message, "details": details}},
-                status_code=status,
-                headers=headers,
-            )
+            return JSONResponse({"error": body}, status_code=status, headers=headers)
         if status == 401:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
@@ -132,6 +136,7 @@ def install_error_handlers(app: FastAPI) -> None:
             {
                 "status": status,
                 "code": code,
+                "request_id": body.get("request_id"),
                 "message": console_text(message),
                 "details": [
                     {**d, "message": console_text(str(d.get("message", "")))} for d in details
@@ -296,6 +301,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine, settings)
+    from govshare.exchange.alertmail import SESSION_KEY, MailChannel
+
+    # Alerts are raised in sessions of this factory; they find the mail channel there.
+    app.state.session_factory.kw["info"][SESSION_KEY] = MailChannel.from_settings(settings)
     app.state.import_worker = imports.ImportWorker(app.state.session_factory)
     app.state.templates = make_templates()
     app.state.package_store = make_store(settings.bus_url)
@@ -323,6 +332,10 @@ def create_app(settings: Settings) -> FastAPI:
     )
     # Outermost, so that every answer (a 413 included) carries the headers.
     app.add_middleware(SecurityHeadersMiddleware)
+    from govshare.ops.middleware import RequestContext
+
+    # Outside even those: the request id and latency of every answer.
+    app.add_middleware(RequestContext)
 
     from govshare.basedata import api as basedata_api
     from govshare.basedata import consistency as basedata_consistency
@@ -384,6 +397,11 @@ def create_app(settings: Settings) -> FastAPI:
     # sources (一致性); quality does not import them.
     quality_scan.register_consistency(basedata_consistency.evidence_check)
     app.include_router(quality_pages.router)
+    from govshare.ops import api as ops_api
+    from govshare.ops import pages as ops_pages
+
+    app.include_router(ops_api.router)
+    app.include_router(ops_pages.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     @app.get("/healthz", tags=["ops"], summary="健康检查")

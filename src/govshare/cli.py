@@ -84,6 +84,7 @@ def serve(
     from govshare.app import create_app
 
     settings = load_settings(data_dir, host=host, port=port, demo=demo or None, workers=workers)
+    _configure_logging(settings)
     db.upgrade(settings)
     if settings.demo:
         _ensure_demo(settings)
@@ -107,6 +108,10 @@ def serve(
     os.environ["GOVSHARE_DATA_DIR"] = str(settings.data_dir)
     os.environ["GOVSHARE_DEMO"] = "true" if settings.demo else "false"
     os.environ["GOVSHARE_WORKERS"] = str(settings.workers)
+    from govshare.ops.metrics import prepare_multiprocess_dir
+
+    # Before the workers start: each writes its counters there and a scrape adds them.
+    prepare_multiprocess_dir(settings.data_dir)
     uvicorn.run(
         "govshare.cli:worker_app",
         factory=True,
@@ -124,9 +129,17 @@ def worker_app() -> Any:
     from govshare.app import create_app
     from govshare.config import Settings
 
-    app = create_app(Settings())  # type: ignore[call-arg]
+    settings = Settings()  # type: ignore[call-arg]
+    _configure_logging(settings)
+    app = create_app(settings)
     _server_gc()
     return app
+
+
+def _configure_logging(settings: Settings) -> None:
+    from govshare.ops.logging import configure_logging, resolve_format
+
+    configure_logging(resolve_format(settings.log_format, demo=settings.demo))
 
 
 # Allocations minus deallocations between two young-generation collections of a

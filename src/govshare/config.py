@@ -299,6 +299,50 @@ class Settings(BaseSettings):
         "Secure cookies).",
     )
 
+    ready_min_free_mb: int = Field(
+        default=1024,
+        ge=0,
+        le=1024 * 1024 * 1024,
+        description="Free space (MiB) the data directory's disk must have for /readyz to "
+        "answer ready.",
+    )
+    ready_calendar_days: int = Field(
+        default=60,
+        ge=0,
+        le=3 * 366,
+        description="/readyz answers not ready unless the working-day calendar knows the "
+        "official schedule of every day from today through this many days ahead.",
+    )
+    metrics_token: str | None = Field(
+        default=None,
+        description="Bearer token a Prometheus scraper presents to /metrics; when unset, "
+        "/metrics answers loopback callers only.",
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto",
+        description="Log lines as JSON (one object a line, for collectors) or for a "
+        "console; auto: JSON outside demo mode, console in demo mode.",
+    )
+    smtp_host: str | None = Field(
+        default=None,
+        description="SMTP server that mails alerts to alert_mail_to; no mail when unset.",
+    )
+    smtp_port: int = Field(default=25, ge=1, le=65535, description="Port of the SMTP server.")
+    smtp_starttls: bool = Field(
+        default=False, description="Upgrade the SMTP connection with STARTTLS before sending."
+    )
+    smtp_user: str | None = Field(
+        default=None, description="SMTP user name (login when set, with smtp_password)."
+    )
+    smtp_password: str | None = Field(default=None, description="SMTP password.")
+    alert_mail_from: str = Field(
+        default="govshare@localhost", description="Sender address of alert mails."
+    )
+    alert_mail_to: str = Field(
+        default="",
+        description="Recipients of alert mails (comma-separated addresses); none when empty.",
+    )
+
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
         if not self.demo:

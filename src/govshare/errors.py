@@ -1,7 +1,7 @@
 """The platform's error family. Each carries its HTTP status and a stable code.
 
 Domain packages subclass these (``catalog/errors.py``); one handler in ``app.py`` turns
-them into the JSON envelope ``{"error": {"code", "message", "details"}}`` for the API
+them into the JSON envelope ``{"error": {"code", "message", "details", "request_id"}}`` for the API
 and into an error page for the console.
 """
 
@@ -127,6 +127,11 @@ class ErrorBody(BaseModel):
     code: str = Field(description="stable error code, e.g. invalid_input, resource_not_found")
     message: str = Field(description="中文说明 (English)")
     details: list[ErrorDetail]
+    request_id: str | None = Field(
+        default=None,
+        description="请求编号: the X-Request-ID of the request, also in the hub's log lines "
+        "and audit entries",
+    )
 
 
 class ErrorEnvelope(BaseModel):

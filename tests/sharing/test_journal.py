@@ -322,3 +322,17 @@ def test_spent_nonces_are_pruned_by_the_thread_never_by_the_loop(
     finally:
         j.close()
         engine.dispose()
+
+
+def test_batch_sizes_are_measured(journal: tuple[CallJournal, Session]) -> None:
+    from prometheus_client import REGISTRY
+
+    def observed() -> tuple[float, float]:
+        count = REGISTRY.get_sample_value("govshare_data_journal_batch_calls_count") or 0.0
+        total = REGISTRY.get_sample_value("govshare_data_journal_batch_calls_sum") or 0.0
+        return count, total
+
+    j, _session = journal
+    count, total = observed()
+    j.write([_call("size-1"), _call("size-2"), _call("size-3")])
+    assert observed() == (count + 1, total + 3)

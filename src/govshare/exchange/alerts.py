@@ -1,5 +1,5 @@
 """Alerts (告警): one open alert per condition, counted while it lasts, resolved when it
-clears, pushed to a webhook when it first opens."""
+clears, pushed to a webhook and mailed (``alertmail``) when it first opens."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from govshare.db import utcnow
+from govshare.exchange.alertmail import SESSION_KEY, MailChannel
 from govshare.exchange.models import Alert, AlertKind
 
 log = structlog.get_logger()
@@ -44,20 +45,22 @@ def raise_alert(
     )
     session.add(alert)
     session.flush()
-    if webhook_url:
-        _post_later(
-            webhook_url,
-            {
-                "id": alert.id,
-                "kind": str(kind),
-                "label": kind.label,
-                "message": message,
-                "node_id": node_id,
-                "task_id": task_id,
-                "details": details or {},
-                "created_at": alert.created_at.isoformat(),
-            },
-        )
+    mail: MailChannel | None = session.info.get(SESSION_KEY)
+    if webhook_url or mail is not None:
+        payload = {
+            "id": alert.id,
+            "kind": str(kind),
+            "label": kind.label,
+            "message": message,
+            "node_id": node_id,
+            "task_id": task_id,
+            "details": details or {},
+            "created_at": alert.created_at.isoformat(),
+        }
+        if webhook_url:
+            _post_later(webhook_url, payload)
+        if mail is not None:
+            mail.send_later(payload)
     return alert
 
 

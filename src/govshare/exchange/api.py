@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
+from govshare import telemetry
 from govshare.catalog import service as catalog_service
 from govshare.catalog.schemas import ResourcePublic
 from govshare.catalog.views import resource_public
@@ -99,12 +100,17 @@ async def upload_package(
         try:
             accepted = service.receive_package(db, settings, store, node, blob)
             db.commit()  # before waiting subscribers are woken
-            return accepted
         except GovshareError as exc:
             db.rollback()
-            service.reject_package(db, settings, service.node_of(db, caller), exc.message, blob)
+            task_id = service.reject_package(
+                db, settings, service.node_of(db, caller), exc.message, blob
+            )
             db.commit()
+            telemetry.package_refused(task_id)
             raise
+        if not accepted[1]:
+            telemetry.package_accepted(accepted[0].task_id, accepted[0].rows)
+        return accepted
 
     row, duplicate = await run_in_threadpool(receive)
     if not duplicate:

@@ -236,6 +236,17 @@ class NatsStore:
         except Exception as exc:  # the next call connects again and reports
             log.warning("nats_connect_failed", servers=self.servers, error=repr(exc))
 
+    def ping(self) -> str:
+        """Whether the stream answers now (for ``/readyz``): its message count, or
+        ``BusUnavailable``."""
+
+        async def info() -> str:
+            nc = await self._connection()
+            found = await nc.jetstream(timeout=self.timeout).stream_info(self.stream)
+            return f"stream {self.stream}: {found.state.messages} messages"
+
+        return self._call(info, self.timeout, "消息总线不可用 (bus unavailable)")
+
     # -- connection -----------------------------------------------------------------------
 
     async def _connection(self) -> Client:

@@ -542,8 +542,9 @@ def receive_package(
 
 def reject_package(
     session: Session, settings: Settings, node: ExchangeNode, reason: str, blob: bytes
-) -> None:
-    """Alert and audit a refused package (its own transaction, committed by the caller)."""
+) -> int | None:
+    """Alert and audit a refused package (its own transaction, committed by the caller);
+    the id of the task it claimed to belong to, when there is one."""
     task_id = None
     try:
         header = parse(blob).header
@@ -568,6 +569,7 @@ def reject_package(
         object_id=task_id,
         after={"reason": reason, "seq": header.get("seq")},
     )
+    return task_id
 
 
 def _subscription(session: Session, node: ExchangeNode, task_id: int) -> ExchangeTask:

@@ -19,6 +19,10 @@ class PackageStore(Protocol):
 
     def get(self, session: Session, row: ExchangePackage) -> bytes: ...
 
+    def ping(self) -> str:
+        """Whether the store answers now, described in a few words (``/readyz``);
+        raises when it does not."""
+
     def close(self) -> None: ...
 
 
@@ -32,6 +36,9 @@ class DatabaseStore:
         if row.payload is None:
             raise LookupError(f"package {row.task_id}/{row.seq} has no payload in the database")
         return row.payload
+
+    def ping(self) -> str:
+        return "packages kept in the hub database"
 
     def close(self) -> None:
         return None

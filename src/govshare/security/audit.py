@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +29,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from govshare.db import Prepared, RowsInsert, dialect_insert, utcnow
+from govshare.requestid import current_request_id
 from govshare.security.anchor import AuditKey, Checkpoint, append_checkpoint, read_checkpoints
 from govshare.security.crypto import _derive, digest, keyed_digest
 from govshare.security.models import AuditEntry, AuditHead
@@ -70,12 +71,16 @@ _HASHED = (
 
 
 def _canonical(entry: AuditEntry) -> bytes:
-    return _canonical_row({f: getattr(entry, f) for f in _HASHED})
+    return _canonical_row({f: getattr(entry, f) for f in (*_HASHED, "request_id")})
 
 
 def _canonical_row(row: Mapping[str, Any]) -> bytes:
     fields = {f: row[f] for f in _HASHED}
     fields["at"] = row["at"].isoformat()
+    # The request id is hashed when there is one, so it cannot be changed unnoticed;
+    # entries without one (all those written before it existed) hash as they always did.
+    if row.get("request_id") is not None:
+        fields["request_id"] = row["request_id"]
     return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
 
 
@@ -102,6 +107,8 @@ class Pending:
     object_id: str | int | None = None
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
+    # The request being served when the entry was made (``govshare.requestid``).
+    request_id: str | None = field(default_factory=current_request_id)
 
 
 def record(
@@ -193,6 +200,7 @@ def chained(
             "remote_addr": p.actor.remote_addr,
             "alg": stored_alg,
             "prev_hash": prev_hash,
+            "request_id": p.request_id,
         }
         data = _canonical_row(row)
         row["hash"] = prev_hash = (

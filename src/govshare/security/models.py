@@ -150,8 +150,11 @@ class AuditEntry(Base):
     alg: Mapped[str] = mapped_column(String(16))
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # 请求编号: the HTTP request that wrote the entry (X-Request-ID); hashed when present.
+    request_id: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
+        Index("ix_audit_entry_request_id", "request_id"),
         Index("ix_audit_entry_object", "object_type", "object_id"),
         Index("ix_audit_entry_actor_at", "actor", "at"),
     )

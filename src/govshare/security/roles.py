@@ -53,6 +53,7 @@ class Permission(StrEnum):
     DATA_SERVICE = "data.service"  # call data services under the department's grants
     EVALUATION_READ = "evaluation.read"  # the ranking and the own department's evaluation
     EVALUATION_ADMIN = "evaluation.admin"  # every department, the scheme, runs, publishing
+    OPS_READ = "ops.read"  # the operations dashboard (运维监控)
 
     @property
     def label(self) -> str:
@@ -84,6 +85,7 @@ PERMISSION_LABELS: dict[Permission, str] = {
     Permission.DATA_SERVICE: "调用数据服务",
     Permission.EVALUATION_READ: "查看考核评估",
     Permission.EVALUATION_ADMIN: "管理考核评估",
+    Permission.OPS_READ: "查看运维监控",
 }
 
 

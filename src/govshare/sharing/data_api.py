@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from sqlalchemy import Connection
 from starlette.routing import Route
 
+from govshare import telemetry
 from govshare.config import Settings
 from govshare.db import UNSTORABLE_ERRORS
 from govshare.deps import Require, SessionDep, SharingReader, SharingStoreAdmin, signed_request
@@ -113,10 +114,12 @@ async def _serve(
             light=action == "data.lookup",
         )
     except _Refused as refused:
+        telemetry.data_call(refused.caller.app_key, refused.error.code)
         await ds.journal.wait(
             data.denied_call(refused.caller, action, resource_code, refused.error.code)
         )
         raise refused.error from None
+    telemetry.data_call(call.app_key, "ok")
     await ds.journal.wait(call)
     return auth, result
 

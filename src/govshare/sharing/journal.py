@@ -29,6 +29,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Engine, Table, bindparam, delete
 
+from govshare import telemetry
 from govshare.db import Prepared, RowsInsert, utcnow
 from govshare.security import audit
 from govshare.security.errors import ReplayedRequest
@@ -116,6 +117,7 @@ def _entry(calls: Sequence[Call]) -> audit.Pending:
             "keys": sum(c.keys for c in calls),
             "rows": sum(c.rows for c in calls),
         },
+        request_id=None,  # a batch of calls from many requests, written by the journal
     )
 
 
@@ -346,7 +348,9 @@ class CallJournal:
         # the next one the moment it is free; waiting in SQLite's busy handler instead
         # sleeps 1, 2, 5, 10 … ms between tries, and those sleeps were the p99.
         with self._file_lock():
-            return self._write_locked(batch)
+            refused = self._write_locked(batch)
+        telemetry.JOURNAL_BATCH.observe(len(batch))
+        return refused
 
     def _write_locked(self, batch: Sequence[Call], conn: Any = None) -> set[int]:
         self.batches += 1
@@ -430,4 +434,5 @@ def _replay_entry(call: Call) -> audit.Pending:
         object_type="api_client",
         object_id=call.client_id,
         after={"nonce": call.nonce, "action": call.action},
+        request_id=None,
     )

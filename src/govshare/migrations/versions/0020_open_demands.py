@@ -2,7 +2,7 @@
 (数据需求征集)
 
 Revision ID: 0020
-Revises: 0017
+Revises: 0019
 Create Date: 2026-12-03 19:00:00.000000
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import govshare.db
 
 revision: str = "0020"
-down_revision: str | None = "0017"
+down_revision: str | None = "0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

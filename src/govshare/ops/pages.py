@@ -1,0 +1,151 @@
+"""运维监控: the operations dashboard for the platform admin — readiness, nodes,
+exchange throughput and lag, API calls and errors, data-service calls, open alerts, disk
+and database size. Read only; the figures come from ``ops.dashboard``."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from sqlalchemy import select
+
+from govshare.deps import Require, SessionDep, SettingsDep
+from govshare.exchange import service as exchange_service
+from govshare.ops import dashboard, ready
+from govshare.ops.api import exposition
+from govshare.rules.clock import china_today
+from govshare.security.models import AuditHead
+from govshare.security.roles import Permission
+from govshare.security.service import Principal
+from govshare.web.filters import local_time
+from govshare.web.forms import render
+
+router = APIRouter(include_in_schema=False)
+OpsReader = Annotated[Principal, Depends(Require(Permission.OPS_READ))]
+MIB = 1024 * 1024
+
+
+def _chart(kind: str, title: str, labels: list[str], **data: Any) -> dict[str, Any]:
+    return {"type": kind, "title": title, "labels": labels, **data}
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+@router.get("/ops")
+async def dashboard_page(
+    request: Request, db: SessionDep, settings: SettingsDep, caller: OpsReader
+) -> Response:
+    state = request.app.state
+    today = china_today()
+    checks = await run_in_threadpool(
+        ready.readiness,
+        engine=state.engine,
+        store=state.package_store,
+        shared_engine=state.data_services.db.engine,
+        data_dir=settings.data_dir,
+        min_free_mb=settings.ready_min_free_mb,
+        calendar_days=settings.ready_calendar_days,
+        today=today,
+    )
+    text = (await run_in_threadpool(exposition(request).render)).decode()
+
+    def gather() -> dict[str, Any]:
+        return {
+            "summary": exchange_service.monitor_summary(db),
+            "calls": dashboard.daily_calls(db, today),
+            "alerts": dashboard.open_alerts_by_kind(db),
+            "audit": db.scalar(select(AuditHead.seq).where(AuditHead.id == 1)) or 0,
+        }
+
+    found = await run_in_threadpool(gather)
+    summary = found["summary"]
+    traffic = dashboard.api_traffic(text)
+    hours = [local_time(datetime.fromisoformat(h), "%H:00") for h in summary["hours"]]
+    lag = sorted(summary["lag"], key=lambda x: -x["packages_behind"])
+    disk = shutil.disk_usage(settings.data_dir)
+    files = []
+    if settings.is_sqlite:
+        for name in ("govshare.db", "govshare.db-wal", "shared.db", "shared.db-wal"):
+            path = settings.data_dir / name
+            if path.exists():
+                files.append((name, _size(path.stat().st_size)))
+    charts = [
+        _chart(
+            "line",
+            "近24小时交换行数（每小时）",
+            hours,
+            series=[
+                {"name": "平台接收", "values": summary["rows_received"]},
+                {"name": "订阅方入库", "values": summary["rows_applied"]},
+            ],
+        ),
+        _chart(
+            "bar",
+            "各订阅积压数据包",
+            [f"#{x['task_id']} {x['name']}" for x in lag],
+            values=[x["packages_behind"] for x in lag],
+        ),
+        _chart(
+            "bar",
+            "接口应答（自启动以来，按状态）",
+            list(dashboard.STATUS_CLASSES),
+            series=[
+                {
+                    "name": "接口 /api",
+                    "values": [traffic.by_class["api"][c] for c in dashboard.STATUS_CLASSES],
+                },
+                {
+                    "name": "控制台及其他",
+                    "values": [traffic.by_class["console"][c] for c in dashboard.STATUS_CLASSES],
+                },
+            ],
+        ),
+        _chart(
+            "line",
+            f"近{dashboard.CALL_DAYS}天数据服务调用次数",
+            [d.strftime("%m-%d") for d, _ in found["calls"]],
+            values=[n for _, n in found["calls"]],
+        ),
+        _chart(
+            "bar",
+            "未处理告警（按类型）",
+            [k.label for k, _ in found["alerts"]],
+            values=[n for _, n in found["alerts"]],
+        ),
+    ]
+    errors = traffic.by_class["api"]["4xx"] + traffic.by_class["api"]["5xx"]
+    cards = [
+        ("就绪检查", "全部通过" if all(c.ok for c in checks) else "未通过", "#ready"),
+        ("前置机在线", f"{summary['online']} / {len(summary['nodes'])}", "/exchange/nodes"),
+        ("有积压的订阅", sum(1 for x in lag if x["packages_behind"]), "/exchange"),
+        ("未处理告警", sum(n for _, n in found["alerts"]), "/exchange/alerts"),
+        ("接口错误应答", f"{errors:.0f}", "#api"),
+        ("审计记录", found["audit"], "#storage"),
+        ("磁盘可用", f"{_size(disk.free)} / {_size(disk.total)}", "#storage"),
+    ]
+    return render(
+        request,
+        "ops/dashboard.html",
+        caller,
+        cards=cards,
+        charts=charts,
+        checks=dashboard.readiness_rows(checks),
+        slowest=traffic.slowest,
+        files=files,
+        disk={
+            "free": _size(disk.free),
+            "total": _size(disk.total),
+            "used_pct": round(100 * disk.used / disk.total, 1) if disk.total else 0,
+        },
+        backend=settings.resolved_database_url.split(":", 1)[0],
+    )
