@@ -299,6 +299,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     # Open-data downloads read whole stores: an engine of their own without memory mapping.
     app.state.open_download_engine = download_engine(settings.resolved_shared_store_url)
+    from govshare.opendata.gate import Gate
+
+    app.state.open_gate = Gate(settings)  # open data's limits; tests replace its clock
     install_error_handlers(app)
     install_openapi(app)
     from govshare.exchange.api import MAX_PACKAGE_BYTES
@@ -325,6 +328,8 @@ def create_app(settings: Settings) -> FastAPI:
     from govshare.exchange import api as exchange_api
     from govshare.exchange import pages as exchange_pages
     from govshare.opendata import api as opendata_api
+    from govshare.opendata import console as opendata_console
+    from govshare.opendata import developer_pages as opendata_developer
     from govshare.opendata import pages as opendata_pages
     from govshare.opendata import rows_api as opendata_rows
     from govshare.quality import api as quality_api
@@ -353,6 +358,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(opendata_api.router)
     # After the DCAT routes: /open/datasets/{key}.{fmt} is theirs, the dotless slug ours.
     app.include_router(opendata_rows.router)
+    app.include_router(opendata_developer.router)
+    app.include_router(opendata_console.api, prefix="/api/v1")
+    app.include_router(opendata_console.router)
     app.include_router(opendata_pages.router)
     app.include_router(web_pages.router)
     app.include_router(security_pages.router)
