@@ -69,6 +69,17 @@ def test_only_login_health_and_docs_are_public(tmp_path: Path) -> None:
         "/open/datasets/{slug}/rows.{fmt}",
         "/open/organizations",
         "/open/sitemap.xml",
+        # The developer centre: developers are the public, with sessions of their own
+        # (govshare.opendata.developer_pages), never a console permission.
+        "/open/developer",
+        "/open/developer/register",
+        "/open/developer/confirm",
+        "/open/developer/login",
+        "/open/developer/logout",
+        "/open/developer/keys",
+        "/open/developer/keys/{key_id}/revoke",
+        "/open/developer/apply",
+        "/open/developer/applications",
         "/healthz",
         "/api/v1/auth/token",
         "/login",

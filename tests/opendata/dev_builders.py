@@ -1,0 +1,123 @@
+"""Developers for the developer-centre tests, made through the portal's own pages over
+HTTP (register, the confirmation link from the outbox, sign-in, a key), and a gate with
+chosen limits and a clock the test moves."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from govshare.opendata.gate import Gate
+from govshare.opendata.models import DeveloperMail
+from tests.factories import unique
+from tests.live import LiveHub
+
+DEV_PASSWORD = "Open-Data-Dev-7"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+SECRET = re.compile(r'<code id="new-secret">([^<]+)</code>')
+LINK = re.compile(r"(https?://\S+/open/developer/confirm\?token=[\w-]+)")
+
+
+def csrf_of(page: str) -> str:
+    found = CSRF.search(page)
+    assert found is not None, page[:2000]
+    return found.group(1)
+
+
+def confirmation_link(hub: LiveHub, email: str) -> str:
+    """The link of the newest confirmation mail to ``email`` in the outbox."""
+    with hub.db() as s:
+        body = s.scalars(
+            select(DeveloperMail.body)
+            .where(DeveloperMail.to == email)
+            .order_by(DeveloperMail.id.desc())
+        ).first()
+    assert body is not None, f"no mail to {email}"
+    found = LINK.search(body)
+    assert found is not None, body
+    return found.group(1)
+
+
+@dataclass
+class Developer:
+    email: str
+    client: httpx.Client  # holds the developer's session cookie
+
+    def page(self) -> str:
+        r = self.client.get("/open/developer")
+        assert r.status_code == 200, r.text[:500]
+        return r.text
+
+    def post(self, url: str, **data: str) -> httpx.Response:
+        return self.client.post(url, data={"csrf_token": csrf_of(self.page()), **data})
+
+    def create_key(self, name: str = "测试密钥") -> str:
+        r = self.post("/open/developer/keys", name=name)
+        assert r.status_code == 200, r.text[:1000]
+        found = SECRET.search(r.text)
+        assert found is not None
+        return found.group(1)
+
+
+def register(client: httpx.Client, email: str, password: str = DEV_PASSWORD) -> httpx.Response:
+    token = csrf_of(client.get("/open/developer").text)
+    return client.post(
+        "/open/developer/register",
+        data={"csrf_token": token, "email": email, "password": password},
+    )
+
+
+def login(client: httpx.Client, email: str, password: str = DEV_PASSWORD) -> httpx.Response:
+    token = csrf_of(client.get("/open/developer").text)
+    return client.post(
+        "/open/developer/login",
+        data={"csrf_token": token, "email": email, "password": password},
+    )
+
+
+def developer(hub: LiveHub, email: str | None = None) -> Developer:
+    """A registered, confirmed and signed-in developer (close its client when done)."""
+    address = email or f"{unique('dev').lower()}@example.cn"
+    client = hub.client(follow_redirects=False)
+    assert register(client, address).status_code == 200
+    assert client.get(confirmation_link(hub, address)).status_code == 200
+    r = login(client, address)
+    assert r.status_code == 303, r.text[:500]
+    return Developer(address, client)
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: Any) -> None:
+        self.now += timedelta(**delta)
+
+
+START = datetime(2026, 3, 10, 2, 0, 30, tzinfo=UTC)  # 10:00:30 in China, a Tuesday
+
+
+@contextmanager
+def gate(hub: LiveHub, start: datetime = START, **limits: int) -> Iterator[Clock]:
+    """The hub's gate replaced, for the block, by one with ``limits`` (settings names)
+    and a clock standing at ``start``."""
+    app = hub.server.config.app
+    before = app.state.open_gate
+    clock = Clock(start)
+    app.state.open_gate = Gate(hub.settings.model_copy(update=limits), clock)
+    try:
+        yield clock
+    finally:
+        app.state.open_gate = before
