@@ -14,9 +14,10 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
+from govshare.opendata.developers import key_hash
 from govshare.opendata.gate import Gate
-from govshare.opendata.models import DeveloperMail
-from tests.factories import unique
+from govshare.opendata.models import DeveloperMail, OpenApiKey, OpenApplication
+from tests.factories import PASSWORD, unique
 from tests.live import LiveHub
 
 DEV_PASSWORD = "Open-Data-Dev-7"
@@ -121,3 +122,62 @@ def gate(hub: LiveHub, start: datetime = START, **limits: int) -> Iterator[Clock
         yield clock
     finally:
         app.state.open_gate = before
+
+
+@contextmanager
+def console(hub: LiveHub, username: str) -> Iterator[httpx.Client]:
+    """A staff member signed in to the console (cookie session, CSRF in forms)."""
+    with hub.client(follow_redirects=False) as c:
+        page = c.get("/login").text
+        token = csrf_of(page.replace('name="login_token"', 'name="csrf_token"'))
+        r = c.post(
+            "/login", data={"username": username, "password": PASSWORD, "login_token": token}
+        )
+        assert r.status_code == 303, r.text[:500]
+        yield c
+
+
+def console_post(c: httpx.Client, url: str, **data: str) -> httpx.Response:
+    page = c.get("/opendata/applications").text
+    return c.post(url, data={"csrf_token": csrf_of(page), **data})
+
+
+def key_id_of(hub: LiveHub, secret: str) -> int:
+    with hub.db() as s:
+        found = s.scalar(
+            select(OpenApiKey.id).where(OpenApiKey.secret_hash == key_hash(hub.settings, secret))
+        )
+    assert found is not None
+    return int(found)
+
+
+def apply_for(d: Developer, slug: str, key_id: int) -> httpx.Response:
+    """The developer applies for a 有条件开放 dataset's rows for one key."""
+    page = d.client.get("/open/developer/apply", params={"dataset": slug}).text
+    assert 'id="apply-form"' in page, page[:1000]
+    return d.client.post(
+        "/open/developer/applications",
+        data={
+            "csrf_token": csrf_of(page),
+            "dataset": slug,
+            "key_id": str(key_id),
+            "purpose": "公交线路优化研究，仅用于统计分析",
+        },
+    )
+
+
+def approve_latest(hub: LiveHub, resource_admin: str, key_id: int) -> int:
+    """The providing department's resource admin approves the key's newest application."""
+    with hub.db() as s:
+        app_id = s.scalars(
+            select(OpenApplication.id)
+            .where(OpenApplication.key_id == key_id)
+            .order_by(OpenApplication.id.desc())
+        ).first()
+    assert app_id is not None
+    with console(hub, resource_admin) as c:
+        r = console_post(
+            c, f"/opendata/applications/{app_id}/decide", decision="approve", reason="同意"
+        )
+        assert r.status_code == 303, r.text[:500]
+    return int(app_id)

@@ -11,8 +11,6 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 import httpx
@@ -29,15 +27,19 @@ from govshare.opendata.models import (
 )
 from govshare.rules.clock import china_date
 from govshare.security.models import AuditEntry
-from tests.factories import PASSWORD, World, unique
+from tests.factories import World, unique
 from tests.live import LiveHub
 from tests.opendata.dev_builders import (
     DEV_PASSWORD,
     START,
+    apply_for,
     confirmation_link,
+    console,
+    console_post,
     csrf_of,
     developer,
     gate,
+    key_id_of,
     login,
     register,
 )
@@ -87,28 +89,34 @@ def test_register_confirm_sign_in_and_out(hub: LiveHub) -> None:
         assert "确认邮件已发出" in r.text
         with hub.db() as s:
             found = s.scalar(select(OpenDeveloper).where(OpenDeveloper.email == email))
-            assert found is not None and found.confirmed_at is None
+            assert found is not None
+            assert found.confirmed_at is None
             assert found.password_hash.startswith("$argon2")
             assert DEV_PASSWORD not in found.password_hash
         # Not before the address is confirmed.
         r = login(c, email)
-        assert r.status_code == 403 and "尚未确认" in r.text
+        assert r.status_code == 403
+        assert "尚未确认" in r.text
         assert "govshare_dev" not in c.cookies
         link = confirmation_link(hub, email)
         assert c.get(link).status_code == 200
         # The link works once.
         r = c.get(link)
-        assert r.status_code == 404 and "已使用" in r.text
+        assert r.status_code == 404
+        assert "已使用" in r.text
         # A second registration of the address is refused, the first kept.
         assert register(c, email).status_code == 409
         # A wrong password is refused.
         r = login(c, email, "not-the-password")
-        assert r.status_code == 401 and "govshare_dev" not in c.cookies
+        assert r.status_code == 401
+        assert "govshare_dev" not in c.cookies
         r = login(c, email)
         assert r.status_code == 303
-        assert "govshare_dev" in c.cookies and "govshare_session" not in c.cookies
+        assert "govshare_dev" in c.cookies
+        assert "govshare_session" not in c.cookies
         page = c.get("/open/developer").text
-        assert email in page and "API 密钥" in page
+        assert email in page
+        assert "API 密钥" in page
         # The developer's session is no console session.
         assert c.get("/catalog").status_code == 303
         assert (
@@ -167,7 +175,8 @@ def test_a_key_is_shown_once_stored_hashed_and_opens_the_row_api(
     try:
         with gate(hub) as clock:
             secret = d.create_key("公交小程序")
-            assert secret.startswith("od_") and len(secret) > 40
+            assert secret.startswith("od_")
+            assert len(secret) > 40
             assert secret not in d.page()  # shown once
             with hub.db() as s:
                 key = s.scalar(select(OpenApiKey).where(OpenApiKey.name == "公交小程序"))
@@ -177,7 +186,8 @@ def test_a_key_is_shown_once_stored_hashed_and_opens_the_row_api(
                 assert secret.startswith(key.prefix)
             assert _rows(hub, slug, secret).status_code == 200
             r = _rows(hub, slug, Authorization=f"Bearer {secret}")
-            assert r.status_code == 200 and len(r.json()["rows"]) == 5
+            assert r.status_code == 200
+            assert len(r.json()["rows"]) == 5
             assert _ckan(hub, secret).json()["success"] is True
             with hub.client(headers={"X-Api-Key": secret}) as c:
                 r = c.get(f"/open/datasets/{slug}/download.csv")
@@ -197,7 +207,8 @@ def test_a_key_is_shown_once_stored_hashed_and_opens_the_row_api(
             key_id = key.id
             assert d.post(f"/open/developer/keys/{key_id}/revoke").status_code == 200
             r = _rows(hub, slug, secret)
-            assert r.status_code == 401 and r.json()["ok"] is False
+            assert r.status_code == 401
+            assert r.json()["ok"] is False
             r = _ckan(hub, secret)
             assert r.status_code == 401
             assert r.json()["success"] is False
@@ -216,17 +227,6 @@ def _set_limits(hub: LiveHub, world: World, key_id: int, **limits: int | None) -
         return c.put(f"/api/v1/open/keys/{key_id}/limits", json=limits)
 
 
-def _key_id(hub: LiveHub, secret: str) -> int:
-    with hub.db() as s:
-        found = s.scalar(
-            select(OpenApiKey.id).where(
-                OpenApiKey.secret_hash == dev.key_hash(hub.settings, secret)
-            )
-        )
-    assert found is not None
-    return int(found)
-
-
 def test_per_minute_limit_and_daily_quota_are_refused_with_retry_after(
     hub: LiveHub, scene: PortalScene
 ) -> None:
@@ -235,7 +235,7 @@ def test_per_minute_limit_and_daily_quota_are_refused_with_retry_after(
     d = developer(hub)
     try:
         secret = d.create_key()
-        key_id = _key_id(hub, secret)
+        key_id = key_id_of(hub, secret)
         # Only the bureau sets a key's limits.
         dept = world.department("限额局")
         with world.api(dept.resource_admin) as c:
@@ -249,10 +249,12 @@ def test_per_minute_limit_and_daily_quota_are_refused_with_retry_after(
                 assert _rows(hub, slug, secret).status_code == 200
             r = _rows(hub, slug, secret)
             assert r.status_code == 429
-            assert r.json()["ok"] is False and r.json()["title"] == "Too many requests"
+            assert r.json()["ok"] is False
+            assert r.json()["title"] == "Too many requests"
             assert 1 <= int(r.headers["Retry-After"]) <= 60
             r = _ckan(hub, secret)
-            assert r.status_code == 429 and r.json()["success"] is False
+            assert r.status_code == 429
+            assert r.json()["success"] is False
             assert r.json()["error"]["__type"] == "Rate Limit Error"
             assert "Retry-After" in r.headers
             clock.advance(seconds=int(r.headers["Retry-After"]))
@@ -260,15 +262,18 @@ def test_per_minute_limit_and_daily_quota_are_refused_with_retry_after(
             assert _ckan(hub, secret).status_code == 200
             assert _rows(hub, slug, secret).status_code == 200
             r = _rows(hub, slug, secret)
-            assert r.status_code == 429 and "额度" in r.json()["error"]
+            assert r.status_code == 429
+            assert "额度" in r.json()["error"]
             midnight_wait = int(r.headers["Retry-After"])
             assert midnight_wait > 60  # until midnight in China, not the next minute
             clock.advance(minutes=5)
             r = _ckan(hub, secret)
-            assert r.status_code == 429 and r.json()["error"]["__type"] == "Rate Limit Error"
+            assert r.status_code == 429
+            assert r.json()["error"]["__type"] == "Rate Limit Error"
             with hub.client(headers={"X-Api-Key": secret}) as c:
                 r = c.get(f"/open/datasets/{slug}/download.json")
-            assert r.status_code == 429 and r.json()["ok"] is False
+            assert r.status_code == 429
+            assert r.json()["ok"] is False
             # The next day in China the quota starts again.
             clock.advance(seconds=midnight_wait)
             assert _rows(hub, slug, secret).status_code == 200
@@ -289,7 +294,8 @@ def test_anonymous_calls_have_a_lower_limit_per_address(hub: LiveHub, scene: Por
             assert _rows(hub, slug).status_code == 200
             assert _ckan(hub).status_code == 200
             r = _rows(hub, slug)
-            assert r.status_code == 429 and "Retry-After" in r.headers
+            assert r.status_code == 429
+            assert "Retry-After" in r.headers
             r = _ckan(hub)
             assert r.status_code == 429
             assert r.json()["error"]["__type"] == "Rate Limit Error"
@@ -306,39 +312,6 @@ def test_anonymous_calls_have_a_lower_limit_per_address(hub: LiveHub, scene: Por
 
 
 # -- applications for 有条件开放 datasets ---------------------------------------------------------
-
-
-@contextmanager
-def _console(hub: LiveHub, username: str) -> Iterator[httpx.Client]:
-    """A staff member signed in to the console (cookie session, CSRF in forms)."""
-    with hub.client(follow_redirects=False) as c:
-        page = c.get("/login").text
-        token = csrf_of(page.replace('name="login_token"', 'name="csrf_token"'))
-        r = c.post(
-            "/login", data={"username": username, "password": PASSWORD, "login_token": token}
-        )
-        assert r.status_code == 303, r.text[:500]
-        yield c
-
-
-def _console_post(c: httpx.Client, url: str, **data: str) -> httpx.Response:
-    page = c.get("/opendata/applications").text
-    return c.post(url, data={"csrf_token": csrf_of(page), **data})
-
-
-def _apply(d: object, slug: str, key_id: int) -> httpx.Response:
-    assert hasattr(d, "client")
-    page = d.client.get("/open/developer/apply", params={"dataset": slug}).text  # type: ignore[attr-defined]
-    assert 'id="apply-form"' in page
-    return d.client.post(  # type: ignore[attr-defined, no-any-return]
-        "/open/developer/applications",
-        data={
-            "csrf_token": csrf_of(page),
-            "dataset": slug,
-            "key_id": str(key_id),
-            "purpose": "公交线路优化研究，仅用于统计分析",
-        },
-    )
 
 
 def _application(hub: LiveHub, key_id: int) -> OpenApplication:
@@ -362,40 +335,41 @@ def test_conditional_rows_need_an_approved_application(hub: LiveHub, scene: Port
     try:
         secret = d.create_key("研究")
         spare = d.create_key("备用")
-        key_id, spare_id = _key_id(hub, secret), _key_id(hub, spare)
+        key_id, spare_id = key_id_of(hub, secret), key_id_of(hub, spare)
         assert _rows(hub, slug, secret).status_code == 404
         # The dataset page leads to the form.
         with hub.client() as c:
             assert "/open/developer/apply?dataset=" in c.get(f"/open/datasets/{slug}").text
-        r = _apply(d, slug, key_id)
-        assert r.status_code == 200 and "申请已提交" in r.text
+        r = apply_for(d, slug, key_id)
+        assert r.status_code == 200
+        assert "申请已提交" in r.text
         application = _application(hub, key_id)
         assert application.status is ApplicationStatus.PENDING
         assert application.department_id == s.dept.id
         assert application.due > china_date(application.created_at)
         # A second open application for the same key and dataset is refused.
-        assert _apply(d, slug, key_id).status_code == 409
+        assert apply_for(d, slug, key_id).status_code == 409
         # Only the providing department's resource admin answers.
-        with _console(hub, other.resource_admin) as c:
+        with console(hub, other.resource_admin) as c:
             assert f"application-{application.id}" not in c.get("/opendata/applications").text
-            r = _console_post(
+            r = console_post(
                 c,
                 f"/opendata/applications/{application.id}/decide",
                 decision="approve",
                 reason="同意",
             )
             assert r.status_code == 403
-        with _console(hub, s.dept.registrar) as c:
+        with console(hub, s.dept.registrar) as c:
             r = c.get("/opendata/applications")
             assert r.status_code == 403
         assert _rows(hub, slug, secret).status_code == 404
-        with _console(hub, s.dept.resource_admin) as c:
+        with console(hub, s.dept.resource_admin) as c:
             assert f"application-{application.id}" in c.get("/opendata/applications").text
-            r = _console_post(
+            r = console_post(
                 c, f"/opendata/applications/{application.id}/decide", decision="approve", reason=""
             )
             assert r.status_code == 422  # a reason is required
-            r = _console_post(
+            r = console_post(
                 c,
                 f"/opendata/applications/{application.id}/decide",
                 decision="approve",
@@ -413,19 +387,20 @@ def test_conditional_rows_need_an_approved_application(hub: LiveHub, scene: Port
         assert _rows(hub, slug).status_code == 404
         assert _rows(hub, slug, spare).status_code == 404
         page = d.page()
-        assert "已批准" in page and "用途符合开放条件" in page
+        assert "已批准" in page
+        assert "用途符合开放条件" in page
         # Revoked: the key no longer reaches the rows.
-        with _console(hub, s.dept.resource_admin) as c:
-            r = _console_post(
+        with console(hub, s.dept.resource_admin) as c:
+            r = console_post(
                 c, f"/opendata/applications/{application.id}/revoke", reason="超出用途使用"
             )
             assert r.status_code == 303
         assert _rows(hub, slug, secret).status_code == 404
         # A refusal leaves the key outside too.
-        assert _apply(d, slug, spare_id).status_code == 200
+        assert apply_for(d, slug, spare_id).status_code == 200
         refused = _application(hub, spare_id)
-        with _console(hub, s.dept.resource_admin) as c:
-            r = _console_post(
+        with console(hub, s.dept.resource_admin) as c:
+            r = console_post(
                 c,
                 f"/opendata/applications/{refused.id}/decide",
                 decision="refuse",
@@ -433,7 +408,7 @@ def test_conditional_rows_need_an_approved_application(hub: LiveHub, scene: Port
             )
             assert r.status_code == 303
             # Answered once only.
-            r = _console_post(
+            r = console_post(
                 c, f"/opendata/applications/{refused.id}/decide", decision="approve", reason="改批"
             )
             assert r.status_code == 409
@@ -461,10 +436,12 @@ def test_deadline_counts_working_days(hub: LiveHub, scene: PortalScene) -> None:
         with gate(hub, start=friday):
             secret = d.create_key()
             assert (
-                _apply(d, scene.scene.open_conditional["slug"], _key_id(hub, secret)).status_code
+                apply_for(
+                    d, scene.scene.open_conditional["slug"], key_id_of(hub, secret)
+                ).status_code
                 == 200
             )
-        application = _application(hub, _key_id(hub, secret))
+        application = _application(hub, key_id_of(hub, secret))
         assert application.due == china_date(friday) + timedelta(days=14)
     finally:
         d.client.close()
