@@ -1043,6 +1043,9 @@ def load_demo(
         ),
     )
     counts = seed_sharing(session, settings)  # publishes the few entries it applies for
+    from govshare.demo_opendata import seed_developer
+
+    counts["developers"] = seed_developer(session, settings, admin_password)
     for key in ("published", "pending_registration", "pending_publication", "draft"):
         counts[key] = 0
     for resource in created:

@@ -11,7 +11,10 @@ import csv
 import io
 import json
 import re
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -46,6 +49,7 @@ from tests.opendata.dev_builders import (
 from tests.opendata.portal_builders import PortalScene, portal_scene
 
 pytestmark = pytest.mark.xdist_group("opendata")
+CKANAPI = str(Path(sys.executable).parent / "ckanapi")
 
 
 @pytest.fixture(scope="module")
@@ -443,5 +447,38 @@ def test_deadline_counts_working_days(hub: LiveHub, scene: PortalScene) -> None:
             )
         application = _application(hub, key_id_of(hub, secret))
         assert application.due == china_date(friday) + timedelta(days=14)
+    finally:
+        d.client.close()
+
+
+def test_the_ckanapi_client_sends_a_key(hub: LiveHub, scene: PortalScene) -> None:
+    """``ckanapi -a KEY`` (X-CKAN-API-Key and a bare Authorization header), as a real
+    subprocess: counted against the key; a revoked key reaches it as NotAuthorized."""
+    d = developer(hub)
+    try:
+        secret = d.create_key()
+        key_id = key_id_of(hub, secret)
+
+        def ckanapi(key: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [CKANAPI, "action", "package_list", "-r", hub.base_url, "-a", key],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+
+        with gate(hub) as clock:
+            done = ckanapi(secret)
+            assert done.returncode == 0, done.stderr
+            assert scene.scene.open_plain["slug"] in json.loads(done.stdout)
+            with hub.db() as s:
+                used = s.get(OpenKeyUsage, (key_id, china_date(clock())))
+                assert used is not None
+                assert used.calls == 1
+            assert d.post(f"/open/developer/keys/{key_id}/revoke").status_code == 200
+            done = ckanapi(secret)
+            assert done.returncode != 0
+            assert "NotAuthorized" in done.stdout + done.stderr
     finally:
         d.client.close()

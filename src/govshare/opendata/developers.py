@@ -290,6 +290,18 @@ def create_key(
     return key, secret
 
 
+def rotate_key_secret(settings: Settings, key: OpenApiKey) -> str:
+    """A new secret for ``key`` (the demo's key on every start); returned once."""
+    secret = KEY_PREFIX + secrets.token_urlsafe(30)
+    key.secret_hash = key_hash(settings, secret)
+    key.prefix = secret[:10]
+    return secret
+
+
+def set_password(developer: OpenDeveloper, password: str) -> None:
+    developer.password_hash = _hasher.hash(password)
+
+
 def list_keys(session: Session, developer_id: int) -> list[OpenApiKey]:
     return list(
         session.scalars(

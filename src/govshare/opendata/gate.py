@@ -3,8 +3,8 @@ the CKAN Action API): who is calling (a developer's API key or an anonymous addr
 whether the call is within its limits, and which 有条件开放 datasets it may read.
 
 - A key is sent as ``X-Api-Key: od_…`` or ``Authorization: Bearer od_…`` (CKAN clients'
-  bare ``Authorization: od_…`` works too). Other ``Authorization`` values (a console
-  token) are ignored here: the open routes never act for a staff user.
+  ``X-CKAN-API-Key`` and bare ``Authorization: od_…`` work too). Other ``Authorization``
+  values (a console token) are ignored here: the open routes never act for a staff user.
 - Per-minute limits (a key's, an anonymous address's) and the per-address limit on
   registrations and sign-ins are counted in this process, in fixed windows of the
   injected clock; with several hub processes each admits its share.
@@ -47,8 +47,9 @@ class Refused(Exception):
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
     """The API key a call presents, or None (anonymous)."""
-    if key := headers.get("x-api-key", "").strip():
-        return key
+    for name in ("x-api-key", "x-ckan-api-key"):  # ckanapi's apikey= sends the second
+        if key := headers.get(name, "").strip():
+            return key
     auth = headers.get("authorization", "").strip()
     if auth[:7].lower() == "bearer ":
         auth = auth[7:].strip()
