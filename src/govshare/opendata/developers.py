@@ -25,7 +25,7 @@ from datetime import date, datetime, timedelta
 import structlog
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from govshare.config import Settings
@@ -638,13 +638,3 @@ def list_department_applications(session: Session, principal: Principal) -> list
     if not principal.is_admin:
         stmt = stmt.where(OpenApplication.department_id == principal.department_id)
     return _views(session, stmt)
-
-
-def expire_sessions(session: Session, *, now: datetime) -> int:
-    """Mark expired sessions and links used (housekeeping; idempotent)."""
-    result = session.execute(
-        update(DeveloperToken)
-        .where(DeveloperToken.expires_at <= now, DeveloperToken.used_at.is_(None))
-        .values(used_at=now)
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
