@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ import pytest
 from govshare import db
 from govshare.catalog.spreadsheet import HEADERS
 from govshare.config import Settings
+from govshare.opendata.developers import key_access
 from govshare.security.audit import KeyHasher
 from govshare.sharing.journal import Call, CallJournal
 from tests.conftest import TEST_SECRET
@@ -130,6 +132,18 @@ def test_demo_server_serves_health_and_prints_login(tmp_path: Path) -> None:
         output = proc.communicate(timeout=30)[0]
     assert "admin" in output
     assert "demo-admin-pass" in output
+    # The open-data portal's demo developer and the key printed for it, which is the one
+    # stored (as its keyed hash) and reaches an approved 有条件开放 dataset.
+    assert "developer@example.cn" in output
+    printed = re.search(r"API 密钥 (od_[\w-]+)", output)
+    assert printed is not None, output
+    settings = Settings(data_dir=tmp_path, demo=True)  # type: ignore[call-arg]
+    engine = db.make_engine(settings)
+    with db.session_scope(db.make_session_factory(engine, settings)) as session:
+        access = key_access(session, settings, printed.group(1))
+        assert access is not None
+        assert access.granted
+    engine.dispose()
 
 
 def test_key_hash_matches_what_the_audit_log_holds() -> None:

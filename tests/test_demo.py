@@ -25,7 +25,9 @@ from govshare.demo_basedata import make_sources
 from govshare.demo_exchange import make_population
 from govshare.demo_legalbase import ENTERPRISES, make_registers
 from govshare.demo_legalbase import PLANTED as LEGAL
+from govshare.demo_opendata import refresh_demo_key
 from govshare.opendata.datasets import get_dataset
+from govshare.opendata.developers import key_access
 from govshare.opendata.models import AnswerKind, OpenDemand
 from govshare.rules.clock import fixed_today
 from govshare.rules.validators import credit_code_problem, division_code_problem
@@ -98,6 +100,15 @@ def test_demo_loads_a_believable_city(fresh_settings: Settings) -> None:
         assert get_dataset(s, opened[0].dataset_code) is not None
         assert [d.department_id for d in asked].count(None) == 1
         assert verify_chain(s).intact
+        # The open-data portal's demo developer: confirmed, a key, an approved application;
+        # the key printed at start works and reaches that 有条件开放 dataset.
+        assert counts["developers"] == 1
+        developer = refresh_demo_key(s, fresh_settings, "demo-password-1")
+        assert developer is not None
+        assert developer.conditional is not None
+        access = key_access(s, fresh_settings, developer.key)
+        assert access is not None
+        assert len(access.granted) == 1
     engine.dispose()
 
 

@@ -77,6 +77,17 @@ def test_only_login_health_and_docs_are_public(tmp_path: Path) -> None:
         # 开放文件 of 无条件开放 entries.
         "/open/datasets/{slug}/files",
         "/open/datasets/{slug}/files/{file_id}",
+        # The developer centre: developers are the public, with sessions of their own
+        # (govshare.opendata.developer_pages), never a console permission.
+        "/open/developer",
+        "/open/developer/register",
+        "/open/developer/confirm",
+        "/open/developer/login",
+        "/open/developer/logout",
+        "/open/developer/keys",
+        "/open/developer/keys/{key_id}/revoke",
+        "/open/developer/apply",
+        "/open/developer/applications",
         "/healthz",
         # Probes and scrapers: /metrics is guarded by its token or loopback (govshare.ops).
         "/readyz",

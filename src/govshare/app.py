@@ -316,6 +316,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.open_download_engine = download_engine(settings.resolved_shared_store_url)
     # Portal page views, added up in memory and written every few seconds.
     app.state.open_views = ViewCounter(app.state.session_factory)
+    from govshare.opendata.gate import Gate
+
+    app.state.open_gate = Gate(settings)  # open data's limits; tests replace its clock
     install_error_handlers(app)
     install_openapi(app)
     from govshare.exchange.api import MAX_PACKAGE_BYTES
@@ -351,6 +354,8 @@ def create_app(settings: Settings) -> FastAPI:
     from govshare.opendata import api as opendata_api
     from govshare.opendata import demand_pages as opendata_demands
     from govshare.opendata import file_pages as opendata_files
+    from govshare.opendata import console as opendata_console
+    from govshare.opendata import developer_pages as opendata_developer
     from govshare.opendata import pages as opendata_pages
     from govshare.opendata import rows_api as opendata_rows
     from govshare.opendata import usage_pages as opendata_usage
@@ -381,6 +386,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(opendata_api.router)
     # After the DCAT routes: /open/datasets/{key}.{fmt} is theirs, the dotless slug ours.
     app.include_router(opendata_rows.router)
+    app.include_router(opendata_developer.router)
+    app.include_router(opendata_console.api, prefix="/api/v1")
+    app.include_router(opendata_console.router)
     app.include_router(opendata_pages.router)
     app.include_router(opendata_demands.router)
     app.include_router(opendata_files.router)

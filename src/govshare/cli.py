@@ -185,6 +185,9 @@ def _ensure_demo(settings: Settings) -> None:
             )
         else:
             demo.reset_passwords(session, password)
+        from govshare.demo_opendata import refresh_demo_key
+
+        developer = refresh_demo_key(session, settings, password)
     engine.dispose()
     console.print(
         f"管理员登录：用户名 [bold]admin[/bold]，密码 [bold]{password}[/bold]", soft_wrap=True
@@ -194,6 +197,17 @@ def _ensure_demo(settings: Settings) -> None:
         "rsj_res 人社资源管理员、auditor 审计员",
         soft_wrap=True,
     )
+    if developer is not None:
+        approved = (
+            f"，已获批有条件开放数据集 /open/datasets/{developer.conditional}"
+            if developer.conditional
+            else ""
+        )
+        console.print(
+            f"开放平台演示开发者：/open/developer 邮箱 [bold]{developer.email}[/bold]（同一密码），"
+            f"API 密钥 [bold]{developer.key}[/bold]（请求头 X-Api-Key）{approved}",
+            soft_wrap=True,
+        )
 
 
 def _start_demo_exchange(settings: Settings) -> None:

@@ -286,6 +286,41 @@ class Settings(BaseSettings):
         "(/open/datasets/{slug}/rows.json, milliseconds); a query past it is stopped and "
         "answered 400 查询超时.",
     )
+    open_key_daily_quota: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000_000,
+        description="Calls one developer API key may make per day (China time) to the row "
+        "API, downloads and the CKAN API; the bureau may set a key's own quota.",
+    )
+    open_key_per_minute: int = Field(
+        default=120,
+        ge=1,
+        le=1_000_000,
+        description="Calls one developer API key may make per minute (per hub process); the "
+        "bureau may set a key's own limit.",
+    )
+    open_anonymous_per_minute: int = Field(
+        default=60,
+        ge=1,
+        le=100_000_000,
+        description="Calls one address may make per minute without an API key to the row "
+        "API, downloads and the CKAN API (per hub process); 无条件开放 data only.",
+    )
+    open_auth_attempts_per_hour: int = Field(
+        default=20,
+        ge=1,
+        le=100_000_000,
+        description="Developer registrations and sign-in attempts one address may make per "
+        "hour on the open-data portal (per hub process).",
+    )
+    open_application_working_days: int = Field(
+        default=10,
+        ge=1,
+        le=60,
+        description="Working days a department has to answer a developer's application for "
+        "a 有条件开放 dataset.",
+    )
     secure_cookies: bool = Field(
         default=False,
         description="Always mark console cookies Secure; they are marked Secure anyway on "

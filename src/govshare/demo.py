@@ -839,7 +839,7 @@ def load_demo(
     secret key API-client secrets are sealed with. Without them they are read from the
     environment, as ``govshare serve`` does (its command line sets neither)."""
     from govshare.demo_evaluation import seed_evaluation
-    from govshare.demo_opendata import seed_open_demands
+    from govshare.demo_opendata import seed_developer, seed_open_demands
     from govshare.demo_sharing import seed_sharing  # which builds on this module
     from govshare.rules.clock import china_today
 
@@ -1047,6 +1047,7 @@ def load_demo(
     )
     counts = seed_sharing(session, settings)  # publishes the few entries it applies for
     counts["open_demands"] = seed_open_demands(session, settings)
+    counts["developers"] = seed_developer(session, settings, admin_password)
     counts |= seed_evaluation(session, china_today())
     for key in ("published", "pending_registration", "pending_publication", "draft"):
         counts[key] = 0

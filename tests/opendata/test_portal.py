@@ -19,11 +19,13 @@ from govshare.rules.spreadsheet import UTF8_BOM
 from tests.factories import World
 from tests.live import LiveHub
 from tests.opendata.builders import SECRET
+from tests.opendata.dev_builders import apply_for, approve_latest, developer, gate, key_id_of
 from tests.opendata.portal_builders import (
     FORMULA,
     ITEMS,
     UNPUBLISHED_COLUMN,
     PortalScene,
+    person,
     portal_scene,
 )
 
@@ -197,7 +199,7 @@ def _visible_text(r: httpx.Response) -> str:
     return r.content.decode("utf-8", "replace")
 
 
-def test_no_public_route_shows_anything_that_is_not_open(hub: LiveHub, scene: PortalScene) -> None:
+def _sweep_urls(scene: PortalScene) -> list[tuple[str, dict[str, str]]]:
     s = scene.scene
     keys: list[str] = []
     for entry in scene.entries:
@@ -210,10 +212,12 @@ def test_no_public_route_shows_anything_that_is_not_open(hub: LiveHub, scene: Po
         ("/open/datasets", {"q": SECRET}),
         ("/open/datasets", {"q": "非开放值"}),
         ("/open/datasets", {"publisher": s.slug}),
+        ("/api/3/action/package_search", {"q": s.marker}),
     ]
     for key in keys:
         urls.append(("/open/datasets", {"q": key}))
         urls.append((f"/open/datasets/{key}", {}))
+        urls.append(("/api/3/action/package_show", {"id": key}))
         for fmt in ("csv", "json", "xlsx", "txt"):
             urls.append((f"/open/datasets/{key}/download.{fmt}", {}))
         urls.append((f"/open/datasets/{key}/files", {}))
@@ -222,13 +226,17 @@ def test_no_public_route_shows_anything_that_is_not_open(hub: LiveHub, scene: Po
             urls.append((f"/open/datasets/{key}/rows.{fmt}", {}))
             urls.append((f"/open/datasets/{key}/rows.{fmt}", {"_size": "max", "_sort": "xm"}))
             urls.append((f"/open/datasets/{key}/rows.{fmt}", {UNPUBLISHED_COLUMN: "x"}))
-    # What the public must never see: other stores' rows, columns no item publishes, the
-    # draft's text, and the names of entries that are not open.
-    forbidden = [*scene.hidden_values, SECRET]
-    forbidden += [e["name"] for e in s.hidden]
+    return urls
+
+
+def _sweep(
+    hub: LiveHub, scene: PortalScene, forbidden: list[str], headers: dict[str, str] | None = None
+) -> list[str]:
+    """Every public route with every entry's names (as the caller ``headers`` make):
+    each answer that shows a ``forbidden`` value or fails with a 5xx."""
     problems: list[str] = []
-    with hub.client() as c:
-        for url, params in urls:
+    with hub.client(headers=headers) as c:
+        for url, params in _sweep_urls(scene):
             r = c.get(url, params=params)
             if r.status_code >= 500:
                 problems.append(f"{url} {params}: HTTP {r.status_code}")
@@ -237,12 +245,70 @@ def test_no_public_route_shows_anything_that_is_not_open(hub: LiveHub, scene: Po
             if params.get("q"):  # the search box and title repeat what was asked
                 body = body.replace(params["q"], "")
             problems += [f"{url} {params}: shows {v!r}" for v in forbidden if v in body]
-    assert problems == []
+    return problems
+
+
+def _never_public(scene: PortalScene) -> list[str]:
+    """What the public must never see: other stores' rows, columns no item publishes,
+    the draft's text, and the names of entries that are not open."""
+    return [*scene.hidden_values, SECRET, *(e["name"] for e in scene.scene.hidden)]
+
+
+def test_no_public_route_shows_anything_that_is_not_open(hub: LiveHub, scene: PortalScene) -> None:
+    s = scene.scene
+    assert _sweep(hub, scene, _never_public(scene)) == []
     for q in (SECRET, "非开放值", "已撤回值", "有条件值"):
         assert "共找到 <strong>0</strong> 个数据集" in _page(hub, "/open/datasets", q=q)
     # The sweep reached the open rows through the same routes.
     assert _get(hub, f"/open/datasets/{s.open_plain['slug']}/download.csv").status_code == 200
     assert _get(hub, f"/open/datasets/{s.open_plain['slug']}/rows.json").status_code == 200
+
+
+def test_conditional_rows_reach_only_a_key_approved_for_them(
+    hub: LiveHub, scene: PortalScene
+) -> None:
+    """The sweep again with developers' keys: a key without an approved application sees
+    no more than anyone; a key approved for the 有条件开放 dataset sees its published
+    items and nothing else that is not open."""
+    s = scene.scene
+    d = developer(hub)
+    try:
+        unapproved, approved = d.create_key("未获批"), d.create_key("已获批")
+        approved_id = key_id_of(hub, approved)
+        assert apply_for(d, s.open_conditional["slug"], approved_id).status_code == 200
+        assert (
+            apply_for(d, s.open_conditional["slug"], key_id_of(hub, unapproved)).status_code == 200
+        )
+        approve_latest(hub, s.dept.resource_admin, approved_id)
+    finally:
+        d.client.close()
+    never = _never_public(scene)
+    with gate(hub, open_key_per_minute=1_000_000):  # the sweep is hundreds of calls
+        _sweep_with_keys(hub, scene, never, unapproved, approved)
+
+
+def _sweep_with_keys(
+    hub: LiveHub, scene: PortalScene, never: list[str], unapproved: str, approved: str
+) -> None:
+    s = scene.scene
+    assert _sweep(hub, scene, never, {"X-Api-Key": unapproved}) == []
+    conditional = [person(n, "有条件值") for n in range(1, 4)]
+    published = {r[c] for r in conditional for c in ("xm", "jzdz")}
+    assert published <= set(never)
+    problems = _sweep(
+        hub,
+        scene,
+        [v for v in never if v not in published],
+        {"Authorization": f"Bearer {approved}"},
+    )
+    assert problems == []
+    # The approved key does reach the conditional rows, through rows and downloads.
+    slug = s.open_conditional["slug"]
+    with hub.client(headers={"X-Api-Key": approved}) as c:
+        for url in (f"/open/datasets/{slug}/rows.json", f"/open/datasets/{slug}/download.csv"):
+            r = c.get(url)
+            assert r.status_code == 200
+            assert conditional[0]["xm"] in r.content.decode("utf-8-sig")
 
 
 @pytest.mark.parametrize(

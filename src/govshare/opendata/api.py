@@ -16,9 +16,9 @@ from fastapi.responses import JSONResponse, Response
 
 from govshare.db import session_scope
 from govshare.deps import Require
-from govshare.opendata import ckan, dcat
+from govshare.opendata import ckan, dcat, gate
 from govshare.opendata import datasets as ds
-from govshare.opendata.errors import CkanError, UnknownAction
+from govshare.opendata.errors import CkanError, CkanRefused, UnknownAction
 from govshare.security.roles import Permission
 from govshare.security.service import ANONYMOUS, Principal
 
@@ -77,8 +77,15 @@ def _run(request: Request, name: str, params: dict[str, Any]) -> Any:
     action = ckan.ACTIONS.get(name)
     if action is None:
         raise UnknownAction(f"Bad request - Action name not known: {name}")
+    remote = request.client.host if request.client else None
     with session_scope(request.app.state.session_factory) as session:
-        return action(session, _site(request), params)
+        try:
+            admission = request.app.state.open_gate.admit(session, request.headers, remote)
+        except gate.Refused as exc:
+            raise CkanRefused(exc.status, exc.message, retry_after=exc.retry_after) from None
+        result = action(session, _site(request), params)
+        gate.record(session, admission)
+        return result
 
 
 @router.api_route("/api/3/action/{name}", methods=["GET", "POST"], name="ckan_action")
@@ -89,7 +96,10 @@ async def ckan_action(request: Request, name: str, _anyone: Anyone) -> Response:
         params = await _params(request)
         result = await run_in_threadpool(_run, request, name, params)
     except CkanError as exc:
-        return _ckan_answer(request, name, exc.status, {"success": False, "error": exc.error()})
+        response = _ckan_answer(request, name, exc.status, {"success": False, "error": exc.error()})
+        if isinstance(exc, CkanRefused) and exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     except Exception:  # answered in CKAN's shape; the traceback goes to the log
         log.exception("ckan action failed", action=name)
         error = {"__type": "Internal Server Error", "message": "Internal Server Error"}

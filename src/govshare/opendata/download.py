@@ -87,19 +87,23 @@ class OpenTable:
         return [by_code[n] for n in self.names]
 
 
-def rows_withheld_reason(dataset: Dataset) -> str | None:
-    """Why the dataset's rows are not served (in Chinese), or None when they may be."""
-    if dataset.open_type is OpenType.CONDITIONAL:
+def rows_withheld_reason(dataset: Dataset, *, granted: bool = False) -> str | None:
+    """Why the dataset's rows are not served (in Chinese), or None when they may be.
+    ``granted``: the caller's API key holds an approved application for the dataset
+    (有条件开放), see :mod:`govshare.opendata.developers`."""
+    if dataset.open_type is OpenType.CONDITIONAL and not granted:
         return "该数据集为有条件开放，数据须经开发者申请并获批准后方可获取"
     if dataset.catalog_format not in TABULAR_FORMATS:
         return "该数据集不是表格数据，以部门上传的文件提供"
     return None
 
 
-def open_table(session: Session, shared: SharedDatabase, dataset: Dataset) -> OpenTable | None:
+def open_table(
+    session: Session, shared: SharedDatabase, dataset: Dataset, *, granted: bool = False
+) -> OpenTable | None:
     """The dataset's store table, or None when it has no rows to serve (see
     :func:`rows_withheld_reason`, or no store, or a store not yet fed)."""
-    if rows_withheld_reason(dataset) is not None:
+    if rows_withheld_reason(dataset, granted=granted) is not None:
         return None
     store = session.scalar(
         select(SharedStore).where(SharedStore.resource_id == dataset.resource_id)

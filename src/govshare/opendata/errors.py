@@ -67,6 +67,11 @@ class RowsError(Exception):
         self.message = message
         self.parameter = parameter
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the answer carries besides the body."""
+        return {}
+
     def body(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "ok": False,
@@ -92,3 +97,28 @@ class QueryTimedOut(RowsError):
 
     status = 400
     title = "Query timed out"
+
+
+class CkanRefused(CkanError):
+    """A call the gate refused (:class:`govshare.opendata.gate.Refused`): 401 for a key
+    that is not valid (CKAN's ``Authorization Error``), 429 for a limit."""
+
+    def __init__(self, status: int, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.type = "Authorization Error" if status in (401, 403) else "Rate Limit Error"
+        self.retry_after = retry_after
+
+
+class RowsRefused(RowsError):
+    """A call the gate refused, in the row API's shape: 401 or 429 (with Retry-After)."""
+
+    def __init__(self, status: int, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.title = "Unauthorized" if status == 401 else "Too many requests"
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Date, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from govshare.db import Base, str_enum, utcnow
@@ -112,3 +112,128 @@ class OpenFile(Base):
     uploaded_by: Mapped[str] = mapped_column(String(50))
     uploaded_at: Mapped[datetime] = mapped_column(default=utcnow)
     withdrawn_at: Mapped[datetime | None] = mapped_column()
+class ApplicationStatus(StrEnum):
+    """有条件开放申请的状态."""
+
+    PENDING = "pending"  # 待审核
+    APPROVED = "approved"  # 已批准
+    REFUSED = "refused"  # 未批准
+    REVOKED = "revoked"  # 已撤销
+
+    @property
+    def label(self) -> str:
+        return {
+            "pending": "待审核",
+            "approved": "已批准",
+            "refused": "未批准",
+            "revoked": "已撤销",
+        }[self.value]
+
+
+class OpenDeveloper(Base):
+    """开发者: a member of the public who registered on the portal (email + password).
+    Separate from the console's staff users: a developer never signs in to the console."""
+
+    __tablename__ = "open_developer"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column()
+    is_active: Mapped[bool] = mapped_column(default=True)
+
+
+class DeveloperTokenPurpose(StrEnum):
+    CONFIRM = "confirm"  # the one-time link that confirms the e-mail address
+    SESSION = "session"  # a signed-in browser (cookie govshare_dev)
+
+
+class DeveloperToken(Base):
+    """A confirmation link or a portal session of a developer, stored only as the
+    SHA-256 of the clear token (as the console's sessions are)."""
+
+    __tablename__ = "open_developer_token"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    developer_id: Mapped[int] = mapped_column(
+        ForeignKey("open_developer.id", ondelete="CASCADE"), index=True
+    )
+    purpose: Mapped[DeveloperTokenPurpose] = mapped_column(str_enum(DeveloperTokenPurpose, 10))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column()
+
+
+class DeveloperMail(Base):
+    """开发者邮件发件箱: mail to developers (the confirmation link). The platform has no
+    mail sender of its own yet: a delivery job or an operator reads this table; in demo
+    mode the link is also written to the structured log."""
+
+    __tablename__ = "developer_mail"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    developer_id: Mapped[int] = mapped_column(
+        ForeignKey("open_developer.id", ondelete="CASCADE"), index=True
+    )
+    to: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column()
+    sent_at: Mapped[datetime | None] = mapped_column()
+
+
+class OpenApiKey(Base):
+    """开发者密钥: a developer's named API key. Only a keyed hash of the secret is kept;
+    ``prefix`` (the first characters) lets the developer tell keys apart. ``daily_quota``
+    and ``per_minute`` override the settings' defaults when set (by the bureau)."""
+
+    __tablename__ = "open_api_key"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    developer_id: Mapped[int] = mapped_column(
+        ForeignKey("open_developer.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(50))
+    prefix: Mapped[str] = mapped_column(String(16))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    daily_quota: Mapped[int | None] = mapped_column(BigInteger)
+    per_minute: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class OpenKeyUsage(Base):
+    """A key's use on one day (China time): calls and rows served. One UPSERT per call."""
+
+    __tablename__ = "open_key_usage"
+
+    key_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    calls: Mapped[int] = mapped_column(BigInteger, default=0)
+    rows: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class OpenApplication(Base):
+    """有条件开放申请: a developer asks for one conditional dataset's rows for one key;
+    the providing department answers by ``due`` (working days); only an approved
+    application lets that key read that dataset's rows and downloads."""
+
+    __tablename__ = "open_application"
+    __table_args__ = (Index("ix_open_application_resource_status", "resource_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    developer_id: Mapped[int] = mapped_column(
+        ForeignKey("open_developer.id", ondelete="CASCADE"), index=True
+    )
+    key_id: Mapped[int] = mapped_column(ForeignKey("open_api_key.id", ondelete="CASCADE"))
+    resource_id: Mapped[int] = mapped_column(ForeignKey("resource.id", ondelete="CASCADE"))
+    department_id: Mapped[int] = mapped_column(ForeignKey("department.id"), index=True)
+    purpose: Mapped[str] = mapped_column(Text)
+    status: Mapped[ApplicationStatus] = mapped_column(str_enum(ApplicationStatus, 10))
+    reason: Mapped[str | None] = mapped_column(Text)
+    due: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column()
+    decided_at: Mapped[datetime | None] = mapped_column()
+    decided_by: Mapped[str | None] = mapped_column(String(60))

@@ -28,8 +28,9 @@ from sqlalchemy import Engine
 from govshare.catalog.codes import DEFAULT_CODE_TABLES, CodeTableName
 from govshare.db import session_scope
 from govshare.opendata import datasets as ds
-from govshare.opendata import download, files, portal
+from govshare.opendata import download, files, gate, portal
 from govshare.opendata.api import Anyone
+from govshare.opendata.errors import RowsRefused
 from govshare.security.service import ANONYMOUS
 from govshare.web.headers import attachment
 
@@ -67,6 +68,9 @@ def _render(request: Request, template: str, *, status_code: int = 200, **contex
         },
         status_code=status_code,
     )
+
+
+render_public = _render  # the developer centre's pages share the portal's layout
 
 
 def _facet_label(facet: str, label: str) -> str:
@@ -245,16 +249,24 @@ def organizations(request: Request, _anyone: Anyone) -> Response:
 # -- downloads -----------------------------------------------------------------------------
 
 
-def _prepare_download(request: Request, slug: str, fmt: str) -> download.OpenTable | str:
+def _prepare_download(
+    request: Request, slug: str, fmt: str
+) -> download.OpenTable | str | gate.Refused:
     shared = request.app.state.data_services.db
+    remote = request.client.host if request.client else None
     with session_scope(request.app.state.session_factory) as session:
+        try:
+            admission = request.app.state.open_gate.admit(session, request.headers, remote)
+        except gate.Refused as exc:
+            return exc
         found = ds.get_dataset(session, slug)
         if found is None:
             return "没有这个开放数据集，或它已不再开放"
-        reason = download.rows_withheld_reason(found)
+        allowed = found.resource_id in admission.granted
+        reason = download.rows_withheld_reason(found, granted=allowed)
         if reason is not None:
             return reason
-        table = download.open_table(session, shared, found)
+        table = download.open_table(session, shared, found, granted=allowed)
         if table is None:
             return "该数据集暂无可下载的数据（共享信息库尚未建立或尚未收到数据）"
         if fmt == "xlsx" and table.row_count > download.XLSX_MAX_ROWS:
@@ -262,6 +274,9 @@ def _prepare_download(request: Request, slug: str, fmt: str) -> download.OpenTab
                 f"该数据集超过 {download.XLSX_MAX_ROWS:,} 行，不提供 XLSX 下载，请下载 CSV 或 JSON"
             )
         portal.count_download(session, found.resource_id, fmt)
+        # Counted when the download starts (rows as the feed last counted them): no
+        # write is held open across the stream.
+        gate.record(session, admission, rows=table.row_count)
     return table
 
 
@@ -276,6 +291,9 @@ async def download_rows(request: Request, slug: str, fmt: str, _anyone: Anyone) 
     if fmt not in download.MEDIA_TYPES:
         return _not_found(request, "下载格式只有 CSV、XLSX 和 JSON")
     prepared = await run_in_threadpool(_prepare_download, request, slug, fmt)
+    if isinstance(prepared, gate.Refused):
+        refused = RowsRefused(prepared.status, prepared.message, retry_after=prepared.retry_after)
+        return JSONResponse(refused.body(), status_code=refused.status, headers=refused.headers)
     if isinstance(prepared, str):
         return _not_found(request, prepared, as_json=as_json)
     chunks = {

@@ -105,16 +105,20 @@ class RowPage:
         return out.getvalue().encode("utf-8")
 
 
-def open_rows(session: Session, shared: SharedDatabase, slug: str) -> download.OpenTable:
+def open_rows(
+    session: Session, shared: SharedDatabase, slug: str, granted: frozenset[int] = frozenset()
+) -> download.OpenTable:
     """The dataset's readable rows; :class:`RowsNotFound` (saying why, never repeating
-    the name asked for) when the dataset is not 无条件开放 or has no rows to serve."""
+    the name asked for) when the dataset is not 无条件开放 — nor a 有条件开放 one among
+    ``granted`` (the resource ids the caller's key was approved for) — or has no rows."""
     found = ds.get_dataset(session, slug)
     if found is None:
         raise RowsNotFound("没有这个开放数据集，或它已不再开放")
-    reason = download.rows_withheld_reason(found)
+    allowed = found.resource_id in granted
+    reason = download.rows_withheld_reason(found, granted=allowed)
     if reason is not None:
         raise RowsNotFound(reason)
-    table = download.open_table(session, shared, found)
+    table = download.open_table(session, shared, found, granted=allowed)
     if table is None:
         raise RowsNotFound("该数据集暂无数据（共享信息库尚未建立或尚未收到数据）")
     return table

@@ -1,0 +1,152 @@
+"""The gate in front of the open data's machine interfaces (the row API, downloads and
+the CKAN Action API): who is calling (a developer's API key or an anonymous address),
+whether the call is within its limits, and which 有条件开放 datasets it may read.
+
+- A key is sent as ``X-Api-Key: od_…`` or ``Authorization: Bearer od_…`` (CKAN clients'
+  ``X-CKAN-API-Key`` and bare ``Authorization: od_…`` work too). Other ``Authorization``
+  values (a console token) are ignored here: the open routes never act for a staff user.
+- Per-minute limits (a key's, an anonymous address's) and the per-address limit on
+  registrations and sign-ins are counted in this process, in fixed windows of the
+  injected clock; with several hub processes each admits its share.
+- The daily quota of a key is read from ``open_key_usage`` (what every process recorded).
+
+Refusals are :class:`Refused`; each route renders them in its own ecosystem's shape.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from govshare.config import Settings
+from govshare.opendata import developers as dev
+from govshare.rules.clock import CHINA, china_date
+
+MAX_WINDOWS = 50_000
+
+
+class Refused(Exception):
+    """A call the gate refuses: 401 (a key that is not valid) or 429 (a limit), with the
+    seconds after which the same call may succeed."""
+
+    def __init__(self, status: int, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The API key a call presents, or None (anonymous)."""
+    for name in ("x-api-key", "x-ckan-api-key"):  # ckanapi's apikey= sends the second
+        if key := headers.get(name, "").strip():
+            return key
+    auth = headers.get("authorization", "").strip()
+    if auth[:7].lower() == "bearer ":
+        auth = auth[7:].strip()
+    return auth if auth.startswith(dev.KEY_PREFIX) else None
+
+
+@dataclass(frozen=True)
+class Admission:
+    """An admitted call: its key (None when anonymous) and the day it counts on."""
+
+    key: dev.KeyAccess | None
+    day: date
+
+    @property
+    def granted(self) -> frozenset[int]:
+        return self.key.granted if self.key is not None else frozenset()
+
+
+class Gate:
+    """Limits of the open interfaces; ``clock`` (aware UTC) is replaced in tests."""
+
+    def __init__(
+        self, settings: Settings, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._windows: dict[tuple[str, str, int], int] = {}
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def hit(self, bucket: str, who: str, *, limit: int, seconds: int, message: str) -> None:
+        """Count one event of ``who`` in ``bucket``; :class:`Refused` (429) past ``limit``
+        in the current window of ``seconds``."""
+        stamp = self.clock().timestamp()
+        window = int(stamp // seconds)
+        with self._lock:
+            if len(self._windows) > MAX_WINDOWS:
+                self._windows = {k: v for k, v in self._windows.items() if k[2] >= window}
+            slot = (bucket, who, window)
+            used = self._windows.get(slot, 0)
+            if used >= limit:
+                wait = max(1, math.ceil((window + 1) * seconds - stamp))
+                raise Refused(429, message, retry_after=wait)
+            self._windows[slot] = used + 1
+
+    def check_auth_attempt(self, remote_addr: str | None) -> None:
+        """Registrations and sign-ins per address and hour (no captcha)."""
+        self.hit(
+            "auth",
+            remote_addr or "unknown",
+            limit=self.settings.open_auth_attempts_per_hour,
+            seconds=3600,
+            message="该地址注册或登录尝试过于频繁，请稍后再试",
+        )
+
+    def admit(
+        self, session: Session, headers: Mapping[str, str], remote_addr: str | None
+    ) -> Admission:
+        """Resolve the caller and apply its limits; :class:`Refused` when over one."""
+        now = self.clock()
+        day = china_date(now)
+        secret = presented_key(headers)
+        if secret is None:
+            limit = self.settings.open_anonymous_per_minute
+            self.hit(
+                "anon",
+                remote_addr or "unknown",
+                limit=limit,
+                seconds=60,
+                message=f"匿名调用过于频繁：每个地址每分钟至多 {limit} 次，"
+                "注册开发者并使用 API 密钥可获得更高限额 (rate limited)",
+            )
+            return Admission(None, day)
+        key = dev.key_access(session, self.settings, secret)
+        if key is None:
+            raise Refused(401, "API 密钥无效或已撤销 (invalid API key)")
+        self.hit(
+            "key",
+            str(key.key_id),
+            limit=key.per_minute,
+            seconds=60,
+            message=f"调用过于频繁：该密钥每分钟至多 {key.per_minute} 次 (rate limited)",
+        )
+        if dev.calls_on(session, key.key_id, day) >= key.daily_quota:
+            midnight = datetime.combine(day + timedelta(days=1), datetime.min.time(), CHINA)
+            wait = max(1, math.ceil((midnight - now).total_seconds()))
+            raise Refused(
+                429,
+                f"该密钥今日调用额度已用完：每日至多 {key.daily_quota} 次 (quota exceeded)",
+                retry_after=wait,
+            )
+        return Admission(key, day)
+
+
+def record(session: Session, admission: Admission, rows: int = 0) -> None:
+    """Count an admitted keyed call (anonymous calls are counted per dataset only)."""
+    if admission.key is not None:
+        dev.record_use(session, admission.key.key_id, admission.day, rows=rows)
