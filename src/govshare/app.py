@@ -352,10 +352,10 @@ def create_app(settings: Settings) -> FastAPI:
     from govshare.exchange import api as exchange_api
     from govshare.exchange import pages as exchange_pages
     from govshare.opendata import api as opendata_api
-    from govshare.opendata import demand_pages as opendata_demands
-    from govshare.opendata import file_pages as opendata_files
     from govshare.opendata import console as opendata_console
+    from govshare.opendata import demand_pages as opendata_demands
     from govshare.opendata import developer_pages as opendata_developer
+    from govshare.opendata import file_pages as opendata_files
     from govshare.opendata import pages as opendata_pages
     from govshare.opendata import rows_api as opendata_rows
     from govshare.opendata import usage_pages as opendata_usage

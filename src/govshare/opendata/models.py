@@ -112,6 +112,8 @@ class OpenFile(Base):
     uploaded_by: Mapped[str] = mapped_column(String(50))
     uploaded_at: Mapped[datetime] = mapped_column(default=utcnow)
     withdrawn_at: Mapped[datetime | None] = mapped_column()
+
+
 class ApplicationStatus(StrEnum):
     """有条件开放申请的状态."""
 
