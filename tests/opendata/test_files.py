@@ -23,6 +23,8 @@ from govshare.security.roles import Role
 from tests.catalog.console import csrf_of, signed_in
 from tests.factories import World, unique
 from tests.opendata.builders import OpenScene, open_scene
+from tests.opendata.dev_builders import apply_for, approve_latest, developer, key_id_of
+from tests.opendata.dev_builders import gate as dev_gate
 from tests.sharing.builders import principal
 
 pytestmark = pytest.mark.xdist_group("opendata")
@@ -242,3 +244,40 @@ def test_a_file_over_the_limit_is_refused_while_it_streams_in(
         s.rollback()
     # Nothing half-written is left in the store.
     assert [p for p in files.files_dir(tmp_path).rglob("*") if p.is_file()] == []
+
+
+def test_an_approved_key_reaches_a_conditional_datasets_files_and_limits_apply(
+    world: World, scene: OpenScene
+) -> None:
+    slug = scene.open_conditional["slug"]
+    with signed_in(world, scene.dept.registrar) as c:
+        r = _upload(c, scene.open_conditional["id"], "刷卡汇总.csv", "月份,次数\n1,5\n".encode())
+        assert r.status_code == 303
+    d = developer(world.hub)
+    try:
+        secret = d.create_key()
+        key_id = key_id_of(world.hub, secret)
+        with world.hub.client(headers={"X-Api-Key": secret}) as c:
+            assert c.get(f"/open/datasets/{slug}/files").json()["files"] == []
+        assert apply_for(d, slug, key_id).status_code == 200
+        approve_latest(world.hub, scene.dept.resource_admin, key_id)
+        with world.hub.client(headers={"X-Api-Key": secret}) as c:
+            listed = c.get(f"/open/datasets/{slug}/files").json()["files"]
+            (entry,) = [f for f in listed if f["name"] == "刷卡汇总.csv"]
+            assert c.get(entry["url"]).content == "月份,次数\n1,5\n".encode()
+        with world.hub.client() as c:
+            assert c.get(f"/open/datasets/{slug}/files").json()["files"] == []
+            assert c.get(entry["url"]).status_code == 404
+        with world.hub.client(headers={"X-Api-Key": "od_not-a-key"}) as c:
+            r = c.get(entry["url"])
+            assert r.status_code == 401
+            assert r.json()["ok"] is False
+    finally:
+        d.client.close()
+    # Anonymous callers share the per-address limit of the downloads.
+    with dev_gate(world.hub, open_anonymous_per_minute=1), world.hub.client() as c:
+        plain = scene.open_plain["slug"]
+        assert c.get(f"/open/datasets/{plain}/files").status_code == 200
+        r = c.get(f"/open/datasets/{plain}/files")
+        assert r.status_code == 429
+        assert int(r.headers["retry-after"]) > 0

@@ -24,8 +24,9 @@ from govshare.deps import CatalogWriter, SessionDep
 from govshare.errors import GovshareError, InvalidInput
 from govshare.ids import Id
 from govshare.opendata import datasets as ds
-from govshare.opendata import files, portal
+from govshare.opendata import files, gate, portal
 from govshare.opendata.api import Anyone
+from govshare.opendata.errors import RowsRefused
 from govshare.opendata.models import OpenFile
 from govshare.opendata.pages import public_error
 from govshare.security.service import Principal
@@ -126,11 +127,22 @@ def withdraw(file_id: Id, db: SessionDep, caller: CatalogWriter) -> Response:
 
 
 def _served(request: Request, slug: str) -> tuple[ds.Dataset, list[OpenFile]] | None:
+    """The dataset and the files this caller gets (an approved developer key also gets a
+    有条件开放 dataset's); :class:`gate.Refused` past the caller's limits."""
+    remote = request.client.host if request.client else None
     with session_scope(request.app.state.session_factory) as session:
+        admission = request.app.state.open_gate.admit(session, request.headers, remote)
         found = ds.get_dataset(session, slug)
         if found is None:
             return None
-        return found, files.served_files(session, found)
+        granted = found.resource_id in admission.granted
+        gate.record(session, admission)
+        return found, files.served_files(session, found, granted=granted)
+
+
+def _refused(exc: gate.Refused) -> JSONResponse:
+    refused = RowsRefused(exc.status, exc.message, retry_after=exc.retry_after)
+    return JSONResponse(refused.body(), status_code=refused.status, headers=refused.headers)
 
 
 def _listing(request: Request, dataset: ds.Dataset, f: OpenFile) -> dict[str, Any]:
@@ -151,7 +163,10 @@ def _listing(request: Request, dataset: ds.Dataset, f: OpenFile) -> dict[str, An
 @router.get("/open/datasets/{slug}/files", name="open_files")
 async def file_list(request: Request, slug: str, _anyone: Anyone) -> Response:
     """The dataset's files as JSON (name, format, size, SHA-256, address)."""
-    found = await run_in_threadpool(_served, request, slug)
+    try:
+        found = await run_in_threadpool(_served, request, slug)
+    except gate.Refused as exc:
+        return _refused(exc)
     if found is None:
         message = "没有这个开放数据集，或它已不再开放"
         return JSONResponse({"error": {"code": "not_found", "message": message}}, status_code=404)
@@ -163,7 +178,8 @@ async def file_list(request: Request, slug: str, _anyone: Anyone) -> Response:
 
 @router.get("/open/datasets/{slug}/files/{file_id}", name="open_file")
 async def file_download(request: Request, slug: str, file_id: Id, _anyone: Anyone) -> Response:
-    """One file, as an attachment, with its digest as the ETag."""
+    """One file, as an attachment, with its digest as the ETag (under the same limits
+    and keys as the downloads)."""
 
     def find() -> OpenFile | None:
         found = _served(request, slug)
@@ -175,7 +191,10 @@ async def file_download(request: Request, slug: str, file_id: Id, _anyone: Anyon
                 portal.count_download(session, chosen.resource_id, "file")
         return chosen
 
-    chosen = await run_in_threadpool(find)
+    try:
+        chosen = await run_in_threadpool(find)
+    except gate.Refused as exc:
+        return _refused(exc)
     path = files.stored_path(request.app.state.settings.data_dir, chosen.sha256) if chosen else None
     if chosen is None or path is None or not path.is_file():
         return public_error(request, 404, "没有这个文件，或它已不再开放")

@@ -11,7 +11,7 @@ What is served follows the portal's one rule of what is open
 (:mod:`govshare.opendata.datasets`): files of an entry that is published, listed and
 无条件开放 today, not withdrawn. A file of an entry that stops being open simply stops
 being served; nothing needs to be deleted. 有条件开放 entries keep their files to
-themselves until the developer application flow can grant them.
+themselves except for a developer key approved for that dataset.
 """
 
 from __future__ import annotations
@@ -257,9 +257,10 @@ def withdraw(session: Session, caller: Principal, file_id: int, now: datetime) -
     return found
 
 
-def served_files(session: Session, dataset: Dataset) -> list[OpenFile]:
-    """The files the public gets for an open dataset: none unless 无条件开放."""
-    if dataset.open_type is not OpenType.UNCONDITIONAL:
+def served_files(session: Session, dataset: Dataset, *, granted: bool = False) -> list[OpenFile]:
+    """The files served for an open dataset: those of a 无条件开放 one to anyone, those
+    of a 有条件开放 one only to a developer key approved for it (``granted``)."""
+    if dataset.open_type is not OpenType.UNCONDITIONAL and not granted:
         return []
     return list(
         session.scalars(
