@@ -81,6 +81,7 @@ ALLOWED_WORDS = {
     "GB18030",  # the CSV encodings the import reads
     "UTF",
     "RESTful",  # a sharing mode's name in the demo's code table
+    "Prometheus",  # the monitoring system whose format /metrics speaks
 }
 # Login names of the demo accounts and the departments' codes (data, not prose).
 ALLOWED_PATTERNS = [
@@ -92,7 +93,7 @@ ALLOWED_PATTERNS = [
 DATA_PATTERNS = [
     re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+"),  # e-mail addresses
     re.compile(r"\b[a-z][a-z0-9+.-]*://\S+"),  # URLs
-    re.compile(r"\d\s*(B|KB|MB|GB|ms|s|min|px)\b"),  # numbers with units
+    re.compile(r"\d\s*(B|KB|MB|GB|KiB|MiB|GiB|ms|s|min|px)\b"),  # numbers with units
 ]
 WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:[/.][A-Za-z0-9_]+)*")
 

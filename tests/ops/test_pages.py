@@ -53,7 +53,8 @@ def test_the_admin_sees_readiness_traffic_and_alerts(world: World) -> None:
         assert 'href="/ops"' in page  # in the navigation
         for name in ("database", "bus", "shared_stores", "disk", "calendar"):
             assert f'data-check="{name}"' in page
-        assert "calendar known through 2026-05-01" in page
+        assert "节假日历已知至 2026-05-01" in page
+        assert "calendar known through" not in page  # the console shows the Chinese part
         api = _chart(page, "chart-api")
         assert api["labels"] == ["2xx", "3xx", "4xx", "5xx"]
         series = api["series"]

@@ -243,7 +243,8 @@ class NatsStore:
         async def info() -> str:
             nc = await self._connection()
             found = await nc.jetstream(timeout=self.timeout).stream_info(self.stream)
-            return f"stream {self.stream}: {found.state.messages} messages"
+            n = found.state.messages
+            return f"消息流共 {n} 条消息 (stream {self.stream}: {n} messages)"
 
         return self._call(info, self.timeout, "消息总线不可用 (bus unavailable)")
 

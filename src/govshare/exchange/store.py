@@ -38,7 +38,7 @@ class DatabaseStore:
         return row.payload
 
     def ping(self) -> str:
-        return "packages kept in the hub database"
+        return "数据包保存在平台数据库中 (packages kept in the hub database)"
 
     def close(self) -> None:
         return None

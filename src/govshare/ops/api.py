@@ -74,7 +74,7 @@ async def readyz(request: Request, _caller: Public) -> JSONResponse:
         calendar_days=settings.ready_calendar_days,
         today=china_today(),
     )
-    ok = all(c.ok for c in checks)
+    ok = ready.is_ready(checks)
     body = {"status": "ok" if ok else "fail", "checks": [c.public() for c in checks]}
     return JSONResponse(body, status_code=200 if ok else 503)
 

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from govshare.errors import console_text
 from govshare.exchange.models import Alert, AlertKind
 from govshare.ops.ready import Check
 from govshare.sharing.models import CallStat
@@ -86,4 +87,7 @@ def readiness_rows(checks: list[Check]) -> list[dict[str, Any]]:
         "disk": "磁盘空间",
         "calendar": "节假日历",
     }
-    return [{"label": labels.get(c.name, c.name), **c.public()} for c in checks]
+    return [
+        {**c.public(), "label": labels.get(c.name, c.name), "message": console_text(c.message)}
+        for c in checks
+    ]

@@ -125,7 +125,7 @@ async def dashboard_page(
     ]
     errors = traffic.by_class["api"]["4xx"] + traffic.by_class["api"]["5xx"]
     cards = [
-        ("就绪检查", "全部通过" if all(c.ok for c in checks) else "未通过", "#ready"),
+        ("就绪检查", "全部通过" if ready.is_ready(checks) else "未通过", "#ready"),
         ("前置机在线", f"{summary['online']} / {len(summary['nodes'])}", "/exchange/nodes"),
         ("有积压的订阅", sum(1 for x in lag if x["packages_behind"]), "/exchange"),
         ("未处理告警", sum(n for _, n in found["alerts"]), "/exchange/alerts"),

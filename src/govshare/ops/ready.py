@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,10 +33,13 @@ class Check:
     ok: bool
     message: str
     seconds: float
+    # A check that is not critical warns (status "warn") without making the hub unready:
+    # a missing holiday schedule makes deadlines provisional, it stops no request.
+    critical: bool = True
 
     def public(self) -> dict[str, Any]:
         out = asdict(self)
-        out["status"] = "ok" if self.ok else "fail"
+        out["status"] = "ok" if self.ok else ("fail" if self.critical else "warn")
         out["seconds"] = round(self.seconds, 4)
         return out
 
@@ -53,7 +56,7 @@ def _timed(name: str, probe: Callable[[], tuple[bool, str]]) -> Check:
 def _select_one(engine: Engine) -> tuple[bool, str]:
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
-    return True, f"{engine.dialect.name} answers"
+    return True, f"可以查询 ({engine.dialect.name} answers)"
 
 
 def check_database(engine: Engine) -> Check:
@@ -73,7 +76,10 @@ def check_shared_stores(engine: Engine) -> Check:
 
 def _disk(path: Path, min_free_mb: int) -> tuple[bool, str]:
     free = shutil.disk_usage(path).free
-    message = f"{free // MIB} MiB free under {path} (at least {min_free_mb} MiB required)"
+    message = (
+        f"数据目录所在磁盘剩余 {free // MIB} MiB，至少需要 {min_free_mb} MiB "
+        f"({free // MIB} MiB free under {path}, at least {min_free_mb} MiB required)"
+    )
     return free >= min_free_mb * MIB, message
 
 
@@ -91,15 +97,15 @@ def _calendar(today: date, days: int) -> tuple[bool, str]:
             f"节假日历缺少 {years} 年的放假与调休安排，{end.isoformat()} 前的期限只能按周末推算 "
             f"(working-day calendar lacks {', '.join(map(str, missing))})"
         )
-    return True, f"calendar known through {end.isoformat()}"
+    return True, f"节假日历已知至 {end.isoformat()} (calendar known through {end.isoformat()})"
 
 
 def check_calendar(today: date, days: int) -> Check:
     """The working-day calendar knows every day from ``today`` through ``days`` ahead
     (``days`` 0: not checked)."""
     if days == 0:
-        return Check("calendar", True, "not checked (ready_calendar_days = 0)", 0.0)
-    return _timed("calendar", lambda: _calendar(today, days))
+        return Check("calendar", True, "未检查 (ready_calendar_days = 0)", 0.0, critical=False)
+    return replace(_timed("calendar", lambda: _calendar(today, days)), critical=False)
 
 
 def readiness(
@@ -112,7 +118,8 @@ def readiness(
     calendar_days: int,
     today: date,
 ) -> list[Check]:
-    """Every check, in a fixed order."""
+    """Every check, in a fixed order; the hub is ready when every critical one passes
+    (:func:`is_ready`)."""
     return [
         check_database(engine),
         check_bus(store),
@@ -120,3 +127,8 @@ def readiness(
         check_disk(data_dir, min_free_mb),
         check_calendar(today, calendar_days),
     ]
+
+
+def is_ready(checks: list[Check]) -> bool:
+    """Every critical check passed (the calendar only warns)."""
+    return all(c.ok or not c.critical for c in checks)
