@@ -56,7 +56,7 @@ def test_the_admin_sees_readiness_traffic_and_alerts(world: World) -> None:
         assert "节假日历已知至 2026-05-01" in page
         assert "calendar known through" not in page  # the console shows the Chinese part
         api = _chart(page, "chart-api")
-        assert api["labels"] == ["2xx", "3xx", "4xx", "5xx"]
+        assert api["labels"] == ["成功", "重定向", "请求错误", "服务器错误"]
         series = api["series"]
         assert isinstance(series, list)
         assert series[0]["values"][2] >= 1  # the 401 above

@@ -25,6 +25,9 @@ from govshare.web.filters import local_time
 from govshare.web.forms import render
 
 router = APIRouter(include_in_schema=False)
+
+# HTTP status classes as the chart names them (成功 2xx, 客户端错误 4xx, …).
+STATUS_LABELS = {"2xx": "成功", "3xx": "重定向", "4xx": "请求错误", "5xx": "服务器错误"}
 OpsReader = Annotated[Principal, Depends(Require(Permission.OPS_READ))]
 MIB = 1024 * 1024
 
@@ -98,10 +101,10 @@ async def dashboard_page(
         _chart(
             "bar",
             "接口应答（自启动以来，按状态）",
-            list(dashboard.STATUS_CLASSES),
+            [STATUS_LABELS[c] for c in dashboard.STATUS_CLASSES],
             series=[
                 {
-                    "name": "接口 /api",
+                    "name": "接口",
                     "values": [traffic.by_class["api"][c] for c in dashboard.STATUS_CLASSES],
                 },
                 {
