@@ -161,7 +161,7 @@ def seed_open_demands(session: Session, settings: Settings, now: datetime | None
         (
             DemandForm(
                 title="历年空气质量逐时监测数据",
-                description="各国控、省控站点 2015 年以来逐时的 AQI 与六项污染物浓度，用于研究。",
+                description="各监测站点 2015 年以来逐时的空气质量指数与六项污染物浓度。",
                 nickname="高校研究组",
             ),
             9,
