@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import re
 import subprocess
 from collections.abc import Iterator
 from datetime import date
@@ -208,3 +209,5 @@ def test_exports_open_and_show_the_stored_numbers(world: World, tmp_path: Path) 
     ).stdout
     assert a.name in text
     assert "目录核心元数据完整率" in text
+    # The footer comes from the report's stylesheet (@page): the sheet was applied.
+    assert re.search(r"第\s*1\s*页\s*/\s*共", text)

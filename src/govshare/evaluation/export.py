@@ -153,5 +153,6 @@ def pdf(
     from weasyprint import HTML
 
     html = report_html(session, principal, run, department_id)
-    out: bytes = HTML(string=html, base_url=str(TEMPLATES)).write_pdf()
+    # base_url ends in a slash so that the template's relative stylesheet resolves under it.
+    out: bytes = HTML(string=html, base_url=TEMPLATES.as_uri() + "/").write_pdf()
     return out

@@ -543,6 +543,30 @@ ACTION_LABELS = {
     "data.verify": "数据核验",
     "data.denied": "数据服务调用被拒",
     "data.replay_refused": "拒绝重放请求",
+    # 考核评估
+    "evaluation.run": "计算月度考核",
+    "evaluation.recompute": "重新计算已发布的考核",
+    "evaluation.publish": "发布月度考核",
+    "evaluation.scheme.save": "保存考核方案",
+    # 开放平台: 开发者、密钥、有条件开放申请
+    "open.developer_registered": "开发者注册",
+    "open.developer_confirmed": "开发者确认邮箱",
+    "open.developer_login": "开发者登录",
+    "open.developer_login_failed": "开发者登录失败",
+    "open.key_created": "创建开放数据密钥",
+    "open.key_revoked": "撤销开放数据密钥",
+    "open.key_limits_set": "设置密钥额度",
+    "open.application_submitted": "提交有条件开放申请",
+    "open.application_approved": "批准有条件开放申请",
+    "open.application_refused": "不予批准有条件开放申请",
+    "open.application_revoked": "撤销有条件开放申请",
+    # 开放平台: 数据需求征集、开放文件
+    "open_demand.answer": "答复数据需求",
+    "open_demand.assign": "分派数据需求",
+    "open_demand.hide": "屏蔽数据需求",
+    "open_demand.restore": "恢复数据需求",
+    "open_file.upload": "上传开放文件",
+    "open_file.withdraw": "撤下开放文件",
 }
 AUDIT_FILTERS = ("actor", "action", "object_type", "object_id", "since", "until", "key_hash")
 PAGE_SIZE = 50
