@@ -50,6 +50,7 @@ from govshare.security import audit
 from govshare.security import service as identity
 from govshare.security.roles import Permission
 from govshare.security.service import Principal
+from govshare.web.charts import chart as _chart
 from govshare.web.filters import local_time
 from govshare.web.forms import (
     NO_ERRORS,
@@ -170,11 +171,6 @@ def _page(
         task_kinds=TASK_KINDS,
         **context,
     )
-
-
-def _chart(kind: str, title: str, labels: list[str], **data: Any) -> dict[str, Any]:
-    """What app.js needs to draw one chart: ``values`` for one series, ``series`` for more."""
-    return {"type": kind, "title": title, "labels": labels, **data}
 
 
 # -- monitor (桥接监控) ----------------------------------------------------------------------

@@ -127,6 +127,17 @@ def _expired(request: Request) -> Response:
     return _anonymous_page(request, status_code=400, error="页面已过期，请刷新后重试")
 
 
+def _too_many_attempts(request: Request, email: str) -> Response | None:
+    """The sign-in page with 429 when the address has tried too often this hour."""
+    try:
+        request.app.state.open_gate.check_auth_attempt(_remote(request))
+    except gate.Refused as exc:
+        page = _anonymous_page(request, status_code=429, error=exc.message, email=email)
+        page.headers.update(exc.headers)
+        return page
+    return None
+
+
 @router.get("/open/developer", name="open_developer")
 def developer_home(request: Request, db: SessionDep, _anyone: Anyone) -> Response:
     """开发者中心: sign-in and registration, or the signed-in developer's keys and usage."""
@@ -142,12 +153,8 @@ def register(request: Request, form: FormDep, db: SessionDep, _anyone: Anyone) -
     if not _csrf_ok(request, form, None):
         return _expired(request)
     email = text(form, "email")
-    try:
-        request.app.state.open_gate.check_auth_attempt(_remote(request))
-    except gate.Refused as exc:
-        page = _anonymous_page(request, status_code=429, error=exc.message, email=email)
-        page.headers.update(exc.headers)
-        return page
+    if (refused := _too_many_attempts(request, email)) is not None:
+        return refused
     password = form.get("password")
     settings = request.app.state.settings
     try:
@@ -187,12 +194,8 @@ def login(request: Request, form: FormDep, db: SessionDep, _anyone: Anyone) -> R
     if not _csrf_ok(request, form, None):
         return _expired(request)
     email = text(form, "email")
-    try:
-        request.app.state.open_gate.check_auth_attempt(_remote(request))
-    except gate.Refused as exc:
-        page = _anonymous_page(request, status_code=429, error=exc.message, email=email)
-        page.headers.update(exc.headers)
-        return page
+    if (refused := _too_many_attempts(request, email)) is not None:
+        return refused
     password = form.get("password")
     try:
         developer = dev.authenticate(

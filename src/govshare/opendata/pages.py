@@ -28,9 +28,9 @@ from sqlalchemy import Engine
 from govshare.catalog.codes import DEFAULT_CODE_TABLES, CodeTableName
 from govshare.db import session_scope
 from govshare.opendata import datasets as ds
-from govshare.opendata import download, files, gate, portal
+from govshare.opendata import download, files, gate, portal, rows
 from govshare.opendata.api import Anyone
-from govshare.opendata.errors import RowsRefused
+from govshare.opendata.errors import RowsNotFound, RowsRefused
 from govshare.security.service import ANONYMOUS
 from govshare.web.headers import attachment
 
@@ -259,16 +259,11 @@ def _prepare_download(
             admission = request.app.state.open_gate.admit(session, request.headers, remote)
         except gate.Refused as exc:
             return exc
-        found = ds.get_dataset(session, slug)
-        if found is None:
-            return "没有这个开放数据集，或它已不再开放"
-        allowed = found.resource_id in admission.granted
-        reason = download.rows_withheld_reason(found, granted=allowed)
-        if reason is not None:
-            return reason
-        table = download.open_table(session, shared, found, granted=allowed)
-        if table is None:
-            return "该数据集暂无可下载的数据（共享信息库尚未建立或尚未收到数据）"
+        try:
+            table = rows.open_rows(session, shared, slug, admission.granted)
+        except RowsNotFound as exc:
+            return exc.message
+        found = table.dataset
         if fmt == "xlsx" and table.row_count > download.XLSX_MAX_ROWS:
             return (
                 f"该数据集超过 {download.XLSX_MAX_ROWS:,} 行，不提供 XLSX 下载，请下载 CSV 或 JSON"

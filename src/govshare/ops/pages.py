@@ -21,6 +21,7 @@ from govshare.rules.clock import china_today
 from govshare.security.models import AuditHead
 from govshare.security.roles import Permission
 from govshare.security.service import Principal
+from govshare.web.charts import chart as _chart
 from govshare.web.filters import local_time
 from govshare.web.forms import render
 
@@ -30,10 +31,6 @@ router = APIRouter(include_in_schema=False)
 STATUS_LABELS = {"2xx": "成功", "3xx": "重定向", "4xx": "请求错误", "5xx": "服务器错误"}
 OpsReader = Annotated[Principal, Depends(Require(Permission.OPS_READ))]
 MIB = 1024 * 1024
-
-
-def _chart(kind: str, title: str, labels: list[str], **data: Any) -> dict[str, Any]:
-    return {"type": kind, "title": title, "labels": labels, **data}
 
 
 def _size(n: float) -> str:
