@@ -68,6 +68,13 @@ class Proc:
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
+    def death(self) -> str:
+        """Why the process is gone, for an assertion message: its exit code and log's end
+        (CI keeps no temporary files, so the log must travel in the message)."""
+        code = self.popen.returncode if self.popen else None
+        tail = self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+        return f"{self.name} died (exit {code}); the end of {self.log}:\n{tail}"
+
 
 @dataclass
 class HubEnv:
@@ -236,6 +243,7 @@ def setup_hub(
     engine.dispose()
     port = free_port()
     env_base = {k: v for k, v in os.environ.items() if not k.startswith("GOVSHARE_")}
+    env_base["PYTHONUNBUFFERED"] = "1"  # a killed process loses no buffered line of its log
     hub_env = {
         **env_base,
         "GOVSHARE_SECRET_KEY": TEST_SECRET,

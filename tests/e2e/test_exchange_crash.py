@@ -122,7 +122,7 @@ def test_kill9_everything_during_a_busy_exchange(tmp_path: Path) -> None:
         while _rows(source, "person") != _rows(target, "person_copy"):
             assert time.monotonic() < deadline, "target never converged on the source"
             for p in env.procs.values():
-                assert p.alive(), f"{p.name} died; see {p.log}"
+                assert p.alive(), p.death()
             time.sleep(1)
         source_rows = _rows(source, "person")
         assert len(source_rows) == len({r[0] for r in _rows(target, "person_copy")})

@@ -143,7 +143,7 @@ def test_kill9_during_log_capture_loses_and_doubles_nothing(
         while _source_rows(source_url) != _target_rows(target):
             assert time.monotonic() < deadline, "target never converged on the source"
             for p in env.procs.values():
-                assert p.alive(), f"{p.name} died; see {p.log}"
+                assert p.alive(), p.death()
             time.sleep(1)
 
         with env.api() as c:

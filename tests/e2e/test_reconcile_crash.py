@@ -39,7 +39,7 @@ def _wait_for(what: str, cond: Any, env: HubEnv, timeout: float = 120) -> None:
     while not cond():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         for p in env.procs.values():
-            assert p.alive(), f"{p.name} died; see {p.log}"
+            assert p.alive(), p.death()
         time.sleep(0.2)
 
 

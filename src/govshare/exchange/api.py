@@ -15,6 +15,7 @@ from govshare import telemetry
 from govshare.catalog import service as catalog_service
 from govshare.catalog.schemas import ResourcePublic
 from govshare.catalog.views import resource_public
+from govshare.config import Settings
 from govshare.deps import (
     CatalogWriter,
     ExchangeAdmin,
@@ -26,6 +27,7 @@ from govshare.deps import (
 )
 from govshare.errors import GovshareError, InvalidInput
 from govshare.exchange import alerts, service
+from govshare.exchange.models import ExchangeNode as ExchangeNodeRow
 from govshare.exchange.models import ExchangePackage as ExchangePackageRow
 from govshare.exchange.models import TaskKind, TaskState
 from govshare.exchange.schemas import (
@@ -61,13 +63,9 @@ MAX_WAIT_SECONDS = 30.0
 # -- calls made by nodes -----------------------------------------------------------------
 
 
-@router.post("/nodes/register", summary="前置机首次注册 (一次性令牌)")
-def register_node(
-    body: NodeRegister, db: SessionDep, settings: SettingsDep, _c: Public
+def _registered(
+    node: ExchangeNodeRow, cipher_key: str | None, settings: Settings
 ) -> NodeRegistered:
-    node, cipher_key = service.register_node(
-        db, settings, node_id=body.node_id, token=body.token, public_keys=body.public_keys
-    )
     return NodeRegistered(
         node_id=node.id,
         sig_alg=node.sig_alg,
@@ -75,6 +73,24 @@ def register_node(
         cipher=node.cipher,
         cipher_key=cipher_key,
     )
+
+
+@router.post("/nodes/register", summary="前置机首次注册 (一次性令牌)")
+def register_node(
+    body: NodeRegister, db: SessionDep, settings: SettingsDep, _c: Public
+) -> NodeRegistered:
+    node, cipher_key = service.register_node(
+        db, settings, node_id=body.node_id, token=body.token, public_keys=body.public_keys
+    )
+    return _registered(node, cipher_key, settings)
+
+
+@router.post("/node/registration", summary="前置机取回注册结果 (注册应答丢失后, 以已注册密钥签名)")
+def recover_registration(
+    db: SessionDep, settings: SettingsDep, caller: ExchangeNode
+) -> NodeRegistered:
+    node, cipher_key = service.recover_registration(db, settings, service.node_of(db, caller))
+    return _registered(node, cipher_key, settings)
 
 
 @router.post("/node/heartbeat", summary="前置机心跳: 上报状态, 领取任务与命令")

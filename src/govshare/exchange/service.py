@@ -132,6 +132,25 @@ def register_node(
     return node, cipher_key
 
 
+def recover_registration(
+    session: Session, settings: Settings, node: ExchangeNode
+) -> tuple[ExchangeNode, str | None]:
+    """What the hub answered a node's registration, told again.
+
+    A node killed after the hub committed its registration but before it kept the answer
+    cannot register a second time (the token is spent). It asks here instead, with a
+    request signed by the key it registered, so only the holder of that key learns the
+    key for its hop to the hub."""
+    audit.record(
+        session,
+        Actor(name=f"node:{node.id}", kind="node", department_id=node.department_id),
+        "exchange.node.registration_recovered",
+        object_type="exchange_node",
+        object_id=node.id,
+    )
+    return node, node_cipher_key(settings, node)
+
+
 def get_node(session: Session, node_id: int) -> ExchangeNode:
     node = session.get(ExchangeNode, node_id)
     if node is None:

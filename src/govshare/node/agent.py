@@ -133,11 +133,21 @@ class NodeAgent:
         if self.store.get("sig_alg") is None:
             if not self.config.enrollment_token:
                 raise RuntimeError("前置机尚未注册: 请在 node.toml 中填写 enrollment_token")
-            answer = self.client.register(self.config.enrollment_token, public)
-            self.store.put("sig_alg", answer["sig_alg"])
-            self.store.put("digest_alg", answer["digest_alg"])
-            self.store.put("cipher", answer["cipher"])
-            self.store.put("cipher_key", answer.get("cipher_key") or "")
+            try:
+                answer = self.client.register(self.config.enrollment_token, public)
+            except HubRefused as refused:
+                # Killed last time after the hub took the token but before the answer was
+                # kept: the token is spent, but the key registered with it still proves
+                # who we are.
+                recovered = self._recover_registration() if refused.status == 401 else None
+                if recovered is None:
+                    raise
+                answer = recovered
+            with self.store.transaction():  # all or nothing: "sig_alg" marks it complete
+                self.store.put("digest_alg", answer["digest_alg"])
+                self.store.put("cipher", answer["cipher"])
+                self.store.put("cipher_key", answer.get("cipher_key") or "")
+                self.store.put("sig_alg", answer["sig_alg"])
             log.info("node registered", node_id=self.config.node_id, sig_alg=answer["sig_alg"])
         sig_alg = self.store.get("sig_alg") or "sm2"
         private = self.store.get(f"{sig_alg}.private") or ""
@@ -147,6 +157,17 @@ class NodeAgent:
         )
         self.cipher = self.store.get("cipher") or "none"
         self.cipher_key = self.store.get("cipher_key") or None
+
+    def _recover_registration(self) -> dict[str, Any] | None:
+        """The hub's registration answer, asked for with each of our keys in turn (the
+        hub chose one algorithm; the answer that was lost said which)."""
+        for alg in ("sm2", "ed25519"):
+            self.client.use_key(alg, self.store.get(f"{alg}.private") or "")
+            try:
+                return self.client.recover_registration()
+            except HubRefused:
+                continue
+        return None
 
     def engine(self, name: str, *, target: bool) -> Engine:
         pool = self.config.targets if target else self.config.sources

@@ -98,6 +98,10 @@ class HubClient:
             signed=False,
         )
 
+    def recover_registration(self) -> dict[str, Any]:
+        """The registration answer again, asked with a request signed by ``use_key``'s key."""
+        return self._json("POST", "/api/v1/exchange/node/registration")
+
     def heartbeat(self, report: dict[str, Any]) -> dict[str, Any]:
         return self._json("POST", "/api/v1/exchange/node/heartbeat", report)
 

@@ -496,6 +496,7 @@ ACTION_LABELS = {
     "catalog.system.update": "修改信息系统",
     "exchange.node.enroll": "登记前置机",
     "exchange.node.register": "前置机注册",
+    "exchange.node.registration_recovered": "前置机取回注册结果",
     "exchange.node.command": "向前置机下发指令",
     "exchange.task.create": "新建交换任务",
     "exchange.task.update": "修改交换任务",
