@@ -14,6 +14,7 @@ from govshare.catalog.service import seed_reference_data
 from govshare.config import Settings
 from tests.factories import World
 from tests.live import LiveHub, start_live_hub
+from tests.mail import Inbox, smtp_server
 from tests.mariadb import MariaDBServer, install_db_path, mariadbd_path, start_mariadb
 from tests.pg import PostgresServer, pg_bin_dir, start_postgres
 
@@ -116,3 +117,10 @@ def start_hub(fresh_settings: Settings) -> Iterator[StartHub]:
     yield start
     for hub in started:
         hub.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    """A real SMTP server on loopback and what it received."""
+    with smtp_server() as server:
+        yield server

@@ -258,6 +258,7 @@ def create_app(settings: Settings) -> FastAPI:
         from govshare.compare.runner import Runner
         from govshare.evaluation import tasks as evaluation_tasks
         from govshare.exchange.tasks import Monitor
+        from govshare.opendata.mailer import OutboxSender
         from govshare.security.tasks import Checkpointer
         from govshare.sharing import calendar
         from govshare.sharing.feed import sharing_worker
@@ -276,12 +277,15 @@ def create_app(settings: Settings) -> FastAPI:
         comparisons.start()
         evaluations = evaluation_tasks.Scheduler(app.state.session_factory)
         evaluations.start()
+        developer_mail = OutboxSender(settings, app.state.session_factory)
+        developer_mail.start()
         try:
             yield
         finally:
             app.state.import_worker.stop()
             comparisons.stop()
             evaluations.stop()
+            developer_mail.stop()
             feeder.stop()
             monitor.stop()
             checkpointer.stop()

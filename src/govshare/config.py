@@ -377,6 +377,12 @@ class Settings(BaseSettings):
         default="",
         description="Recipients of alert mails (comma-separated addresses); none when empty.",
     )
+    open_mail_from: str = Field(
+        default="opendata@localhost",
+        description="Sender address of mails to open-data developers (confirmation links); "
+        "they are sent through smtp_host, and wait in the developer_mail outbox while it "
+        "is unset.",
+    )
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:

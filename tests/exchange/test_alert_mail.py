@@ -4,63 +4,13 @@ login the settings name; a repeat of an open alert sends nothing more."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from email import message_from_bytes
 from email.header import decode_header, make_header
-from email.message import Message
-from typing import Any
-
-import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from govshare.exchange import alerts
 from govshare.exchange.alertmail import MailChannel
 from govshare.exchange.models import AlertKind
 from tests.conftest import StartHub
-from tests.pg import free_port
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, list[str], Message]] = []
-        self.logins: list[str] = []
-
-    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
-        self.messages.append(
-            (envelope.mail_from, list(envelope.rcpt_tos), message_from_bytes(envelope.content))
-        )
-        return "250 OK"
-
-    def authenticate(
-        self, _server: Any, _session: Any, _envelope: Any, _mechanism: str, data: Any
-    ) -> AuthResult:
-        assert isinstance(data, LoginPassword)
-        ok = (data.login, data.password) == (b"ops", b"mail-secret")
-        if ok:
-            self.logins.append(data.login.decode())
-        return AuthResult(success=ok)
-
-    def wait(self, n: int, seconds: float = 10) -> None:
-        deadline = time.time() + seconds
-        while len(self.messages) < n and time.time() < deadline:
-            time.sleep(0.05)
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(
-        inbox,
-        hostname="127.0.0.1",
-        port=port,
-        authenticator=inbox.authenticate,
-        auth_require_tls=False,
-    )
-    controller.start()
-    yield inbox, port
-    controller.stop()
+from tests.mail import Inbox
 
 
 def test_a_new_alert_is_mailed_once(smtp: tuple[Inbox, int], start_hub: StartHub) -> None:

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from govshare.opendata import developers as dev
 from govshare.opendata.models import (
     ApplicationStatus,
+    DeveloperMail,
     OpenApiKey,
     OpenApplication,
     OpenDeveloper,
@@ -108,8 +109,20 @@ def test_register_confirm_sign_in_and_out(hub: LiveHub) -> None:
         r = c.get(link)
         assert r.status_code == 404
         assert "已使用" in r.text
-        # A second registration of the address is refused, the first kept.
-        assert register(c, email).status_code == 409
+        # A second registration of the address answers as the first did (the form tells
+        # nobody the address has an account), keeps the account and its password, and
+        # tells the mailbox's owner by mail.
+        r = register(c, email, "another-password")
+        assert r.status_code == 200
+        assert "确认邮件已发出" in r.text
+        with hub.db() as s:
+            mails = s.scalars(
+                select(DeveloperMail.subject)
+                .where(DeveloperMail.to == email)
+                .order_by(DeveloperMail.id)
+            ).all()
+        assert mails[-1] == "您的邮箱已在公共数据开放平台注册"
+        assert login(c, email, "another-password").status_code == 401
         # A wrong password is refused.
         r = login(c, email, "not-the-password")
         assert r.status_code == 401
@@ -133,6 +146,21 @@ def test_register_confirm_sign_in_and_out(hub: LiveHub) -> None:
     actions = _audit_actions(hub, "open_developer", dev_id)
     assert actions[:2] == ["open.developer_registered", "open.developer_confirmed"]
     assert "open.developer_login" in actions
+
+
+def test_registering_an_unconfirmed_address_again_sends_a_fresh_link(hub: LiveHub) -> None:
+    """The way back for a developer whose first mail never arrived."""
+    email = f"{unique('again').lower()}@example.cn"
+    with hub.client(follow_redirects=False) as c:
+        assert register(c, email).status_code == 200
+        first = confirmation_link(hub, email)
+        assert register(c, email).status_code == 200
+        second = confirmation_link(hub, email)
+        assert second != first
+        assert c.get(second).status_code == 200
+        assert login(c, email).status_code == 303
+    with hub.db() as s:
+        assert len(s.scalars(select(OpenDeveloper).where(OpenDeveloper.email == email)).all()) == 1
 
 
 def test_forms_need_their_csrf_token(hub: LiveHub) -> None:

@@ -86,14 +86,21 @@ def register(
     remote_addr: str | None = None,
 ) -> tuple[OpenDeveloper, str]:
     """A new, unconfirmed developer and the confirmation link written to the outbox
-    (returned too, for demo mode and tests)."""
+    (returned too, for demo mode and tests).
+
+    An address already registered gets the same answer, so the form tells nobody which
+    addresses have accounts; only the mailbox's owner learns it, by mail: a fresh
+    confirmation link when the address was never confirmed (the way to a lost first
+    mail), otherwise a note that the account exists. The password given is ignored."""
     address = _normal_email(email)
     if len(password) < 8 or len(password) > 200:
         raise InvalidInput.about("密码长度须为 8 至 200 位", "password", "密码长度须为 8 至 200 位")
-    if session.scalar(select(OpenDeveloper.id).where(OpenDeveloper.email == address)):
-        raise Conflict.about("该邮箱已注册，请直接登录", "email", "该邮箱已注册")
+    password_hash = _hasher.hash(password)  # hashed either way: the answer takes as long
+    existing = session.scalar(select(OpenDeveloper).where(OpenDeveloper.email == address))
+    if existing is not None:
+        return existing, _registered_again(session, existing, base_url=base_url, now=now, demo=demo)
     developer = OpenDeveloper(
-        email=address, password_hash=_hasher.hash(password), created_at=now, is_active=True
+        email=address, password_hash=password_hash, created_at=now, is_active=True
     )
     session.add(developer)
     session.flush()
@@ -107,6 +114,26 @@ def register(
         after={"email": address},
     )
     return developer, link
+
+
+def _registered_again(
+    session: Session, developer: OpenDeveloper, *, base_url: str, now: datetime, demo: bool
+) -> str:
+    """Someone registered an address that has an account: its owner hears of it."""
+    if developer.confirmed_at is None:
+        return _confirmation(session, developer, base_url=base_url, now=now, demo=demo)
+    session.add(
+        DeveloperMail(
+            developer_id=developer.id,
+            to=developer.email,
+            subject="您的邮箱已在公共数据开放平台注册",
+            body="您好：\n\n有人（可能是您本人）用本邮箱再次注册公共数据开放平台的开发者账号。"
+            f"该邮箱已注册，请直接登录开发者中心：\n{base_url}/open/developer\n\n"
+            "如非本人操作，请忽略本邮件，您的账号与密码没有任何改变。",
+            created_at=now,
+        )
+    )
+    return ""
 
 
 def _confirmation(

@@ -169,9 +169,9 @@ class DeveloperToken(Base):
 
 
 class DeveloperMail(Base):
-    """开发者邮件发件箱: mail to developers (the confirmation link). The platform has no
-    mail sender of its own yet: a delivery job or an operator reads this table; in demo
-    mode the link is also written to the structured log."""
+    """开发者邮件发件箱: mail to developers (the confirmation link), sent through the SMTP
+    server by ``opendata.mailer`` (``sent_at`` set when handed over); it waits here while
+    no SMTP server is set. In demo mode the link is also written to the structured log."""
 
     __tablename__ = "developer_mail"
 
