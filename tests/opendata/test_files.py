@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from govshare.errors import InvalidInput
 from govshare.opendata import files
-from govshare.opendata.datasets import slug_of
+from govshare.opendata.datasets import file_uuid, slug_of
 from govshare.opendata.models import OpenFile
 from govshare.security.models import AuditEntry
 from govshare.security.roles import Role
@@ -281,3 +281,53 @@ def test_an_approved_key_reaches_a_conditional_datasets_files_and_limits_apply(
         r = c.get(f"/open/datasets/{plain}/files")
         assert r.status_code == 429
         assert int(r.headers["retry-after"]) > 0
+
+
+def test_files_are_ckan_resources_and_dcat_distributions_of_open_datasets_only(
+    world: World,
+) -> None:
+    dept = world.department("开放文件目录局")
+    plain = world.published(dept, is_open=True, name=unique("体育场馆名录"))
+    conditional = world.published(
+        dept, is_open=True, name=unique("场馆预约明细"), open_conditions="须签署数据使用协议"
+    )
+    with signed_in(world, dept.registrar) as c:
+        assert _upload(c, plain["id"], "场馆名录说明.pdf", PDF, "字段说明").status_code == 303
+        assert _upload(c, conditional["id"], "预约说明.pdf", PDF).status_code == 303
+    sha = hashlib.sha256(PDF).hexdigest()
+    with world.hub.client() as c:
+        shown = c.get("/api/3/action/package_show", params={"id": slug_of(plain["code"])})
+        resources = shown.json()["result"]["resources"]
+        (listed,) = [r for r in resources if r["name"] == "场馆名录说明.pdf"]
+        assert listed["format"] == "PDF"
+        assert listed["mimetype"] == "application/pdf"
+        assert listed["size"] == len(PDF)
+        assert listed["hash"] == f"sha256:{sha}"
+        assert listed["description"] == "字段说明"
+        assert listed["position"] == len(resources) - 1
+        assert shown.json()["result"]["num_resources"] == len(resources)
+        assert c.get(listed["url"]).content == PDF
+        one = c.get("/api/3/action/resource_show", params={"id": listed["id"]}).json()
+        assert one["result"] == listed
+        ttl = c.get(f"/open/datasets/{slug_of(plain['code'])}.ttl").text
+        assert listed["url"] in ttl
+        assert sha in ttl
+        assert "file-type/PDF" in ttl
+
+        # The 有条件开放 dataset's file is no public resource, under any id.
+        hidden_slug = slug_of(conditional["code"])
+        hidden = c.get("/api/3/action/package_show", params={"id": hidden_slug})
+        assert "预约说明.pdf" not in hidden.text
+        assert "预约说明.pdf" not in c.get(f"/open/datasets/{hidden_slug}.ttl").text
+    with world.hub.db() as s:
+        hidden_id = s.scalars(
+            select(OpenFile.id).where(OpenFile.resource_id == conditional["id"])
+        ).one()
+    with world.hub.client() as c:
+        r = c.get(
+            "/api/3/action/resource_show", params={"id": file_uuid(conditional["code"], hidden_id)}
+        )
+        assert r.status_code == 404
+        # Withdrawn from the portal, the file leaves the CKAN answer too.
+        world.step(dept.registrar, plain["id"], "withdraw", reason="停止开放")
+        assert c.get("/api/3/action/resource_show", params={"id": listed["id"]}).status_code == 404

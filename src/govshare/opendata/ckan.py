@@ -302,9 +302,41 @@ def resource_dict(
     }
 
 
+def file_resource_dict(
+    site: Site, d: ds.Dataset, f: ds.FileDistribution, position: int
+) -> dict[str, Any]:
+    """An uploaded file (开放文件) as a CKAN resource, with its size and digest."""
+    return {
+        "id": f.uuid,
+        "package_id": d.uuid,
+        "name": f.name,
+        "description": f.description or f"{d.title} 的开放文件",
+        "format": f.format,
+        "mimetype": f.media_type.split(";")[0].strip(),
+        "url": site.url(f.path),
+        "url_type": None,
+        "resource_type": "file",
+        "state": "active",
+        "position": position,
+        "created": _time(f.uploaded_at),
+        "last_modified": _time(f.uploaded_at),
+        "metadata_modified": _time(f.uploaded_at),
+        "size": f.size,
+        "hash": f"sha256:{f.sha256}",
+        "datastore_active": False,
+    }
+
+
+def _resources(site: Site, d: ds.Dataset) -> list[dict[str, Any]]:
+    resources = [resource_dict(site, d, dist, i) for i, dist in enumerate(d.distributions)]
+    first = len(resources)
+    resources += [file_resource_dict(site, d, f, first + i) for i, f in enumerate(d.files)]
+    return resources
+
+
 def package_dict(site: Site, d: ds.Dataset) -> dict[str, Any]:
     license_id, license_title, license_url = d.license
-    resources = [resource_dict(site, d, dist, i) for i, dist in enumerate(d.distributions)]
+    resources = _resources(site, d)
     tags = [tag_dict(k) for k in d.keywords]
     extras = {
         "identifier": d.code,
@@ -515,10 +547,14 @@ def tag_list(session: Session, _site: Site, params: dict[str, Any]) -> list[Any]
 def resource_show(session: Session, site: Site, params: dict[str, Any]) -> dict[str, Any]:
     key = _required(params)
     found = ds.get_distribution(session, key)
-    if found is None:
+    if found is not None:
+        dataset, dist = found
+        return resource_dict(site, dataset, dist, dataset.distributions.index(dist))
+    file = ds.get_file_distribution(session, key)
+    if file is None:
         raise NotFound("Not found: no such resource of an open dataset")
-    dataset, dist = found
-    return resource_dict(site, dataset, dist, dataset.distributions.index(dist))
+    dataset, f = file
+    return file_resource_dict(site, dataset, f, len(dataset.distributions) + dataset.files.index(f))
 
 
 def status_show(_session: Session, site: Site, _params: dict[str, Any]) -> dict[str, Any]:

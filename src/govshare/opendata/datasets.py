@@ -36,6 +36,7 @@ from govshare.catalog import search as catalog_search
 from govshare.catalog.codes import ResourceStatus
 from govshare.catalog.models import Classification, Resource, ResourceTransition, ResourceVersion
 from govshare.db import UTCDateTime
+from govshare.opendata.models import OpenFile
 from govshare.security.models import Department
 from govshare.sharing.models import SharedStore
 
@@ -168,6 +169,34 @@ class Distribution:
 
 
 @dataclass(frozen=True)
+class FileDistribution:
+    """A file the department uploaded for a 无条件开放 dataset (开放文件), listed as a CKAN
+    resource and a dcat:Distribution of its own beside the table downloads."""
+
+    dataset_slug: str
+    dataset_code: str
+    file_id: int
+    name: str
+    description: str
+    media_type: str
+    size: int
+    sha256: str
+    uploaded_at: datetime
+
+    @property
+    def uuid(self) -> str:
+        return file_uuid(self.dataset_code, self.file_id)
+
+    @property
+    def path(self) -> str:
+        return f"/open/datasets/{self.dataset_slug}/files/{self.file_id}"
+
+    @property
+    def format(self) -> str:
+        return self.name.rsplit(".", 1)[-1].upper() if "." in self.name else ""
+
+
+@dataclass(frozen=True)
 class Dataset:
     """A published open entry, read from its published snapshot."""
 
@@ -187,6 +216,7 @@ class Dataset:
     modified: datetime
     version: int
     row_count: int | None = None  # of the shared store, when there is one
+    files: tuple[FileDistribution, ...] = ()  # 开放文件, for 无条件开放 datasets only
 
     @property
     def slug(self) -> str:
@@ -244,6 +274,10 @@ def dataset_uuid(code: str) -> str:
 @lru_cache(maxsize=65536)
 def distribution_uuid(code: str, fmt: str) -> str:
     return str(uuid.uuid5(NAMESPACE, f"distribution:{code}:{fmt}"))
+
+
+def file_uuid(code: str, file_id: int) -> str:
+    return str(uuid.uuid5(NAMESPACE, f"file:{code}:{file_id}"))
 
 
 # --- SQL: the published columns of every listed entry -----------------------------------
@@ -645,6 +679,7 @@ def load_datasets(session: Session, ids: Sequence[int]) -> list[Dataset]:
             )
         ).all()
     )
+    files = _served_files(session, [r.id for r in rows if is_unconditional(r.snapshot)])
     by_id: dict[int, Dataset] = {}
     for r in rows:
         snap = r.snapshot
@@ -670,6 +705,20 @@ def load_datasets(session: Session, ids: Sequence[int]) -> list[Dataset]:
             modified=r.modified,
             version=int(r.published_version),
             row_count=row_counts.get(r.id),
+            files=tuple(
+                FileDistribution(
+                    dataset_slug=slug_of(r.code),
+                    dataset_code=r.code,
+                    file_id=f.id,
+                    name=f.name,
+                    description=f.description,
+                    media_type=f.media_type,
+                    size=f.size,
+                    sha256=f.sha256,
+                    uploaded_at=f.uploaded_at,
+                )
+                for f in files.get(r.id, ())
+            ),
         )
     return [by_id[i] for i in ids if i in by_id]
 
@@ -688,6 +737,46 @@ def get_dataset(session: Session, key: str) -> Dataset | None:
         return None
     found = load_datasets(session, [rid])
     return found[0] if found else None
+
+
+def is_unconditional(snapshot: dict[str, Any]) -> bool:
+    return open_type_of(snapshot.get("open_conditions")) is OpenType.UNCONDITIONAL
+
+
+def _served_files(session: Session, resource_ids: list[int]) -> dict[int, list[OpenFile]]:
+    """The files not withdrawn of the given resources, newest first (as the portal lists
+    them)."""
+    found: dict[int, list[OpenFile]] = {}
+    if not resource_ids:
+        return found
+    for f in session.scalars(
+        select(OpenFile)
+        .where(OpenFile.resource_id.in_(resource_ids), OpenFile.withdrawn_at.is_(None))
+        .order_by(OpenFile.uploaded_at.desc(), OpenFile.id.desc())
+    ):
+        found.setdefault(f.resource_id, []).append(f)
+    return found
+
+
+def get_file_distribution(
+    session: Session, distribution_id: str
+) -> tuple[Dataset, FileDistribution] | None:
+    """The open file with the given resource id (a CKAN resource id) and its dataset;
+    None unless the file is served to anyone."""
+    try:
+        wanted = str(uuid.UUID(distribution_id))
+    except ValueError:
+        return None
+    candidates = session.execute(
+        select(OpenFile.id, OpenFile.resource_id, Resource.code)
+        .join(Resource, Resource.id == OpenFile.resource_id)
+        .where(OpenFile.withdrawn_at.is_(None))
+    )
+    for file_id, rid, code in candidates:
+        if file_uuid(code, file_id) == wanted:
+            found = load_datasets(session, [rid])  # open, published, unconditional or not
+            return next(((d, f) for d in found for f in d.files if f.file_id == file_id), None)
+    return None
 
 
 def get_distribution(session: Session, distribution_id: str) -> tuple[Dataset, Distribution] | None:

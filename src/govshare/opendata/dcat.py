@@ -34,6 +34,7 @@ CSVW = Namespace("http://www.w3.org/ns/csvw#")
 ADMS = Namespace("http://www.w3.org/ns/adms#")
 PUBLISHER_TYPE = Namespace("http://purl.org/adms/publishertype/")
 DCATAP = Namespace("http://data.europa.eu/r5r/")
+SPDX = Namespace("http://spdx.org/rdf/terms#")
 
 DCAT_VERSION = URIRef(str(DCAT) + "version")  # DCAT 3; rdflib's DCAT namespace predates it
 PAGE_SIZE = 100
@@ -186,6 +187,28 @@ def add_dataset(g: Graph, site: Site, d: ds.Dataset) -> URIRef:
             g.add((dn, DCTERMS.issued, Literal(d.issued.isoformat(), datatype=XSD.date)))
         if dist.format in ds.TABLE_DOWNLOADS and d.items:
             g.add((dn, CSVW.tableSchema, _table_schema(g, d)))
+    for f in d.files:
+        dn = URIRef(f"{node}/distribution/file-{f.file_id}")
+        url = URIRef(site.url(f.path))
+        g.add((node, DCAT.distribution, dn))
+        g.add((dn, RDF.type, DCAT.Distribution))
+        g.add((dn, DCTERMS.title, _zh(f.name)))
+        if f.description:
+            g.add((dn, DCTERMS.description, _zh(f.description)))
+        g.add((dn, DCAT.accessURL, url))
+        g.add((dn, DCAT.downloadURL, url))
+        if f.format in FILE_TYPES:
+            g.add((dn, DCTERMS.format, URIRef(FILE_TYPES[f.format])))
+        g.add((dn, DCAT.mediaType, URIRef(IANA + f.media_type.split(";")[0].strip())))
+        g.add((dn, DCAT.byteSize, Literal(f.size, datatype=XSD.nonNegativeInteger)))
+        checksum = BNode()
+        g.add((dn, SPDX.checksum, checksum))
+        g.add((checksum, RDF.type, SPDX.Checksum))
+        g.add((checksum, SPDX.algorithm, SPDX.checksumAlgorithm_sha256))
+        g.add((checksum, SPDX.checksumValue, Literal(f.sha256, datatype=XSD.hexBinary)))
+        g.add((dn, DCTERMS.license, license_uri))
+        g.add((dn, DCATAP.availability, AVAILABLE))
+        g.add((dn, DCTERMS.modified, _when(f.uploaded_at)))
     return node
 
 

@@ -25,6 +25,8 @@ FILE_TYPES: dict[str, str] = {
     "XLSX": EU + "file-type/XLSX",
     "JSON": EU + "file-type/JSON",
     "ZIP": EU + "file-type/ZIP",
+    # and those of uploaded files (开放文件)
+    **{k: EU + f"file-type/{k}" for k in ("TXT", "GEOJSON", "XML", "PDF", "DOCX", "XLS", "DOC")},
 }
 MEDIA_TYPES: dict[str, str] = {
     "CSV": "text/csv",
