@@ -259,6 +259,7 @@ def create_app(settings: Settings) -> FastAPI:
         from govshare.evaluation import tasks as evaluation_tasks
         from govshare.exchange.tasks import Monitor
         from govshare.opendata.mailer import OutboxSender
+        from govshare.ops.housekeeping import Housekeeper
         from govshare.security.tasks import Checkpointer
         from govshare.sharing import calendar
         from govshare.sharing.feed import sharing_worker
@@ -279,6 +280,8 @@ def create_app(settings: Settings) -> FastAPI:
         evaluations.start()
         developer_mail = OutboxSender(settings, app.state.session_factory)
         developer_mail.start()
+        housekeeper = Housekeeper(app.state.session_factory)
+        housekeeper.start()
         try:
             yield
         finally:
@@ -286,6 +289,7 @@ def create_app(settings: Settings) -> FastAPI:
             comparisons.stop()
             evaluations.stop()
             developer_mail.stop()
+            housekeeper.stop()
             feeder.stop()
             monitor.stop()
             checkpointer.stop()

@@ -25,7 +25,7 @@ from datetime import date, datetime, timedelta
 import structlog
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from govshare.config import Settings
@@ -166,6 +166,15 @@ def _confirmation(
     else:
         log.info("developer confirmation mail queued", developer_id=developer.id)
     return link
+
+
+def purge_ended_tokens(session: Session, now: datetime) -> int:
+    """Forget developer sessions and confirmation links expired a day ago or more; the
+    number removed (a late click on a forgotten link reads as an expired one)."""
+    gone = session.execute(
+        delete(DeveloperToken).where(DeveloperToken.expires_at < now - timedelta(days=1))
+    )
+    return int(gone.rowcount)  # type: ignore[attr-defined]
 
 
 def confirm(session: Session, token: str, *, now: datetime) -> OpenDeveloper:
