@@ -462,6 +462,9 @@ ACTION_LABELS = {
     "auth.revoke": "注销令牌",
     "audit.read": "查阅审计日志",
     "audit.verify": "校验哈希链",
+    "audit.archive": "归档并清理审计日志",
+    "audit.search": "检索审计日志 (含归档)",
+    "audit.export": "导出审计检索结果",
     "department.add": "新增部门",
     "user.add": "新增用户",
     "user.set_password": "设置密码",
@@ -584,32 +587,7 @@ def _day(value: str, field: str, problems: list[dict[str, str]]) -> datetime | N
     return datetime(day.year, day.month, day.day, tzinfo=CHINA)
 
 
-def chain_problem_text(problem: str) -> str:
-    """The audit chain's findings in Chinese."""
-    if m := re.match(r"entries (\d+)\.\.(\d+) are missing", problem):
-        return f"第 {m.group(1)} 至 {m.group(2)} 条记录缺失（被删除）"
-    if problem.startswith("does not link"):
-        return "与前一条记录的哈希不衔接（被插入或删除）"
-    if problem.startswith("content does not match"):
-        return "内容与其哈希不符（被篡改）"
-    if problem.startswith("seq is not a chain position"):
-        return "序号不在链上（伪造的记录）"
-    if problem.startswith("is not keyed"):
-        return "未用审计密钥签封，却位于启用密钥之后（无密钥重写）"
-    if problem.startswith("is keyed but no audit key"):
-        return "记录已加密钥签封，但数据目录中找不到审计密钥"
-    if m := re.match(r"differs from the checkpoint signed at (\S+)", problem):
-        return f"与 {m.group(1)} 签署的检查点不符（整链被重写）"
-    if m := re.match(
-        r"the checkpoint signed at (\S+) covers entry (\d+) but the chain ends at (\d+)", problem
-    ):
-        at, covered, end = m.groups()
-        return f"{at} 签署的检查点包含第 {covered} 条，而链只到第 {end} 条（尾部被截断）"
-    if m := re.match(r"checkpoint line (\d+) has no valid signature", problem):
-        return f"检查点文件第 {m.group(1)} 行签名无效（检查点被伪造或改动）"
-    if m := re.match(r"chain ends at (\d+) but the head says (\d+)", problem):
-        return f"链尾为第 {m.group(1)} 条，而链头记录为第 {m.group(2)} 条（尾部被截断或改动）"
-    return problem
+chain_problem_text = audit.problem_text
 
 
 def _audit_page(
