@@ -396,6 +396,7 @@ def archive_due(
                     "manifest_digest": bytes_digest(manifest_bytes),
                     "retention_cut": plan.cut.isoformat(),
                 },
+                at=now,
             )
             session.commit()
         except BaseException:

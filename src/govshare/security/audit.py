@@ -122,15 +122,21 @@ def record(
     object_id: str | int | None = None,
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
+    at: datetime | None = None,
 ) -> AuditEntry:
     """Append one entry in the caller's transaction; it commits or rolls back with it.
 
-    The digest is the deployment's ``audit_digest``, carried in ``session.info``.
+    The digest is the deployment's ``audit_digest``, carried in ``session.info``; ``at``
+    is now unless a caller with an injected clock gives it.
     """
-    return record_many(session, [Pending(actor, action, object_type, object_id, before, after)])[0]
+    return record_many(
+        session, [Pending(actor, action, object_type, object_id, before, after)], at=at
+    )[0]
 
 
-def record_many(session: Session, pending: Sequence[Pending]) -> list[AuditEntry]:
+def record_many(
+    session: Session, pending: Sequence[Pending], *, at: datetime | None = None
+) -> list[AuditEntry]:
     """Append entries in order under one claim on the head; they commit or roll back
     with the caller's transaction."""
     if not pending:
@@ -159,7 +165,7 @@ def record_many(session: Session, pending: Sequence[Pending]) -> list[AuditEntry
         alg=alg,
         mac_key=key.mac_key if key else None,
         head=(head[0], head[1]),
-        at=utcnow(),
+        at=at or utcnow(),
     )
     session.execute(insert(_ENTRIES), rows)
     session.execute(
