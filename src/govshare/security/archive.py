@@ -206,9 +206,9 @@ class ArchiveResult:
 def _live_rows(session: Session, first: int, last: int) -> Iterator[Mapping[Any, Any]]:
     after = first - 1
     while after < last:
-        rows = (
+        rows = audit.decoded(
             session.execute(
-                select(_ENTRIES)
+                audit.select_rows()
                 .where(_ENTRIES.c.seq > after, _ENTRIES.c.seq <= last)
                 .order_by(_ENTRIES.c.seq)
                 .limit(BATCH)
@@ -239,7 +239,9 @@ def write_archive(
     try:
         with tmp.open("wb") as raw:
             sink = _DigestWriter(raw)
-            with gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0) as gz:  # type: ignore[arg-type]
+            gz = gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0, compresslevel=6)  # type: ignore[arg-type]
+            with gz:
+                lines: list[bytes] = []
                 for row in _live_rows(session, plan.first_seq, plan.last_seq):
                     seq = row["seq"]
                     if seq != expected:
@@ -248,16 +250,22 @@ def write_archive(
                         raise ArchiveError(f"第 {seq} 条与前一条记录的哈希不衔接，未归档")
                     if problem := audit.row_problem(row, key):
                         raise ArchiveError(f"第 {seq} 条{audit.problem_text(problem)}，未归档")
-                    gz.write(_line(row))
+                    line = _line(row)
+                    lines.append(line)
+                    if len(lines) == 1000:  # one compressor call per thousand entries
+                        gz.write(b"".join(lines))
+                        lines.clear()
                     if not first_hash:
                         first_hash, first_at = row["hash"], row["at"].isoformat()
-                    last_hash, last_at = row["hash"], row["at"].isoformat()
+                    last_hash = row["hash"]
                     prev_hash, expected = row["hash"], seq + 1
                     count += 1
                     done += 1
                     if progress is not None and done == BATCH:
                         progress(done)
                         done = 0
+                gz.write(b"".join(lines))
+                last_at = orjson.loads(line)["at"] if count else ""
             raw.flush()
             os.fsync(raw.fileno())
         if progress is not None and done:
@@ -679,12 +687,12 @@ def iter_all(
                 yield a.name, line
     after = 0
     while True:
-        q = select(_ENTRIES).where(_ENTRIES.c.seq > after).order_by(_ENTRIES.c.seq).limit(BATCH)
+        q = audit.select_rows().where(_ENTRIES.c.seq > after).order_by(_ENTRIES.c.seq).limit(BATCH)
         if since is not None:
             q = q.where(_ENTRIES.c.at >= since)
         if until is not None:
             q = q.where(_ENTRIES.c.at < until)
-        rows = session.execute(q).mappings().all()
+        rows = audit.decoded(session.execute(q).mappings().all())
         if not rows:
             return
         for row in rows:

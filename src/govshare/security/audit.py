@@ -24,7 +24,19 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Integer, Table, Text, bindparam, cast, func, insert, select, update
+from sqlalchemy import (
+    Integer,
+    Select,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    func,
+    insert,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
@@ -286,15 +298,44 @@ Progress = Callable[[int], None]
 """Told how many more entries a long walk has done (a CLI progress bar)."""
 
 
+_JSON_COLUMNS = ("before", "after")
+
+
+def select_rows() -> Select[Any]:
+    """Every column of the entries, the JSON ones read as they are stored and decoded by
+    ``decoded`` (orjson), which is several times faster than the JSON type's own decoding
+    on a walk of millions of rows."""
+    return select(
+        *(
+            type_coerce(c, Text).label(c.name) if c.name in _JSON_COLUMNS else c
+            for c in _ENTRIES.columns
+        )
+    )
+
+
+def decoded(rows: Sequence[Mapping[Any, Any]]) -> list[dict[str, Any]]:
+    """Rows of ``select_rows`` with their JSON columns decoded (PostgreSQL's driver
+    already hands JSONB over decoded)."""
+    out = []
+    for row in rows:
+        entry = dict(row)
+        for name in _JSON_COLUMNS:
+            value = entry[name]
+            if isinstance(value, str | bytes):
+                entry[name] = orjson.loads(value)
+        out.append(entry)
+    return out
+
+
 def _iter_rows(session: Session, batch: int = 10_000) -> Iterator[Mapping[Any, Any]]:
     """Every row by seq as a mapping, those with seq <= 0 included (they are forgeries
     to report); plain rows, not ORM objects, so a walk of millions stays fast."""
     last: int | None = None
     while True:
-        q = select(_ENTRIES).order_by(_ENTRIES.c.seq).limit(batch)
+        q = select_rows().order_by(_ENTRIES.c.seq).limit(batch)
         if last is not None:
             q = q.where(_ENTRIES.c.seq > last)
-        rows = session.execute(q).mappings().all()
+        rows = decoded(session.execute(q).mappings().all())
         if not rows:
             return
         yield from rows
