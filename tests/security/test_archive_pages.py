@@ -69,8 +69,8 @@ def test_bad_conditions_are_named_in_chinese(console: Console) -> None:
     client = console.signed_in(console.auditor)
     page = client.get("/audit/search", params={"key_hash": "xyz", "since": "2025-02-30"})
     assert page.status_code == 200
-    assert "键哈希应为16位十六进制字符" in page.text
-    assert "日期格式应为 年-月-日" in page.text
+    assert "键哈希：键哈希应为16位十六进制字符" in page.text
+    assert "起始日期：日期格式应为 年-月-日" in page.text
     empty = client.get("/audit/search/export")
     assert empty.status_code == 200
     assert "请先给出检索条件再导出" in empty.text

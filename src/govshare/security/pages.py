@@ -698,6 +698,7 @@ def verify_chain(request: Request, db: SessionDep, caller: AuditReader) -> Respo
 SEARCH_FILTERS = ("key_hash", "actor", "action", "object_type", "object_id", "since", "until")
 SEARCH_FLAGS = ("catalog", "refusals")
 SEARCH_SHOWN = 200
+_SEARCH_LABELS = {"key_hash": "键哈希", "since": "起始日期", "until": "截止日期"}
 
 
 def _search_query(
@@ -774,7 +775,11 @@ def _search_page(
         action_labels=ACTION_LABELS,
         departments={d.id: d.short_name for d in service.list_departments(db)},
         archives=archive.registered(db),
-        errors=FormErrors("检索条件有误", problems) if problems else NO_ERRORS,
+        errors=(
+            FormErrors("检索条件有误", problems, label=lambda f: _SEARCH_LABELS.get(f, ""))
+            if problems
+            else NO_ERRORS
+        ),
     )
 
 
@@ -787,7 +792,7 @@ def audit_search_export(request: Request, db: SessionDep, caller: AuditReader) -
     if q is None or key is None:
         if not problems:
             message = "请先给出检索条件再导出" if q is None else "数据目录中没有审计密钥，无法签名"
-            problems.append({"field": "actor", "message": message})
+            problems.append({"field": "", "message": message})
         return _search_page(request, db, caller, None, params, problems)
     now = datetime.now(UTC)
     stem = f"audit-search-{now.astimezone(CHINA):%Y%m%d-%H%M%S}"
