@@ -502,3 +502,16 @@ def test_the_scheduled_archiver_uses_its_clock(factory: sessionmaker[Session]) -
     result = late.run_once()
     assert isinstance(result, archive.ArchiveResult)
     assert result.last_seq == 4
+
+
+def test_an_archive_replaced_by_garbage_is_named_not_a_traceback(
+    factory: sessionmaker[Session],
+) -> None:
+    _setup_two_archives(factory)
+    data, manifest = _files(factory, FIRST)
+    data.write_bytes(b"not a gzip file")
+    problems = _problems(factory)
+    assert f"归档 {FIRST}: 数据文件在第 1 条处损坏，无法读出（BadGzipFile）" in problems
+    manifest.write_bytes(b"{broken")
+    problems = _problems(factory)
+    assert problems[0].startswith(f"归档 {FIRST}: 清单文件无法读取或解析")

@@ -58,9 +58,7 @@ def test_the_auditor_finds_an_archived_refusal_and_exports_it_signed(
     key = console.app.state.session_factory.kw["info"]["audit_key"]
     assert verify_file(xlsx, sig, key.public) is None
     xlsx.write_bytes(xlsx.read_bytes() + b"\0")
-    assert verify_file(xlsx, sig, key.public) == (
-        "文件的 SM3 摘要与签名不符：文件在签名后被改动"
-    )
+    assert verify_file(xlsx, sig, key.public) == ("文件的 SM3 摘要与签名不符：文件在签名后被改动")
     log = client.get("/audit", params={"action": "audit.export"}).text
     assert "导出审计检索结果" in log
 

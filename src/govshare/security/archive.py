@@ -543,7 +543,11 @@ def _verify_archive(
         yield ChainProblem(
             first, f"{label}: 数据文件的 SM3 摘要与清单不符（文件被改动或与别的归档调换）"
         )
-    signed = {int(c["seq"]): c for c in doc.get("checkpoints") or [] if isinstance(c, dict)}
+    try:
+        signed = {int(c["seq"]): c for c in doc.get("checkpoints") or [] if isinstance(c, dict)}
+    except (KeyError, TypeError, ValueError):
+        yield ChainProblem(first, f"{label}: 清单所载的检查点无法解析（清单损坏）")
+        signed = {}
     expected, chained = first, doc.get("prev_hash")
     first_hash = last_hash = None
     count = done = 0
@@ -574,7 +578,16 @@ def _verify_archive(
             if progress is not None and done == BATCH:
                 progress(done)
                 done = 0
-    except (OSError, EOFError, zlib.error, orjson.JSONDecodeError, KeyError, TypeError) as exc:
+    except (
+        OSError,
+        EOFError,
+        zlib.error,
+        orjson.JSONDecodeError,
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+    ) as exc:
         yield ChainProblem(
             expected, f"{label}: 数据文件在第 {expected} 条处损坏，无法读出（{type(exc).__name__}）"
         )
