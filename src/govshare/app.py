@@ -260,7 +260,7 @@ def create_app(settings: Settings) -> FastAPI:
         from govshare.exchange.tasks import Monitor
         from govshare.opendata.mailer import OutboxSender
         from govshare.ops.housekeeping import Housekeeper
-        from govshare.security.tasks import Checkpointer
+        from govshare.security.tasks import Archiver, Checkpointer
         from govshare.sharing import calendar
         from govshare.sharing.feed import sharing_worker
 
@@ -272,6 +272,12 @@ def create_app(settings: Settings) -> FastAPI:
         monitor.start()
         checkpointer = Checkpointer(app.state.session_factory, settings.audit_checkpoint_seconds)
         checkpointer.start()
+        archiver = Archiver(
+            app.state.session_factory,
+            settings.audit_archive_seconds,
+            settings.audit_retention_years,
+        )
+        archiver.start()
         feeder = sharing_worker(settings, app.state.session_factory, app.state)
         feeder.start()
         comparisons = Runner(settings, app.state.session_factory, app.state.data_services.db)
@@ -293,6 +299,7 @@ def create_app(settings: Settings) -> FastAPI:
             feeder.stop()
             monitor.stop()
             checkpointer.stop()
+            archiver.stop()
             app.state.data_services.close()
             app.state.open_views.flush()
             app.state.open_download_engine.dispose()

@@ -277,21 +277,297 @@ def _offline_session(data_dir: Path | None) -> Any:
 
 @audit_app.command("verify")
 def audit_verify(data_dir: DataDir = None) -> None:
-    """Walk the audit log's keyed hash chain and hold it against the signed checkpoints;
-    exit 1 on any edited, deleted, inserted or rewritten entry. Needs only the data dir."""
-    from govshare.security.audit import verify_chain
+    """校验审计日志: 逐条核对归档文件与在线记录的加密钥哈希链 (跨归档衔接) 及签名检查点;
+    有任何被改动、删除、插入、重写的记录或被改动、删除、调换的归档时退出码为 1。
+    只需数据目录, 不需要平台密钥。"""
+    from govshare.security.archive import archived_count
+    from govshare.security.audit import count_entries, problem_text, verify_chain
 
     session, _key = _offline_session(data_dir)
     with session:
-        report = verify_chain(session)
+        total = count_entries(session) + archived_count(session)
+        with _Progress("校验哈希链", total) as advance:
+            report = verify_chain(session, progress=advance)
     if report.intact:
-        console.print(f"[green]审计日志完整[/green]: {report.entries} 条记录, 哈希链无断点")
+        archived = (
+            f" (其中 {report.archived} 条在 {report.archives} 个归档中)" if report.archives else ""
+        )
+        console.print(
+            f"[green]审计日志完整[/green]: {report.entries} 条记录{archived}, 哈希链无断点"
+        )
         return
     table = Table("序号", "问题", title=f"审计日志被篡改: {len(report.problems)} 处")
     for p in report.problems:
-        table.add_row(str(p.seq), p.problem)
+        text = problem_text(p.problem)
+        table.add_row(str(p.seq), text if text == p.problem else f"{text} ({p.problem})")
     console.print(table)
     raise typer.Exit(1)
+
+
+class _Progress:
+    """A Rich progress bar for a long walk; yields the callback that advances it."""
+
+    def __init__(self, what: str, total: int) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn(what),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+            disable=total < 50_000,
+        )
+        self.task = self.bar.add_task(what, total=total)
+
+    def __enter__(self) -> Any:
+        self.bar.start()
+        return lambda n: self.bar.advance(self.task, n)
+
+    def __exit__(self, *_exc: object) -> None:
+        self.bar.stop()
+
+
+def _audit_factory(data_dir: Path | None) -> tuple[Any, Settings, Any]:
+    """A session factory that appends with the deployment's digest and key (the audit
+    commands that record what they did), with the offline settings and the key."""
+    from govshare import db
+
+    settings = load_settings(data_dir, offline=True)
+    _require_hub(settings)
+    factory = db.make_session_factory(db.make_engine(settings), settings)
+    key = factory.kw["info"]["audit_key"]
+    return factory, settings, key
+
+
+@audit_app.command("archive")
+def audit_archive(
+    data_dir: DataDir = None,
+    years: Annotated[
+        int | None,
+        typer.Option(
+            "--years", min=1, max=100, help="保存期限 (年), 默认取 GOVSHARE_AUDIT_RETENTION_YEARS"
+        ),
+    ] = None,
+) -> None:
+    """归档审计日志: 把早于保存期限、且有签名检查点锚定的记录写入签名归档文件
+    (数据目录 audit/archive/), 校验归档后才从数据库中清理这些记录 (同一事务)。"""
+    from datetime import UTC, datetime
+
+    from govshare.security.archive import ArchiveError, archive_due, plan_archive
+
+    factory, settings, key = _audit_factory(data_dir)
+    retention = years or settings.audit_retention_years
+    now = datetime.now(UTC)
+    with factory() as session:
+        plan = plan_archive(session, key, now=now, years=retention)
+        total = 0 if isinstance(plan, str) else plan.last_seq - plan.first_seq + 1
+        try:
+            with _Progress("写出并校验归档", total) as advance:
+                result = archive_due(
+                    session,
+                    key,
+                    now=now,
+                    years=retention,
+                    actor=_cli_actor(),
+                    progress=advance,
+                )
+        except ArchiveError as exc:
+            err.print(f"[red]归档失败, 未清理任何记录:[/red] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+    if isinstance(result, str):
+        console.print(f"无需归档: {result}")
+        return
+    console.print(
+        f"[green]已归档[/green] 第 {result.first_seq} 至 {result.last_seq} 条 "
+        f"({result.entries} 条, {result.data_bytes / 1e6:.1f} MB) → "
+        f"{result.directory / result.name}.jsonl.gz, 已校验并从数据库清理",
+        highlight=False,
+    )
+
+
+def _cli_actor() -> Any:
+    from govshare.security.audit import Actor
+
+    return Actor(name="cli", kind="system")
+
+
+def _parse_day(value: str | None, option: str) -> Any:
+    """A yyyy-mm-dd given on the command line as the moment it starts in China."""
+    from datetime import date, datetime
+
+    from govshare.rules.clock import CHINA
+
+    if not value:
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        err.print(f"[red]{option} 应为 年-月-日 (如 2025-01-31):[/red] {value}", highlight=False)
+        raise typer.Exit(2) from None
+    return datetime(day.year, day.month, day.day, tzinfo=CHINA)
+
+
+@audit_app.command("search")
+def audit_search(
+    data_dir: DataDir = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key", help="查询键 (如公民身份号码、统一社会信用代码); 需要 GOVSHARE_SECRET_KEY"
+        ),
+    ] = None,
+    key_hash: Annotated[
+        str | None, typer.Option("--key-hash", help="键哈希 (govshare audit key-hash 的输出)")
+    ] = None,
+    actor: Annotated[
+        str | None, typer.Option("--actor", help="操作人 (登录名或应用 app key)")
+    ] = None,
+    action: Annotated[str | None, typer.Option("--action", help="动作代码, 如 data.lookup")] = None,
+    object_type: Annotated[str | None, typer.Option("--object-type", help="对象类型")] = None,
+    object_id: Annotated[str | None, typer.Option("--object-id", help="对象标识")] = None,
+    catalog: Annotated[bool, typer.Option("--catalog", help="只查目录的变更")] = False,
+    refusals: Annotated[bool, typer.Option("--refusals", help="只查被拒绝的调用与登录")] = False,
+    since: Annotated[str | None, typer.Option("--since", help="起始日期 年-月-日 (含)")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="截止日期 年-月-日 (含)")] = None,
+    export: Annotated[
+        Path | None,
+        typer.Option("--export", help="把全部结果导出为 XLSX 文件, 并写出签名文件 文件名.sig"),
+    ] = None,
+    show: Annotated[int, typer.Option("--show", min=0, max=10_000, help="在屏幕上列出多少条")] = 50,
+) -> None:
+    """检索审计日志 (在线记录与全部归档): 谁在何时、凭哪项授权查询了某人或某企业的数据
+    (按键哈希), 谁改动了目录的什么, 每一次拒绝——只显示记录的元数据, 不显示数据本身。
+    检索本身记入审计日志。"""
+    from datetime import UTC, datetime, timedelta
+
+    from govshare.security import audit
+    from govshare.security import service as security_service
+    from govshare.security.audit_search import SearchQuery, export_xlsx, search, sign_file
+    from govshare.security.pages import ACTION_LABELS
+
+    if key and key_hash:
+        err.print("[red]--key 与 --key-hash 只能给一个[/red]")
+        raise typer.Exit(2)
+    if export is not None and export.suffix.lower() != ".xlsx":
+        err.print(f"[red]--export 应为 .xlsx 文件:[/red] {export}", highlight=False)
+        raise typer.Exit(2)
+    if key:
+        hashed: str | None = audit.KeyHasher(load_settings(data_dir).secret_key)(key.strip())
+    else:
+        hashed = key_hash.strip().lower() if key_hash else None
+    end = _parse_day(until, "--until")
+    try:
+        q = SearchQuery(
+            key_hash=hashed,
+            actor=actor,
+            action=action,
+            object_type=object_type,
+            object_id=object_id,
+            since=_parse_day(since, "--since"),
+            until=end + timedelta(days=1) if end else None,
+            refusals=refusals,
+            catalog=catalog,
+        )
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    factory, _settings, audit_key = _audit_factory(data_dir)
+    now = datetime.now(UTC)
+    with factory() as session:
+        departments = {d.id: d.short_name for d in security_service.list_departments(session)}
+        table = Table(
+            "序号", "时间", "操作人", "动作", "对象", "授权", "调用/原因", "变更字段", "保存位置"
+        )
+        found = 0
+        for h in search(session, audit_key, q):
+            found += 1
+            if found <= show:
+                table.add_row(
+                    str(h.seq),
+                    (h.call_at or h.at.isoformat(timespec="seconds")),
+                    h.actor,
+                    ACTION_LABELS.get(h.action, h.action),
+                    f"{h.object_type}:{h.object_id or ''}",
+                    h.grant_id or "",
+                    h.reason or (f"nonce {h.nonce} 键 {h.keys} 行 {h.rows}" if h.nonce else ""),
+                    "、".join(h.changed),
+                    h.kept_in or "在线",
+                )
+        exported = None
+        if export is not None:
+            count = export_xlsx(
+                search(session, audit_key, q),
+                export,
+                q=q,
+                labels=ACTION_LABELS,
+                departments=departments,
+                made_at=now,
+                made_by="cli",
+            )
+            exported = (count, sign_file(audit_key, export, now=now))
+        audit.record(
+            session,
+            _cli_actor(),
+            "audit.export" if export is not None else "audit.search",
+            object_type="audit_entry",
+            after={"returned": found, "archives": True, **q.describe()},
+        )
+        session.commit()
+    table.title = f"审计检索结果: 共 {found} 条 (列出前 {min(found, show)} 条)"
+    console.print(table)
+    if exported is not None:
+        console.print(
+            f"已导出 {exported[0]} 条到 {export}, 签名文件 {exported[1]}; "
+            f"核验: govshare audit verify-signature {export} --data-dir 数据目录",
+            highlight=False,
+        )
+
+
+@audit_app.command("verify-signature")
+def audit_verify_signature(
+    file: Annotated[Path, typer.Argument(help="被签名的文件 (如导出的 XLSX)")],
+    signature: Annotated[
+        Path | None, typer.Option("--signature", help="签名文件, 默认为 文件名.sig")
+    ] = None,
+    public: Annotated[
+        str | None,
+        typer.Option("--public", help="平台的 SM2 公钥 (128位十六进制); 默认取数据目录的审计密钥"),
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """核验平台签发的分离签名 (如审计检索导出的 XLSX 与其 .sig 文件): 文件未被改动、
+    签名出自平台的审计签名密钥时退出码为 0, 否则为 1。"""
+    from govshare.security.anchor import read_key
+    from govshare.security.audit_search import SIGNATURE_SUFFIX, verify_file
+
+    if public is None:
+        settings = load_settings(data_dir, offline=True)
+        key = read_key(settings.data_dir)
+        if key is None:
+            err.print(
+                f"[red]数据目录中没有审计密钥:[/red] {settings.data_dir / 'audit'}; "
+                "用 --public 给出公钥",
+                highlight=False,
+            )
+            raise typer.Exit(2)
+        public = key.public
+    sig = signature or file.with_name(file.name + SIGNATURE_SUFFIX)
+    problem = verify_file(file, sig, public.strip().lower())
+    if problem:
+        err.print(f"[red]核验未通过:[/red] {problem}", highlight=False)
+        raise typer.Exit(1)
+    console.print(
+        f"[green]签名有效[/green]: {file} 自签名后未被改动, 签名出自 SM2 公钥 {public}",
+        highlight=False,
+    )
 
 
 @audit_app.command("checkpoint")

@@ -99,6 +99,23 @@ class Settings(BaseSettings):
         description="How often the hub signs the audit chain's head into "
         "DATA_DIR/audit/checkpoints.jsonl (when it has moved).",
     )
+    audit_retention_years: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Years audit entries stay in the hub database; older ranges (up to a "
+        "signed checkpoint) are written to signed archive files under "
+        "DATA_DIR/audit/archive, verified, and then removed from the database "
+        "(govshare audit archive, or the hub's schedule).",
+    )
+    audit_archive_seconds: float = Field(
+        default=86400,
+        ge=0,
+        le=366 * 86400,
+        description="How often the hub archives the audit entries older than "
+        "audit_retention_years; 0 turns the schedule off (archive with govshare audit "
+        "archive instead).",
+    )
     bus_url: str | None = Field(
         default=None,
         description="Exchange log on NATS JetStream (nats://host:port[,nats://…]); "

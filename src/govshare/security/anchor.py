@@ -18,10 +18,11 @@ from __future__ import annotations
 import fcntl
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -128,6 +129,20 @@ class Checkpoint:
     hash: str
     at: str
     valid: bool
+    # The line as the hub signed it (seq, hash, at, alg, sig), carried into archives.
+    signed: dict[str, Any] | None = None
+
+
+def checkpoint_valid(key: AuditKey, doc: Mapping[str, Any]) -> bool:
+    """Whether one signed checkpoint line (as parsed) carries the key's valid signature."""
+    try:
+        seq, hash, at = int(doc["seq"]), str(doc["hash"]), str(doc["at"])
+        signature = bytes.fromhex(doc["sig"])
+    except (KeyError, ValueError, TypeError):
+        return False
+    return doc.get("alg") == SIGNATURE_ALG and verify_signature(
+        SIGNATURE_ALG, key.public, _signed_bytes(seq, hash, at), signature
+    )
 
 
 def _signed_bytes(seq: int, hash: str, at: str) -> bytes:
@@ -179,5 +194,9 @@ def read_checkpoints(key: AuditKey, *, last: int | None = None) -> list[Checkpoi
         ok = doc.get("alg") == SIGNATURE_ALG and verify_signature(
             SIGNATURE_ALG, key.public, _signed_bytes(seq, hash, at), signature
         )
-        found.append(Checkpoint(number, seq, hash, at, valid=ok))
+        found.append(Checkpoint(number, seq, hash, at, valid=ok, signed=doc))
     return found
+
+
+checkpoint_lines = read_checkpoints
+"""Every checkpoint line with what was signed (``signed``), for the archives."""

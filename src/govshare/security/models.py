@@ -168,3 +168,26 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)
     hash: Mapped[str] = mapped_column(String(64), default="0" * 64)
+
+
+class AuditArchive(Base):
+    """An archived, pruned range of the audit chain (审计归档): the signed archive files
+    ``DATA_DIR/audit/archive/NAME.jsonl.gz`` and ``NAME.manifest.json`` hold its entries;
+    the row records the range and the manifest's digest so that a replaced or removed
+    archive is found. Written in the transaction that prunes the range's rows."""
+
+    __tablename__ = "audit_archive"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    first_seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), unique=True
+    )
+    last_seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    entries: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    last_hash: Mapped[str] = mapped_column(String(64))
+    first_at: Mapped[datetime] = mapped_column()
+    last_at: Mapped[datetime] = mapped_column()
+    manifest_digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

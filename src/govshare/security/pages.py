@@ -3,8 +3,12 @@ audit-log browser."""
 
 from __future__ import annotations
 
+import io
 import re
-from datetime import date, datetime, timedelta
+import tempfile
+import zipfile
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -17,7 +21,7 @@ from govshare.deps import AuditReader, DepartmentAdmin, SessionDep, SettingsDep,
 from govshare.errors import Conflict, InvalidInput, NotFound
 from govshare.ids import MAX_SEQ, Id, parse_id, parse_seq
 from govshare.rules.clock import china_today
-from govshare.security import audit, service
+from govshare.security import archive, audit, audit_search, service
 from govshare.security.anchor import AuditKey, read_checkpoints
 from govshare.security.models import ApiClient, DepartmentLevel
 from govshare.security.roles import Permission, Role
@@ -37,6 +41,7 @@ from govshare.web.forms import (
     texts,
     validation_problems,
 )
+from govshare.web.headers import attachment
 
 router = APIRouter(include_in_schema=False)
 
@@ -462,6 +467,9 @@ ACTION_LABELS = {
     "auth.revoke": "注销令牌",
     "audit.read": "查阅审计日志",
     "audit.verify": "校验哈希链",
+    "audit.archive": "归档并清理审计日志",
+    "audit.search": "检索审计日志 (含归档)",
+    "audit.export": "导出审计检索结果",
     "department.add": "新增部门",
     "user.add": "新增用户",
     "user.set_password": "设置密码",
@@ -585,32 +593,7 @@ def _day(value: str, field: str, problems: list[dict[str, str]]) -> datetime | N
     return datetime(day.year, day.month, day.day, tzinfo=CHINA)
 
 
-def chain_problem_text(problem: str) -> str:
-    """The audit chain's findings in Chinese."""
-    if m := re.match(r"entries (\d+)\.\.(\d+) are missing", problem):
-        return f"第 {m.group(1)} 至 {m.group(2)} 条记录缺失（被删除）"
-    if problem.startswith("does not link"):
-        return "与前一条记录的哈希不衔接（被插入或删除）"
-    if problem.startswith("content does not match"):
-        return "内容与其哈希不符（被篡改）"
-    if problem.startswith("seq is not a chain position"):
-        return "序号不在链上（伪造的记录）"
-    if problem.startswith("is not keyed"):
-        return "未用审计密钥签封，却位于启用密钥之后（无密钥重写）"
-    if problem.startswith("is keyed but no audit key"):
-        return "记录已加密钥签封，但数据目录中找不到审计密钥"
-    if m := re.match(r"differs from the checkpoint signed at (\S+)", problem):
-        return f"与 {m.group(1)} 签署的检查点不符（整链被重写）"
-    if m := re.match(
-        r"the checkpoint signed at (\S+) covers entry (\d+) but the chain ends at (\d+)", problem
-    ):
-        at, covered, end = m.groups()
-        return f"{at} 签署的检查点包含第 {covered} 条，而链只到第 {end} 条（尾部被截断）"
-    if m := re.match(r"checkpoint line (\d+) has no valid signature", problem):
-        return f"检查点文件第 {m.group(1)} 行签名无效（检查点被伪造或改动）"
-    if m := re.match(r"chain ends at (\d+) but the head says (\d+)", problem):
-        return f"链尾为第 {m.group(1)} 条，而链头记录为第 {m.group(2)} 条（尾部被截断或改动）"
-    return problem
+chain_problem_text = audit.problem_text
 
 
 def _audit_page(
@@ -709,3 +692,137 @@ def verify_chain(request: Request, db: SessionDep, caller: AuditReader) -> Respo
             chain_problem_text=chain_problem_text,
         )
     return _audit_page(request, db, caller, report=report)
+
+
+# -- search across archives and export ---------------------------------------------------
+
+SEARCH_FILTERS = ("key_hash", "actor", "action", "object_type", "object_id", "since", "until")
+SEARCH_FLAGS = ("catalog", "refusals")
+SEARCH_SHOWN = 200
+_SEARCH_LABELS = {"key_hash": "键哈希", "since": "起始日期", "until": "截止日期"}
+
+
+def _search_query(
+    request: Request, problems: list[dict[str, str]]
+) -> tuple[audit_search.SearchQuery | None, dict[str, str]]:
+    """The search the address asks for (None when it asks for none), and its parameters."""
+    qp = request.query_params
+    params = {k: qp[k].strip() for k in SEARCH_FILTERS if qp.get(k, "").strip()}
+    params |= {k: "1" for k in SEARCH_FLAGS if qp.get(k) == "1"}
+    if not params:
+        return None, params
+    since = _day(params.get("since", ""), "since", problems)
+    until = _day(params.get("until", ""), "until", problems)
+    key_hash = params.get("key_hash", "").lower() or None
+    if key_hash and not audit.KEY_HASH.fullmatch(key_hash):
+        problems.append({"field": "key_hash", "message": "键哈希应为16位十六进制字符"})
+    if problems:
+        return None, params
+    return (
+        audit_search.SearchQuery(
+            key_hash=key_hash,
+            actor=params.get("actor"),
+            action=params.get("action"),
+            object_type=params.get("object_type"),
+            object_id=params.get("object_id"),
+            since=since,
+            until=until + timedelta(days=1) if until else None,
+            catalog="catalog" in params,
+            refusals="refusals" in params,
+        ),
+        params,
+    )
+
+
+@router.get("/audit/search")
+def audit_search_page(request: Request, db: SessionDep, caller: AuditReader) -> Response:
+    """审计检索: the live entries and every archive, metadata only (never the data)."""
+    problems: list[dict[str, str]] = []
+    q, params = _search_query(request, problems)
+    return _search_page(request, db, caller, q, params, problems)
+
+
+def _search_page(
+    request: Request,
+    db: Session,
+    caller: Principal,
+    q: audit_search.SearchQuery | None,
+    params: dict[str, str],
+    problems: list[dict[str, str]],
+) -> Response:
+    key: AuditKey | None = db.info.get("audit_key")
+    hits: list[audit_search.Hit] = []
+    if q is not None:
+        for hit in audit_search.search(db, key, q):
+            hits.append(hit)
+            if len(hits) > SEARCH_SHOWN:
+                break
+        audit.record(
+            db,
+            caller.actor,
+            "audit.search",
+            object_type="audit_entry",
+            after={"returned": min(len(hits), SEARCH_SHOWN), "archives": True, **q.describe()},
+        )
+        db.commit()
+    return render(
+        request,
+        "audit/search.html",
+        caller,
+        hits=hits[:SEARCH_SHOWN],
+        more=len(hits) > SEARCH_SHOWN,
+        searched=q is not None,
+        params=params,
+        action_labels=ACTION_LABELS,
+        departments={d.id: d.short_name for d in service.list_departments(db)},
+        archives=archive.registered(db),
+        errors=(
+            FormErrors("检索条件有误", problems, label=lambda f: _SEARCH_LABELS.get(f, ""))
+            if problems
+            else NO_ERRORS
+        ),
+    )
+
+
+@router.get("/audit/search/export")
+def audit_search_export(request: Request, db: SessionDep, caller: AuditReader) -> Response:
+    """The whole search as XLSX with its detached signature, both in one ZIP."""
+    problems: list[dict[str, str]] = []
+    q, params = _search_query(request, problems)
+    key: AuditKey | None = db.info.get("audit_key")
+    if q is None or key is None:
+        if not problems:
+            message = "请先给出检索条件再导出" if q is None else "数据目录中没有审计密钥，无法签名"
+            problems.append({"field": "", "message": message})
+        return _search_page(request, db, caller, None, params, problems)
+    now = datetime.now(UTC)
+    stem = f"audit-search-{now.astimezone(CHINA):%Y%m%d-%H%M%S}"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{stem}.xlsx"
+        count = audit_search.export_xlsx(
+            audit_search.search(db, key, q),
+            path,
+            q=q,
+            labels=ACTION_LABELS,
+            departments={d.id: d.short_name for d in service.list_departments(db)},
+            made_at=now,
+            made_by=caller.actor.name,
+        )
+        signature = audit_search.sign_file(key, path, now=now)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
+            bundle.write(path, path.name)
+            bundle.write(signature, signature.name)
+    audit.record(
+        db,
+        caller.actor,
+        "audit.export",
+        object_type="audit_entry",
+        after={"returned": count, "archives": True, **q.describe()},
+    )
+    db.commit()
+    return Response(
+        buffer.getvalue(),
+        media_type="application/zip",
+        headers=attachment(f"{stem}.zip", f"审计检索-{stem[13:]}.zip"),
+    )
