@@ -258,6 +258,7 @@ def create_app(settings: Settings) -> FastAPI:
         from govshare.compare.runner import Runner
         from govshare.evaluation import tasks as evaluation_tasks
         from govshare.exchange.tasks import Monitor
+        from govshare.ops.tasks import BackupScheduler
         from govshare.security.tasks import Checkpointer
         from govshare.sharing import calendar
         from govshare.sharing.feed import sharing_worker
@@ -276,10 +277,13 @@ def create_app(settings: Settings) -> FastAPI:
         comparisons.start()
         evaluations = evaluation_tasks.Scheduler(app.state.session_factory)
         evaluations.start()
+        backups = BackupScheduler(settings, app.state.session_factory)
+        backups.start()
         try:
             yield
         finally:
             app.state.import_worker.stop()
+            backups.stop()
             comparisons.stop()
             evaluations.stop()
             feeder.stop()

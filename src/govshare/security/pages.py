@@ -462,6 +462,7 @@ ACTION_LABELS = {
     "auth.revoke": "注销令牌",
     "audit.read": "查阅审计日志",
     "audit.verify": "校验哈希链",
+    "ops.backup": "备份平台数据",
     "department.add": "新增部门",
     "user.add": "新增用户",
     "user.set_password": "设置密码",
