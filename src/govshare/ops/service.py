@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,6 +34,11 @@ def take_backup(
     """Take a backup (``backup.create_backup``) and keep its record: a ``backup_run``
     row, running before the snapshot and finished after, and an audit entry. A failed
     backup is recorded as failed and its error raised again."""
+    began = time.monotonic()
+
+    def finished() -> datetime:
+        return now + timedelta(seconds=time.monotonic() - began) if now else utcnow()
+
     with session_scope(factory) as session:
         run = BackupRun(
             trigger=trigger, dest=str(dest), status=BackupStatus.RUNNING, started_at=now or utcnow()
@@ -48,7 +54,7 @@ def take_backup(
         with session_scope(factory) as session:
             failed = session.get_one(BackupRun, run_id)
             failed.status = BackupStatus.FAILED
-            failed.finished_at = utcnow()
+            failed.finished_at = finished()
             failed.message = str(exc)[:2000] or type(exc).__name__
             audit.record(
                 session,
@@ -62,7 +68,7 @@ def take_backup(
     with session_scope(factory) as session:
         done = session.get_one(BackupRun, run_id)
         done.status = BackupStatus.SUCCEEDED
-        done.finished_at = utcnow()
+        done.finished_at = finished()
         done.items = result.items
         done.bytes = result.bytes
         done.audit_seq = result.audit_seq

@@ -88,7 +88,13 @@ class BackupScheduler:
                 return None
             key = backup.load_key(self.settings)
             service.take_backup(
-                self.settings, self.factory, root / name, key=key, actor=SYSTEM, trigger="schedule"
+                self.settings,
+                self.factory,
+                root / name,
+                key=key,
+                actor=SYSTEM,
+                trigger="schedule",
+                now=now,
             )
             gone = backup.prune(
                 root,
