@@ -35,8 +35,9 @@ import shutil
 import sqlite3
 import struct
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -444,30 +445,31 @@ def _databases(settings: Settings) -> list[tuple[str, str]]:
 
 @contextmanager
 def _pg_dump(url: str) -> Iterator[IO[bytes]]:
-    try:
-        proc = subprocess.Popen(  # noqa: S603 - the configured database URL, no shell
-            [  # noqa: S607 - the PostgreSQL client on PATH, as the operator installed it
-                "pg_dump",
-                "--format=custom",
-                "--no-owner",
-                "--no-privileges",
-                "--dbname",
-                libpq_url(url),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-    except FileNotFoundError:
-        raise BackupError("找不到 pg_dump: 请安装与数据库同版本的 PostgreSQL 客户端") from None
-    assert proc.stdout is not None
-    assert proc.stderr is not None
-    try:
-        yield proc.stdout
-    finally:
-        proc.stdout.close()
-        error = proc.stderr.read().decode(errors="replace")
-        if proc.wait() != 0:
-            raise BackupError(f"pg_dump 失败: {error.strip()}")
+    with tempfile.TemporaryFile() as errors:
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - the configured database URL, no shell
+                [  # noqa: S607 - the PostgreSQL client on PATH, as the operator installed it
+                    "pg_dump",
+                    "--format=custom",
+                    "--no-owner",
+                    "--no-privileges",
+                    "--dbname",
+                    libpq_url(url),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=errors,
+            )
+        except FileNotFoundError:
+            raise BackupError("找不到 pg_dump: 请安装与数据库同版本的 PostgreSQL 客户端") from None
+        assert proc.stdout is not None
+        try:
+            yield proc.stdout
+        finally:
+            proc.stdout.close()
+            code = proc.wait()
+        if code != 0:
+            errors.seek(0)
+            raise BackupError(f"pg_dump 失败: {errors.read().decode(errors='replace').strip()}")
 
 
 def _pg_audit_seq(settings: Settings) -> int | None:
@@ -662,34 +664,40 @@ def _pg_restore(manifest: Manifest, index: int, item: Item, url: str, progress: 
         engine.dispose()
     if tables:
         raise BackupError(f"目标数据库不是空的 ({tables} 张表): 恢复只写入空数据库")
-    try:
-        proc = subprocess.Popen(  # noqa: S603 - the operator's target URL, no shell
-            [  # noqa: S607 - the PostgreSQL client on PATH, as the operator installed it
-                "pg_restore",
-                "--no-owner",
-                "--no-privileges",
-                "--exit-on-error",
-                "--dbname",
-                libpq_url(url),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-    except FileNotFoundError:
-        raise BackupError("找不到 pg_restore: 请安装与数据库同版本的 PostgreSQL 客户端") from None
-    assert proc.stdin is not None
-    assert proc.stderr is not None
-    try:
-        problem = _stream_item(manifest, index, item, proc.stdin, progress)
-    finally:
-        proc.stdin.close()
-    error = proc.stderr.read().decode(errors="replace")
-    code = proc.wait()
+    with tempfile.TemporaryFile() as errors:
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - the operator's target URL, no shell
+                [  # noqa: S607 - the PostgreSQL client on PATH, as the operator installed it
+                    "pg_restore",
+                    "--no-owner",
+                    "--no-privileges",
+                    "--exit-on-error",
+                    "--dbname",
+                    libpq_url(url),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+            )
+        except FileNotFoundError:
+            raise BackupError(
+                "找不到 pg_restore: 请安装与数据库同版本的 PostgreSQL 客户端"
+            ) from None
+        assert proc.stdin is not None
+        try:
+            problem = _stream_item(manifest, index, item, proc.stdin, progress)
+        except BrokenPipeError:
+            problem = None  # pg_restore stopped early: its exit code and message say why
+        finally:
+            with suppress(BrokenPipeError):
+                proc.stdin.close()
+        code = proc.wait()
+        errors.seek(0)
+        message = errors.read().decode(errors="replace").strip()
     if problem:
         raise BackupError(problem)
     if code != 0:
-        raise BackupError(f"pg_restore 失败: {error.strip()}")
+        raise BackupError(f"pg_restore 失败: {message}")
 
 
 # -- scheduled backups: names and retention -------------------------------------------------
