@@ -111,4 +111,4 @@ def test_the_dashboard_shows_how_old_the_last_good_backup_is(world: World) -> No
     )
     assert card is not None
     assert card.group(1) == "5 小时前"
-    assert "失败 · 磁盘已满" in page
+    assert "失败 · <code>磁盘已满</code>" in page

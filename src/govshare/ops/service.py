@@ -130,12 +130,12 @@ def check_backup_age(session: Session, settings: Settings, now: datetime) -> Bac
     found = backup_age(session, settings, now)
     if found.stale:
         if found.last is None:
-            message = "还没有成功的备份 (no good backup yet)"
+            message = "还没有成功的备份"
         else:
             hours = found.age.total_seconds() / 3600 if found.age else 0
             message = (
                 f"最近一次成功备份在 {hours:.0f} 小时前, 超过 "
-                f"{settings.backup_max_age_hours:g} 小时 (last good backup too old)"
+                f"{settings.backup_max_age_hours:g} 小时"
             )
         raise_alert(
             session,
