@@ -56,7 +56,7 @@ for extra in (ROOT, ROOT / "bench", ROOT / "src"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-from download import RssWatch, free_port, settle  # noqa: E402
+from download import RssWatch, free_port, rss_mb, settle  # noqa: E402
 
 SECRET = "bench-backup-secret-key-0123456789abcdef"
 KEY = "0f" * 32
@@ -159,6 +159,17 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps({"seconds": time.perf_counter() - started, "bytes": size}))
 
 
+class ChildRss(RssWatch):
+    """``RssWatch`` for a child that may exit (and be reaped) between two samples."""
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            try:
+                self.peak = max(self.peak, rss_mb(self.pid))
+            except OSError:
+                return
+
+
 def measured(step: str, *extra: str) -> tuple[float, int, float]:
     """(seconds, bytes, peak RSS MiB) of one child step."""
     proc = subprocess.Popen(
@@ -166,7 +177,7 @@ def measured(step: str, *extra: str) -> tuple[float, int, float]:
         stdout=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
     )
-    with RssWatch(proc.pid) as watch:
+    with ChildRss(proc.pid) as watch:
         out, _ = proc.communicate()
     if proc.returncode != 0:
         raise SystemExit(f"{step} failed")
