@@ -91,7 +91,9 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 def test_restore_while_the_hub_writes_gives_the_source_as_of_the_backup_point(
     tmp_path: Path, cipher: str
 ) -> None:
-    settings = _hub(tmp_path, backup_cipher=cipher)
+    # Checkpoints signed every second while the writer runs: the backup must hold none
+    # beyond its own chain, or the restored chain would not verify (truncated).
+    settings = _hub(tmp_path, backup_cipher=cipher, audit_checkpoint_seconds=1)
     hub = start_live_hub(settings)
     stop = threading.Event()
     written = {"audit": 0, "store": 0, "http": 0}
@@ -113,7 +115,8 @@ def test_restore_while_the_hub_writes_gives_the_source_as_of_the_backup_point(
     writer = threading.Thread(target=write)
     writer.start()
     try:
-        while written["audit"] < 20:
+        checkpoints = settings.data_dir / "audit" / "checkpoints.jsonl"
+        while written["audit"] < 20 or not checkpoints.exists():
             time.sleep(0.01)
         before = dict(written)
         result = service.take_backup(
@@ -162,6 +165,10 @@ def test_restore_while_the_hub_writes_gives_the_source_as_of_the_backup_point(
     assert people == _rows(src_shared, STORE)[: len(people)]
     assert _files(restored) == _files(settings.data_dir)
     assert (restored / "audit" / "key.json").stat().st_mode & 0o777 == 0o600
+    assert (restored / "audit" / "checkpoints.jsonl").read_bytes()
+    assert checkpoints.read_bytes().startswith(
+        (restored / "audit" / "checkpoints.jsonl").read_bytes()
+    )
 
     # The restored chain verifies, with the same command an auditor runs.
     verified = _cli("audit", "verify", "--data-dir", str(restored))
