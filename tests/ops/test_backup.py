@@ -415,3 +415,23 @@ def test_a_postgresql_hub_is_dumped_and_restored_into_an_empty_database(
         source.dispose()
         copy.dispose()
         factory.kw["bind"].dispose()
+
+
+def test_a_failed_backup_leaves_no_directory_and_is_recorded_as_failed(tmp_path: Path) -> None:
+    settings = _hub(tmp_path)
+    # The shared stores' database cannot be opened: the backup fails half-way.
+    broken = settings.model_copy(
+        update={"shared_store_url": f"sqlite:///{tmp_path / 'nowhere' / 'shared.db'}"}
+    )
+    factory = _factory(settings)
+    with pytest.raises(backup.BackupError, match="无法读取或写入"):
+        service.take_backup(broken, factory, tmp_path / "b", key=KEY, actor=SYSTEM)
+    assert not (tmp_path / "b").exists()
+    with session_scope(factory) as s:
+        run = s.scalars(select(BackupRun)).one()
+        assert run.status == BackupStatus.FAILED
+        assert "无法读取或写入" in run.message
+        assert service.last_good(s) is None
+        entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "ops.backup")).one()
+        assert entry.after is not None
+        assert entry.after["status"] == "failed"

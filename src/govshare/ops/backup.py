@@ -376,6 +376,38 @@ def create_backup(
         raise BackupError(f"备份目录已存在且不是空目录: {dest}")
     if settings.is_sqlite and not (data_dir / HUB_DB).is_file():
         raise BackupError(f"数据目录中没有平台数据库: {data_dir / HUB_DB}")
+    existed = dest.exists()
+    try:
+        return _take(settings, data_dir, dest, key=key, now=now, progress=progress)
+    except (sqlite3.Error, OSError) as exc:
+        _remove(dest, existed)
+        raise BackupError(f"无法读取或写入: {exc}") from exc
+    except BaseException:
+        _remove(dest, existed)
+        raise
+
+
+def _remove(dest: Path, existed: bool) -> None:
+    """Nothing half-made is left to be mistaken for a backup (or to fill the disk)."""
+    if existed:
+        for child in list(dest.iterdir()):
+            if child.is_dir():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(dest, ignore_errors=True)
+
+
+def _take(
+    settings: Settings,
+    data_dir: Path,
+    dest: Path,
+    *,
+    key: bytes,
+    now: datetime | None,
+    progress: Progress,
+) -> BackupResult:
     created = now or datetime.now(UTC)
     salt = secrets.token_bytes(16)
     box = _Box(settings.backup_cipher, key, salt)
