@@ -260,6 +260,7 @@ def create_app(settings: Settings) -> FastAPI:
         from govshare.exchange.tasks import Monitor
         from govshare.opendata.mailer import OutboxSender
         from govshare.ops.housekeeping import Housekeeper
+        from govshare.ops.tasks import BackupScheduler
         from govshare.security.tasks import Archiver, Checkpointer
         from govshare.sharing import calendar
         from govshare.sharing.feed import sharing_worker
@@ -288,10 +289,13 @@ def create_app(settings: Settings) -> FastAPI:
         developer_mail.start()
         housekeeper = Housekeeper(app.state.session_factory)
         housekeeper.start()
+        backups = BackupScheduler(settings, app.state.session_factory)
+        backups.start()
         try:
             yield
         finally:
             app.state.import_worker.stop()
+            backups.stop()
             comparisons.stop()
             evaluations.stop()
             developer_mail.stop()

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from govshare.evaluation import cli as evaluation_cli
 from govshare.ids import MAX_ID
+from govshare.ops import cli as ops_cli
 
 if TYPE_CHECKING:
     from govshare.config import Settings
@@ -38,6 +39,7 @@ app.add_typer(exchange_app, name="exchange")
 app.add_typer(users_app, name="users")
 app.add_typer(compare_app, name="compare")
 app.add_typer(evaluation_cli.app, name="evaluation")
+ops_cli.register(app)
 console = Console()
 err = Console(stderr=True, soft_wrap=True)  # paths and messages stay whole
 

@@ -401,6 +401,53 @@ class Settings(BaseSettings):
         "is unset.",
     )
 
+    backup_cipher: Literal["sm4", "aes"] = Field(
+        default="sm4",
+        description="Encryption of backups (``govshare backup``): SM4-GCM (national "
+        "standard) or AES-256-GCM (faster where the CPU has AES instructions).",
+    )
+    backup_key: str | None = Field(
+        default=None,
+        description="Backup key: 64 hexadecimal digits (32 bytes) that encrypt and "
+        "authenticate backups; keep it outside the data directory and outside the backups. "
+        "backup_key_file is read when unset.",
+    )
+    backup_key_file: Path | None = Field(
+        default=None,
+        description="File holding the backup key (64 hexadecimal digits; "
+        "``govshare backup keygen FILE`` makes one), kept outside the data directory.",
+    )
+    backup_dir: Path | None = Field(
+        default=None,
+        description="Directory of scheduled backups (one sub-directory per backup); "
+        "no scheduled backups when unset.",
+    )
+    backup_schedule: str = Field(
+        default="30 2 * * *",
+        description="When scheduled backups run (cron, China time; default 02:30 daily).",
+    )
+    backup_keep_daily: int = Field(
+        default=7,
+        ge=0,
+        le=3660,
+        description="Scheduled backups kept: the newest of each of this many most recent "
+        "days that have one.",
+    )
+    backup_keep_monthly: int = Field(
+        default=12,
+        ge=0,
+        le=1200,
+        description="Scheduled backups kept besides: the newest of each of this many most "
+        "recent months that have one.",
+    )
+    backup_max_age_hours: float = Field(
+        default=36,
+        ge=0,
+        le=24 * 366,
+        description="Alert (备份过期) when the last good backup is older than this while "
+        "backup_dir is set or backups have been taken; 0 turns the alert off.",
+    )
+
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
         if not self.demo:

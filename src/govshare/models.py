@@ -7,6 +7,7 @@ from govshare.db import Base
 from govshare.evaluation import models as evaluation_models
 from govshare.exchange import models as exchange_models
 from govshare.opendata import models as opendata_models
+from govshare.ops import models as ops_models
 from govshare.quality import models as quality_models
 from govshare.security import models as security_models
 from govshare.sharing import models as sharing_models
@@ -21,6 +22,7 @@ __all__ = [
     "exchange_models",
     "metadata",
     "opendata_models",
+    "ops_models",
     "quality_models",
     "security_models",
     "sharing_models",

@@ -75,3 +75,40 @@ def test_nobody_else_sees_it(world: World) -> None:
         r = c.get("/ops")
         assert r.status_code == 303
         assert r.headers["location"].startswith("/login?next=")
+
+
+def test_the_dashboard_shows_how_old_the_last_good_backup_is(world: World) -> None:
+    from datetime import timedelta
+
+    from govshare.db import utcnow
+    from govshare.ops.models import BackupRun, BackupStatus
+
+    now = utcnow()
+    with world.hub.db() as s:
+        s.add(
+            BackupRun(
+                trigger="manual",
+                dest="/backups/a",
+                status=BackupStatus.SUCCEEDED,
+                started_at=now - timedelta(hours=5, minutes=10),
+                finished_at=now - timedelta(hours=5, minutes=1),
+            )
+        )
+        s.add(
+            BackupRun(
+                trigger="schedule",
+                dest="/backups/b",
+                status=BackupStatus.FAILED,
+                started_at=now - timedelta(hours=1),
+                finished_at=now - timedelta(hours=1),
+                message="磁盘已满",
+            )
+        )
+    with closing(_signed_in(world, world.admin)) as c:
+        page = c.get("/ops").text
+    card = re.search(
+        r'<span class="stat-value">([^<]*)</span><span class="stat-label">最近备份', page
+    )
+    assert card is not None
+    assert card.group(1) == "5 小时前"
+    assert "失败 · <code>磁盘已满</code>" in page

@@ -182,6 +182,7 @@ class AlertKind(StrEnum):
     APPLICATION_OVERDUE = "application_overdue"  # a 共享申请 not answered or provided in time
     CALENDAR_MISSING = "calendar_missing"  # the working-day calendar lacks a coming year
     CONFLICT_OVERDUE = "conflict_overdue"  # a base database's conflict left open too long
+    BACKUP_STALE = "backup_stale"  # the last good backup is older than backup_max_age_hours
 
     @property
     def label(self) -> str:
@@ -198,6 +199,7 @@ class AlertKind(StrEnum):
             "application_overdue": "共享申请办理超期",
             "calendar_missing": "节假日历缺少年份",
             "conflict_overdue": "基础库冲突超期未处理",
+            "backup_stale": "备份过期",
         }[self.value]
 
 

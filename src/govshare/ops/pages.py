@@ -5,7 +5,7 @@ and database size. Read only; the figures come from ``ops.dashboard``."""
 from __future__ import annotations
 
 import shutil
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -13,9 +13,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy import select
 
+from govshare.db import utcnow
 from govshare.deps import Require, SessionDep, SettingsDep
 from govshare.exchange import service as exchange_service
 from govshare.ops import dashboard, ready
+from govshare.ops import service as ops_service
 from govshare.ops.api import exposition
 from govshare.rules.clock import china_today
 from govshare.security.models import AuditHead
@@ -31,6 +33,18 @@ router = APIRouter(include_in_schema=False)
 STATUS_LABELS = {"2xx": "成功", "3xx": "重定向", "4xx": "请求错误", "5xx": "服务器错误"}
 OpsReader = Annotated[Principal, Depends(Require(Permission.OPS_READ))]
 MIB = 1024 * 1024
+
+
+def _age(age: timedelta | None) -> str:
+    """备份年龄: how long ago the last good backup finished, in the largest whole unit."""
+    if age is None:
+        return "无"
+    minutes = max(0, int(age.total_seconds() // 60))
+    if minutes < 60:
+        return f"{minutes} 分钟前"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} 小时前"
+    return f"{minutes // (24 * 60)} 天前"
 
 
 def _size(n: float) -> str:
@@ -65,6 +79,8 @@ async def dashboard_page(
             "calls": dashboard.daily_calls(db, today),
             "alerts": dashboard.open_alerts_by_kind(db),
             "audit": db.scalar(select(AuditHead.seq).where(AuditHead.id == 1)) or 0,
+            "backup": ops_service.backup_age(db, settings, utcnow()),
+            "backup_run": ops_service.last_run(db),
         }
 
     found = await run_in_threadpool(gather)
@@ -132,6 +148,7 @@ async def dashboard_page(
         ("接口错误应答", f"{errors:.0f}", "#api"),
         ("审计记录", found["audit"], "#storage"),
         ("磁盘可用", f"{_size(disk.free)} / {_size(disk.total)}", "#storage"),
+        ("最近备份", _age(found["backup"].age), "#backup"),
     ]
     return render(
         request,
@@ -148,4 +165,9 @@ async def dashboard_page(
             "used_pct": round(100 * disk.used / disk.total, 1) if disk.total else 0,
         },
         backend=settings.resolved_database_url.split(":", 1)[0],
+        backup=found["backup"],
+        backup_run=found["backup_run"],
+        backup_dir=settings.backup_dir,
+        backup_schedule=settings.backup_schedule,
+        backup_max_age_hours=settings.backup_max_age_hours,
     )

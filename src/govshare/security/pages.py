@@ -470,6 +470,7 @@ ACTION_LABELS = {
     "audit.archive": "归档并清理审计日志",
     "audit.search": "检索审计日志 (含归档)",
     "audit.export": "导出审计检索结果",
+    "ops.backup": "备份平台数据",
     "department.add": "新增部门",
     "user.add": "新增用户",
     "user.set_password": "设置密码",

@@ -1,7 +1,7 @@
 """audit_archive: the registry of archived, pruned ranges of the audit chain (审计归档)
 
 Revision ID: 0023
-Revises: 0021
+Revises: 0022
 Create Date: 2026-12-03 23:00:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import govshare.db
 
 revision: str = "0023"
-down_revision: str | None = "0021"
+down_revision: str | None = "0022"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
