@@ -331,7 +331,8 @@ def test_on_sqlite_an_answer_waits_no_turn_of_the_loop_after_its_batch_is_in(
         resumed, outcome = asyncio.run(scenario())
         assert outcome[:4] == [None] * 4
         assert isinstance(outcome[4], asyncio.CancelledError)
-        assert j.batches == 1 and len(committed_at) == 1
+        assert j.batches == 1
+        assert len(committed_at) == 1
         # answered after the commit, and in the loop's very next turn
         assert resumed == [committed_at[0] + 1] * 4
         with factory() as session:
