@@ -349,6 +349,51 @@ def test_on_sqlite_an_answer_waits_no_turn_of_the_loop_after_its_batch_is_in(
         engine.dispose()
 
 
+def test_on_sqlite_the_loop_and_the_writer_thread_exclude_each_other(
+    fresh_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop keeps its lock file open between batches; while the writer thread holds
+    the journal's file lock (pruning, say), the loop still does not write: it hands the
+    batch over, and its calls are answered once the thread could write them."""
+    if not fresh_settings.is_sqlite:
+        pytest.skip("the loop writes only to SQLite")
+    monkeypatch.setattr(journal_module, "CHECKPOINT_SECONDS", 3600.0)  # no housekeeping
+    engine = db.make_engine(fresh_settings)
+    factory = db.make_session_factory(engine, fresh_settings)
+    j = _journal(engine, factory, fresh_settings, on_loop=True)
+    try:
+        asyncio.run(j.wait(_call("first")))  # the loop wrote it and keeps its lock file
+        assert j.batches == 1
+        holding, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with j._file_lock():
+                holding.set()
+                release.wait(5)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        holding.wait(5)
+        released = threading.Timer(0.3, release.set)
+        released.start()
+        started = time.monotonic()
+        asyncio.run(j.wait(_call("second")))
+        assert time.monotonic() - started >= 0.25  # not before the thread let go
+        holder.join()
+        released.join()
+        assert j.batches == 2  # written by the thread: the loop never began a batch
+        with factory() as session:
+            entries = _entries(session)
+            assert [c["nonce"] for e in entries for c in audit.journalled_calls(e.after)] == [
+                "first",
+                "second",
+            ]
+            assert audit.verify_chain(session).problems == []
+    finally:
+        j.close()
+        engine.dispose()
+
+
 async def _call_again(j: CallJournal, nonce: str) -> BaseException | None:
     try:
         await j.wait(_call(nonce))
