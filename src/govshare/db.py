@@ -302,10 +302,10 @@ class LoopConnections(Generic[C]):
         conn = self._kept.pop(ident, None) or self._connect()
         try:
             yield conn
+            conn.rollback()
         except BaseException:
             conn.close()
             raise
-        conn.rollback()
         self._kept[ident] = conn
 
     def close(self) -> None:
