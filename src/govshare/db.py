@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import (
     DateTime,
@@ -262,6 +264,54 @@ class Prepared:
             return int(cursor.rowcount)
         finally:
             cursor.close()
+
+
+class _Closable(Protocol):
+    def rollback(self) -> None: ...
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Closable)
+
+
+class LoopConnections(Generic[C]):
+    """Connections for short reads run on an event loop (the data services' key
+    lookups on SQLite), one kept per loop thread from one use to the next: checking a
+    connection out of the pool and back, with its reset, cost more than the reads.
+
+    Off a loop (worker threads) every use checks a connection out (``connect``) and
+    closes it, as before. A kept connection holds nothing open between uses: each use
+    ends with a rollback (no transaction, so no stale snapshot: the next read sees
+    every commit, a revoked grant included), and a use that raised closes it instead."""
+
+    def __init__(self, connect: Callable[[], C]) -> None:
+        self._connect = connect
+        self._kept: dict[int, C] = {}
+
+    @contextmanager
+    def use(self) -> Iterator[C]:
+        if asyncio._get_running_loop() is None:
+            conn = self._connect()
+            try:
+                yield conn
+            finally:
+                conn.close()
+            return
+        ident = threading.get_ident()
+        # Taken out while in use: a nested use on this thread gets a connection of its own.
+        conn = self._kept.pop(ident, None) or self._connect()
+        try:
+            yield conn
+            conn.rollback()
+        except BaseException:
+            conn.close()
+            raise
+        self._kept[ident] = conn
+
+    def close(self) -> None:
+        while self._kept:
+            _, conn = self._kept.popitem()
+            conn.close()
 
 
 def dialect_insert(table: Table, dialect: Dialect) -> sqlite.Insert | postgresql.Insert:

@@ -284,6 +284,116 @@ def test_on_sqlite_the_event_loop_writes_its_batch_or_hands_it_to_the_thread(
         engine.dispose()
 
 
+def test_on_sqlite_an_answer_waits_no_turn_of_the_loop_after_its_batch_is_in(
+    fresh_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop's write of a batch settles its calls' waits itself: each request resumes
+    in the next turn of the loop, not after a thread-safe callback, a wrapped and a
+    shielded future (four turns, each behind every other request ready then: under load
+    those turns were the answers' tail). Still never before the batch is committed, and
+    a request given up (cancelled) leaves its call in the batch, written."""
+    if not fresh_settings.is_sqlite:
+        pytest.skip("the loop writes only to SQLite")
+    monkeypatch.setattr(journal_module, "CHECKPOINT_SECONDS", 3600.0)  # no housekeeping
+    engine = db.make_engine(fresh_settings)
+    factory = db.make_session_factory(engine, fresh_settings)
+    j = _journal(engine, factory, fresh_settings, on_loop=True)
+    committed_at: list[int] = []
+    turn = 0
+    write_locked = j._write_locked
+
+    def write_and_note(batch: list[Call], conn: object = None) -> set[int]:
+        replays = write_locked(batch, conn)
+        committed_at.append(turn)
+        return replays
+
+    monkeypatch.setattr(j, "_write_locked", write_and_note)
+
+    async def scenario() -> tuple[list[int], list[BaseException | None]]:
+        nonlocal turn
+        resumed: list[int] = []
+
+        async def one(nonce: str) -> None:
+            await j.wait(_call(nonce))
+            resumed.append(turn)
+
+        tasks = [asyncio.ensure_future(one(f"w{i}")) for i in range(4)]
+        given_up = asyncio.ensure_future(j.wait(_call("gone")))
+        await asyncio.sleep(0)  # every request reaches the journal in this turn
+        given_up.cancel()
+        while not all(t.done() for t in tasks):
+            turn += 1
+            await asyncio.sleep(0)
+        outcome = await asyncio.gather(*tasks, given_up, return_exceptions=True)
+        return resumed, [o if isinstance(o, BaseException) else None for o in outcome]
+
+    try:
+        resumed, outcome = asyncio.run(scenario())
+        assert outcome[:4] == [None] * 4
+        assert isinstance(outcome[4], asyncio.CancelledError)
+        assert j.batches == 1
+        assert len(committed_at) == 1
+        # answered after the commit, and in the loop's very next turn
+        assert resumed == [committed_at[0] + 1] * 4
+        with factory() as session:
+            [entry] = _entries(session)
+        assert [c["nonce"] for c in audit.journalled_calls(entry.after)] == [
+            "w0",
+            "w1",
+            "w2",
+            "w3",
+            "gone",
+        ]
+    finally:
+        j.close()
+        engine.dispose()
+
+
+def test_on_sqlite_the_loop_and_the_writer_thread_exclude_each_other(
+    fresh_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop keeps its lock file open between batches; while the writer thread holds
+    the journal's file lock (pruning, say), the loop still does not write: it hands the
+    batch over, and its calls are answered once the thread could write them."""
+    if not fresh_settings.is_sqlite:
+        pytest.skip("the loop writes only to SQLite")
+    monkeypatch.setattr(journal_module, "CHECKPOINT_SECONDS", 3600.0)  # no housekeeping
+    engine = db.make_engine(fresh_settings)
+    factory = db.make_session_factory(engine, fresh_settings)
+    j = _journal(engine, factory, fresh_settings, on_loop=True)
+    try:
+        asyncio.run(j.wait(_call("first")))  # the loop wrote it and keeps its lock file
+        assert j.batches == 1
+        holding, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with j._file_lock():
+                holding.set()
+                release.wait(5)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        holding.wait(5)
+        released = threading.Timer(0.3, release.set)
+        released.start()
+        started = time.monotonic()
+        asyncio.run(j.wait(_call("second")))
+        assert time.monotonic() - started >= 0.25  # not before the thread let go
+        holder.join()
+        released.join()
+        assert j.batches == 2  # written by the thread: the loop never began a batch
+        with factory() as session:
+            entries = _entries(session)
+            assert [c["nonce"] for e in entries for c in audit.journalled_calls(e.after)] == [
+                "first",
+                "second",
+            ]
+            assert audit.verify_chain(session).problems == []
+    finally:
+        j.close()
+        engine.dispose()
+
+
 async def _call_again(j: CallJournal, nonce: str) -> BaseException | None:
     try:
         await j.wait(_call(nonce))

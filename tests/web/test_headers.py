@@ -128,3 +128,21 @@ def test_a_download_is_named_in_chinese_with_a_plain_ascii_fallback() -> None:
     assert "/" not in encoded
     assert " " not in encoded
     assert unquote(encoded) == "比对线索-死亡/冒领.csv"
+
+
+def test_a_header_the_route_set_is_kept_whatever_its_case() -> None:
+    """``add_missing`` (both answer middlewares): a header the answer carries already,
+    in any case, is neither replaced nor repeated; the others are appended once."""
+    from govshare.web.headers import add_missing
+
+    message = {
+        "type": "http.response.start",
+        "status": 200,
+        "headers": ((b"X-Frame-Options", b"SAMEORIGIN"), (b"content-type", b"text/plain")),
+    }
+    add_missing(message, [(b"x-frame-options", b"DENY"), (b"referrer-policy", b"same-origin")])
+    assert message["headers"] == [
+        (b"X-Frame-Options", b"SAMEORIGIN"),
+        (b"content-type", b"text/plain"),
+        (b"referrer-policy", b"same-origin"),
+    ]

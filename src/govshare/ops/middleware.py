@@ -10,10 +10,10 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import structlog
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from govshare import requestid, telemetry
+from govshare.web.headers import add_missing
 
 log = structlog.get_logger("govshare.request")
 _HEADER = requestid.HEADER.lower().encode("latin-1")
@@ -76,9 +76,7 @@ class RequestContext:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = MutableHeaders(scope=message)
-                if requestid.HEADER not in headers:
-                    headers.append(requestid.HEADER, rid)
+                add_missing(message, [(_HEADER, rid.encode("latin-1"))])
             await send(message)
 
         try:

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from govshare.catalog.models import Resource
 from govshare.config import Settings
 from govshare.cursors import CursorCodec
-from govshare.db import Prepared
+from govshare.db import LoopConnections, Prepared
 from govshare.rules.masking import masker
 from govshare.security.audit import KeyHasher
 from govshare.security.service import VerifiedClient
@@ -163,6 +163,8 @@ class DataServices:
         self.settings = settings
         self.factory = factory
         self.hub = reader_engine(settings)
+        # The calls' reads of the hub (client, grant): kept connections on the loop.
+        self.hub_reads: LoopConnections[Connection] = LoopConnections(self.hub.connect)
         self.db = shared.SharedDatabase(settings.resolved_shared_store_url)
         self.inline = settings.is_sqlite and self.db.engine.dialect.name == "sqlite"
         self.journal = CallJournal(
@@ -212,6 +214,7 @@ class DataServices:
         self.bulk_executor.shutdown(wait=False)
         self.journal.close()
         self.db.close()
+        self.hub_reads.close()
         self.hub.dispose()
 
 

@@ -135,7 +135,7 @@ def _answer(
     work: Any,
 ) -> tuple[data.Authorized, Any, data.Call]:
     today = china_today()
-    with ds.hub.connect() as conn:
+    with ds.hub_reads.use() as conn:
         caller = verified_caller(conn, settings, signed)
         try:
             auth = data.authorize(conn, caller, resource_code, modes, today)

@@ -30,10 +30,11 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import PoolProxiedConnection
 
 from govshare.catalog.models import Resource
 from govshare.cursors import CursorCodec
-from govshare.db import Prepared, utcnow
+from govshare.db import LoopConnections, Prepared, utcnow
 from govshare.exchange import package
 from govshare.exchange.models import ExchangePackage, ExchangeTask, TaskKind
 from govshare.exchange.store import PackageStore
@@ -59,6 +60,10 @@ class SharedDatabase:
 
     def __init__(self, url: str) -> None:
         self.engine: Engine = shared_engine(url)
+        # One-key lookups' connections: kept between calls on the event loop.
+        self.key_reads: LoopConnections[PoolProxiedConnection] = LoopConnections(
+            self.engine.raw_connection
+        )
         self._tables: dict[str, Table] = {}
         self._statements: dict[tuple[Any, ...], tuple[list[str], Prepared, Select[Any]]] = {}
         self._lock = threading.Lock()
@@ -109,6 +114,7 @@ class SharedDatabase:
         return found
 
     def close(self) -> None:
+        self.key_reads.close()
         self.engine.dispose()
 
 
@@ -342,11 +348,8 @@ def lookup(
         return
     names, one, many = found
     if len(keys) == 1:
-        raw = db.engine.raw_connection()
-        try:
+        with db.key_reads.use() as raw:
             rows = one.rows(raw.dbapi_connection, {"key": keys[0]})
-        finally:
-            raw.close()
         for row in rows:
             yield {n: _json_value(v) for n, v in zip(names, row, strict=True)}
         return

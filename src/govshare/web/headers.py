@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _UNSAFE_IN_FALLBACK = re.compile(r"[^A-Za-z0-9._-]")
@@ -75,19 +74,37 @@ class SecurityHeadersMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # Encoded once per kind of answer (the docs or not, HTTPS or not): the data
+        # services answer over a thousand requests a second through here.
+        self._raw: dict[tuple[bool, bool], list[tuple[bytes, bytes]]] = {}
+
+    def _extra(self, path: str, https: bool) -> list[tuple[bytes, bytes]]:
+        kind = (path in DOCS_PATHS, https)
+        raw = self._raw.get(kind)
+        if raw is None:
+            raw = self._raw[kind] = [
+                (name.lower().encode("latin-1"), value.encode("latin-1"))
+                for name, value in security_headers(path, https=https)
+            ]
+        return raw
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = security_headers(scope["path"], https=scope.get("scheme") == "https")
+        extra = self._extra(scope["path"], scope.get("scheme") == "https")
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in extra:
-                    if name not in headers:
-                        headers.append(name, value)
+                add_missing(message, extra)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def add_missing(message: Message, headers: list[tuple[bytes, bytes]]) -> None:
+    """Append to an ``http.response.start`` message the ``headers`` (lower-case names)
+    it does not carry yet, as ``MutableHeaders`` would, in one pass over its headers."""
+    raw = message["headers"] = list(message.get("headers", ()))
+    present = {name.lower() for name, _ in raw}
+    raw.extend(h for h in headers if h[0] not in present)
