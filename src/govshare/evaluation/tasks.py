@@ -7,7 +7,6 @@ computes the same month at the same moment loses on the unique constraint and le
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import date
 
@@ -18,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from govshare.db import session_scope
 from govshare.evaluation import service
 from govshare.evaluation.models import EvaluationRun
+from govshare.periodic import Periodic
 from govshare.rules.clock import china_today
 from govshare.security.audit import SYSTEM
 
@@ -48,9 +48,9 @@ def run_due(
         return None  # another process computed it meanwhile
 
 
-class Scheduler:
-    """A daemon thread checking every ``interval`` seconds (first after one interval,
-    so a hub starting up does no heavy work) whether a month is due."""
+class Scheduler(Periodic):
+    """Checks every ``interval`` seconds (first after one interval, so a hub starting up
+    does no heavy work) whether a month is due."""
 
     def __init__(
         self,
@@ -58,24 +58,11 @@ class Scheduler:
         interval: float = INTERVAL_SECONDS,
         today: Callable[[], date] = china_today,
     ) -> None:
+        super().__init__("evaluation", interval, self.run_once)
         self.factory = factory
-        self.interval = interval
         self.today = today
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="evaluation", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                run = run_due(self.factory, self.today())
-                if run is not None:
-                    log.info("evaluation computed", month=run.month, facts=run.facts)
-            except Exception:
-                log.exception("scheduled evaluation failed")
+    def run_once(self) -> None:
+        run = run_due(self.factory, self.today())
+        if run is not None:
+            log.info("evaluation computed", month=run.month, facts=run.facts)

@@ -8,7 +8,6 @@ get a fresh link."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import datetime
 
@@ -20,13 +19,14 @@ from govshare.config import Settings
 from govshare.db import session_scope
 from govshare.mail import MailError, SmtpServer, compose
 from govshare.opendata.models import DeveloperMail
+from govshare.periodic import Periodic
 
 log = structlog.get_logger()
 BATCH = 50
 
 
-class OutboxSender:
-    """A daemon thread that sends waiting developer mail every ``interval`` seconds."""
+class OutboxSender(Periodic):
+    """Sends waiting developer mail every ``interval`` seconds, on a thread of its own."""
 
     def __init__(
         self,
@@ -36,22 +36,15 @@ class OutboxSender:
         interval: float = 5.0,
         clock: Callable[[], datetime] = lambda: datetime.now().astimezone(),
     ) -> None:
+        super().__init__("developer-mail", interval, self.send_waiting)
         self.server = SmtpServer.from_settings(settings)
         self.sender = settings.open_mail_from
         self.factory = factory
-        self.interval = interval
         self.clock = clock
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="developer-mail", daemon=True)
 
     def start(self) -> None:
         if self.server is not None:  # no SMTP server: the outbox waits, as documented
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
+            super().start()
 
     def send_waiting(self) -> int:
         """Send what waits (at most ``BATCH`` mails); the number handed over."""
@@ -102,10 +95,3 @@ class OutboxSender:
             session.execute(
                 update(DeveloperMail).where(DeveloperMail.id == mail_id).values(sent_at=None)
             )
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.send_waiting()
-            except Exception:
-                log.exception("developer mail round failed")

@@ -4,7 +4,6 @@ hour by each hub process (removing twice is harmless)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import datetime
 
@@ -13,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from govshare.db import session_scope
 from govshare.opendata import developers
+from govshare.periodic import Periodic
 from govshare.security import service as security
 
 log = structlog.get_logger()
@@ -33,8 +33,8 @@ def purge_once(factory: sessionmaker[Session], now: datetime) -> dict[str, int]:
     return removed
 
 
-class Housekeeper:
-    """A daemon thread running ``purge_once`` every ``interval`` seconds."""
+class Housekeeper(Periodic):
+    """``purge_once`` every ``interval`` seconds on a thread of its own."""
 
     def __init__(
         self,
@@ -43,25 +43,11 @@ class Housekeeper:
         interval: float = INTERVAL_SECONDS,
         clock: Callable[[], datetime] = lambda: datetime.now().astimezone(),
     ) -> None:
+        super().__init__("housekeeping", interval, self.run_once)
         self.factory = factory
-        self.interval = interval
         self.clock = clock
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="housekeeping", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                removed = purge_once(self.factory, self.clock())
-            except Exception:
-                log.exception("housekeeping failed")
-                continue
-            if any(removed.values()):
-                log.info("housekeeping", **removed)
+    def run_once(self) -> None:
+        removed = purge_once(self.factory, self.clock())
+        if any(removed.values()):
+            log.info("housekeeping", **removed)
