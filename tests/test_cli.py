@@ -427,12 +427,12 @@ def test_create_admin_prompts_for_the_password_twice(tmp_path: Path) -> None:
     ]
     runner = CliRunner()
     env = {"GOVSHARE_SECRET_KEY": TEST_SECRET, "GOVSHARE_DEMO": "false"}
-    mismatch = runner.invoke(app, args, input="first-passphrase\nother-passphrase\n", env=env)
+    mismatch = runner.invoke(app, args, input="First-passphrase-1\nother-passphrase\n", env=env)
     assert mismatch.exit_code == 1
     assert "未输入密码" in mismatch.output
-    ok = runner.invoke(app, args, input="first-passphrase\nfirst-passphrase\n", env=env)
+    ok = runner.invoke(app, args, input="First-passphrase-1\nFirst-passphrase-1\n", env=env)
     assert ok.exit_code == 0, ok.output
-    assert "first-passphrase" not in ok.output
+    assert "First-passphrase-1" not in ok.output
     assert "已创建平台管理员" in ok.output
 
 

@@ -6,7 +6,6 @@ that the README documents each one.
 
 from __future__ import annotations
 
-import secrets
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -81,6 +80,30 @@ class Settings(BaseSettings):
         ge=1,
         le=24 * 60,
         description="Window over which failed sign-ins from one client address are counted.",
+    )
+    password_min_length: int = Field(
+        default=8, ge=8, le=128, description="Shortest password a user may set (口令最小长度)."
+    )
+    password_min_classes: int = Field(
+        default=3,
+        ge=1,
+        le=4,
+        description="How many of the four kinds of character (lower-case, upper-case, "
+        "digits, others) a new password must mix (口令复杂度).",
+    )
+    password_history: int = Field(
+        default=5,
+        ge=0,
+        le=24,
+        description="How many of a user's previous passwords may not be set again "
+        "(0: only the current one is refused).",
+    )
+    password_max_age_days: int = Field(
+        default=90,
+        ge=0,
+        le=3650,
+        description="Days after which a password must be changed at the next sign-in "
+        "(口令定期更换; 0: never).",
     )
     signature_max_skew_seconds: int = Field(
         default=300,
@@ -491,4 +514,7 @@ class OfflineSettings(Settings):
 
 
 def generate_password() -> str:
-    return secrets.token_urlsafe(12)
+    """A first administrator's password, complex enough for any password policy."""
+    from govshare.security.passwords import generate
+
+    return generate()

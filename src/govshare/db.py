@@ -112,6 +112,7 @@ def make_session_factory(engine: Engine, settings: Settings) -> sessionmaker[Ses
     """Sessions that append to the audit chain with the deployment's digest and the
     data directory's audit key (made on first use: ``security.anchor``)."""
     from govshare.cursors import SESSION_INFO_KEY, CursorCodec
+    from govshare.security import passwords
     from govshare.security.anchor import ensure_key
 
     def head() -> tuple[int, str]:
@@ -130,6 +131,7 @@ def make_session_factory(engine: Engine, settings: Settings) -> sessionmaker[Ses
             "audit_alg": settings.audit_digest,
             "audit_key": key,
             SESSION_INFO_KEY: CursorCodec(settings.secret_key),
+            passwords.SESSION_KEY: passwords.PasswordPolicy.from_settings(settings),
         },
     )
 

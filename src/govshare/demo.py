@@ -15,6 +15,7 @@ from govshare.catalog.codes import SharingType
 from govshare.catalog.models import CodeEntry, Resource
 from govshare.catalog.schemas import DemandIn, ItemIn, ResourceIn, SystemIn
 from govshare.config import Settings
+from govshare.db import utcnow
 from govshare.security import audit
 from govshare.security.audit import SYSTEM
 from govshare.security.models import Department, DepartmentLevel, User
@@ -773,7 +774,13 @@ def reset_passwords(session: Session, password: str) -> None:
     session.execute(
         update(User)
         .where(User.username.in_(names))
-        .values(password_hash=pw, failed_logins=0, locked_until=None)
+        .values(
+            password_hash=pw,
+            password_changed_at=utcnow(),
+            password_history=[],
+            failed_logins=0,
+            locked_until=None,
+        )
     )
     audit.record(
         session, SYSTEM, "demo.reset_passwords", object_type="user", after={"count": len(names)}

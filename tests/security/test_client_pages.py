@@ -249,6 +249,38 @@ def test_limits_are_saved_audited_and_cleared_back_to_the_platform_defaults(
     assert "设置接入应用调用限额" in log.text
 
 
+def test_allowed_networks_are_entered_a_line_each_checked_and_audited(world: World) -> None:
+    dept = world.department()
+    with signed_in(world, world.admin) as c:
+        client_id = _client_id_of(_register(c, dept))
+        here = f"/admin/clients/{client_id}"
+        assert "未设置：任何地址都可调用" in c.get(here).text
+        bad = c.post(
+            f"{here}/networks",
+            data={"csrf_token": csrf_of(c), "allowed_networks": "10.1.0.0/16\n10.2.0.300\n"},
+        )
+        assert bad.status_code == 422
+        assert "第2行不是 IP 地址或网段 (CIDR): 10.2.0.300" in bad.text
+        assert "10.2.0.300</textarea>" in bad.text  # what was typed stays in the form
+        good = c.post(
+            f"{here}/networks",
+            data={"csrf_token": csrf_of(c), "allowed_networks": " 10.1.2.3/16 \n\n192.0.2.9\n"},
+        )
+        assert good.status_code == 303
+        page = c.get(good.headers["location"]).text
+        assert "允许调用的网络已保存" in page
+        assert "10.1.0.0/16\n192.0.2.9/32</textarea>" in page  # normalised
+    app_key = _app_key(world, client_id)
+    with world.hub.db() as s:
+        entry = s.scalars(
+            select(AuditEntry).where(
+                AuditEntry.object_id == app_key, AuditEntry.action == "api_client.set_networks"
+            )
+        ).one()
+    assert entry.before == {"allowed_networks": []}
+    assert entry.after == {"allowed_networks": ["10.1.0.0/16", "192.0.2.9/32"]}
+
+
 REQUEST_ID = re.compile(r"请求编号 <code>[^<]*</code>")
 
 

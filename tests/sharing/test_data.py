@@ -27,7 +27,7 @@ from govshare.rules.workdays import working_days_between
 from govshare.security import audit
 from govshare.security.audit import KeyHasher
 from govshare.security.crypto import hmac_sha256, string_to_sign
-from govshare.security.models import AuditEntry
+from govshare.security.models import ApiClient, AuditEntry
 from govshare.sharing import objections, service, subscriptions
 from govshare.sharing.models import Objection, SharingGrant
 from tests.catalog.console import csrf_of, signed_in
@@ -61,7 +61,13 @@ class Client:
     secret: str
 
     def post(
-        self, path: str, body: dict[str, Any], *, nonce: str | None = None, query: str = ""
+        self,
+        path: str,
+        body: dict[str, Any],
+        *,
+        nonce: str | None = None,
+        query: str = "",
+        forwarded_for: str | None = None,
     ) -> Any:
         raw = json.dumps(body).encode()
         full = f"/api/v1/data{path}" + (f"?{query}" if query else "")
@@ -77,6 +83,8 @@ class Client:
             "X-Signature": sig,
             "Content-Type": "application/json",
         }
+        if forwarded_for:  # the hub trusts its loopback proxy in the tests
+            headers["X-Forwarded-For"] = forwarded_for
         with self.hub.client() as c:
             return c.post(full, content=raw, headers=headers)
 
@@ -420,6 +428,30 @@ def test_calls_need_a_signature_and_a_fresh_nonce(served: Served) -> None:
     assert again.json()["error"]["code"] == "replayed_request"
     assert "records" not in again.text
     assert sfzhm(1) not in again.text
+
+
+def test_a_client_limited_to_networks_is_served_only_from_them(served: Served) -> None:
+    world = served.world
+    client = _client(world, served.querier, allowed_networks=["10.77.0.0/16", "192.0.2.7"])
+    lookup = f"/{served.code}/lookup"
+    inside = client.post(lookup, {"keys": [sfzhm(7)]}, forwarded_for="10.77.3.4")
+    assert inside.status_code == 200, inside.text
+    assert inside.json()["records"]
+    for outside in ("10.78.3.4", "192.0.2.8", "::1"):
+        r = client.post(lookup, {"keys": [sfzhm(7)]}, forwarded_for=outside)
+        assert r.status_code == 403, (outside, r.text)
+        assert r.json()["error"]["code"] == "address_not_allowed"
+        assert "records" not in r.text
+    with world.hub.db() as s:
+        client_id = s.scalars(select(ApiClient.id).where(ApiClient.app_key == client.app_key)).one()
+    with world.api(world.admin) as c:
+        cleared = c.put(
+            f"/api/v1/api-clients/{client_id}/allowed-networks", json={"allowed_networks": []}
+        )
+        assert cleared.status_code == 200, cleared.text
+        assert cleared.json()["allowed_networks"] == []
+    # Lifted at the next call: no cache keeps the old list.
+    assert client.post(lookup, {"keys": [sfzhm(7)]}, forwarded_for="10.78.3.4").status_code == 200
 
 
 def test_every_call_is_audited_with_hashed_keys_only(served: Served) -> None:

@@ -24,6 +24,7 @@ from govshare.security.models import ApiClient, SessionKind
 from govshare.security.schemas import (
     ApiClientCreate,
     ApiClientCreated,
+    ApiClientNetworks,
     ApiClientPublic,
     AuditEntryPublic,
     AuditPage,
@@ -31,6 +32,7 @@ from govshare.security.schemas import (
     DepartmentCreate,
     DepartmentPublic,
     MePublic,
+    PasswordChange,
     TokenPublic,
     TokenRequest,
     UserCreate,
@@ -52,6 +54,24 @@ def issue_token(
         raise
     token, auth = service.open_session(db, settings, user, SessionKind.TOKEN)
     return TokenPublic(access_token=token, expires_at=auth.expires_at)
+
+
+@router.post(
+    "/auth/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="修改本人密码 (密码过期时也用它)",
+)
+def change_password(
+    body: PasswordChange, request: Request, db: SessionDep, settings: SettingsDep, _c: Public
+) -> None:
+    remote = request.client.host if request.client else None
+    try:
+        service.change_own_password(
+            db, settings, body.username, body.old_password, body.new_password, remote
+        )
+    except GovshareError:
+        db.commit()  # keep the failure count and its audit entry
+        raise
 
 
 @router.post("/auth/revoke", status_code=status.HTTP_204_NO_CONTENT, summary="注销当前令牌")
@@ -130,8 +150,20 @@ def add_api_client(
         permissions=body.permissions,
         rate_per_second=body.rate_per_second,
         daily_quota=body.daily_quota,
+        allowed_networks=body.allowed_networks,
     )
     return ApiClientCreated(**ApiClientPublic.model_validate(client).model_dump(), secret=secret)
+
+
+@router.put(
+    "/api-clients/{client_id}/allowed-networks", summary="设置接入应用允许调用的网络 (IP 白名单)"
+)
+def set_api_client_networks(
+    client_id: Id, body: ApiClientNetworks, db: SessionDep, caller: UserAdmin
+) -> ApiClientPublic:
+    client = service.get_api_client(db, caller, client_id)
+    service.set_api_client_networks(db, caller.actor, client, body.allowed_networks)
+    return ApiClientPublic.model_validate(client)
 
 
 @router.get("/audit", summary="审计日志 (按序号倒序, 键集分页)")

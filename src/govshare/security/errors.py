@@ -69,3 +69,15 @@ __all__ = [
     "ReplayedRequest",
     "UserNotFound",
 ]
+
+
+class PasswordExpired(Forbidden):
+    """The password is right but past its age (口令过期): change it, then sign in."""
+
+    code = "password_expired"
+
+
+class AddressNotAllowed(Forbidden):
+    """An API client called from outside its allowed networks (IP 白名单)."""
+
+    code = "address_not_allowed"

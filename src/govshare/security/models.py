@@ -60,6 +60,10 @@ class User(Base):
     locked_until: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column()
+    # When the password was last set: it expires password_max_age_days later.
+    password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Hashes of the previous passwords (newest first), which may not be set again.
+    password_history: Mapped[list[str]] = mapped_column(JSONType, default=list)
 
     department: Mapped[Department] = relationship(lazy="joined")
 
@@ -100,6 +104,8 @@ class ApiClient(Base):
     # Data-service limits of this client; None takes the deployment's defaults.
     rate_per_second: Mapped[float | None] = mapped_column()
     daily_quota: Mapped[int | None] = mapped_column(BigInteger)
+    # Networks (CIDR) the client may call from (IP 白名单); empty: anywhere.
+    allowed_networks: Mapped[list[str]] = mapped_column(JSONType, default=list)
 
     department: Mapped[Department] = relationship(lazy="joined")
 

@@ -298,6 +298,8 @@ def _client_page(
     secret: str | None = None,
     values: dict[str, Any] | None = None,
     errors: FormErrors = NO_ERRORS,
+    network_text: str | None = None,
+    network_errors: FormErrors = NO_ERRORS,
     status_code: int = 200,
 ) -> Response:
     today = china_today()
@@ -329,6 +331,10 @@ def _client_page(
         settings=settings,
         chart=chart,
         call_days=CLIENT_CALL_DAYS,
+        network_text="\n".join(client.allowed_networks or [])
+        if network_text is None
+        else network_text,
+        network_errors=network_errors,
         calls_today=sum(d.calls for d in per_day.values() if d.day == today),
         recent=service.api_client_recent_calls(db, client),
         action_labels=ACTION_LABELS,
@@ -456,6 +462,36 @@ def set_client_limits(
     )
 
 
+@router.post("/admin/clients/{client_id}/networks")
+def set_client_networks(
+    client_id: Id,
+    request: Request,
+    form: FormDep,
+    db: SessionDep,
+    settings: SettingsDep,
+    caller: UserAdmin,
+) -> Response:
+    client = service.get_api_client(db, caller, client_id)
+    entered = text(form, "allowed_networks")
+    try:
+        service.set_api_client_networks(db, caller.actor, client, entered.splitlines())
+    except InvalidInput as exc:
+        db.rollback()
+        errors = FormErrors(exc.message, exc.details, label=lambda _f: "地址或网段")
+        return _client_page(
+            request,
+            db,
+            settings,
+            caller,
+            client,
+            network_text=entered,
+            network_errors=errors,
+            status_code=422,
+        )
+    db.commit()
+    return redirect(f"/admin/clients/{client.id}?done=networks_set")
+
+
 # -- audit log ---------------------------------------------------------------------------
 
 ACTION_LABELS = {
@@ -464,6 +500,7 @@ ACTION_LABELS = {
     "auth.login_locked": "锁定期内登录",
     "auth.account_locked": "账号锁定",
     "auth.logout": "退出登录",
+    "auth.password_expired": "密码过期被拒登录",
     "auth.revoke": "注销令牌",
     "audit.read": "查阅审计日志",
     "audit.verify": "校验哈希链",
@@ -473,7 +510,8 @@ ACTION_LABELS = {
     "ops.backup": "备份平台数据",
     "department.add": "新增部门",
     "user.add": "新增用户",
-    "user.set_password": "设置密码",
+    "user.set_password": "修改密码",
+    "api_client.set_networks": "设置应用 IP 白名单",
     "user.unlock": "解除锁定",
     "auth.address_throttled": "登录地址限流",
     "api_client.add": "登记接入应用",

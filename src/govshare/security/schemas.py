@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -84,6 +84,23 @@ class ApiClientCreate(BaseModel):
     daily_quota: int | None = Field(
         default=None, ge=1, le=MAX_SEQ, description="数据服务每日键数额度 (缺省按平台设置)"
     )
+    allowed_networks: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="允许调用的 IP 地址或网段 (CIDR), 空表示不限",
+    )
+
+
+class ApiClientNetworks(BaseModel):
+    allowed_networks: list[Annotated[str, Field(max_length=64)]] = Field(
+        max_length=50, description="允许调用的 IP 地址或网段 (CIDR), 空表示不限"
+    )
+
+
+class PasswordChange(BaseModel):
+    username: str = Field(min_length=1, max_length=50)
+    old_password: str = Field(min_length=1, max_length=200)
+    new_password: str = Field(min_length=1, max_length=200)
 
 
 class ApiClientPublic(BaseModel):
@@ -97,6 +114,7 @@ class ApiClientPublic(BaseModel):
     is_active: bool
     rate_per_second: float | None = None
     daily_quota: int | None = None
+    allowed_networks: list[str] = Field(default_factory=list)
 
 
 class ApiClientCreated(ApiClientPublic):

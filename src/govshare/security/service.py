@@ -5,6 +5,7 @@ Services take a SQLAlchemy session and never know about HTTP.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import secrets
 import time
@@ -23,7 +24,7 @@ from govshare.db import Prepared, utcnow
 from govshare.errors import NotFound
 from govshare.ids import MAX_SEQ
 from govshare.rules.validators import credit_code_problem, division_code_problem
-from govshare.security import audit
+from govshare.security import audit, passwords
 from govshare.security.audit import Actor
 from govshare.security.crypto import (
     constant_time_equal,
@@ -35,6 +36,7 @@ from govshare.security.crypto import (
 )
 from govshare.security.errors import (
     AccountLocked,
+    AddressNotAllowed,
     BadCredentials,
     BadSignature,
     DepartmentNotFound,
@@ -42,6 +44,7 @@ from govshare.security.errors import (
     DuplicateUser,
     InvalidInput,
     LoginThrottled,
+    PasswordExpired,
     ReplayedRequest,
     UserNotFound,
 )
@@ -184,9 +187,25 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def _check_password_strength(password: str) -> None:
-    if len(password) < 8:
-        raise InvalidInput("密码至少8位", details=[{"field": "password", "message": "密码至少8位"}])
+def _check_password(
+    session: Session,
+    password: str,
+    *,
+    username: str,
+    field: str = "password",
+    user: User | None = None,
+) -> None:
+    """The deployment's password policy; for a change, also the user's current and
+    remembered passwords. Every rule broken is listed at once."""
+    policy = passwords.policy_of(session)
+    found = policy.problems(password, username=username)
+    known = [user.password_hash, *user.password_history] if user is not None else []
+    if known and not found and policy.reused(_hasher, password, known):
+        found.append(f"新密码不得与当前密码或最近{policy.history}次用过的密码相同")
+    if found:
+        raise InvalidInput(
+            "；".join(found), details=[{"field": field, "message": m} for m in found]
+        )
 
 
 def add_user(
@@ -199,7 +218,7 @@ def add_user(
     department_id: int,
     roles: list[Role],
 ) -> User:
-    _check_password_strength(password)
+    _check_password(session, password, username=username)
     get_department(session, department_id)
     if not roles:
         raise InvalidInput(
@@ -313,12 +332,38 @@ def list_users(session: Session, department_id: int | None = None) -> list[User]
     return list(session.scalars(q))
 
 
-def set_password(session: Session, actor: Actor, user: User, password: str) -> None:
-    _check_password_strength(password)
+def set_password(
+    session: Session, actor: Actor, user: User, password: str, *, field: str = "password"
+) -> None:
+    """Give ``user`` a new password under the policy (not one of the current and
+    remembered ones); it counts from now for expiry. Audited, without the password."""
+    _check_password(session, password, username=user.username, field=field, user=user)
+    policy = passwords.policy_of(session)
+    user.password_history = policy.remembered(user.password_hash, list(user.password_history))
     user.password_hash = hash_password(password)
+    user.password_changed_at = utcnow()
     user.failed_logins = 0
     user.locked_until = None
     audit.record(session, actor, "user.set_password", object_type="user", object_id=user.id)
+
+
+def change_own_password(
+    session: Session,
+    settings: Settings,
+    username: str,
+    old_password: str,
+    new_password: str,
+    remote_addr: str | None,
+) -> User:
+    """A user changes their own password (修改密码), also when it has expired: the old
+    one is checked as a sign-in is (throttling, lockout, audit), then the new one is
+    set under the policy. Failures are committed by the caller, as for ``authenticate``."""
+    user = authenticate(session, settings, username, old_password, remote_addr, allow_expired=True)
+    actor = Actor(
+        name=user.username, kind="user", department_id=user.department_id, remote_addr=remote_addr
+    )
+    set_password(session, actor, user, new_password, field="new_password")
+    return user
 
 
 def unlock_user(session: Session, actor: Actor, user: User) -> None:
@@ -395,7 +440,13 @@ def _note_login_failure(
 
 
 def authenticate(
-    session: Session, settings: Settings, username: str, password: str, remote_addr: str | None
+    session: Session,
+    settings: Settings,
+    username: str,
+    password: str,
+    remote_addr: str | None,
+    *,
+    allow_expired: bool = False,
 ) -> User:
     """Check a password; count failures and lock the account after too many.
 
@@ -441,12 +492,20 @@ def authenticate(
         raise BadCredentials("用户名或密码错误") from None
     user.failed_logins = 0
     user.locked_until = None
-    user.last_login_at = now
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
     actor = Actor(
         name=username, kind="user", department_id=user.department_id, remote_addr=remote_addr
     )
+    if allow_expired:  # checking the old password of a change: not a sign-in
+        return user
+    if passwords.policy_of(session).expired(user.password_changed_at, now):
+        audit.record(session, actor, "auth.password_expired", object_type="user", object_id=user.id)
+        raise PasswordExpired(
+            "密码已过期，请先修改密码 (password expired: change it first)",
+            details=[{"field": "password", "message": "密码已过期，请先修改密码"}],
+        )
+    user.last_login_at = now
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
     audit.record(session, actor, "auth.login", object_type="user", object_id=user.id)
     return user
 
@@ -532,9 +591,11 @@ def add_api_client(
     permissions: list[Permission] | None = None,
     rate_per_second: float | None = None,
     daily_quota: int | None = None,
+    allowed_networks: list[str] | None = None,
 ) -> tuple[ApiClient, str]:
     """Register a department system; returns the client and its secret (shown once)."""
     get_department(session, department_id)
+    networks = parse_networks(allowed_networks or [])
     if problems := _api_client_limit_problems(rate_per_second, daily_quota):
         raise InvalidInput("调用限额不正确", details=problems)
     wanted = set(permissions or CLIENT_PERMISSIONS)
@@ -557,6 +618,7 @@ def add_api_client(
         permissions=sorted(p.value for p in wanted),
         rate_per_second=rate_per_second,
         daily_quota=daily_quota,
+        allowed_networks=networks,
     )
     session.add(client)
     session.flush()
@@ -572,6 +634,7 @@ def add_api_client(
             "permissions": client.permissions,
             "rate_per_second": rate_per_second,
             "daily_quota": daily_quota,
+            "allowed_networks": networks,
         },
     )
     return client, secret
@@ -759,6 +822,86 @@ def set_api_client_limits(
     )
 
 
+MAX_CLIENT_NETWORKS = 50
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(lines: list[str], field: str = "allowed_networks") -> list[str]:
+    """The allowed networks as entered (one address or CIDR each; blanks skipped),
+    normalised (``10.1.2.3`` → ``10.1.2.3/32``, host bits cleared); every bad line is
+    reported with its line number."""
+    found: list[str] = []
+    problems: list[dict[str, str]] = []
+    for number, raw in enumerate(lines, start=1):
+        text = raw.strip()
+        if not text:
+            continue
+        if len(problems) >= 20 or len(found) > MAX_CLIENT_NETWORKS:
+            break  # enough to say what is wrong
+        try:
+            network = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            problems.append(
+                {"field": field, "message": f"第{number}行不是 IP 地址或网段 (CIDR): {text[:60]}"}
+            )
+            continue
+        if str(network) not in found:
+            found.append(str(network))
+    if len(found) > MAX_CLIENT_NETWORKS:
+        problems.append({"field": field, "message": f"最多 {MAX_CLIENT_NETWORKS} 个网段"})
+    if problems:
+        raise InvalidInput("允许调用的网络不正确", details=problems)
+    return found
+
+
+def set_api_client_networks(
+    session: Session, actor: Actor, client: ApiClient, networks: list[str]
+) -> None:
+    """Limit the client's calls to ``networks`` (IP 白名单; empty: from anywhere). Takes
+    effect at the client's next call; audited."""
+    wanted = parse_networks(networks)
+    before = list(client.allowed_networks or [])
+    if before == wanted:
+        return
+    client.allowed_networks = wanted
+    audit.record(
+        session,
+        actor,
+        "api_client.set_networks",
+        object_type="api_client",
+        object_id=client.app_key,
+        before={"allowed_networks": before},
+        after={"allowed_networks": wanted},
+    )
+
+
+_NETWORKS_MAX = 1024
+_parsed_networks: dict[tuple[str, ...], tuple[IPNetwork, ...]] = {}
+
+
+def _check_address(networks: list[str] | None, remote_addr: str | None) -> None:
+    """Refuse a call from outside the client's allowed networks (none listed: any)."""
+    if not networks:
+        return
+    key = tuple(networks)
+    parsed = _parsed_networks.get(key)
+    if parsed is None:
+        parsed = tuple(ipaddress.ip_network(n, strict=False) for n in networks)
+        if len(_parsed_networks) >= _NETWORKS_MAX:
+            _parsed_networks.clear()
+        _parsed_networks[key] = parsed
+    try:
+        address = ipaddress.ip_address(remote_addr or "")
+    except ValueError:
+        address = None
+    if address is not None and isinstance(address, ipaddress.IPv6Address):
+        address = address.ipv4_mapped or address
+    if address is None or not any(address in n for n in parsed):
+        raise AddressNotAllowed(
+            f"调用地址 {remote_addr or '未知'} 不在该应用允许的网络内 (address not allowed)"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class VerifiedClient:
     """The columns of an API client a signed data-service call needs (no ORM load)."""
@@ -833,6 +976,7 @@ def verified_client(session: Session, settings: Settings, signed: SignedRequest)
     if client is None or not client.is_active:
         raise BadSignature("未知或已停用的应用 app key")
     _check_signature(settings, client.secret_sealed, signed)
+    _check_address(client.allowed_networks, signed.remote_addr)
     return client
 
 
@@ -845,6 +989,7 @@ _SIGNED_CLIENT = select(
     ApiClient.daily_quota,
     ApiClient.is_active,
     ApiClient.secret_sealed,
+    ApiClient.allowed_networks,
 ).where(ApiClient.app_key == bindparam("app_key"))
 
 
@@ -859,6 +1004,7 @@ class _SignedClientRow(NamedTuple):
     daily_quota: int | None
     is_active: bool
     secret_sealed: str
+    allowed_networks: list[str] | None
 
 
 if _SignedClientRow._fields != tuple(c.key for c in _SIGNED_CLIENT.selected_columns):
@@ -880,6 +1026,7 @@ def verified_signed_client(
     if row is None or not row.is_active:
         raise BadSignature("未知或已停用的应用 app key")
     _check_signature(settings, row.secret_sealed, signed)
+    _check_address(row.allowed_networks, signed.remote_addr)
     return VerifiedClient(
         id=row.id,
         app_key=row.app_key,

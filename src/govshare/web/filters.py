@@ -26,6 +26,8 @@ STATIC = Path(__file__).parent.parent / "static"
 # link cannot put words of its own on the page.
 NOTICES: dict[str, str] = {
     "logged_out": "已安全退出",
+    "password_changed": "密码已修改，请用新密码登录",
+    "networks_set": "允许调用的网络已保存",
     "created": "目录已保存为草稿，核对无误后请提交注册",
     "updated": "目录已保存",
     "deleted": "草稿已删除",

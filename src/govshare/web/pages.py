@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -18,13 +19,24 @@ from govshare.catalog.codes import ResourceStatus, SharingType
 from govshare.catalog.service import CodeTables
 from govshare.catalog.views import facet_values
 from govshare.deps import SESSION_COOKIE, Authenticated, Public, SessionDep, SettingsDep
-from govshare.errors import GovshareError, console_text
+from govshare.errors import GovshareError, InvalidInput, console_text
 from govshare.security import audit, service
 from govshare.security.crypto import constant_time_equal
+from govshare.security.errors import PasswordExpired
 from govshare.security.models import SessionKind
+from govshare.security.passwords import PasswordPolicy
 from govshare.security.roles import Permission
 from govshare.security.service import Principal
-from govshare.web.forms import FormDep, redirect, render, safe_next, secure_cookies, text
+from govshare.web.forms import (
+    NO_ERRORS,
+    FormDep,
+    FormErrors,
+    redirect,
+    render,
+    safe_next,
+    secure_cookies,
+    text,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -98,6 +110,9 @@ def login(
     remote = request.client.host if request.client else None
     try:
         user = service.authenticate(db, settings, username, password, remote)
+    except PasswordExpired:
+        db.commit()  # its audit entry
+        return redirect(f"/login/password?expired=1&username={quote(username)}")
     except GovshareError as exc:
         db.commit()  # keep the failure count and its audit entry
         page = _login_page(
@@ -126,6 +141,124 @@ def login(
     )
     response.delete_cookie(LOGIN_COOKIE, path="/login")
     return response
+
+
+def _password_page(
+    request: Request,
+    caller: Principal,
+    *,
+    username: str,
+    expired: bool = False,
+    errors: FormErrors = NO_ERRORS,
+    status_code: int = 200,
+) -> Response:
+    token = secrets.token_urlsafe(24)
+    response = render(
+        request,
+        "password.html",
+        caller,
+        status_code=status_code,
+        username=username,
+        expired=expired,
+        errors=errors,
+        login_token=token,
+        policy=password_policy(request),
+    )
+    # The sign-in form's double-submit token (its cookie is scoped to /login): a user
+    # whose password has expired has no session to carry a CSRF token.
+    response.set_cookie(
+        LOGIN_COOKIE,
+        token,
+        max_age=3600,
+        httponly=True,
+        samesite="strict",
+        path="/login",
+        secure=secure_cookies(request),
+    )
+    return response
+
+
+def password_policy(request: Request) -> str:
+    """The policy in words, for the form's hint."""
+    policy = PasswordPolicy.from_settings(request.app.state.settings)
+    parts = [
+        f"至少{policy.min_length}位",
+        f"包含小写字母、大写字母、数字、其他符号中的至少{policy.min_classes}类",
+        "不得包含用户名",
+    ]
+    if policy.history:
+        parts.append(f"不得与最近{policy.history}次用过的密码相同")
+    if policy.max_age_days:
+        parts.append(f"每{policy.max_age_days}天须更换")
+    return "，".join(parts)
+
+
+@router.get("/login/password")
+def password_form(
+    request: Request, caller: Public, username: str = "", expired: bool = False
+) -> Response:
+    if caller.kind == "user":
+        username = caller.name
+    return _password_page(request, caller, username=username[:50], expired=expired)
+
+
+@router.post("/login/password")
+def change_password(
+    request: Request, form: FormDep, db: SessionDep, settings: SettingsDep, caller: Public
+) -> Response:
+    username = caller.name if caller.kind == "user" else text(form, "username")
+    old, new, again = (form.get(k) for k in ("old_password", "new_password", "new_password2"))
+    sent, expected = text(form, "login_token"), request.cookies.get(LOGIN_COOKIE, "")
+    problems = []
+    if not sent or not expected or not constant_time_equal(sent, expected):
+        problems.append({"field": "username", "message": "页面已过期，请重新填写"})
+    if not username:
+        problems.append({"field": "username", "message": "请输入用户名"})
+    for name, value, label in (
+        ("old_password", old, "当前密码"),
+        ("new_password", new, "新密码"),
+        ("new_password2", again, "再次输入新密码"),
+    ):
+        if not isinstance(value, str) or not value:
+            problems.append({"field": name, "message": f"请输入{label}"})
+    if not problems and new != again:
+        problems.append({"field": "new_password2", "message": "两次输入的新密码不一致"})
+    if not problems and isinstance(old, str) and isinstance(new, str):
+        remote = request.client.host if request.client else None
+        try:
+            service.change_own_password(db, settings, username, old, new, remote)
+        except InvalidInput as exc:
+            db.commit()  # the old password's check (a sign-in's counters) stands
+            problems = exc.details or [{"field": "new_password", "message": exc.message}]
+        except GovshareError as exc:
+            db.commit()  # keep the failure count and its audit entry
+            problems = [{"field": "old_password", "message": console_text(exc.message)}]
+        else:
+            db.commit()
+            response = redirect("/login?done=password_changed")
+            if caller.kind == "user":  # sign in again with the new password
+                if cookie := request.cookies.get(SESSION_COOKIE):
+                    service.close_session(db, cookie)
+                    db.commit()
+                response.delete_cookie(SESSION_COOKIE, path="/")
+            return response
+    errors = FormErrors("密码未修改", problems, label=lambda f: _PASSWORD_LABELS.get(f, f))
+    return _password_page(
+        request,
+        caller,
+        username=username[:50],
+        expired=text(form, "expired") == "1",
+        errors=errors,
+        status_code=422,
+    )
+
+
+_PASSWORD_LABELS = {
+    "username": "用户名",
+    "old_password": "当前密码",
+    "new_password": "新密码",
+    "new_password2": "再次输入新密码",
+}
 
 
 @router.post("/logout")
