@@ -235,7 +235,9 @@ def test_bad_allowed_networks_are_refused_with_their_line(
         )
     assert r.status_code == 422, r.text
     details = r.json()["error"]["details"]
-    assert all(d["field"].startswith(("allowed_networks", "body.allowed_networks")) for d in details)
+    assert all(
+        d["field"].startswith(("allowed_networks", "body.allowed_networks")) for d in details
+    )
     assert any(message in d["message"] for d in details), r.text
     with world.hub.db() as s:
         assert s.scalar(select(ApiClient.id).where(ApiClient.department_id == dept.id)) is None

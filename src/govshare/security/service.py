@@ -842,7 +842,7 @@ def parse_networks(lines: list[str], field: str = "allowed_networks") -> list[st
             network = ipaddress.ip_network(text, strict=False)
         except ValueError:
             problems.append(
-                {"field": field, "message": f"第{number}行不是 IP 地址或网段 (CIDR): {text[:60]}"}
+                {"field": field, "message": f"第{number}行不是 IP 地址或网段: {text[:60]}"}
             )
             continue
         if str(network) not in found:
