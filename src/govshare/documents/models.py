@@ -103,7 +103,8 @@ class Document(Base):
     sig_alg: Mapped[str] = mapped_column(String(10))
     key_id: Mapped[str] = mapped_column(String(32))
     package_digest: Mapped[str] = mapped_column(String(64))
-    signature: Mapped[str] = mapped_column(String(200))  # hex
+    signature: Mapped[str] = mapped_column(String(200))  # hex, over ``manifest``
+    manifest: Mapped[str] = mapped_column(Text)  # the signed canonical JSON
 
     __table_args__ = (
         UniqueConstraint(

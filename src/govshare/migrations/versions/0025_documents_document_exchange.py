@@ -35,6 +35,7 @@ def upgrade() -> None:
     sa.Column('key_id', sa.String(length=32), nullable=False),
     sa.Column('package_digest', sa.String(length=64), nullable=False),
     sa.Column('signature', sa.String(length=200), nullable=False),
+    sa.Column('manifest', sa.Text(), nullable=False),
     sa.ForeignKeyConstraint(['sender_department_id'], ['department.id'], name=op.f('fk_document_sender_department_id_department')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_document')),
     sa.UniqueConstraint('sender_department_id', 'doc_number', name='uq_document_sender_doc_number')
