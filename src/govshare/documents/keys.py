@@ -159,8 +159,6 @@ def decrypt_file(
     """Raises ``ValueError`` when the ciphertext, its nonce or place was changed, or the
     secret key is not the one it was written with."""
     try:
-        return AESGCM(_content_key(secret_key)).decrypt(
-            nonce, content, _aad(document_id, position)
-        )
+        return AESGCM(_content_key(secret_key)).decrypt(nonce, content, _aad(document_id, position))
     except (InvalidTag, ValueError) as exc:
         raise ValueError("ciphertext failed authentication") from exc

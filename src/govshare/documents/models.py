@@ -33,9 +33,9 @@ class Secrecy(StrEnum):
 
     PUBLIC = "public"
     INTERNAL = "internal"
-    SECRET = "secret"
+    SECRET = "secret"  # noqa: S105 - a secrecy level, not a password
     CONFIDENTIAL = "confidential"
-    TOP_SECRET = "top_secret"
+    TOP_SECRET = "top_secret"  # noqa: S105
 
     @property
     def label(self) -> str:
@@ -169,6 +169,4 @@ class DocumentReceipt(Base):
     key_id: Mapped[str] = mapped_column(String(32))
     signature: Mapped[str] = mapped_column(String(200))
 
-    __table_args__ = (
-        UniqueConstraint("document_id", "department_id", name="uq_document_receipt"),
-    )
+    __table_args__ = (UniqueConstraint("document_id", "department_id", name="uq_document_receipt"),)

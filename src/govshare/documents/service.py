@@ -26,8 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 import orjson
@@ -60,8 +59,7 @@ from govshare.documents.models import (
 )
 from govshare.rules.fields import has_control_characters
 from govshare.security import audit
-from govshare.security.audit import SYSTEM
-from govshare.security.crypto import digest, sign, verify_signature
+from govshare.security.crypto import digest, sign
 from govshare.security.models import Department
 from govshare.security.service import Principal
 
@@ -92,8 +90,6 @@ ATTACHMENT_KINDS: dict[str, tuple[str, tuple[bytes, ...]]] = {
     "jpg": ("image/jpeg", (b"\xff\xd8\xff",)),
     "png": ("image/png", (b"\x89PNG\r\n\x1a\n",)),
 }
-# 特急 and 加急 are reminded sooner than a 平件.
-REMIND_FACTOR = {Urgency.NORMAL: 1.0, Urgency.URGENT: 1 / 3, Urgency.EXTRA_URGENT: 1 / 12}
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +201,7 @@ def _stamp(at: datetime) -> str:
     return at.astimezone(UTC).isoformat()
 
 
-def _canonical(doc: dict[str, Any]) -> bytes:
+def canonical(doc: dict[str, Any]) -> bytes:
     return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
 
 
@@ -265,9 +261,7 @@ def receipt_manifest(receipt: DocumentReceipt, department: Department) -> dict[s
 
 def _signer(settings: Settings) -> tuple[keys.SigningKey, str]:
     try:
-        key = keys.signing_key(
-            settings.data_dir, settings.secret_key, settings.documents_signature
-        )
+        key = keys.signing_key(settings.data_dir, settings.secret_key, settings.documents_signature)
         return key, key.private(settings.secret_key)
     except keys.DocumentKeyError as exc:
         raise DocumentKeyUnavailable(f"{exc} (document signing key unavailable)") from exc
@@ -319,7 +313,9 @@ def send_document(
             Document.sender_department_id == sender_id, Document.doc_number == doc_number
         )
     ):
-        problems.append({"field": "doc_number", "message": f"本部门已发出文号为 {doc_number} 的公文"})
+        problems.append(
+            {"field": "doc_number", "message": f"本部门已发出文号为 {doc_number} 的公文"}
+        )
     level_u = parse_urgency(urgency)
     if level_u is None:
         problems.append(
@@ -384,7 +380,7 @@ def send_document(
     )
     sender = session.get(Department, sender_id)
     assert sender is not None
-    manifest = _canonical(manifest_of(document, sender, departments, rows))
+    manifest = canonical(manifest_of(document, sender, departments, rows))
     document.manifest = manifest.decode()
     document.package_digest = digest(alg, manifest)
     document.signature = sign(key.alg, private, manifest).hex()
@@ -419,9 +415,7 @@ def _recipients(
         problems.append({"field": "recipients", "message": "请至少选择一个收文部门"})
         return []
     if len(recipient_ids) > MAX_RECIPIENTS:
-        problems.append(
-            {"field": "recipients", "message": f"收文部门不能超过 {MAX_RECIPIENTS} 个"}
-        )
+        problems.append({"field": "recipients", "message": f"收文部门不能超过 {MAX_RECIPIENTS} 个"})
         return []
     found: list[Department] = []
     seen: set[int] = set()
@@ -480,7 +474,9 @@ class DocumentView:
         return URGENCY_LABELS[Urgency(self.document.urgency)]
 
 
-def _views(session: Session, documents: Sequence[Document], *, with_files: bool) -> list[DocumentView]:
+def views(
+    session: Session, documents: Sequence[Document], *, with_files: bool
+) -> list[DocumentView]:
     if not documents:
         return []
     ids = [d.id for d in documents]
@@ -527,7 +523,7 @@ def list_outbox(session: Session, caller: Principal, *, limit: int = 200) -> lis
         .order_by(Document.sent_at.desc(), Document.id.desc())
         .limit(limit)
     ).all()
-    return _views(session, docs, with_files=False)
+    return views(session, docs, with_files=False)
 
 
 def list_inbox(session: Session, caller: Principal, *, limit: int = 200) -> list[DocumentView]:
@@ -540,7 +536,7 @@ def list_inbox(session: Session, caller: Principal, *, limit: int = 200) -> list
         .order_by(Document.sent_at.desc(), Document.id.desc())
         .limit(limit)
     ).all()
-    return _views(session, docs, with_files=False)
+    return views(session, docs, with_files=False)
 
 
 def get_document(session: Session, caller: Principal, document_id: int) -> DocumentView:
@@ -549,7 +545,7 @@ def get_document(session: Session, caller: Principal, document_id: int) -> Docum
     document = session.get(Document, document_id)
     if document is None:
         raise DocumentNotFound(f"公文 {document_id} 不存在 (document not found)")
-    (view,) = _views(session, [document], with_files=True)
+    (view,) = views(session, [document], with_files=True)
     if document.sender_department_id != dept and view.addressee(dept) is None:
         raise NotYourDocument("只有发文部门和收文部门可以查看该公文 (not your document)")
     return view
@@ -569,9 +565,7 @@ def read_file(
     view = get_document(session, caller, document_id)
     found = next((f for f in view.files if f.position == position), None)
     if found is None:
-        raise DocumentFileNotFound(
-            f"公文 {document_id} 没有第 {position} 个文件 (file not found)"
-        )
+        raise DocumentFileNotFound(f"公文 {document_id} 没有第 {position} 个文件 (file not found)")
     try:
         data = keys.decrypt_file(
             settings.secret_key, document_id, position, found.nonce, found.content
@@ -582,7 +576,9 @@ def read_file(
             "(stored content failed authentication)"
         ) from None
     if digest(view.document.digest_alg, data) != found.digest:
-        raise DocumentKeyUnavailable(f"{found.name} 的摘要与签名时不符，请执行核验 (digest mismatch)")
+        raise DocumentKeyUnavailable(
+            f"{found.name} 的摘要与签名时不符，请执行核验 (digest mismatch)"
+        )
     audit.record(
         session,
         caller.actor,
@@ -646,7 +642,7 @@ def answer_document(
         signature="",
     )
     receipt.signature = sign(
-        key.alg, private, _canonical(receipt_manifest(receipt, addressee.department))
+        key.alg, private, canonical(receipt_manifest(receipt, addressee.department))
     ).hex()
     session.add(receipt)
     session.flush()  # the unique constraint refuses a racing second answer here
@@ -660,262 +656,3 @@ def answer_document(
         at=now,
     )
     return receipt
-
-
-# -- verifying --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    """One thing verified: what, whether it holds, and why not."""
-
-    subject: str
-    ok: bool
-    reason: str = ""
-
-
-@dataclass
-class VerifyReport:
-    document_id: int
-    checks: list[Check]
-
-    @property
-    def ok(self) -> bool:
-        return all(c.ok for c in self.checks)
-
-    @property
-    def failures(self) -> list[Check]:
-        return [c for c in self.checks if not c.ok]
-
-
-FIELD_LABELS = {
-    "id": "编号",
-    "sender": "发文部门",
-    "title": "标题",
-    "doc_number": "文号",
-    "secrecy": "密级",
-    "urgency": "紧急程度",
-    "sent_by": "发文人",
-    "sent_at": "发文时间",
-    "recipients": "收文部门",
-    "files": "文件清单",
-    "digest_alg": "摘要算法",
-    "sig_alg": "签名算法",
-    "key_id": "签名密钥",
-    "v": "格式版本",
-}
-
-
-def verify_document(
-    session: Session, data_dir: Path, secret_key: str, document_id: int
-) -> VerifyReport:
-    """Check everything of a stored document, years after: its signature, its manifest
-    against the stored metadata, each file against its digest, each receipt's signature.
-    Reads only; never raises for what it finds (a report), only for a missing id."""
-    document = session.get(Document, document_id)
-    if document is None:
-        raise DocumentNotFound(f"公文 {document_id} 不存在 (document not found)")
-    (view,) = _views(session, [document], with_files=True)
-    checks: list[Check] = []
-    manifest = document.manifest.encode()
-    try:
-        signer = keys.find_key(data_dir, document.key_id)
-    except keys.DocumentKeyError as exc:
-        signer = None
-        checks.append(Check("签名密钥", False, str(exc)))
-    else:
-        if signer is None or signer.alg != document.sig_alg:
-            checks.append(
-                Check(
-                    "签名密钥",
-                    False,
-                    f"签名密钥 {document.key_id}（{document.sig_alg}）不在平台的公文密钥文件中",
-                )
-            )
-        else:
-            checks.append(Check("签名密钥", True))
-    if signer is not None:
-        good = verify_signature(
-            signer.alg, signer.public, manifest, _hex(document.signature)
-        )
-        checks.append(
-            Check(
-                "公文签名",
-                good,
-                "" if good else "签名与签名清单不符：清单或签名被改动",
-            )
-        )
-    signed_digest = digest(document.digest_alg, manifest) if document.digest_alg in (
-        "sm3",
-        "sha256",
-    ) else ""
-    checks.append(
-        Check(
-            "清单摘要",
-            signed_digest == document.package_digest,
-            ""
-            if signed_digest == document.package_digest
-            else f"签名清单的摘要 {signed_digest[:16]}… 与存储的 {document.package_digest[:16]}… 不符",
-        )
-    )
-    try:
-        signed: dict[str, Any] = orjson.loads(manifest)
-    except orjson.JSONDecodeError:
-        signed = {}
-        checks.append(Check("元数据", False, "签名清单不是有效的 JSON"))
-    current = manifest_of(
-        document, view.sender, [a.department for a in view.addressees], view.files
-    )
-    if signed:
-        changed = [k for k in sorted(set(signed) | set(current)) if signed.get(k) != current.get(k)]
-        reasons = [
-            f"{FIELD_LABELS.get(k, k)}被改动：签名时为 {_short(signed.get(k))}，现为 {_short(current.get(k))}"
-            for k in changed
-        ]
-        checks.append(Check("元数据", not changed, "；".join(reasons)))
-    signed_files = {int(f["position"]): f for f in signed.get("files", [])}
-    for f in view.files:
-        label = "正文" if f.position == 0 else f"附件{f.position}"
-        subject = f"{label} {f.name}"
-        try:
-            data = keys.decrypt_file(secret_key, document_id, f.position, f.nonce, f.content)
-        except ValueError:
-            checks.append(
-                Check(subject, False, "密文无法通过认证：存储的内容被改动，或平台密钥与加密时不同")
-            )
-            continue
-        actual = digest(document.digest_alg, data)
-        expected = signed_files.get(f.position, {}).get("digest")
-        if actual != expected:
-            checks.append(
-                Check(subject, False, f"内容摘要 {actual[:16]}… 与签名时的 {str(expected)[:16]}… 不符")
-            )
-        else:
-            checks.append(Check(subject, True))
-    for position in sorted(set(signed_files) - {f.position for f in view.files}):
-        checks.append(
-            Check(f"文件 {signed_files[position].get('name')}", False, "签名时的文件已不在平台中")
-        )
-    for a in view.addressees:
-        if a.receipt is not None:
-            checks.append(_check_receipt(data_dir, document, a.department, a.receipt))
-    stray = session.scalars(
-        select(DocumentReceipt).where(
-            DocumentReceipt.document_id == document_id,
-            DocumentReceipt.department_id.not_in([a.department.id for a in view.addressees]),
-        )
-    ).all()
-    for r in stray:
-        checks.append(Check(f"回执 #{r.id}", False, f"部门 {r.department_id} 不是该公文的收文部门"))
-    return VerifyReport(document_id, checks)
-
-
-def _check_receipt(
-    data_dir: Path, document: Document, department: Department, receipt: DocumentReceipt
-) -> Check:
-    subject = f"{department.name}的回执（{receipt.kind.label}）"
-    if receipt.package_digest != document.package_digest:
-        return Check(subject, False, "回执所签的公文摘要与该公文不符")
-    try:
-        signer = keys.find_key(data_dir, receipt.key_id)
-    except keys.DocumentKeyError as exc:
-        return Check(subject, False, str(exc))
-    if signer is None or signer.alg != receipt.sig_alg:
-        return Check(subject, False, f"签名密钥 {receipt.key_id} 不在平台的公文密钥文件中")
-    signed = _canonical(receipt_manifest(receipt, department))
-    if not verify_signature(signer.alg, signer.public, signed, _hex(receipt.signature)):
-        return Check(
-            subject, False, "回执签名无效：签收部门、签收人、时间、结论或理由与签名不符"
-        )
-    return Check(subject, True)
-
-
-def _hex(text: str) -> bytes:
-    try:
-        return bytes.fromhex(text)
-    except ValueError:
-        return b""
-
-
-def _short(value: Any) -> str:
-    text = value if isinstance(value, str) else orjson.dumps(value).decode()
-    return f"“{text[:80]}{'…' if len(text) > 80 else ''}”"
-
-
-def record_verification(
-    session: Session, caller: Principal, report: VerifyReport, *, now: datetime
-) -> None:
-    audit.record(
-        session,
-        caller.actor,
-        "document.verify",
-        object_type="document",
-        object_id=report.document_id,
-        after={"ok": report.ok, "failures": [c.subject for c in report.failures]},
-        at=now,
-    )
-
-
-# -- reminders --------------------------------------------------------------------------
-
-
-def remind_unanswered(session: Session, settings: Settings, now: datetime) -> int:
-    """催办: each addressed department that has neither signed for nor returned a
-    document within its urgency's interval (``documents_remind_hours``, again every as
-    long) is reminded — counted on its row, audited — and one alert (告警, mailed to
-    ``alert_mail_to`` when set) lists what stays unanswered; resolved once nothing
-    does. Returns the reminders sent."""
-    from govshare.exchange import alerts
-    from govshare.exchange.models import AlertKind
-
-    hours = settings.documents_remind_hours
-    rows = session.execute(
-        select(DocumentRecipient, Document)
-        .join(Document, Document.id == DocumentRecipient.document_id)
-        .outerjoin(
-            DocumentReceipt,
-            (DocumentReceipt.document_id == DocumentRecipient.document_id)
-            & (DocumentReceipt.department_id == DocumentRecipient.department_id),
-        )
-        .where(DocumentReceipt.id.is_(None))
-    ).all()
-    sent = 0
-    overdue: list[tuple[DocumentRecipient, Document]] = []
-    for recipient, document in rows:
-        every = timedelta(hours=hours * REMIND_FACTOR[Urgency(document.urgency)])
-        since = recipient.reminded_at or document.sent_at
-        if now - since >= every:
-            recipient.reminders += 1
-            recipient.reminded_at = now
-            sent += 1
-            audit.record(
-                session,
-                SYSTEM,
-                "document.remind",
-                object_type="document",
-                object_id=document.id,
-                after={"department_id": recipient.department_id, "reminders": recipient.reminders},
-                at=now,
-            )
-        if recipient.reminders:
-            overdue.append((recipient, document))
-    if not overdue:
-        alerts.resolve_alerts(session, AlertKind.DOCUMENT_UNANSWERED)
-        return sent
-    if sent:
-        names = {d.id: d.short_name for d in session.scalars(select(Department))}
-        lines = [
-            f"{names.get(r.department_id, r.department_id)}: {d.doc_number}《{d.title[:30]}》"
-            for r, d in overdue[:20]
-        ]
-        alerts.raise_alert(
-            session,
-            AlertKind.DOCUMENT_UNANSWERED,
-            f"{len(overdue)} 份公文超时未签收: " + "；".join(lines),
-            details={
-                "documents": sorted({d.id for _, d in overdue}),
-                "recipients": [[d.id, r.department_id] for r, d in overdue],
-            },
-            webhook_url=settings.alert_webhook_url,
-        )
-    return sent
