@@ -49,7 +49,8 @@ def test_send_sign_for_return_and_the_sender_sees_every_receipt(
         assert sent["urgency"] == "extra_urgent"
         assert sent["secrecy"] == "internal"
         assert [f["position"] for f in sent["files"]] == [0, 1]
-        assert sent["sig_alg"] == "sm2" and len(sent["signature"]) == 128
+        assert sent["sig_alg"] == "sm2"
+        assert len(sent["signature"]) == 128
         assert {x["kind"] for x in sent["receipts"]} == {None}
         doc_id = sent["id"]
 

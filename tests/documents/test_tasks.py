@@ -109,7 +109,8 @@ def test_reminders_follow_urgency_and_stop_once_answered(
     at[0] = FROZEN + timedelta(hours=24)  # the 平件 to both, and the 加急 again
     assert reminder.run_once() == 3
     alert = _open_alert(factory)
-    assert alert is not None and "3 份公文超时未签收" in alert.message
+    assert alert is not None
+    assert "3 份公文超时未签收" in alert.message
     with db.session_scope(factory) as s:
         counts = {
             (r.document_id, r.department_id): r.reminders
