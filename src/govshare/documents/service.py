@@ -27,11 +27,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from govshare.config import Settings
 from govshare.documents import keys
@@ -259,10 +260,18 @@ def receipt_manifest(receipt: DocumentReceipt, department: Department) -> dict[s
     }
 
 
+_signers: dict[tuple[Path, str, str], tuple[keys.SigningKey, str]] = {}
+
+
 def _signer(settings: Settings) -> tuple[keys.SigningKey, str]:
+    """The key pair documents are signed with now (read and unsealed once a process)."""
+    cache = (settings.data_dir.resolve(), settings.documents_signature, settings.secret_key)
+    if (found := _signers.get(cache)) is not None and keys.key_path(settings.data_dir).exists():
+        return found
     try:
         key = keys.signing_key(settings.data_dir, settings.secret_key, settings.documents_signature)
-        return key, key.private(settings.secret_key)
+        _signers[cache] = (key, key.private(settings.secret_key))
+        return _signers[cache]
     except keys.DocumentKeyError as exc:
         raise DocumentKeyUnavailable(f"{exc} (document signing key unavailable)") from exc
 
@@ -480,12 +489,14 @@ def views(
     if not documents:
         return []
     ids = [d.id for d in documents]
-    depts = {d.id: d for d in session.scalars(select(Department))}
     recips: dict[int, list[DocumentRecipient]] = {}
     for r in session.scalars(
         select(DocumentRecipient).where(DocumentRecipient.document_id.in_(ids))
     ):
         recips.setdefault(r.document_id, []).append(r)
+    wanted = {d.sender_department_id for d in documents}
+    wanted |= {r.department_id for rs in recips.values() for r in rs}
+    depts = {d.id: d for d in session.scalars(select(Department).where(Department.id.in_(wanted)))}
     receipts = {
         (r.document_id, r.department_id): r
         for r in session.scalars(
@@ -494,8 +505,10 @@ def views(
     }
     files: dict[int, list[DocumentFile]] = {}
     if with_files:
+        # The encrypted content is read only by what decrypts it (a download, 核验).
         for f in session.scalars(
             select(DocumentFile)
+            .options(defer(DocumentFile.content))
             .where(DocumentFile.document_id.in_(ids))
             .order_by(DocumentFile.position)
         ):
@@ -539,13 +552,15 @@ def list_inbox(session: Session, caller: Principal, *, limit: int = 200) -> list
     return views(session, docs, with_files=False)
 
 
-def get_document(session: Session, caller: Principal, document_id: int) -> DocumentView:
+def get_document(
+    session: Session, caller: Principal, document_id: int, *, with_files: bool = True
+) -> DocumentView:
     """One document as the sender or an addressed department sees it."""
     dept = _own_department(caller)
     document = session.get(Document, document_id)
     if document is None:
         raise DocumentNotFound(f"公文 {document_id} 不存在 (document not found)")
-    (view,) = views(session, [document], with_files=True)
+    (view,) = views(session, [document], with_files=with_files)
     if document.sender_department_id != dept and view.addressee(dept) is None:
         raise NotYourDocument("只有发文部门和收文部门可以查看该公文 (not your document)")
     return view
@@ -605,7 +620,7 @@ def answer_document(
     now: datetime,
 ) -> DocumentReceipt:
     """签收 or 退回 for the caller's department: once, signed by the hub (audited)."""
-    view = get_document(session, caller, document_id)
+    view = get_document(session, caller, document_id, with_files=False)
     addressee = view.addressee(caller.department_id)
     if addressee is None:
         raise NotAddressed(
