@@ -128,7 +128,11 @@ def send_from_form(
     },
 )
 async def send(
-    db: SessionDep, settings: SettingsDep, caller: DocumentSender, form: FormDep, now: Now
+    caller: DocumentSender,  # before the form: nobody unknown gets to upload
+    form: FormDep,
+    db: SessionDep,
+    settings: SettingsDep,
+    now: Now,
 ) -> DocumentPublic:
     try:
         view = await run_in_threadpool(send_from_form, db, settings, caller, form, now)

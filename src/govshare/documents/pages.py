@@ -117,10 +117,10 @@ def new_document(request: Request, db: SessionDep, caller: DocumentSender) -> Re
 @router.post(SEND_PATH)
 async def send(
     request: Request,
+    caller: DocumentSender,  # before the form: nobody unknown gets to upload
     form: FormDep,
     db: SessionDep,
     settings: SettingsDep,
-    caller: DocumentSender,
     now: Now,
 ) -> Response:
     """Send; the form again, with every problem beside its field, when refused."""
