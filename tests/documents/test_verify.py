@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,6 +24,7 @@ from govshare.documents.models import (
     ReceiptKind,
 )
 from govshare.security.crypto import digest
+from tests.catalog.console import csrf_of, signed_in
 from tests.conftest import TEST_SECRET
 from tests.documents.builders import Office, error, office, send
 from tests.factories import World
@@ -231,3 +232,26 @@ def test_the_cli_without_the_secret_key_or_with_a_bad_id(
     bad = cli(world.hub, "abc")
     assert bad.returncode == 2
     assert "正整数" in bad.stderr
+
+
+def test_a_value_none_of_ours_is_reported_not_a_server_error(
+    sent: tuple[World, Office, Office, Office, int],
+) -> None:
+    world, sender, police, _, doc_id = sent
+    with world.hub.db() as s:
+        s.execute(
+            text("UPDATE document SET secrecy = 'top-secret-ish' WHERE id = :id"), {"id": doc_id}
+        )
+    report = verify_api(world, sender, doc_id)
+    assert report["ok"] is False
+    assert "存储的记录" in failures(report)
+    with world.api(police.clerk) as c:
+        body = error(c.get(f"/api/v1/documents/{doc_id}"), 409, "document_corrupted")
+        assert f"govshare documents verify {doc_id}" in body["message"]
+    with signed_in(world, sender.clerk) as c:
+        page = c.post(f"/documents/{doc_id}/verify", data={"csrf_token": csrf_of(c)})
+        assert page.status_code == 409
+        assert "存储的记录" in page.text
+    run = cli(world.hub, str(doc_id))
+    assert run.returncode == 1
+    assert "无效的取值" in run.stdout

@@ -223,7 +223,7 @@ def return_document(
 def verify_document(
     document_id: Id, db: SessionDep, settings: SettingsDep, caller: DocumentReader, now: Now
 ) -> VerifyPublic:
-    service.get_document(db, caller, document_id)
+    service.check_visible(db, caller, document_id)
     report = verify.verify_document(db, settings.data_dir, settings.secret_key, document_id)
     verify.record_verification(db, caller, report, now=now)
     return VerifyPublic.of(report)

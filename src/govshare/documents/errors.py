@@ -49,3 +49,9 @@ class AlreadyAnswered(Conflict):
 class DocumentKeyUnavailable(GovshareError):
     status = 503
     code = "document_key_unavailable"
+
+
+class DocumentCorrupted(Conflict):
+    """The stored record holds a value none of ours (a 密级, 紧急程度 or answer): altered."""
+
+    code = "document_corrupted"

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from govshare.deps import DocumentReader, DocumentReceiver, DocumentSender, SessionDep, SettingsDep
 from govshare.documents import service, verify
 from govshare.documents.api import FormDep, Now, close_uploads, form_text, uploads
+from govshare.documents.errors import DocumentCorrupted
 from govshare.documents.models import SECRECY_LABELS, URGENCY_LABELS, ReceiptKind, Urgency
 from govshare.errors import GovshareError
 from govshare.ids import Count, Id
@@ -267,7 +268,13 @@ def verify_page(
     now: Now,
 ) -> Response:
     """核验: the page with the report of every check."""
-    service.get_document(db, caller, document_id)
+    service.check_visible(db, caller, document_id)
     report = verify.verify_document(db, settings.data_dir, settings.secret_key, document_id)
     verify.record_verification(db, caller, report, now=now)
-    return _detail(request, db, caller, document_id, report=report)
+    db.commit()  # the verification stays in the audit log whatever the page shows
+    try:
+        return _detail(request, db, caller, document_id, report=report)
+    except DocumentCorrupted as exc:
+        # The page cannot show the altered record; the error page lists what failed.
+        exc.details = [{"field": c.subject, "message": c.reason} for c in report.failures]
+        raise

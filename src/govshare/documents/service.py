@@ -38,6 +38,7 @@ from govshare.config import Settings
 from govshare.documents import keys
 from govshare.documents.errors import (
     AlreadyAnswered,
+    DocumentCorrupted,
     DocumentFileNotFound,
     DocumentKeyUnavailable,
     DocumentNotFound,
@@ -556,14 +557,34 @@ def get_document(
     session: Session, caller: Principal, document_id: int, *, with_files: bool = True
 ) -> DocumentView:
     """One document as the sender or an addressed department sees it."""
-    dept = _own_department(caller)
-    document = session.get(Document, document_id)
-    if document is None:
-        raise DocumentNotFound(f"公文 {document_id} 不存在 (document not found)")
-    (view,) = views(session, [document], with_files=with_files)
-    if document.sender_department_id != dept and view.addressee(dept) is None:
-        raise NotYourDocument("只有发文部门和收文部门可以查看该公文 (not your document)")
+    check_visible(session, caller, document_id)
+    try:
+        document = session.get(Document, document_id)
+        assert document is not None
+        (view,) = views(session, [document], with_files=with_files)
+    except LookupError:  # a 密级, 紧急程度 or answer no longer one of ours: altered
+        session.rollback()
+        raise DocumentCorrupted(
+            f"公文 {document_id} 的存储记录含有无效的取值，已被改动；请核验 "
+            f"(govshare documents verify {document_id}) (stored record altered)"
+        ) from None
     return view
+
+
+def check_visible(session: Session, caller: Principal, document_id: int) -> None:
+    """Refuse anyone but the sender and the addressed departments (reads only the ids,
+    so an altered record is still told apart from someone else's document)."""
+    dept = _own_department(caller)
+    sender = session.scalar(select(Document.sender_department_id).where(Document.id == document_id))
+    if sender is None:
+        raise DocumentNotFound(f"公文 {document_id} 不存在 (document not found)")
+    if sender != dept and not session.scalar(
+        select(DocumentRecipient.id).where(
+            DocumentRecipient.document_id == document_id,
+            DocumentRecipient.department_id == dept,
+        )
+    ):
+        raise NotYourDocument("只有发文部门和收文部门可以查看该公文 (not your document)")
 
 
 def read_file(

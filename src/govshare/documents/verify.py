@@ -77,10 +77,15 @@ def verify_document(
     """Check everything of a stored document, years after: its signature, its manifest
     against the stored metadata, each file against its digest, each receipt's signature.
     Reads only; never raises for what it finds (a report), only for a missing id."""
-    document = session.get(Document, document_id)
-    if document is None:
-        raise DocumentNotFound(f"公文 {document_id} 不存在 (document not found)")
-    (view,) = views(session, [document], with_files=True)
+    try:
+        document = session.get(Document, document_id)
+        if document is None:
+            raise DocumentNotFound(f"公文 {document_id} 不存在 (document not found)")
+        (view,) = views(session, [document], with_files=True)
+    except LookupError as exc:  # a value of a StrEnum column none of ours: altered
+        session.rollback()
+        reason = f"数据库中的公文或回执含有无效的取值，已被改动: {exc}"
+        return VerifyReport(document_id, [Check("存储的记录", False, reason)])
     checks: list[Check] = []
     manifest = document.manifest.encode()
     try:
