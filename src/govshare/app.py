@@ -256,6 +256,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from govshare.compare.runner import Runner
+        from govshare.documents.tasks import Reminder
         from govshare.evaluation import tasks as evaluation_tasks
         from govshare.exchange.tasks import Monitor
         from govshare.opendata.mailer import OutboxSender
@@ -291,11 +292,14 @@ def create_app(settings: Settings) -> FastAPI:
         housekeeper.start()
         backups = BackupScheduler(settings, app.state.session_factory)
         backups.start()
+        reminders = Reminder(settings, app.state.session_factory)
+        reminders.start()
         try:
             yield
         finally:
             app.state.import_worker.stop()
             backups.stop()
+            reminders.stop()
             comparisons.stop()
             evaluations.stop()
             developer_mail.stop()
@@ -340,6 +344,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.open_gate = Gate(settings)  # open data's limits; tests replace its clock
     install_error_handlers(app)
     install_openapi(app)
+    from govshare.documents import api as documents_api
+    from govshare.documents import pages as documents_pages
     from govshare.exchange.api import MAX_PACKAGE_BYTES
 
     app.add_middleware(
@@ -350,6 +356,8 @@ def create_app(settings: Settings) -> FastAPI:
             "/catalog/import": settings.max_import_bytes,
             "/api/v1/exchange/node/packages": MAX_PACKAGE_BYTES,
             "/open-files/upload": settings.max_open_file_bytes,
+            documents_api.SEND_PATH: settings.documents_max_bytes,
+            documents_pages.SEND_PATH: settings.documents_max_bytes,
         },
     )
     # Outermost, so that every answer (a 413 included) carries the headers.
@@ -402,6 +410,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(quality_api.router, prefix="/api/v1")
     app.include_router(compare_api.router, prefix="/api/v1")
     app.include_router(evaluation_api.router, prefix="/api/v1")
+    app.include_router(documents_api.router, prefix="/api/v1")
     app.include_router(opendata_api.router)
     # After the DCAT routes: /open/datasets/{key}.{fmt} is theirs, the dotless slug ours.
     app.include_router(opendata_rows.router)
@@ -420,6 +429,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(basedata_pages.router)
     app.include_router(compare_pages.router)
     app.include_router(evaluation_pages.router)
+    app.include_router(documents_pages.router)
     # The base databases tell the quality scans what agrees with the authoritative
     # sources (一致性); quality does not import them.
     quality_scan.register_consistency(basedata_consistency.evidence_check)

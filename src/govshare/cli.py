@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from govshare.documents import cli as documents_cli
 from govshare.evaluation import cli as evaluation_cli
 from govshare.ids import MAX_ID
 from govshare.ops import cli as ops_cli
@@ -39,6 +40,7 @@ app.add_typer(exchange_app, name="exchange")
 app.add_typer(users_app, name="users")
 app.add_typer(compare_app, name="compare")
 app.add_typer(evaluation_cli.app, name="evaluation")
+app.add_typer(documents_cli.app, name="documents")
 ops_cli.register(app)
 console = Console()
 err = Console(stderr=True, soft_wrap=True)  # paths and messages stay whole

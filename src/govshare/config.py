@@ -318,6 +318,35 @@ class Settings(BaseSettings):
         description="Largest file a department uploads for an open entry (开放文件, bytes, "
         "default 256 MiB); streamed to disk under data_dir/open-files, never held in memory.",
     )
+    documents_max_secrecy: Literal["public", "internal"] = Field(
+        default="internal",
+        description="Highest secrecy level (密级) a sent document may carry: public (公开) or "
+        "internal (内部). 涉密 documents (秘密, 机密, 绝密) are always refused at upload.",
+    )
+    documents_signature: Literal["sm2", "ed25519"] = Field(
+        default="sm2",
+        description="Signature algorithm of sent documents and their receipts (SM2 or "
+        "Ed25519); the key pair lives in data_dir/documents/key.json, its private half "
+        "sealed with secret_key.",
+    )
+    documents_digest: Literal["sm3", "sha256"] = Field(
+        default="sm3", description="Digest algorithm of documents and their files (SM3 or SHA-256)."
+    )
+    documents_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=64 * 1024,
+        le=1024 * 1024 * 1024,
+        description="Largest request that sends a document, PDF and attachments together "
+        "(bytes, default 64 MiB).",
+    )
+    documents_remind_hours: float = Field(
+        default=24.0,
+        gt=0,
+        le=24 * 30,
+        description="Hours a 平件 document may stay unanswered (neither signed for nor returned) "
+        "before its receivers are reminded, and again every as many hours; 加急 a third of "
+        "it, 特急 a twelfth.",
+    )
     open_rows_time_limit_ms: int = Field(
         default=1000,
         ge=1,

@@ -845,6 +845,8 @@ def load_demo(
     ``settings`` are the hub's: the sharing side needs its working-day limits and the
     secret key API-client secrets are sealed with. Without them they are read from the
     environment, as ``govshare serve`` does (its command line sets neither)."""
+    from govshare.db import utcnow
+    from govshare.demo_documents import seed_documents
     from govshare.demo_evaluation import seed_evaluation
     from govshare.demo_opendata import seed_developer, seed_open_demands
     from govshare.demo_sharing import seed_sharing  # which builds on this module
@@ -1056,6 +1058,9 @@ def load_demo(
     counts["open_demands"] = seed_open_demands(session, settings)
     counts["developers"] = seed_developer(session, settings, admin_password)
     counts |= seed_evaluation(session, china_today())
+    counts["documents"] = seed_documents(
+        session, settings, departments=depts, password_hash=pw, now=utcnow()
+    )
     for key in ("published", "pending_registration", "pending_publication", "draft"):
         counts[key] = 0
     for resource in created:

@@ -208,3 +208,6 @@ SharingReviewer = Annotated[Principal, Depends(Require(Permission.SHARING_REVIEW
 SharingArbiter = Annotated[Principal, Depends(Require(Permission.SHARING_ARBITRATE))]
 SharingStoreAdmin = Annotated[Principal, Depends(Require(Permission.SHARING_STORE))]
 CalendarAdmin = Annotated[Principal, Depends(Require(Permission.CALENDAR_ADMIN))]
+DocumentReader = Annotated[Principal, Depends(Require(Permission.DOCUMENT_READ))]
+DocumentSender = Annotated[Principal, Depends(Require(Permission.DOCUMENT_SEND))]
+DocumentReceiver = Annotated[Principal, Depends(Require(Permission.DOCUMENT_RECEIVE))]

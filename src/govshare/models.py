@@ -4,6 +4,7 @@ from govshare.basedata import models as basedata_models
 from govshare.catalog import models as catalog_models
 from govshare.compare import models as compare_models
 from govshare.db import Base
+from govshare.documents import models as documents_models
 from govshare.evaluation import models as evaluation_models
 from govshare.exchange import models as exchange_models
 from govshare.opendata import models as opendata_models
@@ -18,6 +19,7 @@ __all__ = [
     "basedata_models",
     "catalog_models",
     "compare_models",
+    "documents_models",
     "evaluation_models",
     "exchange_models",
     "metadata",

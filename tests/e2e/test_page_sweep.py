@@ -36,8 +36,8 @@ from tests.test_route_permissions import api_routes
 pytestmark = pytest.mark.browser
 
 # One of each demo role: platform admin, auditor, and a department's registrar,
-# reviewer and resource admin (src/govshare/demo.py).
-ROLES = ["admin", "auditor", "gaj_reg", "gaj_rev", "gaj_res"]
+# reviewer and resource admin (src/govshare/demo.py), and its 公文收发员 (demo_documents.py).
+ROLES = ["admin", "auditor", "gaj_reg", "gaj_rev", "gaj_res", "gaj_doc"]
 # The demo runs no catalog import, so an import job's page has no id to visit.
 WITHOUT_DEMO_IDS = {
     "/catalog/import/jobs/{job_id}",
@@ -55,6 +55,7 @@ NOT_PAGES = {"/login", "/healthz", "/openapi.json", "/docs", "/docs/oauth2-redir
 NOT_PAGES |= {
     "/compare/jobs/{compare_job_id}/cases.csv",
     "/compare/jobs/{compare_job_id}/cases.xlsx",
+    "/documents/{document_id}/download",  # tests/documents/test_pages.py
 }
 
 # Words in Latin letters a Chinese page may show: codes, standards and units.
@@ -85,7 +86,7 @@ ALLOWED_WORDS = {
 }
 # Login names of the demo accounts and the departments' codes (data, not prose).
 ALLOWED_PATTERNS = [
-    re.compile(r"^(admin|auditor|[a-z]{2,4}_(reg|rev|res))$"),
+    re.compile(r"^(admin|auditor|[a-z]{2,4}_(reg|rev|res|doc))$"),
     re.compile(r"^v\d+(\.\d+)*$"),  # version strings
     re.compile(r"^[A-Z](/[A-Z])*$"),  # data type codes of GB/T 21063 (字符型C)
 ]
@@ -189,6 +190,7 @@ def _ids(db: Path) -> dict[str, list[int]]:
             "case_id": first("SELECT id FROM compare_case ORDER BY id LIMIT 1"),
             "department_id": first("SELECT id FROM department ORDER BY id LIMIT 1"),
             "demand_id": first("SELECT MIN(id) FROM open_demand GROUP BY department_id ORDER BY 1"),
+            "document_id": first("SELECT id FROM document ORDER BY id LIMIT 1"),
         }
     finally:
         con.close()

@@ -14,9 +14,10 @@ What a hub owns and how it is taken, in this order:
    from connections whose read transactions were opened together (writers go on in WAL
    mode); PostgreSQL through ``pg_dump`` (one snapshot per database). Packages live in
    the hub database (a NATS bus is backed up on its own: docs/backup.md).
-3. Every other file of the data directory — uploaded open files, the audit key (sealed:
-   encrypted like everything else) — except scratch (metrics, comparison runs, the demo
-   nodes, locks, SQLite's sidecar files).
+3. Every other file of the data directory — uploaded open files, the audit key and the
+   document signing keys (``documents/key.json``), encrypted like everything else —
+   except scratch (metrics, comparison runs, the demo nodes, locks, SQLite's sidecar
+   files).
 
 Nothing is ever held whole in memory: files are read, digested and encrypted in chunks
 of ``CHUNK`` bytes. Each chunk's nonce is (item, chunk) under a key derived for this

@@ -615,6 +615,13 @@ ACTION_LABELS = {
     "open_demand.restore": "恢复数据需求",
     "open_file.upload": "上传开放文件",
     "open_file.withdraw": "撤下开放文件",
+    # 电子公文交换
+    "document.send": "发送公文",
+    "document.download": "下载公文",
+    "document.sign": "签收公文",
+    "document.return": "退回公文",
+    "document.verify": "核验公文",
+    "document.remind": "催办公文签收",
 }
 AUDIT_FILTERS = ("actor", "action", "object_type", "object_id", "since", "until", "key_hash")
 PAGE_SIZE = 50

@@ -13,6 +13,7 @@ class Role(StrEnum):
     CATALOG_REVIEWER = "catalog_reviewer"  # 目录审核员
     RESOURCE_ADMIN = "resource_admin"  # 信息资源管理员 (共享审核人)
     AUDITOR = "auditor"  # 审计员: reads logs, never data
+    DOCUMENT_CLERK = "document_clerk"  # 公文收发员: sends and receives the department's 公文
 
     @property
     def label(self) -> str:
@@ -25,6 +26,7 @@ ROLE_LABELS: dict[Role, str] = {
     Role.CATALOG_REVIEWER: "目录审核员",
     Role.RESOURCE_ADMIN: "信息资源管理员",
     Role.AUDITOR: "审计员",
+    Role.DOCUMENT_CLERK: "公文收发员",
 }
 
 
@@ -54,6 +56,9 @@ class Permission(StrEnum):
     EVALUATION_READ = "evaluation.read"  # the ranking and the own department's evaluation
     EVALUATION_ADMIN = "evaluation.admin"  # every department, the scheme, runs, publishing
     OPS_READ = "ops.read"  # the operations dashboard (运维监控)
+    DOCUMENT_READ = "document.read"  # the department's sent and received 公文, verifying them
+    DOCUMENT_SEND = "document.send"  # send 公文 in the department's name (发文)
+    DOCUMENT_RECEIVE = "document.receive"  # sign for (签收) or return (退回) received 公文
 
     @property
     def label(self) -> str:
@@ -86,6 +91,9 @@ PERMISSION_LABELS: dict[Permission, str] = {
     Permission.EVALUATION_READ: "查看考核评估",
     Permission.EVALUATION_ADMIN: "管理考核评估",
     Permission.OPS_READ: "查看运维监控",
+    Permission.DOCUMENT_READ: "查看公文",
+    Permission.DOCUMENT_SEND: "发送公文",
+    Permission.DOCUMENT_RECEIVE: "签收公文",
 }
 
 
@@ -111,6 +119,14 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         }
     ),
     Role.AUDITOR: frozenset({Permission.AUTHENTICATED, Permission.AUDIT_READ}),
+    Role.DOCUMENT_CLERK: frozenset(
+        {
+            Permission.AUTHENTICATED,
+            Permission.DOCUMENT_READ,
+            Permission.DOCUMENT_SEND,
+            Permission.DOCUMENT_RECEIVE,
+        }
+    ),
 }
 
 # An API client (a department's system) may hold at most these.

@@ -2,7 +2,7 @@
 clients' allowed networks (IP 白名单)
 
 Revision ID: 0026
-Revises: 0023
+Revises: 0025
 Create Date: 2026-12-04 05:00:00.000000
 """
 
@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql
 import govshare.db
 
 revision: str = "0026"
-down_revision: str | None = "0023"
+down_revision: str | None = "0025"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
