@@ -291,11 +291,16 @@ def create_app(settings: Settings) -> FastAPI:
         housekeeper.start()
         backups = BackupScheduler(settings, app.state.session_factory)
         backups.start()
+        from govshare.collab.tasks import overdue_watch
+
+        case_deadlines = overdue_watch(app.state.session_factory)
+        case_deadlines.start()
         try:
             yield
         finally:
             app.state.import_worker.stop()
             backups.stop()
+            case_deadlines.stop()
             comparisons.stop()
             evaluations.stop()
             developer_mail.stop()
@@ -364,6 +369,8 @@ def create_app(settings: Settings) -> FastAPI:
     from govshare.basedata import pages as basedata_pages
     from govshare.catalog import api as catalog_api
     from govshare.catalog import pages as catalog_pages
+    from govshare.collab import api as collab_api
+    from govshare.collab import pages as collab_pages
     from govshare.compare import api as compare_api
     from govshare.compare import pages as compare_pages
     from govshare.evaluation import api as evaluation_api
@@ -402,6 +409,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(quality_api.router, prefix="/api/v1")
     app.include_router(compare_api.router, prefix="/api/v1")
     app.include_router(evaluation_api.router, prefix="/api/v1")
+    app.include_router(collab_api.router, prefix="/api/v1")
     app.include_router(opendata_api.router)
     # After the DCAT routes: /open/datasets/{key}.{fmt} is theirs, the dotless slug ours.
     app.include_router(opendata_rows.router)
@@ -420,6 +428,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(basedata_pages.router)
     app.include_router(compare_pages.router)
     app.include_router(evaluation_pages.router)
+    app.include_router(collab_pages.router)
     # The base databases tell the quality scans what agrees with the authoritative
     # sources (一致性); quality does not import them.
     quality_scan.register_consistency(basedata_consistency.evidence_check)

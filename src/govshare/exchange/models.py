@@ -183,6 +183,7 @@ class AlertKind(StrEnum):
     CALENDAR_MISSING = "calendar_missing"  # the working-day calendar lacks a coming year
     CONFLICT_OVERDUE = "conflict_overdue"  # a base database's conflict left open too long
     BACKUP_STALE = "backup_stale"  # the last good backup is older than backup_max_age_hours
+    CASE_TASK_OVERDUE = "case_task_overdue"  # a business-collaboration task past its deadline
 
     @property
     def label(self) -> str:
@@ -200,6 +201,7 @@ class AlertKind(StrEnum):
             "calendar_missing": "节假日历缺少年份",
             "conflict_overdue": "基础库冲突超期未处理",
             "backup_stale": "备份过期",
+            "case_task_overdue": "协同任务超期",
         }[self.value]
 
 

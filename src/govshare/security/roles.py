@@ -13,6 +13,8 @@ class Role(StrEnum):
     CATALOG_REVIEWER = "catalog_reviewer"  # 目录审核员
     RESOURCE_ADMIN = "resource_admin"  # 信息资源管理员 (共享审核人)
     AUDITOR = "auditor"  # 审计员: reads logs, never data
+    WINDOW_OFFICER = "window_officer"  # 窗口受理员: one-window acceptance (一口受理)
+    CASE_HANDLER = "case_handler"  # 协同办理员: decides the department's case tasks
 
     @property
     def label(self) -> str:
@@ -25,6 +27,8 @@ ROLE_LABELS: dict[Role, str] = {
     Role.CATALOG_REVIEWER: "目录审核员",
     Role.RESOURCE_ADMIN: "信息资源管理员",
     Role.AUDITOR: "审计员",
+    Role.WINDOW_OFFICER: "窗口受理员",
+    Role.CASE_HANDLER: "协同办理员",
 }
 
 
@@ -54,6 +58,10 @@ class Permission(StrEnum):
     EVALUATION_READ = "evaluation.read"  # the ranking and the own department's evaluation
     EVALUATION_ADMIN = "evaluation.admin"  # every department, the scheme, runs, publishing
     OPS_READ = "ops.read"  # the operations dashboard (运维监控)
+    COLLAB_READ = "collab.read"  # process definitions and the cases the department is in
+    COLLAB_DEFINE = "collab.define"  # upload process definitions (流程定义)
+    COLLAB_ACCEPT = "collab.accept"  # accept applications at the window (窗口受理)
+    COLLAB_HANDLE = "collab.handle"  # claim and decide the department's case tasks
 
     @property
     def label(self) -> str:
@@ -86,6 +94,10 @@ PERMISSION_LABELS: dict[Permission, str] = {
     Permission.EVALUATION_READ: "查看考核评估",
     Permission.EVALUATION_ADMIN: "管理考核评估",
     Permission.OPS_READ: "查看运维监控",
+    Permission.COLLAB_READ: "查看业务协同",
+    Permission.COLLAB_DEFINE: "管理流程定义",
+    Permission.COLLAB_ACCEPT: "窗口受理",
+    Permission.COLLAB_HANDLE: "协同办理",
 }
 
 
@@ -111,6 +123,12 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         }
     ),
     Role.AUDITOR: frozenset({Permission.AUTHENTICATED, Permission.AUDIT_READ}),
+    Role.WINDOW_OFFICER: frozenset(
+        {Permission.AUTHENTICATED, Permission.COLLAB_READ, Permission.COLLAB_ACCEPT}
+    ),
+    Role.CASE_HANDLER: frozenset(
+        {Permission.AUTHENTICATED, Permission.COLLAB_READ, Permission.COLLAB_HANDLE}
+    ),
 }
 
 # An API client (a department's system) may hold at most these.
