@@ -1049,6 +1049,9 @@ def load_demo(
     counts["open_demands"] = seed_open_demands(session, settings)
     counts["developers"] = seed_developer(session, settings, admin_password)
     counts |= seed_evaluation(session, china_today())
+    from govshare.demo_collab import seed_collab
+
+    counts |= seed_collab(session, admin_password, china_today(), secret_key=settings.secret_key)
     for key in ("published", "pending_registration", "pending_publication", "draft"):
         counts[key] = 0
     for resource in created:

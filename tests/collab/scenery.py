@@ -39,7 +39,9 @@ class Scenery:
         text = text or (BUILTIN / "assistance.bpmn").read_text(encoding="utf-8")
         for short in SHORTS:
             code = self.departments[short][1]
-            text = text.replace(f'name="department" value="{short}"', f'name="department" value="{code}"')
+            text = text.replace(
+                f'name="department" value="{short}"', f'name="department" value="{code}"'
+            )
         return text.encode()
 
 

@@ -42,9 +42,7 @@ def test_a_broken_gateway_is_refused_with_its_element_and_line(
 ) -> None:
     text = scenery.bpmn().decode()
     # The fan-out gateway loses its outgoing flows: the tasks it fed become unreachable.
-    broken = "\n".join(
-        line for line in text.splitlines() if 'sourceRef="fan_out"' not in line
-    )
+    broken = "\n".join(line for line in text.splitlines() if 'sourceRef="fan_out"' not in line)
     line = next(i for i, s in enumerate(broken.splitlines(), 1) if 'id="fan_out"' in s)
     with as_["admin"] as c:
         r = upload(c, broken.encode())
@@ -62,9 +60,7 @@ def test_a_broken_gateway_is_refused_with_its_element_and_line(
 
 def test_a_script_task_and_a_code_expression_are_refused(as_: Clients, scenery: Scenery) -> None:
     text = scenery.bpmn().decode()
-    evil = text.replace(
-        'value="applicant_id"/>', "value=\"__import__('os').system('true')\"/>", 1
-    )
+    evil = text.replace('value="applicant_id"/>', "value=\"__import__('os').system('true')\"/>", 1)
     with as_["admin"] as c:
         r = upload(c, evil.encode())
         malformed = upload(c, b"<bpmn:definitions")
@@ -80,9 +76,7 @@ def test_a_running_case_keeps_its_version_after_a_new_upload(
     v1 = _definition(as_, scenery)
     case = _start(as_, v1["id"])
     # Version 2: 民政 gets 3 working days instead of 10.
-    v2 = _definition(
-        as_, scenery, scenery.bpmn().replace(b'value="10"/>', b'value="3"/>', 1)
-    )
+    v2 = _definition(as_, scenery, scenery.bpmn().replace(b'value="10"/>', b'value="3"/>', 1))
     assert v2["version"] == v1["version"] + 1
     assert v2["process_key"] == v1["process_key"]
     with as_["admin"] as c:
@@ -172,7 +166,9 @@ def test_overdue_tasks_raise_one_alert(as_: Clients, scenery: Scenery, collab_hu
         late = service.check_overdue(s, date(2025, 10, 22))
     assert late >= 1
     with collab_hub.db() as s:
-        alerts = [a for a in list_alerts(s, open_only=True) if a.kind == AlertKind.CASE_TASK_OVERDUE]
+        alerts = [
+            a for a in list_alerts(s, open_only=True) if a.kind == AlertKind.CASE_TASK_OVERDUE
+        ]
         assert len(alerts) == 1
         ids = alerts[0].details["tasks"]
     assert _task(case, "review_mz")["id"] in ids
@@ -187,7 +183,9 @@ def test_the_public_lookup_shows_steps_and_leaks_nothing(
     case = _start(as_, definition["id"], applicant_id=applicant, applicant_name="王小明")
     other = _start(as_, definition["id"])
     with collab_hub.client() as c:
-        ok = c.post("/api/v1/collab/lookup", json={"number": case["number"], "id_number": applicant})
+        ok = c.post(
+            "/api/v1/collab/lookup", json={"number": case["number"], "id_number": applicant}
+        )
         wrong_id = c.post(
             "/api/v1/collab/lookup", json={"number": case["number"], "id_number": new_id_number()}
         )
@@ -204,7 +202,7 @@ def test_the_public_lookup_shows_steps_and_leaks_nothing(
     assert wrong_id.status_code == wrong_number.status_code == 404
     strip = lambda r: {k: v for k, v in r.json()["error"].items() if k != "request_id"}  # noqa: E731
     assert strip(wrong_id) == strip(wrong_number)
-    assert page.status_code == 200 and "办理环节" not in page.text or case["number"] in page.text
+    assert (page.status_code == 200 and "办理环节" not in page.text) or case["number"] in page.text
     assert applicant not in page.text
     assert bad_page.status_code == 404
     assert "办件编号或身份号码不正确" in bad_page.text
@@ -215,7 +213,9 @@ def test_bad_applications_are_refused_field_by_field(as_: Clients, scenery: Scen
     with as_["window"] as c:
         r = c.post(
             "/api/v1/collab/cases",
-            json=application(definition["id"], applicant_id="110101199001011234", help_kinds=["飞船"]),
+            json=application(
+                definition["id"], applicant_id="110101199001011234", help_kinds=["飞船"]
+            ),
         )
         missing = c.post("/api/v1/collab/cases", json=application(99999))
     assert r.status_code == 422
@@ -228,7 +228,12 @@ def test_console_pages_render(as_: Clients, scenery: Scenery, collab_hub: LiveHu
     definition = _definition(as_, scenery)
     case = _start(as_, definition["id"])
     for key, paths in {
-        "admin": ["/collab", "/collab/definitions", "/collab/cases/new", f"/collab/cases/{case['id']}"],
+        "admin": [
+            "/collab",
+            "/collab/definitions",
+            "/collab/cases/new",
+            f"/collab/cases/{case['id']}",
+        ],
         "mz": ["/collab/tasks", f"/collab/cases/{case['id']}"],
     }.items():
         with as_[key] as c:

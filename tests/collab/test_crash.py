@@ -59,7 +59,9 @@ def _check_consistent(factory: Any) -> tuple[int, int]:
             workflow = engine.load(case.state, engine.script_engine(lambda *a: "no"))
             waiting = {str(t.id) for t in engine.ready_user_tasks(workflow)}
             open_rows = {r.engine_id for r in rows if r.status is not TaskStatus.DONE}
-            assert waiting == open_rows, f"case {case.number}: tasks {open_rows} vs engine {waiting}"
+            assert waiting == open_rows, (
+                f"case {case.number}: tasks {open_rows} vs engine {waiting}"
+            )
             assert len(rows) == 3, f"case {case.number}: {len(rows)} tasks"
             open_tasks += len(open_rows)
     return cases, open_tasks
@@ -78,8 +80,16 @@ def test_kill9_mid_fan_out_loses_and_duplicates_no_task(tmp_path: Path) -> None:
     env |= {"PYTHONUNBUFFERED": "1", "GOVSHARE_SECRET_KEY": TEST_SECRET}
     hub = Proc(
         "hub",
-        [sys.executable, "-m", "govshare.cli", "serve", "--data-dir", str(settings.data_dir),
-         "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "govshare.cli",
+            "serve",
+            "--data-dir",
+            str(settings.data_dir),
+            "--port",
+            str(port),
+        ],
         env,
         tmp_path / "hub.log",
     )
@@ -144,7 +154,9 @@ def test_kill9_mid_fan_out_loses_and_duplicates_no_task(tmp_path: Path) -> None:
         assert cases_after == cases
         assert open_after == 0
         with db.session_scope(factory) as s:
-            still_open = s.scalar(select(func.count()).select_from(Case).where(Case.status == "open"))
+            still_open = s.scalar(
+                select(func.count()).select_from(Case).where(Case.status == "open")
+            )
         assert still_open == 0
     finally:
         hub.stop()

@@ -251,10 +251,12 @@ def _case_page(
     return response
 
 
-@router.get("/collab/cases/{case_id}")
-def case_page(request: Request, case_id: Id, db: SessionDep, caller: CollabReader) -> Response:
+@router.get("/collab/cases/{collab_case_id}")
+def case_page(
+    request: Request, collab_case_id: Id, db: SessionDep, caller: CollabReader
+) -> Response:
     """办件详情: tasks with deadlines, steps, and the caller's decision form."""
-    return _case_page(request, db, caller, service.get_case(db, caller, case_id))
+    return _case_page(request, db, caller, service.get_case(db, caller, collab_case_id))
 
 
 @router.post("/collab/tasks/{task_id}")
