@@ -130,7 +130,7 @@ def reference(rows: int) -> float:
     start = time.perf_counter()
     for _ in range(rows):
         wf = engine.new_workflow(
-            spec, {"applicant_id": id_number()}, engine.script_engine(lambda *a: "no")
+            spec, {"applicant_id": id_number()}, engine.script_engine(lambda *_: "no")
         )
         wf.do_engine_steps()
         for task in engine.ready_user_tasks(wf):

@@ -81,8 +81,8 @@ def seed_collab(session: Session, password: str, today: date, *, secret_key: str
     keys = service.ApplicantKeys(secret_key)
     rng = random.Random(14)
 
-    def no_store(_s: Session, **_kw: object) -> str:
-        return "unavailable"
+    def no_store(session: Session, *, department_id: int, resource_code: str, key: str) -> str:  # noqa: ARG001
+        return "unavailable"  # the demo's stores hold none of the three registers
 
     # The first case came in 30 days ago: 民政 has answered, 残联's time is up.
     earlier = date.fromordinal(today.toordinal() - 30)

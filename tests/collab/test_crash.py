@@ -56,7 +56,7 @@ def _check_consistent(factory: Any) -> tuple[int, int]:
             rows = list(s.scalars(select(CaseTask).where(CaseTask.case_id == case.id)))
             ids = [r.engine_id for r in rows]
             assert len(ids) == len(set(ids)), f"case {case.number}: a task made twice"
-            workflow = engine.load(case.state, engine.script_engine(lambda *a: "no"))
+            workflow = engine.load(case.state, engine.script_engine(lambda *_: "no"))
             waiting = {str(t.id) for t in engine.ready_user_tasks(workflow)}
             open_rows = {r.engine_id for r in rows if r.status is not TaskStatus.DONE}
             assert waiting == open_rows, (
