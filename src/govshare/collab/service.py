@@ -455,6 +455,22 @@ def _lock(session: Session, case_id: int) -> Case:
     return case
 
 
+def _task_case(session: Session, task_id: int) -> int:
+    case_id = session.scalar(select(CaseTask.case_id).where(CaseTask.id == task_id))
+    if case_id is None:
+        raise TaskNotFound(f"任务 {task_id} 不存在")
+    return case_id
+
+
+def _locked_task(session: Session, task_id: int) -> tuple[CaseTask, Case]:
+    """The task and its case, the case locked for this transaction (``_lock``), both
+    read after the lock so that a decision made meanwhile is seen."""
+    case = _lock(session, _task_case(session, task_id))
+    task = session.get(CaseTask, task_id, populate_existing=True)
+    assert task is not None
+    return task, case
+
+
 def get_task(session: Session, task_id: int) -> CaseTask:
     task = session.get(CaseTask, task_id)
     if task is None:
@@ -475,9 +491,7 @@ def _check_handler(principal: Principal, task: CaseTask, case: Case) -> None:
 
 def claim_task(session: Session, principal: Principal, task_id: int) -> CaseTask:
     """认领: the task is the caller's until decided."""
-    task = get_task(session, task_id)
-    case = _lock(session, task.case_id)
-    session.refresh(task)
+    task, case = _locked_task(session, task_id)
     _check_handler(principal, task, case)
     task.status = TaskStatus.CLAIMED
     task.claimed_by = principal.name
@@ -504,9 +518,7 @@ def complete_task(
 ) -> CaseTask:
     """部门意见: decide the task and let the process go on (closing the case when every
     department has answered)."""
-    task = get_task(session, task_id)
-    case = _lock(session, task.case_id)
-    session.refresh(task)
+    task, case = _locked_task(session, task_id)
     _check_handler(principal, task, case)
     definition = get_definition(session, case.definition_id)
     run = _Run(session, case, verifier, today, [])
@@ -666,13 +678,14 @@ def check_overdue(session: Session, today: date) -> int:
             after={"due_on": t.due_on.isoformat(), "department_id": t.department_id},
         )
     if late:
-        if fresh:
-            raise_alert(
-                session,
-                AlertKind.CASE_TASK_OVERDUE,
-                f"{len(late)} 个协同办理任务超过办理时限",
-                details={"tasks": [t.id for t in late[:50]]},
-            )
+        # Raised (or counted, while it stays open) on every check, with today's list.
+        alert = raise_alert(
+            session,
+            AlertKind.CASE_TASK_OVERDUE,
+            f"{len(late)} 个协同办理任务超过办理时限",
+            details={"tasks": [t.id for t in late[:200]]},
+        )
+        alert.details = {"tasks": [t.id for t in late[:200]]}
     else:
         resolve_alerts(session, AlertKind.CASE_TASK_OVERDUE)
     return len(late)
