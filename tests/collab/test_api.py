@@ -92,6 +92,10 @@ def test_a_running_case_keeps_its_version_after_a_new_upload(
     assert done["status"] == "closed"
     assert done["outcome"] == "approved"
     assert _task(done, "review_mz")["working_days"] == 10
+    with as_["window"] as c:
+        notice = c.get(f"/api/v1/collab/cases/{case['id']}/notice.pdf")
+    assert notice.status_code == 200
+    assert notice.content.startswith(b"%PDF")
     newer = _start(as_, v2["id"])
     assert _task(newer, "review_mz")["working_days"] == 3
 
@@ -128,6 +132,9 @@ def test_another_department_cannot_decide_and_nobody_approves_their_own_case(
         seen = c.get(f"/api/v1/collab/cases/{case['id']}").json()
     with as_["window"] as c:
         assert c.get(f"/api/v1/collab/cases/{case['id']}").status_code == 404
+    with as_["mz_window"] as c:
+        early = c.get(f"/api/v1/collab/cases/{case['id']}/notice.pdf")
+    assert early.status_code == 409  # no notice before the case is closed
     assert _task(seen, "review_mz")["decision"] == "reject"
     assert seen["status"] == "open"
 

@@ -230,6 +230,26 @@ def get_case(db: SessionDep, caller: CollabReader, case_id: Annotated[Id, Path()
     return case_public(db, service.get_case(db, caller, case_id), china_today())
 
 
+@router.get("/cases/{case_id}/notice.pdf", summary="办件告知书 (PDF): 办结后出具")
+def case_notice(db: SessionDep, caller: CollabReader, case_id: Annotated[Id, Path()]) -> Response:
+    from govshare.collab.notice import notice_pdf
+
+    case = service.get_case(db, caller, case_id)
+    body = notice_pdf(db, case)
+    audit.record(
+        db,
+        caller.actor,
+        "collab.case.notice",
+        object_type="collab_case",
+        object_id=case.id,
+    )
+    return Response(
+        body,
+        media_type="application/pdf",
+        headers=attachment(f"notice-{case.number}.pdf", f"办件告知书-{case.number}.pdf"),
+    )
+
+
 @router.get("/tasks", summary="本部门待办任务（剩余工作日）")
 def my_queue(db: SessionDep, caller: CollabHandler) -> list[TaskPublic]:
     today = china_today()

@@ -549,7 +549,7 @@ ACTION_LABELS = {
     "collab.definition.upload": "上传流程定义",
     "collab.definition.export": "导出流程定义",
     "collab.case.start": "窗口受理办件",
-    "collab.case.read": "查看办件",
+    "collab.case.notice": "出具办件告知书",
     "collab.task.claim": "认领协同任务",
     "collab.task.complete": "办理协同任务",
     "collab.task.overdue": "协同任务超期",
