@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +108,79 @@ def application(definition_id: int, **overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+def verification_store(
+    session: Session,
+    shared_url: str,
+    *,
+    provider_id: int,
+    consumer_id: int,
+    name: str,
+    holders: list[str],
+) -> str:
+    """A published resource of ``provider_id`` with a shared store holding ``holders``
+    (公民身份号码, each with a secret name beside it) and a verification grant for
+    ``consumer_id``; returns the resource's code."""
+    from sqlalchemy import Column, MetaData, String, Table, create_engine
+
+    from govshare.catalog import service as catalog
+    from govshare.catalog.schemas import ItemIn, ResourceIn
+    from govshare.sharing.models import SharedStore, SharingGrant
+    from tests.e2e.hubenv import ADMIN, REVIEWER
+
+    res = catalog.add_resource(
+        session,
+        ADMIN,
+        ResourceIn(
+            classification_code="101001",
+            name=name,
+            abstract="协同核验测试",
+            format="database",
+            sharing_type="2",
+            sharing_conditions="仅用于社会救助",
+            sharing_modes=["api"],
+            update_cycle="daily",
+            provider_department_id=provider_id,
+            items=[
+                ItemIn(name="公民身份号码", code="sfzhm", data_type="C", length=18, is_key=True),
+                ItemIn(name="姓名", code="xm", data_type="C", length=50),
+            ],
+        ),
+    )
+    for step in ["submit", "approve", "request_publication", "publish"]:
+        catalog.transition(
+            session, REVIEWER if step in ("approve", "publish") else ADMIN, res.id, step
+        )
+    table = f"ss_{res.id}"
+    session.add(
+        SharedStore(
+            resource_id=res.id,
+            source_task_id=None,
+            key_item="sfzhm",
+            mapping={"sfzhm": "sfzhm", "xm": "xm"},
+            verify_rules=[],
+            table_name=table,
+            created_by="setup",
+        )
+    )
+    session.add(
+        SharingGrant(
+            resource_id=res.id,
+            provider_department_id=provider_id,
+            consumer_department_id=consumer_id,
+            items=["sfzhm"],
+            modes=["verification"],
+            purpose="社会救助核验",
+            expires_on=date(2099, 12, 31),
+            created_by="setup",
+        )
+    )
+    session.flush()
+    engine = create_engine(shared_url)
+    t = Table(table, MetaData(), Column("sfzhm", String(18), index=True), Column("xm", String(50)))
+    t.create(engine)
+    with engine.begin() as conn:
+        conn.execute(t.insert(), [{"sfzhm": h, "xm": "秘密姓名"} for h in holders])
+    engine.dispose()
+    return str(res.code)
