@@ -45,12 +45,12 @@ def test_one_window_case_across_three_departments(demo_hub: str, page: Any) -> N
     pg.get_by_role("link", name="窗口受理").click()
     form = pg.locator("#apply-assistance_one_window")
     form.get_by_label("申请人姓名").fill("赵六")
-    form.get_by_label("公民身份号码").fill("370202199001011235")  # wrong check digit
+    form.get_by_label("公民身份号码", exact=True).fill("370202199001011235")  # wrong check digit
     form.get_by_label("最低生活保障").check()
     form.get_by_role("button", name="受理并分送").click()
     expect(pg.locator(".notice-error")).to_contain_text("申请信息不正确")
     form = pg.locator("#apply-assistance_one_window")
-    form.get_by_label("公民身份号码").fill(applicant)
+    form.get_by_label("公民身份号码", exact=True).fill(applicant)
     form.get_by_label("最低生活保障").check()
     form.get_by_label("公共租赁住房").check()
     form.get_by_role("button", name="受理并分送").click()
@@ -81,7 +81,7 @@ def test_one_window_case_across_three_departments(demo_hub: str, page: Any) -> N
 
     pg.goto(f"{hub}/case-lookup")
     pg.get_by_label("办件编号").fill(number)
-    pg.get_by_label("公民身份号码").fill(applicant)
+    pg.get_by_label("公民身份号码", exact=True).fill(applicant)
     pg.get_by_role("button", name="查 询").click()
     result = pg.locator("#lookup-result")
     expect(result).to_contain_text("已办结")
