@@ -123,6 +123,11 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def children(pid: int) -> list[int]:
+    found = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in found.read_text().split()] if found.exists() else []
+
+
 def reference(rows: int) -> float:
     """Cases per second of the raw engine on the same process, in memory."""
     data = (BUILTIN / "assistance.bpmn").read_bytes()
@@ -146,6 +151,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2000, help="办件数 (默认 2000)")
     parser.add_argument("--concurrency", type=int, default=8, help="同时办理的办件数")
     parser.add_argument("--port", type=int, default=18914)
+    parser.add_argument("--workers", type=int, default=1, help="hub 工作进程数")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp), secret_key=SECRET, demo=False)
@@ -162,6 +168,8 @@ def main() -> None:
                 tmp,
                 "--port",
                 str(args.port),
+                "--workers",
+                str(args.workers),
             ],
             env=env,
             stdout=subprocess.DEVNULL,
@@ -221,7 +229,7 @@ def main() -> None:
             elapsed = time.perf_counter() - start
             closed = clients["window"].get("/api/v1/collab/cases").json()
             assert all(c["status"] == "closed" for c in closed)
-            rss = peak_rss_mb(proc.pid)
+            rss = peak_rss_mb(proc.pid) + sum(peak_rss_mb(p) for p in children(proc.pid))
         finally:
             proc.terminate()
             proc.wait(timeout=30)

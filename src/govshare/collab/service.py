@@ -207,6 +207,38 @@ def latest_definitions(session: Session) -> list[ProcessDefinition]:
     return list(latest.values())
 
 
+@dataclass(frozen=True, slots=True)
+class DefinitionView:
+    """What running a case needs of its definition version (which never changes, so
+    it is read once per process)."""
+
+    id: int
+    process_key: str
+    version: int
+    sha256: str
+    bpmn_xml: str
+    forms: dict[str, Any]
+    assignments: dict[str, Any]
+
+
+_views: dict[tuple[str, int], DefinitionView] = {}
+
+
+def definition_view(session: Session, definition_id: int) -> DefinitionView:
+    # Keyed by database too: a process may serve (tests: one after another) several.
+    key = (str(session.get_bind().engine.url), definition_id)
+    found = _views.get(key)
+    if found is None:
+        d = get_definition(session, definition_id)
+        found = DefinitionView(
+            d.id, d.process_key, d.version, d.sha256, d.bpmn_xml, d.forms, d.assignments
+        )
+        if len(_views) > 1024:
+            _views.clear()
+        _views[key] = found
+    return found
+
+
 def get_definition(session: Session, definition_id: int) -> ProcessDefinition:
     found = session.get(ProcessDefinition, definition_id)
     if found is None:
@@ -293,7 +325,7 @@ def start_case(
     tasks out to the departments — all in the caller's transaction."""
     if principal.department_id is None:
         raise TaskNotYours("只有部门用户可以受理办件")
-    definition = get_definition(session, definition_id)
+    definition = definition_view(session, definition_id)
     check_application(application, definition.forms.get("help_kinds", []))
     case = Case(
         number=_new_number(today),
@@ -346,9 +378,7 @@ def start_case(
     return case
 
 
-def _double_benefits(
-    definition: ProcessDefinition, application: Application, run: _Run
-) -> list[str]:
+def _double_benefits(definition: DefinitionView, application: Application, run: _Run) -> list[str]:
     """重复享受: a kind of help asked for that a verification says is already had."""
     benefits: dict[str, str] = definition.forms.get("benefits", {})
     had = {
@@ -378,7 +408,7 @@ def _step(
     )
 
 
-def _sync(run: _Run, definition: ProcessDefinition, workflow: Any) -> dict[str, Any]:
+def _sync(run: _Run, definition: DefinitionView, workflow: Any) -> dict[str, Any]:
     """Record what the engine did: its verifications as steps, a task row for every
     ready user task that has none yet, the case's closure when the process ended."""
     session, case = run.session, run.case
@@ -520,7 +550,7 @@ def complete_task(
     department has answered)."""
     task, case = _locked_task(session, task_id)
     _check_handler(principal, task, case)
-    definition = get_definition(session, case.definition_id)
+    definition = definition_view(session, case.definition_id)
     run = _Run(session, case, verifier, today, [])
     workflow = engine.load(case.state, engine.script_engine(run.call))
     engine_task = workflow.get_task_from_id(_uuid(task.engine_id))
