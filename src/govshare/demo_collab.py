@@ -76,6 +76,8 @@ def seed_collab(session: Session, password: str, today: date, *, secret_key: str
         permissions=permissions_for([Role.PLATFORM_ADMIN]),
         roles=(Role.PLATFORM_ADMIN.value,),
     )
+    data, forms = builtin_files("enterprise")
+    service.upload_definition(session, bureau, data=data, forms=forms)
     data, forms = builtin_files()
     definition = service.upload_definition(session, bureau, data=data, forms=forms)
     keys = service.ApplicantKeys(secret_key)

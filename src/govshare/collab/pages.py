@@ -32,6 +32,7 @@ from govshare.ids import Id, parse_id
 from govshare.rules.clock import china_today
 from govshare.rules.masking import mask_id_number
 from govshare.security.errors import PermissionDenied
+from govshare.security.roles import Permission
 from govshare.security.service import Principal
 from govshare.web.forms import NO_ERRORS, FormDep, FormErrors, redirect, render, text, texts
 
@@ -45,7 +46,7 @@ NOTICES = {
 LABELS = {
     "applicant_name": "申请人姓名",
     "applicant_id": "公民身份号码",
-    "help_kinds": "救助类别",
+    "help_kinds": "申请事项",
     "household": "家庭成员",
     "file": "BPMN 文件",
     "forms": "表单定义",
@@ -242,7 +243,7 @@ def _case_page(
             and t.claimed_by in (None, caller.name)
             for t in tasks
         },
-        can_handle=caller.can(service.Permission.COLLAB_HANDLE),
+        can_handle=caller.can(Permission.COLLAB_HANDLE),
         outcome_labels=service.OUTCOME_LABELS,
         decisions=Decision,
         errors=errors,

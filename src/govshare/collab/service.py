@@ -187,7 +187,8 @@ def _clean_forms(forms: dict[str, Any] | None) -> dict[str, Any]:
     kinds = [str(k)[:40] for k in forms.get("help_kinds", []) if str(k).strip()][:50]
     benefits = {str(k)[:100]: str(v)[:40] for k, v in dict(forms.get("benefits", {})).items()}
     notes = {str(k)[:100]: str(v)[:500] for k, v in dict(forms.get("notes", {})).items()}
-    return {"help_kinds": kinds, "benefits": benefits, "notes": notes}
+    label = str(forms.get("kinds_label") or "申请的救助类别")[:40]
+    return {"help_kinds": kinds, "benefits": benefits, "notes": notes, "kinds_label": label}
 
 
 def list_definitions(session: Session) -> list[ProcessDefinition]:
@@ -266,12 +267,10 @@ def check_application(app: Application, help_kinds: list[str]) -> None:
     if msg := citizen_id_problem(app.applicant_id):
         problems.append({"field": "applicant_id", "message": msg})
     if not app.help_kinds:
-        problems.append({"field": "help_kinds", "message": "至少选择一种救助类别"})
+        problems.append({"field": "help_kinds", "message": "至少选择一项申请事项"})
     for kind in app.help_kinds:
         if help_kinds and kind not in help_kinds:
-            problems.append(
-                {"field": "help_kinds", "message": f"救助类别 {kind!r} 不在本流程的类别中"}
-            )
+            problems.append({"field": "help_kinds", "message": f"{kind!r} 不是本流程可申请的事项"})
     if len(app.household) > MAX_HOUSEHOLD:
         problems.append({"field": "household", "message": f"家庭成员最多 {MAX_HOUSEHOLD} 人"})
     for i, m in enumerate(app.household):
