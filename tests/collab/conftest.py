@@ -9,12 +9,20 @@ from tests.collab.scenery import Scenery, build
 from tests.conftest import make_settings, migrated
 from tests.factories import PASSWORD
 from tests.live import LiveHub, start_live_hub
+from tests.pg import PostgresServer
 
 
-@pytest.fixture(scope="module")
-def collab_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
-    """A live hub on a real SQLite file, shared by a module's tests."""
-    settings = migrated(make_settings(Path(tmp_path_factory.mktemp("collab"))))
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def collab_hub(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveHub]:
+    """A live hub on a real SQLite file or PostgreSQL database, shared by a module's
+    tests."""
+    url = None
+    if request.param == "postgresql":
+        server: PostgresServer = request.getfixturevalue("postgres")
+        url = server.create_database(f"collab_{abs(hash(request.node.nodeid)) % 10**8}")
+    settings = migrated(make_settings(Path(tmp_path_factory.mktemp("collab")), url))
     hub = start_live_hub(settings)
     yield hub
     hub.stop()
