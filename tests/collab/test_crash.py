@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from govshare import db
 from govshare.collab import engine
-from govshare.collab.models import Case, CaseTask, TaskStatus
+from govshare.collab.models import Case, CaseTask, ProcessDefinition, TaskStatus
 from tests.collab.scenery import Scenery, application, build, forms, upload
 from tests.conftest import TEST_SECRET, make_settings, migrated
 from tests.e2e.hubenv import Proc
@@ -56,7 +56,10 @@ def _check_consistent(factory: Any) -> tuple[int, int]:
             rows = list(s.scalars(select(CaseTask).where(CaseTask.case_id == case.id)))
             ids = [r.engine_id for r in rows]
             assert len(ids) == len(set(ids)), f"case {case.number}: a task made twice"
-            workflow = engine.load(case.state, engine.script_engine(lambda *_: "no"))
+            d = s.get(ProcessDefinition, case.definition_id)
+            assert d is not None
+            spec = engine.cached_spec(d.sha256, d.bpmn_xml, d.process_key)
+            workflow = engine.load(case.state, engine.script_engine(lambda *_: "no"), spec)
             waiting = {str(t.id) for t in engine.ready_user_tasks(workflow)}
             open_rows = {r.engine_id for r in rows if r.status is not TaskStatus.DONE}
             assert waiting == open_rows, (

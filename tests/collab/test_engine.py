@@ -45,7 +45,7 @@ def test_the_built_in_processes_fan_out_to_their_departments(name: str, tasks: i
     ready = engine.ready_user_tasks(workflow)
     assert len(ready) == tasks  # all at once: a parallel fan-out
     assert calls == [t.name for t in checked.service_tasks]
-    restored = engine.load(engine.dump(workflow), engine.script_engine(lambda *_: "no"))
+    restored = engine.load(engine.dump(workflow), engine.script_engine(lambda *_: "no"), spec)
     assert {t.id for t in engine.ready_user_tasks(restored)} == {t.id for t in ready}
     for task in engine.ready_user_tasks(restored):
         task.run()

@@ -19,6 +19,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 from lxml import etree
 from SpiffWorkflow.bpmn import BpmnWorkflow  # type: ignore[import-untyped]
@@ -475,12 +476,41 @@ def new_workflow(spec: Any, data: Mapping[str, Any], engine: Any) -> Any:
     return workflow
 
 
+def _workflow_converter() -> Any:
+    """SpiffWorkflow's converter of a top-level workflow (its registry keeps it behind
+    the restore function it registered)."""
+    registry = _serializer.registry
+    return registry.convert_from_dict[registry.typenames[BpmnWorkflow]].args[0].__self__
+
+
 def dump(workflow: Any) -> str:
-    return str(_serializer.serialize_json(workflow))
+    """The workflow's state as JSON, without its process spec: the definition version
+    the case keeps is in the database already, and restoring the spec from every step's
+    JSON cost half of each load."""
+    registry = _serializer.registry
+    registry._encoder_mode = True
+    try:
+        dct = _serializer.to_dict(workflow)
+    finally:
+        registry._encoder_mode = False
+    del dct["spec"]
+    del dct["subprocess_specs"]
+    dct[_serializer.VERSION_KEY] = _serializer.VERSION
+    return json.dumps(dct, cls=_serializer._encoder_cls)
 
 
-def load(state: str, engine: Any) -> Any:
-    workflow = _serializer.deserialize_json(state)
+def load(state: str, engine: Any, spec: Any) -> Any:
+    """A workflow from ``dump``'s JSON on its definition version's ``spec`` (what
+    ``BpmnWorkflowConverter.from_dict`` does, with the spec given)."""
+    dct = json.loads(state, cls=_serializer.json_decoder_cls)
+    _serializer.migrate(dct)
+    converter = _workflow_converter()
+    workflow = BpmnWorkflow(spec, {}, deserializing=True)
+    workflow.tasks = converter.mapping_from_dict(dct["tasks"], UUID, workflow=workflow)
+    workflow.task_tree = workflow.tasks.get(UUID(dct["root"]))
+    converter.set_default_attributes(workflow, dct)
+    converter.subprocesses_from_dict(dct["subprocesses"], workflow)
+    workflow.bpmn_events = _serializer.registry.restore(dct.pop("bpmn_events", []))
     workflow.script_engine = engine
     return workflow
 

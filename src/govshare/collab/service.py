@@ -551,7 +551,8 @@ def complete_task(
     _check_handler(principal, task, case)
     definition = definition_view(session, case.definition_id)
     run = _Run(session, case, verifier, today, [])
-    workflow = engine.load(case.state, engine.script_engine(run.call))
+    spec = engine.cached_spec(definition.sha256, definition.bpmn_xml, definition.process_key)
+    workflow = engine.load(case.state, engine.script_engine(run.call), spec)
     engine_task = workflow.get_task_from_id(_uuid(task.engine_id))
     if engine_task is None or engine_task not in engine.ready_user_tasks(workflow):
         raise TaskClosed("该任务已不在待办状态")
