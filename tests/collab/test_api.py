@@ -64,10 +64,13 @@ def test_a_script_task_and_a_code_expression_are_refused(as_: Clients, scenery: 
     with as_["admin"] as c:
         r = upload(c, evil.encode())
         malformed = upload(c, b"<bpmn:definitions")
+        gbk = upload(c, text.replace("UTF-8", "GBK").encode("gbk"))
     assert r.status_code == 422
     assert r.json()["error"]["details"][0]["element_id"] == "verify_dibao"
     assert malformed.status_code == 422
     assert malformed.json()["error"]["details"][0]["line"] == 1
+    assert gbk.status_code == 422
+    assert "UTF-8" in gbk.json()["error"]["message"]
 
 
 def test_a_running_case_keeps_its_version_after_a_new_upload(

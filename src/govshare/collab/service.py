@@ -111,7 +111,10 @@ def upload_definition(
     """Check and store a BPMN file as the next version of its process. A running case
     keeps the version it started from."""
     try:
+        text = data.decode("utf-8")
         checked = engine.check_definition(data)
+    except UnicodeDecodeError:
+        raise _invalid([engine.Problem("", None, "文件须为 UTF-8 编码 (UTF-8 expected)")]) from None
     except engine.DefinitionProblems as exc:
         raise _invalid(exc.problems) from None
     root = engine.parse_xml(data)
@@ -142,7 +145,6 @@ def upload_definition(
         )
         or 0
     ) + 1
-    text = data.decode("utf-8")
     definition = ProcessDefinition(
         process_key=checked.process_key,
         name=checked.name[:200],
