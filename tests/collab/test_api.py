@@ -219,6 +219,19 @@ def test_the_public_lookup_shows_steps_and_leaks_nothing(
     assert applicant not in page.text
     assert bad_page.status_code == 404
     assert "办件编号或身份号码不正确" in bad_page.text
+    from sqlalchemy import func, select
+
+    from govshare.security.models import AuditEntry
+
+    with collab_hub.db() as s:
+        lookups = s.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(
+                AuditEntry.action == "collab.case.lookup", AuditEntry.object_id == str(case["id"])
+            )
+        )
+    assert lookups == 2  # the API's and the page's, not the refused ones
 
 
 def test_bad_applications_are_refused_field_by_field(as_: Clients, scenery: Scenery) -> None:

@@ -311,7 +311,11 @@ def check_lookup_rate(request: Request) -> None:
 def lookup(db: SessionDep, _p: Public, body: CaseLookup, request: Request) -> CaseLookupAnswer:
     check_lookup_rate(request)
     case, steps = service.lookup_public(
-        db, number=body.number, id_number=body.id_number, applicant_keys=applicant_keys(request)
+        db,
+        number=body.number,
+        id_number=body.id_number,
+        applicant_keys=applicant_keys(request),
+        remote_addr=request.client.host if request.client else None,
     )
     return CaseLookupAnswer(
         number=case.number,

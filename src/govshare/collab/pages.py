@@ -310,7 +310,11 @@ def lookup_answer(request: Request, db: SessionDep, caller: Public, form: FormDe
     try:
         check_lookup_rate(request)
         case, steps = service.lookup_public(
-            db, number=number, id_number=id_number, applicant_keys=applicant_keys(request)
+            db,
+            number=number,
+            id_number=id_number,
+            applicant_keys=applicant_keys(request),
+            remote_addr=request.client.host if request.client else None,
         )
     except (CaseNotFound, TooManyLookups) as exc:
         status = exc.status

@@ -601,10 +601,14 @@ def _uuid(value: str) -> Any:
 
 def get_case(session: Session, principal: Principal, case_id: int) -> Case:
     """A case as its accepting department, a department with a task in it, or a
-    platform administrator sees it; to anyone else it does not exist."""
+    platform administrator sees it; to anyone else it does not exist. The reading is
+    audited (the case names its applicant)."""
     case = session.get(Case, case_id)
     if case is None or not can_see(session, principal, case):
         raise CaseNotFound(f"办件 {case_id} 不存在")
+    audit.record(
+        session, principal.actor, "collab.case.read", object_type="collab_case", object_id=case.id
+    )
     return case
 
 
@@ -724,7 +728,12 @@ def check_overdue(session: Session, today: date) -> int:
 
 
 def lookup_public(
-    session: Session, *, number: str, id_number: str, applicant_keys: Callable[[str], str]
+    session: Session,
+    *,
+    number: str,
+    id_number: str,
+    applicant_keys: Callable[[str], str],
+    remote_addr: str | None = None,
 ) -> tuple[Case, list[CaseStep]]:
     """办件查询 for the applicant: the case's steps when both the number and the ID
     number match; one answer for a wrong number and a wrong ID number alike."""
@@ -732,4 +741,11 @@ def lookup_public(
     key = applicant_keys(id_number)
     if case is None or not hmac.compare_digest(case.applicant_key, key):
         raise CaseNotFound("办件编号或身份号码不正确 (no such case)")
+    audit.record(
+        session,
+        audit.Actor(name="applicant", kind="anonymous", remote_addr=remote_addr),
+        "collab.case.lookup",
+        object_type="collab_case",
+        object_id=case.id,
+    )
     return case, case_steps(session, case.id)

@@ -550,6 +550,8 @@ ACTION_LABELS = {
     "collab.definition.export": "导出流程定义",
     "collab.case.start": "窗口受理办件",
     "collab.case.notice": "出具办件告知书",
+    "collab.case.read": "查看办件",
+    "collab.case.lookup": "申请人查询办件",
     "collab.task.claim": "认领协同任务",
     "collab.task.complete": "办理协同任务",
     "collab.task.overdue": "协同任务超期",
