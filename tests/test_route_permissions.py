@@ -74,6 +74,9 @@ def test_only_login_health_and_docs_are_public(tmp_path: Path) -> None:
         "/open/demands/new",
         "/open/demands/{demand_id}",
         "/open/demands/{demand_id}/vote",
+        # 办件查询: an applicant looks a case up by its number and ID number (rate-limited).
+        "/api/v1/collab/lookup",
+        "/case-lookup",
         # 开放文件 of 无条件开放 entries.
         "/open/datasets/{slug}/files",
         "/open/datasets/{slug}/files/{file_id}",

@@ -294,12 +294,17 @@ def create_app(settings: Settings) -> FastAPI:
         backups.start()
         reminders = Reminder(settings, app.state.session_factory)
         reminders.start()
+        from govshare.collab.tasks import overdue_watch
+
+        case_deadlines = overdue_watch(app.state.session_factory)
+        case_deadlines.start()
         try:
             yield
         finally:
             app.state.import_worker.stop()
             backups.stop()
             reminders.stop()
+            case_deadlines.stop()
             comparisons.stop()
             evaluations.stop()
             developer_mail.stop()
@@ -372,6 +377,8 @@ def create_app(settings: Settings) -> FastAPI:
     from govshare.basedata import pages as basedata_pages
     from govshare.catalog import api as catalog_api
     from govshare.catalog import pages as catalog_pages
+    from govshare.collab import api as collab_api
+    from govshare.collab import pages as collab_pages
     from govshare.compare import api as compare_api
     from govshare.compare import pages as compare_pages
     from govshare.evaluation import api as evaluation_api
@@ -411,6 +418,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(compare_api.router, prefix="/api/v1")
     app.include_router(evaluation_api.router, prefix="/api/v1")
     app.include_router(documents_api.router, prefix="/api/v1")
+    app.include_router(collab_api.router, prefix="/api/v1")
     app.include_router(opendata_api.router)
     # After the DCAT routes: /open/datasets/{key}.{fmt} is theirs, the dotless slug ours.
     app.include_router(opendata_rows.router)
@@ -430,6 +438,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(compare_pages.router)
     app.include_router(evaluation_pages.router)
     app.include_router(documents_pages.router)
+    app.include_router(collab_pages.router)
     # The base databases tell the quality scans what agrees with the authoritative
     # sources (一致性); quality does not import them.
     quality_scan.register_consistency(basedata_consistency.evidence_check)

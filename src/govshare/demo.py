@@ -771,6 +771,10 @@ def reset_passwords(session: Session, password: str) -> None:
         f"{abbr}_{r}" for abbr, _, _ in DEPARTMENTS for r in ("reg", "rev", "res")
     }
     names |= {f"snq_{r}" for r in ("reg", "rev", "res")}
+    from govshare.demo_collab import PEOPLE
+    from govshare.demo_documents import CLERKS
+
+    names |= {f"{abbr}_doc" for abbr in CLERKS} | {person[0] for person in PEOPLE}
     session.execute(
         update(User)
         .where(User.username.in_(names))
@@ -845,7 +849,6 @@ def load_demo(
     ``settings`` are the hub's: the sharing side needs its working-day limits and the
     secret key API-client secrets are sealed with. Without them they are read from the
     environment, as ``govshare serve`` does (its command line sets neither)."""
-    from govshare.db import utcnow
     from govshare.demo_documents import seed_documents
     from govshare.demo_evaluation import seed_evaluation
     from govshare.demo_opendata import seed_developer, seed_open_demands
@@ -1061,6 +1064,9 @@ def load_demo(
     counts["documents"] = seed_documents(
         session, settings, departments=depts, password_hash=pw, now=utcnow()
     )
+    from govshare.demo_collab import seed_collab
+
+    counts |= seed_collab(session, admin_password, china_today(), secret_key=settings.secret_key)
     for key in ("published", "pending_registration", "pending_publication", "draft"):
         counts[key] = 0
     for resource in created:

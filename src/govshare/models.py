@@ -2,6 +2,7 @@
 
 from govshare.basedata import models as basedata_models
 from govshare.catalog import models as catalog_models
+from govshare.collab import models as collab_models
 from govshare.compare import models as compare_models
 from govshare.db import Base
 from govshare.documents import models as documents_models
@@ -18,6 +19,7 @@ metadata = Base.metadata
 __all__ = [
     "basedata_models",
     "catalog_models",
+    "collab_models",
     "compare_models",
     "documents_models",
     "evaluation_models",

@@ -188,6 +188,7 @@ def _ids(db: Path) -> dict[str, list[int]]:
             "compare_job_id": first("SELECT id FROM compare_job ORDER BY id LIMIT 1"),
             "run_id": first("SELECT id FROM compare_run ORDER BY id LIMIT 1"),
             "case_id": first("SELECT id FROM compare_case ORDER BY id LIMIT 1"),
+            "collab_case_id": first("SELECT id FROM collab_case ORDER BY id LIMIT 1"),
             "department_id": first("SELECT id FROM department ORDER BY id LIMIT 1"),
             "demand_id": first("SELECT MIN(id) FROM open_demand GROUP BY department_id ORDER BY 1"),
             "document_id": first("SELECT id FROM document ORDER BY id LIMIT 1"),

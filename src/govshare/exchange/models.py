@@ -184,6 +184,7 @@ class AlertKind(StrEnum):
     CONFLICT_OVERDUE = "conflict_overdue"  # a base database's conflict left open too long
     BACKUP_STALE = "backup_stale"  # the last good backup is older than backup_max_age_hours
     DOCUMENT_UNANSWERED = "document_unanswered"  # a 公文 neither signed for nor returned in time
+    CASE_TASK_OVERDUE = "case_task_overdue"  # a business-collaboration task past its deadline
 
     @property
     def label(self) -> str:
@@ -202,6 +203,7 @@ class AlertKind(StrEnum):
             "conflict_overdue": "基础库冲突超期未处理",
             "backup_stale": "备份过期",
             "document_unanswered": "公文超时未签收",
+            "case_task_overdue": "协同任务超期",
         }[self.value]
 
 

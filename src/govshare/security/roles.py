@@ -14,6 +14,8 @@ class Role(StrEnum):
     RESOURCE_ADMIN = "resource_admin"  # 信息资源管理员 (共享审核人)
     AUDITOR = "auditor"  # 审计员: reads logs, never data
     DOCUMENT_CLERK = "document_clerk"  # 公文收发员: sends and receives the department's 公文
+    WINDOW_OFFICER = "window_officer"  # 窗口受理员: one-window acceptance (一口受理)
+    CASE_HANDLER = "case_handler"  # 协同办理员: decides the department's case tasks
 
     @property
     def label(self) -> str:
@@ -27,6 +29,8 @@ ROLE_LABELS: dict[Role, str] = {
     Role.RESOURCE_ADMIN: "信息资源管理员",
     Role.AUDITOR: "审计员",
     Role.DOCUMENT_CLERK: "公文收发员",
+    Role.WINDOW_OFFICER: "窗口受理员",
+    Role.CASE_HANDLER: "协同办理员",
 }
 
 
@@ -59,6 +63,10 @@ class Permission(StrEnum):
     DOCUMENT_READ = "document.read"  # the department's sent and received 公文, verifying them
     DOCUMENT_SEND = "document.send"  # send 公文 in the department's name (发文)
     DOCUMENT_RECEIVE = "document.receive"  # sign for (签收) or return (退回) received 公文
+    COLLAB_READ = "collab.read"  # process definitions and the cases the department is in
+    COLLAB_DEFINE = "collab.define"  # upload process definitions (流程定义)
+    COLLAB_ACCEPT = "collab.accept"  # accept applications at the window (窗口受理)
+    COLLAB_HANDLE = "collab.handle"  # claim and decide the department's case tasks
 
     @property
     def label(self) -> str:
@@ -94,6 +102,10 @@ PERMISSION_LABELS: dict[Permission, str] = {
     Permission.DOCUMENT_READ: "查看公文",
     Permission.DOCUMENT_SEND: "发送公文",
     Permission.DOCUMENT_RECEIVE: "签收公文",
+    Permission.COLLAB_READ: "查看业务协同",
+    Permission.COLLAB_DEFINE: "管理流程定义",
+    Permission.COLLAB_ACCEPT: "窗口受理",
+    Permission.COLLAB_HANDLE: "协同办理",
 }
 
 
@@ -126,6 +138,12 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.DOCUMENT_SEND,
             Permission.DOCUMENT_RECEIVE,
         }
+    ),
+    Role.WINDOW_OFFICER: frozenset(
+        {Permission.AUTHENTICATED, Permission.COLLAB_READ, Permission.COLLAB_ACCEPT}
+    ),
+    Role.CASE_HANDLER: frozenset(
+        {Permission.AUTHENTICATED, Permission.COLLAB_READ, Permission.COLLAB_HANDLE}
     ),
 }
 

@@ -1,7 +1,7 @@
 """documents: 电子公文交换 — documents, their encrypted files, recipients and signed receipts
 
 Revision ID: 0025
-Revises: 0023
+Revises: 0024
 Create Date: 2026-12-04 04:29:54.868315
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import govshare.db
 
 revision: str = "0025"
-down_revision: str | None = "0023"
+down_revision: str | None = "0024"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

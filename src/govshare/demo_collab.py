@@ -1,0 +1,120 @@
+"""Demo data of business collaboration (业务协同): the built-in 综合救助一窗受理 process,
+a window officer and a handler in each of its three departments, and two cases — one
+being worked, one with a task past its deadline."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import date
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from govshare.collab import service
+from govshare.collab.models import Decision
+from govshare.demo_sharing import id_number
+from govshare.security import audit
+from govshare.security.audit import SYSTEM
+from govshare.security.models import Department, User
+from govshare.security.roles import Role, permissions_for
+from govshare.security.service import Principal, hash_password
+
+BUILTIN = Path(__file__).parent / "collab" / "builtin"
+# username, display name, department short name, role
+PEOPLE = [
+    ("dsj_window", "大数据局窗口受理员", "大数据局", Role.WINDOW_OFFICER),
+    ("mzj_case", "民政协同办理员", "民政", Role.CASE_HANDLER),
+    ("cl_case", "残联协同办理员", "残联", Role.CASE_HANDLER),
+    ("zjj_case", "住建协同办理员", "住建", Role.CASE_HANDLER),
+]
+
+
+def builtin_files(name: str = "assistance") -> tuple[bytes, dict[str, object]]:
+    """A built-in process: its ``.bpmn`` file and its forms."""
+    forms = json.loads((BUILTIN / f"{name}.forms.json").read_text(encoding="utf-8"))
+    return (BUILTIN / f"{name}.bpmn").read_bytes(), forms
+
+
+def _principal(user: User, dept: Department) -> Principal:
+    return Principal(
+        kind="user",
+        name=user.username,
+        department_id=dept.id,
+        permissions=permissions_for(user.roles),
+        user_id=user.id,
+        roles=tuple(user.roles),
+        display_name=user.display_name,
+        department_name=dept.name,
+    )
+
+
+def seed_collab(session: Session, password: str, today: date, *, secret_key: str) -> dict[str, int]:
+    """Load the built-in process and two cases; returns ``{"collab_cases": 2}``.
+    ``secret_key`` is the hub's, so that the applicants' lookup finds the cases."""
+    by_short = {d.short_name: d for d in session.scalars(select(Department))}
+    pw = hash_password(password)
+    people: dict[str, Principal] = {}
+    for username, display, short, role in PEOPLE:
+        dept = by_short[short]
+        user = User(
+            username=username,
+            display_name=display,
+            password_hash=pw,
+            department_id=dept.id,
+            roles=[role.value],
+        )
+        session.add(user)
+        session.flush()
+        people[username] = _principal(user, dept)
+    audit.record(session, SYSTEM, "demo.users", object_type="user", after={"count": len(PEOPLE)})
+    bureau = Principal(
+        kind="system",
+        name="admin",
+        department_id=by_short["大数据局"].id,
+        permissions=permissions_for([Role.PLATFORM_ADMIN]),
+        roles=(Role.PLATFORM_ADMIN.value,),
+    )
+    data, forms = builtin_files("enterprise")
+    service.upload_definition(session, bureau, data=data, forms=forms)
+    data, forms = builtin_files()
+    definition = service.upload_definition(session, bureau, data=data, forms=forms)
+    keys = service.ApplicantKeys(secret_key)
+    rng = random.Random(14)
+
+    def no_store(session: Session, *, department_id: int, resource_code: str, key: str) -> str:  # noqa: ARG001
+        return "unavailable"  # the demo's stores hold none of the three registers
+
+    # The first case came in 30 days ago: 民政 has answered, 残联's time is up.
+    earlier = date.fromordinal(today.toordinal() - 30)
+    for day, kinds in ((earlier, ["最低生活保障", "公共租赁住房"]), (today, ["残疾人两项补贴"])):
+        case = service.start_case(
+            session,
+            people["dsj_window"],
+            definition_id=definition.id,
+            application=service.Application(
+                applicant_name="演示申请人",
+                applicant_id=id_number(rng),
+                help_kinds=kinds,
+                household=[],
+            ),
+            verifier=no_store,
+            applicant_keys=keys,
+            today=day,
+        )
+        if day == earlier:
+            mz = next(
+                t for t in service.case_tasks(session, case.id) if t.element_id == "review_mz"
+            )
+            service.complete_task(
+                session,
+                people["mzj_case"],
+                mz.id,
+                decision=Decision.APPROVE,
+                comment="家庭收入低于本市低保标准",
+                verifier=no_store,
+                today=day,
+            )
+    service.check_overdue(session, today)
+    return {"collab_cases": 2}
