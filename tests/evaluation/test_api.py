@@ -73,6 +73,14 @@ def test_department_sees_ranking_and_only_its_own_detail(world: World) -> None:
             "total": 2.0,
             "value": 50.0,
         }
+        # The department is new in this month, so its year to date is this month alone.
+        year = own.json()["year_to_date"]
+        assert year["months"] == 1
+        assert (
+            year["indicators"]["catalog_complete"] == own.json()["indicators"]["catalog_complete"]
+        )
+        mine_ranked = next(r for r in ranking if r["department_id"] == a.id)
+        assert mine_ranked["year_to_date_score"] == year["score"] == own.json()["score"]
         other = c.get(f"/api/v1/evaluation/runs/{month}/departments/{b.id}")
         assert other.status_code == 403
         assert other.json()["error"]["code"] == "permission_denied"
@@ -194,6 +202,10 @@ def test_exports_open_and_show_the_stored_numbers(world: World, tmp_path: Path) 
     rows = list(wb["目录核心元数据完整率"].iter_rows(values_only=True))
     assert rows[0] == ("部门", "分子（核心元数据完整）", "记录数", "值")
     assert (a.name, 1, 2, 50) in rows
+    year = list(wb["年度累计"].iter_rows(values_only=True))
+    assert year[0][:5] == ("年度排名", "部门", "年度得分", "等级", "计入月数")
+    mine = next(row for row in year if row[1] == a.name)
+    assert mine[4] == 1 and mine[5] == 50  # one month; 目录核心元数据完整率 first
     with world.api(a.registrar) as c:
         p = c.get(f"/api/v1/evaluation/runs/{month}/report.pdf", params={"department_id": a.id})
         assert p.status_code == 200
@@ -209,5 +221,6 @@ def test_exports_open_and_show_the_stored_numbers(world: World, tmp_path: Path) 
     ).stdout
     assert a.name in text
     assert "目录核心元数据完整率" in text
+    assert "年度累计" in text
     # The footer comes from the report's stylesheet (@page): the sheet was applied.
     assert re.search(r"第\s*1\s*页\s*/\s*共", text)

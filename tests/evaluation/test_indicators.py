@@ -149,3 +149,89 @@ def test_published_month_does_not_change(fresh_settings: Settings) -> None:
         after = service.get_result(s, admin, rerun, ids["police"]).indicators
     assert after["catalog_complete"]["records"] == 5
     assert before["catalog_complete"]["records"] == 4
+
+
+def _two_months(settings: Settings) -> dict[str, int]:
+    """公安局 answers 2 of 2 applications due in October on time and 1 of 3 due in
+    November; 民政局 answers its one October application late and none in November."""
+    with session_for(settings) as s:
+        police = department(s, "公安局")
+        civil = department(s, "民政局")
+        police_entry = entry(s, police)
+        civil_entry = entry(s, civil)
+        for due, answered in [
+            (date(2026, 10, 12), date(2026, 10, 9)),
+            (date(2026, 10, 20), date(2026, 10, 20)),
+            (date(2026, 11, 10), date(2026, 11, 9)),
+            (date(2026, 11, 12), date(2026, 11, 16)),
+            (date(2026, 11, 20), date(2026, 11, 23)),
+        ]:
+            application(s, police_entry, civil, answer_due=due, answered_on=answered)
+        application(
+            s, civil_entry, police, answer_due=date(2026, 10, 15), answered_on=date(2026, 10, 19)
+        )
+        return {"police": police.id, "civil": civil.id}
+
+
+def test_year_to_date_adds_the_years_months_up(fresh_settings: Settings) -> None:
+    ids = _two_months(fresh_settings)
+    oct_ = Month(2026, 10)
+    with session_for(fresh_settings) as s:
+        service.run_month(s, SYSTEM, Month(2025, 12), today=TODAY)  # last year: not counted
+        service.run_month(s, SYSTEM, oct_, today=TODAY)
+        run = service.run_month(s, SYSTEM, NOV, today=TODAY)
+        results = {r.department_id: r for r in service.ranking(s, run)}
+        ytd_months = run.year_to_date["months"] if run.year_to_date else None
+        october = {r.department_id: r for r in service.ranking(s, service.get_run(s, "2026-10"))}
+        police, civil = results[ids["police"]], results[ids["civil"]]
+        police_ytd = police.year_to_date or {}
+        civil_ytd = civil.year_to_date or {}
+    assert ytd_months == ["2026-10", "2026-11"]
+    answers = police_ytd["indicators"]["answer_on_time"]
+    assert (answers["hits"], answers["records"], answers["value"]) == (3, 5, 60.0)
+    assert police.indicators["answer_on_time"]["value"] == 33.33  # the month alone
+    assert police_ytd["months"] == 2
+    # 民政局: late in October, nothing due in November → the year's rate is October's.
+    civil_answers = civil_ytd["indicators"]["answer_on_time"]
+    assert (civil_answers["hits"], civil_answers["records"]) == (0, 1)
+    assert civil.indicators["answer_on_time"]["value"] is None
+    # Stock indicators add up month by month: one complete entry counted in each month.
+    complete = police_ytd["indicators"]["catalog_complete"]
+    assert (complete["hits"], complete["records"]) == (2, 2)
+    # The year's score and rank are made from the summed figures with this month's scheme.
+    assert police_ytd["score"] == service.score_of(police_ytd["indicators"], run.scheme)
+    assert police_ytd["score"] > civil_ytd["score"]
+    assert (police_ytd["rank"], civil_ytd["rank"]) == (1, 2)
+    # October computed before November existed: its year is October alone.
+    assert (october[ids["police"]].year_to_date or {})["indicators"]["answer_on_time"][
+        "records"
+    ] == 2
+
+
+def test_a_published_months_year_to_date_does_not_move(fresh_settings: Settings) -> None:
+    ids = _two_months(fresh_settings)
+    admin = principal("admin", ids["police"], Role.PLATFORM_ADMIN)
+    with session_for(fresh_settings) as s:
+        service.run_month(s, SYSTEM, Month(2026, 10), today=TODAY)
+        service.run_month(s, SYSTEM, NOV, today=TODAY)
+        service.publish_run(s, admin, str(NOV))
+    with session_for(fresh_settings) as s:
+        dept = s.get(Department, ids["police"])
+        civil = s.get(Department, ids["civil"])
+        assert dept is not None and civil is not None
+        late = entry(s, dept)
+        application(s, late, civil, answer_due=date(2026, 10, 5), answered_on=date(2026, 10, 30))
+    with session_for(fresh_settings) as s:
+        # October is recomputed with the new late answer; November's year stays as published.
+        service.run_month(s, SYSTEM, Month(2026, 10), today=TODAY)
+        nov = service.get_result(s, admin, service.get_run(s, str(NOV)), ids["police"])
+        oct_ = service.get_result(s, admin, service.get_run(s, "2026-10"), ids["police"])
+        nov_ytd = (nov.year_to_date or {})["indicators"]["answer_on_time"]
+        oct_month = oct_.indicators["answer_on_time"]
+    assert (nov_ytd["hits"], nov_ytd["records"]) == (3, 5)
+    assert (oct_month["hits"], oct_month["records"]) == (2, 3)
+
+
+def test_competition_ranks() -> None:
+    assert service.competition_ranks([70.0, None, 90.0, 70.0, 50.0]) == [2, None, 1, 2, 4]
+    assert service.competition_ranks([]) == []

@@ -4,6 +4,7 @@ records; a department without the bureau's permission cannot post."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import date
 
@@ -89,3 +90,33 @@ def test_scheme_form_shows_errors_and_saves_a_version(world: World) -> None:
         assert ok.status_code == 303
         after = c.get("/api/v1/evaluation/scheme").json()
         assert (after["version"], after["dispute_penalty"]) == (before["version"] + 1, 3.0)
+
+
+def test_year_to_date_on_the_pages_with_its_months(world: World) -> None:
+    """Two months of 2031 run: the department page shows the year's score, the ranking
+    its column, and the drill-down lists each month behind the year's figure. When an
+    earlier month is recomputed later, the page says the stored figure stands."""
+    a = world.department("年度累计局")
+    world.published(a)
+    with world.api(world.admin) as c:
+        for month in ("2031-07", "2031-08"):
+            assert c.post("/evaluation/run", data={"month": month}).status_code == 303
+        ranking = c.get("/evaluation?month=2031-08")
+        assert "年度累计得分" in ranking.text
+        dept = c.get(f"/evaluation/departments/{a.id}?month=2031-08")
+        assert dept.status_code == 200
+        assert 'id="year-summary"' in dept.text
+        assert "2031 年累计（2 个月）" in dept.text
+        # 目录核心元数据完整率: one complete entry, counted in each month.
+        row = dept.text.split('id="ind-catalog_complete"')[1].split("</tr>")[0]
+        assert re.search(r'class="num year">.*100\.00%.*2 / 2', row, re.S)
+        drill_path = f"/evaluation/departments/{a.id}/records?indicator=catalog_complete"
+        drill = c.get(f"{drill_path}&month=2031-08")
+        assert 'id="year-months"' in drill.text
+        for month in ("2031-07", "2031-08"):
+            assert f"&month={month}" in drill.text
+        assert "重新计算过" not in drill.text
+        world.published(a)  # a second entry arrives; July is computed again
+        assert c.post("/evaluation/run", data={"month": "2031-07"}).status_code == 303
+        again = c.get(f"{drill_path}&month=2031-08")
+        assert "重新计算过" in again.text

@@ -28,6 +28,8 @@ from govshare.evaluation.schemas import (
     RunRequest,
     SchemePublic,
     SchemeUpdate,
+    YearToDateResult,
+    YearToDateRun,
 )
 from govshare.ids import MAX_ID, Count, Id
 from govshare.rules.clock import china_today
@@ -77,6 +79,7 @@ def run_public(run: EvaluationRun) -> RunPublic:
         published_by=run.published_by,
         published_at=run.published_at,
         platform={k: IndicatorValue(**v) for k, v in run.platform.items()},
+        year_to_date=YearToDateRun.model_validate(run.year_to_date) if run.year_to_date else None,
     )
 
 
@@ -87,6 +90,8 @@ def ranking_entry(r: EvaluationResult) -> RankingEntry:
         score=r.score,
         rank=r.rank,
         grade=r.grade,
+        year_to_date_score=(r.year_to_date or {}).get("score"),
+        year_to_date_rank=(r.year_to_date or {}).get("rank"),
     )
 
 
@@ -168,6 +173,7 @@ def get_result(
         **ranking_entry(r).model_dump(),
         month=run.month,
         indicators={k: IndicatorValue(**v) for k, v in r.indicators.items()},
+        year_to_date=YearToDateResult.model_validate(r.year_to_date) if r.year_to_date else None,
     )
 
 

@@ -40,7 +40,7 @@ def shown(ind: Indicator, value: float | None) -> str:
 
 def xlsx(session: Session, run: EvaluationRun) -> bytes:
     """排名 first, then one sheet per department indicator (部门, 分子, 分母, 值), the
-    platform indicators and the definitions (口径)."""
+    year to date (年度累计), the platform indicators and the definitions (口径)."""
     from openpyxl import Workbook
 
     wb = Workbook(write_only=True)
@@ -78,6 +78,7 @@ def xlsx(session: Session, run: EvaluationRun) -> bytes:
                     ],
                 )
             )
+    _year_sheet(wb, run, results)
     ws = wb.create_sheet("平台指标")
     ws.append(xlsx_row(ws, ["指标", "分子", "分母", "值（%）", "口径"]))
     for ind in PLATFORM_INDICATORS:
@@ -104,6 +105,41 @@ def xlsx(session: Session, run: EvaluationRun) -> bytes:
     out = io.BytesIO()
     wb.save(out)
     return out.getvalue()
+
+
+def _year_sheet(wb: Any, run: EvaluationRun, results: list[EvaluationResult]) -> None:
+    """年度累计: each department's year-to-date score, rank and indicator values, in the
+    order of the year's ranking."""
+    ws = wb.create_sheet("年度累计")
+    months = (run.year_to_date or {}).get("months", [])
+    ws.append(
+        xlsx_row(
+            ws,
+            ["年度排名", "部门", "年度得分", "等级", "计入月数"]
+            + [ind.label for ind in DEPARTMENT_INDICATORS],
+        )
+    )
+    ordered = sorted(results, key=lambda r: (r.year_to_date or {}).get("rank") or 10**9)
+    for r in ordered:
+        y = r.year_to_date or {}
+        values = [
+            y.get("indicators", {}).get(ind.key, {}).get("value") for ind in DEPARTMENT_INDICATORS
+        ]
+        ws.append(
+            xlsx_row(
+                ws,
+                [
+                    y.get("rank"),
+                    r.department_name,
+                    y.get("score"),
+                    GRADE_LABELS.get(y.get("grade", ""), ""),
+                    y.get("months"),
+                    *("—" if v is None else v for v in values),
+                ],
+            )
+        )
+    ws.append(xlsx_row(ws, []))
+    ws.append(xlsx_row(ws, ["计入月份", "、".join(months) or "—"]))
 
 
 def _trend_svg(trend: list[tuple[str, EvaluationResult]]) -> str:

@@ -63,6 +63,10 @@ class EvaluationRun(Base):
     computed_at: Mapped[datetime] = mapped_column(default=utcnow)
     published_by: Mapped[str | None] = mapped_column(String(50))
     published_at: Mapped[datetime | None] = mapped_column()
+    # 年度累计: {"months": [...], "platform": {key: entry}} — the months of the year up to
+    # this one that were stored when it was computed; None for runs computed before
+    # year-to-date figures existed.
+    year_to_date: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
     scheme: Mapped[EvaluationScheme] = relationship(lazy="joined")
 
@@ -81,6 +85,9 @@ class EvaluationResult(Base):
     score: Mapped[float | None] = mapped_column(Float)
     rank: Mapped[int | None] = mapped_column(Integer)
     grade: Mapped[str] = mapped_column(String(10), default="")
+    # 年度累计: {"indicators": {key: entry}, "score", "rank", "grade"} over the run's
+    # year-to-date months.
+    year_to_date: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
     __table_args__ = (
         Index("ix_evaluation_result_run_department", "run_id", "department_id", unique=True),

@@ -155,6 +155,10 @@ def records_page(
     lines = records.describe(db, ind, facts[:RECORDS_SHOWN])
     result = None if ind.platform else service.get_result(db, caller, run, dept)
     entry = run.platform.get(key, {}) if ind.platform else result.indicators.get(key, {})  # type: ignore[union-attr]
+    ytd_source = run.year_to_date if ind.platform else result.year_to_date  # type: ignore[union-attr]
+    ytd_key = "platform" if ind.platform else "indicators"
+    year_entry = (ytd_source or {}).get(ytd_key, {}).get(key)
+    breakdown = service.year_breakdown(db, caller, run, key, dept) if year_entry else []
     return _page(
         request,
         "evaluation/records.html",
@@ -167,6 +171,12 @@ def records_page(
         lines=lines,
         total=len(facts),
         hits=sum(1 for f in facts if f.hit),
+        year_entry=year_entry,
+        breakdown=breakdown,
+        # A month recomputed after this one changes the months' sum, not the stored figure.
+        breakdown_moved=bool(year_entry)
+        and [sum(e.get(n, 0) for _, e in breakdown) for n in ("records", "hits")]
+        != [year_entry["records"], year_entry["hits"]],  # type: ignore[index]
     )
 
 

@@ -64,6 +64,26 @@ class RankingEntry(BaseModel):
     score: float | None
     rank: int | None
     grade: str
+    year_to_date_score: float | None = Field(description="年度累计得分")
+    year_to_date_rank: int | None = Field(description="年度累计排名")
+
+
+class YearToDateRun(BaseModel):
+    """年度累计: the year's months up to this one that were stored when it was computed."""
+
+    months: list[str]
+    platform: dict[str, IndicatorValue]
+
+
+class YearToDateResult(BaseModel):
+    """年度累计 of one department: each indicator's records, hits and totals over the
+    year's months, the value made from the sums, scored with this month's scheme."""
+
+    months: int
+    indicators: dict[str, IndicatorValue]
+    score: float | None
+    rank: int | None
+    grade: str
 
 
 class RunPublic(BaseModel):
@@ -78,6 +98,7 @@ class RunPublic(BaseModel):
     published_by: str | None
     published_at: datetime | None
     platform: dict[str, IndicatorValue]
+    year_to_date: YearToDateRun | None = Field(description="年度累计; 早于此功能计算的月份为空")
 
 
 class RunDetail(RunPublic):
@@ -87,6 +108,7 @@ class RunDetail(RunPublic):
 class ResultPublic(RankingEntry):
     month: str
     indicators: dict[str, IndicatorValue]
+    year_to_date: YearToDateResult | None
 
 
 class RecordLine(BaseModel):

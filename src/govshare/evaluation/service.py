@@ -396,12 +396,84 @@ def _results(session: Session, run: EvaluationRun, month: Month, scheme: Evaluat
                 grade=grade_of(score, scheme.thresholds),
             )
         )
-    # Competition ranking (1, 2, 2, 4); departments without a score are not ranked.
-    scored = sorted((r for r in results if r.score is not None), key=lambda r: -(r.score or 0))
-    for i, r in enumerate(scored):
-        r.rank = scored[i - 1].rank if i and scored[i - 1].score == r.score else i + 1
+    for r, rank in zip(results, competition_ranks([r.score for r in results]), strict=True):
+        r.rank = rank
+    _year_to_date(session, run, month, scheme, results)
     session.add_all(results)
     session.flush()
+
+
+def competition_ranks(scores: Sequence[float | None]) -> list[int | None]:
+    """Competition ranking (1, 2, 2, 4) of ``scores`` in their order; None (nothing to
+    score) is not ranked."""
+    scored = sorted(((s, i) for i, s in enumerate(scores) if s is not None), key=lambda p: -p[0])
+    ranks: list[int | None] = [None] * len(scores)
+    for n, (score, i) in enumerate(scored):
+        tied = n > 0 and scored[n - 1][0] == score
+        ranks[i] = ranks[scored[n - 1][1]] if tied else n + 1
+    return ranks
+
+
+def _summed(entries: Sequence[dict[str, Any]], ind: Indicator) -> dict[str, Any]:
+    """The year-to-date entry of one indicator: the months' records, hits and totals
+    added up, and the value made from the sums as a month's is made from its facts."""
+    records = sum(int(e.get("records", 0)) for e in entries)
+    hits = sum(int(e.get("hits", 0)) for e in entries)
+    total = sum(float(e.get("total", 0.0)) for e in entries)
+    return {
+        "records": records,
+        "hits": hits,
+        "total": total,
+        "value": indicator_value(ind, records, hits, total),
+    }
+
+
+def _year_to_date(
+    session: Session,
+    run: EvaluationRun,
+    month: Month,
+    scheme: EvaluationScheme,
+    results: Sequence[EvaluationResult],
+) -> None:
+    """年度累计: this month's entries added to those stored for the year's earlier months
+    (as they stand when this month is computed), scored with this month's scheme and
+    ranked. Stored with the run, so a published month keeps its year-to-date figures."""
+    earlier = session.execute(
+        select(EvaluationRun.id, EvaluationRun.month, EvaluationRun.platform)
+        .where(EvaluationRun.month >= f"{month.year:04d}-01", EvaluationRun.month < str(month))
+        .order_by(EvaluationRun.month)
+    ).all()
+    run.year_to_date = {
+        "months": [m for _, m, _ in earlier] + [str(month)],
+        "platform": {
+            i.key: _summed([*(p.get(i.key, {}) for _, _, p in earlier), run.platform[i.key]], i)
+            for i in PLATFORM_INDICATORS
+        },
+    }
+    by_department: dict[int, list[dict[str, Any]]] = {}
+    if earlier:
+        rows = session.execute(
+            select(EvaluationResult.department_id, EvaluationResult.indicators).where(
+                EvaluationResult.run_id.in_([run_id for run_id, _, _ in earlier])
+            )
+        )
+        for dept_id, indicators in rows:
+            by_department.setdefault(dept_id, []).append(indicators)
+    for r in results:
+        months = [*by_department.get(r.department_id, []), r.indicators]
+        indicators = {
+            i.key: _summed([m.get(i.key, {}) for m in months], i) for i in DEPARTMENT_INDICATORS
+        }
+        score = score_of(indicators, scheme)
+        r.year_to_date = {
+            "months": len(months),
+            "indicators": indicators,
+            "score": score,
+            "grade": grade_of(score, scheme.thresholds),
+        }
+    ytd_scores = [(r.year_to_date or {}).get("score") for r in results]
+    for r, rank in zip(results, competition_ranks(ytd_scores), strict=True):
+        r.year_to_date = {**(r.year_to_date or {}), "rank": rank}
 
 
 def _run_summary(session: Session, run: EvaluationRun) -> dict[str, Any]:
@@ -524,6 +596,30 @@ def facts(
     if limit is not None:
         query = query.limit(limit)
     return list(session.scalars(query))
+
+
+def year_breakdown(
+    session: Session, principal: Principal, run: EvaluationRun, key: str, department_id: int
+) -> list[tuple[str, dict[str, Any]]]:
+    """The months behind an indicator's year-to-date figure of ``run``, each with its
+    entry as stored now (a month recomputed after ``run`` shows its new numbers)."""
+    ind = indicator(key)
+    months = (run.year_to_date or {}).get("months", [])
+    if ind.platform:
+        stored = session.execute(
+            select(EvaluationRun.month, EvaluationRun.platform)
+            .where(EvaluationRun.month.in_(months))
+            .order_by(EvaluationRun.month)
+        ).all()
+    else:
+        check_department(principal, department_id)
+        stored = session.execute(
+            select(EvaluationRun.month, EvaluationResult.indicators)
+            .join(EvaluationResult, EvaluationResult.run_id == EvaluationRun.id)
+            .where(EvaluationRun.month.in_(months), EvaluationResult.department_id == department_id)
+            .order_by(EvaluationRun.month)
+        ).all()
+    return [(month, entries.get(key, {})) for month, entries in stored]
 
 
 def all_indicators() -> Sequence[Indicator]:
