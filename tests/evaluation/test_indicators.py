@@ -218,7 +218,8 @@ def test_a_published_months_year_to_date_does_not_move(fresh_settings: Settings)
     with session_for(fresh_settings) as s:
         dept = s.get(Department, ids["police"])
         civil = s.get(Department, ids["civil"])
-        assert dept is not None and civil is not None
+        assert dept is not None
+        assert civil is not None
         late = entry(s, dept)
         application(s, late, civil, answer_due=date(2026, 10, 5), answered_on=date(2026, 10, 30))
     with session_for(fresh_settings) as s:
