@@ -116,7 +116,9 @@ def serve(
 
     # Before the workers start: each writes its counters there and a scrape adds them.
     prepare_multiprocess_dir(settings.data_dir)
-    uvicorn.run(
+    from govshare.web.workers import PortInUse, SlotSupervisor, reuse_port_sockets
+
+    config = uvicorn.Config(
         "govshare.cli:worker_app",
         factory=True,
         workers=settings.workers,
@@ -126,6 +128,13 @@ def serve(
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
     )
+    try:
+        sockets = reuse_port_sockets(settings.host, settings.port, settings.workers)
+    except PortInUse as exc:
+        err.print(f"[red]无法启动:[/red] {exc.strerror}")
+        raise typer.Exit(1) from None
+    # One listening socket per worker (SO_REUSEPORT): see govshare.web.workers.
+    SlotSupervisor(config, sockets).run()
 
 
 def worker_app() -> Any:
