@@ -9,7 +9,7 @@ number from those facts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -39,7 +39,7 @@ from govshare.evaluation.models import PLATFORM
 from govshare.exchange.models import ExchangePackage, ExchangeTask, TaskKind, TaskState
 from govshare.quality.models import QualityScan, ScanStatus
 from govshare.quality.scan import LATE_AFTER_DAYS
-from govshare.rules.clock import CHINA
+from govshare.rules.months import Month
 from govshare.security.models import Department
 from govshare.sharing.models import (
     ApplicationStatus,
@@ -277,51 +277,6 @@ BY_KEY: dict[str, Indicator] = {i.key: i for i in INDICATORS}
 DEPARTMENT_INDICATORS = tuple(i for i in INDICATORS if not i.platform)
 PLATFORM_INDICATORS = tuple(i for i in INDICATORS if i.platform)
 SCORED = tuple(i.key for i in DEPARTMENT_INDICATORS if i.is_rate or i.kind is Kind.MEAN)
-
-
-@dataclass(frozen=True, slots=True)
-class Month:
-    """一个考核月: its days (for working-day deadlines) and its bounds in UTC (for
-    timestamps), both counted in Beijing time."""
-
-    year: int
-    month: int
-
-    @classmethod
-    def parse(cls, text: str) -> Month:
-        """``2026-11`` → Month; ValueError on anything else."""
-        if len(text) != 7 or text[4] != "-" or not (text[:4] + text[5:]).isdigit():
-            raise ValueError(text)
-        year, month = int(text[:4]), int(text[5:])
-        if not (2000 <= year <= 2999 and 1 <= month <= 12):
-            raise ValueError(text)
-        return cls(year, month)
-
-    def __str__(self) -> str:
-        return f"{self.year:04d}-{self.month:02d}"
-
-    @property
-    def first_day(self) -> date:
-        return date(self.year, self.month, 1)
-
-    @property
-    def last_day(self) -> date:
-        return self.next().first_day - timedelta(days=1)
-
-    def next(self) -> Month:
-        return Month(self.year + self.month // 12, self.month % 12 + 1)
-
-    def previous(self) -> Month:
-        return Month(self.year - (self.month == 1), (self.month - 2) % 12 + 1)
-
-    @property
-    def start(self) -> datetime:
-        return datetime.combine(self.first_day, time(), CHINA).astimezone(UTC)
-
-    @property
-    def end(self) -> datetime:
-        """The first moment after the month (exclusive bound)."""
-        return self.next().start
 
 
 FactQuery = Select[tuple[int, int, bool, float]]
