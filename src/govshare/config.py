@@ -347,6 +347,14 @@ class Settings(BaseSettings):
         "before its receivers are reminded, and again every as many hours; 加急 a third of "
         "it, 特急 a twelfth.",
     )
+    collab_warn_working_days: int = Field(
+        default=1,
+        ge=0,
+        le=10,
+        description="电子监察: an open collaboration task gets a yellow card (黄牌) when at most "
+        "this many working days are left before its due day (0: on the due day only); it "
+        "gets a red card (红牌) once the due day has passed.",
+    )
     open_rows_time_limit_ms: int = Field(
         default=1000,
         ge=1,

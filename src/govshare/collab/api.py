@@ -9,6 +9,7 @@ officer accepts with ``collab.accept``; handlers claim and decide with
 from __future__ import annotations
 
 import threading
+from dataclasses import asdict
 from datetime import date
 from typing import Annotated, Any
 
@@ -17,7 +18,7 @@ from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile, s
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from govshare.collab import service
+from govshare.collab import service, supervision
 from govshare.collab.errors import InvalidDefinition
 from govshare.collab.models import Case, CaseTask, Decision, ProcessDefinition
 from govshare.collab.schemas import (
@@ -27,14 +28,19 @@ from govshare.collab.schemas import (
     CasePublic,
     DefinitionPublic,
     StepPublic,
+    SupervisionCard,
+    SupervisionDepartment,
+    SupervisionItem,
+    SupervisionReport,
     TaskDecision,
     TaskPublic,
 )
 from govshare.collab.verify import StoreVerifier
 from govshare.deps import Public, Require, SessionDep
-from govshare.errors import GovshareError
+from govshare.errors import GovshareError, InvalidInput
 from govshare.ids import Id
 from govshare.rules.clock import china_today
+from govshare.rules.months import Month
 from govshare.security import audit
 from govshare.security.roles import Permission
 from govshare.security.service import Principal
@@ -44,6 +50,7 @@ CollabReader = Annotated[Principal, Depends(Require(Permission.COLLAB_READ))]
 CollabDefiner = Annotated[Principal, Depends(Require(Permission.COLLAB_DEFINE))]
 CollabAcceptor = Annotated[Principal, Depends(Require(Permission.COLLAB_ACCEPT))]
 CollabHandler = Annotated[Principal, Depends(Require(Permission.COLLAB_HANDLE))]
+CollabSupervisor = Annotated[Principal, Depends(Require(Permission.COLLAB_SUPERVISE))]
 
 router = APIRouter(prefix="/collab", tags=["collab"])
 
@@ -322,4 +329,107 @@ def lookup(db: SessionDep, _p: Public, body: CaseLookup, request: Request) -> Ca
         status=str(case.status),
         status_label=case.status.label,
         steps=[StepPublic(at=s.at, kind=s.kind, title=s.title) for s in steps],
+    )
+
+
+# -- 电子监察 ------------------------------------------------------------------------------
+
+
+def supervision_month(text: str | None, today: date) -> Month:
+    """``YYYY-MM`` (a 422 naming the field otherwise); the current month when empty."""
+    if not text:
+        return Month(today.year, today.month)
+    try:
+        return Month.parse(text.strip())
+    except ValueError:
+        raise InvalidInput(
+            f"月份“{text[:20]}”格式不正确，应为 YYYY-MM，如 2026-11",
+            details=[{"field": "month", "message": "应为 YYYY-MM"}],
+        ) from None
+
+
+def supervision_report(request: Request, db: Session, month: str | None) -> supervision.MonthReport:
+    today = china_today()
+    return supervision.month_report(
+        db,
+        supervision_month(month, today),
+        today=today,
+        warn_days=request.app.state.settings.collab_warn_working_days,
+    )
+
+
+def report_public(r: supervision.MonthReport) -> SupervisionReport:
+    return SupervisionReport(
+        month=str(r.month),
+        today=r.today,
+        warn_working_days=r.warn_days,
+        cases_accepted=r.cases_accepted,
+        cases_closed=r.cases_closed,
+        mean_case_days=r.mean_case_days,
+        cases_open=r.cases_open,
+        tasks_received=r.tasks_received,
+        tasks_completed=r.tasks_completed,
+        completed_late=r.completed_late,
+        open_yellow=r.open_yellow,
+        open_red=r.open_red,
+        departments=[
+            SupervisionDepartment(
+                department_id=d.department_id,
+                name=d.name,
+                received=d.received,
+                completed=d.completed,
+                completed_late=d.completed_late,
+                on_time_rate=d.on_time_rate,
+                mean_days=d.mean_days,
+                open_yellow=d.open_yellow,
+                open_red=d.open_red,
+            )
+            for d in r.departments
+        ],
+        cards=[
+            SupervisionCard(
+                card=line.card.value,  # type: ignore[arg-type]
+                card_label=line.card.label,
+                task_id=line.task.id,
+                case_id=line.task.case_id,
+                case_number=line.case_number,
+                process=line.process,
+                task=line.task.name,
+                department=line.department,
+                started_on=line.task.started_on,
+                due_on=line.task.due_on,
+                completed=line.task.completed_at is not None,
+                elapsed_working_days=line.elapsed,
+            )
+            for line in r.carded
+        ],
+        items=[SupervisionItem(**asdict(i)) for i in r.items],
+        trend=r.trend,
+    )
+
+
+@router.get("/supervision", summary="电子监察月报: 办件量、部门用时、红黄牌、审批事项")
+def get_supervision(
+    request: Request, db: SessionDep, _caller: CollabSupervisor, month: str | None = None
+) -> SupervisionReport:
+    return report_public(supervision_report(request, db, month))
+
+
+@router.get("/supervision/{month}/export.xlsx", summary="导出电子监察月报 (XLSX)")
+def export_supervision(
+    request: Request, month: str, db: SessionDep, caller: CollabSupervisor
+) -> Response:
+    report = supervision_report(request, db, month)
+    audit.record(
+        db,
+        caller.actor,
+        "collab.supervision.export",
+        object_type="collab_supervision",
+        object_id=str(report.month),
+        after={"cards": len(report.carded), "departments": len(report.departments)},
+    )
+    return Response(
+        supervision.xlsx(report),
+        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        headers=attachment(f"supervision-{report.month}.xlsx", f"电子监察月报-{report.month}.xlsx"),
     )

@@ -18,10 +18,12 @@ from govshare.collab.api import (
     CollabDefiner,
     CollabHandler,
     CollabReader,
+    CollabSupervisor,
     TooManyLookups,
     applicant_keys,
     check_lookup_rate,
     read_forms,
+    supervision_report,
     verifier,
 )
 from govshare.collab.errors import CaseNotFound
@@ -213,6 +215,7 @@ def queue_page(request: Request, db: SessionDep, caller: CollabHandler) -> Respo
         request,
         "collab/queue.html",
         caller,
+        warn_days=request.app.state.settings.collab_warn_working_days,
         items=service.department_queue(db, caller, china_today()),
     )
 
@@ -342,4 +345,38 @@ def lookup_answer(request: Request, db: SessionDep, caller: Public, form: FormDe
         outcome_labels=service.OUTCOME_LABELS,
         error="",
         number=number,
+    )
+
+
+@router.get("/collab/supervision")
+def supervision_page(
+    request: Request, db: SessionDep, caller: CollabSupervisor, month: str = ""
+) -> Response:
+    """电子监察: the month's volumes, each department's handling time and on-time rate,
+    the yellow and red cards, the trend (ECharts) and the approval items."""
+    report = supervision_report(request, db, month or None)
+    trend_chart = {
+        "title": "近 12 个月办件与超期趋势",
+        "type": "line",
+        "labels": [str(t["month"]) for t in report.trend],
+        "series": [
+            {"name": "受理办件", "values": [t["accepted"] for t in report.trend]},
+            {"name": "办结办件", "values": [t["closed"] for t in report.trend]},
+            {"name": "超期办结任务（红牌）", "values": [t["late"] for t in report.trend]},
+        ],
+    }
+    timed = [d for d in report.departments if d.mean_days is not None]
+    days_chart = {
+        "title": f"{report.month} 各部门任务平均用时（工作日）",
+        "type": "bar",
+        "labels": [d.name for d in timed],
+        "values": [d.mean_days for d in timed],
+    }
+    return _page(
+        request,
+        "collab/supervision.html",
+        caller,
+        report=report,
+        trend_chart=trend_chart,
+        days_chart=days_chart,
     )

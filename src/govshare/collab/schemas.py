@@ -104,3 +104,60 @@ class CaseLookupAnswer(BaseModel):
     status: str
     status_label: str
     steps: list[StepPublic]
+
+
+class SupervisionDepartment(BaseModel):
+    department_id: int
+    name: str
+    received: int = Field(description="本月分送的任务")
+    completed: int = Field(description="本月办结的任务")
+    completed_late: int = Field(description="其中超期办结 (红牌)")
+    on_time_rate: float | None = Field(description="按时办结率 (%)")
+    mean_days: float | None = Field(description="办结任务平均用时 (工作日)")
+    open_yellow: int = Field(description="统计日在办黄牌")
+    open_red: int = Field(description="统计日在办红牌")
+
+
+class SupervisionCard(BaseModel):
+    card: Literal["yellow", "red"]
+    card_label: str
+    task_id: int
+    case_id: int
+    case_number: str
+    process: str
+    task: str
+    department: str
+    started_on: date
+    due_on: date
+    completed: bool
+    elapsed_working_days: int
+
+
+class SupervisionItem(BaseModel):
+    process: str
+    version: int
+    element_id: str
+    name: str
+    department: str
+    working_days: int
+
+
+class SupervisionReport(BaseModel):
+    """电子监察月报: volumes, departments, cards, items (审批事项) and the trend."""
+
+    month: str
+    today: date
+    warn_working_days: int
+    cases_accepted: int
+    cases_closed: int
+    mean_case_days: float | None
+    cases_open: int
+    tasks_received: int
+    tasks_completed: int
+    completed_late: int
+    open_yellow: int
+    open_red: int
+    departments: list[SupervisionDepartment]
+    cards: list[SupervisionCard]
+    items: list[SupervisionItem]
+    trend: list[dict[str, int | str]]

@@ -67,6 +67,7 @@ class Permission(StrEnum):
     COLLAB_DEFINE = "collab.define"  # upload process definitions (流程定义)
     COLLAB_ACCEPT = "collab.accept"  # accept applications at the window (窗口受理)
     COLLAB_HANDLE = "collab.handle"  # claim and decide the department's case tasks
+    COLLAB_SUPERVISE = "collab.supervise"  # 电子监察: every department's time limits and cards
 
     @property
     def label(self) -> str:
@@ -106,6 +107,7 @@ PERMISSION_LABELS: dict[Permission, str] = {
     Permission.COLLAB_DEFINE: "管理流程定义",
     Permission.COLLAB_ACCEPT: "窗口受理",
     Permission.COLLAB_HANDLE: "协同办理",
+    Permission.COLLAB_SUPERVISE: "电子监察",
 }
 
 
@@ -130,7 +132,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.SHARING_STORE,
         }
     ),
-    Role.AUDITOR: frozenset({Permission.AUTHENTICATED, Permission.AUDIT_READ}),
+    Role.AUDITOR: frozenset(
+        {Permission.AUTHENTICATED, Permission.AUDIT_READ, Permission.COLLAB_SUPERVISE}
+    ),
     Role.DOCUMENT_CLERK: frozenset(
         {
             Permission.AUTHENTICATED,

@@ -1,0 +1,196 @@
+"""电子监察 on a frozen clock: yellow cards before a task's limit and red after it,
+working days per task and department, the month's figures over the API and the
+console, the XLSX export (audited), and who may see it."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+from openpyxl import load_workbook
+from sqlalchemy import select, update
+
+from govshare.collab.models import Case, CaseTask, TaskStatus
+from govshare.collab.supervision import Card, card_of, elapsed_days
+from govshare.rules.clock import fixed_today
+from govshare.security.audit import SYSTEM
+from govshare.security.models import AuditEntry, Department
+from govshare.security.roles import Role
+from govshare.security.service import add_user
+from tests.collab.conftest import Clients
+from tests.collab.scenery import Scenery, application, forms, upload
+from tests.factories import PASSWORD
+from tests.live import LiveHub
+
+# 2024-03: no holiday. 10 working days after Friday 1 March is Friday 15 March; 15 is
+# Friday 22 March.
+START = date(2024, 3, 1)
+
+
+def _task(due: date, completed: datetime | None = None) -> CaseTask:
+    return CaseTask(
+        started_on=START,
+        due_on=due,
+        completed_at=completed,
+        status=TaskStatus.DONE if completed else TaskStatus.READY,
+    )
+
+
+@pytest.mark.parametrize(
+    ("today", "warn", "card"),
+    [
+        (date(2024, 3, 13), 1, Card.NONE),  # two working days left
+        (date(2024, 3, 14), 1, Card.YELLOW),  # one left
+        (date(2024, 3, 14), 0, Card.NONE),  # …but the bureau warns on the due day only
+        (date(2024, 3, 15), 0, Card.YELLOW),  # the due day
+        (date(2024, 3, 16), 5, Card.RED),  # Saturday after the due day: past it
+    ],
+)
+def test_an_open_tasks_card(today: date, warn: int, card: Card, backend: str) -> None:
+    if backend != "sqlite":
+        pytest.skip("no database")
+    assert card_of(_task(date(2024, 3, 15)), today, warn) is card
+
+
+def test_a_done_tasks_card_follows_its_completion_in_beijing_time(backend: str) -> None:
+    if backend != "sqlite":
+        pytest.skip("no database")
+    due = date(2024, 3, 15)
+    # 15:59 UTC is 23:59 in Beijing on the due day; 16:00 UTC is already the next day.
+    on_time = _task(due, datetime(2024, 3, 15, 15, 59, tzinfo=UTC))
+    late = _task(due, datetime(2024, 3, 15, 16, 0, tzinfo=UTC))
+    assert card_of(on_time, date(2024, 4, 1), 1) is Card.NONE
+    assert card_of(late, date(2024, 4, 1), 1) is Card.RED
+    assert elapsed_days(START, date(2024, 3, 5)) == 2  # Monday and Tuesday
+    assert elapsed_days(START, START) == 0
+
+
+def _cases(as_: Clients, scenery: Scenery, hub: LiveHub) -> list[dict[str, Any]]:
+    """Two one-window cases accepted on 1 March 2024; 民政 decides the first on 5 March
+    and the second on 20 March (late); 残联 decides both on 4 March; 住建 leaves both
+    open (due 22 March)."""
+    with as_["admin"] as c:
+        r = upload(c, scenery.bpmn(), forms())
+        assert r.status_code == 201, r.text
+        definition = r.json()
+    cases = []
+    with fixed_today(START), as_["window"] as c:
+        for _ in range(2):
+            r = c.post("/api/v1/collab/cases", json=application(definition["id"]))
+            assert r.status_code == 201, r.text
+            cases.append(r.json())
+    with hub.db() as s:  # accepted on 1 March, as the frozen clock says
+        s.execute(
+            update(Case)
+            .where(Case.id.in_([c["id"] for c in cases]))
+            .values(created_at=datetime(2024, 3, 1, 2, tzinfo=UTC))
+        )
+    done = {
+        ("review_mz", 0): datetime(2024, 3, 5, 2, tzinfo=UTC),
+        ("review_mz", 1): datetime(2024, 3, 20, 2, tzinfo=UTC),
+        ("review_cl", 0): datetime(2024, 3, 4, 2, tzinfo=UTC),
+        ("review_cl", 1): datetime(2024, 3, 4, 2, tzinfo=UTC),
+    }
+    for (element, n), at in done.items():
+        task = next(t for t in cases[n]["tasks"] if t["element_id"] == element)
+        who = "mz" if element == "review_mz" else "cl"
+        with fixed_today(START), as_[who] as c:
+            r = c.post(f"/api/v1/collab/tasks/{task['id']}/complete", json={"decision": "approve"})
+            assert r.status_code == 200, r.text
+        with hub.db() as s:  # the decision's moment, as it would have been
+            s.execute(update(CaseTask).where(CaseTask.id == task["id"]).values(completed_at=at))
+    return cases
+
+
+def _row(report: dict[str, Any], scenery: Scenery, short: str) -> dict[str, Any]:
+    dept_id = scenery.departments[short][0]
+    return next(d for d in report["departments"] if d["department_id"] == dept_id)
+
+
+def test_the_months_figures_per_department_with_cards(
+    as_: Clients, scenery: Scenery, collab_hub: LiveHub
+) -> None:
+    cases = _cases(as_, scenery, collab_hub)
+    numbers = {c["number"] for c in cases}
+    with fixed_today(date(2024, 3, 28)), as_["admin"] as c:
+        r = c.get("/api/v1/collab/supervision", params={"month": "2024-03"})
+    assert r.status_code == 200, r.text
+    report = r.json()
+    mz = _row(report, scenery, "民政")
+    assert (mz["received"], mz["completed"], mz["completed_late"]) == (2, 2, 1)
+    assert mz["on_time_rate"] == 50.0
+    assert mz["mean_days"] == 7.5  # 2 working days and 13
+    cl = _row(report, scenery, "残联")
+    assert (cl["completed"], cl["completed_late"], cl["mean_days"]) == (2, 0, 1.0)
+    zj = _row(report, scenery, "住建")
+    assert (zj["received"], zj["completed"], zj["open_red"], zj["open_yellow"]) == (2, 0, 2, 0)
+    mine = [card for card in report["cards"] if card["case_number"] in numbers]
+    assert sorted((card["card"], card["department"]) for card in mine) == sorted(
+        [("red", zj["name"]), ("red", zj["name"]), ("red", mz["name"])]
+    )
+    late_mz = next(card for card in mine if card["department"] == mz["name"])
+    assert late_mz["completed"] is True
+    assert late_mz["elapsed_working_days"] == 13
+    assert any(i["working_days"] == 15 for i in report["items"])
+    march = next(t for t in report["trend"] if t["month"] == "2024-03")
+    assert march["accepted"] >= 2
+    assert march["late"] >= 1
+    # On 21 March the 住建 tasks have one working day left: yellow, not yet red.
+    with fixed_today(date(2024, 3, 21)), as_["admin"] as c:
+        earlier = c.get("/api/v1/collab/supervision", params={"month": "2024-03"}).json()
+    zj_then = _row(earlier, scenery, "住建")
+    assert (zj_then["open_yellow"], zj_then["open_red"]) == (2, 0)
+
+
+def test_the_export_page_and_who_may_see_them(
+    as_: Clients, scenery: Scenery, collab_hub: LiveHub
+) -> None:
+    _cases(as_, scenery, collab_hub)
+    with fixed_today(date(2024, 3, 28)), as_["admin"] as c:
+        x = c.get("/api/v1/collab/supervision/2024-03/export.xlsx")
+        page = c.get("/collab/supervision", params={"month": "2024-03"})
+        bad = c.get("/api/v1/collab/supervision", params={"month": "三月"})
+        bad_export = c.get("/api/v1/collab/supervision/2024-13/export.xlsx")
+    assert x.status_code == 200, x.text
+    wb = load_workbook(io.BytesIO(x.content), read_only=True)
+    assert wb.sheetnames == ["汇总", "部门", "红黄牌", "审批事项"]
+    with collab_hub.db() as s:
+        zj_name = s.get(Department, scenery.departments["住建"][0]).name  # type: ignore[union-attr]
+    cards = [r for r in wb["红黄牌"].iter_rows(min_row=2, values_only=True) if r[4] == zj_name]
+    assert [r[0] for r in cards] == ["红牌", "红牌"]
+    assert page.status_code == 200
+    assert "电子监察 · 2024-03" in page.text
+    assert "chart-supervision-trend" in page.text
+    assert 'class="card-red"' in page.text
+    assert bad.status_code == 422
+    assert bad.json()["error"]["details"][0]["field"] == "month"
+    assert bad_export.status_code == 422
+    with collab_hub.db() as s:
+        exported = s.scalars(
+            select(AuditEntry).where(AuditEntry.action == "collab.supervision.export")
+        ).all()
+    assert any(e.object_id == "2024-03" for e in exported)
+    # A window officer and a department's handler see their queues, not the supervision;
+    # an auditor reads it.
+    for who in ("window", "mz"):
+        with as_[who] as c:
+            assert c.get("/api/v1/collab/supervision").status_code == 403
+            assert c.get("/collab/supervision").status_code == 403
+    auditor = f"sup_auditor_{scenery.users['admin']}"
+    with collab_hub.db() as s:
+        add_user(
+            s,
+            SYSTEM,
+            username=auditor,
+            password=PASSWORD,
+            display_name="监察审计员",
+            department_id=scenery.departments["政务服务"][0],
+            roles=[Role.AUDITOR],
+        )
+    token = collab_hub.token(auditor, PASSWORD)
+    with fixed_today(date(2024, 3, 28)), collab_hub.client(token) as c:
+        read = c.get("/api/v1/collab/supervision", params={"month": "2024-03"})
+    assert read.status_code == 200
+    assert _row(read.json(), scenery, "住建")["open_red"] == 2
