@@ -296,7 +296,7 @@ def create_app(settings: Settings) -> FastAPI:
         reminders.start()
         from govshare.collab.tasks import overdue_watch
 
-        case_deadlines = overdue_watch(app.state.session_factory)
+        case_deadlines = overdue_watch(app.state.session_factory, settings.collab_warn_working_days)
         case_deadlines.start()
         try:
             yield

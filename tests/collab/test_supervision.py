@@ -194,3 +194,35 @@ def test_the_export_page_and_who_may_see_them(
         read = c.get("/api/v1/collab/supervision", params={"month": "2024-03"})
     assert read.status_code == 200
     assert _row(read.json(), scenery, "住建")["open_red"] == 2
+
+
+def test_tasks_about_to_be_due_keep_one_reminder_open(
+    as_: Clients, scenery: Scenery, collab_hub: LiveHub
+) -> None:
+    from govshare.collab import supervision
+    from govshare.exchange.alerts import list_alerts
+    from govshare.exchange.models import AlertKind
+
+    cases = _cases(as_, scenery, collab_hub)
+    zj_tasks = {t["id"] for c in cases for t in c["tasks"] if t["element_id"] == "review_zj"}
+
+    def reminders() -> list[Any]:
+        with collab_hub.db() as s:
+            return [
+                a for a in list_alerts(s, open_only=True) if a.kind == AlertKind.CASE_TASK_DUE_SOON
+            ]
+
+    # 21 March: the two 住建 tasks (due 22 March) have one working day left.
+    with collab_hub.db() as s:
+        assert supervision.remind_due_soon(s, date(2024, 3, 21), 1) >= 2
+    (alert,) = reminders()
+    assert zj_tasks <= set(alert.details["tasks"])
+    assert alert.severity == "warning"
+    # Two working days before, the 住建 tasks are not yet close.
+    with collab_hub.db() as s:
+        soon = supervision.due_soon(s, date(2024, 3, 19), 1)
+    assert not zj_tasks & {t.id for t in soon}
+    # When no open task of the hub is close (long before any of them), it is resolved.
+    with collab_hub.db() as s:
+        assert supervision.remind_due_soon(s, date(2023, 1, 3), 1) == 0
+    assert reminders() == []

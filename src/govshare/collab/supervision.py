@@ -64,6 +64,38 @@ def elapsed_days(start: date, end: date) -> int:
     return max(0, workdays.working_days_between(start, end))
 
 
+def due_soon(session: Session, today: date, warn_days: int) -> list[CaseTask]:
+    """The open tasks with a yellow card today."""
+    candidates = session.scalars(
+        select(CaseTask)
+        .where(CaseTask.status != TaskStatus.DONE, CaseTask.due_on >= today)
+        .order_by(CaseTask.due_on, CaseTask.id)
+    )
+    return [t for t in candidates if card_of(t, today, warn_days) is Card.YELLOW]
+
+
+def remind_due_soon(session: Session, today: date, warn_days: int) -> int:
+    """到期提醒: one open alert (控制台告警、Webhook、告警邮件) while any task has a yellow
+    card, listing them; resolved when none has. Returns how many have one."""
+    from govshare.exchange.alerts import raise_alert, resolve_alerts
+    from govshare.exchange.models import AlertKind
+
+    soon = due_soon(session, today, warn_days)
+    if not soon:
+        resolve_alerts(session, AlertKind.CASE_TASK_DUE_SOON)
+        return 0
+    tasks = [t.id for t in soon[:200]]
+    alert = raise_alert(
+        session,
+        AlertKind.CASE_TASK_DUE_SOON,
+        f"{len(soon)} 个协同办理任务即将到期（黄牌），最早 {soon[0].due_on} 到期",
+        details={"tasks": tasks},
+    )
+    alert.severity = "warning"  # a reminder: nothing has gone wrong yet
+    alert.details = {"tasks": tasks}  # today's list, also while the alert stays open
+    return len(soon)
+
+
 @dataclass(frozen=True, slots=True)
 class Item:
     """审批事项: a user task of the newest version of a process."""

@@ -185,6 +185,7 @@ class AlertKind(StrEnum):
     BACKUP_STALE = "backup_stale"  # the last good backup is older than backup_max_age_hours
     DOCUMENT_UNANSWERED = "document_unanswered"  # a 公文 neither signed for nor returned in time
     CASE_TASK_OVERDUE = "case_task_overdue"  # a business-collaboration task past its deadline
+    CASE_TASK_DUE_SOON = "case_task_due_soon"  # 黄牌: a collaboration task's deadline is near
 
     @property
     def label(self) -> str:
@@ -204,6 +205,7 @@ class AlertKind(StrEnum):
             "backup_stale": "备份过期",
             "document_unanswered": "公文超时未签收",
             "case_task_overdue": "协同任务超期",
+            "case_task_due_soon": "协同任务即将到期",
         }[self.value]
 
 
