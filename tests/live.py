@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -77,3 +82,64 @@ def start_live_hub(settings: Settings) -> LiveHub:
         server=server,
         thread=thread,
     )
+
+
+@dataclass
+class ServedHub:
+    """``govshare serve --workers N`` as a real process tree on a loopback port."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        """Until ``/healthz`` answers; fails with the log's tail if the tree dies."""
+        deadline = time.time() + timeout
+        while True:
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert self.process.poll() is None, self.log.read_text(errors="replace")
+            assert time.time() < deadline, "hub did not start"
+            time.sleep(0.2)
+
+
+@contextmanager
+def serve_workers(data_dir: Path, workers: int = 2) -> Iterator[ServedHub]:
+    """A hub served by ``workers`` processes (uvicorn's supervisor), its output in a log
+    beside ``data_dir``; interrupted, and killed if it does not stop, afterwards."""
+    from tests.conftest import TEST_SECRET
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "GOVSHARE_SECRET_KEY": TEST_SECRET,
+        "GOVSHARE_DATA_DIR": str(data_dir),
+        "GOVSHARE_LOG_FORMAT": "console",
+        "GOVSHARE_READY_MIN_FREE_MB": "0",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = data_dir.parent / "serve.log"
+    command = ["serve", "--workers", str(workers), "--port", str(port)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "govshare.cli", *command],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield ServedHub(process, port, log)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -3,9 +3,6 @@ move with what really happens on the hub, and only an allowed scraper gets them.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,10 +12,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from govshare.exchange import package
 from govshare.node.client import HubRefused
-from tests.conftest import TEST_SECRET, StartHub
+from tests.conftest import StartHub
 from tests.exchange.scenario import make_scene
 from tests.factories import PASSWORD, World
-from tests.pg import free_port
+from tests.live import serve_workers
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -149,35 +146,9 @@ def test_workers_add_up(tmp_path: Path, backend: str) -> None:
     answered it and whichever answers the scrape."""
     if backend != "sqlite":
         pytest.skip("the process model does not depend on the database")
-    port = free_port()
-    env = {
-        **os.environ,
-        "GOVSHARE_SECRET_KEY": TEST_SECRET,
-        "GOVSHARE_DATA_DIR": str(tmp_path / "data"),
-        "GOVSHARE_LOG_FORMAT": "console",
-        "GOVSHARE_READY_MIN_FREE_MB": "0",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "govshare.cli", "serve", "--workers", "2", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, log.read_text(errors="replace")
-            assert time.time() < deadline, "hub did not start"
-            time.sleep(0.2)
+    with serve_workers(tmp_path / "data") as served:
+        served.wait_ready()
+        base = served.base_url
         # A request is observed once its answer has gone: let the last probe's land.
         time.sleep(1)
         first = scrape(base)
@@ -206,6 +177,3 @@ def test_workers_add_up(tmp_path: Path, backend: str) -> None:
         assert counts == [start + n] * 4
         assert (tmp_path / "data" / "metrics").is_dir()
         assert len(list((tmp_path / "data" / "metrics").glob("*.db"))) >= 2
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)

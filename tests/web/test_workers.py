@@ -19,6 +19,7 @@ import pytest
 
 from govshare.web.workers import PortInUse, check_port_free, reuse_port_sockets
 from tests.conftest import TEST_SECRET
+from tests.live import serve_workers
 from tests.pg import free_port
 
 
@@ -69,32 +70,8 @@ def _workers(serve: subprocess.Popen[bytes], port: int) -> dict[int, set[str]]:
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "GOVSHARE_SECRET_KEY": TEST_SECRET,
-        "GOVSHARE_DATA_DIR": str(tmp_path / "data"),
-        "GOVSHARE_LOG_FORMAT": "console",
-        "GOVSHARE_READY_MIN_FREE_MB": "0",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "govshare.cli", "serve", "--workers", "2", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield proc, port, log
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with serve_workers(tmp_path / "data") as served:
+        yield served.process, served.port, served.log
 
 
 def _wait(condition: object, what: str, proc: subprocess.Popen[bytes], log: Path) -> None:
