@@ -232,7 +232,8 @@ def check_threshold(spec: RuleSpec, threshold: float | None) -> float | None:
             "threshold",
             "此规则没有阈值",
         )
-    assert spec.low is not None and spec.high is not None
+    assert spec.low is not None
+    assert spec.high is not None
     if not math.isfinite(threshold):
         raise InvalidInput.about(
             f"“{label}”的阈值必须是数字 (threshold must be a finite number)",
