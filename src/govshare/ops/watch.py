@@ -76,6 +76,7 @@ class WatchedKey:
     name: str  # 中文, naming the key for the operator
     due: datetime
     certificate: bool = False
+    problem: str | None = None  # why it is due now regardless of its date (中文)
 
 
 def _latest_audited(session: Session, object_type: str, action: str) -> dict[str, datetime]:
@@ -156,12 +157,21 @@ def _certificates(settings: Settings) -> list[WatchedKey]:
             log.warning("certificate unreadable", path=str(path), error=str(exc))
             # Unreadable counts as due now: the operator must look at it.
             found.append(
-                WatchedKey(f"TLS 证书 {path}（无法读取）", datetime.min.replace(tzinfo=UTC), True)
+                WatchedKey(
+                    f"TLS 证书 {path}",
+                    datetime.fromtimestamp(0, UTC),
+                    certificate=True,
+                    problem="无法读取或不是 PEM 证书",
+                )
             )
             continue
         for cert in certs:
             subject = cert.subject.rfc4514_string()
-            found.append(WatchedKey(f"TLS 证书 {path} ({subject})", cert.not_valid_after_utc, True))
+            found.append(
+                WatchedKey(
+                    f"TLS 证书 {path} ({subject})", cert.not_valid_after_utc, certificate=True
+                )
+            )
     return found
 
 
@@ -180,7 +190,10 @@ def check_keys(session: Session, settings: Settings, now: datetime) -> list[Watc
         left = (k.due - now).days
         what = "到期" if k.certificate else f"达到最长使用期限 {settings.key_max_age_days} 天"
         when = "已过期" if k.due <= now else f"剩余 {left} 天"
-        parts.append(f"{k.name} 于 {k.due.date().isoformat()} {what}（{when}）")
+        if k.problem:
+            parts.append(f"{k.name} {k.problem}")
+        else:
+            parts.append(f"{k.name} 于 {k.due.date().isoformat()} {what}（{when}）")
     more = f"，另有 {len(due) - 10} 个" if len(due) > 10 else ""
     raise_alert(
         session,
