@@ -451,6 +451,7 @@ def create_app(settings: Settings) -> FastAPI:
     from govshare.ops import pages as ops_pages
 
     app.include_router(ops_api.router)
+    app.include_router(ops_api.rules, prefix="/api/v1")
     app.include_router(ops_pages.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
