@@ -478,6 +478,7 @@ def test_console_page_edits_a_rule_and_explains_refusals(start_hub: StartHub) ->
         row = _row(after, "node_silent")
         assert "已修改" in row
         assert ">120<" in row
+        assert "控制台、回调推送" in row
         assert "邮件" not in row  # mail unticked: only console and webhook
         reset = c.post("/ops/alert-rules/node_silent", data={**form, "action": "reset"})
         assert reset.status_code == 303
