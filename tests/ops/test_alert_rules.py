@@ -44,6 +44,7 @@ from govshare.security import service as identity
 from govshare.security.audit import SYSTEM, Actor
 from govshare.security.models import ApiClient, AuditEntry
 from tests.conftest import StartHub
+from tests.exchange.test_monitoring import Webhook
 from tests.factories import PASSWORD, World, valid_credit_code
 from tests.mail import Inbox
 from tests.web.test_pages import sign_in
@@ -362,6 +363,25 @@ def test_mail_switched_off_sends_no_mail(smtp: tuple[Inbox, int], start_hub: Sta
     body = inbox.messages[0][2].get_payload(decode=True)
     assert isinstance(body, bytes)
     assert "(database_error)" in body.decode("utf-8")
+
+
+def test_webhook_switched_off_posts_nothing(fresh_settings: Settings) -> None:
+    hook = Webhook()
+    try:
+        settings = fresh_settings
+        with _session(settings) as s:
+            _update(s, settings, AlertKind.NODE_SILENT, webhook=False)
+        with _session(settings) as s:
+            alerts.raise_alert(s, AlertKind.NODE_SILENT, "前置机甲 失联", webhook_url=hook.url)
+            alerts.raise_alert(s, AlertKind.SEND_FAILED, "前置机乙 发送失败", webhook_url=hook.url)
+        deadline = time.time() + 10
+        while not hook.received and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert [p["kind"] for p in hook.received] == ["send_failed"]
+        assert hook.received[0]["severity"] == "error"
+    finally:
+        hook.close()
 
 
 # -- API ---------------------------------------------------------------------------------------
