@@ -262,6 +262,7 @@ def create_app(settings: Settings) -> FastAPI:
         from govshare.opendata.mailer import OutboxSender
         from govshare.ops.housekeeping import Housekeeper
         from govshare.ops.tasks import BackupScheduler
+        from govshare.ops.tasks import watcher as ops_watcher
         from govshare.security.tasks import Archiver, Checkpointer
         from govshare.sharing import calendar
         from govshare.sharing.feed import sharing_worker
@@ -292,6 +293,8 @@ def create_app(settings: Settings) -> FastAPI:
         housekeeper.start()
         backups = BackupScheduler(settings, app.state.session_factory)
         backups.start()
+        ops_watch = ops_watcher(settings, app.state.session_factory)
+        ops_watch.start()
         reminders = Reminder(settings, app.state.session_factory)
         reminders.start()
         from govshare.collab.tasks import overdue_watch
@@ -303,6 +306,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             app.state.import_worker.stop()
             backups.stop()
+            ops_watch.stop()
             reminders.stop()
             case_deadlines.stop()
             comparisons.stop()
@@ -447,6 +451,7 @@ def create_app(settings: Settings) -> FastAPI:
     from govshare.ops import pages as ops_pages
 
     app.include_router(ops_api.router)
+    app.include_router(ops_api.rules, prefix="/api/v1")
     app.include_router(ops_pages.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 

@@ -508,6 +508,33 @@ class Settings(BaseSettings):
         "backup_dir is set or backups have been taken; 0 turns the alert off.",
     )
 
+    disk_free_alert_percent: float = Field(
+        default=10,
+        ge=0.1,
+        le=99.9,
+        description="Alert (磁盘空间不足) when the data directory's filesystem has less free "
+        "space than this share (percent); the 告警规则 page may set another.",
+    )
+    key_max_age_days: int = Field(
+        default=365,
+        ge=30,
+        le=3650,
+        description="Longest a key may be in use (the audit key, the documents signing keys, "
+        "nodes' and API clients' keys) before it is due for rotation.",
+    )
+    key_expiry_warning_days: int = Field(
+        default=30,
+        ge=1,
+        le=365,
+        description="Alert (密钥即将到期) this many days before a key reaches key_max_age_days "
+        "or a certificate of tls_cert_files its notAfter; the 告警规则 page may set another.",
+    )
+    tls_cert_files: str = Field(
+        default="",
+        description="TLS certificate files (PEM, comma-separated paths) whose expiry "
+        "(notAfter) the 密钥即将到期 alert watches; none when empty.",
+    )
+
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
         if not self.demo:

@@ -26,7 +26,7 @@ from govshare.catalog.codes import ResourceKind
 from govshare.catalog.models import CodeEntry, Resource
 from govshare.config import Settings
 from govshare.db import utcnow
-from govshare.exchange import alerts, package
+from govshare.exchange import alertrules, alerts, package
 from govshare.exchange.models import AlertKind, ExchangePackage
 from govshare.exchange.store import PackageStore
 from govshare.rules import workdays
@@ -677,9 +677,11 @@ def accept_conflict(
 
 
 def alert_stale_conflicts(session: Session, settings: Settings, now: datetime) -> int:
-    """Conflicts left open longer than the setting keep one alert raised; it resolves
-    once none is left."""
-    limit = now - timedelta(days=settings.base_conflict_alert_days)
+    """Conflicts left open longer than the 基础库冲突超期未处理 rule's days
+    (``base_conflict_alert_days`` unless edited) keep one alert raised; it resolves once
+    none is left."""
+    days = int(alertrules.effective(session, settings, AlertKind.CONFLICT_OVERDUE).threshold or 0)
+    limit = now - timedelta(days=days)
     rows = session.execute(
         select(BaseConflict.department_id, func.count())
         .where(BaseConflict.status == ConflictStatus.OPEN, BaseConflict.opened_at < limit)
@@ -692,8 +694,7 @@ def alert_stale_conflicts(session: Session, settings: Settings, now: datetime) -
     alerts.raise_alert(
         session,
         AlertKind.CONFLICT_OVERDUE,
-        f"{len(rows)} 个部门共有 {total} 条基础库冲突超过 "
-        f"{settings.base_conflict_alert_days} 天未处理",
+        f"{len(rows)} 个部门共有 {total} 条基础库冲突超过 {days} 天未处理",
         details={"departments": {str(d): int(n) for d, n in rows}},
         webhook_url=settings.alert_webhook_url,
     )

@@ -721,7 +721,8 @@ def check_overdue(session: Session, today: date) -> int:
             f"{len(late)} 个协同办理任务超过办理时限",
             details={"tasks": [t.id for t in late[:200]]},
         )
-        alert.details = {"tasks": [t.id for t in late[:200]]}
+        if alert is not None:
+            alert.details = {"tasks": [t.id for t in late[:200]]}
     else:
         resolve_alerts(session, AlertKind.CASE_TASK_OVERDUE)
     return len(late)

@@ -91,8 +91,8 @@ def remind_due_soon(session: Session, today: date, warn_days: int) -> int:
         f"{len(soon)} 个协同办理任务即将到期（黄牌），最早 {soon[0].due_on} 到期",
         details={"tasks": tasks},
     )
-    alert.severity = "warning"  # a reminder: nothing has gone wrong yet
-    alert.details = {"tasks": tasks}  # today's list, also while the alert stays open
+    if alert is not None:  # None: the bureau switched the reminder off
+        alert.details = {"tasks": tasks}  # today's list, also while the alert stays open
     return len(soon)
 
 

@@ -1,5 +1,6 @@
 """Alerts (告警): one open alert per condition, counted while it lasts, resolved when it
-clears, pushed to a webhook and mailed (``alertmail``) when it first opens."""
+clears, pushed to a webhook and mailed (``alertmail``) when it first opens. The kind's
+rule (``alertrules``) may switch it off, set its severity and silence a channel."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from govshare.db import utcnow
 from govshare.exchange.alertmail import SESSION_KEY, MailChannel
+from govshare.exchange.alertrules import RULES, rule_row
 from govshare.exchange.models import Alert, AlertKind
 
 log = structlog.get_logger()
@@ -26,7 +28,12 @@ def raise_alert(
     task_id: int | None = None,
     details: dict[str, Any] | None = None,
     webhook_url: str | None = None,
-) -> Alert:
+) -> Alert | None:
+    """Open the alert of this condition (notifying the channels), or count it again
+    while it is open; None when the kind's rule is disabled."""
+    rule = rule_row(session, kind)
+    if rule is not None and not rule.enabled:
+        return None
     open_alert = session.scalar(
         select(Alert).where(
             Alert.kind == kind,
@@ -41,16 +48,25 @@ def raise_alert(
         open_alert.message = message
         return open_alert
     alert = Alert(
-        kind=kind, message=message, node_id=node_id, task_id=task_id, details=details or {}
+        kind=kind,
+        severity=rule.severity if rule is not None else RULES[kind].severity,
+        message=message,
+        node_id=node_id,
+        task_id=task_id,
+        details=details or {},
     )
     session.add(alert)
     session.flush()
     mail: MailChannel | None = session.info.get(SESSION_KEY)
+    if rule is not None:
+        webhook_url = webhook_url if rule.webhook else None
+        mail = mail if rule.mail else None
     if webhook_url or mail is not None:
         payload = {
             "id": alert.id,
             "kind": str(kind),
             "label": kind.label,
+            "severity": alert.severity,
             "message": message,
             "node_id": node_id,
             "task_id": task_id,

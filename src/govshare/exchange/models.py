@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Date,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -186,6 +187,8 @@ class AlertKind(StrEnum):
     DOCUMENT_UNANSWERED = "document_unanswered"  # a 公文 neither signed for nor returned in time
     CASE_TASK_OVERDUE = "case_task_overdue"  # a business-collaboration task past its deadline
     CASE_TASK_DUE_SOON = "case_task_due_soon"  # 黄牌: a collaboration task's deadline is near
+    DISK_LOW = "disk_low"  # the data directory's filesystem has too little free space
+    KEY_EXPIRING = "key_expiring"  # a key or certificate nears its maximum age or notAfter
 
     @property
     def label(self) -> str:
@@ -206,6 +209,8 @@ class AlertKind(StrEnum):
             "document_unanswered": "公文超时未签收",
             "case_task_overdue": "协同任务超期",
             "case_task_due_soon": "协同任务即将到期",
+            "disk_low": "磁盘空间不足",
+            "key_expiring": "密钥即将到期",
         }[self.value]
 
 
@@ -227,6 +232,23 @@ class Alert(Base):
     resolved_at: Mapped[datetime | None] = mapped_column()
 
     __table_args__ = (Index("ix_alert_open", "resolved_at", "kind"),)
+
+
+class AlertRule(Base):
+    """告警规则: an edited rule of one alert kind — on or off, its threshold (the unit is
+    the kind's own, ``exchange.alertrules.RULES``), severity and notification channels.
+    A kind without a row follows the settings (``exchange.alertrules.effective``)."""
+
+    __tablename__ = "alert_rule"
+
+    kind: Mapped[AlertKind] = mapped_column(str_enum(AlertKind, 30), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    severity: Mapped[str] = mapped_column(String(10), default="error")  # warning | error
+    webhook: Mapped[bool] = mapped_column(default=True)
+    mail: Mapped[bool] = mapped_column(default=True)
+    updated_by: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class CommandStatus(StrEnum):

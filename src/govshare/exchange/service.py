@@ -19,7 +19,7 @@ from govshare.catalog.schemas import ItemIn, ResourceIn
 from govshare.config import Settings
 from govshare.db import utcnow
 from govshare.errors import Forbidden, InvalidInput
-from govshare.exchange import alerts
+from govshare.exchange import alertrules, alerts
 from govshare.exchange.errors import (
     EnrollmentFailed,
     NodeNotFound,
@@ -821,8 +821,10 @@ def list_reconciliations(
 
 
 def check_nodes(session: Session, settings: Settings) -> int:
-    """Mark nodes silent longer than the threshold offline and alert once per silence."""
-    cutoff = utcnow() - timedelta(seconds=settings.node_silent_seconds)
+    """Mark nodes silent longer than the threshold (the 前置机失联 rule's, seconds)
+    offline and alert once per silence."""
+    seconds = int(alertrules.effective(session, settings, AlertKind.NODE_SILENT).threshold or 0)
+    cutoff = utcnow() - timedelta(seconds=seconds)
     silent = list(
         session.scalars(
             select(ExchangeNode).where(
@@ -837,7 +839,7 @@ def check_nodes(session: Session, settings: Settings) -> int:
         alerts.raise_alert(
             session,
             AlertKind.NODE_SILENT,
-            f"前置机 {node.name} 已超过 {settings.node_silent_seconds} 秒未联系平台",
+            f"前置机 {node.name} 已超过 {seconds} 秒未联系平台",
             node_id=node.id,
             webhook_url=settings.alert_webhook_url,
         )
@@ -846,10 +848,11 @@ def check_nodes(session: Session, settings: Settings) -> int:
 
 def check_lag(session: Session, settings: Settings, *, now: datetime | None = None) -> int:
     """Alert every running subscription whose oldest unapplied package was accepted more
-    than ``lag_alert_seconds`` ago (交换积压); resolve the alert once it has caught up.
-    Returns how many subscriptions lag."""
+    longer ago than the 交换积压 rule's threshold (seconds; ``lag_alert_seconds`` unless
+    edited); resolve the alert once it has caught up. Returns how many subscriptions lag."""
     now = now or utcnow()
-    cutoff = now - timedelta(seconds=settings.lag_alert_seconds)
+    seconds = alertrules.effective(session, settings, AlertKind.LAG).threshold or 0
+    cutoff = now - timedelta(seconds=seconds)
     lagging = 0
     for sub in list_tasks(session, kind=TaskKind.SUBSCRIBER):
         if sub.source_task_id is None or sub.state is not TaskState.RUNNING:

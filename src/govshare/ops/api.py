@@ -1,6 +1,7 @@
 """The operations endpoints beside ``/healthz``: ``/readyz`` (readiness, JSON) and
 ``/metrics`` (Prometheus text). Neither is part of the API's schema: they answer
-probes and scrapers, not department systems."""
+probes and scrapers, not department systems. And ``rules``: the alert rules (告警规则)
+under ``/api/v1/ops``, part of the API."""
 
 from __future__ import annotations
 
@@ -12,13 +13,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from govshare.deps import Public, Require, bearer_token
+from govshare.deps import Public, Require, SessionDep, SettingsDep, bearer_token
 from govshare.errors import Forbidden
+from govshare.exchange import alertrules
+from govshare.exchange.models import AlertKind
 from govshare.ops import ready
 from govshare.ops.metrics import Exposition, HubCollector
+from govshare.ops.schemas import AlertRulePublic, AlertRuleUpdate
 from govshare.rules.clock import china_today
 from govshare.security.crypto import constant_time_equal
 from govshare.security.roles import Permission
+from govshare.security.service import Principal
 
 router = APIRouter(tags=["ops"])
 
@@ -93,3 +98,54 @@ def exposition(request: Request) -> Exposition:
 async def metrics(request: Request, _scraper: Scraper) -> Response:
     body = await run_in_threadpool(exposition(request).render)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+# -- alert rules (告警规则) -------------------------------------------------------------------
+
+rules = APIRouter(prefix="/ops", tags=["ops"])
+OpsReader = Annotated[Principal, Depends(Require(Permission.OPS_READ))]
+OpsAdmin = Annotated[Principal, Depends(Require(Permission.OPS_ADMIN))]
+
+
+@rules.get("/alert-rules", summary="告警规则")
+def list_alert_rules(db: SessionDep, settings: SettingsDep, _c: OpsReader) -> list[AlertRulePublic]:
+    return [AlertRulePublic.of(r) for r in alertrules.list_rules(db, settings)]
+
+
+@rules.get("/alert-rules/{kind}", summary="一条告警规则")
+def get_alert_rule(
+    kind: AlertKind, db: SessionDep, settings: SettingsDep, _c: OpsReader
+) -> AlertRulePublic:
+    return AlertRulePublic.of(alertrules.effective(db, settings, kind))
+
+
+@rules.put("/alert-rules/{kind}", summary="修改告警规则")
+def put_alert_rule(
+    kind: AlertKind,
+    body: AlertRuleUpdate,
+    db: SessionDep,
+    settings: SettingsDep,
+    caller: OpsAdmin,
+) -> AlertRulePublic:
+    rule = alertrules.update_rule(
+        db,
+        settings,
+        caller.actor,
+        kind,
+        enabled=body.enabled,
+        threshold=body.threshold,
+        severity=body.severity,
+        webhook=body.webhook,
+        mail=body.mail,
+    )
+    db.commit()
+    return AlertRulePublic.of(rule)
+
+
+@rules.delete("/alert-rules/{kind}", summary="告警规则恢复设置默认")
+def reset_alert_rule(
+    kind: AlertKind, db: SessionDep, settings: SettingsDep, caller: OpsAdmin
+) -> AlertRulePublic:
+    rule = alertrules.reset_rule(db, settings, caller.actor, kind)
+    db.commit()
+    return AlertRulePublic.of(rule)

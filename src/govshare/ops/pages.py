@@ -1,6 +1,7 @@
 """运维监控: the operations dashboard for the platform admin — readiness, nodes,
 exchange throughput and lag, API calls and errors, data-service calls, open alerts, disk
-and database size. Read only; the figures come from ``ops.dashboard``."""
+and database size. Read only; the figures come from ``ops.dashboard``. Beside it 告警规则:
+each alert kind's rule, edited by whoever holds ``ops.admin``."""
 
 from __future__ import annotations
 
@@ -12,10 +13,15 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from govshare.config import Settings
 from govshare.db import utcnow
 from govshare.deps import Require, SessionDep, SettingsDep
+from govshare.errors import GovshareError, InvalidInput
+from govshare.exchange import alertrules
 from govshare.exchange import service as exchange_service
+from govshare.exchange.models import AlertKind
 from govshare.ops import dashboard, ready
 from govshare.ops import service as ops_service
 from govshare.ops.api import exposition
@@ -25,7 +31,7 @@ from govshare.security.roles import Permission
 from govshare.security.service import Principal
 from govshare.web.charts import chart as _chart
 from govshare.web.filters import local_time
-from govshare.web.forms import render
+from govshare.web.forms import NO_ERRORS, FormDep, FormErrors, redirect, render, text
 
 router = APIRouter(include_in_schema=False)
 
@@ -171,3 +177,108 @@ async def dashboard_page(
         backup_schedule=settings.backup_schedule,
         backup_max_age_hours=settings.backup_max_age_hours,
     )
+
+
+# -- 告警规则 -------------------------------------------------------------------------------
+
+OpsAdmin = Annotated[Principal, Depends(Require(Permission.OPS_ADMIN))]
+RULE_FIELDS = {"threshold": "阈值", "severity": "告警级别", "enabled": "启用"}
+RULE_NOTICES = {"saved": "告警规则已保存", "reset": "告警规则已恢复设置默认"}
+
+
+def _threshold(value: str) -> float | None:
+    """The form's threshold: empty keeps the setting's; refused when not a number."""
+    value = value.strip().replace("，", ".").rstrip("%").strip()
+    if not value:
+        return None
+    try:
+        found = float(value)
+    except ValueError:
+        raise InvalidInput.about(
+            f"阈值必须是数字，收到“{value[:20]}”", "threshold", "请填写数字，或留空使用设置默认"
+        ) from None
+    return found
+
+
+def _rules_page(
+    request: Request,
+    db: Session,
+    settings: Settings,
+    caller: Principal,
+    *,
+    failed: AlertKind | None = None,
+    values: dict[str, Any] | None = None,
+    errors: FormErrors = NO_ERRORS,
+    status_code: int = 200,
+) -> Response:
+    done = request.query_params.get("done", "")
+    return render(
+        request,
+        "ops/alert_rules.html",
+        caller,
+        status_code=status_code,
+        rules=alertrules.list_rules(db, settings),
+        severities=list(alertrules.SEVERITY_LABELS.items()),
+        notice=RULE_NOTICES.get(done, ""),
+        failed=failed,
+        values=values or {},
+        errors=errors,
+    )
+
+
+@router.get("/ops/alert-rules")
+def alert_rules_page(
+    request: Request, db: SessionDep, settings: SettingsDep, caller: OpsReader
+) -> Response:
+    return _rules_page(request, db, settings, caller)
+
+
+@router.post("/ops/alert-rules/{kind}")
+def save_alert_rule(
+    kind: str,
+    request: Request,
+    form: FormDep,
+    db: SessionDep,
+    settings: SettingsDep,
+    caller: OpsAdmin,
+) -> Response:
+    found = alertrules.parse_kind(kind)
+    values = {
+        "enabled": text(form, "enabled") == "on",
+        "threshold": text(form, "threshold"),
+        "severity": text(form, "severity"),
+        "webhook": text(form, "webhook") == "on",
+        "mail": text(form, "mail") == "on",
+    }
+    try:
+        if text(form, "action") == "reset":
+            alertrules.reset_rule(db, settings, caller.actor, found)
+            done = "reset"
+        else:
+            alertrules.update_rule(
+                db,
+                settings,
+                caller.actor,
+                found,
+                enabled=bool(values["enabled"]),
+                threshold=_threshold(str(values["threshold"])),
+                severity=str(values["severity"]),
+                webhook=bool(values["webhook"]),
+                mail=bool(values["mail"]),
+            )
+            done = "saved"
+    except GovshareError as exc:
+        db.rollback()
+        errors = FormErrors(exc.message, exc.details, label=lambda f: RULE_FIELDS.get(f, f))
+        return _rules_page(
+            request,
+            db,
+            settings,
+            caller,
+            failed=found,
+            values=values,
+            errors=errors,
+            status_code=422,
+        )
+    db.commit()
+    return redirect(f"/ops/alert-rules?done={done}#rule-{found.value}")

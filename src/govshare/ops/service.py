@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from govshare.config import Settings
 from govshare.db import session_scope, utcnow
+from govshare.exchange import alertrules
 from govshare.exchange.alerts import raise_alert, resolve_alerts
 from govshare.exchange.models import AlertKind
 from govshare.ops import backup
@@ -113,14 +114,20 @@ class BackupAge:
 
 
 def backup_age(session: Session, settings: Settings, now: datetime) -> BackupAge:
+    """The 备份过期 rule's hours (``backup_max_age_hours`` unless edited; off when 0 or
+    disabled) against the last good backup."""
     good = last_good(session)
-    watched = settings.backup_max_age_hours > 0 and (
-        settings.backup_dir is not None or last_run(session) is not None
+    rule = alertrules.effective(session, settings, AlertKind.BACKUP_STALE)
+    hours = rule.threshold or 0
+    watched = (
+        rule.enabled
+        and hours > 0
+        and (settings.backup_dir is not None or last_run(session) is not None)
     )
     if good is None or good.finished_at is None:
         return BackupAge(None, None, watched)
     age = now - good.finished_at
-    limit = timedelta(hours=settings.backup_max_age_hours)
+    limit = timedelta(hours=hours)
     return BackupAge(good.finished_at, age, watched and age > limit)
 
 
@@ -128,15 +135,13 @@ def check_backup_age(session: Session, settings: Settings, now: datetime) -> Bac
     """Raise the 备份过期 alert while the last good backup is too old (or there is none
     though backups are expected); resolve it once a fresh one exists."""
     found = backup_age(session, settings, now)
+    hours = alertrules.effective(session, settings, AlertKind.BACKUP_STALE).threshold or 0
     if found.stale:
         if found.last is None:
             message = "还没有成功的备份"
         else:
             hours = found.age.total_seconds() / 3600 if found.age else 0
-            message = (
-                f"最近一次成功备份在 {hours:.0f} 小时前, 超过 "
-                f"{settings.backup_max_age_hours:g} 小时"
-            )
+            message = f"最近一次成功备份在 {hours:.0f} 小时前, 超过 {hours:g} 小时"
         raise_alert(
             session,
             AlertKind.BACKUP_STALE,

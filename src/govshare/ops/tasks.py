@@ -1,5 +1,5 @@
 """The operations domain's scheduled work: backups on a schedule, pruned by retention,
-and the 备份过期 alert when the last good one is old."""
+and the 备份过期 alert when the last good one is old; the disk and key watches."""
 
 from __future__ import annotations
 
@@ -14,13 +14,31 @@ from croniter import croniter
 from sqlalchemy.orm import Session, sessionmaker
 
 from govshare.config import Settings
-from govshare.db import session_scope
-from govshare.ops import backup, service
+from govshare.db import session_scope, utcnow
+from govshare.ops import backup, service, watch
+from govshare.periodic import Periodic
 from govshare.rules.clock import CHINA
 from govshare.security.audit import SYSTEM
 
 log = structlog.get_logger()
 LOCK_FILE = "backup.lock"
+WATCH_INTERVAL_SECONDS = 60.0
+
+
+def watcher(
+    settings: Settings,
+    factory: sessionmaker[Session],
+    *,
+    interval: float = WATCH_INTERVAL_SECONDS,
+    clock: Callable[[], datetime] = utcnow,
+) -> Periodic:
+    """磁盘空间不足 and 密钥即将到期 checked every ``interval`` seconds."""
+
+    def step() -> None:
+        with session_scope(factory) as session:
+            watch.watch(session, settings, clock())
+
+    return Periodic("ops-watch", interval, step)
 
 
 def next_due(schedule: str, after: datetime) -> datetime:

@@ -95,6 +95,7 @@ def ensure_key(data_dir: Path, head: Callable[[], tuple[int, str]]) -> AuditKey:
         "private": private,
         "public": public,
         "legacy_until": head_seq,
+        "created_at": datetime.now().astimezone().isoformat(),  # its age: 密钥即将到期
     }
     tmp = directory / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -508,6 +508,8 @@ ACTION_LABELS = {
     "audit.search": "检索审计日志 (含归档)",
     "audit.export": "导出审计检索结果",
     "ops.backup": "备份平台数据",
+    "ops.alert_rule.update": "修改告警规则",
+    "ops.alert_rule.reset": "告警规则恢复默认",
     "department.add": "新增部门",
     "user.add": "新增用户",
     "user.set_password": "修改密码",

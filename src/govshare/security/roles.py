@@ -59,7 +59,8 @@ class Permission(StrEnum):
     DATA_SERVICE = "data.service"  # call data services under the department's grants
     EVALUATION_READ = "evaluation.read"  # the ranking and the own department's evaluation
     EVALUATION_ADMIN = "evaluation.admin"  # every department, the scheme, runs, publishing
-    OPS_READ = "ops.read"  # the operations dashboard (运维监控)
+    OPS_READ = "ops.read"  # the operations dashboard (运维监控) and the alert rules
+    OPS_ADMIN = "ops.admin"  # edit the alert rules (告警规则)
     DOCUMENT_READ = "document.read"  # the department's sent and received 公文, verifying them
     DOCUMENT_SEND = "document.send"  # send 公文 in the department's name (发文)
     DOCUMENT_RECEIVE = "document.receive"  # sign for (签收) or return (退回) received 公文
@@ -100,6 +101,7 @@ PERMISSION_LABELS: dict[Permission, str] = {
     Permission.EVALUATION_READ: "查看考核评估",
     Permission.EVALUATION_ADMIN: "管理考核评估",
     Permission.OPS_READ: "查看运维监控",
+    Permission.OPS_ADMIN: "管理告警规则",
     Permission.DOCUMENT_READ: "查看公文",
     Permission.DOCUMENT_SEND: "发送公文",
     Permission.DOCUMENT_RECEIVE: "签收公文",

@@ -7,7 +7,7 @@ Objections left unanswered past their deadline alert the platform authority.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from govshare.config import Settings
 from govshare.db import utcnow
-from govshare.exchange import alerts
+from govshare.exchange import alertrules, alerts
 from govshare.exchange.models import AlertKind
 from govshare.rules import workdays
 from govshare.rules.clock import china_today
@@ -201,13 +201,16 @@ def check_corrections(session: Session, db: shared.SharedDatabase, store: Shared
 
 
 def alert_overdue(session: Session, settings: Settings, today: date | None = None) -> int:
-    """Open objections past their answer deadline, alerted to the platform authority
-    as one alert kept up to date; resolved once none is overdue."""
+    """Open objections past their answer deadline by more than the 异议答复超期 rule's
+    days (0 unless edited), alerted to the platform authority as one alert kept up to
+    date; resolved once none is overdue."""
     today = today or china_today()
+    grace = int(alertrules.effective(session, settings, AlertKind.OBJECTION_OVERDUE).threshold or 0)
     overdue = list(
         session.scalars(
             select(Objection).where(
-                Objection.status == ObjectionStatus.OPEN, Objection.answer_due < today
+                Objection.status == ObjectionStatus.OPEN,
+                Objection.answer_due < today - timedelta(days=grace),
             )
         )
     )

@@ -649,12 +649,20 @@ def due_reminders(
 
 
 def alert_overdue_applications(session: Session, settings: Settings, today: date) -> int:
-    """Applications past their answer or provision deadline, alerted to the platform
-    authority as one alert kept up to date; resolved once none is overdue."""
-    from govshare.exchange import alerts
+    """Applications past their answer or provision deadline by more than the 共享申请办理超期
+    rule's days (0 unless edited), alerted to the platform authority as one alert kept up
+    to date; resolved once none is overdue."""
+    from govshare.exchange import alertrules, alerts
     from govshare.exchange.models import AlertKind
 
-    late = [r for r in due_reminders(session, today, remind_before=0) if r.overdue]
+    grace = int(
+        alertrules.effective(session, settings, AlertKind.APPLICATION_OVERDUE).threshold or 0
+    )
+    late = [
+        r
+        for r in due_reminders(session, today, remind_before=0)
+        if r.overdue and (today - r.due).days > grace
+    ]
     if not late:
         alerts.resolve_alerts(session, AlertKind.APPLICATION_OVERDUE)
         return 0
