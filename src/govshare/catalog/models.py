@@ -175,6 +175,9 @@ class InformationItem(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     code_table: Mapped[str | None] = mapped_column(String(40))
     is_key: Mapped[bool] = mapped_column(Boolean, default=False)
+    # 不予开放: the item is left out of everything the open-data portal publishes (its
+    # name, its column in previews, downloads and the row API), whatever the entry says.
+    open_withheld: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (
         UniqueConstraint("resource_id", "code", name="uq_information_item_resource_code"),

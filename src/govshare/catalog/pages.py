@@ -101,6 +101,7 @@ ITEM_LABELS: dict[str, str] = {
     "description": "描述",
     "code_table": "代码表",
     "is_key": "主键",
+    "open_withheld": "不予开放",
 }
 _ITEM_FIELD = re.compile(r"^items\[(\d+)\](?:\.(\w+))?$")
 
@@ -512,10 +513,19 @@ def _resource_payload(
     ]
     columns = [
         texts(form, f"item_{f}")
-        for f in ("name", "code", "data_type", "length", "description", "code_table", "is_key")
+        for f in (
+            "name",
+            "code",
+            "data_type",
+            "length",
+            "description",
+            "code_table",
+            "is_key",
+            "open_withheld",
+        )
     ]
     items, shown_items = [], []
-    for name, code, data_type, length, description, code_table, is_key in zip_longest(
+    for name, code, data_type, length, description, code_table, is_key, withheld in zip_longest(
         *columns, fillvalue=""
     ):
         if not any((name, code, length, description, code_table)):
@@ -529,6 +539,7 @@ def _resource_payload(
                 "description": description,
                 "code_table": code_table,
                 "is_key": is_key == "1",
+                "open_withheld": withheld == "1",
             }
         )
         items.append(
@@ -540,6 +551,7 @@ def _resource_payload(
                 "description": description,
                 "code_table": code_table or None,
                 "is_key": is_key == "1",
+                "open_withheld": withheld == "1",
             }
         )
     extensions: dict[str, str] = {}

@@ -56,6 +56,10 @@ class ItemIn(BaseModel):
     is_key: Annotated[bool, Expect("是否主键须为 是/否 (true/false)")] = Field(
         default=False, description="是否为主键/关联标识"
     )
+    open_withheld: Annotated[bool, Expect("不予开放须为 是/否 (true/false)")] = Field(
+        default=False,
+        description="不予开放: 该信息项不随开放数据发布 (名称、预览、下载、行接口都不含)",
+    )
 
 
 class ItemPublic(ItemIn):

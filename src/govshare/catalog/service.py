@@ -372,6 +372,8 @@ def snapshot(resource: Resource) -> dict[str, Any]:
                 "description": it.description,
                 "code_table": it.code_table,
                 "is_key": it.is_key,
+                # Only when set, so the versions stored before it existed compare equal.
+                **({"open_withheld": True} if it.open_withheld else {}),
             }
             for it in resource.items
         ],

@@ -71,6 +71,7 @@ COLUMNS: list[Column] = [
     Column("信息项描述", "description", "item"),
     Column("代码表", "code_table", "item"),
     Column("是否主键", "is_key", "item", False, "是/否"),
+    Column("不予开放", "open_withheld", "item", False, "是/否：是则该信息项不随开放数据发布"),
 ]
 HEADERS = [c.header for c in COLUMNS]
 BY_FIELD = {c.field: c for c in COLUMNS}
@@ -207,6 +208,9 @@ def _item_payload(
     is_key = _yes_no(it.get("is_key", ""))
     if is_key is None:
         problems.append(_problem(number, "is_key", "是否主键应填“是”或“否”"))
+    withheld = _yes_no(it.get("open_withheld", ""))
+    if withheld is None:
+        problems.append(_problem(number, "open_withheld", "不予开放应填“是”或“否”"))
     return {
         "name": it.get("item_name", ""),
         "code": it.get("item_code", ""),
@@ -215,6 +219,7 @@ def _item_payload(
         "description": it.get("description", ""),
         "code_table": it.get("code_table") or None,
         "is_key": bool(is_key),
+        "open_withheld": bool(withheld),
     }
 
 
@@ -580,6 +585,7 @@ def _row_values(resource: Resource, codes: service.CodeTables, key: int) -> Iter
             "description": item.description,
             "code_table": item.code_table or "",
             "is_key": "是" if item.is_key else "否",
+            "open_withheld": "是" if item.open_withheld else "否",
         }
         yield [values[c.field] for c in COLUMNS]
 

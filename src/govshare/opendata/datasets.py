@@ -628,8 +628,9 @@ def _publisher(dept: Department) -> Publisher:
 
 
 def _items(snapshot: dict[str, Any]) -> tuple[DatasetItem, ...]:
-    """The published items the public may see (the catalog withholds none today; an
-    item-level withholding goes here, and only here)."""
+    """The published items the public may see: every item of the published version but
+    those marked 不予开放. Every portal output (page, preview, statistics, downloads, row
+    API, CKAN, DCAT) takes a dataset's items from here, and only from here."""
     return tuple(
         DatasetItem(
             name=str(it["name"]),
@@ -641,6 +642,7 @@ def _items(snapshot: dict[str, Any]) -> tuple[DatasetItem, ...]:
             code_table=it.get("code_table"),
         )
         for it in snapshot.get("items", [])
+        if not it.get("open_withheld")
     )
 
 
