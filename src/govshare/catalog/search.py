@@ -574,7 +574,10 @@ class PublishedView:
         self.status = ResourceStatus.PUBLISHED
         self.version = resource.published_version
         self.sharing_type = SharingType(published["sharing_type"])
-        self.items = [SimpleNamespace(**it) for it in published["items"]]
+        # Snapshots carry open_withheld only when set (older versions never do).
+        self.items = [
+            SimpleNamespace(**{"open_withheld": False, **it}) for it in published["items"]
+        ]
 
     def __getattr__(self, name: str) -> Any:
         if name in self._published:
