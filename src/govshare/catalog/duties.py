@@ -45,7 +45,7 @@ from govshare.rules import workdays
 from govshare.rules.clock import china_today
 from govshare.security import audit
 from govshare.security.models import Department
-from govshare.security.roles import Role
+from govshare.security.roles import Permission, Role
 from govshare.security.service import Principal
 
 # Entries a duty may be linked to: any state but 已撤销. A draft counts, since a new
@@ -70,6 +70,21 @@ def reads_everything(principal: Principal) -> bool:
 def check_read(principal: Principal, department_id: int) -> None:
     if not reads_everything(principal) and principal.department_id != department_id:
         raise NotYourDepartment("只能查阅本部门的职责清单")
+
+
+def may_write(principal: Principal, department_id: int) -> bool:
+    """Whether the caller keeps this department's register (for the console's forms)."""
+    return principal.can(Permission.DUTY_WRITE) and (
+        principal.is_admin or principal.department_id == department_id
+    )
+
+
+def systems_for_changes(session: Session, principal: Principal) -> list[InformationSystem]:
+    """Systems whose changes the caller may record: their department's, or all."""
+    q = select(InformationSystem).order_by(InformationSystem.department_id, InformationSystem.name)
+    if not principal.is_admin:
+        q = q.where(InformationSystem.department_id == principal.department_id)
+    return list(session.scalars(q))
 
 
 def _check_write(principal: Principal, department_id: int) -> None:
