@@ -298,3 +298,30 @@ def test_system_change_is_recorded_with_its_deadline(world: World) -> None:
         "catalog.system.add",
         "catalog.system.change",
     ]
+
+
+def test_a_provisional_deadline_is_recounted_when_the_year_is_entered(world: World) -> None:
+    # 2090's holidays are known to nobody: the deadline is counted Monday to Friday and
+    # marked 预计 until the platform admin enters the year.
+    dept = world.department()
+    with fixed_today(date(2090, 6, 2)):
+        duty = declared(world, dept, declared_on="2090-06-01")
+        [before] = events(world, dept.registrar, duty_id=duty["id"])
+        assert (before["catalog_due"], before["catalog_due_provisional"]) == ("2090-06-22", True)
+        with world.api(world.admin) as c:
+            entered = c.put(
+                "/api/v1/sharing/calendar/2090",
+                json={"holidays": ["2090-06-05~2090-06-09"], "workdays": []},
+            )
+            assert entered.status_code == 200, entered.text
+            try:
+                [after] = events(world, dept.registrar, duty_id=duty["id"])
+            finally:
+                assert c.delete("/api/v1/sharing/calendar/2090").status_code == 200
+        [restored] = events(world, dept.registrar, duty_id=duty["id"])
+    # 06-02, then 06-12 … 06-29 around the week off.
+    assert (after["catalog_due"], after["catalog_due_provisional"]) == ("2090-06-29", False)
+    assert (restored["catalog_due"], restored["catalog_due_provisional"]) == ("2090-06-22", True)
+    assert after["changed_on"] == before["changed_on"]
+    assert after["description"] == before["description"]
+    assert "sharing.deadline.recount" in audit_actions(world, "catalog_change_event", after["id"])
