@@ -305,3 +305,35 @@ def test_demo_sources_plant_exactly_the_counted_defects(tmp_path: Path) -> None:
     assert broken <= conflicts
     # Full-width brackets and blanks are planted too, and are no conflicts.
     assert sum(taxed[k] != registered[k] for k in taxed if k in registered) > len(conflicts)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_demo_declares_each_departments_duties(fresh_settings: Settings) -> None:
+    from govshare.catalog.models import CatalogChangeEvent, ChangeKind, DepartmentDuty
+
+    engine = db.make_engine(fresh_settings)
+    factory = db.make_session_factory(engine, fresh_settings)
+    with fixed_today(DEMO_DAY):
+        with db.session_scope(factory) as s:
+            counts = load_demo(s, PASSWORD, settings=fresh_settings)
+        with db.session_scope(factory) as s:
+            duties = list(s.scalars(select(DepartmentDuty)))
+            events = list(s.scalars(select(CatalogChangeEvent)))
+            departments = list(s.scalars(select(Department)))
+            per_department = {
+                d.id: [x for x in duties if x.department_id == d.id] for d in departments
+            }
+            assert all(3 <= len(v) <= 7 for v in per_department.values()), per_department
+            assert counts["duties"] == len(duties)
+            linked = [d for d in duties if d.resources]
+            assert len(linked) > len(duties) * 2 // 3
+            assert all(
+                r.provider_department_id == d.department_id for d in linked for r in d.resources
+            )
+            assert any(d.withdrawn_on is not None for d in duties)
+            assert {e.kind for e in events} == {ChangeKind.DUTY, ChangeKind.SYSTEM}
+            assert all(e.changed_on <= DEMO_DAY for e in events)
+            # A deadline still running and one already past, for the timeliness indicator.
+            assert any(e.catalog_due >= DEMO_DAY for e in events)
+            assert any(e.catalog_due < DEMO_DAY for e in events)
+    engine.dispose()

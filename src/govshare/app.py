@@ -380,6 +380,7 @@ def create_app(settings: Settings) -> FastAPI:
     from govshare.basedata import consistency as basedata_consistency
     from govshare.basedata import pages as basedata_pages
     from govshare.catalog import api as catalog_api
+    from govshare.catalog import duty_pages as catalog_duty_pages
     from govshare.catalog import pages as catalog_pages
     from govshare.collab import api as collab_api
     from govshare.collab import pages as collab_pages
@@ -436,6 +437,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(web_pages.router)
     app.include_router(security_pages.router)
     app.include_router(catalog_pages.router)
+    app.include_router(catalog_duty_pages.router)
     app.include_router(exchange_pages.router)
     app.include_router(sharing_pages.router)
     app.include_router(basedata_pages.router)

@@ -850,6 +850,7 @@ def load_demo(
     secret key API-client secrets are sealed with. Without them they are read from the
     environment, as ``govshare serve`` does (its command line sets neither)."""
     from govshare.demo_documents import seed_documents
+    from govshare.demo_duties import seed_duties
     from govshare.demo_evaluation import seed_evaluation
     from govshare.demo_opendata import seed_developer, seed_open_demands
     from govshare.demo_sharing import seed_sharing  # which builds on this module
@@ -1060,6 +1061,12 @@ def load_demo(
     counts = seed_sharing(session, settings)  # publishes the few entries it applies for
     counts["open_demands"] = seed_open_demands(session, settings)
     counts["developers"] = seed_developer(session, settings, admin_password)
+    counts |= seed_duties(
+        session,
+        {**depts, "snq": district},
+        china_today(),
+        working_days=settings.catalog_update_working_days,
+    )
     counts |= seed_evaluation(session, china_today())
     counts["documents"] = seed_documents(
         session, settings, departments=depts, password_hash=pw, now=utcnow()

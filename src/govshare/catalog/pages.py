@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData, UploadFile
 
-from govshare.catalog import imports, search, service, spreadsheet
+from govshare.catalog import duties, imports, search, service, spreadsheet
 from govshare.catalog.codes import (
     CODE_TABLE_TITLES,
     CodeTableName,
@@ -33,7 +33,7 @@ from govshare.catalog.errors import (
     SystemNotFound,
     TransitionNotAllowed,
 )
-from govshare.catalog.models import ImportJob, ImportJobStatus, Resource
+from govshare.catalog.models import ChangeKind, ImportJob, ImportJobStatus, Resource
 from govshare.catalog.schemas import (
     ChangeIn,
     DemandIn,
@@ -52,6 +52,7 @@ from govshare.deps import (
 )
 from govshare.errors import Conflict, Forbidden, InvalidInput, NotFound
 from govshare.ids import Id, parse_id
+from govshare.rules.clock import china_today
 from govshare.security import service as identity
 from govshare.security.errors import PermissionDenied
 from govshare.security.roles import Permission
@@ -1000,10 +1001,26 @@ def _systems_page(
     department_id: Id | None = None,
     values: dict[str, Any] | None = None,
     errors: FormErrors = NO_ERRORS,
+    change_values: dict[str, Any] | None = None,
+    change_errors: FormErrors = NO_ERRORS,
     status_code: int = 200,
 ) -> Response:
     rows = service.list_systems(db, department_id)
     zombies = {s.id for s, n in rows if n == 0 or s.usage_frequency == "unused"}
+    changes = []
+    if caller.can(Permission.DUTY_READ) and (
+        duties.reads_everything(caller) or caller.department_id is not None
+    ):
+        # Others' changes are not theirs to read: a department sees its own.
+        changes = duties.list_events(
+            db,
+            caller,
+            department_id=department_id
+            if duties.reads_everything(caller)
+            else caller.department_id,
+            kind=ChangeKind.SYSTEM,
+            limit=20,
+        ).items
     return render(
         request,
         "catalog/systems.html",
@@ -1017,6 +1034,34 @@ def _systems_page(
         values=values or {"in_use": True, "department_id": caller.department_id},
         errors=errors,
         tables=CodeTableName,
+        changes=changes,
+        change_options=[
+            (s.id, f"{s.department.short_name} · {s.name}" if caller.is_admin else s.name)
+            for s in duties.systems_for_changes(db, caller)
+        ]
+        if caller.can(Permission.SYSTEM_WRITE)
+        else [],
+        change_values=change_values or {"changed_on": china_today().isoformat()},
+        change_errors=change_errors,
+    )
+
+
+def systems_page_with(
+    request: Request,
+    db: Session,
+    caller: Principal,
+    *,
+    change_values: dict[str, Any],
+    change_errors: FormErrors,
+) -> Response:
+    """The systems page with the 登记系统变更 form's problems (status 422)."""
+    return _systems_page(
+        request,
+        db,
+        caller,
+        change_values=change_values,
+        change_errors=change_errors,
+        status_code=422,
     )
 
 

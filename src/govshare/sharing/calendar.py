@@ -5,6 +5,9 @@ Sharing never waits for the State Council's schedule: a deadline that falls in a
 unknown year is estimated from the week and marked provisional; once the year is
 entered here (or the holidays file or a new ``chinesecalendar`` brings it),
 ``refresh_provisional`` recounts each such deadline from its starting day, audited.
+The catalog's update deadlines after a change of duties or systems
+(``CatalogChangeEvent.catalog_due``) are recounted the same way: only the derived
+date and its mark change, never what the event records.
 Every hub process reads the entered years from the database (``load_entered``) at
 start-up and on each monitor tick, so a year entered in one process reaches all.
 """
@@ -19,6 +22,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from govshare.catalog.models import CatalogChangeEvent
 from govshare.config import Settings
 from govshare.errors import InvalidInput, NotFound
 from govshare.rules import workdays
@@ -143,6 +147,9 @@ def remove_year(session: Session, settings: Settings, principal: Principal, year
 
 # -- recounting deadlines ------------------------------------------------------------------
 
+# What carries a working-day deadline and its 预计 mark.
+Deadlined = SharingApplication | Objection | CatalogChangeEvent
+
 
 def _provide_start(app: SharingApplication) -> date | None:
     """The day the provision deadline ran from: the dispute's decision when it overturned
@@ -155,7 +162,7 @@ def _provide_start(app: SharingApplication) -> date | None:
 def _recount(
     principal: Principal | None,
     session: Session,
-    target: SharingApplication | Objection,
+    target: Deadlined,
     field: str,
     fresh: Deadline,
 ) -> bool:
@@ -165,7 +172,11 @@ def _recount(
         return False
     setattr(target, field, fresh.due)
     setattr(target, f"{field}_provisional", fresh.provisional)
-    kind = "sharing_application" if isinstance(target, SharingApplication) else "sharing_objection"
+    kind = {
+        SharingApplication: "sharing_application",
+        Objection: "sharing_objection",
+        CatalogChangeEvent: "catalog_change_event",
+    }[type(target)]
     audit.record(
         session,
         principal.actor if principal else audit.SYSTEM,
@@ -180,10 +191,10 @@ def _recount(
 
 def _open_deadlines(
     session: Session, settings: Settings, where: Callable[[Any, Any], Any]
-) -> list[tuple[SharingApplication | Objection, str, Deadline]]:
+) -> list[tuple[Deadlined, str, Deadline]]:
     """Each open deadline chosen by ``where(column, provisional_column)`` with its
     recount on the calendar as it now stands."""
-    found: list[tuple[SharingApplication | Objection, str, Deadline]] = []
+    found: list[tuple[Deadlined, str, Deadline]] = []
     apps = session.scalars(
         select(SharingApplication).where(
             or_(
@@ -210,6 +221,14 @@ def _open_deadlines(
     for obj in objs:
         fresh = workdays.deadline(obj.raised_on, settings.objection_working_days)
         found.append((obj, "answer_due", fresh))
+    events = session.scalars(
+        select(CatalogChangeEvent).where(
+            where(CatalogChangeEvent.catalog_due, CatalogChangeEvent.catalog_due_provisional)
+        )
+    )
+    for event in events:
+        fresh = workdays.deadline(event.changed_on, settings.catalog_update_working_days)
+        found.append((event, "catalog_due", fresh))
     return found
 
 

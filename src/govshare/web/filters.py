@@ -40,6 +40,12 @@ NOTICES: dict[str, str] = {
     "demand_answered": "已响应该需求",
     "demand_closed": "需求已关闭",
     "system_added": "信息系统已登记",
+    "duty_declared": "职责已声明，请在目录更新期限内编制或关联对应目录",
+    "duty_changed": "职责已调整，已登记职责调整",
+    "duty_withdrawn": "职责已取消，已登记职责调整",
+    "duty_linked": "已关联目录",
+    "duty_unlinked": "已取消关联",
+    "system_changed": "信息系统变更已登记，目录更新期限已起算",
 }
 
 

@@ -1,7 +1,7 @@
 """alert rules (告警规则): thresholds, severity and channels edited in the console
 
 Revision ID: 0028
-Revises: 0026
+Revises: 0027
 Create Date: 2026-12-04 09:40:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import govshare.db
 
 revision: str = "0028"
-down_revision: str | None = "0026"
+down_revision: str | None = "0027"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
