@@ -192,6 +192,13 @@ class Settings(BaseSettings):
         description="Working days (Chinese calendar) a provider has to answer a sharing "
         "application.",
     )
+    catalog_update_working_days: int = Field(
+        default=15,
+        ge=1,
+        le=60,
+        description="Working days (Chinese calendar) a department has to update its catalog "
+        "after a change of its duties or of an information system (目录更新时限).",
+    )
     provide_working_days: int = Field(
         default=5,
         ge=1,

@@ -10,11 +10,19 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, File, Header, Query, Request, Response, UploadFile, status
 from sqlalchemy.orm import Session
 
-from govshare.catalog import imports, search, service, spreadsheet
+from govshare.catalog import duties, imports, search, service, spreadsheet
 from govshare.catalog.codes import ResourceKind, ResourceStatus, SharingType
 from govshare.catalog.errors import ImportRejected
-from govshare.catalog.models import ImportJob, ImportJobStatus
+from govshare.catalog.models import (
+    CatalogChangeEvent,
+    ChangeKind,
+    DepartmentDuty,
+    ImportJob,
+    ImportJobStatus,
+)
 from govshare.catalog.schemas import (
+    ChangeEventPage,
+    ChangeEventPublic,
     ChangeIn,
     ClassificationIn,
     ClassificationPublic,
@@ -24,11 +32,18 @@ from govshare.catalog.schemas import (
     DemandPublic,
     DemandResponseIn,
     DemandResponsePublic,
+    DutyChange,
+    DutyCreate,
+    DutyPage,
+    DutyPublic,
+    DutyResourceRef,
+    DutyWithdraw,
     ImportJobPublic,
     ResourceIn,
     ResourcePage,
     ResourcePublic,
     ResourceSummary,
+    SystemChangeIn,
     SystemIn,
     SystemPublic,
     TransitionIn,
@@ -45,11 +60,14 @@ from govshare.deps import (
     CatalogReviewer,
     CatalogWriter,
     DemandWriter,
+    DutyReader,
+    DutyWriter,
     SessionDep,
+    SettingsDep,
     SystemWriter,
 )
 from govshare.errors import InvalidInput
-from govshare.ids import Id
+from govshare.ids import Count, Id
 from govshare.security import audit
 from govshare.security.service import Principal
 
@@ -513,3 +531,168 @@ def update_system(
     system = service.update_system(db, caller, system_id, body)
     counts = {s.id: n for s, n in service.list_systems(db, system.department_id)}
     return system_public(system, counts.get(system.id, 0))
+
+
+# -- department duties (部门职责 / 权责清单) and catalog change events ----------------------------
+
+
+def duty_public(d: DepartmentDuty) -> DutyPublic:
+    return DutyPublic(
+        id=d.id,
+        department_id=d.department_id,
+        department_name=d.department.name,
+        code=d.code,
+        name=d.name,
+        basis=d.basis,
+        declared_on=d.declared_on,
+        withdrawn_on=d.withdrawn_on,
+        in_force=d.withdrawn_on is None,
+        resources=[
+            DutyResourceRef(id=r.id, code=r.code, name=r.name, status=r.status) for r in d.resources
+        ],
+        created_at=d.created_at,
+        updated_at=d.updated_at,
+    )
+
+
+def event_public(e: CatalogChangeEvent) -> ChangeEventPublic:
+    return ChangeEventPublic(
+        id=e.id,
+        department_id=e.department_id,
+        kind=str(e.kind),
+        kind_label=e.kind.label,
+        duty_id=e.duty_id,
+        duty_code=e.duty.code if e.duty else None,
+        duty_name=e.duty.name if e.duty else None,
+        system_id=e.system_id,
+        system_name=e.system.name if e.system else None,
+        changed_on=e.changed_on,
+        catalog_due=e.catalog_due,
+        catalog_due_provisional=e.catalog_due_provisional,
+        description=e.description,
+        recorded_by=e.recorded_by,
+        created_at=e.created_at,
+    )
+
+
+PageLimit = Annotated[int, Query(ge=1, le=500, description="每页条数")]
+PageOffset = Annotated[Count, Query(description="跳过的条数")]
+
+
+@router.get("/duties", summary="职责清单 (本部门; 平台管理员与审计员可查全部)")
+def list_duties(
+    db: SessionDep,
+    caller: DutyReader,
+    department_id: Id | None = None,
+    in_force: Annotated[bool, Query(description="只列出未取消的职责")] = False,
+    limit: PageLimit = 100,
+    offset: PageOffset = 0,
+) -> DutyPage:
+    page = duties.list_duties(
+        db,
+        caller,
+        department_id=department_id,
+        in_force_only=in_force,
+        limit=limit,
+        offset=offset,
+    )
+    return DutyPage(items=[duty_public(d) for d in page.items], total=page.total)
+
+
+@router.post("/duties", status_code=status.HTTP_201_CREATED, summary="声明职责")
+def declare_duty(
+    body: DutyCreate, db: SessionDep, caller: DutyWriter, settings: SettingsDep
+) -> DutyPublic:
+    duty = duties.declare_duty(db, caller, body, working_days=settings.catalog_update_working_days)
+    return duty_public(duty)
+
+
+@router.get("/duties/events", summary="职责调整与系统变更 (目录更新期限)")
+def list_change_events(
+    db: SessionDep,
+    caller: DutyReader,
+    department_id: Id | None = None,
+    kind: ChangeKind | None = None,
+    duty_id: Id | None = None,
+    limit: PageLimit = 100,
+    offset: PageOffset = 0,
+) -> ChangeEventPage:
+    page = duties.list_events(
+        db,
+        caller,
+        department_id=department_id,
+        kind=kind,
+        duty_id=duty_id,
+        limit=limit,
+        offset=offset,
+    )
+    return ChangeEventPage(items=[event_public(e) for e in page.items], total=page.total)
+
+
+@router.get("/duties/{duty_id}", summary="查看职责")
+def get_duty(duty_id: Id, db: SessionDep, caller: DutyReader) -> DutyPublic:
+    return duty_public(duties.get_duty(db, caller, duty_id))
+
+
+@router.put("/duties/{duty_id}", summary="调整职责 (名称或设定依据, 须说明原因)")
+def change_duty(
+    duty_id: Id, body: DutyChange, db: SessionDep, caller: DutyWriter, settings: SettingsDep
+) -> DutyPublic:
+    duty = duties.change_duty(
+        db, caller, duty_id, body, working_days=settings.catalog_update_working_days
+    )
+    return duty_public(duty)
+
+
+@router.post("/duties/{duty_id}/withdraw", summary="取消职责")
+def withdraw_duty(
+    duty_id: Id, body: DutyWithdraw, db: SessionDep, caller: DutyWriter, settings: SettingsDep
+) -> DutyPublic:
+    duty = duties.withdraw_duty(
+        db, caller, duty_id, body, working_days=settings.catalog_update_working_days
+    )
+    return duty_public(duty)
+
+
+@router.put("/duties/{duty_id}/resources/{resource_id}", summary="职责关联本部门目录")
+def link_duty_resource(
+    duty_id: Id, resource_id: Id, db: SessionDep, caller: DutyWriter
+) -> DutyPublic:
+    return duty_public(duties.link_resource(db, caller, duty_id, resource_id))
+
+
+@router.delete("/duties/{duty_id}/resources/{resource_id}", summary="取消职责与目录的关联")
+def unlink_duty_resource(
+    duty_id: Id, resource_id: Id, db: SessionDep, caller: DutyWriter
+) -> DutyPublic:
+    return duty_public(duties.unlink_resource(db, caller, duty_id, resource_id))
+
+
+@router.post(
+    "/systems/{system_id}/changes",
+    status_code=status.HTTP_201_CREATED,
+    summary="登记信息系统变更 (起算目录更新期限)",
+)
+def record_system_change(
+    system_id: Id,
+    body: SystemChangeIn,
+    db: SessionDep,
+    caller: SystemWriter,
+    settings: SettingsDep,
+) -> ChangeEventPublic:
+    event = duties.record_system_change(
+        db, caller, system_id, body, working_days=settings.catalog_update_working_days
+    )
+    return event_public(event)
+
+
+@router.get("/systems/{system_id}/changes", summary="信息系统的变更记录")
+def list_system_changes(
+    system_id: Id,
+    db: SessionDep,
+    caller: DutyReader,
+    limit: PageLimit = 100,
+    offset: PageOffset = 0,
+) -> ChangeEventPage:
+    page = duties.list_events(db, caller, system_id=system_id, limit=limit, offset=offset)
+    return ChangeEventPage(items=[event_public(e) for e in page.items], total=page.total)

@@ -49,3 +49,19 @@ class SystemNameTaken(Conflict):
     """Another information system of the department already has the name."""
 
     code = "information_system_name_taken"
+
+
+class DutyNotFound(NotFound):
+    code = "duty_not_found"
+
+
+class DutyCodeTaken(Conflict):
+    """Another duty of the department already has the code (uq_department_duty_dept_code)."""
+
+    code = "duty_code_taken"
+
+
+class InvalidDuty(InvalidInput):
+    """A duty, a link or a change that breaks a rule of the register (dates, entries)."""
+
+    code = "invalid_duty"

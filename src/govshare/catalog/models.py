@@ -303,3 +303,86 @@ class ImportJob(Base):
     finished_at: Mapped[datetime | None] = mapped_column()
 
     __table_args__ = (Index("ix_catalog_import_job_department_digest", "department_id", "digest"),)
+
+
+class ChangeKind(StrEnum):
+    """变更类型: what changed and so starts the catalog's update deadline."""
+
+    DUTY = "duty"
+    SYSTEM = "system"
+
+    @property
+    def label(self) -> str:
+        return {"duty": "职责调整", "system": "系统变更"}[self.value]
+
+
+class DepartmentDuty(Base):
+    """部门职责事项: one duty a department declares (三定方案, 权责清单).
+
+    ``declared_on`` and ``withdrawn_on`` are Beijing dates; a duty in force has no
+    ``withdrawn_on``. Withdrawn duties stay, with their links and events, as evidence."""
+
+    __tablename__ = "department_duty"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    department_id: Mapped[int] = mapped_column(ForeignKey("department.id"), index=True)
+    code: Mapped[str] = mapped_column(String(50))
+    name: Mapped[str] = mapped_column(String(200))
+    basis: Mapped[str] = mapped_column(Text, default="")
+    declared_on: Mapped[date] = mapped_column(Date)
+    withdrawn_on: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    department: Mapped[Department] = relationship(lazy="joined")
+    resources: Mapped[list[Resource]] = relationship(
+        secondary="duty_resource", order_by="Resource.code", lazy="selectin", viewonly=True
+    )
+
+    __table_args__ = (
+        UniqueConstraint("department_id", "code", name="uq_department_duty_dept_code"),
+    )
+
+
+class DutyResource(Base):
+    """职责—目录关联: a catalog entry of the department that serves the duty."""
+
+    __tablename__ = "duty_resource"
+
+    duty_id: Mapped[int] = mapped_column(
+        ForeignKey("department_duty.id", ondelete="CASCADE"), primary_key=True
+    )
+    resource_id: Mapped[int] = mapped_column(
+        ForeignKey("resource.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    linked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CatalogChangeEvent(Base):
+    """职责或信息系统变更: a change that starts the catalog's update deadline
+    (``catalog_due``, the N-th working day after ``changed_on``). Never edited or
+    deleted; a wrong one is superseded by recording another."""
+
+    __tablename__ = "catalog_change_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    department_id: Mapped[int] = mapped_column(ForeignKey("department.id"), index=True)
+    kind: Mapped[ChangeKind] = mapped_column(str_enum(ChangeKind, 10))
+    duty_id: Mapped[int | None] = mapped_column(
+        ForeignKey("department_duty.id", ondelete="CASCADE"), index=True
+    )
+    system_id: Mapped[int | None] = mapped_column(
+        ForeignKey("information_system.id", ondelete="CASCADE"), index=True
+    )
+    changed_on: Mapped[date] = mapped_column(Date)
+    catalog_due: Mapped[date] = mapped_column(Date, index=True)
+    # 预计: a day counted falls in a year whose holiday schedule is not known yet.
+    catalog_due_provisional: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    description: Mapped[str] = mapped_column(Text)
+    recorded_by: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    duty: Mapped[DepartmentDuty | None] = relationship(lazy="joined")
+    system: Mapped[InformationSystem | None] = relationship(lazy="joined")

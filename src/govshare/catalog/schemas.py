@@ -371,3 +371,106 @@ class ImportJobPublic(BaseModel):
         description="why nothing was imported: {code, message, details: [{row, column, "
         "message}]} as an API error envelope's body"
     )
+
+
+# -- department duties (部门职责 / 权责清单) --------------------------------------------------
+
+DUTY_CODE_PATTERN = r"^[A-Za-z0-9_.\-]{1,50}$"
+_DATE = Expect("日期须为 YYYY-MM-DD 格式的有效日期")
+
+
+class DutyCreate(BaseModel):
+    """声明一项职责 (from the 三定方案 or 权责清单); records a 职责调整 event."""
+
+    code: Annotated[
+        str,
+        Expect(
+            "职责编码须为 1 至 50 个字母、数字或 - _ . 字符",
+            min_length=1,
+            max_length=50,
+            pattern=DUTY_CODE_PATTERN,
+        ),
+    ] = Field(description="职责编码, 部门内唯一")
+    name: Annotated[str, _texts("职责名称", 200, min_length=1)] = Field(description="职责名称")
+    basis: Annotated[str, _texts("设定依据", 2000)] = Field(
+        default="", description="设定依据, 如 三定方案第三条"
+    )
+    declared_on: Annotated[date, _DATE] = Field(description="声明日期 (北京时间), 不能晚于今天")
+    department_id: Id | None = Field(
+        default=None, description="所属部门; 仅平台管理员可指定, 其他人为本部门"
+    )
+
+
+class DutyChange(BaseModel):
+    """调整职责的名称或设定依据, 说明原因; records a 职责调整 event."""
+
+    name: Annotated[str, _texts("职责名称", 200, min_length=1)]
+    basis: Annotated[str, _texts("设定依据", 2000)] = ""
+    changed_on: Annotated[date, _DATE] = Field(description="调整日期 (北京时间)")
+    reason: Annotated[str, _texts("调整原因", 2000, min_length=1)]
+
+
+class DutyWithdraw(BaseModel):
+    """取消职责; records a 职责调整 event. The duty stays in the register as evidence."""
+
+    withdrawn_on: Annotated[date, _DATE] = Field(description="取消日期 (北京时间)")
+    reason: Annotated[str, _texts("取消原因", 2000, min_length=1)]
+
+
+class SystemChangeIn(BaseModel):
+    """登记信息系统变更 (上线新功能、数据结构调整、迁移、停用 …)."""
+
+    changed_on: Annotated[date, _DATE] = Field(description="变更日期 (北京时间)")
+    description: Annotated[str, _texts("变更内容", 2000, min_length=1)]
+
+
+class DutyResourceRef(BaseModel):
+    id: int
+    code: str
+    name: str
+    status: ResourceStatus
+
+
+class DutyPublic(BaseModel):
+    id: int
+    department_id: int
+    department_name: str
+    code: str
+    name: str
+    basis: str
+    declared_on: date
+    withdrawn_on: date | None
+    in_force: bool
+    resources: list[DutyResourceRef]
+    created_at: datetime
+    updated_at: datetime
+
+
+class DutyPage(BaseModel):
+    items: list[DutyPublic]
+    total: int
+
+
+class ChangeEventPublic(BaseModel):
+    """A 职责调整 or 系统变更 and the date by which the catalog must follow it."""
+
+    id: int
+    department_id: int
+    kind: str = Field(description="duty | system")
+    kind_label: str
+    duty_id: int | None
+    duty_code: str | None
+    duty_name: str | None
+    system_id: int | None
+    system_name: str | None
+    changed_on: date
+    catalog_due: date = Field(description="目录更新期限: 变更日期后第 N 个工作日")
+    catalog_due_provisional: bool = Field(description="期限按尚未公布的节假日安排推算 (预计)")
+    description: str
+    recorded_by: str
+    created_at: datetime
+
+
+class ChangeEventPage(BaseModel):
+    items: list[ChangeEventPublic]
+    total: int

@@ -44,6 +44,8 @@ class Permission(StrEnum):
     CATALOG_ADMIN = "catalog.admin"  # classification tree and code tables
     DEMAND_WRITE = "demand.write"
     SYSTEM_WRITE = "system.write"  # information-system inventory
+    DUTY_READ = "duty.read"  # the duty register (own department; platform and auditors all)
+    DUTY_WRITE = "duty.write"  # declare, change, withdraw the own department's duties
     DEPARTMENT_ADMIN = "department.admin"
     USER_ADMIN = "user.admin"
     AUDIT_READ = "audit.read"
@@ -83,6 +85,8 @@ PERMISSION_LABELS: dict[Permission, str] = {
     Permission.CATALOG_ADMIN: "管理目录分类和代码表",
     Permission.DEMAND_WRITE: "登记共享需求",
     Permission.SYSTEM_WRITE: "登记信息系统",
+    Permission.DUTY_READ: "查阅职责清单",
+    Permission.DUTY_WRITE: "维护职责清单",
     Permission.DEPARTMENT_ADMIN: "部门管理",
     Permission.USER_ADMIN: "用户管理",
     Permission.AUDIT_READ: "查阅审计日志",
@@ -116,13 +120,23 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.PLATFORM_ADMIN: frozenset(Permission)
     - {Permission.AUDIT_READ, Permission.EXCHANGE_NODE, Permission.DATA_SERVICE},
     Role.CATALOG_REGISTRAR: frozenset(
-        _CATALOG_USER | {Permission.CATALOG_WRITE, Permission.DEMAND_WRITE, Permission.SYSTEM_WRITE}
+        _CATALOG_USER
+        | {
+            Permission.CATALOG_WRITE,
+            Permission.DEMAND_WRITE,
+            Permission.SYSTEM_WRITE,
+            Permission.DUTY_READ,
+            Permission.DUTY_WRITE,
+        }
     ),
-    Role.CATALOG_REVIEWER: frozenset(_CATALOG_USER | {Permission.CATALOG_REVIEW}),
+    Role.CATALOG_REVIEWER: frozenset(
+        _CATALOG_USER | {Permission.CATALOG_REVIEW, Permission.DUTY_READ}
+    ),
     Role.RESOURCE_ADMIN: frozenset(
         _CATALOG_USER
         | {
             Permission.DEMAND_WRITE,
+            Permission.DUTY_READ,
             Permission.EXCHANGE_READ,
             Permission.SHARING_READ,
             Permission.SHARING_APPLY,
@@ -130,7 +144,10 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.SHARING_STORE,
         }
     ),
-    Role.AUDITOR: frozenset({Permission.AUTHENTICATED, Permission.AUDIT_READ}),
+    # The duty register is evidence the auditor checks the catalog's timeliness against.
+    Role.AUDITOR: frozenset(
+        {Permission.AUTHENTICATED, Permission.AUDIT_READ, Permission.DUTY_READ}
+    ),
     Role.DOCUMENT_CLERK: frozenset(
         {
             Permission.AUTHENTICATED,
