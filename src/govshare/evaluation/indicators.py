@@ -498,21 +498,28 @@ def fact_queries(m: Month) -> dict[str, FactQuery]:
         duty.declared_on <= last_day, or_(duty.withdrawn_on.is_(None), duty.withdrawn_on > last_day)
     )
     change = CatalogChangeEvent
-    related = or_(
-        and_(
-            change.kind == ChangeKind.DUTY,
-            Resource.id.in_(
-                select(DutyResource.resource_id)
-                .where(DutyResource.duty_id == change.duty_id)
-                .correlate_except(DutyResource)
-            ),
-        ),
-        and_(change.kind == ChangeKind.SYSTEM, Resource.source_system_id == change.system_id),
+    # A duty's entries through its links (the link table's key leads with the duty); a
+    # system's through their source system, among the department's own entries.
+    duty_adjusted = (
+        exists()
+        .where(
+            DutyResource.duty_id == change.duty_id,
+            _touched_between(DutyResource.resource_id, change.changed_on, change.catalog_due),
+        )
+        .correlate_except(DutyResource)
     )
-    adjusted = exists().where(
-        Resource.provider_department_id == change.department_id,
-        related,
-        _touched_between(Resource.id, change.changed_on, change.catalog_due),
+    system_adjusted = (
+        exists()
+        .where(
+            Resource.source_system_id == change.system_id,
+            Resource.provider_department_id == change.department_id,
+            _touched_between(Resource.id, change.changed_on, change.catalog_due),
+        )
+        .correlate_except(Resource)
+    )
+    adjusted = or_(
+        and_(change.kind == ChangeKind.DUTY, duty_adjusted),
+        and_(change.kind == ChangeKind.SYSTEM, system_adjusted),
     )
     q["catalog_adjusted"] = _fact(change.department_id, change.id, _bool(adjusted)).where(
         change.catalog_due.between(first, last_day)
