@@ -14,7 +14,10 @@ and, spread over them in bulk (SQLAlchemy Core, batches of 10,000), of ``--rows`
 * 5 % objections, deadlines spread over 2026, 1 in 4 answered late;
 * 20 % exchange packages over provider tasks (one per 10 entries), received over 2026,
   so some tasks are silent at the month's end;
-* 10 % data-service call statistics (a day, a grant) over 2026, and the grants.
+* 5.5 % data-service call statistics (a day, a grant) over 2026, and the grants;
+* 1 % declared duties (1 in 20 withdrawn in June), 1 % duty–entry links (one entry of
+  the department for four duties in five), 0.5 % changes of duties and systems over
+  2026 (deadline 21 days later), 2 % entry versions over 2026.
 
 Measured:
 
@@ -51,7 +54,16 @@ from typing import Any
 from sqlalchemy import Connection, Table, select
 
 from govshare import db as hub
-from govshare.catalog.models import Classification, InformationItem, InformationSystem, Resource
+from govshare.catalog.models import (
+    CatalogChangeEvent,
+    Classification,
+    DepartmentDuty,
+    DutyResource,
+    InformationItem,
+    InformationSystem,
+    Resource,
+    ResourceVersion,
+)
 from govshare.catalog.service import seed_reference_data
 from govshare.config import Settings
 from govshare.evaluation import export, service
@@ -99,6 +111,78 @@ def _bulk(conn: Connection, model: Any, rows: Iterator[dict[str, Any]]) -> int:
 
 def _day(rng: random.Random) -> date:
     return date(2026, 1, 1) + timedelta(days=rng.randrange(365))
+
+
+def _duties(
+    conn: Connection,
+    rng: random.Random,
+    rows: int,
+    departments: int,
+    systems_per: int,
+    n_res: int,
+) -> dict[str, int]:
+    """职责清单: duties, their links to entries, changes and the entries' versions."""
+    n_duties = rows // 100
+    counts = {
+        "duties": _bulk(
+            conn,
+            DepartmentDuty,
+            (
+                {
+                    "id": d,
+                    "department_id": 1 + d % departments,
+                    "code": f"ZZ-{d:06d}",
+                    "name": f"职责事项{d}",
+                    "declared_on": date(2025, 1, 1),
+                    "withdrawn_on": date(2026, 6, 1) if d % 20 == 0 else None,
+                }
+                for d in range(1, n_duties + 1)
+            ),
+        )
+    }
+    # The entries r with r % departments == d % departments are duty d's department's.
+    counts["duty_links"] = _bulk(
+        conn,
+        DutyResource,
+        (
+            {"duty_id": d, "resource_id": d % departments + departments, "linked_at": YEAR_START}
+            for d in range(1, n_duties + 1)
+            if d % 5 and d % departments + departments <= n_res
+        ),
+    )
+
+    def changes() -> Iterator[dict[str, Any]]:
+        for e in range(1, rows // 200 + 1):
+            dept = 1 + e % departments
+            changed = date(2026, 1, 1) + timedelta(days=rng.randrange(320))
+            yield {
+                "id": e,
+                "department_id": dept,
+                "kind": "duty" if e % 2 else "system",
+                "duty_id": e if e % 2 else None,
+                "system_id": None if e % 2 else (dept - 1) * systems_per + 1 + e % systems_per,
+                "changed_on": changed,
+                "catalog_due": changed + timedelta(days=21),
+                "description": "三定方案调整",
+                "recorded_by": "bench",
+            }
+
+    counts["changes"] = _bulk(conn, CatalogChangeEvent, changes())
+    counts["versions"] = _bulk(
+        conn,
+        ResourceVersion,
+        (
+            {
+                "resource_id": 1 + rng.randrange(n_res),
+                "version": v,
+                "snapshot": {},
+                "created_by": "bench",
+                "created_at": YEAR_START + timedelta(minutes=rng.randrange(365 * 1440)),
+            }
+            for v in range(1, rows * 2 // 100 + 1)
+        ),
+    )
+    return counts
 
 
 def build(settings: Settings, rows: int, departments: int) -> dict[str, int]:
@@ -343,7 +427,8 @@ def build(settings: Settings, rows: int, departments: int) -> dict[str, int]:
                 }
             ],
         )
-        n_calls = rows * 10 // 100
+        counts |= _duties(conn, rng, rows, departments, systems_per, n_res)
+        n_calls = rows * 55 // 1000
         pairs = sorted({(rng.randrange(365), 1 + rng.randrange(n_grants)) for _ in range(n_calls)})
         counts["call_stats"] = _bulk(
             conn,

@@ -9,12 +9,13 @@ number from those facts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Date,
     Float,
     Integer,
     Select,
@@ -32,9 +33,21 @@ from sqlalchemy import (
     true,
     union,
 )
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from govshare.catalog.codes import ResourceStatus
-from govshare.catalog.models import InformationItem, InformationSystem, Resource
+from govshare.catalog.models import (
+    CatalogChangeEvent,
+    ChangeKind,
+    DepartmentDuty,
+    DutyResource,
+    InformationItem,
+    InformationSystem,
+    Resource,
+    ResourceTransition,
+    ResourceVersion,
+)
 from govshare.evaluation.models import PLATFORM
 from govshare.exchange.models import ExchangePackage, ExchangeTask, TaskKind, TaskState
 from govshare.quality.models import QualityScan, ScanStatus
@@ -76,6 +89,8 @@ class Record(StrEnum):
     USAGE = "usage"
     SCAN = "scan"
     DEPARTMENT = "department"
+    DUTY = "duty"
+    CHANGE = "change"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +142,27 @@ INDICATORS: tuple[Indicator, ...] = (
         "分母：本部门截至月末登记且在用的政务信息系统数；分子：其中至少有一条非草稿目录"
         "以之为来源系统的系统数。",
         "已编目",
+    ),
+    Indicator(
+        "duty_coverage",
+        "职责编目率",
+        Kind.RATE,
+        Record.DUTY,
+        "分母：本部门截至月末在职责清单中登记且未取消的职责事项数；分子：其中在月末之前已关联"
+        "至少一条本部门已注册（含已发布、已取消发布）目录的职责数。",
+        "已编目",
+    ),
+    Indicator(
+        "catalog_adjusted",
+        "目录按时调整率",
+        Kind.RATE,
+        Record.CHANGE,
+        "分母：本部门登记的职责调整和信息系统变更中，目录调整期限（变更日起若干个工作日，"
+        "默认 15 个，见设置 catalog_update_working_days）落在本月的变更数；分子：其中在变更日至"
+        "期限当天（北京时间）之间，相关目录——职责调整为关联该职责的目录，系统变更为以该系统为"
+        "来源系统的本部门目录——有新版本或办理过生命周期操作（提交、审核、发布、取消发布等）的"
+        "变更数。",
+        "按时调整",
     ),
     Indicator(
         "catalog_reviewed",
@@ -304,6 +340,47 @@ def _complete() -> ColumnElement[bool]:
     )
 
 
+class beijing_date(FunctionElement[date]):  # noqa: N801 — a SQL function's name
+    """The Beijing (UTC+8) calendar day of a UTC timestamp column, in SQL."""
+
+    type = Date()
+    inherit_cache = True
+
+
+@compiles(beijing_date, "sqlite")
+def _beijing_date_sqlite(element: beijing_date, compiler: Any, **kw: Any) -> str:
+    # Timestamps are stored as UTC text; date() gives 'YYYY-MM-DD', as Date columns are stored.
+    return f"date({compiler.process(element.clauses, **kw)}, '+8 hours')"
+
+
+@compiles(beijing_date)
+def _beijing_date_default(element: beijing_date, compiler: Any, **kw: Any) -> str:
+    return f"CAST(({compiler.process(element.clauses, **kw)} AT TIME ZONE 'Asia/Shanghai') AS DATE)"
+
+
+def _touched_between(
+    rid: SQLColumnExpression[int], first: SQLColumnExpression[date], last: SQLColumnExpression[date]
+) -> ColumnElement[bool]:
+    """The entry got a new version or went through a lifecycle step on a Beijing day
+    between ``first`` and ``last`` (both included)."""
+    # Nested two levels deep: correlate explicitly, or the outer tables would be
+    # joined in again instead of referred to.
+    return or_(
+        exists()
+        .where(
+            ResourceVersion.resource_id == rid,
+            beijing_date(ResourceVersion.created_at).between(first, last),
+        )
+        .correlate_except(ResourceVersion),
+        exists()
+        .where(
+            ResourceTransition.resource_id == rid,
+            beijing_date(ResourceTransition.at).between(first, last),
+        )
+        .correlate_except(ResourceTransition),
+    )
+
+
 def _bool(cond: ColumnElement[bool]) -> ColumnElement[bool]:
     """A condition as a selectable boolean column on every backend."""
     return case((cond, true()), else_=false())
@@ -366,6 +443,42 @@ def fact_queries(m: Month) -> dict[str, FactQuery]:
     q["system_coverage"] = _fact(
         InformationSystem.department_id, InformationSystem.id, _bool(catalogued)
     ).where(InformationSystem.in_use.is_(True), InformationSystem.created_at < m.end)
+    duty = DepartmentDuty
+    served = duty.id.in_(
+        select(DutyResource.duty_id)
+        .join(Resource, Resource.id == DutyResource.resource_id)
+        .where(DutyResource.linked_at < m.end, _registered_entries(m))
+    )
+    q["duty_coverage"] = _fact(duty.department_id, duty.id, _bool(served)).where(
+        duty.declared_on <= last_day, or_(duty.withdrawn_on.is_(None), duty.withdrawn_on > last_day)
+    )
+    change = CatalogChangeEvent
+    # A duty's entries through its links (the link table's key leads with the duty); a
+    # system's through their source system, among the department's own entries.
+    duty_adjusted = (
+        exists()
+        .where(
+            DutyResource.duty_id == change.duty_id,
+            _touched_between(DutyResource.resource_id, change.changed_on, change.catalog_due),
+        )
+        .correlate_except(DutyResource)
+    )
+    system_adjusted = (
+        exists()
+        .where(
+            Resource.source_system_id == change.system_id,
+            Resource.provider_department_id == change.department_id,
+            _touched_between(Resource.id, change.changed_on, change.catalog_due),
+        )
+        .correlate_except(Resource)
+    )
+    adjusted = or_(
+        and_(change.kind == ChangeKind.DUTY, duty_adjusted),
+        and_(change.kind == ChangeKind.SYSTEM, system_adjusted),
+    )
+    q["catalog_adjusted"] = _fact(change.department_id, change.id, _bool(adjusted)).where(
+        change.catalog_due.between(first, last_day)
+    )
     last = _last_packages(m)
     q["data_timely"] = (
         _fact(Resource.provider_department_id, ExchangeTask.id, _bool(_fresh(last, m)))

@@ -11,7 +11,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from govshare.catalog.models import InformationSystem, Resource
+from govshare.catalog.models import (
+    CatalogChangeEvent,
+    DepartmentDuty,
+    InformationSystem,
+    Resource,
+)
 from govshare.evaluation.indicators import Indicator, Record
 from govshare.evaluation.models import EvaluationFact
 from govshare.exchange.models import ExchangeTask
@@ -26,6 +31,7 @@ from govshare.sharing.models import (
 )
 
 CHUNK = 500
+DUTIES_LINK = "/catalog/duties?department_id={}"  # the department's 职责清单
 # 更新周期 as the code table names them (the stored values are codes).
 CYCLE_LABELS = {
     "realtime": "实时",
@@ -71,6 +77,8 @@ HEADERS: dict[Record, tuple[str, ...]] = {
     Record.USAGE: ("反馈编号", "反馈内容", "数量", "提交时间"),
     Record.SCAN: ("检测编号", "目录名称", "检测时间", "综合得分"),
     Record.DEPARTMENT: ("部门",),
+    Record.DUTY: ("职责编码", "职责名称", "登记日期", "取消日期"),
+    Record.CHANGE: ("变更类型", "变更对象", "变更日期", "调整期限", "变更说明"),
 }
 
 
@@ -217,6 +225,54 @@ def _departments(s: Session, ids: Sequence[int]) -> dict[int, tuple[tuple[Any, .
     return {r.id: ((r.name,), "") for r in rows}
 
 
+def _duties(s: Session, ids: Sequence[int]) -> dict[int, tuple[tuple[Any, ...], str]]:
+    d = DepartmentDuty
+    rows = s.execute(
+        select(d.id, d.department_id, d.code, d.name, d.declared_on, d.withdrawn_on).where(
+            d.id.in_(ids)
+        )
+    )
+    return {
+        r.id: (
+            (r.code, r.name, _day(r.declared_on), _day(r.withdrawn_on)),
+            DUTIES_LINK.format(r.department_id) + f"#duty-{r.id}",
+        )
+        for r in rows
+    }
+
+
+def _changes(s: Session, ids: Sequence[int]) -> dict[int, tuple[tuple[Any, ...], str]]:
+    c = CatalogChangeEvent
+    rows = s.execute(
+        select(
+            c.id,
+            c.kind,
+            DepartmentDuty.name.label("duty"),
+            InformationSystem.name.label("system"),
+            c.changed_on,
+            c.catalog_due,
+            c.description,
+            c.department_id,
+        )
+        .outerjoin(DepartmentDuty, DepartmentDuty.id == c.duty_id)
+        .outerjoin(InformationSystem, InformationSystem.id == c.system_id)
+        .where(c.id.in_(ids))
+    )
+    return {
+        r.id: (
+            (
+                r.kind.label,
+                r.duty or r.system or "",
+                _day(r.changed_on),
+                _day(r.catalog_due),
+                r.description,
+            ),
+            DUTIES_LINK.format(r.department_id) + "#events",
+        )
+        for r in rows
+    }
+
+
 LOADERS: dict[
     Record, Callable[[Session, Sequence[int]], dict[int, tuple[tuple[Any, ...], str]]]
 ] = {
@@ -230,6 +286,8 @@ LOADERS: dict[
     Record.USAGE: _usage,
     Record.SCAN: _scans,
     Record.DEPARTMENT: _departments,
+    Record.DUTY: _duties,
+    Record.CHANGE: _changes,
 }
 
 

@@ -52,6 +52,8 @@ from govshare.security.service import Principal
 DEFAULT_WEIGHTS: dict[str, float] = {
     "catalog_complete": 20,
     "system_coverage": 10,
+    "duty_coverage": 5,
+    "catalog_adjusted": 5,
     "catalog_reviewed": 10,
     "data_timely": 15,
     "answer_on_time": 15,
