@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from govshare.catalog.models import InformationSystem, Resource
+from govshare.catalog.models import DutyResource, InformationSystem, Resource
 from govshare.evaluation import service
 from govshare.security.audit import SYSTEM
 from govshare.security.models import Department
@@ -29,6 +29,8 @@ def seed_evaluation(session: Session, today: date) -> dict[str, int]:
     since = datetime.combine(today - timedelta(days=31 * (MONTHS + 1)), time(), UTC)
     for model in (Department, InformationSystem, Resource):
         session.execute(update(model).values(created_at=since))
+    # The demo's duties were linked to their entries as the register was compiled.
+    session.execute(update(DutyResource).values(linked_at=since))
     bureau = Principal(
         kind="system",
         name="admin",
