@@ -17,6 +17,7 @@ from govshare.documents import cli as documents_cli
 from govshare.evaluation import cli as evaluation_cli
 from govshare.ids import MAX_ID
 from govshare.ops import cli as ops_cli
+from govshare.ops import keys_cli
 
 if TYPE_CHECKING:
     from govshare.config import Settings
@@ -42,6 +43,7 @@ app.add_typer(compare_app, name="compare")
 app.add_typer(evaluation_cli.app, name="evaluation")
 app.add_typer(documents_cli.app, name="documents")
 ops_cli.register(app)
+keys_cli.register(app)
 console = Console()
 err = Console(stderr=True, soft_wrap=True)  # paths and messages stay whole
 

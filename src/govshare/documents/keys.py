@@ -101,6 +101,18 @@ def signing_key(data_dir: Path, secret_key: str, alg: str) -> SigningKey:
     for key in reversed(read_keys(data_dir)):
         if key.alg == alg:
             return key
+    _add_key(data_dir, secret_key, alg)
+    return signing_key(data_dir, secret_key, alg)
+
+
+def rotate_key(data_dir: Path, secret_key: str, alg: str) -> SigningKey:
+    """轮换: a new key of ``alg`` signs from now on; the older ones stay in the file, so
+    every document and receipt signed before still verifies (each names its key)."""
+    _add_key(data_dir, secret_key, alg)
+    return signing_key(data_dir, secret_key, alg)
+
+
+def _add_key(data_dir: Path, secret_key: str, alg: str) -> None:
     private, public = generate_signing_key(alg)
     new = {
         "id": key_id(public),
@@ -130,7 +142,6 @@ def signing_key(data_dir: Path, secret_key: str, alg: str) -> SigningKey:
             tmp.unlink()
     else:
         os.replace(tmp, path)
-    return signing_key(data_dir, secret_key, alg)
 
 
 @functools.lru_cache(maxsize=8)

@@ -518,6 +518,7 @@ ACTION_LABELS = {
     "auth.address_throttled": "登录地址限流",
     "api_client.add": "登记接入应用",
     "api_client.rotate_secret": "重置接入应用密钥",
+    "keys.rotate": "轮换密钥",
     "api_client.disable": "停用接入应用",
     "api_client.enable": "启用接入应用",
     "api_client.set_limits": "设置接入应用调用限额",

@@ -1,0 +1,135 @@
+"""``govshare keys list|rotate``: the hub's keys and certificates with their due dates
+(the same list the 密钥即将到期 alert watches), and the rotations an operator runs from
+the command line — the documents signing key (older keys keep verifying what they
+signed) and an API client's secret (printed once). Rotations are audited."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="密钥: 查看到期情况与轮换", no_args_is_help=True)
+rotate_app = typer.Typer(help="轮换密钥 (记入审计日志)", no_args_is_help=True)
+app.add_typer(rotate_app, name="rotate")
+
+ALGS = ("sm2", "ed25519")
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="数据目录 (GOVSHARE_DATA_DIR)")]
+
+
+@app.command("list")
+def list_keys(data_dir: DataDir = None) -> None:
+    """列出平台监视的每个密钥和证书: 到期日与剩余天数 (到期 = 生成或上次轮换之后
+    GOVSHARE_KEY_MAX_AGE_DAYS 天; 证书为其有效期截止日)。剩余天数不足
+    GOVSHARE_KEY_EXPIRY_WARNING_DAYS 的标红; 有任何一项已到期时退出码 1。"""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from govshare import db
+    from govshare.cli import _require_hub, console, load_settings
+    from govshare.ops.watch import hub_keys
+
+    settings = load_settings(data_dir)
+    _require_hub(settings)
+    factory = db.make_session_factory(db.make_engine(settings), settings)
+    with db.session_scope(factory) as session:
+        keys = hub_keys(session, settings)
+    now = datetime.now(UTC)
+    table = Table(title=f"密钥与证书 (最长使用 {settings.key_max_age_days} 天)")
+    for column in ("密钥", "到期", "剩余天数", "说明"):
+        table.add_column(column, justify="right" if column == "剩余天数" else "left")
+    expired = False
+    for key in sorted(keys, key=lambda k: k.due):
+        left = (key.due - now).days
+        expired |= left < 0 or key.problem is not None
+        style = "red" if left <= settings.key_expiry_warning_days or key.problem else ""
+        table.add_row(
+            escape(key.name),
+            key.due.astimezone(UTC).date().isoformat(),
+            str(left),
+            escape(key.problem or ("证书" if key.certificate else "")),
+            style=style,
+        )
+    console.print(table)
+    if not keys:
+        console.print("平台尚无需要监视的密钥。")
+    if expired:
+        raise typer.Exit(1)
+
+
+@rotate_app.command("documents")
+def rotate_documents(
+    alg: Annotated[
+        str | None,
+        typer.Option("--alg", help="签名算法 sm2 或 ed25519 (缺省: GOVSHARE_DOCUMENTS_SIGNATURE)"),
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """生成新的公文签名密钥, 此后发出的公文和回执用它签名; 旧密钥保留在密钥文件中,
+    以前签名的公文和回执仍可核验。无需停机: 各进程在下次签名时读到新密钥。"""
+    from rich.markup import escape
+
+    from govshare import db
+    from govshare.cli import _cli_actor, _require_hub, console, err, load_settings
+    from govshare.documents import keys as document_keys
+    from govshare.security import audit
+
+    if alg is not None and alg not in ALGS:
+        err.print(f"[red]--alg 应为 sm2 或 ed25519[/red], 不是 {escape(alg[:20])}", highlight=False)
+        raise typer.Exit(2)
+    settings = load_settings(data_dir)
+    _require_hub(settings)
+    chosen = alg or settings.documents_signature
+    before = [k.id for k in document_keys.read_keys(settings.data_dir) if k.alg == chosen]
+    key = document_keys.rotate_key(settings.data_dir, settings.secret_key, chosen)
+    factory = db.make_session_factory(db.make_engine(settings), settings)
+    with db.session_scope(factory) as session:
+        audit.record(
+            session,
+            _cli_actor(),
+            "keys.rotate",
+            object_type="documents_key",
+            object_id=key.id,
+            before={"alg": chosen, "keys": before},
+            after={"alg": chosen, "key": key.id},
+        )
+    console.print(
+        f"[green]已轮换公文签名密钥[/green] {chosen.upper()} {key.id}; "
+        f"旧密钥 {len(before)} 个保留用于核验",
+        highlight=False,
+    )
+
+
+@rotate_app.command("api-client")
+def rotate_api_client(
+    app_key: Annotated[str, typer.Argument(help="接入应用的 app_key")],
+    data_dir: DataDir = None,
+) -> None:
+    """为接入应用生成新密钥并打印一次 (只保存加密后的密文); 旧密钥在下一次调用时即失效,
+    请先把新密钥交给部门系统。"""
+    from rich.markup import escape
+    from sqlalchemy import select
+
+    from govshare import db
+    from govshare.cli import _cli_actor, _require_hub, console, err, load_settings
+    from govshare.security.models import ApiClient
+    from govshare.security.service import rotate_api_client_secret
+
+    settings = load_settings(data_dir)
+    _require_hub(settings)
+    factory = db.make_session_factory(db.make_engine(settings), settings)
+    with db.session_scope(factory) as session:
+        client = session.scalar(select(ApiClient).where(ApiClient.app_key == app_key[:100]))
+        if client is None:
+            err.print(f"[red]没有接入应用[/red] {escape(app_key[:100])}", highlight=False)
+            raise typer.Exit(2)
+        secret = rotate_api_client_secret(session, settings, _cli_actor(), client)
+        name = client.name
+    console.print(f"[green]已为 {escape(name)} 生成新密钥[/green] (只显示这一次):", highlight=False)
+    console.print(secret, highlight=False, soft_wrap=True)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="keys")
