@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import date
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 from sqlalchemy import select
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from govshare.collab import service
 from govshare.collab.models import Decision
 from govshare.demo_sharing import id_number
+from govshare.rules.clock import CHINA
 from govshare.security import audit
 from govshare.security.audit import SYSTEM
 from govshare.security.models import Department, User
@@ -35,6 +36,11 @@ def builtin_files(name: str = "assistance") -> tuple[bytes, dict[str, object]]:
     """A built-in process: its ``.bpmn`` file and its forms."""
     forms = json.loads((BUILTIN / f"{name}.forms.json").read_text(encoding="utf-8"))
     return (BUILTIN / f"{name}.bpmn").read_bytes(), forms
+
+
+def _at(day: date, hour: int) -> datetime:
+    """``hour`` o'clock of ``day`` in Beijing, as the UTC moment the hub stores."""
+    return datetime.combine(day, time(hour), CHINA).astimezone(UTC)
 
 
 def _principal(user: User, dept: Department) -> Principal:
@@ -103,6 +109,8 @@ def seed_collab(session: Session, password: str, today: date, *, secret_key: str
             applicant_keys=keys,
             today=day,
         )
+        # The case came in at the window that morning (Beijing), not when the demo loads.
+        case.created_at = _at(day, 9)
         if day == earlier:
             mz = next(
                 t for t in service.case_tasks(session, case.id) if t.element_id == "review_mz"
@@ -116,5 +124,6 @@ def seed_collab(session: Session, password: str, today: date, *, secret_key: str
                 verifier=no_store,
                 today=day,
             )
+            mz.completed_at = _at(day, 16)  # 民政 decided the same afternoon
     service.check_overdue(session, today)
     return {"collab_cases": 2}
