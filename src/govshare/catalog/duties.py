@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -265,25 +265,15 @@ def change_duty(
         )
     before = _snapshot(duty)
     duty.name, duty.basis = name, basis
-    session.flush()
-    _record_event(
+    _duty_changed(
         session,
         principal,
-        department_id=duty.department_id,
-        kind=ChangeKind.DUTY,
-        duty_id=duty.id,
+        duty,
+        before,
+        action="change",
         changed_on=data.changed_on,
-        description=f"调整职责：{data.reason.strip()}",
+        reason=data.reason.strip(),
         working_days=working_days,
-    )
-    audit.record(
-        session,
-        principal.actor,
-        "catalog.duty.change",
-        object_type="department_duty",
-        object_id=duty.id,
-        before=before,
-        after={**_snapshot(duty), "reason": data.reason.strip()},
     )
     return duty
 
@@ -305,6 +295,32 @@ def withdraw_duty(
     _not_before_declared(duty, data.withdrawn_on, "withdrawn_on", "取消日期")
     before = _snapshot(duty)
     duty.withdrawn_on = data.withdrawn_on
+    _duty_changed(
+        session,
+        principal,
+        duty,
+        before,
+        action="withdraw",
+        changed_on=data.withdrawn_on,
+        reason=data.reason.strip(),
+        working_days=working_days,
+    )
+    return duty
+
+
+def _duty_changed(
+    session: Session,
+    principal: Principal,
+    duty: DepartmentDuty,
+    before: dict[str, object],
+    *,
+    action: Literal["change", "withdraw"],
+    changed_on: date,
+    reason: str,
+    working_days: int,
+) -> None:
+    """A duty changed or withdrawn: its 职责调整 event (starting the catalog's deadline)
+    and the audit entry with the duty before and after."""
     session.flush()
     _record_event(
         session,
@@ -312,20 +328,19 @@ def withdraw_duty(
         department_id=duty.department_id,
         kind=ChangeKind.DUTY,
         duty_id=duty.id,
-        changed_on=data.withdrawn_on,
-        description=f"取消职责：{data.reason.strip()}",
+        changed_on=changed_on,
+        description=f"{'调整' if action == 'change' else '取消'}职责：{reason}",
         working_days=working_days,
     )
     audit.record(
         session,
         principal.actor,
-        "catalog.duty.withdraw",
+        f"catalog.duty.{action}",
         object_type="department_duty",
         object_id=duty.id,
         before=before,
-        after={**_snapshot(duty), "reason": data.reason.strip()},
+        after={**_snapshot(duty), "reason": reason},
     )
-    return duty
 
 
 def link_resource(
