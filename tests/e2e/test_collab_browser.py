@@ -71,7 +71,7 @@ def test_one_window_case_across_three_departments(demo_hub: str, page: Any) -> N
     _decide(pg, hub, "zjj_case", "住建审核", "不同意")
 
     sign_in(pg, hub, "admin")
-    pg.get_by_role("link", name="告警").click()
+    pg.get_by_role("link", name="告警", exact=True).click()
     expect(pg.locator("body")).to_contain_text("协同任务超期")
     pg.get_by_role("link", name="协同办件").click()
     pg.get_by_role("link", name=number).click()

@@ -120,7 +120,7 @@ _SPECS = (
     RuleSpec(AlertKind.CASE_TASK_OVERDUE, "协同办理任务超过办理时限时"),
     RuleSpec(
         AlertKind.CASE_TASK_DUE_SOON,
-        "有协同办理任务亮黄牌时（剩余工作日数见设置 collab_warn_working_days）",
+        "有协同办理任务亮黄牌时（到期前的工作日数由平台设置）",
         severity="warning",
     ),
     RuleSpec(
