@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -19,7 +19,7 @@ import pytest
 
 from govshare.web.workers import PortInUse, check_port_free, reuse_port_sockets
 from tests.conftest import TEST_SECRET
-from tests.live import serve_workers
+from tests.live import ServedHub, serve_workers
 from tests.pg import free_port
 
 
@@ -69,16 +69,17 @@ def _workers(serve: subprocess.Popen[bytes], port: int) -> dict[int, set[str]]:
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+def serve(tmp_path: Path) -> Iterator[ServedHub]:
     with serve_workers(tmp_path / "data") as served:
-        yield served.process, served.port, served.log
+        yield served
 
 
-def _wait(condition: object, what: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+def _wait(condition: Callable[[], bool], what: str, served: ServedHub) -> None:
     deadline = time.time() + 90
-    while not condition():  # type: ignore[operator]
-        assert proc.poll() is None, log.read_text(errors="replace")
-        assert time.time() < deadline, f"{what}: {log.read_text(errors='replace')[-2000:]}"
+    while not condition():
+        assert served.process.poll() is None, served.log.read_text(errors="replace")
+        tail = served.log.read_text(errors="replace")[-2000:]
+        assert time.time() < deadline, f"{what}: {tail}"
         time.sleep(0.2)
 
 
@@ -91,13 +92,13 @@ def _answers(port: int, timeout: float = 2) -> bool:
 
 
 def test_each_worker_listens_on_its_own_socket_and_keeps_it_when_replaced(
-    serve: tuple[subprocess.Popen[bytes], int, Path], backend: str
+    serve: ServedHub, backend: str
 ) -> None:
     if backend != "sqlite":
         pytest.skip("the process model does not depend on the database")
-    proc, port, log = serve
-    _wait(lambda: _answers(port), "hub did not start", proc, log)
-    _wait(lambda: len(_workers(proc, port)) == 2, "two workers listening", proc, log)
+    proc, port = serve.process, serve.port
+    serve.wait_ready()
+    _wait(lambda: len(_workers(proc, port)) == 2, "two workers listening", serve)
     workers = _workers(proc, port)
     # One socket each, and not the same one: the kernel, not the accept race, splits.
     assert all(len(inodes) == 1 for inodes in workers.values()), workers
@@ -109,8 +110,7 @@ def test_each_worker_listens_on_its_own_socket_and_keeps_it_when_replaced(
     _wait(
         lambda: victim not in _workers(proc, port) and len(_workers(proc, port)) == 2,
         "the killed worker replaced",
-        proc,
-        log,
+        serve,
     )
     replaced = _workers(proc, port)
     assert set().union(*replaced.values()) == slots
