@@ -7,9 +7,15 @@ import subprocess
 import sys
 
 from alembic import command
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from govshare import db
+from govshare.catalog import search
+from govshare.catalog.codes import ResourceKind, ResourceStatus, SharingType
+from govshare.catalog.models import Classification, InformationItem, Resource
 from govshare.config import Settings
+from govshare.security.models import Department, DepartmentLevel
 
 
 def test_models_and_migrations_do_not_drift(fresh_settings: Settings) -> None:
@@ -59,5 +65,74 @@ def test_upgrade_from_an_older_revision_still_migrates(fresh_settings: Settings)
         assert db.stored_revisions(engine) != db.script_heads()
         db.upgrade(fresh_settings)
         assert db.stored_revisions(engine) == db.script_heads()
+    finally:
+        engine.dispose()
+
+
+def _entry_with_a_withheld_item(session: Session) -> int:
+    dept = Department(
+        name="迁移局",
+        short_name="迁移",
+        credit_code="11110000MB0000000X",
+        division_code="110000",
+        level=DepartmentLevel.CITY,
+    )
+    klass = Classification(code="901", name="迁移类", level=1)
+    resource = Resource(
+        code="901/000001",
+        sequence=1,
+        classification=klass,
+        kind=ResourceKind.BASE,
+        name="迁移测试信息",
+        provider=dept,
+        abstract="摘要",
+        format="database",
+        sharing_type=SharingType.UNCONDITIONAL,
+        update_cycle="daily",
+        is_open=True,
+        status=ResourceStatus.PUBLISHED,
+        published_version=1,
+        listed=True,
+        created_by="t",
+        items=[
+            InformationItem(
+                position=1, name="公开项", code="gkx", data_type="C", description="qianyigongkai"
+            ),
+            InformationItem(
+                position=2,
+                name="留存项",
+                code="lcx",
+                data_type="C",
+                description="qianyiliucun",
+                open_withheld=True,
+            ),
+        ],
+    )
+    session.add(resource)
+    session.flush()
+    return resource.id
+
+
+def test_0031_indexes_an_existing_withheld_item_apart(fresh_settings: Settings) -> None:
+    # An entry indexed before 0031 had its withheld item among the others; after the
+    # upgrade the sharing catalog still finds it by that item, the portal does not.
+    engine = db.make_engine(fresh_settings)
+    factory = db.make_session_factory(engine, fresh_settings)
+    cfg = db.alembic_config(fresh_settings.resolved_database_url)
+    try:
+        with factory.begin() as s:
+            rid = _entry_with_a_withheld_item(s)
+        command.downgrade(cfg, "0030")
+        command.upgrade(cfg, "head")
+
+        def found(word: str, *, open_only: bool) -> list[int]:
+            with factory() as s:
+                m = search.matches(s, word, open_only=open_only)
+                assert m is not None
+                return list(s.scalars(select(m.c.id)))
+
+        assert found("qianyiliucun", open_only=False) == [rid]
+        assert found("qianyiliucun", open_only=True) == []
+        assert found("qianyigongkai", open_only=True) == [rid]
     finally:
         engine.dispose()

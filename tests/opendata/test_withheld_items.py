@@ -116,3 +116,26 @@ def test_the_mark_is_validated_and_round_trips_the_spreadsheet(hub: LiveHub) -> 
         "sfzhm": "否",
         WITHHELD: "是",
     }
+
+
+def test_a_withheld_item_finds_its_entry_in_the_sharing_catalog_never_on_the_portal(
+    hub: LiveHub,
+) -> None:
+    world = World(hub)
+    dept, reader = world.department("开放局"), world.department("查阅局")
+    hidden, shown = unique("mjzd"), unique("gkzd")
+    items = [
+        {**it, "description": f"{hidden}备注" if it["open_withheld"] else f"{shown}备注"}
+        for it in _items()
+    ]
+    entry = world.published(dept, is_open=True, name=unique("留存检索"), items=items)
+    slug = entry["code"].lower().replace("/", "-")
+    with world.api(reader.registrar) as c:
+        found = c.get("/api/v1/catalog/resources", params={"q": hidden}).json()
+    assert [r["id"] for r in found["items"]] == [entry["id"]]
+    with hub.client() as c:
+        for word, expected in ((shown, 1), (hidden, 0)):
+            r = c.get("/api/3/action/package_search", params={"q": word})
+            assert r.json()["result"]["count"] == expected, word
+            page = c.get("/open/datasets", params={"q": word}).text
+            assert (slug in page) is bool(expected), word

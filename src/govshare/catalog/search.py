@@ -207,35 +207,51 @@ def documents(
     provider: str,
     provider_short: str,
     classification: str,
-) -> tuple[str, str, str]:
-    """An entry's three search columns, ranked in this order: the name (and code), the
-    information items (name, code, description), and the rest (abstract, provider,
-    classification)."""
+    withheld_items: Sequence[tuple[str, str, str]] = (),
+) -> tuple[str, str, str, str]:
+    """An entry's four search columns, ranked in this order: the name (and code), the
+    information items (name, code, description), the rest (abstract, provider,
+    classification); and, apart, the items withheld from the open-data portal (不予开放),
+    ranked as items in the sharing catalog and left out of the portal's searches."""
     return (
         index_terms(f"{name} {code}"),
-        index_terms(" ".join(f"{n} {c} {d}" for n, c, d in items)),
+        _items_terms(items),
         index_terms(f"{abstract} {provider} {provider_short} {classification}"),
+        _items_terms(withheld_items),
     )
 
 
-def _documents(resource: Resource, published: dict[str, Any] | None = None) -> tuple[str, str, str]:
+def _items_terms(items: Sequence[tuple[str, str, str]]) -> str:
+    return index_terms(" ".join(f"{n} {c} {d}" for n, c, d in items))
+
+
+def _documents(
+    resource: Resource, published: dict[str, Any] | None = None
+) -> tuple[str, str, str, str]:
     """The search columns of an entry: of its published version while it is in a
     change, so that words only a draft has are found by nobody (not even its department,
     whose 本部门目录 lists the draft all the same)."""
+    items: dict[bool, list[tuple[str, str, str]]] = {False: [], True: []}
     if published is None:
         name, abstract = resource.name, resource.abstract
-        items = [(it.name, it.code, it.description) for it in resource.items]
+        for it in resource.items:
+            items[it.open_withheld].append((it.name, it.code, it.description))
     else:
         name, abstract = published["name"], published["abstract"]
-        items = [(it["name"], it["code"], it["description"]) for it in published["items"]]
+        for snap in published["items"]:
+            # Snapshots carry open_withheld only when it is set.
+            items[bool(snap.get("open_withheld"))].append(
+                (snap["name"], snap["code"], snap["description"])
+            )
     return documents(
         name=name,
         code=resource.code,
-        items=items,
+        items=items[False],
         abstract=abstract,
         provider=resource.provider.name,
         provider_short=resource.provider.short_name,
         classification=resource.classification.name,
+        withheld_items=items[True],
     )
 
 
@@ -257,8 +273,9 @@ def index_many(session: Session, resources: list[Resource]) -> None:
     write_documents(session, [(r.id, *_documents(r, published.get(r.id))) for r in resources])
 
 
-# PostgreSQL ranks lexemes by weight (A the name, B the items, C the rest); weights live
-# on positions, so each document is written as a tsvector literal with positions.
+# PostgreSQL ranks lexemes by weight (A the name, B the items, C the rest, D the withheld
+# items); weights live on positions, so each document is written as a tsvector literal
+# with positions.
 _PG_UPSERT = (
     "INSERT INTO catalog_search (resource_id, tsv) VALUES (:id, CAST(:doc AS tsvector)) "
     "ON CONFLICT (resource_id) DO UPDATE SET tsv = excluded.tsv"
@@ -282,10 +299,10 @@ def _pg_vector(*columns: tuple[str, str]) -> str:
 
 
 def write_documents(
-    session: Session | Connection, docs: Sequence[tuple[int, str, str, str]]
+    session: Session | Connection, docs: Sequence[tuple[int, str, str, str, str]]
 ) -> None:
-    """Store (id, name, items, rest) search columns; ``session`` may be a connection
-    (migrations)."""
+    """Store (id, name, items, rest, withheld items) search columns; ``session`` may be
+    a connection (migrations)."""
     if not docs:
         return
     bind = session.get_bind() if isinstance(session, Session) else session
@@ -294,13 +311,19 @@ def write_documents(
             text("DELETE FROM catalog_fts WHERE rowid = :id"), [{"id": d[0]} for d in docs]
         )
         session.execute(
-            text("INSERT INTO catalog_fts (rowid, title, items, body) VALUES (:id, :t, :i, :b)"),
-            [{"id": i, "t": t, "i": it, "b": b} for i, t, it, b in docs],
+            text(
+                "INSERT INTO catalog_fts (rowid, title, items, body, withheld) "
+                "VALUES (:id, :t, :i, :b, :w)"
+            ),
+            [{"id": i, "t": t, "i": it, "b": b, "w": w} for i, t, it, b, w in docs],
         )
     else:
         session.execute(
             text(_PG_UPSERT),
-            [{"id": i, "doc": _pg_vector((t, "A"), (it, "B"), (b, "C"))} for i, t, it, b in docs],
+            [
+                {"id": i, "doc": _pg_vector((t, "A"), (it, "B"), (b, "C"), (w, "D"))}
+                for i, t, it, b, w in docs
+            ],
         )
 
 
@@ -374,13 +397,17 @@ def _cursor_scope(sort: str) -> str:
 _TIER = 1_000_000.0
 
 
-def _match(session: Session, words: list[str]) -> Any:
-    """A subquery of (id, score) for entries containing every term; lower is better."""
+def _match(session: Session, words: list[str], *, open_only: bool = False) -> Any:
+    """A subquery of (id, score) for entries containing every term; lower is better.
+    ``open_only`` leaves the items withheld from the open-data portal out of the match."""
     if _is_sqlite(session):
         terms = " AND ".join('"' + w.replace('"', '""') + '"' for w in words)
+        scope, items = (
+            ("{title items body} : ", "{items}") if open_only else ("", "{items withheld}")
+        )
         fts = (
             text(
-                "SELECT rowid AS id, bm25(catalog_fts, 10.0, 3.0, 1.0) + CASE "
+                "SELECT rowid AS id, bm25(catalog_fts, 10.0, 3.0, 1.0, 3.0) + CASE "
                 "WHEN rowid IN (SELECT rowid FROM catalog_fts WHERE catalog_fts MATCH :title) "
                 "THEN 0 "
                 "WHEN rowid IN (SELECT rowid FROM catalog_fts WHERE catalog_fts MATCH :items) "
@@ -388,9 +415,9 @@ def _match(session: Session, words: list[str]) -> Any:
                 "FROM catalog_fts WHERE catalog_fts MATCH :expr"
             )
             .bindparams(
-                bindparam("expr", terms),
+                bindparam("expr", scope + "(" + terms + ")"),
                 bindparam("title", "{title} : (" + terms + ")"),
-                bindparam("items", "{items} : (" + terms + ")"),
+                bindparam("items", items + " : (" + terms + ")"),
             )
             .columns(column("id", Integer), column("score"))
         )
@@ -409,22 +436,23 @@ def _match(session: Session, words: list[str]) -> Any:
             "WHERE tsv @@ CAST(:tsq AS tsquery)"
         )
         .bindparams(
-            bindparam("tsq", tsquery("")),
+            bindparam("tsq", tsquery(":ABC" if open_only else "")),
             bindparam("title", tsquery(":A")),
-            bindparam("items", tsquery(":B")),
+            bindparam("items", tsquery(":B" if open_only else ":BD")),
         )
         .columns(column("id", Integer), column("score"))
     )
     return pg.subquery("m")
 
 
-def matches(session: Session, q: str) -> Any | None:
+def matches(session: Session, q: str, *, open_only: bool = False) -> Any | None:
     """A subquery of ``(id, score)`` over the entries whose search document holds every
     term of ``q`` (lower scores rank first), or None when ``q`` has no terms. An entry in a
-    change is indexed at its published version, so a draft's words match nothing. Other
-    domains (the open-data catalog) search the index through this."""
+    change is indexed at its published version, so a draft's words match nothing; with
+    ``open_only`` neither do the items withheld from the open-data portal. Other domains
+    (the open-data catalog) search the index through this."""
     words = query_terms(q) if q.strip() else []
-    return _match(session, words) if words else None
+    return _match(session, words, open_only=open_only) if words else None
 
 
 def _listed_only(sq: SearchQuery) -> bool:

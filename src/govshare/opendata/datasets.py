@@ -511,7 +511,7 @@ def search_datasets(session: Session, query: DatasetQuery) -> DatasetPage:
         if name not in FACETS:
             raise QueryError("facet.field", f"unknown facet {name}")
     conds = [_condition(session, f) for f in query.filters]
-    matched = catalog_search.matches(session, query.q) if query.q.strip() else None
+    matched = catalog_search.matches(session, query.q, open_only=True) if query.q.strip() else None
     base = open_select(Resource.id.label("rid"), matched=matched).where(*conds)
     count = session.scalar(select(func.count()).select_from(base.subquery())) or 0
 
