@@ -178,6 +178,9 @@ class InformationItem(Base):
     # 不予开放: the item is left out of everything the open-data portal publishes (its
     # name, its column in previews, downloads and the row API), whatever the entry says.
     open_withheld: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # 开放脱敏: how the portal shows the item's values (a ``rules.masking.MaskingRule``);
+    # a masked item can be read but not filtered or sorted on.
+    open_masking: Mapped[str] = mapped_column(String(20), default="none", server_default="none")
 
     __table_args__ = (
         UniqueConstraint("resource_id", "code", name="uq_information_item_resource_code"),

@@ -103,6 +103,7 @@ ITEM_LABELS: dict[str, str] = {
     "code_table": "代码表",
     "is_key": "主键",
     "open_withheld": "不予开放",
+    "open_masking": "开放脱敏",
 }
 _ITEM_FIELD = re.compile(r"^items\[(\d+)\](?:\.(\w+))?$")
 
@@ -512,47 +513,31 @@ def _resource_payload(
         for name in ("classification_code", "format", "update_cycle", "sharing_type")
         if not text(form, name)
     ]
-    columns = [
-        texts(form, f"item_{f}")
-        for f in (
-            "name",
-            "code",
-            "data_type",
-            "length",
-            "description",
-            "code_table",
-            "is_key",
-            "open_withheld",
-        )
-    ]
+    fields = (
+        "name",
+        "code",
+        "data_type",
+        "length",
+        "description",
+        "code_table",
+        "is_key",
+        "open_withheld",
+        "open_masking",
+    )
     items, shown_items = [], []
-    for name, code, data_type, length, description, code_table, is_key, withheld in zip_longest(
-        *columns, fillvalue=""
-    ):
-        if not any((name, code, length, description, code_table)):
+    for cells in zip_longest(*(texts(form, f"item_{f}") for f in fields), fillvalue=""):
+        row = dict(zip(fields, cells, strict=True))
+        if not any(row[f] for f in ("name", "code", "length", "description", "code_table")):
             continue  # an empty row the registrar added and did not fill
-        shown_items.append(
-            {
-                "name": name,
-                "code": code,
-                "data_type": data_type,
-                "length": length,
-                "description": description,
-                "code_table": code_table,
-                "is_key": is_key == "1",
-                "open_withheld": withheld == "1",
-            }
-        )
+        flags = {"is_key": row["is_key"] == "1", "open_withheld": row["open_withheld"] == "1"}
+        shown_items.append({**row, **flags})
         items.append(
             {
-                "name": name,
-                "code": code,
-                "data_type": data_type,
-                "length": optional_int(length),
-                "description": description,
-                "code_table": code_table or None,
-                "is_key": is_key == "1",
-                "open_withheld": withheld == "1",
+                **row,
+                **flags,
+                "length": optional_int(row["length"]),
+                "code_table": row["code_table"] or None,
+                "open_masking": row["open_masking"] or "none",
             }
         )
     extensions: dict[str, str] = {}

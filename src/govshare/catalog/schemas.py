@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from govshare.catalog.codes import ResourceKind, ResourceStatus, SharingType
 from govshare.ids import Count, Id
 from govshare.rules.fields import Expect, expected
+from govshare.rules.masking import MaskingRule
 
 ITEM_CODE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,59}$"
 CLASSIFICATION_CODE_PATTERN = r"^[0-9]{1,20}$"
@@ -59,6 +60,14 @@ class ItemIn(BaseModel):
     open_withheld: Annotated[bool, Expect("不予开放须为 是/否 (true/false)")] = Field(
         default=False,
         description="不予开放: 该信息项不随开放数据发布 (名称、预览、下载、行接口都不含)",
+    )
+    open_masking: Annotated[
+        MaskingRule,
+        Expect("开放脱敏规则须为 " + "、".join(r.value for r in MaskingRule) + " 之一"),
+    ] = Field(
+        default=MaskingRule.NONE,
+        description="开放脱敏: 开放数据中该信息项的值如何显示 (none 不脱敏, id_number 证件号码, "
+        "phone 电话号码, name 姓名, address 地址, hide 完全遮蔽)；脱敏的信息项不能用于筛选或排序",
     )
 
 

@@ -374,6 +374,7 @@ def snapshot(resource: Resource) -> dict[str, Any]:
                 "is_key": it.is_key,
                 # Only when set, so the versions stored before it existed compare equal.
                 **({"open_withheld": True} if it.open_withheld else {}),
+                **({"open_masking": str(it.open_masking)} if it.open_masking != "none" else {}),
             }
             for it in resource.items
         ],

@@ -23,6 +23,7 @@ from govshare.catalog.errors import ImportRejected, InvalidResource
 from govshare.catalog.models import Resource
 from govshare.catalog.schemas import MAX_LENGTH, MIN_LENGTH, ItemIn, ResourceIn
 from govshare.rules import spreadsheet as cells
+from govshare.rules.masking import MaskingRule
 from govshare.security import audit
 from govshare.security.service import Principal
 
@@ -72,6 +73,13 @@ COLUMNS: list[Column] = [
     Column("代码表", "code_table", "item"),
     Column("是否主键", "is_key", "item", False, "是/否"),
     Column("不予开放", "open_withheld", "item", False, "是/否：是则该信息项不随开放数据发布"),
+    Column(
+        "开放脱敏",
+        "open_masking",
+        "item",
+        False,
+        "不脱敏/证件号码/电话号码/姓名/地址/完全遮蔽：开放数据中该信息项的值如何显示",
+    ),
 ]
 HEADERS = [c.header for c in COLUMNS]
 BY_FIELD = {c.field: c for c in COLUMNS}
@@ -96,6 +104,17 @@ def _yes_no(value: str) -> bool | None:
         return True
     if v in ("", "否", "n", "no", "false", "0"):
         return False
+    return None
+
+
+def _masking(value: str) -> MaskingRule | None:
+    """开放脱敏 by its Chinese label or its code; empty is 不脱敏, anything else None."""
+    v = value.strip()
+    if not v:
+        return MaskingRule.NONE
+    for rule in MaskingRule:
+        if v in (rule.label, rule.value):
+            return rule
     return None
 
 
@@ -211,6 +230,10 @@ def _item_payload(
     withheld = _yes_no(it.get("open_withheld", ""))
     if withheld is None:
         problems.append(_problem(number, "open_withheld", "不予开放应填“是”或“否”"))
+    masking = _masking(it.get("open_masking", ""))
+    if masking is None:
+        labels = "、".join(r.label for r in MaskingRule)
+        problems.append(_problem(number, "open_masking", f"开放脱敏应填 {labels} 之一，或留空"))
     return {
         "name": it.get("item_name", ""),
         "code": it.get("item_code", ""),
@@ -220,6 +243,7 @@ def _item_payload(
         "code_table": it.get("code_table") or None,
         "is_key": bool(is_key),
         "open_withheld": bool(withheld),
+        "open_masking": str(masking or MaskingRule.NONE),
     }
 
 
@@ -586,6 +610,7 @@ def _row_values(resource: Resource, codes: service.CodeTables, key: int) -> Iter
             "code_table": item.code_table or "",
             "is_key": "是" if item.is_key else "否",
             "open_withheld": "是" if item.open_withheld else "否",
+            "open_masking": MaskingRule(item.open_masking).label,
         }
         yield [values[c.field] for c in COLUMNS]
 

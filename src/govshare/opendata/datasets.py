@@ -37,6 +37,7 @@ from govshare.catalog.codes import ResourceStatus
 from govshare.catalog.models import Classification, Resource, ResourceTransition, ResourceVersion
 from govshare.db import UTCDateTime
 from govshare.opendata.models import OpenFile
+from govshare.rules.masking import MaskingRule
 from govshare.security.models import Department
 from govshare.sharing.models import SharedStore
 
@@ -146,6 +147,11 @@ class DatasetItem:
     description: str
     is_key: bool
     code_table: str | None
+    masking: MaskingRule = MaskingRule.NONE  # 开放脱敏: how the portal shows its values
+
+    @property
+    def masked(self) -> bool:
+        return self.masking is not MaskingRule.NONE
 
 
 @dataclass(frozen=True)
@@ -629,8 +635,9 @@ def _publisher(dept: Department) -> Publisher:
 
 def _items(snapshot: dict[str, Any]) -> tuple[DatasetItem, ...]:
     """The published items the public may see: every item of the published version but
-    those marked 不予开放. Every portal output (page, preview, statistics, downloads, row
-    API, CKAN, DCAT) takes a dataset's items from here, and only from here."""
+    those marked 不予开放, each with its masking (开放脱敏). Every portal output (page,
+    preview, statistics, downloads, row API, CKAN, DCAT) takes a dataset's items from
+    here, and only from here."""
     return tuple(
         DatasetItem(
             name=str(it["name"]),
@@ -640,6 +647,8 @@ def _items(snapshot: dict[str, Any]) -> tuple[DatasetItem, ...]:
             description=str(it.get("description") or ""),
             is_key=bool(it.get("is_key")),
             code_table=it.get("code_table"),
+            # Snapshots carry open_masking only when it is set.
+            masking=MaskingRule(it.get("open_masking") or MaskingRule.NONE),
         )
         for it in snapshot.get("items", [])
         if not it.get("open_withheld")

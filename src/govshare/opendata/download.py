@@ -18,8 +18,9 @@ import csv
 import io
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -41,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from govshare.db import Prepared
 from govshare.opendata.datasets import TABULAR_FORMATS, XLSX_MAX_ROWS, Dataset, OpenType
+from govshare.rules.masking import MaskingRule, row_masker
 from govshare.rules.spreadsheet import FORMULA_PREFIXES, UTF8_BOM, csv_cell, xlsx_row
 from govshare.sharing.models import SharedStore
 from govshare.sharing.shared_db import shared_engine
@@ -70,6 +72,7 @@ class OpenTable:
     key: tuple[Column[Any], ...]  # the store's primary key: the order rows are read in
     columns: tuple[Column[Any], ...]  # the published items the table holds, in item order
     row_count: int  # as the feed last counted it
+    masking: tuple[MaskingRule, ...] = ()  # each column's 开放脱敏 rule (none when empty)
 
     @property
     def formats(self) -> list[str]:
@@ -85,6 +88,27 @@ class OpenTable:
     def labels(self) -> list[str]:
         by_code = {i.code: i.name for i in self.dataset.items}
         return [by_code[n] for n in self.names]
+
+    @property
+    def masked_names(self) -> frozenset[str]:
+        """The columns whose values the portal masks (开放脱敏): shown masked, never
+        filtered, sorted or counted by value."""
+        return frozenset(
+            str(c.name)
+            for c, rule in zip(self.columns, self.masking, strict=False)
+            if rule is not MaskingRule.NONE
+        )
+
+    @cached_property
+    def mask(self) -> Callable[[Sequence[Any]], tuple[Any, ...]] | None:
+        """Masks a row of :attr:`columns` by the items' rules; None when no column is
+        masked (rows then go out as the database gives them, the fast paths included)."""
+        return row_masker(self.masking)
+
+    def masked(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """``rows`` of :attr:`columns` as the public may see them."""
+        mask = self.mask
+        return rows if mask is None else [mask(r) for r in rows]
 
 
 def rows_withheld_reason(dataset: Dataset, *, granted: bool = False) -> str | None:
@@ -114,10 +138,12 @@ def open_table(
     if table is None:
         return None
     key = tuple(table.primary_key.columns)
-    columns = tuple(table.c[i.code] for i in dataset.items if i.code in table.c)
+    items = [i for i in dataset.items if i.code in table.c]
+    columns = tuple(table.c[i.code] for i in items)
     if not key or not columns:
         return None
-    return OpenTable(dataset, table, key, columns, int(store.row_count or 0))
+    masking = tuple(i.masking for i in items)
+    return OpenTable(dataset, table, key, columns, int(store.row_count or 0), masking)
 
 
 def download_engine(url: str) -> Engine:
@@ -215,11 +241,11 @@ def batches(
     limit: int | None = None,
 ) -> Iterator[list[tuple[Any, ...]]]:
     """The published columns of the store's rows, ``size`` at a time in key order, at
-    most ``limit`` rows."""
+    most ``limit`` rows, masked where the items say so."""
     ranges = Ranges(engine, t, size)
     served = 0
     for span in ranges.spans():
-        rows = ranges.fetch(span, t.columns)
+        rows = t.masked(ranges.fetch(span, t.columns))
         if not rows:
             continue
         if limit is not None and served + len(rows) >= limit:
@@ -259,7 +285,7 @@ class ColumnStats:
 
 def column_stats(engine: Engine, t: OpenTable) -> list[ColumnStats]:
     """Blank share and distinct values of each published column, and the most frequent
-    values of the columns whose values repeat (at most :data:`TOP_COLUMNS` of them), over
+    values of the unmasked columns whose values repeat (at most :data:`TOP_COLUMNS`), over
     a sample (the first rows in key order) so a page costs the same at any size: one
     statement for the counts, one per column with repeating values."""
     sample = select(*t.columns).order_by(*t.key).limit(STATS_SAMPLE).subquery("sample")
@@ -278,7 +304,9 @@ def column_stats(engine: Engine, t: OpenTable) -> list[ColumnStats]:
         for i, (col, label) in enumerate(zip(t.columns, t.labels, strict=True)):
             nulls, distinct = counts[1 + 2 * i], counts[2 + 2 * i]
             top: list[tuple[str, int]] = []
-            if distinct and 2 * distinct <= sampled - nulls and charted < TOP_COLUMNS:
+            repeats = distinct and 2 * distinct <= sampled - nulls
+            # A masked column's most frequent values would be its values in clear.
+            if repeats and col.name not in t.masked_names and charted < TOP_COLUMNS:
                 c = sample.c[col.name]
                 top = [
                     (str(v), int(n))
@@ -322,7 +350,9 @@ def csv_chunks(engine: Engine, t: OpenTable) -> Iterator[bytes]:
     The database joins each row's cells with commas (NULL as empty, as the csv module
     writes it); a batch in which a cell holds a comma, a quote or a line break, or may
     begin with a formula character, is read again cell by cell and written by the csv
-    module with the cells made safe. Both give the same CSV for the same cells."""
+    module with the cells made safe. Both give the same CSV for the same cells. A
+    dataset with masked items (开放脱敏) takes the second way for every batch: its cells
+    are masked in Python."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(t.names)
@@ -334,6 +364,12 @@ def csv_chunks(engine: Engine, t: OpenTable) -> Iterator[bytes]:
     joined = _concat(parts[:-1])
     ranges = Ranges(engine, t)
     for span in ranges.spans():
+        if t.mask is not None:
+            out.seek(0)
+            out.truncate()
+            writer.writerows(safe_cells(r) for r in t.masked(ranges.fetch(span, t.columns)))
+            yield out.getvalue().encode("utf-8")
+            continue
         lines = [r[0] for r in ranges.fetch(span, [joined])]
         if not lines:
             continue
@@ -373,8 +409,9 @@ def _json_object(engine: Engine, t: OpenTable) -> Any | None:
 
 
 def json_chunks(engine: Engine, t: OpenTable) -> Iterator[bytes]:
-    """A JSON array of objects keyed by item code, written a batch at a time."""
-    made = _json_object(engine, t)
+    """A JSON array of objects keyed by item code, written a batch at a time (by the
+    database where it can, unless cells must be masked)."""
+    made = _json_object(engine, t) if t.mask is None else None
     yield b"["
     sep = ""
     if made is not None:

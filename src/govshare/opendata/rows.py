@@ -2,6 +2,7 @@
 time, with Datasette's conventions — ``_size``, ``_sort`` / ``_sort_desc``, ``_next``
 keyset cursors, filters ``col__exact`` / ``col__gt`` / ``col__lt`` / ``col__contains``
 (plain ``col=v`` is exact), ``_shape=objects|arrays`` — and a time limit per query.
+Items published masked (开放脱敏) are served masked and cannot be filtered or sorted on.
 
 What is open, and which columns, is decided as for downloads: the dataset through
 :func:`govshare.opendata.datasets.get_dataset`, its rows and published columns through
@@ -211,10 +212,16 @@ def _size(raw: str) -> int:
 
 
 def _column(t: download.OpenTable, parameter: str, name: str) -> Column[Any]:
+    """The column a filter or a sort names. A masked one (开放脱敏) is refused: comparing
+    with its values in clear would tell them one answer at a time."""
     if name not in t.names:
         raise RowsError(
             f"参数 {parameter}：没有名为 {name} 的列，可用的列：{'、'.join(t.names)}",
             parameter=parameter,
+        )
+    if name in t.masked_names:
+        raise RowsError(
+            f"参数 {parameter}：列 {name} 的值脱敏发布，不能用于筛选或排序", parameter=parameter
         )
     return t.table.c[name]
 
@@ -399,4 +406,4 @@ def fetch_page(
     if more and fetched:
         last = [_to_cursor(v) for v in fetched[-1][width:]]
         cursor = codec.encode(_cursor_scope(t, q.sort, q.descending), last)
-    return RowPage(t, q, [r[:width] for r in fetched], cursor)
+    return RowPage(t, q, t.masked([r[:width] for r in fetched]), cursor)

@@ -8,7 +8,7 @@ applies it too.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -99,5 +99,24 @@ def masker(masking: dict[str, str]) -> Callable[[dict[str, Any]], dict[str, Any]
             if value is not None:
                 out[code] = fn(str(value))
         return out
+
+    return apply
+
+
+def row_masker(
+    rules: Sequence[MaskingRule],
+) -> Callable[[Sequence[Any]], tuple[Any, ...]] | None:
+    """A function masking a row whose cells follow ``rules`` one for one (None stays
+    None), or None when no rule masks anything."""
+    at = [(i, _RULES[r]) for i, r in enumerate(rules) if r is not MaskingRule.NONE]
+    if not at:
+        return None
+
+    def apply(row: Sequence[Any]) -> tuple[Any, ...]:
+        out = list(row)
+        for i, fn in at:
+            if out[i] is not None:
+                out[i] = fn(str(out[i]))
+        return tuple(out)
 
     return apply

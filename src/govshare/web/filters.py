@@ -14,6 +14,7 @@ from jinja2 import pass_context
 from markupsafe import Markup, escape
 
 from govshare.catalog.codes import ResourceKind, ResourceStatus, SharingType
+from govshare.rules.masking import MaskingRule
 from govshare.security.models import DepartmentLevel
 from govshare.security.roles import Permission, Role
 from govshare.sharing.models import GRANT_STATE_LABELS
@@ -193,6 +194,7 @@ def install(env: Any) -> None:
     )
     env.globals.update(
         Permission=Permission,
+        MaskingRule=MaskingRule,
         NOTICES=NOTICES,
         GRANT_STATE_LABELS=GRANT_STATE_LABELS,
         with_query=with_query,
