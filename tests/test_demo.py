@@ -30,6 +30,7 @@ from govshare.opendata.datasets import get_dataset
 from govshare.opendata.developers import key_access
 from govshare.opendata.models import AnswerKind, OpenDemand
 from govshare.rules.clock import fixed_today
+from govshare.rules.masking import MaskingRule
 from govshare.rules.validators import credit_code_problem, division_code_problem
 from govshare.rules.workdays import covers
 from govshare.security.audit import journalled_calls, verify_chain
@@ -89,6 +90,13 @@ def test_demo_loads_a_believable_city(fresh_settings: Settings) -> None:
             s, search.SearchQuery(q="出生医学证明", scope="all", viewer_is_admin=True)
         )
         assert any(r.name == "出生医学证明信息" for r in found.rows)
+        # The open lawyers' register would publish names, never ID numbers in clear.
+        masked = s.scalar(
+            select(InformationItem.open_masking)
+            .join(Resource)
+            .where(Resource.name == "律师执业信息", InformationItem.code == "sfzhm")
+        )
+        assert masked == MaskingRule.ID_NUMBER
         # 数据需求征集: requests with votes, one answered by an open dataset of its own
         # department, one waiting for the platform to assign it.
         asked = list(s.scalars(select(OpenDemand)))

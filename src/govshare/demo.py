@@ -16,6 +16,7 @@ from govshare.catalog.models import CodeEntry, Resource
 from govshare.catalog.schemas import DemandIn, ItemIn, ResourceIn, SystemIn
 from govshare.config import Settings
 from govshare.db import utcnow
+from govshare.rules.masking import MaskingRule
 from govshare.security import audit
 from govshare.security.audit import SYSTEM
 from govshare.security.models import Department, DepartmentLevel, User
@@ -142,6 +143,8 @@ class Entry:
     # 开放条件: empty for 无条件开放; what a developer must meet for 有条件开放.
     open_conditions: str = ""
     system: str = ""
+    # 开放脱敏: item code → masking rule, for the open-data portal.
+    open_masking: tuple[tuple[str, MaskingRule], ...] = ()
 
 
 def it(
@@ -591,6 +594,7 @@ ENTRIES: list[Entry] = [
         [*PERSON, it("执业证号", "zyzh", "C", 30), it("律师事务所", "lsswsmc", "C", 200)],
         is_open=True,
         sharing=SharingType.UNCONDITIONAL,
+        open_masking=(("sfzhm", MaskingRule.ID_NUMBER),),
     ),
     Entry(
         "jtj",
@@ -716,6 +720,7 @@ def _resource_in(
                 description=d,
                 code_table=ITEM_CODE_TABLES.get(n),
                 is_key=i == 0,
+                open_masking=dict(entry.open_masking).get(c, MaskingRule.NONE),
             )
             for i, (n, c, t, length, d) in enumerate(entry.items)
         ],
