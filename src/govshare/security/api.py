@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
@@ -19,7 +19,7 @@ from govshare.deps import (
 )
 from govshare.errors import GovshareError
 from govshare.ids import Id, Seq
-from govshare.security import audit, service
+from govshare.security import audit, audit_search, service
 from govshare.security.models import ApiClient, SessionKind
 from govshare.security.schemas import (
     ApiClientCreate,
@@ -27,7 +27,9 @@ from govshare.security.schemas import (
     ApiClientNetworks,
     ApiClientPublic,
     AuditEntryPublic,
+    AuditHitPublic,
     AuditPage,
+    AuditSearchPage,
     ChainReportPublic,
     DepartmentCreate,
     DepartmentPublic,
@@ -201,6 +203,65 @@ def list_audit(
         db, caller.actor, "audit.read", object_type="audit_entry", after={"returned": len(items)}
     )
     return AuditPage(items=items, next_before_seq=items[-1].seq if len(items) == limit else None)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """A time without a zone is read as UTC (as ``/audit`` compares it)."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+@router.get("/audit/search", summary="审计检索 (在线日志与全部归档, 按序号正序, 键集分页)")
+def search_audit(
+    db: SessionDep,
+    caller: AuditReader,
+    actor: str | None = None,
+    action: str | None = None,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    since: Annotated[datetime | None, Query(description="起始时间 (含; 不带时区按 UTC)")] = None,
+    until: Annotated[datetime | None, Query(description="截止时间 (不含; 不带时区按 UTC)")] = None,
+    key_hash: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[0-9a-f]{16}$",
+            description="数据服务调用的键哈希 (govshare audit key-hash 的输出): 查询过该键的调用",
+        ),
+    ] = None,
+    refusals: Annotated[
+        bool, Query(description="只看拒绝 (数据服务拒绝、登录失败、退回的数据包)")
+    ] = False,
+    catalog: Annotated[bool, Query(description="只看目录变更")] = False,
+    after_seq: Seq | None = None,
+    limit: int = Query(default=100, ge=1, le=1000),
+) -> AuditSearchPage:
+    """What the console's 审计检索 finds, page by page: every entry that matches, and for
+    a batch of data-service calls each matching call, from the archives (``kept_in``
+    names the archive) and the live table alike. A page ends with the last call of an
+    entry, so it can hold a few more than ``limit`` hits."""
+    q = audit_search.SearchQuery(
+        key_hash=key_hash,
+        actor=actor,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        since=_utc(since),
+        until=_utc(until),
+        refusals=refusals,
+        catalog=catalog,
+    )
+    hits, next_after = audit_search.page(
+        db, db.info.get("audit_key"), q, after_seq=after_seq or 0, limit=limit
+    )
+    audit.record(
+        db,
+        caller.actor,
+        "audit.search",
+        object_type="audit_entry",
+        after={"returned": len(hits), "archives": True, **q.describe()},
+    )
+    return AuditSearchPage(
+        items=[AuditHitPublic.model_validate(h) for h in hits], next_after_seq=next_after
+    )
 
 
 @router.get("/audit/verify", summary="校验审计日志哈希链")

@@ -686,19 +686,28 @@ def archived_count(session: Session) -> int:
 
 
 def iter_all(
-    session: Session, key: AuditKey | None, *, since: datetime | None, until: datetime | None
+    session: Session,
+    key: AuditKey | None,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    after_seq: int = 0,
 ) -> Iterable[tuple[str, Mapping[Any, Any]]]:
-    """Every entry, oldest first, with where it is kept (an archive's name or ``""`` for
-    the live table); archives wholly outside ``since``..``until`` are skipped unread."""
+    """Every entry after ``after_seq``, oldest first, with where it is kept (an archive's
+    name or ``""`` for the live table); archives wholly outside ``since``..``until`` or
+    at or before ``after_seq`` are skipped unread."""
     if key is not None:
         for a in registered(session):
-            if (since is not None and a.last_at < since) or (
-                until is not None and a.first_at >= until
+            if (
+                (since is not None and a.last_at < since)
+                or (until is not None and a.first_at >= until)
+                or a.last_seq <= after_seq
             ):
                 continue
             for line in archived_rows(key, a.name):
-                yield a.name, line
-    after = 0
+                if line["seq"] > after_seq:
+                    yield a.name, line
+    after = after_seq
     while True:
         q = audit.select_rows().where(_ENTRIES.c.seq > after).order_by(_ENTRIES.c.seq).limit(BATCH)
         if since is not None:

@@ -168,11 +168,28 @@ def hits_of(row: Mapping[Any, Any], q: SearchQuery, kept_in: str) -> Iterator[Hi
         )
 
 
-def search(session: Session, key: AuditKey | None, q: SearchQuery) -> Iterator[Hit]:
-    """Every hit, oldest first: the archives (those overlapping the period), then the
-    live table; streamed, so a search of five years holds one batch at a time."""
-    for kept_in, row in iter_all(session, key, since=q.since, until=q.until):
+def search(
+    session: Session, key: AuditKey | None, q: SearchQuery, *, after_seq: int = 0
+) -> Iterator[Hit]:
+    """Every hit of the entries after ``after_seq``, oldest first: the archives (those
+    overlapping the period), then the live table; streamed, so a search of five years
+    holds one batch at a time."""
+    for kept_in, row in iter_all(session, key, since=q.since, until=q.until, after_seq=after_seq):
         yield from hits_of(row, q, kept_in)
+
+
+def page(
+    session: Session, key: AuditKey | None, q: SearchQuery, *, after_seq: int, limit: int
+) -> tuple[list[Hit], int | None]:
+    """At least ``limit`` hits (when there are that many) after ``after_seq``, ending
+    with the last call of an entry, so that the next page starts at the next entry; and
+    that entry's seq to resume after, or None on the last page."""
+    hits: list[Hit] = []
+    for hit in search(session, key, q, after_seq=after_seq):
+        if len(hits) >= limit and hit.seq != hits[-1].seq:
+            return hits, hits[-1].seq
+        hits.append(hit)
+    return hits, None
 
 
 # -- export -------------------------------------------------------------------------------

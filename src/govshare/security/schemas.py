@@ -145,6 +145,40 @@ class AuditPage(BaseModel):
     next_before_seq: int | None
 
 
+class AuditHitPublic(BaseModel):
+    """One finding of the audit search: an entry, or one data-service call inside a
+    batch entry (``call_at``, ``nonce``, ``keys``, ``rows``, ``reason``). Metadata only:
+    a change is shown by the names of the fields it touched (``changed``)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    seq: int
+    at: datetime
+    actor: str
+    actor_kind: str
+    department_id: int | None
+    action: str
+    object_type: str
+    object_id: str | None
+    grant_id: str | None
+    remote_addr: str | None
+    request_id: str | None
+    call_at: str | None
+    nonce: str | None
+    keys: int | None
+    rows: int | None
+    reason: str | None
+    changed: list[str]
+    kept_in: str = Field(description="保存位置: 归档名称, 或空串表示在线日志表")
+
+
+class AuditSearchPage(BaseModel):
+    items: list[AuditHitPublic]
+    next_after_seq: int | None = Field(
+        description="下一页从该序号之后开始 (作为 after_seq 传回); 最后一页为 null"
+    )
+
+
 class ChainReportPublic(BaseModel):
     entries: int
     intact: bool
