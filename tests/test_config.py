@@ -22,6 +22,15 @@ def test_short_secret_refused() -> None:
         Settings(demo=False, secret_key="short")
 
 
+def test_totp_roles_are_checked_by_name() -> None:
+    assert Settings(demo=True, totp_required_roles=" auditor, platform_admin ,").totp_roles == {
+        "auditor",
+        "platform_admin",
+    }
+    with pytest.raises(ValueError, match=r"unknown roles \['admin'\]"):
+        Settings(demo=True, totp_required_roles="auditor,admin")
+
+
 def test_demo_mode_allows_built_in_secret() -> None:
     assert Settings(demo=True).demo
 

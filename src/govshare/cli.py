@@ -727,6 +727,34 @@ def user_unlock(
     console.print(f"[green]已解除 {username} 的登录锁定[/green]")
 
 
+@users_app.command("reset-totp")
+def user_reset_totp(
+    username: Annotated[str, typer.Argument(help="登录名")],
+    data_dir: DataDir = None,
+) -> None:
+    """Switch off an account's one-time code (重置动态口令: a lost or replaced phone),
+    audited; the user enrols again at /login/totp. Exit 1 when it was not on."""
+    from govshare import db
+    from govshare.errors import GovshareError
+    from govshare.security.audit import Actor
+    from govshare.security.service import get_user_by_username, reset_totp
+
+    settings = load_settings(data_dir)
+    factory = db.make_session_factory(db.make_engine(settings), settings)
+    try:
+        with db.session_scope(factory) as session:
+            done = reset_totp(
+                session, Actor(name="cli", kind="system"), get_user_by_username(session, username)
+            )
+    except GovshareError as exc:
+        err.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from None
+    if not done:
+        err.print(f"[yellow]{username} 没有启用动态口令，无需重置[/yellow]")
+        raise typer.Exit(1)
+    console.print(f"[green]已重置 {username} 的动态口令；该用户下次登录前须重新启用[/green]")
+
+
 @catalog_app.command("import")
 def catalog_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="XLSX 或 CSV 文件")],

@@ -105,6 +105,13 @@ class Settings(BaseSettings):
         description="Days after which a password must be changed at the next sign-in "
         "(口令定期更换; 0: never).",
     )
+    totp_required_roles: str = Field(
+        default="",
+        description="Roles (comma-separated, e.g. platform_admin,auditor) whose users must "
+        "sign in with a one-time code (动态口令, TOTP) besides the password; a user of such a "
+        "role without one is sent to enrol first. Empty: the code is asked of those who "
+        "switched it on only.",
+    )
     signature_max_skew_seconds: int = Field(
         default=300,
         ge=30,
@@ -555,6 +562,23 @@ class Settings(BaseSettings):
                     "GOVSHARE_SECRET_KEY must be at least 32 characters (密钥长度至少32位)"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _known_totp_roles(self) -> Settings:
+        from govshare.security.roles import Role  # roles import nothing of ours
+
+        unknown = [r for r in self.totp_roles if r not in {role.value for role in Role}]
+        if unknown:
+            raise ValueError(
+                f"GOVSHARE_TOTP_REQUIRED_ROLES names unknown roles {unknown} "
+                f"(角色名称有误), known: {', '.join(r.value for r in Role)}"
+            )
+        return self
+
+    @property
+    def totp_roles(self) -> frozenset[str]:
+        """The roles whose users must sign in with a one-time code."""
+        return frozenset(r.strip() for r in self.totp_required_roles.split(",") if r.strip())
 
     @cached_property
     def resolved_database_url(self) -> str:

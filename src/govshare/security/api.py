@@ -50,7 +50,9 @@ def issue_token(
 ) -> TokenPublic:
     remote = request.client.host if request.client else None
     try:
-        user = service.authenticate(db, settings, body.username, body.password, remote)
+        user = service.authenticate(
+            db, settings, body.username, body.password, remote, totp_code=body.totp
+        )
     except GovshareError:
         db.commit()  # keep the failure count and its audit entry
         raise

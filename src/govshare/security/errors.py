@@ -71,6 +71,20 @@ __all__ = [
 ]
 
 
+class TotpRequired(BadCredentials):
+    """The password is right and the account signs in with a one-time code (动态口令):
+    send it along. Not counted as a failure."""
+
+    code = "totp_required"
+
+
+class TotpEnrolmentRequired(Forbidden):
+    """The password is right, but the account's role must sign in with a one-time code
+    and it has none yet: enrol first (/login/totp)."""
+
+    code = "totp_enrolment_required"
+
+
 class PasswordExpired(Forbidden):
     """The password is right but past its age (口令过期): change it, then sign in."""
 

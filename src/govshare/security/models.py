@@ -64,6 +64,11 @@ class User(Base):
     password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Hashes of the previous passwords (newest first), which may not be set again.
     password_history: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # 动态口令 (TOTP): the shared secret, sealed with the hub secret; the last time step
+    # a code was accepted for (a code is good once); when it was switched on.
+    totp_secret: Mapped[str | None] = mapped_column(String(200))
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    totp_enabled_at: Mapped[datetime | None] = mapped_column()
 
     department: Mapped[Department] = relationship(lazy="joined")
 

@@ -15,6 +15,11 @@ from govshare.security.roles import Permission, Role
 class TokenRequest(BaseModel):
     username: str = Field(min_length=1, max_length=50)
     password: str = Field(min_length=1, max_length=200)
+    totp: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{6}$",
+        description="动态口令: 已启用动态口令的账号必填 (验证器应用显示的六位数字)",
+    )
 
 
 class TokenPublic(BaseModel):

@@ -11,10 +11,11 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.exceptions import InvalidTag
 from sqlalchemy import Connection, bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -24,7 +25,7 @@ from govshare.db import Prepared, utcnow
 from govshare.errors import NotFound
 from govshare.ids import MAX_SEQ
 from govshare.rules.validators import credit_code_problem, division_code_problem
-from govshare.security import audit, passwords
+from govshare.security import audit, passwords, totp
 from govshare.security.audit import Actor
 from govshare.security.crypto import (
     constant_time_equal,
@@ -46,6 +47,8 @@ from govshare.security.errors import (
     LoginThrottled,
     PasswordExpired,
     ReplayedRequest,
+    TotpEnrolmentRequired,
+    TotpRequired,
     UserNotFound,
 )
 from govshare.security.models import (
@@ -385,6 +388,41 @@ def unlock_user(session: Session, actor: Actor, user: User) -> None:
     )
 
 
+def enable_totp(
+    session: Session, settings: Settings, user: User, secret: str, code: str, actor: Actor
+) -> None:
+    """Switch the second factor on (启用动态口令) once ``code`` proves the user's app holds
+    ``secret``; audited. A wrong code raises ``InvalidInput`` naming the field."""
+    now = utcnow()
+    if user.totp_secret:
+        raise InvalidInput(
+            "该账号已启用动态口令；更换手机请联系平台管理员重置",
+            details=[{"field": "totp", "message": "该账号已启用动态口令"}],
+        )
+    step = totp.matching_step(secret, code, now=now, last_step=None)
+    if step is None:
+        raise InvalidInput(
+            "动态口令不正确：请输入验证器应用当前显示的六位数字",
+            details=[{"field": "totp", "message": "动态口令不正确"}],
+        )
+    user.totp_secret = totp.seal_secret(settings.secret_key, secret)
+    user.totp_last_step = step
+    user.totp_enabled_at = now
+    audit.record(session, actor, "auth.totp_enabled", object_type="user", object_id=user.id)
+
+
+def reset_totp(session: Session, actor: Actor, user: User) -> bool:
+    """Switch the second factor off (重置动态口令: a lost phone), so the user enrols again
+    at the next sign-in; audited. False when it was not on."""
+    if not user.totp_secret:
+        return False
+    user.totp_secret = None
+    user.totp_last_step = None
+    user.totp_enabled_at = None
+    audit.record(session, actor, "auth.totp_reset", object_type="user", object_id=user.id)
+    return True
+
+
 def _address_key(remote_addr: str | None) -> str:
     return remote_addr or "unknown"
 
@@ -439,6 +477,39 @@ def _note_login_failure(
         )
 
 
+def _refuse(
+    session: Session,
+    settings: Settings,
+    actor: Actor,
+    user: User,
+    now: datetime,
+    action: str,
+    message: str,
+) -> NoReturn:
+    """A wrong password or one-time code: counted against the address and the account,
+    which is locked after too many in a row."""
+    _note_login_failure(session, settings, actor, now=now)
+    user.failed_logins += 1
+    if user.failed_logins >= settings.lockout_threshold:
+        user.locked_until = now + timedelta(minutes=settings.lockout_minutes)
+        user.failed_logins = 0
+        audit.record(session, actor, "auth.account_locked", object_type="user", object_id=user.id)
+        raise AccountLocked(
+            f"连续登录失败{settings.lockout_threshold}次，账号锁定{settings.lockout_minutes}分钟"
+        )
+    audit.record(session, actor, action, object_type="user", object_id=user.id)
+    raise BadCredentials(message)
+
+
+def _totp_secret(settings: Settings, sealed: str) -> str:
+    try:
+        return totp.unseal_secret(settings.secret_key, sealed)
+    except (InvalidTag, ValueError):
+        raise BadCredentials(
+            "无法校验动态口令：平台密钥已更换，请联系平台管理员重置该账号的动态口令"
+        ) from None
+
+
 def authenticate(
     session: Session,
     settings: Settings,
@@ -447,8 +518,11 @@ def authenticate(
     remote_addr: str | None,
     *,
     allow_expired: bool = False,
+    totp_code: str | None = None,
 ) -> User:
-    """Check a password; count failures and lock the account after too many.
+    """Check a password — and the one-time code (动态口令) of an account that has one;
+    count failures and lock the account after too many. ``allow_expired`` checks the
+    password only (a password change, a TOTP enrolment: not a sign-in).
 
     Failures also count against the client address; an address over its limit is
     refused (``LoginThrottled``) without touching any account.
@@ -477,26 +551,40 @@ def authenticate(
     try:
         _hasher.verify(user.password_hash, password)
     except (VerificationError, InvalidHashError):
-        _note_login_failure(session, settings, actor, now=now)
-        user.failed_logins += 1
-        if user.failed_logins >= settings.lockout_threshold:
-            user.locked_until = now + timedelta(minutes=settings.lockout_minutes)
-            user.failed_logins = 0
-            audit.record(
-                session, actor, "auth.account_locked", object_type="user", object_id=user.id
-            )
-            raise AccountLocked(
-                f"连续登录失败{settings.lockout_threshold}次，账号锁定{settings.lockout_minutes}分钟"
-            ) from None
-        audit.record(session, actor, "auth.login_failed", object_type="user", object_id=user.id)
-        raise BadCredentials("用户名或密码错误") from None
-    user.failed_logins = 0
-    user.locked_until = None
+        _refuse(session, settings, actor, user, now, "auth.login_failed", "用户名或密码错误")
     actor = Actor(
         name=username, kind="user", department_id=user.department_id, remote_addr=remote_addr
     )
     if allow_expired:  # checking the old password of a change: not a sign-in
+        user.failed_logins = 0
+        user.locked_until = None
         return user
+    if user.totp_secret:
+        if not totp_code:
+            raise TotpRequired(
+                "请输入动态口令 (one-time code required)",
+                details=[{"field": "totp", "message": "请输入动态口令"}],
+            )
+        step = totp.matching_step(
+            _totp_secret(settings, user.totp_secret),
+            totp_code,
+            now=now,
+            last_step=user.totp_last_step,
+        )
+        if step is None:
+            _refuse(
+                session, settings, actor, user, now, "auth.totp_failed", "动态口令错误或已使用过"
+            )
+        user.totp_last_step = step
+    elif settings.totp_roles & set(user.roles):
+        audit.record(
+            session, actor, "auth.totp_enrolment_required", object_type="user", object_id=user.id
+        )
+        raise TotpEnrolmentRequired(
+            "该账号须使用动态口令登录，请先启用动态口令 (enrol a one-time code first)"
+        )
+    user.failed_logins = 0
+    user.locked_until = None
     if passwords.policy_of(session).expired(user.password_changed_at, now):
         audit.record(session, actor, "auth.password_expired", object_type="user", object_id=user.id)
         raise PasswordExpired(

@@ -28,6 +28,7 @@ STATIC = Path(__file__).parent.parent / "static"
 NOTICES: dict[str, str] = {
     "logged_out": "已安全退出",
     "password_changed": "密码已修改，请用新密码登录",
+    "totp_enabled": "动态口令已启用，今后登录请同时输入验证器应用显示的六位数字",
     "networks_set": "允许调用的网络已保存",
     "created": "目录已保存为草稿，核对无误后请提交注册",
     "updated": "目录已保存",

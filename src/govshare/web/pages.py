@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from markupsafe import Markup
 
 from govshare.catalog import search
 from govshare.catalog.codes import ResourceStatus, SharingType
@@ -20,10 +21,10 @@ from govshare.catalog.service import CodeTables
 from govshare.catalog.views import facet_values
 from govshare.deps import SESSION_COOKIE, Authenticated, Public, SessionDep, SettingsDep
 from govshare.errors import GovshareError, InvalidInput, console_text
-from govshare.security import audit, service
+from govshare.security import audit, service, totp
 from govshare.security.crypto import constant_time_equal
-from govshare.security.errors import PasswordExpired
-from govshare.security.models import SessionKind
+from govshare.security.errors import PasswordExpired, TotpEnrolmentRequired
+from govshare.security.models import SessionKind, User
 from govshare.security.passwords import PasswordPolicy
 from govshare.security.roles import Permission
 from govshare.security.service import Principal
@@ -63,6 +64,12 @@ def _login_page(
         error=error,
         login_token=token,
     )
+    return _with_login_token(request, response, token)
+
+
+def _with_login_token(request: Request, response: Response, token: str) -> Response:
+    """The sign-in forms' double-submit token as a cookie scoped to /login: a user who
+    is not signed in (or whose password expired) has no session to carry a CSRF token."""
     response.set_cookie(
         LOGIN_COOKIE,
         token,
@@ -73,6 +80,11 @@ def _login_page(
         secure=secure_cookies(request),
     )
     return response
+
+
+def _login_token_ok(request: Request, form: Any) -> bool:
+    sent, expected = text(form, "login_token"), request.cookies.get(LOGIN_COOKIE, "")
+    return bool(sent and expected and constant_time_equal(sent, expected))
 
 
 @router.get("/login")
@@ -88,8 +100,7 @@ def login(
 ) -> Response:
     username, password = text(form, "username"), form.get("password")
     next_url = safe_next(text(form, "next"))
-    sent, expected = text(form, "login_token"), request.cookies.get(LOGIN_COOKIE, "")
-    if not sent or not expected or not constant_time_equal(sent, expected):
+    if not _login_token_ok(request, form):
         return _login_page(
             request,
             caller,
@@ -109,10 +120,15 @@ def login(
         )
     remote = request.client.host if request.client else None
     try:
-        user = service.authenticate(db, settings, username, password, remote)
+        user = service.authenticate(
+            db, settings, username, password, remote, totp_code=text(form, "totp") or None
+        )
     except PasswordExpired:
         db.commit()  # its audit entry
         return redirect(f"/login/password?expired=1&username={quote(username)}")
+    except TotpEnrolmentRequired:
+        db.commit()  # its audit entry
+        return redirect(f"/login/totp?required=1&username={quote(username)}")
     except GovshareError as exc:
         db.commit()  # keep the failure count and its audit entry
         page = _login_page(
@@ -164,18 +180,7 @@ def _password_page(
         login_token=token,
         policy=password_policy(request),
     )
-    # The sign-in form's double-submit token (its cookie is scoped to /login): a user
-    # whose password has expired has no session to carry a CSRF token.
-    response.set_cookie(
-        LOGIN_COOKIE,
-        token,
-        max_age=3600,
-        httponly=True,
-        samesite="strict",
-        path="/login",
-        secure=secure_cookies(request),
-    )
-    return response
+    return _with_login_token(request, response, token)
 
 
 def password_policy(request: Request) -> str:
@@ -208,9 +213,8 @@ def change_password(
 ) -> Response:
     username = caller.name if caller.kind == "user" else text(form, "username")
     old, new, again = (form.get(k) for k in ("old_password", "new_password", "new_password2"))
-    sent, expected = text(form, "login_token"), request.cookies.get(LOGIN_COOKIE, "")
     problems = []
-    if not sent or not expected or not constant_time_equal(sent, expected):
+    if not _login_token_ok(request, form):
         problems.append({"field": "username", "message": "页面已过期，请重新填写"})
     if not username:
         problems.append({"field": "username", "message": "请输入用户名"})
@@ -259,6 +263,120 @@ _PASSWORD_LABELS = {
     "new_password": "新密码",
     "new_password2": "再次输入新密码",
 }
+
+
+# -- second factor (动态口令) ---------------------------------------------------------------
+
+
+def _totp_page(
+    request: Request,
+    caller: Principal,
+    *,
+    username: str = "",
+    required: bool = False,
+    enrolment: dict[str, Any] | None = None,
+    errors: FormErrors = NO_ERRORS,
+    status_code: int = 200,
+) -> Response:
+    token = secrets.token_urlsafe(24)
+    response = render(
+        request,
+        "totp.html",
+        caller,
+        status_code=status_code,
+        username=username[:50],
+        required=required,
+        enrolment=enrolment,
+        errors=errors,
+        login_token=token,
+    )
+    return _with_login_token(request, response, token)
+
+
+def _enrolment(request: Request, user_id: int, username: str, secret: str) -> dict[str, Any]:
+    """What the second step shows: the QR code, the secret typed by hand, and the sealed
+    token that carries the secret to the confirmation (nothing is stored before)."""
+    uri = totp.provisioning_uri(secret, username)
+    return {
+        "token": totp.enrolment_token(request.app.state.settings.secret_key, user_id, secret),
+        "qr": Markup(totp.qr_svg(uri)),  # noqa: S704 - segno's SVG of our own address
+        "secret": " ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),
+        "username": username,
+    }
+
+
+@router.get("/login/totp")
+def totp_form(
+    request: Request, caller: Public, username: str = "", required: bool = False
+) -> Response:
+    """启用动态口令: the password, then a code from the authenticator app."""
+    if caller.kind == "user":
+        username = caller.name
+    return _totp_page(request, caller, username=username, required=required)
+
+
+@router.post("/login/totp")
+def totp_enrol(
+    request: Request, form: FormDep, db: SessionDep, settings: SettingsDep, caller: Public
+) -> Response:
+    def again(field: str, message: str, **kw: Any) -> Response:
+        errors = FormErrors(
+            "动态口令未启用",
+            [{"field": field, "message": message}],
+            label=lambda f: _TOTP_LABELS.get(f, f),
+        )
+        return _totp_page(request, caller, errors=errors, status_code=422, **kw)
+
+    username = caller.name if caller.kind == "user" else text(form, "username")
+    if not _login_token_ok(request, form):
+        return again("username", "页面已过期，请重新填写", username=username)
+    if text(form, "step") == "confirm":
+        try:
+            offered = totp.open_enrolment(settings.secret_key, text(form, "enrolment"))
+        except totp.EnrolmentExpired:
+            return again("username", "页面已过期（超过10分钟），请重新开始", username=username)
+        user = db.get(User, offered.user_id)
+        if user is None:
+            return again("username", "页面已过期，请重新开始", username=username)
+        enrolment = _enrolment(request, user.id, user.username, offered.secret)
+        actor = audit.Actor(
+            name=user.username,
+            kind="user",
+            department_id=user.department_id,
+            remote_addr=request.client.host if request.client else None,
+        )
+        try:
+            service.enable_totp(db, settings, user, offered.secret, text(form, "totp"), actor)
+        except InvalidInput as exc:
+            field = exc.details[0]["field"] if exc.details else "totp"
+            return again(field, exc.message, username=user.username, enrolment=enrolment)
+        db.commit()
+        return redirect("/login?done=totp_enabled")
+    password = form.get("password")
+    if not username:
+        return again("username", "请输入用户名")
+    if not isinstance(password, str) or not password:
+        return again("password", "请输入密码", username=username)
+    remote = request.client.host if request.client else None
+    try:
+        user = service.authenticate(db, settings, username, password, remote, allow_expired=True)
+    except GovshareError as exc:
+        db.commit()  # keep the failure count and its audit entry
+        return again("password", console_text(exc.message), username=username)
+    db.commit()
+    if user.totp_secret:
+        return again(
+            "username", "该账号已启用动态口令；更换手机请联系平台管理员重置", username=username
+        )
+    return _totp_page(
+        request,
+        caller,
+        username=username,
+        enrolment=_enrolment(request, user.id, user.username, totp.new_secret()),
+    )
+
+
+_TOTP_LABELS = {"username": "用户名", "password": "密码", "totp": "动态口令"}
 
 
 @router.post("/logout")

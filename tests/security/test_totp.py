@@ -1,0 +1,257 @@
+"""动态口令 (TOTP): enrolment in the console, the code on every sign-in (console and
+API) once it is on, each code good once, wrong codes counted like wrong passwords, the
+administrator's reset, and roles that must use it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+
+from govshare.db import utcnow
+from govshare.security import totp
+from govshare.security.models import AuditEntry, User
+from tests.conftest import StartHub
+from tests.factories import PASSWORD, World
+from tests.live import LiveHub
+
+AT = datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC)
+SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+
+
+def test_a_code_is_good_within_a_step_either_side_and_only_once() -> None:
+    step = int(AT.timestamp()) // 30
+    now = totp.code_at(SECRET, AT)
+    assert totp.matching_step(SECRET, now, now=AT, last_step=None) == step
+    before = totp.code_at(SECRET, AT - timedelta(seconds=30))
+    after = totp.code_at(SECRET, AT + timedelta(seconds=30))
+    assert totp.matching_step(SECRET, before, now=AT, last_step=None) == step - 1
+    assert totp.matching_step(SECRET, after, now=AT, last_step=None) == step + 1
+    far = totp.code_at(SECRET, AT + timedelta(seconds=90))
+    if far not in (before, now, after):
+        assert totp.matching_step(SECRET, far, now=AT, last_step=None) is None
+    # Used once: the same step, or an earlier one, is refused.
+    assert totp.matching_step(SECRET, now, now=AT, last_step=step) is None
+    assert totp.matching_step(SECRET, before, now=AT, last_step=step) is None
+    assert totp.matching_step(SECRET, after, now=AT, last_step=step) == step + 1
+    for bad in ("", "12345", "1234567", "abcdef", "１２３４５６", " 12 34 "):
+        assert totp.matching_step(SECRET, bad, now=AT, last_step=None) is None
+
+
+def test_an_enrolment_token_is_sealed_and_short_lived() -> None:
+    token = totp.enrolment_token("k" * 32, 7, SECRET)
+    assert SECRET not in token
+    assert totp.open_enrolment("k" * 32, token) == totp.Enrolment(7, SECRET)
+    with pytest.raises(totp.EnrolmentExpired):
+        totp.open_enrolment("x" * 32, token)
+    with pytest.raises(totp.EnrolmentExpired):
+        totp.open_enrolment("k" * 32, token[:-4] + "AAAA")
+
+
+def _form_token(page: str) -> str:
+    found = re.search(r'name="login_token" value="([^"]+)"', page)
+    assert found, page
+    return found.group(1)
+
+
+def _enrol(c: httpx.Client, username: str) -> str:
+    """Enrol through the console as a person would; the secret the page showed."""
+    start = c.get("/login/totp")
+    assert start.status_code == 200
+    shown = c.post(
+        "/login/totp",
+        data={
+            "step": "start",
+            "username": username,
+            "password": PASSWORD,
+            "login_token": _form_token(start.text),
+        },
+    )
+    assert shown.status_code == 200, shown.text
+    assert "<svg" in shown.text  # the QR code, inline
+    secret = re.search(r'id="totp-secret">([A-Z2-7 ]+)<', shown.text)
+    enrolment = re.search(r'name="enrolment" value="([^"]+)"', shown.text)
+    assert secret, shown.text
+    assert enrolment, shown.text
+    plain = secret.group(1).replace(" ", "")
+    wrong = c.post(
+        "/login/totp",
+        data={
+            "step": "confirm",
+            "enrolment": enrolment.group(1),
+            "totp": _not_a_code(plain),
+            "login_token": _form_token(shown.text),
+        },
+    )
+    assert wrong.status_code == 422
+    assert "动态口令不正确" in wrong.text
+    done = c.post(
+        "/login/totp",
+        data={
+            "step": "confirm",
+            "enrolment": enrolment.group(1),
+            "totp": totp.code_at(plain, utcnow()),
+            "login_token": _form_token(wrong.text),
+        },
+    )
+    assert done.status_code == 303, done.text
+    assert done.headers["location"] == "/login?done=totp_enabled"
+    return plain
+
+
+def _not_a_code(secret: str) -> str:
+    now = utcnow()
+    valid = {totp.code_at(secret, now + timedelta(seconds=30 * k)) for k in range(-2, 3)}
+    return next(c for c in ("000000", "111111", "222222") if c not in valid)
+
+
+def _token(c: httpx.Client, username: str, code: str | None = None) -> httpx.Response:
+    body = {"username": username, "password": PASSWORD} | ({"totp": code} if code else {})
+    return c.post("/api/v1/auth/token", json=body)
+
+
+def _actions(world: World, username: str) -> list[str]:
+    with world.hub.db() as s:
+        user_id = s.scalar(select(User.id).where(User.username == username))
+        return list(
+            s.scalars(
+                select(AuditEntry.action)
+                .where(AuditEntry.object_type == "user", AuditEntry.object_id == str(user_id))
+                .order_by(AuditEntry.seq)
+            )
+        )
+
+
+def _rewind(world: World, username: str) -> None:
+    """As if a minute had passed since the last code: the next step is free again."""
+    with world.hub.db() as s:
+        s.execute(
+            update(User)
+            .where(User.username == username)
+            .values(totp_last_step=User.totp_last_step - 3)
+        )
+        s.commit()
+
+
+def test_once_enrolled_every_sign_in_asks_for_a_fresh_code(world: World) -> None:
+    user = world.department("动态口令局").registrar
+    with world.hub.client() as c:
+        secret = _enrol(c, user)
+        missing = _token(c, user)
+        assert missing.status_code == 401
+        assert missing.json()["error"]["code"] == "totp_required"
+        # A step ahead of the one the enrolment used (a phone's clock a little fast).
+        code = totp.code_at(secret, utcnow() + timedelta(seconds=30))
+        assert _token(c, user, code).status_code == 200
+        replayed = _token(c, user, code)
+        assert replayed.status_code == 401
+        assert "动态口令错误或已使用过" in replayed.text
+        assert _token(c, user, _not_a_code(secret)).status_code == 401
+        malformed = _token(c, user, "12ab56")
+        assert malformed.status_code == 422
+    with world.hub.db() as s:
+        failures = s.scalar(select(User.failed_logins).where(User.username == user))
+    assert failures == 2  # the replayed code and the wrong one, like wrong passwords
+    actions = _actions(world, user)
+    assert actions.count("auth.totp_enabled") == 1
+    assert actions.count("auth.totp_failed") == 2
+    # The console asks for the code too.
+    _rewind(world, user)
+    with world.hub.client() as c:
+        page = c.get("/login")
+        without = c.post(
+            "/login",
+            data={"username": user, "password": PASSWORD, "login_token": _form_token(page.text)},
+        )
+        assert without.status_code == 401
+        assert "请输入动态口令" in without.text
+        signed = c.post(
+            "/login",
+            data={
+                "username": user,
+                "password": PASSWORD,
+                "totp": totp.code_at(secret, utcnow()),
+                "login_token": _form_token(without.text),
+            },
+        )
+        assert signed.status_code == 303, signed.text
+        again = c.get("/login/totp")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', again.text)
+        assert csrf, again.text
+        enrolled = c.post(
+            "/login/totp",
+            data={
+                "step": "start",
+                "password": PASSWORD,
+                "login_token": _form_token(again.text),
+                "csrf_token": csrf.group(1),
+            },
+        )
+        assert "该账号已启用动态口令" in enrolled.text
+
+
+def test_the_administrator_resets_a_lost_phone_from_the_command_line(world: World) -> None:
+    user = world.department("动态口令局").registrar
+    with world.hub.client() as c:
+        _enrol(c, user)
+        assert _token(c, user).status_code == 401
+    reset = _cli(world.hub, "users", "reset-totp", user)
+    assert reset.returncode == 0, reset.stderr
+    assert "已重置" in reset.stdout
+    with world.hub.client() as c:
+        assert _token(c, user).status_code == 200
+    twice = _cli(world.hub, "users", "reset-totp", user)
+    assert twice.returncode == 1
+    assert "没有启用动态口令" in twice.stderr
+    assert "auth.totp_reset" in _actions(world, user)
+
+
+def _cli(hub: LiveHub, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVSHARE_")}
+    env |= {
+        "GOVSHARE_SECRET_KEY": hub.settings.secret_key,
+        "GOVSHARE_DATA_DIR": str(hub.settings.data_dir),
+        "COLUMNS": "200",
+    }
+    if hub.settings.database_url:
+        env["GOVSHARE_DATABASE_URL"] = hub.settings.database_url
+    return subprocess.run(
+        [sys.executable, "-m", "govshare.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_a_role_that_must_use_a_code_enrols_before_its_first_sign_in(
+    start_hub: StartHub,
+) -> None:
+    strict = start_hub(totp_required_roles="auditor")
+    world = World(strict)
+    dept = world.department("审计局")
+    auditor = world.auditor
+    with strict.client() as c:
+        refused = _token(c, auditor)
+        assert refused.status_code == 403
+        assert refused.json()["error"]["code"] == "totp_enrolment_required"
+        page = c.get("/login")
+        sent = c.post(
+            "/login",
+            data={"username": auditor, "password": PASSWORD, "login_token": _form_token(page.text)},
+        )
+        assert sent.status_code == 303
+        assert sent.headers["location"].startswith("/login/totp?required=1")
+        assert "请先启用动态口令" in c.get(sent.headers["location"]).text
+        secret = _enrol(c, auditor)
+        code = totp.code_at(secret, utcnow() + timedelta(seconds=30))
+        assert _token(c, auditor, code).status_code == 200
+        # Other roles are not asked.
+        assert _token(c, dept.registrar).status_code == 200
