@@ -20,9 +20,18 @@ _counter = itertools.count(1)
 _rng = random.Random()
 
 
+_issued_credit_codes: set[str] = set()
+
+
 def valid_credit_code() -> str:
-    body = f"11370200MB{_rng.randrange(10**7):07d}"
-    return body + uscc.calc_check_digit(body)
+    """A valid 统一社会信用代码 this process has not handed out before: a session's hub
+    holds thousands of departments, and a repeat among random draws (about one in five
+    runs at that size) made an unrelated test fail with a duplicate department."""
+    while True:
+        body = f"11370200MB{_rng.randrange(10**7):07d}"
+        if body not in _issued_credit_codes:
+            _issued_credit_codes.add(body)
+            return body + uscc.calc_check_digit(body)
 
 
 def unique(prefix: str) -> str:
