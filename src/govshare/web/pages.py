@@ -53,8 +53,7 @@ def _login_page(
     error: str = "",
     status_code: int = 200,
 ) -> Response:
-    token = secrets.token_urlsafe(24)
-    response = render(
+    return _sign_in_form(
         request,
         "login.html",
         caller,
@@ -62,14 +61,19 @@ def _login_page(
         next_url=next_url,
         username=username,
         error=error,
-        login_token=token,
     )
-    return _with_login_token(request, response, token)
 
 
-def _with_login_token(request: Request, response: Response, token: str) -> Response:
-    """The sign-in forms' double-submit token as a cookie scoped to /login: a user who
-    is not signed in (or whose password expired) has no session to carry a CSRF token."""
+def _sign_in_form(
+    request: Request, template: str, caller: Principal, *, status_code: int, **context: Any
+) -> Response:
+    """A page of the sign-in forms (login, password change, TOTP enrolment) with their
+    double-submit token, as a hidden field and a cookie scoped to /login: a user who is
+    not signed in (or whose password expired) has no session to carry a CSRF token."""
+    token = secrets.token_urlsafe(24)
+    response = render(
+        request, template, caller, status_code=status_code, login_token=token, **context
+    )
     response.set_cookie(
         LOGIN_COOKIE,
         token,
@@ -168,8 +172,7 @@ def _password_page(
     errors: FormErrors = NO_ERRORS,
     status_code: int = 200,
 ) -> Response:
-    token = secrets.token_urlsafe(24)
-    response = render(
+    return _sign_in_form(
         request,
         "password.html",
         caller,
@@ -177,10 +180,8 @@ def _password_page(
         username=username,
         expired=expired,
         errors=errors,
-        login_token=token,
         policy=password_policy(request),
     )
-    return _with_login_token(request, response, token)
 
 
 def password_policy(request: Request) -> str:
@@ -278,8 +279,7 @@ def _totp_page(
     errors: FormErrors = NO_ERRORS,
     status_code: int = 200,
 ) -> Response:
-    token = secrets.token_urlsafe(24)
-    response = render(
+    return _sign_in_form(
         request,
         "totp.html",
         caller,
@@ -288,9 +288,7 @@ def _totp_page(
         required=required,
         enrolment=enrolment,
         errors=errors,
-        login_token=token,
     )
-    return _with_login_token(request, response, token)
 
 
 def _enrolment(request: Request, user_id: int, username: str, secret: str) -> dict[str, Any]:
