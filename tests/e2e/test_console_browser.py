@@ -441,3 +441,42 @@ def test_the_demo_legal_entity_base_has_exactly_its_planted_defects(demo_hub: st
     )["items"]
     assert sorted(p["row_key"] for p in problems) == unknown
     assert {p["item_code"] for p in problems} == {"tyshxydm"}
+
+
+def test_a_user_switches_on_a_one_time_code_and_signs_in_with_it(demo_hub: str, page: Any) -> None:
+    """动态口令 in the browser: the enrolment shows its QR code under the CSP, and from
+    then on the sign-in wants the code beside the password."""
+    from datetime import timedelta
+
+    from playwright.sync_api import expect
+
+    from govshare.db import utcnow
+    from govshare.security import totp
+
+    hub, user = demo_hub, "mzj_reg"  # no other test here signs in as 民政's registrar
+    blocked: list[str] = []
+    page.on("console", lambda m: blocked.append(m.text) if "Content Security" in m.text else None)
+    sign_in(page, hub, user)
+    page.goto(f"{hub}/login/totp")
+    page.get_by_label("密码").fill(PASSWORD)
+    page.get_by_role("button", name="下一步").click()
+    expect(page.locator("#totp-qr svg")).to_be_visible()
+    secret = page.locator("#totp-secret").inner_text().replace(" ", "")
+    page.get_by_label("动态口令").fill(totp.code_at(secret, utcnow()))
+    page.get_by_role("button", name="启 用").click()
+    expect(page.get_by_role("status")).to_contain_text("动态口令已启用")
+    assert blocked == []
+
+    page.context.clear_cookies()
+    page.goto(f"{hub}/login")
+    page.get_by_label("用户名").fill(user)
+    page.get_by_label("密码").fill(PASSWORD)
+    page.get_by_role("button", name="登 录").click()
+    expect(page.get_by_role("alert")).to_contain_text("请输入动态口令")
+    page.get_by_label("用户名").fill(user)
+    page.get_by_label("密码").fill(PASSWORD)
+    # A step after the enrolment's: each code is good once.
+    page.get_by_label("动态口令").fill(totp.code_at(secret, utcnow() + timedelta(seconds=30)))
+    page.get_by_role("button", name="登 录").click()
+    page.wait_for_url(f"{hub}/")
+    expect(page.locator(".who-name")).to_be_visible()

@@ -349,7 +349,10 @@ def totp_enrol(
             field = exc.details[0]["field"] if exc.details else "totp"
             return again(field, exc.message, username=user.username, enrolment=enrolment)
         db.commit()
-        return redirect("/login?done=totp_enabled")
+        # Signed in already (a user who chose it): stay; otherwise on to sign in with it.
+        return redirect(
+            "/?done=totp_enabled" if caller.kind == "user" else "/login?done=totp_enabled"
+        )
     password = form.get("password")
     if not username:
         return again("username", "请输入用户名")
