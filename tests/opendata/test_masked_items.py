@@ -55,6 +55,8 @@ def test_masked_items_are_served_masked_and_never_compared(hub: LiveHub) -> None
         by_address = c.get(
             f"/open/datasets/{slug}/rows.json", params={"jzdz__contains": "公开路3号"}
         )
+        package = c.get("/api/3/action/package_show", params={"id": slug}).json()["result"]
+        turtle = c.get(f"/open/datasets/{slug}.ttl").text
     for url, r in answers.items():
         assert r.status_code == 200, (url, r.text[:300])
         for value in clear:
@@ -79,6 +81,10 @@ def test_masked_items_are_served_masked_and_never_compared(hub: LiveHub) -> None
     for params, r in refused.items():
         assert r.status_code == 400, (params, r.text[:300])
         assert "脱敏发布，不能用于筛选或排序" in r.text, params
+    extras = {e["key"]: e["value"] for e in package["extras"]}
+    items = {it["code"]: it["masking"] for it in json.loads(extras["items"])}
+    assert items == {"sfzhm": "id_number", "xm": "name", "jzdz": "none", "djrq": "none"}
+    assert "该信息项的值脱敏发布（证件号码）" in turtle
     assert by_address.status_code == 200
     (found,) = by_address.json()["rows"]
     assert found["sfzhm"] == "370202********0003"

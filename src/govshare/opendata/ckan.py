@@ -351,7 +351,8 @@ def package_dict(site: Site, d: ds.Dataset) -> dict[str, Any]:
         "classification_code": d.classification[-1].code if d.classification else "",
         "items": json.dumps(
             [{"name": it.name, "code": it.code, "data_type": it.data_type, "length": it.length,
-              "description": it.description, "is_key": it.is_key} for it in d.items],
+              "description": it.description, "is_key": it.is_key, "masking": it.masking.value}
+             for it in d.items],
             ensure_ascii=False,
         ),
         "dcat": site.url(f"/open/datasets/{d.slug}.ttl"),

@@ -107,7 +107,11 @@ def _table_schema(g: Graph, d: ds.Dataset) -> BNode:
         g.add((col, RDF.type, CSVW.Column))
         g.add((col, CSVW.name, Literal(item.code)))
         g.add((col, CSVW.title, _zh(item.name)))
-        g.add((col, CSVW.datatype, XSD[DATATYPES.get(item.data_type, "string")]))
+        # A masked column (开放脱敏) holds masked text, whatever the item's own type.
+        datatype = "string" if item.masked else DATATYPES.get(item.data_type, "string")
+        g.add((col, CSVW.datatype, XSD[datatype]))
+        if item.masked:
+            g.add((col, CSVW.note, _zh(f"该信息项的值脱敏发布（{item.masking.label}）")))
         if item.length is not None:
             g.add((col, CSVW.maxLength, Literal(item.length, datatype=XSD.integer)))
         if item.description:
