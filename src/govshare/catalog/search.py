@@ -602,9 +602,11 @@ class PublishedView:
         self.status = ResourceStatus.PUBLISHED
         self.version = resource.published_version
         self.sharing_type = SharingType(published["sharing_type"])
-        # Snapshots carry open_withheld only when set (older versions never do).
+        # Snapshots carry open_withheld and open_masking only when set (older versions
+        # never do).
         self.items = [
-            SimpleNamespace(**{"open_withheld": False, **it}) for it in published["items"]
+            SimpleNamespace(**{"open_withheld": False, "open_masking": "none", **it})
+            for it in published["items"]
         ]
 
     def __getattr__(self, name: str) -> Any:
