@@ -26,7 +26,7 @@ from tests.test_route_permissions import api_routes
 # (SQLite's driver raises OverflowError).
 TOO_BIG = (str(2**31), str(2**64))
 HUGE = TOO_BIG[-1]
-SEQ_PARAMS = {"after", "before_seq"}  # 64-bit sequence numbers: 2**31 is a fine value
+SEQ_PARAMS = {"after", "after_seq", "before_seq"}  # 64-bit sequence numbers: 2**31 is fine
 OTHER_PARAMS = {"step": "submit", "table": "sharing_type"}
 
 
