@@ -164,7 +164,7 @@ def test_key_hash_find_lists_each_call_that_asked_for_the_key(tmp_path: Path) ->
     journal = CallJournal(
         engine,
         audit_alg=settings.audit_digest,
-        audit_key=factory.kw["info"]["audit_key"].mac_key,
+        audit_key=factory.kw["info"]["audit_key"],
         nonce_ttl_seconds=600,
     )
     try:

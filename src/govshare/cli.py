@@ -554,7 +554,10 @@ def audit_verify_signature(
     ] = None,
     public: Annotated[
         str | None,
-        typer.Option("--public", help="平台的 SM2 公钥 (128位十六进制); 默认取数据目录的审计密钥"),
+        typer.Option(
+            "--public",
+            help="平台的 SM2 公钥 (128位十六进制); 默认取数据目录的审计密钥及其轮换前的旧密钥",
+        ),
     ] = None,
     data_dir: DataDir = None,
 ) -> None:
@@ -573,9 +576,17 @@ def audit_verify_signature(
                 highlight=False,
             )
             raise typer.Exit(2)
-        public = key.public
+        publics = key.publics()
+    else:
+        publics = [public.strip().lower()]
     sig = signature or file.with_name(file.name + SIGNATURE_SUFFIX)
-    problem = verify_file(file, sig, public.strip().lower())
+    # The hub's keys, the current one first: a file signed before a rotation still
+    # verifies under the key that signed it.
+    for public in publics:
+        if (problem := verify_file(file, sig, public)) is None:
+            break
+    else:
+        problem = verify_file(file, sig, publics[0])
     if problem:
         err.print(f"[red]核验未通过:[/red] {problem}", highlight=False)
         raise typer.Exit(1)

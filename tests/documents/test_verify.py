@@ -4,9 +4,7 @@ through the API and through ``govshare documents verify`` with its exit codes.""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -25,6 +23,7 @@ from govshare.documents.models import (
 )
 from govshare.security.crypto import digest
 from tests.catalog.console import csrf_of, signed_in
+from tests.clirun import hub_cli
 from tests.conftest import TEST_SECRET
 from tests.documents.builders import Office, error, office, send
 from tests.factories import World
@@ -49,18 +48,7 @@ def sent(world: World) -> tuple[World, Office, Office, Office, int]:
 
 
 def cli(hub: LiveHub, *args: str, secret: str = TEST_SECRET) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVSHARE_")}
-    env |= {"GOVSHARE_SECRET_KEY": secret, "GOVSHARE_DATA_DIR": str(hub.settings.data_dir)}
-    if hub.settings.database_url:
-        env["GOVSHARE_DATABASE_URL"] = hub.settings.database_url
-    return subprocess.run(
-        [sys.executable, "-m", "govshare.cli", "documents", "verify", *args],
-        env=env | {"COLUMNS": "250"},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    return hub_cli(hub.settings, "documents", "verify", *args, secret=secret)
 
 
 def verify_api(world: World, who: Office, doc_id: int) -> dict[str, Any]:

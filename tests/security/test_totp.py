@@ -4,10 +4,8 @@ administrator's reset, and roles that must use it."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -17,6 +15,7 @@ from sqlalchemy import select, update
 from govshare.db import utcnow
 from govshare.security import totp
 from govshare.security.models import AuditEntry, User
+from tests.clirun import hub_cli
 from tests.conftest import StartHub
 from tests.factories import PASSWORD, World
 from tests.live import LiveHub
@@ -213,22 +212,7 @@ def test_the_administrator_resets_a_lost_phone_from_the_command_line(world: Worl
 
 
 def _cli(hub: LiveHub, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVSHARE_")}
-    env |= {
-        "GOVSHARE_SECRET_KEY": hub.settings.secret_key,
-        "GOVSHARE_DATA_DIR": str(hub.settings.data_dir),
-        "COLUMNS": "200",
-    }
-    if hub.settings.database_url:
-        env["GOVSHARE_DATABASE_URL"] = hub.settings.database_url
-    return subprocess.run(
-        [sys.executable, "-m", "govshare.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    return hub_cli(hub.settings, *args)
 
 
 def test_a_role_that_must_use_a_code_enrols_before_its_first_sign_in(

@@ -34,7 +34,7 @@ def _journal(
     return CallJournal(
         engine,
         audit_alg=settings.audit_digest,
-        audit_key=factory.kw["info"]["audit_key"].mac_key,
+        audit_key=factory.kw["info"]["audit_key"],
         nonce_ttl_seconds=nonce_ttl_seconds,
         lock_path=settings.data_dir / "journal.lock" if settings.is_sqlite else None,
         on_loop=on_loop,

@@ -1,7 +1,8 @@
 """``govshare keys list|rotate``: the hub's keys and certificates with their due dates
 (the same list the 密钥即将到期 alert watches), and the rotations an operator runs from
-the command line — the documents signing key (older keys keep verifying what they
-signed) and an API client's secret (printed once). Rotations are audited."""
+the command line — the audit key (the chain's seal and the checkpoint signing key),
+the documents signing key (older keys keep verifying what they signed) and an API
+client's secret (printed once). Rotations are audited."""
 
 from __future__ import annotations
 
@@ -57,6 +58,53 @@ def list_keys(data_dir: DataDir = None) -> None:
         console.print("平台尚无需要监视的密钥。")
     if expired:
         raise typer.Exit(1)
+
+
+@rotate_app.command("audit")
+def rotate_audit(data_dir: DataDir = None) -> None:
+    """生成新的审计密钥 (审计链的 HMAC 密钥与签署检查点、归档、导出的 SM2 密钥对)。
+    轮换时锁住审计链头: 此前的记录由旧密钥封存, 此后的记录 (从本次轮换的审计记录起)
+    由新密钥封存。旧密钥留在密钥文件中, 只用于核验它封存和签署过的内容, 不能为轮换
+    之后的任何记录作证。无需停机: 各进程在下一次写审计记录时读到新密钥。"""
+    from rich.markup import escape
+
+    from govshare import db
+    from govshare.cli import _cli_actor, _require_hub, console, err, load_settings
+    from govshare.security import anchor, audit
+
+    settings = load_settings(data_dir)
+    _require_hub(settings)
+    factory = db.make_session_factory(db.make_engine(settings), settings)
+    now = datetime.now().astimezone()
+    try:
+        with db.session_scope(factory) as session:
+            head_seq, head_hash = audit.lock_head(session)
+            old = audit.session_key(session)
+            if old is None:  # the factory makes one; a key removed meanwhile
+                raise anchor.AuditKeyError("the audit key is missing")
+            if head_seq > 0:
+                # The old key's last word: it anchors the end of what it sealed.
+                anchor.append_checkpoint(old, seq=head_seq, hash=head_hash, at=now)
+            new = anchor.rotate_key(settings.data_dir, until_seq=head_seq, at=now)
+            audit.record(
+                session,
+                _cli_actor(),
+                "keys.rotate",
+                object_type="audit_key",
+                object_id=str(new.generation),
+                before={"generation": old.generation, "public": old.public, "until_seq": head_seq},
+                after={"generation": new.generation, "public": new.public},
+            )
+        with db.session_scope(factory) as session:
+            audit.checkpoint(session, new, now)
+    except anchor.AuditKeyError as exc:
+        err.print(f"[red]审计密钥不可用:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    console.print(
+        f"[green]已轮换审计密钥[/green]: 第 {new.generation} 代, 自第 {head_seq + 1} 条记录起"
+        f"使用; 旧密钥 {len(new.retired)} 个保留用于核验。新的 SM2 公钥: {new.public}",
+        highlight=False,
+    )
 
 
 @rotate_app.command("documents")

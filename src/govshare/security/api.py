@@ -252,7 +252,7 @@ def search_audit(
         catalog=catalog,
     )
     hits, next_after = audit_search.page(
-        db, db.info.get("audit_key"), q, after_seq=after_seq or 0, limit=limit
+        db, audit.session_key(db), q, after_seq=after_seq or 0, limit=limit
     )
     audit.record(
         db,

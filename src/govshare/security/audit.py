@@ -42,7 +42,13 @@ from sqlalchemy.orm import Session
 
 from govshare.db import Prepared, RowsInsert, dialect_insert, utcnow
 from govshare.requestid import current_request_id
-from govshare.security.anchor import AuditKey, Checkpoint, append_checkpoint, read_checkpoints
+from govshare.security.anchor import (
+    AuditKey,
+    Checkpoint,
+    append_checkpoint,
+    current,
+    read_checkpoints,
+)
 from govshare.security.crypto import _derive, digest, keyed_digest
 from govshare.security.models import AuditEntry, AuditHead
 
@@ -105,6 +111,27 @@ def _jsonable(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return orjson.loads(orjson.dumps(value, default=str))
 
 
+def session_key(session: Session) -> AuditKey | None:
+    """The session's audit key (``info["audit_key"]``, the data dir's) as its file now
+    says, so a rotation by another process is seen (``anchor.current``)."""
+    key: AuditKey | None = session.info.get("audit_key")
+    return current(key) if key is not None else None
+
+
+def lock_head(session: Session) -> tuple[int, str]:
+    """Take the chain head's write lock for the rest of the transaction (as an append
+    does) and give the head: nothing can be appended until the caller commits."""
+    ensure_head(session)
+    row = session.execute(
+        update(AuditHead)
+        .where(AuditHead.id == 1)
+        .values(seq=AuditHead.seq)
+        .returning(AuditHead.seq, AuditHead.hash)
+        .execution_options(synchronize_session=False)
+    ).one()
+    return int(row[0]), str(row[1])
+
+
 def ensure_head(session: Session) -> None:
     if session.get(AuditHead, 1) is None:
         session.add(AuditHead(id=1, seq=0, hash=GENESIS))
@@ -154,7 +181,6 @@ def record_many(
     if not pending:
         return []
     alg = session.info.get("audit_alg", "sm3")
-    key: AuditKey | None = session.info.get("audit_key")
     # Taking the head row's write lock first serialises appenders on both SQLite and
     # PostgreSQL, so no two entries ever claim the same predecessor.
     # The claim returns the new seq and the hash to chain on (one statement, not two).
@@ -172,6 +198,8 @@ def record_many(
     if head is None:
         ensure_head(session)
         head = session.execute(claim).one()
+    # Read after the claim: a rotation replaces the key while it holds the head.
+    key = session_key(session)
     rows = chained(
         pending,
         alg=alg,
@@ -235,10 +263,10 @@ class ChainAppender:
     which appends a batch of entries per commit: three statements compiled once (claim
     the head, insert the rows, move the head's hash) and no ORM on the way."""
 
-    def __init__(self, dialect: Dialect, alg: str, mac_key: bytes | None) -> None:
+    def __init__(self, dialect: Dialect, alg: str, key: AuditKey | None) -> None:
         head: Table = AuditHead.__table__  # type: ignore[assignment]
         self.alg = alg
-        self.mac_key = mac_key
+        self.key = key
         self._claim = Prepared(
             update(head)
             .where(head.c.id == 1)
@@ -265,10 +293,12 @@ class ChainAppender:
         if not claimed:
             self._genesis.run(dbapi_conn, {})
             claimed = self._claim.rows(dbapi_conn, {"n": len(pending)})
+        if self.key is not None:  # after the claim, as in ``record_many``
+            self.key = current(self.key)
         rows = chained(
             pending,
             alg=self.alg,
-            mac_key=self.mac_key,
+            mac_key=self.key.mac_key if self.key else None,
             head=claimed[0],  # type: ignore[arg-type]
             at=at,
         )
@@ -362,7 +392,7 @@ def hash_problem(*, seq: int, alg: str, hash: str, data: bytes, key: AuditKey | 
         if key is None:
             return "is keyed but no audit key was found in the data directory"
         try:
-            expected = keyed_digest(alg.removeprefix(KEYED), key.mac_key, data)
+            expected = keyed_digest(alg.removeprefix(KEYED), key.mac_key_for(seq), data)
         except ValueError:
             return f"unknown algorithm {alg!r}"
     else:
@@ -386,7 +416,7 @@ def verify_chain(session: Session, *, progress: Progress | None = None) -> Chain
     The key and checkpoints are the session's ``info["audit_key"]`` (the data dir's)."""
     from govshare.security import archive  # it builds on this module
 
-    audit_key: AuditKey | None = session.info.get("audit_key")
+    audit_key = session_key(session)
     checkpoints = read_checkpoints(audit_key) if audit_key else []
     problems: list[ChainProblem] = []
     for cp in checkpoints:

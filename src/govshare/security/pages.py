@@ -22,7 +22,7 @@ from govshare.errors import Conflict, InvalidInput, NotFound
 from govshare.ids import MAX_SEQ, Id, parse_id, parse_seq
 from govshare.rules.clock import china_today
 from govshare.security import archive, audit, audit_search, service
-from govshare.security.anchor import AuditKey, read_checkpoints
+from govshare.security.anchor import read_checkpoints
 from govshare.security.models import ApiClient, DepartmentLevel
 from govshare.security.roles import Permission, Role
 from govshare.security.schemas import DepartmentCreate, UserCreate
@@ -557,6 +557,7 @@ ACTION_LABELS = {
     "exchange.node.enroll": "登记前置机",
     "exchange.node.register": "前置机注册",
     "exchange.node.registration_recovered": "前置机取回注册结果",
+    "exchange.node.rotate_key": "前置机轮换签名密钥",
     "exchange.node.command": "向前置机下发指令",
     "exchange.task.create": "新建交换任务",
     "exchange.task.update": "修改交换任务",
@@ -693,7 +694,7 @@ def _audit_page(
     )
     before = qp.get("before_seq", "")
     rows = audit.list_entries(db, flt, before_seq=parse_seq(before), limit=PAGE_SIZE)
-    key: AuditKey | None = db.info.get("audit_key")
+    key = audit.session_key(db)
     audit.record(
         db,
         caller.actor,
@@ -819,7 +820,7 @@ def _search_page(
     params: dict[str, str],
     problems: list[dict[str, str]],
 ) -> Response:
-    key: AuditKey | None = db.info.get("audit_key")
+    key = audit.session_key(db)
     hits: list[audit_search.Hit] = []
     if q is not None:
         for hit in audit_search.search(db, key, q):
@@ -858,7 +859,7 @@ def audit_search_export(request: Request, db: SessionDep, caller: AuditReader) -
     """The whole search as XLSX with its detached signature, both in one ZIP."""
     problems: list[dict[str, str]] = []
     q, params = _search_query(request, problems)
-    key: AuditKey | None = db.info.get("audit_key")
+    key = audit.session_key(db)
     if q is None or key is None:
         if not problems:
             message = "请先给出检索条件再导出" if q is None else "数据目录中没有审计密钥，无法签名"

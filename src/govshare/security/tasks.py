@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from govshare.db import session_scope, utcnow
 from govshare.security import archive, audit
-from govshare.security.anchor import AuditKey
+from govshare.security.anchor import AuditKey, current
 
 log = structlog.get_logger()
 
@@ -41,7 +41,7 @@ class Checkpointer:
         with session_scope(self.factory) as session:
             head = audit.head(session)
             if head[0] > 0 and head != self._last:
-                audit.checkpoint(session, self.key, datetime.now().astimezone())
+                audit.checkpoint(session, current(self.key), datetime.now().astimezone())
                 self._last = head
 
     def _run(self) -> None:
@@ -84,7 +84,9 @@ class Archiver:
 
     def run_once(self) -> archive.ArchiveResult | str:
         with self.factory() as session:
-            result = archive.archive_due(session, self.key, now=self.clock(), years=self.years)
+            result = archive.archive_due(
+                session, current(self.key), now=self.clock(), years=self.years
+            )
         if isinstance(result, archive.ArchiveResult):
             log.info(
                 "audit archived",

@@ -170,7 +170,7 @@ class DataServices:
         self.journal = CallJournal(
             factory.kw["bind"],
             audit_alg=settings.audit_digest,
-            audit_key=factory.kw["info"]["audit_key"].mac_key,
+            audit_key=factory.kw["info"]["audit_key"],
             nonce_ttl_seconds=2 * settings.signature_max_skew_seconds,
             lock_path=settings.data_dir / "journal.lock" if settings.is_sqlite else None,
             on_loop=settings.is_sqlite,

@@ -144,7 +144,7 @@ class CallJournal:
         engine: Engine,
         *,
         audit_alg: str,
-        audit_key: bytes | None,
+        audit_key: audit.AuditKey | None,
         nonce_ttl_seconds: int,
         max_batch: int = 512,
         lock_path: Path | None = None,
