@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 from alembic import command
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from govshare import db
@@ -15,6 +16,7 @@ from govshare.catalog import search
 from govshare.catalog.codes import ResourceKind, ResourceStatus, SharingType
 from govshare.catalog.models import Classification, InformationItem, Resource
 from govshare.config import Settings
+from govshare.exchange.models import ExchangeNode
 from govshare.security.models import Department, DepartmentLevel
 
 
@@ -134,5 +136,42 @@ def test_0031_indexes_an_existing_withheld_item_apart(fresh_settings: Settings) 
         assert found("qianyiliucun", open_only=False) == [rid]
         assert found("qianyiliucun", open_only=True) == []
         assert found("qianyigongkai", open_only=True) == [rid]
+    finally:
+        engine.dispose()
+
+
+def test_0034_keeps_a_registered_nodes_key_with_none_replaced(fresh_settings: Settings) -> None:
+    # A node registered before 0034 signs with the key it registered; it has replaced
+    # none, and it may rotate afterwards.
+    engine = db.make_engine(fresh_settings)
+    factory = db.make_session_factory(engine, fresh_settings)
+    cfg = db.alembic_config(fresh_settings.resolved_database_url)
+    try:
+        with factory.begin() as s:
+            dept = Department(
+                name="轮换局",
+                short_name="轮换",
+                credit_code="11110000MB0000001X",
+                division_code="110000",
+                level=DepartmentLevel.CITY,
+            )
+            s.add(dept)
+            s.flush()
+            dept_id = dept.id
+        command.downgrade(cfg, "0033")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO exchange_node (name, department_id, status, sig_alg, "
+                    "public_key, cipher, online, report, schemas, created_at) VALUES "
+                    "('旧前置机', :d, 'active', 'sm2', 'abcd', 'none', false, '{}', '{}', "
+                    ":at)"
+                ),
+                {"d": dept_id, "at": datetime(2026, 1, 1, tzinfo=UTC)},
+            )
+        command.upgrade(cfg, "head")
+        with factory() as s:
+            node = s.scalars(select(ExchangeNode).where(ExchangeNode.name == "旧前置机")).one()
+            assert (node.public_key, node.retired_keys, node.key_rotated_at) == ("abcd", [], None)
     finally:
         engine.dispose()

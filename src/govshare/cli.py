@@ -1011,6 +1011,31 @@ def node_run(config: NodeConfigOpt) -> None:
         agent.close()
 
 
+@node_app.command("rotate-key")
+def node_rotate_key(config: NodeConfigOpt) -> None:
+    """轮换前置机签名密钥: 生成新密钥对, 以当前密钥签名请平台登记新公钥, 平台确认后才启用新私钥.
+
+    运行中的前置机在下一次心跳时改用新密钥; 平台在 GOVSHARE_NODE_KEY_OVERLAP_HOURS
+    小时内仍接受旧密钥签名的请求. 中途中断可再次运行本命令 (或重启前置机) 完成轮换.
+    """
+    from govshare.node.agent import NodeAgent
+    from govshare.node.client import HubRefused, HubUnavailable
+
+    agent = _agent(config)
+    assert isinstance(agent, NodeAgent)
+    try:
+        public = agent.rotate_key()
+    except HubUnavailable as exc:
+        err.print(f"[red]平台不可达，密钥未轮换 (仍使用当前密钥，可稍后重试):[/red] {exc}")
+        raise typer.Exit(1) from None
+    except (HubRefused, RuntimeError) as exc:
+        err.print(f"[red]平台拒绝轮换，密钥未更换:[/red] {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        agent.close()
+    console.print(f"前置机 {agent.config.node_id} 的签名密钥已轮换，新公钥 {public[:16]}…")
+
+
 @node_app.command("export-packages")
 def node_export(
     directory: Annotated[Path, typer.Argument(help="导出到的目录 (网闸摆渡区)")],

@@ -162,6 +162,15 @@ class Settings(BaseSettings):
         default="sm4",
         description="Encryption of package bodies between node and hub (SM4-GCM, AES-GCM or none).",
     )
+    node_key_overlap_hours: float = Field(
+        default=24,
+        ge=0,
+        le=720,
+        description="After a node rotates its signing key (govshare node rotate-key), how "
+        "many hours requests and packages signed with the replaced key are still accepted, "
+        "so a node process that has not switched yet keeps working. Packages already in "
+        "the exchange log keep verifying with the key that signed them for good.",
+    )
     node_silent_seconds: int = Field(
         default=60,
         ge=5,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
@@ -43,6 +44,8 @@ from govshare.exchange.schemas import (
     NodeAlertIn,
     NodeCreate,
     NodeEnrolled,
+    NodeKeyRotate,
+    NodeKeyRotated,
     NodePublic,
     NodeRegister,
     NodeRegistered,
@@ -91,6 +94,22 @@ def recover_registration(
 ) -> NodeRegistered:
     node, cipher_key = service.recover_registration(db, settings, service.node_of(db, caller))
     return _registered(node, cipher_key, settings)
+
+
+@router.post("/node/key", summary="前置机签名密钥轮换 (以当前密钥签名, 携带新公钥)")
+def rotate_node_key(
+    body: NodeKeyRotate, db: SessionDep, settings: SettingsDep, caller: ExchangeNode
+) -> NodeKeyRotated:
+    node = service.rotate_node_key(
+        db, settings, caller, service.node_of(db, caller), public_key=body.public_key
+    )
+    assert node.key_rotated_at is not None
+    return NodeKeyRotated(
+        node_id=node.id,
+        sig_alg=node.sig_alg,
+        key_rotated_at=node.key_rotated_at,
+        overlap_until=node.key_rotated_at + timedelta(hours=settings.node_key_overlap_hours),
+    )
 
 
 @router.post("/node/heartbeat", summary="前置机心跳: 上报状态, 领取任务与命令")

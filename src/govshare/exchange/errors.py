@@ -27,3 +27,10 @@ class SequenceConflict(Conflict):
 class EnrollmentFailed(GovshareError):
     status = 401
     code = "enrollment_failed"
+
+
+class NodeKeyAlreadyCurrent(Conflict):
+    """A rotation to the key the hub already has for the node (the node's retry after
+    the hub took its new key but the node never kept the answer)."""
+
+    code = "node_key_already_current"

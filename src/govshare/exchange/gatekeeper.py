@@ -98,7 +98,11 @@ def export_directory(
                 name = f"to-node{node.id}-task{task.id}-{row.seq:012d}"
                 (directory / f"{name}.json").write_text(
                     json.dumps(
-                        {"task_id": task.id, "seq": row.seq, "provider_key": source.node.public_key}
+                        {
+                            "task_id": task.id,
+                            "seq": row.seq,
+                            "provider_key": service.package_key(source.node, stored),
+                        }
                     ),
                     encoding="utf-8",
                 )

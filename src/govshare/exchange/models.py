@@ -52,6 +52,12 @@ class ExchangeNode(Base):
     enrollment_token_hash: Mapped[str | None] = mapped_column(String(64))
     sig_alg: Mapped[str] = mapped_column(String(10))
     public_key: Mapped[str | None] = mapped_column(Text)
+    # 密钥轮换: the public keys the node signed with before, newest first, each as
+    # {"public_key": hex, "retired_at": ISO time}. Packages they signed verify for good;
+    # a request signed with one is accepted only for node_key_overlap_hours after it
+    # was replaced (a node process that has not switched yet keeps working).
+    retired_keys: Mapped[list[dict[str, str]]] = mapped_column(JSONType, default=list)
+    key_rotated_at: Mapped[datetime | None] = mapped_column()
     cipher: Mapped[str] = mapped_column(String(10))
     cipher_key_sealed: Mapped[str | None] = mapped_column(Text)
     last_seen_at: Mapped[datetime | None] = mapped_column()

@@ -202,6 +202,12 @@ class Package:
     def digest(self) -> str:
         return str(self.header["digest"])
 
+    def signed_by(self, public_key: str) -> bool:
+        """Whether ``public_key`` verifies the signature (the header, hence the body's digest)."""
+        return crypto.verify_signature(
+            self.header["sig_alg"], public_key, self.header_bytes, self.signature
+        )
+
     def open(self, public_key: str, cipher_key: str | None = None) -> bytes:
         """Decrypt, check the digest and the signature; return the plaintext body."""
         body = self.body
@@ -218,9 +224,7 @@ class Package:
             or crypto.digest(self.header["digest_alg"], body) != self.digest
         ):
             raise PackageError("package digest does not match its body (tampered)")
-        if not crypto.verify_signature(
-            self.header["sig_alg"], public_key, self.header_bytes, self.signature
-        ):
+        if not self.signed_by(public_key):
             raise PackageError("package signature is not valid for the sending node")
         return body
 
@@ -229,6 +233,26 @@ class Package:
         return assemble(
             self.header_bytes, self.signature, plaintext, cipher=cipher, cipher_key=cipher_key
         )
+
+
+def resign(blob: bytes, signer: Signer) -> bytes:
+    """The same package signed again with ``signer``'s key: header, envelope and body as
+    they are (a node that rotated its key re-signs what still waits in its outbox)."""
+    pkg = parse(blob)
+    signature = crypto.sign(signer.sig_alg, signer.private_key, pkg.header_bytes)
+    env_bytes = msgpack.packb(pkg.envelope)
+    return b"".join(
+        [
+            MAGIC,
+            struct.pack(">I", len(pkg.header_bytes)),
+            pkg.header_bytes,
+            struct.pack(">H", len(signature)),
+            signature,
+            struct.pack(">I", len(env_bytes)),
+            env_bytes,
+            pkg.body,
+        ]
+    )
 
 
 def parse(blob: bytes) -> Package:

@@ -31,6 +31,7 @@ class NodePublic(BaseModel):
     online: bool
     last_seen_at: datetime | None
     report: dict[str, Any]
+    key_rotated_at: datetime | None = Field(default=None, description="最近一次轮换签名密钥的时间")
 
 
 class NodeEnrolled(NodePublic):
@@ -51,6 +52,21 @@ class NodeRegistered(BaseModel):
     digest_alg: str
     cipher: str
     cipher_key: str | None
+
+
+class NodeKeyRotate(BaseModel):
+    """前置机签名密钥轮换: the node's new public key, for the algorithm it signs with."""
+
+    public_key: str = Field(
+        min_length=1, max_length=512, description="新公钥 (hex): SM2 128 位, Ed25519 64 位"
+    )
+
+
+class NodeKeyRotated(BaseModel):
+    node_id: int
+    sig_alg: str
+    key_rotated_at: datetime
+    overlap_until: datetime = Field(description="旧密钥签名的请求在此时刻之前仍被接受")
 
 
 class ScheduleIn(BaseModel):

@@ -22,6 +22,7 @@ from govshare.errors import Forbidden, InvalidInput
 from govshare.exchange import alertrules, alerts
 from govshare.exchange.errors import (
     EnrollmentFailed,
+    NodeKeyAlreadyCurrent,
     NodeNotFound,
     PackageRejected,
     SequenceConflict,
@@ -41,7 +42,7 @@ from govshare.exchange.models import (
     TaskKind,
     TaskState,
 )
-from govshare.exchange.package import PackageError, parse
+from govshare.exchange.package import Package, PackageError, parse
 from govshare.exchange.schemas import (
     FromTableIn,
     HeartbeatIn,
@@ -56,6 +57,7 @@ from govshare.security.audit import SYSTEM, Actor
 from govshare.security.crypto import (
     constant_time_equal,
     generate_cipher_key,
+    public_key_problem,
     seal,
     token_hash,
     unseal,
@@ -169,6 +171,108 @@ def node_cipher_key(settings: Settings, node: ExchangeNode) -> str | None:
     return unseal(settings.secret_key, node.cipher_key_sealed) if node.cipher_key_sealed else None
 
 
+# -- signing keys and their rotation (前置机签名密钥轮换) -------------------------------------
+
+CURRENT_KEY = "current"
+RETIRED_KEY = "retired"
+
+
+def _retired_at(entry: dict[str, str]) -> datetime:
+    return datetime.fromisoformat(entry["retired_at"])
+
+
+def accepted_keys(settings: Settings, node: ExchangeNode, now: datetime) -> list[tuple[str, str]]:
+    """The keys a request or a newly uploaded package of ``node`` may be signed with, as
+    (``CURRENT_KEY``/``RETIRED_KEY``, public key): its current key, then each key it
+    replaced less than ``node_key_overlap_hours`` before ``now``."""
+    keys = [(CURRENT_KEY, node.public_key)] if node.public_key else []
+    overlap = timedelta(hours=settings.node_key_overlap_hours)
+    keys += [
+        (RETIRED_KEY, entry["public_key"])
+        for entry in node.retired_keys or []
+        if now < _retired_at(entry) + overlap
+    ]
+    return keys
+
+
+def package_key(node: ExchangeNode, pkg: Package) -> str:
+    """The public key of ``node`` that verifies ``pkg``: the current one, else one it
+    replaced (a package in the log signed before a rotation verifies for good); the
+    current one when none does, so opening the package then fails as it should."""
+    current = node.public_key or ""
+    if not node.retired_keys or pkg.signed_by(current):
+        return current
+    for entry in node.retired_keys:
+        if pkg.signed_by(entry["public_key"]):
+            return entry["public_key"]
+    return current
+
+
+def rotate_node_key(
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    node: ExchangeNode,
+    *,
+    public_key: str,
+    now: datetime | None = None,
+) -> ExchangeNode:
+    """Replace the node's signing public key with ``public_key`` (前置机签名密钥轮换).
+
+    The request must be signed with the node's current key. The replaced key is kept:
+    packages it signed keep verifying for good, and for ``node_key_overlap_hours``
+    requests and new packages signed with it are still accepted. Asking for the key
+    the hub already has is ``NodeKeyAlreadyCurrent`` (409), whichever accepted key
+    signed it: a node that never kept the hub's answer learns from it that the hub
+    took its new key."""
+    now = now or utcnow()
+    public_key = public_key.strip().lower()
+    problem = public_key_problem(node.sig_alg, public_key)
+    if problem:
+        raise InvalidInput.about(
+            f"新公钥不是有效的 {node.sig_alg} 公钥 (invalid public key)", "public_key", problem
+        )
+    # Two rotations of one node at once: the second sees the first's result.
+    session.execute(select(ExchangeNode.id).where(ExchangeNode.id == node.id).with_for_update())
+    session.refresh(node)
+    if public_key == node.public_key:
+        raise NodeKeyAlreadyCurrent.about(
+            "平台已使用该公钥，无需再次轮换 (key is already the node's current key)",
+            "public_key",
+            "already current",
+        )
+    if any(entry["public_key"] == public_key for entry in node.retired_keys or []):
+        raise InvalidInput.about(
+            "该公钥已被替换停用，不能再次启用 (a replaced key cannot be used again)",
+            "public_key",
+            "replaced earlier",
+        )
+    if principal.extra.get("node_key") != CURRENT_KEY:
+        raise Forbidden("轮换密钥的请求须以前置机当前密钥签名 (sign with the current key)")
+    before = node.public_key
+    assert before is not None  # an active node that signed a request has one
+    node.retired_keys = [
+        {"public_key": before, "retired_at": now.isoformat()},
+        *(node.retired_keys or []),
+    ]
+    node.public_key = public_key
+    node.key_rotated_at = now
+    audit.record(
+        session,
+        principal.actor,
+        "exchange.node.rotate_key",
+        object_type="exchange_node",
+        object_id=node.id,
+        before={"public_key": before},
+        after={
+            "public_key": public_key,
+            "sig_alg": node.sig_alg,
+            "overlap_hours": settings.node_key_overlap_hours,
+        },
+    )
+    return node
+
+
 NODE_PERMISSIONS = frozenset(
     {Permission.PUBLIC, Permission.AUTHENTICATED, Permission.EXCHANGE_NODE}
 )
@@ -184,8 +288,12 @@ def principal_from_node_signature(
     signature: str,
     signed: bytes,
     remote_addr: str | None,
+    now: datetime | None = None,
 ) -> Principal:
-    """A node signs each request with its private key (SM2 or Ed25519)."""
+    """A node signs each request with its private key (SM2 or Ed25519): its current one
+    or, for ``node_key_overlap_hours`` after a rotation, the one it replaced. The
+    principal's ``extra["node_key"]`` says which (``CURRENT_KEY`` or ``RETIRED_KEY``)."""
+    now = now or utcnow()
     try:
         node = session.get(ExchangeNode, int(node_id))
         sent_at = int(timestamp)
@@ -194,14 +302,22 @@ def principal_from_node_signature(
         raise BadSignature("前置机签名头格式不正确") from None
     if node is None or node.status is not NodeStatus.ACTIVE or not node.public_key:
         raise BadSignature("未知或未启用的前置机")
-    if abs(utcnow().timestamp() - sent_at) > settings.signature_max_skew_seconds:
+    if abs(now.timestamp() - sent_at) > settings.signature_max_skew_seconds:
         raise BadSignature("请求时间戳超出允许范围 (stale timestamp)")
-    if not verify_signature(node.sig_alg, node.public_key, signed, sig):
+    which = next(
+        (
+            which
+            for which, public in accepted_keys(settings, node, now)
+            if verify_signature(node.sig_alg, public, signed, sig)
+        ),
+        None,
+    )
+    if which is None:
         raise BadSignature("前置机签名不正确")
     key = f"node:{node.id}"
     if session.get(ApiNonce, (key, nonce)) is not None:
         raise ReplayedRequest("重复的请求 (nonce 已使用)")
-    session.add(ApiNonce(app_key=key, nonce=nonce, seen_at=utcnow()))
+    session.add(ApiNonce(app_key=key, nonce=nonce, seen_at=now))
     session.flush()
     return Principal(
         kind="node",
@@ -212,6 +328,7 @@ def principal_from_node_signature(
         remote_addr=remote_addr,
         display_name=node.name,
         department_name=node.department.short_name,
+        extra={"node_key": which},
     )
 
 
@@ -531,8 +648,12 @@ def receive_package(
         raise SequenceConflict(
             f"数据包序号跳跃: 期望 {task.last_seq + 1}，收到 {pkg.seq} (out of order)"
         )
+    # Signed with the current key, or with the one it replaced while the overlap lasts
+    # (a package waiting in the node's outbox when it rotated).
+    keys = [public for _, public in accepted_keys(settings, node, utcnow())] or [""]
+    signer = keys[0] if len(keys) == 1 else next((k for k in keys if pkg.signed_by(k)), keys[0])
     try:
-        plaintext = pkg.open(node.public_key or "", node_cipher_key(settings, node))
+        plaintext = pkg.open(signer, node_cipher_key(settings, node))
     except PackageError as exc:
         raise PackageRejected(f"数据包校验失败: {exc}") from None
     counts = pkg.header.get("counts", {})
@@ -624,7 +745,7 @@ def next_package(
     blob = stored.reseal(
         stored.body, cipher=node.cipher, cipher_key=node_cipher_key(settings, node)
     )
-    return blob, provider.public_key or "", row
+    return blob, package_key(provider, stored), row
 
 
 def acknowledge(

@@ -149,14 +149,127 @@ class NodeAgent:
                 self.store.put("cipher_key", answer.get("cipher_key") or "")
                 self.store.put("sig_alg", answer["sig_alg"])
             log.info("node registered", node_id=self.config.node_id, sig_alg=answer["sig_alg"])
+        self._use_stored_key()
+        self.cipher = self.store.get("cipher") or "none"
+        self.cipher_key = self.store.get("cipher_key") or None
+        if self.store.get(f"{self.store.get('sig_alg')}.next_private"):
+            # A rotation begun and not finished (killed, or the hub was unreachable):
+            # finish it now if the hub can be asked; the current key works meanwhile.
+            try:
+                self.rotate_key()
+            except (HubUnavailable, HubRefused) as exc:
+                log.warning("key rotation not finished; retried at the next start", error=str(exc))
+
+    def _use_stored_key(self) -> bool:
+        """Sign with the private key kept in the store; True when that changed the key
+        (another process — ``govshare node rotate-key`` — rotated it). Packages still
+        waiting in the outbox that the new key did not sign are signed again with it."""
         sig_alg = self.store.get("sig_alg") or "sm2"
         private = self.store.get(f"{sig_alg}.private") or ""
         self.client.use_key(sig_alg, private)
+        if self.signer is not None and self.signer.private_key == private:
+            return False
+        changed = self.signer is not None
         self.signer = package.Signer(
             self.config.node_id, sig_alg, private, self.store.get("digest_alg") or "sm3"
         )
-        self.cipher = self.store.get("cipher") or "none"
-        self.cipher_key = self.store.get("cipher_key") or None
+        rotated_at = self.store.get(f"{sig_alg}.rotated_at")
+        if rotated_at is not None:
+            # A process still signing with the old key may have queued packages after
+            # the rotation committed (the rotation re-signed those queued before). It
+            # looks at the store before each heartbeat, so only a process killed within
+            # a tick of the rotation leaves such packages: a start looks at those queued
+            # around the rotation, a process that sees the key change at all.
+            around = float(rotated_at)
+            since, until = (0.0, None) if changed else (around - 3600, around + 3600)
+            with self.store.transaction() as conn:
+                resigner = self._resigner(self.store.get(f"{sig_alg}.public"))
+                self.store.resign_outbox(conn, resigner, since=since, until=until)
+        if changed:
+            log.info("node signing key changed; signing with the new key")
+        return changed
+
+    def _resigner(self, public: str | None) -> Callable[[bytes], bytes | None]:
+        signer = self.signer
+        assert signer is not None
+
+        def resign(blob: bytes) -> bytes | None:
+            if public and package.parse(blob).signed_by(public):
+                return None
+            return package.resign(blob, signer)
+
+        return resign
+
+    # -- signing-key rotation (前置机签名密钥轮换) ------------------------------------------
+
+    def rotate_key(self) -> str:
+        """Replace this node's signing key; returns the new public key.
+
+        1. A new key pair is kept in the store as the *next* key (the current one stays
+           in use).
+        2. The hub is asked, with a request signed by the current key, to take the new
+           public key.
+        3. Only once the hub has taken it, one store transaction makes the next key the
+           current one, forgets the old private key and signs the packages still waiting
+           in the outbox again with the new key.
+
+        Killed between 2 and 3, the node still signs with the old key, which the hub
+        accepts for ``GOVSHARE_NODE_KEY_OVERLAP_HOURS``; the next start (or running this
+        again) asks the hub again with the same next key: the hub answers that it is
+        already current (asked with the old key while it is accepted, else with the next
+        key itself) and step 3 is done then. Killed before 2 or refused, nothing changed
+        at the hub and the old key stays in use."""
+        sig_alg = self.store.get("sig_alg")
+        if sig_alg is None:
+            raise RuntimeError("前置机尚未注册，不能轮换密钥: 请先运行 govshare node run")
+        if self.signer is None:
+            self._use_stored_key()
+        assert self.signer is not None
+        next_private = self.store.get(f"{sig_alg}.next_private")
+        next_public = self.store.get(f"{sig_alg}.next_public")
+        if next_private is None or next_public is None:
+            next_private, next_public = crypto.generate_signing_key(sig_alg)
+            with self.store.transaction():
+                self.store.put(f"{sig_alg}.next_private", next_private)
+                self.store.put(f"{sig_alg}.next_public", next_public)
+        try:
+            self.client.rotate_key(next_public)
+        except HubRefused as refused:
+            if refused.code == "node_key_already_current":
+                pass  # the hub took it last time; the answer was lost
+            elif refused.status == 401 and self._hub_has_key(sig_alg, next_private, next_public):
+                pass  # the old key's overlap is over, but the hub has the next key
+            else:
+                raise
+        with self.store.transaction() as conn:
+            self.store.put(f"{sig_alg}.private", next_private)
+            self.store.put(f"{sig_alg}.public", next_public)
+            self.store.drop(f"{sig_alg}.next_private")
+            self.store.drop(f"{sig_alg}.next_public")
+            self.store.put(f"{sig_alg}.rotated_at", repr(time.time()))
+            signer = package.Signer(
+                self.config.node_id, sig_alg, next_private, self.signer.digest_alg
+            )
+            self.store.resign_outbox(conn, lambda blob: package.resign(blob, signer))
+        self.client.use_key(sig_alg, next_private)
+        self.signer = signer
+        log.info("node signing key rotated", node_id=self.config.node_id)
+        return next_public
+
+    def _hub_has_key(self, sig_alg: str, private: str, public: str) -> bool:
+        """Whether the hub already knows ``public`` as this node's current key: a request
+        signed with it to rotate to it is answered "already current"."""
+        probe = HubClient(
+            self.config.hub_url, self.config.node_id, timeout=self.config.request_timeout_seconds
+        )
+        probe.use_key(sig_alg, private)
+        try:
+            probe.rotate_key(public)
+        except HubRefused as refused:
+            return refused.code == "node_key_already_current"
+        finally:
+            probe.close()
+        return False  # not reached: the hub never rotates a node to the key it has
 
     def _recover_registration(self) -> dict[str, Any] | None:
         """The hub's registration answer, asked for with each of our keys in turn (the
@@ -296,6 +409,7 @@ class NodeAgent:
         return {"version": "1", "tasks": tasks, "errors": errors}
 
     def heartbeat(self) -> None:
+        self._use_stored_key()  # ``govshare node rotate-key`` may have rotated it meanwhile
         answer = self.client.heartbeat(self.report())
         self.apply_assignments(answer["tasks"])
         for cmd in answer["commands"]:

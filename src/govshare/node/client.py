@@ -102,6 +102,11 @@ class HubClient:
         """The registration answer again, asked with a request signed by ``use_key``'s key."""
         return self._json("POST", "/api/v1/exchange/node/registration")
 
+    def rotate_key(self, public_key: str) -> dict[str, Any]:
+        """Ask the hub to take ``public_key`` as the node's signing key (signed with
+        ``use_key``'s key, which must be the current one)."""
+        return self._json("POST", "/api/v1/exchange/node/key", {"public_key": public_key})
+
     def heartbeat(self, report: dict[str, Any]) -> dict[str, Any]:
         return self._json("POST", "/api/v1/exchange/node/heartbeat", report)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -113,6 +113,9 @@ class LocalStore:
         self.db.execute(
             "INSERT OR REPLACE INTO identity (name, value) VALUES (?, ?)", (name, value)
         )
+
+    def drop(self, name: str) -> None:
+        self.db.execute("DELETE FROM identity WHERE name = ?", (name,))
 
     # -- task state -----------------------------------------------------------------------
 
@@ -297,6 +300,36 @@ class LocalStore:
                 "SELECT task_id, count(*), sum(rows) FROM outbox GROUP BY task_id"
             )
         }
+
+    def resign_outbox(
+        self,
+        conn: sqlite3.Connection,
+        resign: Callable[[bytes], bytes | None],
+        *,
+        since: float = 0.0,
+        until: float | None = None,
+    ) -> int:
+        """Replace each waiting package (queued from ``since`` up to ``until``) by
+        ``resign(blob)`` unless that is None; returns how many were replaced. One package
+        in memory at a time (they may be large)."""
+        changed = 0
+        waiting = conn.execute(
+            "SELECT task_id, seq FROM outbox WHERE created_at >= ? AND created_at <= ? "
+            "ORDER BY task_id, seq",
+            (since, float("inf") if until is None else until),
+        ).fetchall()
+        for task_id, seq in waiting:
+            (blob,) = conn.execute(
+                "SELECT blob FROM outbox WHERE task_id = ? AND seq = ?", (task_id, seq)
+            ).fetchone()
+            again = resign(blob)
+            if again is not None:
+                conn.execute(
+                    "UPDATE outbox SET blob = ? WHERE task_id = ? AND seq = ?",
+                    (again, task_id, seq),
+                )
+                changed += 1
+        return changed
 
     def sent(self, task_id: int, seq: int, conn: sqlite3.Connection | None = None) -> None:
         (conn or self.db).execute(

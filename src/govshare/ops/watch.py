@@ -130,7 +130,8 @@ def hub_keys(session: Session, settings: Settings) -> list[WatchedKey]:
         .order_by(ExchangeNode.id)
     )
     for node in nodes:
-        made = registered.get(str(node.id), node.created_at)
+        # A rotated key (govshare node rotate-key) is as old as its rotation.
+        made = node.key_rotated_at or registered.get(str(node.id), node.created_at)
         found.append(WatchedKey(f"前置机 {node.name} 的签名密钥", made + max_age))
     rotated = _latest_audited(session, "api_client", "api_client.rotate_secret")
     clients = session.scalars(

@@ -112,6 +112,33 @@ def generate_signing_key(alg: SignatureAlg | str) -> tuple[str, str]:
     raise ValueError(f"unknown signature algorithm: {alg}")
 
 
+PUBLIC_KEY_HEX_LENGTH = {"sm2": 128, "ed25519": 64}
+
+
+def public_key_problem(alg: SignatureAlg | str, public: str) -> str | None:
+    """What is wrong with ``public`` as a public key of ``alg`` (None: nothing): not
+    hex, the wrong length, or not a point of the curve."""
+    length = PUBLIC_KEY_HEX_LENGTH.get(alg)
+    if length is None:
+        return f"unknown signature algorithm: {alg}"
+    try:
+        raw = bytes.fromhex(public)
+    except ValueError:
+        return "not hexadecimal"
+    if len(public) != length:
+        return f"{alg} public key must be {length} hex digits, got {len(public)}"
+    try:
+        if alg == "sm2":
+            _sm2_point(public)
+        else:
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+            Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError:
+        return f"not a valid {alg} public key"
+    return None
+
+
 def sign(alg: SignatureAlg | str, private: str, data: bytes) -> bytes:
     if alg == "ed25519":
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
