@@ -32,7 +32,7 @@ from govshare.db import (
 )
 from govshare.deps import SESSION_COOKIE, Public
 from govshare.errors import ErrorEnvelope, GovshareError, UnstorableValue, console_text
-from govshare.exchange.store import make_store
+from govshare.exchange.store import hub_store
 from govshare.requestid import HEADER as REQUEST_ID_HEADER
 from govshare.requestid import current_request_id
 from govshare.sharing.data import DataServices
@@ -261,6 +261,7 @@ def create_app(settings: Settings) -> FastAPI:
         from govshare.exchange.tasks import Monitor
         from govshare.opendata.mailer import OutboxSender
         from govshare.ops.housekeeping import Housekeeper
+        from govshare.ops.logpruning import PackagePruner
         from govshare.ops.tasks import BackupScheduler
         from govshare.ops.tasks import watcher as ops_watcher
         from govshare.security.tasks import Archiver, Checkpointer
@@ -291,6 +292,8 @@ def create_app(settings: Settings) -> FastAPI:
         developer_mail.start()
         housekeeper = Housekeeper(app.state.session_factory)
         housekeeper.start()
+        pruner = PackagePruner(settings, app.state.session_factory, app.state.package_store)
+        pruner.start()
         backups = BackupScheduler(settings, app.state.session_factory)
         backups.start()
         ops_watch = ops_watcher(settings, app.state.session_factory)
@@ -313,6 +316,7 @@ def create_app(settings: Settings) -> FastAPI:
             evaluations.stop()
             developer_mail.stop()
             housekeeper.stop()
+            pruner.stop()
             feeder.stop()
             monitor.stop()
             checkpointer.stop()
@@ -339,7 +343,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.session_factory.kw["info"][SESSION_KEY] = MailChannel.from_settings(settings)
     app.state.import_worker = imports.ImportWorker(app.state.session_factory)
     app.state.templates = make_templates()
-    app.state.package_store = make_store(settings.bus_url)
+    app.state.package_store = hub_store(settings)
     app.state.data_services = DataServices(settings, app.state.session_factory)
     from govshare.opendata.download import download_engine
     from govshare.opendata.usage import ViewCounter

@@ -162,6 +162,20 @@ class Settings(BaseSettings):
         default="sm4",
         description="Encryption of package bodies between node and hub (SM4-GCM, AES-GCM or none).",
     )
+    at_rest_cipher: Literal["sm4", "aes", "none"] = Field(
+        default="sm4",
+        description="Encryption at rest of the packages the hub keeps in its exchange log "
+        "(SM4-GCM, AES-256-GCM or none), under keys in data_dir/keys/at-rest.json sealed "
+        "with the secret key; rotate with govshare keys rotate at-rest.",
+    )
+    package_log_keep_days: int = Field(
+        default=30,
+        ge=0,
+        le=36500,
+        description="Days the hub keeps a package's bytes in the exchange log once every "
+        "subscriber and shared store of its task has it (0: keep for ever). Later "
+        "consumers get a snapshot from the provider's node instead.",
+    )
     node_key_overlap_hours: float = Field(
         default=24,
         ge=0,

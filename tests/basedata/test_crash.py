@@ -24,7 +24,7 @@ from govshare.basedata import assembly, service
 from govshare.basedata.models import BaseConflict, BaseDatabase, BaseSource, ConflictStatus
 from govshare.config import Settings
 from govshare.db import utcnow
-from govshare.exchange.store import DatabaseStore
+from govshare.exchange.store import hub_store
 from govshare.sharing.models import SharedStore
 from govshare.sharing.store import SharedDatabase
 from tests.basedata.test_flow import base_entry
@@ -48,7 +48,7 @@ from datetime import datetime
 from govshare import db
 from govshare import db
 from govshare.basedata import assembly, service
-from govshare.exchange.store import DatabaseStore
+from govshare.exchange.store import hub_store
 from govshare.sharing.store import SharedDatabase
 from tests.conftest import make_settings
 assembly.BATCH = int(sys.argv[4])
@@ -56,7 +56,9 @@ settings = make_settings(__import__("pathlib").Path(sys.argv[1]), sys.argv[2] or
 factory = db.make_session_factory(db.make_engine(settings), settings)
 shared = SharedDatabase(settings.resolved_shared_store_url)
 with factory() as session:
-    service.assemble_due(session, shared, DatabaseStore(), datetime.fromisoformat(sys.argv[3]))
+    service.assemble_due(
+        session, shared, hub_store(settings), datetime.fromisoformat(sys.argv[3])
+    )
 """
 
 
@@ -82,7 +84,7 @@ def _assemble_here(
     shared = SharedDatabase(settings.resolved_shared_store_url)
     try:
         with db.make_session_factory(engine, settings)() as session:
-            return service.assemble_due(session, shared, DatabaseStore(), now, clock=clock)
+            return service.assemble_due(session, shared, hub_store(settings), now, clock=clock)
     finally:
         shared.close()
         engine.dispose()

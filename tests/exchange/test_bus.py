@@ -195,6 +195,31 @@ def test_many_threads_share_one_store(store: NatsStore) -> None:
     assert got == blobs
 
 
+def test_a_pruned_package_leaves_the_stream_with_its_parts(
+    store: NatsStore, shared_nats: NatsServer
+) -> None:
+    task_id = next(_task_ids)
+    small, large = package(task_id, 1, os.urandom(2_000)), package(task_id, 2, os.urandom(3 * MiB))
+    keep = package(task_id, 3, os.urandom(2_000))
+    for row, blob in ((small, os.urandom(2_000)), (large, os.urandom(3 * MiB)), (keep, b"kept")):
+        store.put(None, row, blob)  # type: ignore[arg-type]
+    before = stream_info(shared_nats.url).state.messages
+    parts = [
+        int(s) for s in (raw_message(shared_nats.url, large.bus_seq or 0).data or b"").split(b",")
+    ]
+    assert len(parts) == 4
+
+    store.discard(None, small)  # type: ignore[arg-type]
+    store.discard(None, large)  # type: ignore[arg-type]
+    store.discard(None, large)  # type: ignore[arg-type]  # again: already gone, no error
+
+    assert stream_info(shared_nats.url).state.messages == before - 1 - (1 + len(parts))
+    for row in (small, large):
+        with pytest.raises(LookupError):
+            store.get(None, row)  # type: ignore[arg-type]
+    assert store.get(None, keep) == b"kept"  # type: ignore[arg-type]
+
+
 def test_small_server_max_payload_means_smaller_parts(tmp_path: Path) -> None:
     server = start_nats(tmp_path, max_payload=64 * 1024)
     store = NatsStore(server.url, timeout=5)

@@ -254,7 +254,9 @@ def _touched_keys(
             .order_by(ExchangePackage.seq)
         )
     )
-    if [r.seq for r in rows] != list(range(after + 1, upto + 1)):
+    if [r.seq for r in rows] != list(range(after + 1, upto + 1)) or any(
+        r.pruned_at is not None for r in rows
+    ):
         return None
     touched: dict[str, int] = {}
     for row in rows:

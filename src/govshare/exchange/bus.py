@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import hashlib
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
@@ -181,6 +182,18 @@ class NatsStore:
             lambda: self._get(row.task_id, row.seq, row.bus_seq or 0, seconds),
             seconds,
             f"数据包 {row.task_id}/{row.seq} 未能从交换总线读取，请稍后再试",
+        )
+
+    def discard(self, _session: Session, row: ExchangePackage) -> None:
+        """Delete the package's messages (its parts first) from the stream."""
+        row.payload = None
+        if row.bus_seq is None:
+            return
+        seconds = self._budget(0)
+        self._call(
+            lambda: self._delete(row.task_id, row.seq, row.bus_seq or 0, seconds),
+            seconds,
+            f"数据包 {row.task_id}/{row.seq} 未能从交换总线删除，下次清理时再试",
         )
 
     def close(self) -> None:
@@ -443,6 +456,29 @@ class NatsStore:
         ).hexdigest() != headers.get("Govshare-Sha256"):
             raise LookupError(f"package {msg_id} on the bus fails its size or SHA-256 check")
         return body
+
+    async def _delete(self, task_id: int, seq: int, bus_seq: int, seconds: float) -> None:
+        end = asyncio.get_running_loop().time() + seconds
+        try:
+            head = await self._message(bus_seq, end)
+        except LookupError:
+            return  # gone already (deleted before a rollback, or the stream was purged)
+        headers = head.headers or {}
+        if headers.get("Nats-Msg-Id") != f"{task_id}-{seq}":
+            return  # another package's message (a recreated stream): not ours to delete
+        parts = (
+            [int(s) for s in (head.data or b"").decode().split(",")]
+            if "Govshare-Parts" in headers
+            else []
+        )
+        for message in [*parts, bus_seq]:
+
+            async def attempt(js: JetStreamContext, _wait: float, message: int = message) -> None:
+                # NotFound: deleted by an earlier attempt.
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    await js.delete_msg(self.stream, message)
+
+            await self._retry(attempt, end)
 
     async def _message(self, bus_seq: int, end: float) -> RawStreamMsg:
         async def attempt(js: JetStreamContext, _wait: float) -> RawStreamMsg:

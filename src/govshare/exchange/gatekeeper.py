@@ -19,7 +19,7 @@ from govshare.errors import GovshareError
 from govshare.exchange import service
 from govshare.exchange.models import ExchangePackage, ExchangeTask, TaskKind, TaskState
 from govshare.exchange.package import PackageError, parse
-from govshare.exchange.store import make_store
+from govshare.exchange.store import hub_store
 
 
 @dataclass
@@ -32,7 +32,7 @@ class ImportResult:
 def import_directory(
     settings: Settings, factory: sessionmaker[Session], directory: Path
 ) -> ImportResult:
-    store = make_store(settings.bus_url)
+    store = hub_store(settings)
     result = ImportResult()
     for path in sorted(directory.glob("node*-task*.gspkg")):
         blob = path.read_bytes()
@@ -71,7 +71,7 @@ def export_directory(
     settings: Settings, factory: sessionmaker[Session], directory: Path, node_id: int
 ) -> int:
     """The node's task list and every package its running subscriptions still lack."""
-    store = make_store(settings.bus_url)
+    store = hub_store(settings)
     directory.mkdir(parents=True, exist_ok=True)
     count = 0
     with session_scope(factory) as session:
@@ -87,9 +87,10 @@ def export_directory(
                 continue
             source = session.get(ExchangeTask, task.source_task_id)
             assert source is not None
+            after = service.serve_after(session, task, task.acked_seq)
             rows = session.scalars(
                 select(ExchangePackage)
-                .where(ExchangePackage.task_id == source.id, ExchangePackage.seq > task.acked_seq)
+                .where(ExchangePackage.task_id == source.id, ExchangePackage.seq > after)
                 .order_by(ExchangePackage.seq)
             )
             for row in rows:

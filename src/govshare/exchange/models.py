@@ -129,6 +129,8 @@ class ExchangePackage(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     payload: Mapped[bytes | None] = mapped_column(LargeBinary)
     bus_seq: Mapped[int | None] = mapped_column(BigId)
+    # 交换日志清理: when the bytes were removed (``exchange.pruning``); the row stays.
+    pruned_at: Mapped[datetime | None] = mapped_column()
 
     __table_args__ = (
         UniqueConstraint("task_id", "seq", name="uq_exchange_package_task_seq"),

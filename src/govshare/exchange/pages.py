@@ -87,6 +87,7 @@ COMMANDS = {
     "keyset": "键集比对",
     "resync": "重新同步",
     "checksum": "核对校验",
+    "snapshot": "全量快照",
 }
 COMMAND_STATUS = {
     "pending": "待领取",

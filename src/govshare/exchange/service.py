@@ -19,7 +19,7 @@ from govshare.catalog.schemas import ItemIn, ResourceIn
 from govshare.config import Settings
 from govshare.db import utcnow
 from govshare.errors import Forbidden, InvalidInput
-from govshare.exchange import alertrules, alerts
+from govshare.exchange import alertrules, alerts, pruning
 from govshare.exchange.errors import (
     EnrollmentFailed,
     NodeKeyAlreadyCurrent,
@@ -732,12 +732,7 @@ def next_package(
     """The next package after ``after_seq`` for a subscriber, sealed for its node, with
     the provider's public key for end-to-end verification."""
     task = _subscription(session, node, task_id)
-    row = session.scalar(
-        select(ExchangePackage)
-        .where(ExchangePackage.task_id == task.source_task_id, ExchangePackage.seq > after_seq)
-        .order_by(ExchangePackage.seq)
-        .limit(1)
-    )
+    row = _package_after(session, task.source_task_id, serve_after(session, task, after_seq))
     if row is None:
         return None
     provider = get_task(session, row.task_id).node
@@ -746,6 +741,32 @@ def next_package(
         stored.body, cipher=node.cipher, cipher_key=node_cipher_key(settings, node)
     )
     return blob, package_key(provider, stored), row
+
+
+def _package_after(session: Session, task_id: int | None, seq: int) -> ExchangePackage | None:
+    return session.scalar(
+        select(ExchangePackage)
+        .where(ExchangePackage.task_id == task_id, ExchangePackage.seq > seq)
+        .order_by(ExchangePackage.seq)
+        .limit(1)
+    )
+
+
+def serve_after(session: Session, task: ExchangeTask, after_seq: int) -> int:
+    """Where a subscription's next package is looked for: after ``after_seq``, unless
+    the package there was pruned (a subscription created or reset after the log was
+    cleaned). Then the subscription resumes after the provider's newest package, and
+    the provider's node is asked for the snapshot that follows it (``pruning``)."""
+    nearest = _package_after(session, task.source_task_id, after_seq)
+    if nearest is None or not pruning.is_pruned(nearest):
+        return after_seq
+    if task.acked_seq < nearest.seq:
+        source = get_task(session, nearest.task_id)
+        task.acked_seq = pruning.catch_up(
+            session, source, f"接收任务 {task.id} 晚于交换日志清理接入"
+        )
+        session.flush()
+    return max(after_seq, task.acked_seq)
 
 
 def acknowledge(

@@ -471,6 +471,12 @@ class NodeAgent:
                 else:
                     self._writer(rt).reset()
                 self.answer(cmd["id"], True, {})
+            elif name == "snapshot" and task_id in self.tasks:
+                # The hub pruned packages a consumer still needs: send the table again.
+                if self.tasks[task_id].spec["kind"] != "provider":
+                    raise ValueError("snapshot is a provider task's command")
+                self.store.forget_sent(task_id)
+                self.answer(cmd["id"], True, {})
             elif name == "keyset" and task_id in self.tasks:
                 deleted = self.detect_deletions(self.tasks[task_id])
                 self.answer(cmd["id"], True, {"deleted": deleted})

@@ -152,6 +152,13 @@ class LocalStore:
         """Re-sync from scratch: forget the cursor (sent keys stay, so re-sent rows are updates)."""
         self.db.execute("UPDATE task_state SET cursor = NULL WHERE task_id = ?", (task_id,))
 
+    def forget_sent(self, task_id: int) -> None:
+        """快照: send the whole table again — forget the cursor and every key sent, so
+        each row goes out again (as an insert) whether or not it changed."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE task_state SET cursor = NULL WHERE task_id = ?", (task_id,))
+            conn.execute("DELETE FROM mirror WHERE task_id = ?", (task_id,))
+
     # -- key mirror -----------------------------------------------------------------------
 
     def existing_keys(

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from govshare.config import Settings
 
 app = typer.Typer(help="密钥: 查看到期情况与轮换", no_args_is_help=True)
 rotate_app = typer.Typer(help="轮换密钥 (记入审计日志)", no_args_is_help=True)
@@ -107,6 +110,44 @@ def rotate_audit(data_dir: DataDir = None) -> None:
     )
 
 
+@rotate_app.command("at-rest")
+def rotate_at_rest(
+    alg: Annotated[
+        str | None,
+        typer.Option("--alg", help="加密算法 sm4 或 aes (缺省: GOVSHARE_AT_REST_CIPHER)"),
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """生成新的静态加密密钥 (平台保存的交换数据包用它加密); 旧密钥保留在
+    数据目录 keys/at-rest.json 中, 以前加密的数据包仍可解密, 无需重新加密。
+    无需停机: 各进程在下一次加密时读到新密钥。"""
+    from rich.markup import escape
+
+    from govshare.cli import _require_hub, console, err, load_settings
+    from govshare.security import atrest
+
+    if alg is not None and alg not in atrest.ALGS:
+        err.print(f"[red]--alg 应为 sm4 或 aes[/red], 不是 {escape(alg[:20])}", highlight=False)
+        raise typer.Exit(2)
+    settings = load_settings(data_dir)
+    _require_hub(settings)
+    chosen = alg or (settings.at_rest_cipher if settings.at_rest_cipher != "none" else "sm4")
+    try:
+        before = [k.id for k in atrest.read_keys(settings.data_dir)]
+        key = atrest.add_key(settings.data_dir, settings.secret_key, chosen)
+    except atrest.AtRestKeyError as exc:
+        err.print(f"[red]静态加密密钥不可用:[/red] {escape(exc.message)}", highlight=False)
+        raise typer.Exit(2) from None
+    _audit_rotation(
+        settings, "at_rest_key", key.id, {"keys": before}, {"alg": chosen, "key": key.id}
+    )
+    console.print(
+        f"[green]已轮换静态加密密钥[/green] {chosen.upper()} {key.id}; "
+        f"旧密钥 {len(before)} 个保留用于解密",
+        highlight=False,
+    )
+
+
 @rotate_app.command("documents")
 def rotate_documents(
     alg: Annotated[
@@ -119,10 +160,8 @@ def rotate_documents(
     以前签名的公文和回执仍可核验。无需停机: 各进程在下次签名时读到新密钥。"""
     from rich.markup import escape
 
-    from govshare import db
-    from govshare.cli import _cli_actor, _require_hub, console, err, load_settings
+    from govshare.cli import _require_hub, console, err, load_settings
     from govshare.documents import keys as document_keys
-    from govshare.security import audit
 
     if alg is not None and alg not in ALGS:
         err.print(f"[red]--alg 应为 sm2 或 ed25519[/red], 不是 {escape(alg[:20])}", highlight=False)
@@ -132,17 +171,13 @@ def rotate_documents(
     chosen = alg or settings.documents_signature
     before = [k.id for k in document_keys.read_keys(settings.data_dir) if k.alg == chosen]
     key = document_keys.rotate_key(settings.data_dir, settings.secret_key, chosen)
-    factory = db.make_session_factory(db.make_engine(settings), settings)
-    with db.session_scope(factory) as session:
-        audit.record(
-            session,
-            _cli_actor(),
-            "keys.rotate",
-            object_type="documents_key",
-            object_id=key.id,
-            before={"alg": chosen, "keys": before},
-            after={"alg": chosen, "key": key.id},
-        )
+    _audit_rotation(
+        settings,
+        "documents_key",
+        key.id,
+        {"alg": chosen, "keys": before},
+        {"alg": chosen, "key": key.id},
+    )
     console.print(
         f"[green]已轮换公文签名密钥[/green] {chosen.upper()} {key.id}; "
         f"旧密钥 {len(before)} 个保留用于核验",
@@ -177,6 +212,31 @@ def rotate_api_client(
         name = client.name
     console.print(f"[green]已为 {escape(name)} 生成新密钥[/green] (只显示这一次):", highlight=False)
     console.print(secret, highlight=False, soft_wrap=True)
+
+
+def _audit_rotation(
+    settings: Settings,
+    object_type: str,
+    object_id: str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+) -> None:
+    """Record a key file's rotation as ``keys.rotate`` by the operator at the shell."""
+    from govshare import db
+    from govshare.cli import _cli_actor
+    from govshare.security import audit
+
+    factory = db.make_session_factory(db.make_engine(settings), settings)
+    with db.session_scope(factory) as session:
+        audit.record(
+            session,
+            _cli_actor(),
+            "keys.rotate",
+            object_type=object_type,
+            object_id=object_id,
+            before=before,
+            after=after,
+        )
 
 
 def register(root: typer.Typer) -> None:

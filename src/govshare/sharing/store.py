@@ -35,7 +35,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from govshare.catalog.models import Resource
 from govshare.cursors import CursorCodec
 from govshare.db import LoopConnections, Prepared, utcnow
-from govshare.exchange import package
+from govshare.exchange import package, pruning
 from govshare.exchange.models import ExchangePackage, ExchangeTask, TaskKind
 from govshare.exchange.store import PackageStore
 from govshare.node.target import TargetWriter
@@ -287,6 +287,13 @@ def feed_store(
     for row in rows:
         if row.seq != store.applied_seq + 1:
             break  # a gap: the package log was pruned under us; wait for a resync
+        if pruning.is_pruned(row):
+            # Added after its packages were pruned: resume after the provider's newest
+            # package, which the snapshot it is asked for follows.
+            store.applied_seq = pruning.catch_up(
+                session, task, f"共享信息库 {store.id} 晚于交换日志清理接入"
+            )
+            break
         seq, body = trusted_body(packages.get(session, row))
         data = _kept(package.decode_rows(body), keep)
         writer.apply(seq, data)

@@ -1,0 +1,190 @@
+"""静态加密 (encryption at rest) of what the hub keeps for departments: the exchange
+packages in the package log hold their rows in the clear once the hub has checked the
+provider's signature, so they are sealed again before they are stored.
+
+The keys live in ``DATA_DIR/keys/at-rest.json`` (mode 0600), never in the database,
+each sealed with ``GOVSHARE_SECRET_KEY``: a copy of the database alone, or of the data
+directory without the secret, opens nothing. The newest key seals; every key in the
+file opens what it sealed, so ``govshare keys rotate at-rest`` needs no downtime and no
+re-encryption (each sealed blob names its key). Every process sees a rotation at its
+next seal (one ``stat`` of the file per call).
+
+A sealed blob is ``MAGIC | key id (8 bytes) | nonce (12) | ciphertext with tag``
+(SM4-GCM or AES-256-GCM, per key). Blobs stored before this existed do not start with
+``MAGIC`` and are handed back as they are.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+from cryptography.exceptions import InvalidTag
+
+from govshare.errors import GovshareError
+from govshare.security.crypto import decrypt, encrypt, generate_cipher_key, seal, unseal
+
+MAGIC = b"GSAR1"
+KEY_DIR = "keys"
+KEY_FILE = "at-rest.json"
+ALGS = ("sm4", "aes")
+_ID_LEN = 8
+_NONCE_LEN = 12
+
+
+class AtRestKeyError(GovshareError):
+    """The at-rest key file is missing a key, unreadable, or not ours (another secret):
+    the hub cannot open what it stored. An operator's problem, not the caller's."""
+
+    status = 503
+    code = "at_rest_key_unavailable"
+
+
+def key_path(data_dir: Path) -> Path:
+    return data_dir / KEY_DIR / KEY_FILE
+
+
+@dataclass(frozen=True, slots=True)
+class AtRestKey:
+    id: str
+    alg: str
+    sealed: str  # the key, sealed with the secret key
+    created_at: str
+
+
+def read_keys(data_dir: Path) -> list[AtRestKey]:
+    """Every key in the file, oldest first; [] when there is no file yet."""
+    path = key_path(data_dir)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise AtRestKeyError(f"无法读取静态加密密钥文件 {path}: {exc}") from exc
+    try:
+        return [
+            AtRestKey(
+                id=str(k["id"]),
+                alg=str(k["alg"]),
+                sealed=str(k["key"]),
+                created_at=str(k.get("created_at", "")),
+            )
+            for k in orjson.loads(raw)["keys"]
+        ]
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise AtRestKeyError(f"静态加密密钥文件 {path} 格式不正确: {exc}") from exc
+
+
+def add_key(data_dir: Path, secret_key: str, alg: str) -> AtRestKey:
+    """A new key of ``alg`` that seals from now on (the older ones stay to open)."""
+    if alg not in ALGS:
+        raise ValueError(f"unknown cipher {alg!r}")
+    path = key_path(data_dir)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    new = {
+        "id": secrets.token_hex(_ID_LEN // 2),
+        "alg": alg,
+        "key": seal(secret_key, generate_cipher_key(alg)),
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+    # One writer at a time: two rotations reading the same file would each drop the
+    # other's key, and with it whatever a hub process had already sealed under it.
+    with (path.parent / f".{KEY_FILE}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        existing = path.read_bytes() if path.exists() else None
+        keys = orjson.loads(existing)["keys"] if existing else []
+        tmp = path.parent / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(orjson.dumps({"version": 1, "keys": [*keys, new]}, option=orjson.OPT_INDENT_2))
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return read_keys(data_dir)[-1]
+
+
+class AtRestCipher:
+    """Seals and opens blobs with the data dir's at-rest keys (made on first use)."""
+
+    def __init__(self, data_dir: Path, secret_key: str, alg: str) -> None:
+        self.data_dir = data_dir
+        self.secret_key = secret_key
+        self.alg = alg
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int, int] | None = None
+        self._newest: AtRestKey | None = None
+        self._by_id: dict[str, AtRestKey] = {}
+        self._opened: dict[str, str] = {}
+
+    def seal(self, data: bytes) -> bytes:
+        key = self._current()
+        nonce, box = encrypt(key.alg, self._key(key), data)
+        return b"".join([MAGIC, key.id.encode(), nonce, box])
+
+    def open(self, blob: bytes) -> bytes:
+        """The plain bytes of a sealed blob; a blob stored unsealed, as it is."""
+        if not is_sealed(blob):
+            return blob
+        head = len(MAGIC)
+        key_id = blob[head : head + _ID_LEN].decode("ascii", "replace")
+        key = self._find(key_id)
+        nonce = blob[head + _ID_LEN : head + _ID_LEN + _NONCE_LEN]
+        try:
+            return decrypt(key.alg, self._key(key), nonce, blob[head + _ID_LEN + _NONCE_LEN :])
+        except ValueError:
+            raise AtRestKeyError(
+                f"静态加密的内容无法解密 (密钥 {key_id}): 内容被改动或密钥不符"
+            ) from None
+
+    def _current(self) -> AtRestKey:
+        path = key_path(self.data_dir)
+        with self._lock:
+            try:
+                st = os.stat(path)
+                stamp: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
+            except FileNotFoundError:
+                stamp = None
+            if stamp is None or stamp != self._stamp or self._newest is None:
+                keys = read_keys(self.data_dir) or [
+                    add_key(self.data_dir, self.secret_key, self.alg)
+                ]
+                self._by_id = {k.id: k for k in keys}
+                self._newest = keys[-1]
+                st = os.stat(path)
+                self._stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+            return self._newest
+
+    def _find(self, key_id: str) -> AtRestKey:
+        if key_id not in self._by_id:
+            self._stamp = None  # rotated by another process since: read the file again
+            self._current()
+        try:
+            return self._by_id[key_id]
+        except KeyError:
+            raise AtRestKeyError(
+                f"内容由静态加密密钥 {key_id} 加密, 但 {key_path(self.data_dir)} 中没有该密钥"
+            ) from None
+
+    def _key(self, key: AtRestKey) -> str:
+        if (opened := self._opened.get(key.id)) is None:
+            try:
+                opened = unseal(self.secret_key, key.sealed)
+            except (ValueError, InvalidTag):
+                raise AtRestKeyError(
+                    f"静态加密密钥 {key.id} 无法用 GOVSHARE_SECRET_KEY 解封 (密钥文件不属于本平台?)"
+                ) from None
+            self._opened[key.id] = opened
+        return opened
+
+
+def is_sealed(blob: bytes) -> bool:
+    return blob.startswith(MAGIC)

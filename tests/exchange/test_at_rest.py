@@ -1,0 +1,160 @@
+"""静态加密: the hub keeps the packages of its exchange log sealed with the data dir's
+at-rest key (the rows in them are in the clear once the provider's signature is
+checked); subscribers still get every package, across a key rotation, and packages
+logged before sealing existed are still served. Real nodes, real HTTP, both backends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from govshare.config import Settings
+from govshare.exchange import service
+from govshare.exchange.models import ExchangeNode, ExchangePackage
+from govshare.exchange.package import PackageError, parse
+from govshare.exchange.store import hub_store
+from govshare.security import atrest
+from govshare.security.atrest import AtRestCipher, AtRestKeyError
+from tests.clirun import hub_cli
+from tests.exchange.scenario import Scene, Source, make_scene
+from tests.factories import World
+
+
+@pytest.fixture
+def scene(world: World, tmp_path: Path) -> Iterator[Scene]:
+    s = make_scene(world, tmp_path, rows=700)
+    s.node("provider")
+    s.node("consumer")
+    s.create_tasks()
+    yield s
+    s.close()
+
+
+def _payloads(scene: Scene) -> dict[int, bytes]:
+    with scene.world.hub.session_factory() as s:
+        rows = s.execute(
+            select(ExchangePackage.seq, ExchangePackage.payload).where(
+                ExchangePackage.task_id == scene.provider_task["id"]
+            )
+        )
+        return {seq: bytes(payload) for seq, payload in rows}
+
+
+def _key_id(blob: bytes) -> str:
+    return blob[len(atrest.MAGIC) : len(atrest.MAGIC) + 8].decode()
+
+
+def _cipher(settings: Settings) -> AtRestCipher:
+    return AtRestCipher(settings.data_dir, settings.secret_key, "sm4")
+
+
+def test_packages_are_sealed_at_rest_and_still_delivered(scene: Scene) -> None:
+    scene.run_until(scene.in_sync)
+    settings = scene.world.hub.settings
+    payloads = _payloads(scene)
+    assert sorted(payloads) == [1, 2]  # 700 rows in batches of 500
+    cipher = _cipher(settings)
+    for blob in payloads.values():
+        assert atrest.is_sealed(blob)
+        with pytest.raises(PackageError):
+            parse(blob)  # not a package any more: its rows are not readable
+        opened = parse(cipher.open(blob))  # the provider's package, its signature intact
+        assert opened.seq in payloads
+    key_file = atrest.key_path(settings.data_dir)
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert settings.secret_key not in key_file.read_text()
+
+
+def test_after_a_rotation_old_and_new_packages_are_served(scene: Scene) -> None:
+    scene.run_until(scene.in_sync)
+    settings = scene.world.hub.settings
+    first = _payloads(scene)
+    run = hub_cli(settings, "keys", "rotate", "at-rest", "--alg", "aes")
+    assert run.returncode == 0, run.stderr
+    assert "已轮换静态加密密钥" in run.stdout
+    newest = atrest.read_keys(settings.data_dir)[-1]
+    assert newest.alg == "aes"
+
+    Source(scene.source_url).update([5, 6, 7], "改名")
+    scene.run_until(scene.in_sync)  # the running hub seals with the new key, unrestarted
+    now = _payloads(scene)
+    added = [seq for seq in now if seq not in first]
+    assert added
+    assert {_key_id(now[seq]) for seq in added} == {newest.id}
+    assert {_key_id(first[seq]) for seq in first} != {newest.id}
+
+    # A subscriber starting over (resync) is served every package from the first one.
+    store = hub_store(settings)
+    with scene.world.hub.session_factory() as s:
+        node = s.get(ExchangeNode, scene.node_ids["consumer"])
+        assert node is not None
+        after, served = 0, []
+        while (
+            found := service.next_package(
+                s, settings, store, node, scene.subscriber_task["id"], after
+            )
+        ) is not None:
+            after = found[2].seq
+            served.append(after)
+    assert served == sorted(now)
+
+
+def test_a_package_logged_before_sealing_is_served_as_it_was_stored(scene: Scene) -> None:
+    scene.run_until(scene.in_sync)
+    settings = scene.world.hub.settings
+    cipher = _cipher(settings)
+    plain = cipher.open(_payloads(scene)[1])
+    with scene.world.hub.session_factory.begin() as s:
+        s.execute(
+            update(ExchangePackage)
+            .where(ExchangePackage.task_id == scene.provider_task["id"], ExchangePackage.seq == 1)
+            .values(payload=plain)
+        )
+    store = hub_store(settings)
+    with scene.world.hub.session_factory() as s:
+        row = s.scalar(
+            select(ExchangePackage).where(
+                ExchangePackage.task_id == scene.provider_task["id"], ExchangePackage.seq == 1
+            )
+        )
+        assert row is not None
+        assert store.get(s, row) == plain
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_wrong_secret_a_lost_key_and_a_changed_byte_are_told(
+    fresh_settings: Settings,
+) -> None:
+    cipher = _cipher(fresh_settings)
+    sealed = cipher.seal(b"GSPK rows of people")
+    assert cipher.open(sealed) == b"GSPK rows of people"
+    assert atrest.key_path(fresh_settings.data_dir).exists()
+
+    other = AtRestCipher(fresh_settings.data_dir, "another-secret-" + "x" * 40, "sm4")
+    with pytest.raises(AtRestKeyError, match="GOVSHARE_SECRET_KEY"):
+        other.open(sealed)
+
+    changed = sealed[:-1] + bytes([sealed[-1] ^ 1])
+    with pytest.raises(AtRestKeyError, match="内容被改动"):
+        cipher.open(changed)
+
+    lost = atrest.MAGIC + b"deadbeef" + sealed[len(atrest.MAGIC) + 8 :]
+    with pytest.raises(AtRestKeyError, match="deadbeef") as told:
+        cipher.open(lost)
+    assert told.value.status == 503
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_the_setting_none_stores_new_packages_unsealed_and_still_opens_sealed_ones(
+    fresh_settings: Settings,
+) -> None:
+    sealed = _cipher(fresh_settings).seal(b"GSPK sealed before")
+    plain_store = hub_store(fresh_settings.model_copy(update={"at_rest_cipher": "none"}))
+    row = ExchangePackage(task_id=1, seq=1)
+    plain_store.put(None, row, b"GSPK stored plain")  # type: ignore[arg-type]
+    assert row.payload == b"GSPK stored plain"
+    row.payload = sealed
+    assert plain_store.get(None, row) == b"GSPK sealed before"  # type: ignore[arg-type]
