@@ -465,6 +465,9 @@ def test_a_user_switches_on_a_one_time_code_and_signs_in_with_it(demo_hub: str, 
     page.get_by_label("动态口令").fill(totp.code_at(secret, utcnow()))
     page.get_by_role("button", name="启 用").click()
     expect(page.get_by_role("status")).to_contain_text("动态口令已启用")
+    expect(page.locator("#recovery-codes li")).to_have_count(totp.RECOVERY_CODES)
+    page.get_by_role("link", name="我已保存恢复码，继续").click()
+    page.wait_for_url(f"{hub}/?done=totp_enabled")
     assert blocked == []
 
     page.context.clear_cookies()

@@ -61,6 +61,11 @@ def _form_token(page: str) -> str:
 
 def _enrol(c: httpx.Client, username: str) -> str:
     """Enrol through the console as a person would; the secret the page showed."""
+    return _enrol_with_codes(c, username)[0]
+
+
+def _enrol_with_codes(c: httpx.Client, username: str) -> tuple[str, list[str]]:
+    """``_enrol``, with the recovery codes the last page showed (once)."""
     start = c.get("/login/totp")
     assert start.status_code == 200
     shown = c.post(
@@ -99,9 +104,13 @@ def _enrol(c: httpx.Client, username: str) -> str:
             "login_token": _form_token(wrong.text),
         },
     )
-    assert done.status_code == 303, done.text
-    assert done.headers["location"] == "/login?done=totp_enabled"
-    return plain
+    assert done.status_code == 200, done.text
+    assert done.headers["cache-control"] == "no-store"
+    assert 'href="/login?done=totp_enabled"' in done.text
+    codes = re.findall(r"<li><code>([a-z0-9-]+)</code></li>", done.text)
+    assert len(codes) == totp.RECOVERY_CODES
+    assert len(set(codes)) == len(codes)
+    return plain, codes
 
 
 def _not_a_code(secret: str) -> str:
@@ -239,3 +248,30 @@ def test_a_role_that_must_use_a_code_enrols_before_its_first_sign_in(
         assert _token(c, auditor, code).status_code == 200
         # Other roles are not asked.
         assert _token(c, dept.registrar).status_code == 200
+
+
+def test_a_recovery_code_stands_in_for_a_code_once_and_a_wrong_one_counts(
+    world: World,
+) -> None:
+    user = world.department("恢复码局").registrar
+    with world.hub.client() as c:
+        _, codes = _enrol_with_codes(c, user)
+        first, second = codes[0], codes[1]
+        assert _token(c, user, first).status_code == 200
+        again = _token(c, user, first)
+        assert again.status_code == 401
+        assert again.json()["error"]["message"] == "恢复码错误或已使用过"
+        # Typed in capitals, it is the same code.
+        assert _token(c, user, second.upper()).status_code == 200
+        made_up = "zzzzz-zzzzz" if "zzzzz-zzzzz" not in codes else "yyyyy-yyyyy"
+        assert _token(c, user, made_up).status_code == 401
+    with world.hub.db() as s:
+        stored = s.scalar(select(User.totp_recovery).where(User.username == user))
+        failed = s.scalar(select(User.failed_logins).where(User.username == user))
+    assert stored is not None
+    assert len(stored) == totp.RECOVERY_CODES - 2
+    assert first not in str(stored)  # only keyed hashes are kept
+    assert failed == 1  # the made-up code
+    actions = _actions(world, user)
+    assert actions.count("auth.totp_recovery_used") == 2
+    assert actions.count("auth.totp_failed") == 2

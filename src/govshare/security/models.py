@@ -69,6 +69,8 @@ class User(Base):
     totp_secret: Mapped[str | None] = mapped_column(String(200))
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
     totp_enabled_at: Mapped[datetime | None] = mapped_column()
+    # 恢复码: the keyed hashes of the unused recovery codes (``totp.recovery_hash``).
+    totp_recovery: Mapped[list[str] | None] = mapped_column(JSONType)
 
     department: Mapped[Department] = relationship(lazy="joined")
 

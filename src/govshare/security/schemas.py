@@ -17,8 +17,9 @@ class TokenRequest(BaseModel):
     password: str = Field(min_length=1, max_length=200)
     totp: str | None = Field(
         default=None,
-        pattern=r"^[0-9]{6}$",
-        description="动态口令: 已启用动态口令的账号必填 (验证器应用显示的六位数字)",
+        pattern=r"^([0-9]{6}|[2-9A-HJKMNP-Za-hjkmnp-z]{5}-[2-9A-HJKMNP-Za-hjkmnp-z]{5})$",
+        description="动态口令: 已启用动态口令的账号必填 (验证器应用显示的六位数字; "
+        "手机丢失时可用一个恢复码 xxxxx-xxxxx 代替, 每个恢复码只能用一次)",
     )
 
 

@@ -5,6 +5,7 @@ Services take a SQLAlchemy session and never know about HTTP.
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import math
 import secrets
@@ -390,9 +391,10 @@ def unlock_user(session: Session, actor: Actor, user: User) -> None:
 
 def enable_totp(
     session: Session, settings: Settings, user: User, secret: str, code: str, actor: Actor
-) -> None:
+) -> list[str]:
     """Switch the second factor on (启用动态口令) once ``code`` proves the user's app holds
-    ``secret``; audited. A wrong code raises ``InvalidInput`` naming the field."""
+    ``secret``; audited. Returns the recovery codes (恢复码), to be shown this once. A
+    wrong code raises ``InvalidInput`` naming the field."""
     now = utcnow()
     if user.totp_secret:
         raise InvalidInput(
@@ -408,7 +410,10 @@ def enable_totp(
     user.totp_secret = totp.seal_secret(settings.secret_key, secret)
     user.totp_last_step = step
     user.totp_enabled_at = now
+    codes = totp.new_recovery_codes()
+    user.totp_recovery = [totp.recovery_hash(settings.secret_key, c) for c in codes]
     audit.record(session, actor, "auth.totp_enabled", object_type="user", object_id=user.id)
+    return codes
 
 
 def reset_totp(session: Session, actor: Actor, user: User) -> bool:
@@ -419,6 +424,7 @@ def reset_totp(session: Session, actor: Actor, user: User) -> bool:
     user.totp_secret = None
     user.totp_last_step = None
     user.totp_enabled_at = None
+    user.totp_recovery = None
     audit.record(session, actor, "auth.totp_reset", object_type="user", object_id=user.id)
     return True
 
@@ -501,6 +507,26 @@ def _refuse(
     raise BadCredentials(message)
 
 
+def _use_recovery_code(
+    session: Session, settings: Settings, actor: Actor, user: User, now: datetime, code: str
+) -> None:
+    """Spend one recovery code in place of a one-time code; a wrong or spent one counts
+    as a failed sign-in. The use is audited with how many are left."""
+    hashed = totp.recovery_hash(settings.secret_key, code)
+    left = list(user.totp_recovery or [])
+    if not any(hmac.compare_digest(hashed, h) for h in left):
+        _refuse(session, settings, actor, user, now, "auth.totp_failed", "恢复码错误或已使用过")
+    user.totp_recovery = [h for h in left if not hmac.compare_digest(hashed, h)]
+    audit.record(
+        session,
+        actor,
+        "auth.totp_recovery_used",
+        object_type="user",
+        object_id=user.id,
+        after={"left": len(user.totp_recovery)},
+    )
+
+
 def _totp_secret(settings: Settings, sealed: str) -> str:
     try:
         return totp.unseal_secret(settings.secret_key, sealed)
@@ -565,17 +591,26 @@ def authenticate(
                 "请输入动态口令 (one-time code required)",
                 details=[{"field": "totp", "message": "请输入动态口令"}],
             )
-        step = totp.matching_step(
-            _totp_secret(settings, user.totp_secret),
-            totp_code,
-            now=now,
-            last_step=user.totp_last_step,
-        )
-        if step is None:
-            _refuse(
-                session, settings, actor, user, now, "auth.totp_failed", "动态口令错误或已使用过"
+        if totp.is_recovery_code(totp_code):
+            _use_recovery_code(session, settings, actor, user, now, totp_code)
+        else:
+            step = totp.matching_step(
+                _totp_secret(settings, user.totp_secret),
+                totp_code,
+                now=now,
+                last_step=user.totp_last_step,
             )
-        user.totp_last_step = step
+            if step is None:
+                _refuse(
+                    session,
+                    settings,
+                    actor,
+                    user,
+                    now,
+                    "auth.totp_failed",
+                    "动态口令错误或已使用过",
+                )
+            user.totp_last_step = step
     elif settings.totp_roles & set(user.roles):
         audit.record(
             session, actor, "auth.totp_enrolment_required", object_type="user", object_id=user.id

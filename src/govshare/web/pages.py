@@ -276,6 +276,8 @@ def _totp_page(
     username: str = "",
     required: bool = False,
     enrolment: dict[str, Any] | None = None,
+    recovery_codes: list[str] | None = None,
+    continue_to: str = "/",
     errors: FormErrors = NO_ERRORS,
     status_code: int = 200,
 ) -> Response:
@@ -287,6 +289,8 @@ def _totp_page(
         username=username[:50],
         required=required,
         enrolment=enrolment,
+        recovery_codes=recovery_codes,
+        continue_to=continue_to,
         errors=errors,
     )
 
@@ -344,15 +348,26 @@ def totp_enrol(
             remote_addr=request.client.host if request.client else None,
         )
         try:
-            service.enable_totp(db, settings, user, offered.secret, text(form, "totp"), actor)
+            codes = service.enable_totp(
+                db, settings, user, offered.secret, text(form, "totp"), actor
+            )
         except InvalidInput as exc:
             field = exc.details[0]["field"] if exc.details else "totp"
             return again(field, exc.message, username=user.username, enrolment=enrolment)
         db.commit()
-        # Signed in already (a user who chose it): stay; otherwise on to sign in with it.
-        return redirect(
-            "/?done=totp_enabled" if caller.kind == "user" else "/login?done=totp_enabled"
+        # The recovery codes, this once; then home (a user who chose it is signed in
+        # already) or on to sign in with the new factor.
+        shown = _totp_page(
+            request,
+            caller,
+            username=user.username,
+            recovery_codes=codes,
+            continue_to="/?done=totp_enabled"
+            if caller.kind == "user"
+            else "/login?done=totp_enabled",
         )
+        shown.headers["Cache-Control"] = "no-store"  # the codes stay out of any cache
+        return shown
     password = form.get("password")
     if not username:
         return again("username", "请输入用户名")
