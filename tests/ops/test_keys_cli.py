@@ -16,6 +16,7 @@ from sqlalchemy import select
 from govshare import db
 from govshare.config import Settings
 from govshare.documents import keys as document_keys
+from govshare.security import atrest
 from govshare.security.audit import SYSTEM
 from govshare.security.crypto import sign, unseal, verify_signature
 from govshare.security.models import ApiClient, AuditEntry
@@ -96,10 +97,12 @@ def test_rotating_the_documents_key_keeps_the_old_one_verifying(
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_the_list_names_each_key_and_fails_on_an_expired_one(fresh_settings: Settings) -> None:
     document_keys.signing_key(fresh_settings.data_dir, fresh_settings.secret_key, "ed25519")
+    sealer = atrest.add_key(fresh_settings.data_dir, fresh_settings.secret_key, "sm4")
     _client(fresh_settings, "fresh-app", datetime.now(UTC))
     run = keys_cli(fresh_settings, "list")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "公文签名密钥 ED25519" in run.stdout
+    assert f"静态加密密钥 SM4 {sealer.id}" in run.stdout
     assert "fresh-app" in run.stdout
     _client(fresh_settings, "old-app", datetime(2020, 1, 1, tzinfo=UTC))
     expired = keys_cli(fresh_settings, "list")

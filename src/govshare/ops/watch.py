@@ -33,7 +33,7 @@ from govshare.documents import keys as document_keys
 from govshare.exchange import alertrules
 from govshare.exchange.alerts import raise_alert, resolve_alerts
 from govshare.exchange.models import AlertKind, ExchangeNode, NodeStatus
-from govshare.security import anchor
+from govshare.security import anchor, atrest
 from govshare.security.models import ApiClient, AuditEntry
 
 log = structlog.get_logger()
@@ -123,6 +123,14 @@ def hub_keys(session: Session, settings: Settings) -> list[WatchedKey]:
         pass
     except (OSError, orjson.JSONDecodeError, AttributeError) as exc:
         log.warning("documents key file unreadable", error=str(exc))
+    try:
+        sealing = atrest.read_keys(settings.data_dir)
+    except atrest.AtRestKeyError as exc:
+        log.warning("at-rest key file unreadable", error=exc.message)
+        sealing = []
+    if sealing and (made := _parse_time(sealing[-1].created_at)) is not None:
+        sealer = sealing[-1]  # the older keys only open what they sealed
+        found.append(WatchedKey(f"静态加密密钥 {sealer.alg.upper()} {sealer.id}", made + max_age))
     registered = _latest_audited(session, "exchange_node", "exchange.node.register")
     nodes = session.scalars(
         select(ExchangeNode)
