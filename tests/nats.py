@@ -147,8 +147,29 @@ class NatsCluster:
             s.stop()
 
 
-def start_cluster(base: Path, size: int = 3) -> NatsCluster:
-    """A JetStream cluster of ``size`` servers routed to each other over loopback."""
+def start_cluster(base: Path, size: int = 3, attempts: int = 3) -> NatsCluster:
+    """A JetStream cluster of ``size`` servers routed to each other over loopback.
+
+    Ports are picked free one by one before the servers bind them, so another process
+    (or one of this cluster's own servers) may take one in between; a cluster whose
+    server then fails with "address already in use" is stopped and started again on
+    fresh ports and directories."""
+    for attempt in range(attempts):
+        cluster = _cluster(base if attempt == 0 else base / f"again{attempt}", size)
+        try:
+            for s in cluster.servers:
+                s.start()
+            cluster.wait_healthy()
+        except RuntimeError as exc:
+            cluster.stop()
+            if "address already in use" not in str(exc) or attempt == attempts - 1:
+                raise
+            continue
+        return cluster
+    raise AssertionError("unreachable")
+
+
+def _cluster(base: Path, size: int) -> NatsCluster:
     binary = require_nats_server()
     cluster_ports = [free_port() for _ in range(size)]
     servers = []
@@ -170,8 +191,4 @@ def start_cluster(base: Path, size: int = 3) -> NatsCluster:
                 ],
             )
         )
-    cluster = NatsCluster(servers)
-    for s in servers:
-        s.start()
-    cluster.wait_healthy()
-    return cluster
+    return NatsCluster(servers)
