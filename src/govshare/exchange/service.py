@@ -232,8 +232,14 @@ def rotate_node_key(
         raise InvalidInput.about(
             f"新公钥不是有效的 {node.sig_alg} 公钥 (invalid public key)", "public_key", problem
         )
-    # Two rotations of one node at once: the second sees the first's result.
-    session.execute(select(ExchangeNode.id).where(ExchangeNode.id == node.id).with_for_update())
+    # Two rotations of one node at once: the second sees the first's result. FOR NO KEY
+    # UPDATE (key_share): a plain FOR UPDATE also blocks the foreign-key checks of rows
+    # that name the node, and the daily reconciliation, which holds the audit chain's
+    # head when it adds a command for the node, deadlocked against this rotation
+    # waiting for that head (PostgreSQL).
+    session.execute(
+        select(ExchangeNode.id).where(ExchangeNode.id == node.id).with_for_update(key_share=True)
+    )
     session.refresh(node)
     if public_key == node.public_key:
         raise NodeKeyAlreadyCurrent.about(
