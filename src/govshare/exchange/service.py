@@ -233,10 +233,11 @@ def rotate_node_key(
             f"新公钥不是有效的 {node.sig_alg} 公钥 (invalid public key)", "public_key", problem
         )
     # Two rotations of one node at once: the second sees the first's result. FOR NO KEY
-    # UPDATE (key_share): a plain FOR UPDATE also blocks the foreign-key checks of rows
-    # that name the node, and the daily reconciliation, which holds the audit chain's
-    # head when it adds a command for the node, deadlocked against this rotation
-    # waiting for that head (PostgreSQL).
+    # UPDATE (key_share) still serialises them but, unlike FOR UPDATE, does not block the
+    # foreign-key checks of rows other transactions add for the node (commands, tasks)
+    # while they hold the audit chain's head, which this rotation then waits for. A
+    # clean-clone run once saw this rotation deadlock on PostgreSQL; which transaction it
+    # met was not confirmed (see the stop note).
     session.execute(
         select(ExchangeNode.id).where(ExchangeNode.id == node.id).with_for_update(key_share=True)
     )
