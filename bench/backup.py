@@ -233,7 +233,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
 
     from govshare import db
     from govshare.security.anchor import read_key
-    from govshare.security.audit import verify_chain
+    from govshare.security.audit import usable_cores, verify_chain
 
     data_dir = work / "data"
     t0 = time.perf_counter()
@@ -300,7 +300,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
     session = sessionmaker(engine, info={"audit_key": read_key(restored)})()
     started = time.perf_counter()
     with session:
-        report = verify_chain(session)
+        report = verify_chain(session, workers=usable_cores())
     audit_s = time.perf_counter() - started
     engine.dispose()
     if not report.intact:

@@ -296,13 +296,13 @@ def audit_verify(data_dir: DataDir = None) -> None:
     有任何被改动、删除、插入、重写的记录或被改动、删除、调换的归档时退出码为 1。
     只需数据目录, 不需要平台密钥。"""
     from govshare.security.archive import archived_count
-    from govshare.security.audit import count_entries, problem_text, verify_chain
+    from govshare.security.audit import count_entries, problem_text, usable_cores, verify_chain
 
     session, _key = _offline_session(data_dir)
     with session:
         total = count_entries(session) + archived_count(session)
         with _Progress("校验哈希链", total) as advance:
-            report = verify_chain(session, progress=advance)
+            report = verify_chain(session, progress=advance, workers=usable_cores())
     if report.intact:
         archived = (
             f" (其中 {report.archived} 条在 {report.archives} 个归档中)" if report.archives else ""

@@ -244,13 +244,18 @@ class Prepared:
             # without importing the driver (psycopg) on a hub that runs on SQLite.
             raise DataError(self.sql, None, exc, hide_parameters=True) from exc
 
-    def rows(self, dbapi_conn: Any, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    def fetch(self, dbapi_conn: Any, params: Mapping[str, Any]) -> list[Any]:
+        """The rows as the driver returns them, without SQLAlchemy's result conversions
+        (SQLite's times stay text, for instance), for a caller that converts them itself."""
         cursor = dbapi_conn.cursor()
         try:
             self._execute(cursor, params)
-            fetched = cursor.fetchall()
+            return cursor.fetchall()  # type: ignore[no-any-return]
         finally:
             cursor.close()
+
+    def rows(self, dbapi_conn: Any, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        fetched = self.fetch(dbapi_conn, params)
         results = self._results
         if not any(results):
             return [tuple(r) for r in fetched]

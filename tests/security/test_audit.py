@@ -355,3 +355,52 @@ def test_a_damaged_key_file_is_named_not_a_traceback(fresh_settings: Settings) -
         assert "key.json" in r.stderr
         assert "Traceback" not in r.stderr
     assert key_file.read_text() == "{not json"
+
+
+def test_a_chain_verifies_whatever_time_zone_the_database_reports_in(
+    fresh_settings: Settings, backend: str
+) -> None:
+    """A PostgreSQL server in China is likely set to Asia/Shanghai: it hands timestamps
+    back in +08:00, while every entry's time was hashed in UTC."""
+    if backend != "postgresql":
+        pytest.skip("SQLite stores and returns times without a zone")
+    _write(fresh_settings, 5)
+    engine = db.make_engine(fresh_settings)
+    with engine.begin() as conn:
+        name = conn.execute(text("SELECT current_database()")).scalar_one()
+        conn.execute(text(f"ALTER DATABASE \"{name}\" SET timezone TO 'Asia/Shanghai'"))
+    engine.dispose()
+    engine = db.make_engine(fresh_settings)
+    with engine.connect() as conn:
+        assert conn.execute(text("SHOW timezone")).scalar_one() == "Asia/Shanghai"
+    engine.dispose()
+    report = _verify(fresh_settings)
+    assert report.intact, report.problems
+    assert report.entries >= 5
+
+
+def test_a_walk_by_several_processes_finds_what_one_walk_finds(fresh_settings: Settings) -> None:
+    """``audit verify`` walks the live table in segments, one process each: a break at
+    a segment's edge or inside one is reported as one walk reports it."""
+    _write(fresh_settings, 60)
+    _checkpoint(fresh_settings)
+    _write(fresh_settings, 5)
+    engine = db.make_engine(fresh_settings)
+    with engine.begin() as conn:
+        top = conn.execute(select(func.max(AuditEntry.seq))).scalar_one()
+        forged = conn.execute(select(AuditEntry.__table__).where(AuditEntry.seq == 3)).mappings()
+        conn.execute(AuditEntry.__table__.insert().values({**forged.one(), "seq": 0}))
+        conn.execute(update(AuditEntry).where(AuditEntry.seq == 7).values(actor="someone-else"))
+        # Entries 20 and 21 are gone: 20 is the last seq of the second segment of ten.
+        conn.execute(delete(AuditEntry).where(AuditEntry.seq.in_([20, 21])))
+        conn.execute(update(AuditEntry).where(AuditEntry.seq == 45).values(hash="f" * 64))
+        conn.execute(update(AuditEntry).where(AuditEntry.seq == top - 2).values(action="x"))
+    engine.dispose()
+    engine = db.make_engine(fresh_settings)
+    with db.session_scope(db.make_session_factory(engine, fresh_settings)) as s:
+        one = audit.verify_chain(s)
+        many = audit.verify_chain(s, workers=2, segment_entries=10)
+    engine.dispose()
+    assert many == one
+    assert {p.seq for p in one.problems} == {0, 7, 20, 22, 45, 46, top - 2}
+    assert one.entries == top - 1  # 0 to top, less the two deleted

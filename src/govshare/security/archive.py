@@ -54,7 +54,6 @@ FORMAT = "govshare-audit-archive"
 VERSION = 1
 DIGEST = "sm3"
 BATCH = 10_000
-IN_ARCHIVED_RANGE = "lies within an archived range"
 _ENTRIES: Table = AuditEntry.__table__  # type: ignore[assignment]
 _COLUMNS = [c.name for c in _ENTRIES.columns]
 

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import multiprocessing
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -31,6 +34,7 @@ from sqlalchemy import (
     Text,
     bindparam,
     cast,
+    create_engine,
     func,
     insert,
     select,
@@ -39,6 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from govshare.db import Prepared, RowsInsert, dialect_insert, utcnow
 from govshare.requestid import current_request_id
@@ -53,6 +58,7 @@ from govshare.security.crypto import _derive, digest, keyed_digest
 from govshare.security.models import AuditEntry, AuditHead
 
 GENESIS = "0" * 64
+IN_ARCHIVED_RANGE = "lies within an archived range"
 KEYED = "hmac-"
 # The plain table: entries are final once hashed, so they are inserted without the ORM.
 _ENTRIES: Table = AuditEntry.__table__  # type: ignore[assignment]
@@ -96,12 +102,28 @@ def _canonical_row(row: Mapping[Any, Any]) -> bytes:
     fields = {f: row[f] for f in _HASHED}
     # Archived entries carry the time as the text that was hashed (``security.archive``).
     at = row["at"]
-    fields["at"] = at if isinstance(at, str) else at.isoformat()
+    fields["at"] = at if isinstance(at, str) else utc_text(at)
     # The request id is hashed when there is one, so it cannot be changed unnoticed;
     # entries without one (all those written before it existed) hash as they always did.
     if row.get("request_id") is not None:
         fields["request_id"] = row["request_id"]
     return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
+
+
+def utc_text(at: datetime) -> str:
+    """An entry's time as it is hashed: ISO 8601 in UTC. PostgreSQL hands times back in
+    its session's zone (``Asia/Shanghai`` on a server set up in China), which would read
+    as a different text for the same instant."""
+    return (at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)).isoformat()
+
+
+def _sqlite_utc_text(stored: str) -> str:
+    """``utc_text`` of a time as SQLite stores it (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC),
+    without parsing it: the walk of the chain does this millions of times."""
+    if len(stored) == 26 and stored[10] == " " and stored[19] == ".":
+        fraction = stored[19:]
+        return f"{stored[:10]}T{stored[11:19]}{'' if fraction == '.000000' else fraction}+00:00"
+    return utc_text(datetime.fromisoformat(stored))
 
 
 def _jsonable(value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -353,23 +375,49 @@ def decoded(rows: Sequence[Mapping[Any, Any]]) -> list[dict[str, Any]]:
             value = entry[name]
             if isinstance(value, str | bytes):
                 entry[name] = orjson.loads(value)
+        if entry["at"].tzinfo != UTC:  # PostgreSQL's session zone (``utc_text``)
+            entry["at"] = entry["at"].astimezone(UTC)
         out.append(entry)
     return out
 
 
-def _iter_rows(session: Session, batch: int = 10_000) -> Iterator[Mapping[Any, Any]]:
-    """Every row by seq as a mapping, those with seq <= 0 included (they are forgeries
-    to report); plain rows, not ORM objects, so a walk of millions stays fast."""
-    last: int | None = None
+_BELOW_EVERY_SEQ = -(2**63)
+
+
+def _iter_rows(
+    session: Session, *, after: int = _BELOW_EVERY_SEQ, last: int | None = None, batch: int = 10_000
+) -> Iterator[dict[str, Any]]:
+    """Every row with ``after < seq <= last`` by seq as a dict, those with seq <= 0
+    included (they are forgeries to report), with ``at`` already the text that was
+    hashed (``utc_text``).
+
+    Read off the driver's cursor (``Prepared.fetch``): SQLAlchemy's row objects and
+    date parsing cost more than verifying the entry does."""
+    q = (
+        select(*_ENTRIES.columns)
+        .where(_ENTRIES.c.seq > bindparam("after", type_=_ENTRIES.c.seq.type))
+        .order_by(_ENTRIES.c.seq)
+        .limit(batch)
+    )
+    if last is not None:
+        q = q.where(_ENTRIES.c.seq <= last)
+    page = Prepared(q, session.get_bind().dialect)
+    names = page.names
+    dbapi_conn = session.connection().connection
     while True:
-        q = select_rows().order_by(_ENTRIES.c.seq).limit(batch)
-        if last is not None:
-            q = q.where(_ENTRIES.c.seq > last)
-        rows = decoded(session.execute(q).mappings().all())
-        if not rows:
+        fetched = page.fetch(dbapi_conn, {"after": after})
+        if not fetched:
             return
-        yield from rows
-        last = rows[-1]["seq"]
+        for values in fetched:
+            entry = dict(zip(names, values, strict=True))
+            at = entry["at"]
+            entry["at"] = _sqlite_utc_text(at) if isinstance(at, str) else utc_text(at)
+            for name in _JSON_COLUMNS:
+                value = entry[name]
+                if isinstance(value, str | bytes):
+                    entry[name] = orjson.loads(value)
+            yield entry
+        after = fetched[-1][0]
 
 
 def _entry_problem(entry: AuditEntry, key: AuditKey | None) -> str | None:
@@ -407,11 +455,164 @@ def hash_problem(*, seq: int, alg: str, hash: str, data: bytes, key: AuditKey | 
     return None
 
 
-def verify_chain(session: Session, *, progress: Progress | None = None) -> ChainReport:
+def usable_cores() -> int:
+    """The cores this process may run on (a container's share, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+SEGMENT_ENTRIES = 100_000
+"""Seqs per segment when the live table is walked by several processes."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Walk:
+    """Where a walk of the live table stands: the seq it expects next and the hash that
+    entry must link to."""
+
+    expected_seq: int
+    prev_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Walked:
+    entries: int
+    problems: list[ChainProblem]
+    expected_seq: int
+    prev_hash: str
+
+
+def _walk_live(
+    rows: Iterator[Mapping[Any, Any]],
+    key: AuditKey | None,
+    anchored: Mapping[int, Sequence[tuple[str, str]]],
+    entering: _Walk,
+    progress: Progress | None,
+) -> _Walked:
+    """Check each row's place, link, hash and signed checkpoints (``anchored``: seq →
+    (hash, signed at)), starting from ``entering``."""
+    problems: list[ChainProblem] = []
+    expected_seq, prev_hash = entering.expected_seq, entering.prev_hash
+    count = done = 0
+    for entry in rows:
+        count += 1
+        done += 1
+        if progress is not None and done == 10_000:
+            progress(done)
+            done = 0
+        seq = entry["seq"]
+        if seq <= 0:
+            problems.append(ChainProblem(seq, "seq is not a chain position (forged)"))
+            continue
+        if seq < expected_seq:
+            problems.append(ChainProblem(seq, f"{IN_ARCHIVED_RANGE} (re-inserted)"))
+            continue
+        if seq != expected_seq:
+            problems.append(
+                ChainProblem(expected_seq, f"entries {expected_seq}..{seq - 1} are missing")
+            )
+        if entry["prev_hash"] != prev_hash:
+            problems.append(ChainProblem(seq, "does not link to the entry before it"))
+        if problem := row_problem(entry, key):
+            problems.append(ChainProblem(seq, problem))
+        for signed_hash, signed_at in anchored.get(seq, ()):
+            if signed_hash != entry["hash"]:
+                problems.append(
+                    ChainProblem(
+                        seq, f"differs from the checkpoint signed at {signed_at} (rewritten)"
+                    )
+                )
+        expected_seq, prev_hash = seq + 1, entry["hash"]
+    if progress is not None and done:
+        progress(done)
+    return _Walked(count, problems, expected_seq, prev_hash)
+
+
+def _walk_in_parallel(
+    session: Session,
+    key: AuditKey | None,
+    anchored: Mapping[int, Sequence[tuple[str, str]]],
+    entering: _Walk,
+    last_seq: int,
+    workers: int,
+    segment_entries: int,
+    progress: Progress | None,
+) -> _Walked:
+    """``_walk_live`` over segments of the live table in ``workers`` processes.
+
+    A segment ``(after, last]`` starts from the state one walk would have there: the
+    row with the highest seq at or below ``after`` (at or above the seq expected on
+    entering; rows below it never move a walk), which one indexed read finds."""
+    bounds = list(range(entering.expected_seq - 1, last_seq, segment_entries))[1:]
+    segments: list[tuple[int, int | None, _Walk]] = []
+    after, state = _BELOW_EVERY_SEQ, entering
+    for bound in [*bounds, None]:
+        segments.append((after, bound, state))
+        if bound is None:
+            break
+        row = session.execute(
+            select(_ENTRIES.c.seq, _ENTRIES.c.hash)
+            .where(_ENTRIES.c.seq <= bound, _ENTRIES.c.seq >= entering.expected_seq)
+            .order_by(_ENTRIES.c.seq.desc())
+            .limit(1)
+        ).first()
+        after = bound
+        if row is not None:
+            state = _Walk(row.seq + 1, row.hash)
+    url = session.connection().engine.url.render_as_string(hide_password=False)
+    found: list[_Walked] = []
+    with ProcessPoolExecutor(
+        max_workers=min(workers, len(segments)), mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
+        futures = [
+            pool.submit(_walk_segment, url, key, anchored, low, high, start)
+            for low, high, start in segments
+        ]
+        for future in futures:
+            found.append(future.result())
+            if progress is not None:
+                progress(found[-1].entries)
+    return _Walked(
+        entries=sum(w.entries for w in found),
+        problems=[p for w in found for p in w.problems],
+        expected_seq=found[-1].expected_seq,
+        prev_hash=found[-1].prev_hash,
+    )
+
+
+def _walk_segment(
+    url: str,
+    key: AuditKey | None,
+    anchored: Mapping[int, Sequence[tuple[str, str]]],
+    after: int,
+    last: int | None,
+    entering: _Walk,
+) -> _Walked:
+    """One worker's segment (run in a child process: its own engine, no pool)."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with Session(engine) as session:
+            rows = _iter_rows(session, after=after, last=last)
+            return _walk_live(rows, key, anchored, entering, None)
+    finally:
+        engine.dispose()
+
+
+def verify_chain(
+    session: Session,
+    *,
+    progress: Progress | None = None,
+    workers: int = 1,
+    segment_entries: int = SEGMENT_ENTRIES,
+) -> ChainReport:
     """Walk the whole chain — the archived ranges (``security.archive``), then the live
     table — and hold it against the signed checkpoints; report every break (edited,
     inserted, deleted or rewritten rows, rows outside the chain, and damaged, removed or
     reordered archives). The chain must link across every archive boundary.
+
+    With ``workers`` above one and more than ``segment_entries`` live entries, the live
+    table is walked in segments of that many seqs by that many processes (``govshare
+    audit verify`` uses every core): hashing is most of the walk, and the finding is the
+    same as one walk's.
 
     The key and checkpoints are the session's ``info["audit_key"]`` (the data dir's)."""
     from govshare.security import archive  # it builds on this module
@@ -424,45 +625,30 @@ def verify_chain(session: Session, *, progress: Progress | None = None) -> Chain
             problems.append(
                 ChainProblem(cp.seq, f"checkpoint line {cp.line} has no valid signature")
             )
-    anchored: dict[int, list[Checkpoint]] = {}
+    signed: dict[int, list[Checkpoint]] = {}
     for cp in checkpoints:
         if cp.valid:
-            anchored.setdefault(cp.seq, []).append(cp)
-    walked = archive.verify_archives(session, audit_key, anchored, progress=progress)
+            signed.setdefault(cp.seq, []).append(cp)
+    walked = archive.verify_archives(session, audit_key, signed, progress=progress)
     problems.extend(walked.problems)
-    expected_seq, prev_hash, count = walked.next_seq, walked.prev_hash, walked.entries
-    done = 0
-    for entry in _iter_rows(session):
-        count += 1
-        done += 1
-        if progress is not None and done == 10_000:
-            progress(done)
-            done = 0
-        seq = entry["seq"]
-        if seq <= 0:
-            problems.append(ChainProblem(seq, "seq is not a chain position (forged)"))
-            continue
-        if seq < expected_seq:
-            problems.append(ChainProblem(seq, f"{archive.IN_ARCHIVED_RANGE} (re-inserted)"))
-            continue
-        if seq != expected_seq:
-            problems.append(
-                ChainProblem(expected_seq, f"entries {expected_seq}..{seq - 1} are missing")
-            )
-        if entry["prev_hash"] != prev_hash:
-            problems.append(ChainProblem(seq, "does not link to the entry before it"))
-        if problem := row_problem(entry, audit_key):
-            problems.append(ChainProblem(seq, problem))
-        for signed in anchored.get(seq, ()):
-            if signed.hash != entry["hash"]:
-                problems.append(
-                    ChainProblem(
-                        seq, f"differs from the checkpoint signed at {signed.at} (rewritten)"
-                    )
-                )
-        expected_seq, prev_hash = seq + 1, entry["hash"]
-    if progress is not None and done:
-        progress(done)
+    anchored = {seq: [(cp.hash, cp.at) for cp in cps] for seq, cps in signed.items()}
+    entering = _Walk(walked.next_seq, walked.prev_hash)
+    url = session.connection().engine.url
+    last_seq = session.execute(select(func.max(_ENTRIES.c.seq))).scalar() or 0
+    if (
+        workers > 1
+        and last_seq - entering.expected_seq >= segment_entries
+        and url.get_backend_name() in ("sqlite", "postgresql")
+        and url.database not in (None, "", ":memory:")
+    ):
+        live = _walk_in_parallel(
+            session, audit_key, anchored, entering, last_seq, workers, segment_entries, progress
+        )
+    else:
+        live = _walk_live(_iter_rows(session), audit_key, anchored, entering, progress)
+    problems.extend(live.problems)
+    count = walked.entries + live.entries
+    expected_seq, prev_hash = live.expected_seq, live.prev_hash
     last = expected_seq - 1
     for cp in checkpoints:
         if cp.valid and cp.seq > last:

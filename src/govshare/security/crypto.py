@@ -44,14 +44,20 @@ def digest(alg: DigestAlg | str, data: bytes) -> str:
 
 def keyed_digest(alg: DigestAlg | str, key: bytes, data: bytes) -> str:
     """Hex HMAC of ``data`` under ``key`` with SM3 or SHA-256 (HMAC-SM3, GB/T 15852.2)."""
-    if alg == "sm3":
-        mac = crypto_hmac.HMAC(key, hashes.SM3())
-    elif alg == "sha256":
-        mac = crypto_hmac.HMAC(key, hashes.SHA256())
-    else:
-        raise ValueError(f"unknown digest algorithm: {alg}")
+    mac = _keyed(alg, key).copy()
     mac.update(data)
     return mac.finalize().hex()
+
+
+@functools.lru_cache(maxsize=16)
+def _keyed(alg: str, key: bytes) -> crypto_hmac.HMAC:
+    # An HMAC with the key already absorbed: copying it spares every call the key's two
+    # padded blocks, a fifth of an audit entry's HMAC-SM3 (the audit walk does millions).
+    if alg == "sm3":
+        return crypto_hmac.HMAC(key, hashes.SM3())
+    if alg == "sha256":
+        return crypto_hmac.HMAC(key, hashes.SHA256())
+    raise ValueError(f"unknown digest algorithm: {alg}")
 
 
 def _derive(secret_key: str, purpose: bytes) -> bytes:
