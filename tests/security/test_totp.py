@@ -14,7 +14,11 @@ from sqlalchemy import select, update
 
 from govshare.db import utcnow
 from govshare.security import totp
+from govshare.security.audit import SYSTEM
 from govshare.security.models import AuditEntry, User
+from govshare.security.roles import Role
+from govshare.security.service import add_user
+from tests.catalog.console import csrf_of, signed_in
 from tests.clirun import hub_cli
 from tests.conftest import StartHub
 from tests.factories import PASSWORD, World
@@ -275,3 +279,72 @@ def test_a_recovery_code_stands_in_for_a_code_once_and_a_wrong_one_counts(
     actions = _actions(world, user)
     assert actions.count("auth.totp_recovery_used") == 2
     assert actions.count("auth.totp_failed") == 2
+
+
+def test_the_administrator_resets_a_lost_phone_in_the_console_and_over_the_api(
+    world: World,
+) -> None:
+    dept = world.department("动态口令局")
+    with world.hub.client() as c:
+        _enrol(c, dept.registrar)
+        _enrol(c, dept.reviewer)
+    with world.hub.db() as s:
+        ids = dict(s.execute(select(User.username, User.id)).all())
+    with signed_in(world, world.admin) as admin:
+        listed = admin.get("/admin/users", params={"department_id": dept.id})
+        assert f'action="/admin/users/{ids[dept.registrar]}/reset-totp"' in listed.text
+        assert f'action="/admin/users/{ids[dept.resource_admin]}/reset-totp"' not in listed.text
+        reset = admin.post(
+            f"/admin/users/{ids[dept.registrar]}/reset-totp", data={"csrf_token": csrf_of(admin)}
+        )
+        assert reset.status_code == 303
+        assert admin.get(reset.headers["location"]).text.count("动态口令已重置") == 1
+        again = admin.post(
+            f"/admin/users/{ids[dept.registrar]}/reset-totp", data={"csrf_token": csrf_of(admin)}
+        )
+        assert "该账号未启用动态口令" in admin.get(again.headers["location"]).text
+    with world.hub.client() as c:
+        assert _token(c, dept.registrar).status_code == 200  # the password alone, again
+        assert _token(c, dept.reviewer).status_code == 401  # untouched
+    with world.api(world.admin) as api:
+        done = api.post(f"/api/v1/users/{ids[dept.reviewer]}/reset-totp")
+        assert done.status_code == 200, done.text
+        assert done.json()["totp_enabled"] is False
+        twice = api.post(f"/api/v1/users/{ids[dept.reviewer]}/reset-totp")
+        assert twice.status_code == 409
+        assert twice.json()["error"]["code"] == "totp_not_enabled"
+        with world.api(dept.registrar) as registrar:
+            refused = registrar.post(f"/api/v1/users/{ids[dept.resource_admin]}/reset-totp")
+            assert refused.status_code == 403
+    assert _actions(world, dept.registrar).count("auth.totp_reset") == 1
+    assert _actions(world, dept.reviewer).count("auth.totp_reset") == 1
+
+
+def test_an_administrator_cannot_reset_their_own_second_factor(world: World) -> None:
+    """Whoever has an administrator's password alone must not be able to take the one-time
+    code off that very account."""
+    dept = world.department("动态口令局")
+    with world.hub.db() as s:
+        add_user(
+            s,
+            SYSTEM,
+            username=f"padm_{dept.id}",
+            password=PASSWORD,
+            display_name="平台管理员",
+            department_id=dept.id,
+            roles=[Role.PLATFORM_ADMIN],
+        )
+        s.commit()
+        own = s.scalar(select(User.id).where(User.username == f"padm_{dept.id}"))
+    with world.hub.client() as c:
+        secret = _enrol(c, f"padm_{dept.id}")
+        token = _token(c, f"padm_{dept.id}", totp.code_at(secret, utcnow() + timedelta(seconds=30)))
+        assert token.status_code == 200, token.text
+        c.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+        refused = c.post(f"/api/v1/users/{own}/reset-totp")
+        assert refused.status_code == 403
+        assert refused.json()["error"]["code"] == "separation_of_duties"
+        assert "不能重置自己的动态口令" in refused.json()["error"]["message"]
+        listed = c.get("/api/v1/users", params={"department_id": dept.id})
+        assert {u["id"]: u["totp_enabled"] for u in listed.json()}[own] is True
+    assert "auth.totp_reset" not in _actions(world, f"padm_{dept.id}")

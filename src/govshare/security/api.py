@@ -20,6 +20,7 @@ from govshare.deps import (
 from govshare.errors import GovshareError
 from govshare.ids import Id, Seq
 from govshare.security import audit, audit_search, service
+from govshare.security.errors import TotpNotEnabled
 from govshare.security.models import ApiClient, SessionKind
 from govshare.security.schemas import (
     ApiClientCreate,
@@ -126,6 +127,17 @@ def add_user(body: UserCreate, db: SessionDep, caller: UserAdmin) -> UserPublic:
 def unlock_user(user_id: Id, db: SessionDep, caller: UserAdmin) -> UserPublic:
     user = service.get_user(db, user_id)
     service.unlock_user(db, caller.actor, user)
+    return UserPublic.model_validate(user)
+
+
+@router.post("/users/{user_id}/reset-totp", summary="重置动态口令")
+def reset_totp(user_id: Id, db: SessionDep, caller: UserAdmin) -> UserPublic:
+    """Switch off the account's one-time code (a lost phone): it enrols again at its
+    next sign-in. Never the caller's own account (``separation_of_duties``); an account
+    without one answers ``totp_not_enabled``."""
+    user = service.get_user(db, user_id)
+    if not service.reset_totp(db, caller.actor, user):
+        raise TotpNotEnabled.about("该账号未启用动态口令，无需重置", "user_id", "未启用动态口令")
     return UserPublic.model_validate(user)
 
 

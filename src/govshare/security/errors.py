@@ -95,3 +95,9 @@ class AddressNotAllowed(Forbidden):
     """An API client called from outside its allowed networks (IP 白名单)."""
 
     code = "address_not_allowed"
+
+
+class TotpNotEnabled(Conflict):
+    """重置动态口令 of an account that has none."""
+
+    code = "totp_not_enabled"

@@ -74,6 +74,11 @@ class User(Base):
 
     department: Mapped[Department] = relationship(lazy="joined")
 
+    @property
+    def totp_enabled(self) -> bool:
+        """Whether the account signs in with a one-time code (已启用动态口令)."""
+        return self.totp_secret is not None
+
 
 class SessionKind(StrEnum):
     CONSOLE = "console"

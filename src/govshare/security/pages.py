@@ -195,6 +195,13 @@ def unlock_user(user_id: Id, db: SessionDep, caller: UserAdmin) -> Response:
     return redirect("/admin/users?done=user_unlocked")
 
 
+@router.post("/admin/users/{user_id}/reset-totp")
+def reset_user_totp(user_id: Id, db: SessionDep, caller: UserAdmin) -> Response:
+    done = service.reset_totp(db, caller.actor, service.get_user(db, user_id))
+    db.commit()
+    return redirect(f"/admin/users?done={'totp_reset' if done else 'totp_not_enabled'}")
+
+
 # -- API clients (应用接入) -----------------------------------------------------------------
 
 CLIENT_NOTICES = {

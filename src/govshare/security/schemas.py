@@ -78,6 +78,7 @@ class UserPublic(BaseModel):
     roles: list[str]
     is_active: bool
     locked_until: datetime | None
+    totp_enabled: bool = Field(description="是否已启用动态口令 (双因素)")
 
 
 class ApiClientCreate(BaseModel):

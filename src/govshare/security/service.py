@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from govshare.config import Settings
 from govshare.db import Prepared, utcnow
-from govshare.errors import NotFound
+from govshare.errors import NotFound, SeparationOfDuties
 from govshare.ids import MAX_SEQ
 from govshare.rules.validators import credit_code_problem, division_code_problem
 from govshare.security import audit, passwords, totp
@@ -418,7 +418,14 @@ def enable_totp(
 
 def reset_totp(session: Session, actor: Actor, user: User) -> bool:
     """Switch the second factor off (重置动态口令: a lost phone), so the user enrols again
-    at the next sign-in; audited. False when it was not on."""
+    at the next sign-in; audited. False when it was not on.
+
+    Never one's own: whoever holds an administrator's password alone could otherwise
+    take the second factor off that very account (职责分离)."""
+    if actor.kind == "user" and actor.name == user.username:
+        raise SeparationOfDuties.about(
+            "不能重置自己的动态口令：请另一位平台管理员重置", "user_id", "不能重置自己的动态口令"
+        )
     if not user.totp_secret:
         return False
     user.totp_secret = None
