@@ -435,3 +435,47 @@ def test_a_failed_backup_leaves_no_directory_and_is_recorded_as_failed(tmp_path:
         entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "ops.backup")).one()
         assert entry.after is not None
         assert entry.after["status"] == "failed"
+
+
+def _manifest_items(dest: Path) -> dict[str, backup.Item]:
+    return {i.path: i for i in backup.read_manifest(dest, KEY).items}
+
+
+def test_chunks_are_packed_when_that_makes_them_smaller_and_restore_the_same_bytes(
+    tmp_path: Path,
+) -> None:
+    """Database pages shrink several times under zstd, so a backup seals (and stores) a
+    fraction of the bytes; an uploaded file of random bytes is sealed as it is."""
+    settings = _hub(tmp_path)
+    with sqlite3.connect(settings.data_dir / "shared.db") as conn:
+        conn.executemany(
+            f"INSERT INTO {STORE} (name) VALUES (?)", [(f"人员{i:08d}",) for i in range(200_000)]
+        )
+    backup.create_backup(settings, tmp_path / "b", key=KEY)
+    items = _manifest_items(tmp_path / "b")
+    shared = items["shared.db"]
+    assert shared.stored_size < shared.size / 3
+    upload = next(i for path, i in items.items() if path.startswith("open-files/"))
+    assert upload.size <= upload.stored_size <= upload.size + 64
+    target = tmp_path / "restored"
+    backup.restore_backup(tmp_path / "b", target, key=KEY)
+    assert _rows(target / "shared.db", STORE) == _rows(settings.data_dir / "shared.db", STORE)
+    assert _files(target / "open-files") == _files(settings.data_dir / "open-files")
+
+
+def test_a_backup_of_the_first_format_still_verifies_and_restores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Backups taken before chunks were packed (format 1) stay restorable."""
+    settings = _hub(tmp_path)
+    with monkeypatch.context() as older:
+        older.setattr(backup, "FORMAT", backup.PLAIN_FORMAT)
+        backup.create_backup(settings, tmp_path / "b", key=KEY)
+    manifest = backup.read_manifest(tmp_path / "b", KEY)
+    assert manifest.box.packed is False
+    assert all(i.stored_size >= i.size for i in manifest.items)
+    assert backup.verify_backup(tmp_path / "b", key=KEY).intact
+    target = tmp_path / "restored"
+    backup.restore_backup(tmp_path / "b", target, key=KEY)
+    assert _rows(target / "shared.db", STORE) == _rows(settings.data_dir / "shared.db", STORE)
+    assert _files(target / "open-files") == _files(settings.data_dir / "open-files")
