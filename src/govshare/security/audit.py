@@ -384,17 +384,21 @@ def decoded(rows: Sequence[Mapping[Any, Any]]) -> list[dict[str, Any]]:
 _BELOW_EVERY_SEQ = -(2**63)
 
 
+_WALKED = (*_HASHED, "hash", "request_id")
+
+
 def _iter_rows(
     session: Session, *, after: int = _BELOW_EVERY_SEQ, last: int | None = None, batch: int = 10_000
-) -> Iterator[dict[str, Any]]:
-    """Every row with ``after < seq <= last`` by seq as a dict, those with seq <= 0
-    included (they are forgeries to report), with ``at`` already the text that was
-    hashed (``utc_text``).
+) -> Iterator[tuple[dict[str, Any], str]]:
+    """Every row with ``after < seq <= last`` by seq, those with seq <= 0 included (they
+    are forgeries to report), as (the fields its hash covers — ``_canonical_row``'s,
+    ``at`` as the text that was hashed — and its stored hash).
 
-    Read off the driver's cursor (``Prepared.fetch``): SQLAlchemy's row objects and
-    date parsing cost more than verifying the entry does."""
+    Read off the driver's cursor (``Prepared.fetch``) and unpacked by position:
+    SQLAlchemy's row objects, date parsing and per-field lookups cost more than
+    verifying the entry does."""
     q = (
-        select(*_ENTRIES.columns)
+        select(*(_ENTRIES.c[name] for name in _WALKED))
         .where(_ENTRIES.c.seq > bindparam("after", type_=_ENTRIES.c.seq.type))
         .order_by(_ENTRIES.c.seq)
         .limit(batch)
@@ -402,21 +406,48 @@ def _iter_rows(
     if last is not None:
         q = q.where(_ENTRIES.c.seq <= last)
     page = Prepared(q, session.get_bind().dialect)
-    names = page.names
     dbapi_conn = session.connection().connection
+    loads = orjson.loads
     while True:
         fetched = page.fetch(dbapi_conn, {"after": after})
         if not fetched:
             return
-        for values in fetched:
-            entry = dict(zip(names, values, strict=True))
-            at = entry["at"]
-            entry["at"] = _sqlite_utc_text(at) if isinstance(at, str) else utc_text(at)
-            for name in _JSON_COLUMNS:
-                value = entry[name]
-                if isinstance(value, str | bytes):
-                    entry[name] = orjson.loads(value)
-            yield entry
+        for (
+            seq,
+            at,
+            actor,
+            actor_kind,
+            department_id,
+            action,
+            object_type,
+            object_id,
+            before,
+            after_,
+            remote_addr,
+            alg,
+            prev_hash,
+            hash_,
+            request_id,
+        ) in fetched:
+            fields = {
+                "seq": seq,
+                "at": _sqlite_utc_text(at) if isinstance(at, str) else utc_text(at),
+                "actor": actor,
+                "actor_kind": actor_kind,
+                "department_id": department_id,
+                "action": action,
+                "object_type": object_type,
+                "object_id": object_id,
+                # Text on SQLite; PostgreSQL's driver hands JSONB over decoded.
+                "before": loads(before) if isinstance(before, str | bytes) else before,
+                "after": loads(after_) if isinstance(after_, str | bytes) else after_,
+                "remote_addr": remote_addr,
+                "alg": alg,
+                "prev_hash": prev_hash,
+            }
+            if request_id is not None:
+                fields["request_id"] = request_id
+            yield fields, hash_
         after = fetched[-1][0]
 
 
@@ -482,18 +513,19 @@ class _Walked:
 
 
 def _walk_live(
-    rows: Iterator[Mapping[Any, Any]],
+    rows: Iterator[tuple[dict[str, Any], str]],
     key: AuditKey | None,
     anchored: Mapping[int, Sequence[tuple[str, str]]],
     entering: _Walk,
     progress: Progress | None,
 ) -> _Walked:
-    """Check each row's place, link, hash and signed checkpoints (``anchored``: seq →
-    (hash, signed at)), starting from ``entering``."""
+    """Check each row of ``_iter_rows``'s place, link, hash and signed checkpoints
+    (``anchored``: seq → (hash, signed at)), starting from ``entering``."""
     problems: list[ChainProblem] = []
     expected_seq, prev_hash = entering.expected_seq, entering.prev_hash
     count = done = 0
-    for entry in rows:
+    dumps, sort_keys = orjson.dumps, orjson.OPT_SORT_KEYS
+    for entry, entry_hash in rows:
         count += 1
         done += 1
         if progress is not None and done == 10_000:
@@ -512,16 +544,18 @@ def _walk_live(
             )
         if entry["prev_hash"] != prev_hash:
             problems.append(ChainProblem(seq, "does not link to the entry before it"))
-        if problem := row_problem(entry, key):
+        if problem := hash_problem(
+            seq=seq, alg=entry["alg"], hash=entry_hash, data=dumps(entry, option=sort_keys), key=key
+        ):
             problems.append(ChainProblem(seq, problem))
         for signed_hash, signed_at in anchored.get(seq, ()):
-            if signed_hash != entry["hash"]:
+            if signed_hash != entry_hash:
                 problems.append(
                     ChainProblem(
                         seq, f"differs from the checkpoint signed at {signed_at} (rewritten)"
                     )
                 )
-        expected_seq, prev_hash = seq + 1, entry["hash"]
+        expected_seq, prev_hash = seq + 1, entry_hash
     if progress is not None and done:
         progress(done)
     return _Walked(count, problems, expected_seq, prev_hash)
