@@ -26,6 +26,7 @@ from govshare.security import crypto
 from govshare.security.crypto import string_to_sign
 from govshare.security.errors import BadSignature
 from govshare.security.models import AuditEntry
+from tests.catalog.console import csrf_of, signed_in
 from tests.exchange.scenario import Scene, Source, make_scene, target_rows
 from tests.factories import World
 
@@ -284,3 +285,68 @@ def test_only_the_calling_nodes_key_changes(scene: Scene) -> None:
     assert _node(scene, "consumer") == consumer_before
     with scene.world.hub.db() as s:
         assert s.get(ExchangeNode, scene.node_ids["consumer"]) is not None
+
+
+def test_an_administrator_ends_the_overlap_of_a_replaced_key_at_once(scene: Scene) -> None:
+    """停用旧密钥: a key replaced because it may be stolen should not sign for another
+    day. Ended, it is refused at once; what it signed before still verifies."""
+    provider = scene.nodes["provider"]
+    node_id = scene.node_ids["provider"]
+    scene.run_until(lambda: _hub_last_seq(scene) >= 2, nodes=["provider"])
+    first_private = provider.store.get("sm2.private") or ""
+    first = provider.store.get("sm2.public") or ""
+    second = provider.rotate_key()
+    old = _old_client(scene, first_private)
+    try:
+        old.heartbeat(provider.report())  # within the overlap
+        with signed_in(scene.world, scene.world.admin) as admin:
+            page = admin.get(f"/exchange/nodes/{node_id}")
+            assert 'id="old-keys"' in page.text
+            assert first[:16] in page.text
+            ended = admin.post(
+                f"/exchange/nodes/{node_id}/key/end-overlap", data={"csrf_token": csrf_of(admin)}
+            )
+            assert ended.status_code == 303
+            shown = admin.get(ended.headers["location"])
+            assert "旧签名密钥已停用" in shown.text
+            assert 'id="old-keys"' not in shown.text
+        with pytest.raises(HubRefused) as refused:
+            old.heartbeat(provider.report())
+        assert refused.value.status == 401
+        provider.heartbeat()  # the current key is untouched
+    finally:
+        old.close()
+
+    # Over the API, for the next rotation; with nothing left to end it answers 409.
+    provider.rotate_key()
+    with scene.world.api(scene.world.admin) as c:
+        done = c.post(f"/api/v1/exchange/nodes/{node_id}/key/end-overlap")
+        assert done.status_code == 200, done.text
+        assert done.json()["ended_keys"] == [second]
+        again = c.post(f"/api/v1/exchange/nodes/{node_id}/key/end-overlap")
+        assert again.status_code == 409
+        assert again.json()["error"]["code"] == "no_key_in_overlap"
+    with scene.world.api(scene.world.department("旁观局").registrar) as c:
+        assert c.post(f"/api/v1/exchange/nodes/{node_id}/key/end-overlap").status_code == 403
+
+    with scene.world.hub.db() as s:
+        ends = list(
+            s.scalars(
+                select(AuditEntry).where(
+                    AuditEntry.action == "exchange.node.end_key_overlap",
+                    AuditEntry.object_type == "exchange_node",
+                    AuditEntry.object_id == str(node_id),
+                )
+                .order_by(AuditEntry.seq)
+            )
+        )
+        assert [e.before for e in ends] == [{"public_keys": [first]}, {"public_keys": [second]}]
+        node = service.get_node(s, node_id)
+        signers = {
+            service.package_key(node, parse(_hub_store(scene).get(s, row)))
+            for row in s.scalars(
+                select(ExchangePackage).where(ExchangePackage.task_id == scene.provider_task["id"])
+            )
+        }
+    assert first in signers  # packages it signed before are still verified by it
+    scene.run_until(scene.in_sync)

@@ -17,6 +17,7 @@ from govshare.catalog import service as catalog_service
 from govshare.catalog.schemas import ResourcePublic
 from govshare.catalog.views import resource_public
 from govshare.config import Settings
+from govshare.db import utcnow
 from govshare.deps import (
     CatalogWriter,
     ExchangeAdmin,
@@ -44,6 +45,7 @@ from govshare.exchange.schemas import (
     NodeAlertIn,
     NodeCreate,
     NodeEnrolled,
+    NodeKeyOverlapEnded,
     NodeKeyRotate,
     NodeKeyRotated,
     NodePublic,
@@ -280,6 +282,18 @@ def enroll_node(
 @router.get("/nodes/{node_id}", summary="前置机详情")
 def get_node(node_id: Id, db: SessionDep, _c: ExchangeReader) -> NodePublic:
     return NodePublic.model_validate(service.get_node(db, node_id))
+
+
+@router.post("/nodes/{node_id}/key/end-overlap", summary="立即停用前置机过渡期内的旧签名密钥")
+def end_key_overlap(
+    node_id: Id, db: SessionDep, settings: SettingsDep, caller: ExchangeAdmin
+) -> NodeKeyOverlapEnded:
+    """After a rotation the replaced key still signs for ``GOVSHARE_NODE_KEY_OVERLAP_HOURS``;
+    when it may be stolen, end that now. Packages it signed before stay verifiable;
+    ``no_key_in_overlap`` (409) when no replaced key is still accepted."""
+    now = utcnow()
+    ended = service.end_key_overlap(db, settings, caller, node_id, now=now)
+    return NodeKeyOverlapEnded(node_id=node_id, ended_keys=ended, ended_at=now)
 
 
 @router.get("/nodes/{node_id}/schemas", summary="前置机采集到的表结构")

@@ -34,3 +34,9 @@ class NodeKeyAlreadyCurrent(Conflict):
     the hub took its new key but the node never kept the answer)."""
 
     code = "node_key_already_current"
+
+
+class NoKeyInOverlap(Conflict):
+    """停用旧密钥 of a node none of whose replaced keys is still accepted."""
+
+    code = "no_key_in_overlap"

@@ -25,7 +25,14 @@ from govshare.catalog import search
 from govshare.catalog import service as catalog_service
 from govshare.catalog.errors import ResourceNotFound
 from govshare.db import utcnow
-from govshare.deps import CatalogWriter, ExchangeAdmin, ExchangeReader, SessionDep, SettingsDep
+from govshare.deps import (
+    CatalogWriter,
+    ExchangeAdmin,
+    ExchangeReader,
+    SessionDep,
+    SettingsDep,
+    get_settings,
+)
 from govshare.errors import GovshareError, InvalidInput, NotFound
 from govshare.exchange import alerts, service
 from govshare.exchange.models import (
@@ -73,6 +80,7 @@ PACKAGE_PAGE = 50
 # Notices after a redirect (``?done=key``); fixed texts only, like web.filters.NOTICES.
 NOTICES: dict[str, str] = {
     "node_command": "命令已下发，前置机将在下次心跳时执行",
+    "key_overlap_ended": "旧签名密钥已停用：此后以其签名的请求和数据包一律拒绝",
     "task_added": "交换任务已创建（未部署），核对配置后请启动",
     "task_started": "任务已启动，前置机将在下次心跳时开始执行",
     "task_stopped": "任务已停止",
@@ -323,6 +331,12 @@ def _node_page(
 ) -> Response:
     node = service.get_node(db, node_id)
     known = {f"{source}.{table}" for source, tables in node.schemas.items() for table in tables}
+    settings = get_settings(request)
+    # Replaced keys still accepted, and until when (停用旧密钥 ends that at once).
+    old_keys = [
+        (e["public_key"], service.overlap_end(settings, e))
+        for e in service.keys_in_overlap(settings, node, utcnow())
+    ]
     return _page(
         request,
         "exchange/node.html",
@@ -330,6 +344,7 @@ def _node_page(
         status_code=status_code,
         nav="/exchange/nodes",
         node=node,
+        old_keys=old_keys,
         node_status=NODE_STATUS,
         tasks=service.list_tasks(db, node_id=node.id),
         commands=_recent_commands(db, node.id),
@@ -350,6 +365,15 @@ def _node_page(
 @router.get("/exchange/nodes/{node_id}")
 def node_page(node_id: Id, request: Request, db: SessionDep, caller: ExchangeReader) -> Response:
     return _node_page(request, db, caller, node_id)
+
+
+@router.post("/exchange/nodes/{node_id}/key/end-overlap")
+def end_key_overlap(
+    node_id: Id, db: SessionDep, settings: SettingsDep, caller: ExchangeAdmin
+) -> Response:
+    service.end_key_overlap(db, settings, caller, node_id)
+    db.commit()
+    return redirect(f"/exchange/nodes/{node_id}?done=key_overlap_ended")
 
 
 @router.post("/exchange/nodes/{node_id}/commands")

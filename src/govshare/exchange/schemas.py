@@ -69,6 +69,12 @@ class NodeKeyRotated(BaseModel):
     overlap_until: datetime = Field(description="旧密钥签名的请求在此时刻之前仍被接受")
 
 
+class NodeKeyOverlapEnded(BaseModel):
+    node_id: int
+    ended_keys: list[str] = Field(description="自此不再接受其签名的旧公钥 (十六进制)")
+    ended_at: datetime
+
+
 class ScheduleIn(BaseModel):
     interval_seconds: float | None = Field(
         default=5, ge=0.2, le=86400, description="按间隔执行 (秒)"

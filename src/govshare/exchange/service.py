@@ -24,6 +24,7 @@ from govshare.exchange.errors import (
     EnrollmentFailed,
     NodeKeyAlreadyCurrent,
     NodeNotFound,
+    NoKeyInOverlap,
     PackageRejected,
     SequenceConflict,
     TaskNotFound,
@@ -181,17 +182,26 @@ def _retired_at(entry: dict[str, str]) -> datetime:
     return datetime.fromisoformat(entry["retired_at"])
 
 
+def overlap_end(settings: Settings, entry: dict[str, str]) -> datetime:
+    """When a replaced key stops signing requests and new packages: ``node_key_overlap_hours``
+    after its rotation, or earlier when an administrator ended its overlap."""
+    end = _retired_at(entry) + timedelta(hours=settings.node_key_overlap_hours)
+    if ended := entry.get("overlap_ended_at"):
+        end = min(end, datetime.fromisoformat(ended))
+    return end
+
+
+def keys_in_overlap(settings: Settings, node: ExchangeNode, now: datetime) -> list[dict[str, str]]:
+    """The keys ``node`` replaced that are still accepted at ``now`` (过渡期内的旧密钥)."""
+    return [e for e in node.retired_keys or [] if now < overlap_end(settings, e)]
+
+
 def accepted_keys(settings: Settings, node: ExchangeNode, now: datetime) -> list[tuple[str, str]]:
     """The keys a request or a newly uploaded package of ``node`` may be signed with, as
     (``CURRENT_KEY``/``RETIRED_KEY``, public key): its current key, then each key it
-    replaced less than ``node_key_overlap_hours`` before ``now``."""
+    replaced whose overlap has not ended (``overlap_end``)."""
     keys = [(CURRENT_KEY, node.public_key)] if node.public_key else []
-    overlap = timedelta(hours=settings.node_key_overlap_hours)
-    keys += [
-        (RETIRED_KEY, entry["public_key"])
-        for entry in node.retired_keys or []
-        if now < _retired_at(entry) + overlap
-    ]
+    keys += [(RETIRED_KEY, e["public_key"]) for e in keys_in_overlap(settings, node, now)]
     return keys
 
 
@@ -278,6 +288,45 @@ def rotate_node_key(
         },
     )
     return node
+
+
+def end_key_overlap(
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    node_id: int,
+    *,
+    now: datetime | None = None,
+) -> list[str]:
+    """停用旧密钥: refuse from ``now`` on every key the node replaced that is still in its
+    overlap — a rotation made because the old key may be in someone else's hands should
+    not leave it signing for a day. Packages it signed that are already in the log keep
+    verifying (``package_key``). The public keys it ended; ``NoKeyInOverlap`` when none
+    was left."""
+    now = now or utcnow()
+    node = get_node(session, node_id)
+    # Against a rotation of the node at the same moment (see ``rotate_node_key``).
+    session.execute(
+        select(ExchangeNode.id).where(ExchangeNode.id == node.id).with_for_update(key_share=True)
+    )
+    session.refresh(node)
+    ending = {e["public_key"] for e in keys_in_overlap(settings, node, now)}
+    if not ending:
+        raise NoKeyInOverlap.about("该前置机没有仍在过渡期内的旧密钥", "node_id", "旧密钥均已停用")
+    node.retired_keys = [
+        {**e, "overlap_ended_at": now.isoformat()} if e["public_key"] in ending else e
+        for e in node.retired_keys
+    ]
+    audit.record(
+        session,
+        principal.actor,
+        "exchange.node.end_key_overlap",
+        object_type="exchange_node",
+        object_id=node.id,
+        before={"public_keys": sorted(ending)},
+        after={"overlap_ended_at": now.isoformat()},
+    )
+    return sorted(ending)
 
 
 NODE_PERMISSIONS = frozenset(

@@ -566,6 +566,7 @@ ACTION_LABELS = {
     "exchange.node.register": "前置机注册",
     "exchange.node.registration_recovered": "前置机取回注册结果",
     "exchange.node.rotate_key": "前置机轮换签名密钥",
+    "exchange.node.end_key_overlap": "立即停用前置机旧签名密钥",
     "exchange.node.command": "向前置机下发指令",
     "exchange.snapshot": "交换日志已清理，请提供方重发全量快照",
     "exchange.task.create": "新建交换任务",
