@@ -119,6 +119,20 @@ class World:
             )
             return Dept(id=dept.id, name=dept.name, registrar="", reviewer="", resource_admin="")
 
+    def person(self, dept: Dept, username: str, role: Role) -> str:
+        """One more user of ``dept`` with ``role``; the username."""
+        with self.hub.db() as s:
+            add_user(
+                s,
+                SYSTEM,
+                username=username,
+                password=PASSWORD,
+                display_name=username,
+                department_id=dept.id,
+                roles=[role],
+            )
+        return username
+
     def department(self, short: str = "测试局") -> Dept:
         """A department with a registrar, a reviewer and a resource administrator."""
         dept = self._add_dept(short)

@@ -332,7 +332,8 @@ def test_an_administrator_ends_the_overlap_of_a_replaced_key_at_once(scene: Scen
     with scene.world.hub.db() as s:
         ends = list(
             s.scalars(
-                select(AuditEntry).where(
+                select(AuditEntry)
+                .where(
                     AuditEntry.action == "exchange.node.end_key_overlap",
                     AuditEntry.object_type == "exchange_node",
                     AuditEntry.object_id == str(node_id),

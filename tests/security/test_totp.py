@@ -14,10 +14,8 @@ from sqlalchemy import select, update
 
 from govshare.db import utcnow
 from govshare.security import totp
-from govshare.security.audit import SYSTEM
 from govshare.security.models import AuditEntry, User
 from govshare.security.roles import Role
-from govshare.security.service import add_user
 from tests.catalog.console import csrf_of, signed_in
 from tests.clirun import hub_cli
 from tests.conftest import StartHub
@@ -324,21 +322,12 @@ def test_an_administrator_cannot_reset_their_own_second_factor(world: World) -> 
     """Whoever has an administrator's password alone must not be able to take the one-time
     code off that very account."""
     dept = world.department("动态口令局")
+    admin = world.person(dept, f"padm_{dept.id}", Role.PLATFORM_ADMIN)
     with world.hub.db() as s:
-        add_user(
-            s,
-            SYSTEM,
-            username=f"padm_{dept.id}",
-            password=PASSWORD,
-            display_name="平台管理员",
-            department_id=dept.id,
-            roles=[Role.PLATFORM_ADMIN],
-        )
-        s.commit()
-        own = s.scalar(select(User.id).where(User.username == f"padm_{dept.id}"))
+        own = s.scalar(select(User.id).where(User.username == admin))
     with world.hub.client() as c:
-        secret = _enrol(c, f"padm_{dept.id}")
-        token = _token(c, f"padm_{dept.id}", totp.code_at(secret, utcnow() + timedelta(seconds=30)))
+        secret = _enrol(c, admin)
+        token = _token(c, admin, totp.code_at(secret, utcnow() + timedelta(seconds=30)))
         assert token.status_code == 200, token.text
         c.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
         refused = c.post(f"/api/v1/users/{own}/reset-totp")
@@ -347,4 +336,4 @@ def test_an_administrator_cannot_reset_their_own_second_factor(world: World) -> 
         assert "不能重置自己的动态口令" in refused.json()["error"]["message"]
         listed = c.get("/api/v1/users", params={"department_id": dept.id})
         assert {u["id"]: u["totp_enabled"] for u in listed.json()}[own] is True
-    assert "auth.totp_reset" not in _actions(world, f"padm_{dept.id}")
+    assert "auth.totp_reset" not in _actions(world, admin)

@@ -218,6 +218,21 @@ def package_key(node: ExchangeNode, pkg: Package) -> str:
     return current
 
 
+def _lock_keys(session: Session, node: ExchangeNode) -> None:
+    """Lock the node's row against another change of its keys, and read it again.
+
+    Two changes of one node's keys at once (rotations, ending an overlap): the second
+    sees the first's result. FOR NO KEY UPDATE (key_share) still serialises them but,
+    unlike FOR UPDATE, does not block the foreign-key checks of rows other transactions
+    add for the node (commands, tasks) while they hold the audit chain's head, which the
+    change then waits for. A clean-clone run once saw a rotation deadlock on PostgreSQL
+    under FOR UPDATE; which transaction it met was not confirmed."""
+    session.execute(
+        select(ExchangeNode.id).where(ExchangeNode.id == node.id).with_for_update(key_share=True)
+    )
+    session.refresh(node)
+
+
 def rotate_node_key(
     session: Session,
     settings: Settings,
@@ -242,16 +257,7 @@ def rotate_node_key(
         raise InvalidInput.about(
             f"新公钥不是有效的 {node.sig_alg} 公钥 (invalid public key)", "public_key", problem
         )
-    # Two rotations of one node at once: the second sees the first's result. FOR NO KEY
-    # UPDATE (key_share) still serialises them but, unlike FOR UPDATE, does not block the
-    # foreign-key checks of rows other transactions add for the node (commands, tasks)
-    # while they hold the audit chain's head, which this rotation then waits for. A
-    # clean-clone run once saw this rotation deadlock on PostgreSQL; which transaction it
-    # met was not confirmed (see the stop note).
-    session.execute(
-        select(ExchangeNode.id).where(ExchangeNode.id == node.id).with_for_update(key_share=True)
-    )
-    session.refresh(node)
+    _lock_keys(session, node)
     if public_key == node.public_key:
         raise NodeKeyAlreadyCurrent.about(
             "平台已使用该公钥，无需再次轮换 (key is already the node's current key)",
@@ -305,11 +311,7 @@ def end_key_overlap(
     was left."""
     now = now or utcnow()
     node = get_node(session, node_id)
-    # Against a rotation of the node at the same moment (see ``rotate_node_key``).
-    session.execute(
-        select(ExchangeNode.id).where(ExchangeNode.id == node.id).with_for_update(key_share=True)
-    )
-    session.refresh(node)
+    _lock_keys(session, node)
     ending = {e["public_key"] for e in keys_in_overlap(settings, node, now)}
     if not ending:
         raise NoKeyInOverlap.about("该前置机没有仍在过渡期内的旧密钥", "node_id", "旧密钥均已停用")
