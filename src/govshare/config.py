@@ -493,9 +493,9 @@ class Settings(BaseSettings):
     )
     open_mail_from: str = Field(
         default="opendata@localhost",
-        description="Sender address of mails to open-data developers (confirmation links); "
-        "they are sent through smtp_host, and wait in the developer_mail outbox while it "
-        "is unset.",
+        description="Sender address of mails to open-data developers (confirmation links) "
+        "and to askers of data requests (answers); they are sent through smtp_host, and wait "
+        "in the developer_mail outbox while it is unset.",
     )
 
     backup_cipher: Literal["sm4", "aes"] = Field(

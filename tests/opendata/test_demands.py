@@ -16,7 +16,7 @@ from sqlalchemy import delete, func, select
 from govshare.errors import Forbidden, InvalidInput, NotFound, TooManyRequests
 from govshare.opendata import demands
 from govshare.opendata.demands import AnswerForm, DemandForm
-from govshare.opendata.models import AnswerKind, DemandStatus, OpenDemand
+from govshare.opendata.models import AnswerKind, DemandStatus, DeveloperMail, OpenDemand
 from govshare.security.models import AuditEntry, User
 from govshare.security.roles import Role
 from govshare.security.service import Principal
@@ -139,6 +139,43 @@ def test_anyone_asks_votes_once_and_reads_the_answer(
             )
         ).one()
         assert entry.actor == dept.resource_admin
+
+
+def test_an_asker_who_left_an_email_address_is_told_of_each_answer(
+    world: World, scene: OpenScene, fresh_address: str
+) -> None:
+    """The answer is queued for mail (sent by the outbox, ``test_mailer``) to an e-mail
+    contact only, once per answer; a phone number gets nothing."""
+    dept = scene.dept
+    mailed = _created_id(_ask(world, department_id=str(dept.id), contact="li@example.com"))
+    phoned = _created_id(_ask(world, department_id=str(dept.id), contact="13800138000"))
+    with signed_in(world, dept.resource_admin) as c:
+        answers = [(mailed, "计划于下季度开放。"), (phoned, "计划开放。"), (mailed, "已排期。")]
+        for demand_id, said in answers:
+            r = c.post(
+                f"/open-demands/{demand_id}/answer",
+                data={"csrf_token": csrf_of(c), "kind": "planned", "answer": said},
+            )
+            assert r.status_code == 303, r.text[:2000]
+    with world.hub.db() as s:
+        mails = list(
+            s.scalars(
+                select(DeveloperMail)
+                .where(DeveloperMail.demand_id.in_([mailed, phoned]))
+                .order_by(DeveloperMail.id)
+            )
+        )
+    assert [(m.demand_id, m.developer_id, m.to) for m in mails] == [
+        (mailed, None, "li@example.com")
+    ] * 2
+    first, second = mails
+    assert first.subject.startswith("您提出的数据需求已答复：公交实时到站数据")
+    assert second.subject.startswith("您提出的数据需求答复已更新：")
+    assert "答复结论：计划开放" in first.body
+    assert "答复内容：计划于下季度开放。" in first.body
+    assert f"答复部门：{dept.name}" in first.body
+    assert "答复内容：已排期。" in second.body
+    assert re.search(rf"查看详情：http://\S+/open/demands/{mailed}\n", first.body), first.body
 
 
 def test_a_bad_request_is_refused_with_its_reasons_and_stores_nothing(

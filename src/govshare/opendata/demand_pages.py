@@ -342,7 +342,9 @@ def answer(
     values = {name: text(form, name) for name in AnswerForm.model_fields}
     try:
         data = AnswerForm.model_validate(values)
-        demands.answer(db, caller, demand_id, data, _now())
+        demands.answer(
+            db, caller, demand_id, data, _now(), base_url=str(request.base_url).rstrip("/")
+        )
     except ValidationError as exc:
         demand = demands.visible_demand(db, caller, demand_id)
         return _detail(

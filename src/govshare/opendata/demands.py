@@ -15,6 +15,7 @@ against the one definition of what is open (:mod:`govshare.opendata.datasets`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
@@ -26,7 +27,13 @@ from sqlalchemy.orm import Session
 
 from govshare.errors import Forbidden, InvalidInput, NotFound, TooManyRequests
 from govshare.opendata import datasets as ds
-from govshare.opendata.models import AnswerKind, DemandStatus, OpenDemand, OpenDemandVote
+from govshare.opendata.models import (
+    AnswerKind,
+    DemandStatus,
+    DeveloperMail,
+    OpenDemand,
+    OpenDemandVote,
+)
 from govshare.rules.fields import Expect
 from govshare.security import audit
 from govshare.security.crypto import hmac_sha256
@@ -41,7 +48,8 @@ VOTES_PER_HOUR = 30
 PAGE_SIZE = 20
 MAX_PAGE = 500
 
-_CONTACT = r"^$|^(?:[^@\s]{1,64}@[^@\s]{1,99}\.[^@\s]{1,20}|1\d{10})$"
+_EMAIL = r"[^@\s]{1,64}@[^@\s]{1,99}\.[^@\s]{1,20}"
+_CONTACT = rf"^$|^(?:{_EMAIL}|1\d{{10}})$"
 
 
 def address_hash(secret_key: str, address: str | None) -> str:
@@ -242,9 +250,17 @@ def _snapshot(demand: OpenDemand) -> dict[str, object]:
 
 
 def answer(
-    session: Session, caller: Principal, demand_id: int, data: AnswerForm, now: datetime
+    session: Session,
+    caller: Principal,
+    demand_id: int,
+    data: AnswerForm,
+    now: datetime,
+    *,
+    base_url: str = "",
 ) -> OpenDemand:
-    """部门答复, shown publicly; a later answer replaces the earlier one (audited)."""
+    """部门答复, shown publicly; a later answer replaces the earlier one (audited). An
+    asker who left an e-mail address is told by mail (``developer_mail`` outbox), with
+    the answer and the public page under ``base_url``."""
     demand = visible_demand(session, caller, demand_id)
     if demand.status is DemandStatus.HIDDEN:
         raise InvalidInput("已屏蔽的需求不能答复，请先恢复 (request is hidden)")
@@ -267,6 +283,7 @@ def answer(
             )
         code = dataset.code
     before = _snapshot(demand)
+    again = demand.status is DemandStatus.ANSWERED
     demand.status = DemandStatus.ANSWERED
     demand.answer_kind = data.kind
     demand.answer = data.answer
@@ -282,7 +299,42 @@ def answer(
         before=before,
         after={**_snapshot(demand), "answer": data.answer},
     )
+    if re.fullmatch(_EMAIL, demand.contact):
+        _tell_asker(session, demand, again=again, base_url=base_url, now=now)
     return demand
+
+
+def _tell_asker(
+    session: Session, demand: OpenDemand, *, again: bool, base_url: str, now: datetime
+) -> None:
+    assert demand.answer_kind is not None
+    lines = [
+        f"{demand.nickname or '您好'}：",
+        "",
+        f"您在公共数据开放平台提出的数据需求“{demand.title}”"
+        + ("的答复已更新。" if again else "已有答复。"),
+        "",
+        f"答复结论：{demand.answer_kind.label}",
+        f"答复部门：{demand.department.name if demand.department else '平台'}",
+        f"答复内容：{demand.answer}",
+    ]
+    if demand.dataset_code:
+        lines.append(f"相关数据集：{demand.dataset_code}")
+    lines += [
+        "",
+        f"查看详情：{base_url}/open/demands/{demand.id}",
+        "",
+        "本邮件由系统发送，请勿回复。",
+    ]
+    session.add(
+        DeveloperMail(
+            demand_id=demand.id,
+            to=demand.contact,
+            subject=f"您提出的数据需求{'答复已更新' if again else '已答复'}：{demand.title}",
+            body="\n".join(lines),
+            created_at=now,
+        )
+    )
 
 
 def assign(session: Session, caller: Principal, demand_id: int, department_id: int) -> OpenDemand:

@@ -169,15 +169,21 @@ class DeveloperToken(Base):
 
 
 class DeveloperMail(Base):
-    """开发者邮件发件箱: mail to developers (the confirmation link), sent through the SMTP
-    server by ``opendata.mailer`` (``sent_at`` set when handed over); it waits here while
-    no SMTP server is set. In demo mode the link is also written to the structured log."""
+    """开放平台邮件发件箱: mail to developers (the confirmation link) and to the askers of
+    data requests (数据需求) that left an e-mail address, when their request is answered;
+    sent through the SMTP server by ``opendata.mailer`` (``sent_at`` set when handed
+    over); it waits here while no SMTP server is set. In demo mode a developer's link is
+    also written to the structured log."""
 
     __tablename__ = "developer_mail"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    developer_id: Mapped[int] = mapped_column(
+    # One of the two: the developer, or the data request whose asker is told.
+    developer_id: Mapped[int | None] = mapped_column(
         ForeignKey("open_developer.id", ondelete="CASCADE"), index=True
+    )
+    demand_id: Mapped[int | None] = mapped_column(
+        ForeignKey("open_demand.id", ondelete="CASCADE"), index=True
     )
     to: Mapped[str] = mapped_column(String(254))
     subject: Mapped[str] = mapped_column(String(200))
