@@ -210,7 +210,25 @@ class NatsStore:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         if not self._thread.is_alive():
+            self._finish_tasks()
             self._loop.close()
+
+    def _finish_tasks(self) -> None:
+        """Cancel what still runs on the stopped loop and let it unwind, here.
+
+        A connect to servers that are gone can still be cancelling (closing its client)
+        when the loop stops; left pending, its coroutine would be destroyed later by the
+        garbage collector, in whatever thread, where its cleanup finds no loop ("coroutine
+        ignored GeneratorExit", an unraisable error)."""
+        pending = asyncio.all_tasks(self._loop)
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        try:
+            self._loop.run_until_complete(asyncio.wait(pending, timeout=3))
+        except Exception as exc:  # closing must not fail a shutdown
+            log.warning("nats_close_failed", error=repr(exc))
 
     # -- plumbing between threads ---------------------------------------------------------
 
