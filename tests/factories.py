@@ -136,24 +136,14 @@ class World:
     def department(self, short: str = "测试局") -> Dept:
         """A department with a registrar, a reviewer and a resource administrator."""
         dept = self._add_dept(short)
-        people = {}
-        with self.hub.db() as s:
+        people = {
+            key: self.person(dept, f"{key[:3]}_{dept.id}", role)
             for key, role in [
                 ("registrar", Role.CATALOG_REGISTRAR),
                 ("reviewer", Role.CATALOG_REVIEWER),
                 ("resource_admin", Role.RESOURCE_ADMIN),
-            ]:
-                name = f"{key[:3]}_{dept.id}"
-                add_user(
-                    s,
-                    SYSTEM,
-                    username=name,
-                    password=PASSWORD,
-                    display_name=name,
-                    department_id=dept.id,
-                    roles=[role],
-                )
-                people[key] = name
+            ]
+        }
         return Dept(id=dept.id, name=dept.name, **people)
 
     def api(self, username: str | None = None) -> httpx.Client:

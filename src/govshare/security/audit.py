@@ -41,7 +41,7 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
@@ -563,6 +563,7 @@ def _walk_live(
 
 def _walk_in_parallel(
     session: Session,
+    url: URL,
     key: AuditKey | None,
     anchored: Mapping[int, Sequence[tuple[str, str]]],
     entering: _Walk,
@@ -592,13 +593,20 @@ def _walk_in_parallel(
         after = bound
         if row is not None:
             state = _Walk(row.seq + 1, row.hash)
-    url = session.connection().engine.url.render_as_string(hide_password=False)
     found: list[_Walked] = []
     with ProcessPoolExecutor(
         max_workers=min(workers, len(segments)), mp_context=multiprocessing.get_context("spawn")
     ) as pool:
         futures = [
-            pool.submit(_walk_segment, url, key, anchored, low, high, start)
+            pool.submit(
+                _walk_segment,
+                url.render_as_string(hide_password=False),
+                key,
+                anchored,
+                low,
+                high,
+                start,
+            )
             for low, high, start in segments
         ]
         for future in futures:
@@ -676,7 +684,15 @@ def verify_chain(
         and url.database not in (None, "", ":memory:")
     ):
         live = _walk_in_parallel(
-            session, audit_key, anchored, entering, last_seq, workers, segment_entries, progress
+            session,
+            url,
+            audit_key,
+            anchored,
+            entering,
+            last_seq,
+            workers,
+            segment_entries,
+            progress,
         )
     else:
         live = _walk_live(_iter_rows(session), audit_key, anchored, entering, progress)
