@@ -37,6 +37,7 @@ from govshare.requestid import HEADER as REQUEST_ID_HEADER
 from govshare.requestid import current_request_id
 from govshare.sharing.data import DataServices
 from govshare.web.headers import SecurityHeadersMiddleware
+from govshare.web.routing import include_flat
 
 HERE = Path(__file__).parent
 log = structlog.get_logger()
@@ -412,53 +413,54 @@ def create_app(settings: Settings) -> FastAPI:
     from govshare.sharing import pages as sharing_pages
     from govshare.web import pages as web_pages
 
-    # Data services first: the busiest routes are matched before the ~160 others, their
-    # POSTs by plain Starlette routes (no FastAPI dependency solving per call).
+    # Data services first: the busiest routes are matched before the ~390 others, their
+    # POSTs by plain Starlette routes (no FastAPI dependency solving per call). Every
+    # router is joined flat (web/routing.py): one pass over the routes per request.
     app.router.routes[0:0] = sharing_data_api.lean_routes("/api/v1")
-    app.include_router(sharing_data_api.router, prefix="/api/v1")
-    app.include_router(security_api.router, prefix="/api/v1")
-    app.include_router(catalog_api.router, prefix="/api/v1")
-    app.include_router(exchange_api.router, prefix="/api/v1")
-    app.include_router(sharing_api.router, prefix="/api/v1")
-    app.include_router(sharing_data_api.stores, prefix="/api/v1")
-    app.include_router(basedata_api.router, prefix="/api/v1")
-    app.include_router(basedata_api.conflicts, prefix="/api/v1")
-    app.include_router(quality_api.router, prefix="/api/v1")
-    app.include_router(compare_api.router, prefix="/api/v1")
-    app.include_router(evaluation_api.router, prefix="/api/v1")
-    app.include_router(documents_api.router, prefix="/api/v1")
-    app.include_router(collab_api.router, prefix="/api/v1")
-    app.include_router(opendata_api.router)
+    include_flat(app, sharing_data_api.router, "/api/v1")
+    include_flat(app, security_api.router, "/api/v1")
+    include_flat(app, catalog_api.router, "/api/v1")
+    include_flat(app, exchange_api.router, "/api/v1")
+    include_flat(app, sharing_api.router, "/api/v1")
+    include_flat(app, sharing_data_api.stores, "/api/v1")
+    include_flat(app, basedata_api.router, "/api/v1")
+    include_flat(app, basedata_api.conflicts, "/api/v1")
+    include_flat(app, quality_api.router, "/api/v1")
+    include_flat(app, compare_api.router, "/api/v1")
+    include_flat(app, evaluation_api.router, "/api/v1")
+    include_flat(app, documents_api.router, "/api/v1")
+    include_flat(app, collab_api.router, "/api/v1")
+    include_flat(app, opendata_api.router)
     # After the DCAT routes: /open/datasets/{key}.{fmt} is theirs, the dotless slug ours.
-    app.include_router(opendata_rows.router)
-    app.include_router(opendata_developer.router)
-    app.include_router(opendata_console.api, prefix="/api/v1")
-    app.include_router(opendata_console.router)
-    app.include_router(opendata_pages.router)
-    app.include_router(opendata_demands.router)
-    app.include_router(opendata_files.router)
-    app.include_router(opendata_usage.router)
-    app.include_router(web_pages.router)
-    app.include_router(security_pages.router)
-    app.include_router(catalog_pages.router)
-    app.include_router(catalog_duty_pages.router)
-    app.include_router(exchange_pages.router)
-    app.include_router(sharing_pages.router)
-    app.include_router(basedata_pages.router)
-    app.include_router(compare_pages.router)
-    app.include_router(evaluation_pages.router)
-    app.include_router(documents_pages.router)
-    app.include_router(collab_pages.router)
+    include_flat(app, opendata_rows.router)
+    include_flat(app, opendata_developer.router)
+    include_flat(app, opendata_console.api, "/api/v1")
+    include_flat(app, opendata_console.router)
+    include_flat(app, opendata_pages.router)
+    include_flat(app, opendata_demands.router)
+    include_flat(app, opendata_files.router)
+    include_flat(app, opendata_usage.router)
+    include_flat(app, web_pages.router)
+    include_flat(app, security_pages.router)
+    include_flat(app, catalog_pages.router)
+    include_flat(app, catalog_duty_pages.router)
+    include_flat(app, exchange_pages.router)
+    include_flat(app, sharing_pages.routers)
+    include_flat(app, basedata_pages.router)
+    include_flat(app, compare_pages.router)
+    include_flat(app, evaluation_pages.router)
+    include_flat(app, documents_pages.router)
+    include_flat(app, collab_pages.router)
     # The base databases tell the quality scans what agrees with the authoritative
     # sources (一致性); quality does not import them.
     quality_scan.register_consistency(basedata_consistency.evidence_check)
-    app.include_router(quality_pages.router)
+    include_flat(app, quality_pages.router)
     from govshare.ops import api as ops_api
     from govshare.ops import pages as ops_pages
 
-    app.include_router(ops_api.router)
-    app.include_router(ops_api.rules, prefix="/api/v1")
-    app.include_router(ops_pages.router)
+    include_flat(app, ops_api.router)
+    include_flat(app, ops_api.rules, "/api/v1")
+    include_flat(app, ops_pages.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     @app.get("/healthz", tags=["ops"], summary="健康检查")

@@ -115,8 +115,15 @@ def is_working_day(day: date) -> bool:
             return False
         return day in schedule.workdays or day.weekday() < 5
     if _package_covers(day.year):
-        return bool(chinese_calendar.is_workday(day))
+        return _package_workday(day)
     return day.weekday() < 5
+
+
+@cache
+def _package_workday(day: date) -> bool:
+    # The package checks its arguments on every call, which was a sixth of accepting a
+    # case (each deadline asks day by day); its tables never change in a process.
+    return bool(chinese_calendar.is_workday(day))
 
 
 def add_working_days(start: date, n: int) -> date:

@@ -23,8 +23,6 @@ nothing of them is stored.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
 from govshare.sharing.pages import applications, calendar, grants, objections, stores, usage
 from govshare.sharing.pages.applications import timeline
 from govshare.sharing.pages.common import (
@@ -49,17 +47,18 @@ __all__ = [
     "grant_state",
     "objection_countdown",
     "objection_timeline",
-    "router",
+    "routers",
     "sharing_today",
     "shown_key",
     "timeline",
     "usage_statistics",
 ]
 
-router = APIRouter(include_in_schema=False)
-router.include_router(applications.router)
-router.include_router(grants.router)
-router.include_router(usage.router)
-router.include_router(objections.router)
-router.include_router(stores.router)
-router.include_router(calendar.router)
+routers = (
+    applications.router,
+    grants.router,
+    usage.router,
+    objections.router,
+    stores.router,
+    calendar.router,
+)
