@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from govshare.catalog.models import Resource
 from govshare.collab import service
 from govshare.collab.models import Decision
 from govshare.demo_sharing import id_number
@@ -21,6 +22,7 @@ from govshare.security.audit import SYSTEM
 from govshare.security.models import Department, User
 from govshare.security.roles import Role, permissions_for
 from govshare.security.service import Principal, hash_password
+from govshare.sharing.models import SharingGrant, SharingMode
 
 BUILTIN = Path(__file__).parent / "collab" / "builtin"
 # username, display name, department short name, role
@@ -36,6 +38,46 @@ def builtin_files(name: str = "assistance") -> tuple[bytes, dict[str, object]]:
     """A built-in process: its ``.bpmn`` file and its forms."""
     forms = json.loads((BUILTIN / f"{name}.forms.json").read_text(encoding="utf-8"))
     return (BUILTIN / f"{name}.bpmn").read_bytes(), forms
+
+
+ENTERPRISE_PREFILL = {
+    "key_label": "统一社会信用代码",
+    "key_kind": "credit_code",
+    "items": {"qymc": "企业名称", "fddbr": "法定代表人", "djzs": "登记住所", "qylx": "企业类型"},
+}
+
+
+def enterprise_prefill(session: Session, admin: Principal, base: Resource) -> None:
+    """企业开办 brings the enterprise over from the 法人库 ``base``: the window's department
+    (大数据局, which keeps the base too) holds a query grant for the items brought over, as
+    if it had applied and been approved, and the process gets a version whose forms say
+    what to bring over (the first version stays as it was)."""
+    window = session.scalar(select(User).where(User.username == "dsj_window"))
+    assert window is not None
+    assert window.department_id is not None
+    grant = SharingGrant(
+        resource_id=base.id,
+        provider_department_id=base.provider_department_id,
+        consumer_department_id=window.department_id,
+        items=["tyshxydm", *ENTERPRISE_PREFILL["items"]],
+        modes=[str(SharingMode.QUERY)],
+        purpose="企业开办一窗受理：从法人库带出企业信息",
+        expires_on=date(2099, 12, 31),
+        created_by=admin.name,
+    )
+    session.add(grant)
+    session.flush()
+    audit.record(
+        session,
+        admin.actor,
+        "sharing.grant.demo",
+        object_type="sharing_grant",
+        object_id=grant.id,
+        after={"resource_id": base.id, "consumer": window.department_id, "items": grant.items},
+    )
+    data, forms = builtin_files("enterprise")
+    forms["prefill"] = {"resource": base.code, **ENTERPRISE_PREFILL}
+    service.upload_definition(session, admin, data=data, forms=forms)
 
 
 def _at(day: date, hour: int) -> datetime:

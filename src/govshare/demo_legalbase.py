@@ -324,3 +324,7 @@ def setup(
             keys={str(tax_store.id): "tyshxydm"},
         ),
     )
+    # The 企业开办 window brings an enterprise's details over from the base (带出).
+    from govshare.demo_collab import enterprise_prefill
+
+    enterprise_prefill(session, admin, resource)

@@ -106,8 +106,8 @@ def test_kill9_mid_fan_out_loses_and_duplicates_no_task(tmp_path: Path) -> None:
         stop = threading.Event()
         answered: list[int] = []
 
-        def accept() -> None:
-            with _client(base, scenery.users["window"]) as c:
+        def accept(c: httpx.Client) -> None:
+            with c:
                 while not stop.is_set():
                     try:
                         r = c.post("/api/v1/collab/cases", json=application(definition_id))
@@ -116,8 +116,8 @@ def test_kill9_mid_fan_out_loses_and_duplicates_no_task(tmp_path: Path) -> None:
                     if r.status_code == 201:
                         answered.append(r.json()["id"])
 
-        def decide(key: str) -> None:
-            with _client(base, scenery.users[key]) as c:
+        def decide(c: httpx.Client) -> None:
+            with c:
                 while not stop.is_set():
                     try:
                         for t in c.get("/api/v1/collab/tasks").json()[:3]:
@@ -128,8 +128,12 @@ def test_kill9_mid_fan_out_loses_and_duplicates_no_task(tmp_path: Path) -> None:
                     except (httpx.TransportError, ValueError):
                         return
 
-        threads = [threading.Thread(target=accept) for _ in range(3)]
-        threads += [threading.Thread(target=decide, args=(k,)) for k in ("mz", "cl")]
+        # Signed in before any thread starts: a thread still asking for its token when
+        # the hub is killed would fail outside the loop that expects the kill.
+        windows = [_client(base, scenery.users["window"]) for _ in range(3)]
+        handlers = [_client(base, scenery.users[k]) for k in ("mz", "cl")]
+        threads = [threading.Thread(target=accept, args=(c,)) for c in windows]
+        threads += [threading.Thread(target=decide, args=(c,)) for c in handlers]
         for t in threads:
             t.start()
         deadline = time.monotonic() + 60

@@ -14,11 +14,11 @@ from datetime import date
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile, status
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from govshare.collab import service, supervision
+from govshare.collab import prefill, service, supervision
 from govshare.collab.errors import InvalidDefinition
 from govshare.collab.models import Case, CaseTask, Decision, ProcessDefinition
 from govshare.collab.schemas import (
@@ -27,6 +27,7 @@ from govshare.collab.schemas import (
     CaseLookupAnswer,
     CasePublic,
     DefinitionPublic,
+    PrefillPublic,
     StepPublic,
     SupervisionCard,
     SupervisionDepartment,
@@ -130,6 +131,7 @@ def case_public(session: Session, case: Case, today: date) -> CasePublic:
         accepted_by=case.accepted_by,
         outcome=case.outcome,
         flags=list(case.flags),
+        particulars=dict(case.particulars or {}),
         created_at=case.created_at,
         closed_at=case.closed_at,
         tasks=[task_public(t, case, today) for t in service.case_tasks(session, case.id)],
@@ -202,6 +204,25 @@ def export_definition(
     )
 
 
+@router.get("/definitions/{definition_id}/prefill", summary="带出: 从基础库带出申请信息")
+def prefill_application(
+    db: SessionDep,
+    caller: CollabAcceptor,
+    definition_id: Annotated[Id, Path()],
+    key: Annotated[str, Query(min_length=1, max_length=64, description="如统一社会信用代码")],
+    request: Request,
+) -> PrefillPublic:
+    """The record of ``key`` in the base database the process's forms name, under the
+    caller's department's query grant (granted items only, masked); audited."""
+    definition = service.definition_view(db, definition_id)
+    found = prefill.bring_over(
+        db, request.app.state.data_services, caller, definition.forms, key, china_today()
+    )
+    db.commit()  # the lookup is audited whatever it found
+    found.or_raise()
+    return PrefillPublic(key=found.key, values=found.values)
+
+
 @router.post("/cases", status_code=status.HTTP_201_CREATED, summary="窗口受理: 开始一个办件")
 def start_case(
     db: SessionDep, caller: CollabAcceptor, body: CaseCreate, request: Request
@@ -217,6 +238,7 @@ def start_case(
                 applicant_id=body.applicant_id,
                 help_kinds=body.help_kinds,
                 household=[service.Member(m.name, m.id_number, m.relation) for m in body.household],
+                particulars=dict(body.particulars),
             ),
             verifier=verifier(request),
             applicant_keys=applicant_keys(request),

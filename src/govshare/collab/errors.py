@@ -34,3 +34,15 @@ class TaskNotYours(PermissionDenied):
 
 class TaskClosed(Conflict):
     code = "case_task_closed"
+
+
+class NoPrefill(InvalidInput):
+    """The process's forms name no base database to bring an application over from."""
+
+    code = "case_prefill_not_configured"
+
+
+class PrefillNotFound(NotFound):
+    """The base database holds no record for the key (or none the grant lets through)."""
+
+    code = "case_prefill_not_found"

@@ -89,6 +89,9 @@ class Case(Base):
     state: Mapped[str] = mapped_column(Text)
     outcome: Mapped[str | None] = mapped_column(String(20))
     flags: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # 申请信息 beyond the applicant: label → value as accepted at the window, e.g. an
+    # enterprise's details brought over from the legal-entity base database (带出).
+    particulars: Mapped[dict[str, str] | None] = mapped_column(JSONType)
     revision: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column()

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
-from govshare.collab import service
+from govshare.collab import prefill, service
 from govshare.collab.api import (
     CollabAcceptor,
     CollabDefiner,
@@ -29,7 +29,7 @@ from govshare.collab.api import (
 from govshare.collab.errors import CaseNotFound
 from govshare.collab.models import Case, Decision, TaskStatus
 from govshare.deps import Public, SessionDep
-from govshare.errors import Conflict, InvalidInput
+from govshare.errors import Conflict, GovshareError, InvalidInput
 from govshare.ids import Id, parse_id
 from govshare.rules.clock import china_today
 from govshare.rules.masking import mask_id_number
@@ -53,18 +53,24 @@ LABELS = {
     "file": "BPMN 文件",
     "forms": "表单定义",
     "decision": "意见",
+    "particulars": "申请信息",
+    "key": "带出条件",
+    "definition_id": "流程",
 }
 
 
 def _label(field: str) -> str:
-    head = field.split("[")[0].split(".")[0]
+    head, _, rest = field.split("[")[0].partition(".")
+    if head == "particulars" and rest:
+        return f"申请信息 · {rest}"
     return LABELS.get(head, field)
 
 
 def _page(request: Request, template: str, caller: Principal, **context: Any) -> Response:
     done = request.query_params.get("done", "")
     context.setdefault("errors", NO_ERRORS)
-    return render(request, template, caller, notice=NOTICES.get(done, ""), **context)
+    notice = context.pop("notice", "") or NOTICES.get(done, "")
+    return render(request, template, caller, notice=notice, **context)
 
 
 @router.get("/collab")
@@ -145,14 +151,18 @@ def _new_case(
     errors: FormErrors = NO_ERRORS,
     values: dict[str, Any] | None = None,
     status_code: int = 200,
+    notice: str = "",
 ) -> Response:
+    definitions = service.latest_definitions(db)
     response = _page(
         request,
         "collab/new_case.html",
         caller,
-        definitions=service.latest_definitions(db),
+        definitions=definitions,
+        prefills={d.id: prefill.spec_of(d.forms) for d in definitions},
         errors=errors,
         values=values or {},
+        notice=notice,
     )
     response.status_code = status_code
     return response
@@ -170,22 +180,59 @@ def _household(lines: str) -> list[service.Member]:
     return members
 
 
+@router.post("/collab/cases/prefill")
+def prefill_case(
+    request: Request, db: SessionDep, caller: CollabAcceptor, form: FormDep
+) -> Response:
+    """带出: the application form again, its particulars filled from the base database
+    the process names (the lookup audited like any data-service call)."""
+    definition_id = parse_id(text(form, "definition_id"))
+    key = text(form, "prefill_key").upper()[:64]
+    values: dict[str, Any] = {"definition_id": definition_id, "prefill_key": key}
+    try:
+        if definition_id is None:
+            raise InvalidInput.about("请选择流程", "definition_id", "未选择")
+        definition = service.definition_view(db, definition_id)
+        found = prefill.bring_over(
+            db, request.app.state.data_services, caller, definition.forms, key, china_today()
+        )
+        db.commit()  # the lookup is audited whatever it found
+        found.or_raise()
+    except GovshareError as exc:
+        db.rollback()
+        errors = FormErrors(exc.message, exc.details, label=_label)
+        return _new_case(request, db, caller, errors=errors, values=values, status_code=exc.status)
+    values["particulars"] = found.values
+    notice = "已从基础库带出申请信息，请与申请人核对后受理"
+    return _new_case(request, db, caller, values=values, notice=notice)
+
+
+def _particulars(db: Session, definition_id: int, form: Any) -> dict[str, str]:
+    """The particulars the form carried (``p_0`` … in the order of the process's labels)."""
+    spec = prefill.spec_of(service.definition_view(db, definition_id).forms)
+    if spec is None:
+        return {}
+    return {label: text(form, f"p_{i}")[:400] for i, label in enumerate(spec.labels)}
+
+
 @router.post("/collab/cases")
 def accept_case(
     request: Request, db: SessionDep, caller: CollabAcceptor, form: FormDep
 ) -> Response:
     name, id_number = text(form, "applicant_name"), text(form, "applicant_id").upper()
     kinds, household = texts(form, "help_kinds"), text(form, "household")[:4000]
+    definition_id = parse_id(text(form, "definition_id"))
     values: dict[str, Any] = {
+        "definition_id": definition_id,
         "applicant_name": name,
         "applicant_id": id_number,
         "help_kinds": kinds,
         "household": household,
     }
-    definition_id = parse_id(text(form, "definition_id"))
     try:
         if definition_id is None:
             raise InvalidInput.about("请选择流程", "definition_id", "未选择")
+        values["particulars"] = particulars = _particulars(db, definition_id, form)
         case = service.start_case(
             db,
             caller,
@@ -195,6 +242,7 @@ def accept_case(
                 applicant_id=id_number,
                 help_kinds=kinds,
                 household=_household(household),
+                particulars=particulars,
             ),
             verifier=verifier(request),
             applicant_keys=applicant_keys(request),

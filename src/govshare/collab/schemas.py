@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,6 +38,18 @@ class CaseCreate(BaseModel):
     applicant_id: str = Field(min_length=1, max_length=18, description="公民身份号码")
     help_kinds: list[str] = Field(min_length=1, max_length=50)
     household: list[MemberIn] = Field(default_factory=list, max_length=20)
+    particulars: dict[str, Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=dict,
+        max_length=21,
+        description="申请信息：本流程表单列出的各项（显示名称 → 值），如从法人库带出的企业信息",
+    )
+
+
+class PrefillPublic(BaseModel):
+    """带出的申请信息：显示名称 → 值（按本部门授权脱敏）。"""
+
+    key: str
+    values: dict[str, str]
 
 
 class TaskPublic(BaseModel):
@@ -79,6 +91,7 @@ class CasePublic(BaseModel):
     accepted_by: str
     outcome: str | None
     flags: list[str]
+    particulars: dict[str, str]
     created_at: datetime
     closed_at: datetime | None
     tasks: list[TaskPublic]

@@ -19,14 +19,14 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from govshare.collab import engine
+from govshare.collab import engine, prefill
 from govshare.collab.errors import (
     CaseNotFound,
     DefinitionNotFound,
@@ -80,6 +80,9 @@ class Application:
     applicant_id: str
     help_kinds: list[str]
     household: list[Member]
+    # 申请信息 the process's forms ask for beyond the applicant (label → value), e.g.
+    # an enterprise's details brought over from the 法人库 (``collab.prefill``).
+    particulars: dict[str, str] = field(default_factory=dict)
 
 
 # -- definitions -----------------------------------------------------------------------
@@ -190,7 +193,10 @@ def _clean_forms(forms: dict[str, Any] | None) -> dict[str, Any]:
     benefits = {str(k)[:100]: str(v)[:40] for k, v in dict(forms.get("benefits", {})).items()}
     notes = {str(k)[:100]: str(v)[:500] for k, v in dict(forms.get("notes", {})).items()}
     label = str(forms.get("kinds_label") or "申请的救助类别")[:40]
-    return {"help_kinds": kinds, "benefits": benefits, "notes": notes, "kinds_label": label}
+    cleaned = {"help_kinds": kinds, "benefits": benefits, "notes": notes, "kinds_label": label}
+    if (spec := prefill.clean_spec(forms.get("prefill"))) is not None:
+        cleaned["prefill"] = spec
+    return cleaned
 
 
 def list_definitions(session: Session) -> list[ProcessDefinition]:
@@ -262,8 +268,10 @@ class ApplicantKeys:
         return hmac.new(self._key, id_number.strip().upper().encode(), hashlib.sha256).hexdigest()
 
 
-def check_application(app: Application, help_kinds: list[str]) -> None:
-    problems = []
+def check_application(
+    app: Application, help_kinds: list[str], forms: dict[str, Any] | None = None
+) -> None:
+    problems = prefill.particulars_problems(prefill.spec_of(forms or {}), app.particulars)
     if not app.applicant_name.strip() or len(app.applicant_name) > 50:
         problems.append({"field": "applicant_name", "message": "申请人姓名须为1到50个字"})
     if msg := citizen_id_problem(app.applicant_id):
@@ -327,7 +335,7 @@ def start_case(
     if principal.department_id is None:
         raise TaskNotYours("只有部门用户可以受理办件")
     definition = definition_view(session, definition_id)
-    check_application(application, definition.forms.get("help_kinds", []))
+    check_application(application, definition.forms.get("help_kinds", []), definition.forms)
     case = Case(
         number=_new_number(today),
         definition_id=definition.id,
@@ -336,6 +344,7 @@ def start_case(
         department_id=principal.department_id,
         accepted_by=principal.name,
         state="",
+        particulars={k: v.strip() for k, v in application.particulars.items() if v.strip()} or None,
     )
     session.add(case)
     session.flush()
@@ -371,6 +380,7 @@ def start_case(
             "version": definition.version,
             "help_kinds": list(application.help_kinds),
             "household": len(application.household),
+            "particulars": sorted(case.particulars or {}),
             "verifications": run.verifications,
             "flags": flags,
             **changes,
