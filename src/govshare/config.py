@@ -165,8 +165,9 @@ class Settings(BaseSettings):
     at_rest_cipher: Literal["sm4", "aes", "none"] = Field(
         default="sm4",
         description="Encryption at rest of the packages the hub keeps in its exchange log "
-        "(SM4-GCM, AES-256-GCM or none), under keys in data_dir/keys/at-rest.json sealed "
-        "with the secret key; rotate with govshare keys rotate at-rest.",
+        "and of uploaded open-data files (SM4-GCM, AES-256-GCM or none), under keys in "
+        "data_dir/keys/at-rest.json sealed with the secret key; rotate with govshare keys "
+        "rotate at-rest.",
     )
     package_log_keep_days: int = Field(
         default=30,

@@ -18,6 +18,7 @@ from govshare.errors import InvalidInput
 from govshare.opendata import files
 from govshare.opendata.datasets import file_uuid, slug_of
 from govshare.opendata.models import OpenFile
+from govshare.security.atrest import STREAM_MAGIC
 from govshare.security.models import AuditEntry
 from govshare.security.roles import Role
 from tests.catalog.console import csrf_of, signed_in
@@ -90,7 +91,11 @@ def test_an_uploaded_file_is_listed_and_served_with_its_digest(
     assert r.headers["etag"] == f'"{sha}"'
     assert r.headers["content-disposition"].startswith("attachment;")
     assert "filename*=UTF-8''2025" in r.headers["content-disposition"]
-    assert files.stored_path(world.hub.settings.data_dir, sha).read_bytes() == PDF
+    # Sealed at rest (GOVSHARE_AT_REST_CIPHER, SM4 by default): not the bytes served.
+    stored = files.stored_path(world.hub.settings.data_dir, sha)
+    assert stored.read_bytes().startswith(STREAM_MAGIC)
+    assert PDF[8:40] not in stored.read_bytes()
+    assert b"".join(files.read_stored(world.hub.settings, stored)) == PDF
     with world.hub.db() as s:
         audited = s.scalars(
             select(AuditEntry).where(
@@ -100,6 +105,27 @@ def test_an_uploaded_file_is_listed_and_served_with_its_digest(
         assert audited.actor == scene.dept.registrar
         assert audited.after is not None
         assert audited.after["sha256"] == sha
+
+
+def test_a_file_of_several_chunks_is_sealed_and_served_whole(
+    world: World, scene: OpenScene
+) -> None:
+    rows = b"".join(f"{i},{i * 7 % 1000},青岛市第{i}号公厕\n".encode() for i in range(90_000))
+    body = b"id,seats,name\n" + rows  # about 3 MiB: four records of at most 1 MiB
+    assert len(body) > 3 * files.CHUNK
+    with signed_in(world, scene.dept.registrar) as c:
+        r = _upload(c, scene.open_plain["id"], "公厕座位.csv", body)
+        assert r.status_code == 303, r.text[:2000]
+    sha = hashlib.sha256(body).hexdigest()
+    stored = files.stored_path(world.hub.settings.data_dir, sha)
+    assert b"\xe9\x9d\x92\xe5\xb2\x9b" not in stored.read_bytes()  # 青岛 appears nowhere
+    with world.hub.client() as c:
+        listing = c.get(f"/open/datasets/{scene.open_plain['slug']}/files").json()["files"]
+        (entry,) = [f for f in listing if f["sha256"] == sha]
+        r = c.get(entry["url"])
+    assert r.status_code == 200
+    assert r.headers["content-length"] == str(len(body))
+    assert hashlib.sha256(r.content).hexdigest() == sha
 
 
 def test_files_of_entries_that_are_not_unconditionally_open_are_never_served(

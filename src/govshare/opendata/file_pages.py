@@ -10,12 +10,14 @@ address is ``max_open_file_bytes`` (app.py).
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
@@ -29,10 +31,12 @@ from govshare.opendata.api import Anyone
 from govshare.opendata.errors import RowsRefused
 from govshare.opendata.models import OpenFile
 from govshare.opendata.pages import public_error
+from govshare.security.atrest import STREAM_MAGIC, AtRestKeyError
 from govshare.security.service import Principal
 from govshare.web.forms import NO_ERRORS, FormDep, FormErrors, optional_int, redirect, render, text
 from govshare.web.headers import attachment
 
+log = structlog.get_logger()
 router = APIRouter(tags=["opendata"], include_in_schema=False)
 
 UPLOAD_PATH = "/open-files/upload"
@@ -101,6 +105,7 @@ async def upload(
             source=part.file,
             limit=settings.max_open_file_bytes,
             now=_now(),
+            cipher=files.sealing_cipher(settings),
         )
     except GovshareError as exc:
         db.rollback()
@@ -203,4 +208,18 @@ async def file_download(request: Request, slug: str, file_id: Id, _anyone: Anyon
         "ETag": f'"{chosen.sha256}"',
         "Cache-Control": "public, max-age=300",
     }
-    return FileResponse(path, media_type=chosen.media_type, headers=headers)
+    settings = request.app.state.settings
+    with path.open("rb") as f:
+        sealed = f.read(len(STREAM_MAGIC)) == STREAM_MAGIC
+    if not sealed:  # stored before sealing, or with sealing off: served with ranges
+        return FileResponse(path, media_type=chosen.media_type, headers=headers)
+    pieces = files.read_stored(settings, path)
+    try:  # the first chunk opened before the answer starts: a key problem is told
+        first = await run_in_threadpool(next, pieces, b"")
+    except AtRestKeyError as exc:
+        log.error("open file unreadable", file_id=chosen.id, reason=exc.message)
+        return public_error(request, 503, "文件暂时无法读取，请稍后再试或联系平台运维")
+    headers["Content-Length"] = str(chosen.size)
+    return StreamingResponse(
+        itertools.chain([first], pieces), media_type=chosen.media_type, headers=headers
+    )

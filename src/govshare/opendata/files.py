@@ -5,7 +5,10 @@ department uploads (SPEC §7): a PDF report, a spreadsheet kept by hand, a ZIP o
 layers. An upload is streamed to disk in chunks while its SHA-256 is computed — never
 held in memory — and stored under that digest (``data_dir/open-files/ab/abcd…``), so the
 portal can give the digest with the link and the same bytes uploaded twice are kept
-once.
+once. On disk the file is sealed at rest as a stream (``security.atrest``, the cipher
+``GOVSHARE_AT_REST_CIPHER`` names; a 有条件开放 file is not for everyone's eyes) and
+opened chunk by chunk as it is served; files stored before, or with the cipher set to
+``none``, are served as they are.
 
 What is served follows the portal's one rule of what is open
 (:mod:`govshare.opendata.datasets`): files of an entry that is published, listed and
@@ -19,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -28,12 +32,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from govshare.catalog.models import Resource
+from govshare.config import Settings
 from govshare.errors import GovshareError, InvalidInput, NotFound
 from govshare.opendata import datasets as ds
 from govshare.opendata.datasets import Dataset, OpenType
 from govshare.opendata.models import OpenFile
 from govshare.rules.fields import has_control_characters
 from govshare.security import audit
+from govshare.security.atrest import AtRestCipher
 from govshare.security.service import Principal
 
 CHUNK = 1 << 20
@@ -70,6 +76,29 @@ KINDS: dict[str, Kind] = {
 class FileTooLarge(GovshareError):
     status = 413
     code = "body_too_large"
+
+
+_ciphers: dict[tuple[Path, str, str], AtRestCipher] = {}
+
+
+def cipher_for(settings: Settings) -> AtRestCipher:
+    """The data dir's at-rest cipher, one per process (it follows key rotations)."""
+    alg = settings.at_rest_cipher if settings.at_rest_cipher != "none" else "sm4"
+    key = (settings.data_dir, settings.secret_key, alg)
+    if (cipher := _ciphers.get(key)) is None:
+        cipher = _ciphers[key] = AtRestCipher(settings.data_dir, settings.secret_key, alg)
+    return cipher
+
+
+def sealing_cipher(settings: Settings) -> AtRestCipher | None:
+    """The cipher new files are sealed with; None when sealing is off."""
+    return None if settings.at_rest_cipher == "none" else cipher_for(settings)
+
+
+def read_stored(settings: Settings, path: Path) -> Iterator[bytes]:
+    """The plain bytes of a stored file, chunk by chunk (opened as it is read)."""
+    with path.open("rb") as f:
+        yield from cipher_for(settings).open_stream(f, CHUNK)
 
 
 def files_dir(data_dir: Path) -> Path:
@@ -159,10 +188,12 @@ def store(
     source: BinaryIO,
     limit: int,
     now: datetime,
+    cipher: AtRestCipher | None = None,
 ) -> OpenFile:
-    """Stream ``source`` to the store and list it under the entry (audited). Refused
-    with nothing kept: not the caller's open entry, a bad name or kind, content that
-    does not match the kind, empty, or over ``limit`` bytes."""
+    """Stream ``source`` to the store (sealed with ``cipher`` when given) and list it
+    under the entry (audited). Refused with nothing kept: not the caller's open entry, a
+    bad name or kind, content that does not match the kind, empty, or over ``limit``
+    bytes."""
     _own_open_entry(session, caller, resource_id)
     name = clean_name(name)
     description = description.strip()
@@ -178,19 +209,25 @@ def store(
     digest = hashlib.sha256()
     size = 0
     fd, temp = tempfile.mkstemp(dir=folder, prefix=".upload-")
+
+    def checked() -> Iterator[bytes]:
+        nonlocal size
+        while chunk := source.read(CHUNK):
+            if size == 0:
+                _check_start(kind, name, chunk)
+            size += len(chunk)
+            if size > limit:
+                raise FileTooLarge(
+                    f"文件超过 {limit // (1 << 20)} MiB 上限 (file too large)",
+                    details=[{"field": "file", "message": f"最多 {limit} 字节"}],
+                )
+            digest.update(chunk)
+            yield chunk
+
     try:
         with os.fdopen(fd, "wb") as out:
-            while chunk := source.read(CHUNK):
-                if size == 0:
-                    _check_start(kind, name, chunk)
-                size += len(chunk)
-                if size > limit:
-                    raise FileTooLarge(
-                        f"文件超过 {limit // (1 << 20)} MiB 上限 (file too large)",
-                        details=[{"field": "file", "message": f"最多 {limit} 字节"}],
-                    )
-                digest.update(chunk)
-                out.write(chunk)
+            for piece in checked() if cipher is None else cipher.seal_stream(checked()):
+                out.write(piece)
             out.flush()
             os.fsync(out.fileno())
         if size == 0:

@@ -12,6 +12,12 @@ next seal (one ``stat`` of the file per call).
 A sealed blob is ``MAGIC | key id (8 bytes) | nonce (12) | ciphertext with tag``
 (SM4-GCM or AES-256-GCM, per key). Blobs stored before this existed do not start with
 ``MAGIC`` and are handed back as they are.
+
+Files too large to hold in memory (uploaded open-data files) are sealed as a stream:
+``STREAM_MAGIC | key id`` and then records ``length (4 bytes) | nonce | ciphertext with
+tag``, one per chunk, each authenticating the header, its position and whether it is the
+last — so a chunk moved, repeated, dropped or cut off at the end fails to open rather
+than giving other bytes.
 """
 
 from __future__ import annotations
@@ -19,10 +25,13 @@ from __future__ import annotations
 import fcntl
 import os
 import secrets
+import struct
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 from cryptography.exceptions import InvalidTag
@@ -31,6 +40,7 @@ from govshare.errors import GovshareError
 from govshare.security.crypto import decrypt, encrypt, generate_cipher_key, seal, unseal
 
 MAGIC = b"GSAR1"
+STREAM_MAGIC = b"GSARS1"
 KEY_DIR = "keys"
 KEY_FILE = "at-rest.json"
 ALGS = ("sm4", "aes")
@@ -145,6 +155,62 @@ class AtRestCipher:
                 f"静态加密的内容无法解密 (密钥 {key_id}): 内容被改动或密钥不符"
             ) from None
 
+    def seal_stream(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """The sealed stream of ``chunks`` (empty chunks are skipped), piece by piece."""
+        key = self._current()
+        secret = self._key(key)
+        header = STREAM_MAGIC + key.id.encode()
+        yield header
+        index, pending = 0, None
+        for chunk in chunks:
+            if not chunk:
+                continue
+            if pending is not None:
+                yield _record(key.alg, secret, header, index, pending, last=False)
+                index += 1
+            pending = chunk
+        yield _record(key.alg, secret, header, index, pending or b"", last=True)
+
+    def open_stream(self, source: BinaryIO, chunk: int = 1 << 20) -> Iterator[bytes]:
+        """The plain bytes of a file read from ``source``: opened when it was sealed as a
+        stream, else as it is (a file stored before sealing, or with sealing off)."""
+        head = source.read(len(STREAM_MAGIC) + _ID_LEN)
+        if not head.startswith(STREAM_MAGIC) or len(head) < len(STREAM_MAGIC) + _ID_LEN:
+            if head:
+                yield head
+            while piece := source.read(chunk):
+                yield piece
+            return
+        key_id = head[len(STREAM_MAGIC) :].decode("ascii", "replace")
+        key = self._find(key_id)
+        secret = self._key(key)
+        index = 0
+        while True:
+            size = source.read(4)
+            if len(size) < 4:
+                raise AtRestKeyError(f"静态加密的文件不完整 (密钥 {key_id}): 缺少结尾部分")
+            (length,) = struct.unpack(">I", size)
+            body = source.read(length)
+            if len(body) != length or length <= _NONCE_LEN:
+                raise AtRestKeyError(f"静态加密的文件不完整 (密钥 {key_id}): 记录被截断")
+            nonce, box = body[:_NONCE_LEN], body[_NONCE_LEN:]
+            for last in (False, True):
+                try:
+                    plain = decrypt(key.alg, secret, nonce, box, _aad(head, index, last))
+                except ValueError:
+                    continue
+                break
+            else:
+                raise AtRestKeyError(
+                    f"静态加密的文件无法解密 (密钥 {key_id}): 内容被改动或密钥不符"
+                )
+            yield plain
+            if last:
+                if source.read(1):
+                    raise AtRestKeyError(f"静态加密的文件在结尾之后还有内容 (密钥 {key_id})")
+                return
+            index += 1
+
     def _current(self) -> AtRestKey:
         path = key_path(self.data_dir)
         with self._lock:
@@ -184,6 +250,15 @@ class AtRestCipher:
                 ) from None
             self._opened[key.id] = opened
         return opened
+
+
+def _aad(header: bytes, index: int, last: bool) -> bytes:
+    return header + struct.pack(">Q?", index, last)
+
+
+def _record(alg: str, secret: str, header: bytes, index: int, data: bytes, *, last: bool) -> bytes:
+    nonce, box = encrypt(alg, secret, data, _aad(header, index, last))
+    return struct.pack(">I", len(nonce) + len(box)) + nonce + box
 
 
 def is_sealed(blob: bytes) -> bool:

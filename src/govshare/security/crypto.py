@@ -350,33 +350,43 @@ def generate_cipher_key(alg: CipherAlg | str) -> str:
     return os.urandom(16 if alg == "sm4" else 32).hex()
 
 
-def encrypt(alg: CipherAlg | str, key: str, data: bytes) -> tuple[bytes, bytes]:
-    """Authenticated encryption; returns (nonce, ciphertext with tag)."""
+def encrypt(
+    alg: CipherAlg | str, key: str, data: bytes, aad: bytes | None = None
+) -> tuple[bytes, bytes]:
+    """Authenticated encryption (``aad`` authenticated too, not encrypted); returns
+    (nonce, ciphertext with tag)."""
     nonce = os.urandom(12)
     if alg == "aes":
-        return nonce, AESGCM(bytes.fromhex(key)).encrypt(nonce, data, None)
+        return nonce, AESGCM(bytes.fromhex(key)).encrypt(nonce, data, aad)
     if alg == "sm4":
         from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
         enc = Cipher(algorithms.SM4(bytes.fromhex(key)), modes.GCM(nonce)).encryptor()
+        if aad:
+            enc.authenticate_additional_data(aad)
         body = enc.update(data) + enc.finalize()
         return nonce, body + enc.tag
     raise ValueError(f"unknown cipher: {alg}")
 
 
-def decrypt(alg: CipherAlg | str, key: str, nonce: bytes, data: bytes) -> bytes:
-    """Raises ``ValueError`` when the ciphertext was altered or the key is wrong."""
+def decrypt(
+    alg: CipherAlg | str, key: str, nonce: bytes, data: bytes, aad: bytes | None = None
+) -> bytes:
+    """Raises ``ValueError`` when the ciphertext (or ``aad``) was altered or the key is
+    wrong."""
     from cryptography.exceptions import InvalidTag
 
     try:
         if alg == "aes":
-            return AESGCM(bytes.fromhex(key)).decrypt(nonce, data, None)
+            return AESGCM(bytes.fromhex(key)).decrypt(nonce, data, aad)
         if alg == "sm4":
             from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
             dec = Cipher(
                 algorithms.SM4(bytes.fromhex(key)), modes.GCM(nonce, data[-16:])
             ).decryptor()
+            if aad:
+                dec.authenticate_additional_data(aad)
             return dec.update(data[:-16]) + dec.finalize()
     except InvalidTag:
         raise ValueError("ciphertext failed authentication") from None
