@@ -11,11 +11,19 @@ from typing import Any
 import httpx
 
 from tests.factories import PASSWORD, World, resource_payload
+from tests.live import LiveHub
 
 
 @contextmanager
 def signed_in(world: World, username: str) -> Iterator[httpx.Client]:
-    with world.hub.client(follow_redirects=False) as client:
+    with signed_in_to(world.hub, username) as client:
+        yield client
+
+
+@contextmanager
+def signed_in_to(hub: LiveHub, username: str) -> Iterator[httpx.Client]:
+    """A console session on ``hub`` (any live hub, not only the session's world)."""
+    with hub.client(follow_redirects=False) as client:
         page = client.get("/login")
         token = re.search(r'name="login_token" value="([^"]+)"', page.text)
         assert token, page.text

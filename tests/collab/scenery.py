@@ -126,7 +126,7 @@ def verification_store(
 
     from govshare.catalog import service as catalog
     from govshare.catalog.schemas import ItemIn, ResourceIn
-    from govshare.sharing.models import SharedStore, SharingGrant
+    from govshare.sharing.models import SharedStore
     from tests.e2e.hubenv import ADMIN, REVIEWER
 
     res = catalog.add_resource(
@@ -164,18 +164,7 @@ def verification_store(
             created_by="setup",
         )
     )
-    session.add(
-        SharingGrant(
-            resource_id=res.id,
-            provider_department_id=provider_id,
-            consumer_department_id=consumer_id,
-            items=["sfzhm"],
-            modes=["verification"],
-            purpose="社会救助核验",
-            expires_on=date(2099, 12, 31),
-            created_by="setup",
-        )
-    )
+    grant(session, res.id, provider_id, consumer_id, ["sfzhm"], "verification", "社会救助核验")
     session.flush()
     engine = create_engine(shared_url)
     t = Table(table, MetaData(), Column("sfzhm", String(18), index=True), Column("xm", String(50)))
@@ -184,3 +173,31 @@ def verification_store(
         conn.execute(t.insert(), [{"sfzhm": h, "xm": "秘密姓名"} for h in holders])
     engine.dispose()
     return str(res.code)
+
+
+def grant(
+    session: Session,
+    resource_id: int,
+    provider_id: int,
+    consumer_id: int,
+    items: list[str],
+    mode: str,
+    purpose: str,
+    masking: dict[str, str] | None = None,
+) -> None:
+    """A grant in force until 2099 of ``items`` in ``mode``, as if applied and approved."""
+    from govshare.sharing.models import SharingGrant
+
+    session.add(
+        SharingGrant(
+            resource_id=resource_id,
+            provider_department_id=provider_id,
+            consumer_department_id=consumer_id,
+            items=items,
+            modes=[mode],
+            masking=masking or {},
+            purpose=purpose,
+            expires_on=date(2099, 12, 31),
+            created_by="setup",
+        )
+    )

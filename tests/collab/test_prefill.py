@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import date
 from typing import Any
 
 import httpx
@@ -19,11 +16,12 @@ from govshare.catalog import service as catalog
 from govshare.catalog.schemas import ItemIn, ResourceIn
 from govshare.security.audit import KeyHasher
 from govshare.security.models import AuditEntry
-from govshare.sharing.models import SharedStore, SharingGrant
+from govshare.sharing.models import SharedStore
+from tests.catalog.console import signed_in_to
 from tests.collab.conftest import Clients
-from tests.collab.scenery import Scenery, application, forms, upload
+from tests.collab.scenery import Scenery, application, forms, grant, upload
 from tests.e2e.hubenv import ADMIN, REVIEWER
-from tests.factories import PASSWORD, valid_credit_code
+from tests.factories import valid_credit_code
 from tests.live import LiveHub
 
 ENTERPRISE = ("青岛海清科技有限公司", "王小明", "青岛市市南区香港中路1号")
@@ -78,18 +76,15 @@ def legal_store(hub: LiveHub, *, provider_id: int, consumer_id: int, codes: list
                 created_by="setup",
             )
         )
-        session.add(
-            SharingGrant(
-                resource_id=res.id,
-                provider_department_id=provider_id,
-                consumer_department_id=consumer_id,
-                items=["tyshxydm", "qymc", "fddbr"],
-                modes=["query"],
-                masking={"fddbr": "name"},
-                purpose="企业开办带出",
-                expires_on=date(2099, 12, 31),
-                created_by="setup",
-            )
+        grant(
+            session,
+            res.id,
+            provider_id,
+            consumer_id,
+            ["tyshxydm", "qymc", "fddbr"],
+            "query",
+            "企业开办带出",
+            masking={"fddbr": "name"},
         )
         code = str(res.code)
     engine = create_engine(hub.settings.resolved_shared_store_url)
@@ -227,20 +222,6 @@ def test_a_process_whose_prefill_is_malformed_is_refused_at_upload(
     assert no_items.json()["error"]["details"][0]["field"] == "forms.prefill"
 
 
-@contextmanager
-def _console(hub: LiveHub, username: str) -> Iterator[httpx.Client]:
-    with hub.client(follow_redirects=False) as client:
-        page = client.get("/login")
-        token = re.search(r'name="login_token" value="([^"]+)"', page.text)
-        assert token
-        r = client.post(
-            "/login",
-            data={"username": username, "password": PASSWORD, "login_token": token.group(1)},
-        )
-        assert r.status_code == 303, r.text
-        yield client
-
-
 def _csrf(client: httpx.Client) -> str:
     found = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/collab/cases/new").text)
     assert found
@@ -252,7 +233,7 @@ def test_the_console_form_is_filled_from_the_base_and_accepted_with_it(
 ) -> None:
     code = valid_credit_code()
     definition = _definition(as_, scenery, collab_hub, code)
-    with _console(collab_hub, scenery.users["window"]) as c:
+    with signed_in_to(collab_hub, scenery.users["window"]) as c:
         csrf = _csrf(c)
         filled = c.post(
             "/collab/cases/prefill",
