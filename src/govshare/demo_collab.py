@@ -15,14 +15,13 @@ from sqlalchemy.orm import Session
 from govshare.catalog.models import Resource
 from govshare.collab import service
 from govshare.collab.models import Decision
-from govshare.demo_sharing import id_number
+from govshare.demo_sharing import demo_grant, id_number
 from govshare.rules.clock import CHINA
 from govshare.security import audit
 from govshare.security.audit import SYSTEM
 from govshare.security.models import Department, User
 from govshare.security.roles import Role, permissions_for
 from govshare.security.service import Principal, hash_password
-from govshare.sharing.models import SharingGrant, SharingMode
 
 BUILTIN = Path(__file__).parent / "collab" / "builtin"
 # username, display name, department short name, role
@@ -55,25 +54,13 @@ def enterprise_prefill(session: Session, admin: Principal, base: Resource) -> No
     window = session.scalar(select(User).where(User.username == "dsj_window"))
     assert window is not None
     assert window.department_id is not None
-    grant = SharingGrant(
-        resource_id=base.id,
-        provider_department_id=base.provider_department_id,
-        consumer_department_id=window.department_id,
-        items=["tyshxydm", *ENTERPRISE_PREFILL["items"]],
-        modes=[str(SharingMode.QUERY)],
-        purpose="企业开办一窗受理：从法人库带出企业信息",
-        expires_on=date(2099, 12, 31),
-        created_by=admin.name,
-    )
-    session.add(grant)
-    session.flush()
-    audit.record(
+    demo_grant(
         session,
         admin.actor,
-        "sharing.grant.demo",
-        object_type="sharing_grant",
-        object_id=grant.id,
-        after={"resource_id": base.id, "consumer": window.department_id, "items": grant.items},
+        base,
+        window.department_id,
+        ["tyshxydm", *ENTERPRISE_PREFILL["items"]],
+        "企业开办一窗受理：从法人库带出企业信息",
     )
     data, forms = builtin_files("enterprise")
     forms["prefill"] = {"resource": base.code, **ENTERPRISE_PREFILL}

@@ -69,12 +69,13 @@ from govshare.demo_basedata import (
     published,
     write_table,
 )
+from govshare.demo_sharing import demo_grant
 from govshare.exchange.models import ExchangeNode
 from govshare.security import audit
 from govshare.security.audit import SYSTEM, Actor
 from govshare.security.models import Department
 from govshare.security.service import Principal
-from govshare.sharing.models import SharedStore, SharingGrant, SharingMode
+from govshare.sharing.models import SharedStore, SharingGrant
 
 PENSION_NAME = "养老金发放信息"
 BENEFIT_NAME = "失业保险金领取信息"
@@ -94,8 +95,6 @@ PLANTED: dict[str, int] = {
 }
 
 # Monthly payments of the pensions: the 15th, January 2025 to February 2026.
-# Far enough that the demo's grants hold whatever day it is run on.
-GRANT_END = date(2099, 12, 31)
 _PAYDAYS = [date(2025 + (m - 1) // 12, 1 + (m - 1) % 12, 15) for m in range(1, 15)]
 # 失业保险金 is paid on the 10th.
 _BENEFIT_MONTHS = [date(2025 + (m - 1) // 12, 1 + (m - 1) % 12, 10) for m in range(1, 15)]
@@ -752,27 +751,11 @@ def grant_templates(session: Session, actor: Actor = SYSTEM) -> list[SharingGran
             assert resource is not None, spec.resource
             if resource.provider_department_id == dept.id:
                 continue
-            grant = SharingGrant(
-                resource_id=resource.id,
-                provider_department_id=resource.provider_department_id,
-                consumer_department_id=dept.id,
-                items=list(spec.items),
-                modes=[str(SharingMode.QUERY)],
-                purpose=f"比对: {template.name}",
-                expires_on=GRANT_END,
-                created_by=actor.name,
+            made.append(
+                demo_grant(
+                    session, actor, resource, dept.id, list(spec.items), f"比对: {template.name}"
+                )
             )
-            session.add(grant)
-            session.flush()
-            audit.record(
-                session,
-                actor,
-                "sharing.grant.demo",
-                object_type="sharing_grant",
-                object_id=grant.id,
-                after={"resource_id": resource.id, "consumer": dept.id, "items": grant.items},
-            )
-            made.append(grant)
     return made
 
 

@@ -228,6 +228,43 @@ def ensure_published(session: Session, admin: Principal, resource: Resource, not
         )
 
 
+# Far enough that the demo's grants hold whatever day it is run on.
+GRANT_END = date(2099, 12, 31)
+
+
+def demo_grant(
+    session: Session,
+    actor: audit.Actor,
+    resource: Resource,
+    consumer_id: int,
+    items: list[str],
+    purpose: str,
+) -> SharingGrant:
+    """A query grant (查询) of ``items`` for ``consumer_id`` in force until 2099, as if
+    applied for and approved, so a demo path works at once (audited)."""
+    grant = SharingGrant(
+        resource_id=resource.id,
+        provider_department_id=resource.provider_department_id,
+        consumer_department_id=consumer_id,
+        items=items,
+        modes=[str(SharingMode.QUERY)],
+        purpose=purpose,
+        expires_on=GRANT_END,
+        created_by=actor.name,
+    )
+    session.add(grant)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "sharing.grant.demo",
+        object_type="sharing_grant",
+        object_id=grant.id,
+        after={"resource_id": resource.id, "consumer": consumer_id, "items": grant.items},
+    )
+    return grant
+
+
 def id_number(rng: random.Random) -> str:
     """A well-formed 公民身份号码 of somebody born in 青岛市市南区."""
     born = date(1950, 1, 1) + timedelta(days=rng.randrange(365 * 55))

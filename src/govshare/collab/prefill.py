@@ -107,9 +107,8 @@ def spec_of(forms: dict[str, Any]) -> PrefillSpec | None:
     raw = forms.get("prefill")
     if not raw:
         return None
-    items = raw["items"]
-    pairs = items.items() if isinstance(items, dict) else items
-    return PrefillSpec(raw["resource"], raw["key_label"], raw.get("key_kind", ""), dict(pairs))
+    # Stored as [code, label] pairs (clean_spec), which dict() reads in their order.
+    return PrefillSpec(raw["resource"], raw["key_label"], raw["key_kind"], dict(raw["items"]))
 
 
 def key_problem(spec: PrefillSpec, key: str) -> str | None:
@@ -157,15 +156,7 @@ def bring_over(
         raise InvalidInput.about("带出的查询条件不正确", "key", msg)
     if principal.department_id is None:
         raise NoPrefill("只有部门用户可以从基础库带出信息")
-    caller = Caller(
-        client_id=0,
-        app_key=principal.name,
-        department_id=principal.department_id,
-        nonce="",
-        remote_addr=principal.remote_addr,
-        rate_per_second=None,
-        daily_quota=None,
-    )
+    caller = Caller.platform(principal.name, principal.department_id, principal.remote_addr)
     try:
         auth = data.authorize(session, caller, spec.resource, [SharingMode.QUERY], today)
     except (NoGrant, StoreNotFound) as refused:

@@ -27,19 +27,10 @@ class StoreVerifier:
     def __call__(
         self, session: Session, *, department_id: int, resource_code: str, key: str
     ) -> str:
-        caller = Caller(
-            client_id=0,
-            app_key="collab",
-            department_id=department_id,
-            nonce="",
-            remote_addr=None,
-            rate_per_second=None,
-            daily_quota=None,
-        )
         try:
             auth = authorize(
                 session,
-                caller,
+                Caller.platform("collab", department_id),
                 resource_code,
                 [SharingMode.VERIFICATION],
                 self.today or china_today(),

@@ -70,6 +70,20 @@ class Caller:
             daily_quota=client.daily_quota,
         )
 
+    @classmethod
+    def platform(cls, app_key: str, department_id: int, remote_addr: str | None = None) -> Caller:
+        """The platform's own use of a department's grants (a case's verification, a
+        window's 带出): no client, no nonce, no client quota."""
+        return cls(
+            client_id=0,
+            app_key=app_key,
+            department_id=department_id,
+            nonce="",
+            remote_addr=remote_addr,
+            rate_per_second=None,
+            daily_quota=None,
+        )
+
 
 class Limits:
     """Per-client rate (token bucket, one second's burst) and daily key quota.
