@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from sqlalchemy import Index, select
+from sqlalchemy import Index, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from govshare import db, demo_exchange
 from govshare.basedata import service as basedata
 from govshare.basedata.models import BaseDatabase
 from govshare.compare import runner, service
-from govshare.compare.models import CompareCase
+from govshare.compare.models import CompareCase, CompareRun
 from govshare.compare.schemas import Definition, RunStatus
 from govshare.compare.templates import TEMPLATES, instantiate
 from govshare.config import Settings
@@ -150,3 +150,34 @@ def test_each_template_finds_its_planted_cases_and_nothing_else(demo: DemoHub, c
         assert taken["seq"] >= 1, taken
         if taken["store_id"] not in bases:
             assert taken["seq"] == 1, taken
+
+
+def test_a_run_is_seen_ended_only_once_its_working_files_are_gone(demo: DemoHub) -> None:
+    """Whoever reads a run's final state finds its snapshot and result files removed
+    already (the runner once committed the state first, and a cancelled run's folder
+    was still there when the waiting test looked)."""
+    code = next(iter(PLANTED))
+    template = next(t for t in TEMPLATES if t.code == code)
+    with db.session_scope(demo.factory) as s:
+        dept = s.scalar(select(Department).where(Department.short_name == template.department))
+        assert dept is not None
+        who = principal(f"compare-files-{code}", dept.id, Role.RESOURCE_ADMIN)
+        job = service.create_job(s, demo.shared, who, instantiate(s, code, dept.id), TODAY)
+        s.flush()
+        run_id = runner.queue_run(s, job, SYSTEM).id
+    folder = demo.settings.data_dir / "compare" / f"run-{run_id}"
+    left_at_the_end: list[bool] = []
+
+    def on_commit(session: Session) -> None:
+        for obj in list(session.identity_map.values()):
+            if isinstance(obj, CompareRun) and obj.id == run_id and obj.status.finished:
+                left_at_the_end.append(folder.exists())
+
+    event.listen(demo.factory, "before_commit", on_commit)
+    try:
+        done = runner.execute(demo.settings, demo.factory, demo.shared, run_id, today=TODAY)
+    finally:
+        event.remove(demo.factory, "before_commit", on_commit)
+    assert done is not None
+    assert done.status is RunStatus.SUCCEEDED, done.error
+    assert left_at_the_end == [False]

@@ -264,6 +264,9 @@ def execute(
                     "gone": run.gone_cases,
                 },
             )
+            # The files go before the run is seen to have ended: whoever reads the
+            # final state (a waiting CLI, the next run, a test) finds no leftovers.
+            _clear(folder, keep_files)
             session.commit()
         except Exception as exc:
             session.rollback()
@@ -271,13 +274,19 @@ def execute(
             failed = session.get(CompareRun, run_id)
             if failed is not None:
                 _finish(failed, RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
+                _clear(folder, keep_files)
                 session.commit()
         finally:
-            if not keep_files:
-                shutil.rmtree(folder, ignore_errors=True)
+            # Only a failing commit of the final state gets here with files left.
+            _clear(folder, keep_files)
         if on_progress is not None:
             on_progress(run)
         return _detached(session, run)
+
+
+def _clear(folder: Path, keep_files: bool) -> None:
+    if not keep_files:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _detached(session: Session, run: CompareRun) -> CompareRun:
