@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import re
 import sqlite3
 import threading
@@ -14,6 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
+import orjson
 from sqlalchemy import (
     DateTime,
     Enum,
@@ -92,6 +94,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _json_loads(text_value: str | bytes) -> Any:
+    """JSON columns read with orjson, several times faster than the standard library on
+    the catalog's snapshots; what orjson refuses (NaN, integers past 64 bits) still reads."""
+    try:
+        return orjson.loads(text_value)
+    except orjson.JSONDecodeError:
+        return json.loads(text_value)
+
+
 def make_engine(settings: Settings) -> Engine:
     """The hub database. Statement parameters are kept out of error messages and logs:
     they may be ID numbers, names or secrets."""
@@ -99,12 +110,21 @@ def make_engine(settings: Settings) -> Engine:
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, connect_args={"check_same_thread": False}, pool_size=8, hide_parameters=True
+            url,
+            connect_args={"check_same_thread": False},
+            pool_size=8,
+            hide_parameters=True,
+            json_deserializer=_json_loads,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(
-        url, pool_size=10, max_overflow=10, pool_pre_ping=True, hide_parameters=True
+        url,
+        pool_size=10,
+        max_overflow=10,
+        pool_pre_ping=True,
+        hide_parameters=True,
+        json_deserializer=_json_loads,
     )
 
 

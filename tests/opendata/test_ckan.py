@@ -127,6 +127,21 @@ def test_harvesters_page_by_metadata_modified(hub: LiveHub, scene: OpenScene) ->
     assert pages == [p["name"] for p in everything]
 
 
+def test_the_count_is_the_same_on_every_page_and_past_the_end(
+    hub: LiveHub, scene: OpenScene
+) -> None:
+    """The total comes with the page, from the facets' groups when facets are asked, or
+    from a count of its own when no row comes back: all say 3 for this department."""
+    facets = {"facet.field": json.dumps(["organization"])}
+    for extra in ({}, facets):
+        counts = [
+            _mine(hub, scene, rows=rows, start=start, **extra)["count"]
+            for rows, start in ((10, 0), (1, 2), (1, 3), (5, 99), (0, 0), (0, 5))
+        ]
+        assert counts == [3] * 6, extra
+    assert _mine(hub, scene, rows=5, start=3)["results"] == []
+
+
 def test_facets(hub: LiveHub, scene: OpenScene) -> None:
     fields = ["organization", "groups", "tags", "res_format", "license_id", "open_type"]
     result = _mine(hub, scene, **{"facet.field": json.dumps(fields), "facet.limit": "-1"})

@@ -14,8 +14,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
+import orjson
 from sqlalchemy.orm import Session
 
 from govshare import __version__
@@ -221,8 +223,10 @@ def _list_param(params: dict[str, Any], name: str) -> list[str]:
 # --- shapes ---------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=65536)
 def _time(value: datetime | None) -> str | None:
-    """CKAN's timestamps: ISO 8601, UTC, without the zone."""
+    """CKAN's timestamps: ISO 8601, UTC, without the zone (cached: a package repeats its
+    times in every resource)."""
     if value is None:
         return None
     return value.astimezone(UTC).replace(tzinfo=None).isoformat()
@@ -349,12 +353,11 @@ def package_dict(site: Site, d: ds.Dataset) -> dict[str, Any]:
         "catalog_format": d.catalog_format,
         "format_detail": d.format_detail,
         "classification_code": d.classification[-1].code if d.classification else "",
-        "items": json.dumps(
+        "items": orjson.dumps(
             [{"name": it.name, "code": it.code, "data_type": it.data_type, "length": it.length,
               "description": it.description, "is_key": it.is_key, "masking": it.masking.value}
              for it in d.items],
-            ensure_ascii=False,
-        ),
+        ).decode(),
         "dcat": site.url(f"/open/datasets/{d.slug}.ttl"),
     }  # fmt: skip
     return {
