@@ -10,7 +10,11 @@ facet. In the same run the same SQL statements the hub answers the text query wi
 not repeated (CKAN's own answer is Solr; there is no like-for-like reference here), so
 the last line carries no ratio::
 
-    ckan_p95_ms=… ckan_p50_ms=… datasets=… requests=…
+    ckan_p95_ms=… ckan_p50_ms=… search_p95_ms=… harvest_p50_ms=… datasets=… requests=…
+
+``ckan_p95_ms`` covers every call; ``search_p95_ms`` the searches of at most 50 rows a
+portal and its clients make; ``harvest_p50_ms`` the harvester's page of 1,000 packages
+(about 5 MB of JSON, parsed by the client inside the timing).
 
 Target: ``package_search`` p95 < 30 ms over 10,000 datasets (issue 13).
 
@@ -180,10 +184,24 @@ def main(argv: list[str] | None = None) -> None:
                 f"{max(ms):>8.1f}"
             )
         every = [ms for ms in latencies.values() for ms in ms]
+        # Searches a portal or client makes (a page of at most 50) apart from the
+        # harvester's 1,000-package page (5 MB of JSON), which no search index answers
+        # in 30 ms: ckan_p95_ms still covers every call.
+        interactive = [
+            ms
+            for (label, params) in CALLS
+            if int(params.get("rows", 10)) <= 50
+            for ms in latencies[label]
+        ]
+        harvest = [
+            ms for (label, params) in CALLS if int(params["rows"]) > 50 for ms in latencies[label]
+        ]
         if rss is not None:
             console.print(f"平台进程峰值内存 (VmHWM): {rss:.0f} MiB")
         print(
             f"ckan_p95_ms={percentile(every, 95):.1f} ckan_p50_ms={percentile(every, 50):.1f} "
+            f"search_p95_ms={percentile(interactive, 95):.1f} "
+            f"harvest_p50_ms={percentile(harvest, 50):.1f} "
             f"datasets={total} requests={len(every)}",
             flush=True,
         )
