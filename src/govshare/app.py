@@ -361,6 +361,7 @@ def create_app(settings: Settings) -> FastAPI:
     from govshare.documents import api as documents_api
     from govshare.documents import pages as documents_pages
     from govshare.exchange.api import MAX_PACKAGE_BYTES
+    from govshare.opendata import files_api as opendata_files_api
 
     app.add_middleware(
         BodyLimit,
@@ -370,6 +371,7 @@ def create_app(settings: Settings) -> FastAPI:
             "/catalog/import": settings.max_import_bytes,
             "/api/v1/exchange/node/packages": MAX_PACKAGE_BYTES,
             "/open-files/upload": settings.max_open_file_bytes,
+            opendata_files_api.UPLOAD_PATH: settings.max_open_file_bytes,
             documents_api.SEND_PATH: settings.documents_max_bytes,
             documents_pages.SEND_PATH: settings.documents_max_bytes,
         },
@@ -435,6 +437,7 @@ def create_app(settings: Settings) -> FastAPI:
     include_flat(app, opendata_rows.router)
     include_flat(app, opendata_developer.router)
     include_flat(app, opendata_console.api, "/api/v1")
+    include_flat(app, opendata_files_api.router, "/api/v1")
     include_flat(app, opendata_console.router)
     include_flat(app, opendata_pages.router)
     include_flat(app, opendata_demands.router)
