@@ -259,6 +259,39 @@ def _set_limits(hub: LiveHub, world: World, key_id: int, **limits: int | None) -
         return c.put(f"/api/v1/open/keys/{key_id}/limits", json=limits)
 
 
+def test_a_keys_per_minute_limit_holds_across_the_hubs_processes(
+    hub: LiveHub, scene: PortalScene
+) -> None:
+    """Each hub process (``--workers N``) has its own gate: a fresh gate at the same
+    minute stands for another process. It counts what the first one recorded, so the
+    key gets its limit once for the hub, not once per process."""
+    world = World(hub)
+    slug = scene.scene.open_plain["slug"]
+    d = developer(hub)
+    try:
+        secret = d.create_key()
+        key_id = key_id_of(hub, secret)
+        assert _set_limits(hub, world, key_id, per_minute=3).status_code == 200
+        with gate(hub) as clock:
+            assert _rows(hub, slug, secret).status_code == 200
+            assert _ckan(hub, secret).status_code == 200
+        with gate(hub, start=clock()):
+            assert _rows(hub, slug, secret).status_code == 200
+            r = _rows(hub, slug, secret)
+            assert r.status_code == 429, r.text
+            assert int(r.headers["Retry-After"]) == 30
+        with gate(hub, start=clock()) as third:
+            assert _ckan(hub, secret).status_code == 429
+            third.advance(seconds=30)  # the next minute starts the count again
+            assert _ckan(hub, secret).status_code == 200
+        with hub.db() as s:
+            used = s.get(OpenKeyUsage, (key_id, china_date(clock())))
+            assert used is not None
+            assert (used.calls, used.minute_calls) == (4, 1)
+    finally:
+        d.client.close()
+
+
 def test_per_minute_limit_and_daily_quota_are_refused_with_retry_after(
     hub: LiveHub, scene: PortalScene
 ) -> None:

@@ -25,7 +25,7 @@ from datetime import date, datetime, timedelta
 import structlog
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.orm import Session
 
 from govshare.config import Settings
@@ -446,26 +446,43 @@ def key_access(session: Session, settings: Settings, secret: str) -> KeyAccess |
 # -- usage ---------------------------------------------------------------------------------
 
 
-def calls_on(session: Session, key_id: int, day: date) -> int:
-    return int(
-        session.scalar(
-            select(OpenKeyUsage.calls).where(OpenKeyUsage.key_id == key_id, OpenKeyUsage.day == day)
+@dataclass(frozen=True)
+class KeyUse:
+    """What every process recorded of a key: its calls on a day, and in one minute."""
+
+    calls: int
+    minute_calls: int
+
+
+def use_of(session: Session, key_id: int, day: date, minute: int) -> KeyUse:
+    found = session.execute(
+        select(OpenKeyUsage.calls, OpenKeyUsage.minute, OpenKeyUsage.minute_calls).where(
+            OpenKeyUsage.key_id == key_id, OpenKeyUsage.day == day
         )
-        or 0
-    )
+    ).first()
+    if found is None:
+        return KeyUse(0, 0)
+    return KeyUse(int(found.calls), int(found.minute_calls) if found.minute == minute else 0)
 
 
-def record_use(session: Session, key_id: int, day: date, *, rows: int = 0) -> None:
-    """One more call (and ``rows`` rows) of the key on ``day``: a single UPSERT."""
+def record_use(session: Session, key_id: int, day: date, *, minute: int = 0, rows: int = 0) -> None:
+    """One more call (and ``rows`` rows) of the key on ``day``, in ``minute`` (minutes
+    since the epoch; a new minute starts its count again): a single UPSERT."""
     table = OpenKeyUsage.__table__
     stmt = dialect_insert(table, session.get_bind().dialect).values(  # type: ignore[arg-type]
-        key_id=key_id, day=day, calls=1, rows=rows
+        key_id=key_id, day=day, calls=1, rows=rows, minute=minute, minute_calls=1
     )
+    same_minute = table.c["minute"] == minute  # type: ignore[attr-defined]
     stmt = stmt.on_conflict_do_update(
         index_elements=["key_id", "day"],
         set_={
             "calls": table.c["calls"] + 1,  # type: ignore[attr-defined]
             "rows": table.c["rows"] + rows,  # type: ignore[attr-defined]
+            "minute_calls": case(
+                (same_minute, table.c["minute_calls"] + 1),  # type: ignore[attr-defined]
+                else_=1,
+            ),
+            "minute": minute,
         },
     )
     session.execute(stmt)

@@ -5,10 +5,13 @@ whether the call is within its limits, and which 有条件开放 datasets it may
 - A key is sent as ``X-Api-Key: od_…`` or ``Authorization: Bearer od_…`` (CKAN clients'
   ``X-CKAN-API-Key`` and bare ``Authorization: od_…`` work too). Other ``Authorization``
   values (a console token) are ignored here: the open routes never act for a staff user.
-- Per-minute limits (a key's, an anonymous address's) and the per-address limit on
-  registrations and sign-ins are counted in this process, in fixed windows of the
-  injected clock; with several hub processes each admits its share.
-- The daily quota of a key is read from ``open_key_usage`` (what every process recorded).
+- A key's per-minute limit and daily quota hold for the whole hub: its calls are
+  counted in ``open_key_usage`` (the day's, and the current minute's), which every
+  process writes and reads; this process's own count of the minute covers its calls
+  not committed yet. Limits are fixed windows of the injected clock.
+- An anonymous address's per-minute limit, and the per-address limit on registrations
+  and sign-ins, are counted in each process alone: with ``--workers N`` an address may
+  get up to N times its limit.
 
 Refusals are :class:`Refused`; each route renders them in its own ecosystem's shape.
 """
@@ -62,6 +65,7 @@ class Admission:
 
     key: dev.KeyAccess | None
     day: date
+    minute: int = 0  # minutes since the epoch, by the gate's clock
 
     @property
     def granted(self) -> frozenset[int]:
@@ -82,9 +86,19 @@ class Gate:
     def now(self) -> datetime:
         return self.clock()
 
-    def hit(self, bucket: str, who: str, *, limit: int, seconds: int, message: str) -> None:
+    def hit(
+        self,
+        bucket: str,
+        who: str,
+        *,
+        limit: int,
+        seconds: int,
+        message: str,
+        elsewhere: int = 0,
+    ) -> None:
         """Count one event of ``who`` in ``bucket``; :class:`Refused` (429) past ``limit``
-        in the current window of ``seconds``."""
+        in the current window of ``seconds``, counting this process's events or
+        ``elsewhere`` (what all processes recorded in the window), the larger."""
         stamp = self.clock().timestamp()
         window = int(stamp // seconds)
         with self._lock:
@@ -92,7 +106,7 @@ class Gate:
                 self._windows = {k: v for k, v in self._windows.items() if k[2] >= window}
             slot = (bucket, who, window)
             used = self._windows.get(slot, 0)
-            if used >= limit:
+            if max(used, elsewhere) >= limit:
                 wait = max(1, math.ceil((window + 1) * seconds - stamp))
                 raise Refused(429, message, retry_after=wait)
             self._windows[slot] = used + 1
@@ -128,14 +142,17 @@ class Gate:
         key = dev.key_access(session, self.settings, secret)
         if key is None:
             raise Refused(401, "API 密钥无效或已撤销 (invalid API key)")
+        minute = int(now.timestamp() // 60)
+        used = dev.use_of(session, key.key_id, day, minute)
         self.hit(
             "key",
             str(key.key_id),
             limit=key.per_minute,
             seconds=60,
             message=f"调用过于频繁：该密钥每分钟至多 {key.per_minute} 次 (rate limited)",
+            elsewhere=used.minute_calls,
         )
-        if dev.calls_on(session, key.key_id, day) >= key.daily_quota:
+        if used.calls >= key.daily_quota:
             midnight = datetime.combine(day + timedelta(days=1), datetime.min.time(), CHINA)
             wait = max(1, math.ceil((midnight - now).total_seconds()))
             raise Refused(
@@ -143,10 +160,12 @@ class Gate:
                 f"该密钥今日调用额度已用完：每日至多 {key.daily_quota} 次 (quota exceeded)",
                 retry_after=wait,
             )
-        return Admission(key, day)
+        return Admission(key, day, minute)
 
 
 def record(session: Session, admission: Admission, rows: int = 0) -> None:
     """Count an admitted keyed call (anonymous calls are counted per dataset only)."""
     if admission.key is not None:
-        dev.record_use(session, admission.key.key_id, admission.day, rows=rows)
+        dev.record_use(
+            session, admission.key.key_id, admission.day, minute=admission.minute, rows=rows
+        )

@@ -213,7 +213,9 @@ class OpenApiKey(Base):
 
 
 class OpenKeyUsage(Base):
-    """A key's use on one day (China time): calls and rows served. One UPSERT per call."""
+    """A key's use on one day (China time): calls and rows served, and the calls of the
+    minute it was last used in (``minute``: minutes since the epoch), which every hub
+    process reads for the per-minute limit. One UPSERT per call."""
 
     __tablename__ = "open_key_usage"
 
@@ -221,6 +223,8 @@ class OpenKeyUsage(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     calls: Mapped[int] = mapped_column(BigInteger, default=0)
     rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    minute: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    minute_calls: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class OpenApplication(Base):
