@@ -116,17 +116,23 @@ def demo(
     engine.dispose()
 
 
-@pytest.mark.parametrize("code", list(PLANTED))
-def test_each_template_finds_its_planted_cases_and_nothing_else(demo: DemoHub, code: str) -> None:
+def _queued_run(demo: DemoHub, code: str, username: str) -> tuple[int, int]:
+    """The template ``code`` saved as a job of its department by ``username`` (a
+    resource administrator there), and a run of it queued: (job id, run id)."""
     template = next(t for t in TEMPLATES if t.code == code)
     with db.session_scope(demo.factory) as s:
         dept = s.scalar(select(Department).where(Department.short_name == template.department))
         assert dept is not None
-        who = principal(f"compare-{code}", dept.id, Role.RESOURCE_ADMIN)
+        who = principal(username, dept.id, Role.RESOURCE_ADMIN)
         job = service.create_job(s, demo.shared, who, instantiate(s, code, dept.id), TODAY)
         s.flush()
-        run_id = runner.queue_run(s, job, SYSTEM).id
-        job_id = job.id
+        return job.id, runner.queue_run(s, job, SYSTEM).id
+
+
+@pytest.mark.parametrize("code", list(PLANTED))
+def test_each_template_finds_its_planted_cases_and_nothing_else(demo: DemoHub, code: str) -> None:
+    template = next(t for t in TEMPLATES if t.code == code)
+    job_id, run_id = _queued_run(demo, code, f"compare-{code}")
     done = runner.execute(demo.settings, demo.factory, demo.shared, run_id, today=TODAY)
     assert done is not None
     assert done.status is RunStatus.SUCCEEDED, done.error
@@ -157,14 +163,7 @@ def test_a_run_is_seen_ended_only_once_its_working_files_are_gone(demo: DemoHub)
     already (the runner once committed the state first, and a cancelled run's folder
     was still there when the waiting test looked)."""
     code = next(iter(PLANTED))
-    template = next(t for t in TEMPLATES if t.code == code)
-    with db.session_scope(demo.factory) as s:
-        dept = s.scalar(select(Department).where(Department.short_name == template.department))
-        assert dept is not None
-        who = principal(f"compare-files-{code}", dept.id, Role.RESOURCE_ADMIN)
-        job = service.create_job(s, demo.shared, who, instantiate(s, code, dept.id), TODAY)
-        s.flush()
-        run_id = runner.queue_run(s, job, SYSTEM).id
+    _job_id, run_id = _queued_run(demo, code, f"compare-files-{code}")
     folder = demo.settings.data_dir / "compare" / f"run-{run_id}"
     left_at_the_end: list[bool] = []
 
