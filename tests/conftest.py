@@ -44,9 +44,9 @@ def make_settings(data_dir: Path, database_url: str | None = None, **kw: object)
     # within a minute; tests of the limits themselves set it low.
     kw.setdefault("open_anonymous_per_minute", 100_000_000)
     kw.setdefault("open_auth_attempts_per_hour", 100_000_000)
-    # The hubs' watchers look at the real disk: on a fuller CI machine a 磁盘空间不足
-    # alert (naming the data directory's path) appeared on the console pages the sweep
-    # reads. Tests of the disk rule set their own thresholds.
+    # The hubs' watchers look at the real disk, which on a fuller machine made a
+    # 磁盘空间不足 alert part of what tests see. Tests of the disk rule set their own
+    # thresholds.
     kw.setdefault("disk_free_alert_percent", 0.1)
     return Settings(
         data_dir=data_dir,
