@@ -262,9 +262,14 @@ def store(
     return row
 
 
-def department_files(session: Session, caller: Principal) -> list[tuple[OpenFile, Resource]]:
-    """The files of the caller's department's entries (the platform: all), newest first."""
+def department_files(
+    session: Session, caller: Principal, resource_id: int | None = None
+) -> list[tuple[OpenFile, Resource]]:
+    """The files of the caller's department's entries (the platform: all), or of one of
+    them, newest first."""
     query = select(OpenFile, Resource).join(Resource, Resource.id == OpenFile.resource_id)
+    if resource_id is not None:
+        query = query.where(OpenFile.resource_id == resource_id)
     if not caller.is_admin:
         query = query.where(Resource.provider_department_id == caller.department_id)
     rows = session.execute(query.order_by(OpenFile.uploaded_at.desc(), OpenFile.id.desc()))

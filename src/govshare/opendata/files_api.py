@@ -165,8 +165,7 @@ def list_files(
 ) -> list[OpenFilePublic]:
     return [
         OpenFilePublic.of(request, f, r.code)
-        for f, r in files.department_files(db, caller)
-        if resource_id is None or f.resource_id == resource_id
+        for f, r in files.department_files(db, caller, resource_id)
     ]
 
 
