@@ -741,13 +741,20 @@ def run(
     batch_rows: int,
     interval: float,
     profile: Path | None = None,
+    seal_stores: bool = True,
 ) -> Result:
     """One measurement on a fresh engine (a database server is started and stopped)."""
     engine = ENGINES[engine_name](work)
     try:
         engine.start()
         return measure(
-            engine, work, rows, batch_rows=batch_rows, interval=interval, profile=profile
+            engine,
+            work,
+            rows,
+            batch_rows=batch_rows,
+            interval=interval,
+            profile=profile,
+            seal_stores=seal_stores,
         )
     finally:
         engine.stop()
@@ -761,6 +768,7 @@ def measure(
     batch_rows: int,
     interval: float,
     profile: Path | None,
+    seal_stores: bool,
 ) -> Result:
     started = time.perf_counter()
     size = engine.build_source(rows)
@@ -796,6 +804,7 @@ def measure(
         # The hub's own monitor interval (setup_hub shortens it for the tests): its first
         # tick asks for the day's reconciliation, which the provider answers mid-load.
         extra_env={"GOVSHARE_MONITOR_INTERVAL_SECONDS": "10"},
+        seal_stores=seal_stores,
     )
     if profile is not None:
         profiled(env, profile)
@@ -953,6 +962,12 @@ def main(argv: list[str] | None = None) -> None:
         help="the provider task's schedule interval in seconds (the subscriber task polls "
         "every 0.2 s, as setup_hub configures it)",
     )
+    parser.add_argument(
+        "--unsealed-stores",
+        action="store_true",
+        help="run the nodes without a secret (local stores not sealed at rest), to measure "
+        "what sealing costs",
+    )
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
     parser.add_argument(
         "--profile", type=Path, help="run the processes under py-spy; stacks go to this directory"
@@ -977,6 +992,7 @@ def main(argv: list[str] | None = None) -> None:
                 batch_rows=args.batch_rows,
                 interval=args.interval,
                 profile=args.profile / f"rows-{rows}" if args.profile else None,
+                seal_stores=not args.unsealed_stores,
             )
         finally:
             if not args.keep:

@@ -10,6 +10,7 @@ import atexit
 import contextlib
 import os
 import random
+import secrets
 import signal
 import sqlite3
 import subprocess
@@ -212,9 +213,15 @@ def setup(session: Session, settings: Settings, hub_url: str) -> list[Path]:
             f'[sources.{name}]\nurl = "sqlite:///{base / file}"\n\n'
             for name, file in NODE_SOURCES[node.abbr].items()
         )
+        # The store's secret (前置机本地库口令) beside the configuration, not in the store.
+        secret = base / "secrets" / f"{node.abbr}.secret"
+        secret.parent.mkdir(mode=0o700, exist_ok=True)
+        secret.touch(mode=0o600)
+        secret.write_text(secrets.token_urlsafe(32), encoding="utf-8")
         config.write_text(
             f'hub_url = "{hub_url}"\nnode_id = {row.id}\nenrollment_token = "{token}"\n'
-            f'store = "store-{node.abbr}"\nheartbeat_seconds = 3\n\n{sources}'
+            f'store = "store-{node.abbr}"\nsecret_file = "secrets/{node.abbr}.secret"\n'
+            f"heartbeat_seconds = 3\n\n{sources}"
             f'[targets.local]\nurl = "sqlite:///{base / f"{node.abbr}-local.db"}"\n',
             encoding="utf-8",
         )

@@ -133,12 +133,14 @@ def setup_hub(
     extra_env: dict[str, str] | None = None,
     items: list[ItemIn] | None = None,
     node_toml: str = "",
+    seal_stores: bool = True,
 ) -> HubEnv:
     """Migrate a hub database, create departments, a published resource, two nodes and
     a provider→subscriber pair of running tasks, then write the nodes' node.toml.
 
     ``items`` describe the resource's columns (the five-column person table by default);
-    ``node_toml`` is added to both nodes' node.toml (top-level keys, one per line).
+    ``node_toml`` is added to both nodes' node.toml (top-level keys, one per line);
+    ``seal_stores`` gives each node a secret, so its local store is sealed at rest.
     """
     settings = migrated(make_settings(tmp / "hub", database_url))
     engine = db.make_engine(settings)
@@ -277,9 +279,15 @@ def setup_hub(
     )
     for label, (node_id, token) in tokens.items():
         toml = tmp / f"{label}.toml"
+        # Stores sealed at rest by default, so the kill -9 scenarios cover the sealing.
+        secret = ""
+        if seal_stores:
+            (tmp / f"{label}.secret").write_text(f"secret-of-the-{label}-node-for-tests")
+            secret = f'secret_file = "{label}.secret"\n'
         toml.write_text(
             f'hub_url = "{env.base_url}"\nnode_id = {node_id}\nenrollment_token = "{token}"\n'
-            f'store = "store-{label}"\nheartbeat_seconds = 1\ntick_seconds = 0.1\n'
+            f'store = "store-{label}"\n{secret}'
+            f"heartbeat_seconds = 1\ntick_seconds = 0.1\n"
             "request_timeout_seconds = 20\n"
             f"{node_toml}"
             f'[sources.biz]\nurl = "{source_url}"\n[targets.dst]\nurl = "{target_url}"\n',

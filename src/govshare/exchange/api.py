@@ -270,12 +270,10 @@ def enroll_node(
         db, settings, caller, name=body.name, department_id=body.department_id
     )
     hub_url = str(request.base_url).rstrip("/")
-    toml = (
-        f'hub_url = "{hub_url}"\nnode_id = {node.id}\nenrollment_token = "{token}"\n'
-        f'store = "node-{node.id}"\n\n[sources.business]\nurl = "sqlite:///business.db"\n'
-    )
     return NodeEnrolled(
-        **NodePublic.model_validate(node).model_dump(), enrollment_token=token, node_toml=toml
+        **NodePublic.model_validate(node).model_dump(),
+        enrollment_token=token,
+        node_toml=service.node_toml(hub_url, node, token),
     )
 
 

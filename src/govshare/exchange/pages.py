@@ -37,7 +37,6 @@ from govshare.errors import GovshareError, InvalidInput, NotFound
 from govshare.exchange import alerts, service
 from govshare.exchange.models import (
     Alert,
-    ExchangeNode,
     ExchangeTask,
     NodeCommand,
     TaskKind,
@@ -237,14 +236,6 @@ def monitor_page(request: Request, db: SessionDep, caller: ExchangeReader) -> Re
 # -- nodes (前置机) ------------------------------------------------------------------------
 
 
-def node_toml(hub_url: str, node: ExchangeNode, token: str) -> str:
-    """A starting ``node.toml`` for a newly enrolled node (as the API hands out)."""
-    return (
-        f'hub_url = "{hub_url}"\nnode_id = {node.id}\nenrollment_token = "{token}"\n'
-        f'store = "node-{node.id}"\n\n[sources.business]\nurl = "sqlite:///business.db"\n'
-    )
-
-
 def _nodes_page(
     request: Request,
     db: Session,
@@ -302,7 +293,7 @@ def enroll_node(
     else:
         db.commit()
         hub_url = str(request.base_url).rstrip("/")
-        enrolled = {"node": node, "token": token, "toml": node_toml(hub_url, node, token)}
+        enrolled = {"node": node, "token": token, "toml": service.node_toml(hub_url, node, token)}
         return _nodes_page(request, db, caller, enrolled=enrolled)
     return _nodes_page(request, db, caller, values=values, errors=errors, status_code=422)
 

@@ -72,6 +72,20 @@ from govshare.security.service import Principal, get_department
 # -- nodes -----------------------------------------------------------------------------
 
 
+def node_toml(hub_url: str, node: ExchangeNode, token: str) -> str:
+    """A starting ``node.toml`` for a newly enrolled node (the API and the console show
+    it). It names a secret file for sealing the node's store at rest: the node does not
+    start until the department makes that file, outside the store directory."""
+    return (
+        f'hub_url = "{hub_url}"\nnode_id = {node.id}\nenrollment_token = "{token}"\n'
+        f'store = "node-{node.id}"\n'
+        "# 本地库口令文件 (至少 16 个字符, 权限 0600, 不要放在 store 目录内), 例如:\n"
+        f"#   openssl rand -base64 32 > node-{node.id}.secret\n"
+        f'secret_file = "node-{node.id}.secret"\n'
+        '\n[sources.business]\nurl = "sqlite:///business.db"\n'
+    )
+
+
 def enroll_node(
     session: Session, settings: Settings, principal: Principal, *, name: str, department_id: int
 ) -> tuple[ExchangeNode, str]:

@@ -24,7 +24,7 @@ from govshare.exchange import package
 from govshare.node import files
 from govshare.node.capture import ChangeLog, open_change_log, slot_name
 from govshare.node.client import HubClient, HubRefused, HubUnavailable
-from govshare.node.config import NodeConfig
+from govshare.node.config import SECRET_ENV, NodeConfig, NodeConfigError, node_secret
 from govshare.node.source import (
     KEY_SEPARATOR,
     KeyTally,
@@ -35,9 +35,10 @@ from govshare.node.source import (
     make_engine,
     row_hash,
 )
-from govshare.node.store import LocalStore
+from govshare.node.store import LocalStore, StoreSealed
 from govshare.node.target import TargetWriter
 from govshare.security import crypto
+from govshare.security.atrest import AtRestCipher, AtRestKeyError
 
 log = structlog.get_logger()
 MAX_BACKOFF = 30.0
@@ -96,10 +97,26 @@ class PendingChecksum:
     at_seq: int
 
 
+def open_store(config: NodeConfig) -> LocalStore:
+    """The node's local store, sealed at rest when the node has a secret; a missing,
+    short or wrong secret is a configuration error told before anything runs."""
+    secret = node_secret(config)
+    cipher = None
+    if secret is not None:
+        name = f"前置机口令 ({SECRET_ENV} 或 secret_file)"
+        cipher = AtRestCipher(config.store, secret, config.at_rest_cipher, secret_name=name)
+    else:
+        log.warning("node store kept unsealed: no secret_file or GOVSHARE_NODE_SECRET")
+    try:
+        return LocalStore(config.store, cipher)
+    except (AtRestKeyError, StoreSealed) as exc:
+        raise NodeConfigError(str(exc)) from None
+
+
 class NodeAgent:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
-        self.store = LocalStore(config.store)
+        self.store = open_store(config)
         self.client = HubClient(
             config.hub_url, config.node_id, timeout=config.request_timeout_seconds
         )

@@ -4,6 +4,14 @@ and the answers to the hub's commands with the checksums still to take.
 Everything an extraction produces — the package, the advanced cursor, the keys it
 touched — is written here in one SQLite transaction before anything leaves the node,
 so a crash or a hub outage loses nothing and repeats nothing.
+
+With a secret (``secret_file`` or ``GOVSHARE_NODE_SECRET``) the store is sealed at rest
+(静态加密): the node's private keys, the hub's transport key and every package waiting
+in the outbox are kept encrypted (SM4-GCM by default) under a key in
+``STORE/keys/at-rest.json``, itself sealed with the secret, which lives outside the
+store. A copy of the store directory then neither signs as the node nor reads the
+departments' rows waiting to leave. A store kept unsealed before is sealed in place at
+the first start with a secret.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from govshare.security.atrest import AtRestCipher, is_sealed
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS identity (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -67,12 +77,33 @@ CREATE TABLE IF NOT EXISTS pending_checksum (
 """
 
 
+SEALED_TEXT = "sealed:"
+SEALED_MARK = "at_rest"  # identity entry: this store has been sealed
+
+
+def is_secret(name: str) -> bool:
+    """Identity entries that would let a thief sign as the node or open its packages."""
+    return name == "cipher_key" or name.endswith((".private", ".next_private"))
+
+
+class StoreSealed(RuntimeError):
+    """The store was sealed, and this process was given no secret to open it."""
+
+
 class LocalStore:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, cipher: AtRestCipher | None = None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / "node-store.db"
+        self.cipher = cipher
         self.db = self.connect()
         self.db.executescript(SCHEMA)
+        if cipher is not None:
+            self._seal_in_place()
+        elif self._raw_get(SEALED_MARK) is not None:
+            raise StoreSealed(
+                f"前置机本地库 {self.path} 已加密保存, 但未给出口令: 请在 node.toml 中设置 "
+                "secret_file 或设置环境变量 GOVSHARE_NODE_SECRET"
+            )
         self.db.execute(
             "CREATE TEMP TABLE IF NOT EXISTS batch_keys (key TEXT PRIMARY KEY) WITHOUT ROWID"
         )
@@ -106,13 +137,60 @@ class LocalStore:
     # -- identity -------------------------------------------------------------------------
 
     def get(self, name: str) -> str | None:
-        row = self.db.execute("SELECT value FROM identity WHERE name = ?", (name,)).fetchone()
-        return row[0] if row else None
+        value = self._raw_get(name)
+        if value is None or not value.startswith(SEALED_TEXT):
+            return value
+        return self._open(bytes.fromhex(value[len(SEALED_TEXT) :])).decode("utf-8")
 
     def put(self, name: str, value: str) -> None:
+        if self.cipher is not None and is_secret(name):
+            value = SEALED_TEXT + self.cipher.seal(value.encode("utf-8")).hex()
         self.db.execute(
             "INSERT OR REPLACE INTO identity (name, value) VALUES (?, ?)", (name, value)
         )
+
+    def _raw_get(self, name: str) -> str | None:
+        row = self.db.execute("SELECT value FROM identity WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    # -- sealing at rest ---------------------------------------------------------------
+
+    def _seal(self, blob: bytes) -> bytes:
+        return blob if self.cipher is None else self.cipher.seal(blob)
+
+    def _open(self, blob: bytes) -> bytes:
+        if self.cipher is not None:
+            return self.cipher.open(blob)
+        if is_sealed(blob):
+            raise StoreSealed(f"前置机本地库 {self.path} 中的内容已加密保存, 但未给出口令")
+        return blob
+
+    def _seal_in_place(self) -> None:
+        """Seal what an unsealed store kept in the clear — the secret identity entries
+        and the waiting packages — in one transaction, then let nothing of the clear
+        text stay behind in freed pages or the write-ahead log."""
+        assert self.cipher is not None
+        self.cipher.seal(b"")  # opens the key now: a wrong secret is told at the start
+        if self._raw_get(SEALED_MARK) is not None:
+            return
+        self.db.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed
+        with self.transaction() as conn:
+            for name, value in conn.execute("SELECT name, value FROM identity").fetchall():
+                if is_secret(name) and not value.startswith(SEALED_TEXT):
+                    self.put(name, value)
+            for task_id, seq in conn.execute("SELECT task_id, seq FROM outbox").fetchall():
+                (blob,) = conn.execute(
+                    "SELECT blob FROM outbox WHERE task_id = ? AND seq = ?", (task_id, seq)
+                ).fetchone()
+                if not is_sealed(blob):
+                    conn.execute(
+                        "UPDATE outbox SET blob = ? WHERE task_id = ? AND seq = ?",
+                        (self.cipher.seal(blob), task_id, seq),
+                    )
+            self.put(SEALED_MARK, "sealed")
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.db.execute("VACUUM")  # rewrites the file: no page of the old contents left
+        self.db.execute("PRAGMA secure_delete = OFF")
 
     def drop(self, name: str) -> None:
         self.db.execute("DELETE FROM identity WHERE name = ?", (name,))
@@ -282,7 +360,7 @@ class LocalStore:
     ) -> None:
         conn.execute(
             "INSERT INTO outbox (task_id, seq, blob, rows, created_at) VALUES (?, ?, ?, ?, ?)",
-            (task_id, seq, blob, rows, at),
+            (task_id, seq, self._seal(blob), rows, at),
         )
 
     def pending(
@@ -297,7 +375,7 @@ class LocalStore:
             for (blob,) in db.execute(
                 "SELECT blob FROM outbox WHERE task_id = ? AND seq = ?", (task_id, seq)
             ).fetchall():
-                yield task_id, seq, blob
+                yield task_id, seq, self._open(blob)
 
     def pending_counts(self) -> dict[int, tuple[int, int]]:
         """Per task: packages and rows waiting to leave."""
@@ -329,11 +407,11 @@ class LocalStore:
             (blob,) = conn.execute(
                 "SELECT blob FROM outbox WHERE task_id = ? AND seq = ?", (task_id, seq)
             ).fetchone()
-            again = resign(blob)
+            again = resign(self._open(blob))
             if again is not None:
                 conn.execute(
                     "UPDATE outbox SET blob = ? WHERE task_id = ? AND seq = ?",
-                    (again, task_id, seq),
+                    (self._seal(again), task_id, seq),
                 )
                 changed += 1
         return changed

@@ -125,10 +125,17 @@ def add_key(data_dir: Path, secret_key: str, alg: str) -> AtRestKey:
 class AtRestCipher:
     """Seals and opens blobs with the data dir's at-rest keys (made on first use)."""
 
-    def __init__(self, data_dir: Path, secret_key: str, alg: str) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        secret_key: str,
+        alg: str,
+        secret_name: str = "GOVSHARE_SECRET_KEY",  # noqa: S107 (a name, told in errors)
+    ) -> None:
         self.data_dir = data_dir
         self.secret_key = secret_key
         self.alg = alg
+        self.secret_name = secret_name  # what the operator knows the secret as, for errors
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
         self._newest: AtRestKey | None = None
@@ -246,7 +253,7 @@ class AtRestCipher:
                 opened = unseal(self.secret_key, key.sealed)
             except (ValueError, InvalidTag):
                 raise AtRestKeyError(
-                    f"静态加密密钥 {key.id} 无法用 GOVSHARE_SECRET_KEY 解封 (密钥文件不属于本平台?)"
+                    f"静态加密密钥 {key.id} 无法用 {self.secret_name} 解封 (密钥文件不属于本平台?)"
                 ) from None
             self._opened[key.id] = opened
         return opened

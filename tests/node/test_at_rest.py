@@ -1,0 +1,170 @@
+"""前置机本地库静态加密: with a secret kept outside the store, the node's private keys,
+the hub's transport key and the packages waiting in the outbox are stored sealed, so a
+copy of the store directory neither signs as the node nor reads the rows waiting to
+leave. A store kept in the clear before is sealed in place at the first start with a
+secret; a missing, short or wrong secret is told before anything runs and leaves the
+store as it was."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from govshare.exchange.package import PackageError, parse
+from govshare.node.agent import NodeAgent
+from govshare.node.config import NodeConfigError, load
+from govshare.security.atrest import is_sealed
+from tests.exchange.scenario import Scene, make_scene
+from tests.factories import World
+
+SECRET = "node-secret-for-tests-0123456789"
+
+
+@pytest.fixture
+def scene(world: World, tmp_path: Path) -> Iterator[Scene]:
+    s = make_scene(world, tmp_path, rows=250)
+    yield s
+    s.close()
+
+
+def _secret_file(scene: Scene, text: str = SECRET, name: str = "node.secret") -> Path:
+    path = scene.tmp / name
+    path.write_text(text + "\n", encoding="utf-8")
+    return path
+
+
+def _queue_packages(agent: NodeAgent, scene: Scene) -> int:
+    """Extract every batch of the provider task without sending one (the hub
+    "unreachable"); the number of packages waiting."""
+    agent.heartbeat()
+    rt = agent.tasks[scene.provider_task["id"]]
+    while agent.extract_batch(rt):
+        pass
+    return agent.store.pending_counts()[rt.id][0]
+
+
+def _raw_outbox(agent: NodeAgent) -> list[bytes]:
+    """The outbox as a thief with a copy of the store file reads it."""
+    with sqlite3.connect(agent.store.path) as db:
+        return [blob for (blob,) in db.execute("SELECT blob FROM outbox ORDER BY seq")]
+
+
+def _file_bytes(agent: NodeAgent) -> bytes:
+    """Every byte of the store on disk: the database and its write-ahead log."""
+    path = agent.store.path
+    wal = path.with_name(path.name + "-wal")
+    return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
+
+def _secrets_of(agent: NodeAgent) -> list[str]:
+    names = ("sm2.private", "ed25519.private", "cipher_key")
+    return [v for n in names if (v := agent.store.get(n))]
+
+
+def _assert_sealed(agent: NodeAgent) -> None:
+    on_disk = _file_bytes(agent)
+    kept = _secrets_of(agent)
+    assert len(kept) >= 2  # both private keys, and the transport key when the hub gave one
+    for secret in kept:
+        assert secret.encode() not in on_disk
+    blobs = _raw_outbox(agent)
+    assert blobs
+    for blob in blobs:
+        assert is_sealed(blob)
+        with pytest.raises(PackageError):
+            parse(blob)
+
+
+def test_a_sealed_store_keeps_no_key_and_no_package_in_the_clear(scene: Scene) -> None:
+    provider = scene.node("provider", secret_file=_secret_file(scene))
+    scene.node("consumer")
+    scene.create_tasks(batch_rows=100)
+    assert _queue_packages(provider, scene) == 3
+    _assert_sealed(provider)
+    # The node itself opens them: each waiting package is a signed package again.
+    for _, _, blob in provider.store.pending():
+        assert parse(blob).signed_by(provider.store.get("sm2.public") or "")
+    scene.run_until(scene.in_sync)
+
+
+def test_a_store_kept_in_the_clear_is_sealed_at_the_first_start_with_a_secret(
+    scene: Scene,
+) -> None:
+    provider = scene.node("provider")
+    scene.node("consumer")
+    scene.create_tasks(batch_rows=100)
+    assert _queue_packages(provider, scene) == 3
+    private = provider.store.get("sm2.private") or ""
+    assert private.encode() in _file_bytes(provider)  # what this change is about
+    assert not any(is_sealed(b) for b in _raw_outbox(provider))
+    provider.close()
+
+    again = scene.node("provider", secret_file=_secret_file(scene))
+    assert again.store.get("sm2.private") == private
+    assert again.store.pending_counts()[scene.provider_task["id"]][0] == 3
+    _assert_sealed(again)  # no page of the old file keeps the clear text either
+    scene.run_until(scene.in_sync)
+
+
+def test_a_missing_short_or_wrong_secret_is_told_and_the_store_kept(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provider = scene.node("provider", secret_file=_secret_file(scene))
+    scene.node("consumer")
+    scene.create_tasks(batch_rows=100)
+    assert _queue_packages(provider, scene) == 3
+    config = provider.config
+    provider.close()
+    before = _raw_outbox(provider)
+
+    with pytest.raises(NodeConfigError, match="已加密保存, 但未给出口令"):
+        NodeAgent(config.model_copy(update={"secret_file": None}))
+    wrong = _secret_file(scene, "another-secret-of-enough-length", "other.secret")
+    with pytest.raises(NodeConfigError, match="无法用 前置机口令"):
+        NodeAgent(config.model_copy(update={"secret_file": wrong}))
+    short = _secret_file(scene, "short", "short.secret")
+    with pytest.raises(NodeConfigError, match="口令太短"):
+        NodeAgent(config.model_copy(update={"secret_file": short}))
+    with pytest.raises(NodeConfigError, match="不存在"):
+        NodeAgent(config.model_copy(update={"secret_file": scene.tmp / "gone.secret"}))
+    # The environment's secret comes first: a wrong one there is told even when the
+    # file holds the right one.
+    monkeypatch.setenv("GOVSHARE_NODE_SECRET", "another-secret-of-enough-length")
+    with pytest.raises(NodeConfigError, match="无法用 前置机口令"):
+        NodeAgent(config)
+    monkeypatch.setenv("GOVSHARE_NODE_SECRET", SECRET)
+    again = NodeAgent(config.model_copy(update={"secret_file": None}))
+    again.ensure_registered()
+    assert _raw_outbox(again) == before
+    again.close()
+    monkeypatch.delenv("GOVSHARE_NODE_SECRET")
+
+    scene.node("provider", secret_file=config.secret_file)
+    scene.run_until(scene.in_sync)
+
+
+def test_a_secret_file_inside_the_store_directory_is_refused(tmp_path: Path) -> None:
+    toml = tmp_path / "node.toml"
+    toml.write_text(
+        'hub_url = "http://127.0.0.1:9"\nnode_id = 1\nstore = "store"\n'
+        'secret_file = "store/node.secret"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(NodeConfigError, match="secret_file: 口令文件不能放在本地库目录"):
+        load(toml)
+    toml.write_text(
+        'hub_url = "http://127.0.0.1:9"\nnode_id = 1\nstore = "store"\n'
+        'secret_file = "node.secret"\nat_rest_cipher = "des"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(NodeConfigError, match="at_rest_cipher"):
+        load(toml)
+    toml.write_text(
+        'hub_url = "http://127.0.0.1:9"\nnode_id = 1\nstore = "store"\n'
+        'secret_file = "node.secret"\n',
+        encoding="utf-8",
+    )
+    assert load(toml).secret_file == tmp_path / "node.secret"
