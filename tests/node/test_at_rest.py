@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from govshare.cli import app
 from govshare.exchange.package import PackageError, parse
 from govshare.node.agent import NodeAgent
 from govshare.node.config import NodeConfigError, load
@@ -168,3 +170,18 @@ def test_a_secret_file_inside_the_store_directory_is_refused(tmp_path: Path) -> 
         encoding="utf-8",
     )
     assert load(toml).secret_file == tmp_path / "node.secret"
+
+
+def test_the_node_command_tells_a_wrong_secret_and_exits_2(scene: Scene) -> None:
+    provider = scene.node("provider", secret_file=_secret_file(scene))
+    provider.close()
+    wrong = _secret_file(scene, "another-secret-of-enough-length", "other.secret")
+    toml = scene.tmp / "node.toml"
+    toml.write_text(
+        f'hub_url = "{scene.world.hub.base_url}"\nnode_id = {scene.node_ids["provider"]}\n'
+        f'store = "{provider.config.store}"\nsecret_file = "{wrong}"\n',
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["node", "run", "--config", str(toml)])
+    assert result.exit_code == 2
+    assert "无法用 前置机口令" in result.output
