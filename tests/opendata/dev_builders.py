@@ -5,10 +5,13 @@ chosen limits and a clock the test moves."""
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +20,7 @@ from sqlalchemy import select
 from govshare.opendata.developers import key_hash
 from govshare.opendata.gate import Gate
 from govshare.opendata.models import DeveloperMail, OpenApiKey, OpenApplication
+from govshare.opendata.windows import FILE, SharedWindows
 from tests.factories import PASSWORD, unique
 from tests.live import LiveHub
 
@@ -117,11 +121,15 @@ def gate(hub: LiveHub, start: datetime = START, **limits: int) -> Iterator[Clock
     app = hub.server.config.app
     before = app.state.open_gate
     clock = Clock(start)
-    app.state.open_gate = Gate(hub.settings.model_copy(update=limits), clock)
+    # Windows of its own: every such block's clock starts at the same minute.
+    windows = SharedWindows(Path(tempfile.mkdtemp(prefix="gate-")) / FILE)
+    app.state.open_gate = Gate(hub.settings.model_copy(update=limits), clock, windows)
     try:
         yield clock
     finally:
         app.state.open_gate = before
+        windows.close()
+        shutil.rmtree(windows.path.parent, ignore_errors=True)
 
 
 @contextmanager

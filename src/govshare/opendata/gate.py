@@ -10,8 +10,9 @@ whether the call is within its limits, and which 有条件开放 datasets it may
   process writes and reads; this process's own count of the minute covers its calls
   not committed yet. Limits are fixed windows of the injected clock.
 - An anonymous address's per-minute limit, and the per-address limit on registrations
-  and sign-ins, are counted in each process alone: with ``--workers N`` an address may
-  get up to N times its limit.
+  and sign-ins, are counted in a scratch file every worker process of the hub shares
+  (:mod:`govshare.opendata.windows`): with ``--workers N`` an address still gets its
+  limit, not N times it. Hub processes on several machines count each on their own.
 
 Refusals are :class:`Refused`; each route renders them in its own ecosystem's shape.
 """
@@ -19,7 +20,6 @@ Refusals are :class:`Refused`; each route renders them in its own ecosystem's sh
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -28,9 +28,8 @@ from sqlalchemy.orm import Session
 
 from govshare.config import Settings
 from govshare.opendata import developers as dev
+from govshare.opendata.windows import SharedWindows, default_path
 from govshare.rules.clock import CHINA, china_date
-
-MAX_WINDOWS = 50_000
 
 
 class Refused(Exception):
@@ -76,12 +75,14 @@ class Gate:
     """Limits of the open interfaces; ``clock`` (aware UTC) is replaced in tests."""
 
     def __init__(
-        self, settings: Settings, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self,
+        settings: Settings,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        windows: SharedWindows | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
-        self._lock = threading.Lock()
-        self._windows: dict[tuple[str, str, int], int] = {}
+        self.windows = windows or SharedWindows(default_path(settings.data_dir))
 
     def now(self) -> datetime:
         return self.clock()
@@ -97,19 +98,14 @@ class Gate:
         elsewhere: int = 0,
     ) -> None:
         """Count one event of ``who`` in ``bucket``; :class:`Refused` (429) past ``limit``
-        in the current window of ``seconds``, counting this process's events or
-        ``elsewhere`` (what all processes recorded in the window), the larger."""
+        in the current window of ``seconds``, counting the hub's events in the shared
+        windows or ``elsewhere`` (what the database recorded in the window), the larger."""
         stamp = self.clock().timestamp()
         window = int(stamp // seconds)
-        with self._lock:
-            if len(self._windows) > MAX_WINDOWS:
-                self._windows = {k: v for k, v in self._windows.items() if k[2] >= window}
-            slot = (bucket, who, window)
-            used = self._windows.get(slot, 0)
-            if max(used, elsewhere) >= limit:
-                wait = max(1, math.ceil((window + 1) * seconds - stamp))
-                raise Refused(429, message, retry_after=wait)
-            self._windows[slot] = used + 1
+        ends_at = float((window + 1) * seconds)
+        if elsewhere >= limit or not self.windows.take(bucket, who, window, ends_at, limit):
+            wait = max(1, math.ceil(ends_at - stamp))
+            raise Refused(429, message, retry_after=wait)
 
     def check_auth_attempt(self, remote_addr: str | None) -> None:
         """Registrations and sign-ins per address and hour (no captcha)."""

@@ -72,7 +72,7 @@ HUB_DB = "govshare.db"
 SHARED_DB = "shared.db"
 CHECKPOINTS = "audit/checkpoints.jsonl"
 # Scratch the hub makes again by itself, and what another process owns.
-SKIP_DIRS = frozenset({TMP_DIR, "metrics", "compare", "demo-exchange"})
+SKIP_DIRS = frozenset({TMP_DIR, "metrics", "compare", "demo-exchange", "limits"})
 SKIP_SUFFIXES = ("-wal", "-shm", "-journal", ".lock")
 
 CipherName = Literal["sm4", "aes"]
