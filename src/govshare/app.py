@@ -391,6 +391,9 @@ def create_app(settings: Settings) -> FastAPI:
     from govshare.catalog import pages as catalog_pages
     from govshare.collab import api as collab_api
     from govshare.collab import pages as collab_pages
+
+    if settings.is_sqlite:  # the worker processes take turns at case steps (see CaseWrites)
+        collab_api.CASE_WRITES.path = settings.data_dir / "locks" / "collab-cases.lock"
     from govshare.compare import api as compare_api
     from govshare.compare import pages as compare_pages
     from govshare.evaluation import api as evaluation_api

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import functools
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -441,3 +443,38 @@ def integrity_fields(exc: IntegrityError) -> tuple[str, list[str]]:
         columns = [part.strip().rsplit(".", 1)[-1] for part in m.group(1).split(",")]
     named = [c for c in columns if not c.endswith("_id") and c != "id"]
     return kind, named or columns
+
+
+class WriteTurns:
+    """Writers of one kind take turns, each holding its turn until it has committed: a
+    thread lock orders this process's writers, and with a ``path`` a file lock orders
+    the hub's worker processes too, waking the next writer as soon as one lets go —
+    where SQLite's busy handler would have it sleep in growing steps. (On PostgreSQL
+    row locks order writers; no path is given there.)"""
+
+    def __init__(self) -> None:
+        self._thread = threading.Lock()
+        self.path: Path | None = None
+        self._fd: int | None = None
+        self._pid = 0
+
+    def __enter__(self) -> None:
+        self._thread.acquire()
+        if self.path is not None:
+            try:
+                fcntl.flock(self._file(self.path), fcntl.LOCK_EX)
+            except OSError:  # no lock file (a read-only disk): the busy handler still orders
+                self._fd = None
+
+    def __exit__(self, *_: object) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread.release()
+
+    def _file(self, path: Path) -> int:
+        if self._fd is None or self._pid != os.getpid():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._fd, self._pid = os.open(path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
+        return self._fd

@@ -8,7 +8,6 @@ officer accepts with ``collab.accept``; handlers claim and decide with
 
 from __future__ import annotations
 
-import threading
 from dataclasses import asdict
 from datetime import date
 from typing import Annotated, Any
@@ -37,6 +36,7 @@ from govshare.collab.schemas import (
     TaskPublic,
 )
 from govshare.collab.verify import StoreVerifier
+from govshare.db import WriteTurns
 from govshare.deps import Public, Require, SessionDep
 from govshare.errors import GovshareError, InvalidInput
 from govshare.ids import Id
@@ -55,11 +55,11 @@ CollabSupervisor = Annotated[Principal, Depends(Require(Permission.COLLAB_SUPERV
 
 router = APIRouter(prefix="/collab", tags=["collab"])
 
-# The steps of cases are written one at a time in this process and committed before the
-# lock is let go: on SQLite, threads that race for the database's write lock wait in
-# its busy handler's growing sleeps, which made a busy hub's slowest steps ten times
-# slower than the rest. (Across processes the case row's lock still orders them.)
-CASE_WRITES = threading.Lock()
+# The steps of cases are written one at a time and committed before the lock is let go:
+# on SQLite, writers racing for the database's write lock wait in its busy handler's
+# growing sleeps, which made a busy hub's slowest steps ten times slower than the rest.
+# On SQLite the app gives it a file, so the worker processes take turns too.
+CASE_WRITES = WriteTurns()
 
 
 class TooManyLookups(GovshareError):
