@@ -479,34 +479,20 @@ def _sync(run: _Run, definition: DefinitionView, workflow: Any) -> dict[str, Any
 OUTCOME_LABELS = {"approved": "全部同意", "rejected": "不予救助", "partial": "部分同意"}
 
 
-def _lock(session: Session, case_id: int) -> Case:
-    """Take the case for this transaction: the UPDATE waits for any other step of the
-    same case (row lock on PostgreSQL, the write lock on SQLite) before the state is
-    read, so two departments deciding at once never overwrite each other's step."""
-    done = session.execute(
-        update(Case)
-        .where(Case.id == case_id)
-        .values(revision=Case.revision + 1)
-        .execution_options(synchronize_session=False)
-    )
-    if done.rowcount == 0:  # type: ignore[attr-defined]
-        raise CaseNotFound(f"办件 {case_id} 不存在")
-    case = session.get(Case, case_id, populate_existing=True)
-    assert case is not None
-    return case
-
-
-def _task_case(session: Session, task_id: int) -> int:
-    case_id = session.scalar(select(CaseTask.case_id).where(CaseTask.id == task_id))
-    if case_id is None:
-        raise TaskNotFound(f"任务 {task_id} 不存在")
-    return case_id
-
-
 def _locked_task(session: Session, task_id: int) -> tuple[CaseTask, Case]:
-    """The task and its case, the case locked for this transaction (``_lock``), both
-    read after the lock so that a decision made meanwhile is seen."""
-    case = _lock(session, _task_case(session, task_id))
+    """The task and its case, the case taken for this transaction: the UPDATE waits for
+    any other step of the same case (row lock on PostgreSQL, the write lock on SQLite)
+    and hands the case back as it is after the lock (one statement), so two departments
+    deciding at once never overwrite each other's step. The task is read after it."""
+    case = session.scalars(
+        update(Case)
+        .where(Case.id == select(CaseTask.case_id).where(CaseTask.id == task_id).scalar_subquery())
+        .values(revision=Case.revision + 1)
+        .returning(Case)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    ).one_or_none()
+    if case is None:
+        raise TaskNotFound(f"任务 {task_id} 不存在")
     task = session.get(CaseTask, task_id, populate_existing=True)
     assert task is not None
     return task, case
