@@ -185,3 +185,35 @@ def test_the_node_command_tells_a_wrong_secret_and_exits_2(scene: Scene) -> None
     result = CliRunner().invoke(app, ["node", "run", "--config", str(toml)])
     assert result.exit_code == 2
     assert "无法用 前置机口令" in result.output
+
+
+def test_a_node_killed_before_its_store_was_marked_sealed_or_with_its_key_file_lost(
+    scene: Scene,
+) -> None:
+    secret = _secret_file(scene)
+    provider = scene.node("provider", secret_file=secret)
+    scene.node("consumer")
+    scene.create_tasks(batch_rows=100)
+    assert _queue_packages(provider, scene) == 3
+    config = provider.config
+    provider.close()
+    # Killed after the sealing committed, before the store was marked: its sealed
+    # values still tell a start without the secret that it needs one.
+    with sqlite3.connect(config.store / "node-store.db") as db:
+        db.execute("DELETE FROM identity WHERE name = 'at_rest'")
+    with pytest.raises(NodeConfigError, match="已加密保存, 但未给出口令"):
+        NodeAgent(config.model_copy(update={"secret_file": None}))
+    again = NodeAgent(config)  # with the secret it finishes the sealing
+    assert again.store.get("at_rest") == "sealed"
+    _assert_sealed(again)
+    again.close()
+
+    # A lost key file is told at the start, not at the first package.
+    keys = config.store / "keys" / "at-rest.json"
+    kept = keys.read_bytes()
+    keys.unlink()
+    with pytest.raises(NodeConfigError, match="没有该密钥"):
+        NodeAgent(config)
+    keys.write_bytes(kept)
+    scene.node("provider", secret_file=secret)
+    scene.run_until(scene.in_sync)

@@ -78,7 +78,7 @@ CREATE TABLE IF NOT EXISTS pending_checksum (
 
 
 SEALED_TEXT = "sealed:"
-SEALED_MARK = "at_rest"  # identity entry: this store has been sealed
+SEALED_MARK = "at_rest"  # identity entry: this store has been sealed and rewritten
 
 
 def is_secret(name: str) -> bool:
@@ -97,13 +97,22 @@ class LocalStore:
         self.cipher = cipher
         self.db = self.connect()
         self.db.executescript(SCHEMA)
-        if cipher is not None:
-            self._seal_in_place()
-        elif self._raw_get(SEALED_MARK) is not None:
+        sealed = self.db.execute(
+            "SELECT value FROM identity WHERE value LIKE ? LIMIT 1", (SEALED_TEXT + "%",)
+        ).fetchone()
+        if cipher is None and sealed is not None:
             raise StoreSealed(
                 f"前置机本地库 {self.path} 已加密保存, 但未给出口令: 请在 node.toml 中设置 "
                 "secret_file 或设置环境变量 GOVSHARE_NODE_SECRET"
             )
+        if cipher is not None:
+            # Open something now: a wrong secret, or a lost key file, is told at the start.
+            if sealed is not None:
+                self._open(bytes.fromhex(sealed[0][len(SEALED_TEXT) :]))
+            else:
+                cipher.seal(b"")
+            if self._raw_get(SEALED_MARK) is None:
+                self._seal_in_place()
         self.db.execute(
             "CREATE TEMP TABLE IF NOT EXISTS batch_keys (key TEXT PRIMARY KEY) WITHOUT ROWID"
         )
@@ -168,11 +177,8 @@ class LocalStore:
     def _seal_in_place(self) -> None:
         """Seal what an unsealed store kept in the clear — the secret identity entries
         and the waiting packages — in one transaction, then let nothing of the clear
-        text stay behind in freed pages or the write-ahead log."""
+        text stay behind in freed pages, the write-ahead log or the old file's pages."""
         assert self.cipher is not None
-        self.cipher.seal(b"")  # opens the key now: a wrong secret is told at the start
-        if self._raw_get(SEALED_MARK) is not None:
-            return
         self.db.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed
         with self.transaction() as conn:
             for name, value in conn.execute("SELECT name, value FROM identity").fetchall():
@@ -187,10 +193,12 @@ class LocalStore:
                         "UPDATE outbox SET blob = ? WHERE task_id = ? AND seq = ?",
                         (self.cipher.seal(blob), task_id, seq),
                     )
-            self.put(SEALED_MARK, "sealed")
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.db.execute("VACUUM")  # rewrites the file: no page of the old contents left
         self.db.execute("PRAGMA secure_delete = OFF")
+        # Marked last: a node killed before this seals again (nothing left to seal) and
+        # rewrites the file again at its next start.
+        self.put(SEALED_MARK, "sealed")
 
     def drop(self, name: str) -> None:
         self.db.execute("DELETE FROM identity WHERE name = ?", (name,))
