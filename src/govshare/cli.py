@@ -1036,6 +1036,27 @@ def node_rotate_key(config: NodeConfigOpt) -> None:
     console.print(f"前置机 {agent.config.node_id} 的签名密钥已轮换，新公钥 {public[:16]}…")
 
 
+@node_app.command("rotate-store-key")
+def node_rotate_store_key(config: NodeConfigOpt) -> None:
+    """轮换前置机本地库的静态加密密钥: 新密钥加密此后写入的内容, 私钥和传输密钥立即用新密钥
+    重新加密; 旧密钥保留在 store/keys/at-rest.json 中, 用于打开尚未送出的数据包. 运行中的
+    前置机无需停止, 下一次加密时即改用新密钥. 需要已配置口令 (secret_file 或 GOVSHARE_NODE_SECRET).
+    """
+    from govshare.node.agent import NodeAgent
+    from govshare.node.store import StoreSealed
+
+    agent = _agent(config)
+    assert isinstance(agent, NodeAgent)
+    try:
+        key = agent.store.rotate_key()
+    except StoreSealed as exc:
+        err.print(f"[red]无法轮换:[/red] {exc}")
+        raise typer.Exit(2) from None
+    finally:
+        agent.close()
+    console.print(f"前置机 {agent.config.node_id} 的本地库密钥已轮换，新密钥 {key.id} ({key.alg})")
+
+
 @node_app.command("export-packages")
 def node_export(
     directory: Annotated[Path, typer.Argument(help="导出到的目录 (网闸摆渡区)")],

@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from typer.testing import CliRunner
 
@@ -217,3 +218,42 @@ def test_a_node_killed_before_its_store_was_marked_sealed_or_with_its_key_file_l
     keys.write_bytes(kept)
     scene.node("provider", secret_file=secret)
     scene.run_until(scene.in_sync)
+
+
+def test_the_store_key_is_rotated_while_packages_wait(scene: Scene) -> None:
+    secret = _secret_file(scene)
+    provider = scene.node("provider", secret_file=secret)
+    scene.node("consumer")
+    scene.create_tasks(batch_rows=100)
+    assert _queue_packages(provider, scene) == 3
+    private = provider.store.get("sm2.private")
+    toml = scene.tmp / "node.toml"
+    toml.write_text(
+        f'hub_url = "{scene.world.hub.base_url}"\nnode_id = {scene.node_ids["provider"]}\n'
+        f'store = "{provider.config.store}"\nsecret_file = "{secret}"\n',
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["node", "rotate-store-key", "--config", str(toml)])
+    assert result.exit_code == 0, result.output
+    keys = orjson.loads((provider.config.store / "keys" / "at-rest.json").read_bytes())["keys"]
+    old, new = keys[0]["id"], keys[1]["id"]
+    assert new in result.output
+    with sqlite3.connect(provider.store.path) as db:
+        sealed = dict(db.execute("SELECT name, value FROM identity WHERE value LIKE 'sealed:%'"))
+    assert set(sealed) >= {"sm2.private", "ed25519.private", "cipher_key"}
+    for value in sealed.values():  # sealed again under the new key: MAGIC, then the key id
+        assert bytes.fromhex(value.removeprefix("sealed:"))[5:13].decode() == new
+    assert {blob[5:13].decode() for blob in _raw_outbox(provider)} == {old}
+    # The running node sees the rotation by itself: it opens its secrets under the new
+    # key, and the packages sealed before under the old one leave as they are.
+    assert provider.store.get("sm2.private") == private
+    scene.run_until(scene.in_sync)
+
+    unsealed = scene.tmp / "unsealed.toml"
+    unsealed.write_text(
+        f'hub_url = "{scene.world.hub.base_url}"\nnode_id = 99\nstore = "{scene.tmp / "plain"}"\n',
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["node", "rotate-store-key", "--config", str(unsealed)])
+    assert result.exit_code == 2
+    assert "未配置口令" in result.output

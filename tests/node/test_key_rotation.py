@@ -17,7 +17,7 @@ from govshare.exchange import service
 from govshare.exchange.package import parse
 from govshare.node.client import HubRefused
 from govshare.security import crypto
-from tests.exchange.scenario import Scene, make_scene
+from tests.exchange.scenario import Scene, Source, make_scene
 from tests.exchange.test_key_rotation import age_rotation
 from tests.factories import World
 
@@ -121,8 +121,11 @@ def test_a_running_node_switches_to_a_key_rotated_by_the_command(
     assert "签名密钥已轮换" in result.output
     new = running.store.get("sm2.public") or ""
     assert _hub_key(scene) == new
-    assert running.extract_batch(rt)
-    (_, _, blob), *_ = running.store.pending()
+    # New rows, so there is a batch to queue even when the heartbeat's reconciliation
+    # (the hub's monitor may ask for one at any time) has moved the table already.
+    Source(scene.source_url).insert(list(range(1001, 1011)))
+    running.extract_batch(rt)
+    *_, (_, _, blob) = running.store.pending()
     assert not parse(blob).signed_by(new)
 
     running.heartbeat()  # picks the new key up and signs the waiting package again

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from govshare.security.atrest import AtRestCipher, is_sealed
+from govshare.security.atrest import AtRestCipher, AtRestKey, add_key, is_sealed
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS identity (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -173,6 +173,19 @@ class LocalStore:
         if is_sealed(blob):
             raise StoreSealed(f"前置机本地库 {self.path} 中的内容已加密保存, 但未给出口令")
         return blob
+
+    def rotate_key(self) -> AtRestKey:
+        """A new at-rest key seals from now on, and the node's secrets are sealed again
+        with it; waiting packages keep the key they were sealed with (the old key stays
+        in the key file to open them) and leave with the next upload."""
+        if self.cipher is None:
+            raise StoreSealed("本地库未加密保存 (未配置口令), 没有可轮换的密钥")
+        key = add_key(self.path.parent, self.cipher.secret_key, self.cipher.alg)
+        with self.transaction() as conn:
+            for (name,) in conn.execute("SELECT name FROM identity").fetchall():
+                if is_secret(name) and (opened := self.get(name)) is not None:
+                    self.put(name, opened)
+        return key
 
     def _seal_in_place(self) -> None:
         """Seal what an unsealed store kept in the clear — the secret identity entries
