@@ -39,6 +39,24 @@ def _secret_file(scene: Scene, text: str = SECRET, name: str = "node.secret") ->
     return path
 
 
+def _node_toml(path: Path, hub_url: str, node_id: int, store: Path | str, extra: str = "") -> Path:
+    """A node.toml for the command line, with ``extra`` lines."""
+    path.write_text(
+        f'hub_url = "{hub_url}"\nnode_id = {node_id}\nstore = "{store}"\n{extra}',
+        encoding="utf-8",
+    )
+    return path
+
+
+def _sealed_with_packages_waiting(scene: Scene, secret: Path) -> NodeAgent:
+    """The provider node, sealed with ``secret``, with its three packages queued."""
+    provider = scene.node("provider", secret_file=secret)
+    scene.node("consumer")
+    scene.create_tasks(batch_rows=100)
+    assert _queue_packages(provider, scene) == 3
+    return provider
+
+
 def _queue_packages(agent: NodeAgent, scene: Scene) -> int:
     """Extract every batch of the provider task without sending one (the hub
     "unreachable"); the number of packages waiting."""
@@ -82,10 +100,7 @@ def _assert_sealed(agent: NodeAgent) -> None:
 
 
 def test_a_sealed_store_keeps_no_key_and_no_package_in_the_clear(scene: Scene) -> None:
-    provider = scene.node("provider", secret_file=_secret_file(scene))
-    scene.node("consumer")
-    scene.create_tasks(batch_rows=100)
-    assert _queue_packages(provider, scene) == 3
+    provider = _sealed_with_packages_waiting(scene, _secret_file(scene))
     _assert_sealed(provider)
     # The node itself opens them: each waiting package is a signed package again.
     for _, _, blob in provider.store.pending():
@@ -115,10 +130,7 @@ def test_a_store_kept_in_the_clear_is_sealed_at_the_first_start_with_a_secret(
 def test_a_missing_short_or_wrong_secret_is_told_and_the_store_kept(
     scene: Scene, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    provider = scene.node("provider", secret_file=_secret_file(scene))
-    scene.node("consumer")
-    scene.create_tasks(batch_rows=100)
-    assert _queue_packages(provider, scene) == 3
+    provider = _sealed_with_packages_waiting(scene, _secret_file(scene))
     config = provider.config
     provider.close()
     before = _raw_outbox(provider)
@@ -150,38 +162,26 @@ def test_a_missing_short_or_wrong_secret_is_told_and_the_store_kept(
 
 
 def test_a_secret_file_inside_the_store_directory_is_refused(tmp_path: Path) -> None:
-    toml = tmp_path / "node.toml"
-    toml.write_text(
-        'hub_url = "http://127.0.0.1:9"\nnode_id = 1\nstore = "store"\n'
-        'secret_file = "store/node.secret"\n',
-        encoding="utf-8",
-    )
+    def toml(extra: str) -> Path:
+        return _node_toml(tmp_path / "node.toml", "http://127.0.0.1:9", 1, "store", extra)
+
     with pytest.raises(NodeConfigError, match="secret_file: 口令文件不能放在本地库目录"):
-        load(toml)
-    toml.write_text(
-        'hub_url = "http://127.0.0.1:9"\nnode_id = 1\nstore = "store"\n'
-        'secret_file = "node.secret"\nat_rest_cipher = "des"\n',
-        encoding="utf-8",
-    )
+        load(toml('secret_file = "store/node.secret"\n'))
     with pytest.raises(NodeConfigError, match="at_rest_cipher"):
-        load(toml)
-    toml.write_text(
-        'hub_url = "http://127.0.0.1:9"\nnode_id = 1\nstore = "store"\n'
-        'secret_file = "node.secret"\n',
-        encoding="utf-8",
-    )
-    assert load(toml).secret_file == tmp_path / "node.secret"
+        load(toml('secret_file = "node.secret"\nat_rest_cipher = "des"\n'))
+    assert load(toml('secret_file = "node.secret"\n')).secret_file == tmp_path / "node.secret"
 
 
 def test_the_node_command_tells_a_wrong_secret_and_exits_2(scene: Scene) -> None:
     provider = scene.node("provider", secret_file=_secret_file(scene))
     provider.close()
     wrong = _secret_file(scene, "another-secret-of-enough-length", "other.secret")
-    toml = scene.tmp / "node.toml"
-    toml.write_text(
-        f'hub_url = "{scene.world.hub.base_url}"\nnode_id = {scene.node_ids["provider"]}\n'
-        f'store = "{provider.config.store}"\nsecret_file = "{wrong}"\n',
-        encoding="utf-8",
+    toml = _node_toml(
+        scene.tmp / "node.toml",
+        scene.world.hub.base_url,
+        scene.node_ids["provider"],
+        provider.config.store,
+        f'secret_file = "{wrong}"\n',
     )
     result = CliRunner().invoke(app, ["node", "run", "--config", str(toml)])
     assert result.exit_code == 2
@@ -192,10 +192,7 @@ def test_a_node_killed_before_its_store_was_marked_sealed_or_with_its_key_file_l
     scene: Scene,
 ) -> None:
     secret = _secret_file(scene)
-    provider = scene.node("provider", secret_file=secret)
-    scene.node("consumer")
-    scene.create_tasks(batch_rows=100)
-    assert _queue_packages(provider, scene) == 3
+    provider = _sealed_with_packages_waiting(scene, secret)
     config = provider.config
     provider.close()
     # Killed after the sealing committed, before the store was marked: its sealed
@@ -222,16 +219,14 @@ def test_a_node_killed_before_its_store_was_marked_sealed_or_with_its_key_file_l
 
 def test_the_store_key_is_rotated_while_packages_wait(scene: Scene) -> None:
     secret = _secret_file(scene)
-    provider = scene.node("provider", secret_file=secret)
-    scene.node("consumer")
-    scene.create_tasks(batch_rows=100)
-    assert _queue_packages(provider, scene) == 3
+    provider = _sealed_with_packages_waiting(scene, secret)
     private = provider.store.get("sm2.private")
-    toml = scene.tmp / "node.toml"
-    toml.write_text(
-        f'hub_url = "{scene.world.hub.base_url}"\nnode_id = {scene.node_ids["provider"]}\n'
-        f'store = "{provider.config.store}"\nsecret_file = "{secret}"\n',
-        encoding="utf-8",
+    toml = _node_toml(
+        scene.tmp / "node.toml",
+        scene.world.hub.base_url,
+        scene.node_ids["provider"],
+        provider.config.store,
+        f'secret_file = "{secret}"\n',
     )
     result = CliRunner().invoke(app, ["node", "rotate-store-key", "--config", str(toml)])
     assert result.exit_code == 0, result.output
@@ -249,10 +244,8 @@ def test_the_store_key_is_rotated_while_packages_wait(scene: Scene) -> None:
     assert provider.store.get("sm2.private") == private
     scene.run_until(scene.in_sync)
 
-    unsealed = scene.tmp / "unsealed.toml"
-    unsealed.write_text(
-        f'hub_url = "{scene.world.hub.base_url}"\nnode_id = 99\nstore = "{scene.tmp / "plain"}"\n',
-        encoding="utf-8",
+    unsealed = _node_toml(
+        scene.tmp / "unsealed.toml", scene.world.hub.base_url, 99, scene.tmp / "plain"
     )
     result = CliRunner().invoke(app, ["node", "rotate-store-key", "--config", str(unsealed)])
     assert result.exit_code == 2
