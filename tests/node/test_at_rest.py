@@ -210,8 +210,9 @@ def test_a_node_killed_before_its_store_was_marked_sealed_or_with_its_key_file_l
     keys = config.store / "keys" / "at-rest.json"
     kept = keys.read_bytes()
     keys.unlink()
-    with pytest.raises(NodeConfigError, match="没有该密钥"):
+    with pytest.raises(NodeConfigError, match=r"密钥文件 .* 不存在"):
         NodeAgent(config)
+    assert not keys.exists()  # no new key was made in its place
     keys.write_bytes(kept)
     scene.node("provider", secret_file=secret)
     scene.run_until(scene.in_sync)

@@ -26,7 +26,14 @@ from typing import Any
 
 import orjson
 
-from govshare.security.atrest import AtRestCipher, AtRestKey, add_key, is_sealed
+from govshare.security.atrest import (
+    AtRestCipher,
+    AtRestKey,
+    AtRestKeyError,
+    add_key,
+    is_sealed,
+    key_path,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS identity (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -108,6 +115,11 @@ class LocalStore:
         if cipher is not None:
             # Open something now: a wrong secret, or a lost key file, is told at the start.
             if sealed is not None:
+                if not key_path(directory).exists():  # opening would make a new, useless key
+                    raise AtRestKeyError(
+                        f"本地库已加密保存, 但密钥文件 {key_path(directory)} 不存在, "
+                        "没有该密钥无法打开: 请从备份放回该文件"
+                    )
                 self._open(bytes.fromhex(sealed[0][len(SEALED_TEXT) :]))
             else:
                 cipher.seal(b"")
