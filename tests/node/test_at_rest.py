@@ -57,6 +57,17 @@ def _sealed_with_packages_waiting(scene: Scene, secret: Path) -> NodeAgent:
     return provider
 
 
+def _provider_toml(scene: Scene, provider: NodeAgent, secret: Path) -> Path:
+    """The provider's node.toml for the command line, naming ``secret``."""
+    return _node_toml(
+        scene.tmp / "node.toml",
+        scene.world.hub.base_url,
+        scene.node_ids["provider"],
+        provider.config.store,
+        f'secret_file = "{secret}"\n',
+    )
+
+
 def _queue_packages(agent: NodeAgent, scene: Scene) -> int:
     """Extract every batch of the provider task without sending one (the hub
     "unreachable"); the number of packages waiting."""
@@ -176,13 +187,7 @@ def test_the_node_command_tells_a_wrong_secret_and_exits_2(scene: Scene) -> None
     provider = scene.node("provider", secret_file=_secret_file(scene))
     provider.close()
     wrong = _secret_file(scene, "another-secret-of-enough-length", "other.secret")
-    toml = _node_toml(
-        scene.tmp / "node.toml",
-        scene.world.hub.base_url,
-        scene.node_ids["provider"],
-        provider.config.store,
-        f'secret_file = "{wrong}"\n',
-    )
+    toml = _provider_toml(scene, provider, wrong)
     result = CliRunner().invoke(app, ["node", "run", "--config", str(toml)])
     assert result.exit_code == 2
     assert "无法用 前置机口令" in result.output
@@ -222,13 +227,7 @@ def test_the_store_key_is_rotated_while_packages_wait(scene: Scene) -> None:
     secret = _secret_file(scene)
     provider = _sealed_with_packages_waiting(scene, secret)
     private = provider.store.get("sm2.private")
-    toml = _node_toml(
-        scene.tmp / "node.toml",
-        scene.world.hub.base_url,
-        scene.node_ids["provider"],
-        provider.config.store,
-        f'secret_file = "{secret}"\n',
-    )
+    toml = _provider_toml(scene, provider, secret)
     result = CliRunner().invoke(app, ["node", "rotate-store-key", "--config", str(toml)])
     assert result.exit_code == 0, result.output
     keys = orjson.loads((provider.config.store / "keys" / "at-rest.json").read_bytes())["keys"]
