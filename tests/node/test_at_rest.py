@@ -138,6 +138,41 @@ def test_a_store_kept_in_the_clear_is_sealed_at_the_first_start_with_a_secret(
     scene.run_until(scene.in_sync)
 
 
+def _store_alerts(scene: Scene) -> list[dict[str, object]]:
+    with scene.world.api(scene.world.admin) as c:
+        alerts = c.get("/api/v1/exchange/alerts", params={"open_only": True}).json()
+    node_id = scene.node_ids["provider"]
+    return [a for a in alerts if a["kind"] == "node_store_unsealed" and a["node_id"] == node_id]
+
+
+def _reported_sealing(scene: Scene) -> tuple[object, object]:
+    with scene.world.api(scene.world.admin) as c:
+        report = c.get(f"/api/v1/exchange/nodes/{scene.node_ids['provider']}").json()["report"]
+    return report.get("store_sealed"), report.get("store_cipher")
+
+
+def test_the_hub_alerts_on_a_node_whose_store_is_kept_in_the_clear(scene: Scene) -> None:
+    provider = scene.node("provider")
+    provider.heartbeat()
+    provider.heartbeat()  # one alert, counted again, not two
+    assert _reported_sealing(scene) == (False, None)
+    [alert] = _store_alerts(scene)
+    assert "本地库未加密" in alert["message"]
+    assert alert["count"] == 2
+    with scene.world.api(scene.world.admin) as c:
+        page = c.get(f"/exchange/nodes/{scene.node_ids['provider']}").text
+    assert '<strong class="field-error">未加密</strong>' in page
+    provider.close()
+
+    sealed = scene.node("provider", secret_file=_secret_file(scene))
+    sealed.heartbeat()
+    assert _reported_sealing(scene) == (True, "sm4")
+    assert _store_alerts(scene) == []
+    with scene.world.api(scene.world.admin) as c:
+        page = c.get(f"/exchange/nodes/{scene.node_ids['provider']}").text
+    assert '已静态加密（<span class="mono">SM4</span>）' in page
+
+
 def test_a_missing_short_or_wrong_secret_is_told_and_the_store_kept(
     scene: Scene, monkeypatch: pytest.MonkeyPatch
 ) -> None:

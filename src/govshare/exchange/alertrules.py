@@ -140,6 +140,11 @@ _SPECS = (
         low=1,
         high=365,
     ),
+    RuleSpec(
+        AlertKind.NODE_STORE_UNSEALED,
+        "前置机报告本地库未加密时（私钥、传输密钥和待发数据包以明文保存）",
+        severity="warning",
+    ),
 )
 RULES: dict[AlertKind, RuleSpec] = {s.kind: s for s in _SPECS}
 assert set(RULES) == set(AlertKind), "every alert kind has a rule"

@@ -197,6 +197,7 @@ class AlertKind(StrEnum):
     CASE_TASK_DUE_SOON = "case_task_due_soon"  # 黄牌: a collaboration task's deadline is near
     DISK_LOW = "disk_low"  # the data directory's filesystem has too little free space
     KEY_EXPIRING = "key_expiring"  # a key or certificate nears its maximum age or notAfter
+    NODE_STORE_UNSEALED = "node_store_unsealed"  # a node keeps its keys and outbox in the clear
 
     @property
     def label(self) -> str:
@@ -219,6 +220,7 @@ class AlertKind(StrEnum):
             "case_task_due_soon": "协同任务即将到期",
             "disk_low": "磁盘空间不足",
             "key_expiring": "密钥即将到期",
+            "node_store_unsealed": "前置机本地库未加密",
         }[self.value]
 
 

@@ -270,6 +270,13 @@ class HeartbeatIn(BaseModel):
         default_factory=dict, description="任务编号 → 运行情况"
     )
     errors: list[dict[str, Any]] = Field(default_factory=list)
+    store_sealed: bool | None = Field(
+        default=None,
+        description="本地库是否静态加密 (私钥、传输密钥和待发数据包); 旧版前置机不上报",
+    )
+    store_cipher: Literal["sm4", "aes"] | None = Field(
+        default=None, description="本地库静态加密算法"
+    )
 
 
 class CommandOut(BaseModel):

@@ -573,6 +573,7 @@ def heartbeat(session: Session, node: ExchangeNode, report: HeartbeatIn) -> dict
     node.report = report.model_dump()
     if not was_online:
         alerts.resolve_alerts(session, AlertKind.NODE_SILENT, node_id=node.id)
+    _watch_store_sealing(session, node, report.store_sealed)
     tasks = [task_assignment(session, t) for t in list_tasks(session, node_id=node.id)]
     commands = list(
         session.scalars(
@@ -601,6 +602,23 @@ def heartbeat(session: Session, node: ExchangeNode, report: HeartbeatIn) -> dict
         ],
         "server_time": utcnow(),
     }
+
+
+def _watch_store_sealing(session: Session, node: ExchangeNode, sealed: bool | None) -> None:
+    """本地库未加密: a node that reports its store in the clear (no secret given) keeps an
+    alert open until it reports the store sealed; a node too old to say is not judged."""
+    if sealed is None:
+        return
+    if sealed:
+        alerts.resolve_alerts(session, AlertKind.NODE_STORE_UNSEALED, node_id=node.id)
+        return
+    alerts.raise_alert(
+        session,
+        AlertKind.NODE_STORE_UNSEALED,
+        f"前置机 {node.name} 的本地库未加密：私钥、传输密钥和待发数据包以明文保存，"
+        "请为前置机设置口令后重启",
+        node_id=node.id,
+    )
 
 
 def issue_command(

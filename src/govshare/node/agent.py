@@ -423,7 +423,14 @@ class NodeAgent:
                 entry["applied_seq"] = rt.writer.applied_seq()
             tasks[str(rt.id)] = entry
         errors = [{"task_id": rt.id, "error": rt.error} for rt in self.tasks.values() if rt.error]
-        return {"version": "1", "tasks": tasks, "errors": errors}
+        cipher = self.store.cipher
+        return {
+            "version": "1",
+            "tasks": tasks,
+            "errors": errors,
+            "store_sealed": cipher is not None,
+            "store_cipher": cipher.alg if cipher is not None else None,
+        }
 
     def heartbeat(self) -> None:
         self._use_stored_key()  # ``govshare node rotate-key`` may have rotated it meanwhile
