@@ -260,11 +260,13 @@ def create_app(settings: Settings) -> FastAPI:
         from govshare.documents.tasks import Reminder
         from govshare.evaluation import tasks as evaluation_tasks
         from govshare.exchange.tasks import Monitor
+        from govshare.mail import Outbox
         from govshare.opendata.mailer import OutboxSender
         from govshare.ops.housekeeping import Housekeeper
         from govshare.ops.logpruning import PackagePruner
         from govshare.ops.tasks import BackupScheduler
         from govshare.ops.tasks import watcher as ops_watcher
+        from govshare.security.models import UserMail
         from govshare.security.tasks import Archiver, Checkpointer
         from govshare.sharing import calendar
         from govshare.sharing.feed import sharing_worker
@@ -291,6 +293,14 @@ def create_app(settings: Settings) -> FastAPI:
         evaluations.start()
         developer_mail = OutboxSender(settings, app.state.session_factory)
         developer_mail.start()
+        user_mail = Outbox(
+            "user-mail",
+            UserMail,
+            settings,
+            app.state.session_factory,
+            sender=settings.alert_mail_from,
+        )
+        user_mail.start()
         housekeeper = Housekeeper(app.state.session_factory)
         housekeeper.start()
         pruner = PackagePruner(settings, app.state.session_factory, app.state.package_store)
@@ -316,6 +326,7 @@ def create_app(settings: Settings) -> FastAPI:
             comparisons.stop()
             evaluations.stop()
             developer_mail.stop()
+            user_mail.stop()
             housekeeper.stop()
             pruner.stop()
             feeder.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, date, datetime
+from email.header import decode_header, make_header
 from typing import Any
 
 import pytest
@@ -226,3 +227,94 @@ def test_tasks_about_to_be_due_keep_one_reminder_open(
     with collab_hub.db() as s:
         assert supervision.remind_due_soon(s, date(2023, 1, 3), 1) == 0
     assert reminders() == []
+
+
+def _user_id(as_: Clients, scenery: Scenery, key: str) -> int:
+    with as_["admin"] as c:
+        users = c.get("/api/v1/users").json()
+    return next(u["id"] for u in users if u["username"] == scenery.users[key])
+
+
+def test_the_handlers_are_mailed_once_at_the_yellow_and_once_at_the_red_card(
+    as_: Clients, scenery: Scenery, collab_hub: LiveHub
+) -> None:
+    # The hub's own reminder round runs every minute with today's date: held on the day
+    # the cases were accepted, it finds nothing to do while the test names its days.
+    with fixed_today(START):
+        _mailed_once_per_card(as_, scenery, collab_hub)
+
+
+def _mailed_once_per_card(as_: Clients, scenery: Scenery, collab_hub: LiveHub) -> None:
+    from govshare.collab import supervision
+    from govshare.mail import Outbox
+    from govshare.security.models import UserMail
+    from tests.mail import smtp_server
+
+    cases = _cases(as_, scenery, collab_hub)
+    zj_tasks = [t["id"] for c in cases for t in c["tasks"] if t["element_id"] == "review_zj"]
+    addresses = {"zj": f"zj.{scenery.users['zj']}@example.gov.cn", "zj2": ""}
+    with as_["admin"] as c:
+        for key, address in addresses.items():
+            r = c.put(f"/api/v1/users/{_user_id(as_, scenery, key)}/email", json={"email": address})
+            assert r.status_code == 200, r.text
+            assert r.json()["email"] == (address or None)
+        # A malformed address is refused and the stored one kept.
+        zj = _user_id(as_, scenery, "zj")
+        r = c.put(f"/api/v1/users/{zj}/email", json={"email": "not an address"})
+        assert r.status_code == 422
+        assert r.json()["error"]["details"][0]["field"] == "email"
+        kept = [u["email"] for u in c.get("/api/v1/users").json() if u["id"] == zj]
+        assert kept == [addresses["zj"]]
+    # zj2 has no address but claims the second task: the claimant is mailed when it
+    # can be, otherwise the department's handlers are.
+    with fixed_today(START), as_["zj2"] as c:
+        assert c.post(f"/api/v1/collab/tasks/{zj_tasks[1]}/claim").status_code == 200
+
+    def mails() -> list[UserMail]:
+        with collab_hub.db() as s:
+            rows = s.scalars(select(UserMail).where(UserMail.user_id == zj).order_by(UserMail.id))
+            return [r for r in rows if any(f"/collab/cases/{c['id']}）" in r.body for c in cases)]
+
+    # 19 March: two working days left, no card yet; 21 March: one left, 黄牌 for both.
+    with collab_hub.db() as s:
+        supervision.remind_handlers(s, date(2024, 3, 19), 1)
+    assert mails() == []
+    for _ in range(2):  # the next round the same day mails nothing more
+        with collab_hub.db() as s:
+            supervision.remind_handlers(s, date(2024, 3, 21), 1)
+    yellow = mails()
+    assert len(yellow) == 2
+    assert all("到期提醒" in m.subject and "2024-03-22" in m.subject for m in yellow)
+    assert {m.to for m in yellow} == {addresses["zj"]}
+    # 25 March: past the due day, 红牌 for both, mailed once more.
+    with collab_hub.db() as s:
+        supervision.remind_handlers(s, date(2024, 3, 25), 1)
+        supervision.remind_handlers(s, date(2024, 3, 26), 1)
+    red = mails()[2:]
+    assert len(red) == 2
+    assert all("超期催办" in m.subject for m in red)
+    with collab_hub.db() as s:
+        entries = s.scalars(
+            select(AuditEntry).where(
+                AuditEntry.action == "collab.task.remind",
+                AuditEntry.object_id.in_([str(t) for t in zj_tasks]),
+            )
+        ).all()
+    assert sorted(e.after["card"] for e in entries) == ["red", "red", "yellow", "yellow"]
+
+    # The outbox hands them to a real SMTP server, each once.
+    with smtp_server() as (inbox, port):
+        settings = collab_hub.settings.model_copy(
+            update={"smtp_host": "127.0.0.1", "smtp_port": port, "smtp_user": "ops",
+                    "smtp_password": "mail-secret"}
+        )  # fmt: skip
+        outbox = Outbox("user-mail", UserMail, settings, collab_hub.session_factory,
+                        sender="govshare@example.gov.cn")  # fmt: skip
+        while outbox.send_waiting():
+            pass
+        assert outbox.send_waiting() == 0
+    ours = [m for _, to, m in inbox.messages if to == [addresses["zj"]]]
+    assert len(ours) == 4
+    subjects = [str(make_header(decode_header(m["Subject"]))) for m in ours]
+    assert sorted(subjects) == sorted(m.subject for m in yellow + red)
+    assert all(m.sent_at is not None for m in mails())

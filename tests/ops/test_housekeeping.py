@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from govshare.opendata.models import DeveloperToken, DeveloperTokenPurpose, OpenDeveloper
 from govshare.ops.housekeeping import purge_once
-from govshare.security.models import AuthSession, SessionKind, User
+from govshare.security.models import AuthSession, SessionKind, User, UserMail
 from tests.factories import World, unique
 
 NOW = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
@@ -90,4 +90,29 @@ def test_ended_sessions_and_tokens_are_removed_live_ones_kept(world: World) -> N
         )
     assert sessions == {just_expired, live}
     assert tokens == {live_link}
-    assert purge_once(hub.session_factory, NOW) == {"auth_session": 0, "open_developer_token": 0}
+    assert purge_once(hub.session_factory, NOW) == {
+        "auth_session": 0,
+        "open_developer_token": 0,
+        "user_mail": 0,
+    }
+
+
+def test_reminder_mail_sent_a_month_ago_is_removed_waiting_mail_kept(world: World) -> None:
+    hub = world.hub
+    with hub.db() as s:
+        user_id = s.scalars(select(User.id).where(User.username == world.admin)).one()
+        marker = unique("mail")
+
+        def mail(sent: datetime | None) -> None:
+            s.add(
+                UserMail(user_id=user_id, to="a@example.cn", subject=marker, body="", sent_at=sent)
+            )
+
+        mail(NOW - timedelta(days=31))
+        mail(NOW - timedelta(days=29))
+        mail(None)  # never handed over (no SMTP server yet): still waiting
+    assert purge_once(hub.session_factory, NOW)["user_mail"] >= 1
+    with hub.db() as s:
+        left = s.scalars(select(UserMail).where(UserMail.subject == marker)).all()
+    assert sorted((m.sent_at is None) for m in left) == [False, True]
+    assert all(m.sent_at is None or m.sent_at > NOW - timedelta(days=30) for m in left)

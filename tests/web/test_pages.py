@@ -666,10 +666,31 @@ def test_admin_forms_validate_in_chinese(console: Console) -> None:
             "password": PASSWORD,
             "department_id": str(console.department_id),
             "roles": ["catalog_registrar"],
+            "email": "Clerk@Example.GOV.cn",
         },
     )
     assert r.status_code == 303
     assert name in client.get("/admin/users").text
+    with console.db() as s:
+        user = s.scalars(select(User).where(User.username == name)).one()
+    assert user.email == "clerk@example.gov.cn"
+
+    # The address is changed on the list; a malformed one is told and the old one kept.
+    r = client.post(f"/admin/users/{user.id}/email", data={"csrf_token": csrf, "email": "a b@c"})
+    assert r.status_code == 422
+    assert "邮箱地址格式不正确" in r.text
+    assert 'value="a b@c"' in r.text  # what was typed is shown again beside the message
+    r = client.post(f"/admin/users/{user.id}/email", data={"csrf_token": csrf, "email": ""})
+    assert r.status_code == 303
+    assert "用户邮箱已保存" in client.get(r.headers["location"]).text
+    with console.db() as s:
+        assert s.get_one(User, user.id).email is None
+        actions = s.scalars(
+            select(AuditEntry.action).where(
+                AuditEntry.object_type == "user", AuditEntry.object_id == str(user.id)
+            )
+        ).all()
+    assert "user.email" in actions
 
 
 def test_audit_chain_button_reports_an_intact_chain(console: Console) -> None:

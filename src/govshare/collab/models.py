@@ -123,6 +123,9 @@ class CaseTask(Base):
     due_on: Mapped[date] = mapped_column()
     due_provisional: Mapped[bool] = mapped_column(Boolean, default=False)
     overdue_alerted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The card (黄牌/红牌) the department's handlers were last mailed about, so each card
+    # is mailed once (``supervision.remind_handlers``).
+    reminded_card: Mapped[str | None] = mapped_column(String(10))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column()
 

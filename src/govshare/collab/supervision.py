@@ -96,6 +96,86 @@ def remind_due_soon(session: Session, today: date, warn_days: int) -> int:
     return len(soon)
 
 
+def remind_handlers(session: Session, today: date, warn_days: int) -> int:
+    """到期提醒 and 超期催办 to the people who decide: when an open task gets its 黄牌,
+    and again when it gets its 红牌, its handlers are mailed once (through the users'
+    outbox): the one who claimed it when that user has an address, otherwise every
+    active 协同办理员 of its department who has one. Audited per task, also when nobody
+    has an address to mail (the console's queue shows the card either way). Returns
+    the tasks reminded."""
+    from govshare.security import audit
+    from govshare.security.audit import SYSTEM
+    from govshare.security.models import User, UserMail
+    from govshare.security.roles import Role
+
+    candidates = session.scalars(
+        select(CaseTask)
+        .where(CaseTask.status != TaskStatus.DONE)
+        .where(or_(CaseTask.reminded_card.is_(None), CaseTask.reminded_card != Card.RED.value))
+        .order_by(CaseTask.due_on, CaseTask.id)
+    )
+    due = [(t, card_of(t, today, warn_days)) for t in candidates]
+    due = [(t, c) for t, c in due if c is not Card.NONE and t.reminded_card != c.value]
+    if not due:
+        return 0
+    departments = {t.department_id for t, _ in due}
+    people: dict[int, list[User]] = defaultdict(list)
+    for user in session.scalars(
+        select(User).where(
+            User.department_id.in_(departments), User.is_active, User.email.is_not(None)
+        )
+    ):
+        people[user.department_id].append(user)
+    cases = {
+        c.id: c
+        for c in session.scalars(select(Case).where(Case.id.in_({t.case_id for t, _ in due})))
+    }
+    for task, card in due:
+        case = cases[task.case_id]
+        handlers = [u for u in people[task.department_id] if Role.CASE_HANDLER.value in u.roles]
+        claimant = [u for u in handlers if u.username == task.claimed_by]
+        to = claimant or handlers
+        subject, body = _reminder_text(task, case, card)
+        for user in to:
+            session.add(UserMail(user_id=user.id, to=user.email, subject=subject, body=body))
+        task.reminded_card = card.value
+        audit.record(
+            session,
+            SYSTEM,
+            "collab.task.remind",
+            object_type="collab_task",
+            object_id=task.id,
+            after={
+                "card": card.value,
+                "due_on": task.due_on.isoformat(),
+                "mailed": [u.username for u in to],
+            },
+        )
+    return len(due)
+
+
+def _reminder_text(task: CaseTask, case: Case, card: Card) -> tuple[str, str]:
+    if card is Card.RED:
+        subject = f"[govshare 超期催办] 协同任务「{task.name}」已超过办理时限（{task.due_on} 到期）"
+        lead = "以下协同办理任务已超过办理时限（红牌），请尽快办理："
+    else:
+        subject = f"[govshare 到期提醒] 协同任务「{task.name}」将于 {task.due_on} 到期"
+        lead = "以下协同办理任务即将到期（黄牌），请在期限内办理："
+    body = "\n".join(
+        [
+            lead,
+            "",
+            f"办件编号: {case.number}",
+            f"任务: {task.name}",
+            f"办理时限: {task.working_days} 个工作日，{task.started_on} 起，{task.due_on} 到期",
+            f"认领人: {task.claimed_by or '未认领'}",
+            "",
+            f"请在控制台 业务协同 → 办件 {case.number} 办理（/collab/cases/{case.id}）。",
+        ]
+    )
+    return subject, body
+
+
 @dataclass(frozen=True, slots=True)
 class Item:
     """审批事项: a user task of the newest version of a process."""

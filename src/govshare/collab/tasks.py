@@ -1,5 +1,6 @@
-"""Scheduled work of business collaboration: the overdue check of case tasks and the
-reminder of those about to be due (黄牌)."""
+"""Scheduled work of business collaboration: the overdue check of case tasks, the
+bureau's reminder of those about to be due (黄牌), and the mail to each task's handlers
+when it gets its 黄牌 and its 红牌."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ def check_once(factory: sessionmaker[Session], warn_days: int) -> int:
     today = china_today()
     with session_scope(factory) as session:
         supervision.remind_due_soon(session, today, warn_days)
+        supervision.remind_handlers(session, today, warn_days)
         return service.check_overdue(session, today)
 
 

@@ -17,7 +17,6 @@ in tables of their own (``open_developer`` …) and never grant a console permis
 
 from __future__ import annotations
 
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -31,6 +30,7 @@ from sqlalchemy.orm import Session
 from govshare.config import Settings
 from govshare.db import dialect_insert
 from govshare.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated, NotFound
+from govshare.mail import normal_address
 from govshare.opendata import datasets as ds
 from govshare.opendata.models import (
     ApplicationStatus,
@@ -57,7 +57,6 @@ KEY_PREFIX = "od_"
 CONFIRM_HOURS = 48
 SESSION_HOURS = 12
 MAX_KEYS = 20
-EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 
 
 def developer_actor(developer: OpenDeveloper, remote_addr: str | None = None) -> Actor:
@@ -69,8 +68,8 @@ def developer_actor(developer: OpenDeveloper, remote_addr: str | None = None) ->
 
 
 def _normal_email(email: str) -> str:
-    value = email.strip().lower()
-    if len(value) > 254 or not EMAIL.match(value):
+    value = normal_address(email)
+    if value is None:
         raise InvalidInput.about("邮箱地址格式不正确", "email", "邮箱地址格式不正确")
     return value
 

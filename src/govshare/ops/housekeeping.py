@@ -1,6 +1,7 @@
 """日常清理: rows that only ever grow and stop meaning anything — ended console sessions
-and bearer tokens, expired developer sessions and confirmation links — removed once an
-hour by each hub process (removing twice is harmless)."""
+and bearer tokens, expired developer sessions and confirmation links, users' reminder
+mail sent a month ago — removed once an hour by each hub process (removing twice is
+harmless)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ INTERVAL_SECONDS = 3600.0
 PURGES: dict[str, Callable[[Session, datetime], int]] = {
     "auth_session": security.purge_ended_sessions,
     "open_developer_token": developers.purge_ended_tokens,
+    "user_mail": security.purge_sent_mail,
 }
 
 

@@ -39,6 +39,7 @@ from govshare.security.schemas import (
     TokenPublic,
     TokenRequest,
     UserCreate,
+    UserEmail,
     UserPublic,
 )
 
@@ -127,6 +128,15 @@ def add_user(body: UserCreate, db: SessionDep, caller: UserAdmin) -> UserPublic:
 def unlock_user(user_id: Id, db: SessionDep, caller: UserAdmin) -> UserPublic:
     user = service.get_user(db, user_id)
     service.unlock_user(db, caller.actor, user)
+    return UserPublic.model_validate(user)
+
+
+@router.put("/users/{user_id}/email", summary="设置用户邮箱")
+def set_user_email(user_id: Id, body: UserEmail, db: SessionDep, caller: UserAdmin) -> UserPublic:
+    """Where the user's reminders (a collaboration task's 黄牌 and 红牌) are mailed; null or
+    an empty string clears it. A malformed address answers ``invalid_input``."""
+    user = service.get_user(db, user_id)
+    service.set_user_email(db, caller.actor, user, body.email)
     return UserPublic.model_validate(user)
 
 

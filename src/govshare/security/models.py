@@ -52,6 +52,8 @@ class User(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(50), unique=True)
     display_name: Mapped[str] = mapped_column(String(50))
+    # Where the platform mails the user's reminders (到期提醒); none: the console only.
+    email: Mapped[str | None] = mapped_column(String(254))
     password_hash: Mapped[str] = mapped_column(String(200))
     department_id: Mapped[int] = mapped_column(ForeignKey("department.id"), index=True)
     roles: Mapped[list[str]] = mapped_column(JSONType, default=list)
@@ -78,6 +80,22 @@ class User(Base):
     def totp_enabled(self) -> bool:
         """Whether the account signs in with a one-time code (已启用动态口令)."""
         return self.totp_secret is not None
+
+
+class UserMail(Base):
+    """用户邮件发件箱: reminders mailed to platform users (a collaboration task's handlers
+    when its card changes), sent through the SMTP server by ``govshare.mail.Outbox``
+    (``sent_at`` set when handed over); they wait here while no SMTP server is set."""
+
+    __tablename__ = "user_mail"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"), index=True)
+    to: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(index=True)
 
 
 class SessionKind(StrEnum):

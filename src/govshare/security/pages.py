@@ -120,6 +120,7 @@ USER_LABELS = {
     "display_name": "姓名",
     "department_id": "所属部门",
     "roles": "角色",
+    "email": "邮箱",
 }
 USERNAME_HINT = {r"^[A-Za-z0-9_.-]{3,50}$": "3至50位英文字母、数字或 _ . -"}
 
@@ -136,6 +137,9 @@ def _users_page(
     department_id: Id | None = None,
     values: dict[str, Any] | None = None,
     errors: FormErrors = NO_ERRORS,
+    email_for: int | None = None,
+    email_errors: FormErrors = NO_ERRORS,
+    email_values: dict[int, str] | None = None,
     status_code: int = 200,
 ) -> Response:
     return render(
@@ -149,6 +153,9 @@ def _users_page(
         roles=list(Role),
         values=values or {"department_id": department_id or caller.department_id, "roles": []},
         errors=errors,
+        email_for=email_for,
+        email_errors=email_errors,
+        email_values=email_values or {},
     )
 
 
@@ -161,7 +168,7 @@ def users_page(
 
 @router.post("/admin/users")
 def add_user(request: Request, form: FormDep, db: SessionDep, caller: UserAdmin) -> Response:
-    values: dict[str, Any] = {k: text(form, k) for k in ("username", "display_name")}
+    values: dict[str, Any] = {k: text(form, k) for k in ("username", "display_name", "email")}
     values["department_id"] = optional_int(text(form, "department_id"))
     values["roles"] = [r for r in texts(form, "roles") if r]
     password = form.get("password")
@@ -186,6 +193,30 @@ def add_user(request: Request, form: FormDep, db: SessionDep, caller: UserAdmin)
         db.commit()
         return redirect("/admin/users?done=user_added")
     return _users_page(request, db, caller, values=values, errors=errors, status_code=422)
+
+
+@router.post("/admin/users/{user_id}/email")
+def set_user_email(
+    user_id: Id, request: Request, form: FormDep, db: SessionDep, caller: UserAdmin
+) -> Response:
+    user = service.get_user(db, user_id)
+    email = text(form, "email")
+    try:
+        service.set_user_email(db, caller.actor, user, email)
+    except InvalidInput as exc:
+        db.rollback()
+        errors = FormErrors(exc.message, exc.details, label=_user_label)
+        return _users_page(
+            request,
+            db,
+            caller,
+            email_for=user_id,
+            email_errors=errors,
+            email_values={user_id: email},
+            status_code=422,
+        )
+    db.commit()
+    return redirect("/admin/users?done=user_email_set")
 
 
 @router.post("/admin/users/{user_id}/unlock")
@@ -527,6 +558,8 @@ ACTION_LABELS = {
     "user.set_password": "修改密码",
     "api_client.set_networks": "设置应用 IP 白名单",
     "user.unlock": "解除锁定",
+    "user.email": "设置用户邮箱",
+    "collab.task.remind": "协同任务到期提醒",
     "auth.address_throttled": "登录地址限流",
     "api_client.add": "登记接入应用",
     "api_client.rotate_secret": "重置接入应用密钥",

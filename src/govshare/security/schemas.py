@@ -66,6 +66,15 @@ class UserCreate(BaseModel):
     display_name: str = Field(min_length=1, max_length=50)
     department_id: Id
     roles: list[Role] = Field(min_length=1)
+    email: str | None = Field(
+        default=None, max_length=254, description="邮箱: 到期提醒等邮件发往此地址 (可不填)"
+    )
+
+
+class UserEmail(BaseModel):
+    """用户邮箱: where the user's reminders are mailed; null or empty clears it."""
+
+    email: str | None = Field(max_length=254)
 
 
 class UserPublic(BaseModel):
@@ -79,6 +88,7 @@ class UserPublic(BaseModel):
     is_active: bool
     locked_until: datetime | None
     totp_enabled: bool = Field(description="是否已启用动态口令 (双因素)")
+    email: str | None = Field(default=None, description="邮箱 (到期提醒等邮件)")
 
 
 class ApiClientCreate(BaseModel):

@@ -25,6 +25,7 @@ from govshare.config import Settings
 from govshare.db import Prepared, utcnow
 from govshare.errors import NotFound, SeparationOfDuties
 from govshare.ids import MAX_SEQ
+from govshare.mail import normal_address
 from govshare.rules.validators import credit_code_problem, division_code_problem
 from govshare.security import audit, passwords, totp
 from govshare.security.audit import Actor
@@ -62,6 +63,7 @@ from govshare.security.models import (
     LoginFailure,
     SessionKind,
     User,
+    UserMail,
 )
 from govshare.security.roles import CLIENT_PERMISSIONS, Permission, Role, permissions_for
 
@@ -221,7 +223,9 @@ def add_user(
     display_name: str,
     department_id: int,
     roles: list[Role],
+    email: str | None = None,
 ) -> User:
+    address = user_address(email)
     _check_password(session, password, username=username)
     get_department(session, department_id)
     if not roles:
@@ -236,6 +240,7 @@ def add_user(
         password_hash=hash_password(password),
         department_id=department_id,
         roles=[Role(r).value for r in roles],
+        email=address,
     )
     session.add(user)
     try:
@@ -248,9 +253,45 @@ def add_user(
         "user.add",
         object_type="user",
         object_id=user.id,
-        after={"username": username, "department_id": department_id, "roles": user.roles},
+        after={
+            "username": username,
+            "department_id": department_id,
+            "roles": user.roles,
+            "email": address,
+        },
     )
     return user
+
+
+def user_address(email: str | None) -> str | None:
+    """A user's e-mail address as kept (lower case), None for none given; a malformed
+    one raises ``InvalidInput`` on the field ``email``."""
+    if email is None or not email.strip():
+        return None
+    address = normal_address(email)
+    if address is None:
+        raise InvalidInput.about(
+            "邮箱地址格式不正确 (invalid e-mail address)", "email", "邮箱地址格式不正确"
+        )
+    return address
+
+
+def set_user_email(session: Session, actor: Actor, user: User, email: str | None) -> None:
+    """Set or clear where the user's reminders are mailed (用户邮箱); audited."""
+    address = user_address(email)
+    if address == user.email:
+        return
+    before = {"email": user.email}
+    user.email = address
+    audit.record(
+        session,
+        actor,
+        "user.email",
+        object_type="user",
+        object_id=user.id,
+        before=before,
+        after={"email": address},
+    )
 
 
 def get_user(session: Session, user_id: int) -> User:
@@ -704,6 +745,18 @@ def purge_ended_sessions(session: Session, now: datetime) -> int:
             (AuthSession.expires_at < cutoff)
             | (AuthSession.revoked.is_(True) & (AuthSession.created_at < cutoff))
         )
+    )
+    return int(gone.rowcount)  # type: ignore[attr-defined]
+
+
+SENT_MAIL_KEPT_DAYS = 30
+
+
+def purge_sent_mail(session: Session, now: datetime) -> int:
+    """Forget reminders handed to the SMTP server a month ago or more (the reminder
+    itself stays in the audit log); mail still waiting is never removed."""
+    gone = session.execute(
+        delete(UserMail).where(UserMail.sent_at < now - timedelta(days=SENT_MAIL_KEPT_DAYS))
     )
     return int(gone.rowcount)  # type: ignore[attr-defined]
 
