@@ -18,9 +18,9 @@ from govshare.documents.models import DocumentRecipient, ReceiptKind
 from govshare.documents.tasks import Reminder
 from govshare.exchange.models import Alert, AlertKind
 from govshare.security.audit import SYSTEM
-from govshare.security.models import AuditEntry
+from govshare.security.models import AuditEntry, UserMail
 from govshare.security.roles import Role, permissions_for
-from govshare.security.service import Principal, add_department
+from govshare.security.service import Principal, add_department, add_user
 from tests.documents.builders import FROZEN, doc_number, pdf
 from tests.factories import unique, valid_credit_code
 
@@ -93,6 +93,32 @@ def test_reminders_follow_urgency_and_stop_once_answered(
     sender, police, civil = _departments(factory, "大数据局", "公安局", "民政局")
     normal = _send(factory, fresh_settings, sender, [police, civil], "normal")
     urgent = _send(factory, fresh_settings, sender, [police], "urgent")
+    # 公安局's clerk has an address and is mailed each 催办; its registrar (another role)
+    # and 民政局's clerk (no address) are not.
+    with db.session_scope(factory) as s:
+        people = {
+            key: add_user(
+                s,
+                SYSTEM,
+                username=unique(key),
+                password="Doc-clerk-pass-1",
+                display_name=key,
+                department_id=dept,
+                roles=[role],
+                email=address,
+            ).id
+            for key, dept, role, address in [
+                ("police_doc", police, Role.DOCUMENT_CLERK, "doc@police.example.cn"),
+                ("police_reg", police, Role.CATALOG_REGISTRAR, "reg@police.example.cn"),
+                ("civil_doc", civil, Role.DOCUMENT_CLERK, None),
+            ]
+        }
+
+    def mails() -> list[tuple[int, str, str]]:
+        with db.session_scope(factory) as s:
+            rows = s.scalars(select(UserMail).order_by(UserMail.id))
+            return [(m.user_id, m.to, m.subject) for m in rows]
+
     at = [FROZEN]
     reminder = Reminder(fresh_settings, factory, clock=lambda: at[0])
 
@@ -105,6 +131,10 @@ def test_reminders_follow_urgency_and_stop_once_answered(
     assert alert is not None
     assert "1 份公文超时未签收" in alert.message
     assert alert.details["documents"] == [urgent]
+    [(user_id, to, subject)] = mails()
+    assert (user_id, to) == (people["police_doc"], "doc@police.example.cn")
+    assert subject.startswith("[govshare 公文催办]")
+    assert subject.endswith("尚未签收")
 
     at[0] = FROZEN + timedelta(hours=24)  # the 平件 to both, and the 加急 again
     assert reminder.run_once() == 3
@@ -122,6 +152,7 @@ def test_reminders_follow_urgency_and_stop_once_answered(
         ).all()
         assert sorted(reminded) == sorted([str(urgent), str(urgent), str(normal), str(normal)])
     assert reminder.run_once() == 0  # not again within the interval
+    assert [m[0] for m in mails()] == [people["police_doc"]] * 3  # 民政局 has nobody to mail
 
     with db.session_scope(factory) as s:
         for doc, dept in [(normal, police), (normal, civil), (urgent, police)]:

@@ -105,8 +105,8 @@ def remind_handlers(session: Session, today: date, warn_days: int) -> int:
     the tasks reminded."""
     from govshare.security import audit
     from govshare.security.audit import SYSTEM
-    from govshare.security.models import User, UserMail
     from govshare.security.roles import Role
+    from govshare.security.service import mailable_holders, queue_mail
 
     candidates = session.scalars(
         select(CaseTask)
@@ -118,26 +118,13 @@ def remind_handlers(session: Session, today: date, warn_days: int) -> int:
     due = [(t, c) for t, c in due if c is not Card.NONE and t.reminded_card != c.value]
     if not due:
         return 0
-    departments = {t.department_id for t, _ in due}
-    people: dict[int, list[User]] = defaultdict(list)
-    for user in session.scalars(
-        select(User).where(
-            User.department_id.in_(departments), User.is_active, User.email.is_not(None)
-        )
-    ):
-        people[user.department_id].append(user)
-    cases = {
-        c.id: c
-        for c in session.scalars(select(Case).where(Case.id.in_({t.case_id for t, _ in due})))
-    }
+    handlers = mailable_holders(session, {t.department_id for t, _ in due}, Role.CASE_HANDLER)
+    case_ids = {t.case_id for t, _ in due}
+    cases = {c.id: c for c in session.scalars(select(Case).where(Case.id.in_(case_ids)))}
     for task, card in due:
-        case = cases[task.case_id]
-        handlers = [u for u in people[task.department_id] if Role.CASE_HANDLER.value in u.roles]
-        claimant = [u for u in handlers if u.username == task.claimed_by]
-        to = claimant or handlers
-        subject, body = _reminder_text(task, case, card)
-        for user in to:
-            session.add(UserMail(user_id=user.id, to=user.email, subject=subject, body=body))
+        people = handlers[task.department_id]
+        to = [u for u in people if u.username == task.claimed_by] or people
+        mailed = queue_mail(session, to, *_reminder_text(task, cases[task.case_id], card))
         task.reminded_card = card.value
         audit.record(
             session,
@@ -145,11 +132,7 @@ def remind_handlers(session: Session, today: date, warn_days: int) -> int:
             "collab.task.remind",
             object_type="collab_task",
             object_id=task.id,
-            after={
-                "card": card.value,
-                "due_on": task.due_on.isoformat(),
-                "mailed": [u.username for u in to],
-            },
+            after={"card": card.value, "due_on": task.due_on.isoformat(), "mailed": mailed},
         )
     return len(due)
 

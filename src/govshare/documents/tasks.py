@@ -15,9 +15,12 @@ from govshare.config import Settings
 from govshare.db import session_scope, utcnow
 from govshare.documents.models import Document, DocumentReceipt, DocumentRecipient, Urgency
 from govshare.periodic import Periodic
+from govshare.rules.clock import CHINA
 from govshare.security import audit
 from govshare.security.audit import SYSTEM
 from govshare.security.models import Department
+from govshare.security.roles import Role
+from govshare.security.service import mailable_holders, queue_mail
 
 log = structlog.get_logger()
 INTERVAL_SECONDS = 300.0
@@ -47,22 +50,32 @@ def remind_unanswered(session: Session, settings: Settings, now: datetime) -> in
     ).all()
     sent = 0
     overdue: list[tuple[DocumentRecipient, Document]] = []
+    due = [
+        (recipient, document)
+        for recipient, document in rows
+        if now - (recipient.reminded_at or document.sent_at)
+        >= timedelta(hours=hours * REMIND_FACTOR[Urgency(document.urgency)])
+    ]
+    clerks = mailable_holders(session, {r.department_id for r, _ in due}, Role.DOCUMENT_CLERK)
+    for recipient, document in due:
+        recipient.reminders += 1
+        recipient.reminded_at = now
+        sent += 1
+        mailed = queue_mail(session, clerks[recipient.department_id], *_reminder_text(document))
+        audit.record(
+            session,
+            SYSTEM,
+            "document.remind",
+            object_type="document",
+            object_id=document.id,
+            after={
+                "department_id": recipient.department_id,
+                "reminders": recipient.reminders,
+                "mailed": mailed,
+            },
+            at=now,
+        )
     for recipient, document in rows:
-        every = timedelta(hours=hours * REMIND_FACTOR[Urgency(document.urgency)])
-        since = recipient.reminded_at or document.sent_at
-        if now - since >= every:
-            recipient.reminders += 1
-            recipient.reminded_at = now
-            sent += 1
-            audit.record(
-                session,
-                SYSTEM,
-                "document.remind",
-                object_type="document",
-                object_id=document.id,
-                after={"department_id": recipient.department_id, "reminders": recipient.reminders},
-                at=now,
-            )
         if recipient.reminders:
             overdue.append((recipient, document))
     if not overdue:
@@ -85,6 +98,24 @@ def remind_unanswered(session: Session, settings: Settings, now: datetime) -> in
             webhook_url=settings.alert_webhook_url,
         )
     return sent
+
+
+def _reminder_text(document: Document) -> tuple[str, str]:
+    urgency = Urgency(document.urgency)
+    subject = f"[govshare 公文催办] {document.doc_number}《{document.title[:60]}》尚未签收"
+    body = "\n".join(
+        [
+            "本部门收到的以下公文尚未签收或退回，请尽快处理：",
+            "",
+            f"文号: {document.doc_number}",
+            f"标题: {document.title}",
+            f"紧急程度: {urgency.label}",
+            f"发出时间: {document.sent_at.astimezone(CHINA):%Y-%m-%d %H:%M}（北京时间）",
+            "",
+            f"请在控制台 电子公文 → 收文 签收（/documents/{document.id}）。",
+        ]
+    )
+    return subject, body
 
 
 class Reminder(Periodic):

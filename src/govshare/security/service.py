@@ -10,6 +10,7 @@ import ipaddress
 import math
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple, NoReturn
@@ -750,6 +751,36 @@ def purge_ended_sessions(session: Session, now: datetime) -> int:
 
 
 SENT_MAIL_KEPT_DAYS = 30
+
+
+def mailable_holders(
+    session: Session, department_ids: Iterable[int], role: Role
+) -> dict[int, list[User]]:
+    """The active users holding ``role`` in each of the departments who have an e-mail
+    address, by department: the people a reminder to the department is mailed to."""
+    wanted = set(department_ids)
+    found: dict[int, list[User]] = {d: [] for d in wanted}
+    if not wanted:
+        return found
+    for user in session.scalars(
+        select(User)
+        .where(User.department_id.in_(wanted), User.is_active, User.email.is_not(None))
+        .order_by(User.id)
+    ):
+        if role.value in user.roles:
+            found[user.department_id].append(user)
+    return found
+
+
+def queue_mail(session: Session, users: Iterable[User], subject: str, body: str) -> list[str]:
+    """Put one mail to each user with an address in the users' outbox (sent after the
+    transaction commits, by the ``user-mail`` sender); the login names mailed."""
+    mailed = []
+    for user in users:
+        if user.email:
+            session.add(UserMail(user_id=user.id, to=user.email, subject=subject, body=body))
+            mailed.append(user.username)
+    return mailed
 
 
 def purge_sent_mail(session: Session, now: datetime) -> int:
