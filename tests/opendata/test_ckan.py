@@ -313,3 +313,48 @@ def test_nothing_that_is_not_open_is_ever_shown(hub: LiveHub, scene: OpenScene) 
     # The open ones were reachable all along.
     for entry in scene.open:
         assert entry["slug"] in text
+
+
+def test_a_repeated_search_shows_each_new_version_and_withdrawal_at_once(hub: LiveHub) -> None:
+    """Packages are kept built between searches (per published version and per value):
+    a republished entry, a renamed one and a withdrawn one show at the next search."""
+    from tests.factories import resource_payload, unique
+
+    world = World(hub)
+    dept = world.department("收割缓存局")
+    first = world.published(dept, is_open=True, name=unique("公园名录"))
+    with hub.db() as s:
+        from govshare.security.models import Department
+
+        org = s.get_one(Department, dept.id).credit_code.lower()
+
+    def harvested() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = _ok(
+            hub, "package_search", fq=f"organization:{org}", rows=1000
+        )["results"]
+        return found
+
+    for _ in range(2):  # the second answer comes from the kept packages
+        [package] = harvested()
+        assert (package["title"], package["version"]) == (first["name"], "1")
+
+    renamed = unique("公园名录（修订）")
+    with world.api(dept.registrar) as c:
+        body = resource_payload(is_open=True, name=renamed, reason="更名")
+        assert c.put(f"/api/v1/catalog/resources/{first['id']}", json=body).status_code == 200
+    [package] = harvested()
+    assert package["title"] == first["name"]  # the change is not published yet
+    for step, who in [
+        ("submit", dept.registrar),
+        ("approve", dept.reviewer),
+        ("request_publication", dept.registrar),
+        ("publish", world.admin),
+    ]:
+        world.step(who, first["id"], step)
+    [package] = harvested()
+    assert (package["title"], package["version"]) == (renamed, "2")
+    listed = _ok(hub, "current_package_list_with_resources", limit=1000)
+    assert [p["title"] for p in listed if p["id"] == package["id"]] == [renamed]
+
+    world.step(dept.registrar, first["id"], "withdraw", reason="停止开放")
+    assert harvested() == []

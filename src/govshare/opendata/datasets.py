@@ -29,7 +29,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal, or_, select, type_coerce
+from sqlalchemy import and_, case, func, literal, or_, select, tuple_, type_coerce
 from sqlalchemy.orm import Session, aliased
 
 from govshare.catalog import search as catalog_search
@@ -677,6 +677,69 @@ def _items(snapshot: dict[str, Any]) -> tuple[DatasetItem, ...]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PublishedFacts:
+    """What a dataset takes from its published version's snapshot. A version's snapshot
+    never changes, so these are kept per (resource, version) for the process's life
+    (``_FACTS``): a page of datasets reads and parses only the snapshots it has not seen."""
+
+    title: str
+    description: str
+    catalog_format: str
+    format_detail: str
+    update_cycle: str
+    open_conditions: str
+    items: tuple[DatasetItem, ...]
+    classification_code: str
+    is_open: bool
+
+    @classmethod
+    def of(cls, snap: dict[str, Any]) -> PublishedFacts:
+        return cls(
+            title=str(snap["name"]),
+            description=str(snap["abstract"]),
+            catalog_format=str(snap["format"]),
+            format_detail=str(snap.get("format_detail") or ""),
+            update_cycle=str(snap["update_cycle"]),
+            open_conditions=str(snap.get("open_conditions") or ""),
+            items=_items(snap),
+            classification_code=str(snap["classification_code"]),
+            # The SQL said open; the snapshot must agree.
+            is_open=snap.get("is_open") is True,
+        )
+
+
+# (database, resource id, version) → facts: the database because one process may serve
+# several (the test suite's hubs). Bounded by emptying it when full: a plain dict's
+# reads and writes are atomic, so the request threads share it without a lock.
+_FACTS: dict[tuple[str, int, int], PublishedFacts] = {}
+FACTS_KEPT = 20_000
+
+
+def _published_facts(
+    session: Session, versions: Iterable[tuple[int, int]]
+) -> dict[tuple[int, int], PublishedFacts]:
+    database = str(session.get_bind().engine.url)
+    wanted = list(dict.fromkeys(versions))
+    found = {key: fact for key in wanted if (fact := _FACTS.get((database, *key))) is not None}
+    missing = [key for key in wanted if key not in found]
+    for start in range(0, len(missing), 500):
+        part = missing[start : start + 500]
+        rows = session.execute(
+            select(
+                ResourceVersion.resource_id, ResourceVersion.version, ResourceVersion.snapshot
+            ).where(tuple_(ResourceVersion.resource_id, ResourceVersion.version).in_(part))
+        )
+        for rid, version, snap in rows:
+            found[(rid, version)] = PublishedFacts.of(snap)
+    if len(_FACTS) + len(missing) > FACTS_KEPT:
+        _FACTS.clear()
+    for key in missing:
+        if key in found:
+            _FACTS[(database, *key)] = found[key]
+    return found
+
+
 def load_datasets(session: Session, ids: Sequence[int]) -> list[Dataset]:
     """The datasets of the given resource ids, in that order, read from their published
     snapshots (ids that are not open datasets are left out)."""
@@ -696,17 +759,17 @@ def load_datasets(session: Session, ids: Sequence[int]) -> list[Dataset]:
             Resource.published_version,
             MODIFIED.label("modified"),
             CREATED.label("created"),
-            v.snapshot,
             matched=page.subquery("page"),
         ).join(v, and_(v.resource_id == Resource.id, v.version == Resource.published_version))
     ).all()
+    facts = _published_facts(session, ((r.id, int(r.published_version)) for r in rows))
     depts = {
         d.id: _publisher(d)
         for d in session.scalars(
             select(Department).where(Department.id.in_({r.provider_department_id for r in rows}))
         )
     }
-    codes = {p for r in rows for p in _path_codes(str(r.snapshot["classification_code"]))}
+    codes = {p for f in facts.values() for p in _path_codes(f.classification_code)}
     themes = _themes(session, codes)
     row_counts: dict[int, int] = dict(
         session.execute(
@@ -715,25 +778,31 @@ def load_datasets(session: Session, ids: Sequence[int]) -> list[Dataset]:
             )
         ).all()
     )
-    files = _served_files(session, [r.id for r in rows if is_unconditional(r.snapshot)])
+    files = _served_files(
+        session,
+        [
+            r.id
+            for r in rows
+            if (f := facts.get((r.id, int(r.published_version)))) is not None
+            and open_type_of(f.open_conditions) is OpenType.UNCONDITIONAL
+        ],
+    )
     by_id: dict[int, Dataset] = {}
     for r in rows:
-        snap = r.snapshot
-        if snap.get("is_open") is not True:  # the SQL said open; the snapshot must agree
+        fact = facts.get((r.id, int(r.published_version)))
+        if fact is None or not fact.is_open:
             continue
-        path = tuple(
-            themes[c] for c in _path_codes(str(snap["classification_code"])) if c in themes
-        )
+        path = tuple(themes[c] for c in _path_codes(fact.classification_code) if c in themes)
         by_id[r.id] = Dataset(
             resource_id=r.id,
             code=r.code,
-            title=str(snap["name"]),
-            description=str(snap["abstract"]),
-            catalog_format=str(snap["format"]),
-            format_detail=str(snap.get("format_detail") or ""),
-            update_cycle=str(snap["update_cycle"]),
-            open_conditions=str(snap.get("open_conditions") or ""),
-            items=_items(snap),
+            title=fact.title,
+            description=fact.description,
+            catalog_format=fact.catalog_format,
+            format_detail=fact.format_detail,
+            update_cycle=fact.update_cycle,
+            open_conditions=fact.open_conditions,
+            items=fact.items,
             publisher=depts[r.provider_department_id],
             classification=path,
             issued=r.publish_date,
