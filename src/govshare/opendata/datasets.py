@@ -585,14 +585,28 @@ def _facet_groups(session: Session, matched: Any, conds: list[Any]) -> Sequence[
     ).all()
 
 
+# The column of ``_facet_groups``' rows each facet is computed from.
+_FACET_COLUMN = {
+    "publisher": 0,
+    "theme": 1,
+    "tag": 1,
+    "format": 2,
+    "license": 3,
+    "open_type": 3,
+    "update_cycle": 4,
+}
+
+
 def _facets(
     session: Session, combos: Sequence[Any], query: DatasetQuery
 ) -> dict[str, list[tuple[str, str, int]]]:
     """Counts per facet value over the matched datasets, from their groups."""
     depts = {
         d.id: d
-        for d in session.scalars(
-            select(Department).where(Department.id.in_({c[0] for c in combos}))
+        for d in session.execute(
+            select(Department.id, Department.credit_code, Department.name).where(
+                Department.id.in_({c[0] for c in combos})
+            )
         )
     }
     klass_codes = dict(
@@ -603,25 +617,39 @@ def _facets(
         ).all()
     )
     themes = _themes(session, {p for code in klass_codes.values() for p in _path_codes(code)})
+
+    def values(name: str, key: Any) -> list[tuple[str, str]]:
+        """The facet values (value, label) of one group's column."""
+        if name == "publisher":
+            dept = depts[key]
+            return [(dept.credit_code.lower(), dept.name)]
+        if name in ("theme", "tag"):
+            code = klass_codes[key]
+            if name == "theme":
+                group = themes.get(theme_code(code))
+                return [(group.slug, group.name)] if group else []
+            path = [themes[c] for c in _path_codes(code) if c in themes]
+            return [(t.name, t.name) for t in (path[1:] or path)]
+        if name == "format":
+            return [(f, f) for f in download_formats(key)]
+        if name == "license":
+            return [LICENSES[OpenType(key)][:2]]
+        if name == "open_type":
+            return [(key, OpenType(key).label)]
+        return [(key, key)]  # update_cycle
+
+    # Each facet depends on one column of the groups: add the groups up per value of
+    # that column first, then turn each distinct value into its facet values once.
     counts: dict[str, Counter[str]] = {name: Counter() for name in FACETS}
     labels: dict[str, dict[str, str]] = {name: {} for name in FACETS}
-    for dept_id, klass_id, fmt, open_type, cycle, n in combos:
-        dept = depts[dept_id]
-        code = klass_codes[klass_id]
-        group = themes.get(theme_code(code))
-        path = [themes[c] for c in _path_codes(code) if c in themes]
-        values: dict[str, list[tuple[str, str]]] = {
-            "publisher": [(dept.credit_code.lower(), dept.name)],
-            "theme": [(group.slug, group.name)] if group else [],
-            "tag": [(t.name, t.name) for t in (path[1:] or path)],
-            "format": [(f, f) for f in download_formats(fmt)],
-            "license": [(LICENSES[OpenType(open_type)][0], LICENSES[OpenType(open_type)][1])],
-            "open_type": [(open_type, OpenType(open_type).label)],
-            "update_cycle": [(cycle, cycle)],
-        }
-        for name in query.facets:
-            for value, label in values[name]:
-                counts[name][value] += int(n)
+    for name in query.facets:
+        per_key: Counter[Any] = Counter()
+        column = _FACET_COLUMN[name]
+        for combo in combos:
+            per_key[combo[column]] += int(combo[5])
+        for key, n in per_key.items():
+            for value, label in values(name, key):
+                counts[name][value] += n
                 labels[name][value] = label
     out: dict[str, list[tuple[str, str, int]]] = {}
     for name in query.facets:
