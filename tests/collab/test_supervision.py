@@ -318,3 +318,22 @@ def _mailed_once_per_card(as_: Clients, scenery: Scenery, collab_hub: LiveHub) -
     subjects = [str(make_header(decode_header(m["Subject"]))) for m in ours]
     assert sorted(subjects) == sorted(m.subject for m in yellow + red)
     assert all(m.sent_at is not None for m in mails())
+
+
+def test_a_card_reminded_meanwhile_by_another_process_is_not_reminded_again(
+    as_: Clients, scenery: Scenery, collab_hub: LiveHub
+) -> None:
+    from govshare.collab.supervision import _claim_reminder
+
+    # Held on the day the cases were accepted, the hub's own minute round finds no card.
+    with fixed_today(START):
+        cases = _cases(as_, scenery, collab_hub)
+        task_id = next(t["id"] for t in cases[0]["tasks"] if t["element_id"] == "review_zj")
+        with collab_hub.db() as first:
+            task = first.get_one(CaseTask, task_id)
+            with collab_hub.db() as second:
+                assert _claim_reminder(second, second.get_one(CaseTask, task_id), Card.YELLOW)
+            assert not _claim_reminder(first, task, Card.YELLOW)
+            assert not _claim_reminder(first, task, Card.RED)  # read before the yellow one
+        with collab_hub.db() as s:
+            assert s.get_one(CaseTask, task_id).reminded_card == "yellow"

@@ -167,3 +167,25 @@ def test_reminders_follow_urgency_and_stop_once_answered(
     at[0] = FROZEN + timedelta(days=3)
     assert reminder.run_once() == 0
     assert _open_alert(factory) is None
+
+
+def test_a_reminder_counted_meanwhile_by_another_process_is_not_counted_again(
+    fresh_settings: Settings, factory: sessionmaker[Session]
+) -> None:
+    from govshare.documents.tasks import _claim_reminder
+
+    sender, police = _departments(factory, "大数据局", "公安局")
+    document = _send(factory, fresh_settings, sender, [police], "urgent")
+    at = FROZEN + timedelta(hours=8)
+    # Two hub processes in the same round: the one that counts second finds the row
+    # moved on since it read it, and neither counts, audits nor mails it again.
+    with db.session_scope(factory) as first:
+        recipient = first.scalars(
+            select(DocumentRecipient).where(DocumentRecipient.document_id == document)
+        ).one()
+        with db.session_scope(factory) as second:
+            assert _claim_reminder(second, second.get_one(DocumentRecipient, recipient.id), at)
+        assert not _claim_reminder(first, recipient, at)
+    with db.session_scope(factory) as s:
+        again = s.get_one(DocumentRecipient, recipient.id)
+        assert (again.reminders, again.reminded_at) == (1, at)

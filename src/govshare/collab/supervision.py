@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from govshare.collab.models import Case, CaseStatus, CaseTask, ProcessDefinition, TaskStatus
 from govshare.collab.service import latest_definitions
@@ -122,10 +123,11 @@ def remind_handlers(session: Session, today: date, warn_days: int) -> int:
     case_ids = {t.case_id for t, _ in due}
     cases = {c.id: c for c in session.scalars(select(Case).where(Case.id.in_(case_ids)))}
     for task, card in due:
+        if not _claim_reminder(session, task, card):
+            continue  # another hub process reminded it meanwhile
         people = handlers[task.department_id]
         to = [u for u in people if u.username == task.claimed_by] or people
         mailed = queue_mail(session, to, *_reminder_text(task, cases[task.case_id], card))
-        task.reminded_card = card.value
         audit.record(
             session,
             SYSTEM,
@@ -135,6 +137,27 @@ def remind_handlers(session: Session, today: date, warn_days: int) -> int:
             after={"card": card.value, "due_on": task.due_on.isoformat(), "mailed": mailed},
         )
     return len(due)
+
+
+def _claim_reminder(session: Session, task: CaseTask, card: Card) -> bool:
+    """Move the task's reminded card on, unless another process has since: on
+    PostgreSQL the second writer waits for the first and then matches no row."""
+    before = task.reminded_card
+    claimed = session.execute(
+        update(CaseTask)
+        .where(
+            CaseTask.id == task.id,
+            CaseTask.reminded_card.is_(None)
+            if before is None
+            else CaseTask.reminded_card == before,
+        )
+        .values(reminded_card=card.value)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if claimed != 1:
+        return False
+    set_committed_value(task, "reminded_card", card.value)
+    return True
 
 
 def _reminder_text(task: CaseTask, case: Case, card: Card) -> tuple[str, str]:

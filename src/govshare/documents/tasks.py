@@ -1,6 +1,7 @@
 """催办: every few minutes each hub process reminds the departments that have neither
 signed for nor returned a document in time (reminding twice within the interval is
-impossible: the row's ``reminded_at`` moves on in the same transaction)."""
+impossible: the row's ``reminded_at`` moves on, only from the value read, in the same
+transaction that counts, audits and mails the reminder)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from govshare.config import Settings
 from govshare.db import session_scope, utcnow
@@ -58,8 +60,8 @@ def remind_unanswered(session: Session, settings: Settings, now: datetime) -> in
     ]
     clerks = mailable_holders(session, {r.department_id for r, _ in due}, Role.DOCUMENT_CLERK)
     for recipient, document in due:
-        recipient.reminders += 1
-        recipient.reminded_at = now
+        if not _claim_reminder(session, recipient, now):
+            continue  # another hub process reminded it meanwhile
         sent += 1
         mailed = queue_mail(session, clerks[recipient.department_id], *_reminder_text(document))
         audit.record(
@@ -98,6 +100,28 @@ def remind_unanswered(session: Session, settings: Settings, now: datetime) -> in
             webhook_url=settings.alert_webhook_url,
         )
     return sent
+
+
+def _claim_reminder(session: Session, recipient: DocumentRecipient, now: datetime) -> bool:
+    """Count the reminder, unless another process has since moved ``reminded_at`` on:
+    on PostgreSQL the second writer waits for the first and then matches no row."""
+    before = recipient.reminded_at
+    claimed = session.execute(
+        update(DocumentRecipient)
+        .where(
+            DocumentRecipient.id == recipient.id,
+            DocumentRecipient.reminded_at.is_(None)
+            if before is None
+            else DocumentRecipient.reminded_at == before,
+        )
+        .values(reminders=DocumentRecipient.reminders + 1, reminded_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if claimed != 1:
+        return False
+    set_committed_value(recipient, "reminders", recipient.reminders + 1)
+    set_committed_value(recipient, "reminded_at", now)
+    return True
 
 
 def _reminder_text(document: Document) -> tuple[str, str]:
