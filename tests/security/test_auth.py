@@ -226,3 +226,33 @@ def test_console_post_without_csrf_token_is_refused(world: World) -> None:
         assert r.status_code == 403
         assert r.json()["error"]["code"] == "csrf_failed"
     assert token
+
+
+def test_a_user_sets_their_own_email_and_an_api_client_has_none(world: World) -> None:
+    dept = world.department()
+    with world.api(dept.registrar) as c:
+        r = c.put("/api/v1/me/email", json={"email": "Reg@Example.gov.cn"})
+        assert r.status_code == 200, r.text
+        assert r.json()["email"] == "reg@example.gov.cn"
+        r = c.put("/api/v1/me/email", json={"email": "no at sign"})
+        assert r.status_code == 422
+        assert r.json()["error"]["details"][0]["field"] == "email"
+        # Another user's address is the user administrator's to set.
+        assert c.put("/api/v1/users/1/email", json={"email": None}).status_code == 403
+    with world.api(world.admin) as c:
+        mine = [u for u in c.get("/api/v1/users").json() if u["username"] == dept.registrar]
+    assert [u["email"] for u in mine] == ["reg@example.gov.cn"]
+
+    app_key, secret, _ = _client(world)
+    body = b'{"email": "app@example.gov.cn"}'
+    with world.api() as c:
+        r = c.put(
+            "/api/v1/me/email",
+            content=body,
+            headers={
+                **_signed(app_key, secret, "PUT", "/api/v1/me/email", body),
+                "content-type": "application/json",
+            },
+        )
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "forbidden"

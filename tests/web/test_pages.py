@@ -749,3 +749,34 @@ def test_opening_the_verification_address_shows_the_report(console: Console) -> 
     assert "哈希链完整" in page.text
     assert 'id="audit-table"' in page.text
     assert console.signed_in(console.registrar).get("/audit/verify").status_code == 403
+
+
+def test_every_user_sets_their_own_email(console: Console) -> None:
+    client = console.signed_in(console.registrar)
+    assert 'href="/account/email"' in client.get("/").text
+    page = client.get("/account/email")
+    assert page.status_code == 200
+    assert "未设置" in page.text
+    csrf = csrf_of(client)
+    r = client.post("/account/email", data={"csrf_token": csrf, "email": "not-an-address"})
+    assert r.status_code == 422
+    assert "邮箱地址格式不正确" in r.text
+    r = client.post("/account/email", data={"csrf_token": csrf, "email": "Me@Police.example.cn"})
+    assert r.status_code == 303
+    shown = client.get(r.headers["location"]).text
+    assert "邮箱已保存" in shown
+    assert "me@police.example.cn" in shown
+    # Without the form's token nothing changes.
+    r = client.post("/account/email", data={"email": "other@police.example.cn"})
+    assert r.status_code == 403
+    with console.db() as s:
+        user = s.scalars(select(User).where(User.username == console.registrar)).one()
+        assert user.email == "me@police.example.cn"
+        entry = s.scalars(
+            select(AuditEntry)
+            .where(AuditEntry.action == "user.email", AuditEntry.object_id == str(user.id))
+            .order_by(AuditEntry.seq.desc())
+        ).first()
+    assert entry is not None
+    assert entry.actor == console.registrar
+    assert entry.after == {"email": "me@police.example.cn"}

@@ -87,6 +87,15 @@ def revoke_token(request: Request, db: SessionDep, caller: Authenticated) -> Non
         audit.record(db, caller.actor, "auth.revoke", object_type="user", object_id=caller.user_id)
 
 
+@router.put("/me/email", summary="设置本人邮箱")
+def set_own_email(body: UserEmail, db: SessionDep, caller: Authenticated) -> UserPublic:
+    """Where the caller's reminders are mailed (any signed-in user; not an API client,
+    which answers ``forbidden``); null or an empty string clears it; audited."""
+    user = service.own_account(db, caller)
+    service.set_user_email(db, caller.actor, user, body.email)
+    return UserPublic.model_validate(user)
+
+
 @router.get("/me", summary="当前调用者")
 def me(caller: Authenticated) -> MePublic:
     return MePublic(

@@ -17,7 +17,14 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from govshare.config import Settings
-from govshare.deps import AuditReader, DepartmentAdmin, SessionDep, SettingsDep, UserAdmin
+from govshare.deps import (
+    AuditReader,
+    Authenticated,
+    DepartmentAdmin,
+    SessionDep,
+    SettingsDep,
+    UserAdmin,
+)
 from govshare.errors import Conflict, InvalidInput, NotFound
 from govshare.ids import MAX_SEQ, Id, parse_id, parse_seq
 from govshare.rules.clock import china_today
@@ -193,6 +200,47 @@ def add_user(request: Request, form: FormDep, db: SessionDep, caller: UserAdmin)
         db.commit()
         return redirect("/admin/users?done=user_added")
     return _users_page(request, db, caller, values=values, errors=errors, status_code=422)
+
+
+def _my_email_page(
+    request: Request,
+    db: Session,
+    caller: Principal,
+    *,
+    value: str | None = None,
+    errors: FormErrors = NO_ERRORS,
+    status_code: int = 200,
+) -> Response:
+    user = service.own_account(db, caller)
+    return render(
+        request,
+        "account/email.html",
+        caller,
+        status_code=status_code,
+        user=user,
+        value=user.email or "" if value is None else value,
+        errors=errors,
+    )
+
+
+@router.get("/account/email")
+def my_email_page(request: Request, db: SessionDep, caller: Authenticated) -> Response:
+    return _my_email_page(request, db, caller)
+
+
+@router.post("/account/email")
+def set_my_email(
+    request: Request, form: FormDep, db: SessionDep, caller: Authenticated
+) -> Response:
+    email = text(form, "email")
+    try:
+        service.set_user_email(db, caller.actor, service.own_account(db, caller), email)
+    except InvalidInput as exc:
+        db.rollback()
+        errors = FormErrors(exc.message, exc.details, label=_user_label)
+        return _my_email_page(request, db, caller, value=email, errors=errors, status_code=422)
+    db.commit()
+    return redirect("/account/email?done=my_email_set")
 
 
 @router.post("/admin/users/{user_id}/email")

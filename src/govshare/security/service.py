@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from govshare.config import Settings
 from govshare.db import Prepared, utcnow
-from govshare.errors import NotFound, SeparationOfDuties
+from govshare.errors import Forbidden, NotFound, SeparationOfDuties
 from govshare.ids import MAX_SEQ
 from govshare.mail import normal_address
 from govshare.rules.validators import credit_code_problem, division_code_problem
@@ -275,6 +275,13 @@ def user_address(email: str | None) -> str | None:
             "邮箱地址格式不正确 (invalid e-mail address)", "email", "邮箱地址格式不正确"
         )
     return address
+
+
+def own_account(session: Session, principal: Principal) -> User:
+    """The caller's own user account; an API client has none (``Forbidden``)."""
+    if principal.kind != "user" or principal.user_id is None:
+        raise Forbidden("只有用户账号可以设置邮箱 (only user accounts have an e-mail address)")
+    return get_user(session, principal.user_id)
 
 
 def set_user_email(session: Session, actor: Actor, user: User, email: str | None) -> None:

@@ -39,6 +39,7 @@ NOTICES: dict[str, str] = {
     "user_added": "用户已新增",
     "user_unlocked": "账号已解除锁定",
     "user_email_set": "用户邮箱已保存",
+    "my_email_set": "邮箱已保存",
     "totp_reset": "动态口令已重置，该用户下次登录前须重新启用",
     "totp_not_enabled": "该账号未启用动态口令，无需重置",
     "demand_added": "需求已发布",
