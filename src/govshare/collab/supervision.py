@@ -122,9 +122,11 @@ def remind_handlers(session: Session, today: date, warn_days: int) -> int:
     handlers = mailable_holders(session, {t.department_id for t, _ in due}, Role.CASE_HANDLER)
     case_ids = {t.case_id for t, _ in due}
     cases = {c.id: c for c in session.scalars(select(Case).where(Case.id.in_(case_ids)))}
+    reminded = 0
     for task, card in due:
         if not _claim_reminder(session, task, card):
             continue  # another hub process reminded it meanwhile
+        reminded += 1
         people = handlers[task.department_id]
         to = [u for u in people if u.username == task.claimed_by] or people
         mailed = queue_mail(session, to, *_reminder_text(task, cases[task.case_id], card))
@@ -136,7 +138,7 @@ def remind_handlers(session: Session, today: date, warn_days: int) -> int:
             object_id=task.id,
             after={"card": card.value, "due_on": task.due_on.isoformat(), "mailed": mailed},
         )
-    return len(due)
+    return reminded
 
 
 def _claim_reminder(session: Session, task: CaseTask, card: Card) -> bool:
