@@ -100,6 +100,22 @@ def test_the_bureau_enters_a_year_the_calendar_does_not_know(tmp_path: Path) -> 
     assert add_working_days(date(UNKNOWN, 1, 2), 1) == date(UNKNOWN, 1, 3)  # estimate again
 
 
+def test_years_entered_in_one_database_stay_while_another_is_read_again() -> None:
+    """The suite runs several hubs in one process, each reloading the years of its own
+    database every tick: one hub's reload never takes another's entered year away."""
+    year = YearSchedule(UNKNOWN, frozenset({date(UNKNOWN, 1, 2)}), frozenset())
+    try:
+        install_entered([year], source="sqlite:///a.db")
+        install_entered([], source="sqlite:///b.db")
+        assert source_of(UNKNOWN) is CalendarSource.CONSOLE
+        assert not is_working_day(date(UNKNOWN, 1, 2))
+        install_entered([], source="sqlite:///a.db")  # withdrawn where it was entered
+        assert source_of(UNKNOWN) is CalendarSource.ESTIMATE
+    finally:
+        install_entered([], source="sqlite:///a.db")
+        install_entered([], source="sqlite:///b.db")
+
+
 def test_a_holidays_file_with_a_wrong_date_is_refused(tmp_path: Path) -> None:
     file = tmp_path / "holidays.json"
     file.write_text(json.dumps({"2098": {"holidays": ["2099-01-01"]}}), encoding="utf-8")

@@ -246,11 +246,21 @@ def parse_schedule(
     return YearSchedule(year, frozenset(off), frozenset(worked))
 
 
-def install_entered(schedules: Iterable[YearSchedule]) -> None:
-    """The years entered in the console (read from the hub database), replacing those
-    installed before."""
-    _console.clear()
-    _console.update({s.year: s for s in schedules})
+# The entered years by the database they were read from. A hub process reads one; the
+# test suite runs several hubs in one process, whose periodic reloads must not take
+# each other's years away.
+_console_sources: dict[str, dict[int, YearSchedule]] = {}
+
+
+def install_entered(schedules: Iterable[YearSchedule], source: str = "") -> None:
+    """The years entered in the console, read from the hub database ``source``,
+    replacing those installed from it before."""
+    global _console
+    _console_sources[source] = {s.year: s for s in schedules}
+    merged: dict[int, YearSchedule] = {}
+    for name in sorted(_console_sources):
+        merged.update(_console_sources[name])
+    _console = merged  # one assignment: a reader sees the old years or the new, never none
 
 
 def install_holidays(path: Path | None) -> None:

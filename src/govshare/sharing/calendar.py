@@ -73,7 +73,10 @@ def _schedule(row: WorkingCalendarYear) -> YearSchedule:
 
 def load_entered(session: Session) -> None:
     """Install the years entered in the console into this process's calendar."""
-    workdays.install_entered(_schedule(row) for row in session.scalars(select(WorkingCalendarYear)))
+    workdays.install_entered(
+        (_schedule(row) for row in session.scalars(select(WorkingCalendarYear))),
+        source=str(session.get_bind().engine.url),
+    )
 
 
 def entered_year(session: Session, year: int) -> WorkingCalendarYear | None:
