@@ -27,6 +27,7 @@ from sqlalchemy import (
     create_engine,
     event,
     text,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, Engine
@@ -341,6 +342,34 @@ class LoopConnections(Generic[C]):
         while self._kept:
             _, conn = self._kept.popitem()
             conn.close()
+
+
+def update_if_unchanged(
+    session: Session, row: Any, column: str, before: Any, **values: Any
+) -> bool:
+    """Write ``values`` to the mapped ``row`` only if its ``column`` still holds
+    ``before``, the value this session read: of two processes doing the same, the
+    second (on PostgreSQL it waits for the first's commit) matches no row and gets
+    False. ``values`` are plain values (computed from what was read, which the guard
+    keeps true); on success the row's loaded attributes take them."""
+    from sqlalchemy.orm.attributes import set_committed_value
+
+    model = type(row)
+    current = getattr(model, column)
+    claimed = session.execute(
+        update(model)
+        .where(
+            model.id == row.id,
+            current.is_(None) if before is None else current == before,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if claimed != 1:
+        return False
+    for name, value in values.items():
+        set_committed_value(row, name, value)
+    return True
 
 
 def dialect_insert(table: Table, dialect: Dialect) -> sqlite.Insert | postgresql.Insert:

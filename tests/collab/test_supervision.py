@@ -323,7 +323,12 @@ def _mailed_once_per_card(as_: Clients, scenery: Scenery, collab_hub: LiveHub) -
 def test_a_card_reminded_meanwhile_by_another_process_is_not_reminded_again(
     as_: Clients, scenery: Scenery, collab_hub: LiveHub
 ) -> None:
-    from govshare.collab.supervision import _claim_reminder
+    from govshare.db import update_if_unchanged
+
+    def _claim_reminder(session: Any, task: CaseTask, card: Card) -> bool:
+        return update_if_unchanged(
+            session, task, "reminded_card", task.reminded_card, reminded_card=card.value
+        )
 
     # Held on the day the cases were accepted, the hub's own minute round finds no card.
     with fixed_today(START):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -172,7 +173,17 @@ def test_reminders_follow_urgency_and_stop_once_answered(
 def test_a_reminder_counted_meanwhile_by_another_process_is_not_counted_again(
     fresh_settings: Settings, factory: sessionmaker[Session]
 ) -> None:
-    from govshare.documents.tasks import _claim_reminder
+    from govshare.db import update_if_unchanged
+
+    def _claim_reminder(session: Session, recipient: DocumentRecipient, at: Any) -> bool:
+        return update_if_unchanged(
+            session,
+            recipient,
+            "reminded_at",
+            recipient.reminded_at,
+            reminders=recipient.reminders + 1,
+            reminded_at=at,
+        )
 
     sender, police = _departments(factory, "大数据局", "公安局")
     document = _send(factory, fresh_settings, sender, [police], "urgent")

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from govshare.collab.models import Case, CaseStatus, CaseTask, ProcessDefinition, TaskStatus
 from govshare.collab.service import latest_definitions
+from govshare.db import update_if_unchanged
 from govshare.rules import workdays
 from govshare.rules.clock import china_date
 from govshare.rules.months import Month
@@ -124,7 +124,9 @@ def remind_handlers(session: Session, today: date, warn_days: int) -> int:
     cases = {c.id: c for c in session.scalars(select(Case).where(Case.id.in_(case_ids)))}
     reminded = 0
     for task, card in due:
-        if not _claim_reminder(session, task, card):
+        if not update_if_unchanged(
+            session, task, "reminded_card", task.reminded_card, reminded_card=card.value
+        ):
             continue  # another hub process reminded it meanwhile
         reminded += 1
         people = handlers[task.department_id]
@@ -139,27 +141,6 @@ def remind_handlers(session: Session, today: date, warn_days: int) -> int:
             after={"card": card.value, "due_on": task.due_on.isoformat(), "mailed": mailed},
         )
     return reminded
-
-
-def _claim_reminder(session: Session, task: CaseTask, card: Card) -> bool:
-    """Move the task's reminded card on, unless another process has since: on
-    PostgreSQL the second writer waits for the first and then matches no row."""
-    before = task.reminded_card
-    claimed = session.execute(
-        update(CaseTask)
-        .where(
-            CaseTask.id == task.id,
-            CaseTask.reminded_card.is_(None)
-            if before is None
-            else CaseTask.reminded_card == before,
-        )
-        .values(reminded_card=card.value)
-        .execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]
-    if claimed != 1:
-        return False
-    set_committed_value(task, "reminded_card", card.value)
-    return True
 
 
 def _reminder_text(task: CaseTask, case: Case, card: Card) -> tuple[str, str]:

@@ -9,12 +9,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.orm.attributes import set_committed_value
 
 from govshare.config import Settings
-from govshare.db import session_scope, utcnow
+from govshare.db import session_scope, update_if_unchanged, utcnow
 from govshare.documents.models import Document, DocumentReceipt, DocumentRecipient, Urgency
 from govshare.periodic import Periodic
 from govshare.rules.clock import CHINA
@@ -60,7 +59,14 @@ def remind_unanswered(session: Session, settings: Settings, now: datetime) -> in
     ]
     clerks = mailable_holders(session, {r.department_id for r, _ in due}, Role.DOCUMENT_CLERK)
     for recipient, document in due:
-        if not _claim_reminder(session, recipient, now):
+        if not update_if_unchanged(
+            session,
+            recipient,
+            "reminded_at",
+            recipient.reminded_at,
+            reminders=recipient.reminders + 1,
+            reminded_at=now,
+        ):
             continue  # another hub process reminded it meanwhile
         sent += 1
         mailed = queue_mail(session, clerks[recipient.department_id], *_reminder_text(document))
@@ -100,28 +106,6 @@ def remind_unanswered(session: Session, settings: Settings, now: datetime) -> in
             webhook_url=settings.alert_webhook_url,
         )
     return sent
-
-
-def _claim_reminder(session: Session, recipient: DocumentRecipient, now: datetime) -> bool:
-    """Count the reminder, unless another process has since moved ``reminded_at`` on:
-    on PostgreSQL the second writer waits for the first and then matches no row."""
-    before = recipient.reminded_at
-    claimed = session.execute(
-        update(DocumentRecipient)
-        .where(
-            DocumentRecipient.id == recipient.id,
-            DocumentRecipient.reminded_at.is_(None)
-            if before is None
-            else DocumentRecipient.reminded_at == before,
-        )
-        .values(reminders=DocumentRecipient.reminders + 1, reminded_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]
-    if claimed != 1:
-        return False
-    set_committed_value(recipient, "reminders", recipient.reminders + 1)
-    set_committed_value(recipient, "reminded_at", now)
-    return True
 
 
 def _reminder_text(document: Document) -> tuple[str, str]:
