@@ -8,7 +8,7 @@ walks the route table and fails on any route without one.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -34,16 +34,40 @@ CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+async def get_settings(request: Request) -> Settings:
+    # async: a plain function dependency would be run on the thread pool, one more
+    # round trip per request for an attribute read.
+    return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_db(request: Request) -> Iterator[Session]:
-    """One unit of work per request: committed when the route returns normally."""
+async def get_db(request: Request) -> AsyncIterator[Session]:
+    """One unit of work per request: committed when the route returns normally.
+
+    Opening a session does no I/O, so it happens on the event loop; ending it goes to
+    the thread pool only when a transaction is still open (a route that committed its
+    own work, as writing routes do, ends without another round trip)."""
     session = request.app.state.session_factory()
     try:
         yield session
-        session.commit()
+    except BaseException:
+        await _end(session, commit=False)
+        raise
+    await _end(session, commit=True)
+
+
+async def _end(session: Session, *, commit: bool) -> None:
+    if session.in_transaction():
+        await run_in_threadpool(_finish, session, commit)
+    else:
+        session.close()
+
+
+def _finish(session: Session, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
     except BaseException:
         session.rollback()
         raise

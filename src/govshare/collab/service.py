@@ -366,7 +366,7 @@ def start_case(
     workflow.do_engine_steps()
     flags = _double_benefits(definition, application, run)
     case.flags = flags
-    changes = _sync(run, definition, workflow)
+    changes = _sync(run, definition, workflow, known=set())
     case.state = engine.dump(workflow)
     audit.record(
         session,
@@ -419,14 +419,19 @@ def _step(
     )
 
 
-def _sync(run: _Run, definition: DefinitionView, workflow: Any) -> dict[str, Any]:
+def _sync(
+    run: _Run, definition: DefinitionView, workflow: Any, known: set[str]
+) -> dict[str, Any]:
     """Record what the engine did: its verifications as steps, a task row for every
-    ready user task that has none yet, the case's closure when the process ended."""
+    ready user task not in ``known``, the case's closure when the process ended.
+
+    ``known`` is the engine ids of the user tasks that were ready before the step:
+    each step leaves a row for every ready user task, in the same commit as the state,
+    so those have theirs (no select needed)."""
     session, case = run.session, run.case
     for v in run.verifications:
         answer = {"yes": "是", "no": "否"}.get(v["result"], "无法核验")
         _step(session, case, "verified", f"{v['name']}：{answer}", None, dict(v))
-    known = set(session.scalars(select(CaseTask.engine_id).where(CaseTask.case_id == case.id)))
     made = []
     for task in engine.ready_user_tasks(workflow):
         engine_id = str(task.id)
@@ -552,7 +557,8 @@ def complete_task(
     spec = engine.cached_spec(definition.sha256, definition.bpmn_xml, definition.process_key)
     workflow = engine.load(case.state, engine.script_engine(run.call), spec)
     engine_task = workflow.get_task_from_id(_uuid(task.engine_id))
-    if engine_task is None or engine_task not in engine.ready_user_tasks(workflow):
+    ready = engine.ready_user_tasks(workflow)
+    if engine_task is None or engine_task not in ready:
         raise TaskClosed("该任务已不在待办状态")
     engine_task.data[f"{task.element_id}_decision"] = str(decision)
     engine_task.run()
@@ -570,7 +576,7 @@ def complete_task(
         f"{task.name}：{Decision(decision).label}",
         task.department_id,
     )
-    changes = _sync(run, definition, workflow)
+    changes = _sync(run, definition, workflow, known={str(t.id) for t in ready})
     case.state = engine.dump(workflow)
     audit.record(
         session,

@@ -24,6 +24,7 @@ from starlette.datastructures import FormData
 from govshare.catalog import search
 from govshare.catalog import service as catalog_service
 from govshare.catalog.errors import ResourceNotFound
+from govshare.config import Settings
 from govshare.db import utcnow
 from govshare.deps import (
     CatalogWriter,
@@ -31,7 +32,6 @@ from govshare.deps import (
     ExchangeReader,
     SessionDep,
     SettingsDep,
-    get_settings,
 )
 from govshare.errors import GovshareError, InvalidInput, NotFound
 from govshare.exchange import alerts, service
@@ -322,7 +322,7 @@ def _node_page(
 ) -> Response:
     node = service.get_node(db, node_id)
     known = {f"{source}.{table}" for source, tables in node.schemas.items() for table in tables}
-    settings = get_settings(request)
+    settings: Settings = request.app.state.settings
     # Replaced keys still accepted, and until when (停用旧密钥 ends that at once).
     old_keys = [
         (e["public_key"], service.overlap_end(settings, e))

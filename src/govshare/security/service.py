@@ -727,20 +727,75 @@ def _principal_for_user(user: User, *, csrf: str | None, remote_addr: str | None
     )
 
 
+_TOKEN_HOLDER = (
+    select(
+        AuthSession.revoked,
+        AuthSession.expires_at,
+        AuthSession.csrf_token,
+        User.id,
+        User.username,
+        User.department_id,
+        User.roles,
+        User.is_active,
+        User.display_name,
+        Department.short_name,
+    )
+    .join(User, User.id == AuthSession.user_id)
+    .join(Department, Department.id == User.department_id)
+    .where(AuthSession.token_hash == bindparam("token_hash"), AuthSession.kind == bindparam("kind"))
+)
+
+
+class _TokenHolderRow(NamedTuple):
+    """A row of ``_TOKEN_HOLDER``, in its column order."""
+
+    revoked: bool
+    expires_at: datetime
+    csrf_token: str | None
+    id: int
+    username: str
+    department_id: int
+    roles: list[str]
+    is_active: bool
+    display_name: str
+    short_name: str
+
+
+if _TokenHolderRow._fields != tuple(c.key for c in _TOKEN_HOLDER.selected_columns):
+    raise RuntimeError("_TokenHolderRow does not match the columns of _TOKEN_HOLDER")
+_token_holder: dict[str, Prepared] = {}
+
+
 def principal_from_token(
     session: Session, token: str, kind: SessionKind, remote_addr: str | None
 ) -> Principal | None:
-    row = session.execute(
-        select(AuthSession, User)
-        .join(User, User.id == AuthSession.user_id)
-        .where(AuthSession.token_hash == token_hash(token), AuthSession.kind == kind)
-    ).first()
-    if row is None:
+    """The user a bearer token or console session belongs to, if it still signs them
+    in. Every authenticated request asks this, so it is one select compiled once, read
+    as plain columns (no ORM objects)."""
+    conn = session.connection()
+    prepared = _token_holder.get(conn.dialect.name)
+    if prepared is None:
+        prepared = _token_holder[conn.dialect.name] = Prepared(_TOKEN_HOLDER, conn.dialect)
+    found = prepared.rows(
+        conn.connection.dbapi_connection, {"token_hash": token_hash(token), "kind": kind}
+    )
+    if not found:
         return None
-    auth, user = row
-    if auth.revoked or auth.expires_at <= utcnow() or not user.is_active:
+    row = _TokenHolderRow(*found[0])
+    if row.revoked or row.expires_at <= utcnow() or not row.is_active:
         return None
-    return _principal_for_user(user, csrf=auth.csrf_token, remote_addr=remote_addr)
+    return Principal(
+        kind="user",
+        name=row.username,
+        department_id=row.department_id,
+        permissions=permissions_for(row.roles),
+        user_id=row.id,
+        roles=tuple(row.roles),
+        csrf_token=row.csrf_token,
+        remote_addr=remote_addr,
+        display_name=row.display_name,
+        department_name=row.short_name,
+    )
 
 
 def purge_ended_sessions(session: Session, now: datetime) -> int:
