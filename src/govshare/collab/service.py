@@ -419,9 +419,7 @@ def _step(
     )
 
 
-def _sync(
-    run: _Run, definition: DefinitionView, workflow: Any, known: set[str]
-) -> dict[str, Any]:
+def _sync(run: _Run, definition: DefinitionView, workflow: Any, known: set[str]) -> dict[str, Any]:
     """Record what the engine did: its verifications as steps, a task row for every
     ready user task not in ``known``, the case's closure when the process ended.
 
