@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from govshare.collab import engine, prefill
@@ -45,7 +45,7 @@ from govshare.collab.models import (
     ProcessDefinition,
     TaskStatus,
 )
-from govshare.db import utcnow
+from govshare.db import RowsInsert, utcnow
 from govshare.rules import workdays
 from govshare.rules.validators import citizen_id_problem
 from govshare.security import audit
@@ -305,6 +305,7 @@ class _Run:
     verifier: Verifier
     today: date
     verifications: list[dict[str, Any]]
+    steps: list[dict[str, Any]] = field(default_factory=list)  # written by ``_write_steps``
 
     def call(self, operation: str, params: dict[str, Any], name: str) -> Any:
         if operation == "verify":
@@ -357,8 +358,7 @@ def start_case(
     }
     workflow = engine.new_workflow(spec, data, engine.script_engine(run.call))
     _step(
-        session,
-        case,
+        run,
         "accepted",
         f"窗口受理（{principal.department_name or '受理部门'}）",
         principal.department_id,
@@ -366,8 +366,8 @@ def start_case(
     workflow.do_engine_steps()
     flags = _double_benefits(definition, application, run)
     case.flags = flags
-    changes = _sync(run, definition, workflow, known=set())
     case.state = engine.dump(workflow)
+    changes = _sync(run, definition, workflow, known=set())
     audit.record(
         session,
         principal.actor,
@@ -401,22 +401,40 @@ def _double_benefits(definition: DefinitionView, application: Application, run: 
 
 
 def _step(
-    session: Session,
-    case: Case,
+    run: _Run,
     kind: str,
     title: str,
     department_id: int | None,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    session.add(
-        CaseStep(
-            case_id=case.id,
-            kind=kind,
-            title=title[:200],
-            department_id=department_id,
-            detail=detail or {},
-        )
+    run.steps.append(
+        {
+            "case_id": run.case.id,
+            "at": utcnow(),
+            "kind": kind,
+            "title": title[:200],
+            "department_id": department_id,
+            "detail": detail or {},
+        }
     )
+
+
+_STEP_COLUMNS = ("case_id", "at", "kind", "title", "department_id", "detail")
+_step_inserts: dict[str, RowsInsert] = {}
+
+
+def _write_steps(run: _Run) -> None:
+    """The step's 办理环节 rows, in order, as one statement: through the ORM they were
+    the larger part of a step's flush."""
+    if not run.steps:
+        return
+    conn = run.session.connection()
+    insert = _step_inserts.get(conn.dialect.name)
+    if insert is None:
+        table: Table = CaseStep.__table__  # type: ignore[assignment]
+        insert = _step_inserts[conn.dialect.name] = RowsInsert(table, conn.dialect, _STEP_COLUMNS)
+    insert.run(conn.connection, run.steps)
+    run.steps.clear()
 
 
 def _sync(run: _Run, definition: DefinitionView, workflow: Any, known: set[str]) -> dict[str, Any]:
@@ -429,7 +447,7 @@ def _sync(run: _Run, definition: DefinitionView, workflow: Any, known: set[str])
     session, case = run.session, run.case
     for v in run.verifications:
         answer = {"yes": "是", "no": "否"}.get(v["result"], "无法核验")
-        _step(session, case, "verified", f"{v['name']}：{answer}", None, dict(v))
+        _step(run, "verified", f"{v['name']}：{answer}", None, dict(v))
     made = []
     for task in engine.ready_user_tasks(workflow):
         engine_id = str(task.id)
@@ -451,15 +469,13 @@ def _sync(run: _Run, definition: DefinitionView, workflow: Any, known: set[str])
         session.add(row)
         made.append(task.task_spec.bpmn_id)
         _step(
-            session,
-            case,
+            run,
             "assigned",
             f"转 {assignment['department']} 办理：{assignment['name']}"
             f"（{assignment['working_days']} 个工作日内）",
             assignment["department_id"],
             {"due_on": due.due.isoformat()},
         )
-    session.flush()
     changes: dict[str, Any] = {"tasks_made": made}
     if engine.is_completed(workflow) and case.status is CaseStatus.OPEN:
         decisions = list(
@@ -474,26 +490,34 @@ def _sync(run: _Run, definition: DefinitionView, workflow: Any, known: set[str])
         case.status = CaseStatus.CLOSED
         case.outcome = outcome
         case.closed_at = utcnow()
-        _step(session, case, "closed", f"办结：{OUTCOME_LABELS[outcome]}", case.department_id)
+        _step(run, "closed", f"办结：{OUTCOME_LABELS[outcome]}", case.department_id)
         changes["outcome"] = outcome
+    _write_steps(run)
     return changes
 
 
 OUTCOME_LABELS = {"approved": "全部同意", "rejected": "不予救助", "partial": "部分同意"}
 
 
+_TAKE_CASE_OF_TASK = (
+    update(Case)
+    .where(
+        Case.id
+        == select(CaseTask.case_id).where(CaseTask.id == bindparam("task_id")).scalar_subquery()
+    )
+    .values(revision=Case.revision + 1)
+    .returning(Case)
+    .execution_options(synchronize_session=False, populate_existing=True)
+)
+
+
 def _locked_task(session: Session, task_id: int) -> tuple[CaseTask, Case]:
     """The task and its case, the case taken for this transaction: the UPDATE waits for
     any other step of the same case (row lock on PostgreSQL, the write lock on SQLite)
-    and hands the case back as it is after the lock (one statement), so two departments
-    deciding at once never overwrite each other's step. The task is read after it."""
-    case = session.scalars(
-        update(Case)
-        .where(Case.id == select(CaseTask.case_id).where(CaseTask.id == task_id).scalar_subquery())
-        .values(revision=Case.revision + 1)
-        .returning(Case)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    ).one_or_none()
+    and hands the case back as it is after the lock (one statement, built once), so two
+    departments deciding at once never overwrite each other's step. The task is read
+    after it."""
+    case = session.scalars(_TAKE_CASE_OF_TASK, {"task_id": task_id}).one_or_none()
     if case is None:
         raise TaskNotFound(f"任务 {task_id} 不存在")
     task = session.get(CaseTask, task_id, populate_existing=True)
@@ -568,14 +592,13 @@ def complete_task(
     task.claimed_by = task.claimed_by or principal.name
     task.completed_at = utcnow()
     _step(
-        session,
-        case,
+        run,
         "decided",
         f"{task.name}：{Decision(decision).label}",
         task.department_id,
     )
-    changes = _sync(run, definition, workflow, known={str(t.id) for t in ready})
     case.state = engine.dump(workflow)
+    changes = _sync(run, definition, workflow, known={str(t.id) for t in ready})
     audit.record(
         session,
         principal.actor,
