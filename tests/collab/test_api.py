@@ -9,9 +9,14 @@ from typing import Any
 
 import httpx
 
+from govshare.collab import service
+from govshare.collab.models import Decision
 from govshare.rules.clock import fixed_today
+from govshare.security.models import SessionKind
+from govshare.security.service import principal_from_token
 from tests.collab.conftest import Clients
 from tests.collab.scenery import Scenery, application, forms, new_id_number, upload
+from tests.factories import PASSWORD
 from tests.live import LiveHub
 
 
@@ -270,3 +275,58 @@ def test_console_pages_render(as_: Clients, scenery: Scenery, collab_hub: LiveHu
                 assert "<style>" not in r.text
     with collab_hub.client() as c:
         assert c.get("/case-lookup").status_code == 200
+
+
+def test_a_decision_raced_by_another_step_of_its_case_is_worked_out_again(
+    as_: Clients, scenery: Scenery, collab_hub: LiveHub
+) -> None:
+    """With the hub's write turns, the engine runs on the case as it was read and the
+    turn is held only to write the step. Here 残联's decision is written between 民政's
+    reading of the case and its turn: the case's revision has moved, so 民政's decision
+    is worked out again on the new state — neither is lost, and 住建's closes the case."""
+    definition = _definition(as_, scenery)
+    case = _start(as_, definition["id"])
+
+    class RacedTurn:
+        """A turn during which, the first time, 残联 decides first."""
+
+        entered = 0
+
+        def __enter__(self) -> None:
+            self.entered += 1
+            if self.entered == 1:
+                with as_["cl"] as c:
+                    assert _complete(c, _task(case, "review_cl")["id"]).status_code == 200
+
+        def __exit__(self, *_: object) -> None:
+            return None
+
+    def no_verification(*_: Any, **__: Any) -> str:
+        raise AssertionError("no service task follows a decision in this process")
+
+    turn = RacedTurn()
+    with collab_hub.db() as s:
+        mz = principal_from_token(
+            s, collab_hub.token(scenery.users["mz"], PASSWORD), SessionKind.TOKEN, None
+        )
+        assert mz is not None
+        service.complete_task(
+            s,
+            mz,
+            _task(case, "review_mz")["id"],
+            decision=Decision.REJECT,
+            comment="",
+            verifier=no_verification,
+            today=date(2026, 12, 7),
+            turns=turn,
+        )
+    assert turn.entered == 2
+    with as_["zj"] as c:
+        assert _complete(c, _task(case, "review_zj")["id"]).status_code == 200
+    with as_["window"] as c:
+        seen = c.get(f"/api/v1/collab/cases/{case['id']}").json()
+    decisions = {t["element_id"]: t["decision"] for t in seen["tasks"]}
+    assert decisions == {"review_mz": "reject", "review_cl": "approve", "review_zj": "approve"}
+    assert seen["status"] == "closed"
+    assert seen["outcome"] == "partial"
+    assert [s["kind"] for s in seen["steps"]].count("decided") == 3

@@ -228,23 +228,22 @@ def start_case(
     db: SessionDep, caller: CollabAcceptor, body: CaseCreate, request: Request
 ) -> CasePublic:
     today = china_today()
-    with CASE_WRITES:
-        case = service.start_case(
-            db,
-            caller,
-            definition_id=body.definition_id,
-            application=service.Application(
-                applicant_name=body.applicant_name,
-                applicant_id=body.applicant_id,
-                help_kinds=body.help_kinds,
-                household=[service.Member(m.name, m.id_number, m.relation) for m in body.household],
-                particulars=dict(body.particulars),
-            ),
-            verifier=verifier(request),
-            applicant_keys=applicant_keys(request),
-            today=today,
-        )
-        db.commit()
+    case = service.start_case(
+        db,
+        caller,
+        definition_id=body.definition_id,
+        application=service.Application(
+            applicant_name=body.applicant_name,
+            applicant_id=body.applicant_id,
+            help_kinds=body.help_kinds,
+            household=[service.Member(m.name, m.id_number, m.relation) for m in body.household],
+            particulars=dict(body.particulars),
+        ),
+        verifier=verifier(request),
+        applicant_keys=applicant_keys(request),
+        today=today,
+        turns=CASE_WRITES,
+    )
     return case_public(db, case, today)
 
 
@@ -304,17 +303,16 @@ def complete_task(
     request: Request,
 ) -> TaskPublic:
     today = china_today()
-    with CASE_WRITES:
-        task = service.complete_task(
-            db,
-            caller,
-            task_id,
-            decision=Decision(body.decision),
-            comment=body.comment,
-            verifier=verifier(request),
-            today=today,
-        )
-        db.commit()
+    task = service.complete_task(
+        db,
+        caller,
+        task_id,
+        decision=Decision(body.decision),
+        comment=body.comment,
+        verifier=verifier(request),
+        today=today,
+        turns=CASE_WRITES,
+    )
     case = db.get(Case, task.case_id)
     assert case is not None
     return task_public(task, case, today)

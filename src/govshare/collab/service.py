@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol
@@ -45,7 +46,7 @@ from govshare.collab.models import (
     ProcessDefinition,
     TaskStatus,
 )
-from govshare.db import RowsInsert, utcnow
+from govshare.db import RowsInsert, update_if_unchanged, utcnow
 from govshare.rules import workdays
 from govshare.rules.validators import citizen_id_problem
 from govshare.security import audit
@@ -330,9 +331,12 @@ def start_case(
     verifier: Verifier,
     applicant_keys: Callable[[str], str],
     today: date,
+    turns: AbstractContextManager[None] | None = None,
 ) -> Case:
     """受理: open a case on a definition version, run its verifications and fan its
-    tasks out to the departments — all in the caller's transaction."""
+    tasks out to the departments — in the caller's transaction, or with ``turns`` (the
+    hub's writers taking turns, ``db.WriteTurns``) committed while the turn is held:
+    the verifications and the engine have run before it is taken."""
     if principal.department_id is None:
         raise TaskNotYours("只有部门用户可以受理办件")
     definition = definition_view(session, definition_id)
@@ -347,8 +351,6 @@ def start_case(
         state="",
         particulars={k: v.strip() for k, v in application.particulars.items() if v.strip()} or None,
     )
-    session.add(case)
-    session.flush()
     run = _Run(session, case, verifier, today, [])
     spec = engine.cached_spec(definition.sha256, definition.bpmn_xml, definition.process_key)
     data = {
@@ -367,25 +369,30 @@ def start_case(
     flags = _double_benefits(definition, application, run)
     case.flags = flags
     case.state = engine.dump(workflow)
-    changes = _sync(run, definition, workflow, known=set())
-    audit.record(
-        session,
-        principal.actor,
-        "collab.case.start",
-        object_type="collab_case",
-        object_id=case.id,
-        after={
-            "number": case.number,
-            "definition_id": definition.id,
-            "version": definition.version,
-            "help_kinds": list(application.help_kinds),
-            "household": len(application.household),
-            "particulars": sorted(case.particulars or {}),
-            "verifications": run.verifications,
-            "flags": flags,
-            **changes,
-        },
-    )
+    with turns or nullcontext():
+        session.add(case)
+        session.flush()
+        changes = _sync(run, definition, workflow, known=set())
+        audit.record(
+            session,
+            principal.actor,
+            "collab.case.start",
+            object_type="collab_case",
+            object_id=case.id,
+            after={
+                "number": case.number,
+                "definition_id": definition.id,
+                "version": definition.version,
+                "help_kinds": list(application.help_kinds),
+                "household": len(application.household),
+                "particulars": sorted(case.particulars or {}),
+                "verifications": run.verifications,
+                "flags": flags,
+                **changes,
+            },
+        )
+        if turns is not None:
+            session.commit()
     return case
 
 
@@ -409,7 +416,6 @@ def _step(
 ) -> None:
     run.steps.append(
         {
-            "case_id": run.case.id,
             "at": utcnow(),
             "kind": kind,
             "title": title[:200],
@@ -433,7 +439,7 @@ def _write_steps(run: _Run) -> None:
     if insert is None:
         table: Table = CaseStep.__table__  # type: ignore[assignment]
         insert = _step_inserts[conn.dialect.name] = RowsInsert(table, conn.dialect, _STEP_COLUMNS)
-    insert.run(conn.connection, run.steps)
+    insert.run(conn.connection, [{"case_id": run.case.id, **step} for step in run.steps])
     run.steps.clear()
 
 
@@ -569,10 +575,64 @@ def complete_task(
     comment: str,
     verifier: Verifier,
     today: date,
+    turns: AbstractContextManager[None] | None = None,
 ) -> CaseTask:
     """部门意见: decide the task and let the process go on (closing the case when every
-    department has answered)."""
-    task, case = _locked_task(session, task_id)
+    department has answered).
+
+    Without ``turns`` the case is taken first and the step is left in the caller's
+    transaction. With ``turns`` (the hub's writers taking turns, ``db.WriteTurns``)
+    the engine runs on the case as read, and the turn is held only to write the step
+    and commit it: the case's revision guards the write, and if another step of the
+    case was written meanwhile the decision is worked out again on the new state."""
+    if turns is None:
+        task, case = _locked_task(session, task_id)
+        decided = _decide(session, principal, task, case, decision, verifier, today)
+        _write_decision(session, principal, decided, comment, today)
+        return task
+    while True:
+        task, case = _read_task(session, task_id)
+        seen = case.revision
+        decided = _decide(session, principal, task, case, decision, verifier, today)
+        with turns:
+            if update_if_unchanged(session, case, "revision", seen, revision=seen + 1):
+                _write_decision(session, principal, decided, comment, today)
+                session.commit()
+                return task
+        session.rollback()
+
+
+@dataclass
+class _Decided:
+    """A decision the engine has run, not yet written."""
+
+    run: _Run
+    task: CaseTask
+    definition: DefinitionView
+    workflow: Any
+    state: str  # the workflow after the decision, as stored
+    decision: Decision
+    known: set[str]
+
+
+def _read_task(session: Session, task_id: int) -> tuple[CaseTask, Case]:
+    task = session.get(CaseTask, task_id, populate_existing=True)
+    case = None if task is None else session.get(Case, task.case_id, populate_existing=True)
+    if task is None or case is None:
+        raise TaskNotFound(f"任务 {task_id} 不存在")
+    return task, case
+
+
+def _decide(
+    session: Session,
+    principal: Principal,
+    task: CaseTask,
+    case: Case,
+    decision: Decision,
+    verifier: Verifier,
+    today: date,
+) -> _Decided:
+    """The engine's part of a decision: nothing is written to the session."""
     _check_handler(principal, task, case)
     definition = definition_view(session, case.definition_id)
     run = _Run(session, case, verifier, today, [])
@@ -585,20 +645,30 @@ def complete_task(
     engine_task.data[f"{task.element_id}_decision"] = str(decision)
     engine_task.run()
     workflow.do_engine_steps()
+    return _Decided(
+        run,
+        task,
+        definition,
+        workflow,
+        engine.dump(workflow),
+        Decision(decision),
+        {str(t.id) for t in ready},
+    )
+
+
+def _write_decision(
+    session: Session, principal: Principal, decided: _Decided, comment: str, today: date
+) -> None:
+    task, case, run = decided.task, decided.run.case, decided.run
     task.status = TaskStatus.DONE
-    task.decision = str(decision)
+    task.decision = str(decided.decision)
     task.comment = comment.strip()[:2000]
     task.completed_by = principal.name
     task.claimed_by = task.claimed_by or principal.name
     task.completed_at = utcnow()
-    _step(
-        run,
-        "decided",
-        f"{task.name}：{Decision(decision).label}",
-        task.department_id,
-    )
-    case.state = engine.dump(workflow)
-    changes = _sync(run, definition, workflow, known={str(t.id) for t in ready})
+    _step(run, "decided", f"{task.name}：{decided.decision.label}", task.department_id)
+    case.state = decided.state
+    changes = _sync(run, decided.definition, decided.workflow, known=decided.known)
     audit.record(
         session,
         principal.actor,
@@ -608,12 +678,11 @@ def complete_task(
         after={
             "case": case.number,
             "element_id": task.element_id,
-            "decision": str(decision),
+            "decision": str(decided.decision),
             "overdue": today > task.due_on,
             **changes,
         },
     )
-    return task
 
 
 def _uuid(value: str) -> Any:
