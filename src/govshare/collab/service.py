@@ -615,12 +615,20 @@ class _Decided:
     known: set[str]
 
 
+_TASK_WITH_CASE = (
+    select(CaseTask, Case)
+    .join(Case, Case.id == CaseTask.case_id)
+    .where(CaseTask.id == bindparam("task_id"))
+    .execution_options(populate_existing=True)
+)
+
+
 def _read_task(session: Session, task_id: int) -> tuple[CaseTask, Case]:
-    task = session.get(CaseTask, task_id, populate_existing=True)
-    case = None if task is None else session.get(Case, task.case_id, populate_existing=True)
-    if task is None or case is None:
+    """The task and its case as they are now (one statement, built once), not taken."""
+    found = session.execute(_TASK_WITH_CASE, {"task_id": task_id}).first()
+    if found is None:
         raise TaskNotFound(f"任务 {task_id} 不存在")
-    return task, case
+    return found[0], found[1]
 
 
 def _decide(
