@@ -26,6 +26,7 @@ from govshare.demo_exchange import make_population
 from govshare.demo_legalbase import ENTERPRISES, make_registers
 from govshare.demo_legalbase import PLANTED as LEGAL
 from govshare.demo_opendata import refresh_demo_key
+from govshare.mail import normal_address
 from govshare.opendata.datasets import get_dataset
 from govshare.opendata.developers import key_access
 from govshare.opendata.models import AnswerKind, OpenDemand
@@ -34,7 +35,8 @@ from govshare.rules.masking import MaskingRule
 from govshare.rules.validators import credit_code_problem, division_code_problem
 from govshare.rules.workdays import covers
 from govshare.security.audit import journalled_calls, verify_chain
-from govshare.security.models import ApiClient, AuditEntry, Department
+from govshare.security.models import ApiClient, AuditEntry, Department, User
+from govshare.security.roles import Role
 from govshare.sharing.models import (
     ApplicationStatus,
     CallStat,
@@ -63,6 +65,10 @@ def test_demo_loads_a_believable_city(fresh_settings: Settings) -> None:
         }
         assert all(credit_code_problem(d.credit_code) is None for d in depts)
         assert all(division_code_problem(d.division_code) is None for d in depts)
+        # The reminders of late collaboration tasks reach each handler by mail.
+        handlers = [u for u in s.scalars(select(User)) if Role.CASE_HANDLER.value in u.roles]
+        assert len(handlers) >= 3
+        assert all(normal_address(u.email or "") for u in handlers)
         total = s.scalar(select(func.count()).select_from(Resource))
         assert total is not None
         assert 180 <= total <= 300

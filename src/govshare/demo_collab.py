@@ -99,6 +99,9 @@ def seed_collab(session: Session, password: str, today: date, *, secret_key: str
             password_hash=pw,
             department_id=dept.id,
             roles=[role.value],
+            # So that the reminders of late tasks have someone to reach (they wait in
+            # the outbox until an SMTP server is set).
+            email=f"{username}@example.cn",
         )
         session.add(user)
         session.flush()

@@ -56,6 +56,8 @@ async def get_db(request: Request) -> AsyncIterator[Session]:
 
 
 async def _end(session: Session, *, commit: bool) -> None:
+    # Any change since the route's own commit (an added object, a changed attribute)
+    # has begun a transaction again, so an unchanged session has nothing to write.
     if session.in_transaction():
         await run_in_threadpool(_finish, session, commit)
     else:

@@ -713,17 +713,40 @@ def close_session(session: Session, token: str) -> None:
 
 
 def _principal_for_user(user: User, *, csrf: str | None, remote_addr: str | None) -> Principal:
+    return _user_principal(
+        user.id,
+        user.username,
+        user.department_id,
+        user.roles,
+        user.display_name,
+        user.department.short_name,
+        csrf=csrf,
+        remote_addr=remote_addr,
+    )
+
+
+def _user_principal(
+    user_id: int,
+    username: str,
+    department_id: int,
+    roles: list[str],
+    display_name: str,
+    department_name: str,
+    *,
+    csrf: str | None,
+    remote_addr: str | None,
+) -> Principal:
     return Principal(
         kind="user",
-        name=user.username,
-        department_id=user.department_id,
-        permissions=permissions_for(user.roles),
-        user_id=user.id,
-        roles=tuple(user.roles),
+        name=username,
+        department_id=department_id,
+        permissions=permissions_for(roles),
+        user_id=user_id,
+        roles=tuple(roles),
         csrf_token=csrf,
         remote_addr=remote_addr,
-        display_name=user.display_name,
-        department_name=user.department.short_name,
+        display_name=display_name,
+        department_name=department_name,
     )
 
 
@@ -784,17 +807,15 @@ def principal_from_token(
     row = _TokenHolderRow(*found[0])
     if row.revoked or row.expires_at <= utcnow() or not row.is_active:
         return None
-    return Principal(
-        kind="user",
-        name=row.username,
-        department_id=row.department_id,
-        permissions=permissions_for(row.roles),
-        user_id=row.id,
-        roles=tuple(row.roles),
-        csrf_token=row.csrf_token,
+    return _user_principal(
+        row.id,
+        row.username,
+        row.department_id,
+        row.roles,
+        row.display_name,
+        row.short_name,
+        csrf=row.csrf_token,
         remote_addr=remote_addr,
-        display_name=row.display_name,
-        department_name=row.short_name,
     )
 
 
