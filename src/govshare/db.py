@@ -377,6 +377,26 @@ def dialect_insert(table: Table, dialect: Dialect) -> sqlite.Insert | postgresql
     return (sqlite.insert if dialect.name == "sqlite" else postgresql.insert)(table)
 
 
+P = TypeVar("P")
+
+
+class PerDialect(Generic[P]):
+    """Something compiled for a database dialect (a ``Prepared`` statement, a
+    ``RowsInsert``), made on first use and kept per dialect name: the hub's database is
+    of one kind, so this is made once per process. Two threads meeting at the first use
+    both compile; one result is kept, and either is right."""
+
+    def __init__(self, make: Callable[[Dialect], P]) -> None:
+        self._make = make
+        self._made: dict[str, P] = {}
+
+    def __call__(self, dialect: Dialect) -> P:
+        found = self._made.get(dialect.name)
+        if found is None:
+            found = self._made.setdefault(dialect.name, self._make(dialect))
+        return found
+
+
 class RowsInsert:
     """An INSERT of many rows as one statement (multi-row ``VALUES``), compiled once
     per row count: one database call for a batch, where ``executemany`` makes one per

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from govshare.collab import engine, prefill
@@ -46,7 +46,7 @@ from govshare.collab.models import (
     ProcessDefinition,
     TaskStatus,
 )
-from govshare.db import RowsInsert, update_if_unchanged, utcnow
+from govshare.db import PerDialect, RowsInsert, update_if_unchanged, utcnow
 from govshare.rules import workdays
 from govshare.rules.validators import citizen_id_problem
 from govshare.security import audit
@@ -425,8 +425,13 @@ def _step(
     )
 
 
-_STEP_COLUMNS = ("case_id", "at", "kind", "title", "department_id", "detail")
-_step_inserts: dict[str, RowsInsert] = {}
+_step_insert = PerDialect(
+    lambda dialect: RowsInsert(
+        CaseStep.__table__,  # type: ignore[arg-type]
+        dialect,
+        ("case_id", "at", "kind", "title", "department_id", "detail"),
+    )
+)
 
 
 def _write_steps(run: _Run) -> None:
@@ -435,11 +440,9 @@ def _write_steps(run: _Run) -> None:
     if not run.steps:
         return
     conn = run.session.connection()
-    insert = _step_inserts.get(conn.dialect.name)
-    if insert is None:
-        table: Table = CaseStep.__table__  # type: ignore[assignment]
-        insert = _step_inserts[conn.dialect.name] = RowsInsert(table, conn.dialect, _STEP_COLUMNS)
-    insert.run(conn.connection, [{"case_id": run.case.id, **step} for step in run.steps])
+    _step_insert(conn.dialect).run(
+        conn.connection, [{"case_id": run.case.id, **step} for step in run.steps]
+    )
     run.steps.clear()
 
 

@@ -20,8 +20,6 @@ import hmac
 import multiprocessing
 import os
 import re
-import threading
-import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -46,7 +44,7 @@ from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from govshare.db import Prepared, RowsInsert, dialect_insert, utcnow
+from govshare.db import PerDialect, Prepared, RowsInsert, dialect_insert, utcnow
 from govshare.requestid import current_request_id
 from govshare.security.anchor import (
     AuditKey,
@@ -317,16 +315,7 @@ class ChainStatements:
         return rows
 
 
-_STATEMENTS: weakref.WeakKeyDictionary[Dialect, ChainStatements] = weakref.WeakKeyDictionary()
-_STATEMENTS_LOCK = threading.Lock()
-
-
-def chain_statements(dialect: Dialect) -> ChainStatements:
-    found = _STATEMENTS.get(dialect)
-    if found is None:
-        with _STATEMENTS_LOCK:
-            found = _STATEMENTS.setdefault(dialect, ChainStatements(dialect))
-    return found
+chain_statements = PerDialect(ChainStatements)
 
 
 class ChainAppender:

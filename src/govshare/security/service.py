@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from govshare.config import Settings
-from govshare.db import Prepared, utcnow
+from govshare.db import PerDialect, Prepared, utcnow
 from govshare.errors import Forbidden, NotFound, SeparationOfDuties
 from govshare.ids import MAX_SEQ
 from govshare.mail import normal_address
@@ -786,7 +786,7 @@ class _TokenHolderRow(NamedTuple):
 
 if _TokenHolderRow._fields != tuple(c.key for c in _TOKEN_HOLDER.selected_columns):
     raise RuntimeError("_TokenHolderRow does not match the columns of _TOKEN_HOLDER")
-_token_holder: dict[str, Prepared] = {}
+_token_holder = PerDialect(lambda dialect: Prepared(_TOKEN_HOLDER, dialect))
 
 
 def principal_from_token(
@@ -796,10 +796,7 @@ def principal_from_token(
     in. Every authenticated request asks this, so it is one select compiled once, read
     as plain columns (no ORM objects)."""
     conn = session.connection()
-    prepared = _token_holder.get(conn.dialect.name)
-    if prepared is None:
-        prepared = _token_holder[conn.dialect.name] = Prepared(_TOKEN_HOLDER, conn.dialect)
-    found = prepared.rows(
+    found = _token_holder(conn.dialect).rows(
         conn.connection.dbapi_connection, {"token_hash": token_hash(token), "kind": kind}
     )
     if not found:
@@ -1306,7 +1303,7 @@ class _SignedClientRow(NamedTuple):
 
 if _SignedClientRow._fields != tuple(c.key for c in _SIGNED_CLIENT.selected_columns):
     raise RuntimeError("_SignedClientRow does not match the columns of _SIGNED_CLIENT")
-_signed_client: dict[str, Prepared] = {}
+_signed_client = PerDialect(lambda dialect: Prepared(_SIGNED_CLIENT, dialect))
 
 
 def verified_signed_client(
@@ -1315,10 +1312,9 @@ def verified_signed_client(
     """``verified_client`` for the data services' hot path: the same checks on the
     client's row, read with one select compiled once; the nonce is not yet spent."""
     conn = session.connection() if isinstance(session, Session) else session
-    prepared = _signed_client.get(conn.dialect.name)
-    if prepared is None:
-        prepared = _signed_client[conn.dialect.name] = Prepared(_SIGNED_CLIENT, conn.dialect)
-    found = prepared.rows(conn.connection.dbapi_connection, {"app_key": signed.app_key})
+    found = _signed_client(conn.dialect).rows(
+        conn.connection.dbapi_connection, {"app_key": signed.app_key}
+    )
     row = _SignedClientRow(*found[0]) if found else None
     if row is None or not row.is_active:
         raise BadSignature("未知或已停用的应用 app key")

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from govshare.catalog.models import Resource
 from govshare.config import Settings
 from govshare.cursors import CursorCodec
-from govshare.db import LoopConnections, Prepared
+from govshare.db import LoopConnections, PerDialect, Prepared
 from govshare.rules.masking import masker
 from govshare.security.audit import KeyHasher
 from govshare.security.service import VerifiedClient
@@ -283,7 +283,7 @@ _GRANTS_IN_FORCE = (
     )
     .order_by(SharingGrant.id.desc())
 )
-_prepared: dict[str, Prepared] = {}
+_grants_in_force = PerDialect(lambda dialect: Prepared(_GRANTS_IN_FORCE, dialect))
 _LISTED = select(Resource.id).where(Resource.code == bindparam("code"), Resource.listed.is_(True))
 
 
@@ -318,13 +318,9 @@ def authorize(
     of that mode); revoked and expired grants count as none. Read on every call, so a
     revocation or expiry stops the next call."""
     conn = session.connection() if isinstance(session, Session) else session
-    dialect = conn.dialect
-    prepared = _prepared.get(dialect.name)
-    if prepared is None:
-        prepared = _prepared[dialect.name] = Prepared(_GRANTS_IN_FORCE, dialect)
     rows = [
         _GrantRow(*r)
-        for r in prepared.rows(
+        for r in _grants_in_force(conn.dialect).rows(
             conn.connection.dbapi_connection,
             {"code": resource_code, "department_id": caller.department_id, "today": today},
         )
