@@ -151,7 +151,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2000, help="办件数 (默认 2000)")
     parser.add_argument("--concurrency", type=int, default=8, help="同时办理的办件数")
     parser.add_argument("--port", type=int, default=18914)
-    parser.add_argument("--workers", type=int, default=1, help="hub 工作进程数")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="hub 工作进程数 (默认: CPU 核数, 如生产部署 govshare serve --workers N)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp), secret_key=SECRET, demo=False)
@@ -237,7 +242,10 @@ def main() -> None:
     steps.sort()
     p95 = steps[int(0.95 * (len(steps) - 1))] * 1000
     rate = args.rows / elapsed
-    print(f"platform: {args.rows} cases in {elapsed:.2f}s, {len(steps)} steps")
+    print(
+        f"platform: {args.rows} cases in {elapsed:.2f}s, {len(steps)} steps, "
+        f"{args.workers} hub worker(s), {args.concurrency} in flight"
+    )
     print(f"reference (raw SpiffWorkflow in memory): {ref:.1f} cases/s")
     print(
         f"cases={args.rows} cases_per_s={rate:.1f} p95_step_ms={p95:.1f} "

@@ -6,11 +6,13 @@ user tasks, each assigned to a department with a deadline in working days. A han
 of that department claims and decides its task; the case closes with one combined
 answer when the process ends.
 
-Every step runs in one transaction: the case row is locked first (``_lock``), the
-workflow is loaded from its serialized state, advanced, written back together with the
-step's effect (task rows, steps) and its audit entry. A hub killed at any moment leaves
-either the state before the step or the state after it — never a task lost or made
-twice (``collab_task`` is unique per case and engine task).
+Every step is written in one transaction: the workflow is loaded from its serialized
+state and advanced, and what it did is worked out down to the rows (``_Advance``);
+then the new state goes in under the case's revision (a step that lost a race is
+worked out again), together with the step's effect (task rows, steps) and its audit
+entry. A hub killed at any moment leaves either the state before the step or the state
+after it — never a task lost or made twice (``collab_task`` is unique per case and
+engine task).
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ import secrets
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from govshare.collab import engine, prefill
 from govshare.collab.errors import (
@@ -46,7 +49,7 @@ from govshare.collab.models import (
     ProcessDefinition,
     TaskStatus,
 )
-from govshare.db import PerDialect, RowsInsert, update_if_unchanged, utcnow
+from govshare.db import PerDialect, Prepared, RowsInsert, utcnow
 from govshare.rules import workdays
 from govshare.rules.validators import citizen_id_problem
 from govshare.security import audit
@@ -306,7 +309,7 @@ class _Run:
     verifier: Verifier
     today: date
     verifications: list[dict[str, Any]]
-    steps: list[dict[str, Any]] = field(default_factory=list)  # written by ``_write_steps``
+    steps: list[dict[str, Any]] = field(default_factory=list)  # written by ``_write_advance``
 
     def call(self, operation: str, params: dict[str, Any], name: str) -> Any:
         if operation == "verify":
@@ -344,12 +347,17 @@ def start_case(
     case = Case(
         number=_new_number(today),
         definition_id=definition.id,
+        status=CaseStatus.OPEN,
         applicant_name=application.applicant_name.strip(),
         applicant_key=applicant_keys(application.applicant_id),
         department_id=principal.department_id,
         accepted_by=principal.name,
         state="",
+        outcome=None,
         particulars={k: v.strip() for k, v in application.particulars.items() if v.strip()} or None,
+        revision=0,
+        created_at=utcnow(),
+        closed_at=None,
     )
     run = _Run(session, case, verifier, today, [])
     spec = engine.cached_spec(definition.sha256, definition.bpmn_xml, definition.process_key)
@@ -369,27 +377,29 @@ def start_case(
     flags = _double_benefits(definition, application, run)
     case.flags = flags
     case.state = engine.dump(workflow)
+    advance = _advance(run, definition, workflow, known=set(), decisions=[])
+    case.status, case.outcome, case.closed_at = advance.status, advance.outcome, advance.closed_at
+    after = {
+        "number": case.number,
+        "definition_id": definition.id,
+        "version": definition.version,
+        "help_kinds": list(application.help_kinds),
+        "household": len(application.household),
+        "particulars": sorted(case.particulars or {}),
+        "verifications": run.verifications,
+        "flags": flags,
+        **advance.changes,
+    }
     with turns or nullcontext():
-        session.add(case)
-        session.flush()
-        changes = _sync(run, definition, workflow, known=set())
+        _insert_case(session, case)
+        _write_advance(run, advance)
         audit.record(
             session,
             principal.actor,
             "collab.case.start",
             object_type="collab_case",
             object_id=case.id,
-            after={
-                "number": case.number,
-                "definition_id": definition.id,
-                "version": definition.version,
-                "help_kinds": list(application.help_kinds),
-                "household": len(application.household),
-                "particulars": sorted(case.particulars or {}),
-                "verifications": run.verifications,
-                "flags": flags,
-                **changes,
-            },
+            after=after,
         )
         if turns is not None:
             session.commit()
@@ -425,6 +435,39 @@ def _step(
     )
 
 
+# A step's writes, each one statement compiled once per dialect and run on the
+# session's DBAPI connection: through the ORM's flush they were most of the time a step
+# holds the write turn, and every other step of the hub waits for that turn.
+_CASE: Table = Case.__table__  # type: ignore[assignment]
+_TASK: Table = CaseTask.__table__  # type: ignore[assignment]
+_CASE_COLUMNS = [c.name for c in _CASE.columns if c.name != "id"]
+_NEW_TASK_COLUMNS = (
+    "case_id",
+    "engine_id",
+    "element_id",
+    "name",
+    "department_id",
+    "status",
+    "comment",
+    "working_days",
+    "started_on",
+    "due_on",
+    "due_provisional",
+    "overdue_alerted",
+    "created_at",
+)
+_DECIDED_COLUMNS = ("status", "decision", "comment", "completed_by", "claimed_by", "completed_at")
+_STEP_COLUMNS = ("revision", "state", "status", "outcome", "closed_at")
+
+_case_insert = PerDialect(
+    lambda dialect: RowsInsert(
+        _CASE,
+        dialect,
+        _CASE_COLUMNS,
+        lambda ins: ins.returning(_CASE.c.id),
+    )
+)
+_task_insert = PerDialect(lambda dialect: RowsInsert(_TASK, dialect, _NEW_TASK_COLUMNS))
 _step_insert = PerDialect(
     lambda dialect: RowsInsert(
         CaseStep.__table__,  # type: ignore[arg-type]
@@ -432,51 +475,91 @@ _step_insert = PerDialect(
         ("case_id", "at", "kind", "title", "department_id", "detail"),
     )
 )
-
-
-def _write_steps(run: _Run) -> None:
-    """The step's 办理环节 rows, in order, as one statement: through the ORM they were
-    the larger part of a step's flush."""
-    if not run.steps:
-        return
-    conn = run.session.connection()
-    _step_insert(conn.dialect).run(
-        conn.connection, [{"case_id": run.case.id, **step} for step in run.steps]
+_case_step = PerDialect(
+    lambda dialect: Prepared(
+        update(_CASE)
+        .where(_CASE.c.id == bindparam("case_id"), _CASE.c.revision == bindparam("seen"))
+        .values({c: bindparam(f"new_{c}", type_=_CASE.c[c].type) for c in _STEP_COLUMNS}),
+        dialect,
     )
-    run.steps.clear()
+)
+_task_decided = PerDialect(
+    lambda dialect: Prepared(
+        update(_TASK)
+        .where(_TASK.c.id == bindparam("task_id"))
+        .values({c: bindparam(f"new_{c}", type_=_TASK.c[c].type) for c in _DECIDED_COLUMNS}),
+        dialect,
+    )
+)
 
 
-def _sync(run: _Run, definition: DefinitionView, workflow: Any, known: set[str]) -> dict[str, Any]:
-    """Record what the engine did: its verifications as steps, a task row for every
-    ready user task not in ``known``, the case's closure when the process ended.
+def _dbapi(session: Session) -> tuple[Any, Any]:
+    """The session's DBAPI connection, in its transaction, and its dialect."""
+    conn = session.connection()
+    return conn.connection, conn.dialect
+
+
+def _insert_case(session: Session, case: Case) -> None:
+    """The new case's row; ``case`` becomes the session's persistent, clean object."""
+    dbapi, dialect = _dbapi(session)
+    ((case.id,),) = _case_insert(dialect).rows(
+        dbapi, [{c: getattr(case, c) for c in _CASE_COLUMNS}]
+    )
+    make_transient_to_detached(case)
+    session.add(case)
+
+
+@dataclass
+class _Advance:
+    """What the engine did in one step, worked out before anything is written: the
+    new task rows, the case's status, the audit entry's changes (steps are in the
+    run's ``steps``)."""
+
+    tasks: list[dict[str, Any]]
+    status: CaseStatus
+    outcome: str | None
+    closed_at: datetime | None
+    changes: dict[str, Any]
+
+
+def _advance(
+    run: _Run, definition: DefinitionView, workflow: Any, known: set[str], decisions: list[str]
+) -> _Advance:
+    """Work out what the engine did: its verifications as steps, a task row for every
+    ready user task not in ``known``, the case's closure when the process ended —
+    ``decisions`` are then the case's tasks' decisions, this step's included.
 
     ``known`` is the engine ids of the user tasks that were ready before the step:
     each step leaves a row for every ready user task, in the same commit as the state,
     so those have theirs (no select needed)."""
-    session, case = run.session, run.case
+    case = run.case
     for v in run.verifications:
         answer = {"yes": "是", "no": "否"}.get(v["result"], "无法核验")
         _step(run, "verified", f"{v['name']}：{answer}", None, dict(v))
-    made = []
+    tasks: list[dict[str, Any]] = []
+    now = utcnow()
     for task in engine.ready_user_tasks(workflow):
         engine_id = str(task.id)
         if engine_id in known:
             continue
         assignment = definition.assignments[task.task_spec.bpmn_id]
         due = workdays.deadline(run.today, int(assignment["working_days"]))
-        row = CaseTask(
-            case_id=case.id,
-            engine_id=engine_id,
-            element_id=task.task_spec.bpmn_id,
-            name=assignment["name"],
-            department_id=assignment["department_id"],
-            working_days=int(assignment["working_days"]),
-            started_on=run.today,
-            due_on=due.due,
-            due_provisional=due.provisional,
+        tasks.append(
+            {
+                "engine_id": engine_id,
+                "element_id": task.task_spec.bpmn_id,
+                "name": assignment["name"],
+                "department_id": assignment["department_id"],
+                "status": TaskStatus.READY,
+                "comment": "",
+                "working_days": int(assignment["working_days"]),
+                "started_on": run.today,
+                "due_on": due.due,
+                "due_provisional": due.provisional,
+                "overdue_alerted": False,
+                "created_at": now,
+            }
         )
-        session.add(row)
-        made.append(task.task_spec.bpmn_id)
         _step(
             run,
             "assigned",
@@ -485,24 +568,35 @@ def _sync(run: _Run, definition: DefinitionView, workflow: Any, known: set[str])
             assignment["department_id"],
             {"due_on": due.due.isoformat()},
         )
-    changes: dict[str, Any] = {"tasks_made": made}
+    advance = _Advance(
+        tasks,
+        case.status,
+        case.outcome,
+        case.closed_at,
+        {"tasks_made": [t["element_id"] for t in tasks]},
+    )
     if engine.is_completed(workflow) and case.status is CaseStatus.OPEN:
-        decisions = list(
-            session.scalars(select(CaseTask.decision).where(CaseTask.case_id == case.id))
-        )
         if decisions and all(d == Decision.APPROVE for d in decisions):
             outcome = "approved"
         elif decisions and all(d == Decision.REJECT for d in decisions):
             outcome = "rejected"
         else:
             outcome = "partial"
-        case.status = CaseStatus.CLOSED
-        case.outcome = outcome
-        case.closed_at = utcnow()
+        advance.status, advance.outcome, advance.closed_at = CaseStatus.CLOSED, outcome, now
         _step(run, "closed", f"办结：{OUTCOME_LABELS[outcome]}", case.department_id)
-        changes["outcome"] = outcome
-    _write_steps(run)
-    return changes
+        advance.changes["outcome"] = outcome
+    return advance
+
+
+def _write_advance(run: _Run, advance: _Advance) -> None:
+    """The step's new task rows and its 办理环节 rows, in order, each one statement."""
+    dbapi, dialect = _dbapi(run.session)
+    case_id = run.case.id
+    if advance.tasks:
+        _task_insert(dialect).run(dbapi, [{"case_id": case_id, **t} for t in advance.tasks])
+    if run.steps:
+        _step_insert(dialect).run(dbapi, [{"case_id": case_id, **step} for step in run.steps])
+        run.steps.clear()
 
 
 OUTCOME_LABELS = {"approved": "全部同意", "rejected": "不予救助", "partial": "部分同意"}
@@ -590,16 +684,15 @@ def complete_task(
     case was written meanwhile the decision is worked out again on the new state."""
     if turns is None:
         task, case = _locked_task(session, task_id)
-        decided = _decide(session, principal, task, case, decision, verifier, today)
-        _write_decision(session, principal, decided, comment, today)
+        decided = _decide(session, principal, task, case, decision, comment, verifier, today)
+        written = _write_decision(session, principal, decided)
+        assert written, "the case is locked by this transaction"
         return task
     while True:
         task, case = _read_task(session, task_id)
-        seen = case.revision
-        decided = _decide(session, principal, task, case, decision, verifier, today)
+        decided = _decide(session, principal, task, case, decision, comment, verifier, today)
         with turns:
-            if update_if_unchanged(session, case, "revision", seen, revision=seen + 1):
-                _write_decision(session, principal, decided, comment, today)
+            if _write_decision(session, principal, decided):
                 session.commit()
                 return task
         session.rollback()
@@ -607,15 +700,15 @@ def complete_task(
 
 @dataclass
 class _Decided:
-    """A decision the engine has run, not yet written."""
+    """A decision the engine has run, worked out down to the rows, not yet written."""
 
     run: _Run
     task: CaseTask
-    definition: DefinitionView
-    workflow: Any
+    seen: int  # the case's revision the decision was worked out on
     state: str  # the workflow after the decision, as stored
-    decision: Decision
-    known: set[str]
+    task_values: dict[str, Any]
+    advance: _Advance
+    audit_after: dict[str, Any]
 
 
 _TASK_WITH_CASE = (
@@ -634,17 +727,26 @@ def _read_task(session: Session, task_id: int) -> tuple[CaseTask, Case]:
     return found[0], found[1]
 
 
+_OTHER_DECISIONS = select(CaseTask.decision).where(
+    CaseTask.case_id == bindparam("case_id"), CaseTask.id != bindparam("task_id")
+)
+
+
 def _decide(
     session: Session,
     principal: Principal,
     task: CaseTask,
     case: Case,
     decision: Decision,
+    comment: str,
     verifier: Verifier,
     today: date,
 ) -> _Decided:
-    """The engine's part of a decision: nothing is written to the session."""
+    """The engine's part of a decision and what it will write: nothing is written.
+    What is read here (the other tasks' decisions when the case closes) belongs to
+    the case's revision ``seen``, which the write checks."""
     _check_handler(principal, task, case)
+    seen = case.revision
     definition = definition_view(session, case.definition_id)
     run = _Run(session, case, verifier, today, [])
     spec = engine.cached_spec(definition.sha256, definition.bpmn_xml, definition.process_key)
@@ -656,44 +758,78 @@ def _decide(
     engine_task.data[f"{task.element_id}_decision"] = str(decision)
     engine_task.run()
     workflow.do_engine_steps()
+    decision = Decision(decision)
+    _step(run, "decided", f"{task.name}：{decision.label}", task.department_id)
+    decisions = []
+    if engine.is_completed(workflow):
+        decisions = [
+            *session.scalars(_OTHER_DECISIONS, {"case_id": case.id, "task_id": task.id}),
+            str(decision),
+        ]
+    advance = _advance(run, definition, workflow, {str(t.id) for t in ready}, decisions)
     return _Decided(
         run,
         task,
-        definition,
-        workflow,
+        seen,
         engine.dump(workflow),
-        Decision(decision),
-        {str(t.id) for t in ready},
+        {
+            "status": TaskStatus.DONE,
+            "decision": str(decision),
+            "comment": comment.strip()[:2000],
+            "completed_by": principal.name,
+            "claimed_by": task.claimed_by or principal.name,
+            "completed_at": utcnow(),
+        },
+        advance,
+        {
+            "case": case.number,
+            "element_id": task.element_id,
+            "decision": str(decision),
+            "overdue": today > task.due_on,
+            **advance.changes,
+        },
     )
 
 
-def _write_decision(
-    session: Session, principal: Principal, decided: _Decided, comment: str, today: date
-) -> None:
-    task, case, run = decided.task, decided.run.case, decided.run
-    task.status = TaskStatus.DONE
-    task.decision = str(decided.decision)
-    task.comment = comment.strip()[:2000]
-    task.completed_by = principal.name
-    task.claimed_by = task.claimed_by or principal.name
-    task.completed_at = utcnow()
-    _step(run, "decided", f"{task.name}：{decided.decision.label}", task.department_id)
-    case.state = decided.state
-    changes = _sync(run, decided.definition, decided.workflow, known=decided.known)
+def _write_decision(session: Session, principal: Principal, decided: _Decided) -> bool:
+    """Write the decided step if the case is still at the revision it was worked out
+    on; False (nothing written) if another step of the case came first."""
+    task, case, advance = decided.task, decided.run.case, decided.advance
+    case_values = {
+        "revision": decided.seen + 1,
+        "state": decided.state,
+        "status": advance.status,
+        "outcome": advance.outcome,
+        "closed_at": advance.closed_at,
+    }
+    dbapi, dialect = _dbapi(session)
+    moved = _case_step(dialect).run(
+        dbapi,
+        {
+            "case_id": case.id,
+            "seen": decided.seen,
+            **{f"new_{k}": v for k, v in case_values.items()},
+        },
+    )
+    if moved != 1:
+        return False
+    _task_decided(dialect).run(
+        dbapi, {"task_id": task.id, **{f"new_{k}": v for k, v in decided.task_values.items()}}
+    )
+    _write_advance(decided.run, advance)
+    for name, value in case_values.items():
+        set_committed_value(case, name, value)
+    for name, value in decided.task_values.items():
+        set_committed_value(task, name, value)
     audit.record(
         session,
         principal.actor,
         "collab.task.complete",
         object_type="collab_task",
         object_id=task.id,
-        after={
-            "case": case.number,
-            "element_id": task.element_id,
-            "decision": str(decided.decision),
-            "overdue": today > task.due_on,
-            **changes,
-        },
+        after=decided.audit_after,
     )
+    return True
 
 
 def _uuid(value: str) -> Any:
