@@ -67,3 +67,47 @@ def test_a_script_task_is_refused_with_its_element() -> None:
     assert found["evil"].line == 1 + evil.splitlines().index(
         next(line for line in evil.splitlines() if 'id="evil"' in line)
     )
+
+
+def test_a_process_names_the_time_limit_of_a_whole_case() -> None:
+    checked = {
+        name: engine.check_definition((BUILTIN / f"{name}.bpmn").read_bytes())
+        for name in ("assistance", "enterprise")
+    }
+    assert checked["assistance"].time_limit_days == 20
+    assert checked["enterprise"].time_limit_days == 3
+    # A task's property of the same name is not the process's.
+    data = (BUILTIN / "assistance.bpmn").read_text(encoding="utf-8")
+    start = data.index("<bpmn:extensionElements>")
+    bare = data[:start] + data[data.index("</bpmn:extensionElements>", start) + 25 :]
+    bare = bare.replace(
+        '<spiffworkflow:property name="working_days" value="15"/>',
+        '<spiffworkflow:property name="working_days" value="15"/>'
+        '<spiffworkflow:property name="time_limit_days" value="1"/>',
+    )
+    assert engine.check_definition(bare.encode()).time_limit_days is None
+
+
+@pytest.mark.parametrize(
+    ("limit", "element", "message"),
+    [
+        ("二十", "assistance_one_window", "办结时限 time_limit_days 须为 1 到 365 的整数"),
+        ("0", "assistance_one_window", "办结时限 time_limit_days 须为 1 到 365 的整数"),
+        ("12", "review_zj", "任务办理时限 15 个工作日超过流程的办结时限 12 个工作日"),
+    ],
+)
+def test_a_wrong_time_limit_is_refused_with_its_line(
+    limit: str, element: str, message: str
+) -> None:
+    data = (BUILTIN / "assistance.bpmn").read_text(encoding="utf-8")
+    data = data.replace(
+        'name="time_limit_days" value="20"', f'name="time_limit_days" value="{limit}"'
+    )
+    with pytest.raises(engine.DefinitionProblems) as caught:
+        engine.check_definition(data.encode())
+    found = {p.element_id: p for p in caught.value.problems}
+    assert message in found[element].message
+    needle = "time_limit_days" if element == "assistance_one_window" else 'id="review_zj"'
+    assert found[element].line == 1 + next(
+        i for i, line in enumerate(data.splitlines()) if needle in line
+    )

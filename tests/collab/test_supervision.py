@@ -145,6 +145,94 @@ def test_the_months_figures_per_department_with_cards(
     assert (zj_then["open_yellow"], zj_then["open_red"]) == (2, 0)
 
 
+def _case_cards(report: dict[str, Any], numbers: set[str]) -> dict[str, dict[str, Any]]:
+    return {c["case_number"]: c for c in report["case_cards"] if c["case_number"] in numbers}
+
+
+def test_a_case_is_carded_against_its_items_time_limit(
+    as_: Clients, scenery: Scenery, collab_hub: LiveHub
+) -> None:
+    """综合救助 is to be closed within 20 working days (the process's 办结时限): cases
+    accepted on 1 March 2024 are due on 29 March; open on 28 March they are yellow, on
+    1 April red; one closed on 2 April counts as closed late in April."""
+    cases = _cases(as_, scenery, collab_hub)
+    first, second = (c["number"] for c in cases)
+    assert {c["due_on"] for c in cases} == {"2024-03-29"}
+    with fixed_today(date(2024, 3, 28)), as_["admin"] as c:
+        seen = c.get(f"/api/v1/collab/cases/{cases[0]['id']}").json()
+        march = c.get("/api/v1/collab/supervision", params={"month": "2024-03"}).json()
+        page = c.get(f"/collab/cases/{cases[0]['id']}")
+    assert (seen["remaining_working_days"], seen["elapsed_working_days"]) == (1, 19)
+    assert {n: c["card"] for n, c in _case_cards(march, {first, second}).items()} == {
+        first: "yellow",
+        second: "yellow",
+    }
+    assert march["cases_open_yellow"] >= 2
+    assert (
+        next(p for p in march["processes"] if p["process"] == "综合救助一窗受理")["time_limit_days"]
+        == 20
+    )
+    assert "2024-03-29" in page.text
+    assert "黄牌：临近期限" in page.text
+    # 住建 decides the first case, the last task: it closes, on 2 April as it happened.
+    zj = next(t for t in cases[0]["tasks"] if t["element_id"] == "review_zj")
+    with fixed_today(START), as_["zj"] as c:
+        r = c.post(f"/api/v1/collab/tasks/{zj['id']}/complete", json={"decision": "approve"})
+        assert r.status_code == 200, r.text
+    with collab_hub.db() as s:
+        s.execute(
+            update(Case)
+            .where(Case.id == cases[0]["id"])
+            .values(closed_at=datetime(2024, 4, 2, 2, tzinfo=UTC))
+        )
+    with fixed_today(date(2024, 4, 3)), as_["admin"] as c:
+        april = c.get("/api/v1/collab/supervision", params={"month": "2024-04"}).json()
+        closed = c.get(f"/api/v1/collab/cases/{cases[0]['id']}").json()
+        board = c.get("/collab/supervision", params={"month": "2024-04"})
+        x = c.get("/api/v1/collab/supervision/2024-04/export.xlsx")
+    mine = _case_cards(april, {first, second})
+    # 20 working days in March after the 1st, then 1 and 2 April (3 April for the open one).
+    assert (mine[first]["card"], mine[first]["closed"], mine[first]["elapsed_working_days"]) == (
+        "red",
+        True,
+        22,
+    )
+    assert (mine[second]["card"], mine[second]["closed"], mine[second]["elapsed_working_days"]) == (
+        "red",
+        False,
+        23,
+    )
+    assert april["cases_closed_late"] >= 1
+    assert april["cases_open_red"] >= 1
+    assert (closed["status"], closed["remaining_working_days"]) == ("closed", None)
+    assert 'id="case-cards"' in board.text
+    assert f'data-case="{cases[1]["id"]}"' in board.text
+    sheet = load_workbook(io.BytesIO(x.content), read_only=True)["办件红黄牌"]
+    rows = {r[1]: r for r in sheet.iter_rows(min_row=2, values_only=True)}
+    assert rows[first][0] == "红牌"
+    assert rows[first][5] == "2024-03-29"
+    assert rows[first][6] == "2024-04-02"
+    assert rows[second][6] == "办理中"
+
+
+def test_a_process_without_a_time_limit_gives_its_cases_none(
+    as_: Clients, scenery: Scenery, collab_hub: LiveHub
+) -> None:
+    text = scenery.bpmn().decode()
+    start = text.index("<bpmn:extensionElements>")
+    text = text[:start] + text[text.index("</bpmn:extensionElements>", start) + 25 :]
+    assert "time_limit_days" not in text
+    with as_["admin"] as c:
+        definition = upload(c, text.encode(), forms()).json()
+    assert definition["time_limit_days"] is None
+    with fixed_today(START), as_["window"] as c:
+        case = c.post("/api/v1/collab/cases", json=application(definition["id"])).json()
+    assert (case["due_on"], case["remaining_working_days"]) == (None, None)
+    with fixed_today(date(2024, 6, 3)), as_["admin"] as c:
+        report = c.get("/api/v1/collab/supervision", params={"month": "2024-03"}).json()
+    assert case["number"] not in {c["case_number"] for c in report["case_cards"]}
+
+
 def test_the_export_page_and_who_may_see_them(
     as_: Clients, scenery: Scenery, collab_hub: LiveHub
 ) -> None:
@@ -156,7 +244,7 @@ def test_the_export_page_and_who_may_see_them(
         bad_export = c.get("/api/v1/collab/supervision/2024-13/export.xlsx")
     assert x.status_code == 200, x.text
     wb = load_workbook(io.BytesIO(x.content), read_only=True)
-    assert wb.sheetnames == ["汇总", "部门", "红黄牌", "审批事项"]
+    assert wb.sheetnames == ["汇总", "部门", "红黄牌", "办件红黄牌", "事项办结时限", "审批事项"]
     with collab_hub.db() as s:
         zj_name = s.get(Department, scenery.departments["住建"][0]).name  # type: ignore[union-attr]
     cards = [r for r in wb["红黄牌"].iter_rows(min_row=2, values_only=True) if r[4] == zj_name]

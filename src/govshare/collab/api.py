@@ -29,8 +29,10 @@ from govshare.collab.schemas import (
     PrefillPublic,
     StepPublic,
     SupervisionCard,
+    SupervisionCaseCard,
     SupervisionDepartment,
     SupervisionItem,
+    SupervisionProcess,
     SupervisionReport,
     TaskDecision,
     TaskPublic,
@@ -40,7 +42,7 @@ from govshare.db import WriteTurns
 from govshare.deps import Public, Require, SessionDep
 from govshare.errors import GovshareError, InvalidInput
 from govshare.ids import Id
-from govshare.rules.clock import china_today
+from govshare.rules.clock import china_date, china_today
 from govshare.rules.months import Month
 from govshare.security import audit
 from govshare.security.roles import Permission
@@ -91,6 +93,7 @@ def definition_public(d: ProcessDefinition) -> DefinitionPublic:
         uploaded_at=d.uploaded_at,
         help_kinds=list(d.forms.get("help_kinds", [])),
         user_tasks=dict(d.assignments),
+        time_limit_days=d.time_limit_days,
     )
 
 
@@ -120,6 +123,7 @@ def task_public(t: CaseTask, case: Case, today: date) -> TaskPublic:
 
 
 def case_public(session: Session, case: Case, today: date) -> CasePublic:
+    remaining, elapsed = service.case_timing(case, today)
     return CasePublic(
         id=case.id,
         number=case.number,
@@ -134,6 +138,10 @@ def case_public(session: Session, case: Case, today: date) -> CasePublic:
         particulars=dict(case.particulars or {}),
         created_at=case.created_at,
         closed_at=case.closed_at,
+        due_on=case.due_on,
+        due_provisional=case.due_provisional,
+        remaining_working_days=remaining,
+        elapsed_working_days=elapsed,
         tasks=[task_public(t, case, today) for t in service.case_tasks(session, case.id)],
         steps=[
             StepPublic(at=s.at, kind=s.kind, title=s.title)
@@ -387,6 +395,9 @@ def report_public(r: supervision.MonthReport) -> SupervisionReport:
         cases_closed=r.cases_closed,
         mean_case_days=r.mean_case_days,
         cases_open=r.cases_open,
+        cases_closed_late=r.cases_closed_late,
+        cases_open_yellow=r.cases_open_yellow,
+        cases_open_red=r.cases_open_red,
         tasks_received=r.tasks_received,
         tasks_completed=r.tasks_completed,
         completed_late=r.completed_late,
@@ -423,6 +434,22 @@ def report_public(r: supervision.MonthReport) -> SupervisionReport:
             )
             for line in r.carded
         ],
+        case_cards=[
+            SupervisionCaseCard(
+                card=c.card.value,  # type: ignore[arg-type]
+                card_label=c.card.label,
+                case_id=c.case.id,
+                case_number=c.case.number,
+                process=c.process,
+                department=c.department,
+                accepted_on=china_date(c.case.created_at),
+                due_on=c.case.due_on,  # type: ignore[arg-type]  # a carded case has one
+                closed=c.case.closed_at is not None,
+                elapsed_working_days=c.elapsed,
+            )
+            for c in r.carded_cases
+        ],
+        processes=[SupervisionProcess(**asdict(p)) for p in r.processes],
         items=[SupervisionItem(**asdict(i)) for i in r.items],
         trend=r.trend,
     )

@@ -42,6 +42,9 @@ from SpiffWorkflow.util.task import TaskState  # type: ignore[import-untyped]
 BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 SPIFF = "http://spiffworkflow.org/bpmn/schema/1.0/core"
 DEFAULT_WORKING_DAYS = 5
+MAX_WORKING_DAYS = 365
+# The process property naming the approval item's (事项) legal time limit for a case.
+TIME_LIMIT = "time_limit_days"
 MAX_BPMN_BYTES = 2_000_000
 
 # What a platform process may contain. Script tasks and call activities are refused:
@@ -141,6 +144,7 @@ class CheckedDefinition:
 
     process_key: str
     name: str
+    time_limit_days: int | None = None  # 办结时限 of a whole case, in working days
     user_tasks: list[UserTaskInfo] = field(default_factory=list)
     service_tasks: list[ServiceTaskInfo] = field(default_factory=list)
 
@@ -269,6 +273,46 @@ def _properties(el: Any) -> dict[str, str]:
     return out
 
 
+def _own_properties(el: Any) -> dict[str, tuple[str, int | None]]:
+    """The element's own ``spiffworkflow:property`` values with their lines — for a
+    process, not those of the tasks inside it."""
+    out: dict[str, tuple[str, int | None]] = {}
+    for ext in el.findall(f"{{{BPMN}}}extensionElements"):
+        for props in ext.findall(f"{{{SPIFF}}}properties"):
+            for prop in props.findall(f"{{{SPIFF}}}property"):
+                out[prop.get("name", "")] = (prop.get("value", ""), prop.sourceline)
+    return out
+
+
+def _days_problem(days: str) -> str | None:
+    if not days.isdigit() or not 1 <= int(days) <= MAX_WORKING_DAYS:
+        return f"须为 1 到 {MAX_WORKING_DAYS} 的整数，实为 {days!r}"
+    return None
+
+
+def _time_limit_problems(process: Any) -> list[Problem]:
+    """办结时限: the process's ``time_limit_days`` (the approval item's legal limit for a
+    whole case, in working days) is optional; given, it is a number of days no task
+    of the process may exceed."""
+    value, line = _own_properties(process).get(TIME_LIMIT, ("", None))
+    if not value:
+        return []
+    if msg := _days_problem(value):
+        return [Problem(process.get("id", ""), line, f"办结时限 {TIME_LIMIT} {msg}")]
+    problems = []
+    for el in process.iter(f"{{{BPMN}}}userTask"):
+        days = _properties(el).get("working_days", str(DEFAULT_WORKING_DAYS))
+        if days.isdigit() and int(days) > int(value):
+            problems.append(
+                Problem(
+                    el.get("id", ""),
+                    el.sourceline,
+                    f"任务办理时限 {days} 个工作日超过流程的办结时限 {value} 个工作日",
+                )
+            )
+    return problems
+
+
 def check_definition(data: bytes) -> CheckedDefinition:
     """Parse and check a BPMN file; raise ``DefinitionProblems`` naming each fault."""
     if len(data) > MAX_BPMN_BYTES:
@@ -389,21 +433,15 @@ def _platform_problems(process: Any) -> list[Problem]:
                     )
                 )
             days = props.get("working_days", str(DEFAULT_WORKING_DAYS))
-            if not days.isdigit() or not 1 <= int(days) <= 365:
-                problems.append(
-                    Problem(
-                        node_id,
-                        el.sourceline,
-                        f"办理时限 working_days 须为 1 到 365 的整数，实为 {days!r}",
-                    )
-                )
+            if msg := _days_problem(days):
+                problems.append(Problem(node_id, el.sourceline, f"办理时限 working_days {msg}"))
         if tag == "serviceTask":
             problems.extend(_service_problems(node_id, el))
     if not any(_local(n.tag) == "startEvent" for n in nodes.values()):
         problems.append(Problem(process.get("id", ""), process.sourceline, "流程没有开始事件"))
     if not any(_local(n.tag) == "endEvent" for n in nodes.values()):
         problems.append(Problem(process.get("id", ""), process.sourceline, "流程没有结束事件"))
-    return problems
+    return problems + _time_limit_problems(process)
 
 
 def _service_problems(node_id: str, el: Any) -> list[Problem]:
@@ -436,7 +474,12 @@ def _service_problems(node_id: str, el: Any) -> list[Problem]:
 
 def _describe(process: Any) -> CheckedDefinition:
     lanes = _lanes(process)
-    out = CheckedDefinition(process.get("id", ""), process.get("name") or process.get("id", ""))
+    limit = _own_properties(process).get(TIME_LIMIT, ("", None))[0]
+    out = CheckedDefinition(
+        process.get("id", ""),
+        process.get("name") or process.get("id", ""),
+        int(limit) if limit else None,
+    )
     for el in process.iter(f"{{{BPMN}}}userTask"):
         props = _properties(el)
         out.user_tasks.append(

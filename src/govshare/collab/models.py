@@ -8,7 +8,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from govshare.db import Base, str_enum, utcnow
@@ -66,6 +66,9 @@ class ProcessDefinition(Base):
     forms: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     # User task element id → {"department_id", "working_days"}, resolved at upload.
     assignments: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # 办结时限: the approval item's legal limit for a whole case, in working days (the
+    # process's ``time_limit_days`` property); None when the process sets none.
+    time_limit_days: Mapped[int | None] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
     uploaded_by: Mapped[str] = mapped_column(String(50))
     uploaded_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -95,6 +98,11 @@ class Case(Base):
     revision: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column()
+    # 办结期限: the day the case must be closed by, from its definition's 办结时限 counted
+    # in working days from acceptance; provisional when the calendar of that year is
+    # not yet published. None when the definition sets no limit.
+    due_on: Mapped[date | None] = mapped_column()
+    due_provisional: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class CaseTask(Base):

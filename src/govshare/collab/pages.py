@@ -28,6 +28,7 @@ from govshare.collab.api import (
 )
 from govshare.collab.errors import CaseNotFound
 from govshare.collab.models import Case, Decision, TaskStatus
+from govshare.collab.supervision import case_card
 from govshare.deps import Public, SessionDep
 from govshare.errors import Conflict, GovshareError, InvalidInput
 from govshare.ids import Id, parse_id
@@ -286,6 +287,8 @@ def _case_page(
         case=case,
         definition=service.get_definition(db, case.definition_id),
         tasks=[(t, *service.timing(t, today)) for t in tasks],
+        timing=service.case_timing(case, today),
+        case_card=case_card(case, today, request.app.state.settings.collab_warn_working_days),
         steps=service.case_steps(db, case.id),
         may_act={
             t.id: caller.department_id == t.department_id

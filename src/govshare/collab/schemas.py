@@ -18,6 +18,7 @@ class DefinitionPublic(BaseModel):
     uploaded_at: datetime
     help_kinds: list[str]
     user_tasks: dict[str, dict[str, object]]
+    time_limit_days: int | None = Field(description="办结时限 (工作日): 整个办件须在此期限内办结")
 
 
 class MemberIn(BaseModel):
@@ -94,6 +95,12 @@ class CasePublic(BaseModel):
     particulars: dict[str, str]
     created_at: datetime
     closed_at: datetime | None
+    due_on: date | None = Field(description="办结期限: 按流程的办结时限从受理日起算")
+    due_provisional: bool = Field(description="办结期限所在年份的节假日安排尚未公布, 为预计")
+    remaining_working_days: int | None = Field(
+        description="距办结期限的工作日 (超期为负); 已办结或未设时限为 null"
+    )
+    elapsed_working_days: int = Field(description="受理以来 (或至办结) 的工作日")
     tasks: list[TaskPublic]
     steps: list[StepPublic]
 
@@ -146,6 +153,25 @@ class SupervisionCard(BaseModel):
     elapsed_working_days: int
 
 
+class SupervisionCaseCard(BaseModel):
+    card: Literal["yellow", "red"]
+    card_label: str
+    case_id: int
+    case_number: str
+    process: str
+    department: str = Field(description="受理部门")
+    accepted_on: date
+    due_on: date
+    closed: bool
+    elapsed_working_days: int
+
+
+class SupervisionProcess(BaseModel):
+    process: str
+    version: int
+    time_limit_days: int | None = Field(description="办结时限 (工作日); 未设为 null")
+
+
 class SupervisionItem(BaseModel):
     process: str
     version: int
@@ -165,6 +191,9 @@ class SupervisionReport(BaseModel):
     cases_closed: int
     mean_case_days: float | None
     cases_open: int
+    cases_closed_late: int = Field(description="本月超过办结期限办结的办件")
+    cases_open_yellow: int
+    cases_open_red: int
     tasks_received: int
     tasks_completed: int
     completed_late: int
@@ -172,5 +201,7 @@ class SupervisionReport(BaseModel):
     open_red: int
     departments: list[SupervisionDepartment]
     cards: list[SupervisionCard]
+    case_cards: list[SupervisionCaseCard]
+    processes: list[SupervisionProcess]
     items: list[SupervisionItem]
     trend: list[dict[str, int | str]]

@@ -51,6 +51,7 @@ from govshare.collab.models import (
 )
 from govshare.db import PerDialect, Prepared, RowsInsert, utcnow
 from govshare.rules import workdays
+from govshare.rules.clock import china_date
 from govshare.rules.validators import citizen_id_problem
 from govshare.security import audit
 from govshare.security.models import Department
@@ -159,6 +160,7 @@ def upload_definition(
         bpmn_xml=text,
         forms=_clean_forms(forms),
         assignments=assignments,
+        time_limit_days=checked.time_limit_days,
         sha256=hashlib.sha256(data).hexdigest(),
         uploaded_by=principal.name,
     )
@@ -175,6 +177,7 @@ def upload_definition(
             "version": version,
             "sha256": definition.sha256,
             "user_tasks": sorted(assignments),
+            "time_limit_days": definition.time_limit_days,
         },
     )
     return definition
@@ -232,6 +235,7 @@ class DefinitionView:
     bpmn_xml: str
     forms: dict[str, Any]
     assignments: dict[str, Any]
+    time_limit_days: int | None
 
 
 _views: dict[tuple[str, int], DefinitionView] = {}
@@ -244,7 +248,14 @@ def definition_view(session: Session, definition_id: int) -> DefinitionView:
     if found is None:
         d = get_definition(session, definition_id)
         found = DefinitionView(
-            d.id, d.process_key, d.version, d.sha256, d.bpmn_xml, d.forms, d.assignments
+            d.id,
+            d.process_key,
+            d.version,
+            d.sha256,
+            d.bpmn_xml,
+            d.forms,
+            d.assignments,
+            d.time_limit_days,
         )
         if len(_views) > 1024:
             _views.clear()
@@ -358,7 +369,12 @@ def start_case(
         revision=0,
         created_at=utcnow(),
         closed_at=None,
+        due_on=None,
+        due_provisional=False,
     )
+    if definition.time_limit_days is not None:
+        due = workdays.deadline(today, definition.time_limit_days)
+        case.due_on, case.due_provisional = due.due, due.provisional
     run = _Run(session, case, verifier, today, [])
     spec = engine.cached_spec(definition.sha256, definition.bpmn_xml, definition.process_key)
     data = {
@@ -905,6 +921,20 @@ def timing(task: CaseTask, today: date) -> tuple[int, int]:
     elapsed = workdays.working_days_between(task.started_on, end)
     remaining = workdays.working_days_between(today, task.due_on)
     if today > task.due_on and remaining == 0:
+        remaining = -1  # overdue over a holiday: still late
+    return remaining, elapsed
+
+
+def case_timing(case: Case, today: date) -> tuple[int | None, int]:
+    """(remaining, elapsed) working days of a case as of ``today``, counted from the
+    day it was accepted (Beijing time): remaining is None for a closed case or one
+    without a 办结时限, negative once its due day has passed."""
+    end = today if case.closed_at is None else min(today, china_date(case.closed_at))
+    elapsed = workdays.working_days_between(china_date(case.created_at), end)
+    if case.due_on is None or case.closed_at is not None:
+        return None, elapsed
+    remaining = workdays.working_days_between(today, case.due_on)
+    if today > case.due_on and remaining == 0:
         remaining = -1  # overdue over a holiday: still late
     return remaining, elapsed
 

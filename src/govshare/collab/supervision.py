@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from enum import StrEnum
 
@@ -49,12 +49,24 @@ def completed_on(task: CaseTask) -> date | None:
 def card_of(task: CaseTask, today: date, warn_days: int) -> Card:
     """红牌 when a task is done after its due day or still open past it; 黄牌 when it is
     open with at most ``warn_days`` working days left (the due day itself counts as 0)."""
-    done = completed_on(task)
+    return _card(task.due_on, completed_on(task), today, warn_days)
+
+
+def case_card(case: Case, today: date, warn_days: int) -> Card:
+    """A case's card against its 办结期限, as a task's against its due day; none for a
+    case whose definition sets no 办结时限."""
+    if case.due_on is None:
+        return Card.NONE
+    closed = china_date(case.closed_at) if case.closed_at is not None else None
+    return _card(case.due_on, closed, today, warn_days)
+
+
+def _card(due: date, done: date | None, today: date, warn_days: int) -> Card:
     if done is not None:
-        return Card.RED if done > task.due_on else Card.NONE
-    if today > task.due_on:
+        return Card.RED if done > due else Card.NONE
+    if today > due:
         return Card.RED
-    if workdays.working_days_between(today, task.due_on) <= warn_days:
+    if workdays.working_days_between(today, due) <= warn_days:
         return Card.YELLOW
     return Card.NONE
 
@@ -195,6 +207,27 @@ def items(session: Session) -> list[Item]:
 
 
 @dataclass(frozen=True, slots=True)
+class ProcessItem:
+    """审批事项 as a whole: the newest version of a process with its 办结时限."""
+
+    process: str
+    version: int
+    time_limit_days: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CaseLine:
+    """A case with its process, accepting department, elapsed working days and card
+    against its 办结期限."""
+
+    case: Case
+    process: str
+    department: str
+    elapsed: int
+    card: Card
+
+
+@dataclass(frozen=True, slots=True)
 class TaskLine:
     """A task with its case, department, elapsed working days and card."""
 
@@ -244,9 +277,14 @@ class MonthReport:
     cases_closed: int = 0
     mean_case_days: float | None = None
     cases_open: int = 0
+    cases_closed_late: int = 0  # closed in the month after their 办结期限
+    cases_open_yellow: int = 0
+    cases_open_red: int = 0
     departments: list[DepartmentRow] = field(default_factory=list)
     carded: list[TaskLine] = field(default_factory=list)
+    carded_cases: list[CaseLine] = field(default_factory=list)
     items: list[Item] = field(default_factory=list)
+    processes: list[ProcessItem] = field(default_factory=list)
     trend: list[dict[str, int | str]] = field(default_factory=list)
 
     @property
@@ -331,26 +369,47 @@ def month_report(session: Session, month: Month, *, today: date, warn_days: int)
     report.departments = sorted(rows.values(), key=lambda d: (-d.received, d.name))
     report.carded.sort(key=lambda line: (line.card is not Card.RED, line.task.due_on))
     cases = session.execute(
-        select(Case.created_at, Case.closed_at, Case.status).where(
+        select(Case, ProcessDefinition.name)
+        .join(ProcessDefinition, ProcessDefinition.id == Case.definition_id)
+        .where(
             or_(
                 and_(Case.created_at >= month.start, Case.created_at < month.end),
                 and_(Case.closed_at >= month.start, Case.closed_at < month.end),
                 Case.status == CaseStatus.OPEN,
             )
         )
+        .order_by(Case.due_on, Case.id)
     ).all()
     closed_days = []
-    for created, closed, status in cases:
-        if month.start <= created < month.end:
+    for case, process in cases:
+        accepted, closed = china_date(case.created_at), case.closed_at
+        if month.start <= case.created_at < month.end:
             report.cases_accepted += 1
+        card = case_card(case, today, warn_days)
+        line = CaseLine(case, process, names.get(case.department_id, ""), 0, card)
         if closed is not None and month.start <= closed < month.end:
             report.cases_closed += 1
-            closed_days.append(elapsed_days(china_date(created), china_date(closed)))
-        if status is CaseStatus.OPEN:
+            closed_days.append(elapsed_days(accepted, china_date(closed)))
+            if card is Card.RED:
+                report.cases_closed_late += 1
+                report.carded_cases.append(
+                    replace(line, elapsed=elapsed_days(accepted, china_date(closed)))
+                )
+        if case.status is CaseStatus.OPEN:
             report.cases_open += 1
+            if card is Card.YELLOW:
+                report.cases_open_yellow += 1
+            elif card is Card.RED:
+                report.cases_open_red += 1
+            if card is not Card.NONE:
+                report.carded_cases.append(replace(line, elapsed=elapsed_days(accepted, today)))
     if closed_days:
         report.mean_case_days = round(sum(closed_days) / len(closed_days), 2)
+    report.carded_cases.sort(key=lambda line: line.card is not Card.RED)
     report.items = items(session)
+    report.processes = [
+        ProcessItem(d.name, d.version, d.time_limit_days) for d in latest_definitions(session)
+    ]
     report.trend = trend(session, month)
     return report
 
@@ -392,8 +451,8 @@ def trend(session: Session, last: Month, months: int = TREND_MONTHS) -> list[dic
 
 
 def xlsx(report: MonthReport) -> bytes:
-    """监察月报 as a workbook: 汇总, 部门, 红黄牌, 审批事项 (Chinese headers, every cell
-    through ``xlsx_row`` so nothing is read as a formula)."""
+    """监察月报 as a workbook: 汇总, 部门, 红黄牌, 办件红黄牌, 事项办结时限, 审批事项
+    (Chinese headers, every cell through ``xlsx_row`` so nothing is read as a formula)."""
     from openpyxl import Workbook
 
     wb = Workbook(write_only=True)
@@ -406,6 +465,9 @@ def xlsx(report: MonthReport) -> bytes:
         ("办结办件", report.cases_closed),
         ("办结办件平均用时（工作日）", report.mean_case_days),
         ("办理中办件（统计日）", report.cases_open),
+        ("超期办结办件（红牌）", report.cases_closed_late),
+        ("在办办件黄牌（统计日）", report.cases_open_yellow),
+        ("在办办件红牌（统计日）", report.cases_open_red),
         ("分送任务", report.tasks_received),
         ("办结任务", report.tasks_completed),
         ("超期办结任务（红牌）", report.completed_late),
@@ -479,6 +541,47 @@ def xlsx(report: MonthReport) -> bytes:
                     done.isoformat() if done else "办理中",
                     line.elapsed,
                 ],
+            )
+        )
+    ws = wb.create_sheet("办件红黄牌")
+    ws.append(
+        xlsx_row(
+            ws,
+            [
+                "监察牌",
+                "办件编号",
+                "事项",
+                "受理部门",
+                "受理日",
+                "办结期限",
+                "办结日",
+                "已用工作日",
+            ],
+        )
+    )
+    for c in report.carded_cases:
+        ws.append(
+            xlsx_row(
+                ws,
+                [
+                    c.card.label,
+                    c.case.number,
+                    c.process,
+                    c.department,
+                    china_date(c.case.created_at).isoformat(),
+                    c.case.due_on.isoformat() if c.case.due_on else "—",
+                    china_date(c.case.closed_at).isoformat() if c.case.closed_at else "办理中",
+                    c.elapsed,
+                ],
+            )
+        )
+    ws = wb.create_sheet("事项办结时限")
+    ws.append(xlsx_row(ws, ["事项（流程）", "版本", "办结时限（工作日）"]))
+    for p in report.processes:
+        ws.append(
+            xlsx_row(
+                ws,
+                [p.process, p.version, "未设" if p.time_limit_days is None else p.time_limit_days],
             )
         )
     ws = wb.create_sheet("审批事项")
