@@ -18,6 +18,7 @@ from govshare.catalog import search
 from govshare.catalog.codes import ResourceStatus
 from govshare.catalog.models import CodeEntry, InformationItem, Resource
 from govshare.cli import _ensure_demo
+from govshare.collab.models import Case, CaseStep
 from govshare.config import Settings
 from govshare.demo import demo_loaded, load_demo
 from govshare.demo_basedata import PLANTED as PEOPLE
@@ -69,6 +70,16 @@ def test_demo_loads_a_believable_city(fresh_settings: Settings) -> None:
         handlers = [u for u in s.scalars(select(User)) if Role.CASE_HANDLER.value in u.roles]
         assert len(handlers) >= 3
         assert all(normal_address(u.email or "") for u in handlers)
+        # Each demo case's 办理环节 happened on its day, from its acceptance on (the first
+        # case came in 30 days before the demo's day).
+        cases = list(s.scalars(select(Case)))
+        assert len(cases) == 2
+        for case in cases:
+            at = [
+                step.at for step in s.scalars(select(CaseStep).where(CaseStep.case_id == case.id))
+            ]
+            assert min(at) == case.created_at
+            assert max(at) - case.created_at < timedelta(hours=12)
         total = s.scalar(select(func.count()).select_from(Resource))
         assert total is not None
         assert 180 <= total <= 300

@@ -9,12 +9,12 @@ import random
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from govshare.catalog.models import Resource
 from govshare.collab import service
-from govshare.collab.models import Decision
+from govshare.collab.models import CaseStep, Decision
 from govshare.demo_sharing import demo_grant, id_number
 from govshare.rules.clock import CHINA
 from govshare.security import audit
@@ -143,6 +143,7 @@ def seed_collab(session: Session, password: str, today: date, *, secret_key: str
         )
         # The case came in at the window that morning (Beijing), not when the demo loads.
         case.created_at = _at(day, 9)
+        session.execute(update(CaseStep).where(CaseStep.case_id == case.id).values(at=_at(day, 9)))
         if day == earlier:
             mz = next(
                 t for t in service.case_tasks(session, case.id) if t.element_id == "review_mz"
@@ -157,5 +158,10 @@ def seed_collab(session: Session, password: str, today: date, *, secret_key: str
                 today=day,
             )
             mz.completed_at = _at(day, 16)  # 民政 decided the same afternoon
+            session.execute(
+                update(CaseStep)
+                .where(CaseStep.case_id == case.id, CaseStep.kind == "decided")
+                .values(at=_at(day, 16))
+            )
     service.check_overdue(session, today)
     return {"collab_cases": 2}
