@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import io
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
@@ -456,142 +458,111 @@ def xlsx(report: MonthReport) -> bytes:
     from openpyxl import Workbook
 
     wb = Workbook(write_only=True)
-    ws = wb.create_sheet("汇总")
-    ws.append(xlsx_row(ws, ["项目", "数值"]))
-    for label, value in [
-        ("月份", str(report.month)),
-        ("统计日", report.today.isoformat()),
-        ("受理办件", report.cases_accepted),
-        ("办结办件", report.cases_closed),
-        ("办结办件平均用时（工作日）", report.mean_case_days),
-        ("办理中办件（统计日）", report.cases_open),
-        ("超期办结办件（红牌）", report.cases_closed_late),
-        ("在办办件黄牌（统计日）", report.cases_open_yellow),
-        ("在办办件红牌（统计日）", report.cases_open_red),
-        ("分送任务", report.tasks_received),
-        ("办结任务", report.tasks_completed),
-        ("超期办结任务（红牌）", report.completed_late),
-        ("在办黄牌（统计日）", report.open_yellow),
-        ("在办红牌（统计日）", report.open_red),
-        ("黄牌提前工作日数", report.warn_days),
-    ]:
-        ws.append(xlsx_row(ws, [label, "—" if value is None else value]))
-    ws = wb.create_sheet("部门")
-    ws.append(
-        xlsx_row(
-            ws,
-            [
-                "部门",
-                "分送任务",
-                "办结任务",
-                "超期办结",
-                "按时办结率（%）",
-                "平均用时（工作日）",
-                "在办黄牌",
-                "在办红牌",
-            ],
-        )
+
+    def sheet(title: str, header: list[str], rows: Iterable[list[Any]]) -> None:
+        ws = wb.create_sheet(title)
+        ws.append(xlsx_row(ws, header))
+        for row in rows:
+            ws.append(xlsx_row(ws, ["—" if v is None else v for v in row]))
+
+    def day(moment: datetime | None, missing: str) -> str:
+        return china_date(moment).isoformat() if moment is not None else missing
+
+    sheet(
+        "汇总",
+        ["项目", "数值"],
+        [
+            ["月份", str(report.month)],
+            ["统计日", report.today.isoformat()],
+            ["受理办件", report.cases_accepted],
+            ["办结办件", report.cases_closed],
+            ["办结办件平均用时（工作日）", report.mean_case_days],
+            ["办理中办件（统计日）", report.cases_open],
+            ["超期办结办件（红牌）", report.cases_closed_late],
+            ["在办办件黄牌（统计日）", report.cases_open_yellow],
+            ["在办办件红牌（统计日）", report.cases_open_red],
+            ["分送任务", report.tasks_received],
+            ["办结任务", report.tasks_completed],
+            ["超期办结任务（红牌）", report.completed_late],
+            ["在办任务黄牌（统计日）", report.open_yellow],
+            ["在办任务红牌（统计日）", report.open_red],
+            ["黄牌提前工作日数", report.warn_days],
+        ],
     )
-    for d in report.departments:
-        ws.append(
-            xlsx_row(
-                ws,
-                [
-                    d.name,
-                    d.received,
-                    d.completed,
-                    d.completed_late,
-                    "—" if d.on_time_rate is None else d.on_time_rate,
-                    "—" if d.mean_days is None else d.mean_days,
-                    d.open_yellow,
-                    d.open_red,
-                ],
-            )
-        )
-    ws = wb.create_sheet("红黄牌")
-    ws.append(
-        xlsx_row(
-            ws,
+    sheet(
+        "部门",
+        [
+            "部门",
+            "分送任务",
+            "办结任务",
+            "超期办结",
+            "按时办结率（%）",
+            "平均用时（工作日）",
+            "在办黄牌",
+            "在办红牌",
+        ],
+        (
             [
-                "监察牌",
-                "办件编号",
-                "事项",
-                "任务",
-                "部门",
-                "分送日",
-                "到期日",
-                "办结日",
-                "已用工作日",
-            ],
-        )
+                d.name,
+                d.received,
+                d.completed,
+                d.completed_late,
+                d.on_time_rate,
+                d.mean_days,
+                d.open_yellow,
+                d.open_red,
+            ]
+            for d in report.departments
+        ),
     )
-    for line in report.carded:
-        done = completed_on(line.task)
-        ws.append(
-            xlsx_row(
-                ws,
-                [
-                    line.card.label,
-                    line.case_number,
-                    line.process,
-                    line.task.name,
-                    line.department,
-                    line.task.started_on.isoformat(),
-                    line.task.due_on.isoformat(),
-                    done.isoformat() if done else "办理中",
-                    line.elapsed,
-                ],
-            )
-        )
-    ws = wb.create_sheet("办件红黄牌")
-    ws.append(
-        xlsx_row(
-            ws,
+    sheet(
+        "红黄牌",
+        ["监察牌", "办件编号", "事项", "任务", "部门", "分送日", "到期日", "办结日", "已用工作日"],
+        (
             [
-                "监察牌",
-                "办件编号",
-                "事项",
-                "受理部门",
-                "受理日",
-                "办结期限",
-                "办结日",
-                "已用工作日",
-            ],
-        )
+                line.card.label,
+                line.case_number,
+                line.process,
+                line.task.name,
+                line.department,
+                line.task.started_on.isoformat(),
+                line.task.due_on.isoformat(),
+                day(line.task.completed_at, "办理中"),
+                line.elapsed,
+            ]
+            for line in report.carded
+        ),
     )
-    for c in report.carded_cases:
-        ws.append(
-            xlsx_row(
-                ws,
-                [
-                    c.card.label,
-                    c.case.number,
-                    c.process,
-                    c.department,
-                    china_date(c.case.created_at).isoformat(),
-                    c.case.due_on.isoformat() if c.case.due_on else "—",
-                    china_date(c.case.closed_at).isoformat() if c.case.closed_at else "办理中",
-                    c.elapsed,
-                ],
-            )
-        )
-    ws = wb.create_sheet("事项办结时限")
-    ws.append(xlsx_row(ws, ["事项（流程）", "版本", "办结时限（工作日）"]))
-    for p in report.processes:
-        ws.append(
-            xlsx_row(
-                ws,
-                [p.process, p.version, "未设" if p.time_limit_days is None else p.time_limit_days],
-            )
-        )
-    ws = wb.create_sheet("审批事项")
-    ws.append(xlsx_row(ws, ["事项（流程）", "版本", "任务", "办理部门", "时限（工作日）"]))
-    for item in report.items:
-        ws.append(
-            xlsx_row(
-                ws, [item.process, item.version, item.name, item.department, item.working_days]
-            )
-        )
+    sheet(
+        "办件红黄牌",
+        ["监察牌", "办件编号", "事项", "受理部门", "受理日", "办结期限", "办结日", "已用工作日"],
+        (
+            [
+                c.card.label,
+                c.case.number,
+                c.process,
+                c.department,
+                day(c.case.created_at, ""),
+                c.case.due_on.isoformat() if c.case.due_on else None,
+                day(c.case.closed_at, "办理中"),
+                c.elapsed,
+            ]
+            for c in report.carded_cases
+        ),
+    )
+    sheet(
+        "事项办结时限",
+        ["事项（流程）", "版本", "办结时限（工作日）"],
+        (
+            [p.process, p.version, "未设" if p.time_limit_days is None else p.time_limit_days]
+            for p in report.processes
+        ),
+    )
+    sheet(
+        "审批事项",
+        ["事项（流程）", "版本", "任务", "办理部门", "时限（工作日）"],
+        ([i.process, i.version, i.name, i.department, i.working_days] for i in report.items),
+    )
     out = io.BytesIO()
     wb.save(out)
     return out.getvalue()
