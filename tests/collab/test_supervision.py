@@ -215,6 +215,48 @@ def test_a_case_is_carded_against_its_items_time_limit(
     assert rows[second][6] == "办理中"
 
 
+def test_a_case_past_its_time_limit_keeps_an_alert_open_until_it_closes(
+    as_: Clients, scenery: Scenery, collab_hub: LiveHub
+) -> None:
+    """A case still open after its 办结期限 (29 March 2024) is flagged once (audited) and
+    listed in the one open 协同办件超过办结期限 alert; closed, it leaves the list."""
+    from govshare.collab import service
+    from govshare.exchange.alerts import list_alerts
+    from govshare.exchange.models import AlertKind
+
+    cases = _cases(as_, scenery, collab_hub)
+    ids = {c["id"] for c in cases}
+
+    def listed() -> set[int]:
+        with collab_hub.db() as s:
+            found = [a for a in list_alerts(s, open_only=True) if a.kind == AlertKind.CASE_OVERDUE]
+        assert len(found) <= 1
+        return set(found[0].details["cases"]) & ids if found else set()
+
+    with collab_hub.db() as s:
+        service.check_overdue(s, date(2024, 3, 29))  # the due day itself: not yet late
+    assert listed() == set()
+    for _ in range(2):
+        with collab_hub.db() as s:
+            service.check_overdue(s, date(2024, 4, 1))
+    assert listed() == ids
+    with collab_hub.db() as s:
+        flagged = s.scalars(
+            select(AuditEntry.object_id).where(
+                AuditEntry.action == "collab.case.overdue",
+                AuditEntry.object_id.in_([str(i) for i in ids]),
+            )
+        ).all()
+    assert sorted(flagged) == sorted(str(i) for i in ids)  # once each, not per check
+    zj = next(t for t in cases[0]["tasks"] if t["element_id"] == "review_zj")
+    with fixed_today(START), as_["zj"] as c:
+        r = c.post(f"/api/v1/collab/tasks/{zj['id']}/complete", json={"decision": "approve"})
+        assert r.status_code == 200, r.text
+    with collab_hub.db() as s:
+        service.check_overdue(s, date(2024, 4, 1))
+    assert listed() == {cases[1]["id"]}
+
+
 def test_a_process_without_a_time_limit_gives_its_cases_none(
     as_: Clients, scenery: Scenery, collab_hub: LiveHub
 ) -> None:

@@ -103,6 +103,7 @@ class Case(Base):
     # not yet published. None when the definition sets no limit.
     due_on: Mapped[date | None] = mapped_column()
     due_provisional: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    overdue_alerted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class CaseTask(Base):

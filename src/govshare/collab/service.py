@@ -20,11 +20,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -57,6 +57,9 @@ from govshare.security import audit
 from govshare.security.models import Department
 from govshare.security.roles import Permission
 from govshare.security.service import Principal
+
+if TYPE_CHECKING:
+    from govshare.exchange.models import AlertKind
 
 MAX_HOUSEHOLD = 20
 
@@ -371,6 +374,7 @@ def start_case(
         closed_at=None,
         due_on=None,
         due_provisional=False,
+        overdue_alerted=False,
     )
     if definition.time_limit_days is not None:
         due = workdays.deadline(today, definition.time_limit_days)
@@ -964,37 +968,77 @@ def overdue_tasks(session: Session, today: date) -> list[CaseTask]:
     )
 
 
+def overdue_cases(session: Session, today: date) -> list[Case]:
+    """Open cases whose 办结期限 is before ``today``."""
+    return list(
+        session.scalars(
+            select(Case)
+            .where(Case.status == CaseStatus.OPEN, Case.due_on < today)
+            .order_by(Case.due_on, Case.id)
+        )
+    )
+
+
 def check_overdue(session: Session, today: date) -> int:
     """超期: mark newly overdue tasks (audited) and keep one open alert while any task
-    is overdue; resolve it when none is. Returns how many are overdue."""
-    from govshare.exchange.alerts import raise_alert, resolve_alerts
+    is overdue; resolve it when none is. Cases past their 办结期限 likewise, with an
+    alert of their own. Returns how many tasks are overdue."""
     from govshare.exchange.models import AlertKind
 
-    late = overdue_tasks(session, today)
-    fresh = [t for t in late if not t.overdue_alerted]
-    for t in fresh:
-        t.overdue_alerted = True
+    tasks = overdue_tasks(session, today)
+    _flag_late(
+        session,
+        tasks,
+        "collab.task.overdue",
+        "collab_task",
+        AlertKind.CASE_TASK_OVERDUE,
+        f"{len(tasks)} 个协同办理任务超过办理时限",
+        "tasks",
+    )
+    cases = overdue_cases(session, today)
+    _flag_late(
+        session,
+        cases,
+        "collab.case.overdue",
+        "collab_case",
+        AlertKind.CASE_OVERDUE,
+        f"{len(cases)} 个协同办件超过办结期限仍未办结",
+        "cases",
+    )
+    return len(tasks)
+
+
+def _flag_late(
+    session: Session,
+    late: Sequence[CaseTask | Case],
+    action: str,
+    object_type: str,
+    kind: AlertKind,
+    message: str,
+    listed_as: str,
+) -> None:
+    from govshare.exchange.alerts import raise_alert, resolve_alerts
+
+    for row in late:
+        if row.overdue_alerted:
+            continue
+        row.overdue_alerted = True
         audit.record(
             session,
             audit.SYSTEM,
-            "collab.task.overdue",
-            object_type="collab_task",
-            object_id=t.id,
-            after={"due_on": t.due_on.isoformat(), "department_id": t.department_id},
+            action,
+            object_type=object_type,
+            object_id=row.id,
+            after={"due_on": str(row.due_on), "department_id": row.department_id},
         )
-    if late:
-        # Raised (or counted, while it stays open) on every check, with today's list.
-        alert = raise_alert(
-            session,
-            AlertKind.CASE_TASK_OVERDUE,
-            f"{len(late)} 个协同办理任务超过办理时限",
-            details={"tasks": [t.id for t in late[:200]]},
-        )
-        if alert is not None:
-            alert.details = {"tasks": [t.id for t in late[:200]]}
-    else:
-        resolve_alerts(session, AlertKind.CASE_TASK_OVERDUE)
-    return len(late)
+    if not late:
+        resolve_alerts(session, kind)
+        return
+    # Raised (or counted, while it stays open) on every check, with today's list.
+    details = {listed_as: [row.id for row in late[:200]]}
+    alert = raise_alert(session, kind, message, details=details)
+    if alert is not None:
+        alert.details = details
 
 
 def lookup_public(

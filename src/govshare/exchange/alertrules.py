@@ -118,6 +118,7 @@ _SPECS = (
     ),
     RuleSpec(AlertKind.DOCUMENT_UNANSWERED, "公文超时未签收、已催办时"),
     RuleSpec(AlertKind.CASE_TASK_OVERDUE, "协同办理任务超过办理时限时"),
+    RuleSpec(AlertKind.CASE_OVERDUE, "协同办件超过事项的办结时限仍未办结时"),
     RuleSpec(
         AlertKind.CASE_TASK_DUE_SOON,
         "有协同办理任务亮黄牌时（到期前的工作日数由平台设置）",

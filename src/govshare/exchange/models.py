@@ -195,6 +195,7 @@ class AlertKind(StrEnum):
     DOCUMENT_UNANSWERED = "document_unanswered"  # a 公文 neither signed for nor returned in time
     CASE_TASK_OVERDUE = "case_task_overdue"  # a business-collaboration task past its deadline
     CASE_TASK_DUE_SOON = "case_task_due_soon"  # 黄牌: a collaboration task's deadline is near
+    CASE_OVERDUE = "case_overdue"  # a collaboration case open past its 办结期限
     DISK_LOW = "disk_low"  # the data directory's filesystem has too little free space
     KEY_EXPIRING = "key_expiring"  # a key or certificate nears its maximum age or notAfter
     NODE_STORE_UNSEALED = "node_store_unsealed"  # a node keeps its keys and outbox in the clear
@@ -218,6 +219,7 @@ class AlertKind(StrEnum):
             "document_unanswered": "公文超时未签收",
             "case_task_overdue": "协同任务超期",
             "case_task_due_soon": "协同任务即将到期",
+            "case_overdue": "协同办件超过办结期限",
             "disk_low": "磁盘空间不足",
             "key_expiring": "密钥即将到期",
             "node_store_unsealed": "前置机本地库未加密",

@@ -698,6 +698,7 @@ ACTION_LABELS = {
     "collab.task.claim": "认领协同任务",
     "collab.task.complete": "办理协同任务",
     "collab.task.overdue": "协同任务超期",
+    "collab.case.overdue": "协同办件超期",
     "collab.supervision.export": "导出电子监察月报",
     "sharing.calendar.remove": "撤回节假日安排",
     "sharing.deadline.recount": "重算期限",
