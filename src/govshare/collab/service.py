@@ -923,10 +923,15 @@ def timing(task: CaseTask, today: date) -> tuple[int, int]:
     negative once the due day has passed."""
     end = today if task.completed_at is None else min(today, task.completed_at.date())
     elapsed = workdays.working_days_between(task.started_on, end)
-    remaining = workdays.working_days_between(today, task.due_on)
-    if today > task.due_on and remaining == 0:
+    return _remaining(today, task.due_on), elapsed
+
+
+def _remaining(today: date, due: date) -> int:
+    """Working days left until ``due``; negative once it has passed."""
+    remaining = workdays.working_days_between(today, due)
+    if today > due and remaining == 0:
         remaining = -1  # overdue over a holiday: still late
-    return remaining, elapsed
+    return remaining
 
 
 def case_timing(case: Case, today: date) -> tuple[int | None, int]:
@@ -937,10 +942,7 @@ def case_timing(case: Case, today: date) -> tuple[int | None, int]:
     elapsed = workdays.working_days_between(china_date(case.created_at), end)
     if case.due_on is None or case.closed_at is not None:
         return None, elapsed
-    remaining = workdays.working_days_between(today, case.due_on)
-    if today > case.due_on and remaining == 0:
-        remaining = -1  # overdue over a holiday: still late
-    return remaining, elapsed
+    return _remaining(today, case.due_on), elapsed
 
 
 def department_queue(session: Session, principal: Principal, today: date) -> list[QueueItem]:
