@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.factories import World
+from tests.factories import World, unique
 from tests.live import LiveHub
 from tests.opendata.builders import SECRET, OpenScene, open_scene
 
@@ -358,3 +358,52 @@ def test_a_repeated_search_shows_each_new_version_and_withdrawal_at_once(hub: Li
 
     world.step(dept.registrar, first["id"], "withdraw", reason="停止开放")
     assert harvested() == []
+
+
+def test_a_repeated_faceted_search_counts_each_catalog_change_at_once(hub: LiveHub) -> None:
+    """A search's facet counts are kept until the catalog changes (on SQLite): a new open
+    entry, a withdrawal, a write straight into the database and a department renamed
+    each show at the very next search with the same parameters."""
+    from sqlalchemy import text
+
+    world = World(hub)
+    dept = world.department("分面计数局")
+    first = world.published(dept, is_open=True, name=unique("公园名录"))
+    with hub.db() as s:
+        from govshare.security.models import Department
+
+        org = s.get_one(Department, dept.id).credit_code.lower()
+    fields = json.dumps(["organization", "res_format", "open_type"])
+
+    def facets() -> dict[str, Any]:
+        result: dict[str, Any] = _ok(
+            hub, "package_search", fq=f"organization:{org}", rows=0, **{"facet.field": fields}
+        )
+        assert sum(result["facets"]["organization"].values()) == result["count"]
+        return result
+
+    for _ in range(2):  # the second answer is the kept one
+        assert facets()["facets"]["open_type"] == {"unconditional": 1}
+    second = world.published(
+        dept, is_open=True, name=unique("公交线路"), open_conditions="实名注册开发者申请"
+    )
+    assert facets()["facets"]["open_type"] == {"unconditional": 1, "conditional": 1}
+    world.step(dept.registrar, second["id"], "withdraw", reason="停止开放")
+    assert facets()["facets"]["open_type"] == {"unconditional": 1}
+    assert facets()["facets"]["res_format"] == {"CSV": 1, "XLSX": 1, "JSON": 1}
+    with hub.db() as s:  # not through the catalog's service: the database's own count
+        s.execute(
+            text("UPDATE resource SET format = 'file' WHERE id = :id"), {"id": first["id"]}
+        )
+    assert facets()["facets"]["res_format"] == {"ZIP": 1}
+    renamed = f"11370200MB{dept.id:07d}X"
+    with hub.db() as s:
+        s.execute(
+            text("UPDATE department SET credit_code = :c WHERE id = :id"),
+            {"c": renamed, "id": dept.id},
+        )
+    assert facets()["count"] == 0  # the old organization name finds nothing now
+    moved = _ok(
+        hub, "package_search", fq=f"organization:{renamed}", rows=0, **{"facet.field": fields}
+    )
+    assert moved["facets"]["organization"] == {renamed.lower(): 1}

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Date,
@@ -392,3 +393,21 @@ class CatalogChangeEvent(Base):
 
     duty: Mapped[DepartmentDuty | None] = relationship(lazy="joined")
     system: Mapped[InformationSystem | None] = relationship(lazy="joined")
+
+
+class CatalogRevision(Base):
+    """目录修订号: one row whose ``n`` rises with every write to the tables an open-data
+    search reads (entries, their versions and transitions, departments, classification)
+    and to the search index, so a search can keep what it computed until the next
+    change (``catalog.revision``). ``generation`` is drawn when the database is made, so
+    two databases never share a revision.
+
+    On SQLite the database's own triggers raise it (every writer, in its transaction);
+    on PostgreSQL nothing does and nothing is kept: a counter row written by every
+    catalog transaction would make them wait on each other, and deadlock."""
+
+    __tablename__ = "catalog_revision"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger, default=0)
+    generation: Mapped[str] = mapped_column(String(32))

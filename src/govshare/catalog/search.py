@@ -44,6 +44,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, lazyload, selectinload
 from sqlalchemy.sql.selectable import Join
 
+from govshare.catalog import revision
 from govshare.catalog.codes import ResourceKind, ResourceStatus, SharingType
 from govshare.catalog.models import Classification, Resource, ResourceVersion
 from govshare.cursors import codec_of
@@ -317,6 +318,7 @@ def write_documents(
             ),
             [{"id": i, "t": t, "i": it, "b": b, "w": w} for i, t, it, b, w in docs],
         )
+        revision.bump(session)
     else:
         session.execute(
             text(_PG_UPSERT),
@@ -330,6 +332,7 @@ def write_documents(
 def remove_resource(session: Session, resource_id: int) -> None:
     if _is_sqlite(session):
         session.execute(text("DELETE FROM catalog_fts WHERE rowid = :id"), {"id": resource_id})
+        revision.bump(session)
     else:
         session.execute(delete(pg_doc).where(pg_doc.c.resource_id == resource_id))
 
@@ -338,6 +341,7 @@ def rebuild_index(session: Session, batch: int = 2000) -> int:
     """Re-segment every entry (after a dictionary change); returns the count."""
     if _is_sqlite(session):
         session.execute(text("DELETE FROM catalog_fts"))
+        revision.bump(session)
     else:
         session.execute(delete(pg_doc))
     done, last = 0, 0
