@@ -392,9 +392,7 @@ def test_a_repeated_faceted_search_counts_each_catalog_change_at_once(hub: LiveH
     assert facets()["facets"]["open_type"] == {"unconditional": 1}
     assert facets()["facets"]["res_format"] == {"CSV": 1, "XLSX": 1, "JSON": 1}
     with hub.db() as s:  # not through the catalog's service: the database's own count
-        s.execute(
-            text("UPDATE resource SET format = 'file' WHERE id = :id"), {"id": first["id"]}
-        )
+        s.execute(text("UPDATE resource SET format = 'file' WHERE id = :id"), {"id": first["id"]})
     assert facets()["facets"]["res_format"] == {"ZIP": 1}
     renamed = f"11370200MB{dept.id:07d}X"
     with hub.db() as s:
