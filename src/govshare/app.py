@@ -365,8 +365,10 @@ def create_app(settings: Settings) -> FastAPI:
     # Portal page views, added up in memory and written every few seconds.
     app.state.open_views = ViewCounter(app.state.session_factory)
     from govshare.opendata.gate import Gate
+    from govshare.opendata.windows import windows_for
 
-    app.state.open_gate = Gate(settings)  # open data's limits; tests replace its clock
+    # Open data's limits; tests replace its clock.
+    app.state.open_gate = Gate(settings, windows=windows_for(settings, engine))
     install_error_handlers(app)
     install_openapi(app)
     from govshare.documents import api as documents_api

@@ -177,6 +177,12 @@ class Settings(BaseSettings):
         "subscriber and shared store of its task has it (0: keep for ever). Later "
         "consumers get a snapshot from the provider's node instead.",
     )
+    node_store_sealing_required: bool = Field(
+        default=False,
+        description="Refuse the heartbeats, packages and deliveries of a front-end node "
+        "whose local store is not sealed at rest (no node secret given), instead of only "
+        "alerting; set it in production (等保三级: data at rest encrypted).",
+    )
     node_key_overlap_hours: float = Field(
         default=24,
         ge=0,
@@ -412,22 +418,30 @@ class Settings(BaseSettings):
         default=120,
         ge=1,
         le=1_000_000,
-        description="Calls one developer API key may make per minute (per hub process); the "
-        "bureau may set a key's own limit.",
+        description="Calls one developer API key may make per minute (across the hub's "
+        "processes); the bureau may set a key's own limit.",
     )
     open_anonymous_per_minute: int = Field(
         default=60,
         ge=1,
         le=100_000_000,
         description="Calls one address may make per minute without an API key to the row "
-        "API, downloads and the CKAN API (per hub process); 无条件开放 data only.",
+        "API, downloads and the CKAN API (across the hub's processes, see "
+        "`open_limit_windows`); 无条件开放 data only.",
+    )
+    open_limit_windows: Literal["auto", "file", "database"] = Field(
+        default="auto",
+        description="Where the open interfaces' per-address limits are counted: `file` (a "
+        "scratch SQLite file in the data directory, shared by the processes of one machine), "
+        "`database` (the hub database, shared by hub processes on several machines), `auto` "
+        "(the database when it is not SQLite).",
     )
     open_auth_attempts_per_hour: int = Field(
         default=20,
         ge=1,
         le=100_000_000,
         description="Developer registrations and sign-in attempts one address may make per "
-        "hour on the open-data portal (per hub process).",
+        "hour on the open-data portal (across the hub's processes).",
     )
     open_application_working_days: int = Field(
         default=10,

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from govshare.cli import app
 from govshare.exchange.package import PackageError, parse
 from govshare.node.agent import NodeAgent
+from govshare.node.client import HubRefused
 from govshare.node.config import NodeConfigError, load
 from govshare.security.atrest import is_sealed
 from tests.exchange.scenario import Scene, make_scene
@@ -285,3 +286,35 @@ def test_the_store_key_is_rotated_while_packages_wait(scene: Scene) -> None:
     result = CliRunner().invoke(app, ["node", "rotate-store-key", "--config", str(unsealed)])
     assert result.exit_code == 2
     assert "未配置口令" in result.output
+
+
+def test_a_hub_that_requires_sealing_refuses_a_node_in_the_clear_until_it_is_sealed(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GOVSHARE_NODE_STORE_SEALING_REQUIRED: an unsealed node is told why at every
+    heartbeat, its packages and deliveries are refused, and what it queued waits in its
+    outbox; sealed, the same node exchanges everything."""
+    provider = scene.node("provider")
+    scene.node("consumer", secret_file=_secret_file(scene, name="consumer.secret"))
+    scene.create_tasks(batch_rows=100)
+    assert _queue_packages(provider, scene) == 3  # queued while the hub still allowed it
+    monkeypatch.setattr(scene.world.hub.settings, "node_store_sealing_required", True)
+
+    with pytest.raises(HubRefused) as refused:
+        provider.heartbeat()
+    assert refused.value.status == 403
+    assert refused.value.code == "node_store_unsealed"
+    assert "本地库未加密" in str(refused.value)
+    assert _reported_sealing(scene) == (False, None)  # the report and alert are kept
+    assert len(_store_alerts(scene)) == 1
+    assert provider.upload_pending() == 0  # refused, and kept
+    assert provider.store.pending_counts()[scene.provider_task["id"]][0] == 3
+    with scene.world.api(scene.world.admin) as c:
+        alerts = c.get("/api/v1/exchange/alerts", params={"open_only": True}).json()
+    assert any(a["kind"] == "package_rejected" and "本地库未加密" in a["message"] for a in alerts)
+    provider.close()
+
+    sealed = scene.node("provider", secret_file=_secret_file(scene))
+    sealed.heartbeat()
+    assert _reported_sealing(scene) == (True, "sm4")
+    scene.run_until(scene.in_sync)

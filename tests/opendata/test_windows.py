@@ -1,7 +1,8 @@
 """The open interfaces' per-address limits hold for the whole hub: every worker process
 counts in the same windows file, and a window's last call goes to one process only.
-A windows file that cannot be written leaves each process counting alone rather than
-refusing callers; windows long past are deleted."""
+Hub processes on several machines count in the hub database instead. A windows file
+that cannot be written, or a database that fails, leaves each process counting alone
+rather than refusing callers; windows long past are deleted."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
+from govshare import db
 from govshare.config import Settings
 from govshare.opendata import windows as shared
 from govshare.opendata.gate import Gate, Refused
-from govshare.opendata.windows import SharedWindows, default_path
-from tests.conftest import make_settings
+from govshare.opendata.windows import DatabaseWindows, SharedWindows, default_path, windows_for
+from tests.conftest import make_settings, migrated
+from tests.pg import PostgresServer
 
 AT = datetime(2026, 3, 10, 2, 0, 30, tzinfo=UTC)
 
@@ -31,6 +35,7 @@ def _calls(settings: Settings, at: datetime, address: str, n: int) -> int:
             gate.admit(None, {}, address)  # type: ignore[arg-type]  # anonymous: no session used
         except Refused as refused:
             refusals.append((refused.status, refused.retry_after))
+    gate.windows.close()
     if set(refusals) - {(429, 30)}:
         raise AssertionError(f"unexpected refusals: {set(refusals)}")
     return n - len(refusals)
@@ -89,3 +94,62 @@ def test_windows_long_past_are_deleted(tmp_path: Path, monkeypatch: pytest.Monke
     assert kept == [("auth", "a"), ("anon", "b")]
     windows.close()
     assert not windows.take("anon", "c", 1, start, 0)  # a limit of 0 admits nobody
+
+
+def test_an_anonymous_limit_holds_across_machines_sharing_the_database(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """Two hub machines (two data directories, no file in common) on one PostgreSQL
+    database: an address gets its limit once, not once per machine, even when both race
+    for the last calls of a window."""
+    url = postgres.create_database("t_open_windows")
+    limits = {"open_anonymous_per_minute": 5}
+    first = migrated(make_settings(tmp_path / "first", url)).model_copy(update=limits)
+    second = make_settings(tmp_path / "second", url).model_copy(update=limits)
+    assert isinstance(windows_for(first), DatabaseWindows)  # auto: not SQLite
+    assert _calls(first, AT, "10.0.1.1", 3) == 3
+    assert _in_processes(second, AT, "10.0.1.1", [4]) == [2]
+    assert _calls(first, AT, "10.0.1.1", 1) == 0
+    assert _calls(second, AT + timedelta(minutes=1), "10.0.1.1", 5) == 5
+    assert not (tmp_path / "second" / "limits").exists()
+
+    racing = second.model_copy(update={"open_anonymous_per_minute": 40})
+    assert sum(_in_processes(racing, AT, "10.0.1.9", [60, 60])) == 40
+    engine = db.make_engine(first)
+    try:
+        with engine.connect() as conn:
+            used = conn.execute(
+                text("SELECT used FROM open_rate_window WHERE who = '10.0.1.9'")
+            ).all()
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in used] == [(40,)]
+
+
+def test_where_a_hub_counts_follows_the_setting(tmp_path: Path) -> None:
+    settings = migrated(make_settings(tmp_path))
+    assert isinstance(windows_for(settings), SharedWindows)  # auto on SQLite: the file
+    chosen = settings.model_copy(
+        update={"open_limit_windows": "database", "open_anonymous_per_minute": 2}
+    )
+    windows = windows_for(chosen)
+    assert isinstance(windows, DatabaseWindows)
+    gate = Gate(chosen, lambda: AT, windows)
+    for _ in range(2):
+        gate.admit(None, {}, "10.0.2.1")  # type: ignore[arg-type]
+    with pytest.raises(Refused):
+        gate.admit(None, {}, "10.0.2.1")  # type: ignore[arg-type]
+    windows.close()
+    assert not default_path(settings.data_dir).exists()
+
+
+def test_a_failing_database_leaves_the_process_counting_alone(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'no-tables.db'}")  # never migrated
+    settings = make_settings(tmp_path).model_copy(update={"open_anonymous_per_minute": 2})
+    gate = Gate(settings, lambda: AT, DatabaseWindows(engine))
+    gate.admit(None, {}, "10.0.2.2")  # type: ignore[arg-type]
+    gate.admit(None, {}, "10.0.2.2")  # type: ignore[arg-type]
+    with pytest.raises(Refused) as refused:
+        gate.admit(None, {}, "10.0.2.2")  # type: ignore[arg-type]
+    assert refused.value.status == 429
+    engine.dispose()

@@ -115,9 +115,16 @@ def rotate_node_key(
 
 
 @router.post("/node/heartbeat", summary="前置机心跳: 上报状态, 领取任务与命令")
-def heartbeat(body: HeartbeatIn, db: SessionDep, caller: ExchangeNode) -> HeartbeatOut:
+def heartbeat(
+    body: HeartbeatIn, db: SessionDep, settings: SettingsDep, caller: ExchangeNode
+) -> HeartbeatOut:
     node = service.node_of(db, caller)
-    return HeartbeatOut.model_validate(service.heartbeat(db, node, body))
+    answer = service.heartbeat(db, node, body)
+    # The report and its alert are kept even when the node is refused, so the operator
+    # sees why it stands still.
+    db.commit()
+    service.check_store_sealed(settings, node)
+    return HeartbeatOut.model_validate(answer)
 
 
 @router.post("/node/packages", summary="上传数据包 (application/octet-stream)")

@@ -621,6 +621,20 @@ def _watch_store_sealing(session: Session, node: ExchangeNode, sealed: bool | No
     )
 
 
+class NodeStoreUnsealed(Forbidden):
+    code = "node_store_unsealed"
+
+
+def check_store_sealed(settings: Settings, node: ExchangeNode) -> None:
+    """Where the hub requires it, a node exchanges only while its last heartbeat said its
+    local store is sealed at rest (a node that did not say is refused too)."""
+    if settings.node_store_sealing_required and node.report.get("store_sealed") is not True:
+        raise NodeStoreUnsealed(
+            f"前置机 {node.name} 的本地库未加密，平台要求静态加密后才能交换："
+            "请在 node.toml 设置 secret_file (或 GOVSHARE_NODE_SECRET) 后重启前置机"
+        )
+
+
 def issue_command(
     session: Session,
     principal: Principal,
@@ -720,6 +734,7 @@ def receive_package(
     task = session.get(ExchangeTask, pkg.task_id)
     if task is None or task.kind is not TaskKind.PROVIDER or task.node_id != node.id:
         raise PackageRejected(f"数据包所属任务 {pkg.task_id} 不是本前置机的发送任务")
+    check_store_sealed(settings, node)
     if int(pkg.header["node"]) != node.id:
         raise PackageRejected("数据包的签发前置机与调用者不一致")
     # Lock the task row so two uploads of one task are ordered (no-op on SQLite).
@@ -822,6 +837,7 @@ def next_package(
     """The next package after ``after_seq`` for a subscriber, sealed for its node, with
     the provider's public key for end-to-end verification."""
     task = _subscription(session, node, task_id)
+    check_store_sealed(settings, node)
     row = _package_after(session, task.source_task_id, serve_after(session, task, after_seq))
     if row is None:
         return None

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from govshare.config import Settings
 from govshare.opendata import developers as dev
-from govshare.opendata.windows import SharedWindows, default_path
+from govshare.opendata.windows import Windows, windows_for
 from govshare.rules.clock import CHINA, china_date
 
 
@@ -78,11 +78,11 @@ class Gate:
         self,
         settings: Settings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        windows: SharedWindows | None = None,
+        windows: Windows | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
-        self.windows = windows or SharedWindows(default_path(settings.data_dir))
+        self.windows = windows or windows_for(settings)
 
     def now(self) -> datetime:
         return self.clock()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Date, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from govshare.db import Base, str_enum, utcnow
@@ -249,3 +249,18 @@ class OpenApplication(Base):
     created_at: Mapped[datetime] = mapped_column()
     decided_at: Mapped[datetime | None] = mapped_column()
     decided_by: Mapped[str | None] = mapped_column(String(60))
+
+
+class OpenRateWindow(Base):
+    """限流计数 kept in the hub database, for hub processes on several machines (the
+    scale-out deployment; ``opendata.windows.DatabaseWindows``): how many events of
+    ``who`` (an address) a ``bucket`` counted in one fixed window. Scratch: ended windows
+    are deleted as they pass."""
+
+    __tablename__ = "open_rate_window"
+
+    bucket: Mapped[str] = mapped_column(String(20), primary_key=True)
+    who: Mapped[str] = mapped_column(String(100), primary_key=True)
+    window_no: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    ends_at: Mapped[float] = mapped_column(Float, index=True)
+    used: Mapped[int] = mapped_column(Integer)

@@ -8,20 +8,33 @@ and the count are one atomic step across processes.
 
 The file is scratch: it is not backed up, it is written without waiting for the disk
 (a crash forgets at most the current windows), and ended windows are deleted as they
-pass. Hub processes on several machines (the scale-out deployment) each count on their
-own machine. When the file cannot be used (a read-only or full disk) the process falls
-back to counting in memory and says so once in its log, rather than refusing callers.
+pass. When the file cannot be used (a read-only or full disk) the process falls back to
+counting in memory and says so once in its log, rather than refusing callers.
+
+Hub processes on several machines (the scale-out deployment, on PostgreSQL) count in the
+hub database instead (``DatabaseWindows``, table ``open_rate_window``): the same atomic
+UPSERT, one database round trip per counted event. ``GOVSHARE_OPEN_LIMIT_WINDOWS``
+chooses (``auto``: the database when the hub's database is not SQLite).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any, Protocol, cast
 
 import structlog
+from sqlalchemy import Engine, Table, bindparam
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.exc import SQLAlchemyError
+
+from govshare.config import Settings
+from govshare.opendata.models import OpenRateWindow
 
 log = structlog.get_logger()
 
@@ -53,6 +66,41 @@ def default_path(data_dir: Path) -> Path:
     return data_dir / DIRECTORY / FILE
 
 
+class Windows(Protocol):
+    def take(self, bucket: str, who: str, window: int, ends_at: float, limit: int) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+def windows_for(settings: Settings, engine: Engine | None = None) -> Windows:
+    """Where this hub counts: the windows file of its machine, or its database (``engine``,
+    or one made from the settings) when processes on several machines serve it."""
+    mode = settings.open_limit_windows
+    if mode == "database" or (mode == "auto" and not settings.is_sqlite):
+        from govshare import db
+
+        if engine is None:
+            return DatabaseWindows(db.make_engine(settings), owns_engine=True)
+        return DatabaseWindows(engine)
+    return SharedWindows(default_path(settings.data_dir))
+
+
+class _InMemory:
+    """Counts of this process alone: the fallback when the shared windows fail."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str, int], int] = {}
+
+    def take(self, slot: tuple[str, str, int], limit: int) -> bool:
+        if len(self._counts) > MAX_IN_MEMORY:
+            self._counts = {k: v for k, v in self._counts.items() if k[2] >= slot[2]}
+        used = self._counts.get(slot, 0)
+        if used >= limit:
+            return False
+        self._counts[slot] = used + 1
+        return True
+
+
 class SharedWindows:
     """Fixed-window counters every process of the hub sees."""
 
@@ -63,7 +111,7 @@ class SharedWindows:
         self._pid = 0
         self._pruned_at = 0.0
         self._broken = False
-        self._memory: dict[tuple[str, str, int], int] = {}
+        self._memory = _InMemory()
 
     def take(self, bucket: str, who: str, window: int, ends_at: float, limit: int) -> bool:
         """Count one event of ``who`` in ``bucket``'s ``window`` (ending at the Unix time
@@ -82,7 +130,7 @@ class SharedWindows:
                     )
                 except sqlite3.Error as exc:
                     self._give_up(exc)
-            return self._take_in_memory((bucket, who, window), limit)
+            return self._memory.take((bucket, who, window), limit)
 
     def _connection(self) -> sqlite3.Connection | None:
         if self._broken:
@@ -116,17 +164,72 @@ class SharedWindows:
             )
         self._broken = True
 
-    def _take_in_memory(self, slot: tuple[str, str, int], limit: int) -> bool:
-        if len(self._memory) > MAX_IN_MEMORY:
-            self._memory = {k: v for k, v in self._memory.items() if k[2] >= slot[2]}
-        used = self._memory.get(slot, 0)
-        if used >= limit:
-            return False
-        self._memory[slot] = used + 1
-        return True
-
     def close(self) -> None:
         with self._lock:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+
+@functools.cache
+def _take_in_table(dialect: str) -> Any:
+    """The windows file's UPSERT over ``open_rate_window``, for ``dialect``."""
+    table = cast(Table, OpenRateWindow.__table__)
+    insert = postgresql.insert if dialect == "postgresql" else sqlite_dialect.insert
+    stmt = insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.bucket, table.c.who, table.c.window_no],
+        set_={"used": table.c.used + 1},
+        where=table.c.used < bindparam("limit"),
+    ).returning(table.c.used)
+
+
+class DatabaseWindows:
+    """Fixed-window counters in the hub database, seen by hub processes on every machine.
+    A database error counts the event in this process alone (logged), as the windows
+    file does when it cannot be written."""
+
+    def __init__(self, engine: Engine, *, owns_engine: bool = False) -> None:
+        self.engine = engine
+        self._owns_engine = owns_engine
+        self._lock = threading.Lock()
+        self._pruned_at = 0.0
+        self._warned_at = -float(PRUNE_EVERY_SECONDS)
+        self._memory = _InMemory()
+
+    def take(self, bucket: str, who: str, window: int, ends_at: float, limit: int) -> bool:
+        """As ``SharedWindows.take``."""
+        if limit <= 0:
+            return False
+        values = {
+            "bucket": bucket,
+            "who": who[:100],
+            "window_no": window,
+            "ends_at": ends_at,
+            "used": 1,
+            "limit": limit,
+        }
+        try:
+            with self.engine.begin() as conn:
+                self._prune(conn, ends_at)
+                stmt = _take_in_table(conn.dialect.name)
+                return conn.execute(stmt, values).first() is not None
+        except SQLAlchemyError as exc:
+            with self._lock:
+                if time.monotonic() - self._warned_at >= PRUNE_EVERY_SECONDS:
+                    self._warned_at = time.monotonic()
+                    log.warning("rate windows counted in this process only", error=str(exc))
+                return self._memory.take((bucket, who, window), limit)
+
+    def _prune(self, conn: Any, now: float) -> None:
+        with self._lock:
+            due = time.monotonic() - self._pruned_at >= PRUNE_EVERY_SECONDS
+            if due:
+                self._pruned_at = time.monotonic()
+        if due:
+            table = cast(Table, OpenRateWindow.__table__)
+            conn.execute(table.delete().where(table.c.ends_at < now - 3600))
+
+    def close(self) -> None:
+        if self._owns_engine:
+            self.engine.dispose()
