@@ -361,9 +361,9 @@ def test_a_repeated_search_shows_each_new_version_and_withdrawal_at_once(hub: Li
 
 
 def test_a_repeated_faceted_search_counts_each_catalog_change_at_once(hub: LiveHub) -> None:
-    """A search's facet counts are kept until the catalog changes (on SQLite): a new open
-    entry, a withdrawal, a write straight into the database and a department renamed
-    each show at the very next search with the same parameters."""
+    """A search's facet counts and total are kept until the catalog changes (on SQLite):
+    a new open entry, a withdrawal, a write straight into the database and a department
+    renamed each show at the very next search with the same parameters."""
     from sqlalchemy import text
 
     world = World(hub)
@@ -380,6 +380,10 @@ def test_a_repeated_faceted_search_counts_each_catalog_change_at_once(hub: LiveH
             hub, "package_search", fq=f"organization:{org}", rows=0, **{"facet.field": fields}
         )
         assert sum(result["facets"]["organization"].values()) == result["count"]
+        # The total of a search without facets is kept too (a harvester's next pages).
+        for start in (0, 1):
+            page = _ok(hub, "package_search", fq=f"organization:{org}", rows=1, start=start)
+            assert page["count"] == result["count"]
         return result
 
     for _ in range(2):  # the second answer is the kept one

@@ -23,7 +23,7 @@ import re
 import threading
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -525,7 +525,7 @@ def search_datasets(session: Session, query: DatasetQuery) -> DatasetPage:
         if name not in FACETS:
             raise QueryError("facet.field", f"unknown facet {name}")
     # Read before anything else the search computes (see catalog.revision).
-    revision = catalog_revision.current(session) if query.facets else None
+    revision = catalog_revision.current(session)
     conds = [_condition(session, f) for f in query.filters]
     matched = catalog_search.matches(session, query.q, open_only=True) if query.q.strip() else None
     base = open_select(Resource.id.label("rid"), matched=matched).where(*conds)
@@ -550,10 +550,13 @@ def search_datasets(session: Session, query: DatasetQuery) -> DatasetPage:
         order.append(column.desc() if desc else column.asc())
     order.append(Resource.id.asc())
     # The total is counted once: from the facets' groups when they are asked for,
-    # otherwise with the page (a window over the matches); only a page past the end
-    # needs a count of its own.
-    combos = _facet_groups(session, query, matched, conds, revision) if query.facets else None
-    total = sum(int(c.n) for c in combos) if combos is not None else None
+    # otherwise with the page (a window over the matches, which doubles the page's cost);
+    # only a page past the end needs a count of its own. Groups and totals are kept
+    # until the catalog's next revision, so a harvester's next pages are read without
+    # counting again.
+    kept = _Kept(revision, query)
+    combos = kept.get("groups", lambda: _count_groups(session, matched, conds))
+    total = sum(int(c.n) for c in combos) if combos is not None else kept.find("total")
     paged = base if total is not None else base.add_columns(func.count().over().label("total"))
     found = (
         session.execute(paged.order_by(*order).offset(query.start).limit(query.rows)).all()
@@ -567,45 +570,61 @@ def search_datasets(session: Session, query: DatasetQuery) -> DatasetPage:
             total = 0
         else:
             total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
+    kept.keep("total", total)
     facets = _facets(session, combos, query) if combos is not None else {}
     ids = [r.rid for r in found]
     return DatasetPage(count=total, datasets=load_datasets(session, ids), facets=facets)
 
 
-# Facet groups by (database, generation, revision, search terms, filters), kept until the
-# catalog's next revision: counting 10,000 open datasets is most of a faceted search.
-_GROUPS: OrderedDict[tuple[Any, ...], Sequence[Any]] = OrderedDict()
-_GROUPS_KEPT = 256
-_GROUPS_LOCK = threading.Lock()
+# What a search counted, kept per (what, database, generation, revision, search terms,
+# filters) until the catalog's next revision: its facet groups (counting 10,000 open
+# datasets is most of a faceted search) and its total.
+_KEPT: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_KEPT_MAX = 512
+_KEPT_LOCK = threading.Lock()
 
 
-def _facet_groups(
-    session: Session,
-    query: DatasetQuery,
-    matched: Any,
-    conds: list[Any],
-    revision: tuple[str, str, int] | None,
-) -> Sequence[Any]:
-    """The matched datasets grouped by their combination of facet columns, with counts;
-    kept under the catalog revision read before the search began, when there is one."""
-    if revision is None:
-        return _count_groups(session, matched, conds)
-    terms = tuple(catalog_search.query_terms(query.q)) if query.q.strip() else ()
-    key = (*revision, terms, tuple(query.filters))
-    with _GROUPS_LOCK:
-        kept = _GROUPS.get(key)
-        if kept is not None:
-            _GROUPS.move_to_end(key)
-            return kept
-    groups = _count_groups(session, matched, conds)
-    with _GROUPS_LOCK:
-        _GROUPS[key] = groups
-        while len(_GROUPS) > _GROUPS_KEPT:
-            _GROUPS.popitem(last=False)
-    return groups
+class _Kept:
+    """A search's view of the kept counts: nothing without a revision (PostgreSQL, or
+    triggers missing), and ``get`` computes only what is asked for."""
+
+    def __init__(self, revision: tuple[str, str, int] | None, query: DatasetQuery) -> None:
+        self.query = query
+        self.key: tuple[Any, ...] | None = None
+        if revision is not None:
+            terms = tuple(catalog_search.query_terms(query.q)) if query.q.strip() else ()
+            self.key = (*revision, terms, tuple(query.filters))
+
+    def find(self, what: str) -> Any:
+        if self.key is None:
+            return None
+        with _KEPT_LOCK:
+            found = _KEPT.get((what, *self.key))
+            if found is not None:
+                _KEPT.move_to_end((what, *self.key))
+            return found
+
+    def keep(self, what: str, value: Any) -> None:
+        if self.key is None:
+            return
+        with _KEPT_LOCK:
+            _KEPT[(what, *self.key)] = value
+            while len(_KEPT) > _KEPT_MAX:
+                _KEPT.popitem(last=False)
+
+    def get(self, what: str, compute: Callable[[], Any]) -> Any:
+        """The facet groups when the query asks for facets (kept or counted), else None."""
+        if not self.query.facets:
+            return None
+        found = self.find(what)
+        if found is None:
+            found = compute()
+            self.keep(what, found)
+        return found
 
 
 def _count_groups(session: Session, matched: Any, conds: list[Any]) -> Sequence[Any]:
+    """The matched datasets grouped by their combination of facet columns, with counts."""
     keys = [
         Resource.provider_department_id,
         Resource.classification_id,
