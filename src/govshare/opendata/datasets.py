@@ -298,15 +298,28 @@ def file_uuid(code: str, file_id: int) -> str:
 
 _V = aliased(ResourceVersion, name="published")
 # The working copy *is* the published content while no change is under way; only entries
-# in a change need their published snapshot read (and JSON extracted) in SQL.
+# in a change need their published snapshot read (and JSON extracted) in SQL. A scalar
+# subquery in the CASE's other branch reads it for them alone: an outer join probed the
+# versions' index for every open entry (a third of a facet count at 10,000 datasets).
 _IN_SYNC = Resource.version == Resource.published_version
 
 
+def _snapshot_value(extracted: Any) -> Any:
+    return (
+        select(extracted)
+        .where(_V.resource_id == Resource.id, _V.version == Resource.published_version)
+        .correlate(Resource)
+        .scalar_subquery()
+    )
+
+
 def _published_text(column: Any, key: str) -> Any:
-    return case((_IN_SYNC, column), else_=_V.snapshot[key].as_string())
+    return case((_IN_SYNC, column), else_=_snapshot_value(_V.snapshot[key].as_string()))
 
 
-IS_OPEN = case((_IN_SYNC, Resource.is_open), else_=_V.snapshot["is_open"].as_boolean())
+IS_OPEN = case(
+    (_IN_SYNC, Resource.is_open), else_=_snapshot_value(_V.snapshot["is_open"].as_boolean())
+)
 TITLE = _published_text(Resource.name, "name")
 FORMAT = _published_text(Resource.format, "format")
 UPDATE_CYCLE = _published_text(Resource.update_cycle, "update_cycle")
@@ -345,14 +358,6 @@ def open_select(*columns: Any, matched: Any = None) -> Any:
     return (
         select(*columns)
         .select_from(source)
-        .outerjoin(
-            _V,
-            and_(
-                _V.resource_id == Resource.id,
-                _V.version == Resource.published_version,
-                Resource.version != Resource.published_version,
-            ),
-        )
         .where(
             # Narrows the read to the open catalog's own index; the conditions below are
             # what decides.
