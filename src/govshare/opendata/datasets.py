@@ -560,8 +560,11 @@ def search_datasets(session: Session, query: DatasetQuery) -> DatasetPage:
     # until the catalog's next revision, so a harvester's next pages are read without
     # counting again.
     kept = _Kept(revision, query)
-    combos = kept.get("groups", lambda: _count_groups(session, matched, conds))
+    combos = (
+        kept.get("groups", lambda: _count_groups(session, matched, conds)) if query.facets else None
+    )
     total = sum(int(c.n) for c in combos) if combos is not None else kept.find("total")
+    counted = total is None
     paged = base if total is not None else base.add_columns(func.count().over().label("total"))
     found = (
         session.execute(paged.order_by(*order).offset(query.start).limit(query.rows)).all()
@@ -575,7 +578,8 @@ def search_datasets(session: Session, query: DatasetQuery) -> DatasetPage:
             total = 0
         else:
             total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
-    kept.keep("total", total)
+    if counted:
+        kept.keep("total", total)
     facets = _facets(session, combos, query) if combos is not None else {}
     ids = [r.rid for r in found]
     return DatasetPage(count=total, datasets=load_datasets(session, ids), facets=facets)
@@ -591,10 +595,9 @@ _KEPT_LOCK = threading.Lock()
 
 class _Kept:
     """A search's view of the kept counts: nothing without a revision (PostgreSQL, or
-    triggers missing), and ``get`` computes only what is asked for."""
+    triggers missing)."""
 
     def __init__(self, revision: tuple[str, str, int] | None, query: DatasetQuery) -> None:
-        self.query = query
         self.key: tuple[Any, ...] | None = None
         if revision is not None:
             terms = tuple(catalog_search.query_terms(query.q)) if query.q.strip() else ()
@@ -618,9 +621,7 @@ class _Kept:
                 _KEPT.popitem(last=False)
 
     def get(self, what: str, compute: Callable[[], Any]) -> Any:
-        """The facet groups when the query asks for facets (kept or counted), else None."""
-        if not self.query.facets:
-            return None
+        """What was kept, or ``compute()`` kept now."""
         found = self.find(what)
         if found is None:
             found = compute()

@@ -34,6 +34,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import SQLAlchemyError
 
+from govshare import db
 from govshare.config import Settings
 from govshare.opendata.models import OpenRateWindow
 
@@ -78,8 +79,6 @@ def windows_for(settings: Settings, engine: Engine | None = None) -> Windows:
     or one made from the settings) when processes on several machines serve it."""
     mode = settings.open_limit_windows
     if mode == "database" or (mode == "auto" and not settings.is_sqlite):
-        from govshare import db
-
         if engine is None:
             return DatabaseWindows(db.make_engine(settings), owns_engine=True)
         return DatabaseWindows(engine)
