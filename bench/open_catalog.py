@@ -92,6 +92,16 @@ def open_datasets(data_dir: Path, wanted: int, seed: int = 7) -> int:
             "UPDATE resource SET open_conditions = '注册开发者申请' WHERE id = ?",
             ((i,) for i in chosen[::10]),
         )
+        # Entries that were already published (the demo's) keep their snapshot beside
+        # the working copy: the hub reads the published content from the working copy
+        # only while the two are the same version, so they must say the same.
+        con.execute(
+            "UPDATE resource_version SET snapshot = json_set(snapshot,"
+            " '$.is_open', json(CASE r.is_open WHEN 1 THEN 'true' ELSE 'false' END),"
+            " '$.open_conditions', r.open_conditions)"
+            " FROM resource AS r WHERE r.id = resource_version.resource_id"
+            " AND r.published_version = resource_version.version"
+        )
         con.commit()
     finally:
         con.close()
