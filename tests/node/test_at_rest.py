@@ -20,8 +20,9 @@ from govshare.exchange.package import PackageError, parse
 from govshare.node.agent import NodeAgent
 from govshare.node.client import HubRefused
 from govshare.node.config import NodeConfigError, load
-from govshare.security.atrest import is_sealed
-from tests.exchange.scenario import Scene, make_scene
+from govshare.node.store import LocalStore
+from govshare.security.atrest import AtRestCipher, is_sealed
+from tests.exchange.scenario import Scene, Source, make_scene, target_rows
 from tests.factories import World
 
 SECRET = "node-secret-for-tests-0123456789"
@@ -318,3 +319,105 @@ def test_a_hub_that_requires_sealing_refuses_a_node_in_the_clear_until_it_is_sea
     sealed.heartbeat()
     assert _reported_sealing(scene) == (True, "sm4")
     scene.run_until(scene.in_sync)
+
+
+# 公民身份号码 as the task's key: what a thief must not read from the key mirror.
+_KEYED_BY_ID_NUMBER: dict[str, object] = {"key": ["sfzhm"], "keyset_every_seconds": 1}
+_CAPTURE = {
+    "incremental": {"mode": "incremental", "cursor_column": "version"},
+    "snapshot": {"mode": "snapshot", "cursor_column": None},
+}
+
+
+def _id_numbers(scene: Scene) -> list[str]:
+    with sqlite3.connect(scene.source_url.removeprefix("sqlite:///")) as db:
+        return [n for (n,) in db.execute("SELECT sfzhm FROM person")]
+
+
+def _mirror(agent: NodeAgent) -> list[tuple[str, bytes | None]]:
+    with sqlite3.connect(agent.store.path) as db:
+        return list(db.execute("SELECT key, sealed_key FROM mirror"))
+
+
+def _assert_no_key_in_the_clear(agent: NodeAgent, id_numbers: list[str]) -> None:
+    mirror = _mirror(agent)
+    assert len(mirror) == len(id_numbers)
+    assert all(len(tag) == 32 and sealed for tag, sealed in mirror)
+    on_disk = _file_bytes(agent)
+    assert not [n for n in id_numbers if n.encode() in on_disk]
+
+
+def _delete_and_update(scene: Scene) -> None:
+    """Rows a keyed mirror must find again: two gone at the source, one changed."""
+    source = Source(scene.source_url)
+    source.delete([3, 5])
+    source.update([7], "改名")
+
+
+@pytest.mark.parametrize("capture", sorted(_CAPTURE))
+def test_a_sealed_store_keeps_the_keys_it_sent_as_tags_and_still_finds_them(
+    scene: Scene, capture: str
+) -> None:
+    """The key mirror (which keys were sent, with their row hash) holds a keyed tag and
+    a sealed copy of each key, not the key: deletes are still found and sent (the
+    sealed copy opened), updates still go as updates."""
+    scene.node("provider", secret_file=_secret_file(scene))
+    scene.node("consumer")
+    scene.create_tasks(batch_rows=100, **_KEYED_BY_ID_NUMBER, **_CAPTURE[capture])
+    scene.run_until(scene.in_sync)
+    sent = _id_numbers(scene)
+    _assert_no_key_in_the_clear(scene.nodes["provider"], sent)
+
+    _delete_and_update(scene)
+    scene.run_until(scene.in_sync)
+    assert len(target_rows(scene.target_url)) == len(sent) - 2
+    _assert_no_key_in_the_clear(scene.nodes["provider"], _id_numbers(scene))
+
+
+def test_a_key_mirror_kept_in_the_clear_is_sealed_at_the_first_start_with_a_secret(
+    scene: Scene,
+) -> None:
+    provider = scene.node("provider")
+    scene.node("consumer")
+    scene.create_tasks(batch_rows=100, **_KEYED_BY_ID_NUMBER, **_CAPTURE["snapshot"])
+    scene.run_until(scene.in_sync)
+    sent = _id_numbers(scene)
+    assert {key for key, _ in _mirror(provider)} == set(sent)  # what this change is about
+    provider.close()
+
+    secret = _secret_file(scene)
+    again = scene.node("provider", secret_file=secret)
+    assert again.store.get("mirror_sealed") == "sealed"
+    _assert_no_key_in_the_clear(again, sent)
+    # Killed after the mirror was converted, before the file was rewritten: the next
+    # start only rewrites it (converting again would take the tags for keys).
+    again.close()
+    with sqlite3.connect(again.store.path) as db:
+        db.execute("UPDATE identity SET value = 'rewrite' WHERE name = 'mirror_sealed'")
+    again = scene.node("provider", secret_file=secret)
+    assert again.store.get("mirror_sealed") == "sealed"
+    _assert_no_key_in_the_clear(again, sent)
+    _delete_and_update(scene)
+    scene.run_until(scene.in_sync)
+    assert len(target_rows(scene.target_url)) == len(sent) - 2
+
+
+def test_a_sealed_store_keeps_row_numbers_as_they_are_and_tags_every_other_key(
+    tmp_path: Path,
+) -> None:
+    """A key of at most ten digits is a row number and is kept as it is (tags are random,
+    and a mirror of random keys is written several times slower); anything longer or
+    not all digits — 公民身份号码, credit codes, mobile numbers, composite keys — is kept
+    as its tag, and the keys the source no longer has come back as they were."""
+    store = LocalStore(tmp_path / "store", AtRestCipher(tmp_path / "store", SECRET, "sm4"))
+    keys = ["1", "42", "9999999999", "13800138000", "37020219900101001X", "3\x1f7", "", "-5"]
+    with store.transaction() as conn:
+        assert store.existing_keys(conn, 1, keys) == {}
+        store.add_keys(conn, 1, keys, list(range(len(keys))))
+        assert store.existing_keys(conn, 1, keys) == dict(zip(keys, range(len(keys)), strict=True))
+    with sqlite3.connect(store.path) as db:
+        kept = dict(db.execute("SELECT key, sealed_key FROM mirror"))
+    assert {k for k, c in kept.items() if c is None} == {"1", "42", "9999999999"}
+    assert all(len(k) == 32 for k, c in kept.items() if c is not None)
+    assert sorted(store.missing_keys(1, ["42"])) == sorted(k for k in keys if k != "42")
+    store.close()

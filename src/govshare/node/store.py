@@ -6,12 +6,13 @@ touched — is written here in one SQLite transaction before anything leaves the
 so a crash or a hub outage loses nothing and repeats nothing.
 
 With a secret (``secret_file`` or ``GOVSHARE_NODE_SECRET``) the store is sealed at rest
-(静态加密): the node's private keys, the hub's transport key and every package waiting
-in the outbox are kept encrypted (SM4-GCM by default) under a key in
+(静态加密): the node's private keys, the hub's transport key, every package waiting in
+the outbox and the task cursors are kept encrypted (SM4-GCM by default) under a key in
 ``STORE/keys/at-rest.json``, itself sealed with the secret, which lives outside the
-store. A copy of the store directory then neither signs as the node nor reads the
-departments' rows waiting to leave. A store kept unsealed before is sealed in place at
-the first start with a secret.
+store; the key mirror keeps each key as a keyed tag beside a sealed copy
+(``MirrorKeys``). A copy of the store directory then neither signs as the node nor
+reads the departments' rows waiting to leave or the keys of those sent. A store kept
+unsealed before is sealed in place at the first start with a secret.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from __future__ import annotations
 import itertools
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from govshare.security.atrest import (
     AtRestCipher,
     AtRestKey,
     AtRestKeyError,
+    FindableSeal,
     add_key,
     is_sealed,
     key_path,
@@ -48,6 +51,7 @@ CREATE TABLE IF NOT EXISTS mirror (
     task_id INTEGER NOT NULL,
     key TEXT NOT NULL,
     rowhash INTEGER,
+    sealed_key TEXT,
     PRIMARY KEY (task_id, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS file_state (
@@ -86,11 +90,67 @@ CREATE TABLE IF NOT EXISTS pending_checksum (
 
 SEALED_TEXT = "sealed:"
 SEALED_MARK = "at_rest"  # identity entry: this store has been sealed and rewritten
+MIRROR_MARK = "mirror_sealed"  # identity entry: the key mirror holds no key in the clear
+MIRROR_KEY = "mirror_key"
 
 
 def is_secret(name: str) -> bool:
     """Identity entries that would let a thief sign as the node or open its packages."""
-    return name == "cipher_key" or name.endswith((".private", ".next_private"))
+    return name in ("cipher_key", MIRROR_KEY) or name.endswith((".private", ".next_private"))
+
+
+# A key of at most this many digits is a row number: too short to be a 公民身份号码 or a
+# 统一社会信用代码 (18 characters) or a mobile number (11 digits).
+ROW_NUMBER_DIGITS = 10
+
+
+def is_row_number(key: str) -> bool:
+    return len(key) <= ROW_NUMBER_DIGITS and key.isascii() and key.isdigit()
+
+
+class MirrorKeys:
+    """How a sealed store keeps the keys it sent (the key mirror): each as its tag, to
+    find it by, beside its sealed copy (``FindableSeal``), since keys are often 公民身份号码
+    or credit codes. A row number identifies nobody outside its own table and is kept as
+    it is: tags are random, and a mirror of random keys is written several times slower
+    than one of row numbers, which arrive in order."""
+
+    def __init__(self, seal: FindableSeal) -> None:
+        self.seal = seal
+        # How the keys of the batch last looked up are kept: its new keys are added next.
+        self._batch: dict[str, str] = {}
+
+    def stored(self, keys: list[str], *, batch: bool = False) -> list[str]:
+        """Each key as the mirror keeps it (``batch``: remembered for ``sealed``)."""
+        known = self._batch
+        if known and not batch and all(k in known for k in keys):
+            return [known[k] for k in keys]
+        hidden = [k for k in keys if not is_row_number(k)]
+        if not hidden:
+            if batch:
+                self._batch = {}
+            return keys
+        tags = dict(zip(hidden, self.seal.tags(hidden), strict=True))
+        out = [tags.get(k, k) for k in keys]
+        if batch:
+            self._batch = dict(zip(keys, out, strict=True))
+        return out
+
+    def sealed(self, keys: list[str], stored: list[str]) -> list[str | None]:
+        """The sealed copy (hex) of each key kept as a tag; None for row numbers."""
+        hidden = [i for i, k in enumerate(keys) if not is_row_number(k)]
+        out: list[str | None] = [None] * len(keys)
+        if hidden:
+            _, blobs = self.seal.seal([keys[i] for i in hidden], [stored[i] for i in hidden])
+            for i, blob in zip(hidden, blobs, strict=True):
+                out[i] = blob.hex()
+        return out
+
+    def opened(self, rows: Sequence[tuple[str, str | None]]) -> list[str]:
+        """The keys of mirror rows (stored form, sealed copy)."""
+        hidden = [(tag, bytes.fromhex(copy)) for tag, copy in rows if copy is not None]
+        values = iter(self.seal.open([t for t, _ in hidden], [b for _, b in hidden]))
+        return [key if copy is None else next(values) for key, copy in rows]
 
 
 class StoreSealed(RuntimeError):
@@ -102,8 +162,14 @@ class LocalStore:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / "node-store.db"
         self.cipher = cipher
+        # With a cipher, the key mirror keeps each key as a tag to find it by and a
+        # sealed copy (the keys are often 公民身份号码): see ``_seal_mirror``.
+        self.keyseal: MirrorKeys | None = None
         self.db = self.connect()
         self.db.executescript(SCHEMA)
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(mirror)")}
+        if "sealed_key" not in columns:  # a store made before keys were sealed
+            self.db.execute("ALTER TABLE mirror ADD COLUMN sealed_key TEXT")
         sealed = self.db.execute(
             "SELECT value FROM identity WHERE value LIKE ? LIMIT 1", (SEALED_TEXT + "%",)
         ).fetchone()
@@ -125,6 +191,9 @@ class LocalStore:
                 cipher.seal(b"")
             if self._raw_get(SEALED_MARK) is None:
                 self._seal_in_place()
+            if self._raw_get(MIRROR_MARK) != "sealed":
+                self._seal_mirror()
+            self.keyseal = MirrorKeys(FindableSeal(self.get(MIRROR_KEY) or ""))
         self.db.execute(
             "CREATE TEMP TABLE IF NOT EXISTS batch_keys (key TEXT PRIMARY KEY) WITHOUT ROWID"
         )
@@ -218,12 +287,70 @@ class LocalStore:
                         "UPDATE outbox SET blob = ? WHERE task_id = ? AND seq = ?",
                         (self.cipher.seal(blob), task_id, seq),
                     )
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self.db.execute("VACUUM")  # rewrites the file: no page of the old contents left
-        self.db.execute("PRAGMA secure_delete = OFF")
         # Marked last: a node killed before this seals again (nothing left to seal) and
         # rewrites the file again at its next start.
-        self.put(SEALED_MARK, "sealed")
+        self._rewrite_file(SEALED_MARK)
+
+    def _seal_mirror(self) -> None:
+        """Replace the key mirror's keys in the clear by their tags and sealed copies, and
+        seal the task cursors (a cursor ends with the last row's key), in one transaction
+        (a node killed meanwhile finds both as they were and starts again), then rewrite
+        the file so no freed page keeps a key."""
+        assert self.cipher is not None
+        if self._raw_get(MIRROR_MARK) == "rewrite":  # killed before the file was rewritten
+            self._rewrite_file(MIRROR_MARK)
+            return
+        if self._raw_get(MIRROR_KEY) is None:
+            self.put(MIRROR_KEY, FindableSeal.new_key(self.cipher.alg))
+        keyseal = MirrorKeys(FindableSeal(self.get(MIRROR_KEY) or ""))
+        self.db.execute("PRAGMA secure_delete = ON")
+        with self.transaction() as conn:
+            conn.execute("DROP TABLE IF EXISTS mirror_sealing")
+            conn.execute(
+                "CREATE TABLE mirror_sealing (task_id INTEGER NOT NULL, key TEXT NOT NULL, "
+                "rowhash INTEGER, sealed_key TEXT, PRIMARY KEY (task_id, key)) WITHOUT ROWID"
+            )
+            clear = conn.execute("SELECT task_id, key, rowhash FROM mirror")
+            converted = 0
+            while rows := clear.fetchmany(50_000):
+                keys = [r[1] for r in rows]
+                stored = keyseal.stored(keys)
+                conn.executemany(
+                    "INSERT OR IGNORE INTO mirror_sealing (task_id, key, rowhash, sealed_key) "
+                    "VALUES (?, ?, ?, ?)",
+                    (
+                        (r[0], k, r[2], c)
+                        for r, k, c in zip(rows, stored, keyseal.sealed(keys, stored), strict=True)
+                    ),
+                )
+                converted += len(rows)
+            conn.execute("DROP TABLE mirror")
+            conn.execute("ALTER TABLE mirror_sealing RENAME TO mirror")
+            for task_id, cursor in conn.execute(
+                "SELECT task_id, cursor FROM task_state WHERE cursor IS NOT NULL"
+            ).fetchall():
+                if not cursor.startswith(SEALED_TEXT):
+                    conn.execute(
+                        "UPDATE task_state SET cursor = ? WHERE task_id = ?",
+                        (self._sealed_cursor(json.loads(cursor)), task_id),
+                    )
+                    converted += 1
+            # Converted: never again (its tags would be taken for keys), whatever follows.
+            conn.execute(
+                "INSERT OR REPLACE INTO identity (name, value) VALUES (?, ?)",
+                (MIRROR_MARK, "rewrite" if converted else "sealed"),
+            )
+        if converted:
+            self._rewrite_file(MIRROR_MARK)
+        self.db.execute("PRAGMA secure_delete = OFF")
+
+    def _rewrite_file(self, mark: str) -> None:
+        """Rewrite the store's file (no page of the old contents left), then mark it done."""
+        self.db.execute("PRAGMA secure_delete = ON")
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.db.execute("VACUUM")
+        self.db.execute("PRAGMA secure_delete = OFF")
+        self.put(mark, "sealed")
 
     def drop(self, name: str) -> None:
         self.db.execute("DELETE FROM identity WHERE name = ?", (name,))
@@ -237,15 +364,27 @@ class LocalStore:
         if row is None:
             self.db.execute("INSERT INTO task_state (task_id) VALUES (?)", (task_id,))
             return None, 0, 0.0
-        return (json.loads(row[0]) if row[0] else None), int(row[1]), float(row[2])
+        cursor = row[0]
+        if cursor and cursor.startswith(SEALED_TEXT):
+            cursor = self._open(bytes.fromhex(cursor[len(SEALED_TEXT) :])).decode("utf-8")
+        return (json.loads(cursor) if cursor else None), int(row[1]), float(row[2])
 
     def set_cursor(
         self, conn: sqlite3.Connection, task_id: int, cursor: list[Any] | None, seq: int
     ) -> None:
         conn.execute(
             "UPDATE task_state SET cursor = ?, last_seq = ? WHERE task_id = ?",
-            (json.dumps(cursor, default=str) if cursor is not None else None, seq, task_id),
+            (self._sealed_cursor(cursor), seq, task_id),
         )
+
+    def _sealed_cursor(self, cursor: list[Any] | None) -> str | None:
+        """A cursor as stored: sealed with a cipher, since it ends with the last row's key."""
+        if cursor is None:
+            return None
+        text = json.dumps(cursor, default=str)
+        if self.cipher is None:
+            return text
+        return SEALED_TEXT + self.cipher.seal(text.encode("utf-8")).hex()
 
     def next_seq(self, conn: sqlite3.Connection, task_id: int) -> int:
         conn.execute("INSERT OR IGNORE INTO task_state (task_id) VALUES (?)", (task_id,))
@@ -276,6 +415,16 @@ class LocalStore:
         self, conn: sqlite3.Connection, task_id: int, keys: list[str]
     ) -> dict[str, int | None]:
         """The batch's keys already sent, with the row hash they were sent with."""
+        stored = keys if self.keyseal is None else self.keyseal.stored(keys, batch=True)
+        if stored is not keys:
+            by_stored = dict(zip(stored, keys, strict=True))
+            found = self._existing(conn, task_id, list(by_stored))
+            return {by_stored[k]: h for k, h in found.items()}
+        return self._existing(conn, task_id, keys)
+
+    def _existing(
+        self, conn: sqlite3.Connection, task_id: int, keys: list[str]
+    ) -> dict[str, int | None]:
         listed = self._json_list(keys)
         if listed is not None:
             return {
@@ -325,8 +474,34 @@ class LocalStore:
         keys: Iterable[str],
         hashes: Iterable[int | None] | None = None,
     ) -> None:
+        keys = keys if isinstance(keys, list) else list(keys)
+        stored = keys if self.keyseal is None else self.keyseal.stored(keys)
+        if stored is not keys:
+            assert self.keyseal is not None
+            rows = sorted(  # in key order: tags are random, and so are their pages
+                zip(
+                    stored,
+                    self.keyseal.sealed(keys, stored),
+                    hashes if hashes is not None else itertools.repeat(None),
+                    strict=hashes is not None,
+                ),
+                key=itemgetter(0),
+            )
+            verb = "IGNORE" if hashes is None else "REPLACE"
+            if self.has_json:  # one statement for the batch (executemany binds row by row)
+                conn.execute(
+                    f"INSERT OR {verb} INTO mirror (task_id, key, sealed_key, rowhash) "
+                    "SELECT ?, value ->> 0, value ->> 1, value ->> 2 FROM json_each(?)",
+                    (task_id, orjson.dumps(rows)),
+                )
+            else:
+                conn.executemany(
+                    f"INSERT OR {verb} INTO mirror (task_id, key, sealed_key, rowhash) "
+                    "VALUES (?, ?, ?, ?)",
+                    ((task_id, *r) for r in rows),
+                )
+            return
         if hashes is None:
-            keys = keys if isinstance(keys, list) else list(keys)
             listed = self._json_list(keys)
             if listed is not None:
                 conn.execute(
@@ -348,6 +523,8 @@ class LocalStore:
         keys = keys if isinstance(keys, list) else list(keys)
         if not keys:
             return
+        if self.keyseal is not None:
+            keys = self.keyseal.stored(keys)
         listed = self._json_list(keys)
         if listed is not None:
             conn.execute(
@@ -368,6 +545,8 @@ class LocalStore:
             conn.execute("DELETE FROM scan_keys")
             keys = iter(source_keys)
             while chunk := list(itertools.islice(keys, 50_000)):
+                if self.keyseal is not None:
+                    chunk = self.keyseal.stored(chunk)
                 listed = self._json_list(chunk)
                 if listed is not None:
                     conn.execute(
@@ -379,11 +558,13 @@ class LocalStore:
                         "INSERT OR IGNORE INTO scan_keys (key) VALUES (?)", ((k,) for k in chunk)
                     )
             rows = conn.execute(
-                "SELECT key FROM mirror WHERE task_id = ? "
+                "SELECT key, sealed_key FROM mirror WHERE task_id = ? "
                 "AND key NOT IN (SELECT key FROM scan_keys)",
                 (task_id,),
             ).fetchall()
             conn.execute("DELETE FROM scan_keys")
+        if self.keyseal is not None:
+            return self.keyseal.opened(rows)
         return [r[0] for r in rows]
 
     # -- outbox ---------------------------------------------------------------------------
