@@ -36,7 +36,7 @@ from govshare.node.source import (
     row_hash,
 )
 from govshare.node.store import LocalStore, StoreSealed
-from govshare.node.target import TargetWriter
+from govshare.node.target import TargetWriter, target_engine
 from govshare.security import crypto
 from govshare.security.atrest import AtRestCipher, AtRestKeyError
 
@@ -305,7 +305,8 @@ class NodeAgent:
             raise KeyError(f"{'目标库' if target else '数据源'} {name} 未在 node.toml 中配置")
         key = ("t:" if target else "s:") + name
         if key not in self.engines:
-            self.engines[key] = make_engine(pool[name].url)
+            url = pool[name].url
+            self.engines[key] = target_engine(url) if target else make_engine(url)
         return self.engines[key]
 
     # -- the loop ---------------------------------------------------------------------------

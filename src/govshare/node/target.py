@@ -46,7 +46,13 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
 
 from govshare.exchange.package import OP_COLUMN
-from govshare.node.source import MYSQL, keyset_checksum, plain_results, stream_batches
+from govshare.node.source import (
+    MYSQL,
+    keyset_checksum,
+    make_engine,
+    plain_results,
+    stream_batches,
+)
 
 CURSOR_TABLE = "govshare_exchange_cursor"
 
@@ -308,7 +314,13 @@ def _mssql_merge(element: MergeUpsert, compiler: SQLCompiler, **kw: Any) -> str:
 
 
 class TargetWriter:
-    """Applies one subscriber task's packages to its target table."""
+    """Applies one subscriber task's packages to its target table.
+
+    The engine is used as it comes: whoever makes it sets its connections up
+    (``target_engine`` for a node's SQLite target in WAL mode; the hub's shared-store
+    engine sets its own pragmas). Adding a listener here raced other threads of the hub
+    connecting through the same engine, which iterate its listeners ("deque mutated
+    during iteration")."""
 
     def __init__(
         self, engine: Engine, task_id: int, config: dict[str, Any], source_key: list[str]
@@ -321,8 +333,6 @@ class TargetWriter:
         self.key = [self.mapping.get(k, k) for k in source_key]
         self.metadata = MetaData()
         self.cursor = cursor_table(self.metadata)
-        if engine.dialect.name == "sqlite" and not event.contains(engine, "connect", _sqlite_wal):
-            event.listen(engine, "connect", _sqlite_wal)
         self.cursor.create(engine, checkfirst=True)
         self.table: Table | None = None
         if inspect(engine).has_table(self.table_name):
@@ -553,6 +563,15 @@ def _values(column: pa.ChunkedArray) -> list[Any]:
         else:
             out += map(distinct.__getitem__, indices)
     return out
+
+
+def target_engine(url: str) -> Engine:
+    """A subscriber's target database: a SQLite file in WAL mode (``_sqlite_wal``), set
+    up before any thread can connect through it."""
+    engine = make_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_wal)
+    return engine
 
 
 def _sqlite_wal(dbapi_conn: Any, _record: Any) -> None:
