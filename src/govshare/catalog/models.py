@@ -402,12 +402,30 @@ class CatalogRevision(Base):
     change (``catalog.revision``). ``generation`` is drawn when the database is made, so
     two databases never share a revision.
 
-    On SQLite the database's own triggers raise it (every writer, in its transaction);
-    on PostgreSQL nothing does and nothing is kept: a counter row written by every
-    catalog transaction would make them wait on each other, and deadlock."""
+    On SQLite the database's own triggers raise it (every writer, in its transaction).
+    On PostgreSQL ``n`` stays 0 and the revision is kept in ``CatalogChange``: a counter
+    row written by every catalog transaction would make them wait on each other, and
+    deadlock."""
 
     __tablename__ = "catalog_revision"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     n: Mapped[int] = mapped_column(BigInteger, default=0)
     generation: Mapped[str] = mapped_column(String(32))
+
+
+class CatalogChange(Base):
+    """目录变更记录 (PostgreSQL): a row per statement that wrote a table an open-data
+    search reads, inserted by that table's statement trigger in the writer's transaction
+    (rows of a sequence: writers never wait on each other). The revision is the sum of
+    the weights a reader sees: it rises at every commit that wrote the catalog, and a
+    later snapshot sees every row an earlier one saw, so one sum names one state.
+    Compaction replaces old rows by one row of their summed weight, leaving the sum as
+    it was."""
+
+    __tablename__ = "catalog_change"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
+    )
+    weight: Mapped[int] = mapped_column(BigInteger, default=1, server_default="1")

@@ -594,8 +594,8 @@ _KEPT_LOCK = threading.Lock()
 
 
 class _Kept:
-    """A search's view of the kept counts: nothing without a revision (PostgreSQL, or
-    triggers missing)."""
+    """A search's view of the kept counts: nothing without a revision (a database whose
+    revision triggers are missing)."""
 
     def __init__(self, revision: tuple[str, str, int] | None, query: DatasetQuery) -> None:
         self.key: tuple[Any, ...] | None = None
