@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +133,7 @@ def serve_workers(data_dir: Path, workers: int = 2) -> Iterator[ServedHub]:
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its workers with it, for the group kill below
         )
     try:
         yield ServedHub(process, port, log)
@@ -143,3 +144,7 @@ def serve_workers(data_dir: Path, workers: int = 2) -> Iterator[ServedHub]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        # A supervisor killed, or gone before its workers, leaves them running on as
+        # orphans (found still serving after a CI run): end whatever is left of the group.
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
