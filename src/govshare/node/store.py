@@ -228,13 +228,11 @@ class LocalStore:
 
     def get(self, name: str) -> str | None:
         value = self._raw_get(name)
-        if value is None or not value.startswith(SEALED_TEXT):
-            return value
-        return self._open(bytes.fromhex(value[len(SEALED_TEXT) :])).decode("utf-8")
+        return None if value is None else self._open_text(value)
 
     def put(self, name: str, value: str) -> None:
         if self.cipher is not None and is_secret(name):
-            value = SEALED_TEXT + self.cipher.seal(value.encode("utf-8")).hex()
+            value = self._seal_text(value)
         self.db.execute(
             "INSERT OR REPLACE INTO identity (name, value) VALUES (?, ?)", (name, value)
         )
@@ -247,6 +245,17 @@ class LocalStore:
 
     def _seal(self, blob: bytes) -> bytes:
         return blob if self.cipher is None else self.cipher.seal(blob)
+
+    def _seal_text(self, text: str) -> str:
+        """Text as a sealed text value (``sealed:`` and the blob's hex)."""
+        assert self.cipher is not None
+        return SEALED_TEXT + self.cipher.seal(text.encode("utf-8")).hex()
+
+    def _open_text(self, value: str) -> str:
+        """A text value as stored: opened when sealed, else as it is."""
+        if not value.startswith(SEALED_TEXT):
+            return value
+        return self._open(bytes.fromhex(value[len(SEALED_TEXT) :])).decode("utf-8")
 
     def _open(self, blob: bytes) -> bytes:
         if self.cipher is not None:
@@ -364,9 +373,7 @@ class LocalStore:
         if row is None:
             self.db.execute("INSERT INTO task_state (task_id) VALUES (?)", (task_id,))
             return None, 0, 0.0
-        cursor = row[0]
-        if cursor and cursor.startswith(SEALED_TEXT):
-            cursor = self._open(bytes.fromhex(cursor[len(SEALED_TEXT) :])).decode("utf-8")
+        cursor = self._open_text(row[0]) if row[0] else None
         return (json.loads(cursor) if cursor else None), int(row[1]), float(row[2])
 
     def set_cursor(
@@ -382,9 +389,7 @@ class LocalStore:
         if cursor is None:
             return None
         text = json.dumps(cursor, default=str)
-        if self.cipher is None:
-            return text
-        return SEALED_TEXT + self.cipher.seal(text.encode("utf-8")).hex()
+        return text if self.cipher is None else self._seal_text(text)
 
     def next_seq(self, conn: sqlite3.Connection, task_id: int) -> int:
         conn.execute("INSERT OR IGNORE INTO task_state (task_id) VALUES (?)", (task_id,))
