@@ -152,7 +152,17 @@ def test_create_through_the_form_with_chinese_errors(world: World, scene: Pensio
         assert "&#34;case_key&#34;" in edit.text  # the definition as JSON in the textarea
         r = c.post(job_url + "/edit", data=job_form(csrf, definition(scene), schedule="0 2 * * *"))
         assert r.status_code == 303, r.text
-        assert "0 2 * * *" in c.get(job_url).text
+        page = c.get(job_url).text
+        assert "0 2 * * *" in page
+        assert 'id="delivery"' not in page
+        assert 'name="deliver" value="1">' in c.get(job_url + "/edit").text  # not checked
+
+        # 交付: the page names the table the bureau's node reads; the form keeps the box.
+        r = c.post(job_url + "/edit", data=job_form(csrf, definition(scene), deliver="1"))
+        assert r.status_code == 303, r.text
+        job_id = job_url.rsplit("/", 1)[1]
+        assert f"compare_cases_{job_id}" in c.get(job_url).text
+        assert 'name="deliver" value="1" checked>' in c.get(job_url + "/edit").text
 
 
 def test_run_list_download_and_work_cases(

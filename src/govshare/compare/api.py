@@ -14,7 +14,7 @@ from fastapi import APIRouter, Body, Query, Request, status
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
-from govshare.compare import export, service
+from govshare.compare import delivery, export, service
 from govshare.compare.errors import InvalidJob
 from govshare.compare.models import CompareCase, CompareJob, CompareRun
 from govshare.compare.schemas import (
@@ -72,6 +72,8 @@ def job_public(job: CompareJob, last: CompareRun | None) -> JobPublic:
         created_at=job.created_at,
         next_run_at=job.next_run_at,
         last_run=run_public(last) if last else None,
+        delivery_table=delivery.table_name(job.id) if job.deliver else None,
+        version_column=delivery.VERSION if job.deliver else None,
     )
 
 

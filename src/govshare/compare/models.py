@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from govshare.compare.schemas import CaseState, Presence, RunStatus
@@ -28,6 +28,9 @@ class CompareJob(Base):
     definition: Mapped[dict[str, Any]] = mapped_column(JSONType)
     schedule: Mapped[str | None] = mapped_column(String(100))
     next_run_at: Mapped[datetime | None] = mapped_column()
+    # 交付: keep a copy of the cases in the shared-store database, which the bureau's
+    # front-end node reads like a business table (``compare.delivery``).
+    deliver: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_by: Mapped[str] = mapped_column(String(50))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

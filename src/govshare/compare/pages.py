@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from govshare.compare import export, service
+from govshare.compare import delivery, export, service
 from govshare.compare import templates as builtin
 from govshare.compare.errors import InvalidJob
 from govshare.compare.models import CompareCase, CompareJob, CompareRun
@@ -212,6 +212,7 @@ def _values(data: JobCreate) -> dict[str, Any]:
         "department_id": data.department_id,
         "schedule": data.schedule or "",
         "template": data.template or "",
+        "deliver": data.deliver,
         "definition": _definition_text(dumped),
     }
 
@@ -276,6 +277,7 @@ def _read_form(
     """The posted job, or what is wrong with it. Keys a pasted job carries besides its
     definition (name, schedule …) fill the form's fields left empty."""
     values: dict[str, Any] = {k: text(form, k) for k in (*FORM_FIELDS, "template", "definition")}
+    values["deliver"] = text(form, "deliver") == "1"
     if job is not None:
         values["department_id"] = job.department_id
         values["template"] = job.template or ""
@@ -292,7 +294,7 @@ def _read_form(
     if not isinstance(parsed, dict):
         problem = {"field": "definition", "message": "应为一个 JSON 对象（{ … }）"}
         return values, FormErrors("比对定义不是 JSON 对象", [problem], label=_label)
-    body = {k: v for k, v in parsed.items() if k not in (*FORM_FIELDS, "template")}
+    body = {k: v for k, v in parsed.items() if k not in (*FORM_FIELDS, "template", "deliver")}
     for key in ("name", "description", "schedule"):
         if not values[key] and isinstance(parsed.get(key), str):
             values[key] = parsed[key]
@@ -305,6 +307,7 @@ def _read_form(
         "department_id": optional_int(str(values["department_id"])) or "",
         "schedule": values["schedule"] or None,
         "template": values["template"] or None,
+        "deliver": values["deliver"],
     }
     try:
         return values, JobCreate.model_validate(body)
@@ -437,6 +440,8 @@ def _job_page(
         figures=figures,
         charts=_charts(runs, figures),
         can_run=caller.can(Permission.SHARING_APPLY),
+        delivery_table=delivery.table_name(job.id) if job.deliver else None,
+        version_column=delivery.VERSION,
         error=error,
     )
 

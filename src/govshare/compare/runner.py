@@ -35,6 +35,7 @@ from croniter import CroniterError, croniter
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from govshare.compare.delivery import Deliveries
 from govshare.compare.errors import InvalidJob, RunBusy, RunNotFound
 from govshare.compare.models import CompareCase, CompareJob, CompareRun
 from govshare.compare.plan import Plan, plan
@@ -498,6 +499,7 @@ class Runner:
         self.settings = settings
         self.factory = factory
         self.db = db
+        self.deliveries = Deliveries(db.engine)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="compare-runner", daemon=True)
 
@@ -524,6 +526,9 @@ class Runner:
             if self._stop.is_set():
                 break
             execute(self.settings, self.factory, self.db, run_id, stopping=self._stop)
+        if self.deliveries.due() and not self._stop.is_set():
+            with self.factory() as session:
+                self.deliveries.run_once(session)
         return len(queued)
 
     def _loop(self) -> None:

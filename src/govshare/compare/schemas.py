@@ -112,6 +112,10 @@ class JobCreate(Definition):
     department_id: Id = Field(description="负责核查的部门")
     schedule: str | None = Field(default=None, max_length=100, description="cron; 空为按需")
     template: str | None = Field(default=None, max_length=40)
+    deliver: bool = Field(
+        default=False,
+        description="交付: 在共享库中保留线索副本, 供负责部门经订阅接收到本部门数据库",
+    )
 
     def as_definition(self) -> Definition:
         """The definition alone, without the job's name, department and schedule."""
@@ -125,6 +129,10 @@ class JobPublic(JobCreate):
     created_at: datetime
     next_run_at: datetime | None
     last_run: RunPublic | None
+    delivery_table: str | None = Field(
+        default=None, description="交付时线索副本在共享库中的表名 (前置机按此表读取)"
+    )
+    version_column: str | None = Field(default=None, description="交付表的版本列 (游标)")
 
 
 class RunStatus(StrEnum):

@@ -70,6 +70,7 @@ def create_job(
         definition=data.as_definition().model_dump(mode="json", exclude_defaults=False),
         schedule=schedule,
         next_run_at=runner.next_time(schedule, utcnow()),
+        deliver=data.deliver,
         created_by=principal.name,
     )
     session.add(job)
@@ -80,7 +81,12 @@ def create_job(
         "compare.job.create",
         object_type="compare_job",
         object_id=job.id,
-        after={"name": job.name, "department_id": job.department_id, **job.definition},
+        after={
+            "name": job.name,
+            "department_id": job.department_id,
+            "deliver": job.deliver,
+            **job.definition,
+        },
     )
     return job
 
@@ -99,13 +105,19 @@ def update_job(
             "不能更改比对任务的负责部门", "department_id", str(data.department_id)
         )
     check(session, db, principal, data, today)
-    before = {"name": job.name, "schedule": job.schedule, **job.definition}
+    before = {
+        "name": job.name,
+        "schedule": job.schedule,
+        "deliver": job.deliver,
+        **job.definition,
+    }
     schedule = runner.check_schedule(data.schedule)
     job.name = data.name
     job.description = data.description
     job.definition = data.as_definition().model_dump(mode="json")
     job.schedule = schedule
     job.next_run_at = runner.next_time(schedule, utcnow())
+    job.deliver = data.deliver
     job.updated_at = utcnow()
     audit.record(
         session,
@@ -114,7 +126,12 @@ def update_job(
         object_type="compare_job",
         object_id=job.id,
         before=before,
-        after={"name": job.name, "schedule": job.schedule, **job.definition},
+        after={
+            "name": job.name,
+            "schedule": job.schedule,
+            "deliver": job.deliver,
+            **job.definition,
+        },
     )
     return job
 
@@ -144,6 +161,7 @@ def as_create(job: CompareJob) -> JobCreate:
             "department_id": job.department_id,
             "schedule": job.schedule,
             "template": job.template,
+            "deliver": job.deliver,
         }
     )
 

@@ -1,0 +1,244 @@
+"""交付: a comparison job's cases delivered into the owning department's own database.
+
+Nothing here sends anything. A job marked ``deliver`` keeps a copy of its cases in the
+shared-store database, one table per job (``compare_cases_<job id>``), with a record
+version (``__rev``) that every change of a case raises. The bureau's front-end node
+reads that table like any business table with a cursor column, as a provider task of a
+catalog entry for the job's cases, and the owning department receives it through the
+ordinary grant and subscription path: signed, encrypted packages, exactly-once apply,
+reconciliation — everything the exchange already guarantees (docs/compare.md).
+
+The copy is brought up to the cases by the hub's comparison runner a few seconds after
+they change (a run's result, a follow-up step): one transaction that rewrites only the
+cases that differ, under one new version. It is idempotent, so several hub processes
+may each do it; they take turns (SQLite's write lock, a PostgreSQL advisory lock), so
+versions rise in commit order and a reader's cursor never skips a change."""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+import structlog
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    inspect,
+    select,
+)
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from govshare.compare.models import CompareCase, CompareJob, CompareRun
+from govshare.compare.schemas import Definition, RunStatus
+from govshare.compare.sql import quote
+
+log = structlog.get_logger()
+
+VERSION = "__rev"
+# The case's own columns, in the table's order, before the job's output items.
+CASE_COLUMNS = (
+    "case_state",
+    "case_state_label",
+    "case_presence",
+    "case_presence_label",
+    "case_rows",
+    "case_amount",
+    "case_note",
+    "case_updated_at",
+)
+KEY = "case_id"
+_LONGEST = 60  # a column name every supported database takes
+_BATCH = 500
+
+
+def table_name(job_id: int) -> str:
+    return f"compare_cases_{job_id}"
+
+
+def output_columns(output: list[str]) -> dict[str, str]:
+    """Each output item's column: the item's own code (``sfzhm``), or ``alias_item``
+    where two inputs show an item of the same code or the code is one of the case's."""
+    codes = Counter(ref.split(".", 1)[1] for ref in output)
+    taken = {KEY, VERSION, *CASE_COLUMNS}
+    columns: dict[str, str] = {}
+    for n, ref in enumerate(output):
+        alias, item = ref.split(".", 1)
+        name = item if codes[item] == 1 and item not in taken else f"{alias}_{item}"
+        if name in taken or len(name) > _LONGEST:
+            name = f"output_{n + 1}"
+        taken.add(name)
+        columns[ref] = name
+    return columns
+
+
+def case_table(job_id: int, outputs: Iterable[str]) -> Table:
+    name = table_name(job_id)
+    return Table(
+        name,
+        MetaData(),
+        Column(KEY, BigInteger, primary_key=True, autoincrement=False),
+        Column("case_state", String(12), nullable=False),
+        Column("case_state_label", String(12)),
+        Column("case_presence", String(8)),
+        Column("case_presence_label", String(8)),
+        Column("case_rows", BigInteger),
+        Column("case_amount", Float),
+        Column("case_note", Text),
+        Column("case_updated_at", String(32)),
+        *(Column(c, Text) for c in outputs),
+        Column(VERSION, BigInteger, nullable=False, server_default="0"),
+        # The reading node's keyset: the version, then the key.
+        Index(f"ix_{name}_rev", VERSION, KEY),
+    )
+
+
+def _text(value: Any) -> str | None:
+    """An output value as the copy keeps it: text as it is, anything else as JSON."""
+    if value is None or isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode()
+
+
+def _desired(session: Session, job_id: int, refs: list[str]) -> dict[int, tuple[Any, ...]]:
+    rows = session.execute(
+        select(
+            CompareCase.id,
+            CompareCase.state,
+            CompareCase.presence,
+            CompareCase.rows,
+            CompareCase.amount,
+            CompareCase.note,
+            CompareCase.updated_at,
+            CompareCase.values,
+        ).where(CompareCase.job_id == job_id)
+    )
+    return {
+        case_id: (
+            str(state),
+            state.label,
+            str(presence),
+            presence.label,
+            int(n),
+            None if amount is None else float(amount),
+            note,
+            updated_at.isoformat(timespec="microseconds"),
+            *(_text(values.get(ref)) for ref in refs),
+        )
+        for case_id, state, presence, n, amount, note, updated_at, values in rows
+    }
+
+
+def _take_turn(conn: Connection, name: str) -> None:
+    """Start the transaction holding the copy's write turn until it commits."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    elif conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(zlib.crc32(name.encode()))))
+    # Other databases hold the shared stores only in tests of their own; the table's
+    # primary key still keeps one row per case there.
+
+
+def sync(session: Session, engine: Engine, job: CompareJob) -> int:
+    """Bring the job's copy up to its cases; the number of rows written or removed."""
+    refs = list(Definition.model_validate(job.definition).output)
+    outputs = output_columns(refs)
+    desired = _desired(session, job.id, refs)
+    table = case_table(job.id, outputs.values())
+    names = [*CASE_COLUMNS, *outputs.values()]
+    with engine.connect() as conn:
+        _take_turn(conn, table.name)
+        table.create(conn, checkfirst=True)
+        present = {c["name"] for c in inspect(conn).get_columns(table.name)}
+        for missing in [n for n in outputs.values() if n not in present]:
+            # A definition changed to show more items: the earlier ones stay, unfilled.
+            conn.exec_driver_sql(
+                f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(missing)} TEXT"
+            )
+        current = {
+            row[0]: tuple(row[1:])
+            for row in conn.execute(select(table.c[KEY], *(table.c[n] for n in names)))
+        }
+        changed = [k for k, v in desired.items() if current.get(k) != v]
+        removed = [k for k in current if k not in desired]
+        if changed or removed:
+            version = int(conn.scalar(select(func.max(table.c[VERSION]))) or 0) + 1
+            stale = changed + removed
+            for at in range(0, len(stale), _BATCH):
+                conn.execute(table.delete().where(table.c[KEY].in_(stale[at : at + _BATCH])))
+            for at in range(0, len(changed), _BATCH):
+                conn.execute(
+                    table.insert(),
+                    [
+                        {KEY: k, VERSION: version, **dict(zip(names, desired[k], strict=True))}
+                        for k in changed[at : at + _BATCH]
+                    ],
+                )
+        conn.commit()
+    return len(changed) + len(removed)
+
+
+class Deliveries:
+    """The runner's side of delivery: which jobs' cases changed since this process last
+    brought their copies up, found with one grouped query, and only those synced."""
+
+    def __init__(self, engine: Engine, every_seconds: float = 5.0) -> None:
+        self.engine = engine
+        self.every_seconds = every_seconds
+        self._marks: dict[int, tuple[Any, ...]] = {}
+        self._last = 0.0
+
+    def due(self) -> bool:
+        return time.monotonic() - self._last >= self.every_seconds
+
+    def run_once(self, session: Session) -> int:
+        """Sync every delivering job whose cases changed; the jobs synced."""
+        self._last = time.monotonic()
+        jobs = list(session.scalars(select(CompareJob).where(CompareJob.deliver)))
+        if not jobs:
+            return 0
+        ids = [job.id for job in jobs]
+        cases = {
+            job_id: (count, newest)
+            for job_id, count, newest in session.execute(
+                select(CompareCase.job_id, func.count(), func.max(CompareCase.updated_at))
+                .where(CompareCase.job_id.in_(ids))
+                .group_by(CompareCase.job_id)
+            )
+        }
+        # A run that finds nothing changes no case's time but marks every case gone.
+        runs = dict(
+            session.execute(
+                select(CompareRun.job_id, func.max(CompareRun.id))
+                .where(CompareRun.job_id.in_(ids), CompareRun.status == RunStatus.SUCCEEDED)
+                .group_by(CompareRun.job_id)
+            ).all()
+        )
+        synced = 0
+        for job in jobs:
+            mark = (job.updated_at, cases.get(job.id), runs.get(job.id))
+            if self._marks.get(job.id) == mark:
+                continue
+            try:
+                written = sync(session, self.engine, job)
+            except SQLAlchemyError:
+                log.exception("delivering comparison cases failed", job_id=job.id)
+                continue
+            self._marks[job.id] = mark
+            synced += 1
+            if written:
+                log.info("comparison cases delivered", job_id=job.id, rows=written)
+        return synced
