@@ -82,18 +82,7 @@ def encode_rows(columns: Sequence[str], ops: list[str], rows: list[tuple[Any, ..
         data += [_column(col) for col in zip(*rows, strict=True)]
     else:
         data += [pa.array([], type=pa.string()) for _ in columns]
-    return _ipc(pa.RecordBatch.from_arrays(data, names=[OP_COLUMN, *columns]))
-
-
-def encode_table(ops: list[str], table: pa.Table) -> bytes:
-    """``encode_rows`` of rows already in Arrow (one type per column, as the row path
-    infers it): the same body, without a Python object per value."""
-    data = [_dictionary(pa.array(ops, type=pa.string()))]
-    data += [_dictionary(col.combine_chunks()) for col in table.columns]
-    return _ipc(pa.RecordBatch.from_arrays(data, names=[OP_COLUMN, *table.column_names]))
-
-
-def _ipc(batch: pa.RecordBatch) -> bytes:
+    batch = pa.RecordBatch.from_arrays(data, names=[OP_COLUMN, *columns])
     sink = pa.BufferOutputStream()
     options = pa.ipc.IpcWriteOptions(compression="zstd")
     with pa.ipc.new_stream(sink, batch.schema, options=options) as writer:

@@ -9,14 +9,13 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any
 
-import pyarrow as pa
 import structlog
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -44,9 +43,6 @@ from govshare.security.atrest import AtRestCipher, AtRestKeyError
 log = structlog.get_logger()
 MAX_BACKOFF = 30.0
 LONG_POLL_SECONDS = 5.0
-# A batch of source rows: the driver's tuples, or an Arrow table read straight from a
-# SQLite file (``SourceReader.arrow_batch``).
-Rows: TypeAlias = "list[tuple[Any, ...]] | pa.Table"
 
 
 @dataclass
@@ -676,31 +672,16 @@ class NodeAgent:
         snapshot = config.get("mode") == "snapshot"
         batch_rows = int(config.get("batch_rows", 50_000))
         cursor, last_seq, _ = self.store.state(rt.id)
-        # A plain incremental batch goes on as it is read, so it may come as Arrow.
-        plain = not snapshot and reader.soft_column is None
-        found: tuple[Rows, list[Any]] | None = (
-            reader.arrow_batch(cursor, batch_rows) if plain else None
-        )
-        if found is None or not len(found[0]):
-            found = next(reader.batches(cursor, batch_rows), None) if found is None else None
+        found = next(reader.batches(cursor, batch_rows), None)
         if found is None:
             if snapshot and cursor is not None:
                 with self.store.transaction() as conn:  # the scan is complete: start over next run
                     self.store.set_cursor(conn, rt.id, None, last_seq)
             return False
         rows, next_cursor = found
-        if isinstance(rows, pa.Table):
-            key_rows: list[tuple[Any, ...]] = list(
-                zip(*(rows.column(k).to_pylist() for k in reader.key), strict=True)
-            )
-            key_idx: list[int] = list(range(len(reader.key)))
-        else:
-            key_rows, key_idx = rows, [reader.columns.index(k) for k in reader.key]
-        keys = key_strings(key_rows, key_idx)
-        hashes: list[int] | None = None
-        if snapshot and isinstance(rows, list):
-            hashes = [row_hash(row) for row in rows]
-        int_keys = self._integer_keys(rt, key_rows, key_idx)
+        keys = key_strings(rows, [reader.columns.index(k) for k in reader.key])
+        hashes = [row_hash(row) for row in rows] if snapshot else None
+        int_keys = self._integer_keys(rt, reader, rows)
         with self.store.transaction() as conn:
             if int_keys is not None and rt.mirror_bounded:
                 ceiling = rt.mirror_ceiling
@@ -836,13 +817,13 @@ class NodeAgent:
         self._change_log(rt).confirm(cursor[1])
 
     def _integer_keys(
-        self, rt: TaskRuntime, rows: Sequence[Sequence[Any]], key_idx: list[int]
+        self, rt: TaskRuntime, reader: SourceReader, rows: list[tuple[Any, ...]]
     ) -> list[int] | None:
         """The batch's keys as integers when the key is one integer column (else None);
         the first time, also whether the mirror is empty (then its bound is known)."""
-        if len(key_idx) != 1:
+        if len(reader.key) != 1:
             return None
-        idx = key_idx[0]
+        idx = reader.columns.index(reader.key[0])
         values = [row[idx] for row in rows]
         if not all(type(v) is int for v in values):
             return None
@@ -857,22 +838,17 @@ class NodeAgent:
         seq: int,
         columns: list[str],
         ops: list[str],
-        rows: Rows,
+        rows: list[tuple[Any, ...]],
     ) -> None:
         assert self.signer is not None
         counts = {op: ops.count(op) for op in package.OPS if op in ops}
-        body = (
-            package.encode_table(ops, rows)
-            if isinstance(rows, pa.Table)
-            else package.encode_rows(columns, ops, rows)
-        )
         blob = package.build(
             self.signer,
             task_id=rt.id,
             seq=seq,
             columns=columns,
             key=rt.spec["config"]["key"],
-            body=body,
+            body=package.encode_rows(columns, ops, rows),
             counts=counts,
             cipher=self.cipher,
             cipher_key=self.cipher_key,

@@ -12,11 +12,8 @@ import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from operator import itemgetter
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-import pyarrow as pa
 from sqlalchemy import (
     Engine,
     Float,
@@ -218,19 +215,6 @@ def _mysql_unbuffered(
         cursor.close()
 
 
-def sqlite_uri(engine: Engine) -> str | None:
-    """A read-only URI of a SQLite source's file, for ADBC's driver; None for another
-    database, a memory database or a URL with options of its own."""
-    if engine.dialect.name != "sqlite":
-        return None
-    url = engine.url
-    if not url.database or url.query:
-        return None
-    if url.database == ":memory:" or url.database.startswith("file:"):
-        return None
-    return f"file:{quote(Path(url.database).resolve().as_posix())}?mode=ro"
-
-
 def plain_results(engine: Engine, columns: Iterable[Any]) -> bool:
     """True when SQLAlchemy would hand these columns' values over as the driver gives them."""
     dialect = engine.dialect
@@ -336,9 +320,6 @@ class SourceReader:
         # converts its results (SQLite's DATE/DATETIME/NUMERIC do): skip its Row objects.
         self.raw_rows = plain_results(engine, [self._col(c) for c in self.columns])
         self.raw_keys = plain_results(engine, [self._col(k) for k in self.key])
-        # Batches of a SQLite file go straight into Arrow when nothing is done to the
-        # rows on the way (no converting type, no masking): see ``arrow_batch``.
-        self.arrow_uri = sqlite_uri(engine) if self.raw_rows and not self.masks else None
 
     def _col(self, name: str) -> Any:
         return self.relation.c[name]
@@ -363,50 +344,6 @@ class SourceReader:
             yield rows, _jsonable(cursor)
             if len(rows) < batch_rows:
                 return
-
-    def arrow_batch(
-        self, cursor: list[Any] | None, batch_rows: int
-    ) -> tuple[pa.Table, list[Any]] | None:
-        """``batches``' next batch as an Arrow table, read by ADBC's SQLite driver without
-        a Python object per value (about a third of the time of the rows and their
-        packaging); None where that read does not apply (``arrow_uri`` unset, a
-        parameter of a type it does not bind) or fails, and the caller reads rows.
-
-        The table holds what ``package.encode_rows`` would make of the rows: the driver
-        infers each column's type over the whole batch, and a column mixing types is
-        text, as the row path makes it; a column without a value is of the null type,
-        as the row path has it (a subscriber creates its table from the first package's
-        types)."""
-        if self.arrow_uri is None:
-            return None
-        compiled = self.page(cursor, batch_rows).compile(dialect=self.engine.dialect)
-        params = tuple(compiled.params[name] for name in compiled.positiontup or ())
-        if not all(p is None or type(p) in (int, str, float) for p in params):
-            return None
-        from adbc_driver_manager import Error as AdbcError
-        from adbc_driver_sqlite import StatementOptions, dbapi
-
-        try:
-            with (
-                dbapi.connect(self.arrow_uri, autocommit=True) as conn,
-                conn.cursor() as cur,
-            ):
-                cur.adbc_statement.set_options(
-                    **{StatementOptions.BATCH_ROWS.value: str(batch_rows)}
-                )
-                cur.execute(compiled.string, parameters=params)
-                table = cur.fetch_arrow_table()
-        except (AdbcError, OSError):
-            return None
-        columns = [
-            pa.nulls(len(col)) if col.null_count == len(col) else col.combine_chunks()
-            for col in table.columns
-        ]
-        batch = pa.Table.from_arrays(columns, names=self.columns)
-        if not len(batch):
-            return batch, list(cursor or [])
-        after = [batch.column(c.name)[-1].as_py() for c in self._order()]
-        return batch, _jsonable(after)
 
     def page(self, cursor: list[Any] | None, batch_rows: int) -> Select[Any]:
         """The statement reading the ``batch_rows`` rows after ``cursor``: in scope, in
