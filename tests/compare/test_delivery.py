@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,33 @@ def test_only_a_changed_case_gets_a_new_version(
     run(scene.world, scene.social, job_id)
     assert _sync(scene.world, shared, job_id) == 3
     assert {r["case_presence"] for r in _copy(shared, job_id).values()} == {"still"}
+    # A run that changes nothing a case shows leaves the cases' times, and the copy, alone.
+    stamps = {c.id: c.updated_at for c in cases(scene.world, job_id)}
+    run(scene.world, scene.social, job_id)
+    assert {c.id: c.updated_at for c in cases(scene.world, job_id)} == stamps
+    assert _sync(scene.world, shared, job_id) == 0
+
+
+def test_a_sync_since_a_time_compares_only_the_cases_changed_after_it(
+    scene: PensionScene, shared: SharedDatabase
+) -> None:
+    job_id = save(scene.world, scene.social, dead_pension(scene))
+    run(scene.world, scene.social, job_id)
+    _sync(scene.world, shared, job_id)
+    first, second = list(scene.expected)[:2]
+    by_key = _copy(shared, job_id)
+    _step(scene, by_key[first]["case_id"], CaseState.CHECKING)
+    stepped = max(c.updated_at for c in cases(scene.world, job_id))
+    _step(scene, by_key[second]["case_id"], CaseState.CHECKING)
+    with scene.world.hub.db() as s:
+        job = s.get(CompareJob, job_id)
+        assert job is not None
+        # Only the second step is after ``stepped`` (strictly): the first stays behind.
+        later = stepped + timedelta(microseconds=1)
+        assert delivery.sync(s, shared.engine, job, since=later) == 1
+    states = {k: r["case_state"] for k, r in _copy(shared, job_id).items()}
+    assert (states[first], states[second]) == ("pending", "checking")
+    assert _sync(scene.world, shared, job_id) == 1  # the whole comparison finds the first
 
 
 def test_a_definition_showing_more_items_adds_their_columns(

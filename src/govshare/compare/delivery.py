@@ -16,10 +16,13 @@ versions rise in commit order and a reader's cursor never skips a change."""
 
 from __future__ import annotations
 
+import math
 import time
 import zlib
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -42,8 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from govshare.compare.models import CompareCase, CompareJob, CompareRun
-from govshare.compare.schemas import Definition, RunStatus
+from govshare.compare.models import CompareCase, CompareJob
 from govshare.compare.sql import quote
 
 log = structlog.get_logger()
@@ -62,6 +64,10 @@ CASE_COLUMNS = (
 )
 KEY = "case_id"
 _LONGEST = 60  # a column name every supported database takes
+# How far back before the newest change already synced the next sync looks again: a
+# change is stamped before its transaction commits, so another process's step may
+# become visible after a later-stamped one was synced.
+_LATE = timedelta(seconds=60)
 _BATCH = 500
 
 
@@ -113,19 +119,21 @@ def _text(value: Any) -> str | None:
     return orjson.dumps(value).decode()
 
 
-def _desired(session: Session, job_id: int, refs: list[str]) -> dict[int, tuple[Any, ...]]:
-    rows = session.execute(
-        select(
-            CompareCase.id,
-            CompareCase.state,
-            CompareCase.presence,
-            CompareCase.rows,
-            CompareCase.amount,
-            CompareCase.note,
-            CompareCase.updated_at,
-            CompareCase.values,
-        ).where(CompareCase.job_id == job_id)
-    )
+def _desired(
+    session: Session, job_id: int, refs: list[str], since: datetime | None
+) -> dict[int, tuple[Any, ...]]:
+    q = select(
+        CompareCase.id,
+        CompareCase.state,
+        CompareCase.presence,
+        CompareCase.rows,
+        CompareCase.amount,
+        CompareCase.note,
+        CompareCase.updated_at,
+        CompareCase.values,
+    ).where(CompareCase.job_id == job_id)
+    if since is not None:
+        q = q.where(CompareCase.updated_at >= since)
     return {
         case_id: (
             str(state),
@@ -138,7 +146,7 @@ def _desired(session: Session, job_id: int, refs: list[str]) -> dict[int, tuple[
             updated_at.isoformat(timespec="microseconds"),
             *(_text(values.get(ref)) for ref in refs),
         )
-        for case_id, state, presence, n, amount, note, updated_at, values in rows
+        for case_id, state, presence, n, amount, note, updated_at, values in session.execute(q)
     }
 
 
@@ -152,13 +160,20 @@ def _take_turn(conn: Connection, name: str) -> None:
     # primary key still keeps one row per case there.
 
 
-def sync(session: Session, engine: Engine, job: CompareJob) -> int:
-    """Bring the job's copy up to its cases; the number of rows written or removed."""
-    refs = list(Definition.model_validate(job.definition).output)
+def sync(
+    session: Session, engine: Engine, job: CompareJob, *, since: datetime | None = None
+) -> int:
+    """Bring the job's copy up to its cases; the number of rows written or removed.
+
+    ``since``: only the cases changed at or after it (by their ``updated_at``) are
+    compared, and none is removed; without it every case is, and a copy's row whose case
+    is gone is removed."""
+    refs = [str(ref) for ref in job.definition.get("output") or []]  # checked when saved
     outputs = output_columns(refs)
-    desired = _desired(session, job.id, refs)
+    desired = _desired(session, job.id, refs, since)
     table = case_table(job.id, outputs.values())
     names = [*CASE_COLUMNS, *outputs.values()]
+    chosen = select(table.c[KEY], *(table.c[n] for n in names))
     with engine.connect() as conn:
         _take_turn(conn, table.name)
         table.create(conn, checkfirst=True)
@@ -168,12 +183,17 @@ def sync(session: Session, engine: Engine, job: CompareJob) -> int:
             conn.exec_driver_sql(
                 f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(missing)} TEXT"
             )
-        current = {
-            row[0]: tuple(row[1:])
-            for row in conn.execute(select(table.c[KEY], *(table.c[n] for n in names)))
-        }
+        if since is None:
+            current = {row[0]: tuple(row[1:]) for row in conn.execute(chosen)}
+        else:
+            ids = list(desired)
+            current = {
+                row[0]: tuple(row[1:])
+                for at in range(0, len(ids), _BATCH)
+                for row in conn.execute(chosen.where(table.c[KEY].in_(ids[at : at + _BATCH])))
+            }
         changed = [k for k, v in desired.items() if current.get(k) != v]
-        removed = [k for k in current if k not in desired]
+        removed = [k for k in current if k not in desired] if since is None else []
         if changed or removed:
             version = int(conn.scalar(select(func.max(table.c[VERSION]))) or 0) + 1
             stale = changed + removed
@@ -191,15 +211,29 @@ def sync(session: Session, engine: Engine, job: CompareJob) -> int:
     return len(changed) + len(removed)
 
 
+@dataclass
+class _Synced:
+    mark: tuple[Any, ...]  # what the job's cases looked like when last synced
+    through: datetime | None  # the newest case change that sync saw
+    full_at: float  # when every case was last compared (time.monotonic)
+
+
 class Deliveries:
     """The runner's side of delivery: which jobs' cases changed since this process last
-    brought their copies up, found with one grouped query, and only those synced."""
+    brought their copies up (one grouped query), and only those synced: the cases
+    changed since a minute before the newest change the last sync saw; every case on a
+    job's first sync in this process, after its definition changed, and every
+    ``full_every_seconds`` (a hub process on a machine whose clock runs behind may stamp
+    a change earlier than that)."""
 
-    def __init__(self, engine: Engine, every_seconds: float = 5.0) -> None:
+    def __init__(
+        self, engine: Engine, every_seconds: float = 5.0, full_every_seconds: float = 600.0
+    ) -> None:
         self.engine = engine
         self.every_seconds = every_seconds
-        self._marks: dict[int, tuple[Any, ...]] = {}
-        self._last = 0.0
+        self.full_every_seconds = full_every_seconds
+        self._synced: dict[int, _Synced] = {}
+        self._last = -math.inf
 
     def due(self) -> bool:
         return time.monotonic() - self._last >= self.every_seconds
@@ -219,25 +253,28 @@ class Deliveries:
                 .group_by(CompareCase.job_id)
             )
         }
-        # A run that finds nothing changes no case's time but marks every case gone.
-        runs = dict(
-            session.execute(
-                select(CompareRun.job_id, func.max(CompareRun.id))
-                .where(CompareRun.job_id.in_(ids), CompareRun.status == RunStatus.SUCCEEDED)
-                .group_by(CompareRun.job_id)
-            ).all()
-        )
         synced = 0
         for job in jobs:
-            mark = (job.updated_at, cases.get(job.id), runs.get(job.id))
-            if self._marks.get(job.id) == mark:
+            count, newest = cases.get(job.id, (0, None))
+            mark = (job.updated_at, count, newest)
+            before = self._synced.get(job.id)
+            if before is not None and before.mark == mark:
                 continue
+            full = (
+                before is None
+                or job.updated_at != before.mark[0]  # outputs may have changed
+                or self._last - before.full_at >= self.full_every_seconds
+            )
+            since = (
+                None if full or before is None or before.through is None else before.through - _LATE
+            )
             try:
-                written = sync(session, self.engine, job)
+                written = sync(session, self.engine, job, since=since)
             except SQLAlchemyError:
                 log.exception("delivering comparison cases failed", job_id=job.id)
                 continue
-            self._marks[job.id] = mark
+            full_at = self._last if full or before is None else before.full_at
+            self._synced[job.id] = _Synced(mark, newest, full_at)
             synced += 1
             if written:
                 log.info("comparison cases delivered", job_id=job.id, rows=written)

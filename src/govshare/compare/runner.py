@@ -424,15 +424,18 @@ def store_cases(
             continue
         if case.presence is Presence.GONE:
             new += 1  # back after it had gone: new to whoever follows the job up
-        case.presence = Presence.NEW if case.presence is Presence.GONE else Presence.STILL
-        case.values = values
-        case.amount = amount
-        case.rows = int(row["n"])
+        presence = Presence.NEW if case.presence is Presence.GONE else Presence.STILL
+        shown = (presence, values, amount, int(row["n"]))
+        if shown != (case.presence, case.values, case.amount, case.rows):
+            # What the case shows changed: a delivering job's copy follows by this time.
+            case.presence, case.values, case.amount, case.rows = shown
+            case.updated_at = now
         case.last_run_id = run.id
     gone = 0
     for key_hash, case in existing.items():
         if key_hash not in seen and case.presence is not Presence.GONE:
             case.presence = Presence.GONE
+            case.updated_at = now
             gone += 1
     run.hits = len(rows)
     run.new_cases = new
