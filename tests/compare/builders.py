@@ -103,6 +103,13 @@ def pension_scene(world: World, *, as_template: bool = False) -> PensionScene:
     )
 
 
+def granted_pension_scene(world: World) -> PensionScene:
+    """The pension scene with 人社 granted 公安's 公民身份号码 and 死亡日期 (查询)."""
+    s = pension_scene(world)
+    grant(world, s.police, s.social, s.people.resource_id, ["sfzhm", "swrq"])
+    return s
+
+
 def resource_code(world: World, resource_id: int) -> str:
     from govshare.catalog.models import Resource
 

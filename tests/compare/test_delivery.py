@@ -31,7 +31,7 @@ from tests.compare.builders import (
     cases,
     dead_pension,
     grant,
-    pension_scene,
+    granted_pension_scene,
     run,
     save,
 )
@@ -42,9 +42,7 @@ pytestmark = pytest.mark.xdist_group("compare")
 
 @pytest.fixture
 def scene(world: World) -> PensionScene:
-    s = pension_scene(world)
-    grant(world, s.police, s.social, s.people.resource_id, ["sfzhm", "swrq"])
-    return s
+    return granted_pension_scene(world)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from tests.compare.builders import (
     cases,
     dead_pension,
     grant,
+    granted_pension_scene,
     pension_scene,
     run,
     save,
@@ -30,9 +31,7 @@ pytestmark = pytest.mark.xdist_group("compare")
 
 @pytest.fixture
 def scene(world: World) -> PensionScene:
-    s = pension_scene(world)
-    grant(world, s.police, s.social, s.people.resource_id, ["sfzhm", "swrq"])
-    return s
+    return granted_pension_scene(world)
 
 
 def test_every_planted_case_is_found_and_nothing_else(scene: PensionScene) -> None:
