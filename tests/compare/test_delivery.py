@@ -8,7 +8,6 @@ it by that version like any business table, and the department subscribes to it.
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,10 @@ from sqlalchemy.pool import NullPool
 from govshare.compare import delivery, service
 from govshare.compare.models import CompareJob
 from govshare.compare.schemas import CaseState, JobCreate
-from govshare.node.agent import NodeAgent
 from govshare.node.config import Database
 from govshare.sharing.store import SharedDatabase
-from tests.basedata.test_return import _node
+from tests.basedata.test_flow import _wait
+from tests.basedata.test_return import _Agent, _node
 from tests.compare.builders import (
     TODAY,
     PensionScene,
@@ -242,15 +241,6 @@ def _received(url: str) -> dict[str, tuple[str, str]]:
         engine.dispose()
 
 
-def _until(nodes: list[NodeAgent], done: Any, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, "the cases did not arrive in time"
-        for node in nodes:
-            node.tick()
-        time.sleep(0.05)
-
-
 def test_the_department_receives_its_cases_and_their_follow_up(
     scene: PensionScene, tmp_path: Path
 ) -> None:
@@ -306,16 +296,16 @@ def test_the_department_receives_its_cases_and_their_follow_up(
                 },
             )
             assert r.status_code == 201, r.text
-        nodes = [reader, receiver]
+        nodes = [_Agent(reader), _Agent(receiver)]
         pending = dict.fromkeys(scene.expected, ("pending", ""))
-        _until(nodes, lambda: _received(target_url) == pending)
+        _wait(w, nodes, lambda: _received(target_url) == pending)
         # 人社 concludes a case on the hub: the conclusion reaches its own database.
         first = next(iter(scene.expected))
         case_id = next(c.id for c in cases(w, job_id) if c.values["ppl.sfzhm"] == first)
         _step(scene, case_id, CaseState.CHECKING)
         _step(scene, case_id, CaseState.CONFIRMED, "已核实，停发")
         confirmed = pending | {first: ("confirmed", "已核实，停发")}
-        _until(nodes, lambda: _received(target_url) == confirmed)
+        _wait(w, nodes, lambda: _received(target_url) == confirmed)
     finally:
         reader.close()
         receiver.close()
