@@ -226,3 +226,24 @@ def test_crafted_ids_are_answered_not_crashed_on(checked: PensionScene, bad: str
         r = c.get("/api/v1/compare/jobs/1/cases", params={"after_id": bad})
         assert r.status_code in (403, 404, 422)
         assert c.get("/api/v1/compare/jobs/999999/runs").status_code == 404
+
+
+def test_a_hand_written_yaml_link_keeps_its_on_key() -> None:
+    """YAML 1.1 reads ``on`` as a boolean; the definition is read as YAML 1.2 is."""
+    from govshare.compare.api import parse_yaml
+
+    text = """
+name: 交付测试
+department_id: 1
+deliver: true
+inputs:
+  - {alias: pay, resource: "370200-RS-00012", items: [sfzhm]}
+  - {alias: ppl, resource: "370200-DSJ-00001", items: [sfzhm]}
+links:
+  - input: ppl
+    on: [{left: pay.sfzhm, right: sfzhm}]
+output: [ppl.sfzhm]
+"""
+    job = parse_yaml(text.encode())
+    assert job.deliver is True
+    assert job.links[0].on[0].right == "sfzhm"

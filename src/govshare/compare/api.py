@@ -6,6 +6,7 @@ reaches a job."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
@@ -160,10 +161,26 @@ async def create_job_yaml(request: Request, db: SessionDep, caller: SharingAppli
     return _create(data, request, db, caller)
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """Only ``true``/``false`` are booleans, as in YAML 1.2. PyYAML follows YAML 1.1,
+    where ``on``, ``off``, ``yes`` and ``no`` are booleans too, so a link's ``on:`` key
+    (as the docs write it) would arrive as ``True``."""
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
 def parse_yaml(raw: bytes) -> JobCreate:
     """A YAML definition, its mistakes as ``InvalidJob`` with line and column."""
     try:
-        loaded = yaml.safe_load(raw.decode("utf-8"))
+        loaded = yaml.load(raw.decode("utf-8"), Loader=_Yaml12Loader)  # noqa: S506 - safe
     except UnicodeDecodeError:
         raise InvalidJob.about("YAML 定义须为 UTF-8 编码", "body", "编码错误") from None
     except yaml.YAMLError as exc:
