@@ -8,6 +8,7 @@ it by that version like any business table, and the department subscribes to it.
 from __future__ import annotations
 
 import threading
+from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -217,16 +218,25 @@ def test_a_delivering_job_names_its_table(scene: PensionScene) -> None:
         }
     assert shown[plain] == (False, None, None)
     assert shown[delivering] == (True, f"compare_cases_{delivering}", "__rev")
-
-
-CASE_ITEMS = [
-    {"name": "线索编号", "code": "case_id", "data_type": "I", "length": 18, "is_key": True},
-    {"name": "核查状态", "code": "case_state", "data_type": "C", "length": 12},
-    {"name": "核查说明", "code": "case_note", "data_type": "C", "length": 2000},
-    {"name": "公民身份号码", "code": "sfzhm", "data_type": "C", "length": 18},
-    {"name": "姓名", "code": "xm", "data_type": "C", "length": 50},
-    {"name": "死亡日期", "code": "swrq", "data_type": "C", "length": 20},
-]
+    with scene.world.api(scene.social.resource_admin) as c:
+        assert c.get(f"/api/v1/compare/jobs/{plain}").json()["delivery_items"] is None
+        items = c.get(f"/api/v1/compare/jobs/{delivering}").json()["delivery_items"]
+    with scene.world.hub.db() as s:
+        job = s.get(CompareJob, delivering)
+        assert job is not None
+        columns = {
+            c.name
+            for c in delivery.case_table(
+                job.id, delivery.output_columns(job.definition["output"]).values()
+            ).columns
+        } - {delivery.VERSION}
+    # Every column of the copy but its version, named as the catalog names the items.
+    assert {i["code"] for i in items} == columns
+    assert [i["code"] for i in items if i["is_key"]] == ["case_id"]
+    named = {i["code"]: i["name"] for i in items}
+    assert named["case_state"] == "核查状态"
+    assert named["sfzhm"] == "公民身份号码"
+    assert named["swrq"] == "死亡日期"
 
 
 def _received(url: str) -> dict[str, tuple[str, str]]:
@@ -248,7 +258,12 @@ def test_the_department_receives_its_cases_and_their_follow_up(
     job_id = save(w, scene.social, dead_pension(scene, deliver=True))
     run(w, scene.social, job_id)
     bureau = w.department("大数据局")
-    entry = w.published(bureau, name="死亡人员仍领取养老金线索", items=CASE_ITEMS)
+    with w.hub.db() as s:
+        job = s.get(CompareJob, job_id)
+        assert job is not None
+        items = [asdict(i) for i in delivery.catalog_items(s, job.definition)]
+    # The job's own description of its columns is what the bureau registers.
+    entry = w.published(bureau, name="死亡人员仍领取养老金线索", items=items)
     shared = Database(url=w.hub.settings.resolved_shared_store_url)
     reader = _node(w, bureau, tmp_path, "bureau", sources={"shared": shared})
     target_url = f"sqlite:///{tmp_path / 'rsj.db'}"
@@ -279,7 +294,7 @@ def test_the_department_receives_its_cases_and_their_follow_up(
             bureau,
             scene.social,
             entry["id"],
-            [i["code"] for i in CASE_ITEMS],
+            [i["code"] for i in items],
             modes=["subscription"],
         )
         with w.api(scene.social.resource_admin) as c:

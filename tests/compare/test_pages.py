@@ -161,7 +161,12 @@ def test_create_through_the_form_with_chinese_errors(world: World, scene: Pensio
         r = c.post(job_url + "/edit", data=job_form(csrf, definition(scene), deliver="1"))
         assert r.status_code == 303, r.text
         job_id = job_url.rsplit("/", 1)[1]
-        assert f"compare_cases_{job_id}" in c.get(job_url).text
+        page = c.get(job_url).text
+        assert f"compare_cases_{job_id}" in page
+        # ...and lists its columns as the items the bureau registers for it.
+        items = page.split('id="delivery-items"', 1)[1].split("</details>", 1)[0]
+        assert '<td class="mono">case_id <span class="tag">主键</span></td>' in items
+        assert "<td>核查状态</td>" in items
         assert 'name="deliver" value="1" checked>' in c.get(job_url + "/edit").text
 
 

@@ -23,6 +23,7 @@ from govshare.compare.schemas import (
     CasePublic,
     CaseState,
     CaseStep,
+    DeliveryItemPublic,
     JobCreate,
     JobPublic,
     Presence,
@@ -204,7 +205,12 @@ def parse_yaml(raw: bytes) -> JobCreate:
 @router.get("/jobs/{job_id}", summary="一个比对任务")
 def get_job(job_id: Id, db: SessionDep, caller: SharingReader) -> JobPublic:
     job = service.visible_job(db, caller, job_id)
-    return job_public(job, service.last_runs(db, [job.id]).get(job.id))
+    shown = job_public(job, service.last_runs(db, [job.id]).get(job.id))
+    if job.deliver:
+        shown.delivery_items = [
+            DeliveryItemPublic(**asdict(i)) for i in delivery.catalog_items(db, job.definition)
+        ]
+    return shown
 
 
 @router.put("/jobs/{job_id}", summary="修改比对任务 (负责部门不变)")

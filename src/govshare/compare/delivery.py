@@ -45,6 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from govshare.catalog.models import Resource
 from govshare.compare.models import CompareCase, CompareJob
 from govshare.compare.sql import quote
 
@@ -71,6 +72,41 @@ _LATE = timedelta(seconds=60)
 _BATCH = 500
 
 
+# The copy's own columns as the 信息项 of the catalog entry the bureau registers for it:
+# code, name, data type, length, description.
+_CASE_ITEMS: tuple[tuple[str, str, str, int, str], ...] = (
+    (KEY, "线索编号", "I", 18, "比对线索的编号 (主键)"),
+    (
+        "case_state",
+        "核查状态",
+        "C",
+        12,
+        "pending 待核查,checking 核查中,confirmed 属实,refuted 不属实",
+    ),
+    ("case_state_label", "核查状态名称", "C", 12, ""),
+    ("case_presence", "本次比对情况", "C", 8, "new 新发现、still 仍存在、gone 已消失"),
+    ("case_presence_label", "本次比对情况名称", "C", 8, ""),
+    ("case_rows", "涉及行数", "I", 18, ""),
+    ("case_amount", "涉及金额", "F", 18, ""),
+    ("case_note", "核查说明", "C", 2000, ""),
+    ("case_updated_at", "线索更新时间", "C", 32, "UTC, ISO 8601"),
+)
+# An output value is kept as text; its item's own length where the catalog gives one.
+_OUTPUT_LENGTH = 2000
+
+
+@dataclass(frozen=True)
+class DeliveryItem:
+    """One column of the copy, described as a catalog 信息项."""
+
+    code: str
+    name: str
+    data_type: str
+    length: int
+    description: str = ""
+    is_key: bool = False
+
+
 def table_name(job_id: int) -> str:
     return f"compare_cases_{job_id}"
 
@@ -89,6 +125,38 @@ def output_columns(output: list[str]) -> dict[str, str]:
         taken.add(name)
         columns[ref] = name
     return columns
+
+
+def catalog_items(session: Session, definition: dict[str, Any]) -> list[DeliveryItem]:
+    """The copy's columns (but the record version) as the 信息项 of the catalog entry
+    the bureau registers to deliver it: the case's own, then each output item under its
+    catalog name (with the input's alias where two inputs show the same code)."""
+    items = [
+        DeliveryItem(code, name, kind, length, note, is_key=code == KEY)
+        for code, name, kind, length, note in _CASE_ITEMS
+    ]
+    refs = [str(ref) for ref in definition.get("output") or []]
+    codes = {str(i.get("alias")): str(i.get("resource")) for i in definition.get("inputs") or []}
+    resources = {
+        r.code: r
+        for r in session.scalars(select(Resource).where(Resource.code.in_(set(codes.values()))))
+    }
+    for ref, column in output_columns(refs).items():
+        alias, item = ref.split(".", 1)
+        resource = resources.get(codes.get(alias, ""))
+        found = next((i for i in resource.items if i.code == item), None) if resource else None
+        name = found.name if found is not None else item
+        length = found.length if found is not None and found.length else _OUTPUT_LENGTH
+        items.append(
+            DeliveryItem(
+                column,
+                name if column == item else f"{name} ({alias})",
+                "C",
+                length,
+                f"{resource.name}·{name}" if resource is not None else ref,
+            )
+        )
+    return items
 
 
 def case_table(job_id: int, outputs: Iterable[str]) -> Table:

@@ -442,6 +442,7 @@ def _job_page(
         can_run=caller.can(Permission.SHARING_APPLY),
         delivery_table=delivery.table_name(job.id) if job.deliver else None,
         version_column=delivery.VERSION,
+        delivery_items=delivery.catalog_items(db, job.definition) if job.deliver else [],
         error=error,
     )
 

@@ -122,6 +122,17 @@ class JobCreate(Definition):
         return Definition.model_validate(self.model_dump(include=set(Definition.model_fields)))
 
 
+class DeliveryItemPublic(BaseModel):
+    """交付表的一列, 按目录信息项描述."""
+
+    code: str = Field(description="信息项代码 (列名)")
+    name: str = Field(description="信息项名称")
+    data_type: str = Field(description="数据类型")
+    length: int = Field(description="数据长度")
+    description: str = ""
+    is_key: bool = False
+
+
 class JobPublic(JobCreate):
     id: int
     department_name: str
@@ -133,6 +144,10 @@ class JobPublic(JobCreate):
         default=None, description="交付时线索副本在共享库中的表名 (前置机按此表读取)"
     )
     version_column: str | None = Field(default=None, description="交付表的版本列 (游标)")
+    delivery_items: list[DeliveryItemPublic] | None = Field(
+        default=None,
+        description="交付表的列, 作为大数据局为其登记的目录的信息项 (仅单个任务的查询给出)",
+    )
 
 
 class RunStatus(StrEnum):
