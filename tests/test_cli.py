@@ -126,7 +126,7 @@ def test_demo_server_serves_health_and_prints_login(tmp_path: Path) -> None:
                 break
             assert time.time() < deadline, monitor
             time.sleep(1)
-        assert monitor["online"] == 8  # 公安, 人社, 民政, 卫健, 市场监管, 税务, 住建, 残联
+        assert monitor["online"] == 9  # 8 departments and 大数据局
     finally:
         proc.terminate()
         output = proc.communicate(timeout=30)[0]

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     )
     demo_exchange: bool = Field(
         default=True,
-        description="In demo mode, also start six demo front-end nodes "
+        description="In demo mode, also start the nine demo front-end nodes "
         "and a changing business table.",
     )
     admin_password: str | None = Field(

@@ -70,12 +70,14 @@ from govshare.demo_basedata import (
     write_table,
 )
 from govshare.demo_sharing import demo_grant
-from govshare.exchange.models import ExchangeNode
+from govshare.exchange import service as exchange
+from govshare.exchange.models import ExchangeNode, ExchangeTask, TaskKind
+from govshare.exchange.schemas import TaskCreate
 from govshare.security import audit
 from govshare.security.audit import SYSTEM, Actor
 from govshare.security.models import Department
 from govshare.security.service import Principal
-from govshare.sharing.models import SharedStore, SharingGrant
+from govshare.sharing.models import SharedStore, SharingGrant, SharingMode
 
 PENSION_NAME = "养老金发放信息"
 BENEFIT_NAME = "失业保险金领取信息"
@@ -729,6 +731,88 @@ def setup(
         )
         stores.append(feed_store(session, admin, resource, task, mapping, key_item=key))
     return stores
+
+
+DELIVERY_NAME = "死亡人员仍领取养老金比对线索"
+DELIVERY_TABLE = "yljxs"  # in 人社's own database (its node's ``local`` target)
+
+
+def deliver_cases(
+    session: Session,
+    admin: Principal,
+    template: str,
+    *,
+    bureau_node: ExchangeNode,
+    department_node: ExchangeNode,
+) -> ExchangeTask:
+    """交付 of the job made from ``template``: its cases reach the department's own
+    database (its node's ``local`` target, table ``yljxs``) the way docs/compare.md sets
+    it up by hand — the bureau's entry for the copy (its items as the job describes
+    them), the bureau node's task reading it from the shared-store database (source
+    ``shared``), the department's 订阅 grant and its subscription. Returns the
+    department's receiving task; the cases arrive once the job has run."""
+    from govshare.compare import delivery
+    from govshare.compare.models import CompareJob
+    from govshare.sharing import subscriptions
+
+    job = session.scalar(select(CompareJob).where(CompareJob.template == template))
+    assert job is not None, template
+    job.deliver = True
+    items = delivery.catalog_items(session, job.definition)
+    entry = add_entry(
+        session,
+        admin,
+        Entry(
+            "dsj",
+            "301",
+            DELIVERY_NAME,
+            f"比对任务「{job.name}」的线索及其核查状态，交付{job.department.name}"
+            "本部门数据库，供其业务系统跟进核查。",
+            [it(i.name, i.code, i.data_type, i.length, i.description) for i in items],
+        ),
+    )
+    source = exchange.create_task(
+        session,
+        admin,
+        TaskCreate(
+            name="比对线索发送",
+            kind=TaskKind.PROVIDER,
+            node_id=bureau_node.id,
+            resource_id=entry.id,
+            config={
+                "source": "shared",
+                "table": delivery.table_name(job.id),
+                "key": [delivery.KEY],
+                "cursor_column": delivery.VERSION,
+                "schedule": {"interval_seconds": 2},
+            },
+        ),
+    )
+    grant = demo_grant(
+        session,
+        admin.actor,
+        entry,
+        job.department_id,
+        [i.code for i in items],
+        f"交付: {job.name}",
+        SharingMode.SUBSCRIPTION,
+    )
+    subscription = subscriptions.subscribe(
+        session,
+        admin,
+        grant,
+        node_id=department_node.id,
+        source_task_id=source.id,
+        target_config={
+            "target": "local",
+            "table": DELIVERY_TABLE,
+            "schedule": {"interval_seconds": 2},
+        },
+        name=f"{job.name}线索接收",
+    )
+    receiver = session.get(ExchangeTask, subscription.subscriber_task_id)
+    assert receiver is not None
+    return receiver
 
 
 def _department(session: Session, short_name: str) -> Department:

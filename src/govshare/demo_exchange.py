@@ -56,6 +56,7 @@ NODES = [
     DemoNode("swj", "税务前置机"),
     DemoNode("zjj", "住建前置机"),
     DemoNode("cl", "残联前置机"),
+    DemoNode("dsj", "大数据局前置机"),
 ]
 # The business databases each node reads (数据源名 → file in the demo directory); 人社's,
 # 民政's and 卫健's feed the 人口库 (``demo_basedata``), 市场监管's and 税务's the 法人库
@@ -70,6 +71,9 @@ NODE_SOURCES = {
     "swj": {"business": "swj-business.db"},
     "zjj": {"business": "zjj-business.db"},
     "cl": {"business": "cl-business.db"},
+    # The bureau's node reads the hub's own shared-store database (source ``shared``,
+    # added in ``setup``): the comparison cases delivered to 人社 (交付).
+    "dsj": {},
 }
 
 
@@ -198,6 +202,7 @@ def setup(session: Session, settings: Settings, hub_url: str) -> list[Path]:
         "swj": depts["税务"],
         "zjj": depts["住建"],
         "cl": depts["残联"],
+        "dsj": depts["大数据局"],
     }
     resource = session.scalar(select(Resource).where(Resource.name == RESOURCE_NAME))
     assert resource is not None
@@ -209,10 +214,10 @@ def setup(session: Session, settings: Settings, hub_url: str) -> list[Path]:
             session, settings, admin, name=node.label, department_id=by_abbr[node.abbr].id
         )
         nodes[node.abbr] = row
-        sources = "".join(
-            f'[sources.{name}]\nurl = "sqlite:///{base / file}"\n\n'
-            for name, file in NODE_SOURCES[node.abbr].items()
-        )
+        urls = {name: f"sqlite:///{base / file}" for name, file in NODE_SOURCES[node.abbr].items()}
+        if node.abbr == "dsj":
+            urls["shared"] = settings.resolved_shared_store_url
+        sources = "".join(f'[sources.{name}]\nurl = "{url}"\n\n' for name, url in urls.items())
         # The store's secret (前置机本地库口令) beside the configuration, not in the store.
         secret = base / "secrets" / f"{node.abbr}.secret"
         secret.parent.mkdir(mode=0o700, exist_ok=True)
@@ -280,6 +285,9 @@ def setup(session: Session, settings: Settings, hub_url: str) -> list[Path]:
     demo_compare.setup(session, admin, nodes, base)
     demo_compare.grant_templates(session, admin.actor)
     demo_compare.create_template_jobs(session, admin.actor)
+    demo_compare.deliver_cases(
+        session, admin, "dead_pension", bureau_node=nodes["dsj"], department_node=nodes["rsj"]
+    )
     for abbr in ("rsj", "mzj"):
         sub = exchange.create_task(
             session,

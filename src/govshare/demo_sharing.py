@@ -239,15 +239,17 @@ def demo_grant(
     consumer_id: int,
     items: list[str],
     purpose: str,
+    mode: SharingMode = SharingMode.QUERY,
 ) -> SharingGrant:
-    """A query grant (查询) of ``items`` for ``consumer_id`` in force until 2099, as if
-    applied for and approved, so a demo path works at once (audited)."""
+    """A grant of ``items`` for ``consumer_id`` in force until 2099 (查询 unless ``mode``
+    says otherwise), as if applied for and approved, so a demo path works at once
+    (audited)."""
     grant = SharingGrant(
         resource_id=resource.id,
         provider_department_id=resource.provider_department_id,
         consumer_department_id=consumer_id,
         items=items,
-        modes=[str(SharingMode.QUERY)],
+        modes=[str(mode)],
         purpose=purpose,
         expires_on=GRANT_END,
         created_by=actor.name,

@@ -15,7 +15,9 @@ from sqlalchemy.orm import Session
 from govshare import db, demo_compare, demo_exchange
 from govshare.basedata.models import BaseDatabase
 from govshare.catalog.models import Resource
+from govshare.compare import delivery
 from govshare.compare.errors import InvalidJob
+from govshare.compare.models import CompareJob
 from govshare.compare.schemas import Definition
 from govshare.compare.templates import TEMPLATES, instantiate
 from govshare.demo import load_demo
@@ -23,9 +25,10 @@ from govshare.demo_basedata import make_sources
 from govshare.demo_compare import PLANTED, Planting, expected_cases, make_tables
 from govshare.demo_exchange import make_population
 from govshare.demo_legalbase import make_registers
+from govshare.exchange.models import ExchangeTask, TaskKind, TaskState
 from govshare.rules.validators import citizen_id_problem
 from govshare.security.models import Department
-from govshare.sharing.models import SharedStore
+from govshare.sharing.models import GrantSubscription, SharedStore, SharingGrant
 from tests.conftest import make_settings, migrated
 
 
@@ -212,3 +215,43 @@ def test_decoys_are_rows_a_job_reads_and_keys_need_normalising(
     as_written = expected_cases(base)
     differ = {code for code in PLANTED if as_written[code] != found[code]}
     assert differ == set(PLANTED) - {"unemployed_employed"}
+
+
+def test_the_demo_delivers_the_pension_cases_to_the_departments_own_database(
+    demo: Session,
+) -> None:
+    """交付 in the demo, set up as docs/compare.md sets it up by hand: the bureau's entry
+    whose items are the copy's columns, its node's task reading the copy from the
+    shared-store database, 人社's 订阅 grant and its subscription into its own database."""
+    job = demo.scalar(select(CompareJob).where(CompareJob.template == "dead_pension"))
+    assert job is not None
+    assert job.deliver
+    assert not any(
+        j.deliver for j in demo.scalars(select(CompareJob).where(CompareJob.id != job.id))
+    )
+    entry = _listed(demo, demo_compare.DELIVERY_NAME)
+    bureau = demo.get(Department, entry.provider_department_id)
+    assert bureau is not None
+    assert bureau.short_name == "大数据局"
+    items = delivery.catalog_items(demo, job.definition)
+    assert [(i.code, i.name) for i in entry.items] == [(i.code, i.name) for i in items]
+    source = demo.scalar(
+        select(ExchangeTask)
+        .where(ExchangeTask.resource_id == entry.id, ExchangeTask.kind == TaskKind.PROVIDER)
+        .order_by(ExchangeTask.id)
+    )
+    assert source is not None
+    assert source.node.name == "大数据局前置机"
+    assert source.config["table"] == delivery.table_name(job.id)
+    assert source.config["cursor_column"] == delivery.VERSION
+    grant = demo.scalars(select(SharingGrant).where(SharingGrant.resource_id == entry.id)).one()
+    assert grant.consumer_department_id == job.department_id
+    assert grant.modes == ["subscription"]
+    subscription = demo.scalars(
+        select(GrantSubscription).where(GrantSubscription.grant_id == grant.id)
+    ).one()
+    receiver = demo.get(ExchangeTask, subscription.subscriber_task_id)
+    assert receiver is not None
+    assert receiver.node.name == "人社前置机"
+    assert receiver.config["table"] == demo_compare.DELIVERY_TABLE
+    assert receiver.state is TaskState.RUNNING

@@ -7,6 +7,7 @@ platform admin publishes it, and a Chinese query on the search page finds it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -35,6 +36,10 @@ CHROMIUM_ARGS = [
 PASSWORD = "e2e-console-pass-2024"
 ENTRY_NAME = "养犬登记免疫信息"
 QUERY = "养犬免疫"
+
+
+# Each demo hub's data directory, by its URL: where its nodes' own databases are.
+DATA_DIRS: dict[str, Path] = {}
 
 
 def _free_port() -> int:
@@ -83,6 +88,7 @@ def demo_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
+    DATA_DIRS[url] = data_dir
     try:
         _wait_healthy(url, proc)
         yield url
@@ -310,17 +316,25 @@ def test_pages_run_under_the_content_security_policy(demo_hub: str, browser: Any
     assert problems == []
 
 
-def _api_get(hub: str, username: str, path: str, *, method: str = "GET") -> Any:
+def _api_get(hub: str, username: str, path: str, *, method: str = "GET", body: Any = None) -> Any:
     import json
 
-    body = json.dumps({"username": username, "password": PASSWORD}).encode()
+    credentials = json.dumps({"username": username, "password": PASSWORD}).encode()
     req = urllib.request.Request(  # noqa: S310 (loopback)
-        f"{hub}/api/v1/auth/token", data=body, headers={"Content-Type": "application/json"}
+        f"{hub}/api/v1/auth/token",
+        data=credentials,
+        headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
         token = json.load(resp)["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
     req = urllib.request.Request(  # noqa: S310
-        f"{hub}{path}", headers={"Authorization": f"Bearer {token}"}, method=method
+        f"{hub}{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers=headers,
+        method=method,
     )
     with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310
         return json.load(resp)
@@ -483,3 +497,65 @@ def test_a_user_switches_on_a_one_time_code_and_signs_in_with_it(demo_hub: str, 
     page.get_by_role("button", name="登 录").click()
     page.wait_for_url(f"{hub}/")
     expect(page.locator(".who-name")).to_be_visible()
+
+
+def _delivered(data_dir: Path) -> dict[str, str]:
+    """人社's own database in the demo: the cases delivered to it, 身份号码 → 核查状态."""
+    import sqlite3
+
+    from govshare.demo_compare import DELIVERY_TABLE
+
+    path = data_dir / "demo-exchange" / "rsj-local.db"
+    if not path.exists():
+        return {}
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        try:
+            rows = conn.execute(f"SELECT sfzhm, case_state FROM {DELIVERY_TABLE}").fetchall()
+        except sqlite3.OperationalError:  # not received yet
+            return {}
+    return dict(rows)
+
+
+def test_the_demo_delivers_its_pension_cases_into_the_departments_database(
+    demo_hub: str,
+) -> None:
+    """交付 in the demo: 人社 runs its 死亡人员仍领取养老金 job; the bureau's node reads the
+    cases from the hub's shared-store database and 人社's node writes them into 人社's
+    own database; a follow-up step taken on the hub arrives there as well."""
+    from govshare.demo_compare import PLANTED
+
+    hub, planted = demo_hub, PLANTED["dead_pension"]
+    jobs = {j["template"]: j for j in _api_get(hub, "rsj_res", "/api/v1/compare/jobs")}
+    job = jobs["dead_pension"]
+    assert job["deliver"]
+    deadline = time.monotonic() + 180
+    while True:  # the nodes feed the job's stores in the demo's first seconds
+        run = _api_get(hub, "rsj_res", f"/api/v1/compare/jobs/{job['id']}/runs", method="POST")
+        while run["status"] in ("queued", "running"):
+            time.sleep(0.5)
+            run = _api_get(hub, "rsj_res", f"/api/v1/compare/runs/{run['id']}")
+        assert run["status"] == "succeeded", run
+        if run["hits"] == planted:
+            break
+        assert time.monotonic() < deadline, f"the demo's stores did not fill: {run}"
+        time.sleep(3)
+    wait_until = time.monotonic() + 120
+    while len(_delivered(DATA_DIRS[hub])) < planted:
+        assert time.monotonic() < wait_until, _delivered(DATA_DIRS[hub])
+        time.sleep(1)
+    received = _delivered(DATA_DIRS[hub])
+    assert set(received.values()) == {"pending"}
+    cases = _api_get(hub, "rsj_res", f"/api/v1/compare/jobs/{job['id']}/cases?limit=100")
+    assert {c["values"]["pay.sfzhm"] for c in cases["items"]} == set(received)
+    first = cases["items"][0]
+    _api_get(
+        hub,
+        "rsj_res",
+        f"/api/v1/compare/cases/{first['id']}/steps",
+        method="POST",
+        body={"state": "checking", "note": "已转经办窗口核查"},
+    )
+    number = first["values"]["pay.sfzhm"]
+    while _delivered(DATA_DIRS[hub]).get(number) != "checking":
+        assert time.monotonic() < wait_until, _delivered(DATA_DIRS[hub])
+        time.sleep(1)
