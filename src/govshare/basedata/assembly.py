@@ -112,6 +112,9 @@ class Outcome:
     history: int = 0
     disagreements: list[Disagreement] = field(default_factory=list)
     present: set[str] = field(default_factory=set)
+    # The (item, evidence store) pairs that were checked for ``keys``; None: every pair
+    # of the plan (a merge checks them all). Conflicts of other pairs are left alone.
+    checked: frozenset[tuple[str, int]] | None = None
 
 
 # -- tables in the shared database ---------------------------------------------------------

@@ -374,7 +374,13 @@ def _assemble(
         written = assembly.assemble_empty(db, plan, upto, now)
         result.keys = result.changed = written
         for found in assembly.disagreements(db, plan, upto):
-            outcome = assembly.Outcome(keys=sorted({d.key for d in found}), disagreements=found)
+            # Each part is one item against one evidence store: it says nothing of the
+            # record's other items, whose conflicts an earlier part may have opened.
+            outcome = assembly.Outcome(
+                keys=sorted({d.key for d in found}),
+                disagreements=found,
+                checked=frozenset((d.item, d.evidence_store_id) for d in found),
+            )
             opened, _ = reconcile_conflicts(session, plan, outcome, now)
             session.commit()
             _hold(session, base_id, clock, renew=True)
@@ -476,6 +482,8 @@ def reconcile_conflicts(
     )
     opened = resolved = 0
     confirmed: set[tuple[str, str, int, str | None, str | None]] = set()
+    if outcome.checked is not None:
+        existing = [c for c in existing if (c.item, c.evidence_store_id) in outcome.checked]
     for c in existing:
         ident = (c.record_key, c.item, c.evidence_store_id)
         d = found.get(ident)
