@@ -7,6 +7,7 @@ it by that version like any business table, and the department subscribes to it.
 
 from __future__ import annotations
 
+import io
 import threading
 from dataclasses import asdict
 from datetime import timedelta
@@ -24,6 +25,7 @@ from govshare.node.config import Database
 from govshare.sharing.store import SharedDatabase
 from tests.basedata.test_flow import _wait
 from tests.basedata.test_return import _Agent, _node
+from tests.catalog.console import signed_in
 from tests.compare.builders import (
     TODAY,
     PensionScene,
@@ -324,3 +326,53 @@ def test_the_department_receives_its_cases_and_their_follow_up(
     finally:
         reader.close()
         receiver.close()
+
+
+def test_the_bureau_imports_the_entry_for_the_copy_from_the_jobs_workbook(
+    scene: PensionScene,
+) -> None:
+    """The job's page offers the catalog entry for its copy as an import workbook: the
+    bureau's registrar fills in the classification, imports it, and has a draft whose
+    items are the copy's columns."""
+    from openpyxl import load_workbook
+
+    from tests.catalog.test_import import _import
+
+    w = scene.world
+    plain = save(w, scene.social, dead_pension(scene))
+    job_id = save(w, scene.social, dead_pension(scene, deliver=True))
+    with signed_in(w, scene.social.resource_admin) as c:
+        assert c.get(f"/compare/jobs/{plain}/delivery-entry.xlsx").status_code == 404
+        r = c.get(f"/compare/jobs/{job_id}/delivery-entry.xlsx")
+        assert r.status_code == 200
+        assert "attachment" in r.headers["content-disposition"]
+        assert (
+            f'href="/compare/jobs/{job_id}/delivery-entry.xlsx"'
+            in c.get(f"/compare/jobs/{job_id}").text
+        )
+    # Another department's user is refused the workbook as it is refused the job.
+    with signed_in(w, scene.police.resource_admin) as c:
+        refused = c.get(f"/compare/jobs/{job_id}").status_code
+        assert refused in (403, 404)
+        assert c.get(f"/compare/jobs/{job_id}/delivery-entry.xlsx").status_code == refused
+    book = load_workbook(io.BytesIO(r.content))
+    sheet = book["目录"]
+    headers = [cell.value for cell in sheet[1]]
+    classification = headers.index("信息资源分类") + 1
+    sheet.cell(row=2, column=classification, value="101001")
+    filled = io.BytesIO()
+    book.save(filled)
+    bureau = w.department("大数据局")
+    done = _import(w, bureau.registrar, "交付目录.xlsx", filled.getvalue())
+    assert done.job is not None, done.text
+    assert done.job["status"] == "done", done.text
+    [entry_id] = done.resource_ids
+    with w.hub.db() as s:
+        job = s.get(CompareJob, job_id)
+        assert job is not None
+        expected = [(i.code, i.name, i.is_key) for i in delivery.catalog_items(s, job.definition)]
+    with w.api(bureau.registrar) as c:
+        entry = c.get(f"/api/v1/catalog/resources/{entry_id}").json()
+    assert [(i["code"], i["name"], i["is_key"]) for i in entry["items"]] == expected
+    assert entry["sharing_type"] == "2"
+    assert entry["name"] == f"{job.name}比对线索"

@@ -55,6 +55,7 @@ NOT_PAGES = {"/login", "/healthz", "/openapi.json", "/docs", "/docs/oauth2-redir
 NOT_PAGES |= {
     "/compare/jobs/{compare_job_id}/cases.csv",
     "/compare/jobs/{compare_job_id}/cases.xlsx",
+    "/compare/jobs/{compare_job_id}/delivery-entry.xlsx",  # tests/compare/test_delivery.py
     "/documents/{document_id}/download",  # tests/documents/test_pages.py
 }
 

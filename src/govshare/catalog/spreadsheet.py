@@ -627,6 +627,17 @@ def export_csv(resources: Iterable[Resource], codes: service.CodeTables) -> byte
 def export_xlsx(
     resources: Iterable[Resource], codes: service.CodeTables, *, with_hints: bool = False
 ) -> bytes:
+    return _workbook(_all_rows(resources, codes), with_hints=with_hints)
+
+
+def prefilled_xlsx(rows: Iterable[dict[str, Any]]) -> bytes:
+    """A workbook in the import layout, with its 填写说明, holding ``rows`` (one per
+    information item, field → value; a field left out stays empty for the person who
+    fills it in and imports the file)."""
+    return _workbook(([row.get(c.field, "") for c in COLUMNS] for row in rows), with_hints=True)
+
+
+def _workbook(rows: Iterable[list[Any]], *, with_hints: bool) -> bytes:
     from openpyxl import Workbook
     from openpyxl.styles import Font, PatternFill
     from openpyxl.utils import get_column_letter
@@ -649,7 +660,7 @@ def export_xlsx(
         notes.append(["列名", "是否必填", "说明"])
         for col in COLUMNS:
             notes.append([col.header, "必填" if col.required else "选填", col.hint])
-    for values in _all_rows(resources, codes):
+    for values in rows:
         ws.append(cells.xlsx_row(ws, values))
     buf = io.BytesIO()
     wb.save(buf)

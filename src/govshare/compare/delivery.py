@@ -159,6 +159,38 @@ def catalog_items(session: Session, definition: dict[str, Any]) -> list[Delivery
     return items
 
 
+def catalog_rows(job: CompareJob, items: list[DeliveryItem]) -> list[dict[str, Any]]:
+    """The entry for the copy as rows of the catalog's import workbook (field → value),
+    one per item: shared on condition, by table exchange, as often as cases change. The
+    classification is left for the bureau to fill in, as its own catalog files it."""
+    entry = {
+        "key": 1,
+        "name": f"{job.name}比对线索",
+        "abstract": f"比对任务「{job.name}」的线索及其核查状态，交付{job.department.name}"
+        "本部门数据库，供其业务系统跟进核查。",
+        "format": "数据库",
+        "format_detail": f"共享库表 {table_name(job.id)}，版本列 {VERSION}",
+        "sharing_type": "有条件共享",
+        "sharing_conditions": f"仅向{job.department.name}共享：副本只含该部门的比对线索",
+        "sharing_modes": "库表交换",
+        "is_open": "否",
+        "update_cycle": "实时",
+        "secrecy": "非涉密",
+    }
+    return [
+        {
+            **(entry if n == 0 else {"key": 1}),
+            "item_name": item.name,
+            "item_code": item.code,
+            "data_type": item.data_type,
+            "length": item.length,
+            "description": item.description,
+            "is_key": "是" if item.is_key else "否",
+        }
+        for n, item in enumerate(items)
+    ]
+
+
 def case_table(job_id: int, outputs: Iterable[str]) -> Table:
     name = table_name(job_id)
     return Table(

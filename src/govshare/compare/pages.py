@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
+from govshare.catalog import spreadsheet
 from govshare.compare import delivery, export, service
 from govshare.compare import templates as builtin
 from govshare.compare.errors import InvalidJob
@@ -575,6 +576,22 @@ def _download(
         body,
         media_type=media,
         headers=attachment(f"compare-{job.id}.{kind}", name),
+    )
+
+
+@router.get("/compare/jobs/{compare_job_id}/delivery-entry.xlsx")
+def download_delivery_entry(compare_job_id: Id, db: SessionDep, caller: SharingReader) -> Response:
+    """交付: the catalog entry for the job's copy as a catalog import workbook — its
+    items are the copy's columns; the bureau fills in the classification and imports it
+    (目录编目 → 批量导入). No case is in it."""
+    job = service.visible_job(db, caller, compare_job_id)
+    if not job.deliver:
+        raise NotFound("该比对任务未设置交付")
+    rows = delivery.catalog_rows(job, delivery.catalog_items(db, job.definition))
+    return Response(
+        spreadsheet.prefilled_xlsx(rows),
+        media_type=export.XLSX,
+        headers=attachment(f"compare-{job.id}-delivery-entry.xlsx", f"交付目录-{job.name}.xlsx"),
     )
 
 
