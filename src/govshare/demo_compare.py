@@ -733,7 +733,7 @@ def setup(
     return stores
 
 
-DELIVERY_NAME = "死亡人员仍领取养老金比对线索"
+DELIVERY_NAME = "死亡人员仍领取养老金比对线索"  # delivery.entry_name of its job
 DELIVERY_TABLE = "yljxs"  # in 人社's own database (its node's ``local`` target)
 
 
@@ -765,9 +765,8 @@ def deliver_cases(
         Entry(
             "dsj",
             "301",
-            DELIVERY_NAME,
-            f"比对任务「{job.name}」的线索及其核查状态，交付{job.department.name}"
-            "本部门数据库，供其业务系统跟进核查。",
+            delivery.entry_name(job),
+            delivery.entry_abstract(job),
             [it(i.name, i.code, i.data_type, i.length, i.description) for i in items],
         ),
     )

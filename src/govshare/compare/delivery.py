@@ -128,7 +128,7 @@ def output_columns(output: list[str]) -> dict[str, str]:
 
 
 def catalog_items(session: Session, definition: dict[str, Any]) -> list[DeliveryItem]:
-    """The copy's columns (but the record version) as the 信息项 of the catalog entry
+    """The copy's columns, all but the record version, as the 信息项 of the catalog entry
     the bureau registers to deliver it: the case's own, then each output item under its
     catalog name (with the input's alias where two inputs show the same code)."""
     items = [
@@ -159,15 +159,26 @@ def catalog_items(session: Session, definition: dict[str, Any]) -> list[Delivery
     return items
 
 
+def entry_name(job: CompareJob) -> str:
+    """The name of the catalog entry for the job's copy."""
+    return f"{job.name}比对线索"
+
+
+def entry_abstract(job: CompareJob) -> str:
+    return (
+        f"比对任务「{job.name}」的线索及其核查状态，交付{job.department.name}"
+        "本部门数据库，供其业务系统跟进核查。"
+    )
+
+
 def catalog_rows(job: CompareJob, items: list[DeliveryItem]) -> list[dict[str, Any]]:
     """The entry for the copy as rows of the catalog's import workbook (field → value),
     one per item: shared on condition, by table exchange, as often as cases change. The
     classification is left for the bureau to fill in, as its own catalog files it."""
     entry = {
         "key": 1,
-        "name": f"{job.name}比对线索",
-        "abstract": f"比对任务「{job.name}」的线索及其核查状态，交付{job.department.name}"
-        "本部门数据库，供其业务系统跟进核查。",
+        "name": entry_name(job),
+        "abstract": entry_abstract(job),
         "format": "数据库",
         "format_detail": f"共享库表 {table_name(job.id)}，版本列 {VERSION}",
         "sharing_type": "有条件共享",
