@@ -182,6 +182,13 @@ def test_demo_sharing_has_every_state_on_any_day(fresh_settings: Settings) -> No
             masked = {code: rule for g in grants for code, rule in g.masking.items()}
             assert masked.get("xm") == "name"
             assert masked.get("lxdh") == "phone"
+            # 联系电话 is marked 敏感 in the catalog: no grant shows it in the clear.
+            phones = [g for g in grants if "lxdh" in g.items]
+            assert phones
+            assert all(g.masking.get("lxdh") == "phone" for g in phones)
+            assert s.scalars(
+                select(InformationItem.sensitive).where(InformationItem.code == "lxdh")
+            ).all() == [True]
 
             stats = list(s.scalars(select(CallStat)))
             days = {c.day for c in stats}

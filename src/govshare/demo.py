@@ -145,6 +145,8 @@ class Entry:
     system: str = ""
     # 开放脱敏: item code → masking rule, for the open-data portal.
     open_masking: tuple[tuple[str, MaskingRule], ...] = ()
+    # 敏感信息项: the codes of the items the department marks sensitive.
+    sensitive: tuple[str, ...] = ()
 
 
 def it(
@@ -176,6 +178,7 @@ ENTRIES: list[Entry] = [
             it("联系电话", "lxdh", "C", 20),
         ],
         system="人口信息管理系统",
+        sensitive=("lxdh",),
     ),
     Entry(
         "gaj",
@@ -720,6 +723,7 @@ def _resource_in(
                 description=d,
                 code_table=ITEM_CODE_TABLES.get(n),
                 is_key=i == 0,
+                sensitive=c in entry.sensitive,
                 open_masking=dict(entry.open_masking).get(c, MaskingRule.NONE),
             )
             for i, (n, c, t, length, d) in enumerate(entry.items)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from govshare.rules.masking import STARS, mask, masker
+from govshare.rules.masking import STARS, mask, masker, suggested_rule
 from govshare.sharing.models import MaskingRule
 
 
@@ -48,3 +48,24 @@ def test_a_grant_masks_every_record_by_item_and_leaves_the_input_alone() -> None
 def test_an_unknown_rule_is_an_error_not_a_pass_through() -> None:
     with pytest.raises(ValueError, match="reveal"):
         masker({"xm": "reveal"})
+
+
+@pytest.mark.parametrize(
+    ("name", "open_masking", "rule"),
+    [
+        ("公民身份号码", "none", MaskingRule.ID_NUMBER),
+        ("法定代表人身份证号", "none", MaskingRule.ID_NUMBER),
+        ("联系电话", "none", MaskingRule.PHONE),
+        ("居住地址", "none", MaskingRule.ADDRESS),
+        ("姓名", "none", MaskingRule.NAME),
+        ("法定代表人", "none", MaskingRule.NAME),
+        ("养老金发放金额", "none", MaskingRule.HIDE),
+        # The item's 开放脱敏 rule, where it has one, is the catalog's own word.
+        ("养老金发放金额", "hide", MaskingRule.HIDE),
+        ("姓名", "address", MaskingRule.ADDRESS),
+    ],
+)
+def test_a_sensitive_item_is_masked_by_what_it_holds(
+    name: str, open_masking: str, rule: MaskingRule
+) -> None:
+    assert suggested_rule(name, open_masking) is rule

@@ -176,6 +176,9 @@ class InformationItem(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     code_table: Mapped[str | None] = mapped_column(String(40))
     is_key: Mapped[bool] = mapped_column(Boolean, default=False)
+    # 敏感信息项: personal or otherwise sensitive information. The portal never publishes
+    # it, and a grant that shows it is approved masked unless the approver says otherwise.
+    sensitive: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # 不予开放: the item is left out of everything the open-data portal publishes (its
     # name, its column in previews, downloads and the row API), whatever the entry says.
     open_withheld: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

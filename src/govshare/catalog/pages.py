@@ -102,6 +102,7 @@ ITEM_LABELS: dict[str, str] = {
     "description": "描述",
     "code_table": "代码表",
     "is_key": "主键",
+    "sensitive": "敏感信息项",
     "open_withheld": "不予开放",
     "open_masking": "开放脱敏",
 }
@@ -521,6 +522,7 @@ def _resource_payload(
         "description",
         "code_table",
         "is_key",
+        "sensitive",
         "open_withheld",
         "open_masking",
     )
@@ -529,7 +531,7 @@ def _resource_payload(
         row = dict(zip(fields, cells, strict=True))
         if not any(row[f] for f in ("name", "code", "length", "description", "code_table")):
             continue  # an empty row the registrar added and did not fill
-        flags = {"is_key": row["is_key"] == "1", "open_withheld": row["open_withheld"] == "1"}
+        flags = {f: row[f] == "1" for f in ("is_key", "sensitive", "open_withheld")}
         shown_items.append({**row, **flags})
         items.append(
             {

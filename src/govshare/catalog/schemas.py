@@ -57,6 +57,10 @@ class ItemIn(BaseModel):
     is_key: Annotated[bool, Expect("是否主键须为 是/否 (true/false)")] = Field(
         default=False, description="是否为主键/关联标识"
     )
+    sensitive: Annotated[bool, Expect("敏感信息项须为 是/否 (true/false)")] = Field(
+        default=False,
+        description="敏感信息项: 个人信息等敏感信息；不随开放数据发布，批准共享时默认脱敏",
+    )
     open_withheld: Annotated[bool, Expect("不予开放须为 是/否 (true/false)")] = Field(
         default=False,
         description="不予开放: 该信息项不随开放数据发布 (名称、预览、下载、行接口都不含)",

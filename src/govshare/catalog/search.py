@@ -236,12 +236,12 @@ def _documents(
     if published is None:
         name, abstract = resource.name, resource.abstract
         for it in resource.items:
-            items[it.open_withheld].append((it.name, it.code, it.description))
+            items[it.open_withheld or it.sensitive].append((it.name, it.code, it.description))
     else:
         name, abstract = published["name"], published["abstract"]
         for snap in published["items"]:
-            # Snapshots carry open_withheld only when it is set.
-            items[bool(snap.get("open_withheld"))].append(
+            # Snapshots carry open_withheld and sensitive only when they are set.
+            items[bool(snap.get("open_withheld") or snap.get("sensitive"))].append(
                 (snap["name"], snap["code"], snap["description"])
             )
     return documents(
@@ -606,10 +606,12 @@ class PublishedView:
         self.status = ResourceStatus.PUBLISHED
         self.version = resource.published_version
         self.sharing_type = SharingType(published["sharing_type"])
-        # Snapshots carry open_withheld and open_masking only when set (older versions
-        # never do).
+        # Snapshots carry sensitive, open_withheld and open_masking only when set (older
+        # versions never do).
         self.items = [
-            SimpleNamespace(**{"open_withheld": False, "open_masking": "none", **it})
+            SimpleNamespace(
+                **{"sensitive": False, "open_withheld": False, "open_masking": "none", **it}
+            )
             for it in published["items"]
         ]
 

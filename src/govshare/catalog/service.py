@@ -373,6 +373,7 @@ def snapshot(resource: Resource) -> dict[str, Any]:
                 "code_table": it.code_table,
                 "is_key": it.is_key,
                 # Only when set, so the versions stored before it existed compare equal.
+                **({"sensitive": True} if it.sensitive else {}),
                 **({"open_withheld": True} if it.open_withheld else {}),
                 **({"open_masking": str(it.open_masking)} if it.open_masking != "none" else {}),
             }

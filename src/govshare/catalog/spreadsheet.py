@@ -72,6 +72,13 @@ COLUMNS: list[Column] = [
     Column("信息项描述", "description", "item"),
     Column("代码表", "code_table", "item"),
     Column("是否主键", "is_key", "item", False, "是/否"),
+    Column(
+        "敏感信息项",
+        "sensitive",
+        "item",
+        False,
+        "是/否：是则该信息项属个人信息等敏感信息，不随开放数据发布，批准共享时默认脱敏",
+    ),
     Column("不予开放", "open_withheld", "item", False, "是/否：是则该信息项不随开放数据发布"),
     Column(
         "开放脱敏",
@@ -227,6 +234,9 @@ def _item_payload(
     is_key = _yes_no(it.get("is_key", ""))
     if is_key is None:
         problems.append(_problem(number, "is_key", "是否主键应填“是”或“否”"))
+    sensitive = _yes_no(it.get("sensitive", ""))
+    if sensitive is None:
+        problems.append(_problem(number, "sensitive", "敏感信息项应填“是”或“否”"))
     withheld = _yes_no(it.get("open_withheld", ""))
     if withheld is None:
         problems.append(_problem(number, "open_withheld", "不予开放应填“是”或“否”"))
@@ -242,6 +252,7 @@ def _item_payload(
         "description": it.get("description", ""),
         "code_table": it.get("code_table") or None,
         "is_key": bool(is_key),
+        "sensitive": bool(sensitive),
         "open_withheld": bool(withheld),
         "open_masking": str(masking or MaskingRule.NONE),
     }
@@ -609,6 +620,7 @@ def _row_values(resource: Resource, codes: service.CodeTables, key: int) -> Iter
             "description": item.description,
             "code_table": item.code_table or "",
             "is_key": "是" if item.is_key else "否",
+            "sensitive": "是" if item.sensitive else "否",
             "open_withheld": "是" if item.open_withheld else "否",
             "open_masking": MaskingRule(item.open_masking).label,
         }

@@ -105,6 +105,8 @@ class DeliveryItem:
     length: int
     description: str = ""
     is_key: bool = False
+    # Carried over from the output's catalog item: a copy is as sensitive as its source.
+    sensitive: bool = False
 
 
 def table_name(job_id: int) -> str:
@@ -154,6 +156,7 @@ def catalog_items(session: Session, definition: dict[str, Any]) -> list[Delivery
                 "C",
                 length,
                 f"{resource.name}·{name}" if resource is not None else ref,
+                sensitive=found is not None and found.sensitive,
             )
         )
     return items
@@ -197,6 +200,7 @@ def catalog_rows(job: CompareJob, items: list[DeliveryItem]) -> list[dict[str, A
             "length": item.length,
             "description": item.description,
             "is_key": "是" if item.is_key else "否",
+            "sensitive": "是" if item.sensitive else "否",
         }
         for n, item in enumerate(items)
     ]

@@ -131,6 +131,7 @@ class DeliveryItemPublic(BaseModel):
     length: int = Field(description="数据长度")
     description: str = ""
     is_key: bool = False
+    sensitive: bool = Field(default=False, description="敏感信息项 (随其来源信息项)")
 
 
 class JobPublic(JobCreate):

@@ -762,7 +762,8 @@ def _items(snapshot: dict[str, Any]) -> tuple[DatasetItem, ...]:
             masking=MaskingRule(it.get("open_masking") or MaskingRule.NONE),
         )
         for it in snapshot.get("items", [])
-        if not it.get("open_withheld")
+        # A sensitive item (敏感信息项) is never opened, whatever 不予开放 says.
+        if not (it.get("open_withheld") or it.get("sensitive"))
     )
 
 

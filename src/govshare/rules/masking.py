@@ -74,6 +74,28 @@ _RULES: dict[MaskingRule, Callable[[str], str]] = {
 }
 
 
+# What an item's name says it holds, in the order the words are tried: 证件号码 before
+# 姓名, so that 法定代表人身份证号 is masked as a number, not as a name.
+_SUGGESTIONS: tuple[tuple[tuple[str, ...], MaskingRule], ...] = (
+    (("身份", "证件", "证号"), MaskingRule.ID_NUMBER),
+    (("电话", "手机", "联系方式"), MaskingRule.PHONE),
+    (("地址", "住址", "住所", "居住地"), MaskingRule.ADDRESS),
+    (("姓名", "法定代表人", "联系人"), MaskingRule.NAME),
+)
+
+
+def suggested_rule(name: str, open_masking: str = "none") -> MaskingRule:
+    """The rule a sensitive item (敏感信息项) is granted with unless the approver chooses
+    another: its 开放脱敏 rule where it has one, else the rule its name suggests, else
+    完全遮蔽 (the consumer can still verify and filter by it)."""
+    if open_masking and open_masking != MaskingRule.NONE.value:
+        return MaskingRule(open_masking)
+    for words, rule in _SUGGESTIONS:
+        if any(w in name for w in words):
+            return rule
+    return MaskingRule.HIDE
+
+
 def mask(rule: MaskingRule | str, value: Any) -> Any:
     """The value as the rule shows it; None stays None, anything else becomes text."""
     rule = MaskingRule(rule)

@@ -23,6 +23,7 @@ from govshare.db import utcnow
 from govshare.errors import SeparationOfDuties
 from govshare.rules import workdays
 from govshare.rules.clock import china_today
+from govshare.rules.masking import suggested_rule
 from govshare.rules.workdays import working_days_between
 from govshare.security import audit
 from govshare.security.service import Principal
@@ -37,7 +38,6 @@ from govshare.sharing.errors import (
 from govshare.sharing.models import (
     ApplicationStatus,
     DisputeOutcome,
-    MaskingRule,
     SharedStore,
     SharingApplication,
     SharingGrant,
@@ -435,6 +435,16 @@ def decide_dispute(
 # -- grants ------------------------------------------------------------------------------
 
 
+def default_masking(resource: Resource) -> dict[str, str]:
+    """The masking a grant gives the resource's sensitive items (敏感信息项) unless its
+    approver says otherwise (``none`` included): the catalog's word is the safe default."""
+    return {
+        it.code: suggested_rule(it.name, it.open_masking).value
+        for it in resource.items
+        if it.sensitive
+    }
+
+
 def _add_grant(
     session: Session,
     principal: Principal,
@@ -443,6 +453,9 @@ def _add_grant(
     items: list[str],
     masking: dict[str, str],
 ) -> SharingGrant:
+    """The grant of ``items``; an item ``masking`` does not name is masked only if it is
+    sensitive (:func:`default_masking`)."""
+    defaults = default_masking(app.resource)
     grant = SharingGrant(
         application_id=app.id,
         resource_id=app.resource_id,
@@ -454,7 +467,7 @@ def _add_grant(
         modes=[str(app.mode)],
         purpose=app.purpose,
         expires_on=app.end_date,
-        masking={code: masking.get(code, str(MaskingRule.NONE)) for code in items},
+        masking={code: masking.get(code, defaults.get(code, "none")) for code in items},
         created_by=principal.name,
     )
     session.add(grant)

@@ -469,7 +469,9 @@ def _application_page(
         and app.status is ApplicationStatus.DISPUTED,
         outcomes=list(DisputeOutcome),
         failed=failed,
-        v=values or {"items": list(app.items), "masking": {}},
+        # A sensitive item's rule is chosen already: approving as shown masks it.
+        v=values or {"items": list(app.items), "masking": service.default_masking(app.resource)},
+        sensitive={it.code for it in app.resource.items if it.sensitive},
         errors=errors,
     )
 
