@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, Table, create_engine, select, text
+from sqlalchemy import MetaData, Table, create_engine, select, text, update
 from sqlalchemy.pool import NullPool
 
+from govshare.catalog.models import InformationItem
 from govshare.compare import delivery, service
 from govshare.compare.models import CompareJob
 from govshare.compare.schemas import CaseState, JobCreate
@@ -339,6 +340,14 @@ def test_the_bureau_imports_the_entry_for_the_copy_from_the_jobs_workbook(
     from tests.catalog.test_import import _import
 
     w = scene.world
+    # The pension's 姓名 is marked 敏感: the copy's column from it is marked too.
+    with w.hub.db() as s:
+        s.execute(
+            update(InformationItem)
+            .where(InformationItem.resource_id == scene.pension.resource_id)
+            .where(InformationItem.code == "xm")
+            .values(sensitive=True)
+        )
     plain = save(w, scene.social, dead_pension(scene))
     job_id = save(w, scene.social, dead_pension(scene, deliver=True))
     with signed_in(w, scene.social.resource_admin) as c:
@@ -370,9 +379,13 @@ def test_the_bureau_imports_the_entry_for_the_copy_from_the_jobs_workbook(
     with w.hub.db() as s:
         job = s.get(CompareJob, job_id)
         assert job is not None
-        expected = [(i.code, i.name, i.is_key) for i in delivery.catalog_items(s, job.definition)]
+        expected = [
+            (i.code, i.name, i.is_key, i.sensitive)
+            for i in delivery.catalog_items(s, job.definition)
+        ]
+    assert [code for code, *_, sensitive in expected if sensitive] == ["xm"]
     with w.api(bureau.registrar) as c:
         entry = c.get(f"/api/v1/catalog/resources/{entry_id}").json()
-    assert [(i["code"], i["name"], i["is_key"]) for i in entry["items"]] == expected
+    assert [(i["code"], i["name"], i["is_key"], i["sensitive"]) for i in entry["items"]] == expected
     assert entry["sharing_type"] == "2"
     assert entry["name"] == f"{job.name}比对线索"

@@ -40,7 +40,12 @@ class ApproveIn(BaseModel):
     items: list[str] | None = Field(
         default=None, description="批准的信息项 (申请项的子集); 省略时为全部申请项"
     )
-    masking: dict[str, MaskingRule] = Field(default_factory=dict, description="信息项→脱敏规则")
+    masking: dict[str, MaskingRule] = Field(
+        default_factory=dict,
+        description="信息项→脱敏规则; 未写出的信息项不脱敏, 但目录标为敏感的信息项按默认规则"
+        "脱敏 (其开放脱敏规则, 或按名称: 证件号码/电话号码/地址/姓名, 其余完全遮蔽); "
+        "要明文提供敏感信息项须写 none",
+    )
     reason: str = Field(default="", max_length=2000)
 
 
