@@ -44,7 +44,7 @@ run: .venv/.synced-run ## Start the hub on http://127.0.0.1:8000 with demo depar
 	GOVSHARE_DEMO=true .venv/bin/govshare serve --data-dir $(DATA_DIR) --port $(PORT)
 
 test: venv ## Run the whole test suite (SQLite, PostgreSQL, browser)
-	.venv/bin/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	.venv/bin/pytest -n 2 --dist loadgroup --durations=40 $(PYTEST_ARGS)
 
 lint: venv ## ruff and the duplicate finder's view of style
 	.venv/bin/ruff check src tests bench
