@@ -96,6 +96,24 @@ class Imported:
         return repr(self.job or self.refused)[:2000]
 
 
+def exported_column(world: World, resource_id: int, header: str) -> dict[str, Any]:
+    """The entry's items in the catalog's export workbook: item code → the cell of the
+    column ``header``."""
+    from govshare.catalog import spreadsheet
+    from govshare.catalog.models import Resource
+    from govshare.catalog.service import CodeTables
+
+    with world.hub.db() as s:
+        resource = s.get(Resource, resource_id)
+        assert resource is not None
+        exported = spreadsheet.export_xlsx([resource], CodeTables(s))
+    sheet = list(
+        load_workbook(io.BytesIO(exported), read_only=True)["目录"].iter_rows(values_only=True)
+    )
+    column, code_column = sheet[0].index(header), sheet[0].index("信息项代码")
+    return {r[code_column]: r[column] for r in sheet[1:] if r[code_column]}
+
+
 def _import(world: World, user: str, filename: str, content: bytes, **params: str) -> Imported:
     """Upload a file and wait for its import job to finish."""
     with world.api(user) as c:

@@ -4,17 +4,13 @@ and the portal never publishes the item, whatever 不予开放 says. Both backen
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import pytest
-from openpyxl import load_workbook
 from sqlalchemy import select
 
-from govshare.catalog import spreadsheet
-from govshare.catalog.models import Resource, ResourceVersion
-from govshare.catalog.service import CodeTables
-from tests.catalog.test_import import _import, _row, _xlsx
+from govshare.catalog.models import ResourceVersion
+from tests.catalog.test_import import _import, _row, _xlsx, exported_column
 from tests.factories import World, resource_payload, unique
 from tests.live import LiveHub
 from tests.opendata.portal_builders import attach_store, person
@@ -76,19 +72,7 @@ def test_the_mark_is_validated_kept_and_round_trips_the_spreadsheet(hub: LiveHub
     )
     assert not wrong.ok
     assert "敏感信息项应填“是”或“否”" in wrong.text
-    with hub.db() as s:
-        exported = spreadsheet.export_xlsx(
-            [s.get(Resource, resource_id)],  # type: ignore[list-item]
-            CodeTables(s),
-        )
-    sheet = list(
-        load_workbook(io.BytesIO(exported), read_only=True)["目录"].iter_rows(values_only=True)
-    )
-    column, code_column = sheet[0].index("敏感信息项"), sheet[0].index("信息项代码")
-    assert {r[code_column]: r[column] for r in sheet[1:] if r[code_column]} == {
-        "sfzhm": "否",
-        SENSITIVE: "是",
-    }
+    assert exported_column(world, resource_id, "敏感信息项") == {"sfzhm": "否", SENSITIVE: "是"}
 
 
 def test_the_portal_never_publishes_a_sensitive_item(hub: LiveHub) -> None:

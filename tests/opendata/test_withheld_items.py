@@ -10,10 +10,7 @@ from typing import Any
 import pytest
 from openpyxl import load_workbook
 
-from govshare.catalog import spreadsheet
-from govshare.catalog.models import Resource
-from govshare.catalog.service import CodeTables
-from tests.catalog.test_import import _import, _row, _xlsx
+from tests.catalog.test_import import _import, _row, _xlsx, exported_column
 from tests.factories import World, resource_payload, unique
 from tests.live import LiveHub
 from tests.opendata.portal_builders import attach_store, person
@@ -103,19 +100,7 @@ def test_the_mark_is_validated_and_round_trips_the_spreadsheet(hub: LiveHub) -> 
     )
     assert not wrong.ok
     assert "不予开放应填“是”或“否”" in wrong.text
-    with world.hub.db() as s:
-        exported = spreadsheet.export_xlsx(
-            [s.get(Resource, resource_id)],  # type: ignore[list-item]
-            CodeTables(s),
-        )
-    sheet = list(
-        load_workbook(io.BytesIO(exported), read_only=True)["目录"].iter_rows(values_only=True)
-    )
-    column, code_column = sheet[0].index("不予开放"), sheet[0].index("信息项代码")
-    assert {r[code_column]: r[column] for r in sheet[1:] if r[code_column]} == {
-        "sfzhm": "否",
-        WITHHELD: "是",
-    }
+    assert exported_column(world, resource_id, "不予开放") == {"sfzhm": "否", WITHHELD: "是"}
 
 
 def test_a_withheld_item_finds_its_entry_in_the_sharing_catalog_never_on_the_portal(
