@@ -85,4 +85,33 @@ def test_the_approval_form_has_the_sensitive_items_rules_chosen(world: World) ->
         return found.group(1) if found else None
 
     assert (chosen("sfzhm"), chosen("xm"), chosen("jzdz")) == ("id_number", "name", "none")
-    assert page.count(">敏感</span>") == 2
+    form = re.search(rf'action="/sharing/applications/{app_id}/approve.*?</form>', page, re.S)
+    assert form is not None
+    assert form.group(0).count(">敏感</span>") == 2
+
+
+def test_a_grant_showing_a_sensitive_item_in_the_clear_says_so(world: World) -> None:
+    provider, consumer = world.department("公安局"), world.department("人社局")
+    entry = _sensitive_entry(world, provider)
+    masked, clear = _apply(world, consumer, entry["id"]), _apply(world, consumer, entry["id"])
+    with world.api(provider.resource_admin) as c:
+        ids = {
+            app_id: c.post(f"/api/v1/sharing/applications/{app_id}/approve", json=body).json()[
+                "grant_id"
+            ]
+            for app_id, body in ((masked, {}), (clear, {"masking": {"xm": "none"}}))
+        }
+    for user, url in (
+        (consumer.resource_admin, "/sharing/grants"),
+        (provider.resource_admin, "/sharing/grants/provider"),
+    ):
+        with world.api(user) as c:
+            page = c.get(url).text
+        rows = {
+            grant_id: re.search(rf'<tr id="grant-{grant_id}">.*?</tr>', page, re.S)
+            for grant_id in ids.values()
+        }
+        assert all(rows.values()), url
+        shown = {g: row.group(0) for g, row in rows.items() if row}
+        assert "敏感·明文" not in shown[ids[masked]], url
+        assert shown[ids[clear]].count("敏感·明文") == 1, url
