@@ -91,11 +91,11 @@ def _answers(port: int, timeout: float = 2) -> bool:
         return False
 
 
+# The process model does not depend on the database: these run once, on SQLite. (Taking
+# the backend and skipping PostgreSQL started and stopped a hub of two workers for nothing.)
 def test_each_worker_listens_on_its_own_socket_and_keeps_it_when_replaced(
-    serve: ServedHub, backend: str
+    serve: ServedHub,
 ) -> None:
-    if backend != "sqlite":
-        pytest.skip("the process model does not depend on the database")
     proc, port = serve.process, serve.port
     serve.wait_ready()
     _wait(lambda: len(_workers(proc, port)) == 2, "two workers listening", serve)
@@ -122,9 +122,7 @@ def test_each_worker_listens_on_its_own_socket_and_keeps_it_when_replaced(
         assert _answers(port, timeout=60)
 
 
-def test_a_port_in_use_is_refused_before_the_workers_start(tmp_path: Path, backend: str) -> None:
-    if backend != "sqlite":
-        pytest.skip("the process model does not depend on the database")
+def test_a_port_in_use_is_refused_before_the_workers_start(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
