@@ -3,6 +3,7 @@ versions and transitions, the demand catalog and the information-system inventor
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
@@ -158,6 +159,11 @@ class Resource(Base):
         Index("ix_resource_open_catalog", *OPEN_CATALOG_COLUMNS),
     )
 
+    @property
+    def sensitive_codes(self) -> set[str]:
+        """The codes of the working copy's items marked 敏感."""
+        return {it.code for it in self.items if it.sensitive}
+
 
 class InformationItem(Base):
     """信息项: one field of a resource."""
@@ -189,6 +195,19 @@ class InformationItem(Base):
     __table_args__ = (
         UniqueConstraint("resource_id", "code", name="uq_information_item_resource_code"),
     )
+
+    @property
+    def withheld_from_portal(self) -> bool:
+        return withheld_from_portal(
+            {"open_withheld": self.open_withheld, "sensitive": self.sensitive}
+        )
+
+
+def withheld_from_portal(item: Mapping[str, Any]) -> bool:
+    """Whether the open-data portal leaves an item out (an item of a version's snapshot,
+    which carries either mark only when it is set): 不予开放, or 敏感 whatever 不予开放
+    says."""
+    return bool(item.get("open_withheld") or item.get("sensitive"))
 
 
 class ResourceVersion(Base):

@@ -46,7 +46,12 @@ from sqlalchemy.sql.selectable import Join
 
 from govshare.catalog import revision
 from govshare.catalog.codes import ResourceKind, ResourceStatus, SharingType
-from govshare.catalog.models import Classification, Resource, ResourceVersion
+from govshare.catalog.models import (
+    Classification,
+    Resource,
+    ResourceVersion,
+    withheld_from_portal,
+)
 from govshare.cursors import codec_of
 from govshare.errors import InvalidInput
 from govshare.security.models import Department
@@ -236,12 +241,11 @@ def _documents(
     if published is None:
         name, abstract = resource.name, resource.abstract
         for it in resource.items:
-            items[it.open_withheld or it.sensitive].append((it.name, it.code, it.description))
+            items[it.withheld_from_portal].append((it.name, it.code, it.description))
     else:
         name, abstract = published["name"], published["abstract"]
         for snap in published["items"]:
-            # Snapshots carry open_withheld and sensitive only when they are set.
-            items[bool(snap.get("open_withheld") or snap.get("sensitive"))].append(
+            items[withheld_from_portal(snap)].append(
                 (snap["name"], snap["code"], snap["description"])
             )
     return documents(

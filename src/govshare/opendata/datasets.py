@@ -36,7 +36,13 @@ from sqlalchemy.orm import Session, aliased
 from govshare.catalog import revision as catalog_revision
 from govshare.catalog import search as catalog_search
 from govshare.catalog.codes import ResourceStatus
-from govshare.catalog.models import Classification, Resource, ResourceTransition, ResourceVersion
+from govshare.catalog.models import (
+    Classification,
+    Resource,
+    ResourceTransition,
+    ResourceVersion,
+    withheld_from_portal,
+)
 from govshare.db import UTCDateTime
 from govshare.opendata.models import OpenFile
 from govshare.rules.masking import MaskingRule
@@ -762,8 +768,7 @@ def _items(snapshot: dict[str, Any]) -> tuple[DatasetItem, ...]:
             masking=MaskingRule(it.get("open_masking") or MaskingRule.NONE),
         )
         for it in snapshot.get("items", [])
-        # A sensitive item (敏感信息项) is never opened, whatever 不予开放 says.
-        if not (it.get("open_withheld") or it.get("sensitive"))
+        if not withheld_from_portal(it)
     )
 
 

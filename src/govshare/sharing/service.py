@@ -38,6 +38,7 @@ from govshare.sharing.errors import (
 from govshare.sharing.models import (
     ApplicationStatus,
     DisputeOutcome,
+    MaskingRule,
     SharedStore,
     SharingApplication,
     SharingGrant,
@@ -467,7 +468,9 @@ def _add_grant(
         modes=[str(app.mode)],
         purpose=app.purpose,
         expires_on=app.end_date,
-        masking={code: masking.get(code, defaults.get(code, "none")) for code in items},
+        masking={
+            code: masking.get(code, defaults.get(code, MaskingRule.NONE.value)) for code in items
+        },
         created_by=principal.name,
     )
     session.add(grant)

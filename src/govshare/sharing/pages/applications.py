@@ -471,7 +471,7 @@ def _application_page(
         failed=failed,
         # A sensitive item's rule is chosen already: approving as shown masks it.
         v=values or {"items": list(app.items), "masking": service.default_masking(app.resource)},
-        sensitive={it.code for it in app.resource.items if it.sensitive},
+        sensitive=app.resource.sensitive_codes,
         errors=errors,
     )
 

@@ -94,7 +94,7 @@ def _grants_page(
         total=len(states),
         page=page,
         item_names={g.id: _item_names(g) for g in page.rows},
-        sensitive={g.id: {it.code for it in g.resource.items if it.sensitive} for g in page.rows},
+        sensitive={g.id: g.resource.sensitive_codes for g in page.rows},
         can_revoke=side != "mine" and caller.can(Permission.SHARING_REVIEW),
         revoke_id=revoke_id,
         revoke_reason=revoke_reason,
