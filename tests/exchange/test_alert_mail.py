@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from email.header import decode_header, make_header
 
+import pytest
+
 from govshare.exchange import alerts
 from govshare.exchange.alertmail import MailChannel
 from govshare.exchange.models import AlertKind
@@ -13,6 +15,7 @@ from tests.conftest import StartHub
 from tests.mail import Inbox
 
 
+@pytest.mark.usefixtures("calendar_covered_today")
 def test_a_new_alert_is_mailed_once(smtp: tuple[Inbox, int], start_hub: StartHub) -> None:
     inbox, port = smtp
     hub = start_hub(

@@ -341,6 +341,7 @@ def test_a_rotated_secret_counts_from_its_rotation(fresh_settings: Settings) -> 
 # -- channels ----------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("calendar_covered_today")
 def test_mail_switched_off_sends_no_mail(smtp: tuple[Inbox, int], start_hub: StartHub) -> None:
     inbox, port = smtp
     hub = start_hub(
