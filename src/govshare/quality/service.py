@@ -7,7 +7,8 @@ Who sees what: a department sees the scans and failing values of its own resourc
 as stored to the provider department — it is its own data and it must find the record
 in its own system to correct it. A platform admin of another department sees the
 personal identifiers masked (公民身份号码, 电话号码, 姓名, 地址, by the grants' masking
-rules): supervising quality does not need the people's data.
+rules), and every item the catalog marks sensitive (敏感信息项) as a grant would mask it
+by default: supervising quality does not need the people's data.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from govshare.quality.models import (
     QualityScan,
 )
 from govshare.rules.clock import china_date
-from govshare.rules.masking import MaskingRule, mask
+from govshare.rules.masking import MaskingRule, mask, suggested_rule
 from govshare.rules.validators import SEX_CODES, TYPE_NAMES
 from govshare.security import audit
 from govshare.security.service import Principal
@@ -359,6 +360,8 @@ def viewer_masking(
             out[item.code] = MaskingRule.ID_NUMBER
         elif fmt is ItemFormat.PHONE:
             out[item.code] = MaskingRule.PHONE
+        elif item.sensitive:
+            out[item.code] = suggested_rule(item.name, item.open_masking)
         elif "姓名" in item.name:
             out[item.code] = MaskingRule.NAME
         elif re.search(r"地址|住址|住所", item.name):
