@@ -8,7 +8,7 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -230,17 +230,20 @@ def test_on_sqlite_the_event_loop_writes_its_batch_or_hands_it_to_the_thread(
     factory = db.make_session_factory(engine, fresh_settings)
     j = _journal(engine, factory, fresh_settings, on_loop=True)
 
-    ticks = 0
+    release: Callable[[], bool] | None = None  # called by the loop after some turns
+    answered_before_release: list[bool] = []
 
     async def calls(prefix: str, n: int) -> list[BaseException | None]:
-        nonlocal ticks
-        ticks = 0
         waiting = asyncio.gather(
             *(j.wait(_call(f"{prefix}{i}")) for i in range(n)), _call_again(j, f"{prefix}0")
         )
+        ticks = 0
         while not waiting.done():  # the loop stays free for other requests meanwhile
             await asyncio.sleep(0.01)
             ticks += 1
+            if ticks == 5 and release is not None:
+                answered_before_release.append(waiting.done())
+                release()
         return waiting.result()
 
     try:
@@ -267,14 +270,32 @@ def test_on_sqlite_the_event_loop_writes_its_batch_or_hands_it_to_the_thread(
             fresh_settings.data_dir / "govshare.db", timeout=0, check_same_thread=False
         )
         holder.execute("BEGIN IMMEDIATE")
-        released = threading.Timer(0.5, holder.commit)
-        released.start()
-        started = time.monotonic()
+        lock = threading.Lock()
+        released_by: list[str] = []
+
+        def release_from(who: str) -> bool:
+            with lock:
+                if not released_by:
+                    released_by.append(who)
+                    holder.commit()
+            return True
+
+        # The lock is given back only once the loop has turned five more times with the
+        # batch waiting (a blocked loop never would); a timer stands by so that a
+        # blocked loop fails the test instead of hanging it. No timing is asserted: a
+        # loaded machine (CI) may stall any process for half a second.
+        def release_by_loop() -> bool:
+            return release_from("loop")
+
+        release = release_by_loop
+        fallback = threading.Timer(20, release_from, ("timer",))
+        fallback.start()
         outcome = asyncio.run(calls("t", 3))
-        released.join()
+        fallback.cancel()
+        release = None
         assert outcome[:3] == [None] * 3
-        assert time.monotonic() - started >= 0.4  # answered only once the entry is in
-        assert ticks >= 20
+        assert released_by == ["loop"]  # the loop kept turning while the lock was held
+        assert answered_before_release == [False]  # answered only once the entry is in
         with factory() as session:
             assert len(audit.journalled_calls(_entries(session)[2].after)) == 3
             assert audit.verify_chain(session).problems == []
