@@ -133,6 +133,11 @@ def test_an_item_marked_sensitive_is_masked_for_the_platform_admin(world: World)
     admin = _problems(world, world.admin, scan["id"], dimension="validity")
     assert {p["value"] for p in own["items"] if p["item_code"] == "xzqh"} == {"999999"}
     assert {p["value"] for p in admin["items"] if p["item_code"] == "xzqh"} == {STARS}
+    # The message names the value too (行政区划代码 999999 不在…): masked alike.
+    assert all("999999" in p["message"] for p in own["items"] if p["item_code"] == "xzqh")
+    shown = [p["message"] for p in admin["items"] if p["item_code"] == "xzqh"]
+    assert shown
+    assert all("999999" not in m and STARS in m for m in shown)
 
 
 def test_failing_values_are_masked_for_the_platform_admin_only(

@@ -256,3 +256,30 @@ def test_a_running_scan_keeps_other_processes_off_until_it_is_stale(
         s.commit()
         assert scene.store_id not in scanning.due_stores(s, NOW + timedelta(minutes=30))
         assert scene.store_id in scanning.due_stores(s, NOW + timedelta(hours=2))
+
+
+@pytest.mark.parametrize(
+    ("message", "value", "shown", "expected"),
+    [
+        (
+            "手机号码 1381234567 应为11位数字",
+            "1381234567",
+            "138****4567",
+            "手机号码 138****4567 应为11位数字",
+        ),
+        ("1 不是有效日期", "1", "****", "**** 不是有效日期"),
+        # only whole words: the code table's name keeps its "1"
+        (
+            "性别代码 1 不在 GB/T 2261.1 中（应为 0、1、2、9）",
+            "1",
+            "*",
+            "性别代码 * 不在 GB/T 2261.1 中（应为 0、1、2、9）",
+        ),
+        ("山东省 青岛市 不是有效地址", "山东省 青岛市", "山东省****", "山东省**** 不是有效地址"),
+        ("缺少必填值", None, None, "缺少必填值"),
+    ],
+)
+def test_a_masked_value_is_masked_in_its_message_too(
+    message: str, value: str | None, shown: str | None, expected: str
+) -> None:
+    assert service._message_masked(message, value, shown) == expected

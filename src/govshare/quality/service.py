@@ -399,18 +399,28 @@ def problem_masker(
 
     def shown(p: QualityProblem) -> ShownProblem:
         rule = masking.get(p.item_code)
+        value = mask(rule, p.value) if rule else p.value
         return ShownProblem(
             id=p.id,
             dimension=Dimension(p.dimension),
             row_key=str(mask(key_rule, p.row_key)) if key_rule else p.row_key,
             item_code=p.item_code,
             item_name=names.get(p.item_code, p.item_code),
-            value=mask(rule, p.value) if rule else p.value,
+            value=value,
             rule=p.rule,
-            message=p.message,
+            message=_message_masked(p.message, p.value, value) if rule else p.message,
         )
 
     return shown
+
+
+def _message_masked(message: str, value: str | None, shown: str | None) -> str:
+    """The message as the viewer may read it: the validators name the failing value
+    (``手机号码 13812345678 应为…``), so where the value is masked, so is the message. Only
+    whole words are replaced: a value ``1`` leaves ``GB/T 2261.1`` alone."""
+    if not value or shown is None or value == shown:
+        return message
+    return re.sub(rf"(?<!\S){re.escape(value)}(?!\S)", lambda _m: shown, message)
 
 
 def list_problems(
