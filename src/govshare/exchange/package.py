@@ -75,10 +75,16 @@ def _dictionary(array: pa.Array) -> pa.Array:
     return encoded if len(encoded.dictionary) * 2 <= len(array) else array
 
 
-def encode_rows(columns: Sequence[str], ops: list[str], rows: list[tuple[Any, ...]]) -> bytes:
-    """Arrow IPC (zstd) of the rows, column by column, with their operations."""
+def encode_rows(
+    columns: Sequence[str], ops: list[str], rows: list[tuple[Any, ...]] | pa.Table
+) -> bytes:
+    """Arrow IPC (zstd) of the rows, column by column, with their operations. ``rows``
+    may be an Arrow table already (a node's native read), in the types ``_column``
+    would give its values."""
     data = [_dictionary(pa.array(ops, type=pa.string()))]
-    if rows:
+    if isinstance(rows, pa.Table):
+        data += [_dictionary(rows.column(name).combine_chunks()) for name in columns]
+    elif rows:
         data += [_column(col) for col in zip(*rows, strict=True)]
     else:
         data += [pa.array([], type=pa.string()) for _ in columns]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import structlog
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -621,7 +622,11 @@ class NodeAgent:
     def _reader(self, rt: TaskRuntime) -> SourceReader:
         if rt.reader is None or rt.built_for != rt.spec["config_version"]:
             config = rt.spec["config"]
-            rt.reader = SourceReader(self.engine(config["source"], target=False), config)
+            rt.reader = SourceReader(
+                self.engine(config["source"], target=False),
+                config,
+                fast_read=self.config.sources[config["source"]].fast_read,
+            )
             rt.change_log = None
             rt.built_for = rt.spec["config_version"]
         return rt.reader
@@ -672,14 +677,16 @@ class NodeAgent:
         snapshot = config.get("mode") == "snapshot"
         batch_rows = int(config.get("batch_rows", 50_000))
         cursor, last_seq, _ = self.store.state(rt.id)
-        found = next(reader.batches(cursor, batch_rows), None)
+        # A plain batch (every row goes as it was read) may come as Arrow columns.
+        plain = not snapshot and reader.soft_column is None
+        found = reader.next_batch(cursor, batch_rows, columnar=plain)
         if found is None:
             if snapshot and cursor is not None:
                 with self.store.transaction() as conn:  # the scan is complete: start over next run
                     self.store.set_cursor(conn, rt.id, None, last_seq)
             return False
         rows, next_cursor = found
-        keys = key_strings(rows, [reader.columns.index(k) for k in reader.key])
+        keys = reader.batch_keys(rows)
         hashes = [row_hash(row) for row in rows] if snapshot else None
         int_keys = self._integer_keys(rt, reader, rows)
         with self.store.transaction() as conn:
@@ -694,11 +701,11 @@ class NodeAgent:
             else:
                 known = self.store.existing_keys(conn, rt.id, keys)
             ops: list[str] = []
-            kept: list[tuple[Any, ...]] = []
+            kept: list[tuple[Any, ...]] | pa.Table = []
             kept_keys: list[str] = []
             kept_hashes: list[int] = []
             gone: list[str] = []
-            if hashes is None and reader.soft_column is None:
+            if plain:
                 # Plain incremental batch: every row goes, as an insert or an update; only
                 # keys not sent before are new to the mirror.
                 ops = ["U" if key in known else "I" for key in keys]
@@ -817,14 +824,13 @@ class NodeAgent:
         self._change_log(rt).confirm(cursor[1])
 
     def _integer_keys(
-        self, rt: TaskRuntime, reader: SourceReader, rows: list[tuple[Any, ...]]
+        self, rt: TaskRuntime, reader: SourceReader, rows: list[tuple[Any, ...]] | pa.Table
     ) -> list[int] | None:
         """The batch's keys as integers when the key is one integer column (else None);
         the first time, also whether the mirror is empty (then its bound is known)."""
         if len(reader.key) != 1:
             return None
-        idx = reader.columns.index(reader.key[0])
-        values = [row[idx] for row in rows]
+        values = reader.batch_column(rows, reader.key[0])
         if not all(type(v) is int for v in values):
             return None
         if not rt.mirror_bounded and self.store.mirror_empty(rt.id):
@@ -838,7 +844,7 @@ class NodeAgent:
         seq: int,
         columns: list[str],
         ops: list[str],
-        rows: list[tuple[Any, ...]],
+        rows: list[tuple[Any, ...]] | pa.Table,
     ) -> None:
         assert self.signer is not None
         counts = {op: ops.count(op) for op in package.OPS if op in ops}

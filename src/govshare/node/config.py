@@ -11,6 +11,11 @@ from pydantic import BaseModel, Field, ValidationError
 
 class Database(BaseModel):
     url: str = Field(description="SQLAlchemy URL; sources are only ever read")
+    fast_read: bool = Field(
+        default=True,
+        description="数据源快速读取: 装有 connectorx (govshare[fastread]) 且表的列类型适用时, "
+        "整批直接读成 Arrow; false 时一律走 Python 驱动",
+    )
 
 
 class NodeConfig(BaseModel):

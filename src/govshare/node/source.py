@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from operator import itemgetter
 from typing import Any
 
+import pyarrow as pa
 from sqlalchemy import (
     Engine,
     Float,
@@ -35,6 +36,7 @@ from sqlalchemy.dialects import mssql, oracle
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement, Select
 
+from govshare.node import native
 from govshare.rules.masking import mask
 
 KEY_SEPARATOR = "\x1f"
@@ -263,11 +265,17 @@ class SourceReader:
     """Reads one provider task's table or query in keyset-ordered batches."""
 
     def __init__(
-        self, engine: Engine, config: dict[str, Any], *, table: Table | None = None
+        self,
+        engine: Engine,
+        config: dict[str, Any],
+        *,
+        table: Table | None = None,
+        fast_read: bool = True,
     ) -> None:
         """``table``: the source table's columns and types when they are known already
         (a test compiling the reader's SQL for a server it cannot reach); otherwise the
-        table named in ``config`` is reflected from the database."""
+        table named in ``config`` is reflected from the database. ``fast_read``: plain
+        batches may be read straight into Arrow where ``native`` allows it."""
         self.engine = engine
         self.config = config
         self.key: list[str] = list(config["key"])
@@ -320,6 +328,16 @@ class SourceReader:
         # converts its results (SQLite's DATE/DATETIME/NUMERIC do): skip its Row objects.
         self.raw_rows = plain_results(engine, [self._col(c) for c in self.columns])
         self.raw_keys = plain_results(engine, [self._col(k) for k in self.key])
+        url = native.native_url(engine) if fast_read and native.available() else None
+        self.native: native.NativeReader | None = (
+            native.NativeReader(url, engine)
+            if url is not None
+            and config.get("table")
+            and not self.scope
+            and not self.masks
+            and native.eligible([self._col(c) for c in self.columns], self._order())
+            else None
+        )
 
     def _col(self, name: str) -> Any:
         return self.relation.c[name]
@@ -344,6 +362,34 @@ class SourceReader:
             yield rows, _jsonable(cursor)
             if len(rows) < batch_rows:
                 return
+
+    def next_batch(
+        self, cursor: list[Any] | None, batch_rows: int, *, columnar: bool = False
+    ) -> tuple[list[tuple[Any, ...]] | pa.Table, list[Any]] | None:
+        """The first of ``batches``; ``columnar``: the caller takes an Arrow table too (a
+        plain batch, sent as read), which the native reader gives when it can."""
+        if columnar and self.native is not None:
+            table = self.native.read(self.page(cursor, batch_rows), cursor)
+            if table is not None:
+                if not len(table):
+                    return None
+                last = {c.name: table.column(c.name)[-1].as_py() for c in self._order()}
+                return table, [last[c.name] for c in self._order()]
+        return next(self.batches(cursor, batch_rows), None)
+
+    def batch_column(self, rows: list[tuple[Any, ...]] | pa.Table, name: str) -> list[Any]:
+        """One column's values of a batch, as Python values, whichever form it came in."""
+        if isinstance(rows, pa.Table):
+            values: list[Any] = rows.column(name).to_pylist()
+            return values
+        return list(map(itemgetter(self.columns.index(name)), rows))
+
+    def batch_keys(self, rows: list[tuple[Any, ...]] | pa.Table) -> list[str]:
+        """``key_string`` of each row of a batch."""
+        if not isinstance(rows, pa.Table):
+            return key_strings(rows, [self.columns.index(k) for k in self.key])
+        keys = list(zip(*[self.batch_column(rows, k) for k in self.key], strict=True))
+        return key_strings(keys, range(len(self.key)))
 
     def page(self, cursor: list[Any] | None, batch_rows: int) -> Select[Any]:
         """The statement reading the ``batch_rows`` rows after ``cursor``: in scope, in

@@ -46,6 +46,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
 
 from govshare.exchange.package import OP_COLUMN
+from govshare.node import mysql_literals
 from govshare.node.source import (
     MYSQL,
     keyset_checksum,
@@ -372,30 +373,40 @@ class TargetWriter:
     def apply(self, seq: int, data: pa.Table) -> dict[str, int] | None:
         """Apply package ``seq``; None when it was applied before (nothing changes)."""
         table = self._ensure_table(data.schema)
-        names, columns, ops = self._rows(data)
-        known = [n for n in names if n in table.c]
-        idx = [names.index(n) for n in known]
+        ops = _values(data.column(OP_COLUMN))
         inserted, deleted = ops.count("I"), ops.count("D")
         counts = {
             "inserted": inserted,
             "updated": len(ops) - inserted - deleted,
             "deleted": deleted,
         }
-        upserts = [columns[j] for j in idx]  # column by column
-        deletes = []
-        if deleted:
-            keep = [i for i, op in enumerate(ops) if op != "D"]
-            upserts = [[col[i] for i in keep] for col in upserts]
-            deletes = [
-                {f"k_{k}": _coerce(table.c[k], columns[names.index(k)][i]) for k in self.key}
-                for i, op in enumerate(ops)
-                if op == "D"
-            ]
+        literal_rows = self._literal_rows(table, data) if not deleted else None
+        known: list[str] = []
+        upserts: list[list[Any]] = []
+        deletes: list[dict[str, Any]] = []
+        if literal_rows is None:
+            names, columns, _ = self._rows(data)
+            known = [n for n in names if n in table.c]
+            upserts = [columns[names.index(n)] for n in known]  # column by column
+            if deleted:
+                keep = [i for i, op in enumerate(ops) if op != "D"]
+                upserts = [[col[i] for i in keep] for col in upserts]
+                deletes = [
+                    {f"k_{k}": _coerce(table.c[k], columns[names.index(k)][i]) for k in self.key}
+                    for i, op in enumerate(ops)
+                    if op == "D"
+                ]
         with self.engine.begin() as conn:
             current = conn.scalar(applied_seq_query(self.cursor, self.task_id, conn.dialect.name))
             if current is not None and seq <= current:
                 return None
-            if len(ops) > deleted:
+            if literal_rows is not None and not self._literal_upsert(conn, table, literal_rows):
+                # The session reads backslashes literally: the driver escapes the rows.
+                names, columns, _ = self._rows(data)
+                known = [n for n in names if n in table.c]
+                upserts = [columns[names.index(n)] for n in known]
+                literal_rows = None
+            if literal_rows is None and len(ops) > deleted:
                 self._upsert(conn, table, known, upserts, fresh=inserted == len(ops))
             if deletes:
                 conn.execute(key_delete(table, self.key), deletes)
@@ -501,6 +512,54 @@ class TargetWriter:
             raise DBAPIError.instance("COPY", None, exc, conn.dialect.loaded_dbapi.Error) from exc
         finally:
             cursor.close()
+
+    def _literal_rows(self, table: Table, data: pa.Table) -> dict[str, pa.Array] | None:
+        """Each target column's values as SQL literal text (``mysql_literals``), on a
+        MySQL target through PyMySQL, for a package of inserts and updates whose columns
+        it handles and that converts no codes; else None."""
+        dialect = self.engine.dialect
+        if dialect.name not in MYSQL or dialect.driver != "pymysql":
+            return None
+        names = [n for n in data.column_names if n != OP_COLUMN]
+        if any(n in self.code_maps for n in names):
+            return None
+        literals: dict[str, pa.Array] = {}
+        for name in names:
+            if self.mapping.get(name, name) not in table.c:
+                continue
+            literal = mysql_literals.literal_column(data.column(name).combine_chunks())
+            if literal is None:
+                return None
+            literals[self.mapping.get(name, name)] = literal
+        return literals or None
+
+    def _literal_upsert(
+        self, conn: Connection, table: Table, literals: dict[str, pa.Array]
+    ) -> bool:
+        """``INSERT … ON DUPLICATE KEY UPDATE`` with the rows written out, a statement
+        per megabyte, split where PyMySQL's ``executemany`` splits its own; False
+        (nothing written) when the session does not read backslashes as escapes."""
+        from pymysql.cursors import RE_INSERT_VALUES
+
+        if not mysql_literals.escapes_backslashes(conn.connection.driver_connection):
+            return False
+        names = list(literals)
+        compiled = self._mysql_upsert(table, names).compile(dialect=conn.dialect, column_keys=names)
+        order = list(compiled.positiontup or ())
+        parts = RE_INSERT_VALUES.match(compiled.string)
+        if sorted(order) != sorted(names) or parts is None or "%" in parts[1] + parts[3]:
+            return False
+        rows = mysql_literals.value_rows([literals[n] for n in order])
+        cursor = conn.connection.cursor()
+        dbapi_error = conn.dialect.loaded_dbapi.Error
+        try:
+            for sql in mysql_literals.statements(parts[1], rows, parts[3]):
+                cursor.execute(sql)
+        except dbapi_error as exc:
+            raise DBAPIError.instance(compiled.string, None, exc, dbapi_error) from exc
+        finally:
+            cursor.close()
+        return True
 
     def _mysql_upsert(self, table: Table, names: list[str]) -> Any:
         """``INSERT … ON DUPLICATE KEY UPDATE``: PyMySQL sends the rows of one such

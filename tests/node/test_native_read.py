@@ -1,0 +1,249 @@
+"""The provider's native read (connectorx straight into Arrow) gives the very packages
+the Python path gives, on a real MariaDB and a real PostgreSQL; it is taken only where
+it can, and gives the source back to the Python path when a result surprises it."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from govshare.exchange.package import decode_rows, encode_rows
+from govshare.node import native
+from govshare.node.agent import NodeAgent, TaskRuntime
+from govshare.node.config import Database, NodeConfig
+from govshare.node.source import SourceReader, make_engine
+from tests.mariadb import MariaDBServer
+from tests.pg import PostgresServer
+
+pytestmark = [
+    # connectorx comes with the dev group, so CI has it and never skips.
+    pytest.mark.skipif(
+        not native.available() and not os.environ.get("CI"), reason="connectorx not installed"
+    ),
+    pytest.mark.mariadb,
+    pytest.mark.xdist_group("mariadb"),
+]
+
+_names = itertools.count(1)
+
+TRICKY = ["张三·𠀀𝄞", 'O\'Brien "引号" \\ 反斜杠', "", "%s %(x)s _%", "行\n回车\r\tZ\x1a", None]
+
+# Per server: the column types of the table below, and the URL of a fresh database.
+DDL = {
+    "mariadb": "id BIGINT PRIMARY KEY, version INT NOT NULL, name VARCHAR(60), note LONGTEXT, "
+    "score DOUBLE, code CHAR(3), small SMALLINT, flag TINYINT(1)",
+    "postgresql": "id BIGINT PRIMARY KEY, version INT NOT NULL, name VARCHAR(60), note TEXT, "
+    "score DOUBLE PRECISION, code CHAR(3), small SMALLINT, flag BOOLEAN",
+}
+
+
+def _row(i: int, server: str) -> tuple[Any, ...]:
+    flag = None if i % 5 == 0 else i % 2 == 0
+    return (
+        i * 7,  # keys with gaps
+        i % 40,  # versions repeat: the cursor is (version, id)
+        TRICKY[i % len(TRICKY)],
+        None if i % 9 == 0 else f"第{i}条·{TRICKY[i % 5]}" * (1 + i % 3),
+        None if i % 11 == 0 else [0.1, -0.0, 1e300, 5e-324, 123456789.123456789][i % 5] * i,
+        None if i % 4 == 0 else "ab",
+        (-1) ** i * (i % 32767),
+        flag if server == "postgresql" or flag is None else int(flag),
+    )
+
+
+@pytest.fixture(params=["mariadb", "postgresql"])
+def source(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """(server, URL) of a fresh database on a real server of each kind."""
+    server: MariaDBServer | PostgresServer = request.getfixturevalue(
+        "mariadb" if request.param == "mariadb" else "postgres"
+    )
+    return request.param, server.create_database(f"native_{next(_names)}")
+
+
+def _create(url: str, server: str, rows: int, ddl: str | None = None) -> None:
+    engine = create_engine(url, poolclass=NullPool)
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE TABLE person ({ddl or DDL[server]})"))
+        if rows:
+            marks = ", ".join(f":c{i}" for i in range(8))
+            conn.execute(
+                text(f"INSERT INTO person VALUES ({marks})"),
+                [{f"c{i}": v for i, v in enumerate(_row(n, server))} for n in range(1, rows + 1)],
+            )
+    engine.dispose()
+
+
+CONFIG = {"table": "person", "key": ["id"], "mode": "incremental", "cursor_column": "version"}
+
+
+def _packages(reader: SourceReader, batch_rows: int) -> list[tuple[pa.Table, list[Any]]]:
+    """Every batch as the node would package it (decoded again), with its next cursor."""
+    out, cursor = [], None
+    while (found := reader.next_batch(cursor, batch_rows, columnar=True)) is not None:
+        rows, cursor = found
+        out.append((decode_rows(encode_rows(reader.columns, ["I"] * len(rows), rows)), cursor))
+        if len(rows) < batch_rows:
+            break
+    return out
+
+
+def test_the_native_read_packages_what_the_python_path_packages(source: tuple[str, str]) -> None:
+    server, url = source
+    _create(url, server, 2500)
+    engine = make_engine(url)
+    try:
+        fast = SourceReader(engine, CONFIG)
+        slow = SourceReader(engine, CONFIG, fast_read=False)
+        assert fast.native is not None
+        assert slow.native is None
+        native_packages = _packages(fast, 400)
+        python_packages = _packages(slow, 400)
+        assert fast.native.gave_up is None  # every page came through connectorx
+        assert len(native_packages) == len(python_packages) == 7
+        for (got, got_cursor), (want, want_cursor) in zip(
+            native_packages, python_packages, strict=True
+        ):
+            assert got.schema == want.schema
+            assert got.to_pylist() == want.to_pylist()
+            assert got_cursor == want_cursor
+        keys = [k for table, _ in native_packages for k in table.column("id").to_pylist()]
+        assert sorted(keys) == [i * 7 for i in range(1, 2501)]  # none lost or doubled
+        first = native_packages[0][0].to_pylist()
+        assert {r["name"] for r in first} >= set(TRICKY)
+    finally:
+        engine.dispose()
+
+
+def _reader(url: str, **config: Any) -> SourceReader:
+    return SourceReader(make_engine(url), {**CONFIG, **config})
+
+
+def test_what_the_native_read_is_not_taken_for(mariadb: MariaDBServer) -> None:
+    url = mariadb.create_database(f"native_{next(_names)}")
+    _create(url, "mariadb", 10)
+    assert _reader(url).native is not None
+    # A grant's rows or masked columns: the Python path applies them.
+    assert _reader(url, row_filter=[{"column": "code", "op": "eq", "value": "ab"}]).native is None
+    assert _reader(url, masking={"name": "姓名"}).native is None
+    # A query: its columns' types are not known before it runs.
+    query = {"table": None, "query": "SELECT id, version, name FROM person"}
+    assert _reader(url, **query).native is None
+    # A text cursor column would go into the SQL as a literal.
+    assert _reader(url, cursor_column="name").native is None
+    # A URL option connectorx would not be told (here: the server's socket file).
+    assert native.native_url(make_engine(f"{url}&unix_socket=/tmp/none.sock")) is None
+    assert native.native_url(make_engine(url)) is not None
+    # The source's own switch in node.toml.
+    assert not SourceReader(make_engine(url), CONFIG, fast_read=False).native
+    # SQLite: a second SQLite library on the same file would lose the first one's locks.
+    sqlite_url = "sqlite:///" + str(Path(mariadb.base) / f"n{next(_names)}.db")
+    _create(sqlite_url, "postgresql", 3)
+    assert _reader(sqlite_url).native is None
+    # Dates: only the Python path refuses MySQL's zero dates by name.
+    dated = mariadb.create_database(f"native_{next(_names)}")
+    _create(dated, "mariadb", 0, ddl="id INT PRIMARY KEY, version INT, born DATE")
+    assert _reader(dated).native is None
+
+
+def test_a_type_only_the_result_shows_sends_the_source_back_to_the_python_path(
+    mariadb: MariaDBServer,
+) -> None:
+    """MySQL's BIGINT UNSIGNED reflects as an integer but comes as uint64, which the
+    Python path's packages never hold: the batch is read again by the Python path, and
+    so is every later one."""
+    url = mariadb.create_database(f"native_{next(_names)}")
+    ddl = "id INT PRIMARY KEY, version INT NOT NULL, big BIGINT UNSIGNED"
+    _create(url, "mariadb", 0, ddl=ddl)
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO person VALUES (1, 1, 18446744073709551615), (2, 1, 0)"))
+        reader = SourceReader(engine, CONFIG)
+        assert reader.native is not None
+        found = reader.next_batch(None, 10, columnar=True)
+        assert found is not None
+        rows, cursor = found
+        assert rows == [(1, 1, 18446744073709551615), (2, 1, 0)]
+        assert cursor == [1, 2]
+        assert reader.native.gave_up == "column big came as uint64"
+        assert reader.native.read(reader.page(None, 10), None) is None
+    finally:
+        engine.dispose()
+
+
+def test_a_value_connectorx_cannot_convert_gives_up_instead_of_crashing(
+    mariadb: MariaDBServer,
+) -> None:
+    """connectorx panics (in Rust) on a zero date; the panic reaches Python as a
+    BaseException, which the reader takes as a reason to leave the source alone."""
+    url = mariadb.create_database(f"native_{next(_names)}")
+    _create(url, "mariadb", 0, ddl="id INT PRIMARY KEY, version INT NOT NULL, born DATE")
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("SET SESSION sql_mode = ''"))
+            conn.execute(text("INSERT INTO person VALUES (1, 1, '0000-00-00')"))
+        reader = SourceReader(engine, CONFIG)
+        assert reader.native is None  # dates are not taken; force it to see the failure
+        url_for_cx = native.native_url(engine)
+        assert url_for_cx is not None
+        forced = native.NativeReader(url_for_cx, engine)
+        assert forced.read(reader.page(None, 10), None) is None
+        assert forced.gave_up is not None
+        assert forced.gave_up.startswith("connectorx:")
+    finally:
+        engine.dispose()
+
+
+def test_a_password_with_reserved_characters_reaches_connectorx(
+    mariadb: MariaDBServer,
+) -> None:
+    url = mariadb.create_database(f"native_{next(_names)}")
+    _create(url, "mariadb", 3)
+    password = "p@ss:w/rd%?#"
+    with mariadb.root() as conn, conn.cursor() as cur:
+        cur.execute("CREATE USER IF NOT EXISTS 'odd'@'127.0.0.1' IDENTIFIED BY %s", (password,))
+        database = url.rsplit("/", 1)[1].split("?")[0]
+        cur.execute(f"GRANT SELECT ON `{database}`.* TO 'odd'@'127.0.0.1'")
+    engine = make_engine(url)
+    odd = engine.url.set(username="odd", password=password)
+    odd_engine = make_engine(odd.render_as_string(hide_password=False))
+    try:
+        reader = SourceReader(odd_engine, CONFIG)
+        found = reader.next_batch(None, 10, columnar=True)
+        assert reader.native is not None
+        assert reader.native.gave_up is None
+        assert found is not None
+        assert isinstance(found[0], pa.Table)
+        assert found[0].column("id").to_pylist() == [7, 14, 21]
+    finally:
+        odd_engine.dispose()
+        engine.dispose()
+
+
+@pytest.mark.parametrize("fast_read", [True, False])
+def test_the_node_toml_switch_decides_for_the_agent_s_reader(
+    mariadb: MariaDBServer, tmp_path: Path, fast_read: bool
+) -> None:
+    url = mariadb.create_database(f"native_{next(_names)}")
+    _create(url, "mariadb", 3)
+    config = NodeConfig(
+        hub_url="http://127.0.0.1:9",
+        node_id=1,
+        store=tmp_path / "store",
+        sources={"biz": Database(url=url, fast_read=fast_read)},
+    )
+    agent = NodeAgent(config)
+    try:
+        spec = {"id": 1, "config": {**CONFIG, "source": "biz"}, "config_version": 1}
+        reader = agent._reader(TaskRuntime(spec=spec))
+        assert (reader.native is not None) is fast_read
+    finally:
+        agent.close()
