@@ -181,9 +181,18 @@ def test_sql_server_prefix_filters_escape_brackets_which_its_like_reads_as_sets(
 @pytest.mark.parametrize(
     ("dialect", "expected"),
     [
-        (oracle_19c(), """SELECT "人员"."编号" FROM "人员" WHERE "人员".qx != :qx_1"""),
-        (dm_as_oracle(), """SELECT "人员"."编号" FROM "人员" WHERE "人员".qx != :qx_1"""),
-        (sql_server_2019(), "SELECT [人员].[编号] FROM [人员] WHERE [人员].qx != ?"),
+        (
+            oracle_19c(),
+            """SELECT "人员"."编号" FROM "人员" WHERE "人员".qx IS NULL OR "人员".qx != :qx_1""",
+        ),
+        (
+            dm_as_oracle(),
+            """SELECT "人员"."编号" FROM "人员" WHERE "人员".qx IS NULL OR "人员".qx != :qx_1""",
+        ),
+        (
+            sql_server_2019(),
+            "SELECT [人员].[编号] FROM [人员] WHERE [人员].qx IS NULL OR [人员].qx != ?",
+        ),
     ],
     ids=["oracle", "dm", "mssql"],
 )

@@ -98,3 +98,20 @@ def test_a_bad_scope_is_refused_with_a_precise_message(
 def test_a_row_filter_on_a_column_the_source_lacks_is_refused(source: str) -> None:
     with pytest.raises(ValueError, match="row filter columns not in the source"):
         _reader(source, row_filter=[{"column": "nope", "value": "1"}])
+
+
+def test_a_row_whose_soft_delete_mark_is_null_is_live_in_the_key_scan_too(source: str) -> None:
+    """The batch reader sends a row with no mark (NULL) as live; the key scan behind the
+    reconciliation counted it as deleted (``qx != '370203'`` is not true for NULL), so
+    source and target disagreed on every such row."""
+    db = sqlite3.connect(source.removeprefix("sqlite:///"))
+    db.execute("UPDATE person SET qx = NULL WHERE id = 4")
+    db.commit()
+    db.close()
+    reader = _reader(
+        source, delete_detection="soft_delete", soft_delete_column="qx", soft_delete_value="370203"
+    )
+    rows = [row for batch, _ in reader.batches(None, 10) for row in batch]
+    live = sorted(row[0] for row in rows if not reader.is_soft_deleted(row))
+    assert live == [1, 2, 4]
+    assert sorted(key for (key,) in reader.live_keys()) == live

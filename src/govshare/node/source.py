@@ -508,8 +508,11 @@ class SourceReader:
         """The key scan: the keys of every live row (in scope, not soft-deleted)."""
         stmt = select(*[self._col(k) for k in self.key]).where(*self.scope)
         if self.soft_column:
+            # A row without a mark (NULL) is live, as ``is_soft_deleted`` reads it; a bare
+            # ``!=`` is not true for NULL and would leave it out of the reconciliation.
+            mark = self._col(self.soft_column)
             stmt = stmt.where(
-                self._col(self.soft_column) != self.config.get("soft_delete_value", "1")
+                or_(mark.is_(None), mark != self.config.get("soft_delete_value", "1"))
             )
         return stmt
 
