@@ -15,6 +15,7 @@ from operator import itemgetter
 from typing import Any
 
 import pyarrow as pa
+import structlog
 from sqlalchemy import (
     Engine,
     Float,
@@ -38,6 +39,8 @@ from sqlalchemy.sql import ColumnElement, Select
 
 from govshare.node import native
 from govshare.rules.masking import mask
+
+log = structlog.get_logger()
 
 KEY_SEPARATOR = "\x1f"
 # SQLAlchemy's names of the MySQL family: a ``mariadb+pymysql://`` URL says "mariadb".
@@ -338,6 +341,8 @@ class SourceReader:
             and native.eligible([self._col(c) for c in self.columns], self._order())
             else None
         )
+        if self.native is not None:
+            log.info("native reader on for this source (connectorx)", table=config["table"])
 
     def _col(self, name: str) -> Any:
         return self.relation.c[name]
