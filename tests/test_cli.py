@@ -56,6 +56,20 @@ def test_refuses_default_secret_outside_demo(tmp_path: Path) -> None:
     assert "GOVSHARE_SECRET_KEY" in r.stderr
 
 
+def test_a_wrong_setting_is_told_in_chinese_naming_its_variable(tmp_path: Path) -> None:
+    r = _run("db", "upgrade", "--data-dir", str(tmp_path), env={"GOVSHARE_PORT": "eighty"})
+    assert r.returncode == 2
+    assert "配置错误: port (环境变量 GOVSHARE_PORT): 应为整数" in r.stderr
+    assert "Input should" not in r.stderr  # pydantic's English stays out
+    # A validator's own sentence is told as it is.
+    r = _run(
+        "db", "upgrade", "--data-dir", str(tmp_path), env={"GOVSHARE_TOTP_REQUIRED_ROLES": "king"}
+    )
+    assert r.returncode == 2
+    assert "角色名称有误" in r.stderr
+    assert not (tmp_path / "govshare.db").exists()  # nothing was started
+
+
 def test_upgrade_then_import_reports_bad_rows(tmp_path: Path) -> None:
     assert _run("db", "upgrade", "--data-dir", str(tmp_path)).returncode == 0
     # No user yet: the import names the problem instead of crashing.

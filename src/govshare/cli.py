@@ -63,8 +63,16 @@ def load_settings(
     kind = OfflineSettings if offline else Settings
     try:
         return kind(**values)  # type: ignore[arg-type]
-    except (ValidationError, UnsafeSettingError) as exc:
+    except UnsafeSettingError as exc:
         err.print(f"[red]配置错误:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except ValidationError as exc:
+        from govshare.rules.fields import validation_problems
+
+        for problem in validation_problems(exc, yes_no="应为 true 或 false", value_errors=True):
+            name = problem["field"]
+            where = f"{name} (环境变量 GOVSHARE_{name.upper()})" if name else "设置"
+            err.print(f"[red]配置错误:[/red] {where}: {problem['message']}")
         raise typer.Exit(2) from None
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
+from govshare.rules.fields import validation_problems
+
 
 class Database(BaseModel):
     url: str = Field(description="SQLAlchemy URL; sources are only ever read")
@@ -93,7 +95,8 @@ def load(path: Path) -> NodeConfig:
     try:
         config = NodeConfig.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        problems = validation_problems(exc, yes_no="应为 true 或 false", value_errors=True)
+        lines = [f"  {p['field'] or '(整个文件)'}: {p['message']}" for p in problems]
         raise NodeConfigError(f"配置文件 {path} 有误:\n" + "\n".join(lines)) from None
     if not config.store.is_absolute():
         config.store = (path.parent / config.store).resolve()

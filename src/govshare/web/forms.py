@@ -8,12 +8,12 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
 
 from govshare.errors import console_text
 from govshare.ids import parse_id
-from govshare.rules import fields
+from govshare.rules.fields import field_path as field_path  # re-exported for the pages
+from govshare.rules.fields import validation_problems as validation_problems
 from govshare.security.service import Principal
 
 Problem = dict[str, Any]
@@ -79,67 +79,6 @@ def optional_int(value: str) -> int | str | None:
         return None
     number = parse_id(value)
     return value if number is None else number
-
-
-def field_path(loc: Iterable[Any]) -> str:
-    """``("items", 2, "length")`` → ``items[2].length``, the form the services use."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _zh_message(err: Mapping[str, Any], pattern_hints: Mapping[str, str]) -> str:
-    ctx = err.get("ctx") or {}
-    kind = err.get("type", "")
-    if err.get("input") == "" and kind in ("enum", "literal_error", "int_parsing", "missing"):
-        return "必填"
-    match kind:
-        case fields.ERROR_TYPE:  # the field's own sentence, already in Chinese
-            return str(err.get("msg", ""))
-        case "missing":
-            return "必填"
-        case "string_too_short":
-            return (
-                "不能为空" if ctx.get("min_length") == 1 else f"至少 {ctx.get('min_length')} 个字符"
-            )
-        case "string_too_long":
-            return f"不能超过 {ctx.get('max_length')} 个字符"
-        case "string_pattern_mismatch":
-            return pattern_hints.get(str(ctx.get("pattern")), "格式不正确")
-        case "int_parsing" | "int_type" | "int_from_float":
-            return "应为整数"
-        case "greater_than_equal":
-            return f"不能小于 {ctx.get('ge')}"
-        case "greater_than":
-            return f"应大于 {ctx.get('gt')}"
-        case "less_than_equal":
-            return f"不能大于 {ctx.get('le')}"
-        case "less_than":
-            return f"应小于 {ctx.get('lt')}"
-        case "too_short":
-            return f"至少需要 {ctx.get('min_length')} 项"
-        case "too_long":
-            return f"不能超过 {ctx.get('max_length')} 项"
-        case "enum" | "literal_error":
-            return "取值不在可选范围内"
-        case "bool_parsing" | "bool_type":
-            return "应为“是”或“否”"
-        case "extra_forbidden":
-            return "不允许填写该项"
-        case _:
-            return "填写不正确"
-
-
-def validation_problems(
-    exc: ValidationError, *, pattern_hints: Mapping[str, str] | None = None
-) -> list[Problem]:
-    """Pydantic's errors as ``[{field, message}]`` in Chinese, like the services' details."""
-    hints = pattern_hints or {}
-    return [{"field": field_path(e["loc"]), "message": _zh_message(e, hints)} for e in exc.errors()]
 
 
 class FormErrors:
