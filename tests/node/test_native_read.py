@@ -243,7 +243,17 @@ def test_the_node_toml_switch_decides_for_the_agent_s_reader(
     agent = NodeAgent(config)
     try:
         spec = {"id": 1, "config": {**CONFIG, "source": "biz"}, "config_version": 1}
-        reader = agent._reader(TaskRuntime(spec=spec))
+        runtime = TaskRuntime(spec={**spec, "kind": "provider", "state": "running"})
+        reader = agent._reader(runtime)
         assert (reader.native is not None) is fast_read
+        agent.tasks[1] = runtime
+        told = agent.report()["tasks"]["1"]
+        assert told["read_path"] == ("native" if fast_read else "driver")
+        if fast_read:  # what the task page shows once the native read has given up
+            assert reader.native is not None
+            reader.native.gave_up = "column big came as uint64"
+            told = agent.report()["tasks"]["1"]
+            assert told["read_path"] == "driver"
+            assert told["read_path_note"] == "column big came as uint64"
     finally:
         agent.close()

@@ -98,6 +98,17 @@ class PendingChecksum:
     at_seq: int
 
 
+def _read_path(reader: SourceReader) -> dict[str, str]:
+    """How the provider reads its source (读取方式), for the task page: natively
+    (connectorx) or through the Python driver, and why the native read was given up."""
+    native = reader.native
+    if native is None:
+        return {"read_path": "driver"}
+    if native.gave_up is not None:
+        return {"read_path": "driver", "read_path_note": native.gave_up[:300]}
+    return {"read_path": "native"}
+
+
 def open_store(config: NodeConfig) -> LocalStore:
     """The node's local store, sealed at rest when the node has a secret; a missing,
     short or wrong secret is a configuration error told before anything runs."""
@@ -421,6 +432,8 @@ class NodeAgent:
                     "pending_packages": pending.get(rt.id, (0, 0))[0],
                     "pending_rows": pending.get(rt.id, (0, 0))[1],
                 }
+                if rt.reader is not None:
+                    entry |= _read_path(rt.reader)
             elif rt.writer is not None:
                 entry["applied_seq"] = rt.writer.applied_seq()
             tasks[str(rt.id)] = entry
