@@ -4,10 +4,12 @@ nodes (``govshare node run``), their databases, and the setup that binds them.""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -117,6 +119,47 @@ class HubEnv:
                     pass
                 time.sleep(0.1)
         raise RuntimeError("hub did not become healthy; see " + str(self.procs["hub"].log))
+
+    def start_all(self) -> None:
+        """Start the hub and both nodes; return once the hub answers."""
+        for p in self.procs.values():
+            p.start()
+        self.wait_healthy()
+
+    def kill9_and_restart(self, victim: str, rng: random.Random) -> None:
+        """``kill -9`` one process, start it again after up to half a second, and wait
+        for the hub to answer again when it was the hub."""
+        self.procs[victim].kill9()
+        time.sleep(rng.uniform(0.0, 0.5))
+        self.procs[victim].start()
+        if victim == "hub":
+            self.wait_healthy()
+
+    def wait_until(self, done: Callable[[], bool], what: str, timeout: float = 300) -> None:
+        """Poll ``done`` each second until it holds; every process must stay alive."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
+            for p in self.procs.values():
+                assert p.alive(), p.death()
+            time.sleep(1)
+
+    def reconcile(self, timeout: float = 120) -> dict[str, Any]:
+        """Ask the hub to reconcile the provider task and wait for the outcome."""
+        with self.api() as c:
+            task = self.task_ids["provider"]
+            rec = c.post(f"/api/v1/exchange/tasks/{task}/reconcile").json()[0]
+            deadline = time.monotonic() + timeout
+            while True:
+                done: dict[str, Any] = next(
+                    r
+                    for r in c.get("/api/v1/exchange/reconciliations").json()
+                    if r["id"] == rec["id"]
+                )
+                if done["outcome"] != "pending":
+                    return done
+                assert time.monotonic() < deadline, "reconciliation never completed"
+                time.sleep(0.5)
 
     def stop_all(self) -> None:
         for p in self.procs.values():

@@ -98,48 +98,28 @@ def test_kill9_everything_during_a_busy_exchange(tmp_path: Path) -> None:
     rng = random.Random(20261121)
     business = BusinessSystem(source, seed=7)
     try:
-        for p in env.procs.values():
-            p.start()
-        env.wait_healthy()
+        env.start_all()
         business.start()
         kills = {"hub": 0, "provider": 0, "consumer": 0}
         for _ in range(KILLS):
             time.sleep(rng.uniform(0.4, 2.5))
             victim = rng.choice(["hub", "provider", "consumer"])
-            env.procs[victim].kill9()
+            env.kill9_and_restart(victim, rng)
             kills[victim] += 1
-            time.sleep(rng.uniform(0.0, 0.5))
-            env.procs[victim].start()
-            if victim == "hub":
-                env.wait_healthy()
         business.halt.set()
         business.join(timeout=30)
         assert business.changes > 50
         assert sum(kills.values()) == KILLS
         assert min(kills.values()) >= 1, kills
 
-        deadline = time.monotonic() + 300
-        while _rows(source, "person") != _rows(target, "person_copy"):
-            assert time.monotonic() < deadline, "target never converged on the source"
-            for p in env.procs.values():
-                assert p.alive(), p.death()
-            time.sleep(1)
+        env.wait_until(
+            lambda: _rows(source, "person") == _rows(target, "person_copy"),
+            "the target converging on the source",
+        )
         source_rows = _rows(source, "person")
         assert len(source_rows) == len({r[0] for r in _rows(target, "person_copy")})
 
-        with env.api() as c:
-            rec = c.post(f"/api/v1/exchange/tasks/{env.task_ids['provider']}/reconcile").json()[0]
-            deadline = time.monotonic() + 120
-            while True:
-                done = next(
-                    r
-                    for r in c.get("/api/v1/exchange/reconciliations").json()
-                    if r["id"] == rec["id"]
-                )
-                if done["outcome"] != "pending":
-                    break
-                assert time.monotonic() < deadline, "reconciliation never completed"
-                time.sleep(0.5)
+        done = env.reconcile()
         assert done["outcome"] == "match", done["detail"]
         assert done["source"]["count"] == len(source_rows)
         assert done["sent"] == done["received"]

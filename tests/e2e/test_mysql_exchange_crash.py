@@ -144,47 +144,27 @@ def test_kill9_everything_during_a_fast_mariadb_exchange(
     rng = random.Random(20261206)
     business = BusinessSystem(source_url, seed=5)
     try:
-        for p in env.procs.values():
-            p.start()
-        env.wait_healthy()
+        env.start_all()
         business.start()
         kills = {"hub": 0, "provider": 0, "consumer": 0}
         for _ in range(KILLS):
             time.sleep(rng.uniform(0.4, 2.0))
             victim = rng.choice(["hub", "provider", "consumer"])
-            env.procs[victim].kill9()
+            env.kill9_and_restart(victim, rng)
             kills[victim] += 1
-            time.sleep(rng.uniform(0.0, 0.5))
-            env.procs[victim].start()
-            if victim == "hub":
-                env.wait_healthy()
         business.halt.set()
         business.join(timeout=30)
         assert business.changes > 50
         assert min(kills.values()) >= 1, kills
 
-        deadline = time.monotonic() + 300
-        while _rows(source_url, "person") != _rows(target_url, "person_copy"):
-            assert time.monotonic() < deadline, "target never converged on the source"
-            for p in env.procs.values():
-                assert p.alive(), p.death()
-            time.sleep(1)
+        env.wait_until(
+            lambda: _rows(source_url, "person") == _rows(target_url, "person_copy"),
+            "the target converging on the source",
+        )
         source_rows = _rows(source_url, "person")
         assert {r[2] for r in source_rows} >= {t for t in TRICKY if t is not None}
 
-        with env.api() as c:
-            rec = c.post(f"/api/v1/exchange/tasks/{env.task_ids['provider']}/reconcile").json()[0]
-            deadline = time.monotonic() + 120
-            while True:
-                done = next(
-                    r
-                    for r in c.get("/api/v1/exchange/reconciliations").json()
-                    if r["id"] == rec["id"]
-                )
-                if done["outcome"] != "pending":
-                    break
-                assert time.monotonic() < deadline, "reconciliation never completed"
-                time.sleep(0.5)
+        done = env.reconcile()
         assert done["outcome"] == "match", done["detail"]
         assert done["source"]["count"] == len(source_rows)
         # The fast path carried the rows: the provider never fell back to the driver.

@@ -83,9 +83,7 @@ def test_kill9_while_a_checksum_is_taken(
         node_toml=f"checksum_delay_seconds = {DELAY}\n",
     )
     try:
-        for p in env.procs.values():
-            p.start()
-        env.wait_healthy()
+        env.start_all()
         # The hub's monitor requests the day's reconciliation at once; catch its checksum.
         log = env.procs[watched].log
         _wait_for(f"{watched} taking the {role} checksum", lambda: _taking_checksum(log, role), env)

@@ -381,32 +381,16 @@ class TargetWriter:
             "deleted": deleted,
         }
         literal_rows = self._literal_rows(table, data) if not deleted else None
-        known: list[str] = []
-        upserts: list[list[Any]] = []
-        deletes: list[dict[str, Any]] = []
-        if literal_rows is None:
-            names, columns, _ = self._rows(data)
-            known = [n for n in names if n in table.c]
-            upserts = [columns[names.index(n)] for n in known]  # column by column
-            if deleted:
-                keep = [i for i, op in enumerate(ops) if op != "D"]
-                upserts = [[col[i] for i in keep] for col in upserts]
-                deletes = [
-                    {f"k_{k}": _coerce(table.c[k], columns[names.index(k)][i]) for k in self.key}
-                    for i, op in enumerate(ops)
-                    if op == "D"
-                ]
+        rows = self._python_rows(table, data, ops) if literal_rows is None else None
         with self.engine.begin() as conn:
             current = conn.scalar(applied_seq_query(self.cursor, self.task_id, conn.dialect.name))
             if current is not None and seq <= current:
                 return None
             if literal_rows is not None and not self._literal_upsert(conn, table, literal_rows):
                 # The session reads backslashes literally: the driver escapes the rows.
-                names, columns, _ = self._rows(data)
-                known = [n for n in names if n in table.c]
-                upserts = [columns[names.index(n)] for n in known]
-                literal_rows = None
-            if literal_rows is None and len(ops) > deleted:
+                rows = self._python_rows(table, data, ops)
+            known, upserts, deletes = rows or ([], [], [])
+            if rows is not None and len(ops) > deleted:
                 self._upsert(conn, table, known, upserts, fresh=inserted == len(ops))
             if deletes:
                 conn.execute(key_delete(table, self.key), deletes)
@@ -512,6 +496,25 @@ class TargetWriter:
             raise DBAPIError.instance("COPY", None, exc, conn.dialect.loaded_dbapi.Error) from exc
         finally:
             cursor.close()
+
+    def _python_rows(
+        self, table: Table, data: pa.Table, ops: list[str]
+    ) -> tuple[list[str], list[list[Any]], list[dict[str, Any]]]:
+        """The package as Python values: the target's columns it fills, their values for
+        the rows to insert or update (column by column), and the keys to delete."""
+        names, columns, _ = self._rows(data)
+        known = [n for n in names if n in table.c]
+        upserts = [columns[names.index(n)] for n in known]
+        deletes: list[dict[str, Any]] = []
+        if "D" in ops:
+            keep = [i for i, op in enumerate(ops) if op != "D"]
+            upserts = [[col[i] for i in keep] for col in upserts]
+            deletes = [
+                {f"k_{k}": _coerce(table.c[k], columns[names.index(k)][i]) for k in self.key}
+                for i, op in enumerate(ops)
+                if op == "D"
+            ]
+        return known, upserts, deletes
 
     def _literal_rows(self, table: Table, data: pa.Table) -> dict[str, pa.Array] | None:
         """Each target column's values as SQL literal text (``mysql_literals``), on a
