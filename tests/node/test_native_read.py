@@ -20,7 +20,7 @@ from govshare.node.agent import NodeAgent, TaskRuntime
 from govshare.node.config import Database, NodeConfig
 from govshare.node.source import SourceReader, make_engine
 from tests.mariadb import MariaDBServer
-from tests.pg import PostgresServer
+from tests.pg import PostgresServer, free_port
 
 pytestmark = [
     # connectorx comes with the dev group, so CI has it and never skips.
@@ -257,3 +257,56 @@ def test_the_node_toml_switch_decides_for_the_agent_s_reader(
             assert told["read_path_note"] == "column big came as uint64"
     finally:
         agent.close()
+
+
+def test_an_unreachable_server_is_waited_for_once_then_read_by_the_python_path(
+    mariadb: MariaDBServer,
+) -> None:
+    """connectorx's pool retries a refused connection for about 30 s: waited once, not at
+    every page."""
+    url = mariadb.create_database(f"native_{next(_names)}")
+    _create(url, "mariadb", 3)
+    engine = make_engine(url)
+    try:
+        reader = SourceReader(engine, CONFIG)
+        assert reader.native is not None
+        dead = engine.url.set(port=free_port(), password="s3cret-pw")
+        reader.native.url = dead.set(drivername="mysql", query={}).render_as_string(
+            hide_password=False
+        )
+        reader.native.engine = make_engine(dead.render_as_string(hide_password=False))
+        found = reader.next_batch(None, 10, columnar=True)
+        assert found is not None  # the Python path read the page meanwhile
+        assert found[0] == [tuple(r) for r in found[0]]  # rows, not an Arrow table
+        assert reader.native.gave_up is not None
+        assert reader.native.gave_up.startswith("connectorx: RuntimeError")
+        assert reader.native.read(reader.page(None, 10), None) is None  # no second wait
+    finally:
+        engine.dispose()
+
+
+def test_a_reason_naming_the_connection_string_is_told_without_its_password(
+    mariadb: MariaDBServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No connectorx error seen so far repeats the URL; should one, the reason logged and
+    shown on the task page still carries no password."""
+    import connectorx
+
+    url = mariadb.create_database(f"native_{next(_names)}")
+    _create(url, "mariadb", 3)
+    engine = make_engine(url)
+    try:
+        reader = SourceReader(engine, CONFIG)
+        assert reader.native is not None
+
+        def refuse(conn: str, *_: Any, **__: Any) -> None:
+            raise RuntimeError(f"cannot use {conn}")
+
+        monkeypatch.setattr(connectorx, "read_sql", refuse)
+        assert reader.native.read(reader.page(None, 10), None) is None
+        password = str(engine.url.password)
+        assert reader.native.gave_up is not None
+        assert password not in reader.native.gave_up
+        assert "cannot use mysql://govshare:***@127.0.0.1" in reader.native.gave_up
+    finally:
+        engine.dispose()

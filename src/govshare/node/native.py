@@ -120,7 +120,13 @@ class NativeReader:
             # PanicException, which derives from BaseException.
             if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
                 raise
-            self._give_up(f"connectorx: {type(exc).__name__}: {str(exc)[:200]}")
+            # Given up for good, an unreachable server included: connectorx's pool
+            # retries a refused connection for 30 s, which the node's loop must not wait
+            # out at every page; the Python path reports the outage as it always has.
+            told = str(exc)
+            if password := self.engine.url.password:
+                told = told.replace(str(password), "***")
+            self._give_up(f"connectorx: {type(exc).__name__}: {told[:200]}")
             return None
         return self._as_python_path_would(table)
 
