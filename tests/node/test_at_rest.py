@@ -72,8 +72,13 @@ def _provider_toml(scene: Scene, provider: NodeAgent, secret: Path) -> Path:
 
 def _queue_packages(agent: NodeAgent, scene: Scene) -> int:
     """Extract every batch of the provider task without sending one (the hub
-    "unreachable"); the number of packages waiting."""
-    agent.heartbeat()
+    "unreachable"); the number of packages waiting.
+
+    The node takes its tasks from a heartbeat's answer but leaves its commands: the
+    reconciliation the hub asks for as a task starts would catch up and upload first,
+    and under load it was already in the answer (a CI run found the outbox empty). The
+    hub sends an unanswered command again at the next heartbeat."""
+    agent.apply_assignments(agent.client.heartbeat(agent.report())["tasks"])
     rt = agent.tasks[scene.provider_task["id"]]
     while agent.extract_batch(rt):
         pass
