@@ -172,7 +172,7 @@ def test_a_type_only_the_result_shows_sends_the_source_back_to_the_python_path(
         rows, cursor = found
         assert rows == [(1, 1, 18446744073709551615), (2, 1, 0)]
         assert cursor == [1, 2]
-        assert reader.native.gave_up == "column big came as uint64"
+        assert reader.native.gave_up == "列 big 读出的类型为 uint64, 与逐行读取不同"
         assert reader.native.read(reader.page(None, 10), None) is None
     finally:
         engine.dispose()
@@ -197,7 +197,7 @@ def test_a_value_connectorx_cannot_convert_gives_up_instead_of_crashing(
         forced = native.NativeReader(url_for_cx, engine)
         assert forced.read(reader.page(None, 10), None) is None
         assert forced.gave_up is not None
-        assert forced.gave_up.startswith("connectorx:")
+        assert forced.gave_up.startswith("connectorx 出错:")
     finally:
         engine.dispose()
 
@@ -251,10 +251,10 @@ def test_the_node_toml_switch_decides_for_the_agent_s_reader(
         assert told["read_path"] == ("native" if fast_read else "driver")
         if fast_read:  # what the task page shows once the native read has given up
             assert reader.native is not None
-            reader.native.gave_up = "column big came as uint64"
+            reader.native.gave_up = "列 big 读出的类型为 uint64, 与逐行读取不同"
             told = agent.report()["tasks"]["1"]
             assert told["read_path"] == "driver"
-            assert told["read_path_note"] == "column big came as uint64"
+            assert told["read_path_note"] == "列 big 读出的类型为 uint64, 与逐行读取不同"
     finally:
         agent.close()
 
@@ -279,7 +279,7 @@ def test_an_unreachable_server_is_waited_for_once_then_read_by_the_python_path(
         assert found is not None  # the Python path read the page meanwhile
         assert found[0] == [tuple(r) for r in found[0]]  # rows, not an Arrow table
         assert reader.native.gave_up is not None
-        assert reader.native.gave_up.startswith("connectorx: RuntimeError")
+        assert reader.native.gave_up.startswith("connectorx 出错: RuntimeError")
         assert reader.native.read(reader.page(None, 10), None) is None  # no second wait
     finally:
         engine.dispose()

@@ -317,7 +317,7 @@ def test_task_page_shows_config_packages_chart_and_reconciliations(ex: Exchange)
     assert "一致" in html
     assert "不一致" in html
     assert "源表 700 行，目标表 699 行" in html
-    assert "读取方式：Python 驱动" in html  # a SQLite source is never read natively
+    assert "读取方式：逐行读取（数据库驱动）" in html  # a SQLite source is never read natively
     subscriber = ex.signed_in("reader").get(f"/exchange/tasks/{ex.subscriber_task}").text
     assert "已入库" in subscriber
     assert f"发送任务 #{ex.provider_task} 的数据包" in subscriber

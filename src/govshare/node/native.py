@@ -126,7 +126,7 @@ class NativeReader:
             told = str(exc)
             if password := self.engine.url.password:
                 told = told.replace(str(password), "***")
-            self._give_up(f"connectorx: {type(exc).__name__}: {told[:200]}")
+            self._give_up(f"connectorx 出错: {type(exc).__name__}: {told[:200]}")
             return None
         return self._as_python_path_would(table)
 
@@ -141,7 +141,7 @@ class NativeReader:
             elif field.type == pa.large_string():
                 array = array.cast(pa.string())
             elif field.type not in _SAME:
-                self._give_up(f"column {field.name} came as {field.type}")
+                self._give_up(f"列 {field.name} 读出的类型为 {field.type}, 与逐行读取不同")
                 return None
             fields.append(pa.field(field.name, array.type))
             arrays.append(array)
