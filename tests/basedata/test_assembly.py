@@ -323,3 +323,44 @@ def test_a_date_item_compares_the_day_of_a_value_written_with_a_time(
     assert (assembly.comparable(swrq, written) == assembly.comparable(swrq, "2025-12-01")) is (
         same_day
     )
+
+
+@pytest.mark.parametrize(
+    "codes",
+    [
+        {"男": "1", "女": "2"},
+        # Not in normal form, and a code that is itself a name: the database cannot map
+        # these, Python sorts every pair out as before.
+        {"男 ": "1", "女": "2", "1": "男"},
+    ],
+)
+def test_disagreements_over_a_code_table_are_those_python_normalisation_finds(
+    db: SharedDatabase, codes: dict[str, str]
+) -> None:
+    # The first assembly's search maps code names in the database (男 → 1) so a store
+    # keeping names sends only its real disagreements; blanks and full-width forms are
+    # still Python's to normalise.
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE ss_3 SET xb = '　男 ' WHERE sfzhm = 'A1'"))
+    plan = Plan(
+        base_id=4,
+        table_name="bd_4",
+        key_item="sfzhm",
+        items=(ItemPlan("xb", 1, "xb", evidence=((3, "xb"),), codes=codes),),
+        sources=PLAN.sources,
+    )
+    seqs = {1: 1, 3: 1}
+    assembly.ensure_tables(db, plan)
+    assembly.assemble_empty(db, plan, seqs, T0)
+    found = {
+        (d.key, d.value, d.evidence_value)
+        for part in assembly.disagreements(db, plan, seqs)
+        for d in part
+    }
+    row_by_row = {
+        (d.key, d.value, d.evidence_value)
+        for batch in assembly.all_keys(db, plan)
+        for d in assembly.merge(db, plan, batch, lambda _s, _k: 1, T0).disagreements
+    }
+    assert found == row_by_row
+    assert found == {("A3", "1", "女")}

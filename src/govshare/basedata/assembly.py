@@ -31,6 +31,7 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    case,
     cast,
     delete,
     func,
@@ -529,6 +530,20 @@ def assemble_empty(db: SharedDatabase, plan: Plan, seqs: dict[int, int], now: da
         return int(conn.scalar(select(func.count()).select_from(records)) or 0)
 
 
+def _as_code(item: ItemPlan, theirs: Any) -> Any:
+    """The evidence value with the item's code-table names turned into codes by the
+    database (男 → 1), so that a store keeping names sends only its real disagreements to
+    Python rather than every row. Only where the database's equality then implies
+    ``comparable``'s: every name and code already in normal form, no code itself a name
+    of another code. Otherwise the plain value: Python sorts out the pairs as before."""
+    codes = item.codes
+    clean = codes and all(
+        normalize_text(name) == name and comparable(item, code) == code
+        for name, code in codes.items()
+    )
+    return case(codes, value=theirs, else_=theirs) if clean else theirs
+
+
 def disagreements(
     db: SharedDatabase, plan: Plan, seqs: dict[int, int]
 ) -> Iterator[list[Disagreement]]:
@@ -543,10 +558,11 @@ def disagreements(
                 continue
             ev = latest_rows(table, plan.sources[ev_store].key_column, [ev_col])
             mine = records.c[item.item]
+            theirs = ev.c[ev_col]
             q = (
-                select(key, mine, ev.c[ev_col])
+                select(key, mine, theirs)
                 .join(ev, ev.c.k == key)
-                .where(ev.c[ev_col].is_not(None), or_(mine.is_(None), mine != ev.c[ev_col]))
+                .where(theirs.is_not(None), or_(mine.is_(None), mine != _as_code(item, theirs)))
                 .order_by(key)
             )
             with unmapped(db.engine) as conn:
