@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     delete,
     insert,
+    select,
     text,
     update,
 )
@@ -364,3 +365,53 @@ def test_disagreements_over_a_code_table_are_those_python_normalisation_finds(
     }
     assert found == row_by_row
     assert found == {("A3", "1", "女")}
+
+
+def test_provenance_times_are_integers_on_sqlite_and_text_from_before_still_reads(
+    tmp_path: Path,
+) -> None:
+    # A record has a provenance time per item: SQLite keeps them as microseconds since
+    # 1970 (8 bytes, not 26 of ISO text). A base assembled by an earlier version holds
+    # them as text in a DATETIME column: read as before, converted by the next assembly,
+    # so a reader that reflects the table finds integers only.
+    shared = SharedDatabase(f"sqlite:///{tmp_path / 'shared.db'}")
+    with shared.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE ss_1 (sfzhm VARCHAR(18) PRIMARY KEY, xm TEXT)"))
+        conn.execute(text("INSERT INTO ss_1 VALUES ('A1', '张三'), ('A2', '李四')"))
+        conn.execute(
+            text(
+                "CREATE TABLE bd_9 (sfzhm VARCHAR(200) PRIMARY KEY, xm TEXT, xm__seq BIGINT,"
+                " xm__at DATETIME, __rev BIGINT NOT NULL DEFAULT 0)"
+            )
+        )
+        conn.execute(
+            text("INSERT INTO bd_9 VALUES ('A1', '张三', 3, '2026-03-01 08:00:00.000000', 1)")
+        )
+    plan = Plan(
+        base_id=9,
+        table_name="bd_9",
+        key_item="sfzhm",
+        items=(ItemPlan("xm", 1, "xm"),),
+        sources={1: SourcePlan(1, "ss_1", "sfzhm", department_id=10)},
+    )
+    before = assembly.record_as_of(shared, plan, "A1", None)
+    assert before is not None
+    assert before["xm"]["since"] == T0
+    assembly.ensure_tables(shared, plan)
+    out = assembly.merge(shared, plan, ["A1", "A2"], lambda _s, _k: 4, T1)
+    assert (out.inserted, out.updated) == (1, 0)
+    old = assembly.record_as_of(shared, plan, "A1", None)
+    new = assembly.record_as_of(shared, plan, "A2", None)
+    assert old is not None
+    assert new is not None
+    assert (old["xm"]["since"], old["xm"]["seq"]) == (T0, 3)
+    assert (new["xm"]["since"], new["xm"]["seq"]) == (T1, 4)
+    with shared.engine.connect() as conn:
+        kinds = dict(conn.execute(text("SELECT sfzhm, typeof(xm__at) FROM bd_9")).all())
+    assert kinds == {"A1": "integer", "A2": "integer"}
+    reflected = shared.table("bd_9")
+    assert reflected is not None
+    with shared.engine.connect() as conn:
+        q = select(reflected.c.xm__at).order_by(reflected.c.sfzhm)
+        assert conn.execute(q).scalars().all() == [1772352000000000, 1780300800000000]
+    shared.close()
