@@ -26,9 +26,11 @@ Measured, in order:
   while polling, then a checksum of every column of every row: a CRC in Python on
   SQLite, MD5 in SQL on PostgreSQL, CRC32 in SQL on MariaDB). The time including the
   nodes' start-up is printed beside it;
-* CPU time of each process during the full load (``/proc/PID/stat``), and of the
-  database server on PostgreSQL and MariaDB;
-* peak memory (``VmHWM``) of the hub and both nodes, and their resident memory when
+* CPU time of each process during the full load (``/proc/PID/stat``; a node's own
+  child processes, such as a SQLite source's reading process, counted with it), and of
+  the database server on PostgreSQL and MariaDB;
+* peak memory (``VmHWM``) of the hub and both nodes (a node's child processes shown
+  apart, and counted in ``max_rss_mb``), and their resident memory when
   25 %, 50 %, 75 % and 100 % of the rows had arrived; by default a 200,000-row run
   comes first and the peaks of the two sizes are compared, to show memory stays flat
   as the table grows;
@@ -667,6 +669,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes a process started, and theirs (a SQLite source's reading process)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for child in children:
+            found += [child, *descendants(child)]
+    return found
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU time of a process and of the processes it started that are still running."""
+    return cpu_seconds(pid) + sum(cpu_seconds(child) for child in descendants(pid))
+
+
 def pids(env: HubEnv, *, profiled: bool = False) -> dict[str, int]:
     """The Python process of each of hub, provider, consumer (under py-spy: its child)."""
     out = {}
@@ -822,7 +842,7 @@ def measure(
             env.procs["consumer"].start()
             ids = pids(env, profiled=profile is not None)
             wait_nodes_ready(env, api)
-            cpu_before = {name: cpu_seconds(pid) for name, pid in ids.items()}
+            cpu_before = {name: tree_cpu(pid) for name, pid in ids.items()}
             server_before = engine.server_cpu()
             t0 = time.perf_counter()
             api.post(f"/api/v1/exchange/tasks/{provider_task}/start").raise_for_status()
@@ -851,7 +871,7 @@ def measure(
                 raise SystemExit("the full load did not finish within an hour")
             time.sleep(0.1)
         load_s = time.perf_counter() - t0
-        cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in ids.items()}
+        cpu = {name: tree_cpu(pid) - cpu_before[name] for name, pid in ids.items()}
         server_after = engine.server_cpu()
         if server_before is not None and server_after is not None:
             cpu["database"] = server_after - server_before
@@ -871,6 +891,11 @@ def measure(
         )
         verify(engine, engine.checksum("source"), "增量后")
         hwm = {name: proc_status(pid, "VmHWM") for name, pid in ids.items()}
+        for name, pid in ids.items():
+            # A node's own processes (a SQLite source's reading process) count apart.
+            helpers = [proc_status(child, "VmHWM") for child in descendants(pid)]
+            if any(helpers):
+                hwm[f"{name}-helpers"] = max(helpers)
     finally:
         poll.close()
         if profile is not None:  # end the profiled processes so py-spy writes its file
@@ -933,6 +958,8 @@ def report(result: Result) -> None:
             f"  {name:9s} 峰值 {result.hwm.get(name, 0):6.0f} MiB;  "
             f"到达 25/50/75/100 % 时 VmRSS {steps} MiB"
         )
+        if f"{name}-helpers" in result.hwm:
+            print(f"  {'':9s} 其子进程峰值 {result.hwm[f'{name}-helpers']:6.0f} MiB")
 
 
 def main(argv: list[str] | None = None) -> None:

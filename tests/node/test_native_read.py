@@ -142,10 +142,6 @@ def test_what_the_native_read_is_not_taken_for(mariadb: MariaDBServer) -> None:
     assert native.native_url(make_engine(url)) is not None
     # The source's own switch in node.toml.
     assert not SourceReader(make_engine(url), CONFIG, fast_read=False).native
-    # SQLite: a second SQLite library on the same file would lose the first one's locks.
-    sqlite_url = "sqlite:///" + str(Path(mariadb.base) / f"n{next(_names)}.db")
-    _create(sqlite_url, "postgresql", 3)
-    assert _reader(sqlite_url).native is None
     # Dates: only the Python path refuses MySQL's zero dates by name.
     dated = mariadb.create_database(f"native_{next(_names)}")
     _create(dated, "mariadb", 0, ddl="id INT PRIMARY KEY, version INT, born DATE")

@@ -467,7 +467,10 @@ class NodeAgent:
             else:
                 rt.spec = spec
         for gone in set(self.tasks) - seen:
-            self._release_capture(self.tasks.pop(gone))
+            withdrawn = self.tasks.pop(gone)
+            self._release_capture(withdrawn)
+            if withdrawn.reader is not None:
+                withdrawn.reader.close()
         self.assigned = True
 
     def _release_capture(self, rt: TaskRuntime) -> None:
@@ -635,6 +638,8 @@ class NodeAgent:
     def _reader(self, rt: TaskRuntime) -> SourceReader:
         if rt.reader is None or rt.built_for != rt.spec["config_version"]:
             config = rt.spec["config"]
+            if rt.reader is not None:
+                rt.reader.close()
             rt.reader = SourceReader(
                 self.engine(config["source"], target=False),
                 config,
@@ -1070,6 +1075,9 @@ class NodeAgent:
 
     def close(self) -> None:
         self.client.close()
+        for rt in self.tasks.values():
+            if rt.reader is not None:
+                rt.reader.close()
         for engine in self.engines.values():
             engine.dispose()
         self.store.close()

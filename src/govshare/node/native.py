@@ -14,16 +14,31 @@ doubles or booleans. Anything else, including a type that only shows in the resu
 (MySQL's ``BIGINT UNSIGNED``, ``FLOAT``), and any failure of the native client, sends
 the task back to the Python path for good, with the reason logged; dates stay on the
 Python path because only it refuses MySQL's zero dates by name.
+
+A SQLite file is read by connectorx in a process of its own (:class:`SqliteWorker`):
+connectorx brings its own SQLite library, and two SQLite libraries with the same file
+open in one process break each other's locks (POSIX locks belong to the process, and
+each library closing its descriptor drops the other's). Pages go to the Python path
+until that process is up, so starting it costs the first batch nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
 import importlib.util
+import os
+import select
+import struct
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pyarrow as pa
 import structlog
@@ -56,6 +71,8 @@ def available() -> bool:
 
 def native_url(engine: Engine) -> str | None:
     """The source's URL as connectorx takes it, or None when it has no reader for it."""
+    if engine.dialect.name == "sqlite":
+        return _sqlite_url(engine)
     family = "mysql" if engine.dialect.name in ("mysql", "mariadb") else engine.dialect.name
     driver, scheme = _SCHEMES.get(family, ("", ""))
     if engine.dialect.driver != driver:
@@ -70,8 +87,22 @@ def native_url(engine: Engine) -> str | None:
     return url.set(drivername=scheme, query={}).render_as_string(hide_password=False)
 
 
-def eligible(columns: Sequence[Any], order: Sequence[Any]) -> bool:
-    """Whether a page of these columns, ordered by ``order``, may be read natively."""
+def _sqlite_url(engine: Engine) -> str | None:
+    """A SQLite file named plainly (no URI options, not in memory), as an absolute
+    path: the worker process need not share the node's working directory."""
+    url = engine.url
+    database = url.database
+    if engine.dialect.driver != "pysqlite" or not database or database == ":memory:":
+        return None
+    if url.query:
+        return None
+    return "sqlite://" + quote(str(Path(database).resolve()))
+
+
+def eligible(columns: Sequence[Any], order: Sequence[Any], *, sqlite: bool = False) -> bool:
+    """Whether a page of these columns, ordered by ``order``, may be read natively.
+    ``sqlite``: SQLite keeps a BOOLEAN as the integer the Python path sends, where
+    connectorx would read a boolean, so such a column keeps the page on the Python path."""
 
     def kind(col: Any) -> type | None:
         try:
@@ -82,8 +113,9 @@ def eligible(columns: Sequence[Any], order: Sequence[Any]) -> bool:
 
     if any(kind(c) is not int for c in order):
         return False
+    kinds = (int, str, float) if sqlite else _KINDS
     return all(
-        kind(c) in _KINDS and (kind(c) is not float or isinstance(c.type, Float)) for c in columns
+        kind(c) in kinds and (kind(c) is not float or isinstance(c.type, Float)) for c in columns
     )
 
 
@@ -94,10 +126,36 @@ class NativeReader:
         self.url = url
         self.engine = engine
         self.gave_up: str | None = None
+        self.worker = SqliteWorker() if engine.dialect.name == "sqlite" else None
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
 
     def read(self, stmt: Select[Any], cursor: Sequence[Any] | None) -> pa.Table | None:
         """The page ``stmt`` selects, as an Arrow table in the Python path's types; None
         when it is not to be read natively (the caller reads it with the Python path)."""
+        sql = self._sql(stmt, cursor)
+        if sql is None:
+            return None
+        if self.worker is not None:
+            if not self.worker.ready():
+                return None  # still starting: this page goes the Python way
+            table, failure = self.worker.read(self.url, sql)
+        else:
+            table, failure = read_arrow(self.url, sql)
+        if failure is not None:
+            # Given up for good, an unreachable server included: connectorx's pool
+            # retries a refused connection for 30 s, which the node's loop must not wait
+            # out at every page; the Python path reports the outage as it always has.
+            if password := self.engine.url.password:
+                failure = failure.replace(str(password), "***")
+            self._give_up(f"connectorx 出错: {failure[:250]}")
+            return None
+        assert table is not None
+        return self._as_python_path_would(table)
+
+    def _sql(self, stmt: Select[Any], cursor: Sequence[Any] | None) -> str | None:
         if self.gave_up is not None:
             return None
         if cursor is not None and any(type(v) is not int for v in cursor):
@@ -105,30 +163,7 @@ class NativeReader:
         sql = str(stmt.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True}))
         if "%" in sql:
             return None  # PyMySQL's dialect doubles % for its parameters; connectorx would not
-        import connectorx  # 57 MB: loaded when first used
-
-        # The last page's buffers came from connectorx's threads, each with a malloc
-        # arena of its own that keeps what was freed: given back, the node's memory stays
-        # flat (measured: 300 MB after 6 million rows, against 400 MB and climbing).
-        if (trim := _malloc_trim()) is not None:
-            trim(0)
-
-        try:
-            table: pa.Table = connectorx.read_sql(self.url, sql, return_type="arrow")
-        except BaseException as exc:
-            # A Rust panic (a value its client cannot convert) arrives as pyo3's
-            # PanicException, which derives from BaseException.
-            if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
-                raise
-            # Given up for good, an unreachable server included: connectorx's pool
-            # retries a refused connection for 30 s, which the node's loop must not wait
-            # out at every page; the Python path reports the outage as it always has.
-            told = str(exc)
-            if password := self.engine.url.password:
-                told = told.replace(str(password), "***")
-            self._give_up(f"connectorx 出错: {type(exc).__name__}: {told[:200]}")
-            return None
-        return self._as_python_path_would(table)
+        return sql
 
     def _as_python_path_would(self, table: pa.Table) -> pa.Table | None:
         """Integers widened to int64 (what ``pa.array`` makes of Python ints); any other
@@ -150,3 +185,125 @@ class NativeReader:
     def _give_up(self, reason: str) -> None:
         self.gave_up = reason
         log.warning("native reader off for this source; the Python path reads it", reason=reason)
+
+
+def read_arrow(url: str, sql: str) -> tuple[pa.Table | None, str | None]:
+    """connectorx's Arrow table of ``sql``, or the reason it could not give one."""
+    import connectorx  # 57 MB: loaded when first used
+
+    # The last page's buffers came from connectorx's threads, each with a malloc
+    # arena of its own that keeps what was freed: given back, the node's memory stays
+    # flat (measured: 300 MB after 6 million rows, against 400 MB and climbing).
+    if (trim := _malloc_trim()) is not None:
+        trim(0)
+    try:
+        return connectorx.read_sql(url, sql, return_type="arrow"), None
+    except BaseException as exc:
+        # A Rust panic (a value its client cannot convert) arrives as pyo3's
+        # PanicException, which derives from BaseException.
+        if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+            raise
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+class SqliteWorker:
+    """connectorx over a SQLite file, in a process of its own (see the module's text).
+
+    The process is a plain ``python -c`` of :func:`serve`, talking over its standard
+    input and output: it imports nothing of the node but this module, and it ends when
+    its input does, which is also when the node dies, a kill -9 included (the kernel
+    closes the node's end of the pipe). ``ready`` says whether it is up yet; ``read``
+    waits for a page."""
+
+    def __init__(self) -> None:
+        home = str(Path(__file__).resolve().parents[2])  # the directory holding govshare
+        path = os.environ.get("PYTHONPATH")
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", "from govshare.node.native import serve; serve()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": home + (os.pathsep + path if path else "")},
+        )
+        self._lock = threading.Lock()
+        self._up = False  # its first byte can be read
+        self._greeted = False  # ... and has been
+
+    def ready(self) -> bool:
+        """Up (or dead, which ``read`` then tells): its first byte has come."""
+        if not self._up:
+            assert self._proc.stdout is not None
+            self._up = bool(select.select([self._proc.stdout], [], [], 0)[0])
+        return self._up
+
+    def read(self, url: str, sql: str) -> tuple[pa.Table | None, str | None]:
+        with self._lock:
+            try:
+                self._send(f"{url}\0{sql}")
+                return self._receive()
+            except (OSError, EOFError, ValueError) as exc:
+                return None, f"读取进程出错: {exc}"
+
+    def _send(self, request: str) -> None:
+        stdin, stdout = self._proc.stdin, self._proc.stdout
+        assert stdin is not None
+        assert stdout is not None
+        if not self._greeted:
+            if stdout.read(1) != b"R":
+                raise EOFError("进程未能启动")
+            self._up = self._greeted = True
+        body = request.encode()
+        stdin.write(struct.pack(">Q", len(body)) + body)
+        stdin.flush()
+
+    def _receive(self) -> tuple[pa.Table | None, str | None]:
+        stdout = self._proc.stdout
+        assert stdout is not None
+        head = stdout.read(9)
+        if len(head) != 9:
+            raise EOFError("进程已退出")
+        size = struct.unpack(">Q", head[1:])[0]
+        body = stdout.read(size)
+        if len(body) != size:
+            raise EOFError("进程已退出")
+        if head[:1] == b"E":
+            return None, body.decode()
+        return pa.ipc.open_stream(pa.py_buffer(body)).read_all(), None
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            if self._proc.stdin is not None:
+                self._proc.stdin.close()  # its input ends: it leaves
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+
+def serve() -> None:
+    """The worker process: ``<u64 length><url NUL sql>`` in, ``T|E <u64 length><Arrow
+    stream | reason>`` out, until its input ends. Its standard output is the node's
+    channel alone: anything printed goes to standard error instead."""
+    import connectorx  # noqa: F401  (loaded while the node still reads the Python way)
+
+    channel = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    requests = sys.stdin.buffer
+    channel.write(b"R")
+    channel.flush()
+    while len(head := requests.read(8)) == 8:
+        url, _, sql = requests.read(struct.unpack(">Q", head)[0]).decode().partition("\0")
+        table, failure = read_arrow(url, sql)
+        body: pa.Buffer | bytes
+        if table is not None:
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table)
+            status, body = b"T", sink.getvalue()
+        else:
+            status, body = b"E", (failure or "").encode()
+        channel.write(status + struct.pack(">Q", len(body)))
+        channel.write(body)  # an Arrow buffer is written as it is, uncopied
+        channel.flush()

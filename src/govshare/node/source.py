@@ -338,11 +338,20 @@ class SourceReader:
             and config.get("table")
             and not self.scope
             and not self.masks
-            and native.eligible([self._col(c) for c in self.columns], self._order())
+            and native.eligible(
+                [self._col(c) for c in self.columns],
+                self._order(),
+                sqlite=engine.dialect.name == "sqlite",
+            )
             else None
         )
         if self.native is not None:
             log.info("native reader on for this source (connectorx)", table=config["table"])
+
+    def close(self) -> None:
+        """Stop the native reader's process, if it has one (a SQLite source)."""
+        if self.native is not None:
+            self.native.close()
 
     def _col(self, name: str) -> Any:
         return self.relation.c[name]
