@@ -56,7 +56,13 @@ def _source(path: Path, rows: int, ddl: str = DDL) -> str:
 
 
 def _ready(reader: SourceReader) -> native.NativeReader:
+    """The reader with its reading process up (started by a first page, read the
+    Python way)."""
     assert reader.native is not None
+    if reader.native.worker is None:
+        found = reader.next_batch(None, 1, columnar=True)
+        assert found is not None
+        assert isinstance(found[0], list)
     worker = reader.native.worker
     assert worker is not None
     deadline = time.monotonic() + 60
@@ -172,6 +178,8 @@ import sys, time
 import pyarrow as pa
 from govshare.node.source import SourceReader, make_engine
 reader = SourceReader(make_engine(sys.argv[1]), {"table": "person", "key": ["id"]})
+assert reader.native.worker is None  # a reader made for key scans alone starts none
+reader.next_batch(None, 10, columnar=True)
 worker = reader.native.worker
 while not worker.ready():
     time.sleep(0.05)

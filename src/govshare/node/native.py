@@ -7,13 +7,15 @@ same page with a native client into Arrow in a fifth of the time, and the packag
 encoded from its columns as they are.
 
 It is taken only where both paths give the same package: a plain table (no query, no
-row filter, no masking), a server it speaks to (PostgreSQL through psycopg, MySQL and
-MariaDB through PyMySQL, plain host/port URLs), integer order columns (so the page's
-SQL can carry its cursor as literals), and columns whose values are integers, text,
-doubles or booleans. Anything else, including a type that only shows in the result
-(MySQL's ``BIGINT UNSIGNED``, ``FLOAT``), and any failure of the native client, sends
-the task back to the Python path for good, with the reason logged; dates stay on the
-Python path because only it refuses MySQL's zero dates by name.
+row filter, no masking), a database it speaks to (PostgreSQL through psycopg, MySQL and
+MariaDB through PyMySQL, plain host/port URLs; a SQLite file by plain path), integer
+order columns (so the page's SQL can carry its cursor as literals), and columns whose
+values are integers, text, doubles or booleans (not booleans on SQLite, which keeps
+them as the integers the Python path sends). Anything else, including a type that
+only shows in the result (MySQL's ``BIGINT UNSIGNED``, ``FLOAT``), and any failure of
+the native client, sends the task back to the Python path for good, with the reason
+logged; dates stay on the Python path because only it refuses MySQL's zero dates by
+name.
 
 A SQLite file is read by connectorx in a process of its own (:class:`SqliteWorker`):
 connectorx brings its own SQLite library, and two SQLite libraries with the same file
@@ -35,6 +37,7 @@ import struct
 import subprocess
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -126,7 +129,9 @@ class NativeReader:
         self.url = url
         self.engine = engine
         self.gave_up: str | None = None
-        self.worker = SqliteWorker() if engine.dialect.name == "sqlite" else None
+        # Started by the first page asked for natively: a reader made for key scans
+        # alone never starts one.
+        self.worker: SqliteWorker | None = None
 
     def close(self) -> None:
         if self.worker is not None:
@@ -138,7 +143,9 @@ class NativeReader:
         sql = self._sql(stmt, cursor)
         if sql is None:
             return None
-        if self.worker is not None:
+        if self.engine.dialect.name == "sqlite":
+            if self.worker is None:
+                self.worker = SqliteWorker()
             if not self.worker.ready():
                 return None  # still starting: this page goes the Python way
             table, failure = self.worker.read(self.url, sql)
@@ -227,6 +234,9 @@ class SqliteWorker:
         self._lock = threading.Lock()
         self._up = False  # its first byte can be read
         self._greeted = False  # ... and has been
+        # A reader dropped without ``close`` (a task's reader replaced, a test's) still
+        # ends its process.
+        self._ended = weakref.finalize(self, _end, self._proc)
 
     def ready(self) -> bool:
         """Up (or dead, which ``read`` then tells): its first byte has come."""
@@ -270,16 +280,20 @@ class SqliteWorker:
         return pa.ipc.open_stream(pa.py_buffer(body)).read_all(), None
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            if self._proc.stdin is not None:
-                self._proc.stdin.close()  # its input ends: it leaves
-        try:
-            self._proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
+        self._ended()
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(OSError):
+        if proc.stdin is not None:
+            proc.stdin.close()  # its input ends: it leaves
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 def serve() -> None:
