@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, text
 from govshare.exchange import alerts
 from govshare.exchange import pages as exchange_pages
 from govshare.exchange.models import AlertKind
+from govshare.node import native
 from govshare.node.agent import NodeAgent
 from govshare.node.config import Database, NodeConfig
 from tests.conftest import make_settings, migrated
@@ -317,7 +318,10 @@ def test_task_page_shows_config_packages_chart_and_reconciliations(ex: Exchange)
     assert "一致" in html
     assert "不一致" in html
     assert "源表 700 行，目标表 699 行" in html
-    assert "读取方式：逐行读取（数据库驱动）" in html  # a SQLite source is never read natively
+    # A SQLite source is read natively too (in a reading process of its own) where
+    # connectorx is installed, as the dev group installs it.
+    way = "快速读取（整批直接读成列式数据）" if native.available() else "逐行读取（数据库驱动）"
+    assert f"读取方式：{way}" in html
     subscriber = ex.signed_in("reader").get(f"/exchange/tasks/{ex.subscriber_task}").text
     assert "已入库" in subscriber
     assert f"发送任务 #{ex.provider_task} 的数据包" in subscriber
