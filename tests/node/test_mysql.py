@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from govshare.exchange.package import decode_columns, encode_rows
 from govshare.node.binlog import MySQLChangeLog
 from govshare.node.capture import open_change_log
 from govshare.node.source import SourceReader, ZeroDateError, describe, make_engine
-from govshare.node.target import TargetWriter
+from govshare.node.target import TargetRefused, TargetWriter, target_engine
 from tests.exchange.scenario import make_scene
 from tests.factories import World
 from tests.mariadb import MariaDBServer
@@ -349,5 +350,53 @@ def test_a_key_scan_streams_every_key_in_scope_once(
         keys = sorted(row[0] for batch in batches for row in batch)
         assert keys == [i for i in range(1, 251) if str(i).startswith("1")]
         assert max(len(b) for b in batches) == 40
+    finally:
+        engine.dispose()
+
+
+def test_a_target_in_lenient_mode_refuses_what_its_columns_cannot_hold(
+    mariadb: MariaDBServer,
+) -> None:
+    """A server whose sessions start without strict mode (``sql_mode = ''`` here, as older
+    installations have it) would store 王? for 王𠀀 in a GBK table, cut a name to the
+    column's length and clip a number to its range. The node's target sessions are strict:
+    the package is refused whole, with a message naming the column and not the value."""
+    lenient = "&init_command=SET%20SESSION%20sql_mode%3D%27%27"
+    url = mariadb.create_database(f"lenient_{next(_names)}") + lenient
+    engine = target_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "CREATE TABLE copy (id INT PRIMARY KEY, xm VARCHAR(5), n DECIMAL(4, 1)) "
+                    "CHARACTER SET gbk"
+                )
+            )
+        writer = TargetWriter(engine, 1, {"table": "copy"}, ["id"])
+        columns = ["id", "xm", "n"]
+        first = [(1, "张三", Decimal("1.5"))]
+        writer.apply(1, decode_columns(encode_rows(columns, ["I"], first)))
+        refused = {  # name: error code, the message's words, the column named
+            "王𠀀": ("1366", "字符集", "xm"),
+            "一二三四五六七": ("1406", "长度", "xm"),
+            "李四": ("1264", "范围", "n"),
+        }
+        for name, (code, words, column) in refused.items():
+            number = 123456 if code == "1264" else 2
+            package = encode_rows(columns, ["I"], [(2, name, number)])
+            with pytest.raises(TargetRefused) as caught:
+                writer.apply(2, decode_columns(package))
+            message = str(caught.value)
+            assert message.startswith("目标库拒收第 2 号包")
+            assert words in message
+            assert f"{code} " in message
+            assert re.search(rf"column \S*{column}\W", message)
+            assert "\\xF0" not in message
+            assert name not in message
+            assert "123456" not in message
+        with engine.connect() as conn:
+            assert "STRICT_ALL_TABLES" in conn.execute(text("SELECT @@SESSION.sql_mode")).scalar()
+            assert conn.execute(text("SELECT id, xm, n FROM copy")).all() == first
+        assert writer.applied_seq() == 1
     finally:
         engine.dispose()

@@ -9,10 +9,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import create_engine, text
 
 from govshare.exchange.package import decode_columns, encode_rows
-from govshare.node.target import COPY_THRESHOLD, TargetWriter
+from govshare.node.target import COPY_THRESHOLD, TargetRefused, TargetWriter
 from tests.pg import PostgresServer
 
 _names = itertools.count()
@@ -66,3 +67,33 @@ def test_large_packages_are_copied_and_merged(postgres: PostgresServer, tmp_path
     assert writer.apply(2, _package(again, ["U"] * len(again))) is None  # applied before
     assert writer.applied_seq() == 2
     engine.dispose()
+
+
+@pytest.mark.parametrize("rows", [3, COPY_THRESHOLD + 1])
+def test_a_value_the_target_column_cannot_hold_refuses_the_package_whole(
+    postgres: PostgresServer, tmp_path: Path, rows: int
+) -> None:
+    """A department's own narrower column: row by row and by COPY (whose error context
+    quotes the row), the refusal says which column and why in Chinese, never the value."""
+    url = postgres.create_database(f"dst_narrow_{rows}_{abs(hash(str(tmp_path))) % 10**6}")
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text('CREATE TABLE "人口" ("编号" INT PRIMARY KEY, "姓名" VARCHAR(4))'))
+        writer = TargetWriter(engine, 7, {"table": "人口"}, ["编号"])
+        names = [f"张{i % 100}" for i in range(1, rows + 1)]
+        names[-1] = "欧阳娜娜丽莎"
+        package = decode_columns(
+            encode_rows(["编号", "姓名"], ["I"] * rows, list(enumerate(names, start=1)))
+        )
+        with pytest.raises(TargetRefused) as caught:
+            writer.apply(1, package)
+        message = str(caught.value)
+        assert message.startswith("目标库拒收第 1 号包: 值超过目标列的长度")
+        assert "22001" in message
+        assert "欧阳" not in message
+        assert writer.applied_seq() == 0
+        with engine.connect() as conn:
+            assert conn.execute(text('SELECT count(*) FROM "人口"')).scalar() == 0
+    finally:
+        engine.dispose()

@@ -37,7 +37,7 @@ from govshare.node.source import (
     row_hash,
 )
 from govshare.node.store import LocalStore, StoreSealed
-from govshare.node.target import TargetWriter, target_engine
+from govshare.node.target import TargetRefused, TargetWriter, target_engine
 from govshare.security import crypto
 from govshare.security.atrest import AtRestCipher, AtRestKeyError
 
@@ -388,7 +388,7 @@ class NodeAgent:
             rt.next_run = time.monotonic() + min(MAX_BACKOFF, 0.5 * 2 ** min(rt.failures, 6))
             kind = (
                 "database_error"
-                if isinstance(exc, SQLAlchemyError | KeyError)
+                if isinstance(exc, SQLAlchemyError | KeyError | TargetRefused)
                 else ("send_failed" if rt.spec["kind"] == "provider" else "receive_failed")
             )
             log.warning("task step failed", task=rt.id, error=rt.error, failures=rt.failures)

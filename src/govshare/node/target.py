@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
@@ -382,7 +384,8 @@ class TargetWriter:
         }
         literal_rows = self._literal_rows(table, data) if not deleted else None
         rows = self._python_rows(table, data, ops) if literal_rows is None else None
-        with self.engine.begin() as conn:
+        # The refusal is told once the transaction is rolled back: nothing of it stays.
+        with _refusals_told(seq), self.engine.begin() as conn:
             current = conn.scalar(applied_seq_query(self.cursor, self.task_id, conn.dialect.name))
             if current is not None and seq <= current:
                 return None
@@ -628,12 +631,88 @@ def _values(column: pa.ChunkedArray) -> list[Any]:
 
 
 def target_engine(url: str) -> Engine:
-    """A subscriber's target database: a SQLite file in WAL mode (``_sqlite_wal``), set
-    up before any thread can connect through it."""
+    """A subscriber's target database: a SQLite file in WAL mode (``_sqlite_wal``), a
+    MySQL session in strict mode (``_mysql_strict``), set up before any thread can
+    connect through it."""
     engine = make_engine(url)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_wal)
+    elif engine.dialect.name in MYSQL:
+        event.listen(engine, "connect", _mysql_strict)
     return engine
+
+
+def _mysql_strict(dbapi_conn: Any, _record: Any) -> None:
+    """A MySQL target refuses what its columns cannot hold. A server in the lenient mode
+    (``sql_mode`` without STRICT_*, as older installations and many my.cnf files have
+    it) would write 王? for 王𠀀 into a GBK table, cut a value to its column's length and
+    clip a number to its column's range, each with only a warning that nobody reads."""
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute(
+            "SET SESSION sql_mode = "
+            "CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'STRICT_ALL_TABLES')"
+        )
+    finally:
+        cursor.close()
+
+
+class TargetRefused(ValueError):
+    """The target database refused a package's values (too long, out of range, not in
+    its character set): the package is not applied and is asked for again later."""
+
+
+# MySQL's errors for a value its column cannot hold (strict mode) and PostgreSQL's
+# SQLSTATEs of the same (class 22, data exception), with what they mean to an operator.
+_MYSQL_REFUSALS = {
+    1264: "数值超出目标列的范围",
+    1265: "值被截断, 不合目标列的类型",
+    1292: "值不合目标列的类型",
+    1366: "值不合目标列的类型或字符集 (如 GBK 表收不下生僻字)",
+    1406: "值超过目标列的长度",
+}
+_PG_REFUSALS = {
+    "22001": "值超过目标列的长度",
+    "22003": "数值超出目标列的范围",
+    "22P05": "目标库的字符集容纳不了其中的字符",
+    "22021": "目标库的字符集容纳不了其中的字符",
+}
+
+
+@contextmanager
+def _refusals_told(seq: int) -> Iterator[None]:
+    """A database's refusal of package ``seq``'s values raised as ``TargetRefused``."""
+    try:
+        yield
+    except DBAPIError as exc:
+        reason = refusal(exc)
+        if reason is None:
+            raise
+        raise TargetRefused(
+            f"目标库拒收第 {seq} 号包: {reason}。整包未写入, 调整目标表后自动重收"
+        ) from exc
+
+
+def refusal(exc: DBAPIError) -> str | None:
+    """What the database said about a value it would not store, in Chinese, with its
+    own words after it, the value itself left out (it is someone's data, and the message
+    goes to the hub and the console); None for any other error."""
+    orig = exc.orig
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _MYSQL_REFUSALS:
+        said = str(args[1]) if len(args) > 1 else ""
+        said = re.sub(r"value: '.*' for column", "value for column", said, flags=re.S)
+        return f"{_MYSQL_REFUSALS[args[0]]} (数据库原文: {args[0]} {said})"
+    sqlstate = getattr(orig, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate.startswith("22"):
+        diag = getattr(orig, "diag", None)
+        said = str(getattr(diag, "message_primary", None) or "")
+        said = re.sub(r"byte sequence [0-9a-fx ]+", "byte sequence …", said)
+        column = re.search(r'column "?([^":]+)"?:', str(getattr(diag, "context", None) or ""))
+        where = f", 列 {column.group(1)}" if column else ""
+        lead = _PG_REFUSALS.get(sqlstate, "目标库拒收其中的值")
+        return f"{lead}{where} (数据库原文: {sqlstate} {said})"
+    return None
 
 
 def _sqlite_wal(dbapi_conn: Any, _record: Any) -> None:
