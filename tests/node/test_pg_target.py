@@ -69,6 +69,44 @@ def test_large_packages_are_copied_and_merged(postgres: PostgresServer, tmp_path
     engine.dispose()
 
 
+@pytest.mark.parametrize("case", ["resync", "key twice", "unique index"])
+def test_new_keys_the_target_already_has_are_merged_not_doubled(
+    postgres: PostgresServer, tmp_path: Path, case: str
+) -> None:
+    """Keys the provider never sent (every row an insert) are copied straight into a
+    target keyed by them. Where one is there after all — the task re-synced into a filled
+    table, a query source giving a key twice — the package is merged as any other; so is
+    a target whose key is a unique index rather than its primary key."""
+    url = postgres.create_database(f"dst_fresh_{next(_names)}_{abs(hash(str(tmp_path))) % 10**6}")
+    engine = create_engine(url)
+    try:
+        if case == "unique index":
+            with engine.begin() as conn:
+                conn.execute(
+                    text(
+                        'CREATE TABLE "人口" ("编号" BIGINT NOT NULL UNIQUE, "姓名" TEXT, '
+                        '"金额" NUMERIC, "生日" DATE, "更新" TIMESTAMP, "照片" BYTEA, '
+                        '"order" BIGINT)'
+                    )
+                )
+        writer = TargetWriter(engine, 7, {"table": "人口"}, ["编号"])
+        n = COPY_THRESHOLD + 10
+        first = [_row(i, "甲") for i in range(1, n + 1)]
+        writer.apply(1, _package(first, ["I"] * n))
+        expected = {r[0]: r for r in first}
+        if case == "resync":
+            writer.reset()  # the hub sends the whole table again from sequence 1
+            again = [_row(i, "乙") for i in range(n // 2, n + COPY_THRESHOLD)]
+            writer.apply(1, _package(again, ["I"] * len(again)))
+        else:
+            again = [_row(i, "乙") for i in range(n + 1, 2 * n)] + [_row(n + 1, "丙")]
+            writer.apply(2, _package(again, ["I"] * len(again)))
+        expected |= {r[0]: r for r in again}
+        assert _target(url) == [expected[k] for k in sorted(expected)]
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.parametrize("rows", [3, COPY_THRESHOLD + 1])
 def test_a_value_the_target_column_cannot_hold_refuses_the_package_whole(
     postgres: PostgresServer, tmp_path: Path, rows: int
