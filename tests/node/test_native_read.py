@@ -16,6 +16,7 @@ from sqlalchemy.pool import NullPool
 
 from govshare.exchange.package import decode_rows, encode_rows
 from govshare.node import native
+from govshare.node import source as source_module
 from govshare.node.agent import NodeAgent, TaskRuntime
 from govshare.node.config import Database, NodeConfig
 from govshare.node.source import SourceReader, make_engine
@@ -117,6 +118,40 @@ def test_the_native_read_packages_what_the_python_path_packages(source: tuple[st
         assert sorted(keys) == [i * 7 for i in range(1, 2501)]  # none lost or doubled
         first = native_packages[0][0].to_pylist()
         assert {r["name"] for r in first} >= set(TRICKY)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("key", [["id"], ["small", "id"]])
+def test_a_native_key_scan_gives_the_keys_the_python_path_gives(
+    source: tuple[str, str], key: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deletion check's and the reconciliation's scan of every key, a page at a time
+    through connectorx: the same key strings (negative numbers, two columns joined), each
+    key once across the pages' edges."""
+    server, url = source
+    _create(url, server, 2500)
+    monkeypatch.setattr(source_module, "KEY_PAGE_ROWS", 300)
+    engine = make_engine(url)
+    try:
+        fast = SourceReader(engine, {**CONFIG, "key": key})
+        slow = SourceReader(engine, {**CONFIG, "key": key}, fast_read=False)
+        assert fast.native is not None
+        read, pages = fast.native.read, []
+
+        def counted(stmt: Any, cursor: Any) -> pa.Table | None:
+            table = read(stmt, cursor)
+            pages.append(table is not None)
+            return table
+
+        monkeypatch.setattr(fast.native, "read", counted)
+        got = list(fast.live_key_strings())
+        assert pages == [True] * 9  # 2,500 keys in pages of 300, each read natively
+        want = list(slow.live_key_strings())
+        assert sorted(got) == sorted(want)
+        assert len(set(got)) == 2500
+        assert "\x1f".join(("-1", "7")) in got if key != ["id"] else "7" in got
+        assert fast.checksum() == slow.checksum()
     finally:
         engine.dispose()
 

@@ -20,6 +20,7 @@ import pytest
 
 from govshare.exchange.package import decode_rows, encode_rows
 from govshare.node import native
+from govshare.node import source as source_module
 from govshare.node.source import SourceReader, make_engine
 
 pytestmark = pytest.mark.skipif(
@@ -105,6 +106,37 @@ def test_the_native_read_packages_what_the_python_path_packages(tmp_path: Path) 
             assert got_cursor == want_cursor
         keys = [k for table, _, _ in native_packages for k in table.column("id").to_pylist()]
         assert sorted(keys) == [i * 7 for i in range(1, 2501)]
+    finally:
+        fast.close()
+
+
+def test_a_key_scan_reads_through_the_reading_process_once_it_is_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key scan's first pages go the Python way while the process starts (the scan
+    starts it), the rest through it: every key once, the same strings either way."""
+    url = _source(tmp_path / "biz.db", 2500)
+    monkeypatch.setattr(source_module, "KEY_PAGE_ROWS", 300)
+    fast = SourceReader(make_engine(url), {**CONFIG, "key": ["small", "id"]})
+    slow = SourceReader(make_engine(url), {**CONFIG, "key": ["small", "id"]}, fast_read=False)
+    try:
+        assert fast.native is not None
+        want = sorted(slow.live_key_strings())
+        assert len(set(want)) == 2500
+        assert "-1\x1f7" in want
+        assert sorted(fast.live_key_strings()) == want
+        assert fast.native.worker is not None  # the scan started it
+        _ready(fast)
+        read, pages = fast.native.read, []
+
+        def counted(stmt: Any, cursor: Any) -> pa.Table | None:
+            table = read(stmt, cursor)
+            pages.append(table is not None)
+            return table
+
+        monkeypatch.setattr(fast.native, "read", counted)
+        assert fast.checksum() == slow.checksum()
+        assert pages == [True] * 9
     finally:
         fast.close()
 

@@ -129,8 +129,7 @@ class NativeReader:
         self.url = url
         self.engine = engine
         self.gave_up: str | None = None
-        # Started by the first page asked for natively: a reader made for key scans
-        # alone never starts one.
+        # Started by the first page asked for natively (a batch's or a key scan's).
         self.worker: SqliteWorker | None = None
 
     def close(self) -> None:

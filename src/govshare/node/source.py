@@ -5,6 +5,7 @@ The business database is only ever read (SELECT); the node never writes to a sou
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import decimal
 import functools
@@ -15,6 +16,7 @@ from operator import itemgetter
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import structlog
 from sqlalchemy import (
     Engine,
@@ -43,6 +45,9 @@ from govshare.rules.masking import mask
 log = structlog.get_logger()
 
 KEY_SEPARATOR = "\x1f"
+# Keys a page of a native key scan reads: each page is a query (and, for connectorx, a
+# connection) of its own, and a million integer keys are 8 MB.
+KEY_PAGE_ROWS = 200_000
 # SQLAlchemy's names of the MySQL family: a ``mariadb+pymysql://`` URL says "mariadb".
 MYSQL = ("mysql", "mariadb")
 
@@ -251,6 +256,14 @@ class KeyTally:
 
     def checksum(self) -> tuple[int, str]:
         return self.count, f"{self.total:016x}"
+
+
+def _arrow_key_strings(table: pa.Table) -> list[str]:
+    """``key_string`` of each row of a page of integer key columns read into Arrow."""
+    texts = [pc.cast(column, pa.string()) for column in table.columns]
+    joined = texts[0] if len(texts) == 1 else pc.binary_join_element_wise(*texts, KEY_SEPARATOR)
+    strings: list[str] = joined.to_pylist()
+    return strings
 
 
 def keyset_checksum(batches: Iterable[Sequence[Sequence[Any]]], width: int) -> tuple[int, str]:
@@ -541,9 +554,41 @@ class SourceReader:
 
     def live_key_strings(self) -> Iterator[str]:
         """``key_string`` of every live row's key."""
+        if self.native is not None and self.soft_column is None:
+            for strings in self._paged_key_strings(KEY_PAGE_ROWS):
+                yield from strings
+            return
         positions = range(len(self.key))
         for batch in self.live_key_batches():
             yield from key_strings(batch, positions)
+
+    def _paged_key_strings(self, size: int) -> Iterator[list[str]]:
+        """The live keys' strings a page at a time, in key order, each page read natively
+        where the reader can (its integers made text by Arrow, not a Python object per
+        key) and the Python way where it cannot. A row that is there throughout the scan
+        is in exactly one page, as in one streamed statement; rows added or removed
+        meanwhile may or may not be, as there."""
+        assert self.native is not None
+        order = [self._col(k) for k in self.key]
+        cursor: list[Any] | None = None
+        while True:
+            stmt = self.live_keys_query().order_by(*order).limit(size)
+            if cursor is not None:
+                stmt = stmt.where(self._after(order, cursor))
+            table = self.native.read(stmt, cursor)
+            if table is not None:
+                found = len(table)
+                strings = _arrow_key_strings(table) if found else []
+                cursor = [table.column(i)[-1].as_py() for i in range(len(order))] if found else None
+            else:
+                rows = self._fetch(stmt)
+                found = len(rows)
+                strings = key_strings(rows, range(len(order)))
+                cursor = list(rows[-1]) if found else None
+            if strings:
+                yield strings
+            if found < size:
+                return
 
     def is_soft_deleted(self, row: tuple[Any, ...]) -> bool:
         if self.soft_column is None:
@@ -554,7 +599,9 @@ class SourceReader:
 
     def checksum(self) -> tuple[int, str]:
         """Row count and order-independent key-hash checksum (mod 2^64) of the live rows."""
-        return keyset_checksum(self.live_key_batches(), len(self.key))
+        tally = KeyTally(self.live_key_strings())
+        collections.deque(tally, maxlen=0)  # read through: the tally is the point
+        return tally.checksum()
 
 
 def columns_probe(dialect: str, query: str) -> str:
