@@ -21,6 +21,7 @@ from govshare.node.agent import NodeAgent, TaskRuntime
 from govshare.node.config import Database, NodeConfig
 from govshare.node.source import SourceReader, make_engine
 from tests.mariadb import MariaDBServer
+from tests.node.native_pages import pages_read
 from tests.pg import PostgresServer, free_port
 
 pytestmark = [
@@ -137,14 +138,7 @@ def test_a_native_key_scan_gives_the_keys_the_python_path_gives(
         fast = SourceReader(engine, {**CONFIG, "key": key})
         slow = SourceReader(engine, {**CONFIG, "key": key}, fast_read=False)
         assert fast.native is not None
-        read, pages = fast.native.read, []
-
-        def counted(stmt: Any, cursor: Any) -> pa.Table | None:
-            table = read(stmt, cursor)
-            pages.append(table is not None)
-            return table
-
-        monkeypatch.setattr(fast.native, "read", counted)
+        pages = pages_read(fast.native, monkeypatch)
         got = list(fast.live_key_strings())
         assert pages == [True] * 9  # 2,500 keys in pages of 300, each read natively
         want = list(slow.live_key_strings())

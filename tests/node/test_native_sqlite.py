@@ -22,6 +22,7 @@ from govshare.exchange.package import decode_rows, encode_rows
 from govshare.node import native
 from govshare.node import source as source_module
 from govshare.node.source import SourceReader, make_engine
+from tests.node.native_pages import pages_read
 
 pytestmark = pytest.mark.skipif(
     not native.available() and not os.environ.get("CI"), reason="connectorx not installed"
@@ -127,14 +128,7 @@ def test_a_key_scan_reads_through_the_reading_process_once_it_is_up(
         assert sorted(fast.live_key_strings()) == want
         assert fast.native.worker is not None  # the scan started it
         _ready(fast)
-        read, pages = fast.native.read, []
-
-        def counted(stmt: Any, cursor: Any) -> pa.Table | None:
-            table = read(stmt, cursor)
-            pages.append(table is not None)
-            return table
-
-        monkeypatch.setattr(fast.native, "read", counted)
+        pages = pages_read(fast.native, monkeypatch)
         assert fast.checksum() == slow.checksum()
         assert pages == [True] * 9
     finally:
