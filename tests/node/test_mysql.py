@@ -400,3 +400,56 @@ def test_a_target_in_lenient_mode_refuses_what_its_columns_cannot_hold(
         assert writer.applied_seq() == 1
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("hub", ["sqlite"], indirect=True)
+def test_a_refused_package_is_alerted_and_arrives_once_the_table_can_hold_it(
+    world: World, tmp_path: Path, mariadb: MariaDBServer
+) -> None:
+    """The department's own target table is GBK, on a server in lenient mode: the rows'
+    rare characters (𠀀) are refused rather than stored as '?', the hub is told in
+    Chinese without the data, and once the DBA converts the table the package arrives."""
+    n = next(_names)
+    source_url = mariadb.create_database(f"src_{n}")
+    lenient = "&init_command=SET%20SESSION%20sql_mode%3D%27%27"
+    target_url = mariadb.create_database(f"dst_{n}") + lenient
+    _create_source(source_url, 5)
+    target = make_engine(target_url)
+    with target.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE person_copy (id INT PRIMARY KEY, amount DECIMAL(18,4), "
+                "ratio DOUBLE, birth DATE, updated_at DATETIME(6), note LONGTEXT, "
+                "photo MEDIUMBLOB) CHARACTER SET gbk"
+            )
+        )
+    scene = make_scene(world, tmp_path, source_url=source_url, target_url=target_url)
+    task_alerts: list[dict[str, Any]] = []
+
+    def alerted() -> bool:
+        with world.api(world.admin) as c:
+            alerts = c.get("/api/v1/exchange/alerts", params={"open_only": True}).json()
+        task_alerts[:] = [a for a in alerts if a["task_id"] == scene.subscriber_task["id"]]
+        return bool(task_alerts)
+
+    try:
+        scene.node("provider")
+        scene.node("consumer")
+        scene.create_tasks(cursor_column="updated_at", batch_rows=100)
+        scene.run_until(alerted, timeout=30)
+        (alert,) = task_alerts
+        assert alert["kind"] == "database_error"
+        assert "目标库拒收第 1 号包: 值不合目标列的类型或字符集" in alert["message"]
+        assert "note" in alert["message"]
+        assert "张三" not in alert["message"]
+        assert "\\xF0" not in alert["message"]
+        with target.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM person_copy")).scalar() == 0
+
+        with target.begin() as conn:
+            conn.execute(text("ALTER TABLE person_copy CONVERT TO CHARACTER SET utf8mb4"))
+        scene.run_until(lambda: _rows(target_url, "person_copy") == _rows(source_url, "person"))
+        assert _rows(target_url, "person_copy")[0][5] == "张三1·𠀀𝄞 «»'\"\\%_"
+    finally:
+        scene.close()
+        target.dispose()
