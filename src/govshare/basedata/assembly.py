@@ -31,7 +31,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    TypeDecorator,
     bindparam,
     case,
     cast,
@@ -143,7 +142,7 @@ def at_column(item: str) -> str:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class Instant(TypeDecorator[datetime]):
+class Instant(UTCDateTime):
     """The moment an item's value was taken (provenance), always returned aware in UTC.
     PostgreSQL keeps it as a timestamp; SQLite as microseconds since 1970 in an integer,
     because the ISO text a SQLite DATETIME holds is 26 bytes a value and a record has
@@ -151,7 +150,6 @@ class Instant(TypeDecorator[datetime]):
     time went to writing them. A base created before keeps text until its next assembly
     converts it (:func:`_compact_times`); until then its text is read too."""
 
-    impl = DateTime(timezone=True)
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
@@ -160,22 +158,17 @@ class Instant(TypeDecorator[datetime]):
         return dialect.type_descriptor(DateTime(timezone=True))
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given where UTC was expected")
-        if dialect.name != "sqlite":
-            return value.astimezone(UTC)
-        return (value - _EPOCH) // timedelta(microseconds=1)
+        utc = super().process_bind_param(value, dialect)
+        if utc is None or dialect.name != "sqlite":
+            return utc
+        return (utc - _EPOCH) // timedelta(microseconds=1)
 
-    def process_result_value(self, value: Any, _dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if isinstance(value, int):
             return _EPOCH + timedelta(microseconds=value)
         if isinstance(value, str):
             value = datetime.fromisoformat(value)
-        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return super().process_result_value(value, dialect)
 
 
 _TABLES: dict[tuple[str, str, tuple[str, ...]], tuple[Table, Table]] = {}
