@@ -117,9 +117,8 @@ def eligible(columns: Sequence[Any], order: Sequence[Any], *, sqlite: bool = Fal
     if any(kind(c) is not int for c in order):
         return False
     kinds = (int, str, float) if sqlite else _KINDS
-    return all(
-        kind(c) in kinds and (kind(c) is not float or isinstance(c.type, Float)) for c in columns
-    )
+    found = [(kind(c), c) for c in columns]
+    return all(k in kinds and (k is not float or isinstance(c.type, Float)) for k, c in found)
 
 
 class NativeReader:

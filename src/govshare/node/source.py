@@ -400,8 +400,7 @@ class SourceReader:
             if table is not None:
                 if not len(table):
                     return None
-                last = {c.name: table.column(c.name)[-1].as_py() for c in self._order()}
-                return table, [last[c.name] for c in self._order()]
+                return table, [table.column(c.name)[-1].as_py() for c in self._order()]
         return next(self.batches(cursor, batch_rows), None)
 
     def batch_column(self, rows: list[tuple[Any, ...]] | pa.Table, name: str) -> list[Any]:
