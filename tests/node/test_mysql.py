@@ -214,6 +214,26 @@ def test_zero_dates_are_refused_naming_table_column_and_key(mariadb: MariaDBServ
     engine.dispose()
 
 
+def _the_alert(world: World, scene: Any, task: str) -> dict[str, Any]:
+    """Both nodes started, the tasks created and run until ``task`` ("provider" or
+    "subscriber") has an open alert on the hub: that alert, the only one."""
+    scene.node("provider")
+    scene.node("consumer")
+    scene.create_tasks(cursor_column="updated_at", batch_rows=100)
+    task_id = getattr(scene, f"{task}_task")["id"]
+    task_alerts: list[dict[str, Any]] = []
+
+    def alerted() -> bool:
+        with world.api(world.admin) as c:
+            alerts = c.get("/api/v1/exchange/alerts", params={"open_only": True}).json()
+        task_alerts[:] = [a for a in alerts if a["task_id"] == task_id]
+        return bool(task_alerts)
+
+    scene.run_until(alerted, timeout=30)
+    (alert,) = task_alerts
+    return alert
+
+
 @pytest.mark.parametrize("hub", ["sqlite"], indirect=True)
 def test_a_zero_date_stops_the_task_with_an_alert_on_the_hub(
     world: World, tmp_path: Path, mariadb: MariaDBServer
@@ -228,20 +248,8 @@ def test_a_zero_date_stops_the_task_with_an_alert_on_the_hub(
         conn.execute(text("UPDATE person SET updated_at = '0000-00-00 00:00:00' WHERE id = 4"))
     engine.dispose()
     scene = make_scene(world, tmp_path, source_url=source_url, target_url=target_url)
-    task_alerts: list[dict[str, Any]] = []
-
-    def alerted() -> bool:
-        with world.api(world.admin) as c:
-            alerts = c.get("/api/v1/exchange/alerts", params={"open_only": True}).json()
-        task_alerts[:] = [a for a in alerts if a["task_id"] == scene.provider_task["id"]]
-        return bool(task_alerts)
-
     try:
-        scene.node("provider")
-        scene.node("consumer")
-        scene.create_tasks(cursor_column="updated_at", batch_rows=100)
-        scene.run_until(alerted, timeout=30)
-        (alert,) = task_alerts
+        alert = _the_alert(world, scene, "provider")
         assert alert["kind"] == "send_failed"
         assert "updated_at" in alert["message"]
         assert "id=4" in alert["message"]
@@ -424,20 +432,8 @@ def test_a_refused_package_is_alerted_and_arrives_once_the_table_can_hold_it(
             )
         )
     scene = make_scene(world, tmp_path, source_url=source_url, target_url=target_url)
-    task_alerts: list[dict[str, Any]] = []
-
-    def alerted() -> bool:
-        with world.api(world.admin) as c:
-            alerts = c.get("/api/v1/exchange/alerts", params={"open_only": True}).json()
-        task_alerts[:] = [a for a in alerts if a["task_id"] == scene.subscriber_task["id"]]
-        return bool(task_alerts)
-
     try:
-        scene.node("provider")
-        scene.node("consumer")
-        scene.create_tasks(cursor_column="updated_at", batch_rows=100)
-        scene.run_until(alerted, timeout=30)
-        (alert,) = task_alerts
+        alert = _the_alert(world, scene, "subscriber")
         assert alert["kind"] == "database_error"
         assert "目标库拒收第 1 号包: 值不合目标列的类型或字符集" in alert["message"]
         assert "note" in alert["message"]
