@@ -57,6 +57,7 @@ from govshare.exchange.schemas import (
     TaskCreate,
     TaskPublic,
     TaskUpdate,
+    WakeOut,
 )
 from govshare.ids import Id, Seq
 
@@ -125,6 +126,37 @@ def heartbeat(
     db.commit()
     service.check_store_sealed(settings, node)
     return HeartbeatOut.model_validate(answer)
+
+
+WAKE_RECHECK_SECONDS = 0.25
+KnownMark = Query(max_length=64, description="前置机上次心跳应答中的 assignment_mark")
+
+
+@router.get("/node/wake", summary="前置机等待任务变更 (long poll): 标记变化即答")
+async def wake(
+    db: SessionDep,
+    caller: ExchangeNode,
+    known: Annotated[str, KnownMark] = "",
+    wait: float = Query(
+        default=0, ge=0, le=MAX_WAIT_SECONDS, description="标记未变时最多等待的秒数"
+    ),
+) -> WakeOut:
+    """Answers as soon as the node's assignment mark differs from ``known`` (a task
+    started, stopped, reconfigured, assigned or withdrawn; a command issued), or when
+    ``wait`` runs out. Changes made by any hub process are found by looking again every
+    ``WAKE_RECHECK_SECONDS``, the same way a waiting subscriber finds new packages."""
+
+    def look() -> str:
+        mark = service.assignment_mark(db, service.node_of(db, caller))
+        db.commit()  # end the read: the next look sees what was committed meanwhile
+        return mark
+
+    deadline = time.monotonic() + wait
+    mark = await run_in_threadpool(look)
+    while mark == known and (remaining := deadline - time.monotonic()) > 0:
+        await asyncio.sleep(min(remaining, WAKE_RECHECK_SECONDS))
+        mark = await run_in_threadpool(look)
+    return WakeOut(assignment_mark=mark)
 
 
 @router.post("/node/packages", summary="上传数据包 (application/octet-stream)")
@@ -203,26 +235,34 @@ async def next_package(
     wait: float = Query(
         default=0, ge=0, le=MAX_WAIT_SECONDS, description="无新数据包时最多等待的秒数 (long poll)"
     ),
+    known: Annotated[str, KnownMark] = "",
 ) -> Response:
+    """With ``known`` (the node's assignment mark), a wait also ends, with 204 and the
+    new mark in ``X-Assignment-Mark``, when the node's tasks change: a subscriber that
+    spends its idle time here hears of them as soon as an idle node does (``/node/wake``)."""
     store = request.app.state.package_store
     arrivals = package_arrivals(request)
 
-    def look() -> tuple[bytes, str, ExchangePackageRow] | None:
+    def look() -> tuple[tuple[bytes, str, ExchangePackageRow] | None, str]:
         node = service.node_of(db, caller)
         found = service.next_package(db, settings, store, node, task_id, after)
+        mark = known
         if found is None:
+            if known:
+                mark = service.assignment_mark(db, node)
             db.commit()  # end the read: the next look sees packages committed meanwhile
-        return found
+        return found, mark
 
     deadline = time.monotonic() + wait
     event = arrivals.current()
-    found = await run_in_threadpool(look)
-    while found is None and (remaining := deadline - time.monotonic()) > 0:
+    found, mark = await run_in_threadpool(look)
+    while found is None and mark == known and (remaining := deadline - time.monotonic()) > 0:
         await arrivals.wait(event, remaining)
         event = arrivals.current()
-        found = await run_in_threadpool(look)
+        found, mark = await run_in_threadpool(look)
     if found is None:
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
+        headers = {"X-Assignment-Mark": mark} if known else None
+        return Response(status_code=status.HTTP_204_NO_CONTENT, headers=headers)
     blob, provider_key, row = found
     return Response(
         blob,

@@ -78,10 +78,10 @@ PACKAGE_PAGE = 50
 
 # Notices after a redirect (``?done=key``); fixed texts only, like web.filters.NOTICES.
 NOTICES: dict[str, str] = {
-    "node_command": "命令已下发，前置机将在下次心跳时执行",
+    "node_command": "命令已下发，前置机在线时通常 1 秒内开始执行",
     "key_overlap_ended": "旧签名密钥已停用：此后以其签名的请求和数据包一律拒绝",
     "task_added": "交换任务已创建（未部署），核对配置后请启动",
-    "task_started": "任务已启动，前置机将在下次心跳时开始执行",
+    "task_started": "任务已启动，前置机在线时通常 1 秒内开始执行",
     "task_stopped": "任务已停止",
     "reconcile_requested": "已发起核对，源端与目标端回报校验结果后显示在下方",
     "alert_resolved": "告警已处理",

@@ -290,6 +290,13 @@ class HeartbeatOut(BaseModel):
     tasks: list[dict[str, Any]]
     commands: list[CommandOut]
     server_time: datetime
+    assignment_mark: str = Field(
+        "", description="任务变更标记: 与 GET /node/wake 所答不同时, 前置机应立即再次心跳"
+    )
+
+
+class WakeOut(BaseModel):
+    assignment_mark: str = Field(description="前置机当前的任务变更标记")
 
 
 class CommandIn(BaseModel):

@@ -3,6 +3,7 @@ routing packages, acknowledgements, commands, reconciliation and monitoring."""
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
@@ -601,7 +602,35 @@ def heartbeat(session: Session, node: ExchangeNode, report: HeartbeatIn) -> dict
             for c in commands
         ],
         "server_time": utcnow(),
+        # Every command is sent by now: none waits as far as this answer is concerned.
+        "assignment_mark": _assignment_mark(
+            [(t["id"], t["state"], t["config_version"]) for t in tasks], None
+        ),
     }
+
+
+def assignment_mark(session: Session, node: ExchangeNode) -> str:
+    """任务变更标记: differs from the mark of the node's last heartbeat answer as soon as
+    its next heartbeat would bring something new (a task assigned, withdrawn, started,
+    stopped or reconfigured; a command issued), so a node waiting at the hub hears of it
+    at once instead of at its next heartbeat. Progress (sequence numbers) is not part of
+    it: the node learns that from the packages themselves."""
+    tasks = session.execute(
+        select(ExchangeTask.id, ExchangeTask.state, ExchangeTask.config_version)
+        .where(ExchangeTask.node_id == node.id)
+        .order_by(ExchangeTask.id)
+    ).all()
+    waiting = session.scalar(
+        select(func.max(NodeCommand.id)).where(
+            NodeCommand.node_id == node.id, NodeCommand.status == CommandStatus.PENDING
+        )
+    )
+    return _assignment_mark([(i, str(s), v) for i, s, v in tasks], waiting)
+
+
+def _assignment_mark(tasks: list[tuple[int, str, int]], waiting_command: int | None) -> str:
+    text = ";".join(f"{i}:{s}:{v}" for i, s, v in sorted(tasks)) + f"|{waiting_command or ''}"
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
 def _watch_store_sealing(session: Session, node: ExchangeNode, sealed: bool | None) -> None:

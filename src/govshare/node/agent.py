@@ -44,6 +44,7 @@ from govshare.security.atrest import AtRestCipher, AtRestKeyError
 log = structlog.get_logger()
 MAX_BACKOFF = 30.0
 LONG_POLL_SECONDS = 5.0
+MIN_WAKE_WAIT_SECONDS = 0.2  # shorter idle spells are not worth a request
 
 
 @dataclass
@@ -138,6 +139,9 @@ class NodeAgent:
         self.answered: set[int] = set()  # command ids answered by this process
         self.assigned = False  # the hub's task list has been received at least once
         self.next_heartbeat = 0.0
+        # The hub's 任务变更标记 as of the last heartbeat answer ("" until one came, or
+        # from a hub too old to give one: then the node only learns at heartbeats).
+        self.assignment_mark = ""
         self.signer: package.Signer | None = None
         self.cipher = "none"
         self.cipher_key: str | None = None
@@ -328,6 +332,7 @@ class NodeAgent:
         while not self.stop_event.is_set() and not (until and until()):
             try:
                 self.tick()
+                self.wait_for_assignments()
             except Exception:
                 log.exception("node tick failed; continuing")
                 self.stop_event.wait(min(MAX_BACKOFF, 5))
@@ -453,6 +458,32 @@ class NodeAgent:
         self.apply_assignments(answer["tasks"])
         for cmd in answer["commands"]:
             self.execute(cmd)
+        self.assignment_mark = str(answer.get("assignment_mark") or "")
+
+    def wait_for_assignments(self) -> None:
+        """Spend the time until the node's next duty (its heartbeat, a task's next run)
+        waiting at the hub for a change to its tasks or a new command, and heartbeat at
+        once when one comes: a task started in the console starts within a second, not
+        at the next heartbeat. Nothing else is due meanwhile, so nothing is held up."""
+        if not self.assignment_mark or self.stop_event.is_set():
+            return
+        wait = self._idle_seconds()
+        if wait < MIN_WAKE_WAIT_SECONDS:
+            return
+        try:
+            mark = self.client.wake(self.assignment_mark, wait=wait)
+        except (HubRefused, HubUnavailable):
+            # Unreachable, refusing, or from before the call: the node keeps to its
+            # heartbeats (not a failing request every tick) until one brings a mark.
+            self.assignment_mark = ""
+            return
+        self._heard(mark)
+
+    def _heard(self, mark: str) -> None:
+        """The hub says the node's tasks are now ``mark``: heartbeat at once if that is
+        not what the last heartbeat brought."""
+        if self.assignment_mark and mark != self.assignment_mark:
+            self.next_heartbeat = 0.0
 
     def apply_assignments(self, specs: list[dict[str, Any]]) -> None:
         seen = set()
@@ -989,11 +1020,15 @@ class NodeAgent:
                         got, ahead = ahead.result(), None
                     else:
                         wait = self._poll_wait(rt)
-                        got = self.client.next_package(rt.id, applied, wait=wait)
+                        self.client.heard_mark = self.assignment_mark
+                        got = self.client.next_package(
+                            rt.id, applied, wait=wait, known=self.assignment_mark
+                        )
                         # Having waited at the hub, ask again at once: the hub answers
                         # as a package arrives instead of at the next scheduled poll.
                         rt.again_now = wait > 0
                     if got is None:
+                        self._heard(self.client.heard_mark)
                         return
                     fetched += 1
                     blob, provider_key = got
@@ -1021,14 +1056,20 @@ class NodeAgent:
     def _poll_wait(self, rt: TaskRuntime) -> float:
         """How long a subscriber may wait at the hub for its next package without holding
         up the agent's other duties: the next heartbeat and every other task's next run."""
-        if self.config.transport != "http" or self.pending_checksums or rt.hold_at is not None:
+        return 0.0 if rt.hold_at is not None else self._idle_seconds(but=rt)
+
+    def _idle_seconds(self, *, but: TaskRuntime | None = None) -> float:
+        """Seconds until the agent's next duty other than task ``but``'s (at most
+        ``LONG_POLL_SECONDS``); 0 when a checksum is pending or the hub is not reached
+        over HTTP."""
+        if self.config.transport != "http" or self.pending_checksums:
             return 0.0
         now = time.monotonic()
         limits = [LONG_POLL_SECONDS, self.next_heartbeat - now]
         limits += [
             other.next_run - now
             for other in self.tasks.values()
-            if other is not rt and other.running
+            if other is not but and other.running
         ]
         return max(0.0, min(limits))
 

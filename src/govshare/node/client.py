@@ -36,6 +36,7 @@ class HubClient:
         self.http = httpx.Client(base_url=hub_url.rstrip("/"), timeout=timeout)
         self.sig_alg: str | None = None
         self.private_key: str | None = None
+        self.heard_mark = ""  # the assignment mark a waiting call last brought back
 
     def close(self) -> None:
         self.http.close()
@@ -119,20 +120,33 @@ class HubClient:
         ).json()
 
     def next_package(
-        self, task_id: int, after: int, *, wait: float = 0.0
+        self, task_id: int, after: int, *, wait: float = 0.0, known: str = ""
     ) -> tuple[bytes, str] | None:
         """The package after ``after``, or None; ``wait``: seconds the hub may hold the
-        request open until one arrives (long poll; a hub that ignores it answers at once)."""
+        request open until one arrives (long poll; a hub that ignores it answers at once).
+        With ``known`` (the node's assignment mark) the hub also ends the wait when the
+        node's tasks change, and the new mark is left in ``heard_mark``."""
         params: dict[str, Any] = {"after": after}
         wait = min(wait, self.timeout / 2)
         if wait >= 0.05:
             params["wait"] = f"{wait:.2f}"
+            if known:
+                params["known"] = known
         resp = self._send(
             "GET", f"/api/v1/exchange/node/tasks/{task_id}/packages/next", params=params
         )
         if resp.status_code == 204:
+            self.heard_mark = resp.headers.get("X-Assignment-Mark", self.heard_mark)
             return None
         return resp.content, resp.headers.get("X-Provider-Key", "")
+
+    def wake(self, known: str, *, wait: float) -> str:
+        """The node's assignment mark, answered once it differs from ``known`` or after
+        ``wait`` seconds (long poll)."""
+        wait = min(wait, self.timeout / 2)
+        params = {"known": known, "wait": f"{wait:.2f}"}
+        answer = self._json("GET", "/api/v1/exchange/node/wake", params=params)
+        return str(answer["assignment_mark"])
 
     def ack(self, task_id: int, seq: int, counts: dict[str, int]) -> dict[str, Any]:
         return self._json(
