@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -494,9 +494,7 @@ class TargetWriter:
                 # A query source may give a key twice; one INSERT … ON CONFLICT cannot
                 # touch a row twice, so the last of them stands, as row by row.
                 rows = list(dict(zip(keys, rows, strict=True)).values())
-            with cursor.copy(f"COPY {staging} ({listed}) FROM STDIN") as copy:  # type: ignore[attr-defined]
-                for row in rows:
-                    copy.write_row(row)
+            _copy_rows(cursor, staging, listed, rows)
             updates = [n for n in names if n not in self.key]
             conflict = ", ".join(preparer.quote(k) for k in self.key)
             action = (
@@ -651,14 +649,19 @@ def _copied_unless_present(cursor: Any, target: str, listed: str, values: list[l
 
     cursor.execute("SAVEPOINT govshare_fresh")
     try:
-        with cursor.copy(f"COPY {target} ({listed}) FROM STDIN") as copy:
-            for row in zip(*values, strict=True):
-                copy.write_row(row)
+        _copy_rows(cursor, target, listed, zip(*values, strict=True))
     except psycopg.errors.UniqueViolation:
         cursor.execute("ROLLBACK TO SAVEPOINT govshare_fresh")
         return False
     cursor.execute("RELEASE SAVEPOINT govshare_fresh")
     return True
+
+
+def _copy_rows(cursor: Any, table: str, listed: str, rows: Iterable[Sequence[Any]]) -> None:
+    """``COPY table (listed) FROM STDIN`` of ``rows`` through psycopg's cursor."""
+    with cursor.copy(f"COPY {table} ({listed}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def target_engine(url: str) -> Engine:
