@@ -4,6 +4,7 @@ it can, and gives the source back to the Python path when a result surprises it.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import os
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DataError
 from sqlalchemy.pool import NullPool
 
 from govshare.exchange.package import decode_rows, encode_rows
@@ -335,3 +337,80 @@ def test_a_reason_naming_the_connection_string_is_told_without_its_password(
         assert "cannot use mysql://govshare:***@127.0.0.1" in reader.native.gave_up
     finally:
         engine.dispose()
+
+
+DATED = "id BIGINT PRIMARY KEY, version INT NOT NULL, born DATE, seen TIMESTAMP(6)"
+
+
+def test_postgresql_dates_and_timestamps_come_natively_as_the_python_path_gives_them(
+    postgres: PostgresServer,
+) -> None:
+    url = postgres.create_database(f"native_{next(_names)}")
+    _create(url, "postgresql", 0, ddl=DATED)
+    values = [
+        (1, 1, "2024-02-29", "2024-02-29 23:59:59.999999"),
+        (2, 1, "0001-01-01", "0001-01-01 00:00:00"),
+        (3, 2, "9999-12-31", "9999-12-31 23:59:59.999999"),
+        (4, 2, None, None),
+        (5, 3, "1970-01-01", "1969-12-31 23:59:59.000001"),
+    ]
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO person VALUES (:i, :v, CAST(:d AS DATE), CAST(:t AS TIMESTAMP))"),
+                [{"i": i, "v": v, "d": d, "t": t} for i, v, d, t in values],
+            )
+        fast = SourceReader(engine, CONFIG)
+        slow = SourceReader(engine, CONFIG, fast_read=False)
+        assert fast.native is not None
+        native_packages, python_packages = _packages(fast, 2), _packages(slow, 2)
+        assert fast.native.gave_up is None
+        assert [(t.schema, t.to_pylist(), c) for t, c in native_packages] == [
+            (t.schema, t.to_pylist(), c) for t, c in python_packages
+        ]
+        first = native_packages[0][0]
+        assert first.schema.field("born").type == pa.date32()
+        assert first.column("seen")[0].as_py() == dt.datetime(2024, 2, 29, 23, 59, 59, 999999)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("value", ["infinity", "-infinity", "0044-03-15 BC", "12000-01-01"])
+def test_a_date_python_cannot_hold_is_refused_by_name_as_before(
+    postgres: PostgresServer, value: str
+) -> None:
+    """connectorx reads PostgreSQL's infinity and dates outside years 1-9999, which no
+    Python value holds: the source goes back to the Python path, whose refusal names
+    the value, as it did before dates were read natively."""
+    url = postgres.create_database(f"native_{next(_names)}")
+    _create(url, "postgresql", 0, ddl=DATED)
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO person VALUES (1, 1, '2024-01-01', NULL), (2, 1, :d, NULL)"),
+                {"d": value},
+            )
+        reader = SourceReader(engine, CONFIG)
+        assert reader.native is not None
+        # A database error of the task, as the agent files it (before: a bare driver
+        # error that escaped the agent's handling of a task's failures).
+        with pytest.raises(DataError, match=r"date too (large|small)"):
+            reader.next_batch(None, 10, columnar=True)
+        assert reader.native.gave_up == "列 born 有超出 0001-9999 年的值"
+    finally:
+        engine.dispose()
+
+
+def test_what_stays_on_the_python_path_on_postgresql(postgres: PostgresServer) -> None:
+    """Timestamps with a zone (the Python path gives the session's zone), times of day
+    (PostgreSQL's 24:00) and numerics (their scale) are read by the Python path."""
+    for ddl in ("seen TIMESTAMPTZ", "at TIME", "amount NUMERIC(12, 2)"):
+        url = postgres.create_database(f"native_{next(_names)}")
+        _create(url, "postgresql", 0, ddl=f"id BIGINT PRIMARY KEY, version INT NOT NULL, {ddl}")
+        engine = make_engine(url)
+        try:
+            assert SourceReader(engine, CONFIG).native is None, ddl
+        finally:
+            engine.dispose()

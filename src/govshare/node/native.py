@@ -14,8 +14,12 @@ values are integers, text, doubles or booleans (not booleans on SQLite, which ke
 them as the integers the Python path sends). Anything else, including a type that
 only shows in the result (MySQL's ``BIGINT UNSIGNED``, ``FLOAT``), and any failure of
 the native client, sends the task back to the Python path for good, with the reason
-logged; dates stay on the Python path because only it refuses MySQL's zero dates by
-name.
+logged. On PostgreSQL, dates and timestamps without a zone come natively too (both
+paths give ``date32`` and ``timestamp[us]``); a value Python cannot hold (``infinity``,
+a date BC or after 9999) sends the source back to the Python path, which refuses it by
+name as before. MySQL's dates stay on the Python path: only it refuses a zero date by
+name (connectorx panics on one), and times of day and numerics stay there everywhere
+(PostgreSQL's 24:00, numerics' scale).
 
 A SQLite file is read by connectorx in a process of its own (:class:`SqliteWorker`):
 connectorx brings its own SQLite library, and two SQLite libraries with the same file
@@ -29,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import datetime as dt
 import functools
 import importlib.util
 import os
@@ -44,6 +49,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import structlog
 from sqlalchemy import Engine, Float
 from sqlalchemy.sql import Select
@@ -55,6 +61,10 @@ log = structlog.get_logger()
 _KINDS: tuple[type, ...] = (int, str, float, bool)
 _INTEGERS = (pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(), pa.uint32())
 _SAME = (pa.string(), pa.float64(), pa.bool_(), pa.null())
+# What Python's date and datetime can hold, as Arrow's days and microseconds since 1970.
+_DATES = (pa.date32(), pa.timestamp("us"))
+_FIRST_DAY, _LAST_DAY = dt.date(1, 1, 1), dt.date(9999, 12, 31)
+_FIRST_INSTANT, _LAST_INSTANT = dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31, 23, 59, 59, 999999)
 _SCHEMES = {"postgresql": ("psycopg", "postgresql"), "mysql": ("pymysql", "mysql")}
 
 
@@ -102,10 +112,11 @@ def _sqlite_url(engine: Engine) -> str | None:
     return "sqlite://" + quote(str(Path(database).resolve()))
 
 
-def eligible(columns: Sequence[Any], order: Sequence[Any], *, sqlite: bool = False) -> bool:
-    """Whether a page of these columns, ordered by ``order``, may be read natively.
-    ``sqlite``: SQLite keeps a BOOLEAN as the integer the Python path sends, where
-    connectorx would read a boolean, so such a column keeps the page on the Python path."""
+def eligible(columns: Sequence[Any], order: Sequence[Any], *, dialect: str) -> bool:
+    """Whether a page of these columns, ordered by ``order``, may be read natively from
+    a database of ``dialect``. SQLite keeps a BOOLEAN as the integer the Python path
+    sends, where connectorx would read a boolean, so such a column keeps the page on the
+    Python path; dates and zoneless timestamps are read natively from PostgreSQL only."""
 
     def kind(col: Any) -> type | None:
         try:
@@ -114,11 +125,15 @@ def eligible(columns: Sequence[Any], order: Sequence[Any], *, sqlite: bool = Fal
             return None
         return python_type
 
-    if any(kind(c) is not int for c in order):
-        return False
-    kinds = (int, str, float) if sqlite else _KINDS
-    found = [(kind(c), c) for c in columns]
-    return all(k in kinds and (k is not float or isinstance(c.type, Float)) for k, c in found)
+    def alike(col: Any) -> bool:
+        k = kind(col)
+        if k is float:
+            return isinstance(col.type, Float)
+        if k in (dt.date, dt.datetime):
+            return dialect == "postgresql" and not getattr(col.type, "timezone", False)
+        return k in ((int, str, float) if dialect == "sqlite" else _KINDS)
+
+    return all(kind(c) is int for c in order) and all(alike(c) for c in columns)
 
 
 class NativeReader:
@@ -180,6 +195,10 @@ class NativeReader:
                 array = array.cast(pa.int64())
             elif field.type == pa.large_string():
                 array = array.cast(pa.string())
+            elif field.type in _DATES:
+                if not _within_python(array):
+                    self._give_up(f"列 {field.name} 有超出 0001-9999 年的值")
+                    return None
             elif field.type not in _SAME:
                 self._give_up(f"列 {field.name} 读出的类型为 {field.type}, 与逐行读取不同")
                 return None
@@ -190,6 +209,20 @@ class NativeReader:
     def _give_up(self, reason: str) -> None:
         self.gave_up = reason
         log.warning("native reader off for this source; the Python path reads it", reason=reason)
+
+
+def _within_python(array: pa.Array) -> bool:
+    """Whether every date or timestamp of ``array`` is one Python can hold."""
+    low, high = pc.min_max(array).values()
+    if not low.is_valid:
+        return True  # nothing but NULLs
+    first, last = (
+        (_FIRST_DAY, _LAST_DAY) if array.type == pa.date32() else (_FIRST_INSTANT, _LAST_INSTANT)
+    )
+    return bool(
+        pc.greater_equal(low, pa.scalar(first, array.type)).as_py()
+        and pc.less_equal(high, pa.scalar(last, array.type)).as_py()
+    )
 
 
 def read_arrow(url: str, sql: str) -> tuple[pa.Table | None, str | None]:

@@ -6,6 +6,7 @@ The business database is only ever read (SELECT); the node never writes to a sou
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
 import decimal
 import functools
@@ -37,6 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mssql, oracle
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ColumnElement, Select
 
 from govshare.node import native
@@ -171,18 +173,33 @@ def stream_batches(
     driver's own rows are given, without SQLAlchemy building a Row for each."""
     if raw and conn.dialect.name == "sqlite":
         result = conn.execute(stmt)
-        while batch := result.cursor.fetchmany(size):
-            yield batch
+        with driver_errors_told(conn):
+            while batch := result.cursor.fetchmany(size):
+                yield batch
         result.close()
         return
     if raw and conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
-        yield from _pg_server_side(conn, stmt, size)
+        with driver_errors_told(conn):
+            yield from _pg_server_side(conn, stmt, size)
         return
     if raw and conn.dialect.name in MYSQL and conn.dialect.driver == "pymysql":
-        yield from _mysql_unbuffered(conn, stmt, size)
+        with driver_errors_told(conn):
+            yield from _mysql_unbuffered(conn, stmt, size)
         return
     result = conn.execution_options(stream_results=True, yield_per=size).execute(stmt)
     yield from result.partitions(size)
+
+
+@contextlib.contextmanager
+def driver_errors_told(conn: Connection) -> Iterator[None]:
+    """The driver's own errors, from its cursor used directly, raised as SQLAlchemy
+    raises them through its own (``DBAPIError``, e.g. ``DataError``): the node's agent
+    files those as the task's database error, where a bare driver error escaped it."""
+    error = conn.dialect.loaded_dbapi.Error
+    try:
+        yield
+    except error as exc:
+        raise DBAPIError.instance(None, None, exc, error) from exc
 
 
 def _pg_server_side(
@@ -354,7 +371,7 @@ class SourceReader:
             and native.eligible(
                 [self._col(c) for c in self.columns],
                 self._order(),
-                sqlite=engine.dialect.name == "sqlite",
+                dialect=engine.dialect.name,
             )
             else None
         )
@@ -465,7 +482,8 @@ class SourceReader:
             dates = self._mysql_date_positions(result)
             rows: list[tuple[Any, ...]]
             if self.raw_rows:
-                rows = list(result.cursor.fetchall())
+                with driver_errors_told(conn):
+                    rows = list(result.cursor.fetchall())
                 result.close()
             else:
                 rows = [tuple(r) for r in result]
