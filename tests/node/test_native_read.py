@@ -21,7 +21,7 @@ from govshare.node import native
 from govshare.node import source as source_module
 from govshare.node.agent import NodeAgent, TaskRuntime
 from govshare.node.config import Database, NodeConfig
-from govshare.node.source import SourceReader, make_engine
+from govshare.node.source import SourceReader, ZeroDateError, make_engine
 from tests.mariadb import MariaDBServer
 from tests.node.native_pages import pages_read
 from tests.pg import PostgresServer, free_port
@@ -173,10 +173,12 @@ def test_what_the_native_read_is_not_taken_for(mariadb: MariaDBServer) -> None:
     assert native.native_url(make_engine(url)) is not None
     # The source's own switch in node.toml.
     assert not SourceReader(make_engine(url), CONFIG, fast_read=False).native
-    # Dates: only the Python path refuses MySQL's zero dates by name.
-    dated = mariadb.create_database(f"native_{next(_names)}")
-    _create(dated, "mariadb", 0, ddl="id INT PRIMARY KEY, version INT, born DATE")
-    assert _reader(dated).native is None
+    # Times of day (MySQL's may be negative or past 24 hours); TIMESTAMP, which is
+    # shown in each session's own zone.
+    for ddl in ("at TIME", "stamped TIMESTAMP NULL"):
+        other = mariadb.create_database(f"native_{next(_names)}")
+        _create(other, "mariadb", 0, ddl=f"id INT PRIMARY KEY, version INT, {ddl}")
+        assert _reader(other).native is None, ddl
 
 
 def test_a_type_only_the_result_shows_sends_the_source_back_to_the_python_path(
@@ -201,30 +203,6 @@ def test_a_type_only_the_result_shows_sends_the_source_back_to_the_python_path(
         assert cursor == [1, 2]
         assert reader.native.gave_up == "列 big 读出的类型为 uint64, 与逐行读取不同"
         assert reader.native.read(reader.page(None, 10), None) is None
-    finally:
-        engine.dispose()
-
-
-def test_a_value_connectorx_cannot_convert_gives_up_instead_of_crashing(
-    mariadb: MariaDBServer,
-) -> None:
-    """connectorx panics (in Rust) on a zero date; the panic reaches Python as a
-    BaseException, which the reader takes as a reason to leave the source alone."""
-    url = mariadb.create_database(f"native_{next(_names)}")
-    _create(url, "mariadb", 0, ddl="id INT PRIMARY KEY, version INT NOT NULL, born DATE")
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text("SET SESSION sql_mode = ''"))
-            conn.execute(text("INSERT INTO person VALUES (1, 1, '0000-00-00')"))
-        reader = SourceReader(engine, CONFIG)
-        assert reader.native is None  # dates are not taken; force it to see the failure
-        url_for_cx = native.native_url(engine)
-        assert url_for_cx is not None
-        forced = native.NativeReader(url_for_cx, engine)
-        assert forced.read(reader.page(None, 10), None) is None
-        assert forced.gave_up is not None
-        assert forced.gave_up.startswith("connectorx 出错:")
     finally:
         engine.dispose()
 
@@ -339,17 +317,21 @@ def test_a_reason_naming_the_connection_string_is_told_without_its_password(
         engine.dispose()
 
 
-DATED = "id BIGINT PRIMARY KEY, version INT NOT NULL, born DATE, seen TIMESTAMP(6)"
+DATED = {
+    "postgresql": "id BIGINT PRIMARY KEY, version INT NOT NULL, born DATE, seen TIMESTAMP(6)",
+    "mariadb": "id BIGINT PRIMARY KEY, version INT NOT NULL, born DATE, seen DATETIME(6)",
+}
 
 
-def test_postgresql_dates_and_timestamps_come_natively_as_the_python_path_gives_them(
-    postgres: PostgresServer,
+def test_dates_and_timestamps_come_natively_as_the_python_path_gives_them(
+    source: tuple[str, str],
 ) -> None:
-    url = postgres.create_database(f"native_{next(_names)}")
-    _create(url, "postgresql", 0, ddl=DATED)
+    server, url = source
+    _create(url, server, 0, ddl=DATED[server])
+    earliest = "0001-01-01" if server == "postgresql" else "1000-01-01"
     values = [
         (1, 1, "2024-02-29", "2024-02-29 23:59:59.999999"),
-        (2, 1, "0001-01-01", "0001-01-01 00:00:00"),
+        (2, 1, earliest, f"{earliest} 00:00:00"),
         (3, 2, "9999-12-31", "9999-12-31 23:59:59.999999"),
         (4, 2, None, None),
         (5, 3, "1970-01-01", "1969-12-31 23:59:59.000001"),
@@ -358,7 +340,7 @@ def test_postgresql_dates_and_timestamps_come_natively_as_the_python_path_gives_
     try:
         with engine.begin() as conn:
             conn.execute(
-                text("INSERT INTO person VALUES (:i, :v, CAST(:d AS DATE), CAST(:t AS TIMESTAMP))"),
+                text("INSERT INTO person VALUES (:i, :v, :d, :t)"),
                 [{"i": i, "v": v, "d": d, "t": t} for i, v, d, t in values],
             )
         fast = SourceReader(engine, CONFIG)
@@ -376,6 +358,31 @@ def test_postgresql_dates_and_timestamps_come_natively_as_the_python_path_gives_
         engine.dispose()
 
 
+@pytest.mark.parametrize("zero", ["0000-00-00", "2024-02-00"])
+def test_a_mysql_zero_date_is_refused_by_name_as_before(mariadb: MariaDBServer, zero: str) -> None:
+    """connectorx panics (in Rust) on a date with no calendar date behind it, which
+    reaches Python as a BaseException: the reader gives up instead of crashing, and the
+    Python path refuses the batch naming the table, column and row."""
+    url = mariadb.create_database(f"native_{next(_names)}")
+    _create(url, "mariadb", 0, ddl=DATED["mariadb"])
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("SET SESSION sql_mode = ''"))
+            conn.execute(
+                text("INSERT INTO person VALUES (1, 1, '2024-01-01', NULL), (2, 1, :d, NULL)"),
+                {"d": zero},
+            )
+        reader = SourceReader(engine, CONFIG)
+        assert reader.native is not None
+        with pytest.raises(ZeroDateError, match="born") as refused:
+            reader.next_batch(None, 10, columnar=True)
+        assert "id=2" in str(refused.value)
+        assert (reader.native.gave_up or "").startswith("connectorx 出错: PanicException")
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.parametrize("value", ["infinity", "-infinity", "0044-03-15 BC", "12000-01-01"])
 def test_a_date_python_cannot_hold_is_refused_by_name_as_before(
     postgres: PostgresServer, value: str
@@ -384,7 +391,7 @@ def test_a_date_python_cannot_hold_is_refused_by_name_as_before(
     Python value holds: the source goes back to the Python path, whose refusal names
     the value, as it did before dates were read natively."""
     url = postgres.create_database(f"native_{next(_names)}")
-    _create(url, "postgresql", 0, ddl=DATED)
+    _create(url, "postgresql", 0, ddl=DATED["postgresql"])
     engine = make_engine(url)
     try:
         with engine.begin() as conn:

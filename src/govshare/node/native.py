@@ -14,12 +14,13 @@ values are integers, text, doubles or booleans (not booleans on SQLite, which ke
 them as the integers the Python path sends). Anything else, including a type that
 only shows in the result (MySQL's ``BIGINT UNSIGNED``, ``FLOAT``), and any failure of
 the native client, sends the task back to the Python path for good, with the reason
-logged. On PostgreSQL, dates and timestamps without a zone come natively too (both
-paths give ``date32`` and ``timestamp[us]``); a value Python cannot hold (``infinity``,
-a date BC or after 9999) sends the source back to the Python path, which refuses it by
-name as before. MySQL's dates stay on the Python path: only it refuses a zero date by
-name (connectorx panics on one), and times of day and numerics stay there everywhere
-(PostgreSQL's 24:00, numerics' scale).
+logged. Dates and timestamps without a zone come natively from PostgreSQL and MySQL
+(both paths give ``date32`` and ``timestamp[us]``). A value Python cannot hold
+(PostgreSQL's ``infinity``, a date BC or after 9999) or one with no calendar date
+behind it (MySQL's 0000-00-00, on which connectorx panics) sends the source back to
+the Python path, which refuses it by name as before. Times of day and numerics stay on
+the Python path (PostgreSQL's 24:00, MySQL's negative times, numerics' scale), and so
+do MySQL's TIMESTAMP columns (shown in the session's zone).
 
 A SQLite file is read by connectorx in a process of its own (:class:`SqliteWorker`):
 connectorx brings its own SQLite library, and two SQLite libraries with the same file
@@ -52,6 +53,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import structlog
 from sqlalchemy import Engine, Float
+from sqlalchemy.dialects import mysql
 from sqlalchemy.sql import Select
 
 log = structlog.get_logger()
@@ -65,6 +67,7 @@ _SAME = (pa.string(), pa.float64(), pa.bool_(), pa.null())
 _DATES = (pa.date32(), pa.timestamp("us"))
 _FIRST_DAY, _LAST_DAY = dt.date(1, 1, 1), dt.date(9999, 12, 31)
 _FIRST_INSTANT, _LAST_INSTANT = dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31, 23, 59, 59, 999999)
+_DATED = ("postgresql", "mysql", "mariadb")  # whose dates come natively (not SQLite's text)
 _SCHEMES = {"postgresql": ("psycopg", "postgresql"), "mysql": ("pymysql", "mysql")}
 
 
@@ -116,7 +119,7 @@ def eligible(columns: Sequence[Any], order: Sequence[Any], *, dialect: str) -> b
     """Whether a page of these columns, ordered by ``order``, may be read natively from
     a database of ``dialect``. SQLite keeps a BOOLEAN as the integer the Python path
     sends, where connectorx would read a boolean, so such a column keeps the page on the
-    Python path; dates and zoneless timestamps are read natively from PostgreSQL only."""
+    Python path, and its dates are text, which the Python path's column types convert."""
 
     def kind(col: Any) -> type | None:
         try:
@@ -130,7 +133,10 @@ def eligible(columns: Sequence[Any], order: Sequence[Any], *, dialect: str) -> b
         if k is float:
             return isinstance(col.type, Float)
         if k in (dt.date, dt.datetime):
-            return dialect == "postgresql" and not getattr(col.type, "timezone", False)
+            # MySQL's TIMESTAMP is shown in the session's zone, which each client's
+            # session may set otherwise.
+            zoned = getattr(col.type, "timezone", False) or isinstance(col.type, mysql.TIMESTAMP)
+            return dialect in _DATED and not zoned
         return k in ((int, str, float) if dialect == "sqlite" else _KINDS)
 
     return all(kind(c) is int for c in order) and all(alike(c) for c in columns)
