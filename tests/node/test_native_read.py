@@ -412,8 +412,9 @@ def test_a_date_python_cannot_hold_is_refused_by_name_as_before(
 
 def test_what_stays_on_the_python_path_on_postgresql(postgres: PostgresServer) -> None:
     """Timestamps with a zone (the Python path gives the session's zone), times of day
-    (PostgreSQL's 24:00) and numerics (their scale) are read by the Python path."""
-    for ddl in ("seen TIMESTAMPTZ", "at TIME", "amount NUMERIC(12, 2)"):
+    (PostgreSQL's 24:00) and numerics without a declared scale are read by the Python
+    path."""
+    for ddl in ("seen TIMESTAMPTZ", "at TIME", "amount NUMERIC"):
         url = postgres.create_database(f"native_{next(_names)}")
         _create(url, "postgresql", 0, ddl=f"id BIGINT PRIMARY KEY, version INT NOT NULL, {ddl}")
         engine = make_engine(url)
@@ -421,3 +422,61 @@ def test_what_stays_on_the_python_path_on_postgresql(postgres: PostgresServer) -
             assert SourceReader(engine, CONFIG).native is None, ddl
         finally:
             engine.dispose()
+
+
+def test_decimals_come_natively_with_their_values_and_scale(source: tuple[str, str]) -> None:
+    server, url = source
+    ddl = "id BIGINT PRIMARY KEY, version INT NOT NULL, amount DECIMAL(12, 2), rate DECIMAL(5, 5)"
+    _create(url, server, 0, ddl=ddl)
+    values = [
+        (1, 1, "-1234567890.25", "0.12345"),
+        (2, 1, "0", "0"),
+        (3, 2, None, None),
+        (4, 2, "9999999999.99", "-0.99999"),
+        (5, 3, "0.01", "0.00001"),
+    ]
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO person VALUES (:i, :v, :a, :r)"),
+                [{"i": i, "v": v, "a": a, "r": r} for i, v, a, r in values],
+            )
+        fast = SourceReader(engine, CONFIG)
+        slow = SourceReader(engine, CONFIG, fast_read=False)
+        assert fast.native is not None
+        native_packages, python_packages = _packages(fast, 2), _packages(slow, 2)
+        assert fast.native.gave_up is None
+        got = [(t.to_pylist(), c) for t, c in native_packages]
+        assert got == [(t.to_pylist(), c) for t, c in python_packages]
+        amounts = [row["amount"] for table, _ in got for row in table]
+        assert [str(a) for a in amounts] == [
+            "-1234567890.25", "0.00", "None", "9999999999.99", "0.01"
+        ]  # fmt: skip
+        # The declared type (the Python path infers its precision from each batch).
+        assert native_packages[0][0].schema.field("amount").type == pa.decimal128(12, 2)
+        for (table, _), (want, _) in zip(native_packages, python_packages, strict=True):
+            for name in ("amount", "rate"):
+                if want.schema.field(name).type != pa.null():
+                    assert table.schema.field(name).type.scale == want.schema.field(name).type.scale
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "ddl",
+    [
+        "d DECIMAL(20, 12)",  # connectorx keeps 10 places and would cut the rest off
+        "d DECIMAL(38, 0)",  # more digits than connectorx's decimals hold
+    ],
+)
+def test_decimals_connectorx_cannot_give_exactly_stay_on_the_python_path(
+    source: tuple[str, str], ddl: str
+) -> None:
+    server, url = source
+    _create(url, server, 0, ddl=f"id BIGINT PRIMARY KEY, version INT NOT NULL, {ddl}")
+    engine = make_engine(url)
+    try:
+        assert SourceReader(engine, CONFIG).native is None
+    finally:
+        engine.dispose()

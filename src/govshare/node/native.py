@@ -18,9 +18,12 @@ logged. Dates and timestamps without a zone come natively from PostgreSQL and My
 (both paths give ``date32`` and ``timestamp[us]``). A value Python cannot hold
 (PostgreSQL's ``infinity``, a date BC or after 9999) or one with no calendar date
 behind it (MySQL's 0000-00-00, on which connectorx panics) sends the source back to
-the Python path, which refuses it by name as before. Times of day and numerics stay on
-the Python path (PostgreSQL's 24:00, MySQL's negative times, numerics' scale), and so
-do MySQL's TIMESTAMP columns (shown in the session's zone).
+the Python path, which refuses it by name as before. Times of day stay on the Python
+path (PostgreSQL's 24:00, MySQL's negative times), and so do MySQL's TIMESTAMP
+columns (shown in the session's zone). DECIMAL columns come natively where
+connectorx gives their values exactly (``exact_decimal``), in the column's declared
+precision (the Python path's package infers the precision from the batch's values; the
+values and their scale are the same).
 
 A SQLite file is read by connectorx in a process of its own (:class:`SqliteWorker`):
 connectorx brings its own SQLite library, and two SQLite libraries with the same file
@@ -35,6 +38,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import datetime as dt
+import decimal
 import functools
 import importlib.util
 import os
@@ -52,7 +56,7 @@ from urllib.parse import quote
 import pyarrow as pa
 import pyarrow.compute as pc
 import structlog
-from sqlalchemy import Engine, Float
+from sqlalchemy import Engine, Float, Numeric
 from sqlalchemy.dialects import mysql
 from sqlalchemy.sql import Select
 
@@ -115,6 +119,19 @@ def _sqlite_url(engine: Engine) -> str | None:
     return "sqlite://" + quote(str(Path(database).resolve()))
 
 
+def exact_decimal(col: Any) -> pa.DataType | None:
+    """The Arrow type a DECIMAL column's values are given in natively, or None when
+    connectorx cannot give them exactly. It reads every decimal as 10 places (more are
+    cut off without a word) and at most 28 digits (more fail), so only columns declared
+    within both come natively, cast back to their declared precision and scale."""
+    if not isinstance(col.type, Numeric) or isinstance(col.type, Float) or not col.type.asdecimal:
+        return None
+    precision, scale = col.type.precision, col.type.scale
+    if precision is None or scale is None or not 0 <= scale <= 10 or precision > 28:
+        return None
+    return pa.decimal128(precision, scale)
+
+
 def eligible(columns: Sequence[Any], order: Sequence[Any], *, dialect: str) -> bool:
     """Whether a page of these columns, ordered by ``order``, may be read natively from
     a database of ``dialect``. SQLite keeps a BOOLEAN as the integer the Python path
@@ -137,6 +154,8 @@ def eligible(columns: Sequence[Any], order: Sequence[Any], *, dialect: str) -> b
             # session may set otherwise.
             zoned = getattr(col.type, "timezone", False) or isinstance(col.type, mysql.TIMESTAMP)
             return dialect in _DATED and not zoned
+        if k is decimal.Decimal:
+            return dialect in _DATED and exact_decimal(col) is not None
         return k in ((int, str, float) if dialect == "sqlite" else _KINDS)
 
     return all(kind(c) is int for c in order) and all(alike(c) for c in columns)
@@ -145,9 +164,13 @@ def eligible(columns: Sequence[Any], order: Sequence[Any], *, dialect: str) -> b
 class NativeReader:
     """One source's pages through connectorx; ``read`` gives None once it has given up."""
 
-    def __init__(self, url: str, engine: Engine) -> None:
+    def __init__(
+        self, url: str, engine: Engine, decimals: dict[str, pa.DataType] | None = None
+    ) -> None:
+        """``decimals``: the declared type (``exact_decimal``) of each DECIMAL column."""
         self.url = url
         self.engine = engine
+        self.decimals = decimals or {}
         self.gave_up: str | None = None
         # Started by the first page asked for natively (a batch's or a key scan's).
         self.worker: SqliteWorker | None = None
@@ -204,6 +227,12 @@ class NativeReader:
             elif field.type in _DATES:
                 if not _within_python(array):
                     self._give_up(f"列 {field.name} 有超出 0001-9999 年的值")
+                    return None
+            elif pa.types.is_decimal(field.type) and field.name in self.decimals:
+                try:
+                    array = array.cast(self.decimals[field.name])
+                except pa.ArrowInvalid as exc:
+                    self._give_up(f"列 {field.name} 的值超出声明的精度: {exc}")
                     return None
             elif field.type not in _SAME:
                 self._give_up(f"列 {field.name} 读出的类型为 {field.type}, 与逐行读取不同")

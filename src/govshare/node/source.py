@@ -363,7 +363,15 @@ class SourceReader:
         self.raw_keys = plain_results(engine, [self._col(k) for k in self.key])
         url = native.native_url(engine) if fast_read and native.available() else None
         self.native: native.NativeReader | None = (
-            native.NativeReader(url, engine)
+            native.NativeReader(
+                url,
+                engine,
+                {
+                    c: typed
+                    for c in self.columns
+                    if (typed := native.exact_decimal(self._col(c))) is not None
+                },
+            )
             if url is not None
             and config.get("table")
             and not self.scope
