@@ -336,24 +336,34 @@ def test_dates_and_timestamps_come_natively_as_the_python_path_gives_them(
         (4, 2, None, None),
         (5, 3, "1970-01-01", "1969-12-31 23:59:59.000001"),
     ]
+    native_packages, python_packages = _both_ways(url, values)
+    assert [(t.schema, t.to_pylist(), c) for t, c in native_packages] == [
+        (t.schema, t.to_pylist(), c) for t, c in python_packages
+    ]
+    first = native_packages[0][0]
+    assert first.schema.field("born").type == pa.date32()
+    assert first.column("seen")[0].as_py() == dt.datetime(2024, 2, 29, 23, 59, 59, 999999)
+
+
+def _both_ways(
+    url: str, values: list[tuple[Any, ...]]
+) -> tuple[list[tuple[pa.Table, list[Any]]], list[tuple[pa.Table, list[Any]]]]:
+    """``values`` put into the table, then its packages of 2 rows read natively (every
+    page: the reader never gives up) and by the Python path."""
     engine = make_engine(url)
     try:
+        marks = ", ".join(f":c{i}" for i in range(len(values[0])))
         with engine.begin() as conn:
             conn.execute(
-                text("INSERT INTO person VALUES (:i, :v, :d, :t)"),
-                [{"i": i, "v": v, "d": d, "t": t} for i, v, d, t in values],
+                text(f"INSERT INTO person VALUES ({marks})"),
+                [{f"c{i}": v for i, v in enumerate(row)} for row in values],
             )
         fast = SourceReader(engine, CONFIG)
         slow = SourceReader(engine, CONFIG, fast_read=False)
         assert fast.native is not None
-        native_packages, python_packages = _packages(fast, 2), _packages(slow, 2)
+        both = _packages(fast, 2), _packages(slow, 2)
         assert fast.native.gave_up is None
-        assert [(t.schema, t.to_pylist(), c) for t, c in native_packages] == [
-            (t.schema, t.to_pylist(), c) for t, c in python_packages
-        ]
-        first = native_packages[0][0]
-        assert first.schema.field("born").type == pa.date32()
-        assert first.column("seen")[0].as_py() == dt.datetime(2024, 2, 29, 23, 59, 59, 999999)
+        return both
     finally:
         engine.dispose()
 
@@ -435,32 +445,19 @@ def test_decimals_come_natively_with_their_values_and_scale(source: tuple[str, s
         (4, 2, "9999999999.99", "-0.99999"),
         (5, 3, "0.01", "0.00001"),
     ]
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(
-                text("INSERT INTO person VALUES (:i, :v, :a, :r)"),
-                [{"i": i, "v": v, "a": a, "r": r} for i, v, a, r in values],
-            )
-        fast = SourceReader(engine, CONFIG)
-        slow = SourceReader(engine, CONFIG, fast_read=False)
-        assert fast.native is not None
-        native_packages, python_packages = _packages(fast, 2), _packages(slow, 2)
-        assert fast.native.gave_up is None
-        got = [(t.to_pylist(), c) for t, c in native_packages]
-        assert got == [(t.to_pylist(), c) for t, c in python_packages]
-        amounts = [row["amount"] for table, _ in got for row in table]
-        assert [str(a) for a in amounts] == [
-            "-1234567890.25", "0.00", "None", "9999999999.99", "0.01"
-        ]  # fmt: skip
-        # The declared type (the Python path infers its precision from each batch).
-        assert native_packages[0][0].schema.field("amount").type == pa.decimal128(12, 2)
-        for (table, _), (want, _) in zip(native_packages, python_packages, strict=True):
-            for name in ("amount", "rate"):
-                if want.schema.field(name).type != pa.null():
-                    assert table.schema.field(name).type.scale == want.schema.field(name).type.scale
-    finally:
-        engine.dispose()
+    native_packages, python_packages = _both_ways(url, values)
+    got = [(t.to_pylist(), c) for t, c in native_packages]
+    assert got == [(t.to_pylist(), c) for t, c in python_packages]
+    amounts = [row["amount"] for table, _ in got for row in table]
+    assert [str(a) for a in amounts] == [
+        "-1234567890.25", "0.00", "None", "9999999999.99", "0.01"
+    ]  # fmt: skip
+    # The declared type (the Python path infers its precision from each batch).
+    assert native_packages[0][0].schema.field("amount").type == pa.decimal128(12, 2)
+    for (table, _), (want, _) in zip(native_packages, python_packages, strict=True):
+        for name in ("amount", "rate"):
+            if want.schema.field(name).type != pa.null():
+                assert table.schema.field(name).type.scale == want.schema.field(name).type.scale
 
 
 @pytest.mark.parametrize(
