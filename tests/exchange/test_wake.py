@@ -49,6 +49,7 @@ def _stopped_and_heard(scene: Scene) -> NodeAgent:
 
 def test_a_waiting_node_hears_its_task_started_at_once(scene: Scene) -> None:
     provider = _stopped_and_heard(scene)
+    provider.config = provider.config.model_copy(update={"heartbeat_seconds": 30})
     provider.next_heartbeat = time.monotonic() + 60  # the heartbeat would be far off
     with ThreadPoolExecutor(max_workers=1) as pool:
         started = time.monotonic()
@@ -62,6 +63,16 @@ def test_a_waiting_node_hears_its_task_started_at_once(scene: Scene) -> None:
     assert provider.next_heartbeat == 0.0
     provider.tick()  # the heartbeat is due at once and brings the started task
     assert provider.tasks[scene.provider_task["id"]].running
+    # Its report said "stopped"; the next one, within a second rather than 30 s, says
+    # "running", so the console shows the start at once too.
+    assert provider.next_heartbeat - time.monotonic() <= 1.0
+    while time.monotonic() < provider.next_heartbeat:
+        time.sleep(0.05)
+    provider.tick()
+    with scene.world.api(scene.world.admin) as c:
+        node = c.get(f"/api/v1/exchange/nodes/{scene.node_ids['provider']}").json()
+    assert node["report"]["tasks"][str(scene.provider_task["id"])]["state"] == "running"
+    assert provider.next_heartbeat - time.monotonic() > 20  # and then its own pace again
 
 
 def test_a_subscriber_waiting_for_packages_hears_a_command_at_once(scene: Scene) -> None:

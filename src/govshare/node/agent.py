@@ -45,6 +45,7 @@ log = structlog.get_logger()
 MAX_BACKOFF = 30.0
 LONG_POLL_SECONDS = 5.0
 MIN_WAKE_WAIT_SECONDS = 0.2  # shorter idle spells are not worth a request
+REPORT_AGAIN_SECONDS = 1.0
 
 
 @dataclass
@@ -342,8 +343,14 @@ class NodeAgent:
         now = time.monotonic()
         if self.config.transport == "http" and now >= self.next_heartbeat:
             try:
-                self.heartbeat()
-                self.next_heartbeat = now + self.config.heartbeat_seconds
+                behind = self.heartbeat()
+                # What the hub shows of a changed task (its state in the console) comes
+                # from the next report: make it within a second, not a heartbeat later.
+                self.next_heartbeat = now + (
+                    min(self.config.heartbeat_seconds, REPORT_AGAIN_SECONDS)
+                    if behind
+                    else self.config.heartbeat_seconds
+                )
                 self._resume_after_hub_outage()
             except (HubUnavailable, HubRefused) as exc:
                 self.last_error = str(exc)
@@ -452,13 +459,16 @@ class NodeAgent:
             "store_cipher": cipher.alg if cipher is not None else None,
         }
 
-    def heartbeat(self) -> None:
+    def heartbeat(self) -> bool:
+        """Report and take the hub's tasks and commands. True when the tasks changed
+        since the last heartbeat: the report just sent showed them as they were."""
         self._use_stored_key()  # ``govshare node rotate-key`` may have rotated it meanwhile
         answer = self.client.heartbeat(self.report())
         self.apply_assignments(answer["tasks"])
         for cmd in answer["commands"]:
             self.execute(cmd)
-        self.assignment_mark = str(answer.get("assignment_mark") or "")
+        mark, self.assignment_mark = self.assignment_mark, str(answer.get("assignment_mark") or "")
+        return bool(mark) and mark != self.assignment_mark
 
     def wait_for_assignments(self) -> None:
         """Spend the time until the node's next duty (its heartbeat, a task's next run)
