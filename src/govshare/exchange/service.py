@@ -54,6 +54,7 @@ from govshare.exchange.schemas import (
     TaskUpdate,
 )
 from govshare.exchange.store import PackageStore
+from govshare.ids import parse_id, parse_seq
 from govshare.security import audit
 from govshare.security.audit import SYSTEM, Actor
 from govshare.security.crypto import (
@@ -367,12 +368,16 @@ def principal_from_node_signature(
     or, for ``node_key_overlap_hours`` after a rotation, the one it replaced. The
     principal's ``extra["node_key"]`` says which (``CURRENT_KEY`` or ``RETIRED_KEY``)."""
     now = now or utcnow()
+    # Digits within the columns' ranges: a crafted header is refused, not passed on to
+    # the database (which cannot hold it) or to float arithmetic (which overflows).
+    number, sent_at = parse_id(node_id), parse_seq(timestamp)
     try:
-        node = session.get(ExchangeNode, int(node_id))
-        sent_at = int(timestamp)
         sig = bytes.fromhex(signature)
     except ValueError:
-        raise BadSignature("前置机签名头格式不正确") from None
+        sig = None
+    if number is None or sent_at is None or sig is None:
+        raise BadSignature("前置机签名头格式不正确")
+    node = session.get(ExchangeNode, number)
     if node is None or node.status is not NodeStatus.ACTIVE or not node.public_key:
         raise BadSignature("未知或未启用的前置机")
     if abs(now.timestamp() - sent_at) > settings.signature_max_skew_seconds:
