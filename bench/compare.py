@@ -390,7 +390,7 @@ def main() -> int:
 
     engine = hub.make_engine(settings)
     factory = hub.make_session_factory(engine, settings)
-    db = SharedDatabase(settings.resolved_shared_store_url)
+    db = SharedDatabase.of(settings)
     started = time.perf_counter()
     phases = Phases(started)
     with factory() as session:

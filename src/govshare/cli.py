@@ -896,7 +896,7 @@ def compare_create(
     settings = load_settings(data_dir)
     _require_hub(settings)
     factory = db.make_session_factory(db.make_engine(settings), settings)
-    shared = SharedDatabase(settings.resolved_shared_store_url)
+    shared = SharedDatabase.of(settings)
     try:
         with db.session_scope(factory) as session:
             data = parse_yaml(file.read_bytes())  # JSON is YAML too
@@ -937,7 +937,7 @@ def compare_run(
     except GovshareError as exc:
         _print_error(exc)
         raise typer.Exit(1) from None
-    shared = SharedDatabase(settings.resolved_shared_store_url)
+    shared = SharedDatabase.of(settings)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),

@@ -633,6 +633,12 @@ class Settings(BaseSettings):
         return self.resolved_database_url
 
     @property
+    def field_sealing(self) -> bool:
+        """Whether new shared stores keep their sensitive items sealed (字段加密): on
+        with encryption at rest, off with ``at_rest_cipher=none``."""
+        return self.at_rest_cipher != "none"
+
+    @property
     def is_sqlite(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
 

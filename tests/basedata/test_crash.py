@@ -54,7 +54,7 @@ from tests.conftest import make_settings
 assembly.BATCH = int(sys.argv[4])
 settings = make_settings(__import__("pathlib").Path(sys.argv[1]), sys.argv[2] or None)
 factory = db.make_session_factory(db.make_engine(settings), settings)
-shared = SharedDatabase(settings.resolved_shared_store_url)
+shared = SharedDatabase.of(settings)
 with factory() as session:
     service.assemble_due(
         session, shared, hub_store(settings), datetime.fromisoformat(sys.argv[3])
@@ -81,7 +81,7 @@ def _assemble_here(
     settings: Settings, now: datetime, clock: Callable[[], datetime] = utcnow
 ) -> list[service.RunResult]:
     engine = db.make_engine(settings)
-    shared = SharedDatabase(settings.resolved_shared_store_url)
+    shared = SharedDatabase.of(settings)
     try:
         with db.make_session_factory(engine, settings)() as session:
             return service.assemble_due(session, shared, hub_store(settings), now, clock=clock)
@@ -134,7 +134,7 @@ def test_a_kill_mid_assembly_loses_and_doubles_nothing(
         assert r.status_code == 201, r.text
         base_id, table = r.json()["id"], r.json()["table_name"]
     _assemble_here(hub.settings, NOW)  # the first assembly, set-based
-    shared = SharedDatabase(hub.settings.resolved_shared_store_url)
+    shared = SharedDatabase.of(hub.settings)
     try:
         assert _count(shared, f"SELECT count(*) FROM {table}") == PERSONS
         # 公安 renames everyone; the store applies a package whose keys the log no longer

@@ -181,7 +181,7 @@ def admin_of(dept: Dept) -> Any:
 
 
 def save(world: World, dept: Dept, job: dict[str, Any], today: date = TODAY) -> int:
-    db = SharedDatabase(world.hub.settings.resolved_shared_store_url)
+    db = SharedDatabase.of(world.hub.settings)
     try:
         with world.hub.db() as s:
             created = service.create_job(

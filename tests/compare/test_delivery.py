@@ -50,7 +50,7 @@ def scene(world: World) -> PensionScene:
 
 @pytest.fixture
 def shared(world: World) -> Any:
-    db = SharedDatabase(world.hub.settings.resolved_shared_store_url)
+    db = SharedDatabase.of(world.hub.settings)
     yield db
     db.close()
 

@@ -47,7 +47,7 @@ def scene(world: World) -> PensionScene:
     death is named ``=1+2`` in 人社's payments."""
     s = pension_scene(world)
     grant(world, s.police, s.social, s.people.resource_id, ["sfzhm", "swrq"])
-    db = SharedDatabase(world.hub.settings.resolved_shared_store_url)
+    db = SharedDatabase.of(world.hub.settings)
     try:
         table = Table(s.pension.table_name, MetaData(), autoload_with=db.engine)
         with db.engine.begin() as conn:

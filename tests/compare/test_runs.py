@@ -66,7 +66,7 @@ def test_a_repeated_run_marks_nothing_new_and_a_stopped_payment_gone(
     assert {c.presence for c in after} == {Presence.STILL}
     assert {c.first_run_id for c in after} == {first.id}
     # 人社 stops the payments of the first dead person: the case is gone, not deleted.
-    db = SharedDatabase(scene.world.hub.settings.resolved_shared_store_url)
+    db = SharedDatabase.of(scene.world.hub.settings)
     try:
         table = Table(scene.pension.table_name, MetaData(), autoload_with=db.engine)
         gone_id = next(iter(scene.expected))
@@ -145,7 +145,7 @@ def test_a_cancelled_run_leaves_the_previous_cases(scene: PensionScene) -> None:
     assert run(world, scene.social, job_id).status is RunStatus.SUCCEEDED
     before = {c.id: (c.values, c.presence, c.last_run_id) for c in cases(world, job_id)}
     # Enough payments that the snapshot takes a few seconds.
-    db = SharedDatabase(world.hub.settings.resolved_shared_store_url)
+    db = SharedDatabase.of(world.hub.settings)
     try:
         table = Table(scene.pension.table_name, MetaData(), autoload_with=db.engine)
         with db.engine.begin() as conn:

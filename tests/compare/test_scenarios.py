@@ -100,7 +100,7 @@ def demo(
     settings = migrated(make_settings(tmp_path_factory.mktemp("scenarios") / "data", url))
     engine = db.make_engine(settings)
     factory = db.make_session_factory(engine, settings)
-    hub = DemoHub(settings, factory, SharedDatabase(settings.resolved_shared_store_url))
+    hub = DemoHub(settings, factory, SharedDatabase.of(settings))
     with db.session_scope(factory) as s:
         load_demo(s, "demo-password-1", settings=settings)
     with db.session_scope(factory) as s:

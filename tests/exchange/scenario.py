@@ -249,13 +249,14 @@ def make_scene(
     rows: int = 1000,
     source_url: str | None = None,
     target_url: str | None = None,
+    items: list[dict[str, Any]] | None = None,
 ) -> Scene:
     provider, consumer = world.department("公安"), world.department("人社")
     resource = world.published(
         provider,
         name="人口基本信息交换",
         format="database",
-        items=PERSON_ITEMS,
+        items=items or PERSON_ITEMS,
     )
     if source_url is None:
         make_source(tmp / "business.db", rows)

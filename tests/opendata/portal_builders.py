@@ -50,7 +50,7 @@ def attach_store(world: World, dept: Dept, resource_id: int, rows: list[dict[str
         s.add(store)
         s.flush()
         table_name = store.table_name
-    db = SharedDatabase(world.hub.settings.resolved_shared_store_url)
+    db = SharedDatabase.of(world.hub.settings)
     try:
         table = Table(
             table_name,

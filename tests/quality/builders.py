@@ -171,7 +171,7 @@ def store_with_rows(
         s.add(store)
         s.flush()
         store_id, table_name = store.id, store.table_name
-    db = SharedDatabase(world.hub.settings.resolved_shared_store_url)
+    db = SharedDatabase.of(world.hub.settings)
     try:
         table = Table(
             table_name,

@@ -99,7 +99,7 @@ def _form(html: str) -> dict[str, str]:
 
 
 def test_the_overview_shows_the_departments_daily_trend(world: World, scene: StoreScene) -> None:
-    db = SharedDatabase(world.hub.settings.resolved_shared_store_url)
+    db = SharedDatabase.of(world.hub.settings)
     now = utcnow()
     try:
         with world.hub.db() as s:

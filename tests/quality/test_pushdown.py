@@ -36,7 +36,7 @@ from tests.quality.test_scan import NOW, _scan
 
 @pytest.fixture
 def shared(world: World) -> Iterator[SharedDatabase]:
-    db = SharedDatabase(world.hub.settings.resolved_shared_store_url)
+    db = SharedDatabase.of(world.hub.settings)
     yield db
     db.close()
 

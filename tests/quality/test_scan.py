@@ -28,7 +28,7 @@ NOW = datetime(2026, 6, 15, 9, 0, tzinfo=UTC)
 
 @pytest.fixture
 def shared(world: World) -> Iterator[SharedDatabase]:
-    db = SharedDatabase(world.hub.settings.resolved_shared_store_url)
+    db = SharedDatabase.of(world.hub.settings)
     yield db
     db.close()
 

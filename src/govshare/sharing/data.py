@@ -179,7 +179,7 @@ class DataServices:
         self.hub = reader_engine(settings)
         # The calls' reads of the hub (client, grant): kept connections on the loop.
         self.hub_reads: LoopConnections[Connection] = LoopConnections(self.hub.connect)
-        self.db = shared.SharedDatabase(settings.resolved_shared_store_url)
+        self.db = shared.SharedDatabase.of(settings)
         self.inline = settings.is_sqlite and self.db.engine.dialect.name == "sqlite"
         self.journal = CallJournal(
             factory.kw["bind"],
@@ -270,6 +270,7 @@ _GRANTS_IN_FORCE = (
         SharedStore.key_item,
         SharedStore.table_name,
         SharedStore.verify_rules,
+        SharedStore.sealed_items,
     )
     .select_from(Resource)
     .join(SharingGrant, SharingGrant.resource_id == Resource.id)
@@ -300,6 +301,7 @@ class _GrantRow(NamedTuple):
     key_item: str | None
     table_name: str | None
     verify_rules: list[dict[str, Any]] | None
+    sealed_items: dict[str, str] | None
 
 
 if _GrantRow._fields != tuple(c.key for c in _GRANTS_IN_FORCE.selected_columns):
@@ -336,7 +338,13 @@ def authorize(
     return Authorized(
         row.resource_id,
         resource_code,
-        shared.StoreView(row.store_id, row.key_item, row.table_name, list(row.verify_rules or [])),
+        shared.StoreView(
+            row.store_id,
+            row.key_item,
+            row.table_name,
+            list(row.verify_rules or []),
+            dict(row.sealed_items) if row.sealed_items else None,
+        ),
         GrantView(
             row.id,
             list(row.items),

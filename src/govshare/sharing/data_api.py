@@ -26,7 +26,14 @@ from starlette.routing import Route
 from govshare import telemetry
 from govshare.config import Settings
 from govshare.db import UNSTORABLE_ERRORS
-from govshare.deps import Require, SessionDep, SharingReader, SharingStoreAdmin, signed_request
+from govshare.deps import (
+    Require,
+    SessionDep,
+    SettingsDep,
+    SharingReader,
+    SharingStoreAdmin,
+    signed_request,
+)
 from govshare.errors import GovshareError, NotAuthenticated, UnstorableValue
 from govshare.rules import spreadsheet
 from govshare.rules.clock import china_today
@@ -441,8 +448,10 @@ def store_public(store: SharedStore) -> StorePublic:
 
 
 @stores.post("", status_code=status.HTTP_201_CREATED, summary="建立共享信息库 (由发送任务供数)")
-def create_store(body: StoreCreate, db: SessionDep, caller: SharingStoreAdmin) -> StorePublic:
-    return store_public(shared.create_store(db, caller, body))
+def create_store(
+    body: StoreCreate, db: SessionDep, caller: SharingStoreAdmin, settings: SettingsDep
+) -> StorePublic:
+    return store_public(shared.create_store(db, caller, body, sealing=settings.field_sealing))
 
 
 @stores.get("", summary="共享信息库列表")

@@ -200,6 +200,10 @@ class SharedStore(Base):
     # database's items are, by default); None: the resource's sharing type decides alone.
     unconditional_items: Mapped[list[str] | None] = mapped_column(JSONType, default=None)
     table_name: Mapped[str] = mapped_column(String(63), unique=True)
+    # 字段加密: the items kept sealed (``govshare.security.fieldseal``), each with the
+    # Arrow type its values had ("" until the first package showed it); None or {}:
+    # nothing sealed (a store set up before sealing, or with it turned off).
+    sealed_items: Mapped[dict[str, str] | None] = mapped_column(JSONType, default=None)
     applied_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     row_count: Mapped[int] = mapped_column(BigInteger, default=0)
     applied_at: Mapped[datetime | None] = mapped_column()

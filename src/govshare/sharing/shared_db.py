@@ -4,11 +4,14 @@ rest of the sharing package."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event, false
+
+from govshare.config import Settings
+from govshare.security.fieldseal import FieldSealer
 
 
 def _sqlite_pragmas(mmap_bytes: int) -> Callable[[Any, Any], None]:
@@ -73,8 +76,20 @@ def unmapped(engine: Engine, *, begin: bool = False) -> Iterator[Connection]:
                 conn.exec_driver_sql(f"PRAGMA mmap_size={mapped}")
 
 
-def row_conditions(table: Table, row_filter: list[dict[str, Any]] | None) -> list[Any]:
-    """A grant's structured row filter (all conditions hold) as SQL conditions."""
+def row_conditions(
+    table: Table,
+    row_filter: list[dict[str, Any]] | None,
+    sealed: Mapping[str, str] | None = None,
+    seal: Callable[[Any], str] | None = None,
+    *,
+    prefixes_opened: bool = False,
+) -> list[Any]:
+    """A grant's structured row filter (all conditions hold) as SQL conditions.
+
+    On a ``sealed`` item (字段加密) the values compared are sealed with ``seal`` first:
+    equal values seal equal. A prefix cannot be matched on sealed cells: it is left
+    out when the caller checks it on the opened records (``prefixes_opened``, see
+    :func:`sealed_prefixes`), and otherwise lets no row through."""
     conds: list[Any] = []
     for cond in row_filter or []:
         col = table.c.get(cond["item"])
@@ -83,10 +98,35 @@ def row_conditions(table: Table, row_filter: list[dict[str, Any]] | None) -> lis
             conds.append(false())
             continue
         value = cond["value"]
+        hidden = sealed is not None and cond["item"] in sealed
+        if hidden and cond.get("op") == "prefix" and prefixes_opened:
+            continue
+        if hidden and (seal is None or cond.get("op") == "prefix"):
+            conds.append(false())
+            continue
         if cond.get("op") == "in":
-            conds.append(col.in_(list(value) if isinstance(value, list) else [value]))
+            values = list(value) if isinstance(value, list) else [value]
+            conds.append(col.in_([seal(v) for v in values] if hidden and seal else values))
         elif cond.get("op") == "prefix":
             conds.append(col.startswith(str(value), autoescape=True))
         else:
-            conds.append(col == value)
+            conds.append(col == (seal(value) if hidden and seal else value))
     return conds
+
+
+def sealed_prefixes(
+    row_filter: list[dict[str, Any]] | None, sealed: Mapping[str, str] | None
+) -> list[tuple[str, str]]:
+    """The row filter's prefix conditions on sealed items, as (item, prefix): checked
+    on the opened records, since the database sees only sealed cells."""
+    return [
+        (str(c["item"]), str(c["value"]))
+        for c in row_filter or []
+        if c.get("op") == "prefix" and sealed and c["item"] in sealed
+    ]
+
+
+def field_sealer(settings: Settings) -> FieldSealer:
+    """The hub's field sealer (字段加密), its key under ``data_dir``."""
+    alg = settings.at_rest_cipher if settings.at_rest_cipher != "none" else "sm4"
+    return FieldSealer(settings.data_dir, settings.secret_key, alg)

@@ -10,7 +10,7 @@ source key and the columns mapped to the resource's information items are kept.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import PoolProxiedConnection
 
 from govshare.catalog.models import Resource
+from govshare.config import Settings
 from govshare.cursors import CursorCodec
 from govshare.db import LoopConnections, Prepared, utcnow
 from govshare.exchange import package, pruning
@@ -41,15 +42,46 @@ from govshare.exchange.store import PackageStore
 from govshare.node.target import TargetWriter
 from govshare.security import audit
 from govshare.security.crypto import digest
+from govshare.security.fieldseal import FieldSealer, FieldSealError, type_name
 from govshare.security.service import Principal
 from govshare.sharing.errors import InvalidApplication, NotYourDepartment
 from govshare.sharing.models import SharedStore
 from govshare.sharing.schemas import StoreCreate
-from govshare.sharing.shared_db import row_conditions, shared_engine
+from govshare.sharing.shared_db import (
+    field_sealer,
+    row_conditions,
+    sealed_prefixes,
+    shared_engine,
+)
 
 log = structlog.get_logger()
 
 VERIFY_KINDS = ("status", "range", "presence")
+
+
+@dataclass(frozen=True, slots=True)
+class LookupPlan:
+    """A lookup's columns (the first ``shown`` go to the caller; the rest are read for
+    ``checks``, prefixes on sealed items checked once opened) and its statements."""
+
+    names: list[str]
+    shown: int
+    checks: list[tuple[str, str]]
+    one: Prepared
+    many: Select[Any]
+
+    def records(
+        self, record: Callable[[Sequence[Any]], dict[str, Any]], rows: Iterable[Sequence[Any]]
+    ) -> Iterator[dict[str, Any]]:
+        for row in rows:
+            found = record(row)
+            if passes(found, self.checks):
+                yield {n: found[n] for n in self.names[: self.shown]} if self.checks else found
+
+
+def passes(record: dict[str, Any], checks: list[tuple[str, str]]) -> bool:
+    """Whether an opened record meets the prefix conditions on sealed items."""
+    return all(str(record.get(item) or "").startswith(prefix) for item, prefix in checks)
 
 
 class SharedDatabase:
@@ -58,15 +90,51 @@ class SharedDatabase:
     Statement parameters stay out of errors and logs: they are people's data, and a
     feed error is shown to the store's administrators as ``last_error``."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, sealer: FieldSealer | None = None) -> None:
         self.engine: Engine = shared_engine(url)
+        # 字段加密: seals the sensitive items of new stores, opens them when read. None
+        # (a tool that only reads unsealed stores) fails clearly on a sealed one.
+        self._sealer = sealer
         # One-key lookups' connections: kept between calls on the event loop.
         self.key_reads: LoopConnections[PoolProxiedConnection] = LoopConnections(
             self.engine.raw_connection
         )
         self._tables: dict[str, Table] = {}
-        self._statements: dict[tuple[Any, ...], tuple[list[str], Prepared, Select[Any]]] = {}
+        self._statements: dict[tuple[Any, ...], LookupPlan] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, settings: Settings) -> SharedDatabase:
+        return cls(settings.resolved_shared_store_url, field_sealer(settings))
+
+    @property
+    def sealer(self) -> FieldSealer:
+        if self._sealer is None:
+            raise FieldSealError("该共享信息库的敏感信息项已加密保存, 但此处没有字段加密密钥")
+        return self._sealer
+
+    def seal_for(self, store: SharedStore | StoreView) -> Callable[[Any], str] | None:
+        """What seals a value compared with the store's sealed items (None: none)."""
+        return self.sealer.seal_value if store.sealed_items else None
+
+    def opener(
+        self, store: SharedStore | StoreView, names: Sequence[str]
+    ) -> Callable[[Sequence[Any]], dict[str, Any]]:
+        """What turns a row of ``names`` read from the store into its record, sealed
+        items opened and given back as the type they had."""
+        sealed = store.sealed_items or {}
+        opened = [(n, sealed.get(n)) for n in names]
+        if not any(n in sealed for n in names):
+            return lambda row: {n: _json_value(v) for n, v in zip(names, row, strict=True)}
+        sealer = self.sealer
+
+        def record(row: Sequence[Any]) -> dict[str, Any]:
+            return {
+                n: _json_value(v if n not in sealed else sealer.open_value(v, kind))
+                for (n, kind), v in zip(opened, row, strict=True)
+            }
+
+        return record
 
     def table(self, name: str) -> Table | None:
         """The store's table, or None before its first package arrived."""
@@ -88,7 +156,7 @@ class SharedDatabase:
         store: SharedStore | StoreView,
         items: Sequence[str],
         row_filter: list[dict[str, Any]] | None,
-    ) -> tuple[list[str], Prepared, Select[Any]] | None:
+    ) -> LookupPlan | None:
         """The columns and the statements (one key, a list of keys) of a lookup, built
         once per store, items and row filter: building and keying a statement costs
         more than running it on an indexed key."""
@@ -99,11 +167,20 @@ class SharedDatabase:
         table = self.table(store.table_name)
         if table is None:
             return None
+        sealed = store.sealed_items or None
+        checks = sealed_prefixes(row_filter, sealed)
         key_col = table.c[store.key_item]
-        cols = [key_col, *[table.c[i] for i in items if i in table.c and i != store.key_item]]
-        conds = row_conditions(table, row_filter)
-        found = (
+        shown = [key_col, *[table.c[i] for i in items if i in table.c and i != store.key_item]]
+        cols = shown + [
+            table.c[i] for i, _ in checks if i in table.c and i not in {c.name for c in shown}
+        ]
+        conds = row_conditions(
+            table, row_filter, sealed, self.seal_for(store), prefixes_opened=True
+        )
+        found = LookupPlan(
             [str(c.name) for c in cols],  # plain str: quoted_name is a subclass
+            len(shown),
+            checks,
             Prepared(select(*cols).where(key_col == bindparam("key"), *conds), self.engine.dialect),
             select(*cols).where(key_col.in_(bindparam("keys", expanding=True)), *conds),
         )
@@ -156,8 +233,12 @@ def check_verify_rules(resource: Resource, rules: list[dict[str, Any]]) -> list[
     return rules
 
 
-def create_store(session: Session, principal: Principal, data: StoreCreate) -> SharedStore:
-    """Set up the shared store of a resource from one of its provider tasks."""
+def create_store(
+    session: Session, principal: Principal, data: StoreCreate, *, sealing: bool = True
+) -> SharedStore:
+    """Set up the shared store of a resource from one of its provider tasks. With
+    ``sealing`` (静态加密 on), the items the catalog marks sensitive and the store keeps
+    are kept sealed (字段加密)."""
     resource = session.get(Resource, data.resource_id)
     if resource is None or not resource.listed:
         raise _bad("只能为已发布的目录建立共享信息库", "resource_id", "目录不存在或未发布")
@@ -189,6 +270,7 @@ def create_store(session: Session, principal: Principal, data: StoreCreate) -> S
         mapping=dict(data.mapping),
         verify_rules=check_verify_rules(resource, [r.model_dump() for r in data.verify_rules]),
         table_name=f"ss_{resource.id}",
+        sealed_items=sealed_items(resource, data.mapping.values()) if sealing else None,
         created_by=principal.name,
     )
     session.add(store)
@@ -205,9 +287,17 @@ def create_store(session: Session, principal: Principal, data: StoreCreate) -> S
             "key_item": store.key_item,
             "mapping": store.mapping,
             "verify_rules": store.verify_rules,
+            "sealed_items": sorted(store.sealed_items or {}),
         },
     )
     return store
+
+
+def sealed_items(resource: Resource, kept: Iterable[str]) -> dict[str, str] | None:
+    """The items of ``kept`` the catalog marks sensitive, to be kept sealed; their
+    types are filled in from the first package (None: nothing to seal)."""
+    found = dict.fromkeys(sorted(resource.sensitive_codes & set(kept)), "")
+    return found or None
 
 
 def list_stores(session: Session) -> list[SharedStore]:
@@ -239,6 +329,28 @@ class Writers:
 
 def _kept(data: pa.Table, keep: set[str]) -> pa.Table:
     return data.select([n for n in data.column_names if n in keep or n == package.OP_COLUMN])
+
+
+def seal_columns(
+    sealer: FieldSealer, store: SharedStore, data: pa.Table, names: dict[str, str]
+) -> pa.Table:
+    """``data`` with the columns of sealed items sealed (字段加密); ``names`` maps each
+    column to its item. The type each item had is recorded the first time it is seen."""
+    sealed = store.sealed_items
+    if not sealed:
+        return data
+    kinds = dict(sealed)
+    for column, item in names.items():
+        if item not in kinds or column not in data.column_names:
+            continue
+        at = data.column_names.index(column)
+        values = data.column(at)
+        if not kinds[item] and values.type != pa.null():
+            kinds[item] = type_name(values.type)
+        data = data.set_column(at, column, sealer.seal_array(values))
+    if kinds != sealed:
+        store.sealed_items = kinds  # a new dict: the JSON column sees the change
+    return data
 
 
 def trusted_body(blob: bytes) -> tuple[int, bytes]:
@@ -296,6 +408,8 @@ def feed_store(
             break
         seq, body = trusted_body(packages.get(session, row))
         data = _kept(package.decode_rows(body), keep)
+        if store.sealed_items:
+            data = seal_columns(db.sealer, store, data, store.mapping)
         writer.apply(seq, data)
         if applied == 0 and db.table(store.table_name) is not None:
             _ensure_key_index(db, store)
@@ -332,6 +446,7 @@ class StoreView:
     key_item: str
     table_name: str
     verify_rules: list[dict[str, Any]]
+    sealed_items: dict[str, str] | None = None
 
 
 def _json_value(value: Any) -> Any:
@@ -353,18 +468,18 @@ def lookup(
     found = db.lookup_statements(store, items, row_filter)
     if found is None:
         return
-    names, one, many = found
+    record = db.opener(store, found.names)
+    if store.sealed_items and store.key_item in store.sealed_items:
+        keys = [db.sealer.seal_value(k) for k in keys]
     if len(keys) == 1:
         with db.key_reads.use() as raw:
-            rows = one.rows(raw.dbapi_connection, {"key": keys[0]})
-        for row in rows:
-            yield {n: _json_value(v) for n, v in zip(names, row, strict=True)}
+            rows = found.one.rows(raw.dbapi_connection, {"key": keys[0]})
+        yield from found.records(record, rows)
         return
     with db.engine.connect() as conn:
         for start in range(0, len(keys), chunk):
             part = list(keys[start : start + chunk])
-            for row in conn.execute(many, {"keys": part}):
-                yield {n: _json_value(v) for n, v in zip(names, row, strict=True)}
+            yield from found.records(record, conn.execute(found.many, {"keys": part}))
 
 
 def page(
@@ -387,18 +502,44 @@ def page(
     order = list(table.primary_key.columns)
     scope = f"sharing.query:{store.table_name}"
     cols = [table.c[i] for i in items if i in table.c]
-    conds = row_conditions(table, row_filter)
-    conds += [table.c[k] == v for k, v in filters.items() if k in table.c]
-    if after:
-        last = cursors.decode(scope, after, width=len(order), field="after")
-        conds.append(tuple_(*order) > tuple_(*last) if len(order) > 1 else order[0] > last[0])
-    q = select(*order, *cols).where(*conds).order_by(*order).limit(limit + 1)
-    with db.engine.connect() as conn:
-        rows = conn.execute(q).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
+    sealed = store.sealed_items or {}
+    seal = db.seal_for(store)
+    checks = sealed_prefixes(row_filter, sealed)
+    extra = [table.c[i] for i, _ in checks if i in table.c and i not in items]
+    conds = row_conditions(table, row_filter, sealed, seal, prefixes_opened=True)
+    conds += [
+        table.c[k] == (seal(v) if seal and k in sealed else v)
+        for k, v in filters.items()
+        if k in table.c
+    ]
+    last = cursors.decode(scope, after, width=len(order), field="after") if after else None
     width = len(order)
     names = [str(c.name) for c in cols]
-    out = [{n: _json_value(v) for n, v in zip(names, row[width:], strict=True)} for row in rows]
-    cursor = cursors.encode(scope, rows[-1][:width]) if more and rows else None
+    record = db.opener(store, names + [str(c.name) for c in extra])
+    # Rows a prefix on a sealed item turns away are only found once opened: read on in
+    # batches until the page is full or the table ends.
+    batch = limit + 1 if not checks else max(limit + 1, 500)
+    out: list[dict[str, Any]] = []
+    cursor_row: Sequence[Any] | None = None
+    more = False
+    with db.engine.connect() as conn:
+        while not more:
+            where = list(conds)
+            if last is not None:
+                where.append(tuple_(*order) > tuple_(*last) if width > 1 else order[0] > last[0])
+            q = select(*order, *cols, *extra).where(*where).order_by(*order).limit(batch)
+            rows = conn.execute(q).all()
+            for row in rows:
+                found = record(row[width:])
+                if not passes(found, checks):
+                    continue
+                if len(out) == limit:
+                    more = True
+                    break
+                out.append({n: found[n] for n in names})
+                cursor_row = row
+            if len(rows) < batch:
+                break
+            last = list(rows[-1][:width])
+    cursor = cursors.encode(scope, cursor_row[:width]) if more and cursor_row else None
     return out, cursor

@@ -227,7 +227,9 @@ def create_store(
                     "verify_rules": rules,
                 }
             )
-            store = shared.create_store(db, caller, data)
+            store = shared.create_store(
+                db, caller, data, sealing=request.app.state.settings.field_sealing
+            )
         except ValidationError as exc:
             errors = FormErrors("共享信息库设置有误", validation_problems(exc), label=label)
         except (InvalidInput, Forbidden) as exc:

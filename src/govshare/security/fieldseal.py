@@ -1,0 +1,238 @@
+"""字段加密: the sensitive items (敏感信息项) of shared stores and base databases are kept
+sealed cell by cell, so a copy of the shared-store database, or a look over an
+operator's shoulder at it, shows no ID number, name or telephone number.
+
+The sealing is deterministic, in the synthetic-IV way (SIV): the tag is a keyed hash of
+the value (HMAC-SM3, or HMAC-SHA-256 with AES), and the value is encrypted in counter
+mode (SM4-CTR or AES-256-CTR) starting from the tag. Equal values seal to equal cells,
+so everything that only compares values keeps working on the sealed cells inside the
+database: looking a record up by a sealed key, keys' uniqueness, joining two stores on
+the same ID number, grouping a base database's sources by key. The keyed hash *is* the
+cell's first 16 bytes; there is no second column to keep in step. Opening a cell
+decrypts it and checks the tag again, so a changed cell fails to open instead of giving
+another value. What needs the value itself (a format check, a range, masking, the
+answer to a caller) opens the cells it reads.
+
+A cell is ``~`` followed by the tag and the ciphertext in URL-safe Base64 (no padding):
+plain ASCII, so it fits a text column of any database and an index on it. Values are
+sealed as their text (Arrow's cast to string): a store records the type each sealed
+item had so readers can give numbers and dates back as such.
+
+The key lives in ``DATA_DIR/keys/field-seal.json`` (mode 0600), sealed with
+``GOVSHARE_SECRET_KEY``, never in the database. It is made on first use. It is not
+rotated: a new key would change every cell, and with them the lookups and joins on
+them, so a rotation means resealing every store (not built yet).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fcntl
+import hmac
+import os
+import secrets
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from govshare.errors import GovshareError
+from govshare.security.crypto import seal, unseal
+
+KEY_FILE = "field-seal.json"
+MARK = "~"
+ALGS = ("sm4", "aes")
+_TAG_LEN = 16
+
+
+class FieldSealError(GovshareError):
+    """A sealed cell that does not open (changed, or sealed under another key), or a
+    key file that cannot be read: an operator's problem, not the caller's."""
+
+    status = 503
+    code = "field_seal_unavailable"
+
+
+def key_path(data_dir: Path) -> Path:
+    return data_dir / "keys" / KEY_FILE
+
+
+def _mac_name(alg: str) -> str:
+    return "sm3" if alg == "sm4" else "sha256"
+
+
+def _cipher(alg: str, key: bytes) -> Any:
+    return algorithms.SM4(key) if alg == "sm4" else algorithms.AES(key)
+
+
+class FieldSealer:
+    """Seals and opens the cells of sensitive items with the data dir's field key."""
+
+    def __init__(self, data_dir: Path, secret_key: str, alg: str = "sm4") -> None:
+        if alg not in ALGS:
+            raise ValueError(f"unknown cipher {alg!r}")
+        self.data_dir = data_dir
+        self.secret_key = secret_key
+        self.alg = alg
+        self._lock = threading.Lock()
+        self._keys: tuple[str, bytes, bytes] | None = None  # (alg, mac key, cipher key)
+
+    # -- one value ---------------------------------------------------------------------
+
+    def seal(self, text: str) -> str:
+        alg, mac_key, enc_key = self._key()
+        data = text.encode()
+        tag = hmac.digest(mac_key, data, _mac_name(alg))[:_TAG_LEN]
+        enc = Cipher(_cipher(alg, enc_key), modes.CTR(tag)).encryptor()
+        box = base64.urlsafe_b64encode(tag + enc.update(data) + enc.finalize())
+        return MARK + box.rstrip(b"=").decode("ascii")
+
+    def open(self, cell: str) -> str:
+        """The text sealed in ``cell``; ``FieldSealError`` when it does not open."""
+        alg, mac_key, enc_key = self._key()
+        if not cell.startswith(MARK):
+            raise FieldSealError("加密字段的内容不是密文: 可能被直接改写过")
+        body = cell[len(MARK) :]
+        try:
+            raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        except (binascii.Error, ValueError):
+            raise FieldSealError("加密字段的内容无法解码: 可能被直接改写过") from None
+        tag, box = raw[:_TAG_LEN], raw[_TAG_LEN:]
+        if len(tag) != _TAG_LEN:
+            raise FieldSealError("加密字段的内容过短: 可能被直接改写过")
+        dec = Cipher(_cipher(alg, enc_key), modes.CTR(tag)).decryptor()
+        data = dec.update(box) + dec.finalize()
+        if not hmac.compare_digest(hmac.digest(mac_key, data, _mac_name(alg))[:_TAG_LEN], tag):
+            raise FieldSealError("加密字段无法解密: 内容被改动或字段密钥不符")
+        try:
+            return data.decode()
+        except UnicodeDecodeError:
+            raise FieldSealError("加密字段解密后不是文本: 内容被改动") from None
+
+    # -- columns -----------------------------------------------------------------------
+
+    def seal_value(self, value: Any) -> str:
+        """``value`` sealed as the cell its column would hold (a key looked up, a
+        filter's value): sealed as its text, the way :meth:`seal_array` sees it."""
+        return self.seal(text_of(value))
+
+    def seal_texts(self, texts: Iterable[str | None]) -> list[str | None]:
+        return [None if t is None else self.seal(t) for t in texts]
+
+    def seal_array(self, values: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """The column's values as sealed text (nulls stay null)."""
+        texts = pc.cast(values, pa.string()) if values.type != pa.string() else values
+        return pa.array(self.seal_texts(texts.to_pylist()), pa.string())
+
+    def open_value(self, cell: Any, arrow_type: str | None = None) -> Any:
+        """The value sealed in a cell, given back as the type it had (``arrow_type`` as
+        recorded by the store; text when unknown). NULL stays None."""
+        if cell is None:
+            return None
+        text = self.open(str(cell))
+        if not arrow_type or arrow_type in ("string", "large_string"):
+            return text
+        return pc.cast(pa.array([text]), _arrow_type(arrow_type))[0].as_py()
+
+    def open_array(self, cells: pa.Array | pa.ChunkedArray, arrow_type: str | None) -> pa.Array:
+        texts = pa.array(
+            [None if c is None else self.open(c) for c in cells.to_pylist()], pa.string()
+        )
+        if not arrow_type or arrow_type in ("string", "large_string"):
+            return texts
+        return pc.cast(texts, _arrow_type(arrow_type))
+
+    # -- the key -----------------------------------------------------------------------
+
+    def _key(self) -> tuple[str, bytes, bytes]:
+        keys = self._keys
+        if keys is not None:
+            return keys
+        with self._lock:
+            if self._keys is None:
+                self._keys = _load_or_make(self.data_dir, self.secret_key, self.alg)
+            return self._keys
+
+
+def text_of(value: Any) -> str:
+    """A value's text as Arrow casts it to string (``1.5``, ``true``, ``1990-01-02``),
+    so a value looked up seals to the cell stored for it."""
+    if isinstance(value, str):
+        return value
+    text = pc.cast(pa.array([value]), pa.string())[0].as_py()
+    return str(value) if text is None else str(text)
+
+
+def _arrow_type(name: str) -> pa.DataType:
+    try:
+        return pa.type_for_alias(name)
+    except ValueError:
+        if name.startswith("decimal128(") and name.endswith(")"):
+            precision, scale = (int(p) for p in name[len("decimal128(") : -1].split(","))
+            return pa.decimal128(precision, scale)
+        if name.startswith("timestamp["):
+            unit, _, zone = name[len("timestamp[") : -1].partition(", tz=")
+            return pa.timestamp(unit, tz=zone or None)
+        raise
+
+
+def type_name(arrow_type: pa.DataType) -> str:
+    """How a sealed item's type is recorded, so :func:`FieldSealer.open_value` can give
+    the value back as it was."""
+    return str(arrow_type)
+
+
+def _load_or_make(data_dir: Path, secret_key: str, alg: str) -> tuple[str, bytes, bytes]:
+    path = key_path(data_dir)
+    raw = _read(path)
+    if raw is None:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # One maker at a time: two processes starting together must not each make a key
+        # and seal half the cells under the one that loses.
+        with (path.parent / f".{KEY_FILE}.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            raw = _read(path)
+            if raw is None:
+                width = 16 if alg == "sm4" else 32
+                record = {
+                    "version": 1,
+                    "alg": alg,
+                    "key": seal(secret_key, secrets.token_hex(32) + secrets.token_hex(width)),
+                    "created_at": datetime.now(UTC).isoformat(),
+                }
+                raw = orjson.dumps(record, option=orjson.OPT_INDENT_2)
+                tmp = path.parent / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(raw)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+    try:
+        record = orjson.loads(raw)
+        found_alg = str(record["alg"])
+        material = bytes.fromhex(unseal(secret_key, str(record["key"])))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, InvalidTag) as exc:
+        raise FieldSealError(
+            f"字段加密密钥文件 {path} 无法读取或不是用当前 GOVSHARE_SECRET_KEY 封存的: {exc}"
+        ) from None
+    if found_alg not in ALGS or len(material) != 32 + (16 if found_alg == "sm4" else 32):
+        raise FieldSealError(f"字段加密密钥文件 {path} 内容不正确")
+    return found_alg, material[:32], material[32:]
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise FieldSealError(f"无法读取字段加密密钥文件 {path}: {exc}") from exc
