@@ -7,6 +7,7 @@ refused, never served as another value."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -109,6 +110,19 @@ def sealed(hub: LiveHub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 def test_the_database_holds_no_sensitive_value(sealed: Sealed) -> None:
     store = sealed.store()
     assert store.sealed_items == {"sfzhm": "string", "xm": "string"}
+    world = sealed.scene.world
+    with world.api(world.admin) as c:
+        listed = c.get("/api/v1/sharing/stores").json()
+        page = c.get("/sharing/stores").text
+    assert next(s for s in listed if s["id"] == store.id)["sealed_items"] == ["sfzhm", "xm"]
+    row = re.search(rf'<tr id="store-{store.id}">(.*?)</tr>', page, re.S)
+    assert row is not None
+    cell = re.search(r'<td class="sealed-items">(.*?)</td>', row.group(1), re.S)
+    assert cell is not None
+    assert re.findall(r'<span class="tag"[^>]*>([^<]+)</span>', cell.group(1)) == [
+        "公民身份号码",
+        "姓名",
+    ]
     rows = sealed.raw(f"SELECT id, sfzhm, xm, xb FROM {store.table_name} ORDER BY id")
     assert len(rows) == ROWS
     for rid, key, name, gender in rows:

@@ -138,7 +138,10 @@ def open_table(
     if table is None:
         return None
     key = tuple(table.primary_key.columns)
-    items = [i for i in dataset.items if i.code in table.c]
+    # A sealed item (字段加密) was sensitive when the store was set up: never opened to
+    # the public, even if the catalog no longer marks it so.
+    sealed = store.sealed_items or {}
+    items = [i for i in dataset.items if i.code in table.c and i.code not in sealed]
     columns = tuple(table.c[i.code] for i in items)
     if not key or not columns:
         return None

@@ -2,8 +2,9 @@
 sealed cell by cell, so a copy of the shared-store database, or a look over an
 operator's shoulder at it, shows no ID number, name or telephone number.
 
-The sealing is deterministic, in the synthetic-IV way (SIV): the tag is a keyed hash of
-the value (HMAC-SM3, or HMAC-SHA-256 with AES), and the value is encrypted in counter
+The sealing is deterministic, in the synthetic-IV way (SIV), the construction a node
+already uses for the keys it mirrors (``atrest.FindableSeal``): the tag is a keyed hash
+of the value (HMAC-SM3, or HMAC-SHA-256 with AES), and the value is encrypted in counter
 mode (SM4-CTR or AES-256-CTR) starting from the tag. Equal values seal to equal cells,
 so everything that only compares values keeps working on the sealed cells inside the
 database: looking a record up by a sealed key, keys' uniqueness, joining two stores on
@@ -29,7 +30,6 @@ from __future__ import annotations
 import base64
 import binascii
 import fcntl
-import hmac
 import os
 import secrets
 import threading
@@ -42,14 +42,13 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from govshare.errors import GovshareError
+from govshare.security.atrest import ALGS, AtRestKeyError, FindableSeal
 from govshare.security.crypto import seal, unseal
 
 KEY_FILE = "field-seal.json"
 MARK = "~"
-ALGS = ("sm4", "aes")
 _TAG_LEN = 16
 
 
@@ -65,14 +64,6 @@ def key_path(data_dir: Path) -> Path:
     return data_dir / "keys" / KEY_FILE
 
 
-def _mac_name(alg: str) -> str:
-    return "sm3" if alg == "sm4" else "sha256"
-
-
-def _cipher(alg: str, key: bytes) -> Any:
-    return algorithms.SM4(key) if alg == "sm4" else algorithms.AES(key)
-
-
 class FieldSealer:
     """Seals and opens the cells of sensitive items with the data dir's field key."""
 
@@ -83,49 +74,62 @@ class FieldSealer:
         self.secret_key = secret_key
         self.alg = alg
         self._lock = threading.Lock()
-        self._keys: tuple[str, bytes, bytes] | None = None  # (alg, mac key, cipher key)
+        self._seal: FindableSeal | None = None
 
     # -- one value ---------------------------------------------------------------------
 
     def seal(self, text: str) -> str:
-        alg, mac_key, enc_key = self._key()
-        data = text.encode()
-        tag = hmac.digest(mac_key, data, _mac_name(alg))[:_TAG_LEN]
-        enc = Cipher(_cipher(alg, enc_key), modes.CTR(tag)).encryptor()
-        box = base64.urlsafe_b64encode(tag + enc.update(data) + enc.finalize())
-        return MARK + box.rstrip(b"=").decode("ascii")
-
-    def open(self, cell: str) -> str:
-        """The text sealed in ``cell``; ``FieldSealError`` when it does not open."""
-        alg, mac_key, enc_key = self._key()
-        if not cell.startswith(MARK):
-            raise FieldSealError("加密字段的内容不是密文: 可能被直接改写过")
-        body = cell[len(MARK) :]
-        try:
-            raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-        except (binascii.Error, ValueError):
-            raise FieldSealError("加密字段的内容无法解码: 可能被直接改写过") from None
-        tag, box = raw[:_TAG_LEN], raw[_TAG_LEN:]
-        if len(tag) != _TAG_LEN:
-            raise FieldSealError("加密字段的内容过短: 可能被直接改写过")
-        dec = Cipher(_cipher(alg, enc_key), modes.CTR(tag)).decryptor()
-        data = dec.update(box) + dec.finalize()
-        if not hmac.compare_digest(hmac.digest(mac_key, data, _mac_name(alg))[:_TAG_LEN], tag):
-            raise FieldSealError("加密字段无法解密: 内容被改动或字段密钥不符")
-        try:
-            return data.decode()
-        except UnicodeDecodeError:
-            raise FieldSealError("加密字段解密后不是文本: 内容被改动") from None
-
-    # -- columns -----------------------------------------------------------------------
+        cell = self.seal_texts([text])[0]
+        assert cell is not None
+        return cell
 
     def seal_value(self, value: Any) -> str:
         """``value`` sealed as the cell its column would hold (a key looked up, a
         filter's value): sealed as its text, the way :meth:`seal_array` sees it."""
         return self.seal(text_of(value))
 
+    def open(self, cell: str) -> str:
+        """The text sealed in ``cell``; ``FieldSealError`` when it does not open."""
+        return self.open_texts([cell])[0] or ""
+
+    # -- columns -----------------------------------------------------------------------
+
     def seal_texts(self, texts: Iterable[str | None]) -> list[str | None]:
-        return [None if t is None else self.seal(t) for t in texts]
+        """Each text's cell (None stays None), the whole batch in one pass."""
+        given = list(texts)
+        present = [t for t in given if t is not None]
+        tags, boxes = self._key().seal(present)
+        cells = iter(
+            MARK + base64.urlsafe_b64encode(bytes.fromhex(t) + b).rstrip(b"=").decode("ascii")
+            for t, b in zip(tags, boxes, strict=True)
+        )
+        return [None if t is None else next(cells) for t in given]
+
+    def open_texts(self, cells: Iterable[str | None]) -> list[str | None]:
+        """Each cell's text (None stays None); ``FieldSealError`` when one does not
+        open: changed in the database, or sealed under another key."""
+        given = list(cells)
+        tags: list[str] = []
+        boxes: list[bytes] = []
+        for cell in given:
+            if cell is None:
+                continue
+            if not cell.startswith(MARK):
+                raise FieldSealError("加密字段的内容不是密文: 可能被直接改写过")
+            body = cell[len(MARK) :]
+            try:
+                raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+            except (binascii.Error, ValueError):
+                raise FieldSealError("加密字段的内容无法解码: 可能被直接改写过") from None
+            if len(raw) < _TAG_LEN:
+                raise FieldSealError("加密字段的内容过短: 可能被直接改写过")
+            tags.append(raw[:_TAG_LEN].hex())
+            boxes.append(raw[_TAG_LEN:])
+        try:
+            texts = iter(self._key().open(tags, boxes))
+        except (AtRestKeyError, UnicodeDecodeError):
+            raise FieldSealError("加密字段无法解密: 内容被改动或字段密钥不符") from None
+        return [None if c is None else next(texts) for c in given]
 
     def seal_array(self, values: pa.Array | pa.ChunkedArray) -> pa.Array:
         """The column's values as sealed text (nulls stay null)."""
@@ -143,23 +147,21 @@ class FieldSealer:
         return pc.cast(pa.array([text]), _arrow_type(arrow_type))[0].as_py()
 
     def open_array(self, cells: pa.Array | pa.ChunkedArray, arrow_type: str | None) -> pa.Array:
-        texts = pa.array(
-            [None if c is None else self.open(c) for c in cells.to_pylist()], pa.string()
-        )
+        texts = pa.array(self.open_texts(cells.to_pylist()), pa.string())
         if not arrow_type or arrow_type in ("string", "large_string"):
             return texts
         return pc.cast(texts, _arrow_type(arrow_type))
 
     # -- the key -----------------------------------------------------------------------
 
-    def _key(self) -> tuple[str, bytes, bytes]:
-        keys = self._keys
-        if keys is not None:
-            return keys
+    def _key(self) -> FindableSeal:
+        found = self._seal
+        if found is not None:
+            return found
         with self._lock:
-            if self._keys is None:
-                self._keys = _load_or_make(self.data_dir, self.secret_key, self.alg)
-            return self._keys
+            if self._seal is None:
+                self._seal = FindableSeal(_load_or_make(self.data_dir, self.secret_key, self.alg))
+            return self._seal
 
 
 def text_of(value: Any) -> str:
@@ -190,7 +192,8 @@ def type_name(arrow_type: pa.DataType) -> str:
     return str(arrow_type)
 
 
-def _load_or_make(data_dir: Path, secret_key: str, alg: str) -> tuple[str, bytes, bytes]:
+def _load_or_make(data_dir: Path, secret_key: str, alg: str) -> str:
+    """The field key (``FindableSeal`` form), made on first use."""
     path = key_path(data_dir)
     raw = _read(path)
     if raw is None:
@@ -201,11 +204,9 @@ def _load_or_make(data_dir: Path, secret_key: str, alg: str) -> tuple[str, bytes
             fcntl.flock(lock, fcntl.LOCK_EX)
             raw = _read(path)
             if raw is None:
-                width = 16 if alg == "sm4" else 32
                 record = {
                     "version": 1,
-                    "alg": alg,
-                    "key": seal(secret_key, secrets.token_hex(32) + secrets.token_hex(width)),
+                    "key": seal(secret_key, FindableSeal.new_key(alg)),
                     "created_at": datetime.now(UTC).isoformat(),
                 }
                 raw = orjson.dumps(record, option=orjson.OPT_INDENT_2)
@@ -217,16 +218,13 @@ def _load_or_make(data_dir: Path, secret_key: str, alg: str) -> tuple[str, bytes
                     os.fsync(f.fileno())
                 os.replace(tmp, path)
     try:
-        record = orjson.loads(raw)
-        found_alg = str(record["alg"])
-        material = bytes.fromhex(unseal(secret_key, str(record["key"])))
+        key = unseal(secret_key, str(orjson.loads(raw)["key"]))
+        FindableSeal(key)  # the right form
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, InvalidTag) as exc:
         raise FieldSealError(
             f"字段加密密钥文件 {path} 无法读取或不是用当前 GOVSHARE_SECRET_KEY 封存的: {exc}"
         ) from None
-    if found_alg not in ALGS or len(material) != 32 + (16 if found_alg == "sm4" else 32):
-        raise FieldSealError(f"字段加密密钥文件 {path} 内容不正确")
-    return found_alg, material[:32], material[32:]
+    return key
 
 
 def _read(path: Path) -> bytes | None:

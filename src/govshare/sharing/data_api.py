@@ -443,6 +443,7 @@ def store_public(store: SharedStore) -> StorePublic:
         {
             **{k: getattr(store, k) for k in StorePublic.model_fields if hasattr(store, k)},
             "resource_name": store.resource.name,
+            "sealed_items": sorted(store.sealed_items or {}),
         }
     )
 

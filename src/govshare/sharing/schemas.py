@@ -196,6 +196,9 @@ class StorePublic(BaseModel):
     key_item: str
     mapping: dict[str, str]
     verify_rules: list[dict[str, Any]]
+    sealed_items: list[str] = Field(
+        default_factory=list, description="加密保存的信息项 (字段加密: 目录标为敏感的信息项)"
+    )
     applied_seq: int
     row_count: int
     applied_at: datetime | None

@@ -107,6 +107,7 @@ def _stores_page(
         v=values or {},
         errors=errors,
         verify_example=VERIFY_EXAMPLE,
+        field_sealing=request.app.state.settings.field_sealing,
     )
 
 
