@@ -21,9 +21,16 @@ UNPUBLISHED_COLUMN = "nbbz"  # kept by the store, but no published item of the e
 FORMULA = '=HYPERLINK("http://evil.example","点我")'
 
 
-def attach_store(world: World, dept: Dept, resource_id: int, rows: list[dict[str, Any]]) -> str:
+def attach_store(
+    world: World,
+    dept: Dept,
+    resource_id: int,
+    rows: list[dict[str, Any]],
+    sealed: tuple[str, ...] = (),
+) -> str:
     """A fed shared store for the entry (as the exchange leaves it: keyed by the source's
-    record number ``rid``): its items, and one column that no published item names."""
+    record number ``rid``): its items, and one column that no published item names;
+    the ``sealed`` items kept sealed (字段加密), as the feed keeps sensitive items."""
     node_id = _node(world, dept)
     columns = [*ITEMS, UNPUBLISHED_COLUMN]
     with world.hub.db() as s:
@@ -45,6 +52,7 @@ def attach_store(world: World, dept: Dept, resource_id: int, rows: list[dict[str
             table_name=f"ss_{resource_id}",
             applied_seq=1,
             row_count=len(rows),
+            sealed_items=dict.fromkeys(sealed, "string") or None,
             created_by="test",
         )
         s.add(store)
@@ -59,9 +67,13 @@ def attach_store(world: World, dept: Dept, resource_id: int, rows: list[dict[str
             *[Column(c, String(200)) for c in columns],
         )
         table.create(db.engine)
+        stored = [
+            {k: db.sealer.seal(v) if k in sealed and v is not None else v for k, v in r.items()}
+            for r in rows
+        ]
         if rows:
             with db.engine.begin() as conn:
-                conn.execute(insert(table), [{"rid": i + 1, **r} for i, r in enumerate(rows)])
+                conn.execute(insert(table), [{"rid": i + 1, **r} for i, r in enumerate(stored)])
     finally:
         db.close()
     return table_name

@@ -138,3 +138,28 @@ def test_the_masking_is_validated_and_round_trips_the_spreadsheet(hub: LiveHub) 
     assert (
         "开放脱敏应填 不脱敏、证件号码、电话号码、姓名、地址、完全遮蔽 之一，或留空" in wrong.text
     )
+
+
+def test_a_sealed_item_is_never_opened_to_the_public(hub: LiveHub) -> None:
+    """An item sealed in the store (字段加密: sensitive when the store was set up) is left
+    out of every public answer, even though the catalog entry publishes it now: neither
+    its sealed cells nor its values go out."""
+    world = World(hub)
+    dept = world.department("加密局")
+    entry = world.published(dept, is_open=True, name=unique("加密开放"), items=_items())
+    rows = [person(n, "公开", xm=f"诸葛{n}") for n in range(1, 6)]
+    attach_store(world, dept, entry["id"], rows, sealed=("xm",))
+    slug = entry["code"].lower().replace("/", "-")
+    with hub.client() as c:
+        answers = {
+            url: c.get(f"/open/datasets/{slug}{url}")
+            for url in ("", "/download.csv", "/download.json", "/rows.json")
+        }
+    for url, r in answers.items():
+        assert r.status_code == 200, (url, r.text[:300])
+        assert "诸葛" not in r.text, url
+        assert "~" not in r.text.replace("&#126;", ""), url
+    records = answers["/download.json"].json()
+    assert records
+    assert all("xm" not in rec for rec in records)
+    assert {rec["jzdz"] for rec in records} == {r["jzdz"] for r in rows}
