@@ -39,14 +39,16 @@ HTTP/1.1 keep-alive, one key per request, keys drawn at random from 20,000 prese
 
 The last line is machine-readable::
 
-    rps=… datasette_rps=… ratio=… p99_ms=… verify_keys_per_s=…
+    rps=… datasette_rps=… ratio=… p99_ms=… verify_keys_per_s=… sealed=0|1
 
 ``ratio`` is ``rps / datasette_rps``; ``p99_ms`` is the hub's. Targets: ratio ≥ 1,
 p99 under 50 ms, verification at least 50,000 keys/s.
 
 Usage: ``.venv/bin/python bench/query_api.py`` (1,000,000 persons, about 2 minutes),
 ``--rows 100000`` for a quicker run, ``--workers N`` for ``govshare serve --workers``,
-``--keep DIR`` to keep the databases and logs, ``--profile DIR`` to record the hub
+``--sealed`` to keep 公民身份号码, 姓名 and 联系电话 sealed in the store (字段加密: every
+lookup seals the key asked for and opens the answer; Datasette's copy stays in the
+clear), ``--keep DIR`` to keep the databases and logs, ``--profile DIR`` to record the hub
 under py-spy during its lookup phase (the figures of a profiled run are lower).
 """
 
@@ -231,7 +233,31 @@ class Built:
     verify_keys_file: Path
 
 
-def build(work: Path, rows: int) -> Built:
+SEALED = ("sfzhm", "xm", "lxdh")  # marked sensitive with --sealed (字段加密)
+
+
+def _seal_table(settings: Any, table_name: str, rows: int) -> None:
+    """The sensitive columns sealed in place, as the feed would have stored them."""
+    from govshare.sharing.shared_db import field_sealer
+
+    sealer = field_sealer(settings)
+    conn = sqlite3.connect(settings.data_dir / "shared.db")
+    step = 50_000
+    with conn:
+        for low in range(0, rows, step):
+            got = conn.execute(
+                f"SELECT id, {', '.join(SEALED)} FROM {table_name} WHERE id > ? AND id <= ?",
+                (low, low + step),
+            ).fetchall()
+            columns = [sealer.seal_texts([r[i + 1] for r in got]) for i in range(len(SEALED))]
+            conn.executemany(
+                f"UPDATE {table_name} SET {', '.join(f'{c} = ?' for c in SEALED)} WHERE id = ?",
+                [(*(col[j] for col in columns), r[0]) for j, r in enumerate(got)],
+            )
+    conn.close()
+
+
+def build(work: Path, rows: int, sealed: bool = False) -> Built:
     sys.path.insert(0, str(HERE))
     sys.path.insert(0, str(ROOT))
     from tests.factories import valid_credit_code
@@ -307,7 +333,12 @@ def build(work: Path, rows: int) -> Built:
                 provider_department_id=police.id,
                 items=[
                     ItemIn(
-                        name=label, code=name, data_type=kind, length=length, is_key=name == "id"
+                        name=label,
+                        code=name,
+                        data_type=kind,
+                        length=length,
+                        is_key=name == "id",
+                        sensitive=sealed and name in SEALED,
                     )
                     for name, label, kind, length, _ in COLUMNS
                 ],
@@ -389,6 +420,7 @@ def build(work: Path, rows: int) -> Built:
             daily_quota=10**12,
         )
         code, table_name, store_id, app_key = res.code, store.table_name, store.id, client.app_key
+        assert sorted(store.sealed_items or {}) == (sorted(SEALED) if sealed else [])
     engine.dispose()
 
     # The store's table as TargetWriter lays it out, filled straight from the source.
@@ -422,6 +454,14 @@ def build(work: Path, rows: int) -> Built:
         conn.execute(f"INSERT INTO person SELECT * FROM hub.{table_name}")
         conn.execute("CREATE INDEX ix_person_sfzhm ON person (sfzhm)")
     conn.execute("DETACH DATABASE hub")
+    if sealed:  # after Datasette's copy, which stays in the clear
+        _seal_table(settings, table_name, rows)
+        engine = db.make_engine(settings)
+        with db.session_scope(db.make_session_factory(engine, settings)) as s:
+            kept = s.get(SharedStore, store_id)
+            assert kept is not None
+            kept.sealed_items = dict.fromkeys(SEALED, "string")
+        engine.dispose()
     rng = random.Random(rows)
     ids = rng.sample(range(1, rows + 1), min(rows, KEYS_PRESENT))
     present = [
@@ -562,7 +602,7 @@ def check_answers(hub: Phase, datasette: Phase) -> None:
 
 
 def run(args: argparse.Namespace, work: Path) -> None:
-    built = build(work, args.rows)
+    built = build(work, args.rows, args.sealed)
     hub_port, ds_port, triv_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOVSHARE_")}
     env |= {"GOVSHARE_SECRET_KEY": SECRET, "GOVSHARE_DATA_DIR": str(built.hub_dir)}
@@ -691,7 +731,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
     ratio = hub.rps / ds.rps if ds.rps else 0.0
     print(
         f"rps={hub.rps:.0f} datasette_rps={ds.rps:.0f} ratio={ratio:.2f} "
-        f"p99_ms={hub.pct(99):.1f} verify_keys_per_s={verify_kps:.0f}"
+        f"p99_ms={hub.pct(99):.1f} verify_keys_per_s={verify_kps:.0f} sealed={int(args.sealed)}"
     )
 
 
@@ -700,6 +740,11 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rows", type=int, default=1_000_000, help="persons in the shared store")
+    parser.add_argument(
+        "--sealed",
+        action="store_true",
+        help="mark 公民身份号码, 姓名 and 联系电话 sensitive: kept sealed in the store (字段加密)",
+    )
     parser.add_argument("--concurrency", type=int, default=32, help="connections of the load")
     parser.add_argument("--seconds", type=float, default=10, help="timed seconds of each phase")
     parser.add_argument("--warmup", type=float, default=2, help="untimed seconds before each")
