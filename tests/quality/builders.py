@@ -139,10 +139,14 @@ def store_with_rows(
     items: list[dict[str, Any]] = ITEMS,
     key_item: str = "sfzhm",
     name: str | None = None,
+    sealed: tuple[str, ...] = (),
 ) -> StoreScene:
     """A published resource of ``provider`` with a shared store holding ``rows`` (in
-    the shared database, keyed by a record number ``rid``, as a node's source key)."""
+    the shared database, keyed by a record number ``rid``, as a node's source key).
+    The ``sealed`` items are marked sensitive in the catalog and kept sealed (字段加密)
+    as the hub's feed keeps them: text cells ``~…``, NULL left NULL."""
     columns = [i["code"] for i in items]
+    items = [{**i, "sensitive": True} if i["code"] in sealed else i for i in items]
     named = {"name": name} if name else {}
     res = world.published(provider, items=items, update_cycle=update_cycle, **named)
     node_id = _node(world, provider)
@@ -166,6 +170,7 @@ def store_with_rows(
             applied_seq=1,
             applied_at=applied_at,
             row_count=len(rows),
+            sealed_items=dict.fromkeys(sealed, "string") or None,
             created_by="test",
         )
         s.add(store)
@@ -180,6 +185,14 @@ def store_with_rows(
             *[Column(c, String(200)) for c in columns],
         )
         table.create(db.engine)
+        if sealed:
+            rows = [
+                {
+                    c: db.sealer.seal_value(v) if c in sealed and v is not None else v
+                    for c, v in r.items()
+                }
+                for r in rows
+            ]
         with db.engine.begin() as conn:
             conn.execute(insert(table), [{"rid": i + 1, **r} for i, r in enumerate(rows)])
     finally:

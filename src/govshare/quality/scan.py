@@ -21,13 +21,14 @@ import itertools
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
 
+import pyarrow as pa
 import structlog
 from sqlalchemy import (
     ColumnElement,
@@ -57,8 +58,15 @@ from govshare.quality.models import (
     ScanStatus,
 )
 from govshare.quality.pushdown import Conditions
-from govshare.quality.service import RuleSpec, code_tables, rule_specs
+from govshare.quality.service import (
+    RuleSpec,
+    code_tables,
+    hidden_message,
+    rule_specs,
+    sealed_masking,
+)
 from govshare.rules import validators as v
+from govshare.rules.masking import MaskingRule, mask
 from govshare.sharing.models import SharedStore
 from govshare.sharing.shared_db import unmapped
 from govshare.sharing.store import SharedDatabase
@@ -104,8 +112,10 @@ class Finding:
 
 
 class ConsistencyCheck(Protocol):
-    """Compares one batch of a store's rows (item code → value) with the authoritative
-    sources; returns how many values it compared and those that disagree."""
+    """Compares one batch of a store's rows (item code → value, sealed items opened)
+    with the authoritative sources; returns how many values it compared and those that
+    disagree. A finding on a sealed item is kept masked (its key too, when the store's
+    key is sealed)."""
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> tuple[int, list[Finding]]: ...
 
@@ -239,14 +249,26 @@ class _Tally:
         return round(100.0 * (self.checked - self.failed) / self.checked, 2)
 
 
+def _hidden(hidden: Mapping[str, MaskingRule], column: str, value: Any) -> str:
+    """A value's text as a problem row keeps it: masked when its column is sealed."""
+    text = _text(value)
+    rule = hidden.get(column)
+    return text if rule is None or v.is_blank(text) else str(mask(rule, text))
+
+
 @dataclass
 class _Problems:
-    """Failing values of one scan, written a batch at a time up to the cap."""
+    """Failing values of one scan, written a batch at a time up to the cap.
+
+    ``hidden`` holds the store's sealed items (字段加密) with the rule their values are
+    masked by: a failing value of one is kept masked, its message too, never in the
+    clear (nor as its sealed cell) in the hub database. Blanks are kept as they are."""
 
     session: Session
     scan_id: int
     cap: int
     commit: bool = False
+    hidden: Mapping[str, MaskingRule] = field(default_factory=dict)
     kept: int = 0
     dropped: int = 0
     pending: list[dict[str, Any]] = field(default_factory=list)
@@ -254,10 +276,22 @@ class _Problems:
     def add(
         self, dimension: Dimension, row_key: str, item: str, value: Any, rule: str, message: str
     ) -> None:
+        """Keep a failing value; ``row_key`` as :func:`_row_key` gives it (masked
+        already), ``value`` and ``message`` as found."""
         if self.kept >= self.cap:
             self.dropped += 1
             return
         self.kept += 1
+        if value is not None and item in self.hidden:
+            text = _text(value)
+            shown = _hidden(self.hidden, item, value)
+            if shown != text:
+                # The validators word the value as read, stripped, normalised or as
+                # the date it states.
+                forms = [text, str(value).strip(), v.normalize_text(text)]
+                forms.append(v.normalize_date(value) or "")
+                message = hidden_message(message, forms, shown)
+                value = shown
         self.pending.append(
             {
                 "scan_id": self.scan_id,
@@ -286,10 +320,12 @@ def _batches(
     columns: Sequence[ColumnElement[Any]],
     conds: Sequence[ColumnElement[bool]],
     size: int,
-) -> Iterator[list[RowMapping]]:
+    sealed: Mapping[str, str] | None = None,
+) -> Iterator[Sequence[Mapping[Any, Any]]]:
     """The table's rows (``columns`` of them, the primary key among them) that meet
     ``conds``, in primary-key order, ``size`` at a time (keyset paging: each batch is
-    its own short query, so no read transaction stays open across the scan)."""
+    its own short query, so no read transaction stays open across the scan); the
+    columns of ``sealed`` (column → the type its values had) opened."""
     order = list(table.primary_key.columns)
     if not order:
         with unmapped(db.engine) as conn:
@@ -297,7 +333,7 @@ def _batches(
                 select(*columns).where(*conds)
             )
             for part in result.partitions(size):
-                yield [r._mapping for r in part]
+                yield _opened(db, sealed, [r._mapping for r in part])
         return
     last: tuple[Any, ...] | None = None
     while True:
@@ -308,10 +344,27 @@ def _batches(
             rows = [r._mapping for r in conn.execute(q).all()]
         if not rows:
             return
-        yield rows
+        last = tuple(rows[-1][c.name] for c in order)  # as stored: sealed cells stay so
+        yield _opened(db, sealed, rows)
         if len(rows) < size:
             return
-        last = tuple(rows[-1][c.name] for c in order)
+
+
+def _opened(
+    db: SharedDatabase, sealed: Mapping[str, str] | None, rows: list[RowMapping]
+) -> Sequence[Mapping[Any, Any]]:
+    """The rows with their sealed columns opened, a column at a time (字段加密)."""
+    names = [n for n in sealed or {} if rows and n in rows[0]]
+    if not sealed or not names:
+        return rows
+    sealer = db.sealer
+    out = [dict(r) for r in rows]
+    for name in names:
+        cells = pa.array([r[name] for r in rows], pa.string())
+        values = sealer.open_array(cells, sealed[name]).to_pylist()
+        for row, value in zip(out, values, strict=True):
+            row[name] = value
+    return out
 
 
 def _ranges(db: SharedDatabase, table: Table, parts: int) -> list[list[ColumnElement[bool]]]:
@@ -402,11 +455,19 @@ class _Ahead(Generic[_T]):
         self._thread.join()
 
 
-def _row_key(row: Mapping[Any, Any], key_item: str, pk: Sequence[str]) -> str:
+def _row_key(
+    row: Mapping[Any, Any],
+    key_item: str,
+    pk: Sequence[str],
+    hidden: Mapping[str, MaskingRule] | None = None,
+) -> str:
+    """The record's key as a problem row names it (the primary key when the key is
+    blank); sealed columns' values (``hidden``) masked."""
+    hidden = hidden or {}
     value = row.get(key_item)
     if not v.is_blank(value):
-        return _text(value)
-    return "|".join(_text(row[c]) for c in pk)
+        return _hidden(hidden, key_item, value)
+    return "|".join(_hidden(hidden, c, row[c]) for c in pk)
 
 
 @dataclass
@@ -425,14 +486,26 @@ class _Pushdown:
 
     @classmethod
     def of(
-        cls, db: SharedDatabase, table: Table, active: Sequence[_Check], key_item: str | None
+        cls,
+        db: SharedDatabase,
+        table: Table,
+        active: Sequence[_Check],
+        key_item: str | None,
+        sealed: Collection[str] = (),
     ) -> _Pushdown:
+        """``sealed``: the columns holding sealed cells (字段加密). The database sees
+        only ``~…`` text there, so none of their values is settled in it (each is read
+        back and opened); only NULL, which stays NULL, is known."""
         conditions = Conditions(db.engine.dialect)
         accepted: list[ColumnElement[bool] | None] = []
         settled: list[ColumnElement[bool] | None] = []
         for c in active:
             col = table.c[c.spec.item_code]
-            ok = conditions.accepted(c.spec, c.codes, col, c.problem)
+            ok = (
+                None
+                if c.spec.item_code in sealed
+                else conditions.accepted(c.spec, c.codes, col, c.problem)
+            )
             accepted.append(ok)
             if c.spec.required:
                 settled.append(ok)
@@ -441,7 +514,7 @@ class _Pushdown:
         if key_item is not None:
             key = table.c[key_item]
             present = None
-            if conditions.supported and isinstance(key.type, String):
+            if conditions.supported and isinstance(key.type, String) and key_item not in sealed:
                 present = conditions.present(key)
             accepted.append(present)
             as_item = [
@@ -502,7 +575,7 @@ class _RowCheck:
                 if c.spec.required:
                     self.complete.checked += 1
                     self.complete.failed += 1
-                    key = key or _row_key(row, self.key_item, self.pk)
+                    key = key or _row_key(row, self.key_item, self.pk, self.problems.hidden)
                     self.problems.add(
                         Dimension.COMPLETENESS, key, code, value, "required", "必填项为空"
                     )
@@ -515,7 +588,7 @@ class _RowCheck:
             found = c.problem(value)
             if found:
                 self.valid.failed += 1
-                key = key or _row_key(row, self.key_item, self.pk)
+                key = key or _row_key(row, self.key_item, self.pk, self.problems.hidden)
                 self.problems.add(Dimension.VALIDITY, key, code, value, *found)
 
     def count_settled(self) -> None:
@@ -539,11 +612,15 @@ def _present(db: SharedDatabase, table: Table, columns: Sequence[str]) -> tuple[
 
 
 def _duplicate_rows(
-    db: SharedDatabase, table: Table, key_item: str
+    db: SharedDatabase, table: Table, key_item: str, kind: str | None = None
 ) -> Iterator[list[tuple[Any, int, bool]]]:
     """Rows whose key is also another row's, a batch at a time: (key, rows holding
     it, whether this row is a copy: every one after the first of its key, in
-    primary-key order — the first is presumed the record)."""
+    primary-key order — the first is presumed the record).
+
+    A sealed key (``kind``: the type its values had) is grouped as its cells, equal
+    values sealing equal; its keys are given back opened, and a key that opens to
+    spaces only is left out, as the database leaves out such a key in the clear."""
     key = table.c[key_item]
     present: list[ColumnElement[bool]] = [key.isnot(None)]
     if isinstance(key.type, String):
@@ -558,12 +635,20 @@ def _duplicate_rows(
     order = list(table.primary_key.columns)
     q = select(key, dup.c.n, *order).join(dup, dup.c.k == key).order_by(key, *order)
     previous: Any = object()
+    sealer = db.sealer if kind is not None else None
+    opened: tuple[Any, Any] = (object(), None)  # the last cell and its value: one open a key
     with unmapped(db.engine) as conn:
         result = conn.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(q)
         for part in result.partitions(BATCH_ROWS):
             out = []
             for row in part:
-                out.append((row[0], row[1], row[0] == previous))
+                value = row[0]
+                if sealer is not None:
+                    if opened[0] != value:
+                        opened = (value, sealer.open_value(value, kind))
+                    value = opened[1]
+                if not (isinstance(value, str) and value.strip(" ") == ""):
+                    out.append((value, row[1], row[0] == previous))
                 previous = row[0]
             yield out
 
@@ -580,7 +665,7 @@ def _duplicates(
                 tally.failed += 1
                 problems.add(
                     Dimension.UNIQUENESS,
-                    _text(value),
+                    _hidden(problems.hidden, key_item, value),
                     key_item,
                     value,
                     "unique",
@@ -691,10 +776,13 @@ def _measure(
         ]
         pk = [c.name for c in table.primary_key.columns]
         has_key = store.key_item in table.c
+        # 字段加密: the columns holding sealed cells, each with the type its values had.
+        sealed = {n: kind for n, kind in (store.sealed_items or {}).items() if n in table.c}
+        problems.hidden = sealed_masking(resource, specs, sealed)
         # Items that can count or fail: a blank optional item without a type or format
         # rule is nobody's business.
         active = [c for c in checks if c.spec.required or c.validates]
-        plan = _Pushdown.of(db, table, active, store.key_item if has_key else None)
+        plan = _Pushdown.of(db, table, active, store.key_item if has_key else None, sealed)
         counted = [c.spec.item_code for c in active] + ([store.key_item] if has_key else [])
         # The counts, the duplicate keys and (with no consistency check, which wants
         # its batches as ever) each range of rows are read at once, each by its own
@@ -703,7 +791,9 @@ def _measure(
         ahead: list[_Ahead[Any]] = [counting]
         duplicates = None
         if has_key:
-            duplicates = _Ahead(lambda: _duplicate_rows(db, table, store.key_item))
+            duplicates = _Ahead(
+                lambda: _duplicate_rows(db, table, store.key_item, sealed.get(store.key_item))
+            )
             ahead.append(duplicates)
         try:
             # Only the values the database left unsure are read back, unless a consistency
@@ -721,7 +811,7 @@ def _measure(
                 columns, where, ranges = list(table.c), [], [[]]
             columns = [*{c.name: c for c in columns}.values(), *plan.flags]
             readers = [
-                _Ahead(partial(_batches, db, table, columns, [*where, *r], batch_rows))
+                _Ahead(partial(_batches, db, table, columns, [*where, *r], batch_rows, sealed))
                 for r in ranges
             ]
             ahead.extend(readers)
@@ -742,7 +832,7 @@ def _measure(
                     for f in findings:
                         problems.add(
                             Dimension.CONSISTENCY,
-                            f.row_key,
+                            _hidden(problems.hidden, store.key_item, f.row_key),
                             f.item_code,
                             f.value,
                             f.rule,

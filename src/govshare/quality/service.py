@@ -8,14 +8,17 @@ as stored to the provider department — it is its own data and it must find the
 in its own system to correct it. A platform admin of another department sees the
 personal identifiers masked (公民身份号码, 电话号码, 姓名, 地址, by the grants' masking
 rules), and every item the catalog marks sensitive (敏感信息项) as a grant would mask it
-by default: supervising quality does not need the people's data.
+by default: supervising quality does not need the people's data. The failing values
+of a store's sealed items (字段加密) are kept masked that way already
+(:func:`sealed_masking`), so the hub database holds none in the clear: everyone sees
+them masked, the provider too.
 """
 
 from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -355,18 +358,63 @@ def viewer_masking(
     formats = {s.item_code: s.format for s in specs}
     out: dict[str, MaskingRule] = {}
     for item in resource.items:
-        fmt = formats.get(item.code)
-        if fmt is ItemFormat.CITIZEN_ID:
-            out[item.code] = MaskingRule.ID_NUMBER
-        elif fmt is ItemFormat.PHONE:
-            out[item.code] = MaskingRule.PHONE
-        elif item.sensitive:
-            out[item.code] = suggested_rule(item.name, item.open_masking)
-        elif "姓名" in item.name:
-            out[item.code] = MaskingRule.NAME
-        elif re.search(r"地址|住址|住所", item.name):
-            out[item.code] = MaskingRule.ADDRESS
+        rule = item_masking(item, formats.get(item.code))
+        if rule is not None:
+            out[item.code] = rule
     return out
+
+
+def item_masking(item: InformationItem, fmt: ItemFormat | None) -> MaskingRule | None:
+    """How an item's values are shown to a viewer outside the provider department
+    (None: as they are)."""
+    if fmt is ItemFormat.CITIZEN_ID:
+        return MaskingRule.ID_NUMBER
+    if fmt is ItemFormat.PHONE:
+        return MaskingRule.PHONE
+    if item.sensitive:
+        return suggested_rule(item.name, item.open_masking)
+    if "姓名" in item.name:
+        return MaskingRule.NAME
+    if re.search(r"地址|住址|住所", item.name):
+        return MaskingRule.ADDRESS
+    return None
+
+
+def sealed_masking(
+    resource: Resource, specs: Sequence[RuleSpec], sealed: Iterable[str]
+) -> dict[str, MaskingRule]:
+    """How the failing values of a store's sealed items (字段加密) are kept: masked as a
+    viewer outside the provider department sees them, so the hub database holds no
+    more of them than the console shows; an item that no longer names a rule is kept
+    the way a sensitive item is (完全遮蔽 unless its name suggests better)."""
+    formats = {s.item_code: s.format for s in specs}
+    items = {it.code: it for it in resource.items}
+    out: dict[str, MaskingRule] = {}
+    for code in sealed:
+        item = items.get(code)
+        if item is None:
+            out[code] = MaskingRule.HIDE
+            continue
+        out[code] = item_masking(item, formats.get(code)) or suggested_rule(
+            item.name, item.open_masking
+        )
+    return out
+
+
+def hidden_message(message: str, forms: Iterable[str], shown: str) -> str:
+    """A failing value's message with the value, in each of the ``forms`` the
+    validators may word it (as read, stripped, normalised, as an ISO date), replaced by
+    ``shown``: whole words first, like :func:`_message_masked`; then, so no form of a
+    sealed value is kept however it was embedded, any form of four characters or more
+    wherever it still stands (shorter ones are codes listed in the message too:
+    ``GB/T 2261.1``)."""
+    distinct = sorted({f for f in forms if f and f != shown}, key=len, reverse=True)
+    for form in distinct:
+        message = _message_masked(message, form, shown)
+    for form in distinct:
+        if len(form) >= 4 and form in message:
+            message = message.replace(form, shown)
+    return message
 
 
 @dataclass(frozen=True, slots=True)
