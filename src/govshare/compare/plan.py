@@ -161,6 +161,7 @@ def plan(
                 grant_id=grant.id if grant else None,
                 version_column=VERSION if store.source_task_id is None else None,
                 rows_hint=store.row_count,
+                sealed=dict(store.sealed_items or {}),
             )
         )
     aliases = list(checked)

@@ -47,6 +47,7 @@ from govshare.rules.clock import CHINA, china_today
 from govshare.rules.masking import masker
 from govshare.security import audit
 from govshare.security.audit import SYSTEM, Actor
+from govshare.sharing.shared_db import field_sealer
 from govshare.sharing.store import SharedDatabase
 
 log = structlog.get_logger()
@@ -319,13 +320,28 @@ def _supervise(
         "memory_mb": settings.compare_memory_mb,
         "threads": settings.compare_threads,
     }
+    secrets: dict[str, Any] = {}
+    if any(i.sealed for i in the_plan.inputs):
+        # 字段加密: the worker opens the sealed items with the hub's field key; the secret
+        # that opens the key goes on its stdin, not into the spec file.
+        sealer = field_sealer(settings)
+        spec["field_seal"] = {"data_dir": str(sealer.data_dir), "alg": sealer.alg}
+        secrets["secret_key"] = sealer.secret_key
     (folder / "spec.json").write_bytes(orjson.dumps(spec))
     proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, a path we made
         [sys.executable, "-m", "govshare.compare.worker", str(folder / "spec.json")],
+        stdin=subprocess.PIPE if secrets else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         preexec_fn=_die_with_parent if _PRCTL is not None else None,
     )
+    if proc.stdin is not None:
+        # A few bytes: the pipe takes them whether or not the worker reads yet. A
+        # worker that died at once is reported by its exit status below.
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(orjson.dumps(secrets))
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
     lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
     threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True).start()
     outcome: dict[str, Any] = {}

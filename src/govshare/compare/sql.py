@@ -10,7 +10,7 @@ a length comparison.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # Normalisation steps of a join key (``schemas.Normalize``), applied in this order.
@@ -44,6 +44,10 @@ class InputPlan:
     # Columns no hit can have empty (compared by a condition of a joined input): rows
     # without them are left out of the snapshot.
     required: tuple[str, ...] = ()
+    # 字段加密: the store's sealed items with the Arrow type their values had (see
+    # ``SharedStore.sealed_items``); the snapshot opens them, so the query compares,
+    # checks and shows values, never cells.
+    sealed: dict[str, str] = field(default_factory=dict)
 
 
 def macros() -> list[str]:

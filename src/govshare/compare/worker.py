@@ -1,7 +1,10 @@
 """The worker process of one comparison run: snapshot, then DuckDB.
 
 Started by the runner as ``python -m govshare.compare.worker SPEC.json``; it writes its
-progress as JSON lines on stdout and its result to a Parquet file, and nothing else. A
+progress as JSON lines on stdout and its result to a Parquet file, and nothing else.
+When an input keeps sealed items (字段加密), the spec names the field key's data dir and
+the runner writes the secret that opens the key on stdin: not into the spec file, which
+stays in the run's folder, nor on the command line, which any user can list. A
 run is cancelled by killing this process: nothing it wrote reaches the hub database, so
 a cancelled or killed run leaves no partial result. DuckDB is held to the memory limit
 the spec gives and spills to the run's folder beyond it.
@@ -22,6 +25,7 @@ import pyarrow.parquet as pq
 
 from govshare.compare.snapshot import export
 from govshare.compare.sql import InputPlan, macros, view_sql
+from govshare.security.fieldseal import FieldSealer
 from govshare.sharing.shared_db import shared_engine
 
 SNAPSHOT_SHARE = 0.6  # of the progress bar: exporting is most of a run's time
@@ -32,7 +36,15 @@ def say(**message: Any) -> None:
     sys.stdout.flush()
 
 
-def run(spec: dict[str, Any]) -> None:
+def sealer(spec: dict[str, Any], secrets: dict[str, Any]) -> FieldSealer | None:
+    """The field sealer the inputs' sealed items are opened with (None: none sealed)."""
+    sealing = spec.get("field_seal")
+    if not sealing:
+        return None
+    return FieldSealer(Path(sealing["data_dir"]), str(secrets["secret_key"]), sealing["alg"])
+
+
+def run(spec: dict[str, Any], secrets: dict[str, Any] | None = None) -> None:
     folder = Path(spec["folder"])
     inputs = [InputPlan(**{**i, "required": tuple(i["required"])}) for i in spec["inputs"]]
     totals = {i.alias: 0 for i in inputs}
@@ -52,7 +64,14 @@ def run(spec: dict[str, Any]) -> None:
     engine = shared_engine(spec["shared_url"], pool_size=1, mmap_bytes=0)
     try:
         say(phase="导出快照", progress=0.0)
-        taken = export(engine, inputs, folder / "snapshot", spec["cursor_table"], exported)
+        taken = export(
+            engine,
+            inputs,
+            folder / "snapshot",
+            spec["cursor_table"],
+            exported,
+            sealer(spec, secrets or {}),
+        )
     finally:
         engine.dispose()
     say(phase="比对", progress=SNAPSHOT_SHARE, inputs=taken)
@@ -97,7 +116,8 @@ def run(spec: dict[str, Any]) -> None:
 def main() -> None:
     spec = orjson.loads(Path(sys.argv[1]).read_bytes())
     try:
-        run(spec)
+        secrets = orjson.loads(sys.stdin.buffer.read()) if spec.get("field_seal") else {}
+        run(spec, secrets)
     except Exception as exc:  # reported to the runner, which records it on the run
         say(error=f"{type(exc).__name__}: {exc}")
         sys.exit(1)
