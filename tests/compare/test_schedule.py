@@ -1,8 +1,10 @@
 """Scheduled jobs and runs whose process died: the hub's runner queues a job when its
-cron time has come (once, then the next time), and fails a run whose lease ran out."""
+cron time has come (once, then the next time), and fails a run whose lease ran out,
+removing the snapshot its killed worker left."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -45,7 +47,7 @@ def test_a_due_schedule_queues_one_run_and_moves_on(world: World) -> None:
         s.rollback()
 
 
-def test_a_run_whose_lease_ran_out_is_failed(world: World) -> None:
+def test_a_run_whose_lease_ran_out_is_failed_and_its_snapshot_removed(world: World) -> None:
     scene = pension_scene(world)
     grant(world, scene.police, scene.social, scene.people.resource_id, ["sfzhm", "swrq"])
     job_id = save(world, scene.social, dead_pension(scene))
@@ -66,11 +68,22 @@ def test_a_run_whose_lease_ran_out_is_failed(world: World) -> None:
         )
         s.add_all([running, alive])
         s.flush()
-        assert runner.expire_lost(s, NOW) == 1
-        assert running.status is RunStatus.FAILED
-        assert "租约过期" in running.error
-        assert alive.status is RunStatus.RUNNING
-        s.rollback()
+        data_dir = world.hub.settings.data_dir
+        # A killed worker's snapshot: the inputs' rows, sealed items opened.
+        for run in (running, alive):
+            (runner.run_folder(data_dir, run.id) / "snapshot").mkdir(parents=True)
+            (runner.run_folder(data_dir, run.id) / "snapshot" / "a.parquet").write_bytes(b"x")
+        try:
+            assert runner.expire_lost(s, NOW, data_dir) == 1
+            assert running.status is RunStatus.FAILED
+            assert "租约过期" in running.error
+            assert alive.status is RunStatus.RUNNING
+            assert not runner.run_folder(data_dir, running.id).exists()
+            assert (runner.run_folder(data_dir, alive.id) / "snapshot" / "a.parquet").exists()
+        finally:
+            s.rollback()
+            for run in (running, alive):
+                shutil.rmtree(runner.run_folder(data_dir, run.id), ignore_errors=True)
 
 
 def test_two_hub_processes_queue_one_run_for_one_scheduled_time(fresh_settings: Settings) -> None:

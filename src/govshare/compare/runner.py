@@ -233,7 +233,7 @@ def execute(
             _finish(run, RunStatus.FAILED, f"{exc.message} ({detail})" if detail else exc.message)
             session.commit()
             return _detached(session, run)
-        folder = settings.data_dir / "compare" / f"run-{run.id}"
+        folder = run_folder(settings.data_dir, run.id)
         shutil.rmtree(folder, ignore_errors=True)
         try:
             outcome = _supervise(
@@ -284,6 +284,11 @@ def execute(
         if on_progress is not None:
             on_progress(run)
         return _detached(session, run)
+
+
+def run_folder(data_dir: Path, run_id: int) -> Path:
+    """Where a run's worker keeps its spec, snapshot and result while it runs."""
+    return data_dir / "compare" / f"run-{run_id}"
 
 
 def _clear(folder: Path, keep_files: bool) -> None:
@@ -462,8 +467,10 @@ def store_cases(
 # -- the hub's background runner -------------------------------------------------------------
 
 
-def expire_lost(session: Session, now: datetime) -> int:
-    """Runs whose process died (their lease ran out) end as failed."""
+def expire_lost(session: Session, now: datetime, data_dir: Path | None = None) -> int:
+    """Runs whose process died (their lease ran out) end as failed, and their folders
+    under ``data_dir`` go: a snapshot holds the inputs' rows, sealed items opened, and
+    nothing else would ever remove it (the run never runs again)."""
     lost = list(
         session.scalars(
             select(CompareRun).where(
@@ -473,6 +480,8 @@ def expire_lost(session: Session, now: datetime) -> int:
     )
     for run in lost:
         _finish(run, RunStatus.FAILED, "运行进程已中断 (租约过期)，请重新运行")
+        if data_dir is not None:
+            _clear(run_folder(data_dir, run.id), keep_files=False)
     return len(lost)
 
 
@@ -531,7 +540,7 @@ class Runner:
 
     def run_once(self) -> int:
         with session_scope(self.factory) as session:
-            expire_lost(session, utcnow())
+            expire_lost(session, utcnow(), self.settings.data_dir)
             queue_due(session, utcnow())
         with self.factory() as session:
             queued = list(
