@@ -75,15 +75,18 @@ def _side(
     name: str,
     *,
     extra: dict[str, str] | None = None,
+    sensitive: tuple[str, ...] = (),
 ) -> Side:
     """A department whose node feeds a store of ``ROWS`` persons; ``extra`` adds items
-    (code → SQL expression over ``id`` filling the source column)."""
+    (code → SQL expression over ``id`` filling the source column); the catalog marks
+    the items of ``sensitive`` 敏感 (the store keeps them sealed)."""
     extra = extra or {}
     dept = world.department(short)
     items = [
         *PERSON_ITEMS,
         *[{"name": f"附加{code}", "code": code, "data_type": "C", "length": 20} for code in extra],
     ]
+    items = [{**it, "sensitive": it["code"] in sensitive} for it in items]
     resource = world.published(dept, name=name, format="database", items=items)
     make_source(tmp / f"{short}.db", ROWS)
     url = f"sqlite:///{tmp / f'{short}.db'}"

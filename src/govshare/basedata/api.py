@@ -72,8 +72,11 @@ def conflict_public(c: BaseConflict) -> ConflictPublic:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="定义基础库")
-def create_base(body: BaseCreate, db: SessionDep, caller: SharingStoreAdmin) -> BasePublic:
-    return base_public(db, service.create_base(db, caller, body))
+def create_base(
+    body: BaseCreate, db: SessionDep, settings: SettingsDep, caller: SharingStoreAdmin
+) -> BasePublic:
+    base = service.create_base(db, caller, body, sealing=settings.field_sealing)
+    return base_public(db, base)
 
 
 @router.get("", summary="基础库列表")

@@ -8,6 +8,14 @@ whose packages were pruned) is assembled in full, key by key in sorted batches, 
 memory stays flat whatever the size. Merging the same keys twice changes nothing,
 which is what makes a crash between the shared-store write and the hub's bookkeeping
 harmless: the next run merges those keys again.
+
+字段加密: a base keeps the items its catalog marks sensitive sealed, as the stores do
+(``Plan.sealed``), and a store may keep its own sealed or not (``SourcePlan.sealed``).
+Within the base everything is in the base's form: keys and values read from a store are
+opened or sealed on the way in when the store keeps them otherwise, and copied as they
+are when it keeps them alike (one key for the whole hub, and equal values seal equal).
+Whatever is compared after normalisation, shown, or kept outside the shared database (the
+conflicts) is opened first.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from sqlalchemy.types import TypeEngine
 
 from govshare.db import UTCDateTime
 from govshare.rules.validators import normalize_text, parse_datetime
+from govshare.security.fieldseal import FieldSealer
 from govshare.sharing.shared_db import unmapped
 from govshare.sharing.store import SharedDatabase
 
@@ -63,6 +72,12 @@ class SourcePlan:
     table_name: str
     key_column: str
     department_id: int
+    # The store's columns (item codes) kept sealed (its ``sealed_items``).
+    sealed: frozenset[str] = frozenset()
+
+    @property
+    def key_sealed(self) -> bool:
+        return self.key_column in self.sealed
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +100,32 @@ class Plan:
     key_item: str
     items: tuple[ItemPlan, ...]
     sources: dict[int, SourcePlan]
+    # The base's items (its key included) kept sealed in its table (字段加密).
+    sealed: frozenset[str] = frozenset()
 
     @property
     def authoritative(self) -> list[int]:
         return list(dict.fromkeys(i.store_id for i in self.items))
+
+    @property
+    def key_sealed(self) -> bool:
+        return self.key_item in self.sealed
+
+    def same_keys(self, store_id: int) -> bool:
+        """Whether the store keeps its key column in the base's form (both sealed or
+        both not): then its keys are the base's as they are."""
+        return self.sources[store_id].key_sealed == self.key_sealed
+
+    @property
+    def cells_alike(self) -> bool:
+        """Whether every source keeps its keys and the columns the base reads sealed
+        exactly where the base does: then the database alone can join, copy and compare
+        them (the set-based first assembly)."""
+        return all(self.same_keys(sid) for sid in self.sources) and all(
+            (col in self.sources[sid].sealed) == (i.item in self.sealed)
+            for i in self.items
+            for sid, col in ((i.store_id, i.column), *i.evidence)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +342,29 @@ def comparable(item: ItemPlan, value: str | None) -> str | None:
     return text
 
 
+def _same(text: str) -> str:
+    return text
+
+
+def converter(db: SharedDatabase, sealed: bool, wanted: bool) -> Callable[[str], str]:
+    """What turns a text kept sealed (``sealed``) or not into the form ``wanted``: opened
+    or sealed, or left as it is when both are alike."""
+    if sealed == wanted:
+        return _same
+    sealer: FieldSealer = db.sealer
+    return sealer.open if sealed else sealer.seal
+
+
+def base_key(db: SharedDatabase, plan: Plan) -> Callable[[str], str]:
+    """A key given in the clear (typed, or read from a package) as the base keeps it."""
+    return converter(db, False, plan.key_sealed)
+
+
+def clear(db: SharedDatabase, sealed: bool, value: str | None) -> str | None:
+    """A value in the clear: opened when it is kept ``sealed``."""
+    return db.sealer.open(value) if sealed and value is not None else value
+
+
 # -- reading the sources -----------------------------------------------------------------------
 
 
@@ -333,23 +393,33 @@ def latest_rows(table: Table, key_column: str, columns: Sequence[str]) -> Subque
 
 
 def _source_rows(
-    conn: Connection, db: SharedDatabase, src: SourcePlan, columns: set[str], keys: Sequence[str]
+    conn: Connection,
+    db: SharedDatabase,
+    plan: Plan,
+    src: SourcePlan,
+    columns: set[str],
+    keys: Sequence[str],
 ) -> dict[str, dict[str, Any]]:
+    """The store's rows of ``keys`` (in the base's form), by those keys; values as the
+    store keeps them."""
     table = db.table(src.table_name)
     if table is None or src.key_column not in table.c:
         return {}
     key_col = table.c[src.key_column]
     names = sorted(c for c in columns if c in table.c and c != src.key_column)
     order = list(table.primary_key.columns)
+    # Each key as the store keeps it, with the base's form it stands for.
+    theirs = converter(db, plan.key_sealed, src.key_sealed)
+    asked = {theirs(k): k for k in keys}
     found: dict[str, dict[str, Any]] = {}
     # Last in primary-key order wins, as in ``latest_rows``.
     q = (
         select(key_col, *[_as_text(table.c[c]) for c in names])
-        .where(key_col.in_(list(keys)))
+        .where(key_col.in_(list(asked)))
         .order_by(*order)
     )
     for row in conn.execute(q):
-        found[str(row[0])] = dict(zip(names, row[1:], strict=True))
+        found[asked.get(str(row[0]), str(row[0]))] = dict(zip(names, row[1:], strict=True))
     return found
 
 
@@ -377,14 +447,35 @@ def sorted_keys(db: SharedDatabase, table_name: str, key_column: str) -> Iterato
 
 def all_keys(db: SharedDatabase, plan: Plan) -> Iterator[list[str]]:
     """The union of the authoritative stores' keys and the base's own (so records whose
-    sources went away are removed), in sorted batches."""
+    sources went away are removed), in sorted batches; all in the base's form."""
     streams = [
         sorted_keys(db, plan.sources[sid].table_name, plan.sources[sid].key_column)
         for sid in plan.authoritative
+        if plan.same_keys(sid)
     ]
     streams.append(sorted_keys(db, plan.table_name, plan.key_item))
     unique = (k for k, _ in itertools.groupby(heapq.merge(*streams)))
     yield from batched(unique, BATCH)
+    # A store keeping its keys sealed where the base does not (or the other way) cannot
+    # join that order: its keys, once opened or sealed, are in no order. They follow in
+    # batches, without those the base holds by now (merged above, or from an earlier
+    # such store): a key missing from the base was in none of the streams merged so far.
+    for sid in plan.authoritative:
+        if plan.same_keys(sid):
+            continue
+        src = plan.sources[sid]
+        ours = converter(db, src.key_sealed, plan.key_sealed)
+        for part in batched(sorted_keys(db, src.table_name, src.key_column), BATCH):
+            if new := _not_in_base(db, plan, [ours(k) for k in part]):
+                yield new
+
+
+def _not_in_base(db: SharedDatabase, plan: Plan, keys: list[str]) -> list[str]:
+    records, _ = base_tables(plan)
+    key_col = records.c[plan.key_item]
+    with db.engine.connect() as conn:
+        held = {str(k) for (k,) in conn.execute(select(key_col).where(key_col.in_(keys)))}
+    return [k for k in keys if k not in held]
 
 
 def batched(keys: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -403,9 +494,22 @@ def merge(
     seq_of: Callable[[int, str], int],
     now: datetime,
 ) -> Outcome:
-    """Merge ``keys`` again from their sources in one shared-database transaction."""
+    """Merge ``keys`` (in the base's form) again from their sources in one
+    shared-database transaction. The outcome names the keys in the clear, as the
+    conflicts keep them."""
     records, history = base_tables(plan)
-    out = Outcome(keys=list(keys))
+    # Once each: a key read twice (streams ordered otherwise by the database than by
+    # Python, sealed cells under a collation that is not by code point) would be
+    # inserted twice.
+    keys = list(dict.fromkeys(keys))
+    clear_key = converter(db, plan.key_sealed, False)
+    plain = {k: clear_key(k) for k in keys}
+    out = Outcome(keys=list(plain.values()))
+    # Each item's value as the base keeps it (sealed or not), however its store does.
+    kept = {
+        i.item: converter(db, i.column in plan.sources[i.store_id].sealed, i.item in plan.sealed)
+        for i in plan.items
+    }
     wanted: dict[int, set[str]] = {sid: set() for sid in plan.sources}
     for item in plan.items:
         wanted[item.store_id].add(item.column)
@@ -414,7 +518,7 @@ def merge(
     key_col = records.c[plan.key_item]
     with unmapped(db.engine, begin=True) as conn:
         rows = {
-            sid: _source_rows(conn, db, plan.sources[sid], cols, keys)
+            sid: _source_rows(conn, db, plan, plan.sources[sid], cols, keys)
             for sid, cols in wanted.items()
         }
         current = {
@@ -433,12 +537,14 @@ def merge(
                     removed.append(key)
                     replaced += _superseded(plan, key, cur, [i.item for i in plan.items], now)
                 continue
-            out.present.add(key)
+            out.present.add(plain[key])
             record: dict[str, Any] = {plan.key_item: key, VERSION: version}
             changed: list[str] = []
             for item in plan.items:
                 src = rows[item.store_id].get(key)
                 value = as_text(src.get(item.column)) if src is not None else None
+                if value is not None:
+                    value = kept[item.item](value)
                 if cur is not None and cur[item.item] == value:
                     record[item.item] = value
                     record[seq_column(item.item)] = cur[seq_column(item.item)]
@@ -448,7 +554,7 @@ def merge(
                     record[item.item] = value
                     record[seq_column(item.item)] = seq_of(item.store_id, key)
                     record[at_column(item.item)] = now
-                _check(item, key, value, rows, seq_of, out)
+                _check(db, plan, item, key, plain[key], value, rows, seq_of, out)
             if cur is None:
                 inserts.append(record)
             elif changed:
@@ -503,34 +609,46 @@ def _superseded(
 
 
 def _check(
+    db: SharedDatabase,
+    plan: Plan,
     item: ItemPlan,
     key: str,
+    plain_key: str,
     value: str | None,
     rows: dict[int, dict[str, dict[str, Any]]],
     seq_of: Callable[[int, str], int],
     out: Outcome,
 ) -> None:
     """多元校核 of one item: every evidence store holding the key and a value for the
-    item must agree with the authoritative value once both are normalised."""
+    item must agree with the authoritative value (``value``, as the base keeps it) once
+    both are opened and normalised. A disagreement is kept in the clear."""
     if not item.evidence:
         return
-    mine = comparable(item, value)
+    sealed = item.item in plan.sealed
+    mine: tuple[str | None, str | None] | None = None  # (value, comparable), opened once
     for ev_store, ev_col in item.evidence:
         ev_row = rows[ev_store].get(key)
         if ev_row is None:
             continue
         ev_value = as_text(ev_row.get(ev_col))
-        theirs = comparable(item, ev_value)
-        if theirs is None or theirs == mine:
+        ev_sealed = ev_col in plan.sources[ev_store].sealed
+        if ev_value is None or (ev_sealed == sealed and ev_value == value):
+            continue  # nothing to check, or the same cell: the same value
+        ev_text = clear(db, ev_sealed, ev_value)
+        theirs = comparable(item, ev_text)
+        if mine is None:
+            opened = clear(db, sealed, value)
+            mine = (opened, comparable(item, opened))
+        if theirs is None or theirs == mine[1]:
             continue
         out.disagreements.append(
             Disagreement(
-                key=key,
+                key=plain_key,
                 item=item.item,
-                value=value,
+                value=mine[0],
                 store_id=item.store_id,
                 seq=seq_of(item.store_id, key),
-                evidence_value=ev_value or "",
+                evidence_value=ev_text or "",
                 evidence_store_id=ev_store,
                 evidence_seq=seq_of(ev_store, key),
             )
@@ -552,7 +670,9 @@ def assemble_empty(db: SharedDatabase, plan: Plan, seqs: dict[int, int], now: da
     """Fill an empty base in one ``INSERT … SELECT``: the union of the authoritative
     stores' keys, a join per store. Values and provenance are those row-by-row merging
     would give (the same text conversion, the stores' applied sequence numbers), in a
-    fraction of the time; returns the records written."""
+    fraction of the time; returns the records written. Only for a plan whose sources
+    keep their cells as the base does (``Plan.cells_alike``): the database copies
+    sealed cells as they are but cannot open or seal one."""
     records, _ = base_tables(plan)
     tables = {sid: db.table(plan.sources[sid].table_name) for sid in plan.authoritative}
     present = {sid: t for sid, t in tables.items() if t is not None}
@@ -607,10 +727,13 @@ def disagreements(
     db: SharedDatabase, plan: Plan, seqs: dict[int, int]
 ) -> Iterator[list[Disagreement]]:
     """Every evidence disagreement of the whole base, in chunks: the database finds the
-    pairs whose text differs, normalisation in Python keeps the real ones."""
+    pairs whose text differs (cells, where sealed: equal values seal equal),
+    normalisation in Python keeps the real ones, opened. As :func:`assemble_empty`,
+    only for a plan whose ``cells_alike``."""
     records, _ = base_tables(plan)
     key = records.c[plan.key_item]
     for item in plan.items:
+        sealed = item.item in plan.sealed
         for ev_store, ev_col in item.evidence:
             table = db.table(plan.sources[ev_store].table_name)
             if table is None or ev_col not in table.c:
@@ -627,20 +750,23 @@ def disagreements(
             with unmapped(db.engine) as conn:
                 result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(q)
                 for part in result.partitions(BATCH):
-                    found = [
-                        Disagreement(
-                            key=str(k),
-                            item=item.item,
-                            value=value,
-                            store_id=item.store_id,
-                            seq=seqs.get(item.store_id, 0),
-                            evidence_value=str(theirs),
-                            evidence_store_id=ev_store,
-                            evidence_seq=seqs.get(ev_store, 0),
+                    found: list[Disagreement] = []
+                    for k, cell, ev_cell in part:
+                        value, ev_text = clear(db, sealed, cell), clear(db, sealed, str(ev_cell))
+                        if comparable(item, ev_text) in (None, comparable(item, value)):
+                            continue
+                        found.append(
+                            Disagreement(
+                                key=str(clear(db, plan.key_sealed, str(k))),
+                                item=item.item,
+                                value=value,
+                                store_id=item.store_id,
+                                seq=seqs.get(item.store_id, 0),
+                                evidence_value=str(ev_text),
+                                evidence_store_id=ev_store,
+                                evidence_seq=seqs.get(ev_store, 0),
+                            )
                         )
-                        for k, value, theirs in part
-                        if comparable(item, str(theirs)) not in (None, comparable(item, value))
-                    ]
                     if found:
                         yield found
 
@@ -653,11 +779,13 @@ def record_as_of(
 ) -> dict[str, dict[str, Any]] | None:
     """One record's items with their provenance, now or as they stood at ``when``:
     the history row whose validity covers ``when``, else the current value if it
-    already held then."""
+    already held then. ``key`` and the values in the clear, however the base keeps
+    them."""
     records, history = base_tables(plan)
     if db.table(plan.table_name) is None:
         return None
     by_item = {i.item: i for i in plan.items}
+    key = base_key(db, plan)(key)
     with db.engine.connect() as conn:
         cur = conn.execute(select(records).where(records.c[plan.key_item] == key)).first()
         past: dict[str, Any] = {}
@@ -680,10 +808,11 @@ def record_as_of(
             return None  # the record came into the base after ``when``
     out: dict[str, dict[str, Any]] = {}
     for name, item in by_item.items():
+        sealed = name in plan.sealed
         if name in past:
             m = past[name]
             out[name] = {
-                "value": m["value"],
+                "value": clear(db, sealed, m["value"]),
                 "store_id": m["store_id"],
                 "seq": m["seq"],
                 "since": m["valid_from"],
@@ -695,7 +824,7 @@ def record_as_of(
             out[name] = {"value": None, "store_id": item.store_id, "seq": None, "since": None}
         else:
             out[name] = {
-                "value": c[name],
+                "value": clear(db, sealed, c[name]),
                 "store_id": item.store_id,
                 "seq": c[seq_column(name)],
                 "since": since,

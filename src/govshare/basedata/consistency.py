@@ -1,7 +1,11 @@
 """一致性 of a store against the base databases: where a store is an evidence source
 (佐证来源) of a base item, each of its values is compared with the authoritative value
 the base holds, normalised the way 多元校核 compares them. The quality scans use it
-for their consistency dimension; a store no base names as evidence has none."""
+for their consistency dimension; a store no base names as evidence has none.
+
+字段加密: the store's rows may hold its sealed items' cells, and the base may keep the
+key and the item sealed: the base is looked up by the key in its form, and both values
+are compared (and reported) opened."""
 
 from __future__ import annotations
 
@@ -32,11 +36,17 @@ class _Use:
 
 
 class EvidenceCheck:
-    """Compares batches of one store's rows (item code → value) with the bases."""
+    """Compares batches of one store's rows (item code → value, sealed items opened by
+    the scan) with the bases.
 
-    def __init__(self, db: SharedDatabase, uses: list[_Use]) -> None:
+    The authoritative value of an item sealed in the base or the store (字段加密) is
+    not written into the finding's message: the scan keeps a finding's own value
+    masked, but it cannot know another value named in the text."""
+
+    def __init__(self, db: SharedDatabase, uses: list[_Use], sealed: frozenset[str]) -> None:
         self.db = db
         self.uses = uses
+        self.sealed = sealed  # the store's sealed items
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> tuple[int, list[Finding]]:
         compared = 0
@@ -45,16 +55,24 @@ class EvidenceCheck:
             table = self.db.table(use.plan.table_name)
             if table is None:
                 continue
-            keys = sorted({str(r[use.key_column]) for r in rows if r.get(use.key_column)})
+            pairs = [(r.get(use.key_column), r.get(use.column)) for r in rows]
+            # The base's form of each key (sealed when it keeps its key sealed) → the key.
+            ours = assembly.base_key(self.db, use.plan)
+            keys = {ours(str(k)): str(k) for k, _ in pairs if k}
             key_col = table.c[use.plan.key_item]
+            sealed = use.item.item in use.plan.sealed
             base: dict[str, Any] = {}
             with self.db.engine.connect() as conn:
-                for part in assembly.batched(keys, 900):
+                for part in assembly.batched(sorted(keys), 900):
                     q = select(key_col, table.c[use.item.item]).where(key_col.in_(part))
-                    base.update({str(k): v for k, v in conn.execute(q)})
-            for row in rows:
-                key = row.get(use.key_column)
-                value = row.get(use.column)
+                    base.update(
+                        {
+                            keys[str(k)]: assembly.clear(self.db, sealed, v)
+                            for k, v in conn.execute(q)
+                        }
+                    )
+            hidden = sealed or use.column in self.sealed
+            for key, value in pairs:
                 theirs = assembly.comparable(use.item, assembly.as_text(value))
                 if key is None or theirs is None or str(key) not in base:
                     continue
@@ -67,7 +85,9 @@ class EvidenceCheck:
                             row_key=str(key),
                             item_code=use.column,
                             value=value,
-                            message=f"与{use.label}的权威值“{shown}”不一致",
+                            message=f"与{use.label}的权威值不一致"
+                            if hidden
+                            else f"与{use.label}的权威值“{shown}”不一致",
                         )
                     )
         return compared, found
@@ -101,4 +121,4 @@ def evidence_check(
                         f"基础库「{base.resource.name}」",
                     )
                 )
-    return EvidenceCheck(db, uses) if uses else None
+    return EvidenceCheck(db, uses, frozenset(store.sealed_items or ())) if uses else None

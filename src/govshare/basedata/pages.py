@@ -340,7 +340,11 @@ def _ref(value: str) -> dict[str, Any] | None:
 
 @router.post("/basedata/new")
 def create_base(
-    request: Request, db: SessionDep, caller: SharingStoreAdmin, form: FormDep
+    request: Request,
+    db: SessionDep,
+    settings: SettingsDep,
+    caller: SharingStoreAdmin,
+    form: FormDep,
 ) -> Response:
     """A refused definition is shown again with what is wrong beside each item."""
     resource_id = text(form, "resource_id")
@@ -369,7 +373,7 @@ def create_base(
         data = BaseCreate.model_validate(
             {"resource_id": rid or 0, "key_item": values["key_item"], "items": items}
         )
-        base = service.create_base(db, caller, data)
+        base = service.create_base(db, caller, data, sealing=settings.field_sealing)
     except ValidationError as exc:
         problems = validation_problems(exc)
         if not items:

@@ -59,9 +59,13 @@ def _store_items(store: SharedStore) -> set[str]:
     return set(store.mapping.values())
 
 
-def create_base(session: Session, principal: Principal, data: BaseCreate) -> BaseDatabase:
+def create_base(
+    session: Session, principal: Principal, data: BaseCreate, *, sealing: bool = True
+) -> BaseDatabase:
     """Define a base database on a published catalog entry of kind 基础信息资源; every
-    item names the one store and column it comes from (一数一源)."""
+    item names the one store and column it comes from (一数一源). With ``sealing``
+    (静态加密 on), the base keeps the items its catalog marks sensitive sealed
+    (字段加密), its key too when that is one."""
     if not principal.is_admin:
         raise NotYourDepartment("只有平台管理员可以定义基础库")
     resource = session.get(Resource, data.resource_id)
@@ -143,6 +147,7 @@ def create_base(session: Session, principal: Principal, data: BaseCreate) -> Bas
         verify_rules=[],
         unconditional_items=_unconditional_items(data.key_item, items),
         table_name=base.table_name,
+        sealed_items=_sealed_items(resource, data.key_item, items) if sealing else None,
         created_by=principal.name,
     )
     session.add(served)
@@ -156,9 +161,24 @@ def create_base(session: Session, principal: Principal, data: BaseCreate) -> Bas
         "basedata.create",
         object_type="base_database",
         object_id=base.id,
-        after={"resource_id": resource.id, "key_item": base.key_item, "items": items, "keys": keys},
+        after={
+            "resource_id": resource.id,
+            "key_item": base.key_item,
+            "items": items,
+            "keys": keys,
+            "sealed_items": sorted(served.sealed_items or {}),
+        },
     )
     return base
+
+
+def _sealed_items(
+    resource: Resource, key_item: str, items: list[dict[str, Any]]
+) -> dict[str, str] | None:
+    """The base's items the catalog marks sensitive, kept sealed. The base keeps every
+    value as text, so text is what opening gives back."""
+    kept = {key_item, *(i["item"] for i in items)}
+    return dict.fromkeys(sorted(resource.sensitive_codes & kept), "string") or None
 
 
 def _unconditional_items(key_item: str, items: list[dict[str, Any]]) -> list[str]:
@@ -191,9 +211,11 @@ def plan_of(session: Session, base: BaseDatabase) -> assembly.Plan:
             table_name=store.table_name,
             key_column=base.keys.get(str(sid), store.key_item),
             department_id=store.resource.provider_department_id,
+            sealed=frozenset(store.sealed_items or ()),
         )
         for sid, store in stores.items()
     }
+    served = session.get(SharedStore, base.store_id) if base.store_id else None
     catalog_items = {i.code: i for i in base.resource.items}
     tables = {i.code_table for i in catalog_items.values() if i.code_table}
     codes: dict[str, dict[str, str]] = {}
@@ -214,7 +236,8 @@ def plan_of(session: Session, base: BaseDatabase) -> assembly.Plan:
         for i in base.items
         if i["item"] in catalog_items
     )
-    return assembly.Plan(base.id, base.table_name, base.key_item, items, sources)
+    sealed = frozenset(served.sealed_items or ()) if served is not None else frozenset()
+    return assembly.Plan(base.id, base.table_name, base.key_item, items, sources, sealed)
 
 
 # -- assembly ---------------------------------------------------------------------------------
@@ -348,6 +371,8 @@ def _assemble(
             session.add(positions[sid])
     full = full or base.assembled_at is None or any(p.merged_seq == 0 for p in positions.values())
     touched: dict[int, dict[str, int]] = {}
+    # Packages carry keys in the clear; merging takes them as the base keeps them.
+    ours = assembly.base_key(db, plan)
     if not full:
         for sid, pos in positions.items():
             store = stores[sid]
@@ -361,7 +386,7 @@ def _assemble(
                 full = True
                 upto = {s: (st.applied_seq if st is not None else 0) for s, st in stores.items()}
                 break
-            touched[sid] = keys
+            touched[sid] = {ours(k): seq for k, seq in keys.items()}
     result = RunResult(base.id, full)
     base_id = base.id
     session.commit()  # the positions rows exist; no hub lock is held while merging
@@ -369,8 +394,10 @@ def _assemble(
     def seq_of(store_id: int, key: str) -> int:
         return touched.get(store_id, {}).get(key, upto.get(store_id, 0))
 
-    if full and assembly.is_empty(db, plan):
-        # The first assembly: one set-based statement, then the conflicts it holds.
+    if full and plan.cells_alike and assembly.is_empty(db, plan):
+        # The first assembly: one set-based statement, then the conflicts it holds. A
+        # source keeping cells sealed where the base does not (or the other way) needs
+        # them opened or sealed on the way: merged key by key instead.
         written = assembly.assemble_empty(db, plan, upto, now)
         result.keys = result.changed = written
         for found in assembly.disagreements(db, plan, upto):
