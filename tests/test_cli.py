@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 
 from govshare import db
 from govshare.catalog.spreadsheet import HEADERS
@@ -141,6 +142,14 @@ def test_demo_server_serves_health_and_prints_login(tmp_path: Path) -> None:
             assert time.time() < deadline, monitor
             time.sleep(1)
         assert monitor["online"] == 9  # 8 departments and 大数据局
+        # 户籍地址 is marked sensitive: the hub's population store keeps it sealed.
+        while True:
+            stores = httpx.get(f"http://127.0.0.1:{port}/api/v1/sharing/stores", headers=headers)
+            sealed = [s for s in stores.json() if s["sealed_items"] == ["hjdz"]]
+            if sealed and sealed[0]["row_count"] > 0:
+                break
+            assert time.time() < deadline, stores.text
+            time.sleep(1)
     finally:
         proc.terminate()
         output = proc.communicate(timeout=30)[0]
@@ -152,6 +161,12 @@ def test_demo_server_serves_health_and_prints_login(tmp_path: Path) -> None:
     printed = re.search(r"API 密钥 (od_[\w-]+)", output)
     assert printed is not None, output
     settings = Settings(data_dir=tmp_path, demo=True)  # type: ignore[call-arg]
+    addresses = create_engine(settings.resolved_shared_store_url)
+    with addresses.connect() as conn:
+        kept = [a for (a,) in conn.execute(text(f"SELECT hjdz FROM ss_{sealed[0]['resource_id']}"))]
+    addresses.dispose()
+    assert kept
+    assert all(a.startswith("~") and "青岛" not in a for a in kept)
     engine = db.make_engine(settings)
     with db.session_scope(db.make_session_factory(engine, settings)) as session:
         access = key_access(session, settings, printed.group(1))

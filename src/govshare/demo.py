@@ -178,7 +178,8 @@ ENTRIES: list[Entry] = [
             it("联系电话", "lxdh", "C", 20),
         ],
         system="人口信息管理系统",
-        sensitive=("lxdh",),
+        # 户籍地址 is in the hub's population store: kept there sealed (字段加密).
+        sensitive=("hjdz", "lxdh"),
     ),
     Entry(
         "gaj",

@@ -79,9 +79,9 @@ SCENARIOS: list[Scenario] = [
         SharingMode.QUERY,
         "社会保险参保登记时核对参保人身份与户籍信息",
         PROVIDED,
-        {"xm": MaskingRule.NAME, "lxdh": MaskingRule.PHONE},
+        {"xm": MaskingRule.NAME, "hjdz": MaskingRule.ADDRESS, "lxdh": MaskingRule.PHONE},
         submitted=50,
-        reason="同意按最小必要原则提供，姓名、联系电话脱敏",
+        reason="同意按最小必要原则提供，姓名、户籍地址、联系电话脱敏",
     ),
     Scenario(
         "mzj",

@@ -39,7 +39,7 @@ from govshare.security.audit import SYSTEM
 from govshare.security.models import Department
 from govshare.security.roles import Role
 from govshare.sharing.models import SharedStore
-from govshare.sharing.store import SharedDatabase
+from govshare.sharing.store import SharedDatabase, seal_columns
 from tests.conftest import make_settings, migrated
 from tests.pg import PostgresServer
 from tests.sharing.builders import principal
@@ -73,6 +73,8 @@ def _fill_stores(session: Session, hub: DemoHub) -> None:
             rows = conn.execute(f"SELECT {', '.join(keep)} FROM {task.config['table']}").fetchall()
         data = pa.table({c: [r[i] for r in rows] for i, c in enumerate(keep)})
         data = data.append_column(OP_COLUMN, pa.array(["I"] * len(rows)))
+        # As the feed writes it: the store's sensitive items sealed (字段加密).
+        data = seal_columns(hub.shared.sealer, store, data, store.mapping)
         writer = TargetWriter(
             hub.shared.engine,
             store.id,
