@@ -10,7 +10,7 @@ source key and the columns mapped to the resource's information items are kept.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,14 +117,21 @@ class SharedDatabase:
         return self.sealer.seal_value if store.sealed_items else None
 
     def rows_opener(
-        self, store: SharedStore | StoreView, names: Sequence[str]
+        self,
+        store: SharedStore | StoreView,
+        names: Sequence[str],
+        known: Mapping[str, Mapping[str, str]] | None = None,
     ) -> Callable[[Sequence[Sequence[Any]]], list[dict[str, Any]]]:
         """What turns rows of ``names`` read from the store into records, the cells of
         sealed items opened a column at a time (one pass of the cipher per column, not
-        one per cell) and given back as the type they had."""
+        one per cell) and given back as the type they had. ``known``: columns whose
+        cells the caller sealed itself (the keys of a lookup), cell → value, so they
+        need no opening."""
         sealed = store.sealed_items or {}
-        at = [(i, sealed[n]) for i, n in enumerate(names) if n in sealed]
-        if not at:
+        known = known or {}
+        at = [(i, sealed[n]) for i, n in enumerate(names) if n in sealed and n not in known]
+        given = [(i, known[n]) for i, n in enumerate(names) if n in sealed and n in known]
+        if not at and not given:
             return lambda rows: [
                 {n: _json_value(v) for n, v in zip(names, row, strict=True)} for row in rows
             ]
@@ -137,6 +144,11 @@ class SharedDatabase:
                 values = sealer.open_array(cells, kind).to_pylist()
                 for row, value in zip(columns, values, strict=True):
                     row[i] = _json_value(value)
+            for i, values_of in given:
+                for row in columns:
+                    cell = row[i]
+                    if cell is not None:
+                        row[i] = values_of.get(cell) or sealer.open(cell)
             return [dict(zip(names, row, strict=True)) for row in columns]
 
         return records
@@ -492,9 +504,15 @@ def lookup(
     found = db.lookup_statements(store, items, row_filter)
     if found is None:
         return
-    opened = db.rows_opener(store, found.names)
-    if store.sealed_items and store.key_item in store.sealed_items:
-        keys = [k or "" for k in db.sealer.seal_texts([text_of(k) for k in keys])]
+    sealed = store.sealed_items or {}
+    known: dict[str, dict[str, str]] = {}
+    if store.key_item in sealed:
+        cells = [k or "" for k in db.sealer.seal_texts([text_of(k) for k in keys])]
+        if sealed[store.key_item] in ("", "string", "large_string"):
+            # The keys found are the keys asked for: no need to open them again.
+            known[store.key_item] = dict(zip(cells, (text_of(k) for k in keys), strict=True))
+        keys = cells
+    opened = db.rows_opener(store, found.names, known)
     if len(keys) == 1:
         with db.key_reads.use() as raw:
             rows = found.one.rows(raw.dbapi_connection, {"key": keys[0]})
