@@ -153,25 +153,6 @@ class SharedDatabase:
 
         return records
 
-    def opener(
-        self, store: SharedStore | StoreView, names: Sequence[str]
-    ) -> Callable[[Sequence[Any]], dict[str, Any]]:
-        """What turns a row of ``names`` read from the store into its record, sealed
-        items opened and given back as the type they had."""
-        sealed = store.sealed_items or {}
-        opened = [(n, sealed.get(n)) for n in names]
-        if not any(n in sealed for n in names):
-            return lambda row: {n: _json_value(v) for n, v in zip(names, row, strict=True)}
-        sealer = self.sealer
-
-        def record(row: Sequence[Any]) -> dict[str, Any]:
-            return {
-                n: _json_value(v if n not in sealed else sealer.open_value(v, kind))
-                for (n, kind), v in zip(opened, row, strict=True)
-            }
-
-        return record
-
     def table(self, name: str) -> Table | None:
         """The store's table, or None before its first package arrived."""
         found = self._tables.get(name)
