@@ -18,6 +18,7 @@ from govshare.evaluation import cli as evaluation_cli
 from govshare.ids import MAX_ID
 from govshare.ops import cli as ops_cli
 from govshare.ops import keys_cli
+from govshare.sharing import stores_cli
 
 if TYPE_CHECKING:
     from govshare.config import Settings
@@ -42,6 +43,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(compare_app, name="compare")
 app.add_typer(evaluation_cli.app, name="evaluation")
 app.add_typer(documents_cli.app, name="documents")
+app.add_typer(stores_cli.app, name="stores")
 ops_cli.register(app)
 keys_cli.register(app)
 console = Console()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -213,24 +213,26 @@ def target_table(
     metadata: MetaData, name: str, schema: pa.Schema, key: list[str], mapping: dict[str, str]
 ) -> Table:
     """The table created for packages of ``schema`` (columns renamed by ``mapping``)."""
-    cols = []
-    for f in schema:
-        if f.name == OP_COLUMN:
-            continue
-        column = mapping.get(f.name, f.name)
-        is_key = column in key
-        value_type = f.type.value_type if pa.types.is_dictionary(f.type) else f.type
-        sql_type = _sql_type(value_type)
-        if is_key and isinstance(sql_type, Text):
-            sql_type = _key_text_type()
-        if is_key and len(key) == 1 and isinstance(sql_type, BigInteger):
-            # SQLite: INTEGER PRIMARY KEY is the row id itself, not a second index.
-            sql_type = BigInteger().with_variant(Integer(), "sqlite")
-        cols.append(
-            Column(column, sql_type, primary_key=is_key, nullable=not is_key, autoincrement=False)
-        )
+    cols = [
+        target_column(mapping.get(f.name, f.name), f.type, key)
+        for f in schema
+        if f.name != OP_COLUMN
+    ]
     # utf8mb4 whatever the MySQL database's default: Chinese names outside the BMP.
     return Table(name, metadata, *cols, mysql_charset="utf8mb4")
+
+
+def target_column(name: str, arrow_type: pa.DataType, key: list[str]) -> Column[Any]:
+    """The column a created target table gets for values of ``arrow_type``."""
+    is_key = name in key
+    value_type = arrow_type.value_type if pa.types.is_dictionary(arrow_type) else arrow_type
+    sql_type = _sql_type(value_type)
+    if is_key and isinstance(sql_type, Text):
+        sql_type = _key_text_type()
+    if is_key and len(key) == 1 and isinstance(sql_type, BigInteger):
+        # SQLite: INTEGER PRIMARY KEY is the row id itself, not a second index.
+        sql_type = BigInteger().with_variant(Integer(), "sqlite")
+    return Column(name, sql_type, primary_key=is_key, nullable=not is_key, autoincrement=False)
 
 
 def key_delete(table: Table, key: list[str]) -> Delete:
@@ -372,8 +374,12 @@ class TargetWriter:
         ops = _values(data.column(OP_COLUMN))
         return [self.mapping.get(n, n) for n in names], values, ops
 
-    def apply(self, seq: int, data: pa.Table) -> dict[str, int] | None:
-        """Apply package ``seq``; None when it was applied before (nothing changes)."""
+    def apply(
+        self, seq: int, data: pa.Table, guard: Callable[[Connection], None] | None = None
+    ) -> dict[str, int] | None:
+        """Apply package ``seq``; None when it was applied before (nothing changes).
+        ``guard`` runs in the package's transaction once it holds the task's cursor; what
+        it raises undoes the package (the hub's check that the table is still current)."""
         table = self._ensure_table(data.schema)
         ops = _values(data.column(OP_COLUMN))
         inserted, deleted = ops.count("I"), ops.count("D")
@@ -389,6 +395,8 @@ class TargetWriter:
             current = conn.scalar(applied_seq_query(self.cursor, self.task_id, conn.dialect.name))
             if current is not None and seq <= current:
                 return None
+            if guard is not None:
+                guard(conn)
             if literal_rows is not None and not self._literal_upsert(conn, table, literal_rows):
                 # The session reads backslashes literally: the driver escapes the rows.
                 rows = self._python_rows(table, data, ops)

@@ -22,7 +22,8 @@ item had so readers can give numbers and dates back as such.
 The key lives in ``DATA_DIR/keys/field-seal.json`` (mode 0600), sealed with
 ``GOVSHARE_SECRET_KEY``, never in the database. It is made on first use. It is not
 rotated: a new key would change every cell, and with them the lookups and joins on
-them, so a rotation means resealing every store (not built yet).
+them, so a rotation means resealing every store (``sharing.reseal`` copies a store to
+a new table; rotating the key through it is not built yet).
 """
 
 from __future__ import annotations
@@ -136,21 +137,21 @@ class FieldSealer:
         texts = pc.cast(values, pa.string()) if values.type != pa.string() else values
         return pa.array(self.seal_texts(texts.to_pylist()), pa.string())
 
-    def open_value(self, cell: Any, arrow_type: str | None = None) -> Any:
-        """The value sealed in a cell, given back as the type it had (``arrow_type`` as
-        recorded by the store; text when unknown). NULL stays None."""
+    def open_value(self, cell: Any, kind: str | None = None) -> Any:
+        """The value sealed in a cell, given back as the type it had (``kind``: the
+        Arrow type as recorded by the store; text when unknown). NULL stays None."""
         if cell is None:
             return None
         text = self.open(str(cell))
-        if not arrow_type or arrow_type in ("string", "large_string"):
+        if not kind or kind in ("string", "large_string"):
             return text
-        return pc.cast(pa.array([text]), _arrow_type(arrow_type))[0].as_py()
+        return pc.cast(pa.array([text]), arrow_type(kind))[0].as_py()
 
-    def open_array(self, cells: pa.Array | pa.ChunkedArray, arrow_type: str | None) -> pa.Array:
+    def open_array(self, cells: pa.Array | pa.ChunkedArray, kind: str | None) -> pa.Array:
         texts = pa.array(self.open_texts(cells.to_pylist()), pa.string())
-        if not arrow_type or arrow_type in ("string", "large_string"):
+        if not kind or kind in ("string", "large_string"):
             return texts
-        return pc.cast(texts, _arrow_type(arrow_type))
+        return pc.cast(texts, arrow_type(kind))
 
     # -- the key -----------------------------------------------------------------------
 
@@ -173,7 +174,8 @@ def text_of(value: Any) -> str:
     return str(value) if text is None else str(text)
 
 
-def _arrow_type(name: str) -> pa.DataType:
+def arrow_type(name: str) -> pa.DataType:
+    """The Arrow type recorded as ``name`` (:func:`type_name`)."""
     try:
         return pa.type_for_alias(name)
     except ValueError:

@@ -18,10 +18,14 @@ import orjson
 import pyarrow as pa
 import structlog
 from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
     Engine,
     Index,
     MetaData,
     Select,
+    String,
     Table,
     bindparam,
     func,
@@ -29,6 +33,7 @@ from sqlalchemy import (
     select,
     tuple_,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import PoolProxiedConnection
 
@@ -57,6 +62,8 @@ from govshare.sharing.shared_db import (
 log = structlog.get_logger()
 
 VERIFY_KINDS = ("status", "range", "presence")
+# In the shared-store database: the tables resealing left behind (``retired_tables``).
+RETIRED_TABLE = "govshare_retired_table"
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,15 +331,43 @@ def list_stores(session: Session) -> list[SharedStore]:
 # -- the feed: packages in, rows kept ----------------------------------------------------
 
 
+def retired_tables(metadata: MetaData) -> Table:
+    """Tables a resealing copied to another (``sharing.reseal``): a feeder that still
+    holds the store as it was finds its table here and writes nothing."""
+    return Table(
+        RETIRED_TABLE,
+        metadata,
+        Column("table_name", String(63), primary_key=True),
+        Column("retired_at", DateTime, nullable=False),
+    )
+
+
+def make_table(engine: Engine, table: Table) -> None:
+    """Create ``table`` unless it is there; another hub process creating it at the same
+    moment is no failure."""
+    try:
+        table.create(engine, checkfirst=True)
+    except DBAPIError:
+        if not inspect(engine).has_table(table.name):
+            raise
+
+
+class StoreRetired(RuntimeError):
+    """The table a feeder was writing to was resealed into another meanwhile."""
+
+
 class Writers:
-    """One ``TargetWriter`` per store, rebuilt when the table went away."""
+    """One ``TargetWriter`` per store table: a resealed store is written to its new
+    table by a new writer."""
 
     def __init__(self, db: SharedDatabase) -> None:
         self.db = db
-        self._writers: dict[int, TargetWriter] = {}
+        self._writers: dict[tuple[int, str], TargetWriter] = {}
+        self.retired = retired_tables(MetaData())
+        self._retired_made = False
 
     def get(self, store: SharedStore, source_key: list[str]) -> TargetWriter:
-        writer = self._writers.get(store.id)
+        writer = self._writers.get((store.id, store.table_name))
         if writer is None:
             writer = TargetWriter(
                 self.db.engine,
@@ -340,8 +375,22 @@ class Writers:
                 {"table": store.table_name, "mapping": store.mapping},
                 source_key,
             )
-            self._writers[store.id] = writer
+            self._writers = {k: w for k, w in self._writers.items() if k[0] != store.id}
+            self._writers[(store.id, store.table_name)] = writer
         return writer
+
+    def current(self, table_name: str) -> Callable[[Connection], None]:
+        """The guard a package is applied under: its table is still the store's."""
+        if not self._retired_made:
+            make_table(self.db.engine, self.retired)
+            self._retired_made = True
+        query = select(self.retired.c.table_name).where(self.retired.c.table_name == table_name)
+
+        def check(conn: Connection) -> None:
+            if conn.scalar(query) is not None:
+                raise StoreRetired(f"共享信息库表 {table_name} 已重新加密到新表, 本批不写入")
+
+        return check
 
 
 def _kept(data: pa.Table, keep: set[str]) -> pa.Table:
@@ -393,6 +442,8 @@ def feed_store(
     """Apply the next accepted packages of the store's task; returns how many."""
     if store.source_task_id is None:
         return 0  # assembled by the hub itself (a base database)
+    if store.reseal_to is not None:
+        return 0  # being copied to a table of its new sealing; fed again after
     task = session.get(ExchangeTask, store.source_task_id)
     if task is None:
         return 0
@@ -411,6 +462,7 @@ def feed_store(
     if not rows:
         return 0
     writer = writers.get(store, source_key)
+    guard = writers.current(store.table_name)
     keep = set(source_key) | set(store.mapping)
     applied = 0
     for row in rows:
@@ -427,7 +479,7 @@ def feed_store(
         data = _kept(package.decode_rows(body), keep)
         if store.sealed_items:
             data = seal_columns(db.sealer, store, data, store.mapping)
-        writer.apply(seq, data)
+        writer.apply(seq, data, guard)
         if applied == 0 and db.table(store.table_name) is not None:
             _ensure_key_index(db, store)
         store.applied_seq = seq

@@ -1,0 +1,333 @@
+"""重新加密: a shared store brought in line with the catalog after its sensitive items
+changed (an item marked 敏感 after the store was set up, a mark taken away, a store set
+up before encryption at rest was turned on, or turned off since).
+
+Sealing an item changes its column's cells and type, and every lookup, filter and
+join on it; doing that in place under a serving store would show callers half-sealed
+columns. So the store is copied, in key order, to a new table in which the changed
+columns are sealed or opened, and the store is switched to that table in one step:
+
+1. The store is marked (``reseal_to``: the items it will keep sealed, the new table).
+   The feed leaves a marked store alone; readers go on reading the old table.
+2. After a short grace (a feeder that read the store before the mark finishes its
+   package), the rows are copied. The last package applied is read before the copy
+   and again, under the store's exchange cursor lock, when the old table is marked
+   retired in the shared-store database; had a package slipped in, the copy is made
+   again. A feeder still holding the old store finds its table retired (the guard
+   ``Writers.current`` under which every package is applied) and writes nothing.
+3. The store's row takes the new table and sealing at once (with its audit entry);
+   after another grace for reads already under way, the old table is dropped.
+
+Interrupted anywhere, running it again finishes the work: before step 2 ends it
+copies again; after it, it only switches the store and drops the old table.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+from sqlalchemy import Column, Engine, Index, MetaData, Table, func, insert, inspect, select
+from sqlalchemy import tuple_ as tuple_of
+from sqlalchemy.orm import Session, lazyload, sessionmaker
+
+from govshare.config import Settings
+from govshare.db import session_scope, utcnow
+from govshare.errors import Conflict
+from govshare.node.target import applied_seq_query, cursor_table, target_column
+from govshare.security import audit
+from govshare.security.audit import Actor
+from govshare.security.fieldseal import FieldSealer, arrow_type, type_name
+from govshare.sharing.errors import StoreNotFound
+from govshare.sharing.models import SharedStore
+from govshare.sharing.store import SharedDatabase, make_table, retired_tables, sealed_items
+
+BATCH = 5000
+# How many times the copy is made again when packages keep slipping in before the switch.
+ATTEMPTS = 3
+
+
+class ResealRefused(Conflict):
+    code = "reseal_refused"
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """What resealing would change in a store: items to seal and items to open."""
+
+    seal: list[str]
+    open: list[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.seal or self.open)
+
+
+@dataclass(frozen=True, slots=True)
+class Resealed:
+    store_id: int
+    old_table: str
+    table: str
+    rows: int
+    sealed: list[str]
+    opened: list[str]
+
+
+def planned_items(store: SharedStore, settings: Settings) -> dict[str, str]:
+    """The items ``store`` should keep sealed now (the catalog's sensitive items it
+    keeps, none with encryption at rest off), each with the type already recorded."""
+    if not settings.field_sealing:
+        return {}
+    now = store.sealed_items or {}
+    wanted = sealed_items(store.resource, store.mapping.values()) or {}
+    return {item: now.get(item, "") for item in wanted}
+
+
+def pending(store: SharedStore, settings: Settings) -> Pending:
+    """What resealing ``store`` would change (nothing for a base database, which its
+    assembly seals)."""
+    if store.source_task_id is None:
+        return Pending([], [])
+    now, wanted = set(store.sealed_items or {}), set(planned_items(store, settings))
+    return Pending(sorted(wanted - now), sorted(now - wanted))
+
+
+def next_table_name(name: str) -> str:
+    """``ss_12`` → ``ss_12_r2`` → ``ss_12_r3``: never a name a store had before."""
+    found = re.fullmatch(r"(.+)_r(\d+)", name)
+    return f"{found.group(1)}_r{int(found.group(2)) + 1}" if found else f"{name}_r2"
+
+
+def reseal(
+    factory: sessionmaker[Session],
+    db: SharedDatabase,
+    settings: Settings,
+    store_id: int,
+    actor: Actor,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    grace: float = 2.0,
+) -> Resealed | None:
+    """Bring the store's sealing in line with the catalog (module docstring); None when
+    nothing changes. ``progress(done, total)`` is told the rows copied."""
+    with session_scope(factory) as session:
+        store = _locked(session, store_id)
+        if store is None:
+            raise StoreNotFound(f"没有编号为 {store_id} 的共享信息库")
+        if store.source_task_id is None:
+            raise ResealRefused("基础库由平台组装, 其敏感信息项在组装时加密, 不能重新加密")
+        if store.reseal_to is None:
+            if not pending(store, settings):
+                return None
+            store.reseal_to = {
+                "items": planned_items(store, settings),
+                "table": next_table_name(store.table_name),
+            }
+        old, before = store.table_name, dict(store.sealed_items or {})
+        target = dict(store.reseal_to)
+    new, after = str(target["table"]), dict(target["items"])
+    retired = retired_tables(MetaData())
+    make_table(db.engine, retired)
+    already = _is_retired(db.engine, retired, old)
+    if not already:
+        time.sleep(grace)
+    copy = _Copy(db, store_id, old, new, before, after, retired)
+    rows = copy.rows() if already else copy.run(progress)
+    with session_scope(factory) as session:
+        store = _locked(session, store_id)
+        if store is None:
+            raise StoreNotFound(f"没有编号为 {store_id} 的共享信息库")
+        store.table_name = new
+        store.sealed_items = copy.after or None
+        store.reseal_to = None
+        store.row_count = rows
+        audit.record(
+            session,
+            actor,
+            "sharing.store.reseal",
+            object_type="shared_store",
+            object_id=store_id,
+            before={"table": old, "sealed_items": sorted(before)},
+            after={"table": new, "sealed_items": sorted(copy.after), "rows": rows},
+        )
+    time.sleep(grace)  # reads that took the old table just before the switch
+    _drop(db, old)
+    return Resealed(
+        store_id,
+        old,
+        new,
+        rows,
+        sorted(set(after) - set(before)),
+        sorted(set(before) - set(after)),
+    )
+
+
+class _Copy:
+    """The old table's rows in a new table, the changed columns sealed or opened."""
+
+    def __init__(
+        self,
+        db: SharedDatabase,
+        store_id: int,
+        old: str,
+        new: str,
+        before: dict[str, str],
+        after: dict[str, str],
+        retired: Table,
+    ) -> None:
+        self.db, self.engine = db, db.engine
+        self.store_id, self.old, self.new = store_id, old, new
+        self.before, self.after = before, dict(after)
+        self.retired = retired
+        self.cursor = cursor_table(MetaData())
+        self._sealer: FieldSealer | None = None
+
+    @property
+    def sealer(self) -> FieldSealer:
+        if self._sealer is None:
+            self._sealer = self.db.sealer
+        return self._sealer
+
+    def rows(self) -> int:
+        """Rows in the new table (the copy was made by an earlier, interrupted run)."""
+        table = Table(self.new, MetaData(), autoload_with=self.engine)
+        with self.engine.connect() as conn:
+            return int(conn.scalar(select(func.count()).select_from(table)) or 0)
+
+    def run(self, progress: Callable[[int, int], None] | None) -> int:
+        for _ in range(ATTEMPTS):
+            seq = self._applied_seq()
+            rows = self._copy(progress)
+            if self._retire_unless_moved(seq):
+                return rows
+        raise ResealRefused(
+            f"复制共享信息库表 {self.old} 时仍有数据包写入 ({ATTEMPTS} 次), 请稍后再试"
+        )
+
+    def _applied_seq(self) -> int | None:
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table(self.cursor.name):
+                return None
+            return conn.scalar(
+                select(self.cursor.c.last_seq).where(self.cursor.c.task_id == self.store_id)
+            )
+
+    def _retire_unless_moved(self, seq: int | None) -> bool:
+        """Mark the old table retired, unless a package was applied since ``seq`` was
+        read (then nothing is marked and the copy is made again)."""
+        with self.engine.begin() as conn:
+            # The write first: on SQLite it takes the database's write lock, so the cursor
+            # read next is what stays until commit. Elsewhere the cursor is read under the
+            # exchange cursor lock a package is applied under.
+            conn.execute(insert(self.retired).values(table_name=self.old, retired_at=utcnow()))
+            now = (
+                conn.scalar(applied_seq_query(self.cursor, self.store_id, conn.dialect.name))
+                if inspect(conn).has_table(self.cursor.name)
+                else None
+            )
+            if now != seq:
+                conn.rollback()
+                return False
+        return True
+
+    def _copy(self, progress: Callable[[int, int], None] | None) -> int:
+        source = Table(self.old, MetaData(), autoload_with=self.engine)
+        _drop(self.db, self.new)  # a copy an interrupted run left
+        target = self._target(source)
+        target.create(self.engine)
+        key_item = self._key_item(source)
+        order = list(source.primary_key.columns) or list(source.columns)
+        names = [str(c.name) for c in source.columns]
+        with self.engine.connect() as conn:
+            total = int(conn.scalar(select(func.count()).select_from(source)) or 0)
+        done = 0
+        last: tuple[Any, ...] | None = None
+        width = len(order)
+        while True:
+            q = select(*source.columns).order_by(*order).limit(BATCH)
+            if last is not None:
+                q = q.where(tuple_of(*order) > tuple_of(*last) if width > 1 else order[0] > last[0])
+            with self.engine.connect() as conn:
+                rows = conn.execute(q).all()
+            if not rows:
+                break
+            columns = {n: [r[i] for r in rows] for i, n in enumerate(names)}
+            for name in names:
+                columns[name] = self._converted(name, columns[name])
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(target),
+                    [{n: columns[n][i] for n in names} for i in range(len(rows))],
+                )
+            last = tuple(rows[-1][names.index(str(c.name))] for c in order)
+            done += len(rows)
+            if progress is not None:
+                progress(done, total)
+            if len(rows) < BATCH:
+                break
+        if key_item is not None:
+            Index(f"ix_{self.new}_key", target.c[key_item]).create(self.engine, checkfirst=True)
+        return done
+
+    def _key_item(self, source: Table) -> str | None:
+        indexed = [ix for ix in source.indexes if ix.name == f"ix_{self.old}_key"]
+        return str(next(iter(indexed[0].columns)).name) if indexed else None
+
+    def _target(self, source: Table) -> Table:
+        key = [str(c.name) for c in source.primary_key.columns]
+        cols: list[Column[Any]] = []
+        for col in source.columns:
+            name = str(col.name)
+            if name in self.after and name not in self.before:
+                cols.append(target_column(name, pa.string(), key))
+            elif name in self.before and name not in self.after:
+                kind = self.before[name]
+                cols.append(target_column(name, arrow_type(kind) if kind else pa.string(), key))
+            else:
+                cols.append(
+                    Column(
+                        name,
+                        col.type,
+                        primary_key=col.primary_key,
+                        nullable=col.nullable,
+                        autoincrement=False,
+                    )
+                )
+        return Table(self.new, MetaData(), *cols, mysql_charset="utf8mb4")
+
+    def _converted(self, name: str, values: list[Any]) -> list[Any]:
+        if name in self.after and name not in self.before:
+            array = pa.array(values)
+            if not self.after[name] and array.type != pa.null():
+                self.after[name] = type_name(array.type)
+            return self.sealer.seal_array(array).to_pylist()
+        if name in self.before and name not in self.after:
+            cells = pa.array([None if v is None else str(v) for v in values], pa.string())
+            return self.sealer.open_array(cells, self.before[name] or None).to_pylist()
+        return values
+
+
+def _locked(session: Session, store_id: int) -> SharedStore | None:
+    """The store's row, locked until the transaction ends (its resource read after, not
+    joined: PostgreSQL locks no row of an outer join's nullable side)."""
+    return session.scalar(
+        select(SharedStore)
+        .where(SharedStore.id == store_id)
+        .options(lazyload(SharedStore.resource))
+        .with_for_update()
+    )
+
+
+def _is_retired(engine: Engine, retired: Table, name: str) -> bool:
+    with engine.connect() as conn:
+        found = conn.scalar(select(retired.c.table_name).where(retired.c.table_name == name))
+    return found is not None
+
+
+def _drop(db: SharedDatabase, name: str) -> None:
+    if inspect(db.engine).has_table(name):
+        Table(name, MetaData(), autoload_with=db.engine).drop(db.engine)
+    db.forget(name)

@@ -1,0 +1,257 @@
+"""重新加密, on SQLite and PostgreSQL: items the catalog marks sensitive after a shared
+store was set up are sealed in it, and items no longer sensitive are opened, by copying
+the store to a new table while it keeps serving; the store answers callers the same
+before and after, goes on taking the provider's changes into the new table, and a
+feeder still writing to the old table writes nothing. Interrupted, it is run again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from sqlalchemy import create_engine, inspect, select, text, update
+
+from govshare.catalog.models import InformationItem
+from govshare.exchange.package import OP_COLUMN
+from govshare.rules.clock import fixed_today
+from govshare.security.audit import Actor
+from govshare.security.models import AuditEntry
+from govshare.sharing.models import SharedStore
+from govshare.sharing.reseal import Pending, next_table_name, pending, reseal
+from govshare.sharing.store import SharedDatabase, StoreRetired, Writers
+from tests.exchange.scenario import PERSON_ITEMS, Scene, Source, make_scene
+from tests.factories import World
+from tests.live import LiveHub
+from tests.sharing.test_data import Client, _client, _grant, _store_caught_up, sfzhm
+
+ROWS = 240
+DAY = date(2026, 9, 30)
+OPERATOR = Actor(name="reseal-test", kind="system")
+
+
+@pytest.fixture(autouse=True)
+def _on_a_fixed_day() -> Iterator[None]:
+    with fixed_today(DAY):
+        yield
+
+
+@dataclass
+class Resealing:
+    scene: Scene
+    code: str
+    store_id: int
+    client: Client
+    db: SharedDatabase
+
+    @property
+    def hub(self) -> LiveHub:
+        return self.scene.world.hub
+
+    def raw(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+        """Rows as anyone with a copy of the shared-store database would see them."""
+        engine = create_engine(self.hub.settings.resolved_shared_store_url)
+        try:
+            with engine.connect() as conn:
+                return [tuple(r) for r in conn.execute(text(sql), params)]
+        finally:
+            engine.dispose()
+
+    def tables(self) -> set[str]:
+        engine = create_engine(self.hub.settings.resolved_shared_store_url)
+        try:
+            return set(inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+
+    def store(self) -> SharedStore:
+        with self.hub.db() as s:
+            found = s.get(SharedStore, self.store_id)
+            assert found is not None
+            _ = found.resource.items
+            s.expunge_all()
+            return found
+
+    def mark_sensitive(self, *codes: str) -> None:
+        """The catalog's 敏感 marks on the resource's items, as a 变更 would leave them."""
+        rid = self.scene.resource["id"]
+        with self.hub.db() as s:
+            s.execute(
+                update(InformationItem)
+                .where(InformationItem.resource_id == rid)
+                .values(sensitive=InformationItem.code.in_(codes))
+            )
+
+    def reseal(self, **kw: Any) -> Any:
+        return reseal(
+            self.hub.session_factory, self.db, self.hub.settings, self.store_id, OPERATOR, **kw
+        )
+
+    def lookup(self, *numbers: int) -> list[dict[str, Any]]:
+        r = self.client.post(f"/{self.code}/lookup", {"keys": [sfzhm(n) for n in numbers]})
+        assert r.status_code == 200, r.text
+        return sorted(r.json()["records"], key=lambda rec: rec["sfzhm"])
+
+
+@pytest.fixture(scope="module")
+def resealing(hub: LiveHub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Resealing]:
+    world = World(hub)
+    items = [{**it, "sensitive": False} for it in PERSON_ITEMS]
+    scene = make_scene(world, tmp_path_factory.mktemp("reseal"), rows=ROWS, items=items)
+    scene.create_tasks()
+    scene.node("provider")
+    with world.api(scene.provider.resource_admin) as c:
+        r = c.post(
+            "/api/v1/sharing/stores",
+            json={
+                "resource_id": scene.resource["id"],
+                "source_task_id": scene.provider_task["id"],
+                "key_item": "sfzhm",
+                "mapping": {"id": "id", "sfzhm": "sfzhm", "xm": "xm", "xb": "xb"},
+            },
+        )
+        assert r.status_code == 201, r.text
+        store_id = int(r.json()["id"])
+    scene.run_until(lambda: _store_caught_up(scene), nodes=["provider"])
+    _grant(
+        world,
+        scene.provider,
+        scene.consumer,
+        scene.resource["id"],
+        items=["sfzhm", "xm", "xb"],
+        row_filter=[{"item": "xb", "op": "in", "value": ["1", "2"]}],
+        masking={"xm": "none", "sfzhm": "none"},
+    )
+    db = SharedDatabase.of(hub.settings)
+    yield Resealing(scene, scene.resource["code"], store_id, _client(world, scene.consumer), db)
+    db.close()
+    scene.close()
+
+
+def test_a_store_matching_the_catalog_has_nothing_to_reseal(resealing: Resealing) -> None:
+    store = resealing.store()
+    assert not store.sealed_items
+    assert pending(store, resealing.hub.settings) == Pending([], [])
+    assert resealing.reseal(grace=0) is None
+
+
+def test_items_marked_sensitive_later_are_sealed_while_the_store_serves(
+    resealing: Resealing,
+) -> None:
+    before = resealing.lookup(5, 6, 200)
+    old = resealing.store().table_name
+    assert [n for (n,) in resealing.raw(f"SELECT xm FROM {old} WHERE id = 5")] == ["姓名5"]
+    resealing.mark_sensitive("sfzhm", "xm")
+    assert pending(resealing.store(), resealing.hub.settings) == Pending(["sfzhm", "xm"], [])
+    answers_during: list[list[dict[str, Any]]] = []
+
+    def progress(done: int, total: int) -> None:
+        assert total == ROWS
+        # Copying: callers are still answered, from the old table.
+        answers_during.append(resealing.lookup(5, 6, 200))
+
+    done = resealing.reseal(progress=progress, grace=0)
+    assert done is not None
+    assert (done.rows, done.sealed, done.opened) == (ROWS, ["sfzhm", "xm"], [])
+    assert answers_during and all(a == before for a in answers_during)
+    store = resealing.store()
+    assert store.table_name == done.table == next_table_name(old) != old
+    assert store.sealed_items == {"sfzhm": "string", "xm": "string"}
+    assert store.reseal_to is None and store.row_count == ROWS
+    assert old not in resealing.tables()
+    rows = resealing.raw(f"SELECT id, sfzhm, xm, xb FROM {store.table_name} ORDER BY id")
+    assert [r[0] for r in rows] == list(range(1, ROWS + 1))
+    for _, key, name, gender in rows:
+        assert key.startswith("~") and "3702021990" not in key
+        assert name.startswith("~") and "姓名" not in name
+        assert gender in ("1", "2")
+    assert resealing.lookup(5, 6, 200) == before
+    assert pending(store, resealing.hub.settings) == Pending([], [])
+    with resealing.hub.db() as s:
+        entry = s.scalars(
+            select(AuditEntry).where(
+                AuditEntry.action == "sharing.store.reseal",
+                AuditEntry.object_id == str(resealing.store_id),
+            )
+        ).all()[-1]
+    assert entry.before == {"table": old, "sealed_items": []}
+    assert entry.after == {"table": store.table_name, "sealed_items": ["sfzhm", "xm"], "rows": ROWS}
+
+
+def test_the_providers_changes_reach_the_resealed_table(resealing: Resealing) -> None:
+    scene = resealing.scene
+    source = Source(scene.source_url)
+    source.update([7], "改名者")
+    source.insert([ROWS + 1])
+    table = resealing.store().table_name
+
+    def arrived() -> bool:
+        rows = resealing.raw(f"SELECT id FROM {table} WHERE id = :new", new=ROWS + 1)
+        return _store_caught_up(scene) and rows == [(ROWS + 1,)]
+
+    scene.run_until(arrived, nodes=["provider"])
+    r = resealing.client.post(
+        f"/{resealing.code}/lookup", {"keys": [sfzhm(7), f"3702021990{ROWS + 1:08d}"]}
+    )
+    assert sorted(r.json()["records"], key=lambda rec: rec["sfzhm"]) == [
+        {"sfzhm": f"3702021990{ROWS + 1:08d}", "xm": f"新{ROWS + 1}", "xb": "1"},
+        {"sfzhm": sfzhm(7), "xm": "改名者", "xb": "1"},
+    ]
+    names = [n for (n,) in resealing.raw(f"SELECT xm FROM {table}")]
+    assert len(names) == ROWS + 1
+    assert not any("改名" in n or "新" in n for n in names)
+
+
+def test_an_interrupted_resealing_leaves_the_store_serving_and_is_finished_by_a_rerun(
+    resealing: Resealing,
+) -> None:
+    before = resealing.lookup(7, 8, 9)
+    old = resealing.store().table_name
+    resealing.mark_sensitive("sfzhm")  # 姓名 is no longer sensitive: it is opened
+
+    def cut(done: int, total: int) -> None:
+        raise KeyboardInterrupt  # the operator's ^C in the middle of the copy
+
+    with pytest.raises(KeyboardInterrupt):
+        resealing.reseal(progress=cut, grace=0)
+    store = resealing.store()
+    assert store.table_name == old and store.reseal_to is not None
+    assert resealing.lookup(7, 8, 9) == before  # still served from the old table
+    done = resealing.reseal(grace=0)
+    assert done is not None
+    assert (done.sealed, done.opened, done.rows) == ([], ["xm"], ROWS + 1)
+    store = resealing.store()
+    assert store.sealed_items == {"sfzhm": "string"} and store.reseal_to is None
+    assert old not in resealing.tables()
+    [(key, name)] = resealing.raw(f"SELECT sfzhm, xm FROM {store.table_name} WHERE id = 8")
+    assert key.startswith("~") and name == "姓名8"
+    assert resealing.lookup(7, 8, 9) == before
+
+
+def test_a_feeder_still_writing_to_a_retired_table_writes_nothing(resealing: Resealing) -> None:
+    """A hub process that read the store before it was resealed applies its package under
+    the guard: the retired table turns the package away, the exchange cursor stays."""
+    writers = Writers(resealing.db)
+    store = resealing.store()  # the stale copy of the store row
+    retired = store.table_name
+    writer = writers.get(store, ["id"])
+    seq = store.applied_seq
+    resealing.mark_sensitive("sfzhm", "xm")
+    done = resealing.reseal(grace=0)
+    assert done is not None and done.table != retired
+    package = pa.table(
+        {"id": [9999], "sfzhm": ["~x"], "xm": ["~y"], "xb": ["1"], OP_COLUMN: ["I"]}
+    )
+    with pytest.raises(StoreRetired):
+        writer.apply(seq + 1, package, writers.current(retired))
+    assert writer.applied_seq() == seq
+    assert resealing.raw(f"SELECT COUNT(*) FROM {done.table} WHERE id = 9999") == [(0,)]
+
+
+def test_a_resealed_store_never_takes_a_table_name_again() -> None:
+    assert next_table_name("ss_12") == "ss_12_r2"
+    assert next_table_name("ss_12_r2") == "ss_12_r3"
+    assert next_table_name("ss_3_r19") == "ss_3_r20"
