@@ -6,6 +6,7 @@ feeder still writing to the old table writes nothing. Interrupted, it is run aga
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -23,10 +24,14 @@ from govshare.security.models import AuditEntry
 from govshare.sharing.models import SharedStore
 from govshare.sharing.reseal import Pending, next_table_name, pending, reseal
 from govshare.sharing.store import SharedDatabase, StoreRetired, Writers
+from tests.clirun import hub_cli
 from tests.exchange.scenario import PERSON_ITEMS, Scene, Source, make_scene
 from tests.factories import World
 from tests.live import LiveHub
 from tests.sharing.test_data import Client, _client, _grant, _store_caught_up, sfzhm
+
+# One narrative per backend, in order: the store as resealed by one test is the next one's.
+pytestmark = pytest.mark.xdist_group("reseal")
 
 ROWS = 240
 DAY = date(2026, 9, 30)
@@ -84,6 +89,20 @@ class Resealing:
                 .where(InformationItem.resource_id == rid)
                 .values(sensitive=InformationItem.code.in_(codes))
             )
+
+    def listed(self) -> tuple[list[str], list[str], str]:
+        """What the store list says is left to reseal: the API's items to seal and to
+        open, and the console's warning in the store's row."""
+        world = self.scene.world
+        with world.api(world.admin) as c:
+            found = next(
+                s for s in c.get("/api/v1/sharing/stores").json() if s["id"] == self.store_id
+            )
+            page = c.get("/sharing/stores").text
+        row = re.search(rf'<tr id="store-{self.store_id}">(.*?)</tr>', page, re.S)
+        assert row is not None
+        warning = re.search(r'<span class="tag tag-warn"[^>]*>([^<]+)</span>', row.group(1))
+        return found["items_to_seal"], found["items_to_open"], warning.group(1) if warning else ""
 
     def reseal(self, **kw: Any) -> Any:
         return reseal(
@@ -146,6 +165,7 @@ def test_items_marked_sensitive_later_are_sealed_while_the_store_serves(
     assert [n for (n,) in resealing.raw(f"SELECT xm FROM {old} WHERE id = 5")] == ["姓名5"]
     resealing.mark_sensitive("sfzhm", "xm")
     assert pending(resealing.store(), resealing.hub.settings) == Pending(["sfzhm", "xm"], [])
+    assert resealing.listed() == (["sfzhm", "xm"], [], "待重新加密: 加密 公民身份号码 姓名")
     answers_during: list[list[dict[str, Any]]] = []
 
     def progress(done: int, total: int) -> None:
@@ -156,20 +176,25 @@ def test_items_marked_sensitive_later_are_sealed_while_the_store_serves(
     done = resealing.reseal(progress=progress, grace=0)
     assert done is not None
     assert (done.rows, done.sealed, done.opened) == (ROWS, ["sfzhm", "xm"], [])
-    assert answers_during and all(a == before for a in answers_during)
+    assert answers_during
+    assert all(a == before for a in answers_during)
     store = resealing.store()
     assert store.table_name == done.table == next_table_name(old) != old
     assert store.sealed_items == {"sfzhm": "string", "xm": "string"}
-    assert store.reseal_to is None and store.row_count == ROWS
+    assert store.reseal_to is None
+    assert store.row_count == ROWS
     assert old not in resealing.tables()
     rows = resealing.raw(f"SELECT id, sfzhm, xm, xb FROM {store.table_name} ORDER BY id")
     assert [r[0] for r in rows] == list(range(1, ROWS + 1))
     for _, key, name, gender in rows:
-        assert key.startswith("~") and "3702021990" not in key
-        assert name.startswith("~") and "姓名" not in name
+        assert key.startswith("~")
+        assert "3702021990" not in key
+        assert name.startswith("~")
+        assert "姓名" not in name
         assert gender in ("1", "2")
     assert resealing.lookup(5, 6, 200) == before
     assert pending(store, resealing.hub.settings) == Pending([], [])
+    assert resealing.listed() == ([], [], "")
     with resealing.hub.db() as s:
         entry = s.scalars(
             select(AuditEntry).where(
@@ -218,16 +243,19 @@ def test_an_interrupted_resealing_leaves_the_store_serving_and_is_finished_by_a_
     with pytest.raises(KeyboardInterrupt):
         resealing.reseal(progress=cut, grace=0)
     store = resealing.store()
-    assert store.table_name == old and store.reseal_to is not None
+    assert store.table_name == old
+    assert store.reseal_to is not None
     assert resealing.lookup(7, 8, 9) == before  # still served from the old table
     done = resealing.reseal(grace=0)
     assert done is not None
     assert (done.sealed, done.opened, done.rows) == ([], ["xm"], ROWS + 1)
     store = resealing.store()
-    assert store.sealed_items == {"sfzhm": "string"} and store.reseal_to is None
+    assert store.sealed_items == {"sfzhm": "string"}
+    assert store.reseal_to is None
     assert old not in resealing.tables()
     [(key, name)] = resealing.raw(f"SELECT sfzhm, xm FROM {store.table_name} WHERE id = 8")
-    assert key.startswith("~") and name == "姓名8"
+    assert key.startswith("~")
+    assert name == "姓名8"
     assert resealing.lookup(7, 8, 9) == before
 
 
@@ -241,14 +269,36 @@ def test_a_feeder_still_writing_to_a_retired_table_writes_nothing(resealing: Res
     seq = store.applied_seq
     resealing.mark_sensitive("sfzhm", "xm")
     done = resealing.reseal(grace=0)
-    assert done is not None and done.table != retired
-    package = pa.table(
-        {"id": [9999], "sfzhm": ["~x"], "xm": ["~y"], "xb": ["1"], OP_COLUMN: ["I"]}
-    )
+    assert done is not None
+    assert done.table != retired
+    package = pa.table({"id": [9999], "sfzhm": ["~x"], "xm": ["~y"], "xb": ["1"], OP_COLUMN: ["I"]})
     with pytest.raises(StoreRetired):
         writer.apply(seq + 1, package, writers.current(retired))
     assert writer.applied_seq() == seq
     assert resealing.raw(f"SELECT COUNT(*) FROM {done.table} WHERE id = 9999") == [(0,)]
+
+
+def test_the_command_line_lists_the_stores_to_reseal_and_reseals_them(
+    resealing: Resealing,
+) -> None:
+    settings = resealing.hub.settings
+    resealing.mark_sensitive("sfzhm")
+    listed = hub_cli(settings, "stores", "reseal")
+    assert listed.returncode == 0, listed.stderr
+    assert "待重新加密的共享信息库" in listed.stdout
+    [line] = [ln for ln in listed.stdout.splitlines() if f" {resealing.store_id} " in ln]
+    assert "xm" in line
+    assert "sfzhm" not in line
+    unknown = hub_cli(settings, "stores", "reseal", "999999")
+    assert unknown.returncode == 2
+    assert "没有这些共享信息库" in unknown.stderr
+    done = hub_cli(settings, "stores", "reseal", str(resealing.store_id), "--grace", "0")
+    assert done.returncode == 0, done.stderr
+    assert "已重新加密" in done.stdout
+    assert "解密 xm" in done.stdout
+    assert resealing.store().sealed_items == {"sfzhm": "string"}
+    again = hub_cli(settings, "stores", "reseal")
+    assert "无需重新加密" in again.stdout
 
 
 def test_a_resealed_store_never_takes_a_table_name_again() -> None:

@@ -40,7 +40,7 @@ from govshare.rules.clock import china_today
 from govshare.security.errors import PermissionDenied
 from govshare.security.roles import Permission
 from govshare.security.service import SignedRequest, verified_signed_client
-from govshare.sharing import data
+from govshare.sharing import data, reseal
 from govshare.sharing import store as shared
 from govshare.sharing.data import Caller, DataServices
 from govshare.sharing.models import SharedStore, SharingMode
@@ -438,12 +438,16 @@ class SignedRoute(Route):
 # -- shared stores -------------------------------------------------------------------------
 
 
-def store_public(store: SharedStore) -> StorePublic:
+def store_public(store: SharedStore, settings: Settings) -> StorePublic:
+    change = reseal.pending(store, settings)
     return StorePublic.model_validate(
         {
             **{k: getattr(store, k) for k in StorePublic.model_fields if hasattr(store, k)},
             "resource_name": store.resource.name,
             "sealed_items": sorted(store.sealed_items or {}),
+            "items_to_seal": change.seal,
+            "items_to_open": change.open,
+            "resealing": store.reseal_to is not None,
         }
     )
 
@@ -452,9 +456,10 @@ def store_public(store: SharedStore) -> StorePublic:
 def create_store(
     body: StoreCreate, db: SessionDep, caller: SharingStoreAdmin, settings: SettingsDep
 ) -> StorePublic:
-    return store_public(shared.create_store(db, caller, body, sealing=settings.field_sealing))
+    created = shared.create_store(db, caller, body, sealing=settings.field_sealing)
+    return store_public(created, settings)
 
 
 @stores.get("", summary="共享信息库列表")
-def list_stores(db: SessionDep, _c: SharingReader) -> list[StorePublic]:
-    return [store_public(s) for s in shared.list_stores(db)]
+def list_stores(db: SessionDep, _c: SharingReader, settings: SettingsDep) -> list[StorePublic]:
+    return [store_public(s, settings) for s in shared.list_stores(db)]

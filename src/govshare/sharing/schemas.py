@@ -199,6 +199,15 @@ class StorePublic(BaseModel):
     sealed_items: list[str] = Field(
         default_factory=list, description="加密保存的信息项 (字段加密: 目录标为敏感的信息项)"
     )
+    items_to_seal: list[str] = Field(
+        default_factory=list,
+        description="目录新标为敏感、尚未加密保存的信息项 (govshare stores reseal 后加密)",
+    )
+    items_to_open: list[str] = Field(
+        default_factory=list,
+        description="已不再敏感 (或静态加密已关闭)、仍加密保存的信息项 (重新加密后解密保存)",
+    )
+    resealing: bool = Field(default=False, description="重新加密已开始而尚未完成")
     applied_seq: int
     row_count: int
     applied_at: datetime | None

@@ -21,6 +21,7 @@ from govshare.exchange.models import ExchangeTask, TaskKind
 from govshare.ids import Id
 from govshare.security.roles import Permission
 from govshare.security.service import Principal
+from govshare.sharing import reseal
 from govshare.sharing import store as shared
 from govshare.sharing.pages.common import _labels, _page
 from govshare.sharing.schemas import StoreCreate, VerifyRule
@@ -108,6 +109,7 @@ def _stores_page(
         errors=errors,
         verify_example=VERIFY_EXAMPLE,
         field_sealing=request.app.state.settings.field_sealing,
+        reseal={s.id: reseal.pending(s, request.app.state.settings) for s in stores},
     )
 
 
