@@ -439,6 +439,7 @@ def setup(
             ],
             sharing=SharingType.UNCONDITIONAL,
             modes=("api", "query"),
+            sensitive=("hjdz",),
         ),
     )
     police = population_store

@@ -22,7 +22,7 @@ from govshare.quality.scan import run_due_scans_by_settings
 from govshare.rules.clock import china_today
 from govshare.sharing import calendar, objections, service, subscriptions
 from govshare.sharing.models import SharedStore
-from govshare.sharing.store import SharedDatabase, Writers, feed_store
+from govshare.sharing.store import SharedDatabase, StoreRetired, Writers, feed_store
 
 log = structlog.get_logger()
 
@@ -84,6 +84,9 @@ class Feeder:
                     objections.check_corrections(session, self.db, store)
                 session.commit()
                 return n
+            except StoreRetired:
+                session.rollback()  # resealed meanwhile: the next round feeds its new table
+                return 0
             except Exception as exc:
                 session.rollback()
                 log.exception("shared store feed failed", store_id=store_id)
