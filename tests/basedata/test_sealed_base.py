@@ -22,7 +22,7 @@ from sqlalchemy import Column, MetaData, String, Table, Text, create_engine, ins
 
 from govshare.basedata import assembly
 from govshare.basedata.assembly import ItemPlan, Plan, SourcePlan
-from govshare.security.fieldseal import FieldSealer
+from govshare.security.fieldseal import FieldSealer, generation_of, rotate
 from govshare.sharing.models import SharedStore
 from govshare.sharing.store import SharedDatabase
 from tests.basedata.test_flow import (
@@ -88,9 +88,17 @@ ITEMS = (
 )
 
 
-def _plan(base_id: int, prefix: str, sealed_stores: set[int], base_sealed: bool) -> Plan:
+def _plan(
+    base_id: int,
+    prefix: str,
+    sealed_stores: set[int],
+    base_sealed: bool,
+    keys: tuple[dict[int, int], int] = ({}, 1),
+) -> Plan:
     """The base ``bd_<base_id>`` over the stores ``<prefix>_1..3``; ``sealed_stores`` keep
-    their sensitive columns sealed, the base its sensitive items if ``base_sealed``."""
+    their sensitive columns sealed, the base its sensitive items if ``base_sealed``;
+    ``keys``: the field-key generation of each store (1 when not given) and the base's."""
+    store_keys, base_key = keys
     sources = {
         sid: SourcePlan(
             sid,
@@ -98,11 +106,12 @@ def _plan(base_id: int, prefix: str, sealed_stores: set[int], base_sealed: bool)
             key,
             department_id=10 * sid,
             sealed=frozenset(SENSITIVE & set(rows[0])) if sid in sealed_stores else frozenset(),
+            seal_key=store_keys.get(sid, 1),
         )
         for sid, (key, rows) in ROWS.items()
     }
     sealed = frozenset({"sfzhm", "xm"}) if base_sealed else frozenset()
-    return Plan(base_id, f"bd_{base_id}", "sfzhm", ITEMS, sources, sealed)
+    return Plan(base_id, f"bd_{base_id}", "sfzhm", ITEMS, sources, sealed, base_key)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -129,8 +138,9 @@ def _write_stores(db: SharedDatabase, plan: Plan) -> None:
             *[Column(c, Text) for c in rows[0] if c != key],
         )
         table.create(db.engine)
+        sealer = db.sealer.under(src.seal_key)
         sealed = [
-            {c: db.sealer.seal(v) if c in src.sealed and v is not None else v for c, v in r.items()}
+            {c: sealer.seal(v) if c in src.sealed and v is not None else v for c, v in r.items()}
             for r in rows
         ]
         with db.engine.begin() as conn:
@@ -177,7 +187,7 @@ def _holds_no_clear_value(db: SharedDatabase, table: str) -> None:
     assert not any(n in names for n in ("张三", "李四", "王五"))
 
 
-LAYOUTS = {
+LAYOUTS: dict[str, tuple[Any, ...]] = {
     # Every store seals its ID numbers and names, as the base does.
     "sealed": ({1, 2, 3}, True),
     # 卫健's store was set up with sealing off: its keys are in the clear.
@@ -187,6 +197,11 @@ LAYOUTS = {
     "mixed-authority": ({2, 3}, True),
     # A base set up before sealing, over sealed stores.
     "clear base": ({1, 2, 3}, False),
+    # The field key rotated: 公安 and 民政 resealed under the new key, 卫健 not yet, the
+    # base still under the first.
+    "rotated stores": ({1, 2, 3}, True, ({1: 2, 3: 2}, 1)),
+    # A base set up after the rotation, over stores not resealed.
+    "rotated base": ({1, 2, 3}, True, ({}, 2)),
 }
 
 
@@ -197,8 +212,11 @@ def test_a_sealed_base_holds_the_records_of_one_in_the_clear(
     # Small batches: keys of several stores cross batch edges.
     monkeypatch.setattr(assembly, "BATCH", 2)
     clear = _plan(1, "p", set(), base_sealed=False)
-    stores, base_sealed = LAYOUTS[layout]
-    sealed = _plan(2, "s", stores, base_sealed)
+    stores, base_sealed, *keys = LAYOUTS[layout]
+    if keys:
+        assert db.sealer.newest() == 1  # the first key, made on first use
+        assert rotate(db.sealer.data_dir, SECRET, "sm4") == 2
+    sealed = _plan(2, "s", stores, base_sealed, *keys)
     _write_stores(db, clear)
     _write_stores(db, sealed)
     expected = _assemble(db, clear, T0)
@@ -218,6 +236,9 @@ def test_a_sealed_base_holds_the_records_of_one_in_the_clear(
     assert sorted(k for o in outs for k in o.keys) == sorted(KEYS)
     if base_sealed:
         _holds_no_clear_value(db, "bd_2")
+        base_key = sealed.seal_key
+        cells = [k for k, _ in _raw(db, "SELECT sfzhm, xm FROM bd_2")]
+        assert {generation_of(c) for c in cells} == {base_key}
     else:
         assert (_id(1), "张三") in _raw(db, "SELECT sfzhm, xm FROM bd_2")
     # Merged again, nothing changes.
@@ -229,7 +250,7 @@ def test_a_sealed_base_holds_the_records_of_one_in_the_clear(
 def test_a_change_keeps_its_history_sealed_and_reads_as_of_a_date(
     db: SharedDatabase, layout: str
 ) -> None:
-    stores, _ = LAYOUTS[layout]
+    stores, *_ = LAYOUTS[layout]
     plan = _plan(2, "s", stores, base_sealed=True)
     _write_stores(db, plan)
     _assemble(db, plan, T0)

@@ -10,10 +10,21 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 import pytest
 
-from govshare.security.fieldseal import FieldSealer, FieldSealError, key_path, type_name
+from govshare.security.atrest import FindableSeal
+from govshare.security.crypto import seal
+from govshare.security.fieldseal import (
+    FieldSealer,
+    FieldSealError,
+    generation_of,
+    key_ages,
+    key_path,
+    rotate,
+    type_name,
+)
 
 SECRET = "s" * 40
 
@@ -102,3 +113,51 @@ def test_values_come_back_as_the_type_they_had(sealer: FieldSealer, values: pa.A
     kind = type_name(values.type)
     assert sealer.open_array(cells, kind).to_pylist() == values.to_pylist()
     assert [sealer.open_value(c, kind) for c in cells.to_pylist()] == values.to_pylist()
+
+
+def test_a_rotation_adds_a_key_and_every_cell_still_opens(sealer: FieldSealer) -> None:
+    first = sealer.under(1).seal("110101199001011234")
+    assert sealer.newest() == 1
+    assert rotate(sealer.data_dir, SECRET, sealer.alg) == 2
+    assert [g for g, _ in key_ages(sealer.data_dir)] == [1, 2]
+    # A store still on the first key seals as before; one resealed seals under the new.
+    assert sealer.under(1).seal("110101199001011234") == first
+    second = sealer.under(2).seal("110101199001011234")
+    assert second.startswith("~2.")
+    assert second != first
+    assert "110101" not in second
+    assert (generation_of(first), generation_of(second)) == (1, 2)
+    # Any sealer opens both, in one column or apart, whichever key it seals under.
+    for opener in (sealer, sealer.under(1), FieldSealer(sealer.data_dir, SECRET, sealer.alg)):
+        assert opener.open_texts([second, None, first]) == [
+            "110101199001011234",
+            None,
+            "110101199001011234",
+        ]
+    # A cell's generation is part of what is checked: moved to another, it fails.
+    with pytest.raises(FieldSealError):
+        sealer.open("~2." + first[1:])
+    with pytest.raises(FieldSealError, match="第 7 代"):
+        sealer.open("~7." + second[3:])
+    for bad in ("~x." + second[3:], "~0." + second[3:], "~1." + second[3:]):
+        with pytest.raises(FieldSealError):
+            sealer.open(bad)
+
+
+def test_a_key_file_of_the_first_form_is_generation_one_and_rotates(tmp_path: Path) -> None:
+    """A hub that sealed before rotations existed kept one key in the file's first form:
+    it is generation 1, and its cells still open after a rotation."""
+    key = FindableSeal.new_key("sm4")
+    path = key_path(tmp_path)
+    path.parent.mkdir(parents=True)
+    record = {"version": 1, "key": seal(SECRET, key), "created_at": "2026-12-01T00:00:00+00:00"}
+    path.write_bytes(orjson.dumps(record))
+    cell = FieldSealer(tmp_path, SECRET).seal("张三")
+    assert generation_of(cell) == 1
+    assert rotate(tmp_path, SECRET, "sm4") == 2
+    assert FieldSealer(tmp_path, SECRET).open(cell) == "张三"
+    assert FieldSealer(tmp_path, SECRET).under(1).seal("张三") == cell
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    with pytest.raises(FieldSealError, match="GOVSHARE_SECRET_KEY"):
+        rotate(tmp_path, "t" * 40, "sm4")  # another secret adds no key it could not open
+    assert [g for g, _ in key_ages(tmp_path)] == [1, 2]

@@ -202,8 +202,13 @@ def test_items_marked_sensitive_later_are_sealed_while_the_store_serves(
                 AuditEntry.object_id == str(resealing.store_id),
             )
         ).all()[-1]
-    assert entry.before == {"table": old, "sealed_items": []}
-    assert entry.after == {"table": store.table_name, "sealed_items": ["sfzhm", "xm"], "rows": ROWS}
+    assert entry.before == {"table": old, "sealed_items": [], "key": 1}
+    assert entry.after == {
+        "table": store.table_name,
+        "sealed_items": ["sfzhm", "xm"],
+        "key": 1,
+        "rows": ROWS,
+    }
 
 
 def test_the_providers_changes_reach_the_resealed_table(resealing: Resealing) -> None:
@@ -299,6 +304,62 @@ def test_the_command_line_lists_the_stores_to_reseal_and_reseals_them(
     assert resealing.store().sealed_items == {"sfzhm": "string"}
     again = hub_cli(settings, "stores", "reseal")
     assert "无需重新加密" in again.stdout
+
+
+def test_after_the_field_key_is_rotated_a_resealed_store_seals_under_the_new_key(
+    resealing: Resealing,
+) -> None:
+    """``govshare keys rotate field-seal`` adds a key; the store keeps serving under the
+    old one until it is resealed, then seals its cells, old and new, under the new."""
+    settings = resealing.hub.settings
+    before = resealing.lookup(3, 4, 7)
+    store = resealing.store()
+    assert store.sealed_items == {"sfzhm": "string"}
+    old_key = store.seal_key or 1
+    rotated = hub_cli(settings, "keys", "rotate", "field-seal")
+    assert rotated.returncode == 0, rotated.stderr
+    assert f"已生成第 {old_key + 1} 代字段加密密钥" in rotated.stdout
+    assert resealing.lookup(3, 4, 7) == before  # still sealed under the old key
+    assert resealing.listed() == ([], [], "待重新加密; 换用新密钥")
+    assert pending(resealing.store(), settings, old_key + 1) == Pending([], [], rekey=True)
+    listed = hub_cli(settings, "keys", "list")
+    assert f"字段加密密钥 第 {old_key + 1} 代" in listed.stdout
+    done = resealing.reseal(grace=0)
+    assert done is not None
+    assert (done.sealed, done.opened, done.key) == ([], [], old_key + 1)
+    store = resealing.store()
+    assert store.seal_key == old_key + 1
+    keys = [k for (k,) in resealing.raw(f"SELECT sfzhm FROM {store.table_name}")]
+    assert keys
+    assert all(k.startswith(f"~{old_key + 1}.") for k in keys)
+    assert resealing.lookup(3, 4, 7) == before
+    assert resealing.listed() == ([], [], "")
+    # What the provider sends next is sealed under the new key too.
+    scene = resealing.scene
+    Source(scene.source_url).insert([ROWS + 2])
+    table = store.table_name
+
+    def arrived() -> bool:
+        rows = resealing.raw(f"SELECT sfzhm FROM {table} WHERE id = :new", new=ROWS + 2)
+        return _store_caught_up(scene) and len(rows) == 1
+
+    scene.run_until(arrived, nodes=["provider"])
+    [(cell,)] = resealing.raw(f"SELECT sfzhm FROM {table} WHERE id = :new", new=ROWS + 2)
+    assert cell.startswith(f"~{old_key + 1}.")
+    r = resealing.client.post(f"/{resealing.code}/lookup", {"keys": [f"3702021990{ROWS + 2:08d}"]})
+    assert r.json()["records"] == [
+        {"sfzhm": f"3702021990{ROWS + 2:08d}", "xm": f"新{ROWS + 2}", "xb": "1"}
+    ]
+
+
+def test_a_one_key_lookup_under_a_grant_filtering_by_a_list_of_values(
+    resealing: Resealing,
+) -> None:
+    """The grant's row filter here is ``xb in [1, 2]``: a lookup of one key runs the
+    statement compiled once per grant, which could not hold a list bound at execution
+    (it answered 500)."""
+    assert resealing.lookup(11) == [{"sfzhm": sfzhm(11), "xm": "姓名11", "xb": "1"}]
+    assert resealing.lookup(11, 12)[0] == resealing.lookup(11)[0]
 
 
 def test_a_resealed_store_never_takes_a_table_name_again() -> None:

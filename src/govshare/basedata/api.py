@@ -35,6 +35,7 @@ from govshare.rules.clock import china_today
 from govshare.security import audit
 from govshare.sharing.errors import NotYourDepartment
 from govshare.sharing.models import SharedStore
+from govshare.sharing.reseal import newest_key
 from govshare.sharing.store import SharedDatabase
 
 router = APIRouter(prefix="/base-databases", tags=["basedata"])
@@ -75,7 +76,9 @@ def conflict_public(c: BaseConflict) -> ConflictPublic:
 def create_base(
     body: BaseCreate, db: SessionDep, settings: SettingsDep, caller: SharingStoreAdmin
 ) -> BasePublic:
-    base = service.create_base(db, caller, body, sealing=settings.field_sealing)
+    base = service.create_base(
+        db, caller, body, sealing=settings.field_sealing, seal_key=newest_key(settings)
+    )
     return base_public(db, base)
 
 

@@ -72,8 +72,18 @@ class SourcePlan:
     table_name: str
     key_column: str
     department_id: int
-    # The store's columns (item codes) kept sealed (its ``sealed_items``).
+    # The store's columns (item codes) kept sealed (its ``sealed_items``), and the
+    # generation of the field key they are sealed under (its ``seal_key``).
     sealed: frozenset[str] = frozenset()
+    seal_key: int = 1
+
+    def form(self, column: str) -> int:
+        """How the store keeps ``column``: 0 in the clear, else its key's generation."""
+        return self.seal_key if column in self.sealed else 0
+
+    @property
+    def key_form(self) -> int:
+        return self.form(self.key_column)
 
     @property
     def key_sealed(self) -> bool:
@@ -100,29 +110,39 @@ class Plan:
     key_item: str
     items: tuple[ItemPlan, ...]
     sources: dict[int, SourcePlan]
-    # The base's items (its key included) kept sealed in its table (字段加密).
+    # The base's items (its key included) kept sealed in its table (字段加密), and the
+    # generation of the field key they are sealed under.
     sealed: frozenset[str] = frozenset()
+    seal_key: int = 1
 
     @property
     def authoritative(self) -> list[int]:
         return list(dict.fromkeys(i.store_id for i in self.items))
+
+    def form(self, item: str) -> int:
+        """How the base keeps ``item``: 0 in the clear, else its key's generation."""
+        return self.seal_key if item in self.sealed else 0
+
+    @property
+    def key_form(self) -> int:
+        return self.form(self.key_item)
 
     @property
     def key_sealed(self) -> bool:
         return self.key_item in self.sealed
 
     def same_keys(self, store_id: int) -> bool:
-        """Whether the store keeps its key column in the base's form (both sealed or
-        both not): then its keys are the base's as they are."""
-        return self.sources[store_id].key_sealed == self.key_sealed
+        """Whether the store keeps its key column in the base's form (both in the clear,
+        or both sealed under the same key): then its keys are the base's as they are."""
+        return self.sources[store_id].key_form == self.key_form
 
     @property
     def cells_alike(self) -> bool:
-        """Whether every source keeps its keys and the columns the base reads sealed
-        exactly where the base does: then the database alone can join, copy and compare
-        them (the set-based first assembly)."""
+        """Whether every source keeps its keys and the columns the base reads in the
+        base's form: then the database alone can join, copy and compare them (the
+        set-based first assembly)."""
         return all(self.same_keys(sid) for sid in self.sources) and all(
-            (col in self.sources[sid].sealed) == (i.item in self.sealed)
+            self.sources[sid].form(col) == self.form(i.item)
             for i in self.items
             for sid, col in ((i.store_id, i.column), *i.evidence)
         )
@@ -346,18 +366,23 @@ def _same(text: str) -> str:
     return text
 
 
-def converter(db: SharedDatabase, sealed: bool, wanted: bool) -> Callable[[str], str]:
-    """What turns a text kept sealed (``sealed``) or not into the form ``wanted``: opened
-    or sealed, or left as it is when both are alike."""
-    if sealed == wanted:
+def converter(db: SharedDatabase, kept: int, wanted: int) -> Callable[[str], str]:
+    """What turns a text kept in the form ``kept`` into the form ``wanted`` (0: in the
+    clear, else sealed under that generation of the field key): opened, sealed, or
+    both, or left as it is when both are alike."""
+    if kept == wanted:
         return _same
-    sealer: FieldSealer = db.sealer
-    return sealer.open if sealed else sealer.seal
+    sealer: FieldSealer = db.sealer.under(wanted or None)
+    if not kept:
+        return sealer.seal
+    if not wanted:
+        return sealer.open
+    return lambda cell: sealer.seal(sealer.open(cell))
 
 
 def base_key(db: SharedDatabase, plan: Plan) -> Callable[[str], str]:
     """A key given in the clear (typed, or read from a package) as the base keeps it."""
-    return converter(db, False, plan.key_sealed)
+    return converter(db, 0, plan.key_form)
 
 
 def clear(db: SharedDatabase, sealed: bool, value: str | None) -> str | None:
@@ -409,7 +434,7 @@ def _source_rows(
     names = sorted(c for c in columns if c in table.c and c != src.key_column)
     order = list(table.primary_key.columns)
     # Each key as the store keeps it, with the base's form it stands for.
-    theirs = converter(db, plan.key_sealed, src.key_sealed)
+    theirs = converter(db, plan.key_form, src.key_form)
     asked = {theirs(k): k for k in keys}
     found: dict[str, dict[str, Any]] = {}
     # Last in primary-key order wins, as in ``latest_rows``.
@@ -464,7 +489,7 @@ def all_keys(db: SharedDatabase, plan: Plan) -> Iterator[list[str]]:
         if plan.same_keys(sid):
             continue
         src = plan.sources[sid]
-        ours = converter(db, src.key_sealed, plan.key_sealed)
+        ours = converter(db, src.key_form, plan.key_form)
         for part in batched(sorted_keys(db, src.table_name, src.key_column), BATCH):
             if new := _not_in_base(db, plan, [ours(k) for k in part]):
                 yield new
@@ -502,12 +527,12 @@ def merge(
     # Python, sealed cells under a collation that is not by code point) would be
     # inserted twice.
     keys = list(dict.fromkeys(keys))
-    clear_key = converter(db, plan.key_sealed, False)
+    clear_key = converter(db, plan.key_form, 0)
     plain = {k: clear_key(k) for k in keys}
     out = Outcome(keys=list(plain.values()))
     # Each item's value as the base keeps it (sealed or not), however its store does.
     kept = {
-        i.item: converter(db, i.column in plan.sources[i.store_id].sealed, i.item in plan.sealed)
+        i.item: converter(db, plan.sources[i.store_id].form(i.column), plan.form(i.item))
         for i in plan.items
     }
     wanted: dict[int, set[str]] = {sid: set() for sid in plan.sources}
@@ -632,7 +657,8 @@ def _check(
             continue
         ev_value = as_text(ev_row.get(ev_col))
         ev_sealed = ev_col in plan.sources[ev_store].sealed
-        if ev_value is None or (ev_sealed == sealed and ev_value == value):
+        same_form = plan.sources[ev_store].form(ev_col) == plan.form(item.item)
+        if ev_value is None or (same_form and ev_value == value):
             continue  # nothing to check, or the same cell: the same value
         ev_text = clear(db, ev_sealed, ev_value)
         theirs = comparable(item, ev_text)

@@ -33,6 +33,7 @@ from govshare.rules.masking import mask_id_number
 from govshare.security.service import Principal
 from govshare.sharing.errors import NotYourDepartment
 from govshare.sharing.models import SharedStore
+from govshare.sharing.reseal import newest_key
 from govshare.sharing.store import SharedDatabase
 from govshare.web.forms import (
     NO_ERRORS,
@@ -373,7 +374,9 @@ def create_base(
         data = BaseCreate.model_validate(
             {"resource_id": rid or 0, "key_item": values["key_item"], "items": items}
         )
-        base = service.create_base(db, caller, data, sealing=settings.field_sealing)
+        base = service.create_base(
+            db, caller, data, sealing=settings.field_sealing, seal_key=newest_key(settings)
+        )
     except ValidationError as exc:
         problems = validation_problems(exc)
         if not items:

@@ -60,7 +60,12 @@ def _store_items(store: SharedStore) -> set[str]:
 
 
 def create_base(
-    session: Session, principal: Principal, data: BaseCreate, *, sealing: bool = True
+    session: Session,
+    principal: Principal,
+    data: BaseCreate,
+    *,
+    sealing: bool = True,
+    seal_key: int | None = None,
 ) -> BaseDatabase:
     """Define a base database on a published catalog entry of kind 基础信息资源; every
     item names the one store and column it comes from (一数一源). With ``sealing``
@@ -148,6 +153,7 @@ def create_base(
         unconditional_items=_unconditional_items(data.key_item, items),
         table_name=base.table_name,
         sealed_items=_sealed_items(resource, data.key_item, items) if sealing else None,
+        seal_key=seal_key if sealing else None,
         created_by=principal.name,
     )
     session.add(served)
@@ -212,6 +218,7 @@ def plan_of(session: Session, base: BaseDatabase) -> assembly.Plan:
             key_column=base.keys.get(str(sid), store.key_item),
             department_id=store.resource.provider_department_id,
             sealed=frozenset(store.sealed_items or ()),
+            seal_key=store.seal_key or 1,
         )
         for sid, store in stores.items()
     }
@@ -237,7 +244,8 @@ def plan_of(session: Session, base: BaseDatabase) -> assembly.Plan:
         if i["item"] in catalog_items
     )
     sealed = frozenset(served.sealed_items or ()) if served is not None else frozenset()
-    return assembly.Plan(base.id, base.table_name, base.key_item, items, sources, sealed)
+    seal_key = (served.seal_key if served is not None else None) or 1
+    return assembly.Plan(base.id, base.table_name, base.key_item, items, sources, sealed, seal_key)
 
 
 # -- assembly ---------------------------------------------------------------------------------

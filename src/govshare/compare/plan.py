@@ -162,6 +162,7 @@ def plan(
                 version_column=VERSION if store.source_task_id is None else None,
                 rows_hint=store.row_count,
                 sealed=dict(store.sealed_items or {}),
+                seal_key=store.seal_key or 1,
             )
         )
     aliases = list(checked)

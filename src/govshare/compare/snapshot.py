@@ -210,7 +210,7 @@ def export(
                 )
             seq = position(conn, table, plan, cursor_table)
             sealed = plan.sealed or None
-            seal = sealer.seal_value if sealer is not None and sealed else None
+            seal = sealer.under(plan.seal_key).seal_value if sealer is not None and sealed else None
             conds = row_conditions(table, plan.row_filter, sealed, seal, prefixes_opened=True)
             conds += [table.c[c].is_not(None) for c in plan.required]
             # Items a prefix on a sealed item needs, read for the check, not written.

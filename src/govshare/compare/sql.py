@@ -48,6 +48,7 @@ class InputPlan:
     # ``SharedStore.sealed_items``); the snapshot opens them, so the query compares,
     # checks and shows values, never cells.
     sealed: dict[str, str] = field(default_factory=dict)
+    seal_key: int = 1  # the generation of the field key they are sealed under
 
 
 def macros() -> list[str]:

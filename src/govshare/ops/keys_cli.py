@@ -1,8 +1,9 @@
 """``govshare keys list|rotate``: the hub's keys and certificates with their due dates
 (the same list the 密钥即将到期 alert watches), and the rotations an operator runs from
 the command line — the audit key (the chain's seal and the checkpoint signing key),
-the documents signing key (older keys keep verifying what they signed) and an API
-client's secret (printed once). Rotations are audited."""
+the documents signing key (older keys keep verifying what they signed), the at-rest
+and field-seal keys (older keys keep opening what they sealed) and an API client's
+secret (printed once). Rotations are audited."""
 
 from __future__ import annotations
 
@@ -144,6 +145,40 @@ def rotate_at_rest(
     console.print(
         f"[green]已轮换静态加密密钥[/green] {chosen.upper()} {key.id}; "
         f"旧密钥 {len(before)} 个保留用于解密",
+        highlight=False,
+    )
+
+
+@rotate_app.command("field-seal")
+def rotate_field_seal(data_dir: DataDir = None) -> None:
+    """生成新一代字段加密密钥 (共享信息库中敏感信息项逐格加密所用)。旧密钥保留在
+    数据目录 keys/field-seal.json 中, 已加密的数据照常解密、照常查询; 各共享信息库在
+    重新加密 (govshare stores reseal --all) 之后才改用新密钥。无需停机。"""
+    from rich.markup import escape
+
+    from govshare.cli import _require_hub, console, err, load_settings
+    from govshare.security import fieldseal
+
+    settings = load_settings(data_dir)
+    _require_hub(settings)
+    alg = settings.at_rest_cipher if settings.at_rest_cipher != "none" else "sm4"
+    try:
+        before = [g for g, _ in fieldseal.key_ages(settings.data_dir)]
+        generation = fieldseal.rotate(settings.data_dir, settings.secret_key, alg)
+    except fieldseal.FieldSealError as exc:
+        err.print(f"[red]字段加密密钥不可用:[/red] {escape(exc.message)}", highlight=False)
+        raise typer.Exit(2) from None
+    _audit_rotation(
+        settings,
+        "field_seal_key",
+        str(generation),
+        {"generations": before},
+        {"generation": generation, "alg": alg},
+    )
+    console.print(
+        f"[green]已生成第 {generation} 代字段加密密钥[/green] ({alg.upper()}); "
+        f"旧密钥 {len(before)} 个保留用于解密。运行 govshare stores reseal --all "
+        "使各共享信息库改用新密钥 (基础库仍用建库时的密钥)。",
         highlight=False,
     )
 

@@ -33,7 +33,7 @@ from govshare.documents import keys as document_keys
 from govshare.exchange import alertrules
 from govshare.exchange.alerts import raise_alert, resolve_alerts
 from govshare.exchange.models import AlertKind, ExchangeNode, NodeStatus
-from govshare.security import anchor, atrest
+from govshare.security import anchor, atrest, fieldseal
 from govshare.security.models import ApiClient, AuditEntry
 
 log = structlog.get_logger()
@@ -131,6 +131,15 @@ def hub_keys(session: Session, settings: Settings) -> list[WatchedKey]:
     if sealing and (made := _parse_time(sealing[-1].created_at)) is not None:
         sealer = sealing[-1]  # the older keys only open what they sealed
         found.append(WatchedKey(f"静态加密密钥 {sealer.alg.upper()} {sealer.id}", made + max_age))
+    try:
+        fields = fieldseal.key_ages(settings.data_dir)
+    except fieldseal.FieldSealError as exc:
+        log.warning("field-seal key file unreadable", error=exc.message)
+        fields = []
+    if fields:
+        # Rotated by adding a generation; stores move to it as they are resealed.
+        generation, made = max(fields)
+        found.append(WatchedKey(f"字段加密密钥 第 {generation} 代", made + max_age))
     registered = _latest_audited(session, "exchange_node", "exchange.node.register")
     nodes = session.scalars(
         select(ExchangeNode)

@@ -20,10 +20,11 @@ sealed as their text (Arrow's cast to string): a store records the type each sea
 item had so readers can give numbers and dates back as such.
 
 The key lives in ``DATA_DIR/keys/field-seal.json`` (mode 0600), sealed with
-``GOVSHARE_SECRET_KEY``, never in the database. It is made on first use. It is not
-rotated: a new key would change every cell, and with them the lookups and joins on
-them, so a rotation means resealing every store (``sharing.reseal`` copies a store to
-a new table; rotating the key through it is not built yet).
+``GOVSHARE_SECRET_KEY``, never in the database. It is made on first use. ``rotate`` adds
+a key of the next generation; the older ones stay, so every cell keeps opening. A new
+key changes every cell, and with them the lookups and joins on them, so each store
+records the generation it seals under (``SharedStore.seal_key``) and moves to the
+newest only when it is resealed as a whole (``sharing.reseal``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ import fcntl
 import os
 import secrets
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,16 +68,37 @@ def key_path(data_dir: Path) -> Path:
 
 
 class FieldSealer:
-    """Seals and opens the cells of sensitive items with the data dir's field key."""
+    """Seals and opens the cells of sensitive items with the data dir's field keys.
 
-    def __init__(self, data_dir: Path, secret_key: str, alg: str = "sm4") -> None:
+    Each key has a generation (1 for the first; ``rotate`` adds the next). A cell says
+    which sealed it (``~`` then the cell of generation 1, ``~2.`` then one of generation
+    2 …), so any cell opens whatever its store's key; a value is sealed under the
+    generation given (``under``: a store's own, ``SharedStore.seal_key``), the newest
+    when none is."""
+
+    def __init__(
+        self, data_dir: Path, secret_key: str, alg: str = "sm4", generation: int | None = None
+    ) -> None:
         if alg not in ALGS:
             raise ValueError(f"unknown cipher {alg!r}")
         self.data_dir = data_dir
         self.secret_key = secret_key
         self.alg = alg
-        self._lock = threading.Lock()
-        self._seal: FindableSeal | None = None
+        self.generation = generation
+        self._ring = _Keyring(data_dir, secret_key, alg)
+
+    def under(self, generation: int | None) -> FieldSealer:
+        """This sealer sealing under key ``generation`` (None: the newest)."""
+        if generation == self.generation:
+            return self
+        bound = FieldSealer.__new__(FieldSealer)
+        bound.data_dir, bound.secret_key, bound.alg = self.data_dir, self.secret_key, self.alg
+        bound.generation, bound._ring = generation, self._ring
+        return bound
+
+    def newest(self) -> int:
+        """The newest key's generation (the key is made when there is none)."""
+        return self._ring.newest()
 
     # -- one value ---------------------------------------------------------------------
 
@@ -99,38 +122,38 @@ class FieldSealer:
         """Each text's cell (None stays None), the whole batch in one pass."""
         given = list(texts)
         present = [t for t in given if t is not None]
-        tags, boxes = self._key().seal(present)
+        generation = self.generation or self._ring.newest_known()
+        tags, boxes = self._ring.key(generation).seal(present)
+        mark = MARK if generation == 1 else f"{MARK}{generation}."
         cells = iter(
-            MARK + base64.urlsafe_b64encode(bytes.fromhex(t) + b).rstrip(b"=").decode("ascii")
+            mark + base64.urlsafe_b64encode(bytes.fromhex(t) + b).rstrip(b"=").decode("ascii")
             for t, b in zip(tags, boxes, strict=True)
         )
         return [None if t is None else next(cells) for t in given]
 
     def open_texts(self, cells: Iterable[str | None]) -> list[str | None]:
         """Each cell's text (None stays None); ``FieldSealError`` when one does not
-        open: changed in the database, or sealed under another key."""
+        open: changed in the database, or sealed under a key this hub does not have."""
         given = list(cells)
-        tags: list[str] = []
-        boxes: list[bytes] = []
-        for cell in given:
+        # Per generation: where its cells are, their tags and ciphertexts.
+        found: dict[int, tuple[list[int], list[str], list[bytes]]] = {}
+        for at, cell in enumerate(given):
             if cell is None:
                 continue
-            if not cell.startswith(MARK):
-                raise FieldSealError("加密字段的内容不是密文: 可能被直接改写过")
-            body = cell[len(MARK) :]
-            try:
-                raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-            except (binascii.Error, ValueError):
-                raise FieldSealError("加密字段的内容无法解码: 可能被直接改写过") from None
-            if len(raw) < _TAG_LEN:
-                raise FieldSealError("加密字段的内容过短: 可能被直接改写过")
+            generation, raw = _parts(cell)
+            places, tags, boxes = found.setdefault(generation, ([], [], []))
+            places.append(at)
             tags.append(raw[:_TAG_LEN].hex())
             boxes.append(raw[_TAG_LEN:])
-        try:
-            texts = iter(self._key().open(tags, boxes))
-        except (AtRestKeyError, UnicodeDecodeError):
-            raise FieldSealError("加密字段无法解密: 内容被改动或字段密钥不符") from None
-        return [None if c is None else next(texts) for c in given]
+        out: list[str | None] = [None] * len(given)
+        for generation, (places, tags, boxes) in found.items():
+            try:
+                texts = self._ring.key(generation).open(tags, boxes)
+            except (AtRestKeyError, UnicodeDecodeError):
+                raise FieldSealError("加密字段无法解密: 内容被改动或字段密钥不符") from None
+            for at, text in zip(places, texts, strict=True):
+                out[at] = text
+        return out
 
     def seal_array(self, values: pa.Array | pa.ChunkedArray) -> pa.Array:
         """The column's values as sealed text (nulls stay null)."""
@@ -153,16 +176,63 @@ class FieldSealer:
             return texts
         return pc.cast(texts, arrow_type(kind))
 
-    # -- the key -----------------------------------------------------------------------
 
-    def _key(self) -> FindableSeal:
-        found = self._seal
-        if found is not None:
-            return found
+def generation_of(cell: str) -> int:
+    """The generation of the key that sealed ``cell``."""
+    return _parts(cell)[0]
+
+
+def _parts(cell: str) -> tuple[int, bytes]:
+    """A cell's key generation and its tag and ciphertext."""
+    if not cell.startswith(MARK):
+        raise FieldSealError("加密字段的内容不是密文: 可能被直接改写过")
+    body = cell[len(MARK) :]
+    generation = 1
+    if "." in body:  # never in URL-safe Base64: the generation's mark
+        number, _, body = body.partition(".")
+        if not number.isdigit() or not 1 < int(number) < 1_000_000:
+            raise FieldSealError("加密字段的密钥代次无法识别: 可能被直接改写过")
+        generation = int(number)
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except (binascii.Error, ValueError):
+        raise FieldSealError("加密字段的内容无法解码: 可能被直接改写过") from None
+    if len(raw) < _TAG_LEN:
+        raise FieldSealError("加密字段的内容过短: 可能被直接改写过")
+    return generation, raw
+
+
+class _Keyring:
+    """The field keys of a data dir, read once and again when a generation not yet seen
+    is asked for (a rotation by another process)."""
+
+    def __init__(self, data_dir: Path, secret_key: str, alg: str) -> None:
+        self.data_dir, self.secret_key, self.alg = data_dir, secret_key, alg
+        self._lock = threading.Lock()
+        self._keys: dict[int, FindableSeal] = {}
+
+    def newest(self) -> int:
+        self._load()  # read again: another process may have rotated
+        return max(self._keys)
+
+    def newest_known(self) -> int:
+        if not self._keys:
+            self._load()
+        return max(self._keys)
+
+    def key(self, generation: int) -> FindableSeal:
+        found = self._keys.get(generation)
+        if found is None:
+            self._load()
+            found = self._keys.get(generation)
+        if found is None:
+            raise FieldSealError(f"没有第 {generation} 代字段加密密钥: 密钥文件不全或密文被改写")
+        return found
+
+    def _load(self) -> None:
         with self._lock:
-            if self._seal is None:
-                self._seal = FindableSeal(_load_or_make(self.data_dir, self.secret_key, self.alg))
-            return self._seal
+            keys = _load_or_make(self.data_dir, self.secret_key, self.alg)
+            self._keys = {g: FindableSeal(k) for g, k in keys.items()}
 
 
 def text_of(value: Any) -> str:
@@ -194,39 +264,104 @@ def type_name(arrow_type: pa.DataType) -> str:
     return str(arrow_type)
 
 
-def _load_or_make(data_dir: Path, secret_key: str, alg: str) -> str:
-    """The field key (``FindableSeal`` form), made on first use."""
+def _load_or_make(data_dir: Path, secret_key: str, alg: str) -> dict[int, str]:
+    """The field keys (``FindableSeal`` form) by generation, the first made on first
+    use."""
     path = key_path(data_dir)
     raw = _read(path)
     if raw is None:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # One maker at a time: two processes starting together must not each make a key
-        # and seal half the cells under the one that loses.
-        with (path.parent / f".{KEY_FILE}.lock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with _locked(data_dir):
             raw = _read(path)
             if raw is None:
-                record = {
-                    "version": 1,
-                    "key": seal(secret_key, FindableSeal.new_key(alg)),
-                    "created_at": datetime.now(UTC).isoformat(),
-                }
-                raw = orjson.dumps(record, option=orjson.OPT_INDENT_2)
-                tmp = path.parent / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as f:
-                    f.write(raw)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
+                raw = _write(path, [_new_record(1, secret_key, alg)])
+    return _keys(path, raw, secret_key)
+
+
+def rotate(data_dir: Path, secret_key: str, alg: str) -> int:
+    """Add the next generation's key (older ones stay, to open what they sealed); returns
+    its generation. Stores move to it as they are resealed (``sharing.reseal``)."""
+    path = key_path(data_dir)
+    with _locked(data_dir):
+        raw = _read(path)
+        records = _records(path, raw, secret_key) if raw is not None else []
+        generation = max((int(r["generation"]) for r in records), default=0) + 1
+        _write(path, [*records, _new_record(generation, secret_key, alg)])
+    return generation
+
+
+def key_ages(data_dir: Path) -> list[tuple[int, datetime]]:
+    """Each key's generation and when it was made (nothing before the first is made);
+    read without the secret, for the key list."""
+    raw = _read(key_path(data_dir))
+    if raw is None:
+        return []
     try:
-        key = unseal(secret_key, str(orjson.loads(raw)["key"]))
-        FindableSeal(key)  # the right form
+        return [
+            (int(r["generation"]), datetime.fromisoformat(str(r["created_at"])))
+            for r in _as_records(orjson.loads(raw))
+        ]
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise FieldSealError(f"字段加密密钥文件 {key_path(data_dir)} 无法读取: {exc}") from None
+
+
+def _new_record(generation: int, secret_key: str, alg: str) -> dict[str, Any]:
+    return {
+        "generation": generation,
+        "key": seal(secret_key, FindableSeal.new_key(alg)),
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def _as_records(data: Any) -> list[dict[str, Any]]:
+    """The key file's records; the first form held one key, generation 1."""
+    if "keys" in data:
+        return [dict(r) for r in data["keys"]]
+    return [{"generation": 1, "key": data["key"], "created_at": data["created_at"]}]
+
+
+def _records(path: Path, raw: bytes, secret_key: str) -> list[dict[str, Any]]:
+    _keys(path, raw, secret_key)  # every record opens with this secret
+    return _as_records(orjson.loads(raw))
+
+
+def _keys(path: Path, raw: bytes, secret_key: str) -> dict[int, str]:
+    try:
+        keys = {
+            int(r["generation"]): unseal(secret_key, str(r["key"]))
+            for r in _as_records(orjson.loads(raw))
+        }
+        for key in keys.values():
+            FindableSeal(key)  # the right form
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, InvalidTag) as exc:
         raise FieldSealError(
             f"字段加密密钥文件 {path} 无法读取或不是用当前 GOVSHARE_SECRET_KEY 封存的: {exc}"
         ) from None
-    return key
+    if not keys:
+        raise FieldSealError(f"字段加密密钥文件 {path} 中没有密钥")
+    return keys
+
+
+@contextmanager
+def _locked(data_dir: Path) -> Iterator[None]:
+    """One writer of the key file at a time: two processes starting together must not
+    each make a key and seal half the cells under the one that loses."""
+    folder = key_path(data_dir).parent
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with (folder / f".{KEY_FILE}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _write(path: Path, records: list[dict[str, Any]]) -> bytes:
+    raw = orjson.dumps({"version": 2, "keys": records}, option=orjson.OPT_INDENT_2)
+    tmp = path.parent / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(raw)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return raw
 
 
 def _read(path: Path) -> bytes | None:

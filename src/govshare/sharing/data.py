@@ -271,6 +271,7 @@ _GRANTS_IN_FORCE = (
         SharedStore.table_name,
         SharedStore.verify_rules,
         SharedStore.sealed_items,
+        SharedStore.seal_key,
     )
     .select_from(Resource)
     .join(SharingGrant, SharingGrant.resource_id == Resource.id)
@@ -302,6 +303,7 @@ class _GrantRow(NamedTuple):
     table_name: str | None
     verify_rules: list[dict[str, Any]] | None
     sealed_items: dict[str, str] | None
+    seal_key: int | None
 
 
 if _GrantRow._fields != tuple(c.key for c in _GRANTS_IN_FORCE.selected_columns):
@@ -344,6 +346,7 @@ def authorize(
             row.table_name,
             list(row.verify_rules or []),
             dict(row.sealed_items) if row.sealed_items else None,
+            row.seal_key,
         ),
         GrantView(
             row.id,

@@ -438,8 +438,8 @@ class SignedRoute(Route):
 # -- shared stores -------------------------------------------------------------------------
 
 
-def store_public(store: SharedStore, settings: Settings) -> StorePublic:
-    change = reseal.pending(store, settings)
+def store_public(store: SharedStore, settings: Settings, newest: int | None) -> StorePublic:
+    change = reseal.pending(store, settings, newest)
     return StorePublic.model_validate(
         {
             **{k: getattr(store, k) for k in StorePublic.model_fields if hasattr(store, k)},
@@ -447,6 +447,7 @@ def store_public(store: SharedStore, settings: Settings) -> StorePublic:
             "sealed_items": sorted(store.sealed_items or {}),
             "items_to_seal": change.seal,
             "items_to_open": change.open,
+            "rekey": change.rekey,
             "resealing": store.reseal_to is not None,
         }
     )
@@ -456,10 +457,13 @@ def store_public(store: SharedStore, settings: Settings) -> StorePublic:
 def create_store(
     body: StoreCreate, db: SessionDep, caller: SharingStoreAdmin, settings: SettingsDep
 ) -> StorePublic:
-    created = shared.create_store(db, caller, body, sealing=settings.field_sealing)
-    return store_public(created, settings)
+    sealing = settings.field_sealing
+    newest = reseal.newest_key(settings)
+    created = shared.create_store(db, caller, body, sealing=sealing, seal_key=newest)
+    return store_public(created, settings, newest)
 
 
 @stores.get("", summary="共享信息库列表")
 def list_stores(db: SessionDep, _c: SharingReader, settings: SettingsDep) -> list[StorePublic]:
-    return [store_public(s, settings) for s in shared.list_stores(db)]
+    newest = reseal.newest_key(settings)
+    return [store_public(s, settings, newest) for s in shared.list_stores(db)]

@@ -204,6 +204,8 @@ class SharedStore(Base):
     # Arrow type its values had ("" until the first package showed it); None or {}:
     # nothing sealed (a store set up before sealing, or with it turned off).
     sealed_items: Mapped[dict[str, str] | None] = mapped_column(JSONType, default=None)
+    # The generation of the field key its cells are sealed under (None: the first).
+    seal_key: Mapped[int | None] = mapped_column(Integer, default=None)
     # While the store is being resealed (``sharing.reseal``): the items it will keep
     # sealed and the table it is being copied to ({"items": …, "table": …}).
     reseal_to: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)

@@ -41,7 +41,7 @@ from govshare.errors import Conflict
 from govshare.node.target import applied_seq_query, cursor_table, target_column
 from govshare.security import audit
 from govshare.security.audit import Actor
-from govshare.security.fieldseal import FieldSealer, arrow_type, type_name
+from govshare.security.fieldseal import FieldSealer, arrow_type, key_ages, type_name
 from govshare.sharing.errors import StoreNotFound
 from govshare.sharing.models import SharedStore
 from govshare.sharing.store import SharedDatabase, make_table, retired_tables, sealed_items
@@ -57,13 +57,15 @@ class ResealRefused(Conflict):
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    """What resealing would change in a store: items to seal and items to open."""
+    """What resealing would change in a store: items to seal, items to open, and
+    whether the items it keeps sealed move to the newest field key (``rekey``)."""
 
     seal: list[str]
     open: list[str]
+    rekey: bool = False
 
     def __bool__(self) -> bool:
-        return bool(self.seal or self.open)
+        return bool(self.seal or self.open or self.rekey)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,15 @@ class Resealed:
     rows: int
     sealed: list[str]
     opened: list[str]
+    key: int | None  # the field key's generation the store seals under now
+
+
+def newest_key(settings: Settings) -> int | None:
+    """The newest field key's generation (None: encryption at rest off, or no key made
+    yet, which the first store to seal will make). Read without the secret."""
+    if not settings.field_sealing:
+        return None
+    return max((g for g, _ in key_ages(settings.data_dir)), default=None)
 
 
 def planned_items(store: SharedStore, settings: Settings) -> dict[str, str]:
@@ -86,13 +97,15 @@ def planned_items(store: SharedStore, settings: Settings) -> dict[str, str]:
     return {item: now.get(item, "") for item in wanted}
 
 
-def pending(store: SharedStore, settings: Settings) -> Pending:
+def pending(store: SharedStore, settings: Settings, newest: int | None = None) -> Pending:
     """What resealing ``store`` would change (nothing for a base database, which its
-    assembly seals)."""
+    assembly seals). ``newest``: the newest field key (``newest_key``)."""
     if store.source_task_id is None:
         return Pending([], [])
     now, wanted = set(store.sealed_items or {}), set(planned_items(store, settings))
-    return Pending(sorted(wanted - now), sorted(now - wanted))
+    kept = now & wanted
+    rekey = bool(kept) and newest is not None and (store.seal_key or 1) != newest
+    return Pending(sorted(wanted - now), sorted(now - wanted), rekey)
 
 
 def next_table_name(name: str) -> str:
@@ -120,28 +133,33 @@ def reseal(
         if store.source_task_id is None:
             raise ResealRefused("基础库由平台组装, 其敏感信息项在组装时加密, 不能重新加密")
         if store.reseal_to is None:
-            if not pending(store, settings):
+            newest = db.sealer.newest() if settings.field_sealing else None
+            if not pending(store, settings, newest):
                 return None
             store.reseal_to = {
                 "items": planned_items(store, settings),
                 "table": next_table_name(store.table_name),
+                "key": newest,
             }
         old, before = store.table_name, dict(store.sealed_items or {})
+        old_key = store.seal_key or 1
         target = dict(store.reseal_to)
     new, after = str(target["table"]), dict(target["items"])
+    new_key = int(target.get("key") or 1)
     retired = retired_tables(MetaData())
     make_table(db.engine, retired)
     already = _is_retired(db.engine, retired, old)
     if not already:
         time.sleep(grace)
-    copy = _Copy(db, store_id, old, new, before, after, retired)
+    copy = _Copy(db, store_id, old, new, _Forms(before, old_key), _Forms(after, new_key), retired)
     rows = copy.rows() if already else copy.run(progress)
     with session_scope(factory) as session:
         store = _locked(session, store_id)
         if store is None:
             raise StoreNotFound(f"没有编号为 {store_id} 的共享信息库")
         store.table_name = new
-        store.sealed_items = copy.after or None
+        store.sealed_items = copy.after.items or None
+        store.seal_key = new_key if copy.after.items else None
         store.reseal_to = None
         store.row_count = rows
         audit.record(
@@ -150,8 +168,13 @@ def reseal(
             "sharing.store.reseal",
             object_type="shared_store",
             object_id=store_id,
-            before={"table": old, "sealed_items": sorted(before)},
-            after={"table": new, "sealed_items": sorted(copy.after), "rows": rows},
+            before={"table": old, "sealed_items": sorted(before), "key": old_key},
+            after={
+                "table": new,
+                "sealed_items": sorted(copy.after.items),
+                "key": new_key,
+                "rows": rows,
+            },
         )
     time.sleep(grace)  # reads that took the old table just before the switch
     _drop(db, old)
@@ -162,7 +185,21 @@ def reseal(
         rows,
         sorted(set(after) - set(before)),
         sorted(set(before) - set(after)),
+        new_key if copy.after.items else None,
     )
+
+
+@dataclass(slots=True)
+class _Forms:
+    """How a store keeps its columns: the sealed items (with their types) and the key
+    generation they are sealed under."""
+
+    items: dict[str, str]
+    key: int
+
+    def form(self, name: str) -> int:
+        """0 for a column in the clear, else the generation its cells are sealed under."""
+        return self.key if name in self.items else 0
 
 
 class _Copy:
@@ -174,21 +211,22 @@ class _Copy:
         store_id: int,
         old: str,
         new: str,
-        before: dict[str, str],
-        after: dict[str, str],
+        before: _Forms,
+        after: _Forms,
         retired: Table,
     ) -> None:
         self.db, self.engine = db, db.engine
         self.store_id, self.old, self.new = store_id, old, new
-        self.before, self.after = before, dict(after)
+        self.before, self.after = before, after
         self.retired = retired
         self.cursor = cursor_table(MetaData())
         self._sealer: FieldSealer | None = None
 
     @property
     def sealer(self) -> FieldSealer:
+        """Opens any cell, seals under the new key."""
         if self._sealer is None:
-            self._sealer = self.db.sealer
+            self._sealer = self.db.sealer.under(self.after.key)
         return self._sealer
 
     def rows(self) -> int:
@@ -281,10 +319,10 @@ class _Copy:
         cols: list[Column[Any]] = []
         for col in source.columns:
             name = str(col.name)
-            if name in self.after and name not in self.before:
+            if self.after.form(name) and not self.before.form(name):
                 cols.append(target_column(name, pa.string(), key))
-            elif name in self.before and name not in self.after:
-                kind = self.before[name]
+            elif self.before.form(name) and not self.after.form(name):
+                kind = self.before.items[name]
                 cols.append(target_column(name, arrow_type(kind) if kind else pa.string(), key))
             else:
                 cols.append(
@@ -299,15 +337,18 @@ class _Copy:
         return Table(self.new, MetaData(), *cols, mysql_charset="utf8mb4")
 
     def _converted(self, name: str, values: list[Any]) -> list[Any]:
-        if name in self.after and name not in self.before:
-            array = pa.array(values)
-            if not self.after[name] and array.type != pa.null():
-                self.after[name] = type_name(array.type)
-            return self.sealer.seal_array(array).to_pylist()
-        if name in self.before and name not in self.after:
+        was, will = self.before.form(name), self.after.form(name)
+        if was == will:
+            return values
+        if was:
             cells = pa.array([None if v is None else str(v) for v in values], pa.string())
-            return self.sealer.open_array(cells, self.before[name] or None).to_pylist()
-        return values
+            if will:  # another key: the cells' text opened and sealed again
+                return self.sealer.seal_texts(self.sealer.open_texts(cells.to_pylist()))
+            return self.sealer.open_array(cells, self.before.items[name] or None).to_pylist()
+        array = pa.array(values)
+        if not self.after.items[name] and array.type != pa.null():
+            self.after.items[name] = type_name(array.type)
+        return self.sealer.seal_array(array).to_pylist()
 
 
 def _locked(session: Session, store_id: int) -> SharedStore | None:

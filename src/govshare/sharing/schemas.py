@@ -207,6 +207,10 @@ class StorePublic(BaseModel):
         default_factory=list,
         description="已不再敏感 (或静态加密已关闭)、仍加密保存的信息项 (重新加密后解密保存)",
     )
+    seal_key: int | None = Field(default=None, description="加密所用字段密钥的代次 (空: 第 1 代)")
+    rekey: bool = Field(
+        default=False, description="字段密钥已轮换, 加密保存的信息项待以新密钥重新加密"
+    )
     resealing: bool = Field(default=False, description="重新加密已开始而尚未完成")
     applied_seq: int
     row_count: int

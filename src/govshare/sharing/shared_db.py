@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, false
+from sqlalchemy import Connection, Engine, Table, create_engine, event, false, or_
 
 from govshare.config import Settings
 from govshare.security.fieldseal import FieldSealer
@@ -106,7 +106,10 @@ def row_conditions(
             continue
         if cond.get("op") == "in":
             values = list(value) if isinstance(value, list) else [value]
-            conds.append(col.in_([seal(v) for v in values] if hidden and seal else values))
+            compared = [seal(v) for v in values] if hidden and seal else values
+            # Equalities, not IN: a list rendered only at execution (SQLAlchemy's
+            # "expanding" IN) cannot go into a statement compiled once (``Prepared``).
+            conds.append(or_(*[col == v for v in compared]) if compared else false())
         elif cond.get("op") == "prefix":
             conds.append(col.startswith(str(value), autoescape=True))
         else:

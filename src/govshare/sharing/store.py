@@ -121,7 +121,7 @@ class SharedDatabase:
 
     def seal_for(self, store: SharedStore | StoreView) -> Callable[[Any], str] | None:
         """What seals a value compared with the store's sealed items (None: none)."""
-        return self.sealer.seal_value if store.sealed_items else None
+        return self.sealer.under(store.seal_key or 1).seal_value if store.sealed_items else None
 
     def rows_opener(
         self,
@@ -258,11 +258,17 @@ def check_verify_rules(resource: Resource, rules: list[dict[str, Any]]) -> list[
 
 
 def create_store(
-    session: Session, principal: Principal, data: StoreCreate, *, sealing: bool = True
+    session: Session,
+    principal: Principal,
+    data: StoreCreate,
+    *,
+    sealing: bool = True,
+    seal_key: int | None = None,
 ) -> SharedStore:
     """Set up the shared store of a resource from one of its provider tasks. With
     ``sealing`` (静态加密 on), the items the catalog marks sensitive and the store keeps
-    are kept sealed (字段加密)."""
+    are kept sealed (字段加密), under the field key of generation ``seal_key`` (None:
+    the first)."""
     resource = session.get(Resource, data.resource_id)
     if resource is None or not resource.listed:
         raise _bad("只能为已发布的目录建立共享信息库", "resource_id", "目录不存在或未发布")
@@ -295,6 +301,7 @@ def create_store(
         verify_rules=check_verify_rules(resource, [r.model_dump() for r in data.verify_rules]),
         table_name=f"ss_{resource.id}",
         sealed_items=sealed_items(resource, data.mapping.values()) if sealing else None,
+        seal_key=seal_key if sealing else None,
         created_by=principal.name,
     )
     session.add(store)
@@ -478,7 +485,7 @@ def feed_store(
         seq, body = trusted_body(packages.get(session, row))
         data = _kept(package.decode_rows(body), keep)
         if store.sealed_items:
-            data = seal_columns(db.sealer, store, data, store.mapping)
+            data = seal_columns(db.sealer.under(store.seal_key or 1), store, data, store.mapping)
         writer.apply(seq, data, guard)
         if applied == 0 and db.table(store.table_name) is not None:
             _ensure_key_index(db, store)
@@ -516,6 +523,7 @@ class StoreView:
     table_name: str
     verify_rules: list[dict[str, Any]]
     sealed_items: dict[str, str] | None = None
+    seal_key: int | None = None
 
 
 def _json_value(value: Any) -> Any:
@@ -540,7 +548,8 @@ def lookup(
     sealed = store.sealed_items or {}
     known: dict[str, dict[str, str]] = {}
     if store.key_item in sealed:
-        cells = [k or "" for k in db.sealer.seal_texts([text_of(k) for k in keys])]
+        sealer = db.sealer.under(store.seal_key or 1)
+        cells = [k or "" for k in sealer.seal_texts([text_of(k) for k in keys])]
         if sealed[store.key_item] in ("", "string", "large_string"):
             # The keys found are the keys asked for: no need to open them again.
             known[store.key_item] = dict(zip(cells, (text_of(k) for k in keys), strict=True))

@@ -39,16 +39,18 @@ def reseal_stores(
     from govshare.cli import _cli_actor, _require_hub, console, err, load_settings
     from govshare.errors import GovshareError
     from govshare.sharing.models import SharedStore
-    from govshare.sharing.reseal import pending, reseal
+    from govshare.sharing.reseal import newest_key, pending, reseal
     from govshare.sharing.store import SharedDatabase
 
     settings = load_settings(data_dir)
     _require_hub(settings)
     factory = db.make_session_factory(db.make_engine(settings), settings)
+    newest = newest_key(settings)
     with db.session_scope(factory) as session:
         stores = list(session.scalars(select(SharedStore).order_by(SharedStore.id)))
         waiting = {
-            s.id: (s.resource.name, pending(s, settings), s.reseal_to is not None) for s in stores
+            s.id: (s.resource.name, pending(s, settings, newest), s.reseal_to is not None)
+            for s in stores
         }
     due = [i for i, (_, change, started) in waiting.items() if change or started]
     if not store_ids and not all_stores:
@@ -56,7 +58,7 @@ def reseal_stores(
             console.print("所有共享信息库的加密保存与目录一致, 无需重新加密。")
             return
         table = Table(title="待重新加密的共享信息库")
-        for column in ("编号", "目录", "将加密", "将解密", "状态"):
+        for column in ("编号", "目录", "将加密", "将解密", "换用新密钥", "状态"):
             table.add_column(column)
         for i in due:
             name, change, started = waiting[i]
@@ -65,6 +67,7 @@ def reseal_stores(
                 escape(name),
                 escape("、".join(change.seal)),
                 escape("、".join(change.open)),
+                "是" if change.rekey else "",
                 "上次未完成" if started else "",
             )
         console.print(table)
@@ -112,7 +115,8 @@ def reseal_stores(
             console.print(
                 f"[green]{store_id} {name}: 已重新加密[/green] {done.rows} 行 → 表 {done.table}"
                 + (f"; 加密 {escape('、'.join(done.sealed))}" if done.sealed else "")
-                + (f"; 解密 {escape('、'.join(done.opened))}" if done.opened else ""),
+                + (f"; 解密 {escape('、'.join(done.opened))}" if done.opened else "")
+                + (f"; 字段密钥第 {done.key} 代" if done.key else ""),
                 highlight=False,
             )
     finally:

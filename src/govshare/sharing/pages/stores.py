@@ -82,6 +82,8 @@ def _stores_page(
     status_code: int = 200,
 ) -> Response:
     stores = shared.list_stores(db)
+    settings = request.app.state.settings
+    newest = reseal.newest_key(settings)
     can_create = caller.can(Permission.SHARING_STORE)
     sources = _store_sources(db, caller) if can_create else {}
     resources = {tasks[0].resource.id: tasks[0].resource for tasks in sources.values()}
@@ -109,7 +111,7 @@ def _stores_page(
         errors=errors,
         verify_example=VERIFY_EXAMPLE,
         field_sealing=request.app.state.settings.field_sealing,
-        reseal={s.id: reseal.pending(s, request.app.state.settings) for s in stores},
+        reseal={s.id: reseal.pending(s, settings, newest) for s in stores},
     )
 
 
