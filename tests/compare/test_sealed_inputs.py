@@ -53,7 +53,8 @@ def seal_store(world: World, store: StoreScene, items: list[str]) -> None:
             stored.sealed_items = dict.fromkeys(items, "")
             rows = [dict(r) for r in conn.execute(select(table)).mappings()]
             data = pa.Table.from_pylist(rows)
-            data = seal_columns(db.sealer, stored, data, {c: c for c in items})
+            sealer = db.sealer.under(stored.seal_key)
+            data = seal_columns(sealer, stored, data, {c: c for c in items})
             conn.execute(delete(table))
             conn.execute(insert(table), data.to_pylist())
         with db.engine.connect() as conn:

@@ -372,7 +372,7 @@ def converter(db: SharedDatabase, kept: int, wanted: int) -> Callable[[str], str
     both, or left as it is when both are alike."""
     if kept == wanted:
         return _same
-    sealer: FieldSealer = db.sealer.under(wanted or None)
+    sealer: FieldSealer = db.sealer.under(wanted or 1)  # opens any, seals under ``wanted``
     if not kept:
         return sealer.seal
     if not wanted:

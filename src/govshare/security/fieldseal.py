@@ -73,8 +73,8 @@ class FieldSealer:
     Each key has a generation (1 for the first; ``rotate`` adds the next). A cell says
     which sealed it (``~`` then the cell of generation 1, ``~2.`` then one of generation
     2 …), so any cell opens whatever its store's key; a value is sealed under the
-    generation given (``under``: a store's own, ``SharedStore.seal_key``), the newest
-    when none is."""
+    generation given (``under``: a store's own, ``SharedStore.seal_key``), the first
+    when none is, as for a store that records none."""
 
     def __init__(
         self, data_dir: Path, secret_key: str, alg: str = "sm4", generation: int | None = None
@@ -88,7 +88,7 @@ class FieldSealer:
         self._ring = _Keyring(data_dir, secret_key, alg)
 
     def under(self, generation: int | None) -> FieldSealer:
-        """This sealer sealing under key ``generation`` (None: the newest)."""
+        """This sealer sealing under key ``generation`` (None: the first)."""
         if generation == self.generation:
             return self
         bound = FieldSealer.__new__(FieldSealer)
@@ -122,7 +122,7 @@ class FieldSealer:
         """Each text's cell (None stays None), the whole batch in one pass."""
         given = list(texts)
         present = [t for t in given if t is not None]
-        generation = self.generation or self._ring.newest_known()
+        generation = self.generation or 1
         tags, boxes = self._ring.key(generation).seal(present)
         mark = MARK if generation == 1 else f"{MARK}{generation}."
         cells = iter(
@@ -213,11 +213,6 @@ class _Keyring:
 
     def newest(self) -> int:
         self._load()  # read again: another process may have rotated
-        return max(self._keys)
-
-    def newest_known(self) -> int:
-        if not self._keys:
-            self._load()
         return max(self._keys)
 
     def key(self, generation: int) -> FindableSeal:

@@ -674,6 +674,7 @@ ACTION_LABELS = {
     "sharing.objection.answer": "答复异议",
     "sharing.objection.corrected": "异议数据已更正",
     "sharing.store.create": "建立共享信息库",
+    "sharing.store.reseal": "重新加密共享信息库",
     "basedata.create": "定义基础库",
     "compare.job.create": "新建比对任务",
     "compare.job.update": "修改比对任务",

@@ -151,7 +151,9 @@ def reseal(
     already = _is_retired(db.engine, retired, old)
     if not already:
         time.sleep(grace)
-    copy = _Copy(db, store_id, old, new, _Forms(before, old_key), _Forms(after, new_key), retired)
+    copy = StoreCopy(
+        db, store_id, old, new, Sealing(before, old_key), Sealing(after, new_key), retired
+    )
     rows = copy.rows() if already else copy.run(progress)
     with session_scope(factory) as session:
         store = _locked(session, store_id)
@@ -190,7 +192,7 @@ def reseal(
 
 
 @dataclass(slots=True)
-class _Forms:
+class Sealing:
     """How a store keeps its columns: the sealed items (with their types) and the key
     generation they are sealed under."""
 
@@ -202,7 +204,7 @@ class _Forms:
         return self.key if name in self.items else 0
 
 
-class _Copy:
+class StoreCopy:
     """The old table's rows in a new table, the changed columns sealed or opened."""
 
     def __init__(
@@ -211,8 +213,8 @@ class _Copy:
         store_id: int,
         old: str,
         new: str,
-        before: _Forms,
-        after: _Forms,
+        before: Sealing,
+        after: Sealing,
         retired: Table,
     ) -> None:
         self.db, self.engine = db, db.engine
