@@ -17,8 +17,7 @@ from govshare.documents import cli as documents_cli
 from govshare.evaluation import cli as evaluation_cli
 from govshare.ids import MAX_ID
 from govshare.ops import cli as ops_cli
-from govshare.ops import keys_cli
-from govshare.sharing import stores_cli
+from govshare.ops import keys_cli, stores_cli
 
 if TYPE_CHECKING:
     from govshare.config import Settings
