@@ -10,20 +10,35 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
-from sqlalchemy import create_engine, inspect, select, text, update
+from sqlalchemy import MetaData, create_engine, inspect, select, text, update
 
 from govshare.catalog.models import InformationItem
 from govshare.exchange.package import OP_COLUMN
 from govshare.rules.clock import fixed_today
 from govshare.security.audit import Actor
+from govshare.security.fieldseal import FieldSealer
 from govshare.security.models import AuditEntry
 from govshare.sharing.models import SharedStore
-from govshare.sharing.reseal import Pending, next_table_name, pending, reseal
-from govshare.sharing.store import SharedDatabase, StoreRetired, Writers
+from govshare.sharing.reseal import (
+    Pending,
+    Sealing,
+    StoreCopy,
+    next_table_name,
+    pending,
+    reseal,
+)
+from govshare.sharing.store import (
+    SharedDatabase,
+    StoreRetired,
+    Writers,
+    make_table,
+    retired_tables,
+)
 from tests.clirun import hub_cli
 from tests.exchange.scenario import PERSON_ITEMS, Scene, Source, make_scene
 from tests.factories import World
@@ -381,3 +396,23 @@ def test_a_resealed_store_never_takes_a_table_name_again() -> None:
     assert next_table_name("ss_12") == "ss_12_r2"
     assert next_table_name("ss_12_r2") == "ss_12_r3"
     assert next_table_name("ss_3_r19") == "ss_3_r20"
+
+
+def test_a_store_no_package_reached_yet_is_resealed_without_a_copy(tmp_path: Path) -> None:
+    """A store set up but not yet fed has no table: there is nothing to copy, and the
+    table its first package makes follows the new sealing. The name is still marked
+    retired, so a feeder holding the store as it was writes nothing."""
+    db = SharedDatabase(f"sqlite:///{tmp_path / 'shared.db'}", FieldSealer(tmp_path, "s" * 40))
+    try:
+        retired = retired_tables(MetaData())
+        make_table(db.engine, retired)
+        copy = StoreCopy(
+            db, 7, "ss_7", "ss_7_r2", Sealing({}, 1), Sealing({"sfzhm": ""}, 1), retired
+        )
+        assert copy.run(None) == 0
+        assert copy.rows() == 0
+        with pytest.raises(StoreRetired), db.engine.connect() as conn:
+            Writers(db).current("ss_7")(conn)
+        assert not inspect(db.engine).has_table("ss_7_r2")
+    finally:
+        db.close()

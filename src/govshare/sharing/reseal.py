@@ -233,6 +233,8 @@ class StoreCopy:
 
     def rows(self) -> int:
         """Rows in the new table (the copy was made by an earlier, interrupted run)."""
+        if not inspect(self.engine).has_table(self.new):
+            return 0  # the store had no table: its first package makes the new one
         table = Table(self.new, MetaData(), autoload_with=self.engine)
         with self.engine.connect() as conn:
             return int(conn.scalar(select(func.count()).select_from(table)) or 0)
@@ -240,7 +242,8 @@ class StoreCopy:
     def run(self, progress: Callable[[int, int], None] | None) -> int:
         for _ in range(ATTEMPTS):
             seq = self._applied_seq()
-            rows = self._copy(progress)
+            # A store no package reached yet has no table: nothing to copy.
+            rows = self._copy(progress) if inspect(self.engine).has_table(self.old) else 0
             if self._retire_unless_moved(seq):
                 return rows
         raise ResealRefused(
