@@ -12,12 +12,14 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from govshare import db
+from govshare.basedata.models import BaseDatabase
 from govshare.catalog import search
 from govshare.catalog.codes import ResourceKind, ResourceStatus, SharingType
 from govshare.catalog.models import Classification, InformationItem, Resource
 from govshare.config import Settings
 from govshare.exchange.models import ExchangeNode
 from govshare.security.models import Department, DepartmentLevel
+from govshare.sharing.models import SharedStore
 
 
 def test_models_and_migrations_do_not_drift(fresh_settings: Settings) -> None:
@@ -173,5 +175,52 @@ def test_0034_keeps_a_registered_nodes_key_with_none_replaced(fresh_settings: Se
         with factory() as s:
             node = s.scalars(select(ExchangeNode).where(ExchangeNode.name == "旧前置机")).one()
             assert (node.public_key, node.retired_keys, node.key_rotated_at) == ("abcd", [], None)
+    finally:
+        engine.dispose()
+
+
+def test_0049_tells_a_base_defined_before_it_which_items_its_table_keeps(
+    fresh_settings: Settings,
+) -> None:
+    # Resealing reads the items a base keeps from its store's mapping, as it does a fed
+    # store's; a base defined before 0049 had none there.
+    engine = db.make_engine(fresh_settings)
+    factory = db.make_session_factory(engine, fresh_settings)
+    cfg = db.alembic_config(fresh_settings.resolved_database_url)
+    try:
+        with factory.begin() as s:
+            rid = _entry_with_a_withheld_item(s)
+            store = SharedStore(
+                resource_id=rid,
+                source_task_id=None,
+                key_item="gkx",
+                mapping={},
+                verify_rules=[],
+                unconditional_items=[],
+                table_name="bd_1",
+                created_by="t",
+            )
+            s.add(store)
+            s.flush()
+            s.add(
+                BaseDatabase(
+                    resource_id=rid,
+                    store_id=store.id,
+                    key_item="gkx",
+                    items=[{"item": "lcx", "store_id": 1, "column": "lcx", "evidence": []}],
+                    keys={},
+                    table_name="bd_1",
+                    created_by="t",
+                )
+            )
+            store_id = store.id
+        command.downgrade(cfg, "0048")
+        with factory() as s:
+            assert s.get(SharedStore, store_id).mapping == {}  # type: ignore[union-attr]
+        command.upgrade(cfg, "head")
+        with factory() as s:
+            found = s.get(SharedStore, store_id)
+            assert found is not None
+            assert found.mapping == {"gkx": "gkx", "lcx": "lcx"}
     finally:
         engine.dispose()

@@ -148,7 +148,8 @@ def create_base(
         resource_id=resource.id,
         source_task_id=None,
         key_item=data.key_item,
-        mapping={},
+        # The base's table keeps each item in a column of its code.
+        mapping=served_mapping(data.key_item, items),
         verify_rules=[],
         unconditional_items=_unconditional_items(data.key_item, items),
         table_name=base.table_name,
@@ -176,6 +177,12 @@ def create_base(
         },
     )
     return base
+
+
+def served_mapping(key_item: str, items: list[dict[str, Any]]) -> dict[str, str]:
+    """Column → item of the base's table, as a fed store's mapping says it: one column
+    per item, named by its code."""
+    return {code: code for code in (key_item, *(i["item"] for i in items))}
 
 
 def _sealed_items(
@@ -301,7 +308,16 @@ def _touched_keys(
     return touched
 
 
-def _hold(session: Session, base_id: int, clock: Callable[[], datetime], *, renew: bool) -> bool:
+def resealing(session: Session, base: BaseDatabase) -> bool:
+    """Whether the base is being copied to a table of its new sealing (``reseal``):
+    assembly waits for it, so nothing is written to the table being copied."""
+    return base.store_id is not None and (
+        session.scalar(select(SharedStore.reseal_to).where(SharedStore.id == base.store_id))
+        is not None
+    )
+
+
+def hold(session: Session, base_id: int, clock: Callable[[], datetime], *, renew: bool) -> bool:
     """Take (or, ``renew``, extend) the base's lease; False when another process holds
     it. Every hub process runs the feeder, and two assembling one base at once would
     interleave their batches (record versions, conflicts)."""
@@ -330,9 +346,11 @@ def assemble(
     the base's table and its conflicts batch by batch, the source positions last.
     Raises BaseBusy while another hub process is assembling the base."""
     base_id = base.id
-    if not _hold(session, base_id, clock, renew=False):
+    if not hold(session, base_id, clock, renew=False):
         raise BaseBusy("基础库正在由另一个平台进程归集，请稍后再试")
     try:
+        if resealing(session, base):
+            raise BaseBusy("基础库正在重新加密，完成后继续归集")
         return _assemble(session, db, packages, get_base(session, base_id), now, full, clock)
     finally:
         session.rollback()
@@ -418,7 +436,7 @@ def _assemble(
             )
             opened, _ = reconcile_conflicts(session, plan, outcome, now)
             session.commit()
-            _hold(session, base_id, clock, renew=True)
+            hold(session, base_id, clock, renew=True)
             result.opened += opened
         batches: Iterator[list[str]] = iter(())
     elif full:
@@ -430,7 +448,7 @@ def _assemble(
         outcome = assembly.merge(db, plan, batch, seq_of, now)
         opened, resolved = reconcile_conflicts(session, plan, outcome, now)
         session.commit()
-        _hold(session, base_id, clock, renew=True)
+        hold(session, base_id, clock, renew=True)
         result.keys += len(batch)
         result.changed += outcome.inserted + outcome.updated + outcome.deleted
         result.opened += opened

@@ -1,5 +1,6 @@
 """``govshare stores``: the shared stores from the command line — which ones the catalog's
-sensitive items no longer match, and resealing them (``sharing.reseal``)."""
+sensitive items or the newest field key no longer match, and resealing them
+(``sharing.reseal``; a base database's by ``basedata.reseal``)."""
 
 from __future__ import annotations
 
@@ -26,16 +27,19 @@ def reseal_stores(
     ] = 2.0,
     data_dir: DataDir = None,
 ) -> None:
-    """按目录当前标注的敏感信息项重新加密共享信息库: 新标为敏感的信息项加密保存,
-    不再敏感的 (或已关闭静态加密时) 解密保存。库按主键顺序复制到新表, 复制期间照常
-    提供查询, 交换数据暂停写入该库, 复制完成后一步切换到新表并记入审计日志; 中断后
-    再次运行即可完成。基础库在组装时加密, 不在此列。"""
+    """按目录当前标注的敏感信息项和最新的字段密钥重新加密共享信息库 (含基础库):
+    新标为敏感的信息项加密保存, 不再敏感的 (或已关闭静态加密时) 解密保存, 轮换字段
+    密钥后改用新密钥。库按主键顺序复制到新表 (基础库连同其历史表), 复制期间照常
+    提供查询, 交换数据 (基础库的组装) 暂停写入该库, 复制完成后一步切换到新表并记入
+    审计日志; 中断后再次运行即可完成。"""
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
     from rich.table import Table
     from sqlalchemy import select
 
     from govshare import db
+    from govshare.basedata.models import BaseDatabase
+    from govshare.basedata.reseal import reseal_base
     from govshare.cli import _cli_actor, _require_hub, console, err, load_settings
     from govshare.errors import GovshareError
     from govshare.sharing.models import SharedStore
@@ -52,19 +56,21 @@ def reseal_stores(
             s.id: (s.resource.name, pending(s, settings, newest), s.reseal_to is not None)
             for s in stores
         }
+        bases = {b.store_id: b.id for b in session.scalars(select(BaseDatabase)) if b.store_id}
     due = [i for i, (_, change, started) in waiting.items() if change or started]
     if not store_ids and not all_stores:
         if not due:
             console.print("所有共享信息库的加密保存与目录一致, 无需重新加密。")
             return
         table = Table(title="待重新加密的共享信息库")
-        for column in ("编号", "目录", "将加密", "将解密", "换用新密钥", "状态"):
+        for column in ("编号", "目录", "类型", "将加密", "将解密", "换用新密钥", "状态"):
             table.add_column(column)
         for i in due:
             name, change, started = waiting[i]
             table.add_row(
                 str(i),
                 escape(name),
+                "基础库" if i in bases else "共享信息库",
                 escape("、".join(change.seal)),
                 escape("、".join(change.open)),
                 "是" if change.rekey else "",
@@ -95,16 +101,28 @@ def reseal_stores(
                 def advance(n: int, total: int, task: TaskID = task, bar: Progress = bar) -> None:
                     bar.update(task, completed=n, total=total)
 
+                base_id = bases.get(store_id)
                 try:
-                    done = reseal(
-                        factory,
-                        shared,
-                        settings,
-                        store_id,
-                        _cli_actor(),
-                        progress=advance,
-                        grace=grace,
-                    )
+                    if base_id is not None:
+                        done = reseal_base(
+                            factory,
+                            shared,
+                            settings,
+                            base_id,
+                            _cli_actor(),
+                            progress=advance,
+                            grace=grace,
+                        )
+                    else:
+                        done = reseal(
+                            factory,
+                            shared,
+                            settings,
+                            store_id,
+                            _cli_actor(),
+                            progress=advance,
+                            grace=grace,
+                        )
                 except GovshareError as exc:
                     err.print(f"[red]{store_id} {name}:[/red] {escape(exc.message)}")
                     failed = True
@@ -119,6 +137,12 @@ def reseal_stores(
                 + (f"; 字段密钥第 {done.key} 代" if done.key else ""),
                 highlight=False,
             )
+            if base_id is not None:
+                console.print(
+                    f"  基础库的表已改为 {done.table} (历史表 {done.table}_hist);"
+                    " 读取其表返还区县的交换任务须改读新表。",
+                    highlight=False,
+                )
     finally:
         shared.close()
     if failed:

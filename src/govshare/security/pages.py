@@ -676,6 +676,7 @@ ACTION_LABELS = {
     "sharing.store.create": "建立共享信息库",
     "sharing.store.reseal": "重新加密共享信息库",
     "basedata.create": "定义基础库",
+    "basedata.reseal": "重新加密基础库",
     "compare.job.create": "新建比对任务",
     "compare.job.update": "修改比对任务",
     "compare.run.queue": "运行比对任务",

@@ -89,19 +89,19 @@ def newest_key(settings: Settings) -> int | None:
 
 def planned_items(store: SharedStore, settings: Settings) -> dict[str, str]:
     """The items ``store`` should keep sealed now (the catalog's sensitive items it
-    keeps, none with encryption at rest off), each with the type already recorded."""
+    keeps, none with encryption at rest off), each with the type already recorded (a
+    base database keeps every value as text)."""
     if not settings.field_sealing:
         return {}
     now = store.sealed_items or {}
     wanted = sealed_items(store.resource, store.mapping.values()) or {}
-    return {item: now.get(item, "") for item in wanted}
+    fresh = "string" if store.source_task_id is None else ""
+    return {item: now.get(item, fresh) for item in wanted}
 
 
 def pending(store: SharedStore, settings: Settings, newest: int | None = None) -> Pending:
-    """What resealing ``store`` would change (nothing for a base database, which its
-    assembly seals). ``newest``: the newest field key (``newest_key``)."""
-    if store.source_task_id is None:
-        return Pending([], [])
+    """What resealing ``store`` (a base database's too) would change. ``newest``: the
+    newest field key (``newest_key``)."""
     now, wanted = set(store.sealed_items or {}), set(planned_items(store, settings))
     kept = now & wanted
     rekey = bool(kept) and newest is not None and (store.seal_key or 1) != newest
@@ -127,23 +127,16 @@ def reseal(
     """Bring the store's sealing in line with the catalog (module docstring); None when
     nothing changes. ``progress(done, total)`` is told the rows copied."""
     with session_scope(factory) as session:
-        store = _locked(session, store_id)
+        store = locked_store(session, store_id)
         if store is None:
             raise StoreNotFound(f"没有编号为 {store_id} 的共享信息库")
         if store.source_task_id is None:
-            raise ResealRefused("基础库由平台组装, 其敏感信息项在组装时加密, 不能重新加密")
-        if store.reseal_to is None:
-            newest = db.sealer.newest() if settings.field_sealing else None
-            if not pending(store, settings, newest):
-                return None
-            store.reseal_to = {
-                "items": planned_items(store, settings),
-                "table": next_table_name(store.table_name),
-                "key": newest,
-            }
+            raise ResealRefused("基础库由其组装重新加密 (basedata.reseal)")
+        target = mark(store, db, settings)
+        if target is None:
+            return None
         old, before = store.table_name, dict(store.sealed_items or {})
         old_key = store.seal_key or 1
-        target = dict(store.reseal_to)
     new, after = str(target["table"]), dict(target["items"])
     new_key = int(target.get("key") or 1)
     retired = retired_tables(MetaData())
@@ -156,7 +149,7 @@ def reseal(
     )
     rows = copy.rows() if already else copy.run(progress)
     with session_scope(factory) as session:
-        store = _locked(session, store_id)
+        store = locked_store(session, store_id)
         if store is None:
             raise StoreNotFound(f"没有编号为 {store_id} 的共享信息库")
         store.table_name = new
@@ -179,7 +172,7 @@ def reseal(
             },
         )
     time.sleep(grace)  # reads that took the old table just before the switch
-    _drop(db, old)
+    drop_table(db, old)
     return Resealed(
         store_id,
         old,
@@ -189,6 +182,21 @@ def reseal(
         sorted(set(before) - set(after)),
         new_key if copy.after.items else None,
     )
+
+
+def mark(store: SharedStore, db: SharedDatabase, settings: Settings) -> dict[str, Any] | None:
+    """Mark ``store`` (locked) for resealing unless marked already; its mark (the items
+    it will keep sealed, its next table, the key), None when nothing would change."""
+    if store.reseal_to is None:
+        newest = db.sealer.newest() if settings.field_sealing else None
+        if not pending(store, settings, newest):
+            return None
+        store.reseal_to = {
+            "items": planned_items(store, settings),
+            "table": next_table_name(store.table_name),
+            "key": newest,
+        }
+    return dict(store.reseal_to)
 
 
 @dataclass(slots=True)
@@ -202,6 +210,64 @@ class Sealing:
     def form(self, name: str) -> int:
         """0 for a column in the clear, else the generation its cells are sealed under."""
         return self.key if name in self.items else 0
+
+
+def recoded(sealer: FieldSealer, was: int, will: int, cells: list[Any]) -> list[Any]:
+    """Text cells kept in form ``was`` given in form ``will`` (0: in the clear, else the
+    key generation sealing them; ``sealer`` opens any and seals under ``will``)."""
+    if was == will:
+        return cells
+    if was and will:
+        return sealer.seal_texts(sealer.open_texts(cells))
+    return sealer.open_texts(cells) if was else sealer.seal_texts(cells)
+
+
+def copy_rows(
+    engine: Engine,
+    source: Table,
+    target: Table,
+    convert: Callable[[dict[str, list[Any]]], None],
+    progress: Callable[[int], None] | None = None,
+    *,
+    skip: tuple[str, ...] = (),
+) -> int:
+    """Every row of ``source`` into ``target`` in key order, a batch at a time, each
+    batch's columns (name → values) given to ``convert`` to change in place first;
+    the ``skip`` columns are left for ``target`` to number. ``progress(rows)`` after each
+    batch; returns the rows copied."""
+    order = list(source.primary_key.columns) or list(source.columns)
+    names = [str(c.name) for c in source.columns]
+    kept = [n for n in names if n not in skip]
+    done = 0
+    last: tuple[Any, ...] | None = None
+    while True:
+        q = select(*source.columns).order_by(*order).limit(BATCH)
+        if last is not None:
+            q = q.where(
+                tuple_of(*order) > tuple_of(*last) if len(order) > 1 else order[0] > last[0]
+            )
+        with engine.connect() as conn:
+            rows = conn.execute(q).all()
+        if not rows:
+            break
+        columns = {n: [r[i] for r in rows] for i, n in enumerate(names)}
+        last = tuple(columns[str(c.name)][-1] for c in order)
+        convert(columns)
+        with engine.begin() as conn:
+            conn.execute(
+                insert(target), [{n: columns[n][i] for n in kept} for i in range(len(rows))]
+            )
+        done += len(rows)
+        if progress is not None:
+            progress(done)
+        if len(rows) < BATCH:
+            break
+    return done
+
+
+def count_rows(engine: Engine, table: Table) -> int:
+    with engine.connect() as conn:
+        return int(conn.scalar(select(func.count()).select_from(table)) or 0)
 
 
 class StoreCopy:
@@ -235,9 +301,7 @@ class StoreCopy:
         """Rows in the new table (the copy was made by an earlier, interrupted run)."""
         if not inspect(self.engine).has_table(self.new):
             return 0  # the store had no table: its first package makes the new one
-        table = Table(self.new, MetaData(), autoload_with=self.engine)
-        with self.engine.connect() as conn:
-            return int(conn.scalar(select(func.count()).select_from(table)) or 0)
+        return count_rows(self.engine, Table(self.new, MetaData(), autoload_with=self.engine))
 
     def run(self, progress: Callable[[int, int], None] | None) -> int:
         for _ in range(ATTEMPTS):
@@ -278,39 +342,23 @@ class StoreCopy:
 
     def _copy(self, progress: Callable[[int, int], None] | None) -> int:
         source = Table(self.old, MetaData(), autoload_with=self.engine)
-        _drop(self.db, self.new)  # a copy an interrupted run left
+        drop_table(self.db, self.new)  # a copy an interrupted run left
         target = self._target(source)
         target.create(self.engine)
         key_item = self._key_item(source)
-        order = list(source.primary_key.columns) or list(source.columns)
-        names = [str(c.name) for c in source.columns]
-        with self.engine.connect() as conn:
-            total = int(conn.scalar(select(func.count()).select_from(source)) or 0)
-        done = 0
-        last: tuple[Any, ...] | None = None
-        width = len(order)
-        while True:
-            q = select(*source.columns).order_by(*order).limit(BATCH)
-            if last is not None:
-                q = q.where(tuple_of(*order) > tuple_of(*last) if width > 1 else order[0] > last[0])
-            with self.engine.connect() as conn:
-                rows = conn.execute(q).all()
-            if not rows:
-                break
-            columns = {n: [r[i] for r in rows] for i, n in enumerate(names)}
-            for name in names:
-                columns[name] = self._converted(name, columns[name])
-            with self.engine.begin() as conn:
-                conn.execute(
-                    insert(target),
-                    [{n: columns[n][i] for n in names} for i in range(len(rows))],
-                )
-            last = tuple(rows[-1][names.index(str(c.name))] for c in order)
-            done += len(rows)
-            if progress is not None:
-                progress(done, total)
-            if len(rows) < BATCH:
-                break
+        total = count_rows(self.engine, source)
+
+        def convert(columns: dict[str, list[Any]]) -> None:
+            for name, values in columns.items():
+                columns[name] = self._converted(name, values)
+
+        done = copy_rows(
+            self.engine,
+            source,
+            target,
+            convert,
+            None if progress is None else (lambda n: progress(n, total)),
+        )
         if key_item is not None:
             Index(f"ix_{self.new}_key", target.c[key_item]).create(self.engine, checkfirst=True)
         return done
@@ -348,7 +396,7 @@ class StoreCopy:
         if was:
             cells = pa.array([None if v is None else str(v) for v in values], pa.string())
             if will:  # another key: the cells' text opened and sealed again
-                return self.sealer.seal_texts(self.sealer.open_texts(cells.to_pylist()))
+                return recoded(self.sealer, was, will, cells.to_pylist())
             return self.sealer.open_array(cells, self.before.items[name] or None).to_pylist()
         array = pa.array(values)
         if not self.after.items[name] and array.type != pa.null():
@@ -356,7 +404,7 @@ class StoreCopy:
         return self.sealer.seal_array(array).to_pylist()
 
 
-def _locked(session: Session, store_id: int) -> SharedStore | None:
+def locked_store(session: Session, store_id: int) -> SharedStore | None:
     """The store's row, locked until the transaction ends (its resource read after, not
     joined: PostgreSQL locks no row of an outer join's nullable side)."""
     return session.scalar(
@@ -373,7 +421,7 @@ def _is_retired(engine: Engine, retired: Table, name: str) -> bool:
     return found is not None
 
 
-def _drop(db: SharedDatabase, name: str) -> None:
+def drop_table(db: SharedDatabase, name: str) -> None:
     if inspect(db.engine).has_table(name):
         Table(name, MetaData(), autoload_with=db.engine).drop(db.engine)
     db.forget(name)

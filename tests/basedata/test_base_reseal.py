@@ -1,0 +1,336 @@
+"""重新加密基础库, on SQLite and PostgreSQL: after the field key is rotated, or the base's
+catalog entry marks other items sensitive, the base's records and history are copied to
+tables of the new sealing while it keeps serving, and the base is switched to them in one
+step. Callers get the same records before and after; the conflicts stay as they were;
+assembly waits while the base is copied and goes on into the new tables after."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, inspect, select, text, update
+
+from govshare.basedata.errors import BaseBusy
+from govshare.basedata.models import BaseDatabase
+from govshare.basedata.reseal import reseal_base
+from govshare.catalog.models import InformationItem
+from govshare.db import utcnow
+from govshare.security.audit import Actor
+from govshare.security.fieldseal import generation_of
+from govshare.security.models import AuditEntry
+from govshare.sharing.models import SharedStore
+from govshare.sharing.store import SharedDatabase
+from tests.basedata.test_flow import (
+    KEY_ITEM,
+    NAME_ITEM,
+    ROWS,
+    Side,
+    _get,
+    _open_conflicts,
+    _side,
+    _source,
+    _wait,
+)
+from tests.clirun import hub_cli
+from tests.factories import World
+from tests.live import LiveHub
+
+OPERATOR = Actor(name="reseal-test", kind="system")
+RENAMED = (3, 8)  # 公安 names these persons otherwise than 民政: open conflicts
+CHANGED = 11  # renamed at 公安 after the first assembly: a history row
+SEX = {"name": "性别", "code": "xb", "data_type": "C", "length": 1, "code_table": "GB/T 2261.1"}
+SAMPLE = (2, 3, 11, 40)
+
+
+def _person(i: int) -> str:
+    return f"37020219900101{i:04d}"[-18:]
+
+
+@dataclass
+class Based:
+    world: World
+    police: Side  # 公安: its store in the clear; authority for 姓名
+    civil: Side  # 民政: ID number and name sealed; evidence for 姓名, authority for 性别
+    base_id: int
+    store_id: int
+    resource_id: int
+    db: SharedDatabase
+
+    @property
+    def hub(self) -> LiveHub:
+        return self.world.hub
+
+    def raw(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows as anyone with a copy of the shared-store database sees them."""
+        engine = create_engine(self.hub.settings.resolved_shared_store_url)
+        try:
+            with engine.connect() as conn:
+                return [tuple(r) for r in conn.execute(text(sql))]
+        finally:
+            engine.dispose()
+
+    def tables(self) -> set[str]:
+        engine = create_engine(self.hub.settings.resolved_shared_store_url)
+        try:
+            return set(inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+
+    def table(self) -> str:
+        found = _get(self.world, self.world.admin, f"/api/v1/base-databases/{self.base_id}")
+        return str(found["table_name"])
+
+    def served(self) -> SharedStore:
+        with self.hub.db() as s:
+            found = s.get(SharedStore, self.store_id)
+            assert found is not None
+            s.expunge_all()
+            return found
+
+    def records(self) -> dict[int, dict[str, Any]]:
+        out = {}
+        for i in SAMPLE:
+            found = _get(
+                self.world,
+                self.world.admin,
+                f"/api/v1/base-databases/{self.base_id}/records/{_person(i)}",
+            )
+            out[i] = {item: v["value"] for item, v in found["items"].items()}
+        return out
+
+    def conflicts(self) -> list[tuple[str, str | None, str | None]]:
+        found = _open_conflicts(self.world, self.world.admin, self.base_id)
+        return sorted((c["record_key"], c["value"], c["evidence_value"]) for c in found)
+
+    def listed(self) -> dict[str, Any]:
+        with self.world.api(self.world.admin) as c:
+            return next(
+                s for s in c.get("/api/v1/sharing/stores").json() if s["id"] == self.store_id
+            )
+
+    def mark_sensitive(self, *codes: str) -> None:
+        """The base's catalog entry marks ``codes`` 敏感, as a 变更 would leave them."""
+        with self.hub.db() as s:
+            s.execute(
+                update(InformationItem)
+                .where(InformationItem.resource_id == self.resource_id)
+                .values(sensitive=InformationItem.code.in_(codes))
+            )
+
+    def reseal(self, **kw: Any) -> Any:
+        return reseal_base(
+            self.hub.session_factory, self.db, self.hub.settings, self.base_id, OPERATOR, **kw
+        )
+
+    def converge(self, done: Any) -> None:
+        _wait(self.world, [self.police, self.civil], done)
+
+
+@pytest.fixture
+def based(hub: LiveHub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Based]:
+    world = World(hub)
+    tmp = tmp_path_factory.mktemp("base-reseal")
+    police = _side(world, tmp, "公安", "户籍人口信息")
+    civil = _side(world, tmp, "民政", "婚姻登记人员信息", sensitive=("sfzhm", "xm"))
+    for i in RENAMED:
+        _source(police, "UPDATE person SET xm = '户籍名' || id, version = :v WHERE id = :i", i=i)
+    owner = world.department("大数据局")
+    resource = world.published(
+        owner,
+        name="人口基础信息",
+        classification_code="101001",
+        items=[{**KEY_ITEM, "sensitive": True}, {**NAME_ITEM, "sensitive": True}, SEX],
+        sharing_type="1",
+        sharing_conditions="",
+    )
+    with world.api(world.admin) as c:
+        r = c.post(
+            "/api/v1/base-databases",
+            json={
+                "resource_id": resource["id"],
+                "key_item": "sfzhm",
+                "items": [
+                    {
+                        "item": "xm",
+                        "source": {"store_id": police.store_id, "column": "xm"},
+                        "evidence": [{"store_id": civil.store_id, "column": "xm"}],
+                    },
+                    {"item": "xb", "source": {"store_id": civil.store_id, "column": "xb"}},
+                ],
+            },
+        )
+        assert r.status_code == 201, r.text
+        base = r.json()
+    db = SharedDatabase.of(hub.settings)
+    based = Based(world, police, civil, base["id"], base["store_id"], resource["id"], db)
+
+    def assembled() -> bool:
+        b = _get(world, world.admin, f"/api/v1/base-databases/{based.base_id}")
+        return bool(b["row_count"] == ROWS and b["conflicts"]["open"] == len(RENAMED))
+
+    based.converge(assembled)
+    _source(police, f"UPDATE person SET xm = '改名者', version = :v WHERE id = {CHANGED}")
+    based.converge(lambda: based.records()[CHANGED]["xm"] == "改名者")
+    yield based
+    db.close()
+    police.node.close()
+    civil.node.close()
+
+
+def _generations(cells: list[Any]) -> set[int]:
+    return {generation_of(str(c)) for c in cells if c is not None}
+
+
+def test_after_the_field_key_is_rotated_the_base_and_its_history_move_to_the_new_key(
+    based: Based,
+) -> None:
+    settings = based.hub.settings
+    records, conflicts = based.records(), based.conflicts()
+    assert records[CHANGED] == {"xm": "改名者", "xb": "1"}
+    old = based.table()
+    old_key = based.served().seal_key or 1
+    rotated = hub_cli(settings, "keys", "rotate", "field-seal")
+    assert rotated.returncode == 0, rotated.stderr
+    new_key = based.db.sealer.newest()
+    assert new_key == old_key + 1
+    listed = based.listed()
+    assert (listed["items_to_seal"], listed["items_to_open"], listed["rekey"]) == ([], [], True)
+    due = hub_cli(settings, "stores", "reseal")
+    line = next(ln for ln in due.stdout.splitlines() if f" {based.store_id} " in ln)
+    assert "基础库" in line
+    assert "是" in line  # 换用新密钥
+    done = hub_cli(settings, "stores", "reseal", str(based.store_id), "--grace", "0")
+    assert done.returncode == 0, done.stderr
+    assert f"{ROWS} 行" in done.stdout
+    assert "返还区县的交换任务须改读新表" in done.stdout
+    table = based.table()
+    assert table == f"{old}_r2"
+    assert old not in based.tables()
+    assert f"{old}_hist" not in based.tables()
+    served = based.served()
+    assert (served.table_name, served.seal_key, served.reseal_to) == (table, new_key, None)
+    assert served.sealed_items == {"sfzhm": "string", "xm": "string"}
+    # Every sealed cell of the records and their history is under the new key.
+    rows = based.raw(f"SELECT sfzhm, xm, xb FROM {table}")
+    assert len(rows) == ROWS
+    assert _generations([k for k, _, _ in rows] + [n for _, n, _ in rows]) == {new_key}
+    assert {x for _, _, x in rows} <= {"1", "2"}
+    history = based.raw(f"SELECT record_key, item, value FROM {table}_hist")
+    assert [item for _, item, _ in history] == ["xm"]
+    assert _generations([k for k, _, _ in history] + [v for _, _, v in history]) == {new_key}
+    [(_, _, was)] = history
+    assert based.db.sealer.open(was) == f"姓名{CHANGED}"
+    # The same records, the same conflicts, and an audit entry saying what was done.
+    assert based.records() == records
+    assert based.conflicts() == conflicts
+    with based.hub.db() as s:
+        entry = s.scalar(
+            select(AuditEntry).where(
+                AuditEntry.action == "basedata.reseal",
+                AuditEntry.object_id == str(based.base_id),
+            )
+        )
+        assert entry is not None
+    # Assembly goes on, into the new table, under the new key.
+    _source(based.police, "UPDATE person SET xm = '又改名', version = :v WHERE id = 40")
+    based.converge(lambda: based.records()[40]["xm"] == "又改名")
+    [(name,)] = based.raw(f"SELECT xm FROM {table} WHERE xm NOT IN ({_quoted(rows)})")
+    assert generation_of(name) == new_key
+    assert based.db.sealer.open(name) == "又改名"
+    again = hub_cli(settings, "stores", "reseal", str(based.store_id), "--grace", "0")
+    assert "无需重新加密" in again.stdout
+
+
+def _quoted(rows: list[tuple[Any, ...]]) -> str:
+    return ", ".join(f"'{n}'" for _, n, _ in rows if n is not None)
+
+
+def test_items_marked_sensitive_later_are_sealed_in_the_base_and_unmarked_ones_opened(
+    based: Based,
+) -> None:
+    records = based.records()
+    based.mark_sensitive("sfzhm", "xb")  # 姓名 no longer sensitive, 性别 now
+    listed = based.listed()
+    assert (listed["items_to_seal"], listed["items_to_open"]) == (["xb"], ["xm"])
+    done = based.reseal(grace=0)
+    assert done is not None
+    assert (done.sealed, done.opened, done.rows) == (["xb"], ["xm"], ROWS)
+    table = based.table()
+    assert done.table == table
+    assert based.served().sealed_items == {"sfzhm": "string", "xb": "string"}
+    rows = based.raw(f"SELECT sfzhm, xm, xb FROM {table}")
+    assert all(k.startswith("~") and x.startswith("~") for k, _, x in rows)
+    names = {n for _, n, _ in rows}
+    assert "姓名2" in names
+    assert "改名者" in names
+    [(key, value)] = based.raw(f"SELECT record_key, value FROM {table}_hist")
+    assert key.startswith("~")
+    assert value == f"姓名{CHANGED}"  # the history's names opened too
+    assert based.records() == records
+    listed = based.listed()
+    assert (listed["items_to_seal"], listed["items_to_open"], listed["rekey"]) == ([], [], False)
+
+
+def test_an_interrupted_base_reseal_holds_assembly_back_until_a_rerun_finishes_it(
+    based: Based,
+) -> None:
+    records = based.records()
+    old = based.table()
+    based.mark_sensitive("sfzhm", "xm", "xb")
+
+    def cut(done: int, total: int) -> None:
+        raise KeyboardInterrupt  # the operator's ^C in the middle of the copy
+
+    with pytest.raises(KeyboardInterrupt):
+        based.reseal(progress=cut, grace=0)
+    served = based.served()
+    assert served.table_name == old
+    assert served.reseal_to is not None
+    assert based.listed()["resealing"] is True
+    assert based.records() == records  # still served from the old table
+    # Assembly waits: a change the police store takes is not merged meanwhile.
+    _source(based.police, "UPDATE person SET xm = '等待者', version = :v WHERE id = 40")
+    police_store = based.police.store_id
+
+    def applied() -> int:
+        with based.hub.db() as s:
+            store = s.get(SharedStore, police_store)
+            assert store is not None
+            return store.applied_seq
+
+    seq = applied()
+    based.converge(lambda: applied() > seq)
+    with based.world.api(based.world.admin) as c:
+        r = c.post(f"/api/v1/base-databases/{based.base_id}/assemble")
+        assert r.status_code == 409, r.text
+        assert r.json()["error"]["code"] == "base_database_busy"
+        assert "重新加密" in r.json()["error"]["message"]
+    assert based.records()[40]["xm"] == "姓名40"
+    # A lease another process holds (an assembly under way) is waited for, within limits.
+    with based.hub.db() as s:
+        s.execute(
+            update(BaseDatabase)
+            .where(BaseDatabase.id == based.base_id)
+            .values(lease_until=utcnow() + timedelta(minutes=5))
+        )
+    with pytest.raises(BaseBusy):
+        based.reseal(grace=0, wait=timedelta(seconds=0.2))
+    with based.hub.db() as s:
+        s.execute(
+            update(BaseDatabase)
+            .where(BaseDatabase.id == based.base_id)
+            .values(lease_until=utcnow() + timedelta(seconds=1))
+        )
+    done = based.reseal(grace=0)
+    assert done is not None
+    assert (done.sealed, done.rows) == (["xb"], ROWS)
+    assert based.served().reseal_to is None
+    assert old not in based.tables()
+    based.converge(lambda: based.records()[40]["xm"] == "等待者")
+    assert {i: r for i, r in based.records().items() if i != 40} == {
+        i: r for i, r in records.items() if i != 40
+    }
