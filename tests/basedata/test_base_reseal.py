@@ -6,6 +6,7 @@ assembly waits while the base is copied and goes on into the new tables after.""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,14 +16,14 @@ import pytest
 from sqlalchemy import create_engine, inspect, select, text, update
 
 from govshare.basedata.errors import BaseBusy
-from govshare.basedata.models import BaseDatabase
+from govshare.basedata.models import BaseConflict, BaseDatabase
 from govshare.basedata.reseal import reseal_base
 from govshare.catalog.models import InformationItem
 from govshare.db import utcnow
-from govshare.security.audit import Actor
+from govshare.security.audit import Actor, KeyHasher
 from govshare.security.fieldseal import generation_of
 from govshare.security.models import AuditEntry
-from govshare.sharing.models import SharedStore
+from govshare.sharing.models import Objection, SharedStore
 from govshare.sharing.store import SharedDatabase
 from tests.basedata.test_flow import (
     KEY_ITEM,
@@ -106,6 +107,18 @@ class Based:
         found = _open_conflicts(self.world, self.world.admin, self.base_id)
         return sorted((c["record_key"], c["value"], c["evidence_value"]) for c in found)
 
+    def kept_conflicts(self) -> list[tuple[Any, ...]]:
+        """The base's conflicts as the hub database keeps them."""
+        with self.hub.db() as s:
+            rows = s.execute(
+                text(
+                    "SELECT record_key, value, evidence_value, key_sealed, values_sealed,"
+                    " seal_key FROM base_conflict WHERE base_id = :b ORDER BY id"
+                ),
+                {"b": self.base_id},
+            ).all()
+        return [tuple(r) for r in rows]
+
     def listed(self) -> dict[str, Any]:
         with self.world.api(self.world.admin) as c:
             return next(
@@ -173,8 +186,14 @@ def based(hub: LiveHub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ba
         return bool(b["row_count"] == ROWS and b["conflicts"]["open"] == len(RENAMED))
 
     based.converge(assembled)
-    _source(police, f"UPDATE person SET xm = '改名者', version = :v WHERE id = {CHANGED}")
-    based.converge(lambda: based.records()[CHANGED]["xm"] == "改名者")
+    # Renamed at both departments: no conflict, one history row.
+    for side in (police, civil):
+        _source(side, f"UPDATE person SET xm = '改名者', version = :v WHERE id = {CHANGED}")
+    based.converge(
+        lambda: (
+            based.records()[CHANGED]["xm"] == "改名者" and len(based.conflicts()) == len(RENAMED)
+        )
+    )
     yield based
     db.close()
     police.node.close()
@@ -224,9 +243,14 @@ def test_after_the_field_key_is_rotated_the_base_and_its_history_move_to_the_new
     assert _generations([k for k, _, _ in history] + [v for _, _, v in history]) == {new_key}
     [(_, _, was)] = history
     assert based.db.sealer.open(was) == f"姓名{CHANGED}"
-    # The same records, the same conflicts, and an audit entry saying what was done.
+    # The same records, the same conflicts (kept under the new key too), and an audit
+    # entry saying what was done.
     assert based.records() == records
     assert based.conflicts() == conflicts
+    kept = based.kept_conflicts()
+    assert len(kept) == len(RENAMED)
+    assert {seal_key for *_, seal_key in kept} == {new_key}
+    assert _generations([c for k, v, e, *_ in kept for c in (k, v, e)]) == {new_key}
     with based.hub.db() as s:
         entry = s.scalar(
             select(AuditEntry).where(
@@ -271,6 +295,11 @@ def test_items_marked_sensitive_later_are_sealed_in_the_base_and_unmarked_ones_o
     assert key.startswith("~")
     assert value == f"姓名{CHANGED}"  # the history's names opened too
     assert based.records() == records
+    # The conflicts on 姓名 keep the person sealed and the names, no longer sensitive, in
+    # the clear.
+    kept = based.kept_conflicts()
+    assert sorted((v, e) for _, v, e, *_ in kept) == [(f"户籍名{i}", f"姓名{i}") for i in RENAMED]
+    assert all(k.startswith("~") and ks and not vs for k, _, _, ks, vs, _ in kept)
     listed = based.listed()
     assert (listed["items_to_seal"], listed["items_to_open"], listed["rekey"]) == ([], [], False)
 
@@ -334,3 +363,50 @@ def test_an_interrupted_base_reseal_holds_assembly_back_until_a_rerun_finishes_i
     assert {i: r for i, r in based.records().items() if i != 40} == {
         i: r for i, r in records.items() if i != 40
     }
+
+
+def test_conflicts_kept_in_the_clear_before_they_were_sealed_are_sealed_by_the_next_assembly(
+    based: Based,
+) -> None:
+    """A hub upgraded from a version that kept conflicts in the clear: the next assembly
+    seals them, finds them again by their sealed keys (no conflict is opened twice), and
+    the department answers them as before."""
+    conflicts = based.conflicts()
+    sealer = based.db.sealer
+    with based.hub.db() as s:
+        for c in s.scalars(select(BaseConflict).where(BaseConflict.base_id == based.base_id)):
+            c.record_key = sealer.open(c.record_key)
+            c.value = None if c.value is None else sealer.open(c.value)
+            c.evidence_value = None if c.evidence_value is None else sealer.open(c.evidence_value)
+            c.key_sealed = c.values_sealed = False
+            c.seal_key = None
+    assert {k for k, *_ in based.kept_conflicts()} == {_person(i) for i in RENAMED}
+    with based.world.api(based.world.admin) as c:
+        r = c.post(f"/api/v1/base-databases/{based.base_id}/assemble")
+        assert r.status_code == 200, r.text
+    kept = based.kept_conflicts()
+    assert len(kept) == len(RENAMED)
+    assert all(k.startswith("~") and v.startswith("~") and ks and vs for k, v, _, ks, vs, _ in kept)
+    assert based.conflicts() == conflicts
+    # 公安 adopts 民政's value for one person: the objection that tracks the correction
+    # names the person and the value in the clear, as objections do; the audit entry
+    # only the person's keyed hash.
+    first = _open_conflicts(based.world, based.world.admin, based.base_id)[0]
+    with based.world.api(based.police.dept.resource_admin) as c:
+        r = c.post(f"/api/v1/base-conflicts/{first['id']}/accept", json={"reason": "以民政为准"})
+        assert r.status_code == 200, r.text
+        assert r.json()["record_key"] == first["record_key"]
+    with based.hub.db() as s:
+        objection = s.get(Objection, r.json()["objection_id"])
+        assert objection is not None
+        assert objection.record_key == first["record_key"]
+        assert objection.claimed == {"xm": first["evidence_value"]}
+        entry = s.scalar(
+            select(AuditEntry).where(
+                AuditEntry.action == "basedata.conflict.accept",
+                AuditEntry.object_id == str(first["id"]),
+            )
+        )
+        assert entry is not None
+        hashed = KeyHasher(based.hub.settings.secret_key)(first["record_key"])
+        assert hashed in json.dumps(entry.after)

@@ -24,6 +24,7 @@ from govshare.basedata import assembly
 from govshare.basedata.assembly import ItemPlan, Plan, SourcePlan
 from govshare.security.fieldseal import FieldSealer, generation_of, rotate
 from govshare.sharing.models import SharedStore
+from govshare.sharing.shared_db import field_sealer
 from govshare.sharing.store import SharedDatabase
 from tests.basedata.test_flow import (
     KEY_ITEM,
@@ -497,3 +498,28 @@ def test_changes_from_either_store_reach_the_sealed_records(live: Live) -> None:
         assert value.startswith("~") if item == "xm" else value == "1"
     rows = live.raw(f"SELECT xm FROM {live.base['table_name']}")
     assert not any(n is not None and "改名" in n for (n,) in rows)
+
+
+def test_the_conflicts_keep_the_person_and_values_sealed_in_the_hub_database(live: Live) -> None:
+    """The base seals 公民身份号码 and 姓名: its conflicts on 姓名 keep both sealed too,
+    so the hub database names no person; the API (above) gives them in the clear."""
+    with live.world.hub.db() as s:
+        rows = s.execute(
+            text(
+                "SELECT record_key, value, evidence_value, key_sealed, values_sealed, seal_key"
+                " FROM base_conflict WHERE base_id = :b"
+            ),
+            {"b": live.base["id"]},
+        ).all()
+    assert len(rows) == len(RENAMED) + EXTRA
+    sealer = field_sealer(live.world.hub.settings)
+    for key, value, evidence, key_sealed, values_sealed, seal_key in rows:
+        assert (bool(key_sealed), bool(values_sealed)) == (True, True)
+        assert key.startswith("~")
+        assert "370202" not in key
+        assert generation_of(key) == (seal_key or 1)
+        assert value is None or value.startswith("~")
+        assert evidence.startswith("~")
+        assert "名" not in f"{value}{evidence}"
+    opened = sorted(sealer.open(k) for k, *_ in rows)
+    assert opened == sorted(_person(i) for i in RENAMED + ONLY_CIVIL)

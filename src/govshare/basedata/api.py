@@ -22,6 +22,7 @@ from govshare.basedata.schemas import (
     ItemValue,
     RecordOut,
 )
+from govshare.basedata.sealed_conflicts import opened
 from govshare.db import utcnow
 from govshare.deps import (
     SessionDep,
@@ -33,6 +34,7 @@ from govshare.deps import (
 from govshare.ids import Id
 from govshare.rules.clock import china_today
 from govshare.security import audit
+from govshare.security.fieldseal import FieldSealer
 from govshare.sharing.errors import NotYourDepartment
 from govshare.sharing.models import SharedStore
 from govshare.sharing.reseal import newest_key
@@ -66,8 +68,16 @@ def base_public(db: Session, base: BaseDatabase) -> BasePublic:
     )
 
 
-def conflict_public(c: BaseConflict) -> ConflictPublic:
+def conflict_public(c: BaseConflict, sealer: FieldSealer) -> ConflictPublic:
+    """The conflict with its key and values in the clear (kept sealed where the base keeps
+    them sealed); the caller is the authoritative department or the platform admin."""
     out = ConflictPublic.model_validate(c, from_attributes=True)
+    clear = opened(sealer, c)
+    out.record_key, out.value, out.evidence_value = (
+        clear.record_key,
+        clear.value,
+        clear.evidence_value,
+    )
     out.status = str(c.status)
     return out
 
@@ -127,6 +137,7 @@ def assemble_now(
 
 @conflicts.get("", summary="本部门的基础库冲突（平台管理员看全部）")
 def list_conflicts(
+    request: Request,
     db: SessionDep,
     caller: SharingReader,
     base_id: Annotated[Id | None, Query()] = None,
@@ -145,36 +156,43 @@ def list_conflicts(
     more = len(rows) > limit
     rows = rows[:limit]
     return ConflictPage(
-        items=[conflict_public(c) for c in rows], next=rows[-1].id if more and rows else None
+        items=[conflict_public(c, _shared(request).sealer) for c in rows],
+        next=rows[-1].id if more and rows else None,
     )
 
 
 @conflicts.get("/{conflict_id}", summary="一条冲突")
 def get_conflict(
-    conflict_id: Annotated[Id, Path()], db: SessionDep, caller: SharingReader
+    request: Request, conflict_id: Annotated[Id, Path()], db: SessionDep, caller: SharingReader
 ) -> ConflictPublic:
-    return conflict_public(service.get_conflict(db, caller, conflict_id))
+    return conflict_public(service.get_conflict(db, caller, conflict_id), _shared(request).sealer)
 
 
 @conflicts.post("/{conflict_id}/confirm", summary="确认本部门的值（须说明理由）")
 def confirm(
+    request: Request,
     conflict_id: Annotated[Id, Path()],
     body: ConflictConfirm,
     db: SessionDep,
     settings: SettingsDep,
     caller: SharingReviewer,
 ) -> ConflictPublic:
-    c = service.confirm_conflict(db, settings, caller, conflict_id, body, utcnow())
-    return conflict_public(c)
+    sealer = _shared(request).sealer
+    c = service.confirm_conflict(db, settings, sealer, caller, conflict_id, body, utcnow())
+    return conflict_public(c, sealer)
 
 
 @conflicts.post("/{conflict_id}/accept", summary="采纳佐证值：本部门更正业务系统")
 def accept(
+    request: Request,
     conflict_id: Annotated[Id, Path()],
     body: ConflictConfirm,
     db: SessionDep,
     settings: SettingsDep,
     caller: SharingReviewer,
 ) -> ConflictPublic:
-    c = service.accept_conflict(db, settings, caller, conflict_id, body, utcnow(), china_today())
-    return conflict_public(c)
+    sealer = _shared(request).sealer
+    c = service.accept_conflict(
+        db, settings, sealer, caller, conflict_id, body, utcnow(), china_today()
+    )
+    return conflict_public(c, sealer)

@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from govshare.catalog.models import Resource
@@ -111,6 +111,11 @@ class BaseConflict(Base):
     evidence_value: Mapped[str | None] = mapped_column(Text)
     evidence_store_id: Mapped[int] = mapped_column(ForeignKey("shared_store.id"))
     evidence_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    # How the row keeps the key and the values (``sealed_conflicts``): sealed as the base
+    # keeps its key and the item, under generation ``seal_key`` of the field key.
+    key_sealed: Mapped[bool] = mapped_column(default=False, server_default=false())
+    values_sealed: Mapped[bool] = mapped_column(default=False, server_default=false())
+    seal_key: Mapped[int | None] = mapped_column()
     status: Mapped[ConflictStatus] = mapped_column(
         str_enum(ConflictStatus, 10), default=ConflictStatus.OPEN
     )

@@ -3,6 +3,7 @@ state, and the conflicts (多元校核) an authoritative department works."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 from govshare.basedata import assembly, service
 from govshare.basedata.models import BaseConflict, BaseDatabase, ConflictStatus
 from govshare.basedata.schemas import BaseCreate, ConflictConfirm
+from govshare.basedata.sealed_conflicts import OpenConflict, opened
 from govshare.catalog.codes import ResourceKind
 from govshare.catalog.models import Resource
 from govshare.config import Settings
@@ -30,6 +32,7 @@ from govshare.errors import Conflict, InvalidInput, NotFound
 from govshare.ids import Id, parse_id
 from govshare.rules.clock import china_today
 from govshare.rules.masking import mask_id_number
+from govshare.security.fieldseal import FieldSealer
 from govshare.security.service import Principal
 from govshare.sharing.errors import NotYourDepartment
 from govshare.sharing.models import SharedStore
@@ -151,9 +154,18 @@ def bases_page(
     )
 
 
-def _shown_key(c: BaseConflict, caller: Principal) -> str:
-    # The authoritative department sees the ID number it must look up; others masked.
-    return c.record_key if caller.department_id == c.department_id else mask_id_number(c.record_key)
+def _sealer(request: Request) -> FieldSealer:
+    shared: SharedDatabase = request.app.state.data_services.db
+    return shared.sealer
+
+
+def _shown(c: BaseConflict, caller: Principal, sealer: FieldSealer) -> OpenConflict:
+    """The conflict's key and values in the clear; the authoritative department sees the
+    ID number it must look up, others (the platform admin) see it masked."""
+    clear = opened(sealer, c)
+    if caller.department_id == c.department_id:
+        return clear
+    return dataclasses.replace(clear, record_key=mask_id_number(clear.record_key))
 
 
 @router.get("/basedata/conflicts")
@@ -182,7 +194,7 @@ def conflicts_page(
         next_after=rows[-1].id if more and rows else None,
         bases=bases,
         stores=_store_names(db, ids),
-        keys={c.id: _shown_key(c, caller) for c in rows},
+        shown={c.id: _shown(c, caller, _sealer(request)) for c in rows},
         item_names={b.id: _item_names(b) for b in bases.values()},
         status_classes_conflict=STATUS_CLASSES,
     )
@@ -207,7 +219,7 @@ def _conflict_page(
         nav="/basedata/conflicts",
         c=conflict,
         base=base,
-        key=_shown_key(conflict, caller),
+        shown=_shown(conflict, caller, _sealer(request)),
         item_name=_item_names(base).get(conflict.item, conflict.item),
         stores=_store_names(db, {conflict.store_id, conflict.evidence_store_id}),
         can_answer=caller.department_id == conflict.department_id
@@ -241,10 +253,12 @@ def answer_conflict(
     body = ConflictConfirm(reason=reason)
     try:
         if action == "confirm":
-            service.confirm_conflict(db, settings, caller, conflict_id, body, utcnow())
+            service.confirm_conflict(
+                db, settings, _sealer(request), caller, conflict_id, body, utcnow()
+            )
         elif action == "accept":
             service.accept_conflict(
-                db, settings, caller, conflict_id, body, utcnow(), china_today()
+                db, settings, _sealer(request), caller, conflict_id, body, utcnow(), china_today()
             )
         else:
             raise InvalidInput("请选择处理方式", details=[{"field": "action", "message": "未选择"}])

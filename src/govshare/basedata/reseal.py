@@ -11,6 +11,7 @@ base, and the copy is made under the base's assembly lease, taken once an assemb
 way has given it back. Interrupted, the base stays marked (assembly waits) and serves
 from the old tables; running it again copies again and switches.
 
+The base's conflicts (kept sealed as its records are) follow in the switching transaction.
 A district task returning the base (返还) reads its table by name: after a reseal it
 must be pointed at the new table (shown on the 基础库 page and in the API).
 """
@@ -29,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from govshare.basedata import assembly, service
 from govshare.basedata.errors import BaseBusy, BaseNotFound
 from govshare.basedata.models import BaseDatabase
+from govshare.basedata.sealed_conflicts import ConflictCells, ConflictForm, bring_to_form
 from govshare.config import Settings
 from govshare.db import session_scope, utcnow
 from govshare.security import audit
@@ -91,6 +93,9 @@ def reseal_base(
             store = locked_store(session, store_id)
             assert store is not None
             base.table_name = store.table_name = new
+            # The conflicts' keys and values follow the records' new sealing.
+            form = ConflictForm(base.key_item, frozenset(after.items), after.key)
+            bring_to_form(session, ConflictCells(db.sealer, form), base_id)
             store.sealed_items = after.items or None
             store.seal_key = after.key if after.items else None
             store.reseal_to = None

@@ -22,6 +22,7 @@ from govshare.basedata import assembly
 from govshare.basedata.errors import BaseBusy, BaseNotFound, ConflictNotFound, InvalidBase
 from govshare.basedata.models import BaseConflict, BaseDatabase, BaseSource, ConflictStatus
 from govshare.basedata.schemas import BaseCreate, ConflictConfirm
+from govshare.basedata.sealed_conflicts import ConflictCells, ConflictForm, bring_to_form, opened
 from govshare.catalog.codes import ResourceKind
 from govshare.catalog.models import CodeEntry, Resource
 from govshare.config import Settings
@@ -33,6 +34,7 @@ from govshare.rules import workdays
 from govshare.rules.clock import CHINA
 from govshare.security import audit
 from govshare.security.audit import KeyHasher
+from govshare.security.fieldseal import FieldSealer
 from govshare.security.service import Principal
 from govshare.sharing.errors import NotYourDepartment, StepNotAllowed
 from govshare.sharing.models import Objection, ObjectionStatus, SharedStore
@@ -415,6 +417,10 @@ def _assemble(
             touched[sid] = {ours(k): seq for k, seq in keys.items()}
     result = RunResult(base.id, full)
     base_id = base.id
+    cells = conflict_cells(db, plan)
+    # Conflicts kept otherwise than the base keeps them now (made before conflicts were
+    # sealed) are brought to its form first, so they are found by their sealed keys.
+    bring_to_form(session, cells, base_id)
     session.commit()  # the positions rows exist; no hub lock is held while merging
 
     def seq_of(store_id: int, key: str) -> int:
@@ -434,7 +440,7 @@ def _assemble(
                 disagreements=found,
                 checked=frozenset((d.item, d.evidence_store_id) for d in found),
             )
-            opened, _ = reconcile_conflicts(session, plan, outcome, now)
+            opened, _ = reconcile_conflicts(session, plan, outcome, now, cells)
             session.commit()
             hold(session, base_id, clock, renew=True)
             result.opened += opened
@@ -446,7 +452,7 @@ def _assemble(
         batches = assembly.batched(pending, assembly.BATCH)
     for batch in batches:
         outcome = assembly.merge(db, plan, batch, seq_of, now)
-        opened, resolved = reconcile_conflicts(session, plan, outcome, now)
+        opened, resolved = reconcile_conflicts(session, plan, outcome, now, cells)
         session.commit()
         hold(session, base_id, clock, renew=True)
         result.keys += len(batch)
@@ -512,20 +518,39 @@ def assemble_due(
 # -- conflicts (多元校核) ------------------------------------------------------------------------
 
 
+def conflict_cells(db: SharedDatabase, plan: assembly.Plan) -> ConflictCells:
+    """How the base keeps its conflicts: as it keeps its records (``sealed_conflicts``)."""
+    return ConflictCells(db.sealer, ConflictForm(plan.key_item, plan.sealed, plan.seal_key))
+
+
 def reconcile_conflicts(
-    session: Session, plan: assembly.Plan, outcome: assembly.Outcome, now: datetime
+    session: Session,
+    plan: assembly.Plan,
+    outcome: assembly.Outcome,
+    now: datetime,
+    cells: ConflictCells,
 ) -> tuple[int, int]:
     """Make the active conflicts of the merged keys match the disagreements found: a new
     one opens, one whose values changed is updated, one whose sources agree again (or
     whose record left the base) resolves. A conflict the department confirmed stays
-    closed while the same values disagree; a different evidence value opens a new one."""
-    found = {(d.key, d.item, d.evidence_store_id): d for d in outcome.disagreements}
+    closed while the same values disagree; a different evidence value opens a new one.
+    Keys and values are compared and kept as ``cells`` keeps them (sealed or not)."""
+    kept = [
+        dataclasses.replace(
+            d,
+            key=cells.key(d.key),
+            value=cells.value(d.item, d.value),
+            evidence_value=str(cells.value(d.item, d.evidence_value)),
+        )
+        for d in outcome.disagreements
+    ]
+    found = {(d.key, d.item, d.evidence_store_id): d for d in kept}
     existing = (
         list(
             session.scalars(
                 select(BaseConflict).where(
                     BaseConflict.base_id == plan.base_id,
-                    BaseConflict.record_key.in_(outcome.keys),
+                    BaseConflict.record_key.in_([cells.key(k) for k in outcome.keys]),
                     BaseConflict.status.in_(COMPARED),
                 )
             )
@@ -569,6 +594,9 @@ def reconcile_conflicts(
                 evidence_value=d.evidence_value,
                 evidence_store_id=d.evidence_store_id,
                 evidence_seq=d.evidence_seq,
+                key_sealed=cells.form.key_sealed(),
+                values_sealed=cells.form.values_sealed(d.item),
+                seal_key=cells.form.seal_key(d.item),
                 status=ConflictStatus.OPEN,
                 opened_at=now,
                 updated_at=now,
@@ -630,12 +658,13 @@ def _own_open(session: Session, principal: Principal, conflict_id: int) -> BaseC
     return c
 
 
-def _conflict_snapshot(c: BaseConflict, hash_key: KeyHasher) -> dict[str, Any]:
-    # The record key only as its keyed hash: the audit log never holds ID numbers.
+def _conflict_snapshot(c: BaseConflict, hash_key: KeyHasher, sealer: FieldSealer) -> dict[str, Any]:
+    # The record key only as its keyed hash (of the key in the clear, as every audit
+    # entry hashes it): the audit log never holds ID numbers.
     return {
         "status": str(c.status),
         "base_id": c.base_id,
-        "record_key_hash": hash_key(c.record_key),
+        "record_key_hash": hash_key(opened(sealer, c).record_key),
         "item": c.item,
         "objection_id": c.objection_id,
     }
@@ -644,6 +673,7 @@ def _conflict_snapshot(c: BaseConflict, hash_key: KeyHasher) -> dict[str, Any]:
 def _audit_answer(
     session: Session,
     settings: Settings,
+    sealer: FieldSealer,
     principal: Principal,
     c: BaseConflict,
     action: str,
@@ -656,13 +686,14 @@ def _audit_answer(
         object_type="base_conflict",
         object_id=c.id,
         before=before,
-        after=_conflict_snapshot(c, KeyHasher(settings.secret_key)),
+        after=_conflict_snapshot(c, KeyHasher(settings.secret_key), sealer),
     )
 
 
 def confirm_conflict(
     session: Session,
     settings: Settings,
+    sealer: FieldSealer,
     principal: Principal,
     conflict_id: int,
     data: ConflictConfirm,
@@ -672,18 +703,19 @@ def confirm_conflict(
     if not data.reason.strip():
         raise _bad("确认本部门值须说明理由", "reason", "为空")
     c = _own_open(session, principal, conflict_id)
-    before = _conflict_snapshot(c, KeyHasher(settings.secret_key))
+    before = _conflict_snapshot(c, KeyHasher(settings.secret_key), sealer)
     c.status = ConflictStatus.CONFIRMED
     c.reason = data.reason.strip()
     c.handled_by = principal.name
     c.closed_at = c.updated_at = now
-    _audit_answer(session, settings, principal, c, "confirm", before)
+    _audit_answer(session, settings, sealer, principal, c, "confirm", before)
     return c
 
 
 def accept_conflict(
     session: Session,
     settings: Settings,
+    sealer: FieldSealer,
     principal: Principal,
     conflict_id: int,
     data: ConflictConfirm,
@@ -694,7 +726,7 @@ def accept_conflict(
     system (数源部门负责更正). An accepted 异议 tracks the correction; when the exchange
     brings it into the store the objection is archived and the conflict resolves."""
     c = _own_open(session, principal, conflict_id)
-    before = _conflict_snapshot(c, KeyHasher(settings.secret_key))
+    before = _conflict_snapshot(c, KeyHasher(settings.secret_key), sealer)
     base = get_base(session, c.base_id)
     source = session.get(SharedStore, c.store_id)
     evidence = session.get(SharedStore, c.evidence_store_id)
@@ -709,13 +741,14 @@ def accept_conflict(
         c.item,
     )
     due = workdays.deadline(today, settings.objection_working_days)
+    clear = opened(sealer, c)
     objection = Objection(
         resource_id=source.resource_id,
         grant_id=None,
         consumer_department_id=evidence.resource.provider_department_id,
         provider_department_id=c.department_id,
-        record_key=c.record_key,
-        claimed={column: c.evidence_value or ""},
+        record_key=clear.record_key,
+        claimed={column: clear.evidence_value or ""},
         evidence=f"基础库「{base.resource.name}」多元校核：{evidence.resource.name} 记录为该值。"
         + (f" {data.reason.strip()}" if data.reason.strip() else ""),
         status=ObjectionStatus.ACCEPTED,
@@ -726,7 +759,7 @@ def accept_conflict(
         answered_by=principal.name,
         answered_on=today,
         answer="采纳多元校核的佐证值，本部门更正业务系统",
-        correction={column: c.evidence_value or ""},
+        correction={column: clear.evidence_value or ""},
     )
     session.add(objection)
     session.flush()
@@ -735,7 +768,7 @@ def accept_conflict(
     c.reason = data.reason.strip()
     c.handled_by = principal.name
     c.updated_at = now
-    _audit_answer(session, settings, principal, c, "accept", before)
+    _audit_answer(session, settings, sealer, principal, c, "accept", before)
     return c
 
 
