@@ -47,6 +47,8 @@ PACKAGES_PER_RUN = 200
 # How long a hub process may hold a base without renewing (it renews after every batch);
 # a killed process's lease lapses after this, and another process takes over.
 LEASE = timedelta(minutes=5)
+# The bases (and forms) whose conflicts this process has seen all kept in that form.
+_CONFLICTS_IN_FORM: set[tuple[int, ConflictForm]] = set()
 # Conflicts a re-merge still holds against what it finds (resolved ones are history).
 COMPARED = (ConflictStatus.OPEN, ConflictStatus.ACCEPTED, ConflictStatus.CONFIRMED)
 
@@ -419,8 +421,11 @@ def _assemble(
     base_id = base.id
     cells = conflict_cells(db, plan)
     # Conflicts kept otherwise than the base keeps them now (made before conflicts were
-    # sealed) are brought to its form first, so they are found by their sealed keys.
-    bring_to_form(session, cells, base_id)
+    # sealed) are brought to its form first, so they are found by their sealed keys; once
+    # a process (every conflict made since is made in the form).
+    if (base_id, cells.form) not in _CONFLICTS_IN_FORM:
+        bring_to_form(session, cells, base_id)
+        _CONFLICTS_IN_FORM.add((base_id, cells.form))
     session.commit()  # the positions rows exist; no hub lock is held while merging
 
     def seq_of(store_id: int, key: str) -> int:
