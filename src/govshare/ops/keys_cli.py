@@ -152,8 +152,8 @@ def rotate_at_rest(
 @rotate_app.command("field-seal")
 def rotate_field_seal(data_dir: DataDir = None) -> None:
     """生成新一代字段加密密钥 (共享信息库中敏感信息项逐格加密所用)。旧密钥保留在
-    数据目录 keys/field-seal.json 中, 已加密的数据照常解密、照常查询; 各共享信息库在
-    重新加密 (govshare stores reseal --all) 之后才改用新密钥。无需停机。"""
+    数据目录 keys/field-seal.json 中, 已加密的数据照常解密、照常查询; 各共享信息库和
+    基础库在重新加密 (govshare stores reseal --all) 之后才改用新密钥。无需停机。"""
     from rich.markup import escape
 
     from govshare.cli import _require_hub, console, err, load_settings
@@ -178,7 +178,7 @@ def rotate_field_seal(data_dir: DataDir = None) -> None:
     console.print(
         f"[green]已生成第 {generation} 代字段加密密钥[/green] ({alg.upper()}); "
         f"旧密钥 {len(before)} 个保留用于解密。运行 govshare stores reseal --all "
-        "使各共享信息库改用新密钥 (基础库仍用建库时的密钥)。",
+        "使各共享信息库和基础库改用新密钥。",
         highlight=False,
     )
 
