@@ -10,6 +10,7 @@ from typing import Any
 from govshare.compare import runner, service
 from govshare.compare.models import CompareCase, CompareRun
 from govshare.compare.schemas import JobCreate
+from govshare.security.atrest import cipher_for, open_document
 from govshare.security.roles import Role
 from govshare.sharing.models import SharingGrant
 from govshare.sharing.store import SharedDatabase
@@ -201,8 +202,11 @@ def run(world: World, dept: Dept, job_id: int, timeout: float = 60) -> CompareRu
 
 
 def cases(world: World, job_id: int) -> list[CompareCase]:
+    """The job's cases, detached, their values opened as the hub shows them (the hub
+    database keeps them sealed at rest)."""
     from sqlalchemy import select
 
+    cipher = cipher_for(world.hub.settings)
     with world.hub.db() as s:
         found = list(
             s.scalars(
@@ -210,4 +214,6 @@ def cases(world: World, job_id: int) -> list[CompareCase]:
             )
         )
         s.expunge_all()
-        return found
+    for c in found:
+        c.values = open_document(cipher, c.values)
+    return found

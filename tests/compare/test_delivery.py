@@ -23,6 +23,7 @@ from govshare.compare import delivery, service
 from govshare.compare.models import CompareJob
 from govshare.compare.schemas import CaseState, JobCreate
 from govshare.node.config import Database
+from govshare.security.atrest import cipher_for
 from govshare.sharing.store import SharedDatabase
 from tests.basedata.test_flow import _wait
 from tests.basedata.test_return import _Agent, _node
@@ -59,7 +60,7 @@ def _sync(world: World, shared: SharedDatabase, job_id: int) -> int:
     with world.hub.db() as s:
         job = s.get(CompareJob, job_id)
         assert job is not None
-        return delivery.sync(s, shared.engine, job)
+        return delivery.sync(s, shared.engine, job, cipher=cipher_for(world.hub.settings))
 
 
 def _copy(shared: SharedDatabase, job_id: int) -> dict[str, dict[str, Any]]:
@@ -147,7 +148,8 @@ def test_a_sync_since_a_time_compares_only_the_cases_changed_after_it(
         assert job is not None
         # Only the second step is after ``stepped`` (strictly): the first stays behind.
         later = stepped + timedelta(microseconds=1)
-        assert delivery.sync(s, shared.engine, job, since=later) == 1
+        cipher = cipher_for(scene.world.hub.settings)
+        assert delivery.sync(s, shared.engine, job, since=later, cipher=cipher) == 1
     states = {k: r["case_state"] for k, r in _copy(shared, job_id).items()}
     assert (states[first], states[second]) == ("pending", "checking")
     assert _sync(scene.world, shared, job_id) == 1  # the whole comparison finds the first
@@ -199,7 +201,9 @@ def test_the_runner_syncs_a_delivering_job_only_when_its_cases_changed(
 ) -> None:
     job_id = save(scene.world, scene.social, dead_pension(scene, deliver=True))
     run(scene.world, scene.social, job_id)
-    deliveries = delivery.Deliveries(shared.engine, every_seconds=0)
+    deliveries = delivery.Deliveries(
+        shared.engine, cipher_for(scene.world.hub.settings), every_seconds=0
+    )
     with scene.world.hub.db() as s:
         assert deliveries.run_once(s) >= 1
     with scene.world.hub.db() as s:

@@ -5,13 +5,15 @@ is shown; runs repeated, changed and cancelled."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, Table, delete, insert
+from sqlalchemy import MetaData, Table, delete, insert, select, update
 
 from govshare.compare import runner
-from govshare.compare.models import CompareRun
+from govshare.compare.models import CompareCase, CompareRun
 from govshare.compare.schemas import CaseState, Presence, RunStatus
+from govshare.security.atrest import SEALED_DOCUMENT
 from govshare.sharing.store import SharedDatabase
 from tests.compare.builders import (
     PensionScene,
@@ -209,3 +211,51 @@ def test_a_count_across_an_input_finds_keys_held_by_several_rows(
     assert len(found) == expected
     if expected:
         assert found[0].rows == 3  # the three payments, grouped as one case
+
+
+def test_a_cases_values_are_kept_sealed_and_shown_opened(scene: PensionScene) -> None:
+    """The persons a job finds are sealed at rest in the hub database (静态加密); the API,
+    the console and the downloads show them opened. Cases stored in the clear by an
+    earlier version are sealed by the job's next run without counting as changed."""
+    job_id = save(scene.world, scene.social, dead_pension(scene))
+    run(scene.world, scene.social, job_id)
+
+    def stored() -> dict[int, Any]:
+        with scene.world.hub.db() as s:
+            rows = s.execute(
+                select(CompareCase.id, CompareCase.values, CompareCase.updated_at).where(
+                    CompareCase.job_id == job_id
+                )
+            ).all()
+        return {i: (v, at) for i, v, at in rows}
+
+    kept = stored()
+    assert len(kept) == len(scene.expected)
+    for values, _ in kept.values():
+        assert list(values) == [SEALED_DOCUMENT]
+        assert not any(number in str(values) for number in scene.expected)
+    with scene.world.api(scene.social.resource_admin) as c:
+        page = c.get(f"/api/v1/compare/jobs/{job_id}/cases").json()["items"]
+        assert {i["values"]["ppl.sfzhm"] for i in page} == set(scene.expected)
+        first = page[0]
+        html = c.get(f"/compare/cases/{first['id']}").text
+        assert first["values"]["ppl.sfzhm"] in html
+        listed = c.get(f"/compare/jobs/{job_id}/cases").text
+        assert all(number in listed for number in scene.expected)
+        csv = c.get(f"/compare/jobs/{job_id}/cases.csv").content.decode("utf-8-sig")
+        assert all(number in csv for number in scene.expected)
+    run(scene.world, scene.social, job_id)  # found again: 仍存在
+    # As an earlier version left them: in the clear.
+    clear = {c.id: c.values for c in cases(scene.world, job_id)}
+    with scene.world.hub.db() as s:
+        for case_id, values in clear.items():
+            s.execute(update(CompareCase).where(CompareCase.id == case_id).values(values=values))
+    before = stored()
+    assert all(SEALED_DOCUMENT not in v for v, _ in before.values())
+    again = run(scene.world, scene.social, job_id)
+    assert (again.hits, again.new_cases) == (len(scene.expected), 0)
+    after = stored()
+    for case_id, (values, at) in after.items():
+        assert list(values) == [SEALED_DOCUMENT]
+        assert at == before[case_id][1]  # what the case shows did not change
+    assert {c.id: c.values for c in cases(scene.world, job_id)} == clear

@@ -35,6 +35,7 @@ from govshare.exchange.models import ExchangeNode, ExchangeTask
 from govshare.exchange.package import OP_COLUMN
 from govshare.exchange.store import make_store
 from govshare.node.target import TargetWriter
+from govshare.security.atrest import cipher_for, open_document
 from govshare.security.audit import SYSTEM
 from govshare.security.models import Department
 from govshare.security.roles import Role
@@ -142,7 +143,7 @@ def test_each_template_finds_its_planted_cases_and_nothing_else(demo: DemoHub, c
     id18 = any("id18" in link.get("normalize", []) for link in template.definition["links"])
     with demo.factory() as s:
         found = [
-            normal_key(str(c.values[key]), id18=id18)
+            normal_key(str(open_document(cipher_for(demo.settings), c.values)[key]), id18=id18)
             for c in s.scalars(select(CompareCase).where(CompareCase.job_id == job_id))
         ]
     expected = expected_cases(demo.sources)[code]

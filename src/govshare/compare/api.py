@@ -29,9 +29,10 @@ from govshare.compare.schemas import (
     Presence,
     RunPublic,
 )
-from govshare.deps import SessionDep, SharingApplicant, SharingReader
+from govshare.deps import SessionDep, SettingsDep, SharingApplicant, SharingReader
 from govshare.ids import Count, Id
 from govshare.rules.clock import china_today
+from govshare.security.atrest import AtRestCipher, cipher_for, open_document
 from govshare.sharing.store import SharedDatabase
 from govshare.web.headers import attachment
 
@@ -79,11 +80,11 @@ def job_public(job: CompareJob, last: CompareRun | None) -> JobPublic:
     )
 
 
-def case_public(case: CompareCase) -> CasePublic:
+def case_public(case: CompareCase, cipher: AtRestCipher) -> CasePublic:
     return CasePublic(
         id=case.id,
         job_id=case.job_id,
-        values=case.values,
+        values=open_document(cipher, case.values),
         amount=case.amount,
         rows=case.rows,
         state=case.state,
@@ -281,6 +282,7 @@ def list_cases(
     job_id: Id,
     db: SessionDep,
     caller: SharingReader,
+    settings: SettingsDep,
     state: CaseState | None = None,
     presence: Presence | None = None,
     after_id: Annotated[Count | None, Query()] = None,
@@ -291,7 +293,7 @@ def list_cases(
     more = len(found) > limit
     found = found[:limit]
     return CasePage(
-        items=[case_public(c) for c in found],
+        items=[case_public(c, cipher_for(settings)) for c in found],
         next_after_id=found[-1].id if more and found else None,
         total=total,
     )
@@ -307,6 +309,7 @@ def export_cases(
     job_id: Id,
     db: SessionDep,
     caller: SharingReader,
+    settings: SettingsDep,
     format: Literal["xlsx", "csv"] = "xlsx",
     state: CaseState | None = None,
     presence: Presence | None = None,
@@ -314,10 +317,11 @@ def export_cases(
     job = service.visible_job(db, caller, job_id)
     cases = service.all_cases(db, caller, job_id, service.CaseFilter(state, presence))
     shown = export.labels(db, job.definition)
+    cipher = cipher_for(settings)
     if format == "csv":
-        body, media = export.cases_csv(job, cases, shown), "text/csv; charset=utf-8"
+        body, media = export.cases_csv(job, cases, shown, cipher), "text/csv; charset=utf-8"
     else:
-        body, media = export.cases_xlsx(job, cases, shown), export.XLSX
+        body, media = export.cases_xlsx(job, cases, shown, cipher), export.XLSX
     name = f"比对线索-{job.name}.{format}"
     return Response(
         body,
@@ -327,8 +331,10 @@ def export_cases(
 
 
 @router.get("/cases/{case_id}", summary="一条线索")
-def get_case(case_id: Id, db: SessionDep, caller: SharingReader) -> CasePublic:
-    return case_public(service.get_case(db, caller, case_id))
+def get_case(
+    case_id: Id, db: SessionDep, caller: SharingReader, settings: SettingsDep
+) -> CasePublic:
+    return case_public(service.get_case(db, caller, case_id), cipher_for(settings))
 
 
 @router.post("/cases/{case_id}/steps", summary="核查线索: 核查中、属实或不属实")
@@ -337,5 +343,7 @@ def step_case(
     body: Annotated[CaseStep, Body()],
     db: SessionDep,
     caller: SharingApplicant,
+    settings: SettingsDep,
 ) -> CasePublic:
-    return case_public(service.step_case(db, caller, case_id, body.state, body.note))
+    found = service.step_case(db, caller, case_id, body.state, body.note)
+    return case_public(found, cipher_for(settings))

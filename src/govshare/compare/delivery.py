@@ -48,6 +48,7 @@ from sqlalchemy.orm import Session
 from govshare.catalog.models import Resource
 from govshare.compare.models import CompareCase, CompareJob
 from govshare.compare.sql import quote
+from govshare.security.atrest import AtRestCipher, open_document
 
 log = structlog.get_logger()
 
@@ -235,7 +236,11 @@ def _text(value: Any) -> str | None:
 
 
 def _desired(
-    session: Session, job_id: int, refs: list[str], since: datetime | None
+    session: Session,
+    job_id: int,
+    refs: list[str],
+    since: datetime | None,
+    cipher: AtRestCipher,
 ) -> dict[int, tuple[Any, ...]]:
     q = select(
         CompareCase.id,
@@ -259,9 +264,10 @@ def _desired(
             None if amount is None else float(amount),
             note,
             updated_at.isoformat(timespec="microseconds"),
-            *(_text(values.get(ref)) for ref in refs),
+            *(_text(shown.get(ref)) for ref in refs),
         )
         for case_id, state, presence, n, amount, note, updated_at, values in session.execute(q)
+        for shown in [open_document(cipher, values)]
     }
 
 
@@ -276,7 +282,12 @@ def _take_turn(conn: Connection, name: str) -> None:
 
 
 def sync(
-    session: Session, engine: Engine, job: CompareJob, *, since: datetime | None = None
+    session: Session,
+    engine: Engine,
+    job: CompareJob,
+    *,
+    since: datetime | None = None,
+    cipher: AtRestCipher,
 ) -> int:
     """Bring the job's copy up to its cases; the number of rows written or removed.
 
@@ -285,7 +296,7 @@ def sync(
     is gone is removed."""
     refs = [str(ref) for ref in job.definition.get("output") or []]  # checked when saved
     outputs = output_columns(refs)
-    desired = _desired(session, job.id, refs, since)
+    desired = _desired(session, job.id, refs, since, cipher)
     table = case_table(job.id, outputs.values())
     names = [*CASE_COLUMNS, *outputs.values()]
     chosen = select(table.c[KEY], *(table.c[n] for n in names))
@@ -342,9 +353,14 @@ class Deliveries:
     a change earlier than that)."""
 
     def __init__(
-        self, engine: Engine, every_seconds: float = 5.0, full_every_seconds: float = 600.0
+        self,
+        engine: Engine,
+        cipher: AtRestCipher,
+        every_seconds: float = 5.0,
+        full_every_seconds: float = 600.0,
     ) -> None:
         self.engine = engine
+        self.cipher = cipher  # opens the cases' values sealed at rest
         self.every_seconds = every_seconds
         self.full_every_seconds = full_every_seconds
         self._synced: dict[int, _Synced] = {}
@@ -384,7 +400,7 @@ class Deliveries:
                 None if full or before is None or before.through is None else before.through - _LATE
             )
             try:
-                written = sync(session, self.engine, job, since=since)
+                written = sync(session, self.engine, job, since=since, cipher=self.cipher)
             except SQLAlchemyError:
                 log.exception("delivering comparison cases failed", job_id=job.id)
                 continue

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from govshare.catalog.models import Resource
 from govshare.compare.models import CompareCase, CompareJob
 from govshare.rules.spreadsheet import csv_bytes, xlsx_row
+from govshare.security.atrest import AtRestCipher, open_document
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -70,12 +71,15 @@ def header(job: CompareJob, shown: dict[str, str]) -> list[str]:
     ]
 
 
-def rows(job: CompareJob, cases: Iterable[CompareCase]) -> Iterable[list[Any]]:
+def rows(
+    job: CompareJob, cases: Iterable[CompareCase], cipher: AtRestCipher
+) -> Iterable[list[Any]]:
     outputs = list(job.definition.get("output", []))
     for c in cases:
+        values = open_document(cipher, c.values)
         yield [
             c.id,
-            *[c.values.get(o) for o in outputs],
+            *[values.get(o) for o in outputs],
             c.amount,
             c.rows,
             c.state.label,
@@ -86,17 +90,21 @@ def rows(job: CompareJob, cases: Iterable[CompareCase]) -> Iterable[list[Any]]:
         ]
 
 
-def cases_csv(job: CompareJob, cases: list[CompareCase], shown: dict[str, str]) -> bytes:
-    return csv_bytes(header(job, shown), rows(job, cases))
+def cases_csv(
+    job: CompareJob, cases: list[CompareCase], shown: dict[str, str], cipher: AtRestCipher
+) -> bytes:
+    return csv_bytes(header(job, shown), rows(job, cases, cipher))
 
 
-def cases_xlsx(job: CompareJob, cases: list[CompareCase], shown: dict[str, str]) -> bytes:
+def cases_xlsx(
+    job: CompareJob, cases: list[CompareCase], shown: dict[str, str], cipher: AtRestCipher
+) -> bytes:
     from openpyxl import Workbook  # half a second to import: only when a file is made
 
     wb = Workbook(write_only=True)
     ws = wb.create_sheet("线索")
     ws.append(xlsx_row(ws, header(job, shown)))
-    for row in rows(job, cases):
+    for row in rows(job, cases, cipher):
         ws.append(xlsx_row(ws, row))
     out = io.BytesIO()
     wb.save(out)

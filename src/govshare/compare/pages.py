@@ -37,6 +37,7 @@ from govshare.errors import Conflict, GovshareError, InvalidInput, NotFound
 from govshare.ids import Id
 from govshare.rules.clock import china_today
 from govshare.security import service as identity
+from govshare.security.atrest import AtRestCipher, cipher_for, open_document
 from govshare.security.models import Department
 from govshare.security.roles import Permission
 from govshare.security.service import Principal
@@ -540,6 +541,7 @@ def cases_page(
     )
     more = len(cases) > CASES_PAGE
     cases = cases[:CASES_PAGE]
+    cipher = cipher_for(request.app.state.settings)
     params = {
         "state": flt.state.value if flt.state else "",
         "presence": flt.presence.value if flt.presence else "",
@@ -550,6 +552,7 @@ def cases_page(
         caller,
         job=job,
         cases=cases,
+        values={c.id: open_document(cipher, c.values) for c in cases},
         total=total,
         next_after=cases[-1].id if more and cases else None,
         after_id=after_id,
@@ -562,15 +565,21 @@ def cases_page(
 
 
 def _download(
-    db: Session, caller: Principal, job_id: int, state: str, presence: str, kind: str
+    db: Session,
+    cipher: AtRestCipher,
+    caller: Principal,
+    job_id: int,
+    state: str,
+    presence: str,
+    kind: str,
 ) -> Response:
     job = service.visible_job(db, caller, job_id)
     cases = service.all_cases(db, caller, job.id, _filter(state, presence))  # audited
     shown = export.labels(db, job.definition)
     if kind == "xlsx":
-        body, media = export.cases_xlsx(job, cases, shown), export.XLSX
+        body, media = export.cases_xlsx(job, cases, shown, cipher), export.XLSX
     else:
-        body, media = export.cases_csv(job, cases, shown), "text/csv; charset=utf-8"
+        body, media = export.cases_csv(job, cases, shown, cipher), "text/csv; charset=utf-8"
     name = f"比对线索-{job.name}.{kind}"
     return Response(
         body,
@@ -597,24 +606,28 @@ def download_delivery_entry(compare_job_id: Id, db: SessionDep, caller: SharingR
 
 @router.get("/compare/jobs/{compare_job_id}/cases.xlsx")
 def download_xlsx(
+    request: Request,
     compare_job_id: Id,
     db: SessionDep,
     caller: SharingReader,
     state: str = "",
     presence: str = "",
 ) -> Response:
-    return _download(db, caller, compare_job_id, state, presence, "xlsx")
+    cipher = cipher_for(request.app.state.settings)
+    return _download(db, cipher, caller, compare_job_id, state, presence, "xlsx")
 
 
 @router.get("/compare/jobs/{compare_job_id}/cases.csv")
 def download_csv(
+    request: Request,
     compare_job_id: Id,
     db: SessionDep,
     caller: SharingReader,
     state: str = "",
     presence: str = "",
 ) -> Response:
-    return _download(db, caller, compare_job_id, state, presence, "csv")
+    cipher = cipher_for(request.app.state.settings)
+    return _download(db, cipher, caller, compare_job_id, state, presence, "csv")
 
 
 def _case_page(
@@ -637,6 +650,7 @@ def _case_page(
         status_code=status_code,
         job=job,
         c=case,
+        values=open_document(cipher_for(request.app.state.settings), case.values),
         first=db.get(CompareRun, case.first_run_id),
         last=db.get(CompareRun, case.last_run_id),
         outputs=list(job.definition.get("output", [])),

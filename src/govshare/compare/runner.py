@@ -46,6 +46,13 @@ from govshare.node.target import CURSOR_TABLE
 from govshare.rules.clock import CHINA, china_today
 from govshare.rules.masking import masker
 from govshare.security import audit
+from govshare.security.atrest import (
+    SEALED_DOCUMENT,
+    cipher_for,
+    open_document,
+    seal_document,
+    sealing_cipher,
+)
 from govshare.security.audit import SYSTEM, Actor
 from govshare.sharing.shared_db import field_sealer
 from govshare.sharing.store import SharedDatabase
@@ -410,6 +417,8 @@ def store_cases(
         raise InvalidJob(f"结果有 {len(rows)} 条线索，超过上限 {MAX_CASES}，请收紧比对条件")
     hasher = CaseHasher(settings.secret_key)
     mask = masker(the_plan.masking)
+    # A case's values (the persons found, masked as the grants say) are sealed at rest.
+    sealing, opener = sealing_cipher(settings), cipher_for(settings)
     existing = {
         c.key_hash: c
         for c in session.scalars(select(CompareCase).where(CompareCase.job_id == job.id))
@@ -432,7 +441,7 @@ def store_cases(
                 CompareCase(
                     job_id=job.id,
                     key_hash=key_hash,
-                    values=values,
+                    values=seal_document(sealing, values),
                     amount=amount,
                     rows=int(row["n"]),
                     presence=Presence.NEW,
@@ -447,10 +456,14 @@ def store_cases(
             new += 1  # back after it had gone: new to whoever follows the job up
         presence = Presence.NEW if case.presence is Presence.GONE else Presence.STILL
         shown = (presence, values, amount, int(row["n"]))
-        if shown != (case.presence, case.values, case.amount, case.rows):
+        if shown != (case.presence, open_document(opener, case.values), case.amount, case.rows):
             # What the case shows changed: a delivering job's copy follows by this time.
-            case.presence, case.values, case.amount, case.rows = shown
+            case.presence, _, case.amount, case.rows = shown
+            case.values = seal_document(sealing, values)
             case.updated_at = now
+        elif (SEALED_DOCUMENT in case.values) != (sealing is not None):
+            # Kept otherwise than sealing is set now (stored before it): the same values.
+            case.values = seal_document(sealing, values)
         case.last_run_id = run.id
     gone = 0
     for key_hash, case in existing.items():
@@ -527,7 +540,7 @@ class Runner:
         self.settings = settings
         self.factory = factory
         self.db = db
-        self.deliveries = Deliveries(db.engine)
+        self.deliveries = Deliveries(db.engine, cipher_for(settings))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="compare-runner", daemon=True)
 

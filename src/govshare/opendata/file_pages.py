@@ -31,7 +31,7 @@ from govshare.opendata.api import Anyone
 from govshare.opendata.errors import RowsRefused
 from govshare.opendata.models import OpenFile
 from govshare.opendata.pages import public_error
-from govshare.security.atrest import STREAM_MAGIC, AtRestKeyError
+from govshare.security.atrest import STREAM_MAGIC, AtRestKeyError, sealing_cipher
 from govshare.security.service import Principal
 from govshare.web.forms import NO_ERRORS, FormDep, FormErrors, optional_int, redirect, render, text
 from govshare.web.headers import attachment
@@ -105,7 +105,7 @@ async def upload(
             source=part.file,
             limit=settings.max_open_file_bytes,
             now=_now(),
-            cipher=files.sealing_cipher(settings),
+            cipher=sealing_cipher(settings),
         )
     except GovshareError as exc:
         db.rollback()

@@ -39,7 +39,7 @@ from govshare.opendata.datasets import Dataset, OpenType
 from govshare.opendata.models import OpenFile
 from govshare.rules.fields import has_control_characters
 from govshare.security import audit
-from govshare.security.atrest import AtRestCipher
+from govshare.security.atrest import AtRestCipher, cipher_for
 from govshare.security.service import Principal
 
 CHUNK = 1 << 20
@@ -76,23 +76,6 @@ KINDS: dict[str, Kind] = {
 class FileTooLarge(GovshareError):
     status = 413
     code = "body_too_large"
-
-
-_ciphers: dict[tuple[Path, str, str], AtRestCipher] = {}
-
-
-def cipher_for(settings: Settings) -> AtRestCipher:
-    """The data dir's at-rest cipher, one per process (it follows key rotations)."""
-    alg = settings.at_rest_cipher if settings.at_rest_cipher != "none" else "sm4"
-    key = (settings.data_dir, settings.secret_key, alg)
-    if (cipher := _ciphers.get(key)) is None:
-        cipher = _ciphers[key] = AtRestCipher(settings.data_dir, settings.secret_key, alg)
-    return cipher
-
-
-def sealing_cipher(settings: Settings) -> AtRestCipher | None:
-    """The cipher new files are sealed with; None when sealing is off."""
-    return None if settings.at_rest_cipher == "none" else cipher_for(settings)
 
 
 def read_stored(settings: Settings, path: Path) -> Iterator[bytes]:

@@ -28,6 +28,7 @@ from govshare.ids import MAX_ID, Id
 from govshare.opendata import datasets as ds
 from govshare.opendata import files
 from govshare.opendata.models import OpenFile
+from govshare.security.atrest import sealing_cipher
 from govshare.security.service import Principal
 from govshare.web.forms import FormDep, upload_close
 
@@ -113,7 +114,7 @@ def _store(
         source=part.file,
         limit=settings.max_open_file_bytes,
         now=_now(),
-        cipher=files.sealing_cipher(settings),
+        cipher=sealing_cipher(settings),
     )
     db.commit()
     return stored, _code(db, stored)

@@ -22,6 +22,7 @@ than giving other bytes.
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import hashlib
 import hmac
@@ -33,7 +34,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 from cryptography.exceptions import InvalidTag
@@ -41,6 +42,9 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from govshare.errors import GovshareError
 from govshare.security.crypto import decrypt, encrypt, generate_cipher_key, seal, unseal
+
+if TYPE_CHECKING:
+    from govshare.config import Settings
 
 MAGIC = b"GSAR1"
 STREAM_MAGIC = b"GSARS1"
@@ -260,6 +264,46 @@ class AtRestCipher:
                 ) from None
             self._opened[key.id] = opened
         return opened
+
+
+_ciphers: dict[tuple[Path, str, str], AtRestCipher] = {}
+
+
+def cipher_for(settings: Settings) -> AtRestCipher:
+    """The data dir's at-rest cipher, one per process (it follows key rotations); it
+    opens what was sealed even while sealing is off."""
+    alg = settings.at_rest_cipher if settings.at_rest_cipher != "none" else "sm4"
+    key = (settings.data_dir, settings.secret_key, alg)
+    if (cipher := _ciphers.get(key)) is None:
+        cipher = _ciphers[key] = AtRestCipher(settings.data_dir, settings.secret_key, alg)
+    return cipher
+
+
+def sealing_cipher(settings: Settings) -> AtRestCipher | None:
+    """The cipher new content is sealed with; None when sealing is off."""
+    return None if settings.at_rest_cipher == "none" else cipher_for(settings)
+
+
+# The one key of a JSON object kept sealed (``seal_document``); no document the hub seals
+# this way has a key of that name.
+SEALED_DOCUMENT = "__sealed__"
+
+
+def seal_document(cipher: AtRestCipher | None, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` as a JSON column keeps it at rest: sealed whole, in base64 under
+    ``SEALED_DOCUMENT``; as it is with no cipher (sealing off)."""
+    if cipher is None:
+        return data
+    return {SEALED_DOCUMENT: base64.b64encode(cipher.seal(orjson.dumps(data))).decode()}
+
+
+def open_document(cipher: AtRestCipher, stored: dict[str, Any]) -> dict[str, Any]:
+    """What ``seal_document`` sealed; a document stored in the clear, as it is."""
+    blob = stored.get(SEALED_DOCUMENT) if len(stored) == 1 else None
+    if not isinstance(blob, str):
+        return stored
+    opened: dict[str, Any] = orjson.loads(cipher.open(base64.b64decode(blob)))
+    return opened
 
 
 def _aad(header: bytes, index: int, last: bool) -> bytes:
