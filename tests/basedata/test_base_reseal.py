@@ -27,16 +27,14 @@ from govshare.security.models import AuditEntry
 from govshare.sharing.models import Objection, SharedStore
 from govshare.sharing.store import SharedDatabase
 from tests.basedata.test_flow import (
-    KEY_ITEM,
-    NAME_ITEM,
     ROWS,
     Side,
     _get,
     _open_conflicts,
-    _side,
     _source,
     _wait,
 )
+from tests.basedata.test_sealed_base import _person, define_sealed_base
 from tests.clirun import hub_cli
 from tests.factories import World
 from tests.live import LiveHub
@@ -44,12 +42,7 @@ from tests.live import LiveHub
 OPERATOR = Actor(name="reseal-test", kind="system")
 RENAMED = (3, 8)  # 公安 names these persons otherwise than 民政: open conflicts
 CHANGED = 11  # renamed at 公安 after the first assembly: a history row
-SEX = {"name": "性别", "code": "xb", "data_type": "C", "length": 1, "code_table": "GB/T 2261.1"}
 SAMPLE = (2, 3, 11, 40)
-
-
-def _person(i: int) -> str:
-    return f"37020219900101{i:04d}"[-18:]
 
 
 @dataclass
@@ -148,39 +141,10 @@ class Based:
 def based(hub: LiveHub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Based]:
     world = World(hub)
     tmp = tmp_path_factory.mktemp("base-reseal")
-    police = _side(world, tmp, "公安", "户籍人口信息")
-    civil = _side(world, tmp, "民政", "婚姻登记人员信息", sensitive=("sfzhm", "xm"))
-    for i in RENAMED:
-        _source(police, "UPDATE person SET xm = '户籍名' || id, version = :v WHERE id = :i", i=i)
-    owner = world.department("大数据局")
-    resource = world.published(
-        owner,
-        name="人口基础信息",
-        classification_code="101001",
-        items=[{**KEY_ITEM, "sensitive": True}, {**NAME_ITEM, "sensitive": True}, SEX],
-        sharing_type="1",
-        sharing_conditions="",
-    )
-    with world.api(world.admin) as c:
-        r = c.post(
-            "/api/v1/base-databases",
-            json={
-                "resource_id": resource["id"],
-                "key_item": "sfzhm",
-                "items": [
-                    {
-                        "item": "xm",
-                        "source": {"store_id": police.store_id, "column": "xm"},
-                        "evidence": [{"store_id": civil.store_id, "column": "xm"}],
-                    },
-                    {"item": "xb", "source": {"store_id": civil.store_id, "column": "xb"}},
-                ],
-            },
-        )
-        assert r.status_code == 201, r.text
-        base = r.json()
+    defined = define_sealed_base(world, tmp, RENAMED)
+    police, civil, base = defined.police, defined.civil, defined.base
     db = SharedDatabase.of(hub.settings)
-    based = Based(world, police, civil, base["id"], base["store_id"], resource["id"], db)
+    based = Based(world, police, civil, base["id"], base["store_id"], base["resource_id"], db)
 
     def assembled() -> bool:
         b = _get(world, world.admin, f"/api/v1/base-databases/{based.base_id}")

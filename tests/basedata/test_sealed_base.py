@@ -338,15 +338,29 @@ def _person(i: int) -> str:
     return f"37020219900101{i:04d}"[-18:]
 
 
-@pytest.fixture(scope="module")
-def live(hub: LiveHub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    world = World(hub)
-    tmp = tmp_path_factory.mktemp("sealed-base")
+@dataclass
+class Defined:
+    """公安 (its store in the clear, authority for 姓名) and 民政 (ID number and name
+    sealed, evidence for 姓名 and authority for 性别) feeding a base whose catalog entry
+    marks 公民身份号码 and 姓名 sensitive."""
+
+    police: Side
+    civil: Side
+    owner: Dept
+    resource: dict[str, Any]
+    base: dict[str, Any]
+
+
+def define_sealed_base(
+    world: World, tmp: Path, renamed: tuple[int, ...], only_civil: tuple[int, ...] = ()
+) -> Defined:
+    """The base over fresh stores; 公安 names the ``renamed`` persons otherwise than 民政
+    (conflicts), and ``only_civil`` persons are known to 民政 alone."""
     police = _side(world, tmp, "公安", "户籍人口信息")
     civil = _side(world, tmp, "民政", "婚姻登记人员信息", sensitive=("sfzhm", "xm"))
-    for i in RENAMED:
+    for i in renamed:
         _source(police, "UPDATE person SET xm = '户籍名' || id, version = :v WHERE id = :i", i=i)
-    for i in ONLY_CIVIL:
+    for i in only_civil:
         _source(
             civil,
             "INSERT INTO person VALUES (:i, :k, :n, '2', :v)",
@@ -380,7 +394,14 @@ def live(hub: LiveHub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Liv
             },
         )
         assert r.status_code == 201, r.text
-        base = r.json()
+    return Defined(police, civil, owner, resource, r.json())
+
+
+@pytest.fixture(scope="module")
+def live(hub: LiveHub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    world = World(hub)
+    defined = define_sealed_base(world, tmp_path_factory.mktemp("sealed-base"), RENAMED, ONLY_CIVIL)
+    police, civil, base = defined.police, defined.civil, defined.base
 
     def done() -> bool:
         b = _get(world, world.admin, f"/api/v1/base-databases/{base['id']}")
@@ -389,7 +410,7 @@ def live(hub: LiveHub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Liv
         )
 
     _wait(world, [police, civil], done)
-    yield Live(world, police, civil, owner, base, resource["code"])
+    yield Live(world, police, civil, defined.owner, base, defined.resource["code"])
     police.node.close()
     civil.node.close()
 

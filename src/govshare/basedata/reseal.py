@@ -24,7 +24,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import MetaData, Table, inspect, update
+from sqlalchemy import MetaData, Table, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
 from govshare.basedata import assembly, service
@@ -227,10 +227,4 @@ def _take_lease(
 
 def _give_back(factory: sessionmaker[Session], base_id: int) -> None:
     with factory() as session:
-        session.execute(
-            update(BaseDatabase)
-            .where(BaseDatabase.id == base_id)
-            .values(lease_until=None)
-            .execution_options(synchronize_session=False)
-        )
-        session.commit()
+        service.release(session, base_id)

@@ -335,6 +335,17 @@ def hold(session: Session, base_id: int, clock: Callable[[], datetime], *, renew
     return taken
 
 
+def release(session: Session, base_id: int) -> None:
+    """Give the base's lease back (committed)."""
+    session.execute(
+        update(BaseDatabase)
+        .where(BaseDatabase.id == base_id)
+        .values(lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+
+
 def assemble(
     session: Session,
     db: SharedDatabase,
@@ -358,13 +369,7 @@ def assemble(
         return _assemble(session, db, packages, get_base(session, base_id), now, full, clock)
     finally:
         session.rollback()
-        session.execute(
-            update(BaseDatabase)
-            .where(BaseDatabase.id == base_id)
-            .values(lease_until=None)
-            .execution_options(synchronize_session=False)
-        )
-        session.commit()
+        release(session, base_id)
 
 
 def _assemble(
