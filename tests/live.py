@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from govshare.app import create_app
@@ -52,6 +53,23 @@ class LiveHub:
                 r.raise_for_status()
                 self._tokens[username] = r.json()["access_token"]
         return self._tokens[username]
+
+    def shared_rows(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+        """Rows of the shared-store database as anyone with a copy of it would see them."""
+        engine = create_engine(self.settings.resolved_shared_store_url)
+        try:
+            with engine.connect() as conn:
+                return [tuple(r) for r in conn.execute(text(sql), params)]
+        finally:
+            engine.dispose()
+
+    def shared_tables(self) -> set[str]:
+        """The tables of the shared-store database."""
+        engine = create_engine(self.settings.resolved_shared_store_url)
+        try:
+            return set(inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
 
     @contextmanager
     def db(self) -> Iterator[Session]:

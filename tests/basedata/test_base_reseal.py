@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, inspect, select, text, update
+from sqlalchemy import select, text, update
 
 from govshare.basedata import service
 from govshare.basedata.errors import BaseBusy
@@ -59,21 +59,12 @@ class Based:
     def hub(self) -> LiveHub:
         return self.world.hub
 
-    def raw(self, sql: str) -> list[tuple[Any, ...]]:
-        """Rows as anyone with a copy of the shared-store database sees them."""
-        engine = create_engine(self.hub.settings.resolved_shared_store_url)
-        try:
-            with engine.connect() as conn:
-                return [tuple(r) for r in conn.execute(text(sql))]
-        finally:
-            engine.dispose()
+    def raw(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+        """Rows as anyone with a copy of the shared-store database would see them."""
+        return self.hub.shared_rows(sql, **params)
 
     def tables(self) -> set[str]:
-        engine = create_engine(self.hub.settings.resolved_shared_store_url)
-        try:
-            return set(inspect(engine).get_table_names())
-        finally:
-            engine.dispose()
+        return self.hub.shared_tables()
 
     def table(self) -> str:
         found = _get(self.world, self.world.admin, f"/api/v1/base-databases/{self.base_id}")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from sqlalchemy import MetaData, create_engine, inspect, select, text, update
+from sqlalchemy import MetaData, inspect, select, update
 
 from govshare.catalog.models import InformationItem
 from govshare.exchange.package import OP_COLUMN
@@ -70,19 +70,10 @@ class Resealing:
 
     def raw(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
         """Rows as anyone with a copy of the shared-store database would see them."""
-        engine = create_engine(self.hub.settings.resolved_shared_store_url)
-        try:
-            with engine.connect() as conn:
-                return [tuple(r) for r in conn.execute(text(sql), params)]
-        finally:
-            engine.dispose()
+        return self.hub.shared_rows(sql, **params)
 
     def tables(self) -> set[str]:
-        engine = create_engine(self.hub.settings.resolved_shared_store_url)
-        try:
-            return set(inspect(engine).get_table_names())
-        finally:
-            engine.dispose()
+        return self.hub.shared_tables()
 
     def store(self) -> SharedStore:
         with self.hub.db() as s:
