@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import fcntl
 import os
 import secrets
@@ -91,9 +92,8 @@ class FieldSealer:
         """This sealer sealing under key ``generation`` (None: the first)."""
         if generation == self.generation:
             return self
-        bound = FieldSealer.__new__(FieldSealer)
-        bound.data_dir, bound.secret_key, bound.alg = self.data_dir, self.secret_key, self.alg
-        bound.generation, bound._ring = generation, self._ring
+        bound = copy.copy(self)  # the same keyring: its keys are read once per process
+        bound.generation = generation
         return bound
 
     def newest(self) -> int:

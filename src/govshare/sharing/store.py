@@ -372,6 +372,10 @@ class Writers:
         self._writers: dict[tuple[int, str], TargetWriter] = {}
         self.retired = retired_tables(MetaData())
         self._retired_made = False
+        # One statement for every table, compiled once (a guard runs per package).
+        self._is_retired: Select[tuple[str]] = select(self.retired.c.table_name).where(
+            self.retired.c.table_name == bindparam("name")
+        )
 
     def get(self, store: SharedStore, source_key: list[str]) -> TargetWriter:
         writer = self._writers.get((store.id, store.table_name))
@@ -391,10 +395,9 @@ class Writers:
         if not self._retired_made:
             make_table(self.db.engine, self.retired)
             self._retired_made = True
-        query = select(self.retired.c.table_name).where(self.retired.c.table_name == table_name)
 
         def check(conn: Connection) -> None:
-            if conn.scalar(query) is not None:
+            if conn.scalar(self._is_retired, {"name": table_name}) is not None:
                 raise StoreRetired(f"共享信息库表 {table_name} 已重新加密到新表, 本批不写入")
 
         return check
@@ -549,10 +552,11 @@ def lookup(
     known: dict[str, dict[str, str]] = {}
     if store.key_item in sealed:
         sealer = db.sealer.under(store.seal_key or 1)
-        cells = [k or "" for k in sealer.seal_texts([text_of(k) for k in keys])]
+        texts = [text_of(k) for k in keys]
+        cells = [k or "" for k in sealer.seal_texts(texts)]
         if sealed[store.key_item] in ("", "string", "large_string"):
             # The keys found are the keys asked for: no need to open them again.
-            known[store.key_item] = dict(zip(cells, (text_of(k) for k in keys), strict=True))
+            known[store.key_item] = dict(zip(cells, texts, strict=True))
         keys = cells
     opened = db.rows_opener(store, found.names, known)
     if len(keys) == 1:
