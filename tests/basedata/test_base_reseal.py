@@ -24,6 +24,7 @@ from govshare.db import utcnow
 from govshare.security.audit import Actor, KeyHasher
 from govshare.security.fieldseal import generation_of
 from govshare.security.models import AuditEntry
+from govshare.sharing import objections
 from govshare.sharing.models import Objection, SharedStore
 from govshare.sharing.store import SharedDatabase
 from tests.basedata.test_flow import (
@@ -346,8 +347,8 @@ def test_conflicts_kept_in_the_clear_before_they_were_sealed_are_sealed_by_the_n
     assert all(k.startswith("~") and v.startswith("~") and ks and vs for k, v, _, ks, vs, _ in kept)
     assert based.conflicts() == conflicts
     # 公安 adopts 民政's value for one person: the objection that tracks the correction
-    # names the person and the value in the clear, as objections do; the audit entry
-    # only the person's keyed hash.
+    # names the person and the value, sealed as every objection keeps them; the audit
+    # entry only the person's keyed hash.
     first = _open_conflicts(based.world, based.world.admin, based.base_id)[0]
     with based.world.api(based.police.dept.resource_admin) as c:
         r = c.post(f"/api/v1/base-conflicts/{first['id']}/accept", json={"reason": "以民政为准"})
@@ -356,8 +357,11 @@ def test_conflicts_kept_in_the_clear_before_they_were_sealed_are_sealed_by_the_n
     with based.hub.db() as s:
         objection = s.get(Objection, r.json()["objection_id"])
         assert objection is not None
-        assert objection.record_key == first["record_key"]
-        assert objection.claimed == {"xm": first["evidence_value"]}
+        said = objections.text_of(objection, based.hub.settings)
+        assert said.record_key == first["record_key"]
+        assert said.claimed == said.correction == {"xm": first["evidence_value"]}
+        assert objection.sealed
+        assert first["record_key"] not in objection.record_key
         entry = s.scalar(
             select(AuditEntry).where(
                 AuditEntry.action == "basedata.conflict.accept",

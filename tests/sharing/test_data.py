@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, inspect, select
+from sqlalchemy import create_engine, inspect, select, text, update
 
 from govshare.exchange.models import Alert, AlertKind
 from govshare.rules.clock import china_today, fixed_today
@@ -547,6 +547,63 @@ def test_source_changes_and_objection_corrections_flow_into_the_store(served: Se
     )
     r = served.clients["query"].post(f"/{served.code}/lookup", {"keys": [key]})
     assert r.json()["records"] == [{"sfzhm": key, "xm": "张*"}]
+
+
+def test_an_objection_is_kept_sealed_and_one_kept_in_the_clear_is_sealed_later(
+    served: Served,
+) -> None:
+    """The person an objection names and the values it claims are sealed in the hub
+    database (字段加密) and shown opened; an objection an earlier version kept in the
+    clear is sealed by the feeder's next round of checks."""
+    world = served.world
+    key = sfzhm(33)
+    with world.api(served.querier.resource_admin) as c:
+        r = c.post(
+            "/api/v1/sharing/objections",
+            json={
+                "grant_id": served.grants["query"],
+                "record_key": key,
+                "claimed": {"xm": "王小二"},
+                "evidence": "户口簿首页及本人页",
+            },
+        )
+        assert r.status_code == 201, r.text
+        objection_id = r.json()["id"]
+
+    def kept() -> tuple[str, str, bool]:
+        with world.hub.db() as s:
+            row = s.execute(
+                text("SELECT record_key, claimed, sealed FROM sharing_objection WHERE id = :i"),
+                {"i": objection_id},
+            ).one()
+        return str(row[0]), str(row[1]), bool(row[2])
+
+    def shown() -> tuple[str, dict[str, str]]:
+        with world.api(served.querier.resource_admin) as c:
+            found = c.get(f"/api/v1/sharing/objections/{objection_id}").json()
+        return found["record_key"], found["claimed"]
+
+    record_key, claimed, sealed = kept()
+    assert sealed
+    assert record_key.startswith("~")
+    assert key not in record_key
+    assert "王小二" not in claimed
+    assert shown() == (key, {"xm": "王小二"})
+    with world.hub.db() as s:
+        s.execute(
+            update(Objection)
+            .where(Objection.id == objection_id)
+            .values(record_key=key, claimed={"xm": "王小二"}, sealed=False)
+        )
+    assert kept()[0] == key
+    assert shown() == (key, {"xm": "王小二"})
+    with world.hub.db() as s:
+        assert objections.seal_kept_in_clear(s, world.hub.settings) >= 1
+    record_key, claimed, sealed = kept()
+    assert sealed
+    assert key not in record_key
+    assert "王小二" not in claimed
+    assert shown() == (key, {"xm": "王小二"})
 
 
 def _status(world: World, objection_id: int) -> str:

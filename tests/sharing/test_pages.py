@@ -1058,11 +1058,17 @@ def test_objection_is_raised_from_a_held_grant(console: Console) -> None:
     match = re.fullmatch(r"/sharing/objections/(\d+)\?done=objection_raised", r.headers["location"])
     assert match
     obj = _stored_objection(int(match.group(1)), console)
-    assert (obj.status, obj.claimed, obj.record_key) == (
+    said = objections.text_of(obj, console.settings)
+    assert (obj.status, said.claimed, said.record_key) == (
         ObjectionStatus.OPEN,
         {"xm": "张三丰"},
         ID_NUMBER,
     )
+    # Kept sealed (字段加密): the hub database holds neither the ID number nor the name.
+    assert obj.sealed
+    assert obj.record_key.startswith("~")
+    assert ID_NUMBER not in obj.record_key
+    assert "张三丰" not in str(obj.claimed)
     # 9/30 + 10 working days across the National Day holiday.
     assert (obj.raised_on, obj.answer_due) == (DAY, date(2026, 10, 20))
     page = client.get(r.headers["location"]).text
@@ -1227,7 +1233,8 @@ def test_accepting_corrects_to_the_claimed_values_unless_changed(console: Consol
     )
     assert r.status_code == 303
     obj = _stored_objection(objection_id, console)
-    assert (obj.status, obj.correction, obj.answered_on) == (
+    assert "青岛市" not in str(obj.correction)
+    assert (obj.status, objections.text_of(obj, console.settings).correction, obj.answered_on) == (
         ObjectionStatus.ACCEPTED,
         {"xm": "张三丰", "jzdz": "青岛市市南区香港中路1号甲"},
         DAY,

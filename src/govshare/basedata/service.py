@@ -38,6 +38,9 @@ from govshare.security.fieldseal import FieldSealer
 from govshare.security.service import Principal
 from govshare.sharing.errors import NotYourDepartment, StepNotAllowed
 from govshare.sharing.models import Objection, ObjectionStatus, SharedStore
+from govshare.sharing.objections import ObjectionText
+from govshare.sharing.objections import keep as keep_objection
+from govshare.sharing.objections import sealer_for as objection_sealer
 from govshare.sharing.store import SharedDatabase, trusted_body
 
 log = structlog.get_logger()
@@ -757,8 +760,6 @@ def accept_conflict(
         grant_id=None,
         consumer_department_id=evidence.resource.provider_department_id,
         provider_department_id=c.department_id,
-        record_key=clear.record_key,
-        claimed={column: clear.evidence_value or ""},
         evidence=f"基础库「{base.resource.name}」多元校核：{evidence.resource.name} 记录为该值。"
         + (f" {data.reason.strip()}" if data.reason.strip() else ""),
         status=ObjectionStatus.ACCEPTED,
@@ -769,8 +770,11 @@ def accept_conflict(
         answered_by=principal.name,
         answered_on=today,
         answer="采纳多元校核的佐证值，本部门更正业务系统",
-        correction={column: clear.evidence_value or ""},
     )
+    # The person and the value adopted, sealed as every objection keeps them.
+    adopted = {column: clear.evidence_value or ""}
+    text = ObjectionText(clear.record_key, adopted, dict(adopted))
+    keep_objection(objection, text, objection_sealer(settings))
     session.add(objection)
     session.flush()
     c.status = ConflictStatus.ACCEPTED

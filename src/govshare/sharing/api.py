@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Path, Query, status
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
+from govshare.config import Settings
 from govshare.deps import (
     CalendarAdmin,
     Require,
@@ -293,10 +294,15 @@ def list_usage(db: SessionDep, caller: SharingReader, side: Side = "all") -> lis
 # -- objections --------------------------------------------------------------------------
 
 
-def objection_public(obj: Objection) -> ObjectionPublic:
+def objection_public(obj: Objection, settings: Settings) -> ObjectionPublic:
+    """The objection with its record key and values opened (kept sealed at rest)."""
+    text = objections.text_of(obj, settings)
     return ObjectionPublic.model_validate(
         {
             **{k: getattr(obj, k) for k in ObjectionPublic.model_fields if hasattr(obj, k)},
+            "record_key": text.record_key,
+            "claimed": text.claimed,
+            "correction": text.correction,
             "status": str(obj.status),
             "resource_name": obj.resource.name,
             "consumer_name": obj.consumer.name,
@@ -310,24 +316,28 @@ def objection_public(obj: Objection) -> ObjectionPublic:
 def raise_objection(
     body: ObjectionCreate, db: SessionDep, settings: SettingsDep, caller: SharingApplicant
 ) -> ObjectionPublic:
-    return objection_public(objections.raise_objection(db, settings, caller, body))
+    return objection_public(objections.raise_objection(db, settings, caller, body), settings)
 
 
 @router.get("/objections", summary="异议列表: mine 本部门提出的, provider 针对本部门数据的")
 def list_objections(
     db: SessionDep,
+    settings: SettingsDep,
     caller: SharingReader,
     side: Side = "all",
     state: ObjectionStatus | None = Query(default=None, alias="status"),
 ) -> list[ObjectionPublic]:
     return [
-        objection_public(o) for o in objections.list_objections(db, caller, side=side, status=state)
+        objection_public(o, settings)
+        for o in objections.list_objections(db, caller, side=side, status=state)
     ]
 
 
 @router.get("/objections/{objection_id}", summary="异议详情")
-def get_objection(objection_id: Id, db: SessionDep, caller: SharingReader) -> ObjectionPublic:
-    return objection_public(objections.get_visible(db, caller, objection_id))
+def get_objection(
+    objection_id: Id, db: SessionDep, settings: SettingsDep, caller: SharingReader
+) -> ObjectionPublic:
+    return objection_public(objections.get_visible(db, caller, objection_id), settings)
 
 
 @router.post("/objections/{objection_id}/answer", summary="答复异议 (确认更正或不予更正)")
@@ -339,7 +349,7 @@ def answer_objection(
     caller: SharingReviewer,
 ) -> ObjectionPublic:
     obj = objections.get_visible(db, caller, objection_id)
-    return objection_public(objections.answer(db, settings, caller, obj, body))
+    return objection_public(objections.answer(db, settings, caller, obj, body), settings)
 
 
 # -- holiday schedules (节假日安排) ----------------------------------------------------------

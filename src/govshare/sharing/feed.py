@@ -81,7 +81,7 @@ class Feeder:
             try:
                 n = feed_store(session, self.db, self.packages, self.writers, store)
                 if n:
-                    objections.check_corrections(session, self.db, store)
+                    objections.check_corrections(session, self.settings, self.db, store)
                 session.commit()
                 return n
             except StoreRetired:
@@ -107,6 +107,7 @@ class Feeder:
                 calendar.load_entered(session)
                 calendar.refresh_provisional(session, self.settings)
                 objections.alert_overdue(session, self.settings)
+                objections.seal_kept_in_clear(session, self.settings)
                 service.alert_overdue_applications(session, self.settings, china_today())
                 service.alert_calendar_gap(session, self.settings, china_today())
                 basedata.alert_stale_conflicts(session, self.settings, utcnow())

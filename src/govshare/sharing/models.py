@@ -7,7 +7,17 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from govshare.catalog.models import Resource
@@ -267,8 +277,11 @@ class Objection(Base):
     grant_id: Mapped[int | None] = mapped_column(ForeignKey("sharing_grant.id"))
     consumer_department_id: Mapped[int] = mapped_column(ForeignKey("department.id"))
     provider_department_id: Mapped[int] = mapped_column(ForeignKey("department.id"))
-    record_key: Mapped[str] = mapped_column(String(200))
+    # The record key and the values claimed and corrected, sealed with the field key
+    # when ``sealed`` (字段加密; ``objections.ObjectionText`` gives them opened).
+    record_key: Mapped[str] = mapped_column(Text)
     claimed: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    sealed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     evidence: Mapped[str] = mapped_column(Text)
     status: Mapped[ObjectionStatus] = mapped_column(
         str_enum(ObjectionStatus, 12), default=ObjectionStatus.OPEN

@@ -7,6 +7,8 @@ Objections left unanswered past their deadline alert the platform authority.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -21,6 +23,7 @@ from govshare.rules import workdays
 from govshare.rules.clock import china_today
 from govshare.security import audit
 from govshare.security.audit import KeyHasher
+from govshare.security.fieldseal import FieldSealer
 from govshare.security.service import Principal
 from govshare.sharing import service
 from govshare.sharing import store as shared
@@ -32,18 +35,75 @@ from govshare.sharing.errors import (
 )
 from govshare.sharing.models import Objection, ObjectionStatus, SharedStore
 from govshare.sharing.schemas import ObjectionAnswer, ObjectionCreate
+from govshare.sharing.shared_db import hub_field_sealer
+
+# -- what an objection says, kept sealed (字段加密) ---------------------------------------
 
 
-def _snapshot(obj: Objection, hash_key: KeyHasher) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class ObjectionText:
+    """An objection's record key (an ID number) and the values claimed and corrected, in
+    the clear. With encryption at rest on (``GOVSHARE_FIELD_SEALING``) the hub database
+    keeps them sealed with the field key, item codes in the clear."""
+
+    record_key: str
+    claimed: dict[str, str]
+    correction: dict[str, str] | None = None
+
+
+def sealer_for(settings: Settings) -> FieldSealer | None:
+    """What new objections are sealed with; None with encryption at rest off."""
+    if not settings.field_sealing:
+        return None
+    sealer = hub_field_sealer(settings)
+    return sealer.under(sealer.newest())
+
+
+def text_of(obj: Objection, settings: Settings) -> ObjectionText:
+    """``obj``'s record key and values in the clear, however it keeps them."""
+    if not obj.sealed:
+        return ObjectionText(obj.record_key, dict(obj.claimed), obj.correction)
+    opener = hub_field_sealer(settings)
+
+    def opened(values: dict[str, Any]) -> dict[str, str]:
+        return dict(zip(values, opener.open_texts(values.values()), strict=True))  # type: ignore[arg-type]
+
+    return ObjectionText(
+        opener.open(obj.record_key),
+        opened(obj.claimed),
+        None if obj.correction is None else opened(obj.correction),
+    )
+
+
+def keep(obj: Objection, text: ObjectionText, sealer: FieldSealer | None) -> None:
+    """Store ``text`` in ``obj``: sealed with ``sealer``, in the clear without one."""
+    if sealer is None:
+        obj.record_key, obj.claimed, obj.correction = text.record_key, text.claimed, text.correction
+        obj.sealed = False
+        return
+
+    def sealed(values: dict[str, str]) -> dict[str, str]:
+        return dict(zip(values, sealer.seal_texts(values.values()), strict=True))  # type: ignore[arg-type]
+
+    obj.record_key = sealer.seal(text.record_key)
+    obj.claimed = sealed(text.claimed)
+    obj.correction = None if text.correction is None else sealed(text.correction)
+    obj.sealed = True
+
+
+def _snapshot(obj: Objection, text: ObjectionText, hash_key: KeyHasher) -> dict[str, Any]:
     # The record key only as its keyed hash: the audit log never holds ID numbers.
     return {
         "status": str(obj.status),
         "resource_id": obj.resource_id,
         "grant_id": obj.grant_id,
-        "record_key_hash": hash_key(obj.record_key),
-        "items": sorted(obj.claimed),
+        "record_key_hash": hash_key(text.record_key),
+        "items": sorted(text.claimed),
         "answer_due": obj.answer_due,
     }
+
+
+# -- the flow ---------------------------------------------------------------------------
 
 
 def raise_objection(
@@ -67,18 +127,18 @@ def raise_objection(
             "异议只能针对授权的信息项",
             details=[{"field": f"claimed.{k}", "message": "不在授权的信息项中"} for k in outside],
         )
+    text = ObjectionText(data.record_key.strip(), {k: v.strip() for k, v in data.claimed.items()})
     obj = Objection(
         resource_id=grant.resource_id,
         grant_id=grant.id,
         consumer_department_id=grant.consumer_department_id,
         provider_department_id=grant.provider_department_id,
-        record_key=data.record_key.strip(),
-        claimed={k: v.strip() for k, v in data.claimed.items()},
         evidence=data.evidence.strip(),
         status=ObjectionStatus.OPEN,
         raised_by=principal.name,
         raised_on=today,
     )
+    keep(obj, text, sealer_for(settings))
     due = workdays.deadline(today, settings.objection_working_days)
     obj.answer_due, obj.answer_due_provisional = due.due, due.provisional
     session.add(obj)
@@ -89,7 +149,7 @@ def raise_objection(
         "sharing.objection.raise",
         object_type="sharing_objection",
         object_id=obj.id,
-        after=_snapshot(obj, KeyHasher(settings.secret_key)),
+        after=_snapshot(obj, text, KeyHasher(settings.secret_key)),
     )
     return obj
 
@@ -136,12 +196,13 @@ def answer(
     if obj.status is not ObjectionStatus.OPEN:
         raise StepNotAllowed(f"异议当前为“{obj.status.label}”，不能再答复")
     hash_key = KeyHasher(settings.secret_key)
-    before = _snapshot(obj, hash_key)
+    text = text_of(obj, settings)
+    before = _snapshot(obj, text, hash_key)
     obj.answered_by = principal.name
     obj.answered_on = today or china_today()
     obj.answer = data.answer.strip()
     if data.accept:
-        correction = dict(data.correction or obj.claimed)
+        correction = dict(data.correction or text.claimed)
         known = {item.code for item in obj.resource.items}
         wrong = [k for k in correction if k not in known]
         if wrong or not correction:
@@ -150,7 +211,8 @@ def answer(
                 details=[{"field": f"correction.{k}", "message": "目录没有该信息项"} for k in wrong]
                 or [{"field": "correction", "message": "不能为空"}],
             )
-        obj.correction = correction
+        text = dataclasses.replace(text, correction=correction)
+        keep(obj, text, sealer_for(settings))
         obj.status = ObjectionStatus.ACCEPTED
     else:
         obj.status = ObjectionStatus.REJECTED
@@ -162,12 +224,14 @@ def answer(
         object_type="sharing_objection",
         object_id=obj.id,
         before=before,
-        after=_snapshot(obj, hash_key) | {"answer": obj.answer},
+        after=_snapshot(obj, text, hash_key) | {"answer": obj.answer},
     )
     return obj
 
 
-def check_corrections(session: Session, db: shared.SharedDatabase, store: SharedStore) -> int:
+def check_corrections(
+    session: Session, settings: Settings, db: shared.SharedDatabase, store: SharedStore
+) -> int:
     """After packages were applied: archive accepted objections whose record now shows
     the corrected values in the shared store. Returns how many were archived."""
     waiting = list(
@@ -180,8 +244,9 @@ def check_corrections(session: Session, db: shared.SharedDatabase, store: Shared
     )
     done = 0
     for obj in waiting:
-        correction = obj.correction or {}
-        records = list(shared.lookup(db, store, [obj.record_key], list(correction), None))
+        text = text_of(obj, settings)
+        correction = text.correction or {}
+        records = list(shared.lookup(db, store, [text.record_key], list(correction), None))
         if records and all(
             any(str(r.get(k)) == str(v) for r in records) for k, v in correction.items()
         ):
@@ -198,6 +263,22 @@ def check_corrections(session: Session, db: shared.SharedDatabase, store: Shared
             )
             done += 1
     return done
+
+
+def seal_kept_in_clear(session: Session, settings: Settings, limit: int = 500) -> int:
+    """Seal objections a version before sealing kept in the clear (a batch per call;
+    the feeder calls it with its alert checks); how many were sealed."""
+    sealer = sealer_for(settings)
+    if sealer is None:
+        return 0
+    found = list(
+        session.scalars(
+            select(Objection).where(Objection.sealed.is_(False)).order_by(Objection.id).limit(limit)
+        )
+    )
+    for obj in found:
+        keep(obj, text_of(obj, settings), sealer)
+    return len(found)
 
 
 def alert_overdue(session: Session, settings: Settings, today: date | None = None) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event, false, or_
@@ -133,3 +134,17 @@ def field_sealer(settings: Settings) -> FieldSealer:
     """The hub's field sealer (字段加密), its key under ``data_dir``."""
     alg = settings.at_rest_cipher if settings.at_rest_cipher != "none" else "sm4"
     return FieldSealer(settings.data_dir, settings.secret_key, alg)
+
+
+_sealers: dict[tuple[Path, str, str], FieldSealer] = {}
+
+
+def hub_field_sealer(settings: Settings) -> FieldSealer:
+    """The process's field sealer for these settings (its keys read once), for the hub
+    database's own records of personal data; it opens whatever was sealed, even with
+    sealing turned off since."""
+    alg = settings.at_rest_cipher if settings.at_rest_cipher != "none" else "sm4"
+    key = (settings.data_dir, settings.secret_key, alg)
+    if (found := _sealers.get(key)) is None:
+        found = _sealers[key] = field_sealer(settings)
+    return found

@@ -75,11 +75,12 @@ def objection_countdown(obj: Objection, today: date, *, remind_before: int) -> C
     )
 
 
-def shown_key(obj: Objection, caller: Principal) -> str:
-    """The record key (an ID number) in full for the two parties, masked for others."""
+def shown_key(obj: Objection, caller: Principal, record_key: str) -> str:
+    """The record key (an ID number, opened) in full for the two parties, masked for
+    others."""
     if caller.department_id in (obj.consumer_department_id, obj.provider_department_id):
-        return obj.record_key
-    return mask_id_number(obj.record_key)
+        return record_key
+    return mask_id_number(record_key)
 
 
 def objection_timeline(obj: Objection) -> list[dict[str, str]]:
@@ -158,7 +159,9 @@ def _objections_page(
         total=sum(counts.values()),
         page=page,
         countdowns={o.id: objection_countdown(o, today, remind_before=remind) for o in page.rows},
-        masked={o.id: mask_id_number(o.record_key) for o in page.rows},
+        masked={
+            o.id: mask_id_number(objections.text_of(o, settings).record_key) for o in page.rows
+        },
         item_names={o.id: {it.code: it.name for it in o.resource.items} for o in page.rows},
         objection_classes=OBJECTION_CLASSES,
         answer_days=settings.objection_working_days,
@@ -333,6 +336,7 @@ def _objection_page(
     status_code: int = 200,
 ) -> Response:
     obj = objections.get_visible(db, caller, objection_id)
+    said = objections.text_of(obj, settings)
     provider = caller.department_id == obj.provider_department_id
     consumer = caller.department_id == obj.consumer_department_id
     return _page(
@@ -342,7 +346,8 @@ def _objection_page(
         status_code=status_code,
         nav="/sharing/objections/provider" if provider and not consumer else "/sharing/objections",
         obj=obj,
-        record_key=shown_key(obj, caller),
+        text=said,
+        record_key=shown_key(obj, caller, said.record_key),
         item_names={it.code: it.name for it in obj.resource.items},
         countdown=objection_countdown(
             obj, today, remind_before=settings.remind_working_days_before
@@ -353,7 +358,7 @@ def _objection_page(
         and caller.can(Permission.SHARING_REVIEW)
         and obj.status is ObjectionStatus.OPEN,
         failed=failed,
-        v=values or {"correction": dict(obj.claimed)},
+        v=values or {"correction": dict(said.claimed)},
         errors=errors,
     )
 
