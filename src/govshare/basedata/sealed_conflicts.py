@@ -79,6 +79,12 @@ class ConflictCells:
         """A record key (in the clear) as conflicts keep it."""
         return self.sealer.seal(key) if self.form.key_sealed() else key
 
+    def keys(self, keys: list[str]) -> list[str]:
+        """Record keys (in the clear) as conflicts keep them, sealed in one pass."""
+        if not self.form.key_sealed():
+            return keys
+        return [str(k) for k in self.sealer.seal_texts(keys)]
+
     def value(self, item: str, value: str | None) -> str | None:
         if value is None or not self.form.values_sealed(item):
             return value

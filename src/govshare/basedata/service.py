@@ -563,7 +563,7 @@ def reconcile_conflicts(
             session.scalars(
                 select(BaseConflict).where(
                     BaseConflict.base_id == plan.base_id,
-                    BaseConflict.record_key.in_([cells.key(k) for k in outcome.keys]),
+                    BaseConflict.record_key.in_(cells.keys(outcome.keys)),
                     BaseConflict.status.in_(COMPARED),
                 )
             )
