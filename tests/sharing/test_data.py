@@ -517,21 +517,26 @@ def test_revocation_stops_access_at_once(served: Served) -> None:
     assert r.json()["error"]["code"] == "no_grant"
 
 
-def test_source_changes_and_objection_corrections_flow_into_the_store(served: Served) -> None:
-    world, scene = served.world, served.scene
-    key = sfzhm(31)
-    with world.api(served.querier.resource_admin) as c:
+def _raise_objection(served: Served, key: str, name: str, evidence: str) -> Any:
+    """The querying department flags ``key``'s 姓名 as ``name``; the objection's JSON."""
+    with served.world.api(served.querier.resource_admin) as c:
         r = c.post(
             "/api/v1/sharing/objections",
             json={
                 "grant_id": served.grants["query"],
                 "record_key": key,
-                "claimed": {"xm": "张三"},
-                "evidence": "户口簿原件显示姓名为张三",
+                "claimed": {"xm": name},
+                "evidence": evidence,
             },
         )
         assert r.status_code == 201, r.text
-        objection = r.json()
+        return r.json()
+
+
+def test_source_changes_and_objection_corrections_flow_into_the_store(served: Served) -> None:
+    world, scene = served.world, served.scene
+    key = sfzhm(31)
+    objection = _raise_objection(served, key, "张三", "户口簿原件显示姓名为张三")
     assert objection["status"] == "open"
     with world.api(scene.provider.resource_admin) as c:
         r = c.post(
@@ -557,18 +562,7 @@ def test_an_objection_is_kept_sealed_and_one_kept_in_the_clear_is_sealed_later(
     clear is sealed by the feeder's next round of checks."""
     world = served.world
     key = sfzhm(33)
-    with world.api(served.querier.resource_admin) as c:
-        r = c.post(
-            "/api/v1/sharing/objections",
-            json={
-                "grant_id": served.grants["query"],
-                "record_key": key,
-                "claimed": {"xm": "王小二"},
-                "evidence": "户口簿首页及本人页",
-            },
-        )
-        assert r.status_code == 201, r.text
-        objection_id = r.json()["id"]
+    objection_id = _raise_objection(served, key, "王小二", "户口簿首页及本人页")["id"]
 
     def kept() -> tuple[str, str, bool]:
         with world.hub.db() as s:

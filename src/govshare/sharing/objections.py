@@ -66,7 +66,7 @@ def text_of(obj: Objection, settings: Settings) -> ObjectionText:
     opener = hub_field_sealer(settings)
 
     def opened(values: dict[str, Any]) -> dict[str, str]:
-        return dict(zip(values, opener.open_texts(values.values()), strict=True))  # type: ignore[arg-type]
+        return dict(zip(values, map(str, opener.open_texts(values.values())), strict=True))
 
     return ObjectionText(
         opener.open(obj.record_key),
@@ -83,7 +83,7 @@ def keep(obj: Objection, text: ObjectionText, sealer: FieldSealer | None) -> Non
         return
 
     def sealed(values: dict[str, str]) -> dict[str, str]:
-        return dict(zip(values, sealer.seal_texts(values.values()), strict=True))  # type: ignore[arg-type]
+        return dict(zip(values, map(str, sealer.seal_texts(values.values())), strict=True))
 
     obj.record_key = sealer.seal(text.record_key)
     obj.claimed = sealed(text.claimed)
