@@ -73,6 +73,7 @@ from govshare.compare.schemas import Definition, JobCreate, RunStatus
 from govshare.compare.sql import macros, view_sql
 from govshare.config import Settings
 from govshare.demo import Entry, _resource_in, credit_code_for, it
+from govshare.security.atrest import cipher_for, open_document
 from govshare.security.audit import SYSTEM
 from govshare.security.models import DepartmentLevel
 from govshare.security.roles import Role, permissions_for
@@ -425,8 +426,9 @@ def main() -> int:
         + f"; 峰值内存 worker {worker_rss:,.0f} MB, runner {own_rss:,.0f} MB"
     )
     with factory() as session:
+        cipher = cipher_for(settings)  # a case's values are sealed at rest
         found = {
-            c.values["ppl.sfzhm"]
+            open_document(cipher, c.values)["ppl.sfzhm"]
             for c in session.scalars(select(CompareCase).where(CompareCase.job_id == job_id))
         }
         fields = set(Definition.model_fields)
