@@ -882,3 +882,31 @@ def test_the_auditor_finds_a_persons_calls_by_typing_the_key(served: Served) -> 
         wrong = browser.get("/audit", params={"key_hash": "%' or 1=1"})
         assert wrong.status_code == 200
         assert "键哈希应为16位十六进制字符" in wrong.text
+
+
+def test_an_objection_value_longer_than_a_record_holds_is_refused(served: Served) -> None:
+    """A claimed or corrected value is one record's value: 2,000 characters at most (a
+    100,000-character correction was taken and stored before)."""
+    world = served.world
+    with world.api(served.querier.resource_admin) as c:
+        r = c.post(
+            "/api/v1/sharing/objections",
+            json={
+                "grant_id": served.grants["query"],
+                "record_key": sfzhm(34),
+                "claimed": {"xm": "张" * 2001},
+                "evidence": "户口簿首页及本人页",
+            },
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["details"][0]["field"] == "claimed.xm"
+    objection = _raise_objection(served, sfzhm(34), "张三", "户口簿首页及本人页")
+    with world.api(served.scene.provider.resource_admin) as c:
+        r = c.post(
+            f"/api/v1/sharing/objections/{objection['id']}/answer",
+            json={"accept": True, "answer": "经核实属实", "correction": {"xm": "x" * 100_000}},
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["details"][0]["field"] == "correction.xm"
+        found = c.get(f"/api/v1/sharing/objections/{objection['id']}").json()
+    assert (found["status"], found["correction"]) == ("open", None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -266,18 +266,25 @@ class VerifyOut(BaseModel):
 # -- objections ----------------------------------------------------------------------------
 
 
+# An item's value in an objection: a value of one record, never a document.
+ItemCode = Annotated[str, Field(min_length=1, max_length=60)]
+ItemValue = Annotated[str, Field(max_length=2000)]
+
+
 class ObjectionCreate(BaseModel):
     grant_id: Id = Field(description="据以使用数据的授权")
     record_key: str = Field(min_length=1, max_length=200, description="有异议的记录的查询键")
-    claimed: dict[str, str] = Field(min_length=1, description="信息项→认为正确的值")
+    claimed: dict[ItemCode, ItemValue] = Field(
+        min_length=1, max_length=200, description="信息项→认为正确的值"
+    )
     evidence: str = Field(min_length=4, max_length=4000, description="证明材料说明")
 
 
 class ObjectionAnswer(BaseModel):
     accept: bool
     answer: str = Field(min_length=2, max_length=4000, description="答复意见")
-    correction: dict[str, str] | None = Field(
-        default=None, description="确认时: 更正后的值 (信息项→值); 缺省为异议所述"
+    correction: dict[ItemCode, ItemValue] | None = Field(
+        default=None, max_length=200, description="确认时: 更正后的值 (信息项→值); 缺省为异议所述"
     )
 
 
