@@ -119,23 +119,28 @@ def test_demo_server_serves_health_and_prints_login(tmp_path: Path) -> None:
             assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
             assert time.time() < deadline
             time.sleep(0.3)
+        # The demo loads its departments and nodes while these calls come in; on a loaded
+        # machine one answer can take longer than httpx's 5 s default.
+        slow = httpx.Timeout(60)
         token = httpx.post(
             f"http://127.0.0.1:{port}/api/v1/auth/token",
             json={"username": "admin", "password": "demo-admin-pass"},
+            timeout=slow,
         ).json()["access_token"]
         page = httpx.get(
             f"http://127.0.0.1:{port}/api/v1/catalog/resources",
             params={"q": "人口"},
             headers={"Authorization": f"Bearer {token}"},
+            timeout=slow,
         ).json()
         assert page["total"] > 0
-        assert httpx.get(f"http://127.0.0.1:{port}/openapi.json").status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=slow).status_code == 200
         # The demo's front-end nodes move 公安's population table to 人社 and 民政.
         headers = {"Authorization": f"Bearer {token}"}
         deadline = time.time() + 120
         while True:
             monitor = httpx.get(
-                f"http://127.0.0.1:{port}/api/v1/exchange/monitor", headers=headers
+                f"http://127.0.0.1:{port}/api/v1/exchange/monitor", headers=headers, timeout=slow
             ).json()
             if sum(monitor["rows_applied"]) >= 2 * 3000:
                 break
@@ -144,7 +149,9 @@ def test_demo_server_serves_health_and_prints_login(tmp_path: Path) -> None:
         assert monitor["online"] == 9  # 8 departments and 大数据局
         # 户籍地址 is marked sensitive: the hub's population store keeps it sealed.
         while True:
-            stores = httpx.get(f"http://127.0.0.1:{port}/api/v1/sharing/stores", headers=headers)
+            stores = httpx.get(
+                f"http://127.0.0.1:{port}/api/v1/sharing/stores", headers=headers, timeout=slow
+            )
             sealed = [s for s in stores.json() if s["sealed_items"] == ["hjdz"]]
             if sealed and sealed[0]["row_count"] > 0:
                 break
