@@ -44,7 +44,9 @@ def _payloads(scene: Scene) -> dict[int, bytes]:
 
 
 def _key_id(blob: bytes) -> str:
-    return blob[len(atrest.MAGIC) : len(atrest.MAGIC) + 8].decode()
+    key_id = atrest.sealed_with(blob)
+    assert key_id is not None
+    return key_id
 
 
 def _cipher(settings: Settings) -> AtRestCipher:
@@ -63,6 +65,13 @@ def test_packages_are_sealed_at_rest_and_still_delivered(scene: Scene) -> None:
             parse(blob)  # not a package any more: its rows are not readable
         opened = parse(cipher.open(blob))  # the provider's package, its signature intact
         assert opened.seq in payloads
+        # Its body is kept under a data key of its own; that key is only in the sealed head.
+        data_key = opened.envelope["data_key"]
+        assert data_key.encode() not in blob
+        assert bytes.fromhex(data_key) not in blob
+        plain = opened.plaintext()
+        assert plain[-256:] not in blob
+        assert opened.body in blob  # the body as it is kept, not sealed a second time
     key_file = atrest.key_path(settings.data_dir)
     assert key_file.stat().st_mode & 0o777 == 0o600
     assert settings.secret_key not in key_file.read_text()
@@ -100,6 +109,39 @@ def test_after_a_rotation_old_and_new_packages_are_served(scene: Scene) -> None:
             after = found[2].seq
             served.append(after)
     assert served == sorted(now)
+
+
+def test_a_node_that_opens_wrapped_keys_gets_the_body_as_kept(scene: Scene) -> None:
+    """数据密钥: a provider's body comes under a data key of its own, and the hub keeps
+    and passes it on as it came; only the key is wrapped again. A node of an older
+    version (no ``wrapped``) gets the body encrypted under its own transport key."""
+    scene.run_until(scene.in_sync)
+    settings = scene.world.hub.settings
+    cipher = _cipher(settings)
+    kept = parse(cipher.open(_payloads(scene)[1]))
+    store = hub_store(settings)
+    with scene.world.hub.session_factory() as s:
+        consumer = s.get(ExchangeNode, scene.node_ids["consumer"])
+        assert consumer is not None
+        consumer_key = service.node_cipher_key(settings, consumer)
+        task = scene.subscriber_task["id"]
+        found = service.next_package(s, settings, store, consumer, task, 0, wrap=True)
+        assert found is not None
+        wrapped, provider_key, _ = found
+        found = service.next_package(s, settings, store, consumer, task, 0)
+        assert found is not None
+        reencrypted = found[0]
+    sent = parse(wrapped)
+    assert sent.body == kept.body
+    assert "data_key" not in sent.envelope
+    assert kept.envelope["data_key"].encode() not in wrapped
+    old = parse(reencrypted)
+    assert "wrap" not in old.envelope
+    assert old.body != kept.body
+    # Both open, with the node's own key only, to the provider's signed rows.
+    assert sent.open(provider_key, consumer_key) == old.open(provider_key, consumer_key)
+    with pytest.raises(PackageError, match="unwrapped"):
+        sent.open(provider_key, "00" * 16)
 
 
 def test_a_package_logged_before_sealing_is_served_as_it_was_stored(scene: Scene) -> None:

@@ -32,6 +32,7 @@ def _build(
     rows: list[tuple[Any, ...]] | None = None,
     signer: package.Signer | None = None,
     cipher: bool = True,
+    wrap: bool = False,
 ) -> bytes:
     agent = scene.nodes["provider"]
     rows = rows or [(1, "370202199001010011", "伪造", "1", 1)]
@@ -46,6 +47,7 @@ def _build(
         counts={"I": len(rows)},
         cipher=agent.cipher if cipher else "none",
         cipher_key=agent.cipher_key if cipher else None,
+        wrap=wrap,
     )
 
 
@@ -145,3 +147,62 @@ def test_subscriber_verifies_the_provider_signature_end_to_end(scene: Scene) -> 
     _, other_public = crypto.generate_signing_key("sm2")
     with pytest.raises(package.PackageError, match="signature"):
         parsed.open(other_public, agent.cipher_key)
+
+
+def _with_envelope(blob: bytes, **changes: Any) -> bytes:
+    pkg = package.parse(blob)
+    return package.head_bytes(pkg.header_bytes, pkg.signature, {**pkg.envelope, **changes}) + (
+        pkg.body
+    )
+
+
+def test_a_body_under_a_wrapped_data_key_is_accepted_and_delivered(scene: Scene) -> None:
+    blob = _build(scene, 1, wrap=True)
+    assert "wrap" in package.parse(blob).envelope
+    assert scene.nodes["provider"].client.upload(blob)["status"] == "accepted"
+    scene.run_until(lambda: bool(target_rows(scene.target_url)))
+    assert [r[2] for r in target_rows(scene.target_url)] == ["伪造"]
+
+
+@pytest.mark.parametrize("where", ["body", "wrapped key", "wrapping nonce"])
+def test_a_wrapped_package_changed_anywhere_is_refused(scene: Scene, where: str) -> None:
+    blob = _build(scene, 1, wrap=True)
+    wrap = dict(package.parse(blob).envelope["wrap"])
+    if where == "body":
+        changed = bytearray(blob)
+        changed[-40] ^= 0x01
+        blob = bytes(changed)
+    else:
+        field = "key" if where == "wrapped key" else "nonce"
+        wrap[field] = bytes([wrap[field][0] ^ 0x01]) + wrap[field][1:]
+        blob = _with_envelope(blob, wrap=wrap)
+    err = _upload(scene, blob)
+    assert err.code == "package_rejected"
+    assert _state(scene)[0] == 0
+
+
+def test_a_data_key_wrapped_under_another_key_or_sent_in_the_clear_is_refused(
+    scene: Scene,
+) -> None:
+    agent = scene.nodes["provider"]
+    blob = _build(scene, 1, wrap=True)
+    pkg = package.parse(blob)
+    data_key = pkg.data_key(agent.cipher_key)
+    assert data_key is not None
+    other = package.wrapped_key(data_key, agent.cipher, crypto.generate_cipher_key(agent.cipher))
+    err = _upload(scene, _with_envelope(blob, wrap=other))
+    assert "unwrapped" in str(err)
+    # The hub's kept form (the key beside the body) is never taken from the wire.
+    bare = {"enc": pkg.envelope["enc"], "nonce": pkg.envelope["nonce"], "data_key": data_key}
+    clear = package.head_bytes(pkg.header_bytes, pkg.signature, bare) + pkg.body
+    assert "in the clear" in str(_upload(scene, clear))
+    assert _state(scene)[0] == 0
+
+
+@pytest.mark.parametrize(
+    "wrap", [{"enc": "sm4"}, ["not", "a", "map"], {"enc": "rot13", "nonce": b"x", "key": b"y"}]
+)
+def test_a_malformed_wrapping_is_refused_not_failed(scene: Scene, wrap: Any) -> None:
+    err = _upload(scene, _with_envelope(_build(scene, 1, wrap=True), wrap=wrap))
+    assert err.status == 422
+    assert err.code == "package_rejected"

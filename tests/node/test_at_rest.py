@@ -21,7 +21,7 @@ from govshare.node.agent import NodeAgent
 from govshare.node.client import HubRefused
 from govshare.node.config import NodeConfigError, load
 from govshare.node.store import LocalStore
-from govshare.security.atrest import AtRestCipher, is_sealed
+from govshare.security.atrest import HEAD_MAGIC, AtRestCipher, is_sealed, sealed_with
 from tests.exchange.scenario import Scene, Source, make_scene, target_rows
 from tests.factories import World
 
@@ -78,7 +78,9 @@ def _queue_packages(agent: NodeAgent, scene: Scene) -> int:
     reconciliation the hub asks for as a task starts would catch up and upload first,
     and under load it was already in the answer (a CI run found the outbox empty). The
     hub sends an unanswered command again at the next heartbeat."""
-    agent.apply_assignments(agent.client.heartbeat(agent.report())["tasks"])
+    answer = agent.client.heartbeat(agent.report())
+    agent.hub_opens_data_keys = bool(answer.get("data_keys"))
+    agent.apply_assignments(answer["tasks"])
     rt = agent.tasks[scene.provider_task["id"]]
     while agent.extract_batch(rt):
         pass
@@ -121,8 +123,15 @@ def test_a_sealed_store_keeps_no_key_and_no_package_in_the_clear(scene: Scene) -
     provider = _sealed_with_packages_waiting(scene, _secret_file(scene))
     _assert_sealed(provider)
     # The node itself opens them: each waiting package is a signed package again.
-    for _, _, blob in provider.store.pending():
-        assert parse(blob).signed_by(provider.store.get("sm2.public") or "")
+    raw = _raw_outbox(provider)
+    for (_, _, blob), stored in zip(provider.store.pending(), raw, strict=True):
+        pkg = parse(blob)
+        assert pkg.signed_by(provider.store.get("sm2.public") or "")
+        # Its body is under a data key of its own, wrapped under the transport key; the
+        # store seals the package's head (the wrapped key with it), not the body again.
+        assert stored.startswith(HEAD_MAGIC)
+        assert pkg.envelope["wrap"]["key"] not in stored
+        assert pkg.body in stored
     scene.run_until(scene.in_sync)
 
 
@@ -280,7 +289,7 @@ def test_the_store_key_is_rotated_while_packages_wait(scene: Scene) -> None:
     assert set(sealed) >= {"sm2.private", "ed25519.private", "cipher_key"}
     for value in sealed.values():  # sealed again under the new key: MAGIC, then the key id
         assert bytes.fromhex(value.removeprefix("sealed:"))[5:13].decode() == new
-    assert {blob[5:13].decode() for blob in _raw_outbox(provider)} == {old}
+    assert {sealed_with(blob) for blob in _raw_outbox(provider)} == {old}
     # The running node sees the rotation by itself: it opens its secrets under the new
     # key, and the packages sealed before under the old one leave as they are.
     assert provider.store.get("sm2.private") == private

@@ -236,6 +236,13 @@ async def next_package(
         default=0, ge=0, le=MAX_WAIT_SECONDS, description="无新数据包时最多等待的秒数 (long poll)"
     ),
     known: Annotated[str, KnownMark] = "",
+    wrapped: bool = Query(
+        default=False,
+        description=(
+            "前置机能解开封装的数据密钥: 数据包正文按平台保存的原样发出, "
+            "只为本前置机重新封装数据密钥"
+        ),
+    ),
 ) -> Response:
     """With ``known`` (the node's assignment mark), a wait also ends, with 204 and the
     new mark in ``X-Assignment-Mark``, when the node's tasks change: a subscriber that
@@ -245,7 +252,7 @@ async def next_package(
 
     def look() -> tuple[tuple[bytes, str, ExchangePackageRow] | None, str]:
         node = service.node_of(db, caller)
-        found = service.next_package(db, settings, store, node, task_id, after)
+        found = service.next_package(db, settings, store, node, task_id, after, wrap=wrapped)
         mark = known
         if found is None:
             if known:

@@ -95,7 +95,8 @@ def export_directory(
             )
             for row in rows:
                 stored = parse(store.get(session, row))
-                blob = stored.reseal(stored.body, cipher=node.cipher, cipher_key=key)
+                # Files may be read by a node of any version: no wrapped data keys.
+                blob = stored.for_hop(node.cipher, key, wrap=False)
                 name = f"to-node{node.id}-task{task.id}-{row.seq:012d}"
                 (directory / f"{name}.json").write_text(
                     json.dumps(

@@ -12,6 +12,18 @@ not signed: the hub may re-encrypt for each receiver without breaking the provid
 signature. The body is an Arrow IPC stream (zstd) whose first column ``__op`` says
 I (insert), U (update) or D (delete) for each row; repetitive text columns may be
 dictionary-encoded (``decode_rows`` returns plain columns either way).
+
+Envelopes, by how the body is encrypted:
+
+* ``{"enc": "none"}``: not encrypted (a hop without a cipher, a package kept opened);
+* ``{"enc", "nonce"}``: under the hop's own key (the node's transport key, 传输密钥);
+* ``{"enc", "nonce", "wrap": {"enc", "nonce", "key"}}``: under a data key (数据密钥) of
+  its own, made for the package, which travels wrapped under the hop's key. The hub
+  passes such a body on as it came and wraps the data key again for each receiver and
+  for keeping at rest: one pass over the body's bytes at the hub instead of four
+  (open the hop, seal at rest, open at rest, seal for the receiver);
+* ``{"enc", "nonce", "data_key"}``: the form the hub keeps, the data key in the clear —
+  only ever stored with the head sealed at rest (``AtRestCipher.seal_head``), never sent.
 """
 
 from __future__ import annotations
@@ -142,6 +154,7 @@ def build(
     extra: dict[str, Any] | None = None,
     cipher: str = "none",
     cipher_key: str | None = None,
+    wrap: bool = False,
 ) -> bytes:
     header = {
         "v": 1,
@@ -162,17 +175,36 @@ def build(
     }
     header_bytes = msgpack.packb(header)
     signature = crypto.sign(signer.sig_alg, signer.private_key, header_bytes)
-    return assemble(header_bytes, signature, body, cipher=cipher, cipher_key=cipher_key)
+    return assemble(header_bytes, signature, body, cipher=cipher, cipher_key=cipher_key, wrap=wrap)
 
 
 def assemble(
-    header_bytes: bytes, signature: bytes, body: bytes, *, cipher: str, cipher_key: str | None
+    header_bytes: bytes,
+    signature: bytes,
+    body: bytes,
+    *,
+    cipher: str,
+    cipher_key: str | None,
+    wrap: bool = False,
 ) -> bytes:
+    """The package with ``body`` encrypted for the hop under ``cipher_key``; with
+    ``wrap``, under a data key of its own that travels wrapped under ``cipher_key``
+    (for a receiver that said it opens such envelopes)."""
     envelope: dict[str, Any] = {"enc": cipher}
     if cipher != "none":
         if not cipher_key:
             raise ValueError("a cipher key is needed to encrypt")
-        envelope["nonce"], body = crypto.encrypt(cipher, cipher_key, body)
+        if wrap:
+            data_key = crypto.generate_cipher_key(cipher)
+            envelope["nonce"], body = crypto.encrypt(cipher, data_key, body)
+            envelope["wrap"] = wrapped_key(data_key, cipher, cipher_key)
+        else:
+            envelope["nonce"], body = crypto.encrypt(cipher, cipher_key, body)
+    return head_bytes(header_bytes, signature, envelope) + body
+
+
+def head_bytes(header_bytes: bytes, signature: bytes, envelope: dict[str, Any]) -> bytes:
+    """Everything of a package before its body."""
     env_bytes = msgpack.packb(envelope)
     return b"".join(
         [
@@ -183,9 +215,13 @@ def assemble(
             signature,
             struct.pack(">I", len(env_bytes)),
             env_bytes,
-            body,
         ]
     )
+
+
+def wrapped_key(data_key: str, cipher: str, cipher_key: str) -> dict[str, Any]:
+    nonce, box = crypto.encrypt(cipher, cipher_key, bytes.fromhex(data_key))
+    return {"enc": cipher, "nonce": nonce, "key": box}
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,15 +252,12 @@ class Package:
 
     def open(self, public_key: str, cipher_key: str | None = None) -> bytes:
         """Decrypt, check the digest and the signature; return the plaintext body."""
-        body = self.body
-        enc = self.envelope.get("enc", "none")
-        if enc != "none":
-            if not cipher_key:
-                raise PackageError("package is encrypted but no key is known for this hop")
-            try:
-                body = crypto.decrypt(enc, cipher_key, self.envelope["nonce"], body)
-            except (ValueError, KeyError):
-                raise PackageError("package decryption failed (tampered or wrong key)") from None
+        return self.open_keyed(public_key, cipher_key)[0]
+
+    def open_keyed(self, public_key: str, cipher_key: str | None) -> tuple[bytes, str | None]:
+        """``open``, and the body's data key when it came under one (wrapped)."""
+        data_key = self.data_key(cipher_key)
+        body = self.plaintext(data_key)
         if (
             len(body) != self.header.get("body_len")
             or crypto.digest(self.header["digest_alg"], body) != self.digest
@@ -232,13 +265,90 @@ class Package:
             raise PackageError("package digest does not match its body (tampered)")
         if not self.signed_by(public_key):
             raise PackageError("package signature is not valid for the sending node")
-        return body
+        return body, data_key if "wrap" in self.envelope else None
 
-    def reseal(self, plaintext: bytes, *, cipher: str, cipher_key: str | None) -> bytes:
+    def data_key(self, cipher_key: str | None = None) -> str | None:
+        """The key the body is encrypted under: the wrapped data key opened with the
+        hop's ``cipher_key``, the kept one, or the hop's key itself; None when the body
+        is not encrypted."""
+        envelope = self.envelope
+        if envelope.get("enc", "none") == "none":
+            return None
+        if "data_key" in envelope:
+            return str(envelope["data_key"])
+        if not cipher_key:
+            raise PackageError("package is encrypted but no key is known for this hop")
+        wrap = envelope.get("wrap")
+        if wrap is None:
+            return cipher_key
+        try:
+            return crypto.decrypt(wrap["enc"], cipher_key, wrap["nonce"], wrap["key"]).hex()
+        except (ValueError, KeyError, TypeError):
+            raise PackageError(
+                "package data key cannot be unwrapped (tampered or wrong key)"
+            ) from None
+
+    def plaintext(self, data_key: str | None = None) -> bytes:
+        """The body decrypted under ``data_key`` (``data_key()`` gives it) — not yet
+        checked against the header's digest."""
+        enc = self.envelope.get("enc", "none")
+        if enc == "none":
+            return self.body
+        if data_key is None:
+            data_key = self.data_key()
+        try:
+            return crypto.decrypt(enc, str(data_key), self.envelope["nonce"], self.body)
+        except (ValueError, KeyError, TypeError):
+            raise PackageError("package decryption failed (tampered or wrong key)") from None
+
+    def reseal(
+        self, plaintext: bytes, *, cipher: str, cipher_key: str | None, wrap: bool = False
+    ) -> bytes:
         """The same signed package with the body encrypted for the next hop."""
         return assemble(
-            self.header_bytes, self.signature, plaintext, cipher=cipher, cipher_key=cipher_key
+            self.header_bytes,
+            self.signature,
+            plaintext,
+            cipher=cipher,
+            cipher_key=cipher_key,
+            wrap=wrap,
         )
+
+    def kept(self, plaintext: bytes, data_key: str | None, alg: str) -> tuple[bytes, bytes]:
+        """(head, body) of the package as the hub keeps it: the body under its data key
+        (the one it came under, or a new one of ``alg`` it is encrypted under now) and
+        that key in the head's envelope — a head that must be sealed before it is
+        stored."""
+        if data_key is None:
+            data_key = crypto.generate_cipher_key(alg)
+            nonce, body = crypto.encrypt(alg, data_key, plaintext)
+        else:
+            alg, nonce, body = self.envelope["enc"], self.envelope["nonce"], self.body
+        envelope = {"enc": alg, "nonce": nonce, "data_key": data_key}
+        return head_bytes(self.header_bytes, self.signature, envelope), body
+
+    def for_hop(self, cipher: str, cipher_key: str | None, *, wrap: bool) -> bytes:
+        """A kept package as sent to a node whose hop is ``cipher`` under ``cipher_key``:
+        its data key wrapped for the node when the node opens wrapped envelopes (the
+        body as it is kept), else the body opened and encrypted again."""
+        data_key = self.envelope.get("data_key")
+        if wrap and data_key is not None and cipher != "none" and cipher_key:
+            envelope = {
+                "enc": self.envelope["enc"],
+                "nonce": self.envelope["nonce"],
+                "wrap": wrapped_key(str(data_key), cipher, cipher_key),
+            }
+            return head_bytes(self.header_bytes, self.signature, envelope) + self.body
+        return self.reseal(self.plaintext(), cipher=cipher, cipher_key=cipher_key)
+
+
+def keyed_tail(blob: bytes) -> int:
+    """How many of the package's last bytes are a body under a data key its head holds
+    (wrapped or kept): sealing the head then seals the whole. 0 for any other package."""
+    pkg = parse(blob)
+    if pkg.envelope.get("enc", "none") == "none":
+        return 0
+    return len(pkg.body) if "wrap" in pkg.envelope or "data_key" in pkg.envelope else 0
 
 
 def resign(blob: bytes, signer: Signer) -> bytes:
@@ -246,19 +356,7 @@ def resign(blob: bytes, signer: Signer) -> bytes:
     they are (a node that rotated its key re-signs what still waits in its outbox)."""
     pkg = parse(blob)
     signature = crypto.sign(signer.sig_alg, signer.private_key, pkg.header_bytes)
-    env_bytes = msgpack.packb(pkg.envelope)
-    return b"".join(
-        [
-            MAGIC,
-            struct.pack(">I", len(pkg.header_bytes)),
-            pkg.header_bytes,
-            struct.pack(">H", len(signature)),
-            signature,
-            struct.pack(">I", len(env_bytes)),
-            env_bytes,
-            pkg.body,
-        ]
-    )
+    return head_bytes(pkg.header_bytes, signature, pkg.envelope) + pkg.body
 
 
 def parse(blob: bytes) -> Package:

@@ -293,6 +293,9 @@ class HeartbeatOut(BaseModel):
     assignment_mark: str = Field(
         "", description="任务变更标记: 与 GET /node/wake 所答不同时, 前置机应立即再次心跳"
     )
+    data_keys: bool = Field(
+        False, description="平台能解开封装的数据密钥: 前置机可用每包一个的数据密钥加密正文"
+    )
 
 
 class WakeOut(BaseModel):

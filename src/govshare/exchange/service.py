@@ -53,9 +53,10 @@ from govshare.exchange.schemas import (
     TaskCreate,
     TaskUpdate,
 )
-from govshare.exchange.store import PackageStore
+from govshare.exchange.store import PackageStore, keep
 from govshare.ids import parse_id, parse_seq
 from govshare.security import audit
+from govshare.security.atrest import AtRestKeyError
 from govshare.security.audit import SYSTEM, Actor
 from govshare.security.crypto import (
     constant_time_equal,
@@ -607,6 +608,8 @@ def heartbeat(session: Session, node: ExchangeNode, report: HeartbeatIn) -> dict
             for c in commands
         ],
         "server_time": utcnow(),
+        # This hub opens packages whose body comes under a data key wrapped for the hop.
+        "data_keys": True,
         # Every command is sent by now: none waits as far as this answer is concerned.
         "assignment_mark": _assignment_mark(
             [(t["id"], t["state"], t["config_version"]) for t in tasks], None
@@ -791,8 +794,10 @@ def receive_package(
     # (a package waiting in the node's outbox when it rotated).
     keys = [public for _, public in accepted_keys(settings, node, utcnow())] or [""]
     signer = keys[0] if len(keys) == 1 else next((k for k in keys if pkg.signed_by(k)), keys[0])
+    if "data_key" in pkg.envelope:  # the form the hub keeps at rest, never sent
+        raise PackageRejected("数据包校验失败: package carries its data key in the clear")
     try:
-        plaintext = pkg.open(signer, node_cipher_key(settings, node))
+        plaintext, data_key = pkg.open_keyed(signer, node_cipher_key(settings, node))
     except PackageError as exc:
         raise PackageRejected(f"数据包校验失败: {exc}") from None
     counts = pkg.header.get("counts", {})
@@ -810,9 +815,9 @@ def receive_package(
         created_at=datetime.fromisoformat(str(pkg.header.get("created_at"))),
     )
     session.add(row)
-    # Stored opened: the provider's signature still covers it; each receiver's hop is
-    # encrypted when it is served.
-    store.put(session, row, pkg.reseal(plaintext, cipher="none", cipher_key=None))
+    # The provider's signature still covers it; each receiver's hop is encrypted (or
+    # its data key wrapped) when it is served.
+    keep(store, session, row, pkg, plaintext, data_key)
     task.last_seq = pkg.seq
     session.flush()
     alerts.resolve_alerts(session, AlertKind.PACKAGE_REJECTED, task_id=task.id)
@@ -867,9 +872,12 @@ def next_package(
     node: ExchangeNode,
     task_id: int,
     after_seq: int,
+    *,
+    wrap: bool = False,
 ) -> tuple[bytes, str, ExchangePackage] | None:
     """The next package after ``after_seq`` for a subscriber, sealed for its node, with
-    the provider's public key for end-to-end verification."""
+    the provider's public key for end-to-end verification; with ``wrap`` (a node that
+    opens wrapped envelopes) its data key wrapped for the node, the body as kept."""
     task = _subscription(session, node, task_id)
     check_store_sealed(settings, node)
     row = _package_after(session, task.source_task_id, serve_after(session, task, after_seq))
@@ -877,9 +885,11 @@ def next_package(
         return None
     provider = get_task(session, row.task_id).node
     stored = parse(store.get(session, row))
-    blob = stored.reseal(
-        stored.body, cipher=node.cipher, cipher_key=node_cipher_key(settings, node)
-    )
+    try:
+        blob = stored.for_hop(node.cipher, node_cipher_key(settings, node), wrap=wrap)
+    except PackageError as exc:
+        # A kept body that fails its data key's check was changed where it is stored.
+        raise AtRestKeyError(f"平台保存的第 {row.seq} 号数据包无法解密: {exc}") from None
     return blob, package_key(provider, stored), row
 
 

@@ -2,8 +2,10 @@
 
 Either way the hub database keeps one ``ExchangePackage`` row per package, so ordering,
 acknowledgements and reconciliation never depend on the bus, and either way the blob is
-sealed with the data dir's at-rest key first (``security.atrest``): the hub keeps a
-package opened (its provider's signature checked), so it holds rows in the clear.
+sealed with the data dir's at-rest key first (``security.atrest``). A package is kept
+with its body under a data key of its own (the provider's, when it came under one) and
+that key in the package's head; only the head is sealed (``keep``), so the body's bytes
+are neither decrypted nor encrypted again between receiving and serving.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from govshare.config import Settings
 from govshare.exchange.models import ExchangePackage
+from govshare.exchange.package import Package
 from govshare.security.atrest import AtRestCipher
 
 
@@ -67,6 +70,22 @@ class SealedStore:
     def put(self, session: Session, row: ExchangePackage, blob: bytes) -> None:
         self.inner.put(session, row, self.cipher.seal(blob) if self.sealing else blob)
 
+    def keep(
+        self,
+        session: Session,
+        row: ExchangePackage,
+        pkg: Package,
+        plaintext: bytes,
+        data_key: str | None,
+    ) -> None:
+        """Keep an accepted package: its body under its data key and that key in the
+        sealed head, or opened when sealing is off."""
+        if not self.sealing:
+            self.inner.put(session, row, pkg.reseal(plaintext, cipher="none", cipher_key=None))
+            return
+        head, body = pkg.kept(plaintext, data_key, self.cipher.alg)
+        self.inner.put(session, row, self.cipher.seal_head(head, body))
+
     def get(self, session: Session, row: ExchangePackage) -> bytes:
         return self.cipher.open(self.inner.get(session, row))
 
@@ -78,6 +97,23 @@ class SealedStore:
 
     def close(self) -> None:
         self.inner.close()
+
+
+def keep(
+    store: PackageStore,
+    session: Session,
+    row: ExchangePackage,
+    pkg: Package,
+    plaintext: bytes,
+    data_key: str | None,
+) -> None:
+    """Keep an accepted package ``pkg`` (its body ``plaintext`` checked against the
+    provider's signature; ``data_key`` when it came under one): sealed at rest by a
+    store that seals, else opened."""
+    if isinstance(store, SealedStore):
+        store.keep(session, row, pkg, plaintext, data_key)
+    else:
+        store.put(session, row, pkg.reseal(plaintext, cipher="none", cipher_key=None))
 
 
 def make_store(bus_url: str | None) -> PackageStore:

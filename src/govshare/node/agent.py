@@ -146,6 +146,10 @@ class NodeAgent:
         self.signer: package.Signer | None = None
         self.cipher = "none"
         self.cipher_key: str | None = None
+        # Whether the hub said it opens bodies under a wrapped data key (数据密钥): then
+        # the hub passes them on without a pass over their bytes, and the outbox seals
+        # only their heads. Until a heartbeat says so, packages use the hop's key.
+        self.hub_opens_data_keys = False
         self.stop_event = threading.Event()
         self.last_error = ""
 
@@ -464,6 +468,7 @@ class NodeAgent:
         since the last heartbeat: the report just sent showed them as they were."""
         self._use_stored_key()  # ``govshare node rotate-key`` may have rotated it meanwhile
         answer = self.client.heartbeat(self.report())
+        self.hub_opens_data_keys = bool(answer.get("data_keys"))
         self.apply_assignments(answer["tasks"])
         for cmd in answer["commands"]:
             self.execute(cmd)
@@ -917,8 +922,11 @@ class NodeAgent:
             counts=counts,
             cipher=self.cipher,
             cipher_key=self.cipher_key,
+            wrap=self.hub_opens_data_keys,
         )
-        self.store.enqueue(conn, rt.id, seq, blob, len(rows), time.time())
+        self.store.enqueue(
+            conn, rt.id, seq, blob, len(rows), time.time(), encrypted_tail=package.keyed_tail(blob)
+        )
 
     def _key_tally(self, rt: TaskRuntime) -> KeyTally:
         return KeyTally(self._reader(rt).live_key_strings())

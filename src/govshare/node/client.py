@@ -126,7 +126,9 @@ class HubClient:
         request open until one arrives (long poll; a hub that ignores it answers at once).
         With ``known`` (the node's assignment mark) the hub also ends the wait when the
         node's tasks change, and the new mark is left in ``heard_mark``."""
-        params: dict[str, Any] = {"after": after}
+        # This node opens packages whose data key the hub wraps for it (an older hub
+        # ignores the parameter and sends the body under the hop's key).
+        params: dict[str, Any] = {"after": after, "wrapped": "true"}
         wait = min(wait, self.timeout / 2)
         if wait >= 0.05:
             params["wait"] = f"{wait:.2f}"

@@ -143,8 +143,17 @@ def _enqueue(
         extra=extra,
         cipher=agent.cipher,
         cipher_key=agent.cipher_key,
+        wrap=agent.hub_opens_data_keys,
     )
-    agent.store.enqueue(conn, rt.id, seq, blob, sum(counts.values()), time.time())
+    agent.store.enqueue(
+        conn,
+        rt.id,
+        seq,
+        blob,
+        sum(counts.values()),
+        time.time(),
+        encrypted_tail=package.keyed_tail(blob),
+    )
 
 
 def safe_relative(name: str) -> PurePosixPath:

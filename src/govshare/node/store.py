@@ -575,11 +575,27 @@ class LocalStore:
     # -- outbox ---------------------------------------------------------------------------
 
     def enqueue(
-        self, conn: sqlite3.Connection, task_id: int, seq: int, blob: bytes, rows: int, at: float
+        self,
+        conn: sqlite3.Connection,
+        task_id: int,
+        seq: int,
+        blob: bytes,
+        rows: int,
+        at: float,
+        *,
+        encrypted_tail: int = 0,
     ) -> None:
+        """Queue a package to leave. ``encrypted_tail``: how many of its last bytes are
+        its body encrypted under a data key that the rest holds (wrapped): only the rest
+        is sealed, which seals the whole without a pass over the body."""
+        if self.cipher is not None and 0 < encrypted_tail < len(blob):
+            split = len(blob) - encrypted_tail
+            kept = self.cipher.seal_head(blob[:split], blob[split:])
+        else:
+            kept = self._seal(blob)
         conn.execute(
             "INSERT INTO outbox (task_id, seq, blob, rows, created_at) VALUES (?, ?, ?, ?, ?)",
-            (task_id, seq, self._seal(blob), rows, at),
+            (task_id, seq, kept, rows, at),
         )
 
     def pending(

@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 
 MAGIC = b"GSAR1"
 STREAM_MAGIC = b"GSARS1"
+# A sealed head followed by a tail kept as it is: the tail is ciphertext already, under
+# a data key (数据密钥) that only the sealed head holds (``AtRestCipher.seal_head``).
+HEAD_MAGIC = b"GSARH1"
 KEY_DIR = "keys"
 KEY_FILE = "at-rest.json"
 ALGS = ("sm4", "aes")
@@ -154,8 +157,25 @@ class AtRestCipher:
         nonce, box = encrypt(key.alg, self._key(key), data)
         return b"".join([MAGIC, key.id.encode(), nonce, box])
 
+    def seal_head(self, head: bytes, tail: bytes) -> bytes:
+        """``head`` sealed and ``tail`` kept as it is, for a blob whose tail is already
+        ciphertext under a key that ``head`` holds (an exchange package encrypted under
+        its own data key): sealing the key seals the whole, without a pass over the
+        tail's bytes. ``open`` gives back ``head + tail``."""
+        sealed = self.seal(head)
+        return b"".join([HEAD_MAGIC, struct.pack(">I", len(sealed)), sealed, tail])
+
     def open(self, blob: bytes) -> bytes:
         """The plain bytes of a sealed blob; a blob stored unsealed, as it is."""
+        if blob.startswith(HEAD_MAGIC):
+            start = len(HEAD_MAGIC) + 4
+            try:
+                (length,) = struct.unpack_from(">I", blob, len(HEAD_MAGIC))
+            except struct.error:
+                raise AtRestKeyError("静态加密的内容不完整: 内容被截断") from None
+            if start + length > len(blob) or not blob.startswith(MAGIC, start):
+                raise AtRestKeyError("静态加密的内容不完整: 内容被截断或改动")
+            return self.open(blob[start : start + length]) + blob[start + length :]
         if not is_sealed(blob):
             return blob
         head = len(MAGIC)
@@ -315,8 +335,18 @@ def _record(alg: str, secret: str, header: bytes, index: int, data: bytes, *, la
     return struct.pack(">I", len(nonce) + len(box)) + nonce + box
 
 
+def sealed_with(blob: bytes) -> str | None:
+    """The id of the key a sealed blob (or sealed head) was sealed with; None when the
+    blob is not sealed."""
+    if blob.startswith(HEAD_MAGIC):
+        blob = blob[len(HEAD_MAGIC) + 4 :]
+    if not blob.startswith(MAGIC):
+        return None
+    return blob[len(MAGIC) : len(MAGIC) + _ID_LEN].decode("ascii", "replace")
+
+
 def is_sealed(blob: bytes) -> bool:
-    return blob.startswith(MAGIC)
+    return blob.startswith(MAGIC) or blob.startswith(HEAD_MAGIC)
 
 
 class FindableSeal:

@@ -430,14 +430,18 @@ def seal_columns(
 
 
 def trusted_body(blob: bytes) -> tuple[int, bytes]:
-    """The hub verified signature and digest on receipt and stores packages opened;
-    the digest is checked again so a damaged stored blob is never applied."""
+    """The hub verified signature and digest on receipt and keeps packages opened or
+    under their data key; the digest is checked again so a damaged stored blob is never
+    applied."""
     pkg = package.parse(blob)
-    if pkg.envelope.get("enc", "none") != "none":
-        raise package.PackageError("stored package is unexpectedly encrypted")
-    if digest(pkg.header["digest_alg"], pkg.body) != pkg.digest:
+    if "wrap" in pkg.envelope or (
+        pkg.envelope.get("enc", "none") != "none" and "data_key" not in pkg.envelope
+    ):
+        raise package.PackageError("stored package is unexpectedly encrypted for a hop")
+    body = pkg.plaintext()
+    if digest(pkg.header["digest_alg"], body) != pkg.digest:
         raise package.PackageError("stored package does not match its digest")
-    return pkg.seq, pkg.body
+    return pkg.seq, body
 
 
 def feed_store(
