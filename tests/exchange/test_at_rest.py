@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import select, update
 
 from govshare.config import Settings
-from govshare.exchange import service
+from govshare.exchange import package, service
 from govshare.exchange.models import ExchangeNode, ExchangePackage
 from govshare.exchange.package import PackageError, parse
-from govshare.exchange.store import hub_store
-from govshare.security import atrest
+from govshare.exchange.store import hub_store, keep
+from govshare.security import atrest, crypto
 from govshare.security.atrest import AtRestCipher, AtRestKeyError
 from tests.clirun import hub_cli
 from tests.exchange.scenario import Scene, Source, make_scene
@@ -144,16 +144,21 @@ def test_a_node_that_opens_wrapped_keys_gets_the_body_as_kept(scene: Scene) -> N
         sent.open(provider_key, "00" * 16)
 
 
-def test_a_package_logged_before_sealing_is_served_as_it_was_stored(scene: Scene) -> None:
+@pytest.mark.parametrize("layout", ["before sealing", "sealed whole"])
+def test_a_package_logged_in_an_earlier_layout_is_served(scene: Scene, layout: str) -> None:
+    """Packages logged before sealing existed (opened, in the clear) or before data keys
+    (opened, then sealed whole) are served as before, to nodes of either version."""
     scene.run_until(scene.in_sync)
     settings = scene.world.hub.settings
     cipher = _cipher(settings)
-    plain = cipher.open(_payloads(scene)[1])
+    kept = parse(cipher.open(_payloads(scene)[1]))
+    opened = kept.reseal(kept.plaintext(), cipher="none", cipher_key=None)
+    earlier = opened if layout == "before sealing" else cipher.seal(opened)
     with scene.world.hub.session_factory.begin() as s:
         s.execute(
             update(ExchangePackage)
             .where(ExchangePackage.task_id == scene.provider_task["id"], ExchangePackage.seq == 1)
-            .values(payload=plain)
+            .values(payload=earlier)
         )
     store = hub_store(settings)
     with scene.world.hub.session_factory() as s:
@@ -163,7 +168,16 @@ def test_a_package_logged_before_sealing_is_served_as_it_was_stored(scene: Scene
             )
         )
         assert row is not None
-        assert store.get(s, row) == plain
+        assert store.get(s, row) == opened
+        consumer = s.get(ExchangeNode, scene.node_ids["consumer"])
+        assert consumer is not None
+        key = service.node_cipher_key(settings, consumer)
+        for wrap in (True, False):
+            found = service.next_package(
+                s, settings, store, consumer, scene.subscriber_task["id"], 0, wrap=wrap
+            )
+            assert found is not None
+            assert parse(found[0]).open(found[1], key) == kept.plaintext()
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -183,6 +197,17 @@ def test_a_wrong_secret_a_lost_key_and_a_changed_byte_are_told(
     with pytest.raises(AtRestKeyError, match="内容被改动"):
         cipher.open(changed)
 
+    headed = cipher.seal_head(b"GSPK head with its key", b"ciphertext already")
+    assert cipher.open(headed) == b"GSPK head with its key" + b"ciphertext already"
+    assert atrest.is_sealed(headed)
+    with pytest.raises(AtRestKeyError, match="截断"):
+        cipher.open(headed[: len(atrest.HEAD_MAGIC) + 2])
+    with pytest.raises(AtRestKeyError, match="截断"):
+        cipher.open(headed[: len(atrest.HEAD_MAGIC) + 12])
+    at_head = len(atrest.HEAD_MAGIC) + 4 + len(atrest.MAGIC) + 8 + 12
+    with pytest.raises(AtRestKeyError, match="内容被改动"):
+        cipher.open(headed[:at_head] + bytes([headed[at_head] ^ 1]) + headed[at_head + 1 :])
+
     lost = atrest.MAGIC + b"deadbeef" + sealed[len(atrest.MAGIC) + 8 :]
     with pytest.raises(AtRestKeyError, match="deadbeef") as told:
         cipher.open(lost)
@@ -200,3 +225,58 @@ def test_the_setting_none_stores_new_packages_unsealed_and_still_opens_sealed_on
     assert row.payload == b"GSPK stored plain"
     row.payload = sealed
     assert plain_store.get(None, row) == b"GSPK sealed before"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_package_is_kept_under_its_data_key_with_only_its_head_sealed(
+    fresh_settings: Settings,
+) -> None:
+    private, public = crypto.generate_signing_key("sm2")
+    hop = crypto.generate_cipher_key("sm4")
+    body = package.encode_rows(["id", "xm"], ["I"], [(1, "张三")])
+
+    def sent(*, wrap: bool) -> package.Package:
+        return parse(
+            package.build(
+                package.Signer(1, "sm2", private),
+                task_id=1,
+                seq=1,
+                columns=["id", "xm"],
+                key=["id"],
+                body=body,
+                counts={"I": 1},
+                cipher="sm4",
+                cipher_key=hop,
+                wrap=wrap,
+            )
+        )
+
+    wrapped = sent(wrap=True)
+    plaintext, data_key = wrapped.open_keyed(public, hop)
+    assert plaintext == body
+    assert data_key is not None
+    assert data_key != hop
+    row = ExchangePackage(task_id=1, seq=1)
+    sealing = hub_store(fresh_settings)
+    keep(sealing, None, row, wrapped, plaintext, data_key)  # type: ignore[arg-type]
+    assert row.payload is not None
+    assert row.payload.startswith(atrest.HEAD_MAGIC)
+    kept = parse(sealing.get(None, row))  # type: ignore[arg-type]
+    assert kept.body == wrapped.body  # as it came: no pass over the body
+    assert kept.open(public) == body
+
+    # A package that came under the transport key itself gets a data key of its own.
+    direct = sent(wrap=False)
+    plaintext, data_key = direct.open_keyed(public, hop)
+    assert data_key is None
+    keep(sealing, None, row, direct, plaintext, None)  # type: ignore[arg-type]
+    kept = parse(sealing.get(None, row))  # type: ignore[arg-type]
+    assert kept.envelope["data_key"] != hop
+    assert kept.open(public) == body
+
+    # With sealing off, packages are kept opened, as they always were.
+    unsealed = hub_store(fresh_settings.model_copy(update={"at_rest_cipher": "none"}))
+    keep(unsealed, None, row, wrapped, body, wrapped.data_key(hop))  # type: ignore[arg-type]
+    assert row.payload is not None
+    assert parse(row.payload).envelope == {"enc": "none"}
+    assert parse(row.payload).open(public) == body

@@ -78,11 +78,8 @@ class SealedStore:
         plaintext: bytes,
         data_key: str | None,
     ) -> None:
-        """Keep an accepted package: its body under its data key and that key in the
-        sealed head, or opened when sealing is off."""
-        if not self.sealing:
-            self.inner.put(session, row, pkg.reseal(plaintext, cipher="none", cipher_key=None))
-            return
+        """Keep an accepted package sealed: its body under its data key and that key
+        in the sealed head (``keep`` below decides whether to seal)."""
         head, body = pkg.kept(plaintext, data_key, self.cipher.alg)
         self.inner.put(session, row, self.cipher.seal_head(head, body))
 
@@ -110,7 +107,7 @@ def keep(
     """Keep an accepted package ``pkg`` (its body ``plaintext`` checked against the
     provider's signature; ``data_key`` when it came under one): sealed at rest by a
     store that seals, else opened."""
-    if isinstance(store, SealedStore):
+    if isinstance(store, SealedStore) and store.sealing:
         store.keep(session, row, pkg, plaintext, data_key)
     else:
         store.put(session, row, pkg.reseal(plaintext, cipher="none", cipher_key=None))
