@@ -12,6 +12,7 @@ import decimal
 import functools
 import hashlib
 import itertools
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from operator import itemgetter
 from typing import Any
@@ -208,7 +209,7 @@ def _pg_server_side(
     """A PostgreSQL server-side cursor of psycopg's own, fetched ``size`` rows at a time:
     SQLAlchemy's streamed rows cost about six times as much per key in a key scan. (Not
     SQLAlchemy's cursor fetched directly: it has read ahead the rows it buffers.)"""
-    compiled = stmt.compile(dialect=conn.dialect)
+    compiled = _for_driver(stmt, conn)
     driver = conn.connection.driver_connection
     assert driver is not None
     with driver.cursor(name=f"govshare_scan_{id(stmt):x}") as cursor:
@@ -225,7 +226,7 @@ def _mysql_unbuffered(
     streamed rows would hold, at a fraction of the cost per key)."""
     import pymysql.cursors
 
-    compiled = stmt.compile(dialect=conn.dialect)
+    compiled = _for_driver(stmt, conn)
     params: Any = (
         tuple(compiled.params[name] for name in compiled.positiontup or ())
         if conn.dialect.positional
@@ -240,6 +241,13 @@ def _mysql_unbuffered(
             yield batch
     finally:
         cursor.close()
+
+
+def _for_driver(stmt: Select[Any], conn: Connection) -> Any:
+    """``stmt`` compiled for the driver's own cursor: a list parameter (a grant's
+    ``in`` row filter) written out as one parameter per value, which SQLAlchemy's own
+    execution does when it runs a statement and a bare compile leaves to it."""
+    return stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
 
 
 def plain_results(engine: Engine, columns: Iterable[Any]) -> bool:
@@ -374,8 +382,7 @@ class SourceReader:
             )
             if url is not None
             and config.get("table")
-            and not self.scope
-            and not self.masks
+            and _plain_filter_values(config.get("row_filter") or [])
             and native.eligible(
                 [self._col(c) for c in self.columns],
                 self._order(),
@@ -425,8 +432,18 @@ class SourceReader:
             if table is not None:
                 if not len(table):
                     return None
-                return table, [table.column(c.name)[-1].as_py() for c in self._order()]
+                after = [table.column(c.name)[-1].as_py() for c in self._order()]
+                return (self._masked_table(table) if self.masks else table), after
         return next(self.batches(cursor, batch_rows), None)
+
+    def _masked_table(self, table: pa.Table) -> pa.Table:
+        """A native page with the grant's masks applied, column by column: the values
+        and the Arrow types the Python path's masked rows give."""
+        for i, fn in self.masks:
+            name = self.columns[i]
+            masked = [fn(v) for v in table.column(name).to_pylist()]
+            table = table.set_column(table.schema.get_field_index(name), name, pa.array(masked))
+        return table
 
     def batch_column(self, rows: list[tuple[Any, ...]] | pa.Table, name: str) -> list[Any]:
         """One column's values of a batch, as Python values, whichever form it came in."""
@@ -645,6 +662,22 @@ def columns_probe(dialect: str, query: str) -> str:
 FILTER_TEXT = (
     String().with_variant(mssql.NVARCHAR(), "mssql").with_variant(oracle.VARCHAR2(4000), "oracle")
 )
+
+
+def _plain_filter_values(row_filter: Sequence[dict[str, Any]]) -> bool:
+    """Whether a grant's row filter may go into the native read's SQL, where values are
+    written out as literals: only values of letters, digits and a few marks (division
+    codes, names of districts, status codes) — anything else, a quote or a backslash
+    among them, leaves the source on the Python path, which binds them as parameters."""
+    for condition in row_filter:
+        value = condition.get("value")
+        for v in value if isinstance(value, list) else [value]:
+            if not isinstance(v, str) or not _PLAIN_VALUE.fullmatch(v):
+                return False
+    return True
+
+
+_PLAIN_VALUE = re.compile(r"[\w.:· -]*")
 
 
 def _condition(col: Any, op: str, value: str | list[str], dialect: str = "") -> ColumnElement[bool]:
