@@ -84,6 +84,10 @@ class MariaDBServer:
                 f"--port={self.port}",
                 "--bind-address=127.0.0.1",
                 f"--pid-file={self.base / 'mariadb.pid'}",
+                # Its own directory for internal temporary tables (Aria #sql-temptable-…
+                # files): with the default /tmp, another server or a cleanup of /tmp on
+                # the same machine took one away mid-statement (errno 2 on delete).
+                f"--tmpdir={self.base}",
                 "--skip-name-resolve",
                 *self._binlog_options(),
                 # Durability is not what these tests are about: fast commits on 2 cores.
