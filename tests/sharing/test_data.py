@@ -17,6 +17,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import create_engine, inspect, select, text, update
 
@@ -517,20 +518,27 @@ def test_revocation_stops_access_at_once(served: Served) -> None:
     assert r.json()["error"]["code"] == "no_grant"
 
 
-def _raise_objection(served: Served, key: str, name: str, evidence: str) -> Any:
-    """The querying department flags ``key``'s 姓名 as ``name``; the objection's JSON."""
+def _post_objection(
+    served: Served, key: str, claimed: dict[str, str], evidence: str
+) -> httpx.Response:
+    """The querying department's objection to ``key``'s ``claimed`` values, as answered."""
     with served.world.api(served.querier.resource_admin) as c:
-        r = c.post(
+        return c.post(
             "/api/v1/sharing/objections",
             json={
                 "grant_id": served.grants["query"],
                 "record_key": key,
-                "claimed": {"xm": name},
+                "claimed": claimed,
                 "evidence": evidence,
             },
         )
-        assert r.status_code == 201, r.text
-        return r.json()
+
+
+def _raise_objection(served: Served, key: str, name: str, evidence: str) -> Any:
+    """The querying department flags ``key``'s 姓名 as ``name``; the objection's JSON."""
+    r = _post_objection(served, key, {"xm": name}, evidence)
+    assert r.status_code == 201, r.text
+    return r.json()
 
 
 def test_source_changes_and_objection_corrections_flow_into_the_store(served: Served) -> None:
@@ -609,18 +617,7 @@ def _status(world: World, objection_id: int) -> str:
 
 def test_overdue_objections_alert_the_platform(served: Served) -> None:
     world = served.world
-    with world.api(served.querier.resource_admin) as c:
-        r = c.post(
-            "/api/v1/sharing/objections",
-            json={
-                "grant_id": served.grants["query"],
-                "record_key": sfzhm(41),
-                "claimed": {"xm": "李四"},
-                "evidence": "婚姻登记档案显示姓名为李四",
-            },
-        )
-        assert r.status_code == 201, r.text
-        due = r.json()["answer_due"]
+    due = _raise_objection(served, sfzhm(41), "李四", "婚姻登记档案显示姓名为李四")["answer_due"]
     # 10 working days: two weeks' worth, never less than 12 calendar days.
     assert working_days_between(china_today(), date.fromisoformat(due)) == 10
     assert due >= (china_today() + timedelta(days=12)).isoformat()
@@ -640,16 +637,7 @@ def test_overdue_objections_alert_the_platform(served: Served) -> None:
 
 
 def test_objections_only_on_granted_items(served: Served, tmp_path: Path) -> None:
-    with served.world.api(served.querier.resource_admin) as c:
-        r = c.post(
-            "/api/v1/sharing/objections",
-            json={
-                "grant_id": served.grants["query"],
-                "record_key": sfzhm(1),
-                "claimed": {"xb": "2"},
-                "evidence": "出生医学证明显示为女",
-            },
-        )
+    r = _post_objection(served, sfzhm(1), {"xb": "2"}, "出生医学证明显示为女")
     assert r.status_code == 422
     assert r.json()["error"]["details"][0]["field"] == "claimed.xb"
 
@@ -888,18 +876,9 @@ def test_an_objection_value_longer_than_a_record_holds_is_refused(served: Served
     """A claimed or corrected value is one record's value: 2,000 characters at most (a
     100,000-character correction was taken and stored before)."""
     world = served.world
-    with world.api(served.querier.resource_admin) as c:
-        r = c.post(
-            "/api/v1/sharing/objections",
-            json={
-                "grant_id": served.grants["query"],
-                "record_key": sfzhm(34),
-                "claimed": {"xm": "张" * 2001},
-                "evidence": "户口簿首页及本人页",
-            },
-        )
-        assert r.status_code == 422, r.text
-        assert r.json()["error"]["details"][0]["field"] == "claimed.xm"
+    r = _post_objection(served, sfzhm(34), {"xm": "张" * 2001}, "户口簿首页及本人页")
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["details"][0]["field"] == "claimed.xm"
     objection = _raise_objection(served, sfzhm(34), "张三", "户口簿首页及本人页")
     with world.api(served.scene.provider.resource_admin) as c:
         r = c.post(

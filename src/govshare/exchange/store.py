@@ -70,17 +70,11 @@ class SealedStore:
     def put(self, session: Session, row: ExchangePackage, blob: bytes) -> None:
         self.inner.put(session, row, self.cipher.seal(blob) if self.sealing else blob)
 
-    def keep(
-        self,
-        session: Session,
-        row: ExchangePackage,
-        pkg: Package,
-        plaintext: bytes,
-        data_key: str | None,
+    def put_sealing_head(
+        self, session: Session, row: ExchangePackage, head: bytes, body: bytes
     ) -> None:
-        """Keep an accepted package sealed: its body under its data key and that key
-        in the sealed head (``keep`` below decides whether to seal)."""
-        head, body = pkg.kept(plaintext, data_key, self.cipher.alg)
+        """Keep a package whose ``body`` is under a data key that ``head`` holds: only
+        the head is sealed, which seals the whole (``keep`` below)."""
         self.inner.put(session, row, self.cipher.seal_head(head, body))
 
     def get(self, session: Session, row: ExchangePackage) -> bytes:
@@ -108,7 +102,7 @@ def keep(
     provider's signature; ``data_key`` when it came under one): sealed at rest by a
     store that seals, else opened."""
     if isinstance(store, SealedStore) and store.sealing:
-        store.keep(session, row, pkg, plaintext, data_key)
+        store.put_sealing_head(session, row, *pkg.kept(plaintext, data_key, store.cipher.alg))
     else:
         store.put(session, row, pkg.reseal(plaintext, cipher="none", cipher_key=None))
 
