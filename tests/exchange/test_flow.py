@@ -57,6 +57,35 @@ def test_deletions_found_by_keyset_comparison(scene: Scene) -> None:
     assert len(ids) == 1196
 
 
+def test_the_first_keyset_comparison_comes_a_period_after_the_initial_load(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the initial load has caught up, the keys it sent are the source's of moments
+    ago: the node does not read them all again at once, but one period later (this
+    scene's task: 3600 s), when the comparison finds what was deleted meanwhile."""
+    provider, task_id = scene.nodes["provider"], scene.provider_task["id"]
+    compared: list[int] = []
+    detect = provider.detect_deletions
+
+    def watched(rt: Any, keys: Any = None) -> int:
+        compared.append(rt.id)
+        return detect(rt, keys)
+
+    monkeypatch.setattr(provider, "detect_deletions", watched)
+    scene.run_until(scene.in_sync)
+    _, _, period_from = provider.store.state(task_id)
+    assert period_from > 0  # the period runs from the load's catching up
+    assert compared == []
+    Source(scene.source_url).delete([1, 2])
+    for _ in range(5):
+        provider.tick()
+    assert compared == []  # within the period
+    provider.store.set_keyset_time(task_id, period_from - 3600)  # the period has passed
+    scene.run_until(scene.in_sync)
+    assert compared == [task_id]
+    assert len(target_rows(scene.target_url)) == 1198
+
+
 def test_reconciliation_matches_then_detects_drift(scene: Scene) -> None:
     scene.run_until(scene.in_sync)
     with scene.world.api(scene.world.admin) as c:

@@ -19,9 +19,11 @@ from sqlalchemy.pool import NullPool
 from govshare.exchange.package import decode_rows, encode_rows
 from govshare.node import native
 from govshare.node import source as source_module
+from govshare.node import target as target_module
 from govshare.node.agent import NodeAgent, TaskRuntime
 from govshare.node.config import Database, NodeConfig
-from govshare.node.source import SourceReader, ZeroDateError, make_engine
+from govshare.node.source import SourceReader, ZeroDateError, keyset_checksum, make_engine
+from govshare.node.target import TargetWriter, target_engine
 from tests.mariadb import MariaDBServer
 from tests.node.native_pages import pages_read
 from tests.pg import PostgresServer, free_port
@@ -148,6 +150,54 @@ def test_a_native_key_scan_gives_the_keys_the_python_path_gives(
         assert len(set(got)) == 2500
         assert "\x1f".join(("-1", "7")) in got if key != ["id"] else "7" in got
         assert fast.checksum() == slow.checksum()
+    finally:
+        engine.dispose()
+
+
+def test_a_subscribers_checksum_reads_its_keys_natively(
+    source: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reconciliation's (核对) checksum of a target table on a server database: its
+    keys read a page at a time through connectorx, every page natively, giving the
+    figure the Python path gives (negative keys, gaps, each key once across pages)."""
+    _, url = source
+    monkeypatch.setattr(target_module, "KEY_PAGE_ROWS", 300)
+    keys = [i * 7 - 700 for i in range(1, 2501)]
+    engine = target_engine(url)
+    try:
+        fast = TargetWriter(engine, 1, {"table": "copy"}, ["id"], fast_read=True)
+        package = pa.table(
+            {"id": keys, "name": [f"第{k}号" for k in keys], "__op": ["I"] * len(keys)}
+        )
+        assert fast.apply(1, package) is not None
+        want = keyset_checksum([[(k,) for k in keys]], 1)
+        assert fast.checksum() == want
+        assert fast.native is not None
+        pages = pages_read(fast.native, monkeypatch)
+        assert fast.checksum() == want
+        assert pages == [True] * 9  # 2,500 keys in pages of 300
+        slow = TargetWriter(engine, 1, {"table": "copy"}, ["id"])
+        assert slow.checksum() == want
+        assert slow.native is None
+    finally:
+        engine.dispose()
+
+
+def test_a_checksum_over_a_table_not_keyed_by_its_primary_key_stays_on_the_python_path(
+    source: tuple[str, str],
+) -> None:
+    """A department's own target table whose key has no index of its own (here: no
+    primary key at all) would be sorted once per page: its keys are streamed the Python
+    way, with the same figure."""
+    _, url = source
+    engine = target_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE own (id BIGINT, name VARCHAR(20))"))
+            conn.execute(text("INSERT INTO own VALUES (3, 'a'), (-1, 'b'), (8, NULL)"))
+        writer = TargetWriter(engine, 1, {"table": "own"}, ["id"], fast_read=True)
+        assert writer.checksum() == keyset_checksum([[(3,), (-1,), (8,)]], 1)
+        assert writer.native is None
     finally:
         engine.dispose()
 
@@ -315,6 +365,7 @@ def test_the_node_toml_switch_decides_for_the_agent_s_reader(
         node_id=1,
         store=tmp_path / "store",
         sources={"biz": Database(url=url, fast_read=fast_read)},
+        targets={"out": Database(url=url, fast_read=fast_read)},
     )
     agent = NodeAgent(config)
     try:
@@ -322,6 +373,16 @@ def test_the_node_toml_switch_decides_for_the_agent_s_reader(
         runtime = TaskRuntime(spec={**spec, "kind": "provider", "state": "running"})
         reader = agent._reader(runtime)
         assert (reader.native is not None) is fast_read
+        subscriber = TaskRuntime(
+            spec={
+                "id": 2,
+                "kind": "subscriber",
+                "config": {"table": "copy", "target": "out"},
+                "config_version": 1,
+                "source_key": ["id"],
+            }
+        )
+        assert agent._writer(subscriber).fast_read is fast_read
         agent.tasks[1] = runtime
         told = agent.report()["tasks"]["1"]
         assert told["read_path"] == ("native" if fast_read else "driver")

@@ -718,14 +718,18 @@ class NodeAgent:
             while not caught_up and time.monotonic() - started < budget_seconds:
                 caught_up = not self.extract_batch(rt)
         config = rt.spec["config"]
+        if config.get("delete_detection") != "keyset":
+            return
         _, _, last_keyset = self.store.state(rt.id)
-        # The first key-set comparison waits for the initial load to catch up: until then
-        # it would read the whole source to find deletions among the few keys sent so far.
-        if (
-            config.get("delete_detection") == "keyset"
-            and time.time() - last_keyset >= config.get("keyset_every_seconds", 300)
-            and (caught_up or last_keyset > 0)
-        ):
+        if last_keyset == 0:
+            # Until the initial load catches up, a comparison would read the whole source
+            # to find deletions among the few keys sent so far; once it has, the keys
+            # sent are the source's of moments ago, and reading them all again at once
+            # would find at most the rows deleted during the load: the first comparison
+            # comes one period after it, as every later one does.
+            if caught_up:
+                self.store.set_keyset_time(rt.id, time.time())
+        elif time.time() - last_keyset >= config.get("keyset_every_seconds", 300):
             self.detect_deletions(rt)
 
     def extract_batch(self, rt: TaskRuntime) -> bool:
@@ -1002,6 +1006,7 @@ class NodeAgent:
                 rt.id,
                 config,
                 list(rt.spec.get("source_key") or []),
+                fast_read=self.config.targets[config["target"]].fast_read,
             )
             rt.built_for = rt.spec["config_version"]
         return rt.writer

@@ -15,8 +15,8 @@ class Database(BaseModel):
     url: str = Field(description="SQLAlchemy URL; sources are only ever read")
     fast_read: bool = Field(
         default=True,
-        description="数据源快速读取: 装有 connectorx (govshare[fastread]) 且表的列类型适用时, "
-        "整批直接读成 Arrow; false 时一律走 Python 驱动",
+        description="快速读取: 装有 connectorx (govshare[fastread]) 且表的列类型适用时, 数据源"
+        "整批直接读成 Arrow, 目标库对账时按主键分页读键; false 时一律走 Python 驱动",
     )
 
 

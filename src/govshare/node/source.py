@@ -285,7 +285,8 @@ class KeyTally:
 
 def _arrow_key_strings(table: pa.Table) -> list[str]:
     """``key_string`` of each row of a page of integer key columns read into Arrow."""
-    texts = [pc.cast(column, pa.string()) for column in table.columns]
+    # A NULL in a key column is written as nothing, as ``key_string`` writes it.
+    texts = [pc.fill_null(pc.cast(column, pa.string()), "") for column in table.columns]
     joined = texts[0] if len(texts) == 1 else pc.binary_join_element_wise(*texts, KEY_SEPARATOR)
     strings: list[str] = joined.to_pylist()
     return strings
@@ -553,25 +554,7 @@ class SourceReader:
         return tuple(values)
 
     def _after(self, order: list[Any], cursor: list[Any]) -> ColumnElement[bool]:
-        """``(order columns) > (cursor)``, in a form the database can seek an index with.
-
-        SQLite compares row values correctly but filters its index range slowly with
-        them, and MariaDB does not seek an index with them at all; there the comparison
-        is spelled out (``a > x OR (a = x AND b > y)``, the same rows for a cursor without
-        NULLs) behind a leading ``a >= x`` for the index.
-
-        Oracle, DM and SQL Server have no row-value ``>`` at all: there it is always
-        spelled out (see ``_after_without_row_values``).
-        """
-        if self.engine.dialect.name in NO_ROW_VALUES:
-            return _after_without_row_values(order, cursor)
-        if (
-            self.engine.dialect.name not in ("sqlite", *MYSQL)
-            or len(order) == 1
-            or any(v is None for v in cursor)
-        ):
-            return tuple_(*order) > tuple_(*cursor)
-        return _spelled_out(order, cursor)
+        return keyset_after(self.engine.dialect.name, order, cursor)
 
     def live_keys_query(self) -> Select[Any]:
         """The key scan: the keys of every live row (in scope, not soft-deleted)."""
@@ -605,32 +588,10 @@ class SourceReader:
             yield from key_strings(batch, positions)
 
     def _paged_key_strings(self, size: int) -> Iterator[list[str]]:
-        """The live keys' strings a page at a time, in key order, each page read natively
-        where the reader can (its integers made text by Arrow, not a Python object per
-        key) and the Python way where it cannot. A row that is there throughout the scan
-        is in exactly one page, as in one streamed statement; rows added or removed
-        meanwhile may or may not be, as there."""
         assert self.native is not None
-        order = [self._col(k) for k in self.key]
-        cursor: list[Any] | None = None
-        while True:
-            stmt = self.live_keys_query().order_by(*order).limit(size)
-            if cursor is not None:
-                stmt = stmt.where(self._after(order, cursor))
-            table = self.native.read(stmt, cursor)
-            if table is not None:
-                found = len(table)
-                strings = _arrow_key_strings(table) if found else []
-                cursor = [table.column(i)[-1].as_py() for i in range(len(order))] if found else None
-            else:
-                rows = self._fetch(stmt)
-                found = len(rows)
-                strings = key_strings(rows, range(len(order)))
-                cursor = list(rows[-1]) if found else None
-            if strings:
-                yield strings
-            if found < size:
-                return
+        yield from paged_key_strings(
+            self.native, self.live_keys_query(), [self._col(k) for k in self.key], size, self._fetch
+        )
 
     def is_soft_deleted(self, row: tuple[Any, ...]) -> bool:
         if self.soft_column is None:
@@ -697,6 +658,60 @@ def _mssql_prefix(as_text: ColumnElement[Any], prefix: str) -> ColumnElement[boo
     characters: ``[`` is escaped too, besides ``%``, ``_`` and the escape character."""
     escaped = "".join(f"/{ch}" if ch in "/%_[" else ch for ch in prefix)
     return as_text.startswith(escaped, escape="/")
+
+
+def keyset_after(dialect: str, order: list[Any], cursor: list[Any]) -> ColumnElement[bool]:
+    """``(order columns) > (cursor)``, in a form a database of ``dialect`` can seek an
+    index with.
+
+    SQLite compares row values correctly but filters its index range slowly with
+    them, and MariaDB does not seek an index with them at all; there the comparison
+    is spelled out (``a > x OR (a = x AND b > y)``, the same rows for a cursor without
+    NULLs) behind a leading ``a >= x`` for the index.
+
+    Oracle, DM and SQL Server have no row-value ``>`` at all: there it is always
+    spelled out (see ``_after_without_row_values``).
+    """
+    if dialect in NO_ROW_VALUES:
+        return _after_without_row_values(order, cursor)
+    if dialect not in ("sqlite", *MYSQL) or len(order) == 1 or any(v is None for v in cursor):
+        return tuple_(*order) > tuple_(*cursor)
+    return _spelled_out(order, cursor)
+
+
+def paged_key_strings(
+    reader: native.NativeReader,
+    keys: Select[Any],
+    order: list[Any],
+    size: int,
+    fetch: Callable[[Select[Any]], list[tuple[Any, ...]]],
+) -> Iterator[list[str]]:
+    """The ``key_string`` of every row ``keys`` selects (its columns: the key, ``order``),
+    a page of ``size`` at a time in key order, each page read natively where ``reader``
+    can (its integers made text by Arrow, not a Python object per key) and through
+    ``fetch`` (the Python path) where it cannot. A row that is there throughout the scan
+    is in exactly one page, as in one streamed statement; rows added or removed
+    meanwhile may or may not be, as there."""
+    dialect = reader.engine.dialect.name
+    cursor: list[Any] | None = None
+    while True:
+        stmt = keys.order_by(*order).limit(size)
+        if cursor is not None:
+            stmt = stmt.where(keyset_after(dialect, order, cursor))
+        table = reader.read(stmt, cursor)
+        if table is not None:
+            found = len(table)
+            strings = _arrow_key_strings(table) if found else []
+            cursor = [table.column(i)[-1].as_py() for i in range(len(order))] if found else None
+        else:
+            rows = fetch(stmt)
+            found = len(rows)
+            strings = key_strings(rows, range(len(order)))
+            cursor = list(rows[-1]) if found else None
+        if strings:
+            yield strings
+        if found < size:
+            return
 
 
 def _spelled_out(order: list[Any], cursor: list[Any]) -> ColumnElement[bool]:
