@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 import pymysql.converters
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from govshare.exchange.package import decode_columns, encode_rows
 from govshare.node import mysql_literals
@@ -85,15 +87,28 @@ def test_what_is_left_to_the_driver() -> None:
 
 
 def test_statements_stay_under_their_size_and_keep_every_row_once() -> None:
-    rows = pa.array([f"({i},'{'x' * (i % 50)}')" for i in range(1000)])
+    literals = [
+        pa.array([str(i) for i in range(1000)]),
+        pa.array(["'" + "x" * (i % 50) + "'" for i in range(1000)]),
+    ]
+    rows = mysql_literals.value_rows(literals)
     sql = list(mysql_literals.statements("INSERT INTO t VALUES ", rows, " ;", limit=2000))
     assert len(sql) > 10
-    assert all(len(s.encode()) <= 2000 for s in sql)
-    written = [part for s in sql for part in s[len("INSERT INTO t VALUES ") : -2].split(",(")]
-    assert len(written) == 1000
-    huge = pa.array(["(" + "y" * 5000 + ")", "(1)"])
+    assert all(isinstance(s, bytes) and len(s) <= 2000 for s in sql)
+    assert all(s.startswith(b"INSERT INTO t VALUES (") and s.endswith(b") ;") for s in sql)
+    split = [s.decode()[len("INSERT INTO t VALUES (") : -3].split("),(") for s in sql]
+    written = [row for rows_of_one in split for row in rows_of_one]
+    assert written == [f"{i},'{'x' * (i % 50)}'" for i in range(1000)]  # each once, in order
+    # As full as the limit allows: the next statement's first row would not have fitted.
+    for statement, following in zip(sql, split[1:], strict=False):
+        assert len(statement) + len(",(" + following[0] + ")") > 2000
+    huge = mysql_literals.value_rows([pa.array(["y" * 5000, "1", "中文"])])
     alone = list(mysql_literals.statements("P ", huge, "", limit=2000))
-    assert alone == ["P (" + "y" * 5000 + ")", "P (1)"]  # a long row is a statement of its own
+    # A long row is a statement of its own; the text is UTF-8.
+    assert alone == [b"P (" + b"y" * 5000 + b")", "P (1),(中文)".encode()]
+    assert list(mysql_literals.statements("P ", huge.slice(1), "", limit=2000)) == [
+        "P (1),(中文)".encode()
+    ]
 
 
 def _package(rows: list[tuple[Any, ...]], ops: str | None = None) -> pa.Table:
@@ -181,5 +196,38 @@ def test_packages_with_deletions_or_code_maps_take_the_driver_s_path(
         assert plain._literal_rows(plain.table, _package([(1, "x", 0.1, 1, True)])) is not None
         assert plain.apply(2, _package([(1, "a", 0.1, 1, True), (2, "b", 0.2, 2, False)], "DU"))
         assert [r[:2] for r in _table_rows(engine, "plain")] == [(2, "b")]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.mariadb
+@pytest.mark.xdist_group("mariadb")
+def test_a_session_in_gbk_is_given_its_statements_as_text_it_encodes_itself(
+    mariadb: MariaDBServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The statements are built as UTF-8 bytes; an engine whose sessions speak GBK (not
+    one of ``make_engine``'s, which always ask for utf8mb4) gets them as text, which
+    PyMySQL encodes in GBK (UTF-8 bytes would arrive garbled)."""
+    url = mariadb.create_database(f"literal_{next(_names)}").replace("utf8mb4", "gbk")
+    engine = create_engine(url, poolclass=NullPool, paramstyle="format")
+    try:
+        with engine.connect() as conn:
+            assert not mysql_literals.speaks_utf8(conn.connection.driver_connection)
+        built: list[bytes] = []
+        statements = mysql_literals.statements
+
+        def watched(*args: Any, **kwargs: Any) -> Iterator[bytes]:
+            for sql in statements(*args, **kwargs):
+                built.append(sql)
+                yield sql
+
+        monkeypatch.setattr(mysql_literals, "statements", watched)
+        writer = TargetWriter(engine, 1, {"table": "copy"}, ["id"])
+        rows = [(1, "张三", 0.5, 1, True), (2, "O'Brien\\ 李四", None, None, None)]
+        assert writer.apply(1, _package(rows)) == {"inserted": 2, "updated": 0, "deleted": 0}
+        assert writer.table is not None
+        assert writer._literal_rows(writer.table, _package(rows)) is not None
+        assert [r[:2] for r in _table_rows(engine, "copy")] == [(1, "张三"), (2, "O'Brien\\ 李四")]
+        assert len(built) == 1  # the rows went as the statement built here
     finally:
         engine.dispose()

@@ -16,6 +16,7 @@ else is left to the driver.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from typing import Any
 
@@ -80,24 +81,41 @@ def escapes_backslashes(driver_connection: Any) -> bool:
     return not (int(getattr(driver_connection, "server_status", 0)) & _NO_BACKSLASH_ESCAPES)
 
 
+def speaks_utf8(driver_connection: Any) -> bool:
+    """Whether PyMySQL encodes this session's statements in UTF-8 (``utf8mb4``, ``utf8``):
+    a department's URL may ask for another character set, GBK say."""
+    return str(getattr(driver_connection, "encoding", "")).replace("-", "").lower() == "utf8"
+
+
 def value_rows(literals: list[pa.Array]) -> pa.Array:
-    """``(v1,v2,…)`` for each row of the columns' literals (``literal_column``)."""
+    """``(v1,v2,…),`` for each row of the columns' literals (``literal_column``): the
+    comma that follows a row in a statement is written with it, so that the rows of a
+    statement are one stretch of the array's data (``statements``)."""
     joined = pc.binary_join_element_wise(*literals, ",")
-    return pc.binary_join_element_wise("(", joined, ")", "")
+    rows: pa.Array = pc.binary_join_element_wise("(", joined, "),", "")
+    return rows.cast(pa.large_string())  # 64-bit offsets, whatever a package holds
 
 
 def statements(
     prefix: str, rows: pa.Array, postfix: str, *, limit: int = STATEMENT_BYTES
-) -> Iterator[str]:
-    """``prefix`` + rows joined with commas + ``postfix``, as few statements as keep each
-    within ``limit`` bytes (a row longer than that is a statement of its own)."""
-    budget = limit - len(prefix.encode()) - len(postfix.encode())
-    lengths = pc.binary_length(rows).to_pylist()
-    start, size = 0, -1  # n rows take n - 1 commas
-    for i, length in enumerate(lengths):
-        if i > start and size + 1 + length > budget:
-            yield prefix + ",".join(rows.slice(start, i - start).to_pylist()) + postfix
-            start, size = i, -1
-        size += 1 + length
-    if start < len(lengths):
-        yield prefix + ",".join(rows.slice(start).to_pylist()) + postfix
+) -> Iterator[bytes]:
+    """``prefix`` + rows (``value_rows``) + ``postfix`` in UTF-8, as few statements as
+    keep each within ``limit`` bytes (a row longer than that is a statement of its own).
+
+    Each statement is cut straight from the rows' data buffer, its last comma left out:
+    no Python string per row, nor one per statement to be encoded again."""
+    rows = rows.cast(pa.large_string())
+    if rows.null_count:
+        raise ValueError("a row of literals is missing")
+    head, tail = prefix.encode(), postfix.encode()
+    budget = limit - len(head) - len(tail)
+    _, offset_buffer, data_buffer = rows.buffers()
+    offsets = memoryview(offset_buffer).cast("q")[rows.offset : rows.offset + len(rows) + 1]
+    data = memoryview(data_buffer) if data_buffer is not None else memoryview(b"")
+    start = 0
+    while start < len(rows):
+        # The last row whose end (its comma dropped) keeps the statement within budget.
+        end = bisect.bisect_right(offsets, offsets[start] + budget + 1, lo=start + 1) - 1
+        end = max(end, start + 1)
+        yield b"".join((head, data[offsets[start] : offsets[end] - 1], tail))
+        start = end

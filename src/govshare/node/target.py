@@ -579,11 +579,16 @@ class TargetWriter:
     ) -> bool:
         """``INSERT … ON DUPLICATE KEY UPDATE`` with the rows written out, a statement
         per megabyte, split where PyMySQL's ``executemany`` splits its own; False
-        (nothing written) when the session does not read backslashes as escapes."""
+        (nothing written) when the session does not read backslashes as escapes. The
+        statements are UTF-8 bytes, which PyMySQL sends as they are; a session in another
+        character set (a department's URL may ask for GBK) is given them as text, which
+        PyMySQL encodes in its own."""
         from pymysql.cursors import RE_INSERT_VALUES
 
-        if not mysql_literals.escapes_backslashes(conn.connection.driver_connection):
+        driver = conn.connection.driver_connection
+        if not mysql_literals.escapes_backslashes(driver):
             return False
+        utf8 = mysql_literals.speaks_utf8(driver)
         names = list(literals)
         compiled = self._mysql_upsert(table, names).compile(dialect=conn.dialect, column_keys=names)
         order = list(compiled.positiontup or ())
@@ -595,7 +600,7 @@ class TargetWriter:
         dbapi_error = conn.dialect.loaded_dbapi.Error
         try:
             for sql in mysql_literals.statements(parts[1], rows, parts[3]):
-                cursor.execute(sql)
+                cursor.execute(sql if utf8 else sql.decode())
         except dbapi_error as exc:
             raise DBAPIError.instance(compiled.string, None, exc, dbapi_error) from exc
         finally:
