@@ -82,8 +82,8 @@ def escapes_backslashes(driver_connection: Any) -> bool:
 
 
 def speaks_utf8(driver_connection: Any) -> bool:
-    """Whether PyMySQL encodes this session's statements in UTF-8 (``utf8mb4``, ``utf8``):
-    a department's URL may ask for another character set, GBK say."""
+    """Whether PyMySQL encodes this session's statements in UTF-8 (``utf8mb4``, ``utf8``),
+    as on every engine ``make_engine`` makes; another engine's may speak GBK, say."""
     return str(getattr(driver_connection, "encoding", "")).replace("-", "").lower() == "utf8"
 
 

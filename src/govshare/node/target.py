@@ -581,8 +581,8 @@ class TargetWriter:
         per megabyte, split where PyMySQL's ``executemany`` splits its own; False
         (nothing written) when the session does not read backslashes as escapes. The
         statements are UTF-8 bytes, which PyMySQL sends as they are; a session in another
-        character set (a department's URL may ask for GBK) is given them as text, which
-        PyMySQL encodes in its own."""
+        character set (an engine not made by ``make_engine``, which asks for utf8mb4) is
+        given them as text, which PyMySQL encodes in its own."""
         from pymysql.cursors import RE_INSERT_VALUES
 
         driver = conn.connection.driver_connection
