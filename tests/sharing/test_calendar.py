@@ -13,10 +13,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from govshare.rules import workdays
 from govshare.rules.clock import fixed_today
+from govshare.rules.workdays import CalendarSource
 from govshare.security.models import AuditEntry
+from govshare.security.roles import Role
+from govshare.sharing import calendar
 from tests.factories import World
-from tests.sharing.builders import application_payload
+from tests.sharing.builders import application_payload, principal
 
 # A Wednesday; every day counted from it falls in 2099.
 DAY = date(2098, 12, 31)
@@ -111,3 +115,37 @@ def test_only_the_platform_admin_enters_a_schedule_and_faults_are_named(world: W
     years = _call(world, world.admin, "GET", "/calendar", 200)
     assert {y["year"]: y["source"] for y in years}[2099] == "estimate"
     assert {y["year"]: y["source"] for y in years}[2098] == "estimate"
+
+
+def test_a_year_entered_stays_in_the_calendar_whatever_a_tick_read_before_its_commit(
+    world: World,
+) -> None:
+    """The monitor tick reloads the entered years from what is committed. One that read
+    while an entry was still uncommitted installed the years without it, and the
+    calendar page showed the year just entered as 未录入 (CI, 2026-12-07)."""
+    admin = principal(world.admin, 0, Role.PLATFORM_ADMIN)
+    settings, days = world.hub.settings, SCHEDULE["holidays"]
+    try:
+        with world.hub.session_factory() as entering:
+            calendar.enter_year(entering, settings, admin, year=2099, holidays=days, workdays_=[])
+            assert workdays.source_of(2099) is CalendarSource.CONSOLE
+            with world.hub.db() as ticking:  # a tick in another thread, before the commit
+                calendar.load_entered(ticking)
+            entering.commit()
+        assert workdays.source_of(2099) is CalendarSource.CONSOLE
+    finally:
+        with world.hub.db() as s:
+            if calendar.entered_year(s, 2099) is not None:
+                calendar.remove_year(s, settings, admin, 2099)
+    assert workdays.source_of(2099) is CalendarSource.ESTIMATE
+
+
+def test_a_year_whose_entry_rolled_back_is_not_in_the_calendar(world: World) -> None:
+    admin = principal(world.admin, 0, Role.PLATFORM_ADMIN)
+    with world.hub.session_factory() as entering:
+        calendar.enter_year(
+            entering, world.hub.settings, admin, year=2099, holidays=["2099-01-01"], workdays_=[]
+        )
+        assert workdays.source_of(2099) is CalendarSource.CONSOLE  # for its own recount
+        entering.rollback()
+    assert workdays.source_of(2099) is CalendarSource.ESTIMATE

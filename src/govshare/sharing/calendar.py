@@ -14,13 +14,15 @@ start-up and on each monitor tick, so a year entered in one process reaches all.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from sqlalchemy import event as orm_event
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from govshare.catalog.models import CatalogChangeEvent
 from govshare.config import Settings
@@ -71,12 +73,43 @@ def _schedule(row: WorkingCalendarYear) -> YearSchedule:
     )
 
 
+# Held while reading the entered years and installing them, so that a monitor tick's
+# reload cannot install what it read before an entry's commit after the entry's own
+# reload from after the commit; and while an entry installs and recounts.
+_loading = threading.RLock()
+
+
 def load_entered(session: Session) -> None:
-    """Install the years entered in the console into this process's calendar."""
-    workdays.install_entered(
-        (_schedule(row) for row in session.scalars(select(WorkingCalendarYear))),
-        source=str(session.get_bind().engine.url),
-    )
+    """Install the years entered in the console, as ``session`` sees them, into this
+    process's calendar."""
+    with _loading:
+        workdays.install_entered(
+            [_schedule(row) for row in session.scalars(select(WorkingCalendarYear))],
+            source=str(session.get_bind().engine.url),
+        )
+
+
+def _reload_when_settled(session: Session) -> None:
+    """Install the years again from the database once ``session``'s transaction ends.
+
+    An entry is installed before its commit, so that the deadlines it recounts in the
+    same transaction count on it; until the commit only that transaction sees the row.
+    A monitor tick reading meanwhile installs the years without it (seen on CI: the
+    calendar page showed 2099 as 未录入 just after it was entered), and a rollback would
+    leave a year in the calendar that was never stored. Reading again after the
+    transaction ends settles both on what the database holds."""
+    engine = session.get_bind().engine
+    settled = False
+
+    def reload(_: Session, transaction: SessionTransaction) -> None:
+        nonlocal settled
+        if settled or transaction.parent is not None:  # a savepoint's end settles nothing
+            return
+        settled = True  # (removing a listener while the session calls it is refused)
+        with Session(engine) as fresh:
+            load_entered(fresh)
+
+    orm_event.listen(session, "after_transaction_end", reload)
 
 
 def entered_year(session: Session, year: int) -> WorkingCalendarYear | None:
@@ -123,8 +156,10 @@ def enter_year(
         before=before,
         after={"holidays": row.holidays, "workdays": row.workdays},
     )
-    load_entered(session)
-    return row, refresh_deadlines_in(session, settings, principal, year)
+    with _loading:  # no tick installs the years without this one while it recounts
+        load_entered(session)
+        _reload_when_settled(session)
+        return row, refresh_deadlines_in(session, settings, principal, year)
 
 
 def remove_year(session: Session, settings: Settings, principal: Principal, year: int) -> int:
@@ -143,9 +178,11 @@ def remove_year(session: Session, settings: Settings, principal: Principal, year
     )
     session.delete(row)
     session.flush()
-    load_entered(session)
-    # Deadlines counted on the withdrawn schedule are recounted on what applies now.
-    return refresh_deadlines_in(session, settings, principal, year)
+    with _loading:
+        load_entered(session)
+        _reload_when_settled(session)
+        # Deadlines counted on the withdrawn schedule are recounted on what applies now.
+        return refresh_deadlines_in(session, settings, principal, year)
 
 
 # -- recounting deadlines ------------------------------------------------------------------
