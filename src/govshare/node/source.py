@@ -282,6 +282,13 @@ class KeyTally:
     def checksum(self) -> tuple[int, str]:
         return self.count, f"{self.total:016x}"
 
+    @classmethod
+    def of(cls, keys: Iterable[str]) -> tuple[int, str]:
+        """The key-set checksum of ``keys``, read through for it alone."""
+        tally = cls(keys)
+        collections.deque(tally, maxlen=0)
+        return tally.checksum()
+
 
 def _arrow_key_strings(table: pa.Table) -> list[str]:
     """``key_string`` of each row of a page of integer key columns read into Arrow."""
@@ -471,7 +478,7 @@ class SourceReader:
             .limit(batch_rows)
         )
         if cursor is not None:
-            stmt = stmt.where(self._after(order, cursor))
+            stmt = stmt.where(keyset_after(self.engine.dialect.name, order, cursor))
         return stmt
 
     def rows_for_keys(
@@ -553,9 +560,6 @@ class SourceReader:
             values[i] = fn(values[i])
         return tuple(values)
 
-    def _after(self, order: list[Any], cursor: list[Any]) -> ColumnElement[bool]:
-        return keyset_after(self.engine.dialect.name, order, cursor)
-
     def live_keys_query(self) -> Select[Any]:
         """The key scan: the keys of every live row (in scope, not soft-deleted)."""
         stmt = select(*[self._col(k) for k in self.key]).where(*self.scope)
@@ -602,9 +606,7 @@ class SourceReader:
 
     def checksum(self) -> tuple[int, str]:
         """Row count and order-independent key-hash checksum (mod 2^64) of the live rows."""
-        tally = KeyTally(self.live_key_strings())
-        collections.deque(tally, maxlen=0)  # read through: the tally is the point
-        return tally.checksum()
+        return KeyTally.of(self.live_key_strings())
 
 
 def columns_probe(dialect: str, query: str) -> str:

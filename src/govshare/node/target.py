@@ -3,7 +3,6 @@ delete by key, and the applied sequence number in the same transaction."""
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import decimal
 import itertools
@@ -346,6 +345,7 @@ class TargetWriter:
         self.engine = engine
         self.fast_read = fast_read
         self.native: native.NativeReader | None = None
+        self._keys_not_native = False  # the table, once found unfit for the native scan
         self.task_id = task_id
         self.table_name: str = config["table"]
         self.mapping: dict[str, str] = dict(config.get("mapping") or {})
@@ -649,9 +649,7 @@ class TargetWriter:
         reader = self._native_keys(keys)
         if reader is not None:
             pages = paged_key_strings(reader, select(*keys), keys, KEY_PAGE_ROWS, self._fetch)
-            tally = KeyTally(itertools.chain.from_iterable(pages))
-            collections.deque(tally, maxlen=0)  # read through: the tally is the point
-            return tally.checksum()
+            return KeyTally.of(itertools.chain.from_iterable(pages))
         raw = plain_results(self.engine, keys)
         with self.engine.connect() as conn:
             return keyset_checksum(
@@ -666,7 +664,7 @@ class TargetWriter:
         own, and the Python path reads SQLite about as fast."""
         if not self.fast_read or self.engine.dialect.name == "sqlite" or not native.available():
             return None
-        if self.native is None:
+        if self.native is None and not self._keys_not_native:
             assert self.table is not None
             primary = [c.name for c in self.table.primary_key.columns]
             url = native.native_url(self.engine)
@@ -675,6 +673,7 @@ class TargetWriter:
                 or primary != [k.name for k in keys]
                 or not native.eligible(keys, keys, dialect=self.engine.dialect.name)
             ):
+                self._keys_not_native = True
                 return None
             self.native = native.NativeReader(url, self.engine)
         return self.native
