@@ -272,8 +272,7 @@ def create_app(settings: Settings) -> FastAPI:
         from govshare.sharing.feed import sharing_worker
 
         with session_scope(app.state.session_factory) as session:
-            calendar.load_entered(session)
-            calendar.refresh_provisional(session, settings)
+            calendar.reload(session, settings)
         imports.recover(app.state.session_factory)
         monitor = Monitor(settings, app.state.session_factory)
         monitor.start()

@@ -73,9 +73,11 @@ def _schedule(row: WorkingCalendarYear) -> YearSchedule:
     )
 
 
-# Held while reading the entered years and installing them, so that a monitor tick's
-# reload cannot install what it read before an entry's commit after the entry's own
-# reload from after the commit; and while an entry installs and recounts.
+# One turn at the process's calendar: reading the entered years and installing them;
+# an entry or withdrawal, from its first write to its recount; a tick's reload with the
+# recount of provisional deadlines. So a tick cannot install what it read before an
+# entry's commit over the entry's reload after it, nor recount on a year installed by
+# an entry not yet committed.
 _loading = threading.RLock()
 
 
@@ -87,6 +89,15 @@ def load_entered(session: Session) -> None:
             [_schedule(row) for row in session.scalars(select(WorkingCalendarYear))],
             source=str(session.get_bind().engine.url),
         )
+
+
+def reload(session: Session, settings: Settings) -> int:
+    """Install the entered years and recount the provisional deadlines on them (at
+    start-up and on each monitor tick: a year entered in another hub process, a new
+    file or package); returns how many deadlines changed."""
+    with _loading:
+        load_entered(session)
+        return refresh_provisional(session, settings)
 
 
 def _reload_when_settled(session: Session) -> None:
@@ -138,25 +149,27 @@ def enter_year(
         schedule = workdays.parse_schedule(year, holidays, workdays_)
     except ScheduleInvalid as exc:
         raise InvalidSchedule(f"{year} 年节假日安排有误", details=list(exc.problems)) from None
-    row = session.get(WorkingCalendarYear, year)
-    before = None if row is None else {"holidays": row.holidays, "workdays": row.workdays}
-    if row is None:
-        row = WorkingCalendarYear(year=year)
-        session.add(row)
-    row.holidays = sorted(d.isoformat() for d in schedule.holidays)
-    row.workdays = sorted(d.isoformat() for d in schedule.workdays)
-    row.entered_by = principal.name
-    session.flush()
-    audit.record(
-        session,
-        principal.actor,
-        "sharing.calendar.enter",
-        object_type="working_calendar_year",
-        object_id=year,
-        before=before,
-        after={"holidays": row.holidays, "workdays": row.workdays},
-    )
-    with _loading:  # no tick installs the years without this one while it recounts
+    # The turn is taken before the first write: a tick holding it may be waiting for
+    # the database's write lock, which this transaction would otherwise hold.
+    with _loading:
+        row = session.get(WorkingCalendarYear, year)
+        before = None if row is None else {"holidays": row.holidays, "workdays": row.workdays}
+        if row is None:
+            row = WorkingCalendarYear(year=year)
+            session.add(row)
+        row.holidays = sorted(d.isoformat() for d in schedule.holidays)
+        row.workdays = sorted(d.isoformat() for d in schedule.workdays)
+        row.entered_by = principal.name
+        session.flush()
+        audit.record(
+            session,
+            principal.actor,
+            "sharing.calendar.enter",
+            object_type="working_calendar_year",
+            object_id=year,
+            before=before,
+            after={"holidays": row.holidays, "workdays": row.workdays},
+        )
         load_entered(session)
         _reload_when_settled(session)
         return row, refresh_deadlines_in(session, settings, principal, year)
@@ -165,20 +178,20 @@ def enter_year(
 def remove_year(session: Session, settings: Settings, principal: Principal, year: int) -> int:
     """Withdraw an entered year (the file, the package or the estimate applies again).
     Returns how many deadlines were recounted."""
-    row = session.get(WorkingCalendarYear, year)
-    if row is None:
-        raise ScheduleNotFound(f"{year} 年没有在控制台录入的节假日安排")
-    audit.record(
-        session,
-        principal.actor,
-        "sharing.calendar.remove",
-        object_type="working_calendar_year",
-        object_id=year,
-        before={"holidays": row.holidays, "workdays": row.workdays},
-    )
-    session.delete(row)
-    session.flush()
     with _loading:
+        row = session.get(WorkingCalendarYear, year)
+        if row is None:
+            raise ScheduleNotFound(f"{year} 年没有在控制台录入的节假日安排")
+        audit.record(
+            session,
+            principal.actor,
+            "sharing.calendar.remove",
+            object_type="working_calendar_year",
+            object_id=year,
+            before={"holidays": row.holidays, "workdays": row.workdays},
+        )
+        session.delete(row)
+        session.flush()
         load_entered(session)
         _reload_when_settled(session)
         # Deadlines counted on the withdrawn schedule are recounted on what applies now.

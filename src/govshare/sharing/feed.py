@@ -104,8 +104,7 @@ class Feeder:
             with session_scope(self.factory) as session:
                 # A year entered in another hub process, or a new file or package,
                 # reaches this one and its provisional deadlines here.
-                calendar.load_entered(session)
-                calendar.refresh_provisional(session, self.settings)
+                calendar.reload(session, self.settings)
                 objections.alert_overdue(session, self.settings)
                 objections.seal_kept_in_clear(session, self.settings)
                 service.alert_overdue_applications(session, self.settings, china_today())
