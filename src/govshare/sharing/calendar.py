@@ -112,7 +112,7 @@ def _reload_when_settled(session: Session) -> None:
     engine = session.get_bind().engine
     settled = False
 
-    def reload(_: Session, transaction: SessionTransaction) -> None:
+    def settle(_: Session, transaction: SessionTransaction) -> None:
         nonlocal settled
         if settled or transaction.parent is not None:  # a savepoint's end settles nothing
             return
@@ -120,7 +120,17 @@ def _reload_when_settled(session: Session) -> None:
         with Session(engine) as fresh:
             load_entered(fresh)
 
-    orm_event.listen(session, "after_transaction_end", reload)
+    orm_event.listen(session, "after_transaction_end", settle)
+
+
+def _install_and_recount(
+    session: Session, settings: Settings, principal: Principal, year: int
+) -> int:
+    """After ``year``'s schedule changed in ``session``: the calendar as this transaction
+    sees it, read again once it ends, and the deadlines it touches recounted on it."""
+    load_entered(session)
+    _reload_when_settled(session)
+    return refresh_deadlines_in(session, settings, principal, year)
 
 
 def entered_year(session: Session, year: int) -> WorkingCalendarYear | None:
@@ -170,9 +180,7 @@ def enter_year(
             before=before,
             after={"holidays": row.holidays, "workdays": row.workdays},
         )
-        load_entered(session)
-        _reload_when_settled(session)
-        return row, refresh_deadlines_in(session, settings, principal, year)
+        return row, _install_and_recount(session, settings, principal, year)
 
 
 def remove_year(session: Session, settings: Settings, principal: Principal, year: int) -> int:
@@ -192,10 +200,8 @@ def remove_year(session: Session, settings: Settings, principal: Principal, year
         )
         session.delete(row)
         session.flush()
-        load_entered(session)
-        _reload_when_settled(session)
         # Deadlines counted on the withdrawn schedule are recounted on what applies now.
-        return refresh_deadlines_in(session, settings, principal, year)
+        return _install_and_recount(session, settings, principal, year)
 
 
 # -- recounting deadlines ------------------------------------------------------------------
