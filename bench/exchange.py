@@ -34,13 +34,21 @@ Measured, in order:
   25 %, 50 %, 75 % and 100 % of the rows had arrived; by default a 200,000-row run
   comes first and the peaks of the two sizes are compared, to show memory stays flat
   as the table grows;
+* the reconciliation (桥接核对): the bench asks the hub for it as soon as the first rows
+  have arrived, as the hub's monitor would for a task started during the day (the
+  monitor itself is kept quiet, so that it lands at the same point in every run). The
+  provider answers once it has caught up, with a scan of every source key, inside the
+  full load's time; the subscriber checksums its keys once it has applied that package.
+  The bench waits for the outcome, which must be ``match``, and prints the seconds from
+  asking to completion. ``--reconcile after`` asks for it once the load is verified
+  instead, to time the load without it;
 * an incremental batch: 10,000 rows updated (new version) after the full load, timed
   until all 10,000 changes are visible in the target; then the target is checked
   against the source once more.
 
 The last line of output is machine-readable (figures of the largest run)::
 
-    engine=… rows_per_s=… raw_rows_per_s=… ratio=… max_rss_mb=… incr_10k_s=…
+    engine=… rows_per_s=… raw_rows_per_s=… ratio=… max_rss_mb=… incr_10k_s=… reconcile_s=…
 
 Usage: ``.venv/bin/python bench/exchange.py`` (1,000,000 rows after 200,000; about a
 minute), ``--rows 200000`` for one quicker run, ``--engine postgresql`` or ``--engine
@@ -733,6 +741,7 @@ class Result:
     cpu: dict[str, float]
     rss_by_progress: dict[str, list[float]]
     incr_s: float
+    reconcile_s: float
 
     @property
     def rows_per_s(self) -> float:
@@ -762,6 +771,7 @@ def run(
     interval: float,
     profile: Path | None = None,
     seal_stores: bool = True,
+    reconcile: str = "during",
 ) -> Result:
     """One measurement on a fresh engine (a database server is started and stopped)."""
     engine = ENGINES[engine_name](work)
@@ -775,6 +785,7 @@ def run(
             interval=interval,
             profile=profile,
             seal_stores=seal_stores,
+            reconcile=reconcile,
         )
     finally:
         engine.stop()
@@ -789,6 +800,7 @@ def measure(
     interval: float,
     profile: Path | None,
     seal_stores: bool,
+    reconcile: str,
 ) -> Result:
     started = time.perf_counter()
     size = engine.build_source(rows)
@@ -821,35 +833,40 @@ def measure(
             "schedule": {"interval_seconds": interval},
         },
         items=items,
-        # The hub's own monitor interval (setup_hub shortens it for the tests): its first
-        # tick asks for the day's reconciliation, which the provider answers mid-load.
-        extra_env={"GOVSHARE_MONITOR_INTERVAL_SECONDS": "10"},
+        # No monitor tick during the run (setup_hub shortens the interval for the tests):
+        # its day's reconciliation came at a random moment, in the load or after it. The
+        # bench asks for the reconciliation itself, at a fixed point (``measure``).
+        extra_env={"GOVSHARE_MONITOR_INTERVAL_SECONDS": "3600"},
         seal_stores=seal_stores,
     )
     if profile is not None:
         profiled(env, profile)
     poll = Target(engine)
+    api: httpx.Client | None = None
     provider_task = env.task_ids["provider"]
     try:
         env.procs["hub"].start()
         env.wait_healthy()
-        with env.api() as api:
-            # The nodes start (interpreter, registration, first heartbeat) with the
-            # provider task stopped; the clock starts when the task is started.
-            api.post(f"/api/v1/exchange/tasks/{provider_task}/stop").raise_for_status()
-            launched = time.perf_counter()
-            env.procs["provider"].start()
-            env.procs["consumer"].start()
-            ids = pids(env, profiled=profile is not None)
-            wait_nodes_ready(env, api)
-            cpu_before = {name: tree_cpu(pid) for name, pid in ids.items()}
-            server_before = engine.server_cpu()
-            t0 = time.perf_counter()
-            api.post(f"/api/v1/exchange/tasks/{provider_task}/start").raise_for_status()
+        # One client for the whole run: each sign-in costs the hub a password hash's
+        # memory, which would show in its peak if it came during the load.
+        api = env.api()
+        # The nodes start (interpreter, registration, first heartbeat) with the
+        # provider task stopped; the clock starts when the task is started.
+        api.post(f"/api/v1/exchange/tasks/{provider_task}/stop").raise_for_status()
+        launched = time.perf_counter()
+        env.procs["provider"].start()
+        env.procs["consumer"].start()
+        ids = pids(env, profiled=profile is not None)
+        wait_nodes_ready(env, api)
+        cpu_before = {name: tree_cpu(pid) for name, pid in ids.items()}
+        server_before = engine.server_cpu()
+        t0 = time.perf_counter()
+        api.post(f"/api/v1/exchange/tasks/{provider_task}/start").raise_for_status()
         print(f"节点进程启动并就绪: {t0 - launched:.2f} s", flush=True)
         marks = [rows * q // 4 for q in (1, 2, 3, 4)]
         rss_by_progress: dict[str, list[float]] = {name: [] for name in ids}
         first_row_s = 0.0
+        reconciling: tuple[set[int], float] | None = None
         last_report = t0
         expected = (rows, rows * (rows + 1) // 2)  # row count, sum of versions
         while True:
@@ -858,6 +875,10 @@ def measure(
             now = time.perf_counter()
             if n and not first_row_s:
                 first_row_s = now - t0
+                if reconcile == "during":
+                    # As the hub's first tick would for a task started during the day: the
+                    # provider catches up, then scans every key, while the load goes on.
+                    reconciling = request_reconciliation(api, provider_task)
             while marks and n >= marks[0]:
                 marks.pop(0)
                 for name, pid in ids.items():
@@ -882,6 +903,11 @@ def measure(
             flush=True,
         )
         verify(engine, source_sum, "全量")
+        if reconciling is None:
+            reconciling = request_reconciliation(api, provider_task)
+        reconcile_s = await_reconciliation(env, api, provider_task, *reconciling)
+        when = "全量中" if reconcile == "during" else "全量后"
+        print(f"核对 ({when}发起): 一致, 发起后 {reconcile_s:.2f} s 完成", flush=True)
 
         incr_s, commit_s = incremental(env, engine, poll, rows)
         print(
@@ -898,6 +924,8 @@ def measure(
                 hwm[f"{name}-helpers"] = max(helpers)
     finally:
         poll.close()
+        if api is not None:
+            api.close()
         if profile is not None:  # end the profiled processes so py-spy writes its file
             for proc in env.procs.values():
                 if proc.popen is not None and proc.alive():
@@ -907,7 +935,47 @@ def measure(
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         proc.popen.wait(timeout=30)
         env.stop_all()
-    return Result(engine.name, rows, load_s, first_row_s, raw_s, hwm, cpu, rss_by_progress, incr_s)
+    return Result(
+        engine.name,
+        rows,
+        load_s,
+        first_row_s,
+        raw_s,
+        hwm,
+        cpu,
+        rss_by_progress,
+        incr_s,
+        reconcile_s,
+    )
+
+
+def request_reconciliation(api: httpx.Client, provider_task: int) -> tuple[set[int], float]:
+    """Ask the hub to reconcile the provider task with its subscriber (桥接核对); the
+    reconciliations' ids and when they were asked for."""
+    asked = api.post(f"/api/v1/exchange/tasks/{provider_task}/reconcile").raise_for_status()
+    return {int(r["id"]) for r in asked.json()}, time.perf_counter()
+
+
+def await_reconciliation(
+    env: HubEnv, api: httpx.Client, provider_task: int, ids: set[int], asked: float
+) -> float:
+    """Seconds from asking until the reconciliations ``ids`` completed; each must match."""
+    while True:
+        check_alive(env)
+        listed = api.get(
+            "/api/v1/exchange/reconciliations", params={"task_id": provider_task}
+        ).raise_for_status()
+        ours = [r for r in listed.json() if r["id"] in ids]
+        if len(ours) == len(ids) and all(r["outcome"] != "pending" for r in ours):
+            break
+        if time.perf_counter() - asked > 600:
+            raise SystemExit("the reconciliation did not complete within 10 minutes")
+        time.sleep(0.1)
+    done = time.perf_counter() - asked
+    failed = [f"#{r['id']} {r['outcome']}: {r['detail']}" for r in ours if r["outcome"] != "match"]
+    if failed:
+        raise SystemExit(f"reconciliation after the full load: {'; '.join(failed)}")
+    return done
 
 
 def verify(engine: Engine, source_sum: tuple[int, int], when: str) -> None:
@@ -995,6 +1063,14 @@ def main(argv: list[str] | None = None) -> None:
         help="run the nodes without a secret (local stores not sealed at rest), to measure "
         "what sealing costs",
     )
+    parser.add_argument(
+        "--reconcile",
+        choices=["during", "after"],
+        default="during",
+        help="when the bench asks for the reconciliation (桥接核对): once the first rows "
+        "have arrived, so that its scans run inside the full load (the default, as for a "
+        "task started during the day), or after the load, to time the load alone",
+    )
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
     parser.add_argument(
         "--profile", type=Path, help="run the processes under py-spy; stacks go to this directory"
@@ -1020,6 +1096,7 @@ def main(argv: list[str] | None = None) -> None:
                 interval=args.interval,
                 profile=args.profile / f"rows-{rows}" if args.profile else None,
                 seal_stores=not args.unsealed_stores,
+                reconcile=args.reconcile,
             )
         finally:
             if not args.keep:
@@ -1036,7 +1113,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"engine={r.engine} rows_per_s={r.rows_per_s:.0f} raw_rows_per_s={r.raw_rows_per_s:.0f} "
         f"ratio={r.rows_per_s / r.raw_rows_per_s:.3f} max_rss_mb={max(r.hwm.values()):.0f} "
-        f"incr_10k_s={r.incr_s:.2f}"
+        f"incr_10k_s={r.incr_s:.2f} reconcile_s={r.reconcile_s:.2f}"
     )
 
 
