@@ -249,6 +249,46 @@ def test_a_grants_rows_and_masks_come_natively_as_the_python_path_gives_them(
         engine.dispose()
 
 
+@pytest.mark.parametrize(
+    ("prefix", "count"),
+    [
+        ("第1", 100),  # 第1条…, 第10条…, 第100条… (not every ninth: no note), 第1_条
+        ("第1_", 1),  # "_" is the character itself, not LIKE's any one character
+    ],
+)
+def test_a_grants_prefix_filter_comes_natively_as_the_python_path_gives_it(
+    source: tuple[str, str], prefix: str, count: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A prefix filter (a district's division code, say) is read natively: its ``LIKE``
+    pattern's ``%`` came out doubled for the server's driver, which sent every page of
+    such a grant's task the Python way."""
+    server, url = source
+    _create(url, server, 500)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO person (id, version, note) VALUES (9999, 1, '第1_条')"))
+    scoped = {"row_filter": [{"column": "note", "op": "prefix", "value": prefix}]}
+    try:
+        fast = SourceReader(engine, {**CONFIG, **scoped})
+        slow = SourceReader(engine, {**CONFIG, **scoped}, fast_read=False)
+        assert fast.native is not None
+        pages = pages_read(fast.native, monkeypatch)
+        native_packages = _packages(fast, 50)
+        python_packages = _packages(slow, 50)
+        assert pages
+        assert all(pages)  # every page came through connectorx
+        assert [t.to_pylist() for t, _ in native_packages] == [
+            t.to_pylist() for t, _ in python_packages
+        ]
+        notes = [r["note"] for t, _ in native_packages for r in t.to_pylist()]
+        assert len(notes) == count
+        assert all(n.startswith(prefix) for n in notes)
+        assert sorted(fast.live_key_strings()) == sorted(slow.live_key_strings())
+        assert all(pages)  # the key scan's pages too
+    finally:
+        engine.dispose()
+
+
 def test_a_grants_list_filter_reaches_the_python_paths_key_scan(source: tuple[str, str]) -> None:
     """The key scan of a task made for a grant with an ``in`` row filter, the Python
     way (psycopg's server-side cursor, PyMySQL's unbuffered one): it failed with the

@@ -111,6 +111,35 @@ def test_the_native_read_packages_what_the_python_path_packages(tmp_path: Path) 
         fast.close()
 
 
+@pytest.mark.parametrize(("prefix", "count"), [("第1", 100), ("第1_", 1)])
+def test_a_grants_prefix_filter_comes_natively_as_the_python_path_gives_it(
+    tmp_path: Path, prefix: str, count: int
+) -> None:
+    """A prefix filter's ``LIKE`` pattern, with its ``%`` and escaped ``_``, reaches the
+    reading process; the same rows come as the Python path reads them."""
+    url = _source(tmp_path / "biz.db", 500)
+    con = sqlite3.connect(tmp_path / "biz.db")
+    with con:  # "_" the character: LIKE's any-one-character would match 第10条… too
+        con.execute("INSERT INTO person (id, version, note) VALUES (9999, 1, '第1_条')")
+    con.close()
+    scoped = {**CONFIG, "row_filter": [{"column": "note", "op": "prefix", "value": prefix}]}
+    fast = SourceReader(make_engine(url), scoped)
+    slow = SourceReader(make_engine(url), scoped, fast_read=False)
+    try:
+        _ready(fast)
+        native_packages = _packages(fast, 50)
+        python_packages = _packages(slow, 50)
+        assert all(how for _, _, how in native_packages)
+        assert [t.to_pylist() for t, _, _ in native_packages] == [
+            t.to_pylist() for t, _, _ in python_packages
+        ]
+        notes = [r["note"] for t, _, _ in native_packages for r in t.to_pylist()]
+        assert len(notes) == count
+        assert all(n.startswith(prefix) for n in notes)
+    finally:
+        fast.close()
+
+
 def test_a_key_scan_reads_through_the_reading_process_once_it_is_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

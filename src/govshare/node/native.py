@@ -210,8 +210,12 @@ class NativeReader:
         if cursor is not None and any(type(v) is not int for v in cursor):
             return None  # only integers go into the SQL as literals
         sql = str(stmt.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True}))
-        if "%" in sql:
-            return None  # PyMySQL's dialect doubles % for its parameters; connectorx would not
+        if self.engine.dialect.paramstyle in ("format", "pyformat"):
+            # Compiled for a driver that reads % as a parameter's mark (PyMySQL, psycopg),
+            # every % came out doubled, a prefix filter's LIKE pattern among them;
+            # connectorx sends the text as it is. (Values with a % of their own never get
+            # here: see ``source._plain_filter_values``.)
+            sql = sql.replace("%%", "%")
         return sql
 
     def _as_python_path_would(self, table: pa.Table) -> pa.Table | None:
