@@ -43,7 +43,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ColumnElement, Select
 
 from govshare.node import native
-from govshare.rules.masking import mask
+from govshare.rules.masking import MaskingRule, mask, mask_column
 
 log = structlog.get_logger()
 
@@ -361,8 +361,8 @@ class SourceReader:
             _condition(self._col(c["column"]), c["op"], c["value"], engine.dialect.name)
             for c in config.get("row_filter") or []
         ]
-        self.masks: list[tuple[int, Callable[[Any], Any]]] = [
-            (self.columns.index(name), functools.partial(mask, rule))
+        self.masks: list[tuple[int, MaskingRule, Callable[[Any], Any]]] = [
+            (self.columns.index(name), MaskingRule(rule), functools.partial(mask, rule))
             for name, rule in (config.get("masking") or {}).items()
         ]
         self.cursor_column: str | None = (
@@ -446,11 +446,15 @@ class SourceReader:
 
     def _masked_table(self, table: pa.Table) -> pa.Table:
         """A native page with the grant's masks applied, column by column: the values
-        and the Arrow types the Python path's masked rows give."""
-        for i, fn in self.masks:
+        and the Arrow types the Python path's masked rows give (in Arrow's kernels where
+        ``mask_column`` can, else value by value)."""
+        for i, rule, fn in self.masks:
             name = self.columns[i]
-            masked = [fn(v) for v in table.column(name).to_pylist()]
-            table = table.set_column(table.schema.get_field_index(name), name, pa.array(masked))
+            column = table.column(name).combine_chunks()
+            masked = mask_column(rule, column)
+            if masked is None:
+                masked = pa.array([fn(v) for v in column.to_pylist()])
+            table = table.set_column(table.schema.get_field_index(name), name, masked)
         return table
 
     def batch_column(self, rows: list[tuple[Any, ...]] | pa.Table, name: str) -> list[Any]:
@@ -556,7 +560,7 @@ class SourceReader:
 
     def _masked(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
         values = list(row)
-        for i, fn in self.masks:
+        for i, _, fn in self.masks:
             values[i] = fn(values[i])
         return tuple(values)
 
