@@ -147,18 +147,18 @@ def row_masker(
     return apply
 
 
-# An ID column of more lengths than this is masked value by value (each length is one
-# pass over the column).
+# An ID or phone column of more lengths than this is masked value by value (each length
+# is one pass over the column).
 _LENGTHS_AT_ONCE = 16
 
 
 def mask_column(rule: MaskingRule, values: pa.Array) -> pa.Array | None:
     """``mask`` over a whole Arrow column, in Arrow's kernels: what
     ``pa.array([mask(rule, v) for v in values.to_pylist()])`` gives, values and type, or
-    None where only that per-value way gives it — 电话号码 (Python's own idea of the blanks
-    to strip), values that are not text (their text is Python's ``str``) except under
-    完全遮蔽, a column of NULLs only, and 证件号码 of many different lengths. Lengths are
-    counted in characters (code points), as Python counts them."""
+    None where only that per-value way gives it — values that are not text (their text is
+    Python's ``str``) except under 完全遮蔽, a column of NULLs only, and 证件号码 or 电话号码
+    of many different lengths. Lengths are counted in characters (code points), as
+    Python counts them."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -166,8 +166,12 @@ def mask_column(rule: MaskingRule, values: pa.Array) -> pa.Array | None:
         return None
     if rule is MaskingRule.HIDE:
         return pc.if_else(pc.is_valid(values), pa.scalar(STARS), pa.scalar(None, pa.string()))
-    if not pa.types.is_string(values.type) or rule is MaskingRule.PHONE:
+    if not pa.types.is_string(values.type):
         return None
+    if rule is MaskingRule.PHONE:
+        # The same characters as ``str.strip`` (checked over every code point, and by
+        # tests/rules/test_masking.py with the separators U+001C–U+001F among them).
+        values = pc.utf8_trim_whitespace(values)
     length = pc.utf8_length(values)
     if rule is MaskingRule.NAME:
         stars = pc.binary_repeat(pa.scalar("*"), pc.max_element_wise(pc.subtract(length, 1), 0))
@@ -176,14 +180,17 @@ def mask_column(rule: MaskingRule, values: pa.Array) -> pa.Array | None:
     if rule is MaskingRule.ADDRESS:
         head = pc.binary_join_element_wise(pc.utf8_slice_codeunits(values, 0, 6), STARS, "")
         return pc.if_else(pc.greater(length, 6), head, pa.scalar(STARS))
-    # 证件号码: which characters stay depends on the length, so each length present (an ID
-    # column has one or two) is masked in one pass with its own number of stars.
+    # 证件号码 and 电话号码: which characters stay depends on the length, so each length
+    # present (a column has one or a few) is masked in one pass with its own stars.
     lengths = pc.unique(length).drop_null().to_pylist()
     if len(lengths) > _LENGTHS_AT_ONCE:
         return None
     out = pa.nulls(len(values), pa.string())
     for n in lengths:
-        head, tail = (6, 4) if n >= 15 else (1, 1)
+        if rule is MaskingRule.PHONE:
+            head, tail = (3, 4) if n == 11 else (3, 2)
+        else:
+            head, tail = (6, 4) if n >= 15 else (1, 1)
         if n <= head + tail:
             kept: pa.Array | pa.Scalar = pa.scalar("*" * n)
         else:
