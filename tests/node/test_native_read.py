@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DataError
 from sqlalchemy.pool import NullPool
 
@@ -212,6 +212,17 @@ GRANTED = {
 }
 
 
+def _granted_readers(
+    engine: Engine, grant: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> tuple[SourceReader, SourceReader, list[bool]]:
+    """Readers of a task made for ``grant``, native and the Python way, and the list of
+    the native one's pages (True: read natively)."""
+    fast = SourceReader(engine, {**CONFIG, **grant})
+    slow = SourceReader(engine, {**CONFIG, **grant}, fast_read=False)
+    assert fast.native is not None
+    return fast, slow, pages_read(fast.native, monkeypatch)
+
+
 def test_a_grants_rows_and_masks_come_natively_as_the_python_path_gives_them(
     source: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -220,10 +231,7 @@ def test_a_grants_rows_and_masks_come_natively_as_the_python_path_gives_them(
     monkeypatch.setattr(source_module, "KEY_PAGE_ROWS", 100)
     engine = make_engine(url)
     try:
-        fast = SourceReader(engine, {**CONFIG, **GRANTED})
-        slow = SourceReader(engine, {**CONFIG, **GRANTED}, fast_read=False)
-        assert fast.native is not None
-        pages = pages_read(fast.native, monkeypatch)
+        fast, slow, pages = _granted_readers(engine, GRANTED, monkeypatch)
         native_packages = _packages(fast, 50)
         python_packages = _packages(slow, 50)
         assert pages
@@ -269,10 +277,7 @@ def test_a_grants_prefix_filter_comes_natively_as_the_python_path_gives_it(
         conn.execute(text("INSERT INTO person (id, version, note) VALUES (9999, 1, '第1_条')"))
     scoped = {"row_filter": [{"column": "note", "op": "prefix", "value": prefix}]}
     try:
-        fast = SourceReader(engine, {**CONFIG, **scoped})
-        slow = SourceReader(engine, {**CONFIG, **scoped}, fast_read=False)
-        assert fast.native is not None
-        pages = pages_read(fast.native, monkeypatch)
+        fast, slow, pages = _granted_readers(engine, scoped, monkeypatch)
         native_packages = _packages(fast, 50)
         python_packages = _packages(slow, 50)
         assert pages
