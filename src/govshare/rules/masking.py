@@ -47,15 +47,26 @@ def _keep(value: str, head: int, tail: int) -> str:
     return value[:head] + "*" * (len(value) - head - tail) + (value[-tail:] if tail else "")
 
 
+def _id_number_ends(length: int) -> tuple[int, int]:
+    """How many characters of an ID number stay at its head and tail: a card's region and
+    check digits (15 or 18 characters), else one at each end."""
+    return (6, 4) if length >= 15 else (1, 1)
+
+
+def _phone_ends(length: int) -> tuple[int, int]:
+    """A mobile number's first three and last four; other numbers' three and two."""
+    return (3, 4) if length == 11 else (3, 2)
+
+
 def mask_id_number(value: str) -> str:
     """370202********1234: the region and the check digits stay, the birth date goes."""
-    return _keep(value, 6, 4) if len(value) >= 15 else _keep(value, 1, 1)
+    return _keep(value, *_id_number_ends(len(value)))
 
 
 def mask_phone(value: str) -> str:
     """138****5678 for mobiles; other numbers keep their first three and last two."""
     digits = value.strip()
-    return _keep(digits, 3, 4) if len(digits) == 11 else _keep(digits, 3, 2)
+    return _keep(digits, *_phone_ends(len(digits)))
 
 
 def mask_name(value: str) -> str:
@@ -185,12 +196,10 @@ def mask_column(rule: MaskingRule, values: pa.Array) -> pa.Array | None:
     lengths = pc.unique(length).drop_null().to_pylist()
     if len(lengths) > _LENGTHS_AT_ONCE:
         return None
+    ends = _phone_ends if rule is MaskingRule.PHONE else _id_number_ends
     out = pa.nulls(len(values), pa.string())
     for n in lengths:
-        if rule is MaskingRule.PHONE:
-            head, tail = (3, 4) if n == 11 else (3, 2)
-        else:
-            head, tail = (6, 4) if n >= 15 else (1, 1)
+        head, tail = ends(n)
         if n <= head + tail:
             kept: pa.Array | pa.Scalar = pa.scalar("*" * n)
         else:
